@@ -1,0 +1,1 @@
+//! JsonPath in the Jayway 2.10 dialect.

@@ -1,0 +1,1 @@
+//! The Provisioning Completed event model.

@@ -1,0 +1,3 @@
+//! One module per subcommand; each exposes an `Args` struct and `run(args) -> anyhow::Result<ExitCode>`.
+
+pub mod validate;

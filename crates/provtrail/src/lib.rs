@@ -1,0 +1,1 @@
+//! provtrail: the application.
