@@ -1,0 +1,37 @@
+//! Shared measuring helpers: a time-boxed throughput loop and JSON-lines output.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Runs `op` repeatedly for about `budget` (after a short warm-up) and returns operations per second.
+///
+/// The loop checks the clock only every `batch` calls so that timing overhead stays out of the figure
+/// for very fast operations.
+pub fn throughput<T>(budget: Duration, mut op: impl FnMut() -> T) -> f64 {
+    let warm_up = budget / 10;
+    let start = Instant::now();
+    while start.elapsed() < warm_up {
+        black_box(op());
+    }
+    let mut batch: u64 = 1;
+    let mut done: u64 = 0;
+    let start = Instant::now();
+    loop {
+        for _ in 0..batch {
+            black_box(op());
+        }
+        done += batch;
+        let elapsed = start.elapsed();
+        if elapsed >= budget {
+            return done as f64 / elapsed.as_secs_f64();
+        }
+        if elapsed < budget / 100 {
+            batch = batch.saturating_mul(2);
+        }
+    }
+}
+
+/// Prints one figure as a JSON line on standard output.
+pub fn emit(figure: serde_json::Value) {
+    println!("{figure}");
+}
