@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod measure;
+mod model;
 
 #[derive(Debug, Parser)]
 #[command(name = "provtrail-bench", version, about)]
@@ -15,11 +16,16 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Parse + validate and serialize throughput of the event model, with baselines.
+    Model(model::ModelArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome: anyhow::Result<()> = match cli.command {};
+    let outcome = match cli.command {
+        Command::Model(args) => model::run(args),
+    };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

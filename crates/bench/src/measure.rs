@@ -35,3 +35,10 @@ pub fn throughput<T>(budget: Duration, mut op: impl FnMut() -> T) -> f64 {
 pub fn emit(figure: serde_json::Value) {
     println!("{figure}");
 }
+
+/// The file name of a payload, for the `payload` field of figures.
+pub fn payload_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,341 @@
+//! What validation reports: [`Issue`]s with wire-name paths, the [`Mode`] that decides which of
+//! them are errors, and the [`Error`] of the convenience constructors.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::ProvisioningCompleted;
+
+/// How strictly a document is held to the published schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// The default, used for ingestion: what ISC is known to send beyond the published schema
+    /// (unknown fields, unknown enum and `accountOperation` values, multi-valued `attributeValue`,
+    /// `null` in `accountId`) is accepted and reported as a warning.
+    #[default]
+    Lenient,
+    /// Exactly the published schema: each of the lenient cases above is an error. The `_metadata`
+    /// envelope is still allowed.
+    Strict,
+}
+
+/// Limits that protect the decoder from hostile documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted document, in bytes.
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of arrays and objects, counting the root object as depth 1.
+    /// The schema itself needs 4; the rest is room for unknown fields.
+    pub max_depth: usize,
+}
+
+impl Limits {
+    /// 1 MiB, the size ISC's transport implies, and 64 levels of nesting.
+    pub const DEFAULT: Limits = Limits {
+        max_bytes: 1024 * 1024,
+        max_depth: 64,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// Options of [`crate::validate_slice`] and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Lenient (default) or strict.
+    pub mode: Mode,
+    /// Size and nesting limits.
+    pub limits: Limits,
+}
+
+impl Options {
+    /// Lenient validation with default limits.
+    pub fn lenient() -> Self {
+        Options::default()
+    }
+
+    /// Strict validation with default limits.
+    pub fn strict() -> Self {
+        Options {
+            mode: Mode::Strict,
+            ..Options::default()
+        }
+    }
+}
+
+/// Whether an issue makes the document invalid in the chosen mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// The document is not a valid event.
+    Error,
+    /// The document is valid, but something in it is outside the published schema.
+    Warning,
+}
+
+/// What kind of problem an [`Issue`] is. The message of the issue says it for people; this is
+/// for programs that want to act on the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IssueKind {
+    /// A required field is not in its object.
+    Missing,
+    /// A required (or non-nullable) field is present with `null`.
+    Null,
+    /// A value has the wrong JSON type.
+    WrongType {
+        /// What the schema wants, e.g. `"a string"`.
+        expected: &'static str,
+    },
+    /// An enum or known-values field holds a value the schema does not list.
+    UnknownValue,
+    /// A key that the schema does not define.
+    UnknownField,
+    /// `attributeValue` holds an array of strings (a multi-valued attribute).
+    MultiValuedAttribute,
+    /// The same key appears twice in one object; which one counts is ambiguous.
+    DuplicateKey,
+    /// Arrays and objects nest deeper than [`Limits::max_depth`].
+    TooDeep,
+    /// The `_metadata` envelope is malformed.
+    Envelope,
+}
+
+/// One problem found in a document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Issue {
+    /// Where, in wire names: `accountRequests[1].attributeRequests[0].operation`; `$` for the root.
+    pub path: String,
+    /// What kind of problem it is.
+    pub kind: IssueKind,
+    /// A sentence for people, naming the offending value where there is one.
+    pub message: String,
+    /// The offending value as JSON text, shortened to about 80 characters; `None` when the field is
+    /// missing.
+    pub value: Option<String>,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The result of validating one document that is JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation<'a> {
+    /// The typed event, when the document has the shape of one (every required field present with
+    /// the right type). In strict mode it can be `Some` while `errors` lists schema extensions.
+    pub event: Option<ProvisioningCompleted<'a>>,
+    /// Problems that make the document invalid in the chosen mode, in document order.
+    pub errors: Vec<Issue>,
+    /// Problems that do not, in document order.
+    pub warnings: Vec<Issue>,
+}
+
+impl<'a> Validation<'a> {
+    /// True when there are no errors (warnings are allowed).
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The event if the document is valid, otherwise every error.
+    pub fn into_result(self) -> Result<ProvisioningCompleted<'a>, Error> {
+        match self.event {
+            Some(event) if self.errors.is_empty() => Ok(event),
+            _ => Err(Error::Invalid(self.errors)),
+        }
+    }
+}
+
+/// Why a document could not be read as JSON at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    /// Larger than [`Limits::max_bytes`].
+    #[error("the document is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the input.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not JSON (bad syntax, invalid UTF-8, trailing data, too deep for the parser).
+    #[error("not JSON: {message} at line {line}, column {column}")]
+    NotJson {
+        /// What the JSON parser said.
+        message: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+    },
+    /// The input is empty or only whitespace.
+    #[error("not JSON: the document is empty")]
+    Empty,
+}
+
+impl SyntaxError {
+    pub(crate) fn from_json(err: &serde_json::Error) -> Self {
+        let full = err.to_string();
+        // serde_json appends " at line L column C"; the position is reported separately.
+        let message = match full.rfind(" at line ") {
+            Some(cut) => full[..cut].to_owned(),
+            None => full,
+        };
+        let message = match message.as_str() {
+            "EOF while parsing a value" if err.line() == 1 && err.column() == 0 => {
+                return SyntaxError::Empty;
+            }
+            "recursion limit exceeded" => {
+                "arrays and objects nest too deeply for the parser (recursion limit exceeded)"
+                    .to_owned()
+            }
+            _ => message,
+        };
+        SyntaxError::NotJson {
+            message,
+            line: err.line(),
+            column: err.column(),
+        }
+    }
+}
+
+/// Why [`ProvisioningCompleted::from_json`] and friends gave no event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The input is not JSON.
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+    /// The input is JSON but not a valid event; every problem is listed.
+    #[error("not a valid Provisioning Completed event: {}", summarize(.0))]
+    Invalid(Vec<Issue>),
+    /// Serializing to JSON failed (only possible through a custom writer that fails).
+    #[error("cannot write JSON: {0}")]
+    Write(String),
+}
+
+fn summarize(issues: &[Issue]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = issues
+        .iter()
+        .take(SHOWN)
+        .map(Issue::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if issues.len() > SHOWN {
+        text.push_str(&format!("; and {} more", issues.len() - SHOWN));
+    }
+    text
+}
+
+/// One step of a path while decoding. Known field names are static, so building the path costs
+/// nothing until an issue needs it rendered.
+#[derive(Debug, Clone)]
+pub(crate) enum Segment {
+    Field(&'static str),
+    Key(String),
+    Index(usize),
+}
+
+pub(crate) fn render_path(segments: &[Segment], last: Option<&Segment>) -> String {
+    let mut path = String::new();
+    for segment in segments.iter().chain(last) {
+        match segment {
+            Segment::Field(name) => push_name(&mut path, name),
+            Segment::Key(name) => push_name(&mut path, name),
+            Segment::Index(index) => {
+                path.push('[');
+                path.push_str(&index.to_string());
+                path.push(']');
+            }
+        }
+    }
+    if path.is_empty() {
+        path.push('$');
+    }
+    path
+}
+
+/// Names that look like identifiers are written `a.b`; anything else as `["a.b"]` (JSON-quoted) so
+/// that the path stays unambiguous.
+fn push_name(path: &mut String, name: &str) {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if plain {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(name);
+    } else {
+        path.push('[');
+        path.push_str(&Value::String(name.to_owned()).to_string());
+        path.push(']');
+    }
+}
+
+/// JSON text of a value, shortened to about `MAX` characters for messages.
+pub(crate) fn shorten(value: &Value) -> String {
+    const MAX: usize = 80;
+    let text = value.to_string();
+    if text.chars().count() <= MAX {
+        return text;
+    }
+    let mut short: String = text.chars().take(MAX).collect();
+    short.push('…');
+    short
+}
+
+/// "a string", "a number", … for messages about what was found.
+pub(crate) fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_use_wire_names_dots_and_indexes() {
+        let segments = [
+            Segment::Field("accountRequests"),
+            Segment::Index(1),
+            Segment::Field("attributeRequests"),
+            Segment::Index(0),
+            Segment::Field("operation"),
+        ];
+        assert_eq!(
+            render_path(&segments, None),
+            "accountRequests[1].attributeRequests[0].operation"
+        );
+        assert_eq!(render_path(&[], None), "$");
+        assert_eq!(render_path(&[], Some(&Segment::Index(3))), "[3]");
+    }
+
+    #[test]
+    fn odd_keys_are_quoted() {
+        let segments = [Segment::Key("a.b c".into()), Segment::Key("x".into())];
+        assert_eq!(render_path(&segments, None), r#"["a.b c"].x"#);
+    }
+
+    #[test]
+    fn long_values_are_shortened() {
+        let long = Value::String("x".repeat(500));
+        let short = shorten(&long);
+        assert!(short.chars().count() <= 81);
+        assert!(short.ends_with('…'));
+    }
+}
