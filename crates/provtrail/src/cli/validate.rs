@@ -1,9 +1,271 @@
+//! `provtrail validate`: checks events against the published schema and says exactly what is wrong.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use provtrail_model::{Issue, Limits, Mode, Options, validate_slice};
+use serde_json::{Value, json};
+
+use super::OutputFormat;
 
 /// Arguments of `provtrail validate`.
 #[derive(Debug, clap::Args)]
-pub struct ValidateArgs {}
+#[command(after_help = "Exit status: 0 when every document is a valid event (warnings allowed), \
+1 when a document is JSON but not a valid event, 2 when a document is not JSON or cannot be read.")]
+pub struct ValidateArgs {
+    /// Files to check (`-` for standard input).
+    #[arg(required = true, value_name = "FILE|-")]
+    files: Vec<PathBuf>,
+    /// Hold documents to exactly the published schema: unknown fields, unknown enum values,
+    /// multi-valued attributes and `accountId: null` become errors.
+    #[arg(long)]
+    strict: bool,
+    /// Read each file as JSON lines: one event per line, reported per line.
+    #[arg(long)]
+    jsonl: bool,
+    /// Output for people (`text`) or one JSON object per document (`json`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// Largest document accepted, in bytes.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_bytes)]
+    max_bytes: usize,
+}
 
-pub fn run(_args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::SUCCESS)
+/// How one document fared; ordered so that the worst decides the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Valid = 0,
+    Invalid = 1,
+    Unreadable = 2,
+}
+
+/// Where a document came from, for the report.
+struct Origin<'a> {
+    file: &'a str,
+    line: Option<usize>,
+}
+
+pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let options = Options {
+        mode: if args.strict {
+            Mode::Strict
+        } else {
+            Mode::Lenient
+        },
+        limits: Limits {
+            max_bytes: args.max_bytes,
+            ..Limits::DEFAULT
+        },
+    };
+    // One document in JSON format prints exactly one object; anything more prints one per line
+    // with its origin.
+    let single = args.files.len() == 1 && !args.jsonl;
+    let mut out = std::io::stdout().lock();
+    let mut worst = Verdict::Valid;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let reader = match open(path) {
+            Ok(reader) => reader,
+            Err(err) => {
+                let origin = Origin {
+                    file: &name,
+                    line: None,
+                };
+                report_unreadable(&mut out, &args, single, &origin, &format!("{err:#}"))?;
+                worst = Verdict::Unreadable;
+                continue;
+            }
+        };
+        let verdict = if args.jsonl {
+            check_lines(&mut out, &args, &options, &name, reader)?
+        } else {
+            check_whole(&mut out, &args, &options, single, &name, reader)?
+        };
+        worst = worst.max(verdict);
+    }
+    Ok(ExitCode::from(worst as u8))
+}
+
+fn open(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::new(file)))
+}
+
+fn check_whole(
+    out: &mut impl Write,
+    args: &ValidateArgs,
+    options: &Options,
+    single: bool,
+    name: &str,
+    reader: Box<dyn BufRead>,
+) -> anyhow::Result<Verdict> {
+    let origin = Origin {
+        file: name,
+        line: None,
+    };
+    // Read one byte past the limit so that an oversized document is reported as such without
+    // reading all of it.
+    let mut bytes = Vec::new();
+    let limit = options.limits.max_bytes as u64 + 1;
+    if let Err(err) = reader.take(limit).read_to_end(&mut bytes) {
+        report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
+        return Ok(Verdict::Unreadable);
+    }
+    check_document(out, args, options, single, &origin, &bytes)
+}
+
+fn check_lines(
+    out: &mut impl Write,
+    args: &ValidateArgs,
+    options: &Options,
+    name: &str,
+    mut reader: Box<dyn BufRead>,
+) -> anyhow::Result<Verdict> {
+    let mut worst = Verdict::Valid;
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        number += 1;
+        let origin = Origin {
+            file: name,
+            line: Some(number),
+        };
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return Ok(worst),
+            Ok(_) => {}
+            Err(err) => {
+                report_unreadable(out, args, false, &origin, &format!("cannot read: {err}"))?;
+                return Ok(Verdict::Unreadable);
+            }
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let verdict = check_document(out, args, options, false, &origin, &line)?;
+        worst = worst.max(verdict);
+    }
+}
+
+fn check_document(
+    out: &mut impl Write,
+    args: &ValidateArgs,
+    options: &Options,
+    single: bool,
+    origin: &Origin<'_>,
+    bytes: &[u8],
+) -> anyhow::Result<Verdict> {
+    let report = match validate_slice(bytes, options) {
+        Ok(report) => report,
+        Err(err) => {
+            report_unreadable(out, args, single, origin, &err.to_string())?;
+            return Ok(Verdict::Unreadable);
+        }
+    };
+    let verdict = if report.is_valid() {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let mut object = json!({
+                "valid": report.is_valid(),
+                "errors": issues_json(&report.errors),
+                "warnings": issues_json(&report.warnings),
+            });
+            if !single {
+                add_origin(&mut object, origin);
+            }
+            writeln!(out, "{object}")?;
+        }
+        OutputFormat::Text => {
+            let status = match (report.is_valid(), report.warnings.len()) {
+                (true, 0) => "valid".to_owned(),
+                (true, n) => format!("valid, {}", plural(n, "warning")),
+                (false, 0) => format!("invalid, {}", plural(report.errors.len(), "error")),
+                (false, n) => format!(
+                    "invalid, {} and {}",
+                    plural(report.errors.len(), "error"),
+                    plural(n, "warning")
+                ),
+            };
+            writeln!(out, "{}: {status}", origin_text(origin))?;
+            for issue in &report.errors {
+                writeln!(out, "  error: {issue}")?;
+            }
+            for issue in &report.warnings {
+                writeln!(out, "  warning: {issue}")?;
+            }
+        }
+    }
+    Ok(verdict)
+}
+
+fn report_unreadable(
+    out: &mut impl Write,
+    args: &ValidateArgs,
+    single: bool,
+    origin: &Origin<'_>,
+    message: &str,
+) -> anyhow::Result<()> {
+    match args.format {
+        OutputFormat::Json => {
+            let mut object = json!({
+                "valid": false,
+                "errors": [{"path": "$", "message": message}],
+                "warnings": [],
+            });
+            if !single {
+                add_origin(&mut object, origin);
+            }
+            writeln!(out, "{object}")?;
+        }
+        OutputFormat::Text => {
+            writeln!(out, "{}: not checked: {message}", origin_text(origin))?;
+        }
+    }
+    Ok(())
+}
+
+fn issues_json(issues: &[Issue]) -> Value {
+    issues
+        .iter()
+        .map(|issue| json!({"path": issue.path, "message": issue.message}))
+        .collect()
+}
+
+fn add_origin(object: &mut Value, origin: &Origin<'_>) {
+    if let Value::Object(map) = object {
+        map.insert("file".to_owned(), json!(origin.file));
+        if let Some(line) = origin.line {
+            map.insert("line".to_owned(), json!(line));
+        }
+    }
+}
+
+fn origin_text(origin: &Origin<'_>) -> String {
+    let file = if origin.file == "-" {
+        "<stdin>"
+    } else {
+        origin.file
+    };
+    match origin.line {
+        Some(line) => format!("{file}:{line}"),
+        None => file.to_owned(),
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
