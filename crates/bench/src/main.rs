@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod filter;
 mod measure;
 
 #[derive(Debug, Parser)]
@@ -15,11 +16,16 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Evaluate a subscription filter on a parsed event, against parsing that event.
+    Filter(filter::FilterBenchArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome: anyhow::Result<()> = match cli.command {};
+    let outcome: anyhow::Result<()> = match cli.command {
+        Command::Filter(args) => filter::run(args),
+    };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
