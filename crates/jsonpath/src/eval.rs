@@ -106,7 +106,7 @@ pub(crate) fn java_class(item: &Item<'_>) -> &'static str {
             Some(Value::Bool(_)) => "java.lang.Boolean",
             Some(Value::String(_)) => "java.lang.String",
             Some(Value::Array(_)) => "net.minidev.json.JSONArray",
-            Some(Value::Object(_)) => "net.minidev.json.JSONObject",
+            Some(Value::Object(_)) => "java.util.LinkedHashMap",
             Some(Value::Number(n)) => {
                 if let Some(i) = n.as_i64() {
                     if i32::try_from(i).is_ok() {
@@ -140,14 +140,83 @@ pub(crate) fn value_java_string(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::String(s) => s.clone(),
-        Value::Number(n) => {
-            if n.is_f64() {
-                java_double_string(n.as_f64().unwrap_or(0.0))
-            } else {
-                n.to_string()
-            }
+        Value::Number(n) => java_number_string(n),
+        // json-smart's lists print as JSON text.
+        Value::Array(_) => {
+            let mut out = String::new();
+            json_smart_text(v, &mut out);
+            out
         }
-        Value::Array(_) | Value::Object(_) => v.to_string(),
+        // Its maps are `LinkedHashMap`s, which print as `{k=v, …}`.
+        Value::Object(m) => {
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", value_java_string(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+fn java_number_string(n: &serde_json::Number) -> String {
+    if n.is_f64() {
+        java_double_string(n.as_f64().unwrap_or(0.0))
+    } else {
+        n.to_string()
+    }
+}
+
+/// json-smart's compact JSON text (it escapes `/` and a few Unicode ranges).
+fn json_smart_text(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&java_number_string(n)),
+        Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '/' => out.push_str("\\/"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20
+                        || (0x7f..=0x9f).contains(&(c as u32))
+                        || (0x2000..=0x20ff).contains(&(c as u32)) =>
+                    {
+                        out.push_str(&format!("\\u{:04X}", c as u32));
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, e) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_smart_text(e, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, e)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_smart_text(&Value::String(k.clone()), out);
+                out.push(':');
+                json_smart_text(e, out);
+            }
+            out.push('}');
+        }
     }
 }
 

@@ -651,13 +651,20 @@ fn finish(root: char, mut tokens: Vec<Token>) -> CompiledPath {
         && matches!(tokens.last(), Some(Token::Function(_)));
     if inverted {
         if let Some(fpos) = tokens.iter().position(|t| matches!(t, Token::Function(_))) {
-            let rest = tokens.split_off(fpos);
+            // The tokens from the function on keep their links to the tokens before it, so
+            // whether they are "upstream definite" is still decided by the whole original chain.
+            let original = CompiledPath::new(root, tokens.clone(), is_root_path);
+            let mut rest = tokens.split_off(fpos);
             let param = CompiledPath::new(root, tokens, true);
-            let mut rest = rest;
             if let Some(Token::Function(f)) = rest.first_mut() {
                 f.params = vec![Param::Path(Box::new(param))];
             }
             let mut p = CompiledPath::new('$', rest, is_root_path);
+            p.upstream_definite = original
+                .upstream_definite
+                .get(fpos..)
+                .map(<[bool]>::to_vec)
+                .unwrap_or_default();
             prepare_length(&mut p);
             return p;
         }

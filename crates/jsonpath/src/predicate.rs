@@ -591,6 +591,12 @@ fn relate(op: RelOp, l: &Node<'_>, r: &Node<'_>) -> Result<bool, Fail> {
             _ if l.is_json() => {
                 let empty = match parsed(l)? {
                     Some(ParsedRef::Value(Value::String(s))) => s.is_empty(),
+                    // Jayway casts the parsed value to a Collection, which a map is not.
+                    Some(ParsedRef::Value(Value::Object(_))) => {
+                        return Err(Fail::Runtime(
+                            "ClassCastException: a JSON object cannot be cast to java.util.Collection".into(),
+                        ));
+                    }
                     Some(p) => p.size().is_none_or(|s| s == 0),
                     None => true,
                 };
@@ -623,9 +629,12 @@ fn relate(op: RelOp, l: &Node<'_>, r: &Node<'_>) -> Result<bool, Fail> {
             Ok(false)
         }
         RelOp::SubsetOf | RelOp::AnyOf | RelOp::NoneOf => {
+            // Jayway converts the right list (which throws on nested values) before it even
+            // looks at the left operand.
             let Some(right) = list_operand(r)? else {
                 return Ok(false);
             };
+            right.check()?;
             let Some(left) = list_operand(l)? else {
                 return Ok(false);
             };
