@@ -513,7 +513,11 @@ impl<'a, 'p> Cx<'a, 'p> {
                         }
                     }
                 } else if model.is_array() {
-                    for (ix, el) in model.elements().into_iter().enumerate() {
+                    // By index, so that filtering a document array allocates nothing.
+                    for ix in 0..model.len() {
+                        let Some(el) = model.get_index(ix as i64) else {
+                            continue;
+                        };
                         if predicate::accept(expr, &el, self.root, self.opts)? {
                             self.handle_index(i, ix as i64, trail, &model)?;
                         }
