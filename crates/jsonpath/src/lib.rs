@@ -50,7 +50,7 @@
 //! is `Send + Sync`, and evaluating a simple predicate does not allocate.
 //!
 //! Differences from Jayway that remain are listed in the crate README and in
-//! `tests/conformance/known-differences.toml`.
+//! `tests/conformance/known-differences.txt`.
 
 mod ast;
 mod chars;
