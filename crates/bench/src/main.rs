@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod filter;
 mod measure;
 mod model;
 
@@ -19,12 +20,15 @@ struct Cli {
 enum Command {
     /// Parse + validate and serialize throughput of the event model, with baselines.
     Model(model::ModelArgs),
+    /// Evaluate a subscription filter on a parsed event, against parsing that event.
+    Filter(filter::FilterBenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Model(args) => model::run(args),
+        Command::Filter(args) => filter::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,12 +19,15 @@ struct Cli {
 enum Command {
     /// Check Provisioning Completed events against the published schema.
     Validate(cli::validate::ValidateArgs),
+    /// Evaluate a subscription filter (Jayway JsonPath) on events, as ISC would.
+    Filter(cli::filter::FilterArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Filter(args) => cli::filter::run(args),
     };
     match outcome {
         Ok(code) => code,

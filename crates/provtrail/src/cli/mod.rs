@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes an `Args` struct and `run(args) -> anyhow::Result<ExitCode>`.
 
+pub mod filter;
 pub mod validate;
 
 /// Output for people or for scripts.

@@ -1,0 +1,322 @@
+//! Conformance with Jayway 2.10.0: every case in `../shared/jsonpath/*.jsonl` is evaluated and
+//! compared with the answer Jayway recorded (numbers by value, objects without key order).
+//!
+//! Cases that differ are listed with their reason in `tests/conformance/known-differences.txt`
+//! (`file<TAB>id<TAB>reason`). A test fails when a case outside the list fails, and also when a
+//! listed case passes, so that the list stays true.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use provtrail_jsonpath::{EvalErrorKind, Evaluation, Options, compile};
+use serde_json::Value;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/jsonpath/");
+const KNOWN: &str = include_str!("conformance/known-differences.txt");
+
+/// What an evaluation produced, in the terms the data files record.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Ok(Value),
+    /// The Jayway exception name: `InvalidPath`, `PathNotFound`, `JsonPathException`, `Other`.
+    Err(String),
+}
+
+fn run(path: &str, doc: &Value, opts: Options) -> Outcome {
+    let p = match compile(path) {
+        Ok(p) => p,
+        Err(_) => return Outcome::Err("InvalidPath".into()),
+    };
+    match p.evaluate_with(doc, opts) {
+        Ok(e) => Outcome::Ok(e.into_value()),
+        Err(e) => Outcome::Err(
+            match e.kind {
+                EvalErrorKind::PathNotFound => "PathNotFound",
+                EvalErrorKind::InvalidPath => "InvalidPath",
+                EvalErrorKind::JsonPath => "JsonPathException",
+                EvalErrorKind::InvalidArgument => "Other",
+            }
+            .into(),
+        ),
+    }
+}
+
+fn java_error(class: &str) -> String {
+    match class {
+        "com.jayway.jsonpath.InvalidPathException" => "InvalidPath",
+        "com.jayway.jsonpath.PathNotFoundException" => "PathNotFound",
+        "com.jayway.jsonpath.JsonPathException" | "com.jayway.jsonpath.InvalidJsonException" => {
+            "JsonPathException"
+        }
+        _ => "Other",
+    }
+    .into()
+}
+
+/// Equality of recorded and computed answers: numbers by value, objects without key order.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(i), Some(j)) = (x.as_i64(), y.as_i64()) {
+                i == j
+            } else {
+                x.as_f64() == y.as_f64()
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Multiset equality for rows whose order is not significant.
+fn same_unordered(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let mut used = vec![false; y.len()];
+            x.iter().all(|p| {
+                if let Some(i) = (0..y.len()).find(|i| !used[*i] && same(p, &y[*i])) {
+                    used[i] = true;
+                    true
+                } else {
+                    false
+                }
+            })
+        }
+        _ => same(a, b),
+    }
+}
+
+fn check(expected: &Outcome, actual: &Outcome, ordered: bool) -> Result<(), String> {
+    let ok = match (expected, actual) {
+        (Outcome::Ok(e), Outcome::Ok(a)) => {
+            if ordered {
+                same(e, a)
+            } else {
+                same_unordered(e, a)
+            }
+        }
+        (Outcome::Err(e), Outcome::Err(a)) => e == a,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("expected {expected:?}, got {actual:?}"))
+    }
+}
+
+fn rows(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{DATA}{file}"))
+        .unwrap_or_else(|e| panic!("read {file}: {e}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn document(row: &Value) -> Value {
+    if let Some(text) = row.get("document_text").and_then(Value::as_str) {
+        if let Ok(v) = serde_json::from_str(text) {
+            return v;
+        }
+    }
+    row.get("document")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+fn known(file: &str) -> BTreeMap<String, String> {
+    KNOWN
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let (f, id, reason) = (parts.next()?, parts.next()?, parts.next()?);
+            (f == file).then(|| (id.to_string(), reason.to_string()))
+        })
+        .collect()
+}
+
+/// Runs every row of `file` through `case`, prints the pass rate, and fails on any disagreement
+/// with the known-differences list.
+fn conform(file: &str, min_rate: f64, case: impl Fn(&Value) -> Result<(), String>) {
+    let listed = known(file);
+    let mut passed = 0usize;
+    let mut failures = Vec::new();
+    let mut listed_passing = Vec::new();
+    let mut seen = BTreeSet::new();
+    let all = rows(file);
+    for row in &all {
+        let id = row["id"].as_str().unwrap().to_string();
+        seen.insert(id.clone());
+        let result = case(row);
+        match (&result, listed.contains_key(&id)) {
+            (Ok(()), false) => passed += 1,
+            (Ok(()), true) => {
+                passed += 1;
+                listed_passing.push(id);
+            }
+            (Err(_), true) => {}
+            (Err(why), false) => failures.push(format!("{id}: {why}")),
+        }
+    }
+    let total = all.len();
+    let rate = passed as f64 / total as f64;
+    println!(
+        "{file}: {passed}/{total} passed ({:.1}%), {} listed as known differences",
+        rate * 100.0,
+        listed.len()
+    );
+    let stale: Vec<&String> = listed.keys().filter(|k| !seen.contains(*k)).collect();
+    assert!(
+        stale.is_empty(),
+        "{file}: listed ids that are not in the data: {stale:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{file}: {} unlisted failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        listed_passing.is_empty(),
+        "{file}: listed as known differences but now passing: {listed_passing:?}"
+    );
+    assert!(
+        rate >= min_rate,
+        "{file}: pass rate {rate} below {min_rate}"
+    );
+}
+
+#[test]
+fn isc_doc_examples_match_jayway_exactly() {
+    conform("isc-doc-examples.jsonl", 1.0, |row| {
+        let path = row["path"].as_str().unwrap();
+        let doc = document(row);
+        let j = &row["jayway_2_10_0"];
+        let expected = if j["ok"].as_bool() == Some(true) {
+            Outcome::Ok(j["result"].clone())
+        } else {
+            Outcome::Err(java_error(j["error"].as_str().unwrap_or("")))
+        };
+        check(&expected, &run(path, &doc, Options::default()), true)?;
+        let want = row["jayway_2_10_0_match"].as_bool().unwrap();
+        let got = compile(path).map(|p| p.matches(&doc)).unwrap_or(false);
+        if want != got {
+            return Err(format!("match decision: expected {want}, got {got}"));
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn jayway_unit_test_cases_match_jayway() {
+    conform("jayway-filter-cases.jsonl", 0.98, |row| {
+        let path = row["path"].as_str().unwrap();
+        match row["kind"].as_str().unwrap() {
+            "syntax" => {
+                let want = row["expected_valid"].as_bool().unwrap();
+                let got = compile(path).is_ok();
+                if want == got {
+                    Ok(())
+                } else {
+                    Err(format!("expected valid={want}, got valid={got}"))
+                }
+            }
+            _ => {
+                let doc = document(row);
+                let mut opts = Options::default();
+                if let Some(list) = row.get("options").and_then(Value::as_array) {
+                    for o in list {
+                        assert!(opts.set_by_name(o.as_str().unwrap()), "unknown option {o}");
+                    }
+                }
+                let actual = run(path, &doc, opts);
+                if let Some(err) = row.get("expected_error").and_then(Value::as_str) {
+                    return check(&Outcome::Err(java_error(err)), &actual, true);
+                }
+                if let Some(exp) = row.get("expected") {
+                    return check(&Outcome::Ok(exp.clone()), &actual, true);
+                }
+                let want = row["expected_match"].as_bool().unwrap();
+                let got = compile(path).map(|p| p.matches(&doc)).unwrap_or(false);
+                if want == got {
+                    Ok(())
+                } else {
+                    Err(format!("expected match={want}, got {got}"))
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn json_path_comparison_queries_match_jayway() {
+    conform("jayway-cases.jsonl", 0.98, |row| {
+        let path = row["selector"].as_str().unwrap();
+        let doc = document(row);
+        let expected = if row.get("jayway_error").and_then(Value::as_bool) == Some(true) {
+            Outcome::Err(
+                match row["jayway_error_kind"].as_str().unwrap_or("") {
+                    "NOT_FOUND" => "PathNotFound",
+                    "NOT_SUPPORTED" => "InvalidPath",
+                    _ => "Other",
+                }
+                .into(),
+            )
+        } else {
+            Outcome::Ok(row["jayway_result"].clone())
+        };
+        let ordered = row.get("ordered").and_then(Value::as_bool).unwrap_or(true);
+        check(&expected, &run(path, &doc, Options::default()), ordered)
+    });
+}
+
+#[test]
+fn rfc9535_compliance_suite_matches_jayway_answers() {
+    conform("cts-jayway.jsonl", 0.98, |row| {
+        let path = row["selector"].as_str().unwrap();
+        let doc = document(row);
+        let j = &row["jayway"];
+        let expected = if j["ok"].as_bool() == Some(true) {
+            Outcome::Ok(j["result"].clone())
+        } else {
+            Outcome::Err(java_error(j["error"].as_str().unwrap_or("")))
+        };
+        check(&expected, &run(path, &doc, Options::default()), true)
+    });
+}
+
+#[test]
+fn known_differences_have_reasons() {
+    for line in KNOWN
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let parts: Vec<&str> = line.splitn(3, '\t').collect();
+        assert_eq!(parts.len(), 3, "malformed line: {line}");
+        assert!(parts[2].trim().len() > 10, "no real reason given: {line}");
+    }
+}
+
+#[test]
+fn evaluation_answers_are_lists_for_indefinite_paths() {
+    let doc = serde_json::json!({"a": [1, 2]});
+    assert!(matches!(
+        compile("$.a[*]").unwrap().evaluate(&doc).unwrap(),
+        Evaluation::List(_)
+    ));
+    assert!(matches!(
+        compile("$.a[0]").unwrap().evaluate(&doc).unwrap(),
+        Evaluation::Value(_)
+    ));
+}

@@ -1,0 +1,173 @@
+//! `provtrail filter`: evaluates a subscription filter (Jayway JsonPath) on events, giving the
+//! answer and the match decision ISC would give, without a tenant.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use provtrail_jsonpath::{Options, Path};
+use serde_json::{Value, json};
+
+use super::OutputFormat as Format;
+
+/// A Jayway option (`com.jayway.jsonpath.Option`); ISC uses none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JaywayOption {
+    /// Missing leaf properties give null.
+    DefaultPathLeafToNull,
+    /// Definite answers are wrapped in a list.
+    AlwaysReturnList,
+    /// Answer the locations of the results instead of the values.
+    AsPathList,
+    /// Missing paths give null or [] instead of PathNotFound.
+    SuppressExceptions,
+    /// Missing properties fail even on indefinite paths.
+    RequireProperties,
+}
+
+/// Arguments of `provtrail filter`.
+///
+/// Exit status: 0 when the expression compiled and the input was read (per-document failures,
+/// including documents that are not JSON, are reported in the output); 2 when the expression does
+/// not compile or the input cannot be read.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Treat the input as JSON lines: evaluate the expression on each non-empty line.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Show how the expression was parsed before evaluating it (on standard error with
+    /// `--format json`).
+    #[arg(long)]
+    pub explain: bool,
+    /// Evaluate with a Jayway option (repeatable).
+    #[arg(long = "option", value_enum)]
+    pub options: Vec<JaywayOption>,
+    /// The filter, e.g. `$[?($.identity.name == "john.doe")]`.
+    pub expr: String,
+    /// The event file; `-` or nothing reads standard input.
+    pub file: Option<String>,
+}
+
+/// Runs `provtrail filter`.
+pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
+    let path = match provtrail_jsonpath::compile(&args.expr) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}", caret_report(&args.expr, &e));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut options = Options::default();
+    for o in &args.options {
+        match o {
+            JaywayOption::DefaultPathLeafToNull => options.default_path_leaf_to_null = true,
+            JaywayOption::AlwaysReturnList => options.always_return_list = true,
+            JaywayOption::AsPathList => options.as_path_list = true,
+            JaywayOption::SuppressExceptions => options.suppress_exceptions = true,
+            JaywayOption::RequireProperties => options.require_properties = true,
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.explain {
+        let text = path.explain();
+        if args.format == Format::Json {
+            eprint!("{text}");
+        } else {
+            writeln!(out, "{text}")?;
+        }
+    }
+    let input = match read_input(args.file.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.jsonl {
+        for (n, line) in input.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let label = format!("line {}", n + 1);
+            report(&mut out, args.format, &path, options, line, Some(&label))?;
+        }
+    } else {
+        report(&mut out, args.format, &path, options, &input, None)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(file: Option<&str>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    match file {
+        None | Some("-") => {
+            std::io::stdin()
+                .lock()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+        }
+        Some(f) => {
+            text = std::fs::read_to_string(f).with_context(|| format!("cannot read {f}"))?;
+        }
+    }
+    Ok(text)
+}
+
+/// The outcome for one document as the JSON object printed with `--format json`.
+pub fn outcome(path: &Path, options: Options, text: &str) -> Value {
+    let doc: Value = match serde_json::from_str(text) {
+        Ok(d) => d,
+        Err(e) => return json!({"match": false, "error": format!("InvalidJson: {e}")}),
+    };
+    match path.evaluate_with(&doc, options) {
+        Ok(ev) => json!({"match": ev.is_match(), "result": ev.into_value()}),
+        Err(e) => json!({"match": false, "error": format!("{}: {}", e.kind, e.message)}),
+    }
+}
+
+fn report(
+    out: &mut impl Write,
+    format: Format,
+    path: &Path,
+    options: Options,
+    text: &str,
+    label: Option<&str>,
+) -> anyhow::Result<()> {
+    let o = outcome(path, options, text);
+    match format {
+        Format::Json => writeln!(out, "{o}")?,
+        Format::Text => {
+            if let Some(l) = label {
+                writeln!(out, "{l}:")?;
+            }
+            let matched = o["match"].as_bool().unwrap_or(false);
+            writeln!(out, "match: {}", if matched { "yes" } else { "no" })?;
+            if let Some(err) = o.get("error").and_then(Value::as_str) {
+                writeln!(out, "error: {err}")?;
+            } else if let Some(r) = o.get("result") {
+                writeln!(out, "result: {}", serde_json::to_string_pretty(r)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The compile error with the expression and a caret under the failing character.
+fn caret_report(expr: &str, e: &provtrail_jsonpath::ParseError) -> String {
+    let shown: String = expr
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let col = e.position.min(shown.chars().count());
+    format!(
+        "error: InvalidPath: {}\n  {shown}\n  {}^ expected {}",
+        e.message,
+        " ".repeat(col),
+        e.expected
+    )
+}

@@ -1,0 +1,134 @@
+//! `provtrail filter` end to end: the built binary on real example events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const PAYLOADS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/payloads/");
+
+fn provtrail(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn json_format_reports_match_and_jayway_answer_for_a_file() {
+    let doc = format!("{PAYLOADS}doc_example.json");
+    let out = provtrail(
+        &[
+            "filter",
+            "--format",
+            "json",
+            r#"$[?($.accountRequests[*].provisioningResult contains "SUCCESS")]"#,
+            &doc,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["match"], Value::Bool(true));
+    assert!(lines[0]["result"].as_array().is_some_and(|a| a.len() == 1));
+}
+
+#[test]
+fn definite_missing_path_is_a_path_not_found_error_and_no_match() {
+    let out = provtrail(
+        &[
+            "filter",
+            "--format",
+            "json",
+            "$.identity.attributes[?(!@.x)]",
+        ],
+        Some(r#"{"identity": {}}"#),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["match"], Value::Bool(false));
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("PathNotFound: ")
+    );
+}
+
+#[test]
+fn jsonl_input_reports_each_line_and_survives_invalid_json() {
+    let input = "{\"a\": 1}\nnot json\n\n{\"a\": 2}\n";
+    let out = provtrail(
+        &[
+            "filter",
+            "--format",
+            "json",
+            "--jsonl",
+            "$[?(@.a == 2)]",
+            "-",
+        ],
+        Some(input),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["match"], Value::Bool(false));
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidJson: ")
+    );
+    assert_eq!(lines[2]["match"], Value::Bool(true));
+    assert_eq!(lines[2]["result"], serde_json::json!([{"a": 2}]));
+}
+
+#[test]
+fn expression_that_does_not_compile_exits_2_with_a_caret() {
+    let out = provtrail(&["filter", "$[?($.warnings size 1]"], Some("{}"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("InvalidPath"), "{err}");
+    assert!(err.contains("$[?($.warnings size 1]"), "{err}");
+    assert!(err.contains('^'), "{err}");
+}
+
+#[test]
+fn unreadable_input_file_exits_2() {
+    let out = provtrail(&["filter", "$", "/nonexistent/provtrail/event.json"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn text_format_shows_match_and_explain_shows_the_parse() {
+    let out = provtrail(
+        &[
+            "filter",
+            "--explain",
+            "$.changes[?(@.attribute == 'department')]",
+        ],
+        Some(r#"{"changes": [{"attribute": "department"}]}"#),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("match: yes"), "{text}");
+    assert!(text.contains("filter"), "{text}");
+    assert!(text.contains("\"department\""), "{text}");
+}
