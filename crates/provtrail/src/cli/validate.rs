@@ -12,8 +12,10 @@ use super::OutputFormat;
 
 /// Arguments of `provtrail validate`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit status: 0 when every document is a valid event (warnings allowed), \
-1 when a document is JSON but not a valid event, 2 when a document is not JSON or cannot be read.")]
+#[command(
+    after_help = "Exit status: 0 when every document is a valid event (warnings allowed), \
+1 when a document is JSON but not a valid event, 2 when a document is not JSON or cannot be read."
+)]
 pub struct ValidateArgs {
     /// Files to check (`-` for standard input).
     #[arg(required = true, value_name = "FILE|-")]

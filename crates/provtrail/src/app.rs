@@ -1,0 +1,262 @@
+//! Wiring: resolved settings in, a running application (store + server) out. `serve`, `demo`, the
+//! tests and the benchmark all start the application through here, so they run the same thing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{Credentials, generate_token};
+use crate::config::{ConfigError, FileConfig, parse_duration, parse_size};
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::server::{AppState, RunningServer, ServerConfig, Tls, router};
+use crate::store::sqlite::{GroupCommit, SqliteSettings, SqliteStore};
+use crate::store::{SharedStore, StoreError};
+
+/// Everything needed to run, after file, environment and flags are merged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// The embedded store.
+    pub store: SqliteSettings,
+    /// Ingest bearer tokens as configured (empty when only Basic or no auth is used).
+    pub ingest_tokens: Vec<String>,
+    /// Ingest `user:password` pairs as configured.
+    pub ingest_basic: Vec<String>,
+    /// Accept events without credentials.
+    pub no_auth: bool,
+}
+
+impl Settings {
+    /// Resolves a configuration (file settings with overrides already applied) into settings,
+    /// checking every value.
+    pub fn from_config(config: &FileConfig) -> Result<Self, ConfigError> {
+        let mut server = ServerConfig::default();
+        let s = &config.server;
+        if let Some(listen) = &s.listen {
+            server.listen = listen.parse().map_err(|_| ConfigError::Invalid {
+                setting: "server.listen".into(),
+                message: format!("{listen:?} is not an address like 0.0.0.0:8080"),
+            })?;
+        }
+        server.tls = match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "server.tls_cert / server.tls_key".into(),
+                    message: "HTTPS needs both a certificate and a key".into(),
+                });
+            }
+        };
+        if let Some(text) = &s.request_timeout {
+            server.request_timeout = parse_duration("server.request_timeout", text)?;
+        }
+        if let Some(text) = &s.header_timeout {
+            server.header_timeout = parse_duration("server.header_timeout", text)?;
+        }
+        if let Some(text) = &s.shutdown_grace {
+            server.shutdown_grace = parse_duration("server.shutdown_grace", text)?;
+        }
+        if let Some(n) = s.max_concurrent_requests {
+            server.max_concurrent_requests = positive("server.max_concurrent_requests", n)?;
+        }
+        if let Some(n) = s.max_connections {
+            server.max_connections = positive("server.max_connections", n)?;
+        }
+        let i = &config.ingest;
+        if let Some(text) = &i.max_body {
+            let size = parse_size("ingest.max_body", text)?;
+            server.max_body = usize::try_from(size)
+                .ok()
+                .filter(|size| *size > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    setting: "ingest.max_body".into(),
+                    message: "must be between 1 byte and the memory of this machine".into(),
+                })?;
+        }
+        let path = config
+            .store
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("provtrail.db"));
+        let mut store = SqliteSettings::new(path);
+        let st = &config.store;
+        let mut group = GroupCommit::default();
+        if let Some(n) = st.commit_max_batch {
+            group.max_batch = positive("store.commit_max_batch", n)?;
+        }
+        if let Some(text) = &st.commit_max_wait {
+            group.max_wait = parse_duration("store.commit_max_wait", text)?;
+            if group.max_wait > Duration::from_secs(1) {
+                return Err(ConfigError::Invalid {
+                    setting: "store.commit_max_wait".into(),
+                    message: "at most 1s: every request waits up to this long".into(),
+                });
+            }
+        }
+        store.group = group;
+        if let Some(text) = &st.busy_timeout {
+            store.busy_timeout = parse_duration("store.busy_timeout", text)?;
+        }
+        if let Some(text) = &st.max_size {
+            store.max_size_bytes = Some(parse_size("store.max_size", text)?);
+        }
+        for pair in &i.basic {
+            if !pair.contains(':') {
+                return Err(ConfigError::Invalid {
+                    setting: "ingest.basic".into(),
+                    message: "each entry is user:password".into(),
+                });
+            }
+        }
+        if i.tokens.iter().any(|token| token.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                setting: "ingest.tokens".into(),
+                message: "a token cannot be empty".into(),
+            });
+        }
+        Ok(Settings {
+            server,
+            store,
+            ingest_tokens: i.tokens.clone(),
+            ingest_basic: i.basic.clone(),
+            no_auth: i.no_auth.unwrap_or(false),
+        })
+    }
+
+    /// The credentials the ingest routes accept.
+    pub fn credentials(&self) -> Credentials {
+        if self.no_auth {
+            return Credentials::open();
+        }
+        let mut credentials = Credentials::default();
+        for token in &self.ingest_tokens {
+            credentials.add_bearer(token);
+        }
+        for pair in &self.ingest_basic {
+            // Checked in `from_config`.
+            let _ = credentials.add_basic(pair);
+        }
+        credentials
+    }
+}
+
+fn positive(setting: &str, n: usize) -> Result<usize, ConfigError> {
+    if n == 0 {
+        Err(ConfigError::Invalid {
+            setting: setting.into(),
+            message: "must be at least 1".into(),
+        })
+    } else {
+        Ok(n)
+    }
+}
+
+/// Where a generated ingest token is kept: beside the database.
+pub fn token_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".token");
+    PathBuf::from(name)
+}
+
+/// Reads the ingest token kept beside the database, or generates and keeps one (mode 0600).
+/// Returns the token and whether it was generated now.
+pub fn ensure_ingest_token(db: &Path) -> std::io::Result<(String, bool)> {
+    let path = token_path(db);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let token = generate_token();
+    write_private(&path, &format!("{token}\n"))?;
+    Ok((token, true))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server cannot start.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
+}
+
+/// The running application.
+#[derive(Debug)]
+pub struct App {
+    /// The HTTP server.
+    pub server: RunningServer,
+    /// The store.
+    pub store: SharedStore,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl App {
+    /// Opens the store and starts serving.
+    pub async fn start(settings: &Settings) -> Result<App, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let store_settings = settings.store.clone();
+        let store_metrics = metrics.clone();
+        let store =
+            tokio::task::spawn_blocking(move || SqliteStore::open(store_settings, store_metrics))
+                .await
+                .map_err(|err| {
+                    StoreError::Internal(format!("opening the store failed: {err}"))
+                })??;
+        let store: SharedStore = Arc::new(store);
+        let tls = match &settings.server.tls {
+            Some((cert, key)) => Some(Tls::from_pem_files(cert, key)?),
+            None => None,
+        };
+        let mut server_config = settings.server.clone();
+        server_config.ingest_credentials = settings.credentials();
+        let ingestor = Arc::new(Ingestor::new(server_config.max_body));
+        let state = AppState::new(store.clone(), ingestor, metrics.clone(), &server_config);
+        let router = router(state, &server_config);
+        let server = match RunningServer::start(router, &server_config, tls).await {
+            Ok(server) => server,
+            Err(err) => {
+                store.close().await;
+                return Err(err.into());
+            }
+        };
+        Ok(App {
+            server,
+            store,
+            metrics,
+        })
+    }
+
+    /// Stops accepting, answers in-flight requests, then commits what is queued and closes the
+    /// store.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,255 @@
+//! `provtrail serve`: receive ISC events and keep them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use provtrail::app::{App, Settings, ensure_ingest_token, token_path};
+use provtrail::config::FileConfig;
+
+/// Where the configuration comes from; shared by the commands that start the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Configuration file (TOML). Default: ./provtrail.toml when it exists.
+    #[arg(long, env = "PROVTRAIL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8080].
+    #[arg(long, env = "PROVTRAIL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The database file [default: provtrail.db].
+    #[arg(long, env = "PROVTRAIL_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// A bearer token ISC may present (repeatable, or comma-separated in the environment).
+    #[arg(
+        long = "ingest-token",
+        env = "PROVTRAIL_INGEST_TOKEN",
+        value_delimiter = ',',
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub ingest_tokens: Vec<String>,
+    /// A user:password pair ISC may present with Basic auth (repeatable).
+    #[arg(
+        long = "ingest-basic",
+        env = "PROVTRAIL_INGEST_BASIC",
+        value_delimiter = ',',
+        value_name = "USER:PASS",
+        hide_env_values = true
+    )]
+    pub ingest_basic: Vec<String>,
+    /// Accept events without credentials (local use only).
+    #[arg(long, env = "PROVTRAIL_NO_AUTH")]
+    pub no_auth: bool,
+    /// Largest request body [default: 1MiB].
+    #[arg(long, env = "PROVTRAIL_MAX_BODY", value_name = "SIZE")]
+    pub max_body: Option<String>,
+    /// PEM certificate chain, to serve HTTPS.
+    #[arg(
+        long,
+        env = "PROVTRAIL_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key, to serve HTTPS.
+    #[arg(
+        long,
+        env = "PROVTRAIL_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Time for a whole request to arrive [default: 30s].
+    #[arg(long, env = "PROVTRAIL_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+    /// Time for request headers to arrive [default: 10s].
+    #[arg(long, env = "PROVTRAIL_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// Requests handled at once before answering 503 [default: 1024].
+    #[arg(long, env = "PROVTRAIL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Longest wait for more documents in a group commit [default: 500us].
+    #[arg(long, env = "PROVTRAIL_COMMIT_MAX_WAIT", value_name = "DURATION")]
+    pub commit_max_wait: Option<String>,
+    /// Most documents in one group commit [default: 512].
+    #[arg(long, env = "PROVTRAIL_COMMIT_MAX_BATCH", value_name = "N")]
+    pub commit_max_batch: Option<usize>,
+    /// Stop accepting events (503) when the database reaches this size.
+    #[arg(long, env = "PROVTRAIL_MAX_DB_SIZE", value_name = "SIZE")]
+    pub max_db_size: Option<String>,
+}
+
+impl ServerArgs {
+    /// The configuration file's settings with the flags and environment applied on top.
+    pub fn resolve(&self) -> anyhow::Result<FileConfig> {
+        let mut config = match self.config.clone().or_else(FileConfig::default_path) {
+            Some(path) => FileConfig::load(&path)?,
+            None => FileConfig::default(),
+        };
+        let server = &mut config.server;
+        set(&mut server.listen, &self.listen);
+        set(&mut server.tls_cert, &self.tls_cert);
+        set(&mut server.tls_key, &self.tls_key);
+        set(&mut server.request_timeout, &self.request_timeout);
+        set(&mut server.header_timeout, &self.header_timeout);
+        set(
+            &mut server.max_concurrent_requests,
+            &self.max_concurrent_requests,
+        );
+        let ingest = &mut config.ingest;
+        if !self.ingest_tokens.is_empty() {
+            ingest.tokens = self.ingest_tokens.clone();
+        }
+        if !self.ingest_basic.is_empty() {
+            ingest.basic = self.ingest_basic.clone();
+        }
+        if self.no_auth {
+            ingest.no_auth = Some(true);
+        }
+        set(&mut ingest.max_body, &self.max_body);
+        let store = &mut config.store;
+        set(&mut store.path, &self.db);
+        set(&mut store.commit_max_wait, &self.commit_max_wait);
+        set(&mut store.commit_max_batch, &self.commit_max_batch);
+        set(&mut store.max_size, &self.max_db_size);
+        Ok(config)
+    }
+}
+
+fn set<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
+    if value.is_some() {
+        slot.clone_from(value);
+    }
+}
+
+/// Arguments of `provtrail serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Settings ready to start with: a zero-config start gets a generated ingest token.
+pub struct Prepared {
+    pub settings: Settings,
+    /// The token to print, when one was generated now.
+    pub new_token: Option<String>,
+    /// Where the generated token is kept, when one is used.
+    pub token_file: Option<PathBuf>,
+}
+
+pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
+    let config = args.resolve()?;
+    let mut settings = Settings::from_config(&config)?;
+    let mut new_token = None;
+    let mut token_file = None;
+    if !settings.no_auth && settings.ingest_tokens.is_empty() && settings.ingest_basic.is_empty() {
+        let path = token_path(&settings.store.path);
+        let (token, generated) = ensure_ingest_token(&settings.store.path)
+            .with_context(|| format!("cannot keep the ingest token in {}", path.display()))?;
+        settings.ingest_tokens.push(token.clone());
+        if generated {
+            new_token = Some(token);
+        }
+        token_file = Some(path);
+    }
+    Ok(Prepared {
+        settings,
+        new_token,
+        token_file,
+    })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let prepared = prepare(&args.server)?;
+    let settings = &prepared.settings;
+    let app = App::start(settings).await?;
+    print_banner(&prepared, app.server.local_addr());
+    super::shutdown_signal().await;
+    eprintln!("shutting down: finishing in-flight requests…");
+    app.shutdown().await;
+    eprintln!("stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What to give ISC, printed once on start.
+pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
+    let settings = &prepared.settings;
+    let scheme = if settings.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = if addr.ip().is_unspecified() {
+        "<this-host>".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("{scheme}://{host}:{}/events", addr.port());
+    eprintln!(
+        "provtrail {} listening on {scheme}://{addr} (store: {})",
+        env!("CARGO_PKG_VERSION"),
+        settings.store.path.display()
+    );
+    if settings.no_auth {
+        eprintln!();
+        eprintln!("WARNING: --no-auth is on: anyone who can reach {addr} can post events.");
+        eprintln!("WARNING: use it for local tests only; give ISC a token in production.");
+        eprintln!();
+        return;
+    }
+    eprintln!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
+    if let Some(token) = &prepared.new_token {
+        let subscription = serde_json::json!({
+            "name": "provtrail",
+            "triggerId": "idn:post-provisioning",
+            "type": "HTTP",
+            "enabled": true,
+            "httpConfig": {
+                "url": url,
+                "httpDispatchMode": "SYNC",
+                "httpAuthenticationType": "BEARER_TOKEN",
+                "bearerTokenAuthConfig": {"bearerToken": token},
+            },
+        });
+        eprintln!();
+        eprintln!("A new ingest token was generated. It is shown this once; it is kept in");
+        eprintln!(
+            "{} (mode 0600).",
+            prepared
+                .token_file
+                .as_ref()
+                .map_or_else(String::new, |path| path.display().to_string())
+        );
+        eprintln!();
+        eprintln!("  Ingest token: {token}");
+        eprintln!();
+        eprintln!(
+            "Subscribe in ISC (Admin > Event Triggers > Provisioning Completed > Subscribe):"
+        );
+        eprintln!("  Subscription type:          HTTP");
+        eprintln!("  Integration URL:            {url}");
+        eprintln!("  httpAuthenticationType:     BEARER_TOKEN");
+        eprintln!("  Bearer token:               {token}");
+        eprintln!();
+        eprintln!("or POST /beta/trigger-subscriptions with:");
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&subscription).unwrap_or_default()
+        );
+    } else if let Some(path) = &prepared.token_file {
+        eprintln!("Ingest token: the one kept in {} (Bearer).", path.display());
+    } else {
+        let kinds = match (
+            settings.ingest_tokens.is_empty(),
+            settings.ingest_basic.is_empty(),
+        ) {
+            (false, false) => "bearer tokens and Basic credentials",
+            (false, true) => "bearer tokens",
+            _ => "Basic credentials",
+        };
+        eprintln!("Ingest authentication: the configured {kinds}.");
+    }
+    eprintln!();
+    eprintln!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
+}

@@ -1,0 +1,205 @@
+//! The configuration file: a TOML document whose every setting is optional. The commented default
+//! (`provtrail config init`) is [`DEFAULT_CONFIG`]. Flags and `PROVTRAIL_*` variables override
+//! what the file says; that merging happens where the command line is read.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The commented default configuration, as written by `provtrail config init`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has settings this build does not know.
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("the setting {setting} is not valid: {message}")]
+    Invalid {
+        /// Which setting.
+        setting: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The configuration file. Unknown keys are errors, so that a typo is not silently ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// `[server]`.
+    pub server: ServerSection,
+    /// `[ingest]`.
+    pub ingest: IngestSection,
+    /// `[store]`.
+    pub store: StoreSection,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// PEM certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Whole-request timeout.
+    pub request_timeout: Option<String>,
+    /// Header timeout.
+    pub header_timeout: Option<String>,
+    /// Requests handled at once.
+    pub max_concurrent_requests: Option<usize>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Time given to in-flight requests on shutdown.
+    pub shutdown_grace: Option<String>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Accepted bearer tokens.
+    pub tokens: Vec<String>,
+    /// Accepted `user:password` pairs.
+    pub basic: Vec<String>,
+    /// Accept without credentials.
+    pub no_auth: Option<bool>,
+    /// Largest body.
+    pub max_body: Option<String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Database file.
+    pub path: Option<PathBuf>,
+    /// Most documents in one commit.
+    pub commit_max_batch: Option<usize>,
+    /// Longest wait for more documents.
+    pub commit_max_wait: Option<String>,
+    /// Lock wait.
+    pub busy_timeout: Option<String>,
+    /// Size cap.
+    pub max_size: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+    }
+
+    /// The file to read when none is named: `./provtrail.toml` if it exists.
+    pub fn default_path() -> Option<PathBuf> {
+        let path = PathBuf::from("provtrail.toml");
+        path.exists().then_some(path)
+    }
+}
+
+/// Parses a duration such as `30s`, `500us` or `2m`.
+pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|err| ConfigError::Invalid {
+        setting: setting.to_owned(),
+        message: format!("{text:?} is not a duration like 30s or 500ms ({err})"),
+    })
+}
+
+/// Parses a size such as `1MiB`, `512KB`, `10485760` (bytes) or `50GiB`.
+pub fn parse_size(setting: &str, text: &str) -> Result<u64, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        setting: setting.to_owned(),
+        message: format!("{text:?} is not a size like 1MiB, 512KB or 1048576"),
+    };
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(invalid()),
+    };
+    let bytes = number * multiplier;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_default_parses_and_says_what_the_defaults_are() {
+        let config = FileConfig::parse(DEFAULT_CONFIG, Path::new("default.toml")).unwrap();
+        assert_eq!(config.server.listen.as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(config.ingest.max_body.as_deref(), Some("1MiB"));
+        assert_eq!(
+            config.store.path.as_deref(),
+            Some(Path::new("provtrail.db"))
+        );
+        assert!(config.ingest.tokens.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = FileConfig::parse("[server]\nlisten_on = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("s", "1MiB").unwrap(), 1_048_576);
+        assert_eq!(parse_size("s", "512KB").unwrap(), 512_000);
+        assert_eq!(parse_size("s", "1048576").unwrap(), 1_048_576);
+        assert!(parse_size("s", "lots").is_err());
+        assert!(parse_size("s", "-1MB").is_err());
+        assert_eq!(
+            parse_duration("d", "500us").unwrap(),
+            Duration::from_micros(500)
+        );
+        assert!(parse_duration("d", "soon").is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! The ingest core: turns the bytes of one delivery into what the store keeps. Shared by the HTTP
+//! receiver and `provtrail ingest`, so that both validate and deduplicate the same way.
+//!
+//! Architecture invariant: no I/O here. Everything expensive about a delivery (parsing,
+//! validation, hashing, extracting search fields, matching routes) happens in this module, on the
+//! caller's thread, so that the store's single writer only writes.
+
+use bytes::Bytes;
+use provtrail_model::{Issue, Options, ProvisioningCompleted, Validation, validate_slice};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::store::{
+    AccountRow, Content, Incoming, IssueRecord, PreparedEvent, PreparedQuarantine,
+    QuarantineReason, Receipt, SearchFields,
+};
+
+/// Decides which routes an event goes to. Implemented by the routing module; the ingest core only
+/// asks for names so that it does not depend on how routes deliver.
+pub trait RouteMatcher: Send + Sync + std::fmt::Debug {
+    /// Names of the routes whose filter matches the event (given as a JSON value).
+    fn matching_routes(&self, event: &Value) -> Vec<String>;
+    /// True when there are no routes, so that the event need not be turned into a value.
+    fn is_empty(&self) -> bool;
+}
+
+/// Prepares deliveries for the store.
+#[derive(Debug, Default)]
+pub struct Ingestor {
+    options: Options,
+    routes: Option<std::sync::Arc<dyn RouteMatcher>>,
+}
+
+impl Ingestor {
+    /// An ingestor with lenient validation and the given body limit.
+    pub fn new(max_body: usize) -> Self {
+        let mut options = Options::lenient();
+        options.limits.max_bytes = max_body;
+        Ingestor {
+            options,
+            routes: None,
+        }
+    }
+
+    /// Adds routes whose matches are put in the outbox with the event.
+    pub fn with_routes(mut self, routes: std::sync::Arc<dyn RouteMatcher>) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
+    /// Prepares a document whose content type says JSON (or says nothing).
+    pub fn prepare(&self, raw: Bytes, receipt: Receipt) -> Incoming {
+        match validate_slice(&raw, &self.options) {
+            Ok(validation) => self.prepare_json(validation, &raw, receipt),
+            Err(err) => {
+                let errors = vec![IssueRecord {
+                    path: "$".to_owned(),
+                    message: err.to_string(),
+                }];
+                quarantine(raw, receipt, QuarantineReason::NotJson, errors, None)
+            }
+        }
+    }
+
+    /// Prepares a document sent with a content type that is not JSON: it is kept in quarantine
+    /// as received, so that nothing an authenticated sender delivered is lost.
+    pub fn prepare_unsupported(
+        &self,
+        raw: Bytes,
+        receipt: Receipt,
+        content_type: &str,
+    ) -> Incoming {
+        let errors = vec![IssueRecord {
+            path: "$".to_owned(),
+            message: format!("content type `{content_type}` is not JSON (send application/json)"),
+        }];
+        quarantine(
+            raw,
+            receipt,
+            QuarantineReason::UnsupportedMediaType,
+            errors,
+            None,
+        )
+    }
+
+    fn prepare_json(&self, validation: Validation<'_>, raw: &Bytes, receipt: Receipt) -> Incoming {
+        let Validation {
+            event,
+            errors,
+            warnings,
+        } = validation;
+        match event {
+            Some(event) if errors.is_empty() => {
+                let invocation_id = event.invocation_id().map(str::to_owned);
+                let dedup_key = match &invocation_id {
+                    Some(id) => invocation_key(id),
+                    None => canonical_key(raw),
+                };
+                let routes = match &self.routes {
+                    Some(routes) if !routes.is_empty() => routes.matching_routes(&event.to_value()),
+                    _ => Vec::new(),
+                };
+                let fields = search_fields(&event);
+                Incoming {
+                    receipt,
+                    invocation_id,
+                    dedup_key,
+                    raw: raw.clone(),
+                    content: Content::Event(PreparedEvent {
+                        fields,
+                        warnings: records(&warnings),
+                        routes,
+                    }),
+                }
+            }
+            _ => {
+                // Invalid: find the envelope's invocation id without the typed event, so that a
+                // redelivery of the same invalid document is still recognised.
+                let invocation_id = serde_json::from_slice::<Value>(raw).ok().and_then(|value| {
+                    value
+                        .get("_metadata")?
+                        .get("invocationId")?
+                        .as_str()
+                        .map(str::to_owned)
+                });
+                let mut issues = records(&errors);
+                issues.extend(records(&warnings));
+                quarantine(
+                    raw.clone(),
+                    receipt,
+                    QuarantineReason::InvalidEvent,
+                    issues,
+                    invocation_id,
+                )
+            }
+        }
+    }
+}
+
+fn quarantine(
+    raw: Bytes,
+    receipt: Receipt,
+    reason: QuarantineReason,
+    errors: Vec<IssueRecord>,
+    invocation_id: Option<String>,
+) -> Incoming {
+    let dedup_key = match &invocation_id {
+        Some(id) => invocation_key(id),
+        None => canonical_key(&raw),
+    };
+    Incoming {
+        receipt,
+        invocation_id,
+        dedup_key,
+        raw,
+        content: Content::Quarantine(PreparedQuarantine { reason, errors }),
+    }
+}
+
+fn records(issues: &[Issue]) -> Vec<IssueRecord> {
+    issues
+        .iter()
+        .map(|issue| IssueRecord {
+            path: issue.path.clone(),
+            message: issue.message.clone(),
+        })
+        .collect()
+}
+
+/// The deduplication key of an event with an invocation id.
+pub fn invocation_key(invocation_id: &str) -> [u8; 16] {
+    digest(&[b"invocation\0", invocation_id.as_bytes()])
+}
+
+/// The deduplication key of a document without an invocation id: a hash of its canonical form
+/// (keys sorted at every level, no insignificant whitespace), so that the same event re-serialized
+/// differently is still recognised. Bytes that are not JSON are hashed as they are.
+pub fn canonical_key(raw: &[u8]) -> [u8; 16] {
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(value) => {
+            let mut canonical = Vec::with_capacity(raw.len());
+            write_canonical(&value, &mut canonical);
+            digest(&[b"body\0", &canonical])
+        }
+        Err(_) => digest(&[b"bytes\0", raw]),
+    }
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (index, (key, value)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_json_string(key, out);
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+}
+
+fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(Value::String(text.to_owned()).to_string().as_bytes());
+}
+
+fn digest(parts: &[&[u8]]) -> [u8; 16] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let full = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&full[..16]);
+    key
+}
+
+/// Takes out the fields that searches and statistics use.
+pub fn search_fields(event: &ProvisioningCompleted<'_>) -> SearchFields {
+    let mut text = String::new();
+    let mut add = |part: &str| {
+        if !part.is_empty() {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(part);
+        }
+    };
+    for message in event.error_messages() {
+        add(message);
+    }
+    for message in event.warning_messages() {
+        add(message);
+    }
+    add(&event.recipient.name);
+    if let Some(requester) = event.requester.as_option() {
+        add(&requester.name);
+    }
+    let mut accounts = Vec::with_capacity(event.account_requests.len());
+    for request in &event.account_requests {
+        add(&request.source.name);
+        if let Some(account_id) = request.account_id.as_deref() {
+            add(account_id);
+        }
+        for attribute in request.attribute_requests.as_option().into_iter().flatten() {
+            if let Some(value) = attribute.attribute_value.as_option() {
+                for value in value.values() {
+                    add(value);
+                }
+            }
+        }
+        accounts.push(AccountRow {
+            source_id: request.source.id.to_string(),
+            source_name: request.source.name.to_string(),
+            account_id: request.account_id.as_deref().map(str::to_owned),
+            operation: request.account_operation.to_string(),
+            result: request.provisioning_result.as_wire().to_owned(),
+            target: request.provisioning_target.to_string(),
+            ticket_id: request.ticket_id.as_deref().map(str::to_owned),
+        });
+    }
+    let requester = event.requester.as_option();
+    SearchFields {
+        tracking_number: event.tracking_number.to_string(),
+        action: event.action.as_deref().map(str::to_owned),
+        recipient_id: event.recipient.id.to_string(),
+        recipient_name: event.recipient.name.to_string(),
+        requester_id: requester.map(|r| r.id.to_string()),
+        requester_name: requester.map(|r| r.name.to_string()),
+        sources: event.sources.to_string(),
+        outcome: event.outcome().as_str().to_owned(),
+        failed_count: u32::try_from(event.counts().failed).unwrap_or(u32::MAX),
+        errors: event
+            .error_messages()
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        warnings: event
+            .warning_messages()
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        accounts,
+        text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_key_ignores_key_order_and_whitespace() {
+        let a = br#"{"a": 1, "b": {"c": [1, 2], "d": "x"}}"#;
+        let b = br#"{"b":{"d":"x","c":[1,2]},"a":1}"#;
+        assert_eq!(canonical_key(a), canonical_key(b));
+        let c = br#"{"b":{"d":"y","c":[1,2]},"a":1}"#;
+        assert_ne!(canonical_key(a), canonical_key(c));
+    }
+
+    #[test]
+    fn invocation_key_differs_from_body_key() {
+        assert_ne!(invocation_key("abc"), canonical_key(b"abc"));
+        assert_eq!(invocation_key("abc"), invocation_key("abc"));
+    }
+
+    #[test]
+    fn not_json_goes_to_quarantine_with_its_bytes() {
+        let ingestor = Ingestor::new(1024);
+        let incoming = ingestor.prepare(Bytes::from_static(b"\xff\xfe"), Receipt::default());
+        assert_eq!(&incoming.raw[..], b"\xff\xfe");
+        match incoming.content {
+            Content::Quarantine(q) => assert_eq!(q.reason, QuarantineReason::NotJson),
+            Content::Event(_) => panic!("not JSON must not be an event"),
+        }
+    }
+}

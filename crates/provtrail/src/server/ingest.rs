@@ -1,0 +1,305 @@
+//! `POST /events` and `POST /events/{channel}`: the ingest contract.
+//!
+//! | case | answer |
+//! |---|---|
+//! | valid event, committed | 200 `{"status":"accepted","id":…}` |
+//! | seen before (invocation id or canonical body) | 200 `{"status":"duplicate","id":…}` |
+//! | JSON but not a valid event | 202 `{"status":"quarantined","id":…,"errors":[…]}` |
+//! | not JSON / not UTF-8 (kept in quarantine) | 400 |
+//! | content type that is not JSON (kept in quarantine) | 415 |
+//! | missing or wrong credentials (checked before the body is read) | 401 with `WWW-Authenticate` |
+//! | body over the limit | 413 |
+//! | body too slow or cut short | 408 / 400 |
+//! | store cannot commit or is overloaded | 503 with `Retry-After` |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use super::{AppState, error_response};
+use crate::metrics::EventOutcome;
+use crate::store::{Content, IngestOutcome, Receipt, Rejection, StoreError};
+
+/// Bodies above this are parsed on a blocking thread so that one large event cannot stall the
+/// async workers.
+const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+
+/// Longest channel name accepted in the URL.
+const MAX_CHANNEL_LEN: usize = 128;
+
+pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let receipt = receipt(&parts, None);
+    handle(state, receipt, parts.headers, body).await
+}
+
+pub(super) async fn post_event_to_channel(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let valid = !channel.is_empty()
+        && channel.len() <= MAX_CHANNEL_LEN
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let receipt = receipt(&parts, Some(channel));
+    if !valid {
+        return reject(
+            &state,
+            receipt,
+            StatusCode::BAD_REQUEST,
+            "a channel name has 1 to 128 letters, digits, '-', '_' or '.'",
+        );
+    }
+    handle(state, receipt, parts.headers, body).await
+}
+
+fn receipt(parts: &Parts, channel: Option<String>) -> Receipt {
+    let headers = &parts.headers;
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|agent| agent.chars().take(200).collect());
+    let size = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    Receipt {
+        received_at: chrono::Utc::now().timestamp_millis(),
+        remote_addr: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.to_string()),
+        channel,
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().chars().take(300).collect(),
+        size,
+        user_agent,
+    }
+}
+
+async fn handle(state: AppState, mut receipt: Receipt, headers: HeaderMap, body: Body) -> Response {
+    // Credentials first: nothing of an unauthenticated body is read.
+    if let Err(err) = state.ingest_credentials.check(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        let mut response = reject(&state, receipt, StatusCode::UNAUTHORIZED, &err.to_string());
+        if let Ok(challenge) = HeaderValue::from_str(&state.ingest_credentials.challenge()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        return response;
+    }
+    if receipt.size > state.max_body as u64 {
+        let message = too_large(state.max_body);
+        return reject(&state, receipt, StatusCode::PAYLOAD_TOO_LARGE, &message);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let bytes = match read_body(body, state.max_body, state.body_timeout).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => {
+            let message = too_large(state.max_body);
+            return reject(&state, receipt, StatusCode::PAYLOAD_TOO_LARGE, &message);
+        }
+        Err(BodyError::Timeout) => {
+            return reject(
+                &state,
+                receipt,
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+        }
+        Err(BodyError::Broken(reason)) => {
+            let message = format!("the request body could not be read completely: {reason}");
+            return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    receipt.size = bytes.len() as u64;
+
+    let ingestor = state.ingestor.clone();
+    let incoming = match content_type.as_deref() {
+        Some(media) if !is_json(media) => {
+            ingestor.prepare_unsupported(bytes, receipt.clone(), media)
+        }
+        _ if bytes.len() <= INLINE_PARSE_LIMIT => ingestor.prepare(bytes, receipt.clone()),
+        _ => {
+            let receipt = receipt.clone();
+            match tokio::task::spawn_blocking(move || ingestor.prepare(bytes, receipt)).await {
+                Ok(incoming) => incoming,
+                Err(_) => {
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error while reading the event",
+                    );
+                }
+            }
+        }
+    };
+    let quarantine = match &incoming.content {
+        Content::Quarantine(quarantine) => Some(quarantine.clone()),
+        Content::Event(_) => None,
+    };
+    match state.store.ingest(incoming).await {
+        Ok(IngestOutcome::Accepted { id }) => (
+            StatusCode::OK,
+            Json(json!({"status": "accepted", "id": id})),
+        )
+            .into_response(),
+        Ok(IngestOutcome::Duplicate { id }) => (
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "id": id})),
+        )
+            .into_response(),
+        Ok(IngestOutcome::Quarantined { id, duplicate }) => {
+            let Some(quarantine) = quarantine else {
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            };
+            use crate::store::QuarantineReason::*;
+            let (status, label) = match quarantine.reason {
+                InvalidEvent => (StatusCode::ACCEPTED, "quarantined"),
+                NotJson => (StatusCode::BAD_REQUEST, "rejected"),
+                UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "rejected"),
+            };
+            let error = match quarantine.reason {
+                InvalidEvent => "the document is JSON but not a valid Provisioning Completed event",
+                NotJson => "the body is not JSON (or not UTF-8); it was kept in quarantine",
+                UnsupportedMediaType => {
+                    "the content type is not JSON (send application/json); the body was kept in quarantine"
+                }
+            };
+            let body = if status == StatusCode::ACCEPTED {
+                json!({
+                    "status": label,
+                    "id": id,
+                    "duplicate": duplicate,
+                    "errors": quarantine.errors,
+                })
+            } else {
+                json!({
+                    "status": label,
+                    "error": error,
+                    "quarantine_id": id,
+                    "duplicate": duplicate,
+                    "errors": quarantine.errors,
+                })
+            };
+            (status, Json(body)).into_response()
+        }
+        Err(err) => {
+            let status = if err.is_transient() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let message = match &err {
+                StoreError::Unavailable(_) | StoreError::Overloaded(_) => {
+                    format!("the event was not stored: {err}; retry later")
+                }
+                _ => format!("the event was not stored: {err}"),
+            };
+            let mut response = reject(&state, receipt, status, &message);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            response
+        }
+    }
+}
+
+/// Answers a refused request and records it in the delivery log.
+fn reject(state: &AppState, receipt: Receipt, status: StatusCode, reason: &str) -> Response {
+    tracing::info!(
+        status = status.as_u16(),
+        remote = receipt.remote_addr.as_deref().unwrap_or("-"),
+        channel = receipt.channel.as_deref().unwrap_or("-"),
+        reason,
+        "ingest request refused"
+    );
+    state.metrics.count_event(EventOutcome::rejected);
+    state.store.record_rejection(Rejection {
+        receipt,
+        status: status.as_u16(),
+        reason: reason.to_owned(),
+    });
+    error_response(status, reason)
+}
+
+fn too_large(limit: usize) -> String {
+    format!("the body is larger than the limit of {limit} bytes")
+}
+
+/// `application/json`, `application/<anything>+json` and `text/json`, with no charset or UTF-8.
+fn is_json(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let charset_ok = parts.all(|parameter| {
+        let Some((name, value)) = parameter.split_once('=') else {
+            return true;
+        };
+        !name.trim().eq_ignore_ascii_case("charset")
+            || matches!(
+                value.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                "utf-8" | "utf8"
+            )
+    });
+    json && charset_ok
+}
+
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Broken(String),
+}
+
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) => {
+            if err.downcast_ref::<LengthLimitError>().is_some() {
+                Err(BodyError::TooLarge)
+            } else {
+                Err(BodyError::Broken(err.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=UTF-8"));
+        assert!(is_json("application/cloudevents+json"));
+        assert!(is_json("text/json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(!is_json("application/json; charset=latin1"));
+    }
+}

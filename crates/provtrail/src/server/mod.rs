@@ -1,0 +1,205 @@
+//! The HTTP server: routes, the layers around them, and the accept loop.
+//!
+//! Architecture invariant: handlers are thin. They read the request, call the ingest core or the
+//! store, and turn the outcome into a response; no storage or validation logic lives here.
+
+mod ingest;
+mod listener;
+mod ops;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+pub use listener::{RunningServer, ServerError, Tls};
+
+use crate::auth::Credentials;
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::store::SharedStore;
+
+/// Everything the server needs to know, resolved from file, environment and flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Certificate chain and key files, to serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Whole-request timeout (headers and body).
+    pub request_timeout: Duration,
+    /// Header timeout.
+    pub header_timeout: Duration,
+    /// Requests handled at once before answering 503.
+    pub max_concurrent_requests: usize,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time given to in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Who may post events.
+    pub ingest_credentials: Credentials,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls: None,
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 1024,
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+            max_body: 1024 * 1024,
+            ingest_credentials: Credentials::default(),
+        }
+    }
+}
+
+/// What handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: SharedStore,
+    /// The ingest core.
+    pub ingestor: Arc<Ingestor>,
+    /// Who may post events.
+    pub ingest_credentials: Arc<Credentials>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Time allowed for a request body to arrive.
+    pub body_timeout: Duration,
+    readiness: Arc<ops::Readiness>,
+}
+
+impl AppState {
+    /// State for a server over `store`.
+    pub fn new(
+        store: SharedStore,
+        ingestor: Arc<Ingestor>,
+        metrics: Arc<Metrics>,
+        config: &ServerConfig,
+    ) -> Self {
+        AppState {
+            store,
+            ingestor,
+            ingest_credentials: Arc::new(config.ingest_credentials.clone()),
+            metrics,
+            max_body: config.max_body,
+            body_timeout: config.request_timeout,
+            readiness: Arc::default(),
+        }
+    }
+}
+
+/// The application's routes with every layer.
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    let limiter = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+    Router::new()
+        .route("/events", post(ingest::post_event))
+        .route("/events/{channel}", post(ingest::post_event_to_channel))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limit_concurrency,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no such resource; events are posted to /events",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource",
+    )
+}
+
+/// A JSON error body `{"status": "rejected", "error": …}`.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"status": "rejected", "error": message})),
+    )
+        .into_response()
+}
+
+/// Counts requests by route and status, and times ingest requests.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    state.metrics.requests_in_flight.inc();
+    let response = next.run(request).await;
+    state.metrics.requests_in_flight.dec();
+    state
+        .metrics
+        .count_request(&route, response.status().as_u16());
+    if route.starts_with("/events") {
+        state
+            .metrics
+            .ingest_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+/// Refuses work beyond the concurrency cap at once (503) rather than queueing it: a queue would
+/// only turn overload into timeouts.
+async fn limit_concurrency(
+    State(limiter): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match limiter.try_acquire() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests in progress; try again shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; the request was answered 500");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error while handling this request",
+    )
+}

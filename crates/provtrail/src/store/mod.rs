@@ -1,0 +1,79 @@
+//! The storage boundary. Everything that keeps or reads events goes through [`Store`]; the rest of
+//! the application never knows which backend runs.
+//!
+//! Architecture invariant: an [`IngestOutcome`] is returned only after the event (or quarantine
+//! entry) and its delivery record are durably committed. A backend that cannot commit returns
+//! [`StoreError::Unavailable`] and nothing claims the event was kept.
+
+pub mod sqlite;
+mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use types::*;
+
+/// Shared handle to the running store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot commit right now (disk full, read-only, locked, I/O error, shutting down).
+    /// Callers answer 503 and try again later; the store recovers by itself when it can.
+    #[error("the store cannot commit right now: {0}")]
+    Unavailable(String),
+    /// The store is too busy to take more work (its queue is full).
+    #[error("the store is overloaded: {0}")]
+    Overloaded(String),
+    /// What was asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request is malformed (for example a cursor that was not issued by the store).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Anything else; a bug or corruption.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when retrying later may succeed (the answer is 503 rather than 500).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Overloaded(_))
+    }
+}
+
+/// The storage boundary.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Keeps one delivered document (event or quarantine entry) with its delivery record, and
+    /// returns once that is durably committed. Deduplicates on [`Incoming::dedup_key`].
+    async fn ingest(&self, incoming: Incoming) -> Result<IngestOutcome, StoreError>;
+
+    /// Records a request that was rejected before anything was kept (401, 413, …). Best effort:
+    /// never blocks, and under overload the record may be dropped (and counted).
+    fn record_rejection(&self, rejection: Rejection);
+
+    /// Whether a write can be committed now (used by `/readyz`).
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Size of the store on disk, in bytes.
+    async fn size_bytes(&self) -> Result<u64, StoreError>;
+
+    /// Counts of what the store holds.
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Stored events received in `[since, until)`, oldest first, starting after `after_id`; at most
+    /// `limit`. Used by export and replay.
+    async fn export_events(
+        &self,
+        range: &ExportRange,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Stops taking work, commits what is queued, and closes.
+    async fn close(&self);
+}

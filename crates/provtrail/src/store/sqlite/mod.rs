@@ -1,0 +1,402 @@
+//! The embedded store: one SQLite file (WAL, `synchronous=FULL`), one writer thread doing group
+//! commits, a small pool of read-only connections for queries.
+
+mod codec;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crossbeam_channel::{Sender, TrySendError};
+use rusqlite::{Connection, OpenFlags, params};
+use tokio::sync::oneshot;
+
+pub use writer::GroupCommit;
+use writer::{Job, Pending, Writer};
+
+use super::{
+    ExportRange, Incoming, IngestOutcome, IssueRecord, Receipt, Rejection, Store, StoreCounts,
+    StoreError, StoredEvent,
+};
+use crate::metrics::Metrics;
+
+/// How the embedded store is opened.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    /// The database file; created when missing.
+    pub path: PathBuf,
+    /// Group-commit bounds.
+    pub group: GroupCommit,
+    /// How long a commit waits for a lock held by another process before failing.
+    pub busy_timeout: Duration,
+    /// Largest size the database may grow to; commits beyond it fail as "full".
+    pub max_size_bytes: Option<u64>,
+    /// Documents that may wait for the writer before requests are refused as overloaded.
+    pub queue_capacity: usize,
+}
+
+impl SqliteSettings {
+    /// Defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteSettings {
+            path: path.into(),
+            group: GroupCommit::default(),
+            busy_timeout: Duration::from_secs(5),
+            max_size_bytes: None,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+/// State shared by the store handle and its writer thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    settings: SqliteSettings,
+    metrics: Arc<Metrics>,
+    writable: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn set_writable(&self, error: Option<String>) {
+        let writable = error.is_none();
+        if self.writable.swap(writable, Ordering::Relaxed) != writable {
+            match &error {
+                None => tracing::info!("the store can commit again"),
+                Some(error) => tracing::error!(%error, "the store cannot commit"),
+            }
+        }
+        self.metrics.store_writable.set(i64::from(writable));
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = error;
+        }
+    }
+}
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+    jobs: RwLock<Option<Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, brings its schema up to date and starts the
+    /// writer.
+    pub fn open(settings: SqliteSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let mut conn = open_connection(&settings.path, &settings)?;
+        schema::migrate(&mut conn)?;
+        let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            settings: settings.clone(),
+            metrics,
+            writable: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+        });
+        shared.metrics.store_writable.set(1);
+        let writer = Writer {
+            path: settings.path.clone(),
+            conn: Some(conn),
+            jobs: receiver,
+            group: settings.group,
+            shared: shared.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("provtrail-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|err| StoreError::Internal(format!("cannot start the writer: {err}")))?;
+        Ok(SqliteStore {
+            readers: Arc::new(ReadPool::new(settings.path.clone(), settings.busy_timeout)),
+            shared,
+            jobs: RwLock::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.settings.path
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let guard = self
+            .jobs
+            .read()
+            .map_err(|_| StoreError::Internal("store lock poisoned".into()))?;
+        let Some(sender) = guard.as_ref() else {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        };
+        sender.try_send(job).map_err(|err| match err {
+            TrySendError::Full(_) => StoreError::Overloaded(format!(
+                "more than {} documents are waiting to be committed",
+                self.shared.settings.queue_capacity
+            )),
+            TrySendError::Disconnected(_) => {
+                StoreError::Unavailable("the store writer has stopped".into())
+            }
+        })
+    }
+
+    /// Runs a query on a read-only connection, off the async threads.
+    pub(crate) async fn read<R, F>(&self, query: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(query))
+            .await
+            .map_err(|err| StoreError::Internal(format!("a read task failed: {err}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, incoming: Incoming) -> Result<IngestOutcome, StoreError> {
+        let (codec, stored_raw) = codec::encode(&incoming.raw);
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Ingest(
+            Box::new(Pending {
+                incoming,
+                codec,
+                stored_raw,
+            }),
+            reply,
+        ))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+
+    fn record_rejection(&self, rejection: Rejection) {
+        if self.send(Job::Reject(Box::new(rejection))).is_err() {
+            self.shared.metrics.rejections_dropped.inc();
+        }
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Probe(reply))?;
+        match tokio::time::timeout(Duration::from_secs(5), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Unavailable("the store writer stopped".into())),
+            Err(_) => Err(StoreError::Unavailable(
+                "the store did not commit within 5 s".into(),
+            )),
+        }
+    }
+
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        let path = self.shared.settings.path.clone();
+        let mut total = 0;
+        for suffix in ["", "-wal"] {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            if let Ok(meta) = tokio::fs::metadata(&name).await {
+                total += meta.len();
+            }
+        }
+        Ok(total)
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.read(|conn| {
+            let count = |table: &str| -> Result<u64, StoreError> {
+                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(read_error)
+            };
+            Ok(StoreCounts {
+                events: count("events")?,
+                quarantined: count("quarantine")?,
+                deliveries: count("deliveries")?,
+            })
+        })
+        .await
+    }
+
+    async fn export_events(
+        &self,
+        range: &ExportRange,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let since = range.since.unwrap_or(i64::MIN);
+        let until = range.until.unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, received_at, remote_addr, channel, method, path, raw_size,
+                        invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome
+                     FROM events
+                     WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
+                     ORDER BY id LIMIT ?4",
+                )
+                .map_err(read_error)?;
+            let rows = statement
+                .query_map(params![after_id, since, until, limit as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        Receipt {
+                            received_at: row.get(1)?,
+                            remote_addr: row.get(2)?,
+                            channel: row.get(3)?,
+                            method: row.get(4)?,
+                            path: row.get(5)?,
+                            size: row.get::<_, i64>(6)? as u64,
+                            user_agent: None,
+                        },
+                        row.get::<_, Option<String>>(7)?,
+                        row.get::<_, i64>(8)?,
+                        row.get::<_, Vec<u8>>(9)?,
+                        row.get::<_, Option<String>>(10)?,
+                        row.get::<_, String>(11)?,
+                        row.get::<_, String>(12)?,
+                    ))
+                })
+                .map_err(read_error)?;
+            let mut events = Vec::new();
+            for row in rows {
+                let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) =
+                    row.map_err(read_error)?;
+                let size = receipt.size as usize;
+                events.push(StoredEvent {
+                    id,
+                    raw: codec::decode(codec, stored, size)?,
+                    receipt,
+                    invocation_id,
+                    warnings: parse_issues(warnings.as_deref()),
+                    tracking_number: tracking,
+                    outcome,
+                });
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.write() {
+            jobs.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+pub(crate) fn parse_issues(text: Option<&str>) -> Vec<IssueRecord> {
+    text.and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn read_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Internal(format!("query failed: {err}"))
+}
+
+/// Opens a read-write connection with the settings durability depends on.
+pub(crate) fn open_connection(
+    path: &Path,
+    settings: &SqliteSettings,
+) -> Result<Connection, StoreError> {
+    let open = |err: rusqlite::Error| {
+        StoreError::Unavailable(format!(
+            "cannot open the database {}: {err}",
+            path.display()
+        ))
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open)?;
+    conn.busy_timeout(settings.busy_timeout).map_err(open)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(open)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "the database {} cannot use write-ahead logging (journal mode {mode})",
+            path.display()
+        )));
+    }
+    // FULL: a commit is on disk (WAL fsynced) before it returns; this is what lets a 200 mean
+    // "kept".
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(open)?;
+    conn.pragma_update(None, "cache_size", -32_000)
+        .map_err(open)?;
+    if let Some(max) = settings.max_size_bytes {
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(open)?;
+        let pages = (max as i64 / page_size.max(1)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(open)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Read-only connections, reused across queries.
+#[derive(Debug)]
+struct ReadPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    const MAX_IDLE: usize = 8;
+
+    fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+        ReadPool {
+            path,
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with<R>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = query(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < Self::MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| {
+            StoreError::Unavailable(format!("cannot open the database for reading: {err}"))
+        })?;
+        conn.busy_timeout(self.busy_timeout).map_err(read_error)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+}

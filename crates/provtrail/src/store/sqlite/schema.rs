@@ -1,0 +1,128 @@
+//! The SQLite schema as a list of versioned migrations, applied in order on start.
+//!
+//! A migration is never edited once released: changes go into a new one. `PRAGMA user_version`
+//! records how many have been applied.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, their account requests, the quarantine and the delivery log.
+    r#"
+    CREATE TABLE events (
+        id                  INTEGER PRIMARY KEY,
+        received_at         INTEGER NOT NULL,
+        dedup_key           BLOB    NOT NULL,
+        invocation_id       TEXT,
+        tracking_number     TEXT    NOT NULL,
+        action              TEXT,
+        recipient_id        TEXT    NOT NULL,
+        recipient_name      TEXT    NOT NULL,
+        requester_id        TEXT,
+        requester_name      TEXT,
+        sources             TEXT    NOT NULL,
+        outcome             TEXT    NOT NULL,
+        failed_count        INTEGER NOT NULL,
+        errors              TEXT,
+        warnings            TEXT,
+        validation_warnings TEXT,
+        channel             TEXT,
+        remote_addr         TEXT,
+        method              TEXT    NOT NULL,
+        path                TEXT    NOT NULL,
+        raw_codec           INTEGER NOT NULL,
+        raw_size            INTEGER NOT NULL,
+        raw                 BLOB    NOT NULL
+    );
+    CREATE UNIQUE INDEX events_dedup_key ON events (dedup_key);
+    CREATE INDEX events_tracking_number ON events (tracking_number);
+    CREATE INDEX events_received_at ON events (received_at);
+
+    CREATE TABLE account_requests (
+        event_id    INTEGER NOT NULL,
+        position    INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        source_id   TEXT    NOT NULL,
+        source_name TEXT    NOT NULL,
+        account_id  TEXT,
+        operation   TEXT    NOT NULL,
+        result      TEXT    NOT NULL,
+        target      TEXT    NOT NULL,
+        ticket_id   TEXT,
+        PRIMARY KEY (event_id, position)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE quarantine (
+        id            INTEGER PRIMARY KEY,
+        received_at   INTEGER NOT NULL,
+        dedup_key     BLOB    NOT NULL,
+        invocation_id TEXT,
+        reason        TEXT    NOT NULL,
+        errors        TEXT    NOT NULL,
+        channel       TEXT,
+        remote_addr   TEXT,
+        method        TEXT    NOT NULL,
+        path          TEXT    NOT NULL,
+        raw_codec     INTEGER NOT NULL,
+        raw_size      INTEGER NOT NULL,
+        raw           BLOB    NOT NULL
+    );
+    CREATE UNIQUE INDEX quarantine_dedup_key ON quarantine (dedup_key);
+    CREATE INDEX quarantine_received_at ON quarantine (received_at);
+
+    CREATE TABLE deliveries (
+        id            INTEGER PRIMARY KEY,
+        received_at   INTEGER NOT NULL,
+        remote_addr   TEXT,
+        method        TEXT    NOT NULL,
+        path          TEXT    NOT NULL,
+        channel       TEXT,
+        status        INTEGER NOT NULL,
+        outcome       TEXT    NOT NULL,
+        reason        TEXT,
+        size          INTEGER NOT NULL,
+        user_agent    TEXT,
+        invocation_id TEXT,
+        event_id      INTEGER,
+        quarantine_id INTEGER
+    );
+    CREATE INDEX deliveries_received_at ON deliveries (received_at);
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database to the current schema, one migration per transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|err| StoreError::Internal(format!("cannot read the schema version: {err}")))?;
+    if version > CURRENT_VERSION {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {version}, newer than this build knows \
+             ({CURRENT_VERSION}); use a newer provtrail"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = index + 1;
+        let tx = conn
+            .transaction()
+            .map_err(|err| StoreError::Unavailable(format!("cannot start a migration: {err}")))?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", next as i64))
+            .and_then(|()| tx.commit())
+            .map_err(|err| {
+                StoreError::Internal(format!("migration to schema version {next} failed: {err}"))
+            })?;
+        tracing::info!(version = next, "applied schema migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The single writer: one thread owns the write connection and commits queued work in groups, so
+//! that many concurrent deliveries share one fsync.
+//!
+//! Why one thread: SQLite allows one writer at a time anyway, and a dedicated thread turns lock
+//! contention into a queue whose length is the batch. Why group commits: with `synchronous=FULL`
+//! every commit waits for the disk; committing what queued up during the previous fsync makes
+//! throughput grow with concurrency while each request still waits for its own durable commit.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::{Shared, open_connection};
+use crate::metrics::EventOutcome;
+use crate::store::{Content, Incoming, IngestOutcome, Rejection, StoreError};
+
+/// Work for the writer.
+pub(super) enum Job {
+    /// Keep a delivered document and answer when it is durable.
+    Ingest(
+        Box<Pending>,
+        oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    ),
+    /// Record a rejected request; nobody waits for it.
+    Reject(Box<Rejection>),
+    /// Commit a small write to prove the store is writable.
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A document with its body already encoded for storage (compression happens on the caller's
+/// thread, not on the single writer).
+pub(super) struct Pending {
+    pub incoming: Incoming,
+    pub codec: i64,
+    pub stored_raw: bytes::Bytes,
+}
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// Most documents in one commit.
+    pub max_batch: usize,
+    /// How long a batch may wait for more work once it has more than one item (a lone request is
+    /// committed at once).
+    pub max_wait: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        GroupCommit {
+            max_batch: 512,
+            max_wait: Duration::from_micros(500),
+        }
+    }
+}
+
+pub(super) struct Writer {
+    pub path: PathBuf,
+    pub conn: Option<Connection>,
+    pub jobs: Receiver<Job>,
+    pub group: GroupCommit,
+    pub shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Runs until every sender is gone, then commits what is left and returns.
+    pub fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.group.max_batch);
+        while let Ok(first) = self.jobs.recv() {
+            batch.push(first);
+            self.gather(&mut batch);
+            // A panic while writing must not kill the writer (and with it every later request):
+            // the batch is answered with an error and the connection is reopened.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.commit(&mut batch)));
+            if outcome.is_err() {
+                tracing::error!("the store writer panicked; reopening the database");
+                self.conn = None;
+                fail_all(&mut batch, "internal error while writing", &self.shared);
+            }
+            batch.clear();
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn gather(&self, batch: &mut Vec<Job>) {
+        let deadline = Instant::now() + self.group.max_wait;
+        while batch.len() < self.group.max_batch {
+            match self.jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    // Only wait when there is evidence of concurrent work.
+                    if batch.len() < 2 || self.group.max_wait.is_zero() {
+                        return;
+                    }
+                    match self.jobs.recv_deadline(deadline) {
+                        Ok(job) => batch.push(job),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Job>) {
+        let started = Instant::now();
+        let result = self.try_commit(batch);
+        let metrics = &self.shared.metrics;
+        match result {
+            Ok(outcomes) => {
+                metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.commit_batch_size.observe(batch.len() as f64);
+                self.shared.set_writable(None);
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    match job {
+                        Job::Ingest(_, reply) => {
+                            if let Some(outcome) = outcome {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Job::Probe(reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        Job::Reject(_) => {}
+                    }
+                }
+            }
+            Err(err) => {
+                metrics.commit_failures.inc();
+                let message = err.to_string();
+                tracing::warn!(error = %message, documents = batch.len(), "group commit failed");
+                // The connection may be what is broken (file replaced, read-only remount): start
+                // afresh on the next batch.
+                self.conn = None;
+                fail_all(batch, &message, &self.shared);
+            }
+        }
+    }
+
+    fn try_commit(&mut self, batch: &[Job]) -> Result<Vec<Option<IngestOutcome>>, StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(open_connection(&self.path, &self.shared.settings)?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::Unavailable("no database connection".into()));
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            outcomes.push(match job {
+                Job::Ingest(pending, _) => Some(insert(&tx, pending).map_err(unavailable)?),
+                Job::Reject(rejection) => {
+                    insert_rejection(&tx, rejection).map_err(unavailable)?;
+                    None
+                }
+                Job::Probe(_) => {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        params![chrono::Utc::now().to_rfc3339()],
+                    )
+                    .map_err(unavailable)?;
+                    None
+                }
+            });
+        }
+        tx.commit().map_err(unavailable)?;
+        for outcome in outcomes.iter().flatten() {
+            self.shared.metrics.count_event(match outcome {
+                IngestOutcome::Accepted { .. } => EventOutcome::accepted,
+                IngestOutcome::Duplicate { .. } => EventOutcome::duplicate,
+                IngestOutcome::Quarantined { .. } => EventOutcome::quarantined,
+            });
+        }
+        Ok(outcomes)
+    }
+}
+
+fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
+    shared.set_writable(Some(message.to_owned()));
+    for job in batch.drain(..) {
+        match job {
+            Job::Ingest(_, reply) => {
+                let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+            }
+            Job::Probe(reply) => {
+                let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+            }
+            Job::Reject(_) => {
+                shared.metrics.rejections_dropped.inc();
+            }
+        }
+    }
+}
+
+fn unavailable(err: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(describe(&err))
+}
+
+/// A sentence an operator can act on.
+fn describe(err: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => format!("the disk or the database is full ({err})"),
+        Some(ErrorCode::ReadOnly) => format!("the database is read-only ({err})"),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            format!("the database is locked by another process ({err})")
+        }
+        Some(ErrorCode::CannotOpen) => format!("the database cannot be opened ({err})"),
+        Some(ErrorCode::SystemIoFailure) => format!("disk I/O error ({err})"),
+        _ => err.to_string(),
+    }
+}
+
+fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOutcome> {
+    let incoming = &pending.incoming;
+    let receipt = &incoming.receipt;
+    let (codec, raw) = (pending.codec, &pending.stored_raw);
+    let outcome = match &incoming.content {
+        Content::Event(event) => {
+            let fields = &event.fields;
+            let inserted: Option<i64> = tx
+                .prepare_cached(
+                    "INSERT INTO events (received_at, dedup_key, invocation_id, tracking_number,
+                        action, recipient_id, recipient_name, requester_id, requester_name, sources,
+                        outcome, failed_count, errors, warnings, validation_warnings, channel,
+                        remote_addr, method, path, raw_codec, raw_size, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17, ?18, ?19, ?20, ?21, ?22)
+                     ON CONFLICT (dedup_key) DO NOTHING
+                     RETURNING id",
+                )?
+                .query_row(
+                    params![
+                        receipt.received_at,
+                        &incoming.dedup_key[..],
+                        incoming.invocation_id,
+                        fields.tracking_number,
+                        fields.action,
+                        fields.recipient_id,
+                        fields.recipient_name,
+                        fields.requester_id,
+                        fields.requester_name,
+                        fields.sources,
+                        fields.outcome,
+                        fields.failed_count,
+                        json_list(&fields.errors),
+                        json_list(&fields.warnings),
+                        json_list(&event.warnings),
+                        receipt.channel,
+                        receipt.remote_addr,
+                        receipt.method,
+                        receipt.path,
+                        codec,
+                        incoming.raw.len() as i64,
+                        raw.as_ref(),
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match inserted {
+                Some(id) => {
+                    let mut statement = tx.prepare_cached(
+                        "INSERT INTO account_requests (event_id, position, received_at, source_id,
+                            source_name, account_id, operation, result, target, ticket_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )?;
+                    for (position, account) in fields.accounts.iter().enumerate() {
+                        statement.execute(params![
+                            id,
+                            position as i64,
+                            receipt.received_at,
+                            account.source_id,
+                            account.source_name,
+                            account.account_id,
+                            account.operation,
+                            account.result,
+                            account.target,
+                            account.ticket_id,
+                        ])?;
+                    }
+                    IngestOutcome::Accepted { id }
+                }
+                None => {
+                    let id = tx
+                        .prepare_cached("SELECT id FROM events WHERE dedup_key = ?1")?
+                        .query_row(params![&incoming.dedup_key[..]], |row| row.get(0))?;
+                    IngestOutcome::Duplicate { id }
+                }
+            }
+        }
+        Content::Quarantine(quarantine) => {
+            let inserted: Option<i64> = tx
+                .prepare_cached(
+                    "INSERT INTO quarantine (received_at, dedup_key, invocation_id, reason, errors,
+                        channel, remote_addr, method, path, raw_codec, raw_size, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (dedup_key) DO NOTHING
+                     RETURNING id",
+                )?
+                .query_row(
+                    params![
+                        receipt.received_at,
+                        &incoming.dedup_key[..],
+                        incoming.invocation_id,
+                        quarantine.reason.as_str(),
+                        serde_json::to_string(&quarantine.errors).unwrap_or_default(),
+                        receipt.channel,
+                        receipt.remote_addr,
+                        receipt.method,
+                        receipt.path,
+                        codec,
+                        incoming.raw.len() as i64,
+                        raw.as_ref(),
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match inserted {
+                Some(id) => IngestOutcome::Quarantined {
+                    id,
+                    duplicate: false,
+                },
+                None => {
+                    let id = tx
+                        .prepare_cached("SELECT id FROM quarantine WHERE dedup_key = ?1")?
+                        .query_row(params![&incoming.dedup_key[..]], |row| row.get(0))?;
+                    IngestOutcome::Quarantined {
+                        id,
+                        duplicate: true,
+                    }
+                }
+            }
+        }
+    };
+    let (status, label, event_id, quarantine_id) = match outcome {
+        IngestOutcome::Accepted { id } => (200, "accepted", Some(id), None),
+        IngestOutcome::Duplicate { id } => (200, "duplicate", Some(id), None),
+        IngestOutcome::Quarantined { id, .. } => (202, "quarantined", None, Some(id)),
+    };
+    let reason = match &incoming.content {
+        Content::Quarantine(quarantine) => Some(quarantine.reason.as_str()),
+        Content::Event(_) => None,
+    };
+    tx.prepare_cached(
+        "INSERT INTO deliveries (received_at, remote_addr, method, path, channel, status, outcome,
+            reason, size, user_agent, invocation_id, event_id, quarantine_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        receipt.received_at,
+        receipt.remote_addr,
+        receipt.method,
+        receipt.path,
+        receipt.channel,
+        status,
+        label,
+        reason,
+        receipt.size as i64,
+        receipt.user_agent,
+        incoming.invocation_id,
+        event_id,
+        quarantine_id,
+    ])?;
+    Ok(outcome)
+}
+
+fn insert_rejection(tx: &Transaction<'_>, rejection: &Rejection) -> rusqlite::Result<()> {
+    let receipt = &rejection.receipt;
+    tx.prepare_cached(
+        "INSERT INTO deliveries (received_at, remote_addr, method, path, channel, status, outcome,
+            reason, size, user_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'rejected', ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        receipt.received_at,
+        receipt.remote_addr,
+        receipt.method,
+        receipt.path,
+        receipt.channel,
+        rejection.status,
+        rejection.reason,
+        receipt.size as i64,
+        receipt.user_agent,
+    ])?;
+    Ok(())
+}
+
+fn json_list<T: serde::Serialize>(items: &[T]) -> Option<String> {
+    if items.is_empty() {
+        None
+    } else {
+        serde_json::to_string(items).ok()
+    }
+}
