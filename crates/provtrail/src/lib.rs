@@ -7,5 +7,13 @@ pub mod auth;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod sender;
 pub mod server;
 pub mod store;
+pub mod synth;
+
+/// Makes ring the process's TLS crypto provider (for the HTTP client; the server passes its provider
+/// explicitly). Calling it again does nothing.
+pub fn install_crypto_provider() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}

@@ -27,6 +27,16 @@ struct Cli {
 enum Command {
     /// Receive ISC events over HTTP and keep them.
     Serve(cli::serve::ServeArgs),
+    /// Serve on a demo store and drive realistic synthetic traffic through the real HTTP path.
+    Demo(cli::demo::DemoArgs),
+    /// Import events from a JSON or JSON-lines file straight into the store.
+    Ingest(cli::ingest::IngestArgs),
+    /// Dump stored events with their receipt metadata (JSON lines or CSV).
+    Export(cli::export::ExportArgs),
+    /// Write or check the configuration file.
+    Config(cli::config::ConfigArgs),
+    /// Post events to a subscriber URL: a file, JSON lines, or synthetic events.
+    Send(cli::send::SendArgs),
     /// Check Provisioning Completed events against the published schema.
     Validate(cli::validate::ValidateArgs),
     /// Evaluate a subscription filter (Jayway JsonPath) on events, as ISC would.
@@ -40,12 +50,27 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::validate::run(args),
         Command::Filter(args) => cli::filter::run(args),
         Command::Serve(args) => cli::block_on(cli::serve::run(args)),
+        Command::Send(args) => cli::block_on(cli::send::run(args)),
+        Command::Demo(args) => cli::block_on(cli::demo::run(args)),
+        Command::Ingest(args) => cli::block_on(cli::ingest::run(args)),
+        Command::Export(args) => cli::block_on(cli::export::run(args)),
+        Command::Config(args) => cli::config::run(args),
     };
     match outcome {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Output piped into a program that stopped reading (`| head`) is not an error worth reporting.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,10 +1,21 @@
 //! One module per subcommand; each exposes an `Args` struct and `run(args) -> anyhow::Result<ExitCode>`.
 
+pub mod config;
+pub mod demo;
+pub mod export;
 pub mod filter;
+pub mod ingest;
+pub mod send;
 pub mod serve;
+pub mod time;
 pub mod validate;
 
 use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use anyhow::Context as _;
+use bytes::Bytes;
 
 /// Output for people or for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,5 +70,74 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+/// A progress bar on standard error, shown only when it is a terminal; `total` when known.
+pub fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(total) if total > 1 => indicatif::ProgressBar::new(total),
+        Some(_) => return indicatif::ProgressBar::hidden(),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let template = match total {
+        Some(_) => "{prefix} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+        None => "{prefix} {spinner} {pos} ({per_sec}) {msg}",
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+/// Opens a file, or standard input for `-`.
+pub fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::new(file)))
+}
+
+/// Sends the documents of `reader` to `documents`: the whole input as one document, or with
+/// `jsonl` each non-blank line. Stops early when the receiver is gone.
+pub fn read_documents(
+    mut reader: Box<dyn BufRead + Send>,
+    jsonl: bool,
+    documents: tokio::sync::mpsc::Sender<Bytes>,
+) -> anyhow::Result<()> {
+    if !jsonl {
+        let mut body = Vec::new();
+        reader
+            .read_to_end(&mut body)
+            .context("cannot read the input")?;
+        let _ = documents.blocking_send(Bytes::from(body));
+        return Ok(());
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .context("cannot read the input")?
+            == 0
+        {
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if documents
+            .blocking_send(Bytes::copy_from_slice(&line))
+            .is_err()
+        {
+            return Ok(());
+        }
     }
 }

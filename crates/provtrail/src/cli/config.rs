@@ -1,0 +1,60 @@
+//! `provtrail config`: write the commented default configuration, or check a file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use provtrail::app::Settings;
+use provtrail::config::{DEFAULT_CONFIG, FileConfig};
+
+/// Arguments of `provtrail config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ConfigCommand {
+    /// Write the fully commented default configuration.
+    Init {
+        /// Where to write it (`-` for standard output).
+        #[arg(default_value = "provtrail.toml")]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a configuration file: syntax, unknown settings and values.
+    Check {
+        /// The file.
+        #[arg(default_value = "provtrail.toml")]
+        path: PathBuf,
+    },
+}
+
+pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ConfigCommand::Init { path, force } => {
+            if path.as_os_str() == "-" {
+                print!("{DEFAULT_CONFIG}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::ensure!(
+                force || !path.exists(),
+                "{} exists; use --force to replace it",
+                path.display()
+            );
+            std::fs::write(&path, DEFAULT_CONFIG)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Check { path } => {
+            let config = FileConfig::load(&path)?;
+            Settings::from_config(&config)?;
+            eprintln!("{} is valid", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `provtrail demo`: serve on a demo store and drive realistic synthetic traffic through the real
+//! HTTP path (authentication, validation, deduplication, group commit), then say where to look.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use provtrail::app::App;
+use provtrail::sender::{Answer, Auth, SendOptions, client, post, send_all};
+use provtrail::synth::{Generator, SynthOptions};
+use tokio::sync::mpsc;
+
+use super::serve::{ServerArgs, prepare};
+
+/// Arguments of `provtrail demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Synthetic events to send.
+    #[arg(long, default_value_t = 300)]
+    events: u64,
+    /// Events per second (0: as fast as the server takes them).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Share of account requests that fail.
+    #[arg(long, default_value_t = 0.05)]
+    failure_rate: f64,
+    /// Stop after the traffic instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+}
+
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.server.db.is_none() {
+        args.server.db = Some("provtrail-demo.db".into());
+    }
+    if args.server.listen.is_none() {
+        args.server.listen = Some("127.0.0.1:8080".into());
+    }
+    let prepared = prepare(&args.server)?;
+    let app = App::start(&prepared.settings).await?;
+    let addr = app.server.local_addr();
+    let base = format!("http://{addr}");
+    let auth = match (
+        prepared.settings.ingest_tokens.first(),
+        prepared.settings.ingest_basic.first(),
+    ) {
+        (Some(token), _) => Auth::Bearer(token.clone()),
+        (None, Some(pair)) => Auth::Basic(pair.clone()),
+        (None, None) => Auth::None,
+    };
+    eprintln!(
+        "provtrail demo: serving on {base} (store: {})",
+        prepared.settings.store.path.display()
+    );
+    eprintln!(
+        "sending {} synthetic events to {base}/events/demo at {} …",
+        args.events,
+        if args.rate > 0.0 {
+            format!("{}/s", args.rate)
+        } else {
+            "full speed".to_owned()
+        }
+    );
+
+    let options = SendOptions {
+        url: format!("{base}/events/demo"),
+        auth: auth.clone(),
+        concurrency: 8,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        timeout: Duration::from_secs(30),
+        insecure: false,
+    };
+    let (documents, receiver) = mpsc::channel::<Bytes>(64);
+    let synth = SynthOptions {
+        seed: rand::random(),
+        failure_rate: args.failure_rate.clamp(0.0, 1.0),
+        ..SynthOptions::default()
+    };
+    let count = args.events;
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut generator = Generator::new(&synth);
+        let mut resend = Vec::new();
+        for n in 0..count {
+            let body = Bytes::from(generator.next_json());
+            // ISC may deliver an event twice: every twentieth event goes again.
+            if n % 20 == 0 {
+                resend.push(body.clone());
+            }
+            if documents.blocking_send(body).is_err() {
+                return;
+            }
+        }
+        for body in resend {
+            if documents.blocking_send(body).is_err() {
+                return;
+            }
+        }
+    });
+    let progress = super::progress_bar(Some(count + count.div_ceil(20)), "demo traffic");
+    let bar = progress.clone();
+    let report = send_all(&options, receiver, move |_: &Answer| bar.inc(1)).await?;
+    progress.finish_and_clear();
+    let _ = producer.await;
+
+    // What else a real endpoint sees: an invalid event, a body that is not JSON, a wrong token.
+    let http = client(&options)?;
+    let invalid = Bytes::from_static(
+        br#"{"trackingNumber": "demo-invalid", "sources": "Corp AD", "recipient": {"type": "IDENTITY", "id": "x"}, "accountRequests": [{"source": {"id": "s", "type": "SOURCE", "name": "Corp AD"}, "accountOperation": "Modify", "provisioningResult": "DONE"}]}"#,
+    );
+    let quarantined = post(&http, &options, invalid).await;
+    let not_json = post(
+        &http,
+        &options,
+        Bytes::from_static(b"<html>not an event</html>"),
+    )
+    .await;
+    let wrong_token = SendOptions {
+        auth: Auth::Bearer("not-the-token".into()),
+        ..options.clone()
+    };
+    let refused = post(&http, &wrong_token, Bytes::from_static(b"{}")).await;
+
+    println!();
+    println!(
+        "sent {} requests in {:.1}s: {}",
+        report.sent,
+        report.elapsed.as_secs_f64(),
+        report
+            .by_outcome
+            .iter()
+            .map(|(outcome, n)| format!("{n} {outcome}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (label, answer) in [
+        ("an invalid event", &quarantined),
+        ("a body that is not JSON", &not_json),
+        ("a wrong token", &refused),
+    ] {
+        if let Answer::Http { status, .. } = answer {
+            println!("and {label}: HTTP {status}");
+        }
+    }
+    println!();
+    println!("Where to look:");
+    println!("  {base}/metrics                 Prometheus metrics");
+    println!("  {base}/readyz                  readiness");
+    println!(
+        "  provtrail export --db {}  every stored event, with its receipt",
+        prepared.settings.store.path.display()
+    );
+    println!(
+        "  provtrail send {base}/events FILE --token-file {}   post your own events",
+        provtrail::app::token_path(&prepared.settings.store.path).display()
+    );
+    if args.exit {
+        app.shutdown().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    println!("Serving until Ctrl-C.");
+    super::shutdown_signal().await;
+    app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

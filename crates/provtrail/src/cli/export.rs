@@ -1,0 +1,182 @@
+//! `provtrail export`: dump stored events with their receipt metadata, as JSON lines (raw body
+//! included) or CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use provtrail::metrics::Metrics;
+use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
+use provtrail::store::{ExportRange, SharedStore, StoredEvent};
+use provtrail_model::ProvisioningCompleted;
+use serde_json::{Value, json};
+
+use super::time::{format_time, parse_time};
+
+/// Events read from the store at a time.
+const PAGE: usize = 1_000;
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per event: receipt, parsed event and raw body.
+    Jsonl,
+    /// One row per event with the fields people filter on.
+    Csv,
+}
+
+/// Arguments of `provtrail export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The database file.
+    #[arg(long, env = "PROVTRAIL_DB", default_value = "provtrail.db")]
+    db: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    format: ExportFormat,
+    /// Only events received at or after this time (2026-11-01, 2026-11-01T10:00:00Z, or 24h / 7d ago).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events received before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.db.exists(),
+        "there is no database at {} (give --db)",
+        args.db.display()
+    );
+    let range = ExportRange {
+        since: args.since.as_deref().map(parse_time).transpose()?,
+        until: args.until.as_deref().map(parse_time).transpose()?,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let settings = SqliteSettings::new(&args.db);
+    let store: SharedStore =
+        Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut output = match args.format {
+        ExportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(out);
+            writer.write_record(CSV_HEADER)?;
+            Output::Csv(Box::new(writer))
+        }
+        ExportFormat::Jsonl => Output::Jsonl(out),
+    };
+    let progress = super::progress_bar(None, "exporting");
+    let mut after = 0;
+    let mut exported = 0u64;
+    loop {
+        let page = store.export_events(&range, after, PAGE).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.id;
+        for event in &page {
+            match &mut output {
+                Output::Csv(writer) => writer.write_record(csv_row(event))?,
+                Output::Jsonl(out) => {
+                    serde_json::to_writer(&mut *out, &jsonl_line(event))?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        exported += page.len() as u64;
+        progress.set_position(exported);
+    }
+    match &mut output {
+        Output::Csv(writer) => writer.flush()?,
+        Output::Jsonl(out) => out.flush()?,
+    }
+    progress.finish_and_clear();
+    store.close().await;
+    eprintln!("exported {exported} events");
+    Ok(ExitCode::SUCCESS)
+}
+
+enum Output {
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
+    Jsonl(Box<dyn Write>),
+}
+
+fn jsonl_line(stored: &StoredEvent) -> Value {
+    let event: Value = serde_json::from_slice(&stored.raw).unwrap_or(Value::Null);
+    let raw = String::from_utf8_lossy(&stored.raw);
+    json!({
+        "id": stored.id,
+        "received_at": format_time(stored.receipt.received_at),
+        "channel": stored.receipt.channel,
+        "remote_addr": stored.receipt.remote_addr,
+        "method": stored.receipt.method,
+        "path": stored.receipt.path,
+        "size": stored.receipt.size,
+        "invocation_id": stored.invocation_id,
+        "tracking_number": stored.tracking_number,
+        "outcome": stored.outcome,
+        "warnings": stored.warnings,
+        "event": event,
+        "raw": raw,
+    })
+}
+
+const CSV_HEADER: [&str; 16] = [
+    "id",
+    "received_at",
+    "tracking_number",
+    "invocation_id",
+    "channel",
+    "remote_addr",
+    "action",
+    "outcome",
+    "recipient_id",
+    "recipient_name",
+    "requester_name",
+    "sources",
+    "account_requests",
+    "failed",
+    "ticket_ids",
+    "errors",
+];
+
+fn csv_row(stored: &StoredEvent) -> Vec<String> {
+    let event = ProvisioningCompleted::from_slice(&stored.raw).ok();
+    let text = |f: &dyn Fn(&ProvisioningCompleted<'_>) -> String| -> String {
+        event.as_ref().map(f).unwrap_or_default()
+    };
+    vec![
+        stored.id.to_string(),
+        format_time(stored.receipt.received_at),
+        stored.tracking_number.clone(),
+        stored.invocation_id.clone().unwrap_or_default(),
+        stored.receipt.channel.clone().unwrap_or_default(),
+        stored.receipt.remote_addr.clone().unwrap_or_default(),
+        text(&|e| e.action.as_deref().unwrap_or_default().to_owned()),
+        stored.outcome.clone(),
+        text(&|e| e.recipient.id.to_string()),
+        text(&|e| e.recipient.name.to_string()),
+        text(&|e| {
+            e.requester
+                .as_option()
+                .map(|r| r.name.to_string())
+                .unwrap_or_default()
+        }),
+        text(&|e| e.sources.to_string()),
+        text(&|e| e.account_requests.len().to_string()),
+        text(&|e| e.counts().failed.to_string()),
+        text(&|e| e.ticket_ids().join(" ")),
+        text(&|e| e.error_messages().join(" | ")),
+    ]
+}

@@ -1,0 +1,208 @@
+//! `provtrail send`: post events to any subscriber URL, like ISC's test invocation but with your own
+//! data: a file, a JSON-lines stream, or realistic synthetic events.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use provtrail::sender::{Answer, Auth, SendOptions, SendReport, send_all};
+use provtrail::synth::{Generator, SynthOptions};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::OutputFormat;
+
+/// Arguments of `provtrail send`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when every event was accepted or recognised as a duplicate, \
+1 when any was refused, quarantined or got no answer, 2 when the input cannot be read."
+)]
+pub struct SendArgs {
+    /// The subscriber's URL, e.g. http://127.0.0.1:8080/events.
+    url: String,
+    /// A JSON file to post (`-` for standard input); with --jsonl, one event per line.
+    #[arg(value_name = "FILE|-", conflicts_with = "synthetic")]
+    file: Option<PathBuf>,
+    /// Read the input as JSON lines and post each line.
+    #[arg(long)]
+    jsonl: bool,
+    /// Post this many realistic synthetic events instead of a file.
+    #[arg(long, value_name = "N")]
+    synthetic: Option<u64>,
+    /// Share of synthetic account requests that fail (0 to 1).
+    #[arg(long, default_value_t = 0.03, value_name = "RATE")]
+    failure_rate: f64,
+    /// Seed of the synthetic events (the same seed sends the same events).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Bearer token to present.
+    #[arg(long, env = "PROVTRAIL_SEND_TOKEN", hide_env_values = true, conflicts_with_all = ["basic", "token_file"])]
+    token: Option<String>,
+    /// Read the bearer token from a file (e.g. the provtrail.db.token a server generated).
+    #[arg(long, value_name = "FILE", conflicts_with = "basic")]
+    token_file: Option<PathBuf>,
+    /// Basic credentials to present, as user:password.
+    #[arg(
+        long,
+        env = "PROVTRAIL_SEND_BASIC",
+        hide_env_values = true,
+        value_name = "USER:PASS"
+    )]
+    basic: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Most requests per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<f64>,
+    /// Timeout of one request, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Accept an invalid TLS certificate (self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
+    /// Summary for people (`text`) or as one JSON object (`json`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+}
+
+pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.url.starts_with("http://") || args.url.starts_with("https://"),
+        "the URL must start with http:// or https://"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.failure_rate),
+        "--failure-rate is between 0 and 1"
+    );
+    let auth = match (&args.token, &args.token_file, &args.basic) {
+        (Some(token), _, _) => Auth::Bearer(token.clone()),
+        (None, Some(path), _) => Auth::Bearer(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None, Some(pair)) => {
+            anyhow::ensure!(pair.contains(':'), "--basic is user:password");
+            Auth::Basic(pair.clone())
+        }
+        (None, None, None) => Auth::None,
+    };
+    let options = SendOptions {
+        url: args.url.clone(),
+        auth,
+        concurrency: args.concurrency.max(1),
+        rate: args.rate,
+        timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
+        insecure: args.insecure,
+    };
+    let (documents, receiver) = mpsc::channel::<Bytes>(options.concurrency * 4);
+    let (total, producer) = producer(&args, documents)?;
+    let progress = super::progress_bar(total, "sending");
+    let bar = progress.clone();
+    let report = send_all(&options, receiver, move |answer: &Answer| {
+        bar.inc(1);
+        if let Answer::Failed(error) = answer {
+            bar.set_message(format!("last error: {error}"));
+        }
+    })
+    .await?;
+    progress.finish_and_clear();
+    let read = producer
+        .await
+        .context("the input reader stopped unexpectedly")?;
+    print_report(&report, args.format);
+    if let Err(err) = read {
+        eprintln!("error: {err:#}");
+        return Ok(ExitCode::from(2));
+    }
+    let all_kept = report.kept() == report.sent && report.sent > 0;
+    Ok(if all_kept {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+type Producer = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Starts reading or generating documents on a blocking thread; returns how many there will be,
+/// when known.
+fn producer(
+    args: &SendArgs,
+    documents: mpsc::Sender<Bytes>,
+) -> anyhow::Result<(Option<u64>, Producer)> {
+    if let Some(count) = args.synthetic {
+        let options = SynthOptions {
+            seed: args.seed.unwrap_or_else(rand::random),
+            failure_rate: args.failure_rate,
+            ..SynthOptions::default()
+        };
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut generator = Generator::new(&options);
+            for _ in 0..count {
+                if documents
+                    .blocking_send(Bytes::from(generator.next_json()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        return Ok((Some(count), handle));
+    }
+    let Some(path) = args.file.clone() else {
+        anyhow::bail!("give a FILE to send (or - for standard input), or --synthetic N");
+    };
+    let reader = super::open_input(&path)?;
+    let jsonl = args.jsonl;
+    let handle =
+        tokio::task::spawn_blocking(move || super::read_documents(reader, jsonl, documents));
+    Ok(((!jsonl).then_some(1), handle))
+}
+
+fn print_report(report: &SendReport, format: OutputFormat) {
+    let seconds = report.elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        report.sent as f64 / seconds
+    } else {
+        0.0
+    };
+    match format {
+        OutputFormat::Json => {
+            let summary = json!({
+                "sent": report.sent,
+                "by_status": report.by_status,
+                "by_outcome": report.by_outcome,
+                "failures": report.failures,
+                "seconds": (seconds * 1000.0).round() / 1000.0,
+                "events_per_s": rate.round(),
+                "p50_ms": report.latency_quantile(0.5),
+                "p99_ms": report.latency_quantile(0.99),
+            });
+            println!("{summary}");
+        }
+        OutputFormat::Text => {
+            println!("sent {} in {:.2}s ({:.0}/s)", report.sent, seconds, rate);
+            for (outcome, count) in &report.by_outcome {
+                println!("  {outcome:<12} {count}");
+            }
+            for (status, count) in &report.by_status {
+                println!("  HTTP {status:<7} {count}");
+            }
+            for (error, count) in &report.failures {
+                println!("  no answer    {count} ({error})");
+            }
+            if let (Some(p50), Some(p99)) =
+                (report.latency_quantile(0.5), report.latency_quantile(0.99))
+            {
+                println!("  latency      p50 {p50:.1} ms, p99 {p99:.1} ms");
+            }
+        }
+    }
+}

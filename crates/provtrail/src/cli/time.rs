@@ -1,0 +1,50 @@
+//! Reading times given on the command line: RFC 3339, a date, or a span back from now.
+
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// Milliseconds since the epoch for `2026-11-01T10:00:00Z`, `2026-11-01` (midnight UTC), or a span
+/// back from now such as `24h`, `7d` or `90m`.
+pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_millis());
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let midnight = date.and_hms_opt(0, 0, 0).context("invalid date")?.and_utc();
+        return Ok(midnight.timestamp_millis());
+    }
+    let span = humantime::parse_duration(text).with_context(|| {
+        format!(
+            "{text:?} is not a time: use 2026-11-01T10:00:00Z, 2026-11-01, or a span like 24h or 7d"
+        )
+    })?;
+    let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+    Ok(Utc::now().timestamp_millis().saturating_sub(span))
+}
+
+/// RFC 3339 text for milliseconds since the epoch.
+pub fn format_time(millis: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(millis)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| millis.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_every_accepted_form() {
+        assert_eq!(parse_time("2026-11-01").unwrap(), 1_793_491_200_000);
+        assert_eq!(
+            parse_time("2026-11-01T00:00:00Z").unwrap(),
+            1_793_491_200_000
+        );
+        let day_ago = parse_time("24h").unwrap();
+        let now = Utc::now().timestamp_millis();
+        assert!((now - day_ago - 86_400_000).abs() < 5_000);
+        assert!(parse_time("yesterday-ish").is_err());
+        assert_eq!(format_time(1_793_491_200_000), "2026-11-01T00:00:00.000Z");
+    }
+}
