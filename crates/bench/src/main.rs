@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod filter;
+mod ingest;
 mod measure;
 mod model;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Parse + validate and serialize throughput of the event model, with baselines.
     Model(model::ModelArgs),
+    /// Durable ingest over loopback against a bare HTTP echo server.
+    Ingest(ingest::IngestArgs),
     /// Evaluate a subscription filter on a parsed event, against parsing that event.
     Filter(filter::FilterBenchArgs),
 }
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Model(args) => model::run(args),
         Command::Filter(args) => filter::run(args),
+        Command::Ingest(args) => ingest::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

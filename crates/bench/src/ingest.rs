@@ -1,0 +1,292 @@
+//! `provtrail-bench ingest`: the real server on a temporary store, driven over loopback by N
+//! connections posting distinct ~1 KB events, next to a bare axum server that reads the body and
+//! answers 200, driven by the same client in the same run.
+//!
+//! Figures:
+//! - `baseline.http_echo` and `ingest.durable`: the most events/s each sustains with N connections
+//!   (closed loop: each connection sends its next request when the previous one is answered), with
+//!   latency quantiles at that load;
+//! - `ingest.durable_half_rate`: latency when the durable server is offered half its maximum rate
+//!   (open loop, measured from the scheduled send time so that a stall is not hidden).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use provtrail::app::{App, Settings};
+use provtrail::config::FileConfig;
+use provtrail::server::{RunningServer, ServerConfig};
+use provtrail::synth::{Generator, SynthOptions};
+use serde_json::json;
+use tokio::net::TcpStream;
+
+use crate::measure::emit;
+
+/// Arguments of `provtrail-bench ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Also configure three routes (for the routing overhead figure).
+    #[arg(long)]
+    routes: bool,
+}
+
+const TOKEN: &str = "bench-token";
+
+/// Distinct ~1 KB events: a pool of realistic ones, each sent with a fresh invocation id so that
+/// no two requests are duplicates.
+struct Events {
+    pool: Vec<(String, String)>,
+    counter: AtomicU64,
+}
+
+impl Events {
+    fn new() -> anyhow::Result<Self> {
+        let mut generator = Generator::new(&SynthOptions::default());
+        let mut pool = Vec::new();
+        while pool.len() < 256 {
+            let json = generator.next_json();
+            // Keep events close to 1 KB, as the figure promises.
+            if !(800..=1300).contains(&json.len()) {
+                continue;
+            }
+            let text = String::from_utf8(json)?;
+            let marker = "\"invocationId\":\"";
+            let start = text.find(marker).context("synthetic event without invocationId")? + marker.len();
+            let end = start + text[start..].find('"').context("unterminated invocationId")?;
+            pool.push((text[..start].to_owned(), text[end..].to_owned()));
+        }
+        Ok(Events {
+            pool,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn next(&self) -> Bytes {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let (head, tail) = &self.pool[(n as usize) % self.pool.len()];
+        Bytes::from(format!("{head}bench-{n:016x}-{:08x}{tail}", std::process::id()))
+    }
+}
+
+pub fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
+    let events = Arc::new(Events::new()?);
+    let duration = Duration::from_secs_f64(args.seconds);
+    let connections = args.connections.max(1);
+
+    // The baseline: a bare axum server that reads the body and answers 200.
+    let echo = Router::new().route(
+        "/events",
+        post(|body: Bytes| async move {
+            std::hint::black_box(body.len());
+            axum::Json(json!({"status": "accepted"}))
+        }),
+    );
+    let echo_config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..ServerConfig::default()
+    };
+    let echo_server = RunningServer::start(echo, &echo_config, None).await?;
+    let echo_result = closed_loop(echo_server.local_addr(), connections, duration, &events).await?;
+    echo_server.shutdown().await;
+    emit(echo_result.figure("baseline.http_echo", connections));
+
+    // The real server on a temporary store.
+    let dir = tempfile::tempdir()?;
+    let mut config = FileConfig::default();
+    config.server.listen = Some("127.0.0.1:0".into());
+    config.server.max_concurrent_requests = Some(connections * 4);
+    config.store.path = Some(dir.path().join("bench.db"));
+    config.ingest.tokens = vec![TOKEN.into()];
+    if args.routes {
+        anyhow::bail!("--routes: routes are not available in this build");
+    }
+    let settings = Settings::from_config(&config)?;
+    let app = App::start(&settings).await?;
+    let addr = app.server.local_addr();
+    let durable = closed_loop(addr, connections, duration, &events).await?;
+    emit(durable.figure("ingest.durable", connections));
+    let half = durable.events_per_s / 2.0;
+    let paced = open_loop(addr, connections, duration, half, &events).await?;
+    let mut line = paced.figure("ingest.durable_half_rate", connections);
+    line["offered_per_s"] = json!(half.round());
+    emit(line);
+    emit(json!({
+        "bench": "ratio.durable_vs_echo",
+        "connections": connections,
+        "ratio": (durable.events_per_s / echo_result.events_per_s * 1000.0).round() / 1000.0,
+    }));
+    let stored = app.store.counts().await?.events;
+    let accepted = durable.ok + paced.ok;
+    anyhow::ensure!(
+        stored == accepted,
+        "{accepted} events were answered 200 but {stored} are stored"
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    ok: u64,
+    failed: u64,
+    latencies_ms: Vec<f64>,
+    events_per_s: f64,
+}
+
+impl Outcome {
+    fn quantile(&self, q: f64) -> f64 {
+        if self.latencies_ms.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies_ms.len() - 1) as f64 * q).round() as usize;
+        self.latencies_ms[index]
+    }
+
+    fn figure(&self, bench: &str, connections: usize) -> serde_json::Value {
+        json!({
+            "bench": bench,
+            "connections": connections,
+            "events_per_s": self.events_per_s.round(),
+            "p50_ms": (self.quantile(0.5) * 100.0).round() / 100.0,
+            "p99_ms": (self.quantile(0.99) * 100.0).round() / 100.0,
+            "requests": self.ok + self.failed,
+            "failed": self.failed,
+        })
+    }
+
+    fn merge(parts: Vec<Outcome>, elapsed: Duration) -> Outcome {
+        let mut all = Outcome::default();
+        for part in parts {
+            all.ok += part.ok;
+            all.failed += part.failed;
+            all.latencies_ms.extend(part.latencies_ms);
+        }
+        all.latencies_ms.sort_by(f64::total_cmp);
+        all.events_per_s = all.ok as f64 / elapsed.as_secs_f64();
+        all
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn send(sender: &mut Sender, addr: SocketAddr, body: Bytes) -> anyhow::Result<bool> {
+    sender.ready().await?;
+    let request = Request::post("/events")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    let ok = response.status().is_success();
+    response.into_body().collect().await?;
+    Ok(ok)
+}
+
+/// Each connection sends as fast as it is answered, for `duration`.
+async fn closed_loop(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    events: &Arc<Events>,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let events = events.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcome = Outcome::default();
+            let mut sender = connect(addr).await?;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = send(&mut sender, addr, events.next()).await.unwrap_or(false);
+                outcome.latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+                if ok {
+                    outcome.ok += 1;
+                } else {
+                    outcome.failed += 1;
+                    sender = connect(addr).await?;
+                }
+            }
+            anyhow::Ok(outcome)
+        }));
+    }
+    let mut parts = Vec::new();
+    for task in tasks {
+        parts.push(task.await??);
+    }
+    Ok(Outcome::merge(parts, started.elapsed()))
+}
+
+/// Offers `rate` events/s spread over the connections, each on a fixed schedule; latency counts
+/// from the scheduled time.
+async fn open_loop(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    rate: f64,
+    events: &Arc<Events>,
+) -> anyhow::Result<Outcome> {
+    let per_connection = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for index in 0..connections {
+        let events = events.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcome = Outcome::default();
+            let mut sender = connect(addr).await?;
+            // Stagger the connections over one interval.
+            let offset = per_connection.mul_f64(index as f64 / connections as f64);
+            let mut scheduled = started + offset;
+            while scheduled < started + duration {
+                tokio::time::sleep_until(scheduled.into()).await;
+                let ok = send(&mut sender, addr, events.next()).await.unwrap_or(false);
+                outcome
+                    .latencies_ms
+                    .push(scheduled.elapsed().as_secs_f64() * 1000.0);
+                if ok {
+                    outcome.ok += 1;
+                } else {
+                    outcome.failed += 1;
+                    sender = connect(addr).await?;
+                }
+                scheduled += per_connection;
+            }
+            anyhow::Ok(outcome)
+        }));
+    }
+    let mut parts = Vec::new();
+    for task in tasks {
+        parts.push(task.await??);
+    }
+    Ok(Outcome::merge(parts, started.elapsed()))
+}
