@@ -84,6 +84,8 @@ mod decode;
 mod encode;
 mod issue;
 mod maybe;
+mod scan;
+mod swar;
 mod types;
 
 pub use issue::{
@@ -122,12 +124,30 @@ pub fn validate_slice<'a>(
     bytes: &'a [u8],
     options: &Options,
 ) -> Result<Validation<'a>, SyntaxError> {
-    decode::validate_slice(bytes, options)
+    scan::validate_slice(bytes, options)
 }
 
 /// Validates a JSON document held in a string. See [`validate_slice`].
 pub fn validate_str<'a>(text: &'a str, options: &Options) -> Result<Validation<'a>, SyntaxError> {
-    decode::validate_slice(text.as_bytes(), options)
+    scan::validate_str(text, options)
+}
+
+/// The serde-based reader that [`validate_slice`] must agree with, for differential tests and
+/// fuzzing. Not part of the supported API.
+#[doc(hidden)]
+pub fn validate_slice_reference<'a>(
+    bytes: &'a [u8],
+    options: &Options,
+) -> Result<Validation<'a>, SyntaxError> {
+    decode::validate_slice(bytes, options)
+}
+
+/// The fast parser alone, without the hand-over to the reference reader: `None` when the input is
+/// too large, not UTF-8 or not JSON. For differential tests and fuzzing; not part of the supported
+/// API.
+#[doc(hidden)]
+pub fn validate_slice_fast_only<'a>(bytes: &'a [u8], options: &Options) -> Option<Validation<'a>> {
+    scan::validate_fast_only(bytes, options)
 }
 
 /// Validates a document that is already a `serde_json::Value`.
