@@ -120,6 +120,7 @@ pub type ProvisioningCompletedAccountRequestsInnerAttributeRequestsInnerOperatio
 
 /// Validates a JSON document held in bytes. `Err` only when the bytes are not JSON (or too large);
 /// a JSON document that is not a valid event gives `Ok` with its errors.
+#[inline]
 pub fn validate_slice<'a>(
     bytes: &'a [u8],
     options: &Options,
@@ -128,6 +129,7 @@ pub fn validate_slice<'a>(
 }
 
 /// Validates a JSON document held in a string. See [`validate_slice`].
+#[inline]
 pub fn validate_str<'a>(text: &'a str, options: &Options) -> Result<Validation<'a>, SyntaxError> {
     scan::validate_str(text, options)
 }

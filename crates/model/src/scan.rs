@@ -40,6 +40,9 @@ use crate::{AccountOperation, Maybe, SyntaxError, Validation, decode, swar};
 /// serde_json refuses the 128th nested array or object that it reads (the root counts as 1).
 const RECURSION_LIMIT: usize = 128;
 
+/// A newline and fifteen spaces, as one little-endian word.
+const NEWLINE_INDENT: u128 = u128::from_le_bytes(*b"\n               ");
+
 /// Deepest nesting of schema objects and arrays (`accountRequests[i].attributeRequests[j]`).
 const MAX_FRAMES: usize = 8;
 
@@ -50,6 +53,7 @@ const OBJECTS: &str = "an array of objects";
 
 /// Validates a document held in bytes: the fast path, or the reference reader when the bytes are
 /// not UTF-8 or not JSON.
+#[inline]
 pub(crate) fn validate_slice<'a>(
     bytes: &'a [u8],
     options: &Options,
@@ -65,6 +69,7 @@ pub(crate) fn validate_slice<'a>(
 
 /// Validates a document held in a string: the fast path, or the reference reader when it is not
 /// JSON.
+#[inline]
 pub(crate) fn validate_str<'a>(
     text: &'a str,
     options: &Options,
@@ -72,8 +77,16 @@ pub(crate) fn validate_str<'a>(
     if text.len() > options.limits.max_bytes {
         return Err(too_large(text.len(), options));
     }
-    match Parser::new(text, options).run() {
-        Ok(validation) => Ok(validation),
+    // The event is written straight into its place in the result: it is large, and moving it
+    // through return values costs more than reading a small document.
+    let mut parser = Parser::new(text, options);
+    let mut event = None;
+    match parser.run(&mut event) {
+        Ok(()) => Ok(Validation {
+            event,
+            errors: parser.errors,
+            warnings: parser.warnings,
+        }),
         Err(Reject) => decode::validate_slice(text.as_bytes(), options),
     }
 }
@@ -85,7 +98,14 @@ pub(crate) fn validate_fast_only<'a>(bytes: &'a [u8], options: &Options) -> Opti
         return None;
     }
     let text = std::str::from_utf8(bytes).ok()?;
-    Parser::new(text, options).run().ok()
+    let mut parser = Parser::new(text, options);
+    let mut event = None;
+    parser.run(&mut event).ok()?;
+    Some(Validation {
+        event,
+        errors: parser.errors,
+        warnings: parser.warnings,
+    })
 }
 
 fn too_large(size: usize, options: &Options) -> SyntaxError {
@@ -153,24 +173,18 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The whole document: one value and nothing after it but whitespace.
-    fn run(mut self) -> Step<Validation<'a>> {
-        let event = match self.peek() {
+    /// The whole document: one value and nothing after it but whitespace. The event, when the
+    /// document has the shape of one, is written to `event`.
+    fn run(&mut self, event: &mut Option<ProvisioningCompleted<'a>>) -> Step<()> {
+        match self.peek() {
             None => return Err(Reject),
-            Some(b'{') => self.event()?,
-            Some(_) => {
-                self.root_not_an_object()?;
-                None
-            }
-        };
+            Some(b'{') => self.event(event)?,
+            Some(_) => self.root_not_an_object()?,
+        }
         if self.peek().is_some() {
             return Err(Reject);
         }
-        Ok(Validation {
-            event,
-            errors: self.errors,
-            warnings: self.warnings,
-        })
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -189,6 +203,16 @@ impl<'a> Parser<'a> {
 
     #[inline(never)]
     fn skip_whitespace(&mut self) -> Option<u8> {
+        // Pretty printers write a newline and an indent of spaces between tokens: one test of
+        // sixteen bytes skips the usual case.
+        if let Some(chunk) = self
+            .bytes
+            .get(self.pos..)
+            .and_then(<[u8]>::first_chunk::<16>)
+        {
+            let other = u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT;
+            self.pos += (other.trailing_zeros() / 8) as usize;
+        }
         loop {
             match *self.bytes.get(self.pos)? {
                 b' ' | b'\n' | b'\r' | b'\t' => {
@@ -228,14 +252,41 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Before each key of an object: `}` ends it (`None`), otherwise a `,` unless it is the
-    /// first key, then the key and its `:`. Trailing commas are rejected.
-    #[inline]
-    fn next_key(&mut self, first: &mut bool) -> Step<Option<Cow<'a, str>>> {
+    /// Consumes `expected` if the input continues with it.
+    #[inline(always)]
+    fn eat(&mut self, expected: &'static [u8]) -> bool {
+        let end = self.pos + expected.len();
+        if self.bytes.get(self.pos..end) == Some(expected) {
+            self.pos = end;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A guess at the next key, given as its text, closing quote and colon: consumes it (and one
+    /// space after the colon, as pretty printers write it) when the input has exactly that.
+    /// Events list their fields in schema order, so the guess is nearly always right, and a key
+    /// that is guessed is matched with a couple of word compares instead of being scanned.
+    #[inline(always)]
+    fn eat_key(&mut self, key_quote_colon: &'static [u8]) -> bool {
+        if !self.eat(key_quote_colon) {
+            return false;
+        }
+        if self.bytes.get(self.pos) == Some(&b' ') {
+            self.pos += 1;
+        }
+        true
+    }
+
+    /// Before each key of an object: `}` ends it (`false`), otherwise a `,` unless it is the first
+    /// key, then the key's opening quote. Trailing commas are rejected.
+    #[inline(always)]
+    fn before_key(&mut self, first: &mut bool) -> Step<bool> {
         let mut byte = self.peek().ok_or(Reject)?;
         if byte == b'}' {
             self.pos += 1;
-            return Ok(None);
+            return Ok(false);
         }
         if *first {
             *first = false;
@@ -250,9 +301,24 @@ impl<'a> Parser<'a> {
             return Err(Reject);
         }
         self.pos += 1;
+        Ok(true)
+    }
+
+    /// The rest of a key after its opening quote, and its colon.
+    #[inline]
+    fn key_rest(&mut self) -> Step<Cow<'a, str>> {
         let key = self.string()?;
         self.expect(b':')?;
-        Ok(Some(key))
+        Ok(key)
+    }
+
+    /// The next key of an object, or `None` at its end.
+    fn next_key(&mut self, first: &mut bool) -> Step<Option<Cow<'a, str>>> {
+        if self.before_key(first)? {
+            self.key_rest().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Before each element of an array: `]` ends it (`false`), otherwise a `,` unless it is the
@@ -948,7 +1014,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The array of a schema list whose elements are objects, each read in place by `element`
-    /// into a blank value pushed onto the list. `None` when an element cannot be typed.
+    /// into a blank value appended to the list. `None` when an element cannot be typed.
     #[inline]
     fn object_list<T>(
         &mut self,
@@ -969,7 +1035,9 @@ impl<'a> Parser<'a> {
                     let mut scratch = blank();
                     element(self, &mut scratch)?
                 } else {
-                    items.push(blank());
+                    // `resize_with` makes room first and then builds the blank in its slot, where
+                    // `push` would build it aside and copy it in.
+                    items.resize_with(items.len() + 1, blank);
                     match items.last_mut() {
                         Some(slot) => element(self, slot)?,
                         None => false,
@@ -993,52 +1061,101 @@ impl<'a> Parser<'a> {
 
     // -----------------------------------------------------------------------------------------
     // The schema's objects
+    //
+    // Each reads its object from the `{`, guessing that keys come in schema order (see
+    // `eat_key`) and matching them by their bytes when they do not. The typed value is written
+    // only when every field could be typed, exactly as the reference builds it.
 
-    /// The root event object (at its `{`).
-    fn event(&mut self) -> Step<Option<ProvisioningCompleted<'a>>> {
+    /// The root event object, built in place in `out` and left there when it can be typed.
+    fn event(&mut self, out: &mut Option<ProvisioningCompleted<'a>>) -> Step<()> {
         self.pos += 1;
+        let event = out.insert(blank_event());
         let mut seen = 0u32;
-        let mut tracking_number = None;
-        let mut sources = None;
-        let mut action = Some(Maybe::Absent);
-        let mut errors = Some(Maybe::Absent);
-        let mut warnings = Some(Maybe::Absent);
-        let mut recipient = None;
-        let mut requester = Some(Maybe::Absent);
-        let mut account_requests = None;
-        let mut metadata = None;
-        let mut extra = Extra::new();
+        // Set when a field's value cannot be typed: the reference then has no event.
+        let mut bad = false;
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
-            let index = match key.as_bytes() {
-                b"trackingNumber" => 0,
-                b"sources" => 1,
-                b"action" => 2,
-                b"errors" => 3,
-                b"warnings" => 4,
-                b"recipient" => 5,
-                b"requester" => 6,
-                b"accountRequests" => 7,
-                b"_metadata" => 8,
-                _ => {
-                    self.unknown_field(key, &mut extra)?;
-                    continue;
+        let mut next = 0;
+        while self.before_key(&mut first)? {
+            let guessed = match next {
+                0 => self.eat_key(b"trackingNumber\":"),
+                1 => self.eat_key(b"sources\":"),
+                2 => self.eat_key(b"action\":"),
+                3 => self.eat_key(b"errors\":"),
+                4 => self.eat_key(b"warnings\":"),
+                5 => self.eat_key(b"recipient\":"),
+                6 => self.eat_key(b"requester\":"),
+                7 => self.eat_key(b"accountRequests\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"trackingNumber" => 0,
+                    b"sources" => 1,
+                    b"action" => 2,
+                    b"errors" => 3,
+                    b"warnings" => 4,
+                    b"recipient" => 5,
+                    b"requester" => 6,
+                    b"accountRequests" => 7,
+                    b"_metadata" => 8,
+                    _ => {
+                        self.unknown_field(key, &mut event.extra)?;
+                        continue;
+                    }
                 }
             };
+            next = index + 1;
             if !first_time(&mut seen, index) {
                 self.repeated(EVENT_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
             match index {
-                0 => tracking_number = self.required_string("trackingNumber")?,
-                1 => sources = self.required_string("sources")?,
-                2 => action = self.optional_string("action", Need::Nullable)?,
-                3 => errors = self.string_list("errors")?,
-                4 => warnings = self.string_list("warnings")?,
-                5 => recipient = self.identity_field("recipient", Need::Required)?,
-                6 => requester = self.identity_field("requester", Need::Nullable)?,
-                7 => account_requests = self.account_requests()?,
-                _ => metadata = self.metadata(&mut extra)?,
+                0 => set(
+                    &mut event.tracking_number,
+                    self.required_string("trackingNumber")?,
+                    &mut bad,
+                ),
+                1 => set(
+                    &mut event.sources,
+                    self.required_string("sources")?,
+                    &mut bad,
+                ),
+                2 => set(
+                    &mut event.action,
+                    self.optional_string("action", Need::Nullable)?,
+                    &mut bad,
+                ),
+                3 => set(&mut event.errors, self.string_list("errors")?, &mut bad),
+                4 => set(&mut event.warnings, self.string_list("warnings")?, &mut bad),
+                5 => {
+                    if self.peek() == Some(b'{') {
+                        bad |= !self.identity_in("recipient", &mut event.recipient)?;
+                    } else {
+                        self.field_other("recipient", OBJECT, Need::Required)?;
+                        bad = true;
+                    }
+                }
+                6 => {
+                    if self.peek() == Some(b'{') {
+                        event.requester = Maybe::Value(blank_identity());
+                        if let Maybe::Value(requester) = &mut event.requester {
+                            bad |= !self.identity_in("requester", requester)?;
+                        }
+                    } else if self.field_other("requester", OBJECT, Need::Nullable)? {
+                        event.requester = Maybe::Null;
+                    } else {
+                        bad = true;
+                    }
+                }
+                7 => set(
+                    &mut event.account_requests,
+                    self.account_requests()?,
+                    &mut bad,
+                ),
+                _ => event.metadata = self.metadata(&mut event.extra)?,
             }
         }
         self.report_missing(
@@ -1046,87 +1163,66 @@ impl<'a> Parser<'a> {
             EVENT_FIELDS,
             &[(0, STRING), (1, STRING), (5, OBJECT), (7, OBJECTS)],
         );
-        Ok(
-            match (
-                tracking_number,
-                sources,
-                action,
-                errors,
-                warnings,
-                recipient.and_then(Maybe::into_option),
-                requester,
-                account_requests,
-            ) {
-                (
-                    Some(tracking_number),
-                    Some(sources),
-                    Some(action),
-                    Some(errors),
-                    Some(warnings),
-                    Some(recipient),
-                    Some(requester),
-                    Some(account_requests),
-                ) => Some(ProvisioningCompleted {
-                    tracking_number,
-                    sources,
-                    action,
-                    errors,
-                    warnings,
-                    recipient,
-                    requester,
-                    account_requests,
-                    metadata,
-                    extra,
-                }),
-                _ => None,
-            },
-        )
-    }
-
-    /// `recipient` (required) or `requester` (nullable). The outer `Option` is `None` when the
-    /// field cannot be typed; for `recipient`, `Some(Maybe::Value)` is the only typed form.
-    fn identity_field(
-        &mut self,
-        name: &'static str,
-        need: Need,
-    ) -> Step<Option<Maybe<IdentityRef<'a>>>> {
-        if self.peek() != Some(b'{') {
-            return Ok(self.field_other(name, OBJECT, need)?.then_some(Maybe::Null));
+        if bad || seen & EVENT_REQUIRED != EVENT_REQUIRED {
+            *out = None;
         }
-        self.push_frame(Frame::Field(name));
-        let mut identity = blank_identity();
-        let typed = self.identity(&mut identity)?;
-        self.pop_frame();
-        Ok(typed.then_some(Maybe::Value(identity)))
+        Ok(())
     }
 
     /// A `recipient` or `requester` object (at its `{`), read into `slot`; true when typed.
+    fn identity_in(&mut self, name: &'static str, slot: &mut IdentityRef<'a>) -> Step<bool> {
+        self.push_frame(Frame::Field(name));
+        let typed = self.identity(slot)?;
+        self.pop_frame();
+        Ok(typed)
+    }
+
+    /// A `recipient` or `requester` object, read into `slot`; true when typed.
     fn identity(&mut self, slot: &mut IdentityRef<'a>) -> Step<bool> {
         self.pos += 1;
         let mut seen = 0u32;
-        let (mut kind, mut id, mut name) = (None, None, None);
+        let mut bad = false;
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
-            let index = match key.as_bytes() {
-                b"type" => 0,
-                b"id" => 1,
-                b"name" => 2,
-                _ => {
-                    self.unknown_field(key, &mut slot.extra)?;
-                    continue;
+        let mut next = 0;
+        while self.before_key(&mut first)? {
+            let guessed = match next {
+                0 => self.eat_key(b"type\":"),
+                1 => self.eat_key(b"id\":"),
+                2 => self.eat_key(b"name\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"type" => 0,
+                    b"id" => 1,
+                    b"name" => 2,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
                 }
             };
+            next = index + 1;
             if !first_time(&mut seen, index) {
                 self.repeated(IDENTITY_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
             match index {
                 0 => {
-                    kind =
-                        self.required_enum("type", IdentityType::from_wire, IdentityType::KNOWN)?
+                    if !(self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\"")) {
+                        let kind = self.required_enum(
+                            "type",
+                            IdentityType::from_wire,
+                            IdentityType::KNOWN,
+                        )?;
+                        set(&mut slot.kind, kind, &mut bad);
+                    }
                 }
-                1 => id = self.required_string("id")?,
-                _ => name = self.required_string("name")?,
+                1 => set(&mut slot.id, self.required_string("id")?, &mut bad),
+                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
             }
         }
         self.report_missing(
@@ -1134,13 +1230,7 @@ impl<'a> Parser<'a> {
             IDENTITY_FIELDS,
             &[(0, STRING), (1, STRING), (2, STRING)],
         );
-        let (Some(kind), Some(id), Some(name)) = (kind, id, name) else {
-            return Ok(false);
-        };
-        slot.kind = kind;
-        slot.id = id;
-        slot.name = name;
-        Ok(true)
+        Ok(!bad && seen & 0b111 == 0b111)
     }
 
     /// `accountRequests`: a required array of objects.
@@ -1152,53 +1242,79 @@ impl<'a> Parser<'a> {
         self.object_list("accountRequests", blank_account, Self::account_request)
     }
 
-    /// One account request (at its `{`), read into `slot`; true when typed.
+    /// One account request, read into `slot`; true when typed.
     fn account_request(&mut self, slot: &mut AccountRequest<'a>) -> Step<bool> {
         self.pos += 1;
         let mut seen = 0u32;
-        let mut source = false;
-        let mut account_id = Some(Maybe::Absent);
-        let mut account_operation = None;
-        let mut provisioning_result = None;
-        let mut provisioning_target = None;
-        let mut ticket_id = Some(Maybe::Absent);
-        let mut attribute_requests = Some(Maybe::Absent);
+        let mut bad = false;
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
-            let index = match key.as_bytes() {
-                b"source" => 0,
-                b"accountId" => 1,
-                b"accountOperation" => 2,
-                b"provisioningResult" => 3,
-                b"provisioningTarget" => 4,
-                b"ticketId" => 5,
-                b"attributeRequests" => 6,
-                _ => {
-                    self.unknown_field(key, &mut slot.extra)?;
-                    continue;
+        let mut next = 0;
+        while self.before_key(&mut first)? {
+            let guessed = match next {
+                0 => self.eat_key(b"source\":"),
+                1 => self.eat_key(b"accountId\":"),
+                2 => self.eat_key(b"accountOperation\":"),
+                3 => self.eat_key(b"provisioningResult\":"),
+                4 => self.eat_key(b"provisioningTarget\":"),
+                5 => self.eat_key(b"ticketId\":"),
+                6 => self.eat_key(b"attributeRequests\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"source" => 0,
+                    b"accountId" => 1,
+                    b"accountOperation" => 2,
+                    b"provisioningResult" => 3,
+                    b"provisioningTarget" => 4,
+                    b"ticketId" => 5,
+                    b"attributeRequests" => 6,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
                 }
             };
+            next = index + 1;
             if !first_time(&mut seen, index) {
                 self.repeated(ACCOUNT_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
             match index {
-                0 => source = self.source_field(&mut slot.source)?,
-                1 => account_id = self.optional_string("accountId", Need::NotNullable)?,
-                2 => {
-                    account_operation =
-                        self.required_known("accountOperation", AccountOperation::KNOWN)?
-                }
-                3 => {
-                    provisioning_result = self.required_enum(
-                        "provisioningResult",
-                        ProvisioningResult::from_wire,
-                        ProvisioningResult::KNOWN,
-                    )?
-                }
-                4 => provisioning_target = self.required_string("provisioningTarget")?,
-                5 => ticket_id = self.optional_string("ticketId", Need::Nullable)?,
-                _ => attribute_requests = self.attribute_requests()?,
+                0 => bad |= !self.source_field(&mut slot.source)?,
+                1 => set(
+                    &mut slot.account_id,
+                    self.optional_string("accountId", Need::NotNullable)?,
+                    &mut bad,
+                ),
+                2 => set(
+                    &mut slot.account_operation,
+                    self.account_operation()?,
+                    &mut bad,
+                ),
+                3 => set(
+                    &mut slot.provisioning_result,
+                    self.provisioning_result()?,
+                    &mut bad,
+                ),
+                4 => set(
+                    &mut slot.provisioning_target,
+                    self.required_string("provisioningTarget")?,
+                    &mut bad,
+                ),
+                5 => set(
+                    &mut slot.ticket_id,
+                    self.optional_string("ticketId", Need::Nullable)?,
+                    &mut bad,
+                ),
+                _ => set(
+                    &mut slot.attribute_requests,
+                    self.attribute_requests()?,
+                    &mut bad,
+                ),
             }
         }
         self.report_missing(
@@ -1206,33 +1322,49 @@ impl<'a> Parser<'a> {
             ACCOUNT_FIELDS,
             &[(0, OBJECT), (2, STRING), (3, STRING), (4, STRING)],
         );
-        let (
-            true,
-            Some(account_id),
-            Some(account_operation),
-            Some(provisioning_result),
-            Some(provisioning_target),
-            Some(ticket_id),
-            Some(attribute_requests),
-        ) = (
-            source,
-            account_id,
-            account_operation,
-            provisioning_result,
-            provisioning_target,
-            ticket_id,
-            attribute_requests,
+        Ok(!bad && seen & ACCOUNT_REQUIRED == ACCOUNT_REQUIRED)
+    }
+
+    /// `accountOperation`: its known values are matched without scanning (and borrowed from
+    /// static text, which equals the input's).
+    #[inline]
+    fn account_operation(&mut self) -> Step<Option<Cow<'a, str>>> {
+        if self.peek() == Some(b'"') {
+            for (quoted, text) in [
+                (&b"\"Modify\""[..], "Modify"),
+                (b"\"Create\"", "Create"),
+                (b"\"Enable\"", "Enable"),
+                (b"\"Disable\"", "Disable"),
+                (b"\"Delete\"", "Delete"),
+                (b"\"Unlock\"", "Unlock"),
+            ] {
+                if self.eat(quoted) {
+                    return Ok(Some(Cow::Borrowed(text)));
+                }
+            }
+        }
+        self.required_known("accountOperation", AccountOperation::KNOWN)
+    }
+
+    /// `provisioningResult`: its known values are matched without scanning.
+    #[inline]
+    fn provisioning_result(&mut self) -> Step<Option<ProvisioningResult>> {
+        if self.peek() == Some(b'"') {
+            if self.eat(b"\"SUCCESS\"") {
+                return Ok(Some(ProvisioningResult::Success));
+            }
+            if self.eat(b"\"FAILED\"") {
+                return Ok(Some(ProvisioningResult::Failed));
+            }
+            if self.eat(b"\"PENDING\"") {
+                return Ok(Some(ProvisioningResult::Pending));
+            }
+        }
+        self.required_enum(
+            "provisioningResult",
+            ProvisioningResult::from_wire,
+            ProvisioningResult::KNOWN,
         )
-        else {
-            return Ok(false);
-        };
-        slot.account_id = account_id;
-        slot.account_operation = account_operation;
-        slot.provisioning_result = provisioning_result;
-        slot.provisioning_target = provisioning_target;
-        slot.ticket_id = ticket_id;
-        slot.attribute_requests = attribute_requests;
-        Ok(true)
     }
 
     /// `source` of an account request: a required object, read in place.
@@ -1247,30 +1379,49 @@ impl<'a> Parser<'a> {
         Ok(typed)
     }
 
-    /// A `source` object (at its `{`), read into `slot`; true when typed.
+    /// A `source` object, read into `slot`; true when typed.
     fn source_ref(&mut self, slot: &mut SourceRef<'a>) -> Step<bool> {
         self.pos += 1;
         let mut seen = 0u32;
-        let (mut id, mut kind, mut name) = (None, None, None);
+        let mut bad = false;
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
-            let index = match key.as_bytes() {
-                b"id" => 0,
-                b"type" => 1,
-                b"name" => 2,
-                _ => {
-                    self.unknown_field(key, &mut slot.extra)?;
-                    continue;
+        let mut next = 0;
+        while self.before_key(&mut first)? {
+            let guessed = match next {
+                0 => self.eat_key(b"id\":"),
+                1 => self.eat_key(b"type\":"),
+                2 => self.eat_key(b"name\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"id" => 0,
+                    b"type" => 1,
+                    b"name" => 2,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
                 }
             };
+            next = index + 1;
             if !first_time(&mut seen, index) {
                 self.repeated(SOURCE_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
             match index {
-                0 => id = self.required_string("id")?,
-                1 => kind = self.required_enum("type", SourceType::from_wire, SourceType::KNOWN)?,
-                _ => name = self.required_string("name")?,
+                0 => set(&mut slot.id, self.required_string("id")?, &mut bad),
+                1 => {
+                    if !(self.peek() == Some(b'"') && self.eat(b"\"SOURCE\"")) {
+                        let kind =
+                            self.required_enum("type", SourceType::from_wire, SourceType::KNOWN)?;
+                        set(&mut slot.kind, kind, &mut bad);
+                    }
+                }
+                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
             }
         }
         self.report_missing(
@@ -1278,13 +1429,7 @@ impl<'a> Parser<'a> {
             SOURCE_FIELDS,
             &[(0, STRING), (1, STRING), (2, STRING)],
         );
-        let (Some(id), Some(kind), Some(name)) = (id, kind, name) else {
-            return Ok(false);
-        };
-        slot.id = id;
-        slot.kind = kind;
-        slot.name = name;
-        Ok(true)
+        Ok(!bad && seen & 0b111 == 0b111)
     }
 
     /// `attributeRequests`: an optional, nullable array of objects.
@@ -1303,50 +1448,72 @@ impl<'a> Parser<'a> {
             .map(Maybe::Value))
     }
 
-    /// One attribute request (at its `{`), read into `slot`; true when typed.
+    /// One attribute request, read into `slot`; true when typed.
     fn attribute_request(&mut self, slot: &mut AttributeRequest<'a>) -> Step<bool> {
         self.pos += 1;
         let mut seen = 0u32;
-        let mut attribute_name = None;
-        let mut attribute_value = Some(Maybe::Absent);
-        let mut operation = None;
+        let mut bad = false;
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
-            let index = match key.as_bytes() {
-                b"attributeName" => 0,
-                b"attributeValue" => 1,
-                b"operation" => 2,
-                _ => {
-                    self.unknown_field(key, &mut slot.extra)?;
-                    continue;
+        let mut next = 0;
+        while self.before_key(&mut first)? {
+            let guessed = match next {
+                0 => self.eat_key(b"attributeName\":"),
+                1 => self.eat_key(b"attributeValue\":"),
+                2 => self.eat_key(b"operation\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"attributeName" => 0,
+                    b"attributeValue" => 1,
+                    b"operation" => 2,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
                 }
             };
+            next = index + 1;
             if !first_time(&mut seen, index) {
                 self.repeated(ATTRIBUTE_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
             match index {
-                0 => attribute_name = self.required_string("attributeName")?,
-                1 => attribute_value = self.attribute_value()?,
-                _ => {
-                    operation = self.required_enum(
-                        "operation",
-                        AttributeOperation::from_wire,
-                        AttributeOperation::KNOWN,
-                    )?
-                }
+                0 => set(
+                    &mut slot.attribute_name,
+                    self.required_string("attributeName")?,
+                    &mut bad,
+                ),
+                1 => set(&mut slot.attribute_value, self.attribute_value()?, &mut bad),
+                _ => set(&mut slot.operation, self.attribute_operation()?, &mut bad),
             }
         }
         self.report_missing(seen, ATTRIBUTE_FIELDS, &[(0, STRING), (2, STRING)]);
-        let (Some(attribute_name), Some(attribute_value), Some(operation)) =
-            (attribute_name, attribute_value, operation)
-        else {
-            return Ok(false);
-        };
-        slot.attribute_name = attribute_name;
-        slot.attribute_value = attribute_value;
-        slot.operation = operation;
-        Ok(true)
+        Ok(!bad && seen & 0b101 == 0b101)
+    }
+
+    /// `operation` of an attribute request: its known values are matched without scanning.
+    #[inline]
+    fn attribute_operation(&mut self) -> Step<Option<AttributeOperation>> {
+        if self.peek() == Some(b'"') {
+            if self.eat(b"\"Add\"") {
+                return Ok(Some(AttributeOperation::Add));
+            }
+            if self.eat(b"\"Set\"") {
+                return Ok(Some(AttributeOperation::Set));
+            }
+            if self.eat(b"\"Remove\"") {
+                return Ok(Some(AttributeOperation::Remove));
+            }
+        }
+        self.required_enum(
+            "operation",
+            AttributeOperation::from_wire,
+            AttributeOperation::KNOWN,
+        )
     }
 
     /// `attributeValue`: an optional, nullable string; lenient validation also accepts an array
@@ -1505,6 +1672,20 @@ const ACCOUNT_FIELDS: &[&str] = &[
 ];
 const ATTRIBUTE_FIELDS: &[&str] = &["attributeName", "attributeValue", "operation"];
 
+/// Required fields of the event and of an account request, as bits of their `seen` masks.
+const EVENT_REQUIRED: u32 = 1 << 0 | 1 << 1 | 1 << 5 | 1 << 7;
+const ACCOUNT_REQUIRED: u32 = 1 << 0 | 1 << 2 | 1 << 3 | 1 << 4;
+
+/// Stores a field's typed value in its place, or marks the object as not typed (the reference's
+/// `None` for that field).
+#[inline(always)]
+fn set<T>(slot: &mut T, value: Option<T>, bad: &mut bool) {
+    match value {
+        Some(value) => *slot = value,
+        None => *bad = true,
+    }
+}
+
 /// Marks a known key as seen; true the first time.
 #[inline(always)]
 fn first_time(seen: &mut u32, index: usize) -> bool {
@@ -1533,6 +1714,23 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
 // Blank values that the in-place readers fill; never returned unless every required field was
 // read into them.
 
+#[inline]
+fn blank_event<'a>() -> ProvisioningCompleted<'a> {
+    ProvisioningCompleted {
+        tracking_number: Cow::Borrowed(""),
+        sources: Cow::Borrowed(""),
+        action: Maybe::Absent,
+        errors: Maybe::Absent,
+        warnings: Maybe::Absent,
+        recipient: blank_identity(),
+        requester: Maybe::Absent,
+        account_requests: Vec::new(),
+        metadata: None,
+        extra: Extra::new(),
+    }
+}
+
+#[inline]
 fn blank_identity<'a>() -> IdentityRef<'a> {
     IdentityRef {
         kind: IdentityType::Identity,
@@ -1542,6 +1740,7 @@ fn blank_identity<'a>() -> IdentityRef<'a> {
     }
 }
 
+#[inline]
 fn blank_source<'a>() -> SourceRef<'a> {
     SourceRef {
         id: Cow::Borrowed(""),
@@ -1551,6 +1750,7 @@ fn blank_source<'a>() -> SourceRef<'a> {
     }
 }
 
+#[inline]
 fn blank_account<'a>() -> AccountRequest<'a> {
     AccountRequest {
         source: blank_source(),
@@ -1564,6 +1764,7 @@ fn blank_account<'a>() -> AccountRequest<'a> {
     }
 }
 
+#[inline]
 fn blank_attribute<'a>() -> AttributeRequest<'a> {
     AttributeRequest {
         attribute_name: Cow::Borrowed(""),
