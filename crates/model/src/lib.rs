@@ -87,6 +87,7 @@ mod maybe;
 mod scan;
 mod swar;
 mod types;
+mod write;
 
 pub use issue::{
     Error, Issue, IssueKind, Limits, Mode, Options, Severity, SyntaxError, Validation,
@@ -177,7 +178,7 @@ impl<'a> ProvisioningCompleted<'a> {
     /// Compact JSON (the SDK's `to_json`).
     pub fn to_json(&self) -> String {
         // Writing to a String cannot fail, and every map key is a string.
-        serde_json::to_string(self).unwrap_or_default()
+        write::to_string(self).unwrap_or_default()
     }
 
     /// Indented JSON (the SDK's `to_str`).
@@ -187,7 +188,7 @@ impl<'a> ProvisioningCompleted<'a> {
 
     /// Compact JSON appended to a byte buffer, for callers that reuse buffers.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        serde_json::to_writer(out, self).map_err(|err| Error::Write(err.to_string()))
+        write::write_event(out, self).map_err(|err| Error::Write(err.to_string()))
     }
 
     /// The event as a `serde_json::Value` (the SDK's `to_dict`).

@@ -944,3 +944,32 @@ fn strings_without_escapes_are_borrowed() {
     ));
     assert!(matches!(event.error_messages(), [Cow::Owned(text)] if text == "a\nb"));
 }
+
+#[test]
+fn writer_edge_cases() {
+    for field in [
+        r#""_metadata":{}"#,
+        r#""_metadata":{"x":1}"#,
+        r#""_metadata":{"invocationId":"u","x":[1.5,-0.0,1e300,18446744073709551615,-9223372036854775808]}"#,
+        r#""_metadata":{"triggerType":"t","triggerId":"i"}"#,
+        r#""_metadata":7"#,
+        r#""action":null,"errors":[],"warnings":null,"requester":null"#,
+        r#""x\n\"y":"\u0000\u001f\u007f\/","z":{"a":{"b":[]}}"#,
+        r#""accountRequests":[{"source":{"id":"","type":"S\tX","name":"","k":null},"accountOperation":"o","provisioningResult":"R\u0001","provisioningTarget":"","accountId":null,"ticketId":null,"attributeRequests":[{"attributeName":"","operation":"Op","attributeValue":["a","b\n"],"q":{}}]}]"#,
+    ] {
+        let text = if field.contains("accountRequests") {
+            format!(
+                "{{{},{field}}}",
+                BASE.replace(r#","accountRequests":[]"#, "")
+            )
+        } else {
+            with(field)
+        };
+        let event = ProvisioningCompleted::from_json(&text).unwrap();
+        let expected = serde_json::to_string(&event).unwrap();
+        assert_eq!(event.to_json(), expected, "{text}");
+        let mut buffer = Vec::new();
+        event.write_json(&mut buffer).unwrap();
+        assert_eq!(buffer, expected.as_bytes());
+    }
+}
