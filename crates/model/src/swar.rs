@@ -46,8 +46,9 @@ pub(crate) fn is_string_special(byte: u8) -> bool {
 /// `bytes.len()` when there is none.
 ///
 /// Sixteen bytes per step (as one `u128`): most strings in an event are shorter, so the loop
-/// usually ends on its first step, which keeps its exit branch predictable.
-#[inline]
+/// usually ends on its first step, which keeps its exit branch predictable. Not inlined: the result
+/// comes back in a register, and the loop is not copied into every caller.
+#[inline(never)]
 pub(crate) fn string_special(bytes: &[u8], mut at: usize) -> usize {
     while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
         let word = u128::from_le_bytes(*chunk);
