@@ -157,7 +157,30 @@ struct Parser<'a> {
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
     reported_too_deep: bool,
+    /// The separator last seen between two keys, per kind of schema object.
+    separators: [Separator; 5],
+    /// Length of the last `accountRequests` and `attributeRequests` lists.
+    list_hints: [usize; 2],
 }
+
+/// What a document writes between two keys of an object: `len` bytes (at most 16) equal to the
+/// low bytes of `pattern`; `mask` selects them. `len == 0`: nothing learned yet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Separator {
+    pattern: u128,
+    mask: u128,
+    len: usize,
+}
+
+/// Largest capacity a list of schema objects starts with.
+const MAX_LIST_HINT: usize = 64;
+
+/// Kinds of schema object, for [`Parser::before_schema_key`].
+const EVENT: usize = 0;
+const IDENTITY: usize = 1;
+const ACCOUNT: usize = 2;
+const SOURCE: usize = 3;
+const ATTRIBUTE: usize = 4;
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str, options: &Options) -> Self {
@@ -173,6 +196,8 @@ impl<'a> Parser<'a> {
             errors: Vec::new(),
             warnings: Vec::new(),
             reported_too_deep: false,
+            separators: [Separator::default(); 5],
+            list_hints: [0; 2],
         }
     }
 
@@ -305,6 +330,54 @@ impl<'a> Parser<'a> {
         }
         self.pos += 1;
         Ok(true)
+    }
+
+    /// [`Self::before_key`] in an object of the schema, of one of the kinds `EVENT` … `ATTRIBUTE`.
+    ///
+    /// Between two keys a document repeats the same bytes (`,"` when compact; a comma, a newline
+    /// and the indent of that level when pretty-printed), so the separator seen last in objects of
+    /// the same kind is remembered and compared in one step before anything is scanned.
+    #[inline(always)]
+    fn before_schema_key(&mut self, first: &mut bool, kind: usize) -> Step<bool> {
+        if *first {
+            return self.before_key(first);
+        }
+        if let Some(separator) = self.separators.get(kind) {
+            if separator.len != 0 {
+                if let Some(chunk) = self
+                    .bytes
+                    .get(self.pos..)
+                    .and_then(<[u8]>::first_chunk::<16>)
+                {
+                    if (u128::from_le_bytes(*chunk) ^ separator.pattern) & separator.mask == 0 {
+                        self.pos += separator.len;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        let start = self.pos;
+        let more = self.before_key(first)?;
+        if more {
+            self.learn_separator(kind, start);
+        }
+        Ok(more)
+    }
+
+    /// Remembers the bytes from `start` to here as the separator between keys of `kind`.
+    #[inline(never)]
+    fn learn_separator(&mut self, kind: usize, start: usize) {
+        let len = self.pos - start;
+        let chunk = self.bytes.get(start..).and_then(<[u8]>::first_chunk::<16>);
+        let (Some(slot), Some(chunk), 1..=16) = (self.separators.get_mut(kind), chunk, len) else {
+            return;
+        };
+        let mask = u128::MAX >> (8 * (16 - len));
+        *slot = Separator {
+            pattern: u128::from_le_bytes(*chunk) & mask,
+            mask,
+            len,
+        };
     }
 
     /// The rest of a key after its opening quote, and its colon.
@@ -1030,7 +1103,15 @@ impl<'a> Parser<'a> {
     ) -> Step<Option<Vec<T>>> {
         self.pos += 1;
         self.push_frame(Frame::Field(name));
-        let mut items: Vec<T> = Vec::new();
+        // Lists of one kind tend to have the same length within a document (every account
+        // request has its few attribute requests): start at the length of the previous one, so
+        // that most lists are allocated once instead of growing from 4. Bounded, so that a
+        // document cannot make many short lists each reserve a long one.
+        let hint = self
+            .list_hints
+            .get(usize::from(name == "attributeRequests"))
+            .copied();
+        let mut items: Vec<T> = Vec::with_capacity(hint.unwrap_or(0).min(MAX_LIST_HINT));
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
@@ -1062,6 +1143,12 @@ impl<'a> Parser<'a> {
             index += 1;
         }
         self.pop_frame();
+        if let Some(hint) = self
+            .list_hints
+            .get_mut(usize::from(name == "attributeRequests"))
+        {
+            *hint = index;
+        }
         Ok((!broken).then_some(items))
     }
 
@@ -1081,7 +1168,7 @@ impl<'a> Parser<'a> {
         let mut bad = false;
         let mut first = true;
         let mut next = 0;
-        while self.before_key(&mut first)? {
+        while self.before_schema_key(&mut first, EVENT)? {
             let guessed = match next {
                 0 => self.eat_key(b"trackingNumber\":"),
                 1 => self.eat_key(b"sources\":"),
@@ -1190,7 +1277,7 @@ impl<'a> Parser<'a> {
         let mut bad = false;
         let mut first = true;
         let mut next = 0;
-        while self.before_key(&mut first)? {
+        while self.before_schema_key(&mut first, IDENTITY)? {
             let guessed = match next {
                 0 => self.eat_key(b"type\":"),
                 1 => self.eat_key(b"id\":"),
@@ -1255,7 +1342,7 @@ impl<'a> Parser<'a> {
         let mut bad = false;
         let mut first = true;
         let mut next = 0;
-        while self.before_key(&mut first)? {
+        while self.before_schema_key(&mut first, ACCOUNT)? {
             let guessed = match next {
                 0 => self.eat_key(b"source\":"),
                 1 => self.eat_key(b"accountId\":"),
@@ -1392,7 +1479,7 @@ impl<'a> Parser<'a> {
         let mut bad = false;
         let mut first = true;
         let mut next = 0;
-        while self.before_key(&mut first)? {
+        while self.before_schema_key(&mut first, SOURCE)? {
             let guessed = match next {
                 0 => self.eat_key(b"id\":"),
                 1 => self.eat_key(b"type\":"),
@@ -1461,7 +1548,7 @@ impl<'a> Parser<'a> {
         let mut bad = false;
         let mut first = true;
         let mut next = 0;
-        while self.before_key(&mut first)? {
+        while self.before_schema_key(&mut first, ATTRIBUTE)? {
             let guessed = match next {
                 0 => self.eat_key(b"attributeName\":"),
                 1 => self.eat_key(b"attributeValue\":"),
