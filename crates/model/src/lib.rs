@@ -84,7 +84,10 @@ mod decode;
 mod encode;
 mod issue;
 mod maybe;
+mod scan;
+mod swar;
 mod types;
+mod write;
 
 pub use issue::{
     Error, Issue, IssueKind, Limits, Mode, Options, Severity, SyntaxError, Validation,
@@ -118,16 +121,36 @@ pub type ProvisioningCompletedAccountRequestsInnerAttributeRequestsInnerOperatio
 
 /// Validates a JSON document held in bytes. `Err` only when the bytes are not JSON (or too large);
 /// a JSON document that is not a valid event gives `Ok` with its errors.
+#[inline]
 pub fn validate_slice<'a>(
+    bytes: &'a [u8],
+    options: &Options,
+) -> Result<Validation<'a>, SyntaxError> {
+    scan::validate_slice(bytes, options)
+}
+
+/// Validates a JSON document held in a string. See [`validate_slice`].
+#[inline]
+pub fn validate_str<'a>(text: &'a str, options: &Options) -> Result<Validation<'a>, SyntaxError> {
+    scan::validate_str(text, options)
+}
+
+/// The serde-based reader that [`validate_slice`] must agree with, for differential tests and
+/// fuzzing. Not part of the supported API.
+#[doc(hidden)]
+pub fn validate_slice_reference<'a>(
     bytes: &'a [u8],
     options: &Options,
 ) -> Result<Validation<'a>, SyntaxError> {
     decode::validate_slice(bytes, options)
 }
 
-/// Validates a JSON document held in a string. See [`validate_slice`].
-pub fn validate_str<'a>(text: &'a str, options: &Options) -> Result<Validation<'a>, SyntaxError> {
-    decode::validate_slice(text.as_bytes(), options)
+/// The fast parser alone, without the hand-over to the reference reader: `None` when the input is
+/// too large, not UTF-8 or not JSON. For differential tests and fuzzing; not part of the supported
+/// API.
+#[doc(hidden)]
+pub fn validate_slice_fast_only<'a>(bytes: &'a [u8], options: &Options) -> Option<Validation<'a>> {
+    scan::validate_fast_only(bytes, options)
 }
 
 /// Validates a document that is already a `serde_json::Value`.
@@ -155,7 +178,7 @@ impl<'a> ProvisioningCompleted<'a> {
     /// Compact JSON (the SDK's `to_json`).
     pub fn to_json(&self) -> String {
         // Writing to a String cannot fail, and every map key is a string.
-        serde_json::to_string(self).unwrap_or_default()
+        write::to_string(self).unwrap_or_default()
     }
 
     /// Indented JSON (the SDK's `to_str`).
@@ -165,7 +188,7 @@ impl<'a> ProvisioningCompleted<'a> {
 
     /// Compact JSON appended to a byte buffer, for callers that reuse buffers.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        serde_json::to_writer(out, self).map_err(|err| Error::Write(err.to_string()))
+        write::write_event(out, self).map_err(|err| Error::Write(err.to_string()))
     }
 
     /// The event as a `serde_json::Value` (the SDK's `to_dict`).

@@ -1,0 +1,1868 @@
+//! The fast reader behind [`crate::validate_slice`] and [`crate::validate_str`]: a hand-written,
+//! schema-directed JSON parser that builds the event straight from the bytes.
+//!
+//! It must give exactly what the serde-based reader in [`crate::decode`] gives (that reader stays
+//! as the reference, behind `validate_value` and `Deserialize`, and the differential tests compare
+//! the two), so it mirrors that reader decision by decision; the comments name the serde_json or
+//! visitor behaviour each branch reproduces. What makes it fast:
+//!
+//! - the input is checked as UTF-8 once, so every string without escapes is borrowed as a slice of
+//!   the input, found by a word-at-a-time scan ([`crate::swar`]);
+//! - known keys are matched by length and bytes, values are read by the field's expected type, and
+//!   account and attribute requests are built in place in their `Vec`s;
+//! - the path of schema objects lives in a small fixed array; issues render it only when one is
+//!   recorded, and `serde_json::Value`s are built only for unknown fields, values of the wrong
+//!   type and the `_metadata` envelope.
+//!
+//! **Errors take the reference path.** When the input is not JSON (or not UTF-8), this parser only
+//! says so, and the reference reader runs on the same bytes to produce the [`SyntaxError`] with
+//! serde_json's own message and position. So the fast parser must *accept and reject* exactly what
+//! serde_json does, including its quirks: a value that the reference skips unread (the repeated
+//! value of a known key, the inside of a container nested too deep) is only checked for syntax,
+//! not for number range or `\u` surrogate pairs, and counts no nesting, while everything that is
+//! read counts towards serde_json's limit of 128 nested containers. Input that is not UTF-8 always
+//! takes the reference path, since serde_json accepts invalid UTF-8 inside skipped values.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use serde_json::{Map, Number, Value};
+
+use crate::issue::{
+    Issue, IssueKind, Mode, Options, Segment, Severity, describe, render_path, shorten,
+};
+use crate::types::{
+    AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
+    IdentityType, Metadata, ProvisioningCompleted, ProvisioningResult, SourceRef, SourceType,
+};
+use crate::{AccountOperation, Maybe, SyntaxError, Validation, decode, swar};
+
+/// serde_json refuses the 128th nested array or object that it reads (the root counts as 1).
+const RECURSION_LIMIT: usize = 128;
+
+/// A newline and fifteen spaces, as one little-endian word.
+const NEWLINE_INDENT: u128 = u128::from_le_bytes(*b"\n               ");
+
+/// Deepest nesting of schema objects and arrays (`accountRequests[i].attributeRequests[j]`).
+const MAX_FRAMES: usize = 8;
+
+const STRING: &str = "a string";
+const OBJECT: &str = "an object";
+const STRINGS: &str = "an array of strings";
+const OBJECTS: &str = "an array of objects";
+
+/// Validates a document held in bytes: the fast path, or the reference reader when the bytes are
+/// not UTF-8 or not JSON.
+#[inline]
+pub(crate) fn validate_slice<'a>(
+    bytes: &'a [u8],
+    options: &Options,
+) -> Result<Validation<'a>, SyntaxError> {
+    if bytes.len() > options.limits.max_bytes {
+        return Err(too_large(bytes.len(), options));
+    }
+    // One check of the whole input up front, so that every string can then be borrowed as a
+    // slice of it. simdutf8 gives the same answer as `std::str::from_utf8`, several times faster
+    // on the mostly ASCII text of an event.
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => validate_str(text, options),
+        Err(_) => decode::validate_slice(bytes, options),
+    }
+}
+
+/// Validates a document held in a string: the fast path, or the reference reader when it is not
+/// JSON.
+#[inline]
+pub(crate) fn validate_str<'a>(
+    text: &'a str,
+    options: &Options,
+) -> Result<Validation<'a>, SyntaxError> {
+    if text.len() > options.limits.max_bytes {
+        return Err(too_large(text.len(), options));
+    }
+    // The event is written straight into its place in the result: it is large, and moving it
+    // through return values costs more than reading a small document.
+    let mut parser = Parser::new(text, options);
+    let mut event = None;
+    match parser.run(&mut event) {
+        Ok(()) => Ok(Validation {
+            event,
+            errors: parser.errors,
+            warnings: parser.warnings,
+        }),
+        Err(Reject) => decode::validate_slice(text.as_bytes(), options),
+    }
+}
+
+/// The fast parser alone, for the differential tests: `None` when it declines (too large, not
+/// UTF-8, not JSON), where [`validate_slice`] hands over to the reference reader.
+pub(crate) fn validate_fast_only<'a>(bytes: &'a [u8], options: &Options) -> Option<Validation<'a>> {
+    if bytes.len() > options.limits.max_bytes {
+        return None;
+    }
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
+    let mut parser = Parser::new(text, options);
+    let mut event = None;
+    parser.run(&mut event).ok()?;
+    Some(Validation {
+        event,
+        errors: parser.errors,
+        warnings: parser.warnings,
+    })
+}
+
+fn too_large(size: usize, options: &Options) -> SyntaxError {
+    SyntaxError::TooLarge {
+        size,
+        limit: options.limits.max_bytes,
+    }
+}
+
+/// The input is not JSON as serde_json reads it; the reference reader says why and where.
+#[derive(Debug)]
+struct Reject;
+
+type Step<T> = Result<T, Reject>;
+
+/// One level of the path through the schema's own objects and arrays.
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    Field(&'static str),
+    Index(usize),
+}
+
+/// What a field's value may be besides its expected type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Required and not nullable: `null` is an error.
+    Required,
+    /// Optional and nullable.
+    Nullable,
+    /// Optional, not nullable in the schema: `null` is a schema extension (`accountId`).
+    NotNullable,
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    mode: Mode,
+    max_depth: usize,
+    /// The path through schema objects and arrays; `depth` of them are in use.
+    frames: [Frame; MAX_FRAMES],
+    depth: usize,
+    /// The path below the frames, inside values read as `serde_json::Value` (unknown fields,
+    /// values of the wrong type, `_metadata`). Always deeper than every frame.
+    keys: Vec<Segment>,
+    errors: Vec<Issue>,
+    warnings: Vec<Issue>,
+    reported_too_deep: bool,
+    /// The separator last seen between two keys, per kind of schema object.
+    separators: [Separator; 5],
+    /// Length of the last `accountRequests` and `attributeRequests` lists.
+    list_hints: [usize; 2],
+}
+
+/// What a document writes between two keys of an object: `len` bytes (at most 16) equal to the
+/// low bytes of `pattern`; `mask` selects them. `len == 0`: nothing learned yet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Separator {
+    pattern: u128,
+    mask: u128,
+    len: usize,
+}
+
+/// Largest capacity a list of schema objects starts with.
+const MAX_LIST_HINT: usize = 64;
+
+/// Kinds of schema object, for [`Parser::before_schema_key`].
+const EVENT: usize = 0;
+const IDENTITY: usize = 1;
+const ACCOUNT: usize = 2;
+const SOURCE: usize = 3;
+const ATTRIBUTE: usize = 4;
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, options: &Options) -> Self {
+        Parser {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            mode: options.mode,
+            max_depth: options.limits.max_depth,
+            frames: [Frame::Index(0); MAX_FRAMES],
+            depth: 0,
+            keys: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            reported_too_deep: false,
+            separators: [Separator::default(); 5],
+            list_hints: [0; 2],
+        }
+    }
+
+    /// The whole document: one value and nothing after it but whitespace. The event, when the
+    /// document has the shape of one, is written to `event`.
+    fn run(&mut self, event: &mut Option<ProvisioningCompleted<'a>>) -> Step<()> {
+        match self.peek() {
+            None => return Err(Reject),
+            Some(b'{') => self.event(event)?,
+            Some(_) => self.root_not_an_object()?,
+        }
+        if self.peek().is_some() {
+            return Err(Reject);
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tokens
+
+    /// Skips whitespace and returns the next byte without consuming it.
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        let byte = *self.bytes.get(self.pos)?;
+        // Every JSON whitespace byte is at most a space; most tokens follow none.
+        if byte > b' ' {
+            return Some(byte);
+        }
+        self.skip_whitespace()
+    }
+
+    #[inline(never)]
+    fn skip_whitespace(&mut self) -> Option<u8> {
+        // Pretty printers write a newline and an indent of spaces between tokens: one test of
+        // sixteen bytes skips the usual case.
+        if let Some(chunk) = self
+            .bytes
+            .get(self.pos..)
+            .and_then(<[u8]>::first_chunk::<16>)
+        {
+            let other = u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT;
+            self.pos += (other.trailing_zeros() / 8) as usize;
+        }
+        loop {
+            match *self.bytes.get(self.pos)? {
+                b' ' | b'\n' | b'\r' | b'\t' => {
+                    self.pos += 1;
+                    // Pretty-printed JSON indents with runs of spaces: skip them 8 at a time.
+                    while let Some(spaces) = swar::leading_spaces(self.bytes, self.pos) {
+                        self.pos += spaces;
+                        if spaces < 8 {
+                            break;
+                        }
+                    }
+                }
+                byte => return Some(byte),
+            }
+        }
+    }
+
+    /// Consumes `byte` (after whitespace) or rejects.
+    #[inline(always)]
+    fn expect(&mut self, byte: u8) -> Step<()> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Reject)
+        }
+    }
+
+    /// `null`, `true` or `false` at the current position (serde_json's `parse_ident`).
+    fn literal(&mut self, word: &[u8]) -> Step<()> {
+        let end = self.pos + word.len();
+        if self.bytes.get(self.pos..end) == Some(word) {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(Reject)
+        }
+    }
+
+    /// Consumes `expected` if the input continues with it.
+    #[inline(always)]
+    fn eat(&mut self, expected: &'static [u8]) -> bool {
+        let end = self.pos + expected.len();
+        if self.bytes.get(self.pos..end) == Some(expected) {
+            self.pos = end;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A guess at the next key, given as its text, closing quote and colon: consumes it (and one
+    /// space after the colon, as pretty printers write it) when the input has exactly that.
+    /// Events list their fields in schema order, so the guess is nearly always right, and a key
+    /// that is guessed is matched with a couple of word compares instead of being scanned.
+    #[inline(always)]
+    fn eat_key(&mut self, key_quote_colon: &'static [u8]) -> bool {
+        if !self.eat(key_quote_colon) {
+            return false;
+        }
+        if self.bytes.get(self.pos) == Some(&b' ') {
+            self.pos += 1;
+        }
+        true
+    }
+
+    /// Before each key of an object: `}` ends it (`false`), otherwise a `,` unless it is the first
+    /// key, then the key's opening quote. Trailing commas are rejected.
+    #[inline(always)]
+    fn before_key(&mut self, first: &mut bool) -> Step<bool> {
+        let mut byte = self.peek().ok_or(Reject)?;
+        if byte == b'}' {
+            self.pos += 1;
+            return Ok(false);
+        }
+        if *first {
+            *first = false;
+        } else {
+            if byte != b',' {
+                return Err(Reject);
+            }
+            self.pos += 1;
+            byte = self.peek().ok_or(Reject)?;
+        }
+        if byte != b'"' {
+            return Err(Reject);
+        }
+        self.pos += 1;
+        Ok(true)
+    }
+
+    /// [`Self::before_key`] in an object of the schema, of one of the kinds `EVENT` … `ATTRIBUTE`.
+    ///
+    /// Between two keys a document repeats the same bytes (`,"` when compact; a comma, a newline
+    /// and the indent of that level when pretty-printed), so the separator seen last in objects of
+    /// the same kind is remembered and compared in one step before anything is scanned.
+    #[inline(always)]
+    fn before_schema_key(&mut self, first: &mut bool, kind: usize) -> Step<bool> {
+        if *first {
+            return self.before_key(first);
+        }
+        if let Some(separator) = self.separators.get(kind) {
+            if separator.len != 0 {
+                if let Some(chunk) = self
+                    .bytes
+                    .get(self.pos..)
+                    .and_then(<[u8]>::first_chunk::<16>)
+                {
+                    if (u128::from_le_bytes(*chunk) ^ separator.pattern) & separator.mask == 0 {
+                        self.pos += separator.len;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        let start = self.pos;
+        let more = self.before_key(first)?;
+        if more {
+            self.learn_separator(kind, start);
+        }
+        Ok(more)
+    }
+
+    /// Remembers the bytes from `start` to here as the separator between keys of `kind`.
+    #[inline(never)]
+    fn learn_separator(&mut self, kind: usize, start: usize) {
+        let len = self.pos - start;
+        let chunk = self.bytes.get(start..).and_then(<[u8]>::first_chunk::<16>);
+        let (Some(slot), Some(chunk), 1..=16) = (self.separators.get_mut(kind), chunk, len) else {
+            return;
+        };
+        let mask = u128::MAX >> (8 * (16 - len));
+        *slot = Separator {
+            pattern: u128::from_le_bytes(*chunk) & mask,
+            mask,
+            len,
+        };
+    }
+
+    /// The rest of a key after its opening quote, and its colon.
+    #[inline]
+    fn key_rest(&mut self) -> Step<Cow<'a, str>> {
+        let key = self.string()?;
+        self.expect(b':')?;
+        Ok(key)
+    }
+
+    /// The next key of an object, or `None` at its end.
+    fn next_key(&mut self, first: &mut bool) -> Step<Option<Cow<'a, str>>> {
+        if self.before_key(first)? {
+            self.key_rest().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Before each element of an array: `]` ends it (`false`), otherwise a `,` unless it is the
+    /// first element. Trailing commas are rejected.
+    #[inline]
+    fn next_element(&mut self, first: &mut bool) -> Step<bool> {
+        let byte = self.peek().ok_or(Reject)?;
+        if byte == b']' {
+            self.pos += 1;
+            return Ok(false);
+        }
+        if *first {
+            *first = false;
+            return Ok(true);
+        }
+        if byte != b',' {
+            return Err(Reject);
+        }
+        self.pos += 1;
+        match self.peek() {
+            Some(b']') | None => Err(Reject),
+            Some(_) => Ok(true),
+        }
+    }
+
+    /// A string whose opening quote has been consumed, as serde_json's `parse_str` reads it:
+    /// borrowed when it has no escapes.
+    ///
+    /// Inlined so that the `Cow` is built where it is stored: returned through memory from a
+    /// call, it was read back before the store had settled, which cost more than the scan.
+    #[inline(always)]
+    fn string(&mut self) -> Step<Cow<'a, str>> {
+        let start = self.pos;
+        let end = swar::string_special(self.bytes, start);
+        if self.bytes.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            // Both ends are next to an ASCII quote, so they are character boundaries.
+            return self.text.get(start..end).map(Cow::Borrowed).ok_or(Reject);
+        }
+        self.escaped_string(start, end).map(Cow::Owned)
+    }
+
+    /// The rest of a string from its first special byte at `at`: escapes are decoded; a control
+    /// character or the end of the input rejects.
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> Step<String> {
+        let mut out = String::with_capacity(at - start + 16);
+        let mut from = start;
+        loop {
+            let run = self.text.get(from..at).ok_or(Reject)?;
+            out.push_str(run);
+            match self.bytes.get(at) {
+                Some(b'"') => {
+                    self.pos = at + 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    at = self.escape(at + 1, &mut out)?;
+                    from = at;
+                    at = swar::string_special(self.bytes, at);
+                }
+                _ => return Err(Reject),
+            }
+        }
+    }
+
+    /// One escape after its backslash, appended to `out`; returns the index after it.
+    fn escape(&self, at: usize, out: &mut String) -> Step<usize> {
+        let decoded = match self.bytes.get(at) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => return self.unicode_escape(at + 1, out),
+            _ => return Err(Reject),
+        };
+        out.push(decoded);
+        Ok(at + 1)
+    }
+
+    /// `\uXXXX` after its `\u`, as serde_json validates it for a string it keeps: a UTF-16
+    /// surrogate must come as a leading one directly followed by an escaped trailing one.
+    fn unicode_escape(&self, at: usize, out: &mut String) -> Step<usize> {
+        let first = hex4(self.bytes, at).ok_or(Reject)?;
+        let at = at + 4;
+        let code = match first {
+            0xDC00..=0xDFFF => return Err(Reject),
+            0xD800..=0xDBFF => {
+                if self.bytes.get(at..at + 2) != Some(b"\\u") {
+                    return Err(Reject);
+                }
+                let second = hex4(self.bytes, at + 2).ok_or(Reject)?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(Reject);
+                }
+                let code =
+                    0x1_0000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00);
+                out.push(char::from_u32(code).ok_or(Reject)?);
+                return Ok(at + 6);
+            }
+            other => u32::from(other),
+        };
+        out.push(char::from_u32(code).ok_or(Reject)?);
+        Ok(at)
+    }
+
+    /// A string that the reference skips unread (serde_json's `ignore_str`): escapes are only
+    /// checked for form, so lone surrogates pass.
+    fn skip_string(&mut self) -> Step<()> {
+        let mut at = self.pos;
+        loop {
+            at = swar::string_special(self.bytes, at);
+            match self.bytes.get(at) {
+                Some(b'"') => {
+                    self.pos = at + 1;
+                    return Ok(());
+                }
+                Some(b'\\') => match self.bytes.get(at + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
+                    Some(b'u') => {
+                        hex4(self.bytes, at + 2).ok_or(Reject)?;
+                        at += 6;
+                    }
+                    _ => return Err(Reject),
+                },
+                _ => return Err(Reject),
+            }
+        }
+    }
+
+    /// The extent of a number by JSON's grammar (no leading zeros, digits after `.` and `e`);
+    /// returns where it starts.
+    fn scan_number(&mut self) -> Step<usize> {
+        let start = self.pos;
+        let mut at = start;
+        if self.bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        match self.bytes.get(at) {
+            Some(b'0') => {
+                at += 1;
+                if matches!(self.bytes.get(at), Some(b'0'..=b'9')) {
+                    return Err(Reject);
+                }
+            }
+            Some(b'1'..=b'9') => at = self.digits(at + 1),
+            _ => return Err(Reject),
+        }
+        if self.bytes.get(at) == Some(&b'.') {
+            let end = self.digits(at + 1);
+            if end == at + 1 {
+                return Err(Reject);
+            }
+            at = end;
+        }
+        if matches!(self.bytes.get(at), Some(b'e' | b'E')) {
+            at += 1;
+            if matches!(self.bytes.get(at), Some(b'+' | b'-')) {
+                at += 1;
+            }
+            let end = self.digits(at);
+            if end == at {
+                return Err(Reject);
+            }
+            at = end;
+        }
+        self.pos = at;
+        Ok(start)
+    }
+
+    fn digits(&self, mut at: usize) -> usize {
+        while matches!(self.bytes.get(at), Some(b'0'..=b'9')) {
+            at += 1;
+        }
+        at
+    }
+
+    /// A number that the reference reads: serde_json parses it (so that the value is exactly
+    /// serde_json's, and out-of-range numbers such as `1e400` reject as they do there).
+    fn number(&mut self) -> Step<Number> {
+        let start = self.scan_number()?;
+        let text = self.text.get(start..self.pos).ok_or(Reject)?;
+        Number::from_str(text).map_err(|_| Reject)
+    }
+
+    /// A value that the reference skips unread (serde_json's `ignore_value`): syntax only, no
+    /// nesting limit, and no recursion (an explicit stack of open containers).
+    #[inline(never)]
+    fn skip_value(&mut self) -> Step<()> {
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            // A value starts here.
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.skip_string()?;
+                }
+                Some(b'n') => self.literal(b"null")?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'-' | b'0'..=b'9') => {
+                    self.scan_number()?;
+                }
+                Some(bracket @ (b'[' | b'{')) => {
+                    self.pos += 1;
+                    let close = if bracket == b'[' { b']' } else { b'}' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                    } else {
+                        open.push(close);
+                        if close == b'}' {
+                            self.skip_key()?;
+                        }
+                        continue;
+                    }
+                }
+                _ => return Err(Reject),
+            }
+            // A value ended: close the containers it ends, or go on to the next element.
+            loop {
+                let Some(&close) = open.last() else {
+                    return Ok(());
+                };
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if close == b'}' {
+                            self.skip_key()?;
+                        }
+                        break;
+                    }
+                    Some(byte) if byte == close => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    _ => return Err(Reject),
+                }
+            }
+        }
+    }
+
+    /// A key inside a skipped object, and its colon.
+    fn skip_key(&mut self) -> Step<()> {
+        self.expect(b'"')?;
+        self.skip_string()?;
+        self.expect(b':')
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Values read as `serde_json::Value` (the reference's `ValueSeed`)
+
+    /// Reads any value. `segment` is the value's own path segment, pushed while a container is
+    /// read (issues inside it and the depth check need it); `None` when the caller pushed it.
+    fn collect(&mut self, segment: Option<Segment>) -> Step<Value> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                Ok(Value::String(self.string()?.into_owned()))
+            }
+            Some(b'n') => self.literal(b"null").map(|()| Value::Null),
+            Some(b't') => self.literal(b"true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(b'[') => self.collect_array(segment),
+            Some(b'{') => self.collect_object(segment),
+            _ => Err(Reject),
+        }
+    }
+
+    /// Consumes `[` or `{` of a container that the reference reads, with its segment pushed;
+    /// rejects at serde_json's nesting limit. Returns whether a segment was pushed.
+    fn open_container(&mut self, segment: Option<Segment>) -> Step<bool> {
+        self.pos += 1;
+        let pushed = match segment {
+            Some(segment) => {
+                self.keys.push(segment);
+                true
+            }
+            None => false,
+        };
+        // The path has one segment per enclosing container, so the container just opened is
+        // the (path length + 1)th nested one.
+        if self.path_len() + 1 >= RECURSION_LIMIT {
+            return Err(Reject);
+        }
+        Ok(pushed)
+    }
+
+    fn collect_array(&mut self, segment: Option<Segment>) -> Step<Value> {
+        let pushed = self.open_container(segment)?;
+        let mut first = true;
+        let value = if self.too_deep() {
+            // The reference skips the elements unread and keeps `null` for the container.
+            while self.next_element(&mut first)? {
+                self.skip_value()?;
+            }
+            Value::Null
+        } else {
+            let mut items = Vec::new();
+            while self.next_element(&mut first)? {
+                let item = self.collect(Some(Segment::Index(items.len())))?;
+                items.push(item);
+            }
+            Value::Array(items)
+        };
+        if pushed {
+            self.keys.pop();
+        }
+        Ok(value)
+    }
+
+    fn collect_object(&mut self, segment: Option<Segment>) -> Step<Value> {
+        let pushed = self.open_container(segment)?;
+        let mut first = true;
+        let value = if self.too_deep() {
+            // Keys are still read as strings (serde_json's `MapKey`), values skipped unread.
+            while self.next_key(&mut first)?.is_some() {
+                self.skip_value()?;
+            }
+            Value::Null
+        } else {
+            let mut object = Map::new();
+            while let Some(key) = self.next_key(&mut first)? {
+                self.keys.push(Segment::Key(key.into_owned()));
+                let value = self.collect(None)?;
+                let key = match self.keys.pop() {
+                    Some(Segment::Key(key)) => key,
+                    _ => String::new(),
+                };
+                // The first value of a repeated key is kept, as in the reference.
+                if object.contains_key(&key) {
+                    self.duplicate(&key);
+                } else {
+                    object.insert(key, value);
+                }
+            }
+            Value::Object(object)
+        };
+        if pushed {
+            self.keys.pop();
+        }
+        Ok(value)
+    }
+
+    /// The reference's depth limit for values read as `Value`: the container being read sits
+    /// at the current path length. Reported once per document.
+    fn too_deep(&mut self) -> bool {
+        if self.path_len() < self.max_depth {
+            return false;
+        }
+        if !self.reported_too_deep {
+            self.reported_too_deep = true;
+            let message = format!(
+                "arrays and objects nest deeper than the limit of {} levels",
+                self.max_depth
+            );
+            self.record(Severity::Error, IssueKind::TooDeep, message, None, None);
+        }
+        true
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Paths and issues
+
+    fn path_len(&self) -> usize {
+        self.depth + self.keys.len()
+    }
+
+    #[inline(always)]
+    fn push_frame(&mut self, frame: Frame) {
+        // The schema nests at most 4 frames deep, well within MAX_FRAMES; an overflow would only
+        // shorten rendered paths, never panic.
+        if let Some(slot) = self.frames.get_mut(self.depth) {
+            *slot = frame;
+        }
+        self.depth += 1;
+    }
+
+    #[inline(always)]
+    fn pop_frame(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    #[cold]
+    fn record(
+        &mut self,
+        severity: Severity,
+        kind: IssueKind,
+        message: String,
+        value: Option<&Value>,
+        last: Option<&Segment>,
+    ) {
+        let frames = self.frames.get(..self.depth).unwrap_or(&self.frames);
+        let mut segments: Vec<Segment> = frames
+            .iter()
+            .map(|frame| match *frame {
+                Frame::Field(name) => Segment::Field(name),
+                Frame::Index(index) => Segment::Index(index),
+            })
+            .collect();
+        segments.extend(self.keys.iter().cloned());
+        let issue = Issue {
+            path: render_path(&segments, last),
+            kind,
+            message,
+            value: value.map(shorten),
+        };
+        match severity {
+            Severity::Error => self.errors.push(issue),
+            Severity::Warning => self.warnings.push(issue),
+        }
+    }
+
+    /// Something outside the published schema that ISC is known to send.
+    #[cold]
+    fn extension(
+        &mut self,
+        kind: IssueKind,
+        message: String,
+        value: Option<&Value>,
+        last: Option<&Segment>,
+    ) {
+        let severity = match self.mode {
+            Mode::Lenient => Severity::Warning,
+            Mode::Strict => Severity::Error,
+        };
+        self.record(severity, kind, message, value, last);
+    }
+
+    #[cold]
+    fn duplicate(&mut self, name: &str) {
+        self.record(
+            Severity::Error,
+            IssueKind::DuplicateKey,
+            format!(
+                "the key `{name}` appears more than once in this object, so its value is ambiguous"
+            ),
+            None,
+            Some(&Segment::Key(name.to_owned())),
+        );
+    }
+
+    /// A repeated known key: reported, and its value skipped unread as the reference does.
+    #[cold]
+    fn repeated(&mut self, name: &str) -> Step<()> {
+        self.duplicate(name);
+        self.skip_value()
+    }
+
+    #[cold]
+    fn wrong_type(&mut self, name: &'static str, expected: &'static str, found: &Value) {
+        self.record(
+            Severity::Error,
+            IssueKind::WrongType { expected },
+            format!(
+                "`{name}` must be {expected}, found {}: {}",
+                describe(found),
+                shorten(found)
+            ),
+            Some(found),
+            Some(&Segment::Field(name)),
+        );
+    }
+
+    /// Reports the required fields (index into `fields`, what it must be) not in `seen`.
+    fn report_missing(
+        &mut self,
+        seen: u32,
+        fields: &[&'static str],
+        required: &[(usize, &'static str)],
+    ) {
+        for &(index, expected) in required {
+            if seen & (1 << index) == 0 {
+                if let Some(&name) = fields.get(index) {
+                    self.missing(name, expected);
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn missing(&mut self, name: &'static str, expected: &'static str) {
+        self.record(
+            Severity::Error,
+            IssueKind::Missing,
+            format!("required field `{name}` is missing (it must be {expected})"),
+            None,
+            Some(&Segment::Field(name)),
+        );
+    }
+
+    /// An element of a schema array that is not of the element type (`null` included).
+    #[cold]
+    fn bad_element(
+        &mut self,
+        list: &'static str,
+        expected: &'static str,
+        index: usize,
+    ) -> Step<()> {
+        let found = self.collect(Some(Segment::Index(index)))?;
+        let kind = if found.is_null() {
+            IssueKind::Null
+        } else {
+            IssueKind::WrongType { expected }
+        };
+        self.record(
+            Severity::Error,
+            kind,
+            format!(
+                "each element of `{list}` must be {expected}, found {}: {}",
+                describe(&found),
+                shorten(&found)
+            ),
+            Some(&found),
+            Some(&Segment::Index(index)),
+        );
+        Ok(())
+    }
+
+    /// The value of field `name` is not of its expected JSON type: reads it and reports it as the
+    /// reference does. Returns true when the field still has a value, `null`, that is accepted.
+    #[cold]
+    #[inline(never)]
+    fn field_other(
+        &mut self,
+        name: &'static str,
+        expected: &'static str,
+        need: Need,
+    ) -> Step<bool> {
+        // A literal `null` is the reference's `Decoded::Null`; a container read as `null` because
+        // it nests too deep is a value of the wrong type, as there.
+        if self.peek() == Some(b'n') {
+            self.literal(b"null")?;
+            match need {
+                Need::Required => {
+                    self.record(
+                        Severity::Error,
+                        IssueKind::Null,
+                        format!("required field `{name}` is null (it must be {expected})"),
+                        Some(&Value::Null),
+                        Some(&Segment::Field(name)),
+                    );
+                    return Ok(false);
+                }
+                Need::Nullable => return Ok(true),
+                Need::NotNullable => {
+                    self.extension(
+                        IssueKind::Null,
+                        format!(
+                            "`{name}` is null; the published schema allows {expected} or no `{name}` at all"
+                        ),
+                        Some(&Value::Null),
+                        Some(&Segment::Field(name)),
+                    );
+                    return Ok(true);
+                }
+            }
+        }
+        let found = self.collect(Some(Segment::Field(name)))?;
+        self.wrong_type(name, expected, &found);
+        Ok(false)
+    }
+
+    /// Reads the value of a key the schema does not define into `extra`.
+    #[cold]
+    #[inline(never)]
+    fn unknown_field(&mut self, key: Cow<'a, str>, extra: &mut Extra) -> Step<()> {
+        self.keys.push(Segment::Key(key.into_owned()));
+        let value = self.collect(None)?;
+        let name = match self.keys.pop() {
+            Some(Segment::Key(name)) => name,
+            _ => String::new(),
+        };
+        if extra.contains_key(&name) {
+            self.duplicate(&name);
+            return Ok(());
+        }
+        let message = format!(
+            "unknown field `{name}` (not in the published schema) with value {}",
+            shorten(&value)
+        );
+        self.extension(
+            IssueKind::UnknownField,
+            message,
+            Some(&value),
+            Some(&Segment::Key(name.clone())),
+        );
+        extra.insert(name, value);
+        Ok(())
+    }
+
+    #[cold]
+    fn unknown_value(&mut self, name: &'static str, value: &str, known: &[&str]) {
+        let value = Value::String(value.to_owned());
+        self.extension(
+            IssueKind::UnknownValue,
+            format!(
+                "`{name}` has the value {} that the published schema does not list (known: {})",
+                shorten(&value),
+                known.join(", ")
+            ),
+            Some(&value),
+            Some(&Segment::Field(name)),
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Fields by type
+
+    /// A required string.
+    #[inline]
+    fn required_string(&mut self, name: &'static str) -> Step<Option<Cow<'a, str>>> {
+        if self.peek() == Some(b'"') {
+            self.pos += 1;
+            return self.string().map(Some);
+        }
+        self.field_other(name, STRING, Need::Required)?;
+        Ok(None)
+    }
+
+    /// An optional string, nullable or not.
+    #[inline]
+    fn optional_string(
+        &mut self,
+        name: &'static str,
+        need: Need,
+    ) -> Step<Option<Maybe<Cow<'a, str>>>> {
+        if self.peek() == Some(b'"') {
+            self.pos += 1;
+            return Ok(Some(Maybe::Value(self.string()?)));
+        }
+        Ok(self.field_other(name, STRING, need)?.then_some(Maybe::Null))
+    }
+
+    /// A required string whose known values are listed: anything else is kept and reported as
+    /// a schema extension.
+    #[inline]
+    fn required_known(&mut self, name: &'static str, known: &[&str]) -> Step<Option<Cow<'a, str>>> {
+        let value = self.required_string(name)?;
+        if let Some(text) = &value {
+            if !known.contains(&text.as_ref()) {
+                self.unknown_value(name, text, known);
+            }
+        }
+        Ok(value)
+    }
+
+    /// A required enum.
+    #[inline]
+    fn required_enum<E>(
+        &mut self,
+        name: &'static str,
+        from_wire: fn(&str) -> E,
+        known: &[&str],
+    ) -> Step<Option<E>> {
+        Ok(self
+            .required_known(name, known)?
+            .map(|text| from_wire(&text)))
+    }
+
+    /// `errors` or `warnings`: an optional, nullable array of strings.
+    fn string_list(&mut self, name: &'static str) -> Step<Option<Maybe<Vec<Cow<'a, str>>>>> {
+        if self.peek() != Some(b'[') {
+            return Ok(self
+                .field_other(name, STRINGS, Need::Nullable)?
+                .then_some(Maybe::Null));
+        }
+        self.pos += 1;
+        self.push_frame(Frame::Field(name));
+        let mut items = Vec::new();
+        let mut broken = false;
+        let mut first = true;
+        let mut index = 0;
+        while self.next_element(&mut first)? {
+            if self.peek() == Some(b'"') {
+                self.pos += 1;
+                let item = self.string()?;
+                if !broken {
+                    items.push(item);
+                }
+            } else {
+                // Once an element is broken the list cannot be typed, but every element is
+                // still read so that all issues are reported.
+                self.bad_element(name, STRING, index)?;
+                broken = true;
+                items.clear();
+            }
+            index += 1;
+        }
+        self.pop_frame();
+        Ok((!broken).then_some(Maybe::Value(items)))
+    }
+
+    /// The array of a schema list whose elements are objects, each read in place by `element`
+    /// into a blank value appended to the list. `None` when an element cannot be typed.
+    #[inline]
+    fn object_list<T>(
+        &mut self,
+        name: &'static str,
+        blank: fn() -> T,
+        mut element: impl FnMut(&mut Self, &mut T) -> Step<bool>,
+    ) -> Step<Option<Vec<T>>> {
+        self.pos += 1;
+        self.push_frame(Frame::Field(name));
+        // Lists of one kind tend to have the same length within a document (every account
+        // request has its few attribute requests): start at the length of the previous one, so
+        // that most lists are allocated once instead of growing from 4. Bounded, so that a
+        // document cannot make many short lists each reserve a long one.
+        let hint = self
+            .list_hints
+            .get(usize::from(name == "attributeRequests"))
+            .copied();
+        let mut items: Vec<T> = Vec::with_capacity(hint.unwrap_or(0).min(MAX_LIST_HINT));
+        let mut broken = false;
+        let mut first = true;
+        let mut index = 0;
+        while self.next_element(&mut first)? {
+            if self.peek() == Some(b'{') {
+                self.push_frame(Frame::Index(index));
+                let typed = if broken {
+                    let mut scratch = blank();
+                    element(self, &mut scratch)?
+                } else {
+                    // `resize_with` makes room first and then builds the blank in its slot, where
+                    // `push` would build it aside and copy it in.
+                    items.resize_with(items.len() + 1, blank);
+                    match items.last_mut() {
+                        Some(slot) => element(self, slot)?,
+                        None => false,
+                    }
+                };
+                self.pop_frame();
+                if !typed {
+                    broken = true;
+                    items.clear();
+                }
+            } else {
+                self.bad_element(name, OBJECT, index)?;
+                broken = true;
+                items.clear();
+            }
+            index += 1;
+        }
+        self.pop_frame();
+        if let Some(hint) = self
+            .list_hints
+            .get_mut(usize::from(name == "attributeRequests"))
+        {
+            *hint = index;
+        }
+        Ok((!broken).then_some(items))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The schema's objects
+    //
+    // Each reads its object from the `{`, guessing that keys come in schema order (see
+    // `eat_key`) and matching them by their bytes when they do not. The typed value is written
+    // only when every field could be typed, exactly as the reference builds it.
+
+    /// The root event object, built in place in `out` and left there when it can be typed.
+    fn event(&mut self, out: &mut Option<ProvisioningCompleted<'a>>) -> Step<()> {
+        self.pos += 1;
+        let event = out.insert(blank_event());
+        let mut seen = 0u32;
+        // Set when a field's value cannot be typed: the reference then has no event.
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0;
+        while self.before_schema_key(&mut first, EVENT)? {
+            let guessed = match next {
+                0 => self.eat_key(b"trackingNumber\":"),
+                1 => self.eat_key(b"sources\":"),
+                2 => self.eat_key(b"action\":"),
+                3 => self.eat_key(b"errors\":"),
+                4 => self.eat_key(b"warnings\":"),
+                5 => self.eat_key(b"recipient\":"),
+                6 => self.eat_key(b"requester\":"),
+                7 => self.eat_key(b"accountRequests\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"trackingNumber" => 0,
+                    b"sources" => 1,
+                    b"action" => 2,
+                    b"errors" => 3,
+                    b"warnings" => 4,
+                    b"recipient" => 5,
+                    b"requester" => 6,
+                    b"accountRequests" => 7,
+                    b"_metadata" => 8,
+                    _ => {
+                        self.unknown_field(key, &mut event.extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = index + 1;
+            if !first_time(&mut seen, index) {
+                self.repeated(EVENT_FIELDS.get(index).copied().unwrap_or_default())?;
+                continue;
+            }
+            match index {
+                0 => set(
+                    &mut event.tracking_number,
+                    self.required_string("trackingNumber")?,
+                    &mut bad,
+                ),
+                1 => set(
+                    &mut event.sources,
+                    self.required_string("sources")?,
+                    &mut bad,
+                ),
+                2 => set(
+                    &mut event.action,
+                    self.optional_string("action", Need::Nullable)?,
+                    &mut bad,
+                ),
+                3 => set(&mut event.errors, self.string_list("errors")?, &mut bad),
+                4 => set(&mut event.warnings, self.string_list("warnings")?, &mut bad),
+                5 => {
+                    if self.peek() == Some(b'{') {
+                        bad |= !self.identity_in("recipient", &mut event.recipient)?;
+                    } else {
+                        self.field_other("recipient", OBJECT, Need::Required)?;
+                        bad = true;
+                    }
+                }
+                6 => {
+                    if self.peek() == Some(b'{') {
+                        event.requester = Maybe::Value(blank_identity());
+                        if let Maybe::Value(requester) = &mut event.requester {
+                            bad |= !self.identity_in("requester", requester)?;
+                        }
+                    } else if self.field_other("requester", OBJECT, Need::Nullable)? {
+                        event.requester = Maybe::Null;
+                    } else {
+                        bad = true;
+                    }
+                }
+                7 => set(
+                    &mut event.account_requests,
+                    self.account_requests()?,
+                    &mut bad,
+                ),
+                _ => event.metadata = self.metadata(&mut event.extra)?,
+            }
+        }
+        self.report_missing(
+            seen,
+            EVENT_FIELDS,
+            &[(0, STRING), (1, STRING), (5, OBJECT), (7, OBJECTS)],
+        );
+        if bad || seen & EVENT_REQUIRED != EVENT_REQUIRED {
+            *out = None;
+        }
+        Ok(())
+    }
+
+    /// A `recipient` or `requester` object (at its `{`), read into `slot`; true when typed.
+    fn identity_in(&mut self, name: &'static str, slot: &mut IdentityRef<'a>) -> Step<bool> {
+        self.push_frame(Frame::Field(name));
+        let typed = self.identity(slot)?;
+        self.pop_frame();
+        Ok(typed)
+    }
+
+    /// A `recipient` or `requester` object, read into `slot`; true when typed.
+    fn identity(&mut self, slot: &mut IdentityRef<'a>) -> Step<bool> {
+        self.pos += 1;
+        let mut seen = 0u32;
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0;
+        while self.before_schema_key(&mut first, IDENTITY)? {
+            let guessed = match next {
+                0 => self.eat_key(b"type\":"),
+                1 => self.eat_key(b"id\":"),
+                2 => self.eat_key(b"name\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"type" => 0,
+                    b"id" => 1,
+                    b"name" => 2,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = index + 1;
+            if !first_time(&mut seen, index) {
+                self.repeated(IDENTITY_FIELDS.get(index).copied().unwrap_or_default())?;
+                continue;
+            }
+            match index {
+                0 => {
+                    if !(self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\"")) {
+                        let kind = self.required_enum(
+                            "type",
+                            IdentityType::from_wire,
+                            IdentityType::KNOWN,
+                        )?;
+                        set(&mut slot.kind, kind, &mut bad);
+                    }
+                }
+                1 => set(&mut slot.id, self.required_string("id")?, &mut bad),
+                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
+            }
+        }
+        self.report_missing(
+            seen,
+            IDENTITY_FIELDS,
+            &[(0, STRING), (1, STRING), (2, STRING)],
+        );
+        Ok(!bad && seen & 0b111 == 0b111)
+    }
+
+    /// `accountRequests`: a required array of objects.
+    fn account_requests(&mut self) -> Step<Option<Vec<AccountRequest<'a>>>> {
+        if self.peek() != Some(b'[') {
+            self.field_other("accountRequests", OBJECTS, Need::Required)?;
+            return Ok(None);
+        }
+        self.object_list("accountRequests", blank_account, Self::account_request)
+    }
+
+    /// One account request, read into `slot`; true when typed.
+    fn account_request(&mut self, slot: &mut AccountRequest<'a>) -> Step<bool> {
+        self.pos += 1;
+        let mut seen = 0u32;
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0;
+        while self.before_schema_key(&mut first, ACCOUNT)? {
+            let guessed = match next {
+                0 => self.eat_key(b"source\":"),
+                1 => self.eat_key(b"accountId\":"),
+                2 => self.eat_key(b"accountOperation\":"),
+                3 => self.eat_key(b"provisioningResult\":"),
+                4 => self.eat_key(b"provisioningTarget\":"),
+                5 => self.eat_key(b"ticketId\":"),
+                6 => self.eat_key(b"attributeRequests\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"source" => 0,
+                    b"accountId" => 1,
+                    b"accountOperation" => 2,
+                    b"provisioningResult" => 3,
+                    b"provisioningTarget" => 4,
+                    b"ticketId" => 5,
+                    b"attributeRequests" => 6,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = index + 1;
+            if !first_time(&mut seen, index) {
+                self.repeated(ACCOUNT_FIELDS.get(index).copied().unwrap_or_default())?;
+                continue;
+            }
+            match index {
+                0 => bad |= !self.source_field(&mut slot.source)?,
+                1 => set(
+                    &mut slot.account_id,
+                    self.optional_string("accountId", Need::NotNullable)?,
+                    &mut bad,
+                ),
+                2 => set(
+                    &mut slot.account_operation,
+                    self.account_operation()?,
+                    &mut bad,
+                ),
+                3 => set(
+                    &mut slot.provisioning_result,
+                    self.provisioning_result()?,
+                    &mut bad,
+                ),
+                4 => set(
+                    &mut slot.provisioning_target,
+                    self.required_string("provisioningTarget")?,
+                    &mut bad,
+                ),
+                5 => set(
+                    &mut slot.ticket_id,
+                    self.optional_string("ticketId", Need::Nullable)?,
+                    &mut bad,
+                ),
+                _ => set(
+                    &mut slot.attribute_requests,
+                    self.attribute_requests()?,
+                    &mut bad,
+                ),
+            }
+        }
+        self.report_missing(
+            seen,
+            ACCOUNT_FIELDS,
+            &[(0, OBJECT), (2, STRING), (3, STRING), (4, STRING)],
+        );
+        Ok(!bad && seen & ACCOUNT_REQUIRED == ACCOUNT_REQUIRED)
+    }
+
+    /// `accountOperation`: its known values are matched without scanning (and borrowed from
+    /// static text, which equals the input's).
+    #[inline]
+    fn account_operation(&mut self) -> Step<Option<Cow<'a, str>>> {
+        if self.peek() == Some(b'"') {
+            for (quoted, text) in [
+                (&b"\"Modify\""[..], "Modify"),
+                (b"\"Create\"", "Create"),
+                (b"\"Enable\"", "Enable"),
+                (b"\"Disable\"", "Disable"),
+                (b"\"Delete\"", "Delete"),
+                (b"\"Unlock\"", "Unlock"),
+            ] {
+                if self.eat(quoted) {
+                    return Ok(Some(Cow::Borrowed(text)));
+                }
+            }
+        }
+        self.required_known("accountOperation", AccountOperation::KNOWN)
+    }
+
+    /// `provisioningResult`: its known values are matched without scanning.
+    #[inline]
+    fn provisioning_result(&mut self) -> Step<Option<ProvisioningResult>> {
+        if self.peek() == Some(b'"') {
+            if self.eat(b"\"SUCCESS\"") {
+                return Ok(Some(ProvisioningResult::Success));
+            }
+            if self.eat(b"\"FAILED\"") {
+                return Ok(Some(ProvisioningResult::Failed));
+            }
+            if self.eat(b"\"PENDING\"") {
+                return Ok(Some(ProvisioningResult::Pending));
+            }
+        }
+        self.required_enum(
+            "provisioningResult",
+            ProvisioningResult::from_wire,
+            ProvisioningResult::KNOWN,
+        )
+    }
+
+    /// `source` of an account request: a required object, read in place.
+    fn source_field(&mut self, slot: &mut SourceRef<'a>) -> Step<bool> {
+        if self.peek() != Some(b'{') {
+            self.field_other("source", OBJECT, Need::Required)?;
+            return Ok(false);
+        }
+        self.push_frame(Frame::Field("source"));
+        let typed = self.source_ref(slot)?;
+        self.pop_frame();
+        Ok(typed)
+    }
+
+    /// A `source` object, read into `slot`; true when typed.
+    fn source_ref(&mut self, slot: &mut SourceRef<'a>) -> Step<bool> {
+        self.pos += 1;
+        let mut seen = 0u32;
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0;
+        while self.before_schema_key(&mut first, SOURCE)? {
+            let guessed = match next {
+                0 => self.eat_key(b"id\":"),
+                1 => self.eat_key(b"type\":"),
+                2 => self.eat_key(b"name\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"id" => 0,
+                    b"type" => 1,
+                    b"name" => 2,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = index + 1;
+            if !first_time(&mut seen, index) {
+                self.repeated(SOURCE_FIELDS.get(index).copied().unwrap_or_default())?;
+                continue;
+            }
+            match index {
+                0 => set(&mut slot.id, self.required_string("id")?, &mut bad),
+                1 => {
+                    if !(self.peek() == Some(b'"') && self.eat(b"\"SOURCE\"")) {
+                        let kind =
+                            self.required_enum("type", SourceType::from_wire, SourceType::KNOWN)?;
+                        set(&mut slot.kind, kind, &mut bad);
+                    }
+                }
+                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
+            }
+        }
+        self.report_missing(
+            seen,
+            SOURCE_FIELDS,
+            &[(0, STRING), (1, STRING), (2, STRING)],
+        );
+        Ok(!bad && seen & 0b111 == 0b111)
+    }
+
+    /// `attributeRequests`: an optional, nullable array of objects.
+    fn attribute_requests(&mut self) -> Step<Option<Maybe<Vec<AttributeRequest<'a>>>>> {
+        if self.peek() != Some(b'[') {
+            return Ok(self
+                .field_other("attributeRequests", OBJECTS, Need::Nullable)?
+                .then_some(Maybe::Null));
+        }
+        Ok(self
+            .object_list(
+                "attributeRequests",
+                blank_attribute,
+                Self::attribute_request,
+            )?
+            .map(Maybe::Value))
+    }
+
+    /// One attribute request, read into `slot`; true when typed.
+    fn attribute_request(&mut self, slot: &mut AttributeRequest<'a>) -> Step<bool> {
+        self.pos += 1;
+        let mut seen = 0u32;
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0;
+        while self.before_schema_key(&mut first, ATTRIBUTE)? {
+            let guessed = match next {
+                0 => self.eat_key(b"attributeName\":"),
+                1 => self.eat_key(b"attributeValue\":"),
+                2 => self.eat_key(b"operation\":"),
+                _ => false,
+            };
+            let index = if guessed {
+                next
+            } else {
+                let key = self.key_rest()?;
+                match key.as_bytes() {
+                    b"attributeName" => 0,
+                    b"attributeValue" => 1,
+                    b"operation" => 2,
+                    _ => {
+                        self.unknown_field(key, &mut slot.extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = index + 1;
+            if !first_time(&mut seen, index) {
+                self.repeated(ATTRIBUTE_FIELDS.get(index).copied().unwrap_or_default())?;
+                continue;
+            }
+            match index {
+                0 => set(
+                    &mut slot.attribute_name,
+                    self.required_string("attributeName")?,
+                    &mut bad,
+                ),
+                1 => set(&mut slot.attribute_value, self.attribute_value()?, &mut bad),
+                _ => set(&mut slot.operation, self.attribute_operation()?, &mut bad),
+            }
+        }
+        self.report_missing(seen, ATTRIBUTE_FIELDS, &[(0, STRING), (2, STRING)]);
+        Ok(!bad && seen & 0b101 == 0b101)
+    }
+
+    /// `operation` of an attribute request: its known values are matched without scanning.
+    #[inline]
+    fn attribute_operation(&mut self) -> Step<Option<AttributeOperation>> {
+        if self.peek() == Some(b'"') {
+            if self.eat(b"\"Add\"") {
+                return Ok(Some(AttributeOperation::Add));
+            }
+            if self.eat(b"\"Set\"") {
+                return Ok(Some(AttributeOperation::Set));
+            }
+            if self.eat(b"\"Remove\"") {
+                return Ok(Some(AttributeOperation::Remove));
+            }
+        }
+        self.required_enum(
+            "operation",
+            AttributeOperation::from_wire,
+            AttributeOperation::KNOWN,
+        )
+    }
+
+    /// `attributeValue`: an optional, nullable string; lenient validation also accepts an array
+    /// of strings (a multi-valued attribute).
+    #[inline]
+    fn attribute_value(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                Ok(Some(Maybe::Value(AttributeValue::Single(self.string()?))))
+            }
+            Some(b'[') => self.multi_valued(),
+            _ => Ok(self
+                .field_other("attributeValue", STRING, Need::Nullable)?
+                .then_some(Maybe::Null)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn multi_valued(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
+        let found = self.collect(Some(Segment::Field("attributeValue")))?;
+        let items = match found {
+            Value::Array(items) if items.iter().all(Value::is_string) => items,
+            other => {
+                self.wrong_type("attributeValue", STRING, &other);
+                return Ok(None);
+            }
+        };
+        let array = Value::Array(items);
+        self.extension(
+            IssueKind::MultiValuedAttribute,
+            format!(
+                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {}",
+                shorten(&array)
+            ),
+            Some(&array),
+            Some(&Segment::Field("attributeValue")),
+        );
+        let Value::Array(items) = array else {
+            return Ok(None);
+        };
+        let values = items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::String(text) => Some(Cow::Owned(text)),
+                _ => None,
+            })
+            .collect();
+        Ok(Some(Maybe::Value(AttributeValue::Multi(values))))
+    }
+
+    /// `_metadata`: read as a `Value`, then as the envelope, exactly as the reference does.
+    #[cold]
+    #[inline(never)]
+    fn metadata(&mut self, extra: &mut Extra) -> Step<Option<Metadata<'a>>> {
+        self.keys.push(Segment::Field("_metadata"));
+        let value = self.collect(None)?;
+        let metadata = self.envelope(value, extra);
+        self.keys.pop();
+        Ok(metadata)
+    }
+
+    /// Not part of the schema, so nothing in it makes an event invalid in lenient mode; what is
+    /// malformed is kept verbatim so that the round trip stays faithful.
+    fn envelope(&mut self, value: Value, extra: &mut Extra) -> Option<Metadata<'a>> {
+        let object = match value {
+            Value::Object(object) => object,
+            other => {
+                self.extension(
+                    IssueKind::Envelope,
+                    format!(
+                        "the `_metadata` envelope must be an object, found {}: {}",
+                        describe(&other),
+                        shorten(&other)
+                    ),
+                    Some(&other),
+                    None,
+                );
+                extra.insert("_metadata".to_owned(), other);
+                return None;
+            }
+        };
+        let mut metadata = Metadata::default();
+        for (key, value) in object {
+            let slot = match key.as_str() {
+                "triggerId" => &mut metadata.trigger_id,
+                "triggerType" => &mut metadata.trigger_type,
+                "invocationId" => &mut metadata.invocation_id,
+                _ => {
+                    metadata.extra.insert(key, value);
+                    continue;
+                }
+            };
+            match value {
+                Value::String(text) => *slot = Some(Cow::Owned(text)),
+                other => {
+                    let message = format!(
+                        "`_metadata.{key}` must be a string, found {}: {}",
+                        describe(&other),
+                        shorten(&other)
+                    );
+                    self.extension(
+                        IssueKind::Envelope,
+                        message,
+                        Some(&other),
+                        Some(&Segment::Key(key.clone())),
+                    );
+                    metadata.extra.insert(key, other);
+                }
+            }
+        }
+        Some(metadata)
+    }
+
+    /// The root is not an object: read it as a `Value` and report it.
+    #[cold]
+    fn root_not_an_object(&mut self) -> Step<()> {
+        let found = self.collect(None)?;
+        self.record(
+            Severity::Error,
+            IssueKind::WrongType { expected: OBJECT },
+            format!(
+                "a Provisioning Completed event must be a JSON object, found {}: {}",
+                describe(&found),
+                shorten(&found)
+            ),
+            Some(&found),
+            None,
+        );
+        Ok(())
+    }
+}
+
+const EVENT_FIELDS: &[&str] = &[
+    "trackingNumber",
+    "sources",
+    "action",
+    "errors",
+    "warnings",
+    "recipient",
+    "requester",
+    "accountRequests",
+    "_metadata",
+];
+const IDENTITY_FIELDS: &[&str] = &["type", "id", "name"];
+const SOURCE_FIELDS: &[&str] = &["id", "type", "name"];
+const ACCOUNT_FIELDS: &[&str] = &[
+    "source",
+    "accountId",
+    "accountOperation",
+    "provisioningResult",
+    "provisioningTarget",
+    "ticketId",
+    "attributeRequests",
+];
+const ATTRIBUTE_FIELDS: &[&str] = &["attributeName", "attributeValue", "operation"];
+
+/// Required fields of the event and of an account request, as bits of their `seen` masks.
+const EVENT_REQUIRED: u32 = 1 << 0 | 1 << 1 | 1 << 5 | 1 << 7;
+const ACCOUNT_REQUIRED: u32 = 1 << 0 | 1 << 2 | 1 << 3 | 1 << 4;
+
+/// Stores a field's typed value in its place, or marks the object as not typed (the reference's
+/// `None` for that field).
+#[inline(always)]
+fn set<T>(slot: &mut T, value: Option<T>, bad: &mut bool) {
+    match value {
+        Some(value) => *slot = value,
+        None => *bad = true,
+    }
+}
+
+/// Marks a known key as seen; true the first time.
+#[inline(always)]
+fn first_time(seen: &mut u32, index: usize) -> bool {
+    let bit = 1u32 << index;
+    let first = *seen & bit == 0;
+    *seen |= bit;
+    first
+}
+
+/// Four hex digits as a UTF-16 code unit.
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = bytes.get(at..)?.first_chunk::<4>()?;
+    let mut value = 0u16;
+    for &digit in digits {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            b'A'..=b'F' => digit - b'A' + 10,
+            _ => return None,
+        };
+        value = (value << 4) | u16::from(nibble);
+    }
+    Some(value)
+}
+
+// Blank values that the in-place readers fill; never returned unless every required field was
+// read into them.
+
+#[inline]
+fn blank_event<'a>() -> ProvisioningCompleted<'a> {
+    ProvisioningCompleted {
+        tracking_number: Cow::Borrowed(""),
+        sources: Cow::Borrowed(""),
+        action: Maybe::Absent,
+        errors: Maybe::Absent,
+        warnings: Maybe::Absent,
+        recipient: blank_identity(),
+        requester: Maybe::Absent,
+        account_requests: Vec::new(),
+        metadata: None,
+        extra: Extra::new(),
+    }
+}
+
+#[inline]
+fn blank_identity<'a>() -> IdentityRef<'a> {
+    IdentityRef {
+        kind: IdentityType::Identity,
+        id: Cow::Borrowed(""),
+        name: Cow::Borrowed(""),
+        extra: Extra::new(),
+    }
+}
+
+#[inline]
+fn blank_source<'a>() -> SourceRef<'a> {
+    SourceRef {
+        id: Cow::Borrowed(""),
+        kind: SourceType::Source,
+        name: Cow::Borrowed(""),
+        extra: Extra::new(),
+    }
+}
+
+#[inline]
+fn blank_account<'a>() -> AccountRequest<'a> {
+    AccountRequest {
+        source: blank_source(),
+        account_id: Maybe::Absent,
+        account_operation: Cow::Borrowed(""),
+        provisioning_result: ProvisioningResult::Success,
+        provisioning_target: Cow::Borrowed(""),
+        ticket_id: Maybe::Absent,
+        attribute_requests: Maybe::Absent,
+        extra: Extra::new(),
+    }
+}
+
+#[inline]
+fn blank_attribute<'a>() -> AttributeRequest<'a> {
+    AttributeRequest {
+        attribute_name: Cow::Borrowed(""),
+        attribute_value: Maybe::Absent,
+        operation: AttributeOperation::Add,
+        extra: Extra::new(),
+    }
+}

@@ -1,0 +1,147 @@
+//! Word-at-a-time byte tests ("SIMD within a register"): eight bytes are loaded as one
+//! little-endian `u64` and tested together. This is what makes string scanning and whitespace
+//! skipping cheap without SIMD intrinsics, which would need `unsafe` (forbidden in this workspace).
+//!
+//! The tests use the classic "has a zero byte" trick, `(x - 0x01…01) & !x & 0x80…80`. It can flag
+//! bytes *above* a true match (a borrow runs upwards), but never below the first one, so the
+//! lowest flagged byte is always exact, which is all a search needs.
+
+/// `0x0101…01`: one in every byte.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// `0x8080…80`: the high bit of every byte.
+const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+/// Eight spaces.
+pub(crate) const SPACES: u64 = u64::from_le_bytes([b' '; 8]);
+
+/// The eight bytes at `at` as a little-endian word, if there are eight.
+#[inline(always)]
+pub(crate) fn load(bytes: &[u8], at: usize) -> Option<u64> {
+    let chunk = bytes.get(at..)?.first_chunk::<8>()?;
+    Some(u64::from_le_bytes(*chunk))
+}
+
+/// High bit set in (at least) the lowest byte of `word` that equals `byte`.
+#[inline(always)]
+fn equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// High bit set in (at least) the lowest byte of `word` that is below `limit` (`limit <= 0x80`).
+#[inline(always)]
+fn below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS
+}
+
+/// True for the bytes that end a run of plain JSON string content: the closing quote, a backslash
+/// that starts an escape, and the control characters that JSON forbids raw in strings. serde_json
+/// escapes exactly these bytes when it writes, so the same test also tells the writer when a
+/// string can be copied as it is.
+#[inline(always)]
+pub(crate) fn is_string_special(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
+/// Index of the first byte at or after `at` for which [`is_string_special`] holds, or
+/// `bytes.len()` when there is none.
+///
+/// Sixteen bytes per step (as one `u128`): most strings in an event are shorter, so the loop
+/// usually ends on its first step, which keeps its exit branch predictable. Not inlined: the result
+/// comes back in a register, and the loop is not copied into every caller.
+#[inline(never)]
+pub(crate) fn string_special(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+        let word = u128::from_le_bytes(*chunk);
+        let found = equal128(word, b'"') | equal128(word, b'\\') | below128(word, 0x20);
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 16;
+    }
+    // Fewer than sixteen bytes left.
+    if let Some(word) = load(bytes, at) {
+        let found = equal(word, b'"') | equal(word, b'\\') | below(word, 0x20);
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(&byte) = bytes.get(at) {
+        if is_string_special(byte) {
+            return at;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// [`equal`] for sixteen bytes.
+#[inline(always)]
+fn equal128(word: u128, byte: u8) -> u128 {
+    let x = word ^ (ONES128 * u128::from(byte));
+    x.wrapping_sub(ONES128) & !x & HIGHS128
+}
+
+/// [`below`] for sixteen bytes.
+#[inline(always)]
+fn below128(word: u128, limit: u8) -> u128 {
+    word.wrapping_sub(ONES128 * u128::from(limit)) & !word & HIGHS128
+}
+
+/// `0x0101…01` over sixteen bytes.
+const ONES128: u128 = u128::from_le_bytes([0x01; 16]);
+/// The high bit of each of sixteen bytes.
+const HIGHS128: u128 = u128::from_le_bytes([0x80; 16]);
+
+/// Number of spaces at the start of the eight bytes at `at` (8 when all are spaces), or `None`
+/// when fewer than eight bytes are left.
+#[inline(always)]
+pub(crate) fn leading_spaces(bytes: &[u8], at: usize) -> Option<usize> {
+    let other = load(bytes, at)? ^ SPACES;
+    Some((other.trailing_zeros() / 8) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(bytes: &[u8], at: usize) -> usize {
+        (at..bytes.len())
+            .find(|&i| is_string_special(bytes[i]))
+            .unwrap_or(bytes.len())
+    }
+
+    #[test]
+    fn string_special_finds_the_first_special_byte_at_every_offset() {
+        let mut text = Vec::new();
+        for i in 0..300u32 {
+            text.push((i.wrapping_mul(37) % 256) as u8);
+        }
+        for at in 0..=text.len() {
+            assert_eq!(string_special(&text, at), naive(&text, at), "at {at}");
+        }
+        // A borrow from a special byte must not hide an earlier one, nor invent one.
+        for special in [b'"', b'\\', 0x00, 0x1f] {
+            for position in 0..16 {
+                let mut bytes = vec![b'a'; 16];
+                bytes[position] = special;
+                if position + 1 < 16 {
+                    bytes[position + 1] = 0x01;
+                }
+                assert_eq!(string_special(&bytes, 0), position);
+            }
+        }
+        let high = [0x80u8, 0xff, 0xc3, 0xa9, 0x7f, b' ', b'!', b'#', b'"'];
+        assert_eq!(string_special(&high, 0), 8);
+        assert_eq!(string_special(b"", 0), 0);
+        assert_eq!(string_special(b"abc", 3), 3);
+    }
+
+    #[test]
+    fn leading_spaces_counts_up_to_eight() {
+        assert_eq!(leading_spaces(b"        x", 0), Some(8));
+        assert_eq!(leading_spaces(b"   x     ", 0), Some(3));
+        assert_eq!(leading_spaces(b"x        ", 0), Some(0));
+        assert_eq!(leading_spaces(b"  ", 0), None);
+    }
+}
