@@ -840,3 +840,45 @@ proptest! {
         check_bytes(&bytes)?;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The path resolver these properties rely on
+
+#[test]
+fn the_path_resolver_reads_the_documented_syntax() {
+    let doc = serde_json::json!({
+        "a": {"b": [0, {"odd key": {"x": true}}]},
+        "accountRequests": [{}, {"attributeRequests": [{"operation": "Add"}]}]
+    });
+    for (path, found) in [
+        ("$", Some(&doc)),
+        ("a.b[1][\"odd key\"].x", Some(&Value::Bool(true))),
+        (
+            "accountRequests[1].attributeRequests[0].operation",
+            Some(&doc["accountRequests"][1]["attributeRequests"][0]["operation"]),
+        ),
+        ("a.b[2]", None),
+        ("a.c", None),
+        ("a[0]", None),
+    ] {
+        let steps = parse_path(path).unwrap();
+        assert_eq!(support::resolve(&doc, &steps), found, "{path}");
+        assert_eq!(render_path(&steps), path);
+    }
+    for bad in ["", "a..b", "a[x]", "a[1", "[\"a]", ".a", "a b", "1a"] {
+        assert!(parse_path(bad).is_err(), "{bad:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn rendered_paths_parse_back_to_their_steps(
+        steps in prop::collection::vec(
+            prop_oneof![text().prop_map(Step::Key), (0usize..1000).prop_map(Step::Index)],
+            1..6,
+        ),
+    ) {
+        prop_assume!(steps != [Step::Key("$".into())]);
+        prop_assert_eq!(parse_path(&render_path(&steps)).unwrap(), steps);
+    }
+}
