@@ -42,6 +42,11 @@ pub struct IngestArgs {
     /// Also configure three routes (for the routing overhead figure).
     #[arg(long)]
     routes: bool,
+    /// Drive an already running server at this address (e.g. 127.0.0.1:8080, token
+    /// `bench-token`) instead of starting one; only the closed-loop figure is printed. For profiling
+    /// the server on its own.
+    #[arg(long, value_name = "ADDR")]
+    target: Option<SocketAddr>,
 }
 
 const TOKEN: &str = "bench-token";
@@ -65,8 +70,14 @@ impl Events {
             }
             let text = String::from_utf8(json)?;
             let marker = "\"invocationId\":\"";
-            let start = text.find(marker).context("synthetic event without invocationId")? + marker.len();
-            let end = start + text[start..].find('"').context("unterminated invocationId")?;
+            let start = text
+                .find(marker)
+                .context("synthetic event without invocationId")?
+                + marker.len();
+            let end = start
+                + text[start..]
+                    .find('"')
+                    .context("unterminated invocationId")?;
             pool.push((text[..start].to_owned(), text[end..].to_owned()));
         }
         Ok(Events {
@@ -78,7 +89,10 @@ impl Events {
     fn next(&self) -> Bytes {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let (head, tail) = &self.pool[(n as usize) % self.pool.len()];
-        Bytes::from(format!("{head}bench-{n:016x}-{:08x}{tail}", std::process::id()))
+        Bytes::from(format!(
+            "{head}bench-{n:016x}-{:08x}{tail}",
+            std::process::id()
+        ))
     }
 }
 
@@ -93,6 +107,11 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
     let events = Arc::new(Events::new()?);
     let duration = Duration::from_secs_f64(args.seconds);
     let connections = args.connections.max(1);
+    if let Some(target) = args.target {
+        let outcome = closed_loop(target, connections, duration, &events).await?;
+        emit(outcome.figure("ingest.external", connections));
+        return Ok(());
+    }
 
     // The baseline: a bare axum server that reads the body and answers 200.
     let echo = Router::new().route(
@@ -228,8 +247,12 @@ async fn closed_loop(
             let mut sender = connect(addr).await?;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let ok = send(&mut sender, addr, events.next()).await.unwrap_or(false);
-                outcome.latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+                let ok = send(&mut sender, addr, events.next())
+                    .await
+                    .unwrap_or(false);
+                outcome
+                    .latencies_ms
+                    .push(sent.elapsed().as_secs_f64() * 1000.0);
                 if ok {
                     outcome.ok += 1;
                 } else {
@@ -269,7 +292,9 @@ async fn open_loop(
             let mut scheduled = started + offset;
             while scheduled < started + duration {
                 tokio::time::sleep_until(scheduled.into()).await;
-                let ok = send(&mut sender, addr, events.next()).await.unwrap_or(false);
+                let ok = send(&mut sender, addr, events.next())
+                    .await
+                    .unwrap_or(false);
                 outcome
                     .latencies_ms
                     .push(scheduled.elapsed().as_secs_f64() * 1000.0);

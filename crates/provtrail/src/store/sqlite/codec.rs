@@ -1,6 +1,8 @@
 //! How raw bodies are kept on disk. Bodies are stored compressed when that saves space; the codec
 //! is recorded per row so that old rows stay readable when the choice changes.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 
 use crate::store::StoreError;
@@ -17,10 +19,23 @@ const LEVEL: i32 = 3;
 /// Bodies smaller than this are not worth a compression attempt.
 const MIN_SIZE: usize = 128;
 
+thread_local! {
+    // Creating a zstd context allocates and clears several hundred kilobytes: far more than
+    // compressing a 1 KB event. Each thread keeps one.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
 /// Encodes a body for storage: compressed when that makes it smaller.
 pub fn encode(raw: &Bytes) -> (i64, Bytes) {
     if raw.len() >= MIN_SIZE {
-        if let Ok(compressed) = zstd::bulk::compress(raw, LEVEL) {
+        let compressed = COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Compressor::new(LEVEL).ok();
+            }
+            slot.as_mut()?.compress(raw).ok()
+        });
+        if let Some(compressed) = compressed {
             if compressed.len() < raw.len() {
                 return (ZSTD, Bytes::from(compressed));
             }

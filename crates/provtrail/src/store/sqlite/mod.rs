@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file (WAL, `synchronous=FULL`), one writer thread doing group
 //! commits, a small pool of read-only connections for queries.
 
+mod checkpoint;
 mod codec;
 mod schema;
 mod writer;
@@ -83,6 +84,7 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     jobs: RwLock<Option<Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     readers: Arc<ReadPool>,
 }
 
@@ -116,6 +118,7 @@ impl SqliteStore {
             shared,
             jobs: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some(checkpoint::Checkpointer::start(settings.path.clone()))),
         })
     }
 
@@ -290,6 +293,10 @@ impl Store for SqliteStore {
         let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some(mut checkpointer) = checkpointer {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
     }
 }

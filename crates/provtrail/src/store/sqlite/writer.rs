@@ -342,8 +342,10 @@ fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOut
             }
         }
     };
+    // An accepted event's own row is its delivery record (receipt, time, size): writing a second
+    // row for it would double the writes of the common case. Everything else is logged here.
     let (status, label, event_id, quarantine_id) = match outcome {
-        IngestOutcome::Accepted { id } => (200, "accepted", Some(id), None),
+        IngestOutcome::Accepted { .. } => return Ok(outcome),
         IngestOutcome::Duplicate { id } => (200, "duplicate", Some(id), None),
         IngestOutcome::Quarantined { id, .. } => (202, "quarantined", None, Some(id)),
     };
