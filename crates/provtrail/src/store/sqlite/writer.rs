@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{Shared, open_connection};
 use crate::metrics::EventOutcome;
-use crate::store::{Content, Incoming, IngestOutcome, Rejection, StoreError};
+use crate::store::{Content, Incoming, IngestOutcome, QuarantineReason, Rejection, StoreError};
 
 /// Work for the writer.
 pub(super) enum Job {
@@ -342,15 +342,23 @@ fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOut
             }
         }
     };
+    let reason = match &incoming.content {
+        Content::Quarantine(quarantine) => Some(quarantine.reason),
+        Content::Event(_) => None,
+    };
     let (status, label, event_id, quarantine_id) = match outcome {
         IngestOutcome::Accepted { id } => (200, "accepted", Some(id), None),
         IngestOutcome::Duplicate { id } => (200, "duplicate", Some(id), None),
-        IngestOutcome::Quarantined { id, .. } => (202, "quarantined", None, Some(id)),
+        // The status the request is answered with: 202, or 400/415 for bodies kept although
+        // refused.
+        IngestOutcome::Quarantined { id, .. } => (
+            reason.map_or(202, QuarantineReason::http_status),
+            "quarantined",
+            None,
+            Some(id),
+        ),
     };
-    let reason = match &incoming.content {
-        Content::Quarantine(quarantine) => Some(quarantine.reason.as_str()),
-        Content::Event(_) => None,
-    };
+    let reason = reason.map(QuarantineReason::as_str);
     tx.prepare_cached(
         "INSERT INTO deliveries (received_at, remote_addr, method, path, channel, status, outcome,
             reason, size, user_agent, invocation_id, event_id, quarantine_id)
