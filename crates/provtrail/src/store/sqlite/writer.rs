@@ -32,6 +32,9 @@ pub(super) enum Job {
     Probe(oneshot::Sender<Result<(), StoreError>>),
 }
 
+/// Bytes a readiness probe writes (and removes again) to prove there is room for new events.
+const PROBE_SPACE: usize = 16 * 1024;
+
 /// A document with its body already encoded for storage (compression happens on the caller's
 /// thread, not on the single writer).
 pub(super) struct Pending {
@@ -163,6 +166,15 @@ impl Writer {
                     None
                 }
                 Job::Probe(_) => {
+                    // Room for a few events is taken and given back in the same transaction:
+                    // updating one small row in place needs no new page, so on its own it would
+                    // succeed on a database too full to take a single event.
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('probe_space', ?1)",
+                        params!["0".repeat(PROBE_SPACE)],
+                    )
+                    .and_then(|_| tx.execute("DELETE FROM meta WHERE key = 'probe_space'", []))
+                    .map_err(unavailable)?;
                     tx.execute(
                         "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
