@@ -172,10 +172,11 @@ async fn handle(state: AppState, mut receipt: Receipt, headers: HeaderMap, body:
                 return error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
             };
             use crate::store::QuarantineReason::*;
-            let (status, label) = match quarantine.reason {
-                InvalidEvent => (StatusCode::ACCEPTED, "quarantined"),
-                NotJson => (StatusCode::BAD_REQUEST, "rejected"),
-                UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "rejected"),
+            let status = StatusCode::from_u16(quarantine.reason.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let label = match quarantine.reason {
+                InvalidEvent => "quarantined",
+                NotJson | UnsupportedMediaType => "rejected",
             };
             let error = match quarantine.reason {
                 InvalidEvent => "the document is JSON but not a valid Provisioning Completed event",

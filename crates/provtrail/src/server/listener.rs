@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -146,6 +146,28 @@ impl RunningServer {
     }
 }
 
+/// Runs a connection, but closes it when no request has begun within `timeout`. The HTTP/1 header
+/// timeout only starts once the protocol has been told apart from HTTP/2, which takes the first
+/// bytes: a client that connects and sends nothing (or a few bytes) would otherwise hold a
+/// connection slot for ever.
+async fn close_unless_a_request_starts<F: Future>(
+    connection: F,
+    first_request: &Notify,
+    timeout: Duration,
+) {
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        started = tokio::time::timeout(timeout, first_request.notified()) => {
+            if started.is_err() {
+                tracing::debug!("no request within the header timeout; closing the connection");
+                return;
+            }
+        }
+    }
+    let _ = connection.await;
+}
+
 /// Serves connections from `listener` until `shutdown` completes, then shuts down gracefully.
 pub async fn serve(
     listener: TcpListener,
@@ -189,10 +211,13 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let first_request = Arc::new(Notify::new());
+        let started = first_request.clone();
         let service =
             router
                 .clone()
                 .map_request(move |mut request: axum::http::Request<Incoming>| {
+                    started.notify_one();
                     request.extensions_mut().insert(ConnectInfo(remote));
                     request
                 });
@@ -205,7 +230,9 @@ pub async fn serve(
             match acceptor {
                 None => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    let connection = watcher.watch(connection.into_owned());
+                    close_unless_a_request_starts(connection, &first_request, handshake_timeout)
+                        .await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -215,7 +242,9 @@ pub async fn serve(
                         return;
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    let connection = watcher.watch(connection.into_owned());
+                    close_unless_a_request_starts(connection, &first_request, handshake_timeout)
+                        .await;
                 }
             }
         });

@@ -117,6 +117,15 @@ impl QuarantineReason {
         }
     }
 
+    /// The HTTP status a delivery kept for this reason is answered (and recorded) with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            QuarantineReason::InvalidEvent => 202,
+            QuarantineReason::NotJson => 400,
+            QuarantineReason::UnsupportedMediaType => 415,
+        }
+    }
+
     /// Reads a stored name.
     pub fn parse(name: &str) -> Option<Self> {
         match name {

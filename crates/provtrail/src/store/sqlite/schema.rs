@@ -9,9 +9,8 @@ use crate::store::StoreError;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &[
-    // 1: events, their account requests, the quarantine and the delivery log. The log of
-    // deliveries is `events` (accepted: each row is its own record) together with `deliveries`
-    // (duplicates, quarantined and rejected requests).
+    // 1: events, their account requests, the quarantine and the delivery log (one row for every
+    // request, whatever its outcome).
     r#"
     CREATE TABLE events (
         id                  INTEGER PRIMARY KEY,

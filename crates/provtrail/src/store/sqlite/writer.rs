@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{Shared, open_connection};
 use crate::metrics::EventOutcome;
-use crate::store::{Content, Incoming, IngestOutcome, Rejection, StoreError};
+use crate::store::{Content, Incoming, IngestOutcome, QuarantineReason, Rejection, StoreError};
 
 /// Work for the writer.
 pub(super) enum Job {
@@ -31,6 +31,9 @@ pub(super) enum Job {
     /// Commit a small write to prove the store is writable.
     Probe(oneshot::Sender<Result<(), StoreError>>),
 }
+
+/// Bytes a readiness probe writes (and removes again) to prove there is room for new events.
+const PROBE_SPACE: usize = 16 * 1024;
 
 /// A document with its body already encoded for storage (compression happens on the caller's
 /// thread, not on the single writer).
@@ -163,6 +166,15 @@ impl Writer {
                     None
                 }
                 Job::Probe(_) => {
+                    // Room for a few events is taken and given back in the same transaction:
+                    // updating one small row in place needs no new page, so on its own it would
+                    // succeed on a database too full to take a single event.
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('probe_space', ?1)",
+                        params!["0".repeat(PROBE_SPACE)],
+                    )
+                    .and_then(|_| tx.execute("DELETE FROM meta WHERE key = 'probe_space'", []))
+                    .map_err(unavailable)?;
                     tx.execute(
                         "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -342,17 +354,23 @@ fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOut
             }
         }
     };
-    // An accepted event's own row is its delivery record (receipt, time, size): writing a second
-    // row for it would double the writes of the common case. Everything else is logged here.
-    let (status, label, event_id, quarantine_id) = match outcome {
-        IngestOutcome::Accepted { .. } => return Ok(outcome),
-        IngestOutcome::Duplicate { id } => (200, "duplicate", Some(id), None),
-        IngestOutcome::Quarantined { id, .. } => (202, "quarantined", None, Some(id)),
-    };
     let reason = match &incoming.content {
-        Content::Quarantine(quarantine) => Some(quarantine.reason.as_str()),
+        Content::Quarantine(quarantine) => Some(quarantine.reason),
         Content::Event(_) => None,
     };
+    let (status, label, event_id, quarantine_id) = match outcome {
+        IngestOutcome::Accepted { id } => (200, "accepted", Some(id), None),
+        IngestOutcome::Duplicate { id } => (200, "duplicate", Some(id), None),
+        // The status the request is answered with: 202, or 400/415 for bodies kept although
+        // refused.
+        IngestOutcome::Quarantined { id, .. } => (
+            reason.map_or(202, QuarantineReason::http_status),
+            "quarantined",
+            None,
+            Some(id),
+        ),
+    };
+    let reason = reason.map(QuarantineReason::as_str);
     tx.prepare_cached(
         "INSERT INTO deliveries (received_at, remote_addr, method, path, channel, status, outcome,
             reason, size, user_agent, invocation_id, event_id, quarantine_id)

@@ -1,0 +1,457 @@
+//! Requests a receiver on the internet will get sooner or later: wrong methods and content types,
+//! bodies cut short, too large or too deep, bytes that are not UTF-8, clients that are slow or
+//! stall. Each is answered as the contract says, and the server goes on serving after it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_on_the_ingest_routes_are_405_and_unknown_paths_404() {
+    let mut server = TestServer::start().await;
+    let client = client();
+    for method in ["GET", "PUT", "DELETE", "PATCH"] {
+        for path in ["/events", "/events/isc"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response = client
+                .request(method.clone(), server.url(path))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(event("inv-wrong-method"))
+                .send()
+                .await
+                .unwrap();
+            let answer = Answer::read(response).await;
+            assert_eq!(answer.status, 405, "{method} {path}: {}", answer.text());
+            assert_eq!(answer.json()["status"], "rejected");
+        }
+    }
+    let unknown = server.post("/event", event("inv-wrong-path")).await;
+    assert_eq!(unknown.status, 404);
+    let unknown = server.post("/events/a/b", event("inv-wrong-path")).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(server.app().store.counts().await.unwrap().events, 0);
+    server.assert_still_serving("inv-after-methods").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_type_that_is_not_json_is_415_and_the_body_is_kept_in_quarantine() {
+    let mut server = TestServer::start().await;
+    let client = client();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("text/plain", b"plain text".to_vec()),
+        (
+            "application/x-www-form-urlencoded",
+            b"trackingNumber=1&sources=AD".to_vec(),
+        ),
+        // JSON, but declared in a charset the receiver does not read.
+        ("application/json; charset=latin1", event("inv-latin1")),
+    ];
+    for (content_type, body) in &cases {
+        let response = client
+            .post(server.url("/events"))
+            .bearer_auth(TOKEN)
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let answer = Answer::read(response).await;
+        assert_eq!(answer.status, 415, "{content_type}: {}", answer.text());
+        assert!(answer.json()["quarantine_id"].is_i64());
+    }
+    // JSON content types with parameters or a +json suffix are JSON.
+    for (n, content_type) in [
+        "application/json; charset=utf-8",
+        "application/cloudevents+json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let response = client
+            .post(server.url("/events"))
+            .bearer_auth(TOKEN)
+            .header("content-type", *content_type)
+            .body(event(&format!("inv-json-type-{n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{content_type}");
+    }
+
+    let kept = quarantine(&server.db);
+    assert_eq!(kept.len(), cases.len());
+    for (entry, (_, body)) in kept.iter().zip(&cases) {
+        assert_eq!(entry.reason, "unsupported_media_type");
+        assert_eq!(&entry.raw, body, "the body is kept as received");
+    }
+    server.assert_still_serving("inv-after-415").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_body_is_never_accepted_and_the_server_keeps_serving() {
+    let mut server = TestServer::start().await;
+    let body = event("inv-truncated");
+    let head = format!("{}Content-Length: {}\r\n", auth_line(), body.len() + 100);
+
+    // The client announces more than it sends, then stops sending but waits for the answer.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(post_head("/events", &head).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let answer = expect_response(&mut stream).await;
+    assert_eq!(
+        answer.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+
+    // The client goes away altogether in the middle of the body.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(post_head("/events", &head).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    drop(stream);
+
+    server.assert_still_serving("inv-after-truncated").await;
+    let stored = stored_invocations(&server.db);
+    assert!(
+        !stored.contains_key("inv-truncated"),
+        "a cut body is no event"
+    );
+    assert_eq!(stored.len(), 1);
+    // The cut-short request that could be answered is in the delivery log.
+    assert!(
+        deliveries(&server.db)
+            .iter()
+            .any(|d| d.status == 400 && d.outcome == "rejected")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_megabyte_body_is_413_and_the_server_keeps_serving() {
+    let mut server = TestServer::start().await;
+    const SIZE: usize = 10 * 1024 * 1024;
+    for chunked in [false, true] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked\r\n".to_owned()
+        } else {
+            format!("Content-Length: {SIZE}\r\n")
+        };
+        let head = format!("{}{framing}", auth_line());
+        stream
+            .write_all(post_head("/events", &head).as_bytes())
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        // The whole 10 MB is offered while the answer is read; the writer stops when the
+        // server hangs up.
+        let feeder = tokio::spawn(async move {
+            let piece = vec![b'['; 256 * 1024];
+            let mut framed = Vec::new();
+            if chunked {
+                framed.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            }
+            framed.extend_from_slice(&piece);
+            if chunked {
+                framed.extend_from_slice(b"\r\n");
+            }
+            for _ in 0..SIZE / piece.len() {
+                if writer.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let answer = tokio::time::timeout(PATIENCE, read_head(&mut reader))
+            .await
+            .expect("no answer in time")
+            .expect("the connection closed without an answer");
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "chunked={chunked}: {answer}"
+        );
+        feeder.abort();
+    }
+    server.await_deliveries(2).await;
+    server.assert_still_serving("inv-after-10mb").await;
+    let counts = server.app().store.counts().await.unwrap();
+    assert_eq!((counts.events, counts.quarantined), (1, 0));
+    server.shutdown().await;
+}
+
+/// Reads up to the end of a response head and returns it.
+async fn read_head(reader: &mut tokio::net::tcp::OwnedReadHalf) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&buffer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_is_refused_or_quarantined_never_a_crash() {
+    let mut server = TestServer::start().await;
+    let deep = 100_000;
+    let mut bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("unclosed arrays", "[".repeat(deep).into_bytes()),
+        (
+            "balanced arrays",
+            format!("{}{}", "[".repeat(deep), "]".repeat(deep)).into_bytes(),
+        ),
+        (
+            "nested objects",
+            format!("{}1{}", r#"{"a":"#.repeat(deep / 2), "}".repeat(deep / 2)).into_bytes(),
+        ),
+    ];
+    // Deep inside an otherwise valid event, where a lenient reader might follow it.
+    let mut value: serde_json::Value = serde_json::from_slice(&event("inv-deep")).unwrap();
+    value["accountRequests"][0]["attributeRequests"] = serde_json::json!([{
+        "attributeName": "memberOf",
+        "operation": "Add",
+        "attributeValue": "PLACEHOLDER"
+    }]);
+    let text = serde_json::to_string(&value).unwrap().replace(
+        r#""PLACEHOLDER""#,
+        &format!("{}\"x\"{}", "[".repeat(deep / 4), "]".repeat(deep / 4)),
+    );
+    bodies.push(("deep attribute value", text.into_bytes()));
+    for (what, body) in bodies {
+        let answer = server.post("/events", body).await;
+        assert!(
+            answer.status == 400 || answer.status == 202,
+            "{what}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(!answer.json()["errors"].as_array().unwrap().is_empty());
+    }
+    server.assert_still_serving("inv-after-deep").await;
+    assert_eq!(server.app().store.counts().await.unwrap().events, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_and_lone_surrogates_are_400_and_the_server_keeps_serving() {
+    let mut server = TestServer::start().await;
+    let bodies: [&[u8]; 4] = [
+        b"\xff\xfe{\x00}\x00",
+        b"{\"trackingNumber\": \"\xc3\x28\"}",
+        // An overlong encoding of '/'.
+        b"{\"trackingNumber\": \"\xc0\xaf\"}",
+        br#"{"trackingNumber": "\ud800"}"#,
+    ];
+    for body in bodies {
+        let answer = server.post("/events", body.to_vec()).await;
+        assert_eq!(
+            answer.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            answer.text()
+        );
+    }
+    let kept = quarantine(&server.db);
+    assert_eq!(kept.len(), bodies.len());
+    for (entry, body) in kept.iter().zip(bodies) {
+        assert_eq!(entry.raw, body, "the bytes are kept as received");
+    }
+    server.assert_still_serving("inv-after-utf8").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_that_stalls_or_trickles_past_the_request_timeout_is_answered_408() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.request_timeout = Some("1s".into());
+    })
+    .await;
+    let body = event("inv-slow");
+    let head = format!("{}Content-Length: {}\r\n", auth_line(), body.len());
+
+    // Stalls after a few bytes.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(post_head("/events", &head).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    let answer = expect_response(&mut stream).await;
+    assert_eq!(answer.status, 408);
+
+    // Trickles one byte every 50 ms: the whole body would take many times the timeout.
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(post_head("/events", &head).as_bytes())
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for byte in body {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let answer = tokio::time::timeout(PATIENCE, read_head(&mut reader))
+        .await
+        .expect("no answer in time")
+        .expect("closed without an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    trickle.abort();
+
+    server.await_deliveries(2).await;
+    assert!(deliveries(&server.db).iter().all(|d| d.status == 408));
+    assert!(!stored_invocations(&server.db).contains_key("inv-slow"));
+    server.assert_still_serving("inv-after-slow").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_never_finishes_its_headers_is_disconnected_after_the_header_timeout() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.header_timeout = Some("1s".into());
+    })
+    .await;
+
+    // Half a request head, then nothing.
+    let mut partial = TcpStream::connect(server.addr).await.unwrap();
+    partial
+        .write_all(b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: appl")
+        .await
+        .unwrap();
+    let seen = closed_by_server(&mut partial)
+        .await
+        .expect("the server must close a connection whose headers never end");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(
+        seen.is_empty() || seen.starts_with("HTTP/1.1 408"),
+        "{seen}"
+    );
+
+    // Headers one byte at a time, never finishing, each byte well within the timeout.
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let drip = tokio::spawn(async move {
+        for byte in b"POST /events HTTP/1.1\r\nX-Padding: "
+            .iter()
+            .chain([b'a'; 400].iter())
+        {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let closed = tokio::time::timeout(PATIENCE, async {
+        use tokio::io::AsyncReadExt as _;
+        let mut sink = [0u8; 1024];
+        loop {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a dripping header must be cut off");
+    drip.abort();
+
+    server.assert_still_serving("inv-after-headers").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.header_timeout = Some("1s".into());
+    })
+    .await;
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut idle).await.is_some(),
+        "a connection that never sends a request must not be held open"
+    );
+    // Too few bytes to tell HTTP/1 from HTTP/2: the start of the HTTP/2 preface, or of a method.
+    for start in [&b"PRI * HTTP/2.0\r\n"[..], b"P"] {
+        let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+        stalled.write_all(start).await.unwrap();
+        assert!(
+            closed_by_server(&mut stalled).await.is_some(),
+            "a connection stalled after {:?} must not be held open",
+            String::from_utf8_lossy(start)
+        );
+    }
+    server.assert_still_serving("inv-after-idle").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_answers_health_after_a_barrage_of_every_kind_of_bad_request() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.request_timeout = Some("1s".into());
+        config.server.header_timeout = Some("1s".into());
+    })
+    .await;
+    let addr = server.addr;
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        tasks.push(tokio::spawn(async move {
+            let requests: Vec<Vec<u8>> = vec![
+                b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+                b"BREW /events HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+                b"POST /events HTTP/9.9\r\nHost: t\r\n\r\n".to_vec(),
+                b"POST /events HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n".to_vec(),
+                b"POST /events HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+                b"\x00\x01\x02 garbage\r\n\r\n".to_vec(),
+                authorized_post("/events", b"\xff\xff"),
+                authorized_post("/events", "[".repeat(50_000).as_bytes()),
+                authorized_post(&format!("/events/{}", "c".repeat(200)), &event("inv-long")),
+                authorized_post(&format!("/events?round={round}"), b"{}"),
+            ];
+            for request in requests {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                // Some of these are cut off by the server before they are written whole.
+                let _ = stream.write_all(&request).await;
+                let answer = tokio::time::timeout(PATIENCE, read_response(&mut stream))
+                    .await
+                    .expect("every bad request is answered or closed in time");
+                if let Some(answer) = answer {
+                    assert!(
+                        answer.status >= 400 || answer.status == 202,
+                        "{:?} was answered {}",
+                        String::from_utf8_lossy(&request[..request.len().min(60)]),
+                        answer.status
+                    );
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    server.assert_still_serving("inv-after-barrage").await;
+    assert_eq!(server.app().store.counts().await.unwrap().events, 1);
+    server.shutdown().await;
+}

@@ -1,0 +1,146 @@
+//! `provtrail serve` with no configuration: the token it generates, where it keeps it, when it
+//! shows it, and the warning `--no-auth` gives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use common::*;
+
+/// Waits until the process has written `needle` to standard error.
+async fn await_output(server: &ServerProcess, needle: &str) {
+    let stderr = server.stderr.clone();
+    eventually(&format!("the server to print {needle:?}"), || {
+        let stderr = stderr.clone();
+        let needle = needle.to_owned();
+        async move { stderr.lock().unwrap().contains(&needle) }
+    })
+    .await;
+}
+
+async fn post_with(url: &str, token: Option<&str>, invocation: &str) -> Answer {
+    let mut request = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(event(invocation));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    Answer::read(request.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_start_generates_a_private_token_shows_it_once_and_it_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trail.db");
+    let db_arg = db.display().to_string();
+    let args = ["--db", db_arg.as_str(), "--listen", "127.0.0.1:0"];
+
+    let mut first = ServerProcess::start(dir.path(), &args);
+    await_output(&first, "Health: /healthz").await;
+    let output = first.output();
+    let token = output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Ingest token: "))
+        .expect("the generated token is printed")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("ptk_") && token.len() >= 40, "{token}");
+
+    let token_file = dir.path().join("trail.db.token");
+    let kept = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(kept.trim(), token);
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is private: {mode:o}");
+
+    let url = first.url("/events");
+    assert_eq!(
+        post_with(&url, Some(&token), "inv-zero-1").await.status,
+        200
+    );
+    assert_eq!(post_with(&url, None, "inv-zero-2").await.status, 401);
+    assert_eq!(
+        post_with(&url, Some("ptk_wrong"), "inv-zero-3")
+            .await
+            .status,
+        401
+    );
+    first.terminate();
+    let first = tokio::task::spawn_blocking(move || {
+        assert!(first.wait_exit().success());
+        first
+    })
+    .await
+    .unwrap();
+    drop(first);
+
+    // The second start uses the kept token and does not show it again.
+    let second = ServerProcess::start(dir.path(), &args);
+    await_output(&second, "Health: /healthz").await;
+    let output = second.output();
+    assert!(
+        !output.contains(&token),
+        "the token is shown only once:\n{output}"
+    );
+    assert!(output.contains("trail.db.token"), "{output}");
+    let url = second.url("/events");
+    let answer = post_with(&url, Some(&token), "inv-zero-1").await;
+    assert_eq!(
+        answer.outcome().0,
+        "duplicate",
+        "the same store, the same token"
+    );
+    assert_eq!(
+        post_with(&url, Some(&token), "inv-zero-4").await.status,
+        200
+    );
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), kept);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_token_means_no_token_file_is_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trail.db");
+    let db_arg = db.display().to_string();
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--db",
+            &db_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest-token",
+            TOKEN,
+        ],
+    );
+    await_output(&server, "Health: /healthz").await;
+    assert!(!dir.path().join("trail.db.token").exists());
+    assert!(
+        !server.output().contains(TOKEN),
+        "a configured secret is never printed"
+    );
+    let url = server.url("/events");
+    assert_eq!(
+        post_with(&url, Some(TOKEN), "inv-configured").await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_auth_prints_a_loud_warning_and_accepts_events_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("open.db");
+    let db_arg = db.display().to_string();
+    let server = ServerProcess::start(
+        dir.path(),
+        &["--db", &db_arg, "--listen", "127.0.0.1:0", "--no-auth"],
+    );
+    await_output(&server, "WARNING: use it for local tests only").await;
+    let output = server.output();
+    assert!(output.contains("WARNING: --no-auth is on"), "{output}");
+    assert!(!dir.path().join("open.db.token").exists());
+    let url = server.url("/events");
+    assert_eq!(post_with(&url, None, "inv-open").await.status, 200);
+}

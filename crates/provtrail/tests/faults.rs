@@ -1,0 +1,299 @@
+//! Storage that cannot commit: a full database, a full file system, a lock held by another
+//! process. The receiver answers 503 with Retry-After, never answers 200 for an event it did not
+//! keep, says so on /readyz, and recovers by itself, without a restart, once it can commit again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rusqlite::Connection;
+
+/// What a batch of posts was answered.
+#[derive(Debug, Default)]
+struct Tally {
+    /// invocation id -> id, for every 200 accepted.
+    accepted: HashMap<String, i64>,
+    /// Invocation ids answered 503.
+    unavailable: Vec<String>,
+    /// Anything else, for the failure message.
+    other: Vec<String>,
+}
+
+/// Posts distinct events from `clients` clients at once; each stops after it has been answered
+/// 503 `stop_after` times, or after `max_each` posts.
+async fn post_until_unavailable(
+    server: &TestServer,
+    prefix: &str,
+    clients: usize,
+    stop_after: usize,
+    max_each: usize,
+) -> Tally {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let client = client();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, url, tally) = (client.clone(), server.url("/events"), tally.clone());
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0;
+            for n in 0..max_each {
+                let invocation = format!("{prefix}-c{c}-n{n}");
+                let response = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(event(&invocation))
+                    .send()
+                    .await
+                    .unwrap();
+                let answer = Answer::read(response).await;
+                let mut tally = tally.lock().unwrap();
+                match (answer.status, answer.outcome()) {
+                    (200, (status, id)) if status == "accepted" => {
+                        tally.accepted.insert(invocation, id);
+                    }
+                    (503, _) => {
+                        assert!(
+                            answer
+                                .header("retry-after")
+                                .is_some_and(|s| s.parse::<u64>().is_ok()),
+                            "a 503 says when to retry: {:?}",
+                            answer.headers
+                        );
+                        assert_eq!(answer.json()["status"], "rejected");
+                        tally.unavailable.push(invocation);
+                        refused += 1;
+                        if refused >= stop_after {
+                            return;
+                        }
+                    }
+                    _ => tally.other.push(format!(
+                        "{invocation}: {} {}",
+                        answer.status,
+                        answer.text()
+                    )),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Arc::try_unwrap(tally).unwrap().into_inner().unwrap()
+}
+
+/// Every 200 is in the file with its id, and nothing answered 503 is.
+fn assert_store_matches(db: &Path, tally: &Tally) {
+    let stored = stored_invocations(db);
+    for (invocation, id) in &tally.accepted {
+        assert_eq!(
+            stored.get(invocation),
+            Some(id),
+            "{invocation} was answered 200 but is not in the store"
+        );
+    }
+    for invocation in &tally.unavailable {
+        assert!(
+            !stored.contains_key(invocation),
+            "{invocation} was answered 503 but was kept"
+        );
+    }
+}
+
+async fn readiness(server: &TestServer) -> u16 {
+    server.get("/readyz").await.status
+}
+
+async fn await_readiness(server: &TestServer, status: u16) {
+    let url = server.url("/readyz");
+    eventually(&format!("/readyz to answer {status}"), || {
+        let url = url.clone();
+        async move { client().get(url).send().await.unwrap().status().as_u16() == status }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_database_answers_503_never_200s_what_it_did_not_keep_and_recovers_when_space_is_freed()
+ {
+    let mut server = TestServer::start_with(|config| {
+        config.store.max_size = Some("256KiB".into());
+    })
+    .await;
+    let tally = post_until_unavailable(&server, "full", 8, 3, 2_000).await;
+    assert!(tally.other.is_empty(), "{:?}", tally.other);
+    assert!(
+        !tally.accepted.is_empty(),
+        "events fit before the cap is reached"
+    );
+    assert!(
+        !tally.unavailable.is_empty(),
+        "the cap must be reached within 16000 events"
+    );
+    assert_store_matches(&server.db, &tally);
+    eprintln!(
+        "full database: {} events answered 200 and kept, {} answered 503 and not kept",
+        tally.accepted.len(),
+        tally.unavailable.len()
+    );
+    await_readiness(&server, 503).await;
+    let ready = server.get("/readyz").await;
+    assert!(ready.header("retry-after").is_some());
+    assert!(ready.text().contains("full"), "{}", ready.text());
+    let metrics = server.get("/metrics").await.text();
+    assert!(metrics.contains("provtrail_store_writable 0"), "{metrics}");
+
+    // The operator frees space (prunes the delivery log) while the server runs.
+    let conn = Connection::open(&server.db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute("DELETE FROM deliveries", []).unwrap();
+    drop(conn);
+
+    let answer = server.post("/events", event("full-after-pruning")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.outcome().0, "accepted");
+    // An event refused while full is taken now, as new.
+    let retried = server.post("/events", event(&tally.unavailable[0])).await;
+    assert_eq!(retried.outcome().0, "accepted");
+    await_readiness(&server, 200).await;
+    assert_eq!(integrity(&server.db), "ok");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_locked_by_another_process_answers_503_and_recovers_without_restart() {
+    let mut server = TestServer::start_with(|config| {
+        config.store.busy_timeout = Some("200ms".into());
+    })
+    .await;
+    let before = server.post("/events", event("lock-before")).await;
+    assert_eq!(before.outcome().0, "accepted");
+    assert_eq!(readiness(&server).await, 200);
+
+    // Another process takes the write lock and keeps it.
+    let intruder = Connection::open(&server.db).unwrap();
+    intruder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let mut refused = Vec::new();
+    for n in 0..5 {
+        let invocation = format!("lock-during-{n}");
+        let answer = server.post("/events", event(&invocation)).await;
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert!(answer.header("retry-after").is_some());
+        assert!(answer.text().contains("locked"), "{}", answer.text());
+        refused.push(invocation);
+    }
+    await_readiness(&server, 503).await;
+
+    intruder.execute_batch("COMMIT").unwrap();
+    drop(intruder);
+
+    let after = server.post("/events", event("lock-after")).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(after.outcome().0, "accepted");
+    for invocation in &refused {
+        // Nothing refused was kept: each is new when it is sent again.
+        let answer = server.post("/events", event(invocation)).await;
+        assert_eq!(answer.outcome().0, "accepted", "{invocation}");
+    }
+    await_readiness(&server, 200).await;
+    let stored = stored_invocations(&server.db);
+    assert_eq!(stored.len(), 2 + refused.len());
+    server.shutdown().await;
+}
+
+/// A tmpfs of a given size, unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts one, or says why it cannot (not root, no mount namespace rights, …).
+    fn mount(path: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(path).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|err| err.to_string())?;
+        if output.status.success() {
+            Ok(Tmpfs {
+                path: path.to_owned(),
+            })
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Writes to `path` until the file system says it is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 16 * 1024];
+    for _ in 0..100_000 {
+        if let Err(err) = file.write_all(&block).and_then(|()| file.sync_all()) {
+            assert_eq!(err.raw_os_error(), Some(28), "expected ENOSPC, got {err}");
+            return;
+        }
+    }
+    panic!("the file system never filled up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_file_system_answers_503_and_recovers_when_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = match Tmpfs::mount(&dir.path().join("small"), "8m") {
+        Ok(mount) => mount,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED: cannot mount a small tmpfs here ({why}); the full-database test covers SQLITE_FULL"
+            );
+            return;
+        }
+    };
+    let db = mount.path.join("provtrail.db");
+    let mut server = TestServer::start_config(&config(&db)).await;
+    let first = server.post("/events", event("fs-first")).await;
+    assert_eq!(first.outcome().0, "accepted");
+
+    let filler = mount.path.join("filler");
+    fill(&filler);
+    let mut tally = post_until_unavailable(&server, "fs", 4, 3, 5_000).await;
+    tally.accepted.insert("fs-first".into(), first.outcome().1);
+    assert!(tally.other.is_empty(), "{:?}", tally.other);
+    assert!(
+        !tally.unavailable.is_empty(),
+        "a full file system must stop commits"
+    );
+    assert_store_matches(&db, &tally);
+    eprintln!(
+        "full file system: {} events answered 200 and kept, {} answered 503 and not kept",
+        tally.accepted.len(),
+        tally.unavailable.len()
+    );
+    await_readiness(&server, 503).await;
+
+    std::fs::remove_file(&filler).unwrap();
+    let answer = server.post("/events", event("fs-after")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.outcome().0, "accepted");
+    await_readiness(&server, 200).await;
+    server.shutdown().await;
+    assert_eq!(integrity(&db), "ok");
+    assert_store_matches(&db, &tally);
+    drop(mount);
+}

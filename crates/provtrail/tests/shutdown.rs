@@ -1,0 +1,203 @@
+//! Graceful shutdown: a request the server has begun to receive is answered, and every 200 it
+//! gave is in the store when it starts again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
+/// The value of an unlabelled gauge in a Prometheus text exposition.
+fn gauge(metrics: &str, name: &str) -> Option<i64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_every_request_already_received_and_keeps_every_event_it_accepted() {
+    const REQUESTS: usize = 8;
+    let mut server = TestServer::start_with(|config| {
+        config.server.request_timeout = Some("120s".into());
+    })
+    .await;
+
+    // Each request's head and half of its body are sent; the rest is held back.
+    let mut pending = Vec::new();
+    for n in 0..REQUESTS {
+        let invocation = format!("inv-in-flight-{n}");
+        let request = authorized_post("/events", &event(&invocation));
+        let split = request.len() - 100;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(&request[..split]).await.unwrap();
+        pending.push((invocation, stream, request[split..].to_vec()));
+    }
+    // The server is handling all of them (plus the metrics request that asks).
+    eventually("every request to be in progress", || {
+        let url = server.url("/metrics");
+        async move {
+            let text = client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            gauge(&text, "provtrail_http_requests_in_flight") == Some(REQUESTS as i64 + 1)
+        }
+    })
+    .await;
+
+    let app = server.app.take().unwrap();
+    let stopping = tokio::spawn(app.shutdown());
+    // New connections are refused once shutdown has begun.
+    let addr = server.addr;
+    eventually("the listener to close", || async move {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+
+    let mut acknowledged = HashMap::new();
+    for (invocation, mut stream, rest) in pending {
+        stream.write_all(&rest).await.unwrap();
+        let answer = expect_response(&mut stream).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let json = answer.json();
+        assert_eq!(json["status"], "accepted");
+        acknowledged.insert(invocation, json["id"].as_i64().unwrap());
+    }
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("shutdown finishes once the requests are answered")
+        .unwrap();
+
+    // Started again on the same file, the store holds every event it answered 200.
+    let mut config = config(&server.db);
+    config.server.listen = Some("127.0.0.1:0".into());
+    let mut again = TestServer::start_config(&config).await;
+    assert_eq!(stored_invocations(&again.db), acknowledged);
+    assert_eq!(integrity(&again.db), "ok");
+    again.shutdown().await;
+}
+
+fn serve_args(db: &Path) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--db".into(),
+        db.display().to_string(),
+        "--ingest-token".into(),
+        TOKEN.into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_only_200s_exits_cleanly_and_keeps_every_200() {
+    const CLIENTS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("term.db");
+    let args = serve_args(&db);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::start(dir.path(), &args);
+    let client = client();
+    let acknowledged = Arc::new(Mutex::new(HashMap::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let other_answers = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (client, url) = (client.clone(), server.url("/events"));
+        let (acknowledged, count, other_answers, stop) = (
+            acknowledged.clone(),
+            count.clone(),
+            other_answers.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for n in 0..2_000 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let invocation = format!("term-c{c}-n{n}");
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(event(&invocation))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { return };
+                let answer = Answer::read(response).await;
+                if answer.status == 200 && answer.outcome().0 == "accepted" {
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .insert(invocation, answer.outcome().1);
+                    count.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    other_answers.lock().unwrap().push(format!(
+                        "{} {}",
+                        answer.status,
+                        answer.text()
+                    ));
+                }
+            }
+        }));
+    }
+    let counted = count.clone();
+    eventually("events to be acknowledged", || {
+        let counted = counted.clone();
+        async move { counted.load(Ordering::Relaxed) >= 100 }
+    })
+    .await;
+    server.terminate();
+    let (mut server, status) = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit();
+        (server, status)
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(status.success(), "exit {status:?}:\n{}", server.output());
+    assert!(server.output().contains("stopped."), "{}", server.output());
+    server.kill();
+    let other_answers = other_answers.lock().unwrap().clone();
+    assert!(
+        other_answers.is_empty(),
+        "a request received during shutdown was not accepted: {other_answers:?}"
+    );
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let restarted = ServerProcess::start(dir.path(), &args);
+    assert_eq!(integrity(&db), "ok");
+    let stored = stored_invocations(&db);
+    for (invocation, id) in &acknowledged {
+        assert_eq!(
+            stored.get(invocation),
+            Some(id),
+            "{invocation} was answered 200"
+        );
+    }
+    drop(restarted);
+    eprintln!(
+        "SIGTERM under load: {} events answered 200, all in the store after restart",
+        acknowledged.len()
+    );
+}
