@@ -74,6 +74,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Events matching `query`, newest first; with `with_raw`, each carries its body.
+    async fn search_events(
+        &self,
+        query: &EventQuery,
+        with_raw: bool,
+    ) -> Result<Page<EventSummary>, StoreError>;
+
+    /// One event with its body, receipt and deliveries.
+    async fn get_event(&self, id: i64) -> Result<Option<EventDetail>, StoreError>;
+
+    /// Counts by result, source and time bucket, and the most frequent errors.
+    async fn stats(&self, query: &StatsQuery) -> Result<Stats, StoreError>;
+
+    /// The delivery log, newest first.
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<DeliveryRecord>, StoreError>;
+
+    /// The quarantine, newest first (bodies not included).
+    async fn quarantine(
+        &self,
+        query: &QuarantineQuery,
+    ) -> Result<Page<QuarantineEntry>, StoreError>;
+
+    /// One quarantine entry with its body.
+    async fn get_quarantine(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError>;
+
     /// Stops taking work, commits what is queued, and closes.
     async fn close(&self);
 }

@@ -244,3 +244,342 @@ pub struct StoredEvent {
     /// Overall outcome.
     pub outcome: String,
 }
+
+/// Which events to find. Every filter given must hold; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct EventQuery {
+    /// `trackingNumber`, exactly.
+    pub tracking_number: Option<String>,
+    /// `_metadata.invocationId`, exactly.
+    pub invocation_id: Option<String>,
+    /// The recipient or the requester, by id or by name (case does not matter).
+    pub identity: Option<String>,
+    /// A source of an account request, by id or by name.
+    pub source: Option<String>,
+    /// An account request's `accountId`.
+    pub account_id: Option<String>,
+    /// An account request's `ticketId`.
+    pub ticket_id: Option<String>,
+    /// An account request's `accountOperation`.
+    pub operation: Option<String>,
+    /// An account request's result (`SUCCESS`, `PENDING`, `FAILED`); with `source`, the same
+    /// account request has both.
+    pub result: Option<String>,
+    /// `action`.
+    pub action: Option<String>,
+    /// The channel the event was posted to.
+    pub channel: Option<String>,
+    /// Words that must all appear in the event's errors, warnings, names, account ids or
+    /// attribute values; a trailing `*` matches a prefix.
+    pub q: Option<String>,
+    /// Received at or after.
+    pub since: Option<Millis>,
+    /// Received before.
+    pub until: Option<Millis>,
+    /// Only events with an id below this (the cursor of the previous page).
+    pub before_id: Option<i64>,
+    /// Most events to return.
+    pub limit: usize,
+}
+
+/// One event in a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventSummary {
+    /// The event's id.
+    pub id: i64,
+    /// When it was received.
+    pub received_at: Millis,
+    /// `trackingNumber`.
+    pub tracking_number: String,
+    /// `_metadata.invocationId`.
+    pub invocation_id: Option<String>,
+    /// `action`.
+    pub action: Option<String>,
+    /// `recipient.id`.
+    pub recipient_id: String,
+    /// `recipient.name`.
+    pub recipient_name: String,
+    /// `requester.id`.
+    pub requester_id: Option<String>,
+    /// `requester.name`.
+    pub requester_name: Option<String>,
+    /// `sources`.
+    pub sources: String,
+    /// Overall outcome.
+    pub outcome: String,
+    /// Account requests.
+    pub account_count: u32,
+    /// Account requests that failed.
+    pub failed_count: u32,
+    /// The event's `errors`.
+    pub errors: Vec<String>,
+    /// The channel it was posted to.
+    pub channel: Option<String>,
+    /// The body as received, when asked for.
+    #[serde(skip)]
+    pub raw: Option<Bytes>,
+}
+
+/// A page of results and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The results.
+    pub items: Vec<T>,
+    /// Pass as `before_id` to get the next page; `None` when this is the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// One event with everything known about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventDetail {
+    /// The list fields.
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    /// The event's `warnings`.
+    pub event_warnings: Vec<String>,
+    /// What lenient validation noted.
+    pub validation_warnings: Vec<IssueRecord>,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// HTTP method (or IMPORT).
+    pub method: String,
+    /// Request path (or the imported file).
+    pub path: String,
+    /// Body size in bytes.
+    pub size: u64,
+    /// The body as received.
+    #[serde(skip)]
+    pub raw: Bytes,
+    /// Every delivery of this event (the first, and duplicates).
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// Time buckets of statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// One hour.
+    Hour,
+    /// One day (UTC).
+    #[default]
+    Day,
+}
+
+impl Bucket {
+    /// Length in milliseconds.
+    pub fn millis(self) -> i64 {
+        match self {
+            Bucket::Hour => 3_600_000,
+            Bucket::Day => 86_400_000,
+        }
+    }
+}
+
+/// Which statistics to compute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct StatsQuery {
+    /// From (rounded down to the hour).
+    pub since: Option<Millis>,
+    /// Until (rounded up to the hour).
+    pub until: Option<Millis>,
+    /// Size of the time buckets.
+    pub bucket: Bucket,
+    /// Only this source (by name).
+    pub source: Option<String>,
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// How many of the most frequent error messages.
+    pub top_errors: usize,
+    /// Break each time bucket down by source too.
+    pub per_source_series: bool,
+}
+
+/// Account requests by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RequestCounts {
+    /// `SUCCESS`.
+    pub success: u64,
+    /// `PENDING`.
+    pub pending: u64,
+    /// `FAILED`.
+    pub failed: u64,
+    /// Other values.
+    pub unknown: u64,
+}
+
+impl RequestCounts {
+    /// All account requests.
+    pub fn total(&self) -> u64 {
+        self.success + self.pending + self.failed + self.unknown
+    }
+
+    /// Failed share of all account requests (0 when there are none).
+    pub fn failure_rate(&self) -> f64 {
+        let total = self.total();
+        if total == 0 {
+            0.0
+        } else {
+            self.failed as f64 / total as f64
+        }
+    }
+
+    /// Adds `n` requests with `result`.
+    pub fn add(&mut self, result: &str, n: u64) {
+        match result {
+            "SUCCESS" => self.success += n,
+            "PENDING" => self.pending += n,
+            "FAILED" => self.failed += n,
+            _ => self.unknown += n,
+        }
+    }
+}
+
+/// One source's counts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStats {
+    /// Source name.
+    pub source: String,
+    /// Account requests by result.
+    pub requests: RequestCounts,
+    /// Failed share.
+    pub failure_rate: f64,
+}
+
+/// One time bucket's counts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BucketStats {
+    /// Start of the bucket.
+    pub start: Millis,
+    /// Account requests by result.
+    pub requests: RequestCounts,
+    /// Events received.
+    pub events: u64,
+    /// By source, when asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceStats>,
+}
+
+/// An error message and how many events carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorCount {
+    /// The message.
+    pub message: String,
+    /// Events with it.
+    pub events: u64,
+}
+
+/// Statistics over a time range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Start of the range covered.
+    pub since: Millis,
+    /// End of the range covered.
+    pub until: Millis,
+    /// Bucket size.
+    pub bucket: Bucket,
+    /// Account requests by result.
+    pub requests: RequestCounts,
+    /// Events by overall outcome.
+    pub events: std::collections::BTreeMap<String, u64>,
+    /// Per source, most failures first.
+    pub sources: Vec<SourceStats>,
+    /// Per time bucket, oldest first (buckets without events included).
+    pub series: Vec<BucketStats>,
+    /// The most frequent error messages.
+    pub top_errors: Vec<ErrorCount>,
+}
+
+/// Which delivery records to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct DeliveryQuery {
+    /// Received at or after.
+    pub since: Option<Millis>,
+    /// Received before.
+    pub until: Option<Millis>,
+    /// `accepted`, `duplicate`, `quarantined` or `rejected`.
+    pub outcome: Option<String>,
+    /// HTTP status answered.
+    pub status: Option<u16>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Records with an id below this.
+    pub before_id: Option<i64>,
+    /// Most records to return.
+    pub limit: usize,
+}
+
+/// One request in the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    /// Record id.
+    pub id: i64,
+    /// When the request was received.
+    pub received_at: Millis,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Channel.
+    pub channel: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// `accepted`, `duplicate`, `quarantined` or `rejected`.
+    pub outcome: String,
+    /// Why, when not accepted.
+    pub reason: Option<String>,
+    /// Body size.
+    pub size: u64,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// `_metadata.invocationId`.
+    pub invocation_id: Option<String>,
+    /// The event it delivered.
+    pub event_id: Option<i64>,
+    /// The quarantine entry it made.
+    pub quarantine_id: Option<i64>,
+}
+
+/// Which quarantine entries to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct QuarantineQuery {
+    /// Received at or after.
+    pub since: Option<Millis>,
+    /// Received before.
+    pub until: Option<Millis>,
+    /// `invalid_event`, `not_json` or `unsupported_media_type`.
+    pub reason: Option<String>,
+    /// Entries with an id below this.
+    pub before_id: Option<i64>,
+    /// Most entries to return.
+    pub limit: usize,
+}
+
+/// A document kept in quarantine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantineEntry {
+    /// Entry id.
+    pub id: i64,
+    /// When it was received.
+    pub received_at: Millis,
+    /// Why it is here.
+    pub reason: String,
+    /// Every problem found.
+    pub errors: Vec<IssueRecord>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Body size.
+    pub size: u64,
+    /// `_metadata.invocationId`, when it could be read.
+    pub invocation_id: Option<String>,
+    /// The body as received, when asked for.
+    #[serde(skip)]
+    pub raw: Option<Bytes>,
+}

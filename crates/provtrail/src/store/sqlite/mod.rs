@@ -3,6 +3,8 @@
 
 mod checkpoint;
 mod codec;
+mod keys;
+mod read;
 mod schema;
 mod writer;
 
@@ -20,8 +22,9 @@ pub use writer::GroupCommit;
 use writer::{Job, Pending, Writer};
 
 use super::{
-    ExportRange, Incoming, IngestOutcome, IssueRecord, Receipt, Rejection, Store, StoreCounts,
-    StoreError, StoredEvent,
+    Content, DeliveryQuery, DeliveryRecord, EventDetail, EventQuery, EventSummary, ExportRange,
+    Incoming, IngestOutcome, IssueRecord, Page, QuarantineEntry, QuarantineQuery, Receipt,
+    Rejection, Stats, StatsQuery, Store, StoreCounts, StoreError, StoredEvent,
 };
 use crate::metrics::Metrics;
 
@@ -163,12 +166,21 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn ingest(&self, incoming: Incoming) -> Result<IngestOutcome, StoreError> {
         let (codec, stored_raw) = codec::encode(&incoming.raw);
+        let index_doc = match &incoming.content {
+            Content::Event(event) => keys::document(
+                &event.fields,
+                incoming.invocation_id.as_deref(),
+                incoming.receipt.channel.as_deref(),
+            ),
+            Content::Quarantine(_) => String::new(),
+        };
         let (reply, answer) = oneshot::channel();
         self.send(Job::Ingest(
             Box::new(Pending {
                 incoming,
                 codec,
                 stored_raw,
+                index_doc,
             }),
             reply,
         ))?;
@@ -284,6 +296,42 @@ impl Store for SqliteStore {
             Ok(events)
         })
         .await
+    }
+
+    async fn search_events(
+        &self,
+        query: &EventQuery,
+        with_raw: bool,
+    ) -> Result<Page<EventSummary>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| read::search_events(conn, &query, with_raw))
+            .await
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.read(move |conn| read::get_event(conn, id)).await
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> Result<Stats, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| read::stats(conn, &query)).await
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<DeliveryRecord>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| read::deliveries(conn, &query)).await
+    }
+
+    async fn quarantine(
+        &self,
+        query: &QuarantineQuery,
+    ) -> Result<Page<QuarantineEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| read::quarantine(conn, &query)).await
+    }
+
+    async fn get_quarantine(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError> {
+        self.read(move |conn| read::get_quarantine(conn, id)).await
     }
 
     async fn close(&self) {

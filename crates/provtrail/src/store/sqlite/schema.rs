@@ -9,8 +9,8 @@ use crate::store::StoreError;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &[
-    // 1: events, their account requests, the quarantine and the delivery log (one row for every
-    // request, whatever its outcome).
+    // 1: events, the search index and statistics rollups, the quarantine and the delivery log
+    // (one row for every request, whatever its outcome).
     r#"
     CREATE TABLE events (
         id                  INTEGER PRIMARY KEY,
@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
         requester_name      TEXT,
         sources             TEXT    NOT NULL,
         outcome             TEXT    NOT NULL,
+        account_count       INTEGER NOT NULL,
         failed_count        INTEGER NOT NULL,
         errors              TEXT,
         warnings            TEXT,
@@ -38,21 +39,43 @@ const MIGRATIONS: &[&str] = &[
         raw                 BLOB    NOT NULL
     );
     CREATE UNIQUE INDEX events_dedup_key ON events (dedup_key);
-    CREATE INDEX events_tracking_number ON events (tracking_number);
     CREATE INDEX events_received_at ON events (received_at);
 
-    CREATE TABLE account_requests (
-        event_id    INTEGER NOT NULL,
-        position    INTEGER NOT NULL,
-        received_at INTEGER NOT NULL,
-        source_id   TEXT    NOT NULL,
-        source_name TEXT    NOT NULL,
-        account_id  TEXT,
-        operation   TEXT    NOT NULL,
-        result      TEXT    NOT NULL,
-        target      TEXT    NOT NULL,
-        ticket_id   TEXT,
-        PRIMARY KEY (event_id, position)
+    -- The search index: one document per event (rowid = event id) holding a hashed token for
+    -- every exact key (see `keys.rs`) and the words of its free text. Full-text indexes write
+    -- one sorted segment per commit and merge segments later, so indexing many random keys costs
+    -- far less at ingest than one B-tree index per key would.
+    CREATE VIRTUAL TABLE events_index USING fts5(
+        doc,
+        content = '',
+        contentless_delete = 1,
+        detail = 'none',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+
+    -- Hourly counts, kept up to date at ingest, so that statistics over months read a few
+    -- thousand rows rather than every event.
+    CREATE TABLE rollup_requests (
+        hour     INTEGER NOT NULL,
+        channel  TEXT    NOT NULL,
+        source   TEXT    NOT NULL,
+        result   TEXT    NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (hour, channel, source, result)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_events (
+        hour    INTEGER NOT NULL,
+        channel TEXT    NOT NULL,
+        outcome TEXT    NOT NULL,
+        events  INTEGER NOT NULL,
+        PRIMARY KEY (hour, channel, outcome)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_errors (
+        hour    INTEGER NOT NULL,
+        channel TEXT    NOT NULL,
+        message TEXT    NOT NULL,
+        events  INTEGER NOT NULL,
+        PRIMARY KEY (hour, channel, message)
     ) WITHOUT ROWID;
 
     CREATE TABLE quarantine (
@@ -90,6 +113,7 @@ const MIGRATIONS: &[&str] = &[
         quarantine_id INTEGER
     );
     CREATE INDEX deliveries_received_at ON deliveries (received_at);
+    CREATE INDEX deliveries_event_id ON deliveries (event_id) WHERE event_id IS NOT NULL;
 
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,

@@ -6,6 +6,7 @@
 //! every commit waits for the disk; committing what queued up during the previous fsync makes
 //! throughput grow with concurrency while each request still waits for its own durable commit.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use tokio::sync::oneshot;
 
 use super::{Shared, open_connection};
 use crate::metrics::EventOutcome;
-use crate::store::{Content, Incoming, IngestOutcome, QuarantineReason, Rejection, StoreError};
+use crate::store::{
+    Content, Incoming, IngestOutcome, QuarantineReason, Rejection, SearchFields, StoreError,
+};
 
 /// Work for the writer.
 pub(super) enum Job {
@@ -41,6 +44,8 @@ pub(super) struct Pending {
     pub incoming: Incoming,
     pub codec: i64,
     pub stored_raw: bytes::Bytes,
+    /// The search index document (events only).
+    pub index_doc: String,
 }
 
 /// How the writer batches.
@@ -158,9 +163,12 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut rollups = Rollups::default();
         for job in batch {
             outcomes.push(match job {
-                Job::Ingest(pending, _) => Some(insert(&tx, pending).map_err(unavailable)?),
+                Job::Ingest(pending, _) => {
+                    Some(insert(&tx, pending, &mut rollups).map_err(unavailable)?)
+                }
                 Job::Reject(rejection) => {
                     insert_rejection(&tx, rejection).map_err(unavailable)?;
                     None
@@ -185,6 +193,7 @@ impl Writer {
                 }
             });
         }
+        rollups.write(&tx).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         for outcome in outcomes.iter().flatten() {
             self.shared.metrics.count_event(match outcome {
@@ -233,7 +242,93 @@ fn describe(err: &rusqlite::Error) -> String {
     }
 }
 
-fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOutcome> {
+/// Statistics counted over a batch and written once per distinct key, so that a batch of a
+/// hundred events costs a handful of upserts rather than hundreds.
+#[derive(Default)]
+struct Rollups {
+    requests: HashMap<(i64, String, String, String), u64>,
+    events: HashMap<(i64, String, String), u64>,
+    errors: HashMap<(i64, String, String), u64>,
+}
+
+/// Error messages longer than this are cut, so that one odd message cannot bloat the rollup.
+const MAX_ERROR_LEN: usize = 300;
+
+impl Rollups {
+    fn count(&mut self, received_at: i64, channel: Option<&str>, fields: &SearchFields) {
+        let hour = received_at.div_euclid(3_600_000);
+        let channel = channel.unwrap_or_default().to_owned();
+        for account in &fields.accounts {
+            *self
+                .requests
+                .entry((
+                    hour,
+                    channel.clone(),
+                    account.source_name.clone(),
+                    account.result.clone(),
+                ))
+                .or_default() += 1;
+        }
+        *self
+            .events
+            .entry((hour, channel.clone(), fields.outcome.clone()))
+            .or_default() += 1;
+        let mut seen: Vec<&str> = Vec::new();
+        for message in &fields.errors {
+            let message = truncate(message, MAX_ERROR_LEN);
+            if !seen.contains(&message) {
+                seen.push(message);
+                *self
+                    .errors
+                    .entry((hour, channel.clone(), message.to_owned()))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    fn write(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        let mut requests = tx.prepare_cached(
+            "INSERT INTO rollup_requests (hour, channel, source, result, requests)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET requests = requests + excluded.requests",
+        )?;
+        for ((hour, channel, source, result), n) in &self.requests {
+            requests.execute(params![hour, channel, source, result, *n as i64])?;
+        }
+        let mut events = tx.prepare_cached(
+            "INSERT INTO rollup_events (hour, channel, outcome, events) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET events = events + excluded.events",
+        )?;
+        for ((hour, channel, outcome), n) in &self.events {
+            events.execute(params![hour, channel, outcome, *n as i64])?;
+        }
+        let mut errors = tx.prepare_cached(
+            "INSERT INTO rollup_errors (hour, channel, message, events) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET events = events + excluded.events",
+        )?;
+        for ((hour, channel, message), n) in &self.errors {
+            errors.execute(params![hour, channel, message, *n as i64])?;
+        }
+        Ok(())
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn insert(
+    tx: &Transaction<'_>,
+    pending: &Pending,
+    rollups: &mut Rollups,
+) -> rusqlite::Result<IngestOutcome> {
     let incoming = &pending.incoming;
     let receipt = &incoming.receipt;
     let (codec, raw) = (pending.codec, &pending.stored_raw);
@@ -244,10 +339,10 @@ fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOut
                 .prepare_cached(
                     "INSERT INTO events (received_at, dedup_key, invocation_id, tracking_number,
                         action, recipient_id, recipient_name, requester_id, requester_name, sources,
-                        outcome, failed_count, errors, warnings, validation_warnings, channel,
-                        remote_addr, method, path, raw_codec, raw_size, raw)
+                        outcome, account_count, failed_count, errors, warnings, validation_warnings,
+                        channel, remote_addr, method, path, raw_codec, raw_size, raw)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                        ?17, ?18, ?19, ?20, ?21, ?22)
+                        ?17, ?18, ?19, ?20, ?21, ?22, ?23)
                      ON CONFLICT (dedup_key) DO NOTHING
                      RETURNING id",
                 )?
@@ -264,6 +359,7 @@ fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOut
                         fields.requester_name,
                         fields.sources,
                         fields.outcome,
+                        fields.accounts.len() as i64,
                         fields.failed_count,
                         json_list(&fields.errors),
                         json_list(&fields.warnings),
@@ -281,25 +377,9 @@ fn insert(tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<IngestOut
                 .optional()?;
             match inserted {
                 Some(id) => {
-                    let mut statement = tx.prepare_cached(
-                        "INSERT INTO account_requests (event_id, position, received_at, source_id,
-                            source_name, account_id, operation, result, target, ticket_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    )?;
-                    for (position, account) in fields.accounts.iter().enumerate() {
-                        statement.execute(params![
-                            id,
-                            position as i64,
-                            receipt.received_at,
-                            account.source_id,
-                            account.source_name,
-                            account.account_id,
-                            account.operation,
-                            account.result,
-                            account.target,
-                            account.ticket_id,
-                        ])?;
-                    }
+                    tx.prepare_cached("INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)")?
+                        .execute(params![id, pending.index_doc])?;
+                    rollups.count(receipt.received_at, receipt.channel.as_deref(), fields);
                     IngestOutcome::Accepted { id }
                 }
                 None => {

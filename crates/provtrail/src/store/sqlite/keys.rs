@@ -1,0 +1,246 @@
+//! The search index's tokens. Every exact key of an event becomes one token `x<kind><16 hex>`: a
+//! stable 64-bit hash of the lowercased value, so that any value (a DN with commas, a name with
+//! spaces) is a single token the full-text tokenizer keeps whole, and a lookup is one term. Free
+//! text (errors, warnings, names, account ids, attribute values) is indexed as words.
+//!
+//! The hash is part of the stored format: changing it means re-indexing.
+
+use std::fmt::Write as _;
+
+use crate::store::{EventQuery, SearchFields};
+
+/// What a token stands for; the letter goes into the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Tracking,
+    Invocation,
+    Identity,
+    Source,
+    Account,
+    Ticket,
+    Result,
+    SourceResult,
+    Operation,
+    Action,
+    Channel,
+}
+
+impl KeyKind {
+    fn letter(self) -> char {
+        match self {
+            KeyKind::Tracking => 't',
+            KeyKind::Invocation => 'i',
+            KeyKind::Identity => 'p',
+            KeyKind::Source => 's',
+            KeyKind::Account => 'a',
+            KeyKind::Ticket => 'k',
+            KeyKind::Result => 'r',
+            KeyKind::SourceResult => 'q',
+            KeyKind::Operation => 'o',
+            KeyKind::Action => 'n',
+            KeyKind::Channel => 'c',
+        }
+    }
+}
+
+/// FNV-1a over the lowercased value, then a SplitMix64 finalizer for good mixing. Stable across
+/// builds and platforms (unlike `std`'s hasher).
+fn hash(value: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for c in value.trim().chars().flat_map(char::to_lowercase) {
+        let mut buffer = [0u8; 4];
+        for byte in c.encode_utf8(&mut buffer).bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    let mut z = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The token of one key.
+pub fn token(kind: KeyKind, value: &str) -> String {
+    let mut token = String::with_capacity(18);
+    push_token(&mut token, kind, value);
+    token
+}
+
+fn push_token(out: &mut String, kind: KeyKind, value: &str) {
+    out.push('x');
+    out.push(kind.letter());
+    let _ = write!(out, "{:016x}", hash(value));
+}
+
+/// The token of a source and a result seen on the same account request.
+fn pair_value(source: &str, result: &str) -> String {
+    format!(
+        "{}\u{0}{}",
+        source.trim().to_lowercase(),
+        result.trim().to_lowercase()
+    )
+}
+
+/// The index document of an event: its key tokens, then its free text.
+pub fn document(
+    fields: &SearchFields,
+    invocation_id: Option<&str>,
+    channel: Option<&str>,
+) -> String {
+    let mut doc = String::with_capacity(64 * 20 + fields.text.len());
+    let mut add = |kind: KeyKind, value: &str| {
+        if !value.trim().is_empty() {
+            push_token(&mut doc, kind, value);
+            doc.push(' ');
+        }
+    };
+    add(KeyKind::Tracking, &fields.tracking_number);
+    if let Some(invocation_id) = invocation_id {
+        add(KeyKind::Invocation, invocation_id);
+    }
+    add(KeyKind::Identity, &fields.recipient_id);
+    add(KeyKind::Identity, &fields.recipient_name);
+    if let Some(id) = &fields.requester_id {
+        add(KeyKind::Identity, id);
+    }
+    if let Some(name) = &fields.requester_name {
+        add(KeyKind::Identity, name);
+    }
+    if let Some(action) = &fields.action {
+        add(KeyKind::Action, action);
+    }
+    if let Some(channel) = channel {
+        add(KeyKind::Channel, channel);
+    }
+    for account in &fields.accounts {
+        add(KeyKind::Source, &account.source_id);
+        add(KeyKind::Source, &account.source_name);
+        add(KeyKind::Result, &account.result);
+        add(
+            KeyKind::SourceResult,
+            &pair_value(&account.source_id, &account.result),
+        );
+        add(
+            KeyKind::SourceResult,
+            &pair_value(&account.source_name, &account.result),
+        );
+        add(KeyKind::Operation, &account.operation);
+        if let Some(account_id) = &account.account_id {
+            add(KeyKind::Account, account_id);
+        }
+        if let Some(ticket) = &account.ticket_id {
+            add(KeyKind::Ticket, ticket);
+        }
+    }
+    doc.push('\n');
+    doc.push_str(&fields.text);
+    doc
+}
+
+/// The full-text query for the index filters of `query`, if it has any.
+pub fn match_expression(query: &EventQuery) -> Option<String> {
+    let mut terms: Vec<String> = Vec::new();
+    let mut key = |kind: KeyKind, value: &Option<String>| {
+        if let Some(value) = value.as_deref().filter(|value| !value.trim().is_empty()) {
+            terms.push(token(kind, value));
+        }
+    };
+    key(KeyKind::Tracking, &query.tracking_number);
+    key(KeyKind::Invocation, &query.invocation_id);
+    key(KeyKind::Identity, &query.identity);
+    key(KeyKind::Account, &query.account_id);
+    key(KeyKind::Ticket, &query.ticket_id);
+    key(KeyKind::Operation, &query.operation);
+    key(KeyKind::Action, &query.action);
+    key(KeyKind::Channel, &query.channel);
+    let source = query.source.as_deref().filter(|s| !s.trim().is_empty());
+    let result = query.result.as_deref().filter(|s| !s.trim().is_empty());
+    match (source, result) {
+        // Both on the same account request, not one on each.
+        (Some(source), Some(result)) => {
+            terms.push(token(KeyKind::SourceResult, &pair_value(source, result)));
+        }
+        (Some(source), None) => terms.push(token(KeyKind::Source, source)),
+        (None, Some(result)) => terms.push(token(KeyKind::Result, result)),
+        (None, None) => {}
+    }
+    if let Some(q) = &query.q {
+        terms.extend(words(q));
+    }
+    if terms.is_empty() {
+        None
+    } else {
+        Some(terms.join(" AND "))
+    }
+}
+
+/// The words of a free-text query as quoted terms (so that nothing in them is read as query
+/// syntax); a trailing `*` on a word asks for a prefix match.
+fn words(q: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    for raw in q.split_whitespace() {
+        let prefix = raw.ends_with('*');
+        // Split like the index's tokenizer does: on anything that is not a letter or a digit.
+        let parts: Vec<&str> = raw
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|part| !part.is_empty())
+            .collect();
+        let last = parts.len().saturating_sub(1);
+        for (index, part) in parts.iter().enumerate() {
+            let quoted = format!("\"{}\"", part.to_lowercase());
+            if prefix && index == last {
+                terms.push(format!("{quoted}*"));
+            } else {
+                terms.push(quoted);
+            }
+        }
+    }
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stable_single_words_and_ignore_case() {
+        let a = token(KeyKind::Identity, "William Wilson");
+        assert_eq!(a, token(KeyKind::Identity, "  william WILSON "));
+        assert_ne!(a, token(KeyKind::Source, "William Wilson"));
+        assert_eq!(a.len(), 18);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        // Part of the stored format: this value must never change.
+        assert_eq!(
+            token(KeyKind::Tracking, "abc"),
+            "xt".to_owned() + &format!("{:016x}", hash("abc"))
+        );
+    }
+
+    #[test]
+    fn free_text_is_quoted_so_that_it_cannot_inject_query_syntax() {
+        let query = EventQuery {
+            q: Some(r#"timed OR "out NEAR( CN=Rob* "#.to_owned()),
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            match_expression(&query).unwrap(),
+            r#""timed" AND "or" AND "out" AND "near" AND "cn" AND "rob"*"#
+        );
+    }
+
+    #[test]
+    fn source_and_result_together_use_the_pair_token() {
+        let query = EventQuery {
+            source: Some("Corp AD".into()),
+            result: Some("FAILED".into()),
+            ..EventQuery::default()
+        };
+        let expression = match_expression(&query).unwrap();
+        assert_eq!(
+            expression,
+            token(KeyKind::SourceResult, &pair_value("Corp AD", "FAILED"))
+        );
+        assert_eq!(match_expression(&EventQuery::default()), None);
+    }
+}

@@ -1,0 +1,345 @@
+//! Searches, statistics, the delivery log and the quarantine, on a real SQLite file filled through
+//! the same ingest path as the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use provtrail::ingest::Ingestor;
+use provtrail::metrics::Metrics;
+use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
+use provtrail::store::{
+    Bucket, DeliveryQuery, EventQuery, IngestOutcome, QuarantineQuery, Receipt, StatsQuery, Store,
+};
+use provtrail::synth::{Generator, SynthOptions};
+use provtrail_model::ProvisioningCompleted;
+
+const DAY: i64 = 86_400_000;
+const NOW: i64 = 1_795_000_000_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    ingestor: Ingestor,
+    events: Vec<(i64, ProvisioningCompleted<'static>, i64)>,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            SqliteSettings::new(dir.path().join("q.db")),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            ingestor: Ingestor::new(1 << 20),
+            events: Vec::new(),
+        }
+    }
+
+    async fn put(
+        &mut self,
+        raw: Vec<u8>,
+        received_at: i64,
+        channel: Option<&str>,
+    ) -> IngestOutcome {
+        let receipt = Receipt {
+            received_at,
+            remote_addr: Some("127.0.0.1:1".into()),
+            channel: channel.map(str::to_owned),
+            method: "POST".into(),
+            path: "/events".into(),
+            size: raw.len() as u64,
+            user_agent: None,
+        };
+        let event = ProvisioningCompleted::from_slice(&raw)
+            .ok()
+            .map(|e| e.into_owned());
+        let outcome = self
+            .store
+            .ingest(self.ingestor.prepare(Bytes::from(raw), receipt))
+            .await
+            .unwrap();
+        if let (IngestOutcome::Accepted { id }, Some(event)) = (outcome, event) {
+            self.events.push((id, event, received_at));
+        }
+        outcome
+    }
+
+    /// 400 synthetic events over 40 days, one every 2.4 hours, with 20 % failures.
+    async fn filled() -> Self {
+        let mut fixture = Fixture::new().await;
+        let mut generator = Generator::new(&SynthOptions {
+            seed: 42,
+            failure_rate: 0.2,
+            identities: 50,
+        });
+        for n in 0..400 {
+            let at = NOW - 40 * DAY + n * (DAY / 10);
+            let channel = if n % 3 == 0 { Some("prod") } else { None };
+            fixture.put(generator.next_json(), at, channel).await;
+        }
+        fixture
+    }
+
+    /// Every id the query finds, following cursors.
+    async fn all(&self, mut query: EventQuery) -> Vec<i64> {
+        let mut ids = Vec::new();
+        query.limit = 7;
+        loop {
+            let page = self.store.search_events(&query, false).await.unwrap();
+            ids.extend(page.items.iter().map(|event| event.id));
+            match page.next_cursor {
+                Some(cursor) => query.before_id = Some(cursor),
+                None => return ids,
+            }
+        }
+    }
+
+    /// Ids of the events for which `keep` holds, newest first.
+    fn expected(&self, keep: impl Fn(&ProvisioningCompleted<'static>, i64) -> bool) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .events
+            .iter()
+            .filter(|(_, event, at)| keep(event, *at))
+            .map(|(id, _, _)| *id)
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
+    }
+}
+
+#[tokio::test]
+async fn every_filter_finds_exactly_the_matching_events_across_pages() {
+    let fixture = Fixture::filled().await;
+    let (_, sample, _) = fixture.events[123].clone();
+    let request = &sample.account_requests[0];
+
+    let by_tracking = fixture
+        .all(EventQuery {
+            tracking_number: Some(sample.tracking_number.to_string()),
+            ..EventQuery::default()
+        })
+        .await;
+    assert_eq!(by_tracking, vec![fixture.events[123].0]);
+
+    let by_invocation = fixture
+        .all(EventQuery {
+            invocation_id: Some(sample.invocation_id().unwrap().to_uppercase()),
+            ..EventQuery::default()
+        })
+        .await;
+    assert_eq!(
+        by_invocation,
+        vec![fixture.events[123].0],
+        "case does not matter"
+    );
+
+    let name = sample.recipient.name.to_string();
+    let identity = fixture
+        .all(EventQuery {
+            identity: Some(name.to_lowercase()),
+            ..EventQuery::default()
+        })
+        .await;
+    assert_eq!(
+        identity,
+        fixture.expected(|event, _| event.recipient.name == name
+            || event.requester.as_option().is_some_and(|r| r.name == name))
+    );
+
+    let source = request.source.name.to_string();
+    let failed_on_source = fixture
+        .all(EventQuery {
+            source: Some(source.clone()),
+            result: Some("FAILED".into()),
+            ..EventQuery::default()
+        })
+        .await;
+    let expected = fixture.expected(|event, _| {
+        event
+            .account_requests
+            .iter()
+            .any(|r| r.source.name == source && r.failed())
+    });
+    assert!(!expected.is_empty());
+    assert_eq!(
+        failed_on_source, expected,
+        "source and result on the same account request"
+    );
+
+    let account = request.account_id.as_deref().unwrap().to_owned();
+    let by_account = fixture
+        .all(EventQuery {
+            account_id: Some(account.clone()),
+            ..EventQuery::default()
+        })
+        .await;
+    assert_eq!(
+        by_account,
+        fixture.expected(|event, _| event
+            .account_requests
+            .iter()
+            .any(|r| r.account_id.as_deref() == Some(account.as_str())))
+    );
+
+    let in_channel = fixture
+        .all(EventQuery {
+            channel: Some("prod".into()),
+            since: Some(NOW - 10 * DAY),
+            until: Some(NOW - 5 * DAY),
+            ..EventQuery::default()
+        })
+        .await;
+    let prod: Vec<i64> = fixture
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(n, (_, _, at))| n % 3 == 0 && *at >= NOW - 10 * DAY && *at < NOW - 5 * DAY)
+        .map(|(_, (id, _, _))| *id)
+        .rev()
+        .collect();
+    assert_eq!(in_channel, prod);
+
+    let everything = fixture.all(EventQuery::default()).await;
+    assert_eq!(everything, fixture.expected(|_, _| true));
+}
+
+#[tokio::test]
+async fn full_text_matches_words_of_errors_and_attribute_values_and_never_injects_syntax() {
+    let mut fixture = Fixture::new().await;
+    let base = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/payloads/doc_example.json"
+    ))
+    .unwrap();
+    fixture.put(base.clone(), NOW, None).await;
+    let q = |text: &str| EventQuery {
+        q: Some(text.into()),
+        limit: 10,
+        ..EventQuery::default()
+    };
+    for (text, hits) in [
+        ("connector failed", 1),
+        ("CONNECTOR", 1),
+        ("conn*", 1),
+        ("helpco sales", 1),
+        ("notification skipped", 1),
+        ("nowhere", 0),
+        ("\"unbalanced NEAR( OR", 0),
+        ("Rob.Robertson", 1),
+    ] {
+        let page = fixture.store.search_events(&q(text), false).await.unwrap();
+        assert_eq!(page.items.len(), hits, "q = {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn stats_agree_with_the_events_counted_one_by_one() {
+    let fixture = Fixture::filled().await;
+    let since = NOW - 30 * DAY;
+    let stats = fixture
+        .store
+        .stats(&StatsQuery {
+            since: Some(since),
+            until: Some(NOW),
+            bucket: Bucket::Day,
+            top_errors: 5,
+            per_source_series: true,
+            ..StatsQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut failed = 0;
+    let mut total = 0;
+    for (_, event, at) in &fixture.events {
+        // Statistics are hourly; the fixture's times fall on whole hours or later.
+        if *at >= since && *at < NOW {
+            failed += event.counts().failed as u64;
+            total += event.counts().total() as u64;
+        }
+    }
+    assert_eq!(stats.requests.failed, failed);
+    assert_eq!(stats.requests.total(), total);
+    assert_eq!(stats.series.len(), 31);
+    let series_total: u64 = stats.series.iter().map(|b| b.requests.total()).sum();
+    assert_eq!(series_total, total);
+    let per_source: u64 = stats.sources.iter().map(|s| s.requests.total()).sum();
+    assert_eq!(per_source, total);
+    assert!(
+        stats
+            .sources
+            .windows(2)
+            .all(|w| w[0].requests.failed >= w[1].requests.failed)
+    );
+    assert!(!stats.top_errors.is_empty());
+    assert!(
+        stats
+            .top_errors
+            .windows(2)
+            .all(|w| w[0].events >= w[1].events)
+    );
+}
+
+#[tokio::test]
+async fn delivery_log_and_quarantine_list_every_request_newest_first() {
+    let mut fixture = Fixture::new().await;
+    let mut generator = Generator::new(&SynthOptions::default());
+    let event = generator.next_json();
+    fixture.put(event.clone(), NOW, None).await;
+    fixture.put(event, NOW + 1, None).await;
+    fixture
+        .put(b"{\"a\": 1}".to_vec(), NOW + 2, Some("x"))
+        .await;
+    fixture.put(b"not json".to_vec(), NOW + 3, None).await;
+    let log = fixture
+        .store
+        .deliveries(&DeliveryQuery {
+            limit: 10,
+            ..DeliveryQuery::default()
+        })
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = log.items.iter().map(|d| d.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["quarantined", "quarantined", "duplicate", "accepted"]
+    );
+    let duplicates = fixture
+        .store
+        .deliveries(&DeliveryQuery {
+            outcome: Some("duplicate".into()),
+            limit: 10,
+            ..DeliveryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(duplicates.items.len(), 1);
+    let id = log.items[3].event_id.unwrap();
+    let detail = fixture.store.get_event(id).await.unwrap().unwrap();
+    assert_eq!(
+        detail.deliveries.len(),
+        2,
+        "the first delivery and the duplicate"
+    );
+    let quarantine = fixture
+        .store
+        .quarantine(&QuarantineQuery {
+            limit: 10,
+            ..QuarantineQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(quarantine.items.len(), 2);
+    let entry = fixture
+        .store
+        .get_quarantine(quarantine.items[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.raw.unwrap(), Bytes::from_static(b"not json"));
+    assert!(fixture.store.get_event(999_999).await.unwrap().is_none());
+}
