@@ -1,7 +1,7 @@
-//! Checkpoints on their own thread. SQLite normally copies the write-ahead log back into the
-//! database inside whichever commit crosses the threshold, which stalls every request waiting on
-//! that commit; here the writer never checkpoints and this thread does, without blocking it
-//! (`PASSIVE`), whenever the log has grown.
+//! Checkpoints on their own thread. SQLite copies the write-ahead log back into the database
+//! inside whichever commit crosses a threshold, which stalls every request waiting on that commit.
+//! This thread does most of that copying in the background without blocking the writer
+//! (`PASSIVE`), so that the writer's own checkpoint has little left to do.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// How often the log is copied back.
-const INTERVAL: Duration = Duration::from_millis(250);
+const INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub(super) struct Checkpointer {

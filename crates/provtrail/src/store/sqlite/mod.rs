@@ -392,7 +392,12 @@ pub(crate) fn open_connection(
         .map_err(open)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(open)?;
-    conn.pragma_update(None, "cache_size", -32_000)
+    conn.pragma_update(None, "cache_size", -16_000)
+        .map_err(open)?;
+    // A thread copies the log back into the database in the background (see `checkpoint`); the
+    // writer's own checkpoint then finds little left to copy, and by completing it lets the log
+    // start over from its beginning instead of growing without end.
+    conn.pragma_update(None, "wal_autocheckpoint", 2_000)
         .map_err(open)?;
     if let Some(max) = settings.max_size_bytes {
         let page_size: i64 = conn
