@@ -26,6 +26,8 @@ pub struct Settings {
     pub ingest_basic: Vec<String>,
     /// Accept events without credentials.
     pub no_auth: bool,
+    /// Tokens of the read API and web UI.
+    pub read_tokens: Vec<String>,
 }
 
 impl Settings {
@@ -111,6 +113,28 @@ impl Settings {
                 });
             }
         }
+        if config
+            .read
+            .tokens
+            .iter()
+            .any(|token| token.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                setting: "read.tokens".into(),
+                message: "a token cannot be empty".into(),
+            });
+        }
+        if config
+            .read
+            .tokens
+            .iter()
+            .any(|token| i.tokens.contains(token))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "read.tokens".into(),
+                message: "a read token must not also be an ingest token".into(),
+            });
+        }
         if i.tokens.iter().any(|token| token.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 setting: "ingest.tokens".into(),
@@ -123,7 +147,17 @@ impl Settings {
             ingest_tokens: i.tokens.clone(),
             ingest_basic: i.basic.clone(),
             no_auth: i.no_auth.unwrap_or(false),
+            read_tokens: config.read.tokens.clone(),
         })
+    }
+
+    /// The credentials the read API and the web UI accept.
+    pub fn read_credentials(&self) -> Credentials {
+        let mut credentials = Credentials::default();
+        for token in &self.read_tokens {
+            credentials.add_bearer(token);
+        }
+        credentials
     }
 
     /// The credentials the ingest routes accept.
@@ -161,18 +195,33 @@ pub fn token_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where a generated read token is kept: beside the database.
+pub fn read_token_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".read-token");
+    PathBuf::from(name)
+}
+
 /// Reads the ingest token kept beside the database, or generates and keeps one (mode 0600).
 /// Returns the token and whether it was generated now.
 pub fn ensure_ingest_token(db: &Path) -> std::io::Result<(String, bool)> {
-    let path = token_path(db);
-    match std::fs::read_to_string(&path) {
+    ensure_token(&token_path(db), "ptk")
+}
+
+/// Reads the read token kept beside the database, or generates and keeps one (mode 0600).
+pub fn ensure_read_token(db: &Path) -> std::io::Result<(String, bool)> {
+    ensure_token(&read_token_path(db), "ptr")
+}
+
+fn ensure_token(path: &Path, prefix: &str) -> std::io::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
         Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), false)),
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err),
     }
-    let token = generate_token();
-    write_private(&path, &format!("{token}\n"))?;
+    let token = generate_token(prefix);
+    write_private(path, &format!("{token}\n"))?;
     Ok((token, true))
 }
 
@@ -236,6 +285,7 @@ impl App {
         };
         let mut server_config = settings.server.clone();
         server_config.ingest_credentials = settings.credentials();
+        server_config.read_credentials = settings.read_credentials();
         let ingestor = Arc::new(Ingestor::new(server_config.max_body));
         let state = AppState::new(store.clone(), ingestor, metrics.clone(), &server_config);
         let router = router(state, &server_config);

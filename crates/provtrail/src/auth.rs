@@ -118,10 +118,11 @@ impl Credentials {
     }
 }
 
-/// A new random ingest token: 32 bytes from the operating system's generator, URL-safe base64.
-pub fn generate_token() -> String {
+/// A new random token: 32 bytes from the operating system's generator, URL-safe base64, after a
+/// prefix that says what it is for (`ptk` ingest, `ptr` read).
+pub fn generate_token(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("ptk_{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 #[cfg(test)]
@@ -190,8 +191,8 @@ mod tests {
 
     #[test]
     fn generated_tokens_are_long_and_distinct() {
-        let a = generate_token();
-        let b = generate_token();
+        let a = generate_token("ptk");
+        let b = generate_token("ptk");
         assert_ne!(a, b);
         assert!(a.len() >= 40);
     }

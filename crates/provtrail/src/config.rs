@@ -49,6 +49,16 @@ pub struct FileConfig {
     pub ingest: IngestSection,
     /// `[store]`.
     pub store: StoreSection,
+    /// `[read]`.
+    pub read: ReadSection,
+}
+
+/// `[read]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadSection {
+    /// Tokens that may use the read API and the web UI.
+    pub tokens: Vec<String>,
 }
 
 /// `[server]`.

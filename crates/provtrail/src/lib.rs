@@ -17,3 +17,4 @@ pub mod synth;
 pub fn install_crypto_provider() {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
+pub mod search;

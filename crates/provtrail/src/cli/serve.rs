@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use provtrail::app::{App, Settings, ensure_ingest_token, token_path};
+use provtrail::app::{
+    App, Settings, ensure_ingest_token, ensure_read_token, read_token_path, token_path,
+};
 use provtrail::config::FileConfig;
 
 /// Where the configuration comes from; shared by the commands that start the server.
@@ -37,6 +39,15 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub ingest_basic: Vec<String>,
+    /// A token that may use the read API and the web UI (repeatable); never an ingest token.
+    #[arg(
+        long = "read-token",
+        env = "PROVTRAIL_READ_TOKEN",
+        value_delimiter = ',',
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub read_tokens: Vec<String>,
     /// Accept events without credentials (local use only).
     #[arg(long, env = "PROVTRAIL_NO_AUTH")]
     pub no_auth: bool,
@@ -107,6 +118,9 @@ impl ServerArgs {
             ingest.no_auth = Some(true);
         }
         set(&mut ingest.max_body, &self.max_body);
+        if !self.read_tokens.is_empty() {
+            config.read.tokens = self.read_tokens.clone();
+        }
         let store = &mut config.store;
         set(&mut store.path, &self.db);
         set(&mut store.commit_max_wait, &self.commit_max_wait);
@@ -129,13 +143,17 @@ pub struct ServeArgs {
     pub server: ServerArgs,
 }
 
-/// Settings ready to start with: a zero-config start gets a generated ingest token.
+/// Settings ready to start with: a zero-config start gets generated ingest and read tokens.
 pub struct Prepared {
     pub settings: Settings,
     /// The token to print, when one was generated now.
     pub new_token: Option<String>,
     /// Where the generated token is kept, when one is used.
     pub token_file: Option<PathBuf>,
+    /// The read token to print, when one was generated now.
+    pub new_read_token: Option<String>,
+    /// Where the generated read token is kept, when one is used.
+    pub read_token_file: Option<PathBuf>,
 }
 
 pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
@@ -153,10 +171,24 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
         }
         token_file = Some(path);
     }
+    let mut new_read_token = None;
+    let mut read_token_file = None;
+    if settings.read_tokens.is_empty() {
+        let path = read_token_path(&settings.store.path);
+        let (token, generated) = ensure_read_token(&settings.store.path)
+            .with_context(|| format!("cannot keep the read token in {}", path.display()))?;
+        settings.read_tokens.push(token.clone());
+        if generated {
+            new_read_token = Some(token);
+        }
+        read_token_file = Some(path);
+    }
     Ok(Prepared {
         settings,
         new_token,
         token_file,
+        new_read_token,
+        read_token_file,
     })
 }
 
@@ -196,10 +228,11 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         eprintln!("WARNING: --no-auth is on: anyone who can reach {addr} can post events.");
         eprintln!("WARNING: use it for local tests only; give ISC a token in production.");
         eprintln!();
-        return;
     }
     eprintln!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
-    if let Some(token) = &prepared.new_token {
+    if settings.no_auth {
+        // Said above, loudly.
+    } else if let Some(token) = &prepared.new_token {
         let subscription = serde_json::json!({
             "name": "provtrail",
             "triggerId": "idn:post-provisioning",
@@ -251,5 +284,17 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         eprintln!("Ingest authentication: the configured {kinds}.");
     }
     eprintln!();
+    let ui = format!("{scheme}://{host}:{}/", addr.port());
+    match (&prepared.new_read_token, &prepared.read_token_file) {
+        (Some(token), _) => {
+            eprintln!("Web UI and read API: {ui}  (sign in with the read token, shown this once):");
+            eprintln!("  Read token: {token}");
+        }
+        (None, Some(path)) => eprintln!(
+            "Web UI and read API: {ui}  (read token kept in {})",
+            path.display()
+        ),
+        (None, None) => eprintln!("Web UI and read API: {ui}  (configured read tokens)"),
+    }
     eprintln!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
 }

@@ -3,9 +3,11 @@
 //! Architecture invariant: handlers are thin. They read the request, call the ingest core or the
 //! store, and turn the outcome into a response; no storage or validation logic lives here.
 
+pub mod api;
 mod ingest;
 mod listener;
 mod ops;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Who may post events.
     pub ingest_credentials: Credentials,
+    /// Who may read (API and web UI).
+    pub read_credentials: Credentials,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             max_body: 1024 * 1024,
             ingest_credentials: Credentials::default(),
+            read_credentials: Credentials::default(),
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct AppState {
     pub ingestor: Arc<Ingestor>,
     /// Who may post events.
     pub ingest_credentials: Arc<Credentials>,
+    /// Who may read: the API and the web UI.
+    pub read_credentials: Arc<Credentials>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Largest request body.
@@ -97,6 +104,7 @@ impl AppState {
             store,
             ingestor,
             ingest_credentials: Arc::new(config.ingest_credentials.clone()),
+            read_credentials: Arc::new(config.read_credentials.clone()),
             metrics,
             max_body: config.max_body,
             body_timeout: config.request_timeout,
@@ -114,6 +122,8 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(api::router())
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

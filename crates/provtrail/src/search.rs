@@ -1,0 +1,205 @@
+//! Searching with a Jayway filter on top of the store's indexed filters, and testing a filter on
+//! stored events: the one implementation behind the read API, the CLI and the web UI.
+//!
+//! The store narrows the candidates with its index (tracking number, identity, source, time, …);
+//! the filter is then evaluated on each candidate's body, exactly as ISC would evaluate a
+//! subscription filter. A scan stops at a budget and says where to continue, so that a filter that
+//! matches nothing cannot make one request read the whole store.
+
+use std::time::{Duration, Instant};
+
+use provtrail_jsonpath::Path;
+use serde::Serialize;
+
+use crate::store::{EventQuery, EventSummary, Millis, Store, StoreError};
+
+/// Why a search could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The filter does not compile.
+    #[error("the filter does not compile: {0}")]
+    InvalidFilter(#[from] provtrail_jsonpath::ParseError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How much a filtered search may read before it returns what it has.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Most candidate events to evaluate.
+    pub events: u64,
+    /// Longest time to spend.
+    pub time: Duration,
+}
+
+impl Budget {
+    /// For interactive searches: a page must come back quickly.
+    pub const INTERACTIVE: Budget = Budget {
+        events: 20_000,
+        time: Duration::from_secs(3),
+    };
+    /// For an explicit filter test over a time range.
+    pub const FILTER_TEST: Budget = Budget {
+        events: 200_000,
+        time: Duration::from_secs(20),
+    };
+}
+
+/// A page of a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchPage {
+    /// Matching events, newest first.
+    pub items: Vec<EventSummary>,
+    /// Pass as `before_id` to continue; `None` when nothing is left.
+    pub next_cursor: Option<i64>,
+    /// Candidate events the filter was evaluated on (0 without a filter).
+    pub scanned: u64,
+    /// False when the budget ran out before the page was full: continue from `next_cursor`.
+    pub complete: bool,
+}
+
+/// Compiles a filter, or none for an empty one.
+pub fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, SearchError> {
+    match filter.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(text) => Ok(Some(provtrail_jsonpath::compile(text)?)),
+        None => Ok(None),
+    }
+}
+
+/// Does the filter match this stored body, as ISC decides it (a non-empty answer; an error or a
+/// body that is not JSON is no match)?
+pub fn matches(filter: &Path, raw: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(raw) {
+        Ok(value) => filter.matches(&value),
+        Err(_) => false,
+    }
+}
+
+/// Events matching `query` and, when given, `filter`; newest first.
+pub async fn search(
+    store: &dyn Store,
+    query: &EventQuery,
+    filter: Option<&Path>,
+    budget: Budget,
+) -> Result<SearchPage, SearchError> {
+    let Some(filter) = filter else {
+        let page = store.search_events(query, false).await?;
+        return Ok(SearchPage {
+            items: page.items,
+            next_cursor: page.next_cursor,
+            scanned: 0,
+            complete: true,
+        });
+    };
+    let started = Instant::now();
+    let limit = query.limit.max(1);
+    let mut candidates = query.clone();
+    candidates.limit = 200;
+    let mut items = Vec::with_capacity(limit);
+    let mut scanned = 0u64;
+    loop {
+        let page = store.search_events(&candidates, true).await?;
+        let mut last_seen = None;
+        for mut event in page.items {
+            last_seen = Some(event.id);
+            scanned += 1;
+            let raw = event.raw.take().unwrap_or_default();
+            if matches(filter, &raw) {
+                items.push(event);
+                if items.len() == limit {
+                    // More may match below this one.
+                    return Ok(SearchPage {
+                        next_cursor: items.last().map(|e| e.id),
+                        items,
+                        scanned,
+                        complete: true,
+                    });
+                }
+            }
+        }
+        match page.next_cursor {
+            None => {
+                return Ok(SearchPage {
+                    items,
+                    next_cursor: None,
+                    scanned,
+                    complete: true,
+                });
+            }
+            Some(cursor) => {
+                candidates.before_id = Some(cursor);
+                if scanned >= budget.events || started.elapsed() >= budget.time {
+                    return Ok(SearchPage {
+                        items,
+                        next_cursor: last_seen.or(Some(cursor)),
+                        scanned,
+                        complete: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// What a filter would have matched among stored events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterTest {
+    /// Events the filter matched.
+    pub matched: u64,
+    /// Events evaluated.
+    pub scanned: u64,
+    /// The newest matches (at most the requested number).
+    pub examples: Vec<EventSummary>,
+    /// False when the budget ran out before every event since `since` was evaluated.
+    pub complete: bool,
+    /// Start of the range tested.
+    pub since: Option<Millis>,
+}
+
+/// Evaluates `filter` on every stored event received since `since` (newest first), counting the
+/// matches and keeping the first `examples`.
+pub async fn test_filter(
+    store: &dyn Store,
+    filter: &Path,
+    since: Option<Millis>,
+    examples: usize,
+    budget: Budget,
+) -> Result<FilterTest, SearchError> {
+    let started = Instant::now();
+    let mut query = EventQuery {
+        since,
+        limit: 500,
+        ..EventQuery::default()
+    };
+    let mut result = FilterTest {
+        matched: 0,
+        scanned: 0,
+        examples: Vec::new(),
+        complete: true,
+        since,
+    };
+    loop {
+        let page = store.search_events(&query, true).await?;
+        for mut event in page.items {
+            result.scanned += 1;
+            let raw = event.raw.take().unwrap_or_default();
+            if matches(filter, &raw) {
+                result.matched += 1;
+                if result.examples.len() < examples {
+                    result.examples.push(event);
+                }
+            }
+        }
+        match page.next_cursor {
+            None => return Ok(result),
+            Some(cursor) => {
+                if result.scanned >= budget.events || started.elapsed() >= budget.time {
+                    result.complete = false;
+                    return Ok(result);
+                }
+                query.before_id = Some(cursor);
+            }
+        }
+    }
+}
