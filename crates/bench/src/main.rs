@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dict;
 mod filter;
 mod ingest;
 mod measure;
 mod model;
+mod search;
 
 #[derive(Debug, Parser)]
 #[command(name = "provtrail-bench", version, about)]
@@ -23,6 +25,10 @@ enum Command {
     Model(model::ModelArgs),
     /// Durable ingest over loopback against a bare HTTP echo server.
     Ingest(ingest::IngestArgs),
+    /// Searches and statistics on a large store, and its size per event.
+    Search(search::SearchArgs),
+    /// Train the dictionary that compresses stored event bodies (written into the repository).
+    TrainDict(dict::DictArgs),
     /// Evaluate a subscription filter on a parsed event, against parsing that event.
     Filter(filter::FilterBenchArgs),
 }
@@ -33,6 +39,8 @@ fn main() -> ExitCode {
         Command::Model(args) => model::run(args),
         Command::Filter(args) => filter::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Search(args) => search::run(args),
+        Command::TrainDict(args) => dict::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -432,7 +432,7 @@ pub fn quarantine(db: &Path) -> Vec<Quarantined> {
                 id: row.get(0)?,
                 reason: row.get(1)?,
                 errors: serde_json::from_str(&errors).unwrap(),
-                raw: decode_body(codec, stored, size),
+                raw: decode_body(&conn, codec, stored, size),
             })
         })
         .unwrap()
@@ -440,11 +440,27 @@ pub fn quarantine(db: &Path) -> Vec<Quarantined> {
         .unwrap()
 }
 
-/// Decodes a stored body (0: as received, 1: zstd).
-pub fn decode_body(codec: i64, stored: Vec<u8>, size: i64) -> Vec<u8> {
+/// Decodes a stored body (0: as received, 1: zstd, 2: zstd with a dictionary the database holds)
+/// without the application's code, which proves the database describes itself.
+pub fn decode_body(conn: &rusqlite::Connection, codec: i64, stored: Vec<u8>, size: i64) -> Vec<u8> {
+    let size = usize::try_from(size).unwrap().max(1);
     match codec {
         0 => stored,
-        1 => zstd::bulk::decompress(&stored, usize::try_from(size).unwrap().max(1)).unwrap(),
+        1 => zstd::bulk::decompress(&stored, size).unwrap(),
+        2 => {
+            let id = zstd::zstd_safe::get_dict_id_from_frame(&stored).unwrap().get();
+            let dictionary: Vec<u8> = conn
+                .query_row(
+                    "SELECT data FROM dictionaries WHERE id = ?1",
+                    [i64::from(id)],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            zstd::bulk::Decompressor::with_dictionary(&dictionary)
+                .unwrap()
+                .decompress(&stored, size)
+                .unwrap()
+        }
         other => panic!("unknown codec {other}"),
     }
 }

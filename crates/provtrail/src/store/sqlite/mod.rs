@@ -97,6 +97,7 @@ impl SqliteStore {
     pub fn open(settings: SqliteSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let mut conn = open_connection(&settings.path, &settings)?;
         schema::migrate(&mut conn)?;
+        codec::register(&conn)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             settings: settings.clone(),

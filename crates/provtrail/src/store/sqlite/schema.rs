@@ -115,6 +115,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_received_at ON deliveries (received_at);
     CREATE INDEX deliveries_event_id ON deliveries (event_id) WHERE event_id IS NOT NULL;
 
+    -- zstd dictionaries that stored bodies were compressed with (raw_codec 2), by dictionary id.
+    CREATE TABLE dictionaries (
+        id   INTEGER PRIMARY KEY,
+        data BLOB    NOT NULL
+    );
+
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
