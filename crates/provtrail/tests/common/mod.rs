@@ -442,13 +442,15 @@ pub fn quarantine(db: &Path) -> Vec<Quarantined> {
 
 /// Decodes a stored body (0: as received, 1: zstd, 2: zstd with a dictionary the database holds)
 /// without the application's code, which proves the database describes itself.
-pub fn decode_body(conn: &rusqlite::Connection, codec: i64, stored: Vec<u8>, size: i64) -> Vec<u8> {
+pub fn decode_body(conn: &Connection, codec: i64, stored: Vec<u8>, size: i64) -> Vec<u8> {
     let size = usize::try_from(size).unwrap().max(1);
     match codec {
         0 => stored,
         1 => zstd::bulk::decompress(&stored, size).unwrap(),
         2 => {
-            let id = zstd::zstd_safe::get_dict_id_from_frame(&stored).unwrap().get();
+            let id = zstd::zstd_safe::get_dict_id_from_frame(&stored)
+                .unwrap()
+                .get();
             let dictionary: Vec<u8> = conn
                 .query_row(
                     "SELECT data FROM dictionaries WHERE id = ?1",
