@@ -1,0 +1,343 @@
+//! The offline tools: `validate` (exit codes and the JSON report), `send` against a live server,
+//! `ingest` into a database file, `export` of what was stored, `config`; and HTTPS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn provtrail(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(args)
+        .env("PROVTRAIL_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        // The command may exit before reading all of it; that is not the test's concern.
+        let _ = input.write_all(bytes);
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn validate_exit_codes_say_valid_invalid_or_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = format!("{PAYLOADS}doc_example.json");
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(&invalid, br#"{"trackingNumber": null, "sources": 1}"#).unwrap();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, b"{\"trackingNumber\": ").unwrap();
+    let missing = dir.path().join("missing.json");
+
+    assert_eq!(
+        provtrail(&["validate", &valid], None).status.code(),
+        Some(0)
+    );
+    let output = provtrail(&["validate", invalid.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("trackingNumber: required field `trackingNumber` is null"),
+        "{text}"
+    );
+    assert!(
+        text.contains("accountRequests: required field `accountRequests` is missing"),
+        "{text}"
+    );
+    assert_eq!(
+        provtrail(&["validate", broken.to_str().unwrap()], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        provtrail(&["validate", missing.to_str().unwrap()], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    // The worst document decides.
+    let output = provtrail(&["validate", &valid, invalid.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn validate_json_report_is_exactly_one_object_with_paths_and_messages() {
+    let event = br#"{"trackingNumber": "t", "sources": "s",
+        "recipient": {"type": "IDENTITY", "id": "i", "name": "n"},
+        "accountRequests": [{"source": {"id": "s", "type": "SOURCE", "name": "S"},
+            "accountOperation": "Modify", "provisioningResult": "DONE", "provisioningTarget": "t"}],
+        "color": "blue"}"#;
+    let lenient = provtrail(&["validate", "--format", "json", "-"], Some(event));
+    assert_eq!(lenient.status.code(), Some(0), "warnings are allowed");
+    let report: Value = serde_json::from_str(stdout(&lenient).trim()).unwrap();
+    let keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["valid", "errors", "warnings"]);
+    assert_eq!(report["valid"], true);
+    let paths: Vec<&str> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["accountRequests[0].provisioningResult", "color"]);
+
+    let strict = provtrail(
+        &["validate", "--strict", "--format", "json", "-"],
+        Some(event),
+    );
+    assert_eq!(strict.status.code(), Some(1));
+    let report: Value = serde_json::from_str(stdout(&strict).trim()).unwrap();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"].as_array().unwrap().len(), 2);
+    assert!(
+        report["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DONE")
+    );
+}
+
+#[test]
+fn validate_jsonl_reports_each_line() {
+    let lines = [
+        String::from_utf8(event("inv-a"))
+            .unwrap()
+            .replace('\n', " "),
+        "{}".to_owned(),
+        "not json".to_owned(),
+    ]
+    .join("\n");
+    let output = provtrail(
+        &["validate", "--jsonl", "--format", "json", "-"],
+        Some(lines.as_bytes()),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let reports: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 3);
+    let verdicts: Vec<(u64, bool)> = reports
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["valid"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(verdicts, [(1, true), (2, false), (3, false)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them_back() {
+    let server = TestServer::start().await;
+    let url = server.url("/events/load");
+    let db = server.db.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        provtrail(
+            &[
+                "send",
+                &url,
+                "--synthetic",
+                "40",
+                "--seed",
+                "9",
+                "--concurrency",
+                "4",
+                "--token",
+                TOKEN,
+                "--format",
+                "json",
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["sent"], 40);
+    assert_eq!(summary["by_outcome"]["accepted"], 40);
+
+    // A wrong token: every request refused, and the exit status says so.
+    let url = server.url("/events");
+    let refused = tokio::task::spawn_blocking(move || {
+        provtrail(
+            &["send", &url, "--synthetic", "3", "--token", "wrong"],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+
+    let mut server = server;
+    server.shutdown().await;
+    let db_arg = db.display().to_string();
+    let export = provtrail(&["export", "--db", &db_arg], None);
+    assert_eq!(export.status.code(), Some(0));
+    let lines: Vec<Value> = stdout(&export)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 40);
+    for line in &lines {
+        assert_eq!(line["channel"], "load");
+        let raw: Value = serde_json::from_str(line["raw"].as_str().unwrap()).unwrap();
+        assert_eq!(raw, line["event"], "the raw body parses to the event");
+        assert!(line["received_at"].as_str().unwrap().ends_with('Z'));
+    }
+    let csv = provtrail(&["export", "--db", &db_arg, "--format", "csv"], None);
+    let text = stdout(&csv);
+    assert_eq!(text.lines().count(), 41, "a header and one row per event");
+    assert!(text.starts_with("id,received_at,tracking_number"));
+    let none = provtrail(&["export", "--db", &db_arg, "--until", "2000-01-01"], None);
+    assert_eq!(stdout(&none).lines().count(), 0);
+}
+
+#[test]
+fn ingest_imports_lines_through_validation_and_deduplication() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("imported.db");
+    let lines = [
+        String::from_utf8(event("inv-1"))
+            .unwrap()
+            .replace('\n', " "),
+        String::from_utf8(event("inv-2"))
+            .unwrap()
+            .replace('\n', " "),
+        String::from_utf8(event("inv-1"))
+            .unwrap()
+            .replace('\n', " "),
+        r#"{"trackingNumber": 5}"#.to_owned(),
+    ]
+    .join("\n");
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let db_arg = db.display().to_string();
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db_arg,
+            "--jsonl",
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a quarantined line makes the import not clean"
+    );
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["accepted"], 2);
+    assert_eq!(summary["duplicate"], 1);
+    assert_eq!(summary["quarantined"], 1);
+    assert_eq!(stored_invocations(&db).len(), 2);
+    // Importing again changes nothing.
+    let again = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db_arg,
+            "--jsonl",
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let summary: Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(summary["accepted"], 0);
+    assert_eq!(summary["duplicate"], 3);
+}
+
+#[test]
+fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("provtrail.toml");
+    let path_arg = path.to_str().unwrap();
+    assert_eq!(
+        provtrail(&["config", "init", path_arg], None).status.code(),
+        Some(0)
+    );
+    assert!(std::fs::read_to_string(&path).unwrap().contains("[ingest]"));
+    assert_eq!(
+        provtrail(&["config", "check", path_arg], None)
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        provtrail(&["config", "init", path_arg], None).status.code(),
+        Some(2)
+    );
+    std::fs::write(&path, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let bad = provtrail(&["config", "check", path_arg], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("server.listen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_events_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start_with(|config| {
+        config.server.tls_cert = Some(cert.clone());
+        config.server.tls_key = Some(key.clone());
+    })
+    .await;
+    provtrail::install_crypto_provider();
+    let tls_client = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let response = tls_client
+        .post(format!("https://localhost:{}/events", server.addr.port()))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(event("inv-tls"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "accepted");
+    // Plain HTTP on the TLS port is not served.
+    let plain = client()
+        .post(server.url("/events"))
+        .bearer_auth(TOKEN)
+        .body(event("inv-plain"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+}
