@@ -111,50 +111,17 @@ async fn run_async(args: SearchArgs) -> anyhow::Result<()> {
         "engineer",
     ];
 
-    let tracking = time_queries(repeat, |i| {
-        let number = sample.tracking_numbers[i % sample.tracking_numbers.len()].clone();
-        let store = store.clone();
-        async move {
-            let page = store
-                .search_events(
-                    &EventQuery {
-                        tracking_number: Some(number),
-                        limit: 50,
-                        ..EventQuery::default()
-                    },
-                    false,
-                )
-                .await?;
-            anyhow::ensure!(
-                page.items.len() == 1,
-                "a tracking number must find its event"
-            );
-            Ok(())
+    let tracking = exact_lookups(&store, repeat, &sample.tracking_numbers, |number| {
+        EventQuery {
+            tracking_number: Some(number),
+            ..EventQuery::default()
         }
     })
     .await?;
     emit(figure("search.by_tracking_number", &tracking));
-
-    let invocation = time_queries(repeat, |i| {
-        let id = sample.invocation_ids[i % sample.invocation_ids.len()].clone();
-        let store = store.clone();
-        async move {
-            let page = store
-                .search_events(
-                    &EventQuery {
-                        invocation_id: Some(id),
-                        limit: 50,
-                        ..EventQuery::default()
-                    },
-                    false,
-                )
-                .await?;
-            anyhow::ensure!(
-                page.items.len() == 1,
-                "an invocation id must find its event"
-            );
-            Ok(())
-        }
+    let invocation = exact_lookups(&store, repeat, &sample.invocation_ids, |id| EventQuery {
+        invocation_id: Some(id),
+        ..EventQuery::default()
     })
     .await?;
     emit(figure("search.by_invocation_id", &invocation));
@@ -332,6 +299,29 @@ async fn sample_existing(store: &Arc<SqliteStore>, events: u64) -> anyhow::Resul
     }
     anyhow::ensure!(!sample.tracking_numbers.is_empty(), "the store is empty");
     Ok(sample)
+}
+
+/// Times lookups of single events by an exact key, checking that each finds its event.
+async fn exact_lookups(
+    store: &Arc<SqliteStore>,
+    repeat: usize,
+    values: &[String],
+    query: fn(String) -> EventQuery,
+) -> anyhow::Result<Vec<Duration>> {
+    time_queries(repeat, |i| {
+        let mut query = query(values[i % values.len()].clone());
+        query.limit = 50;
+        let store = store.clone();
+        async move {
+            let page = store.search_events(&query, false).await?;
+            anyhow::ensure!(
+                page.items.len() == 1,
+                "an exact key must find its one event"
+            );
+            Ok(())
+        }
+    })
+    .await
 }
 
 async fn time_queries<F, Fut>(count: usize, mut query: F) -> anyhow::Result<Vec<Duration>>

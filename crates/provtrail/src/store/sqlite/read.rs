@@ -58,6 +58,18 @@ fn id_bounds(
     Ok((low, high))
 }
 
+/// A page from up to `limit + 1` rows: the extra row only says that there is a next page, which
+/// starts below the last row kept.
+fn into_page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> i64) -> Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
 fn in_range(at: Millis, since: Option<Millis>, until: Option<Millis>) -> bool {
     since.is_none_or(|since| at >= since) && until.is_none_or(|until| at < until)
 }
@@ -187,18 +199,13 @@ pub fn search_events(
             }
         }
     }
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|event| event.id)
-    } else {
-        None
-    };
+    let mut page = into_page(items, limit, |event| event.id);
     if with_raw {
-        for event in &mut items {
+        for event in &mut page.items {
             event.raw = Some(load_raw(conn, event.id)?);
         }
     }
-    Ok(Page { items, next_cursor })
+    Ok(page)
 }
 
 pub fn get_event(conn: &Connection, id: i64) -> Result<Option<EventDetail>, StoreError> {
@@ -452,7 +459,7 @@ pub fn deliveries(
         query.until,
         query.before_id,
     )?;
-    let mut items: Vec<DeliveryRecord> = conn
+    let items: Vec<DeliveryRecord> = conn
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries
              WHERE id < ?1 AND id >= ?2
@@ -479,13 +486,7 @@ pub fn deliveries(
         .map_err(read_error)?
         .collect::<Result<_, _>>()
         .map_err(read_error)?;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|record| record.id)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(into_page(items, limit, |record| record.id))
 }
 
 const QUARANTINE_COLUMNS: &str =
@@ -520,7 +521,7 @@ pub fn quarantine(
         query.until,
         query.before_id,
     )?;
-    let mut items: Vec<QuarantineEntry> = conn
+    let items: Vec<QuarantineEntry> = conn
         .prepare_cached(&format!(
             "SELECT {QUARANTINE_COLUMNS} FROM quarantine
              WHERE id < ?1 AND id >= ?2
@@ -543,13 +544,7 @@ pub fn quarantine(
         .map_err(read_error)?
         .collect::<Result<_, _>>()
         .map_err(read_error)?;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|entry| entry.id)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(into_page(items, limit, |entry| entry.id))
 }
 
 pub fn get_quarantine(conn: &Connection, id: i64) -> Result<Option<QuarantineEntry>, StoreError> {
