@@ -41,6 +41,8 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Evaluate a subscription filter (Jayway JsonPath) on events, as ISC would.
     Filter(cli::filter::FilterArgs),
+    /// Print the read API's OpenAPI document.
+    Openapi(cli::openapi::OpenApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => cli::block_on(cli::ingest::run(args)),
         Command::Export(args) => cli::block_on(cli::export::run(args)),
         Command::Config(args) => cli::config::run(args),
+        Command::Openapi(args) => cli::openapi::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod export;
 pub mod filter;
 pub mod ingest;
+pub mod openapi;
 pub mod send;
 pub mod serve;
 pub mod time;
