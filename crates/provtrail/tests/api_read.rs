@@ -509,14 +509,38 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
     assert!(error["expected"].as_str().unwrap().contains("value"));
     assert!(error["message"].as_str().unwrap().contains("position 11"));
 
-    // Empty values are the same as no value.
+    // Empty texts, times and cursors are the same as no value; an empty number or choice is not.
     let page = read(
         &server,
         "/api/v1/events",
-        &[("source", ""), ("limit", ""), ("filter", " ")],
+        &[
+            ("source", ""),
+            ("since", ""),
+            ("cursor", ""),
+            ("filter", " "),
+        ],
     )
     .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 50);
+    for (path, name) in [
+        ("/api/v1/events", "limit"),
+        ("/api/v1/events", "result"),
+        ("/api/v1/stats", "bucket"),
+        ("/api/v1/stats", "by_source"),
+        ("/api/v1/quarantine", "reason"),
+    ] {
+        let answer = get(&server, path, &[(name, "")], Some(READ)).await;
+        assert_eq!(refusal(&answer, 400)["parameter"], name, "{path}");
+    }
+    let blank = " ".repeat(1001);
+    let answer = get(
+        &server,
+        "/api/v1/deliveries",
+        &[("channel", &blank)],
+        Some(READ),
+    )
+    .await;
+    assert_eq!(refusal(&answer, 400)["parameter"], "channel");
 }
 
 #[tokio::test]

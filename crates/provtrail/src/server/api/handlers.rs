@@ -51,6 +51,7 @@ fn path_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
         (status = 200, description = "A page of events, newest first", body = EventList),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
     )
 )]
@@ -79,6 +80,7 @@ pub async fn search_events(
         (status = 200, description = "The event", body = EventDetail),
         (status = 400, description = "The id is not a positive integer", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 404, description = "No event has this id", body = ErrorBody),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
     )
@@ -108,6 +110,7 @@ pub async fn get_event(
         (status = 200, description = "Statistics over the range", body = Stats),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
     )
 )]
@@ -135,6 +138,7 @@ pub async fn stats(
         (status = 200, description = "A page of the delivery log, newest first", body = DeliveryList),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
     )
 )]
@@ -162,6 +166,7 @@ pub async fn deliveries(
         (status = 200, description = "A page of the quarantine, newest first", body = QuarantineList),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
     )
 )]
@@ -187,6 +192,7 @@ pub async fn quarantine(
         (status = 200, description = "The entry and its body", body = QuarantineDetail),
         (status = 400, description = "The id is not a positive integer", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 404, description = "No entry has this id", body = ErrorBody),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
     )
@@ -217,6 +223,7 @@ pub async fn quarantine_entry(
         (status = 200, description = "What the filter matched", body = FilterTestResult),
         (status = 400, description = "The body is not acceptable, or the filter does not compile (with the position)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody),

@@ -4,7 +4,8 @@
 //!
 //! Parameters are parsed by hand rather than with serde so that every failure has that message,
 //! a parameter given twice or one that does not exist is refused instead of silently ignored, and
-//! an empty value (`?source=`, as an HTML form sends it) is the same as leaving it out.
+//! an empty text, time or cursor (`?source=`, as an HTML form sends it) is the same as leaving it
+//! out. An empty number or choice is refused: the document types them, and `""` is neither.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -143,7 +144,7 @@ pub enum BucketValue {
     Day,
 }
 
-/// Parameters of `GET /api/v1/events`. Every filter given must hold. Empty values are ignored.
+/// Parameters of `GET /api/v1/events`. Every filter given must hold. Empty texts and times are ignored.
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsParams {
@@ -202,7 +203,7 @@ pub struct EventsParams {
     pub limit: Option<i64>,
 }
 
-/// Parameters of `GET /api/v1/stats`. Empty values are ignored.
+/// Parameters of `GET /api/v1/stats`. Empty texts and times are ignored.
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
@@ -230,7 +231,7 @@ pub struct StatsParams {
     pub by_source: Option<bool>,
 }
 
-/// Parameters of `GET /api/v1/deliveries`. Empty values are ignored.
+/// Parameters of `GET /api/v1/deliveries`. Empty texts and times are ignored.
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveriesParams {
@@ -257,7 +258,7 @@ pub struct DeliveriesParams {
     pub limit: Option<i64>,
 }
 
-/// Parameters of `GET /api/v1/quarantine`. Empty values are ignored.
+/// Parameters of `GET /api/v1/quarantine`. Empty texts and times are ignored.
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QuarantineParams {
@@ -309,7 +310,7 @@ pub struct Params {
 
 impl Params {
     /// Takes the decoded `(name, value)` pairs of a query string. Refuses unknown names and
-    /// names given more than once; drops empty values.
+    /// names given more than once.
     pub fn parse(pairs: Vec<(String, String)>, accepted: &[String]) -> Result<Params, ApiError> {
         let mut values = BTreeMap::new();
         let mut seen = Vec::new();
@@ -324,9 +325,7 @@ impl Params {
                 ));
             }
             seen.push(name.clone());
-            if !value.trim().is_empty() {
-                values.insert(name, value);
-            }
+            values.insert(name, value);
         }
         Ok(Params { values })
     }
@@ -336,7 +335,7 @@ impl Params {
         self.text_up_to(name, MAX_TEXT)
     }
 
-    /// A text value of at most `max` characters.
+    /// A text value of at most `max` characters; a blank one is none.
     pub fn text_up_to(&self, name: &str, max: usize) -> Result<Option<String>, ApiError> {
         match self.values.get(name) {
             None => Ok(None),
@@ -348,15 +347,16 @@ impl Params {
                 name,
                 format!("`{name}` contains a NUL character"),
             )),
+            Some(value) if value.trim().is_empty() => Ok(None),
             Some(value) => Ok(Some(value.clone())),
         }
     }
 
-    /// A time ([`TIME_FORMS`]).
+    /// A time ([`TIME_FORMS`]); a blank one is none.
     pub fn time(&self, name: &str) -> Result<Option<Millis>, ApiError> {
-        match self.values.get(name) {
+        match self.text_up_to(name, 100)? {
             None => Ok(None),
-            Some(value) => parse_time(value)
+            Some(value) => parse_time(&value)
                 .map(Some)
                 .map_err(|message| ApiError::invalid(name, format!("`{name}`: {message}"))),
         }
@@ -414,11 +414,11 @@ impl Params {
         }
     }
 
-    /// A cursor this API issued for `kind`.
+    /// A cursor this API issued for `kind`; a blank one is none.
     pub fn cursor(&self, kind: CursorKind) -> Result<Option<i64>, ApiError> {
-        match self.values.get("cursor") {
+        match self.text_up_to("cursor", 100)? {
             None => Ok(None),
-            Some(value) => decode_cursor(kind, value).map(Some).ok_or_else(|| {
+            Some(value) => decode_cursor(kind, &value).map(Some).ok_or_else(|| {
                 ApiError::invalid(
                     "cursor",
                     "`cursor` is not one this endpoint issued: pass the `next_cursor` of the \
@@ -510,9 +510,26 @@ mod tests {
         assert!(err.message.contains("tracking_number"), "{}", err.message);
         let err = Params::parse(pairs(&[("q", "a"), ("q", "b")]), accepted).unwrap_err();
         assert_eq!(err.parameter.as_deref(), Some("q"));
-        let params = Params::parse(pairs(&[("source", ""), ("limit", "")]), accepted).unwrap();
+        let params = Params::parse(
+            pairs(&[
+                ("source", " "),
+                ("since", ""),
+                ("cursor", ""),
+                ("limit", ""),
+            ]),
+            accepted,
+        )
+        .unwrap();
         assert_eq!(params.text("source").unwrap(), None);
-        assert_eq!(params.limit().unwrap(), 50);
+        assert_eq!(params.time("since").unwrap(), None);
+        assert_eq!(params.cursor(CursorKind::Events).unwrap(), None);
+        assert!(params.limit().is_err(), "an empty number is not a number");
+        let long = " ".repeat(MAX_TEXT + 1);
+        let params = Params::parse(pairs(&[("channel", &long)]), accepted).unwrap();
+        assert!(
+            params.text("channel").is_err(),
+            "blank, but too long all the same"
+        );
     }
 
     #[test]
