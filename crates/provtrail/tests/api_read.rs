@@ -969,6 +969,63 @@ async fn a_filter_test_counts_the_matches_and_returns_the_newest() {
 }
 
 #[tokio::test]
+async fn a_filtered_search_that_runs_out_of_budget_returns_what_it_found_and_continues() {
+    use provtrail::search::Budget;
+    use provtrail::server::api::service::search_events_within;
+    use provtrail::store::Store as _;
+    use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
+
+    let seeded = seed(450).await;
+    let store = SqliteStore::open(
+        SqliteSettings::new(&seeded.db),
+        std::sync::Arc::new(provtrail::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let expected = seeded.expected(|seed| {
+        requests(&seed.json)
+            .iter()
+            .any(|r| r["provisioningResult"] == "FAILED")
+    });
+    // The store hands candidates over 200 at a time; a budget of 5 stops after the first batch.
+    let budget = Budget {
+        events: 5,
+        time: std::time::Duration::from_secs(60),
+    };
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut incomplete_pages = 0;
+    loop {
+        let mut pairs = vec![
+            ("filter".to_owned(), FAILED_FILTER.to_owned()),
+            ("limit".to_owned(), "1000".to_owned()),
+        ];
+        if let Some(cursor) = &cursor {
+            pairs.push(("cursor".to_owned(), cursor.clone()));
+        }
+        let page = search_events_within(&store, pairs, budget).await.unwrap();
+        assert!(page.scanned <= 200, "{}", page.scanned);
+        if !page.complete {
+            incomplete_pages += 1;
+            assert!(
+                page.next_cursor.is_some(),
+                "an incomplete page says where to go on"
+            );
+        }
+        found.extend(page.items.iter().map(|item| item.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        incomplete_pages, 2,
+        "451 events: two full batches, then the rest"
+    );
+    assert_eq!(found, expected, "nothing missed, nothing twice");
+    store.close().await;
+}
+
+#[tokio::test]
 async fn seeded_ids_are_distinct() {
     // Guards the fixture the other tests rely on.
     let seeded = seed(10).await;

@@ -50,9 +50,11 @@ fn path_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "A page of events, newest first", body = EventList),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn search_events(
@@ -79,10 +81,12 @@ pub async fn search_events(
     responses(
         (status = 200, description = "The event", body = EventDetail),
         (status = 400, description = "The id is not a positive integer", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 404, description = "No event has this id", body = ErrorBody),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn get_event(
@@ -109,9 +113,11 @@ pub async fn get_event(
     responses(
         (status = 200, description = "Statistics over the range", body = Stats),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn stats(
@@ -137,9 +143,11 @@ pub async fn stats(
     responses(
         (status = 200, description = "A page of the delivery log, newest first", body = DeliveryList),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn deliveries(
@@ -165,9 +173,11 @@ pub async fn deliveries(
     responses(
         (status = 200, description = "A page of the quarantine, newest first", body = QuarantineList),
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn quarantine(
@@ -191,10 +201,12 @@ pub async fn quarantine(
     responses(
         (status = 200, description = "The entry and its body", body = QuarantineDetail),
         (status = 400, description = "The id is not a positive integer", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 404, description = "No entry has this id", body = ErrorBody),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn quarantine_entry(
@@ -222,11 +234,13 @@ pub async fn quarantine_entry(
     responses(
         (status = 200, description = "What the filter matched", body = FilterTestResult),
         (status = 400, description = "The body is not acceptable, or the filter does not compile (with the position)", body = ErrorBody),
-        (status = 401, description = "No read token, or not a valid one", body = ErrorBody),
+        (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn filter_test(

@@ -80,14 +80,18 @@ pub async fn search_events(
     store: &dyn Store,
     pairs: Vec<(String, String)>,
 ) -> Result<EventList, ApiError> {
+    search_events_within(store, pairs, Budget::INTERACTIVE).await
+}
+
+/// [`search_events`] with the scan budget of a filtered search given (the API uses
+/// [`Budget::INTERACTIVE`]).
+pub async fn search_events_within(
+    store: &dyn Store,
+    pairs: Vec<(String, String)>,
+    budget: Budget,
+) -> Result<EventList, ApiError> {
     let search = EventSearch::from_pairs(pairs)?;
-    let page = search::search(
-        store,
-        &search.query,
-        search.filter.as_ref(),
-        Budget::INTERACTIVE,
-    )
-    .await?;
+    let page = search::search(store, &search.query, search.filter.as_ref(), budget).await?;
     Ok(EventList {
         items: page.items.into_iter().map(EventItem::from).collect(),
         next_cursor: page
