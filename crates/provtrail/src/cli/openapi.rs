@@ -16,6 +16,7 @@ pub struct OpenApiArgs {
     pub output: Option<PathBuf>,
 }
 
+/// Runs `provtrail openapi`.
 pub fn run(args: OpenApiArgs) -> anyhow::Result<ExitCode> {
     let document = provtrail::server::api::openapi_json();
     match &args.output {

@@ -31,12 +31,11 @@ pub struct SourceArgs {
         long,
         env = "PROVTRAIL_READ_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN",
-        conflicts_with = "token_file"
+        value_name = "TOKEN"
     )]
     pub token: Option<String>,
     /// Read the token for --url from a file (e.g. the provtrail.db.read-token a server
-    /// generated).
+    /// generated); takes precedence over --token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Accept an invalid TLS certificate (self-signed test servers).
@@ -95,9 +94,11 @@ impl Backend {
         if let Some(stripped) = base.strip_suffix("/api/v1") {
             base = stripped.to_owned();
         }
-        let token = match (&args.token, &args.token_file) {
-            (Some(token), _) => Some(token.trim().to_owned()),
-            (None, Some(path)) => Some(
+        // The file first: it is only ever given on the command line, while a token may come from
+        // the environment.
+        let token = match (&args.token_file, &args.token) {
+            (None, Some(token)) => Some(token.trim().to_owned()),
+            (Some(path), _) => Some(
                 std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the token file {}", path.display()))?
                     .trim()

@@ -115,6 +115,7 @@ impl SearchArgs {
     }
 }
 
+/// Runs `provtrail search`.
 pub async fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(&args.source_args).await?;
     let result = search(&backend, &args).await;

@@ -33,6 +33,7 @@ pub struct ShowArgs {
     pub format: OutputFormat,
 }
 
+/// Runs `provtrail show`.
 pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(&args.source_args).await?;
     let result = show(&backend, &args).await;
