@@ -1,6 +1,7 @@
 //! The documents the read API answers with. They are the API's contract, separate from the store's
 //! types so that the store can change without breaking clients: times are RFC 3339 text (with the
-//! Unix milliseconds beside them), cursors are opaque strings, bodies are text or base64.
+//! Unix milliseconds beside them), cursors are opaque strings, bodies are text or base64. Every
+//! field is always present: one that may have no value is `null` (and marked required, nullable).
 //!
 //! The CLI reads these same types, whether it got them from a server or computed them from a
 //! database file, so that its output is the same either way.
@@ -35,16 +36,20 @@ pub struct EventItem {
     /// `trackingNumber`.
     pub tracking_number: String,
     /// `_metadata.invocationId`.
+    #[schema(required = true)]
     pub invocation_id: Option<String>,
     /// `action`.
+    #[schema(required = true)]
     pub action: Option<String>,
     /// `recipient.id`.
     pub recipient_id: String,
     /// `recipient.name`.
     pub recipient_name: String,
     /// `requester.id`.
+    #[schema(required = true)]
     pub requester_id: Option<String>,
     /// `requester.name`.
+    #[schema(required = true)]
     pub requester_name: Option<String>,
     /// `sources`, as sent.
     pub sources: String,
@@ -57,6 +62,7 @@ pub struct EventItem {
     /// The event's `errors`.
     pub errors: Vec<String>,
     /// The channel it was posted to (`POST /events/{channel}`).
+    #[schema(required = true)]
     pub channel: Option<String>,
 }
 
@@ -89,6 +95,7 @@ pub struct EventList {
     /// The events.
     pub items: Vec<EventItem>,
     /// Pass as `cursor` to get the next page; null when there is none.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     /// False when a `filter` search stopped at its scan budget before the page was full: what
     /// was found is here, and `next_cursor` continues the scan.
@@ -151,8 +158,10 @@ pub struct Receipt {
     /// When it was received, in Unix milliseconds.
     pub received_at_ms: i64,
     /// The peer's address (`ip:port`).
+    #[schema(required = true)]
     pub remote_addr: Option<String>,
     /// The channel named in the URL.
+    #[schema(required = true)]
     pub channel: Option<String>,
     /// HTTP method, or `IMPORT` for `provtrail ingest`.
     pub method: String,
@@ -161,6 +170,7 @@ pub struct Receipt {
     /// Body size in bytes.
     pub size: u64,
     /// `_metadata.invocationId`.
+    #[schema(required = true)]
     pub invocation_id: Option<String>,
 }
 
@@ -170,7 +180,7 @@ pub struct EventDetail {
     /// The list fields.
     pub summary: EventItem,
     /// The event as parsed JSON (null only if the stored body no longer parses).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub event: Option<Value>,
     /// The body exactly as received: text, or base64 when `raw_encoding` says so.
     pub raw: String,
@@ -230,28 +240,35 @@ pub struct Delivery {
     /// When the request was received, in Unix milliseconds.
     pub received_at_ms: i64,
     /// Peer address.
+    #[schema(required = true)]
     pub remote_addr: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Request path.
     pub path: String,
     /// Channel.
+    #[schema(required = true)]
     pub channel: Option<String>,
     /// HTTP status answered.
     pub status: u16,
     /// `accepted`, `duplicate`, `quarantined` or `rejected`.
     pub outcome: String,
     /// Why, when not accepted.
+    #[schema(required = true)]
     pub reason: Option<String>,
     /// Body size in bytes.
     pub size: u64,
     /// `User-Agent`, shortened.
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// `_metadata.invocationId`.
+    #[schema(required = true)]
     pub invocation_id: Option<String>,
     /// The event it delivered.
+    #[schema(required = true)]
     pub event_id: Option<i64>,
     /// The quarantine entry it made.
+    #[schema(required = true)]
     pub quarantine_id: Option<i64>,
 }
 
@@ -283,6 +300,7 @@ pub struct DeliveryList {
     /// The records.
     pub items: Vec<Delivery>,
     /// Pass as `cursor` to get the next page; null when there is none.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -300,8 +318,10 @@ pub struct QuarantineItem {
     /// Every problem found.
     pub errors: Vec<Issue>,
     /// Channel.
+    #[schema(required = true)]
     pub channel: Option<String>,
     /// Peer address.
+    #[schema(required = true)]
     pub remote_addr: Option<String>,
     /// HTTP method.
     pub method: String,
@@ -310,6 +330,7 @@ pub struct QuarantineItem {
     /// Body size in bytes.
     pub size: u64,
     /// `_metadata.invocationId`, when it could be read.
+    #[schema(required = true)]
     pub invocation_id: Option<String>,
 }
 
@@ -337,6 +358,7 @@ pub struct QuarantineList {
     /// The entries (bodies not included).
     pub items: Vec<QuarantineItem>,
     /// Pass as `cursor` to get the next page; null when there is none.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -346,7 +368,7 @@ pub struct QuarantineDetail {
     /// The list fields.
     pub entry: QuarantineItem,
     /// The body as parsed JSON, when it is JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub document: Option<Value>,
     /// The body exactly as received: text, or base64 when `raw_encoding` says so.
     pub raw: String,
@@ -549,6 +571,7 @@ pub struct FilterTestResult {
     /// False when the scan budget ran out before every event in the range was evaluated.
     pub complete: bool,
     /// Start of the range tested (RFC 3339), null for every stored event.
+    #[schema(required = true)]
     pub since: Option<String>,
     /// The newest matches, at most `limit`.
     pub examples: Vec<EventItem>,
