@@ -41,6 +41,14 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Evaluate a subscription filter (Jayway JsonPath) on events, as ISC would.
     Filter(cli::filter::FilterArgs),
+    /// Find events by tracking number, identity, source, result, text, time or Jayway filter.
+    Search(cli::search::SearchArgs),
+    /// Show one event: account requests, attribute changes, errors, receipt, or its raw body.
+    Show(cli::show::ShowArgs),
+    /// Count account requests by result and source, with failure rates and the top errors.
+    Stats(cli::stats::StatsArgs),
+    /// Print the read API's OpenAPI document.
+    Openapi(cli::openapi::OpenApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,10 @@ fn main() -> ExitCode {
         Command::Ingest(args) => cli::block_on(cli::ingest::run(args)),
         Command::Export(args) => cli::block_on(cli::export::run(args)),
         Command::Config(args) => cli::config::run(args),
+        Command::Search(args) => cli::block_on(cli::search::run(args)),
+        Command::Show(args) => cli::block_on(cli::show::run(args)),
+        Command::Stats(args) => cli::block_on(cli::stats::run(args)),
+        Command::Openapi(args) => cli::openapi::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -5,8 +5,13 @@ pub mod demo;
 pub mod export;
 pub mod filter;
 pub mod ingest;
+pub mod openapi;
+pub mod remote;
+pub mod search;
 pub mod send;
 pub mod serve;
+pub mod show;
+pub mod stats;
 pub mod time;
 pub mod validate;
 

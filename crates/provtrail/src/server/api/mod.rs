@@ -1,10 +1,187 @@
 //! The read API under `/api/v1/`, authenticated with read tokens (never the ingest credential).
+//!
+//! - `handlers.rs`: the routes, thin, with their OpenAPI description;
+//! - `service.rs`: what each endpoint does, shared with the CLI (`search`, `show`, `stats` on a
+//!   database file);
+//! - `params.rs`: query parameters, documented and checked from one list;
+//! - `model.rs`: the answer documents; `error.rs`: the one error shape.
+//!
+//! The OpenAPI document is generated from this code ([`ApiDoc`]) and served, without
+//! authentication, at `/api/v1/openapi.json`; a test keeps the checked-in copy
+//! (`crates/provtrail/openapi.json`) equal to it.
+
+pub mod error;
+mod handlers;
+pub mod model;
+pub mod params;
+pub mod service;
+
+use std::sync::OnceLock;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any, get, post};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
+use self::error::ApiError;
 use super::AppState;
+
+/// The OpenAPI description of the read API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "provtrail read API",
+        description = "Search, inspect and count the SailPoint ISC Provisioning Completed events \
+            kept by provtrail, its delivery log and its quarantine, and test Jayway filters on \
+            stored events.\n\nEvery endpoint but this document needs a read token \
+            (`Authorization: Bearer <token>`); ingest credentials are not accepted. Times are \
+            answered in RFC 3339 (UTC) with the Unix milliseconds beside them, and accepted as \
+            RFC 3339, a date (`2026-11-01`, midnight UTC) or a span back from now (`24h`, \
+            `7d`). Lists are newest first and paged with opaque cursors. Errors are \
+            `{\"error\": {\"code\", \"message\", \"parameter\"?}}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        handlers::search_events,
+        handlers::get_event,
+        handlers::stats,
+        handlers::deliveries,
+        handlers::quarantine,
+        handlers::quarantine_entry,
+        handlers::filter_test,
+    ),
+    modifiers(&ReadTokenScheme),
+    tags(
+        (name = "events", description = "Stored events"),
+        (name = "stats", description = "Counts over time"),
+        (name = "deliveries", description = "Every request to the ingest endpoint"),
+        (name = "quarantine", description = "Documents kept that are not valid events"),
+        (name = "filters", description = "Jayway filters tried on stored events"),
+    )
+)]
+pub struct ApiDoc;
+
+struct ReadTokenScheme;
+
+impl Modify for ReadTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "A read token (`--read-token`; a zero-config `serve` keeps one in \
+             `<db>.read-token`). Ingest credentials are not accepted."
+                .to_owned(),
+        );
+        components.add_security_scheme("read_token", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The OpenAPI document as served: pretty JSON with a final newline, generated once.
+pub fn openapi_json() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| match ApiDoc::openapi().to_pretty_json() {
+        Ok(mut text) => {
+            text.push('\n');
+            text
+        }
+        // Serializing a document built from static descriptions cannot fail; if it ever did, the
+        // drift test would show it.
+        Err(err) => format!("{{\"error\": \"{err}\"}}\n"),
+    })
+}
 
 /// The read API's routes.
 pub fn router() -> Router<AppState> {
+    // Every method router answers unknown methods in the API's error shape (axum adds `Allow`).
+    fn endpoint(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        route.fallback(method_not_allowed)
+    }
+    let authenticated = Router::new()
+        .route("/api/v1/events", endpoint(get(handlers::search_events)))
+        .route("/api/v1/events/{id}", endpoint(get(handlers::get_event)))
+        .route("/api/v1/stats", endpoint(get(handlers::stats)))
+        .route("/api/v1/deliveries", endpoint(get(handlers::deliveries)))
+        .route("/api/v1/quarantine", endpoint(get(handlers::quarantine)))
+        .route(
+            "/api/v1/quarantine/{id}",
+            endpoint(get(handlers::quarantine_entry)),
+        )
+        .route("/api/v1/filter/test", endpoint(post(handlers::filter_test)));
     Router::new()
+        .merge(authenticated)
+        .route("/api/v1/openapi.json", endpoint(get(openapi_document)))
+        .route("/api/v1", any(not_found))
+        .route("/api/v1/", any(not_found))
+        .route("/api/v1/{*rest}", any(not_found))
+}
+
+/// Proof that the request carries a valid read token. Handlers take it as their first argument,
+/// so that it is checked before anything else is read, the body included.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAccess;
+
+impl axum::extract::FromRequestParts<AppState> for ReadAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        state
+            .read_credentials
+            .check(authorization)
+            .map(|()| ReadAccess)
+            .map_err(|err| {
+                ApiError::unauthorized(format!(
+                    "{err}: the read API needs a read token (Authorization: Bearer <token>); \
+                     ingest credentials are not accepted"
+                ))
+            })
+    }
+}
+
+async fn openapi_document() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no such resource in the read API; see /api/v1/openapi.json for what there is",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_route_and_the_read_token() {
+        let document: serde_json::Value = serde_json::from_str(openapi_json()).unwrap();
+        let paths = document["paths"].as_object().unwrap();
+        for path in [
+            "/api/v1/events",
+            "/api/v1/events/{id}",
+            "/api/v1/stats",
+            "/api/v1/deliveries",
+            "/api/v1/quarantine",
+            "/api/v1/quarantine/{id}",
+            "/api/v1/filter/test",
+        ] {
+            assert!(paths.contains_key(path), "{path} is not documented");
+        }
+        assert_eq!(
+            document["components"]["securitySchemes"]["read_token"]["scheme"],
+            "bearer"
+        );
+    }
 }

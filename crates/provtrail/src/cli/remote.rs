@@ -1,0 +1,365 @@
+//! Where `search`, `show` and `stats` get their answers: a running server's read API (`--url`), or
+//! a database file read directly (`--db`). Both give the read API's documents: on a file, the
+//! same service functions the server's handlers call run here, so the output is the same either
+//! way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use provtrail::metrics::Metrics;
+use provtrail::server::api::error::ApiError;
+use provtrail::server::api::model::{ErrorBody, EventDetail, EventList, Stats};
+use provtrail::server::api::service;
+use provtrail::store::SharedStore;
+use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
+use serde::de::DeserializeOwned;
+
+/// Which store to read: flags shared by `search`, `show` and `stats`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// Read this database file directly [default: $PROVTRAIL_DB, else provtrail.db, unless a
+    /// URL is given]. Takes precedence over --url.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Ask the server at this URL instead (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "PROVTRAIL_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// A read token for --url.
+    #[arg(
+        long,
+        env = "PROVTRAIL_READ_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Read the token for --url from a file (e.g. the provtrail.db.read-token a server
+    /// generated); takes precedence over --token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Accept an invalid TLS certificate (self-signed test servers).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// A store to ask.
+#[derive(Debug)]
+pub enum Backend {
+    /// A database file, read in this process.
+    Local(SharedStore),
+    /// A server's read API.
+    Remote {
+        /// The HTTP client.
+        client: reqwest::Client,
+        /// `scheme://host:port`, without a trailing slash.
+        base: String,
+        /// The read token.
+        token: Option<String>,
+    },
+}
+
+impl Backend {
+    /// Opens what `args` names.
+    pub async fn open(args: &SourceArgs) -> anyhow::Result<Backend> {
+        let db = args.db.clone().or_else(|| {
+            if args.url.is_some() {
+                None
+            } else {
+                Some(
+                    std::env::var_os("PROVTRAIL_DB")
+                        .map_or_else(|| PathBuf::from("provtrail.db"), PathBuf::from),
+                )
+            }
+        });
+        if let Some(db) = db {
+            anyhow::ensure!(
+                db.is_file(),
+                "there is no database at {} (give --db PATH, or --url URL to ask a server)",
+                db.display()
+            );
+            let settings = SqliteSettings::new(&db);
+            let metrics = Arc::new(Metrics::new());
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics))
+                .await?
+                .with_context(|| format!("cannot open the database {}", db.display()))?;
+            return Ok(Backend::Local(Arc::new(store)));
+        }
+        let url = args.url.clone().unwrap_or_default();
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "the URL must start with http:// or https://"
+        );
+        let mut base = url.trim_end_matches('/').to_owned();
+        if let Some(stripped) = base.strip_suffix("/api/v1") {
+            base = stripped.to_owned();
+        }
+        // The file first: it is only ever given on the command line, while a token may come from
+        // the environment.
+        let token = match (&args.token_file, &args.token) {
+            (None, Some(token)) => Some(token.trim().to_owned()),
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        provtrail::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .tls_danger_accept_invalid_certs(args.insecure)
+            .user_agent(concat!("provtrail-cli/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Backend::Remote {
+            client,
+            base,
+            token,
+        })
+    }
+
+    /// `GET /api/v1/events` with these parameters.
+    pub async fn search(&self, pairs: Vec<(String, String)>) -> anyhow::Result<EventList> {
+        match self {
+            Backend::Local(store) => Ok(service::search_events(store.as_ref(), pairs).await?),
+            Backend::Remote { .. } => Ok(self.get("/api/v1/events", &pairs).await?),
+        }
+    }
+
+    /// `GET /api/v1/events/{id}`; `None` when there is no such event.
+    pub async fn event(&self, id: i64) -> anyhow::Result<Option<EventDetail>> {
+        let answer = match self {
+            Backend::Local(store) => service::event(store.as_ref(), id)
+                .await
+                .map_err(Refusal::Api),
+            Backend::Remote { .. } => self.get(&format!("/api/v1/events/{id}"), &[]).await,
+        };
+        match answer {
+            Ok(detail) => Ok(Some(detail)),
+            Err(Refusal::Api(err)) if err.status == 404 => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `GET /api/v1/stats` with these parameters.
+    pub async fn stats(&self, pairs: Vec<(String, String)>) -> anyhow::Result<Stats> {
+        match self {
+            Backend::Local(store) => Ok(service::stats(store.as_ref(), pairs).await?),
+            Backend::Remote { .. } => Ok(self.get("/api/v1/stats", &pairs).await?),
+        }
+    }
+
+    /// Closes a local store.
+    pub async fn close(self) {
+        if let Backend::Local(store) = self {
+            store.close().await;
+        }
+    }
+
+    /// A GET to the server's read API.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        pairs: &[(String, String)],
+    ) -> Result<T, Refusal> {
+        let Backend::Remote {
+            client,
+            base,
+            token,
+        } = self
+        else {
+            return Err(Refusal::Other(anyhow::anyhow!("not a server")));
+        };
+        let url = format!("{base}{path}");
+        let mut full = reqwest::Url::parse(&url).with_context(|| format!("{url} is not a URL"))?;
+        if !pairs.is_empty() {
+            full.query_pairs_mut().extend_pairs(pairs);
+        }
+        let mut request = client.get(full);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if status.is_success() {
+            return Ok(serde_json::from_slice(&body).with_context(|| {
+                format!("the answer of {url} is not what this version expects")
+            })?);
+        }
+        let message = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(error) => error.error.message,
+            Err(_) => format!(
+                "the server answered {status}: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            ),
+        };
+        let mut err = if status.as_u16() == 401 {
+            ApiError::unauthorized(format!(
+                "{message} (give --token, --token-file or PROVTRAIL_READ_TOKEN)"
+            ))
+        } else {
+            ApiError::invalid_body(message)
+        };
+        err.status = status.as_u16();
+        Err(Refusal::Api(err))
+    }
+}
+
+/// Why an answer did not come.
+#[derive(Debug)]
+enum Refusal {
+    /// The API (local or remote) refused the request.
+    Api(ApiError),
+    /// The server could not be asked.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Refusal {
+    fn from(err: anyhow::Error) -> Self {
+        Refusal::Other(err)
+    }
+}
+
+impl From<Refusal> for anyhow::Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Api(err) => anyhow::Error::new(err),
+            Refusal::Other(err) => err,
+        }
+    }
+}
+
+/// Adds `name=value` to `pairs` when a value is given.
+pub fn push(pairs: &mut Vec<(String, String)>, name: &str, value: Option<impl ToString>) {
+    if let Some(value) = value {
+        pairs.push((name.to_owned(), value.to_string()));
+    }
+}
+
+/// Width of the terminal standard output goes to; `COLUMNS` when it is not a terminal; `None`
+/// (no limit) otherwise.
+pub fn output_width() -> Option<usize> {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        if let Some((terminal_size::Width(width), _)) = terminal_size::terminal_size() {
+            return Some(usize::from(width));
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|columns| columns.trim().parse().ok())
+        .filter(|columns: &usize| *columns >= 40)
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut.
+pub fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Rows as aligned columns separated by two spaces; the columns in `flexible` shrink, each to
+/// no less than 8 characters (or its header), until the table fits `width`: the widest first
+/// (ties: the one listed first), and the last listed only when the others cannot shrink.
+pub fn table(
+    header: &[&str],
+    rows: &[Vec<String>],
+    flexible: &[usize],
+    right: &[usize],
+    width: Option<usize>,
+) -> String {
+    let count = |text: &str| text.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| count(h)).collect();
+    for row in rows {
+        for (column, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(column) {
+                *w = (*w).max(count(cell));
+            }
+        }
+    }
+    if let Some(limit) = width {
+        let total = |widths: &[usize]| widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        let floor = |column: usize| count(header[column]).max(8);
+        // One character at a time from the widest flexible column (ties: the one listed first),
+        // so that no column is cut much more than the others; the last listed only when the
+        // others are down to their floor.
+        let (last, others) = flexible
+            .split_last()
+            .map_or((None, &[][..]), |(l, o)| (Some(*l), o));
+        while total(&widths) > limit {
+            let widest = others
+                .iter()
+                .copied()
+                .filter(|&column| widths[column] > floor(column))
+                .max_by(|&a, &b| {
+                    widths[a]
+                        .cmp(&widths[b])
+                        .then_with(|| flexible_rank(flexible, b).cmp(&flexible_rank(flexible, a)))
+                });
+            match widest.or(last.filter(|&column| widths[column] > floor(column))) {
+                Some(column) => widths[column] -= 1,
+                None => break,
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let mut text = String::new();
+        for (column, cell) in cells.into_iter().enumerate() {
+            let w = widths[column];
+            let cell = shorten(&cell, w);
+            let pad = " ".repeat(w - count(&cell));
+            if right.contains(&column) {
+                text.push_str(&pad);
+                text.push_str(&cell);
+            } else {
+                text.push_str(&cell);
+                if column != last {
+                    text.push_str(&pad);
+                }
+            }
+            if column != last {
+                text.push_str("  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+    out
+}
+
+fn flexible_rank(flexible: &[usize], column: usize) -> usize {
+    flexible
+        .iter()
+        .position(|&c| c == column)
+        .unwrap_or(usize::MAX)
+}
+
+/// `2026-11-01 10:00:00Z` for Unix milliseconds: short enough for a table.
+pub fn table_time(millis: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(millis)
+        .map(|time| time.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| millis.to_string())
+}

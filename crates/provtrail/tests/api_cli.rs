@@ -1,0 +1,371 @@
+//! `provtrail search`, `show` and `stats`, the built binary, against a database file (`--db`) and
+//! against a running server (`--url`): the same output either way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api_support;
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use api_support::{READ, Seeded, requests};
+use common::{ServerProcess, TOKEN};
+use serde_json::Value;
+
+struct Setup {
+    seeded: Seeded,
+    server: ServerProcess,
+}
+
+fn setup() -> Setup {
+    let seeded = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(api_support::seed(40));
+    let db = seeded.db.to_str().unwrap().to_owned();
+    let server = ServerProcess::start(
+        seeded.dir.path(),
+        &[
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest-token",
+            TOKEN,
+            "--read-token",
+            READ,
+        ],
+    );
+    Setup { seeded, server }
+}
+
+fn provtrail(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("PROVTRAIL_") || name == "COLUMNS" {
+            command.env_remove(&*name);
+        }
+    }
+    command
+        .args(["--log", "warn"])
+        .args(args)
+        .envs(env.iter().copied());
+    command.output().unwrap()
+}
+
+impl Setup {
+    fn db(&self) -> &str {
+        self.seeded.db.to_str().unwrap()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Runs `command args` on the file and on the server; both must agree on everything.
+    fn both(&self, command: &str, args: &[&str]) -> Output {
+        let mut on_file = vec![command, "--db", self.db()];
+        on_file.extend_from_slice(args);
+        let url = self.url();
+        let mut on_server = vec![command, "--url", &url, "--token", READ];
+        on_server.extend_from_slice(args);
+        let file = provtrail(&on_file, &[]);
+        let server = provtrail(&on_server, &[]);
+        assert_eq!(
+            file.status.code(),
+            server.status.code(),
+            "{args:?}\nfile: {}\nserver: {}",
+            String::from_utf8_lossy(&file.stderr),
+            String::from_utf8_lossy(&server.stderr)
+        );
+        assert!(
+            file.stdout == server.stdout,
+            "{command} {args:?} differs:\n--db:\n{}\n--url:\n{}",
+            String::from_utf8_lossy(&file.stdout),
+            String::from_utf8_lossy(&server.stdout)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&file.stderr),
+            String::from_utf8_lossy(&server.stderr),
+            "{command} {args:?}"
+        );
+        file
+    }
+}
+
+fn ids(output: &Output) -> Vec<i64> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn search_gives_the_same_output_from_a_file_and_from_a_server() {
+    let setup = setup();
+    let seeded = &setup.seeded;
+    let sample = &seeded.events[11];
+    let name = sample.json["recipient"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tracking = sample.json["trackingNumber"].as_str().unwrap().to_owned();
+    let since = api_support::NOW - 2 * api_support::DAY;
+    let since_text = chrono::DateTime::from_timestamp_millis(since)
+        .unwrap()
+        .to_rfc3339();
+    let filter = "$[?($.accountRequests[*].provisioningResult contains 'FAILED')]";
+    let flag_sets: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--result", "FAILED"],
+        vec!["--filter", filter, "--limit", "5"],
+        vec!["--identity", &name, "--all", "--limit", "2"],
+        vec!["--tracking-number", &tracking],
+        vec!["--since", &since_text, "--channel", "prod"],
+        vec!["-q", "connector", "--all"],
+        vec!["--source", "nowhere"],
+    ];
+    for flags in &flag_sets {
+        for format in ["table", "json", "jsonl", "csv"] {
+            let mut args = flags.clone();
+            args.extend(["--format", format]);
+            let output = setup.both("search", &args);
+            assert_eq!(output.status.code(), Some(0), "{args:?}");
+        }
+    }
+
+    // What the lines say.
+    let all = setup.both("search", &["--all", "--limit", "7", "--format", "jsonl"]);
+    assert_eq!(
+        ids(&all),
+        seeded.expected(|_| true),
+        "--all follows every cursor"
+    );
+    let failed = setup.both(
+        "search",
+        &["--filter", filter, "--all", "--format", "jsonl"],
+    );
+    assert_eq!(
+        ids(&failed),
+        seeded.expected(|seed| requests(&seed.json)
+            .iter()
+            .any(|r| r["provisioningResult"] == "FAILED"))
+    );
+    let mine = setup.both("search", &["--identity", &name, "--format", "json"]);
+    let list: Vec<Value> = serde_json::from_slice(&mine.stdout).unwrap();
+    assert!(!list.is_empty());
+    assert!(
+        list.iter()
+            .all(|event| event["recipient_name"] == name.as_str()
+                || event["requester_name"] == name.as_str())
+    );
+    let nothing = setup.both("search", &["--source", "nowhere", "--format", "json"]);
+    assert_eq!(String::from_utf8_lossy(&nothing.stdout), "[]\n");
+    let csv = setup.both(
+        "search",
+        &["--tracking-number", &tracking, "--format", "csv"],
+    );
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("id,received_at,tracking_number")
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with(&format!("{},", sample.id))
+    );
+
+    // A page that is not the last says how to continue.
+    let first = setup.both("search", &["--limit", "3"]);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("--cursor"));
+}
+
+#[test]
+fn the_table_is_aligned_and_fits_the_width_it_is_given() {
+    let setup = setup();
+    let output = provtrail(
+        &["search", "--db", setup.db(), "--limit", "20"],
+        &[("COLUMNS", "100")],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 21);
+    assert!(lines[0].starts_with("TIME"));
+    for line in &lines {
+        assert!(line.chars().count() <= 100, "{line:?}");
+    }
+    // Every column starts at the same place on every line.
+    let id_column = lines[0].find("ID").unwrap();
+    let tracking_column = lines[0].find("TRACKING").unwrap();
+    for line in &lines[1..] {
+        let chars: Vec<char> = line.chars().collect();
+        assert_eq!(chars[tracking_column - 1], ' ', "{line}");
+        assert_ne!(chars[tracking_column], ' ', "{line}");
+        assert_ne!(
+            chars[tracking_column - 3],
+            ' ',
+            "ids are right-aligned: {line} {id_column}"
+        );
+    }
+    assert!(text.contains('…'), "long cells are shortened:\n{text}");
+}
+
+#[test]
+fn show_finds_by_id_or_tracking_number_and_prints_the_raw_body_exactly() {
+    let setup = setup();
+    let example = setup.seeded.events.last().unwrap();
+    let id = example.id.to_string();
+    let text = setup.both("show", &[&id]);
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8(text.stdout).unwrap();
+    for expected in [
+        &format!("Event {id}"),
+        "4b4d982dddff4267ab12f0f1e72b5a6d",
+        "William Wilson",
+        "Account requests",
+        "SUCCESS  Modify  Corporate Active Directory",
+        "account CN=Rob.Robertson,ou=csm,ou=sales,dc=helpco,dc=com",
+        "ticket 72619262",
+        "+ memberOf CN=sales,DC=helpco,DC=com (Add)",
+        "Errors\n  - Connector AD Failed",
+        "Warnings\n  - Notification Skipped due to invalid email",
+        "Channel         docs",
+        "POST /events/docs from 127.0.0.1:40000",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let by_tracking = setup.both("show", &["4b4d982dddff4267ab12f0f1e72b5a6d"]);
+    assert_eq!(String::from_utf8(by_tracking.stdout).unwrap(), text);
+
+    let raw = setup.both("show", &[&id, "--raw"]);
+    assert_eq!(raw.stdout, example.raw, "the body byte for byte");
+    let json = setup.both("show", &[&id, "--format", "json"]);
+    let detail: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(detail["event"], example.json);
+    assert_eq!(detail["summary"]["id"], example.id);
+
+    let missing = setup.both("show", &["no-such-tracking-number"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+    let missing = setup.both("show", &["999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn stats_give_the_same_totals_per_source_and_series_either_way() {
+    let setup = setup();
+    let since = "2026-11-01";
+    let until = "2026-12-01";
+    let text = setup.both(
+        "stats",
+        &["--since", since, "--until", until, "--bucket", "day"],
+    );
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8(text.stdout).unwrap();
+    for expected in [
+        "Account requests from",
+        "By source",
+        "FAILURE RATE",
+        "Top errors",
+        "Per day",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let json = setup.both(
+        "stats",
+        &[
+            "--since", since, "--until", until, "--format", "json", "--top", "3",
+        ],
+    );
+    let stats: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let total: usize = setup
+        .seeded
+        .events
+        .iter()
+        .map(|seed| requests(&seed.json).len())
+        .sum();
+    assert_eq!(stats["requests"]["total"], total);
+    assert_eq!(stats["top_errors"].as_array().unwrap().len(), 3);
+    let hourly = setup.both(
+        "stats",
+        &[
+            "--since", since, "--until", until, "--bucket", "hour", "--source", "nowhere",
+        ],
+    );
+    assert_eq!(hourly.status.code(), Some(0));
+}
+
+#[test]
+fn errors_exit_2_with_a_message_either_way() {
+    let setup = setup();
+    let bad_since = setup.both("search", &["--since", "whenever"]);
+    assert_eq!(bad_since.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&bad_since.stderr);
+    assert!(
+        message.contains("`since`") && message.contains("RFC 3339"),
+        "{message}"
+    );
+    let bad_filter = setup.both("search", &["--filter", "$[?(@.a == )]"]);
+    assert_eq!(bad_filter.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_filter.stderr).contains("position"));
+
+    let url = setup.url();
+    let wrong = provtrail(&["search", "--url", &url, "--token", TOKEN], &[]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--token"));
+    let none = provtrail(&["stats", "--url", &url], &[]);
+    assert_eq!(none.status.code(), Some(2));
+
+    // The token from the environment or a file works like --token.
+    let env = provtrail(
+        &["search", "--limit", "1"],
+        &[("PROVTRAIL_URL", &url), ("PROVTRAIL_READ_TOKEN", READ)],
+    );
+    assert_eq!(
+        env.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&env.stderr)
+    );
+    let token_file = setup.seeded.dir.path().join("read-token");
+    std::fs::write(&token_file, format!("{READ}\n")).unwrap();
+    let file = provtrail(
+        &[
+            "show",
+            "1",
+            "--url",
+            &format!("{url}/api/v1/"),
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        file.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&file.stderr)
+    );
+
+    let missing = Path::new(setup.seeded.dir.path()).join("missing.db");
+    let output = provtrail(&["stats", "--db", missing.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no database"));
+    assert!(!missing.exists(), "a missing database is not created");
+}
