@@ -109,6 +109,8 @@ pub enum IssueKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Issue {
     /// Where, in wire names: `accountRequests[1].attributeRequests[0].operation`; `$` for the root.
+    /// A key that is not a plain name is written quoted, `recipient["odd key"]`, and so is a key
+    /// named `$`: `["$"]`.
     pub path: String,
     /// What kind of problem it is.
     pub kind: IssueKind,
@@ -261,9 +263,11 @@ pub(crate) fn render_path(segments: &[Segment], last: Option<&Segment>) -> Strin
 }
 
 /// Names that look like identifiers are written `a.b`; anything else as `["a.b"]` (JSON-quoted) so
-/// that the path stays unambiguous.
+/// that the path stays unambiguous. A key named `$` alone is quoted too: written plainly, a root
+/// key `$` would read as the root itself.
 fn push_name(path: &mut String, name: &str) {
     let plain = !name.is_empty()
+        && name != "$"
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
@@ -329,6 +333,16 @@ mod tests {
     fn odd_keys_are_quoted() {
         let segments = [Segment::Key("a.b c".into()), Segment::Key("x".into())];
         assert_eq!(render_path(&segments, None), r#"["a.b c"].x"#);
+    }
+
+    #[test]
+    fn a_key_named_dollar_is_quoted_so_that_it_is_not_the_root() {
+        assert_eq!(render_path(&[Segment::Key("$".into())], None), r#"["$"]"#);
+        let nested = [Segment::Field("recipient"), Segment::Key("$".into())];
+        assert_eq!(render_path(&nested, None), r#"recipient["$"]"#);
+        for plain in ["$x", "x$", "$$", "with-dash_and_$"] {
+            assert_eq!(render_path(&[Segment::Key(plain.into())], None), plain);
+        }
     }
 
     #[test]
