@@ -35,6 +35,14 @@ pub(crate) fn validate_slice<'a>(
             limit: options.limits.max_bytes,
         });
     }
+    // serde_json says "EOF while parsing a value" for these, at a position that depends on the
+    // whitespace; the documented error is `Empty`, whatever the whitespace.
+    if bytes
+        .iter()
+        .all(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return Err(SyntaxError::Empty);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let mut ctx = Ctx::new(options);
     let decoded = EventSeed { ctx: &mut ctx }

@@ -189,9 +189,6 @@ impl SyntaxError {
             None => full,
         };
         let message = match message.as_str() {
-            "EOF while parsing a value" if err.line() == 1 && err.column() == 0 => {
-                return SyntaxError::Empty;
-            }
             "recursion limit exceeded" => {
                 "arrays and objects nest too deeply for the parser (recursion limit exceeded)"
                     .to_owned()
