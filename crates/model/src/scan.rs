@@ -29,7 +29,8 @@ use std::str::FromStr;
 use serde_json::{Map, Number, Value};
 
 use crate::issue::{
-    Issue, IssueKind, Mode, Options, Segment, Severity, describe, render_path, shorten,
+    Found, Issue, IssueKind, Mode, Options, Segment, Severity, render_path, shorten,
+    too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -156,7 +157,8 @@ struct Parser<'a> {
     keys: Vec<Segment>,
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
-    reported_too_deep: bool,
+    /// How many containers were too deep to read; the first one is reported.
+    skipped: usize,
     /// The separator last seen between two keys, per kind of schema object.
     separators: [Separator; 5],
     /// Length of the last `accountRequests` and `attributeRequests` lists.
@@ -195,7 +197,7 @@ impl<'a> Parser<'a> {
             keys: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
-            reported_too_deep: false,
+            skipped: 0,
             separators: [Separator::default(); 5],
             list_hints: [0; 2],
         }
@@ -211,6 +213,11 @@ impl<'a> Parser<'a> {
         }
         if self.peek().is_some() {
             return Err(Reject);
+        }
+        // Something was left unread for nesting too deep: an event would not hold what the
+        // document says (the reference's `Ctx::finish`).
+        if self.skipped > 0 {
+            *event = None;
         }
         Ok(())
     }
@@ -663,9 +670,20 @@ impl<'a> Parser<'a> {
             Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false)),
             Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
             Some(b'[') => self.collect_array(segment),
-            Some(b'{') => self.collect_object(segment),
+            Some(b'{') => self.collect_object(segment, None),
             _ => Err(Reject),
         }
+    }
+
+    /// [`Self::collect`] for an issue: the value, and whether a container in it was skipped for
+    /// nesting too deep.
+    fn collect_found(&mut self, segment: Option<Segment>) -> Step<Found> {
+        let before = self.skipped;
+        let value = self.collect(segment)?;
+        Ok(Found {
+            value,
+            truncated: self.skipped != before,
+        })
     }
 
     /// Consumes `[` or `{` of a container that the reference reads, with its segment pushed;
@@ -687,22 +705,14 @@ impl<'a> Parser<'a> {
         Ok(pushed)
     }
 
+    /// An array read into a `Value`; one too deep is skipped and stands in as an empty array.
     fn collect_array(&mut self, segment: Option<Segment>) -> Step<Value> {
         let pushed = self.open_container(segment)?;
-        let mut first = true;
-        let value = if self.too_deep() {
-            // The reference skips the elements unread and keeps `null` for the container.
-            while self.next_element(&mut first)? {
-                self.skip_value()?;
-            }
-            Value::Null
+        let value = if self.too_deep("array") {
+            self.skip_elements()?;
+            Value::Array(Vec::new())
         } else {
-            let mut items = Vec::new();
-            while self.next_element(&mut first)? {
-                let item = self.collect(Some(Segment::Index(items.len())))?;
-                items.push(item);
-            }
-            Value::Array(items)
+            Value::Array(self.collect_elements()?)
         };
         if pushed {
             self.keys.pop();
@@ -710,19 +720,34 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
-    fn collect_object(&mut self, segment: Option<Segment>) -> Step<Value> {
-        let pushed = self.open_container(segment)?;
+    /// The elements of an array after its `[`, each read into a `Value`.
+    fn collect_elements(&mut self) -> Step<Vec<Value>> {
+        let mut items = Vec::new();
         let mut first = true;
-        let value = if self.too_deep() {
-            // Keys are still read as strings (serde_json's `MapKey`), values skipped unread.
-            while self.next_key(&mut first)?.is_some() {
-                self.skip_value()?;
-            }
-            Value::Null
+        while self.next_element(&mut first)? {
+            let item = self.collect(Some(Segment::Index(items.len())))?;
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    /// An object read into a `Value`; one too deep is skipped and stands in as an empty object.
+    /// Keys whose values are incomplete are added to `truncated_keys`, when given.
+    fn collect_object(
+        &mut self,
+        segment: Option<Segment>,
+        mut truncated_keys: Option<&mut Vec<String>>,
+    ) -> Step<Value> {
+        let pushed = self.open_container(segment)?;
+        let value = if self.too_deep("object") {
+            self.skip_members()?;
+            Value::Object(Map::new())
         } else {
             let mut object = Map::new();
+            let mut first = true;
             while let Some(key) = self.next_key(&mut first)? {
                 self.keys.push(Segment::Key(key.into_owned()));
+                let before = self.skipped;
                 let value = self.collect(None)?;
                 let key = match self.keys.pop() {
                     Some(Segment::Key(key)) => key,
@@ -732,6 +757,11 @@ impl<'a> Parser<'a> {
                 if object.contains_key(&key) {
                     self.duplicate(&key);
                 } else {
+                    if let (Some(keys), true) =
+                        (truncated_keys.as_deref_mut(), self.skipped != before)
+                    {
+                        keys.push(key.clone());
+                    }
                     object.insert(key, value);
                 }
             }
@@ -743,21 +773,48 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
-    /// The reference's depth limit for values read as `Value`: the container being read sits
-    /// at the current path length. Reported once per document.
-    fn too_deep(&mut self) -> bool {
+    /// The rest of an array that is not read (too deep): syntax only, as the reference's
+    /// `IgnoredAny` elements.
+    #[cold]
+    fn skip_elements(&mut self) -> Step<()> {
+        let mut first = true;
+        while self.next_element(&mut first)? {
+            self.skip_value()?;
+        }
+        Ok(())
+    }
+
+    /// The rest of an object that is not read (too deep): keys are still read as strings
+    /// (serde_json's `MapKey`), values skipped unread.
+    #[cold]
+    fn skip_members(&mut self) -> Step<()> {
+        let mut first = true;
+        while self.next_key(&mut first)?.is_some() {
+            self.skip_value()?;
+        }
+        Ok(())
+    }
+
+    /// The reference's depth check of every array and object read, the event's own and those
+    /// read into a `Value`, as it is entered: the container sits at depth `path_len() + 1`. The
+    /// first container too deep is reported; `container` is `"array"` or `"object"`.
+    #[inline]
+    fn too_deep(&mut self, container: &str) -> bool {
         if self.path_len() < self.max_depth {
             return false;
         }
-        if !self.reported_too_deep {
-            self.reported_too_deep = true;
-            let message = format!(
-                "arrays and objects nest deeper than the limit of {} levels",
-                self.max_depth
-            );
+        self.report_too_deep(container);
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_too_deep(&mut self, container: &str) {
+        if self.skipped == 0 {
+            let message = too_deep_message(container, self.max_depth);
             self.record(Severity::Error, IssueKind::TooDeep, message, None, None);
         }
-        true
+        self.skipped += 1;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -782,13 +839,14 @@ impl<'a> Parser<'a> {
         self.depth = self.depth.saturating_sub(1);
     }
 
+    /// Records an issue at the current path (and `last`), with the offending value's text.
     #[cold]
     fn record(
         &mut self,
         severity: Severity,
         kind: IssueKind,
         message: String,
-        value: Option<&Value>,
+        value: Option<String>,
         last: Option<&Segment>,
     ) {
         let frames = self.frames.get(..self.depth).unwrap_or(&self.frames);
@@ -804,7 +862,7 @@ impl<'a> Parser<'a> {
             path: render_path(&segments, last),
             kind,
             message,
-            value: value.map(shorten),
+            value,
         };
         match severity {
             Severity::Error => self.errors.push(issue),
@@ -818,7 +876,7 @@ impl<'a> Parser<'a> {
         &mut self,
         kind: IssueKind,
         message: String,
-        value: Option<&Value>,
+        value: Option<String>,
         last: Option<&Segment>,
     ) {
         let severity = match self.mode {
@@ -849,16 +907,15 @@ impl<'a> Parser<'a> {
     }
 
     #[cold]
-    fn wrong_type(&mut self, name: &'static str, expected: &'static str, found: &Value) {
+    fn wrong_type(&mut self, name: &'static str, expected: &'static str, found: &Found) {
         self.record(
             Severity::Error,
             IssueKind::WrongType { expected },
             format!(
-                "`{name}` must be {expected}, found {}: {}",
-                describe(found),
-                shorten(found)
+                "`{name}` must be {expected}, found {}",
+                found.text(self.max_depth)
             ),
-            Some(found),
+            found.shown(),
             Some(&Segment::Field(name)),
         );
     }
@@ -898,8 +955,8 @@ impl<'a> Parser<'a> {
         expected: &'static str,
         index: usize,
     ) -> Step<()> {
-        let found = self.collect(Some(Segment::Index(index)))?;
-        let kind = if found.is_null() {
+        let found = self.collect_found(Some(Segment::Index(index)))?;
+        let kind = if found.value.is_null() {
             IssueKind::Null
         } else {
             IssueKind::WrongType { expected }
@@ -908,11 +965,10 @@ impl<'a> Parser<'a> {
             Severity::Error,
             kind,
             format!(
-                "each element of `{list}` must be {expected}, found {}: {}",
-                describe(&found),
-                shorten(&found)
+                "each element of `{list}` must be {expected}, found {}",
+                found.text(self.max_depth)
             ),
-            Some(&found),
+            found.shown(),
             Some(&Segment::Index(index)),
         );
         Ok(())
@@ -928,8 +984,7 @@ impl<'a> Parser<'a> {
         expected: &'static str,
         need: Need,
     ) -> Step<bool> {
-        // A literal `null` is the reference's `Decoded::Null`; a container read as `null` because
-        // it nests too deep is a value of the wrong type, as there.
+        // A literal `null` is the reference's `Decoded::Null`.
         if self.peek() == Some(b'n') {
             self.literal(b"null")?;
             match need {
@@ -938,7 +993,7 @@ impl<'a> Parser<'a> {
                         Severity::Error,
                         IssueKind::Null,
                         format!("required field `{name}` is null (it must be {expected})"),
-                        Some(&Value::Null),
+                        Some("null".to_owned()),
                         Some(&Segment::Field(name)),
                     );
                     return Ok(false);
@@ -950,14 +1005,14 @@ impl<'a> Parser<'a> {
                         format!(
                             "`{name}` is null; the published schema allows {expected} or no `{name}` at all"
                         ),
-                        Some(&Value::Null),
+                        Some("null".to_owned()),
                         Some(&Segment::Field(name)),
                     );
                     return Ok(true);
                 }
             }
         }
-        let found = self.collect(Some(Segment::Field(name)))?;
+        let found = self.collect_found(Some(Segment::Field(name)))?;
         self.wrong_type(name, expected, &found);
         Ok(false)
     }
@@ -967,7 +1022,7 @@ impl<'a> Parser<'a> {
     #[inline(never)]
     fn unknown_field(&mut self, key: Cow<'a, str>, extra: &mut Extra) -> Step<()> {
         self.keys.push(Segment::Key(key.into_owned()));
-        let value = self.collect(None)?;
+        let found = self.collect_found(None)?;
         let name = match self.keys.pop() {
             Some(Segment::Key(name)) => name,
             _ => String::new(),
@@ -976,31 +1031,27 @@ impl<'a> Parser<'a> {
             self.duplicate(&name);
             return Ok(());
         }
-        let message = format!(
-            "unknown field `{name}` (not in the published schema) with value {}",
-            shorten(&value)
-        );
+        let message = unknown_field_message(&name, &found, self.max_depth);
         self.extension(
             IssueKind::UnknownField,
             message,
-            Some(&value),
+            found.shown(),
             Some(&Segment::Key(name.clone())),
         );
-        extra.insert(name, value);
+        extra.insert(name, found.value);
         Ok(())
     }
 
     #[cold]
     fn unknown_value(&mut self, name: &'static str, value: &str, known: &[&str]) {
-        let value = Value::String(value.to_owned());
+        let value = shorten(&Value::String(value.to_owned()));
         self.extension(
             IssueKind::UnknownValue,
             format!(
-                "`{name}` has the value {} that the published schema does not list (known: {})",
-                shorten(&value),
+                "`{name}` has the value {value} that the published schema does not list (known: {})",
                 known.join(", ")
             ),
-            Some(&value),
+            Some(value),
             Some(&Segment::Field(name)),
         );
     }
@@ -1068,6 +1119,11 @@ impl<'a> Parser<'a> {
         }
         self.pos += 1;
         self.push_frame(Frame::Field(name));
+        if self.too_deep("array") {
+            self.skip_elements()?;
+            self.pop_frame();
+            return Ok(None);
+        }
         let mut items = Vec::new();
         let mut broken = false;
         let mut first = true;
@@ -1103,6 +1159,11 @@ impl<'a> Parser<'a> {
     ) -> Step<Option<Vec<T>>> {
         self.pos += 1;
         self.push_frame(Frame::Field(name));
+        if self.too_deep("array") {
+            self.skip_elements()?;
+            self.pop_frame();
+            return Ok(None);
+        }
         // Lists of one kind tend to have the same length within a document (every account
         // request has its few attribute requests): start at the length of the previous one, so
         // that most lists are allocated once instead of growing from 4. Bounded, so that a
@@ -1162,6 +1223,9 @@ impl<'a> Parser<'a> {
     /// The root event object, built in place in `out` and left there when it can be typed.
     fn event(&mut self, out: &mut Option<ProvisioningCompleted<'a>>) -> Step<()> {
         self.pos += 1;
+        if self.too_deep("object") {
+            return self.skip_members();
+        }
         let event = out.insert(blank_event());
         let mut seen = 0u32;
         // Set when a field's value cannot be typed: the reference then has no event.
@@ -1273,6 +1337,10 @@ impl<'a> Parser<'a> {
     /// A `recipient` or `requester` object, read into `slot`; true when typed.
     fn identity(&mut self, slot: &mut IdentityRef<'a>) -> Step<bool> {
         self.pos += 1;
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
+        }
         let mut seen = 0u32;
         let mut bad = false;
         let mut first = true;
@@ -1338,6 +1406,10 @@ impl<'a> Parser<'a> {
     /// One account request, read into `slot`; true when typed.
     fn account_request(&mut self, slot: &mut AccountRequest<'a>) -> Step<bool> {
         self.pos += 1;
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
+        }
         let mut seen = 0u32;
         let mut bad = false;
         let mut first = true;
@@ -1475,6 +1547,10 @@ impl<'a> Parser<'a> {
     /// A `source` object, read into `slot`; true when typed.
     fn source_ref(&mut self, slot: &mut SourceRef<'a>) -> Step<bool> {
         self.pos += 1;
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
+        }
         let mut seen = 0u32;
         let mut bad = false;
         let mut first = true;
@@ -1544,6 +1620,10 @@ impl<'a> Parser<'a> {
     /// One attribute request, read into `slot`; true when typed.
     fn attribute_request(&mut self, slot: &mut AttributeRequest<'a>) -> Step<bool> {
         self.pos += 1;
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
+        }
         let mut seen = 0u32;
         let mut bad = false;
         let mut first = true;
@@ -1625,25 +1705,51 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `attributeValue` as an array (at its `[`), as the reference's `AttributeValueVisitor`
+    /// reads it.
     #[cold]
     #[inline(never)]
     fn multi_valued(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
-        let found = self.collect(Some(Segment::Field("attributeValue")))?;
-        let items = match found {
+        let pushed = self.open_container(Some(Segment::Field("attributeValue")))?;
+        // The array is one of the event's own containers: too deep, it is not read, and whether
+        // it is an array of strings cannot be told.
+        let read = if self.too_deep("array") {
+            self.skip_elements()?;
+            None
+        } else {
+            let before = self.skipped;
+            let items = self.collect_elements()?;
+            Some(Found {
+                value: Value::Array(items),
+                truncated: self.skipped != before,
+            })
+        };
+        if pushed {
+            self.keys.pop();
+        }
+        let Some(found) = read else {
+            return Ok(None);
+        };
+        // A container too deep inside stands in as an empty one, which is not a string.
+        let items = match found.value {
             Value::Array(items) if items.iter().all(Value::is_string) => items,
-            other => {
-                self.wrong_type("attributeValue", STRING, &other);
+            value => {
+                let found = Found {
+                    value,
+                    truncated: found.truncated,
+                };
+                self.wrong_type("attributeValue", STRING, &found);
                 return Ok(None);
             }
         };
         let array = Value::Array(items);
+        let shown = shorten(&array);
         self.extension(
             IssueKind::MultiValuedAttribute,
             format!(
-                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {}",
-                shorten(&array)
+                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {shown}"
             ),
-            Some(&array),
+            Some(shown),
             Some(&Segment::Field("attributeValue")),
         );
         let Value::Array(items) = array else {
@@ -1664,29 +1770,48 @@ impl<'a> Parser<'a> {
     #[inline(never)]
     fn metadata(&mut self, extra: &mut Extra) -> Step<Option<Metadata<'a>>> {
         self.keys.push(Segment::Field("_metadata"));
-        let value = self.collect(None)?;
-        let metadata = self.envelope(value, extra);
+        let before = self.skipped;
+        let mut truncated_keys = Vec::new();
+        let value = if self.peek() == Some(b'{') {
+            self.collect_object(None, Some(&mut truncated_keys))?
+        } else {
+            self.collect(None)?
+        };
+        let found = Found {
+            value,
+            truncated: self.skipped != before,
+        };
+        let metadata = self.envelope(found, &truncated_keys, extra);
         self.keys.pop();
         Ok(metadata)
     }
 
     /// Not part of the schema, so nothing in it makes an event invalid in lenient mode; what is
-    /// malformed is kept verbatim so that the round trip stays faithful.
-    fn envelope(&mut self, value: Value, extra: &mut Extra) -> Option<Metadata<'a>> {
-        let object = match value {
+    /// malformed is kept verbatim so that the round trip stays faithful. `truncated_keys`: its
+    /// keys whose values are incomplete.
+    fn envelope(
+        &mut self,
+        found: Found,
+        truncated_keys: &[String],
+        extra: &mut Extra,
+    ) -> Option<Metadata<'a>> {
+        let object = match found.value {
             Value::Object(object) => object,
             other => {
+                let found = Found {
+                    value: other,
+                    truncated: found.truncated,
+                };
                 self.extension(
                     IssueKind::Envelope,
                     format!(
-                        "the `_metadata` envelope must be an object, found {}: {}",
-                        describe(&other),
-                        shorten(&other)
+                        "the `_metadata` envelope must be an object, found {}",
+                        found.text(self.max_depth)
                     ),
-                    Some(&other),
+                    found.shown(),
                     None,
                 );
-                extra.insert("_metadata".to_owned(), other);
+                extra.insert("_metadata".to_owned(), found.value);
                 return None;
             }
         };
@@ -1704,18 +1829,21 @@ impl<'a> Parser<'a> {
             match value {
                 Value::String(text) => *slot = Some(Cow::Owned(text)),
                 other => {
+                    let found = Found {
+                        value: other,
+                        truncated: truncated_keys.contains(&key),
+                    };
                     let message = format!(
-                        "`_metadata.{key}` must be a string, found {}: {}",
-                        describe(&other),
-                        shorten(&other)
+                        "`_metadata.{key}` must be a string, found {}",
+                        found.text(self.max_depth)
                     );
                     self.extension(
                         IssueKind::Envelope,
                         message,
-                        Some(&other),
+                        found.shown(),
                         Some(&Segment::Key(key.clone())),
                     );
-                    metadata.extra.insert(key, other);
+                    metadata.extra.insert(key, found.value);
                 }
             }
         }
@@ -1725,16 +1853,15 @@ impl<'a> Parser<'a> {
     /// The root is not an object: read it as a `Value` and report it.
     #[cold]
     fn root_not_an_object(&mut self) -> Step<()> {
-        let found = self.collect(None)?;
+        let found = self.collect_found(None)?;
         self.record(
             Severity::Error,
             IssueKind::WrongType { expected: OBJECT },
             format!(
-                "a Provisioning Completed event must be a JSON object, found {}: {}",
-                describe(&found),
-                shorten(&found)
+                "a Provisioning Completed event must be a JSON object, found {}",
+                found.text(self.max_depth)
             ),
-            Some(&found),
+            found.shown(),
             None,
         );
         Ok(())

@@ -853,9 +853,17 @@ fn nesting_limits() {
             // Skipped unread (a repeated key): no limit at all.
             check(&format!(r#"{{{BASE},"sources":{value}}}"#));
             check(&with(&format!(r#""_metadata":{{"x":{value}}}"#)));
+            // Envelope keys are reported one by one, incomplete or not.
+            check(&with(&format!(
+                r#""_metadata":{{"triggerId":{value},"triggerType":[],"invocationId":[[1]]}}"#
+            )));
             check(&with(&format!(
                 r#""accountRequests":[{{"attributeRequests":[{{"attributeValue":{value}}}]}}]"#
             )));
+            check(&with(&format!(
+                r#""accountRequests":[{{"attributeRequests":[{{"attributeValue":["a",{value}]}}]}}]"#
+            )));
+            check(&with(&format!(r#""errors":["a",{value}]"#)));
             check(value);
         }
     }
