@@ -1424,7 +1424,12 @@ impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
 }
 
 /// `impl Deserialize` for use inside other serde types: lenient, and any error fails the whole value.
-impl<'de> serde::Deserialize<'de> for ProvisioningCompleted<'de> {
+///
+/// The event borrows strings without escapes from the input, for any lifetime `'a` that the input
+/// outlives, as `#[serde(borrow)]` on a field of a derived struct asks. So it is not
+/// `DeserializeOwned`: from a reader, or from a `serde_json::Value` that it would have to own, read
+/// with [`ProvisioningCompleted::from_value`], `str::parse` or `from_json` + `into_owned`.
+impl<'de: 'a, 'a> serde::Deserialize<'de> for ProvisioningCompleted<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut ctx = Ctx::new(&Options::default());
         let decoded = EventSeed { ctx: &mut ctx }.deserialize(deserializer)?;

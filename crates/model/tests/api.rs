@@ -860,12 +860,8 @@ fn deserialize_fails_with_the_paths_of_an_invalid_event() {
     assert!(err.to_string().contains('$'), "{err}");
 }
 
-// BUG, reported: this does not compile. `Deserialize` is implemented for
-// `ProvisioningCompleted<'de>` only, so a struct that borrows from the input for a shorter
-// lifetime (`'de: 'a`, what `#[serde(borrow)]` derives) cannot hold an event, and neither can
-// any struct deserialized with `serde_json::from_reader` or `from_value`. Remove the `cfg` once
-// the impl is `impl<'de: 'a, 'a> Deserialize<'de> for ProvisioningCompleted<'a>`.
-#[cfg(any())]
+// A struct that borrows from the input for a shorter lifetime (`'de: 'a`, what `#[serde(borrow)]`
+// derives) can hold an event.
 mod inside_a_derived_struct {
     use super::*;
 
