@@ -8,6 +8,12 @@ use serde_json::{Map, Value};
 use crate::Maybe;
 
 /// Keys that the schema does not define, kept in document order and written back on output.
+///
+/// A key that names a field its object writes (`trackingNumber`; `action` unless it is absent;
+/// `_metadata` when there is an envelope; …) is not written: the typed field wins, so that the
+/// JSON never has the same key twice. A key that names a field the object leaves out is written,
+/// which is how a malformed `_metadata` envelope, or an envelope key whose value is not a string,
+/// is written back as it was read.
 pub type Extra = Map<String, Value>;
 
 /// The Provisioning Completed event (SDK: `ProvisioningCompleted`).
@@ -395,7 +401,8 @@ impl<'a> ProvisioningCompleted<'a> {
         self
     }
 
-    /// Adds a key the schema does not define.
+    /// Adds a key the schema does not define. A key that names a field the event writes
+    /// (`trackingNumber`, `action` when it is set, …) is kept but not written: see [`Extra`].
     pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
         self.extra.insert(key.into(), value);
         self
@@ -637,6 +644,68 @@ impl<'a> Metadata<'a> {
             trigger_type: Some(Cow::Borrowed("fireAndForget")),
             invocation_id: Some(invocation_id.into()),
             extra: Extra::new(),
+        }
+    }
+}
+
+// Which keys of `extra` the writers leave out because the object writes a field of that name (see
+// [`Extra`]); `crate::encode` and `crate::write` both ask.
+
+impl ProvisioningCompleted<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "trackingNumber" | "sources" | "recipient" | "accountRequests" => true,
+            "action" => !self.action.is_absent(),
+            "errors" => !self.errors.is_absent(),
+            "warnings" => !self.warnings.is_absent(),
+            "requester" => !self.requester.is_absent(),
+            "_metadata" => self.metadata.is_some(),
+            _ => false,
+        }
+    }
+}
+
+impl IdentityRef<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        matches!(key, "type" | "id" | "name")
+    }
+}
+
+impl SourceRef<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        matches!(key, "id" | "type" | "name")
+    }
+}
+
+impl AccountRequest<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "source" | "accountOperation" | "provisioningResult" | "provisioningTarget" => true,
+            "accountId" => !self.account_id.is_absent(),
+            "ticketId" => !self.ticket_id.is_absent(),
+            "attributeRequests" => !self.attribute_requests.is_absent(),
+            _ => false,
+        }
+    }
+}
+
+impl AttributeRequest<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "attributeName" | "operation" => true,
+            "attributeValue" => !self.attribute_value.is_absent(),
+            _ => false,
+        }
+    }
+}
+
+impl Metadata<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "triggerId" => self.trigger_id.is_some(),
+            "triggerType" => self.trigger_type.is_some(),
+            "invocationId" => self.invocation_id.is_some(),
+            _ => false,
         }
     }
 }
