@@ -1199,9 +1199,11 @@ object_visitor!(EventVisitor, ProvisioningCompleted<'de>, map, ctx, {
                     })
                 })?;
                 let found = ctx.found(before, value);
-                metadata = ctx.at(Segment::Field("_metadata"), |ctx| {
-                    envelope(ctx, found, &truncated_keys, &mut extra)
-                });
+                metadata = ctx
+                    .at(Segment::Field("_metadata"), |ctx| {
+                        envelope(ctx, found, &truncated_keys, &mut extra)
+                    })
+                    .map(Box::new);
             }
         }
     }

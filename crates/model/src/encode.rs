@@ -130,6 +130,20 @@ impl Serialize for Metadata<'_> {
     }
 }
 
+/// As its map.
+impl Serialize for Extra {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+/// As a map.
+impl<'de> serde::Deserialize<'de> for Extra {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Map::deserialize(deserializer).map(Extra::from)
+    }
+}
+
 macro_rules! serialize_as_wire {
     ($($ty:ty),+) => {
         $(impl Serialize for $ty {

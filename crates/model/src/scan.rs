@@ -1312,7 +1312,7 @@ impl<'a> Parser<'a> {
                     self.account_requests()?,
                     &mut bad,
                 ),
-                _ => event.metadata = self.metadata(&mut event.extra)?,
+                _ => event.metadata = self.metadata(&mut event.extra)?.map(Box::new),
             }
         }
         self.report_missing(

@@ -215,6 +215,9 @@ fn extra<S: Sink>(
     after_field: bool,
     written: impl Fn(&str) -> bool,
 ) -> Result<(), serde_json::Error> {
+    if extra.is_empty() {
+        return Ok(());
+    }
     let mut comma = after_field;
     for (key, value) in extra {
         if written(key) {
