@@ -84,13 +84,17 @@ pub(crate) fn validate_str<'a>(
     // The event is written straight into its place in the result: it is large, and moving it
     // through return values costs more than reading a small document.
     let mut parser = Parser::new(text, options);
-    let mut event = None;
-    match parser.run(&mut event) {
-        Ok(()) => Ok(Validation {
-            event,
-            errors: parser.errors,
-            warnings: parser.warnings,
-        }),
+    let mut validation = Validation {
+        event: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match parser.run(&mut validation.event) {
+        Ok(()) => {
+            validation.errors = parser.errors;
+            validation.warnings = parser.warnings;
+            Ok(validation)
+        }
         Err(Reject) => decode::validate_slice(text.as_bytes(), options),
     }
 }
@@ -1058,16 +1062,22 @@ impl<'a> Parser<'a> {
 
     // -----------------------------------------------------------------------------------------
     // Fields by type
+    //
+    // Each reads a field's value into its slot in the object being built and returns whether it
+    // could be typed; when not, the issue is recorded and the object will not be typed either.
+    // Writing in place matters: a value returned through memory and then copied into its slot is
+    // read back before its bytes have been stored, and that stall cost more than the scanning.
 
     /// A required string.
     #[inline]
-    fn required_string(&mut self, name: &'static str) -> Step<Option<Cow<'a, str>>> {
+    fn required_string(&mut self, name: &'static str, slot: &mut Cow<'a, str>) -> Step<bool> {
         if self.peek() == Some(b'"') {
             self.pos += 1;
-            return self.string().map(Some);
+            *slot = self.string()?;
+            return Ok(true);
         }
         self.field_other(name, STRING, Need::Required)?;
-        Ok(None)
+        Ok(false)
     }
 
     /// An optional string, nullable or not.
@@ -1076,53 +1086,87 @@ impl<'a> Parser<'a> {
         &mut self,
         name: &'static str,
         need: Need,
-    ) -> Step<Option<Maybe<Cow<'a, str>>>> {
+        slot: &mut Maybe<Cow<'a, str>>,
+    ) -> Step<bool> {
         if self.peek() == Some(b'"') {
             self.pos += 1;
-            return Ok(Some(Maybe::Value(self.string()?)));
+            *slot = Maybe::Value(self.string()?);
+            return Ok(true);
         }
-        Ok(self.field_other(name, STRING, need)?.then_some(Maybe::Null))
+        self.null_or_other(name, STRING, need, slot)
+    }
+
+    /// A field that is not of its expected JSON type: `null`, accepted (written to `slot`) when
+    /// `need` allows it, or a value of the wrong type.
+    #[cold]
+    #[inline(never)]
+    fn null_or_other<T>(
+        &mut self,
+        name: &'static str,
+        expected: &'static str,
+        need: Need,
+        slot: &mut Maybe<T>,
+    ) -> Step<bool> {
+        let null = self.field_other(name, expected, need)?;
+        if null {
+            *slot = Maybe::Null;
+        }
+        Ok(null)
     }
 
     /// A required string whose known values are listed: anything else is kept and reported as
     /// a schema extension.
     #[inline]
-    fn required_known(&mut self, name: &'static str, known: &[&str]) -> Step<Option<Cow<'a, str>>> {
-        let value = self.required_string(name)?;
-        if let Some(text) = &value {
-            if !known.contains(&text.as_ref()) {
-                self.unknown_value(name, text, known);
-            }
+    fn required_known(
+        &mut self,
+        name: &'static str,
+        known: &[&str],
+        slot: &mut Cow<'a, str>,
+    ) -> Step<bool> {
+        if !self.required_string(name, slot)? {
+            return Ok(false);
         }
-        Ok(value)
+        let text: &str = slot;
+        if !known.contains(&text) {
+            self.unknown_value(name, text, known);
+        }
+        Ok(true)
     }
 
-    /// A required enum.
-    #[inline]
+    /// A required enum whose value is not written as one of its known values (the callers try
+    /// those first): read as text, then as `from_wire` reads it.
+    #[cold]
+    #[inline(never)]
     fn required_enum<E>(
         &mut self,
         name: &'static str,
         from_wire: fn(&str) -> E,
         known: &[&str],
-    ) -> Step<Option<E>> {
-        Ok(self
-            .required_known(name, known)?
-            .map(|text| from_wire(&text)))
+        slot: &mut E,
+    ) -> Step<bool> {
+        let mut text = Cow::Borrowed("");
+        if !self.required_known(name, known, &mut text)? {
+            return Ok(false);
+        }
+        *slot = from_wire(&text);
+        Ok(true)
     }
 
     /// `errors` or `warnings`: an optional, nullable array of strings.
-    fn string_list(&mut self, name: &'static str) -> Step<Option<Maybe<Vec<Cow<'a, str>>>>> {
+    fn string_list(
+        &mut self,
+        name: &'static str,
+        slot: &mut Maybe<Vec<Cow<'a, str>>>,
+    ) -> Step<bool> {
         if self.peek() != Some(b'[') {
-            return Ok(self
-                .field_other(name, STRINGS, Need::Nullable)?
-                .then_some(Maybe::Null));
+            return self.null_or_other(name, STRINGS, Need::Nullable, slot);
         }
         self.pos += 1;
         self.push_frame(Frame::Field(name));
         if self.too_deep("array") {
             self.skip_elements()?;
             self.pop_frame();
-            return Ok(None);
+            return Ok(false);
         }
         let mut items = Vec::new();
         let mut broken = false;
@@ -1145,24 +1189,29 @@ impl<'a> Parser<'a> {
             index += 1;
         }
         self.pop_frame();
-        Ok((!broken).then_some(Maybe::Value(items)))
+        if broken {
+            return Ok(false);
+        }
+        *slot = Maybe::Value(items);
+        Ok(true)
     }
 
-    /// The array of a schema list whose elements are objects, each read in place by `element`
-    /// into a blank value appended to the list. `None` when an element cannot be typed.
+    /// The array of a schema list whose elements are objects (at its `[`), each read in place by
+    /// `element` into a blank value appended to `items`; false when an element cannot be typed.
     #[inline]
     fn object_list<T>(
         &mut self,
         name: &'static str,
         blank: fn() -> T,
         mut element: impl FnMut(&mut Self, &mut T) -> Step<bool>,
-    ) -> Step<Option<Vec<T>>> {
+        items: &mut Vec<T>,
+    ) -> Step<bool> {
         self.pos += 1;
         self.push_frame(Frame::Field(name));
         if self.too_deep("array") {
             self.skip_elements()?;
             self.pop_frame();
-            return Ok(None);
+            return Ok(false);
         }
         // Lists of one kind tend to have the same length within a document (every account
         // request has its few attribute requests): start at the length of the previous one, so
@@ -1172,7 +1221,7 @@ impl<'a> Parser<'a> {
             .list_hints
             .get(usize::from(name == "attributeRequests"))
             .copied();
-        let mut items: Vec<T> = Vec::with_capacity(hint.unwrap_or(0).min(MAX_LIST_HINT));
+        items.reserve_exact(hint.unwrap_or(0).min(MAX_LIST_HINT));
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
@@ -1210,7 +1259,7 @@ impl<'a> Parser<'a> {
         {
             *hint = index;
         }
-        Ok((!broken).then_some(items))
+        Ok(!broken)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1269,51 +1318,43 @@ impl<'a> Parser<'a> {
                 self.repeated(EVENT_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
-            match index {
-                0 => set(
-                    &mut event.tracking_number,
-                    self.required_string("trackingNumber")?,
-                    &mut bad,
-                ),
-                1 => set(
-                    &mut event.sources,
-                    self.required_string("sources")?,
-                    &mut bad,
-                ),
-                2 => set(
-                    &mut event.action,
-                    self.optional_string("action", Need::Nullable)?,
-                    &mut bad,
-                ),
-                3 => set(&mut event.errors, self.string_list("errors")?, &mut bad),
-                4 => set(&mut event.warnings, self.string_list("warnings")?, &mut bad),
+            let typed = match index {
+                0 => self.required_string("trackingNumber", &mut event.tracking_number)?,
+                1 => self.required_string("sources", &mut event.sources)?,
+                2 => self.optional_string("action", Need::Nullable, &mut event.action)?,
+                3 => self.string_list("errors", &mut event.errors)?,
+                4 => self.string_list("warnings", &mut event.warnings)?,
                 5 => {
                     if self.peek() == Some(b'{') {
-                        bad |= !self.identity_in("recipient", &mut event.recipient)?;
+                        self.identity_in("recipient", &mut event.recipient)?
                     } else {
                         self.field_other("recipient", OBJECT, Need::Required)?;
-                        bad = true;
+                        false
                     }
                 }
                 6 => {
                     if self.peek() == Some(b'{') {
                         event.requester = Maybe::Value(blank_identity());
-                        if let Maybe::Value(requester) = &mut event.requester {
-                            bad |= !self.identity_in("requester", requester)?;
+                        match &mut event.requester {
+                            Maybe::Value(requester) => self.identity_in("requester", requester)?,
+                            _ => false,
                         }
-                    } else if self.field_other("requester", OBJECT, Need::Nullable)? {
-                        event.requester = Maybe::Null;
                     } else {
-                        bad = true;
+                        self.null_or_other(
+                            "requester",
+                            OBJECT,
+                            Need::Nullable,
+                            &mut event.requester,
+                        )?
                     }
                 }
-                7 => set(
-                    &mut event.account_requests,
-                    self.account_requests()?,
-                    &mut bad,
-                ),
-                _ => event.metadata = self.metadata(&mut event.extra)?.map(Box::new),
-            }
+                7 => self.account_requests(&mut event.account_requests)?,
+                _ => {
+                    event.metadata = self.metadata(&mut event.extra)?.map(Box::new);
+                    true
+                }
+            };
+            bad |= !typed;
         }
         self.report_missing(
             seen,
@@ -1371,20 +1412,21 @@ impl<'a> Parser<'a> {
                 self.repeated(IDENTITY_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
-            match index {
+            let typed = match index {
+                // The blank's `kind` is already `IDENTITY`.
                 0 => {
-                    if !(self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\"")) {
-                        let kind = self.required_enum(
+                    (self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\""))
+                        || self.required_enum(
                             "type",
                             IdentityType::from_wire,
                             IdentityType::KNOWN,
-                        )?;
-                        set(&mut slot.kind, kind, &mut bad);
-                    }
+                            &mut slot.kind,
+                        )?
                 }
-                1 => set(&mut slot.id, self.required_string("id")?, &mut bad),
-                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
-            }
+                1 => self.required_string("id", &mut slot.id)?,
+                _ => self.required_string("name", &mut slot.name)?,
+            };
+            bad |= !typed;
         }
         self.report_missing(
             seen,
@@ -1394,13 +1436,18 @@ impl<'a> Parser<'a> {
         Ok(!bad && seen & 0b111 == 0b111)
     }
 
-    /// `accountRequests`: a required array of objects.
-    fn account_requests(&mut self) -> Step<Option<Vec<AccountRequest<'a>>>> {
+    /// `accountRequests`: a required array of objects, read into `slot` (empty).
+    fn account_requests(&mut self, slot: &mut Vec<AccountRequest<'a>>) -> Step<bool> {
         if self.peek() != Some(b'[') {
             self.field_other("accountRequests", OBJECTS, Need::Required)?;
-            return Ok(None);
+            return Ok(false);
         }
-        self.object_list("accountRequests", blank_account, Self::account_request)
+        self.object_list(
+            "accountRequests",
+            blank_account,
+            Self::account_request,
+            slot,
+        )
     }
 
     /// One account request, read into `slot`; true when typed.
@@ -1448,39 +1495,16 @@ impl<'a> Parser<'a> {
                 self.repeated(ACCOUNT_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
-            match index {
-                0 => bad |= !self.source_field(&mut slot.source)?,
-                1 => set(
-                    &mut slot.account_id,
-                    self.optional_string("accountId", Need::NotNullable)?,
-                    &mut bad,
-                ),
-                2 => set(
-                    &mut slot.account_operation,
-                    self.account_operation()?,
-                    &mut bad,
-                ),
-                3 => set(
-                    &mut slot.provisioning_result,
-                    self.provisioning_result()?,
-                    &mut bad,
-                ),
-                4 => set(
-                    &mut slot.provisioning_target,
-                    self.required_string("provisioningTarget")?,
-                    &mut bad,
-                ),
-                5 => set(
-                    &mut slot.ticket_id,
-                    self.optional_string("ticketId", Need::Nullable)?,
-                    &mut bad,
-                ),
-                _ => set(
-                    &mut slot.attribute_requests,
-                    self.attribute_requests()?,
-                    &mut bad,
-                ),
-            }
+            let typed = match index {
+                0 => self.source_field(&mut slot.source)?,
+                1 => self.optional_string("accountId", Need::NotNullable, &mut slot.account_id)?,
+                2 => self.account_operation(&mut slot.account_operation)?,
+                3 => self.provisioning_result(&mut slot.provisioning_result)?,
+                4 => self.required_string("provisioningTarget", &mut slot.provisioning_target)?,
+                5 => self.optional_string("ticketId", Need::Nullable, &mut slot.ticket_id)?,
+                _ => self.attribute_requests(&mut slot.attribute_requests)?,
+            };
+            bad |= !typed;
         }
         self.report_missing(
             seen,
@@ -1493,7 +1517,7 @@ impl<'a> Parser<'a> {
     /// `accountOperation`: its known values are matched without scanning (and borrowed from
     /// static text, which equals the input's).
     #[inline]
-    fn account_operation(&mut self) -> Step<Option<Cow<'a, str>>> {
+    fn account_operation(&mut self, slot: &mut Cow<'a, str>) -> Step<bool> {
         if self.peek() == Some(b'"') {
             for (quoted, text) in [
                 (&b"\"Modify\""[..], "Modify"),
@@ -1504,31 +1528,34 @@ impl<'a> Parser<'a> {
                 (b"\"Unlock\"", "Unlock"),
             ] {
                 if self.eat(quoted) {
-                    return Ok(Some(Cow::Borrowed(text)));
+                    *slot = Cow::Borrowed(text);
+                    return Ok(true);
                 }
             }
         }
-        self.required_known("accountOperation", AccountOperation::KNOWN)
+        self.required_known("accountOperation", AccountOperation::KNOWN, slot)
     }
 
     /// `provisioningResult`: its known values are matched without scanning.
     #[inline]
-    fn provisioning_result(&mut self) -> Step<Option<ProvisioningResult>> {
+    fn provisioning_result(&mut self, slot: &mut ProvisioningResult) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            if self.eat(b"\"SUCCESS\"") {
-                return Ok(Some(ProvisioningResult::Success));
-            }
-            if self.eat(b"\"FAILED\"") {
-                return Ok(Some(ProvisioningResult::Failed));
-            }
-            if self.eat(b"\"PENDING\"") {
-                return Ok(Some(ProvisioningResult::Pending));
+            for (quoted, value) in [
+                (&b"\"SUCCESS\""[..], ProvisioningResult::Success),
+                (b"\"FAILED\"", ProvisioningResult::Failed),
+                (b"\"PENDING\"", ProvisioningResult::Pending),
+            ] {
+                if self.eat(quoted) {
+                    *slot = value;
+                    return Ok(true);
+                }
             }
         }
         self.required_enum(
             "provisioningResult",
             ProvisioningResult::from_wire,
             ProvisioningResult::KNOWN,
+            slot,
         )
     }
 
@@ -1581,17 +1608,21 @@ impl<'a> Parser<'a> {
                 self.repeated(SOURCE_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
-            match index {
-                0 => set(&mut slot.id, self.required_string("id")?, &mut bad),
+            let typed = match index {
+                0 => self.required_string("id", &mut slot.id)?,
+                // The blank's `kind` is already `SOURCE`.
                 1 => {
-                    if !(self.peek() == Some(b'"') && self.eat(b"\"SOURCE\"")) {
-                        let kind =
-                            self.required_enum("type", SourceType::from_wire, SourceType::KNOWN)?;
-                        set(&mut slot.kind, kind, &mut bad);
-                    }
+                    (self.peek() == Some(b'"') && self.eat(b"\"SOURCE\""))
+                        || self.required_enum(
+                            "type",
+                            SourceType::from_wire,
+                            SourceType::KNOWN,
+                            &mut slot.kind,
+                        )?
                 }
-                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
-            }
+                _ => self.required_string("name", &mut slot.name)?,
+            };
+            bad |= !typed;
         }
         self.report_missing(
             seen,
@@ -1602,19 +1633,20 @@ impl<'a> Parser<'a> {
     }
 
     /// `attributeRequests`: an optional, nullable array of objects.
-    fn attribute_requests(&mut self) -> Step<Option<Maybe<Vec<AttributeRequest<'a>>>>> {
+    fn attribute_requests(&mut self, slot: &mut Maybe<Vec<AttributeRequest<'a>>>) -> Step<bool> {
         if self.peek() != Some(b'[') {
-            return Ok(self
-                .field_other("attributeRequests", OBJECTS, Need::Nullable)?
-                .then_some(Maybe::Null));
+            return self.null_or_other("attributeRequests", OBJECTS, Need::Nullable, slot);
         }
-        Ok(self
-            .object_list(
-                "attributeRequests",
-                blank_attribute,
-                Self::attribute_request,
-            )?
-            .map(Maybe::Value))
+        *slot = Maybe::Value(Vec::new());
+        let Maybe::Value(items) = slot else {
+            return Ok(false);
+        };
+        self.object_list(
+            "attributeRequests",
+            blank_attribute,
+            Self::attribute_request,
+            items,
+        )
     }
 
     /// One attribute request, read into `slot`; true when typed.
@@ -1654,15 +1686,12 @@ impl<'a> Parser<'a> {
                 self.repeated(ATTRIBUTE_FIELDS.get(index).copied().unwrap_or_default())?;
                 continue;
             }
-            match index {
-                0 => set(
-                    &mut slot.attribute_name,
-                    self.required_string("attributeName")?,
-                    &mut bad,
-                ),
-                1 => set(&mut slot.attribute_value, self.attribute_value()?, &mut bad),
-                _ => set(&mut slot.operation, self.attribute_operation()?, &mut bad),
-            }
+            let typed = match index {
+                0 => self.required_string("attributeName", &mut slot.attribute_name)?,
+                1 => self.attribute_value(&mut slot.attribute_value)?,
+                _ => self.attribute_operation(&mut slot.operation)?,
+            };
+            bad |= !typed;
         }
         self.report_missing(seen, ATTRIBUTE_FIELDS, &[(0, STRING), (2, STRING)]);
         Ok(!bad && seen & 0b101 == 0b101)
@@ -1670,38 +1699,39 @@ impl<'a> Parser<'a> {
 
     /// `operation` of an attribute request: its known values are matched without scanning.
     #[inline]
-    fn attribute_operation(&mut self) -> Step<Option<AttributeOperation>> {
+    fn attribute_operation(&mut self, slot: &mut AttributeOperation) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            if self.eat(b"\"Add\"") {
-                return Ok(Some(AttributeOperation::Add));
-            }
-            if self.eat(b"\"Set\"") {
-                return Ok(Some(AttributeOperation::Set));
-            }
-            if self.eat(b"\"Remove\"") {
-                return Ok(Some(AttributeOperation::Remove));
+            for (quoted, value) in [
+                (&b"\"Add\""[..], AttributeOperation::Add),
+                (b"\"Set\"", AttributeOperation::Set),
+                (b"\"Remove\"", AttributeOperation::Remove),
+            ] {
+                if self.eat(quoted) {
+                    *slot = value;
+                    return Ok(true);
+                }
             }
         }
         self.required_enum(
             "operation",
             AttributeOperation::from_wire,
             AttributeOperation::KNOWN,
+            slot,
         )
     }
 
     /// `attributeValue`: an optional, nullable string; lenient validation also accepts an array
     /// of strings (a multi-valued attribute).
     #[inline]
-    fn attribute_value(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
+    fn attribute_value(&mut self, slot: &mut Maybe<AttributeValue<'a>>) -> Step<bool> {
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
-                Ok(Some(Maybe::Value(AttributeValue::Single(self.string()?))))
+                *slot = Maybe::Value(AttributeValue::Single(self.string()?));
+                Ok(true)
             }
-            Some(b'[') => self.multi_valued(),
-            _ => Ok(self
-                .field_other("attributeValue", STRING, Need::Nullable)?
-                .then_some(Maybe::Null)),
+            Some(b'[') => self.multi_valued(slot),
+            _ => self.null_or_other("attributeValue", STRING, Need::Nullable, slot),
         }
     }
 
@@ -1709,7 +1739,7 @@ impl<'a> Parser<'a> {
     /// reads it.
     #[cold]
     #[inline(never)]
-    fn multi_valued(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
+    fn multi_valued(&mut self, slot: &mut Maybe<AttributeValue<'a>>) -> Step<bool> {
         let pushed = self.open_container(Some(Segment::Field("attributeValue")))?;
         // The array is one of the event's own containers: too deep, it is not read, and whether
         // it is an array of strings cannot be told.
@@ -1728,7 +1758,7 @@ impl<'a> Parser<'a> {
             self.keys.pop();
         }
         let Some(found) = read else {
-            return Ok(None);
+            return Ok(false);
         };
         // A container too deep inside stands in as an empty one, which is not a string.
         let items = match found.value {
@@ -1739,7 +1769,7 @@ impl<'a> Parser<'a> {
                     truncated: found.truncated,
                 };
                 self.wrong_type("attributeValue", STRING, &found);
-                return Ok(None);
+                return Ok(false);
             }
         };
         let array = Value::Array(items);
@@ -1753,7 +1783,7 @@ impl<'a> Parser<'a> {
             Some(&Segment::Field("attributeValue")),
         );
         let Value::Array(items) = array else {
-            return Ok(None);
+            return Ok(false);
         };
         let values = items
             .into_iter()
@@ -1762,7 +1792,8 @@ impl<'a> Parser<'a> {
                 _ => None,
             })
             .collect();
-        Ok(Some(Maybe::Value(AttributeValue::Multi(values))))
+        *slot = Maybe::Value(AttributeValue::Multi(values));
+        Ok(true)
     }
 
     /// `_metadata`: read as a `Value`, then as the envelope, exactly as the reference does.
@@ -1895,16 +1926,6 @@ const ATTRIBUTE_FIELDS: &[&str] = &["attributeName", "attributeValue", "operatio
 /// Required fields of the event and of an account request, as bits of their `seen` masks.
 const EVENT_REQUIRED: u32 = 1 << 0 | 1 << 1 | 1 << 5 | 1 << 7;
 const ACCOUNT_REQUIRED: u32 = 1 << 0 | 1 << 2 | 1 << 3 | 1 << 4;
-
-/// Stores a field's typed value in its place, or marks the object as not typed (the reference's
-/// `None` for that field).
-#[inline(always)]
-fn set<T>(slot: &mut T, value: Option<T>, bad: &mut bool) {
-    match value {
-        Some(value) => *slot = value,
-        None => *bad = true,
-    }
-}
 
 /// Marks a known key as seen; true the first time.
 #[inline(always)]
