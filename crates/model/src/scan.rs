@@ -383,7 +383,7 @@ impl<'a> Parser<'a> {
         let (Some(slot), Some(chunk), 1..=16) = (self.separators.get_mut(kind), chunk, len) else {
             return;
         };
-        let mask = u128::MAX >> (8 * (16 - len));
+        let mask = low_bytes(len);
         *slot = Separator {
             pattern: u128::from_le_bytes(*chunk) & mask,
             mask,
@@ -1069,7 +1069,7 @@ impl<'a> Parser<'a> {
     // read back before its bytes have been stored, and that stall cost more than the scanning.
 
     /// A required string.
-    #[inline]
+    #[inline(always)]
     fn required_string(&mut self, name: &'static str, slot: &mut Cow<'a, str>) -> Step<bool> {
         if self.peek() == Some(b'"') {
             self.pos += 1;
@@ -1081,7 +1081,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An optional string, nullable or not.
-    #[inline]
+    #[inline(always)]
     fn optional_string(
         &mut self,
         name: &'static str,
@@ -1177,6 +1177,10 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 let item = self.string()?;
                 if !broken {
+                    if items.capacity() == 0 {
+                        // Allocated outright, rather than grown from nothing by `push`.
+                        items = Vec::with_capacity(4);
+                    }
                     items.push(item);
                 }
             } else {
@@ -1221,7 +1225,7 @@ impl<'a> Parser<'a> {
             .list_hints
             .get(usize::from(name == "attributeRequests"))
             .copied();
-        items.reserve_exact(hint.unwrap_or(0).min(MAX_LIST_HINT));
+        let capacity = hint.unwrap_or(0).clamp(1, MAX_LIST_HINT);
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
@@ -1232,6 +1236,10 @@ impl<'a> Parser<'a> {
                     let mut scratch = blank();
                     element(self, &mut scratch)?
                 } else {
+                    if items.capacity() == 0 {
+                        // Allocated outright, rather than grown from nothing.
+                        *items = Vec::with_capacity(capacity);
+                    }
                     // `resize_with` makes room first and then builds the blank in its slot, where
                     // `push` would build it aside and copy it in.
                     items.resize_with(items.len() + 1, blank);
@@ -1934,6 +1942,20 @@ fn first_time(seen: &mut u32, index: usize) -> bool {
     let first = *seen & bit == 0;
     *seen |= bit;
     first
+}
+
+/// A mask of the `len` low bytes of a `u128` (`len` at most 16).
+fn low_bytes(len: usize) -> u128 {
+    const MASKS: [u128; 17] = {
+        let mut masks = [0u128; 17];
+        let mut len = 1;
+        while len <= 16 {
+            masks[len] = u128::MAX >> (8 * (16 - len));
+            len += 1;
+        }
+        masks
+    };
+    MASKS.get(len).copied().unwrap_or(u128::MAX)
 }
 
 /// Four hex digits as a UTF-16 code unit.
