@@ -38,6 +38,16 @@ use crate::types::{
 };
 use crate::{AccountOperation, Maybe, SyntaxError, Validation, decode, swar};
 
+/// A key as [`Parser::eat_key`] guesses it: `name":`, and `name": ` as pretty printers write it.
+macro_rules! key {
+    ($name:literal) => {
+        (
+            concat!($name, "\":").as_bytes(),
+            concat!($name, "\": ").as_bytes(),
+        )
+    };
+}
+
 /// serde_json refuses the 128th nested array or object that it reads (the root counts as 1).
 const RECURSION_LIMIT: usize = 128;
 
@@ -165,6 +175,9 @@ struct Parser<'a> {
     skipped: usize,
     /// The separator last seen between two keys, per kind of schema object.
     separators: [Separator; 5],
+    /// Spaces per level of indentation when the document is pretty-printed (see
+    /// [`Parser::learn_layout`]); 0 when it is not, or not in a way that is recognised.
+    indent: usize,
     /// Length of the last `accountRequests` and `attributeRequests` lists.
     list_hints: [usize; 2],
 }
@@ -188,6 +201,16 @@ const ACCOUNT: usize = 2;
 const SOURCE: usize = 3;
 const ATTRIBUTE: usize = 4;
 
+/// How deep the keys of each kind of schema object are (the root's are at 1), which the schema
+/// fixes: `recipient.id` at 2, `accountRequests[i].accountId` at 3, `….source.id` at 4,
+/// `….attributeRequests[j].operation` at 5.
+const KEY_DEPTH: [usize; 5] = [1, 2, 3, 4, 5];
+
+/// How deep the elements of `accountRequests`, `attributeRequests` and `errors`/`warnings` are.
+const ACCOUNT_DEPTH: usize = 2;
+const ATTRIBUTE_DEPTH: usize = 4;
+const MESSAGE_DEPTH: usize = 2;
+
 impl<'a> Parser<'a> {
     fn new(text: &'a str, options: &Options) -> Self {
         Parser {
@@ -203,6 +226,7 @@ impl<'a> Parser<'a> {
             warnings: Vec::new(),
             skipped: 0,
             separators: [Separator::default(); 5],
+            indent: 0,
             list_hints: [0; 2],
         }
     }
@@ -303,19 +327,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A guess at the next key, given as its text, closing quote and colon: consumes it (and one
-    /// space after the colon, as pretty printers write it) when the input has exactly that.
-    /// Events list their fields in schema order, so the guess is nearly always right, and a key
-    /// that is guessed is matched with a couple of word compares instead of being scanned.
+    /// A guess at the next key, given (by [`key!`]) as its text, closing quote and colon, without
+    /// and with the space that pretty printers write after the colon: consumes it when the input
+    /// has exactly that. Events list their fields in schema order, so the guess is nearly always
+    /// right, and a key that is guessed is matched with a couple of word compares instead of being
+    /// scanned. A space the guess leaves is skipped as whitespace before the value.
     #[inline(always)]
-    fn eat_key(&mut self, key_quote_colon: &'static [u8]) -> bool {
-        if !self.eat(key_quote_colon) {
-            return false;
+    fn eat_key(&mut self, (key_quote_colon, with_space): (&'static [u8], &'static [u8])) -> bool {
+        if self.indent != 0 && self.eat(with_space) {
+            return true;
         }
-        if self.bytes.get(self.pos) == Some(&b' ') {
-            self.pos += 1;
-        }
-        true
+        self.eat(key_quote_colon)
     }
 
     /// Before each key of an object: `}` ends it (`false`), otherwise a `,` unless it is the first
@@ -347,10 +369,18 @@ impl<'a> Parser<'a> {
     ///
     /// Between two keys a document repeats the same bytes (`,"` when compact; a comma, a newline
     /// and the indent of that level when pretty-printed), so the separator seen last in objects of
-    /// the same kind is remembered and compared in one step before anything is scanned.
+    /// the same kind is remembered and compared in one step before anything is scanned. In a
+    /// pretty-printed document, the first key and the closing brace are also preceded by a newline
+    /// and an indent that the depth of the object fixes, compared the same way.
     #[inline(always)]
     fn before_schema_key(&mut self, first: &mut bool, kind: usize) -> Step<bool> {
+        let depth = KEY_DEPTH.get(kind).copied().unwrap_or(1);
         if *first {
+            if self.indent != 0 && self.indented(self.pos, self.indent * depth, b'"') {
+                *first = false;
+                self.pos += self.indent * depth + 2;
+                return Ok(true);
+            }
             return self.before_key(first);
         }
         if let Some(separator) = self.separators.get(kind) {
@@ -367,12 +397,70 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        let closing = self.indent * (depth - 1);
+        if self.indent != 0 && self.indented(self.pos, closing, b'}') {
+            self.pos += closing + 2;
+            return Ok(false);
+        }
         let start = self.pos;
         let more = self.before_key(first)?;
         if more {
             self.learn_separator(kind, start);
         }
         Ok(more)
+    }
+
+    /// True when the input has, at `at`, a newline, `spaces` spaces and `then`: what a pretty
+    /// printer writes before a token `spaces` deep. Compared in one step, at most sixteen bytes.
+    #[inline(always)]
+    fn indented(&self, at: usize, spaces: usize, then: u8) -> bool {
+        let len = spaces + 1;
+        let (Some(&mask), Some(chunk)) = (
+            LOW_BYTES.get(len),
+            self.bytes.get(at..).and_then(<[u8]>::first_chunk::<16>),
+        ) else {
+            return false;
+        };
+        (u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT) & mask == 0
+            && self.bytes.get(at + len) == Some(&then)
+    }
+
+    /// Looks at what comes between the root's `{` and its first key, to know the layout of the
+    /// document before its keys are read. Nothing: it is compact, and the separator between keys
+    /// is `,"` in every object. A newline and `n` spaces: it is pretty-printed with `n` spaces per
+    /// level, and every key, element and closing bracket of the schema's objects and lists is
+    /// preceded by a newline and `n` times its depth in spaces. Either way only a guess, checked
+    /// each time it is used; where it does not hold the whitespace is read as usual.
+    fn learn_layout(&mut self) {
+        let Some(chunk) = self
+            .bytes
+            .get(self.pos..)
+            .and_then(<[u8]>::first_chunk::<16>)
+        else {
+            return;
+        };
+        let run = ((u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT).trailing_zeros() / 8) as usize;
+        if self.bytes.get(self.pos + run) != Some(&b'"') {
+            return;
+        }
+        let indent = match run {
+            0 => 0,
+            2..=15 => run - 1,
+            _ => return,
+        };
+        self.indent = indent;
+        for (separator, depth) in self.separators.iter_mut().zip(KEY_DEPTH) {
+            // `,`, a newline and the indent when pretty-printed, then the key's quote.
+            let len = if indent == 0 { 2 } else { indent * depth + 3 };
+            let (Some(&mask), Some(&quote)) = (LOW_BYTES.get(len), QUOTE_AT.get(len - 1)) else {
+                break;
+            };
+            *separator = Separator {
+                pattern: COMMA_NEWLINE_INDENT & LOW_BYTES[len - 1] | quote,
+                mask,
+                len,
+            };
+        }
     }
 
     /// Remembers the bytes from `start` to here as the separator between keys of `kind`.
@@ -429,6 +517,36 @@ impl<'a> Parser<'a> {
             Some(b']') | None => Err(Reject),
             Some(_) => Ok(true),
         }
+    }
+
+    /// [`Self::next_element`] in a list of the schema whose elements are `depth` deep and start
+    /// with `opening`: in a pretty-printed document, the whitespace before each element and before
+    /// the closing bracket is known (see [`Self::learn_layout`]) and compared in one step.
+    #[inline(always)]
+    fn next_schema_element(&mut self, first: &mut bool, depth: usize, opening: u8) -> Step<bool> {
+        if self.indent != 0 {
+            let spaces = self.indent * depth;
+            if *first {
+                if self.indented(self.pos, spaces, opening) {
+                    *first = false;
+                    self.pos += spaces + 1;
+                    return Ok(true);
+                }
+            } else {
+                if self.bytes.get(self.pos) == Some(&b',')
+                    && self.indented(self.pos + 1, spaces, opening)
+                {
+                    self.pos += spaces + 2;
+                    return Ok(true);
+                }
+                let closing = spaces - self.indent;
+                if self.indented(self.pos, closing, b']') {
+                    self.pos += closing + 2;
+                    return Ok(false);
+                }
+            }
+        }
+        self.next_element(first)
     }
 
     /// A string whose opening quote has been consumed, as serde_json's `parse_str` reads it:
@@ -931,6 +1049,12 @@ impl<'a> Parser<'a> {
         fields: &[&'static str],
         required: &[(usize, &'static str)],
     ) {
+        let all = required
+            .iter()
+            .fold(0u32, |all, &(index, _)| all | 1 << index);
+        if seen & all == all {
+            return;
+        }
         for &(index, expected) in required {
             if seen & (1 << index) == 0 {
                 if let Some(&name) = fields.get(index) {
@@ -1172,7 +1296,7 @@ impl<'a> Parser<'a> {
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
-        while self.next_element(&mut first)? {
+        while self.next_schema_element(&mut first, MESSAGE_DEPTH, b'"')? {
             if self.peek() == Some(b'"') {
                 self.pos += 1;
                 let item = self.string()?;
@@ -1226,10 +1350,15 @@ impl<'a> Parser<'a> {
             .get(usize::from(name == "attributeRequests"))
             .copied();
         let capacity = hint.unwrap_or(0).clamp(1, MAX_LIST_HINT);
+        let depth = if name == "attributeRequests" {
+            ATTRIBUTE_DEPTH
+        } else {
+            ACCOUNT_DEPTH
+        };
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
-        while self.next_element(&mut first)? {
+        while self.next_schema_element(&mut first, depth, b'{')? {
             if self.peek() == Some(b'{') {
                 self.push_frame(Frame::Index(index));
                 let typed = if broken {
@@ -1283,6 +1412,7 @@ impl<'a> Parser<'a> {
         if self.too_deep("object") {
             return self.skip_members();
         }
+        self.learn_layout();
         let event = out.insert(blank_event());
         let mut seen = 0u32;
         // Set when a field's value cannot be typed: the reference then has no event.
@@ -1291,14 +1421,14 @@ impl<'a> Parser<'a> {
         let mut next = 0;
         while self.before_schema_key(&mut first, EVENT)? {
             let guessed = match next {
-                0 => self.eat_key(b"trackingNumber\":"),
-                1 => self.eat_key(b"sources\":"),
-                2 => self.eat_key(b"action\":"),
-                3 => self.eat_key(b"errors\":"),
-                4 => self.eat_key(b"warnings\":"),
-                5 => self.eat_key(b"recipient\":"),
-                6 => self.eat_key(b"requester\":"),
-                7 => self.eat_key(b"accountRequests\":"),
+                0 => self.eat_key(key!("trackingNumber")),
+                1 => self.eat_key(key!("sources")),
+                2 => self.eat_key(key!("action")),
+                3 => self.eat_key(key!("errors")),
+                4 => self.eat_key(key!("warnings")),
+                5 => self.eat_key(key!("recipient")),
+                6 => self.eat_key(key!("requester")),
+                7 => self.eat_key(key!("accountRequests")),
                 _ => false,
             };
             let index = if guessed {
@@ -1396,9 +1526,9 @@ impl<'a> Parser<'a> {
         let mut next = 0;
         while self.before_schema_key(&mut first, IDENTITY)? {
             let guessed = match next {
-                0 => self.eat_key(b"type\":"),
-                1 => self.eat_key(b"id\":"),
-                2 => self.eat_key(b"name\":"),
+                0 => self.eat_key(key!("type")),
+                1 => self.eat_key(key!("id")),
+                2 => self.eat_key(key!("name")),
                 _ => false,
             };
             let index = if guessed {
@@ -1471,13 +1601,13 @@ impl<'a> Parser<'a> {
         let mut next = 0;
         while self.before_schema_key(&mut first, ACCOUNT)? {
             let guessed = match next {
-                0 => self.eat_key(b"source\":"),
-                1 => self.eat_key(b"accountId\":"),
-                2 => self.eat_key(b"accountOperation\":"),
-                3 => self.eat_key(b"provisioningResult\":"),
-                4 => self.eat_key(b"provisioningTarget\":"),
-                5 => self.eat_key(b"ticketId\":"),
-                6 => self.eat_key(b"attributeRequests\":"),
+                0 => self.eat_key(key!("source")),
+                1 => self.eat_key(key!("accountId")),
+                2 => self.eat_key(key!("accountOperation")),
+                3 => self.eat_key(key!("provisioningResult")),
+                4 => self.eat_key(key!("provisioningTarget")),
+                5 => self.eat_key(key!("ticketId")),
+                6 => self.eat_key(key!("attributeRequests")),
                 _ => false,
             };
             let index = if guessed {
@@ -1592,9 +1722,9 @@ impl<'a> Parser<'a> {
         let mut next = 0;
         while self.before_schema_key(&mut first, SOURCE)? {
             let guessed = match next {
-                0 => self.eat_key(b"id\":"),
-                1 => self.eat_key(b"type\":"),
-                2 => self.eat_key(b"name\":"),
+                0 => self.eat_key(key!("id")),
+                1 => self.eat_key(key!("type")),
+                2 => self.eat_key(key!("name")),
                 _ => false,
             };
             let index = if guessed {
@@ -1670,9 +1800,9 @@ impl<'a> Parser<'a> {
         let mut next = 0;
         while self.before_schema_key(&mut first, ATTRIBUTE)? {
             let guessed = match next {
-                0 => self.eat_key(b"attributeName\":"),
-                1 => self.eat_key(b"attributeValue\":"),
-                2 => self.eat_key(b"operation\":"),
+                0 => self.eat_key(key!("attributeName")),
+                1 => self.eat_key(key!("attributeValue")),
+                2 => self.eat_key(key!("operation")),
                 _ => false,
             };
             let index = if guessed {
@@ -1944,18 +2074,34 @@ fn first_time(seen: &mut u32, index: usize) -> bool {
     first
 }
 
+/// Masks of the `len` low bytes of a `u128`, by `len`.
+const LOW_BYTES: [u128; 17] = {
+    let mut masks = [0u128; 17];
+    let mut len = 1;
+    while len <= 16 {
+        masks[len] = u128::MAX >> (8 * (16 - len));
+        len += 1;
+    }
+    masks
+};
+
+/// A quote as byte `at` of a `u128`, by `at`.
+const QUOTE_AT: [u128; 16] = {
+    let mut quotes = [0u128; 16];
+    let mut at = 0;
+    while at < 16 {
+        quotes[at] = (b'"' as u128) << (8 * at);
+        at += 1;
+    }
+    quotes
+};
+
+/// A comma, a newline and fourteen spaces, as one little-endian word.
+const COMMA_NEWLINE_INDENT: u128 = u128::from_le_bytes(*b",\n              ");
+
 /// A mask of the `len` low bytes of a `u128` (`len` at most 16).
 fn low_bytes(len: usize) -> u128 {
-    const MASKS: [u128; 17] = {
-        let mut masks = [0u128; 17];
-        let mut len = 1;
-        while len <= 16 {
-            masks[len] = u128::MAX >> (8 * (16 - len));
-            len += 1;
-        }
-        masks
-    };
-    MASKS.get(len).copied().unwrap_or(u128::MAX)
+    LOW_BYTES.get(len).copied().unwrap_or(u128::MAX)
 }
 
 /// Four hex digits as a UTF-16 code unit.
