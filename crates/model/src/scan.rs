@@ -48,6 +48,72 @@ macro_rules! key {
     };
 }
 
+/// Reads the keys of a schema object after its `{`, up to its `}`, and gives which of its fields
+/// were seen (bits by index) and whether one of them could not be typed.
+///
+/// `[index "key" required, …]` lists the fields in schema order, and `others` keys that the
+/// object knows but that come after them (`_metadata`). `|index| read` reads the value of the
+/// field `index` into its place and gives whether it is typed; unknown keys go to `extra`;
+/// `names` names the fields for the report of a repeated key.
+///
+/// Events list their fields in schema order, so the keys are first read straight in that order,
+/// each compared where it is expected, optional ones passed over when absent; at the first key
+/// out of that order the general loop takes over, which still guesses that the next key is the
+/// one after the last, and otherwise reads the key and looks it up.
+macro_rules! schema_fields {
+    (
+        $this:ident, $kind:expr, $extra:expr, $names:expr,
+        [$($index:literal $key:literal $required:literal),+ $(,)?]
+        $(others [$($other:literal $other_key:literal),+])?,
+        |$field:ident| $read:expr
+    ) => {{
+        let mut seen = 0u32;
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0usize;
+        'ordered: {
+            $(
+                if $this.key_is(&mut first, $kind, key!($key))? {
+                    let $field: usize = $index;
+                    let typed: bool = $read;
+                    bad |= !typed;
+                    seen |= 1 << $index;
+                    next = $index + 1;
+                } else if $required {
+                    break 'ordered;
+                }
+            )+
+        }
+        while $this.before_schema_key(&mut first, $kind)? {
+            let guessed = match next {
+                $($index => $this.eat_key(key!($key)),)+
+                _ => false,
+            };
+            let $field: usize = if guessed {
+                next
+            } else {
+                let key = $this.key_rest()?;
+                match key.as_ref() {
+                    $($key => $index,)+
+                    $($($other_key => $other,)+)?
+                    _ => {
+                        $this.unknown_field(key, $extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = $field + 1;
+            if !first_time(&mut seen, $field) {
+                $this.repeated($names.get($field).copied().unwrap_or_default())?;
+                continue;
+            }
+            let typed: bool = $read;
+            bad |= !typed;
+        }
+        (seen, bad)
+    }};
+}
+
 /// serde_json refuses the 128th nested array or object that it reads (the root counts as 1).
 const RECURSION_LIMIT: usize = 128;
 
@@ -408,6 +474,23 @@ impl<'a> Parser<'a> {
             self.learn_separator(kind, start);
         }
         Ok(more)
+    }
+
+    /// The next key of a schema object, when it is `key` (see [`Self::eat_key`]): consumed with
+    /// what comes before it. Otherwise nothing is consumed, for the general loop to read it.
+    #[inline(always)]
+    fn key_is(
+        &mut self,
+        first: &mut bool,
+        kind: usize,
+        key: (&'static [u8], &'static [u8]),
+    ) -> Step<bool> {
+        let (pos, was_first) = (self.pos, *first);
+        if self.before_schema_key(first, kind)? && self.eat_key(key) {
+            return Ok(true);
+        }
+        (self.pos, *first) = (pos, was_first);
+        Ok(false)
     }
 
     /// True when the input has, at `at`, a newline, `spaces` spaces and `then`: what a pretty
@@ -1414,49 +1497,24 @@ impl<'a> Parser<'a> {
         }
         self.learn_layout();
         let event = out.insert(blank_event());
-        let mut seen = 0u32;
-        // Set when a field's value cannot be typed: the reference then has no event.
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, EVENT)? {
-            let guessed = match next {
-                0 => self.eat_key(key!("trackingNumber")),
-                1 => self.eat_key(key!("sources")),
-                2 => self.eat_key(key!("action")),
-                3 => self.eat_key(key!("errors")),
-                4 => self.eat_key(key!("warnings")),
-                5 => self.eat_key(key!("recipient")),
-                6 => self.eat_key(key!("requester")),
-                7 => self.eat_key(key!("accountRequests")),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"trackingNumber" => 0,
-                    b"sources" => 1,
-                    b"action" => 2,
-                    b"errors" => 3,
-                    b"warnings" => 4,
-                    b"recipient" => 5,
-                    b"requester" => 6,
-                    b"accountRequests" => 7,
-                    b"_metadata" => 8,
-                    _ => {
-                        self.unknown_field(key, &mut event.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(EVENT_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            let typed = match index {
+        // When a field's value cannot be typed (`bad`), the reference has no event.
+        let (seen, bad) = schema_fields!(
+            self,
+            EVENT,
+            &mut event.extra,
+            EVENT_FIELDS,
+            [
+                0 "trackingNumber" true,
+                1 "sources" true,
+                2 "action" false,
+                3 "errors" false,
+                4 "warnings" false,
+                5 "recipient" true,
+                6 "requester" false,
+                7 "accountRequests" true,
+            ]
+            others [8 "_metadata"],
+            |index| match index {
                 0 => self.required_string("trackingNumber", &mut event.tracking_number)?,
                 1 => self.required_string("sources", &mut event.sources)?,
                 2 => self.optional_string("action", Need::Nullable, &mut event.action)?,
@@ -1491,9 +1549,8 @@ impl<'a> Parser<'a> {
                     event.metadata = self.metadata(&mut event.extra)?.map(Box::new);
                     true
                 }
-            };
-            bad |= !typed;
-        }
+            }
+        );
         self.report_missing(
             seen,
             EVENT_FIELDS,
@@ -1520,37 +1577,13 @@ impl<'a> Parser<'a> {
             self.skip_members()?;
             return Ok(false);
         }
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, IDENTITY)? {
-            let guessed = match next {
-                0 => self.eat_key(key!("type")),
-                1 => self.eat_key(key!("id")),
-                2 => self.eat_key(key!("name")),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"type" => 0,
-                    b"id" => 1,
-                    b"name" => 2,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(IDENTITY_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            let typed = match index {
+        let (seen, bad) = schema_fields!(
+            self,
+            IDENTITY,
+            &mut slot.extra,
+            IDENTITY_FIELDS,
+            [0 "type" true, 1 "id" true, 2 "name" true],
+            |index| match index {
                 // The blank's `kind` is already `IDENTITY`.
                 0 => {
                     (self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\""))
@@ -1563,9 +1596,8 @@ impl<'a> Parser<'a> {
                 }
                 1 => self.required_string("id", &mut slot.id)?,
                 _ => self.required_string("name", &mut slot.name)?,
-            };
-            bad |= !typed;
-        }
+            }
+        );
         self.report_missing(
             seen,
             IDENTITY_FIELDS,
@@ -1595,45 +1627,21 @@ impl<'a> Parser<'a> {
             self.skip_members()?;
             return Ok(false);
         }
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, ACCOUNT)? {
-            let guessed = match next {
-                0 => self.eat_key(key!("source")),
-                1 => self.eat_key(key!("accountId")),
-                2 => self.eat_key(key!("accountOperation")),
-                3 => self.eat_key(key!("provisioningResult")),
-                4 => self.eat_key(key!("provisioningTarget")),
-                5 => self.eat_key(key!("ticketId")),
-                6 => self.eat_key(key!("attributeRequests")),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"source" => 0,
-                    b"accountId" => 1,
-                    b"accountOperation" => 2,
-                    b"provisioningResult" => 3,
-                    b"provisioningTarget" => 4,
-                    b"ticketId" => 5,
-                    b"attributeRequests" => 6,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(ACCOUNT_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            let typed = match index {
+        let (seen, bad) = schema_fields!(
+            self,
+            ACCOUNT,
+            &mut slot.extra,
+            ACCOUNT_FIELDS,
+            [
+                0 "source" true,
+                1 "accountId" false,
+                2 "accountOperation" true,
+                3 "provisioningResult" true,
+                4 "provisioningTarget" true,
+                5 "ticketId" false,
+                6 "attributeRequests" false,
+            ],
+            |index| match index {
                 0 => self.source_field(&mut slot.source)?,
                 1 => self.optional_string("accountId", Need::NotNullable, &mut slot.account_id)?,
                 2 => self.account_operation(&mut slot.account_operation)?,
@@ -1641,9 +1649,8 @@ impl<'a> Parser<'a> {
                 4 => self.required_string("provisioningTarget", &mut slot.provisioning_target)?,
                 5 => self.optional_string("ticketId", Need::Nullable, &mut slot.ticket_id)?,
                 _ => self.attribute_requests(&mut slot.attribute_requests)?,
-            };
-            bad |= !typed;
-        }
+            }
+        );
         self.report_missing(
             seen,
             ACCOUNT_FIELDS,
@@ -1716,37 +1723,13 @@ impl<'a> Parser<'a> {
             self.skip_members()?;
             return Ok(false);
         }
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, SOURCE)? {
-            let guessed = match next {
-                0 => self.eat_key(key!("id")),
-                1 => self.eat_key(key!("type")),
-                2 => self.eat_key(key!("name")),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"id" => 0,
-                    b"type" => 1,
-                    b"name" => 2,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(SOURCE_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            let typed = match index {
+        let (seen, bad) = schema_fields!(
+            self,
+            SOURCE,
+            &mut slot.extra,
+            SOURCE_FIELDS,
+            [0 "id" true, 1 "type" true, 2 "name" true],
+            |index| match index {
                 0 => self.required_string("id", &mut slot.id)?,
                 // The blank's `kind` is already `SOURCE`.
                 1 => {
@@ -1759,9 +1742,8 @@ impl<'a> Parser<'a> {
                         )?
                 }
                 _ => self.required_string("name", &mut slot.name)?,
-            };
-            bad |= !typed;
-        }
+            }
+        );
         self.report_missing(
             seen,
             SOURCE_FIELDS,
@@ -1794,43 +1776,18 @@ impl<'a> Parser<'a> {
             self.skip_members()?;
             return Ok(false);
         }
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, ATTRIBUTE)? {
-            let guessed = match next {
-                0 => self.eat_key(key!("attributeName")),
-                1 => self.eat_key(key!("attributeValue")),
-                2 => self.eat_key(key!("operation")),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"attributeName" => 0,
-                    b"attributeValue" => 1,
-                    b"operation" => 2,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(ATTRIBUTE_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            let typed = match index {
+        let (seen, bad) = schema_fields!(
+            self,
+            ATTRIBUTE,
+            &mut slot.extra,
+            ATTRIBUTE_FIELDS,
+            [0 "attributeName" true, 1 "attributeValue" false, 2 "operation" true],
+            |index| match index {
                 0 => self.required_string("attributeName", &mut slot.attribute_name)?,
                 1 => self.attribute_value(&mut slot.attribute_value)?,
                 _ => self.attribute_operation(&mut slot.operation)?,
-            };
-            bad |= !typed;
-        }
+            }
+        );
         self.report_missing(seen, ATTRIBUTE_FIELDS, &[(0, STRING), (2, STRING)]);
         Ok(!bad && seen & 0b101 == 0b101)
     }
