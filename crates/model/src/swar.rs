@@ -53,9 +53,9 @@ pub(crate) fn is_string_special(byte: u8) -> bool {
 #[inline(never)]
 pub(crate) fn string_special(bytes: &[u8], mut at: usize) -> usize {
     while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
-        let found = special_lanes(chunk);
-        if found != 0 {
-            return at + (found.trailing_zeros() / 8) as usize;
+        let lanes = special_lanes(chunk);
+        if any(&lanes) {
+            return at + (u128::from_le_bytes(lanes).trailing_zeros() / 8) as usize;
         }
         at += 16;
     }
@@ -81,7 +81,7 @@ pub(crate) fn string_special(bytes: &[u8], mut at: usize) -> usize {
 /// it into three vector compares of all sixteen bytes at once (SSE2, part of every x86-64): a
 /// quarter of the instructions of the same test on a `u128` in two general registers.
 #[inline(always)]
-fn special_lanes(chunk: &[u8; 16]) -> u128 {
+fn special_lanes(chunk: &[u8; 16]) -> [u8; 16] {
     let mut lanes = [0u8; 16];
     // Indexes, not iterators: the compiler vectorizes this form, and not the zipped one.
     #[allow(clippy::needless_range_loop)]
@@ -89,7 +89,19 @@ fn special_lanes(chunk: &[u8; 16]) -> u128 {
         let byte = chunk[i];
         lanes[i] = u8::from((byte == b'"') | (byte == b'\\') | (byte < 0x20)).wrapping_neg();
     }
-    u128::from_le_bytes(lanes)
+    lanes
+}
+
+/// True when a byte of `lanes` is not 0. An OR of all of them, which the compiler turns into one
+/// vector move mask; testing the lanes as a `u128` instead goes through memory.
+#[inline(always)]
+fn any(lanes: &[u8; 16]) -> bool {
+    let mut any = 0;
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..16 {
+        any |= lanes[i];
+    }
+    any != 0
 }
 
 /// Number of spaces at the start of the eight bytes at `at` (8 when all are spaces), or `None`
