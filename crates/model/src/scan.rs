@@ -607,26 +607,25 @@ impl<'a> Parser<'a> {
     /// the closing bracket is known (see [`Self::learn_layout`]) and compared in one step.
     #[inline(always)]
     fn next_schema_element(&mut self, first: &mut bool, depth: usize, opening: u8) -> Step<bool> {
+        // A list written on one line (`["a", "b"]`) has no newline to compare.
         if self.indent != 0 {
             let spaces = self.indent * depth;
-            if *first {
-                if self.indented(self.pos, spaces, opening) {
+            let closing = spaces - self.indent;
+            match (*first, self.bytes.get(self.pos)) {
+                (true, Some(b'\n')) if self.indented(self.pos, spaces, opening) => {
                     *first = false;
                     self.pos += spaces + 1;
                     return Ok(true);
                 }
-            } else {
-                if self.bytes.get(self.pos) == Some(&b',')
-                    && self.indented(self.pos + 1, spaces, opening)
-                {
+                (false, Some(b',')) if self.indented(self.pos + 1, spaces, opening) => {
                     self.pos += spaces + 2;
                     return Ok(true);
                 }
-                let closing = spaces - self.indent;
-                if self.indented(self.pos, closing, b']') {
+                (false, Some(b'\n')) if self.indented(self.pos, closing, b']') => {
                     self.pos += closing + 2;
                     return Ok(false);
                 }
+                _ => {}
             }
         }
         self.next_element(first)
