@@ -71,7 +71,7 @@ macro_rules! schema_fields {
         let mut bad = false;
         let mut first = true;
         let mut next = 0usize;
-        'ordered: {
+        let in_order = 'ordered: {
             $(
                 if $this.key_is(&mut first, $kind, key!($key))? {
                     let $field: usize = $index;
@@ -80,11 +80,14 @@ macro_rules! schema_fields {
                     seen |= 1 << $index;
                     next = $index + 1;
                 } else if $required {
-                    break 'ordered;
+                    break 'ordered false;
                 }
             )+
-        }
-        while $this.before_schema_key(&mut first, $kind)? {
+            true
+        };
+        // Usually the object ends right after its last field.
+        let ended = in_order && $this.object_ends($kind);
+        while !ended && $this.before_schema_key(&mut first, $kind)? {
             let guessed = match next {
                 $($index => $this.eat_key(key!($key)),)+
                 _ => false,
@@ -474,6 +477,24 @@ impl<'a> Parser<'a> {
             self.learn_separator(kind, start);
         }
         Ok(more)
+    }
+
+    /// The closing brace of a schema object of `kind` after a value, when it comes next (after the
+    /// newline and indent of its depth when the document is pretty-printed): consumed.
+    #[inline(always)]
+    fn object_ends(&mut self, kind: usize) -> bool {
+        if self.indent == 0 {
+            let ends = self.bytes.get(self.pos) == Some(&b'}');
+            self.pos += usize::from(ends);
+            return ends;
+        }
+        let depth = KEY_DEPTH.get(kind).copied().unwrap_or(1);
+        let closing = self.indent * (depth - 1);
+        let ends = self.indented(self.pos, closing, b'}');
+        if ends {
+            self.pos += closing + 2;
+        }
+        ends
     }
 
     /// The next key of a schema object, when it is `key` (see [`Self::eat_key`]): consumed with
