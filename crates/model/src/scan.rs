@@ -48,6 +48,21 @@ macro_rules! key {
     };
 }
 
+/// Tries the known values of a field, each as its exact quoted text, at a string's opening quote:
+/// the first that the input has is consumed and written to `slot`, and the reader returns. A
+/// chain of compares, each against constant text; a loop over a table of the values would build
+/// and drop the table every time.
+macro_rules! known_value {
+    ($this:ident, $slot:ident, [$($text:literal => $value:expr),+ $(,)?]) => {
+        $(
+            if $this.eat(concat!("\"", $text, "\"").as_bytes()) {
+                *$slot = $value;
+                return Ok(true);
+            }
+        )+
+    };
+}
+
 /// Reads the keys of a schema object after its `{`, up to its `}`, and gives which of its fields
 /// were seen (bits by index) and whether one of them could not be typed.
 ///
@@ -519,14 +534,21 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn indented(&self, at: usize, spaces: usize, then: u8) -> bool {
         let len = spaces + 1;
-        let (Some(&mask), Some(chunk)) = (
-            LOW_BYTES.get(len),
-            self.bytes.get(at..).and_then(<[u8]>::first_chunk::<16>),
-        ) else {
+        let (Some(&mask), Some(chunk)) = (LOW_BYTES.get(len), self.chunk(at)) else {
             return false;
         };
-        (u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT) & mask == 0
-            && self.bytes.get(at + len) == Some(&then)
+        (chunk ^ NEWLINE_INDENT) & mask == 0 && self.bytes.get(at + len) == Some(&then)
+    }
+
+    /// The sixteen bytes at `at` as a little-endian word; near the end of the input, the bytes
+    /// left followed by zeros (which no comparison with whitespace or punctuation matches).
+    #[inline(always)]
+    fn chunk(&self, at: usize) -> Option<u128> {
+        let rest = self.bytes.get(at..)?;
+        match rest.first_chunk::<16>() {
+            Some(chunk) => Some(u128::from_le_bytes(*chunk)),
+            None => Some(padded(rest)),
+        }
     }
 
     /// Looks at what comes between the root's `{` and its first key, to know the layout of the
@@ -1687,40 +1709,30 @@ impl<'a> Parser<'a> {
 
     /// `accountOperation`: its known values are matched without scanning (and borrowed from
     /// static text, which equals the input's).
-    #[inline]
+    #[inline(always)]
     fn account_operation(&mut self, slot: &mut Cow<'a, str>) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            for (quoted, text) in [
-                (&b"\"Modify\""[..], "Modify"),
-                (b"\"Create\"", "Create"),
-                (b"\"Enable\"", "Enable"),
-                (b"\"Disable\"", "Disable"),
-                (b"\"Delete\"", "Delete"),
-                (b"\"Unlock\"", "Unlock"),
-            ] {
-                if self.eat(quoted) {
-                    *slot = Cow::Borrowed(text);
-                    return Ok(true);
-                }
-            }
+            known_value!(self, slot, [
+                "Modify" => Cow::Borrowed("Modify"),
+                "Create" => Cow::Borrowed("Create"),
+                "Enable" => Cow::Borrowed("Enable"),
+                "Disable" => Cow::Borrowed("Disable"),
+                "Delete" => Cow::Borrowed("Delete"),
+                "Unlock" => Cow::Borrowed("Unlock"),
+            ]);
         }
         self.required_known("accountOperation", AccountOperation::KNOWN, slot)
     }
 
     /// `provisioningResult`: its known values are matched without scanning.
-    #[inline]
+    #[inline(always)]
     fn provisioning_result(&mut self, slot: &mut ProvisioningResult) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            for (quoted, value) in [
-                (&b"\"SUCCESS\""[..], ProvisioningResult::Success),
-                (b"\"FAILED\"", ProvisioningResult::Failed),
-                (b"\"PENDING\"", ProvisioningResult::Pending),
-            ] {
-                if self.eat(quoted) {
-                    *slot = value;
-                    return Ok(true);
-                }
-            }
+            known_value!(self, slot, [
+                "SUCCESS" => ProvisioningResult::Success,
+                "FAILED" => ProvisioningResult::Failed,
+                "PENDING" => ProvisioningResult::Pending,
+            ]);
         }
         self.required_enum(
             "provisioningResult",
@@ -1819,19 +1831,14 @@ impl<'a> Parser<'a> {
     }
 
     /// `operation` of an attribute request: its known values are matched without scanning.
-    #[inline]
+    #[inline(always)]
     fn attribute_operation(&mut self, slot: &mut AttributeOperation) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            for (quoted, value) in [
-                (&b"\"Add\""[..], AttributeOperation::Add),
-                (b"\"Set\"", AttributeOperation::Set),
-                (b"\"Remove\"", AttributeOperation::Remove),
-            ] {
-                if self.eat(quoted) {
-                    *slot = value;
-                    return Ok(true);
-                }
-            }
+            known_value!(self, slot, [
+                "Add" => AttributeOperation::Add,
+                "Set" => AttributeOperation::Set,
+                "Remove" => AttributeOperation::Remove,
+            ]);
         }
         self.required_enum(
             "operation",
@@ -2055,6 +2062,16 @@ fn first_time(seen: &mut u32, index: usize) -> bool {
     let first = *seen & bit == 0;
     *seen |= bit;
     first
+}
+
+/// Fewer than sixteen bytes as a little-endian word, followed by zeros.
+#[cold]
+fn padded(rest: &[u8]) -> u128 {
+    let mut chunk = [0u8; 16];
+    for (to, from) in chunk.iter_mut().zip(rest) {
+        *to = *from;
+    }
+    u128::from_le_bytes(chunk)
 }
 
 /// Masks of the `len` low bytes of a `u128`, by `len`.
