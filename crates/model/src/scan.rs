@@ -7,9 +7,14 @@
 //! visitor behaviour each branch reproduces. What makes it fast:
 //!
 //! - the input is checked as UTF-8 once, so every string without escapes is borrowed as a slice of
-//!   the input, found by a word-at-a-time scan ([`crate::swar`]);
-//! - known keys are matched by length and bytes, values are read by the field's expected type, and
-//!   account and attribute requests are built in place in their `Vec`s;
+//!   the input, found by a sixteen-bytes-at-a-time scan ([`crate::swar`]);
+//! - the layout of the document (compact, or pretty-printed with some indent) is learned from its
+//!   first key, so the whitespace and separators between keys, elements and brackets are compared
+//!   in one step rather than measured ([`Parser::learn_layout`]);
+//! - the fields of each schema object are read straight in schema order while the keys come in
+//!   that order (`schema_fields!`), known keys and enum values are matched by their bytes, and
+//!   every value is written straight into its place in the event, account and attribute requests
+//!   in their `Vec`s;
 //! - the path of schema objects lives in a small fixed array; issues render it only when one is
 //!   recorded, and `serde_json::Value`s are built only for unknown fields, values of the wrong
 //!   type and the `_metadata` envelope.
