@@ -16,7 +16,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::{Map, Value};
 
 use crate::issue::{
-    Issue, IssueKind, Mode, Options, Segment, Severity, describe, render_path, shorten,
+    Found, Issue, IssueKind, Mode, Options, Segment, Severity, render_path, shorten,
+    too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -34,6 +35,14 @@ pub(crate) fn validate_slice<'a>(
             size: bytes.len(),
             limit: options.limits.max_bytes,
         });
+    }
+    // serde_json says "EOF while parsing a value" for these, at a position that depends on the
+    // whitespace; the documented error is `Empty`, whatever the whitespace.
+    if bytes
+        .iter()
+        .all(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return Err(SyntaxError::Empty);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let mut ctx = Ctx::new(options);
@@ -75,7 +84,7 @@ enum Decoded<T> {
     /// `null`.
     Null,
     /// The wrong JSON type; the value, for the message.
-    Wrong(Value),
+    Wrong(Found),
     /// The right JSON type, but something inside it is broken; the issues are already recorded.
     Invalid,
 }
@@ -87,7 +96,8 @@ pub(crate) struct Ctx {
     path: Vec<Segment>,
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
-    reported_too_deep: bool,
+    /// How many containers were too deep to read; the first one is reported.
+    skipped: usize,
 }
 
 impl Ctx {
@@ -98,12 +108,15 @@ impl Ctx {
             path: Vec::with_capacity(8),
             errors: Vec::new(),
             warnings: Vec::new(),
-            reported_too_deep: false,
+            skipped: 0,
         }
     }
 
     fn finish<'a>(self, decoded: Decoded<ProvisioningCompleted<'a>>) -> Validation<'a> {
         let event = match decoded {
+            // Something was left unread for nesting too deep: an event would not hold what the
+            // document says.
+            Decoded::Present(_) if self.skipped > 0 => None,
             Decoded::Present(event) => Some(event),
             Decoded::Null | Decoded::Wrong(_) | Decoded::Invalid => None,
         };
@@ -114,19 +127,20 @@ impl Ctx {
         }
     }
 
+    /// Records an issue at the current path (and `last`), with the offending value's text.
     fn record(
         &mut self,
         severity: Severity,
         kind: IssueKind,
         message: String,
-        value: Option<&Value>,
+        value: Option<String>,
         last: Option<&Segment>,
     ) {
         let issue = Issue {
             path: render_path(&self.path, last),
             kind,
             message,
-            value: value.map(shorten),
+            value,
         };
         match severity {
             Severity::Error => self.errors.push(issue),
@@ -136,7 +150,7 @@ impl Ctx {
 
     /// Something outside the published schema that ISC is known to send: a warning when lenient,
     /// an error when strict.
-    fn extension(&mut self, kind: IssueKind, message: String, value: Option<&Value>) {
+    fn extension(&mut self, kind: IssueKind, message: String, value: Option<String>) {
         let severity = match self.mode {
             Mode::Lenient => Severity::Warning,
             Mode::Strict => Severity::Error,
@@ -174,18 +188,25 @@ impl Ctx {
         );
     }
 
-    fn wrong_type(&mut self, name: &str, expected: &'static str, found: &Value) {
+    fn wrong_type(&mut self, name: &str, expected: &'static str, found: &Found) {
         self.record(
             Severity::Error,
             IssueKind::WrongType { expected },
             format!(
-                "`{name}` must be {expected}, found {}: {}",
-                describe(found),
-                shorten(found)
+                "`{name}` must be {expected}, found {}",
+                found.text(self.max_depth)
             ),
-            Some(found),
+            found.shown(),
             None,
         );
+    }
+
+    /// `value` as read since `skipped` was `before`: incomplete if a container was skipped since.
+    fn found(&self, before: usize, value: Value) -> Found {
+        Found {
+            value,
+            truncated: self.skipped != before,
+        }
     }
 
     /// A required, non-nullable field.
@@ -202,7 +223,7 @@ impl Ctx {
                     Severity::Error,
                     IssueKind::Null,
                     format!("required field `{name}` is null (it must be {expected})"),
-                    Some(&Value::Null),
+                    Some("null".to_owned()),
                     None,
                 );
                 None
@@ -220,10 +241,10 @@ impl Ctx {
         let found = match decoded {
             Decoded::Present(value) => return Some(value),
             Decoded::Invalid => return None,
-            Decoded::Null => Value::Null,
+            Decoded::Null => Found::whole(Value::Null),
             Decoded::Wrong(found) => found,
         };
-        let kind = if found.is_null() {
+        let kind = if found.value.is_null() {
             IssueKind::Null
         } else {
             IssueKind::WrongType { expected }
@@ -232,11 +253,10 @@ impl Ctx {
             Severity::Error,
             kind,
             format!(
-                "each element of `{list}` must be {expected}, found {}: {}",
-                describe(&found),
-                shorten(&found)
+                "each element of `{list}` must be {expected}, found {}",
+                found.text(self.max_depth)
             ),
-            Some(&found),
+            found.shown(),
             None,
         );
         None
@@ -273,7 +293,7 @@ impl Ctx {
                 format!(
                     "`{name}` is null; the published schema allows {expected} or no `{name}` at all"
                 ),
-                Some(&Value::Null),
+                Some("null".to_owned()),
             );
         }
         self.nullable(name, expected, decoded)
@@ -310,15 +330,14 @@ impl Ctx {
     }
 
     fn unknown_value(&mut self, name: &str, value: &str, known: &[&str]) {
-        let value = Value::String(value.to_owned());
+        let value = shorten(&Value::String(value.to_owned()));
         self.extension(
             IssueKind::UnknownValue,
             format!(
-                "`{name}` has the value {} that the published schema does not list (known: {})",
-                shorten(&value),
+                "`{name}` has the value {value} that the published schema does not list (known: {})",
                 known.join(", ")
             ),
-            Some(&value),
+            Some(value),
         );
     }
 
@@ -330,7 +349,9 @@ impl Ctx {
         extra: &mut Extra,
     ) -> Result<(), A::Error> {
         self.path.push(Segment::Key(name));
-        let value = map.next_value_seed(ValueSeed { ctx: self })?;
+        let before = self.skipped;
+        let value = map.next_value_seed(ValueSeed::new(self))?;
+        let found = self.found(before, value);
         let name = match self.path.pop() {
             Some(Segment::Key(name)) => name,
             _ => String::new(),
@@ -339,34 +360,30 @@ impl Ctx {
             self.duplicate(&name);
             return Ok(());
         }
-        let message = format!(
-            "unknown field `{name}` (not in the published schema) with value {}",
-            shorten(&value)
-        );
+        let message = unknown_field_message(&name, &found, self.max_depth);
         self.path.push(Segment::Key(name));
-        self.extension(IssueKind::UnknownField, message, Some(&value));
+        self.extension(IssueKind::UnknownField, message, found.shown());
         let name = match self.path.pop() {
             Some(Segment::Key(name)) => name,
             _ => String::new(),
         };
-        extra.insert(name, value);
+        extra.insert(name, found.value);
         Ok(())
     }
 
-    /// A depth check for arrays and objects read into a `Value`: the container being entered sits
-    /// one below the current path.
-    fn too_deep(&mut self) -> bool {
+    /// The depth check of every array and object read, the event's own and those read into a
+    /// `Value`, as it is entered: the path has one segment per enclosing container but not the
+    /// root, so the container sits at depth `path.len() + 1`. The first container too deep is
+    /// reported; `container` is `"array"` or `"object"`, for the message.
+    fn too_deep(&mut self, container: &str) -> bool {
         if self.path.len() < self.max_depth {
             return false;
         }
-        if !self.reported_too_deep {
-            self.reported_too_deep = true;
-            let message = format!(
-                "arrays and objects nest deeper than the limit of {} levels",
-                self.max_depth
-            );
+        if self.skipped == 0 {
+            let message = too_deep_message(container, self.max_depth);
             self.record(Severity::Error, IssueKind::TooDeep, message, None, None);
         }
+        self.skipped += 1;
         true
     }
 }
@@ -430,6 +447,18 @@ impl Seen {
 
 struct ValueSeed<'a> {
     ctx: &'a mut Ctx,
+    /// When the value is an object: where to list its keys whose values are incomplete (see
+    /// [`Found`]), for the envelope, which reports its keys one by one.
+    truncated_keys: Option<&'a mut Vec<String>>,
+}
+
+impl<'a> ValueSeed<'a> {
+    fn new(ctx: &'a mut Ctx) -> Self {
+        ValueSeed {
+            ctx,
+            truncated_keys: None,
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -475,20 +504,34 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         collect_seq(self.ctx, seq)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        collect_map(self.ctx, map)
+        collect_map(self.ctx, map, self.truncated_keys)
     }
 }
 
+/// Skips the rest of an array unread (syntax only), as serde_json's `IgnoredAny` does.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Skips the rest of an object: keys are still read as strings (serde_json's `MapKey`), values
+/// unread.
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// An array read into a `Value`; one too deep is skipped and stands in as an empty array.
 fn collect_seq<'de, A: SeqAccess<'de>>(ctx: &mut Ctx, mut seq: A) -> Result<Value, A::Error> {
-    if ctx.too_deep() {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        return Ok(Value::Null);
+    if ctx.too_deep("array") {
+        skip_seq(seq)?;
+        return Ok(Value::Array(Vec::new()));
     }
     let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
     loop {
         let index = items.len();
         let item = ctx.at(Segment::Index(index), |ctx| {
-            seq.next_element_seed(ValueSeed { ctx })
+            seq.next_element_seed(ValueSeed::new(ctx))
         })?;
         match item {
             Some(item) => items.push(item),
@@ -497,15 +540,23 @@ fn collect_seq<'de, A: SeqAccess<'de>>(ctx: &mut Ctx, mut seq: A) -> Result<Valu
     }
 }
 
-fn collect_map<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Value, A::Error> {
-    if ctx.too_deep() {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        return Ok(Value::Null);
+/// An object read into a `Value`; one too deep is skipped and stands in as an empty object. The
+/// first value of a repeated key is kept. Keys whose values are incomplete are added to
+/// `truncated_keys`, when given.
+fn collect_map<'de, A: MapAccess<'de>>(
+    ctx: &mut Ctx,
+    mut map: A,
+    mut truncated_keys: Option<&mut Vec<String>>,
+) -> Result<Value, A::Error> {
+    if ctx.too_deep("object") {
+        skip_map(map)?;
+        return Ok(Value::Object(Map::new()));
     }
     let mut object = Map::new();
     while let Some(key) = map.next_key::<String>()? {
         ctx.path.push(Segment::Key(key));
-        let value = map.next_value_seed(ValueSeed { ctx: &mut *ctx });
+        let before = ctx.skipped;
+        let value = map.next_value_seed(ValueSeed::new(&mut *ctx));
         let key = match ctx.path.pop() {
             Some(Segment::Key(key)) => key,
             _ => String::new(),
@@ -514,6 +565,9 @@ fn collect_map<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Valu
         if object.contains_key(&key) {
             ctx.duplicate(&key);
         } else {
+            if let (Some(keys), true) = (truncated_keys.as_deref_mut(), ctx.skipped != before) {
+                keys.push(key.clone());
+            }
             object.insert(key, value);
         }
     }
@@ -526,16 +580,16 @@ fn collect_map<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Valu
 macro_rules! wrong_scalars {
     () => {
         fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Decoded::Wrong(Value::Bool(v)))
+            Ok(Decoded::Wrong(Found::whole(Value::Bool(v))))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Decoded::Wrong(Value::from(v)))
+            Ok(Decoded::Wrong(Found::whole(Value::from(v))))
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Decoded::Wrong(Value::from(v)))
+            Ok(Decoded::Wrong(Found::whole(Value::from(v))))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Decoded::Wrong(Value::from(v)))
+            Ok(Decoded::Wrong(Found::whole(Value::from(v))))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(Decoded::Null)
@@ -549,10 +603,10 @@ macro_rules! wrong_scalars {
 macro_rules! wrong_strings {
     () => {
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Decoded::Wrong(Value::String(v.to_owned())))
+            Ok(Decoded::Wrong(Found::whole(Value::String(v.to_owned()))))
         }
         fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Decoded::Wrong(Value::String(v)))
+            Ok(Decoded::Wrong(Found::whole(Value::String(v))))
         }
     };
 }
@@ -560,7 +614,9 @@ macro_rules! wrong_strings {
 macro_rules! wrong_seq {
     () => {
         fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            Ok(Decoded::Wrong(collect_seq(self.ctx, seq)?))
+            let before = self.ctx.skipped;
+            let value = collect_seq(self.ctx, seq)?;
+            Ok(Decoded::Wrong(self.ctx.found(before, value)))
         }
     };
 }
@@ -568,7 +624,9 @@ macro_rules! wrong_seq {
 macro_rules! wrong_map {
     () => {
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            Ok(Decoded::Wrong(collect_map(self.ctx, map)?))
+            let before = self.ctx.skipped;
+            let value = collect_map(self.ctx, map, None)?;
+            Ok(Decoded::Wrong(self.ctx.found(before, value)))
         }
     };
 }
@@ -654,6 +712,11 @@ impl<'de, T: Decode<'de>> Visitor<'de> for ListVisitor<'_, T> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
         let name = self.name;
+        // The event's own arrays count towards the depth limit too.
+        if ctx.too_deep("array") {
+            skip_seq(seq)?;
+            return Ok(Decoded::Invalid);
+        }
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
         let mut broken = false;
         let mut index = 0;
@@ -790,6 +853,11 @@ macro_rules! object_visitor {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<Self::Value, A::Error> {
                 let $ctx = self.ctx;
+                // The event's own objects count towards the depth limit too.
+                if $ctx.too_deep("object") {
+                    skip_map($map)?;
+                    return Ok(Decoded::Invalid);
+                }
                 $body
             }
             wrong_scalars!();
@@ -1122,12 +1190,20 @@ object_visitor!(EventVisitor, ProvisioningCompleted<'de>, map, ctx, {
                 })?
             }
             Key::Known(_) => {
+                let before = ctx.skipped;
+                let mut truncated_keys = Vec::new();
                 let value = ctx.at(Segment::Field("_metadata"), |ctx| {
-                    map.next_value_seed(ValueSeed { ctx })
+                    map.next_value_seed(ValueSeed {
+                        ctx,
+                        truncated_keys: Some(&mut truncated_keys),
+                    })
                 })?;
-                metadata = ctx.at(Segment::Field("_metadata"), |ctx| {
-                    envelope(ctx, value, &mut extra)
-                });
+                let found = ctx.found(before, value);
+                metadata = ctx
+                    .at(Segment::Field("_metadata"), |ctx| {
+                        envelope(ctx, found, &truncated_keys, &mut extra)
+                    })
+                    .map(Box::new);
             }
         }
     }
@@ -1181,20 +1257,29 @@ object_visitor!(EventVisitor, ProvisioningCompleted<'de>, map, ctx, {
 
 /// Reads the `_metadata` envelope. Not part of the schema, so nothing in it makes an event invalid
 /// in lenient mode; what is malformed is kept verbatim so that the round trip stays faithful.
-fn envelope(ctx: &mut Ctx, value: Value, extra: &mut Extra) -> Option<Metadata<'static>> {
-    let object = match value {
+/// `truncated_keys`: its keys whose values are incomplete.
+fn envelope(
+    ctx: &mut Ctx,
+    found: Found,
+    truncated_keys: &[String],
+    extra: &mut Extra,
+) -> Option<Metadata<'static>> {
+    let object = match found.value {
         Value::Object(object) => object,
         other => {
+            let found = Found {
+                value: other,
+                truncated: found.truncated,
+            };
             ctx.extension(
                 IssueKind::Envelope,
                 format!(
-                    "the `_metadata` envelope must be an object, found {}: {}",
-                    describe(&other),
-                    shorten(&other)
+                    "the `_metadata` envelope must be an object, found {}",
+                    found.text(ctx.max_depth)
                 ),
-                Some(&other),
+                found.shown(),
             );
-            extra.insert("_metadata".to_owned(), other);
+            extra.insert("_metadata".to_owned(), found.value);
             return None;
         }
     };
@@ -1212,15 +1297,18 @@ fn envelope(ctx: &mut Ctx, value: Value, extra: &mut Extra) -> Option<Metadata<'
         match value {
             Value::String(text) => *slot = Some(Cow::Owned(text)),
             other => {
+                let found = Found {
+                    value: other,
+                    truncated: truncated_keys.contains(&key),
+                };
                 let message = format!(
-                    "`_metadata.{key}` must be a string, found {}: {}",
-                    describe(&other),
-                    shorten(&other)
+                    "`_metadata.{key}` must be a string, found {}",
+                    found.text(ctx.max_depth)
                 );
                 ctx.at(Segment::Key(key.clone()), |ctx| {
-                    ctx.extension(IssueKind::Envelope, message, Some(&other))
+                    ctx.extension(IssueKind::Envelope, message, found.shown())
                 });
-                metadata.extra.insert(key, other);
+                metadata.extra.insert(key, found.value);
             }
         }
     }
@@ -1251,21 +1339,33 @@ impl<'de> Visitor<'de> for AttributeValueVisitor<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
+        // A multi-valued attribute is one of the event's own containers: too deep, it is not read,
+        // and whether it is an array of strings cannot be told.
+        if ctx.too_deep("array") {
+            skip_seq(seq)?;
+            return Ok(Decoded::Invalid);
+        }
+        let before = ctx.skipped;
         let value = collect_seq(ctx, seq)?;
-        let Value::Array(items) = value else {
-            return Ok(Decoded::Wrong(value));
+        let found = ctx.found(before, value);
+        let Value::Array(items) = found.value else {
+            return Ok(Decoded::Wrong(found));
         };
+        // A container too deep inside stands in as an empty one, which is not a string.
         if !items.iter().all(Value::is_string) {
-            return Ok(Decoded::Wrong(Value::Array(items)));
+            return Ok(Decoded::Wrong(Found {
+                value: Value::Array(items),
+                truncated: found.truncated,
+            }));
         }
         let array = Value::Array(items);
+        let shown = shorten(&array);
         ctx.extension(
             IssueKind::MultiValuedAttribute,
             format!(
-                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {}",
-                shorten(&array)
+                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {shown}"
             ),
-            Some(&array),
+            Some(shown),
         );
         let Value::Array(items) = array else {
             return Ok(Decoded::Invalid);
@@ -1305,7 +1405,7 @@ impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
         let ctx = self.ctx;
         let decoded = ProvisioningCompleted::decode(ctx, deserializer)?;
         let found = match decoded {
-            Decoded::Null => Value::Null,
+            Decoded::Null => Found::whole(Value::Null),
             Decoded::Wrong(found) => found,
             other => return Ok(other),
         };
@@ -1315,11 +1415,10 @@ impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
                 expected: "an object",
             },
             format!(
-                "a Provisioning Completed event must be a JSON object, found {}: {}",
-                describe(&found),
-                shorten(&found)
+                "a Provisioning Completed event must be a JSON object, found {}",
+                found.text(ctx.max_depth)
             ),
-            Some(&found),
+            found.shown(),
             None,
         );
         Ok(Decoded::Invalid)
@@ -1327,7 +1426,12 @@ impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
 }
 
 /// `impl Deserialize` for use inside other serde types: lenient, and any error fails the whole value.
-impl<'de> serde::Deserialize<'de> for ProvisioningCompleted<'de> {
+///
+/// The event borrows strings without escapes from the input, for any lifetime `'a` that the input
+/// outlives, as `#[serde(borrow)]` on a field of a derived struct asks. So it is not
+/// `DeserializeOwned`: from a reader, or from a `serde_json::Value` that it would have to own, read
+/// with [`ProvisioningCompleted::from_value`], `str::parse` or `from_json` + `into_owned`.
+impl<'de: 'a, 'a> serde::Deserialize<'de> for ProvisioningCompleted<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut ctx = Ctx::new(&Options::default());
         let decoded = EventSeed { ctx: &mut ctx }.deserialize(deserializer)?;

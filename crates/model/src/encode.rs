@@ -22,9 +22,17 @@ fn entry<M: SerializeMap, T: Serialize>(
     }
 }
 
-fn extra<M: SerializeMap>(map: &mut M, extra: &Extra) -> Result<(), M::Error> {
+/// The keys the schema does not define, except those that name a field the object writes
+/// (`written`): see [`Extra`].
+fn extra<M: SerializeMap>(
+    map: &mut M,
+    extra: &Extra,
+    written: impl Fn(&str) -> bool,
+) -> Result<(), M::Error> {
     for (key, value) in extra {
-        map.serialize_entry(key, value)?;
+        if !written(key) {
+            map.serialize_entry(key, value)?;
+        }
     }
     Ok(())
 }
@@ -43,7 +51,7 @@ impl Serialize for ProvisioningCompleted<'_> {
         if let Some(metadata) = &self.metadata {
             map.serialize_entry("_metadata", metadata)?;
         }
-        extra(&mut map, &self.extra)?;
+        extra(&mut map, &self.extra, |key| self.writes_field(key))?;
         map.end()
     }
 }
@@ -54,7 +62,7 @@ impl Serialize for IdentityRef<'_> {
         map.serialize_entry("type", &self.kind)?;
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("name", &self.name)?;
-        extra(&mut map, &self.extra)?;
+        extra(&mut map, &self.extra, |key| self.writes_field(key))?;
         map.end()
     }
 }
@@ -65,7 +73,7 @@ impl Serialize for SourceRef<'_> {
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("type", &self.kind)?;
         map.serialize_entry("name", &self.name)?;
-        extra(&mut map, &self.extra)?;
+        extra(&mut map, &self.extra, |key| self.writes_field(key))?;
         map.end()
     }
 }
@@ -80,7 +88,7 @@ impl Serialize for AccountRequest<'_> {
         map.serialize_entry("provisioningTarget", &self.provisioning_target)?;
         entry(&mut map, "ticketId", &self.ticket_id)?;
         entry(&mut map, "attributeRequests", &self.attribute_requests)?;
-        extra(&mut map, &self.extra)?;
+        extra(&mut map, &self.extra, |key| self.writes_field(key))?;
         map.end()
     }
 }
@@ -91,7 +99,7 @@ impl Serialize for AttributeRequest<'_> {
         map.serialize_entry("attributeName", &self.attribute_name)?;
         entry(&mut map, "attributeValue", &self.attribute_value)?;
         map.serialize_entry("operation", &self.operation)?;
-        extra(&mut map, &self.extra)?;
+        extra(&mut map, &self.extra, |key| self.writes_field(key))?;
         map.end()
     }
 }
@@ -117,8 +125,22 @@ impl Serialize for Metadata<'_> {
         if let Some(invocation_id) = &self.invocation_id {
             map.serialize_entry("invocationId", invocation_id)?;
         }
-        extra(&mut map, &self.extra)?;
+        extra(&mut map, &self.extra, |key| self.writes_field(key))?;
         map.end()
+    }
+}
+
+/// As its map.
+impl Serialize for Extra {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+/// As a map.
+impl<'de> serde::Deserialize<'de> for Extra {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Map::deserialize(deserializer).map(Extra::from)
     }
 }
 

@@ -25,8 +25,13 @@ pub enum Mode {
 pub struct Limits {
     /// Largest accepted document, in bytes.
     pub max_bytes: usize,
-    /// Deepest accepted nesting of arrays and objects, counting the root object as depth 1.
-    /// The schema itself needs 4; the rest is room for unknown fields.
+    /// Deepest accepted nesting of arrays and objects, counting the root object as depth 1. The
+    /// event's own containers count: `accountRequests` is at depth 2, an account request at 3, its
+    /// `attributeRequests` at 4 and an attribute request at 5, so the schema itself needs 5, 6
+    /// with a multi-valued `attributeValue`; the rest is room for unknown fields.
+    ///
+    /// A container deeper than this is not read (only its syntax is checked): the document gets a
+    /// [`IssueKind::TooDeep`] error at the first such container and no event.
     pub max_depth: usize,
 }
 
@@ -109,6 +114,8 @@ pub enum IssueKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Issue {
     /// Where, in wire names: `accountRequests[1].attributeRequests[0].operation`; `$` for the root.
+    /// A key that is not a plain name is written quoted, `recipient["odd key"]`, and so is a key
+    /// named `$`: `["$"]`.
     pub path: String,
     /// What kind of problem it is.
     pub kind: IssueKind,
@@ -129,7 +136,8 @@ impl fmt::Display for Issue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validation<'a> {
     /// The typed event, when the document has the shape of one (every required field present with
-    /// the right type). In strict mode it can be `Some` while `errors` lists schema extensions.
+    /// the right type, and nothing nested deeper than [`Limits::max_depth`], which would be left
+    /// unread). In strict mode it can be `Some` while `errors` lists schema extensions.
     pub event: Option<ProvisioningCompleted<'a>>,
     /// Problems that make the document invalid in the chosen mode, in document order.
     pub errors: Vec<Issue>,
@@ -187,9 +195,6 @@ impl SyntaxError {
             None => full,
         };
         let message = match message.as_str() {
-            "EOF while parsing a value" if err.line() == 1 && err.column() == 0 => {
-                return SyntaxError::Empty;
-            }
             "recursion limit exceeded" => {
                 "arrays and objects nest too deeply for the parser (recursion limit exceeded)"
                     .to_owned()
@@ -261,9 +266,11 @@ pub(crate) fn render_path(segments: &[Segment], last: Option<&Segment>) -> Strin
 }
 
 /// Names that look like identifiers are written `a.b`; anything else as `["a.b"]` (JSON-quoted) so
-/// that the path stays unambiguous.
+/// that the path stays unambiguous. A key named `$` alone is quoted too: written plainly, a root
+/// key `$` would read as the root itself.
 fn push_name(path: &mut String, name: &str) {
     let plain = !name.is_empty()
+        && name != "$"
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
@@ -278,6 +285,78 @@ fn push_name(path: &mut String, name: &str) {
         path.push_str(&Value::String(name.to_owned()).to_string());
         path.push(']');
     }
+}
+
+/// A value read whole for an issue (a value of the wrong type, an unknown field, the envelope),
+/// and whether a container in it, or the value itself, nests deeper than [`Limits::max_depth`].
+/// Such a container is not read, only checked for syntax, and stands in the value as an empty
+/// one, so the value is incomplete: issues then say what it is instead of showing it.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) value: Value,
+    pub(crate) truncated: bool,
+}
+
+impl Found {
+    /// A value read completely.
+    pub(crate) fn whole(value: Value) -> Found {
+        Found {
+            value,
+            truncated: false,
+        }
+    }
+
+    /// What was found, for messages: `a number: 7`, or for an incomplete value `an array that
+    /// nests deeper than the limit of 5 levels`.
+    pub(crate) fn text(&self, max_depth: usize) -> String {
+        if self.truncated {
+            format!(
+                "{} that nests deeper than the limit of {}",
+                describe(&self.value),
+                levels(max_depth)
+            )
+        } else {
+            format!("{}: {}", describe(&self.value), shorten(&self.value))
+        }
+    }
+
+    /// [`Issue::value`]: the shortened JSON text, or nothing for an incomplete value.
+    pub(crate) fn shown(&self) -> Option<String> {
+        (!self.truncated).then(|| shorten(&self.value))
+    }
+}
+
+/// The message of [`IssueKind::UnknownField`].
+pub(crate) fn unknown_field_message(name: &str, found: &Found, max_depth: usize) -> String {
+    if found.truncated {
+        format!(
+            "unknown field `{name}` (not in the published schema) with {}",
+            found.text(max_depth)
+        )
+    } else {
+        format!(
+            "unknown field `{name}` (not in the published schema) with value {}",
+            shorten(&found.value)
+        )
+    }
+}
+
+/// "1 level", "5 levels".
+pub(crate) fn levels(count: usize) -> String {
+    if count == 1 {
+        "1 level".to_owned()
+    } else {
+        format!("{count} levels")
+    }
+}
+
+/// The message of [`IssueKind::TooDeep`], for the first container (`"array"` or `"object"`) that
+/// nests deeper than the limit.
+pub(crate) fn too_deep_message(container: &str, max_depth: usize) -> String {
+    format!(
+        "this {container} nests deeper than the limit of {} of arrays and objects, so it is not read",
+        levels(max_depth)
+    )
 }
 
 /// JSON text of a value, shortened to about `MAX` characters for messages.
@@ -329,6 +408,16 @@ mod tests {
     fn odd_keys_are_quoted() {
         let segments = [Segment::Key("a.b c".into()), Segment::Key("x".into())];
         assert_eq!(render_path(&segments, None), r#"["a.b c"].x"#);
+    }
+
+    #[test]
+    fn a_key_named_dollar_is_quoted_so_that_it_is_not_the_root() {
+        assert_eq!(render_path(&[Segment::Key("$".into())], None), r#"["$"]"#);
+        let nested = [Segment::Field("recipient"), Segment::Key("$".into())];
+        assert_eq!(render_path(&nested, None), r#"recipient["$"]"#);
+        for plain in ["$x", "x$", "$$", "with-dash_and_$"] {
+            assert_eq!(render_path(&[Segment::Key(plain.into())], None), plain);
+        }
     }
 
     #[test]

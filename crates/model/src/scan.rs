@@ -7,9 +7,14 @@
 //! visitor behaviour each branch reproduces. What makes it fast:
 //!
 //! - the input is checked as UTF-8 once, so every string without escapes is borrowed as a slice of
-//!   the input, found by a word-at-a-time scan ([`crate::swar`]);
-//! - known keys are matched by length and bytes, values are read by the field's expected type, and
-//!   account and attribute requests are built in place in their `Vec`s;
+//!   the input, found by a sixteen-bytes-at-a-time scan ([`crate::swar`]);
+//! - the layout of the document (compact, or pretty-printed with some indent) is learned from its
+//!   first key, so the whitespace and separators between keys, elements and brackets are compared
+//!   in one step rather than measured ([`Parser::learn_layout`]);
+//! - the fields of each schema object are read straight in schema order while the keys come in
+//!   that order (`schema_fields!`), known keys and enum values are matched by their bytes, and
+//!   every value is written straight into its place in the event, account and attribute requests
+//!   in their `Vec`s;
 //! - the path of schema objects lives in a small fixed array; issues render it only when one is
 //!   recorded, and `serde_json::Value`s are built only for unknown fields, values of the wrong
 //!   type and the `_metadata` envelope.
@@ -29,13 +34,108 @@ use std::str::FromStr;
 use serde_json::{Map, Number, Value};
 
 use crate::issue::{
-    Issue, IssueKind, Mode, Options, Segment, Severity, describe, render_path, shorten,
+    Found, Issue, IssueKind, Mode, Options, Segment, Severity, render_path, shorten,
+    too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
     IdentityType, Metadata, ProvisioningCompleted, ProvisioningResult, SourceRef, SourceType,
 };
 use crate::{AccountOperation, Maybe, SyntaxError, Validation, decode, swar};
+
+/// A key as [`Parser::eat_key`] guesses it: `name":`, and `name": ` as pretty printers write it.
+macro_rules! key {
+    ($name:literal) => {
+        (
+            concat!($name, "\":").as_bytes(),
+            concat!($name, "\": ").as_bytes(),
+        )
+    };
+}
+
+/// Tries the known values of a field, each as its exact quoted text, at a string's opening quote:
+/// the first that the input has is consumed and written to `slot`, and the reader returns. A
+/// chain of compares, each against constant text; a loop over a table of the values would build
+/// and drop the table every time.
+macro_rules! known_value {
+    ($this:ident, $slot:ident, [$($text:literal => $value:expr),+ $(,)?]) => {
+        $(
+            if $this.eat(concat!("\"", $text, "\"").as_bytes()) {
+                *$slot = $value;
+                return Ok(true);
+            }
+        )+
+    };
+}
+
+/// Reads the keys of a schema object after its `{`, up to its `}`, and gives which of its fields
+/// were seen (bits by index) and whether one of them could not be typed.
+///
+/// `[index "key" required, …]` lists the fields in schema order, and `others` keys that the
+/// object knows but that come after them (`_metadata`). `|index| read` reads the value of the
+/// field `index` into its place and gives whether it is typed; unknown keys go to `extra`;
+/// `names` names the fields for the report of a repeated key.
+///
+/// Events list their fields in schema order, so the keys are first read straight in that order,
+/// each compared where it is expected, optional ones passed over when absent; at the first key
+/// out of that order the general loop takes over, which still guesses that the next key is the
+/// one after the last, and otherwise reads the key and looks it up.
+macro_rules! schema_fields {
+    (
+        $this:ident, $kind:expr, $extra:expr, $names:expr,
+        [$($index:literal $key:literal $required:literal),+ $(,)?]
+        $(others [$($other:literal $other_key:literal),+])?,
+        |$field:ident| $read:expr
+    ) => {{
+        let mut seen = 0u32;
+        let mut bad = false;
+        let mut first = true;
+        let mut next = 0usize;
+        let in_order = 'ordered: {
+            $(
+                if $this.key_is(&mut first, $kind, key!($key))? {
+                    let $field: usize = $index;
+                    let typed: bool = $read;
+                    bad |= !typed;
+                    seen |= 1 << $index;
+                    next = $index + 1;
+                } else if $required {
+                    break 'ordered false;
+                }
+            )+
+            true
+        };
+        // Usually the object ends right after its last field.
+        let ended = in_order && $this.object_ends($kind);
+        while !ended && $this.before_schema_key(&mut first, $kind)? {
+            let guessed = match next {
+                $($index => $this.eat_key(key!($key)),)+
+                _ => false,
+            };
+            let $field: usize = if guessed {
+                next
+            } else {
+                let key = $this.key_rest()?;
+                match key.as_ref() {
+                    $($key => $index,)+
+                    $($($other_key => $other,)+)?
+                    _ => {
+                        $this.unknown_field(key, $extra)?;
+                        continue;
+                    }
+                }
+            };
+            next = $field + 1;
+            if !first_time(&mut seen, $field) {
+                $this.repeated($names.get($field).copied().unwrap_or_default())?;
+                continue;
+            }
+            let typed: bool = $read;
+            bad |= !typed;
+        }
+        (seen, bad)
+    }};
+}
 
 /// serde_json refuses the 128th nested array or object that it reads (the root counts as 1).
 const RECURSION_LIMIT: usize = 128;
@@ -83,13 +183,17 @@ pub(crate) fn validate_str<'a>(
     // The event is written straight into its place in the result: it is large, and moving it
     // through return values costs more than reading a small document.
     let mut parser = Parser::new(text, options);
-    let mut event = None;
-    match parser.run(&mut event) {
-        Ok(()) => Ok(Validation {
-            event,
-            errors: parser.errors,
-            warnings: parser.warnings,
-        }),
+    let mut validation = Validation {
+        event: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match parser.run(&mut validation.event) {
+        Ok(()) => {
+            validation.errors = parser.errors;
+            validation.warnings = parser.warnings;
+            Ok(validation)
+        }
         Err(Reject) => decode::validate_slice(text.as_bytes(), options),
     }
 }
@@ -156,9 +260,13 @@ struct Parser<'a> {
     keys: Vec<Segment>,
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
-    reported_too_deep: bool,
+    /// How many containers were too deep to read; the first one is reported.
+    skipped: usize,
     /// The separator last seen between two keys, per kind of schema object.
     separators: [Separator; 5],
+    /// Spaces per level of indentation when the document is pretty-printed (see
+    /// [`Parser::learn_layout`]); 0 when it is not, or not in a way that is recognised.
+    indent: usize,
     /// Length of the last `accountRequests` and `attributeRequests` lists.
     list_hints: [usize; 2],
 }
@@ -182,6 +290,16 @@ const ACCOUNT: usize = 2;
 const SOURCE: usize = 3;
 const ATTRIBUTE: usize = 4;
 
+/// How deep the keys of each kind of schema object are (the root's are at 1), which the schema
+/// fixes: `recipient.id` at 2, `accountRequests[i].accountId` at 3, `….source.id` at 4,
+/// `….attributeRequests[j].operation` at 5.
+const KEY_DEPTH: [usize; 5] = [1, 2, 3, 4, 5];
+
+/// How deep the elements of `accountRequests`, `attributeRequests` and `errors`/`warnings` are.
+const ACCOUNT_DEPTH: usize = 2;
+const ATTRIBUTE_DEPTH: usize = 4;
+const MESSAGE_DEPTH: usize = 2;
+
 impl<'a> Parser<'a> {
     fn new(text: &'a str, options: &Options) -> Self {
         Parser {
@@ -195,8 +313,9 @@ impl<'a> Parser<'a> {
             keys: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
-            reported_too_deep: false,
+            skipped: 0,
             separators: [Separator::default(); 5],
+            indent: 0,
             list_hints: [0; 2],
         }
     }
@@ -211,6 +330,11 @@ impl<'a> Parser<'a> {
         }
         if self.peek().is_some() {
             return Err(Reject);
+        }
+        // Something was left unread for nesting too deep: an event would not hold what the
+        // document says (the reference's `Ctx::finish`).
+        if self.skipped > 0 {
+            *event = None;
         }
         Ok(())
     }
@@ -292,19 +416,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A guess at the next key, given as its text, closing quote and colon: consumes it (and one
-    /// space after the colon, as pretty printers write it) when the input has exactly that.
-    /// Events list their fields in schema order, so the guess is nearly always right, and a key
-    /// that is guessed is matched with a couple of word compares instead of being scanned.
+    /// A guess at the next key, given (by [`key!`]) as its text, closing quote and colon, without
+    /// and with the space that pretty printers write after the colon: consumes it when the input
+    /// has exactly that. Events list their fields in schema order, so the guess is nearly always
+    /// right, and a key that is guessed is matched with a couple of word compares instead of being
+    /// scanned. A space the guess leaves is skipped as whitespace before the value.
     #[inline(always)]
-    fn eat_key(&mut self, key_quote_colon: &'static [u8]) -> bool {
-        if !self.eat(key_quote_colon) {
-            return false;
+    fn eat_key(&mut self, (key_quote_colon, with_space): (&'static [u8], &'static [u8])) -> bool {
+        if self.indent != 0 && self.eat(with_space) {
+            return true;
         }
-        if self.bytes.get(self.pos) == Some(&b' ') {
-            self.pos += 1;
-        }
-        true
+        self.eat(key_quote_colon)
     }
 
     /// Before each key of an object: `}` ends it (`false`), otherwise a `,` unless it is the first
@@ -336,10 +458,18 @@ impl<'a> Parser<'a> {
     ///
     /// Between two keys a document repeats the same bytes (`,"` when compact; a comma, a newline
     /// and the indent of that level when pretty-printed), so the separator seen last in objects of
-    /// the same kind is remembered and compared in one step before anything is scanned.
+    /// the same kind is remembered and compared in one step before anything is scanned. In a
+    /// pretty-printed document, the first key and the closing brace are also preceded by a newline
+    /// and an indent that the depth of the object fixes, compared the same way.
     #[inline(always)]
     fn before_schema_key(&mut self, first: &mut bool, kind: usize) -> Step<bool> {
+        let depth = KEY_DEPTH.get(kind).copied().unwrap_or(1);
         if *first {
+            if self.indent != 0 && self.indented(self.pos, self.indent * depth, b'"') {
+                *first = false;
+                self.pos += self.indent * depth + 2;
+                return Ok(true);
+            }
             return self.before_key(first);
         }
         if let Some(separator) = self.separators.get(kind) {
@@ -356,12 +486,112 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        let closing = self.indent * (depth - 1);
+        if self.indent != 0 && self.indented(self.pos, closing, b'}') {
+            self.pos += closing + 2;
+            return Ok(false);
+        }
         let start = self.pos;
         let more = self.before_key(first)?;
         if more {
             self.learn_separator(kind, start);
         }
         Ok(more)
+    }
+
+    /// The closing brace of a schema object of `kind` after a value, when it comes next (after the
+    /// newline and indent of its depth when the document is pretty-printed): consumed.
+    #[inline(always)]
+    fn object_ends(&mut self, kind: usize) -> bool {
+        if self.indent == 0 {
+            let ends = self.bytes.get(self.pos) == Some(&b'}');
+            self.pos += usize::from(ends);
+            return ends;
+        }
+        let depth = KEY_DEPTH.get(kind).copied().unwrap_or(1);
+        let closing = self.indent * (depth - 1);
+        let ends = self.indented(self.pos, closing, b'}');
+        if ends {
+            self.pos += closing + 2;
+        }
+        ends
+    }
+
+    /// The next key of a schema object, when it is `key` (see [`Self::eat_key`]): consumed with
+    /// what comes before it. Otherwise nothing is consumed, for the general loop to read it.
+    #[inline(always)]
+    fn key_is(
+        &mut self,
+        first: &mut bool,
+        kind: usize,
+        key: (&'static [u8], &'static [u8]),
+    ) -> Step<bool> {
+        let (pos, was_first) = (self.pos, *first);
+        if self.before_schema_key(first, kind)? && self.eat_key(key) {
+            return Ok(true);
+        }
+        (self.pos, *first) = (pos, was_first);
+        Ok(false)
+    }
+
+    /// True when the input has, at `at`, a newline, `spaces` spaces and `then`: what a pretty
+    /// printer writes before a token `spaces` deep. Compared in one step, at most sixteen bytes.
+    #[inline(always)]
+    fn indented(&self, at: usize, spaces: usize, then: u8) -> bool {
+        let len = spaces + 1;
+        let (Some(&mask), Some(chunk)) = (LOW_BYTES.get(len), self.chunk(at)) else {
+            return false;
+        };
+        (chunk ^ NEWLINE_INDENT) & mask == 0 && self.bytes.get(at + len) == Some(&then)
+    }
+
+    /// The sixteen bytes at `at` as a little-endian word; near the end of the input, the bytes
+    /// left followed by zeros (which no comparison with whitespace or punctuation matches).
+    #[inline(always)]
+    fn chunk(&self, at: usize) -> Option<u128> {
+        let rest = self.bytes.get(at..)?;
+        match rest.first_chunk::<16>() {
+            Some(chunk) => Some(u128::from_le_bytes(*chunk)),
+            None => Some(padded(rest)),
+        }
+    }
+
+    /// Looks at what comes between the root's `{` and its first key, to know the layout of the
+    /// document before its keys are read. Nothing: it is compact, and the separator between keys
+    /// is `,"` in every object. A newline and `n` spaces: it is pretty-printed with `n` spaces per
+    /// level, and every key, element and closing bracket of the schema's objects and lists is
+    /// preceded by a newline and `n` times its depth in spaces. Either way only a guess, checked
+    /// each time it is used; where it does not hold the whitespace is read as usual.
+    fn learn_layout(&mut self) {
+        let Some(chunk) = self
+            .bytes
+            .get(self.pos..)
+            .and_then(<[u8]>::first_chunk::<16>)
+        else {
+            return;
+        };
+        let run = ((u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT).trailing_zeros() / 8) as usize;
+        if self.bytes.get(self.pos + run) != Some(&b'"') {
+            return;
+        }
+        let indent = match run {
+            0 => 0,
+            2..=15 => run - 1,
+            _ => return,
+        };
+        self.indent = indent;
+        for (separator, depth) in self.separators.iter_mut().zip(KEY_DEPTH) {
+            // `,`, a newline and the indent when pretty-printed, then the key's quote.
+            let len = if indent == 0 { 2 } else { indent * depth + 3 };
+            let (Some(&mask), Some(&quote)) = (LOW_BYTES.get(len), QUOTE_AT.get(len - 1)) else {
+                break;
+            };
+            *separator = Separator {
+                pattern: COMMA_NEWLINE_INDENT & LOW_BYTES[len - 1] | quote,
+                mask,
+                len,
+            };
+        }
     }
 
     /// Remembers the bytes from `start` to here as the separator between keys of `kind`.
@@ -372,7 +602,7 @@ impl<'a> Parser<'a> {
         let (Some(slot), Some(chunk), 1..=16) = (self.separators.get_mut(kind), chunk, len) else {
             return;
         };
-        let mask = u128::MAX >> (8 * (16 - len));
+        let mask = low_bytes(len);
         *slot = Separator {
             pattern: u128::from_le_bytes(*chunk) & mask,
             mask,
@@ -420,6 +650,35 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// [`Self::next_element`] in a list of the schema whose elements are `depth` deep and start
+    /// with `opening`: in a pretty-printed document, the whitespace before each element and before
+    /// the closing bracket is known (see [`Self::learn_layout`]) and compared in one step.
+    #[inline(always)]
+    fn next_schema_element(&mut self, first: &mut bool, depth: usize, opening: u8) -> Step<bool> {
+        // A list written on one line (`["a", "b"]`) has no newline to compare.
+        if self.indent != 0 {
+            let spaces = self.indent * depth;
+            let closing = spaces - self.indent;
+            match (*first, self.bytes.get(self.pos)) {
+                (true, Some(b'\n')) if self.indented(self.pos, spaces, opening) => {
+                    *first = false;
+                    self.pos += spaces + 1;
+                    return Ok(true);
+                }
+                (false, Some(b',')) if self.indented(self.pos + 1, spaces, opening) => {
+                    self.pos += spaces + 2;
+                    return Ok(true);
+                }
+                (false, Some(b'\n')) if self.indented(self.pos, closing, b']') => {
+                    self.pos += closing + 2;
+                    return Ok(false);
+                }
+                _ => {}
+            }
+        }
+        self.next_element(first)
+    }
+
     /// A string whose opening quote has been consumed, as serde_json's `parse_str` reads it:
     /// borrowed when it has no escapes.
     ///
@@ -432,7 +691,13 @@ impl<'a> Parser<'a> {
         if self.bytes.get(end) == Some(&b'"') {
             self.pos = end + 1;
             // Both ends are next to an ASCII quote, so they are character boundaries.
-            return self.text.get(start..end).map(Cow::Borrowed).ok_or(Reject);
+            // Two one-sided slices, which the compiler inlines where it calls the two-sided one.
+            return self
+                .text
+                .get(start..)
+                .and_then(|rest| rest.get(..end.checked_sub(start)?))
+                .map(Cow::Borrowed)
+                .ok_or(Reject);
         }
         self.escaped_string(start, end).map(Cow::Owned)
     }
@@ -663,9 +928,20 @@ impl<'a> Parser<'a> {
             Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false)),
             Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
             Some(b'[') => self.collect_array(segment),
-            Some(b'{') => self.collect_object(segment),
+            Some(b'{') => self.collect_object(segment, None),
             _ => Err(Reject),
         }
+    }
+
+    /// [`Self::collect`] for an issue: the value, and whether a container in it was skipped for
+    /// nesting too deep.
+    fn collect_found(&mut self, segment: Option<Segment>) -> Step<Found> {
+        let before = self.skipped;
+        let value = self.collect(segment)?;
+        Ok(Found {
+            value,
+            truncated: self.skipped != before,
+        })
     }
 
     /// Consumes `[` or `{` of a container that the reference reads, with its segment pushed;
@@ -687,22 +963,14 @@ impl<'a> Parser<'a> {
         Ok(pushed)
     }
 
+    /// An array read into a `Value`; one too deep is skipped and stands in as an empty array.
     fn collect_array(&mut self, segment: Option<Segment>) -> Step<Value> {
         let pushed = self.open_container(segment)?;
-        let mut first = true;
-        let value = if self.too_deep() {
-            // The reference skips the elements unread and keeps `null` for the container.
-            while self.next_element(&mut first)? {
-                self.skip_value()?;
-            }
-            Value::Null
+        let value = if self.too_deep("array") {
+            self.skip_elements()?;
+            Value::Array(Vec::new())
         } else {
-            let mut items = Vec::new();
-            while self.next_element(&mut first)? {
-                let item = self.collect(Some(Segment::Index(items.len())))?;
-                items.push(item);
-            }
-            Value::Array(items)
+            Value::Array(self.collect_elements()?)
         };
         if pushed {
             self.keys.pop();
@@ -710,19 +978,34 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
-    fn collect_object(&mut self, segment: Option<Segment>) -> Step<Value> {
-        let pushed = self.open_container(segment)?;
+    /// The elements of an array after its `[`, each read into a `Value`.
+    fn collect_elements(&mut self) -> Step<Vec<Value>> {
+        let mut items = Vec::new();
         let mut first = true;
-        let value = if self.too_deep() {
-            // Keys are still read as strings (serde_json's `MapKey`), values skipped unread.
-            while self.next_key(&mut first)?.is_some() {
-                self.skip_value()?;
-            }
-            Value::Null
+        while self.next_element(&mut first)? {
+            let item = self.collect(Some(Segment::Index(items.len())))?;
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    /// An object read into a `Value`; one too deep is skipped and stands in as an empty object.
+    /// Keys whose values are incomplete are added to `truncated_keys`, when given.
+    fn collect_object(
+        &mut self,
+        segment: Option<Segment>,
+        mut truncated_keys: Option<&mut Vec<String>>,
+    ) -> Step<Value> {
+        let pushed = self.open_container(segment)?;
+        let value = if self.too_deep("object") {
+            self.skip_members()?;
+            Value::Object(Map::new())
         } else {
             let mut object = Map::new();
+            let mut first = true;
             while let Some(key) = self.next_key(&mut first)? {
                 self.keys.push(Segment::Key(key.into_owned()));
+                let before = self.skipped;
                 let value = self.collect(None)?;
                 let key = match self.keys.pop() {
                     Some(Segment::Key(key)) => key,
@@ -732,6 +1015,11 @@ impl<'a> Parser<'a> {
                 if object.contains_key(&key) {
                     self.duplicate(&key);
                 } else {
+                    if let (Some(keys), true) =
+                        (truncated_keys.as_deref_mut(), self.skipped != before)
+                    {
+                        keys.push(key.clone());
+                    }
                     object.insert(key, value);
                 }
             }
@@ -743,21 +1031,48 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
-    /// The reference's depth limit for values read as `Value`: the container being read sits
-    /// at the current path length. Reported once per document.
-    fn too_deep(&mut self) -> bool {
+    /// The rest of an array that is not read (too deep): syntax only, as the reference's
+    /// `IgnoredAny` elements.
+    #[cold]
+    fn skip_elements(&mut self) -> Step<()> {
+        let mut first = true;
+        while self.next_element(&mut first)? {
+            self.skip_value()?;
+        }
+        Ok(())
+    }
+
+    /// The rest of an object that is not read (too deep): keys are still read as strings
+    /// (serde_json's `MapKey`), values skipped unread.
+    #[cold]
+    fn skip_members(&mut self) -> Step<()> {
+        let mut first = true;
+        while self.next_key(&mut first)?.is_some() {
+            self.skip_value()?;
+        }
+        Ok(())
+    }
+
+    /// The reference's depth check of every array and object read, the event's own and those
+    /// read into a `Value`, as it is entered: the container sits at depth `path_len() + 1`. The
+    /// first container too deep is reported; `container` is `"array"` or `"object"`.
+    #[inline]
+    fn too_deep(&mut self, container: &str) -> bool {
         if self.path_len() < self.max_depth {
             return false;
         }
-        if !self.reported_too_deep {
-            self.reported_too_deep = true;
-            let message = format!(
-                "arrays and objects nest deeper than the limit of {} levels",
-                self.max_depth
-            );
+        self.report_too_deep(container);
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_too_deep(&mut self, container: &str) {
+        if self.skipped == 0 {
+            let message = too_deep_message(container, self.max_depth);
             self.record(Severity::Error, IssueKind::TooDeep, message, None, None);
         }
-        true
+        self.skipped += 1;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -782,13 +1097,14 @@ impl<'a> Parser<'a> {
         self.depth = self.depth.saturating_sub(1);
     }
 
+    /// Records an issue at the current path (and `last`), with the offending value's text.
     #[cold]
     fn record(
         &mut self,
         severity: Severity,
         kind: IssueKind,
         message: String,
-        value: Option<&Value>,
+        value: Option<String>,
         last: Option<&Segment>,
     ) {
         let frames = self.frames.get(..self.depth).unwrap_or(&self.frames);
@@ -804,7 +1120,7 @@ impl<'a> Parser<'a> {
             path: render_path(&segments, last),
             kind,
             message,
-            value: value.map(shorten),
+            value,
         };
         match severity {
             Severity::Error => self.errors.push(issue),
@@ -818,7 +1134,7 @@ impl<'a> Parser<'a> {
         &mut self,
         kind: IssueKind,
         message: String,
-        value: Option<&Value>,
+        value: Option<String>,
         last: Option<&Segment>,
     ) {
         let severity = match self.mode {
@@ -849,16 +1165,15 @@ impl<'a> Parser<'a> {
     }
 
     #[cold]
-    fn wrong_type(&mut self, name: &'static str, expected: &'static str, found: &Value) {
+    fn wrong_type(&mut self, name: &'static str, expected: &'static str, found: &Found) {
         self.record(
             Severity::Error,
             IssueKind::WrongType { expected },
             format!(
-                "`{name}` must be {expected}, found {}: {}",
-                describe(found),
-                shorten(found)
+                "`{name}` must be {expected}, found {}",
+                found.text(self.max_depth)
             ),
-            Some(found),
+            found.shown(),
             Some(&Segment::Field(name)),
         );
     }
@@ -870,6 +1185,12 @@ impl<'a> Parser<'a> {
         fields: &[&'static str],
         required: &[(usize, &'static str)],
     ) {
+        let all = required
+            .iter()
+            .fold(0u32, |all, &(index, _)| all | 1 << index);
+        if seen & all == all {
+            return;
+        }
         for &(index, expected) in required {
             if seen & (1 << index) == 0 {
                 if let Some(&name) = fields.get(index) {
@@ -898,8 +1219,8 @@ impl<'a> Parser<'a> {
         expected: &'static str,
         index: usize,
     ) -> Step<()> {
-        let found = self.collect(Some(Segment::Index(index)))?;
-        let kind = if found.is_null() {
+        let found = self.collect_found(Some(Segment::Index(index)))?;
+        let kind = if found.value.is_null() {
             IssueKind::Null
         } else {
             IssueKind::WrongType { expected }
@@ -908,11 +1229,10 @@ impl<'a> Parser<'a> {
             Severity::Error,
             kind,
             format!(
-                "each element of `{list}` must be {expected}, found {}: {}",
-                describe(&found),
-                shorten(&found)
+                "each element of `{list}` must be {expected}, found {}",
+                found.text(self.max_depth)
             ),
-            Some(&found),
+            found.shown(),
             Some(&Segment::Index(index)),
         );
         Ok(())
@@ -928,8 +1248,7 @@ impl<'a> Parser<'a> {
         expected: &'static str,
         need: Need,
     ) -> Step<bool> {
-        // A literal `null` is the reference's `Decoded::Null`; a container read as `null` because
-        // it nests too deep is a value of the wrong type, as there.
+        // A literal `null` is the reference's `Decoded::Null`.
         if self.peek() == Some(b'n') {
             self.literal(b"null")?;
             match need {
@@ -938,7 +1257,7 @@ impl<'a> Parser<'a> {
                         Severity::Error,
                         IssueKind::Null,
                         format!("required field `{name}` is null (it must be {expected})"),
-                        Some(&Value::Null),
+                        Some("null".to_owned()),
                         Some(&Segment::Field(name)),
                     );
                     return Ok(false);
@@ -950,14 +1269,14 @@ impl<'a> Parser<'a> {
                         format!(
                             "`{name}` is null; the published schema allows {expected} or no `{name}` at all"
                         ),
-                        Some(&Value::Null),
+                        Some("null".to_owned()),
                         Some(&Segment::Field(name)),
                     );
                     return Ok(true);
                 }
             }
         }
-        let found = self.collect(Some(Segment::Field(name)))?;
+        let found = self.collect_found(Some(Segment::Field(name)))?;
         self.wrong_type(name, expected, &found);
         Ok(false)
     }
@@ -967,7 +1286,7 @@ impl<'a> Parser<'a> {
     #[inline(never)]
     fn unknown_field(&mut self, key: Cow<'a, str>, extra: &mut Extra) -> Step<()> {
         self.keys.push(Segment::Key(key.into_owned()));
-        let value = self.collect(None)?;
+        let found = self.collect_found(None)?;
         let name = match self.keys.pop() {
             Some(Segment::Key(name)) => name,
             _ => String::new(),
@@ -976,107 +1295,152 @@ impl<'a> Parser<'a> {
             self.duplicate(&name);
             return Ok(());
         }
-        let message = format!(
-            "unknown field `{name}` (not in the published schema) with value {}",
-            shorten(&value)
-        );
+        let message = unknown_field_message(&name, &found, self.max_depth);
         self.extension(
             IssueKind::UnknownField,
             message,
-            Some(&value),
+            found.shown(),
             Some(&Segment::Key(name.clone())),
         );
-        extra.insert(name, value);
+        extra.insert(name, found.value);
         Ok(())
     }
 
     #[cold]
     fn unknown_value(&mut self, name: &'static str, value: &str, known: &[&str]) {
-        let value = Value::String(value.to_owned());
+        let value = shorten(&Value::String(value.to_owned()));
         self.extension(
             IssueKind::UnknownValue,
             format!(
-                "`{name}` has the value {} that the published schema does not list (known: {})",
-                shorten(&value),
+                "`{name}` has the value {value} that the published schema does not list (known: {})",
                 known.join(", ")
             ),
-            Some(&value),
+            Some(value),
             Some(&Segment::Field(name)),
         );
     }
 
     // -----------------------------------------------------------------------------------------
     // Fields by type
+    //
+    // Each reads a field's value into its slot in the object being built and returns whether it
+    // could be typed; when not, the issue is recorded and the object will not be typed either.
+    // Writing in place matters: a value returned through memory and then copied into its slot is
+    // read back before its bytes have been stored, and that stall cost more than the scanning.
 
     /// A required string.
-    #[inline]
-    fn required_string(&mut self, name: &'static str) -> Step<Option<Cow<'a, str>>> {
+    #[inline(always)]
+    fn required_string(&mut self, name: &'static str, slot: &mut Cow<'a, str>) -> Step<bool> {
         if self.peek() == Some(b'"') {
             self.pos += 1;
-            return self.string().map(Some);
+            *slot = self.string()?;
+            return Ok(true);
         }
         self.field_other(name, STRING, Need::Required)?;
-        Ok(None)
+        Ok(false)
     }
 
     /// An optional string, nullable or not.
-    #[inline]
+    #[inline(always)]
     fn optional_string(
         &mut self,
         name: &'static str,
         need: Need,
-    ) -> Step<Option<Maybe<Cow<'a, str>>>> {
+        slot: &mut Maybe<Cow<'a, str>>,
+    ) -> Step<bool> {
         if self.peek() == Some(b'"') {
             self.pos += 1;
-            return Ok(Some(Maybe::Value(self.string()?)));
+            *slot = Maybe::Value(self.string()?);
+            return Ok(true);
         }
-        Ok(self.field_other(name, STRING, need)?.then_some(Maybe::Null))
+        self.null_or_other(name, STRING, need, slot)
+    }
+
+    /// A field that is not of its expected JSON type: `null`, accepted (written to `slot`) when
+    /// `need` allows it, or a value of the wrong type.
+    #[cold]
+    #[inline(never)]
+    fn null_or_other<T>(
+        &mut self,
+        name: &'static str,
+        expected: &'static str,
+        need: Need,
+        slot: &mut Maybe<T>,
+    ) -> Step<bool> {
+        let null = self.field_other(name, expected, need)?;
+        if null {
+            *slot = Maybe::Null;
+        }
+        Ok(null)
     }
 
     /// A required string whose known values are listed: anything else is kept and reported as
     /// a schema extension.
     #[inline]
-    fn required_known(&mut self, name: &'static str, known: &[&str]) -> Step<Option<Cow<'a, str>>> {
-        let value = self.required_string(name)?;
-        if let Some(text) = &value {
-            if !known.contains(&text.as_ref()) {
-                self.unknown_value(name, text, known);
-            }
+    fn required_known(
+        &mut self,
+        name: &'static str,
+        known: &[&str],
+        slot: &mut Cow<'a, str>,
+    ) -> Step<bool> {
+        if !self.required_string(name, slot)? {
+            return Ok(false);
         }
-        Ok(value)
+        let text: &str = slot;
+        if !known.contains(&text) {
+            self.unknown_value(name, text, known);
+        }
+        Ok(true)
     }
 
-    /// A required enum.
-    #[inline]
+    /// A required enum whose value is not written as one of its known values (the callers try
+    /// those first): read as text, then as `from_wire` reads it.
+    #[cold]
+    #[inline(never)]
     fn required_enum<E>(
         &mut self,
         name: &'static str,
         from_wire: fn(&str) -> E,
         known: &[&str],
-    ) -> Step<Option<E>> {
-        Ok(self
-            .required_known(name, known)?
-            .map(|text| from_wire(&text)))
+        slot: &mut E,
+    ) -> Step<bool> {
+        let mut text = Cow::Borrowed("");
+        if !self.required_known(name, known, &mut text)? {
+            return Ok(false);
+        }
+        *slot = from_wire(&text);
+        Ok(true)
     }
 
     /// `errors` or `warnings`: an optional, nullable array of strings.
-    fn string_list(&mut self, name: &'static str) -> Step<Option<Maybe<Vec<Cow<'a, str>>>>> {
+    fn string_list(
+        &mut self,
+        name: &'static str,
+        slot: &mut Maybe<Vec<Cow<'a, str>>>,
+    ) -> Step<bool> {
         if self.peek() != Some(b'[') {
-            return Ok(self
-                .field_other(name, STRINGS, Need::Nullable)?
-                .then_some(Maybe::Null));
+            return self.null_or_other(name, STRINGS, Need::Nullable, slot);
         }
         self.pos += 1;
         self.push_frame(Frame::Field(name));
+        if self.too_deep("array") {
+            self.skip_elements()?;
+            self.pop_frame();
+            return Ok(false);
+        }
         let mut items = Vec::new();
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
-        while self.next_element(&mut first)? {
+        while self.next_schema_element(&mut first, MESSAGE_DEPTH, b'"')? {
             if self.peek() == Some(b'"') {
                 self.pos += 1;
                 let item = self.string()?;
                 if !broken {
+                    if items.capacity() == 0 {
+                        // Allocated outright, rather than grown from nothing by `push`.
+                        items = Vec::with_capacity(4);
+                    }
                     items.push(item);
                 }
             } else {
@@ -1089,20 +1453,30 @@ impl<'a> Parser<'a> {
             index += 1;
         }
         self.pop_frame();
-        Ok((!broken).then_some(Maybe::Value(items)))
+        if broken {
+            return Ok(false);
+        }
+        *slot = Maybe::Value(items);
+        Ok(true)
     }
 
-    /// The array of a schema list whose elements are objects, each read in place by `element`
-    /// into a blank value appended to the list. `None` when an element cannot be typed.
+    /// The array of a schema list whose elements are objects (at its `[`), each read in place by
+    /// `element` into a blank value appended to `items`; false when an element cannot be typed.
     #[inline]
     fn object_list<T>(
         &mut self,
         name: &'static str,
         blank: fn() -> T,
         mut element: impl FnMut(&mut Self, &mut T) -> Step<bool>,
-    ) -> Step<Option<Vec<T>>> {
+        items: &mut Vec<T>,
+    ) -> Step<bool> {
         self.pos += 1;
         self.push_frame(Frame::Field(name));
+        if self.too_deep("array") {
+            self.skip_elements()?;
+            self.pop_frame();
+            return Ok(false);
+        }
         // Lists of one kind tend to have the same length within a document (every account
         // request has its few attribute requests): start at the length of the previous one, so
         // that most lists are allocated once instead of growing from 4. Bounded, so that a
@@ -1111,17 +1485,26 @@ impl<'a> Parser<'a> {
             .list_hints
             .get(usize::from(name == "attributeRequests"))
             .copied();
-        let mut items: Vec<T> = Vec::with_capacity(hint.unwrap_or(0).min(MAX_LIST_HINT));
+        let capacity = hint.unwrap_or(0).clamp(1, MAX_LIST_HINT);
+        let depth = if name == "attributeRequests" {
+            ATTRIBUTE_DEPTH
+        } else {
+            ACCOUNT_DEPTH
+        };
         let mut broken = false;
         let mut first = true;
         let mut index = 0;
-        while self.next_element(&mut first)? {
+        while self.next_schema_element(&mut first, depth, b'{')? {
             if self.peek() == Some(b'{') {
                 self.push_frame(Frame::Index(index));
                 let typed = if broken {
                     let mut scratch = blank();
                     element(self, &mut scratch)?
                 } else {
+                    if items.capacity() == 0 {
+                        // Allocated outright, rather than grown from nothing.
+                        *items = Vec::with_capacity(capacity);
+                    }
                     // `resize_with` makes room first and then builds the blank in its slot, where
                     // `push` would build it aside and copy it in.
                     items.resize_with(items.len() + 1, blank);
@@ -1149,7 +1532,7 @@ impl<'a> Parser<'a> {
         {
             *hint = index;
         }
-        Ok((!broken).then_some(items))
+        Ok(!broken)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1162,95 +1545,65 @@ impl<'a> Parser<'a> {
     /// The root event object, built in place in `out` and left there when it can be typed.
     fn event(&mut self, out: &mut Option<ProvisioningCompleted<'a>>) -> Step<()> {
         self.pos += 1;
+        if self.too_deep("object") {
+            return self.skip_members();
+        }
+        self.learn_layout();
         let event = out.insert(blank_event());
-        let mut seen = 0u32;
-        // Set when a field's value cannot be typed: the reference then has no event.
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, EVENT)? {
-            let guessed = match next {
-                0 => self.eat_key(b"trackingNumber\":"),
-                1 => self.eat_key(b"sources\":"),
-                2 => self.eat_key(b"action\":"),
-                3 => self.eat_key(b"errors\":"),
-                4 => self.eat_key(b"warnings\":"),
-                5 => self.eat_key(b"recipient\":"),
-                6 => self.eat_key(b"requester\":"),
-                7 => self.eat_key(b"accountRequests\":"),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"trackingNumber" => 0,
-                    b"sources" => 1,
-                    b"action" => 2,
-                    b"errors" => 3,
-                    b"warnings" => 4,
-                    b"recipient" => 5,
-                    b"requester" => 6,
-                    b"accountRequests" => 7,
-                    b"_metadata" => 8,
-                    _ => {
-                        self.unknown_field(key, &mut event.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(EVENT_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            match index {
-                0 => set(
-                    &mut event.tracking_number,
-                    self.required_string("trackingNumber")?,
-                    &mut bad,
-                ),
-                1 => set(
-                    &mut event.sources,
-                    self.required_string("sources")?,
-                    &mut bad,
-                ),
-                2 => set(
-                    &mut event.action,
-                    self.optional_string("action", Need::Nullable)?,
-                    &mut bad,
-                ),
-                3 => set(&mut event.errors, self.string_list("errors")?, &mut bad),
-                4 => set(&mut event.warnings, self.string_list("warnings")?, &mut bad),
+        // When a field's value cannot be typed (`bad`), the reference has no event.
+        let (seen, bad) = schema_fields!(
+            self,
+            EVENT,
+            &mut event.extra,
+            EVENT_FIELDS,
+            [
+                0 "trackingNumber" true,
+                1 "sources" true,
+                2 "action" false,
+                3 "errors" false,
+                4 "warnings" false,
+                5 "recipient" true,
+                6 "requester" false,
+                7 "accountRequests" true,
+            ]
+            others [8 "_metadata"],
+            |index| match index {
+                0 => self.required_string("trackingNumber", &mut event.tracking_number)?,
+                1 => self.required_string("sources", &mut event.sources)?,
+                2 => self.optional_string("action", Need::Nullable, &mut event.action)?,
+                3 => self.string_list("errors", &mut event.errors)?,
+                4 => self.string_list("warnings", &mut event.warnings)?,
                 5 => {
                     if self.peek() == Some(b'{') {
-                        bad |= !self.identity_in("recipient", &mut event.recipient)?;
+                        self.identity_in("recipient", &mut event.recipient)?
                     } else {
                         self.field_other("recipient", OBJECT, Need::Required)?;
-                        bad = true;
+                        false
                     }
                 }
                 6 => {
                     if self.peek() == Some(b'{') {
                         event.requester = Maybe::Value(blank_identity());
-                        if let Maybe::Value(requester) = &mut event.requester {
-                            bad |= !self.identity_in("requester", requester)?;
+                        match &mut event.requester {
+                            Maybe::Value(requester) => self.identity_in("requester", requester)?,
+                            _ => false,
                         }
-                    } else if self.field_other("requester", OBJECT, Need::Nullable)? {
-                        event.requester = Maybe::Null;
                     } else {
-                        bad = true;
+                        self.null_or_other(
+                            "requester",
+                            OBJECT,
+                            Need::Nullable,
+                            &mut event.requester,
+                        )?
                     }
                 }
-                7 => set(
-                    &mut event.account_requests,
-                    self.account_requests()?,
-                    &mut bad,
-                ),
-                _ => event.metadata = self.metadata(&mut event.extra)?,
+                7 => self.account_requests(&mut event.account_requests)?,
+                _ => {
+                    event.metadata = self.metadata(&mut event.extra)?.map(Box::new);
+                    true
+                }
             }
-        }
+        );
         self.report_missing(
             seen,
             EVENT_FIELDS,
@@ -1273,51 +1626,31 @@ impl<'a> Parser<'a> {
     /// A `recipient` or `requester` object, read into `slot`; true when typed.
     fn identity(&mut self, slot: &mut IdentityRef<'a>) -> Step<bool> {
         self.pos += 1;
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, IDENTITY)? {
-            let guessed = match next {
-                0 => self.eat_key(b"type\":"),
-                1 => self.eat_key(b"id\":"),
-                2 => self.eat_key(b"name\":"),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"type" => 0,
-                    b"id" => 1,
-                    b"name" => 2,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(IDENTITY_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            match index {
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
+        }
+        let (seen, bad) = schema_fields!(
+            self,
+            IDENTITY,
+            &mut slot.extra,
+            IDENTITY_FIELDS,
+            [0 "type" true, 1 "id" true, 2 "name" true],
+            |index| match index {
+                // The blank's `kind` is already `IDENTITY`.
                 0 => {
-                    if !(self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\"")) {
-                        let kind = self.required_enum(
+                    (self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\""))
+                        || self.required_enum(
                             "type",
                             IdentityType::from_wire,
                             IdentityType::KNOWN,
-                        )?;
-                        set(&mut slot.kind, kind, &mut bad);
-                    }
+                            &mut slot.kind,
+                        )?
                 }
-                1 => set(&mut slot.id, self.required_string("id")?, &mut bad),
-                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
+                1 => self.required_string("id", &mut slot.id)?,
+                _ => self.required_string("name", &mut slot.name)?,
             }
-        }
+        );
         self.report_missing(
             seen,
             IDENTITY_FIELDS,
@@ -1326,90 +1659,51 @@ impl<'a> Parser<'a> {
         Ok(!bad && seen & 0b111 == 0b111)
     }
 
-    /// `accountRequests`: a required array of objects.
-    fn account_requests(&mut self) -> Step<Option<Vec<AccountRequest<'a>>>> {
+    /// `accountRequests`: a required array of objects, read into `slot` (empty).
+    fn account_requests(&mut self, slot: &mut Vec<AccountRequest<'a>>) -> Step<bool> {
         if self.peek() != Some(b'[') {
             self.field_other("accountRequests", OBJECTS, Need::Required)?;
-            return Ok(None);
+            return Ok(false);
         }
-        self.object_list("accountRequests", blank_account, Self::account_request)
+        self.object_list(
+            "accountRequests",
+            blank_account,
+            Self::account_request,
+            slot,
+        )
     }
 
     /// One account request, read into `slot`; true when typed.
     fn account_request(&mut self, slot: &mut AccountRequest<'a>) -> Step<bool> {
         self.pos += 1;
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, ACCOUNT)? {
-            let guessed = match next {
-                0 => self.eat_key(b"source\":"),
-                1 => self.eat_key(b"accountId\":"),
-                2 => self.eat_key(b"accountOperation\":"),
-                3 => self.eat_key(b"provisioningResult\":"),
-                4 => self.eat_key(b"provisioningTarget\":"),
-                5 => self.eat_key(b"ticketId\":"),
-                6 => self.eat_key(b"attributeRequests\":"),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"source" => 0,
-                    b"accountId" => 1,
-                    b"accountOperation" => 2,
-                    b"provisioningResult" => 3,
-                    b"provisioningTarget" => 4,
-                    b"ticketId" => 5,
-                    b"attributeRequests" => 6,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(ACCOUNT_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            match index {
-                0 => bad |= !self.source_field(&mut slot.source)?,
-                1 => set(
-                    &mut slot.account_id,
-                    self.optional_string("accountId", Need::NotNullable)?,
-                    &mut bad,
-                ),
-                2 => set(
-                    &mut slot.account_operation,
-                    self.account_operation()?,
-                    &mut bad,
-                ),
-                3 => set(
-                    &mut slot.provisioning_result,
-                    self.provisioning_result()?,
-                    &mut bad,
-                ),
-                4 => set(
-                    &mut slot.provisioning_target,
-                    self.required_string("provisioningTarget")?,
-                    &mut bad,
-                ),
-                5 => set(
-                    &mut slot.ticket_id,
-                    self.optional_string("ticketId", Need::Nullable)?,
-                    &mut bad,
-                ),
-                _ => set(
-                    &mut slot.attribute_requests,
-                    self.attribute_requests()?,
-                    &mut bad,
-                ),
-            }
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
         }
+        let (seen, bad) = schema_fields!(
+            self,
+            ACCOUNT,
+            &mut slot.extra,
+            ACCOUNT_FIELDS,
+            [
+                0 "source" true,
+                1 "accountId" false,
+                2 "accountOperation" true,
+                3 "provisioningResult" true,
+                4 "provisioningTarget" true,
+                5 "ticketId" false,
+                6 "attributeRequests" false,
+            ],
+            |index| match index {
+                0 => self.source_field(&mut slot.source)?,
+                1 => self.optional_string("accountId", Need::NotNullable, &mut slot.account_id)?,
+                2 => self.account_operation(&mut slot.account_operation)?,
+                3 => self.provisioning_result(&mut slot.provisioning_result)?,
+                4 => self.required_string("provisioningTarget", &mut slot.provisioning_target)?,
+                5 => self.optional_string("ticketId", Need::Nullable, &mut slot.ticket_id)?,
+                _ => self.attribute_requests(&mut slot.attribute_requests)?,
+            }
+        );
         self.report_missing(
             seen,
             ACCOUNT_FIELDS,
@@ -1420,43 +1714,36 @@ impl<'a> Parser<'a> {
 
     /// `accountOperation`: its known values are matched without scanning (and borrowed from
     /// static text, which equals the input's).
-    #[inline]
-    fn account_operation(&mut self) -> Step<Option<Cow<'a, str>>> {
+    #[inline(always)]
+    fn account_operation(&mut self, slot: &mut Cow<'a, str>) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            for (quoted, text) in [
-                (&b"\"Modify\""[..], "Modify"),
-                (b"\"Create\"", "Create"),
-                (b"\"Enable\"", "Enable"),
-                (b"\"Disable\"", "Disable"),
-                (b"\"Delete\"", "Delete"),
-                (b"\"Unlock\"", "Unlock"),
-            ] {
-                if self.eat(quoted) {
-                    return Ok(Some(Cow::Borrowed(text)));
-                }
-            }
+            known_value!(self, slot, [
+                "Modify" => Cow::Borrowed("Modify"),
+                "Create" => Cow::Borrowed("Create"),
+                "Enable" => Cow::Borrowed("Enable"),
+                "Disable" => Cow::Borrowed("Disable"),
+                "Delete" => Cow::Borrowed("Delete"),
+                "Unlock" => Cow::Borrowed("Unlock"),
+            ]);
         }
-        self.required_known("accountOperation", AccountOperation::KNOWN)
+        self.required_known("accountOperation", AccountOperation::KNOWN, slot)
     }
 
     /// `provisioningResult`: its known values are matched without scanning.
-    #[inline]
-    fn provisioning_result(&mut self) -> Step<Option<ProvisioningResult>> {
+    #[inline(always)]
+    fn provisioning_result(&mut self, slot: &mut ProvisioningResult) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            if self.eat(b"\"SUCCESS\"") {
-                return Ok(Some(ProvisioningResult::Success));
-            }
-            if self.eat(b"\"FAILED\"") {
-                return Ok(Some(ProvisioningResult::Failed));
-            }
-            if self.eat(b"\"PENDING\"") {
-                return Ok(Some(ProvisioningResult::Pending));
-            }
+            known_value!(self, slot, [
+                "SUCCESS" => ProvisioningResult::Success,
+                "FAILED" => ProvisioningResult::Failed,
+                "PENDING" => ProvisioningResult::Pending,
+            ]);
         }
         self.required_enum(
             "provisioningResult",
             ProvisioningResult::from_wire,
             ProvisioningResult::KNOWN,
+            slot,
         )
     }
 
@@ -1475,48 +1762,31 @@ impl<'a> Parser<'a> {
     /// A `source` object, read into `slot`; true when typed.
     fn source_ref(&mut self, slot: &mut SourceRef<'a>) -> Step<bool> {
         self.pos += 1;
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, SOURCE)? {
-            let guessed = match next {
-                0 => self.eat_key(b"id\":"),
-                1 => self.eat_key(b"type\":"),
-                2 => self.eat_key(b"name\":"),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"id" => 0,
-                    b"type" => 1,
-                    b"name" => 2,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(SOURCE_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            match index {
-                0 => set(&mut slot.id, self.required_string("id")?, &mut bad),
-                1 => {
-                    if !(self.peek() == Some(b'"') && self.eat(b"\"SOURCE\"")) {
-                        let kind =
-                            self.required_enum("type", SourceType::from_wire, SourceType::KNOWN)?;
-                        set(&mut slot.kind, kind, &mut bad);
-                    }
-                }
-                _ => set(&mut slot.name, self.required_string("name")?, &mut bad),
-            }
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
         }
+        let (seen, bad) = schema_fields!(
+            self,
+            SOURCE,
+            &mut slot.extra,
+            SOURCE_FIELDS,
+            [0 "id" true, 1 "type" true, 2 "name" true],
+            |index| match index {
+                0 => self.required_string("id", &mut slot.id)?,
+                // The blank's `kind` is already `SOURCE`.
+                1 => {
+                    (self.peek() == Some(b'"') && self.eat(b"\"SOURCE\""))
+                        || self.required_enum(
+                            "type",
+                            SourceType::from_wire,
+                            SourceType::KNOWN,
+                            &mut slot.kind,
+                        )?
+                }
+                _ => self.required_string("name", &mut slot.name)?,
+            }
+        );
         self.report_missing(
             seen,
             SOURCE_FIELDS,
@@ -1526,128 +1796,127 @@ impl<'a> Parser<'a> {
     }
 
     /// `attributeRequests`: an optional, nullable array of objects.
-    fn attribute_requests(&mut self) -> Step<Option<Maybe<Vec<AttributeRequest<'a>>>>> {
+    fn attribute_requests(&mut self, slot: &mut Maybe<Vec<AttributeRequest<'a>>>) -> Step<bool> {
         if self.peek() != Some(b'[') {
-            return Ok(self
-                .field_other("attributeRequests", OBJECTS, Need::Nullable)?
-                .then_some(Maybe::Null));
+            return self.null_or_other("attributeRequests", OBJECTS, Need::Nullable, slot);
         }
-        Ok(self
-            .object_list(
-                "attributeRequests",
-                blank_attribute,
-                Self::attribute_request,
-            )?
-            .map(Maybe::Value))
+        *slot = Maybe::Value(Vec::new());
+        let Maybe::Value(items) = slot else {
+            return Ok(false);
+        };
+        self.object_list(
+            "attributeRequests",
+            blank_attribute,
+            Self::attribute_request,
+            items,
+        )
     }
 
     /// One attribute request, read into `slot`; true when typed.
     fn attribute_request(&mut self, slot: &mut AttributeRequest<'a>) -> Step<bool> {
         self.pos += 1;
-        let mut seen = 0u32;
-        let mut bad = false;
-        let mut first = true;
-        let mut next = 0;
-        while self.before_schema_key(&mut first, ATTRIBUTE)? {
-            let guessed = match next {
-                0 => self.eat_key(b"attributeName\":"),
-                1 => self.eat_key(b"attributeValue\":"),
-                2 => self.eat_key(b"operation\":"),
-                _ => false,
-            };
-            let index = if guessed {
-                next
-            } else {
-                let key = self.key_rest()?;
-                match key.as_bytes() {
-                    b"attributeName" => 0,
-                    b"attributeValue" => 1,
-                    b"operation" => 2,
-                    _ => {
-                        self.unknown_field(key, &mut slot.extra)?;
-                        continue;
-                    }
-                }
-            };
-            next = index + 1;
-            if !first_time(&mut seen, index) {
-                self.repeated(ATTRIBUTE_FIELDS.get(index).copied().unwrap_or_default())?;
-                continue;
-            }
-            match index {
-                0 => set(
-                    &mut slot.attribute_name,
-                    self.required_string("attributeName")?,
-                    &mut bad,
-                ),
-                1 => set(&mut slot.attribute_value, self.attribute_value()?, &mut bad),
-                _ => set(&mut slot.operation, self.attribute_operation()?, &mut bad),
-            }
+        if self.too_deep("object") {
+            self.skip_members()?;
+            return Ok(false);
         }
+        let (seen, bad) = schema_fields!(
+            self,
+            ATTRIBUTE,
+            &mut slot.extra,
+            ATTRIBUTE_FIELDS,
+            [0 "attributeName" true, 1 "attributeValue" false, 2 "operation" true],
+            |index| match index {
+                0 => self.required_string("attributeName", &mut slot.attribute_name)?,
+                1 => self.attribute_value(&mut slot.attribute_value)?,
+                _ => self.attribute_operation(&mut slot.operation)?,
+            }
+        );
         self.report_missing(seen, ATTRIBUTE_FIELDS, &[(0, STRING), (2, STRING)]);
         Ok(!bad && seen & 0b101 == 0b101)
     }
 
     /// `operation` of an attribute request: its known values are matched without scanning.
-    #[inline]
-    fn attribute_operation(&mut self) -> Step<Option<AttributeOperation>> {
+    #[inline(always)]
+    fn attribute_operation(&mut self, slot: &mut AttributeOperation) -> Step<bool> {
         if self.peek() == Some(b'"') {
-            if self.eat(b"\"Add\"") {
-                return Ok(Some(AttributeOperation::Add));
-            }
-            if self.eat(b"\"Set\"") {
-                return Ok(Some(AttributeOperation::Set));
-            }
-            if self.eat(b"\"Remove\"") {
-                return Ok(Some(AttributeOperation::Remove));
-            }
+            known_value!(self, slot, [
+                "Add" => AttributeOperation::Add,
+                "Set" => AttributeOperation::Set,
+                "Remove" => AttributeOperation::Remove,
+            ]);
         }
         self.required_enum(
             "operation",
             AttributeOperation::from_wire,
             AttributeOperation::KNOWN,
+            slot,
         )
     }
 
     /// `attributeValue`: an optional, nullable string; lenient validation also accepts an array
     /// of strings (a multi-valued attribute).
     #[inline]
-    fn attribute_value(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
+    fn attribute_value(&mut self, slot: &mut Maybe<AttributeValue<'a>>) -> Step<bool> {
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
-                Ok(Some(Maybe::Value(AttributeValue::Single(self.string()?))))
+                *slot = Maybe::Value(AttributeValue::Single(self.string()?));
+                Ok(true)
             }
-            Some(b'[') => self.multi_valued(),
-            _ => Ok(self
-                .field_other("attributeValue", STRING, Need::Nullable)?
-                .then_some(Maybe::Null)),
+            Some(b'[') => self.multi_valued(slot),
+            _ => self.null_or_other("attributeValue", STRING, Need::Nullable, slot),
         }
     }
 
+    /// `attributeValue` as an array (at its `[`), as the reference's `AttributeValueVisitor`
+    /// reads it.
     #[cold]
     #[inline(never)]
-    fn multi_valued(&mut self) -> Step<Option<Maybe<AttributeValue<'a>>>> {
-        let found = self.collect(Some(Segment::Field("attributeValue")))?;
-        let items = match found {
+    fn multi_valued(&mut self, slot: &mut Maybe<AttributeValue<'a>>) -> Step<bool> {
+        let pushed = self.open_container(Some(Segment::Field("attributeValue")))?;
+        // The array is one of the event's own containers: too deep, it is not read, and whether
+        // it is an array of strings cannot be told.
+        let read = if self.too_deep("array") {
+            self.skip_elements()?;
+            None
+        } else {
+            let before = self.skipped;
+            let items = self.collect_elements()?;
+            Some(Found {
+                value: Value::Array(items),
+                truncated: self.skipped != before,
+            })
+        };
+        if pushed {
+            self.keys.pop();
+        }
+        let Some(found) = read else {
+            return Ok(false);
+        };
+        // A container too deep inside stands in as an empty one, which is not a string.
+        let items = match found.value {
             Value::Array(items) if items.iter().all(Value::is_string) => items,
-            other => {
-                self.wrong_type("attributeValue", STRING, &other);
-                return Ok(None);
+            value => {
+                let found = Found {
+                    value,
+                    truncated: found.truncated,
+                };
+                self.wrong_type("attributeValue", STRING, &found);
+                return Ok(false);
             }
         };
         let array = Value::Array(items);
+        let shown = shorten(&array);
         self.extension(
             IssueKind::MultiValuedAttribute,
             format!(
-                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {}",
-                shorten(&array)
+                "`attributeValue` is an array of strings (a multi-valued attribute); the published schema allows only a string: {shown}"
             ),
-            Some(&array),
+            Some(shown),
             Some(&Segment::Field("attributeValue")),
         );
         let Value::Array(items) = array else {
-            return Ok(None);
+            return Ok(false);
         };
         let values = items
             .into_iter()
@@ -1656,7 +1925,8 @@ impl<'a> Parser<'a> {
                 _ => None,
             })
             .collect();
-        Ok(Some(Maybe::Value(AttributeValue::Multi(values))))
+        *slot = Maybe::Value(AttributeValue::Multi(values));
+        Ok(true)
     }
 
     /// `_metadata`: read as a `Value`, then as the envelope, exactly as the reference does.
@@ -1664,29 +1934,48 @@ impl<'a> Parser<'a> {
     #[inline(never)]
     fn metadata(&mut self, extra: &mut Extra) -> Step<Option<Metadata<'a>>> {
         self.keys.push(Segment::Field("_metadata"));
-        let value = self.collect(None)?;
-        let metadata = self.envelope(value, extra);
+        let before = self.skipped;
+        let mut truncated_keys = Vec::new();
+        let value = if self.peek() == Some(b'{') {
+            self.collect_object(None, Some(&mut truncated_keys))?
+        } else {
+            self.collect(None)?
+        };
+        let found = Found {
+            value,
+            truncated: self.skipped != before,
+        };
+        let metadata = self.envelope(found, &truncated_keys, extra);
         self.keys.pop();
         Ok(metadata)
     }
 
     /// Not part of the schema, so nothing in it makes an event invalid in lenient mode; what is
-    /// malformed is kept verbatim so that the round trip stays faithful.
-    fn envelope(&mut self, value: Value, extra: &mut Extra) -> Option<Metadata<'a>> {
-        let object = match value {
+    /// malformed is kept verbatim so that the round trip stays faithful. `truncated_keys`: its
+    /// keys whose values are incomplete.
+    fn envelope(
+        &mut self,
+        found: Found,
+        truncated_keys: &[String],
+        extra: &mut Extra,
+    ) -> Option<Metadata<'a>> {
+        let object = match found.value {
             Value::Object(object) => object,
             other => {
+                let found = Found {
+                    value: other,
+                    truncated: found.truncated,
+                };
                 self.extension(
                     IssueKind::Envelope,
                     format!(
-                        "the `_metadata` envelope must be an object, found {}: {}",
-                        describe(&other),
-                        shorten(&other)
+                        "the `_metadata` envelope must be an object, found {}",
+                        found.text(self.max_depth)
                     ),
-                    Some(&other),
+                    found.shown(),
                     None,
                 );
-                extra.insert("_metadata".to_owned(), other);
+                extra.insert("_metadata".to_owned(), found.value);
                 return None;
             }
         };
@@ -1704,18 +1993,21 @@ impl<'a> Parser<'a> {
             match value {
                 Value::String(text) => *slot = Some(Cow::Owned(text)),
                 other => {
+                    let found = Found {
+                        value: other,
+                        truncated: truncated_keys.contains(&key),
+                    };
                     let message = format!(
-                        "`_metadata.{key}` must be a string, found {}: {}",
-                        describe(&other),
-                        shorten(&other)
+                        "`_metadata.{key}` must be a string, found {}",
+                        found.text(self.max_depth)
                     );
                     self.extension(
                         IssueKind::Envelope,
                         message,
-                        Some(&other),
+                        found.shown(),
                         Some(&Segment::Key(key.clone())),
                     );
-                    metadata.extra.insert(key, other);
+                    metadata.extra.insert(key, found.value);
                 }
             }
         }
@@ -1725,16 +2017,15 @@ impl<'a> Parser<'a> {
     /// The root is not an object: read it as a `Value` and report it.
     #[cold]
     fn root_not_an_object(&mut self) -> Step<()> {
-        let found = self.collect(None)?;
+        let found = self.collect_found(None)?;
         self.record(
             Severity::Error,
             IssueKind::WrongType { expected: OBJECT },
             format!(
-                "a Provisioning Completed event must be a JSON object, found {}: {}",
-                describe(&found),
-                shorten(&found)
+                "a Provisioning Completed event must be a JSON object, found {}",
+                found.text(self.max_depth)
             ),
-            Some(&found),
+            found.shown(),
             None,
         );
         Ok(())
@@ -1769,16 +2060,6 @@ const ATTRIBUTE_FIELDS: &[&str] = &["attributeName", "attributeValue", "operatio
 const EVENT_REQUIRED: u32 = 1 << 0 | 1 << 1 | 1 << 5 | 1 << 7;
 const ACCOUNT_REQUIRED: u32 = 1 << 0 | 1 << 2 | 1 << 3 | 1 << 4;
 
-/// Stores a field's typed value in its place, or marks the object as not typed (the reference's
-/// `None` for that field).
-#[inline(always)]
-fn set<T>(slot: &mut T, value: Option<T>, bad: &mut bool) {
-    match value {
-        Some(value) => *slot = value,
-        None => *bad = true,
-    }
-}
-
 /// Marks a known key as seen; true the first time.
 #[inline(always)]
 fn first_time(seen: &mut u32, index: usize) -> bool {
@@ -1786,6 +2067,46 @@ fn first_time(seen: &mut u32, index: usize) -> bool {
     let first = *seen & bit == 0;
     *seen |= bit;
     first
+}
+
+/// Fewer than sixteen bytes as a little-endian word, followed by zeros.
+#[cold]
+fn padded(rest: &[u8]) -> u128 {
+    let mut chunk = [0u8; 16];
+    for (to, from) in chunk.iter_mut().zip(rest) {
+        *to = *from;
+    }
+    u128::from_le_bytes(chunk)
+}
+
+/// Masks of the `len` low bytes of a `u128`, by `len`.
+const LOW_BYTES: [u128; 17] = {
+    let mut masks = [0u128; 17];
+    let mut len = 1;
+    while len <= 16 {
+        masks[len] = u128::MAX >> (8 * (16 - len));
+        len += 1;
+    }
+    masks
+};
+
+/// A quote as byte `at` of a `u128`, by `at`.
+const QUOTE_AT: [u128; 16] = {
+    let mut quotes = [0u128; 16];
+    let mut at = 0;
+    while at < 16 {
+        quotes[at] = (b'"' as u128) << (8 * at);
+        at += 1;
+    }
+    quotes
+};
+
+/// A comma, a newline and fourteen spaces, as one little-endian word.
+const COMMA_NEWLINE_INDENT: u128 = u128::from_le_bytes(*b",\n              ");
+
+/// A mask of the `len` low bytes of a `u128` (`len` at most 16).
+fn low_bytes(len: usize) -> u128 {
+    LOW_BYTES.get(len).copied().unwrap_or(u128::MAX)
 }
 
 /// Four hex digits as a UTF-16 code unit.

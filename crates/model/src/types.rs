@@ -2,13 +2,137 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
 use crate::Maybe;
 
 /// Keys that the schema does not define, kept in document order and written back on output.
-pub type Extra = Map<String, Value>;
+///
+/// A `serde_json::Map` that is only allocated when it gets a key: nearly every object of an event
+/// has no unknown field, and an empty `Map` (an `IndexMap` with its hasher) is large to build, to
+/// move with the event and to drop. It derefs to the map, so every method of `serde_json::Map`
+/// works on it; one that takes `&mut self` allocates the map if there is none yet. Equality is the
+/// map's: an `Extra` without a map equals one with an empty map.
+///
+/// A key that names a field its object writes (`trackingNumber`; `action` unless it is absent;
+/// `_metadata` when there is an envelope; …) is not written: the typed field wins, so that the
+/// JSON never has the same key twice. A key that names a field the object leaves out is written,
+/// which is how a malformed `_metadata` envelope, or an envelope key whose value is not a string,
+/// is written back as it was read.
+#[derive(Clone, Default)]
+pub struct Extra(Option<Box<Map<String, Value>>>);
+
+/// What an `Extra` without a map derefs to.
+static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+
+impl Extra {
+    /// No keys, and nothing allocated.
+    pub const fn new() -> Self {
+        Extra(None)
+    }
+
+    /// Number of keys.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |map| map.len())
+    }
+
+    /// True when there are no keys.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|map| map.is_empty())
+    }
+
+    /// The keys as a `serde_json::Map`.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0.map(|map| *map).unwrap_or_default()
+    }
+}
+
+impl Deref for Extra {
+    type Target = Map<String, Value>;
+    fn deref(&self) -> &Map<String, Value> {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl DerefMut for Extra {
+    fn deref_mut(&mut self) -> &mut Map<String, Value> {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl fmt::Debug for Extra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq for Extra {
+    fn eq(&self, other: &Extra) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Extra {}
+
+impl From<Map<String, Value>> for Extra {
+    fn from(map: Map<String, Value>) -> Self {
+        if map.is_empty() {
+            Extra(None)
+        } else {
+            Extra(Some(Box::new(map)))
+        }
+    }
+}
+
+impl From<Extra> for Map<String, Value> {
+    fn from(extra: Extra) -> Self {
+        extra.into_map()
+    }
+}
+
+impl FromIterator<(String, Value)> for Extra {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Extra::from(Map::from_iter(iter))
+    }
+}
+
+impl Extend<(String, Value)> for Extra {
+    fn extend<I: IntoIterator<Item = (String, Value)>>(&mut self, iter: I) {
+        let mut iter = iter.into_iter().peekable();
+        if iter.peek().is_some() {
+            (**self).extend(iter);
+        }
+    }
+}
+
+impl IntoIterator for Extra {
+    type Item = (String, Value);
+    type IntoIter = serde_json::map::IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_map().into_iter()
+    }
+}
+
+impl<'e> IntoIterator for &'e Extra {
+    type Item = (&'e String, &'e Value);
+    type IntoIter = serde_json::map::Iter<'e>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'e> IntoIterator for &'e mut Extra {
+    type Item = (&'e String, &'e mut Value);
+    type IntoIter = serde_json::map::IterMut<'e>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
 
 /// The Provisioning Completed event (SDK: `ProvisioningCompleted`).
 ///
@@ -36,7 +160,9 @@ pub struct ProvisioningCompleted<'a> {
     /// `accountRequests`: per-account provisioning instructions; their order is not meaningful.
     pub account_requests: Vec<AccountRequest<'a>>,
     /// `_metadata`: the delivery envelope ISC's trigger service adds; not part of the schema.
-    pub metadata: Option<Metadata<'a>>,
+    /// Boxed: most events read from elsewhere than a subscription have none, and the event is
+    /// smaller to move.
+    pub metadata: Option<Box<Metadata<'a>>>,
     /// Keys the schema does not define (a malformed `_metadata` is kept here as received).
     pub extra: Extra,
 }
@@ -391,11 +517,12 @@ impl<'a> ProvisioningCompleted<'a> {
 
     /// Sets the `_metadata` envelope.
     pub fn with_metadata(mut self, metadata: Metadata<'a>) -> Self {
-        self.metadata = Some(metadata);
+        self.metadata = Some(Box::new(metadata));
         self
     }
 
-    /// Adds a key the schema does not define.
+    /// Adds a key the schema does not define. A key that names a field the event writes
+    /// (`trackingNumber`, `action` when it is set, …) is kept but not written: see [`Extra`].
     pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
         self.extra.insert(key.into(), value);
         self
@@ -641,6 +768,68 @@ impl<'a> Metadata<'a> {
     }
 }
 
+// Which keys of `extra` the writers leave out because the object writes a field of that name (see
+// [`Extra`]); `crate::encode` and `crate::write` both ask.
+
+impl ProvisioningCompleted<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "trackingNumber" | "sources" | "recipient" | "accountRequests" => true,
+            "action" => !self.action.is_absent(),
+            "errors" => !self.errors.is_absent(),
+            "warnings" => !self.warnings.is_absent(),
+            "requester" => !self.requester.is_absent(),
+            "_metadata" => self.metadata.is_some(),
+            _ => false,
+        }
+    }
+}
+
+impl IdentityRef<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        matches!(key, "type" | "id" | "name")
+    }
+}
+
+impl SourceRef<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        matches!(key, "id" | "type" | "name")
+    }
+}
+
+impl AccountRequest<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "source" | "accountOperation" | "provisioningResult" | "provisioningTarget" => true,
+            "accountId" => !self.account_id.is_absent(),
+            "ticketId" => !self.ticket_id.is_absent(),
+            "attributeRequests" => !self.attribute_requests.is_absent(),
+            _ => false,
+        }
+    }
+}
+
+impl AttributeRequest<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "attributeName" | "operation" => true,
+            "attributeValue" => !self.attribute_value.is_absent(),
+            _ => false,
+        }
+    }
+}
+
+impl Metadata<'_> {
+    pub(crate) fn writes_field(&self, key: &str) -> bool {
+        match key {
+            "triggerId" => self.trigger_id.is_some(),
+            "triggerType" => self.trigger_type.is_some(),
+            "invocationId" => self.invocation_id.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// Turns a borrowed value into one that owns its text, so that it can outlive the input.
 fn own(text: Cow<'_, str>) -> Cow<'static, str> {
     Cow::Owned(text.into_owned())
@@ -666,7 +855,9 @@ impl ProvisioningCompleted<'_> {
                 .into_iter()
                 .map(AccountRequest::into_owned)
                 .collect(),
-            metadata: self.metadata.map(Metadata::into_owned),
+            metadata: self
+                .metadata
+                .map(|metadata| Box::new(metadata.into_owned())),
             extra: self.extra,
         }
     }

@@ -99,7 +99,7 @@ pub(crate) fn write_event<S: Sink>(
         out.text(",\"_metadata\":");
         envelope(out, metadata)?;
     }
-    extra(out, &event.extra, true)?;
+    extra(out, &event.extra, true, |key| event.writes_field(key))?;
     out.text("}");
     Ok(())
 }
@@ -111,7 +111,7 @@ fn identity<S: Sink>(out: &mut S, identity: &IdentityRef<'_>) -> Result<(), serd
     string(out, &identity.id);
     out.text(",\"name\":");
     string(out, &identity.name);
-    extra(out, &identity.extra, true)?;
+    extra(out, &identity.extra, true, |key| identity.writes_field(key))?;
     out.text("}");
     Ok(())
 }
@@ -123,7 +123,7 @@ fn source<S: Sink>(out: &mut S, source: &SourceRef<'_>) -> Result<(), serde_json
     string(out, source.kind.as_wire());
     out.text(",\"name\":");
     string(out, &source.name);
-    extra(out, &source.extra, true)?;
+    extra(out, &source.extra, true, |key| source.writes_field(key))?;
     out.text("}");
     Ok(())
 }
@@ -156,7 +156,7 @@ fn account_request<S: Sink>(
         }
         out.text("]");
     }
-    extra(out, &request.extra, true)?;
+    extra(out, &request.extra, true, |key| request.writes_field(key))?;
     out.text("}");
     Ok(())
 }
@@ -178,7 +178,7 @@ fn attribute_request<S: Sink>(
     );
     out.text(",\"operation\":");
     string(out, request.operation.as_wire());
-    extra(out, &request.extra, true)?;
+    extra(out, &request.extra, true, |key| request.writes_field(key))?;
     out.text("}");
     Ok(())
 }
@@ -200,17 +200,33 @@ fn envelope<S: Sink>(out: &mut S, metadata: &Metadata<'_>) -> Result<(), serde_j
             string(out, value);
         }
     }
-    extra(out, &metadata.extra, !first)?;
+    extra(out, &metadata.extra, !first, |key| {
+        metadata.writes_field(key)
+    })?;
     out.text("}");
     Ok(())
 }
 
-/// The keys the schema does not define, after the known ones (`after_field`: a comma first).
-fn extra<S: Sink>(out: &mut S, extra: &Extra, after_field: bool) -> Result<(), serde_json::Error> {
-    for (index, (key, value)) in extra.iter().enumerate() {
-        if after_field || index > 0 {
+/// The keys the schema does not define, after the known ones (`after_field`: a comma first),
+/// except those that name a field the object writes (`written`): see [`Extra`].
+fn extra<S: Sink>(
+    out: &mut S,
+    extra: &Extra,
+    after_field: bool,
+    written: impl Fn(&str) -> bool,
+) -> Result<(), serde_json::Error> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let mut comma = after_field;
+    for (key, value) in extra {
+        if written(key) {
+            continue;
+        }
+        if comma {
             out.text(",");
         }
+        comma = true;
         string(out, key);
         out.text(":");
         out.value(value)?;

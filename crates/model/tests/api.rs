@@ -234,6 +234,79 @@ fn with_extra_writes_an_unknown_field_back() {
     );
 }
 
+/// Every key of every object in `json`, checked to appear once in its object.
+fn assert_no_repeated_keys(json: &str) {
+    let report = validate_str(json, &Options::lenient()).unwrap();
+    let repeated: Vec<_> = report
+        .errors
+        .iter()
+        .filter(|issue| issue.kind == IssueKind::DuplicateKey)
+        .collect();
+    assert!(repeated.is_empty(), "{json}: {repeated:?}");
+}
+
+#[test]
+fn an_unknown_field_never_shadows_a_field_that_is_written() {
+    let mut event = with_results(&[Success])
+        .with_extra("trackingNumber", json!("from extra"))
+        .with_extra("action", json!("from extra"))
+        .with_extra("tenant", json!("acme"))
+        .with_metadata(Metadata::provisioning_completed("id-1"));
+    event.extra.insert("_metadata".into(), json!("from extra"));
+    event.recipient.extra.insert("id".into(), json!(1));
+    let request = &mut event.account_requests[0];
+    request.extra.insert("provisioningResult".into(), json!(2));
+    request.extra.insert("ticketId".into(), json!("from extra"));
+    request.source.extra.insert("type".into(), json!(3));
+    request.attribute_requests = Maybe::Value(vec![AttributeRequest::new(
+        "memberOf",
+        AttributeOperation::Add,
+    )]);
+    if let Maybe::Value(attributes) = &mut request.attribute_requests {
+        attributes[0].extra.insert("operation".into(), json!(4));
+        attributes[0]
+            .extra
+            .insert("attributeValue".into(), json!("from extra"));
+    }
+    if let Some(metadata) = &mut event.metadata {
+        metadata.extra.insert("invocationId".into(), json!(5));
+        metadata.extra.insert("triggerId".into(), json!(6));
+        metadata.trigger_id = None;
+    }
+
+    let json = event.to_json();
+    assert_no_repeated_keys(&json);
+    // The fast writer and the `Serialize` impls agree.
+    assert_eq!(serde_json::to_string(&event).unwrap(), json);
+    let value = event.to_value();
+    assert_eq!(serde_json::to_string(&value).unwrap(), json);
+
+    // The typed field wins where the object writes it ...
+    assert_eq!(value["trackingNumber"], "4b4d982dddff4267ab12f0f1e72b5a6d");
+    assert_eq!(value["_metadata"]["invocationId"], "id-1");
+    assert_eq!(value["recipient"]["id"], "2c91808568c529c60168cca6f90c1313");
+    let request = &value["accountRequests"][0];
+    assert_eq!(request["provisioningResult"], "SUCCESS");
+    assert_eq!(request["source"]["type"], "SOURCE");
+    assert_eq!(request["attributeRequests"][0]["operation"], "Add");
+    // ... and the unknown field is written where it leaves the field out.
+    assert_eq!(value["action"], "from extra");
+    assert_eq!(request["ticketId"], "from extra");
+    assert_eq!(
+        request["attributeRequests"][0]["attributeValue"],
+        "from extra"
+    );
+    assert_eq!(value["_metadata"]["triggerId"], 6);
+    assert_eq!(value["tenant"], "acme");
+
+    // Once the typed field is set, it wins.
+    let event = event.with_action("Certification");
+    let json = event.to_json();
+    assert_no_repeated_keys(&json);
+    assert_eq!(event.to_value()["action"], "Certification");
+    assert_eq!(serde_json::to_string(&event).unwrap(), json);
+}
+
 #[test]
 fn sdk_type_names_are_aliases_of_the_model_types() {
     let recipient: ProvisioningCompletedRecipient<'_> = IdentityRef::new("i", "n");
@@ -860,12 +933,8 @@ fn deserialize_fails_with_the_paths_of_an_invalid_event() {
     assert!(err.to_string().contains('$'), "{err}");
 }
 
-// BUG, reported: this does not compile. `Deserialize` is implemented for
-// `ProvisioningCompleted<'de>` only, so a struct that borrows from the input for a shorter
-// lifetime (`'de: 'a`, what `#[serde(borrow)]` derives) cannot hold an event, and neither can
-// any struct deserialized with `serde_json::from_reader` or `from_value`. Remove the `cfg` once
-// the impl is `impl<'de: 'a, 'a> Deserialize<'de> for ProvisioningCompleted<'a>`.
-#[cfg(any())]
+// A struct that borrows from the input for a shorter lifetime (`'de: 'a`, what `#[serde(borrow)]`
+// derives) can hold an event.
 mod inside_a_derived_struct {
     use super::*;
 

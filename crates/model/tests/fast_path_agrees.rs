@@ -428,8 +428,9 @@ fn apply(value: &mut Value, mutation: &Mutation) {
 // ---------------------------------------------------------------------------------------------
 // Writing JSON text with random formatting: whitespace, escapes and repeated keys
 
-/// A small deterministic generator for formatting choices.
-struct Style(u64);
+/// A small deterministic generator for formatting choices, and the indent of one level when the
+/// text is pretty-printed.
+struct Style(u64, &'static str);
 
 impl Style {
     fn next(&mut self) -> u64 {
@@ -490,10 +491,11 @@ fn write_string(out: &mut String, text: &str, style: &mut Style) {
 }
 
 fn write_value(out: &mut String, value: &Value, style: &mut Style, pretty: bool, indent: usize) {
+    let unit = style.1;
     let newline = |out: &mut String, indent: usize| {
         if pretty {
             out.push('\n');
-            out.push_str(&"  ".repeat(indent));
+            out.push_str(&unit.repeat(indent));
         }
     };
     match value {
@@ -559,7 +561,11 @@ fn write_value(out: &mut String, value: &Value, style: &mut Style, pretty: bool,
 }
 
 fn render(value: &Value, seed: u64) -> String {
-    let mut style = Style(seed | 1);
+    // The fast parser predicts the indentation of pretty-printed text from its first line: try
+    // the usual units, odd ones, units too wide to predict at every depth, and tabs.
+    const UNITS: [&str; 8] = ["  ", "  ", "    ", " ", "   ", "        ", "\t", "\r\n  "];
+    let mut style = Style(seed | 1, "  ");
+    style.1 = UNITS[(style.next() % 8) as usize];
     let pretty = style.chance(2);
     let mut out = String::new();
     style.whitespace(&mut out, false);
@@ -853,9 +859,17 @@ fn nesting_limits() {
             // Skipped unread (a repeated key): no limit at all.
             check(&format!(r#"{{{BASE},"sources":{value}}}"#));
             check(&with(&format!(r#""_metadata":{{"x":{value}}}"#)));
+            // Envelope keys are reported one by one, incomplete or not.
+            check(&with(&format!(
+                r#""_metadata":{{"triggerId":{value},"triggerType":[],"invocationId":[[1]]}}"#
+            )));
             check(&with(&format!(
                 r#""accountRequests":[{{"attributeRequests":[{{"attributeValue":{value}}}]}}]"#
             )));
+            check(&with(&format!(
+                r#""accountRequests":[{{"attributeRequests":[{{"attributeValue":["a",{value}]}}]}}]"#
+            )));
+            check(&with(&format!(r#""errors":["a",{value}]"#)));
             check(value);
         }
     }

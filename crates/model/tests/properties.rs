@@ -69,21 +69,18 @@ fn text() -> BoxedStrategy<String> {
 }
 
 /// A key the schema does not define in an object whose known keys are `known`.
-fn unknown_key(known: &'static [&'static str], root: bool) -> BoxedStrategy<String> {
+fn unknown_key(known: &'static [&'static str]) -> BoxedStrategy<String> {
     prop_oneof![
         2 => "[a-zA-Z_][a-zA-Z0-9_]{0,8}",
         2 => text(),
         1 => select(vec![
             "odd key", "a.b", "[0]", "1st", "", "ключ", "with-dash", "_metadata", "TrackingNumber",
-            "say \"hi\"", "$x", "x$", "accountId", "type",
+            "say \"hi\"", "$x", "x$", "$", "accountId", "type",
         ])
         .prop_map(str::to_owned),
     ]
-    // `$` alone at the root is the root's own path; that case is a test of its own
-    // (validation.rs, a_root_key_named_dollar_is_not_reported_at_the_root_path).
     .prop_filter("a key the schema defines here", move |key| {
-        let root_path = root && key == "$";
-        !known.contains(&key.as_str()) && !root_path
+        !known.contains(&key.as_str())
     })
     .boxed()
 }
@@ -168,10 +165,9 @@ fn listed(known: &'static [&'static str], ext: bool) -> BoxedStrategy<Value> {
 fn unknown_fields(
     known: &'static [&'static str],
     ext: bool,
-    root: bool,
 ) -> BoxedStrategy<Vec<(String, Value)>> {
     if ext {
-        prop::collection::vec((unknown_key(known, root), json_any()), 0..3).boxed()
+        prop::collection::vec((unknown_key(known), json_any()), 0..3).boxed()
     } else {
         Just(Vec::new()).boxed()
     }
@@ -202,7 +198,7 @@ fn identity(ext: bool) -> BoxedStrategy<Value> {
         listed(&["IDENTITY"], ext),
         string(),
         string(),
-        unknown_fields(IDENTITY_FIELDS, ext, false),
+        unknown_fields(IDENTITY_FIELDS, ext),
     )
         .prop_flat_map(|(kind, id, name, unknown)| {
             object(
@@ -218,7 +214,7 @@ fn source(ext: bool) -> BoxedStrategy<Value> {
         listed(&["SOURCE"], ext),
         string(),
         string(),
-        unknown_fields(SOURCE_FIELDS, ext, false),
+        unknown_fields(SOURCE_FIELDS, ext),
     )
         .prop_flat_map(|(kind, id, name, unknown)| {
             object(
@@ -239,7 +235,7 @@ fn attribute_request(ext: bool) -> BoxedStrategy<Value> {
         string(),
         optional(value, true),
         listed(ATTRIBUTE_OPERATIONS, ext),
-        unknown_fields(ATTRIBUTE_FIELDS, ext, false),
+        unknown_fields(ATTRIBUTE_FIELDS, ext),
     )
         .prop_flat_map(|(name, value, operation, unknown)| {
             object(
@@ -266,7 +262,7 @@ fn account_request(ext: bool) -> BoxedStrategy<Value> {
         string(),
         optional(string(), true),
         optional(attributes, true),
-        unknown_fields(ACCOUNT_FIELDS, ext, false),
+        unknown_fields(ACCOUNT_FIELDS, ext),
     )
         .prop_flat_map(
             |(source, account_id, operation, result, target, ticket, attributes, unknown)| {
@@ -298,7 +294,7 @@ fn metadata(ext: bool) -> BoxedStrategy<Option<Value>> {
         optional(key_value.clone(), false),
         optional(key_value.clone(), false),
         optional(key_value, false),
-        unknown_fields(METADATA_FIELDS, ext, false),
+        unknown_fields(METADATA_FIELDS, ext),
     )
         .prop_flat_map(|(trigger_id, trigger_type, invocation_id, unknown)| {
             object(
@@ -327,7 +323,7 @@ fn event(ext: bool) -> BoxedStrategy<Value> {
         optional(identity(ext), true),
         prop::collection::vec(account_request(ext), 0..4).prop_map(Value::Array),
         metadata(ext),
-        unknown_fields(EVENT_FIELDS, ext, true),
+        unknown_fields(EVENT_FIELDS, ext),
     )
         .prop_flat_map(
             |(
@@ -488,13 +484,6 @@ fn sorted_debug(issues: impl IntoIterator<Item = Issue>) -> Vec<String> {
     all
 }
 
-/// An issue at the path `$` in a document whose root has a key `$`: which of the two it names is
-/// ambiguous, a known defect with a test of its own (validation.rs,
-/// a_root_key_named_dollar_is_not_reported_at_the_root_path), so it is not checked here.
-fn dollar_key_at_root(doc: &Value, issue: &Issue) -> bool {
-    issue.path == "$" && doc.as_object().is_some_and(|root| root.contains_key("$"))
-}
-
 /// Checks that hold for every report on a JSON document: each issue locates itself in the input,
 /// `validate_value` says the same as `validate_str`, strict errors are lenient errors plus
 /// lenient warnings, and a valid document round-trips.
@@ -505,9 +494,7 @@ fn check_reports(doc: &Value, text: &str) -> Result<(), TestCaseError> {
         .map_err(|err| TestCaseError::fail(format!("a JSON document gave {err}")))?;
     for report in [&lenient, &strict] {
         for issue in report.errors.iter().chain(&report.warnings) {
-            if !dollar_key_at_root(doc, issue) {
-                check_issue_location(doc, issue).map_err(TestCaseError::fail)?;
-            }
+            check_issue_location(doc, issue).map_err(TestCaseError::fail)?;
         }
     }
     for (report, options) in [(&lenient, Options::lenient()), (&strict, Options::strict())] {
@@ -598,7 +585,7 @@ fn mutant_key() -> BoxedStrategy<String> {
         METADATA_FIELDS,
     ]
     .concat();
-    prop_oneof![2 => select(known).prop_map(str::to_owned), 1 => unknown_key(&[], false)].boxed()
+    prop_oneof![2 => select(known).prop_map(str::to_owned), 1 => unknown_key(&[])].boxed()
 }
 
 fn mutation() -> BoxedStrategy<Mutation> {
@@ -743,10 +730,7 @@ fn check_bytes_inner(bytes: &[u8]) -> Result<(), TestCaseError> {
         }
         let duplicates = issues.iter().any(|i| i.kind == IssueKind::DuplicateKey);
         if let (Some(doc), false) = (&parsed, duplicates) {
-            for issue in issues
-                .iter()
-                .filter(|issue| !dollar_key_at_root(doc, issue))
-            {
+            for issue in &issues {
                 check_issue_location(doc, issue).map_err(TestCaseError::fail)?;
             }
             // Floats do not all survive the round trip yet: a test of their own (api.rs,
@@ -890,7 +874,6 @@ proptest! {
             1..6,
         ),
     ) {
-        prop_assume!(steps != [Step::Key("$".into())]);
         prop_assert_eq!(parse_path(&render_path(&steps)).unwrap(), steps);
     }
 }

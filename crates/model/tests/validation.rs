@@ -1401,6 +1401,187 @@ fn the_depth_limit_counts_the_schema_s_own_containers() {
     );
 }
 
+/// Every issue of `doc` validated with `max_depth` in `mode`, after checking that the reference
+/// reader (`validate_value`) says the same, that each issue locates itself in `doc`, and that a
+/// document with a `TooDeep` error gives no event.
+fn deep_issues(doc: &Value, mode: Mode, max_depth: usize) -> Vec<Issue> {
+    let text = serde_json::to_string(doc).unwrap();
+    let options = with_limits(mode, max_depth);
+    let report = validate_str(&text, &options).unwrap();
+    let from_value = validate_value(doc.clone(), &options);
+    assert_eq!(from_value.errors, report.errors, "{max_depth}");
+    assert_eq!(from_value.warnings, report.warnings, "{max_depth}");
+    let issues: Vec<Issue> = report
+        .errors
+        .iter()
+        .chain(&report.warnings)
+        .cloned()
+        .collect();
+    for issue in &issues {
+        check_issue_location(doc, issue).unwrap();
+    }
+    if issues.iter().any(|issue| issue.kind == IssueKind::TooDeep) {
+        assert!(report.event.is_none(), "{max_depth}: {issues:?}");
+        assert!(!report.is_valid());
+    }
+    issues
+}
+
+fn kinds_and_paths(issues: &[Issue]) -> Vec<(IssueKind, &str)> {
+    issues
+        .iter()
+        .map(|issue| (issue.kind.clone(), issue.path.as_str()))
+        .collect()
+}
+
+#[test]
+fn the_first_event_container_beyond_the_limit_is_the_one_error_and_is_not_read() {
+    // In document order, the first container at depth `limit + 1`.
+    for (limit, path) in [
+        (0, "$"),
+        (1, "errors"),
+        (2, "accountRequests[0]"),
+        (3, "accountRequests[0].source"),
+        (4, "accountRequests[0].attributeRequests[0]"),
+    ] {
+        for mode in [Mode::Lenient, Mode::Strict] {
+            let issues = deep_issues(&base_event(), mode, limit);
+            assert_eq!(
+                kinds_and_paths(&issues),
+                [(IssueKind::TooDeep, path)],
+                "{limit}: {issues:?}"
+            );
+            let container = if path == "errors" { "array" } else { "object" };
+            assert!(
+                issues[0].message.contains(container)
+                    && issues[0]
+                        .message
+                        .contains(&format!("limit of {limit} level")),
+                "{limit}: {}",
+                issues[0].message
+            );
+            assert_eq!(issues[0].value, None);
+        }
+    }
+    assert!(deep_issues(&base_event(), Mode::Strict, 5).is_empty());
+}
+
+#[test]
+fn a_multi_valued_attribute_value_is_at_depth_six() {
+    let at = "accountRequests[1].attributeRequests[0].attributeValue";
+    let doc = set(at, json!(["a", "b"]));
+    let issues = deep_issues(&doc, Mode::Lenient, 6);
+    assert_eq!(
+        kinds_and_paths(&issues),
+        [(IssueKind::MultiValuedAttribute, at)]
+    );
+    // One level less: the array is not read, so whether it holds strings is unknown; it is
+    // reported as too deep and as nothing else.
+    for mode in [Mode::Lenient, Mode::Strict] {
+        let issues = deep_issues(&doc, mode, 5);
+        assert_eq!(kinds_and_paths(&issues), [(IssueKind::TooDeep, at)]);
+        assert!(issues[0].message.contains("array"), "{:?}", issues[0]);
+    }
+}
+
+#[test]
+fn a_value_with_containers_beyond_the_limit_is_described_not_shown() {
+    let too_deep = "that nests deeper than the limit of";
+    // A wrongly typed field whose inner array is too deep, or which is itself too deep.
+    for (value, limit, deep_at) in [
+        (json!([[1]]), 2, "trackingNumber[0]"),
+        (json!([1]), 1, "trackingNumber"),
+        (json!({"a": {"b": 1}}), 2, "trackingNumber.a"),
+    ] {
+        let doc = set("trackingNumber", value.clone());
+        let issues = deep_issues(&doc, Mode::Lenient, limit);
+        assert_eq!(
+            kinds_and_paths(&issues),
+            [
+                (IssueKind::TooDeep, deep_at),
+                (wrong(STRING), "trackingNumber")
+            ],
+            "{value}"
+        );
+        let wrong_type = &issues[1];
+        let found = if value.is_array() {
+            "an array"
+        } else {
+            "an object"
+        };
+        assert_eq!(
+            wrong_type.message,
+            format!(
+                "`trackingNumber` must be a string, found {found} {too_deep} {}",
+                if limit == 1 { "1 level" } else { "2 levels" }
+            )
+        );
+        assert_eq!(wrong_type.value, None, "an incomplete value is not shown");
+    }
+
+    // An array of strings in `attributeValue` with an array in it: not a multi-valued attribute.
+    let at = "accountRequests[1].attributeRequests[0].attributeValue";
+    let doc = set(at, json!(["a", ["b"]]));
+    let issues = deep_issues(&doc, Mode::Lenient, 6);
+    assert_eq!(
+        kinds_and_paths(&issues),
+        [
+            (IssueKind::TooDeep, &format!("{at}[1]")[..]),
+            (wrong(STRING), at)
+        ]
+    );
+    assert_eq!(
+        issues[1].message,
+        format!("`attributeValue` must be a string, found an array {too_deep} 6 levels")
+    );
+    assert!(!issues[1].message.contains("null"));
+
+    // An unknown field (after the event's own containers, which need 5 levels): still reported
+    // as one, described.
+    let doc = inserted("$", "deep", json!([[[[["x"]]]]]));
+    let issues = deep_issues(&doc, Mode::Lenient, 5);
+    assert_eq!(
+        kinds_and_paths(&issues),
+        [
+            (IssueKind::TooDeep, "deep[0][0][0][0]"),
+            (IssueKind::UnknownField, "deep")
+        ]
+    );
+    assert!(issues[1].message.contains(too_deep), "{:?}", issues[1]);
+    assert_eq!(issues[1].value, None);
+
+    // Envelope keys are described one by one: only the incomplete one is not shown.
+    let doc = set(
+        "_metadata",
+        json!({"triggerId": [[[["x"]]]], "triggerType": [], "invocationId": "id"}),
+    );
+    let issues = deep_issues(&doc, Mode::Lenient, 5);
+    assert_eq!(
+        kinds_and_paths(&issues),
+        [
+            (IssueKind::TooDeep, "_metadata.triggerId[0][0][0]"),
+            (IssueKind::Envelope, "_metadata.triggerId"),
+            (IssueKind::Envelope, "_metadata.triggerType"),
+        ]
+    );
+    assert!(issues[1].message.contains(too_deep), "{:?}", issues[1]);
+    assert_eq!(issues[1].value, None);
+    assert!(!issues[2].message.contains(too_deep), "{:?}", issues[2]);
+    assert_eq!(issues[2].value.as_deref(), Some("[]"));
+
+    // A root that is not an object.
+    let text = "[[1]]";
+    let report = validate_str(text, &with_limits(Mode::Lenient, 1)).unwrap();
+    assert_eq!(
+        report.errors[1].message,
+        format!(
+            "a Provisioning Completed event must be a JSON object, found an array {too_deep} 1 level"
+        )
+    );
+    assert_eq!(report.errors[0].kind, IssueKind::TooDeep);
+    assert_eq!(report.errors[0].path, "[0]");
+}
+
 /// A bad document that must give a clean error: a syntax error, or errors.
 fn rejected_cleanly(bytes: &[u8]) {
     for options in [Options::lenient(), Options::strict()] {

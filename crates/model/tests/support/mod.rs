@@ -29,8 +29,10 @@ fn is_plain_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$'
 }
 
+/// A key named `$` alone is quoted, `["$"]`, so that it is not read as the root.
 fn is_plain(key: &str) -> bool {
     !key.is_empty()
+        && key != "$"
         && key.chars().all(is_plain_char)
         && !key.starts_with(|c: char| c.is_ascii_digit())
 }
