@@ -7,7 +7,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, time};
-use super::{AppState, PageError, Viewer, cursor, given};
+use super::{AppState, PageError, RANGES, Viewer, cursor, given, range_since};
 use crate::store::{DeliveryQuery, QuarantineQuery};
 
 const PAGE_SIZE: usize = 100;
@@ -31,6 +31,7 @@ const REASONS: [(&str, &str); 4] = [
 #[derive(Debug, Default, Deserialize)]
 pub struct Params {
     outcome: Option<String>,
+    range: Option<String>,
     reason: Option<String>,
     before: Option<String>,
 }
@@ -42,10 +43,17 @@ pub async fn log(
     Query(params): Query<Params>,
 ) -> Result<Response, PageError> {
     let outcome = given(&params.outcome).filter(|o| OUTCOMES.iter().any(|(v, _)| v == o));
+    // The log is walked newest first and an outcome is not indexed: a rare outcome over all time
+    // reads the whole log. A week by default keeps every view of it quick.
+    let range = given(&params.range)
+        .filter(|range| RANGES.iter().any(|(name, _, _)| name == range))
+        .unwrap_or_else(|| "7d".to_owned());
+    let now = chrono::Utc::now().timestamp_millis();
     let page = state
         .store
         .deliveries(&DeliveryQuery {
             outcome: outcome.clone(),
+            since: range_since(&range, now),
             before_id: cursor(&params.before),
             limit: PAGE_SIZE,
             ..DeliveryQuery::default()
@@ -57,14 +65,21 @@ pub async fn log(
         p { "Every request to " code { "/events" } ", whatever became of it: what ISC says it sent can be checked here." }
         form.filters.inline method="get" action="/deliveries" {
             (layout::select("outcome", "Outcome", &outcome, &OUTCOMES))
+            (layout::select("range", "Received", &range,
+                &RANGES.iter().map(|(v, l, _)| (*v, *l)).collect::<Vec<_>>()))
             button type="submit" { "Show" }
         }
-        @if page.items.is_empty() { p.empty { "No deliveries." } }
+        @if page.items.is_empty() {
+            p.empty {
+                "No deliveries in this range."
+                @if range != "all" { " " a href=(link("/deliveries", &[("outcome", &outcome), ("range", "all")])) { "Look at all time" } }
+            }
+        }
         (super::event::delivery_table(&page.items))
         nav.pager aria-label="Pages" {
-            @if params.before.is_some() { a href=(link("/deliveries", &[("outcome", &outcome)])) { "← Newest" } }
+            @if params.before.is_some() { a href=(link("/deliveries", &[("outcome", &outcome), ("range", &range)])) { "← Newest" } }
             @if let Some(next) = page.next_cursor {
-                a rel="next" href=(link("/deliveries", &[("outcome", &outcome), ("before", &next.to_string())])) { "Older →" }
+                a rel="next" href=(link("/deliveries", &[("outcome", &outcome), ("range", &range), ("before", &next.to_string())])) { "Older →" }
             }
         }
     };

@@ -87,6 +87,13 @@ impl Params {
         }
     }
 
+    /// Whether a filter behind "More filters" is set (then they show opened).
+    fn more_filters(&self) -> bool {
+        [&self.identity, &self.number, &self.ticket, &self.channel]
+            .into_iter()
+            .any(|value| given(value).is_some())
+    }
+
     fn filtered(&self) -> bool {
         self.pairs().iter().any(|(key, _)| *key != "range")
     }
@@ -211,18 +218,23 @@ pub async fn page(
                 ]))
                 (layout::select("source", "Source", &source, &source_options))
                 (layout::select("range", "Received", &range, &range_options))
-                label.field { span { "Identity (id or name)" }
-                    input type="text" name="identity" value=[given(&params.identity)]; }
-                label.field { span { "Tracking number or invocation id" }
-                    input type="text" name="number" value=[given(&params.number)]; }
-                label.field { span { "Ticket" }
-                    input type="text" name="ticket" value=[given(&params.ticket)]; }
-                label.field { span { "Channel" }
-                    input type="text" name="channel" value=[given(&params.channel)]; }
-                div.actions {
-                    button type="submit" { "Apply" }
-                    @if params.filtered() || range != "all" { a href="/" { "Clear filters" } }
+            }
+            details.more-filters open[params.more_filters()] {
+                summary { "More filters (identity, number, ticket, channel)" }
+                div.facets {
+                    label.field { span { "Identity (id or name)" }
+                        input type="text" name="identity" value=[given(&params.identity)]; }
+                    label.field { span { "Tracking number or invocation id" }
+                        input type="text" name="number" value=[given(&params.number)]; }
+                    label.field { span { "Ticket" }
+                        input type="text" name="ticket" value=[given(&params.ticket)]; }
+                    label.field { span { "Channel" }
+                        input type="text" name="channel" value=[given(&params.channel)]; }
                 }
+            }
+            div.actions {
+                button type="submit" { "Apply" }
+                @if params.filtered() || range != "all" { a href="/" { "Clear filters" } }
             }
         }
         @if first_page {

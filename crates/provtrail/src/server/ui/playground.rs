@@ -18,7 +18,7 @@ use crate::search::{self, Budget, SearchError};
 /// answer comes back at once even on a large store. The page says when it ran out.
 pub const PLAYGROUND_BUDGET: Budget = Budget {
     events: 5_000,
-    time: Duration::from_millis(250),
+    time: Duration::from_millis(150),
 };
 
 /// Matches shown.
