@@ -9,6 +9,7 @@ mod filter;
 mod ingest;
 mod measure;
 mod model;
+mod ui;
 
 #[derive(Debug, Parser)]
 #[command(name = "provtrail-bench", version, about)]
@@ -25,6 +26,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Evaluate a subscription filter on a parsed event, against parsing that event.
     Filter(filter::FilterBenchArgs),
+    /// Page load times of the web UI over HTTP from a large store.
+    Ui(ui::UiArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Model(args) => model::run(args),
         Command::Filter(args) => filter::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Ui(args) => ui::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
