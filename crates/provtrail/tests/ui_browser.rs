@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -90,13 +91,15 @@ async fn the_web_ui_works_in_a_real_browser() {
     let missing = missing();
     if !missing.is_empty() {
         let message = format!(
-            "the browser tests cannot run here; missing: {}. `bash .ci/run` installs them.",
+            "the browser tests of the web UI cannot run here; missing: {}. `bash .ci/run` installs them.",
             missing.join(", ")
         );
         if std::env::var("CI").is_ok_and(|ci| ci == "true") {
             panic!("{message}");
         }
-        eprintln!("\n!!!!!!!!!! SKIPPED: {message}\n");
+        // Written to the process's standard error, past the test harness's capture (which only
+        // takes the print macros), so that a skip shows in a plain `cargo test`.
+        let _ = writeln!(std::io::stderr(), "\n!!!!!!!!!! SKIPPED: {message}\n");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -185,9 +185,13 @@ pub async fn page(
     let now = chrono::Utc::now().timestamp_millis();
     let query = params.query(now);
     let store = state.store.as_ref();
-    let page = find(store, query.clone()).await?;
-    let sources = viewer.ui.source_names(store).await;
-    let summary = counts(store, query.since, now).await;
+    // Independent reads: the store runs them side by side.
+    let (page, sources, summary) = tokio::join!(
+        find(store, query.clone()),
+        viewer.ui.source_names(store),
+        counts(store, query.since, now),
+    );
+    let page = page?;
     let range = params.range();
     let first_page = query.before_id.is_none();
     let newest = page.items.first();
