@@ -106,6 +106,7 @@ before(async () => {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      '--disable-quic',
       '--no-first-run',
     ],
   });

@@ -417,6 +417,26 @@ async fn the_events_page_searches_filters_pages_and_adds_new_rows() {
     let fresh = page(&server, &cookie, &url).await;
     assert_eq!(fresh.matches("<tr").count(), 1, "{fresh}");
     assert!(fresh.contains("track-100"));
+
+    // More new rows than one poll adds: the page is told to offer a reload instead.
+    for n in 200..252 {
+        post_event(&server, event(n, "Workday", "FAILED", None)).await;
+    }
+    let burst = get(&server, &url, Some(&cookie)).await;
+    assert_eq!(burst.header("x-provtrail-more"), Some("1"));
+    assert_eq!(burst.text().matches("<tr").count(), 50);
+    assert!(burst.text().contains("track-251"), "newest first");
+}
+
+#[tokio::test]
+async fn a_large_event_shows_every_account_request_and_change() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    let answer = server.post("/events", payload("large_200x5.json")).await;
+    assert_eq!(answer.outcome().0, "accepted", "{}", answer.text());
+    let html = page(&server, &cookie, &format!("/event/{}", answer.outcome().1)).await;
+    assert_eq!(html.matches(r#"<h3 id="changes-"#).count(), 200);
+    assert!(html.contains(r#"<h3 id="changes-199""#));
 }
 
 #[tokio::test]
