@@ -326,6 +326,24 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
   await phone.close();
 });
 
+test('dark colour scheme: the pages follow the system setting', async () => {
+  const dark = await browser.newContext({
+    viewport: { width: 1366, height: 800 },
+    colorScheme: 'dark',
+    storageState: await laptop.storageState(),
+  });
+  dark.setDefaultTimeout(TIMEOUT);
+  const page = watch(await dark.newPage());
+  await page.goto(`${base}/failures`);
+  await page.locator('svg#failure-chart').waitFor();
+  const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(background, 'rgb(13, 17, 23)');
+  await shot(page, 'dark-failures');
+  await page.goto(`${base}/`);
+  await shot(page, 'dark-events', { fullPage: false });
+  await dark.close();
+});
+
 test('sign out ends the session', async () => {
   const page = watch(await laptop.newPage());
   await page.goto(`${base}/`);

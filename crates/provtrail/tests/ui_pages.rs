@@ -560,6 +560,13 @@ async fn the_playground_reports_matches_and_the_error_position() {
         "the page works without script"
     );
     assert!(page_html.contains("IdentityRefresh"), "samples are offered");
+    let thorough = page(
+        &server,
+        &cookie,
+        &format!("/playground?filter={}&thorough=1", urlencode(failed)),
+    )
+    .await;
+    assert!(thorough.contains(r#"data-matched="2""#));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ pub const MAX_LINES: usize = 8;
 // Colour-blind-safe colours (Okabe–Ito, with two darker additions), and dash patterns so that
 // colour is not the only way to tell lines apart.
 const COLOURS: [&str; MAX_LINES] = [
-    "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#b8860b", "#56b4e9", "#7f3c8d", "#555555",
+    "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#b8860b", "#56b4e9", "#7f3c8d", "#8c8c8c",
 ];
 const DASHES: [&str; 4] = ["none", "7 4", "2 4", "10 4 2 4"];
 

@@ -58,9 +58,23 @@ const SAMPLES: [(&str, &str); 7] = [
 pub struct Params {
     filter: Option<String>,
     range: Option<String>,
+    /// `1`: count with the larger budget of an explicit filter test, not the one for typing.
+    thorough: Option<String>,
 }
 
 impl Params {
+    fn thorough(&self) -> bool {
+        given(&self.thorough).is_some_and(|value| value == "1")
+    }
+
+    fn budget(&self) -> Budget {
+        if self.thorough() {
+            Budget::FILTER_TEST
+        } else {
+            PLAYGROUND_BUDGET
+        }
+    }
+
     fn range(&self) -> String {
         given(&self.range)
             .filter(|range| RANGES.iter().any(|(name, _, _)| name == range))
@@ -125,7 +139,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
         &compiled,
         since,
         EXAMPLES,
-        PLAYGROUND_BUDGET,
+        params.budget(),
     )
     .await
     .map_err(|err| match err {
@@ -141,12 +155,20 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
                 @if outcome.complete { " (every event in the range)." } @else { "." }
             }
             @if !outcome.complete {
+                @let budget = params.budget();
                 p.alert.warn {
                     code { "complete: false" } " — the scan budget ("
-                    (number(PLAYGROUND_BUDGET.events)) " events or "
-                    (PLAYGROUND_BUDGET.time.as_millis()) " ms) ran out before every event in the range was evaluated; "
+                    (number(budget.events)) " events or "
+                    (budget.time.as_millis()) " ms) ran out before every event in the range was evaluated; "
                     "the count covers the newest " (number(outcome.scanned)) " events only. "
-                    "Narrow the range for an exact count, or use " code { "provtrail filter" } " on an export."
+                    @if params.thorough() {
+                        "Narrow the range for an exact count, or use " code { "provtrail filter" } " on an export."
+                    } @else {
+                        a href=(link("/playground", &[("filter", filter), ("range", &params.range()), ("thorough", "1")])) {
+                            "Count further (up to " (number(Budget::FILTER_TEST.events)) " events)"
+                        }
+                        "."
+                    }
                 }
             }
             @if !outcome.examples.is_empty() {
