@@ -7,7 +7,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, time};
-use super::{AppState, PageError, RANGES, Viewer, cursor, given, range_since};
+use super::{AppState, PageError, Viewer, cursor, given, range_name, range_options, range_since};
 use crate::store::{DeliveryQuery, QuarantineQuery};
 
 const PAGE_SIZE: usize = 100;
@@ -45,9 +45,7 @@ pub async fn log(
     let outcome = given(&params.outcome).filter(|o| OUTCOMES.iter().any(|(v, _)| v == o));
     // The log is walked newest first and an outcome is not indexed: a rare outcome over all time
     // reads the whole log. A week by default keeps every view of it quick.
-    let range = given(&params.range)
-        .filter(|range| RANGES.iter().any(|(name, _, _)| name == range))
-        .unwrap_or_else(|| "7d".to_owned());
+    let range = range_name(&params.range, "7d");
     let now = chrono::Utc::now().timestamp_millis();
     let page = state
         .store
@@ -66,7 +64,7 @@ pub async fn log(
         form.filters.inline method="get" action="/deliveries" {
             (layout::select("outcome", "Outcome", &outcome, &OUTCOMES))
             (layout::select("range", "Received", &range,
-                &RANGES.iter().map(|(v, l, _)| (*v, *l)).collect::<Vec<_>>()))
+                &range_options()))
             button type="submit" { "Show" }
         }
         @if page.items.is_empty() {

@@ -8,7 +8,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, number, shorten, time};
-use super::{AppState, PageError, RANGES, Viewer, cursor, given, html_response, range_since};
+use super::{
+    AppState, PageError, Viewer, cursor, given, html_response, range_name, range_options,
+    range_since,
+};
 use crate::store::{EventQuery, EventSummary, Page, StatsQuery, Store};
 
 /// Rows on a page.
@@ -41,9 +44,7 @@ pub struct Params {
 
 impl Params {
     fn range(&self) -> String {
-        given(&self.range)
-            .filter(|range| RANGES.iter().any(|(name, _, _)| name == range))
-            .unwrap_or_else(|| "all".to_owned())
+        range_name(&self.range, "all")
     }
 
     /// The filters as query-string pairs (no cursor), to build links that keep them.
@@ -205,7 +206,7 @@ pub async fn page(
     if !source.is_empty() && !sources.contains(&source) {
         source_options.push((source.as_str(), source.as_str()));
     }
-    let range_options: Vec<(&str, &str)> = RANGES.iter().map(|(v, l, _)| (*v, *l)).collect();
+    let range_options = range_options();
     let main = html! {
         h1 { "Events" }
         @if let Some(summary) = summary { p.summary { (summary) } }

@@ -315,6 +315,21 @@ const RANGES: [(&str, &str, Option<i64>); 4] = [
     ("all", "All time", None),
 ];
 
+/// The range named in the query string when it is one of [`RANGES`], else `default`.
+fn range_name(value: &Option<String>, default: &str) -> String {
+    given(value)
+        .filter(|range| RANGES.iter().any(|(name, _, _)| name == range))
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// [`RANGES`] as the options of a `<select>`.
+fn range_options() -> Vec<(&'static str, &'static str)> {
+    RANGES
+        .iter()
+        .map(|(value, label, _)| (*value, *label))
+        .collect()
+}
+
 /// `since` for a range name (unknown names: all time).
 fn range_since(range: &str, now: i64) -> Option<i64> {
     RANGES

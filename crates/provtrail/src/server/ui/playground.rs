@@ -11,7 +11,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, number, shorten, time};
-use super::{AppState, PageError, RANGES, Viewer, given, html_response, range_since};
+use super::{
+    AppState, PageError, Viewer, given, html_response, range_name, range_options, range_since,
+};
 use crate::search::{self, Budget, SearchError};
 
 /// What one evaluation may read: enough for a useful answer while typing, little enough that the
@@ -76,9 +78,7 @@ impl Params {
     }
 
     fn range(&self) -> String {
-        given(&self.range)
-            .filter(|range| RANGES.iter().any(|(name, _, _)| name == range))
-            .unwrap_or_else(|| "all".to_owned())
+        range_name(&self.range, "all")
     }
 }
 
@@ -201,7 +201,7 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let outcome = result(&state, &params).await?;
     let range = params.range();
-    let range_options: Vec<(&str, &str)> = RANGES.iter().map(|(v, l, _)| (*v, *l)).collect();
+    let range_options = range_options();
     let main = html! {
         h1 { "Filter playground" }
         p {
