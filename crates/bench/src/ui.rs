@@ -106,7 +106,8 @@ async fn run_async(args: UiArgs) -> anyhow::Result<()> {
             format!("/ui/fragments/events?after={newest_id}&at={newest_at}"),
         ),
         ("event", String::new()),
-        ("failures_7d_hour", "/failures".into()),
+        ("failures_default_7d_day", "/failures".into()),
+        ("failures_7d_hour", "/failures?range=7d&bucket=hour".into()),
         ("failures_30d_day", "/failures?range=30d&bucket=day".into()),
         (
             "failures_90d_hour",
