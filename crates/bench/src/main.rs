@@ -11,6 +11,7 @@ mod ingest;
 mod measure;
 mod model;
 mod search;
+mod ui;
 
 #[derive(Debug, Parser)]
 #[command(name = "provtrail-bench", version, about)]
@@ -31,6 +32,8 @@ enum Command {
     TrainDict(dict::DictArgs),
     /// Evaluate a subscription filter on a parsed event, against parsing that event.
     Filter(filter::FilterBenchArgs),
+    /// Page load times of the web UI over HTTP from a large store.
+    Ui(ui::UiArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         Command::Search(args) => search::run(args),
         Command::TrainDict(args) => dict::run(args),
+        Command::Ui(args) => ui::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,230 @@
+//! `/event/{id}`: one event, whole: summary, account requests with their results and attribute
+//! changes, errors and warnings, the body (pretty and exact), and every delivery of it.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use maud::{Markup, html};
+use provtrail_model::{AccountRequest, ProvisioningCompleted};
+
+use super::layout::{self, Nav, badge, link, time};
+use super::{AppState, PageError, Viewer};
+use crate::store::{DeliveryRecord, EventDetail};
+
+/// `GET /event/{id}`.
+pub async fn page(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| PageError::NotFound(format!("there is no event {id:?}")))?;
+    let detail = state
+        .store
+        .get_event(id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("there is no event {id}")))?;
+    let title = format!(
+        "Event {}",
+        layout::shorten(&detail.summary.tracking_number, 40)
+    );
+    Ok(viewer.page(&title, Nav::Events, render(&detail)))
+}
+
+fn optional(value: Option<&str>) -> Markup {
+    html! {
+        @match value {
+            Some(value) if !value.is_empty() => { (value) }
+            _ => { span.muted { "—" } }
+        }
+    }
+}
+
+fn render(detail: &EventDetail) -> Markup {
+    let event = &detail.summary;
+    // Stored events passed validation at ingest; should a later model read one differently, the
+    // page still shows everything that does not need the parsed body.
+    let parsed = ProvisioningCompleted::from_slice(&detail.raw);
+    let pretty = serde_json::from_slice::<serde_json::Value>(&detail.raw)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok());
+    html! {
+        p.back { a href="/" { "← Events" } }
+        h1 { "Event " span.mono { (event.tracking_number) } " " (badge(&event.outcome)) }
+        section aria-labelledby="summary" {
+            h2 #summary { "Summary" }
+            dl.summary-grid {
+                dt { "Tracking number" }
+                dd { a.mono href=(link("/", &[("number", &event.tracking_number)])) { (event.tracking_number) } }
+                dt { "Action" } dd { (optional(event.action.as_deref())) }
+                dt { "Recipient" }
+                dd {
+                    a href=(link("/", &[("identity", &event.recipient_id)])) { (event.recipient_name) }
+                    " " span.mono.muted { (event.recipient_id) }
+                }
+                dt { "Requester" }
+                dd {
+                    @match (&event.requester_name, &event.requester_id) {
+                        (Some(name), Some(id)) => {
+                            a href=(link("/", &[("identity", id)])) { (name) } " " span.mono.muted { (id) }
+                        }
+                        (name, id) => { (optional(name.as_deref().or(id.as_deref()))) }
+                    }
+                }
+                dt { "Outcome" }
+                dd { (badge(&event.outcome)) " " (event.failed_count) " of " (event.account_count) " account requests failed" }
+                dt { "Sources" } dd { (event.sources) }
+                dt { "Received at" } dd { (time(event.received_at)) " UTC" }
+                dt { "Channel" } dd { (optional(event.channel.as_deref())) }
+                dt { "Remote address" } dd.mono { (optional(detail.remote_addr.as_deref())) }
+                dt { "Invocation id" } dd.mono { (optional(event.invocation_id.as_deref())) }
+                dt { "Request" } dd.mono { (detail.method) " " (detail.path) " · " (layout::bytes(detail.size)) }
+            }
+        }
+        section aria-labelledby="requests" {
+            h2 #requests { "Account requests" }
+            @match &parsed {
+                Ok(parsed) => { (account_requests(&parsed.account_requests)) }
+                Err(err) => { p.alert { "The body could not be read as an event: " (err.to_string()) } }
+            }
+        }
+        section aria-labelledby="problems" {
+            h2 #problems { "Errors and warnings" }
+            @if event.errors.is_empty() && detail.event_warnings.is_empty() && detail.validation_warnings.is_empty() {
+                p.muted { "None." }
+            }
+            @if !event.errors.is_empty() {
+                h3 { "Errors in the event" }
+                ul.problems.bad { @for error in &event.errors { li { (error) } } }
+            }
+            @if !detail.event_warnings.is_empty() {
+                h3 { "Warnings in the event" }
+                ul.problems.warn { @for warning in &detail.event_warnings { li { (warning) } } }
+            }
+            @if !detail.validation_warnings.is_empty() {
+                h3 { "Validation warnings" }
+                ul.problems.info {
+                    @for issue in &detail.validation_warnings {
+                        li { code { (issue.path) } ": " (issue.message) }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="body" {
+            h2 #body { "Body" }
+            @if let Some(pretty) = pretty {
+                details open {
+                    summary { "JSON, pretty-printed" }
+                    pre.json tabindex="0" { code { (pretty) } }
+                }
+            }
+            details {
+                summary { "Exact body as received (" (layout::bytes(detail.raw.len() as u64)) ")" }
+                pre.json tabindex="0" { code { (String::from_utf8_lossy(&detail.raw)) } }
+            }
+        }
+        section aria-labelledby="deliveries" {
+            h2 #deliveries { "Deliveries" }
+            p.muted { "Every request that delivered this event, the first and any duplicates." }
+            (delivery_table(&detail.deliveries))
+        }
+    }
+}
+
+fn account_requests(requests: &[AccountRequest<'_>]) -> Markup {
+    if requests.is_empty() {
+        return html! { p.muted { "This event has no account requests." } };
+    }
+    let rows = html! {
+        @for (index, request) in requests.iter().enumerate() {
+            tr {
+                td { span title=(request.source.id) { (request.source.name) } }
+                td.mono { (optional(request.account_id.as_deref())) }
+                td { (request.account_operation) }
+                td { (badge(request.provisioning_result.as_wire())) }
+                td { (request.provisioning_target) }
+                td.mono { (optional(request.ticket_id.as_deref())) }
+                td.num {
+                    @let changes = request.attribute_requests.as_option().map_or(0, Vec::len);
+                    @if changes > 0 { a href={"#changes-" (index)} { (changes) } } @else { "0" }
+                }
+            }
+        }
+    };
+    html! {
+        (layout::table(
+            "Account requests",
+            &["Source", "Account", "Operation", "Result", "Target", "Ticket", "Attribute changes"],
+            rows,
+        ))
+        @for (index, request) in requests.iter().enumerate() {
+            @if let Some(changes) = request.attribute_requests.as_option().filter(|c| !c.is_empty()) {
+                h3 id={"changes-" (index)} {
+                    "Attribute changes: " (request.source.name)
+                    @if let Some(account) = request.account_id.as_option() { " · " span.mono { (account) } }
+                }
+                (layout::table(
+                    "Attribute changes",
+                    &["Attribute", "Operation", "Value"],
+                    html! {
+                        @for change in changes {
+                            tr {
+                                td.mono { (change.attribute_name) }
+                                td { (change.operation.as_wire()) }
+                                td {
+                                    @match change.attribute_value.as_option() {
+                                        Some(value) => {
+                                            @for (n, item) in value.values().enumerate() {
+                                                @if n > 0 { br; }
+                                                span.value { (item) }
+                                            }
+                                        }
+                                        None => { span.muted { "—" } }
+                                    }
+                                }
+                            }
+                        }
+                    },
+                ))
+            }
+        }
+    }
+}
+
+/// The delivery records, as on the event page and in the delivery log.
+pub fn delivery_table(records: &[DeliveryRecord]) -> Markup {
+    layout::table(
+        "Deliveries",
+        &[
+            "Received (UTC)",
+            "Status",
+            "Outcome",
+            "Reason",
+            "Remote address",
+            "Size",
+            "Request",
+            "Kept as",
+        ],
+        html! {
+            @for record in records {
+                tr {
+                    td.nowrap { (time(record.received_at)) }
+                    td.num { (record.status) }
+                    td { (badge(&record.outcome)) }
+                    td { (optional(record.reason.as_deref())) }
+                    td.mono { (optional(record.remote_addr.as_deref())) }
+                    td.num { (layout::bytes(record.size)) }
+                    td.mono {
+                        (record.method) " " (record.path)
+                        @if let Some(agent) = &record.user_agent { br; span.muted { (layout::shorten(agent, 40)) } }
+                    }
+                    td {
+                        @if let Some(id) = record.event_id { a href={"/event/" (id)} { "event " (id) } }
+                        @if let Some(id) = record.quarantine_id { a href={"/quarantine/" (id)} { "quarantine " (id) } }
+                        @if record.event_id.is_none() && record.quarantine_id.is_none() { span.muted { "nothing kept" } }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,155 @@
+//! `/failures`: failure rate per source over time (an SVG chart drawn here), the most frequent
+//! errors and the worst sources; all from the hourly rollups, so the page costs the same for ten
+//! events or ten million.
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use maud::html;
+use serde::Deserialize;
+
+use super::layout::{self, Nav, link, number, percent};
+use super::{AppState, PageError, Viewer, given};
+use crate::store::{Bucket, StatsQuery};
+
+/// `(value, label, days)`.
+const RANGES: [(&str, &str, i64); 4] = [
+    ("24h", "Last 24 hours", 1),
+    ("7d", "Last 7 days", 7),
+    ("30d", "Last 30 days", 30),
+    ("90d", "Last 90 days", 90),
+];
+
+/// Query string of the page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    range: Option<String>,
+    bucket: Option<String>,
+}
+
+/// `GET /failures`.
+pub async fn page(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, PageError> {
+    let (range, label, days) = given(&params.range)
+        .and_then(|range| RANGES.iter().find(|(name, _, _)| *name == range))
+        .copied()
+        .unwrap_or(RANGES[1]);
+    let bucket = match given(&params.bucket).as_deref() {
+        Some("hour") => Bucket::Hour,
+        Some("day") => Bucket::Day,
+        // Hours over a day; over longer ranges, days: enough points to see a trend, few enough to
+        // read eight lines, and enough requests per point that a rate means something.
+        _ if days <= 1 => Bucket::Hour,
+        _ => Bucket::Day,
+    };
+    let bucket_name = match bucket {
+        Bucket::Hour => "hour",
+        Bucket::Day => "day",
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let stats = state
+        .store
+        .stats(&StatsQuery {
+            since: Some(now - days * 86_400_000),
+            until: Some(now),
+            bucket,
+            top_errors: 15,
+            per_source_series: true,
+            ..StatsQuery::default()
+        })
+        .await?;
+    let lines = super::chart::lines(&stats);
+    let caption = format!(
+        "Failure rate per source, per {bucket_name}, {}",
+        label.to_lowercase()
+    );
+    let events: u64 = stats.events.values().sum();
+    let main = html! {
+        h1 { "Failures" }
+        form.filters.inline method="get" action="/failures" {
+            (layout::select("range", "Range", range,
+                &RANGES.iter().map(|(v, l, _)| (*v, *l)).collect::<Vec<_>>()))
+            (layout::select("bucket", "Per", bucket_name, &[("hour", "Hour"), ("day", "Day")]))
+            button type="submit" { "Show" }
+        }
+        p.summary {
+            (number(events)) " events · " (number(stats.requests.total())) " account requests · "
+            (number(stats.requests.failed)) " failed ("
+            (percent(stats.requests.failure_rate())) ")"
+        }
+        section aria-labelledby="rate" {
+            h2 #rate { "Failure rate over time" }
+            (super::chart::render(&stats, &lines, &caption))
+            @if stats.sources.iter().filter(|s| s.requests.total() > 0).count() > lines.len() {
+                p.muted { "The chart shows the " (lines.len()) " sources with the most failures; the table below has all of them." }
+            }
+        }
+        div.columns {
+            section aria-labelledby="worst" {
+                h2 #worst { "Worst sources" }
+                (layout::table("Sources by failures", &["Source", "Failed", "Requests", "Failure rate"], html! {
+                    @for source in stats.sources.iter().filter(|s| s.requests.total() > 0) {
+                        tr {
+                            td { a href=(link("/", &[("source", &source.source), ("result", "FAILED"), ("range", range_for_events(range))])) { (source.source) } }
+                            td.num { (number(source.requests.failed)) }
+                            td.num { (number(source.requests.total())) }
+                            td.num {
+                                meter min="0" max="1" value=(source.failure_rate) aria-hidden="true" {}
+                                " " (percent(source.failure_rate))
+                            }
+                        }
+                    }
+                }))
+            }
+            section aria-labelledby="top-errors" {
+                h2 #top-errors { "Top errors" }
+                @if stats.top_errors.is_empty() {
+                    p.muted { "No errors in this range." }
+                } @else {
+                    (layout::table("Most frequent errors", &["Error", "Events"], html! {
+                        @for error in &stats.top_errors {
+                            tr {
+                                td { a href=(link("/", &[("q", &search_words(&error.message)), ("range", range_for_events(range))])) { (error.message) } }
+                                td.num { (number(error.events)) }
+                            }
+                        }
+                    }))
+                }
+            }
+        }
+    };
+    Ok(viewer.page("Failures", Nav::Failures, main))
+}
+
+/// The events list has no 90-day range; all time is the nearest that includes it.
+fn range_for_events(range: &str) -> &str {
+    if range == "90d" { "all" } else { range }
+}
+
+/// A few distinctive words of an error message for the full-text search (which wants every word
+/// to appear): the longest ones, without punctuation.
+fn search_words(message: &str) -> String {
+    let mut words: Vec<&str> = message
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| word.chars().count() >= 3)
+        .collect();
+    words.sort_by_key(|word| std::cmp::Reverse(word.len()));
+    words.truncate(4);
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_become_a_few_search_words() {
+        assert_eq!(
+            search_words("Connection to 'ldap.corp' timed out after 30s"),
+            "Connection timed after ldap"
+        );
+        assert_eq!(search_words("!!"), "");
+    }
+}

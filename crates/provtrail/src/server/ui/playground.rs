@@ -1,0 +1,285 @@
+//! `/playground`: type a Jayway filter, see at once whether it compiles (with a caret under the
+//! error) and which stored events it matches, newest first. The script fetches the result fragment
+//! as you type; without the script, the form's button does the same with a page load.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{self, Nav, badge, link, number, shorten, time};
+use super::{
+    AppState, PageError, Viewer, given, html_response, range_name, range_options, range_since,
+};
+use crate::search::{self, Budget, SearchError};
+
+/// What one evaluation may read: enough for a useful answer while typing, little enough that the
+/// answer comes back at once even on a large store. The page says when it ran out.
+pub const PLAYGROUND_BUDGET: Budget = Budget {
+    events: 5_000,
+    time: Duration::from_millis(150),
+};
+
+/// Matches shown.
+const EXAMPLES: usize = 10;
+
+/// Longest filter accepted (ISC's own limit on a subscription filter is far below this).
+const MAX_FILTER_CHARS: usize = 10_000;
+
+/// Filters to start from: `(what it finds, filter)`.
+const SAMPLES: [(&str, &str); 7] = [
+    (
+        "An account request failed (from ISC's documentation)",
+        "$[?($.accountRequests[*].provisioningResult contains \"FAILED\")]",
+    ),
+    ("Identity refreshes", "$[?($.action == 'IdentityRefresh')]"),
+    ("The event has errors", "$[?($.errors empty false)]"),
+    (
+        "Accounts created in Active Directory",
+        "$.accountRequests[?(@.source.name == 'Corporate Active Directory' && @.accountOperation == 'Create')]",
+    ),
+    (
+        "Recipients whose name starts with A",
+        "$[?($.recipient.name =~ /^A.*/i)]",
+    ),
+    (
+        "A trap: a nested filter inside a filter is only an existence test, so this matches every event with account requests, failed or not",
+        "$[?($.accountRequests[?(@.provisioningResult == 'FAILED')])]",
+    ),
+    (
+        "A filter with a mistake",
+        "$[?($.action == 'IdentityRefresh']",
+    ),
+];
+
+/// Query string of the page and the fragment.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    filter: Option<String>,
+    range: Option<String>,
+    /// `1`: count with the larger budget of an explicit filter test, not the one for typing.
+    thorough: Option<String>,
+}
+
+impl Params {
+    fn thorough(&self) -> bool {
+        given(&self.thorough).is_some_and(|value| value == "1")
+    }
+
+    fn budget(&self) -> Budget {
+        if self.thorough() {
+            Budget::FILTER_TEST
+        } else {
+            PLAYGROUND_BUDGET
+        }
+    }
+
+    fn range(&self) -> String {
+        range_name(&self.range, "all")
+    }
+}
+
+/// The line of `filter` holding character `position`, and a caret line under that character
+/// (tabs kept, so that the caret lines up however tabs are shown).
+pub fn caret(filter: &str, position: usize) -> (String, String) {
+    let chars: Vec<char> = filter.chars().collect();
+    let position = position.min(chars.len());
+    let start = chars[..position]
+        .iter()
+        .rposition(|c| *c == '\n')
+        .map_or(0, |at| at + 1);
+    let end = chars[position..]
+        .iter()
+        .position(|c| *c == '\n')
+        .map_or(chars.len(), |at| position + at);
+    let line: String = chars[start..end].iter().collect();
+    let pad: String = chars[start..position]
+        .iter()
+        .map(|c| if *c == '\t' { '\t' } else { ' ' })
+        .collect();
+    (line, format!("{pad}^"))
+}
+
+/// The result of one filter: compile error, or matches.
+async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> {
+    let Some(filter) = params.filter.as_deref().filter(|f| !f.trim().is_empty()) else {
+        return Ok(html! {
+            p.muted data-state="empty" { "Type a filter above, or pick a sample." }
+        });
+    };
+    if filter.chars().count() > MAX_FILTER_CHARS {
+        return Err(PageError::BadRequest(format!(
+            "a filter has at most {MAX_FILTER_CHARS} characters"
+        )));
+    }
+    let compiled = match search::compile_filter(Some(filter)) {
+        Ok(Some(compiled)) => compiled,
+        Ok(None) => return Ok(html! {}),
+        Err(SearchError::InvalidFilter(err)) => {
+            // `compile_filter` trims; positions count from the trimmed text.
+            let trimmed = filter.trim();
+            let (line, caret) = caret(trimmed, err.position);
+            return Ok(html! {
+                div.parse-error data-state="error" role="alert" {
+                    p { strong { "Does not compile: " } (err.message) }
+                    pre.caret { code { (line) "\n" span.caret-mark { (caret) } } }
+                    p.muted { "At position " span.position { (err.position) } "; expected " (err.expected) "." }
+                }
+            });
+        }
+        Err(SearchError::Store(err)) => return Err(err.into()),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let since = range_since(&params.range(), now);
+    let outcome = search::test_filter(
+        state.store.as_ref(),
+        &compiled,
+        since,
+        EXAMPLES,
+        params.budget(),
+    )
+    .await
+    .map_err(|err| match err {
+        SearchError::Store(err) => PageError::Store(err),
+        SearchError::InvalidFilter(err) => PageError::BadRequest(err.to_string()),
+    })?;
+    Ok(html! {
+        div data-state="ok" data-matched=(outcome.matched) data-complete=(outcome.complete) {
+            p.compiles {
+                (badge("compiles")) " "
+                "Matched " strong.matched { (number(outcome.matched)) } " of "
+                (number(outcome.scanned)) " stored events evaluated"
+                @if outcome.complete { " (every event in the range)." } @else { "." }
+            }
+            @if !outcome.complete {
+                @let budget = params.budget();
+                p.alert.warn {
+                    code { "complete: false" } " — the scan budget ("
+                    (number(budget.events)) " events or "
+                    (budget.time.as_millis()) " ms) ran out before every event in the range was evaluated; "
+                    "the count covers the newest " (number(outcome.scanned)) " events only. "
+                    @if params.thorough() {
+                        "Narrow the range for an exact count, or use " code { "provtrail filter" } " on an export."
+                    } @else {
+                        a href=(link("/playground", &[("filter", filter), ("range", &params.range()), ("thorough", "1")])) {
+                            "Count further (up to " (number(Budget::FILTER_TEST.events)) " events)"
+                        }
+                        "."
+                    }
+                }
+            }
+            @if !outcome.examples.is_empty() {
+                h3 { "Newest matches" }
+                (layout::table("Matching events", &["Received (UTC)", "Tracking number", "Recipient", "Action", "Outcome"], html! {
+                    @for event in &outcome.examples {
+                        tr {
+                            td.nowrap { (time(event.received_at)) }
+                            td { a.mono href={"/event/" (event.id)} { (shorten(&event.tracking_number, 36)) } }
+                            td { (shorten(&event.recipient_name, 40)) }
+                            td { (event.action.as_deref().unwrap_or("—")) }
+                            td { (badge(&event.outcome)) }
+                        }
+                    }
+                }))
+            }
+            details.explain {
+                summary { "How provtrail reads this filter" }
+                pre { code { (compiled.explain()) } }
+            }
+        }
+    })
+}
+
+/// `GET /playground`.
+pub async fn page(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, PageError> {
+    let outcome = result(&state, &params).await?;
+    let range = params.range();
+    let range_options = range_options();
+    let main = html! {
+        h1 { "Filter playground" }
+        p {
+            "Try an ISC trigger-subscription filter (Jayway JsonPath) on the events stored here. "
+            "An event matches when the filter selects something from it, as ISC decides."
+        }
+        form #playground method="get" action="/playground" {
+            label.field.wide for="filter" { span { "Filter" } }
+            textarea #filter name="filter" rows="4" spellcheck="false" autocapitalize="off"
+                autocomplete="off" data-fragment="/ui/fragments/playground"
+                aria-describedby="playground-help" {
+                (params.filter.as_deref().unwrap_or_default())
+            }
+            p #playground-help .muted { "Press Test to see which stored events match." }
+            div.actions {
+                (layout::select("range", "Events received", &range, &range_options))
+                button.primary type="submit" { "Test" }
+            }
+        }
+        section aria-labelledby="result-title" {
+            h2 #result-title { "Result" }
+            div #playground-result aria-live="polite" { (outcome) }
+        }
+        section aria-labelledby="samples" {
+            h2 #samples { "Samples" }
+            ul.samples {
+                @for (what, filter) in SAMPLES {
+                    li {
+                        a href=(link("/playground", &[("filter", filter), ("range", &range)])) data-filter=(filter) {
+                            (what)
+                        }
+                        br;
+                        code { (filter) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(viewer.page("Filter playground", Nav::Playground, main))
+}
+
+/// `GET /ui/fragments/playground?filter=…&range=…`: the result alone.
+pub async fn fragment(
+    _viewer: Viewer,
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, PageError> {
+    Ok(html_response(
+        StatusCode::OK,
+        result(&state, &params).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caret_sits_under_the_character_on_its_own_line() {
+        assert_eq!(caret("$.a[", 4), ("$.a[".to_owned(), "    ^".to_owned()));
+        assert_eq!(
+            caret("$[?(\n\t@.x ==)]", 11),
+            ("\t@.x ==)]".to_owned(), "\t     ^".to_owned())
+        );
+        // Positions count characters, not bytes.
+        assert_eq!(caret("$.é[", 3), ("$.é[".to_owned(), "   ^".to_owned()));
+        assert_eq!(caret("$", 99), ("$".to_owned(), " ^".to_owned()));
+    }
+
+    #[test]
+    fn the_samples_compile_except_the_one_that_shows_a_mistake() {
+        for (what, filter) in SAMPLES {
+            let compiled = provtrail_jsonpath::compile(filter);
+            assert_eq!(
+                compiled.is_err(),
+                what.contains("mistake"),
+                "{what}: {filter}"
+            );
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! `GET/POST /sign-in` and `POST /sign-out`.
+//!
+//! CSRF: the session cookie is `SameSite=Strict`, so no other site's page can make a browser send
+//! it. On top, signing out needs the session's CSRF token, and signing in (which has no session
+//! yet) refuses a request whose `Origin` (or `Referer`) names another host than the one it was
+//! sent to, so that no other site can sign a browser in with a token of its choosing.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{self, Nav};
+use super::{
+    AppState, UiState, error_page, html_response, no_ui_state, session, session_id, ui_state,
+};
+
+/// `?next=` of the sign-in page.
+#[derive(Debug, Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// The sign-in form's fields.
+#[derive(Debug, Deserialize)]
+pub struct SignIn {
+    token: String,
+    next: Option<String>,
+}
+
+/// The sign-out form's fields.
+#[derive(Debug, Deserialize)]
+pub struct SignOut {
+    csrf: String,
+}
+
+/// Where to go after signing in: a path on this server, or `/`. Anything that a browser could read
+/// as another host (`//host`, `/\host`, a scheme) is refused, so the parameter cannot be used to
+/// send people elsewhere.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(next)
+            if next.starts_with('/')
+                && !next.starts_with("//")
+                && !next.starts_with("/\\")
+                && !next.chars().any(|c| c.is_control())
+                && !next.starts_with("/sign-") =>
+        {
+            next
+        }
+        _ => "/",
+    }
+}
+
+fn form_page(status: StatusCode, next: &str, problem: Option<&str>) -> Response {
+    let main: Markup = html! {
+        div.signin {
+            h1 { "Sign in" }
+            p {
+                "Enter a read token. "
+                "provtrail printed one when it first started and keeps it in "
+                code { "<database>.read-token" } "; an ingest token does not open the UI."
+            }
+            @if let Some(problem) = problem {
+                p.alert role="alert" #signin-error { (problem) }
+            }
+            form method="post" action="/sign-in" {
+                input type="hidden" name="next" value=(next);
+                label.field {
+                    span { "Read token" }
+                    input type="password" name="token" autocomplete="current-password"
+                        required autofocus aria-describedby=[problem.map(|_| "signin-error")];
+                }
+                button.primary type="submit" { "Sign in" }
+            }
+        }
+    };
+    html_response(status, layout::page("Sign in", Nav::None, None, main))
+}
+
+/// `GET /sign-in`: the form, or straight on when already signed in.
+pub async fn form(
+    State(state): State<AppState>,
+    Query(query): Query<Next>,
+    parts: Parts,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    let signed_in = state.read_credentials.is_open()
+        || ui_state(&parts)
+            .is_some_and(|ui| session_id(&parts).is_some_and(|id| ui.sessions.touch(id).is_some()));
+    if signed_in {
+        return Redirect::to(next).into_response();
+    }
+    form_page(StatusCode::OK, next, None)
+}
+
+/// `POST /sign-in`: checks the token and starts a session.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<SignIn>,
+) -> Response {
+    let Some(ui) = ui_state(&parts) else {
+        return no_ui_state();
+    };
+    let Some(secure) = same_origin(&parts.headers, &parts.uri) else {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "this sign-in form was sent from another site",
+        );
+    };
+    let next = safe_next(form.next.as_deref());
+    let token = form.token.trim();
+    let authorization = format!("Bearer {token}");
+    if token.is_empty()
+        || state
+            .read_credentials
+            .check(Some(authorization.as_bytes()))
+            .is_err()
+    {
+        tracing::info!("a UI sign-in was refused");
+        return form_page(
+            StatusCode::UNAUTHORIZED,
+            next,
+            Some("That is not a read token. Check it and try again."),
+        );
+    }
+    start_session(&ui, next, secure)
+}
+
+fn start_session(ui: &UiState, next: &str, secure: bool) -> Response {
+    let id = ui.sessions.create();
+    let mut response = Redirect::to(next).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id, secure)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `POST /sign-out`: ends the session named by the cookie, when the form carries its CSRF token.
+pub async fn sign_out(parts: Parts, Form(form): Form<SignOut>) -> Response {
+    let Some(ui) = ui_state(&parts) else {
+        return no_ui_state();
+    };
+    let secure = same_origin(&parts.headers, &parts.uri).unwrap_or(false);
+    if let Some(id) = session_id(&parts) {
+        match ui.sessions.touch(id) {
+            Some(session) if session.csrf_matches(&form.csrf) => ui.sessions.remove(id),
+            Some(_) => {
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    "this sign-out form was not sent from this site",
+                );
+            }
+            None => {}
+        }
+    }
+    let mut response = Redirect::to("/sign-in").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&session::clear_cookie(secure)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `scheme://host[:port]` → `(scheme, host[:port])`.
+fn split_origin(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    Some((scheme, host))
+}
+
+/// Checks that a form was posted from a page of this server. `None`: from another site. `Some`:
+/// whether the browser used HTTPS (so that the cookie gets `Secure`, also behind a proxy that
+/// ends TLS).
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> Option<bool> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let hosts: Vec<&str> = [
+        text("host"),
+        uri.authority().map(|authority| authority.as_str()),
+        text("x-forwarded-host"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let forwarded_https = text("x-forwarded-proto").is_some_and(|proto| proto == "https")
+        || uri.scheme_str() == Some("https");
+    let claimed = text("origin")
+        .filter(|origin| *origin != "null")
+        .or_else(|| text("referer"));
+    match claimed {
+        // Not from a browser (a browser always sends Origin with a POST): nothing to forge.
+        None if text("origin").is_none() => Some(forwarded_https),
+        None => None,
+        Some(claimed) => {
+            let (scheme, host) = split_origin(claimed)?;
+            hosts
+                .iter()
+                .any(|own| own.eq_ignore_ascii_case(host))
+                .then_some(scheme.eq_ignore_ascii_case("https") || forwarded_https)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn next_stays_on_this_server() {
+        assert_eq!(safe_next(Some("/event/3?x=1")), "/event/3?x=1");
+        for hostile in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "/sign-in",
+            "/a\nb",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/", "{hostile}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_refused() {
+        let uri: Uri = "/sign-in".parse().unwrap();
+        let own = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        assert_eq!(same_origin(&own, &uri), Some(false));
+        let tls = headers(&[
+            ("host", "trail.example"),
+            ("origin", "https://trail.example"),
+        ]);
+        assert_eq!(same_origin(&tls, &uri), Some(true));
+        let other = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.example"),
+        ]);
+        assert_eq!(same_origin(&other, &uri), None);
+        let null = headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
+        assert_eq!(same_origin(&null, &uri), None);
+        let referer = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("referer", "http://evil.example/page"),
+        ]);
+        assert_eq!(same_origin(&referer, &uri), None);
+        let curl = headers(&[("host", "127.0.0.1:8080")]);
+        assert_eq!(same_origin(&curl, &uri), Some(false));
+        let proxied = headers(&[
+            ("host", "backend:8080"),
+            ("x-forwarded-host", "trail.example"),
+            ("x-forwarded-proto", "https"),
+            ("origin", "https://trail.example"),
+        ]);
+        assert_eq!(same_origin(&proxied, &uri), Some(true));
+    }
+}

@@ -1,0 +1,359 @@
+// Browser tests of the provtrail web UI in a real headless Chromium (Debian's, driven by
+// playwright-core). The server is started, on a seeded store, by
+// crates/provtrail/tests/ui_browser.rs, which runs this file with:
+//   PROVTRAIL_URL           base URL of the running server
+//   PROVTRAIL_READ_TOKEN    a read token (signs in)
+//   PROVTRAIL_INGEST_TOKEN  an ingest token (posts events; must not sign in)
+//   CHROMIUM                the browser (default /usr/bin/chromium)
+// A screenshot of every page goes to ./artifacts/.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const base = required('PROVTRAIL_URL');
+const readToken = required('PROVTRAIL_READ_TOKEN');
+const ingestToken = required('PROVTRAIL_INGEST_TOKEN');
+const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
+const TIMEOUT = 15_000;
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests through cargo test (ui_browser)`);
+  return value;
+}
+
+let browser;
+let laptop;
+// Problems the pages reported: CSP violations, script errors, alerts that hostile content opened.
+const problems = [];
+
+function watch(page) {
+  page.on('console', (message) => {
+    // A refused sign-in is answered 401 on purpose; Chromium logs every such status.
+    if (message.type() === 'error' && !/status of 401/.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('dialog', async (dialog) => {
+    problems.push(`a dialog opened: ${dialog.message()}`);
+    await dialog.dismiss();
+  });
+  return page;
+}
+
+async function shot(page, name, { fullPage = true } = {}) {
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage });
+}
+
+async function postEvent(body, channel = '') {
+  const response = await fetch(`${base}/events${channel ? `/${channel}` : ''}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ingestToken}`, 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json().catch(() => null) };
+}
+
+function event(trackingNumber, { name = 'Browser Test', result = 'SUCCESS', error } = {}) {
+  return {
+    trackingNumber,
+    sources: 'Workday',
+    action: 'Access Request',
+    errors: error ? [error] : [],
+    recipient: { type: 'IDENTITY', id: `id-${trackingNumber}`, name },
+    accountRequests: [{
+      source: { id: 'wd', type: 'SOURCE', name: 'Workday' },
+      accountId: `acct-${trackingNumber}`,
+      accountOperation: 'Modify',
+      provisioningResult: result,
+      provisioningTarget: 'Workday',
+      attributeRequests: [{ attributeName: 'title', attributeValue: 'Engineer', operation: 'Set' }],
+    }],
+    _metadata: { invocationId: `inv-${trackingNumber}` },
+  };
+}
+
+async function signIn(page, token) {
+  await page.goto(`${base}/sign-in`);
+  await page.getByLabel('Read token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForLoadState('domcontentloaded');
+}
+
+before(async () => {
+  fs.mkdirSync(artifacts, { recursive: true });
+  // Hostile content: must show as text, and open no dialog.
+  const hostile = await postEvent(event('hostile-1', {
+    name: "Mallory <script>alert('xss')</script>",
+    result: 'FAILED',
+    error: 'Zyzzyva <img src=x onerror=alert(1)> failed',
+  }));
+  assert.equal(hostile.status, 200);
+  assert.equal((await postEvent('{"sources": 3, "trackingNumber": "<b>q</b>"}', 'hr')).status, 202);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+    ],
+  });
+  laptop = await browser.newContext({ viewport: { width: 1366, height: 800 } });
+  laptop.setDefaultTimeout(TIMEOUT);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test('sign in: a wrong token and an ingest token are refused, the read token is accepted', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/failures`);
+  assert.match(page.url(), /\/sign-in\?next=%2Ffailures$/);
+  await shot(page, 'sign-in');
+
+  for (const wrong of ['not-a-token', ingestToken]) {
+    await page.getByLabel('Read token').fill(wrong);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').waitFor();
+    assert.match(await page.getByRole('alert').innerText(), /not a read token/);
+    assert.match(page.url(), /\/sign-in$/);
+  }
+  await shot(page, 'sign-in-refused');
+  assert.equal((await laptop.cookies()).length, 0, 'no cookie for a refused token');
+
+  await page.getByLabel('Read token').fill(readToken);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${base}/failures`);
+  const [cookie] = await laptop.cookies();
+  assert.equal(cookie.name, 'provtrail_session');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  assert.notEqual(cookie.value, readToken);
+  assert.equal(await page.evaluate(() => document.cookie), '', 'scripts cannot read the cookie');
+  await page.close();
+});
+
+test('events: the list, a facet and a free-text search', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/`);
+  await page.getByRole('heading', { name: 'Events' }).waitFor();
+  const rows = page.locator('#event-rows tr');
+  assert.equal(await rows.count(), 50, 'a full first page from the seeded store');
+  await shot(page, 'events');
+
+  await page.getByLabel('Account request result').selectOption('FAILED');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.waitForURL(/result=FAILED/);
+  const failedCounts = await page.locator('#event-rows tr td:nth-child(6)').allInnerTexts();
+  assert.ok(failedCounts.length > 0, 'the seeded store has failures');
+  for (const text of failedCounts) assert.ok(!text.startsWith('0 '), `a row without failures: ${text}`);
+  await shot(page, 'events-failed');
+
+  await page.getByLabel('Search', { exact: true }).fill('zyzzyva');
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  await page.waitForURL(/q=zyzzyva/);
+  assert.equal(await rows.count(), 1);
+  const row = rows.first();
+  assert.match(await row.innerText(), /Mallory <script>alert\('xss'\)<\/script>/);
+  assert.match(await row.innerText(), /Zyzzyva <img src=x onerror=alert\(1\)> failed/);
+  assert.equal(await page.locator('#event-rows img, #event-rows script').count(), 0);
+  await shot(page, 'events-search');
+  await page.close();
+});
+
+test('an event: summary, account requests, attribute changes, body and deliveries', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/?number=hostile-1`);
+  await page.locator('#event-rows tr a.mono').first().click();
+  await page.waitForURL(/\/event\/\d+$/);
+  for (const heading of ['Summary', 'Account requests', 'Errors and warnings', 'Body', 'Deliveries']) {
+    await page.getByRole('heading', { name: heading, exact: true }).waitFor();
+  }
+  assert.match(await page.locator('dl.summary-grid').innerText(), /Mallory <script>/);
+  assert.match(await page.locator('table').first().innerText(), /acct-hostile-1/);
+  assert.match(await page.locator('pre.json').first().innerText(), /"trackingNumber": "hostile-1"/);
+  await shot(page, 'event');
+
+  // A seeded event with more to show.
+  await page.goto(`${base}/?result=FAILED`);
+  await page.locator('#event-rows tr a.mono').nth(1).click();
+  await page.getByRole('heading', { name: 'Account requests' }).waitFor();
+  await shot(page, 'event-seeded');
+  await page.close();
+});
+
+test('failures: the chart is drawn, with a line per source and a legend', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/failures`);
+  const chart = page.locator('svg#failure-chart');
+  await chart.waitFor();
+  const box = await chart.boundingBox();
+  assert.ok(box.width > 300 && box.height > 100, `chart size ${box.width}x${box.height}`);
+  const paths = chart.locator('g.series path');
+  assert.ok(await paths.count() >= 2, 'several sources');
+  for (const d of await paths.evaluateAll((all) => all.map((p) => p.getAttribute('d')))) {
+    assert.match(d, /^M[\d.]+,[\d.]+/);
+  }
+  const drawn = await paths.first().evaluate((p) => p.getTotalLength());
+  assert.ok(drawn > 50, `the first line is drawn (${drawn}px long)`);
+  assert.equal(await page.locator('ul.legend li').count(), await paths.count());
+  assert.ok(await page.locator('#worst ~ .table-wrap tbody tr').count() >= 2);
+  await shot(page, 'failures');
+  await page.close();
+});
+
+test('filter playground: matches as you type and shows where a filter breaks', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/playground`);
+  const area = page.getByLabel('Filter');
+  await area.click();
+  await area.pressSequentially('$[?($.accountRequests[*].provisioningResult contains "FAILED")]', { delay: 5 });
+  const ok = page.locator('#playground-result [data-state="ok"]');
+  await ok.waitFor();
+  const matched = Number(await ok.getAttribute('data-matched'));
+  assert.ok(matched >= 1, `matched ${matched}`);
+  assert.ok(await page.locator('#playground-result tbody tr').count() >= 1, 'examples listed');
+  assert.match(page.url(), /filter=/, 'the address follows the filter');
+  await shot(page, 'playground');
+
+  await area.fill('');
+  await area.pressSequentially("$[?($.action == 'x']", { delay: 5 });
+  const error = page.locator('#playground-result .parse-error');
+  await error.waitFor();
+  const position = Number(await error.locator('.position').innerText());
+  const caret = await error.locator('.caret-mark').innerText();
+  assert.equal(caret.trimStart(), '^');
+  assert.equal(caret.length - 1, position, 'the caret stands at the reported position');
+  assert.ok(position > 0 && position <= "$[?($.action == 'x']".length);
+  await shot(page, 'playground-error');
+
+  // A sample, clicked, fills the box and runs.
+  await page.getByRole('link', { name: 'Identity refreshes' }).click();
+  await page.locator('#playground-result [data-state="ok"]').waitFor();
+  assert.equal(await area.inputValue(), "$[?($.action == 'IdentityRefresh')]");
+  await page.close();
+});
+
+test('live: an event posted while the page is open appears without a reload', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/`);
+  await page.locator('#event-rows tr').first().waitFor();
+  await page.evaluate(() => { window.__notReloaded = true; });
+  const trackingNumber = `live-${Date.now()}`;
+  const posted = await postEvent(event(trackingNumber));
+  assert.equal(posted.status, 200);
+  const row = page.locator('#event-rows tr').first();
+  await page.locator('#event-rows tr', { hasText: trackingNumber }).waitFor({ timeout: 10_000 });
+  assert.match(await row.innerText(), new RegExp(trackingNumber));
+  assert.equal(await page.evaluate(() => window.__notReloaded), true);
+  assert.match(await page.locator('#live-status').innerText(), /1 new event/);
+  await shot(page, 'events-live');
+  await page.close();
+});
+
+test('delivery log and quarantine', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/deliveries`);
+  await page.getByRole('heading', { name: 'Delivery log' }).waitFor();
+  assert.ok(await page.locator('tbody tr').count() > 10);
+  await shot(page, 'deliveries');
+  await page.getByLabel('Outcome').selectOption('quarantined');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/outcome=quarantined/);
+  await page.getByRole('link', { name: /^quarantine \d+$/ }).first().click();
+  await page.waitForURL(/\/quarantine\/\d+$/);
+  assert.match(await page.locator('pre.json').innerText(), /"trackingNumber": "<b>q<\/b>"/);
+  await shot(page, 'quarantine-entry');
+  await page.goto(`${base}/quarantine`);
+  await shot(page, 'quarantine');
+  await page.close();
+});
+
+test('keyboard: the skip link comes first and leads to the content', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/failures`);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+  await page.close();
+});
+
+test('phone: every page fits the screen without sideways scrolling', async () => {
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+    storageState: await laptop.storageState(),
+  });
+  phone.setDefaultTimeout(TIMEOUT);
+  const page = watch(await phone.newPage());
+  await page.goto(`${base}/?number=hostile-1`);
+  const eventHref = await page.locator('#event-rows tr a.mono').first().getAttribute('href');
+  const pages = {
+    events: '/',
+    event: eventHref,
+    failures: '/failures',
+    playground: `/playground?filter=${encodeURIComponent("$[?($.action == 'IdentityRefresh')]")}`,
+    deliveries: '/deliveries',
+    quarantine: '/quarantine',
+  };
+  for (const [name, href] of Object.entries(pages)) {
+    await page.goto(`${base}${href}`);
+    await page.locator('main h1').waitFor();
+    const { scroll, width } = await page.evaluate(() => ({
+      scroll: document.documentElement.scrollWidth,
+      width: window.innerWidth,
+    }));
+    assert.ok(scroll <= width, `${name}: the page is ${scroll}px wide on a ${width}px screen`);
+    // The first screen is what a phone shows; the whole page is in the laptop screenshots.
+    await shot(page, `phone-${name}`, { fullPage: false });
+  }
+  await phone.close();
+});
+
+test('dark colour scheme: the pages follow the system setting', async () => {
+  const dark = await browser.newContext({
+    viewport: { width: 1366, height: 800 },
+    colorScheme: 'dark',
+    storageState: await laptop.storageState(),
+  });
+  dark.setDefaultTimeout(TIMEOUT);
+  const page = watch(await dark.newPage());
+  await page.goto(`${base}/failures`);
+  await page.locator('svg#failure-chart').waitFor();
+  const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(background, 'rgb(13, 17, 23)');
+  await shot(page, 'dark-failures');
+  await page.goto(`${base}/`);
+  await shot(page, 'dark-events', { fullPage: false });
+  await dark.close();
+});
+
+test('sign out ends the session', async () => {
+  const page = watch(await laptop.newPage());
+  await page.goto(`${base}/`);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/sign-in$/);
+  await page.goto(`${base}/deliveries`);
+  assert.match(page.url(), /\/sign-in\?next=/);
+  await page.close();
+});
+
+test('no page reported a problem', () => {
+  assert.deepEqual(problems, []);
+});
