@@ -6,6 +6,11 @@ use serde::Serialize;
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
+/// How far the order of stored ids may stray from the order of receipt times: more than any
+/// request may take between its arrival and its commit. Lists that walk ids newest first use it
+/// to turn a time range into an id range.
+pub const ORDER_SLACK_MS: Millis = 15 * 60 * 1000;
+
 /// Where and how a document arrived.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Receipt {

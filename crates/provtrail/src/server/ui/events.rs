@@ -12,17 +12,13 @@ use super::{
     AppState, PageError, Viewer, cursor, given, html_response, range_name, range_options,
     range_since,
 };
-use crate::store::{EventQuery, EventSummary, Page, StatsQuery, Store};
+use crate::store::{EventQuery, EventSummary, ORDER_SLACK_MS, Page, StatsQuery, Store};
 
 /// Rows on a page.
 const PAGE_SIZE: usize = 50;
 
 /// Most new rows one poll adds; beyond, the page offers a reload instead.
 const LIVE_LIMIT: usize = 50;
-
-/// How far commit order may stray from receipt order (the store's own slack): a new event's
-/// `received_at` is at most this much before that of an event committed earlier.
-const ORDER_SLACK_MS: i64 = 15 * 60 * 1000;
 
 /// The search box and facets, as in the query string.
 #[derive(Debug, Default, Deserialize)]

@@ -13,12 +13,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{codec, keys, parse_issues, read_error};
 use crate::store::{
     BucketStats, DeliveryQuery, DeliveryRecord, ErrorCount, EventDetail, EventQuery, EventSummary,
-    Millis, Page, QuarantineEntry, QuarantineQuery, RequestCounts, SourceStats, Stats, StatsQuery,
-    StoreError,
+    Millis, ORDER_SLACK_MS, Page, QuarantineEntry, QuarantineQuery, RequestCounts, SourceStats,
+    Stats, StatsQuery, StoreError,
 };
-
-/// How far commit order may stray from receipt order: more than any request may take.
-const ORDER_SLACK_MS: i64 = 15 * 60 * 1000;
 
 /// Largest page.
 pub const MAX_LIMIT: usize = 1_000;
@@ -459,12 +456,19 @@ pub fn deliveries(
         query.until,
         query.before_id,
     )?;
+    // Any outcome but `accepted` is looked up through the partial index on (outcome, id); the
+    // literal condition is what lets SQLite know that index applies.
+    let outcome_clause = match query.outcome.as_deref() {
+        None => "",
+        Some("accepted") => "AND outcome = ?5",
+        Some(_) => "AND outcome = ?5 AND outcome <> 'accepted'",
+    };
     let items: Vec<DeliveryRecord> = conn
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries
              WHERE id < ?1 AND id >= ?2
                AND received_at >= ?3 AND received_at < ?4
-               AND (?5 IS NULL OR outcome = ?5)
+               {outcome_clause}
                AND (?6 IS NULL OR status = ?6)
                AND (?7 IS NULL OR channel = ?7)
              ORDER BY id DESC LIMIT ?8"

@@ -114,6 +114,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deliveries_received_at ON deliveries (received_at);
     CREATE INDEX deliveries_event_id ON deliveries (event_id) WHERE event_id IS NOT NULL;
+    -- "What was refused?" must not read every accepted delivery: the log filtered by outcome
+    -- walks this index, which leaves the accepted majority out.
+    CREATE INDEX deliveries_outcome ON deliveries (outcome, id) WHERE outcome <> 'accepted';
 
     -- zstd dictionaries that stored bodies were compressed with (raw_codec 2), by dictionary id.
     CREATE TABLE dictionaries (
