@@ -41,6 +41,12 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Evaluate a subscription filter (Jayway JsonPath) on events, as ISC would.
     Filter(cli::filter::FilterArgs),
+    /// Routes: list them with their counts, or test one on an event.
+    Routes(cli::routes::RoutesArgs),
+    /// Deliver stored events of a time range to a route again.
+    Replay(cli::replay::ReplayArgs),
+    /// Dead-letter deliveries: list them, or send them again.
+    Deadletter(cli::deadletter::DeadletterArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +61,9 @@ fn main() -> ExitCode {
         Command::Ingest(args) => cli::block_on(cli::ingest::run(args)),
         Command::Export(args) => cli::block_on(cli::export::run(args)),
         Command::Config(args) => cli::config::run(args),
+        Command::Routes(args) => cli::block_on(cli::routes::run(args)),
+        Command::Replay(args) => cli::block_on(cli::replay::run(args)),
+        Command::Deadletter(args) => cli::block_on(cli::deadletter::run(args)),
     };
     match outcome {
         Ok(code) => code,
