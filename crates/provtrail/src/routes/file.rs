@@ -88,18 +88,29 @@ struct Appender {
     state: Mutex<Option<(File, u64)>>,
 }
 
+/// The line of a delivery. The event is embedded as received rather than parsed and written
+/// again: a stored event is valid JSON, and a raw line break in JSON can only be whitespace
+/// between tokens (inside strings they are escaped), so turning line breaks into spaces keeps it
+/// valid and on one line.
 fn line(delivery: &Delivery<'_>) -> Vec<u8> {
     let received_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(delivery.received_at)
         .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let mut line = serde_json::to_vec(&json!({
+    let head = json!({
         "delivery": delivery.key,
         "route": delivery.route,
         "event_id": delivery.event_id,
         "received_at": received_at,
-        "event": delivery.event,
-    }))
-    .unwrap_or_default();
-    line.push(b'\n');
+    })
+    .to_string();
+    let mut line = Vec::with_capacity(head.len() + delivery.raw.len() + 12);
+    // `{"delivery":…,"received_at":…` without its closing brace, then the event.
+    line.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    line.extend_from_slice(b",\"event\":");
+    line.extend(delivery.raw.iter().map(|&byte| match byte {
+        b'\n' | b'\r' => b' ',
+        other => other,
+    }));
+    line.extend_from_slice(b"}\n");
     line
 }
 
@@ -165,6 +176,10 @@ impl Sink for FileSink {
         self.inner.path.display().to_string()
     }
 
+    fn needs_value(&self) -> bool {
+        false
+    }
+
     fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError> {
         Ok(Preview {
             target: self.target(),
@@ -187,5 +202,58 @@ impl Sink for FileSink {
             ))
         })?;
         Ok(Sent::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_embeds_the_event_as_received_on_one_line() {
+        let raw = b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1, 2]\n}";
+        let delivery = Delivery {
+            delivery_id: 1,
+            route: "archive",
+            event_id: 7,
+            event_key: "inv",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw,
+            event: &serde_json::Value::Null,
+        };
+        let line = line(&delivery);
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["event"]["a"], "x\ny");
+        assert_eq!(parsed["event"]["b"][1], 2);
+        assert_eq!(parsed["delivery"], "pt-k");
+        assert_eq!(parsed["event_id"], 7);
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_keep_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let appender = Appender {
+            path: path.clone(),
+            max_size: 1024,
+            keep: 2,
+            fsync: false,
+            state: Mutex::new(None),
+        };
+        let line = [b'x'; 299];
+        for _ in 0..20 {
+            let mut text = line.to_vec();
+            text.push(b'\n');
+            appender.append(&text).unwrap();
+        }
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        assert!(size(&path) <= 1024 && size(&path) > 0);
+        assert_eq!(size(&rotated(&path, 1)), 900);
+        assert_eq!(size(&rotated(&path, 2)), 900);
+        assert!(!rotated(&path, 3).exists());
     }
 }

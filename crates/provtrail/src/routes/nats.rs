@@ -246,6 +246,10 @@ impl Sink for Nats {
         self.target.clone()
     }
 
+    fn needs_value(&self) -> bool {
+        false
+    }
+
     fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError> {
         Ok(Preview {
             target: self.target.clone(),

@@ -33,7 +33,8 @@ pub struct Delivery<'a> {
     pub received_at: Millis,
     /// The event exactly as received.
     pub raw: &'a [u8],
-    /// The event as a JSON value.
+    /// The event as a JSON value; `Null` for a sink whose [`Sink::needs_value`] is false (the
+    /// parse is skipped for it).
     pub event: &'a Value,
 }
 
@@ -119,6 +120,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Where deliveries go, for people, without secrets.
     fn target(&self) -> String;
+
+    /// Whether [`Delivery::event`] must hold the parsed event. Sinks that send the body as
+    /// received say no, and save a parse per delivery.
+    fn needs_value(&self) -> bool {
+        true
+    }
 
     /// What [`Sink::deliver`] would send, without sending it.
     fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError>;

@@ -295,6 +295,10 @@ impl Sink for Webhook {
         self.target.clone()
     }
 
+    fn needs_value(&self) -> bool {
+        self.template.is_some()
+    }
+
     fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError> {
         let body = self.body(delivery)?;
         let mut headers = self.shown.clone();

@@ -397,7 +397,12 @@ async fn attempt_once(route: &Route, item: &OutboxItem, redactor: &super::Redact
     let attempt = item.attempts.saturating_add(1);
     let event_key = event_key(item.event_id, item.invocation_id.as_deref());
     let key = delivery_key(&event_key, &route.name);
-    let outcome = match serde_json::from_slice::<Value>(&item.raw) {
+    let parsed = if route.sink.needs_value() {
+        serde_json::from_slice::<Value>(&item.raw)
+    } else {
+        Ok(Value::Null)
+    };
+    let outcome = match parsed {
         Err(err) => Err(SinkError::permanent(format!(
             "the stored event is not JSON: {err}"
         ))),
