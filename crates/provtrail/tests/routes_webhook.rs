@@ -184,6 +184,20 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
     assert_eq!(attempts.last().unwrap()["outcome"], "delivered");
     assert!(attempts[0]["error"].is_string(), "{detail}");
     assert!(!detail.to_string().contains("very-secret-bearer-token"));
+    // What the route would send for a stored event, without sending it.
+    let before = receiver.requests();
+    let (status, test) = api(&server, "/api/v1/routes/hook/test?event_id=1", READ_TOKEN).await;
+    assert_eq!(status, 200, "{test}");
+    assert_eq!(test["matched"], true);
+    assert!(
+        test["preview"]["body"].as_str().unwrap().contains("hook-0"),
+        "{test}"
+    );
+    assert!(
+        !test.to_string().contains("very-secret-bearer-token"),
+        "{test}"
+    );
+    assert_eq!(receiver.requests(), before);
     // Reads need a read token; the ingest token is not one.
     let (status, _) = api(&server, "/api/v1/routes", common::TOKEN).await;
     assert_eq!(status, 401);

@@ -181,6 +181,26 @@ mod tests {
         assert_eq!(parsed["missing"], "");
     }
 
+    /// Every template shown in docs/routes.md renders valid JSON for a failed event.
+    #[test]
+    fn the_documented_templates_render_valid_json() {
+        let docs = include_str!("../../../../docs/routes.md");
+        let mut found = 0;
+        for block in docs.split("```jinja\n").skip(1) {
+            let source = block.split("```").next().unwrap();
+            let body = render(source).unwrap_or_else(|err| panic!("{err}\n{source}"));
+            let parsed: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|err| panic!("not JSON ({err}):\n{body}"));
+            assert!(parsed.is_object());
+            assert!(
+                body.contains("Corp AD") || body.contains("failed"),
+                "{body}"
+            );
+            found += 1;
+        }
+        assert_eq!(found, 4);
+    }
+
     #[test]
     fn syntax_errors_and_runaway_loops_are_errors() {
         assert!(BodyTemplate::compile("{{ unclosed").is_err());
