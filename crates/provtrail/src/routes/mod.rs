@@ -364,10 +364,7 @@ impl Routes {
                     invalid(
                         name,
                         "filter",
-                        format!(
-                            "{text:?} does not compile: {} at character {} (expected {})",
-                            err.message, err.position, err.expected
-                        ),
+                        format!("{text:?} does not compile: {}", err.message),
                     )
                 })?),
                 None => None,
