@@ -2,7 +2,7 @@
 //!
 //! Each line is `{"delivery": key, "route", "event_id", "received_at", "event": {…}}`. A line is
 //! written whole with one `write` and, unless `fsync = false`, flushed to disk before the
-//! delivery counts as done. When the file would grow past `max_size`, it is renamed to `.1` (the
+//! delivery counts as done (a line whose flush failed is delivered again: at least once). When the file would grow past `max_size`, it is renamed to `.1` (the
 //! older ones to `.2`, … up to `keep`) and a new one is started.
 
 use std::fs::{File, OpenOptions};
@@ -149,19 +149,30 @@ impl Appender {
         let Some((file, size)) = state.as_mut() else {
             return Err(std::io::Error::other("file sink not open"));
         };
-        let written = file
-            .write_all(line)
-            .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) });
-        match written {
-            Ok(()) => {
+        // The line is written under the lock (lines never interleave); the flush to disk is not,
+        // so that concurrent deliveries wait for their flushes together rather than in a row.
+        let written = file.write_all(line).and_then(|()| {
+            if self.fsync {
+                file.try_clone().map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        let handle = match written {
+            Ok(handle) => {
                 *size += line.len() as u64;
-                Ok(())
+                handle
             }
             Err(err) => {
                 // Start from a fresh handle next time (the file may have been removed).
                 *state = None;
-                Err(err)
+                return Err(err);
             }
+        };
+        drop(state);
+        match handle {
+            Some(handle) => handle.sync_data(),
+            None => Ok(()),
         }
     }
 }
