@@ -7,7 +7,10 @@
 //!   (closed loop: each connection sends its next request when the previous one is answered), with
 //!   latency quantiles at that load;
 //! - `ingest.durable_half_rate`: latency when the durable server is offered half its maximum rate
-//!   (open loop, measured from the scheduled send time so that a stall is not hidden).
+//!   (open loop, measured from the scheduled send time so that a stall is not hidden);
+//! - with `--routes`: `ingest.durable_no_routes` and `ingest.durable_routes` measured in turns,
+//!   their ratio (`ratio.durable_routes_vs_durable`), and `routes.drain_after_load`: how long the
+//!   outbox takes to empty once the load stops.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,9 +42,15 @@ pub struct IngestArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Also configure three routes (for the routing overhead figure).
+    /// Also measure the durable server with three routes configured (failures to a webhook on
+    /// loopback, events with a ticket id to a second one, every event to a JSON-lines file) in
+    /// turns with one without routes, and print both, their ratio, and the time to drain the
+    /// outbox after each run.
     #[arg(long)]
     routes: bool,
+    /// With --routes: measurements in turns, without and with routes; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Drive an already running server at this address (e.g. 127.0.0.1:8080, token
     /// `bench-token`) instead of starting one; only the closed-loop figure is printed. For profiling
     /// the server on its own.
@@ -137,9 +146,6 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
     config.server.max_concurrent_requests = Some(connections * 4);
     config.store.path = Some(dir.path().join("bench.db"));
     config.ingest.tokens = vec![TOKEN.into()];
-    if args.routes {
-        anyhow::bail!("--routes: routes are not available in this build");
-    }
     let settings = Settings::from_config(&config)?;
     let app = App::start(&settings).await?;
     let addr = app.server.local_addr();
@@ -162,6 +168,139 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
         "{accepted} events were answered 200 but {stored} are stored"
     );
     app.shutdown().await;
+    if args.routes {
+        with_routes(&config, connections, duration, &events, args.rounds).await?;
+    }
+    Ok(())
+}
+
+/// The routing overhead: two servers on fresh stores, one without routes and one with three,
+/// measured in turns (without, with, then the outbox drained) so that a change in the machine's
+/// background load affects both alike; the figures are the medians of the rounds.
+async fn with_routes(
+    base: &FileConfig,
+    connections: usize,
+    duration: Duration,
+    events: &Arc<Events>,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let receiver = Router::new().route(
+        "/hook",
+        post(|body: Bytes| async move {
+            std::hint::black_box(body.len());
+            "ok"
+        }),
+    );
+    let receiver_config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..ServerConfig::default()
+    };
+    let receiver = RunningServer::start(receiver, &receiver_config, None).await?;
+    let hook = format!("http://{}/hook", receiver.local_addr());
+    let dir = tempfile::tempdir()?;
+    let routes = format!(
+        r#"
+[[routes]]
+name = "failures"
+filter = '$.accountRequests[?(@.provisioningResult == "FAILED")]'
+allow_private = true
+[routes.sink]
+type = "webhook"
+url = "{hook}"
+
+[[routes]]
+name = "tickets"
+filter = '$.accountRequests[?(@.ticketId)]'
+allow_private = true
+[routes.sink]
+type = "webhook"
+url = "{hook}"
+
+[[routes]]
+name = "archive"
+[routes.sink]
+type = "file"
+path = "{}"
+"#,
+        dir.path().join("archive.jsonl").display()
+    );
+    let mut plain = base.clone();
+    plain.store.path = Some(dir.path().join("bench-plain.db"));
+    let mut routed = base.clone();
+    routed.store.path = Some(dir.path().join("bench-routes.db"));
+    routed.routes = FileConfig::parse(&routes, std::path::Path::new("bench-routes.toml"))?.routes;
+    let plain = App::start(&Settings::from_config(&plain)?).await?;
+    let routed = App::start(&Settings::from_config(&routed)?).await?;
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    let mut drains = Vec::new();
+    for _ in 0..rounds.max(1) {
+        without.push(closed_loop(plain.server.local_addr(), connections, duration, events).await?);
+        with.push(closed_loop(routed.server.local_addr(), connections, duration, events).await?);
+        // The load has stopped: how long until every delivery is done?
+        let stopped = Instant::now();
+        loop {
+            let counts = routed.store.route_counts().await?;
+            if counts.iter().all(|c| c.pending == 0) || stopped.elapsed() > Duration::from_secs(300)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drains.push(stopped.elapsed().as_secs_f64());
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let rate = |outcomes: &[Outcome]| median(outcomes.iter().map(|o| o.events_per_s).collect());
+    let (plain_rate, routed_rate) = (rate(&without), rate(&with));
+    let pick = |outcomes: &[Outcome], target: f64| {
+        outcomes
+            .iter()
+            .find(|o| o.events_per_s == target)
+            .map(|o| o.figure("", connections))
+            .unwrap_or_default()
+    };
+    let mut line = pick(&without, plain_rate);
+    line["bench"] = json!("ingest.durable_no_routes");
+    line["rounds"] = json!(rounds);
+    line["all_events_per_s"] = json!(
+        without
+            .iter()
+            .map(|o| o.events_per_s.round())
+            .collect::<Vec<_>>()
+    );
+    emit(line);
+    let mut line = pick(&with, routed_rate);
+    line["bench"] = json!("ingest.durable_routes");
+    line["routes"] = json!(3);
+    line["rounds"] = json!(rounds);
+    line["all_events_per_s"] = json!(
+        with.iter()
+            .map(|o| o.events_per_s.round())
+            .collect::<Vec<_>>()
+    );
+    emit(line);
+    emit(json!({
+        "bench": "ratio.durable_routes_vs_durable",
+        "connections": connections,
+        "ratio": (routed_rate / plain_rate * 1000.0).round() / 1000.0,
+        "overhead_percent": ((1.0 - routed_rate / plain_rate) * 1000.0).round() / 10.0,
+    }));
+    let counts = routed.store.route_counts().await?;
+    emit(json!({
+        "bench": "routes.drain_after_load",
+        "connections": connections,
+        "drain_s": drains.iter().map(|d| (d * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        "per_route": counts.iter().map(|c| json!({
+            "route": c.route, "matched": c.matched, "delivered": c.delivered,
+            "pending": c.pending, "dead": c.dead,
+        })).collect::<Vec<_>>(),
+    }));
+    plain.shutdown().await;
+    routed.shutdown().await;
+    receiver.shutdown().await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use crate::auth::{Credentials, generate_token};
 use crate::config::{ConfigError, FileConfig, parse_duration, parse_size};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::routes::{Dispatcher, Routes};
 use crate::server::{AppState, RunningServer, ServerConfig, Tls, router};
 use crate::store::sqlite::{GroupCommit, SqliteSettings, SqliteStore};
 use crate::store::{SharedStore, StoreError};
@@ -28,6 +29,10 @@ pub struct Settings {
     pub no_auth: bool,
     /// Tokens of the read API and web UI.
     pub read_tokens: Vec<String>,
+    /// Tokens that may retry dead letters and replay through the API.
+    pub admin_tokens: Vec<String>,
+    /// The compiled routes (none when the file has no `[[routes]]`).
+    pub routes: Arc<Routes>,
 }
 
 impl Settings {
@@ -141,6 +146,17 @@ impl Settings {
                 message: "a token cannot be empty".into(),
             });
         }
+        let admin_tokens = &config.admin.tokens;
+        if admin_tokens
+            .iter()
+            .any(|token| token.trim().is_empty() || i.tokens.contains(token))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "admin.tokens".into(),
+                message: "a token cannot be empty or also be an ingest token".into(),
+            });
+        }
+        let routes = Arc::new(Routes::compile(&config.routes)?);
         Ok(Settings {
             server,
             store,
@@ -148,6 +164,8 @@ impl Settings {
             ingest_basic: i.basic.clone(),
             no_auth: i.no_auth.unwrap_or(false),
             read_tokens: config.read.tokens.clone(),
+            admin_tokens: admin_tokens.clone(),
+            routes,
         })
     }
 
@@ -155,6 +173,15 @@ impl Settings {
     pub fn read_credentials(&self) -> Credentials {
         let mut credentials = Credentials::default();
         for token in &self.read_tokens {
+            credentials.add_bearer(token);
+        }
+        credentials
+    }
+
+    /// The credentials that may change things through the API (`[admin] tokens`).
+    pub fn admin_credentials(&self) -> Credentials {
+        let mut credentials = Credentials::default();
+        for token in &self.admin_tokens {
             credentials.add_bearer(token);
         }
         credentials
@@ -264,7 +291,14 @@ pub struct App {
     pub store: SharedStore,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The configured routes.
+    pub routes: Arc<Routes>,
+    dispatcher: Option<Dispatcher>,
 }
+
+/// How long deliveries in flight get to finish on shutdown; those still running stay pending and
+/// are attempted again on the next start.
+const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 
 impl App {
     /// Opens the store and starts serving.
@@ -286,8 +320,18 @@ impl App {
         let mut server_config = settings.server.clone();
         server_config.ingest_credentials = settings.credentials();
         server_config.read_credentials = settings.read_credentials();
-        let ingestor = Arc::new(Ingestor::new(server_config.max_body));
-        let state = AppState::new(store.clone(), ingestor, metrics.clone(), &server_config);
+        let routes = settings.routes.clone();
+        let mut ingestor = Ingestor::new(server_config.max_body);
+        if !routes.is_empty() {
+            ingestor = ingestor.with_routes(routes.clone());
+        }
+        let state = AppState::new(
+            store.clone(),
+            Arc::new(ingestor),
+            metrics.clone(),
+            &server_config,
+        )
+        .with_routes(routes.clone(), settings.admin_credentials());
         let router = router(state, &server_config);
         let server = match RunningServer::start(router, &server_config, tls).await {
             Ok(server) => server,
@@ -296,10 +340,14 @@ impl App {
                 return Err(err.into());
             }
         };
+        let dispatcher = (!routes.is_empty())
+            .then(|| Dispatcher::start(routes.clone(), store.clone(), metrics.clone()));
         Ok(App {
             server,
             store,
             metrics,
+            routes,
+            dispatcher,
         })
     }
 
@@ -307,6 +355,9 @@ impl App {
     /// store.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.shutdown(DELIVERY_GRACE).await;
+        }
         self.store.close().await;
     }
 }

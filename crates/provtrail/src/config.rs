@@ -51,6 +51,18 @@ pub struct FileConfig {
     pub store: StoreSection,
     /// `[read]`.
     pub read: ReadSection,
+    /// `[admin]`.
+    pub admin: AdminSection,
+    /// `[[routes]]`: where matching events are delivered.
+    pub routes: Vec<crate::routes::RouteSection>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Tokens that may change things through the API (retry dead letters, replay to a route).
+    pub tokens: Vec<String>,
 }
 
 /// `[read]`.

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod routes;
 pub mod sender;
 pub mod server;
 pub mod store;

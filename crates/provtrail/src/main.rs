@@ -49,6 +49,12 @@ enum Command {
     Stats(cli::stats::StatsArgs),
     /// Print the read API's OpenAPI document.
     Openapi(cli::openapi::OpenApiArgs),
+    /// Routes: list them with their counts, or test one on an event.
+    Routes(cli::routes::RoutesArgs),
+    /// Deliver stored events of a time range to a route again.
+    Replay(cli::replay::ReplayArgs),
+    /// Dead-letter deliveries: list them, or send them again.
+    Deadletter(cli::deadletter::DeadletterArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,9 @@ fn main() -> ExitCode {
         Command::Show(args) => cli::block_on(cli::show::run(args)),
         Command::Stats(args) => cli::block_on(cli::stats::run(args)),
         Command::Openapi(args) => cli::openapi::run(args),
+        Command::Routes(args) => cli::block_on(cli::routes::run(args)),
+        Command::Replay(args) => cli::block_on(cli::replay::run(args)),
+        Command::Deadletter(args) => cli::block_on(cli::deadletter::run(args)),
     };
     match outcome {
         Ok(code) => code,

@@ -37,6 +37,64 @@ pub struct OutcomeLabels {
     pub outcome: EventOutcome,
 }
 
+/// Labels of the route metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route's name.
+    pub route: String,
+    /// Its sink kind (`webhook`, `nats`, `file`).
+    pub sink: String,
+}
+
+/// The route metrics.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    /// Deliveries created for matching events (and replays).
+    pub matched: Family<RouteLabels, Counter>,
+    /// Deliveries the sink took.
+    pub delivered: Family<RouteLabels, Counter>,
+    /// Attempts that failed.
+    pub failed_attempts: Family<RouteLabels, Counter>,
+    /// Deliveries sent to the dead letters.
+    pub dead: Family<RouteLabels, Counter>,
+    /// Deliveries waiting (refreshed by the workers every few seconds).
+    pub pending: Family<RouteLabels, Gauge>,
+    /// Duration of successful attempts.
+    pub latency: Family<RouteLabels, Histogram>,
+    /// Route name to sink kind, so that counts made where only the name is known are labelled.
+    sinks: std::sync::RwLock<std::collections::HashMap<String, String>>,
+}
+
+impl RouteMetrics {
+    /// The labels of a route.
+    pub fn labels(&self, route: &str) -> RouteLabels {
+        let sink = self
+            .sinks
+            .read()
+            .ok()
+            .and_then(|sinks| sinks.get(route).cloned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        RouteLabels {
+            route: route.to_owned(),
+            sink,
+        }
+    }
+
+    /// Declares a configured route and its sink kind.
+    pub fn register(&self, route: &str, sink: &str) {
+        if let Ok(mut sinks) = self.sinks.write() {
+            sinks.insert(route.to_owned(), sink.to_owned());
+        }
+        let labels = self.labels(route);
+        // Created at zero so that a route shows in /metrics before its first event.
+        let _ = self.matched.get_or_create(&labels);
+        let _ = self.delivered.get_or_create(&labels);
+        let _ = self.failed_attempts.get_or_create(&labels);
+        let _ = self.dead.get_or_create(&labels);
+        let _ = self.pending.get_or_create(&labels);
+    }
+}
+
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -61,6 +119,8 @@ pub struct Metrics {
     pub store_size_bytes: Gauge,
     /// Requests being handled now.
     pub requests_in_flight: Gauge,
+    /// Per route and sink.
+    pub routes: RouteMetrics,
 }
 
 impl Default for Metrics {
@@ -133,7 +193,49 @@ impl Metrics {
             "HTTP requests being handled now",
             requests_in_flight.clone(),
         );
+        let routes = RouteMetrics {
+            matched: Family::default(),
+            delivered: Family::default(),
+            failed_attempts: Family::default(),
+            dead: Family::default(),
+            pending: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            sinks: std::sync::RwLock::default(),
+        };
+        registry.register(
+            "route_matched",
+            "Deliveries created for events that matched a route (and replays)",
+            routes.matched.clone(),
+        );
+        registry.register(
+            "route_delivered",
+            "Deliveries a route's sink took",
+            routes.delivered.clone(),
+        );
+        registry.register(
+            "route_failed_attempts",
+            "Delivery attempts that failed (and will be retried or sent to the dead letters)",
+            routes.failed_attempts.clone(),
+        );
+        registry.register(
+            "route_dead",
+            "Deliveries sent to the dead letters",
+            routes.dead.clone(),
+        );
+        registry.register(
+            "route_pending",
+            "Deliveries waiting for an attempt",
+            routes.pending.clone(),
+        );
+        registry.register(
+            "route_delivery_duration_seconds",
+            "Duration of successful delivery attempts",
+            routes.latency.clone(),
+        );
         Metrics {
+            routes,
             registry,
             http_requests,
             ingest_seconds,
@@ -151,6 +253,14 @@ impl Metrics {
     /// Counts one delivered document's outcome.
     pub fn count_event(&self, outcome: EventOutcome) {
         self.events.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts deliveries created for a route.
+    pub fn count_route_matched(&self, route: &str, n: u64) {
+        self.routes
+            .matched
+            .get_or_create(&self.routes.labels(route))
+            .inc_by(n);
     }
 
     /// Counts one HTTP request.

@@ -10,8 +10,9 @@ use provtrail::ingest::Ingestor;
 use provtrail::metrics::Metrics;
 use provtrail::server::{AppState, RunningServer, ServerConfig, router};
 use provtrail::store::{
-    DeliveryQuery, DeliveryRecord, EventDetail, EventQuery, EventSummary, ExportRange, Incoming,
-    IngestOutcome, Page, QuarantineEntry, QuarantineQuery, Rejection, SharedStore, Stats,
+    DeliveryAttempt, DeliveryQuery, DeliveryRecord, EventDetail, EventQuery, EventSummary,
+    ExportRange, Incoming, IngestOutcome, Millis, OutboxItem, OutboxWrite, Page, QuarantineEntry,
+    QuarantineQuery, Rejection, RouteCounts, RouteDelivery, RouteDeliveryQuery, SharedStore, Stats,
     StatsQuery, Store, StoreCounts, StoreError, StoredEvent,
 };
 
@@ -73,6 +74,33 @@ impl Store for Unreachable {
         down()
     }
     async fn close(&self) {}
+    async fn outbox_write(&self, _: OutboxWrite) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn outbox_due(
+        &self,
+        _: &str,
+        _: Millis,
+        _: usize,
+        _: Vec<i64>,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        down()
+    }
+    async fn route_counts(&self) -> Result<Vec<RouteCounts>, StoreError> {
+        down()
+    }
+    async fn route_deliveries(
+        &self,
+        _: &RouteDeliveryQuery,
+    ) -> Result<Page<RouteDelivery>, StoreError> {
+        down()
+    }
+    async fn delivery_attempts(&self, _: i64) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        down()
+    }
+    fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
 }
 
 #[tokio::test]

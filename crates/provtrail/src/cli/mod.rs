@@ -1,12 +1,15 @@
 //! One module per subcommand; each exposes an `Args` struct and `run(args) -> anyhow::Result<ExitCode>`.
 
 pub mod config;
+pub mod deadletter;
 pub mod demo;
 pub mod export;
 pub mod filter;
 pub mod ingest;
 pub mod openapi;
 pub mod remote;
+pub mod replay;
+pub mod routes;
 pub mod search;
 pub mod send;
 pub mod serve;

@@ -7,6 +7,7 @@ pub mod api;
 mod ingest;
 mod listener;
 mod ops;
+pub mod routes_api;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -89,6 +90,10 @@ pub struct AppState {
     pub max_body: usize,
     /// Time allowed for a request body to arrive.
     pub body_timeout: Duration,
+    /// The configured routes (empty unless set with [`AppState::with_routes`]).
+    pub routes: Arc<crate::routes::Routes>,
+    /// Who may retry dead letters and replay through the API.
+    pub admin_credentials: Arc<Credentials>,
     readiness: Arc<ops::Readiness>,
 }
 
@@ -108,8 +113,21 @@ impl AppState {
             metrics,
             max_body: config.max_body,
             body_timeout: config.request_timeout,
+            routes: Arc::default(),
+            admin_credentials: Arc::default(),
             readiness: Arc::default(),
         }
+    }
+
+    /// Adds the routes shown and operated through `/api/v1/routes`.
+    pub fn with_routes(
+        mut self,
+        routes: Arc<crate::routes::Routes>,
+        admin_credentials: Credentials,
+    ) -> Self {
+        self.routes = routes;
+        self.admin_credentials = Arc::new(admin_credentials);
+        self
     }
 }
 
@@ -123,6 +141,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(api::router())
+        .merge(routes_api::router())
         .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -101,4 +101,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stops taking work, commits what is queued, and closes.
     async fn close(&self);
+
+    /// Writes a change to the routes' outbox (through the single writer) and returns how many
+    /// deliveries it touched once that is committed.
+    async fn outbox_write(&self, write: OutboxWrite) -> Result<u64, StoreError>;
+
+    /// Pending deliveries of `route` due at `now`, soonest first, at most `limit`, leaving out
+    /// those in `exclude` (being attempted now).
+    async fn outbox_due(
+        &self,
+        route: &str,
+        now: Millis,
+        limit: usize,
+        exclude: Vec<i64>,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Counts of every route that has deliveries.
+    async fn route_counts(&self) -> Result<Vec<RouteCounts>, StoreError>;
+
+    /// Deliveries to routes, newest first.
+    async fn route_deliveries(
+        &self,
+        query: &RouteDeliveryQuery,
+    ) -> Result<Page<RouteDelivery>, StoreError>;
+
+    /// The attempts of one delivery, oldest first.
+    async fn delivery_attempts(&self, delivery_id: i64)
+    -> Result<Vec<DeliveryAttempt>, StoreError>;
+
+    /// Changes whenever deliveries become pending in this process (new matching events, replays,
+    /// retries), so that workers need not wait for their next poll.
+    fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }

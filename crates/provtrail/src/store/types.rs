@@ -588,3 +588,228 @@ pub struct QuarantineEntry {
     #[serde(skip)]
     pub raw: Option<Bytes>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Routes: the outbox of deliveries to sinks.
+
+/// Where a route delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or being attempted now).
+    Pending,
+    /// The sink took it.
+    Delivered,
+    /// Given up on after the retry policy's last attempt, or refused for good by the sink.
+    Dead,
+}
+
+impl DeliveryState {
+    /// The stored code.
+    pub fn code(self) -> i64 {
+        match self {
+            DeliveryState::Pending => 0,
+            DeliveryState::Delivered => 1,
+            DeliveryState::Dead => 2,
+        }
+    }
+
+    /// From a stored code.
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            1 => DeliveryState::Delivered,
+            2 => DeliveryState::Dead,
+            _ => DeliveryState::Pending,
+        }
+    }
+
+    /// The name used in the API and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    /// Reads a name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "dead" => Some(DeliveryState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A pending delivery that is due, with its event, for a worker.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: i64,
+    /// The route.
+    pub route: String,
+    /// Attempts made so far (ever).
+    pub attempts: u32,
+    /// Attempts made before the last retry from the dead letters; the policy counts the rest.
+    pub attempts_base: u32,
+    /// Since when the delivery has been trying (created, or retried from the dead letters).
+    pub due_since: Millis,
+    /// When the event was received.
+    pub received_at: Millis,
+    /// `_metadata.invocationId`.
+    pub invocation_id: Option<String>,
+    /// The event as received.
+    pub raw: Bytes,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Delivered: done.
+    Delivered,
+    /// Failed; try again at this time.
+    RetryAt(Millis),
+    /// Failed for the last time: to the dead letters.
+    Dead,
+}
+
+/// The result of one attempt, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// Its route.
+    pub route: String,
+    /// The attempt's number (1 for the first ever).
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Millis,
+    /// How long it took, in microseconds.
+    pub latency_us: i64,
+    /// The status the target answered, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed (secrets removed).
+    pub error: Option<String>,
+    /// What happens next.
+    pub next: NextStep,
+}
+
+/// A change to the outbox, written by the store's writer.
+#[derive(Debug, Clone)]
+pub enum OutboxWrite {
+    /// Attempt results of the workers.
+    Results(Vec<AttemptResult>),
+    /// New deliveries of stored events to a route (replay). An event that already has a pending
+    /// delivery to the route gets no second one.
+    Enqueue {
+        /// The route.
+        route: String,
+        /// The events.
+        event_ids: Vec<i64>,
+        /// Why (`replay`), kept on the delivery.
+        origin: String,
+        /// Now.
+        at: Millis,
+    },
+    /// Dead letters back to pending, with a fresh retry budget.
+    RetryDead {
+        /// Only this route's.
+        route: Option<String>,
+        /// Only these deliveries (all of them when empty).
+        ids: Vec<i64>,
+        /// Now.
+        at: Millis,
+    },
+}
+
+/// Counts and the latest trouble of one route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouteCounts {
+    /// The route.
+    pub route: String,
+    /// Deliveries created (matching events, and replays).
+    pub matched: u64,
+    /// Deliveries the sink took.
+    pub delivered: u64,
+    /// Waiting deliveries.
+    pub pending: u64,
+    /// Deliveries in the dead letters now.
+    pub dead: u64,
+    /// Failed attempts, ever.
+    pub failed_attempts: u64,
+    /// When the oldest pending delivery was created.
+    pub oldest_pending_at: Option<Millis>,
+    /// The last failure's message (secrets removed).
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<Millis>,
+    /// When the last delivery succeeded.
+    pub last_delivered_at: Option<Millis>,
+}
+
+/// Which route deliveries to list; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct RouteDeliveryQuery {
+    /// Only this route's.
+    pub route: Option<String>,
+    /// Only in this state.
+    pub state: Option<DeliveryState>,
+    /// Only of this event.
+    pub event_id: Option<i64>,
+    /// Deliveries with an id below this (the cursor).
+    pub before_id: Option<i64>,
+    /// Most to return.
+    pub limit: usize,
+}
+
+/// One delivery of an event to a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: i64,
+    /// The event's tracking number.
+    pub tracking_number: Option<String>,
+    /// The route.
+    pub route: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// `ingest` or `replay`.
+    pub origin: String,
+    /// Created.
+    pub created_at: Millis,
+    /// Last changed.
+    pub updated_at: Millis,
+    /// Next attempt, while pending.
+    pub next_attempt_at: Option<Millis>,
+    /// When the sink took it.
+    pub delivered_at: Option<Millis>,
+    /// The status of the last attempt.
+    pub last_status: Option<u16>,
+    /// The last failure (secrets removed).
+    pub last_error: Option<String>,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryAttempt {
+    /// Its number (1 for the first).
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Millis,
+    /// How long it took.
+    pub latency_ms: f64,
+    /// `delivered`, `failed` (retried) or `dead`.
+    pub outcome: String,
+    /// The status the target answered.
+    pub status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<String>,
+}

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod codec;
 mod keys;
+mod outbox;
 mod read;
 mod schema;
 mod writer;
@@ -19,12 +20,13 @@ use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
 pub use writer::GroupCommit;
-use writer::{Job, Pending, Writer};
+use writer::{Job, OutboxJob, Pending, Writer};
 
 use super::{
-    Content, DeliveryQuery, DeliveryRecord, EventDetail, EventQuery, EventSummary, ExportRange,
-    Incoming, IngestOutcome, IssueRecord, Page, QuarantineEntry, QuarantineQuery, Receipt,
-    Rejection, Stats, StatsQuery, Store, StoreCounts, StoreError, StoredEvent,
+    Content, DeliveryAttempt, DeliveryQuery, DeliveryRecord, EventDetail, EventQuery, EventSummary,
+    ExportRange, Incoming, IngestOutcome, IssueRecord, Millis, OutboxItem, OutboxWrite, Page,
+    QuarantineEntry, QuarantineQuery, Receipt, Rejection, RouteCounts, RouteDelivery,
+    RouteDeliveryQuery, Stats, StatsQuery, Store, StoreCounts, StoreError, StoredEvent,
 };
 use crate::metrics::Metrics;
 
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     writable: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Bumped after a commit that made route deliveries pending.
+    outbox_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -104,6 +108,7 @@ impl SqliteStore {
             metrics,
             writable: AtomicBool::new(true),
             last_error: Mutex::new(None),
+            outbox_changed: tokio::sync::watch::Sender::new(0),
         });
         shared.metrics.store_writable.set(1);
         let writer = Writer {
@@ -347,6 +352,57 @@ impl Store for SqliteStore {
         if let Some(mut checkpointer) = checkpointer {
             let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
+    }
+
+    async fn outbox_write(&self, write: OutboxWrite) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Outbox(Box::new(OutboxJob {
+            write,
+            touched: std::sync::atomic::AtomicU64::new(0),
+            reply,
+        })))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+
+    async fn outbox_due(
+        &self,
+        route: &str,
+        now: Millis,
+        limit: usize,
+        exclude: Vec<i64>,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let route = route.to_owned();
+        self.read(move |conn| {
+            let exclude = exclude.into_iter().collect();
+            outbox::due(conn, &route, now, limit, &exclude)
+        })
+        .await
+    }
+
+    async fn route_counts(&self) -> Result<Vec<RouteCounts>, StoreError> {
+        self.read(outbox::counts).await
+    }
+
+    async fn route_deliveries(
+        &self,
+        query: &RouteDeliveryQuery,
+    ) -> Result<Page<RouteDelivery>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| outbox::list(conn, &query)).await
+    }
+
+    async fn delivery_attempts(
+        &self,
+        delivery_id: i64,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        self.read(move |conn| outbox::attempts(conn, delivery_id))
+            .await
+    }
+
+    fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.outbox_changed.subscribe()
     }
 }
 

@@ -129,6 +129,55 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: routes. The outbox holds one delivery per (event, route) match, inserted in the same
+    // transaction as the event; workers record every attempt. State: 0 pending, 1 delivered,
+    // 2 dead. The partial indexes hold only pending and dead rows, so that finding due work and
+    // listing dead letters stay cheap however many deliveries have completed.
+    r#"
+    CREATE TABLE route_deliveries (
+        id              INTEGER PRIMARY KEY,
+        event_id        INTEGER NOT NULL,
+        route           TEXT    NOT NULL,
+        state           INTEGER NOT NULL DEFAULT 0,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        attempts_base   INTEGER NOT NULL DEFAULT 0,
+        origin          TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL,
+        due_since       INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        delivered_at    INTEGER,
+        last_status     INTEGER,
+        last_error      TEXT
+    );
+    CREATE INDEX route_deliveries_due ON route_deliveries (route, next_attempt_at)
+        WHERE state = 0;
+    CREATE INDEX route_deliveries_dead ON route_deliveries (route, id) WHERE state = 2;
+    CREATE INDEX route_deliveries_event ON route_deliveries (event_id);
+
+    CREATE TABLE route_attempts (
+        delivery_id INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        latency_us  INTEGER NOT NULL,
+        outcome     TEXT    NOT NULL,
+        status      INTEGER,
+        error       TEXT,
+        PRIMARY KEY (delivery_id, attempt)
+    ) WITHOUT ROWID;
+
+    -- Running totals per route, updated once per group commit.
+    CREATE TABLE route_stats (
+        route             TEXT PRIMARY KEY,
+        matched           INTEGER NOT NULL DEFAULT 0,
+        delivered         INTEGER NOT NULL DEFAULT 0,
+        failed_attempts   INTEGER NOT NULL DEFAULT 0,
+        dead              INTEGER NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        last_error_at     INTEGER,
+        last_delivered_at INTEGER
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -16,10 +16,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{Shared, open_connection};
+use super::{Shared, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
-    Content, Incoming, IngestOutcome, QuarantineReason, Rejection, SearchFields, StoreError,
+    Content, Incoming, IngestOutcome, OutboxWrite, QuarantineReason, Rejection, SearchFields,
+    StoreError,
 };
 
 /// Work for the writer.
@@ -33,6 +34,16 @@ pub(super) enum Job {
     Reject(Box<Rejection>),
     /// Commit a small write to prove the store is writable.
     Probe(oneshot::Sender<Result<(), StoreError>>),
+    /// Change the routes' outbox (attempt results, replays, dead-letter retries).
+    Outbox(Box<OutboxJob>),
+}
+
+/// An outbox change and who waits for it.
+pub(super) struct OutboxJob {
+    pub write: OutboxWrite,
+    /// Deliveries touched, set while committing.
+    pub touched: std::sync::atomic::AtomicU64,
+    pub reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
 /// Bytes a readiness probe writes (and removes again) to prove there is room for new events.
@@ -137,6 +148,10 @@ impl Writer {
                             let _ = reply.send(Ok(()));
                         }
                         Job::Reject(_) => {}
+                        Job::Outbox(job) => {
+                            let touched = job.touched.load(std::sync::atomic::Ordering::Relaxed);
+                            let _ = job.reply.send(Ok(touched));
+                        }
                     }
                 }
             }
@@ -191,10 +206,18 @@ impl Writer {
                     .map_err(unavailable)?;
                     None
                 }
+                Job::Outbox(job) => {
+                    let touched =
+                        outbox::apply(&tx, &job.write, &mut rollups.routes).map_err(unavailable)?;
+                    job.touched
+                        .store(touched, std::sync::atomic::Ordering::Relaxed);
+                    None
+                }
             });
         }
         rollups.write(&tx).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
+        rollups.routes.committed(&self.shared);
         for outcome in outcomes.iter().flatten() {
             self.shared.metrics.count_event(match outcome {
                 IngestOutcome::Accepted { .. } => EventOutcome::accepted,
@@ -218,6 +241,11 @@ fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
             }
             Job::Reject(_) => {
                 shared.metrics.rejections_dropped.inc();
+            }
+            Job::Outbox(job) => {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Unavailable(message.to_owned())));
             }
         }
     }
@@ -249,6 +277,8 @@ struct Rollups {
     requests: HashMap<(i64, String, String, String), u64>,
     events: HashMap<(i64, String, String), u64>,
     errors: HashMap<(i64, String, String), u64>,
+    /// Route totals (deliveries matched, delivered, dead).
+    routes: outbox::Counters,
 }
 
 /// Error messages longer than this are cut, so that one odd message cannot bloat the rollup.
@@ -309,6 +339,7 @@ impl Rollups {
         for ((hour, channel, message), n) in &self.errors {
             errors.execute(params![hour, channel, message, *n as i64])?;
         }
+        self.routes.write(tx)?;
         Ok(())
     }
 }
@@ -380,6 +411,15 @@ fn insert(
                     tx.prepare_cached("INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)")?
                         .execute(params![id, pending.index_doc])?;
                     rollups.count(receipt.received_at, receipt.channel.as_deref(), fields);
+                    // Same transaction as the event: an accepted event is never without its
+                    // deliveries.
+                    outbox::enqueue_event(
+                        tx,
+                        id,
+                        &event.routes,
+                        receipt.received_at,
+                        &mut rollups.routes,
+                    )?;
                     IngestOutcome::Accepted { id }
                 }
                 None => {

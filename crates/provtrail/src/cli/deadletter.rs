@@ -1,0 +1,122 @@
+//! `provtrail deadletter list|retry`: deliveries given up on, and sending them again.
+
+use std::process::ExitCode;
+
+use provtrail::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery};
+
+use super::OutputFormat;
+use super::routes::{open_store, settings};
+use super::serve::ServerArgs;
+use super::time::format_time;
+
+/// Arguments of `provtrail deadletter`.
+#[derive(Debug, clap::Args)]
+pub struct DeadletterArgs {
+    #[command(subcommand)]
+    command: DeadletterCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DeadletterCommand {
+    /// List dead deliveries, newest first, with their last error.
+    List {
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+        /// Most to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+    /// Put dead deliveries back to pending with a fresh retry budget.
+    Retry {
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only these deliveries (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        /// Every dead delivery (of --route, when given).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+}
+
+pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DeadletterCommand::List {
+            route,
+            limit,
+            format,
+            server,
+        } => {
+            let settings = settings(&server)?;
+            let store = open_store(&settings).await?;
+            let page = store
+                .route_deliveries(&RouteDeliveryQuery {
+                    route,
+                    state: Some(DeliveryState::Dead),
+                    limit,
+                    ..RouteDeliveryQuery::default()
+                })
+                .await;
+            store.close().await;
+            let page = page?;
+            for mut delivery in page.items {
+                delivery.last_error = delivery
+                    .last_error
+                    .map(|error| settings.routes.redact(&error));
+                match format {
+                    OutputFormat::Json => println!("{}", serde_json::to_string(&delivery)?),
+                    OutputFormat::Text => println!(
+                        "#{} {} event {} ({}) {} attempts, dead since {}: {}",
+                        delivery.id,
+                        delivery.route,
+                        delivery.event_id,
+                        delivery.tracking_number.as_deref().unwrap_or("-"),
+                        delivery.attempts,
+                        format_time(delivery.updated_at),
+                        delivery.last_error.as_deref().unwrap_or("-")
+                    ),
+                }
+            }
+            if page.next_cursor.is_some() && format == OutputFormat::Text {
+                eprintln!("(more: raise --limit)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeadletterCommand::Retry {
+            route,
+            ids,
+            all,
+            server,
+        } => {
+            anyhow::ensure!(
+                all || !ids.is_empty() || route.is_some(),
+                "say which dead letters: --id N (repeatable), --route NAME, or --all"
+            );
+            let settings = settings(&server)?;
+            let store = open_store(&settings).await?;
+            let retried = store
+                .outbox_write(OutboxWrite::RetryDead {
+                    route,
+                    ids,
+                    at: chrono::Utc::now().timestamp_millis(),
+                })
+                .await;
+            store.close().await;
+            eprintln!(
+                "{} dead deliveries are pending again; a running server delivers them within a \
+                 second, a stopped one on its next start",
+                retried?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

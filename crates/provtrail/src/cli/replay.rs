@@ -1,0 +1,75 @@
+//! `provtrail replay`: deliver stored events of a time range to a route again.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use provtrail::routes::replay::{ReplayRequest, replay};
+
+use super::routes::{open_store, settings};
+use super::serve::ServerArgs;
+use super::time::parse_time;
+
+/// Arguments of `provtrail replay`.
+///
+/// Creates new deliveries in the outbox; a running server picks them up within a second, a
+/// stopped one on its next start. An event that still has a pending delivery to the route gets
+/// no second one.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The route to deliver to.
+    #[arg(long)]
+    route: String,
+    /// Events received at or after this time (2026-11-01, 2026-11-01T10:00:00Z, or 24h / 7d ago).
+    #[arg(long)]
+    since: Option<String>,
+    /// Events received before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only events that also match this Jayway filter.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Do not apply the route's own filter (only --filter, if given).
+    #[arg(long)]
+    ignore_route_filter: bool,
+    #[command(flatten)]
+    server: Box<ServerArgs>,
+}
+
+pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let settings = settings(&args.server)?;
+    let route = settings
+        .routes
+        .get(&args.route)
+        .cloned()
+        .with_context(|| format!("there is no route {:?} in the configuration", args.route))?;
+    let request = ReplayRequest {
+        since: args.since.as_deref().map(parse_time).transpose()?,
+        until: args.until.as_deref().map(parse_time).transpose()?,
+        filter: args.filter.clone(),
+        ignore_route_filter: args.ignore_route_filter,
+    };
+    let store = open_store(&settings).await?;
+    let bar = super::progress_bar(None, "replaying");
+    let result = replay(&store, &route, &request, |progress| {
+        bar.set_position(progress.scanned);
+        bar.set_message(format!(
+            "{} matched, {} deliveries created",
+            progress.matched, progress.enqueued
+        ));
+    })
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    let done = result?;
+    eprintln!(
+        "replay to {}: {} events read, {} matched, {} deliveries created",
+        route.name, done.scanned, done.matched, done.enqueued
+    );
+    if done.enqueued < done.matched {
+        eprintln!(
+            "({} events already had a pending delivery to this route)",
+            done.matched - done.enqueued
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,269 @@
+//! `provtrail routes list|test`: the configured routes, their counts, and what a route would do
+//! with an event.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use provtrail::app::Settings;
+use provtrail::metrics::Metrics;
+use provtrail::routes::TestOutcome;
+use provtrail::store::sqlite::SqliteStore;
+use provtrail::store::{RouteCounts, SharedStore};
+use provtrail::synth::{Generator, SynthOptions};
+use serde_json::json;
+
+use super::OutputFormat;
+use super::serve::ServerArgs;
+use super::time::format_time;
+
+/// Arguments of `provtrail routes`.
+#[derive(Debug, clap::Args)]
+pub struct RoutesArgs {
+    #[command(subcommand)]
+    command: RoutesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RoutesCommand {
+    /// List the configured routes (secrets hidden) with their delivery counts.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+    /// Does an event match a route, and what would be sent? Sends nothing. Exit status 0 when
+    /// the event matches, 1 when it does not.
+    Test {
+        /// The route.
+        name: String,
+        /// The event file (`-` for standard input); without it and without --event-id, a
+        /// synthetic event with a failed account request.
+        #[arg(long, value_name = "FILE")]
+        event: Option<PathBuf>,
+        /// A stored event, by id.
+        #[arg(long, value_name = "ID", conflicts_with = "event")]
+        event_id: Option<i64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+}
+
+/// The settings of the configuration (routes compiled, secrets resolved).
+pub fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
+    let config = server.resolve()?;
+    Ok(Settings::from_config(&config)?)
+}
+
+/// Opens the store of `settings`, failing when there is no database yet.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
+    let path = settings.store.path.clone();
+    anyhow::ensure!(
+        path.exists(),
+        "there is no database at {} (give --db)",
+        path.display()
+    );
+    let store_settings = settings.store.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        SqliteStore::open(store_settings, Arc::new(Metrics::new()))
+    })
+    .await??;
+    Ok(Arc::new(store))
+}
+
+pub async fn run(args: RoutesArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        RoutesCommand::List { format, server } => list(&server, format).await,
+        RoutesCommand::Test {
+            name,
+            event,
+            event_id,
+            format,
+            server,
+        } => test(&server, &name, event, event_id, format).await,
+    }
+}
+
+async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let settings = settings(server)?;
+    let routes = &settings.routes;
+    let counts: Vec<RouteCounts> = if settings.store.path.exists() {
+        let store = open_store(&settings).await?;
+        let counts = store.route_counts().await?;
+        store.close().await;
+        counts
+    } else {
+        Vec::new()
+    };
+    let find = |name: &str| {
+        counts
+            .iter()
+            .find(|c| c.route == name)
+            .cloned()
+            .unwrap_or_else(|| RouteCounts {
+                route: name.to_owned(),
+                ..RouteCounts::default()
+            })
+    };
+    match format {
+        OutputFormat::Json => {
+            for route in routes.iter() {
+                let mut value = serde_json::to_value(route.info())?;
+                let mut c = find(&route.name);
+                c.last_error = c.last_error.map(|e| routes.redact(&e));
+                value["counts"] = serde_json::to_value(&c)?;
+                println!("{value}");
+            }
+        }
+        OutputFormat::Text => {
+            if routes.is_empty() {
+                println!("no routes are configured (add [[routes]] to the configuration file)");
+            }
+            for route in routes.iter() {
+                let info = route.info();
+                let c = find(&route.name);
+                println!("{} ({} → {})", info.name, info.sink, info.target);
+                println!(
+                    "  filter:  {}",
+                    info.filter.as_deref().unwrap_or("(none: every event)")
+                );
+                let retry = &info.retry;
+                println!(
+                    "  retry:   {} attempts, max age {}, delay {} doubling up to {}; {} at once, \
+                     timeout {}",
+                    retry
+                        .max_attempts
+                        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+                    retry.max_age.as_deref().unwrap_or("unlimited"),
+                    retry.initial_delay,
+                    retry.max_delay,
+                    info.concurrency,
+                    info.timeout
+                );
+                println!(
+                    "  counts:  {} matched, {} delivered, {} pending, {} dead, {} failed attempts",
+                    c.matched, c.delivered, c.pending, c.dead, c.failed_attempts
+                );
+                if let (Some(error), Some(at)) = (&c.last_error, c.last_error_at) {
+                    println!(
+                        "  last error: {} ({})",
+                        routes.redact(error),
+                        format_time(at)
+                    );
+                }
+            }
+            for c in counts.iter().filter(|c| routes.get(&c.route).is_none()) {
+                println!(
+                    "{} (not configured any more): {} pending, {} dead",
+                    c.route, c.pending, c.dead
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(
+    server: &ServerArgs,
+    name: &str,
+    event: Option<PathBuf>,
+    event_id: Option<i64>,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let settings = settings(server)?;
+    let route = settings.routes.get(name).cloned().with_context(|| {
+        let names: Vec<&str> = settings.routes.iter().map(|r| r.name.as_str()).collect();
+        format!(
+            "there is no route {name:?} (configured: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )
+    })?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let (raw, id, received_at, source) = match (event, event_id) {
+        (Some(path), _) => {
+            let mut raw = Vec::new();
+            if path.as_os_str() == "-" {
+                std::io::stdin().read_to_end(&mut raw)?;
+            } else {
+                raw = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+            }
+            (raw, 0, now, path.display().to_string())
+        }
+        (None, Some(id)) => {
+            let store = open_store(&settings).await?;
+            let detail = store.get_event(id).await?;
+            store.close().await;
+            let detail = detail.with_context(|| format!("there is no stored event {id}"))?;
+            (
+                detail.raw.to_vec(),
+                id,
+                detail.summary.received_at,
+                format!("stored event {id}"),
+            )
+        }
+        (None, None) => {
+            let mut generator = Generator::new(&SynthOptions {
+                failure_rate: 1.0,
+                ..SynthOptions::default()
+            });
+            (
+                generator.next_json(),
+                0,
+                now,
+                "a synthetic event with failed account requests".to_owned(),
+            )
+        }
+    };
+    let outcome = route.test(&raw, id, received_at);
+    match format {
+        OutputFormat::Json => println!("{}", json!({"event": source, "outcome": outcome})),
+        OutputFormat::Text => print_test(&source, &outcome),
+    }
+    Ok(if outcome.matched {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_test(source: &str, outcome: &TestOutcome) {
+    println!("route:  {} ({})", outcome.route, outcome.sink);
+    println!("event:  {source}");
+    println!(
+        "match:  {}",
+        if outcome.matched {
+            "yes"
+        } else {
+            "no (it would not be delivered; what it would send is shown anyway)"
+        }
+    );
+    if let Some(error) = &outcome.error {
+        println!("error:  {error}");
+    }
+    if let Some(preview) = &outcome.preview {
+        println!("target: {}", preview.target);
+        if !preview.headers.is_empty() {
+            println!("headers:");
+            for (name, value) in &preview.headers {
+                println!("  {name}: {value}");
+            }
+        }
+        println!("body:");
+        let pretty = serde_json::from_str::<serde_json::Value>(&preview.body)
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok());
+        println!("{}", pretty.unwrap_or_else(|| preview.body.clone()));
+    }
+}

@@ -1,0 +1,663 @@
+//! Routes: deliver stored events that match a filter to a sink, at least once.
+//!
+//! ```text
+//! ingest core ──RouteMatcher (Jayway filter)──▶ PreparedEvent.routes
+//!        writer: event row + one outbox row per matching route, in the same transaction
+//!        dispatcher (one task per route): due outbox rows ──▶ Sink::deliver (timeout,
+//!            concurrency limit) ──▶ attempt results, written back through the writer
+//! ```
+//!
+//! - `config` is the `[[routes]]` section as written; [`Routes::compile`] checks it (filters,
+//!   sinks, secrets, durations) and fails with the route's name and the setting at fault.
+//! - `sink` is the [`Sink`] trait; `webhook`, `nats` and `file` are one module each.
+//! - `worker` is the [`Dispatcher`]: polling, backoff with full jitter, dead letters, a per-route
+//!   breaker that stops hammering a sink that is down.
+//! - `ssrf` guards webhook targets; `secret` resolves `${env:…}`/`${file:…}` and redacts.
+
+mod file;
+mod nats;
+pub mod replay;
+pub mod secret;
+pub mod sink;
+pub mod ssrf;
+pub mod template;
+mod webhook;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use provtrail_jsonpath::Path;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use secret::{REDACTED, Redactor, Secrets};
+pub use sink::{Delivery, Preview, Sent, Sink, SinkError, delivery_key, event_key};
+pub use worker::Dispatcher;
+
+use crate::config::ConfigError;
+use crate::ingest::RouteMatcher;
+
+/// One `[[routes]]` entry as written in the configuration file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Unique name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Jayway JsonPath filter, as in an ISC subscription; every event matches without one.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The sink: `type = "webhook" | "nats" | "file"` and that sink's settings.
+    pub sink: toml::Table,
+    /// When to try again and when to give up.
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// Deliveries in flight at once [default: 4].
+    pub concurrency: Option<usize>,
+    /// Time one attempt may take [default: 10s].
+    pub timeout: Option<String>,
+    /// Allow webhook targets in private, loopback and link-local ranges.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+// The sink table may hold literal secrets: never print it.
+impl std::fmt::Debug for RouteSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSection")
+            .field("name", &self.name)
+            .field("filter", &self.filter)
+            .field("sink", &self.sink.get("type").and_then(|t| t.as_str()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[routes.retry]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts before a delivery goes to the dead letters.
+    pub max_attempts: Option<u32>,
+    /// Age after which a failed attempt sends the delivery to the dead letters [default: 3d when
+    /// `max_attempts` is not set].
+    pub max_age: Option<String>,
+    /// Upper bound of the first retry delay [default: 1s].
+    pub initial_delay: Option<String>,
+    /// Largest retry delay [default: 5m].
+    pub max_delay: Option<String>,
+}
+
+/// When to try again and when to give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before giving up.
+    pub max_attempts: Option<u32>,
+    /// Age (since the delivery was created or last retried from the dead letters) after which a
+    /// failed attempt is the last.
+    pub max_age: Option<Duration>,
+    /// Cap of the first delay; each further attempt doubles the cap.
+    pub initial_delay: Duration,
+    /// Largest cap.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: None,
+            max_age: Some(Duration::from_secs(3 * 86_400)),
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The cap of the delay after failed attempt `attempt` (1-based): `initial * 2^(attempt-1)`,
+    /// at most `max_delay`.
+    pub fn cap(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+        self.initial_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+
+    /// The delay after failed attempt `attempt`: exponential backoff with full jitter (uniform
+    /// between zero and the cap), so that deliveries that failed together do not retry together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.cap(attempt).mul_f64(rand::random::<f64>())
+    }
+
+    /// True when a delivery that has failed `attempts` times and is `age` old gets no more.
+    pub fn exhausted(&self, attempts: u32, age: Duration) -> bool {
+        self.max_attempts.is_some_and(|max| attempts >= max)
+            || self.max_age.is_some_and(|max| age >= max)
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// The name.
+    pub name: String,
+    /// The filter as written.
+    pub filter_text: Option<String>,
+    filter: Option<Path>,
+    /// Where deliveries go.
+    pub sink: Arc<dyn Sink>,
+    /// Retries.
+    pub policy: RetryPolicy,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Time one attempt may take.
+    pub timeout: Duration,
+    /// Private targets allowed.
+    pub allow_private: bool,
+}
+
+impl Route {
+    /// Does the filter match this event (as ISC decides: a non-empty answer)?
+    pub fn matches(&self, event: &Value) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(event))
+    }
+
+    /// What `routes list` and the API show; no secrets.
+    pub fn info(&self) -> RouteInfo {
+        RouteInfo {
+            name: self.name.clone(),
+            filter: self.filter_text.clone(),
+            sink: self.sink.kind().to_owned(),
+            target: self.sink.target(),
+            concurrency: self.concurrency,
+            timeout: humantime::format_duration(self.timeout).to_string(),
+            allow_private: self.allow_private,
+            retry: RetryInfo {
+                max_attempts: self.policy.max_attempts,
+                max_age: self
+                    .policy
+                    .max_age
+                    .map(|age| humantime::format_duration(age).to_string()),
+                initial_delay: humantime::format_duration(self.policy.initial_delay).to_string(),
+                max_delay: humantime::format_duration(self.policy.max_delay).to_string(),
+            },
+        }
+    }
+}
+
+/// What `routes test` shows: does the event match, and what would be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestOutcome {
+    /// The route.
+    pub route: String,
+    /// Does the route's filter match the event?
+    pub matched: bool,
+    /// Sink kind.
+    pub sink: String,
+    /// What would be sent (secrets removed), when the sink can render it.
+    pub preview: Option<Preview>,
+    /// Why nothing could be rendered (a template error, an event that is not JSON).
+    pub error: Option<String>,
+}
+
+impl Route {
+    /// Evaluates the filter on `raw` and renders what the sink would send, without sending.
+    pub fn test(
+        &self,
+        raw: &[u8],
+        event_id: i64,
+        received_at: crate::store::Millis,
+    ) -> TestOutcome {
+        let mut outcome = TestOutcome {
+            route: self.name.clone(),
+            matched: false,
+            sink: self.sink.kind().to_owned(),
+            preview: None,
+            error: None,
+        };
+        let event: Value = match serde_json::from_slice(raw) {
+            Ok(event) => event,
+            Err(err) => {
+                outcome.error = Some(format!("the event is not JSON: {err}"));
+                return outcome;
+            }
+        };
+        outcome.matched = self.matches(&event);
+        let invocation_id = event
+            .get("_metadata")
+            .and_then(|metadata| metadata.get("invocationId"))
+            .and_then(Value::as_str);
+        let event_key = event_key(event_id, invocation_id);
+        let key = delivery_key(&event_key, &self.name);
+        let delivery = Delivery {
+            delivery_id: 0,
+            route: &self.name,
+            event_id,
+            event_key: &event_key,
+            key: &key,
+            attempt: 1,
+            received_at,
+            raw,
+            event: &event,
+        };
+        match self.sink.preview(&delivery) {
+            Ok(preview) => outcome.preview = Some(preview),
+            Err(err) => outcome.error = Some(err.message),
+        }
+        outcome
+    }
+}
+
+/// A route as shown to people and scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteInfo {
+    /// Name.
+    pub name: String,
+    /// Filter as written (none: every event).
+    pub filter: Option<String>,
+    /// Sink kind.
+    pub sink: String,
+    /// Where it delivers (secrets removed).
+    pub target: String,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Time one attempt may take.
+    pub timeout: String,
+    /// Private targets allowed.
+    pub allow_private: bool,
+    /// Retry policy.
+    pub retry: RetryInfo,
+}
+
+/// A retry policy as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetryInfo {
+    /// Attempts before the dead letters.
+    pub max_attempts: Option<u32>,
+    /// Age after which a failure is the last.
+    pub max_age: Option<String>,
+    /// Cap of the first delay.
+    pub initial_delay: String,
+    /// Largest delay.
+    pub max_delay: String,
+}
+
+/// Every configured route.
+#[derive(Debug, Default)]
+pub struct Routes {
+    routes: Vec<Arc<Route>>,
+    redactor: Redactor,
+}
+
+/// Longest route name.
+const MAX_NAME_LEN: usize = 64;
+
+fn invalid(route: &str, setting: &str, message: impl Into<String>) -> ConfigError {
+    let setting = if setting.is_empty() {
+        format!("routes.{route}")
+    } else {
+        format!("routes.{route}.{setting}")
+    };
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+fn duration(
+    route: &str,
+    setting: &str,
+    text: Option<&str>,
+) -> Result<Option<Duration>, ConfigError> {
+    text.map(|text| {
+        humantime::parse_duration(text.trim()).map_err(|err| {
+            invalid(
+                route,
+                setting,
+                format!("{text:?} is not a duration like 30s or 5m ({err})"),
+            )
+        })
+    })
+    .transpose()
+}
+
+impl Routes {
+    /// No routes.
+    pub fn none() -> Self {
+        Routes::default()
+    }
+
+    /// Checks and builds the configured routes. Errors name the route and the setting.
+    pub fn compile(sections: &[RouteSection]) -> Result<Routes, ConfigError> {
+        let redactor = Redactor::default();
+        let secrets = Secrets::new(redactor.clone());
+        let mut routes: Vec<Arc<Route>> = Vec::with_capacity(sections.len());
+        for section in sections {
+            let name = section.name.trim();
+            if name.is_empty()
+                || name.len() > MAX_NAME_LEN
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(ConfigError::Invalid {
+                    setting: "routes.name".into(),
+                    message: format!(
+                        "{name:?}: a route name has 1 to {MAX_NAME_LEN} letters, digits, '-', \
+                         '_' or '.'"
+                    ),
+                });
+            }
+            if routes.iter().any(|route| route.name == name) {
+                return Err(invalid(name, "", "two routes have this name"));
+            }
+            let filter_text = section
+                .filter
+                .as_deref()
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned);
+            let filter = match &filter_text {
+                Some(text) => Some(provtrail_jsonpath::compile(text).map_err(|err| {
+                    invalid(
+                        name,
+                        "filter",
+                        format!("{text:?} does not compile: {}", err.message),
+                    )
+                })?),
+                None => None,
+            };
+            let retry = &section.retry;
+            let mut policy = RetryPolicy {
+                max_attempts: retry.max_attempts,
+                max_age: duration(name, "retry.max_age", retry.max_age.as_deref())?,
+                ..RetryPolicy::default()
+            };
+            if policy.max_attempts.is_none() && policy.max_age.is_none() {
+                policy.max_age = RetryPolicy::default().max_age;
+            }
+            if policy.max_attempts == Some(0) {
+                return Err(invalid(name, "retry.max_attempts", "must be at least 1"));
+            }
+            if let Some(delay) =
+                duration(name, "retry.initial_delay", retry.initial_delay.as_deref())?
+            {
+                policy.initial_delay = delay;
+            }
+            if let Some(delay) = duration(name, "retry.max_delay", retry.max_delay.as_deref())? {
+                policy.max_delay = delay;
+            }
+            if policy.initial_delay.is_zero() || policy.initial_delay > policy.max_delay {
+                return Err(invalid(
+                    name,
+                    "retry.initial_delay",
+                    "must be above zero and at most retry.max_delay",
+                ));
+            }
+            let concurrency = section.concurrency.unwrap_or(4);
+            if !(1..=1024).contains(&concurrency) {
+                return Err(invalid(name, "concurrency", "between 1 and 1024"));
+            }
+            let timeout = duration(name, "timeout", section.timeout.as_deref())?
+                .unwrap_or(Duration::from_secs(10));
+            if timeout.is_zero() {
+                return Err(invalid(name, "timeout", "must be above zero"));
+            }
+            let mut table = section.sink.clone();
+            let kind = match table.remove("type") {
+                Some(toml::Value::String(kind)) => kind,
+                Some(_) => return Err(invalid(name, "sink.type", "must be a string")),
+                None => {
+                    return Err(invalid(
+                        name,
+                        "sink.type",
+                        "missing: one of webhook, nats, file",
+                    ));
+                }
+            };
+            let Some((_, build)) = sink::KINDS.iter().find(|(known, _)| *known == kind) else {
+                let known: Vec<&str> = sink::KINDS.iter().map(|(known, _)| *known).collect();
+                return Err(invalid(
+                    name,
+                    "sink.type",
+                    format!("{kind:?} is not a sink; use one of {}", known.join(", ")),
+                ));
+            };
+            let context = sink::SinkContext {
+                route: name,
+                allow_private: section.allow_private,
+                timeout,
+                secrets: &secrets,
+            };
+            let sink = build(table, &context).map_err(|err| {
+                let setting = if err.setting.is_empty() {
+                    "sink".to_owned()
+                } else {
+                    format!("sink.{}", err.setting)
+                };
+                invalid(name, &setting, redactor.redact(&err.message))
+            })?;
+            routes.push(Arc::new(Route {
+                name: name.to_owned(),
+                filter_text,
+                filter,
+                sink,
+                policy,
+                concurrency,
+                timeout,
+                allow_private: section.allow_private,
+            }));
+        }
+        Ok(Routes { routes, redactor })
+    }
+
+    /// The routes, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+
+    /// The route with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| route.name == name)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True without routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Removes every configured secret from `text`.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+
+    /// The redactor of every configured secret.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+}
+
+impl RouteMatcher for Routes {
+    fn matching_routes(&self, event: &Value) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|route| route.matches(event))
+            .map(|route| route.name.clone())
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sections(text: &str) -> Vec<RouteSection> {
+        #[derive(Deserialize)]
+        struct Doc {
+            routes: Vec<RouteSection>,
+        }
+        toml::from_str::<Doc>(text).unwrap().routes
+    }
+
+    fn error(text: &str) -> String {
+        Routes::compile(&sections(text)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_route_and_the_setting() {
+        let err = error(
+            "[[routes]]\nname = \"bad\"\nfilter = \"$[?(\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n",
+        );
+        assert!(err.contains("routes.bad.filter"), "{err}");
+        let err = error("[[routes]]\nname = \"s\"\n[routes.sink]\ntype = \"smtp\"\n");
+        assert!(
+            err.contains("routes.s.sink.type") && err.contains("smtp"),
+            "{err}"
+        );
+        let err = error(
+            "[[routes]]\nname = \"w\"\n[routes.sink]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n",
+        );
+        assert!(
+            err.contains("routes.w.sink.url") && err.contains("loopback"),
+            "{err}"
+        );
+        let err = error(
+            "[[routes]]\nname = \"w\"\n[routes.sink]\ntype = \"webhook\"\nurl = \"https://example.com/\"\nbearer_token = \"${env:PROVTRAIL_TEST_UNSET_TOKEN}\"\n",
+        );
+        assert!(
+            err.contains("routes.w.sink.bearer_token")
+                && err.contains("PROVTRAIL_TEST_UNSET_TOKEN"),
+            "{err}"
+        );
+        let err = error(
+            "[[routes]]\nname = \"w\"\n[routes.sink]\ntype = \"webhook\"\nurl = \"https://example.com/\"\nbody_template = \"{{ x\"\n",
+        );
+        assert!(err.contains("routes.w.sink.body_template"), "{err}");
+        let err = error(
+            "[[routes]]\nname = \"w\"\n[routes.sink]\ntype = \"webhook\"\nurl = \"https://example.com/\"\nverb = \"PUT\"\n",
+        );
+        assert!(
+            err.contains("routes.w.sink") && err.contains("verb"),
+            "{err}"
+        );
+        let err = error(
+            "[[routes]]\nname = \"a\"\n[routes.sink]\ntype = \"nats\"\nsubject = \"x\"\n[[routes]]\nname = \"a\"\n[routes.sink]\ntype = \"nats\"\nsubject = \"y\"\n",
+        );
+        assert!(
+            err.contains("routes.a") && err.contains("two routes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn filters_decide_which_routes_match() {
+        let routes = Routes::compile(&sections(
+            r#"
+[[routes]]
+name = "failures"
+filter = '$.accountRequests[?(@.provisioningResult == "FAILED")]'
+[routes.sink]
+type = "nats"
+subject = "a"
+
+[[routes]]
+name = "all"
+[routes.sink]
+type = "nats"
+subject = "b"
+"#,
+        ))
+        .unwrap();
+        let failed: Value =
+            serde_json::json!({"accountRequests": [{"provisioningResult": "FAILED"}]});
+        let ok: Value = serde_json::json!({"accountRequests": [{"provisioningResult": "SUCCESS"}]});
+        assert_eq!(routes.matching_routes(&failed), vec!["failures", "all"]);
+        assert_eq!(routes.matching_routes(&ok), vec!["all"]);
+    }
+
+    /// The examples of the commented default configuration compile (with their secrets given
+    /// literally, since tests cannot set environment variables).
+    #[test]
+    fn the_default_configuration_examples_compile() {
+        let text = crate::config::DEFAULT_CONFIG;
+        let start = text.find("\n##").unwrap() + 1;
+        let mut examples = String::new();
+        for line in text[start..].lines() {
+            if line.starts_with("##") {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# ") {
+                examples.push_str(rest);
+            }
+            examples.push('\n');
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken-from-file\n").unwrap();
+        let examples = examples
+            .replace(
+                "${env:SLACK_WEBHOOK_URL}",
+                "https://hooks.slack.com/services/T0/B0/XYZ",
+            )
+            .replace(
+                "${env:TEAMS_WEBHOOK_URL}",
+                "https://example.webhook.office.com/webhookb2/x",
+            )
+            .replace(
+                "/run/secrets/servicedesk-token",
+                &token.display().to_string(),
+            )
+            .replace("/var/lib/provtrail/", &format!("{}/", dir.path().display()));
+        let routes = Routes::compile(&sections(&examples)).unwrap();
+        assert_eq!(routes.len(), 5);
+        let mut generator = crate::synth::Generator::new(&crate::synth::SynthOptions {
+            failure_rate: 1.0,
+            ..crate::synth::SynthOptions::default()
+        });
+        let raw = generator.next_json();
+        for route in routes.iter() {
+            let outcome = route.test(&raw, 1, 0);
+            assert!(
+                outcome.matched || route.name == "close-tickets",
+                "{outcome:?}"
+            );
+            let preview = outcome.preview.unwrap();
+            if route.sink.kind() == "webhook" {
+                let body: Value = serde_json::from_str(&preview.body).unwrap();
+                assert!(body.is_object(), "{body}");
+            }
+            assert!(!preview.target.contains("XYZ"), "{}", preview.target);
+            assert!(!format!("{:?}", preview.headers).contains("t0ken"));
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_below_it() {
+        let policy = RetryPolicy {
+            max_attempts: Some(5),
+            max_age: None,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        };
+        assert_eq!(policy.cap(1), Duration::from_secs(1));
+        assert_eq!(policy.cap(3), Duration::from_secs(4));
+        assert_eq!(policy.cap(30), Duration::from_secs(60));
+        assert_eq!(policy.cap(u32::MAX), Duration::from_secs(60));
+        for attempt in 1..40 {
+            assert!(policy.backoff(attempt) <= policy.cap(attempt));
+        }
+        assert!(!policy.exhausted(4, Duration::ZERO));
+        assert!(policy.exhausted(5, Duration::ZERO));
+    }
+}

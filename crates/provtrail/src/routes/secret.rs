@@ -1,0 +1,213 @@
+//! Secrets in route settings: `${env:NAME}` and `${file:/path}` references, resolved once at start,
+//! and a [`Redactor`] that takes every secret value out of text before it is logged, stored as a
+//! delivery error or answered by the API.
+//!
+//! Why a redactor rather than only careful formatting: errors come from libraries (HTTP client,
+//! NATS client, I/O) that may quote a URL, a header or a server's answer; scrubbing the finished
+//! text is the one place that cannot be forgotten.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// What replaces a secret in text.
+pub const REDACTED: &str = "***";
+
+/// Secret values shorter than this are not scrubbed from text: replacing every `a` or `42` would
+/// make messages unreadable, and such values are not secrets worth the name.
+const MIN_SECRET_LEN: usize = 4;
+
+/// Why a reference cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// `${env:NAME}` names a variable that is not set (or not UTF-8).
+    #[error("the environment variable {0} is not set")]
+    MissingEnv(String),
+    /// `${file:PATH}` names a file that cannot be read.
+    #[error("cannot read the secret file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// `${…}` that is not one of the known forms.
+    #[error("{0:?} is not a reference; use ${{env:NAME}} or ${{file:/path}}")]
+    Malformed(String),
+}
+
+/// Scrubs known secret values from text. Shared by every route; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<RwLock<Vec<String>>>,
+}
+
+// The secrets themselves are never printed.
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = self.secrets.read().map(|s| s.len()).unwrap_or(0);
+        f.debug_struct("Redactor").field("secrets", &known).finish()
+    }
+}
+
+impl Redactor {
+    /// Adds a value to scrub from now on.
+    pub fn add(&self, secret: &str) {
+        let secret = secret.trim();
+        if secret.len() < MIN_SECRET_LEN {
+            return;
+        }
+        if let Ok(mut secrets) = self.secrets.write() {
+            if !secrets.iter().any(|known| known == secret) {
+                secrets.push(secret.to_owned());
+                // Longest first, so that a secret containing another is replaced whole.
+                secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+            }
+        }
+    }
+
+    /// `text` with every known secret replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Ok(secrets) = self.secrets.read() {
+            for secret in secrets.iter() {
+                if out.contains(secret.as_str()) {
+                    out = out.replace(secret.as_str(), REDACTED);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Resolves references and remembers every secret it produced.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    redactor: Redactor,
+}
+
+impl Secrets {
+    /// Resolves into the given redactor.
+    pub fn new(redactor: Redactor) -> Self {
+        Secrets { redactor }
+    }
+
+    /// The redactor that knows every secret resolved so far.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Resolves the references in a value that is not itself secret (a URL, a subject): the
+    /// values of its references are secrets, the text around them is not.
+    pub fn resolve(&self, text: &str) -> Result<String, SecretError> {
+        resolve_with(text, &|kind, name| {
+            let value = lookup(kind, name)?;
+            self.redactor.add(&value);
+            Ok(value)
+        })
+    }
+
+    /// Resolves a value that is secret as a whole (a token, a password, a header value): the
+    /// resolved text is scrubbed from messages even when it was written literally in the file.
+    pub fn resolve_secret(&self, text: &str) -> Result<String, SecretError> {
+        let value = self.resolve(text)?;
+        self.redactor.add(&value);
+        Ok(value)
+    }
+}
+
+/// True when `text` holds a `${…}` reference.
+pub fn has_reference(text: &str) -> bool {
+    text.contains("${")
+}
+
+fn lookup(kind: &str, name: &str) -> Result<String, SecretError> {
+    match kind {
+        "env" => std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_owned())),
+        "file" => std::fs::read_to_string(Path::new(name))
+            // A trailing newline is how editors and `echo` end files; it is never part of a token.
+            .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|err| SecretError::File {
+                path: name.to_owned(),
+                message: err.to_string(),
+            }),
+        _ => Err(SecretError::Malformed(format!("${{{kind}:{name}}}"))),
+    }
+}
+
+fn resolve_with(
+    text: &str,
+    lookup: &dyn Fn(&str, &str) -> Result<String, SecretError>,
+) -> Result<String, SecretError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(SecretError::Malformed(rest[start..].to_owned()));
+        };
+        let reference = &after[..end];
+        let Some((kind, name)) = reference.split_once(':') else {
+            return Err(SecretError::Malformed(format!("${{{reference}}}")));
+        };
+        let (kind, name) = (kind.trim(), name.trim());
+        if name.is_empty() {
+            return Err(SecretError::Malformed(format!("${{{reference}}}")));
+        }
+        out.push_str(&lookup(kind, name)?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_resolve_and_their_values_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cr3t-from-file\n").unwrap();
+        let secrets = Secrets::default();
+        let text = format!("Bearer ${{file:{}}}", file.display());
+        assert_eq!(secrets.resolve(&text).unwrap(), "Bearer s3cr3t-from-file");
+        assert_eq!(
+            secrets
+                .redactor()
+                .redact("failed: Bearer s3cr3t-from-file rejected"),
+            "failed: Bearer *** rejected"
+        );
+        assert_eq!(secrets.resolve("plain").unwrap(), "plain");
+        assert_eq!(secrets.redactor().redact("plain"), "plain");
+    }
+
+    #[test]
+    fn literal_secrets_are_redacted_too() {
+        let secrets = Secrets::default();
+        secrets.resolve_secret("literal-password").unwrap();
+        assert_eq!(secrets.redactor().redact("x literal-password y"), "x *** y");
+    }
+
+    #[test]
+    fn bad_references_are_errors() {
+        let secrets = Secrets::default();
+        assert!(matches!(
+            secrets.resolve("${env:PROVTRAIL_TEST_SURELY_UNSET_VARIABLE}"),
+            Err(SecretError::MissingEnv(_))
+        ));
+        assert!(matches!(
+            secrets.resolve("${vault:x}"),
+            Err(SecretError::Malformed(_))
+        ));
+        assert!(matches!(
+            secrets.resolve("${env:X"),
+            Err(SecretError::Malformed(_))
+        ));
+        assert!(matches!(
+            secrets.resolve("${file:/nonexistent/provtrail/secret}"),
+            Err(SecretError::File { .. })
+        ));
+    }
+}

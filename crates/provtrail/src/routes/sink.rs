@@ -1,0 +1,201 @@
+//! The sink boundary: one trait, one module per kind. Adding a sink means writing one module with
+//! a `build` function and naming it in [`KINDS`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::secret::Secrets;
+use crate::store::Millis;
+
+/// One delivery of one event to one route, as a sink sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The outbox row (0 for a preview).
+    pub delivery_id: i64,
+    /// The route.
+    pub route: &'a str,
+    /// The stored event's id.
+    pub event_id: i64,
+    /// The event's identity across systems: ISC's `_metadata.invocationId`, or
+    /// `provtrail-event-<id>` for an event without one. JetStream deduplicates on it.
+    pub event_key: &'a str,
+    /// A stable key of this (event, route) pair, the same on every attempt and every replay:
+    /// receivers deduplicate on it (`Idempotency-Key`).
+    pub key: &'a str,
+    /// Attempt number, 1 for the first.
+    pub attempt: u32,
+    /// When the event was received.
+    pub received_at: Millis,
+    /// The event exactly as received.
+    pub raw: &'a [u8],
+    /// The event as a JSON value; `Null` for a sink whose [`Sink::needs_value`] is false (the
+    /// parse is skipped for it).
+    pub event: &'a Value,
+}
+
+/// The stable (event, route) key: opaque, header-safe, the same for every attempt and replay.
+pub fn delivery_key(event_key: &str, route: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(event_key.as_bytes());
+    hasher.update([0]);
+    hasher.update(route.as_bytes());
+    let digest = hasher.finalize();
+    let mut key = String::with_capacity(3 + 32);
+    key.push_str("pt-");
+    for byte in &digest[..16] {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key
+}
+
+/// The identity of a stored event for sinks: the invocation id, else a provtrail id.
+pub fn event_key(event_id: i64, invocation_id: Option<&str>) -> String {
+    match invocation_id {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => format!("provtrail-event-{event_id}"),
+    }
+}
+
+/// What a sink reports about a successful delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The status the target answered (HTTP status), when it has one.
+    pub status: Option<u16>,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// What happened, with secrets already removed by the caller.
+    pub message: String,
+    /// The status the target answered, when it answered.
+    pub status: Option<u16>,
+    /// True when trying again cannot help (the target refused this content for good, or the
+    /// body cannot be rendered): the delivery goes to the dead letters at once.
+    pub permanent: bool,
+}
+
+impl SinkError {
+    /// A failure worth retrying.
+    pub fn transient(message: impl Into<String>) -> Self {
+        SinkError {
+            message: message.into(),
+            status: None,
+            permanent: false,
+        }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SinkError {
+            message: message.into(),
+            status: None,
+            permanent: true,
+        }
+    }
+}
+
+/// What a delivery would send, for `provtrail routes test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    /// Where it goes (secrets removed).
+    pub target: String,
+    /// Headers, message headers or metadata (secret values removed).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+/// A place deliveries go to.
+#[async_trait]
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// The kind named in the configuration (`webhook`, `nats`, `file`).
+    fn kind(&self) -> &'static str;
+
+    /// Where deliveries go, for people, without secrets.
+    fn target(&self) -> String;
+
+    /// Whether [`Delivery::event`] must hold the parsed event. Sinks that send the body as
+    /// received say no, and save a parse per delivery.
+    fn needs_value(&self) -> bool {
+        true
+    }
+
+    /// What [`Sink::deliver`] would send, without sending it.
+    fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError>;
+
+    /// Delivers once. Returns only when the target has taken the delivery (answered 2xx,
+    /// acknowledged the publication, written the line to disk); anything else is an error.
+    async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError>;
+}
+
+/// What a sink's `build` function gets besides its own settings.
+#[derive(Debug)]
+pub struct SinkContext<'a> {
+    /// The route's name.
+    pub route: &'a str,
+    /// The route allows private, loopback and link-local targets.
+    pub allow_private: bool,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// Resolves `${env:…}` / `${file:…}` references.
+    pub secrets: &'a Secrets,
+}
+
+/// A sink setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfigError {
+    /// The setting inside `sink`, e.g. `url` (empty for the table as a whole).
+    pub setting: String,
+    /// Why.
+    pub message: String,
+}
+
+impl SinkConfigError {
+    /// An error about one setting.
+    pub fn new(setting: &str, message: impl Into<String>) -> Self {
+        SinkConfigError {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds a sink from its settings (the `[routes.sink]` table without `type`).
+pub type BuildSink = fn(toml::Table, &SinkContext<'_>) -> Result<Arc<dyn Sink>, SinkConfigError>;
+
+/// Every sink kind: its `type` and how to build it.
+pub const KINDS: &[(&str, BuildSink)] = &[
+    ("webhook", super::webhook::build),
+    ("nats", super::nats::build),
+    ("file", super::file::build),
+];
+
+/// Reads a sink's settings into its own type; unknown settings are errors.
+pub fn settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, SinkConfigError> {
+    T::deserialize(toml::Value::Table(table))
+        .map_err(|err| SinkConfigError::new("", err.to_string().trim().replace('\n', " ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_keys_are_stable_and_differ_per_route() {
+        let a = delivery_key("inv-1", "slack");
+        assert_eq!(a, delivery_key("inv-1", "slack"));
+        assert_ne!(a, delivery_key("inv-1", "desk"));
+        assert_ne!(a, delivery_key("inv-2", "slack"));
+        assert_eq!(a.len(), 35);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        assert_eq!(event_key(7, None), "provtrail-event-7");
+        assert_eq!(event_key(7, Some("abc")), "abc");
+    }
+}

@@ -1,0 +1,211 @@
+//! Server-side request forgery guard for webhook targets.
+//!
+//! A route's URL is written by whoever edits the configuration, but the addresses its host name
+//! resolves to are decided by DNS, at every connection. The guard therefore works at two points:
+//! an IP address written in the URL is checked when the route is compiled (the HTTP client does
+//! not resolve literal addresses), and every host name is resolved through [`GuardedResolver`],
+//! which drops forbidden addresses each time a connection is opened, so that a name that resolved
+//! to a public address at start and to `127.0.0.1` later (DNS rebinding) still cannot reach
+//! loopback. Redirects are not followed and proxies from the environment are not used, so the
+//! resolver sees every host the client connects to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Why an address may not be a webhook target, or `None` when it may.
+pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    if ip.is_unspecified() || a == 0 {
+        Some("unspecified (0.0.0.0/8)")
+    } else if ip.is_loopback() {
+        Some("loopback (127.0.0.0/8)")
+    } else if a == 10 || (a == 172 && (16..=31).contains(&b)) || (a == 192 && b == 168) {
+        Some("private (RFC 1918)")
+    } else if a == 100 && (64..=127).contains(&b) {
+        Some("shared address space / CGNAT (100.64.0.0/10)")
+    } else if ip.is_link_local() {
+        Some("link-local (169.254.0.0/16)")
+    } else if a == 192 && b == 0 && c == 0 {
+        Some("IETF protocol assignments (192.0.0.0/24)")
+    } else if a == 198 && (18..=19).contains(&b) {
+        Some("benchmarking (198.18.0.0/15)")
+    } else if ip.is_multicast() {
+        Some("multicast (224.0.0.0/4)")
+    } else if a >= 240 {
+        Some("reserved or broadcast (240.0.0.0/4)")
+    } else {
+        None
+    }
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let segments = ip.segments();
+    if ip.is_unspecified() {
+        Some("unspecified (::)")
+    } else if ip.is_loopback() {
+        Some("loopback (::1)")
+    } else if let Some(v4) = ip.to_ipv4_mapped() {
+        // ::ffff:a.b.c.d reaches the IPv4 address.
+        forbidden_v4(v4)
+    } else if segments[0] & 0xfe00 == 0xfc00 {
+        Some("unique local (fc00::/7)")
+    } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
+        Some("link-local (fe80::/10)")
+    } else if segments[0] & 0xff00 == 0xff00 {
+        Some("multicast (ff00::/8)")
+    } else if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // NAT64 reaches the embedded IPv4 address.
+        let [_, _, _, _, _, _, hi, lo] = segments;
+        forbidden_v4(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        ))
+    } else if segments[0] == 0x2002 {
+        // 6to4 reaches the embedded IPv4 address.
+        forbidden_v4(Ipv4Addr::new(
+            (segments[1] >> 8) as u8,
+            segments[1] as u8,
+            (segments[2] >> 8) as u8,
+            segments[2] as u8,
+        ))
+    } else {
+        None
+    }
+}
+
+/// Resolves host names for the webhook client, keeping only addresses the route may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardedResolver {
+    /// Allow private, loopback and link-local addresses (`allow_private = true` on the route).
+    pub allow_private: bool,
+}
+
+/// A host name that resolved only to addresses the route may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused: {host} resolves to {address}, a {reason} address; set allow_private = true on \
+     the route to allow it"
+)]
+pub struct Refused {
+    host: String,
+    address: IpAddr,
+    reason: &'static str,
+}
+
+/// Keeps the addresses of `host` the guard allows; an error names the first refused one when
+/// none is left.
+pub fn filter_addresses(
+    host: &str,
+    addresses: impl IntoIterator<Item = SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, Refused> {
+    let mut kept = Vec::new();
+    let mut refused = None;
+    for address in addresses {
+        match forbidden(address.ip()) {
+            Some(reason) if !allow_private => {
+                refused.get_or_insert(Refused {
+                    host: host.to_owned(),
+                    address: address.ip(),
+                    reason,
+                });
+            }
+            _ => kept.push(address),
+        }
+    }
+    match (kept.is_empty(), refused) {
+        (true, Some(refused)) => Err(refused),
+        _ => Ok(kept),
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let kept = filter_addresses(&host, found, allow_private)?;
+            if kept.is_empty() {
+                return Err(format!("{host} did not resolve to any address").into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(kept.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn private_loopback_link_local_and_friends_are_forbidden() {
+        for text in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+        ] {
+            assert!(forbidden(ip(text)).is_some(), "{text} must be refused");
+        }
+    }
+
+    #[test]
+    fn public_addresses_are_allowed() {
+        for text in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(forbidden(ip(text)), None, "{text} must be allowed");
+        }
+    }
+
+    #[test]
+    fn filtering_keeps_allowed_addresses_and_names_a_refused_one() {
+        let private: SocketAddr = "10.0.0.1:0".parse().unwrap();
+        let public: SocketAddr = "8.8.8.8:0".parse().unwrap();
+        assert_eq!(
+            filter_addresses("h", [private, public], false).unwrap(),
+            vec![public]
+        );
+        let err = filter_addresses("h", [private], false).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.1"), "{err}");
+        assert_eq!(
+            filter_addresses("h", [private], true).unwrap(),
+            vec![private]
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Webhook body templates: MiniJinja (Jinja2 syntax), sandboxed: no file or network access, a fuel
+//! limit on the work one rendering may do, and no HTML auto-escaping (bodies are JSON).
+//!
+//! What a template sees:
+//!
+//! | name | what |
+//! |---|---|
+//! | `event` | the whole event as received (`event.recipient.name`, `event.accountRequests`, …) |
+//! | `outcome` | `succeeded`, `failed`, `partially_failed`, `pending`, `unknown`, `no_requests` |
+//! | `failed` | the failed account requests: `source`, `account_id`, `operation`, `target`, `ticket_id` |
+//! | `sources` | names of the sources of the account requests, without repeats |
+//! | `errors`, `warnings` | the event's messages |
+//! | `ticket_ids` | the account requests' ticket ids, without repeats |
+//! | `recipient`, `requester` | names (`requester` may be empty) |
+//! | `tracking_number`, `action` | from the event |
+//! | `event_id`, `received_at`, `route`, `delivery_key`, `attempt` | provtrail's own |
+//!
+//! Filters besides MiniJinja's built-ins: `tojson` (a JSON value: `{{ event.recipient.name |
+//! tojson }}` gives `"Jane Doe"` with its quotes) and `json_escape` (the inside of a JSON string,
+//! for text assembled between quotes: `"text": "Access for {{ recipient | json_escape }}"`).
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+use provtrail_model::ProvisioningCompleted;
+use serde_json::json;
+
+use super::sink::Delivery;
+
+/// The work one rendering may do (MiniJinja fuel units: roughly instructions).
+const FUEL: u64 = 200_000;
+
+/// A compiled body template.
+#[derive(Debug)]
+pub struct BodyTemplate {
+    env: Environment<'static>,
+}
+
+const NAME: &str = "body";
+
+impl BodyTemplate {
+    /// Compiles a template; the error says where it is wrong.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.add_filter("json_escape", json_escape);
+        env.add_template_owned(NAME, source.to_owned())
+            .map_err(|err| describe(&err))?;
+        Ok(BodyTemplate { env })
+    }
+
+    /// Renders the body of one delivery.
+    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, String> {
+        let template = self.env.get_template(NAME).map_err(|err| describe(&err))?;
+        template
+            .render(context(delivery))
+            .map_err(|err| describe(&err))
+    }
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    match err.line() {
+        Some(line) => format!("template error on line {line}: {err}"),
+        None => format!("template error: {err}"),
+    }
+}
+
+fn json_escape(text: &str) -> String {
+    let quoted = serde_json::Value::String(text.to_owned()).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// What the template sees (see the module documentation).
+pub fn context(delivery: &Delivery<'_>) -> Value {
+    let received_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(delivery.received_at)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    let derived = match ProvisioningCompleted::from_slice(delivery.raw) {
+        Ok(event) => {
+            let failed: Vec<serde_json::Value> = event
+                .failed_account_requests()
+                .map(|request| {
+                    json!({
+                        "source": request.source.name,
+                        "account_id": request.account_id.as_deref(),
+                        "operation": request.account_operation,
+                        "target": request.provisioning_target,
+                        "ticket_id": request.ticket_id.as_deref(),
+                    })
+                })
+                .collect();
+            let mut sources: Vec<&str> = Vec::new();
+            for request in &event.account_requests {
+                if !sources.contains(&request.source.name.as_ref()) {
+                    sources.push(&request.source.name);
+                }
+            }
+            json!({
+                "outcome": event.outcome().as_str(),
+                "failed": failed,
+                "sources": sources,
+                "errors": event.error_messages(),
+                "warnings": event.warning_messages(),
+                "ticket_ids": event.ticket_ids(),
+                "recipient": event.recipient.name,
+                "requester": event.requester.as_option().map(|r| r.name.as_ref()).unwrap_or(""),
+                "tracking_number": event.tracking_number,
+                "action": event.action.as_deref(),
+            })
+        }
+        Err(_) => json!({}),
+    };
+    let mut context = match derived {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    context.insert("event_id".into(), json!(delivery.event_id));
+    context.insert("received_at".into(), json!(received_at));
+    context.insert("route".into(), json!(delivery.route));
+    context.insert("delivery_key".into(), json!(delivery.key));
+    context.insert("attempt".into(), json!(delivery.attempt));
+    context.insert("event".into(), delivery.event.clone());
+    Value::from(minijinja::value::Serde(serde_json::Value::Object(context)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Vec<u8>, serde_json::Value) {
+        let raw = br#"{"trackingNumber":"tn-1","sources":"AD","recipient":{"type":"IDENTITY","id":"i1","name":"Jane \"JD\" Doe"},
+          "accountRequests":[{"source":{"id":"s1","type":"SOURCE","name":"Corp AD"},"accountOperation":"Create",
+          "provisioningResult":"FAILED","provisioningTarget":"Corp AD","ticketId":"T-9"}],
+          "errors":["connector timeout"],"_metadata":{"invocationId":"inv-1"}}"#
+            .to_vec();
+        let value = serde_json::from_slice(&raw).unwrap();
+        (raw, value)
+    }
+
+    fn render(source: &str) -> Result<String, String> {
+        let (raw, value) = sample();
+        let delivery = Delivery {
+            delivery_id: 1,
+            route: "r",
+            event_id: 42,
+            event_key: "inv-1",
+            key: "pt-x",
+            attempt: 1,
+            received_at: 0,
+            raw: &raw,
+            event: &value,
+        };
+        BodyTemplate::compile(source)?.render(&delivery)
+    }
+
+    #[test]
+    fn slack_style_template_renders_valid_json_with_escaping() {
+        let body = render(
+            r#"{"text": {{ ("Provisioning " ~ outcome ~ " for " ~ recipient ~ " on " ~ sources|join(", ")) | tojson }}}"#,
+        )
+        .unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            parsed["text"],
+            "Provisioning failed for Jane \"JD\" Doe on Corp AD"
+        );
+    }
+
+    #[test]
+    fn event_fields_derived_fields_and_json_escape() {
+        let body = render(
+            r#"{"t":"{{ event.trackingNumber }}","who":"{{ event.recipient.name | json_escape }}","n":{{ failed|length }},"ticket":"{{ failed[0].ticket_id }}","id":{{ event_id }},"missing":"{{ event.requester.name }}"}"#,
+        )
+        .unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["t"], "tn-1");
+        assert_eq!(parsed["who"], "Jane \"JD\" Doe");
+        assert_eq!(parsed["n"], 1);
+        assert_eq!(parsed["ticket"], "T-9");
+        assert_eq!(parsed["id"], 42);
+        assert_eq!(parsed["missing"], "");
+    }
+
+    /// Every template shown in docs/routes.md renders valid JSON for a failed event.
+    #[test]
+    fn the_documented_templates_render_valid_json() {
+        let docs = include_str!("../../../../docs/routes.md");
+        let mut found = 0;
+        for block in docs.split("```jinja\n").skip(1) {
+            let source = block.split("```").next().unwrap();
+            let body = render(source).unwrap_or_else(|err| panic!("{err}\n{source}"));
+            let parsed: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|err| panic!("not JSON ({err}):\n{body}"));
+            assert!(parsed.is_object());
+            assert!(
+                body.contains("Corp AD") || body.contains("failed"),
+                "{body}"
+            );
+            found += 1;
+        }
+        assert_eq!(found, 4);
+    }
+
+    #[test]
+    fn syntax_errors_and_runaway_loops_are_errors() {
+        assert!(BodyTemplate::compile("{{ unclosed").is_err());
+        let err = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        )
+        .unwrap_err();
+        assert!(err.contains("fuel") || err.contains("range"), "{err}");
+    }
+}

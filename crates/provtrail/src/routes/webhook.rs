@@ -1,0 +1,362 @@
+//! `webhook`: POST the event (or a body rendered from it) to a URL.
+//!
+//! Every request carries `Idempotency-Key` and `X-Provtrail-Delivery` (the same stable key of the
+//! (event, route) pair on every attempt and every replay) so that receivers can drop repeats,
+//! plus `X-Provtrail-Event-Id`, `X-Provtrail-Route` and `X-Provtrail-Attempt`.
+//!
+//! Answers: 2xx is delivered; 408, 425, 429 and 5xx are retried; any other answer (a 4xx, or a
+//! redirect, which is never followed) is permanent and goes to the dead letters at once, since the
+//! same request would get the same answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::secret::Redactor;
+use super::sink::{
+    Delivery, Preview, Sent, Sink, SinkConfigError, SinkContext, SinkError, settings,
+};
+use super::ssrf::{GuardedResolver, forbidden};
+use super::template::BodyTemplate;
+
+/// `[routes.sink]` with `type = "webhook"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSettings {
+    /// Where to POST; `${env:…}` / `${file:…}` references allowed.
+    url: String,
+    /// Extra headers; values may hold references.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// `Authorization: Bearer <token>`.
+    bearer_token: Option<String>,
+    /// `Authorization: Basic`, with `basic_password`.
+    basic_user: Option<String>,
+    /// `Authorization: Basic`, with `basic_user`.
+    basic_password: Option<String>,
+    /// A MiniJinja template for the body; without one the event is sent as received.
+    body_template: Option<String>,
+    /// `Content-Type` of the body [default: application/json].
+    content_type: Option<String>,
+}
+
+/// Header names whose values are treated as secret even when written literally.
+fn secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "auth",
+        "token",
+        "key",
+        "secret",
+        "signature",
+        "password",
+        "cookie",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+pub(super) fn build(
+    table: toml::Table,
+    context: &SinkContext<'_>,
+) -> Result<Arc<dyn Sink>, SinkConfigError> {
+    let settings: WebhookSettings = settings(table)?;
+    let secrets = context.secrets;
+    let url_text = secrets
+        .resolve(&settings.url)
+        .map_err(|err| SinkConfigError::new("url", err.to_string()))?;
+    let url = reqwest::Url::parse(&url_text)
+        .map_err(|err| SinkConfigError::new("url", format!("not a URL: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(SinkConfigError::new("url", "only http and https URLs"));
+    }
+    let host = match url.host() {
+        Some(host) => host,
+        None => return Err(SinkConfigError::new("url", "the URL has no host")),
+    };
+    // The client connects to a literal address without asking the resolver, so the guard checks
+    // it here; names are checked at every connection by the resolver.
+    let literal = match host {
+        url::Host::Ipv4(ip) => Some(std::net::IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(std::net::IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    };
+    if let (Some(ip), false) = (literal, context.allow_private) {
+        if let Some(reason) = forbidden(ip) {
+            return Err(SinkConfigError::new(
+                "url",
+                format!(
+                    "{ip} is a {reason} address; set allow_private = true on the route to \
+                     allow it"
+                ),
+            ));
+        }
+    }
+    // Webhook URLs of chat tools carry their secret in the path.
+    let path_and_query = format!("{}{}", url.path(), url.query().unwrap_or_default());
+    if path_and_query.len() >= 8 {
+        secrets.redactor().add(url.path());
+        if let Some(query) = url.query() {
+            secrets.redactor().add(query);
+        }
+    }
+    let target = format!(
+        "POST {}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        match (url.port(), path_and_query.len() > 1) {
+            (Some(port), true) => format!(":{port}/…"),
+            (Some(port), false) => format!(":{port}/"),
+            (None, true) => "/…".to_owned(),
+            (None, false) => "/".to_owned(),
+        }
+    );
+
+    let mut headers = HeaderMap::new();
+    let mut shown = Vec::new();
+    let content_type = settings
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/json".to_owned());
+    let value = HeaderValue::from_str(&content_type)
+        .map_err(|_| SinkConfigError::new("content_type", "not a valid header value"))?;
+    headers.insert(reqwest::header::CONTENT_TYPE, value);
+    shown.push(("Content-Type".to_owned(), content_type.clone()));
+    for (name, text) in &settings.headers {
+        let setting = format!("headers.{name}");
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| SinkConfigError::new(&setting, "not a valid header name"))?;
+        let resolved = if secret_header(name) {
+            secrets.resolve_secret(text)
+        } else {
+            secrets.resolve(text)
+        }
+        .map_err(|err| SinkConfigError::new(&setting, err.to_string()))?;
+        let mut value = HeaderValue::from_str(&resolved)
+            .map_err(|_| SinkConfigError::new(&setting, "not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+        shown.push((name.clone(), secrets.redactor().redact(&resolved)));
+    }
+    let authorization = match (
+        &settings.bearer_token,
+        &settings.basic_user,
+        &settings.basic_password,
+    ) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(SinkConfigError::new(
+                "bearer_token",
+                "use either bearer_token or basic_user/basic_password, not both",
+            ));
+        }
+        (Some(token), None, None) => {
+            let token = secrets
+                .resolve_secret(token)
+                .map_err(|err| SinkConfigError::new("bearer_token", err.to_string()))?;
+            Some(format!("Bearer {token}"))
+        }
+        (None, Some(user), Some(password)) => {
+            use base64::Engine as _;
+            let user = secrets
+                .resolve(user)
+                .map_err(|err| SinkConfigError::new("basic_user", err.to_string()))?;
+            let password = secrets
+                .resolve_secret(password)
+                .map_err(|err| SinkConfigError::new("basic_password", err.to_string()))?;
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            secrets.redactor().add(&encoded);
+            Some(format!("Basic {encoded}"))
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            return Err(SinkConfigError::new(
+                "basic_user",
+                "Basic authentication needs both basic_user and basic_password",
+            ));
+        }
+        (None, None, None) => None,
+    };
+    if let Some(authorization) = authorization {
+        let mut value = HeaderValue::from_str(&authorization)
+            .map_err(|_| SinkConfigError::new("bearer_token", "not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let scheme = authorization.split(' ').next().unwrap_or_default();
+        shown.push(("Authorization".to_owned(), format!("{scheme} ***")));
+    }
+    let template = match &settings.body_template {
+        Some(source) => Some(
+            BodyTemplate::compile(source)
+                .map_err(|message| SinkConfigError::new("body_template", message))?,
+        ),
+        None => None,
+    };
+    crate::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: context.allow_private,
+        }))
+        .timeout(context.timeout)
+        .connect_timeout(context.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("provtrail/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| SinkConfigError::new("", format!("cannot build the HTTP client: {err}")))?;
+    Ok(Arc::new(Webhook {
+        client,
+        url,
+        target,
+        headers,
+        shown,
+        json_body: content_type.to_ascii_lowercase().contains("json"),
+        template,
+        redactor: secrets.redactor().clone(),
+    }))
+}
+
+/// A webhook sink.
+pub struct Webhook {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    target: String,
+    headers: HeaderMap,
+    shown: Vec<(String, String)>,
+    json_body: bool,
+    template: Option<BodyTemplate>,
+    redactor: Redactor,
+}
+
+// The URL and the headers may hold secrets: only the redacted target is printed.
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhook {
+    fn body(&self, delivery: &Delivery<'_>) -> Result<Vec<u8>, SinkError> {
+        match &self.template {
+            None => Ok(delivery.raw.to_vec()),
+            Some(template) => {
+                let body = template.render(delivery).map_err(SinkError::permanent)?;
+                if self.json_body {
+                    if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&body) {
+                        return Err(SinkError::permanent(format!(
+                            "the body template did not render valid JSON ({err})"
+                        )));
+                    }
+                }
+                Ok(body.into_bytes())
+            }
+        }
+    }
+
+    fn delivery_headers(delivery: &Delivery<'_>) -> Vec<(&'static str, String)> {
+        vec![
+            ("Idempotency-Key", delivery.key.to_owned()),
+            ("X-Provtrail-Delivery", delivery.key.to_owned()),
+            ("X-Provtrail-Event-Id", delivery.event_id.to_string()),
+            ("X-Provtrail-Route", delivery.route.to_owned()),
+            ("X-Provtrail-Attempt", delivery.attempt.to_string()),
+        ]
+    }
+}
+
+/// An error and its causes in one line (the client's own message is terse: the cause says
+/// "connection refused" or "refused: … resolves to 10.0.0.1").
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[async_trait]
+impl Sink for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    fn needs_value(&self) -> bool {
+        self.template.is_some()
+    }
+
+    fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError> {
+        let body = self.body(delivery)?;
+        let mut headers = self.shown.clone();
+        for (name, value) in Self::delivery_headers(delivery) {
+            headers.push((name.to_owned(), value));
+        }
+        Ok(Preview {
+            target: self.target.clone(),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError> {
+        let body = self.body(delivery)?;
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body);
+        for (name, value) in Self::delivery_headers(delivery) {
+            request = request.header(name, value);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                let timeout = err.is_timeout();
+                let err = err.without_url();
+                let message = if timeout {
+                    "timed out".to_owned()
+                } else {
+                    chain(&err)
+                };
+                return Err(SinkError::transient(self.redactor.redact(&message)));
+            }
+        };
+        let status = response.status();
+        let code = status.as_u16();
+        if status.is_success() {
+            // Read the answer so that the connection can be reused.
+            let _ = response.bytes().await;
+            return Ok(Sent { status: Some(code) });
+        }
+        let retry = matches!(code, 408 | 425 | 429) || status.is_server_error();
+        let answer = response.text().await.unwrap_or_default();
+        let answer: String = answer.chars().take(300).collect();
+        let mut message = format!("HTTP {code}");
+        if status.is_redirection() {
+            message.push_str(" (redirects are not followed; use the final URL)");
+        }
+        if !answer.trim().is_empty() {
+            message.push_str(": ");
+            message.push_str(answer.trim());
+        }
+        Err(SinkError {
+            message: self.redactor.redact(&message),
+            status: Some(code),
+            permanent: !retry,
+        })
+    }
+}

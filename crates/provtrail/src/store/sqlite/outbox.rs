@@ -1,0 +1,522 @@
+//! The routes' outbox: deliveries of events to routes, their attempts and per-route totals.
+//!
+//! Writes happen on the single writer, inside its group commits: outbox rows of a new event in
+//! the event's own transaction ([`enqueue_event`]), and the workers' attempt results batched as
+//! [`OutboxWrite`] jobs. Why not a second write connection for the workers: SQLite has one write
+//! lock per database; a second writer would wait for it (and make ingest commits wait for it),
+//! and each of its transactions would pay its own fsync. Through the writer, attempt results ride
+//! along in the group commits ingest makes anyway.
+//!
+//! Reads (due deliveries, counts, lists) run on the read-only connections.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{Shared, codec, read_error};
+use crate::store::{
+    AttemptResult, DeliveryAttempt, DeliveryState, Millis, NextStep, OutboxItem, OutboxWrite, Page,
+    RouteCounts, RouteDelivery, RouteDeliveryQuery, StoreError,
+};
+
+/// Per-route totals counted over one batch and written once per route.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    routes: HashMap<String, RouteDelta>,
+    /// Deliveries became pending in this batch: workers should look.
+    woke: bool,
+}
+
+#[derive(Debug, Default)]
+struct RouteDelta {
+    matched: u64,
+    delivered: u64,
+    failed: u64,
+    dead: u64,
+    last_error: Option<(String, Millis)>,
+    last_delivered_at: Option<Millis>,
+}
+
+impl Counters {
+    fn route(&mut self, route: &str) -> &mut RouteDelta {
+        self.routes.entry(route.to_owned()).or_default()
+    }
+
+    /// Writes the totals of the batch.
+    pub(super) fn write(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        if self.routes.is_empty() {
+            return Ok(());
+        }
+        let mut statement = tx.prepare_cached(
+            "INSERT INTO route_stats (route, matched, delivered, failed_attempts, dead, last_error,
+                last_error_at, last_delivered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (route) DO UPDATE SET
+                matched = matched + excluded.matched,
+                delivered = delivered + excluded.delivered,
+                failed_attempts = failed_attempts + excluded.failed_attempts,
+                dead = dead + excluded.dead,
+                last_error = coalesce(excluded.last_error, last_error),
+                last_error_at = coalesce(excluded.last_error_at, last_error_at),
+                last_delivered_at = coalesce(excluded.last_delivered_at, last_delivered_at)",
+        )?;
+        for (route, delta) in &self.routes {
+            statement.execute(params![
+                route,
+                delta.matched as i64,
+                delta.delivered as i64,
+                delta.failed as i64,
+                delta.dead as i64,
+                delta.last_error.as_ref().map(|(error, _)| error),
+                delta.last_error.as_ref().map(|(_, at)| at),
+                delta.last_delivered_at,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// After the commit: count matches in the metrics and wake the workers.
+    pub(super) fn committed(&self, shared: &Arc<Shared>) {
+        for (route, delta) in &self.routes {
+            if delta.matched > 0 {
+                shared.metrics.count_route_matched(route, delta.matched);
+            }
+        }
+        if self.woke {
+            shared
+                .outbox_changed
+                .send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+/// Puts the deliveries of a newly stored event in the outbox: called in the event's transaction.
+pub(super) fn enqueue_event(
+    tx: &Transaction<'_>,
+    event_id: i64,
+    routes: &[String],
+    at: Millis,
+    counters: &mut Counters,
+) -> rusqlite::Result<()> {
+    if routes.is_empty() {
+        return Ok(());
+    }
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO route_deliveries (event_id, route, origin, created_at, due_since,
+            next_attempt_at, updated_at)
+         VALUES (?1, ?2, 'ingest', ?3, ?3, ?3, ?3)",
+    )?;
+    for route in routes {
+        statement.execute(params![event_id, route, at])?;
+        counters.route(route).matched += 1;
+    }
+    counters.woke = true;
+    Ok(())
+}
+
+/// Applies a change from the workers or the operator; returns the deliveries touched.
+pub(super) fn apply(
+    tx: &Transaction<'_>,
+    write: &OutboxWrite,
+    counters: &mut Counters,
+) -> rusqlite::Result<u64> {
+    match write {
+        OutboxWrite::Results(results) => {
+            let mut touched = 0;
+            for result in results {
+                touched += record(tx, result, counters)?;
+            }
+            Ok(touched)
+        }
+        OutboxWrite::Enqueue {
+            route,
+            event_ids,
+            origin,
+            at,
+        } => {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO route_deliveries (event_id, route, origin, created_at, due_since,
+                    next_attempt_at, updated_at)
+                 SELECT ?1, ?2, ?3, ?4, ?4, ?4, ?4
+                 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM route_deliveries
+                                   WHERE event_id = ?1 AND route = ?2 AND state = 0)",
+            )?;
+            let mut inserted = 0u64;
+            for event_id in event_ids {
+                inserted += statement.execute(params![event_id, route, origin, at])? as u64;
+            }
+            if inserted > 0 {
+                counters.route(route).matched += inserted;
+                counters.woke = true;
+            }
+            Ok(inserted)
+        }
+        OutboxWrite::RetryDead { route, ids, at } => {
+            let sql = "UPDATE route_deliveries
+                 SET state = 0, attempts_base = attempts, due_since = ?1, next_attempt_at = ?1,
+                     updated_at = ?1
+                 WHERE state = 2";
+            let retried = if ids.is_empty() {
+                tx.prepare_cached(&format!("{sql} AND (?2 IS NULL OR route = ?2)"))?
+                    .execute(params![at, route])? as u64
+            } else {
+                let mut statement = tx
+                    .prepare_cached(&format!("{sql} AND id = ?2 AND (?3 IS NULL OR route = ?3)"))?;
+                let mut n = 0u64;
+                for id in ids {
+                    n += statement.execute(params![at, id, route])? as u64;
+                }
+                n
+            };
+            if retried > 0 {
+                counters.woke = true;
+            }
+            Ok(retried)
+        }
+    }
+}
+
+fn record(
+    tx: &Transaction<'_>,
+    result: &AttemptResult,
+    counters: &mut Counters,
+) -> rusqlite::Result<u64> {
+    let now = result.started_at + result.latency_us / 1000;
+    // Only a pending delivery changes: one retried or replayed meanwhile is left alone.
+    let changed = match result.next {
+        NextStep::Delivered => tx
+            .prepare_cached(
+                "UPDATE route_deliveries SET state = 1, attempts = ?2, updated_at = ?3,
+                    delivered_at = ?3, last_status = ?4
+                 WHERE id = ?1 AND state = 0",
+            )?
+            .execute(params![
+                result.delivery_id,
+                result.attempt,
+                now,
+                result.status
+            ])?,
+        NextStep::RetryAt(at) => tx
+            .prepare_cached(
+                "UPDATE route_deliveries SET attempts = ?2, updated_at = ?3, next_attempt_at = ?4,
+                    last_status = ?5, last_error = ?6
+                 WHERE id = ?1 AND state = 0",
+            )?
+            .execute(params![
+                result.delivery_id,
+                result.attempt,
+                now,
+                at,
+                result.status,
+                result.error
+            ])?,
+        NextStep::Dead => tx
+            .prepare_cached(
+                "UPDATE route_deliveries SET state = 2, attempts = ?2, updated_at = ?3,
+                    last_status = ?4, last_error = ?5
+                 WHERE id = ?1 AND state = 0",
+            )?
+            .execute(params![
+                result.delivery_id,
+                result.attempt,
+                now,
+                result.status,
+                result.error
+            ])?,
+    };
+    let outcome = match result.next {
+        NextStep::Delivered => "delivered",
+        NextStep::RetryAt(_) => "failed",
+        NextStep::Dead => "dead",
+    };
+    tx.prepare_cached(
+        "INSERT INTO route_attempts (delivery_id, attempt, started_at, latency_us, outcome, status,
+            error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        result.delivery_id,
+        result.attempt,
+        result.started_at,
+        result.latency_us,
+        outcome,
+        result.status,
+        result.error
+    ])?;
+    let delta = counters.route(&result.route);
+    match result.next {
+        NextStep::Delivered => {
+            if changed > 0 {
+                delta.delivered += 1;
+            }
+            delta.last_delivered_at = Some(now);
+        }
+        NextStep::RetryAt(_) | NextStep::Dead => {
+            delta.failed += 1;
+            if result.next == NextStep::Dead && changed > 0 {
+                delta.dead += 1;
+            }
+            if let Some(error) = &result.error {
+                delta.last_error = Some((error.clone(), now));
+            }
+        }
+    }
+    Ok(changed as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+pub(super) fn due(
+    conn: &Connection,
+    route: &str,
+    now: Millis,
+    limit: usize,
+    exclude: &HashSet<i64>,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM route_deliveries
+             WHERE state = 0 AND route = ?1 AND next_attempt_at <= ?2
+             ORDER BY next_attempt_at LIMIT ?3",
+        )
+        .map_err(read_error)?
+        .query_map(params![route, now, (limit + exclude.len()) as i64], |row| {
+            row.get(0)
+        })
+        .map_err(read_error)?
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT d.id, d.event_id, d.route, d.attempts, d.attempts_base, d.due_since,
+                e.received_at, e.invocation_id, e.raw_codec, e.raw_size, e.raw
+             FROM route_deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.id = ?1 AND d.state = 0",
+        )
+        .map_err(read_error)?;
+    let mut items = Vec::with_capacity(limit);
+    for id in ids.into_iter().filter(|id| !exclude.contains(id)) {
+        if items.len() >= limit {
+            break;
+        }
+        let row = statement
+            .query_row(params![id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, u32>(3)?,
+                    row.get::<_, u32>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, Option<String>>(7)?,
+                    row.get::<_, i64>(8)?,
+                    row.get::<_, i64>(9)?,
+                    row.get::<_, Vec<u8>>(10)?,
+                ))
+            })
+            .optional()
+            .map_err(read_error)?;
+        let Some((
+            id,
+            event_id,
+            route,
+            attempts,
+            base,
+            due_since,
+            received_at,
+            invocation,
+            c,
+            size,
+            raw,
+        )) = row
+        else {
+            continue;
+        };
+        items.push(OutboxItem {
+            id,
+            event_id,
+            route,
+            attempts,
+            attempts_base: base,
+            due_since,
+            received_at,
+            invocation_id: invocation,
+            raw: codec::decode(c, raw, usize::try_from(size).unwrap_or(0))?,
+        });
+    }
+    Ok(items)
+}
+
+pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> {
+    let mut by_route: HashMap<String, RouteCounts> = HashMap::new();
+    {
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT route, matched, delivered, failed_attempts, last_error, last_error_at,
+                    last_delivered_at
+                 FROM route_stats",
+            )
+            .map_err(read_error)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(RouteCounts {
+                    route: row.get(0)?,
+                    matched: row.get::<_, i64>(1)? as u64,
+                    delivered: row.get::<_, i64>(2)? as u64,
+                    failed_attempts: row.get::<_, i64>(3)? as u64,
+                    last_error: row.get(4)?,
+                    last_error_at: row.get(5)?,
+                    last_delivered_at: row.get(6)?,
+                    ..RouteCounts::default()
+                })
+            })
+            .map_err(read_error)?;
+        for row in rows {
+            let counts = row.map_err(read_error)?;
+            by_route.insert(counts.route.clone(), counts);
+        }
+    }
+    let mut pending = conn
+        .prepare_cached(
+            "SELECT route, count(*), min(created_at) FROM route_deliveries WHERE state = 0
+             GROUP BY route",
+        )
+        .map_err(read_error)?;
+    let rows = pending
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<i64>>(2)?,
+            ))
+        })
+        .map_err(read_error)?;
+    for row in rows {
+        let (route, n, oldest) = row.map_err(read_error)?;
+        let entry = by_route
+            .entry(route.clone())
+            .or_insert_with(|| RouteCounts {
+                route,
+                ..RouteCounts::default()
+            });
+        entry.pending = n as u64;
+        entry.oldest_pending_at = oldest;
+    }
+    let mut dead = conn
+        .prepare_cached(
+            "SELECT route, count(*) FROM route_deliveries WHERE state = 2 GROUP BY route",
+        )
+        .map_err(read_error)?;
+    let rows = dead
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })
+        .map_err(read_error)?;
+    for row in rows {
+        let (route, n) = row.map_err(read_error)?;
+        let entry = by_route
+            .entry(route.clone())
+            .or_insert_with(|| RouteCounts {
+                route,
+                ..RouteCounts::default()
+            });
+        entry.dead = n as u64;
+    }
+    let mut list: Vec<RouteCounts> = by_route.into_values().collect();
+    list.sort_by(|a, b| a.route.cmp(&b.route));
+    Ok(list)
+}
+
+/// Largest page of deliveries.
+const MAX_LIMIT: usize = 1_000;
+
+pub(super) fn list(
+    conn: &Connection,
+    query: &RouteDeliveryQuery,
+) -> Result<Page<RouteDelivery>, StoreError> {
+    let limit = query.limit.clamp(1, MAX_LIMIT);
+    // The state is written into the statement so that the partial indexes can serve it.
+    let state = match query.state {
+        Some(state) => format!("d.state = {}", state.code()),
+        None => "1".to_owned(),
+    };
+    let mut items: Vec<RouteDelivery> = conn
+        .prepare_cached(&format!(
+            "SELECT d.id, d.event_id, e.tracking_number, d.route, d.state, d.attempts, d.origin,
+                d.created_at, d.updated_at, d.next_attempt_at, d.delivered_at, d.last_status,
+                d.last_error
+             FROM route_deliveries d LEFT JOIN events e ON e.id = d.event_id
+             WHERE {state} AND d.id < ?1
+               AND (?2 IS NULL OR d.route = ?2)
+               AND (?3 IS NULL OR d.event_id = ?3)
+             ORDER BY d.id DESC LIMIT ?4"
+        ))
+        .map_err(read_error)?
+        .query_map(
+            params![
+                query.before_id.unwrap_or(i64::MAX),
+                query.route,
+                query.event_id,
+                (limit + 1) as i64
+            ],
+            |row| {
+                let state = DeliveryState::from_code(row.get(4)?);
+                Ok(RouteDelivery {
+                    id: row.get(0)?,
+                    event_id: row.get(1)?,
+                    tracking_number: row.get(2)?,
+                    route: row.get(3)?,
+                    state,
+                    attempts: row.get(5)?,
+                    origin: row.get(6)?,
+                    created_at: row.get(7)?,
+                    updated_at: row.get(8)?,
+                    next_attempt_at: (state == DeliveryState::Pending)
+                        .then(|| row.get(9))
+                        .transpose()?,
+                    delivered_at: row.get(10)?,
+                    last_status: row.get(11)?,
+                    last_error: row.get(12)?,
+                })
+            },
+        )
+        .map_err(read_error)?
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|delivery| delivery.id)
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) fn attempts(
+    conn: &Connection,
+    delivery_id: i64,
+) -> Result<Vec<DeliveryAttempt>, StoreError> {
+    conn.prepare_cached(
+        "SELECT attempt, started_at, latency_us, outcome, status, error FROM route_attempts
+         WHERE delivery_id = ?1 ORDER BY attempt",
+    )
+    .map_err(read_error)?
+    .query_map(params![delivery_id], |row| {
+        Ok(DeliveryAttempt {
+            attempt: row.get(0)?,
+            started_at: row.get(1)?,
+            latency_ms: row.get::<_, i64>(2)? as f64 / 1000.0,
+            outcome: row.get(3)?,
+            status: row.get(4)?,
+            error: row.get(5)?,
+        })
+    })
+    .map_err(read_error)?
+    .collect::<Result<_, _>>()
+    .map_err(read_error)
+}

@@ -1,0 +1,338 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Routes to a webhook receiver on loopback that fails, times out and recovers: every matching
+//! event arrives exactly once per route after recovery, none is lost, and every attempt is
+//! recorded. Also dead letters and their retry, permanent refusals, the SSRF guard at connect
+//! time, and secrets kept out of stored errors and the API.
+
+mod common;
+mod routes_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{TestServer, client, event, open_db};
+use provtrail::config::FileConfig;
+use routes_support::{
+    ADMIN_TOKEN, Mode, READ_TOKEN, Receiver, config_text, states, wait_for, webhook_route,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start(dir: &Path, routes: &str) -> TestServer {
+    let db = dir.join("provtrail.db");
+    let text = config_text(&db, routes);
+    let config = FileConfig::parse(&text, Path::new("test.toml")).unwrap();
+    TestServer::start_config(&config).await
+}
+
+async fn api(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    let response = client()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn api_post(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let response = client()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn count(db: &Path, route: &str, state: i64) -> i64 {
+    states(db)
+        .get(&(route.to_owned(), state))
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recovery() {
+    let receiver = Receiver::start().await;
+    // The first 7 requests fail, the next 3 hang past the route's 500ms timeout.
+    receiver
+        .state
+        .fail_next
+        .store(7, std::sync::atomic::Ordering::SeqCst);
+    receiver
+        .state
+        .hang_next
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route(
+        "hook",
+        &receiver.url(),
+        "bearer_token = \"very-secret-bearer-token\"",
+    );
+    let mut server = start(dir.path(), &routes).await;
+    let events = 25;
+    for n in 0..events {
+        let answer = server.post("/events", event(&format!("hook-{n}"))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let db = server.db.clone();
+    wait_for("every delivery to complete", WAIT, || {
+        count(&db, "hook", 1) == events
+    })
+    .await;
+    receiver.release();
+
+    // Exactly once per event after recovery: 25 distinct keys, each answered 200 once.
+    let delivered = receiver.delivered();
+    assert_eq!(delivered.len(), events as usize, "{delivered:?}");
+    assert!(delivered.values().all(|n| *n == 1), "{delivered:?}");
+    assert_eq!(count(&db, "hook", 0), 0);
+    assert_eq!(count(&db, "hook", 2), 0);
+    // The receiver got the bearer token.
+    assert_eq!(
+        receiver.state.last_authorization.lock().unwrap().as_deref(),
+        Some("Bearer very-secret-bearer-token")
+    );
+
+    // Every attempt is recorded: at least the 25 successes and the 10 failures, with time,
+    // latency, status or error; the credential the receiver echoed is not stored.
+    let conn = open_db(&db);
+    let (attempts, failed, timeouts, http500, leaked): (i64, i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*),
+                sum(outcome = 'failed'),
+                sum(error LIKE 'timed out%'),
+                sum(status = 500),
+                sum(error LIKE '%very-secret-bearer-token%')
+             FROM route_attempts",
+            [],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert!(attempts >= 35, "{attempts} attempts recorded");
+    assert!(failed >= 10, "{failed} failed attempts recorded");
+    assert!(timeouts >= 3, "{timeouts} timeouts recorded");
+    assert!(http500 >= 7, "{http500} HTTP 500 answers recorded");
+    assert_eq!(leaked, 0, "a stored error contains the secret");
+    let echoed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM route_attempts WHERE error LIKE '%you sent Bearer ***%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(echoed >= 1, "the echoed credential is shown redacted");
+    let (zero_started, zero_latency): (i64, i64) = conn
+        .query_row(
+            "SELECT sum(started_at <= 0), sum(latency_us < 0) FROM route_attempts",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((zero_started, zero_latency), (0, 0));
+
+    // The API shows the same, without the secret.
+    let (status, body) = api(&server, "/api/v1/routes", READ_TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    let route = &body["routes"][0];
+    assert_eq!(route["name"], "hook");
+    assert_eq!(route["sink"], "webhook");
+    assert_eq!(route["counts"]["matched"], events);
+    assert_eq!(route["counts"]["delivered"], events);
+    assert_eq!(route["counts"]["pending"], 0);
+    assert_eq!(route["counts"]["dead"], 0);
+    assert!(route["counts"]["failed_attempts"].as_u64().unwrap() >= 10);
+    assert!(!body.to_string().contains("very-secret-bearer-token"));
+    let (status, page) = api(
+        &server,
+        "/api/v1/route-deliveries?route=hook&limit=100",
+        READ_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), events as usize);
+    let retried = items
+        .iter()
+        .find(|d| d["attempts"].as_u64().unwrap() > 1)
+        .expect("some delivery needed more than one attempt");
+    let id = retried["id"].as_i64().unwrap();
+    let (status, detail) = api(
+        &server,
+        &format!("/api/v1/route-deliveries/{id}"),
+        READ_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert!(attempts.len() > 1, "{detail}");
+    assert_eq!(attempts.last().unwrap()["outcome"], "delivered");
+    assert!(attempts[0]["error"].is_string(), "{detail}");
+    assert!(!detail.to_string().contains("very-secret-bearer-token"));
+    // What the route would send for a stored event, without sending it.
+    let before = receiver.requests();
+    let (status, test) = api(&server, "/api/v1/routes/hook/test?event_id=1", READ_TOKEN).await;
+    assert_eq!(status, 200, "{test}");
+    assert_eq!(test["matched"], true);
+    assert!(
+        test["preview"]["body"].as_str().unwrap().contains("hook-0"),
+        "{test}"
+    );
+    assert!(
+        !test.to_string().contains("very-secret-bearer-token"),
+        "{test}"
+    );
+    assert_eq!(receiver.requests(), before);
+    // Reads need a read token; the ingest token is not one.
+    let (status, _) = api(&server, "/api/v1/routes", common::TOKEN).await;
+    assert_eq!(status, 401);
+
+    // Metrics per route and sink.
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains(&format!(
+            "provtrail_route_delivered_total{{route=\"hook\",sink=\"webhook\"}} {events}"
+        )),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(503));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("hook", &receiver.url(), "")
+        .replace("max_attempts = 1000", "max_attempts = 3");
+    // A receiver that refuses the content for good (400) sends a delivery to the dead letters at
+    // once.
+    let refusing = Receiver::start().await;
+    refusing.set_mode(Mode::Down(400));
+    let routes = format!("{routes}{}", webhook_route("refused", &refusing.url(), ""));
+    let mut server = start(dir.path(), &routes).await;
+    for n in 0..4 {
+        let answer = server.post("/events", event(&format!("dead-{n}"))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let db = server.db.clone();
+    wait_for("every delivery to be dead", WAIT, || {
+        count(&db, "hook", 2) == 4 && count(&db, "refused", 2) == 4
+    })
+    .await;
+    assert_eq!(refusing.requests(), 4, "a 400 is not retried");
+    let conn = open_db(&db);
+    let attempts: Vec<i64> = conn
+        .prepare("SELECT attempts FROM route_deliveries WHERE route = 'hook'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(attempts, vec![3, 3, 3, 3]);
+    let (status, dead) = api(&server, "/api/v1/deadletters?route=hook", READ_TOKEN).await;
+    assert_eq!(status, 200);
+    let items = dead["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(
+        items[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503"),
+        "{dead}"
+    );
+
+    // A read token may not retry; an admin token may.
+    let (status, _) = api_post(
+        &server,
+        "/api/v1/deadletters/retry",
+        READ_TOKEN,
+        serde_json::json!({"route": "hook"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    receiver.set_mode(Mode::Up);
+    let (status, body) = api_post(
+        &server,
+        "/api/v1/deadletters/retry",
+        ADMIN_TOKEN,
+        serde_json::json!({"route": "hook"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retried"], 4);
+    wait_for("the retried dead letters to be delivered", WAIT, || {
+        count(&db, "hook", 1) == 4
+    })
+    .await;
+    assert_eq!(receiver.delivered().len(), 4);
+    assert_eq!(
+        count(&db, "refused", 2),
+        4,
+        "only the route asked for is retried"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_loopback_by_name_is_refused_when_connecting_unless_allowed() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // `localhost` is a name: the start-time check cannot see where it leads; the resolver
+    // refuses it at every connection.
+    let url = format!("http://localhost:{}/hook", receiver.addr.port());
+    let guarded = webhook_route("guarded", &url, "")
+        .replace("allow_private = true", "allow_private = false")
+        .replace("max_attempts = 1000", "max_attempts = 2");
+    let mut server = start(dir.path(), &guarded).await;
+    let answer = server.post("/events", event("ssrf-1")).await;
+    assert_eq!(answer.status, 200);
+    let db = server.db.clone();
+    wait_for("the delivery to be dead", WAIT, || {
+        count(&db, "guarded", 2) == 1
+    })
+    .await;
+    assert_eq!(
+        receiver.requests(),
+        0,
+        "nothing reached the loopback receiver"
+    );
+    let error: String = open_db(&db)
+        .query_row("SELECT last_error FROM route_deliveries", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert!(
+        error.contains("refused") && error.contains("allow_private"),
+        "{error}"
+    );
+    server.shutdown().await;
+
+    // A literal private address fails the start, naming the route.
+    let literal = webhook_route("literal", &receiver.url(), "")
+        .replace("allow_private = true", "allow_private = false");
+    let text = config_text(&dir.path().join("other.db"), &literal);
+    let config = FileConfig::parse(&text, Path::new("test.toml")).unwrap();
+    let err = provtrail::app::Settings::from_config(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routes.literal.sink.url") && err.contains("loopback"),
+        "{err}"
+    );
+}
