@@ -172,6 +172,12 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
         .find(|d| d["attempts"].as_u64().unwrap() > 1)
         .expect("some delivery needed more than one attempt");
     let id = retried["id"].as_i64().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|d| d["state"] == "delivered" && d["last_latency_ms"].as_f64().is_some()),
+        "{page}"
+    );
     let (status, detail) = api(
         &server,
         &format!("/api/v1/route-deliveries/{id}"),

@@ -22,11 +22,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
+use super::api::routes::{
+    self, ReplayRequestBody, ReplayResult, RetryRequest, RetryResult, RouteTestResult,
+};
 use super::{AppState, error_response};
 use crate::routes::replay::{ReplayError, ReplayRequest, replay};
-use crate::store::{DeliveryState, RouteCounts, RouteDeliveryQuery, StoreError};
+use crate::store::{DeliveryState, RouteDeliveryQuery, StoreError};
 
 /// The routes' endpoints.
 pub fn router() -> Router<AppState> {
@@ -97,57 +99,14 @@ fn store_error(err: &StoreError) -> Response {
     error_response(status, &err.to_string())
 }
 
-fn route_json(state: &AppState, name: &str, counts: Option<&RouteCounts>) -> Value {
-    let counts = counts.cloned().unwrap_or_else(|| RouteCounts {
-        route: name.to_owned(),
-        ..RouteCounts::default()
-    });
-    let counts_json = json!({
-        "matched": counts.matched,
-        "delivered": counts.delivered,
-        "pending": counts.pending,
-        "dead": counts.dead,
-        "failed_attempts": counts.failed_attempts,
-        "oldest_pending_at": counts.oldest_pending_at,
-        "last_error": counts.last_error.as_deref().map(|e| state.routes.redact(e)),
-        "last_error_at": counts.last_error_at,
-        "last_delivered_at": counts.last_delivered_at,
-    });
-    match state.routes.get(name) {
-        Some(route) => {
-            let mut value = serde_json::to_value(route.info()).unwrap_or_default();
-            value["configured"] = json!(true);
-            value["counts"] = counts_json;
-            value
-        }
-        None => json!({"name": name, "configured": false, "counts": counts_json}),
-    }
-}
-
 async fn list_routes(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(response) = deny_read(&state, &headers) {
         return response;
     }
-    let counts = match state.store.route_counts().await {
-        Ok(counts) => counts,
-        Err(err) => return store_error(&err),
-    };
-    let mut routes: Vec<Value> = state
-        .routes
-        .iter()
-        .map(|route| {
-            let found = counts.iter().find(|c| c.route == route.name);
-            route_json(&state, &route.name, found)
-        })
-        .collect();
-    // Routes no longer configured that still have deliveries.
-    for found in counts
-        .iter()
-        .filter(|c| state.routes.get(&c.route).is_none())
-    {
-        routes.push(route_json(&state, &found.route, Some(found)));
+    match routes::list(state.store.as_ref(), &state.routes).await {
+        Ok(list) => Json(list).into_response(),
+        Err(err) => store_error(&err),
     }
-    Json(json!({"routes": routes})).into_response()
 }
 
 async fn get_route(
@@ -158,15 +117,11 @@ async fn get_route(
     if let Some(response) = deny_read(&state, &headers) {
         return response;
     }
-    let counts = match state.store.route_counts().await {
-        Ok(counts) => counts,
-        Err(err) => return store_error(&err),
-    };
-    let found = counts.iter().find(|c| c.route == name);
-    if state.routes.get(&name).is_none() && found.is_none() {
-        return error_response(StatusCode::NOT_FOUND, "no such route");
+    match routes::route(state.store.as_ref(), &state.routes, &name).await {
+        Ok(Some(route)) => Json(route).into_response(),
+        Ok(None) => error_response(StatusCode::NOT_FOUND, "no such route"),
+        Err(err) => store_error(&err),
     }
-    Json(route_json(&state, &name, found)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,7 +144,7 @@ async fn test_route(
     match state.store.get_event(params.event_id).await {
         Ok(Some(event)) => {
             let outcome = route.test(&event.raw, event.summary.id, event.summary.received_at);
-            Json(outcome).into_response()
+            Json(RouteTestResult::from(outcome)).into_response()
         }
         Ok(None) => error_response(StatusCode::NOT_FOUND, "no such event"),
         Err(err) => store_error(&err),
@@ -206,16 +161,8 @@ struct DeliveryParams {
 }
 
 async fn deliveries_page(state: &AppState, query: RouteDeliveryQuery) -> Response {
-    match state.store.route_deliveries(&query).await {
-        Ok(mut page) => {
-            for delivery in &mut page.items {
-                delivery.last_error = delivery
-                    .last_error
-                    .as_deref()
-                    .map(|error| state.routes.redact(error));
-            }
-            Json(page).into_response()
-        }
+    match routes::deliveries(state.store.as_ref(), &state.routes, &query).await {
+        Ok(page) => Json(page).into_response(),
         Err(err) => store_error(&err),
     }
 }
@@ -276,43 +223,11 @@ async fn get_delivery(
     if let Some(response) = deny_read(&state, &headers) {
         return response;
     }
-    let query = RouteDeliveryQuery {
-        before_id: Some(id.saturating_add(1)),
-        limit: 1,
-        ..RouteDeliveryQuery::default()
-    };
-    let delivery = match state.store.route_deliveries(&query).await {
-        Ok(page) => page.items.into_iter().find(|delivery| delivery.id == id),
-        Err(err) => return store_error(&err),
-    };
-    let Some(mut delivery) = delivery else {
-        return error_response(StatusCode::NOT_FOUND, "no such delivery");
-    };
-    delivery.last_error = delivery
-        .last_error
-        .as_deref()
-        .map(|error| state.routes.redact(error));
-    let mut attempts = match state.store.delivery_attempts(id).await {
-        Ok(attempts) => attempts,
-        Err(err) => return store_error(&err),
-    };
-    for attempt in &mut attempts {
-        attempt.error = attempt
-            .error
-            .as_deref()
-            .map(|error| state.routes.redact(error));
+    match routes::delivery(state.store.as_ref(), &state.routes, id).await {
+        Ok(Some(delivery)) => Json(delivery).into_response(),
+        Ok(None) => error_response(StatusCode::NOT_FOUND, "no such delivery"),
+        Err(err) => store_error(&err),
     }
-    let mut value = serde_json::to_value(&delivery).unwrap_or_default();
-    value["attempts"] = serde_json::to_value(&attempts).unwrap_or_default();
-    Json(value).into_response()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetryBody {
-    route: Option<String>,
-    #[serde(default)]
-    ids: Vec<i64>,
 }
 
 async fn retry_dead(
@@ -323,7 +238,7 @@ async fn retry_dead(
     if let Some(response) = deny_change(&state, &headers) {
         return response;
     }
-    let body: RetryBody = match json_body(&body) {
+    let body: RetryRequest = match json_body(&body) {
         Ok(body) => body,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
@@ -333,21 +248,9 @@ async fn retry_dead(
         at: chrono::Utc::now().timestamp_millis(),
     };
     match state.store.outbox_write(write).await {
-        Ok(retried) => Json(json!({"retried": retried})).into_response(),
+        Ok(retried) => Json(RetryResult { retried }).into_response(),
         Err(err) => store_error(&err),
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayBody {
-    /// RFC 3339.
-    since: Option<String>,
-    /// RFC 3339.
-    until: Option<String>,
-    filter: Option<String>,
-    #[serde(default)]
-    ignore_route_filter: bool,
 }
 
 fn parse_time(text: Option<&str>, name: &str) -> Result<Option<i64>, String> {
@@ -371,7 +274,7 @@ async fn replay_route(
     let Some(route) = state.routes.get(&name).cloned() else {
         return error_response(StatusCode::NOT_FOUND, "no such route");
     };
-    let body: ReplayBody = match json_body(&body) {
+    let body: ReplayRequestBody = match json_body(&body) {
         Ok(body) => body,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
@@ -390,7 +293,7 @@ async fn replay_route(
         }
     };
     match replay(&state.store, &route, &request, |_| {}).await {
-        Ok(progress) => Json(progress).into_response(),
+        Ok(progress) => Json(ReplayResult::from(progress)).into_response(),
         Err(ReplayError::Filter(err)) => error_response(
             StatusCode::BAD_REQUEST,
             &format!("the filter does not compile: {err}"),

@@ -4,7 +4,8 @@
 //! - `service.rs`: what each endpoint does, shared with the CLI (`search`, `show`, `stats` on a
 //!   database file);
 //! - `params.rs`: query parameters, documented and checked from one list;
-//! - `model.rs`: the answer documents; `error.rs`: the one error shape.
+//! - `model.rs`: the answer documents; `error.rs`: the one error shape;
+//! - `routes.rs`: the routes' documents and reads, for `server/routes_api.rs` and the web UI.
 //!
 //! The OpenAPI document is generated from this code ([`ApiDoc`]) and served, without
 //! authentication, at `/api/v1/openapi.json`; a test keeps the checked-in copy
@@ -14,6 +15,7 @@ pub mod error;
 mod handlers;
 pub mod model;
 pub mod params;
+pub mod routes;
 pub mod service;
 
 use std::sync::OnceLock;
