@@ -7,16 +7,17 @@
 //! Times are Unix milliseconds, as `provtrail routes list --format json` gives them.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::routes::replay::ReplayProgress;
 use crate::routes::{Preview, RetryInfo, Routes, TestOutcome};
 use crate::store::{
-    DeliveryAttempt, DeliveryState, Millis, RouteCounts, RouteDelivery, RouteDeliveryQuery, Store,
+    DeliveryAttempt, DeliveryState, RouteCounts, RouteDelivery, RouteDeliveryQuery, Store,
     StoreError,
 };
 
 /// Every route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteList {
     /// The configured routes in configuration order, then routes no longer configured that still
     /// have deliveries.
@@ -24,7 +25,7 @@ pub struct RouteList {
 }
 
 /// A route: its settings (no secrets) and its counts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteView {
     /// The route's name.
     pub name: String,
@@ -32,29 +33,38 @@ pub struct RouteView {
     /// are then null.
     pub configured: bool,
     /// The Jayway filter as written; null when every event matches (or not configured).
+    #[schema(required = true)]
     pub filter: Option<String>,
     /// The sink kind: `webhook`, `nats` or `file`.
+    #[schema(required = true)]
     pub sink: Option<String>,
     /// Where it delivers, secrets removed (`POST https://hooks.example.com/…`).
+    #[schema(required = true)]
     pub target: Option<String>,
     /// Deliveries in flight at once.
+    #[schema(required = true)]
     pub concurrency: Option<u32>,
     /// Time one attempt may take (`10s`).
+    #[schema(required = true)]
     pub timeout: Option<String>,
     /// Whether private, loopback and link-local webhook targets are allowed.
+    #[schema(required = true)]
     pub allow_private: Option<bool>,
     /// The retry policy.
+    #[schema(required = true)]
     pub retry: Option<RetryView>,
     /// What happened to its deliveries.
     pub counts: RouteCountsView,
 }
 
 /// A retry policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryView {
     /// Attempts before the dead letters; null: no limit (then `max_age` is set).
+    #[schema(required = true)]
     pub max_attempts: Option<u32>,
     /// Age after which a failure is the last (`3days`); null: no limit.
+    #[schema(required = true)]
     pub max_age: Option<String>,
     /// Cap of the first retry delay (`1s`).
     pub initial_delay: String,
@@ -74,7 +84,7 @@ impl From<RetryInfo> for RetryView {
 }
 
 /// Counts and the latest trouble of a route.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RouteCountsView {
     /// Deliveries created: matching events, and replays.
     pub matched: u64,
@@ -87,13 +97,17 @@ pub struct RouteCountsView {
     /// Failed attempts, ever.
     pub failed_attempts: u64,
     /// When the oldest pending delivery was created.
-    pub oldest_pending_at: Option<Millis>,
+    #[schema(required = true)]
+    pub oldest_pending_at: Option<i64>,
     /// The last failure, secrets removed.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// When it happened.
-    pub last_error_at: Option<Millis>,
+    #[schema(required = true)]
+    pub last_error_at: Option<i64>,
     /// When the last delivery succeeded.
-    pub last_delivered_at: Option<Millis>,
+    #[schema(required = true)]
+    pub last_delivered_at: Option<i64>,
 }
 
 impl RouteView {
@@ -143,7 +157,7 @@ impl RouteView {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStateValue {
     /// Waiting for its next attempt (or being attempted now).
@@ -176,13 +190,14 @@ impl DeliveryStateValue {
 }
 
 /// One delivery of a stored event to a route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteDeliveryView {
     /// The delivery's id.
     pub id: i64,
     /// The event's id (`/api/v1/events/{id}`).
     pub event_id: i64,
     /// The event's tracking number; null when the event is no longer stored.
+    #[schema(required = true)]
     pub tracking_number: Option<String>,
     /// The route.
     pub route: String,
@@ -193,18 +208,23 @@ pub struct RouteDeliveryView {
     /// `ingest` (a matching event arrived) or `replay`.
     pub origin: String,
     /// Created.
-    pub created_at: Millis,
+    pub created_at: i64,
     /// Last changed.
-    pub updated_at: Millis,
+    pub updated_at: i64,
     /// When the next attempt is due, while pending.
-    pub next_attempt_at: Option<Millis>,
+    #[schema(required = true)]
+    pub next_attempt_at: Option<i64>,
     /// When the sink took it.
-    pub delivered_at: Option<Millis>,
+    #[schema(required = true)]
+    pub delivered_at: Option<i64>,
     /// The status the target answered on the last attempt (HTTP status), when it answered.
+    #[schema(required = true)]
     pub last_status: Option<u16>,
     /// The last failure, secrets removed.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// How long the last attempt took, in milliseconds; null before the first attempt.
+    #[schema(required = true)]
     pub last_latency_ms: Option<f64>,
 }
 
@@ -230,38 +250,92 @@ impl RouteDeliveryView {
 }
 
 /// A page of deliveries, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteDeliveryList {
     /// The deliveries.
     pub items: Vec<RouteDeliveryView>,
     /// Pass as `before_id` to get the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<i64>,
 }
 
-/// One delivery with every attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One delivery with every attempt: the fields of a delivery in a list, but with `attempts`
+/// listing the attempts rather than counting them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteDeliveryDetail {
-    /// The delivery.
-    #[serde(flatten)]
-    pub delivery: RouteDeliveryView,
-    /// Its attempts, oldest first.
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id (`/api/v1/events/{id}`).
+    pub event_id: i64,
+    /// The event's tracking number; null when the event is no longer stored.
+    #[schema(required = true)]
+    pub tracking_number: Option<String>,
+    /// The route.
+    pub route: String,
+    /// Where it stands.
+    pub state: DeliveryStateValue,
+    /// `ingest` (a matching event arrived) or `replay`.
+    pub origin: String,
+    /// Created.
+    pub created_at: i64,
+    /// Last changed.
+    pub updated_at: i64,
+    /// When the next attempt is due, while pending.
+    #[schema(required = true)]
+    pub next_attempt_at: Option<i64>,
+    /// When the sink took it.
+    #[schema(required = true)]
+    pub delivered_at: Option<i64>,
+    /// The status the target answered on the last attempt (HTTP status), when it answered.
+    #[schema(required = true)]
+    pub last_status: Option<u16>,
+    /// The last failure, secrets removed.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// How long the last attempt took, in milliseconds; null before the first attempt.
+    #[schema(required = true)]
+    pub last_latency_ms: Option<f64>,
+    /// Every attempt, oldest first.
     pub attempts: Vec<AttemptView>,
 }
 
+impl RouteDeliveryDetail {
+    fn new(delivery: RouteDeliveryView, attempts: Vec<AttemptView>) -> RouteDeliveryDetail {
+        RouteDeliveryDetail {
+            id: delivery.id,
+            event_id: delivery.event_id,
+            tracking_number: delivery.tracking_number,
+            route: delivery.route,
+            state: delivery.state,
+            origin: delivery.origin,
+            created_at: delivery.created_at,
+            updated_at: delivery.updated_at,
+            next_attempt_at: delivery.next_attempt_at,
+            delivered_at: delivery.delivered_at,
+            last_status: delivery.last_status,
+            last_error: delivery.last_error,
+            last_latency_ms: delivery.last_latency_ms,
+            attempts,
+        }
+    }
+}
+
 /// One attempt of a delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptView {
     /// Its number (1 for the first).
     pub attempt: u32,
     /// When it started.
-    pub started_at: Millis,
+    pub started_at: i64,
     /// How long it took, in milliseconds.
     pub latency_ms: f64,
     /// `delivered`, `failed` (to be retried) or `dead` (the last).
     pub outcome: String,
     /// The status the target answered (HTTP status), when it answered.
+    #[schema(required = true)]
     pub status: Option<u16>,
     /// Why it failed, secrets removed.
+    #[schema(required = true)]
     pub error: Option<String>,
 }
 
@@ -279,7 +353,7 @@ impl AttemptView {
 }
 
 /// Does a stored event match a route, and what would be sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RouteTestResult {
     /// The route.
     pub route: String,
@@ -289,17 +363,20 @@ pub struct RouteTestResult {
     pub sink: String,
     /// What would be sent (secrets removed), whether or not the event matches; null when it
     /// cannot be rendered (see `error`).
+    #[schema(required = true)]
     pub preview: Option<PreviewView>,
     /// Why nothing could be rendered (a template error, an event that is not JSON).
+    #[schema(required = true)]
     pub error: Option<String>,
 }
 
 /// What a delivery would send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PreviewView {
     /// Where it would go (`POST https://…`, a subject, a file), secrets removed.
     pub target: String,
     /// Headers (or message headers) as `[name, value]` pairs, secret values removed.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: String,
@@ -329,7 +406,7 @@ impl From<TestOutcome> for RouteTestResult {
 
 /// Which dead letters to put back to pending, with a fresh retry budget. An empty body, or one
 /// with neither field, retries every dead letter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     /// Only this route's dead letters.
@@ -341,7 +418,7 @@ pub struct RetryRequest {
 }
 
 /// How many dead letters went back to pending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryResult {
     /// Deliveries put back to pending.
     pub retried: u64,
@@ -349,14 +426,16 @@ pub struct RetryResult {
 
 /// Which stored events to deliver to a route again. An empty body replays every stored event
 /// that matches the route's filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequestBody {
     /// Events received at or after this time (RFC 3339).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub since: Option<String>,
     /// Events received before this time (RFC 3339).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     /// An extra Jayway filter: both it and the route's own must match.
     #[serde(default)]
@@ -367,7 +446,7 @@ pub struct ReplayRequestBody {
 }
 
 /// What a replay did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReplayResult {
     /// Events read.
     pub scanned: u64,
@@ -456,11 +535,11 @@ pub async fn delivery(
         return Ok(None);
     };
     let attempts = store.delivery_attempts(id).await?;
-    Ok(Some(RouteDeliveryDetail {
-        delivery: RouteDeliveryView::new(routes, delivery),
-        attempts: attempts
+    Ok(Some(RouteDeliveryDetail::new(
+        RouteDeliveryView::new(routes, delivery),
+        attempts
             .into_iter()
             .map(|attempt| AttemptView::new(routes, attempt))
             .collect(),
-    }))
+    )))
 }
