@@ -118,8 +118,8 @@ impl FromRequestParts<AppState> for AdminAccess {
             Access::Admin => Ok(AdminAccess),
             Access::Read if state.admin_credentials.is_empty() => Err(ApiError::forbidden(
                 "retries and replays through the API need an admin token, and none is \
-                 configured: set [admin] tokens in the configuration (or use provtrail deadletter \
-                 retry / provtrail replay)",
+                 configured: give provtrail serve --admin-token or set [admin] tokens (or use \
+                 provtrail deadletter retry / provtrail replay)",
             )),
             Access::Read => Err(ApiError::forbidden(
                 "a read token cannot retry or replay: this needs an admin token",

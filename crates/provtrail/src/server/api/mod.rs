@@ -93,8 +93,8 @@ impl Modify for TokenSchemes {
         components.add_security_scheme("read_token", SecurityScheme::Http(read));
         let mut admin = Http::new(HttpAuthScheme::Bearer);
         admin.description = Some(
-            "An admin token (`[admin] tokens`): retries dead letters and replays events to a \
-             route, and reads the routes. Never a read or ingest token."
+            "An admin token (`--admin-token`, `[admin] tokens`): retries dead letters and \
+             replays events to a route, and reads the routes. Never a read or ingest token."
                 .to_owned(),
         );
         components.add_security_scheme("admin_token", SecurityScheme::Http(admin));

@@ -51,8 +51,8 @@ fn read_only_note(name: Option<&str>) -> Markup {
     html! {
         p.note {
             "This page only reads. Retrying dead letters and replaying events send traffic to other "
-            "systems, so they need an admin token (" code { "[admin] tokens" } "), which the web "
-            "UI does not sign in with: use "
+            "systems, so they need an admin token (" code { "[admin] tokens" } " or "
+            code { "--admin-token" } "), which the web UI does not sign in with: use "
             code { "provtrail deadletter retry --route " (route) } " and "
             code { "provtrail replay --route " (route) } ", or "
             code { "POST /api/v1/deadletters/retry" } " and "
