@@ -4,6 +4,7 @@
 //   PROVTRAIL_URL           base URL of the running server
 //   PROVTRAIL_READ_TOKEN    a read token (signs in)
 //   PROVTRAIL_INGEST_TOKEN  an ingest token (posts events; must not sign in)
+//   PROVTRAIL_ROUTE_SECRETS secrets of the configured routes (comma-separated; no page may show them)
 //   CHROMIUM                the browser (default /usr/bin/chromium)
 // A screenshot of every page goes to ./artifacts/.
 
@@ -17,6 +18,7 @@ import { chromium } from 'playwright-core';
 const base = required('PROVTRAIL_URL');
 const readToken = required('PROVTRAIL_READ_TOKEN');
 const ingestToken = required('PROVTRAIL_INGEST_TOKEN');
+const routeSecrets = required('PROVTRAIL_ROUTE_SECRETS').split(',');
 const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const TIMEOUT = 15_000;
 
@@ -282,6 +284,46 @@ test('delivery log and quarantine', async () => {
   await page.close();
 });
 
+test('routes: each route with its counts, and one route with its dead letters and deliveries', async () => {
+  const page = watch(await laptop.newPage());
+  // The failures posted so far (the hostile one included) go to the archive and to a webhook
+  // that no one listens at, where they end in the dead letters after two attempts.
+  assert.equal((await postEvent(event(`routed-${Date.now()}`, { result: 'FAILED', error: 'Routed failure' }))).status, 200);
+  const failuresRow = page.locator('table.routes tbody tr', { hasText: 'failures-to-ticketing' });
+  for (let tries = 0; ; tries += 1) {
+    await page.goto(`${base}/routes`);
+    await page.getByRole('heading', { name: 'Routes', exact: true }).waitFor();
+    const dead = await failuresRow.locator('td[data-label="Dead"]').innerText();
+    if (Number(dead.replace(/,/g, '')) >= 2) break;
+    assert.ok(tries < 50, `the failures did not reach the dead letters (dead: ${dead})`);
+    await page.waitForTimeout(200);
+  }
+  assert.equal(await page.locator('table.routes tbody tr').count(), 2);
+  const archiveRow = page.locator('table.routes tbody tr', { hasText: 'archive' });
+  assert.match(await archiveRow.locator('td[data-label="Sink"]').innerText(), /file/);
+  assert.match(await failuresRow.locator('td[data-label="Filter"]').innerText(), /provisioningResult contains "FAILED"/);
+  assert.match(await failuresRow.locator('td[data-label="Last error"]').innerText(), /\S/);
+  assert.match(await page.locator('main').innerText(), /provtrail deadletter retry/);
+  for (const secret of routeSecrets) assert.ok(!(await page.content()).includes(secret), 'a secret on the page');
+  await shot(page, 'routes');
+
+  await failuresRow.getByRole('link', { name: 'failures-to-ticketing' }).click();
+  await page.waitForURL(/\/routes\/failures-to-ticketing$/);
+  await page.getByRole('heading', { name: /^Dead letters \(\d+\)$/ }).waitFor();
+  assert.ok(await page.locator('section[aria-labelledby="dead-letters"] tbody tr').count() >= 2);
+  assert.match(await page.locator('dl.summary-grid').first().innerText(), /webhook/);
+  for (const secret of routeSecrets) assert.ok(!(await page.content()).includes(secret), 'a secret on the page');
+  await shot(page, 'route');
+  await page.getByLabel('State').selectOption('dead');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/state=dead/);
+  await page.locator('section[aria-labelledby="recent"] tbody tr').first().waitFor();
+  await page.goto(`${base}/routes/archive`);
+  await page.getByRole('heading', { name: 'Recent deliveries' }).waitFor();
+  await shot(page, 'route-archive');
+  await page.close();
+});
+
 test('keyboard: the skip link comes first and leads to the content', async () => {
   const page = watch(await laptop.newPage());
   await page.goto(`${base}/failures`);
@@ -311,6 +353,8 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
     playground: `/playground?filter=${encodeURIComponent("$[?($.action == 'IdentityRefresh')]")}`,
     deliveries: '/deliveries',
     quarantine: '/quarantine',
+    routes: '/routes',
+    route: '/routes/failures-to-ticketing',
   };
   for (const [name, href] of Object.entries(pages)) {
     await page.goto(`${base}${href}`);

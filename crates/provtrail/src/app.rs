@@ -146,27 +146,43 @@ impl Settings {
                 message: "a token cannot be empty".into(),
             });
         }
-        let admin_tokens = &config.admin.tokens;
-        if admin_tokens
-            .iter()
-            .any(|token| token.trim().is_empty() || i.tokens.contains(token))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "admin.tokens".into(),
-                message: "a token cannot be empty or also be an ingest token".into(),
-            });
-        }
         let routes = Arc::new(Routes::compile(&config.routes)?);
-        Ok(Settings {
+        let settings = Settings {
             server,
             store,
             ingest_tokens: i.tokens.clone(),
             ingest_basic: i.basic.clone(),
             no_auth: i.no_auth.unwrap_or(false),
             read_tokens: config.read.tokens.clone(),
-            admin_tokens: admin_tokens.clone(),
+            admin_tokens: config.admin.tokens.clone(),
             routes,
-        })
+        };
+        settings.check_admin_tokens()?;
+        Ok(settings)
+    }
+
+    /// Checks that no admin token is empty or also an ingest or read token: a read token that is
+    /// also an admin token would let everyone who reads the trail retry and replay.
+    pub fn check_admin_tokens(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            setting: "admin.tokens".into(),
+            message: message.into(),
+        };
+        for token in &self.admin_tokens {
+            if token.trim().is_empty() {
+                return Err(invalid("a token cannot be empty"));
+            }
+            if self.ingest_tokens.contains(token) {
+                return Err(invalid("an admin token must not also be an ingest token"));
+            }
+            if self.read_tokens.contains(token) {
+                return Err(invalid(
+                    "an admin token must not also be a read token: every reader could then retry \
+                     dead letters and replay events",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The credentials the read API and the web UI accept.

@@ -32,7 +32,7 @@ async fn the_served_document_is_the_checked_in_one() {
     // Every documented path answers (401 without a token), none is a 404.
     let document: Value = serde_json::from_str(&served).unwrap();
     for (path, operations) in document["paths"].as_object().unwrap() {
-        let concrete = path.replace("{id}", "1");
+        let concrete = path.replace("{id}", "1").replace("{name}", "a-route");
         for method in operations.as_object().unwrap().keys() {
             let request = common::client().request(
                 method.to_uppercase().parse().unwrap(),

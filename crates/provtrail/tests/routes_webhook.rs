@@ -172,6 +172,12 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
         .find(|d| d["attempts"].as_u64().unwrap() > 1)
         .expect("some delivery needed more than one attempt");
     let id = retried["id"].as_i64().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|d| d["state"] == "delivered" && d["last_latency_ms"].as_f64().is_some()),
+        "{page}"
+    );
     let (status, detail) = api(
         &server,
         &format!("/api/v1/route-deliveries/{id}"),
@@ -257,8 +263,9 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
         "{dead}"
     );
 
-    // A read token may not retry; an admin token may.
-    let (status, _) = api_post(
+    // A read token may not retry (403); no token is 401; an admin token may. Errors have the
+    // read API's shape.
+    let (status, body) = api_post(
         &server,
         "/api/v1/deadletters/retry",
         READ_TOKEN,
@@ -266,6 +273,42 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
     )
     .await;
     assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    let (status, body) = api_post(
+        &server,
+        "/api/v1/deadletters/retry",
+        "not-a-token",
+        serde_json::json!({"route": "hook"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &"unauthorized".into())
+    );
+    for bad in [
+        serde_json::json!(["hook"]),
+        serde_json::json!({"routes": "hook"}),
+    ] {
+        let (status, body) = api_post(&server, "/api/v1/deadletters/retry", ADMIN_TOKEN, bad).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &"invalid_body".into())
+        );
+    }
+    let (status, body) = api(
+        &server,
+        "/api/v1/deadletters?route=hook&limit=0",
+        READ_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["parameter"], "limit", "{body}");
+    let (status, body) = api(&server, "/api/v1/deadletters?rout=hook", READ_TOKEN).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &"unknown_parameter".into())
+    );
+    assert_eq!(count(&db, "hook", 2), 4, "nothing was retried");
     receiver.set_mode(Mode::Up);
     let (status, body) = api_post(
         &server,

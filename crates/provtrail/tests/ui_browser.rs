@@ -28,6 +28,46 @@ const INGEST: &str = "ptk_browser-test-ingest-token-0123456789";
 /// Synthetic events in the seeded store, spread over the last week.
 const SEEDED: usize = 800;
 
+/// Secrets of the routes: no page may show them.
+const ROUTE_SECRETS: [&str; 2] = [
+    "browser-route-secret-bearer-5c2e",
+    "browser-route-secret-query-91d0",
+];
+
+/// Two routes for the routes pages: every event to a file, and failures to a webhook that no
+/// one listens at (the discard port on loopback), so that they end in the dead letters quickly.
+/// The seeded events are not routed (they are imported, not posted); those the browser tests
+/// post are.
+fn routes_config(dir: &Path) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "archive"
+[routes.sink]
+type = "file"
+path = "{archive}"
+fsync = false
+
+[[routes]]
+name = "failures-to-ticketing"
+filter = '$[?($.accountRequests[*].provisioningResult contains "FAILED")]'
+allow_private = true
+timeout = "2s"
+[routes.retry]
+max_attempts = 2
+initial_delay = "50ms"
+max_delay = "100ms"
+[routes.sink]
+type = "webhook"
+url = "http://127.0.0.1:9/tickets?api_key={query}"
+bearer_token = "{bearer}"
+"#,
+        archive = dir.join("archive.jsonl").display(),
+        bearer = ROUTE_SECRETS[0],
+        query = ROUTE_SECRETS[1],
+    )
+}
+
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
 }
@@ -106,9 +146,14 @@ async fn the_web_ui_works_in_a_real_browser() {
     let db = dir.path().join("browser.db");
     seed(&db).await;
     let db_arg = db.to_str().unwrap().to_owned();
+    let config = dir.path().join("provtrail.toml");
+    std::fs::write(&config, routes_config(dir.path())).unwrap();
+    let config_arg = config.to_str().unwrap().to_owned();
     let server = ServerProcess::start(
         dir.path(),
         &[
+            "--config",
+            &config_arg,
             "--db",
             &db_arg,
             "--listen",
@@ -126,6 +171,7 @@ async fn the_web_ui_works_in_a_real_browser() {
         .env("PROVTRAIL_URL", format!("http://{}", server.addr))
         .env("PROVTRAIL_READ_TOKEN", READ)
         .env("PROVTRAIL_INGEST_TOKEN", INGEST)
+        .env("PROVTRAIL_ROUTE_SECRETS", ROUTE_SECRETS.join(","))
         .env("CHROMIUM", chromium())
         .kill_on_drop(true);
     let status = tokio::time::timeout(Duration::from_secs(300), node.status())

@@ -48,6 +48,16 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub read_tokens: Vec<String>,
+    /// A token that may also retry dead letters and replay events through the API (repeatable);
+    /// never a read or ingest token.
+    #[arg(
+        long = "admin-token",
+        env = "PROVTRAIL_ADMIN_TOKEN",
+        value_delimiter = ',',
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_tokens: Vec<String>,
     /// Accept events without credentials (local use only).
     #[arg(long, env = "PROVTRAIL_NO_AUTH")]
     pub no_auth: bool,
@@ -121,6 +131,10 @@ impl ServerArgs {
         if !self.read_tokens.is_empty() {
             config.read.tokens = self.read_tokens.clone();
         }
+        // Like the read tokens: given here, they replace the file's.
+        if !self.admin_tokens.is_empty() {
+            config.admin.tokens = self.admin_tokens.clone();
+        }
         let store = &mut config.store;
         set(&mut store.path, &self.db);
         set(&mut store.commit_max_wait, &self.commit_max_wait);
@@ -183,6 +197,9 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
         }
         read_token_file = Some(path);
     }
+    // Again with the tokens kept beside the database, which the configuration did not show: an
+    // admin token copied from one would make every reader an admin.
+    settings.check_admin_tokens()?;
     Ok(Prepared {
         settings,
         new_token,

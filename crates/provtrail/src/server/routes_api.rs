@@ -1,4 +1,4 @@
-//! The routes' JSON API, for the web UI and scripts.
+//! The routes' JSON API, for scripts and the web UI's pages.
 //!
 //! | method and path | what | who |
 //! |---|---|---|
@@ -7,394 +7,495 @@
 //! | `GET /api/v1/routes/{name}/test?event_id=N` | does stored event N match, what would be sent | read token |
 //! | `GET /api/v1/route-deliveries?route=&state=&event_id=&before_id=&limit=` | deliveries, newest first | read token |
 //! | `GET /api/v1/route-deliveries/{id}` | one delivery with every attempt | read token |
-//! | `GET /api/v1/deadletters?route=&before_id=&limit=` | the dead letters | read token |
+//! | `GET /api/v1/deadletters?route=&event_id=&before_id=&limit=` | the dead letters | read token |
 //! | `POST /api/v1/deadletters/retry` `{"route"?, "ids"?}` | dead letters back to pending | admin token |
-//! | `POST /api/v1/routes/{name}/replay` `{"since"?, "until"?, "filter"?}` | re-deliver stored events | admin token |
+//! | `POST /api/v1/routes/{name}/replay` `{"since"?, "until"?, "filter"?, "ignore_route_filter"?}` | re-deliver stored events | admin token |
+//!
+//! The handlers are thin and belong to the read API in all but their place: the documents and the
+//! reads behind them are `api/routes.rs` (shared with the web UI), parameters are checked as the
+//! read API checks its own (`api/params.rs`), errors have its one shape, and the
+//! `#[utoipa::path]` attributes put these endpoints in its OpenAPI document.
 //!
 //! Why a separate admin token for the two POSTs: read tokens are handed to everyone who looks at
 //! the trail, and a retry or a replay sends traffic to third-party systems (tickets reopened,
-//! people notified again). Without `[admin] tokens` in the configuration the POSTs answer 403;
-//! the same operations stay available on the command line, to whoever can open the database.
+//! people notified again). An admin token reads the routes too. A request without a valid read or
+//! admin token is answered 401; a read token asking for a change, 403 (also when no admin token
+//! is configured: the same operations stay available on the command line, to whoever can open
+//! the database).
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{AppState, error_response};
+use super::AppState;
+use super::api::endpoint;
+use super::api::error::ApiError;
+use super::api::handlers::{Pairs, json_body, pairs, path_id};
+use super::api::model::ErrorBody;
+use super::api::params::{
+    DeadLettersParams, Params, RouteDeliveriesParams, RouteTestParams, dead_letters_accepted,
+    route_deliveries_accepted, route_test_accepted,
+};
+use super::api::routes::{
+    self, ReplayRequestBody, ReplayResult, RetryRequest, RetryResult, RouteDeliveryDetail,
+    RouteDeliveryList, RouteList, RouteTestResult, RouteView,
+};
+use crate::auth::AuthError;
 use crate::routes::replay::{ReplayError, ReplayRequest, replay};
-use crate::store::{DeliveryState, RouteCounts, RouteDeliveryQuery, StoreError};
+use crate::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery};
 
 /// The routes' endpoints.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/routes", get(list_routes))
-        .route("/api/v1/routes/{name}", get(get_route))
-        .route("/api/v1/routes/{name}/test", get(test_route))
-        .route("/api/v1/routes/{name}/replay", post(replay_route))
-        .route("/api/v1/route-deliveries", get(list_deliveries))
-        .route("/api/v1/route-deliveries/{id}", get(get_delivery))
-        .route("/api/v1/deadletters", get(list_dead))
-        .route("/api/v1/deadletters/retry", post(retry_dead))
+        .route("/api/v1/routes", endpoint(get(list_routes)))
+        .route("/api/v1/routes/{name}", endpoint(get(get_route)))
+        .route("/api/v1/routes/{name}/test", endpoint(get(test_route)))
+        .route("/api/v1/routes/{name}/replay", endpoint(post(replay_route)))
+        .route("/api/v1/route-deliveries", endpoint(get(list_deliveries)))
+        .route("/api/v1/route-deliveries/{id}", endpoint(get(get_delivery)))
+        .route("/api/v1/deadletters", endpoint(get(list_dead)))
+        .route("/api/v1/deadletters/retry", endpoint(post(retry_dead)))
 }
 
-fn authorization(headers: &HeaderMap) -> Option<&[u8]> {
-    headers
+/// Who the request's `Authorization` header says is asking.
+enum Access {
+    Admin,
+    Read,
+    Nobody(AuthError),
+}
+
+fn access(parts: &Parts, state: &AppState) -> Access {
+    let authorization = parts
+        .headers
         .get(header::AUTHORIZATION)
-        .map(|value| value.as_bytes())
-}
-
-/// Reads need a read token (an admin token also reads); the refusal when not.
-fn deny_read(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let presented = authorization(headers);
-    if state.read_credentials.check(presented).is_ok()
-        || (!state.admin_credentials.is_empty() && state.admin_credentials.check(presented).is_ok())
-    {
-        return None;
+        .map(HeaderValue::as_bytes);
+    if state.admin_credentials.check(authorization).is_ok() {
+        return Access::Admin;
     }
-    let mut response = error_response(StatusCode::UNAUTHORIZED, "a read token is required");
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    Some(response)
-}
-
-/// Changes need an admin token; the refusal when not.
-fn deny_change(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if state.admin_credentials.is_empty() {
-        return Some(error_response(
-            StatusCode::FORBIDDEN,
-            "retries and replays through the API need an admin token: set [admin] tokens in the \
-             configuration (or use provtrail deadletter retry / provtrail replay)",
-        ));
+    match state.read_credentials.check(authorization) {
+        Ok(()) => Access::Read,
+        Err(err) => Access::Nobody(err),
     }
-    state
-        .admin_credentials
-        .check(authorization(headers))
-        .err()
-        .map(|_| error_response(StatusCode::FORBIDDEN, "an admin token is required"))
 }
 
-/// A JSON body, or the default for an empty one; the error says what is wrong.
-fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|err| format!("the body is not valid: {err}"))
+fn unauthorized(err: AuthError) -> ApiError {
+    ApiError::unauthorized(format!(
+        "{err}: the routes API needs a read token (or an admin token) as Authorization: Bearer \
+         <token>; ingest credentials are not accepted"
+    ))
 }
 
-fn store_error(err: &StoreError) -> Response {
-    let status = match err {
-        StoreError::Unavailable(_) | StoreError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-        StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
-        StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error_response(status, &err.to_string())
-}
+/// Proof that the request carries a read token or an admin token; checked before anything else
+/// is read.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteReadAccess;
 
-fn route_json(state: &AppState, name: &str, counts: Option<&RouteCounts>) -> Value {
-    let counts = counts.cloned().unwrap_or_else(|| RouteCounts {
-        route: name.to_owned(),
-        ..RouteCounts::default()
-    });
-    let counts_json = json!({
-        "matched": counts.matched,
-        "delivered": counts.delivered,
-        "pending": counts.pending,
-        "dead": counts.dead,
-        "failed_attempts": counts.failed_attempts,
-        "oldest_pending_at": counts.oldest_pending_at,
-        "last_error": counts.last_error.as_deref().map(|e| state.routes.redact(e)),
-        "last_error_at": counts.last_error_at,
-        "last_delivered_at": counts.last_delivered_at,
-    });
-    match state.routes.get(name) {
-        Some(route) => {
-            let mut value = serde_json::to_value(route.info()).unwrap_or_default();
-            value["configured"] = json!(true);
-            value["counts"] = counts_json;
-            value
+impl FromRequestParts<AppState> for RouteReadAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match access(parts, state) {
+            Access::Admin | Access::Read => Ok(RouteReadAccess),
+            Access::Nobody(err) => Err(unauthorized(err)),
         }
-        None => json!({"name": name, "configured": false, "counts": counts_json}),
     }
 }
 
-async fn list_routes(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(response) = deny_read(&state, &headers) {
-        return response;
+/// Proof that the request carries an admin token; checked before anything else is read, the
+/// body included.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAccess;
+
+impl FromRequestParts<AppState> for AdminAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match access(parts, state) {
+            Access::Admin => Ok(AdminAccess),
+            Access::Read if state.admin_credentials.is_empty() => Err(ApiError::forbidden(
+                "retries and replays through the API need an admin token, and none is \
+                 configured: give provtrail serve --admin-token or set [admin] tokens (or use \
+                 provtrail deadletter retry / provtrail replay)",
+            )),
+            Access::Read => Err(ApiError::forbidden(
+                "a read token cannot retry or replay: this needs an admin token",
+            )),
+            Access::Nobody(err) => Err(unauthorized(err)),
+        }
     }
-    let counts = match state.store.route_counts().await {
-        Ok(counts) => counts,
-        Err(err) => return store_error(&err),
-    };
-    let mut routes: Vec<Value> = state
+}
+
+/// A route name from the path, or a 400 in the API's shape.
+fn path_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    name.map(|Path(name)| name)
+        .map_err(|err| ApiError::invalid("name", format!("`name` cannot be read: {err}")))
+}
+
+fn no_route(name: &str) -> ApiError {
+    ApiError::not_found(format!("there is no route {name:?}"))
+}
+
+/// A JSON object body, or the default for an empty body or `null` (the document declares the
+/// body optional, which some clients send as `null`).
+fn parse_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    let invalid = |why: String| ApiError::invalid_body(format!("the body must be {shape}: {why}"));
+    match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        None => Ok(T::default()),
+        // serde reads a struct from an array of its fields too; the document says object.
+        Some(b'{' | b'n') => serde_json::from_slice::<Option<T>>(body)
+            .map(Option::unwrap_or_default)
+            .map_err(|err| invalid(err.to_string())),
+        Some(_) => Err(invalid("it is not an object".to_owned())),
+    }
+}
+
+/// List the routes.
+///
+/// Every configured route in configuration order, then the routes no longer configured that still
+/// have deliveries: settings with secrets removed, and counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes",
+    tag = "routes",
+    operation_id = "listRoutes",
+    security(("read_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every route", body = RouteList),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn list_routes(
+    _: RouteReadAccess,
+    State(state): State<AppState>,
+) -> Result<Json<RouteList>, ApiError> {
+    Ok(Json(
+        routes::list(state.store.as_ref(), &state.routes).await?,
+    ))
+}
+
+/// One route.
+///
+/// A configured route, or one no longer configured that still has deliveries.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes/{name}",
+    tag = "routes",
+    operation_id = "getRoute",
+    params(("name" = String, Path, description = "The route's name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    security(("read_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The route", body = RouteView),
+        (status = 400, description = "The name cannot be read", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 404, description = "No route has this name", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn get_route(
+    _: RouteReadAccess,
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<RouteView>, ApiError> {
+    let name = path_name(name)?;
+    routes::route(state.store.as_ref(), &state.routes, &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_route(&name))
+}
+
+/// Test a route on a stored event.
+///
+/// Whether the route's filter matches the event, and what the route would send for it (secrets
+/// removed). Nothing is sent.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes/{name}/test",
+    tag = "routes",
+    operation_id = "testRoute",
+    params(
+        ("name" = String, Path, description = "The route's name", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        RouteTestParams,
+    ),
+    security(("read_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Whether it matches, and what would be sent", body = RouteTestResult),
+        (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 404, description = "No configured route has this name, or no event this id", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn test_route(
+    _: RouteReadAccess,
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    query: Pairs,
+) -> Result<Json<RouteTestResult>, ApiError> {
+    let name = path_name(name)?;
+    let params = Params::parse(pairs(query)?, route_test_accepted())?;
+    let event_id = params.integer("event_id", 1, i64::MAX)?.ok_or_else(|| {
+        ApiError::invalid("event_id", "`event_id` is required: a stored event's id")
+    })?;
+    let route = state
         .routes
-        .iter()
-        .map(|route| {
-            let found = counts.iter().find(|c| c.route == route.name);
-            route_json(&state, &route.name, found)
-        })
-        .collect();
-    // Routes no longer configured that still have deliveries.
-    for found in counts
-        .iter()
-        .filter(|c| state.routes.get(&c.route).is_none())
-    {
-        routes.push(route_json(&state, &found.route, Some(found)));
-    }
-    Json(json!({"routes": routes})).into_response()
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| no_route(&name))?;
+    let event = state
+        .store
+        .get_event(event_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("there is no event {event_id}")))?;
+    let outcome = route.test(&event.raw, event.summary.id, event.summary.received_at);
+    Ok(Json(outcome.into()))
 }
 
-async fn get_route(
+/// List deliveries.
+///
+/// Deliveries of stored events to routes, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/route-deliveries",
+    tag = "routes",
+    operation_id = "listRouteDeliveries",
+    params(RouteDeliveriesParams),
+    security(("read_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of deliveries, newest first", body = RouteDeliveryList),
+        (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn list_deliveries(
+    _: RouteReadAccess,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Some(response) = deny_read(&state, &headers) {
-        return response;
-    }
-    let counts = match state.store.route_counts().await {
-        Ok(counts) => counts,
-        Err(err) => return store_error(&err),
-    };
-    let found = counts.iter().find(|c| c.route == name);
-    if state.routes.get(&name).is_none() && found.is_none() {
-        return error_response(StatusCode::NOT_FOUND, "no such route");
-    }
-    Json(route_json(&state, &name, found)).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct TestParams {
-    event_id: i64,
-}
-
-async fn test_route(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(params): Query<TestParams>,
-) -> Response {
-    if let Some(response) = deny_read(&state, &headers) {
-        return response;
-    }
-    let Some(route) = state.routes.get(&name).cloned() else {
-        return error_response(StatusCode::NOT_FOUND, "no such route");
-    };
-    match state.store.get_event(params.event_id).await {
-        Ok(Some(event)) => {
-            let outcome = route.test(&event.raw, event.summary.id, event.summary.received_at);
-            Json(outcome).into_response()
-        }
-        Ok(None) => error_response(StatusCode::NOT_FOUND, "no such event"),
-        Err(err) => store_error(&err),
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DeliveryParams {
-    route: Option<String>,
-    state: Option<String>,
-    event_id: Option<i64>,
-    before_id: Option<i64>,
-    limit: Option<usize>,
-}
-
-async fn deliveries_page(state: &AppState, query: RouteDeliveryQuery) -> Response {
-    match state.store.route_deliveries(&query).await {
-        Ok(mut page) => {
-            for delivery in &mut page.items {
-                delivery.last_error = delivery
-                    .last_error
-                    .as_deref()
-                    .map(|error| state.routes.redact(error));
-            }
-            Json(page).into_response()
-        }
-        Err(err) => store_error(&err),
-    }
-}
-
-async fn list_deliveries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<DeliveryParams>,
-) -> Response {
-    if let Some(response) = deny_read(&state, &headers) {
-        return response;
-    }
-    let delivery_state = match params.state.as_deref() {
-        None | Some("") => None,
-        Some(name) => match DeliveryState::parse(name) {
-            Some(state) => Some(state),
-            None => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "state is pending, delivered or dead",
-                );
-            }
-        },
-    };
+    query: Pairs,
+) -> Result<Json<RouteDeliveryList>, ApiError> {
+    let params = Params::parse(pairs(query)?, route_deliveries_accepted())?;
     let query = RouteDeliveryQuery {
-        route: params.route,
-        state: delivery_state,
-        event_id: params.event_id,
-        before_id: params.before_id,
-        limit: params.limit.unwrap_or(50),
+        route: params.text("route")?,
+        state: params
+            .choice("state", &["pending", "delivered", "dead"])?
+            .and_then(DeliveryState::parse),
+        event_id: params.integer("event_id", 1, i64::MAX)?,
+        before_id: params.integer("before_id", 1, i64::MAX)?,
+        limit: params.limit()?,
     };
-    deliveries_page(&state, query).await
+    Ok(Json(
+        routes::deliveries(state.store.as_ref(), &state.routes, &query).await?,
+    ))
 }
 
-async fn list_dead(
+/// List the dead letters.
+///
+/// Deliveries given up on after the retry policy's last attempt, or refused for good by the
+/// sink, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deadletters",
+    tag = "routes",
+    operation_id = "listDeadLetters",
+    params(DeadLettersParams),
+    security(("read_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of dead letters, newest first", body = RouteDeliveryList),
+        (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn list_dead(
+    _: RouteReadAccess,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<DeliveryParams>,
-) -> Response {
-    if let Some(response) = deny_read(&state, &headers) {
-        return response;
-    }
+    query: Pairs,
+) -> Result<Json<RouteDeliveryList>, ApiError> {
+    let params = Params::parse(pairs(query)?, dead_letters_accepted())?;
     let query = RouteDeliveryQuery {
-        route: params.route,
+        route: params.text("route")?,
         state: Some(DeliveryState::Dead),
-        event_id: params.event_id,
-        before_id: params.before_id,
-        limit: params.limit.unwrap_or(50),
+        event_id: params.integer("event_id", 1, i64::MAX)?,
+        before_id: params.integer("before_id", 1, i64::MAX)?,
+        limit: params.limit()?,
     };
-    deliveries_page(&state, query).await
+    Ok(Json(
+        routes::deliveries(state.store.as_ref(), &state.routes, &query).await?,
+    ))
 }
 
-async fn get_delivery(
+/// One delivery, with every attempt.
+#[utoipa::path(
+    get,
+    path = "/api/v1/route-deliveries/{id}",
+    tag = "routes",
+    operation_id = "getRouteDelivery",
+    params(("id" = i64, Path, description = "The delivery's id", minimum = 1)),
+    security(("read_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The delivery and its attempts", body = RouteDeliveryDetail),
+        (status = 400, description = "The id is not a positive integer", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 404, description = "No delivery has this id", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn get_delivery(
+    _: RouteReadAccess,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<RouteDeliveryDetail>, ApiError> {
+    let id = path_id(id)?;
+    routes::delivery(state.store.as_ref(), &state.routes, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("there is no route delivery {id}")))
+}
+
+/// Retry dead letters.
+///
+/// Puts dead letters back to pending with a fresh retry budget: those of `route`, or those with
+/// the given `ids`, or (an empty body) every one. Needs an admin token: the deliveries are sent
+/// again to other systems.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deadletters/retry",
+    tag = "routes",
+    operation_id = "retryDeadLetters",
+    request_body(content = Option<RetryRequest>, content_type = "application/json"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "How many went back to pending", body = RetryResult),
+        (status = 400, description = "The body is not acceptable", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn retry_dead(
+    _: AdminAccess,
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    if let Some(response) = deny_read(&state, &headers) {
-        return response;
-    }
-    let query = RouteDeliveryQuery {
-        before_id: Some(id.saturating_add(1)),
-        limit: 1,
-        ..RouteDeliveryQuery::default()
-    };
-    let delivery = match state.store.route_deliveries(&query).await {
-        Ok(page) => page.items.into_iter().find(|delivery| delivery.id == id),
-        Err(err) => return store_error(&err),
-    };
-    let Some(mut delivery) = delivery else {
-        return error_response(StatusCode::NOT_FOUND, "no such delivery");
-    };
-    delivery.last_error = delivery
-        .last_error
-        .as_deref()
-        .map(|error| state.routes.redact(error));
-    let mut attempts = match state.store.delivery_attempts(id).await {
-        Ok(attempts) => attempts,
-        Err(err) => return store_error(&err),
-    };
-    for attempt in &mut attempts {
-        attempt.error = attempt
-            .error
-            .as_deref()
-            .map(|error| state.routes.redact(error));
-    }
-    let mut value = serde_json::to_value(&delivery).unwrap_or_default();
-    value["attempts"] = serde_json::to_value(&attempts).unwrap_or_default();
-    Json(value).into_response()
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RetryResult>, ApiError> {
+    let body = json_body(&headers, body)?;
+    let request: RetryRequest = parse_body(
+        &body,
+        "a JSON object {\"route\"?: string, \"ids\"?: [integer]}",
+    )?;
+    let retried = state
+        .store
+        .outbox_write(OutboxWrite::RetryDead {
+            route: request.route,
+            ids: request.ids,
+            at: chrono::Utc::now().timestamp_millis(),
+        })
+        .await?;
+    Ok(Json(RetryResult { retried }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetryBody {
-    route: Option<String>,
-    #[serde(default)]
-    ids: Vec<i64>,
-}
-
-async fn retry_dead(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Some(response) = deny_change(&state, &headers) {
-        return response;
-    }
-    let body: RetryBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
-    };
-    let write = crate::store::OutboxWrite::RetryDead {
-        route: body.route,
-        ids: body.ids,
-        at: chrono::Utc::now().timestamp_millis(),
-    };
-    match state.store.outbox_write(write).await {
-        Ok(retried) => Json(json!({"retried": retried})).into_response(),
-        Err(err) => store_error(&err),
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayBody {
-    /// RFC 3339.
-    since: Option<String>,
-    /// RFC 3339.
-    until: Option<String>,
-    filter: Option<String>,
-    #[serde(default)]
-    ignore_route_filter: bool,
-}
-
-fn parse_time(text: Option<&str>, name: &str) -> Result<Option<i64>, String> {
+/// An RFC 3339 time from the body, in Unix milliseconds.
+fn body_time(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
     text.map(|text| {
-        chrono::DateTime::parse_from_rfc3339(text)
+        chrono::DateTime::parse_from_rfc3339(text.trim())
             .map(|time| time.timestamp_millis())
-            .map_err(|_| format!("{name} is an RFC 3339 time like 2026-11-01T10:00:00Z"))
+            .map_err(|_| {
+                ApiError::invalid(
+                    name,
+                    format!("`{name}` is an RFC 3339 time like 2026-11-01T10:00:00Z, not {text:?}"),
+                )
+            })
     })
     .transpose()
 }
 
-async fn replay_route(
+/// Replay stored events to a route.
+///
+/// Creates deliveries to the route for the stored events received in `[since, until)` that
+/// match the route's filter (unless `ignore_route_filter`) and `filter`, within the request; an
+/// event with a delivery to the route still pending gets none. Needs an admin token: the events
+/// are sent again to other systems. For ranges of many thousands of events, `provtrail replay`
+/// shows its progress.
+#[utoipa::path(
+    post,
+    path = "/api/v1/routes/{name}/replay",
+    tag = "routes",
+    operation_id = "replayRoute",
+    params(("name" = String, Path, description = "The route's name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    request_body(content = Option<ReplayRequestBody>, content_type = "application/json"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "What the replay did", body = ReplayResult),
+        (status = 400, description = "The body is not acceptable, or the filter does not compile (with the position)", body = ErrorBody),
+        (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
+        (status = 404, description = "No configured route has this name", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn replay_route(
+    _: AdminAccess,
     State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    Path(name): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Some(response) = deny_change(&state, &headers) {
-        return response;
-    }
-    let Some(route) = state.routes.get(&name).cloned() else {
-        return error_response(StatusCode::NOT_FOUND, "no such route");
-    };
-    let body: ReplayBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
-    };
-    let request = match (
-        parse_time(body.since.as_deref(), "since"),
-        parse_time(body.until.as_deref(), "until"),
-    ) {
-        (Ok(since), Ok(until)) => ReplayRequest {
-            since,
-            until,
-            filter: body.filter,
-            ignore_route_filter: body.ignore_route_filter,
-        },
-        (Err(message), _) | (_, Err(message)) => {
-            return error_response(StatusCode::BAD_REQUEST, &message);
-        }
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ReplayResult>, ApiError> {
+    let name = path_name(name)?;
+    let body = json_body(&headers, body)?;
+    let request: ReplayRequestBody = parse_body(
+        &body,
+        "a JSON object {\"since\"?: string, \"until\"?: string, \"filter\"?: string, \
+         \"ignore_route_filter\"?: boolean}",
+    )?;
+    let route = state
+        .routes
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| no_route(&name))?;
+    let request = ReplayRequest {
+        since: body_time(request.since.as_deref(), "since")?,
+        until: body_time(request.until.as_deref(), "until")?,
+        filter: request.filter,
+        ignore_route_filter: request.ignore_route_filter,
     };
     match replay(&state.store, &route, &request, |_| {}).await {
-        Ok(progress) => Json(progress).into_response(),
-        Err(ReplayError::Filter(err)) => error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("the filter does not compile: {err}"),
-        ),
-        Err(ReplayError::Store(err)) => store_error(&err),
+        Ok(progress) => Ok(Json(progress.into())),
+        Err(ReplayError::Filter(err)) => Err(ApiError::invalid_filter("filter", &err)),
+        Err(ReplayError::Store(err)) => Err(err.into()),
     }
 }

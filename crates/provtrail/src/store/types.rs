@@ -795,6 +795,9 @@ pub struct RouteDelivery {
     pub last_status: Option<u16>,
     /// The last failure (secrets removed).
     pub last_error: Option<String>,
+    /// How long the last attempt took, in microseconds (the attempts table's primary key finds
+    /// it, so lists can show it without reading every attempt).
+    pub last_latency_us: Option<i64>,
 }
 
 /// One recorded attempt.

@@ -501,12 +501,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `provtrail serve <args>` in `cwd` and waits for its banner.
     pub fn start(cwd: &Path, args: &[&str]) -> ServerProcess {
+        Self::start_with_env(cwd, args, &[])
+    }
+
+    /// [`ServerProcess::start`] with these environment variables (and no other `PROVTRAIL_*`).
+    pub fn start_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PROVTRAIL_") {
                 command.env_remove(name);
             }
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .arg("--log")
             .arg("warn")

@@ -89,6 +89,11 @@ impl ApiError {
         ApiError::new(401, "unauthorized", message)
     }
 
+    /// 403: a valid token that may not do this (a read token asking for a change).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(403, "forbidden", message)
+    }
+
     /// 404: nothing with this id.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(404, "not_found", message)

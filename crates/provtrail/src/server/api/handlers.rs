@@ -16,17 +16,18 @@ use super::params::{DeliveriesParams, EventsParams, QuarantineParams, StatsParam
 use super::{ReadAccess, service};
 use crate::server::AppState;
 
-type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+/// A query string as decoded pairs, or why it could not be decoded.
+pub(crate) type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The decoded query pairs, or a 400 in the API's shape.
-fn pairs(query: Pairs) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn pairs(query: Pairs) -> Result<Vec<(String, String)>, ApiError> {
     query
         .map(|Query(pairs)| pairs)
         .map_err(|err| ApiError::invalid_body(format!("the query string cannot be read: {err}")))
 }
 
 /// An id from the path, or a 400 in the API's shape.
-fn path_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+pub(crate) fn path_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     match id {
         Ok(Path(text)) => service::parse_id(&text),
         Err(err) => Err(ApiError::invalid(
@@ -249,6 +250,19 @@ pub async fn filter_test(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FilterTestResult>, ApiError> {
+    let body = json_body(&headers, body)?;
+    let request = service::parse_filter_test(&body)?;
+    Ok(Json(
+        service::filter_test(state.store.as_ref(), request).await?,
+    ))
+}
+
+/// A request body sent as JSON (or without a content type), or a 415, 413 or 400 in the API's
+/// shape.
+pub(crate) fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let essence = String::from_utf8_lossy(content_type.as_bytes())
             .split(';')
@@ -260,15 +274,11 @@ pub async fn filter_test(
             return Err(ApiError::unsupported_media_type());
         }
     }
-    let body = body.map_err(|err| {
+    body.map_err(|err| {
         if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!("the body is too large: {err}"))
         } else {
             ApiError::invalid_body(format!("the body cannot be read: {err}"))
         }
-    })?;
-    let request = service::parse_filter_test(&body)?;
-    Ok(Json(
-        service::filter_test(state.store.as_ref(), request).await?,
-    ))
+    })
 }

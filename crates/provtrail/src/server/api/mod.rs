@@ -4,16 +4,18 @@
 //! - `service.rs`: what each endpoint does, shared with the CLI (`search`, `show`, `stats` on a
 //!   database file);
 //! - `params.rs`: query parameters, documented and checked from one list;
-//! - `model.rs`: the answer documents; `error.rs`: the one error shape.
+//! - `model.rs`: the answer documents; `error.rs`: the one error shape;
+//! - `routes.rs`: the routes' documents and reads, for `server/routes_api.rs` and the web UI.
 //!
 //! The OpenAPI document is generated from this code ([`ApiDoc`]) and served, without
 //! authentication, at `/api/v1/openapi.json`; a test keeps the checked-in copy
 //! (`crates/provtrail/openapi.json`) equal to it.
 
 pub mod error;
-mod handlers;
+pub(crate) mod handlers;
 pub mod model;
 pub mod params;
+pub mod routes;
 pub mod service;
 
 use std::sync::OnceLock;
@@ -35,11 +37,15 @@ use super::AppState;
         title = "provtrail read API",
         description = "Search, inspect and count the SailPoint ISC Provisioning Completed events \
             kept by provtrail, its delivery log and its quarantine, and test Jayway filters on \
-            stored events.\n\nEvery endpoint but this document needs a read token \
-            (`Authorization: Bearer <token>`); ingest credentials are not accepted. Times are \
-            answered in RFC 3339 (UTC) with the Unix milliseconds beside them, and accepted as \
-            RFC 3339, a date (`2026-11-01`, midnight UTC) or a span back from now (`24h`, \
-            `7d`). Lists are newest first and paged with opaque cursors. Errors are \
+            stored events; see the routes that forward events to other systems, with their \
+            deliveries and dead letters.\n\nEvery endpoint but this document needs a read token \
+            (`Authorization: Bearer <token>`); ingest credentials are not accepted. An admin token \
+            also reads the routes, and only an admin token may retry dead letters or replay \
+            events to a route (a read token gets 403). Times are answered in RFC 3339 (UTC) with \
+            the Unix milliseconds beside them, and accepted as RFC 3339, a date (`2026-11-01`, \
+            midnight UTC) or a span back from now (`24h`, `7d`); the routes' documents give \
+            Unix milliseconds only, and their lists are paged with `before_id`. Lists are newest \
+            first and paged with opaque cursors. Errors are \
             `{\"error\": {\"code\", \"message\", \"parameter\"?}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
@@ -51,30 +57,47 @@ use super::AppState;
         handlers::quarantine,
         handlers::quarantine_entry,
         handlers::filter_test,
+        crate::server::routes_api::list_routes,
+        crate::server::routes_api::get_route,
+        crate::server::routes_api::test_route,
+        crate::server::routes_api::replay_route,
+        crate::server::routes_api::list_deliveries,
+        crate::server::routes_api::get_delivery,
+        crate::server::routes_api::list_dead,
+        crate::server::routes_api::retry_dead,
     ),
-    modifiers(&ReadTokenScheme),
+    modifiers(&TokenSchemes),
     tags(
         (name = "events", description = "Stored events"),
         (name = "stats", description = "Counts over time"),
         (name = "deliveries", description = "Every request to the ingest endpoint"),
         (name = "quarantine", description = "Documents kept that are not valid events"),
         (name = "filters", description = "Jayway filters tried on stored events"),
+        (name = "routes", description = "Routes that forward matching events to other systems: \
+            their deliveries, dead letters, retries and replays"),
     )
 )]
 pub struct ApiDoc;
 
-struct ReadTokenScheme;
+struct TokenSchemes;
 
-impl Modify for ReadTokenScheme {
+impl Modify for TokenSchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.description = Some(
+        let mut read = Http::new(HttpAuthScheme::Bearer);
+        read.description = Some(
             "A read token (`--read-token`; a zero-config `serve` keeps one in \
              `<db>.read-token`). Ingest credentials are not accepted."
                 .to_owned(),
         );
-        components.add_security_scheme("read_token", SecurityScheme::Http(scheme));
+        components.add_security_scheme("read_token", SecurityScheme::Http(read));
+        let mut admin = Http::new(HttpAuthScheme::Bearer);
+        admin.description = Some(
+            "An admin token (`--admin-token`, `[admin] tokens`): retries dead letters and \
+             replays events to a route, and reads the routes. Never a read or ingest token."
+                .to_owned(),
+        );
+        components.add_security_scheme("admin_token", SecurityScheme::Http(admin));
     }
 }
 
@@ -92,12 +115,13 @@ pub fn openapi_json() -> &'static str {
     })
 }
 
+/// `route`, answering unknown methods in the API's error shape (axum adds `Allow`).
+pub(crate) fn endpoint(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.fallback(method_not_allowed)
+}
+
 /// The read API's routes.
 pub fn router() -> Router<AppState> {
-    // Every method router answers unknown methods in the API's error shape (axum adds `Allow`).
-    fn endpoint(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-        route.fallback(method_not_allowed)
-    }
     let authenticated = Router::new()
         .route("/api/v1/events", endpoint(get(handlers::search_events)))
         .route("/api/v1/events/{id}", endpoint(get(handlers::get_event)))
@@ -176,12 +200,33 @@ mod tests {
             "/api/v1/quarantine",
             "/api/v1/quarantine/{id}",
             "/api/v1/filter/test",
+            "/api/v1/routes",
+            "/api/v1/routes/{name}",
+            "/api/v1/routes/{name}/test",
+            "/api/v1/routes/{name}/replay",
+            "/api/v1/route-deliveries",
+            "/api/v1/route-deliveries/{id}",
+            "/api/v1/deadletters",
+            "/api/v1/deadletters/retry",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");
         }
-        assert_eq!(
-            document["components"]["securitySchemes"]["read_token"]["scheme"],
-            "bearer"
-        );
+        for scheme in ["read_token", "admin_token"] {
+            assert_eq!(
+                document["components"]["securitySchemes"][scheme]["scheme"],
+                "bearer"
+            );
+        }
+        // Changes need the admin token alone.
+        for (path, method) in [
+            ("/api/v1/deadletters/retry", "post"),
+            ("/api/v1/routes/{name}/replay", "post"),
+        ] {
+            assert_eq!(
+                document["paths"][path][method]["security"],
+                serde_json::json!([{"admin_token": []}]),
+                "{method} {path}"
+            );
+        }
     }
 }

@@ -588,7 +588,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: `invalid_parameter`, `unknown_parameter`, `invalid_filter`, `invalid_body`,
-    /// `unauthorized`, `not_found`, `method_not_allowed`, `unsupported_media_type`,
+    /// `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `unsupported_media_type`,
     /// `payload_too_large`, `unavailable` or `internal`.
     pub code: String,
     /// What went wrong and what is accepted, for people.

@@ -279,6 +279,54 @@ pub struct QuarantineParams {
     pub limit: Option<i64>,
 }
 
+/// Parameters of `GET /api/v1/route-deliveries`. Empty texts are ignored.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RouteDeliveriesParams {
+    /// Only this route's deliveries.
+    #[param(max_length = 1000)]
+    pub route: Option<String>,
+    /// Only deliveries in this state.
+    #[param(inline)]
+    pub state: Option<super::routes::DeliveryStateValue>,
+    /// Only deliveries of this event.
+    #[param(minimum = 1)]
+    pub event_id: Option<i64>,
+    /// The `next_cursor` of the previous page: deliveries with a lower id.
+    #[param(minimum = 1)]
+    pub before_id: Option<i64>,
+    /// Most deliveries to return (1 to 1000; default 50).
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    pub limit: Option<i64>,
+}
+
+/// Parameters of `GET /api/v1/deadletters`. Empty texts are ignored.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLettersParams {
+    /// Only this route's dead letters.
+    #[param(max_length = 1000)]
+    pub route: Option<String>,
+    /// Only dead letters of this event.
+    #[param(minimum = 1)]
+    pub event_id: Option<i64>,
+    /// The `next_cursor` of the previous page: dead letters with a lower id.
+    #[param(minimum = 1)]
+    pub before_id: Option<i64>,
+    /// Most dead letters to return (1 to 1000; default 50).
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    pub limit: Option<i64>,
+}
+
+/// Parameters of `GET /api/v1/routes/{name}/test`.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RouteTestParams {
+    /// The stored event to test the route on.
+    #[param(minimum = 1)]
+    pub event_id: i64,
+}
+
 /// The names of an endpoint's documented parameters.
 fn names<P: IntoParams>() -> Vec<String> {
     P::into_params(|| Some(ParameterIn::Query))
@@ -301,6 +349,9 @@ accepted!(events_accepted, EventsParams);
 accepted!(stats_accepted, StatsParams);
 accepted!(deliveries_accepted, DeliveriesParams);
 accepted!(quarantine_accepted, QuarantineParams);
+accepted!(route_deliveries_accepted, RouteDeliveriesParams);
+accepted!(dead_letters_accepted, DeadLettersParams);
+accepted!(route_test_accepted, RouteTestParams);
 
 /// The query parameters of one request, checked against what the endpoint accepts.
 #[derive(Debug, Clone, Default)]

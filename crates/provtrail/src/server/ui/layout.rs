@@ -21,16 +21,19 @@ pub enum Nav {
     Deliveries,
     /// The quarantine.
     Quarantine,
+    /// The routes and their deliveries.
+    Routes,
     /// None of them (sign-in, errors).
     None,
 }
 
-const NAV: [(Nav, &str, &str); 5] = [
+const NAV: [(Nav, &str, &str); 6] = [
     (Nav::Events, "/", "Events"),
     (Nav::Failures, "/failures", "Failures"),
     (Nav::Playground, "/playground", "Filter playground"),
     (Nav::Deliveries, "/deliveries", "Delivery log"),
     (Nav::Quarantine, "/quarantine", "Quarantine"),
+    (Nav::Routes, "/routes", "Routes"),
 ];
 
 /// A whole page: head, navigation (with the sign-out form when `csrf` is given) and `main`.
@@ -85,6 +88,17 @@ pub fn time(at: Millis) -> Markup {
     }
 }
 
+/// How long before `now` the time `at` was, roughly: `just now`, `12 min`, `3 h`, `5 days`.
+pub fn ago(at: Millis, now: Millis) -> String {
+    let seconds = (now - at).max(0) / 1000;
+    match seconds {
+        0..60 => "just now".to_owned(),
+        60..3_600 => format!("{} min ago", seconds / 60),
+        3_600..172_800 => format!("{} h ago", seconds / 3_600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
 /// `1,234,567`.
 pub fn number(n: u64) -> String {
     let digits = n.to_string();
@@ -127,8 +141,13 @@ pub fn shorten(text: &str, max: usize) -> String {
 /// The colour class of a result or outcome word.
 fn tone(word: &str) -> &'static str {
     match word.to_ascii_lowercase().as_str() {
-        "success" | "succeeded" | "accepted" => "ok",
-        "failed" | "rejected" | "not_json" | "invalid_event" | "unsupported_media_type" => "bad",
+        "success" | "succeeded" | "accepted" | "delivered" => "ok",
+        "failed"
+        | "rejected"
+        | "not_json"
+        | "invalid_event"
+        | "unsupported_media_type"
+        | "dead" => "bad",
         "partial" | "partially_failed" | "quarantined" => "warn",
         "pending" | "duplicate" => "info",
         _ => "neutral",
@@ -214,6 +233,12 @@ mod tests {
         assert_eq!(percent(0.0001), "<0.1 %");
         assert_eq!(shorten("héllo world", 5), "héllo…");
         assert_eq!(shorten("short", 10), "short");
+        let now = 1_800_000_000_000;
+        assert_eq!(ago(now - 5_000, now), "just now");
+        assert_eq!(ago(now + 5_000, now), "just now", "a clock a little ahead");
+        assert_eq!(ago(now - 12 * 60_000, now), "12 min ago");
+        assert_eq!(ago(now - 3 * 3_600_000, now), "3 h ago");
+        assert_eq!(ago(now - 5 * 86_400_000, now), "5 days ago");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! ([`session`]); a read token in an `Authorization: Bearer` header is accepted too.
 //!
 //! Routes: `/` events, `/event/{id}`, `/failures`, `/playground`, `/deliveries`, `/quarantine`,
-//! `/quarantine/{id}`, `/sign-in`, `/sign-out`, `/assets/{file}`, and the fragments the script
-//! fetches under `/ui/fragments/`. (`/events` itself belongs to ingest.)
+//! `/quarantine/{id}`, `/routes`, `/routes/{name}`, `/sign-in`, `/sign-out`, `/assets/{file}`, and
+//! the fragments the script fetches under `/ui/fragments/`. (`/events` itself belongs to ingest.)
 //!
 //! Architecture invariant: lists never load bodies or parse events; only the one-event pages and
 //! the playground (which must evaluate the filter on bodies, within a budget) do.
@@ -20,6 +20,7 @@ mod events;
 mod failures;
 mod layout;
 mod playground;
+mod routes;
 pub mod session;
 mod signin;
 
@@ -96,6 +97,8 @@ pub fn router() -> Router<AppState> {
         .route("/deliveries", get(deliveries::log))
         .route("/quarantine", get(deliveries::quarantine))
         .route("/quarantine/{id}", get(deliveries::quarantine_entry))
+        .route("/routes", get(routes::list))
+        .route("/routes/{name}", get(routes::route))
         .route("/ui/fragments/events", get(events::fragment))
         .route("/ui/fragments/playground", get(playground::fragment))
         .route("/sign-in", get(signin::form).post(signin::sign_in))

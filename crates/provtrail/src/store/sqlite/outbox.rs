@@ -449,7 +449,9 @@ pub(super) fn list(
         .prepare_cached(&format!(
             "SELECT d.id, d.event_id, e.tracking_number, d.route, d.state, d.attempts, d.origin,
                 d.created_at, d.updated_at, d.next_attempt_at, d.delivered_at, d.last_status,
-                d.last_error
+                d.last_error,
+                (SELECT a.latency_us FROM route_attempts a WHERE a.delivery_id = d.id
+                 ORDER BY a.attempt DESC LIMIT 1)
              FROM route_deliveries d LEFT JOIN events e ON e.id = d.event_id
              WHERE {state} AND d.id < ?1
                AND (?2 IS NULL OR d.route = ?2)
@@ -482,6 +484,7 @@ pub(super) fn list(
                     delivered_at: row.get(10)?,
                     last_status: row.get(11)?,
                     last_error: row.get(12)?,
+                    last_latency_us: row.get(13)?,
                 })
             },
         )

@@ -1,0 +1,403 @@
+//! `/routes`: every route with its sink, filter and counts; `/routes/{name}`: one route's
+//! settings, dead letters and recent deliveries.
+//!
+//! The pages read the same documents as `/api/v1/routes` (`api::routes`), so that they show the
+//! routes exactly as the API does, with every configured secret removed. They only read: a
+//! retry or a replay sends traffic to other systems, so it needs an admin token, and the UI signs
+//! in with read tokens.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{self, Nav, ago, badge, link, number, time};
+use super::{AppState, PageError, Viewer, cursor, given};
+use crate::server::api::routes::{self, RouteDeliveryView, RouteView};
+use crate::store::{DeliveryState, Millis, RouteDeliveryQuery};
+
+/// Deliveries per page of a route's list.
+const PAGE_SIZE: usize = 50;
+/// Dead letters shown on a route's page before the link to all of them.
+const DEAD_SHOWN: usize = 20;
+/// A pending delivery older than this means the sink is behind or down: the count is flagged.
+const STALE_PENDING_MS: Millis = 15 * 60_000;
+/// An error this recent, and not followed by a success, is flagged.
+const RECENT_ERROR_MS: Millis = 60 * 60_000;
+
+const STATES: [(&str, &str); 4] = [
+    ("", "Any state"),
+    ("pending", "Pending"),
+    ("delivered", "Delivered"),
+    ("dead", "Dead"),
+];
+
+/// What the configuration needs, shown when there is no route.
+const EXAMPLE: &str = r#"[[routes]]
+name = "failures-to-file"
+filter = '$[?($.accountRequests[*].provisioningResult contains "FAILED")]'
+[routes.sink]
+type = "file"
+path = "/var/lib/provtrail/failures.jsonl""#;
+
+/// The link to a route's page.
+fn route_href(name: &str) -> String {
+    format!("/routes/{}", layout::encode(name))
+}
+
+/// Said on both pages: why there is no button, and where the buttons are.
+fn read_only_note(name: Option<&str>) -> Markup {
+    let route = name.unwrap_or("NAME");
+    html! {
+        p.note {
+            "This page only reads. Retrying dead letters and replaying events send traffic to other "
+            "systems, so they need an admin token (" code { "[admin] tokens" } " or "
+            code { "--admin-token" } "), which the web UI does not sign in with: use "
+            code { "provtrail deadletter retry --route " (route) } " and "
+            code { "provtrail replay --route " (route) } ", or "
+            code { "POST /api/v1/deadletters/retry" } " and "
+            code { "POST /api/v1/routes/" (route) "/replay" } " with an admin token."
+        }
+    }
+}
+
+/// The pending count, flagged when the oldest pending delivery is old.
+fn pending(view: &RouteView, now: Millis) -> Markup {
+    let counts = &view.counts;
+    let stale = counts
+        .oldest_pending_at
+        .filter(|at| counts.pending > 0 && now - at > STALE_PENDING_MS);
+    html! {
+        @if let Some(at) = stale {
+            span.badge.warn { (number(counts.pending)) }
+            br; span.muted.small { "oldest " (ago(at, now)) }
+        } @else {
+            (number(counts.pending))
+        }
+    }
+}
+
+/// The dead count, flagged when there are any.
+fn dead(view: &RouteView) -> Markup {
+    html! {
+        @if view.counts.dead > 0 {
+            span.badge.bad { (number(view.counts.dead)) }
+        } @else {
+            "0"
+        }
+    }
+}
+
+/// The last error with its time; flagged when recent and no delivery succeeded since.
+fn last_error(view: &RouteView, now: Millis, max: usize) -> Markup {
+    let counts = &view.counts;
+    let recent = counts.last_error_at.is_some_and(|at| {
+        now - at < RECENT_ERROR_MS && counts.last_delivered_at.is_none_or(|ok| ok < at)
+    });
+    html! {
+        @match (&counts.last_error, counts.last_error_at) {
+            (Some(error), at) => {
+                span class=(if recent { "error recent" } else { "error" }) { (layout::shorten(error, max)) }
+                @if let Some(at) = at {
+                    br; span.muted.small { (time(at)) " UTC · " (ago(at, now)) }
+                }
+            }
+            (None, _) => { span.muted { "none" } }
+        }
+    }
+}
+
+fn filter(view: &RouteView, max: usize) -> Markup {
+    html! {
+        @match &view.filter {
+            Some(filter) => { code { (layout::shorten(filter, max)) } }
+            None if view.configured => { span.muted { "none: every event" } }
+            None => { span.muted { "—" } }
+        }
+    }
+}
+
+/// `GET /routes`.
+pub async fn list(viewer: Viewer, State(state): State<AppState>) -> Result<Response, PageError> {
+    let list = routes::list(state.store.as_ref(), &state.routes).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let (configured, gone): (Vec<&RouteView>, Vec<&RouteView>) =
+        list.routes.iter().partition(|view| view.configured);
+    let sum = |count: fn(&RouteView) -> u64| configured.iter().map(|view| count(view)).sum::<u64>();
+    let main = html! {
+        h1 { "Routes" }
+        p {
+            "A route delivers the stored events that match its filter to a sink (a webhook, NATS "
+            "JetStream or a file), at least once: failed attempts are retried with backoff, and "
+            "after the last one a delivery waits in the dead letters."
+        }
+        @if configured.is_empty() {
+            div.empty #no-routes {
+                p { strong { "No routes are configured." } }
+                p {
+                    "Add " code { "[[routes]]" } " entries to the configuration file and restart "
+                    "provtrail. Each has a " code { "name" } ", an optional Jayway " code { "filter" }
+                    " (the dialect of ISC's subscription filters) and a " code { "[routes.sink]" }
+                    " of type " code { "webhook" } ", " code { "nats" } " or " code { "file" } ". "
+                    code { "provtrail config init" } " writes a commented configuration with examples, "
+                    "and " code { "docs/routes.md" } " describes every setting. For example:"
+                }
+                pre.json tabindex="0" { code { (EXAMPLE) } }
+            }
+        } @else {
+            p.summary {
+                (configured.len()) @if configured.len() == 1 { " route" } @else { " routes" }
+                " · " (number(sum(|v| v.counts.delivered))) " delivered · "
+                (number(sum(|v| v.counts.pending))) " pending · "
+                (number(sum(|v| v.counts.dead))) " dead"
+            }
+            (routes_table("Routes", &configured, now))
+        }
+        @if !gone.is_empty() {
+            section aria-labelledby="gone" {
+                h2 #gone { "No longer configured" }
+                p.muted {
+                    "These routes have deliveries but are not in the configuration any more. Their "
+                    "pending deliveries wait, and are attempted when a route of that name is "
+                    "configured again."
+                }
+                (layout::table("Routes no longer configured", &["Route", "Matched", "Delivered", "Pending", "Dead", "Last error"], html! {
+                    @for view in &gone {
+                        tr {
+                            td { a href=(route_href(&view.name)) { (view.name) } }
+                            td.num { (number(view.counts.matched)) }
+                            td.num { (number(view.counts.delivered)) }
+                            td.num { (pending(view, now)) }
+                            td.num { (dead(view)) }
+                            td { (last_error(view, now, 120)) }
+                        }
+                    }
+                }))
+            }
+        }
+        (read_only_note(None))
+    };
+    Ok(viewer.page("Routes", Nav::Routes, main))
+}
+
+/// The configured routes; on a phone, one card per route.
+fn routes_table(caption: &str, views: &[&RouteView], now: Millis) -> Markup {
+    const HEAD: [&str; 8] = [
+        "Route",
+        "Sink",
+        "Filter",
+        "Matched",
+        "Delivered",
+        "Pending",
+        "Dead",
+        "Last error",
+    ];
+    html! {
+        div.table-wrap tabindex="0" role="region" aria-label=(caption) {
+            table.routes {
+                caption.visually-hidden { (caption) }
+                thead { tr { @for name in HEAD { th scope="col" { (name) } } } }
+                tbody {
+                    @for view in views {
+                        tr {
+                            td data-label=(HEAD[0]) { a.route-name href=(route_href(&view.name)) { (view.name) } }
+                            td data-label=(HEAD[1]) {
+                                (badge(view.sink.as_deref().unwrap_or("?")))
+                                @if let Some(target) = &view.target {
+                                    " " span.mono.target { (layout::shorten(target, 80)) }
+                                }
+                            }
+                            td data-label=(HEAD[2]) { (filter(view, 80)) }
+                            td.num data-label=(HEAD[3]) { (number(view.counts.matched)) }
+                            td.num data-label=(HEAD[4]) { (number(view.counts.delivered)) }
+                            td.num data-label=(HEAD[5]) { (pending(view, now)) }
+                            td.num data-label=(HEAD[6]) { (dead(view)) }
+                            td data-label=(HEAD[7]) { (last_error(view, now, 160)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Query string of a route's page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    state: Option<String>,
+    before: Option<String>,
+}
+
+/// `GET /routes/{name}`.
+pub async fn route(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, PageError> {
+    let store = state.store.as_ref();
+    let chosen = given(&params.state).and_then(|name| DeliveryState::parse(&name));
+    let recent = RouteDeliveryQuery {
+        route: Some(name.clone()),
+        state: chosen,
+        before_id: cursor(&params.before),
+        limit: PAGE_SIZE,
+        ..RouteDeliveryQuery::default()
+    };
+    let dead_letters = RouteDeliveryQuery {
+        route: Some(name.clone()),
+        state: Some(DeliveryState::Dead),
+        limit: DEAD_SHOWN,
+        ..RouteDeliveryQuery::default()
+    };
+    // Independent reads: the store runs them side by side.
+    let (view, recent, dead_letters) = tokio::join!(
+        routes::route(store, &state.routes, &name),
+        routes::deliveries(store, &state.routes, &recent),
+        routes::deliveries(store, &state.routes, &dead_letters),
+    );
+    let view = view?.ok_or_else(|| PageError::NotFound(format!("there is no route {name:?}")))?;
+    let (recent, dead_letters) = (recent?, dead_letters?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let chosen = chosen.map_or("", DeliveryState::as_str);
+    let href = route_href(&view.name);
+    let counts = &view.counts;
+    let main = html! {
+        p.back { a href="/routes" { "← Routes" } }
+        h1 {
+            "Route " span.mono { (view.name) } " "
+            @if view.configured { (badge(view.sink.as_deref().unwrap_or("?"))) } @else { (badge("not configured")) }
+        }
+        section aria-labelledby="settings" {
+            h2 #settings { "Settings" }
+            @if view.configured {
+                dl.summary-grid {
+                    dt { "Sink" } dd { (view.sink.as_deref().unwrap_or("?")) }
+                    dt { "Target" } dd.mono { (view.target.as_deref().unwrap_or("—")) }
+                    dt { "Filter" } dd { (filter(&view, 2_000)) }
+                    @if let Some(retry) = &view.retry {
+                        dt { "Retries" }
+                        dd {
+                            @match (retry.max_attempts, &retry.max_age) {
+                                (Some(n), Some(age)) => { "up to " (n) " attempts within " (age) }
+                                (Some(n), None) => { "up to " (n) " attempts" }
+                                (None, Some(age)) => { "for " (age) }
+                                (None, None) => { "without end" }
+                            }
+                            "; delay up to " (retry.initial_delay) ", doubling to at most " (retry.max_delay)
+                        }
+                    }
+                    dt { "At once" } dd { (view.concurrency.unwrap_or(0)) " deliveries, each within " (view.timeout.as_deref().unwrap_or("?")) }
+                    @if view.sink.as_deref() == Some("webhook") {
+                        dt { "Private targets" }
+                        dd { @if view.allow_private == Some(true) { "allowed" } @else { "refused" } }
+                    }
+                }
+            } @else {
+                p.alert.warn {
+                    "This route is no longer in the configuration. Its pending deliveries wait, and "
+                    "are attempted when a route named " code { (view.name) } " is configured again."
+                }
+            }
+        }
+        section aria-labelledby="counts" {
+            h2 #counts { "Deliveries so far" }
+            dl.summary-grid {
+                dt { "Matched" } dd { (number(counts.matched)) }
+                dt { "Delivered" }
+                dd {
+                    (number(counts.delivered))
+                    @if let Some(at) = counts.last_delivered_at { span.muted { " · last " (time(at)) " UTC, " (ago(at, now)) } }
+                }
+                dt { "Pending" } dd { (pending(&view, now)) }
+                dt { "Dead" } dd { (dead(&view)) }
+                dt { "Failed attempts" } dd { (number(counts.failed_attempts)) }
+                dt { "Last error" } dd { (last_error(&view, now, 2_000)) }
+            }
+        }
+        section aria-labelledby="dead-letters" {
+            h2 #dead-letters { "Dead letters (" (number(counts.dead)) ")" }
+            @if dead_letters.items.is_empty() {
+                p.muted { "None." }
+            } @else {
+                (delivery_table("Dead letters", &dead_letters.items, now))
+                @if counts.dead > dead_letters.items.len() as u64 {
+                    p { a href=(link(&href, &[("state", "dead")])) { "All " (number(counts.dead)) " dead letters" } }
+                }
+            }
+        }
+        section aria-labelledby="recent" {
+            h2 #recent { "Recent deliveries" }
+            form.filters.inline method="get" action=(href) {
+                (layout::select("state", "State", chosen, &STATES))
+                button type="submit" { "Show" }
+            }
+            @if recent.items.is_empty() {
+                p.empty { "No deliveries" @if !chosen.is_empty() { " in this state" } "." }
+            } @else {
+                (delivery_table("Recent deliveries", &recent.items, now))
+            }
+            nav.pager aria-label="Pages" {
+                @if params.before.is_some() { a href=(link(&href, &[("state", chosen)])) { "← Newest" } }
+                @if let Some(next) = recent.next_cursor {
+                    a rel="next" href=(link(&href, &[("state", chosen), ("before", &next.to_string())])) { "Older →" }
+                }
+            }
+        }
+        (read_only_note(Some(&view.name)))
+    };
+    Ok(viewer.page(&format!("Route {}", view.name), Nav::Routes, main))
+}
+
+/// Deliveries of a route, newest first.
+fn delivery_table(caption: &str, items: &[RouteDeliveryView], now: Millis) -> Markup {
+    layout::table(
+        caption,
+        &[
+            "Created (UTC)",
+            "Event",
+            "State",
+            "Attempts",
+            "Last status",
+            "Last latency",
+            "Last error",
+            "When",
+        ],
+        html! {
+            @for delivery in items {
+                tr {
+                    td.nowrap { (time(delivery.created_at)) }
+                    td {
+                        a.mono href={"/event/" (delivery.event_id)} {
+                            @match &delivery.tracking_number {
+                                Some(number) => { (layout::shorten(number, 40)) }
+                                None => { "event " (delivery.event_id) }
+                            }
+                        }
+                        @if delivery.origin != "ingest" { br; span.muted.small { (delivery.origin) } }
+                    }
+                    td { (badge(delivery.state.as_str())) }
+                    td.num { (delivery.attempts) }
+                    td.num { @match delivery.last_status { Some(status) => { (status) } None => { span.muted { "—" } } } }
+                    td.num {
+                        @match delivery.last_latency_ms {
+                            Some(ms) => { (format!("{ms:.1} ms")) }
+                            None => { span.muted { "—" } }
+                        }
+                    }
+                    td.errors { @if let Some(error) = &delivery.last_error { (layout::shorten(error, 160)) } }
+                    td.nowrap {
+                        @match (delivery.next_attempt_at, delivery.delivered_at) {
+                            (Some(next), _) => {
+                                "next " (time(next))
+                                @if next <= now { br; span.muted.small { "due" } }
+                            }
+                            (None, Some(at)) => { "delivered " (time(at)) }
+                            (None, None) => { "since " (time(delivery.updated_at)) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,259 @@
+//! The web UI's routes pages over loopback HTTP against a real SQLite store with routes
+//! configured: counts per route, dead letters and deliveries, the empty state, routes no longer
+//! configured, escaping, and never a secret.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod routes_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{TestServer, client, event};
+use provtrail::config::FileConfig;
+use routes_support::{Mode, READ_TOKEN, Receiver, config_text, states, wait_for, webhook_route};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Secrets of the webhook route: none may ever reach a page.
+const BEARER: &str = "ui-secret-bearer-token-6d1f0c";
+const HEADER: &str = "ui-secret-header-value-88a2e4";
+const QUERY: &str = "ui-secret-in-the-url-query-31b7";
+
+async fn start(db: &Path, routes: &str) -> TestServer {
+    let text = config_text(db, routes);
+    let config = FileConfig::parse(&text, Path::new("test.toml")).unwrap();
+    TestServer::start_config(&config).await
+}
+
+/// A page read with the read token as a bearer header (the UI accepts it as a session).
+async fn page(server: &TestServer, path: &str) -> (u16, String) {
+    let response = client()
+        .get(server.url(path))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn file_route(name: &str, path: &Path, filter: &str) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "{name}"
+filter = "{filter}"
+[routes.sink]
+type = "file"
+path = "{}"
+fsync = false
+"#,
+        path.display()
+    )
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+fn count(db: &Path, route: &str, state: i64) -> i64 {
+    states(db)
+        .get(&(route.to_owned(), state))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The table row of the page that links to `/routes/{name}`.
+fn row<'a>(html: &'a str, name: &str) -> &'a str {
+    let link = format!(r#"href="/routes/{name}""#);
+    html.split("<tr>")
+        .find(|row| row.contains(&link))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{html}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let archive = dir.path().join("archive.jsonl");
+    let hostile = dir.path().join("hostile.jsonl");
+    // A receiver that refuses everything for good (400), echoing the credential it got, as
+    // careless servers do.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(400));
+    let hook = webhook_route(
+        "hook",
+        &format!("{}?key={QUERY}", receiver.url()),
+        &format!("bearer_token = \"{BEARER}\"\nheaders = {{ X-Api-Key = \"{HEADER}\" }}"),
+    );
+    let routes = format!(
+        "{}{}{hook}",
+        file_route(
+            "archive",
+            &archive,
+            "$[?(@._metadata.invocationId =~ /keep-.*/)]"
+        ),
+        file_route(
+            "hostile",
+            &hostile,
+            "$[?(@.action == '<script>alert(1)</script>')]"
+        ),
+    );
+    let mut server = start(&db, &routes).await;
+    for id in ["keep-0", "keep-1", "keep-2", "skip-0", "skip-1"] {
+        assert_eq!(server.post("/events", event(id)).await.status, 200);
+    }
+    wait_for("the archive and the dead letters", WAIT, || {
+        lines(&archive) == 3 && count(&db, "hook", 2) == 5
+    })
+    .await;
+    wait_for("the archive's deliveries to be committed", WAIT, || {
+        count(&db, "archive", 1) == 3
+    })
+    .await;
+
+    let (status, html) = page(&server, "/routes").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(r#"<a href="/routes" aria-current="page">Routes</a>"#));
+    let archive_row = row(&html, "archive");
+    for cell in [
+        r#"data-label="Matched">3</td>"#,
+        r#"data-label="Delivered">3</td>"#,
+        r#"data-label="Pending">0</td>"#,
+        r#"data-label="Dead">0</td>"#,
+        "file</span>",
+        "invocationId =~ /keep-.*/",
+    ] {
+        assert!(archive_row.contains(cell), "{cell} in {archive_row}");
+    }
+    let hook_row = row(&html, "hook");
+    for cell in [
+        r#"data-label="Matched">5</td>"#,
+        r#"data-label="Delivered">0</td>"#,
+        r#"<span class="badge bad">5</span>"#,
+        "webhook</span>",
+        "HTTP 400",
+        "none: every event",
+    ] {
+        assert!(hook_row.contains(cell), "{cell} in {hook_row}");
+    }
+    assert!(
+        html.contains("3 routes · 3 delivered · 0 pending · 5 dead"),
+        "{html}"
+    );
+    assert!(
+        html.contains("provtrail deadletter retry"),
+        "says where retries are"
+    );
+    assert!(!html.contains(r#"method="post""#), "read-only: {html}");
+
+    let (status, detail) = page(&server, "/routes/hook").await;
+    assert_eq!(status, 200, "{detail}");
+    assert!(detail.contains("Dead letters (5)"), "{detail}");
+    assert_eq!(
+        detail.matches(">dead</span>").count(),
+        10,
+        "dead letters and recent"
+    );
+    assert!(
+        detail.contains("you sent Bearer ***"),
+        "the echo, redacted: {detail}"
+    );
+    assert!(detail.contains(r#"href="/event/1""#));
+    assert!(detail.contains("POST /api/v1/routes/hook/replay"));
+    let (status, archive_page) = page(&server, "/routes/archive?state=delivered").await;
+    assert_eq!(status, 200);
+    assert_eq!(archive_page.matches(">delivered</span>").count(), 3);
+    assert!(archive_page.contains("tn-keep-2") && !archive_page.contains("tn-skip-0"));
+    assert!(
+        archive_page.contains(" ms</td>"),
+        "the last attempt's latency"
+    );
+    assert!(archive_page.contains("Dead letters (0)"));
+    let (_, pending_only) = page(&server, "/routes/archive?state=pending").await;
+    assert!(pending_only.contains("No deliveries in this state."));
+
+    for path in [
+        "/routes",
+        "/routes/hook",
+        "/routes/hook?state=dead",
+        "/routes/archive",
+        "/routes/hostile",
+    ] {
+        let (status, html) = page(&server, path).await;
+        assert_eq!(status, 200, "{path}");
+        for secret in [BEARER, HEADER, QUERY] {
+            assert!(!html.contains(secret), "{path} shows a secret:\n{html}");
+        }
+        assert!(!html.contains("<script>alert"), "{path}: unescaped");
+    }
+    let (_, hostile_page) = page(&server, "/routes/hostile").await;
+    assert!(hostile_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    let (status, _) = page(&server, "/routes/nothing-by-this-name").await;
+    assert_eq!(status, 404);
+    let anonymous = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(server.url("/routes/hook"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 303, "sign in first");
+    let answer = client()
+        .get(server.url("/routes"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let csp = answer.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_routes_the_page_says_how_to_add_one_and_lists_routes_no_longer_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let mut server = start(&db, "").await;
+    let (status, html) = page(&server, "/routes").await;
+    assert_eq!(status, 200, "{html}");
+    for text in [
+        "No routes are configured.",
+        "[[routes]]",
+        "docs/routes.md",
+        "provtrail config init",
+    ] {
+        assert!(html.contains(text), "{text}:\n{html}");
+    }
+    assert!(!html.contains("No longer configured"));
+    server.shutdown().await;
+
+    // A route that delivered, then left the configuration.
+    let out = dir.path().join("old.jsonl");
+    let mut server = start(&db, &file_route("old", &out, "$")).await;
+    assert_eq!(server.post("/events", event("old-0")).await.status, 200);
+    wait_for("the delivery", WAIT, || count(&db, "old", 1) == 1).await;
+    server.shutdown().await;
+    let mut server = start(&db, "").await;
+    let (status, html) = page(&server, "/routes").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No routes are configured."));
+    assert!(html.contains("No longer configured"), "{html}");
+    let old = row(&html, "old");
+    assert!(old.contains(">1</td>"), "{old}");
+    let (status, detail) = page(&server, "/routes/old").await;
+    assert_eq!(status, 200);
+    assert!(
+        detail.contains("no longer in the configuration"),
+        "{detail}"
+    );
+    assert!(detail.contains("tn-old-0"));
+    server.shutdown().await;
+}
