@@ -966,6 +966,19 @@ async fn a_filter_test_counts_the_matches_and_returns_the_newest() {
     )
     .await;
     assert_eq!(refusal(&answer, 400)["code"], "invalid_body");
+    // serde would read the request from an array of its fields; the API takes objects only.
+    let answer = common::Answer::read(
+        client()
+            .post(server.url("/api/v1/filter/test"))
+            .bearer_auth(READ)
+            .header("content-type", "application/json")
+            .body(r#"["$"]"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(refusal(&answer, 400)["code"], "invalid_body");
 }
 
 #[tokio::test]

@@ -277,10 +277,15 @@ pub async fn filter_test(
 
 /// Reads the body of `POST /filter/test`.
 pub fn parse_filter_test(body: &[u8]) -> Result<FilterTestRequest, ApiError> {
-    serde_json::from_slice(body).map_err(|err| {
+    let invalid = |why: &dyn std::fmt::Display| {
         ApiError::invalid_body(format!(
             "the body must be a JSON object {{\"filter\": string, \"since\"?: string, \
-             \"limit\"?: integer}}: {err}"
+             \"limit\"?: integer}}: {why}"
         ))
-    })
+    };
+    // serde reads a struct from an array of its fields too (`["$"]`); the document says object.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid(&"it is not an object"));
+    }
+    serde_json::from_slice(body).map_err(|err| invalid(&err))
 }
