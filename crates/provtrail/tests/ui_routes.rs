@@ -1,6 +1,6 @@
 //! The web UI's routes pages over loopback HTTP against a real SQLite store with routes
 //! configured: counts per route, dead letters and deliveries, the empty state, routes no longer
-//! configured, escaping, and never a secret.
+//! configured, an event's deliveries on its page, escaping, and never a secret.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -192,6 +192,39 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     let (_, hostile_page) = page(&server, "/routes/hostile").await;
     assert!(hostile_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 
+    // An event's page lists its deliveries to routes, each linking to its route's page.
+    let (status, event_page) = page(&server, "/event/1").await;
+    assert_eq!(status, 200, "{event_page}");
+    assert!(event_page.contains("tn-keep-0"), "event 1 is keep-0");
+    assert!(event_page.contains("Route deliveries"), "{event_page}");
+    assert!(!event_page.contains("No route matched"));
+    let archive_row = row(&event_page, "archive");
+    assert!(archive_row.contains(">delivered</span>"), "{archive_row}");
+    assert!(archive_row.contains(" ms</td>"), "{archive_row}");
+    assert!(archive_row.contains("delivered "), "when: {archive_row}");
+    assert!(archive_row.contains("ingest"), "origin: {archive_row}");
+    let hook_row = row(&event_page, "hook");
+    for cell in [">dead</span>", ">400</td>", "you sent Bearer ***"] {
+        assert!(hook_row.contains(cell), "{cell} in {hook_row}");
+    }
+    assert!(
+        !event_page.contains(r#"href="/routes/hostile""#),
+        "hostile did not match"
+    );
+    let (status, skipped) = page(&server, "/event/4").await;
+    assert_eq!(status, 200);
+    assert!(skipped.contains("tn-skip-0"), "event 4 is skip-0");
+    assert!(row(&skipped, "hook").contains(">dead</span>"));
+    assert!(!skipped.contains(r#"href="/routes/archive""#), "{skipped}");
+    for html in [&event_page, &skipped] {
+        for secret in [BEARER, HEADER, QUERY] {
+            assert!(
+                !html.contains(secret),
+                "an event page shows a secret:\n{html}"
+            );
+        }
+    }
+
     let (status, _) = page(&server, "/routes/nothing-by-this-name").await;
     assert_eq!(status, 404);
     let anonymous = reqwest::Client::builder()
@@ -235,11 +268,24 @@ async fn without_routes_the_page_says_how_to_add_one_and_lists_routes_no_longer_
     assert!(!html.contains("No longer configured"));
     server.shutdown().await;
 
-    // A route that delivered, then left the configuration.
+    // A route that delivered, then left the configuration; an event it did not match.
     let out = dir.path().join("old.jsonl");
-    let mut server = start(&db, &file_route("old", &out, "$")).await;
+    let mut server = start(
+        &db,
+        &file_route("old", &out, "$[?(@._metadata.invocationId =~ /old-.*/)]"),
+    )
+    .await;
     assert_eq!(server.post("/events", event("old-0")).await.status, 200);
+    assert_eq!(server.post("/events", event("other-0")).await.status, 200);
     wait_for("the delivery", WAIT, || count(&db, "old", 1) == 1).await;
+    let (status, unmatched) = page(&server, "/event/2").await;
+    assert_eq!(status, 200, "{unmatched}");
+    assert!(unmatched.contains("tn-other-0"), "event 2 is other-0");
+    assert!(
+        unmatched.contains("No route matched this event"),
+        "{unmatched}"
+    );
+    assert!(!unmatched.contains(r#"href="/routes/old""#));
     server.shutdown().await;
     let mut server = start(&db, "").await;
     let (status, html) = page(&server, "/routes").await;
@@ -255,5 +301,20 @@ async fn without_routes_the_page_says_how_to_add_one_and_lists_routes_no_longer_
         "{detail}"
     );
     assert!(detail.contains("tn-old-0"));
+    // Without routes, an event's deliveries to a route no longer configured are still listed,
+    // and an event without any has no such section.
+    let (status, old_event) = page(&server, "/event/1").await;
+    assert_eq!(status, 200);
+    assert!(
+        row(&old_event, "old").contains(">delivered</span>"),
+        "{old_event}"
+    );
+    let (status, other) = page(&server, "/event/2").await;
+    assert_eq!(status, 200);
+    assert!(other.contains("tn-other-0"));
+    assert!(
+        !other.contains("Route deliveries") && !other.contains("No route matched"),
+        "{other}"
+    );
     server.shutdown().await;
 }

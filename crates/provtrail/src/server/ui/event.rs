@@ -1,5 +1,6 @@
 //! `/event/{id}`: one event, whole: summary, account requests with their results and attribute
-//! changes, errors and warnings, the body (pretty and exact), and every delivery of it.
+//! changes, errors and warnings, its deliveries to routes, the body (pretty and exact), and every
+//! request that delivered it.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -7,8 +8,20 @@ use maud::{Markup, html};
 use provtrail_model::{AccountRequest, ProvisioningCompleted};
 
 use super::layout::{self, Nav, badge, link, time};
+use super::routes::{event_delivery_table, route_href};
 use super::{AppState, PageError, Viewer};
-use crate::store::{DeliveryRecord, EventDetail};
+use crate::server::api::routes::{self, RouteDeliveryList};
+use crate::store::{DeliveryRecord, EventDetail, Millis, RouteDeliveryQuery};
+
+/// Route deliveries shown, newest first; the routes' pages list every delivery.
+const ROUTE_DELIVERIES_SHOWN: usize = 50;
+
+/// The event's deliveries to routes, and whether any route is configured.
+struct RouteDeliveries {
+    list: RouteDeliveryList,
+    configured: bool,
+    now: Millis,
+}
 
 /// `GET /event/{id}`.
 pub async fn page(
@@ -19,16 +32,63 @@ pub async fn page(
     let id: i64 = id
         .parse()
         .map_err(|_| PageError::NotFound(format!("there is no event {id:?}")))?;
-    let detail = state
-        .store
-        .get_event(id)
-        .await?
-        .ok_or_else(|| PageError::NotFound(format!("there is no event {id}")))?;
+    let query = RouteDeliveryQuery {
+        event_id: Some(id),
+        limit: ROUTE_DELIVERIES_SHOWN,
+        ..RouteDeliveryQuery::default()
+    };
+    // Independent reads: the store runs them side by side.
+    let (detail, deliveries) = tokio::join!(
+        state.store.get_event(id),
+        routes::deliveries(state.store.as_ref(), &state.routes, &query),
+    );
+    let detail = detail?.ok_or_else(|| PageError::NotFound(format!("there is no event {id}")))?;
+    let deliveries = RouteDeliveries {
+        list: deliveries?,
+        configured: !state.routes.is_empty(),
+        now: chrono::Utc::now().timestamp_millis(),
+    };
     let title = format!(
         "Event {}",
         layout::shorten(&detail.summary.tracking_number, 40)
     );
-    Ok(viewer.page(&title, Nav::Events, render(&detail)))
+    Ok(viewer.page(&title, Nav::Events, render(&detail, &deliveries)))
+}
+
+/// The section of the event's route deliveries: none when there are none and no route is
+/// configured.
+fn route_deliveries(id: i64, deliveries: &RouteDeliveries) -> Markup {
+    let items = &deliveries.list.items;
+    if items.is_empty() && !deliveries.configured {
+        return html! {};
+    }
+    let mut names: Vec<&str> = items.iter().map(|d| d.route.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    html! {
+        section aria-labelledby="route-deliveries" {
+            h2 #route-deliveries { "Route deliveries" }
+            @if items.is_empty() {
+                p.muted #no-route-deliveries {
+                    "No route matched this event (routes match events as they arrive, and when "
+                    "replayed)."
+                }
+            } @else {
+                (event_delivery_table(items, deliveries.now))
+                @if deliveries.list.next_cursor.is_some() {
+                    p.note {
+                        "The newest " (ROUTE_DELIVERIES_SHOWN) " deliveries of this event. Every "
+                        "delivery is on its route's page ("
+                        @for (n, name) in names.iter().enumerate() {
+                            @if n > 0 { ", " }
+                            a href=(route_href(name)) { (name) }
+                        }
+                        "), and in " code { "GET /api/v1/route-deliveries?event_id=" (id) } "."
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn optional(value: Option<&str>) -> Markup {
@@ -40,7 +100,7 @@ fn optional(value: Option<&str>) -> Markup {
     }
 }
 
-fn render(detail: &EventDetail) -> Markup {
+fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
     let event = &detail.summary;
     // Stored events passed validation at ingest; should a later model read one differently, the
     // page still shows everything that does not need the parsed body.
@@ -110,6 +170,7 @@ fn render(detail: &EventDetail) -> Markup {
                 }
             }
         }
+        (route_deliveries(event.id, deliveries))
         section aria-labelledby="body" {
             h2 #body { "Body" }
             @if let Some(pretty) = pretty {
@@ -227,4 +288,74 @@ pub fn delivery_table(records: &[DeliveryRecord]) -> Markup {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::server::api::routes::{DeliveryStateValue, RouteDeliveryView};
+
+    fn delivery(id: i64, route: &str) -> RouteDeliveryView {
+        RouteDeliveryView {
+            id,
+            event_id: 9,
+            tracking_number: Some("tn-9".to_owned()),
+            route: route.to_owned(),
+            state: DeliveryStateValue::Pending,
+            attempts: 2,
+            origin: "replay".to_owned(),
+            created_at: 1_000,
+            updated_at: 2_000,
+            next_attempt_at: Some(3_000),
+            delivered_at: None,
+            last_status: Some(503),
+            last_error: Some(format!("HTTP 503: {}", "<b>x</b>".repeat(100))),
+            last_latency_ms: Some(12.5),
+        }
+    }
+
+    fn render(items: Vec<RouteDeliveryView>, more: bool, configured: bool) -> String {
+        let deliveries = RouteDeliveries {
+            list: RouteDeliveryList {
+                next_cursor: more.then_some(1),
+                items,
+            },
+            configured,
+            now: 2_500,
+        };
+        route_deliveries(9, &deliveries).into_string()
+    }
+
+    #[test]
+    fn without_deliveries_the_section_shows_only_when_routes_are_configured() {
+        assert_eq!(render(vec![], false, false), "");
+        let html = render(vec![], false, true);
+        assert!(html.contains("No route matched this event"), "{html}");
+        assert!(!html.contains("<table"));
+    }
+
+    #[test]
+    fn deliveries_link_their_routes_escape_errors_and_point_to_the_rest() {
+        let html = render(vec![delivery(3, "b-route"), delivery(2, "a")], false, true);
+        assert!(html.contains(r#"href="/routes/b-route""#), "{html}");
+        assert!(html.contains(">pending</span>") && html.contains(">503</td>"));
+        assert!(html.contains("12.5 ms") && html.contains("replay"));
+        assert!(
+            html.contains("&lt;b&gt;x") && !html.contains("<b>x"),
+            "escaped"
+        );
+        assert!(html.contains("…"), "shortened: {html}");
+        assert!(!html.contains("The newest"));
+        let html = render(vec![delivery(3, "b-route"), delivery(2, "a")], true, false);
+        assert!(html.contains("The newest 50 deliveries"), "{html}");
+        assert!(html.contains("/api/v1/route-deliveries?event_id=9"));
+        let note = &html[html.find("The newest").unwrap()..];
+        let (a, b) = (
+            note.find(r#"href="/routes/a""#),
+            note.find(r#"href="/routes/b-route""#),
+        );
+        assert!(a.unwrap() < b.unwrap(), "each route once, by name: {note}");
+    }
 }

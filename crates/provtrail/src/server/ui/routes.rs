@@ -41,7 +41,7 @@ type = "file"
 path = "/var/lib/provtrail/failures.jsonl""#;
 
 /// The link to a route's page.
-fn route_href(name: &str) -> String {
+pub(super) fn route_href(name: &str) -> String {
     format!("/routes/{}", layout::encode(name))
 }
 
@@ -378,24 +378,61 @@ fn delivery_table(caption: &str, items: &[RouteDeliveryView], now: Millis) -> Ma
                     }
                     td { (badge(delivery.state.as_str())) }
                     td.num { (delivery.attempts) }
-                    td.num { @match delivery.last_status { Some(status) => { (status) } None => { span.muted { "—" } } } }
-                    td.num {
-                        @match delivery.last_latency_ms {
-                            Some(ms) => { (format!("{ms:.1} ms")) }
-                            None => { span.muted { "—" } }
-                        }
-                    }
-                    td.errors { @if let Some(error) = &delivery.last_error { (layout::shorten(error, 160)) } }
-                    td.nowrap {
-                        @match (delivery.next_attempt_at, delivery.delivered_at) {
-                            (Some(next), _) => {
-                                "next " (time(next))
-                                @if next <= now { br; span.muted.small { "due" } }
-                            }
-                            (None, Some(at)) => { "delivered " (time(at)) }
-                            (None, None) => { "since " (time(delivery.updated_at)) }
-                        }
-                    }
+                    (attempt_cells(delivery, now))
+                }
+            }
+        },
+    )
+}
+
+/// The cells that say how a delivery's last attempt went and what comes next: last status, last
+/// latency, last error (secrets removed, shortened) and when.
+fn attempt_cells(delivery: &RouteDeliveryView, now: Millis) -> Markup {
+    html! {
+        td.num { @match delivery.last_status { Some(status) => { (status) } None => { span.muted { "—" } } } }
+        td.num {
+            @match delivery.last_latency_ms {
+                Some(ms) => { (format!("{ms:.1} ms")) }
+                None => { span.muted { "—" } }
+            }
+        }
+        td.errors { @if let Some(error) = &delivery.last_error { (layout::shorten(error, 160)) } }
+        td.nowrap {
+            @match (delivery.next_attempt_at, delivery.delivered_at) {
+                (Some(next), _) => {
+                    "next " (time(next))
+                    @if next <= now { br; span.muted.small { "due" } }
+                }
+                (None, Some(at)) => { "delivered " (time(at)) }
+                (None, None) => { "since " (time(delivery.updated_at)) }
+            }
+        }
+    }
+}
+
+/// One event's deliveries to routes, newest first, as on the event page: the route rather than
+/// the event in each row.
+pub(super) fn event_delivery_table(items: &[RouteDeliveryView], now: Millis) -> Markup {
+    layout::table(
+        "Route deliveries",
+        &[
+            "Route",
+            "State",
+            "Attempts",
+            "Last status",
+            "Last latency",
+            "Last error",
+            "When (UTC)",
+            "Origin",
+        ],
+        html! {
+            @for delivery in items {
+                tr {
+                    td { a.route-name href=(route_href(&delivery.route)) { (delivery.route) } }
+                    td { (badge(delivery.state.as_str())) }
+                    td.num { (delivery.attempts) }
+                    (attempt_cells(delivery, now))
+                    td.nowrap { (delivery.origin) br; span.muted.small { "created " (time(delivery.created_at)) } }
                 }
             }
         },

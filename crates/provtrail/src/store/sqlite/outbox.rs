@@ -435,29 +435,41 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> 
 /// Largest page of deliveries.
 const MAX_LIMIT: usize = 1_000;
 
+/// The statement that lists deliveries. The state is written into it so that the partial
+/// indexes can serve it, and so is the event: `?3 IS NULL OR d.event_id = ?3` would walk every
+/// delivery below the cursor, where `route_deliveries_event` finds an event's few directly,
+/// newest first.
+fn list_sql(query: &RouteDeliveryQuery) -> String {
+    let state = match query.state {
+        Some(state) => format!("d.state = {}", state.code()),
+        None => "1".to_owned(),
+    };
+    let event = if query.event_id.is_some() {
+        "d.event_id = ?3"
+    } else {
+        "?3 IS NULL"
+    };
+    format!(
+        "SELECT d.id, d.event_id, e.tracking_number, d.route, d.state, d.attempts, d.origin,
+            d.created_at, d.updated_at, d.next_attempt_at, d.delivered_at, d.last_status,
+            d.last_error,
+            (SELECT a.latency_us FROM route_attempts a WHERE a.delivery_id = d.id
+             ORDER BY a.attempt DESC LIMIT 1)
+         FROM route_deliveries d LEFT JOIN events e ON e.id = d.event_id
+         WHERE {state} AND d.id < ?1
+           AND (?2 IS NULL OR d.route = ?2)
+           AND {event}
+         ORDER BY d.id DESC LIMIT ?4"
+    )
+}
+
 pub(super) fn list(
     conn: &Connection,
     query: &RouteDeliveryQuery,
 ) -> Result<Page<RouteDelivery>, StoreError> {
     let limit = query.limit.clamp(1, MAX_LIMIT);
-    // The state is written into the statement so that the partial indexes can serve it.
-    let state = match query.state {
-        Some(state) => format!("d.state = {}", state.code()),
-        None => "1".to_owned(),
-    };
     let mut items: Vec<RouteDelivery> = conn
-        .prepare_cached(&format!(
-            "SELECT d.id, d.event_id, e.tracking_number, d.route, d.state, d.attempts, d.origin,
-                d.created_at, d.updated_at, d.next_attempt_at, d.delivered_at, d.last_status,
-                d.last_error,
-                (SELECT a.latency_us FROM route_attempts a WHERE a.delivery_id = d.id
-                 ORDER BY a.attempt DESC LIMIT 1)
-             FROM route_deliveries d LEFT JOIN events e ON e.id = d.event_id
-             WHERE {state} AND d.id < ?1
-               AND (?2 IS NULL OR d.route = ?2)
-               AND (?3 IS NULL OR d.event_id = ?3)
-             ORDER BY d.id DESC LIMIT ?4"
-        ))
+        .prepare_cached(&list_sql(query))
         .map_err(read_error)?
         .query_map(
             params![
@@ -522,4 +534,46 @@ pub(super) fn attempts(
     .map_err(read_error)?
     .collect::<Result<_, _>>()
     .map_err(read_error)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::sqlite::schema;
+
+    fn plan(conn: &Connection, query: &RouteDeliveryQuery) -> String {
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", list_sql(query)))
+            .unwrap();
+        let rows = statement
+            .query_map(params![i64::MAX, query.route, query.event_id, 51], |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.collect::<Result<Vec<_>, _>>().unwrap().join("\n")
+    }
+
+    #[test]
+    fn an_events_deliveries_are_found_through_its_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let by_event = RouteDeliveryQuery {
+            event_id: Some(7),
+            limit: 50,
+            ..RouteDeliveryQuery::default()
+        };
+        let found = plan(&conn, &by_event);
+        assert!(
+            found.contains("USING INDEX route_deliveries_event"),
+            "{found}"
+        );
+        assert!(!found.contains("TEMP B-TREE"), "no sort: {found}");
+        let all = RouteDeliveryQuery {
+            limit: 50,
+            ..RouteDeliveryQuery::default()
+        };
+        assert!(!plan(&conn, &all).contains("route_deliveries_event"));
+    }
 }
