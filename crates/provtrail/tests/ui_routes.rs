@@ -17,7 +17,15 @@ use routes_support::{Mode, READ_TOKEN, Receiver, config_text, states, wait_for, 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Secrets of the webhook route: none may ever reach a page.
-const BEARER: &str = "ui-secret-bearer-token-6d1f0c";
+/// Longer than the part of a refusal kept as its error, so that a receiver echoing it would leave
+/// the beginning of it behind if errors were shortened before secrets are removed.
+const BEARER: &str = concat!(
+    "ui-secret-bearer-token-6d1f0c",
+    "-a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1",
+    "-a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1",
+    "-a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1",
+    "-a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1",
+);
 const HEADER: &str = "ui-secret-header-value-88a2e4";
 const QUERY: &str = "ui-secret-in-the-url-query-31b7";
 
@@ -185,9 +193,28 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
         let (status, html) = page(&server, path).await;
         assert_eq!(status, 200, "{path}");
         for secret in [BEARER, HEADER, QUERY] {
-            assert!(!html.contains(secret), "{path} shows a secret:\n{html}");
+            assert!(
+                !html.contains(&secret[..20]),
+                "{path} shows a secret:\n{html}"
+            );
         }
         assert!(!html.contains("<script>alert"), "{path}: unescaped");
+    }
+    // The same errors through the JSON API.
+    for path in [
+        "/api/v1/routes",
+        "/api/v1/route-deliveries?route=hook",
+        "/api/v1/route-deliveries/5",
+        "/api/v1/deadletters",
+    ] {
+        let (status, body) = page(&server, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        for secret in [BEARER, HEADER, QUERY] {
+            assert!(
+                !body.contains(&secret[..20]),
+                "{path} shows a secret:\n{body}"
+            );
+        }
     }
     let (_, hostile_page) = page(&server, "/routes/hostile").await;
     assert!(hostile_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -219,7 +246,7 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     for html in [&event_page, &skipped] {
         for secret in [BEARER, HEADER, QUERY] {
             assert!(
-                !html.contains(secret),
+                !html.contains(&secret[..20]),
                 "an event page shows a secret:\n{html}"
             );
         }

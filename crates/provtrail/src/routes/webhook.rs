@@ -271,6 +271,28 @@ impl Webhook {
 
 /// An error and its causes in one line (the client's own message is terse: the cause says
 /// "connection refused" or "refused: … resolves to 10.0.0.1").
+/// Bytes of a refusal's body read to explain it: enough for any error message, and a bound on what
+/// a receiver can make us hold.
+const MAX_ANSWER_READ: usize = 16 * 1024;
+
+/// Characters of a refusal's body kept in the delivery's error.
+const MAX_ANSWER_KEPT: usize = 300;
+
+/// The first `limit` bytes of a response body (as text), without reading the rest.
+async fn read_prefix(mut response: reqwest::Response, limit: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -343,15 +365,19 @@ impl Sink for Webhook {
             return Ok(Sent { status: Some(code) });
         }
         let retry = matches!(code, 408 | 425 | 429) || status.is_server_error();
-        let answer = response.text().await.unwrap_or_default();
-        let answer: String = answer.chars().take(300).collect();
+        // Redacted whole, then shortened: shortening first could cut a secret the receiver echoes
+        // (a long bearer token) and leave its beginning where redaction no longer recognises it.
+        let answer = self
+            .redactor
+            .redact(&read_prefix(response, MAX_ANSWER_READ).await);
+        let answer: String = answer.trim().chars().take(MAX_ANSWER_KEPT).collect();
         let mut message = format!("HTTP {code}");
         if status.is_redirection() {
             message.push_str(" (redirects are not followed; use the final URL)");
         }
-        if !answer.trim().is_empty() {
+        if !answer.is_empty() {
             message.push_str(": ");
-            message.push_str(answer.trim());
+            message.push_str(&answer);
         }
         Err(SinkError {
             message: self.redactor.redact(&message),
