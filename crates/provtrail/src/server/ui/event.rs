@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use provtrail_model::{AccountRequest, ProvisioningCompleted};
 
 use super::layout::{self, Nav, badge, link, time};
-use super::routes::{event_delivery_table, route_href};
+use super::routes::event_delivery_table;
 use super::{AppState, PageError, Viewer};
 use crate::server::api::routes::{self, RouteDeliveryList};
 use crate::store::{DeliveryRecord, EventDetail, Millis, RouteDeliveryQuery};
@@ -18,7 +18,8 @@ const ROUTE_DELIVERIES_SHOWN: usize = 50;
 
 /// The event's deliveries to routes, and whether any route is configured.
 struct RouteDeliveries {
-    list: RouteDeliveryList,
+    /// `Err` with the reason when they could not be read: the event is still shown.
+    list: Result<RouteDeliveryList, String>,
     configured: bool,
     now: Millis,
 }
@@ -44,7 +45,7 @@ pub async fn page(
     );
     let detail = detail?.ok_or_else(|| PageError::NotFound(format!("there is no event {id}")))?;
     let deliveries = RouteDeliveries {
-        list: deliveries?,
+        list: deliveries.map_err(|err| err.to_string()),
         configured: !state.routes.is_empty(),
         now: chrono::Utc::now().timestamp_millis(),
     };
@@ -58,13 +59,21 @@ pub async fn page(
 /// The section of the event's route deliveries: none when there are none and no route is
 /// configured.
 fn route_deliveries(id: i64, deliveries: &RouteDeliveries) -> Markup {
-    let items = &deliveries.list.items;
+    let list = match &deliveries.list {
+        Ok(list) => list,
+        Err(reason) => {
+            return html! {
+                section aria-labelledby="route-deliveries" {
+                    h2 #route-deliveries { "Route deliveries" }
+                    p.note { "The route deliveries could not be read: " (reason) }
+                }
+            };
+        }
+    };
+    let items = &list.items;
     if items.is_empty() && !deliveries.configured {
         return html! {};
     }
-    let mut names: Vec<&str> = items.iter().map(|d| d.route.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
     html! {
         section aria-labelledby="route-deliveries" {
             h2 #route-deliveries { "Route deliveries" }
@@ -75,15 +84,10 @@ fn route_deliveries(id: i64, deliveries: &RouteDeliveries) -> Markup {
                 }
             } @else {
                 (event_delivery_table(items, deliveries.now))
-                @if deliveries.list.next_cursor.is_some() {
+                @if list.next_cursor.is_some() {
                     p.note {
-                        "The newest " (ROUTE_DELIVERIES_SHOWN) " deliveries of this event. Every "
-                        "delivery is on its route's page ("
-                        @for (n, name) in names.iter().enumerate() {
-                            @if n > 0 { ", " }
-                            a href=(route_href(name)) { (name) }
-                        }
-                        "), and in " code { "GET /api/v1/route-deliveries?event_id=" (id) } "."
+                        "The newest " (ROUTE_DELIVERIES_SHOWN) " deliveries of this event; all of "
+                        "them are in " code { "GET /api/v1/route-deliveries?event_id=" (id) } "."
                     }
                 }
             }
@@ -318,10 +322,10 @@ mod tests {
 
     fn render(items: Vec<RouteDeliveryView>, more: bool, configured: bool) -> String {
         let deliveries = RouteDeliveries {
-            list: RouteDeliveryList {
+            list: Ok(RouteDeliveryList {
                 next_cursor: more.then_some(1),
                 items,
-            },
+            }),
             configured,
             now: 2_500,
         };
@@ -351,11 +355,19 @@ mod tests {
         let html = render(vec![delivery(3, "b-route"), delivery(2, "a")], true, false);
         assert!(html.contains("The newest 50 deliveries"), "{html}");
         assert!(html.contains("/api/v1/route-deliveries?event_id=9"));
-        let note = &html[html.find("The newest").unwrap()..];
-        let (a, b) = (
-            note.find(r#"href="/routes/a""#),
-            note.find(r#"href="/routes/b-route""#),
+    }
+
+    #[test]
+    fn deliveries_that_cannot_be_read_leave_a_note_not_an_error_page() {
+        let deliveries = RouteDeliveries {
+            list: Err("the store is <busy>".to_owned()),
+            configured: true,
+            now: 0,
+        };
+        let html = route_deliveries(9, &deliveries).into_string();
+        assert!(
+            html.contains("could not be read: the store is &lt;busy&gt;"),
+            "{html}"
         );
-        assert!(a.unwrap() < b.unwrap(), "each route once, by name: {note}");
     }
 }
