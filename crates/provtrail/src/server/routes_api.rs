@@ -293,18 +293,27 @@ pub async fn list_deliveries(
     query: Pairs,
 ) -> Result<Json<RouteDeliveryList>, ApiError> {
     let params = Params::parse(pairs(query)?, route_deliveries_accepted())?;
-    let query = RouteDeliveryQuery {
-        route: params.text("route")?,
-        state: params
-            .choice("state", &["pending", "delivered", "dead"])?
-            .and_then(DeliveryState::parse),
-        event_id: params.integer("event_id", 1, i64::MAX)?,
-        before_id: params.integer("before_id", 1, i64::MAX)?,
-        limit: params.limit()?,
-    };
+    let state_filter = params
+        .choice("state", &["pending", "delivered", "dead"])?
+        .and_then(DeliveryState::parse);
+    let query = delivery_query(&params, state_filter)?;
     Ok(Json(
         routes::deliveries(state.store.as_ref(), &state.routes, &query).await?,
     ))
+}
+
+/// The parameters the delivery lists share, with the state to list.
+fn delivery_query(
+    params: &Params,
+    state: Option<DeliveryState>,
+) -> Result<RouteDeliveryQuery, ApiError> {
+    Ok(RouteDeliveryQuery {
+        route: params.text("route")?,
+        state,
+        event_id: params.integer("event_id", 1, i64::MAX)?,
+        before_id: params.integer("before_id", 1, i64::MAX)?,
+        limit: params.limit()?,
+    })
 }
 
 /// List the dead letters.
@@ -334,13 +343,7 @@ pub async fn list_dead(
     query: Pairs,
 ) -> Result<Json<RouteDeliveryList>, ApiError> {
     let params = Params::parse(pairs(query)?, dead_letters_accepted())?;
-    let query = RouteDeliveryQuery {
-        route: params.text("route")?,
-        state: Some(DeliveryState::Dead),
-        event_id: params.integer("event_id", 1, i64::MAX)?,
-        before_id: params.integer("before_id", 1, i64::MAX)?,
-        limit: params.limit()?,
-    };
+    let query = delivery_query(&params, Some(DeliveryState::Dead))?;
     Ok(Json(
         routes::deliveries(state.store.as_ref(), &state.routes, &query).await?,
     ))
