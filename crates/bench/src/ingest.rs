@@ -10,7 +10,12 @@
 //!   (open loop, measured from the scheduled send time so that a stall is not hidden);
 //! - with `--routes`: `ingest.durable_no_routes` and `ingest.durable_routes` measured in turns,
 //!   their ratio (`ratio.durable_routes_vs_durable`), and `routes.drain_after_load`: how long the
-//!   outbox takes to empty once the load stops.
+//!   outbox takes to empty once the load stops, and `cpu.durable_routes_vs_durable`: the CPU time
+//!   per event of each (the routed one charged until its outbox is empty), which is steadier on a
+//!   shared machine than events/s.
+//!
+//! Every closed-loop figure carries `cpu_us_per_event`: the process's CPU time (client and
+//! server) per request answered 200.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +36,7 @@ use provtrail::synth::{Generator, SynthOptions};
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use crate::measure::emit;
+use crate::measure::{emit, process_cpu_seconds};
 
 /// Arguments of `provtrail-bench ingest`.
 #[derive(Debug, clap::Args)]
@@ -135,9 +140,13 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let echo_server = RunningServer::start(echo, &echo_config, None).await?;
+    let cpu = process_cpu_seconds();
     let echo_result = closed_loop(echo_server.local_addr(), connections, duration, &events).await?;
+    let echo_cpu = cpu_per_event(cpu, &echo_result);
     echo_server.shutdown().await;
-    emit(echo_result.figure("baseline.http_echo", connections));
+    let mut line = echo_result.figure("baseline.http_echo", connections);
+    line["cpu_us_per_event"] = json!(echo_cpu);
+    emit(line);
 
     // The real server on a temporary store.
     let dir = tempfile::tempdir()?;
@@ -149,8 +158,11 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
     let settings = Settings::from_config(&config)?;
     let app = App::start(&settings).await?;
     let addr = app.server.local_addr();
+    let cpu = process_cpu_seconds();
     let durable = closed_loop(addr, connections, duration, &events).await?;
-    emit(durable.figure("ingest.durable", connections));
+    let mut line = durable.figure("ingest.durable", connections);
+    line["cpu_us_per_event"] = json!(cpu_per_event(cpu, &durable));
+    emit(line);
     let half = durable.events_per_s / 2.0;
     let paced = open_loop(addr, connections, duration, half, &events).await?;
     let mut line = paced.figure("ingest.durable_half_rate", connections);
@@ -172,6 +184,13 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<()> {
         with_routes(&config, connections, duration, &events, args.rounds).await?;
     }
     Ok(())
+}
+
+/// CPU time of the whole process (server and client) per request answered 200 since `before`,
+/// in microseconds, rounded to one decimal.
+fn cpu_per_event(before: Option<f64>, outcome: &Outcome) -> Option<f64> {
+    let used = process_cpu_seconds()? - before?;
+    Some((used * 1e7 / outcome.ok.max(1) as f64).round() / 10.0)
 }
 
 /// The routing overhead: two servers on fresh stores, one without routes and one with three,
@@ -234,9 +253,19 @@ path = "{}"
     let mut without = Vec::new();
     let mut with = Vec::new();
     let mut drains = Vec::new();
+    // CPU per accepted event, client included (the same for both): for the routed server it
+    // counts from the start of the load until its last delivery is done, so that deliveries
+    // made after the load are charged to it too.
+    let mut cpu_without = Vec::new();
+    let mut cpu_with = Vec::new();
     for _ in 0..rounds.max(1) {
-        without.push(closed_loop(plain.server.local_addr(), connections, duration, events).await?);
-        with.push(closed_loop(routed.server.local_addr(), connections, duration, events).await?);
+        let cpu = process_cpu_seconds();
+        let outcome = closed_loop(plain.server.local_addr(), connections, duration, events).await?;
+        cpu_without.extend(cpu_per_event(cpu, &outcome));
+        without.push(outcome);
+        let cpu = process_cpu_seconds();
+        let outcome =
+            closed_loop(routed.server.local_addr(), connections, duration, events).await?;
         // The load has stopped: how long until every delivery is done?
         let stopped = Instant::now();
         loop {
@@ -248,6 +277,8 @@ path = "{}"
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         drains.push(stopped.elapsed().as_secs_f64());
+        cpu_with.extend(cpu_per_event(cpu, &outcome));
+        with.push(outcome);
     }
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
@@ -288,6 +319,16 @@ path = "{}"
         "ratio": (routed_rate / plain_rate * 1000.0).round() / 1000.0,
         "overhead_percent": ((1.0 - routed_rate / plain_rate) * 1000.0).round() / 10.0,
     }));
+    if !cpu_without.is_empty() && !cpu_with.is_empty() {
+        let (plain_cpu, routed_cpu) = (median(cpu_without.clone()), median(cpu_with.clone()));
+        emit(json!({
+            "bench": "cpu.durable_routes_vs_durable",
+            "connections": connections,
+            "cpu_us_per_event_no_routes": cpu_without,
+            "cpu_us_per_event_routes": cpu_with,
+            "overhead_percent": ((routed_cpu / plain_cpu - 1.0) * 1000.0).round() / 10.0,
+        }));
+    }
     let counts = routed.store.route_counts().await?;
     emit(json!({
         "bench": "routes.drain_after_load",

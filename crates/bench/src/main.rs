@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator the `provtrail` binary uses, so that the servers and parsers measured here run
+/// as they do in the product.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod dict;
 mod filter;
 mod ingest;
