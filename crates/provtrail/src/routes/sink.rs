@@ -133,6 +133,25 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Delivers once. Returns only when the target has taken the delivery (answered 2xx,
     /// acknowledged the publication, written the line to disk); anything else is an error.
     async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError>;
+
+    /// Most deliveries one attempt may carry. Above 1 for a sink whose cost is per write rather
+    /// than per delivery (the file sink flushes many lines with one fsync): a route that has a
+    /// backlog then drains it in batches, and each batch takes one place of the route's
+    /// concurrency.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Delivers several at once (at most [`Sink::batch_limit`]), with the promise of
+    /// [`Sink::deliver`] for each: one result per delivery, in order. The default delivers them
+    /// one after another.
+    async fn deliver_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<Sent, SinkError>> {
+        let mut results = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            results.push(self.deliver(delivery).await);
+        }
+        results
+    }
 }
 
 /// What a sink's `build` function gets besides its own settings.

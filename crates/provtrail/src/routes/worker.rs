@@ -1,5 +1,13 @@
-//! Delivery workers: one loop per route takes due deliveries from the outbox, attempts each under
-//! the route's concurrency limit and timeout, and records the result through the store's writer.
+//! Delivery workers: one loop per route takes due deliveries, attempts them under the route's
+//! concurrency limit and timeout, and records the results through the store's writer.
+//!
+//! Where deliveries come from: the writer hands each route's worker the deliveries of newly
+//! stored events as soon as they are committed (an [`OutboxFeed`]), so that a busy route does not
+//! read back from the database what was just written. Everything else (a backlog from before a
+//! restart, retries coming due, replays, deliveries the feed had no room for) is read from the
+//! outbox when due: at start, when the store says deliveries were added without being handed
+//! over, and every [`POLL`]. A delivery handed over is kept out of those reads until its attempt
+//! starts, so that no delivery is attempted twice at once.
 //!
 //! At least once: a delivery is claimed in memory only; its row stays `pending` until the result
 //! of an attempt is committed, and the claim is released only then. A process that dies with
@@ -15,7 +23,7 @@
 //! delivery. Deliveries that wait behind the breaker are not attempted and use none of their
 //! retry budget; once the sink answers, they are all due and drain at full concurrency.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,10 +31,12 @@ use serde_json::Value;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::sink::{Delivery, SinkError, delivery_key, event_key};
+use super::sink::{Delivery, Sent, SinkError, delivery_key, event_key};
 use super::{Route, Routes};
 use crate::metrics::{Metrics, RouteLabels};
-use crate::store::{AttemptResult, Millis, NextStep, OutboxItem, OutboxWrite, SharedStore};
+use crate::store::{
+    AttemptResult, Millis, NextStep, OutboxFeed, OutboxItem, OutboxWrite, SharedStore,
+};
 
 /// How often a route looks for due deliveries when nothing wakes it sooner (retries coming due,
 /// replays written by another process).
@@ -34,6 +44,12 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Failures in a row after which a route pauses.
 pub const BREAKER_THRESHOLD: u32 = 3;
+
+/// Deliveries a route takes from its feed ahead of starting them; more wait in the feed's queue.
+const MAX_FRESH: usize = 1_024;
+
+/// Deliveries the writer may queue for a route's worker; beyond that they are read when due.
+const FEED_CAPACITY: usize = 4_096;
 
 /// Most attempt results written in one outbox job.
 const MAX_RESULTS_PER_WRITE: usize = 1_000;
@@ -73,7 +89,16 @@ impl Dispatcher {
                 done: Arc::new(Notify::new()),
                 permits: Arc::new(Semaphore::new(route.concurrency)),
             };
-            tasks.push(tokio::spawn(worker.run(stopped.clone())));
+            let (sender, feed) = mpsc::channel(FEED_CAPACITY);
+            let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            store.feed_outbox(
+                &route.name,
+                OutboxFeed {
+                    sender,
+                    handed: handed.clone(),
+                },
+            );
+            tasks.push(tokio::spawn(worker.run(feed, handed, stopped.clone())));
         }
         drop(recorder_handle);
         let gauges = tokio::spawn(refresh_gauges(routes, store, metrics, stopped));
@@ -111,14 +136,14 @@ impl Dispatcher {
 /// Sends attempt results to the recording task and waits until they are committed.
 #[derive(Debug, Clone)]
 struct Recorder {
-    results: mpsc::UnboundedSender<(AttemptResult, oneshot::Sender<()>)>,
+    results: mpsc::UnboundedSender<(Vec<AttemptResult>, oneshot::Sender<()>)>,
 }
 
 impl Recorder {
-    /// True once the result is committed.
-    async fn record(&self, result: AttemptResult) -> bool {
+    /// True once the results (those of one attempt) are committed.
+    async fn record(&self, results: Vec<AttemptResult>) -> bool {
         let (done, committed) = oneshot::channel();
-        if self.results.send((result, done)).is_err() {
+        if self.results.send((results, done)).is_err() {
             return false;
         }
         committed.await.is_ok()
@@ -129,20 +154,27 @@ impl Recorder {
 /// committed goes into the next one.
 async fn record_results(
     store: SharedStore,
-    mut receiver: mpsc::UnboundedReceiver<(AttemptResult, oneshot::Sender<()>)>,
+    mut receiver: mpsc::UnboundedReceiver<(Vec<AttemptResult>, oneshot::Sender<()>)>,
     stopped: watch::Receiver<bool>,
 ) {
-    let mut batch = Vec::new();
+    let mut batch: Vec<(Vec<AttemptResult>, oneshot::Sender<()>)> = Vec::new();
     while let Some(first) = receiver.recv().await {
+        let mut count = first.0.len();
         batch.push(first);
-        while batch.len() < MAX_RESULTS_PER_WRITE {
+        while count < MAX_RESULTS_PER_WRITE {
             match receiver.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => {
+                    count += next.0.len();
+                    batch.push(next);
+                }
                 Err(_) => break,
             }
         }
         loop {
-            let results = batch.iter().map(|(result, _)| result.clone()).collect();
+            let results = batch
+                .iter()
+                .flat_map(|(results, _)| results.iter().cloned())
+                .collect();
             match store.outbox_write(OutboxWrite::Results(results)).await {
                 Ok(_) => {
                     for (_, done) in batch.drain(..) {
@@ -159,7 +191,7 @@ async fn record_results(
                         batch.clear();
                         break;
                     }
-                    tracing::warn!(error = %err, results = batch.len(),
+                    tracing::warn!(error = %err, results = count,
                         "cannot record delivery results; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -234,15 +266,36 @@ impl Breaker {
         }
     }
 
-    /// How many deliveries may start now, and until when nothing may.
-    fn allowance(&self, free: usize, in_flight: usize) -> (usize, Option<Instant>) {
+    /// What may start now: attempts and deliveries per attempt (`batch` when the sink answers,
+    /// 1 for a probe), and until when nothing may.
+    fn allowance(&self, free: usize, in_flight: usize, batch: usize) -> Allowance {
         match self.open_until {
-            None => (free, None),
-            Some(until) if Instant::now() < until => (0, Some(until)),
-            // Half open: one probe at a time.
-            Some(_) => (usize::from(in_flight == 0).min(free), None),
+            None => Allowance {
+                attempts: free,
+                per_attempt: batch,
+                paused_until: None,
+            },
+            Some(until) if Instant::now() < until => Allowance {
+                attempts: 0,
+                per_attempt: 1,
+                paused_until: Some(until),
+            },
+            // Half open: one probe of one delivery at a time.
+            Some(_) => Allowance {
+                attempts: usize::from(in_flight == 0).min(free),
+                per_attempt: 1,
+                paused_until: None,
+            },
         }
     }
+}
+
+/// What a route may start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Allowance {
+    attempts: usize,
+    per_attempt: usize,
+    paused_until: Option<Instant>,
 }
 
 struct RouteWorker {
@@ -261,43 +314,97 @@ struct RouteWorker {
 }
 
 impl RouteWorker {
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        mut feed: mpsc::Receiver<OutboxItem>,
+        handed: Arc<Mutex<HashSet<i64>>>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
         let mut changes = self.store.outbox_changes();
         let mut watching = true;
+        let mut feeding = true;
         let mut tasks = JoinSet::new();
         let mut failing_reads = false;
+        let batch = self.route.sink.batch_limit().max(1);
+        // Deliveries taken from the feed and not started yet (still in `handed`, so that reads
+        // leave them alone).
+        let mut fresh: VecDeque<OutboxItem> = VecDeque::new();
+        // Whether to read due deliveries from the database: at the start (a backlog from before),
+        // when woken for deliveries that were not handed over, on the poll timer (retries coming
+        // due), and as long as reads come back full.
+        let mut read_due = true;
+        let mut next_poll = Instant::now() + POLL;
         loop {
             if *stopped.borrow() {
                 break;
             }
             while tasks.try_join_next().is_some() {}
+            if Instant::now() >= next_poll {
+                read_due = true;
+                next_poll = Instant::now() + POLL;
+            }
             let free = self.permits.available_permits();
             let in_flight = self.route.concurrency - free;
-            let (allowed, paused_until) = match self.breaker.lock() {
-                Ok(breaker) => breaker.allowance(free, in_flight),
-                Err(_) => (free, None),
+            let Allowance {
+                attempts,
+                per_attempt,
+                paused_until,
+            } = match self.breaker.lock() {
+                Ok(breaker) => breaker.allowance(free, in_flight, batch),
+                Err(_) => Allowance {
+                    attempts: free,
+                    per_attempt: 1,
+                    paused_until: None,
+                },
             };
-            if allowed > 0 {
-                let exclude: Vec<i64> = self
-                    .claimed
-                    .lock()
-                    .map(|claimed| claimed.iter().copied().collect())
-                    .unwrap_or_default();
+            let mut attempts_left = attempts;
+            // Fresh deliveries first: they need no read.
+            while attempts_left > 0 && !fresh.is_empty() {
+                let take = per_attempt.min(fresh.len());
+                let chunk: Vec<OutboxItem> = fresh.drain(..take).collect();
+                if !self.start(&mut tasks, chunk, &handed) {
+                    break;
+                }
+                attempts_left -= 1;
+            }
+            if attempts_left > 0 && read_due {
+                let exclude: Vec<i64> = {
+                    let mut exclude: Vec<i64> = self
+                        .claimed
+                        .lock()
+                        .map(|claimed| claimed.iter().copied().collect())
+                        .unwrap_or_default();
+                    if let Ok(handed) = handed.lock() {
+                        exclude.extend(handed.iter().copied());
+                    }
+                    exclude
+                };
+                let wanted = attempts_left * per_attempt;
                 match self
                     .store
-                    .outbox_due(&self.route.name, now_millis(), allowed, exclude)
+                    .outbox_due(&self.route.name, now_millis(), wanted, exclude)
                     .await
                 {
                     Ok(items) => {
                         failing_reads = false;
-                        for item in items {
-                            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                        read_due = items.len() >= wanted;
+                        // A delivery handed to the feed after the read's exclusions were taken
+                        // is the feed's: reading it is how it would be attempted twice.
+                        let items: Vec<OutboxItem> = match handed.lock() {
+                            Ok(handed) => items
+                                .into_iter()
+                                .filter(|item| !handed.contains(&item.id))
+                                .collect(),
+                            Err(_) => items,
+                        };
+                        // As few attempts as the due deliveries fill: a backlog goes out in full
+                        // batches, a trickle one delivery per attempt.
+                        let mut items = items.into_iter().peekable();
+                        while items.peek().is_some() {
+                            let chunk: Vec<OutboxItem> = items.by_ref().take(per_attempt).collect();
+                            if !self.start(&mut tasks, chunk, &handed) {
                                 break;
-                            };
-                            if let Ok(mut claimed) = self.claimed.lock() {
-                                claimed.insert(item.id);
                             }
-                            tasks.spawn(self.attempt(item, permit));
                         }
                     }
                     Err(err) => {
@@ -309,27 +416,59 @@ impl RouteWorker {
                     }
                 }
             }
-            let wait = paused_until
-                .map_or(POLL, |until| {
-                    until.saturating_duration_since(Instant::now())
-                })
-                .min(POLL);
+            let wake_at = paused_until.map_or(next_poll, |until| until.min(next_poll));
             tokio::select! {
                 _ = stopped.changed() => {}
                 changed = changes.changed(), if watching => {
                     watching = changed.is_ok();
+                    read_due = true;
                 }
+                item = feed.recv(), if feeding && fresh.len() < MAX_FRESH => match item {
+                    Some(item) => {
+                        fresh.push_back(item);
+                        while fresh.len() < MAX_FRESH {
+                            match feed.try_recv() {
+                                Ok(item) => fresh.push_back(item),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => feeding = false,
+                },
                 () = self.done.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(wake_at.into()) => {}
             }
         }
         // Let the attempts in flight finish and be recorded (the dispatcher bounds how long).
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Starts one attempt of `items` if a place of the route's concurrency is free; false (and
+    /// the items left pending, to be read again) if none is.
+    fn start(
+        &self,
+        tasks: &mut JoinSet<()>,
+        items: Vec<OutboxItem>,
+        handed: &Mutex<HashSet<i64>>,
+    ) -> bool {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return false;
+        };
+        if let Ok(mut handed) = handed.lock() {
+            for item in &items {
+                handed.remove(&item.id);
+            }
+        }
+        if let Ok(mut claimed) = self.claimed.lock() {
+            claimed.extend(items.iter().map(|item| item.id));
+        }
+        tasks.spawn(self.attempt(items, permit));
+        true
+    }
+
     fn attempt(
         &self,
-        item: OutboxItem,
+        items: Vec<OutboxItem>,
         permit: OwnedSemaphorePermit,
     ) -> impl Future<Output = ()> + Send + 'static {
         let route = self.route.clone();
@@ -341,43 +480,53 @@ impl RouteWorker {
         let labels = self.labels.clone();
         let redactor = self.redactor.clone();
         async move {
-            let result = attempt_once(&route, &item, &redactor).await;
+            let attempted = attempt_batch(&route, &items, &redactor).await;
             if let Ok(mut breaker) = breaker.lock() {
-                match &result.outcome {
-                    Ok(()) => breaker.succeeded(),
-                    Err(err) if !err.permanent => breaker.failed(&route),
-                    Err(_) => {}
+                // The sink answers when any delivery went through; it is failing when none did
+                // and one failed in a way worth retrying.
+                if attempted.iter().any(|a| a.outcome.is_ok()) {
+                    breaker.succeeded();
+                } else if attempted
+                    .iter()
+                    .any(|a| matches!(&a.outcome, Err(err) if !err.permanent))
+                {
+                    breaker.failed(&route);
                 }
             }
-            let record = result.record;
-            match record.next {
-                NextStep::Delivered => {
-                    metrics.routes.delivered.get_or_create(&labels).inc();
-                    metrics
-                        .routes
-                        .latency
-                        .get_or_create(&labels)
-                        .observe(record.latency_us as f64 / 1e6);
+            let mut records = Vec::with_capacity(attempted.len());
+            for (item, Attempted { record, .. }) in items.iter().zip(attempted) {
+                match record.next {
+                    NextStep::Delivered => {
+                        metrics.routes.delivered.get_or_create(&labels).inc();
+                        metrics
+                            .routes
+                            .latency
+                            .get_or_create(&labels)
+                            .observe(record.latency_us as f64 / 1e6);
+                    }
+                    NextStep::RetryAt(at) => {
+                        metrics.routes.failed_attempts.get_or_create(&labels).inc();
+                        tracing::debug!(route = %route.name, event_id = item.event_id,
+                            attempt = record.attempt, retry_in_ms = at - now_millis(),
+                            error = record.error.as_deref().unwrap_or_default(),
+                            "delivery failed; will retry");
+                    }
+                    NextStep::Dead => {
+                        metrics.routes.failed_attempts.get_or_create(&labels).inc();
+                        metrics.routes.dead.get_or_create(&labels).inc();
+                        tracing::warn!(route = %route.name, event_id = item.event_id,
+                            delivery_id = item.id, attempts = record.attempt,
+                            error = record.error.as_deref().unwrap_or_default(),
+                            "delivery moved to the dead letters");
+                    }
                 }
-                NextStep::RetryAt(at) => {
-                    metrics.routes.failed_attempts.get_or_create(&labels).inc();
-                    tracing::debug!(route = %route.name, event_id = item.event_id,
-                        attempt = record.attempt, retry_in_ms = at - now_millis(),
-                        error = record.error.as_deref().unwrap_or_default(),
-                        "delivery failed; will retry");
-                }
-                NextStep::Dead => {
-                    metrics.routes.failed_attempts.get_or_create(&labels).inc();
-                    metrics.routes.dead.get_or_create(&labels).inc();
-                    tracing::warn!(route = %route.name, event_id = item.event_id,
-                        delivery_id = item.id, attempts = record.attempt,
-                        error = record.error.as_deref().unwrap_or_default(),
-                        "delivery moved to the dead letters");
-                }
+                records.push(record);
             }
-            recorder.record(record).await;
+            recorder.record(records).await;
             if let Ok(mut claimed) = claimed.lock() {
-                claimed.remove(&item.id);
+                for item in &items {
+                    claimed.remove(&item.id);
+                }
             }
             drop(permit);
             done.notify_one();
@@ -390,45 +539,104 @@ struct Attempted {
     record: AttemptResult,
 }
 
-/// One attempt of one delivery, and what to record about it.
-async fn attempt_once(route: &Route, item: &OutboxItem, redactor: &super::Redactor) -> Attempted {
+/// One attempt of a batch of deliveries (one delivery for most sinks), and what to record about
+/// each.
+async fn attempt_batch(
+    route: &Route,
+    items: &[OutboxItem],
+    redactor: &super::Redactor,
+) -> Vec<Attempted> {
     let started_at = now_millis();
     let started = Instant::now();
-    let attempt = item.attempts.saturating_add(1);
-    let event_key = event_key(item.event_id, item.invocation_id.as_deref());
-    let key = delivery_key(&event_key, &route.name);
-    let parsed = if route.sink.needs_value() {
-        serde_json::from_slice::<Value>(&item.raw)
-    } else {
-        Ok(Value::Null)
-    };
-    let outcome = match parsed {
-        Err(err) => Err(SinkError::permanent(format!(
-            "the stored event is not JSON: {err}"
-        ))),
-        Ok(event) => {
-            let delivery = Delivery {
+    let keys: Vec<(String, String)> = items
+        .iter()
+        .map(|item| {
+            let event_key = event_key(item.event_id, item.invocation_id.as_deref());
+            let key = delivery_key(&event_key, &route.name);
+            (event_key, key)
+        })
+        .collect();
+    let parsed: Vec<Result<Value, String>> = items
+        .iter()
+        .map(|item| {
+            if route.sink.needs_value() {
+                serde_json::from_slice::<Value>(&item.raw)
+                    .map_err(|err| format!("the stored event is not JSON: {err}"))
+            } else {
+                Ok(Value::Null)
+            }
+        })
+        .collect();
+    // A stored event that is not JSON fails for good without reaching the sink.
+    let deliveries: Vec<Delivery<'_>> = items
+        .iter()
+        .zip(&keys)
+        .zip(&parsed)
+        .filter_map(|((item, (event_key, key)), event)| {
+            Some(Delivery {
                 delivery_id: item.id,
                 route: &route.name,
                 event_id: item.event_id,
-                event_key: &event_key,
-                key: &key,
-                attempt,
+                event_key,
+                key,
+                attempt: item.attempts.saturating_add(1),
                 received_at: item.received_at,
                 raw: &item.raw,
-                event: &event,
-            };
-            match tokio::time::timeout(route.timeout, route.sink.deliver(&delivery)).await {
-                Ok(result) => result,
-                Err(_) => Err(SinkError::transient(format!(
+                event: event.as_ref().ok()?,
+            })
+        })
+        .collect();
+    let mut sent = if deliveries.is_empty() {
+        Vec::new()
+    } else {
+        match tokio::time::timeout(route.timeout, route.sink.deliver_batch(&deliveries)).await {
+            Ok(results) => results,
+            Err(_) => {
+                let timed_out = SinkError::transient(format!(
                     "timed out after {}",
                     humantime::format_duration(route.timeout)
-                ))),
+                ));
+                vec![Err(timed_out); deliveries.len()]
             }
         }
     };
+    // A sink that answers for fewer deliveries than it was given has not taken the rest.
+    sent.resize_with(deliveries.len(), || {
+        Err(SinkError::transient(
+            "the sink did not answer for this delivery",
+        ))
+    });
     let latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
     let now = now_millis();
+    let mut sent = sent.into_iter();
+    items
+        .iter()
+        .zip(parsed)
+        .map(|(item, event)| {
+            let outcome = match event {
+                Err(message) => Err(SinkError::permanent(message)),
+                Ok(_) => sent.next().unwrap_or_else(|| {
+                    Err(SinkError::transient(
+                        "the sink did not answer for this delivery",
+                    ))
+                }),
+            };
+            settle(route, item, started_at, latency_us, now, outcome, redactor)
+        })
+        .collect()
+}
+
+/// What to record about one delivery's attempt, and when to try again.
+fn settle(
+    route: &Route,
+    item: &OutboxItem,
+    started_at: Millis,
+    latency_us: i64,
+    now: Millis,
+    outcome: Result<Sent, SinkError>,
+    redactor: &super::Redactor,
+) -> Attempted {
+    let attempt = item.attempts.saturating_add(1);
     let (next, status, error, outcome) = match outcome {
         Ok(sent) => (NextStep::Delivered, sent.status, None, Ok(())),
         Err(err) => {

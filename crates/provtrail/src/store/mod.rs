@@ -130,6 +130,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<Vec<DeliveryAttempt>, StoreError>;
 
     /// Changes whenever deliveries become pending in this process (new matching events, replays,
-    /// retries), so that workers need not wait for their next poll.
+    /// retries) and were not handed to a feed, so that workers need not wait for their next poll.
     fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Hands the deliveries of newly stored events to `route`'s worker from now on (see
+    /// [`OutboxFeed`]). A store that cannot leaves them to be read as due.
+    fn feed_outbox(&self, route: &str, feed: OutboxFeed) {
+        let _ = (route, feed);
+    }
 }

@@ -666,6 +666,21 @@ pub struct OutboxItem {
     pub raw: Bytes,
 }
 
+/// A route's worker taking the deliveries of newly stored events straight from the writer, so
+/// that it does not read back from the database what was written a moment ago. The database
+/// stays the record: a delivery handed over is pending there until the result of an attempt is
+/// committed, and one that cannot be handed over (the worker is behind and its queue is full) is
+/// left to the worker's next read of due deliveries.
+#[derive(Debug, Clone)]
+pub struct OutboxFeed {
+    /// Where handed-over deliveries go.
+    pub sender: tokio::sync::mpsc::Sender<OutboxItem>,
+    /// Deliveries handed over (or about to be) that the worker has not taken yet. The writer adds
+    /// an id before the commit that makes the delivery visible, so a read of due deliveries that
+    /// sees it also finds it here and leaves it to the feed.
+    pub handed: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextStep {

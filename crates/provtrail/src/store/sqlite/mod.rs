@@ -9,6 +9,7 @@ mod read;
 mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,8 +25,8 @@ use writer::{Job, OutboxJob, Pending, Writer};
 
 use super::{
     Content, DeliveryAttempt, DeliveryQuery, DeliveryRecord, EventDetail, EventQuery, EventSummary,
-    ExportRange, Incoming, IngestOutcome, IssueRecord, Millis, OutboxItem, OutboxWrite, Page,
-    QuarantineEntry, QuarantineQuery, Receipt, Rejection, RouteCounts, RouteDelivery,
+    ExportRange, Incoming, IngestOutcome, IssueRecord, Millis, OutboxFeed, OutboxItem, OutboxWrite,
+    Page, QuarantineEntry, QuarantineQuery, Receipt, Rejection, RouteCounts, RouteDelivery,
     RouteDeliveryQuery, Stats, StatsQuery, Store, StoreCounts, StoreError, StoredEvent,
 };
 use crate::metrics::Metrics;
@@ -65,8 +66,10 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     writable: AtomicBool,
     last_error: Mutex<Option<String>>,
-    /// Bumped after a commit that made route deliveries pending.
+    /// Bumped after a commit that made route deliveries pending without handing them to a feed.
     outbox_changed: tokio::sync::watch::Sender<u64>,
+    /// The routes' workers that take new deliveries from the writer, by route.
+    feeds: RwLock<HashMap<String, OutboxFeed>>,
 }
 
 impl Shared {
@@ -109,6 +112,7 @@ impl SqliteStore {
             writable: AtomicBool::new(true),
             last_error: Mutex::new(None),
             outbox_changed: tokio::sync::watch::Sender::new(0),
+            feeds: RwLock::default(),
         });
         shared.metrics.store_writable.set(1);
         let writer = Writer {
@@ -403,6 +407,12 @@ impl Store for SqliteStore {
 
     fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.outbox_changed.subscribe()
+    }
+
+    fn feed_outbox(&self, route: &str, feed: OutboxFeed) {
+        if let Ok(mut feeds) = self.shared.feeds.write() {
+            feeds.insert(route.to_owned(), feed);
+        }
     }
 }
 

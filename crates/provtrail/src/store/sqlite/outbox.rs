@@ -16,8 +16,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{Shared, codec, read_error};
 use crate::store::{
-    AttemptResult, DeliveryAttempt, DeliveryState, Millis, NextStep, OutboxItem, OutboxWrite, Page,
-    RouteCounts, RouteDelivery, RouteDeliveryQuery, StoreError,
+    AttemptResult, DeliveryAttempt, DeliveryState, Millis, NextStep, OutboxFeed, OutboxItem,
+    OutboxWrite, Page, RouteCounts, RouteDelivery, RouteDeliveryQuery, StoreError,
 };
 
 /// Per-route totals counted over one batch and written once per route.
@@ -92,27 +92,89 @@ impl Counters {
 }
 
 /// Puts the deliveries of a newly stored event in the outbox: called in the event's transaction.
+/// Returns their ids, one per route in order; the writer hands them to the routes' workers once
+/// they are committed (see [`hand_over`]).
 pub(super) fn enqueue_event(
     tx: &Transaction<'_>,
     event_id: i64,
     routes: &[String],
     at: Millis,
     counters: &mut Counters,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Vec<i64>> {
     if routes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut statement = tx.prepare_cached(
         "INSERT INTO route_deliveries (event_id, route, origin, created_at, due_since,
             next_attempt_at, updated_at)
          VALUES (?1, ?2, 'ingest', ?3, ?3, ?3, ?3)",
     )?;
+    let mut ids = Vec::with_capacity(routes.len());
     for route in routes {
         statement.execute(params![event_id, route, at])?;
+        ids.push(tx.last_insert_rowid());
         counters.route(route).matched += 1;
     }
-    counters.woke = true;
-    Ok(())
+    Ok(ids)
+}
+
+/// New deliveries of one commit, on their way to the routes' workers.
+#[derive(Debug, Default)]
+pub(super) struct Handover {
+    /// Deliveries reserved for a feed, to send once committed.
+    items: Vec<(OutboxFeed, OutboxItem)>,
+    /// Some deliveries have no feed: the workers must read them.
+    unfed: bool,
+}
+
+impl Handover {
+    /// Reserves a new delivery for its route's feed, before the commit that makes it visible
+    /// (see [`OutboxFeed::handed`]).
+    pub(super) fn reserve(&mut self, shared: &Shared, item: OutboxItem) {
+        let feed = shared
+            .feeds
+            .read()
+            .ok()
+            .and_then(|feeds| feeds.get(&item.route).cloned());
+        match feed {
+            Some(feed) => {
+                if let Ok(mut handed) = feed.handed.lock() {
+                    handed.insert(item.id);
+                }
+                self.items.push((feed, item));
+            }
+            None => self.unfed = true,
+        }
+    }
+
+    /// The commit failed: the deliveries do not exist.
+    pub(super) fn cancel(self) {
+        for (feed, item) in self.items {
+            if let Ok(mut handed) = feed.handed.lock() {
+                handed.remove(&item.id);
+            }
+        }
+    }
+
+    /// The commit succeeded: hands the deliveries over; those a worker has no room for are left
+    /// to its next read, which the workers are woken for.
+    pub(super) fn hand_over(self, shared: &Shared) {
+        let mut wake = self.unfed;
+        for (feed, item) in self.items {
+            let id = item.id;
+            if feed.sender.try_send(item).is_err() {
+                if let Ok(mut handed) = feed.handed.lock() {
+                    handed.remove(&id);
+                }
+                wake = true;
+            }
+        }
+        if wake {
+            shared
+                .outbox_changed
+                .send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
 }
 
 /// Applies a change from the workers or the operator; returns the deliveries touched.

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{Shared, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
-    Content, Incoming, IngestOutcome, OutboxWrite, QuarantineReason, Rejection, SearchFields,
-    StoreError,
+    Content, Incoming, IngestOutcome, OutboxItem, OutboxWrite, QuarantineReason, Rejection,
+    SearchFields, StoreError,
 };
 
 /// Work for the writer.
@@ -179,10 +179,21 @@ impl Writer {
             .map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rollups = Rollups::default();
+        let mut index_docs = Vec::with_capacity(batch.len());
+        let mut handover = outbox::Handover::default();
         for job in batch {
             outcomes.push(match job {
                 Job::Ingest(pending, _) => {
-                    Some(insert(&tx, pending, &mut rollups).map_err(unavailable)?)
+                    let (outcome, deliveries) =
+                        insert(&tx, pending, &mut rollups).map_err(unavailable)?;
+                    if let IngestOutcome::Accepted { id } = outcome {
+                        index_docs.push((id, pending.index_doc.as_str()));
+                        for (delivery_id, route) in deliveries {
+                            handover
+                                .reserve(&self.shared, fresh_item(pending, id, delivery_id, route));
+                        }
+                    }
+                    Some(outcome)
                 }
                 Job::Reject(rejection) => {
                     insert_rejection(&tx, rejection).map_err(unavailable)?;
@@ -216,7 +227,23 @@ impl Writer {
             });
         }
         rollups.write(&tx).map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
+        // The search index last. The full-text index keeps the documents of a transaction in
+        // memory and writes them as one segment, but every statement that opens a statement
+        // savepoint (`RETURNING`, upserts) makes it write what it holds first: documents added
+        // between the events would become one segment each, and merging those costs more than
+        // the rest of the commit.
+        let mut add_doc = tx
+            .prepare_cached("INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)")
+            .map_err(unavailable)?;
+        for (id, doc) in index_docs {
+            add_doc.execute(params![id, doc]).map_err(unavailable)?;
+        }
+        drop(add_doc);
+        if let Err(err) = tx.commit() {
+            handover.cancel();
+            return Err(unavailable(err));
+        }
+        handover.hand_over(&self.shared);
         rollups.routes.committed(&self.shared);
         for outcome in outcomes.iter().flatten() {
             self.shared.metrics.count_event(match outcome {
@@ -355,18 +382,23 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Stores one document; returns what became of it and, for a new event, its new deliveries
+/// (id and route).
 fn insert(
     tx: &Transaction<'_>,
     pending: &Pending,
     rollups: &mut Rollups,
-) -> rusqlite::Result<IngestOutcome> {
+) -> rusqlite::Result<(IngestOutcome, Vec<(i64, String)>)> {
     let incoming = &pending.incoming;
+    let mut deliveries = Vec::new();
     let receipt = &incoming.receipt;
     let (codec, raw) = (pending.codec, &pending.stored_raw);
     let outcome = match &incoming.content {
         Content::Event(event) => {
             let fields = &event.fields;
-            let inserted: Option<i64> = tx
+            // No `RETURNING`: it would give the statement a savepoint, which copies every page
+            // the insert touches into a statement journal (and flushes the search index).
+            let inserted = tx
                 .prepare_cached(
                     "INSERT INTO events (received_at, dedup_key, invocation_id, tracking_number,
                         action, recipient_id, recipient_name, requester_id, requester_name, sources,
@@ -374,52 +406,47 @@ fn insert(
                         channel, remote_addr, method, path, raw_codec, raw_size, raw)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                         ?17, ?18, ?19, ?20, ?21, ?22, ?23)
-                     ON CONFLICT (dedup_key) DO NOTHING
-                     RETURNING id",
+                     ON CONFLICT (dedup_key) DO NOTHING",
                 )?
-                .query_row(
-                    params![
-                        receipt.received_at,
-                        &incoming.dedup_key[..],
-                        incoming.invocation_id,
-                        fields.tracking_number,
-                        fields.action,
-                        fields.recipient_id,
-                        fields.recipient_name,
-                        fields.requester_id,
-                        fields.requester_name,
-                        fields.sources,
-                        fields.outcome,
-                        fields.accounts.len() as i64,
-                        fields.failed_count,
-                        json_list(&fields.errors),
-                        json_list(&fields.warnings),
-                        json_list(&event.warnings),
-                        receipt.channel,
-                        receipt.remote_addr,
-                        receipt.method,
-                        receipt.path,
-                        codec,
-                        incoming.raw.len() as i64,
-                        raw.as_ref(),
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            match inserted {
+                .execute(params![
+                    receipt.received_at,
+                    &incoming.dedup_key[..],
+                    incoming.invocation_id,
+                    fields.tracking_number,
+                    fields.action,
+                    fields.recipient_id,
+                    fields.recipient_name,
+                    fields.requester_id,
+                    fields.requester_name,
+                    fields.sources,
+                    fields.outcome,
+                    fields.accounts.len() as i64,
+                    fields.failed_count,
+                    json_list(&fields.errors),
+                    json_list(&fields.warnings),
+                    json_list(&event.warnings),
+                    receipt.channel,
+                    receipt.remote_addr,
+                    receipt.method,
+                    receipt.path,
+                    codec,
+                    incoming.raw.len() as i64,
+                    raw.as_ref(),
+                ])?;
+            match (inserted > 0).then(|| tx.last_insert_rowid()) {
                 Some(id) => {
-                    tx.prepare_cached("INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)")?
-                        .execute(params![id, pending.index_doc])?;
+                    // Its search document is added after the batch (see `try_commit`).
                     rollups.count(receipt.received_at, receipt.channel.as_deref(), fields);
                     // Same transaction as the event: an accepted event is never without its
                     // deliveries.
-                    outbox::enqueue_event(
+                    let ids = outbox::enqueue_event(
                         tx,
                         id,
                         &event.routes,
                         receipt.received_at,
                         &mut rollups.routes,
                     )?;
+                    deliveries = ids.into_iter().zip(event.routes.iter().cloned()).collect();
                     IngestOutcome::Accepted { id }
                 }
                 None => {
@@ -431,33 +458,28 @@ fn insert(
             }
         }
         Content::Quarantine(quarantine) => {
-            let inserted: Option<i64> = tx
+            let inserted = tx
                 .prepare_cached(
                     "INSERT INTO quarantine (received_at, dedup_key, invocation_id, reason, errors,
                         channel, remote_addr, method, path, raw_codec, raw_size, raw)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (dedup_key) DO NOTHING
-                     RETURNING id",
+                     ON CONFLICT (dedup_key) DO NOTHING",
                 )?
-                .query_row(
-                    params![
-                        receipt.received_at,
-                        &incoming.dedup_key[..],
-                        incoming.invocation_id,
-                        quarantine.reason.as_str(),
-                        serde_json::to_string(&quarantine.errors).unwrap_or_default(),
-                        receipt.channel,
-                        receipt.remote_addr,
-                        receipt.method,
-                        receipt.path,
-                        codec,
-                        incoming.raw.len() as i64,
-                        raw.as_ref(),
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            match inserted {
+                .execute(params![
+                    receipt.received_at,
+                    &incoming.dedup_key[..],
+                    incoming.invocation_id,
+                    quarantine.reason.as_str(),
+                    serde_json::to_string(&quarantine.errors).unwrap_or_default(),
+                    receipt.channel,
+                    receipt.remote_addr,
+                    receipt.method,
+                    receipt.path,
+                    codec,
+                    incoming.raw.len() as i64,
+                    raw.as_ref(),
+                ])?;
+            match (inserted > 0).then(|| tx.last_insert_rowid()) {
                 Some(id) => IngestOutcome::Quarantined {
                     id,
                     duplicate: false,
@@ -511,7 +533,23 @@ fn insert(
         event_id,
         quarantine_id,
     ])?;
-    Ok(outcome)
+    Ok((outcome, deliveries))
+}
+
+/// A new delivery as its route's worker takes it from the writer.
+fn fresh_item(pending: &Pending, event_id: i64, delivery_id: i64, route: String) -> OutboxItem {
+    let incoming = &pending.incoming;
+    OutboxItem {
+        id: delivery_id,
+        event_id,
+        route,
+        attempts: 0,
+        attempts_base: 0,
+        due_since: incoming.receipt.received_at,
+        received_at: incoming.receipt.received_at,
+        invocation_id: incoming.invocation_id.clone(),
+        raw: incoming.raw.clone(),
+    }
 }
 
 fn insert_rejection(tx: &Transaction<'_>, rejection: &Rejection) -> rusqlite::Result<()> {

@@ -1,0 +1,129 @@
+//! The writer hands the deliveries of new events to the routes' workers (the outbox feed), with
+//! the database as the record: tested against a real SQLite file, without the workers, so that
+//! what a worker relies on is checked directly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use provtrail::ingest::{Ingestor, RouteMatcher};
+use provtrail::metrics::Metrics;
+use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
+use provtrail::store::{IngestOutcome, OutboxFeed, Receipt, Store};
+use provtrail::synth::{Generator, SynthOptions};
+use serde_json::Value;
+
+/// Every event matches the one route.
+#[derive(Debug)]
+struct Everything;
+
+impl RouteMatcher for Everything {
+    fn matching_routes(&self, _event: &Value) -> Vec<String> {
+        vec!["archive".into()]
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+fn receipt(received_at: i64, size: usize) -> Receipt {
+    Receipt {
+        received_at,
+        remote_addr: Some("127.0.0.1:1".into()),
+        channel: None,
+        method: "POST".into(),
+        path: "/events".into(),
+        size: size as u64,
+        user_agent: None,
+    }
+}
+
+#[tokio::test]
+async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        SqliteSettings::new(dir.path().join("feed.db")),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
+    // Room for two: the third and later deliveries overflow.
+    let (sender, mut feed) = tokio::sync::mpsc::channel(2);
+    let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    store.feed_outbox(
+        "archive",
+        OutboxFeed {
+            sender,
+            handed: handed.clone(),
+        },
+    );
+    let mut changes = store.outbox_changes();
+    changes.mark_unchanged();
+
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 7,
+        failure_rate: 0.2,
+        identities: 10,
+    });
+    let mut events = Vec::new();
+    for n in 0..5 {
+        let raw = generator.next_json();
+        let at = 1_795_000_000_000 + n;
+        let outcome = store
+            .ingest(ingestor.prepare(Bytes::from(raw.clone()), receipt(at, raw.len())))
+            .await
+            .unwrap();
+        let IngestOutcome::Accepted { id } = outcome else {
+            panic!("not accepted: {outcome:?}");
+        };
+        events.push((id, raw, at));
+    }
+
+    // The first two arrive through the feed, complete, and are marked as handed over.
+    let mut fed = Vec::new();
+    while let Ok(item) = feed.try_recv() {
+        fed.push(item);
+    }
+    assert_eq!(fed.len(), 2);
+    for (item, (event_id, raw, at)) in fed.iter().zip(&events) {
+        assert_eq!(item.event_id, *event_id);
+        assert_eq!(item.route, "archive");
+        assert_eq!(item.attempts, 0);
+        assert_eq!(item.received_at, *at);
+        assert_eq!(item.due_since, *at);
+        assert_eq!(&item.raw[..], &raw[..]);
+    }
+    let fed_ids: HashSet<i64> = fed.iter().map(|item| item.id).collect();
+    assert_eq!(*handed.lock().unwrap(), fed_ids);
+
+    // The rest were not handed over: the workers are woken to read them.
+    assert!(changes.has_changed().unwrap());
+
+    // The database holds all five as pending: a read that leaves out what was handed over
+    // finds exactly the three the feed had no room for, with the same content.
+    let due = store
+        .outbox_due("archive", i64::MAX, 10, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 5);
+    let exclude: Vec<i64> = handed.lock().unwrap().iter().copied().collect();
+    let rest = store
+        .outbox_due("archive", i64::MAX, 10, exclude)
+        .await
+        .unwrap();
+    let rest_events: Vec<i64> = rest.iter().map(|item| item.event_id).collect();
+    let expected: Vec<i64> = events[2..].iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(rest_events, expected);
+    for item in &rest {
+        let (_, raw, _) = events
+            .iter()
+            .find(|(id, _, _)| *id == item.event_id)
+            .unwrap();
+        assert_eq!(&item.raw[..], &raw[..]);
+        assert!(!fed_ids.contains(&item.id));
+    }
+    store.close().await;
+}
