@@ -89,7 +89,7 @@ pub struct ServerArgs {
     /// Requests handled at once before answering 503 [default: 1024].
     #[arg(long, env = "PROVTRAIL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
     pub max_concurrent_requests: Option<usize>,
-    /// Longest wait for more documents in a group commit [default: 500us].
+    /// Longest wait for more documents in a group commit [default: 0s].
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_WAIT", value_name = "DURATION")]
     pub commit_max_wait: Option<String>,
     /// Most documents in one group commit [default: 512].
