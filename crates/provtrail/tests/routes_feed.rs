@@ -127,3 +127,57 @@ async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_commit_that_fails_takes_back_what_it_reserved_for_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    // Create the schema, then reopen with a size cap a little above the empty database, so that
+    // commits start failing (as on a full disk) after a few events.
+    drop(SqliteStore::open(SqliteSettings::new(&path), Arc::new(Metrics::new())).unwrap());
+    let empty = std::fs::metadata(&path).unwrap().len();
+    let mut settings = SqliteSettings::new(&path);
+    settings.max_size_bytes = Some(empty + 64 * 1024);
+    let store = SqliteStore::open(settings, Arc::new(Metrics::new())).unwrap();
+    let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
+    let (sender, mut feed) = tokio::sync::mpsc::channel(10_000);
+    let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    store.feed_outbox(
+        "archive",
+        OutboxFeed {
+            sender,
+            handed: handed.clone(),
+        },
+    );
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 11,
+        failure_rate: 0.2,
+        identities: 10,
+    });
+    let mut accepted = 0;
+    let mut failed = 0;
+    for n in 0..2_000 {
+        let raw = generator.next_json();
+        let incoming = ingestor.prepare(Bytes::from(raw.clone()), receipt(n, raw.len()));
+        match store.ingest(incoming).await {
+            Ok(IngestOutcome::Accepted { .. }) => accepted += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => {
+                failed += 1;
+                if failed == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(failed == 3, "the size cap never made a commit fail");
+    assert!(accepted > 0);
+    // Only committed deliveries reached the feed, and every reservation left is one of them.
+    let mut fed = HashSet::new();
+    while let Ok(item) = feed.try_recv() {
+        fed.insert(item.id);
+    }
+    assert_eq!(fed.len(), accepted);
+    assert_eq!(*handed.lock().unwrap(), fed);
+    store.close().await;
+}

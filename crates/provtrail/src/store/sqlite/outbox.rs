@@ -118,13 +118,25 @@ pub(super) fn enqueue_event(
     Ok(ids)
 }
 
-/// New deliveries of one commit, on their way to the routes' workers.
+/// New deliveries of one commit, on their way to the routes' workers. Dropped without
+/// [`Handover::hand_over`] (the transaction failed or was abandoned), it takes back its
+/// reservations: those deliveries do not exist, and their ids may be given to other rows.
 #[derive(Debug, Default)]
 pub(super) struct Handover {
     /// Deliveries reserved for a feed, to send once committed.
     items: Vec<(OutboxFeed, OutboxItem)>,
     /// Some deliveries have no feed: the workers must read them.
     unfed: bool,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        for (feed, item) in self.items.drain(..) {
+            if let Ok(mut handed) = feed.handed.lock() {
+                handed.remove(&item.id);
+            }
+        }
+    }
 }
 
 impl Handover {
@@ -147,20 +159,11 @@ impl Handover {
         }
     }
 
-    /// The commit failed: the deliveries do not exist.
-    pub(super) fn cancel(self) {
-        for (feed, item) in self.items {
-            if let Ok(mut handed) = feed.handed.lock() {
-                handed.remove(&item.id);
-            }
-        }
-    }
-
     /// The commit succeeded: hands the deliveries over; those a worker has no room for are left
     /// to its next read, which the workers are woken for.
-    pub(super) fn hand_over(self, shared: &Shared) {
+    pub(super) fn hand_over(mut self, shared: &Shared) {
         let mut wake = self.unfed;
-        for (feed, item) in self.items {
+        for (feed, item) in std::mem::take(&mut self.items) {
             let id = item.id;
             if feed.sender.try_send(item).is_err() {
                 if let Ok(mut handed) = feed.handed.lock() {

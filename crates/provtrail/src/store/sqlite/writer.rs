@@ -241,10 +241,9 @@ impl Writer {
             add_doc.execute(params![id, doc]).map_err(unavailable)?;
         }
         drop(add_doc);
-        if let Err(err) = tx.commit() {
-            handover.cancel();
-            return Err(unavailable(err));
-        }
+        // On any error before this point, or a failed commit, dropping `handover` takes back its
+        // reservations.
+        tx.commit().map_err(unavailable)?;
         handover.hand_over(&self.shared);
         rollups.routes.committed(&self.shared);
         for outcome in outcomes.iter().flatten() {
