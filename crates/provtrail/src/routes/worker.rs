@@ -360,11 +360,14 @@ impl RouteWorker {
             let mut attempts_left = attempts;
             // Fresh deliveries first: they need no read.
             while attempts_left > 0 && !fresh.is_empty() {
+                // The place first: a delivery taken from `fresh` must start, or it would stay in
+                // `handed`, out of every read.
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    break;
+                };
                 let take = per_attempt.min(fresh.len());
                 let chunk: Vec<OutboxItem> = fresh.drain(..take).collect();
-                if !self.start(&mut tasks, chunk, &handed) {
-                    break;
-                }
+                self.start(&mut tasks, chunk, permit, &handed);
                 attempts_left -= 1;
             }
             if attempts_left > 0 && read_due {
@@ -399,12 +402,14 @@ impl RouteWorker {
                         };
                         // As few attempts as the due deliveries fill: a backlog goes out in full
                         // batches, a trickle one delivery per attempt.
+                        // Those left over when the places run out stay pending for a later read.
                         let mut items = items.into_iter().peekable();
                         while items.peek().is_some() {
-                            let chunk: Vec<OutboxItem> = items.by_ref().take(per_attempt).collect();
-                            if !self.start(&mut tasks, chunk, &handed) {
+                            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                                 break;
-                            }
+                            };
+                            let chunk: Vec<OutboxItem> = items.by_ref().take(per_attempt).collect();
+                            self.start(&mut tasks, chunk, permit, &handed);
                         }
                     }
                     Err(err) => {
@@ -443,17 +448,15 @@ impl RouteWorker {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Starts one attempt of `items` if a place of the route's concurrency is free; false (and
-    /// the items left pending, to be read again) if none is.
+    /// Starts one attempt of `items` in the place `permit` holds: they leave `handed` (if they
+    /// came from the feed) and are claimed until their results are committed.
     fn start(
         &self,
         tasks: &mut JoinSet<()>,
         items: Vec<OutboxItem>,
+        permit: OwnedSemaphorePermit,
         handed: &Mutex<HashSet<i64>>,
-    ) -> bool {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            return false;
-        };
+    ) {
         if let Ok(mut handed) = handed.lock() {
             for item in &items {
                 handed.remove(&item.id);
@@ -463,7 +466,6 @@ impl RouteWorker {
             claimed.extend(items.iter().map(|item| item.id));
         }
         tasks.spawn(self.attempt(items, permit));
-        true
     }
 
     fn attempt(
