@@ -118,57 +118,103 @@ pub(super) fn enqueue_event(
     Ok(ids)
 }
 
-/// New deliveries of one commit, on their way to the routes' workers. Dropped without
-/// [`Handover::hand_over`] (the transaction failed or was abandoned), it takes back its
-/// reservations: those deliveries do not exist, and their ids may be given to other rows.
+/// New deliveries of one commit, on their way to the routes' workers, grouped by route so that
+/// the single writer looks up each route's feed and locks its `handed` set once per commit rather
+/// than once per delivery. Dropped without [`Handover::hand_over`] (the transaction failed or was
+/// abandoned), it takes back its reservations: those deliveries do not exist, and their ids may
+/// be given to other rows.
 #[derive(Debug, Default)]
 pub(super) struct Handover {
-    /// Deliveries reserved for a feed, to send once committed.
-    items: Vec<(OutboxFeed, OutboxItem)>,
-    /// Some deliveries have no feed: the workers must read them.
-    unfed: bool,
+    routes: Vec<RouteHandover>,
+    /// The deliveries are in their feeds' `handed` sets.
+    reserved: bool,
+}
+
+#[derive(Debug)]
+struct RouteHandover {
+    route: String,
+    /// None: the route has no worker taking deliveries from the writer; they must be read.
+    feed: Option<OutboxFeed>,
+    items: Vec<OutboxItem>,
+}
+
+impl RouteHandover {
+    fn unmark(&self, ids: impl Iterator<Item = i64>) {
+        if let Some(feed) = &self.feed {
+            if let Ok(mut handed) = feed.handed.lock() {
+                for id in ids {
+                    handed.remove(&id);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Handover {
     fn drop(&mut self) {
-        for (feed, item) in self.items.drain(..) {
-            if let Ok(mut handed) = feed.handed.lock() {
-                handed.remove(&item.id);
+        if self.reserved {
+            for route in &self.routes {
+                route.unmark(route.items.iter().map(|item| item.id));
             }
         }
     }
 }
 
 impl Handover {
-    /// Reserves a new delivery for its route's feed, before the commit that makes it visible
-    /// (see [`OutboxFeed::handed`]).
-    pub(super) fn reserve(&mut self, shared: &Shared, item: OutboxItem) {
-        let feed = shared
-            .feeds
-            .read()
-            .ok()
-            .and_then(|feeds| feeds.get(&item.route).cloned());
-        match feed {
-            Some(feed) => {
-                if let Ok(mut handed) = feed.handed.lock() {
-                    handed.insert(item.id);
-                }
-                self.items.push((feed, item));
+    /// Adds a new delivery of this commit.
+    pub(super) fn add(&mut self, shared: &Shared, item: OutboxItem) {
+        let index = match self.routes.iter().position(|r| r.route == item.route) {
+            Some(index) => index,
+            None => {
+                let feed = shared
+                    .feeds
+                    .read()
+                    .ok()
+                    .and_then(|feeds| feeds.get(&item.route).cloned());
+                self.routes.push(RouteHandover {
+                    route: item.route.clone(),
+                    feed,
+                    items: Vec::new(),
+                });
+                self.routes.len() - 1
             }
-            None => self.unfed = true,
-        }
+        };
+        self.routes[index].items.push(item);
     }
 
-    /// The commit succeeded: hands the deliveries over; those a worker has no room for are left
-    /// to its next read, which the workers are woken for.
-    pub(super) fn hand_over(mut self, shared: &Shared) {
-        let mut wake = self.unfed;
-        for (feed, item) in std::mem::take(&mut self.items) {
-            let id = item.id;
-            if feed.sender.try_send(item).is_err() {
+    /// Reserves the deliveries for their feeds: called before the commit that makes them
+    /// visible (see [`OutboxFeed::handed`]).
+    pub(super) fn reserve(&mut self) {
+        for route in &self.routes {
+            if let Some(feed) = &route.feed {
                 if let Ok(mut handed) = feed.handed.lock() {
-                    handed.remove(&id);
+                    handed.extend(route.items.iter().map(|item| item.id));
                 }
+            }
+        }
+        self.reserved = true;
+    }
+
+    /// The commit succeeded: hands the deliveries over; those a worker has no room for (and
+    /// those of routes without a feed) are left to the workers' next read, which they are woken
+    /// for.
+    pub(super) fn hand_over(mut self, shared: &Shared) {
+        self.reserved = false;
+        let mut wake = false;
+        for mut route in std::mem::take(&mut self.routes) {
+            let Some(feed) = &route.feed else {
+                wake |= !route.items.is_empty();
+                continue;
+            };
+            let mut refused = Vec::new();
+            for item in route.items.drain(..) {
+                let id = item.id;
+                if feed.sender.try_send(item).is_err() {
+                    refused.push(id);
+                }
+            }
+            if !refused.is_empty() {
+                route.unmark(refused.into_iter());
                 wake = true;
             }
         }

@@ -191,8 +191,7 @@ impl Writer {
                     if let IngestOutcome::Accepted { id } = outcome {
                         index_docs.push((id, pending.index_doc.as_str()));
                         for (delivery_id, route) in deliveries {
-                            handover
-                                .reserve(&self.shared, fresh_item(pending, id, delivery_id, route));
+                            handover.add(&self.shared, fresh_item(pending, id, delivery_id, route));
                         }
                     }
                     Some(outcome)
@@ -241,8 +240,8 @@ impl Writer {
             add_doc.execute(params![id, doc]).map_err(unavailable)?;
         }
         drop(add_doc);
-        // On any error before this point, or a failed commit, dropping `handover` takes back its
-        // reservations.
+        // On a failed commit, dropping `handover` takes back its reservations.
+        handover.reserve();
         tx.commit().map_err(unavailable)?;
         handover.hand_over(&self.shared);
         rollups.routes.committed(&self.shared);
