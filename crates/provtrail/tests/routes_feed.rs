@@ -11,7 +11,7 @@ use bytes::Bytes;
 use provtrail::ingest::{Ingestor, RouteMatcher};
 use provtrail::metrics::Metrics;
 use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
-use provtrail::store::{IngestOutcome, OutboxFeed, Receipt, Store};
+use provtrail::store::{IngestOutcome, OutboxFeed, OutboxItem, Receipt, Store};
 use provtrail::synth::{Generator, SynthOptions};
 use serde_json::Value;
 
@@ -41,6 +41,25 @@ fn receipt(received_at: i64, size: usize) -> Receipt {
     }
 }
 
+type Handed = Arc<Mutex<HashSet<i64>>>;
+
+/// Registers a feed for the `archive` route with room for `capacity` deliveries.
+fn feed_archive(
+    store: &SqliteStore,
+    capacity: usize,
+) -> (tokio::sync::mpsc::Receiver<OutboxItem>, Handed) {
+    let (sender, feed) = tokio::sync::mpsc::channel(capacity);
+    let handed = Handed::default();
+    store.feed_outbox(
+        "archive",
+        OutboxFeed {
+            sender,
+            handed: handed.clone(),
+        },
+    );
+    (feed, handed)
+}
+
 #[tokio::test]
 async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,15 +70,7 @@ async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_
     .unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     // Room for two: the third and later deliveries overflow.
-    let (sender, mut feed) = tokio::sync::mpsc::channel(2);
-    let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
-    store.feed_outbox(
-        "archive",
-        OutboxFeed {
-            sender,
-            handed: handed.clone(),
-        },
-    );
+    let (mut feed, handed) = feed_archive(&store, 2);
     let mut changes = store.outbox_changes();
     changes.mark_unchanged();
 
@@ -140,15 +151,7 @@ async fn a_commit_that_fails_takes_back_what_it_reserved_for_the_feed() {
     settings.max_size_bytes = Some(empty + 64 * 1024);
     let store = SqliteStore::open(settings, Arc::new(Metrics::new())).unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
-    let (sender, mut feed) = tokio::sync::mpsc::channel(10_000);
-    let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
-    store.feed_outbox(
-        "archive",
-        OutboxFeed {
-            sender,
-            handed: handed.clone(),
-        },
-    );
+    let (mut feed, handed) = feed_archive(&store, 10_000);
     let mut generator = Generator::new(&SynthOptions {
         seed: 11,
         failure_rate: 0.2,
