@@ -11,7 +11,7 @@ use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::routes::{Dispatcher, Routes};
 use crate::server::{AppState, RunningServer, ServerConfig, Tls, router};
-use crate::store::sqlite::{GroupCommit, SqliteSettings, SqliteStore};
+use crate::store::sqlite::{GroupCommit, LogSync, SqliteSettings, SqliteStore};
 use crate::store::{SharedStore, StoreError};
 
 /// Everything needed to run, after file, environment and flags are merged.
@@ -102,6 +102,18 @@ impl Settings {
                     message: "at most 1s: every request waits up to this long".into(),
                 });
             }
+        }
+        if let Some(text) = &st.log_sync {
+            group.log_sync = match text.trim() {
+                "pipelined" => LogSync::Pipelined,
+                "inline" => LogSync::Inline,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        setting: "store.log_sync".into(),
+                        message: format!("`{other}`: expected `pipelined` or `inline`"),
+                    });
+                }
+            };
         }
         store.group = group;
         if let Some(text) = &st.busy_timeout {
@@ -375,5 +387,29 @@ impl App {
             dispatcher.shutdown(DELIVERY_GRACE).await;
         }
         self.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_log_sync(value: &str) -> Result<Settings, ConfigError> {
+        let mut config = FileConfig::default();
+        config.store.log_sync = Some(value.into());
+        Settings::from_config(&config)
+    }
+
+    #[test]
+    fn the_log_is_synced_off_the_writer_unless_configured_inline() {
+        let default = Settings::from_config(&FileConfig::default()).unwrap();
+        assert_eq!(default.store.group.log_sync, LogSync::Pipelined);
+        let inline = with_log_sync("inline").unwrap();
+        assert_eq!(inline.store.group.log_sync, LogSync::Inline);
+        let err = with_log_sync("sometimes").unwrap_err().to_string();
+        assert!(
+            err.contains("store.log_sync") && err.contains("sometimes"),
+            "{err}"
+        );
     }
 }

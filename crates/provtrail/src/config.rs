@@ -119,6 +119,8 @@ pub struct StoreSection {
     pub commit_max_batch: Option<usize>,
     /// Longest wait for more documents.
     pub commit_max_wait: Option<String>,
+    /// `pipelined` or `inline`.
+    pub log_sync: Option<String>,
     /// Lock wait.
     pub busy_timeout: Option<String>,
     /// Size cap.

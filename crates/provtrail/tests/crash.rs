@@ -25,8 +25,20 @@ const MAX_PER_CLIENT: usize = 2_000;
 /// something.
 const MIN_ACKNOWLEDGED: usize = 100;
 
-fn serve_args(db: &Path) -> Vec<String> {
+/// Both ways of syncing the log keep the promise; the rounds alternate between them, each
+/// restart recovering what the other mode wrote.
+fn log_sync(round: usize) -> &'static str {
+    if round % 2 == 0 {
+        "pipelined"
+    } else {
+        "inline"
+    }
+}
+
+fn serve_args(db: &Path, log_sync: &str) -> Vec<String> {
     vec![
+        "--log-sync".into(),
+        log_sync.into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
         "--db".into(),
@@ -36,8 +48,8 @@ fn serve_args(db: &Path) -> Vec<String> {
     ]
 }
 
-fn start(cwd: &Path, db: &Path) -> ServerProcess {
-    let args = serve_args(db);
+fn start(cwd: &Path, db: &Path, round: usize) -> ServerProcess {
+    let args = serve_args(db, log_sync(round));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ServerProcess::start(cwd, &args)
 }
@@ -57,7 +69,7 @@ async fn every_event_answered_200_survives_sigkill_of_the_server_and_a_restart()
     let db = dir.path().join("crash.db");
     let client = client();
     let mut all_acknowledged: HashMap<String, i64> = HashMap::new();
-    let mut server = start(dir.path(), &db);
+    let mut server = start(dir.path(), &db, 0);
 
     for round in 0..ROUNDS {
         let log = Arc::new(RoundLog::default());
@@ -123,7 +135,7 @@ async fn every_event_answered_200_survives_sigkill_of_the_server_and_a_restart()
         let acknowledged = log.acknowledged.lock().unwrap().clone();
 
         // Restart on the same file; the store recovers from its write-ahead log.
-        server = start(dir.path(), &db);
+        server = start(dir.path(), &db, round + 1);
         assert_eq!(integrity(&db), "ok");
         all_acknowledged.extend(acknowledged.clone());
         let stored = stored_invocations(&db);
@@ -133,7 +145,8 @@ async fn every_event_answered_200_survives_sigkill_of_the_server_and_a_restart()
             .collect();
         assert!(
             missing.is_empty(),
-            "round {round}: {} events answered 200 are not in the store with their id: {:?}",
+            "round {round} ({}): {} events answered 200 are not in the store with their id: {:?}",
+            log_sync(round),
             missing.len(),
             &missing[..missing.len().min(10)]
         );

@@ -92,6 +92,11 @@ pub struct ServerArgs {
     /// Longest wait for more documents in a group commit [default: 0s].
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_WAIT", value_name = "DURATION")]
     pub commit_max_wait: Option<String>,
+    /// Who waits for the disk: `pipelined` (another thread syncs the log while the writer
+    /// commits the next batch) or `inline` (SQLite syncs inside each commit) [default:
+    /// pipelined]. Either way a request is answered only once its commit is on disk.
+    #[arg(long, env = "PROVTRAIL_LOG_SYNC", value_name = "MODE")]
+    pub log_sync: Option<String>,
     /// Most documents in one group commit [default: 512].
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_BATCH", value_name = "N")]
     pub commit_max_batch: Option<usize>,
@@ -139,6 +144,7 @@ impl ServerArgs {
         set(&mut store.path, &self.db);
         set(&mut store.commit_max_wait, &self.commit_max_wait);
         set(&mut store.commit_max_batch, &self.commit_max_batch);
+        set(&mut store.log_sync, &self.log_sync);
         set(&mut store.max_size, &self.max_db_size);
         Ok(config)
     }

@@ -1,5 +1,5 @@
-//! The embedded store: one SQLite file (WAL, `synchronous=FULL`), one writer thread doing group
-//! commits, a small pool of read-only connections for queries.
+//! The embedded store: one SQLite file (WAL; each commit synced to disk before it is answered),
+//! one writer thread doing group commits, a small pool of read-only connections for queries.
 
 mod checkpoint;
 mod codec;
@@ -20,7 +20,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
-pub use writer::GroupCommit;
+pub use writer::{GroupCommit, LogSync};
 use writer::{Job, OutboxJob, Pending, Writer};
 
 use super::{
@@ -454,7 +454,8 @@ pub(crate) fn open_connection(
         )));
     }
     // FULL: a commit is on disk (WAL fsynced) before it returns; this is what lets a 200 mean
-    // "kept".
+    // "kept". (The writer lowers it to NORMAL when its syncer thread syncs the log instead; see
+    // `writer::LogSync`.)
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
