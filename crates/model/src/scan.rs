@@ -248,7 +248,6 @@ enum Need {
 
 struct Parser<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     pos: usize,
     mode: Mode,
     max_depth: usize,
@@ -304,7 +303,6 @@ impl<'a> Parser<'a> {
     fn new(text: &'a str, options: &Options) -> Self {
         Parser {
             text,
-            bytes: text.as_bytes(),
             pos: 0,
             mode: options.mode,
             max_depth: options.limits.max_depth,
@@ -318,6 +316,14 @@ impl<'a> Parser<'a> {
             indent: 0,
             list_hints: [0; 2],
         }
+    }
+
+    /// The input as bytes. Taken from `text` each time rather than kept aside, so that the
+    /// compiler sees that both are the same memory: a byte just compared with a quote is then
+    /// known to be a character boundary, and the checks of slicing `text` at it fold away.
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
     }
 
     /// The whole document: one value and nothing after it but whitespace. The event, when the
@@ -345,7 +351,7 @@ impl<'a> Parser<'a> {
     /// Skips whitespace and returns the next byte without consuming it.
     #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        let byte = *self.bytes.get(self.pos)?;
+        let byte = *self.bytes().get(self.pos)?;
         // Every JSON whitespace byte is at most a space; most tokens follow none.
         if byte > b' ' {
             return Some(byte);
@@ -358,7 +364,7 @@ impl<'a> Parser<'a> {
         // Pretty printers write a newline and an indent of spaces between tokens: one test of
         // sixteen bytes skips the usual case.
         if let Some(chunk) = self
-            .bytes
+            .bytes()
             .get(self.pos..)
             .and_then(<[u8]>::first_chunk::<16>)
         {
@@ -366,11 +372,11 @@ impl<'a> Parser<'a> {
             self.pos += (other.trailing_zeros() / 8) as usize;
         }
         loop {
-            match *self.bytes.get(self.pos)? {
+            match *self.bytes().get(self.pos)? {
                 b' ' | b'\n' | b'\r' | b'\t' => {
                     self.pos += 1;
                     // Pretty-printed JSON indents with runs of spaces: skip them 8 at a time.
-                    while let Some(spaces) = swar::leading_spaces(self.bytes, self.pos) {
+                    while let Some(spaces) = swar::leading_spaces(self.bytes(), self.pos) {
                         self.pos += spaces;
                         if spaces < 8 {
                             break;
@@ -396,7 +402,7 @@ impl<'a> Parser<'a> {
     /// `null`, `true` or `false` at the current position (serde_json's `parse_ident`).
     fn literal(&mut self, word: &[u8]) -> Step<()> {
         let end = self.pos + word.len();
-        if self.bytes.get(self.pos..end) == Some(word) {
+        if self.bytes().get(self.pos..end) == Some(word) {
             self.pos = end;
             Ok(())
         } else {
@@ -408,7 +414,7 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn eat(&mut self, expected: &'static [u8]) -> bool {
         let end = self.pos + expected.len();
-        if self.bytes.get(self.pos..end) == Some(expected) {
+        if self.bytes().get(self.pos..end) == Some(expected) {
             self.pos = end;
             true
         } else {
@@ -475,7 +481,7 @@ impl<'a> Parser<'a> {
         if let Some(separator) = self.separators.get(kind) {
             if separator.len != 0 {
                 if let Some(chunk) = self
-                    .bytes
+                    .bytes()
                     .get(self.pos..)
                     .and_then(<[u8]>::first_chunk::<16>)
                 {
@@ -504,7 +510,7 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn object_ends(&mut self, kind: usize) -> bool {
         if self.indent == 0 {
-            let ends = self.bytes.get(self.pos) == Some(&b'}');
+            let ends = self.bytes().get(self.pos) == Some(&b'}');
             self.pos += usize::from(ends);
             return ends;
         }
@@ -542,14 +548,14 @@ impl<'a> Parser<'a> {
         let (Some(&mask), Some(chunk)) = (LOW_BYTES.get(len), self.chunk(at)) else {
             return false;
         };
-        (chunk ^ NEWLINE_INDENT) & mask == 0 && self.bytes.get(at + len) == Some(&then)
+        (chunk ^ NEWLINE_INDENT) & mask == 0 && self.bytes().get(at + len) == Some(&then)
     }
 
     /// The sixteen bytes at `at` as a little-endian word; near the end of the input, the bytes
     /// left followed by zeros (which no comparison with whitespace or punctuation matches).
     #[inline(always)]
     fn chunk(&self, at: usize) -> Option<u128> {
-        let rest = self.bytes.get(at..)?;
+        let rest = self.bytes().get(at..)?;
         match rest.first_chunk::<16>() {
             Some(chunk) => Some(u128::from_le_bytes(*chunk)),
             None => Some(padded(rest)),
@@ -564,14 +570,14 @@ impl<'a> Parser<'a> {
     /// each time it is used; where it does not hold the whitespace is read as usual.
     fn learn_layout(&mut self) {
         let Some(chunk) = self
-            .bytes
+            .bytes()
             .get(self.pos..)
             .and_then(<[u8]>::first_chunk::<16>)
         else {
             return;
         };
         let run = ((u128::from_le_bytes(*chunk) ^ NEWLINE_INDENT).trailing_zeros() / 8) as usize;
-        if self.bytes.get(self.pos + run) != Some(&b'"') {
+        if self.bytes().get(self.pos + run) != Some(&b'"') {
             return;
         }
         let indent = match run {
@@ -598,7 +604,10 @@ impl<'a> Parser<'a> {
     #[inline(never)]
     fn learn_separator(&mut self, kind: usize, start: usize) {
         let len = self.pos - start;
-        let chunk = self.bytes.get(start..).and_then(<[u8]>::first_chunk::<16>);
+        let chunk = self
+            .bytes()
+            .get(start..)
+            .and_then(<[u8]>::first_chunk::<16>);
         let (Some(slot), Some(chunk), 1..=16) = (self.separators.get_mut(kind), chunk, len) else {
             return;
         };
@@ -659,7 +668,7 @@ impl<'a> Parser<'a> {
         if self.indent != 0 {
             let spaces = self.indent * depth;
             let closing = spaces - self.indent;
-            match (*first, self.bytes.get(self.pos)) {
+            match (*first, self.bytes().get(self.pos)) {
                 (true, Some(b'\n')) if self.indented(self.pos, spaces, opening) => {
                     *first = false;
                     self.pos += spaces + 1;
@@ -687,8 +696,8 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn string(&mut self) -> Step<Cow<'a, str>> {
         let start = self.pos;
-        let end = swar::string_special(self.bytes, start);
-        if self.bytes.get(end) == Some(&b'"') {
+        let end = swar::string_special(self.bytes(), start);
+        if self.bytes().get(end) == Some(&b'"') {
             self.pos = end + 1;
             // Both ends are next to an ASCII quote, so they are character boundaries.
             // Two one-sided slices, which the compiler inlines where it calls the two-sided one.
@@ -711,7 +720,7 @@ impl<'a> Parser<'a> {
         loop {
             let run = self.text.get(from..at).ok_or(Reject)?;
             out.push_str(run);
-            match self.bytes.get(at) {
+            match self.bytes().get(at) {
                 Some(b'"') => {
                     self.pos = at + 1;
                     return Ok(out);
@@ -719,7 +728,7 @@ impl<'a> Parser<'a> {
                 Some(b'\\') => {
                     at = self.escape(at + 1, &mut out)?;
                     from = at;
-                    at = swar::string_special(self.bytes, at);
+                    at = swar::string_special(self.bytes(), at);
                 }
                 _ => return Err(Reject),
             }
@@ -728,7 +737,7 @@ impl<'a> Parser<'a> {
 
     /// One escape after its backslash, appended to `out`; returns the index after it.
     fn escape(&self, at: usize, out: &mut String) -> Step<usize> {
-        let decoded = match self.bytes.get(at) {
+        let decoded = match self.bytes().get(at) {
             Some(b'"') => '"',
             Some(b'\\') => '\\',
             Some(b'/') => '/',
@@ -747,15 +756,15 @@ impl<'a> Parser<'a> {
     /// `\uXXXX` after its `\u`, as serde_json validates it for a string it keeps: a UTF-16
     /// surrogate must come as a leading one directly followed by an escaped trailing one.
     fn unicode_escape(&self, at: usize, out: &mut String) -> Step<usize> {
-        let first = hex4(self.bytes, at).ok_or(Reject)?;
+        let first = hex4(self.bytes(), at).ok_or(Reject)?;
         let at = at + 4;
         let code = match first {
             0xDC00..=0xDFFF => return Err(Reject),
             0xD800..=0xDBFF => {
-                if self.bytes.get(at..at + 2) != Some(b"\\u") {
+                if self.bytes().get(at..at + 2) != Some(b"\\u") {
                     return Err(Reject);
                 }
-                let second = hex4(self.bytes, at + 2).ok_or(Reject)?;
+                let second = hex4(self.bytes(), at + 2).ok_or(Reject)?;
                 if !(0xDC00..=0xDFFF).contains(&second) {
                     return Err(Reject);
                 }
@@ -775,16 +784,16 @@ impl<'a> Parser<'a> {
     fn skip_string(&mut self) -> Step<()> {
         let mut at = self.pos;
         loop {
-            at = swar::string_special(self.bytes, at);
-            match self.bytes.get(at) {
+            at = swar::string_special(self.bytes(), at);
+            match self.bytes().get(at) {
                 Some(b'"') => {
                     self.pos = at + 1;
                     return Ok(());
                 }
-                Some(b'\\') => match self.bytes.get(at + 1) {
+                Some(b'\\') => match self.bytes().get(at + 1) {
                     Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
                     Some(b'u') => {
-                        hex4(self.bytes, at + 2).ok_or(Reject)?;
+                        hex4(self.bytes(), at + 2).ok_or(Reject)?;
                         at += 6;
                     }
                     _ => return Err(Reject),
@@ -799,29 +808,29 @@ impl<'a> Parser<'a> {
     fn scan_number(&mut self) -> Step<usize> {
         let start = self.pos;
         let mut at = start;
-        if self.bytes.get(at) == Some(&b'-') {
+        if self.bytes().get(at) == Some(&b'-') {
             at += 1;
         }
-        match self.bytes.get(at) {
+        match self.bytes().get(at) {
             Some(b'0') => {
                 at += 1;
-                if matches!(self.bytes.get(at), Some(b'0'..=b'9')) {
+                if matches!(self.bytes().get(at), Some(b'0'..=b'9')) {
                     return Err(Reject);
                 }
             }
             Some(b'1'..=b'9') => at = self.digits(at + 1),
             _ => return Err(Reject),
         }
-        if self.bytes.get(at) == Some(&b'.') {
+        if self.bytes().get(at) == Some(&b'.') {
             let end = self.digits(at + 1);
             if end == at + 1 {
                 return Err(Reject);
             }
             at = end;
         }
-        if matches!(self.bytes.get(at), Some(b'e' | b'E')) {
+        if matches!(self.bytes().get(at), Some(b'e' | b'E')) {
             at += 1;
-            if matches!(self.bytes.get(at), Some(b'+' | b'-')) {
+            if matches!(self.bytes().get(at), Some(b'+' | b'-')) {
                 at += 1;
             }
             let end = self.digits(at);
@@ -835,7 +844,7 @@ impl<'a> Parser<'a> {
     }
 
     fn digits(&self, mut at: usize) -> usize {
-        while matches!(self.bytes.get(at), Some(b'0'..=b'9')) {
+        while matches!(self.bytes().get(at), Some(b'0'..=b'9')) {
             at += 1;
         }
         at
