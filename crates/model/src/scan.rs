@@ -591,15 +591,12 @@ impl<'a> Parser<'a> {
         self.indent = indent;
         for (separator, depth) in self.separators.iter_mut().zip(KEY_DEPTH) {
             // `,`, a newline and the indent when pretty-printed, then the key's quote.
+            // Taken whole from tables rather than computed here.
             let len = if indent == 0 { 2 } else { indent * depth + 3 };
-            let (Some(&mask), Some(&quote)) = (LOW_BYTES.get(len), QUOTE_AT.get(len - 1)) else {
+            let (Some(&pattern), Some(&mask)) = (SEPARATORS.get(len), LOW_BYTES.get(len)) else {
                 break;
             };
-            *separator = Separator {
-                pattern: COMMA_NEWLINE_INDENT & LOW_BYTES[len - 1] | quote,
-                mask,
-                len,
-            };
+            *separator = Separator { pattern, mask, len };
         }
     }
 
@@ -2127,6 +2124,19 @@ const QUOTE_AT: [u128; 16] = {
 
 /// A comma, a newline and fourteen spaces, as one little-endian word.
 const COMMA_NEWLINE_INDENT: u128 = u128::from_le_bytes(*b",\n              ");
+
+/// By length (at least 2): a comma, a newline and spaces, then a quote, as one little-endian word;
+/// `,"` at length 2. What separates two keys in a document laid out as
+/// [`Parser::learn_layout`] recognises.
+const SEPARATORS: [u128; 17] = {
+    let mut separators = [0u128; 17];
+    let mut len = 2;
+    while len <= 16 {
+        separators[len] = COMMA_NEWLINE_INDENT & LOW_BYTES[len - 1] | QUOTE_AT[len - 1];
+        len += 1;
+    }
+    separators
+};
 
 /// A mask of the `len` low bytes of a `u128` (`len` at most 16).
 fn low_bytes(len: usize) -> u128 {
