@@ -76,6 +76,19 @@ pub(crate) fn string_special(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// True when one of the 32 bytes of `run` is special ([`is_string_special`]): a test of the whole
+/// run at once, for a string whose length is guessed rather than found.
+#[inline(always)]
+pub(crate) fn has_special(run: &[u8; 32]) -> bool {
+    let mut found = 0;
+    for at in [0, 8, 16, 24] {
+        if let Some(word) = load(run, at) {
+            found |= equal(word, b'"') | equal(word, b'\\') | below(word, 0x20);
+        }
+    }
+    found != 0
+}
+
 /// `0xff` in each byte of the result whose byte of `chunk` is special ([`is_string_special`]), 0
 /// in the others. Written byte by byte, with no data-dependent branch, so that the compiler turns
 /// it into three vector compares of all sixteen bytes at once (SSE2, part of every x86-64): a

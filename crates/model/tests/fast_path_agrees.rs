@@ -744,6 +744,48 @@ fn strings_and_escapes() {
     }
 }
 
+/// Ids are usually 32 characters, and the fast parser guesses so before it scans them: strings
+/// of about that length, with escapes, control characters and quotes around the guessed end.
+#[test]
+fn strings_of_about_32_bytes() {
+    let hex = "0123456789abcdef0123456789abcdef";
+    let mut values = vec![
+        format!("\"{hex}\""),
+        format!("\"{}\"", &hex[..31]),
+        format!("\"{hex}0\""),
+        format!("\"{hex}0123456789abcdef\""),
+        format!("\"{}\\\"\"", &hex[..31]),
+        format!("\"{}\\\"tail\"", &hex[..31]),
+        format!("\"{}\\n\"", &hex[..30]),
+        format!("\"{}\\u0041\"", &hex[..26]),
+        format!("\"{}\"", "é".repeat(16)),
+        format!("\"{}\"", "€".repeat(10)),
+        format!("\"{}", hex),
+        format!("\"{}\\", &hex[..31]),
+    ];
+    for at in [0, 7, 8, 15, 16, 24, 31] {
+        for special in ['\u{0}', '\u{1f}', '\n', '\t'] {
+            let mut text = hex.to_owned();
+            text.replace_range(at..=at, &special.to_string());
+            values.push(format!("\"{text}\""));
+        }
+        let mut text = hex.to_owned();
+        text.replace_range(at..=at, "\"");
+        values.push(format!("\"{text}\""));
+    }
+    for value in &values {
+        check(&format!(
+            r#"{{"trackingNumber":{value},"sources":"s","recipient":{{"type":"IDENTITY","id":{value},"name":"n"}},"accountRequests":[{{"source":{{"id":{value},"type":"SOURCE","name":"n"}},"accountOperation":"Modify","provisioningResult":"SUCCESS","provisioningTarget":"t"}}]}}"#
+        ));
+        check(&format!(
+            "{{\n  \"trackingNumber\": {value},\n  \"sources\": \"s\",\n  \"recipient\": {{\n    \"type\": \"IDENTITY\",\n    \"id\": {value},\n    \"name\": \"n\"\n  }},\n  \"accountRequests\": []\n}}"
+        ));
+        // At the very end of the input.
+        check(&format!(r#"{{"sources":"s","trackingNumber":{value}"#));
+        check(&format!(r#"{{"sources":"s","trackingNumber":{value}}}"#));
+    }
+}
+
 #[test]
 fn numbers() {
     for number in [
