@@ -274,12 +274,22 @@ struct Parser<'a> {
 }
 
 /// What a document writes between two keys of an object: `len` bytes (at most 16) equal to the
-/// low bytes of `pattern`; `mask` selects them. `len == 0`: nothing learned yet.
-#[derive(Debug, Clone, Copy, Default)]
+/// low bytes of `pattern`; `mask` selects them.
+#[derive(Debug, Clone, Copy)]
 struct Separator {
     pattern: u128,
     mask: u128,
     len: usize,
+}
+
+impl Separator {
+    /// Nothing learned yet: sixteen `0xff` bytes, which UTF-8 text never has, so that the
+    /// comparison fails without a separate test.
+    const UNLEARNED: Separator = Separator {
+        pattern: u128::MAX,
+        mask: u128::MAX,
+        len: 0,
+    };
 }
 
 /// Largest capacity a list of schema objects starts with.
@@ -315,7 +325,7 @@ impl<'a> Parser<'a> {
             errors: Vec::new(),
             warnings: Vec::new(),
             skipped: 0,
-            separators: [Separator::default(); 5],
+            separators: [Separator::UNLEARNED; 5],
             indent: 0,
             list_hints: [0; 2],
         }
@@ -481,18 +491,15 @@ impl<'a> Parser<'a> {
             }
             return self.before_key(first);
         }
-        if let Some(separator) = self.separators.get(kind) {
-            if separator.len != 0 {
-                if let Some(chunk) = self
-                    .bytes()
-                    .get(self.pos..)
-                    .and_then(<[u8]>::first_chunk::<16>)
-                {
-                    if (u128::from_le_bytes(*chunk) ^ separator.pattern) & separator.mask == 0 {
-                        self.pos += separator.len;
-                        return Ok(true);
-                    }
-                }
+        if let (Some(separator), Some(chunk)) = (
+            self.separators.get(kind),
+            self.bytes()
+                .get(self.pos..)
+                .and_then(<[u8]>::first_chunk::<16>),
+        ) {
+            if (u128::from_le_bytes(*chunk) ^ separator.pattern) & separator.mask == 0 {
+                self.pos += separator.len;
+                return Ok(true);
             }
         }
         let closing = self.indent * (depth - 1);
