@@ -372,6 +372,18 @@ impl<'a> Parser<'a> {
         self.skip_whitespace()
     }
 
+    /// Whether the next token (after whitespace) is a string, at its opening quote, which is not
+    /// consumed: [`Self::peek`] compared with a quote, with the quote tested first, since values
+    /// usually follow their key's `": ` directly.
+    #[inline(always)]
+    fn at_string(&mut self) -> bool {
+        match self.bytes().get(self.pos) {
+            Some(b'"') => true,
+            Some(&byte) if byte > b' ' => false,
+            _ => self.skip_whitespace() == Some(b'"'),
+        }
+    }
+
     #[inline(never)]
     fn skip_whitespace(&mut self) -> Option<u8> {
         // Pretty printers write a newline and an indent of spaces between tokens: one test of
@@ -1347,7 +1359,7 @@ impl<'a> Parser<'a> {
     /// A required string.
     #[inline(always)]
     fn required_string(&mut self, name: &'static str, slot: &mut Cow<'a, str>) -> Step<bool> {
-        if self.peek() == Some(b'"') {
+        if self.at_string() {
             self.pos += 1;
             *slot = self.string()?;
             return Ok(true);
@@ -1359,7 +1371,7 @@ impl<'a> Parser<'a> {
     /// A required string that is usually an id: 32 lowercase hex characters, as ISC writes them.
     #[inline(always)]
     fn required_id(&mut self, name: &'static str, slot: &mut Cow<'a, str>) -> Step<bool> {
-        if self.peek() == Some(b'"') {
+        if self.at_string() {
             self.pos += 1;
             *slot = self.id_string()?;
             return Ok(true);
@@ -1399,7 +1411,7 @@ impl<'a> Parser<'a> {
         need: Need,
         slot: &mut Maybe<Cow<'a, str>>,
     ) -> Step<bool> {
-        if self.peek() == Some(b'"') {
+        if self.at_string() {
             self.pos += 1;
             *slot = Maybe::Value(self.string()?);
             return Ok(true);
@@ -1484,7 +1496,7 @@ impl<'a> Parser<'a> {
         let mut first = true;
         let mut index = 0;
         while self.next_schema_element(&mut first, MESSAGE_DEPTH, b'"')? {
-            if self.peek() == Some(b'"') {
+            if self.at_string() {
                 self.pos += 1;
                 let item = self.string()?;
                 if !broken {
@@ -1690,7 +1702,7 @@ impl<'a> Parser<'a> {
             |index| match index {
                 // The blank's `kind` is already `IDENTITY`.
                 0 => {
-                    (self.peek() == Some(b'"') && self.eat(b"\"IDENTITY\""))
+                    (self.at_string() && self.eat(b"\"IDENTITY\""))
                         || self.required_enum(
                             "type",
                             IdentityType::from_wire,
@@ -1767,7 +1779,7 @@ impl<'a> Parser<'a> {
     /// static text, which equals the input's).
     #[inline(always)]
     fn account_operation(&mut self, slot: &mut Cow<'a, str>) -> Step<bool> {
-        if self.peek() == Some(b'"') {
+        if self.at_string() {
             known_value!(self, slot, [
                 "Modify" => Cow::Borrowed("Modify"),
                 "Create" => Cow::Borrowed("Create"),
@@ -1783,7 +1795,7 @@ impl<'a> Parser<'a> {
     /// `provisioningResult`: its known values are matched without scanning.
     #[inline(always)]
     fn provisioning_result(&mut self, slot: &mut ProvisioningResult) -> Step<bool> {
-        if self.peek() == Some(b'"') {
+        if self.at_string() {
             known_value!(self, slot, [
                 "SUCCESS" => ProvisioningResult::Success,
                 "FAILED" => ProvisioningResult::Failed,
@@ -1827,7 +1839,7 @@ impl<'a> Parser<'a> {
                 0 => self.required_id("id", &mut slot.id)?,
                 // The blank's `kind` is already `SOURCE`.
                 1 => {
-                    (self.peek() == Some(b'"') && self.eat(b"\"SOURCE\""))
+                    (self.at_string() && self.eat(b"\"SOURCE\""))
                         || self.required_enum(
                             "type",
                             SourceType::from_wire,
@@ -1889,7 +1901,7 @@ impl<'a> Parser<'a> {
     /// `operation` of an attribute request: its known values are matched without scanning.
     #[inline(always)]
     fn attribute_operation(&mut self, slot: &mut AttributeOperation) -> Step<bool> {
-        if self.peek() == Some(b'"') {
+        if self.at_string() {
             known_value!(self, slot, [
                 "Add" => AttributeOperation::Add,
                 "Set" => AttributeOperation::Set,
