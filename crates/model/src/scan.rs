@@ -683,6 +683,24 @@ impl<'a> Parser<'a> {
     /// the closing bracket is known (see [`Self::learn_layout`]) and compared in one step.
     #[inline(always)]
     fn next_schema_element(&mut self, first: &mut bool, depth: usize, opening: u8) -> Step<bool> {
+        // Compact, or written on one line: the element right after `[` or `,`, `]` right after
+        // the last element.
+        let bytes = self.bytes();
+        match (*first, bytes.get(self.pos)) {
+            (_, Some(b']')) => {
+                self.pos += 1;
+                return Ok(false);
+            }
+            (true, Some(&byte)) if byte == opening => {
+                *first = false;
+                return Ok(true);
+            }
+            (false, Some(b',')) if bytes.get(self.pos + 1) == Some(&opening) => {
+                self.pos += 1;
+                return Ok(true);
+            }
+            _ => {}
+        }
         // A list written on one line (`["a", "b"]`) has no newline to compare.
         if self.indent != 0 {
             let spaces = self.indent * depth;

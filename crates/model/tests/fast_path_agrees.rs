@@ -786,6 +786,62 @@ fn strings_of_about_32_bytes() {
     }
 }
 
+/// The schema's own lists, which the fast parser reads with guesses about where their elements
+/// and brackets are: well and badly formed, compact, on one line and across lines.
+#[test]
+fn schema_lists() {
+    let shapes = [
+        "[]",
+        "[ ]",
+        "[\n]",
+        "[E]",
+        "[ E ]",
+        "[E,E]",
+        "[E, E]",
+        "[E ,E]",
+        "[E\n,E]",
+        "[\nE,\nE\n]",
+        "[\n  E,\n  E\n]",
+        "[,]",
+        "[E,]",
+        "[,E]",
+        "[E E]",
+        "[E,,E]",
+        "[E]]",
+        "[E",
+        "[",
+        "[E,",
+        "[null]",
+        "[E,null]",
+        "[1]",
+        "[[]]",
+        "[{}]",
+    ];
+    let source = r#"{"id":"i","type":"SOURCE","name":"n"}"#;
+    let attribute = r#"{"attributeName":"a","operation":"Add"}"#;
+    for shape in shapes {
+        check(&with(&format!(
+            r#""errors":{}"#,
+            shape.replace('E', "\"e\"")
+        )));
+        check(&with(&format!(
+            r#""warnings":{}"#,
+            shape.replace('E', "\"w\"")
+        )));
+        let account = format!(
+            r#"{{"source":{source},"accountOperation":"Modify","provisioningResult":"SUCCESS","provisioningTarget":"t","attributeRequests":{}}}"#,
+            shape.replace('E', attribute)
+        );
+        check(&format!(
+            r#"{{"trackingNumber":"t","sources":"s","recipient":{{"type":"IDENTITY","id":"i","name":"n"}},"accountRequests":[{account}]}}"#
+        ));
+        check(&format!(
+            r#"{{"trackingNumber":"t","sources":"s","recipient":{{"type":"IDENTITY","id":"i","name":"n"}},"accountRequests":{}}}"#,
+            shape.replace('E', &account)
+        ));
+    }
+}
+
 #[test]
 fn numbers() {
     for number in [
