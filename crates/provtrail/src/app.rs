@@ -401,11 +401,11 @@ mod tests {
     }
 
     #[test]
-    fn the_log_is_synced_off_the_writer_unless_configured_inline() {
+    fn the_log_is_synced_inline_unless_configured_pipelined() {
         let default = Settings::from_config(&FileConfig::default()).unwrap();
-        assert_eq!(default.store.group.log_sync, LogSync::Pipelined);
-        let inline = with_log_sync("inline").unwrap();
-        assert_eq!(inline.store.group.log_sync, LogSync::Inline);
+        assert_eq!(default.store.group.log_sync, LogSync::Inline);
+        let pipelined = with_log_sync("pipelined").unwrap();
+        assert_eq!(pipelined.store.group.log_sync, LogSync::Pipelined);
         let err = with_log_sync("sometimes").unwrap_err().to_string();
         assert!(
             err.contains("store.log_sync") && err.contains("sometimes"),

@@ -92,9 +92,9 @@ pub struct ServerArgs {
     /// Longest wait for more documents in a group commit [default: 0s].
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_WAIT", value_name = "DURATION")]
     pub commit_max_wait: Option<String>,
-    /// Who waits for the disk: `pipelined` (another thread syncs the log while the writer
-    /// commits the next batch) or `inline` (SQLite syncs inside each commit) [default:
-    /// pipelined]. Either way a request is answered only once its commit is on disk.
+    /// Who waits for the disk: `inline` (SQLite syncs inside each commit) or `pipelined`
+    /// (another thread syncs the log while the writer commits the next batch) [default:
+    /// inline]. Either way a request is answered only once its commit is on disk.
     #[arg(long, env = "PROVTRAIL_LOG_SYNC", value_name = "MODE")]
     pub log_sync: Option<String>,
     /// Most documents in one group commit [default: 512].

@@ -5,10 +5,12 @@
 //! contention into a queue whose length is the batch. Why group commits: with `synchronous=FULL`
 //! every commit waits for the disk; committing what queued up during the previous fsync makes
 //! throughput grow with concurrency while each request still waits for its own durable commit.
-//! Why a syncer thread (`LogSync::Pipelined`, the default): on this kind of disk the fsync took
-//! more than half of each commit's time, during which the writer did nothing; with the sync on
-//! its own thread, the writer builds the next commit meanwhile, and one sync covers every group
-//! committed since the previous one.
+//! Why a syncer thread can be had (`LogSync::Pipelined`): the fsync takes more than half of each
+//! commit's time, during which the writer does nothing; with the sync on its own thread, the
+//! writer builds the next commit meanwhile, and one sync covers every group committed since the
+//! previous one. It is not the default: on a quiet 2-core machine it made smaller commits, whose
+//! fixed costs outweighed the overlap (14-18k against 18-19k events/s); it won only while other
+//! work loaded the machine and made each fsync slower (docs/performance.md).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -87,7 +89,7 @@ pub struct GroupCommit {
     /// at 64 connections, waiting 500 µs for more left the writer idle a third of the time and cost
     /// 15 % of the throughput (docs/performance.md).
     pub max_wait: Duration,
-    /// Who waits for the disk (see [`LogSync`]).
+    /// Who waits for the disk (see [`LogSync`]); inline by default.
     pub log_sync: LogSync,
 }
 
@@ -96,7 +98,7 @@ impl Default for GroupCommit {
         GroupCommit {
             max_batch: 512,
             max_wait: Duration::ZERO,
-            log_sync: LogSync::Pipelined,
+            log_sync: LogSync::Inline,
         }
     }
 }
