@@ -248,3 +248,46 @@ async fn a_database_from_before_the_dedup_table_keeps_deduplicating_after_the_up
         .unwrap();
     assert_eq!(old_index, 0, "the unique index is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_keys_are_merged_a_slice_at_a_time_once_the_writer_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup-idle.db");
+    let store = open(&path);
+    // More than `merge_when_idle`, fewer than `merge_always`: no merge under load.
+    let batch = bodies(60, 8);
+    let ids = accepted_ids(&ingest_all(&store, &batch).await);
+    let watermark = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dedup_merged_through'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap()
+    };
+    // A quiet moment later (the writer waits a quarter of a second), the keys are merged.
+    let mut merged = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        merged = watermark();
+        if merged > 0 {
+            break;
+        }
+    }
+    let mut oldest_first = ids.clone();
+    oldest_first.sort_unstable();
+    assert_eq!(
+        merged,
+        oldest_first[LIMITS.merge_slice - 1],
+        "one slice of the oldest keys is merged, and then no more: the rest are too few"
+    );
+    assert_duplicates_of(
+        &ingest_all(&store, &batch).await,
+        &ids,
+        "after the idle merge",
+    );
+    store.close().await;
+    assert_tiers_consistent(&path, 60);
+}
