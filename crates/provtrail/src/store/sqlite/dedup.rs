@@ -11,10 +11,8 @@
 //! rows into memory when the writer opens the database (`Recent`), so that a new event adds only
 //! its event row, which is appended. Now and then the writer moves the keys of the oldest recent
 //! events into `dedup` in key order, in one statement (`merge`), so that a merge of many keys
-//! writes each touched page once; it does this when it has been idle for a moment, or, under
-//! load, only once the recent keys pass a bound, a slice at a time. A merge rewrites much of the
-//! table, and requests arriving meanwhile wait for it: under load that showed as stalls of tens
-//! of milliseconds, so merges are kept for quiet moments.
+//! writes each touched page once; it does this when nothing is waiting, or when the recent keys
+//! pass a bound, a slice at a time.
 //!
 //! Invariant: an event with id ≤ the watermark has its key in `dedup`; one above it is in
 //! `Recent` once its commit succeeded. Both change only in the writer's transactions, and the
@@ -27,24 +25,21 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 /// When recent keys are merged into the `dedup` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupLimits {
-    /// A merge is made when the writer has been idle for a moment and at least this many keys
-    /// are recent.
+    /// A merge is made when nothing waits for the writer and at least this many keys are recent.
     pub merge_when_idle: usize,
-    /// Past this many recent keys (about 52 bytes of memory each), merges are made even under
-    /// load, where each one holds up the requests behind it.
+    /// Past this many recent keys, merges are made even under load.
     pub merge_always: usize,
     /// Most keys one merge moves (about the most pages of `dedup` one commit writes).
     pub merge_slice: usize,
 }
 
 impl Default for DedupLimits {
-    /// At most about 27 MB of memory, reached only after half a million events without a quiet
-    /// quarter of a second. A merge of 16,384 keys into a table of fewer pages writes each of its
-    /// pages once: a tenth of a page per event or less up to ~2.4 million events.
+    /// About 4 MB of memory at most; a merge of 16,384 keys into a table of fewer pages writes
+    /// each of its pages once, a tenth of a page per event or less at up to ~2.4 million events.
     fn default() -> Self {
         DedupLimits {
             merge_when_idle: 16_384,
-            merge_always: 524_288,
+            merge_always: 65_536,
             merge_slice: 16_384,
         }
     }
@@ -117,19 +112,18 @@ impl Recent {
             .optional()
     }
 
-    /// Moves the oldest recent keys into `dedup` when it is time (see [`DedupLimits`]): `idle`
-    /// when the writer has had nothing to do for a while, otherwise after the transaction's
-    /// events are inserted. Returns whether it merged.
+    /// Moves the oldest recent keys into `dedup` when it is time (see the constants); called
+    /// after the transaction's events are inserted.
     pub fn maybe_merge(
         &self,
         tx: &Transaction<'_>,
         staged: &mut Staged,
         idle: bool,
-    ) -> rusqlite::Result<bool> {
+    ) -> rusqlite::Result<()> {
         let limits = self.limits;
         let count = self.by_id.len() + staged.added.len();
         if count < limits.merge_always && !(idle && count >= limits.merge_when_idle) {
-            return Ok(false);
+            return Ok(());
         }
         // The oldest `merge_slice` recent keys; or, when there are fewer, all of them and this
         // transaction's, whose ids come after every recent one.
@@ -146,7 +140,7 @@ impl Recent {
                 .unwrap_or(self.merged_through)
         };
         if through <= self.merged_through {
-            return Ok(false);
+            return Ok(());
         }
         // Sorted by key, so that the B-tree takes the keys page by page. `OR IGNORE`: a key
         // already there (which the invariant rules out) must not stop ingest.
@@ -161,7 +155,7 @@ impl Recent {
         )?
         .execute(params![through.to_string()])?;
         staged.merged_through = Some(through);
-        Ok(true)
+        Ok(())
     }
 
     /// The transaction committed: takes in what it added and merged.

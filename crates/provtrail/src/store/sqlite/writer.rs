@@ -53,10 +53,6 @@ pub(super) struct OutboxJob {
     pub reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
-/// How long the writer must have had nothing to do before it merges deduplication keys: a
-/// merge rewrites much of the `dedup` table, and requests arriving meanwhile wait for it.
-const IDLE_GAP: Duration = Duration::from_millis(250);
-
 /// Bytes a readiness probe writes (and removes again) to prove there is room for new events.
 const PROBE_SPACE: usize = 16 * 1024;
 
@@ -151,15 +147,7 @@ impl Writer {
         }
         let mut connection = 0u64;
         let mut batch = Vec::with_capacity(self.group.max_batch);
-        loop {
-            let first = match self.jobs.recv_timeout(IDLE_GAP) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.merge_when_idle();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
+        while let Ok(first) = self.jobs.recv() {
             batch.push(first);
             self.gather(&mut batch);
             // A panic while writing must not kill the writer (and with it every later request):
@@ -179,28 +167,6 @@ impl Writer {
             syncer.stop();
         }
         tracing::debug!("store writer stopped");
-    }
-
-    /// Nothing has come for a while: moves a slice of the recent deduplication keys into their
-    /// table, if enough have gathered (see `dedup`). A failure only leaves them for later.
-    fn merge_when_idle(&mut self) {
-        let (Some(conn), Some(recent)) = (self.conn.as_mut(), self.recent.as_mut()) else {
-            return;
-        };
-        let merged = (|| -> rusqlite::Result<Option<Staged>> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut staged = Staged::default();
-            if !recent.maybe_merge(&tx, &mut staged, true)? {
-                return Ok(None);
-            }
-            tx.commit()?;
-            Ok(Some(staged))
-        })();
-        match merged {
-            Ok(Some(staged)) => recent.committed(staged),
-            Ok(None) => {}
-            Err(err) => tracing::debug!(error = %err, "merging deduplication keys failed"),
-        }
     }
 
     fn gather(&self, batch: &mut Vec<Job>) {
@@ -339,9 +305,8 @@ impl Writer {
             });
         }
         rollups.write(&tx).map_err(unavailable)?;
-        // Under load only past the bound; otherwise merges wait for a quiet moment.
         recent
-            .maybe_merge(&tx, &mut staged, false)
+            .maybe_merge(&tx, &mut staged, self.jobs.is_empty())
             .map_err(unavailable)?;
         // The search index last. The full-text index keeps the documents of a transaction in
         // memory and writes them as one segment, but every statement that opens a statement
