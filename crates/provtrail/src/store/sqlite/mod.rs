@@ -3,7 +3,6 @@
 
 mod checkpoint;
 mod codec;
-mod dedup;
 mod keys;
 mod outbox;
 mod read;
@@ -21,7 +20,6 @@ use crossbeam_channel::{Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
-pub use dedup::DedupLimits;
 pub use writer::{GroupCommit, LogSync};
 use writer::{Job, OutboxJob, Pending, Writer};
 
@@ -46,8 +44,6 @@ pub struct SqliteSettings {
     pub max_size_bytes: Option<u64>,
     /// Documents that may wait for the writer before requests are refused as overloaded.
     pub queue_capacity: usize,
-    /// When the keys of recent events are merged into the deduplication table.
-    pub dedup: DedupLimits,
 }
 
 impl SqliteSettings {
@@ -59,7 +55,6 @@ impl SqliteSettings {
             busy_timeout: Duration::from_secs(5),
             max_size_bytes: None,
             queue_capacity: 16_384,
-            dedup: DedupLimits::default(),
         }
     }
 }
@@ -120,16 +115,12 @@ impl SqliteStore {
             feeds: RwLock::default(),
         });
         shared.metrics.store_writable.set(1);
-        let recent = dedup::Recent::load(&conn, settings.dedup).map_err(|err| {
-            StoreError::Unavailable(format!("cannot read the recent deduplication keys: {err}"))
-        })?;
         let writer = Writer {
             path: settings.path.clone(),
             conn: Some(conn),
             jobs: receiver,
             group: settings.group,
             shared: shared.clone(),
-            recent: Some(recent),
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())

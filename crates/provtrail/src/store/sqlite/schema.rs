@@ -178,22 +178,6 @@ const MIGRATIONS: &[&str] = &[
         last_delivered_at INTEGER
     ) WITHOUT ROWID;
     "#,
-    // 3: deduplication keys move out of a unique index on `events` into the `dedup` table, which
-    // holds the keys of the events up to the watermark `meta.dedup_merged_through`; the writer
-    // keeps the keys of later events in memory and merges them in batches (see `dedup.rs`).
-    r#"
-    CREATE TABLE dedup (
-        dedup_key BLOB    PRIMARY KEY,
-        event_id  INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO dedup (dedup_key, event_id)
-        SELECT dedup_key, id FROM events ORDER BY dedup_key;
-    INSERT INTO meta (key, value)
-        SELECT 'dedup_merged_through', CAST(coalesce(max(id), 0) AS TEXT) FROM events
-        WHERE true
-        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-    DROP INDEX events_dedup_key;
-    "#,
 ];
 
 /// The schema version this build writes.

@@ -22,7 +22,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::dedup::{Recent, Staged};
 use super::{Shared, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
@@ -109,8 +108,6 @@ pub(super) struct Writer {
     pub jobs: Receiver<Job>,
     pub group: GroupCommit,
     pub shared: Arc<Shared>,
-    /// The recent deduplication keys; None until read from the connection in use.
-    pub recent: Option<Recent>,
 }
 
 /// A committed group: what must happen once its log is on disk.
@@ -158,7 +155,6 @@ impl Writer {
             if outcome.is_err() {
                 tracing::error!("the store writer panicked; reopening the database");
                 self.conn = None;
-                self.recent = None;
                 fail_all(&mut batch, "internal error while writing", &self.shared);
             }
             batch.clear();
@@ -216,7 +212,6 @@ impl Writer {
                 // The connection may be what is broken (file replaced, read-only remount): start
                 // afresh on the next batch.
                 self.conn = None;
-                self.recent = None;
                 fail_all(batch, &message, &self.shared);
             }
         }
@@ -244,13 +239,6 @@ impl Writer {
         let Some(conn) = self.conn.as_mut() else {
             return Err(StoreError::Unavailable("no database connection".into()));
         };
-        if self.recent.is_none() {
-            self.recent =
-                Some(Recent::load(conn, self.shared.settings.dedup).map_err(unavailable)?);
-        }
-        let Some(recent) = self.recent.as_mut() else {
-            return Err(StoreError::Unavailable("no deduplication keys".into()));
-        };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
@@ -258,13 +246,11 @@ impl Writer {
         let mut rollups = Rollups::default();
         let mut index_docs = Vec::with_capacity(batch.len());
         let mut handover = outbox::Handover::default();
-        let mut staged = Staged::default();
         for job in batch {
             outcomes.push(match job {
                 Job::Ingest(pending, _) => {
                     let (outcome, deliveries) =
-                        insert(&tx, pending, recent, &mut staged, &mut rollups)
-                            .map_err(unavailable)?;
+                        insert(&tx, pending, &mut rollups).map_err(unavailable)?;
                     if let IngestOutcome::Accepted { id } = outcome {
                         index_docs.push((id, pending.index_doc.as_str()));
                         for (delivery_id, route) in deliveries {
@@ -305,9 +291,6 @@ impl Writer {
             });
         }
         rollups.write(&tx).map_err(unavailable)?;
-        recent
-            .maybe_merge(&tx, &mut staged, self.jobs.is_empty())
-            .map_err(unavailable)?;
         // The search index last. The full-text index keeps the documents of a transaction in
         // memory and writes them as one segment, but every statement that opens a statement
         // savepoint (`RETURNING`, upserts) makes it write what it holds first: documents added
@@ -323,7 +306,6 @@ impl Writer {
         // On a failed commit, dropping `handover` takes back its reservations.
         handover.reserve();
         tx.commit().map_err(unavailable)?;
-        recent.committed(staged);
         Ok((outcomes, handover, rollups.routes))
     }
 }
@@ -622,8 +604,6 @@ fn truncate(text: &str, max: usize) -> &str {
 fn insert(
     tx: &Transaction<'_>,
     pending: &Pending,
-    recent: &Recent,
-    staged: &mut Staged,
     rollups: &mut Rollups,
 ) -> rusqlite::Result<(IngestOutcome, Vec<(i64, String)>)> {
     let incoming = &pending.incoming;
@@ -633,48 +613,45 @@ fn insert(
     let outcome = match &incoming.content {
         Content::Event(event) => {
             let fields = &event.fields;
-            match recent.find(tx, staged, &incoming.dedup_key)? {
-                Some(id) => IngestOutcome::Duplicate { id },
-                None => {
-                    // No `RETURNING`: it would give the statement a savepoint, which copies every
-                    // page the insert touches into a statement journal (and flushes the search
-                    // index).
-                    tx.prepare_cached(
-                        "INSERT INTO events (received_at, dedup_key, invocation_id,
-                            tracking_number, action, recipient_id, recipient_name, requester_id,
-                            requester_name, sources, outcome, account_count, failed_count, errors,
-                            warnings, validation_warnings, channel, remote_addr, method, path,
-                            raw_codec, raw_size, raw)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                            ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-                    )?
-                    .execute(params![
-                        receipt.received_at,
-                        &incoming.dedup_key[..],
-                        incoming.invocation_id,
-                        fields.tracking_number,
-                        fields.action,
-                        fields.recipient_id,
-                        fields.recipient_name,
-                        fields.requester_id,
-                        fields.requester_name,
-                        fields.sources,
-                        fields.outcome,
-                        fields.accounts.len() as i64,
-                        fields.failed_count,
-                        json_list(&fields.errors),
-                        json_list(&fields.warnings),
-                        json_list(&event.warnings),
-                        receipt.channel,
-                        receipt.remote_addr,
-                        receipt.method,
-                        receipt.path,
-                        codec,
-                        incoming.raw.len() as i64,
-                        raw.as_ref(),
-                    ])?;
-                    let id = tx.last_insert_rowid();
-                    staged.add(incoming.dedup_key, id);
+            // No `RETURNING`: it would give the statement a savepoint, which copies every page
+            // the insert touches into a statement journal (and flushes the search index).
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO events (received_at, dedup_key, invocation_id, tracking_number,
+                        action, recipient_id, recipient_name, requester_id, requester_name, sources,
+                        outcome, account_count, failed_count, errors, warnings, validation_warnings,
+                        channel, remote_addr, method, path, raw_codec, raw_size, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+                     ON CONFLICT (dedup_key) DO NOTHING",
+                )?
+                .execute(params![
+                    receipt.received_at,
+                    &incoming.dedup_key[..],
+                    incoming.invocation_id,
+                    fields.tracking_number,
+                    fields.action,
+                    fields.recipient_id,
+                    fields.recipient_name,
+                    fields.requester_id,
+                    fields.requester_name,
+                    fields.sources,
+                    fields.outcome,
+                    fields.accounts.len() as i64,
+                    fields.failed_count,
+                    json_list(&fields.errors),
+                    json_list(&fields.warnings),
+                    json_list(&event.warnings),
+                    receipt.channel,
+                    receipt.remote_addr,
+                    receipt.method,
+                    receipt.path,
+                    codec,
+                    incoming.raw.len() as i64,
+                    raw.as_ref(),
+                ])?;
+            match (inserted > 0).then(|| tx.last_insert_rowid()) {
+                Some(id) => {
                     // Its search document is added after the batch (see `try_commit`).
                     rollups.count(receipt.received_at, receipt.channel.as_deref(), fields);
                     // Same transaction as the event: an accepted event is never without its
@@ -688,6 +665,12 @@ fn insert(
                     )?;
                     deliveries = ids.into_iter().zip(event.routes.iter().cloned()).collect();
                     IngestOutcome::Accepted { id }
+                }
+                None => {
+                    let id = tx
+                        .prepare_cached("SELECT id FROM events WHERE dedup_key = ?1")?
+                        .query_row(params![&incoming.dedup_key[..]], |row| row.get(0))?;
+                    IngestOutcome::Duplicate { id }
                 }
             }
         }
