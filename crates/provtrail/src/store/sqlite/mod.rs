@@ -121,6 +121,7 @@ impl SqliteStore {
             jobs: receiver,
             group: settings.group,
             shared: shared.clone(),
+            connection: 0,
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())

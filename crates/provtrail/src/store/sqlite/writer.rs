@@ -108,6 +108,9 @@ pub(super) struct Writer {
     pub jobs: Receiver<Job>,
     pub group: GroupCommit,
     pub shared: Arc<Shared>,
+    /// Counts the connections opened, so that the syncer knows when the log file may be a new
+    /// one (see [`Committed::connection`]).
+    pub connection: u64,
 }
 
 /// A committed group: what must happen once its log is on disk.
@@ -142,7 +145,6 @@ impl Writer {
                 self.conn = None;
             }
         }
-        let mut connection = 0u64;
         let mut batch = Vec::with_capacity(self.group.max_batch);
         while let Ok(first) = self.jobs.recv() {
             batch.push(first);
@@ -150,7 +152,7 @@ impl Writer {
             // A panic while writing must not kill the writer (and with it every later request):
             // the batch is answered with an error and the connection is reopened.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                self.commit(&mut batch, syncer.as_ref(), &mut connection)
+                self.commit(&mut batch, syncer.as_ref())
             }));
             if outcome.is_err() {
                 tracing::error!("the store writer panicked; reopening the database");
@@ -185,11 +187,8 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>, connection: &mut u64) {
+    fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>) {
         let started = Instant::now();
-        if self.conn.is_none() {
-            *connection += 1;
-        }
         match self.try_commit(batch, syncer.is_some()) {
             Ok((outcomes, handover, routes)) => {
                 let committed = Committed {
@@ -198,7 +197,7 @@ impl Writer {
                     handover,
                     routes,
                     started,
-                    connection: *connection,
+                    connection: self.connection,
                 };
                 match syncer {
                     Some(syncer) => syncer.push(committed, &self.shared),
@@ -235,6 +234,7 @@ impl Writer {
             let conn = open_connection(&self.path, &self.shared.settings)?;
             set_synchronous(&conn, pipelined).map_err(unavailable)?;
             self.conn = Some(conn);
+            self.connection += 1;
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(StoreError::Unavailable("no database connection".into()));
