@@ -117,6 +117,8 @@ pub struct Metrics {
     pub store_writable: Gauge,
     /// Size of the store on disk, updated when metrics are read.
     pub store_size_bytes: Gauge,
+    /// Events stored but not yet in the search index (written behind the commits).
+    pub search_index_backlog: Gauge,
     /// Requests being handled now.
     pub requests_in_flight: Gauge,
     /// Per route and sink.
@@ -187,6 +189,12 @@ impl Metrics {
             "Size of the store on disk, write-ahead log included",
             store_size_bytes.clone(),
         );
+        let search_index_backlog = Gauge::default();
+        registry.register(
+            "search_index_backlog",
+            "Events stored but not yet in the search index, which is written behind the commits",
+            search_index_backlog.clone(),
+        );
         let requests_in_flight = Gauge::default();
         registry.register(
             "http_requests_in_flight",
@@ -246,6 +254,7 @@ impl Metrics {
             rejections_dropped,
             store_writable,
             store_size_bytes,
+            search_index_backlog,
             requests_in_flight,
         }
     }

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use common::*;
 
+/// May search the events after each restart.
+const READ_TOKEN: &str = "crash-read-token";
+
 /// Kill-and-restart rounds, each on the file the previous rounds left behind.
 const ROUNDS: usize = 5;
 /// Clients posting at once.
@@ -45,6 +48,8 @@ fn serve_args(db: &Path, log_sync: &str) -> Vec<String> {
         db.display().to_string(),
         "--ingest-token".into(),
         TOKEN.into(),
+        "--read-token".into(),
+        READ_TOKEN.into(),
     ]
 }
 
@@ -165,6 +170,26 @@ async fn every_event_answered_200_survives_sigkill_of_the_server_and_a_restart()
             .keys()
             .filter(|k| k.starts_with(&format!("crash-r{round}-")))
             .count();
+
+        // The search index (written behind the commits, so the kill may have cut it short) finds
+        // them too: what it lacked is rebuilt from the events after the restart.
+        for (invocation, id) in acknowledged.iter().take(20) {
+            let response = client
+                // Invocation ids here are letters, digits and '-': nothing to escape.
+                .get(server.url(&format!("/api/v1/events?invocation_id={invocation}")))
+                .bearer_auth(READ_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let page = Answer::read(response).await.json();
+            let found: Vec<i64> = page["items"]
+                .as_array()
+                .unwrap_or_else(|| panic!("not a page of events: {page}"))
+                .iter()
+                .map(|item| item["id"].as_i64().unwrap())
+                .collect();
+            assert_eq!(found, vec![*id], "searching for {invocation}");
+        }
 
         // Redelivering acknowledged events finds them: duplicates with the same id.
         for (invocation, id) in acknowledged.iter().take(20) {

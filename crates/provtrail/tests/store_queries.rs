@@ -343,3 +343,86 @@ async fn delivery_log_and_quarantine_list_every_request_newest_first() {
     assert_eq!(entry.raw.unwrap(), Bytes::from_static(b"not json"));
     assert!(fixture.store.get_event(999_999).await.unwrap().is_none());
 }
+
+/// The search index is a second file written behind the commits; losing it (or the documents
+/// not yet written when the process stopped) loses nothing: it is rebuilt from the events, and
+/// a search waits for that.
+#[tokio::test]
+async fn the_search_index_is_rebuilt_from_the_events_when_its_file_is_lost() {
+    let mut fixture = Fixture::filled().await;
+    let failed = EventQuery {
+        result: Some("FAILED".into()),
+        ..EventQuery::default()
+    };
+    let prod = EventQuery {
+        channel: Some("prod".into()),
+        ..EventQuery::default()
+    };
+    let want_failed = fixture.expected(|event, _| {
+        event
+            .account_requests
+            .iter()
+            .any(|request| request.provisioning_result.as_wire() == "FAILED")
+    });
+    assert!(!want_failed.is_empty());
+    assert_eq!(fixture.all(failed.clone()).await, want_failed);
+    let want_prod = fixture.all(prod.clone()).await;
+    assert_eq!(want_prod.len(), 134, "every third of 400 events");
+
+    let path = fixture._dir.path().join("q.db");
+    fixture.store.close().await;
+    for suffix in [".search", ".search-wal", ".search-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    fixture.store =
+        SqliteStore::open(SqliteSettings::new(&path), Arc::new(Metrics::new())).unwrap();
+    assert_eq!(fixture.all(failed.clone()).await, want_failed);
+    assert_eq!(fixture.all(prod.clone()).await, want_prod);
+
+    // New events after the rebuild are found as soon as they are stored.
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 7,
+        failure_rate: 1.0,
+        identities: 5,
+    });
+    let outcome = fixture.put(generator.next_json(), NOW, Some("prod")).await;
+    let IngestOutcome::Accepted { id } = outcome else {
+        panic!("not accepted: {outcome:?}");
+    };
+    assert_eq!(fixture.all(prod).await.first(), Some(&id));
+    assert_eq!(fixture.all(failed).await.first(), Some(&id));
+}
+
+/// Every search right after a store answered finds the event: many stores and searches
+/// interleaved, with no pause between them.
+#[tokio::test]
+async fn an_event_is_found_by_a_search_made_right_after_it_was_stored() {
+    let mut fixture = Fixture::new().await;
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 11,
+        failure_rate: 0.3,
+        identities: 20,
+    });
+    for n in 0..200 {
+        let outcome = fixture.put(generator.next_json(), NOW + n, None).await;
+        let IngestOutcome::Accepted { id } = outcome else {
+            panic!("not accepted: {outcome:?}");
+        };
+        let (_, event, _) = fixture.events.last().unwrap().clone();
+        let page = fixture
+            .store
+            .search_events(
+                &EventQuery {
+                    tracking_number: Some(event.tracking_number.to_string()),
+                    ..EventQuery::default()
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let found: Vec<i64> = page.items.iter().map(|e| e.id).collect();
+        assert_eq!(found, vec![id], "event {n}");
+    }
+}

@@ -151,6 +151,25 @@ pub fn document(
     doc
 }
 
+/// The index document of a stored event, rebuilt from its body as received (the same document
+/// the request that stored it built). A body that no longer reads as an event (stored by a
+/// build with other rules) is indexed by its channel and invocation id alone.
+pub fn document_of_raw(raw: &[u8], invocation_id: Option<&str>, channel: Option<&str>) -> String {
+    let mut options = provtrail_model::Options::lenient();
+    // It was accepted under the server's body limit, whatever that was.
+    options.limits.max_bytes = usize::MAX;
+    match provtrail_model::validate_slice(raw, &options) {
+        Ok(provtrail_model::Validation {
+            event: Some(event), ..
+        }) => document(
+            &crate::ingest::search_fields(&event),
+            invocation_id,
+            channel,
+        ),
+        _ => document(&SearchFields::default(), invocation_id, channel),
+    }
+}
+
 /// The full-text query for the index filters of `query`, if it has any.
 pub fn match_expression(query: &EventQuery) -> Option<String> {
     let mut terms: Vec<String> = Vec::new();

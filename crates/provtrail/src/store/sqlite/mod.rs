@@ -1,8 +1,11 @@
 //! The embedded store: one SQLite file (WAL; each commit synced to disk before it is answered),
-//! one writer thread doing group commits, a small pool of read-only connections for queries.
+//! one writer thread doing group commits, a small pool of read-only connections for queries, and
+//! the full-text search index in a second file that an indexer thread keeps up behind the
+//! commits (`indexer`).
 
 mod checkpoint;
 mod codec;
+mod indexer;
 mod keys;
 mod outbox;
 mod read;
@@ -70,6 +73,8 @@ pub(crate) struct Shared {
     outbox_changed: tokio::sync::watch::Sender<u64>,
     /// The routes' workers that take new deliveries from the writer, by route.
     feeds: RwLock<HashMap<String, OutboxFeed>>,
+    /// Keeps the search index (a second file) up to date behind the commits.
+    indexer: indexer::SearchIndexer,
 }
 
 impl Shared {
@@ -106,6 +111,17 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         codec::register(&conn)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
+        let last_event_id: i64 = conn
+            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
+                row.get(0)
+            })
+            .map_err(|err| StoreError::Unavailable(format!("cannot read the events: {err}")))?;
+        let indexer = indexer::SearchIndexer::start(
+            &settings.path,
+            settings.busy_timeout,
+            last_event_id,
+            metrics.search_index_backlog.clone(),
+        )?;
         let shared = Arc::new(Shared {
             settings: settings.clone(),
             metrics,
@@ -113,6 +129,7 @@ impl SqliteStore {
             last_error: Mutex::new(None),
             outbox_changed: tokio::sync::watch::Sender::new(0),
             feeds: RwLock::default(),
+            indexer,
         });
         shared.metrics.store_writable.set(1);
         let writer = Writer {
@@ -221,7 +238,7 @@ impl Store for SqliteStore {
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         let path = self.shared.settings.path.clone();
         let mut total = 0;
-        for suffix in ["", "-wal"] {
+        for suffix in ["", "-wal", ".search", ".search-wal"] {
             let mut name = path.clone().into_os_string();
             name.push(suffix);
             if let Ok(meta) = tokio::fs::metadata(&name).await {
@@ -314,6 +331,17 @@ impl Store for SqliteStore {
         query: &EventQuery,
         with_raw: bool,
     ) -> Result<Page<EventSummary>, StoreError> {
+        if keys::match_expression(query).is_some() {
+            // The index is written behind the commits: wait until it holds every event
+            // committed before this search began (an event is found once its 200 is sent).
+            let state = self.shared.indexer.state();
+            if !state.caught_up(indexer::CATCH_UP_WAIT).await {
+                tracing::debug!(
+                    backlog = state.backlog(),
+                    "searching while the index is still catching up"
+                );
+            }
+        }
         let query = query.clone();
         self.read(move |conn| read::search_events(conn, &query, with_raw))
             .await
@@ -353,6 +381,9 @@ impl Store for SqliteStore {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        // After the writer: it hands its last documents over as it stops.
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.indexer.stop()).await;
         let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
         if let Some(mut checkpointer) = checkpointer {
             let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
@@ -528,6 +559,12 @@ impl ReadPool {
             StoreError::Unavailable(format!("cannot open the database for reading: {err}"))
         })?;
         conn.busy_timeout(self.busy_timeout).map_err(read_error)?;
+        let index = indexer::index_path(&self.path);
+        conn.execute(
+            "ATTACH DATABASE ?1 AS search",
+            [index.to_string_lossy().as_ref()],
+        )
+        .map_err(read_error)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }

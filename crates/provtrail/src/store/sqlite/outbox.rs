@@ -388,19 +388,29 @@ pub(super) fn due(
     limit: usize,
     exclude: &HashSet<i64>,
 ) -> Result<Vec<OutboxItem>, StoreError> {
-    let ids: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM route_deliveries
-             WHERE state = 0 AND route = ?1 AND next_attempt_at <= ?2
-             ORDER BY next_attempt_at LIMIT ?3",
-        )
-        .map_err(read_error)?
-        .query_map(params![route, now, (limit + exclude.len()) as i64], |row| {
-            row.get(0)
-        })
-        .map_err(read_error)?
-        .collect::<Result<_, _>>()
-        .map_err(read_error)?;
+    // No `LIMIT ?`: SQLite recompiles a statement whenever a parameter of its LIMIT is bound
+    // (the value may change the plan), and this read runs often. The index walk is in
+    // `next_attempt_at` order, so stopping after enough rows costs the same.
+    let mut ids: Vec<i64> = Vec::with_capacity(limit);
+    {
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT id FROM route_deliveries
+                 WHERE state = 0 AND route = ?1 AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at",
+            )
+            .map_err(read_error)?;
+        let mut rows = statement.query(params![route, now]).map_err(read_error)?;
+        while ids.len() < limit {
+            let Some(row) = rows.next().map_err(read_error)? else {
+                break;
+            };
+            let id: i64 = row.get(0).map_err(read_error)?;
+            if !exclude.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
     let mut statement = conn
         .prepare_cached(
             "SELECT d.id, d.event_id, d.route, d.attempts, d.attempts_base, d.due_since,
@@ -410,10 +420,7 @@ pub(super) fn due(
         )
         .map_err(read_error)?;
     let mut items = Vec::with_capacity(limit);
-    for id in ids.into_iter().filter(|id| !exclude.contains(id)) {
-        if items.len() >= limit {
-            break;
-        }
+    for id in ids {
         let row = statement
             .query_row(params![id], |row| {
                 Ok((

@@ -128,7 +128,7 @@ pub fn search_events(
         Some(expression) => {
             let mut ids_statement = conn
                 .prepare_cached(
-                    "SELECT rowid FROM events_index WHERE events_index MATCH ?1
+                    "SELECT rowid FROM search.events_index WHERE events_index MATCH ?1
                      AND rowid < ?2 AND rowid >= ?3 ORDER BY rowid DESC LIMIT ?4",
                 )
                 .map_err(read_error)?;

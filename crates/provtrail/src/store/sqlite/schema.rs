@@ -178,6 +178,11 @@ const MIGRATIONS: &[&str] = &[
         last_delivered_at INTEGER
     ) WITHOUT ROWID;
     "#,
+    // 3: the search index moves to its own file, written behind the commits (`indexer.rs`),
+    // which rebuilds it from the events.
+    r#"
+    DROP TABLE events_index;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -244,7 +244,6 @@ impl Writer {
             .map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rollups = Rollups::default();
-        let mut index_docs = Vec::with_capacity(batch.len());
         let mut handover = outbox::Handover::default();
         for job in batch {
             outcomes.push(match job {
@@ -252,7 +251,6 @@ impl Writer {
                     let (outcome, deliveries) =
                         insert(&tx, pending, &mut rollups).map_err(unavailable)?;
                     if let IngestOutcome::Accepted { id } = outcome {
-                        index_docs.push((id, pending.index_doc.as_str()));
                         for (delivery_id, route) in deliveries {
                             handover.add(&self.shared, fresh_item(pending, id, delivery_id, route));
                         }
@@ -291,18 +289,8 @@ impl Writer {
             });
         }
         rollups.write(&tx).map_err(unavailable)?;
-        // The search index last. The full-text index keeps the documents of a transaction in
-        // memory and writes them as one segment, but every statement that opens a statement
-        // savepoint (`RETURNING`, upserts) makes it write what it holds first: documents added
-        // between the events would become one segment each, and merging those costs more than
-        // the rest of the commit.
-        let mut add_doc = tx
-            .prepare_cached("INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)")
-            .map_err(unavailable)?;
-        for (id, doc) in index_docs {
-            add_doc.execute(params![id, doc]).map_err(unavailable)?;
-        }
-        drop(add_doc);
+        // The search index is not written here: the indexer thread takes the documents once
+        // the commit is on disk (see `indexer`).
         // On a failed commit, dropping `handover` takes back its reservations.
         handover.reserve();
         tx.commit().map_err(unavailable)?;
@@ -348,6 +336,18 @@ fn finish(committed: Committed, synced: Result<(), String>, shared: &Arc<Shared>
         .observe(started.elapsed().as_secs_f64());
     metrics.commit_batch_size.observe(batch.len() as f64);
     shared.set_writable(None);
+    // Before any answer: a search made after a 200 waits for the index to hold the event.
+    let documents = batch
+        .iter_mut()
+        .zip(&outcomes)
+        .filter_map(|(job, outcome)| match (job, outcome) {
+            (Job::Ingest(pending, _), Some(IngestOutcome::Accepted { id })) => {
+                Some((*id, std::mem::take(&mut pending.index_doc)))
+            }
+            _ => None,
+        })
+        .collect();
+    shared.indexer.submit(documents);
     handover.hand_over(shared);
     routes.committed(shared);
     for outcome in outcomes.iter().flatten() {

@@ -1,0 +1,480 @@
+//! The search index, kept beside the database and off the commit path.
+//!
+//! The full-text index is derived data: every document in it can be rebuilt from the stored
+//! event. Written in the event's own transaction it was the largest single cost of a commit
+//! (about a third of the writer's CPU time, and its pages made each fsync longer), and a
+//! commit is what every ingest request waits for. So the index lives in a second SQLite file
+//! (`<database>.search`) that one indexer thread writes, in batches of up to
+//! [`MAX_BATCH`] documents, with `synchronous=NORMAL`: nothing waits for its disk.
+//!
+//! Invariants:
+//! - `meta.indexed_through` in the index file is the highest event id such that every event at
+//!   or below it is indexed (events get increasing ids, and the indexer takes them in order). It
+//!   is written in the same transaction as the documents, so a crash loses a suffix of the
+//!   index and never leaves a hole in it.
+//! - Documents come from the writer after each commit (in commit order). Whatever is not
+//!   handed over that way (the queue was full, the process stopped before indexing, another
+//!   process stored the events, the index file was new) is rebuilt from the stored events:
+//!   the indexer compares each batch's first id with its watermark and reads the events in
+//!   between from the database.
+//! - Searches wait (boundedly) until the index holds every event committed before the search
+//!   began, so that an event is found as soon as its `200` has been sent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{codec, keys};
+use crate::store::StoreError;
+
+/// Most documents written in one transaction of the index.
+const MAX_BATCH: usize = 4_096;
+
+/// Most documents that may wait for the indexer in memory; beyond that they are left to be
+/// rebuilt from the database (about 0.5 KB each).
+const MAX_QUEUED: usize = 65_536;
+
+/// How long a search waits for the index to catch up before it answers from what is indexed.
+pub(super) const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// The index file of the database at `database`.
+pub(super) fn index_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".search");
+    PathBuf::from(path)
+}
+
+/// The schema of the index file. `content = ''` keeps only the index (the text is in the
+/// events); `contentless_delete` lets a document be replaced when it is indexed twice (two
+/// processes on one database).
+const SCHEMA: &str = r#"
+    CREATE VIRTUAL TABLE IF NOT EXISTS events_index USING fts5(
+        doc,
+        content = '',
+        contentless_delete = 1,
+        detail = 'none',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE IF NOT EXISTS meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+"#;
+
+/// Index documents of one commit: (event id, document), ids increasing.
+type Documents = Vec<(i64, String)>;
+
+/// What the writer and the searches share with the indexer thread.
+#[derive(Debug)]
+pub(crate) struct IndexState {
+    /// Highest event id the writer has committed (and handed over or dropped).
+    committed_through: AtomicI64,
+    /// Highest event id up to which the index is complete.
+    indexed_through: tokio::sync::watch::Sender<i64>,
+    /// Documents waiting in the queue.
+    queued: AtomicUsize,
+    /// Set when documents were dropped for lack of room; the indexer reads them back.
+    dropped: AtomicBool,
+    /// `provtrail_search_index_backlog`.
+    backlog_gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+/// The handle the store keeps: hands documents over and stops the thread.
+#[derive(Debug)]
+pub(super) struct SearchIndexer {
+    state: Arc<IndexState>,
+    documents: std::sync::Mutex<Option<Sender<Documents>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SearchIndexer {
+    /// Creates the index file if needed and starts the indexer thread, which first catches up
+    /// with events stored since the index was last written. `last_event_id` is the highest id
+    /// stored so far: searches wait for the index to reach it.
+    pub(super) fn start(
+        database: &Path,
+        busy_timeout: Duration,
+        last_event_id: i64,
+        backlog_gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Result<Self, StoreError> {
+        let path = index_path(database);
+        let conn = open_index(&path, busy_timeout)?;
+        let indexed_through = watermark(&conn).map_err(index_error)?;
+        let state = Arc::new(IndexState {
+            committed_through: AtomicI64::new(last_event_id),
+            indexed_through: tokio::sync::watch::Sender::new(indexed_through),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicBool::new(false),
+            backlog_gauge,
+        });
+        let (documents, received) = crossbeam_channel::unbounded();
+        let thread_state = state.clone();
+        let events = database.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("provtrail-index".into())
+            .spawn(move || {
+                Indexer {
+                    conn,
+                    events_path: events,
+                    events: None,
+                    busy_timeout,
+                    state: thread_state,
+                }
+                .run(&received)
+            })
+            .map_err(|err| StoreError::Internal(format!("cannot start the indexer: {err}")))?;
+        Ok(SearchIndexer {
+            state,
+            documents: std::sync::Mutex::new(Some(documents)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(super) fn state(&self) -> Arc<IndexState> {
+        self.state.clone()
+    }
+
+    /// Stops accepting documents, lets the thread index what is queued, and waits for it.
+    pub(super) fn stop(&self) {
+        if let Ok(mut documents) = self.documents.lock() {
+            documents.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    /// Hands over the documents of one commit (ids increasing). Never blocks the writer.
+    pub(super) fn submit(&self, documents: Documents) {
+        let Some(&(last, _)) = documents.last() else {
+            return;
+        };
+        let state = &self.state;
+        state.committed_through.fetch_max(last, Ordering::Release);
+        state.backlog_gauge.set(state.backlog());
+        let count = documents.len();
+        let sent = state.queued.load(Ordering::Relaxed) + count <= MAX_QUEUED
+            && self
+                .documents
+                .lock()
+                .ok()
+                .and_then(|sender| sender.as_ref().map(|s| s.send(documents).is_ok()))
+                .unwrap_or(false);
+        if sent {
+            state.queued.fetch_add(count, Ordering::Relaxed);
+        } else {
+            state.dropped.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl IndexState {
+    /// Documents waiting for the indexer.
+    pub(super) fn backlog(&self) -> i64 {
+        (self.committed_through.load(Ordering::Acquire) - *self.indexed_through.borrow()).max(0)
+    }
+
+    /// Waits until every event committed so far is indexed, for at most `limit`. Returns false
+    /// when the wait ran out (the search then sees what is indexed).
+    pub(super) async fn caught_up(&self, limit: Duration) -> bool {
+        let target = self.committed_through.load(Ordering::Acquire);
+        let mut indexed = self.indexed_through.subscribe();
+        tokio::time::timeout(limit, indexed.wait_for(|&through| through >= target))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+}
+
+fn index_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("search index: {err}"))
+}
+
+/// Opens the index file, creating it (or, if it is unreadable, recreating it: it can always be
+/// rebuilt from the events).
+fn open_index(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    match try_open_index(path, busy_timeout) {
+        Ok(conn) => Ok(conn),
+        Err(err) => {
+            tracing::warn!(error = %err, path = %path.display(),
+                "the search index cannot be opened; rebuilding it from the events");
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(file));
+            }
+            try_open_index(path, busy_timeout).map_err(index_error)
+        }
+    }
+}
+
+fn try_open_index(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    // Derived data: a power cut may lose the last transactions (they are rebuilt from the
+    // events) but, in write-ahead-log mode, cannot corrupt the file.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -8_000)?;
+    conn.execute_batch(SCHEMA)?;
+    // Read once to fail here, not in the thread, on a file that is not an index.
+    watermark(&conn)?;
+    Ok(conn)
+}
+
+fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'indexed_through'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+struct Indexer {
+    conn: Connection,
+    events_path: PathBuf,
+    /// A read-only connection to the events, opened when something must be rebuilt.
+    events: Option<Connection>,
+    busy_timeout: Duration,
+    state: Arc<IndexState>,
+}
+
+impl Indexer {
+    fn run(mut self, documents: &Receiver<Documents>) {
+        let mut failing = false;
+        // Documents taken from the queue and not yet indexed (kept across a failed write).
+        let mut pending: Vec<(i64, String)> = Vec::new();
+        // First: whatever was stored since the index was last written.
+        let mut rebuild = true;
+        let mut open = true;
+        while open || !pending.is_empty() || rebuild {
+            if pending.is_empty() && !rebuild {
+                match documents.recv_timeout(Duration::from_millis(500)) {
+                    Ok(batch) => self.take(&mut pending, batch),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+            while pending.len() < MAX_BATCH {
+                match documents.try_recv() {
+                    Ok(batch) => self.take(&mut pending, batch),
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            rebuild |= self.state.dropped.swap(false, Ordering::AcqRel);
+            let result = if rebuild {
+                self.rebuild()
+            } else {
+                self.index(&mut pending)
+            };
+            match result {
+                Ok(more) => {
+                    rebuild = more && rebuild;
+                    if failing {
+                        tracing::info!("the search index is written again");
+                    }
+                    failing = false;
+                }
+                Err(err) => {
+                    if !failing {
+                        tracing::warn!(error = %err,
+                            "cannot write the search index; retrying (searches may miss new events)");
+                    }
+                    failing = true;
+                    if !open {
+                        // Stopping: what is left is rebuilt on the next start.
+                        return;
+                    }
+                    self.events = None;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn take(&self, pending: &mut Vec<(i64, String)>, batch: Vec<(i64, String)>) {
+        self.state.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        pending.extend(batch);
+    }
+
+    fn indexed_through(&self) -> i64 {
+        *self.state.indexed_through.borrow()
+    }
+
+    /// Indexes up to [`MAX_BATCH`] pending documents, first rebuilding any events between the
+    /// watermark and the first of them.
+    fn index(&mut self, pending: &mut Vec<(i64, String)>) -> Result<bool, StoreError> {
+        let through = self.indexed_through();
+        pending.retain(|(id, _)| *id > through);
+        let Some(&(first, _)) = pending.first() else {
+            return Ok(false);
+        };
+        let mut batch = if first > through + 1 {
+            self.stored_documents(through, first, MAX_BATCH)?
+        } else {
+            Vec::new()
+        };
+        let room = MAX_BATCH.saturating_sub(batch.len()).max(1);
+        if batch.len() < MAX_BATCH {
+            let take = room.min(pending.len());
+            batch.extend(pending.drain(..take));
+        }
+        self.write(&batch)?;
+        Ok(!pending.is_empty())
+    }
+
+    /// Indexes up to [`MAX_BATCH`] stored events past the watermark; true while more remain.
+    fn rebuild(&mut self) -> Result<bool, StoreError> {
+        let through = self.indexed_through();
+        let batch = self.stored_documents(through, i64::MAX, MAX_BATCH)?;
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        if through == 0 {
+            tracing::info!("building the search index from the stored events");
+        }
+        self.write(&batch)?;
+        Ok(batch.len() == MAX_BATCH)
+    }
+
+    /// Documents for the stored events with `after < id < before`, in id order.
+    fn stored_documents(
+        &mut self,
+        after: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        if self.events.is_none() {
+            let conn = Connection::open_with_flags(
+                &self.events_path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(index_error)?;
+            conn.busy_timeout(self.busy_timeout).map_err(index_error)?;
+            self.events = Some(conn);
+        }
+        let Some(conn) = &self.events else {
+            return Ok(Vec::new());
+        };
+        // The limit is part of the text: a bound LIMIT makes SQLite recompile the statement at
+        // every run.
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "SELECT id, invocation_id, channel, raw_codec, raw_size, raw FROM events
+                 WHERE id > ?1 AND id < ?2 ORDER BY id LIMIT {limit}"
+            ))
+            .map_err(index_error)?;
+        let rows = statement
+            .query_map(params![after, before], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Vec<u8>>(5)?,
+                ))
+            })
+            .map_err(index_error)?;
+        let mut documents = Vec::new();
+        for row in rows {
+            let (id, invocation_id, channel, codec, size, stored) = row.map_err(index_error)?;
+            let raw = codec::decode(codec, stored, usize::try_from(size).unwrap_or(0))?;
+            documents.push((
+                id,
+                keys::document_of_raw(&raw, invocation_id.as_deref(), channel.as_deref()),
+            ));
+        }
+        Ok(documents)
+    }
+
+    /// Writes `batch` (ids increasing) and moves the watermark to its last id.
+    fn write(&mut self, batch: &[(i64, String)]) -> Result<(), StoreError> {
+        let Some(&(last, _)) = batch.last() else {
+            return Ok(());
+        };
+        let tx = self.conn.transaction().map_err(index_error)?;
+        {
+            // REPLACE: another process on the same database may have indexed it already.
+            let mut insert = tx
+                .prepare_cached("INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (?1, ?2)")
+                .map_err(index_error)?;
+            for (id, doc) in batch {
+                insert.execute(params![id, doc]).map_err(index_error)?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('indexed_through', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                params![last],
+            )
+            .map_err(index_error)?;
+        }
+        tx.commit().map_err(index_error)?;
+        self.state.indexed_through.send_modify(|through| {
+            *through = (*through).max(last);
+        });
+        self.state.backlog_gauge.set(self.state.backlog());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_indexed_twice_is_replaced_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_index(&dir.path().join("x.search"), Duration::from_secs(1)).unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (1, 'alpha beta')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (1, 'alpha gamma')",
+            [],
+        )
+        .unwrap();
+        let count = |term: &str| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM events_index WHERE events_index MATCH ?1",
+                [term],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(count("alpha"), 1);
+        assert_eq!(count("beta"), 0);
+        assert_eq!(count("gamma"), 1);
+    }
+
+    #[test]
+    fn an_unreadable_index_file_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.search");
+        std::fs::write(
+            &path,
+            b"this is not a database, it is some text that fills a page",
+        )
+        .unwrap();
+        let conn = open_index(&path, Duration::from_secs(1)).unwrap();
+        assert_eq!(watermark(&conn).unwrap(), 0);
+    }
+}
