@@ -47,17 +47,23 @@ type Handed = Arc<Mutex<HashSet<i64>>>;
 fn feed_archive(
     store: &SqliteStore,
     capacity: usize,
-) -> (tokio::sync::mpsc::Receiver<OutboxItem>, Handed) {
+) -> (
+    tokio::sync::mpsc::Receiver<OutboxItem>,
+    Handed,
+    Arc<tokio::sync::Notify>,
+) {
     let (sender, feed) = tokio::sync::mpsc::channel(capacity);
     let handed = Handed::default();
+    let overflowed = Arc::new(tokio::sync::Notify::new());
     store.feed_outbox(
         "archive",
         OutboxFeed {
             sender,
             handed: handed.clone(),
+            overflowed: overflowed.clone(),
         },
     );
-    (feed, handed)
+    (feed, handed, overflowed)
 }
 
 #[tokio::test]
@@ -70,7 +76,7 @@ async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_
     .unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     // Room for two: the third and later deliveries overflow.
-    let (mut feed, handed) = feed_archive(&store, 2);
+    let (mut feed, handed, overflowed) = feed_archive(&store, 2);
     let mut changes = store.outbox_changes();
     changes.mark_unchanged();
 
@@ -110,8 +116,11 @@ async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_
     let fed_ids: HashSet<i64> = fed.iter().map(|item| item.id).collect();
     assert_eq!(*handed.lock().unwrap(), fed_ids);
 
-    // The rest were not handed over: the workers are woken to read them.
-    assert!(changes.has_changed().unwrap());
+    // The rest were not handed over: this route's worker (and no other) is woken to read them.
+    tokio::time::timeout(std::time::Duration::from_secs(5), overflowed.notified())
+        .await
+        .expect("the route's worker is told that its feed overflowed");
+    assert!(!changes.has_changed().unwrap(), "no other route is woken");
 
     // The database holds all five as pending: a read that leaves out what was handed over
     // finds exactly the three the feed had no room for, with the same content.
@@ -151,7 +160,7 @@ async fn a_commit_that_fails_takes_back_what_it_reserved_for_the_feed() {
     settings.max_size_bytes = Some(empty + 64 * 1024);
     let store = SqliteStore::open(settings, Arc::new(Metrics::new())).unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
-    let (mut feed, handed) = feed_archive(&store, 10_000);
+    let (mut feed, handed, _overflowed) = feed_archive(&store, 10_000);
     let mut generator = Generator::new(&SynthOptions {
         seed: 11,
         failure_rate: 0.2,

@@ -51,6 +51,13 @@ const MAX_FRESH: usize = 1_024;
 /// Deliveries the writer may queue for a route's worker; beyond that they are read when due.
 const FEED_CAPACITY: usize = 4_096;
 
+/// The worker's end of its [`OutboxFeed`].
+struct Feed {
+    items: mpsc::Receiver<OutboxItem>,
+    handed: Arc<Mutex<HashSet<i64>>>,
+    overflowed: Arc<Notify>,
+}
+
 /// Most attempt results written in one outbox job.
 const MAX_RESULTS_PER_WRITE: usize = 1_000;
 
@@ -91,14 +98,21 @@ impl Dispatcher {
             };
             let (sender, feed) = mpsc::channel(FEED_CAPACITY);
             let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            let overflowed = Arc::new(Notify::new());
             store.feed_outbox(
                 &route.name,
                 OutboxFeed {
                     sender,
                     handed: handed.clone(),
+                    overflowed: overflowed.clone(),
                 },
             );
-            tasks.push(tokio::spawn(worker.run(feed, handed, stopped.clone())));
+            let feed = Feed {
+                items: feed,
+                handed,
+                overflowed,
+            };
+            tasks.push(tokio::spawn(worker.run(feed, stopped.clone())));
         }
         drop(recorder_handle);
         let gauges = tokio::spawn(refresh_gauges(routes, store, metrics, stopped));
@@ -314,12 +328,12 @@ struct RouteWorker {
 }
 
 impl RouteWorker {
-    async fn run(
-        self,
-        mut feed: mpsc::Receiver<OutboxItem>,
-        handed: Arc<Mutex<HashSet<i64>>>,
-        mut stopped: watch::Receiver<bool>,
-    ) {
+    async fn run(self, feed: Feed, mut stopped: watch::Receiver<bool>) {
+        let Feed {
+            items: mut feed,
+            handed,
+            overflowed,
+        } = feed;
         let mut changes = self.store.outbox_changes();
         let mut watching = true;
         let mut feeding = true;
@@ -440,6 +454,7 @@ impl RouteWorker {
                     }
                     None => feeding = false,
                 },
+                () = overflowed.notified() => read_due = true,
                 () = self.done.notified() => {}
                 () = tokio::time::sleep_until(wake_at.into()) => {}
             }

@@ -679,6 +679,10 @@ pub struct OutboxFeed {
     /// an id before the commit that makes the delivery visible, so a read of due deliveries that
     /// sees it also finds it here and leaves it to the feed.
     pub handed: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Notified when deliveries of this route could not be handed over (the queue was full), so
+    /// that its worker reads them when due. Only this route's worker is woken: the others have
+    /// nothing new to read.
+    pub overflowed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What happens to a delivery after an attempt.

@@ -330,12 +330,12 @@ impl Indexer {
         } else {
             Vec::new()
         };
-        let room = MAX_BATCH.saturating_sub(batch.len()).max(1);
+        let rebuilt = !batch.is_empty();
         if batch.len() < MAX_BATCH {
-            let take = room.min(pending.len());
+            let take = (MAX_BATCH - batch.len()).min(pending.len());
             batch.extend(pending.drain(..take));
         }
-        self.write(&batch)?;
+        self.write(&batch, rebuilt)?;
         Ok(!pending.is_empty())
     }
 
@@ -349,7 +349,7 @@ impl Indexer {
         if through == 0 {
             tracing::info!("building the search index from the stored events");
         }
-        self.write(&batch)?;
+        self.write(&batch, true)?;
         Ok(batch.len() == MAX_BATCH)
     }
 
@@ -404,16 +404,22 @@ impl Indexer {
         Ok(documents)
     }
 
-    /// Writes `batch` (ids increasing) and moves the watermark to its last id.
-    fn write(&mut self, batch: &[(i64, String)]) -> Result<(), StoreError> {
+    /// Writes `batch` (ids increasing) and moves the watermark to its last id. `rebuilt`: the
+    /// documents were read back from the events, and another process on the same database may
+    /// have indexed some of them already, so they replace what is there (which costs a lookup
+    /// per document; documents handed over by this process's writer are new).
+    fn write(&mut self, batch: &[(i64, String)], rebuilt: bool) -> Result<(), StoreError> {
         let Some(&(last, _)) = batch.last() else {
             return Ok(());
         };
         let tx = self.conn.transaction().map_err(index_error)?;
         {
-            // REPLACE: another process on the same database may have indexed it already.
             let mut insert = tx
-                .prepare_cached("INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (?1, ?2)")
+                .prepare_cached(if rebuilt {
+                    "INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (?1, ?2)"
+                } else {
+                    "INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)"
+                })
                 .map_err(index_error)?;
             for (id, doc) in batch {
                 insert.execute(params![id, doc]).map_err(index_error)?;

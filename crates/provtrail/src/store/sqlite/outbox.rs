@@ -215,7 +215,7 @@ impl Handover {
             }
             if !refused.is_empty() {
                 route.unmark(refused.into_iter());
-                wake = true;
+                feed.overflowed.notify_one();
             }
         }
         if wake {
