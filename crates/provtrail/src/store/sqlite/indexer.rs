@@ -81,6 +81,9 @@ pub(crate) struct IndexState {
     dropped: AtomicBool,
     /// `provtrail_search_index_backlog`.
     backlog_gauge: prometheus_client::metrics::gauge::Gauge,
+    /// The last write of the index failed (disk full, file not writable): searches do not wait
+    /// for it to catch up.
+    failing: AtomicBool,
 }
 
 /// The handle the store keeps: hands documents over and stops the thread.
@@ -110,6 +113,7 @@ impl SearchIndexer {
             queued: AtomicUsize::new(0),
             dropped: AtomicBool::new(false),
             backlog_gauge,
+            failing: AtomicBool::new(false),
         });
         let (documents, received) = crossbeam_channel::unbounded();
         let thread_state = state.clone();
@@ -183,6 +187,9 @@ impl IndexState {
     /// when the wait ran out (the search then sees what is indexed).
     pub(super) async fn caught_up(&self, limit: Duration) -> bool {
         let target = self.committed_through.load(Ordering::Acquire);
+        if self.failing.load(Ordering::Acquire) {
+            return *self.indexed_through.borrow() >= target;
+        }
         let mut indexed = self.indexed_through.subscribe();
         tokio::time::timeout(limit, indexed.wait_for(|&through| through >= target))
             .await
@@ -290,8 +297,10 @@ impl Indexer {
                         tracing::info!("the search index is written again");
                     }
                     failing = false;
+                    self.state.failing.store(false, Ordering::Release);
                 }
                 Err(err) => {
+                    self.state.failing.store(true, Ordering::Release);
                     if !failing {
                         tracing::warn!(error = %err,
                             "cannot write the search index; retrying (searches may miss new events)");
