@@ -51,13 +51,6 @@ const MAX_FRESH: usize = 1_024;
 /// Deliveries the writer may queue for a route's worker; beyond that they are read when due.
 const FEED_CAPACITY: usize = 4_096;
 
-/// The worker's end of its [`OutboxFeed`].
-struct Feed {
-    items: mpsc::Receiver<OutboxItem>,
-    handed: Arc<Mutex<HashSet<i64>>>,
-    overflowed: Arc<Notify>,
-}
-
 /// Most attempt results written in one outbox job.
 const MAX_RESULTS_PER_WRITE: usize = 1_000;
 
@@ -325,6 +318,13 @@ struct RouteWorker {
     /// Signalled when an attempt finishes (a permit is free again).
     done: Arc<Notify>,
     permits: Arc<Semaphore>,
+}
+
+/// The worker's end of its [`OutboxFeed`].
+struct Feed {
+    items: mpsc::Receiver<OutboxItem>,
+    handed: Arc<Mutex<HashSet<i64>>>,
+    overflowed: Arc<Notify>,
 }
 
 impl RouteWorker {
