@@ -81,8 +81,8 @@ pub(crate) struct IndexState {
     dropped: AtomicBool,
     /// `provtrail_search_index_backlog`.
     backlog_gauge: prometheus_client::metrics::gauge::Gauge,
-    /// The last write of the index failed (disk full, file not writable): searches do not wait
-    /// for it to catch up.
+    /// The index is not being written (its last write failed: disk full, file not writable; or
+    /// the indexer stopped): searches do not wait for it to catch up.
     failing: AtomicBool,
 }
 
@@ -249,6 +249,15 @@ fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
         .unwrap_or(0))
 }
 
+/// Marks the index as not being written when dropped.
+struct StopsWaits(Arc<IndexState>);
+
+impl Drop for StopsWaits {
+    fn drop(&mut self) {
+        self.0.failing.store(true, Ordering::Release);
+    }
+}
+
 struct Indexer {
     conn: Connection,
     events_path: PathBuf,
@@ -260,6 +269,9 @@ struct Indexer {
 
 impl Indexer {
     fn run(mut self, documents: &Receiver<Documents>) {
+        // However the thread ends (stopped, or a panic), searches stop waiting for it; what it
+        // did not index is rebuilt on the next start.
+        let _stopped = StopsWaits(self.state.clone());
         let mut failing = false;
         // Documents taken from the queue and not yet indexed (kept across a failed write).
         let mut pending: Vec<(i64, String)> = Vec::new();
