@@ -278,7 +278,9 @@ impl Indexer {
         // First: whatever was stored since the index was last written.
         let mut rebuild = true;
         let mut open = true;
-        while open || !pending.is_empty() || rebuild {
+        // Once stopping, only what was handed over is indexed: a rebuild (which may take minutes
+        // after an upgrade) is left to the next start, so that stopping stays quick.
+        while open || !pending.is_empty() {
             if pending.is_empty() && !rebuild {
                 match documents.recv_timeout(Duration::from_millis(500)) {
                     Ok(batch) => self.take(&mut pending, batch),
@@ -297,10 +299,10 @@ impl Indexer {
                 }
             }
             rebuild |= self.state.dropped.swap(false, Ordering::AcqRel);
-            let result = if rebuild {
+            let result = if rebuild && open {
                 self.rebuild()
             } else {
-                self.index(&mut pending)
+                self.index(&mut pending, !open)
             };
             match result {
                 Ok(more) => {
@@ -339,13 +341,22 @@ impl Indexer {
     }
 
     /// Indexes up to [`MAX_BATCH`] pending documents, first rebuilding any events between the
-    /// watermark and the first of them.
-    fn index(&mut self, pending: &mut Vec<(i64, String)>) -> Result<bool, StoreError> {
+    /// watermark and the first of them. When `stopping`, documents after such a gap are left to
+    /// the next start's rebuild instead.
+    fn index(
+        &mut self,
+        pending: &mut Vec<(i64, String)>,
+        stopping: bool,
+    ) -> Result<bool, StoreError> {
         let through = self.indexed_through();
         pending.retain(|(id, _)| *id > through);
         let Some(&(first, _)) = pending.first() else {
             return Ok(false);
         };
+        if stopping && first > through + 1 {
+            pending.clear();
+            return Ok(false);
+        }
         let mut batch = if first > through + 1 {
             self.stored_documents(through, first, MAX_BATCH)?
         } else {
