@@ -559,12 +559,16 @@ impl ReadPool {
             StoreError::Unavailable(format!("cannot open the database for reading: {err}"))
         })?;
         conn.busy_timeout(self.busy_timeout).map_err(read_error)?;
+        // Without the index file (removed while the server runs), everything but index searches
+        // still works; those fail with an error until the next start recreates it.
         let index = indexer::index_path(&self.path);
-        conn.execute(
+        if let Err(err) = conn.execute(
             "ATTACH DATABASE ?1 AS search",
             [index.to_string_lossy().as_ref()],
-        )
-        .map_err(read_error)?;
+        ) {
+            tracing::warn!(error = %err, path = %index.display(),
+                "cannot open the search index for reading");
+        }
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
