@@ -162,16 +162,17 @@ impl SearchIndexer {
         state.committed_through.fetch_max(last, Ordering::Release);
         state.backlog_gauge.set(state.backlog());
         let count = documents.len();
-        let sent = state.queued.load(Ordering::Relaxed) + count <= MAX_QUEUED
+        // Counted before sending, so that the indexer never takes more than was counted.
+        let queued = state.queued.fetch_add(count, Ordering::Relaxed);
+        let sent = queued + count <= MAX_QUEUED
             && self
                 .documents
                 .lock()
                 .ok()
                 .and_then(|sender| sender.as_ref().map(|s| s.send(documents).is_ok()))
                 .unwrap_or(false);
-        if sent {
-            state.queued.fetch_add(count, Ordering::Relaxed);
-        } else {
+        if !sent {
+            state.queued.fetch_sub(count, Ordering::Relaxed);
             state.dropped.store(true, Ordering::Release);
         }
     }
