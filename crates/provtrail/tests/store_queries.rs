@@ -426,3 +426,81 @@ async fn an_event_is_found_by_a_search_made_right_after_it_was_stored() {
         assert_eq!(found, vec![id], "event {n}");
     }
 }
+
+/// Documents the indexer has no room for are not lost: it reads those events back from the
+/// database. With room for one document, nearly every commit's documents overflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_the_indexer_has_no_room_for_are_rebuilt_from_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = SqliteSettings::new(dir.path().join("q.db"));
+    settings.index_queue_capacity = 1;
+    let store = Arc::new(SqliteStore::open(settings, Arc::new(Metrics::new())).unwrap());
+    let ingestor = Arc::new(Ingestor::new(1 << 20));
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 5,
+        failure_rate: 0.25,
+        identities: 30,
+    });
+    // Concurrent stores, so that commits hold several events and the queue overflows.
+    let mut events = Vec::new();
+    for _ in 0..10 {
+        let mut puts = tokio::task::JoinSet::new();
+        for n in 0..30 {
+            let raw = generator.next_json();
+            let (store, ingestor) = (store.clone(), ingestor.clone());
+            puts.spawn(async move {
+                let receipt = Receipt {
+                    received_at: NOW + n,
+                    remote_addr: None,
+                    channel: Some("bulk".into()),
+                    method: "POST".into(),
+                    path: "/events/bulk".into(),
+                    size: raw.len() as u64,
+                    user_agent: None,
+                };
+                let incoming = ingestor.prepare(Bytes::from(raw.clone()), receipt);
+                (store.ingest(incoming).await.unwrap(), raw, NOW + n)
+            });
+        }
+        while let Some(put) = puts.join_next().await {
+            let (outcome, raw, at) = put.unwrap();
+            let IngestOutcome::Accepted { id } = outcome else {
+                panic!("not accepted: {outcome:?}");
+            };
+            let event = ProvisioningCompleted::from_slice(&raw)
+                .unwrap()
+                .into_owned();
+            events.push((id, event, at));
+        }
+    }
+    let Ok(store) = Arc::try_unwrap(store) else {
+        panic!("the store is still shared");
+    };
+    let fixture = Fixture {
+        _dir: dir,
+        store,
+        ingestor: Ingestor::new(1 << 20),
+        events,
+    };
+    let everything = fixture.expected(|_, _| true);
+    assert_eq!(everything.len(), 300);
+    let bulk = EventQuery {
+        channel: Some("bulk".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(fixture.all(bulk).await, everything);
+    let failed = fixture.expected(|event, _| {
+        event
+            .account_requests
+            .iter()
+            .any(|request| request.provisioning_result.as_wire() == "FAILED")
+    });
+    assert!(!failed.is_empty());
+    let found = fixture
+        .all(EventQuery {
+            result: Some("FAILED".into()),
+            ..EventQuery::default()
+        })
+        .await;
+    assert_eq!(found, failed);
+}

@@ -34,10 +34,6 @@ use crate::store::StoreError;
 /// Most documents written in one transaction of the index.
 const MAX_BATCH: usize = 4_096;
 
-/// Most documents that may wait for the indexer in memory; beyond that they are left to be
-/// rebuilt from the database (about 0.5 KB each).
-const MAX_QUEUED: usize = 65_536;
-
 /// How long a search waits for the index to catch up before it answers from what is indexed.
 pub(super) const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
@@ -90,6 +86,9 @@ pub(crate) struct IndexState {
 #[derive(Debug)]
 pub(super) struct SearchIndexer {
     state: Arc<IndexState>,
+    /// Most documents that may wait in memory (about 0.5 KB each); beyond that they are left
+    /// to be rebuilt from the database.
+    max_queued: usize,
     documents: std::sync::Mutex<Option<Sender<Documents>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -102,6 +101,7 @@ impl SearchIndexer {
         database: &Path,
         busy_timeout: Duration,
         last_event_id: i64,
+        max_queued: usize,
         backlog_gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, StoreError> {
         let path = index_path(database);
@@ -133,6 +133,7 @@ impl SearchIndexer {
             .map_err(|err| StoreError::Internal(format!("cannot start the indexer: {err}")))?;
         Ok(SearchIndexer {
             state,
+            max_queued,
             documents: std::sync::Mutex::new(Some(documents)),
             thread: std::sync::Mutex::new(Some(thread)),
         })
@@ -164,7 +165,7 @@ impl SearchIndexer {
         let count = documents.len();
         // Counted before sending, so that the indexer never takes more than was counted.
         let queued = state.queued.fetch_add(count, Ordering::Relaxed);
-        let sent = queued + count <= MAX_QUEUED
+        let sent = queued + count <= self.max_queued
             && self
                 .documents
                 .lock()

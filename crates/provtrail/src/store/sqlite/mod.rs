@@ -47,6 +47,9 @@ pub struct SqliteSettings {
     pub max_size_bytes: Option<u64>,
     /// Documents that may wait for the writer before requests are refused as overloaded.
     pub queue_capacity: usize,
+    /// Search-index documents that may wait for the indexer in memory; past that, the indexer
+    /// rebuilds them from the stored events instead.
+    pub index_queue_capacity: usize,
 }
 
 impl SqliteSettings {
@@ -58,6 +61,7 @@ impl SqliteSettings {
             busy_timeout: Duration::from_secs(5),
             max_size_bytes: None,
             queue_capacity: 16_384,
+            index_queue_capacity: 65_536,
         }
     }
 }
@@ -120,6 +124,7 @@ impl SqliteStore {
             &settings.path,
             settings.busy_timeout,
             last_event_id,
+            settings.index_queue_capacity,
             metrics.search_index_backlog.clone(),
         )?;
         let shared = Arc::new(Shared {
