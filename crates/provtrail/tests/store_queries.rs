@@ -358,12 +358,7 @@ async fn the_search_index_is_rebuilt_from_the_events_when_its_file_is_lost() {
         channel: Some("prod".into()),
         ..EventQuery::default()
     };
-    let want_failed = fixture.expected(|event, _| {
-        event
-            .account_requests
-            .iter()
-            .any(|request| request.provisioning_result.as_wire() == "FAILED")
-    });
+    let want_failed = fixture.expected(|event, _| event.failed_account_requests().next().is_some());
     assert!(!want_failed.is_empty());
     assert_eq!(fixture.all(failed.clone()).await, want_failed);
     let want_prod = fixture.all(prod.clone()).await;
@@ -489,12 +484,7 @@ async fn documents_the_indexer_has_no_room_for_are_rebuilt_from_the_events() {
         ..EventQuery::default()
     };
     assert_eq!(fixture.all(bulk).await, everything);
-    let failed = fixture.expected(|event, _| {
-        event
-            .account_requests
-            .iter()
-            .any(|request| request.provisioning_result.as_wire() == "FAILED")
-    });
+    let failed = fixture.expected(|event, _| event.failed_account_requests().next().is_some());
     assert!(!failed.is_empty());
     let found = fixture
         .all(EventQuery {
