@@ -1,7 +1,11 @@
 //! Writing an event: known fields in schema order with their wire names, absent fields left out,
-//! `null` written as `null`, then the keys the schema does not define, as they were read.
+//! `null` written as `null`, then the keys the schema does not define, as they were read. The same
+//! goes for the event as a `serde_json::Value` ([`event_value`]).
+
+use std::borrow::Cow;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use crate::Maybe;
 use crate::types::{
@@ -140,7 +144,7 @@ impl Serialize for Extra {
 /// As a map.
 impl<'de> serde::Deserialize<'de> for Extra {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        serde_json::Map::deserialize(deserializer).map(Extra::from)
+        Map::deserialize(deserializer).map(Extra::from)
     }
 }
 
@@ -160,3 +164,140 @@ serialize_as_wire!(
     IdentityType,
     SourceType
 );
+
+/// The event as a `serde_json::Value`, built directly: the same value as `serde_json::to_value`
+/// of the [`Serialize`] impls above, in the same key order, at a fraction of the cost (no
+/// serializer state per value, and each map is allocated once at its final size). Route filters
+/// are evaluated on this value for every stored event, so it is on the ingest path.
+pub(crate) fn event_value(event: &ProvisioningCompleted<'_>) -> Value {
+    let mut map = Map::with_capacity(9 + event.extra.len());
+    map.insert("trackingNumber".into(), text(&event.tracking_number));
+    map.insert("sources".into(), text(&event.sources));
+    maybe(&mut map, "action", &event.action, |action| text(action));
+    maybe(&mut map, "errors", &event.errors, |errors| texts(errors));
+    maybe(&mut map, "warnings", &event.warnings, |warnings| {
+        texts(warnings)
+    });
+    map.insert("recipient".into(), identity_value(&event.recipient));
+    maybe(&mut map, "requester", &event.requester, identity_value);
+    map.insert(
+        "accountRequests".into(),
+        Value::Array(event.account_requests.iter().map(account_value).collect()),
+    );
+    if let Some(metadata) = &event.metadata {
+        map.insert("_metadata".into(), metadata_value(metadata));
+    }
+    extra_values(&mut map, &event.extra, |key| event.writes_field(key));
+    Value::Object(map)
+}
+
+fn text(text: &str) -> Value {
+    Value::String(text.to_owned())
+}
+
+fn texts(texts: &[Cow<'_, str>]) -> Value {
+    Value::Array(texts.iter().map(|value| text(value)).collect())
+}
+
+/// Inserts a field unless it is absent.
+fn maybe<T>(
+    map: &mut Map<String, Value>,
+    key: &str,
+    field: &Maybe<T>,
+    value: impl Fn(&T) -> Value,
+) {
+    match field {
+        Maybe::Absent => {}
+        Maybe::Null => {
+            map.insert(key.to_owned(), Value::Null);
+        }
+        Maybe::Value(field) => {
+            map.insert(key.to_owned(), value(field));
+        }
+    }
+}
+
+/// As [`extra`]: the keys the schema does not define, except those the object writes.
+fn extra_values(map: &mut Map<String, Value>, extra: &Extra, written: impl Fn(&str) -> bool) {
+    for (key, value) in extra {
+        if !written(key) {
+            map.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+fn identity_value(identity: &IdentityRef<'_>) -> Value {
+    let mut map = Map::with_capacity(3 + identity.extra.len());
+    map.insert("type".into(), text(identity.kind.as_wire()));
+    map.insert("id".into(), text(&identity.id));
+    map.insert("name".into(), text(&identity.name));
+    extra_values(&mut map, &identity.extra, |key| identity.writes_field(key));
+    Value::Object(map)
+}
+
+fn account_value(account: &AccountRequest<'_>) -> Value {
+    let mut map = Map::with_capacity(7 + account.extra.len());
+    map.insert("source".into(), source_value(&account.source));
+    maybe(&mut map, "accountId", &account.account_id, |id| text(id));
+    map.insert("accountOperation".into(), text(&account.account_operation));
+    map.insert(
+        "provisioningResult".into(),
+        text(account.provisioning_result.as_wire()),
+    );
+    map.insert(
+        "provisioningTarget".into(),
+        text(&account.provisioning_target),
+    );
+    maybe(&mut map, "ticketId", &account.ticket_id, |id| text(id));
+    maybe(
+        &mut map,
+        "attributeRequests",
+        &account.attribute_requests,
+        |requests| Value::Array(requests.iter().map(attribute_value).collect()),
+    );
+    extra_values(&mut map, &account.extra, |key| account.writes_field(key));
+    Value::Object(map)
+}
+
+fn source_value(source: &SourceRef<'_>) -> Value {
+    let mut map = Map::with_capacity(3 + source.extra.len());
+    map.insert("id".into(), text(&source.id));
+    map.insert("type".into(), text(source.kind.as_wire()));
+    map.insert("name".into(), text(&source.name));
+    extra_values(&mut map, &source.extra, |key| source.writes_field(key));
+    Value::Object(map)
+}
+
+fn attribute_value(attribute: &AttributeRequest<'_>) -> Value {
+    let mut map = Map::with_capacity(3 + attribute.extra.len());
+    map.insert("attributeName".into(), text(&attribute.attribute_name));
+    maybe(
+        &mut map,
+        "attributeValue",
+        &attribute.attribute_value,
+        |value| match value {
+            AttributeValue::Single(value) => text(value),
+            AttributeValue::Multi(values) => texts(values),
+        },
+    );
+    map.insert("operation".into(), text(attribute.operation.as_wire()));
+    extra_values(&mut map, &attribute.extra, |key| {
+        attribute.writes_field(key)
+    });
+    Value::Object(map)
+}
+
+fn metadata_value(metadata: &Metadata<'_>) -> Value {
+    let mut map = Map::with_capacity(3 + metadata.extra.len());
+    for (key, field) in [
+        ("triggerId", &metadata.trigger_id),
+        ("triggerType", &metadata.trigger_type),
+        ("invocationId", &metadata.invocation_id),
+    ] {
+        if let Some(field) = field {
+            map.insert(key.to_owned(), text(field));
+        }
+    }
+    extra_values(&mut map, &metadata.extra, |key| metadata.writes_field(key));
+    Value::Object(map)
+}

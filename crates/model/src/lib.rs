@@ -193,7 +193,7 @@ impl<'a> ProvisioningCompleted<'a> {
 
     /// The event as a `serde_json::Value` (the SDK's `to_dict`).
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        encode::event_value(self)
     }
 }
 

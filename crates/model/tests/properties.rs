@@ -788,6 +788,13 @@ proptest! {
         let compact: Value = serde_json::from_str(&event.to_json()).unwrap();
         let pretty: Value = serde_json::from_str(&event.to_json_pretty()).unwrap();
         prop_assert_eq!(&compact, &pretty);
+        // The directly built value is the serializer's, key order included (a map compares
+        // without order, so compare the texts).
+        prop_assert_eq!(
+            serde_json::to_string(&event.to_value()).unwrap(),
+            serde_json::to_string(&serde_json::to_value(event).unwrap()).unwrap()
+        );
+        prop_assert_eq!(serde_json::to_string(&event.to_value()).unwrap(), event.to_json());
         check_reports(&doc, &text)?;
     }
 
