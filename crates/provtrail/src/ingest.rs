@@ -22,6 +22,11 @@ pub trait RouteMatcher: Send + Sync + std::fmt::Debug {
     fn matching_routes(&self, event: &Value) -> Vec<String>;
     /// True when there are no routes, so that the event need not be turned into a value.
     fn is_empty(&self) -> bool;
+    /// True when a route's filter reads the event. When none does (every route takes every
+    /// event), the event is not turned into a value and `matching_routes` is given `null`.
+    fn reads_event(&self) -> bool {
+        true
+    }
 }
 
 /// Prepares deliveries for the store.
@@ -97,7 +102,15 @@ impl Ingestor {
                     None => canonical_key(raw),
                 };
                 let routes = match &self.routes {
-                    Some(routes) if !routes.is_empty() => routes.matching_routes(&event.to_value()),
+                    Some(routes) if !routes.is_empty() => {
+                        // Building the value costs more than the parse; only for filters.
+                        let value = if routes.reads_event() {
+                            event.to_value()
+                        } else {
+                            Value::Null
+                        };
+                        routes.matching_routes(&value)
+                    }
                     _ => Vec::new(),
                 };
                 let fields = search_fields(&event);

@@ -496,6 +496,10 @@ impl RouteMatcher for Routes {
     fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
+
+    fn reads_event(&self) -> bool {
+        self.routes.iter().any(|route| route.filter.is_some())
+    }
 }
 
 #[cfg(test)]
@@ -584,6 +588,21 @@ subject = "b"
         let ok: Value = serde_json::json!({"accountRequests": [{"provisioningResult": "SUCCESS"}]});
         assert_eq!(routes.matching_routes(&failed), vec!["failures", "all"]);
         assert_eq!(routes.matching_routes(&ok), vec!["all"]);
+        assert!(routes.reads_event());
+
+        // Without filters the event is not read: every route takes `null` as well as any event.
+        let unfiltered = Routes::compile(&sections(
+            r#"
+[[routes]]
+name = "all"
+[routes.sink]
+type = "nats"
+subject = "b"
+"#,
+        ))
+        .unwrap();
+        assert!(!unfiltered.reads_event());
+        assert_eq!(unfiltered.matching_routes(&Value::Null), vec!["all"]);
     }
 
     /// The examples of the commented default configuration compile (with their secrets given
