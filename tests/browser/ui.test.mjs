@@ -284,6 +284,9 @@ test('delivery log and quarantine', async () => {
   await page.close();
 });
 
+// A dead letter's page, found by the routes test, for the phone test.
+let deliveryHref = '/routes/failures-to-ticketing';
+
 test('routes: each route with its counts, and one route with its dead letters and deliveries', async () => {
   const page = watch(await laptop.newPage());
   // The failures posted so far (the hostile one included) go to the archive and to a webhook
@@ -314,6 +317,19 @@ test('routes: each route with its counts, and one route with its dead letters an
   assert.match(await page.locator('dl.summary-grid').first().innerText(), /webhook/);
   for (const secret of routeSecrets) assert.ok(!(await page.content()).includes(secret), 'a secret on the page');
   await shot(page, 'route');
+  // A dead letter's attempt count leads to the delivery's page, with each attempt.
+  const deliveryLink = page.locator('section[aria-labelledby="dead-letters"] a[href*="/deliveries/"]').first();
+  deliveryHref = await deliveryLink.getAttribute('href');
+  await deliveryLink.click();
+  await page.waitForURL(/\/routes\/failures-to-ticketing\/deliveries\/\d+$/);
+  await page.getByRole('heading', { name: /^Attempts \(\d+\)$/ }).waitFor();
+  const attempts = page.locator('section[aria-labelledby="attempts"] tbody tr');
+  assert.ok(await attempts.count() >= 2, 'every attempt of a dead letter');
+  assert.match(await attempts.last().innerText(), /dead/);
+  for (const secret of routeSecrets) assert.ok(!(await page.content()).includes(secret), 'a secret on the page');
+  await shot(page, 'route-delivery');
+  await page.getByRole('link', { name: '← Route failures-to-ticketing' }).click();
+  await page.waitForURL(/\/routes\/failures-to-ticketing$/);
   await page.getByLabel('State').selectOption('dead');
   await page.getByRole('button', { name: 'Show' }).click();
   await page.waitForURL(/state=dead/);
@@ -355,6 +371,7 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
     quarantine: '/quarantine',
     routes: '/routes',
     route: '/routes/failures-to-ticketing',
+    delivery: deliveryHref,
   };
   for (const [name, href] of Object.entries(pages)) {
     await page.goto(`${base}${href}`);

@@ -73,6 +73,16 @@ fn count(db: &Path, route: &str, state: i64) -> i64 {
         .unwrap_or(0)
 }
 
+/// The first link of the page to a delivery of route `name`.
+fn delivery_link(html: &str, name: &str) -> String {
+    let start = format!(r#"href="/routes/{name}/deliveries/"#);
+    let at = html
+        .find(&start)
+        .unwrap_or_else(|| panic!("no delivery link of {name}:\n{html}"));
+    let rest = &html[at + r#"href=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
 /// The table row of the page that links to `/routes/{name}`.
 fn row<'a>(html: &'a str, name: &str) -> &'a str {
     let link = format!(r#"href="/routes/{name}""#);
@@ -216,6 +226,49 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
             );
         }
     }
+    // Each delivery's attempts count links to its page, which lists every attempt.
+    let hook_delivery = delivery_link(&detail, "hook");
+    let (status, delivery) = page(&server, &hook_delivery).await;
+    assert_eq!(status, 200, "{delivery}");
+    for text in [
+        "Attempts (1)",
+        ">dead</span>",
+        ">400</td>",
+        "you sent Bearer ***",
+        "(permanent: not retried)",
+        r#"href="/routes/hook""#,
+        r#"href="/event/"#,
+        "no further attempt",
+    ] {
+        assert!(delivery.contains(text), "{text} in {delivery}");
+    }
+    for secret in [BEARER, HEADER, QUERY] {
+        assert!(
+            !delivery.contains(&secret[..20]),
+            "a delivery page shows a secret:\n{delivery}"
+        );
+    }
+    let archive_delivery = delivery_link(&archive_page, "archive");
+    let (status, delivered) = page(&server, &archive_delivery).await;
+    assert_eq!(status, 200, "{delivered}");
+    for text in [
+        "Attempts (1)",
+        ">delivered</span>",
+        " ms</td>",
+        "delivered ",
+    ] {
+        assert!(delivered.contains(text), "{text} in {delivered}");
+    }
+    // A delivery is found under its own route only; anything else is not found.
+    let elsewhere = hook_delivery.replace("/routes/hook/", "/routes/archive/");
+    for path in [
+        elsewhere.as_str(),
+        "/routes/hook/deliveries/999999",
+        "/routes/hook/deliveries/not-a-number",
+    ] {
+        assert_eq!(page(&server, path).await.0, 404, "{path}");
+    }
+
     let (_, hostile_page) = page(&server, "/routes/hostile").await;
     assert!(hostile_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 

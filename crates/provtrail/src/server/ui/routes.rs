@@ -1,5 +1,6 @@
 //! `/routes`: every route with its sink, filter and counts; `/routes/{name}`: one route's
-//! settings, dead letters and recent deliveries.
+//! settings, dead letters and recent deliveries; `/routes/{name}/deliveries/{id}`: one delivery
+//! with every attempt.
 //!
 //! The pages read the same documents as `/api/v1/routes` (`api::routes`), so that they show the
 //! routes exactly as the API does, with every configured secret removed. They only read: a
@@ -43,6 +44,22 @@ path = "/var/lib/provtrail/failures.jsonl""#;
 /// The link to a route's page.
 pub(super) fn route_href(name: &str) -> String {
     format!("/routes/{}", layout::encode(name))
+}
+
+/// The link to a delivery's page, under its route's.
+fn delivery_href(delivery: &RouteDeliveryView) -> String {
+    format!("{}/deliveries/{}", route_href(&delivery.route), delivery.id)
+}
+
+/// A delivery's attempt count, linking to the page that lists them.
+fn attempts_cell(delivery: &RouteDeliveryView) -> Markup {
+    html! {
+        td.num {
+            a href=(delivery_href(delivery)) title={"Delivery " (delivery.id) ": every attempt"} {
+                (delivery.attempts)
+            }
+        }
+    }
 }
 
 /// Said on both pages: why there is no button, and where the buttons are.
@@ -349,6 +366,85 @@ pub async fn route(
     Ok(viewer.page(&format!("Route {}", view.name), Nav::Routes, main))
 }
 
+/// `GET /routes/{name}/deliveries/{id}`: one delivery, what became of it and every attempt, as
+/// `GET /api/v1/route-deliveries/{id}` gives them (secrets removed).
+pub async fn delivery(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let missing = || PageError::NotFound(format!("route {name:?} has no delivery {id:?}"));
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    let detail = routes::delivery(state.store.as_ref(), &state.routes, id)
+        .await?
+        .filter(|detail| detail.route == name)
+        .ok_or_else(missing)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let route = route_href(&detail.route);
+    let main = html! {
+        p.back { a href=(route) { "← Route " (detail.route) } }
+        h1 { "Delivery " (detail.id) " " (badge(detail.state.as_str())) }
+        dl.summary-grid {
+            dt { "Route" } dd { a.route-name href=(route) { (detail.route) } }
+            dt { "Event" }
+            dd {
+                a.mono href={"/event/" (detail.event_id)} {
+                    @match &detail.tracking_number {
+                        Some(number) => { (number) }
+                        None => { "event " (detail.event_id) }
+                    }
+                }
+            }
+            dt { "Origin" } dd { (detail.origin) }
+            dt { "Created" } dd { (time(detail.created_at)) " UTC" }
+            dt { "Where it stands" }
+            dd {
+                @match (detail.next_attempt_at, detail.delivered_at) {
+                    (Some(next), _) => {
+                        "next attempt " (time(next)) " UTC"
+                        @if next <= now { span.muted { " (due)" } }
+                    }
+                    (None, Some(at)) => { "delivered " (time(at)) " UTC, " (ago(at, now)) }
+                    (None, None) => { "no further attempt; since " (time(detail.updated_at)) " UTC" }
+                }
+            }
+            @if let Some(error) = &detail.last_error {
+                dt { "Last error" } dd.errors { (error) }
+            }
+        }
+        section aria-labelledby="attempts" {
+            h2 #attempts { "Attempts (" (detail.attempts.len()) ")" }
+            @if detail.attempts.is_empty() {
+                p.empty { "No attempt yet." }
+            } @else {
+                (layout::table(
+                    "Attempts",
+                    &["Attempt", "Started (UTC)", "Latency", "Outcome", "Status", "Error"],
+                    html! {
+                        @for attempt in &detail.attempts {
+                            tr {
+                                td.num { (attempt.attempt) }
+                                td.nowrap { (time(attempt.started_at)) }
+                                td.num { (format!("{:.1} ms", attempt.latency_ms)) }
+                                td { (badge(&attempt.outcome)) }
+                                td.num {
+                                    @match attempt.status {
+                                        Some(status) => { (status) }
+                                        None => { span.muted { "—" } }
+                                    }
+                                }
+                                td.errors { @if let Some(error) = &attempt.error { (error) } }
+                            }
+                        }
+                    },
+                ))
+            }
+        }
+        (read_only_note(Some(&detail.route)))
+    };
+    Ok(viewer.page(&format!("Delivery {}", detail.id), Nav::Routes, main))
+}
+
 /// Deliveries of a route, newest first.
 fn delivery_table(caption: &str, items: &[RouteDeliveryView], now: Millis) -> Markup {
     layout::table(
@@ -377,7 +473,7 @@ fn delivery_table(caption: &str, items: &[RouteDeliveryView], now: Millis) -> Ma
                         @if delivery.origin != "ingest" { br; span.muted.small { (delivery.origin) } }
                     }
                     td { (badge(delivery.state.as_str())) }
-                    td.num { (delivery.attempts) }
+                    (attempts_cell(delivery))
                     (attempt_cells(delivery, now))
                 }
             }
@@ -430,7 +526,7 @@ pub(super) fn event_delivery_table(items: &[RouteDeliveryView], now: Millis) -> 
                 tr {
                     td { a.route-name href=(route_href(&delivery.route)) { (delivery.route) } }
                     td { (badge(delivery.state.as_str())) }
-                    td.num { (delivery.attempts) }
+                    (attempts_cell(delivery))
                     (attempt_cells(delivery, now))
                     td.nowrap { (delivery.origin) br; span.muted.small { "created " (time(delivery.created_at)) } }
                 }
