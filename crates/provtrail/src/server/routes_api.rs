@@ -42,7 +42,7 @@ use super::api::params::{
 };
 use super::api::routes::{
     self, ReplayRequestBody, ReplayResult, RetryRequest, RetryResult, RouteDeliveryDetail,
-    RouteDeliveryList, RouteList, RouteTestResult, RouteView,
+    RouteDeliveryList, RouteList, RouteTestResult, RouteView, TestMissing,
 };
 use crate::auth::AuthError;
 use crate::routes::replay::{ReplayError, ReplayRequest, replay};
@@ -253,18 +253,13 @@ pub async fn test_route(
     let event_id = params.integer("event_id", 1, i64::MAX)?.ok_or_else(|| {
         ApiError::invalid("event_id", "`event_id` is required: a stored event's id")
     })?;
-    let route = state
-        .routes
-        .get(&name)
-        .cloned()
-        .ok_or_else(|| no_route(&name))?;
-    let event = state
-        .store
-        .get_event(event_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("there is no event {event_id}")))?;
-    let outcome = route.test(&event.raw, event.summary.id, event.summary.received_at);
-    Ok(Json(outcome.into()))
+    match routes::test(state.store.as_ref(), &state.routes, &name, event_id).await? {
+        Ok(result) => Ok(Json(result)),
+        Err(TestMissing::Route) => Err(no_route(&name)),
+        Err(TestMissing::Event) => {
+            Err(ApiError::not_found(format!("there is no event {event_id}")))
+        }
+    }
 }
 
 /// List deliveries.

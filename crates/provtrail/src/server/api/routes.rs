@@ -1,5 +1,5 @@
 //! The routes' answer documents (`/api/v1/routes`, `/api/v1/route-deliveries`,
-//! `/api/v1/deadletters`) and the reads that build them. The JSON endpoints
+//! `/api/v1/deadletters`, a route tried on an event) and the reads that build them. The JSON endpoints
 //! (`server/routes_api.rs`) and the web UI's routes pages both call these, so that both show the
 //! same thing with the same secrets removed: the configured secrets are redacted from every error
 //! text here, once, rather than by each caller.
@@ -511,6 +511,33 @@ pub async fn deliveries(
             .collect(),
         next_cursor: page.next_cursor,
     })
+}
+
+/// What is missing when a route cannot be tried on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestMissing {
+    /// No configured route has the name (a route no longer configured cannot be tried).
+    Route,
+    /// No stored event has the id.
+    Event,
+}
+
+/// Tries a configured route on a stored event: does its filter match, and what would be sent.
+/// Nothing is sent.
+pub async fn test(
+    store: &dyn Store,
+    routes: &Routes,
+    name: &str,
+    event_id: i64,
+) -> Result<Result<RouteTestResult, TestMissing>, StoreError> {
+    let Some(route) = routes.get(name) else {
+        return Ok(Err(TestMissing::Route));
+    };
+    let Some(event) = store.get_event(event_id).await? else {
+        return Ok(Err(TestMissing::Event));
+    };
+    let outcome = route.test(&event.raw, event.summary.id, event.summary.received_at);
+    Ok(Ok(outcome.into()))
 }
 
 /// One delivery with its attempts; `None` when there is no delivery with this id.
