@@ -328,6 +328,17 @@ test('routes: each route with its counts, and one route with its dead letters an
   assert.match(await attempts.last().innerText(), /dead/);
   for (const secret of routeSecrets) assert.ok(!(await page.content()).includes(secret), 'a secret on the page');
   await shot(page, 'route-delivery');
+  // The route tried on that delivery's event, through the form: it matches, and the page shows
+  // what would be sent, without sending it.
+  const eventId = (await page.locator('dl.summary-grid a[href^="/event/"]').getAttribute('href')).split('/').pop();
+  await page.goto(`${base}/routes/failures-to-ticketing/test`);
+  await page.getByLabel('Event id').fill(eventId);
+  await page.getByRole('button', { name: 'Try' }).click();
+  await page.waitForURL(/\/test\?event_id=\d+$/);
+  await page.getByRole('heading', { name: /^The filter matches event \d+/ }).waitFor();
+  assert.match(await page.locator('pre.json').innerText(), /"trackingNumber"/);
+  for (const secret of routeSecrets) assert.ok(!(await page.content()).includes(secret), 'a secret on the page');
+  await shot(page, 'route-test');
   await page.getByRole('link', { name: '← Route failures-to-ticketing' }).click();
   await page.waitForURL(/\/routes\/failures-to-ticketing$/);
   await page.getByLabel('State').selectOption('dead');

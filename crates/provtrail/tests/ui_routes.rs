@@ -269,6 +269,42 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
         assert_eq!(page(&server, path).await.0, 404, "{path}");
     }
 
+    // A route tried on a stored event: does it match, and what would be sent (nothing is).
+    let requests_before = receiver.requests();
+    let (status, tried) = page(&server, "/routes/hook/test?event_id=1").await;
+    assert_eq!(status, 200, "{tried}");
+    for text in [
+        "Nothing is sent.",
+        "The filter matches",
+        r#"href="/event/1""#,
+        "tn-keep-0",
+        "POST ",
+        "Authorization",
+    ] {
+        assert!(tried.contains(text), "{text} in {tried}");
+    }
+    for secret in [BEARER, HEADER, QUERY] {
+        assert!(
+            !tried.contains(&secret[..20]),
+            "a route's test page shows a secret:\n{tried}"
+        );
+    }
+    assert_eq!(receiver.requests(), requests_before, "nothing was sent");
+    let (status, unmatched) = page(&server, "/routes/archive/test?event_id=4").await;
+    assert_eq!(status, 200, "{unmatched}");
+    assert!(unmatched.contains("does not match"), "{unmatched}");
+    assert!(unmatched.contains("tn-skip-0"), "the line it would write");
+    let (status, form) = page(&server, "/routes/archive/test").await;
+    assert_eq!(status, 200);
+    assert!(form.contains(r#"name="event_id""#) && !form.contains("The filter"));
+    for (path, expected) in [
+        ("/routes/archive/test?event_id=999999", 404),
+        ("/routes/archive/test?event_id=abc", 400),
+        ("/routes/nothing-by-this-name/test?event_id=1", 404),
+    ] {
+        assert_eq!(page(&server, path).await.0, expected, "{path}");
+    }
+
     let (_, hostile_page) = page(&server, "/routes/hostile").await;
     assert!(hostile_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 
@@ -290,6 +326,10 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     assert!(
         !event_page.contains(r#"href="/routes/hostile""#),
         "hostile did not match"
+    );
+    assert!(
+        event_page.contains(r#"href="/routes/hostile/test?event_id=1""#),
+        "every route can be tried on the event: {event_page}"
     );
     let (status, skipped) = page(&server, "/event/4").await;
     assert_eq!(status, 200);

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use provtrail_model::{AccountRequest, ProvisioningCompleted};
 
 use super::layout::{self, Nav, badge, link, time};
-use super::routes::event_delivery_table;
+use super::routes::{event_delivery_table, test_href};
 use super::{AppState, PageError, Viewer};
 use crate::server::api::routes::{self, RouteDeliveryList};
 use crate::store::{DeliveryRecord, EventDetail, Millis, RouteDeliveryQuery};
@@ -20,7 +20,8 @@ const ROUTE_DELIVERIES_SHOWN: usize = 50;
 struct RouteDeliveries {
     /// `Err` with the reason when they could not be read: the event is still shown.
     list: Result<RouteDeliveryList, String>,
-    configured: bool,
+    /// The configured routes, which the page offers to try on the event.
+    routes: Vec<String>,
     now: Millis,
 }
 
@@ -46,7 +47,11 @@ pub async fn page(
     let detail = detail?.ok_or_else(|| PageError::NotFound(format!("there is no event {id}")))?;
     let deliveries = RouteDeliveries {
         list: deliveries.map_err(|err| err.to_string()),
-        configured: !state.routes.is_empty(),
+        routes: state
+            .routes
+            .iter()
+            .map(|route| route.name.clone())
+            .collect(),
         now: chrono::Utc::now().timestamp_millis(),
     };
     let title = format!(
@@ -71,7 +76,7 @@ fn route_deliveries(id: i64, deliveries: &RouteDeliveries) -> Markup {
         }
     };
     let items = &list.items;
-    if items.is_empty() && !deliveries.configured {
+    if items.is_empty() && deliveries.routes.is_empty() {
         return html! {};
     }
     html! {
@@ -88,6 +93,15 @@ fn route_deliveries(id: i64, deliveries: &RouteDeliveries) -> Markup {
                     p.note {
                         "The newest " (ROUTE_DELIVERIES_SHOWN) " deliveries of this event; all of "
                         "them are in " code { "GET /api/v1/route-deliveries?event_id=" (id) } "."
+                    }
+                }
+            }
+            @if !deliveries.routes.is_empty() {
+                p.try-routes {
+                    "Try a route on this event (nothing is sent): "
+                    @for (n, name) in deliveries.routes.iter().enumerate() {
+                        @if n > 0 { ", " }
+                        a.route-name href=(test_href(name, id)) { (name) }
                     }
                 }
             }
@@ -326,7 +340,11 @@ mod tests {
                 next_cursor: more.then_some(1),
                 items,
             }),
-            configured,
+            routes: if configured {
+                vec!["a".to_owned(), "b-route".to_owned()]
+            } else {
+                Vec::new()
+            },
             now: 2_500,
         };
         route_deliveries(9, &deliveries).into_string()
@@ -338,6 +356,15 @@ mod tests {
         let html = render(vec![], false, true);
         assert!(html.contains("No route matched this event"), "{html}");
         assert!(!html.contains("<table"));
+        // Each configured route can be tried on the event.
+        assert!(
+            html.contains(r#"href="/routes/a/test?event_id=9""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/routes/b-route/test?event_id=9""#),
+            "{html}"
+        );
     }
 
     #[test]
@@ -361,7 +388,7 @@ mod tests {
     fn deliveries_that_cannot_be_read_leave_a_note_not_an_error_page() {
         let deliveries = RouteDeliveries {
             list: Err("the store is <busy>".to_owned()),
-            configured: true,
+            routes: vec!["a".to_owned()],
             now: 0,
         };
         let html = route_deliveries(9, &deliveries).into_string();

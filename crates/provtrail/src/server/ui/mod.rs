@@ -6,8 +6,8 @@
 //! ([`session`]); a read token in an `Authorization: Bearer` header is accepted too.
 //!
 //! Routes: `/` events, `/event/{id}`, `/failures`, `/playground`, `/deliveries`, `/quarantine`,
-//! `/quarantine/{id}`, `/routes`, `/routes/{name}`, `/routes/{name}/deliveries/{id}`, `/sign-in`,
-//! `/sign-out`, `/assets/{file}`, and
+//! `/quarantine/{id}`, `/routes`, `/routes/{name}`, `/routes/{name}/deliveries/{id}`,
+//! `/routes/{name}/test`, `/sign-in`, `/sign-out`, `/assets/{file}`, and
 //! the fragments the script fetches under `/ui/fragments/`. (`/events` itself belongs to ingest.)
 //!
 //! Architecture invariant: lists never load bodies or parse events; only the one-event pages and
@@ -101,6 +101,7 @@ pub fn router() -> Router<AppState> {
         .route("/routes", get(routes::list))
         .route("/routes/{name}", get(routes::route))
         .route("/routes/{name}/deliveries/{id}", get(routes::delivery))
+        .route("/routes/{name}/test", get(routes::test))
         .route("/ui/fragments/events", get(events::fragment))
         .route("/ui/fragments/playground", get(playground::fragment))
         .route("/sign-in", get(signin::form).post(signin::sign_in))

@@ -1,6 +1,7 @@
 //! `/routes`: every route with its sink, filter and counts; `/routes/{name}`: one route's
 //! settings, dead letters and recent deliveries; `/routes/{name}/deliveries/{id}`: one delivery
-//! with every attempt.
+//! with every attempt; `/routes/{name}/test?event_id=N`: a route tried on a stored event (does it
+//! match, what would be sent), sending nothing.
 //!
 //! The pages read the same documents as `/api/v1/routes` (`api::routes`), so that they show the
 //! routes exactly as the API does, with every configured secret removed. They only read: a
@@ -14,7 +15,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, ago, badge, link, number, time};
 use super::{AppState, PageError, Viewer, cursor, given};
-use crate::server::api::routes::{self, RouteDeliveryView, RouteView};
+use crate::server::api::routes::{self, RouteDeliveryView, RouteView, TestMissing};
 use crate::store::{DeliveryState, Millis, RouteDeliveryQuery};
 
 /// Deliveries per page of a route's list.
@@ -443,6 +444,128 @@ pub async fn delivery(
         (read_only_note(Some(&detail.route)))
     };
     Ok(viewer.page(&format!("Delivery {}", detail.id), Nav::Routes, main))
+}
+
+/// The query of a route's test page.
+#[derive(Debug, Default, Deserialize)]
+pub struct TestParams {
+    event_id: Option<String>,
+}
+
+/// The link to the page that tries a route on an event.
+pub(super) fn test_href(name: &str, event_id: i64) -> String {
+    link(
+        &format!("{}/test", route_href(name)),
+        &[("event_id", &event_id.to_string())],
+    )
+}
+
+/// `GET /routes/{name}/test?event_id=N`: does the route's filter match the stored event, and what
+/// would its sink be sent (secrets removed)? Nothing is sent. Without an event, a form asks for
+/// one.
+pub async fn test(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<TestParams>,
+) -> Result<Response, PageError> {
+    if state.routes.get(&name).is_none() {
+        return Err(PageError::NotFound(format!(
+            "there is no configured route {name:?}"
+        )));
+    }
+    let view = RouteView::new(&state.routes, &name, None);
+    let asked = given(&params.event_id);
+    let tried = match &asked {
+        None => None,
+        Some(text) => {
+            let id: i64 = text.parse().map_err(|_| {
+                PageError::BadRequest(format!("{text:?} is not an event id (a whole number)"))
+            })?;
+            match routes::test(state.store.as_ref(), &state.routes, &name, id).await? {
+                Ok(result) => Some((id, result)),
+                Err(TestMissing::Event) => {
+                    return Err(PageError::NotFound(format!("there is no event {id}")));
+                }
+                Err(TestMissing::Route) => {
+                    return Err(PageError::NotFound(format!(
+                        "there is no configured route {name:?}"
+                    )));
+                }
+            }
+        }
+    };
+    let href = route_href(&name);
+    let main = html! {
+        p.back { a href=(href) { "← Route " (name) } }
+        h1 { "Try route " span.mono { (name) } }
+        p {
+            "Does the route's filter match a stored event, and what would its sink be sent? "
+            strong { "Nothing is sent." }
+        }
+        dl.summary-grid {
+            dt { "Filter" } dd { (filter(&view, 2_000)) }
+            dt { "Sink" } dd { (view.sink.as_deref().unwrap_or("?")) }
+            dt { "Target" } dd.mono { (view.target.as_deref().unwrap_or("—")) }
+        }
+        form.filters.inline method="get" action={(href) "/test"} {
+            label.field {
+                span { "Event id" }
+                input type="number" name="event_id" min="1" required
+                    value=(asked.as_deref().unwrap_or_default());
+            }
+            button type="submit" { "Try" }
+        }
+        @if let Some((id, result)) = &tried {
+            section aria-labelledby="outcome" {
+                h2 #outcome {
+                    @if result.matched { "The filter matches " } @else { "The filter does not match " }
+                    a href={"/event/" (id)} { "event " (id) }
+                    " " (badge(if result.matched { "matches" } else { "no match" }))
+                }
+                @if !result.matched {
+                    p.muted {
+                        "A delivery is made only for events that match; this is what one would "
+                        "send if the event did."
+                    }
+                }
+                @if let Some(error) = &result.error {
+                    p.alert.warn { "Nothing can be rendered: " (error) }
+                }
+                @if let Some(preview) = &result.preview {
+                    dl.summary-grid {
+                        dt { "To" } dd.mono { (preview.target) }
+                    }
+                    @if !preview.headers.is_empty() {
+                        (layout::table(
+                            "Headers",
+                            &["Header", "Value"],
+                            html! {
+                                @for (header, value) in &preview.headers {
+                                    tr { td.mono { (header) } td.mono { (value) } }
+                                }
+                            },
+                        ))
+                    }
+                    @let shown = pretty(&preview.body);
+                    h3 {
+                        "Body"
+                        @if shown != preview.body { span.muted { " (indented here; sent as it is)" } }
+                    }
+                    pre.json { (shown) }
+                }
+            }
+        }
+    };
+    Ok(viewer.page(&format!("Try route {name}"), Nav::Routes, main))
+}
+
+/// A body indented when it is JSON, as it is otherwise.
+fn pretty(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| body.to_owned())
 }
 
 /// Deliveries of a route, newest first.
