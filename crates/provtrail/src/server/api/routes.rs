@@ -1,8 +1,8 @@
 //! The routes' answer documents (`/api/v1/routes`, `/api/v1/route-deliveries`,
-//! `/api/v1/deadletters`, a route tried on an event) and the reads that build them. The JSON endpoints
-//! (`server/routes_api.rs`) and the web UI's routes pages both call these, so that both show the
-//! same thing with the same secrets removed: the configured secrets are redacted from every error
-//! text here, once, rather than by each caller.
+//! `/api/v1/deadletters`, a route tried on an event) and the reads that build them. The JSON
+//! endpoints (`server/routes_api.rs`) and the web UI's routes pages both call these, so that both
+//! show the same thing with the same secrets removed: the configured secrets are redacted from
+//! every error text here, once, rather than by each caller.
 //!
 //! Times are Unix milliseconds, as `provtrail routes list --format json` gives them.
 
