@@ -73,6 +73,16 @@ fn count(db: &Path, route: &str, state: i64) -> i64 {
         .unwrap_or(0)
 }
 
+/// No part of a route's secret is in the text (`what` names the page, for the message).
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [BEARER, HEADER, QUERY] {
+        assert!(
+            !text.contains(&secret[..20]),
+            "{what} shows a secret:\n{text}"
+        );
+    }
+}
+
 /// The first link of the page to a delivery of route `name`.
 fn delivery_link(html: &str, name: &str) -> String {
     let start = format!(r#"href="/routes/{name}/deliveries/"#);
@@ -202,12 +212,7 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     ] {
         let (status, html) = page(&server, path).await;
         assert_eq!(status, 200, "{path}");
-        for secret in [BEARER, HEADER, QUERY] {
-            assert!(
-                !html.contains(&secret[..20]),
-                "{path} shows a secret:\n{html}"
-            );
-        }
+        assert_no_secret(path, &html);
         assert!(!html.contains("<script>alert"), "{path}: unescaped");
     }
     // The same errors through the JSON API.
@@ -219,12 +224,7 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     ] {
         let (status, body) = page(&server, path).await;
         assert_eq!(status, 200, "{path}: {body}");
-        for secret in [BEARER, HEADER, QUERY] {
-            assert!(
-                !body.contains(&secret[..20]),
-                "{path} shows a secret:\n{body}"
-            );
-        }
+        assert_no_secret(path, &body);
     }
     // Each delivery's attempts count links to its page, which lists every attempt.
     let hook_delivery = delivery_link(&detail, "hook");
@@ -242,12 +242,7 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     ] {
         assert!(delivery.contains(text), "{text} in {delivery}");
     }
-    for secret in [BEARER, HEADER, QUERY] {
-        assert!(
-            !delivery.contains(&secret[..20]),
-            "a delivery page shows a secret:\n{delivery}"
-        );
-    }
+    assert_no_secret("a delivery page", &delivery);
     let archive_delivery = delivery_link(&archive_page, "archive");
     let (status, delivered) = page(&server, &archive_delivery).await;
     assert_eq!(status, 200, "{delivered}");
@@ -283,12 +278,7 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     ] {
         assert!(tried.contains(text), "{text} in {tried}");
     }
-    for secret in [BEARER, HEADER, QUERY] {
-        assert!(
-            !tried.contains(&secret[..20]),
-            "a route's test page shows a secret:\n{tried}"
-        );
-    }
+    assert_no_secret("a route's test page", &tried);
     assert_eq!(receiver.requests(), requests_before, "nothing was sent");
     let (status, unmatched) = page(&server, "/routes/archive/test?event_id=4").await;
     assert_eq!(status, 200, "{unmatched}");
@@ -337,12 +327,7 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     assert!(row(&skipped, "hook").contains(">dead</span>"));
     assert!(!skipped.contains(r#"href="/routes/archive""#), "{skipped}");
     for html in [&event_page, &skipped] {
-        for secret in [BEARER, HEADER, QUERY] {
-            assert!(
-                !html.contains(&secret[..20]),
-                "an event page shows a secret:\n{html}"
-            );
-        }
+        assert_no_secret("an event page", html);
     }
 
     let (status, _) = page(&server, "/routes/nothing-by-this-name").await;
