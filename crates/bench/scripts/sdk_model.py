@@ -1,7 +1,10 @@
 """Measures SailPoint's Python SDK on one payload: ProvisioningCompleted.from_json and to_json.
 
-Usage: python3 sdk_model.py PAYLOAD SECONDS
-Prints one JSON line: {"sdk_version", "python", "parse_per_s", "serialize_per_s"}.
+Usage: python3 sdk_model.py PAYLOAD
+Prints one JSON line {"sdk_version", "python"}, then answers each command read from standard
+input, `parse SECONDS` or `serialize SECONDS`, with one line {"per_s": rate}. The bench drives it
+so that the SDK's slices of time alternate with its own: a change in the machine's load then
+weighs on both alike.
 """
 import json
 import platform
@@ -31,18 +34,23 @@ def rate(seconds, op):
 
 
 def main():
-    path, seconds = sys.argv[1], float(sys.argv[2])
+    path = sys.argv[1]
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     event = ProvisioningCompleted.from_json(text)
     if event is None:
         raise SystemExit("the SDK returned no event for " + path)
+    ops = {
+        "parse": lambda: ProvisioningCompleted.from_json(text),
+        "serialize": event.to_json,
+    }
     print(json.dumps({
         "sdk_version": metadata.version("sailpoint"),
         "python": platform.python_version(),
-        "parse_per_s": rate(seconds, lambda: ProvisioningCompleted.from_json(text)),
-        "serialize_per_s": rate(seconds, event.to_json),
-    }))
+    }), flush=True)
+    for line in sys.stdin:
+        op, seconds = line.split()
+        print(json.dumps({"per_s": rate(float(seconds), ops[op])}), flush=True)
 
 
 main()
