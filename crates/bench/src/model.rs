@@ -102,28 +102,12 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
             value: throughput(slice, || serde_json::from_slice::<Value>(&bytes)),
             ..Round::default()
         };
-        if let Some(running) = &mut sdk {
-            match running.rate("parse", slice) {
-                Ok(rate) => round.sdk_parse = Some(rate),
-                Err(err) => {
-                    eprintln!("skipping the Python SDK baseline: {err:#}");
-                    sdk = None;
-                }
-            }
-        }
+        round.sdk_parse = sdk_rate(&mut sdk, "parse", slice);
         round.serialize = throughput(slice, || {
             buffer.clear();
             event.write_json(&mut buffer)
         });
-        if let Some(running) = &mut sdk {
-            match running.rate("serialize", slice) {
-                Ok(rate) => round.sdk_serialize = Some(rate),
-                Err(err) => {
-                    eprintln!("skipping the Python SDK baseline: {err:#}");
-                    sdk = None;
-                }
-            }
-        }
+        round.sdk_serialize = sdk_rate(&mut sdk, "serialize", slice);
         measured.push(round);
     }
     let of = |pick: fn(&Round) -> f64| median(measured.iter().map(pick).collect());
@@ -164,6 +148,18 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
         }));
     }
     Ok(())
+}
+
+/// The SDK's rate of `op` over `time`; on a failure the SDK is dropped from the run (said once).
+fn sdk_rate(sdk: &mut Option<Sdk>, op: &str, time: Duration) -> Option<f64> {
+    match sdk.as_mut()?.rate(op, time) {
+        Ok(rate) => Some(rate),
+        Err(err) => {
+            eprintln!("skipping the Python SDK baseline: {err:#}");
+            *sdk = None;
+            None
+        }
+    }
 }
 
 /// The SDK's measuring script, running beside the bench and measuring on request.
