@@ -67,6 +67,24 @@ impl Ingestor {
         }
     }
 
+    /// Prepares a document that is refused for how it was sent rather than for what it holds
+    /// (a content encoding that is not decoded, a channel name that is not allowed): it is kept
+    /// in quarantine as received, with `message` as its error, so that nothing an authenticated
+    /// sender delivered is lost.
+    pub fn prepare_refused(
+        &self,
+        raw: Bytes,
+        receipt: Receipt,
+        reason: QuarantineReason,
+        message: String,
+    ) -> Incoming {
+        let errors = vec![IssueRecord {
+            path: "$".to_owned(),
+            message,
+        }];
+        quarantine(raw, receipt, reason, errors, None)
+    }
+
     /// Prepares a document sent with a content type that is not JSON: it is kept in quarantine
     /// as received, so that nothing an authenticated sender delivered is lost.
     pub fn prepare_unsupported(
@@ -75,16 +93,11 @@ impl Ingestor {
         receipt: Receipt,
         content_type: &str,
     ) -> Incoming {
-        let errors = vec![IssueRecord {
-            path: "$".to_owned(),
-            message: format!("content type `{content_type}` is not JSON (send application/json)"),
-        }];
-        quarantine(
+        self.prepare_refused(
             raw,
             receipt,
             QuarantineReason::UnsupportedMediaType,
-            errors,
-            None,
+            format!("content type `{content_type}` is not JSON (send application/json)"),
         )
     }
 
@@ -96,7 +109,10 @@ impl Ingestor {
         } = validation;
         match event {
             Some(event) if errors.is_empty() => {
-                let invocation_id = event.invocation_id().map(str::to_owned);
+                let invocation_id = event
+                    .invocation_id()
+                    .filter(|id| is_usable_invocation_id(id))
+                    .map(str::to_owned);
                 let dedup_key = match &invocation_id {
                     Some(id) => invocation_key(id),
                     None => canonical_key(raw),
@@ -134,6 +150,7 @@ impl Ingestor {
                         .get("_metadata")?
                         .get("invocationId")?
                         .as_str()
+                        .filter(|id| is_usable_invocation_id(id))
                         .map(str::to_owned)
                 });
                 let mut issues = records(&errors);
@@ -178,6 +195,13 @@ fn records(issues: &[Issue]) -> Vec<IssueRecord> {
             message: issue.message.clone(),
         })
         .collect()
+}
+
+/// Whether an envelope's invocation id can identify a delivery. A blank one cannot: taken as
+/// an id, every event sent with it would be answered as a duplicate of the first and lost, so
+/// such events are deduplicated on their body, as events without an id are.
+fn is_usable_invocation_id(id: &str) -> bool {
+    !id.trim().is_empty()
 }
 
 /// The deduplication key of an event with an invocation id.
@@ -331,6 +355,38 @@ mod tests {
     fn invocation_key_differs_from_body_key() {
         assert_ne!(invocation_key("abc"), canonical_key(b"abc"));
         assert_eq!(invocation_key("abc"), invocation_key("abc"));
+    }
+
+    #[test]
+    fn a_blank_invocation_id_is_no_id() {
+        let ingestor = Ingestor::new(1 << 20);
+        let event = |tracking: &str, id: &str| {
+            let mut value = serde_json::json!({
+                "trackingNumber": "",
+                "sources": "Corp AD",
+                "recipient": {"type": "IDENTITY", "id": "x1", "name": "W"},
+                "accountRequests": [{
+                    "source": {"id": "s", "type": "SOURCE", "name": "AD"},
+                    "accountOperation": "Modify",
+                    "provisioningResult": "SUCCESS",
+                    "provisioningTarget": "Corp AD"
+                }]
+            });
+            value["trackingNumber"] = tracking.into();
+            value["_metadata"] = serde_json::json!({"invocationId": id});
+            Bytes::from(serde_json::to_vec(&value).unwrap())
+        };
+        for blank in ["", "   ", "\t"] {
+            let a = ingestor.prepare(event("aaaa", blank), Receipt::default());
+            let b = ingestor.prepare(event("bbbb", blank), Receipt::default());
+            assert!(matches!(a.content, Content::Event(_)));
+            assert_eq!(a.invocation_id, None);
+            assert_ne!(a.dedup_key, b.dedup_key, "{blank:?}");
+        }
+        let a = ingestor.prepare(event("aaaa", "inv-1"), Receipt::default());
+        let b = ingestor.prepare(event("bbbb", "inv-1"), Receipt::default());
+        assert_eq!(a.invocation_id.as_deref(), Some("inv-1"));
+        assert_eq!(a.dedup_key, b.dedup_key);
     }
 
     #[test]

@@ -113,8 +113,15 @@ pub fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     Ok(Box::new(BufReader::new(file)))
 }
 
+/// A line of JSON lines without its `\n` or `\r\n`: the line's end is not part of the
+/// document, nor of its size.
+pub fn without_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Sends the documents of `reader` to `documents`: the whole input as one document, or with
-/// `jsonl` each non-blank line. Stops early when the receiver is gone.
+/// `jsonl` each non-blank line (without its line end). Stops early when the receiver is gone.
 pub fn read_documents(
     mut reader: Box<dyn BufRead + Send>,
     jsonl: bool,
@@ -142,7 +149,7 @@ pub fn read_documents(
             continue;
         }
         if documents
-            .blocking_send(Bytes::copy_from_slice(&line))
+            .blocking_send(Bytes::copy_from_slice(without_line_end(&line)))
             .is_err()
         {
             return Ok(());

@@ -150,7 +150,8 @@ fn check_lines(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let verdict = check_document(out, args, options, false, &origin, &line)?;
+        let document = super::without_line_end(&line);
+        let verdict = check_document(out, args, options, false, &origin, document)?;
         worst = worst.max(verdict);
     }
 }

@@ -6,7 +6,8 @@
 //! | seen before (invocation id or canonical body) | 200 `{"status":"duplicate","id":…}` |
 //! | JSON but not a valid event | 202 `{"status":"quarantined","id":…,"errors":[…]}` |
 //! | not JSON / not UTF-8 (kept in quarantine) | 400 |
-//! | content type that is not JSON (kept in quarantine) | 415 |
+//! | content type that is not JSON, or a `Content-Encoding` (kept in quarantine) | 415 |
+//! | channel name not allowed (kept in quarantine) | 400 |
 //! | missing or wrong credentials (checked before the body is read) | 401 with `WWW-Authenticate` |
 //! | body over the limit | 413 |
 //! | body too slow or cut short | 408 / 400 |
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -27,7 +29,7 @@ use serde_json::json;
 
 use super::{AppState, error_response};
 use crate::metrics::EventOutcome;
-use crate::store::{Content, IngestOutcome, Receipt, Rejection, StoreError};
+use crate::store::{Content, IngestOutcome, QuarantineReason, Receipt, Rejection, StoreError};
 
 /// Bodies above this are parsed on a blocking thread so that one large event cannot stall the
 /// async workers.
@@ -39,30 +41,61 @@ const MAX_CHANNEL_LEN: usize = 128;
 pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let receipt = receipt(&parts, None);
-    handle(state, receipt, parts.headers, body).await
+    handle(state, receipt, parts.headers, body, None).await
 }
 
 pub(super) async fn post_event_to_channel(
     State(state): State<AppState>,
-    Path(channel): Path<String>,
+    channel: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let valid = !channel.is_empty()
+    match channel {
+        Ok(Path(channel)) if is_channel_name(&channel) => {
+            let receipt = receipt(&parts, Some(channel));
+            handle(state, receipt, parts.headers, body, None).await
+        }
+        // Not a channel the store can file events under, but the sender may be ISC with a
+        // subscription URL nobody noticed was wrong: an authenticated body is kept in
+        // quarantine (and answered 400), since ISC will not send it again.
+        Ok(Path(channel)) => {
+            let shown: String = channel.chars().take(MAX_CHANNEL_LEN + 8).collect();
+            let refusal = Refusal {
+                reason: QuarantineReason::BadChannel,
+                message: format!(
+                    "channel `{shown}` is not allowed: a channel name has 1 to {MAX_CHANNEL_LEN} \
+                     letters, digits, '-', '_' or '.'"
+                ),
+            };
+            let receipt = receipt(&parts, None);
+            handle(state, receipt, parts.headers, body, Some(refusal)).await
+        }
+        Err(rejection) => {
+            let refusal = Refusal {
+                reason: QuarantineReason::BadChannel,
+                message: format!("the channel in the URL cannot be read: {rejection}"),
+            };
+            let receipt = receipt(&parts, None);
+            handle(state, receipt, parts.headers, body, Some(refusal)).await
+        }
+    }
+}
+
+/// 1 to [`MAX_CHANNEL_LEN`] ASCII letters, digits, `-`, `_` or `.`: a name that is safe in
+/// search keys, metrics labels and file names.
+fn is_channel_name(channel: &str) -> bool {
+    !channel.is_empty()
         && channel.len() <= MAX_CHANNEL_LEN
         && channel
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    let receipt = receipt(&parts, Some(channel));
-    if !valid {
-        return reject(
-            &state,
-            receipt,
-            StatusCode::BAD_REQUEST,
-            "a channel name has 1 to 128 letters, digits, '-', '_' or '.'",
-        );
-    }
-    handle(state, receipt, parts.headers, body).await
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Why an authenticated body that arrived whole is kept in quarantine without being read as an
+/// event.
+struct Refusal {
+    reason: QuarantineReason,
+    message: String,
 }
 
 fn receipt(parts: &Parts, channel: Option<String>) -> Receipt {
@@ -90,14 +123,28 @@ fn receipt(parts: &Parts, channel: Option<String>) -> Receipt {
     }
 }
 
-async fn handle(state: AppState, mut receipt: Receipt, headers: HeaderMap, body: Body) -> Response {
-    // Credentials first: nothing of an unauthenticated body is read.
-    if let Err(err) = state.ingest_credentials.check(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        let mut response = reject(&state, receipt, StatusCode::UNAUTHORIZED, &err.to_string());
+async fn handle(
+    state: AppState,
+    mut receipt: Receipt,
+    headers: HeaderMap,
+    body: Body,
+    refusal: Option<Refusal>,
+) -> Response {
+    // Credentials first: nothing of an unauthenticated body is read. Two `Authorization`
+    // headers are refused rather than one of them picked: which one a proxy or a framework
+    // would read is anybody's guess.
+    let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = authorizations.next().map(HeaderValue::as_bytes);
+    let checked = if authorizations.next().is_some() {
+        Err("more than one Authorization header".to_owned())
+    } else {
+        state
+            .ingest_credentials
+            .check(authorization)
+            .map_err(|err| err.to_string())
+    };
+    if let Err(err) = checked {
+        let mut response = reject(&state, receipt, StatusCode::UNAUTHORIZED, &err);
         if let Ok(challenge) = HeaderValue::from_str(&state.ingest_credentials.challenge()) {
             response
                 .headers_mut()
@@ -115,6 +162,8 @@ async fn handle(state: AppState, mut receipt: Receipt, headers: HeaderMap, body:
     let bytes = match read_body(body, state.max_body, state.body_timeout).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
+            // A body without a length was read up to the limit: record at least that.
+            receipt.size = receipt.size.max(state.max_body as u64 + 1);
             let message = too_large(state.max_body);
             return reject(&state, receipt, StatusCode::PAYLOAD_TOO_LARGE, &message);
         }
@@ -134,7 +183,12 @@ async fn handle(state: AppState, mut receipt: Receipt, headers: HeaderMap, body:
     receipt.size = bytes.len() as u64;
 
     let ingestor = state.ingestor.clone();
+    let refusal = refusal.or_else(|| unsupported_encoding(&headers));
     let incoming = match content_type.as_deref() {
+        _ if refusal.is_some() => {
+            let Refusal { reason, message } = refusal.expect("checked above");
+            ingestor.prepare_refused(bytes, receipt.clone(), reason, message)
+        }
         Some(media) if !is_json(media) => {
             ingestor.prepare_unsupported(bytes, receipt.clone(), media)
         }
@@ -177,18 +231,26 @@ async fn handle(state: AppState, mut receipt: Receipt, headers: HeaderMap, body:
             let Some(quarantine) = quarantine else {
                 return error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
             };
-            use crate::store::QuarantineReason::*;
+            use QuarantineReason::*;
             let status = StatusCode::from_u16(quarantine.reason.http_status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let label = match quarantine.reason {
                 InvalidEvent => "quarantined",
-                NotJson | UnsupportedMediaType => "rejected",
+                NotJson | UnsupportedMediaType | BadChannel => "rejected",
             };
             let error = match quarantine.reason {
-                InvalidEvent => "the document is JSON but not a valid Provisioning Completed event",
-                NotJson => "the body is not JSON (or not UTF-8); it was kept in quarantine",
-                UnsupportedMediaType => {
-                    "the content type is not JSON (send application/json); the body was kept in quarantine"
+                InvalidEvent => {
+                    "the document is JSON but not a valid Provisioning Completed event".to_owned()
+                }
+                NotJson => {
+                    "the body is not JSON (or not UTF-8); it was kept in quarantine".to_owned()
+                }
+                UnsupportedMediaType | BadChannel => {
+                    let why = quarantine
+                        .errors
+                        .first()
+                        .map_or("the request was refused", |issue| issue.message.as_str());
+                    format!("{why}; the body was kept in quarantine")
                 }
             };
             let body = if status == StatusCode::ACCEPTED {
@@ -241,6 +303,18 @@ struct Kept {
     id: i64,
 }
 
+/// Answers a request to the ingest paths that is refused before any handler reads it (no such
+/// path, wrong method, over the concurrency cap) and records it in the delivery log.
+pub(super) fn refuse(
+    state: &AppState,
+    request: Request,
+    status: StatusCode,
+    reason: &str,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    reject(state, receipt(&parts, None), status, reason)
+}
+
 /// Answers a refused request and records it in the delivery log.
 fn reject(state: &AppState, receipt: Receipt, status: StatusCode, reason: &str) -> Response {
     tracing::info!(
@@ -257,6 +331,34 @@ fn reject(state: &AppState, receipt: Receipt, status: StatusCode, reason: &str) 
         reason: reason.to_owned(),
     });
     error_response(status, reason)
+}
+
+/// A `Content-Encoding` other than `identity`: provtrail stores what it can read as sent, and
+/// does not decompress (ISC does not compress its posts), so such a body is kept in quarantine
+/// and refused with 415, as RFC 9110 asks, rather than misread as a body that is not JSON.
+fn unsupported_encoding(headers: &HeaderMap) -> Option<Refusal> {
+    let encodings: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .into_owned()
+                .split(',')
+                .map(|coding| coding.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        .collect();
+    if encodings.is_empty() {
+        return None;
+    }
+    Some(Refusal {
+        reason: QuarantineReason::UnsupportedMediaType,
+        message: format!(
+            "content encoding `{}` is not supported (send the event uncompressed)",
+            encodings.join(", ")
+        ),
+    })
 }
 
 fn too_large(limit: usize) -> String {

@@ -147,7 +147,10 @@ impl AppState {
 
 /// The application's routes with every layer.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
-    let limiter = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+    let limiter = Limiter {
+        permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+        state: state.clone(),
+    };
     Router::new()
         .route("/events", post(ingest::post_event))
         .route("/events/{channel}", post(ingest::post_event_to_channel))
@@ -160,29 +163,46 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
             limiter,
             limit_concurrency,
+        ))
+        // Outside the limit, so that requests refused for it are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }
 
-async fn not_found() -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "no such resource; events are posted to /events",
-    )
+async fn not_found(State(state): State<AppState>, request: Request) -> Response {
+    const MESSAGE: &str = "no such resource; events are posted to /events or /events/{channel}";
+    if is_ingest_path(request.uri().path()) {
+        // A mistyped subscription URL should leave a trace in the delivery log.
+        return ingest::refuse(&state, request, StatusCode::NOT_FOUND, MESSAGE);
+    }
+    error_response(StatusCode::NOT_FOUND, MESSAGE)
 }
 
-async fn method_not_allowed() -> Response {
-    error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this resource",
-    )
+async fn method_not_allowed(State(state): State<AppState>, request: Request) -> Response {
+    const MESSAGE: &str = "method not allowed on this resource";
+    if is_ingest_path(request.uri().path()) {
+        return ingest::refuse(&state, request, StatusCode::METHOD_NOT_ALLOWED, MESSAGE);
+    }
+    error_response(StatusCode::METHOD_NOT_ALLOWED, MESSAGE)
+}
+
+/// `/events` and everything under it: requests there are deliveries (or attempts at one), and
+/// every one of them leaves a delivery record, whatever its answer.
+fn is_ingest_path(path: &str) -> bool {
+    path == "/events" || path.starts_with("/events/")
+}
+
+/// Whether a path is one of the operations endpoints, which answer whatever the load: a
+/// liveness probe or a metrics scrape refused under load would report the server dead exactly
+/// when it is busiest.
+fn is_operations_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// A JSON error body `{"status": "rejected", "error": …}`.
@@ -220,23 +240,40 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
 /// Refuses work beyond the concurrency cap at once (503) rather than queueing it: a queue would
 /// only turn overload into timeouts.
 async fn limit_concurrency(
-    State(limiter): State<Arc<Semaphore>>,
+    State(limiter): State<Limiter>,
     request: Request,
     next: Next,
 ) -> Response {
-    match limiter.try_acquire() {
+    if is_operations_path(request.uri().path()) {
+        return next.run(request).await;
+    }
+    match limiter.permits.try_acquire() {
         Ok(_permit) => next.run(request).await,
         Err(_) => {
-            let mut response = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many requests in progress; try again shortly",
-            );
+            const MESSAGE: &str = "too many requests in progress; try again shortly";
+            let mut response = if is_ingest_path(request.uri().path()) {
+                ingest::refuse(
+                    &limiter.state,
+                    request,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    MESSAGE,
+                )
+            } else {
+                error_response(StatusCode::SERVICE_UNAVAILABLE, MESSAGE)
+            };
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
     }
+}
+
+/// The concurrency cap, and the state to record the ingest requests it refuses.
+#[derive(Clone)]
+struct Limiter {
+    permits: Arc<Semaphore>,
+    state: AppState,
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -108,8 +108,12 @@ pub enum QuarantineReason {
     InvalidEvent,
     /// Not JSON (or not UTF-8).
     NotJson,
-    /// A content type that is not JSON; kept so that nothing sent is lost.
+    /// A content type that is not JSON, or a content encoding provtrail does not decode; kept so
+    /// that nothing sent is lost.
     UnsupportedMediaType,
+    /// Posted to `/events/{channel}` with a channel name that is not allowed; kept, because
+    /// ISC never resends and every event of a subscription with such a URL would be lost.
+    BadChannel,
 }
 
 impl QuarantineReason {
@@ -119,6 +123,7 @@ impl QuarantineReason {
             QuarantineReason::InvalidEvent => "invalid_event",
             QuarantineReason::NotJson => "not_json",
             QuarantineReason::UnsupportedMediaType => "unsupported_media_type",
+            QuarantineReason::BadChannel => "bad_channel",
         }
     }
 
@@ -128,6 +133,7 @@ impl QuarantineReason {
             QuarantineReason::InvalidEvent => 202,
             QuarantineReason::NotJson => 400,
             QuarantineReason::UnsupportedMediaType => 415,
+            QuarantineReason::BadChannel => 400,
         }
     }
 
@@ -137,6 +143,7 @@ impl QuarantineReason {
             "invalid_event" => Some(QuarantineReason::InvalidEvent),
             "not_json" => Some(QuarantineReason::NotJson),
             "unsupported_media_type" => Some(QuarantineReason::UnsupportedMediaType),
+            "bad_channel" => Some(QuarantineReason::BadChannel),
             _ => None,
         }
     }

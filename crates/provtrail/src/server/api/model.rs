@@ -313,7 +313,8 @@ pub struct QuarantineItem {
     pub received_at: String,
     /// When it was received, in Unix milliseconds.
     pub received_at_ms: i64,
-    /// Why it is here: `invalid_event`, `not_json` or `unsupported_media_type`.
+    /// Why it is here: `invalid_event`, `not_json`, `unsupported_media_type` or
+    /// `bad_channel`.
     pub reason: String,
     /// Every problem found.
     pub errors: Vec<Issue>,

@@ -130,8 +130,10 @@ pub enum QuarantineReasonValue {
     InvalidEvent,
     /// Not JSON, or not UTF-8.
     NotJson,
-    /// A content type that is not JSON.
+    /// A content type that is not JSON, or a content encoding that is not decoded.
     UnsupportedMediaType,
+    /// Posted to a channel whose name is not allowed.
+    BadChannel,
 }
 
 /// Size of the time buckets.

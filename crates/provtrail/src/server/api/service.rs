@@ -202,7 +202,12 @@ pub async fn quarantine(
         reason: params
             .choice(
                 "reason",
-                &["invalid_event", "not_json", "unsupported_media_type"],
+                &[
+                    "invalid_event",
+                    "not_json",
+                    "unsupported_media_type",
+                    "bad_channel",
+                ],
             )?
             .map(str::to_owned),
         before_id: params.cursor(CursorKind::Quarantine)?,

@@ -20,11 +20,12 @@ const OUTCOMES: [(&str, &str); 5] = [
     ("rejected", "Rejected"),
 ];
 
-const REASONS: [(&str, &str); 4] = [
+const REASONS: [(&str, &str); 5] = [
     ("", "Any reason"),
     ("invalid_event", "Invalid event"),
     ("not_json", "Not JSON"),
     ("unsupported_media_type", "Unsupported media type"),
+    ("bad_channel", "Bad channel name"),
 ];
 
 /// Query string of the lists.

@@ -147,6 +147,7 @@ fn tone(word: &str) -> &'static str {
         | "not_json"
         | "invalid_event"
         | "unsupported_media_type"
+        | "bad_channel"
         | "dead" => "bad",
         "partial" | "partially_failed" | "quarantined" => "warn",
         "pending" | "duplicate" => "info",

@@ -206,7 +206,11 @@ impl Writer {
             }
             Err(err) => {
                 self.shared.metrics.commit_failures.inc();
-                let message = err.to_string();
+                // Unavailable is wrapped again by `fail_all`: its bare message, not its text.
+                let message = match err {
+                    StoreError::Unavailable(message) => message,
+                    other => other.to_string(),
+                };
                 tracing::warn!(error = %message, documents = batch.len(), "group commit failed");
                 // The connection may be what is broken (file replaced, read-only remount): start
                 // afresh on the next batch.

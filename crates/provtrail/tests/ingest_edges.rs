@@ -1,0 +1,257 @@
+//! Deliveries at the edges of the ingest contract: envelopes with a blank invocation id, channel
+//! names that are not allowed, compressed bodies, two credentials in one request, requests to
+//! the ingest paths that no handler takes, and the concurrency cap. In each case no event an
+//! authenticated sender delivered is lost, and every request leaves a delivery record.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
+/// A valid event whose envelope carries `invocation_id` verbatim (which may be blank).
+fn event_with_id(tracking_number: &str, invocation_id: &str) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(&event("x")).unwrap();
+    value["trackingNumber"] = tracking_number.into();
+    value["_metadata"]["invocationId"] = invocation_id.into();
+    serde_json::to_vec(&value).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_with_a_blank_invocation_id_are_told_apart_by_their_body() {
+    let mut server = TestServer::start().await;
+    let mut ids = Vec::new();
+    for (n, blank) in ["", "", "   ", "\t"].iter().enumerate() {
+        let answer = server
+            .post("/events", event_with_id(&format!("blank-{n}"), blank))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let (status, id) = answer.outcome();
+        assert_eq!(status, "accepted", "{blank:?}: {}", answer.text());
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "four distinct events, four ids: {ids:?}");
+    // The same body again is still a duplicate, found by its canonical form.
+    let again = server
+        .post("/events", event_with_id("blank-2", "   "))
+        .await;
+    assert_eq!(again.outcome(), ("duplicate".to_owned(), ids[2]));
+    assert_eq!(server.app().store.counts().await.unwrap().events, 4);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_name_that_is_not_allowed_keeps_the_body_after_checking_credentials() {
+    let mut server = TestServer::start().await;
+    let client = client();
+    let paths = [
+        "/events/bad%20chan",
+        "/events/caf%C3%A9",
+        "/events/a%2Fb",
+        "/events/%FF",
+    ];
+    // Without credentials: 401 first, whatever the channel.
+    for path in paths {
+        let response = client
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(event("inv-unauth-channel"))
+            .send()
+            .await
+            .unwrap();
+        let answer = Answer::read(response).await;
+        assert_eq!(answer.status, 401, "{path}: {}", answer.text());
+        assert!(answer.header("www-authenticate").is_some(), "{path}");
+    }
+    // With them: 400 with a JSON error, and the body kept in quarantine as it arrived.
+    let mut bodies = Vec::new();
+    for (n, path) in paths.iter().enumerate() {
+        let body = event(&format!("inv-channel-{n}"));
+        let answer = server.post(path, body.clone()).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text());
+        let json = answer.json();
+        assert_eq!(json["status"], "rejected");
+        assert!(
+            json["error"].as_str().unwrap().contains("channel"),
+            "{path}: {json}"
+        );
+        assert!(json["quarantine_id"].is_i64(), "{path}: {json}");
+        bodies.push(body);
+    }
+    let kept = quarantine(&server.db);
+    assert_eq!(kept.len(), paths.len());
+    for (entry, body) in kept.iter().zip(&bodies) {
+        assert_eq!(entry.reason, "bad_channel");
+        assert_eq!(&entry.raw, body);
+    }
+    server.await_deliveries(2 * paths.len() as u64).await;
+    let log = deliveries(&server.db);
+    let statuses: Vec<i64> = log.iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 400, 400, 400, 400]);
+    assert!(log[4..].iter().all(|d| d.quarantine_id.is_some()));
+    server.assert_still_serving("inv-after-channels").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_body_is_415_and_kept_as_sent() {
+    let mut server = TestServer::start().await;
+    let client = client();
+    let body = |encoding: &str| {
+        let mut body = b"\x1f\x8b\x08\x00\x00\x00\x00\x00compressed as ".to_vec();
+        body.extend_from_slice(encoding.as_bytes());
+        body
+    };
+    let encodings = ["gzip", "br", "identity, deflate"];
+    for encoding in encodings {
+        let response = client
+            .post(server.url("/events"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body(encoding))
+            .send()
+            .await
+            .unwrap();
+        let answer = Answer::read(response).await;
+        assert_eq!(answer.status, 415, "{encoding}: {}", answer.text());
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("content encoding"), "{encoding}: {error}");
+    }
+    let kept = quarantine(&server.db);
+    let raws: Vec<Vec<u8>> = kept.into_iter().map(|entry| entry.raw).collect();
+    assert_eq!(raws, encodings.map(body));
+    // `identity` is no encoding at all.
+    let response = client
+        .post(server.url("/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body(event("inv-identity"))
+        .send()
+        .await
+        .unwrap();
+    let answer = Answer::read(response).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_refused_whatever_their_order() {
+    let mut server = TestServer::start().await;
+    let right = format!("Authorization: Bearer {TOKEN}\r\n");
+    let wrong = "Authorization: Bearer not-the-token\r\n";
+    for (n, headers) in [format!("{right}{wrong}"), format!("{wrong}{right}")]
+        .iter()
+        .enumerate()
+    {
+        let body = event(&format!("inv-two-auth-{n}"));
+        let mut request = post_head(
+            "/events",
+            &format!("{headers}Content-Length: {}\r\n", body.len()),
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        let answer = raw_exchange(server.addr, &request).await;
+        assert_eq!(
+            answer.status,
+            401,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(answer.header("www-authenticate").is_some());
+    }
+    assert_eq!(server.app().store.counts().await.unwrap().events, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_the_ingest_paths_that_no_handler_takes_are_recorded() {
+    let mut server = TestServer::start().await;
+    let client = client();
+    let get = client
+        .get(server.url("/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    let nested = server.post("/events/a/b", event("inv-nested")).await;
+    assert_eq!(nested.status, 404);
+    let slash = server.post("/events/", event("inv-slash")).await;
+    assert_eq!(slash.status, 404);
+    // Outside the ingest paths a 404 is only an answer.
+    assert_eq!(
+        server.post("/event", event("inv-elsewhere")).await.status,
+        404
+    );
+    server.await_deliveries(3).await;
+    let log = deliveries(&server.db);
+    let seen: Vec<(i64, &str)> = log.iter().map(|d| (d.status, d.path.as_str())).collect();
+    assert_eq!(
+        seen,
+        [(405, "/events"), (404, "/events/a/b"), (404, "/events/")]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_cap_records_what_it_refuses_and_spares_health_and_metrics() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.max_concurrent_requests = Some(1);
+    })
+    .await;
+    // One upload that stalls halfway holds the only slot.
+    let body = event("inv-stalled");
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    let head = post_head(
+        "/events",
+        &format!("{}Content-Length: {}\r\n", auth_line(), body.len()),
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&body[..10]).await.unwrap();
+    eventually("the stalled upload to hold the slot", || async {
+        server.post("/events", event("inv-probe")).await.status == 503
+    })
+    .await;
+    let refused = server.post("/events", event("inv-refused")).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    for path in ["/healthz", "/metrics"] {
+        let answer = server.get(path).await;
+        assert_eq!(answer.status, 200, "{path} while the cap is reached");
+    }
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("provtrail_http_requests_total")
+                && line.contains("status=\"503\"")),
+        "refused requests are counted"
+    );
+    // Finish the upload: it is accepted, and the slot is free again.
+    stalled.write_all(&body[10..]).await.unwrap();
+    let answer = expect_response(&mut stalled).await;
+    assert_eq!(answer.status, 200);
+    server.assert_still_serving("inv-after-cap").await;
+    // Refusals are logged off the request: wait for them.
+    let db = server.db.clone();
+    eventually(
+        "every refused ingest request to be in the delivery log",
+        || {
+            let db = db.clone();
+            async move {
+                deliveries(&db)
+                    .iter()
+                    .filter(|d| d.status == 503 && d.outcome == "rejected")
+                    .count()
+                    >= 2
+            }
+        },
+    )
+    .await;
+    server.shutdown().await;
+}
