@@ -212,15 +212,56 @@ pub fn invocation_key(invocation_id: &str) -> [u8; 16] {
 /// The deduplication key of a document without an invocation id: a hash of its canonical form
 /// (keys sorted at every level, no insignificant whitespace), so that the same event re-serialized
 /// differently is still recognised. Bytes that are not JSON are hashed as they are.
+///
+/// A `Value` holds numbers as 64-bit integers or doubles, so two documents that differ only in
+/// digits a double drops would get one key, and the second would be answered as a duplicate and
+/// lost. The number literals as sent, sorted so that key order still does not matter, are
+/// hashed too: a re-serialization that rewrites a number (`1.0` as `1`) is then kept twice,
+/// which is the safe side.
 pub fn canonical_key(raw: &[u8]) -> [u8; 16] {
     match serde_json::from_slice::<Value>(raw) {
         Ok(value) => {
             let mut canonical = Vec::with_capacity(raw.len());
             write_canonical(&value, &mut canonical);
-            digest(&[b"body\0", &canonical])
+            let mut numbers = number_literals(raw);
+            numbers.sort_unstable();
+            let numbers = numbers.join(&b' ');
+            digest(&[b"body\0", &canonical, b"\0numbers\0", &numbers])
         }
         Err(_) => digest(&[b"bytes\0", raw]),
     }
+}
+
+/// The number literals of a JSON text, as written, in document order.
+fn number_literals(json: &[u8]) -> Vec<&[u8]> {
+    let mut numbers = Vec::new();
+    let mut index = 0;
+    while let Some(&byte) = json.get(index) {
+        match byte {
+            b'"' => {
+                // Skip the string, escapes included.
+                index += 1;
+                while let Some(&byte) = json.get(index) {
+                    index += if byte == b'\\' { 2 } else { 1 };
+                    if byte == b'"' {
+                        break;
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = index;
+                while json
+                    .get(index)
+                    .is_some_and(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    index += 1;
+                }
+                numbers.push(&json[start..index]);
+            }
+            _ => index += 1,
+        }
+    }
+    numbers
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
@@ -349,6 +390,15 @@ mod tests {
         assert_eq!(canonical_key(a), canonical_key(b));
         let c = br#"{"b":{"d":"y","c":[1,2]},"a":1}"#;
         assert_ne!(canonical_key(a), canonical_key(c));
+        // Numbers a double cannot tell apart are still different documents.
+        for (x, y) in [
+            ("12345678901234567890123", "12345678901234567890124"),
+            ("0.10000000000000000001", "0.10000000000000000002"),
+        ] {
+            let x = format!(r#"{{"n":{x}}}"#);
+            let y = format!(r#"{{"n":{y}}}"#);
+            assert_ne!(canonical_key(x.as_bytes()), canonical_key(y.as_bytes()));
+        }
     }
 
     #[test]

@@ -570,7 +570,8 @@ async fn every_request_leaves_a_delivery_record_with_its_status() {
             (415, "quarantined"),
             (401, "rejected"),
             (413, "rejected"),
-            (400, "rejected"),
+            // A channel name that is not allowed: the body is kept all the same.
+            (400, "quarantined"),
         ]
     );
     assert!(log.iter().all(|d| d.remote_addr.is_some()));

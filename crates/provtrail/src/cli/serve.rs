@@ -100,7 +100,8 @@ pub struct ServerArgs {
     /// Most documents in one group commit [default: 512].
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_BATCH", value_name = "N")]
     pub commit_max_batch: Option<usize>,
-    /// Stop accepting events (503) when the database reaches this size.
+    /// Stop accepting events (503) when the database file reaches this size (its write-ahead
+    /// log, which a checkpoint empties, and the search index's file come on top).
     #[arg(long, env = "PROVTRAIL_MAX_DB_SIZE", value_name = "SIZE")]
     pub max_db_size: Option<String>,
 }

@@ -184,16 +184,15 @@ async fn handle(
 
     let ingestor = state.ingestor.clone();
     let refusal = refusal.or_else(|| unsupported_encoding(&headers));
-    let incoming = match content_type.as_deref() {
-        _ if refusal.is_some() => {
-            let Refusal { reason, message } = refusal.expect("checked above");
+    let incoming = match (refusal, content_type.as_deref()) {
+        (Some(Refusal { reason, message }), _) => {
             ingestor.prepare_refused(bytes, receipt.clone(), reason, message)
         }
-        Some(media) if !is_json(media) => {
+        (None, Some(media)) if !is_json(media) => {
             ingestor.prepare_unsupported(bytes, receipt.clone(), media)
         }
-        _ if bytes.len() <= INLINE_PARSE_LIMIT => ingestor.prepare(bytes, receipt.clone()),
-        _ => {
+        (None, _) if bytes.len() <= INLINE_PARSE_LIMIT => ingestor.prepare(bytes, receipt.clone()),
+        (None, _) => {
             let receipt = receipt.clone();
             match tokio::task::spawn_blocking(move || ingestor.prepare(bytes, receipt)).await {
                 Ok(incoming) => incoming,
@@ -342,7 +341,6 @@ fn unsupported_encoding(headers: &HeaderMap) -> Option<Refusal> {
         .iter()
         .flat_map(|value| {
             String::from_utf8_lossy(value.as_bytes())
-                .into_owned()
                 .split(',')
                 .map(|coding| coding.trim().to_owned())
                 .collect::<Vec<_>>()
