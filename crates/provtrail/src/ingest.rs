@@ -411,8 +411,8 @@ mod tests {
     fn a_blank_invocation_id_is_no_id() {
         let ingestor = Ingestor::new(1 << 20);
         let event = |tracking: &str, id: &str| {
-            let mut value = serde_json::json!({
-                "trackingNumber": "",
+            let value = serde_json::json!({
+                "trackingNumber": tracking,
                 "sources": "Corp AD",
                 "recipient": {"type": "IDENTITY", "id": "x1", "name": "W"},
                 "accountRequests": [{
@@ -420,10 +420,9 @@ mod tests {
                     "accountOperation": "Modify",
                     "provisioningResult": "SUCCESS",
                     "provisioningTarget": "Corp AD"
-                }]
+                }],
+                "_metadata": {"invocationId": id}
             });
-            value["trackingNumber"] = tracking.into();
-            value["_metadata"] = serde_json::json!({"invocationId": id});
             Bytes::from(serde_json::to_vec(&value).unwrap())
         };
         for blank in ["", "   ", "\t"] {

@@ -50,35 +50,32 @@ pub(super) async fn post_event_to_channel(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    match channel {
-        Ok(Path(channel)) if is_channel_name(&channel) => {
-            let receipt = receipt(&parts, Some(channel));
-            handle(state, receipt, parts.headers, body, None).await
-        }
-        // Not a channel the store can file events under, but the sender may be ISC with a
-        // subscription URL nobody noticed was wrong: an authenticated body is kept in
-        // quarantine (and answered 400), since ISC will not send it again.
+    // A channel the store cannot file events under is refused, but the sender may be ISC with a
+    // subscription URL nobody noticed was wrong: an authenticated body is kept in quarantine
+    // (and answered 400), since ISC will not send it again.
+    let refusal = match &channel {
+        Ok(Path(channel)) if is_channel_name(channel) => None,
         Ok(Path(channel)) => {
             let shown: String = channel.chars().take(MAX_CHANNEL_LEN + 8).collect();
-            let refusal = Refusal {
-                reason: QuarantineReason::BadChannel,
-                message: format!(
-                    "channel `{shown}` is not allowed: a channel name has 1 to {MAX_CHANNEL_LEN} \
-                     letters, digits, '-', '_' or '.'"
-                ),
-            };
-            let receipt = receipt(&parts, None);
-            handle(state, receipt, parts.headers, body, Some(refusal)).await
+            Some(format!(
+                "channel `{shown}` is not allowed: a channel name has 1 to {MAX_CHANNEL_LEN} \
+                 letters, digits, '-', '_' or '.'"
+            ))
         }
-        Err(rejection) => {
-            let refusal = Refusal {
-                reason: QuarantineReason::BadChannel,
-                message: format!("the channel in the URL cannot be read: {rejection}"),
-            };
-            let receipt = receipt(&parts, None);
-            handle(state, receipt, parts.headers, body, Some(refusal)).await
-        }
+        Err(rejection) => Some(format!(
+            "the channel in the URL cannot be read: {rejection}"
+        )),
     }
+    .map(|message| Refusal {
+        reason: QuarantineReason::BadChannel,
+        message,
+    });
+    let channel = match (channel, &refusal) {
+        (Ok(Path(channel)), None) => Some(channel),
+        _ => None,
+    };
+    let receipt = receipt(&parts, channel);
+    handle(state, receipt, parts.headers, body, refusal).await
 }
 
 /// 1 to [`MAX_CHANNEL_LEN`] ASCII letters, digits, `-`, `_` or `.`: a name that is safe in
