@@ -21,6 +21,10 @@ pub enum AuthError {
     /// Well-formed credentials that match none of the configured ones.
     #[error("invalid credentials")]
     Invalid,
+    /// More than one `Authorization` header: which one a proxy or a framework would read is
+    /// anybody's guess, so neither is taken.
+    #[error("more than one Authorization header")]
+    Repeated,
 }
 
 /// The credentials a listener accepts. Several of each kind may be configured at once, so that a
@@ -86,6 +90,19 @@ impl Credentials {
             (true, false) => r#"Basic realm="provtrail", charset="UTF-8""#.to_owned(),
             _ => r#"Bearer realm="provtrail", Basic realm="provtrail", charset="UTF-8""#.to_owned(),
         }
+    }
+
+    /// Checks a request's `Authorization` header; a request with two is refused.
+    pub fn check_headers(&self, headers: &axum::http::HeaderMap) -> Result<(), AuthError> {
+        if self.open {
+            return Ok(());
+        }
+        let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let authorization = values.next().map(axum::http::HeaderValue::as_bytes);
+        if values.next().is_some() {
+            return Err(AuthError::Repeated);
+        }
+        self.check(authorization)
     }
 
     /// Checks an `Authorization` header value.

@@ -58,6 +58,15 @@ async fn only_read_tokens_open_the_api_and_the_document_is_public() {
             "{path}"
         );
     }
+    // Two Authorization headers are refused, even when one of them is right.
+    let answer = client()
+        .get(server.url("/api/v1/events"))
+        .header("authorization", format!("Bearer {READ}"))
+        .header("authorization", "Bearer not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
     // Basic credentials are not read tokens either, even with the token as password.
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("user:{READ}"));
     let answer = client()

@@ -127,21 +127,9 @@ async fn handle(
     body: Body,
     refusal: Option<Refusal>,
 ) -> Response {
-    // Credentials first: nothing of an unauthenticated body is read. Two `Authorization`
-    // headers are refused rather than one of them picked: which one a proxy or a framework
-    // would read is anybody's guess.
-    let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
-    let authorization = authorizations.next().map(HeaderValue::as_bytes);
-    let checked = if authorizations.next().is_some() {
-        Err("more than one Authorization header".to_owned())
-    } else {
-        state
-            .ingest_credentials
-            .check(authorization)
-            .map_err(|err| err.to_string())
-    };
-    if let Err(err) = checked {
-        let mut response = reject(&state, receipt, StatusCode::UNAUTHORIZED, &err);
+    // Credentials first: nothing of an unauthenticated body is read.
+    if let Err(err) = state.ingest_credentials.check_headers(&headers) {
+        let mut response = reject(&state, receipt, StatusCode::UNAUTHORIZED, &err.to_string());
         if let Ok(challenge) = HeaderValue::from_str(&state.ingest_credentials.challenge()) {
             response
                 .headers_mut()

@@ -26,8 +26,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
@@ -69,14 +69,14 @@ enum Access {
 }
 
 fn access(parts: &Parts, state: &AppState) -> Access {
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    if state.admin_credentials.check(authorization).is_ok() {
+    if state
+        .admin_credentials
+        .check_headers(&parts.headers)
+        .is_ok()
+    {
         return Access::Admin;
     }
-    match state.read_credentials.check(authorization) {
+    match state.read_credentials.check_headers(&parts.headers) {
         Ok(()) => Access::Read,
         Err(err) => Access::Nobody(err),
     }

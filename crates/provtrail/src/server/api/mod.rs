@@ -21,7 +21,7 @@ pub mod service;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -153,13 +153,9 @@ impl axum::extract::FromRequestParts<AppState> for ReadAccess {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let authorization = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
         state
             .read_credentials
-            .check(authorization)
+            .check_headers(&parts.headers)
             .map(|()| ReadAccess)
             .map_err(|err| {
                 ApiError::unauthorized(format!(

@@ -188,8 +188,8 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let ui = ui_state(parts).ok_or_else(no_ui_state)?;
-        if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
-            return match state.read_credentials.check(Some(authorization.as_bytes())) {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            return match state.read_credentials.check_headers(&parts.headers) {
                 Ok(()) => Ok(Viewer { csrf: None, ui }),
                 Err(err) => Err(error_page(StatusCode::UNAUTHORIZED, &err.to_string())),
             };
