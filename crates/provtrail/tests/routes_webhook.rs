@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::{TestServer, client, event, open_db};
 use provtrail::config::FileConfig;
 use routes_support::{
-    ADMIN_TOKEN, Mode, READ_TOKEN, Receiver, config_text, states, wait_for, webhook_route,
+    ADMIN_TOKEN, Mode, READ_TOKEN, REFUSED_MARK, Receiver, config_text, states, wait_for,
+    webhook_route,
 };
 use serde_json::Value;
 
@@ -221,8 +222,10 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
+    // The receiver answers, but refuses four events (503): those deliveries use up their
+    // budget of 3 attempts while the others keep the route from pausing.
     let receiver = Receiver::start().await;
-    receiver.set_mode(Mode::Down(503));
+    receiver.set_mode(Mode::RefuseMarked(503));
     let dir = tempfile::tempdir().unwrap();
     let routes = webhook_route("hook", &receiver.url(), "")
         .replace("max_attempts = 1000", "max_attempts = 3");
@@ -233,24 +236,49 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
     let routes = format!("{routes}{}", webhook_route("refused", &refusing.url(), ""));
     let mut server = start(dir.path(), &routes).await;
     for n in 0..4 {
-        let answer = server.post("/events", event(&format!("dead-{n}"))).await;
+        let answer = server
+            .post("/events", event(&format!("{REFUSED_MARK}-{n}")))
+            .await;
         assert_eq!(answer.status, 200);
     }
     let db = server.db.clone();
-    wait_for("every delivery to be dead", WAIT, || {
-        count(&db, "hook", 2) == 4 && count(&db, "refused", 2) == 4
+    let started = std::time::Instant::now();
+    let mut accepted = 0;
+    while count(&db, "hook", 2) < 4 {
+        assert!(
+            started.elapsed() < WAIT,
+            "every refused delivery to be dead"
+        );
+        let answer = server
+            .post("/events", event(&format!("ok-{accepted}")))
+            .await;
+        assert_eq!(answer.status, 200);
+        accepted += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Events sent after the loop's last check may still be on their way to "refused".
+    wait_for("every delivery to \"refused\" to be dead", WAIT, || {
+        count(&db, "refused", 2) == 4 + accepted
     })
     .await;
-    assert_eq!(refusing.requests(), 4, "a 400 is not retried");
+    assert_eq!(
+        refusing.requests(),
+        4 + accepted as u32,
+        "a 400 is not retried"
+    );
     let conn = open_db(&db);
     let attempts: Vec<i64> = conn
-        .prepare("SELECT attempts FROM route_deliveries WHERE route = 'hook'")
+        .prepare("SELECT attempts - attempts_base FROM route_deliveries WHERE route = 'hook' AND state = 2")
         .unwrap()
         .query_map([], |row| row.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(attempts, vec![3, 3, 3, 3]);
+    assert_eq!(
+        attempts,
+        vec![3, 3, 3, 3],
+        "attempts that count toward the budget"
+    );
     let (status, dead) = api(&server, "/api/v1/deadletters?route=hook", READ_TOKEN).await;
     assert_eq!(status, 200);
     let items = dead["items"].as_array().unwrap();
@@ -309,6 +337,11 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
         (400, &"unknown_parameter".into())
     );
     assert_eq!(count(&db, "hook", 2), 4, "nothing was retried");
+    wait_for("the accepted events to be delivered", WAIT, || {
+        count(&db, "hook", 0) == 0
+    })
+    .await;
+    let delivered_before = receiver.delivered().len();
     receiver.set_mode(Mode::Up);
     let (status, body) = api_post(
         &server,
@@ -320,15 +353,49 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["retried"], 4);
     wait_for("the retried dead letters to be delivered", WAIT, || {
-        count(&db, "hook", 1) == 4
+        count(&db, "hook", 2) == 0 && count(&db, "hook", 0) == 0
     })
     .await;
-    assert_eq!(receiver.delivered().len(), 4);
+    assert_eq!(receiver.delivered().len(), delivered_before + 4);
     assert_eq!(
         count(&db, "refused", 2),
-        4,
+        4 + accepted,
         "only the route asked for is retried"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
+    // With a budget of 3 attempts and a sink down for many backoff periods, the route pauses
+    // and probes; a failed probe tests the sink, not the delivery, so nothing dies, and every
+    // delivery arrives once the sink is back.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(503));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("hook", &receiver.url(), "")
+        .replace("max_attempts = 1000", "max_attempts = 3");
+    let mut server = start(dir.path(), &routes).await;
+    for n in 0..5 {
+        let answer = server.post("/events", event(&format!("outage-{n}"))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let db = server.db.clone();
+    // Five deliveries at 3 attempts each would all be dead after 15 requests.
+    let state = receiver.state.clone();
+    wait_for("the sink to be tried 30 times", WAIT, move || {
+        state.requests.load(std::sync::atomic::Ordering::SeqCst) >= 30
+    })
+    .await;
+    assert_eq!(count(&db, "hook", 2), 0, "no delivery is dead");
+    assert_eq!(count(&db, "hook", 0), 5, "every delivery is pending");
+    receiver.set_mode(Mode::Up);
+    wait_for("every delivery after the outage", WAIT, || {
+        count(&db, "hook", 1) == 5
+    })
+    .await;
+    assert_eq!(receiver.delivered().len(), 5);
+    assert!(receiver.delivered().values().all(|&times| times == 1));
     server.shutdown().await;
 }
 

@@ -24,6 +24,7 @@ pub mod template;
 mod webhook;
 mod worker;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,8 +132,12 @@ impl RetryPolicy {
 
     /// True when a delivery that has failed `attempts` times and is `age` old gets no more.
     pub fn exhausted(&self, attempts: u32, age: Duration) -> bool {
-        self.max_attempts.is_some_and(|max| attempts >= max)
-            || self.max_age.is_some_and(|max| age >= max)
+        self.max_attempts.is_some_and(|max| attempts >= max) || self.too_old(age)
+    }
+
+    /// True when a delivery `age` old gets no more attempts, however few it has had.
+    pub fn too_old(&self, age: Duration) -> bool {
+        self.max_age.is_some_and(|max| age >= max)
     }
 }
 
@@ -306,21 +311,53 @@ fn invalid(route: &str, setting: &str, message: impl Into<String>) -> ConfigErro
     }
 }
 
+/// Longest duration any route setting takes: longer ones are mistakes (a year of backoff is
+/// already no retry), and they would overflow the clocks that schedule attempts.
+const MAX_SETTING_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
 fn duration(
     route: &str,
     setting: &str,
     text: Option<&str>,
 ) -> Result<Option<Duration>, ConfigError> {
     text.map(|text| {
-        humantime::parse_duration(text.trim()).map_err(|err| {
+        let parsed = humantime::parse_duration(text.trim()).map_err(|err| {
             invalid(
                 route,
                 setting,
                 format!("{text:?} is not a duration like 30s or 5m ({err})"),
             )
-        })
+        })?;
+        if parsed > MAX_SETTING_DURATION {
+            return Err(invalid(
+                route,
+                setting,
+                format!("{text:?} is longer than the limit of 366 days"),
+            ));
+        }
+        Ok(parsed)
     })
     .transpose()
+}
+
+/// The file a `file` sink section writes (its directory resolved when it exists; a reference
+/// to a secret as written), so that two routes appending to one file are caught at start.
+fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
+    let path = PathBuf::from(table.get("path")?.as_str()?.trim());
+    if path.to_string_lossy().contains("${") {
+        return Some(path);
+    }
+    let resolved = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(if parent.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            parent
+        })
+        .ok()
+        .map(|parent| parent.join(name)),
+        _ => None,
+    };
+    resolved.or_else(|| std::path::absolute(&path).ok())
 }
 
 impl Routes {
@@ -334,6 +371,9 @@ impl Routes {
         let redactor = Redactor::default();
         let secrets = Secrets::new(redactor.clone());
         let mut routes: Vec<Arc<Route>> = Vec::with_capacity(sections.len());
+        // Files that `file` sinks append to, by route: two routes rotating one file would
+        // rename each other's lines away.
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
         for section in sections {
             let name = section.name.trim();
             if name.is_empty()
@@ -381,6 +421,9 @@ impl Routes {
             if policy.max_attempts == Some(0) {
                 return Err(invalid(name, "retry.max_attempts", "must be at least 1"));
             }
+            if policy.max_age.is_some_and(|age| age.is_zero()) {
+                return Err(invalid(name, "retry.max_age", "must be above zero"));
+            }
             if let Some(delay) =
                 duration(name, "retry.initial_delay", retry.initial_delay.as_deref())?
             {
@@ -417,6 +460,18 @@ impl Routes {
                     ));
                 }
             };
+            if kind == "file" {
+                if let Some(path) = file_sink_path(&table) {
+                    if let Some((_, other)) = files.iter().find(|(known, _)| *known == path) {
+                        return Err(invalid(
+                            name,
+                            "sink.path",
+                            format!("route {other:?} writes to the same file"),
+                        ));
+                    }
+                    files.push((path, name.to_owned()));
+                }
+            }
             let Some((_, build)) = sink::KINDS.iter().find(|(known, _)| *known == kind) else {
                 let known: Vec<&str> = sink::KINDS.iter().map(|(known, _)| *known).collect();
                 return Err(invalid(
@@ -564,6 +619,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn settings_that_cannot_work_are_refused_at_start() {
+        let nats = "[routes.sink]\ntype = \"nats\"\nsubject = \"x\"\n";
+        let err = error(&format!(
+            "[[routes]]\nname = \"young\"\n[routes.retry]\nmax_age = \"0s\"\n{nats}"
+        ));
+        assert!(
+            err.contains("routes.young.retry.max_age") && err.contains("above zero"),
+            "{err}"
+        );
+        // A delay of centuries would overflow the clock that schedules the next attempt.
+        for setting in [
+            "timeout = \"400000000000y\"",
+            "[routes.retry]\nmax_delay = \"367d\"",
+        ] {
+            let err = error(&format!("[[routes]]\nname = \"long\"\n{setting}\n{nats}"));
+            assert!(
+                err.contains("routes.long.") && err.contains("366 days"),
+                "{err}"
+            );
+        }
+        let file = |name: &str, path: &str| {
+            format!(
+                "[[routes]]\nname = \"{name}\"\n[routes.sink]\ntype = \"file\"\npath = \"{path}\"\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let same = dir.path().join("sub").join("..").join("a.jsonl");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let err = error(&format!(
+            "{}{}",
+            file("one", &path.display().to_string()),
+            file("two", &same.display().to_string())
+        ));
+        assert!(
+            err.contains("routes.two.sink.path") && err.contains("\"one\""),
+            "{err}"
+        );
+    }
     #[test]
     fn filters_decide_which_routes_match() {
         let routes = Routes::compile(&sections(

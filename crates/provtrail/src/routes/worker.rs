@@ -269,8 +269,19 @@ impl Breaker {
                     pause = %humantime::format_duration(Duration::from_millis(pause.as_millis() as u64)),
                     "the route's sink keeps failing; pausing, then probing with one delivery");
             }
-            self.open_until = Some(Instant::now() + pause);
+            // A pause past what the clock can hold (a policy of centuries) is no pause at all
+            // in practice: a day is as good and cannot overflow.
+            let now = Instant::now();
+            self.open_until = Some(
+                now.checked_add(pause)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400)),
+            );
         }
+    }
+
+    /// True while the route is paused or probing: an attempt started now is a probe.
+    fn probing(&self) -> bool {
+        self.open_until.is_some()
     }
 
     /// What may start now: attempts and deliveries per attempt (`batch` when the sink answers,
@@ -497,7 +508,11 @@ impl RouteWorker {
         let labels = self.labels.clone();
         let redactor = self.redactor.clone();
         async move {
-            let attempted = attempt_batch(&route, &items, &redactor).await;
+            // A probe of a paused route tests the sink rather than the delivery: its failure
+            // uses none of the delivery's `max_attempts`, or a long outage would kill every
+            // delivery that happened to be picked as a probe.
+            let probe = breaker.lock().is_ok_and(|breaker| breaker.probing());
+            let attempted = attempt_batch(&route, &items, probe, &redactor).await;
             if let Ok(mut breaker) = breaker.lock() {
                 // The sink answers when any delivery went through; it is failing when none did
                 // and one failed in a way worth retrying.
@@ -561,6 +576,7 @@ struct Attempted {
 async fn attempt_batch(
     route: &Route,
     items: &[OutboxItem],
+    probe: bool,
     redactor: &super::Redactor,
 ) -> Vec<Attempted> {
     let started_at = now_millis();
@@ -638,32 +654,45 @@ async fn attempt_batch(
                     ))
                 }),
             };
-            settle(route, item, started_at, latency_us, now, outcome, redactor)
+            settle(
+                route, item, started_at, latency_us, now, probe, outcome, redactor,
+            )
         })
         .collect()
 }
 
 /// What to record about one delivery's attempt, and when to try again.
+#[allow(clippy::too_many_arguments)]
 fn settle(
     route: &Route,
     item: &OutboxItem,
     started_at: Millis,
     latency_us: i64,
     now: Millis,
+    probe: bool,
     outcome: Result<Sent, SinkError>,
     redactor: &super::Redactor,
 ) -> Attempted {
     let attempt = item.attempts.saturating_add(1);
+    let mut uncharged = false;
     let (next, status, error, outcome) = match outcome {
         Ok(sent) => (NextStep::Delivered, sent.status, None, Ok(())),
         Err(err) => {
             let round = attempt.saturating_sub(item.attempts_base);
             let age = Duration::from_millis(u64::try_from(now - item.due_since).unwrap_or(0));
-            let next = if err.permanent || route.policy.exhausted(round, age) {
+            uncharged = probe && !err.permanent;
+            let exhausted = if uncharged {
+                route.policy.too_old(age)
+            } else {
+                route.policy.exhausted(round, age)
+            };
+            let next = if err.permanent || exhausted {
                 NextStep::Dead
             } else {
                 let delay = route.policy.backoff(round);
-                NextStep::RetryAt(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2))
+                NextStep::RetryAt(
+                    now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)),
+                )
             };
             let message = redactor.redact(&err.message);
             let message = if err.permanent && next == NextStep::Dead {
@@ -685,6 +714,7 @@ fn settle(
             status,
             error,
             next,
+            uncharged,
         },
     }
 }

@@ -722,6 +722,10 @@ pub struct AttemptResult {
     pub error: Option<String>,
     /// What happens next.
     pub next: NextStep,
+    /// A failed probe of a paused route: recorded like any attempt, but it tested the sink
+    /// rather than the delivery, so it does not count toward `max_attempts` (the delivery's
+    /// `attempts_base` moves up with it).
+    pub uncharged: bool,
 }
 
 /// A change to the outbox, written by the store's writer.

@@ -25,7 +25,13 @@ pub enum Mode {
     Down(u16),
     /// Holds the request until released, then answers 503 (not counted).
     Hang,
+    /// This status for events whose body holds [`REFUSED_MARK`], 200 (counted) for the others:
+    /// a sink that answers but refuses some deliveries.
+    RefuseMarked(u16),
 }
+
+/// What a [`Mode::RefuseMarked`] receiver refuses.
+pub const REFUSED_MARK: &str = "refuse-me";
 
 /// What the receiver saw.
 #[derive(Debug)]
@@ -141,7 +147,18 @@ async fn receive(
             ),
         );
     }
-    if let Mode::Down(status) = mode {
+    let refused_status = match mode {
+        Mode::Down(status) => Some(status),
+        Mode::RefuseMarked(status)
+            if body
+                .windows(REFUSED_MARK.len())
+                .any(|window| window == REFUSED_MARK.as_bytes()) =>
+        {
+            Some(status)
+        }
+        _ => None,
+    };
+    if let Some(status) = refused_status {
         state.refused.fetch_add(1, Ordering::SeqCst);
         return (
             StatusCode::from_u16(status).unwrap(),

@@ -312,7 +312,7 @@ fn record(
         NextStep::RetryAt(at) => tx
             .prepare_cached(
                 "UPDATE route_deliveries SET attempts = ?2, updated_at = ?3, next_attempt_at = ?4,
-                    last_status = ?5, last_error = ?6
+                    last_status = ?5, last_error = ?6, attempts_base = attempts_base + ?7
                  WHERE id = ?1 AND state = 0",
             )?
             .execute(params![
@@ -321,7 +321,8 @@ fn record(
                 now,
                 at,
                 result.status,
-                result.error
+                result.error,
+                i64::from(result.uncharged)
             ])?,
         NextStep::Dead => tx
             .prepare_cached(
