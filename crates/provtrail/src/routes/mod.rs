@@ -43,12 +43,15 @@ use crate::ingest::RouteMatcher;
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
-    /// Unique name: letters, digits, `-`, `_`, `.`.
+    /// Unique name: letters, digits, `-`, `_`, `.`. (Missing settings default to empty so that
+    /// [`Routes::compile`] reports them with the route's name rather than the parser's line.)
+    #[serde(default)]
     pub name: String,
     /// Jayway JsonPath filter, as in an ISC subscription; every event matches without one.
     #[serde(default)]
     pub filter: Option<String>,
     /// The sink: `type = "webhook" | "nats" | "file"` and that sink's settings.
+    #[serde(default)]
     pub sink: toml::Table,
     /// When to try again and when to give up.
     #[serde(default)]
@@ -376,8 +379,16 @@ impl Routes {
         let mut files: Vec<(PathBuf, String)> = Vec::new();
         for section in sections {
             let name = section.name.trim();
-            if name.is_empty()
-                || name.len() > MAX_NAME_LEN
+            if name.is_empty() {
+                return Err(ConfigError::Invalid {
+                    setting: "routes.name".into(),
+                    message: format!(
+                        "route number {} has no name; every route needs one",
+                        routes.len() + 1
+                    ),
+                });
+            }
+            if name.len() > MAX_NAME_LEN
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -622,6 +633,18 @@ mod tests {
     #[test]
     fn settings_that_cannot_work_are_refused_at_start() {
         let nats = "[routes.sink]\ntype = \"nats\"\nsubject = \"x\"\n";
+        let err = error("[[routes]]\nname = \"nosink\"\n");
+        assert!(
+            err.contains("routes.nosink.sink.type") && err.contains("missing"),
+            "{err}"
+        );
+        let err = error(&format!(
+            "[[routes]]\nname = \"first\"\n{nats}[[routes]]\n{nats}"
+        ));
+        assert!(
+            err.contains("routes.name") && err.contains("route number 2 has no name"),
+            "{err}"
+        );
         let err = error(&format!(
             "[[routes]]\nname = \"young\"\n[routes.retry]\nmax_age = \"0s\"\n{nats}"
         ));
