@@ -1,7 +1,8 @@
 //! Admin tokens of `provtrail serve` given with `--admin-token` (repeatable) or
 //! `PROVTRAIL_ADMIN_TOKEN`: they replay through the API and a read token does not; given there,
 //! they replace the configuration file's; and one that is also a read or ingest token stops the
-//! start.
+//! start. Retries through the API name what they retry; replays take the command line's times
+//! and refuse an empty range.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{ServerProcess, client, event};
-use routes_support::wait_for;
+use routes_support::{states, wait_for};
 use serde_json::{Value, json};
 
 const INGEST: &str = "ingest-token-for-admin-tests";
@@ -233,5 +234,157 @@ fn an_admin_token_that_is_also_a_read_or_ingest_token_stops_the_start() {
     assert!(
         !dir.path().join("refused.db").exists(),
         "refused before the store is opened"
+    );
+}
+
+/// POSTs `body` (raw text) to `path` with `token`: the status and the JSON answer.
+async fn post_raw(server: &ServerProcess, path: &str, token: &str, body: &str) -> (u16, Value) {
+    let response = client()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_must_name_their_dead_letters_and_replays_take_the_command_lines_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("archive.jsonl");
+    let config = dir.path().join("provtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[admin]
+tokens = ["{FROM_FILE}"]
+
+[[routes]]
+name = "archive"
+[routes.retry]
+max_attempts = 1
+[routes.sink]
+type = "file"
+path = "{}"
+fsync = false
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let db_path = dir.path().join("provtrail.db");
+    let db = db_path.display().to_string();
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest-token",
+            INGEST,
+            "--read-token",
+            READ,
+        ],
+    );
+    let count = |state: i64| {
+        states(&db_path)
+            .get(&("archive".to_owned(), state))
+            .copied()
+            .unwrap_or(0)
+    };
+
+    // Two dead letters: the directory is gone, and one attempt is all the route makes.
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    post_events(&server, &["dead-0", "dead-1"]).await;
+    wait_for("the dead letters", Duration::from_secs(60), || {
+        count(2) == 2
+    })
+    .await;
+    std::fs::create_dir(&out_dir).unwrap();
+
+    const RETRY: &str = "/api/v1/deadletters/retry";
+    for body in ["", "{}", "null", r#"{"ids": []}"#, r#"{"all": false}"#] {
+        let (status, answer) = post_raw(&server, RETRY, FROM_FILE, body).await;
+        assert_eq!(status, 400, "{body:?}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], "invalid_body",
+            "{body:?}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("ids") && message.contains("route") && message.contains("all"),
+            "{message}"
+        );
+    }
+    let (status, answer) =
+        post_raw(&server, RETRY, FROM_FILE, r#"{"all": true, "ids": [1]}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    for body in [
+        r#"{"route": "archvie"}"#,
+        r#"{"route": "archvie", "all": true}"#,
+    ] {
+        let (status, answer) = post_raw(&server, RETRY, FROM_FILE, body).await;
+        assert_eq!(status, 404, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("archvie"),
+            "{answer}"
+        );
+    }
+    assert_eq!(count(2), 2, "nothing was retried by the refused requests");
+    let (status, answer) = post_raw(&server, RETRY, FROM_FILE, r#"{"route": "archive"}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"retried": 2}));
+    wait_for("the retried deliveries", Duration::from_secs(60), || {
+        count(1) == 2
+    })
+    .await;
+    let (status, answer) = post_raw(&server, RETRY, FROM_FILE, r#"{"all": true}"#).await;
+    assert_eq!((status, answer), (200, json!({"retried": 0})));
+
+    // Replays: the command line's time forms, and an empty range refused naming both bounds.
+    const REPLAY: &str = "/api/v1/routes/archive/replay";
+    for body in [
+        r#"{"since": "24h"}"#,
+        r#"{"since": "2020-01-01", "until": "2099-01-01T00:00:00Z"}"#,
+    ] {
+        let (status, answer) = post_raw(&server, REPLAY, FROM_FILE, body).await;
+        assert_eq!(status, 200, "{body}: {answer}");
+        assert_eq!(answer["scanned"], 2, "{body}: {answer}");
+    }
+    let (status, answer) = post_raw(
+        &server,
+        REPLAY,
+        FROM_FILE,
+        r#"{"since": "2027-01-01", "until": "2026-01-01"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("since 2027-01-01") && message.contains("until 2026-01-01"),
+        "{message}"
+    );
+    let (status, answer) = post_raw(&server, REPLAY, FROM_FILE, r#"{"until": "2026-13-45"}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["parameter"], "until", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a valid date"),
+        "{answer}"
     );
 }

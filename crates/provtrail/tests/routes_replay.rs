@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Replay of a time range with `provtrail replay`, into a file sink, while the server runs; and
-//! the `routes list|test` and `deadletter list` commands on the same configuration.
+//! the `routes list|test` and `deadletter list` commands on the same configuration; a file route
+//! whose file or directory is removed under it; and the arguments `replay` and `deadletter retry`
+//! refuse.
 
 mod common;
 mod routes_support;
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use common::{TestServer, event};
 use provtrail::config::FileConfig;
-use routes_support::{config_text, wait_for};
+use routes_support::{config_text, states, wait_for};
 use serde_json::Value;
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -182,5 +184,192 @@ path = "{}"
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.trim().is_empty(), "{stdout}");
     assert_eq!(lines(&out).len(), 15, "routes test sent nothing");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_route_starts_its_file_again_when_removed_and_retries_while_its_directory_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("a.jsonl");
+    let routes = format!(
+        r#"
+[[routes]]
+name = "arch"
+[routes.retry]
+initial_delay = "20ms"
+max_delay = "100ms"
+max_attempts = 1000
+[routes.sink]
+type = "file"
+path = "{}"
+"#,
+        out.display()
+    );
+    let config = FileConfig::parse(&config_text(&db, &routes), Path::new("t.toml")).unwrap();
+    let mut server = TestServer::start_config(&config).await;
+    let post = |ids: Vec<String>| {
+        let server = &server;
+        async move {
+            for id in ids {
+                assert_eq!(server.post("/events", event(&id)).await.status, 200);
+            }
+        }
+    };
+    let delivered = |db: &Path| {
+        states(db)
+            .get(&("arch".to_owned(), 1))
+            .copied()
+            .unwrap_or(0)
+    };
+
+    post((0..3).map(|n| format!("first-{n}")).collect()).await;
+    wait_for("the first lines", Duration::from_secs(60), || {
+        lines(&out).len() == 3
+    })
+    .await;
+
+    // Removed (as logrotate without copytruncate does): the next lines start a new file at the
+    // path instead of going to the removed one.
+    std::fs::remove_file(&out).unwrap();
+    post((0..3).map(|n| format!("second-{n}")).collect()).await;
+    wait_for(
+        "the lines after the removal",
+        Duration::from_secs(60),
+        || lines(&out).len() == 3,
+    )
+    .await;
+    wait_for("the results recorded", Duration::from_secs(60), || {
+        delivered(&db) == 6
+    })
+    .await;
+
+    // The directory removed: nothing counts as delivered until it is back.
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    post((0..2).map(|n| format!("third-{n}")).collect()).await;
+    wait_for("failed attempts", Duration::from_secs(60), || {
+        let conn = common::open_db(&db);
+        conn.query_row(
+            "SELECT count(*) FROM route_deliveries WHERE state = 0 AND attempts >= 2",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 2
+    })
+    .await;
+    assert_eq!(
+        delivered(&db),
+        6,
+        "not delivered while the directory is gone"
+    );
+    std::fs::create_dir(&out_dir).unwrap();
+    wait_for(
+        "the lines once the directory is back",
+        Duration::from_secs(60),
+        || lines(&out).len() == 2,
+    )
+    .await;
+    wait_for("every delivery", Duration::from_secs(60), || {
+        delivered(&db) == 8
+    })
+    .await;
+    let ids: Vec<String> = lines(&out)
+        .iter()
+        .map(|line| line["event"]["_metadata"]["invocationId"].to_string())
+        .collect();
+    assert!(ids.iter().all(|id| id.contains("third-")), "{ids:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_and_deadletter_retry_refuse_what_they_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let routes = format!(
+        r#"
+[[routes]]
+name = "archive"
+[routes.sink]
+type = "file"
+path = "{}"
+"#,
+        dir.path().join("events.jsonl").display()
+    );
+    let text = config_text(&db, &routes);
+    let config_file = dir.path().join("provtrail.toml");
+    std::fs::write(&config_file, &text).unwrap();
+    let config = config_file.display().to_string();
+    // The commands need a store to open.
+    let mut server =
+        TestServer::start_config(&FileConfig::parse(&text, Path::new("t.toml")).unwrap()).await;
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--route", "archive", "--config", &config];
+        args.extend_from_slice(extra);
+        provtrail(&args)
+    };
+
+    // An empty range reads nothing: refused, naming both bounds.
+    let (code, _, stderr) = replay(&["--since", "2027-01-01", "--until", "2026-01-01"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--since 2027-01-01") && stderr.contains("--until 2026-01-01"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("events read"), "{stderr}");
+
+    // A date that does not exist is called that, not a parse position.
+    let (code, _, stderr) = replay(&["--since", "2026-13-45"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not a valid date"), "{stderr}");
+    assert!(!stderr.contains("invalid character"), "{stderr}");
+
+    // A filter that does not compile is reported once.
+    let (code, _, stderr) = replay(&["--filter", "$[?(@.a == "]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.matches("does not compile").count(), 1, "{stderr}");
+    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    let reason = error_lines[0].rsplit(": ").next().unwrap();
+    assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+
+    // The forms the API accepts, and a range in order.
+    let (code, _, stderr) = replay(&["--since", "48h", "--until", "2099-01-01"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // deadletter retry: a route nobody knows is an error, not "0 retried"; --all and --id
+    // contradict each other.
+    let (code, _, stderr) = provtrail(&[
+        "deadletter",
+        "retry",
+        "--route",
+        "archvie",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no route \"archvie\""), "{stderr}");
+    let (code, _, stderr) = provtrail(&[
+        "deadletter",
+        "retry",
+        "--route",
+        "archive",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = provtrail(&[
+        "deadletter",
+        "retry",
+        "--all",
+        "--id",
+        "1",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
     server.shutdown().await;
 }

@@ -41,7 +41,7 @@ enum DeadletterCommand {
         #[arg(long = "id")]
         ids: Vec<i64>,
         /// Every dead delivery (of --route, when given).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ids")]
         all: bool,
         #[command(flatten)]
         server: Box<ServerArgs>,
@@ -103,6 +103,22 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             );
             let settings = settings(&server)?;
             let store = open_store(&settings).await?;
+            if let Some(name) = &route {
+                // A misspelt name would otherwise retry nothing and look like success.
+                let has_deliveries = match store.route_counts().await {
+                    Ok(counts) => counts.iter().any(|counts| &counts.route == name),
+                    Err(err) => {
+                        store.close().await;
+                        return Err(err.into());
+                    }
+                };
+                if settings.routes.get(name).is_none() && !has_deliveries {
+                    store.close().await;
+                    anyhow::bail!(
+                        "there is no route {name:?}: none is configured and none has deliveries"
+                    );
+                }
+            }
             let retried = store
                 .outbox_write(OutboxWrite::RetryDead {
                     route,

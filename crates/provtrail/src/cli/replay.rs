@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use provtrail::routes::replay::{ReplayRequest, replay};
+use provtrail::routes::replay::{ReplayError, ReplayRequest, replay};
+use provtrail::server::routes_api::replay_range;
 
 use super::routes::{open_store, settings};
 use super::serve::ServerArgs;
-use super::time::parse_time;
 
 /// Arguments of `provtrail replay`.
 ///
@@ -22,7 +22,7 @@ pub struct ReplayArgs {
     /// Events received at or after this time (2026-11-01, 2026-11-01T10:00:00Z, or 24h / 7d ago).
     #[arg(long)]
     since: Option<String>,
-    /// Events received before this time.
+    /// Events received before this time (the same forms; later than --since).
     #[arg(long)]
     until: Option<String>,
     /// Only events that also match this Jayway filter.
@@ -42,9 +42,16 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .get(&args.route)
         .cloned()
         .with_context(|| format!("there is no route {:?} in the configuration", args.route))?;
+    // The API's reading of the range, so that both accept the same times and refuse the same
+    // ranges (an empty one would read nothing and report success).
+    let (since, until) = replay_range(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        ["--since", "--until"],
+    )?;
     let request = ReplayRequest {
-        since: args.since.as_deref().map(parse_time).transpose()?,
-        until: args.until.as_deref().map(parse_time).transpose()?,
+        since,
+        until,
         filter: args.filter.clone(),
         ignore_route_filter: args.ignore_route_filter,
     };
@@ -60,7 +67,13 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     .await;
     bar.finish_and_clear();
     store.close().await;
-    let done = result?;
+    let done = match result {
+        Ok(done) => done,
+        // The error names its cause in its own message; as a cause again it would be printed
+        // twice (`error: {err:#}` prints the chain).
+        Err(ReplayError::Filter(err)) => anyhow::bail!("--filter does not compile: {err}"),
+        Err(err) => return Err(err.into()),
+    };
     eprintln!(
         "replay to {}: {} events read, {} matched, {} deliveries created",
         route.name, done.scanned, done.matched, done.enqueued

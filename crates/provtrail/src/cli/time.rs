@@ -1,26 +1,12 @@
 //! Reading times given on the command line: RFC 3339, a date, or a span back from now.
 
-use anyhow::Context as _;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 /// Milliseconds since the epoch for `2026-11-01T10:00:00Z`, `2026-11-01` (midnight UTC), or a span
-/// back from now such as `24h`, `7d` or `90m`.
+/// back from now such as `24h`, `7d` or `90m`: the forms the read API takes, read by the same
+/// function.
 pub fn parse_time(text: &str) -> anyhow::Result<i64> {
-    let text = text.trim();
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_millis());
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let midnight = date.and_hms_opt(0, 0, 0).context("invalid date")?.and_utc();
-        return Ok(midnight.timestamp_millis());
-    }
-    let span = humantime::parse_duration(text).with_context(|| {
-        format!(
-            "{text:?} is not a time: use 2026-11-01T10:00:00Z, 2026-11-01, or a span like 24h or 7d"
-        )
-    })?;
-    let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
-    Ok(Utc::now().timestamp_millis().saturating_sub(span))
+    provtrail::server::api::params::parse_time(text).map_err(anyhow::Error::msg)
 }
 
 /// RFC 3339 text for milliseconds since the epoch.

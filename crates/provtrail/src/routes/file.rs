@@ -6,7 +6,9 @@
 //! Deliveries that finish their writes together share one flush, as events share a commit in the
 //! store, so a busy route costs a few flushes per batch of lines rather than one per line. When
 //! the file would grow past `max_size`, it is renamed to `.1` (the older ones to `.2`, … up to
-//! `keep`) and a new one is started.
+//! `keep`) and a new one is started. When the file is removed or renamed away by someone else
+//! (logrotate without `copytruncate`), the next batch notices and starts a new one at `path`; a
+//! batch that cannot (the directory is gone) fails and is tried again.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -57,6 +59,16 @@ pub(super) fn build(
             format!("the directory {} does not exist", directory.display()),
         ));
     }
+    // Every append would fail with "is a directory"; say so once, at start, instead.
+    if path.is_dir() {
+        return Err(SinkConfigError::new(
+            "path",
+            format!(
+                "{} is a directory; give the path of a file in it",
+                path.display()
+            ),
+        ));
+    }
     let max_size = match &settings.max_size {
         Some(text) => crate::config::parse_size("max_size", text)
             .map_err(|err| SinkConfigError::new("max_size", err.to_string()))?,
@@ -65,15 +77,30 @@ pub(super) fn build(
     if max_size < 1024 {
         return Err(SinkConfigError::new("max_size", "at least 1KiB"));
     }
+    let keep = settings.keep.unwrap_or(DEFAULT_KEEP);
+    if !(1..=MAX_KEEP).contains(&keep) {
+        return Err(SinkConfigError::new(
+            "keep",
+            format!("rotated files kept: from 1 to {MAX_KEEP}, not {keep}"),
+        ));
+    }
     Ok(Arc::new(FileSink {
         inner: Arc::new(Appender::new(
             path,
             max_size,
-            settings.keep.unwrap_or(5).max(1),
+            keep,
             settings.fsync.unwrap_or(true),
         )),
     }))
 }
+
+/// Rotated files kept when `keep` is not given.
+const DEFAULT_KEEP: u32 = 5;
+
+/// Most rotated files `keep` may ask for. A rotation renames every kept file under the write
+/// lock, so the count must stay small enough for that to be quick; a thousand files of at least
+/// 1KiB is more history than a sink file is meant to hold (ship it elsewhere instead).
+const MAX_KEEP: u32 = 1_000;
 
 /// Most lines one attempt writes: a backlog drains with one write and one flush per this many
 /// deliveries.
@@ -107,6 +134,36 @@ struct Appender {
 struct OpenFile {
     file: Arc<File>,
     size: u64,
+    /// Which file the handle is, to notice when `path` no longer names it.
+    identity: Option<FileIdentity>,
+}
+
+/// A file's device and inode numbers: two handles or paths with equal ones are the same file.
+type FileIdentity = (u64, u64);
+
+#[cfg(unix)]
+fn file_identity(metadata: &std::fs::Metadata) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt as _;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+/// Elsewhere only a missing file is noticed.
+#[cfg(not(unix))]
+fn file_identity(_: &std::fs::Metadata) -> Option<FileIdentity> {
+    None
+}
+
+impl OpenFile {
+    /// Whether `path` still names this file. It does not once the file was removed or renamed
+    /// away (logrotate without `copytruncate`, an operator's `rm`, the directory removed): lines
+    /// written to the handle would then go to a file nobody reads, or to none at all, while
+    /// counting as delivered.
+    fn is_at(&self, path: &Path) -> bool {
+        match std::fs::metadata(path) {
+            Ok(metadata) => file_identity(&metadata) == self.identity,
+            Err(_) => false,
+        }
+    }
 }
 /// The line of a delivery. The event is embedded as received rather than parsed and written
 /// again: a stored event is valid JSON, and a raw line break in JSON can only be whitespace
@@ -163,7 +220,10 @@ impl Appender {
         let mut failed = None;
         let mut buffer = Vec::new();
         while done < lines.len() {
-            match self.write_run(&lines[done..], &mut buffer) {
+            // The path is checked once per batch rather than per run: the runs after the first
+            // follow a rotation of our own, which reopens the file anyway.
+            let check_path = done == 0;
+            match self.write_run(&lines[done..], &mut buffer, check_path) {
                 Ok((written, number)) => {
                     done += written;
                     last = Some(number);
@@ -185,30 +245,38 @@ impl Appender {
     /// Writes the first lines of `lines` that fit in the current file (at least one; the file
     /// is rotated first when even that one does not fit) with a single `write`, so that a batch
     /// costs one system call rather than one per line. Returns how many were written and the
-    /// number of the last.
-    fn write_run(&self, lines: &[Vec<u8>], buffer: &mut Vec<u8>) -> std::io::Result<(usize, u64)> {
+    /// number of the last. With `check_path`, a handle that `path` no longer names is closed
+    /// first and the file at `path` opened (created) in its place; when that cannot be done (the
+    /// directory is gone), nothing is written and the error says why, so the deliveries are
+    /// tried again rather than counted as delivered.
+    fn write_run(
+        &self,
+        lines: &[Vec<u8>],
+        buffer: &mut Vec<u8>,
+        check_path: bool,
+    ) -> std::io::Result<(usize, u64)> {
         let mut state = self
             .state
             .lock()
             .map_err(|_| std::io::Error::other("file sink lock poisoned"))?;
+        if check_path {
+            if let Some(open) = state.as_ref() {
+                if !open.is_at(&self.path) {
+                    // Lines written to it by other batches still go to disk (a file renamed
+                    // away keeps them), as before a rotation of our own.
+                    self.flush_before_closing(open)?;
+                    *state = None;
+                }
+            }
+        }
         let first = lines.first().map_or(0, |line| line.len() as u64);
         if let Some(open) = state.as_ref() {
             if open.size > 0 && open.size + first > self.max_size {
                 // The lines written so far go to disk before their file is renamed away, so
                 // that a delivery waiting for its flush is not left with a file nobody flushes.
-                if self.fsync {
-                    open.file.sync_data()?;
-                    self.flushed
-                        .fetch_max(self.written.load(Ordering::Acquire), Ordering::AcqRel);
-                }
+                self.flush_before_closing(open)?;
                 *state = None;
-                for n in (1..self.keep).rev() {
-                    let from = rotated(&self.path, n);
-                    if from.exists() {
-                        std::fs::rename(&from, rotated(&self.path, n + 1))?;
-                    }
-                }
-                std::fs::rename(&self.path, rotated(&self.path, 1))?;
+                self.rotate()?;
             }
         }
         if state.is_none() {
@@ -216,10 +284,11 @@ impl Appender {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            let size = file.metadata()?.len();
+            let metadata = file.metadata()?;
             *state = Some(OpenFile {
                 file: Arc::new(file),
-                size,
+                size: metadata.len(),
+                identity: file_identity(&metadata),
             });
         }
         let Some(open) = state.as_mut() else {
@@ -249,6 +318,33 @@ impl Appender {
             count,
             self.written.fetch_add(count64, Ordering::AcqRel) + count64,
         ))
+    }
+
+    /// Flushes the lines written so far to `open` (with `fsync`) before it is closed, so that a
+    /// delivery waiting for its flush is not left with a file nobody flushes.
+    fn flush_before_closing(&self, open: &OpenFile) -> std::io::Result<()> {
+        if self.fsync {
+            open.file.sync_data()?;
+            self.flushed
+                .fetch_max(self.written.load(Ordering::Acquire), Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Renames the file to `.1`, the rotated ones up by one, dropping the one numbered `keep`.
+    /// Only the numbers in use are looked at: the search for a free one stops at the first gap
+    /// (files are kept numbered without gaps), so a rotation costs about as many system calls
+    /// as files are kept, not `keep`.
+    fn rotate(&self) -> std::io::Result<()> {
+        let mut free = 1;
+        while free < self.keep && rotated(&self.path, free).exists() {
+            free += 1;
+        }
+        // `free` is now unused, or `keep` (whose file the shift overwrites).
+        for n in (1..free).rev() {
+            std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1))?;
+        }
+        std::fs::rename(&self.path, rotated(&self.path, 1))
     }
 
     /// Returns once line `number` is on disk. The flush is not done under the write lock, so that
@@ -349,6 +445,37 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::secret::{Redactor, Secrets};
+
+    fn build_with(settings: &str) -> Result<Arc<dyn Sink>, SinkConfigError> {
+        let table: toml::Table = settings.parse().unwrap();
+        let secrets = Secrets::new(Redactor::default());
+        let context = SinkContext {
+            route: "archive",
+            allow_private: false,
+            timeout: std::time::Duration::from_secs(5),
+            secrets: &secrets,
+        };
+        build(table, &context)
+    }
+
+    fn delivery(raw: &[u8]) -> Delivery<'_> {
+        Delivery {
+            delivery_id: 1,
+            route: "archive",
+            event_id: 1,
+            event_key: "inv",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw,
+            event: &serde_json::Value::Null,
+        }
+    }
+
+    fn line_count(path: &Path) -> usize {
+        std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+    }
 
     #[test]
     fn a_line_embeds_the_event_as_received_on_one_line() {
@@ -422,5 +549,93 @@ mod tests {
             })
             .collect();
         assert_eq!(numbers, (0..12).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_removed_or_renamed_file_is_started_again_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let sink = build_with(&format!("path = {:?}", path.display().to_string())).unwrap();
+        let raw = b"{\"a\":1}";
+
+        assert!(sink.deliver(&delivery(raw)).await.is_ok());
+        std::fs::remove_file(&path).unwrap();
+        assert!(sink.deliver(&delivery(raw)).await.is_ok());
+        assert_eq!(
+            line_count(&path),
+            1,
+            "the line after the removal is in the file at path"
+        );
+
+        // logrotate without copytruncate: renamed away, then the next line starts a new file.
+        let moved = dir.path().join("out.jsonl.old");
+        std::fs::rename(&path, &moved).unwrap();
+        assert!(sink.deliver(&delivery(raw)).await.is_ok());
+        assert_eq!(line_count(&moved), 1);
+        assert_eq!(line_count(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_fails_while_the_directory_is_gone_and_succeeds_once_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let path = out.join("a.jsonl");
+        let sink = build_with(&format!("path = {:?}", path.display().to_string())).unwrap();
+        let raw = b"{\"a\":1}";
+
+        assert!(sink.deliver(&delivery(raw)).await.is_ok());
+        std::fs::remove_dir_all(&out).unwrap();
+        let failed = sink.deliver(&delivery(raw)).await.unwrap_err();
+        assert!(!failed.permanent, "tried again: {failed:?}");
+        assert!(failed.message.contains("a.jsonl"), "{failed:?}");
+        let results = sink.deliver_batch(&[delivery(raw), delivery(raw)]).await;
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+
+        std::fs::create_dir(&out).unwrap();
+        assert!(sink.deliver(&delivery(raw)).await.is_ok());
+        assert_eq!(line_count(&path), 1);
+    }
+
+    #[test]
+    fn keep_is_bounded_and_a_directory_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl").display().to_string();
+        for keep in [0_u64, 1_001, 4_000_000_000] {
+            let err = build_with(&format!("path = {path:?}\nkeep = {keep}")).unwrap_err();
+            assert_eq!(err.setting, "keep", "{keep}: {err:?}");
+            assert!(err.message.contains("1 to 1000"), "{keep}: {err:?}");
+        }
+        for keep in [1, 5, 1_000] {
+            assert!(build_with(&format!("path = {path:?}\nkeep = {keep}")).is_ok());
+        }
+
+        let err =
+            build_with(&format!("path = {:?}", dir.path().display().to_string())).unwrap_err();
+        assert_eq!(err.setting, "path");
+        assert!(err.message.contains("is a directory"), "{err:?}");
+    }
+
+    #[test]
+    fn a_rotation_looks_only_at_the_numbers_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        // With a billion files to keep, a rotation that probed every number would not finish.
+        let appender = Appender::new(path.clone(), 1024, 1_000_000_000, false);
+        let text = |n: usize| format!("{n:0>599}\n").into_bytes();
+        for n in 0..5 {
+            let (done, failed) = appender.append_all(&[text(n)]);
+            assert!(failed.is_none(), "{failed:?}");
+            assert_eq!(done, 1);
+        }
+        // One line per file: the newest at path, then .1 (the one before), … .4 (the first).
+        assert_eq!(std::fs::read(&path).unwrap(), text(4));
+        for n in 1..=4 {
+            assert_eq!(
+                std::fs::read(rotated(&path, n)).unwrap(),
+                text(4 - n as usize)
+            );
+        }
+        assert!(!rotated(&path, 5).exists());
     }
 }

@@ -8,7 +8,7 @@
 //! | `GET /api/v1/route-deliveries?route=&state=&event_id=&before_id=&limit=` | deliveries, newest first | read token |
 //! | `GET /api/v1/route-deliveries/{id}` | one delivery with every attempt | read token |
 //! | `GET /api/v1/deadletters?route=&event_id=&before_id=&limit=` | the dead letters | read token |
-//! | `POST /api/v1/deadletters/retry` `{"route"?, "ids"?}` | dead letters back to pending | admin token |
+//! | `POST /api/v1/deadletters/retry` `{"ids"?, "route"?, "all"?}` (one of them) | dead letters back to pending | admin token |
 //! | `POST /api/v1/routes/{name}/replay` `{"since"?, "until"?, "filter"?, "ignore_route_filter"?}` | re-deliver stored events | admin token |
 //!
 //! The handlers are thin and belong to the read API in all but their place: the documents and the
@@ -30,15 +30,16 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate};
 
 use super::AppState;
 use super::api::endpoint;
 use super::api::error::ApiError;
 use super::api::handlers::{Pairs, json_body, pairs, path_id};
-use super::api::model::ErrorBody;
+use super::api::model::{ErrorBody, rfc3339};
 use super::api::params::{
-    DeadLettersParams, Params, RouteDeliveriesParams, RouteTestParams, dead_letters_accepted,
-    route_deliveries_accepted, route_test_accepted,
+    DeadLettersParams, Params, RouteDeliveriesParams, RouteTestParams, TIME_FORMS,
+    dead_letters_accepted, parse_time, route_deliveries_accepted, route_test_accepted,
 };
 use super::api::routes::{
     self, ReplayRequestBody, ReplayResult, RetryRequest, RetryResult, RouteDeliveryDetail,
@@ -46,7 +47,7 @@ use super::api::routes::{
 };
 use crate::auth::AuthError;
 use crate::routes::replay::{ReplayError, ReplayRequest, replay};
-use crate::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery};
+use crate::store::{DeliveryState, Millis, OutboxWrite, RouteDeliveryQuery};
 
 /// The routes' endpoints.
 pub fn router() -> Router<AppState> {
@@ -377,22 +378,24 @@ pub async fn get_delivery(
 
 /// Retry dead letters.
 ///
-/// Puts dead letters back to pending with a fresh retry budget: those of `route`, or those with
-/// the given `ids`, or (an empty body) every one. Needs an admin token: the deliveries are sent
-/// again to other systems.
+/// Puts dead letters back to pending with a fresh retry budget: those with the given `ids`, or
+/// those of `route`, or with `"all": true` every one (of `route`, when given). A body that names
+/// none of these is refused. Needs an admin token: the deliveries are sent again to other
+/// systems.
 #[utoipa::path(
     post,
     path = "/api/v1/deadletters/retry",
     tag = "routes",
     operation_id = "retryDeadLetters",
-    request_body(content = Option<RetryRequest>, content_type = "application/json"),
+    request_body(content = RetryRequest, content_type = "application/json"),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "How many went back to pending", body = RetryResult),
-        (status = 400, description = "The body is not acceptable", body = ErrorBody),
+        (status = 400, description = "The body is not acceptable, or names no dead letters (none of `ids`, `route`, `\"all\": true`)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
+        (status = 404, description = "No route has this `route` name (none configured, no deliveries)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
@@ -409,8 +412,28 @@ pub async fn retry_dead(
     let body = json_body(&headers, body)?;
     let request: RetryRequest = parse_body(
         &body,
-        "a JSON object {\"route\"?: string, \"ids\"?: [integer]}",
+        "a JSON object {\"ids\"?: [integer], \"route\"?: string, \"all\"?: boolean}",
     )?;
+    if request.all && !request.ids.is_empty() {
+        return Err(ApiError::invalid_body(
+            "give either \"ids\" or \"all\": true, not both",
+        ));
+    }
+    if !request.all && request.ids.is_empty() && request.route.is_none() {
+        return Err(ApiError::invalid_body(
+            "say which dead letters to retry: \"ids\" (a non-empty list of delivery ids), \
+             \"route\" (every one of that route), or \"all\": true (every one of every route)",
+        ));
+    }
+    if let Some(name) = &request.route {
+        // A misspelt name would otherwise retry nothing and answer success.
+        if routes::route(state.store.as_ref(), &state.routes, name)
+            .await?
+            .is_none()
+        {
+            return Err(no_route(name));
+        }
+    }
     let retried = state
         .store
         .outbox_write(OutboxWrite::RetryDead {
@@ -422,19 +445,121 @@ pub async fn retry_dead(
     Ok(Json(RetryResult { retried }))
 }
 
-/// An RFC 3339 time from the body, in Unix milliseconds.
-fn body_time(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
-    text.map(|text| {
-        chrono::DateTime::parse_from_rfc3339(text.trim())
-            .map(|time| time.timestamp_millis())
-            .map_err(|_| {
-                ApiError::invalid(
-                    name,
-                    format!("`{name}` is an RFC 3339 time like 2026-11-01T10:00:00Z, not {text:?}"),
-                )
-            })
+/// Why the time range of a replay cannot be used. Shared by the API and `provtrail replay`, which
+/// name the bounds differently (`since`, `--since`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayRangeError {
+    /// A bound written as a date or a time, but not a valid one (`2026-13-45`).
+    #[error(
+        "{name} {text:?} is not a valid {form} ({reason}): use a date like 2026-11-01 or a time \
+         like 2026-11-01T10:00:00Z"
+    )]
+    InvalidDate {
+        /// The bound's name.
+        name: String,
+        /// What was given.
+        text: String,
+        /// What it was meant as: `date`, or `time` (with a time of day).
+        form: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A bound in none of the accepted forms.
+    #[error("{name} {text:?} is not a time: use {TIME_FORMS}")]
+    NotATime {
+        /// The bound's name.
+        name: String,
+        /// What was given.
+        text: String,
+    },
+    /// A range that ends where or before it starts: no event can be in it.
+    #[error(
+        "{since_name} {since} is not before {until_name} {until}: no event is received in that \
+         range (swap them?)"
+    )]
+    Reversed {
+        /// The lower bound's name.
+        since_name: String,
+        /// The lower bound, as given and as a time.
+        since: String,
+        /// The upper bound's name.
+        until_name: String,
+        /// The upper bound, as given and as a time.
+        until: String,
+    },
+}
+
+impl ReplayRangeError {
+    /// The bound at fault (for the reversed range, the upper one).
+    pub fn bound(&self) -> &str {
+        match self {
+            ReplayRangeError::InvalidDate { name, .. }
+            | ReplayRangeError::NotATime { name, .. } => name,
+            ReplayRangeError::Reversed { until_name, .. } => until_name,
+        }
+    }
+}
+
+/// One bound of a replay, in Unix milliseconds: the forms of the read API's time parameters.
+fn replay_time(name: &str, text: &str) -> Result<Millis, ReplayRangeError> {
+    if let Ok(time) = parse_time(text) {
+        return Ok(time);
+    }
+    let text = text.trim();
+    // `2026-…` is meant as a date or a time (a span has no dash): say what is wrong with it
+    // rather than that it is none of the forms.
+    let bytes = text.as_bytes();
+    let looks_like_a_date =
+        bytes.len() >= 5 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-';
+    if looks_like_a_date {
+        let (form, reason) = if text.len() > "2026-11-01".len() {
+            ("time", DateTime::parse_from_rfc3339(text).err())
+        } else {
+            ("date", NaiveDate::parse_from_str(text, "%Y-%m-%d").err())
+        };
+        return Err(ReplayRangeError::InvalidDate {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            form,
+            reason: reason.map_or_else(|| "out of range".to_owned(), |err| err.to_string()),
+        });
+    }
+    Err(ReplayRangeError::NotATime {
+        name: name.to_owned(),
+        text: text.to_owned(),
     })
-    .transpose()
+}
+
+/// A replay's range `[since, until)` in Unix milliseconds, from the bounds as given: each in the
+/// forms of the read API's time parameters (RFC 3339, a date, or a span back from now), and
+/// `since` before `until` when both are given. `names` are what the bounds are called where they
+/// were given (`["since", "until"]`, `["--since", "--until"]`).
+pub fn replay_range(
+    since: Option<&str>,
+    until: Option<&str>,
+    names: [&str; 2],
+) -> Result<(Option<Millis>, Option<Millis>), ReplayRangeError> {
+    let [since_name, until_name] = names;
+    let since_time = since
+        .map(|text| replay_time(since_name, text))
+        .transpose()?;
+    let until_time = until
+        .map(|text| replay_time(until_name, text))
+        .transpose()?;
+    if let (Some(start), Some(end), Some(since), Some(until)) =
+        (since_time, until_time, since, until)
+    {
+        if start >= end {
+            let shown = |text: &str, time: Millis| format!("{} ({})", text.trim(), rfc3339(time));
+            return Err(ReplayRangeError::Reversed {
+                since_name: since_name.to_owned(),
+                since: shown(since, start),
+                until_name: until_name.to_owned(),
+                until: shown(until, end),
+            });
+        }
+    }
+    Ok((since_time, until_time))
 }
 
 /// Replay stored events to a route.
@@ -454,7 +579,7 @@ fn body_time(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "What the replay did", body = ReplayResult),
-        (status = 400, description = "The body is not acceptable, or the filter does not compile (with the position)", body = ErrorBody),
+        (status = 400, description = "The body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
@@ -485,9 +610,15 @@ pub async fn replay_route(
         .get(&name)
         .cloned()
         .ok_or_else(|| no_route(&name))?;
+    let (since, until) = replay_range(
+        request.since.as_deref(),
+        request.until.as_deref(),
+        ["since", "until"],
+    )
+    .map_err(|err| ApiError::invalid(err.bound(), err.to_string()))?;
     let request = ReplayRequest {
-        since: body_time(request.since.as_deref(), "since")?,
-        until: body_time(request.until.as_deref(), "until")?,
+        since,
+        until,
         filter: request.filter,
         ignore_route_filter: request.ignore_route_filter,
     };
@@ -495,5 +626,55 @@ pub async fn replay_route(
         Ok(progress) => Ok(Json(progress.into())),
         Err(ReplayError::Filter(err)) => Err(ApiError::invalid_filter("filter", &err)),
         Err(ReplayError::Store(err)) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 2] = ["since", "until"];
+
+    #[test]
+    fn a_replay_range_takes_the_read_apis_time_forms() {
+        assert_eq!(replay_range(None, None, NAMES), Ok((None, None)));
+        let (since, until) =
+            replay_range(Some("2026-11-01"), Some("2026-11-01T10:00:00Z"), NAMES).unwrap();
+        assert_eq!(since, Some(1_793_491_200_000));
+        assert_eq!(until, Some(1_793_491_200_000 + 10 * 3_600_000));
+        let (since, until) = replay_range(Some("24h"), Some("1h"), NAMES).unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!((now - since.unwrap() - 86_400_000).abs() < 5_000);
+        assert!(until.unwrap() > since.unwrap());
+    }
+
+    #[test]
+    fn a_replay_range_refuses_empty_ranges_and_says_what_is_wrong_with_a_bound() {
+        for (since, until) in [("2027-01-01", "2026-01-01"), ("2026-01-01", "2026-01-01")] {
+            let err = replay_range(Some(since), Some(until), ["--since", "--until"]).unwrap_err();
+            assert!(matches!(err, ReplayRangeError::Reversed { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("--since {since}"))
+                    && message.contains(&format!("--until {until}")),
+                "{message}"
+            );
+            assert_eq!(err.bound(), "--until");
+        }
+
+        let err = replay_range(Some("2026-13-45"), None, NAMES).unwrap_err();
+        assert_eq!(err.bound(), "since");
+        assert!(err.to_string().contains("is not a valid date"), "{err}");
+        let err = replay_range(None, Some("2026-11-01T25:00:00Z"), NAMES).unwrap_err();
+        assert_eq!(err.bound(), "until");
+        assert!(err.to_string().contains("is not a valid time"), "{err}");
+        for bad in ["yesterday", "", "h"] {
+            let err = replay_range(Some(bad), None, NAMES).unwrap_err();
+            assert!(
+                matches!(err, ReplayRangeError::NotATime { .. }),
+                "{bad:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("RFC 3339"), "{err}");
+        }
     }
 }

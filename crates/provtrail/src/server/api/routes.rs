@@ -404,17 +404,22 @@ impl From<TestOutcome> for RouteTestResult {
     }
 }
 
-/// Which dead letters to put back to pending, with a fresh retry budget. An empty body, or one
-/// with neither field, retries every dead letter.
+/// Which dead letters to retry. One of `ids`, `route` or `"all": true` is required, so that a
+/// request that names nothing (an empty body, `{}`, `{"ids": []}`) does not resend every dead
+/// letter of every route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
-    /// Only this route's dead letters.
-    #[serde(default)]
-    pub route: Option<String>,
-    /// Only these deliveries (ids); all of them when empty.
+    /// Only these deliveries (ids); not empty when given.
     #[serde(default)]
     pub ids: Vec<i64>,
+    /// Only this route's dead letters (every one of them, without `ids`). The route must be
+    /// configured or have deliveries.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Every dead letter (of `route`, when given). Cannot be combined with `ids`.
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// How many dead letters went back to pending.
@@ -429,13 +434,12 @@ pub struct RetryResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequestBody {
-    /// Events received at or after this time (RFC 3339).
+    /// Events received at or after this time: RFC 3339 (2026-11-01T10:00:00Z), a date
+    /// (2026-11-01, midnight UTC), or a span back from now (90m, 24h, 7d).
     #[serde(default)]
-    #[schema(format = DateTime)]
     pub since: Option<String>,
-    /// Events received before this time (RFC 3339).
+    /// Events received before this time, in the forms of `since`; later than `since`.
     #[serde(default)]
-    #[schema(format = DateTime)]
     pub until: Option<String>,
     /// An extra Jayway filter: both it and the route's own must match.
     #[serde(default)]
