@@ -36,15 +36,41 @@ pub enum OutputFormat {
 
 /// Logs go to standard error, so that standard output stays for results.
 pub fn init_logging(filter: &str, json: bool) {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    log_subscriber(filter, json, std::io::stderr).init();
+}
+
+/// Log targets held at a level whatever `--log` asks, and why: log lines never pass through the
+/// routes' redactor. `async_nats` logs a server's URL with its password (`ServerAddr(Url { …
+/// password: Some(…) })`) at debug and the CONNECT message with `pass` and `auth_token` at
+/// trace, so `--log debug` or `--log trace` would write NATS credentials in the clear.
+const CAPPED_LOG_TARGETS: &[(&str, tracing::level_filters::LevelFilter)] =
+    &[("async_nats", tracing::level_filters::LevelFilter::INFO)];
+
+/// The subscriber of [`init_logging`], writing to `writer`. The caps are a second filter that
+/// must also let an event through, so they lower a target's level and never raise it (`--log
+/// warn` keeps `async_nats` at warn).
+fn log_subscriber<W>(
+    filter: &str,
+    json: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let caps = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::TRACE)
+        .with_targets(CAPPED_LOG_TARGETS.iter().copied());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
-        builder.json().init();
+        Box::new(builder.json().finish().with(caps))
     } else {
-        builder.init();
+        Box::new(builder.finish().with(caps))
     }
 }
 
@@ -153,6 +179,68 @@ pub fn read_documents(
             .is_err()
         {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(filter: &str, json: bool) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = log_subscriber(filter, json, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // What async_nats logs, with its real targets and levels.
+            tracing::trace!(target: "async_nats::connection", "CONNECT pass: trace-secret");
+            tracing::debug!(target: "async_nats::connector", "attempting connection debug-secret");
+            tracing::info!(target: "async_nats", "event: connected nats-info");
+            tracing::warn!(target: "async_nats", "slow consumer nats-warn");
+            tracing::trace!(target: "provtrail::routes", "own trace");
+        });
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn async_nats_never_logs_below_info_whatever_the_filter_says() {
+        for json in [false, true] {
+            for filter in [
+                "trace",
+                "debug",
+                "async_nats=trace",
+                "info,async_nats=trace",
+            ] {
+                let text = logged(filter, json);
+                assert!(!text.contains("trace-secret"), "{filter}: {text}");
+                assert!(!text.contains("debug-secret"), "{filter}: {text}");
+                assert!(text.contains("nats-info"), "{filter}: {text}");
+            }
+            // Other targets keep the level asked for.
+            assert!(logged("trace", json).contains("own trace"));
+            // The cap never raises a level: at warn, async_nats's info is not written.
+            let text = logged("warn", json);
+            assert!(
+                !text.contains("nats-info") && text.contains("nats-warn"),
+                "{text}"
+            );
         }
     }
 }

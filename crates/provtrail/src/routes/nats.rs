@@ -56,11 +56,25 @@ pub(super) fn build(
 ) -> Result<Arc<dyn Sink>, SinkConfigError> {
     let settings: NatsSettings = settings(table)?;
     let secrets = context.secrets;
-    let url = secrets
-        .resolve(&settings.url)
+    let (url, url_references) = secrets
+        .resolve_scoped(&settings.url)
         .map_err(|err| SinkConfigError::new("url", err.to_string()))?;
-    let subject = secrets
-        .resolve(&settings.subject)
+    let servers = server_addresses(&url).map_err(|message| SinkConfigError::new("url", message))?;
+    // Credentials may be written into the URL: `nats://user:password@host`, or `nats://token@host`
+    // where the user name is the token. The target shows only scheme, host and port, so neither
+    // (nor the path or query of a websocket URL) is shown. A user name beside a password is no
+    // more secret than the `user` setting, and scrubbing a word like `user` or `app` from every
+    // message would garble them; a user name alone is the token, and is scrubbed.
+    for server in &servers {
+        match (server.username(), server.password()) {
+            (_, Some(password)) => secrets.redactor().add(password),
+            (Some(token), None) => secrets.redactor().add(token),
+            (None, None) => {}
+        }
+    }
+    let shown_servers: Vec<String> = servers.iter().map(shown_server).collect();
+    let (subject, subject_references) = secrets
+        .resolve_scoped(&settings.subject)
         .map_err(|err| SinkConfigError::new("subject", err.to_string()))?;
     if subject.is_empty()
         || subject.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
@@ -91,7 +105,18 @@ pub(super) fn build(
             .map_err(|err| SinkConfigError::new("duplicate_window", err.to_string()))?,
         None => Duration::from_secs(120),
     };
+    // The client sends only the credentials set in its options, never those of the URL: they
+    // are taken from the URL here, or they would be silently left out.
+    let in_url =
+        url_credentials(&servers).map_err(|message| SinkConfigError::new("url", message))?;
     let auth = match (&settings.token, &settings.user, &settings.password) {
+        (None, None, None) => in_url,
+        _ if !matches!(in_url, Auth::None) => {
+            return Err(SinkConfigError::new(
+                "url",
+                "credentials are both in the URL and in token/user/password; keep one",
+            ));
+        }
         (Some(token), None, None) => Auth::Token(
             secrets
                 .resolve_secret(token)
@@ -105,7 +130,6 @@ pub(super) fn build(
                 .resolve_secret(password)
                 .map_err(|err| SinkConfigError::new("password", err.to_string()))?,
         ),
-        (None, None, None) => Auth::None,
         _ => {
             return Err(SinkConfigError::new(
                 "token",
@@ -113,25 +137,19 @@ pub(super) fn build(
             ));
         }
     };
-    // Credentials may be written into the URL (nats://user:pass@host).
-    for part in url.split(',') {
-        if let Ok(parsed) = url::Url::parse(part.trim()) {
-            if let Some(password) = parsed.password() {
-                secrets.redactor().add(password);
-            }
-        }
-    }
+    let target = format!(
+        "{} subject {subject}{}",
+        shown_servers.join(", "),
+        settings
+            .stream
+            .as_ref()
+            .map(|s| format!(" (stream {s})"))
+            .unwrap_or_default()
+    );
     Ok(Arc::new(Nats {
-        target: format!(
-            "{} subject {subject}{}",
-            secrets.redactor().redact(&url),
-            settings
-                .stream
-                .as_ref()
-                .map(|s| format!(" (stream {s})"))
-                .unwrap_or_default()
-        ),
-        url,
+        // What came from references is hidden, as in every other text shown.
+        target: subject_references.redact(&url_references.redact(&target)),
+        servers,
         subject,
         stream: settings.stream,
         create_stream: settings.create_stream,
@@ -141,6 +159,67 @@ pub(super) fn build(
         connection: OnceCell::new(),
         redactor: secrets.redactor().clone(),
     }))
+}
+
+/// The servers of a comma-separated list, parsed as the client parses them (it adds `nats://`
+/// when `://` is missing, so `user:password@host:4222` is a user and a password, not a scheme).
+/// A server that the client could not use stops the start rather than every delivery.
+fn server_addresses(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let mut servers = Vec::new();
+    for (index, part) in list.split(',').map(str::trim).enumerate() {
+        if part.is_empty() {
+            continue;
+        }
+        // The error names neither the text nor its credentials, only what is wrong with it.
+        let server = part
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|err| format!("server {} of the list: {err}", index + 1))?;
+        servers.push(server);
+    }
+    if servers.is_empty() {
+        return Err("no NATS server URL".to_owned());
+    }
+    Ok(servers)
+}
+
+/// The credentials written into the servers' URLs: `user:password@` or a token as the user name.
+/// Every server that has some must have the same (the client uses one set for all).
+fn url_credentials(servers: &[async_nats::ServerAddr]) -> Result<Auth, String> {
+    let mut found: Option<(Option<&str>, Option<&str>)> = None;
+    for server in servers {
+        let credentials = (server.username(), server.password());
+        if credentials == (None, None) {
+            continue;
+        }
+        match found {
+            Some(seen) if seen != credentials => {
+                return Err(
+                    "the servers' URLs carry different credentials; the client sends \
+                            one set to every server"
+                        .to_owned(),
+                );
+            }
+            _ => found = Some(credentials),
+        }
+    }
+    Ok(match found {
+        Some((Some(user), Some(password))) => Auth::User(user.to_owned(), password.to_owned()),
+        Some((Some(token), None)) => Auth::Token(token.to_owned()),
+        Some((None, Some(_))) => {
+            return Err("a URL has a password without a user name".to_owned());
+        }
+        _ => Auth::None,
+    })
+}
+
+/// A server for people: scheme, host and port, without credentials, path or query.
+fn shown_server(server: &async_nats::ServerAddr) -> String {
+    let host = server.host();
+    if host.contains(':') {
+        format!("{}://[{host}]:{}", server.scheme(), server.port())
+    } else {
+        format!("{}://{host}:{}", server.scheme(), server.port())
+    }
 }
 
 enum Auth {
@@ -161,7 +240,7 @@ impl std::fmt::Debug for Auth {
 
 /// A JetStream sink.
 pub struct Nats {
-    url: String,
+    servers: Vec<async_nats::ServerAddr>,
     subject: String,
     stream: Option<String>,
     create_stream: bool,
@@ -199,16 +278,8 @@ impl Nats {
                         options = options.user_and_password(user.clone(), password.clone());
                     }
                 }
-                let addresses: Vec<async_nats::ServerAddr> = self
-                    .url
-                    .split(',')
-                    .filter_map(|part| part.trim().parse().ok())
-                    .collect();
-                if addresses.is_empty() {
-                    return Err(SinkError::permanent("no valid NATS server URL"));
-                }
                 let client = options
-                    .connect(addresses)
+                    .connect(self.servers.clone())
                     .await
                     .map_err(|err| self.error(&format!("cannot connect to NATS: {err}")))?;
                 let mut context = jetstream::new(client);
@@ -282,5 +353,102 @@ impl Sink for Nats {
         ack.await
             .map_err(|err| self.error(&format!("no acknowledgement from JetStream: {err}")))?;
         Ok(Sent::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::secret::Secrets;
+
+    fn build_with(sink: &str, secrets: &Secrets) -> Result<Arc<dyn Sink>, SinkConfigError> {
+        let table: toml::Table = toml::from_str(sink).unwrap();
+        build(
+            table,
+            &SinkContext {
+                route: "r",
+                allow_private: false,
+                timeout: Duration::from_secs(1),
+                secrets,
+            },
+        )
+    }
+
+    #[test]
+    fn a_token_given_as_the_user_name_is_hidden_and_redacted() {
+        let secrets = Secrets::default();
+        let sink = build_with(
+            "url = \"nats://SECRETTOKEN123@127.0.0.1:4222\"\nsubject = \"a.b\"",
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(sink.target(), "nats://127.0.0.1:4222 subject a.b");
+        assert_eq!(
+            secrets.redactor().redact("auth_token: SECRETTOKEN123"),
+            "auth_token: ***"
+        );
+        assert!(!format!("{sink:?}").contains("SECRETTOKEN123"));
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_the_ones_the_client_sends() {
+        let servers = server_addresses("nats://tok3n@h1:4222, nats://tok3n@h2").unwrap();
+        assert!(matches!(url_credentials(&servers), Ok(Auth::Token(t)) if t == "tok3n"));
+        let servers = server_addresses("u:pw@h1, h2").unwrap();
+        assert!(matches!(url_credentials(&servers), Ok(Auth::User(u, p)) if u == "u" && p == "pw"));
+        let servers = server_addresses("u:pw@h1, u:other@h2").unwrap();
+        assert!(url_credentials(&servers).is_err());
+        let secrets = Secrets::default();
+        let err = build_with(
+            "url = \"nats://u:pw123456@h:4222\"\nsubject = \"a.b\"\ntoken = \"t0k3n\"",
+            &secrets,
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "url");
+        assert!(!err.message.contains("pw123456"), "{}", err.message);
+    }
+
+    #[test]
+    fn credentials_without_a_scheme_are_read_as_the_client_reads_them() {
+        let secrets = Secrets::default();
+        let sink = build_with(
+            "url = \"user:passw0rdX@127.0.0.1:4222, nats://user:passw0rdX@h2, tls://[::1]:4443/x?k=v\"\n\
+             subject = \"a.b\"\nstream = \"S\"",
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(
+            sink.target(),
+            "nats://127.0.0.1:4222, nats://h2:4222, tls://[::1]:4443 subject a.b (stream S)"
+        );
+        assert_eq!(secrets.redactor().redact("user passw0rdX"), "user ***");
+    }
+
+    #[test]
+    fn parts_of_the_target_given_by_reference_are_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        std::fs::write(&host, "nats-secret-host.internal\n").unwrap();
+        let secrets = Secrets::default();
+        let sink = build_with(
+            &format!(
+                "url = \"nats://${{file:{}}}:4222\"\nsubject = \"a.b\"",
+                host.display()
+            ),
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(sink.target(), "nats://***:4222 subject a.b");
+    }
+
+    #[test]
+    fn a_server_the_client_could_not_use_stops_the_start() {
+        for url in ["nats://h:notaport", "http://user:pw123456@h:4222", " , "] {
+            let secrets = Secrets::default();
+            let err =
+                build_with(&format!("url = \"{url}\"\nsubject = \"a.b\""), &secrets).unwrap_err();
+            assert_eq!(err.setting, "url", "{url}");
+            assert!(!err.message.contains("pw123456"), "{}", err.message);
+        }
     }
 }

@@ -50,15 +50,21 @@ impl std::fmt::Debug for Redactor {
 }
 
 impl Redactor {
-    /// Adds a value to scrub from now on.
+    /// Adds a value to scrub from now on, with the escaped forms a receiver may echo it in.
     pub fn add(&self, secret: &str) {
         let secret = secret.trim();
         if secret.len() < MIN_SECRET_LEN {
             return;
         }
         if let Ok(mut secrets) = self.secrets.write() {
-            if !secrets.iter().any(|known| known == secret) {
-                secrets.push(secret.to_owned());
+            let mut added = false;
+            for form in escaped_forms(secret) {
+                if !secrets.contains(&form) {
+                    secrets.push(form);
+                    added = true;
+                }
+            }
+            if added {
                 // Longest first, so that a secret containing another is replaced whole.
                 secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
             }
@@ -77,6 +83,38 @@ impl Redactor {
         }
         out
     }
+}
+
+/// `secret` and the forms it takes when a receiver quotes it back: inside a JSON string (with `/`
+/// escaped as `\/`, as PHP does, or not) and percent-encoded (in a URL or a form it echoes).
+/// Redaction matches bytes exactly, so a form that is not listed here would get through.
+fn escaped_forms(secret: &str) -> Vec<String> {
+    let json = secret.replace('\\', "\\\\").replace('"', "\\\"");
+    let json_slashes = json.replace('/', "\\/");
+    let percent = percent_encoded(secret);
+    let mut forms = vec![secret.to_owned()];
+    for form in [json, json_slashes, percent] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
+}
+
+/// Every byte outside the unreserved characters of RFC 3986 as `%XX`.
+fn percent_encoded(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    out
 }
 
 /// Resolves references and remembers every secret it produced.
@@ -104,6 +142,20 @@ impl Secrets {
             self.redactor.add(&value);
             Ok(value)
         })
+    }
+
+    /// Resolves like [`Secrets::resolve`], and also returns a redactor that knows only the values
+    /// of this text's references: what is shown of the value (a route's target) can hide exactly
+    /// those parts, without the secrets of every other route blotting out ordinary words in it.
+    pub fn resolve_scoped(&self, text: &str) -> Result<(String, Redactor), SecretError> {
+        let scoped = Redactor::default();
+        let value = resolve_with(text, &|kind, name| {
+            let value = lookup(kind, name)?;
+            self.redactor.add(&value);
+            scoped.add(&value);
+            Ok(value)
+        })?;
+        Ok((value, scoped))
     }
 
     /// Resolves a value that is secret as a whole (a token, a password, a header value): the
@@ -188,6 +240,45 @@ mod tests {
         let secrets = Secrets::default();
         secrets.resolve_secret("literal-password").unwrap();
         assert_eq!(secrets.redactor().redact("x literal-password y"), "x *** y");
+    }
+
+    #[test]
+    fn escaped_and_percent_encoded_forms_are_redacted() {
+        let redactor = Redactor::default();
+        redactor.add(r#"eyJhbGciOi/SECRETJWT+part/xyz=="#);
+        redactor.add(r#"pa"ss\word"#);
+        // PHP's json_encode escapes `/`.
+        assert_eq!(
+            redactor.redact(r#"{"echo":"Bearer eyJhbGciOi\/SECRETJWT+part\/xyz=="}"#),
+            r#"{"echo":"Bearer ***"}"#
+        );
+        assert_eq!(
+            redactor.redact("GET /cb?t=eyJhbGciOi%2FSECRETJWT%2Bpart%2Fxyz%3D%3D"),
+            "GET /cb?t=***"
+        );
+        // serde_json and most others escape `"` and `\` only.
+        assert_eq!(
+            redactor.redact(r#"{"sent":"pa\"ss\\word"}"#),
+            r#"{"sent":"***"}"#
+        );
+        assert_eq!(redactor.redact("p=pa%22ss%5Cword"), "p=***");
+        assert_eq!(redactor.redact(r#"raw pa"ss\word"#), "raw ***");
+    }
+
+    #[test]
+    fn a_scoped_resolution_knows_only_its_own_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host");
+        std::fs::write(&file, "hidden-host.example.com\n").unwrap();
+        let secrets = Secrets::default();
+        secrets.resolve_secret("hook").unwrap();
+        let (value, scoped) = secrets
+            .resolve_scoped(&format!("https://${{file:{}}}/hook", file.display()))
+            .unwrap();
+        assert_eq!(value, "https://hidden-host.example.com/hook");
+        assert_eq!(scoped.redact(&value), "https://***/hook");
+        // The shared redactor learnt the value too.
+        assert_eq!(secrets.redactor().redact(&value), "https://***/***");
     }
 
     #[test]

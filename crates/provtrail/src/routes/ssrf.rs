@@ -53,21 +53,36 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     } else if let Some(v4) = ip.to_ipv4_mapped() {
         // ::ffff:a.b.c.d reaches the IPv4 address.
         forbidden_v4(v4)
+    } else if segments[..6] == [0, 0, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // IPv4-compatible ::a.b.c.d (deprecated, still routed to the IPv4 address by some
+        // stacks) and IPv4-translated ::ffff:0:a.b.c.d (SIIT) reach the IPv4 address.
+        forbidden_v4(last_32_bits(ip))
+    } else if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // NAT64 reaches the embedded IPv4 address.
+        forbidden_v4(last_32_bits(ip))
+    } else if segments[..3] == [0x64, 0xff9b, 1] {
+        // Local-use NAT64 (RFC 8215): the network picks the prefix length, and with it where the
+        // IPv4 address sits. With a /96 prefix it is the last 32 bits; with /48 or /56 those bits
+        // are zero (refused as 0.0.0.0/8 above); with /64 it is bytes 9 to 12 (byte 8 is zero).
+        forbidden_v4(last_32_bits(ip)).or_else(|| {
+            let octets = ip.octets();
+            let looks_like_slash_64 = octets[8] == 0 && octets[13..] == [0, 0, 0];
+            if looks_like_slash_64 {
+                forbidden_v4(Ipv4Addr::new(octets[9], octets[10], octets[11], octets[12]))
+            } else {
+                None
+            }
+        })
+    } else if segments[..2] == [0x2001, 0] {
+        // Teredo tunnels to the client's NAT mapping (the last 32 bits inverted) through relays
+        // that the guard cannot see; no webhook receiver lives behind one, so none is allowed.
+        Some("Teredo (2001::/32)")
     } else if segments[0] & 0xfe00 == 0xfc00 {
         Some("unique local (fc00::/7)")
     } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
         Some("link-local (fe80::/10)")
     } else if segments[0] & 0xff00 == 0xff00 {
         Some("multicast (ff00::/8)")
-    } else if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        // NAT64 reaches the embedded IPv4 address.
-        let [_, _, _, _, _, _, hi, lo] = segments;
-        forbidden_v4(Ipv4Addr::new(
-            (hi >> 8) as u8,
-            hi as u8,
-            (lo >> 8) as u8,
-            lo as u8,
-        ))
     } else if segments[0] == 0x2002 {
         // 6to4 reaches the embedded IPv4 address.
         forbidden_v4(Ipv4Addr::new(
@@ -79,6 +94,12 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The IPv4 address in the last 32 bits, where most IPv6 forms embed it.
+fn last_32_bits(ip: Ipv6Addr) -> Ipv4Addr {
+    let [.., a, b, c, d] = ip.octets();
+    Ipv4Addr::new(a, b, c, d)
 }
 
 /// Resolves host names for the webhook client, keeping only addresses the route may reach.
@@ -180,6 +201,36 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forms_embedding_a_forbidden_ipv4_address_are_forbidden() {
+        for (text, reason) in [
+            // IPv4-compatible (::/96).
+            ("::127.0.0.1", "loopback"),
+            ("::10.1.2.3", "private"),
+            ("::169.254.169.254", "link-local"),
+            ("::0.0.0.2", "unspecified"),
+            // IPv4-translated (::ffff:0:0/96).
+            ("::ffff:0:127.0.0.1", "loopback"),
+            ("::ffff:0:192.168.1.1", "private"),
+            // Local-use NAT64 (64:ff9b:1::/48), /96 prefixes anywhere in it.
+            ("64:ff9b:1::7f00:1", "loopback"),
+            ("64:ff9b:1:abcd::a9fe:a9fe", "link-local"),
+            // ... with a /64 prefix, 127.0.0.1 in bytes 9 to 12.
+            ("64:ff9b:1:0:7f:0:100:0", "loopback"),
+            // ... with a /48 prefix, 8.8.8.8 in bytes 6, 7, 9 and 10: not checkable, refused.
+            ("64:ff9b:1:808:8:800::", "unspecified"),
+            // Teredo (2001::/32), whatever it embeds.
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo"),
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "Teredo"),
+        ] {
+            let why = forbidden(ip(text));
+            assert!(
+                why.is_some_and(|why| why.contains(reason)),
+                "{text} must be refused as {reason}, got {why:?}"
+            );
+        }
+    }
+
+    #[test]
     fn public_addresses_are_allowed() {
         for text in [
             "8.8.8.8",
@@ -188,6 +239,13 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "::8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "64:ff9b::808:808",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:abcd::101:101",
+            "2001:db8::1",
+            "2001:4860:4860::8888",
         ] {
             assert_eq!(forbidden(ip(text)), None, "{text} must be allowed");
         }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::secret::Redactor;
+use super::secret::{REDACTED, Redactor};
 use super::sink::{
     Delivery, Preview, Sent, Sink, SinkConfigError, SinkContext, SinkError, settings,
 };
@@ -66,13 +66,25 @@ pub(super) fn build(
 ) -> Result<Arc<dyn Sink>, SinkConfigError> {
     let settings: WebhookSettings = settings(table)?;
     let secrets = context.secrets;
-    let url_text = secrets
-        .resolve(&settings.url)
+    // Only the parts of the URL that came from references are hidden in the target: a host name
+    // given as `${env:…}` is a secret like any other.
+    let (url_text, url_references) = secrets
+        .resolve_scoped(&settings.url)
         .map_err(|err| SinkConfigError::new("url", err.to_string()))?;
     let url = reqwest::Url::parse(&url_text)
         .map_err(|err| SinkConfigError::new("url", format!("not a URL: {err}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(SinkConfigError::new("url", "only http and https URLs"));
+    }
+    // The HTTP client would turn `user:password@` into an `Authorization: Basic` header of its
+    // own, whose base64 the redactor never learns (so an answer echoing it would leak it) and
+    // which the preview cannot show; the settings made for it have neither problem.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(SinkConfigError::new(
+            "url",
+            "credentials in the URL (user:password@host) are not supported; give them as \
+             basic_user and basic_password",
+        ));
     }
     let host = match url.host() {
         Some(host) => host,
@@ -96,25 +108,29 @@ pub(super) fn build(
             ));
         }
     }
-    // Webhook URLs of chat tools carry their secret in the path.
-    let path_and_query = format!("{}{}", url.path(), url.query().unwrap_or_default());
-    if path_and_query.len() >= 8 {
-        secrets.redactor().add(url.path());
-        if let Some(query) = url.query() {
-            secrets.redactor().add(query);
-        }
+    // Webhook URLs of chat tools carry their secret in the path or the query. Each is scrubbed
+    // on its own, and the redactor's minimum decides what is too short to be one: a short path
+    // must not go unscrubbed because the query is short too.
+    let path = url.path().strip_prefix('/').unwrap_or(url.path());
+    if !path.is_empty() {
+        secrets.redactor().add(path);
     }
-    let target = format!(
+    let query = url.query().unwrap_or_default();
+    if !query.is_empty() {
+        secrets.redactor().add(query);
+    }
+    let has_path_or_query = !path.is_empty() || !query.is_empty();
+    let target = url_references.redact(&format!(
         "POST {}://{}{}",
         url.scheme(),
         url.host_str().unwrap_or_default(),
-        match (url.port(), path_and_query.len() > 1) {
+        match (url.port(), has_path_or_query) {
             (Some(port), true) => format!(":{port}/…"),
             (Some(port), false) => format!(":{port}/"),
             (None, true) => "/…".to_owned(),
             (None, false) => "/".to_owned(),
         }
-    );
+    ));
 
     let mut headers = HeaderMap::new();
     let mut shown = Vec::new();
@@ -140,7 +156,14 @@ pub(super) fn build(
             .map_err(|_| SinkConfigError::new(&setting, "not a valid header value"))?;
         value.set_sensitive(true);
         headers.insert(header, value);
-        shown.push((name.clone(), secrets.redactor().redact(&resolved)));
+        // A secret-named header is masked whatever its length: the redactor spares values too
+        // short to scrub from running text, but here the whole value stands on its own.
+        let shown_value = if secret_header(name) {
+            REDACTED.to_owned()
+        } else {
+            secrets.redactor().redact(&resolved)
+        };
+        shown.push((name.clone(), shown_value));
     }
     let authorization = match (
         &settings.bearer_token,
@@ -384,5 +407,129 @@ impl Sink for Webhook {
             status: Some(code),
             permanent: !retry,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::secret::Secrets;
+
+    fn build_with(sink: &str, secrets: &Secrets) -> Result<Arc<dyn Sink>, SinkConfigError> {
+        let table: toml::Table = toml::from_str(sink).unwrap();
+        build(
+            table,
+            &SinkContext {
+                route: "r",
+                allow_private: true,
+                timeout: Duration::from_secs(1),
+                secrets,
+            },
+        )
+    }
+
+    fn preview(sink: &Arc<dyn Sink>) -> Preview {
+        let event = serde_json::Value::Null;
+        sink.preview(&Delivery {
+            delivery_id: 0,
+            route: "r",
+            event_id: 1,
+            event_key: "k",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw: b"{}",
+            event: &event,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_in_favour_of_the_basic_settings() {
+        for url in [
+            "http://user:hunter2pw@127.0.0.1:47080/hook",
+            "https://only-a-user@example.com/",
+            "https://:hunter2pw@example.com/",
+        ] {
+            let secrets = Secrets::default();
+            let err = build_with(&format!("url = \"{url}\""), &secrets).unwrap_err();
+            assert_eq!(err.setting, "url");
+            assert!(
+                err.message.contains("basic_user") && err.message.contains("basic_password"),
+                "{}",
+                err.message
+            );
+            assert!(!err.message.contains("hunter2pw"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn short_path_and_query_secrets_are_redacted_each_on_its_own() {
+        let secrets = Secrets::default();
+        let sink = build_with("url = \"http://127.0.0.1:47080/Xy7Qp2?k=Zx91\"", &secrets).unwrap();
+        assert_eq!(sink.target(), "POST http://127.0.0.1:47080/…");
+        let redactor = secrets.redactor();
+        assert_eq!(
+            redactor.redact("404 for /Xy7Qp2?k=Zx91"),
+            "404 for /***?***"
+        );
+        assert_eq!(redactor.redact("unknown hook Xy7Qp2"), "unknown hook ***");
+        // Alone, each is too short for the old rule (8 characters for path and query together).
+        for (url, echo) in [
+            ("http://127.0.0.1:47080/Xy7Qp2", "unknown hook Xy7Qp2"),
+            ("http://127.0.0.1:47080/?k=Zx91", "bad key k=Zx91"),
+        ] {
+            let secrets = Secrets::default();
+            build_with(&format!("url = \"{url}\""), &secrets).unwrap();
+            let redacted = secrets.redactor().redact(echo);
+            assert!(redacted.ends_with(" ***"), "{url}: {redacted}");
+        }
+        // A URL without a path registers nothing.
+        let secrets = Secrets::default();
+        build_with("url = \"http://127.0.0.1:47080/\"", &secrets).unwrap();
+        assert_eq!(
+            secrets.redactor().redact("http://127.0.0.1:47080/"),
+            "http://127.0.0.1:47080/"
+        );
+    }
+
+    #[test]
+    fn the_preview_masks_secret_named_headers_whatever_their_length() {
+        let secrets = Secrets::default();
+        let sink = build_with(
+            "url = \"https://example.com/hook\"\nheaders = { X-Api-Key = \"k9Z\", X-Team = \"ops\" }",
+            &secrets,
+        )
+        .unwrap();
+        let headers = preview(&sink).headers;
+        assert!(
+            headers.contains(&("X-Api-Key".to_owned(), "***".to_owned())),
+            "{headers:?}"
+        );
+        assert!(
+            headers.contains(&("X-Team".to_owned(), "ops".to_owned())),
+            "{headers:?}"
+        );
+    }
+
+    #[test]
+    fn a_host_given_by_reference_is_hidden_in_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        std::fs::write(&host, "secrethost40.example.com\n").unwrap();
+        let secrets = Secrets::default();
+        // Another route's secret that happens to be a word of this target is not blotted out.
+        secrets.resolve_secret("example").unwrap();
+        let sink = build_with(
+            &format!("url = \"https://${{file:{}}}:8443/hook\"", host.display()),
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(sink.target(), "POST https://***:8443/…");
+        assert_eq!(preview(&sink).target, "POST https://***:8443/…");
+        let secrets = Secrets::default();
+        secrets.resolve_secret("example").unwrap();
+        let sink = build_with("url = \"https://hooks.example.com/\"", &secrets).unwrap();
+        assert_eq!(sink.target(), "POST https://hooks.example.com/");
     }
 }
