@@ -250,8 +250,9 @@ async fn refusing_nats_server() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_credentials_stay_out_of_trace_logs() {
-    const URL_PASSWORD: &str = "url-pass-5ecret";
-    const PASSWORD: &str = "option-pass-5ecret";
+    // Credentials in the URL are sent as the user and password (the client itself would leave
+    // them out).
+    const PASSWORD: &str = "url-pass-5ecret";
     let (nats, connects) = refusing_nats_server().await;
     let dir = tempfile::tempdir().unwrap();
     let routes = format!(
@@ -264,10 +265,8 @@ initial_delay = "50ms"
 max_delay = "200ms"
 [routes.sink]
 type = "nats"
-url = "nats://urluser:{URL_PASSWORD}@{nats}"
+url = "nats://urluser:{PASSWORD}@{nats}"
 subject = "a.b"
-user = "provtrail"
-password = "{PASSWORD}"
 "#
     );
     let config = write_config(dir.path(), &routes);
@@ -327,16 +326,15 @@ password = "{PASSWORD}"
     let _ = child.kill();
     let _ = child.wait();
     let connect = connects.lock().unwrap()[0].clone();
-    assert!(connect.contains(PASSWORD), "{connect}");
+    assert!(
+        connect.contains(PASSWORD) && connect.contains("urluser"),
+        "{connect}"
+    );
     let log = stderr.lock().unwrap().clone();
     // async_nats logs, only not below info.
     assert!(log.contains("async_nats"), "{log}");
     assert!(
         !log.contains(PASSWORD),
         "the password is in the log:\n{log}"
-    );
-    assert!(
-        !log.contains(URL_PASSWORD),
-        "the URL's password is in the log:\n{log}"
     );
 }
