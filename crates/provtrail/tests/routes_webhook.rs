@@ -400,6 +400,36 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_asking_to_wait_with_retry_after_is_left_alone_that_long() {
+    // The route's delays are at most 200 ms; the receiver's 429 asks for 2 s.
+    let receiver = Receiver::start().await;
+    receiver
+        .state
+        .throttle_next
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &webhook_route("hook", &receiver.url(), "")).await;
+    let answer = server.post("/events", event("throttled-1")).await;
+    assert_eq!(answer.status, 200);
+    let db = server.db.clone();
+    wait_for("the delivery after the wait", WAIT, || {
+        count(&db, "hook", 1) == 1
+    })
+    .await;
+    let times = receiver.state.request_times.lock().unwrap().clone();
+    assert_eq!(times.len(), 2, "one refused attempt, then the delivery");
+    let waited = times[1] - times[0];
+    assert!(
+        waited >= Duration::from_millis(1_900),
+        "retried after {waited:?}, before the 2 s the receiver asked for"
+    );
+    let (status, body) = api(&server, "/api/v1/route-deliveries?route=hook", READ_TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["attempts"], 2, "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_to_loopback_by_name_is_refused_when_connecting_unless_allowed() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();

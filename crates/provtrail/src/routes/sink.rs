@@ -81,6 +81,9 @@ pub struct SinkError {
     /// True when trying again cannot help (the target refused this content for good, or the
     /// body cannot be rendered): the delivery goes to the dead letters at once.
     pub permanent: bool,
+    /// How long the target asked to be left alone (`Retry-After` on a 429 or 503). It holds for
+    /// the whole route: its attempts pause at least this long.
+    pub retry_after: Option<Duration>,
 }
 
 impl SinkError {
@@ -90,6 +93,7 @@ impl SinkError {
             message: message.into(),
             status: None,
             permanent: false,
+            retry_after: None,
         }
     }
 
@@ -99,6 +103,7 @@ impl SinkError {
             message: message.into(),
             status: None,
             permanent: true,
+            retry_after: None,
         }
     }
 }

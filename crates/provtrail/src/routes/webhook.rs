@@ -7,6 +7,8 @@
 //! Answers: 2xx is delivered; 408, 425, 429 and 5xx are retried; any other answer (a 4xx, or a
 //! redirect, which is never followed) is permanent and goes to the dead letters at once, since the
 //! same request would get the same answer.
+//! A `Retry-After` on a retried answer is passed on with the failure: the worker then leaves the
+//! whole route alone at least that long.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -388,6 +390,15 @@ impl Sink for Webhook {
             return Ok(Sent { status: Some(code) });
         }
         let retry = matches!(code, 408 | 425 | 429) || status.is_server_error();
+        let retry_after = if retry {
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| retry_after(value, chrono::Utc::now()))
+        } else {
+            None
+        };
         // Redacted whole, then shortened: shortening first could cut a secret the receiver echoes
         // (a long bearer token) and leave its beginning where redaction no longer recognises it.
         let answer = self
@@ -406,14 +417,50 @@ impl Sink for Webhook {
             message: self.redactor.redact(&message),
             status: Some(code),
             permanent: !retry,
+            retry_after,
         })
     }
+}
+
+/// A `Retry-After` value (seconds, or an HTTP date) as a wait from `now`, at most a day: a
+/// receiver that asks for longer is paused a day at a time rather than trusted for a week.
+fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    const LONGEST: Duration = Duration::from_secs(86_400);
+    let value = value.trim();
+    let wait = if let Ok(seconds) = value.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    };
+    (!wait.is_zero()).then_some(wait.min(LONGEST))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::routes::secret::Secrets;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date_and_at_most_a_day() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after("Sun, 29 Nov 2026 10:02:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after("9999999", now),
+            Some(Duration::from_secs(86_400))
+        );
+        for useless in ["0", "Sun, 29 Nov 2026 09:00:00 GMT", "soon", "-5", ""] {
+            assert_eq!(retry_after(useless, now), None, "{useless:?}");
+        }
+    }
 
     fn build_with(sink: &str, secrets: &Secrets) -> Result<Arc<dyn Sink>, SinkConfigError> {
         let table: toml::Table = toml::from_str(sink).unwrap();

@@ -258,8 +258,24 @@ impl Breaker {
         self.open_until = None;
     }
 
-    fn failed(&mut self, route: &Route) {
+    /// Counts a failure; `retry_after` (the target's `Retry-After`) pauses the route at once
+    /// for at least that long, since a target that asks for a pause asks it of every delivery.
+    fn failed(&mut self, route: &Route, retry_after: Option<Duration>) {
         self.failures = self.failures.saturating_add(1);
+        if let Some(wait) = retry_after {
+            let now = Instant::now();
+            let until = now
+                .checked_add(wait)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400));
+            if self.open_until.is_none_or(|open| open < until) {
+                tracing::info!(route = %route.name,
+                    pause = %humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
+                    "the route's sink asked to wait (Retry-After); pausing, then probing with one \
+                     delivery");
+                self.open_until = Some(until);
+            }
+            return;
+        }
         if self.failures >= BREAKER_THRESHOLD {
             // Equal jitter: at least half the cap, so that the pause is a pause.
             let cap = route.policy.cap(self.failures - BREAKER_THRESHOLD + 1);
@@ -522,7 +538,11 @@ impl RouteWorker {
                     .iter()
                     .any(|a| matches!(&a.outcome, Err(err) if !err.permanent))
                 {
-                    breaker.failed(&route);
+                    let retry_after = attempted
+                        .iter()
+                        .filter_map(|a| a.outcome.as_ref().err()?.retry_after)
+                        .max();
+                    breaker.failed(&route, retry_after);
                 }
             }
             let mut records = Vec::with_capacity(attempted.len());
@@ -689,7 +709,11 @@ fn settle(
             let next = if err.permanent || exhausted {
                 NextStep::Dead
             } else {
-                let delay = route.policy.backoff(round);
+                // Not before the target said it would take deliveries again.
+                let delay = route
+                    .policy
+                    .backoff(round)
+                    .max(err.retry_after.unwrap_or_default());
                 NextStep::RetryAt(
                     now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)),
                 )

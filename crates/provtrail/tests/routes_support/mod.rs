@@ -41,6 +41,10 @@ pub struct ReceiverState {
     pub fail_next: AtomicU32,
     /// The next this-many requests hang until released (or 30 s), then get 503.
     pub hang_next: AtomicU32,
+    /// The next this-many requests get 429 with `Retry-After: 2`.
+    pub throttle_next: AtomicU32,
+    /// When each request came.
+    pub request_times: Mutex<Vec<Instant>>,
     /// `Idempotency-Key` → times answered 200.
     pub delivered: Mutex<HashMap<String, u32>>,
     /// Bodies answered 200, in order.
@@ -66,6 +70,8 @@ impl Receiver {
             mode: Mutex::new(Mode::Up),
             fail_next: AtomicU32::new(0),
             hang_next: AtomicU32::new(0),
+            throttle_next: AtomicU32::new(0),
+            request_times: Mutex::default(),
             delivered: Mutex::default(),
             bodies: Mutex::default(),
             requests: AtomicU32::new(0),
@@ -120,8 +126,29 @@ async fn receive(
     State(state): State<Arc<ReceiverState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if take_one(&state.throttle_next) {
+        state.requests.fetch_add(1, Ordering::SeqCst);
+        state.request_times.lock().unwrap().push(Instant::now());
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "2")],
+            "slow down",
+        )
+            .into_response();
+    }
+    answer(state, headers, body).await.into_response()
+}
+
+async fn answer(
+    state: Arc<ReceiverState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> (StatusCode, String) {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    state.request_times.lock().unwrap().push(Instant::now());
     let authorization = headers
         .get("authorization")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
