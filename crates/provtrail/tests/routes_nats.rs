@@ -137,6 +137,25 @@ create_stream = true
     .await;
     let state = info.info().await.unwrap().state.clone();
     assert_eq!(state.messages, failed as u64, "duplicates were not dropped");
+
+    // A stream deleted while the server runs is created again, and the next event goes into it.
+    context.delete_stream(&stream).await.unwrap();
+    let body = String::from_utf8(event(&format!("nats-failed-{unique}-after-delete")))
+        .unwrap()
+        .replace("\"SUCCESS\"", "\"FAILED\"");
+    assert_eq!(server.post("/events", body).await.status, 200);
+    wait_for(
+        "the event after the stream was deleted",
+        Duration::from_secs(60),
+        || delivered(&db) == 2 * failed + 1,
+    )
+    .await;
+    let mut info = context.get_stream(&stream).await.unwrap();
+    let state = info.info().await.unwrap().state.clone();
+    assert_eq!(
+        state.messages, 1,
+        "the stream was created again with the new event"
+    );
     server.shutdown().await;
     context.delete_stream(&stream).await.unwrap();
     assert!(

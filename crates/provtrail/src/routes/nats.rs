@@ -105,6 +105,13 @@ pub(super) fn build(
             .map_err(|err| SinkConfigError::new("duplicate_window", err.to_string()))?,
         None => Duration::from_secs(120),
     };
+    // JetStream drops duplicates only within the window: none would make `Nats-Msg-Id` useless.
+    if duplicate_window.is_zero() {
+        return Err(SinkConfigError::new(
+            "duplicate_window",
+            "must be above zero: JetStream drops repeated deliveries only within it",
+        ));
+    }
     // The client sends only the credentials set in its options, never those of the URL: they
     // are taken from the URL here, or they would be silently left out.
     let in_url =
@@ -284,22 +291,28 @@ impl Nats {
                     .map_err(|err| self.error(&format!("cannot connect to NATS: {err}")))?;
                 let mut context = jetstream::new(client);
                 context.set_timeout(self.timeout);
-                if let (true, Some(stream)) = (self.create_stream, &self.stream) {
-                    context
-                        .get_or_create_stream(jetstream::stream::Config {
-                            name: stream.clone(),
-                            subjects: vec![self.subject.clone()],
-                            duplicate_window: self.duplicate_window,
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|err| {
-                            self.error(&format!("cannot create the stream {stream}: {err}"))
-                        })?;
-                }
+                self.ensure_stream(&context).await?;
                 Ok(context)
             })
             .await
+    }
+
+    /// Creates the stream when the route is to (`create_stream`) and it does not exist: at the
+    /// first connection, and again after a publish fails, since someone may have deleted it
+    /// meanwhile and nothing else would bring it back.
+    async fn ensure_stream(&self, context: &jetstream::Context) -> Result<(), SinkError> {
+        if let (true, Some(stream)) = (self.create_stream, &self.stream) {
+            context
+                .get_or_create_stream(jetstream::stream::Config {
+                    name: stream.clone(),
+                    subjects: vec![self.subject.clone()],
+                    duplicate_window: self.duplicate_window,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|err| self.error(&format!("cannot create the stream {stream}: {err}")))?;
+        }
+        Ok(())
     }
 
     fn error(&self, message: &str) -> SinkError {
@@ -340,18 +353,28 @@ impl Sink for Nats {
         headers.insert("Provtrail-Delivery", delivery.key);
         headers.insert("Provtrail-Route", delivery.route);
         headers.insert("Provtrail-Event-Id", delivery.event_id.to_string().as_str());
-        let ack = context
+        let published = match context
             .publish_with_headers(
                 self.subject.clone(),
                 headers,
                 Bytes::copy_from_slice(delivery.raw),
             )
             .await
-            .map_err(|err| self.error(&format!("publish failed: {err}")))?;
-        // The stream's acknowledgement: only then is the message stored (or known as a
-        // duplicate of one that is).
-        ack.await
-            .map_err(|err| self.error(&format!("no acknowledgement from JetStream: {err}")))?;
+        {
+            // The stream's acknowledgement: only then is the message stored (or known as a
+            // duplicate of one that is).
+            Ok(ack) => ack
+                .await
+                .map(|_| ())
+                .map_err(|err| self.error(&format!("no acknowledgement from JetStream: {err}"))),
+            Err(err) => Err(self.error(&format!("publish failed: {err}"))),
+        };
+        if let Err(err) = published {
+            // A stream deleted while we ran is created again for the next attempt; this one
+            // fails and is retried as any other.
+            let _ = self.ensure_stream(context).await;
+            return Err(err);
+        }
         Ok(Sent::default())
     }
 }
@@ -388,6 +411,16 @@ mod tests {
             "auth_token: ***"
         );
         assert!(!format!("{sink:?}").contains("SECRETTOKEN123"));
+    }
+
+    #[test]
+    fn a_zero_duplicate_window_is_refused() {
+        let err = build_with(
+            "subject = \"a.b\"\nstream = \"S\"\ncreate_stream = true\nduplicate_window = \"0s\"",
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "duplicate_window");
     }
 
     #[test]
