@@ -137,11 +137,25 @@ impl FileConfig {
         Self::parse(&text, path)
     }
 
-    /// Parses configuration text; `path` is only used in messages.
+    /// Parses configuration text; `path` is only used in messages. The message gives the line
+    /// and column but not the line itself, nor the value a type error is about: the file holds
+    /// tokens and passwords, and start-up errors end up in service logs.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|err| ConfigError::Parse {
-            path: path.to_owned(),
-            message: err.to_string(),
+        toml::from_str(text).map_err(|err: toml::de::Error| {
+            let what = without_values(err.message().trim());
+            let message = match err.span() {
+                Some(span) => {
+                    let before = &text.as_bytes()[..span.start.min(text.len())];
+                    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+                    format!("line {line}, column {column}: {what}")
+                }
+                None => what,
+            };
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            }
         })
     }
 
@@ -150,6 +164,29 @@ impl FileConfig {
         let path = PathBuf::from("provtrail.toml");
         path.exists().then_some(path)
     }
+}
+
+/// A settings error without the value it is about: serde quotes the value that has the wrong
+/// type ("invalid type: integer `987654321`, expected a string"), and that value may be a
+/// token or password written in the wrong form.
+pub(crate) fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    for lead in ["invalid type: ", "invalid value: "] {
+        if let Some(at) = rest.find(lead) {
+            let after = &rest[at + lead.len()..];
+            // "<kind> `value`" or "<kind> \"value\"": keep the kind, drop the quoted value.
+            let kind_end = after.find([' ', ',']).unwrap_or(after.len());
+            let value_end = after.find(", expected").unwrap_or(after.len());
+            if kind_end < value_end {
+                out.push_str(&rest[..at + lead.len()]);
+                out.push_str(&after[..kind_end]);
+                rest = &after[value_end..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Parses a duration such as `30s`, `500us` or `2m`.
@@ -192,6 +229,25 @@ pub fn parse_size(setting: &str, text: &str) -> Result<u64, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_errors_give_the_place_but_not_the_line_or_the_value() {
+        let text = "[ingest]\ntokens = [\"fine\"]\n[read]\ntokens = \"Zq8\\w9SECRETESC\"\n";
+        let err = FileConfig::parse(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4, column"), "{err}");
+        assert!(!err.contains("SECRETESC"), "{err}");
+        let text = "[ingest]\ntokens = 987654321012345\n";
+        let err = FileConfig::parse(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("invalid type"),
+            "{err}"
+        );
+        assert!(!err.contains("987654321012345"), "{err}");
+    }
 
     #[test]
     fn the_commented_default_parses_and_says_what_the_defaults_are() {

@@ -30,9 +30,12 @@ pub enum SecretError {
         /// Why.
         message: String,
     },
-    /// `${…}` that is not one of the known forms.
-    #[error("{0:?} is not a reference; use ${{env:NAME}} or ${{file:/path}}")]
-    Malformed(String),
+    /// `${…}` that is not one of the known forms. The text is not quoted: it may be a literal
+    /// secret that happens to hold `${`.
+    #[error(
+        "a `${{` starts {0}; use ${{env:NAME}} or ${{file:/path}}, or write `$${{` for a literal `${{`"
+    )]
+    Malformed(&'static str),
 }
 
 /// Scrubs known secret values from text. Shared by every route; cheap to clone.
@@ -182,7 +185,9 @@ fn lookup(kind: &str, name: &str) -> Result<String, SecretError> {
                 path: name.to_owned(),
                 message: err.to_string(),
             }),
-        _ => Err(SecretError::Malformed(format!("${{{kind}:{name}}}"))),
+        _ => Err(SecretError::Malformed(
+            "a reference of an unknown kind (only env and file are known)",
+        )),
     }
 }
 
@@ -193,18 +198,32 @@ fn resolve_with(
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
+        // `$${` is a literal `${`, for a password that holds one.
+        if let Some(before) = start
+            .checked_sub(1)
+            .filter(|&at| rest.as_bytes()[at] == b'$')
+        {
+            out.push_str(&rest[..before]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            return Err(SecretError::Malformed(rest[start..].to_owned()));
+            return Err(SecretError::Malformed(
+                "no reference: it has no closing `}`",
+            ));
         };
         let reference = &after[..end];
         let Some((kind, name)) = reference.split_once(':') else {
-            return Err(SecretError::Malformed(format!("${{{reference}}}")));
+            return Err(SecretError::Malformed(
+                "no reference: it has no `kind:` part",
+            ));
         };
         let (kind, name) = (kind.trim(), name.trim());
         if name.is_empty() {
-            return Err(SecretError::Malformed(format!("${{{reference}}}")));
+            return Err(SecretError::Malformed("a reference without a name"));
         }
         out.push_str(&lookup(kind, name)?);
         rest = &after[end + 1..];
@@ -284,6 +303,10 @@ mod tests {
     #[test]
     fn bad_references_are_errors() {
         let secrets = Secrets::default();
+        // A literal `${` is written `$${`; the text of a bad one is never quoted back.
+        assert_eq!(secrets.resolve("pa$${ss}word").unwrap(), "pa${ss}word");
+        let err = secrets.resolve("Zq8${SECRETPART}").unwrap_err().to_string();
+        assert!(!err.contains("SECRETPART"), "{err}");
         assert!(matches!(
             secrets.resolve("${env:PROVTRAIL_TEST_SURELY_UNSET_VARIABLE}"),
             Err(SecretError::MissingEnv(_))

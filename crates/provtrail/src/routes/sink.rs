@@ -205,13 +205,39 @@ pub const KINDS: &[(&str, BuildSink)] = &[
 
 /// Reads a sink's settings into its own type; unknown settings are errors.
 pub fn settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, SinkConfigError> {
-    T::deserialize(toml::Value::Table(table))
-        .map_err(|err| SinkConfigError::new("", err.to_string().trim().replace('\n', " ")))
+    T::deserialize(toml::Value::Table(table)).map_err(|err| {
+        SinkConfigError::new(
+            "",
+            crate::config::without_values(err.to_string().trim()).replace('\n', " "),
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_errors_do_not_quote_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Settings {
+            #[allow(dead_code)]
+            bearer_token: String,
+        }
+        for text in [
+            "bearer_token = 987654321012345",
+            "bearer_token = [\"SECRETINLIST\"]",
+        ] {
+            let table: toml::Table = text.parse().unwrap();
+            let err = settings::<Settings>(table).unwrap_err();
+            assert!(
+                !err.message.contains("987654321012345") && !err.message.contains("SECRET"),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains("invalid type"), "{}", err.message);
+        }
+    }
 
     #[test]
     fn delivery_keys_are_stable_and_differ_per_route() {
