@@ -120,6 +120,14 @@ pub(super) fn build(
     let query = url.query().unwrap_or_default();
     if !query.is_empty() {
         secrets.redactor().add(query);
+        // A receiver may echo one parameter's value alone (`token=…` → "bad token …"). Short
+        // values of ordinary parameters (`format=json`) are left out: the redactor serves every
+        // route, and would blank such words in all their messages.
+        for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+            if secret_header(name) || value.len() >= 8 {
+                secrets.redactor().add(value);
+            }
+        }
     }
     let has_path_or_query = !path.is_empty() || !query.is_empty();
     let target = url_references.redact(&format!(
@@ -531,6 +539,19 @@ mod tests {
             let redacted = secrets.redactor().redact(echo);
             assert!(redacted.ends_with(" ***"), "{url}: {redacted}");
         }
+        // One parameter's value, echoed alone.
+        let secrets = Secrets::default();
+        build_with(
+            "url = \"https://example.com/hooks?format=json&key=Ab12&token=T0kenValue\"",
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(
+            secrets
+                .redactor()
+                .redact("bad token T0kenValue, key Ab12, not json"),
+            "bad token ***, key ***, not json"
+        );
         // A URL without a path registers nothing.
         let secrets = Secrets::default();
         build_with("url = \"http://127.0.0.1:47080/\"", &secrets).unwrap();
