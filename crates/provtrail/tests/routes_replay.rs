@@ -8,10 +8,9 @@ mod common;
 mod routes_support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, event};
+use common::{TestServer, event, run_provtrail};
 use provtrail::config::FileConfig;
 use routes_support::{config_text, states, wait_for};
 use serde_json::Value;
@@ -22,21 +21,6 @@ fn lines(path: &Path) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
-}
-
-fn provtrail(args: &[&str]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PROVTRAIL_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command.args(args).output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +72,7 @@ path = "{}"
 
     let since = boundary.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let config_arg = config_file.display().to_string();
-    let (code, _, stderr) = provtrail(&[
+    let (code, _, stderr) = run_provtrail(&[
         "replay",
         "--route",
         "archive",
@@ -130,7 +114,7 @@ path = "{}"
     }
 
     // A replay with an extra filter and an upper bound.
-    let (code, _, stderr) = provtrail(&[
+    let (code, _, stderr) = run_provtrail(&[
         "replay",
         "--route",
         "archive",
@@ -152,7 +136,7 @@ path = "{}"
     .await;
 
     // routes list shows the counts; routes test renders without sending.
-    let (code, stdout, stderr) = provtrail(&[
+    let (code, stdout, stderr) = run_provtrail(&[
         "routes",
         "list",
         "--format",
@@ -168,7 +152,7 @@ path = "{}"
     let sample = dir.path().join("event.json");
     std::fs::write(&sample, event("sample")).unwrap();
     let sample_arg = sample.display().to_string();
-    let (code, stdout, stderr) = provtrail(&[
+    let (code, stdout, stderr) = run_provtrail(&[
         "routes",
         "test",
         "archive",
@@ -180,7 +164,7 @@ path = "{}"
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("match:  yes"), "{stdout}");
     assert!(stdout.contains("\"invocationId\": \"sample\""), "{stdout}");
-    let (code, stdout, stderr) = provtrail(&["deadletter", "list", "--config", &config_arg]);
+    let (code, stdout, stderr) = run_provtrail(&["deadletter", "list", "--config", &config_arg]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.trim().is_empty(), "{stdout}");
     assert_eq!(lines(&out).len(), 15, "routes test sent nothing");
@@ -308,7 +292,7 @@ path = "{}"
     let replay = |extra: &[&str]| {
         let mut args = vec!["replay", "--route", "archive", "--config", &config];
         args.extend_from_slice(extra);
-        provtrail(&args)
+        run_provtrail(&args)
     };
 
     // An empty range reads nothing: refused, naming both bounds.
@@ -341,7 +325,7 @@ path = "{}"
 
     // deadletter retry: a route nobody knows is an error, not "0 retried"; --all and --id
     // contradict each other.
-    let (code, _, stderr) = provtrail(&[
+    let (code, _, stderr) = run_provtrail(&[
         "deadletter",
         "retry",
         "--route",
@@ -351,7 +335,7 @@ path = "{}"
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no route \"archvie\""), "{stderr}");
-    let (code, _, stderr) = provtrail(&[
+    let (code, _, stderr) = run_provtrail(&[
         "deadletter",
         "retry",
         "--route",
@@ -360,7 +344,7 @@ path = "{}"
         &config,
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = provtrail(&[
+    let (code, _, stderr) = run_provtrail(&[
         "deadletter",
         "retry",
         "--all",

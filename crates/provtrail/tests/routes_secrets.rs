@@ -6,16 +6,14 @@
 mod common;
 mod routes_support;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::{TestServer, client, event, open_db};
+use common::{ServerProcess, TestServer, client, event, open_db, run_provtrail};
 use provtrail::config::FileConfig;
 use routes_support::{READ_TOKEN, config_text, wait_for, webhook_route};
 use serde_json::Value;
@@ -28,22 +26,6 @@ const JWT: &str = "eyJhbGciOi/SECRETJWT+part/xyz==";
 /// Chat-style webhook secrets in the path and the query, shorter than 8 characters each.
 const PATH_SECRET: &str = "Xy7Qp2";
 const QUERY_SECRET: &str = "Zx91";
-
-/// `provtrail <args>` run to its end: exit code, standard output and standard error.
-fn provtrail(args: &[&str]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PROVTRAIL_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command.args(args).output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 fn write_config(dir: &Path, routes: &str) -> String {
     let path = dir.join("provtrail.toml");
@@ -58,7 +40,7 @@ fn a_webhook_url_with_credentials_stops_the_start_and_points_to_the_basic_settin
         dir.path(),
         &webhook_route("creds", "http://user:hunter2pw@127.0.0.1:47080/hook", ""),
     );
-    let (code, _, stderr) = provtrail(&["routes", "list", "--config", &config]);
+    let (code, _, stderr) = run_provtrail(&["routes", "list", "--config", &config]);
     assert_ne!(code, 0, "{stderr}");
     assert!(
         stderr.contains("routes.creds.sink.url")
@@ -89,7 +71,7 @@ subject = "a.b"
 "#;
     let config = write_config(dir.path(), routes);
     let (code, stdout, stderr) =
-        provtrail(&["routes", "list", "--format", "json", "--config", &config]);
+        run_provtrail(&["routes", "list", "--format", "json", "--config", &config]);
     assert_eq!(code, 0, "{stderr}");
     let targets: Vec<String> = stdout
         .lines()
@@ -105,10 +87,10 @@ subject = "a.b"
             "nats://127.0.0.1:4222, nats://127.0.0.2:4222 subject a.b"
         ]
     );
-    let (code, text, stderr) = provtrail(&["routes", "list", "--config", &config]);
+    let (code, text, stderr) = run_provtrail(&["routes", "list", "--config", &config]);
     assert_eq!(code, 0, "{stderr}");
     for name in ["token-in-url", "no-scheme"] {
-        let (code, preview, stderr) = provtrail(&["routes", "test", name, "--config", &config]);
+        let (code, preview, stderr) = run_provtrail(&["routes", "test", name, "--config", &config]);
         assert_eq!(code, 0, "{stderr}");
         for output in [&stdout, &text, &preview] {
             for secret in ["SECRETTOKEN123", "natsuser", "passw0rdX"] {
@@ -270,44 +252,8 @@ subject = "a.b"
 "#
     );
     let config = write_config(dir.path(), &routes);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PROVTRAIL_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .args(["--log", "trace", "serve", "--config", &config])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (found, address) = std::sync::mpsc::channel();
-    let pipe = child.stderr.take().unwrap();
-    let sink = stderr.clone();
-    // Drains standard error, so that the process never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut found = Some(found);
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                if let (Some(found), Ok(addr)) = (found.take(), addr.parse::<SocketAddr>()) {
-                    let _ = found.send(addr);
-                }
-            }
-            let mut sink = sink.lock().unwrap();
-            sink.push_str(&line);
-            sink.push('\n');
-        }
-    });
-    let Ok(addr) = address.recv_timeout(Duration::from_secs(30)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server printed no address:\n{}", stderr.lock().unwrap());
-    };
+    let mut server = ServerProcess::start_logging(dir.path(), &["--config", &config], &[], "trace");
+    let addr = server.addr;
     let response = client()
         .post(format!("http://{addr}/events"))
         .bearer_auth(common::TOKEN)
@@ -323,14 +269,13 @@ subject = "a.b"
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     let connect = connects.lock().unwrap()[0].clone();
     assert!(
         connect.contains(PASSWORD) && connect.contains("urluser"),
         "{connect}"
     );
-    let log = stderr.lock().unwrap().clone();
+    let log = server.output();
     // async_nats logs, only not below info.
     assert!(log.contains("async_nats"), "{log}");
     assert!(

@@ -445,18 +445,10 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::secret::{Redactor, Secrets};
+    use crate::routes::secret::Secrets;
 
     fn build_with(settings: &str) -> Result<Arc<dyn Sink>, SinkConfigError> {
-        let table: toml::Table = settings.parse().unwrap();
-        let secrets = Secrets::new(Redactor::default());
-        let context = SinkContext {
-            route: "archive",
-            allow_private: false,
-            timeout: std::time::Duration::from_secs(5),
-            secrets: &secrets,
-        };
-        build(table, &context)
+        crate::routes::sink::testing::build_sink(build, settings, &Secrets::default(), false)
     }
 
     fn delivery(raw: &[u8]) -> Delivery<'_> {

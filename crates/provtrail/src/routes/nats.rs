@@ -385,16 +385,7 @@ mod tests {
     use crate::routes::secret::Secrets;
 
     fn build_with(sink: &str, secrets: &Secrets) -> Result<Arc<dyn Sink>, SinkConfigError> {
-        let table: toml::Table = toml::from_str(sink).unwrap();
-        build(
-            table,
-            &SinkContext {
-                route: "r",
-                allow_private: false,
-                timeout: Duration::from_secs(1),
-                secrets,
-            },
-        )
+        crate::routes::sink::testing::build_sink(build, sink, secrets, false)
     }
 
     #[test]

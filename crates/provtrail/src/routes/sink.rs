@@ -213,6 +213,32 @@ pub fn settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T,
     })
 }
 
+/// Building sinks in the sinks' own unit tests.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::*;
+
+    /// A sink of the kind `build` makes, from its settings as TOML text, for a route named `r`
+    /// with a one-second timeout.
+    pub fn build_sink(
+        build: BuildSink,
+        settings: &str,
+        secrets: &Secrets,
+        allow_private: bool,
+    ) -> Result<Arc<dyn Sink>, SinkConfigError> {
+        let table: toml::Table = settings.parse().expect("the test's settings are TOML");
+        build(
+            table,
+            &SinkContext {
+                route: "r",
+                allow_private,
+                timeout: Duration::from_secs(1),
+                secrets,
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -471,16 +471,7 @@ mod tests {
     }
 
     fn build_with(sink: &str, secrets: &Secrets) -> Result<Arc<dyn Sink>, SinkConfigError> {
-        let table: toml::Table = toml::from_str(sink).unwrap();
-        build(
-            table,
-            &SinkContext {
-                route: "r",
-                allow_private: true,
-                timeout: Duration::from_secs(1),
-                secrets,
-            },
-        )
+        crate::routes::sink::testing::build_sink(build, sink, secrets, true)
     }
 
     fn preview(sink: &Arc<dyn Sink>) -> Preview {

@@ -490,6 +490,23 @@ pub fn integrity(db: &Path) -> String {
 // ---------------------------------------------------------------------------------------------
 // The built binary as a child process.
 
+/// `provtrail <args>` run to its end (without `PROVTRAIL_*` from the environment): exit code,
+/// standard output and standard error.
+pub fn run_provtrail(args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PROVTRAIL_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command.args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// `provtrail serve` running as a child process; killed when dropped.
 pub struct ServerProcess {
     pub child: Child,
@@ -506,6 +523,16 @@ impl ServerProcess {
 
     /// [`ServerProcess::start`] with these environment variables (and no other `PROVTRAIL_*`).
     pub fn start_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        Self::start_logging(cwd, args, env, "warn")
+    }
+
+    /// [`ServerProcess::start_with_env`] with this `--log` filter.
+    pub fn start_logging(
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &str,
+    ) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PROVTRAIL_") {
@@ -515,7 +542,7 @@ impl ServerProcess {
         command.envs(env.iter().copied());
         let mut child = command
             .arg("--log")
-            .arg("warn")
+            .arg(log)
             .arg("serve")
             .args(args)
             .current_dir(cwd)
