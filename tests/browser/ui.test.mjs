@@ -290,7 +290,8 @@ let deliveryHref = '/routes/failures-to-ticketing';
 test('routes: each route with its counts, and one route with its dead letters and deliveries', async () => {
   const page = watch(await laptop.newPage());
   // The failures posted so far (the hostile one included) go to the archive and to a webhook
-  // that no one listens at, where they end in the dead letters after two attempts.
+  // that no one listens at, where they end in the dead letters: after two attempts, or (once
+  // the route pauses and probes, which use no attempts) when a second old, its max_age.
   assert.equal((await postEvent(event(`routed-${Date.now()}`, { result: 'FAILED', error: 'Routed failure' }))).status, 200);
   const failuresRow = page.locator('table.routes tbody tr', { hasText: 'failures-to-ticketing' });
   for (let tries = 0; ; tries += 1) {

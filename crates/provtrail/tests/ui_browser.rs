@@ -55,6 +55,7 @@ allow_private = true
 timeout = "2s"
 [routes.retry]
 max_attempts = 2
+max_age = "1s"
 initial_delay = "50ms"
 max_delay = "100ms"
 [routes.sink]
