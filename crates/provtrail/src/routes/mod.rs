@@ -142,6 +142,20 @@ impl RetryPolicy {
     pub fn too_old(&self, age: Duration) -> bool {
         self.max_age.is_some_and(|max| age >= max)
     }
+
+    /// True when a delivery `age` old that fails as a paused route's probe gets no more: past
+    /// `max_age`, or past the default age when the policy sets only `max_attempts` (which
+    /// probes do not use), so that a sink gone for good does not keep its deliveries for ever.
+    pub fn too_old_for_probes(&self, age: Duration) -> bool {
+        let limit = self.max_age.or(RetryPolicy::default().max_age);
+        limit.is_some_and(|max| age >= max)
+    }
+
+    /// How long to honour a target's `Retry-After`: up to the larger of `max_delay` and five
+    /// minutes, so that one answer cannot stop the route for a day.
+    pub fn honoured_wait(&self, retry_after: Duration) -> Duration {
+        retry_after.min(self.max_delay.max(Duration::from_secs(300)))
+    }
 }
 
 /// A compiled route.
@@ -343,6 +357,18 @@ fn duration(
     .transpose()
 }
 
+/// True when `candidate` is `<path>.<number>`, a name `path`'s rotation uses.
+fn is_rotated_name_of(candidate: &std::path::Path, path: &std::path::Path) -> bool {
+    let (candidate, path) = (
+        candidate.as_os_str().as_encoded_bytes(),
+        path.as_os_str().as_encoded_bytes(),
+    );
+    candidate.len() > path.len() + 1
+        && candidate.starts_with(path)
+        && candidate[path.len()] == b'.'
+        && candidate[path.len() + 1..].iter().all(u8::is_ascii_digit)
+}
+
 /// The file a `file` sink section writes (its directory resolved when it exists; a reference
 /// to a secret as written), so that two routes appending to one file are caught at start.
 fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
@@ -473,7 +499,14 @@ impl Routes {
             };
             if kind == "file" {
                 if let Some(path) = file_sink_path(&table) {
-                    if let Some((_, other)) = files.iter().find(|(known, _)| *known == path) {
+                    // One route's rotation renames its file to `<path>.1`, `.2`, …: a route
+                    // writing to one of those names would see its file renamed away.
+                    let clashes = |known: &PathBuf| {
+                        *known == path
+                            || is_rotated_name_of(known, &path)
+                            || is_rotated_name_of(&path, known)
+                    };
+                    if let Some((_, other)) = files.iter().find(|(known, _)| clashes(known)) {
                         return Err(invalid(
                             name,
                             "sink.path",
@@ -681,6 +714,13 @@ mod tests {
             err.contains("routes.two.sink.path") && err.contains("\"one\""),
             "{err}"
         );
+        let rotated = dir.path().join("a.jsonl.2");
+        let err = error(&format!(
+            "{}{}",
+            file("one", &path.display().to_string()),
+            file("three", &rotated.display().to_string())
+        ));
+        assert!(err.contains("routes.three.sink.path"), "{err}");
     }
     #[test]
     fn filters_decide_which_routes_match() {
@@ -777,6 +817,37 @@ subject = "b"
             assert!(!preview.target.contains("XYZ"), "{}", preview.target);
             assert!(!format!("{:?}", preview.headers).contains("t0ken"));
         }
+    }
+
+    #[test]
+    fn probes_die_of_age_and_retry_after_is_honoured_within_bounds() {
+        let day = Duration::from_secs(86_400);
+        let only_attempts = RetryPolicy {
+            max_attempts: Some(5),
+            max_age: None,
+            ..RetryPolicy::default()
+        };
+        // Probes use no attempts; without max_age they still end at the default age.
+        assert!(!only_attempts.too_old(10 * day));
+        assert!(!only_attempts.too_old_for_probes(2 * day));
+        assert!(only_attempts.too_old_for_probes(3 * day));
+        let aged = RetryPolicy {
+            max_age: Some(Duration::from_secs(60)),
+            ..RetryPolicy::default()
+        };
+        assert!(aged.too_old_for_probes(Duration::from_secs(60)));
+        // Retry-After: up to the larger of max_delay (5 minutes here) and five minutes.
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.honoured_wait(Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(policy.honoured_wait(day), Duration::from_secs(300));
+        let patient = RetryPolicy {
+            max_delay: Duration::from_secs(3_600),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(patient.honoured_wait(day), Duration::from_secs(3_600));
     }
 
     #[test]

@@ -507,13 +507,18 @@ impl RouteWorker {
         if let Ok(mut claimed) = self.claimed.lock() {
             claimed.extend(items.iter().map(|item| item.id));
         }
-        tasks.spawn(self.attempt(items, permit));
+        // A probe of a paused route tests the sink rather than the delivery: its failure uses
+        // none of the delivery's `max_attempts`, or a long outage would kill every delivery that
+        // happened to be picked as a probe. Decided here, when the attempt is let start.
+        let probe = self.breaker.lock().is_ok_and(|breaker| breaker.probing());
+        tasks.spawn(self.attempt(items, permit, probe));
     }
 
     fn attempt(
         &self,
         items: Vec<OutboxItem>,
         permit: OwnedSemaphorePermit,
+        probe: bool,
     ) -> impl Future<Output = ()> + Send + 'static {
         let route = self.route.clone();
         let recorder = self.recorder.clone();
@@ -524,10 +529,6 @@ impl RouteWorker {
         let labels = self.labels.clone();
         let redactor = self.redactor.clone();
         async move {
-            // A probe of a paused route tests the sink rather than the delivery: its failure
-            // uses none of the delivery's `max_attempts`, or a long outage would kill every
-            // delivery that happened to be picked as a probe.
-            let probe = breaker.lock().is_ok_and(|breaker| breaker.probing());
             let attempted = attempt_batch(&route, &items, probe, &redactor).await;
             if let Ok(mut breaker) = breaker.lock() {
                 // The sink answers when any delivery went through; it is failing when none did
@@ -541,7 +542,8 @@ impl RouteWorker {
                     let retry_after = attempted
                         .iter()
                         .filter_map(|a| a.outcome.as_ref().err()?.retry_after)
-                        .max();
+                        .max()
+                        .map(|wait| route.policy.honoured_wait(wait));
                     breaker.failed(&route, retry_after);
                 }
             }
@@ -702,7 +704,7 @@ fn settle(
             let age = Duration::from_millis(u64::try_from(now - item.due_since).unwrap_or(0));
             uncharged = probe && !err.permanent;
             let exhausted = if uncharged {
-                route.policy.too_old(age)
+                route.policy.too_old_for_probes(age)
             } else {
                 route.policy.exhausted(round, age)
             };
@@ -710,10 +712,11 @@ fn settle(
                 NextStep::Dead
             } else {
                 // Not before the target said it would take deliveries again.
+                let asked = err.retry_after.unwrap_or_default();
                 let delay = route
                     .policy
                     .backoff(round)
-                    .max(err.retry_after.unwrap_or_default());
+                    .max(route.policy.honoured_wait(asked));
                 NextStep::RetryAt(
                     now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)),
                 )
