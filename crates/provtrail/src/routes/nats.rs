@@ -66,11 +66,14 @@ pub(super) fn build(
     // more secret than the `user` setting, and scrubbing a word like `user` or `app` from every
     // message would garble them; a user name alone is the token, and is scrubbed.
     for server in &servers {
-        match (server.username(), server.password()) {
-            (_, Some(password)) => secrets.redactor().add(password),
-            (Some(token), None) => secrets.redactor().add(token),
-            (None, None) => {}
-        }
+        // Both as written in the URL (percent-encoded) and as sent.
+        let secret = match (server.username(), server.password()) {
+            (_, Some(password)) => password,
+            (Some(token), None) => token,
+            (None, None) => continue,
+        };
+        secrets.redactor().add(secret);
+        secrets.redactor().add(&percent_decoded(secret));
     }
     let shown_servers: Vec<String> = servers.iter().map(shown_server).collect();
     let (subject, subject_references) = secrets
@@ -209,14 +212,26 @@ fn url_credentials(servers: &[async_nats::ServerAddr]) -> Result<Auth, String> {
             _ => found = Some(credentials),
         }
     }
+    // A URL carries them percent-encoded (a password with `@` or `:` must be); the server
+    // expects them as they are.
     Ok(match found {
-        Some((Some(user), Some(password))) => Auth::User(user.to_owned(), password.to_owned()),
-        Some((Some(token), None)) => Auth::Token(token.to_owned()),
+        Some((Some(user), Some(password))) => {
+            Auth::User(percent_decoded(user), percent_decoded(password))
+        }
+        Some((Some(token), None)) => Auth::Token(percent_decoded(token)),
         Some((None, Some(_))) => {
             return Err("a URL has a password without a user name".to_owned());
         }
         _ => Auth::None,
     })
+}
+
+/// `%XX` sequences of URL userinfo as the bytes they stand for (kept as written when that is
+/// not UTF-8).
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_or_else(|_| text.to_owned(), std::borrow::Cow::into_owned)
 }
 
 /// A server for people: scheme, host and port, without credentials, path or query.
@@ -353,7 +368,7 @@ impl Sink for Nats {
         headers.insert("Provtrail-Delivery", delivery.key);
         headers.insert("Provtrail-Route", delivery.route);
         headers.insert("Provtrail-Event-Id", delivery.event_id.to_string().as_str());
-        let published = match context
+        let ack = match context
             .publish_with_headers(
                 self.subject.clone(),
                 headers,
@@ -363,17 +378,17 @@ impl Sink for Nats {
         {
             // The stream's acknowledgement: only then is the message stored (or known as a
             // duplicate of one that is).
-            Ok(ack) => ack
-                .await
-                .map(|_| ())
-                .map_err(|err| self.error(&format!("no acknowledgement from JetStream: {err}"))),
-            Err(err) => Err(self.error(&format!("publish failed: {err}"))),
+            Ok(ack) => ack.await,
+            Err(err) => return Err(self.error(&format!("publish failed: {err}"))),
         };
-        if let Err(err) = published {
-            // A stream deleted while we ran is created again for the next attempt; this one
-            // fails and is retried as any other.
-            let _ = self.ensure_stream(context).await;
-            return Err(err);
+        if let Err(err) = ack {
+            // A stream deleted while we ran is created again for the next attempt (this one
+            // fails and is retried as any other). Only then: after any other failure the
+            // stream is there, and making it again could race an operator re-creating it.
+            if err.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
+                let _ = self.ensure_stream(context).await;
+            }
+            return Err(self.error(&format!("no acknowledgement from JetStream: {err}")));
         }
         Ok(Sent::default())
     }
@@ -422,6 +437,11 @@ mod tests {
         assert!(matches!(url_credentials(&servers), Ok(Auth::User(u, p)) if u == "u" && p == "pw"));
         let servers = server_addresses("u:pw@h1, u:other@h2").unwrap();
         assert!(url_credentials(&servers).is_err());
+        // Written percent-encoded in the URL, sent decoded.
+        let servers = server_addresses("nats://app:p%40ss%3Aw0rd@h1").unwrap();
+        assert!(
+            matches!(url_credentials(&servers), Ok(Auth::User(u, p)) if u == "app" && p == "p@ss:w0rd")
+        );
         let secrets = Secrets::default();
         let err = build_with(
             "url = \"nats://u:pw123456@h:4222\"\nsubject = \"a.b\"\ntoken = \"t0k3n\"",

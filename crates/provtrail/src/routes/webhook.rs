@@ -46,6 +46,16 @@ struct WebhookSettings {
     content_type: Option<String>,
 }
 
+/// Whether a part of a URL looks like a token rather than a word: it has a digit, both upper
+/// and lower case letters, or twelve characters or more (`T0A1/B2C3/xyz`, `Xy7Qp2`, but not
+/// `hook`, `events` or `webhooks`).
+fn looks_secret(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_digit())
+        || (text.bytes().any(|b| b.is_ascii_uppercase())
+            && text.bytes().any(|b| b.is_ascii_lowercase()))
+        || text.chars().count() >= 12
+}
+
 /// Header names whose values are treated as secret even when written literally.
 fn secret_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -111,20 +121,18 @@ pub(super) fn build(
         }
     }
     // Webhook URLs of chat tools carry their secret in the path or the query. Each is scrubbed
-    // on its own, and the redactor's minimum decides what is too short to be one: a short path
-    // must not go unscrubbed because the query is short too.
+    // on its own when it looks like a secret: the redactor serves every route, and a plain
+    // word (`/hook`, `/events`) would be blanked in all their messages.
     let path = url.path().strip_prefix('/').unwrap_or(url.path());
-    if !path.is_empty() {
+    if looks_secret(path) {
         secrets.redactor().add(path);
     }
     let query = url.query().unwrap_or_default();
     if !query.is_empty() {
         secrets.redactor().add(query);
-        // A receiver may echo one parameter's value alone (`token=…` → "bad token …"). Short
-        // values of ordinary parameters (`format=json`) are left out: the redactor serves every
-        // route, and would blank such words in all their messages.
+        // A receiver may echo one parameter's value alone (`token=…` → "bad token …").
         for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
-            if secret_header(name) || value.len() >= 8 {
+            if secret_header(name) || looks_secret(value) {
                 secrets.redactor().add(value);
             }
         }
@@ -542,6 +550,13 @@ mod tests {
                 .redactor()
                 .redact("bad token T0kenValue, key Ab12, not json"),
             "bad token ***, key ***, not json"
+        );
+        // Plain words are not secrets: they stay readable in every route's messages.
+        let secrets = Secrets::default();
+        build_with("url = \"https://example.com/hook?format=json\"", &secrets).unwrap();
+        assert_eq!(
+            secrets.redactor().redact("webhook hook: invalid json"),
+            "webhook hook: invalid json"
         );
         // A URL without a path registers nothing.
         let secrets = Secrets::default();
