@@ -93,10 +93,20 @@ fn main() -> ExitCode {
 }
 
 /// Output piped into a program that stopped reading (`| head`) is not an error worth reporting.
+/// The writers of JSON and CSV wrap the I/O error in their own, which do not hand it on as
+/// their source: each is asked for its kind.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken = |kind: std::io::ErrorKind| kind == std::io::ErrorKind::BrokenPipe;
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|io| broken(io.kind()))
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                .is_some_and(broken)
+            || cause.downcast_ref::<csv::Error>().is_some_and(
+                |csv| matches!(csv.kind(), csv::ErrorKind::Io(io) if broken(io.kind())),
+            )
     })
 }

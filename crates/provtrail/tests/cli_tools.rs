@@ -277,6 +277,52 @@ fn ingest_imports_lines_through_validation_and_deduplication() {
 }
 
 #[test]
+fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kept.db");
+    let db_arg = db.display().to_string();
+    // A recipient name that a spreadsheet would run as a formula.
+    let hostile = String::from_utf8(event("inv-formula")).unwrap().replacen(
+        "\"name\": \"",
+        "\"name\": \"=HYPERLINK(\\\"http://evil\\\",\\\"x\\\")",
+        1,
+    );
+    let file = dir.path().join("hostile.json");
+    std::fs::write(&file, &hostile).unwrap();
+    let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let size = std::fs::metadata(&db).unwrap().len();
+    for target in [
+        db_arg.clone(),
+        format!("{db_arg}-wal"),
+        format!("{db_arg}.search"),
+    ] {
+        let output = provtrail(&["export", "--db", &db_arg, "-o", &target], None);
+        assert_eq!(output.status.code(), Some(2), "{target}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("would destroy the store"),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        size,
+        "the store is untouched"
+    );
+    let csv = provtrail(&["export", "--db", &db_arg, "--format", "csv"], None);
+    assert_eq!(csv.status.code(), Some(0));
+    let text = stdout(&csv);
+    assert!(text.contains("'=HYPERLINK("), "{text}");
+    assert!(!text.contains(",=HYPERLINK("), "{text}");
+}
+
+#[test]
 fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("provtrail.toml");

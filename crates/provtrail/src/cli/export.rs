@@ -53,6 +53,14 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         "there is no database at {} (give --db)",
         args.db.display()
     );
+    if let Some(output) = &args.output {
+        anyhow::ensure!(
+            !is_store_file(output, &args.db),
+            "{} is the database or one of its files: writing the export there would destroy the \
+             store; give another output file",
+            output.display()
+        );
+    }
     let range = ExportRange {
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
@@ -107,6 +115,33 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `output` names the database at `db` or a file beside it that the store uses (its
+/// write-ahead log, shared memory, search index): creating the output truncates it.
+fn is_store_file(output: &std::path::Path, db: &std::path::Path) -> bool {
+    let Ok(output) = std::path::absolute(output) else {
+        return false;
+    };
+    let output = std::fs::canonicalize(&output).unwrap_or(output);
+    let Ok(db) = std::fs::canonicalize(db) else {
+        return false;
+    };
+    [
+        "",
+        "-wal",
+        "-shm",
+        "-journal",
+        ".search",
+        ".search-wal",
+        ".search-shm",
+    ]
+    .iter()
+    .any(|suffix| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name) == output
+    })
+}
+
 enum Output {
     Csv(Box<csv::Writer<Box<dyn Write>>>),
     Jsonl(Box<dyn Write>),
@@ -151,6 +186,17 @@ const CSV_HEADER: [&str; 16] = [
     "errors",
 ];
 
+/// A cell a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`: event fields are written by whoever sent the event, and
+/// a cell like `=HYPERLINK(…)` would run when the export is opened (CSV injection).
+pub(super) fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 fn csv_row(stored: &StoredEvent) -> Vec<String> {
     let event = ProvisioningCompleted::from_slice(&stored.raw).ok();
     let text = |f: &dyn Fn(&ProvisioningCompleted<'_>) -> String| -> String {
@@ -179,4 +225,7 @@ fn csv_row(stored: &StoredEvent) -> Vec<String> {
         text(&|e| e.ticket_ids().join(" ")),
         text(&|e| e.error_messages().join(" | ")),
     ]
+    .into_iter()
+    .map(spreadsheet_safe)
+    .collect()
 }

@@ -312,4 +312,7 @@ fn csv_row(item: &EventItem) -> Vec<String> {
         item.errors.join(" | "),
         item.received_at_ms.to_string(),
     ]
+    .into_iter()
+    .map(super::export::spreadsheet_safe)
+    .collect()
 }
