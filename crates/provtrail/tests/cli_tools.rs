@@ -1,5 +1,5 @@
 //! The offline tools: `validate` (exit codes and the JSON report), `send` against a live server,
-//! `ingest` into a database file, `export` of what was stored, `config`; and HTTPS.
+//! `ingest` into a database file, `export` of what was stored, `config`, `demo`; and HTTPS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -320,6 +320,65 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let text = stdout(&csv);
     assert!(text.contains("'=HYPERLINK("), "{text}");
     assert!(!text.contains(",=HYPERLINK("), "{text}");
+}
+
+#[test]
+fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
+    // A deployment's settings around the demo: a store named by the environment, and a
+    // configuration in the working directory whose route would deliver to a listener here.
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let real_db = dir.path().join("real.db");
+    std::fs::write(
+        dir.path().join("provtrail.toml"),
+        format!(
+            "[[routes]]\nname = \"tickets\"\nallow_private = true\n[routes.sink]\n\
+             type = \"webhook\"\nurl = \"http://{}/hook\"\n",
+            listener.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "demo",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            "20",
+            "--rate",
+            "0",
+        ])
+        .current_dir(dir.path())
+        .env("PROVTRAIL_LOG", "warn")
+        .env("PROVTRAIL_DB", &real_db)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout(&output).contains("sent 21 requests"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(dir.path().join("provtrail-demo.db").exists());
+    assert!(!real_db.exists(), "the environment's store was not touched");
+    assert!(
+        listener.accept().is_err(),
+        "the configuration's route received nothing"
+    );
+    // Bad rates are refused, not a panic.
+    for bad in [["--failure-rate", "NaN"], ["--rate", "inf"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .arg("demo")
+            .args(bad)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+    }
 }
 
 #[test]

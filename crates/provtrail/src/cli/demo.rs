@@ -1,9 +1,11 @@
 //! `provtrail demo`: serve on a demo store and drive realistic synthetic traffic through the real
 //! HTTP path (authentication, validation, deduplication, group commit), then say where to look.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use provtrail::app::App;
 use provtrail::sender::{Answer, Auth, SendOptions, client, post, send_all};
@@ -32,13 +34,42 @@ pub struct DemoArgs {
 }
 
 pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // Made-up traffic must not land in a real deployment: the demo takes its store and its
+    // configuration only from its own command line, not from the environment (PROVTRAIL_DB,
+    // PROVTRAIL_CONFIG, set for the real server) or ./provtrail.toml, and runs no routes.
+    let from_environment = |name: &str, value: &Option<PathBuf>| {
+        value.is_some() && std::env::var_os(name).map(PathBuf::from) == *value
+    };
+    if from_environment("PROVTRAIL_DB", &args.server.db) {
+        args.server.db = None;
+    }
+    if from_environment("PROVTRAIL_CONFIG", &args.server.config) {
+        args.server.config = None;
+    }
+    args.server.only_named_config = true;
     if args.server.db.is_none() {
         args.server.db = Some("provtrail-demo.db".into());
     }
     if args.server.listen.is_none() {
         args.server.listen = Some("127.0.0.1:8080".into());
     }
-    let prepared = prepare(&args.server)?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.failure_rate),
+        "--failure-rate is a share between 0 and 1, not {}",
+        args.failure_rate
+    );
+    anyhow::ensure!(
+        args.rate.is_finite() && (0.0..=1e6).contains(&args.rate),
+        "--rate is events per second between 0 (as fast as possible) and 1000000, not {}",
+        args.rate
+    );
+    let mut prepared = prepare(&args.server)?;
+    if !prepared.settings.routes.is_empty() {
+        eprintln!(
+            "provtrail demo: the configuration's routes are not run: the demo's events are made up"
+        );
+        prepared.settings.routes = std::sync::Arc::new(provtrail::routes::Routes::none());
+    }
     let app = App::start(&prepared.settings).await?;
     let addr = app.server.local_addr();
     let base = format!("http://{addr}");
@@ -75,7 +106,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (documents, receiver) = mpsc::channel::<Bytes>(64);
     let synth = SynthOptions {
         seed: rand::random(),
-        failure_rate: args.failure_rate.clamp(0.0, 1.0),
+        failure_rate: args.failure_rate,
         ..SynthOptions::default()
     };
     let count = args.events;
@@ -102,7 +133,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     let bar = progress.clone();
     let report = send_all(&options, receiver, move |_: &Answer| bar.inc(1)).await?;
     progress.finish_and_clear();
-    let _ = producer.await;
+    producer
+        .await
+        .context("the demo's event generator stopped")?;
 
     // What else a real endpoint sees: an invalid event, a body that is not JSON, a wrong token.
     let http = client(&options)?;

@@ -104,12 +104,23 @@ pub struct ServerArgs {
     /// log, which a checkpoint empties, and the search index's file come on top).
     #[arg(long, env = "PROVTRAIL_MAX_DB_SIZE", value_name = "SIZE")]
     pub max_db_size: Option<String>,
+    /// Read only a configuration file named on the command line, never ./provtrail.toml by
+    /// default (`demo`, which must not run on a real deployment's settings).
+    #[arg(skip)]
+    pub only_named_config: bool,
 }
 
 impl ServerArgs {
     /// The configuration file's settings with the flags and environment applied on top.
     pub fn resolve(&self) -> anyhow::Result<FileConfig> {
-        let mut config = match self.config.clone().or_else(FileConfig::default_path) {
+        let default_path = || {
+            if self.only_named_config {
+                None
+            } else {
+                FileConfig::default_path()
+            }
+        };
+        let mut config = match self.config.clone().or_else(default_path) {
             Some(path) => FileConfig::load(&path)?,
             None => FileConfig::default(),
         };
