@@ -138,7 +138,7 @@ fn is_store_file(output: &std::path::Path, db: &std::path::Path) -> bool {
     .any(|suffix| {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
-        PathBuf::from(name) == output
+        name == output.as_os_str()
     })
 }
 
