@@ -382,6 +382,28 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
 }
 
 #[test]
+fn send_refuses_numbers_it_cannot_use_instead_of_panicking() {
+    for bad in [
+        ["--rate", "inf"],
+        ["--rate", "1e-300"],
+        ["--timeout", "1e30"],
+        ["--timeout", "NaN"],
+        ["--concurrency", "18446744073709551615"],
+        ["--concurrency", "0"],
+    ] {
+        let mut args = vec!["send", "http://127.0.0.1:9/events", "--synthetic", "1"];
+        args.extend(bad);
+        let output = provtrail(&args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains(bad[0]) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("provtrail.toml");

@@ -59,8 +59,8 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.failure_rate
     );
     anyhow::ensure!(
-        args.rate.is_finite() && (0.0..=1e6).contains(&args.rate),
-        "--rate is events per second between 0 (as fast as possible) and 1000000, not {}",
+        args.rate == 0.0 || (0.001..=1e6).contains(&args.rate),
+        "--rate is events per second from 0.001 to 1000000, or 0 (as fast as possible), not {}",
         args.rate
     );
     let mut prepared = prepare(&args.server)?;
@@ -155,8 +155,8 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let refused = post(&http, &wrong_token, Bytes::from_static(b"{}")).await;
 
-    println!();
-    println!(
+    say!()?;
+    say!(
         "sent {} requests in {:.1}s: {}",
         report.sent,
         report.elapsed.as_secs_f64(),
@@ -166,34 +166,34 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
             .map(|(outcome, n)| format!("{n} {outcome}"))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    )?;
     for (label, answer) in [
         ("an invalid event", &quarantined),
         ("a body that is not JSON", &not_json),
         ("a wrong token", &refused),
     ] {
         if let Answer::Http { status, .. } = answer {
-            println!("and {label}: HTTP {status}");
+            say!("and {label}: HTTP {status}")?;
         }
     }
-    println!();
-    println!("Where to look:");
-    println!("  {base}/metrics                 Prometheus metrics");
-    println!("  {base}/readyz                  readiness");
-    println!(
+    say!()?;
+    say!("Where to look:")?;
+    say!("  {base}/metrics                 Prometheus metrics")?;
+    say!("  {base}/readyz                  readiness")?;
+    say!(
         "  provtrail export --db {}  every stored event, with its receipt",
         prepared.settings.store.path.display()
-    );
-    println!(
+    )?;
+    say!(
         "  provtrail send {base}/events FILE --token-file {}   post your own events",
         provtrail::app::token_path(&prepared.settings.store.path).display()
-    );
+    )?;
     if args.exit {
         app.shutdown().await;
         return Ok(ExitCode::SUCCESS);
     }
-    println!();
-    println!("Serving until Ctrl-C.");
+    say!()?;
+    say!("Serving until Ctrl-C.")?;
     super::shutdown_signal().await;
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)

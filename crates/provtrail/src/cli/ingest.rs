@@ -97,7 +97,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     store.close().await;
     let read = reading.await.context("the reader stopped unexpectedly")?;
     match args.format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => say!(
             "{}",
             json!({
                 "accepted": tally.accepted,
@@ -106,18 +106,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 "failed": tally.failed,
                 "db": args.db.display().to_string(),
             })
-        ),
+        )?,
         OutputFormat::Text => {
-            println!(
+            say!(
                 "imported into {}: {} accepted, {} duplicate, {} quarantined, {} failed",
                 args.db.display(),
                 tally.accepted,
                 tally.duplicate,
                 tally.quarantined,
                 tally.failed
-            );
+            )?;
             if let Some(error) = &first_error {
-                println!("  first failure: {error}");
+                say!("  first failure: {error}")?;
             }
         }
     }

@@ -1,5 +1,15 @@
 //! One module per subcommand; each exposes an `Args` struct and `run(args) -> anyhow::Result<ExitCode>`.
 
+/// `println!` that returns the write's error instead of panicking: output piped into a program
+/// that stopped reading (`| head`) then ends the command quietly (`main` treats a broken pipe
+/// as success) rather than with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub mod config;
 pub mod deadletter;
 pub mod demo;
@@ -64,8 +74,10 @@ where
     let caps = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::level_filters::LevelFilter::TRACE)
         .with_targets(CAPPED_LOG_TARGETS.iter().copied());
+    // Colours only for a person at a terminal: in a file or a journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     if json {
         Box::new(builder.json().finish().with(caps))

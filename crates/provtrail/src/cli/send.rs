@@ -52,7 +52,7 @@ pub struct SendArgs {
         value_name = "USER:PASS"
     )]
     basic: Option<String>,
-    /// Requests in flight at once.
+    /// Requests in flight at once (1 to 10000).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Most requests per second.
@@ -69,6 +69,9 @@ pub struct SendArgs {
     format: OutputFormat,
 }
 
+/// Most requests in flight at once: each is a task and a connection.
+const MAX_CONCURRENCY: usize = 10_000;
+
 pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.url.starts_with("http://") || args.url.starts_with("https://"),
@@ -77,6 +80,22 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.failure_rate),
         "--failure-rate is between 0 and 1"
+    );
+    anyhow::ensure!(
+        (1..=MAX_CONCURRENCY).contains(&args.concurrency),
+        "--concurrency is between 1 and {MAX_CONCURRENCY}, not {}",
+        args.concurrency
+    );
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            (0.001..=1e6).contains(&rate),
+            "--rate is requests per second, from 0.001 to 1000000, not {rate}"
+        );
+    }
+    anyhow::ensure!(
+        args.timeout.is_finite() && (0.001..=86_400.0).contains(&args.timeout),
+        "--timeout is seconds between 0.001 and 86400, not {}",
+        args.timeout
     );
     let auth = match (&args.token, &args.token_file, &args.basic) {
         (Some(token), _, _) => Auth::Bearer(token.clone()),
@@ -95,9 +114,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let options = SendOptions {
         url: args.url.clone(),
         auth,
-        concurrency: args.concurrency.max(1),
+        concurrency: args.concurrency,
         rate: args.rate,
-        timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
+        timeout: Duration::from_secs_f64(args.timeout),
         insecure: args.insecure,
     };
     let (documents, receiver) = mpsc::channel::<Bytes>(options.concurrency * 4);
@@ -115,7 +134,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let read = producer
         .await
         .context("the input reader stopped unexpectedly")?;
-    print_report(&report, args.format);
+    print_report(&report, args.format)?;
     if let Err(err) = read {
         eprintln!("error: {err:#}");
         return Ok(ExitCode::from(2));
@@ -166,7 +185,7 @@ fn producer(
     Ok(((!jsonl).then_some(1), handle))
 }
 
-fn print_report(report: &SendReport, format: OutputFormat) {
+fn print_report(report: &SendReport, format: OutputFormat) -> std::io::Result<()> {
     let seconds = report.elapsed.as_secs_f64();
     let rate = if seconds > 0.0 {
         report.sent as f64 / seconds
@@ -185,24 +204,25 @@ fn print_report(report: &SendReport, format: OutputFormat) {
                 "p50_ms": report.latency_quantile(0.5),
                 "p99_ms": report.latency_quantile(0.99),
             });
-            println!("{summary}");
+            say!("{summary}")?;
         }
         OutputFormat::Text => {
-            println!("sent {} in {:.2}s ({:.0}/s)", report.sent, seconds, rate);
+            say!("sent {} in {:.2}s ({:.0}/s)", report.sent, seconds, rate)?;
             for (outcome, count) in &report.by_outcome {
-                println!("  {outcome:<12} {count}");
+                say!("  {outcome:<12} {count}")?;
             }
             for (status, count) in &report.by_status {
-                println!("  HTTP {status:<7} {count}");
+                say!("  HTTP {status:<7} {count}")?;
             }
             for (error, count) in &report.failures {
-                println!("  no answer    {count} ({error})");
+                say!("  no answer    {count} ({error})")?;
             }
             if let (Some(p50), Some(p99)) =
                 (report.latency_quantile(0.5), report.latency_quantile(0.99))
             {
-                println!("  latency      p50 {p50:.1} ms, p99 {p99:.1} ms");
+                say!("  latency      p50 {p50:.1} ms, p99 {p99:.1} ms")?;
             }
         }
     }
+    Ok(())
 }
