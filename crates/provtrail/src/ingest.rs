@@ -197,6 +197,19 @@ fn records(issues: &[Issue]) -> Vec<IssueRecord> {
         .collect()
 }
 
+/// Longest channel name accepted in the URL.
+pub const MAX_CHANNEL_LEN: usize = 128;
+
+/// 1 to [`MAX_CHANNEL_LEN`] ASCII letters, digits, `-`, `_` or `.`: a name that is safe in
+/// search keys, metrics labels and file names.
+pub fn is_channel_name(channel: &str) -> bool {
+    !channel.is_empty()
+        && channel.len() <= MAX_CHANNEL_LEN
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Whether an envelope's invocation id can identify a delivery. A blank one cannot: taken as
 /// an id, every event sent with it would be answered as a duplicate of the first and lost, so
 /// such events are deduplicated on their body, as events without an id are.

@@ -51,13 +51,23 @@ struct Tally {
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    // What can be checked without the store is checked first, so that a mistyped file name or
+    // channel leaves no new database behind.
+    if let Some(channel) = &args.channel {
+        anyhow::ensure!(
+            provtrail::ingest::is_channel_name(channel),
+            "--channel {channel:?} is not a channel name: 1 to {} letters, digits, '-', '_' or '.' \
+             (the names POST /events/{{channel}} takes)",
+            provtrail::ingest::MAX_CHANNEL_LEN
+        );
+    }
+    let reader = super::open_input(&args.file)?;
     let metrics = Arc::new(Metrics::new());
     let settings = SqliteSettings::new(&args.db);
     let store: SharedStore =
         Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
     let ingestor = Arc::new(Ingestor::new(args.max_bytes));
     let source = args.file.display().to_string();
-    let reader = super::open_input(&args.file)?;
     let (lines, mut documents) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
     let jsonl = args.jsonl;
     let reading = tokio::task::spawn_blocking(move || super::read_documents(reader, jsonl, lines));

@@ -73,9 +73,11 @@ pub struct SendArgs {
 const MAX_CONCURRENCY: usize = 10_000;
 
 pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let url = reqwest::Url::parse(&args.url)
+        .with_context(|| format!("{:?} is not a URL like http://host:8080/events", args.url))?;
     anyhow::ensure!(
-        args.url.starts_with("http://") || args.url.starts_with("https://"),
-        "the URL must start with http:// or https://"
+        matches!(url.scheme(), "http" | "https") && url.host().is_some(),
+        "the URL must be http:// or https:// with a host"
     );
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.failure_rate),
@@ -111,6 +113,23 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None, None) => Auth::None,
     };
+    // A credential that cannot be a header would be left out of every request, each then
+    // answered 401 with nothing to say why.
+    let credential = match &auth {
+        Auth::Bearer(token) => Some(("token", token.as_str())),
+        Auth::Basic(pair) => Some(("--basic", pair.as_str())),
+        Auth::None => None,
+    };
+    if let Some((what, value)) = credential {
+        anyhow::ensure!(
+            !value.is_empty()
+                && value
+                    .bytes()
+                    .all(|byte| byte == b' ' || byte.is_ascii_graphic()),
+            "the {what} is empty or holds characters a header cannot carry (one line of \
+             printable ASCII)"
+        );
+    }
     let options = SendOptions {
         url: args.url.clone(),
         auth,

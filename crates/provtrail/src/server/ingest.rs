@@ -28,15 +28,13 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::{AppState, error_response};
+use crate::ingest::{MAX_CHANNEL_LEN, is_channel_name};
 use crate::metrics::EventOutcome;
 use crate::store::{Content, IngestOutcome, QuarantineReason, Receipt, Rejection, StoreError};
 
 /// Bodies above this are parsed on a blocking thread so that one large event cannot stall the
 /// async workers.
 const INLINE_PARSE_LIMIT: usize = 64 * 1024;
-
-/// Longest channel name accepted in the URL.
-const MAX_CHANNEL_LEN: usize = 128;
 
 pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -76,16 +74,6 @@ pub(super) async fn post_event_to_channel(
     };
     let receipt = receipt(&parts, channel);
     handle(state, receipt, parts.headers, body, refusal).await
-}
-
-/// 1 to [`MAX_CHANNEL_LEN`] ASCII letters, digits, `-`, `_` or `.`: a name that is safe in
-/// search keys, metrics labels and file names.
-fn is_channel_name(channel: &str) -> bool {
-    !channel.is_empty()
-        && channel.len() <= MAX_CHANNEL_LEN
-        && channel
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Why an authenticated body that arrived whole is kept in quarantine without being read as an
