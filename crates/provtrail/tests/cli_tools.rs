@@ -404,6 +404,47 @@ fn send_refuses_numbers_it_cannot_use_instead_of_panicking() {
 }
 
 #[test]
+fn ingest_and_send_refuse_bad_arguments_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let db_arg = db.display().to_string();
+    let missing = dir.path().join("missing.json");
+    let payload = dir.path().join("event.json");
+    std::fs::write(&payload, event("inv-args")).unwrap();
+    for args in [
+        vec!["ingest", "--db", &db_arg, missing.to_str().unwrap()],
+        vec![
+            "ingest",
+            "--db",
+            &db_arg,
+            "--channel",
+            "bad channel/..",
+            payload.to_str().unwrap(),
+        ],
+    ] {
+        let output = provtrail(&args, None);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!db.exists(), "{args:?} left a database behind");
+    }
+    let empty_token = dir.path().join("empty.token");
+    std::fs::write(&empty_token, "").unwrap();
+    for args in [
+        vec!["send", "http://", "--synthetic", "1"],
+        vec![
+            "send",
+            "http://127.0.0.1:9/events",
+            "--synthetic",
+            "1",
+            "--token-file",
+            empty_token.to_str().unwrap(),
+        ],
+    ] {
+        let output = provtrail(&args, None);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
 fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("provtrail.toml");
