@@ -325,34 +325,17 @@ path = "{}"
 
     // deadletter retry: a route nobody knows is an error, not "0 retried"; --all and --id
     // contradict each other.
-    let (code, _, stderr) = run_provtrail(&[
-        "deadletter",
-        "retry",
-        "--route",
-        "archvie",
-        "--config",
-        &config,
-    ]);
+    let retry = |extra: &[&str]| {
+        let mut args = vec!["deadletter", "retry", "--config", &config];
+        args.extend_from_slice(extra);
+        run_provtrail(&args)
+    };
+    let (code, _, stderr) = retry(&["--route", "archvie"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no route \"archvie\""), "{stderr}");
-    let (code, _, stderr) = run_provtrail(&[
-        "deadletter",
-        "retry",
-        "--route",
-        "archive",
-        "--config",
-        &config,
-    ]);
+    let (code, _, stderr) = retry(&["--route", "archive"]);
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = run_provtrail(&[
-        "deadletter",
-        "retry",
-        "--all",
-        "--id",
-        "1",
-        "--config",
-        &config,
-    ]);
+    let (code, _, stderr) = retry(&["--all", "--id", "1"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
     server.shutdown().await;

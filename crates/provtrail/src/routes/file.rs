@@ -473,15 +473,8 @@ mod tests {
     fn a_line_embeds_the_event_as_received_on_one_line() {
         let raw = b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1, 2]\n}";
         let delivery = Delivery {
-            delivery_id: 1,
-            route: "archive",
             event_id: 7,
-            event_key: "inv",
-            key: "pt-k",
-            attempt: 1,
-            received_at: 0,
-            raw,
-            event: &serde_json::Value::Null,
+            ..delivery(raw)
         };
         let line = line(&delivery);
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
