@@ -56,6 +56,16 @@ impl CompiledPath {
         }
     }
 
+    /// Adds to `names` the members of the document's root that this path reads when evaluated
+    /// against the root; false when it may read any (it does not begin with member names).
+    pub(crate) fn root_members(&self, names: &mut Vec<String>) -> bool {
+        let Some(Token::Property(first, _)) = self.tokens.first() else {
+            return false;
+        };
+        names.extend(first.iter().cloned());
+        self.tokens.iter().all(|token| token.root_members(names))
+    }
+
     pub(crate) fn is_function_path(&self) -> bool {
         matches!(self.tokens.last(), Some(Token::Function(_)))
     }
@@ -103,6 +113,29 @@ pub(crate) enum Slice {
 }
 
 impl Token {
+    /// Adds the root members read by the root paths inside this token (a filter's `$…`
+    /// operands, a function's path parameters); false when one may read any.
+    fn root_members(&self, names: &mut Vec<String>) -> bool {
+        match self {
+            Token::Filter(expr) => expr.root_members(names),
+            // Path parameters are evaluated against the root, whatever they start with.
+            Token::Function(function) => {
+                function.params.iter().all(|param| match param {
+                    Param::Path(path) => path.root_members(names),
+                    Param::Json(..) => true,
+                }) && function
+                    .length_param
+                    .as_ref()
+                    .is_none_or(|path| path.root_members(names))
+            }
+            Token::Property(..)
+            | Token::Index(_)
+            | Token::Slice(_)
+            | Token::Wildcard
+            | Token::Scan => true,
+        }
+    }
+
     pub(crate) fn is_definite(&self, is_leaf: bool) -> bool {
         match self {
             Token::Property(names, _) => names.len() == 1 || is_leaf,
@@ -205,6 +238,39 @@ pub(crate) enum Expr {
     And(Vec<Expr>),
     Not(Box<Expr>),
     Rel(Box<Relation>),
+}
+
+impl Expr {
+    fn root_members(&self, names: &mut Vec<String>) -> bool {
+        match self {
+            Expr::Or(all) | Expr::And(all) => all.iter().all(|expr| expr.root_members(names)),
+            Expr::Not(expr) => expr.root_members(names),
+            Expr::Rel(relation) => {
+                relation.left.root_members(names) && relation.right.root_members(names)
+            }
+        }
+    }
+}
+
+impl Operand {
+    fn root_members(&self, names: &mut Vec<String>) -> bool {
+        match self {
+            // `$…` reads the root; `@…` reads the current item, but may hold filters that read
+            // the root.
+            Operand::Path(operand) if operand.path.is_root_path => operand.path.root_members(names),
+            Operand::Path(operand) => operand
+                .path
+                .tokens
+                .iter()
+                .all(|token| token.root_members(names)),
+            Operand::Str(_)
+            | Operand::Num(_)
+            | Operand::Bool(_)
+            | Operand::Null
+            | Operand::Json(_)
+            | Operand::Pattern(_) => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

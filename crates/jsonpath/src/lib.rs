@@ -211,6 +211,24 @@ impl Path {
         }
     }
 
+    /// The members of the document's root that an evaluation can read: `Some(names)` (sorted,
+    /// without repeats) when the path, and every root path inside its filters and function
+    /// parameters, begins with member names (`$.a…`, `$['a','b']…`); `None` when it may read any
+    /// member (`$..a`, `$.*`, `$[?(…)]`, `$.length()`, `$`).
+    ///
+    /// Evaluated on an object that holds only those members (those of them the document has),
+    /// the path answers exactly as on the whole document: a caller that builds the document for
+    /// the filter can leave the other members out.
+    pub fn root_members(&self) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        if !self.compiled.root_members(&mut names) {
+            return None;
+        }
+        names.sort_unstable();
+        names.dedup();
+        Some(names)
+    }
+
     /// ISC's decision: does the event match this subscription filter? True when the evaluation
     /// answers a non-empty list (or a definite value that is neither `null` nor an empty array);
     /// an evaluation error is no match.

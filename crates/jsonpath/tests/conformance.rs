@@ -320,3 +320,88 @@ fn evaluation_answers_are_lists_for_indefinite_paths() {
         Evaluation::Value(_)
     ));
 }
+
+/// `Path::root_members` holds for every case of the data: evaluated on an object cut down to the
+/// members it names, a path answers (value or error kind, and match decision) as on the whole
+/// object. This is what lets routing build only those members of an event.
+#[test]
+fn paths_answer_alike_on_an_object_cut_down_to_their_root_members() {
+    let mut cut_cases = 0;
+    for (file, key) in [
+        ("isc-doc-examples.jsonl", "path"),
+        ("jayway-filter-cases.jsonl", "path"),
+        ("jayway-cases.jsonl", "selector"),
+        ("cts-jayway.jsonl", "selector"),
+    ] {
+        for row in rows(file) {
+            let Some(text) = row.get(key).and_then(Value::as_str) else {
+                continue;
+            };
+            let Ok(path) = compile(text) else {
+                continue;
+            };
+            let doc = document(&row);
+            let (Some(names), Value::Object(members)) = (path.root_members(), &doc) else {
+                continue;
+            };
+            let cut: serde_json::Map<String, Value> = members
+                .iter()
+                .filter(|(name, _)| names.binary_search(name).is_ok())
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            if cut.len() < members.len() {
+                cut_cases += 1;
+            }
+            let cut = Value::Object(cut);
+            let whole = run(text, &doc, Options::default());
+            let part = run(text, &cut, Options::default());
+            if let Err(diff) = check(&whole, &part, true) {
+                panic!("{file}: {text}: cut to {names:?}: {diff}");
+            }
+            assert_eq!(
+                path.matches(&doc),
+                path.matches(&cut),
+                "{file}: {text}: match decision differs when cut to {names:?}"
+            );
+        }
+    }
+    // The data must exercise the cut, not only documents that hold nothing else.
+    assert!(
+        cut_cases > 100,
+        "only {cut_cases} cases had members left out"
+    );
+}
+
+#[test]
+fn root_members_are_the_names_a_path_starts_from() {
+    let members = |text: &str| compile(text).unwrap().root_members();
+    let names = |list: &[&str]| Some(list.iter().map(|name| (*name).to_owned()).collect());
+    assert_eq!(
+        members("$.accountRequests[?(@.provisioningResult == 'FAILED')]"),
+        names(&["accountRequests"])
+    );
+    assert_eq!(
+        members("$['recipient','action'].id"),
+        names(&["action", "recipient"])
+    );
+    // Root paths inside filters and function parameters count; `@` paths do not.
+    assert_eq!(
+        members("$.accountRequests[?(@.source.name == $.sources && @.x in $['a'])]"),
+        names(&["a", "accountRequests", "sources"])
+    );
+    assert_eq!(members("$.a.concat($.b.c)"), names(&["a", "b"]));
+    assert_eq!(members("$.a..b[*][0:2]"), names(&["a"]));
+    // A path that may read any member.
+    for any in [
+        "$",
+        "$..id",
+        "$.*",
+        "$[*]",
+        "$[?(@.action)]",
+        "$.length()",
+        "$.a[?(@.b == $..c)]",
+        "$.a[?($[*].b)]",
+    ] {
+        assert_eq!(members(any), None, "{any}");
+    }
+}

@@ -170,24 +170,53 @@ serialize_as_wire!(
 /// serializer state per value, and each map is allocated once at its final size). Route filters
 /// are evaluated on this value for every stored event, so it is on the ingest path.
 pub(crate) fn event_value(event: &ProvisioningCompleted<'_>) -> Value {
+    event_members(event, |_| true)
+}
+
+/// As [`event_value`], with only the top-level members whose name `keep` accepts: a route filter
+/// that reads one member needs no value built for the others.
+pub(crate) fn event_members(
+    event: &ProvisioningCompleted<'_>,
+    keep: impl Fn(&str) -> bool,
+) -> Value {
     let mut map = Map::with_capacity(9 + event.extra.len());
-    map.insert("trackingNumber".into(), text(&event.tracking_number));
-    map.insert("sources".into(), text(&event.sources));
-    maybe(&mut map, "action", &event.action, |action| text(action));
-    maybe(&mut map, "errors", &event.errors, |errors| texts(errors));
-    maybe(&mut map, "warnings", &event.warnings, |warnings| {
-        texts(warnings)
-    });
-    map.insert("recipient".into(), identity_value(&event.recipient));
-    maybe(&mut map, "requester", &event.requester, identity_value);
-    map.insert(
-        "accountRequests".into(),
-        Value::Array(event.account_requests.iter().map(account_value).collect()),
-    );
-    if let Some(metadata) = &event.metadata {
-        map.insert("_metadata".into(), metadata_value(metadata));
+    if keep("trackingNumber") {
+        map.insert("trackingNumber".into(), text(&event.tracking_number));
     }
-    extra_values(&mut map, &event.extra, |key| event.writes_field(key));
+    if keep("sources") {
+        map.insert("sources".into(), text(&event.sources));
+    }
+    if keep("action") {
+        maybe(&mut map, "action", &event.action, |action| text(action));
+    }
+    if keep("errors") {
+        maybe(&mut map, "errors", &event.errors, |errors| texts(errors));
+    }
+    if keep("warnings") {
+        maybe(&mut map, "warnings", &event.warnings, |warnings| {
+            texts(warnings)
+        });
+    }
+    if keep("recipient") {
+        map.insert("recipient".into(), identity_value(&event.recipient));
+    }
+    if keep("requester") {
+        maybe(&mut map, "requester", &event.requester, identity_value);
+    }
+    if keep("accountRequests") {
+        map.insert(
+            "accountRequests".into(),
+            Value::Array(event.account_requests.iter().map(account_value).collect()),
+        );
+    }
+    if keep("_metadata") {
+        if let Some(metadata) = &event.metadata {
+            map.insert("_metadata".into(), metadata_value(metadata));
+        }
+    }
+    extra_values(&mut map, &event.extra, |key| {
+        event.writes_field(key) || !keep(key)
+    });
     Value::Object(map)
 }
 

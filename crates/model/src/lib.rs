@@ -195,6 +195,14 @@ impl<'a> ProvisioningCompleted<'a> {
     pub fn to_value(&self) -> Value {
         encode::event_value(self)
     }
+
+    /// The event as a `serde_json::Value` with only the top-level members whose wire name `keep`
+    /// accepts (unknown members included): the same members, values and order as in
+    /// [`to_value`](Self::to_value), the others left out. For a caller that reads a few members
+    /// (a filter on `accountRequests`) and need not pay for building the rest.
+    pub fn to_value_of(&self, keep: impl Fn(&str) -> bool) -> Value {
+        encode::event_members(self, keep)
+    }
 }
 
 impl std::str::FromStr for ProvisioningCompleted<'static> {

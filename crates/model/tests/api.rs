@@ -234,6 +234,47 @@ fn with_extra_writes_an_unknown_field_back() {
     );
 }
 
+#[test]
+fn to_value_of_builds_the_chosen_members_exactly_as_to_value_does() {
+    let doc_example = std::fs::read_to_string(DOC_EXAMPLE).unwrap();
+    let with_extra = with_results(&[Success, Failed])
+        .with_extra("tenant", json!({"name": "acme"}))
+        .with_extra("action", json!("shadowed"));
+    let events = [
+        ProvisioningCompleted::from_json(&doc_example).unwrap(),
+        with_extra,
+    ];
+    let choices: [&[&str]; 5] = [
+        &[],
+        &["accountRequests"],
+        &["recipient", "_metadata", "tenant"],
+        &[
+            "action",
+            "errors",
+            "warnings",
+            "requester",
+            "sources",
+            "trackingNumber",
+        ],
+        &["no-such-member"],
+    ];
+    for event in &events {
+        let Value::Object(whole) = event.to_value() else {
+            panic!("an event is an object");
+        };
+        for chosen in choices {
+            let expected: serde_json::Map<String, Value> = whole
+                .iter()
+                .filter(|(name, _)| chosen.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let built = event.to_value_of(|name| chosen.contains(&name));
+            assert_eq!(built, Value::Object(expected), "members {chosen:?}");
+        }
+        assert_eq!(event.to_value_of(|_| true), Value::Object(whole));
+    }
+}
+
 /// Every key of every object in `json`, checked to appear once in its object.
 fn assert_no_repeated_keys(json: &str) {
     let report = validate_str(json, &Options::lenient()).unwrap();

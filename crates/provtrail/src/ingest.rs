@@ -27,6 +27,12 @@ pub trait RouteMatcher: Send + Sync + std::fmt::Debug {
     fn reads_event(&self) -> bool {
         true
     }
+    /// The only top-level members of the event that the filters read, when they read only some
+    /// (`$.accountRequests[?(…)]` reads `accountRequests`): the value given to
+    /// `matching_routes` then holds just those. None: every member.
+    fn read_members(&self) -> Option<&[String]> {
+        None
+    }
 }
 
 /// Prepares deliveries for the store.
@@ -119,11 +125,14 @@ impl Ingestor {
                 };
                 let routes = match &self.routes {
                     Some(routes) if !routes.is_empty() => {
-                        // Building the value costs more than the parse; only for filters.
-                        let value = if routes.reads_event() {
-                            event.to_value()
-                        } else {
+                        // Building the value costs more than the parse: only for filters, and only
+                        // the members they read.
+                        let value = if !routes.reads_event() {
                             Value::Null
+                        } else if let Some(members) = routes.read_members() {
+                            event.to_value_of(|name| members.iter().any(|member| member == name))
+                        } else {
+                            event.to_value()
                         };
                         routes.matching_routes(&value)
                     }

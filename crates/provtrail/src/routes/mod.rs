@@ -311,6 +311,9 @@ pub struct RetryInfo {
 pub struct Routes {
     routes: Vec<Arc<Route>>,
     redactor: Redactor,
+    /// The event's top-level members that the filters read, when they read only some
+    /// ([`RouteMatcher::read_members`]).
+    read_members: Option<Vec<String>>,
 }
 
 /// Longest route name.
@@ -549,7 +552,12 @@ impl Routes {
                 allow_private: section.allow_private,
             }));
         }
-        Ok(Routes { routes, redactor })
+        let read_members = read_members(&routes);
+        Ok(Routes {
+            routes,
+            redactor,
+            read_members,
+        })
     }
 
     /// The routes, in configuration order.
@@ -583,6 +591,18 @@ impl Routes {
     }
 }
 
+/// The top-level members that the routes' filters read (none without filters); None when one
+/// filter may read any.
+fn read_members(routes: &[Arc<Route>]) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for filter in routes.iter().filter_map(|route| route.filter.as_ref()) {
+        names.extend(filter.root_members()?);
+    }
+    names.sort_unstable();
+    names.dedup();
+    Some(names)
+}
+
 impl RouteMatcher for Routes {
     fn matching_routes(&self, event: &Value) -> Vec<String> {
         self.routes
@@ -598,6 +618,10 @@ impl RouteMatcher for Routes {
 
     fn reads_event(&self) -> bool {
         self.routes.iter().any(|route| route.filter.is_some())
+    }
+
+    fn read_members(&self) -> Option<&[String]> {
+        self.read_members.as_deref()
     }
 }
 
@@ -761,6 +785,35 @@ subject = "b"
         .unwrap();
         assert!(!unfiltered.reads_event());
         assert_eq!(unfiltered.matching_routes(&Value::Null), vec!["all"]);
+    }
+
+    #[test]
+    fn only_the_members_the_filters_read_are_built() {
+        let route = |name: &str, filter: &str| {
+            format!(
+                "[[routes]]\nname = \"{name}\"\nfilter = '{filter}'\n[routes.sink]\ntype = \"nats\"\nsubject = \"{name}\"\n"
+            )
+        };
+        let failures = route(
+            "failures",
+            "$.accountRequests[?(@.provisioningResult == \"FAILED\")]",
+        );
+        let by_recipient = route("recipient", "$[?($.recipient.name == \"Ann\")].action");
+        let named = route("named", "$.recipient[?(@.name == $.requester.name)]");
+        let routes = Routes::compile(&sections(&format!("{failures}{named}"))).unwrap();
+        assert_eq!(
+            routes.read_members(),
+            Some(
+                &[
+                    "accountRequests".to_owned(),
+                    "recipient".to_owned(),
+                    "requester".to_owned()
+                ][..]
+            )
+        );
+        // One filter that may read any member (a filter on the root) needs the whole event.
+        let routes = Routes::compile(&sections(&format!("{failures}{by_recipient}"))).unwrap();
+        assert_eq!(routes.read_members(), None);
     }
 
     /// The examples of the commented default configuration compile (with their secrets given
