@@ -54,13 +54,35 @@ const FEED_CAPACITY: usize = 4_096;
 /// Most attempt results written in one outbox job.
 const MAX_RESULTS_PER_WRITE: usize = 1_000;
 
+/// How long the recorder gathers attempt results before it writes them. Each write rides along
+/// in one of the writer's group commits and dirties the outbox's latest pages; results written a
+/// few at a time (a webhook route answers one delivery per attempt) would dirty and log the same
+/// pages again in every commit. A delivery stays claimed until its result is written, so the
+/// wait delays only the record, never a delivery.
+const RECORD_GATHER: Duration = Duration::from_millis(50);
+
+/// Deliveries of a route that may have been attempted and not yet recorded. An attempt frees
+/// its place in the route's concurrency as soon as the sink has answered, so that recording
+/// does not hold deliveries back; this bounds what waits for the store, should it be slow or
+/// down.
+const MAX_UNRECORDED: usize = 8_192;
+
 fn now_millis() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Threads of the delivery runtime.
+const DELIVERY_THREADS: usize = 2;
+
+/// The nice value of the delivery threads: below ingest, which the writer and the HTTP threads
+/// serve at the default 0.
+const DELIVERY_NICENESS: i32 = 10;
+
 /// The running workers of every route.
 #[derive(Debug)]
 pub struct Dispatcher {
+    /// Where the workers, their attempts and the recorder run.
+    runtime: DeliveryRuntime,
     stop: watch::Sender<bool>,
     routes: Vec<JoinHandle<()>>,
     recorder: JoinHandle<()>,
@@ -70,9 +92,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts one worker loop per route.
     pub fn start(routes: Arc<Routes>, store: SharedStore, metrics: Arc<Metrics>) -> Dispatcher {
+        let runtime = DeliveryRuntime::start();
+        let spawner = runtime.handle();
         let (stop, stopped) = watch::channel(false);
         let (results, receiver) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_results(store.clone(), receiver, stopped.clone()));
+        let recorder = spawner.spawn(record_results(store.clone(), receiver, stopped.clone()));
         let recorder_handle = Recorder { results };
         let mut tasks = Vec::new();
         for route in routes.iter() {
@@ -88,6 +112,7 @@ impl Dispatcher {
                 breaker: Arc::default(),
                 done: Arc::new(Notify::new()),
                 permits: Arc::new(Semaphore::new(route.concurrency)),
+                unrecorded: Arc::new(Semaphore::new(MAX_UNRECORDED)),
             };
             let (sender, feed) = mpsc::channel(FEED_CAPACITY);
             let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
@@ -105,11 +130,12 @@ impl Dispatcher {
                 handed,
                 overflowed,
             };
-            tasks.push(tokio::spawn(worker.run(feed, stopped.clone())));
+            tasks.push(spawner.spawn(worker.run(feed, stopped.clone())));
         }
         drop(recorder_handle);
-        let gauges = tokio::spawn(refresh_gauges(routes, store, metrics, stopped));
+        let gauges = spawner.spawn(refresh_gauges(routes, store, metrics, stopped));
         Dispatcher {
+            runtime,
             stop,
             routes: tasks,
             recorder,
@@ -137,6 +163,76 @@ impl Dispatcher {
             abort.abort();
         }
         self.gauges.abort();
+        // Whatever is left on the delivery threads (a gauge refresh, a sink's connection) goes.
+        drop(self.runtime);
+    }
+}
+
+/// The runtime that delivers: its own threads, below ingest in the scheduler's eyes.
+///
+/// Deliveries are background work: an event is safe once stored, and its deliveries may wait. On a
+/// machine whose cores are all busy, the kernel gives ingest (the HTTP threads and the writer, at
+/// the default priority) the CPU first and deliveries what is left, so that a burst of events is
+/// taken at full speed and delivered behind it; on a machine with idle cores the niceness changes
+/// nothing. A lower priority only lowers the share: deliveries still progress under sustained
+/// load (about a tenth of a busy core each at nice 10 against 0).
+#[derive(Debug)]
+struct DeliveryRuntime {
+    /// None when a runtime of its own could not be built: the caller's is used then.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl DeliveryRuntime {
+    /// Must be called from within a runtime, which is the fallback.
+    fn start() -> DeliveryRuntime {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(DELIVERY_THREADS)
+            .thread_name("provtrail-deliver")
+            .on_thread_start(lower_thread_priority)
+            .enable_all()
+            .build();
+        match built {
+            Ok(runtime) => DeliveryRuntime {
+                handle: runtime.handle().clone(),
+                runtime: Some(runtime),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err,
+                    "cannot start the delivery threads; delivering on the server's");
+                DeliveryRuntime {
+                    runtime: None,
+                    handle: tokio::runtime::Handle::current(),
+                }
+            }
+        }
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for DeliveryRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which an async caller may not do; by the
+        // time the dispatcher is dropped its tasks are done or given up.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Gives the calling thread (a delivery thread, or a blocking thread of that runtime) the
+/// delivery niceness. On Linux, priority is per thread. Best effort: a failure leaves the thread
+/// at the default priority, which only costs ingest some CPU under load.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let thread = rustix::thread::gettid();
+        if let Err(err) = rustix::process::setpriority_process(Some(thread), DELIVERY_NICENESS) {
+            tracing::debug!(error = %err, "cannot lower the delivery thread's priority");
+        }
     }
 }
 
@@ -157,25 +253,33 @@ impl Recorder {
     }
 }
 
-/// Writes attempt results in batches: whatever finished while the previous write was being
-/// committed goes into the next one.
+/// Writes attempt results in batches: whatever finished within [`RECORD_GATHER`] of the first
+/// result, or while the previous write was being committed, goes into the next one (at most
+/// [`MAX_RESULTS_PER_WRITE`]; at once when stopping).
 async fn record_results(
     store: SharedStore,
     mut receiver: mpsc::UnboundedReceiver<(Vec<AttemptResult>, oneshot::Sender<()>)>,
-    stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<bool>,
 ) {
     let mut batch: Vec<(Vec<AttemptResult>, oneshot::Sender<()>)> = Vec::new();
     while let Some(first) = receiver.recv().await {
         let mut count = first.0.len();
         batch.push(first);
-        while count < MAX_RESULTS_PER_WRITE {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    count += next.0.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
+        let gathered_until = tokio::time::Instant::now() + RECORD_GATHER;
+        while count < MAX_RESULTS_PER_WRITE && !*stopped.borrow() {
+            let next = match receiver.try_recv() {
+                Ok(next) => next,
+                Err(_) => tokio::select! {
+                    next = receiver.recv() => match next {
+                        Some(next) => next,
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(gathered_until) => break,
+                    _ = stopped.changed() => break,
+                },
+            };
+            count += next.0.len();
+            batch.push(next);
         }
         loop {
             let results = batch
@@ -342,9 +446,12 @@ struct RouteWorker {
     /// Deliveries being attempted now.
     claimed: Arc<Mutex<HashSet<i64>>>,
     breaker: Arc<Mutex<Breaker>>,
-    /// Signalled when an attempt finishes (a permit is free again).
+    /// Signalled when an attempt finishes or is recorded (a place is free again).
     done: Arc<Notify>,
+    /// The route's concurrency: one per attempt until its sink answers.
     permits: Arc<Semaphore>,
+    /// One per delivery attempted and not yet recorded ([`MAX_UNRECORDED`]).
+    unrecorded: Arc<Semaphore>,
 }
 
 /// The worker's end of its [`OutboxFeed`].
@@ -401,17 +508,21 @@ impl RouteWorker {
             let mut attempts_left = attempts;
             // Fresh deliveries first: they need no read.
             while attempts_left > 0 && !fresh.is_empty() {
-                // The place first: a delivery taken from `fresh` must start, or it would stay in
+                // The places first: a delivery taken from `fresh` must start, or it would stay in
                 // `handed`, out of every read.
-                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                let take = per_attempt
+                    .min(fresh.len())
+                    .min(self.unrecorded.available_permits());
+                let Some(places) = self.places(take) else {
                     break;
                 };
-                let take = per_attempt.min(fresh.len());
                 let chunk: Vec<OutboxItem> = fresh.drain(..take).collect();
-                self.start(&mut tasks, chunk, permit, &handed);
+                self.start(&mut tasks, chunk, places, &handed);
                 attempts_left -= 1;
             }
-            if attempts_left > 0 && read_due {
+            // Deliveries read now must start, so read no more than may wait for their record.
+            let room = self.unrecorded.available_permits();
+            if attempts_left > 0 && read_due && room > 0 {
                 let exclude: Vec<i64> = {
                     let mut exclude: Vec<i64> = self
                         .claimed
@@ -423,7 +534,7 @@ impl RouteWorker {
                     }
                     exclude
                 };
-                let wanted = attempts_left * per_attempt;
+                let wanted = (attempts_left * per_attempt).min(room);
                 match self
                     .store
                     .outbox_due(&self.route.name, now_millis(), wanted, exclude)
@@ -446,11 +557,12 @@ impl RouteWorker {
                         // Those left over when the places run out stay pending for a later read.
                         let mut items = items.into_iter().peekable();
                         while items.peek().is_some() {
-                            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                            let take = per_attempt.min(items.len());
+                            let Some(places) = self.places(take) else {
                                 break;
                             };
-                            let chunk: Vec<OutboxItem> = items.by_ref().take(per_attempt).collect();
-                            self.start(&mut tasks, chunk, permit, &handed);
+                            let chunk: Vec<OutboxItem> = items.by_ref().take(take).collect();
+                            self.start(&mut tasks, chunk, places, &handed);
                         }
                     }
                     Err(err) => {
@@ -490,13 +602,29 @@ impl RouteWorker {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Starts one attempt of `items` in the place `permit` holds: they leave `handed` (if they
-    /// came from the feed) and are claimed until their results are committed.
+    /// The places an attempt of `deliveries` deliveries needs: one of the route's concurrency
+    /// and one per delivery until it is recorded; None when either is full.
+    fn places(&self, deliveries: usize) -> Option<Places> {
+        let deliveries = u32::try_from(deliveries).ok().filter(|&n| n > 0)?;
+        let unrecorded = self
+            .unrecorded
+            .clone()
+            .try_acquire_many_owned(deliveries)
+            .ok()?;
+        let attempt = self.permits.clone().try_acquire_owned().ok()?;
+        Some(Places {
+            attempt,
+            unrecorded,
+        })
+    }
+
+    /// Starts one attempt of `items` in `places`: they leave `handed` (if they came from the
+    /// feed) and are claimed until their results are committed.
     fn start(
         &self,
         tasks: &mut JoinSet<()>,
         items: Vec<OutboxItem>,
-        permit: OwnedSemaphorePermit,
+        places: Places,
         handed: &Mutex<HashSet<i64>>,
     ) {
         if let Ok(mut handed) = handed.lock() {
@@ -511,13 +639,13 @@ impl RouteWorker {
         // none of the delivery's `max_attempts`, or a long outage would kill every delivery that
         // happened to be picked as a probe. Decided here, when the attempt is let start.
         let probe = self.breaker.lock().is_ok_and(|breaker| breaker.probing());
-        tasks.spawn(self.attempt(items, permit, probe));
+        tasks.spawn(self.attempt(items, places, probe));
     }
 
     fn attempt(
         &self,
         items: Vec<OutboxItem>,
-        permit: OwnedSemaphorePermit,
+        places: Places,
         probe: bool,
     ) -> impl Future<Output = ()> + Send + 'static {
         let route = self.route.clone();
@@ -576,16 +704,30 @@ impl RouteWorker {
                 }
                 records.push(record);
             }
+            // The sink has answered and the breaker knows: the next attempt may start while this
+            // one's results wait for the store.
+            let Places {
+                attempt,
+                unrecorded,
+            } = places;
+            drop(attempt);
+            done.notify_one();
             recorder.record(records).await;
             if let Ok(mut claimed) = claimed.lock() {
                 for item in &items {
                     claimed.remove(&item.id);
                 }
             }
-            drop(permit);
+            drop(unrecorded);
             done.notify_one();
         }
     }
+}
+
+/// What an attempt holds while it runs ([`RouteWorker::places`]).
+struct Places {
+    attempt: OwnedSemaphorePermit,
+    unrecorded: OwnedSemaphorePermit,
 }
 
 struct Attempted {
