@@ -18,4 +18,24 @@ pub mod synth;
 pub fn install_crypto_provider() {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
+
+/// The nice value of background threads: those whose work may lag behind ingest (route
+/// deliveries, the search index, checkpoints), below the HTTP threads and the store's writer
+/// at the default 0.
+const BACKGROUND_NICENESS: i32 = 10;
+
+/// Makes the calling thread a background thread: on a machine whose cores are all busy, the
+/// kernel gives ingest the CPU first and this thread what is left (at nice 10 against 0, about a
+/// tenth of a busy core, so it still progresses); with idle cores it changes nothing. On Linux,
+/// priority is per thread, and threads a thread starts inherit it. Best effort: a failure leaves
+/// the thread at the default priority.
+pub(crate) fn become_background_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        let thread = rustix::thread::gettid();
+        if let Err(err) = rustix::process::setpriority_process(Some(thread), BACKGROUND_NICENESS) {
+            tracing::debug!(error = %err, "cannot lower a background thread's priority");
+        }
+    }
+}
 pub mod search;

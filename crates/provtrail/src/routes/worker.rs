@@ -74,10 +74,6 @@ fn now_millis() -> Millis {
 /// Threads of the delivery runtime.
 const DELIVERY_THREADS: usize = 2;
 
-/// The nice value of the delivery threads: below ingest, which the writer and the HTTP threads
-/// serve at the default 0.
-const DELIVERY_NICENESS: i32 = 10;
-
 /// The running workers of every route.
 #[derive(Debug)]
 pub struct Dispatcher {
@@ -168,14 +164,12 @@ impl Dispatcher {
     }
 }
 
-/// The runtime that delivers: its own threads, below ingest in the scheduler's eyes.
+/// The runtime that delivers: its own threads, background threads
+/// ([`crate::become_background_thread`]).
 ///
-/// Deliveries are background work: an event is safe once stored, and its deliveries may wait. On a
-/// machine whose cores are all busy, the kernel gives ingest (the HTTP threads and the writer, at
-/// the default priority) the CPU first and deliveries what is left, so that a burst of events is
-/// taken at full speed and delivered behind it; on a machine with idle cores the niceness changes
-/// nothing. A lower priority only lowers the share: deliveries still progress under sustained
-/// load (about a tenth of a busy core each at nice 10 against 0).
+/// Deliveries may lag behind ingest: an event is safe once stored, and its deliveries can wait.
+/// On a machine whose cores are all busy, a burst of events is taken at full speed and delivered
+/// behind it.
 #[derive(Debug)]
 struct DeliveryRuntime {
     /// None when a runtime of its own could not be built: the caller's is used then.
@@ -189,7 +183,7 @@ impl DeliveryRuntime {
         let built = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(DELIVERY_THREADS)
             .thread_name("provtrail-deliver")
-            .on_thread_start(lower_thread_priority)
+            .on_thread_start(crate::become_background_thread)
             .enable_all()
             .build();
         match built {
@@ -219,19 +213,6 @@ impl Drop for DeliveryRuntime {
         // time the dispatcher is dropped its tasks are done or given up.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
-        }
-    }
-}
-
-/// Gives the calling thread (a delivery thread, or a blocking thread of that runtime) the
-/// delivery niceness. On Linux, priority is per thread. Best effort: a failure leaves the thread
-/// at the default priority, which only costs ingest some CPU under load.
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let thread = rustix::thread::gettid();
-        if let Err(err) = rustix::process::setpriority_process(Some(thread), DELIVERY_NICENESS) {
-            tracing::debug!(error = %err, "cannot lower the delivery thread's priority");
         }
     }
 }

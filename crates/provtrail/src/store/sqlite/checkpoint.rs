@@ -25,7 +25,11 @@ impl Checkpointer {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("provtrail-checkpoint".into())
-            .spawn(move || run(&path, &flag))
+            .spawn(move || {
+                // The writer checkpoints too when the log grows past its threshold.
+                crate::become_background_thread();
+                run(&path, &flag)
+            })
             .ok();
         Checkpointer { stop, thread }
     }

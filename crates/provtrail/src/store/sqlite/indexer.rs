@@ -136,6 +136,8 @@ impl SearchIndexer {
         let thread = std::thread::Builder::new()
             .name("provtrail-index".into())
             .spawn(move || {
+                // Derived data: rebuilt from the events when it lags or is lost.
+                crate::become_background_thread();
                 Indexer {
                     conn,
                     events_path: events,
