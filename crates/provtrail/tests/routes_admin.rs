@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{ServerProcess, client, event};
-use routes_support::{states, wait_for};
+use routes_support::{none_pending, states, wait_for};
 use serde_json::{Value, json};
 
 const INGEST: &str = "ingest-token-for-admin-tests";
@@ -102,7 +102,7 @@ async fn admin_tokens_from_the_flag_or_the_environment_replay_and_a_read_token_d
     post_events(&server, &["admin-0", "admin-1", "admin-2"]).await;
     // Written to the file and recorded: a replay leaves a delivery that is still pending alone.
     wait_for("the first deliveries", Duration::from_secs(60), || {
-        lines(dir.path()) == 3 && !states(Path::new(&db)).contains_key(&("archive".to_owned(), 0))
+        lines(dir.path()) == 3 && none_pending(Path::new(&db), "archive")
     })
     .await;
 

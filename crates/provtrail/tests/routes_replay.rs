@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{TestServer, event, run_provtrail};
 use provtrail::config::FileConfig;
-use routes_support::{config_text, states, wait_for};
+use routes_support::{config_text, none_pending, states, wait_for};
 use serde_json::Value;
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -67,7 +67,7 @@ path = "{}"
     }
     // Written to the file and recorded: a replay leaves a delivery that is still pending alone.
     wait_for("the first deliveries", Duration::from_secs(60), || {
-        lines(&out).len() == 10 && !states(&db).contains_key(&("archive".to_owned(), 0))
+        lines(&out).len() == 10 && none_pending(&db, "archive")
     })
     .await;
 
@@ -132,7 +132,7 @@ path = "{}"
         "{stderr}"
     );
     wait_for("the filtered replay", Duration::from_secs(60), || {
-        lines(&out).len() == 15 && !states(&db).contains_key(&("archive".to_owned(), 0))
+        lines(&out).len() == 15 && none_pending(&db, "archive")
     })
     .await;
 

@@ -255,6 +255,12 @@ pub fn states(db: &Path) -> HashMap<(String, i64), i64> {
         .unwrap()
 }
 
+/// True when `route` has no pending delivery in the database file: every attempt made so far is
+/// recorded.
+pub fn none_pending(db: &Path, route: &str) -> bool {
+    !states(db).contains_key(&(route.to_owned(), 0))
+}
+
 /// Waits up to `limit` for `condition`, polling; fails the test with `what`.
 pub async fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
