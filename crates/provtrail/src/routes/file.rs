@@ -11,7 +11,7 @@
 //! batch that cannot (the directory is gone) fails and is tried again.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{IoSlice, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -186,10 +186,15 @@ fn line(delivery: &Delivery<'_>) -> Vec<u8> {
         None => line.extend_from_slice(b"null"),
     }
     line.extend_from_slice(b",\"event\":");
-    line.extend(delivery.raw.iter().map(|&byte| match byte {
-        b'\n' | b'\r' => b' ',
-        other => other,
-    }));
+    // Line breaks in a pretty-printed body become spaces (they can only be whitespace between
+    // tokens: inside JSON strings they are escaped), so that the event stays on its line.
+    let mut copied = 0;
+    for at in memchr::memchr2_iter(b'\n', b'\r', delivery.raw) {
+        line.extend_from_slice(&delivery.raw[copied..at]);
+        line.push(b' ');
+        copied = at + 1;
+    }
+    line.extend_from_slice(&delivery.raw[copied..]);
     line.extend_from_slice(b"}\n");
     line
 }
@@ -198,6 +203,23 @@ fn line(delivery: &Delivery<'_>) -> Vec<u8> {
 fn json_string(out: &mut Vec<u8>, text: &str) {
     // Writing to a `Vec` cannot fail, and a `str` is always serializable.
     let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Writes every byte of `lines`, in order, with as few `writev` calls as the system allows (it
+/// takes at most `IOV_MAX` slices per call, and may write less than asked).
+fn write_all_lines(mut file: &File, lines: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = lines.iter().map(|line| IoSlice::new(line)).collect();
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 fn rotated(path: &Path, n: u32) -> PathBuf {
@@ -227,12 +249,11 @@ impl Appender {
         let mut done = 0;
         let mut last = None;
         let mut failed = None;
-        let mut buffer = Vec::new();
         while done < lines.len() {
             // The path is checked once per batch rather than per run: the runs after the first
             // follow a rotation of our own, which reopens the file anyway.
             let check_path = done == 0;
-            match self.write_run(&lines[done..], &mut buffer, check_path) {
+            match self.write_run(&lines[done..], check_path) {
                 Ok((written, number)) => {
                     done += written;
                     last = Some(number);
@@ -252,18 +273,13 @@ impl Appender {
     }
 
     /// Writes the first lines of `lines` that fit in the current file (at least one; the file
-    /// is rotated first when even that one does not fit) with a single `write`, so that a batch
-    /// costs one system call rather than one per line. Returns how many were written and the
+    /// is rotated first when even that one does not fit) with one gathering `writev`, so that a
+    /// batch costs one system call rather than one per line and the lines are not copied. Returns how many were written and the
     /// number of the last. With `check_path`, a handle that `path` no longer names is closed
     /// first and the file at `path` opened (created) in its place; when that cannot be done (the
     /// directory is gone), nothing is written and the error says why, so the deliveries are
     /// tried again rather than counted as delivered.
-    fn write_run(
-        &self,
-        lines: &[Vec<u8>],
-        buffer: &mut Vec<u8>,
-        check_path: bool,
-    ) -> std::io::Result<(usize, u64)> {
+    fn write_run(&self, lines: &[Vec<u8>], check_path: bool) -> std::io::Result<(usize, u64)> {
         let mut state = self
             .state
             .lock()
@@ -307,16 +323,14 @@ impl Appender {
         // the next ones while the file stays within its limit.
         let mut size = open.size;
         let mut count = 0;
-        buffer.clear();
         for line in lines {
             if count > 0 && size + line.len() as u64 > self.max_size {
                 break;
             }
-            buffer.extend_from_slice(line);
             size += line.len() as u64;
             count += 1;
         }
-        if let Err(err) = (&*open.file).write_all(buffer) {
+        if let Err(err) = write_all_lines(&open.file, &lines[..count]) {
             // Start from a fresh handle next time (the file may have been removed).
             *state = None;
             return Err(err);
