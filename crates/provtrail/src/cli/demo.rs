@@ -1,7 +1,6 @@
 //! `provtrail demo`: serve on a demo store and drive realistic synthetic traffic through the real
 //! HTTP path (authentication, validation, deduplication, group commit), then say where to look.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,6 +15,17 @@ use super::serve::{ServerArgs, prepare};
 
 /// Arguments of `provtrail demo`.
 #[derive(Debug, clap::Args)]
+// The server's options as the demo uses them: its own store, loopback, and no configuration or
+// store taken from the environment, so that the help says what the demo does.
+#[command(
+    mut_arg("db", |arg| arg
+        .env(None::<&str>)
+        .help("The demo's database file [default: provtrail-demo.db]")),
+    mut_arg("config", |arg| arg
+        .env(None::<&str>)
+        .help("Configuration file (TOML); the demo reads none unless named here")),
+    mut_arg("listen", |arg| arg.help("Address to listen on [default: 127.0.0.1:8080]")),
+)]
 pub struct DemoArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -35,17 +45,9 @@ pub struct DemoArgs {
 
 pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Made-up traffic must not land in a real deployment: the demo takes its store and its
-    // configuration only from its own command line, not from the environment (PROVTRAIL_DB,
-    // PROVTRAIL_CONFIG, set for the real server) or ./provtrail.toml, and runs no routes.
-    let from_environment = |name: &str, value: &Option<PathBuf>| {
-        value.is_some() && std::env::var_os(name).map(PathBuf::from) == *value
-    };
-    if from_environment("PROVTRAIL_DB", &args.server.db) {
-        args.server.db = None;
-    }
-    if from_environment("PROVTRAIL_CONFIG", &args.server.config) {
-        args.server.config = None;
-    }
+    // configuration only from its own command line (its `--db` and `--config` read no
+    // PROVTRAIL_DB or PROVTRAIL_CONFIG, set for the real server), never ./provtrail.toml, and
+    // runs no routes.
     args.server.only_named_config = true;
     if args.server.db.is_none() {
         args.server.db = Some("provtrail-demo.db".into());
