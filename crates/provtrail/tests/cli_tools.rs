@@ -257,6 +257,20 @@ fn ingest_imports_lines_through_validation_and_deduplication() {
     assert_eq!(summary["accepted"], 2);
     assert_eq!(summary["duplicate"], 1);
     assert_eq!(summary["quarantined"], 1);
+    // The quarantined document is named by its line, with its first problem.
+    let problems = summary["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{summary}");
+    assert_eq!(problems[0]["line"], 4);
+    assert_eq!(problems[0]["outcome"], "quarantined");
+    assert!(problems[0]["quarantine_id"].is_i64(), "{summary}");
+    assert!(
+        problems[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("trackingNumber: "),
+        "{summary}"
+    );
+    assert_eq!(summary["problems_listed"], true);
     assert_eq!(stored_invocations(&db).len(), 2);
     // Importing again changes nothing.
     let again = provtrail(
@@ -274,6 +288,70 @@ fn ingest_imports_lines_through_validation_and_deduplication() {
     let summary: Value = serde_json::from_str(stdout(&again).trim()).unwrap();
     assert_eq!(summary["accepted"], 0);
     assert_eq!(summary["duplicate"], 3);
+}
+
+#[test]
+fn ingest_reads_json_lines_without_the_flag_and_names_bad_lines_for_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_line = |id: &str| {
+        String::from_utf8(event(id))
+            .unwrap()
+            .replace(['\n', '\r'], " ")
+    };
+    let lines = format!(
+        "{}\n\n{}\nnot json\n{}\n",
+        one_line("inv-a"),
+        one_line("inv-b"),
+        one_line("inv-a")
+    );
+    // By its extension, and by its content under any name.
+    for name in ["events.ndjson", "events.txt"] {
+        let db = dir.path().join(format!("{name}.db"));
+        let file = dir.path().join(name);
+        std::fs::write(&file, &lines).unwrap();
+        let output = provtrail(
+            &[
+                "ingest",
+                "--db",
+                db.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{name}: a line is quarantined"
+        );
+        let text = stdout(&output);
+        assert!(
+            text.contains("2 accepted, 1 duplicate, 1 quarantined, 0 failed"),
+            "{name}: {text}"
+        );
+        let problem = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("line 4: quarantined"))
+            .unwrap_or_else(|| panic!("{name}: no line for the bad document: {text}"));
+        assert!(problem.contains("$: "), "{name}: {problem}");
+        assert_eq!(stored_invocations(&db).len(), 2, "{name}");
+    }
+    // One pretty-printed event stays one document.
+    let db = dir.path().join("single.db");
+    let file = dir.path().join("single.json");
+    std::fs::write(&file, event("inv-single")).unwrap();
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let stored = stored_invocations(&db);
+    assert_eq!(stored.len(), 1);
+    assert!(stored.contains_key("inv-single"), "{stored:?}");
 }
 
 #[test]
@@ -379,6 +457,62 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "{bad:?}");
     }
+    // Its help gives the demo's own defaults, not the server's.
+    let help = stdout(&provtrail(&["demo", "--help"], None));
+    assert!(help.contains("[default: provtrail-demo.db]"), "{help}");
+    assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
+    assert!(!help.contains("PROVTRAIL_DB"), "{help}");
+    assert!(!help.contains("PROVTRAIL_CONFIG"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
+    let server = TestServer::start().await;
+    let url = server.url("/events");
+    let output = tokio::task::spawn_blocking(move || {
+        let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args([
+                "send",
+                &url,
+                "--synthetic",
+                "100000",
+                "--rate",
+                "100",
+                "--token",
+                TOKEN,
+                "--format",
+                "json",
+            ])
+            .env("PROVTRAIL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let sent = summary["sent"].as_u64().unwrap();
+    assert!(
+        sent > 0 && sent < 1_000,
+        "sent {sent} of 100000 before stopping"
+    );
+    // Every request it reports was answered, and kept.
+    assert_eq!(summary["by_outcome"]["accepted"], sent, "{summary}");
+    let mut server = server;
+    server.shutdown().await;
+    assert_eq!(stored_invocations(&server.db).len() as u64, sent);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use provtrail::ingest::Ingestor;
 use provtrail::metrics::Metrics;
 use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
-use provtrail::store::{IngestOutcome, Receipt, SharedStore};
+use provtrail::store::{Content, IngestOutcome, Receipt, SharedStore};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -22,13 +22,15 @@ const IN_FLIGHT: usize = 256;
 /// Arguments of `provtrail ingest`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// The events: a JSON file with one event, or JSON lines with --jsonl (`-` for standard input).
+    /// The events: a JSON file with one event, or JSON lines (`-` for standard input). A
+    /// `.jsonl` or `.ndjson` file, or an input that is one JSON document per line, is read as
+    /// JSON lines without --jsonl.
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
     /// The database file.
     #[arg(long, env = "PROVTRAIL_DB", default_value = "provtrail.db")]
     db: PathBuf,
-    /// One event per line.
+    /// One event per line, whatever the file is called.
     #[arg(long)]
     jsonl: bool,
     /// Label the events with this channel.
@@ -42,12 +44,38 @@ pub struct IngestArgs {
     format: OutputFormat,
 }
 
+/// Documents not kept as events that the report lists one by one; the counts cover the rest.
+const LISTED_PROBLEMS: usize = 100;
+
 #[derive(Debug, Default)]
 struct Tally {
     accepted: u64,
     duplicate: u64,
     quarantined: u64,
     failed: u64,
+    /// Up to [`LISTED_PROBLEMS`] documents quarantined or not stored (listed in input order).
+    problems: Vec<Problem>,
+}
+
+/// A document that was quarantined or could not be stored.
+#[derive(Debug)]
+struct Problem {
+    /// The line the document starts on.
+    line: u64,
+    /// `quarantined` or `failed`.
+    outcome: &'static str,
+    /// The quarantine entry, when one was kept.
+    quarantine_id: Option<i64>,
+    /// The first problem found, with its path, or why the store failed.
+    error: String,
+}
+
+/// What one document's import came to.
+struct Imported {
+    line: u64,
+    /// For a document headed for quarantine, its first validation problem.
+    invalid: Option<String>,
+    result: Result<IngestOutcome, provtrail::store::StoreError>,
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -68,19 +96,22 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
     let ingestor = Arc::new(Ingestor::new(args.max_bytes));
     let source = args.file.display().to_string();
-    let (lines, mut documents) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
-    let jsonl = args.jsonl;
-    let reading = tokio::task::spawn_blocking(move || super::read_documents(reader, jsonl, lines));
+    let (lines, mut documents) = tokio::sync::mpsc::channel::<(u64, Bytes)>(IN_FLIGHT);
+    let jsonl = args.jsonl || super::is_json_lines_path(&args.file);
+    let reading = tokio::task::spawn_blocking(move || {
+        super::read_documents(reader, jsonl, |line, document| {
+            lines.blocking_send((line, document)).is_ok()
+        })
+    });
     let progress = super::progress_bar(None, "importing");
     let mut tally = Tally::default();
     let mut tasks = JoinSet::new();
-    let mut first_error: Option<String> = None;
     loop {
         while tasks.len() >= IN_FLIGHT {
-            collect(tasks.join_next().await, &mut tally, &mut first_error);
+            collect(tasks.join_next().await, &mut tally);
             progress.inc(1);
         }
-        let Some(raw) = documents.recv().await else {
+        let Some((line, raw)) = documents.recv().await else {
             break;
         };
         let receipt = Receipt {
@@ -96,13 +127,26 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let ingestor = ingestor.clone();
         tasks.spawn(async move {
             let incoming = ingestor.prepare(raw, receipt);
-            store.ingest(incoming).await
+            let invalid = match &incoming.content {
+                Content::Quarantine(quarantine) => quarantine
+                    .errors
+                    .first()
+                    .map(|issue| format!("{}: {}", issue.path, issue.message)),
+                Content::Event(_) => None,
+            };
+            Imported {
+                line,
+                invalid,
+                result: store.ingest(incoming).await,
+            }
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        collect(Some(joined), &mut tally, &mut first_error);
+        collect(Some(joined), &mut tally);
         progress.inc(1);
     }
+    // Tasks finish in any order; the report lists documents in input order.
+    tally.problems.sort_by_key(|problem| problem.line);
     progress.finish_and_clear();
     store.close().await;
     let read = reading.await.context("the reader stopped unexpectedly")?;
@@ -115,6 +159,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 "quarantined": tally.quarantined,
                 "failed": tally.failed,
                 "db": args.db.display().to_string(),
+                "problems": tally.problems.iter().map(|problem| json!({
+                    "line": problem.line,
+                    "outcome": problem.outcome,
+                    "quarantine_id": problem.quarantine_id,
+                    "error": problem.error,
+                })).collect::<Vec<_>>(),
+                "problems_listed": tally.problems.len() as u64 == tally.quarantined + tally.failed,
             })
         )?,
         OutputFormat::Text => {
@@ -126,8 +177,25 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 tally.quarantined,
                 tally.failed
             )?;
-            if let Some(error) = &first_error {
-                say!("  first failure: {error}")?;
+            for problem in &tally.problems {
+                match problem.quarantine_id {
+                    Some(id) => say!(
+                        "  line {}: {} (quarantine entry {id}): {}",
+                        problem.line,
+                        problem.outcome,
+                        problem.error
+                    )?,
+                    None => say!(
+                        "  line {}: {}: {}",
+                        problem.line,
+                        problem.outcome,
+                        problem.error
+                    )?,
+                }
+            }
+            let unlisted = tally.quarantined + tally.failed - tally.problems.len() as u64;
+            if unlisted > 0 {
+                say!("  … and {unlisted} more (the read API lists them: GET /api/v1/quarantine)")?;
             }
         }
     }
@@ -139,25 +207,56 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn collect(
-    joined: Option<
-        Result<Result<IngestOutcome, provtrail::store::StoreError>, tokio::task::JoinError>,
-    >,
-    tally: &mut Tally,
-    first_error: &mut Option<String>,
-) {
-    match joined {
-        Some(Ok(Ok(IngestOutcome::Accepted { .. }))) => tally.accepted += 1,
-        Some(Ok(Ok(IngestOutcome::Duplicate { .. }))) => tally.duplicate += 1,
-        Some(Ok(Ok(IngestOutcome::Quarantined { .. }))) => tally.quarantined += 1,
-        Some(Ok(Err(err))) => {
-            tally.failed += 1;
-            first_error.get_or_insert_with(|| err.to_string());
-        }
+fn collect(joined: Option<Result<Imported, tokio::task::JoinError>>, tally: &mut Tally) {
+    let problem = match joined {
+        None => return,
+        Some(Ok(Imported {
+            line,
+            invalid,
+            result,
+        })) => match result {
+            Ok(IngestOutcome::Accepted { .. }) => {
+                tally.accepted += 1;
+                return;
+            }
+            Ok(IngestOutcome::Duplicate { .. }) => {
+                tally.duplicate += 1;
+                return;
+            }
+            Ok(IngestOutcome::Quarantined { id, duplicate }) => {
+                tally.quarantined += 1;
+                let mut error = invalid.unwrap_or_else(|| "not a valid event".to_owned());
+                if duplicate {
+                    error.push_str(" (already in quarantine)");
+                }
+                Problem {
+                    line,
+                    outcome: "quarantined",
+                    quarantine_id: Some(id),
+                    error,
+                }
+            }
+            Err(err) => {
+                tally.failed += 1;
+                Problem {
+                    line,
+                    outcome: "failed",
+                    quarantine_id: None,
+                    error: err.to_string(),
+                }
+            }
+        },
         Some(Err(err)) => {
             tally.failed += 1;
-            first_error.get_or_insert_with(|| err.to_string());
+            Problem {
+                line: 0,
+                outcome: "failed",
+                quarantine_id: None,
+                error: err.to_string(),
+            }
         }
-        None => {}
+    };
+    if tally.problems.len() < LISTED_PROBLEMS {
+        tally.problems.push(problem);
     }
 }

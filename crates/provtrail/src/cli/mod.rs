@@ -158,24 +158,69 @@ pub fn without_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Sends the documents of `reader` to `documents`: the whole input as one document, or with
-/// `jsonl` each non-blank line (without its line end). Stops early when the receiver is gone.
+/// Whether `path` names a JSON-lines file by its extension (`.jsonl`, `.ndjson`).
+pub fn is_json_lines_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|extension| extension.to_str())
+        .is_some_and(|extension| {
+            extension.eq_ignore_ascii_case("jsonl") || extension.eq_ignore_ascii_case("ndjson")
+        })
+}
+
+/// Whether `body`, which is not one JSON document, reads as JSON lines: more than one non-blank
+/// line, the first of which is a JSON document by itself. (A pretty-printed event that is broken
+/// somewhere starts with a line holding only `{`, which is not.)
+fn looks_like_json_lines(body: &[u8]) -> bool {
+    let mut lines = body
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
+    let (Some(first), Some(_)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok()
+}
+
+/// Calls `document` with each document of `reader` and the number of the line it starts on: with
+/// `jsonl` each non-blank line (without its line end); otherwise the whole input as one
+/// document, unless it is not one JSON document but reads as JSON lines (see
+/// [`looks_like_json_lines`]), which is then taken line by line, with a note on standard error.
+/// Stops early when `document` returns false (its receiver is gone).
 pub fn read_documents(
     mut reader: Box<dyn BufRead + Send>,
     jsonl: bool,
-    documents: tokio::sync::mpsc::Sender<Bytes>,
+    mut document: impl FnMut(u64, Bytes) -> bool,
 ) -> anyhow::Result<()> {
     if !jsonl {
         let mut body = Vec::new();
         reader
             .read_to_end(&mut body)
             .context("cannot read the input")?;
-        let _ = documents.blocking_send(Bytes::from(body));
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
+            || !looks_like_json_lines(&body)
+        {
+            document(1, Bytes::from(body));
+            return Ok(());
+        }
+        eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
+        let body = Bytes::from(body);
+        let mut start = 0;
+        for (number, line) in body.split_inclusive(|&byte| byte == b'\n').enumerate() {
+            let end = start + line.len();
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                let kept = without_line_end(line).len();
+                if !document(number as u64 + 1, body.slice(start..start + kept)) {
+                    return Ok(());
+                }
+            }
+            start = end;
+        }
         return Ok(());
     }
     let mut line = Vec::new();
+    let mut number = 0;
     loop {
         line.clear();
+        number += 1;
         if reader
             .read_until(b'\n', &mut line)
             .context("cannot read the input")?
@@ -186,10 +231,7 @@ pub fn read_documents(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if documents
-            .blocking_send(Bytes::copy_from_slice(without_line_end(&line)))
-            .is_err()
-        {
+        if !document(number, Bytes::copy_from_slice(without_line_end(&line))) {
             return Ok(());
         }
     }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,10 +25,11 @@ use super::OutputFormat;
 pub struct SendArgs {
     /// The subscriber's URL, e.g. http://127.0.0.1:8080/events.
     url: String,
-    /// A JSON file to post (`-` for standard input); with --jsonl, one event per line.
+    /// A JSON file to post (`-` for standard input). A `.jsonl` or `.ndjson` file, or an input
+    /// that is one JSON document per line, is posted line by line without --jsonl.
     #[arg(value_name = "FILE|-", conflicts_with = "synthetic")]
     file: Option<PathBuf>,
-    /// Read the input as JSON lines and post each line.
+    /// Read the input as JSON lines and post each line, whatever the file is called.
     #[arg(long)]
     jsonl: bool,
     /// Post this many realistic synthetic events instead of a file.
@@ -138,8 +141,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(args.timeout),
         insecure: args.insecure,
     };
-    let (documents, receiver) = mpsc::channel::<Bytes>(options.concurrency * 4);
+    let (documents, read) = mpsc::channel::<Bytes>(options.concurrency * 4);
     let (total, producer) = producer(&args, documents)?;
+    let (receiver, interrupted) = stop_on_ctrl_c(read);
     let progress = super::progress_bar(total, "sending");
     let bar = progress.clone();
     let report = send_all(&options, receiver, move |answer: &Answer| {
@@ -150,6 +154,16 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     progress.finish_and_clear();
+    if interrupted.load(Ordering::Acquire) {
+        // The reader stops at its next document, which has nowhere to go.
+        drop(producer);
+        print_report(&report, args.format)?;
+        eprintln!(
+            "interrupted: stopped after {} requests; documents not yet sent were not sent",
+            report.sent
+        );
+        return Ok(ExitCode::from(130));
+    }
     let read = producer
         .await
         .context("the input reader stopped unexpectedly")?;
@@ -167,6 +181,47 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 type Producer = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Passes documents from `read` on to the returned receiver until Ctrl-C, then stops passing
+/// them (and sets the flag), so that the requests in flight finish and the report covers what
+/// was sent. A second Ctrl-C ends the process at once.
+fn stop_on_ctrl_c(mut read: mpsc::Receiver<Bytes>) -> (mpsc::Receiver<Bytes>, Arc<AtomicBool>) {
+    // One document waits at a time, so that little is sent after the interruption.
+    let (forward, receiver) = mpsc::channel::<Bytes>(1);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    tokio::spawn(async move {
+        let mut forwarding = Box::pin(async move {
+            while let Some(document) = read.recv().await {
+                if forward.send(document).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // One listener for the whole run: a signal that came while a fresh one was not yet
+        // listening would be missed.
+        tokio::select! {
+            () = &mut forwarding => {}
+            signal = tokio::signal::ctrl_c() => match signal {
+                // Signals cannot be handled here: pass everything on.
+                Err(_) => forwarding.await,
+                Ok(()) => {
+                    flag.store(true, Ordering::Release);
+                    // Dropping both ends stops the senders after their requests in flight, and
+                    // the reader at its next hand-over.
+                    drop(forwarding);
+                    eprintln!(
+                        "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
+                    );
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            }
+        }
+    });
+    (receiver, interrupted)
+}
 
 /// Starts reading or generating documents on a blocking thread; returns how many there will be,
 /// when known.
@@ -198,10 +253,14 @@ fn producer(
         anyhow::bail!("give a FILE to send (or - for standard input), or --synthetic N");
     };
     let reader = super::open_input(&path)?;
-    let jsonl = args.jsonl;
-    let handle =
-        tokio::task::spawn_blocking(move || super::read_documents(reader, jsonl, documents));
-    Ok(((!jsonl).then_some(1), handle))
+    let jsonl = args.jsonl || super::is_json_lines_path(&path);
+    let handle = tokio::task::spawn_blocking(move || {
+        super::read_documents(reader, jsonl, |_, document| {
+            documents.blocking_send(document).is_ok()
+        })
+    });
+    // Without --jsonl the input may still turn out to be JSON lines, so the count is not known.
+    Ok((None, handle))
 }
 
 fn print_report(report: &SendReport, format: OutputFormat) -> std::io::Result<()> {
