@@ -50,6 +50,8 @@ enum Command {
     Search(cli::search::SearchArgs),
     /// Show one event: account requests, attribute changes, errors, receipt, or its raw body.
     Show(cli::show::ShowArgs),
+    /// The documents kept that are not valid events: list them with why, or show one with its body.
+    Quarantine(cli::quarantine::QuarantineArgs),
     /// Count account requests by result and source, with failure rates and the top errors.
     Stats(cli::stats::StatsArgs),
     /// Print the read API's OpenAPI document.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Config(args) => cli::config::run(args),
         Command::Search(args) => cli::block_on(cli::search::run(args)),
         Command::Show(args) => cli::block_on(cli::show::run(args)),
+        Command::Quarantine(args) => cli::block_on(cli::quarantine::run(args)),
         Command::Stats(args) => cli::block_on(cli::stats::run(args)),
         Command::Openapi(args) => cli::openapi::run(args),
         Command::Routes(args) => cli::block_on(cli::routes::run(args)),

@@ -1,4 +1,4 @@
-//! `provtrail search`, `show` and `stats`, the built binary, against a database file (`--db`) and
+//! `provtrail search`, `show`, `stats` and `quarantine`, the built binary, against a database file (`--db`) and
 //! against a running server (`--url`): the same output either way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -262,6 +262,71 @@ fn show_finds_by_id_or_tracking_number_and_prints_the_raw_body_exactly() {
     assert!(missing.stdout.is_empty());
     let missing = setup.both("show", &["999999"]);
     assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn quarantine_lists_and_shows_entries_the_same_either_way() {
+    let setup = setup();
+    let [invalid, not_json] = setup.seeded.quarantined[..] else {
+        panic!("{:?}", setup.seeded.quarantined)
+    };
+    let list = setup.both("quarantine", &[]);
+    assert_eq!(list.status.code(), Some(0));
+    let text = String::from_utf8(list.stdout).unwrap();
+    let entries: Vec<&str> = text.lines().filter(|line| !line.starts_with(' ')).collect();
+    assert_eq!(entries.len(), 2, "{text}");
+    assert!(
+        entries[0].starts_with(&format!("{not_json}  ")) && entries[0].contains("not_json"),
+        "newest first: {text}"
+    );
+    assert!(
+        entries[1].starts_with(&format!("{invalid}  ")) && entries[1].contains("invalid_event"),
+        "{text}"
+    );
+    assert!(text.contains("    trackingNumber: "), "{text}");
+    assert!(text.contains("… and "), "more problems than listed: {text}");
+
+    let only = setup.both(
+        "quarantine",
+        &["--reason", "invalid_event", "--format", "json"],
+    );
+    let page: Value = serde_json::from_slice(&only.stdout).unwrap();
+    let ids: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [invalid]);
+    let paged = setup.both("quarantine", &["--limit", "1"]);
+    let paged = String::from_utf8(paged.stdout).unwrap();
+    assert!(paged.contains("more: --cursor "), "{paged}");
+
+    // One entry in full; its body as received, also when it is not text.
+    let shown = setup.both("quarantine", &[&invalid.to_string()]);
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    for expected in [
+        &format!("quarantine entry {invalid}"),
+        "reason         invalid_event",
+        "problems (",
+        "body\n  {\"a\": 1}",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "{expected:?} missing from:\n{shown}"
+        );
+    }
+    let raw = setup.both("quarantine", &[&not_json.to_string(), "--raw"]);
+    assert_eq!(raw.stdout, b"\xff\xfe not json");
+    let binary = setup.both("quarantine", &[&not_json.to_string()]);
+    assert!(
+        String::from_utf8(binary.stdout)
+            .unwrap()
+            .contains("not UTF-8 text")
+    );
+    let missing = setup.both("quarantine", &["999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
 }
 
 #[test]

@@ -195,7 +195,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
             let unlisted = tally.quarantined + tally.failed - tally.problems.len() as u64;
             if unlisted > 0 {
-                say!("  … and {unlisted} more (the read API lists them: GET /api/v1/quarantine)")?;
+                say!("  … and {unlisted} more (`provtrail quarantine` lists them)")?;
             }
         }
     }

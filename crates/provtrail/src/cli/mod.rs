@@ -17,6 +17,7 @@ pub mod export;
 pub mod filter;
 pub mod ingest;
 pub mod openapi;
+pub mod quarantine;
 pub mod remote;
 pub mod replay;
 pub mod routes;

@@ -1,4 +1,4 @@
-//! Where `search`, `show` and `stats` get their answers: a running server's read API (`--url`), or
+//! Where `search`, `show`, `stats` and `quarantine` get their answers: a running server's read API (`--url`), or
 //! a database file read directly (`--db`). Both give the read API's documents: on a file, the
 //! same service functions the server's handlers call run here, so the output is the same either
 //! way.
@@ -10,13 +10,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use provtrail::metrics::Metrics;
 use provtrail::server::api::error::ApiError;
-use provtrail::server::api::model::{ErrorBody, EventDetail, EventList, Stats};
+use provtrail::server::api::model::{
+    ErrorBody, EventDetail, EventList, QuarantineDetail, QuarantineList, Stats,
+};
 use provtrail::server::api::service;
 use provtrail::store::SharedStore;
 use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
 use serde::de::DeserializeOwned;
 
-/// Which store to read: flags shared by `search`, `show` and `stats`.
+/// Which store to read: flags shared by `search`, `show`, `stats` and `quarantine`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SourceArgs {
     /// Read this database file directly [default: $PROVTRAIL_DB, else provtrail.db, unless a
@@ -147,6 +149,29 @@ impl Backend {
         match self {
             Backend::Local(store) => Ok(service::stats(store.as_ref(), pairs).await?),
             Backend::Remote { .. } => Ok(self.get("/api/v1/stats", &pairs).await?),
+        }
+    }
+
+    /// `GET /api/v1/quarantine` with these parameters.
+    pub async fn quarantine(&self, pairs: Vec<(String, String)>) -> anyhow::Result<QuarantineList> {
+        match self {
+            Backend::Local(store) => Ok(service::quarantine(store.as_ref(), pairs).await?),
+            Backend::Remote { .. } => Ok(self.get("/api/v1/quarantine", &pairs).await?),
+        }
+    }
+
+    /// `GET /api/v1/quarantine/{id}`; `None` when there is no such entry.
+    pub async fn quarantine_entry(&self, id: i64) -> anyhow::Result<Option<QuarantineDetail>> {
+        let answer = match self {
+            Backend::Local(store) => service::quarantine_entry(store.as_ref(), id)
+                .await
+                .map_err(Refusal::Api),
+            Backend::Remote { .. } => self.get(&format!("/api/v1/quarantine/{id}"), &[]).await,
+        };
+        match answer {
+            Ok(detail) => Ok(Some(detail)),
+            Err(Refusal::Api(err)) if err.status == 404 => Ok(None),
+            Err(err) => Err(err.into()),
         }
     }
 
