@@ -355,6 +355,54 @@ fn ingest_reads_json_lines_without_the_flag_and_names_bad_lines_for_people() {
 }
 
 #[test]
+fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hostile.db");
+    let db_arg = db.display().to_string();
+    // A name that would clear the screen, and a quarantined body that would too.
+    let hostile = String::from_utf8(event("inv-escape")).unwrap().replacen(
+        "\"name\": \"",
+        "\"name\": \"\\u001b[2J",
+        1,
+    );
+    let file = dir.path().join("hostile.json");
+    std::fs::write(&file, &hostile).unwrap();
+    assert_eq!(
+        provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None)
+            .status
+            .code(),
+        Some(0)
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"not json \x1b]0;title\x07").unwrap();
+    provtrail(&["ingest", "--db", &db_arg, bad.to_str().unwrap()], None);
+    // The list shows no body, so nothing to escape there; the rest show the hostile text.
+    for (args, shows_it) in [
+        (vec!["show", "--db", &db_arg, "tn-inv-escape"], true),
+        (vec!["search", "--db", &db_arg], true),
+        (vec!["quarantine", "--db", &db_arg], false),
+        (vec!["quarantine", "--db", &db_arg, "1"], true),
+    ] {
+        let output = provtrail(&args, None);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(
+            !output
+                .stdout
+                .iter()
+                .any(|&byte| byte == 0x1b || byte == 0x07),
+            "{args:?} printed a control character: {}",
+            stdout(&output)
+        );
+        assert_eq!(
+            stdout(&output).contains("\\u{1b}"),
+            shows_it,
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+}
+
+#[test]
 fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kept.db");

@@ -159,6 +159,25 @@ pub fn without_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// `text` for a terminal: every control character but the line break escaped (`\u{1b}`).
+/// Events and quarantined bodies hold whatever a sender posted, and a string with escape
+/// sequences, printed as it is, could drive the terminal that shows it.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n';
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    let mut safe = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            safe.extend(c.escape_unicode());
+        } else {
+            safe.push(c);
+        }
+    }
+    safe.into()
+}
+
 /// Whether `path` names a JSON-lines file by its extension (`.jsonl`, `.ndjson`).
 pub fn is_json_lines_path(path: &Path) -> bool {
     path.extension()

@@ -10,8 +10,8 @@ use provtrail::server::api::model::{
     QuarantineDetail, QuarantineItem, QuarantineList, RawEncoding, raw_bytes,
 };
 
-use super::OutputFormat;
 use super::remote::{Backend, SourceArgs};
+use super::{OutputFormat, terminal_safe};
 
 /// Problems shown per entry in the list; `provtrail quarantine ID` shows them all.
 const LISTED_ERRORS: usize = 3;
@@ -90,7 +90,7 @@ async fn list(backend: &Backend, args: &QuarantineArgs) -> anyhow::Result<ExitCo
             serde_json::to_writer(&mut out, &page)?;
             out.write_all(b"\n")?;
         }
-        OutputFormat::Text => out.write_all(describe_list(&page).as_bytes())?,
+        OutputFormat::Text => out.write_all(terminal_safe(&describe_list(&page)).as_bytes())?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -111,33 +111,15 @@ async fn show(backend: &Backend, id: i64, args: &QuarantineArgs) -> anyhow::Resu
         serde_json::to_writer_pretty(&mut out, &detail)?;
         out.write_all(b"\n")?;
     } else {
-        out.write_all(describe_entry(&detail).as_bytes())?;
+        out.write_all(terminal_safe(&describe_entry(&detail)).as_bytes())?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `text` with its control characters escaped (`\u{1b}`): a quarantined body is whatever a
-/// sender posted, and printed as it is it could drive the terminal that shows it.
-fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
-
 /// Where and how an entry arrived, on one line.
 fn arrival(item: &QuarantineItem) -> String {
-    let mut text = format!("{} {}", item.method, printable(&item.path));
+    let mut text = format!("{} {}", item.method, &item.path);
     if let Some(channel) = &item.channel {
         let _ = write!(text, ", channel {channel}");
     }
@@ -163,12 +145,7 @@ fn describe_list(page: &QuarantineList) -> String {
             arrival(item)
         );
         for issue in item.errors.iter().take(LISTED_ERRORS) {
-            let _ = writeln!(
-                text,
-                "    {}: {}",
-                printable(&issue.path),
-                printable(&issue.message)
-            );
+            let _ = writeln!(text, "    {}: {}", &issue.path, &issue.message);
         }
         if item.errors.len() > LISTED_ERRORS {
             let _ = writeln!(
@@ -194,22 +171,17 @@ fn describe_entry(detail: &QuarantineDetail) -> String {
     let _ = writeln!(text, "  arrived as     {}", arrival(item));
     let _ = writeln!(text, "  size           {} bytes", item.size);
     if let Some(invocation) = &item.invocation_id {
-        let _ = writeln!(text, "  invocation id  {}", printable(invocation));
+        let _ = writeln!(text, "  invocation id  {invocation}");
     }
     let _ = writeln!(text, "problems ({})", item.errors.len());
     for issue in &item.errors {
-        let _ = writeln!(
-            text,
-            "  {}: {}",
-            printable(&issue.path),
-            printable(&issue.message)
-        );
+        let _ = writeln!(text, "  {}: {}", &issue.path, &issue.message);
     }
     text.push_str("body\n");
     match detail.raw_encoding {
         RawEncoding::Utf8 => {
             for line in detail.raw.lines() {
-                let _ = writeln!(text, "  {}", printable(line));
+                let _ = writeln!(text, "  {}", line);
             }
         }
         RawEncoding::Base64 => {

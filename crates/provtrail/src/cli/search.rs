@@ -210,7 +210,8 @@ impl Printer {
                 if self.kept.is_empty() {
                     eprintln!("no events found");
                 } else {
-                    out.write_all(events_table(&self.kept, output_width()).as_bytes())?;
+                    let table = events_table(&self.kept, output_width());
+                    out.write_all(super::terminal_safe(&table).as_bytes())?;
                 }
             }
             SearchFormat::Json => {

@@ -59,7 +59,7 @@ async fn show(backend: &Backend, args: &ShowArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &detail)?;
         out.write_all(b"\n")?;
     } else {
-        out.write_all(describe(&detail).as_bytes())?;
+        out.write_all(super::terminal_safe(&describe(&detail)).as_bytes())?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

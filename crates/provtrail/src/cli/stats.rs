@@ -87,7 +87,8 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
             out.write_all(b"\n")?;
         }
         OutputFormat::Text => {
-            out.write_all(describe(&stats, args.bucket.is_some(), output_width()).as_bytes())?;
+            let text = describe(&stats, args.bucket.is_some(), output_width());
+            out.write_all(super::terminal_safe(&text).as_bytes())?;
         }
     }
     out.flush()?;
