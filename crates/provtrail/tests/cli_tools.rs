@@ -513,6 +513,51 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
     assert!(!help.contains("PROVTRAIL_CONFIG"), "{help}");
 }
 
+#[test]
+fn demo_stops_its_traffic_on_ctrl_c_and_says_what_it_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            "100000",
+            "--rate",
+            "100",
+        ])
+        .current_dir(dir.path())
+        .env("PROVTRAIL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent: u64 = text
+        .split("interrupted: sent ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no report: {text}"));
+    assert!(sent > 0 && sent < 1_000, "{text}");
+    assert!(!text.contains("Serving until Ctrl-C"), "{text}");
+    assert!(dir.path().join("provtrail-demo.db").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
     let server = TestServer::start().await;

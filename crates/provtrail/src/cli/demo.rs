@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use provtrail::app::App;
-use provtrail::sender::{Answer, Auth, SendOptions, client, post, send_all};
+use provtrail::sender::{Answer, Auth, SendOptions, SendReport, client, post, send_all};
 use provtrail::synth::{Generator, SynthOptions};
 use tokio::sync::mpsc;
 
@@ -105,7 +105,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(30),
         insecure: false,
     };
-    let (documents, receiver) = mpsc::channel::<Bytes>(64);
+    let (documents, generated) = mpsc::channel::<Bytes>(64);
+    // Ctrl-C during the traffic stops it; the demo then says what it sent and stops serving.
+    let (receiver, interrupted) = super::stop_on_ctrl_c(generated);
     let synth = SynthOptions {
         seed: rand::random(),
         failure_rate: args.failure_rate,
@@ -135,6 +137,24 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     let bar = progress.clone();
     let report = send_all(&options, receiver, move |_: &Answer| bar.inc(1)).await?;
     progress.finish_and_clear();
+    let interrupted = interrupted.load(std::sync::atomic::Ordering::Acquire);
+    if interrupted {
+        // The generator stops at its next event, which has nowhere to go.
+        drop(producer);
+        say!()?;
+        say!(
+            "interrupted: sent {} requests in {:.1}s: {}",
+            report.sent,
+            report.elapsed.as_secs_f64(),
+            outcomes(&report)
+        )?;
+        say!(
+            "the events are in {}; stopping the server",
+            prepared.settings.store.path.display()
+        )?;
+        app.shutdown().await;
+        return Ok(ExitCode::from(130));
+    }
     producer
         .await
         .context("the demo's event generator stopped")?;
@@ -162,12 +182,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         "sent {} requests in {:.1}s: {}",
         report.sent,
         report.elapsed.as_secs_f64(),
-        report
-            .by_outcome
-            .iter()
-            .map(|(outcome, n)| format!("{n} {outcome}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        outcomes(&report)
     )?;
     for (label, answer) in [
         ("an invalid event", &quarantined),
@@ -199,4 +214,14 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     super::shutdown_signal().await;
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// "12 accepted, 1 duplicate": the report's answers by outcome.
+fn outcomes(report: &SendReport) -> String {
+    report
+        .by_outcome
+        .iter()
+        .map(|(outcome, n)| format!("{n} {outcome}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

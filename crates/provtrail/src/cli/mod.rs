@@ -32,6 +32,8 @@ pub mod validate;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -157,6 +159,49 @@ pub fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
 pub fn without_line_end(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Passes documents from `read` on to the returned receiver until Ctrl-C, then stops passing
+/// them (and sets the flag), so that the requests in flight finish and the report covers what
+/// was sent. A second Ctrl-C ends the process at once.
+pub fn stop_on_ctrl_c(
+    mut read: tokio::sync::mpsc::Receiver<Bytes>,
+) -> (tokio::sync::mpsc::Receiver<Bytes>, Arc<AtomicBool>) {
+    // One document waits at a time, so that little is sent after the interruption.
+    let (forward, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    tokio::spawn(async move {
+        let mut forwarding = Box::pin(async move {
+            while let Some(document) = read.recv().await {
+                if forward.send(document).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // One listener for the whole run: a signal that came while a fresh one was not yet
+        // listening would be missed.
+        tokio::select! {
+            () = &mut forwarding => {}
+            signal = tokio::signal::ctrl_c() => match signal {
+                // Signals cannot be handled here: pass everything on.
+                Err(_) => forwarding.await,
+                Ok(()) => {
+                    flag.store(true, Ordering::Release);
+                    // Dropping both ends stops the senders after their requests in flight, and
+                    // the reader at its next hand-over.
+                    drop(forwarding);
+                    eprintln!(
+                        "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
+                    );
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            }
+        }
+    });
+    (receiver, interrupted)
 }
 
 /// `text` for a terminal: every control character but the line break escaped (`\u{1b}`).

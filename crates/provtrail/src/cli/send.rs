@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -143,7 +142,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     let (documents, read) = mpsc::channel::<Bytes>(options.concurrency * 4);
     let (total, producer) = producer(&args, documents)?;
-    let (receiver, interrupted) = stop_on_ctrl_c(read);
+    let (receiver, interrupted) = super::stop_on_ctrl_c(read);
     let progress = super::progress_bar(total, "sending");
     let bar = progress.clone();
     let report = send_all(&options, receiver, move |answer: &Answer| {
@@ -181,47 +180,6 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 type Producer = tokio::task::JoinHandle<anyhow::Result<()>>;
-
-/// Passes documents from `read` on to the returned receiver until Ctrl-C, then stops passing
-/// them (and sets the flag), so that the requests in flight finish and the report covers what
-/// was sent. A second Ctrl-C ends the process at once.
-fn stop_on_ctrl_c(mut read: mpsc::Receiver<Bytes>) -> (mpsc::Receiver<Bytes>, Arc<AtomicBool>) {
-    // One document waits at a time, so that little is sent after the interruption.
-    let (forward, receiver) = mpsc::channel::<Bytes>(1);
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    tokio::spawn(async move {
-        let mut forwarding = Box::pin(async move {
-            while let Some(document) = read.recv().await {
-                if forward.send(document).await.is_err() {
-                    return;
-                }
-            }
-        });
-        // One listener for the whole run: a signal that came while a fresh one was not yet
-        // listening would be missed.
-        tokio::select! {
-            () = &mut forwarding => {}
-            signal = tokio::signal::ctrl_c() => match signal {
-                // Signals cannot be handled here: pass everything on.
-                Err(_) => forwarding.await,
-                Ok(()) => {
-                    flag.store(true, Ordering::Release);
-                    // Dropping both ends stops the senders after their requests in flight, and
-                    // the reader at its next hand-over.
-                    drop(forwarding);
-                    eprintln!(
-                        "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
-                    );
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                }
-            }
-        }
-    });
-    (receiver, interrupted)
-}
 
 /// Starts reading or generating documents on a blocking thread; returns how many there will be,
 /// when known.
