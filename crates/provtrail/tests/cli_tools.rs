@@ -335,6 +335,32 @@ fn ingest_reads_json_lines_without_the_flag_and_names_bad_lines_for_people() {
         assert!(problem.contains("$: "), "{name}: {problem}");
         assert_eq!(stored_invocations(&db).len(), 2, "{name}");
     }
+    // Many bad lines: the report lists the first hundred by line, and counts the rest.
+    let many: String = (0..150).map(|n| format!("{{\"bad\": {n}}}\n")).collect();
+    let file = dir.path().join("many.jsonl");
+    std::fs::write(&file, many).unwrap();
+    let db = dir.path().join("many.db");
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["quarantined"], 150);
+    let lines: Vec<u64> = summary["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, (1..=100).collect::<Vec<u64>>());
+    assert_eq!(summary["problems_listed"], false);
     // One pretty-printed event stays one document.
     let db = dir.path().join("single.db");
     let file = dir.path().join("single.json");

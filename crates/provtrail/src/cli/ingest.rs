@@ -53,7 +53,7 @@ struct Tally {
     duplicate: u64,
     quarantined: u64,
     failed: u64,
-    /// Up to [`LISTED_PROBLEMS`] documents quarantined or not stored (listed in input order).
+    /// The first [`LISTED_PROBLEMS`] documents, by line, quarantined or not stored.
     problems: Vec<Problem>,
 }
 
@@ -256,7 +256,15 @@ fn collect(joined: Option<Result<Imported, tokio::task::JoinError>>, tally: &mut
             }
         }
     };
+    // Documents finish out of order: keep the earliest lines, not the first to finish.
     if tally.problems.len() < LISTED_PROBLEMS {
         tally.problems.push(problem);
+    } else if let Some(latest) = tally
+        .problems
+        .iter_mut()
+        .max_by_key(|kept| kept.line)
+        .filter(|kept| kept.line > problem.line)
+    {
+        *latest = problem;
     }
 }
