@@ -204,6 +204,33 @@ pub fn stop_on_ctrl_c(
     (receiver, interrupted)
 }
 
+/// Prints one document of the read API (an event, a quarantine entry) as `show` commands do:
+/// its body exactly as received (`raw`), the API's JSON (`format`), or `describe`'s text for
+/// people with control characters escaped.
+pub fn print_detail<T: serde::Serialize>(
+    detail: &T,
+    body: (&str, provtrail::server::api::model::RawEncoding),
+    raw: bool,
+    format: OutputFormat,
+    describe: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if raw {
+        let bytes = provtrail::server::api::model::raw_bytes(body.0, body.1)
+            .context("the stored body cannot be decoded")?;
+        out.write_all(&bytes)?;
+    } else if format == OutputFormat::Json {
+        serde_json::to_writer_pretty(&mut out, detail)?;
+        out.write_all(b"\n")?;
+    } else {
+        out.write_all(terminal_safe(&describe(detail)).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// `text` for a terminal: every control character but the line break escaped (`\u{1b}`).
 /// Events and quarantined bodies hold whatever a sender posted, and a string with escape
 /// sequences, printed as it is, could drive the terminal that shows it.

@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use provtrail::server::api::model::{
-    QuarantineDetail, QuarantineItem, QuarantineList, RawEncoding, raw_bytes,
+    QuarantineDetail, QuarantineItem, QuarantineList, RawEncoding,
 };
 
 use super::remote::{Backend, SourceArgs};
@@ -101,19 +100,13 @@ async fn show(backend: &Backend, id: i64, args: &QuarantineArgs) -> anyhow::Resu
         eprintln!("there is no quarantine entry {id}");
         return Ok(ExitCode::from(1));
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if args.raw {
-        let bytes = raw_bytes(&detail.raw, detail.raw_encoding)
-            .context("the stored body cannot be decoded")?;
-        out.write_all(&bytes)?;
-    } else if args.format == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut out, &detail)?;
-        out.write_all(b"\n")?;
-    } else {
-        out.write_all(terminal_safe(&describe_entry(&detail)).as_bytes())?;
-    }
-    out.flush()?;
+    super::print_detail(
+        &detail,
+        (&detail.raw, detail.raw_encoding),
+        args.raw,
+        args.format,
+        describe_entry,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

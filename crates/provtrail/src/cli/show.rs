@@ -2,11 +2,9 @@
 //! changes, errors, receipt), as JSON, or its body exactly as received.
 
 use std::fmt::Write as _;
-use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use provtrail::server::api::model::{EventDetail, raw_bytes};
+use provtrail::server::api::model::EventDetail;
 use serde_json::Value;
 
 use super::OutputFormat;
@@ -49,19 +47,13 @@ async fn show(backend: &Backend, args: &ShowArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if args.raw {
-        let bytes = raw_bytes(&detail.raw, detail.raw_encoding)
-            .context("the stored body cannot be decoded")?;
-        out.write_all(&bytes)?;
-    } else if args.format == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut out, &detail)?;
-        out.write_all(b"\n")?;
-    } else {
-        out.write_all(super::terminal_safe(&describe(&detail)).as_bytes())?;
-    }
-    out.flush()?;
+    super::print_detail(
+        &detail,
+        (&detail.raw, detail.raw_encoding),
+        args.raw,
+        args.format,
+        describe,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
