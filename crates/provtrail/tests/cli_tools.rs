@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::*;
@@ -426,6 +427,49 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
             stdout(&output)
         );
     }
+}
+
+#[test]
+fn export_reads_the_file_without_starting_a_store_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    let db_arg = db.display().to_string();
+    let file = dir.path().join("event.json");
+    std::fs::write(&file, event("inv-copy")).unwrap();
+    let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(0));
+    // A copy of a store without its search index, as a backup often is: exporting it must not
+    // build one (nor start a writer that would change the file).
+    for suffix in [".search", ".search-wal", ".search-shm"] {
+        let _ = std::fs::remove_file(format!("{db_arg}{suffix}"));
+    }
+    let size = std::fs::metadata(&db).unwrap().len();
+    let export = provtrail(&["export", "--db", &db_arg], None);
+    assert_eq!(
+        export.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let lines: Vec<Value> = stdout(&export)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["invocation_id"], "inv-copy");
+    assert!(
+        !Path::new(&format!("{db_arg}.search")).exists(),
+        "export built a search index"
+    );
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), size);
+    // Not a database: a clear error, exit 2.
+    let export = provtrail(&["export", "--db", file.to_str().unwrap()], None);
+    assert_eq!(export.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&export.stderr).contains("is not a provtrail database"),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
 }
 
 #[test]

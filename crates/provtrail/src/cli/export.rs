@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use provtrail::metrics::Metrics;
-use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
+use provtrail::store::sqlite::{EventFile, SqliteSettings, SqliteStore};
 use provtrail::store::{ExportRange, SharedStore, StoredEvent};
 use provtrail_model::ProvisioningCompleted;
 use serde_json::{Value, json};
@@ -65,10 +65,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
     };
-    let metrics = Arc::new(Metrics::new());
-    let settings = SqliteSettings::new(&args.db);
-    let store: SharedStore =
-        Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
+    let source = Source::open(&args.db).await?;
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -88,7 +85,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut after = 0;
     let mut exported = 0u64;
     loop {
-        let page = store.export_events(&range, after, PAGE).await?;
+        let page = source.page(&range, after).await?;
         let Some(last) = page.last() else {
             break;
         };
@@ -110,7 +107,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Output::Jsonl(out) => out.flush()?,
     }
     progress.finish_and_clear();
-    store.close().await;
+    source.close().await;
     eprintln!("exported {exported} events");
     Ok(ExitCode::SUCCESS)
 }
@@ -140,6 +137,54 @@ fn is_store_file(output: &std::path::Path, db: &std::path::Path) -> bool {
         name.push(suffix);
         name == output.as_os_str()
     })
+}
+
+/// Where the events come from: the file read directly, with nothing started and nothing
+/// written; or, for a database whose schema is older than this build's, the store opened
+/// as the server opens it, which brings the schema up to date first.
+enum Source {
+    File(Arc<std::sync::Mutex<EventFile>>),
+    Store(SharedStore),
+}
+
+impl Source {
+    async fn open(db: &std::path::Path) -> anyhow::Result<Source> {
+        let path = db.to_owned();
+        if let Some(file) = tokio::task::spawn_blocking(move || EventFile::open(&path)).await?? {
+            return Ok(Source::File(Arc::new(std::sync::Mutex::new(file))));
+        }
+        eprintln!(
+            "{} has an older schema: bringing it up to date before exporting",
+            db.display()
+        );
+        let settings = SqliteSettings::new(db);
+        let metrics = Arc::new(Metrics::new());
+        let store =
+            tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??;
+        Ok(Source::Store(Arc::new(store)))
+    }
+
+    async fn page(&self, range: &ExportRange, after: i64) -> anyhow::Result<Vec<StoredEvent>> {
+        Ok(match self {
+            Source::File(file) => {
+                let (file, range) = (file.clone(), range.clone());
+                tokio::task::spawn_blocking(move || {
+                    let file = file
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("the export's reader failed"))?;
+                    anyhow::Ok(file.export_events(&range, after, PAGE)?)
+                })
+                .await??
+            }
+            Source::Store(store) => store.export_events(range, after, PAGE).await?,
+        })
+    }
+
+    async fn close(self) {
+        if let Source::Store(store) = self {
+            store.close().await;
+        }
+    }
 }
 
 enum Output {

@@ -68,6 +68,14 @@ pub fn register(conn: &Connection) -> Result<(), StoreError> {
         params![i64::from(dictionary_id(BUILTIN)), BUILTIN],
     )
     .map_err(failed)?;
+    learn(conn)
+}
+
+/// Learns every dictionary the database holds, writing nothing: enough to read its bodies.
+pub fn learn(conn: &Connection) -> Result<(), StoreError> {
+    let failed = |err: rusqlite::Error| {
+        StoreError::Unavailable(format!("cannot read the compression dictionaries: {err}"))
+    };
     let mut statement = conn
         .prepare("SELECT id, data FROM dictionaries")
         .map_err(failed)?;

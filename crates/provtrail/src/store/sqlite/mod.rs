@@ -279,56 +279,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let since = range.since.unwrap_or(i64::MIN);
         let until = range.until.unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT id, received_at, remote_addr, channel, method, path, raw_size,
-                        invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome
-                     FROM events
-                     WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
-                     ORDER BY id LIMIT ?4",
-                )
-                .map_err(read_error)?;
-            let rows = statement
-                .query_map(params![after_id, since, until, limit as i64], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        Receipt {
-                            received_at: row.get(1)?,
-                            remote_addr: row.get(2)?,
-                            channel: row.get(3)?,
-                            method: row.get(4)?,
-                            path: row.get(5)?,
-                            size: row.get::<_, i64>(6)? as u64,
-                            user_agent: None,
-                        },
-                        row.get::<_, Option<String>>(7)?,
-                        row.get::<_, i64>(8)?,
-                        row.get::<_, Vec<u8>>(9)?,
-                        row.get::<_, Option<String>>(10)?,
-                        row.get::<_, String>(11)?,
-                        row.get::<_, String>(12)?,
-                    ))
-                })
-                .map_err(read_error)?;
-            let mut events = Vec::new();
-            for row in rows {
-                let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) =
-                    row.map_err(read_error)?;
-                let size = receipt.size as usize;
-                events.push(StoredEvent {
-                    id,
-                    raw: codec::decode(codec, stored, size)?,
-                    receipt,
-                    invocation_id,
-                    warnings: parse_issues(warnings.as_deref()),
-                    tracking_number: tracking,
-                    outcome,
-                });
-            }
-            Ok(events)
-        })
-        .await
+        self.read(move |conn| export_page(conn, since, until, after_id, limit))
+            .await
     }
 
     async fn search_events(
@@ -523,6 +475,130 @@ pub(crate) fn open_connection(
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Events with ids after `after_id` received in `[since, until)`, oldest first, bodies decoded.
+fn export_page(
+    conn: &Connection,
+    since: i64,
+    until: i64,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, received_at, remote_addr, channel, method, path, raw_size,
+                invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome
+             FROM events
+             WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
+             ORDER BY id LIMIT ?4",
+        )
+        .map_err(read_error)?;
+    let rows = statement
+        .query_map(params![after_id, since, until, limit as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                Receipt {
+                    received_at: row.get(1)?,
+                    remote_addr: row.get(2)?,
+                    channel: row.get(3)?,
+                    method: row.get(4)?,
+                    path: row.get(5)?,
+                    size: row.get::<_, i64>(6)? as u64,
+                    user_agent: None,
+                },
+                row.get::<_, Option<String>>(7)?,
+                row.get::<_, i64>(8)?,
+                row.get::<_, Vec<u8>>(9)?,
+                row.get::<_, Option<String>>(10)?,
+                row.get::<_, String>(11)?,
+                row.get::<_, String>(12)?,
+            ))
+        })
+        .map_err(read_error)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) =
+            row.map_err(read_error)?;
+        let size = receipt.size as usize;
+        events.push(StoredEvent {
+            id,
+            raw: codec::decode(codec, stored, size)?,
+            receipt,
+            invocation_id,
+            warnings: parse_issues(warnings.as_deref()),
+            tracking_number: tracking,
+            outcome,
+        });
+    }
+    Ok(events)
+}
+
+/// Stored events read straight from a database file for `provtrail export`: one read-only
+/// connection, no writer, indexer or checkpointer started and nothing written, so that
+/// exporting a copy of a store, or the file of a running server, changes no file.
+#[derive(Debug)]
+pub struct EventFile {
+    conn: Connection,
+}
+
+impl EventFile {
+    /// Opens `path` for reading. `Ok(None)` when its schema is older than this build's: it
+    /// must be brought up to date (by opening it as a [`SqliteStore`]) before it can be read.
+    pub fn open(path: &Path) -> Result<Option<EventFile>, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| {
+            StoreError::Internal(format!("cannot open {} for reading: {err}", path.display()))
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(read_error)?;
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|err| {
+                StoreError::Internal(format!(
+                    "{} is not a provtrail database: {err}",
+                    path.display()
+                ))
+            })?;
+        if version == 0 {
+            return Err(StoreError::Internal(format!(
+                "{} is not a provtrail database",
+                path.display()
+            )));
+        }
+        if version > schema::CURRENT_VERSION {
+            return Err(StoreError::Internal(format!(
+                "{} has schema version {version}, newer than this build knows ({}); use a newer \
+                 provtrail",
+                path.display(),
+                schema::CURRENT_VERSION
+            )));
+        }
+        if version < schema::CURRENT_VERSION {
+            return Ok(None);
+        }
+        codec::learn(&conn)?;
+        Ok(Some(EventFile { conn }))
+    }
+
+    /// Up to `limit` events after `after_id` in `range`, oldest first.
+    pub fn export_events(
+        &self,
+        range: &ExportRange,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        export_page(
+            &self.conn,
+            range.since.unwrap_or(i64::MIN),
+            range.until.unwrap_or(i64::MAX),
+            after_id,
+            limit,
+        )
+    }
 }
 
 /// The page cache of the writing connection, in KiB (SQLite's negative `cache_size`).
