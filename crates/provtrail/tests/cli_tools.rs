@@ -30,6 +30,16 @@ fn provtrail(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The test event with `prefix` (JSON string content, escapes as written) before its
+/// recipient's name: a name chosen by whoever sent the event.
+fn event_with_name_prefix(invocation_id: &str, prefix: &str) -> String {
+    String::from_utf8(event(invocation_id)).unwrap().replacen(
+        "\"name\": \"",
+        &format!("\"name\": \"{prefix}"),
+        1,
+    )
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -387,11 +397,7 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
     let db = dir.path().join("hostile.db");
     let db_arg = db.display().to_string();
     // A name that would clear the screen, and a quarantined body that would too.
-    let hostile = String::from_utf8(event("inv-escape")).unwrap().replacen(
-        "\"name\": \"",
-        "\"name\": \"\\u001b[2J",
-        1,
-    );
+    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J");
     let file = dir.path().join("hostile.json");
     std::fs::write(&file, &hostile).unwrap();
     assert_eq!(
@@ -478,11 +484,8 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let db = dir.path().join("kept.db");
     let db_arg = db.display().to_string();
     // A recipient name that a spreadsheet would run as a formula.
-    let hostile = String::from_utf8(event("inv-formula")).unwrap().replacen(
-        "\"name\": \"",
-        "\"name\": \"=HYPERLINK(\\\"http://evil\\\",\\\"x\\\")",
-        1,
-    );
+    let hostile =
+        event_with_name_prefix("inv-formula", "=HYPERLINK(\\\"http://evil\\\",\\\"x\\\")");
     let file = dir.path().join("hostile.json");
     std::fs::write(&file, &hostile).unwrap();
     let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);

@@ -45,6 +45,15 @@ pub struct SourceArgs {
     pub insecure: bool,
 }
 
+/// One document, or `None` when the store or server says there is none (404).
+fn found<T>(answer: Result<T, Refusal>) -> anyhow::Result<Option<T>> {
+    match answer {
+        Ok(detail) => Ok(Some(detail)),
+        Err(Refusal::Api(err)) if err.status == 404 => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// A store to ask.
 #[derive(Debug)]
 pub enum Backend {
@@ -137,11 +146,7 @@ impl Backend {
                 .map_err(Refusal::Api),
             Backend::Remote { .. } => self.get(&format!("/api/v1/events/{id}"), &[]).await,
         };
-        match answer {
-            Ok(detail) => Ok(Some(detail)),
-            Err(Refusal::Api(err)) if err.status == 404 => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+        found(answer)
     }
 
     /// `GET /api/v1/stats` with these parameters.
@@ -168,11 +173,7 @@ impl Backend {
                 .map_err(Refusal::Api),
             Backend::Remote { .. } => self.get(&format!("/api/v1/quarantine/{id}"), &[]).await,
         };
-        match answer {
-            Ok(detail) => Ok(Some(detail)),
-            Err(Refusal::Api(err)) if err.status == 404 => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+        found(answer)
     }
 
     /// Closes a local store.
