@@ -479,6 +479,86 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
 }
 
 #[test]
+fn read_commands_neither_wait_for_the_write_lock_nor_build_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("read.db");
+    let db_arg = db.display().to_string();
+    let file = dir.path().join("event.json");
+    std::fs::write(&file, event("inv-reader")).unwrap();
+    assert_eq!(
+        provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None)
+            .status
+            .code(),
+        Some(0)
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, br#"{"trackingNumber": 5}"#).unwrap();
+    provtrail(&["ingest", "--db", &db_arg, bad.to_str().unwrap()], None);
+    let reads: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["stats", "--db", &db_arg], "total 1"),
+        (vec!["quarantine", "--db", &db_arg], "invalid_event"),
+        (vec!["quarantine", "--db", &db_arg, "1"], "trackingNumber"),
+        (vec!["show", "--db", &db_arg, "1"], "tn-inv-reader"),
+        (
+            vec!["show", "--db", &db_arg, "tn-inv-reader"],
+            "tn-inv-reader",
+        ),
+        (
+            vec![
+                "search",
+                "--db",
+                &db_arg,
+                "--tracking-number",
+                "tn-inv-reader",
+            ],
+            "tn-inv-reader",
+        ),
+    ];
+    // A server's writer in the middle of a commit holds the write lock: reading the file
+    // neither waits for it nor needs it (before, opening the store for a read recorded its
+    // compression dictionary, and failed after five seconds with "database is locked").
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for (args, expected) in &reads {
+        let output = provtrail(args, None);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout(&output).contains(expected),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+    writer.execute_batch("ROLLBACK").unwrap();
+    drop(writer);
+    // Without its search index (a backup copy), the commands that do not search build none;
+    // a search does, and finds the event.
+    let index = format!("{db_arg}.search");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{index}{suffix}"));
+    }
+    for (args, expected) in &reads[..3] {
+        let output = provtrail(args, None);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(
+            stdout(&output).contains(expected),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        assert!(!Path::new(&index).exists(), "{args:?} built a search index");
+    }
+    let (args, expected) = &reads[5];
+    let output = provtrail(args, None);
+    assert_eq!(output.status.code(), Some(0), "{args:?}");
+    assert!(stdout(&output).contains(expected), "{}", stdout(&output));
+    assert!(Path::new(&index).exists());
+}
+
+#[test]
 fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kept.db");

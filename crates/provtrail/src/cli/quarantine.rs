@@ -58,7 +58,7 @@ pub struct QuarantineArgs {
 
 /// Runs `provtrail quarantine`.
 pub async fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
-    let backend = Backend::open(&args.source_args).await?;
+    let backend = Backend::open(&args.source_args, false).await?;
     let result = match args.id {
         Some(id) => show(&backend, id, &args).await,
         None => list(&backend, &args).await,

@@ -71,8 +71,10 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Opens what `args` names.
-    pub async fn open(args: &SourceArgs) -> anyhow::Result<Backend> {
+    /// Opens what `args` names. A database file is opened for reading only (see
+    /// [`SqliteStore::open_reader`]) when it can be; `search_index` says whether the command
+    /// searches the index.
+    pub async fn open(args: &SourceArgs, search_index: bool) -> anyhow::Result<Backend> {
         let db = args.db.clone().or_else(|| {
             if args.url.is_some() {
                 None
@@ -89,6 +91,16 @@ impl Backend {
                 "there is no database at {} (give --db PATH, or --url URL to ask a server)",
                 db.display()
             );
+            let path = db.clone();
+            let reader =
+                tokio::task::spawn_blocking(move || SqliteStore::open_reader(&path, search_index))
+                    .await?
+                    .with_context(|| format!("cannot open the database {}", db.display()))?;
+            if let Some(reader) = reader {
+                return Ok(Backend::Local(Arc::new(reader)));
+            }
+            // An older schema, or a search index that lacks events: the full store brings them
+            // up to date.
             let settings = SqliteSettings::new(&db);
             let metrics = Arc::new(Metrics::new());
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics))

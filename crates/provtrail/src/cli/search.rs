@@ -117,7 +117,7 @@ impl SearchArgs {
 
 /// Runs `provtrail search`.
 pub async fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let backend = Backend::open(&args.source_args).await?;
+    let backend = Backend::open(&args.source_args, true).await?;
     let result = search(&backend, &args).await;
     backend.close().await;
     result

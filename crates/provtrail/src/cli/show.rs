@@ -33,7 +33,8 @@ pub struct ShowArgs {
 
 /// Runs `provtrail show`.
 pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let backend = Backend::open(&args.source_args).await?;
+    // A tracking number is looked up in the search index (so is a number that is no event's id).
+    let backend = Backend::open(&args.source_args, true).await?;
     let result = show(&backend, &args).await;
     backend.close().await;
     result

@@ -75,7 +75,7 @@ impl StatsArgs {
 
 /// Runs `provtrail stats`.
 pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let backend = Backend::open(&args.source_args).await?;
+    let backend = Backend::open(&args.source_args, false).await?;
     let result = backend.stats(args.pairs()).await;
     backend.close().await;
     let stats = result?;

@@ -156,6 +156,29 @@ impl SearchIndexer {
         })
     }
 
+    /// For a store opened only to read ([`super::SqliteStore::open_reader`]): no thread, and
+    /// searches never wait, since nothing would bring the index further. `indexed_through` is
+    /// where the index file stands.
+    pub(super) fn idle(
+        indexed_through: i64,
+        backlog_gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        SearchIndexer {
+            state: Arc::new(IndexState {
+                committed_through: AtomicI64::new(indexed_through),
+                indexed_through: tokio::sync::watch::Sender::new(indexed_through),
+                queued: AtomicUsize::new(0),
+                dropped: AtomicBool::new(false),
+                backlog_gauge,
+                failing: AtomicBool::new(true),
+                waiting: AtomicUsize::new(0),
+            }),
+            max_queued: 0,
+            documents: std::sync::Mutex::new(None),
+            thread: std::sync::Mutex::new(None),
+        }
+    }
+
     pub(super) fn state(&self) -> Arc<IndexState> {
         self.state.clone()
     }
@@ -260,6 +283,22 @@ fn try_open_index(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conne
     // Read once to fail here, not in the thread, on a file that is not an index.
     watermark(&conn)?;
     Ok(conn)
+}
+
+/// Where the index file beside `database` stands, read without writing anything: `None` when
+/// there is no index file, or it cannot be read as one.
+pub(super) fn indexed_through(database: &Path, busy_timeout: Duration) -> Option<i64> {
+    let path = index_path(database);
+    if !path.is_file() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(busy_timeout).ok()?;
+    watermark(&conn).ok()
 }
 
 fn watermark(conn: &Connection) -> rusqlite::Result<i64> {

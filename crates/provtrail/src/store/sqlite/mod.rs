@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use crossbeam_channel::{Sender, TrySendError};
@@ -105,6 +105,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     readers: Arc<ReadPool>,
+    /// Opened with [`SqliteStore::open_reader`]: there is no writer.
+    read_only: bool,
 }
 
 impl SqliteStore {
@@ -150,12 +152,83 @@ impl SqliteStore {
             .spawn(move || writer.run())
             .map_err(|err| StoreError::Internal(format!("cannot start the writer: {err}")))?;
         Ok(SqliteStore {
-            readers: Arc::new(ReadPool::new(settings.path.clone(), settings.busy_timeout)),
+            readers: Arc::new(ReadPool::new(
+                settings.path.clone(),
+                settings.busy_timeout,
+                true,
+            )),
+            read_only: false,
             shared,
             jobs: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some(checkpoint::Checkpointer::start(settings.path.clone()))),
         })
+    }
+
+    /// Opens an existing database only to read it, for the commands that show what a store
+    /// holds (`search`, `show`, `stats`, `quarantine` with `--db`): read-only connections, and no
+    /// writer, search indexer or checkpointer. Reading the file of a running server then starts
+    /// nothing beside that server's own threads, and a newer build never migrates the schema
+    /// under it. Anything that would write fails as unavailable.
+    ///
+    /// `Ok(None)` when the file cannot be read that way and needs a full [`SqliteStore::open`]:
+    /// its schema is older than this build's, or `search_index` is asked for and the search
+    /// index does not hold every stored event (it is missing, or behind and not caught up
+    /// within a moment by a server's indexer). A full open brings either up to date.
+    pub fn open_reader(path: &Path, search_index: bool) -> Result<Option<Self>, StoreError> {
+        let Some(file) = EventFile::open(path)? else {
+            return Ok(None);
+        };
+        let last_event_id: i64 = file
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
+                row.get(0)
+            })
+            .map_err(read_error)?;
+        drop(file);
+        let settings = SqliteSettings::new(path);
+        let mut indexed_through = indexer::indexed_through(path, settings.busy_timeout);
+        if search_index {
+            // A running server indexes behind its commits: give its indexer a moment to
+            // reach the events that were there when this began.
+            let deadline = Instant::now() + READER_INDEX_WAIT;
+            while indexed_through.is_some_and(|through| through < last_event_id)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+                indexed_through = indexer::indexed_through(path, settings.busy_timeout);
+            }
+            if indexed_through.is_none_or(|through| through < last_event_id) {
+                return Ok(None);
+            }
+        }
+        let metrics = Arc::new(Metrics::new());
+        let indexer = indexer::SearchIndexer::idle(
+            indexed_through.unwrap_or_default(),
+            metrics.search_index_backlog.clone(),
+        );
+        let shared = Arc::new(Shared {
+            settings: settings.clone(),
+            metrics,
+            writable: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            outbox_changed: tokio::sync::watch::Sender::new(0),
+            feeds: RwLock::default(),
+            indexer,
+        });
+        Ok(Some(SqliteStore {
+            // Without an index file there is nothing to attach: the reads that need none work.
+            readers: Arc::new(ReadPool::new(
+                settings.path.clone(),
+                settings.busy_timeout,
+                indexed_through.is_some(),
+            )),
+            shared,
+            jobs: RwLock::new(None),
+            writer: Mutex::new(None),
+            checkpointer: Mutex::new(None),
+            read_only: true,
+        }))
     }
 
     /// The database file.
@@ -169,6 +242,11 @@ impl SqliteStore {
             .read()
             .map_err(|_| StoreError::Internal("store lock poisoned".into()))?;
         let Some(sender) = guard.as_ref() else {
+            if self.read_only {
+                return Err(StoreError::Unavailable(
+                    "the database was opened for reading only".into(),
+                ));
+            }
             return Err(StoreError::Unavailable("the store is shutting down".into()));
         };
         sender.try_send(job).map_err(|err| match err {
@@ -604,21 +682,28 @@ impl EventFile {
 /// The page cache of the writing connection, in KiB (SQLite's negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = -1_000;
 
+/// How long [`SqliteStore::open_reader`] waits for a running server's indexer to reach the
+/// events stored when it began, before it leaves the search to a full open.
+const READER_INDEX_WAIT: Duration = Duration::from_secs(2);
+
 /// Read-only connections, reused across queries.
 #[derive(Debug)]
 struct ReadPool {
     path: PathBuf,
     busy_timeout: Duration,
+    /// Attach the search index to each connection (not for a reader that was opened without it).
+    attach_index: bool,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl ReadPool {
     const MAX_IDLE: usize = 8;
 
-    fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+    fn new(path: PathBuf, busy_timeout: Duration, attach_index: bool) -> Self {
         ReadPool {
             path,
             busy_timeout,
+            attach_index,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -652,6 +737,10 @@ impl ReadPool {
         // Without the index file (removed while the server runs), everything but index searches
         // still works; those fail with an error until the next start recreates it.
         let index = indexer::index_path(&self.path);
+        if !self.attach_index {
+            conn.set_prepared_statement_cache_capacity(64);
+            return Ok(conn);
+        }
         if let Err(err) = conn.execute(
             "ATTACH DATABASE ?1 AS search",
             [index.to_string_lossy().as_ref()],
