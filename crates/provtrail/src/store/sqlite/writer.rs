@@ -12,7 +12,7 @@
 //! fixed costs outweighed the overlap (14-18k against 18-19k events/s); it won only while other
 //! work loaded the machine and made each fsync slower (docs/performance.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -532,6 +532,9 @@ struct Rollups {
 /// Error messages longer than this are cut, so that one odd message cannot bloat the rollup.
 const MAX_ERROR_LEN: usize = 300;
 
+/// Distinct error messages of one event counted in the error rollup (the event keeps them all).
+const MAX_ERRORS_COUNTED: usize = 100;
+
 impl Rollups {
     fn count(&mut self, received_at: i64, channel: Option<&str>, fields: &SearchFields) {
         let hour = received_at.div_euclid(3_600_000);
@@ -551,11 +554,16 @@ impl Rollups {
             .events
             .entry((hour, channel.clone(), fields.outcome.clone()))
             .or_default() += 1;
-        let mut seen: Vec<&str> = Vec::new();
+        // A sender may put tens of thousands of distinct messages in one event: a list searched
+        // for each made this quadratic (seconds of the single writer's time, every other
+        // request waiting), and each would be an upsert. The first few count.
+        let mut seen: HashSet<&str> = HashSet::new();
         for message in &fields.errors {
+            if seen.len() == MAX_ERRORS_COUNTED {
+                break;
+            }
             let message = truncate(message, MAX_ERROR_LEN);
-            if !seen.contains(&message) {
-                seen.push(message);
+            if seen.insert(message) {
                 *self
                     .errors
                     .entry((hour, channel.clone(), message.to_owned()))
@@ -799,5 +807,40 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> Option<String> {
         None
     } else {
         serde_json::to_string(items).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_counts_each_distinct_error_once_and_only_its_first_hundred() {
+        let mut rollups = Rollups::default();
+        // Repeats first, so that the cap is on distinct messages, not on the list.
+        let mut errors = vec!["same".to_owned(); 3];
+        errors.extend((0..50_000).map(|n| format!("error {n}")));
+        let fields = SearchFields {
+            errors,
+            ..SearchFields::default()
+        };
+        rollups.count(0, None, &fields);
+        assert_eq!(rollups.errors.len(), MAX_ERRORS_COUNTED);
+        assert!(rollups.errors.values().all(|&n| n == 1));
+        assert!(
+            rollups
+                .errors
+                .contains_key(&(0, String::new(), "same".to_owned()))
+        );
+        assert!(
+            rollups
+                .errors
+                .contains_key(&(0, String::new(), "error 98".to_owned()))
+        );
+        assert!(
+            !rollups
+                .errors
+                .contains_key(&(0, String::new(), "error 99".to_owned()))
+        );
     }
 }
