@@ -63,6 +63,9 @@ impl Settings {
         if let Some(text) = &s.header_timeout {
             server.header_timeout = parse_duration("server.header_timeout", text)?;
         }
+        if let Some(text) = &s.idle_timeout {
+            server.idle_timeout = parse_duration("server.idle_timeout", text)?;
+        }
         if let Some(text) = &s.shutdown_grace {
             server.shutdown_grace = parse_duration("server.shutdown_grace", text)?;
         }

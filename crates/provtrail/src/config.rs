@@ -87,6 +87,8 @@ pub struct ServerSection {
     pub request_timeout: Option<String>,
     /// Header timeout.
     pub header_timeout: Option<String>,
+    /// Idle connection timeout.
+    pub idle_timeout: Option<String>,
     /// Requests handled at once.
     pub max_concurrent_requests: Option<usize>,
     /// Connections open at once.

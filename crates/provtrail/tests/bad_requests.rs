@@ -455,3 +455,107 @@ async fn server_answers_health_after_a_barrage_of_every_kind_of_bad_request() {
     assert_eq!(server.app().store.counts().await.unwrap().events, 1);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_anywhere_give_their_place_back_after_the_request_timeout() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.request_timeout = Some("1s".into());
+        config.server.max_concurrent_requests = Some(2);
+    })
+    .await;
+    // Signing in takes no credential: two clients that start a form and never finish it take
+    // every place under the cap, until the request timeout ends them.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /sign-in HTTP/1.1\r\nHost: test\r\nContent-Type: \
+                  application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ntoken=",
+            )
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    for stream in &mut stalled {
+        let answer = expect_response(stream).await;
+        assert_eq!(answer.status, 408, "{}", answer.head);
+    }
+    server.assert_still_serving("inv-after-stalled-forms").await;
+    // A form larger than any sign-in is refused without reading it all.
+    let big = raw_exchange(
+        server.addr,
+        b"POST /sign-in HTTP/1.1\r\nHost: test\r\nContent-Type: \
+          application/x-www-form-urlencoded\r\nContent-Length: 2000000\r\n\r\ntoken=",
+    )
+    .await;
+    assert_eq!(big.status, 413, "{}", big.head);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_starts_no_more_requests_is_closed_after_the_idle_timeout() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.idle_timeout = Some("1s".into());
+    })
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::get(format!("http://{}/healthz", server.addr))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    // The client keeps the connection open and answers pings; the server ends it.
+    drop(client);
+    tokio::time::timeout(PATIENCE, connection)
+        .await
+        .expect("the server kept an idle HTTP/2 connection open")
+        .unwrap()
+        .ok();
+    server.assert_still_serving("inv-after-idle-h2").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.max_connections = Some(4);
+    })
+    .await;
+    // Half the cap each: two kept-alive connections from 127.0.0.1 ...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(expect_response(&mut stream).await.status, 200);
+        held.push(stream);
+    }
+    // ... and a third from there is closed unanswered,
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let seen = closed_by_server(&mut third).await;
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b""[..]),
+        "the third connection was served"
+    );
+    // while another address is still served.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(server.addr).await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(expect_response(&mut other).await.status, 200);
+    drop(held);
+    server.shutdown().await;
+}

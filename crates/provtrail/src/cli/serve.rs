@@ -86,6 +86,9 @@ pub struct ServerArgs {
     /// Time for request headers to arrive [default: 10s].
     #[arg(long, env = "PROVTRAIL_HEADER_TIMEOUT", value_name = "DURATION")]
     pub header_timeout: Option<String>,
+    /// Time a connection may stay open between requests, HTTP/2 included [default: 60s].
+    #[arg(long, env = "PROVTRAIL_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Requests handled at once before answering 503 [default: 1024].
     #[arg(long, env = "PROVTRAIL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
     pub max_concurrent_requests: Option<usize>,
@@ -130,6 +133,7 @@ impl ServerArgs {
         set(&mut server.tls_key, &self.tls_key);
         set(&mut server.request_timeout, &self.request_timeout);
         set(&mut server.header_timeout, &self.header_timeout);
+        set(&mut server.idle_timeout, &self.idle_timeout);
         set(
             &mut server.max_concurrent_requests,
             &self.max_concurrent_requests,

@@ -356,13 +356,18 @@ fn is_json(content_type: &str) -> bool {
     json && charset_ok
 }
 
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Timeout,
     Broken(String),
 }
 
-async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+/// The whole body, within `limit` bytes and `timeout`.
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let collect = Limited::new(body, limit).collect();
     match tokio::time::timeout(timeout, collect).await {
         Err(_) => Err(BodyError::Timeout),

@@ -1,8 +1,9 @@
 //! The accept loop: HTTP/1.1 and HTTP/2, optional TLS, header timeouts, a cap on open connections,
 //! and graceful shutdown that answers every request already received.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,10 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -146,26 +147,82 @@ impl RunningServer {
     }
 }
 
-/// Runs a connection, but closes it when no request has begun within `timeout`. The HTTP/1 header
-/// timeout only starts once the protocol has been told apart from HTTP/2, which takes the first
-/// bytes: a client that connects and sends nothing (or a few bytes) would otherwise hold a
-/// connection slot for ever.
-async fn close_unless_a_request_starts<F: Future>(
-    connection: F,
-    first_request: &Notify,
-    timeout: Duration,
+/// Runs a connection until it ends, closing it: at once when no request has begun within
+/// `header_timeout` (the HTTP/1 header timeout only starts once the protocol has been told apart
+/// from HTTP/2, which takes the first bytes, so a client that connects and sends nothing would
+/// otherwise hold a connection slot for ever); gracefully (requests in flight are answered)
+/// when no request has begun for `idle_timeout` (see [`ServerConfig::idle_timeout`]), or when
+/// the server shuts down.
+async fn run_connection<C: GracefulConnection>(
+    connection: C,
+    request_started: &Notify,
+    (header_timeout, idle_timeout): (Duration, Duration),
+    mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::pin!(connection);
-    tokio::select! {
-        _ = &mut connection => return,
-        started = tokio::time::timeout(timeout, first_request.notified()) => {
-            if started.is_err() {
-                tracing::debug!("no request within the header timeout; closing the connection");
-                return;
+    let mut wait = header_timeout;
+    let mut served = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            started = tokio::time::timeout(wait, request_started.notified()) => {
+                if started.is_ok() {
+                    served = true;
+                    wait = idle_timeout;
+                    continue;
+                }
+                if !served {
+                    tracing::debug!("no request within the header timeout; closing the connection");
+                    return;
+                }
+                tracing::debug!("no request for the idle timeout; closing the connection");
+                break;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Open connections per remote address, so that no single address can take every place under
+/// the connection cap (and lock out everyone else, health probes included).
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    /// Counts a connection from `address` unless it already has `limit`.
+    fn admit(self: &Arc<Self>, address: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut open = self.0.lock().ok()?;
+        let count = open.entry(address).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            address,
+        })
+    }
+}
+
+/// One connection counted for its address until dropped.
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    address: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.counts.0.lock() {
+            if let Some(count) = open.get_mut(&self.address) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&self.address);
+                }
             }
         }
     }
-    let _ = connection.await;
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then shuts down gracefully.
@@ -187,10 +244,16 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (stopping, stop_signal) = watch::channel(false);
+    let max_connections = config.max_connections.clamp(1, u32::MAX as usize);
+    let connections = Arc::new(Semaphore::new(max_connections));
+    // Half the cap per address: one client cannot lock out every other (a reverse proxy in front
+    // of the server counts as one address, and gets half).
+    let per_address = Arc::new(PerAddress::default());
+    let max_per_address = max_connections.div_ceil(2);
     let acceptor = tls.map(|Tls(config)| TlsAcceptor::from(config));
     let handshake_timeout = config.header_timeout;
+    let timeouts = (config.header_timeout, config.idle_timeout);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -210,6 +273,11 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        let Some(address_slot) = per_address.admit(remote.ip(), max_per_address) else {
+            tracing::warn!(%remote, "too many open connections from this address; closing a new one");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let first_request = Arc::new(Notify::new());
         let started = first_request.clone();
@@ -223,16 +291,14 @@ pub async fn serve(
                 });
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop_signal = stop_signal.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, address_slot);
             match acceptor {
                 None => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = watcher.watch(connection.into_owned());
-                    close_unless_a_request_starts(connection, &first_request, handshake_timeout)
-                        .await;
+                    run_connection(connection, &first_request, timeouts, stop_signal).await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -242,17 +308,18 @@ pub async fn serve(
                         return;
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = watcher.watch(connection.into_owned());
-                    close_unless_a_request_starts(connection, &first_request, handshake_timeout)
-                        .await;
+                    run_connection(connection, &first_request, timeouts, stop_signal).await;
                 }
             }
         });
     }
     drop(listener);
     tracing::info!("stopped accepting connections; finishing in-flight requests");
+    let _ = stopping.send(true);
+    // Every connection holds a permit until it has closed.
+    let all_closed = connections.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = all_closed => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }

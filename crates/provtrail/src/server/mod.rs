@@ -42,6 +42,12 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Header timeout.
     pub header_timeout: Duration,
+    /// How long a connection may stay open without starting a request, once it has made one.
+    /// HTTP/1 keep-alive connections are closed sooner by the header timeout (the wait for the
+    /// next request's headers); an HTTP/2 connection has no such timeout of its own, and a
+    /// client that answers the server's pings could otherwise hold its connection, and its place
+    /// under the connection cap, for ever.
+    pub idle_timeout: Duration,
     /// Requests handled at once before answering 503.
     pub max_concurrent_requests: usize,
     /// Connections open at once.
@@ -63,6 +69,7 @@ impl Default for ServerConfig {
             tls: None,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_concurrent_requests: 1024,
             max_connections: 4096,
             shutdown_grace: Duration::from_secs(30),
@@ -162,6 +169,12 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the concurrency limit: a body that is slow to arrive gives its place back when
+        // the request timeout ends it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bound_request_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limiter,
             limit_concurrency,
@@ -235,6 +248,59 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
             .observe(started.elapsed().as_secs_f64());
     }
     response
+}
+
+/// Largest body of the sign-in and sign-out forms.
+const MAX_FORM_BODY: usize = 16 * 1024;
+
+/// Room beside an event in the bodies the API takes (a filter, route names, delivery ids).
+const API_BODY_SLACK: usize = 64 * 1024;
+
+/// Reads the body of every request but an ingest one (which reads its own, and records what it
+/// refuses) within the request timeout and a size limit, before the handler runs. Otherwise a
+/// client that starts a body and never finishes it holds its place in the concurrency cap, and
+/// the memory of what it sent, for as long as it keeps the connection open; since signing in
+/// takes no credential, anyone could fill the cap that way and have every event answered 503.
+async fn bound_request_body(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if is_ingest_path(path) {
+        return next.run(request).await;
+    }
+    let limit = if matches!(path, "/sign-in" | "/sign-out") {
+        MAX_FORM_BODY
+    } else {
+        state.max_body.saturating_add(API_BODY_SLACK)
+    };
+    let (parts, body) = request.into_parts();
+    // A declared length over the limit is refused before anything is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than the limit of {limit} bytes"),
+        );
+    }
+    match ingest::read_body(body, limit, state.body_timeout).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(ingest::BodyError::TooLarge) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than the limit of {limit} bytes"),
+        ),
+        Err(ingest::BodyError::Timeout) => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive within the request timeout",
+        ),
+        Err(ingest::BodyError::Broken(err)) => error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("the request body could not be read: {err}"),
+        ),
+    }
 }
 
 /// Refuses work beyond the concurrency cap at once (503) rather than queueing it: a queue would
