@@ -113,6 +113,8 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// Delivery records of rejected requests dropped because the store was overloaded.
     pub rejections_dropped: Counter,
+    /// Delivery records of rejected requests not written one by one for the rate limit.
+    pub rejections_rate_limited: Counter,
     /// 1 when the last commit succeeded, 0 when the store cannot commit.
     pub store_writable: Gauge,
     /// Size of the store on disk, updated when metrics are read.
@@ -176,6 +178,13 @@ impl Metrics {
             "delivery_records_dropped",
             "Delivery records of rejected requests not written because the store was overloaded",
             rejections_dropped.clone(),
+        );
+        let rejections_rate_limited = Counter::default();
+        registry.register(
+            "delivery_records_rate_limited",
+            "Rejected requests not recorded one by one because rejections arrived faster than \
+             the delivery log takes them; the next record of a rejection counts them",
+            rejections_rate_limited.clone(),
         );
         let store_writable = Gauge::default();
         registry.register(
@@ -252,6 +261,7 @@ impl Metrics {
             commit_seconds,
             commit_failures,
             rejections_dropped,
+            rejections_rate_limited,
             store_writable,
             store_size_bytes,
             search_index_backlog,

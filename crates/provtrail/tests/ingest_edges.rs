@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -196,6 +198,89 @@ async fn requests_to_the_ingest_paths_that_no_handler_takes_are_recorded() {
         [(405, "/events"), (404, "/events/a/b"), (404, "/events/")]
     );
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_requests_is_recorded_in_summary_and_cannot_crowd_out_events() {
+    let mut server = TestServer::start().await;
+    let client = client();
+    // Anyone can send requests that are refused; a record of each would let them fill the store.
+    let flood = 1000;
+    let mut refused = 0;
+    for _ in 0..flood {
+        let response = client
+            .post(server.url("/events"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        refused += usize::from(response.status().as_u16() == 401);
+    }
+    assert_eq!(
+        refused, flood,
+        "every request without a credential is refused"
+    );
+    server.assert_still_serving("inv-after-flood").await;
+    let metrics = server.get("/metrics").await.text();
+    let unrecorded: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("provtrail_delivery_records_rate_limited_total "))
+        .expect("the rate-limit counter is exported")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(unrecorded > 0.0, "{metrics}");
+    // After a pause the next refusal is recorded, and says how many were not.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last = client
+        .post(server.url("/events/wrong/path"))
+        .bearer_auth(TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status().as_u16(), 404);
+    let log = eventually_deliveries(&server, |log| {
+        log.iter().any(|d| d.path == "/events/wrong/path")
+    })
+    .await;
+    let refusals = log.iter().filter(|d| d.status == 401).count();
+    assert!(
+        refusals + unrecorded as usize == flood,
+        "{refusals} recorded and {unrecorded} counted of {flood}"
+    );
+    assert!(
+        refusals < flood / 2,
+        "{refusals} of {flood} recorded one by one"
+    );
+    // The records that follow unrecorded refusals count them, all of them between them.
+    let counted: u64 = log
+        .iter()
+        .filter_map(|d| {
+            let reason = d.reason.as_deref()?;
+            let (_, rest) = reason.split_once("(and ")?;
+            let (n, _) = rest.split_once(" refused request(s) before this one")?;
+            n.parse::<u64>().ok()
+        })
+        .sum();
+    assert_eq!(counted, unrecorded as u64);
+    server.shutdown().await;
+}
+
+/// The delivery log once `done` holds for it.
+async fn eventually_deliveries(
+    server: &TestServer,
+    done: impl Fn(&[Delivery]) -> bool,
+) -> Vec<Delivery> {
+    for _ in 0..200 {
+        let log = deliveries(&server.db);
+        if done(&log) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the delivery log never got the expected records");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

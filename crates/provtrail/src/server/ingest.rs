@@ -14,7 +14,7 @@
 //! | store cannot commit or is overloaded | 503 with `Retry-After` |
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -287,22 +287,90 @@ pub(super) fn refuse(
     reject(state, receipt(&parts, None), status, reason)
 }
 
-/// Answers a refused request and records it in the delivery log.
+/// Answers a refused request and records it in the delivery log, unless refusals come faster
+/// than [`RejectionBudget`] allows.
 fn reject(state: &AppState, receipt: Receipt, status: StatusCode, reason: &str) -> Response {
+    state.metrics.count_event(EventOutcome::rejected);
+    let Some(unrecorded) = state.rejection_budget.admit(Instant::now()) else {
+        state.metrics.rejections_rate_limited.inc();
+        return error_response(status, reason);
+    };
     tracing::info!(
         status = status.as_u16(),
         remote = receipt.remote_addr.as_deref().unwrap_or("-"),
         channel = receipt.channel.as_deref().unwrap_or("-"),
         reason,
+        unrecorded,
         "ingest request refused"
     );
-    state.metrics.count_event(EventOutcome::rejected);
+    let recorded = if unrecorded == 0 {
+        reason.to_owned()
+    } else {
+        format!(
+            "{reason} (and {unrecorded} refused request(s) before this one not recorded one by \
+             one: refusals came faster than {REJECTIONS_PER_SECOND} a second)"
+        )
+    };
     state.store.record_rejection(Rejection {
         receipt,
         status: status.as_u16(),
-        reason: reason.to_owned(),
+        reason: recorded,
     });
     error_response(status, reason)
+}
+
+/// Refused requests recorded one by one per second, on average.
+const REJECTIONS_PER_SECOND: f64 = 20.0;
+
+/// Refused requests recorded one by one in a burst.
+const REJECTION_BURST: f64 = 200.0;
+
+/// A token bucket for the delivery records of refused requests. Every request to `/events` leaves
+/// a record, but anyone can send requests that are refused (no credential, a wrong path), and
+/// each record takes room in the store: unbounded, a flood of them fills the disk (or the
+/// configured size limit) until genuine events are answered 503. Beyond the rate, refusals are
+/// counted instead (`provtrail_delivery_records_rate_limited_total`), and the next record says
+/// how many went unrecorded before it.
+#[derive(Debug)]
+pub(crate) struct RejectionBudget(std::sync::Mutex<Bucket>);
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Option<Instant>,
+    unrecorded: u64,
+}
+
+impl Default for RejectionBudget {
+    fn default() -> Self {
+        RejectionBudget(std::sync::Mutex::new(Bucket {
+            tokens: REJECTION_BURST,
+            refilled: None,
+            unrecorded: 0,
+        }))
+    }
+}
+
+impl RejectionBudget {
+    /// `Some(n)` when a refusal at `now` is to be recorded, `n` being the refusals left
+    /// unrecorded since the last record; `None` when it is over the rate.
+    pub(crate) fn admit(&self, now: Instant) -> Option<u64> {
+        let Ok(mut bucket) = self.0.lock() else {
+            return Some(0);
+        };
+        if let Some(refilled) = bucket.refilled {
+            let earned =
+                now.saturating_duration_since(refilled).as_secs_f64() * REJECTIONS_PER_SECOND;
+            bucket.tokens = (bucket.tokens + earned).min(REJECTION_BURST);
+        }
+        bucket.refilled = Some(now);
+        if bucket.tokens < 1.0 {
+            bucket.unrecorded += 1;
+            return None;
+        }
+        bucket.tokens -= 1.0;
+        Some(std::mem::take(&mut bucket.unrecorded))
+    }
 }
 
 /// A `Content-Encoding` other than `identity`: provtrail stores what it can read as sent, and
@@ -384,7 +452,35 @@ pub(crate) async fn read_body(
 
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{REJECTION_BURST, REJECTIONS_PER_SECOND, RejectionBudget, is_json};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn refusals_beyond_the_rate_are_counted_into_the_next_record() {
+        let budget = RejectionBudget::default();
+        let start = Instant::now();
+        let burst = REJECTION_BURST as usize;
+        for _ in 0..burst {
+            assert_eq!(budget.admit(start), Some(0));
+        }
+        for _ in 0..1000 {
+            assert_eq!(budget.admit(start), None);
+        }
+        // A second later the bucket holds the rate's worth again; the first record counts the
+        // thousand that were not recorded.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(budget.admit(later), Some(1000));
+        for _ in 1..REJECTIONS_PER_SECOND as usize {
+            assert_eq!(budget.admit(later), Some(0));
+        }
+        assert_eq!(budget.admit(later), None);
+        // Quiet for long enough, the whole burst is available again, and no more.
+        let much_later = later + Duration::from_secs(3600);
+        for _ in 0..burst {
+            assert!(budget.admit(much_later).is_some());
+        }
+        assert_eq!(budget.admit(much_later), None);
+    }
 
     #[test]
     fn json_content_types_are_recognised() {

@@ -115,6 +115,8 @@ pub struct SharedState {
     /// Who may retry dead letters and replay through the API.
     pub admin_credentials: Arc<Credentials>,
     readiness: Arc<ops::Readiness>,
+    /// How many refused requests are recorded one by one.
+    rejection_budget: Arc<ingest::RejectionBudget>,
 }
 
 impl AppState {
@@ -136,6 +138,7 @@ impl AppState {
             routes: Arc::default(),
             admin_credentials: Arc::default(),
             readiness: Arc::default(),
+            rejection_budget: Arc::default(),
         }))
     }
 
