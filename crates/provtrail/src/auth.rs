@@ -112,8 +112,14 @@ impl Credentials {
         }
         let header = authorization.ok_or(AuthError::Missing)?;
         let header = std::str::from_utf8(header).map_err(|_| AuthError::Malformed)?;
-        let (scheme, rest) = header.trim().split_once(' ').ok_or(AuthError::Malformed)?;
-        let value = rest.trim();
+        // Only the spaces and tabs HTTP allows around a value: Unicode whitespace (a no-break
+        // space, say) is part of what was sent, not padding.
+        let blank = |c: char| c == ' ' || c == '\t';
+        let (scheme, rest) = header
+            .trim_matches(blank)
+            .split_once(' ')
+            .ok_or(AuthError::Malformed)?;
+        let value = rest.trim_matches(blank);
         let (candidates, secret) = if scheme.eq_ignore_ascii_case("bearer") {
             (&self.bearer, value.as_bytes().to_vec())
         } else if scheme.eq_ignore_ascii_case("basic") {
@@ -158,6 +164,11 @@ mod tests {
         credentials.add_basic("isc:secret").unwrap();
         assert_eq!(credentials.check(Some(b"Bearer old-token")), Ok(()));
         assert_eq!(credentials.check(Some(b"bearer new-token")), Ok(()));
+        assert_eq!(credentials.check(Some(b"Bearer \tnew-token ")), Ok(()));
+        assert_eq!(
+            credentials.check(Some("Bearer new-token\u{a0}".as_bytes())),
+            Err(AuthError::Invalid)
+        );
         assert_eq!(credentials.check(Some(&basic_header("isc:secret"))), Ok(()));
     }
 

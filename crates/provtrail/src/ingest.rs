@@ -209,10 +209,11 @@ fn records(issues: &[Issue]) -> Vec<IssueRecord> {
 /// Longest channel name accepted in the URL.
 pub const MAX_CHANNEL_LEN: usize = 128;
 
-/// 1 to [`MAX_CHANNEL_LEN`] ASCII letters, digits, `-`, `_` or `.`: a name that is safe in
-/// search keys, metrics labels and file names.
+/// 1 to [`MAX_CHANNEL_LEN`] ASCII letters, digits, `-`, `_` or `.`, and not `.` or `..`: a name
+/// that is safe in search keys, metrics labels and file names.
 pub fn is_channel_name(channel: &str) -> bool {
     !channel.is_empty()
+        && !matches!(channel, "." | "..")
         && channel.len() <= MAX_CHANNEL_LEN
         && channel
             .chars()

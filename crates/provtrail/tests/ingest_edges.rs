@@ -340,3 +340,74 @@ async fn the_concurrency_cap_records_what_it_refuses_and_spares_health_and_metri
     .await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_are_not_channel_names() {
+    let mut server = TestServer::start().await;
+    let body = event("inv-dots");
+    for path in ["/events/..", "/events/.", "/events/%2e%2e"] {
+        let head = post_head(
+            path,
+            &format!("{}Content-Length: {}\r\n", auth_line(), body.len()),
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&body);
+        let answer = raw_exchange(server.addr, &request).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.head);
+    }
+    assert!(!stored_invocations(&server.db).contains_key("inv-dots"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_coding_or_a_second_content_type_is_415_and_kept() {
+    let mut server = TestServer::start().await;
+    // Distinct bodies: the quarantine keeps each body once.
+    let bodies: Vec<Vec<u8>> = (0..3).map(|n| event(&format!("inv-framing-{n}"))).collect();
+    let body = &bodies[0];
+    // gzip as a transfer coding would be left on the body by the HTTP layer.
+    let mut chunked = format!(
+        "POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{}\
+         Transfer-Encoding: gzip, chunked\r\n\r\n{:x}\r\n",
+        auth_line(),
+        body.len()
+    )
+    .into_bytes();
+    chunked.extend_from_slice(body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let answer = raw_exchange(server.addr, &chunked).await;
+    assert_eq!(
+        answer.status,
+        415,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    // Two media types, in either order: which one was meant cannot be known.
+    for (body, (first, second)) in bodies[1..].iter().zip([
+        ("application/json", "text/plain"),
+        ("text/plain", "application/json"),
+    ]) {
+        let mut request = format!(
+            "POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: {first}\r\nContent-Type: \
+             {second}\r\n{}Content-Length: {}\r\n\r\n",
+            auth_line(),
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let answer = raw_exchange(server.addr, &request).await;
+        assert_eq!(answer.status, 415, "{first}, {second}");
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains("more than one Content-Type"),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let kept: Vec<Vec<u8>> = quarantine(&server.db)
+        .into_iter()
+        .map(|entry| entry.raw)
+        .collect();
+    assert_eq!(kept, bodies);
+    assert!(stored_invocations(&server.db).is_empty());
+    server.shutdown().await;
+}

@@ -57,7 +57,7 @@ pub(super) async fn post_event_to_channel(
             let shown: String = channel.chars().take(MAX_CHANNEL_LEN + 8).collect();
             Some(format!(
                 "channel `{shown}` is not allowed: a channel name has 1 to {MAX_CHANNEL_LEN} \
-                 letters, digits, '-', '_' or '.'"
+                 letters, digits, '-', '_' or '.', and is not `.` or `..`"
             ))
         }
         Err(rejection) => Some(format!(
@@ -156,7 +156,9 @@ async fn handle(
     receipt.size = bytes.len() as u64;
 
     let ingestor = state.ingestor.clone();
-    let refusal = refusal.or_else(|| unsupported_encoding(&headers));
+    let refusal = refusal
+        .or_else(|| unsupported_encoding(&headers))
+        .or_else(|| two_content_types(&headers));
     let incoming = match (refusal, content_type.as_deref()) {
         (Some(Refusal { reason, message }), _) => {
             ingestor.prepare_refused(bytes, receipt.clone(), reason, message)
@@ -373,20 +375,27 @@ impl RejectionBudget {
     }
 }
 
-/// A `Content-Encoding` other than `identity`: provtrail stores what it can read as sent, and
-/// does not decompress (ISC does not compress its posts), so such a body is kept in quarantine
-/// and refused with 415, as RFC 9110 asks, rather than misread as a body that is not JSON.
+/// A `Content-Encoding` other than `identity`, or a transfer coding other than `chunked` (which
+/// the HTTP layer takes off; `gzip, chunked` would leave gzip): provtrail stores what it can read
+/// as sent, and does not decompress (ISC does not compress its posts), so such a body is kept in
+/// quarantine and refused with 415, as RFC 9110 asks, rather than misread as a body that is not
+/// JSON.
 fn unsupported_encoding(headers: &HeaderMap) -> Option<Refusal> {
     let encodings: Vec<String> = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
+        .chain(headers.get_all(header::TRANSFER_ENCODING).iter())
         .flat_map(|value| {
             String::from_utf8_lossy(value.as_bytes())
                 .split(',')
                 .map(|coding| coding.trim().to_owned())
                 .collect::<Vec<_>>()
         })
-        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        .filter(|coding| {
+            !coding.is_empty()
+                && !coding.eq_ignore_ascii_case("identity")
+                && !coding.eq_ignore_ascii_case("chunked")
+        })
         .collect();
     if encodings.is_empty() {
         return None;
@@ -397,6 +406,15 @@ fn unsupported_encoding(headers: &HeaderMap) -> Option<Refusal> {
             "content encoding `{}` is not supported (send the event uncompressed)",
             encodings.join(", ")
         ),
+    })
+}
+
+/// Two `Content-Type` headers: which one the sender meant cannot be known, so the body is kept
+/// in quarantine and refused with 415 rather than read by the first.
+fn two_content_types(headers: &HeaderMap) -> Option<Refusal> {
+    (headers.get_all(header::CONTENT_TYPE).iter().count() > 1).then(|| Refusal {
+        reason: QuarantineReason::UnsupportedMediaType,
+        message: "the request has more than one Content-Type header".to_owned(),
     })
 }
 
