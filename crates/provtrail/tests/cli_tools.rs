@@ -44,6 +44,29 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A database `name` in `dir` holding the test event with `invocation_id`, imported with
+/// `provtrail ingest`; its path as an argument.
+fn store_with_event(dir: &Path, name: &str, invocation_id: &str) -> String {
+    let db_arg = dir.join(name).display().to_string();
+    let file = dir.join(format!("{invocation_id}.json"));
+    std::fs::write(&file, event(invocation_id)).unwrap();
+    let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    db_arg
+}
+
+/// Removes the search index beside a database, as a backup copy often lacks it.
+fn remove_search_index(db_arg: &str) {
+    for suffix in [".search", ".search-wal", ".search-shm"] {
+        let _ = std::fs::remove_file(format!("{db_arg}{suffix}"));
+    }
+}
+
 #[test]
 fn validate_exit_codes_say_valid_invalid_or_not_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -438,18 +461,13 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
 #[test]
 fn export_reads_the_file_without_starting_a_store_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("copy.db");
-    let db_arg = db.display().to_string();
-    let file = dir.path().join("event.json");
-    std::fs::write(&file, event("inv-copy")).unwrap();
-    let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);
-    assert_eq!(output.status.code(), Some(0));
+    let db_arg = store_with_event(dir.path(), "copy.db", "inv-copy");
+    let db = Path::new(&db_arg);
+    let file = dir.path().join("inv-copy.json");
     // A copy of a store without its search index, as a backup often is: exporting it must not
     // build one (nor start a writer that would change the file).
-    for suffix in [".search", ".search-wal", ".search-shm"] {
-        let _ = std::fs::remove_file(format!("{db_arg}{suffix}"));
-    }
-    let size = std::fs::metadata(&db).unwrap().len();
+    remove_search_index(&db_arg);
+    let size = std::fs::metadata(db).unwrap().len();
     let export = provtrail(&["export", "--db", &db_arg], None);
     assert_eq!(
         export.status.code(),
@@ -467,7 +485,7 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
         !Path::new(&format!("{db_arg}.search")).exists(),
         "export built a search index"
     );
-    assert_eq!(std::fs::metadata(&db).unwrap().len(), size);
+    assert_eq!(std::fs::metadata(db).unwrap().len(), size);
     // Not a database: a clear error, exit 2.
     let export = provtrail(&["export", "--db", file.to_str().unwrap()], None);
     assert_eq!(export.status.code(), Some(2));
@@ -481,16 +499,8 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
 #[test]
 fn read_commands_neither_wait_for_the_write_lock_nor_build_an_index() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("read.db");
-    let db_arg = db.display().to_string();
-    let file = dir.path().join("event.json");
-    std::fs::write(&file, event("inv-reader")).unwrap();
-    assert_eq!(
-        provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None)
-            .status
-            .code(),
-        Some(0)
-    );
+    let db_arg = store_with_event(dir.path(), "read.db", "inv-reader");
+    let db = Path::new(&db_arg);
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, br#"{"trackingNumber": 5}"#).unwrap();
     provtrail(&["ingest", "--db", &db_arg, bad.to_str().unwrap()], None);
@@ -517,7 +527,7 @@ fn read_commands_neither_wait_for_the_write_lock_nor_build_an_index() {
     // A server's writer in the middle of a commit holds the write lock: reading the file
     // neither waits for it nor needs it (before, opening the store for a read recorded its
     // compression dictionary, and failed after five seconds with "database is locked").
-    let writer = rusqlite::Connection::open(&db).unwrap();
+    let writer = rusqlite::Connection::open(db).unwrap();
     writer.execute_batch("BEGIN IMMEDIATE").unwrap();
     for (args, expected) in &reads {
         let output = provtrail(args, None);
@@ -538,9 +548,7 @@ fn read_commands_neither_wait_for_the_write_lock_nor_build_an_index() {
     // Without its search index (a backup copy), the commands that do not search build none;
     // a search does, and finds the event.
     let index = format!("{db_arg}.search");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{index}{suffix}"));
-    }
+    remove_search_index(&db_arg);
     for (args, expected) in &reads[..3] {
         let output = provtrail(args, None);
         assert_eq!(output.status.code(), Some(0), "{args:?}");
