@@ -436,9 +436,9 @@ async fn a_webhook_to_loopback_by_name_is_refused_when_connecting_unless_allowed
     // `localhost` is a name: the start-time check cannot see where it leads; the resolver
     // refuses it at every connection.
     let url = format!("http://localhost:{}/hook", receiver.addr.port());
-    let guarded = webhook_route("guarded", &url, "")
-        .replace("allow_private = true", "allow_private = false")
-        .replace("max_attempts = 1000", "max_attempts = 2");
+    // A budget of many attempts: a refusal is final, and is not retried.
+    let guarded =
+        webhook_route("guarded", &url, "").replace("allow_private = true", "allow_private = false");
     let mut server = start(dir.path(), &guarded).await;
     let answer = server.post("/events", event("ssrf-1")).await;
     assert_eq!(answer.status, 200);
@@ -452,15 +452,18 @@ async fn a_webhook_to_loopback_by_name_is_refused_when_connecting_unless_allowed
         0,
         "nothing reached the loopback receiver"
     );
-    let error: String = open_db(&db)
-        .query_row("SELECT last_error FROM route_deliveries", [], |row| {
-            row.get(0)
-        })
+    let (error, attempts): (String, i64) = open_db(&db)
+        .query_row(
+            "SELECT last_error, attempts FROM route_deliveries",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .unwrap();
     assert!(
         error.contains("refused") && error.contains("allow_private"),
         "{error}"
     );
+    assert_eq!(attempts, 1, "a refusal by the guard is not retried");
     server.shutdown().await;
 
     // A literal private address fails the start, naming the route.

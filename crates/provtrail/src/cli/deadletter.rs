@@ -82,7 +82,8 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                         delivery.tracking_number.as_deref().unwrap_or("-"),
                         delivery.attempts,
                         format_time(delivery.updated_at),
-                        delivery.last_error.as_deref().unwrap_or("-")
+                        // A receiver's answer: no terminal control codes from it.
+                        super::terminal_safe(delivery.last_error.as_deref().unwrap_or("-"))
                     ),
                 }
             }

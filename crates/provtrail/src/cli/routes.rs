@@ -154,7 +154,7 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
                 if let (Some(error), Some(at)) = (&c.last_error, c.last_error_at) {
                     println!(
                         "  last error: {} ({})",
-                        routes.redact(error),
+                        super::terminal_safe(&routes.redact(error)),
                         format_time(at)
                     );
                 }
@@ -250,7 +250,7 @@ fn print_test(source: &str, outcome: &TestOutcome) {
         }
     );
     if let Some(error) = &outcome.error {
-        println!("error:  {error}");
+        println!("error:  {}", super::terminal_safe(error));
     }
     if let Some(preview) = &outcome.preview {
         println!("target: {}", preview.target);

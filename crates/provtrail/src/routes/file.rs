@@ -42,12 +42,14 @@ pub(super) fn build(
     context: &SinkContext<'_>,
 ) -> Result<Arc<dyn Sink>, SinkConfigError> {
     let settings: FileSettings = settings(table)?;
-    let path = PathBuf::from(
-        context
-            .secrets
-            .resolve(&settings.path.to_string_lossy())
-            .map_err(|err| SinkConfigError::new("path", err.to_string()))?,
-    );
+    // The parts of the path that came from references are shown as `***`, like those of a
+    // webhook's URL.
+    let (path_text, references) = context
+        .secrets
+        .resolve_scoped(&settings.path.to_string_lossy())
+        .map_err(|err| SinkConfigError::new("path", err.to_string()))?;
+    let path = PathBuf::from(path_text);
+    let shown = |path: &Path| references.redact(&path.display().to_string());
     let directory = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -55,7 +57,7 @@ pub(super) fn build(
     if !directory.is_dir() {
         return Err(SinkConfigError::new(
             "path",
-            format!("the directory {} does not exist", directory.display()),
+            format!("the directory {} does not exist", shown(&directory)),
         ));
     }
     // Every append would fail with "is a directory"; say so once, at start, instead.
@@ -64,10 +66,11 @@ pub(super) fn build(
             "path",
             format!(
                 "{} is a directory; give the path of a file in it",
-                path.display()
+                shown(&path)
             ),
         ));
     }
+    let target = shown(&path);
     let max_size = match &settings.max_size {
         Some(text) => crate::config::parse_size("max_size", text)
             .map_err(|err| SinkConfigError::new("max_size", err.to_string()))?,
@@ -84,6 +87,7 @@ pub(super) fn build(
         ));
     }
     Ok(Arc::new(FileSink {
+        target,
         inner: Arc::new(Appender::new(
             path,
             max_size,
@@ -108,6 +112,8 @@ const BATCH_LIMIT: usize = 256;
 /// A JSON-lines file sink.
 #[derive(Debug)]
 pub struct FileSink {
+    /// The path as shown: parts that came from `${env:…}` or `${file:…}` as `***`.
+    target: String,
     inner: Arc<Appender>,
 }
 
@@ -409,7 +415,7 @@ impl Sink for FileSink {
     }
 
     fn target(&self) -> String {
-        self.inner.path.display().to_string()
+        self.target.clone()
     }
 
     fn needs_value(&self) -> bool {
@@ -450,12 +456,8 @@ impl Sink for FileSink {
                     ))),
                 ),
             };
-        let error = failed.map(|err| {
-            SinkError::transient(format!(
-                "cannot append to {}: {err}",
-                self.inner.path.display()
-            ))
-        });
+        let error = failed
+            .map(|err| SinkError::transient(format!("cannot append to {}: {err}", self.target)));
         (0..count)
             .map(|n| match &error {
                 Some(error) if n >= done => Err(error.clone()),
@@ -490,6 +492,32 @@ mod tests {
 
     fn line_count(path: &Path) -> usize {
         std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+    }
+
+    #[test]
+    fn a_path_part_from_a_reference_is_shown_as_stars() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("S3cretDir77")).unwrap();
+        let name = dir.path().join("name.txt");
+        std::fs::write(&name, "S3cretDir77\n").unwrap();
+        let settings = format!(
+            "path = \"{}/${{file:{}}}/events.jsonl\"",
+            dir.path().display(),
+            name.display()
+        );
+        let sink = build_with(&settings).unwrap();
+        let target = sink.target();
+        assert_eq!(
+            target,
+            format!("{}/***/events.jsonl", dir.path().display()),
+            "{target}"
+        );
+        let preview = sink.preview(&delivery(b"{}")).unwrap();
+        assert!(
+            !preview.target.contains("S3cretDir77"),
+            "{}",
+            preview.target
+        );
     }
 
     #[test]

@@ -52,72 +52,172 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// A run of at least this many bytes of a secret, and at least half of it, is scrubbed where it
+/// stands alone in text: a receiver that quotes a token back may cut it short ("token
+/// abc123… is not valid").
+const MIN_PARTIAL_LEN: usize = 8;
+
 impl Redactor {
-    /// Adds a value to scrub from now on, with the escaped forms a receiver may echo it in.
+    /// Adds a value to scrub from now on.
     pub fn add(&self, secret: &str) {
         let secret = secret.trim();
         if secret.len() < MIN_SECRET_LEN {
             return;
         }
         if let Ok(mut secrets) = self.secrets.write() {
-            let mut added = false;
-            for form in escaped_forms(secret) {
-                if !secrets.contains(&form) {
-                    secrets.push(form);
-                    added = true;
-                }
-            }
-            if added {
-                // Longest first, so that a secret containing another is replaced whole.
-                secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+            if !secrets.iter().any(|known| known == secret) {
+                secrets.push(secret.to_owned());
             }
         }
     }
 
-    /// `text` with every known secret replaced by [`REDACTED`].
+    /// `text` with every echo of a known secret replaced by [`REDACTED`]: the whole secret, or
+    /// a run of at least [`MIN_PARTIAL_LEN`] bytes and half of it, each of its characters
+    /// written as itself or in any of the escaped forms a receiver may quote it in (see
+    /// [`echo_lens`]). Matching the forms character by character, rather than a list of whole
+    /// encoded forms, also catches encoders that escape only some characters, and mixtures.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        if let Ok(secrets) = self.secrets.read() {
-            for secret in secrets.iter() {
-                if out.contains(secret.as_str()) {
-                    out = out.replace(secret.as_str(), REDACTED);
-                }
-            }
+        let Ok(secrets) = self.secrets.read() else {
+            return text.to_owned();
+        };
+        let mut spans = Vec::new();
+        for secret in secrets.iter() {
+            echoes(text, secret, &mut spans);
         }
+        if spans.is_empty() {
+            return text.to_owned();
+        }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for (start, end) in spans {
+            if end <= copied {
+                continue;
+            }
+            if start >= copied {
+                out.push_str(&text[copied..start]);
+                out.push_str(REDACTED);
+            }
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
         out
     }
 }
 
-/// `secret` and the forms it takes when a receiver quotes it back: inside a JSON string (with `/`
-/// escaped as `\/`, as PHP does, or not) and percent-encoded (in a URL or a form it echoes).
-/// Redaction matches bytes exactly, so a form that is not listed here would get through.
-fn escaped_forms(secret: &str) -> Vec<String> {
-    let json = secret.replace('\\', "\\\\").replace('"', "\\\"");
-    let json_slashes = json.replace('/', "\\/");
-    let percent = percent_encoded(secret);
-    let mut forms = vec![secret.to_owned()];
-    for form in [json, json_slashes, percent] {
-        if !forms.contains(&form) {
-            forms.push(form);
+/// Adds to `spans` the byte ranges of `text` (on character boundaries) that echo `secret`.
+/// Quadratic in the lengths, which are short: a secret, and a message.
+fn echoes(text: &str, secret: &str, spans: &mut Vec<(usize, usize)>) {
+    let (text_bytes, secret_bytes) = (text.as_bytes(), secret.as_bytes());
+    let least = MIN_PARTIAL_LEN.max(secret_bytes.len().div_ceil(2));
+    let mut at = 0;
+    while at < text_bytes.len() {
+        let mut longest = None;
+        if text.is_char_boundary(at) {
+            for offset in 0..secret_bytes.len() {
+                let (matched, end) = echo_run(text_bytes, at, &secret_bytes[offset..]);
+                let whole = offset == 0 && matched == secret_bytes.len();
+                if (whole || matched >= least)
+                    && text.is_char_boundary(end)
+                    && longest.is_none_or(|longest| end > longest)
+                {
+                    longest = Some(end);
+                }
+            }
+        }
+        match longest {
+            Some(end) => {
+                spans.push((at, end));
+                at = end;
+            }
+            None => at += 1,
         }
     }
-    forms
 }
 
-/// Every byte outside the unreserved characters of RFC 3986 as `%XX`.
-fn percent_encoded(text: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+/// How many leading bytes of `secret` the text at `at` echoes, and where that echo ends (the
+/// furthest, when it can end in more than one place). A byte may be written in two ways that
+/// start alike (`&` and `&amp;`, `\` and `\\`), so every way is followed, step by step.
+fn echo_run(text: &[u8], at: usize, secret: &[u8]) -> (usize, usize) {
+    let mut ends = vec![at];
+    let mut matched = 0;
+    for &byte in secret {
+        let mut next: Vec<usize> = Vec::new();
+        for &end in &ends {
+            for len in echo_lens(text, end, byte).into_iter().flatten() {
+                if !next.contains(&(end + len)) {
+                    next.push(end + len);
+                }
+            }
         }
+        if next.is_empty() {
+            break;
+        }
+        ends = next;
+        matched += 1;
     }
-    out
+    (matched, ends.into_iter().max().unwrap_or(at))
+}
+
+/// The lengths `byte` may have written at `at` in `text`: as itself; percent-encoded (either
+/// case of hex; a space also as `+`, as forms write it); as a JSON `\u00XX` escape or a
+/// backslash escape (`\/`, as PHP writes it, `\"`, `\\`); or as an HTML character reference.
+fn echo_lens(text: &[u8], at: usize, byte: u8) -> [Option<usize>; 2] {
+    let Some(rest) = text.get(at..) else {
+        return [None, None];
+    };
+    let Some(&first) = rest.first() else {
+        return [None, None];
+    };
+    let literal = (first == byte || (byte == b' ' && first == b'+')).then_some(1);
+    let escaped = match first {
+        b'%' => rest
+            .get(1..3)
+            .and_then(hex_value)
+            .filter(|&value| value == u32::from(byte))
+            .map(|_| 3),
+        b'\\' => match rest.get(1) {
+            Some(b'u') => rest
+                .get(2..6)
+                .and_then(hex_value)
+                .filter(|&value| value == u32::from(byte))
+                .map(|_| 6),
+            Some(&escaped) => (escaped == byte && matches!(byte, b'/' | b'"' | b'\\')).then_some(2),
+            None => None,
+        },
+        b'&' => html_reference(rest)
+            .filter(|&(value, _)| value == u32::from(byte))
+            .map(|(_, len)| len),
+        _ => None,
+    };
+    [literal, escaped]
+}
+
+/// The character an HTML reference at the start of `text` stands for (`&amp;`, `&#38;`,
+/// `&#x26;` …), and its length.
+fn html_reference(text: &[u8]) -> Option<(u32, usize)> {
+    let end = text.iter().take(10).position(|&b| b == b';')?;
+    let value = match text.get(1..end)? {
+        b"amp" => u32::from(b'&'),
+        b"lt" => u32::from(b'<'),
+        b"gt" => u32::from(b'>'),
+        b"quot" => u32::from(b'"'),
+        b"apos" => u32::from(b'\''),
+        [b'#', b'x' | b'X', hex @ ..] => hex_value(hex)?,
+        [b'#', decimal @ ..] => std::str::from_utf8(decimal).ok()?.parse().ok()?,
+        _ => return None,
+    };
+    Some((value, end + 1))
+}
+
+/// The value of hex digits (either case); `None` for anything else or nothing.
+fn hex_value(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 6 {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |value, &digit| {
+        Some(value * 16 + char::from(digit).to_digit(16)?)
+    })
 }
 
 /// Resolves references and remembers every secret it produced.
@@ -259,6 +359,33 @@ mod tests {
         let secrets = Secrets::default();
         secrets.resolve_secret("literal-password").unwrap();
         assert_eq!(secrets.redactor().redact("x literal-password y"), "x *** y");
+    }
+
+    #[test]
+    fn echoes_in_other_encodings_or_cut_short_are_redacted() {
+        let redactor = Redactor::default();
+        redactor.add("Br3r/Tok+Sec&ret==");
+        for (echo, shown) in [
+            // Python's quote() keeps `/`; lower-case hex; HTML; Go-style and full \u escapes.
+            ("pyquote=Br3r/Tok%2BSec%26ret%3D%3D", "pyquote=***"),
+            ("lowerpct=Br3r%2fTok%2bSec%26ret%3d%3d", "lowerpct=***"),
+            (
+                "htmlesc=Bearer Br3r/Tok+Sec&amp;ret==",
+                "htmlesc=Bearer ***",
+            ),
+            (
+                r#"{"auth":"Bearer Br3r/Tok\u002bSec\u0026ret=="}"#,
+                r#"{"auth":"Bearer ***"}"#,
+            ),
+            (r#"{"go":"Br3r/Tok+Sec\u0026ret=="}"#, r#"{"go":"***"}"#),
+            // Cut short, at either end.
+            ("prefix=Br3r/Tok+Sec (truncated)", "prefix=*** (truncated)"),
+            ("…Sec&ret== expired", "…*** expired"),
+        ] {
+            assert_eq!(redactor.redact(echo), shown, "{echo}");
+        }
+        // Short runs of it are ordinary text.
+        assert_eq!(redactor.redact("Tok+ and ret=="), "Tok+ and ret==");
     }
 
     #[test]

@@ -71,8 +71,10 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("Teredo (2001::/32)")
     } else if segments[0] & 0xfe00 == 0xfc00 {
         Some("unique local (fc00::/7)")
-    } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
+    } else if segments[0] & 0xffc0 == 0xfe80 {
         Some("link-local (fe80::/10)")
+    } else if segments[0] & 0xffc0 == 0xfec0 {
+        Some("site-local (fec0::/10, deprecated)")
     } else if segments[0] & 0xff00 == 0xff00 {
         Some("multicast (ff00::/8)")
     } else if segments[0] == 0x2002 {
@@ -104,7 +106,7 @@ pub struct GuardedResolver {
 /// A host name that resolved only to addresses the route may not reach.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "refused: {host} resolves to {address}, a {reason} address; set allow_private = true on \
+    "refused: {host} resolves to {address}, an address in the {reason} range; set allow_private = true on \
      the route to allow it"
 )]
 pub struct Refused {

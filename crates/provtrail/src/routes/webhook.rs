@@ -64,7 +64,10 @@ fn secret_header(name: &str) -> bool {
         "token",
         "key",
         "secret",
-        "signature",
+        "sig",
+        "hmac",
+        "credential",
+        "session",
         "password",
         "cookie",
     ]
@@ -114,7 +117,7 @@ pub(super) fn build(
             return Err(SinkConfigError::new(
                 "url",
                 format!(
-                    "{ip} is a {reason} address; set allow_private = true on the route to \
+                    "{ip} is in the {reason} range; set allow_private = true on the route to \
                      allow it"
                 ),
             ));
@@ -126,11 +129,21 @@ pub(super) fn build(
     let path = url.path().strip_prefix('/').unwrap_or(url.path());
     if looks_secret(path) {
         secrets.redactor().add(path);
+        // A receiver may name one part of the path alone ("no hook B0123…").
+        for segment in path.split('/').filter(|segment| looks_secret(segment)) {
+            secrets.redactor().add(segment);
+        }
     }
     let query = url.query().unwrap_or_default();
     if !query.is_empty() {
         secrets.redactor().add(query);
-        // A receiver may echo one parameter's value alone (`token=…` → "bad token …").
+        // A receiver may echo one parameter's value alone (`token=…` → "bad token …"), as
+        // sent or decoded.
+        for (name, value) in url.query_pairs() {
+            if secret_header(&name) || looks_secret(&value) {
+                secrets.redactor().add(&value);
+            }
+        }
         for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
             if secret_header(name) || looks_secret(value) {
                 secrets.redactor().add(value);
@@ -310,8 +323,6 @@ impl Webhook {
     }
 }
 
-/// An error and its causes in one line (the client's own message is terse: the cause says
-/// "connection refused" or "refused: … resolves to 10.0.0.1").
 /// Bytes of a refusal's body read to explain it: enough for any error message, and a bound on what
 /// a receiver can make us hold.
 const MAX_ANSWER_READ: usize = 16 * 1024;
@@ -334,6 +345,20 @@ async fn read_prefix(mut response: reqwest::Response, limit: usize) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
+/// Whether the server-side request forgery guard refused the connection.
+fn refused_by_guard(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<super::ssrf::Refused>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// An error and its causes in one line (the client's own message is terse: the cause says
+/// "connection refused" or "refused: … resolves to 10.0.0.1").
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -395,7 +420,14 @@ impl Sink for Webhook {
                 } else {
                     chain(&err)
                 };
-                return Err(SinkError::transient(self.redactor.redact(&message)));
+                let message = self.redactor.redact(&message);
+                // The guard refused every address the name resolves to: retrying will not
+                // change the configuration, so the delivery goes to the dead letters at once,
+                // with the reason, rather than failing for days.
+                if refused_by_guard(&err) {
+                    return Err(SinkError::permanent(message));
+                }
+                return Err(SinkError::transient(message));
             }
         };
         let status = response.status();
@@ -515,6 +547,28 @@ mod tests {
             );
             assert!(!err.message.contains("hunter2pw"), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn a_path_segment_or_a_decoded_query_value_echoed_alone_is_redacted() {
+        let secrets = Secrets::default();
+        build_with(
+            "url = \"https://example.com/hooks/LiteralSeg9X?sig=LiteralSig123&code=abc/def+ghi==\"",
+            &secrets,
+        )
+        .unwrap();
+        let redactor = secrets.redactor();
+        for (echo, shown) in [
+            ("no hook LiteralSeg9X", "no hook ***"),
+            ("q.code=abc/def ghi==", "q.code=***"),
+            // Half the query, with its parameter's name: a run of the query, which is secret.
+            ("q.code=abc%2Fdef%2Bghi%3D%3D", "q.***"),
+            ("bad sig LiteralSig123", "bad sig ***"),
+        ] {
+            assert_eq!(redactor.redact(echo), shown, "{echo}");
+        }
+        // A plain word of the path is not a secret.
+        assert_eq!(redactor.redact("POST /hooks failed"), "POST /hooks failed");
     }
 
     #[test]
