@@ -243,10 +243,30 @@ pub(super) fn build(
         shown.push(("Authorization".to_owned(), format!("{scheme} ***")));
     }
     let template = match &settings.body_template {
-        Some(source) => Some(
-            BodyTemplate::compile(source)
-                .map_err(|message| SinkConfigError::new("body_template", message))?,
-        ),
+        Some(source) => {
+            // A key the receiver wants in the body (PagerDuty's `routing_key`) comes from the
+            // environment or a file like any other secret, and is scrubbed like one.
+            let (resolved, _) = secrets
+                .resolve_scoped(source)
+                .map_err(|err| SinkConfigError::new("body_template", err.to_string()))?;
+            // A value is text, not template: one that holds template syntax would be run.
+            let syntax = |text: &str| {
+                ["{{", "{%", "{#"]
+                    .iter()
+                    .map(|open| text.matches(open).count())
+                    .sum::<usize>()
+            };
+            if syntax(&resolved) != syntax(source) {
+                return Err(SinkConfigError::new(
+                    "body_template",
+                    "the value of a ${…} reference holds template syntax ({{, {% or {#)",
+                ));
+            }
+            Some(
+                BodyTemplate::compile(&resolved)
+                    .map_err(|message| SinkConfigError::new("body_template", message))?,
+            )
+        }
         None => None,
     };
     crate::install_crypto_provider();
@@ -396,7 +416,8 @@ impl Sink for Webhook {
         Ok(Preview {
             target: self.target.clone(),
             headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            // A template may hold secrets from references.
+            body: self.redactor.redact(&String::from_utf8_lossy(&body)),
         })
     }
 
@@ -547,6 +568,51 @@ mod tests {
             );
             assert!(!err.message.contains("hunter2pw"), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn a_body_template_takes_references_and_its_preview_hides_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("routing-key");
+        std::fs::write(&key, "R0utingKey0123456789\n").unwrap();
+        let secrets = Secrets::default();
+        let sink = build_with(
+            &format!(
+                "url = \"https://example.com/enqueue\"\nbody_template = '{{\"routing_key\": \
+                 \"${{file:{}}}\", \"summary\": \"{{{{ event.trackingNumber }}}}\"}}'",
+                key.display()
+            ),
+            &secrets,
+        )
+        .unwrap();
+        let event = serde_json::json!({"trackingNumber": "tn-1"});
+        let delivery = Delivery {
+            delivery_id: 0,
+            route: "r",
+            event_id: 1,
+            event_key: "k",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw: b"{}",
+            event: &event,
+        };
+        // The reference was resolved (unresolved, it would show as written), and what is
+        // shown hides its value.
+        let preview = sink.preview(&delivery).unwrap().body;
+        assert!(preview.contains(r#""routing_key": "***""#), "{preview}");
+        assert!(preview.contains("tn-1"), "{preview}");
+        // A value is never read as template syntax.
+        std::fs::write(&key, "{{ 7 * 7 }}").unwrap();
+        let err = build_with(
+            &format!(
+                "url = \"https://example.com/\"\nbody_template = '\"${{file:{}}}\"'",
+                key.display()
+            ),
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "body_template");
     }
 
     #[test]
