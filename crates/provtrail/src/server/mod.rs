@@ -161,23 +161,26 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
         state: state.clone(),
     };
+    // The read API and the web UI: their bodies are read before their handlers run. Ingest reads
+    // its own (and records what it refuses); the operations endpoints and the fallbacks read none.
+    // Inside the concurrency limit, so that a body slow to arrive gives its place back when the
+    // request timeout ends it.
+    let bounded = api::router()
+        .merge(routes_api::router())
+        .merge(ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bound_request_body,
+        ));
     Router::new()
         .route("/events", post(ingest::post_event))
         .route("/events/{channel}", post(ingest::post_event_to_channel))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .merge(api::router())
-        .merge(routes_api::router())
-        .merge(ui::router())
+        .merge(bounded)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Inside the concurrency limit: a body that is slow to arrive gives its place back when
-        // the request timeout ends it.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            bound_request_body,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             limiter,
             limit_concurrency,
@@ -259,20 +262,17 @@ const MAX_FORM_BODY: usize = 16 * 1024;
 /// Room beside an event in the bodies the API takes (a filter, route names, delivery ids).
 const API_BODY_SLACK: usize = 64 * 1024;
 
-/// Reads the body of every request but an ingest one (which reads its own, and records what it
-/// refuses) within the request timeout and a size limit, before the handler runs. Otherwise a
-/// client that starts a body and never finishes it holds its place in the concurrency cap, and
-/// the memory of what it sent, for as long as it keeps the connection open; since signing in
-/// takes no credential, anyone could fill the cap that way and have every event answered 503.
+/// Reads the body of a request to the read API or the web UI within the request timeout and a
+/// size limit, before the handler runs. Otherwise a client that starts a body and never finishes
+/// it holds its place in the concurrency cap, and the memory of what it sent, for as long as it
+/// keeps the connection open; since signing in takes no credential, anyone could fill the cap
+/// that way and have every event answered 503.
 async fn bound_request_body(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if is_ingest_path(path) {
-        return next.run(request).await;
-    }
     let limit = if matches!(path, "/sign-in" | "/sign-out") {
         MAX_FORM_BODY
     } else {
