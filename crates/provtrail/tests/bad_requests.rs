@@ -490,6 +490,16 @@ async fn stalled_bodies_anywhere_give_their_place_back_after_the_request_timeout
     )
     .await;
     assert_eq!(big.status, 413, "{}", big.head);
+    // The API checks credentials before it reads a body: an outsider's is never read or held.
+    let mut outsider = TcpStream::connect(server.addr).await.unwrap();
+    outsider
+        .write_all(
+            b"POST /api/v1/filter/test HTTP/1.1\r\nHost: test\r\nContent-Type: \
+              application/json\r\nContent-Length: 1000000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    assert_eq!(expect_response(&mut outsider).await.status, 401);
     server.shutdown().await;
 }
 

@@ -57,7 +57,8 @@ pub(super) fn build(
     if !directory.is_dir() {
         return Err(SinkConfigError::new(
             "path",
-            format!("the directory {} does not exist", shown(&directory)),
+            // The whole path, as shown: its directory alone may be part of a referenced value.
+            format!("the directory of {} does not exist", shown(&path)),
         ));
     }
     // Every append would fail with "is a directory"; say so once, at start, instead.

@@ -6,6 +6,7 @@
 //! NATS client, I/O) that may quote a URL, a header or a server's answer; scrubbing the finished
 //! text is the one place that cannot be forgotten.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -41,7 +42,17 @@ pub enum SecretError {
 /// Scrubs known secret values from text. Shared by every route; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    secrets: Arc<RwLock<Vec<String>>>,
+    secrets: Arc<RwLock<Vec<Secret>>>,
+}
+
+/// A value to scrub.
+struct Secret {
+    text: String,
+    /// Runs of it cut short are scrubbed too (see [`MIN_PARTIAL_LEN`]); not for values made of
+    /// several parts (a URL's whole query), whose parts may be plain words.
+    partial: bool,
+    /// Where each byte value occurs in `text`: an echo can only start at those offsets.
+    offsets: HashMap<u8, Vec<usize>>,
 }
 
 // The secrets themselves are never printed.
@@ -52,31 +63,62 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
-/// A run of at least this many bytes of a secret, and at least half of it, is scrubbed where it
-/// stands alone in text: a receiver that quotes a token back may cut it short ("token
-/// abc123… is not valid").
+/// A run of at least this many bytes of a secret, and at least half of it, is scrubbed too: a
+/// receiver that quotes a token back may cut it short ("token abc123… is not valid").
 const MIN_PARTIAL_LEN: usize = 8;
 
+/// Most bytes of a text that are scrubbed; the rest is cut off. Texts redacted are messages and
+/// the start of receivers' answers, far shorter; the bound keeps the work bounded whatever a
+/// receiver sends.
+const MAX_REDACTED_LEN: usize = 64 * 1024;
+
 impl Redactor {
-    /// Adds a value to scrub from now on.
+    /// Adds a value to scrub from now on: whole, or a run of it cut short.
     pub fn add(&self, secret: &str) {
+        self.insert(secret, true);
+    }
+
+    /// Adds a value to scrub only whole (in any escaped form): for a value made of parts that
+    /// may be plain words, such as a URL's query (`source=provtrail`), whose secret parts are
+    /// added on their own.
+    pub fn add_whole(&self, secret: &str) {
+        self.insert(secret, false);
+    }
+
+    fn insert(&self, secret: &str, partial: bool) {
         let secret = secret.trim();
         if secret.len() < MIN_SECRET_LEN {
             return;
         }
         if let Ok(mut secrets) = self.secrets.write() {
-            if !secrets.iter().any(|known| known == secret) {
-                secrets.push(secret.to_owned());
+            if let Some(known) = secrets.iter_mut().find(|known| known.text == secret) {
+                known.partial |= partial;
+                return;
             }
+            let mut offsets: HashMap<u8, Vec<usize>> = HashMap::new();
+            for (offset, &byte) in secret.as_bytes().iter().enumerate() {
+                offsets.entry(byte).or_default().push(offset);
+            }
+            secrets.push(Secret {
+                text: secret.to_owned(),
+                partial,
+                offsets,
+            });
         }
     }
 
     /// `text` with every echo of a known secret replaced by [`REDACTED`]: the whole secret, or
-    /// a run of at least [`MIN_PARTIAL_LEN`] bytes and half of it, each of its characters
-    /// written as itself or in any of the escaped forms a receiver may quote it in (see
-    /// [`echo_lens`]). Matching the forms character by character, rather than a list of whole
-    /// encoded forms, also catches encoders that escape only some characters, and mixtures.
+    /// (for most secrets) a run of at least [`MIN_PARTIAL_LEN`] bytes and half of it, each of
+    /// its characters written as itself or in any of the escaped forms a receiver may quote it
+    /// in (see [`echo_lens`]). Matching the forms character by character, rather than a list of
+    /// whole encoded forms, also catches encoders that escape only some characters, and
+    /// mixtures. Text past [`MAX_REDACTED_LEN`] bytes is cut off.
     pub fn redact(&self, text: &str) -> String {
+        let mut end = text.len().min(MAX_REDACTED_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &text[..end];
         let Ok(secrets) = self.secrets.read() else {
             return text.to_owned();
         };
@@ -105,23 +147,36 @@ impl Redactor {
     }
 }
 
-/// Adds to `spans` the byte ranges of `text` (on character boundaries) that echo `secret`.
-/// Quadratic in the lengths, which are short: a secret, and a message.
-fn echoes(text: &str, secret: &str, spans: &mut Vec<(usize, usize)>) {
-    let (text_bytes, secret_bytes) = (text.as_bytes(), secret.as_bytes());
-    let least = MIN_PARTIAL_LEN.max(secret_bytes.len().div_ceil(2));
+/// Adds to `spans` the byte ranges of `text` (on character boundaries) that echo `secret`. At
+/// each position only the offsets of the secret whose byte the text can be echoing there are
+/// tried, so the work is about the text's length times the few offsets that share a byte.
+fn echoes(text: &str, secret: &Secret, spans: &mut Vec<(usize, usize)>) {
+    let (text_bytes, secret_bytes) = (text.as_bytes(), secret.text.as_bytes());
+    let least = if secret.partial {
+        MIN_PARTIAL_LEN.max(secret_bytes.len().div_ceil(2))
+    } else {
+        secret_bytes.len()
+    };
     let mut at = 0;
     while at < text_bytes.len() {
         let mut longest = None;
         if text.is_char_boundary(at) {
-            for offset in 0..secret_bytes.len() {
-                let (matched, end) = echo_run(text_bytes, at, &secret_bytes[offset..]);
-                let whole = offset == 0 && matched == secret_bytes.len();
-                if (whole || matched >= least)
-                    && text.is_char_boundary(end)
-                    && longest.is_none_or(|longest| end > longest)
-                {
-                    longest = Some(end);
+            for byte in echoed_bytes(text_bytes, at).into_iter().flatten() {
+                let Some(offsets) = secret.offsets.get(&byte) else {
+                    continue;
+                };
+                for &offset in offsets {
+                    if offset > 0 && !secret.partial {
+                        break;
+                    }
+                    let (matched, end) = echo_run(text_bytes, at, &secret_bytes[offset..]);
+                    let whole = offset == 0 && matched == secret_bytes.len();
+                    if (whole || matched >= least)
+                        && text.is_char_boundary(end)
+                        && longest.is_none_or(|longest| end > longest)
+                    {
+                        longest = Some(end);
+                    }
                 }
             }
         }
@@ -135,28 +190,63 @@ fn echoes(text: &str, secret: &str, spans: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// The bytes an echo may be writing at `at`: the byte itself, and the one an escape starting
+/// there stands for (`%2B`, `\u002b`, `\/`, `&amp;`), or a space for `+`.
+fn echoed_bytes(text: &[u8], at: usize) -> [Option<u8>; 2] {
+    let Some(rest) = text.get(at..) else {
+        return [None, None];
+    };
+    let Some(&first) = rest.first() else {
+        return [None, None];
+    };
+    let value = match first {
+        b'+' => Some(u32::from(b' ')),
+        b'%' => rest.get(1..3).and_then(hex_value),
+        b'\\' => match rest.get(1) {
+            Some(b'u') => rest.get(2..6).and_then(hex_value),
+            Some(&escaped @ (b'/' | b'"' | b'\\')) => Some(u32::from(escaped)),
+            _ => None,
+        },
+        b'&' => html_reference(rest).map(|(value, _)| value),
+        _ => None,
+    };
+    [
+        Some(first),
+        value.and_then(|value| u8::try_from(value).ok()),
+    ]
+}
+
+/// Ways an echo may have gone: at most this many at once (two per step when a byte is written
+/// in two ways that start alike; more is not met in practice and is cut).
+const MAX_ECHO_ENDS: usize = 8;
+
 /// How many leading bytes of `secret` the text at `at` echoes, and where that echo ends (the
 /// furthest, when it can end in more than one place). A byte may be written in two ways that
 /// start alike (`&` and `&amp;`, `\` and `\\`), so every way is followed, step by step.
 fn echo_run(text: &[u8], at: usize, secret: &[u8]) -> (usize, usize) {
-    let mut ends = vec![at];
+    let mut ends = [0usize; MAX_ECHO_ENDS];
+    let mut count = 1;
+    ends[0] = at;
     let mut matched = 0;
     for &byte in secret {
-        let mut next: Vec<usize> = Vec::new();
-        for &end in &ends {
+        let mut next = [0usize; MAX_ECHO_ENDS];
+        let mut next_count = 0;
+        for &end in &ends[..count] {
             for len in echo_lens(text, end, byte).into_iter().flatten() {
-                if !next.contains(&(end + len)) {
-                    next.push(end + len);
+                let candidate = end + len;
+                if next_count < MAX_ECHO_ENDS && !next[..next_count].contains(&candidate) {
+                    next[next_count] = candidate;
+                    next_count += 1;
                 }
             }
         }
-        if next.is_empty() {
+        if next_count == 0 {
             break;
         }
-        ends = next;
+        (ends, count) = (next, next_count);
         matched += 1;
     }
-    (matched, ends.into_iter().max().unwrap_or(at))
+    (matched, ends[..count].iter().copied().max().unwrap_or(at))
 }
 
 /// The lengths `byte` may have written at `at` in `text`: as itself; percent-encoded (either

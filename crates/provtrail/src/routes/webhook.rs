@@ -56,6 +56,12 @@ fn looks_secret(text: &str) -> bool {
         || text.chars().count() >= 12
 }
 
+/// Whether one segment of a URL's path looks like a token rather than a word: it has a digit,
+/// or is too long for a word (`IncomingWebhook`, `incoming-webhook` are words of the path).
+fn looks_like_token(segment: &str) -> bool {
+    segment.bytes().any(|b| b.is_ascii_digit()) || segment.chars().count() >= 20
+}
+
 /// Header names whose values are treated as secret even when written literally.
 fn secret_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -64,7 +70,7 @@ fn secret_header(name: &str) -> bool {
         "token",
         "key",
         "secret",
-        "sig",
+        "signature",
         "hmac",
         "credential",
         "session",
@@ -73,6 +79,8 @@ fn secret_header(name: &str) -> bool {
     ]
     .iter()
     .any(|word| name.contains(word))
+        // `sig` as a word of the name (`X-Sig`, `sig`), not inside `design` or `signal`.
+        || name.split(['-', '_']).any(|word| word == "sig")
 }
 
 pub(super) fn build(
@@ -128,15 +136,17 @@ pub(super) fn build(
     // word (`/hook`, `/events`) would be blanked in all their messages.
     let path = url.path().strip_prefix('/').unwrap_or(url.path());
     if looks_secret(path) {
-        secrets.redactor().add(path);
-        // A receiver may name one part of the path alone ("no hook B0123…").
-        for segment in path.split('/').filter(|segment| looks_secret(segment)) {
+        // Whole only: its segments may be plain words (`services/incoming-webhook/…`). A
+        // receiver may name one secret-looking segment alone ("no hook B0123…").
+        secrets.redactor().add_whole(path);
+        for segment in path.split('/').filter(|segment| looks_like_token(segment)) {
             secrets.redactor().add(segment);
         }
     }
     let query = url.query().unwrap_or_default();
     if !query.is_empty() {
-        secrets.redactor().add(query);
+        // Whole only, as the path: `source=provtrail` must not blank every "provtrail".
+        secrets.redactor().add_whole(query);
         // A receiver may echo one parameter's value alone (`token=…` → "bad token …"), as
         // sent or decoded.
         for (name, value) in url.query_pairs() {
@@ -245,10 +255,17 @@ pub(super) fn build(
     let template = match &settings.body_template {
         Some(source) => {
             // A key the receiver wants in the body (PagerDuty's `routing_key`) comes from the
-            // environment or a file like any other secret, and is scrubbed like one.
-            let (resolved, _) = secrets
-                .resolve_scoped(source)
-                .map_err(|err| SinkConfigError::new("body_template", err.to_string()))?;
+            // environment or a file like any other secret, and is scrubbed like one. Only a
+            // template that holds such a reference is resolved: in any other, `${` is text (a
+            // dollar before `{{ amount }}`), as it always was.
+            let (resolved, references) = if source.contains("${env:") || source.contains("${file:")
+            {
+                secrets
+                    .resolve_scoped(source)
+                    .map_err(|err| SinkConfigError::new("body_template", err.to_string()))?
+            } else {
+                (source.clone(), Redactor::default())
+            };
             // A value is text, not template: one that holds template syntax would be run.
             let syntax = |text: &str| {
                 ["{{", "{%", "{#"]
@@ -262,10 +279,11 @@ pub(super) fn build(
                     "the value of a ${…} reference holds template syntax ({{, {% or {#)",
                 ));
             }
-            Some(
+            Some((
                 BodyTemplate::compile(&resolved)
                     .map_err(|message| SinkConfigError::new("body_template", message))?,
-            )
+                references,
+            ))
         }
         None => None,
     };
@@ -301,7 +319,8 @@ pub struct Webhook {
     headers: HeaderMap,
     shown: Vec<(String, String)>,
     json_body: bool,
-    template: Option<BodyTemplate>,
+    /// The body template, and what its `${…}` references resolved to (secrets).
+    template: Option<(BodyTemplate, Redactor)>,
     redactor: Redactor,
 }
 
@@ -318,7 +337,7 @@ impl Webhook {
     fn body(&self, delivery: &Delivery<'_>) -> Result<Vec<u8>, SinkError> {
         match &self.template {
             None => Ok(delivery.raw.to_vec()),
-            Some(template) => {
+            Some((template, _)) => {
                 let body = template.render(delivery).map_err(SinkError::permanent)?;
                 if self.json_body {
                     if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&body) {
@@ -416,8 +435,11 @@ impl Sink for Webhook {
         Ok(Preview {
             target: self.target.clone(),
             headers,
-            // A template may hold secrets from references.
-            body: self.redactor.redact(&String::from_utf8_lossy(&body)),
+            // A template's references are secrets; the event itself is shown as it is.
+            body: match &self.template {
+                Some((_, references)) => references.redact(&String::from_utf8_lossy(&body)),
+                None => String::from_utf8_lossy(&body).into_owned(),
+            },
         })
     }
 
@@ -627,14 +649,28 @@ mod tests {
         for (echo, shown) in [
             ("no hook LiteralSeg9X", "no hook ***"),
             ("q.code=abc/def ghi==", "q.code=***"),
-            // Half the query, with its parameter's name: a run of the query, which is secret.
-            ("q.code=abc%2Fdef%2Bghi%3D%3D", "q.***"),
+            ("q.code=abc%2Fdef%2Bghi%3D%3D", "q.code=***"),
             ("bad sig LiteralSig123", "bad sig ***"),
         ] {
             assert_eq!(redactor.redact(echo), shown, "{echo}");
         }
-        // A plain word of the path is not a secret.
+        // A plain word of the path is not a secret, nor is a plain query value that is part of
+        // the (secret) whole query.
         assert_eq!(redactor.redact("POST /hooks failed"), "POST /hooks failed");
+        let secrets = Secrets::default();
+        build_with(
+            "url = \"https://example.com/services/incoming-webhook?source=provtrail\"",
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(
+            secrets
+                .redactor()
+                .redact("provtrail posted to incoming-webhook"),
+            "provtrail posted to incoming-webhook"
+        );
+        assert!(!secret_header("X-Design"));
+        assert!(secret_header("X-Sig"));
     }
 
     #[test]

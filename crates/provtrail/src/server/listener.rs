@@ -206,6 +206,21 @@ impl PerAddress {
     }
 }
 
+/// Who a remote address belongs to, for the per-address cap: an IPv4 address (also written as
+/// IPv4-mapped IPv6), or an IPv6 /64, the block one host or one customer line gets, so that a
+/// client cannot get around the cap by using many addresses of its own block.
+fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
 /// One connection counted for its address until dropped.
 struct AddressSlot {
     counts: Arc<PerAddress>,
@@ -273,7 +288,7 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let Some(address_slot) = per_address.admit(remote.ip(), max_per_address) else {
+        let Some(address_slot) = per_address.admit(client_of(remote.ip()), max_per_address) else {
             tracing::warn!(%remote, "too many open connections from this address; closing a new one");
             drop(stream);
             continue;
@@ -323,5 +338,24 @@ pub async fn serve(
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_of;
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_ipv6_client_is_its_64_block_and_a_mapped_address_its_ipv4() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(client_of(ip("2001:db8:1:2::5")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(client_of(ip("2001:db8:1:3::5")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(client_of(ip("10.0.0.7")), ip("10.0.0.7"));
     }
 }

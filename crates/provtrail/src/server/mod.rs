@@ -117,6 +117,8 @@ pub struct SharedState {
     readiness: Arc<ops::Readiness>,
     /// How many refused requests are recorded one by one.
     rejection_budget: Arc<ingest::RejectionBudget>,
+    /// Places for reading sign-in and sign-out forms.
+    form_permits: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -139,6 +141,7 @@ impl AppState {
             admin_credentials: Arc::default(),
             readiness: Arc::default(),
             rejection_budget: Arc::default(),
+            form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
         }))
     }
 
@@ -259,50 +262,114 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
 /// Largest body of the sign-in and sign-out forms.
 const MAX_FORM_BODY: usize = 16 * 1024;
 
+/// Sign-in and sign-out forms whose bodies are being read at once: a small share of the
+/// concurrency cap, since anyone may send one.
+const MAX_FORMS_READ_AT_ONCE: usize = 32;
+
 /// Room beside an event in the bodies the API takes (a filter, route names, delivery ids).
 const API_BODY_SLACK: usize = 64 * 1024;
 
-/// Reads the body of a request to the read API or the web UI within the request timeout and a
-/// size limit, before the handler runs. Otherwise a client that starts a body and never finishes
-/// it holds its place in the concurrency cap, and the memory of what it sent, for as long as it
-/// keeps the connection open; since signing in takes no credential, anyone could fill the cap
-/// that way and have every event answered 503.
+/// Bounds the body of a request to the read API or the web UI in time (the request timeout)
+/// and size, so that no request holds a place under the concurrency cap, or the memory of what
+/// it sent, for longer than the timeout. Without it a client that starts a body and never
+/// finishes it keeps its place for as long as it keeps the connection open, and since signing in
+/// takes no credential, anyone could fill the cap that way and have every event answered 503.
+///
+/// The sign-in and sign-out forms, which take no credential, are read here, at most
+/// [`MAX_FORMS_READ_AT_ONCE`] at a time, within a small limit (408, 413 or 503 otherwise). Other
+/// bodies are only wrapped: their handlers check credentials before they read, so an outsider's
+/// body is never read at all.
 async fn bound_request_body(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let limit = if matches!(path, "/sign-in" | "/sign-out") {
-        MAX_FORM_BODY
-    } else {
-        state.max_body.saturating_add(API_BODY_SLACK)
-    };
+    if !matches!(path, "/sign-in" | "/sign-out") {
+        let limit = state.max_body.saturating_add(API_BODY_SLACK);
+        let (parts, body) = request.into_parts();
+        let body = http_body_util::Limited::new(DeadlineBody::new(body, state.body_timeout), limit);
+        return next
+            .run(Request::from_parts(parts, axum::body::Body::new(body)))
+            .await;
+    }
     let (parts, body) = request.into_parts();
     // A declared length over the limit is refused before anything is read.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_FORM_BODY as u64 {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the request body is larger than the limit of {limit} bytes"),
+            &format!("the form is larger than the limit of {MAX_FORM_BODY} bytes"),
         );
     }
-    match ingest::read_body(body, limit, state.body_timeout).await {
+    let Ok(reading) = state.form_permits.try_acquire() else {
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many sign-ins in progress; try again shortly",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    match ingest::read_body(body, MAX_FORM_BODY, state.body_timeout).await {
         Ok(bytes) => {
+            drop(reading);
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }
         Err(ingest::BodyError::TooLarge) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the request body is larger than the limit of {limit} bytes"),
+            &format!("the form is larger than the limit of {MAX_FORM_BODY} bytes"),
         ),
         Err(ingest::BodyError::Timeout) => error_response(
             StatusCode::REQUEST_TIMEOUT,
-            "the request body did not arrive within the request timeout",
+            "the form did not arrive within the request timeout",
         ),
         Err(ingest::BodyError::Broken(err)) => error_response(
             StatusCode::BAD_REQUEST,
-            &format!("the request body could not be read: {err}"),
+            &format!("the form could not be read: {err}"),
         ),
+    }
+}
+
+/// A request body that fails once its deadline has passed: whoever reads it gets an error
+/// rather than waiting for a client that stopped sending.
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: axum::body::Body, timeout: Duration) -> Self {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl axum::body::HttpBody for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(
+                "the request body did not arrive within the request timeout",
+            ))));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
