@@ -67,10 +67,15 @@ impl std::fmt::Debug for Redactor {
 /// receiver that quotes a token back may cut it short ("token abc123… is not valid").
 const MIN_PARTIAL_LEN: usize = 8;
 
-/// Most bytes of a text that are scrubbed; the rest is cut off. Texts redacted are messages and
-/// the start of receivers' answers, far shorter; the bound keeps the work bounded whatever a
-/// receiver sends.
-const MAX_REDACTED_LEN: usize = 64 * 1024;
+/// Most bytes of a text that are scrubbed; the rest is cut off. Texts redacted are messages, the
+/// start of receivers' answers (16 KiB at most) and previews of templated bodies (an event is at
+/// most 1 MiB); the bound keeps the work bounded whatever a text holds.
+const MAX_REDACTED_LEN: usize = 1024 * 1024;
+
+/// Steps of matching one text may take. Text that secrets full of repeated bytes would make
+/// costly to check (a receiver's answer built for it) is cut where the budget runs out, rather
+/// than shown unchecked.
+const MAX_REDACTION_STEPS: usize = 4_000_000;
 
 impl Redactor {
     /// Adds a value to scrub from now on: whole, or a run of it cut short.
@@ -114,7 +119,8 @@ impl Redactor {
     /// whole encoded forms, also catches encoders that escape only some characters, and
     /// mixtures. Text past [`MAX_REDACTED_LEN`] bytes is cut off.
     pub fn redact(&self, text: &str) -> String {
-        let mut end = text.len().min(MAX_REDACTED_LEN);
+        let whole = text.len();
+        let mut end = whole.min(MAX_REDACTED_LEN);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
@@ -123,11 +129,20 @@ impl Redactor {
             return text.to_owned();
         };
         let mut spans = Vec::new();
+        let mut budget = MAX_REDACTION_STEPS;
+        let mut checked = text.len();
         for secret in secrets.iter() {
-            echoes(text, secret, &mut spans);
+            checked = checked.min(echoes(&text[..checked], secret, &mut spans, &mut budget));
         }
+        spans.retain(|&(_, end)| end <= checked);
+        let cut = checked < whole;
+        let text = &text[..checked];
         if spans.is_empty() {
-            return text.to_owned();
+            return if cut {
+                format!("{text}[…]")
+            } else {
+                text.to_owned()
+            };
         }
         spans.sort_unstable();
         let mut out = String::with_capacity(text.len());
@@ -143,14 +158,24 @@ impl Redactor {
             copied = end;
         }
         out.push_str(&text[copied..]);
+        if cut {
+            out.push_str("[…]");
+        }
         out
     }
 }
 
 /// Adds to `spans` the byte ranges of `text` (on character boundaries) that echo `secret`. At
 /// each position only the offsets of the secret whose byte the text can be echoing there are
-/// tried, so the work is about the text's length times the few offsets that share a byte.
-fn echoes(text: &str, secret: &Secret, spans: &mut Vec<(usize, usize)>) {
+/// tried, so the work is about the text's length times the few offsets that share a byte. Each
+/// step of matching takes one from `budget`; returns how much of the text was checked (all of
+/// it, unless the budget ran out).
+fn echoes(
+    text: &str,
+    secret: &Secret,
+    spans: &mut Vec<(usize, usize)>,
+    budget: &mut usize,
+) -> usize {
     let (text_bytes, secret_bytes) = (text.as_bytes(), secret.text.as_bytes());
     let least = if secret.partial {
         MIN_PARTIAL_LEN.max(secret_bytes.len().div_ceil(2))
@@ -166,10 +191,27 @@ fn echoes(text: &str, secret: &Secret, spans: &mut Vec<(usize, usize)>) {
                     continue;
                 };
                 for &offset in offsets {
-                    if offset > 0 && !secret.partial {
+                    // Past the start, only runs that can still be long enough.
+                    if offset > 0 && (!secret.partial || secret_bytes.len() - offset < least) {
                         break;
                     }
-                    let (matched, end) = echo_run(text_bytes, at, &secret_bytes[offset..]);
+                    let Some(left) = budget.checked_sub(1) else {
+                        let mut checked = at;
+                        while !text.is_char_boundary(checked) {
+                            checked -= 1;
+                        }
+                        return checked;
+                    };
+                    *budget = left;
+                    let (matched, end) = echo_run(text_bytes, at, &secret_bytes[offset..], budget);
+                    if *budget == 0 {
+                        // This try may have stopped short: nothing from here on is checked.
+                        let mut checked = at;
+                        while !text.is_char_boundary(checked) {
+                            checked -= 1;
+                        }
+                        return checked;
+                    }
                     let whole = offset == 0 && matched == secret_bytes.len();
                     if (whole || matched >= least)
                         && text.is_char_boundary(end)
@@ -188,6 +230,7 @@ fn echoes(text: &str, secret: &Secret, spans: &mut Vec<(usize, usize)>) {
             None => at += 1,
         }
     }
+    text.len()
 }
 
 /// The bytes an echo may be writing at `at`: the byte itself, and the one an escape starting
@@ -223,12 +266,16 @@ const MAX_ECHO_ENDS: usize = 8;
 /// How many leading bytes of `secret` the text at `at` echoes, and where that echo ends (the
 /// furthest, when it can end in more than one place). A byte may be written in two ways that
 /// start alike (`&` and `&amp;`, `\` and `\\`), so every way is followed, step by step.
-fn echo_run(text: &[u8], at: usize, secret: &[u8]) -> (usize, usize) {
+fn echo_run(text: &[u8], at: usize, secret: &[u8], budget: &mut usize) -> (usize, usize) {
     let mut ends = [0usize; MAX_ECHO_ENDS];
     let mut count = 1;
     ends[0] = at;
     let mut matched = 0;
     for &byte in secret {
+        let Some(left) = budget.checked_sub(count) else {
+            break;
+        };
+        *budget = left;
         let mut next = [0usize; MAX_ECHO_ENDS];
         let mut next_count = 0;
         for &end in &ends[..count] {
@@ -476,6 +523,21 @@ mod tests {
         }
         // Short runs of it are ordinary text.
         assert_eq!(redactor.redact("Tok+ and ret=="), "Tok+ and ret==");
+    }
+
+    #[test]
+    fn a_long_answer_is_redacted_in_bounded_work_and_cut_at_the_limit() {
+        let redactor = Redactor::default();
+        for n in 0..40 {
+            redactor.add(&format!("secret-{n:02}-%%&&\\\\aaaaaaaaaaaaaaaaaaaa"));
+        }
+        // Every byte a near miss: escapes and bytes the secrets are full of.
+        let answer = "%61&amp;\\u0061a".repeat(70_000);
+        let redacted = redactor.redact(&answer);
+        assert!(redacted.len() <= MAX_REDACTED_LEN + 8, "{}", redacted.len());
+        assert!(redacted.ends_with("[…]"), "cut at the limit");
+        let echo = format!("x {} y", "secret-07-%%&&\\\\aaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(redactor.redact(&echo), "x *** y");
     }
 
     #[test]

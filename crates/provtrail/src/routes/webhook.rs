@@ -635,6 +635,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.setting, "body_template");
+        // Without an env or file reference, `${` is text, as it always was.
+        let sink = build_with(
+            "url = \"https://example.com/\"\nbody_template = '\"Total: ${{ event.trackingNumber }}\"'",
+            &Secrets::default(),
+        )
+        .unwrap();
+        assert_eq!(sink.preview(&delivery).unwrap().body, "\"Total: $tn-1\"");
     }
 
     #[test]
