@@ -120,11 +120,7 @@ impl Redactor {
     /// mixtures. Text past [`MAX_REDACTED_LEN`] bytes is cut off.
     pub fn redact(&self, text: &str) -> String {
         let whole = text.len();
-        let mut end = whole.min(MAX_REDACTED_LEN);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let text = &text[..end];
+        let text = &text[..char_floor(text, MAX_REDACTED_LEN)];
         let Ok(secrets) = self.secrets.read() else {
             return text.to_owned();
         };
@@ -196,21 +192,13 @@ fn echoes(
                         break;
                     }
                     let Some(left) = budget.checked_sub(1) else {
-                        let mut checked = at;
-                        while !text.is_char_boundary(checked) {
-                            checked -= 1;
-                        }
-                        return checked;
+                        return char_floor(text, at);
                     };
                     *budget = left;
                     let (matched, end) = echo_run(text_bytes, at, &secret_bytes[offset..], budget);
                     if *budget == 0 {
                         // This try may have stopped short: nothing from here on is checked.
-                        let mut checked = at;
-                        while !text.is_char_boundary(checked) {
-                            checked -= 1;
-                        }
-                        return checked;
+                        return char_floor(text, at);
                     }
                     let whole = offset == 0 && matched == secret_bytes.len();
                     if (whole || matched >= least)
@@ -231,6 +219,15 @@ fn echoes(
         }
     }
     text.len()
+}
+
+/// The last character boundary of `text` at or before `at`.
+fn char_floor(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// The bytes an echo may be writing at `at`: the byte itself, and the one an escape starting

@@ -557,9 +557,9 @@ mod tests {
         crate::routes::sink::testing::build_sink(build, sink, secrets, true)
     }
 
-    fn preview(sink: &Arc<dyn Sink>) -> Preview {
-        let event = serde_json::Value::Null;
-        sink.preview(&Delivery {
+    /// A first attempt at delivering `event` (with an empty body as received).
+    fn delivery_of(event: &serde_json::Value) -> Delivery<'_> {
+        Delivery {
             delivery_id: 0,
             route: "r",
             event_id: 1,
@@ -568,9 +568,13 @@ mod tests {
             attempt: 1,
             received_at: 0,
             raw: b"{}",
-            event: &event,
-        })
-        .unwrap()
+            event,
+        }
+    }
+
+    fn preview(sink: &Arc<dyn Sink>) -> Preview {
+        sink.preview(&delivery_of(&serde_json::Value::Null))
+            .unwrap()
     }
 
     #[test]
@@ -608,17 +612,7 @@ mod tests {
         )
         .unwrap();
         let event = serde_json::json!({"trackingNumber": "tn-1"});
-        let delivery = Delivery {
-            delivery_id: 0,
-            route: "r",
-            event_id: 1,
-            event_key: "k",
-            key: "pt-k",
-            attempt: 1,
-            received_at: 0,
-            raw: b"{}",
-            event: &event,
-        };
+        let delivery = delivery_of(&event);
         // The reference was resolved (unresolved, it would show as written), and what is
         // shown hides its value.
         let preview = sink.preview(&delivery).unwrap().body;
