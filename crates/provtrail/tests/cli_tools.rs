@@ -566,6 +566,84 @@ fn read_commands_neither_wait_for_the_write_lock_nor_build_an_index() {
     assert!(Path::new(&index).exists());
 }
 
+/// Where the search index beside `db_arg` says it is complete, or sets it.
+fn index_watermark(db_arg: &str, set: Option<i64>) -> i64 {
+    let index = rusqlite::Connection::open(format!("{db_arg}.search")).unwrap();
+    if let Some(through) = set {
+        index
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'indexed_through'",
+                [through],
+            )
+            .unwrap();
+    }
+    index
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'indexed_through'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_search_beside_a_server_that_is_still_indexing_reads_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_arg = dir.path().join("busy.db").display().to_string();
+    let lines: String = (0..10)
+        .map(|n| {
+            let event: Value = serde_json::from_slice(&event(&format!("inv-busy-{n}"))).unwrap();
+            format!("{event}\n")
+        })
+        .collect();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(index_watermark(&db_arg, None), 10);
+    let search = [
+        "search",
+        "--db",
+        &db_arg,
+        "--tracking-number",
+        "tn-inv-busy-3",
+    ];
+
+    // A server's indexer at work: the watermark moves, but stays behind the events.
+    index_watermark(&db_arg, Some(1));
+    let indexer = {
+        let db_arg = db_arg.clone();
+        std::thread::spawn(move || {
+            for through in 2..=8 {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                index_watermark(&db_arg, Some(through));
+            }
+        })
+    };
+    let output = provtrail(&search, None);
+    indexer.join().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains("tn-inv-busy-3"),
+        "{}",
+        stdout(&output)
+    );
+    let note = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(note.contains("lacks the newest"), "{note}");
+    // Read only: no indexer of its own caught the index up.
+    assert_eq!(index_watermark(&db_arg, None), 8);
+
+    // Nobody indexing: the search opens the store, which brings the index up to date.
+    let output = provtrail(&search, None);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("lacks the newest"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(index_watermark(&db_arg, None), 10);
+}
+
 #[test]
 fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let dir = tempfile::tempdir().unwrap();

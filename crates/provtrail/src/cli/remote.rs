@@ -97,6 +97,14 @@ impl Backend {
                     .await?
                     .with_context(|| format!("cannot open the database {}", db.display()))?;
             if let Some(reader) = reader {
+                let lag = reader.search_index_lag();
+                if search_index && lag > 0 {
+                    eprintln!(
+                        "note: the search index of {} lacks the newest {lag} event(s), which a \
+                         running server is indexing now; a search may miss them",
+                        db.display()
+                    );
+                }
                 return Ok(Backend::Local(Arc::new(reader)));
             }
             // An older schema, or a search index that lacks events: the full store brings them

@@ -157,15 +157,16 @@ impl SearchIndexer {
     }
 
     /// For a store opened only to read ([`super::SqliteStore::open_reader`]): no thread, and
-    /// searches never wait, since nothing would bring the index further. `indexed_through` is
-    /// where the index file stands.
+    /// searches never wait, since nothing in this process would bring the index further.
+    /// `indexed_through` is where the index file stands, `committed_through` the newest event.
     pub(super) fn idle(
         indexed_through: i64,
+        committed_through: i64,
         backlog_gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> Self {
         SearchIndexer {
             state: Arc::new(IndexState {
-                committed_through: AtomicI64::new(indexed_through),
+                committed_through: AtomicI64::new(committed_through),
                 indexed_through: tokio::sync::watch::Sender::new(indexed_through),
                 queued: AtomicUsize::new(0),
                 dropped: AtomicBool::new(false),

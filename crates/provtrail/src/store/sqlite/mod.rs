@@ -191,6 +191,7 @@ impl SqliteStore {
         if search_index {
             // A running server indexes behind its commits: give its indexer a moment to
             // reach the events that were there when this began.
+            let started = indexed_through;
             let deadline = Instant::now() + READER_INDEX_WAIT;
             while indexed_through.is_some_and(|through| through < last_event_id)
                 && Instant::now() < deadline
@@ -198,13 +199,21 @@ impl SqliteStore {
                 std::thread::sleep(Duration::from_millis(20));
                 indexed_through = indexer::indexed_through(path, settings.busy_timeout);
             }
-            if indexed_through.is_none_or(|through| through < last_event_id) {
+            let behind = indexed_through.is_none_or(|through| through < last_event_id);
+            // Still behind but moving: a server is indexing (under load, it may stay a little
+            // behind); read what is indexed rather than start a second indexer beside it
+            // (`search_index_lag` says how far behind). Behind and still: nobody is indexing,
+            // and the full open must catch up.
+            let indexing =
+                matches!((started, indexed_through), (Some(from), Some(now)) if now > from);
+            if behind && !indexing {
                 return Ok(None);
             }
         }
         let metrics = Arc::new(Metrics::new());
         let indexer = indexer::SearchIndexer::idle(
             indexed_through.unwrap_or_default(),
+            last_event_id,
             metrics.search_index_backlog.clone(),
         );
         let shared = Arc::new(Shared {
@@ -229,6 +238,12 @@ impl SqliteStore {
             checkpointer: Mutex::new(None),
             read_only: true,
         }))
+    }
+
+    /// Events stored but not yet in the search index, as far as this store knows: for one opened
+    /// with [`SqliteStore::open_reader`], those a running server had not indexed when it opened.
+    pub fn search_index_lag(&self) -> i64 {
+        self.shared.indexer.state().backlog()
     }
 
     /// The database file.
