@@ -40,6 +40,17 @@ fn event_with_name_prefix(invocation_id: &str, prefix: &str) -> String {
     )
 }
 
+/// What `child` printed when sent SIGINT (Ctrl-C) after `millis` milliseconds.
+fn interrupted_after(child: std::process::Child, millis: u64) -> Output {
+    std::thread::sleep(std::time::Duration::from_millis(millis));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -772,13 +783,7 @@ fn demo_stops_its_traffic_on_ctrl_c_and_says_what_it_sent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
+    let output = interrupted_after(child, 2500);
     let text = stdout(&output);
     assert_eq!(
         output.status.code(),
@@ -821,13 +826,7 @@ async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        let status = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        child.wait_with_output().unwrap()
+        interrupted_after(child, 1500)
     })
     .await
     .unwrap();
