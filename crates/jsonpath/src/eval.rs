@@ -114,7 +114,7 @@ pub(crate) fn java_class(item: &Item<'_>) -> &'static str {
                     } else {
                         "java.lang.Long"
                     }
-                } else if n.is_u64() {
+                } else if n.is_u64() || crate::number::is_big_integer(n) {
                     "java.math.BigInteger"
                 } else {
                     "java.lang.Double"

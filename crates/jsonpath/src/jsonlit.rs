@@ -223,6 +223,9 @@ pub(crate) fn number(w: &str) -> Option<Value> {
         if let Ok(u) = w.parse::<u64>() {
             return Some(Value::Number(u.into()));
         }
+        // Past 64 bits, a `BigInteger`: kept whole as a document's number is (see
+        // `number::is_big_integer`), or a double without serde_json's `arbitrary_precision`.
+        return w.parse::<Number>().ok().map(Value::Number);
     }
     let f: f64 = w.parse().ok()?;
     Number::from_f64(f).map(Value::Number)

@@ -167,6 +167,8 @@ impl Dec {
             Dec::from_i64(i)
         } else if let Some(u) = n.as_u64() {
             Dec::from_u64(u)
+        } else if let Some(big) = big_integer(n) {
+            big
         } else {
             Dec::from_f64(n.as_f64().unwrap_or(0.0))
         }
@@ -364,6 +366,28 @@ pub(crate) fn java_double_string(v: f64) -> String {
             format!("{m}.0")
         };
         format!("{sign}{m}E{e}")
+    }
+}
+
+/// Whether a document number is an integer literal beyond 64 bits, which json-smart reads as a
+/// `BigInteger` (exactly) rather than a double. serde_json keeps a literal's text when
+/// `arbitrary_precision` is on (the event model turns it on); without it, such a number is
+/// already a double and this is false.
+pub(crate) fn is_big_integer(n: &serde_json::Number) -> bool {
+    n.as_i64().is_none()
+        && n.as_u64().is_none()
+        && !n
+            .to_string()
+            .bytes()
+            .any(|b| matches!(b, b'.' | b'e' | b'E'))
+}
+
+/// A [`is_big_integer`] number, exactly.
+fn big_integer(n: &serde_json::Number) -> Option<Dec> {
+    if is_big_integer(n) {
+        Dec::parse_java(&n.to_string())
+    } else {
+        None
     }
 }
 

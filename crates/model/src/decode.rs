@@ -11,9 +11,10 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::str::FromStr;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::issue::{
     Found, Issue, IssueKind, Mode, Options, Segment, Severity, render_path, shorten,
@@ -43,6 +44,17 @@ pub(crate) fn validate_slice<'a>(
         .all(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
     {
         return Err(SyntaxError::Empty);
+    }
+    // serde_json says only "expected value" for a byte order mark, which editors on Windows
+    // put at the start of files.
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(SyntaxError::NotJson {
+            message: "the document starts with a UTF-8 byte order mark (EF BB BF), which JSON \
+                      does not allow; save it without one"
+                .to_owned(),
+            line: 1,
+            column: 1,
+        });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let mut ctx = Ctx::new(options);
@@ -485,6 +497,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         Ok(Value::from(v))
     }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        wide_integer(v)
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        wide_integer(v)
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
     }
@@ -505,6 +523,73 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
         collect_map(self.ctx, map, self.truncated_keys)
+    }
+}
+
+/// An integer wider than 64 bits, as a `Value` read from another `Value` gives it.
+fn wide_integer<E: de::Error>(v: impl fmt::Display) -> Result<Value, E> {
+    Number::from_str(&v.to_string())
+        .map(Value::Number)
+        .map_err(E::custom)
+}
+
+/// The key under which serde_json hands a number to `deserialize_any` as a one-entry map when its
+/// `arbitrary_precision` feature is on: this crate turns it on so that every number (a 30-digit
+/// integer, `1e400`, `1.50`) is kept as written and a round trip gives it back unchanged.
+pub(crate) const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// What a map handed to `visit_map` turned out to be.
+enum Opened<A> {
+    /// A number, read from serde_json's one-entry map.
+    Number(Number),
+    /// An object, its first key already read and given back first.
+    Object(Replayed<A>),
+}
+
+/// Reads the first key of a map to tell a number (see [`NUMBER_TOKEN`]) from an object.
+fn open_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Opened<A>, A::Error> {
+    let first = map.next_key::<String>()?;
+    if first.as_deref() == Some(NUMBER_TOKEN) {
+        let text = map.next_value::<String>()?;
+        let number = Number::from_str(&text).map_err(de::Error::custom)?;
+        return Ok(Opened::Number(number));
+    }
+    Ok(Opened::Object(Replayed {
+        ended: first.is_none(),
+        first,
+        map,
+    }))
+}
+
+/// A map whose first key was read ahead by [`open_map`]: that key comes first, then the rest.
+struct Replayed<A> {
+    first: Option<String>,
+    /// The map had no key at all.
+    ended: bool,
+    map: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replayed<A> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        if let Some(key) = self.first.take() {
+            return seed
+                .deserialize(de::value::StringDeserializer::<A::Error>::new(key))
+                .map(Some);
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        self.map.next_key_seed(seed)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
     }
 }
 
@@ -545,9 +630,13 @@ fn collect_seq<'de, A: SeqAccess<'de>>(ctx: &mut Ctx, mut seq: A) -> Result<Valu
 /// `truncated_keys`, when given.
 fn collect_map<'de, A: MapAccess<'de>>(
     ctx: &mut Ctx,
-    mut map: A,
+    map: A,
     mut truncated_keys: Option<&mut Vec<String>>,
 ) -> Result<Value, A::Error> {
+    let mut map = match open_map(map)? {
+        Opened::Number(number) => return Ok(Value::Number(number)),
+        Opened::Object(map) => map,
+    };
     if ctx.too_deep("object") {
         skip_map(map)?;
         return Ok(Value::Object(Map::new()));
@@ -590,6 +679,12 @@ macro_rules! wrong_scalars {
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             Ok(Decoded::Wrong(Found::whole(Value::from(v))))
+        }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<Self::Value, E> {
+            wide_integer(v).map(|value| Decoded::Wrong(Found::whole(value)))
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
+            wide_integer(v).map(|value| Decoded::Wrong(Found::whole(value)))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(Decoded::Null)
@@ -851,8 +946,14 @@ macro_rules! object_visitor {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let $ctx = self.ctx;
+                let mut $map = match open_map(map)? {
+                    Opened::Number(number) => {
+                        return Ok(Decoded::Wrong(Found::whole(Value::Number(number))));
+                    }
+                    Opened::Object(map) => map,
+                };
                 // The event's own objects count towards the depth limit too.
                 if $ctx.too_deep("object") {
                     skip_map($map)?;

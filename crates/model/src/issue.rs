@@ -199,6 +199,12 @@ impl SyntaxError {
                 "arrays and objects nest too deeply for the parser (recursion limit exceeded)"
                     .to_owned()
             }
+            // JSON's grammar allows `\ud800` alone, but it is half of a UTF-16 pair, not a
+            // character, and text cannot hold it: say so rather than only "hex escape".
+            "unexpected end of hex escape" | "lone leading surrogate in hex escape" => format!(
+                "{message}: a `\\u` escape is one half of a UTF-16 surrogate pair without the \
+                 other half, which is not a character"
+            ),
             _ => message,
         };
         SyntaxError::NotJson {

@@ -11,7 +11,9 @@
 //!   `accountRequests[1].attributeRequests[0].operation`, a sentence for people and the offending
 //!   value, and that tell a missing field from a `null` one;
 //! - a faithful round trip: unknown fields at every level are kept and written back, an absent
-//!   optional field stays absent and a `null` one stays `null` ([`Maybe`]), so
+//!   optional field stays absent and a `null` one stays `null` ([`Maybe`]), and a number in an
+//!   unknown field keeps its digits (the crate turns on serde_json's `arbitrary_precision`, so
+//!   `123456789012345678901234567890` or `1.50` is not rounded to a double), so
 //!   `to_json(from_json(x)) == x` as JSON for every valid `x`;
 //! - the `_metadata` envelope that ISC's trigger service adds (`invocationId`, the natural
 //!   deduplication key) read as such, not as an unknown field.

@@ -24,7 +24,7 @@
 //! serde_json's own message and position. So the fast parser must *accept and reject* exactly what
 //! serde_json does, including its quirks: a value that the reference skips unread (the repeated
 //! value of a known key, the inside of a container nested too deep) is only checked for syntax,
-//! not for number range or `\u` surrogate pairs, and counts no nesting, while everything that is
+//! not for `\u` surrogate pairs, and counts no nesting, while everything that is
 //! read counts towards serde_json's limit of 128 nested containers. Input that is not UTF-8 always
 //! takes the reference path, since serde_json accepts invalid UTF-8 inside skipped values.
 
@@ -887,8 +887,8 @@ impl<'a> Parser<'a> {
         at
     }
 
-    /// A number that the reference reads: serde_json parses it (so that the value is exactly
-    /// serde_json's, and out-of-range numbers such as `1e400` reject as they do there).
+    /// A number that the reference reads: serde_json parses it, so that the value is exactly
+    /// serde_json's (with `arbitrary_precision`, the text as written, its exponent normalised).
     fn number(&mut self) -> Step<Number> {
         let start = self.scan_number()?;
         let text = self.text.get(start..self.pos).ok_or(Reject)?;
@@ -1043,6 +1043,17 @@ impl<'a> Parser<'a> {
         mut truncated_keys: Option<&mut Vec<String>>,
     ) -> Step<Value> {
         let pushed = self.open_container(segment)?;
+        // serde_json reads an object whose first key is its private number token (see
+        // `decode::NUMBER_TOKEN`) as a number, and so does the reference: such a document is
+        // left to it.
+        if self.peek() == Some(b'"')
+            && self
+                .bytes()
+                .get(self.pos + 1..)
+                .is_some_and(|rest| rest.starts_with(decode::NUMBER_TOKEN.as_bytes()))
+        {
+            return Err(Reject);
+        }
         let value = if self.too_deep("object") {
             self.skip_members()?;
             Value::Object(Map::new())
@@ -1050,6 +1061,9 @@ impl<'a> Parser<'a> {
             let mut object = Map::new();
             let mut first = true;
             while let Some(key) = self.next_key(&mut first)? {
+                if key == decode::NUMBER_TOKEN {
+                    return Err(Reject);
+                }
                 self.keys.push(Segment::Key(key.into_owned()));
                 let before = self.skipped;
                 let value = self.collect(None)?;
@@ -1331,6 +1345,10 @@ impl<'a> Parser<'a> {
     #[cold]
     #[inline(never)]
     fn unknown_field(&mut self, key: Cow<'a, str>, extra: &mut Extra) -> Step<()> {
+        // The first key of a schema object, in the reference a number (see `collect_object`).
+        if key == decode::NUMBER_TOKEN {
+            return Err(Reject);
+        }
         self.keys.push(Segment::Key(key.into_owned()));
         let found = self.collect_found(None)?;
         let name = match self.keys.pop() {

@@ -1012,3 +1012,139 @@ fn options_default_to_lenient_with_one_mebibyte_and_sixty_four_levels() {
     assert_eq!(Limits::DEFAULT.max_depth, 64);
     assert_eq!(Mode::default(), Mode::Lenient);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+
+/// Numbers that a 64-bit integer or a double would change (beyond 64 bits, beyond the double's
+/// range, more digits than a double holds, a negative zero, trailing zeros, an exponent), and
+/// how each is written back: as written, but for an exponent's letter and sign (`1e+2`), which
+/// serde_json normalises and which do not change the number.
+const EXACT_NUMBERS: [(&str, &str); 8] = [
+    (
+        "123456789012345678901234567890",
+        "123456789012345678901234567890",
+    ),
+    (
+        "-98765432109876543210987654321",
+        "-98765432109876543210987654321",
+    ),
+    (
+        "340282366920938463463374607431768211457",
+        "340282366920938463463374607431768211457",
+    ),
+    ("1e400", "1e+400"),
+    (
+        "0.1000000000000000055511151231257827",
+        "0.1000000000000000055511151231257827",
+    ),
+    ("-0", "-0"),
+    ("1E+2", "1e+2"),
+    ("1.50", "1.50"),
+];
+
+/// A compact event with the numbers `column` of [`EXACT_NUMBERS`] in unknown fields of the event,
+/// of an account request and of an attribute request, and inside an unknown array and object.
+fn event_with_numbers(written: bool) -> String {
+    let mut doc = base_event();
+    for index in 0..EXACT_NUMBERS.len() {
+        let marker = Value::String(format!("@{index}@"));
+        doc[format!("top{index}")] = marker.clone();
+        doc["accountRequests"][0][format!("n{index}")] = marker.clone();
+        doc["accountRequests"][0]["attributeRequests"][0][format!("n{index}")] = marker.clone();
+        doc["nested"][format!("k{index}")] = json!([marker.clone(), {"deep": marker}]);
+    }
+    let mut text = serde_json::to_string(&doc).unwrap();
+    for (index, (number, as_written)) in EXACT_NUMBERS.iter().enumerate() {
+        let number = if written { as_written } else { number };
+        text = text.replace(&format!("\"@{index}@\""), number);
+    }
+    text
+}
+
+#[test]
+fn numbers_in_unknown_fields_round_trip_as_written() {
+    let text = event_with_numbers(false);
+    let expected = event_with_numbers(true);
+
+    let event = ProvisioningCompleted::from_json(&text).unwrap();
+    assert_eq!(event.to_json(), expected);
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.to_json_pretty()).unwrap(),
+        serde_json::from_str::<Value>(&expected).unwrap()
+    );
+
+    // Through a `serde_json::Value` (the SDK's from_dict / to_dict), and as a field of another
+    // serde type.
+    // serde_json hands an integer that fits 64 bits out of a `Value` as that integer, so `-0`
+    // comes back as `0` there: the same number.
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        ProvisioningCompleted::from_value(value).unwrap().to_json(),
+        expected
+            .replace(":-0,", ":0,")
+            .replace(":-0}", ":0}")
+            .replace("[-0,", "[0,")
+    );
+    #[derive(Deserialize)]
+    struct Wrapper<'a> {
+        #[serde(borrow)]
+        event: ProvisioningCompleted<'a>,
+    }
+    let wrapped_text = format!("{{\"event\":{text}}}");
+    let wrapped: Wrapper<'_> = serde_json::from_str(&wrapped_text).unwrap();
+    assert_eq!(wrapped.event.to_json(), expected);
+}
+
+#[test]
+fn a_wide_number_in_place_of_a_string_is_reported_as_written() {
+    let mut doc = base_event();
+    doc["trackingNumber"] = Value::String("@".into());
+    let text = serde_json::to_string(&doc)
+        .unwrap()
+        .replace("\"@\"", "123456789012345678901234567890");
+    for report in [
+        validate_str(&text, &Options::lenient()).unwrap(),
+        provtrail_model::validate_value(serde_json::from_str(&text).unwrap(), &Options::lenient()),
+    ] {
+        let error = &report.errors[0];
+        assert_eq!(error.path, "trackingNumber");
+        assert_eq!(
+            error.value.as_deref(),
+            Some("123456789012345678901234567890"),
+            "{error:?}"
+        );
+    }
+}
+
+/// serde_json's key for numbers under `arbitrary_precision`: an object whose first key it is
+/// reads as a number in serde_json, and the fast reader leaves such documents to the reference.
+#[test]
+fn objects_keyed_like_serde_json_s_number_token_read_as_serde_json_reads_them() {
+    let token = r#""$serde_json::private::Number""#;
+    for (place, value) in [
+        ("x", format!(r#"{{{token}:"1"}}"#)),
+        ("x", format!(r#"{{{token}:"abc"}}"#)),
+        ("x", format!(r#"{{"a":{{{token}:"2"}}}}"#)),
+        ("x", format!(r#"{{"a":1,{token}:"3"}}"#)),
+        ("recipient", format!(r#"{{{token}:"4"}}"#)),
+    ] {
+        let mut doc = base_event();
+        doc[place] = Value::String("@".into());
+        let text = serde_json::to_string(&doc)
+            .unwrap()
+            .replace("\"@\"", &value);
+        for options in [Options::lenient(), Options::strict()] {
+            let fast = provtrail_model::validate_slice(text.as_bytes(), &options);
+            let reference = provtrail_model::validate_slice_reference(text.as_bytes(), &options);
+            assert_eq!(format!("{fast:?}"), format!("{reference:?}"), "{text}");
+            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+                if let Ok(report) = &fast {
+                    if let (true, Some(event)) = (report.is_valid(), &report.event) {
+                        assert_eq!(event.to_value(), Value::Object(map), "{text}");
+                    }
+                }
+            }
+        }
+    }
+}

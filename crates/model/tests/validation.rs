@@ -1239,7 +1239,31 @@ fn empty_and_whitespace_only_input_is_the_empty_error() {
 fn a_byte_order_mark_is_a_syntax_error() {
     let mut bytes = b"\xEF\xBB\xBF".to_vec();
     bytes.extend_from_slice(base_text().as_bytes());
-    assert!(matches!(not_json(&bytes), SyntaxError::NotJson { .. }));
+    match not_json(&bytes) {
+        SyntaxError::NotJson {
+            message,
+            line,
+            column,
+        } => {
+            assert!(message.contains("byte order mark"), "{message}");
+            assert_eq!((line, column), (1, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_lone_surrogate_escape_is_a_syntax_error_that_says_so() {
+    let text = base_text();
+    for escape in [r"\ud800", r"\ud800\u0041", r"\udbff x"] {
+        let input = text.replacen("Corp AD", &format!("Corp AD {escape}"), 1);
+        match not_json(input.as_bytes()) {
+            SyntaxError::NotJson { message, .. } => {
+                assert!(message.contains("surrogate pair"), "{escape}: {message}")
+            }
+            other => panic!("{escape}: {other:?}"),
+        }
+    }
 }
 
 #[test]

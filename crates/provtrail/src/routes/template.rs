@@ -120,7 +120,49 @@ pub fn context(delivery: &Delivery<'_>) -> Value {
     context.insert("delivery_key".into(), json!(delivery.key));
     context.insert("attempt".into(), json!(delivery.attempt));
     context.insert("event".into(), delivery.event.clone());
-    Value::from(minijinja::value::Serde(serde_json::Value::Object(context)))
+    template_value(&serde_json::Value::Object(context))
+}
+
+/// A JSON value as MiniJinja's own value. Not through serde: serde_json (with the
+/// `arbitrary_precision` that the event model turns on) serializes a number as a one-entry map
+/// under a private key, which a template would show as a map.
+fn template_value(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(flag) => Value::from(*flag),
+        serde_json::Value::Number(number) => template_number(number),
+        serde_json::Value::String(text) => Value::from(text.as_str()),
+        serde_json::Value::Array(items) => {
+            Value::from(items.iter().map(template_value).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(map) => Value::from_object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), template_value(value)))
+                .collect::<std::collections::BTreeMap<String, Value>>(),
+        ),
+    }
+}
+
+/// A number as an integer when it is one (128 bits at most), else as a double.
+fn template_number(number: &serde_json::Number) -> Value {
+    if let Some(integer) = number.as_i64() {
+        return Value::from(integer);
+    }
+    if let Some(integer) = number.as_u64() {
+        return Value::from(integer);
+    }
+    let text = number.to_string();
+    if let Ok(integer) = text.parse::<i128>() {
+        return Value::from(integer);
+    }
+    if let Ok(integer) = text.parse::<u128>() {
+        return Value::from(integer);
+    }
+    match number.as_f64() {
+        Some(double) => Value::from(double),
+        // Past a double's range (`1e400`): the number as written, rather than infinity.
+        None => Value::from(text),
+    }
 }
 
 #[cfg(test)]
@@ -137,9 +179,8 @@ mod tests {
         (raw, value)
     }
 
-    fn render(source: &str) -> Result<String, String> {
-        let (raw, value) = sample();
-        let delivery = Delivery {
+    fn delivery<'a>(raw: &'a [u8], value: &'a serde_json::Value) -> Delivery<'a> {
+        Delivery {
             delivery_id: 1,
             route: "r",
             event_id: 42,
@@ -147,10 +188,14 @@ mod tests {
             key: "pt-x",
             attempt: 1,
             received_at: 0,
-            raw: &raw,
-            event: &value,
-        };
-        BodyTemplate::compile(source)?.render(&delivery)
+            raw,
+            event: value,
+        }
+    }
+
+    fn render(source: &str) -> Result<String, String> {
+        let (raw, value) = sample();
+        BodyTemplate::compile(source)?.render(&delivery(&raw, &value))
     }
 
     #[test]
@@ -163,6 +208,27 @@ mod tests {
         assert_eq!(
             parsed["text"],
             "Provisioning failed for Jane \"JD\" Doe on Corp AD"
+        );
+    }
+
+    #[test]
+    fn numbers_of_the_event_render_as_numbers() {
+        let (raw, _) = sample();
+        let value: serde_json::Value = serde_json::from_str(
+            r#"{"small": 7, "wide": 123456789012345678901234567890, "half": 0.5, "huge": 1e400}"#,
+        )
+        .unwrap();
+        let delivery = delivery(&raw, &value);
+        let body = BodyTemplate::compile(
+            "{{ event.small + 1 }} {{ event.wide }} {{ event.half * 2 }} {{ event.wide | tojson }} \
+             {{ event.huge }}",
+        )
+        .unwrap()
+        .render(&delivery)
+        .unwrap();
+        assert_eq!(
+            body,
+            "8 123456789012345678901234567890 1.0 123456789012345678901234567890 1e+400"
         );
     }
 
