@@ -51,6 +51,9 @@ impl Store for Unreachable {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         down()
     }
+    async fn count_events(&self, _: &ExportRange) -> Result<u64, StoreError> {
+        down()
+    }
     async fn search_events(
         &self,
         _: &EventQuery,

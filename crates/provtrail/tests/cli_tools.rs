@@ -189,6 +189,54 @@ fn validate_jsonl_reports_each_line() {
     assert_eq!(verdicts, [(1, true), (2, false), (3, false)]);
 }
 
+#[test]
+fn validate_reads_json_lines_by_name_or_content_and_says_when_there_is_nothing_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_line = String::from_utf8(event("inv-a"))
+        .unwrap()
+        .replace('\n', " ");
+    let lines = format!("{one_line}\n{{}}\n");
+    for name in ["events.jsonl", "events.txt"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &lines).unwrap();
+        let output = provtrail(
+            &["validate", "--format", "json", path.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let verdicts: Vec<(u64, bool)> = stdout(&output)
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .map(|r| (r["line"].as_u64().unwrap(), r["valid"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(verdicts, [(1, true), (2, false)], "{name}");
+    }
+
+    let blank = dir.path().join("blank.jsonl");
+    std::fs::write(&blank, "\n  \n").unwrap();
+    let output = provtrail(&["validate", blank.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stdout(&output).contains("no documents"),
+        "{}",
+        stdout(&output)
+    );
+
+    // The size in the message is the limit's, not that of the part read.
+    let large = dir.path().join("large.json");
+    std::fs::write(&large, vec![b' '; 5000]).unwrap();
+    let output = provtrail(
+        &["validate", "--max-bytes", "1000", large.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stdout(&output).contains("more than 1000 bytes"),
+        "{}",
+        stdout(&output)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them_back() {
     let server = TestServer::start().await;

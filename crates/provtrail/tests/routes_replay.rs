@@ -334,6 +334,14 @@ path = "{}"
     let (code, _, stderr) = retry(&["--route", "archvie"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no route \"archvie\""), "{stderr}");
+    assert!(stderr.contains("(configured: archive"), "{stderr}");
+    // Ids that name no dead delivery retried nothing: a failure that says so.
+    let (code, _, stderr) = retry(&["--id", "999999"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("1 of the 1 ids given name no dead delivery"),
+        "{stderr}"
+    );
     let (code, _, stderr) = retry(&["--route", "archive"]);
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = retry(&["--all", "--id", "1"]);

@@ -115,11 +115,23 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 };
                 if settings.routes.get(name).is_none() && !has_deliveries {
                     store.close().await;
+                    let configured: Vec<&str> = settings
+                        .routes
+                        .iter()
+                        .map(|route| route.name.as_str())
+                        .collect();
                     anyhow::bail!(
-                        "there is no route {name:?}: none is configured and none has deliveries"
+                        "there is no route {name:?}: no route of that name is configured and \
+                         none has deliveries (configured: {})",
+                        if configured.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            configured.join(", ")
+                        }
                     );
                 }
             }
+            let asked = ids.iter().collect::<std::collections::HashSet<_>>().len();
             let retried = store
                 .outbox_write(OutboxWrite::RetryDead {
                     route,
@@ -128,11 +140,21 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await;
             store.close().await;
+            let retried = retried?;
             eprintln!(
-                "{} dead deliveries are pending again; a running server delivers them within a \
-                 second, a stopped one on its next start",
-                retried?
+                "{retried} dead deliveries are pending again; a running server delivers them \
+                 within a second, a stopped one on its next start"
             );
+            // Ids that name no dead delivery (a typo, or one delivered since) retried nothing:
+            // say so, and fail, rather than look like success.
+            if asked > 0 && (retried as usize) < asked {
+                eprintln!(
+                    "{} of the {asked} ids given name no dead delivery (see provtrail deadletter \
+                     list)",
+                    asked - retried as usize
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -262,7 +262,7 @@ pub fn is_json_lines_path(path: &Path) -> bool {
 /// Whether `body`, which is not one JSON document, reads as JSON lines: more than one non-blank
 /// line, the first of which is a JSON document by itself. (A pretty-printed event that is broken
 /// somewhere starts with a line holding only `{`, which is not.)
-fn looks_like_json_lines(body: &[u8]) -> bool {
+pub fn looks_like_json_lines(body: &[u8]) -> bool {
     let mut lines = body
         .split(|&byte| byte == b'\n')
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace));

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use provtrail::routes::replay::{ReplayError, ReplayRequest, replay};
 use provtrail::server::routes_api::replay_range;
+use provtrail::store::ExportRange;
 
 use super::routes::{open_store, settings};
 use super::serve::ServerArgs;
@@ -56,7 +57,15 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         ignore_route_filter: args.ignore_route_filter,
     };
     let store = open_store(&settings).await?;
-    let bar = super::progress_bar(None, "replaying");
+    // The events in the range, read one page at a time: the bar's total.
+    let total = store
+        .count_events(&ExportRange {
+            since: request.since,
+            until: request.until,
+        })
+        .await
+        .ok();
+    let bar = super::progress_bar(total, "replaying");
     let result = replay(&store, &route, &request, |progress| {
         bar.set_position(progress.scanned);
         bar.set_message(format!(

@@ -135,13 +135,23 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
                     info.filter.as_deref().unwrap_or("(none: every event)")
                 );
                 let retry = &info.retry;
+                // A paused route's probes do not use attempts (docs/routes.md): with no max age
+                // of its own, a route that counts attempts still ends them at the default age.
+                let max_age = match (&retry.max_age, retry.max_attempts) {
+                    (Some(age), _) => age.clone(),
+                    (None, Some(_)) => format!(
+                        "unlimited (a paused route's probes, which use no attempts, end at {})",
+                        default_max_age()
+                    ),
+                    (None, None) => "unlimited".to_owned(),
+                };
                 println!(
                     "  retry:   {} attempts, max age {}, delay {} doubling up to {}; {} at once, \
                      timeout {}",
                     retry
                         .max_attempts
                         .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
-                    retry.max_age.as_deref().unwrap_or("unlimited"),
+                    max_age,
                     retry.initial_delay,
                     retry.max_delay,
                     info.concurrency,
@@ -266,4 +276,13 @@ fn print_test(source: &str, outcome: &TestOutcome) {
             .and_then(|value| serde_json::to_string_pretty(&value).ok());
         println!("{}", pretty.unwrap_or_else(|| preview.body.clone()));
     }
+}
+
+/// The age at which deliveries end when a route sets no `max_age`, as `routes list` shows ages.
+fn default_max_age() -> String {
+    provtrail::routes::RetryPolicy::default()
+        .max_age
+        .map_or_else(String::new, |age| {
+            humantime::format_duration(age).to_string()
+        })
 }

@@ -14,7 +14,8 @@ use super::OutputFormat;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit status: 0 when every document is a valid event (warnings allowed), \
-1 when a document is JSON but not a valid event, 2 when a document is not JSON or cannot be read."
+1 when a document is JSON but not a valid event, 2 when a document is not JSON or cannot be read, \
+or a file holds no document at all."
 )]
 pub struct ValidateArgs {
     /// Files to check (`-` for standard input).
@@ -24,7 +25,8 @@ pub struct ValidateArgs {
     /// multi-valued attributes and `accountId: null` become errors.
     #[arg(long)]
     strict: bool,
-    /// Read each file as JSON lines: one event per line, reported per line.
+    /// Read each file as JSON lines: one event per line, reported per line. A `.jsonl` or
+    /// `.ndjson` file, or a document that is one JSON document per line, is read so anyway.
     #[arg(long)]
     jsonl: bool,
     /// Output for people (`text`) or one JSON object per document (`json`).
@@ -61,9 +63,10 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             ..Limits::DEFAULT
         },
     };
+    let lines_of = |path: &PathBuf| args.jsonl || super::is_json_lines_path(path);
     // One document in JSON format prints exactly one object; anything more prints one per line
     // with its origin.
-    let single = args.files.len() == 1 && !args.jsonl;
+    let single = args.files.len() == 1 && !lines_of(&args.files[0]);
     let mut out = std::io::stdout().lock();
     let mut worst = Verdict::Valid;
     for path in &args.files {
@@ -80,7 +83,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let verdict = if args.jsonl {
+        let verdict = if lines_of(path) {
             check_lines(&mut out, &args, &options, &name, reader)?
         } else {
             check_whole(&mut out, &args, &options, single, &name, reader)?
@@ -114,10 +117,35 @@ fn check_whole(
     // Read one byte past the limit so that an oversized document is reported as such without
     // reading all of it.
     let mut bytes = Vec::new();
-    let limit = options.limits.max_bytes as u64 + 1;
-    if let Err(err) = reader.take(limit).read_to_end(&mut bytes) {
+    let max = options.limits.max_bytes;
+    if let Err(err) = reader.take(max as u64 + 1).read_to_end(&mut bytes) {
         report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
         return Ok(Verdict::Unreadable);
+    }
+    if bytes.len() > max {
+        let message = format!(
+            "the document is more than {max} bytes, the limit (--max-bytes); a file of one \
+             event per line is read line by line with --jsonl"
+        );
+        report_unreadable(out, args, single, &origin, &message)?;
+        return Ok(Verdict::Unreadable);
+    }
+    // One event per line, read as a whole, is not JSON: it is taken line by line, as `ingest`
+    // and `send` take it.
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
+        && super::looks_like_json_lines(&bytes)
+    {
+        eprintln!(
+            "{}: one JSON document per line: reading it as JSON lines (--jsonl)",
+            origin_text(&origin)
+        );
+        return check_lines(
+            out,
+            args,
+            options,
+            name,
+            Box::new(std::io::Cursor::new(bytes)),
+        );
     }
     check_document(out, args, options, single, &origin, &bytes)
 }
@@ -132,6 +160,7 @@ fn check_lines(
     let mut worst = Verdict::Valid;
     let mut line = Vec::new();
     let mut number = 0;
+    let mut documents = 0;
     loop {
         line.clear();
         number += 1;
@@ -140,6 +169,15 @@ fn check_lines(
             line: Some(number),
         };
         match reader.read_until(b'\n', &mut line) {
+            Ok(0) if documents == 0 => {
+                let origin = Origin {
+                    file: name,
+                    line: None,
+                };
+                let message = "no documents: the input is empty or holds only blank lines";
+                report_unreadable(out, args, false, &origin, message)?;
+                return Ok(Verdict::Unreadable);
+            }
             Ok(0) => return Ok(worst),
             Ok(_) => {}
             Err(err) => {
@@ -150,6 +188,7 @@ fn check_lines(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        documents += 1;
         let document = super::without_line_end(&line);
         let verdict = check_document(out, args, options, false, &origin, document)?;
         worst = worst.max(verdict);

@@ -333,6 +333,23 @@ impl Nats {
     fn error(&self, message: &str) -> SinkError {
         SinkError::transient(self.redactor.redact(message))
     }
+
+    /// A failed publish; when the client is not connected, that is what the operator needs to
+    /// know (the client reconnects in the background, so the publish itself only times out).
+    fn failure(&self, context: &jetstream::Context, message: &str) -> SinkError {
+        match context.client().connection_state() {
+            async_nats::connection::State::Connected => self.error(message),
+            _ => self.error(&format!(
+                "{message}: not connected to NATS at {} (the server is unreachable or refuses \
+                 the connection; the client keeps trying)",
+                self.servers
+                    .iter()
+                    .map(shown_server)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
 }
 
 #[async_trait]
@@ -379,7 +396,7 @@ impl Sink for Nats {
             // The stream's acknowledgement: only then is the message stored (or known as a
             // duplicate of one that is).
             Ok(ack) => ack.await,
-            Err(err) => return Err(self.error(&format!("publish failed: {err}"))),
+            Err(err) => return Err(self.failure(context, &format!("publish failed: {err}"))),
         };
         if let Err(err) = ack {
             // A stream deleted while we ran is created again for the next attempt (this one
@@ -388,7 +405,10 @@ impl Sink for Nats {
             if err.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
                 let _ = self.ensure_stream(context).await;
             }
-            return Err(self.error(&format!("no acknowledgement from JetStream: {err}")));
+            return Err(self.failure(
+                context,
+                &format!("no acknowledgement from JetStream: {err}"),
+            ));
         }
         Ok(Sent::default())
     }

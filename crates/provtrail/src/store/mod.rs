@@ -74,6 +74,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// How many stored events were received in `[since, until)` (for a progress bar's total).
+    async fn count_events(&self, range: &ExportRange) -> Result<u64, StoreError>;
+
     /// Events matching `query`, newest first; with `with_raw`, each carries its body.
     async fn search_events(
         &self,

@@ -376,6 +376,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn count_events(&self, range: &ExportRange) -> Result<u64, StoreError> {
+        let since = range.since.unwrap_or(i64::MIN);
+        let until = range.until.unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM events WHERE received_at >= ?1 AND received_at < ?2",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![since, until], |row| row.get::<_, i64>(0))
+            })
+            .map(|count| u64::try_from(count).unwrap_or(0))
+            .map_err(read_error)
+        })
+        .await
+    }
+
     async fn search_events(
         &self,
         query: &EventQuery,
