@@ -68,7 +68,14 @@ impl Ingestor {
                     path: "$".to_owned(),
                     message: err.to_string(),
                 }];
-                quarantine(raw, receipt, QuarantineReason::NotJson, errors, None)
+                quarantine(
+                    raw,
+                    receipt,
+                    QuarantineReason::NotJson,
+                    errors,
+                    Vec::new(),
+                    None,
+                )
             }
         }
     }
@@ -88,7 +95,7 @@ impl Ingestor {
             path: "$".to_owned(),
             message,
         }];
-        quarantine(raw, receipt, reason, errors, None)
+        quarantine(raw, receipt, reason, errors, Vec::new(), None)
     }
 
     /// Prepares a document sent with a content type that is not JSON: it is kept in quarantine
@@ -162,13 +169,12 @@ impl Ingestor {
                         .filter(|id| is_usable_invocation_id(id))
                         .map(str::to_owned)
                 });
-                let mut issues = records(&errors);
-                issues.extend(records(&warnings));
                 quarantine(
                     raw.clone(),
                     receipt,
                     QuarantineReason::InvalidEvent,
-                    issues,
+                    records(&errors),
+                    records(&warnings),
                     invocation_id,
                 )
             }
@@ -181,6 +187,7 @@ fn quarantine(
     receipt: Receipt,
     reason: QuarantineReason,
     errors: Vec<IssueRecord>,
+    warnings: Vec<IssueRecord>,
     invocation_id: Option<String>,
 ) -> Incoming {
     let dedup_key = match &invocation_id {
@@ -192,7 +199,11 @@ fn quarantine(
         invocation_id,
         dedup_key,
         raw,
-        content: Content::Quarantine(PreparedQuarantine { reason, errors }),
+        content: Content::Quarantine(PreparedQuarantine {
+            reason,
+            errors,
+            warnings,
+        }),
     }
 }
 
@@ -236,11 +247,12 @@ pub fn invocation_key(invocation_id: &str) -> [u8; 16] {
 /// (keys sorted at every level, no insignificant whitespace), so that the same event re-serialized
 /// differently is still recognised. Bytes that are not JSON are hashed as they are.
 ///
-/// A `Value` holds numbers as 64-bit integers or doubles, so two documents that differ only in
-/// digits a double drops would get one key, and the second would be answered as a duplicate and
-/// lost. The number literals as sent, sorted so that key order still does not matter, are
-/// hashed too: a re-serialization that rewrites a number (`1.0` as `1`) is then kept twice,
-/// which is the safe side.
+/// The number literals as sent are hashed too, sorted so that key order still does not matter:
+/// two documents that differ only in how a number is written (`1.0` and `1`) are then kept
+/// twice, which is the safe side. (The canonical form keeps numbers as written too, since the
+/// event model turns on serde_json's `arbitrary_precision`; before it did, a `Value` held a
+/// double, and the literals were what told `0.1000000000000000001` from `0.1`. A document
+/// stored before that whose numbers a double changes gets a new key: it is kept again.)
 pub fn canonical_key(raw: &[u8]) -> [u8; 16] {
     match serde_json::from_slice::<Value>(raw) {
         Ok(value) => {

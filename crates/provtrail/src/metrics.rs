@@ -24,7 +24,7 @@ pub enum EventOutcome {
 /// Labels of HTTP request counters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// The route template, e.g. `/events/{channel}`.
+    /// The route template, e.g. `/events/{*channel}`.
     pub route: String,
     /// The status code answered.
     pub status: u16,

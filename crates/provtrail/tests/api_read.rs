@@ -553,6 +553,27 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
 }
 
 #[tokio::test]
+async fn endpoints_without_parameters_refuse_any_as_the_others_refuse_unknown_ones() {
+    let (seeded, server) = fixture().await;
+    let event = format!("/api/v1/events/{}", seeded.events[0].id);
+    let entry = format!("/api/v1/quarantine/{}", seeded.quarantined[0]);
+    for path in [event.as_str(), entry.as_str()] {
+        assert_eq!(
+            get(&server, path, &[], Some(READ)).await.status,
+            200,
+            "{path}"
+        );
+        let error = refusal(&get(&server, path, &[("raw", "1")], Some(READ)).await, 400);
+        assert_eq!(error["code"], "unknown_parameter", "{path}");
+        assert_eq!(error["parameter"], "raw", "{path}");
+        assert!(
+            error["message"].as_str().unwrap().contains("takes none"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn unknown_ids_paths_and_methods_answer_in_the_same_shape() {
     let (_seeded, server) = fixture().await;
     for path in ["/api/v1/events/999999", "/api/v1/quarantine/999999"] {

@@ -223,6 +223,10 @@ async fn json_that_is_not_a_valid_event_is_quarantined_with_the_path_of_every_er
     let mut value: Value = serde_json::from_slice(&event("inv-invalid-1")).unwrap();
     value.as_object_mut().unwrap().remove("trackingNumber");
     value["recipient"] = "not an object".into();
+    // What lenient validation only notes is a warning, not one of the errors that make the
+    // event invalid.
+    value["customField"] = 1.into();
+    value["accountRequests"][0]["provisioningResult"] = "RETRYING".into();
     let body = serde_json::to_vec_pretty(&value).unwrap();
 
     let answer = server.post("/events", body.clone()).await;
@@ -244,6 +248,19 @@ async fn json_that_is_not_a_valid_event_is_quarantined_with_the_path_of_every_er
         "{paths:?}"
     );
     assert!(paths.iter().any(|p| p.contains("recipient")), "{paths:?}");
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let mut warned: Vec<&str> = json["warnings"]
+        .as_array()
+        .expect("warnings is a list")
+        .iter()
+        .filter_map(|w| w["path"].as_str())
+        .collect();
+    warned.sort_unstable();
+    assert_eq!(
+        warned,
+        ["accountRequests[0].provisioningResult", "customField"],
+        "{json}"
+    );
 
     let kept = quarantine(&server.db);
     assert_eq!(kept.len(), 1);
@@ -251,6 +268,7 @@ async fn json_that_is_not_a_valid_event_is_quarantined_with_the_path_of_every_er
     assert_eq!(kept[0].reason, "invalid_event");
     assert!(kept[0].raw == body, "the raw body must be kept as received");
     assert_eq!(&kept[0].errors, &json["errors"]);
+    assert_eq!(&kept[0].warnings, &json["warnings"]);
 
     // The same invalid delivery again is recognised, not kept twice.
     let again = server.post("/events", body).await;

@@ -171,7 +171,7 @@ async fn two_authorization_headers_are_refused_whatever_their_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_to_the_ingest_paths_that_no_handler_takes_are_recorded() {
+async fn every_post_under_the_ingest_path_is_taken_refused_with_its_body_kept_or_recorded() {
     let mut server = TestServer::start().await;
     let client = client();
     let get = client
@@ -181,22 +181,45 @@ async fn requests_to_the_ingest_paths_that_no_handler_takes_are_recorded() {
         .await
         .unwrap();
     assert_eq!(get.status().as_u16(), 405);
-    let nested = server.post("/events/a/b", event("inv-nested")).await;
-    assert_eq!(nested.status, 404);
+    // A subscription URL with a trailing slash is the same URL without it.
     let slash = server.post("/events/", event("inv-slash")).await;
-    assert_eq!(slash.status, 404);
+    assert_eq!(slash.status, 200, "{}", slash.text());
+    assert_eq!(slash.json()["status"], "accepted");
+    let channel_slash = server
+        .post("/events/ops/", event("inv-channel-slash"))
+        .await;
+    assert_eq!(channel_slash.status, 200, "{}", channel_slash.text());
+    // More segments are no channel name: refused, the body kept, as ISC will not send it again.
+    let nested_body = event("inv-nested");
+    let nested = server.post("/events/a/b", nested_body.clone()).await;
+    assert_eq!(nested.status, 400, "{}", nested.text());
+    assert!(nested.json()["quarantine_id"].is_i64(), "{}", nested.text());
+    let kept = quarantine(&server.db);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, "bad_channel");
+    assert!(kept[0].raw == nested_body);
     // Outside the ingest paths a 404 is only an answer.
     assert_eq!(
         server.post("/event", event("inv-elsewhere")).await.status,
         404
     );
-    server.await_deliveries(3).await;
+    server.await_deliveries(4).await;
     let log = deliveries(&server.db);
-    let seen: Vec<(i64, &str)> = log.iter().map(|d| (d.status, d.path.as_str())).collect();
+    let seen: Vec<(i64, &str, Option<&str>)> = log
+        .iter()
+        .map(|d| (d.status, d.path.as_str(), d.channel.as_deref()))
+        .collect();
     assert_eq!(
         seen,
-        [(405, "/events"), (404, "/events/a/b"), (404, "/events/")]
+        [
+            (405, "/events", None),
+            (200, "/events/", None),
+            (200, "/events/ops/", Some("ops")),
+            (400, "/events/a/b", None)
+        ]
     );
+    let counts = server.app().store.counts().await.unwrap();
+    assert_eq!((counts.events, counts.quarantined), (2, 1));
     server.shutdown().await;
 }
 
@@ -234,15 +257,14 @@ async fn a_flood_of_refused_requests_is_recorded_in_summary_and_cannot_crowd_out
     // After a pause the next refusal is recorded, and says how many were not.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let last = client
-        .post(server.url("/events/wrong/path"))
+        .get(server.url("/events/wrong/method"))
         .bearer_auth(TOKEN)
-        .body("{}")
         .send()
         .await
         .unwrap();
-    assert_eq!(last.status().as_u16(), 404);
+    assert_eq!(last.status().as_u16(), 405);
     let log = eventually_deliveries(&server, |log| {
-        log.iter().any(|d| d.path == "/events/wrong/path")
+        log.iter().any(|d| d.path == "/events/wrong/method")
     })
     .await;
     let refusals = log.iter().filter(|d| d.status == 401).count();

@@ -336,6 +336,26 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
         (status, &body["error"]["code"]),
         (400, &"unknown_parameter".into())
     );
+    // Endpoints without parameters refuse any, rather than ignore a misspelt one.
+    for path in ["/api/v1/routes?foo=1", "/api/v1/routes/hook?foo=1"] {
+        let (status, body) = api(&server, path, READ_TOKEN).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &"unknown_parameter".into()),
+            "{path}"
+        );
+    }
+    let (status, body) = api_post(
+        &server,
+        "/api/v1/deadletters/retry?route=hook",
+        ADMIN_TOKEN,
+        serde_json::json!({"route": "hook"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &"unknown_parameter".into())
+    );
     assert_eq!(count(&db, "hook", 2), 4, "nothing was retried");
     wait_for("the accepted events to be delivered", WAIT, || {
         count(&db, "hook", 0) == 0

@@ -170,6 +170,12 @@ fn describe_entry(detail: &QuarantineDetail) -> String {
     for issue in &item.errors {
         let _ = writeln!(text, "  {}: {}", &issue.path, &issue.message);
     }
+    if !item.warnings.is_empty() {
+        let _ = writeln!(text, "warnings ({})", item.warnings.len());
+        for issue in &item.warnings {
+            let _ = writeln!(text, "  {}: {}", &issue.path, &issue.message);
+        }
+    }
     text.push_str("body\n");
     match detail.raw_encoding {
         RawEncoding::Utf8 => {

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | valid event, committed | 200 `{"status":"accepted","id":…}` |
 //! | seen before (invocation id or canonical body) | 200 `{"status":"duplicate","id":…}` |
-//! | JSON but not a valid event | 202 `{"status":"quarantined","id":…,"errors":[…]}` |
+//! | JSON but not a valid event | 202 `{"status":"quarantined","id":…,"errors":[…],"warnings":[…]}` |
 //! | not JSON / not UTF-8 (kept in quarantine) | 400 |
 //! | content type that is not JSON, or a `Content-Encoding` (kept in quarantine) | 415 |
 //! | channel name not allowed (kept in quarantine) | 400 |
@@ -48,6 +48,11 @@ pub(super) async fn post_event_to_channel(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    // `/events/ops/` is the channel `ops`, as `/events/` is the default channel.
+    let channel = channel.map(|Path(channel)| match channel.strip_suffix('/') {
+        Some(trimmed) => Path(trimmed.to_owned()),
+        None => Path(channel),
+    });
     // A channel the store cannot file events under is refused, but the sender may be ISC with a
     // subscription URL nobody noticed was wrong: an authenticated body is kept in quarantine
     // (and answered 400), since ISC will not send it again.
@@ -233,6 +238,7 @@ async fn handle(
                     "id": id,
                     "duplicate": duplicate,
                     "errors": quarantine.errors,
+                    "warnings": quarantine.warnings,
                 })
             } else {
                 json!({

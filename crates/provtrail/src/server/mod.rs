@@ -177,7 +177,11 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         ));
     Router::new()
         .route("/events", post(ingest::post_event))
-        .route("/events/{channel}", post(ingest::post_event_to_channel))
+        // A subscription URL ending in a slash is the default channel; one with more segments
+        // is a channel name that is refused, with an authenticated body kept in quarantine
+        // (ISC does not send an event twice).
+        .route("/events/", post(ingest::post_event))
+        .route("/events/{*channel}", post(ingest::post_event_to_channel))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -35,7 +35,7 @@ use chrono::{DateTime, NaiveDate};
 use super::AppState;
 use super::api::endpoint;
 use super::api::error::ApiError;
-use super::api::handlers::{Pairs, json_body, pairs, path_id};
+use super::api::handlers::{Pairs, json_body, no_parameters, pairs, path_id};
 use super::api::model::{ErrorBody, rfc3339};
 use super::api::params::{
     DeadLettersParams, Params, RouteDeliveriesParams, RouteTestParams, TIME_FORMS,
@@ -169,6 +169,7 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
     security(("read_token" = []), ("admin_token" = [])),
     responses(
         (status = 200, description = "Every route", body = RouteList),
+        (status = 400, description = "A query parameter was given (this endpoint takes none)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
@@ -179,7 +180,9 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
 pub async fn list_routes(
     _: RouteReadAccess,
     State(state): State<AppState>,
+    query: Pairs,
 ) -> Result<Json<RouteList>, ApiError> {
+    no_parameters(query)?;
     Ok(Json(
         routes::list(state.store.as_ref(), &state.routes).await?,
     ))
@@ -197,7 +200,7 @@ pub async fn list_routes(
     security(("read_token" = []), ("admin_token" = [])),
     responses(
         (status = 200, description = "The route", body = RouteView),
-        (status = 400, description = "The name cannot be read", body = ErrorBody),
+        (status = 400, description = "The name cannot be read, or a query parameter was given (this endpoint takes none)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 404, description = "No route has this name", body = ErrorBody),
@@ -210,8 +213,10 @@ pub async fn get_route(
     _: RouteReadAccess,
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
+    query: Pairs,
 ) -> Result<Json<RouteView>, ApiError> {
     let name = path_name(name)?;
+    no_parameters(query)?;
     routes::route(state.store.as_ref(), &state.routes, &name)
         .await?
         .map(Json)
@@ -355,7 +360,7 @@ pub async fn list_dead(
     security(("read_token" = []), ("admin_token" = [])),
     responses(
         (status = 200, description = "The delivery and its attempts", body = RouteDeliveryDetail),
-        (status = 400, description = "The id is not a positive integer", body = ErrorBody),
+        (status = 400, description = "The id is not a positive integer, or a query parameter was given (this endpoint takes none)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 404, description = "No delivery has this id", body = ErrorBody),
@@ -368,8 +373,10 @@ pub async fn get_delivery(
     _: RouteReadAccess,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Pairs,
 ) -> Result<Json<RouteDeliveryDetail>, ApiError> {
     let id = path_id(id)?;
+    no_parameters(query)?;
     routes::delivery(state.store.as_ref(), &state.routes, id)
         .await?
         .map(Json)
@@ -391,7 +398,7 @@ pub async fn get_delivery(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "How many went back to pending", body = RetryResult),
-        (status = 400, description = "The body is not acceptable, or names no dead letters (none of `ids`, `route`, `\"all\": true`)", body = ErrorBody),
+        (status = 400, description = "A query parameter was given (this endpoint takes none), or the body is not acceptable, or names no dead letters (none of `ids`, `route`, `\"all\": true`)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
@@ -406,9 +413,11 @@ pub async fn get_delivery(
 pub async fn retry_dead(
     _: AdminAccess,
     State(state): State<AppState>,
+    query: Pairs,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RetryResult>, ApiError> {
+    no_parameters(query)?;
     let body = json_body(&headers, body)?;
     let request: RetryRequest = parse_body(
         &body,
@@ -579,7 +588,7 @@ pub fn replay_range(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "What the replay did", body = ReplayResult),
-        (status = 400, description = "The body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position)", body = ErrorBody),
+        (status = 400, description = "A query parameter was given (this endpoint takes none), or the body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
@@ -595,10 +604,12 @@ pub async fn replay_route(
     _: AdminAccess,
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
+    query: Pairs,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReplayResult>, ApiError> {
     let name = path_name(name)?;
+    no_parameters(query)?;
     let body = json_body(&headers, body)?;
     let request: ReplayRequestBody = parse_body(
         &body,

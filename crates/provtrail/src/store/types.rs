@@ -156,6 +156,8 @@ pub struct PreparedQuarantine {
     pub reason: QuarantineReason,
     /// Every problem found (for not-JSON documents, one at `$`).
     pub errors: Vec<IssueRecord>,
+    /// What lenient validation noted besides (unknown fields, unknown values, …).
+    pub warnings: Vec<IssueRecord>,
 }
 
 /// What was delivered.
@@ -577,8 +579,11 @@ pub struct QuarantineEntry {
     pub received_at: Millis,
     /// Why it is here.
     pub reason: String,
-    /// Every problem found.
+    /// Every problem that put it here.
     pub errors: Vec<IssueRecord>,
+    /// What lenient validation noted besides (unknown fields, unknown values, …); empty for
+    /// entries stored before provtrail kept the two apart, whose `errors` hold both.
+    pub warnings: Vec<IssueRecord>,
     /// Channel.
     pub channel: Option<String>,
     /// Peer address.

@@ -413,6 +413,7 @@ pub struct Quarantined {
     pub id: i64,
     pub reason: String,
     pub errors: Value,
+    pub warnings: Value,
     pub raw: Vec<u8>,
 }
 
@@ -420,7 +421,10 @@ pub struct Quarantined {
 pub fn quarantine(db: &Path) -> Vec<Quarantined> {
     let conn = open_db(db);
     let mut statement = conn
-        .prepare("SELECT id, reason, errors, raw_codec, raw_size, raw FROM quarantine ORDER BY id")
+        .prepare(
+            "SELECT id, reason, errors, raw_codec, raw_size, raw, warnings FROM quarantine
+             ORDER BY id",
+        )
         .unwrap();
     statement
         .query_map([], |row| {
@@ -428,10 +432,12 @@ pub fn quarantine(db: &Path) -> Vec<Quarantined> {
             let size: i64 = row.get(4)?;
             let stored: Vec<u8> = row.get(5)?;
             let errors: String = row.get(2)?;
+            let warnings: String = row.get(6)?;
             Ok(Quarantined {
                 id: row.get(0)?,
                 reason: row.get(1)?,
                 errors: serde_json::from_str(&errors).unwrap(),
+                warnings: serde_json::from_str(&warnings).unwrap(),
                 raw: decode_body(&conn, codec, stored, size),
             })
         })

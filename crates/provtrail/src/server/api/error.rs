@@ -54,10 +54,14 @@ impl ApiError {
             ..ApiError::new(
                 400,
                 "unknown_parameter",
-                format!(
-                    "unknown parameter `{parameter}`; this endpoint accepts {}",
-                    accepted.join(", ")
-                ),
+                if accepted.is_empty() {
+                    format!("unknown parameter `{parameter}`; this endpoint takes none")
+                } else {
+                    format!(
+                        "unknown parameter `{parameter}`; this endpoint accepts {}",
+                        accepted.join(", ")
+                    )
+                },
             )
         }
     }

@@ -26,6 +26,15 @@ pub(crate) fn pairs(query: Pairs) -> Result<Vec<(String, String)>, ApiError> {
         .map_err(|err| ApiError::invalid_body(format!("the query string cannot be read: {err}")))
 }
 
+/// For an endpoint without query parameters: a 400 for any, as an endpoint with parameters
+/// refuses one it does not have (a misspelt parameter silently ignored looks like success).
+pub(crate) fn no_parameters(query: Pairs) -> Result<(), ApiError> {
+    match pairs(query)?.into_iter().next() {
+        Some((name, _)) => Err(ApiError::unknown(&name, &[])),
+        None => Ok(()),
+    }
+}
+
 /// An id from the path, or a 400 in the API's shape.
 pub(crate) fn path_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     match id {
@@ -81,7 +90,7 @@ pub async fn search_events(
     security(("read_token" = [])),
     responses(
         (status = 200, description = "The event", body = EventDetail),
-        (status = 400, description = "The id is not a positive integer", body = ErrorBody),
+        (status = 400, description = "The id is not a positive integer, or a query parameter was given (this endpoint takes none)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
@@ -94,7 +103,9 @@ pub async fn get_event(
     _: ReadAccess,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Pairs,
 ) -> Result<Json<EventDetail>, ApiError> {
+    no_parameters(query)?;
     Ok(Json(
         service::event(state.store.as_ref(), path_id(id)?).await?,
     ))
@@ -201,7 +212,7 @@ pub async fn quarantine(
     security(("read_token" = [])),
     responses(
         (status = 200, description = "The entry and its body", body = QuarantineDetail),
-        (status = 400, description = "The id is not a positive integer", body = ErrorBody),
+        (status = 400, description = "The id is not a positive integer, or a query parameter was given (this endpoint takes none)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
@@ -214,7 +225,9 @@ pub async fn quarantine_entry(
     _: ReadAccess,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Pairs,
 ) -> Result<Json<QuarantineDetail>, ApiError> {
+    no_parameters(query)?;
     Ok(Json(
         service::quarantine_entry(state.store.as_ref(), path_id(id)?).await?,
     ))
@@ -234,7 +247,7 @@ pub async fn quarantine_entry(
     security(("read_token" = [])),
     responses(
         (status = 200, description = "What the filter matched", body = FilterTestResult),
-        (status = 400, description = "The body is not acceptable, or the filter does not compile (with the position)", body = ErrorBody),
+        (status = 400, description = "A query parameter was given (this endpoint takes none), the body is not acceptable, or the filter does not compile (with the position)", body = ErrorBody),
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
@@ -247,9 +260,11 @@ pub async fn quarantine_entry(
 pub async fn filter_test(
     _: ReadAccess,
     State(state): State<AppState>,
+    query: Pairs,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FilterTestResult>, ApiError> {
+    no_parameters(query)?;
     let body = json_body(&headers, body)?;
     let request = service::parse_filter_test(&body)?;
     Ok(Json(

@@ -316,8 +316,13 @@ pub struct QuarantineItem {
     /// Why it is here: `invalid_event`, `not_json`, `unsupported_media_type` or
     /// `bad_channel`.
     pub reason: String,
-    /// Every problem found.
+    /// Every problem that put it here.
     pub errors: Vec<Issue>,
+    /// What lenient validation noted besides (unknown fields, unknown values, …). Empty for
+    /// entries stored before the two were kept apart, whose `errors` hold both.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub warnings: Vec<Issue>,
     /// Channel.
     #[schema(required = true)]
     pub channel: Option<String>,
@@ -343,6 +348,7 @@ impl From<store::QuarantineEntry> for QuarantineItem {
             received_at_ms: entry.received_at,
             reason: entry.reason,
             errors: entry.errors.into_iter().map(Issue::from).collect(),
+            warnings: entry.warnings.into_iter().map(Issue::from).collect(),
             channel: entry.channel,
             remote_addr: entry.remote_addr,
             method: entry.method,

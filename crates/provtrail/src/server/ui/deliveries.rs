@@ -171,6 +171,16 @@ pub async fn quarantine_entry(
                 }
             }))
         }
+        @if !entry.warnings.is_empty() {
+            section aria-labelledby="warnings" {
+                h2 #warnings { "Warnings (" (entry.warnings.len()) ")" }
+                (layout::table("Warnings", &["Path", "Warning"], html! {
+                    @for issue in &entry.warnings {
+                        tr { td.mono { (issue.path) } td { (issue.message) } }
+                    }
+                }))
+            }
+        }
         section aria-labelledby="body" {
             h2 #body { "Body as received" }
             @match utf8 {

@@ -493,8 +493,8 @@ pub fn deliveries(
     Ok(into_page(items, limit, |record| record.id))
 }
 
-const QUARANTINE_COLUMNS: &str =
-    "id, received_at, reason, errors, channel, remote_addr, method, path, raw_size, invocation_id";
+const QUARANTINE_COLUMNS: &str = "id, received_at, reason, errors, channel, remote_addr, method, path, raw_size, invocation_id, \
+     warnings";
 
 fn quarantine_entry(row: &Row<'_>) -> rusqlite::Result<QuarantineEntry> {
     let errors: String = row.get(3)?;
@@ -509,6 +509,7 @@ fn quarantine_entry(row: &Row<'_>) -> rusqlite::Result<QuarantineEntry> {
         path: row.get(7)?,
         size: u64::try_from(row.get::<_, i64>(8)?).unwrap_or(0),
         invocation_id: row.get(9)?,
+        warnings: parse_issues(row.get::<_, Option<String>>(10)?.as_deref()),
         raw: None,
     })
 }
@@ -560,8 +561,8 @@ pub fn get_quarantine(conn: &Connection, id: i64) -> Result<Option<QuarantineEnt
         .query_row(params![id], |row| {
             Ok((
                 quarantine_entry(row)?,
-                row.get::<_, i64>(10)?,
-                row.get::<_, Vec<u8>>(11)?,
+                row.get::<_, i64>(11)?,
+                row.get::<_, Vec<u8>>(12)?,
             ))
         })
         .optional()

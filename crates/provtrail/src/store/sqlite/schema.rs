@@ -183,6 +183,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP TABLE events_index;
     "#,
+    // 4: a quarantined event's warnings (lenient validation's notes) apart from the errors
+    // that put it there; older entries hold both in `errors`.
+    r#"
+    ALTER TABLE quarantine ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// The schema version this build writes.

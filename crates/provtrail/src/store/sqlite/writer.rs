@@ -690,8 +690,8 @@ fn insert(
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO quarantine (received_at, dedup_key, invocation_id, reason, errors,
-                        channel, remote_addr, method, path, raw_codec, raw_size, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                        channel, remote_addr, method, path, raw_codec, raw_size, raw, warnings)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT (dedup_key) DO NOTHING",
                 )?
                 .execute(params![
@@ -707,6 +707,7 @@ fn insert(
                     codec,
                     incoming.raw.len() as i64,
                     raw.as_ref(),
+                    serde_json::to_string(&quarantine.warnings).unwrap_or_default(),
                 ])?;
             match (inserted > 0).then(|| tx.last_insert_rowid()) {
                 Some(id) => IngestOutcome::Quarantined {
