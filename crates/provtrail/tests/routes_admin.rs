@@ -313,6 +313,36 @@ fsync = false
     .await;
     std::fs::create_dir(&out_dir).unwrap();
 
+    // `deadletter list --format json` prints the API's documents, one per line.
+    let api: Value = client()
+        .get(server.url("/api/v1/deadletters"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "deadletter",
+            "list",
+            "--format",
+            "json",
+            "--config",
+            &config,
+        ])
+        .args(["--db", &db])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let listed: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(listed, api["items"].as_array().unwrap().clone());
+    assert_eq!(listed.len(), 2);
+
     const RETRY: &str = "/api/v1/deadletters/retry";
     for body in ["", "{}", "null", r#"{"ids": []}"#, r#"{"all": false}"#] {
         let (status, answer) = post_raw(&server, RETRY, FROM_FILE, body).await;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use provtrail::server::api::routes as api_routes;
 use provtrail::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery};
 
 use super::OutputFormat;
@@ -58,36 +59,41 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
         } => {
             let settings = settings(&server)?;
             let store = open_store(&settings).await?;
-            let page = store
-                .route_deliveries(&RouteDeliveryQuery {
-                    route,
-                    state: Some(DeliveryState::Dead),
-                    limit,
-                    ..RouteDeliveryQuery::default()
-                })
-                .await;
+            let query = RouteDeliveryQuery {
+                route,
+                state: Some(DeliveryState::Dead),
+                limit,
+                ..RouteDeliveryQuery::default()
+            };
+            if format == OutputFormat::Json {
+                // The API's documents (`GET /api/v1/deadletters`), one per line.
+                let list = api_routes::deliveries(store.as_ref(), &settings.routes, &query).await;
+                store.close().await;
+                for delivery in list?.items {
+                    println!("{}", serde_json::to_string(&delivery)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let page = store.route_deliveries(&query).await;
             store.close().await;
             let page = page?;
             for mut delivery in page.items {
                 delivery.last_error = delivery
                     .last_error
                     .map(|error| settings.routes.redact(&error));
-                match format {
-                    OutputFormat::Json => println!("{}", serde_json::to_string(&delivery)?),
-                    OutputFormat::Text => println!(
-                        "#{} {} event {} ({}) {} attempts, dead since {}: {}",
-                        delivery.id,
-                        delivery.route,
-                        delivery.event_id,
-                        delivery.tracking_number.as_deref().unwrap_or("-"),
-                        delivery.attempts,
-                        format_time(delivery.updated_at),
-                        // A receiver's answer: no terminal control codes from it.
-                        super::terminal_safe(delivery.last_error.as_deref().unwrap_or("-"))
-                    ),
-                }
+                println!(
+                    "#{} {} event {} ({}) {} attempts, dead since {}: {}",
+                    delivery.id,
+                    delivery.route,
+                    delivery.event_id,
+                    delivery.tracking_number.as_deref().unwrap_or("-"),
+                    delivery.attempts,
+                    format_time(delivery.updated_at),
+                    // A receiver's answer: no terminal control codes from it.
+                    super::terminal_safe(delivery.last_error.as_deref().unwrap_or("-"))
+                );
             }
-            if page.next_cursor.is_some() && format == OutputFormat::Text {
+            if page.next_cursor.is_some() {
                 eprintln!("(more: raise --limit)");
             }
             Ok(ExitCode::SUCCESS)
