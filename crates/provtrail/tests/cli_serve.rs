@@ -129,6 +129,43 @@ async fn configured_token_means_no_token_file_is_generated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("capped.db");
+    let db_arg = db.display().to_string();
+    let args = [
+        "--db",
+        &db_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token",
+        TOKEN,
+    ];
+    let mut server = ServerProcess::start(dir.path(), &args);
+    await_output(&server, "Health: /healthz").await;
+    // Stopped cleanly, so that the schema is in the database file rather than its log.
+    server.terminate();
+    assert!(server.wait_exit().success());
+    // The store with its schema is larger than 8 KB.
+    let capped = [&args[..], &["--max-db-size", "8KB"]].concat();
+    let server = ServerProcess::start(dir.path(), &capped);
+    await_output(&server, "at or above --max-db-size").await;
+    // Readiness asks for room for a few events: there is none to grow into.
+    let ready = client().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    drop(server);
+    // With room, no warning.
+    let roomy = [&args[..], &["--max-db-size", "100MB"]].concat();
+    let server = ServerProcess::start(dir.path(), &roomy);
+    await_output(&server, "Health: /healthz").await;
+    assert!(
+        !server.output().contains("max-db-size"),
+        "{}",
+        server.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_auth_prints_a_loud_warning_and_accepts_events_without_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("open.db");

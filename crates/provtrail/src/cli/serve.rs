@@ -236,11 +236,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = &prepared.settings;
     let app = App::start(settings).await?;
     print_banner(&prepared, app.server.local_addr());
+    warn_when_full(settings);
     super::shutdown_signal().await;
     eprintln!("shutting down: finishing in-flight requests…");
     app.shutdown().await;
     eprintln!("stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A store already at its size cap takes no event: every delivery gets 503 until the cap is
+/// raised or space is freed. Said at the start rather than discovered from ISC's failures.
+fn warn_when_full(settings: &Settings) {
+    let Some(max) = settings.store.max_size_bytes else {
+        return;
+    };
+    // The cap is on the database file (SQLite's page count), not its logs or search index.
+    let Ok(size) = std::fs::metadata(&settings.store.path).map(|meta| meta.len()) else {
+        return;
+    };
+    if size >= max {
+        eprintln!();
+        eprintln!(
+            "WARNING: the database is {size} bytes, at or above --max-db-size ({max} bytes): it \
+             cannot grow, so events are answered 503 once the room left in its pages is used, \
+             and /readyz says unavailable, until the limit is raised."
+        );
+        eprintln!();
+    }
 }
 
 /// What to give ISC, printed once on start.
