@@ -259,10 +259,16 @@ pub fn is_json_lines_path(path: &Path) -> bool {
         })
 }
 
+/// Whether `body` is not one JSON document but reads as JSON lines (see
+/// [`looks_like_json_lines`]): such input is taken line by line.
+pub fn reads_as_json_lines(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() && looks_like_json_lines(body)
+}
+
 /// Whether `body`, which is not one JSON document, reads as JSON lines: more than one non-blank
 /// line, the first of which is a JSON document by itself. (A pretty-printed event that is broken
 /// somewhere starts with a line holding only `{`, which is not.)
-pub fn looks_like_json_lines(body: &[u8]) -> bool {
+fn looks_like_json_lines(body: &[u8]) -> bool {
     let mut lines = body
         .split(|&byte| byte == b'\n')
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
@@ -287,9 +293,7 @@ pub fn read_documents(
         reader
             .read_to_end(&mut body)
             .context("cannot read the input")?;
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
-            || !looks_like_json_lines(&body)
-        {
+        if !reads_as_json_lines(&body) {
             document(1, Bytes::from(body));
             return Ok(());
         }

@@ -132,9 +132,7 @@ fn check_whole(
     }
     // One event per line, read as a whole, is not JSON: it is taken line by line, as `ingest`
     // and `send` take it.
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
-        && super::looks_like_json_lines(&bytes)
-    {
+    if super::reads_as_json_lines(&bytes) {
         eprintln!(
             "{}: one JSON document per line: reading it as JSON lines (--jsonl)",
             origin_text(&origin)
