@@ -184,9 +184,25 @@ fn search_gives_the_same_output_from_a_file_and_from_a_server() {
             .starts_with(&format!("{},", sample.id))
     );
 
-    // A page that is not the last says how to continue.
-    let first = setup.both("search", &["--limit", "3"]);
-    assert!(String::from_utf8_lossy(&first.stderr).contains("--cursor"));
+    // A page that is not the last says how to continue, and the cursor it names gives the
+    // next page.
+    let first = setup.both("search", &["--limit", "3", "--format", "jsonl"]);
+    let hint = String::from_utf8_lossy(&first.stderr).into_owned();
+    let cursor = hint
+        .split_once("continue with --cursor ")
+        .and_then(|(_, rest)| rest.split([',', ' ', '\n']).next())
+        .unwrap_or_else(|| panic!("no cursor in {hint:?}"));
+    assert!(hint.starts_with("more events may match: "), "{hint}");
+    let next = setup.both(
+        "search",
+        &["--limit", "3", "--format", "jsonl", "--cursor", cursor],
+    );
+    let (first_ids, next_ids) = (ids(&first), ids(&next));
+    assert_eq!((first_ids.len(), next_ids.len()), (3, 3));
+    assert!(
+        first_ids.iter().min() > next_ids.iter().max(),
+        "{first_ids:?} then {next_ids:?}"
+    );
 }
 
 #[test]

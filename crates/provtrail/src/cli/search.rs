@@ -129,7 +129,7 @@ async fn search(backend: &Backend, args: &SearchArgs) -> anyhow::Result<ExitCode
     let mut printer = Printer::new(args.format);
     let mut cursor = args.cursor.clone();
     let mut scanned = 0u64;
-    loop {
+    let more = loop {
         let mut pairs = args.pairs();
         push(&mut pairs, "cursor", cursor.as_ref());
         let page: EventList = backend.search(pairs).await?;
@@ -137,21 +137,20 @@ async fn search(backend: &Backend, args: &SearchArgs) -> anyhow::Result<ExitCode
         printer.page(&mut out, &page.items)?;
         cursor = page.next_cursor;
         if !args.all || cursor.is_none() {
-            if let Some(cursor) = &cursor {
-                let why = if page.complete {
-                    "more events may match"
-                } else {
-                    "the filter's scan budget ran out"
-                };
-                eprintln!(
-                    "{why} (scanned {scanned}): continue with --cursor {cursor}, or use --all"
-                );
-            }
-            break;
+            break cursor.map(|cursor| (cursor, page.complete));
         }
-    }
+    };
     printer.finish(&mut out)?;
     out.flush()?;
+    // After the results, so that the hint follows the table it is about.
+    if let Some((cursor, complete)) = more {
+        let why = if complete {
+            "more events may match".to_owned()
+        } else {
+            format!("the filter's scan budget ran out after {scanned} events")
+        };
+        eprintln!("{why}: continue with --cursor {cursor}, or use --all");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
