@@ -789,6 +789,30 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
     );
     assert!(dir.path().join("provtrail-demo.db").exists());
     assert!(!real_db.exists(), "the environment's store was not touched");
+    // It says where to look: the web UI with the read token that opens it, and commands that
+    // work on its store as printed.
+    let said = stdout(&output);
+    let read_token =
+        std::fs::read_to_string(dir.path().join("provtrail-demo.db.read-token")).unwrap();
+    assert!(
+        said.contains(&format!(
+            "sign in with the read token {},",
+            read_token.trim()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("provtrail quarantine --db provtrail-demo.db\n"),
+        "{said}"
+    );
+    let quarantine = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["quarantine", "--db", "provtrail-demo.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let listed = stdout(&quarantine);
+    assert!(listed.contains("invalid_event"), "{listed}");
+    assert!(listed.contains("not_json"), "{listed}");
     assert!(
         listener.accept().is_err(),
         "the configuration's route received nothing"

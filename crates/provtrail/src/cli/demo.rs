@@ -194,17 +194,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     say!()?;
-    say!("Where to look:")?;
-    say!("  {base}/metrics                 Prometheus metrics")?;
-    say!("  {base}/readyz                  readiness")?;
-    say!(
-        "  provtrail export --db {}  every stored event, with its receipt",
-        prepared.settings.store.path.display()
-    )?;
-    say!(
-        "  provtrail send {base}/events FILE --token-file {}   post your own events",
-        provtrail::app::token_path(&prepared.settings.store.path).display()
-    )?;
+    where_to_look(&prepared, &base)?;
     if args.exit {
         app.shutdown().await;
         return Ok(ExitCode::SUCCESS);
@@ -214,6 +204,57 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     super::shutdown_signal().await;
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pages, commands and endpoints that show what the traffic left behind.
+fn where_to_look(prepared: &super::serve::Prepared, base: &str) -> anyhow::Result<()> {
+    let db = prepared.settings.store.path.display();
+    // The demo's store holds made-up events only, so its read token can be shown every time.
+    let sign_in = match &prepared.read_token_file {
+        Some(path) => {
+            let token = prepared
+                .new_read_token
+                .clone()
+                .or_else(|| std::fs::read_to_string(path).ok())
+                .map(|token| token.trim().to_owned())
+                .unwrap_or_default();
+            format!(
+                "sign in with the read token {token}, kept in {}",
+                path.display()
+            )
+        }
+        None => "sign in with one of the configured read tokens".to_owned(),
+    };
+    let send = match &prepared.token_file {
+        Some(token_file) => format!(
+            "provtrail send {base}/events FILE --token-file {}",
+            token_file.display()
+        ),
+        None if prepared.settings.no_auth => format!("provtrail send {base}/events FILE"),
+        None => format!("provtrail send {base}/events FILE --token …"),
+    };
+    let places = [
+        ("the web UI", format!("{base}/")),
+        ("", sign_in),
+        (
+            "failed requests",
+            format!("provtrail search --db {db} --result FAILED"),
+        ),
+        ("outcomes by source", format!("provtrail stats --db {db}")),
+        (
+            "refused documents",
+            format!("provtrail quarantine --db {db}"),
+        ),
+        ("every stored event", format!("provtrail export --db {db}")),
+        ("metrics", format!("{base}/metrics")),
+        ("post your own events", send),
+    ];
+    let width = places.iter().map(|(what, _)| what.len()).max().unwrap_or(0);
+    say!("Where to look:")?;
+    for (what, place) in places {
+        say!("  {what:<width$}  {place}")?;
+    }
+    Ok(())
 }
 
 /// "12 accepted, 1 duplicate": the report's answers by outcome.
