@@ -167,10 +167,19 @@ const OPERATIONS: &[(&str, u32)] = &[
     ("Delete", 8),
 ];
 
-const CONNECTOR_ERRORS: &[&str] = &[
+/// What a directory connector (Active Directory, LDAP) says when it fails.
+const DIRECTORY_ERRORS: &[&str] = &[
     "connection timed out after 30000 ms",
     "LDAP: error code 50 - Insufficient Access Rights",
     "LDAP: error code 19 - 0000052D: Constraint violation (password history)",
+    "LDAP: error code 68 - Entry Already Exists",
+    "account is locked by the target system",
+    "the group does not exist on the target",
+];
+
+/// What a connector to a web API says when it fails.
+const API_ERRORS: &[&str] = &[
+    "connection timed out after 30000 ms",
     "HTTP 429 Too Many Requests from target API",
     "HTTP 503 Service Unavailable from target API",
     "account is locked by the target system",
@@ -318,7 +327,13 @@ impl Generator {
                 errors.push(format!(
                     "Connector {} failed: {}",
                     source.target,
-                    pick(rng, CONNECTOR_ERRORS)
+                    pick(
+                        rng,
+                        match source.account_style {
+                            AccountStyle::DistinguishedName => DIRECTORY_ERRORS,
+                            _ => API_ERRORS,
+                        }
+                    )
                 ));
             }
             let account_id = match source.account_style {
