@@ -10,7 +10,9 @@ use crate::config::{ConfigError, FileConfig, parse_duration, parse_size};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::routes::{Dispatcher, Routes};
-use crate::server::{AppState, RunningServer, ServerConfig, Tls, router};
+use crate::server::{
+    AppState, RunningServer, ServerConfig, Tls, malformed_request_recorder, router,
+};
 use crate::store::sqlite::{GroupCommit, LogSync, SqliteSettings, SqliteStore};
 use crate::store::{SharedStore, StoreError};
 
@@ -363,14 +365,18 @@ impl App {
             &server_config,
         )
         .with_routes(routes.clone(), settings.admin_credentials());
+        let on_malformed = malformed_request_recorder(state.clone());
         let router = router(state, &server_config);
-        let server = match RunningServer::start(router, &server_config, tls).await {
-            Ok(server) => server,
-            Err(err) => {
-                store.close().await;
-                return Err(err.into());
-            }
-        };
+        let server =
+            match RunningServer::start_with_hook(router, &server_config, tls, Some(on_malformed))
+                .await
+            {
+                Ok(server) => server,
+                Err(err) => {
+                    store.close().await;
+                    return Err(err.into());
+                }
+            };
         let dispatcher = (!routes.is_empty())
             .then(|| Dispatcher::start(routes.clone(), store.clone(), metrics.clone()));
         Ok(App {

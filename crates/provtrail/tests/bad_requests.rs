@@ -571,3 +571,108 @@ async fn one_address_cannot_take_every_connection() {
     drop(held);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_are_not_http_are_answered_by_http_and_still_recorded() {
+    let mut server = TestServer::start().await;
+    let auth = auth_line();
+    let long_uri = format!(
+        "POST /events/{} HTTP/1.1\r\nHost: test\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many_headers = format!(
+        "POST /events HTTP/1.1\r\nHost: test\r\n{auth}{}\r\n",
+        (0..200)
+            .map(|n| format!("X-{n}: {n}\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        // A byte that no header value may hold.
+        (
+            format!("POST /events HTTP/1.1\r\nHost: test\r\n{auth}X: a\x01b\r\nContent-Length: 2\r\n\r\n{{}}")
+                .into_bytes(),
+            400,
+        ),
+        // Two lengths that disagree: no one can say where the body ends.
+        (
+            format!("POST /events HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}")
+                .into_bytes(),
+            400,
+        ),
+        // A transfer coding that does not end in chunked.
+        (
+            format!("POST /events HTTP/1.1\r\nHost: test\r\n{auth}Transfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{{}}")
+                .into_bytes(),
+            400,
+        ),
+        (long_uri.into_bytes(), 414),
+        (many_headers.into_bytes(), 431),
+    ];
+    for (n, (request, status)) in cases.iter().enumerate() {
+        let answer = raw_exchange(server.addr, request).await;
+        assert_eq!(answer.status, *status, "case {n}: {}", answer.head);
+    }
+    // Each has its record, with what was wrong and from where; the path was never read.
+    server.await_deliveries(cases.len() as u64).await;
+    let records = deliveries(&server.db);
+    for (record, (_, status)) in records.iter().zip(&cases) {
+        assert_eq!(record.status, i64::from(*status), "{record:?}");
+        assert_eq!(record.outcome, "rejected", "{record:?}");
+        assert_eq!(record.path, "-", "{record:?}");
+        assert!(
+            record
+                .remote_addr
+                .as_deref()
+                .unwrap()
+                .starts_with("127.0.0.1:"),
+            "{record:?}"
+        );
+        assert!(
+            record
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("not a well-formed HTTP request: "),
+            "{record:?}"
+        );
+    }
+    // And they are counted with the other answers.
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"provtrail_http_requests_total{route="malformed",status="400"} 3"#),
+        "{metrics}"
+    );
+    server.assert_still_serving("inv-after-malformed").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_stays_open_for_the_idle_timeout_not_the_header_timeout() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.header_timeout = Some("1s".into());
+        config.server.idle_timeout = Some("3s".into());
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = authorized_post("/events", &event("inv-keep-alive-1"));
+    stream.write_all(&request).await.unwrap();
+    assert_eq!(expect_response(&mut stream).await.status, 200);
+    // Idle past the header timeout, within the idle timeout: the connection still serves.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let request = authorized_post("/events", &event("inv-keep-alive-2"));
+    stream.write_all(&request).await.unwrap();
+    assert_eq!(expect_response(&mut stream).await.status, 200);
+    // The idle time counts from the last answer; past the idle timeout the server closes it.
+    let started = std::time::Instant::now();
+    assert!(
+        closed_by_server(&mut stream).await.is_some(),
+        "an idle connection must be closed after the idle timeout"
+    );
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2_500),
+        "closed after {idle:?}"
+    );
+    server.assert_still_serving("inv-after-keep-alive").await;
+    server.shutdown().await;
+}

@@ -83,10 +83,11 @@ pub struct ServerArgs {
     /// Time for a whole request to arrive [default: 30s].
     #[arg(long, env = "PROVTRAIL_REQUEST_TIMEOUT", value_name = "DURATION")]
     pub request_timeout: Option<String>,
-    /// Time for request headers to arrive [default: 10s].
+    /// Time for a new connection's first request headers to arrive [default: 10s].
     #[arg(long, env = "PROVTRAIL_HEADER_TIMEOUT", value_name = "DURATION")]
     pub header_timeout: Option<String>,
-    /// Time a connection may stay open between requests, HTTP/2 included [default: 60s].
+    /// Time a connection may stay open with no request in flight, HTTP/1.1 keep-alive and HTTP/2
+    /// alike [default: 60s].
     #[arg(long, env = "PROVTRAIL_IDLE_TIMEOUT", value_name = "DURATION")]
     pub idle_timeout: Option<String>,
     /// Requests handled at once before answering 503 [default: 1024].

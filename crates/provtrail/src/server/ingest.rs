@@ -27,6 +27,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+use super::listener::MalformedRequest;
 use super::{AppState, error_response};
 use crate::ingest::{MAX_CHANNEL_LEN, is_channel_name};
 use crate::metrics::EventOutcome;
@@ -298,13 +299,36 @@ pub(super) fn refuse(
 /// Answers a refused request and records it in the delivery log, unless refusals come faster
 /// than [`RejectionBudget`] allows.
 fn reject(state: &AppState, receipt: Receipt, status: StatusCode, reason: &str) -> Response {
+    record_refusal(state, receipt, status.as_u16(), reason);
+    error_response(status, reason)
+}
+
+/// Records a request that HTTP itself refused as malformed (hyper answered it), as any other
+/// refusal: its method and path were never read, so both are `-`.
+pub(super) fn record_malformed(state: &AppState, malformed: MalformedRequest) {
+    state.metrics.count_request("malformed", malformed.status);
+    let receipt = Receipt {
+        received_at: chrono::Utc::now().timestamp_millis(),
+        remote_addr: Some(malformed.remote.to_string()),
+        channel: None,
+        method: "-".to_owned(),
+        path: "-".to_owned(),
+        size: 0,
+        user_agent: None,
+    };
+    record_refusal(state, receipt, malformed.status, &malformed.reason);
+}
+
+/// Counts a refused request and records it in the delivery log, unless refusals come faster than
+/// [`RejectionBudget`] allows.
+fn record_refusal(state: &AppState, receipt: Receipt, status: u16, reason: &str) {
     state.metrics.count_event(EventOutcome::rejected);
     let Some(unrecorded) = state.rejection_budget.admit(Instant::now()) else {
         state.metrics.rejections_rate_limited.inc();
-        return error_response(status, reason);
+        return;
     };
     tracing::info!(
-        status = status.as_u16(),
+        status,
         remote = receipt.remote_addr.as_deref().unwrap_or("-"),
         channel = receipt.channel.as_deref().unwrap_or("-"),
         reason,
@@ -321,10 +345,9 @@ fn reject(state: &AppState, receipt: Receipt, status: StatusCode, reason: &str) 
     };
     state.store.record_rejection(Rejection {
         receipt,
-        status: status.as_u16(),
+        status,
         reason: recorded,
     });
-    error_response(status, reason)
 }
 
 /// Refused requests recorded one by one per second, on average.

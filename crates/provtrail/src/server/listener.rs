@@ -6,7 +6,8 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -16,7 +17,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -102,6 +103,17 @@ impl RunningServer {
         config: &ServerConfig,
         tls: Option<Tls>,
     ) -> Result<Self, ServerError> {
+        Self::start_with_hook(router, config, tls, None).await
+    }
+
+    /// Binds and starts serving `router`, telling `on_malformed` of every request that HTTP
+    /// itself refused (see [`MalformedRequest`]).
+    pub async fn start_with_hook(
+        router: Router,
+        config: &ServerConfig,
+        tls: Option<Tls>,
+        on_malformed: Option<MalformedRequestHook>,
+    ) -> Result<Self, ServerError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -116,7 +128,7 @@ impl RunningServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let config = config.clone();
         let task = tokio::spawn(async move {
-            serve(listener, router, &config, tls, async {
+            serve(listener, router, &config, tls, on_malformed, async {
                 let _ = stopped.await;
             })
             .await;
@@ -147,42 +159,170 @@ impl RunningServer {
     }
 }
 
+/// A request that the HTTP layer refused before any handler saw it: a request line or header
+/// that is not HTTP (an invalid byte, a folded header, two different `Content-Length`s, a transfer
+/// coding that does not end in `chunked`), or a head or URI over hyper's limits. hyper answers
+/// these itself (400, 414 or 431) and closes the connection.
+#[derive(Debug, Clone)]
+pub struct MalformedRequest {
+    /// Who sent it.
+    pub remote: SocketAddr,
+    /// The status hyper answered with.
+    pub status: u16,
+    /// What was wrong, in hyper's words.
+    pub reason: String,
+}
+
+/// Told of each [`MalformedRequest`], so that it can be counted and recorded like any other
+/// refused request.
+pub type MalformedRequestHook = Arc<dyn Fn(MalformedRequest) + Send + Sync>;
+
+/// The requests of one connection being answered, and when that last changed, so that the
+/// connection's idle time is counted from the end of its last answer. Requests only write it;
+/// the connection's task reads it when its timer fires, so no request wakes that task.
+struct Activity {
+    base: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `base` to the last start or end of a request; [`NEVER`] before the
+    /// first.
+    changed_at: AtomicU64,
+}
+
+/// `Activity::changed_at` of a connection that has not started a request yet.
+const NEVER: u64 = u64::MAX;
+
+/// What a connection is doing, as its timer sees it.
+enum Doing {
+    /// No request has started yet.
+    Nothing,
+    /// Answering requests.
+    Answering,
+    /// Waiting for a request since then.
+    IdleSince(Instant),
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            changed_at: AtomicU64::new(NEVER),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(NEVER - 1);
+        self.changed_at.store(millis, Ordering::Release);
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    fn doing(&self) -> Doing {
+        let changed_at = self.changed_at.load(Ordering::Acquire);
+        if changed_at == NEVER {
+            Doing::Nothing
+        } else if self.in_flight.load(Ordering::Acquire) > 0 {
+            Doing::Answering
+        } else {
+            Doing::IdleSince(self.base + Duration::from_millis(changed_at))
+        }
+    }
+}
+
+/// One request being answered, until dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
 /// Runs a connection until it ends, closing it: at once when no request has begun within
 /// `header_timeout` (the HTTP/1 header timeout only starts once the protocol has been told apart
 /// from HTTP/2, which takes the first bytes, so a client that connects and sends nothing would
 /// otherwise hold a connection slot for ever); gracefully (requests in flight are answered)
-/// when no request has begun for `idle_timeout` (see [`ServerConfig::idle_timeout`]), or when
-/// the server shuts down.
-async fn run_connection<C: GracefulConnection>(
+/// when none has been in flight for `idle_timeout` (see [`ServerConfig::idle_timeout`]), or when
+/// the server shuts down. A request hyper refused as malformed is told to `on_malformed`.
+async fn run_connection<C>(
     connection: C,
-    request_started: &Notify,
+    activity: &Activity,
     (header_timeout, idle_timeout): (Duration, Duration),
     mut shutdown: watch::Receiver<bool>,
-) {
+    on_malformed: Option<(&MalformedRequestHook, SocketAddr)>,
+) where
+    C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
+{
     tokio::pin!(connection);
-    let mut wait = header_timeout;
-    let mut served = false;
-    loop {
+    let report = |result: Result<(), C::Error>| {
+        if let (Err(err), Some((hook, remote))) = (result, on_malformed) {
+            if let Some(malformed) = malformed_request(&*err, remote) {
+                hook(malformed);
+            }
+        }
+    };
+    let mut deadline = Instant::now() + header_timeout;
+    let idle_close = loop {
         tokio::select! {
-            _ = connection.as_mut() => return,
-            started = tokio::time::timeout(wait, request_started.notified()) => {
-                if started.is_ok() {
-                    served = true;
-                    wait = idle_timeout;
-                    continue;
-                }
-                if !served {
+            result = connection.as_mut() => return report(result),
+            () = tokio::time::sleep_until(deadline.into()) => match activity.doing() {
+                Doing::Nothing => {
                     tracing::debug!("no request within the header timeout; closing the connection");
                     return;
                 }
-                tracing::debug!("no request for the idle timeout; closing the connection");
-                break;
-            }
-            _ = shutdown.changed() => break,
+                // A request in flight is bounded by the request timeout; look again later.
+                Doing::Answering => deadline = Instant::now() + idle_timeout,
+                Doing::IdleSince(since) if since + idle_timeout > Instant::now() => {
+                    deadline = since + idle_timeout;
+                }
+                Doing::IdleSince(_) => {
+                    tracing::debug!("no request for the idle timeout; closing the connection");
+                    break true;
+                }
+            },
+            _ = shutdown.changed() => break false,
         }
-    }
+    };
     connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+    if idle_close {
+        // Nothing is in flight: an HTTP/2 goodbye takes one ping's round trip, and a client that
+        // does not answer pings does not get to keep the connection open for that.
+        if let Ok(result) = tokio::time::timeout(header_timeout, connection).await {
+            report(result);
+        }
+    } else {
+        report(connection.await);
+    }
+}
+
+/// The refusal hyper made of a malformed request, if that is why a connection ended.
+fn malformed_request(
+    err: &(dyn std::error::Error + 'static),
+    remote: SocketAddr,
+) -> Option<MalformedRequest> {
+    let err = err.downcast_ref::<hyper::Error>()?;
+    if !err.is_parse() || err.is_parse_status() {
+        return None;
+    }
+    // hyper's own answers to what it could not parse (its `Parse` kinds are not public).
+    let reason = err.to_string();
+    let status = if !err.is_parse_too_large() {
+        400
+    } else if reason.contains("URI") {
+        414
+    } else {
+        431
+    };
+    Some(MalformedRequest {
+        remote,
+        status,
+        reason: format!("not a well-formed HTTP request: {reason}"),
+    })
 }
 
 /// Open connections per remote address, so that no single address can take every place under
@@ -246,13 +386,22 @@ pub async fn serve(
     router: Router,
     config: &ServerConfig,
     tls: Option<Tls>,
+    on_malformed: Option<MalformedRequestHook>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
+        // hyper starts this timer as soon as a connection waits for its next request, so alone
+        // it would close a kept-alive connection after `header_timeout` however long the idle
+        // timeout. The first request's headers are bounded by `run_connection`'s own timer, and
+        // a kept-alive connection is closed by its idle timer (a second later than this one
+        // would fire otherwise), so that a connection may stay open `idle_timeout` between
+        // requests, as configured.
+        .header_read_timeout(
+            config.header_timeout.max(config.idle_timeout) + Duration::from_secs(1),
+        )
         .keep_alive(true);
     builder
         .http2()
@@ -294,26 +443,34 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let first_request = Arc::new(Notify::new());
-        let started = first_request.clone();
-        let service =
-            router
-                .clone()
-                .map_request(move |mut request: axum::http::Request<Incoming>| {
-                    started.notify_one();
-                    request.extensions_mut().insert(ConnectInfo(remote));
-                    request
-                });
+        let activity = Arc::new(Activity::new());
+        let requests = activity.clone();
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            })
+            .map_future(move |answer| {
+                let in_flight = requests.begin();
+                async move {
+                    let answer = answer.await;
+                    drop(in_flight);
+                    answer
+                }
+            });
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
         let stop_signal = stop_signal.clone();
         let acceptor = acceptor.clone();
+        let on_malformed = on_malformed.clone();
         tokio::spawn(async move {
             let _permits = (permit, address_slot);
+            let hook = on_malformed.as_ref().map(|hook| (hook, remote));
             match acceptor {
                 None => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    run_connection(connection, &first_request, timeouts, stop_signal).await;
+                    run_connection(connection, &activity, timeouts, stop_signal, hook).await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -323,7 +480,7 @@ pub async fn serve(
                         return;
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    run_connection(connection, &first_request, timeouts, stop_signal).await;
+                    run_connection(connection, &activity, timeouts, stop_signal, hook).await;
                 }
             }
         });

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-pub use listener::{RunningServer, ServerError, Tls};
+pub use listener::{MalformedRequest, MalformedRequestHook, RunningServer, ServerError, Tls};
 
 use crate::auth::Credentials;
 use crate::ingest::Ingestor;
@@ -40,13 +40,12 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Whole-request timeout (headers and body).
     pub request_timeout: Duration,
-    /// Header timeout.
+    /// Time for a new connection's first request headers to arrive. On a kept-alive connection
+    /// the idle timeout bounds the wait for the next request, headers included.
     pub header_timeout: Duration,
-    /// How long a connection may stay open without starting a request, once it has made one.
-    /// HTTP/1 keep-alive connections are closed sooner by the header timeout (the wait for the
-    /// next request's headers); an HTTP/2 connection has no such timeout of its own, and a
-    /// client that answers the server's pings could otherwise hold its connection, and its place
-    /// under the connection cap, for ever.
+    /// How long a connection may stay open with no request in flight, once it has made one,
+    /// HTTP/1.1 keep-alive and HTTP/2 alike: an HTTP/2 client that answers the server's pings
+    /// could otherwise hold its connection, and its place under the connection cap, for ever.
     pub idle_timeout: Duration,
     /// Requests handled at once before answering 503.
     pub max_concurrent_requests: usize,
@@ -229,6 +228,12 @@ fn is_ingest_path(path: &str) -> bool {
 /// when it is busiest.
 fn is_operations_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Counts and records the requests that HTTP itself refused as malformed, as refused requests
+/// of the delivery log (pass to [`RunningServer::start_with_hook`]).
+pub fn malformed_request_recorder(state: AppState) -> MalformedRequestHook {
+    Arc::new(move |malformed| ingest::record_malformed(&state, malformed))
 }
 
 /// A JSON error body `{"status": "rejected", "error": …}`.
