@@ -38,6 +38,14 @@ async fn wrong_methods_on_the_ingest_routes_are_405_and_unknown_paths_404() {
     let nested = server.post("/events/a/b", event("inv-wrong-path")).await;
     assert_eq!(nested.status, 400);
     assert_eq!(server.app().store.counts().await.unwrap().events, 0);
+    // Each request below /events has its record (`/event` is not), a wrong method on a
+    // channel's URL under that channel.
+    server.await_deliveries(9).await;
+    let records = deliveries(&server.db);
+    for record in records.iter().filter(|record| record.status == 405) {
+        let expected = (record.path == "/events/isc").then(|| "isc".to_owned());
+        assert_eq!(record.channel, expected, "{record:?}");
+    }
     server.assert_still_serving("inv-after-methods").await;
     server.shutdown().await;
 }

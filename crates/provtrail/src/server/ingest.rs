@@ -293,7 +293,16 @@ pub(super) fn refuse(
     reason: &str,
 ) -> Response {
     let (parts, _) = request.into_parts();
-    reject(state, receipt(&parts, None), status, reason)
+    let channel = channel_in_path(parts.uri.path());
+    reject(state, receipt(&parts, channel), status, reason)
+}
+
+/// The channel a request to `/events/<channel>` names, when it is one that events can be filed
+/// under (so that a wrong method on a subscription's URL is listed under its channel).
+fn channel_in_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/events/")?;
+    let channel = rest.strip_suffix('/').unwrap_or(rest);
+    is_channel_name(channel).then(|| channel.to_owned())
 }
 
 /// Answers a refused request and records it in the delivery log, unless refusals come faster
