@@ -38,4 +38,38 @@ pub(crate) fn become_background_thread() {
         }
     }
 }
+
+/// Raises the soft limit on open files towards `wanted`, as far as the hard limit allows, and
+/// returns the soft limit then in force (`None` where it cannot be read). Every connection is a
+/// file: a server under the common default of 1,024 would refuse connections long before its
+/// connection cap, however that is configured.
+pub fn raise_open_file_limit(wanted: u64) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let current = limit.current?;
+        let reachable = limit.maximum.map_or(wanted, |maximum| wanted.min(maximum));
+        if reachable <= current {
+            return Some(current);
+        }
+        let raised = rustix::process::Rlimit {
+            current: Some(reachable),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => Some(reachable),
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot raise the open-file limit");
+                Some(current)
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = wanted;
+        None
+    }
+}
+
 pub mod search;

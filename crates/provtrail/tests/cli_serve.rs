@@ -181,3 +181,68 @@ async fn no_auth_prints_a_loud_warning_and_accepts_events_without_credentials() 
     let url = server.url("/events");
     assert_eq!(post_with(&url, None, "inv-open").await.status, 200);
 }
+
+/// `provtrail serve` under the open-file limits `limits` (a `ulimit` argument), with a short
+/// connection cap; returns the limits the running process has and what it said.
+fn serve_under_ulimit(limits: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("provtrail.toml"),
+        "[server]\nmax_connections = 2000\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--ingest-token", "file-limit-token"])
+        .env_remove("PROVTRAIL_CONFIG")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut said = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    (open_files, said)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_file_limit_is_raised_to_fit_the_connection_cap_or_the_start_says_why_not() {
+    // A soft limit of 300 under a hard one of 5,000: raised to the cap and room beside it.
+    let (open_files, said) = serve_under_ulimit("-S -n 300 && ulimit -H -n 5000");
+    let soft: u64 = open_files
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(soft, 2000 + 256, "{open_files}\n{said}");
+    assert!(!said.contains("WARNING"), "{said}");
+    // A hard limit of 300: the start says what that means and what to do.
+    let (open_files, said) = serve_under_ulimit("-n 300");
+    assert!(open_files.contains(" 300 "), "{open_files}");
+    assert!(
+        said.contains("may open at most 300 files (ulimit -n), so it can keep about 44 connections open, not the 2000"),
+        "{said}"
+    );
+}

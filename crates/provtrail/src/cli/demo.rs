@@ -72,6 +72,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         prepared.settings.routes = std::sync::Arc::new(provtrail::routes::Routes::none());
     }
+    super::serve::ensure_open_file_room(prepared.settings.server.max_connections);
     let app = App::start(&prepared.settings).await?;
     let addr = app.server.local_addr();
     let base = format!("http://{addr}");

@@ -235,6 +235,7 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let prepared = prepare(&args.server)?;
     let settings = &prepared.settings;
+    ensure_open_file_room(settings.server.max_connections);
     let app = App::start(settings).await?;
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
@@ -243,6 +244,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     app.shutdown().await;
     eprintln!("stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Files the server keeps open besides its connections: the store's database, logs and search
+/// index, the listener, the routes' files and outgoing connections, with room to spare.
+const FILES_BESIDE_CONNECTIONS: u64 = 256;
+
+/// Raises the open-file limit to what the connection cap needs, and says so at the start when
+/// the hard limit does not allow it (rather than leaving it to `accept` failures under load).
+pub fn ensure_open_file_room(max_connections: usize) {
+    let wanted = max_connections as u64 + FILES_BESIDE_CONNECTIONS;
+    if let Some(limit) = provtrail::raise_open_file_limit(wanted) {
+        if limit < wanted {
+            let connections = limit.saturating_sub(FILES_BESIDE_CONNECTIONS);
+            eprintln!();
+            eprintln!(
+                "WARNING: this process may open at most {limit} files (ulimit -n), so it can \
+                 keep about {connections} connections open, not the {max_connections} that \
+                 server.max_connections allows: connections beyond that are refused. Raise the \
+                 limit (ulimit -n, or LimitNOFILE= under systemd) or lower \
+                 server.max_connections."
+            );
+            eprintln!();
+        }
+    }
 }
 
 /// A store already at its size cap takes no event: every delivery gets 503 until the cap is
