@@ -388,6 +388,20 @@ async fn client_that_never_finishes_its_headers_is_disconnected_after_the_header
     drip.abort();
 
     server.assert_still_serving("inv-after-headers").await;
+    // Both requests that began have their record, though no answer was sent.
+    server.await_deliveries(3).await;
+    let cut_off: Vec<Delivery> = deliveries(&server.db)
+        .into_iter()
+        .filter(|record| record.status == 408)
+        .collect();
+    assert_eq!(cut_off.len(), 2, "{cut_off:?}");
+    for record in &cut_off {
+        let reason = record.reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with("the request's headers did not end within the header timeout (1s;"),
+            "{reason}"
+        );
+    }
     server.shutdown().await;
 }
 
@@ -413,6 +427,19 @@ async fn idle_connection_that_sends_nothing_is_closed_after_the_header_timeout()
         );
     }
     server.assert_still_serving("inv-after-idle").await;
+    // A connection that sent nothing, or began HTTP/2 without a request, made no request; the
+    // one that began an HTTP/1 request line did, and has its record.
+    server.await_deliveries(2).await;
+    let records = deliveries(&server.db);
+    assert_eq!(records[0].status, 408, "{records:?}");
+    assert!(
+        records[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("1 byte received"),
+        "{records:?}"
+    );
     server.shutdown().await;
 }
 

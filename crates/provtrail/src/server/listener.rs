@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -16,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -161,15 +164,17 @@ impl RunningServer {
 
 /// A request that the HTTP layer refused before any handler saw it: a request line or header
 /// that is not HTTP (an invalid byte, a folded header, two different `Content-Length`s, a transfer
-/// coding that does not end in `chunked`), or a head or URI over hyper's limits. hyper answers
-/// these itself (400, 414 or 431) and closes the connection.
+/// coding that does not end in `chunked`), or a head or URI over hyper's limits, which hyper
+/// answers itself (400, 414 or 431) before it closes the connection; or an HTTP/1 request whose
+/// headers began but did not end within the header timeout, whose connection is closed without
+/// an answer (408).
 #[derive(Debug, Clone)]
 pub struct MalformedRequest {
     /// Who sent it.
     pub remote: SocketAddr,
-    /// The status hyper answered with.
+    /// The status hyper answered with (408: none was sent).
     pub status: u16,
-    /// What was wrong, in hyper's words.
+    /// What was wrong.
     pub reason: String,
 }
 
@@ -186,6 +191,10 @@ struct Activity {
     /// Milliseconds from `base` to the last start or end of a request; [`NEVER`] before the
     /// first.
     changed_at: AtomicU64,
+    /// Bytes received on the connection (after TLS), by [`Counted`].
+    received: AtomicU64,
+    /// Whether the connection began with the HTTP/2 preface.
+    http2: AtomicBool,
 }
 
 /// `Activity::changed_at` of a connection that has not started a request yet.
@@ -207,6 +216,8 @@ impl Activity {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             changed_at: AtomicU64::new(NEVER),
+            received: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
         }
     }
 
@@ -230,6 +241,67 @@ impl Activity {
         } else {
             Doing::IdleSince(self.base + Duration::from_millis(changed_at))
         }
+    }
+}
+
+/// A connection's stream, counting the bytes that arrive, so that a connection closed for
+/// headers that never ended can be told from one that sent nothing.
+struct Counted<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let arrived = &buf.filled()[before..];
+        if !arrived.is_empty() {
+            let activity = &self.activity;
+            if activity
+                .received
+                .fetch_add(arrived.len() as u64, Ordering::Relaxed)
+                == 0
+                && arrived.starts_with(b"PRI ")
+            {
+                activity.http2.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -273,6 +345,24 @@ async fn run_connection<C>(
             () = tokio::time::sleep_until(deadline.into()) => match activity.doing() {
                 Doing::Nothing => {
                     tracing::debug!("no request within the header timeout; closing the connection");
+                    let received = activity.received.load(Ordering::Relaxed);
+                    // An HTTP/1 request that began: recorded. A connection that sent nothing,
+                    // or an HTTP/2 one that opened without a request, made no request.
+                    if received > 0 && !activity.http2.load(Ordering::Relaxed) {
+                        if let Some((hook, remote)) = on_malformed {
+                            hook(MalformedRequest {
+                                remote,
+                                status: 408,
+                                reason: format!(
+                                    "the request's headers did not end within the header \
+                                     timeout ({}; {received} byte{} received): the connection \
+                                     was closed without an answer",
+                                    humantime::format_duration(header_timeout),
+                                    if received == 1 { "" } else { "s" }
+                                ),
+                            });
+                        }
+                    }
                     return;
                 }
                 // A request in flight is bounded by the request timeout; look again later.
@@ -469,6 +559,10 @@ pub async fn serve(
             let hook = on_malformed.as_ref().map(|hook| (hook, remote));
             match acceptor {
                 None => {
+                    let stream = Counted {
+                        inner: stream,
+                        activity: activity.clone(),
+                    };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     run_connection(connection, &activity, timeouts, stop_signal, hook).await;
                 }
@@ -478,6 +572,10 @@ pub async fn serve(
                     let Ok(Ok(stream)) = handshake else {
                         tracing::debug!(%remote, "TLS handshake failed or timed out");
                         return;
+                    };
+                    let stream = Counted {
+                        inner: stream,
+                        activity: activity.clone(),
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     run_connection(connection, &activity, timeouts, stop_signal, hook).await;
