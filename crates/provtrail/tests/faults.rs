@@ -298,3 +298,116 @@ async fn full_file_system_answers_503_and_recovers_when_space_is_freed() {
     assert_store_matches(&db, &tally);
     drop(mount);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_deleted_under_the_server_is_never_answered_200_again() {
+    let mut server = TestServer::start().await;
+    let before = server.post("/events", event("inv-before-delete")).await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    // A careless clean-up: the database and its log are gone, the server's files still open.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = server.db.clone().into_os_string();
+        path.push(suffix);
+        std::fs::remove_file(PathBuf::from(path)).unwrap();
+    }
+    // Anything committed now would be written to files nothing reads again: no 200 for it.
+    for n in 0..5 {
+        let answer = server
+            .post("/events", event(&format!("inv-after-delete-{n}")))
+            .await;
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert!(answer.header("retry-after").is_some());
+        assert!(
+            answer
+                .text()
+                .contains("was deleted while the server was running"),
+            "{}",
+            answer.text()
+        );
+    }
+    await_readiness(&server, 503).await;
+    let ready = server.get("/readyz").await.text();
+    assert!(ready.contains("restart provtrail"), "{ready}");
+    // Nor does it make an empty database where the old one was.
+    assert!(!server.db.exists());
+    server.shutdown().await;
+}
+
+/// The ids of the events whose tracking number is `tn-<invocation>`, by the search index.
+async fn found(server: &TestServer, invocation: &str) -> Vec<i64> {
+    let query = provtrail::store::EventQuery {
+        tracking_number: Some(format!("tn-{invocation}")),
+        ..Default::default()
+    };
+    let page = server
+        .app()
+        .store
+        .search_events(&query, false)
+        .await
+        .unwrap();
+    page.items.iter().map(|item| item.id).collect()
+}
+
+async fn start_on(db: &Path) -> TestServer {
+    TestServer::start_config(&config(db)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_index_left_from_another_state_of_the_database_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let files = |db: &Path| {
+        ["", "-wal", "-shm"].map(|suffix| {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            PathBuf::from(path)
+        })
+    };
+    // A first event, and a backup of the database then.
+    let mut server = start_on(&db).await;
+    assert_eq!(server.post("/events", event("inv-1")).await.status, 200);
+    server.shutdown().await;
+    let backup = dir.path().join("backup.db");
+    std::fs::copy(&db, &backup).unwrap();
+    // Two more, indexed as ids 2 and 3.
+    let mut server = start_on(&db).await;
+    for invocation in ["inv-2", "inv-3"] {
+        assert_eq!(server.post("/events", event(invocation)).await.status, 200);
+    }
+    assert_eq!(found(&server, "inv-3").await, vec![3]);
+    server.shutdown().await;
+    // The backup put back, the index file left as it was: new events take ids 2 and 3 again.
+    for file in files(&db) {
+        let _ = std::fs::remove_file(file);
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    let mut server = start_on(&db).await;
+    for invocation in ["inv-b2", "inv-b3"] {
+        assert_eq!(server.post("/events", event(invocation)).await.status, 200);
+    }
+    assert_eq!(found(&server, "inv-b2").await, vec![2]);
+    assert_eq!(found(&server, "inv-b3").await, vec![3]);
+    assert_eq!(found(&server, "inv-2").await, Vec::<i64>::new());
+    assert_eq!(found(&server, "inv-1").await, vec![1]);
+    server.shutdown().await;
+    // Another database altogether, as far along as this one, given this one's index file.
+    let other = dir.path().join("other.db");
+    let mut server = start_on(&other).await;
+    for invocation in ["inv-other", "inv-o2", "inv-o3"] {
+        assert_eq!(server.post("/events", event(invocation)).await.status, 200);
+    }
+    server.shutdown().await;
+    std::fs::copy(
+        dir.path().join("provtrail.db.search"),
+        dir.path().join("other.db.search"),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.path().join("other.db.search-wal"));
+    let _ = std::fs::remove_file(dir.path().join("other.db.search-shm"));
+    let mut server = start_on(&other).await;
+    assert_eq!(found(&server, "inv-other").await, vec![1]);
+    assert_eq!(found(&server, "inv-o3").await, vec![3]);
+    assert_eq!(found(&server, "inv-1").await, Vec::<i64>::new());
+    assert_eq!(found(&server, "inv-b3").await, Vec::<i64>::new());
+    server.shutdown().await;
+}

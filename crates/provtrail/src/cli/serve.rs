@@ -105,7 +105,8 @@ pub struct ServerArgs {
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_BATCH", value_name = "N")]
     pub commit_max_batch: Option<usize>,
     /// Stop accepting events (503) when the database file reaches this size (its write-ahead
-    /// log, which a checkpoint empties, and the search index's file come on top).
+    /// log, up to about 40 MB under load and emptied by checkpoints, and the search index's
+    /// file come on top).
     #[arg(long, env = "PROVTRAIL_MAX_DB_SIZE", value_name = "SIZE")]
     pub max_db_size: Option<String>,
     /// Read only a configuration file named on the command line, never ./provtrail.toml by

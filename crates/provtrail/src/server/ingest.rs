@@ -190,7 +190,23 @@ async fn handle(
         Content::Quarantine(quarantine) => Some(quarantine.clone()),
         Content::Event(_) => None,
     };
-    match state.store.ingest(incoming).await {
+    // A disk that stalls (a frozen file system, a dying device) would hold the request for as
+    // long as it stalls: past the request timeout, the sender is answered 503 instead. The
+    // commit may still happen later, so the answer does not say the event was not kept.
+    let Ok(stored) = tokio::time::timeout(state.body_timeout, state.store.ingest(incoming)).await
+    else {
+        let message = format!(
+            "the store did not commit within {}; the event may still be kept once the disk \
+             answers (sent again, it is then answered as a duplicate); retry later",
+            humantime::format_duration(state.body_timeout)
+        );
+        let mut response = reject(&state, receipt, StatusCode::SERVICE_UNAVAILABLE, &message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
+    match stored {
         Ok(IngestOutcome::Accepted { id }) => (
             StatusCode::OK,
             Json(Kept {
@@ -258,11 +274,12 @@ async fn handle(
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
+            // Not "the event was not stored": a duplicate of an event kept before is kept.
             let message = match &err {
                 StoreError::Unavailable(_) | StoreError::Overloaded(_) => {
-                    format!("the event was not stored: {err}; retry later")
+                    format!("nothing of this request was committed: {err}; retry later")
                 }
-                _ => format!("the event was not stored: {err}"),
+                _ => format!("nothing of this request was committed: {err}"),
             };
             let mut response = reject(&state, receipt, status, &message);
             if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -114,12 +114,18 @@ impl SearchIndexer {
     pub(super) fn start(
         database: &Path,
         busy_timeout: Duration,
-        last_event_id: i64,
+        last_event_id: impl FnOnce() -> Result<i64, StoreError>,
+        store_id: i64,
         max_queued: usize,
         backlog_gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, StoreError> {
         let path = index_path(database);
         let conn = open_index(&path, busy_timeout)?;
+        // The newest event is read after the index's watermark: another process on the same
+        // database may index while this one starts, but never past what is committed.
+        let through = watermark(&conn).map_err(index_error)?;
+        let last_event_id = last_event_id()?;
+        adopt(&conn, store_id, through, last_event_id).map_err(index_error)?;
         let indexed_through = watermark(&conn).map_err(index_error)?;
         let state = Arc::new(IndexState {
             committed_through: AtomicI64::new(last_event_id),
@@ -288,7 +294,13 @@ fn try_open_index(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conne
 
 /// Where the index file beside `database` stands, read without writing anything: `None` when
 /// there is no index file, or it cannot be read as one.
-pub(super) fn indexed_through(database: &Path, busy_timeout: Duration) -> Option<i64> {
+/// How far the index file of `database` reaches, when it is this database's (`store_id`, when
+/// known); `None` when it is missing or another's.
+pub(super) fn indexed_through(
+    database: &Path,
+    busy_timeout: Duration,
+    store_id: Option<i64>,
+) -> Option<i64> {
     let path = index_path(database);
     if !path.is_file() {
         return None;
@@ -299,7 +311,50 @@ pub(super) fn indexed_through(database: &Path, busy_timeout: Duration) -> Option
     )
     .ok()?;
     conn.busy_timeout(busy_timeout).ok()?;
+    let owner = index_owner(&conn).ok()?;
+    if matches!((owner, store_id), (Some(owner), Some(id)) if owner != id) {
+        return None;
+    }
     watermark(&conn).ok()
+}
+
+/// The store id the index was built for (see [`super::schema::store_id`]).
+fn index_owner(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
+        row.get(0)
+    })
+    .optional()
+}
+
+/// Makes the index this database's. An index file left from another database (`store_id`
+/// differs), or from this one at a later state than the file now holds (a backup put back: the
+/// index reaches past `last_event_id`), would find the wrong events and never index the new
+/// ones, whose ids it believes it has: it is emptied, and rebuilt from the stored events.
+fn adopt(
+    conn: &Connection,
+    store_id: i64,
+    through: i64,
+    last_event_id: i64,
+) -> rusqlite::Result<()> {
+    let owner = index_owner(conn)?;
+    if owner.is_some_and(|owner| owner != store_id) || through > last_event_id {
+        tracing::warn!(
+            indexed_through = through,
+            last_event_id,
+            "the search index was made for another database, or for this one at a later \
+             state; rebuilding it from the stored events"
+        );
+        conn.execute_batch(
+            "INSERT INTO events_index (events_index) VALUES ('delete-all');
+             DELETE FROM meta WHERE key = 'indexed_through';",
+        )?;
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('store_id', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![store_id],
+    )?;
+    Ok(())
 }
 
 fn watermark(conn: &Connection) -> rusqlite::Result<i64> {

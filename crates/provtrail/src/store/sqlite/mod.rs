@@ -115,17 +115,20 @@ impl SqliteStore {
     pub fn open(settings: SqliteSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let mut conn = open_connection(&settings.path, &settings)?;
         schema::migrate(&mut conn)?;
+        let store_id = schema::store_id(&conn)?;
         codec::register(&conn)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
-        let last_event_id: i64 = conn
-            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
+        let last_event_id = || {
+            conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
                 row.get(0)
             })
-            .map_err(|err| StoreError::Unavailable(format!("cannot read the events: {err}")))?;
+            .map_err(|err| StoreError::Unavailable(format!("cannot read the events: {err}")))
+        };
         let indexer = indexer::SearchIndexer::start(
             &settings.path,
             settings.busy_timeout,
             last_event_id,
+            store_id,
             settings.index_queue_capacity,
             metrics.search_index_backlog.clone(),
         )?;
@@ -141,11 +144,13 @@ impl SqliteStore {
         shared.metrics.store_writable.set(1);
         let writer = Writer {
             path: settings.path.clone(),
+            files: writer::StoreFiles::at(&settings.path),
             conn: Some(conn),
             jobs: receiver,
             group: settings.group,
             shared: shared.clone(),
             connection: 0,
+            moved: None,
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())
@@ -185,9 +190,10 @@ impl SqliteStore {
                 row.get(0)
             })
             .map_err(read_error)?;
+        let store_id = schema::read_store_id(&file.conn);
         drop(file);
         let settings = SqliteSettings::new(path);
-        let mut indexed_through = indexer::indexed_through(path, settings.busy_timeout);
+        let mut indexed_through = indexer::indexed_through(path, settings.busy_timeout, store_id);
         if search_index {
             // A running server indexes behind its commits: give its indexer a moment to
             // reach the events that were there when this began.
@@ -197,7 +203,7 @@ impl SqliteStore {
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(20));
-                indexed_through = indexer::indexed_through(path, settings.busy_timeout);
+                indexed_through = indexer::indexed_through(path, settings.busy_timeout, store_id);
             }
             let behind = indexed_through.is_none_or(|through| through < last_event_id);
             // Still behind but moving: a server is indexing (under load, it may stay a little

@@ -194,6 +194,37 @@ const MIGRATIONS: &[&str] = &[
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Brings the database to the current schema, one migration per transaction.
+/// A random number that names this database, kept in its `meta` table from its first open by
+/// a writer on. The search index, a file of its own derived from the events, carries it, so that
+/// an index left from another database is known as such and rebuilt.
+pub fn store_id(conn: &Connection) -> Result<i64, StoreError> {
+    let failed = |err: rusqlite::Error| {
+        StoreError::Unavailable(format!("cannot read or keep the store's id: {err}"))
+    };
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)",
+        [rand::random::<i64>().to_string()],
+    )
+    .map_err(failed)?;
+    let text: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
+            row.get(0)
+        })
+        .map_err(failed)?;
+    text.parse()
+        .map_err(|_| StoreError::Internal(format!("the store's id {text:?} is not a number")))
+}
+
+/// [`store_id`] of a database opened only to read: `None` until a writer has kept one.
+pub fn read_store_id(conn: &Connection) -> Option<i64> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
+        row.get::<_, String>(0)
+    })
+    .ok()?
+    .parse()
+    .ok()
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))

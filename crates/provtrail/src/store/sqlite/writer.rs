@@ -111,6 +111,72 @@ pub(super) struct Writer {
     /// Counts the connections opened, so that the syncer knows when the log file may be a new
     /// one (see [`Committed::connection`]).
     pub connection: u64,
+    /// The files the store opened, to tell when the path no longer leads to them.
+    pub files: Option<StoreFiles>,
+    /// Set for good once the database was found deleted or replaced under the server.
+    pub moved: Option<String>,
+}
+
+/// The database file and its write-ahead log as opened, by device and inode. Deleted or
+/// replaced while the server runs (a careless clean-up, a backup put back), SQLite goes on
+/// writing to the files it holds open, which nothing will read again: every commit after it
+/// would be answered 200 and lost at the next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StoreFiles {
+    database: (u64, u64),
+    log: Option<(u64, u64)>,
+}
+
+impl StoreFiles {
+    /// The files at `path` now (the log may not exist yet).
+    pub(super) fn at(path: &std::path::Path) -> Option<Self> {
+        Some(StoreFiles {
+            database: file_id(path)?,
+            log: file_id(&log_path(path)),
+        })
+    }
+
+    /// What is wrong when the path no longer leads to these files.
+    fn moved_from(&self, path: &std::path::Path) -> Option<String> {
+        let database_now = file_id(path);
+        let log_now = file_id(&log_path(path));
+        let replaced = |was: (u64, u64), now: Option<(u64, u64)>| match now {
+            None => Some("deleted"),
+            Some(now) if now != was => Some("replaced"),
+            Some(_) => None,
+        };
+        let (file, how) = match (replaced(self.database, database_now), self.log) {
+            (Some(how), _) => (path.to_owned(), how),
+            (None, Some(log)) => (log_path(path), replaced(log, log_now)?),
+            (None, None) => return None,
+        };
+        Some(format!(
+            "the database file {} was {how} while the server was running, so nothing written \
+             now would be kept: restart provtrail (events acknowledged before were written to \
+             the file as it was)",
+            file.display()
+        ))
+    }
+}
+
+fn log_path(database: &std::path::Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push("-wal");
+    PathBuf::from(path)
+}
+
+#[cfg(unix)]
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    // Elsewhere the check is off: a file that exists counts as the one opened.
+    path.exists().then_some((0, 0))
 }
 
 /// A committed group: what must happen once its log is on disk.
@@ -188,8 +254,27 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>) {
+        if let Some(message) = &self.moved {
+            self.shared.metrics.commit_failures.inc();
+            fail_all(batch, message, &self.shared);
+            return;
+        }
         let started = Instant::now();
-        match self.try_commit(batch, syncer.is_some()) {
+        let result = self.try_commit(batch, syncer.is_some());
+        // Checked after the commit, before anyone is told: a file deleted before or during it
+        // holds what it committed, and nobody may be told that it is kept.
+        if let Some(message) = self
+            .files
+            .as_ref()
+            .and_then(|files| files.moved_from(&self.path))
+        {
+            tracing::error!(error = %message, "the database file is gone; refusing every write");
+            self.moved = Some(message.clone());
+            self.shared.metrics.commit_failures.inc();
+            fail_all(batch, &message, &self.shared);
+            return;
+        }
+        match result {
             Ok((outcomes, handover, routes)) => {
                 let committed = Committed {
                     batch: std::mem::take(batch),
@@ -235,10 +320,22 @@ impl Writer {
         StoreError,
     > {
         if self.conn.is_none() {
+            // Opening would create an empty database where the old one was deleted. (Only the
+            // database: with every connection closed, SQLite may have removed the log itself.)
+            if let Some(files) = &mut self.files {
+                files.log = None;
+                if let Some(message) = files.moved_from(&self.path) {
+                    return Err(StoreError::Unavailable(message));
+                }
+            }
             let conn = open_connection(&self.path, &self.shared.settings)?;
             set_synchronous(&conn, pipelined).map_err(unavailable)?;
             self.conn = Some(conn);
             self.connection += 1;
+            // With every connection closed for a moment, SQLite may have started a new log.
+            if let Some(files) = &mut self.files {
+                files.log = file_id(&log_path(&self.path));
+            }
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(StoreError::Unavailable("no database connection".into()));
