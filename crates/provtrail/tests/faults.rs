@@ -411,3 +411,39 @@ async fn a_search_index_left_from_another_state_of_the_database_is_rebuilt_not_t
     assert_eq!(found(&server, "inv-b3").await, Vec::<i64>::new());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_held_past_the_request_timeout_is_answered_503_without_claiming_it_was_lost() {
+    // The store waits up to 30 s for a lock (as it would for a stalled disk); the sender is
+    // answered when the request timeout is over.
+    let mut server = TestServer::start_with(|config| {
+        config.store.busy_timeout = Some("30s".into());
+        config.server.request_timeout = Some("1s".into());
+    })
+    .await;
+    let intruder = Connection::open(&server.db).unwrap();
+    intruder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
+    let held = server.post("/events", event("held-commit")).await;
+    assert_eq!(held.status, 503, "{}", held.text());
+    assert!(held.header("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let said = held.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        said.starts_with("the store did not commit within 1s"),
+        "{said}"
+    );
+    assert!(said.contains("may still be kept"), "{said}");
+    // Once the lock goes, the commit that waited for it goes through: sent again, the event is
+    // a duplicate of the one kept.
+    intruder.execute_batch("COMMIT").unwrap();
+    drop(intruder);
+    let again = server.post("/events", event("held-commit")).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.outcome().0, "duplicate");
+    server.shutdown().await;
+}
