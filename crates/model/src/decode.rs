@@ -923,15 +923,20 @@ fn report_missing(
     }
 }
 
-/// Handles a key seen before: reports it and skips its value.
+/// Handles a key seen before: reports it, and reads its value as an unknown field's is, for the
+/// problems inside it (duplicate keys, nesting too deep), then drops it: the first value is the
+/// one kept.
 fn skip_duplicate<'de, A: MapAccess<'de>>(
     ctx: &mut Ctx,
     map: &mut A,
     fields: &[&'static str],
     index: usize,
 ) -> Result<(), A::Error> {
-    ctx.duplicate(fields.get(index).copied().unwrap_or_default());
-    map.next_value::<IgnoredAny>()?;
+    let name = fields.get(index).copied().unwrap_or_default();
+    ctx.duplicate(name);
+    ctx.path.push(Segment::Field(name));
+    map.next_value_seed(ValueSeed::new(ctx))?;
+    ctx.path.pop();
     Ok(())
 }
 

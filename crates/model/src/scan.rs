@@ -1217,11 +1217,17 @@ impl<'a> Parser<'a> {
         );
     }
 
-    /// A repeated known key: reported, and its value skipped unread as the reference does.
+    /// A repeated known key: reported, and its value read as an unknown field's is, for the
+    /// problems inside it (duplicate keys, nesting too deep), then dropped: the first value is
+    /// the one kept. The reference does the same.
     #[cold]
-    fn repeated(&mut self, name: &str) -> Step<()> {
+    #[inline(never)]
+    fn repeated(&mut self, name: &'static str) -> Step<()> {
         self.duplicate(name);
-        self.skip_value()
+        self.keys.push(Segment::Field(name));
+        self.collect(None)?;
+        self.keys.pop();
+        Ok(())
     }
 
     #[cold]

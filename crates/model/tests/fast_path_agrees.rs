@@ -997,6 +997,9 @@ fn duplicates_unknown_fields_and_envelope() {
         ),
         r#"{"accountRequests":{"a":1},"recipient":[1,{"a":1,"a":2}],"trackingNumber":[],"sources":{}}"#.to_owned(),
         r#"{"trackingNumber":"t","trackingNumber":"u","sources":"s","recipient":{"type":"IDENTITY","type":"IDENTITY","id":"i","name":"n"},"accountRequests":[{"source":{},"source":{}}]}"#.to_owned(),
+        // Problems inside the dropped value of a repeated field.
+        r#"{"trackingNumber":"t","sources":"s","recipient":1,"recipient":{"type":"IDENTITY","id":"a","id":"b","name":"n"},"accountRequests":[]}"#.to_owned(),
+        with(r#""requester":null,"requester":{"x":[{"k":1,"k":2}]}"#),
     ] {
         check(&text);
         check(&serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)).unwrap());

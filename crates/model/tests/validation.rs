@@ -1660,3 +1660,26 @@ fn deep_values_given_as_serde_json_values_are_limited_too() {
             .any(|issue| issue.kind == IssueKind::TooDeep)
     );
 }
+
+#[test]
+fn problems_inside_the_dropped_value_of_a_repeated_field_are_reported_too() {
+    // The first value is the one read; the second, dropped, is still looked through, as an
+    // unknown field's value is.
+    let text = r#"{"trackingNumber":"t","sources":"s","recipient":1,"recipient":{"type":"IDENTITY","id":"a","id":"b","name":"n"},"accountRequests":[]}"#;
+    for options in [Options::lenient(), Options::strict()] {
+        let validation = validate_slice(text.as_bytes(), &options).unwrap();
+        let errors: Vec<(String, IssueKind)> = validation
+            .errors
+            .iter()
+            .map(|issue| (issue.path.clone(), issue.kind.clone()))
+            .collect();
+        assert!(
+            errors.contains(&("recipient.id".to_owned(), IssueKind::DuplicateKey)),
+            "{errors:?}"
+        );
+        assert!(
+            errors.contains(&("recipient".to_owned(), IssueKind::DuplicateKey)),
+            "{errors:?}"
+        );
+    }
+}
