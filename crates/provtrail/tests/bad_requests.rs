@@ -143,12 +143,38 @@ async fn truncated_body_is_never_accepted_and_the_server_keeps_serving() {
         "a cut body is no event"
     );
     assert_eq!(stored.len(), 1);
-    // The cut-short request that could be answered is in the delivery log.
+    // The cut-short request that could be answered is in the delivery log, with the bytes that
+    // did arrive.
+    let records = deliveries(&server.db);
+    let cut = records
+        .iter()
+        .find(|d| d.status == 400 && d.outcome == "rejected")
+        .expect("a record of the cut body");
+    assert_eq!(cut.size, body.len() as i64, "{cut:?}");
     assert!(
-        deliveries(&server.db)
-            .iter()
-            .any(|d| d.status == 400 && d.outcome == "rejected")
+        cut.reason
+            .as_deref()
+            .unwrap()
+            .contains(&format!("({} bytes arrived)", body.len())),
+        "{cut:?}"
     );
+    // A chunked body cut short has no length of its own: its record shows what arrived.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let chunked = format!("{}Transfer-Encoding: chunked\r\n", auth_line());
+    stream
+        .write_all(post_head("/events", &chunked).as_bytes())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"10\r\n0123456789abcdef\r\n5\r\n01")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let answer = expect_response(&mut stream).await;
+    assert_eq!(answer.status, 400, "{}", answer.head);
+    server.await_deliveries(records.len() as u64 + 1).await;
+    let last = deliveries(&server.db).pop().unwrap();
+    assert_eq!((last.status, last.size), (400, 18), "{last:?}");
     server.shutdown().await;
 }
 

@@ -146,16 +146,18 @@ async fn handle(
             let message = too_large(state.max_body);
             return reject(&state, receipt, StatusCode::PAYLOAD_TOO_LARGE, &message);
         }
-        Err(BodyError::Timeout) => {
-            return reject(
-                &state,
-                receipt,
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            );
+        Err(BodyError::Timeout { received }) => {
+            receipt.size = received;
+            let message =
+                format!("the request body did not arrive in time ({received} bytes arrived)");
+            return reject(&state, receipt, StatusCode::REQUEST_TIMEOUT, &message);
         }
-        Err(BodyError::Broken(reason)) => {
-            let message = format!("the request body could not be read completely: {reason}");
+        Err(BodyError::Broken { reason, received }) => {
+            receipt.size = received;
+            let message = format!(
+                "the request body could not be read completely ({received} bytes arrived): \
+                 {reason}"
+            );
             return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
         }
     };
@@ -497,10 +499,11 @@ fn is_json(content_type: &str) -> bool {
     json && charset_ok
 }
 
+/// Why a body was not read whole; `received` is how many of its bytes did arrive.
 pub(crate) enum BodyError {
     TooLarge,
-    Timeout,
-    Broken(String),
+    Timeout { received: u64 },
+    Broken { reason: String, received: u64 },
 }
 
 /// The whole body, within `limit` bytes and `timeout`.
@@ -509,15 +512,28 @@ pub(crate) async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, BodyError> {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(BodyError::Timeout),
+    // Counted as it arrives, so that a body cut short is recorded with what did arrive (a
+    // chunked one has no length of its own to show).
+    let arrived = std::sync::atomic::AtomicU64::new(0);
+    let counted = body.map_frame(|frame| {
+        if let Some(data) = frame.data_ref() {
+            arrived.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        frame
+    });
+    let read = tokio::time::timeout(timeout, Limited::new(counted, limit).collect()).await;
+    let received = arrived.load(std::sync::atomic::Ordering::Relaxed);
+    match read {
+        Err(_) => Err(BodyError::Timeout { received }),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) => {
             if err.downcast_ref::<LengthLimitError>().is_some() {
                 Err(BodyError::TooLarge)
             } else {
-                Err(BodyError::Broken(err.to_string()))
+                Err(BodyError::Broken {
+                    reason: err.to_string(),
+                    received,
+                })
             }
         }
     }

@@ -330,11 +330,11 @@ async fn bound_request_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the form is larger than the limit of {MAX_FORM_BODY} bytes"),
         ),
-        Err(ingest::BodyError::Timeout) => error_response(
+        Err(ingest::BodyError::Timeout { .. }) => error_response(
             StatusCode::REQUEST_TIMEOUT,
             "the form did not arrive within the request timeout",
         ),
-        Err(ingest::BodyError::Broken(err)) => error_response(
+        Err(ingest::BodyError::Broken { reason: err, .. }) => error_response(
             StatusCode::BAD_REQUEST,
             &format!("the form could not be read: {err}"),
         ),

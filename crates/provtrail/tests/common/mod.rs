@@ -376,6 +376,7 @@ pub struct Delivery {
     pub invocation_id: Option<String>,
     pub event_id: Option<i64>,
     pub quarantine_id: Option<i64>,
+    pub size: i64,
 }
 
 /// The delivery log, oldest first.
@@ -384,7 +385,7 @@ pub fn deliveries(db: &Path) -> Vec<Delivery> {
     let mut statement = conn
         .prepare(
             "SELECT status, outcome, reason, path, channel, remote_addr, invocation_id, event_id,
-                quarantine_id
+                quarantine_id, size
              FROM deliveries ORDER BY id",
         )
         .unwrap();
@@ -400,6 +401,7 @@ pub fn deliveries(db: &Path) -> Vec<Delivery> {
                 invocation_id: row.get(6)?,
                 event_id: row.get(7)?,
                 quarantine_id: row.get(8)?,
+                size: row.get(9)?,
             })
         })
         .unwrap()
