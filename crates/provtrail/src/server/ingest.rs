@@ -202,11 +202,7 @@ async fn handle(
              answers (sent again, it is then answered as a duplicate); retry later",
             humantime::format_duration(state.body_timeout)
         );
-        let mut response = reject(&state, receipt, StatusCode::SERVICE_UNAVAILABLE, &message);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return unavailable(&state, receipt, &message);
     };
     match stored {
         Ok(IngestOutcome::Accepted { id }) => (
@@ -283,15 +279,22 @@ async fn handle(
                 }
                 _ => format!("nothing of this request was committed: {err}"),
             };
-            let mut response = reject(&state, receipt, status, &message);
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                unavailable(&state, receipt, &message)
+            } else {
+                reject(&state, receipt, status, &message)
             }
-            response
         }
     }
+}
+
+/// A 503 for a store that cannot commit now, with when to try again.
+fn unavailable(state: &AppState, receipt: Receipt, message: &str) -> Response {
+    let mut response = reject(state, receipt, StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// The answer to an event that is kept (`accepted`, or a `duplicate` of one kept before): the
