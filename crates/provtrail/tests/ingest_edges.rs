@@ -99,6 +99,37 @@ async fn a_channel_name_that_is_not_allowed_keeps_the_body_after_checking_creden
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_kept_for_how_it_was_sent_and_again_for_what_it_holds_has_both_entries() {
+    let mut server = TestServer::start().await;
+    // Not an event, first sent to a channel that is not allowed, then to the right URL.
+    let body = br#"{"trackingNumber": 7}"#.to_vec();
+    let refused = server.post("/events/bad%20name", body.clone()).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let refused_again = server.post("/events/bad%20name", body.clone()).await;
+    assert_eq!(refused_again.status, 400, "{}", refused_again.text());
+    assert_eq!(
+        refused_again.json()["quarantine_id"],
+        refused.json()["quarantine_id"],
+        "the same refusal twice is one entry"
+    );
+    let invalid = server.post("/events", body.clone()).await;
+    assert_eq!(invalid.status, 202, "{}", invalid.text());
+    let invalid_json = invalid.json();
+    assert_eq!(invalid_json["status"], "quarantined");
+    assert_ne!(invalid_json["duplicate"], true, "{invalid_json}");
+    assert_ne!(invalid_json["id"], refused.json()["quarantine_id"]);
+    let kept = quarantine(&server.db);
+    let reasons: Vec<&str> = kept.iter().map(|entry| entry.reason.as_str()).collect();
+    assert_eq!(reasons, ["bad_channel", "invalid_event"]);
+    // Each entry holds the problems of its own reason.
+    let invalid_errors = kept[1].errors.to_string();
+    assert!(invalid_errors.contains("trackingNumber"), "{invalid_errors}");
+    assert!(!kept[0].errors.to_string().contains("trackingNumber"));
+    assert!(kept.iter().all(|entry| entry.raw == body));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_body_is_415_and_kept_as_sent() {
     let mut server = TestServer::start().await;
     let client = client();
