@@ -165,6 +165,27 @@ path = "{}"
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("match:  yes"), "{stdout}");
     assert!(stdout.contains("\"invocationId\": \"sample\""), "{stdout}");
+    // A file that is not JSON is an error (exit 2), not "no match" (exit 1); one that is JSON
+    // but no event is tested with a warning that the server would quarantine it.
+    let not_json = dir.path().join("not.json");
+    std::fs::write(&not_json, "nojson").unwrap();
+    let not_event = dir.path().join("not-event.json");
+    std::fs::write(&not_event, r#"{"not": "event"}"#).unwrap();
+    let test_file = |file: &std::path::Path| {
+        let file = file.display().to_string();
+        run_provtrail(&[
+            "routes", "test", "archive", "--event", &file, "--config", &config_arg,
+        ])
+    };
+    let (code, _, stderr) = test_file(&not_json);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not JSON"), "{stderr}");
+    let (_, _, stderr) = test_file(&not_event);
+    assert!(
+        stderr.contains("warning") && stderr.contains("not a valid Provisioning Completed event"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("quarantine"), "{stderr}");
     let (code, stdout, stderr) = run_provtrail(&["deadletter", "list", "--config", &config_arg]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.trim().is_empty(), "{stdout}");
@@ -335,6 +356,12 @@ path = "{}"
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no route \"archvie\""), "{stderr}");
     assert!(stderr.contains("(configured: archive"), "{stderr}");
+    // Listing one too: an empty list would read as "no dead letters".
+    let (code, stdout, stderr) =
+        run_provtrail(&["deadletter", "list", "--route", "archvie", "--config", &config]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("no route \"archvie\""), "{stderr}");
     // Ids that name no dead delivery retried nothing: a failure that says so.
     let (code, _, stderr) = retry(&["--id", "999999"]);
     assert_eq!(code, 1, "{stderr}");

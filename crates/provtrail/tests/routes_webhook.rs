@@ -190,6 +190,9 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
     assert!(attempts.len() > 1, "{detail}");
     assert_eq!(attempts.last().unwrap()["outcome"], "delivered");
     assert!(attempts[0]["error"].is_string(), "{detail}");
+    // Its last attempt worked: the earlier failure is in its attempts, not its last error.
+    assert_eq!(detail["last_status"], 200, "{detail}");
+    assert!(detail["last_error"].is_null(), "{detail}");
     assert!(!detail.to_string().contains("very-secret-bearer-token"));
     // What the route would send for a stored event, without sending it.
     let before = receiver.requests();
@@ -331,6 +334,21 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["parameter"], "limit", "{body}");
+    // A route nobody knows is a 404, not an empty list that reads as "no dead letters".
+    for path in [
+        "/api/v1/deadletters?route=hoook",
+        "/api/v1/route-deliveries?route=hoook",
+    ] {
+        let (status, body) = api(&server, path, READ_TOKEN).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("hoook"),
+            "{body}"
+        );
+    }
     let (status, body) = api(&server, "/api/v1/deadletters?rout=hook", READ_TOKEN).await;
     assert_eq!(
         (status, &body["error"]["code"]),

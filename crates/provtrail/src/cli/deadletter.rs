@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
+use provtrail::app::Settings;
 use provtrail::server::api::routes as api_routes;
-use provtrail::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery};
+use provtrail::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery, Store};
 
 use super::OutputFormat;
 use super::routes::{open_store, settings};
@@ -59,6 +60,11 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
         } => {
             let settings = settings(&server)?;
             let store = open_store(&settings).await?;
+            // A misspelt name would otherwise list nothing and look like "no dead letters".
+            if let Err(err) = known_route(store.as_ref(), &settings, route.as_deref()).await {
+                store.close().await;
+                return Err(err);
+            }
             let query = RouteDeliveryQuery {
                 route,
                 state: Some(DeliveryState::Dead),
@@ -110,32 +116,10 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             );
             let settings = settings(&server)?;
             let store = open_store(&settings).await?;
-            if let Some(name) = &route {
-                // A misspelt name would otherwise retry nothing and look like success.
-                let has_deliveries = match store.route_counts().await {
-                    Ok(counts) => counts.iter().any(|counts| &counts.route == name),
-                    Err(err) => {
-                        store.close().await;
-                        return Err(err.into());
-                    }
-                };
-                if settings.routes.get(name).is_none() && !has_deliveries {
-                    store.close().await;
-                    let configured: Vec<&str> = settings
-                        .routes
-                        .iter()
-                        .map(|route| route.name.as_str())
-                        .collect();
-                    anyhow::bail!(
-                        "there is no route {name:?}: no route of that name is configured and \
-                         none has deliveries (configured: {})",
-                        if configured.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            configured.join(", ")
-                        }
-                    );
-                }
+            // A misspelt name would otherwise retry nothing and look like success.
+            if let Err(err) = known_route(store.as_ref(), &settings, route.as_deref()).await {
+                store.close().await;
+                return Err(err);
             }
             let asked = ids.iter().collect::<std::collections::HashSet<_>>().len();
             let retried = store
@@ -164,4 +148,36 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// An error for a route name that is neither configured nor has deliveries.
+async fn known_route(
+    store: &dyn Store,
+    settings: &Settings,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(name) = name else {
+        return Ok(());
+    };
+    if settings.routes.get(name).is_some() {
+        return Ok(());
+    }
+    let counts = store.route_counts().await?;
+    if counts.iter().any(|counts| counts.route == name) {
+        return Ok(());
+    }
+    let configured: Vec<&str> = settings
+        .routes
+        .iter()
+        .map(|route| route.name.as_str())
+        .collect();
+    anyhow::bail!(
+        "there is no route {name:?}: no route of that name is configured and none has \
+         deliveries (configured: {})",
+        if configured.is_empty() {
+            "none".to_owned()
+        } else {
+            configured.join(", ")
+        }
+    )
 }

@@ -209,6 +209,7 @@ async fn test(
                 raw = std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
             }
+            check_event_file(&raw, &path.display().to_string())?;
             (raw, 0, now, path.display().to_string())
         }
         (None, Some(id)) => {
@@ -246,6 +247,29 @@ async fn test(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// An error for a file that is not JSON (the test could say nothing of it, and "no match" would
+/// read as an answer); a warning for one that is not a valid event, which the server would keep
+/// in quarantine and never route.
+fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
+    match provtrail_model::validate_slice(raw, &provtrail_model::Options::lenient()) {
+        Err(err) => anyhow::bail!("{source} is not JSON: {err}"),
+        Ok(validation) if !validation.errors.is_empty() => {
+            let first = &validation.errors[0];
+            eprintln!(
+                "warning: {source} is not a valid Provisioning Completed event ({} problem{}; \
+                 the first: {}: {}); provtrail would keep such a document in quarantine and \
+                 route nothing of it (see provtrail validate {source})",
+                validation.errors.len(),
+                if validation.errors.len() == 1 { "" } else { "s" },
+                first.path,
+                super::terminal_safe(&first.message)
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 fn print_test(source: &str, outcome: &TestOutcome) {

@@ -37,6 +37,11 @@ pub enum SecretError {
         "a `${{` starts {0}; use ${{env:NAME}} or ${{file:/path}}, or write `$${{` for a literal `${{`"
     )]
     Malformed(&'static str),
+    /// A secret that resolves to nothing: an exported but empty variable, an empty file, or
+    /// `""` written in the file. Sent as it is, it would only fail at every delivery (an empty
+    /// `Bearer`), or not fail at all where a receiver takes no credential for none.
+    #[error("{0} is empty")]
+    Empty(String),
 }
 
 /// Scrubs known secret values from text. Shared by every route; cheap to clone.
@@ -399,6 +404,9 @@ impl Secrets {
     /// resolved text is scrubbed from messages even when it was written literally in the file.
     pub fn resolve_secret(&self, text: &str) -> Result<String, SecretError> {
         let value = self.resolve(text)?;
+        if value.trim().is_empty() {
+            return Err(SecretError::Empty("the value".to_owned()));
+        }
         self.redactor.add(&value);
         Ok(value)
     }
@@ -410,19 +418,32 @@ pub fn has_reference(text: &str) -> bool {
 }
 
 fn lookup(kind: &str, name: &str) -> Result<String, SecretError> {
-    match kind {
-        "env" => std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_owned())),
-        "file" => std::fs::read_to_string(Path::new(name))
-            // A trailing newline is how editors and `echo` end files; it is never part of a token.
-            .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|err| SecretError::File {
-                path: name.to_owned(),
-                message: err.to_string(),
-            }),
-        _ => Err(SecretError::Malformed(
-            "a reference of an unknown kind (only env and file are known)",
-        )),
+    let (value, what) = match kind {
+        "env" => (
+            std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_owned()))?,
+            "the environment variable",
+        ),
+        "file" => (
+            std::fs::read_to_string(Path::new(name))
+                // A trailing newline is how editors and `echo` end files; it is never part of a
+                // token.
+                .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|err| SecretError::File {
+                    path: name.to_owned(),
+                    message: err.to_string(),
+                })?,
+            "the secret file",
+        ),
+        _ => {
+            return Err(SecretError::Malformed(
+                "a reference of an unknown kind (only env and file are known)",
+            ));
+        }
+    };
+    if value.trim().is_empty() {
+        return Err(SecretError::Empty(format!("{what} {name}")));
     }
+    Ok(value)
 }
 
 fn resolve_with(
@@ -598,6 +619,29 @@ mod tests {
         assert!(matches!(
             secrets.resolve("${file:/nonexistent/provtrail/secret}"),
             Err(SecretError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn a_secret_that_resolves_to_nothing_is_an_error() {
+        let secrets = Secrets::default();
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("token");
+        std::fs::write(&empty, "\n").unwrap();
+        let reference = format!("${{file:{}}}", empty.display());
+        let err = secrets.resolve_secret(&reference).unwrap_err();
+        assert!(matches!(err, SecretError::Empty(_)), "{err}");
+        assert!(err.to_string().contains("secret file") && err.to_string().contains("empty"));
+        // In a value that is not itself secret (a URL) too.
+        let url = format!("https://hooks.example.com/{reference}");
+        assert!(matches!(secrets.resolve(&url), Err(SecretError::Empty(_))));
+        assert!(matches!(
+            secrets.resolve_secret(""),
+            Err(SecretError::Empty(_))
+        ));
+        assert!(matches!(
+            secrets.resolve_secret("  "),
+            Err(SecretError::Empty(_))
         ));
     }
 }

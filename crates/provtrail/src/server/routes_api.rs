@@ -283,6 +283,7 @@ pub async fn test_route(
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 404, description = "No route has this `route` name (none configured, no deliveries)", body = ErrorBody),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
             headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
@@ -298,9 +299,25 @@ pub async fn list_deliveries(
         .choice("state", &["pending", "delivered", "dead"])?
         .and_then(DeliveryState::parse);
     let query = delivery_query(&params, state_filter)?;
+    known_route(&state, query.route.as_deref()).await?;
     Ok(Json(
         routes::deliveries(state.store.as_ref(), &state.routes, &query).await?,
     ))
+}
+
+/// A 404 for a route that is neither configured nor has deliveries: a misspelt name would
+/// otherwise list nothing and look like "no dead letters".
+async fn known_route(state: &AppState, name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        Some(name)
+            if routes::route(state.store.as_ref(), &state.routes, name)
+                .await?
+                .is_none() =>
+        {
+            Err(no_route(name))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The parameters the delivery lists share, with the state to list.
@@ -333,6 +350,7 @@ fn delivery_query(
         (status = 400, description = "A parameter is not acceptable (named in `error.parameter`)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
+        (status = 404, description = "No route has this `route` name (none configured, no deliveries)", body = ErrorBody),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
             headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
@@ -345,6 +363,7 @@ pub async fn list_dead(
 ) -> Result<Json<RouteDeliveryList>, ApiError> {
     let params = Params::parse(pairs(query)?, dead_letters_accepted())?;
     let query = delivery_query(&params, Some(DeliveryState::Dead))?;
+    known_route(&state, query.route.as_deref()).await?;
     Ok(Json(
         routes::deliveries(state.store.as_ref(), &state.routes, &query).await?,
     ))
@@ -434,15 +453,8 @@ pub async fn retry_dead(
              \"route\" (every one of that route), or \"all\": true (every one of every route)",
         ));
     }
-    if let Some(name) = &request.route {
-        // A misspelt name would otherwise retry nothing and answer success.
-        if routes::route(state.store.as_ref(), &state.routes, name)
-            .await?
-            .is_none()
-        {
-            return Err(no_route(name));
-        }
-    }
+    // A misspelt name would otherwise retry nothing and answer success.
+    known_route(&state, request.route.as_deref()).await?;
     let retried = state
         .store
         .outbox_write(OutboxWrite::RetryDead {

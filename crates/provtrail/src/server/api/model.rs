@@ -53,7 +53,9 @@ pub struct EventItem {
     pub requester_name: Option<String>,
     /// `sources`, as sent.
     pub sources: String,
-    /// Overall outcome: `succeeded`, `failed`, `partial`, `pending`, …
+    /// Overall outcome: `succeeded` (every account request), `pending` (none failed, one or
+    /// more pending), `partially_failed`, `failed` (every one), `unknown` (a result the schema
+    /// does not list) or `no_requests`.
     pub outcome: String,
     /// Account requests in the event.
     pub account_count: u32,
@@ -508,7 +510,9 @@ pub struct Stats {
     pub events: BTreeMap<String, u64>,
     /// Per source, most failures first.
     pub sources: Vec<SourceStats>,
-    /// Per time bucket, oldest first; buckets without events included.
+    /// Per time bucket, oldest first; buckets without events included. A range of more than
+    /// 20,000 buckets (a `since` decades back) gets the buckets from the first to the last that
+    /// hold events.
     pub series: Vec<BucketStats>,
     /// The most frequent error messages, most frequent first.
     pub top_errors: Vec<ErrorCount>,

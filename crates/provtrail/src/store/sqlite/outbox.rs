@@ -299,8 +299,9 @@ fn record(
     let changed = match result.next {
         NextStep::Delivered => tx
             .prepare_cached(
+                // `last_error` is the last attempt's, as `last_status` is: none when it worked.
                 "UPDATE route_deliveries SET state = 1, attempts = ?2, updated_at = ?3,
-                    delivered_at = ?3, last_status = ?4
+                    delivered_at = ?3, last_status = ?4, last_error = NULL
                  WHERE id = ?1 AND state = 0",
             )?
             .execute(params![
