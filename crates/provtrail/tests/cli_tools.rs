@@ -307,6 +307,21 @@ async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them
     assert!(text.starts_with("id,received_at,tracking_number"));
     let none = provtrail(&["export", "--db", &db_arg, "--until", "2000-01-01"], None);
     assert_eq!(stdout(&none).lines().count(), 0);
+    // Bounds swapped: an error, not an export of nothing.
+    let swapped = provtrail(
+        &[
+            "export",
+            "--db",
+            &db_arg,
+            "--since",
+            "2026-11-30",
+            "--until",
+            "2026-11-01",
+        ],
+        None,
+    );
+    assert_eq!(swapped.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&swapped.stderr).contains("later than --since"));
 }
 
 #[test]
@@ -478,8 +493,9 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hostile.db");
     let db_arg = db.display().to_string();
-    // A name that would clear the screen, and a quarantined body that would too.
-    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J");
+    // A name that would clear the screen and then show the rest right to left, and a
+    // quarantined body that would clear it too.
+    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J\\u202e");
     let file = dir.path().join("hostile.json");
     std::fs::write(&file, &hostile).unwrap();
     assert_eq!(
@@ -514,6 +530,14 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
             "{args:?}: {}",
             stdout(&output)
         );
+        assert!(
+            !stdout(&output).contains('\u{202e}'),
+            "{args:?} printed a right-to-left override: {}",
+            stdout(&output)
+        );
+        if args[0] != "quarantine" {
+            assert!(stdout(&output).contains("\\u{202e}"), "{args:?}");
+        }
     }
 }
 

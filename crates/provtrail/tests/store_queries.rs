@@ -282,6 +282,32 @@ async fn stats_agree_with_the_events_counted_one_by_one() {
             .windows(2)
             .all(|w| w[0].events >= w[1].events)
     );
+
+    // "Since 1900" by hour is more buckets than a series may have: the totals are of every
+    // event, and the series runs from the first hour that holds events to the last.
+    let everything = fixture
+        .store
+        .stats(&StatsQuery {
+            since: Some(-2_208_988_800_000),
+            until: Some(NOW + DAY),
+            bucket: Bucket::Hour,
+            ..StatsQuery::default()
+        })
+        .await
+        .unwrap();
+    let all_total: u64 = fixture
+        .events
+        .iter()
+        .map(|(_, event, _)| event.counts().total() as u64)
+        .sum();
+    assert_eq!(everything.requests.total(), all_total);
+    let first = fixture.events.iter().map(|(_, _, at)| *at).min().unwrap();
+    let last = fixture.events.iter().map(|(_, _, at)| *at).max().unwrap();
+    let hour = 3_600_000;
+    assert_eq!(everything.series.first().unwrap().start, first / hour * hour);
+    assert_eq!(everything.series.last().unwrap().start, last / hour * hour);
+    let series_total: u64 = everything.series.iter().map(|b| b.requests.total()).sum();
+    assert_eq!(series_total, all_total);
 }
 
 #[tokio::test]

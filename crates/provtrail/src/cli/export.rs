@@ -65,6 +65,13 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
     };
+    // An empty range is a mistake (the bounds swapped), not an export of nothing.
+    if let (Some(since), Some(until)) = (range.since, range.until) {
+        anyhow::ensure!(
+            since < until,
+            "--until must be later than --since (the range [since, until) is empty)"
+        );
+    }
     let source = Source::open(&args.db).await?;
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(

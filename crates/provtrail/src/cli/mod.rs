@@ -231,11 +231,25 @@ pub fn print_detail<T: serde::Serialize>(
     Ok(())
 }
 
-/// `text` for a terminal: every control character but the line break escaped (`\u{1b}`).
-/// Events and quarantined bodies hold whatever a sender posted, and a string with escape
-/// sequences, printed as it is, could drive the terminal that shows it.
+/// `text` for a terminal: every control character but the line break escaped (`\u{1b}`), and
+/// the characters that reorder text or separate lines without a line break. Events and
+/// quarantined bodies hold whatever a sender posted: a string with escape sequences, printed as
+/// it is, could drive the terminal that shows it, and a right-to-left override could make it
+/// show something other than what is stored.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n';
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    };
     if !text.chars().any(unsafe_char) {
         return text.into();
     }

@@ -36,12 +36,29 @@ pub const TIME_FORMS: &str = "RFC 3339 (2026-11-01T10:00:00Z), a date (2026-11-0
 /// Reads a time: RFC 3339, a date (midnight UTC), or a span back from `now` (`24h`, `7d`, `90m`).
 pub fn parse_time_at(text: &str, now: Millis) -> Result<Millis, String> {
     let text = text.trim();
+    let time = parse_any_time(text, now)
+        .ok_or_else(|| format!("{text:?} is not a time: use {TIME_FORMS}"))?;
+    // Times are answered in RFC 3339, which has four-digit years: one outside them (a span of
+    // millions of years) could not be written back, nor bucketed.
+    if !(EARLIEST_TIME..=LATEST_TIME).contains(&time) {
+        return Err(format!(
+            "{text:?} is outside the years 0000 to 9999: use {TIME_FORMS}"
+        ));
+    }
+    Ok(time)
+}
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, in milliseconds since the epoch.
+const EARLIEST_TIME: Millis = -62_167_219_200_000;
+const LATEST_TIME: Millis = 253_402_300_799_999;
+
+fn parse_any_time(text: &str, now: Millis) -> Option<Millis> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_millis());
+        return Some(time.timestamp_millis());
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
-            return Ok(midnight.and_utc().timestamp_millis());
+            return Some(midnight.and_utc().timestamp_millis());
         }
     }
     // humantime reads spans like "1h30m" but also bare numbers' errors; only a span that starts
@@ -49,10 +66,10 @@ pub fn parse_time_at(text: &str, now: Millis) -> Result<Millis, String> {
     if text.starts_with(|c: char| c.is_ascii_digit()) {
         if let Ok(span) = humantime::parse_duration(text) {
             let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
-            return Ok(now.saturating_sub(span));
+            return Some(now.saturating_sub(span));
         }
     }
-    Err(format!("{text:?} is not a time: use {TIME_FORMS}"))
+    None
 }
 
 /// [`parse_time_at`] from the current time.
@@ -537,6 +554,17 @@ mod tests {
             let err = parse_time_at(bad, now).unwrap_err();
             assert!(err.contains("RFC 3339"), "{bad:?}: {err}");
         }
+        // Times that RFC 3339 cannot write back are refused, not wrapped or saturated.
+        for far in ["5000000000y", "9223372036854775807s", "2000000y"] {
+            let err = parse_time_at(far, now).unwrap_err();
+            assert!(err.contains("0000 to 9999"), "{far:?}: {err}");
+        }
+        assert!(parse_time_at("10000-01-01", now).is_err());
+        assert_eq!(
+            parse_time_at("0000-01-01T00:00:00Z", now),
+            Ok(EARLIEST_TIME)
+        );
+        assert!(parse_time_at("1900-01-01", now).is_ok());
     }
 
     #[test]

@@ -258,6 +258,9 @@ pub fn get_event(conn: &Connection, id: i64) -> Result<Option<EventDetail>, Stor
     }))
 }
 
+/// The most time buckets a series may have.
+const MAX_BUCKETS: i64 = 20_000;
+
 pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError> {
     const HOUR: i64 = 3_600_000;
     let until = query
@@ -274,9 +277,30 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
     // (days start at midnight UTC).
     let first_hour = since.div_euclid(HOUR);
     let end_hour = (until + HOUR - 1).div_euclid(HOUR);
-    let first_bucket = (first_hour * HOUR).div_euclid(bucket_len) * bucket_len;
-    let bucket_count = ((end_hour * HOUR - first_bucket) + bucket_len - 1).div_euclid(bucket_len);
-    if bucket_count > 20_000 {
+    let buckets_between = |first_hour: i64, end_hour: i64| {
+        let first_bucket = (first_hour * HOUR).div_euclid(bucket_len) * bucket_len;
+        let count = ((end_hour * HOUR - first_bucket) + bucket_len - 1).div_euclid(bucket_len);
+        (first_bucket, count.max(0))
+    };
+    let (mut first_bucket, mut bucket_count) = buckets_between(first_hour, end_hour);
+    if bucket_count > MAX_BUCKETS {
+        // A range as wide as "since 1900" asks for every event: the totals are the same over the
+        // hours that hold events, and the buckets before and after them would all be empty.
+        let held: (Option<i64>, Option<i64>) = conn
+            .prepare_cached(
+                "SELECT min(hour), max(hour) FROM rollup_events WHERE hour >= ?1 AND hour < ?2",
+            )
+            .map_err(read_error)?
+            .query_row(params![first_hour, end_hour], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(read_error)?;
+        (first_bucket, bucket_count) = match held {
+            (Some(first), Some(last)) => buckets_between(first, last + 1),
+            _ => (first_bucket, 0),
+        };
+    }
+    if bucket_count > MAX_BUCKETS {
         return Err(StoreError::Invalid(
             "the range has more than 20000 buckets; use a larger bucket or a shorter range"
                 .to_owned(),
