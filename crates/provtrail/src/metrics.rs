@@ -223,7 +223,8 @@ impl Metrics {
         };
         registry.register(
             "route_matched",
-            "Deliveries created for events that matched a route (and replays)",
+            "Deliveries created for events that matched a route, and by replays (the store's \
+             totals: replays and retries by other processes included)",
             routes.matched.clone(),
         );
         registry.register(

@@ -135,6 +135,28 @@ path = "{}"
         lines(&out).len() == 15 && none_pending(&db, "archive")
     })
     .await;
+    // The server's metrics count the replays another process made, as the store does: no more
+    // delivered than matched.
+    let metric = |text: &str, name: &str| -> u64 {
+        let prefix = format!("provtrail_route_{name}_total{{route=\"archive\",sink=\"file\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = server.get("/metrics").await.text();
+        let (matched, delivered) = (metric(&text, "matched"), metric(&text, "delivered"));
+        if matched == 15 && delivered == 15 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "matched {matched}, delivered {delivered}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // routes list shows the counts; routes test renders without sending.
     let (code, stdout, stderr) = run_provtrail(&[

@@ -292,6 +292,14 @@ async fn record_results(
     }
 }
 
+/// Raises a counter to `total` when it is behind (never lowers it).
+fn catch_up(counter: &prometheus_client::metrics::counter::Counter, total: u64) {
+    let counted = counter.get();
+    if total > counted {
+        counter.inc_by(total - counted);
+    }
+}
+
 async fn refresh_gauges(
     routes: Arc<Routes>,
     store: SharedStore,
@@ -302,15 +310,32 @@ async fn refresh_gauges(
     loop {
         if let Ok(counts) = store.route_counts().await {
             for route in routes.iter() {
-                let pending = counts
-                    .iter()
-                    .find(|counts| counts.route == route.name)
-                    .map_or(0, |counts| counts.pending);
+                let labels = metrics.routes.labels(&route.name);
+                let Some(counts) = counts.iter().find(|counts| counts.route == route.name) else {
+                    metrics.routes.pending.get_or_create(&labels).set(0);
+                    continue;
+                };
                 metrics
                     .routes
                     .pending
-                    .get_or_create(&metrics.routes.labels(&route.name))
-                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                    .get_or_create(&labels)
+                    .set(i64::try_from(counts.pending).unwrap_or(i64::MAX));
+                // The counters follow the store's totals, which also hold what other processes
+                // wrote to it (`provtrail replay`, `deadletter retry`): counted only here, a
+                // replay's deliveries would be delivered but never matched. Between refreshes
+                // this process's own counts keep them current.
+                catch_up(
+                    &metrics.routes.matched.get_or_create(&labels),
+                    counts.matched,
+                );
+                catch_up(
+                    &metrics.routes.delivered.get_or_create(&labels),
+                    counts.delivered,
+                );
+                catch_up(
+                    &metrics.routes.failed_attempts.get_or_create(&labels),
+                    counts.failed_attempts,
+                );
             }
             if !warned {
                 warned = true;
