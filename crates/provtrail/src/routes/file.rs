@@ -71,6 +71,34 @@ pub(super) fn build(
             ),
         ));
     }
+    // A device, a pipe or a file of /proc cannot be appended to, synced and rotated: every
+    // delivery would fail, or (/dev/null) vanish while counted as delivered.
+    if path.exists() && !path.is_file() {
+        return Err(SinkConfigError::new(
+            "path",
+            format!(
+                "{} is not a regular file (a device, a pipe or a socket); give the path of a \
+                 regular file",
+                shown(&path)
+            ),
+        ));
+    }
+    if let Ok(canonical) = directory.canonicalize() {
+        // /dev/shm is a memory file system whose files are regular ones.
+        let special = ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|special| canonical.starts_with(special));
+        if special && !canonical.starts_with("/dev/shm") {
+            return Err(SinkConfigError::new(
+                "path",
+                format!(
+                    "{} is in {}, which holds no regular files; give a path on a disk",
+                    shown(&path),
+                    canonical.display()
+                ),
+            ));
+        }
+    }
     let target = shown(&path);
     let max_size = match &settings.max_size {
         Some(text) => crate::config::parse_size("max_size", text)
@@ -666,6 +694,12 @@ mod tests {
             build_with(&format!("path = {:?}", dir.path().display().to_string())).unwrap_err();
         assert_eq!(err.setting, "path");
         assert!(err.message.contains("is a directory"), "{err:?}");
+
+        // Nothing can be appended, synced and rotated there.
+        let err = build_with("path = \"/dev/null\"").unwrap_err();
+        assert!(err.message.contains("not a regular file"), "{err:?}");
+        let err = build_with("path = \"/proc/events.jsonl\"").unwrap_err();
+        assert!(err.message.contains("holds no regular files"), "{err:?}");
     }
 
     #[test]

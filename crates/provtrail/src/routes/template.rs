@@ -25,6 +25,26 @@ use serde_json::json;
 
 use super::sink::Delivery;
 
+/// The names a template sees (see the module documentation and [`context`]).
+const CONTEXT_NAMES: &[&str] = &[
+    "event",
+    "outcome",
+    "failed",
+    "sources",
+    "errors",
+    "warnings",
+    "ticket_ids",
+    "recipient",
+    "requester",
+    "tracking_number",
+    "action",
+    "event_id",
+    "received_at",
+    "route",
+    "delivery_key",
+    "attempt",
+];
+
 /// The work one rendering may do (MiniJinja fuel units: roughly instructions).
 const FUEL: u64 = 200_000;
 
@@ -46,7 +66,36 @@ impl BodyTemplate {
         env.add_filter("json_escape", json_escape);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|err| describe(&err))?;
-        Ok(BodyTemplate { env })
+        let template = BodyTemplate { env };
+        template.check_names()?;
+        Ok(template)
+    }
+
+    /// Refuses a name the context does not have (`{{ recipent }}`): a misspelt name renders as
+    /// nothing, and every message would go out with a blank where it stands.
+    fn check_names(&self) -> Result<(), String> {
+        let template = self.env.get_template(NAME).map_err(|err| describe(&err))?;
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|name| {
+                !CONTEXT_NAMES.contains(&name.as_str())
+                    && !self.env.globals().any(|(global, _)| global == name)
+            })
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        Err(format!(
+            "the template reads {}, which it does not have: it has {}",
+            unknown
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            CONTEXT_NAMES.join(", ")
+        ))
     }
 
     /// Renders the body of one delivery.
@@ -196,6 +245,21 @@ mod tests {
     fn render(source: &str) -> Result<String, String> {
         let (raw, value) = sample();
         BodyTemplate::compile(source)?.render(&delivery(&raw, &value))
+    }
+
+    #[test]
+    fn a_name_the_template_does_not_have_is_an_error_and_its_own_are_not() {
+        let err = BodyTemplate::compile(r#"{"text": "{{ recipent }} {{ evnt.x }}"}"#).unwrap_err();
+        assert!(
+            err.contains("`evnt`") && err.contains("`recipent`") && err.contains("recipient"),
+            "{err}"
+        );
+        // Loop and set variables, the context's names and MiniJinja's own functions are known.
+        let body = render(
+            r#"{% set who = recipient %}{% for f in failed %}{{ f.source }} {{ loop.index }}{% endfor %} {{ who }} {{ range(2) | list | length }} {{ event.nope }}"#,
+        )
+        .unwrap();
+        assert_eq!(body, "Corp AD 1 Jane \"JD\" Doe 2 ");
     }
 
     #[test]

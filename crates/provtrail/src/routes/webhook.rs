@@ -299,7 +299,7 @@ pub(super) fn build(
         .user_agent(concat!("provtrail/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|err| SinkConfigError::new("", format!("cannot build the HTTP client: {err}")))?;
-    Ok(Arc::new(Webhook {
+    let webhook = Webhook {
         client,
         url,
         target,
@@ -308,7 +308,9 @@ pub(super) fn build(
         json_body: content_type.to_ascii_lowercase().contains("json"),
         template,
         redactor: secrets.redactor().clone(),
-    }))
+    };
+    webhook.check_template()?;
+    Ok(Arc::new(webhook))
 }
 
 /// A webhook sink.
@@ -334,6 +336,43 @@ impl std::fmt::Debug for Webhook {
 }
 
 impl Webhook {
+    /// Renders the body template for a sample event with failed account requests: a template
+    /// that cannot render a body (not JSON where the content type says JSON) would send every
+    /// delivery to the dead letters, so it fails the start instead.
+    fn check_template(&self) -> Result<(), SinkConfigError> {
+        if self.template.is_none() {
+            return Ok(());
+        }
+        let raw = crate::synth::Generator::new(&crate::synth::SynthOptions {
+            failure_rate: 1.0,
+            ..crate::synth::SynthOptions::default()
+        })
+        .next_json();
+        let event: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+        let sample = Delivery {
+            delivery_id: 0,
+            route: "sample",
+            event_id: 1,
+            event_key: "sample",
+            key: "sample",
+            attempt: 1,
+            received_at: 0,
+            raw: &raw,
+            event: &event,
+        };
+        match self.body(&sample) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(SinkConfigError::new(
+                "body_template",
+                format!(
+                    "for a sample event with failed account requests: {} (see provtrail routes \
+                     test)",
+                    err.message
+                ),
+            )),
+        }
+    }
+
     fn body(&self, delivery: &Delivery<'_>) -> Result<Vec<u8>, SinkError> {
         match &self.template {
             None => Ok(delivery.raw.to_vec()),
@@ -594,6 +633,32 @@ mod tests {
             );
             assert!(!err.message.contains("hunter2pw"), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn a_template_that_renders_no_json_for_a_json_content_type_fails_the_start() {
+        let template = "body_template = 'not json {{ event_id }}'";
+        let err = build_with(
+            &format!("url = \"https://example.com/\"\n{template}"),
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "body_template");
+        assert!(
+            err.message.contains("sample event") && err.message.contains("valid JSON"),
+            "{}",
+            err.message
+        );
+        // Text is what a text content type asks for.
+        assert!(
+            build_with(
+                &format!(
+                    "url = \"https://example.com/\"\ncontent_type = \"text/plain\"\n{template}"
+                ),
+                &Secrets::default(),
+            )
+            .is_ok()
+        );
     }
 
     #[test]
