@@ -59,6 +59,8 @@ pub struct RouteMetrics {
     pub dead: Family<RouteLabels, Counter>,
     /// Deliveries waiting (refreshed by the workers every few seconds).
     pub pending: Family<RouteLabels, Gauge>,
+    /// 1 while the route is paused because its sink keeps failing (refreshed with `pending`).
+    pub paused: Family<RouteLabels, Gauge>,
     /// Duration of successful attempts.
     pub latency: Family<RouteLabels, Histogram>,
     /// Route name to sink kind, so that counts made where only the name is known are labelled.
@@ -92,6 +94,7 @@ impl RouteMetrics {
         let _ = self.failed_attempts.get_or_create(&labels);
         let _ = self.dead.get_or_create(&labels);
         let _ = self.pending.get_or_create(&labels);
+        let _ = self.paused.get_or_create(&labels);
     }
 }
 
@@ -216,6 +219,7 @@ impl Metrics {
             failed_attempts: Family::default(),
             dead: Family::default(),
             pending: Family::default(),
+            paused: Family::default(),
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
@@ -246,6 +250,12 @@ impl Metrics {
             "route_pending",
             "Deliveries waiting for an attempt",
             routes.pending.clone(),
+        );
+        registry.register(
+            "route_paused",
+            "1 while the route is paused because its sink keeps failing (it probes with one \
+             delivery at a time; deliveries waiting behind the pause use none of their attempts)",
+            routes.paused.clone(),
         );
         registry.register(
             "route_delivery_duration_seconds",

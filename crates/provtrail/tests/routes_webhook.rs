@@ -427,6 +427,29 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
     .await;
     assert_eq!(count(&db, "hook", 2), 0, "no delivery is dead");
     assert_eq!(count(&db, "hook", 0), 5, "every delivery is pending");
+    // The pause is shown, so that attempts past the budget read as probes: in the API, on the
+    // routes page and in the metrics.
+    let (status, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
+    assert_eq!(status, 200);
+    let paused_since = view["paused_since"].as_i64().expect("paused");
+    assert!(paused_since <= chrono::Utc::now().timestamp_millis(), "{view}");
+    let page = client()
+        .get(server.url("/routes"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("sink paused"), "{page}");
+    // The gauge is refreshed every 5 s.
+    let paused_metric = "provtrail_route_paused{route=\"hook\",sink=\"webhook\"} 1";
+    let deadline = std::time::Instant::now() + WAIT;
+    while !server.get("/metrics").await.text().contains(paused_metric) {
+        assert!(std::time::Instant::now() < deadline, "no {paused_metric}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     receiver.set_mode(Mode::Up);
     wait_for("every delivery after the outage", WAIT, || {
         count(&db, "hook", 1) == 5
@@ -434,6 +457,8 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
     .await;
     assert_eq!(receiver.delivered().len(), 5);
     assert!(receiver.delivered().values().all(|&times| times == 1));
+    let (_, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
+    assert!(view["paused_since"].is_null(), "{view}");
     server.shutdown().await;
 }
 

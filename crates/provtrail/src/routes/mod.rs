@@ -176,6 +176,45 @@ pub struct Route {
     pub timeout: Duration,
     /// Private targets allowed.
     pub allow_private: bool,
+    /// Whether its sink is paused now, as the server's workers see it.
+    pub status: RouteStatus,
+}
+
+/// What a route's workers are doing, for the API and the pages of the same process.
+#[derive(Debug, Default)]
+pub struct RouteStatus {
+    /// When the route paused (Unix milliseconds); 0 while it delivers.
+    paused_since: std::sync::atomic::AtomicI64,
+}
+
+impl RouteStatus {
+    /// Since when the route has been paused because its sink keeps failing (or asked to wait),
+    /// probing with one delivery at a time; none while it delivers.
+    pub fn paused_since(&self) -> Option<crate::store::Millis> {
+        match self
+            .paused_since
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
+    /// The route paused (kept at the first pause's time while it stays paused).
+    pub fn pause(&self, at: crate::store::Millis) {
+        let _ = self.paused_since.compare_exchange(
+            0,
+            at.max(1),
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The sink answered: the route delivers again.
+    pub fn resume(&self) {
+        self.paused_since
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Route {
@@ -550,6 +589,7 @@ impl Routes {
                 concurrency,
                 timeout,
                 allow_private: section.allow_private,
+                status: RouteStatus::default(),
             }));
         }
         let read_members = read_members(&routes);

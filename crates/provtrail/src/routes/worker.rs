@@ -311,6 +311,11 @@ async fn refresh_gauges(
         if let Ok(counts) = store.route_counts().await {
             for route in routes.iter() {
                 let labels = metrics.routes.labels(&route.name);
+                metrics
+                    .routes
+                    .paused
+                    .get_or_create(&labels)
+                    .set(i64::from(route.status.paused_since().is_some()));
                 let Some(counts) = counts.iter().find(|counts| counts.route == route.name) else {
                     metrics.routes.pending.get_or_create(&labels).set(0);
                     continue;
@@ -669,6 +674,7 @@ impl RouteWorker {
                 // and one failed in a way worth retrying.
                 if attempted.iter().any(|a| a.outcome.is_ok()) {
                     breaker.succeeded();
+                    route.status.resume();
                 } else if attempted
                     .iter()
                     .any(|a| matches!(&a.outcome, Err(err) if !err.permanent))
@@ -679,6 +685,9 @@ impl RouteWorker {
                         .max()
                         .map(|wait| route.policy.honoured_wait(wait));
                     breaker.failed(&route, retry_after);
+                    if breaker.probing() {
+                        route.status.pause(chrono::Utc::now().timestamp_millis());
+                    }
                 }
             }
             let mut records = Vec::with_capacity(attempted.len());

@@ -53,6 +53,14 @@ pub struct RouteView {
     /// The retry policy.
     #[schema(required = true)]
     pub retry: Option<RetryView>,
+    /// Since when the route has been paused (Unix milliseconds) because its sink keeps failing
+    /// or asked to wait: it probes with one delivery at a time, and the deliveries waiting behind
+    /// the pause use none of their attempts (a failed probe is recorded but does not count
+    /// toward `max_attempts`). Null while it delivers, and from a process that does not deliver
+    /// (`provtrail routes list`).
+    #[schema(required = true)]
+    #[serde(default)]
+    pub paused_since: Option<i64>,
     /// What happened to its deliveries.
     pub counts: RouteCountsView,
 }
@@ -137,6 +145,7 @@ impl RouteView {
                     timeout: Some(info.timeout),
                     allow_private: Some(info.allow_private),
                     retry: Some(info.retry.into()),
+                    paused_since: route.status.paused_since(),
                     counts,
                 }
             }
@@ -150,6 +159,7 @@ impl RouteView {
                 timeout: None,
                 allow_private: None,
                 retry: None,
+                paused_since: None,
                 counts,
             },
         }

@@ -92,6 +92,13 @@ fn pending(view: &RouteView, now: Millis) -> Markup {
         } @else {
             (number(counts.pending))
         }
+        @if let Some(since) = view.paused_since {
+            br;
+            span.badge.warn.paused title="The sink keeps failing: one delivery at a time probes it, and the deliveries waiting behind the pause use none of their attempts" {
+                "sink paused"
+            }
+            " " span.muted.small { "since " (time(since)) " UTC · " (ago(since, now)) }
+        }
     }
 }
 
