@@ -123,7 +123,10 @@ async fn a_body_kept_for_how_it_was_sent_and_again_for_what_it_holds_has_both_en
     assert_eq!(reasons, ["bad_channel", "invalid_event"]);
     // Each entry holds the problems of its own reason.
     let invalid_errors = kept[1].errors.to_string();
-    assert!(invalid_errors.contains("trackingNumber"), "{invalid_errors}");
+    assert!(
+        invalid_errors.contains("trackingNumber"),
+        "{invalid_errors}"
+    );
     assert!(!kept[0].errors.to_string().contains("trackingNumber"));
     assert!(kept.iter().all(|entry| entry.raw == body));
     server.shutdown().await;

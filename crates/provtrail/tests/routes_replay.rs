@@ -196,7 +196,13 @@ path = "{}"
     let test_file = |file: &std::path::Path| {
         let file = file.display().to_string();
         run_provtrail(&[
-            "routes", "test", "archive", "--event", &file, "--config", &config_arg,
+            "routes",
+            "test",
+            "archive",
+            "--event",
+            &file,
+            "--config",
+            &config_arg,
         ])
     };
     let (code, _, stderr) = test_file(&not_json);
@@ -379,8 +385,14 @@ path = "{}"
     assert!(stderr.contains("no route \"archvie\""), "{stderr}");
     assert!(stderr.contains("(configured: archive"), "{stderr}");
     // Listing one too: an empty list would read as "no dead letters".
-    let (code, stdout, stderr) =
-        run_provtrail(&["deadletter", "list", "--route", "archvie", "--config", &config]);
+    let (code, stdout, stderr) = run_provtrail(&[
+        "deadletter",
+        "list",
+        "--route",
+        "archvie",
+        "--config",
+        &config,
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.contains("no route \"archvie\""), "{stderr}");

@@ -342,10 +342,7 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
         let (status, body) = api(&server, path, READ_TOKEN).await;
         assert_eq!(status, 404, "{path}: {body}");
         assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("hoook"),
+            body["error"]["message"].as_str().unwrap().contains("hoook"),
             "{body}"
         );
     }
@@ -432,7 +429,10 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
     let (status, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
     assert_eq!(status, 200);
     let paused_since = view["paused_since"].as_i64().expect("paused");
-    assert!(paused_since <= chrono::Utc::now().timestamp_millis(), "{view}");
+    assert!(
+        paused_since <= chrono::Utc::now().timestamp_millis(),
+        "{view}"
+    );
     let page = client()
         .get(server.url("/routes"))
         .bearer_auth(READ_TOKEN)

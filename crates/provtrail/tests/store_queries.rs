@@ -304,7 +304,10 @@ async fn stats_agree_with_the_events_counted_one_by_one() {
     let first = fixture.events.iter().map(|(_, _, at)| *at).min().unwrap();
     let last = fixture.events.iter().map(|(_, _, at)| *at).max().unwrap();
     let hour = 3_600_000;
-    assert_eq!(everything.series.first().unwrap().start, first / hour * hour);
+    assert_eq!(
+        everything.series.first().unwrap().start,
+        first / hour * hour
+    );
     assert_eq!(everything.series.last().unwrap().start, last / hour * hour);
     let series_total: u64 = everything.series.iter().map(|b| b.requests.total()).sum();
     assert_eq!(series_total, all_total);

@@ -400,6 +400,27 @@ async fn the_events_page_searches_filters_pages_and_adds_new_rows() {
     let text = page(&server, &cookie, "/?q=refused&source=Corp+LDAP").await;
     assert_eq!(text.matches("<tr data-id=").count(), 0);
     assert!(text.contains("No events match"));
+    // What the API would refuse is said on the page, not silently dropped.
+    let no_words = page(&server, &cookie, "/?q=%22").await;
+    assert!(
+        no_words.contains("has no words to search for"),
+        "{no_words}"
+    );
+    assert_eq!(no_words.matches("<tr data-id=").count(), 50);
+    let bogus = page(&server, &cookie, "/?result=bogus&source=Workday").await;
+    assert!(
+        bogus.contains("“bogus” is not an account request result"),
+        "{bogus}"
+    );
+    assert_eq!(
+        bogus.matches("<tr data-id=").count(),
+        20,
+        "the source still applies"
+    );
+    assert!(
+        !failed.contains("not applied"),
+        "a good query has no notice"
+    );
     let by_number = page(&server, &cookie, "/?number=track-7").await;
     assert_eq!(by_number.matches("<tr data-id=").count(), 1);
     let by_invocation = page(&server, &cookie, "/?number=inv-8").await;

@@ -262,7 +262,11 @@ fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
                  the first: {}: {}); provtrail would keep such a document in quarantine and \
                  route nothing of it (see provtrail validate {source})",
                 validation.errors.len(),
-                if validation.errors.len() == 1 { "" } else { "s" },
+                if validation.errors.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 first.path,
                 super::terminal_safe(&first.message)
             );

@@ -191,10 +191,7 @@ impl RouteStatus {
     /// Since when the route has been paused because its sink keeps failing (or asked to wait),
     /// probing with one delivery at a time; none while it delivers.
     pub fn paused_since(&self) -> Option<crate::store::Millis> {
-        match self
-            .paused_since
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        match self.paused_since.load(std::sync::atomic::Ordering::Relaxed) {
             0 => None,
             at => Some(at),
         }

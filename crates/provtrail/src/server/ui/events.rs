@@ -17,6 +17,9 @@ use crate::store::{EventQuery, EventSummary, ORDER_SLACK_MS, Page, StatsQuery, S
 /// Rows on a page.
 const PAGE_SIZE: usize = 50;
 
+/// The account request results the result facet takes.
+const RESULTS: [&str; 3] = ["FAILED", "PENDING", "SUCCESS"];
+
 /// Most new rows one poll adds; beyond, the page offers a reload instead.
 const LIVE_LIMIT: usize = 50;
 
@@ -68,10 +71,50 @@ impl Params {
         link(path, &borrowed)
     }
 
+    /// The search text, when it has words to search for (the API refuses one without).
+    fn words(&self) -> Option<String> {
+        given(&self.q).filter(|q| q.chars().any(char::is_alphanumeric))
+    }
+
+    /// The result facet, when it is one.
+    fn result(&self) -> Option<String> {
+        given(&self.result)
+            .map(|result| result.to_ascii_uppercase())
+            .filter(|result| RESULTS.contains(&result.as_str()))
+    }
+
+    /// What of the query string is not used, and why: said on the page, so that a list that
+    /// ignored it is not taken for its answer.
+    fn ignored(&self) -> Vec<String> {
+        let mut ignored = Vec::new();
+        if let (Some(q), None) = (given(&self.q), self.words()) {
+            ignored.push(format!(
+                "The search “{}” has no words to search for (letters or digits), so it is not \
+                 applied.",
+                shorten(&q, 80)
+            ));
+        }
+        if let (Some(result), None) = (given(&self.result), self.result()) {
+            ignored.push(format!(
+                "“{}” is not an account request result (Failed, Pending or Succeeded), so it is \
+                 not applied.",
+                shorten(&result, 80)
+            ));
+        }
+        if let Some(range) = given(&self.range).filter(|range| *range != self.range()) {
+            ignored.push(format!(
+                "“{}” is not a time range; showing {}.",
+                shorten(&range, 80),
+                self.range()
+            ));
+        }
+        ignored
+    }
+
     fn query(&self, now: i64) -> EventQuery {
         EventQuery {
-            q: given(&self.q),
-            result: given(&self.result).map(|result| result.to_ascii_uppercase()),
+            q: self.words(),
+            result: self.result(),
             source: given(&self.source),
             channel: given(&self.channel),
             identity: given(&self.identity),
@@ -193,9 +236,8 @@ pub async fn page(
     let first_page = query.before_id.is_none();
     let newest = page.items.first();
     let live_url = params.link("/ui/fragments/events", &[]);
-    let result = given(&params.result)
-        .unwrap_or_default()
-        .to_ascii_uppercase();
+    let result = params.result().unwrap_or_default();
+    let ignored = params.ignored();
     let source = given(&params.source).unwrap_or_default();
     let mut source_options: Vec<(&str, &str)> = vec![("", "Any source")];
     source_options.extend(sources.iter().map(|name| (name.as_str(), name.as_str())));
@@ -237,6 +279,9 @@ pub async fn page(
                 button type="submit" { "Apply" }
                 @if params.filtered() || range != "all" { a href="/" { "Clear filters" } }
             }
+        }
+        @for reason in &ignored {
+            p.alert.warn role="status" { (reason) }
         }
         @if first_page {
             p #live-status .live aria-live="polite" { }
