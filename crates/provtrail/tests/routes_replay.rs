@@ -193,7 +193,7 @@ path = "{}"
     std::fs::write(&not_json, "nojson").unwrap();
     let not_event = dir.path().join("not-event.json");
     std::fs::write(&not_event, r#"{"not": "event"}"#).unwrap();
-    let test_file = |file: &std::path::Path| {
+    let test_file = |file: &Path| {
         let file = file.display().to_string();
         run_provtrail(&[
             "routes",
