@@ -163,7 +163,7 @@ impl Settings {
                 message: "a token cannot be empty".into(),
             });
         }
-        let routes = Arc::new(Routes::compile(&config.routes)?);
+        let routes = Arc::new(Routes::compile_beside(&config.routes, Some(&store.path))?);
         let settings = Settings {
             server,
             store,

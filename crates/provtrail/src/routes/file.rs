@@ -48,6 +48,12 @@ pub(super) fn build(
         .secrets
         .resolve_scoped(&settings.path.to_string_lossy())
         .map_err(|err| SinkConfigError::new("path", err.to_string()))?;
+    if path_text.trim().is_empty() {
+        return Err(SinkConfigError::new(
+            "path",
+            "is empty; give the path of the file to append to",
+        ));
+    }
     let path = PathBuf::from(path_text);
     let shown = |path: &Path| references.redact(&path.display().to_string());
     let directory = match path.parent() {
@@ -700,6 +706,8 @@ mod tests {
         assert!(err.message.contains("not a regular file"), "{err:?}");
         let err = build_with("path = \"/proc/events.jsonl\"").unwrap_err();
         assert!(err.message.contains("holds no regular files"), "{err:?}");
+        let err = build_with("path = \" \"").unwrap_err();
+        assert!(err.message.contains("is empty"), "{err:?}");
     }
 
     #[test]

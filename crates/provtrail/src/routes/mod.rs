@@ -415,6 +415,15 @@ fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
     if path.to_string_lossy().contains("${") {
         return Some(path);
     }
+    resolved_path(&path)
+}
+
+/// `path` with its links resolved: the whole path when the file exists (a link to another
+/// file is that file), else its directory's.
+fn resolved_path(path: &std::path::Path) -> Option<PathBuf> {
+    if let Ok(file) = std::fs::canonicalize(path) {
+        return Some(file);
+    }
     let resolved = match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) => std::fs::canonicalize(if parent.as_os_str().is_empty() {
             std::path::Path::new(".")
@@ -425,7 +434,7 @@ fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
         .map(|parent| parent.join(name)),
         _ => None,
     };
-    resolved.or_else(|| std::path::absolute(&path).ok())
+    resolved.or_else(|| std::path::absolute(path).ok())
 }
 
 impl Routes {
@@ -436,6 +445,24 @@ impl Routes {
 
     /// Checks and builds the configured routes. Errors name the route and the setting.
     pub fn compile(sections: &[RouteSection]) -> Result<Routes, ConfigError> {
+        Routes::compile_beside(sections, None)
+    }
+
+    /// Compiles like [`Routes::compile`], and refuses a `file` sink that would write over one of
+    /// the files of the store at `store` (the database, its log, its search index, its tokens:
+    /// any `<database>-…` or `<database>.…` beside it), which would destroy the store.
+    pub fn compile_beside(
+        sections: &[RouteSection],
+        store: Option<&std::path::Path>,
+    ) -> Result<Routes, ConfigError> {
+        let store_file = store.and_then(|store| {
+            resolved_path(store).map(|path| {
+                (
+                    path.parent().map(std::path::Path::to_path_buf),
+                    path.file_name().map(|name| name.to_string_lossy().into_owned()),
+                )
+            })
+        });
         let redactor = Redactor::default();
         let secrets = Secrets::new(redactor.clone());
         let mut routes: Vec<Arc<Route>> = Vec::with_capacity(sections.len());
@@ -552,6 +579,28 @@ impl Routes {
                             format!("route {other:?} writes to the same file"),
                         ));
                     }
+                    if let Some((Some(dir), Some(db))) = &store_file {
+                        let name_of = path
+                            .file_name()
+                            .map(|name| name.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let of_store = name_of == *db
+                            || name_of
+                                .strip_prefix(db.as_str())
+                                .is_some_and(|rest| rest.starts_with(['-', '.']));
+                        if path.parent() == Some(dir.as_path()) && of_store {
+                            return Err(invalid(
+                                name,
+                                "sink.path",
+                                format!(
+                                    "{} is one of the store's files (the database {db}, its log, \
+                                     search index or tokens): appending to it would destroy the \
+                                     store; give another file",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                    }
                     files.push((path, name.to_owned()));
                 }
             }
@@ -665,6 +714,40 @@ impl RouteMatcher for Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_route_may_not_write_over_the_store_or_share_a_file_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("p.db");
+        std::fs::write(&db, b"").unwrap();
+        let route = |name: &str, path: &std::path::Path| {
+            format!(
+                "[[routes]]\nname = \"{name}\"\n[routes.sink]\ntype = \"file\"\npath = {:?}\n",
+                path.display().to_string()
+            )
+        };
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        for file in ["p.db", "p.db-wal", "p.db.search", "p.db.token", "link.jsonl"] {
+            let text = route("archive", &dir.path().join(file));
+            let err = Routes::compile_beside(&sections(&text), Some(&db))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("routes.archive.sink.path"), "{file}: {err}");
+            assert!(err.contains("one of the store's files"), "{file}: {err}");
+        }
+        let beside = route("archive", &dir.path().join("p.jsonl"));
+        assert!(Routes::compile_beside(&sections(&beside), Some(&db)).is_ok());
+
+        // One file under two names is one file.
+        let shared = dir.path().join("shared.jsonl");
+        std::fs::write(&shared, b"").unwrap();
+        let alias = dir.path().join("alias.jsonl");
+        std::os::unix::fs::symlink(&shared, &alias).unwrap();
+        let text = format!("{}{}", route("a", &shared), route("b", &alias));
+        let err = Routes::compile(&sections(&text)).unwrap_err().to_string();
+        assert!(err.contains("writes to the same file"), "{err}");
+    }
 
     fn sections(text: &str) -> Vec<RouteSection> {
         #[derive(Deserialize)]
