@@ -275,7 +275,21 @@ pub fn ensure_read_token(db: &Path) -> std::io::Result<(String, bool)> {
 
 fn ensure_token(path: &Path, prefix: &str) -> std::io::Result<(String, bool)> {
     match std::fs::read_to_string(path) {
-        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), false)),
+        Ok(token) if !token.trim().is_empty() => {
+            let token = token.trim();
+            // One token, one line: several lines would be taken as one token that no client
+            // presents, and every request refused.
+            if token.lines().count() > 1 || token.chars().any(|c| !c.is_ascii_graphic()) {
+                return Err(std::io::Error::other(format!(
+                    "{} holds more than one token, or characters no client can send: it must \
+                     hold one token on one line (printable ASCII); remove the file to have a new \
+                     one generated, or pass tokens with the command line or the configuration",
+                    path.display()
+                )));
+            }
+            keep_private(path);
+            return Ok((token.to_owned(), false));
+        }
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err),
@@ -284,6 +298,33 @@ fn ensure_token(path: &Path, prefix: &str) -> std::io::Result<(String, bool)> {
     write_private(path, &format!("{token}\n"))?;
     Ok((token, true))
 }
+
+/// A token file others can read is made the owner's alone, with a warning: anyone who reads it
+/// can post events, or read them.
+#[cfg(unix)]
+fn keep_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        let made = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700));
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the token file could be read by other users; {}",
+            if made.is_ok() {
+                "it is now readable by its owner only (mode 0600)"
+            } else {
+                "its mode could not be changed: make it 0600"
+            }
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn keep_private(_path: &Path) {}
 
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -76,10 +76,15 @@ async fn zero_config_start_generates_a_private_token_shows_it_once_and_it_authen
     .unwrap();
     drop(first);
 
-    // The second start uses the kept token and does not show it again.
+    // The second start uses the kept token and does not show it again; a token file others
+    // could read is made private, with a warning.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let second = ServerProcess::start(dir.path(), &args);
     await_output(&second, "Health: /healthz").await;
     let output = second.output();
+    assert!(output.contains("could be read by other users"), "{output}");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "made private again: {mode:o}");
     assert!(
         !output.contains(&token),
         "the token is shown only once:\n{output}"
@@ -245,4 +250,37 @@ fn the_open_file_limit_is_raised_to_fit_the_connection_cap_or_the_start_says_why
         said.contains("may open at most 300 files (ulimit -n), so it can keep about 44 connections open, not the 2000"),
         "{said}"
     );
+}
+
+#[test]
+fn a_token_file_of_several_lines_fails_the_start_instead_of_refusing_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("two.db");
+    std::fs::write(dir.path().join("two.db.token"), "ptk_first\nptk_second\n").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .env_remove("PROVTRAIL_INGEST_TOKEN")
+        .env_remove("PROVTRAIL_CONFIG")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("provtrail serve started with a token file of two lines");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("more than one token"), "{stderr}");
 }

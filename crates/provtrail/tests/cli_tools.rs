@@ -745,10 +745,18 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
         String::from_utf8_lossy(&output.stderr)
     );
     let size = std::fs::metadata(&db).unwrap().len();
+    // Another name of the database (a hard link) is the database too; the tokens kept beside
+    // it are its files.
+    let hard_link = dir.path().join("snapshot.db");
+    std::fs::hard_link(&db, &hard_link).unwrap();
+    std::fs::write(format!("{db_arg}.token"), "ptk_kept\n").unwrap();
     for target in [
         db_arg.clone(),
         format!("{db_arg}-wal"),
         format!("{db_arg}.search"),
+        format!("{db_arg}.token"),
+        format!("{db_arg}.read-token"),
+        hard_link.display().to_string(),
     ] {
         let output = provtrail(&["export", "--db", &db_arg, "-o", &target], None);
         assert_eq!(output.status.code(), Some(2), "{target}");
@@ -762,6 +770,10 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
         std::fs::metadata(&db).unwrap().len(),
         size,
         "the store is untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{db_arg}.token")).unwrap(),
+        "ptk_kept\n"
     );
     let csv = provtrail(&["export", "--db", &db_arg, "--format", "csv"], None);
     assert_eq!(csv.status.code(), Some(0));

@@ -55,7 +55,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(output) = &args.output {
         anyhow::ensure!(
-            !is_store_file(output, &args.db),
+            !provtrail::store::is_store_file(output, &args.db),
             "{} is the database or one of its files: writing the export there would destroy the \
              store; give another output file",
             output.display()
@@ -117,33 +117,6 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     source.close().await;
     eprintln!("exported {exported} events");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `output` names the database at `db` or a file beside it that the store uses (its
-/// write-ahead log, shared memory, search index): creating the output truncates it.
-fn is_store_file(output: &std::path::Path, db: &std::path::Path) -> bool {
-    let Ok(output) = std::path::absolute(output) else {
-        return false;
-    };
-    let output = std::fs::canonicalize(&output).unwrap_or(output);
-    let Ok(db) = std::fs::canonicalize(db) else {
-        return false;
-    };
-    [
-        "",
-        "-wal",
-        "-shm",
-        "-journal",
-        ".search",
-        ".search-wal",
-        ".search-shm",
-    ]
-    .iter()
-    .any(|suffix| {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        name == output.as_os_str()
-    })
 }
 
 /// Where the events come from: the file read directly, with nothing started and nothing

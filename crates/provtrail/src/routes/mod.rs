@@ -455,14 +455,6 @@ impl Routes {
         sections: &[RouteSection],
         store: Option<&std::path::Path>,
     ) -> Result<Routes, ConfigError> {
-        let store_file = store.and_then(|store| {
-            resolved_path(store).map(|path| {
-                (
-                    path.parent().map(std::path::Path::to_path_buf),
-                    path.file_name().map(|name| name.to_string_lossy().into_owned()),
-                )
-            })
-        });
         let redactor = Redactor::default();
         let secrets = Secrets::new(redactor.clone());
         let mut routes: Vec<Arc<Route>> = Vec::with_capacity(sections.len());
@@ -579,27 +571,18 @@ impl Routes {
                             format!("route {other:?} writes to the same file"),
                         ));
                     }
-                    if let Some((Some(dir), Some(db))) = &store_file {
-                        let name_of = path
-                            .file_name()
-                            .map(|name| name.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let of_store = name_of == *db
-                            || name_of
-                                .strip_prefix(db.as_str())
-                                .is_some_and(|rest| rest.starts_with(['-', '.']));
-                        if path.parent() == Some(dir.as_path()) && of_store {
-                            return Err(invalid(
-                                name,
-                                "sink.path",
-                                format!(
-                                    "{} is one of the store's files (the database {db}, its log, \
-                                     search index or tokens): appending to it would destroy the \
-                                     store; give another file",
-                                    path.display()
-                                ),
-                            ));
-                        }
+                    if let Some(db) = store.filter(|db| crate::store::is_store_file(&path, db)) {
+                        return Err(invalid(
+                            name,
+                            "sink.path",
+                            format!(
+                                "{} is one of the store's files (the database {}, its log, \
+                                 search index or tokens): appending to it would destroy the \
+                                 store; give another file",
+                                path.display(),
+                                db.display()
+                            ),
+                        ));
                     }
                     files.push((path, name.to_owned()));
                 }

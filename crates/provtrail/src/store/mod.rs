@@ -17,6 +17,60 @@ pub use types::*;
 /// Shared handle to the running store.
 pub type SharedStore = Arc<dyn Store>;
 
+/// What is kept beside a database at `<database><suffix>`: SQLite's log and lock files, the search
+/// index and its own, and the tokens `provtrail serve` generates.
+const FILES_BESIDE: [&str; 10] = [
+    "-wal",
+    "-shm",
+    "-journal",
+    ".search",
+    ".search-wal",
+    ".search-shm",
+    ".search-journal",
+    ".token",
+    ".read-token",
+    "",
+];
+
+/// Whether writing to `path` would write over the store at `db`: the database or a file kept
+/// beside it, by any name (a link, a hard link, `..` in the path).
+pub fn is_store_file(path: &std::path::Path, db: &std::path::Path) -> bool {
+    let Ok(db) = std::fs::canonicalize(db) else {
+        return false;
+    };
+    let Ok(path) = std::path::absolute(path) else {
+        return false;
+    };
+    let path = std::fs::canonicalize(&path).unwrap_or_else(|_| {
+        // A file not there yet: its directory resolved.
+        match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+            (Some(Ok(dir)), Some(name)) => dir.join(name),
+            _ => path.clone(),
+        }
+    });
+    let target = file_identity(&path);
+    FILES_BESIDE.iter().any(|suffix| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        file == path || (target.is_some() && file_identity(&file) == target)
+    })
+}
+
+/// A file's device and inode: two names with the same are one file.
+#[cfg(unix)]
+fn file_identity(file: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(file)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_file: &std::path::Path) -> Option<(u64, u64)> {
+    None
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
