@@ -60,13 +60,13 @@ impl Settings {
             }
         };
         if let Some(text) = &s.request_timeout {
-            server.request_timeout = parse_duration("server.request_timeout", text)?;
+            server.request_timeout = at_least_a_second("server.request_timeout", text)?;
         }
         if let Some(text) = &s.header_timeout {
-            server.header_timeout = parse_duration("server.header_timeout", text)?;
+            server.header_timeout = at_least_a_second("server.header_timeout", text)?;
         }
         if let Some(text) = &s.idle_timeout {
-            server.idle_timeout = parse_duration("server.idle_timeout", text)?;
+            server.idle_timeout = at_least_a_second("server.idle_timeout", text)?;
         }
         if let Some(text) = &s.shutdown_grace {
             server.shutdown_grace = parse_duration("server.shutdown_grace", text)?;
@@ -128,12 +128,42 @@ impl Settings {
             store.max_size_bytes = Some(parse_size("store.max_size", text)?);
         }
         for pair in &i.basic {
-            if !pair.contains(':') {
+            match pair.split_once(':') {
+                Some((user, password)) if !user.is_empty() && !password.is_empty() => {}
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        setting: "ingest.basic".into(),
+                        message: "each entry is user:password, neither of them empty".into(),
+                    });
+                }
+            }
+        }
+        for (setting, tokens) in [
+            ("ingest.tokens", &i.tokens),
+            ("read.tokens", &config.read.tokens),
+            ("admin.tokens", &config.admin.tokens),
+        ] {
+            let unsendable = |token: &&String| !token.is_empty() && !is_sendable_token(token);
+            if let Some(token) = tokens.iter().find(unsendable) {
+                // Never quoted: it is a secret, and the error may be logged.
                 return Err(ConfigError::Invalid {
-                    setting: "ingest.basic".into(),
-                    message: "each entry is user:password".into(),
+                    setting: setting.into(),
+                    message: format!(
+                        "a token of {} characters holds a space or a character an HTTP header \
+                         cannot carry: a client could never present it (give printable ASCII \
+                         without spaces; in the environment, separate tokens with commas alone)",
+                        token.chars().count()
+                    ),
                 });
             }
+        }
+        if i.no_auth == Some(true) && (!i.tokens.is_empty() || !i.basic.is_empty()) {
+            return Err(ConfigError::Invalid {
+                setting: "ingest.no_auth".into(),
+                message: "authentication is off, and ingest credentials are given: they would \
+                          be ignored and any request accepted; give either, not both"
+                    .into(),
+            });
         }
         if config
             .read
@@ -246,6 +276,25 @@ fn positive(setting: &str, n: usize) -> Result<usize, ConfigError> {
     } else {
         Ok(n)
     }
+}
+
+/// A timeout of at least a second: one shorter cuts off ordinary requests (a body that takes a
+/// moment to arrive, a commit that waits for the disk).
+fn at_least_a_second(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    let duration = parse_duration(setting, text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(ConfigError::Invalid {
+            setting: setting.into(),
+            message: format!("{text:?}: at least 1s"),
+        });
+    }
+    Ok(duration)
+}
+
+/// Whether a client can present this token in an `Authorization` header: printable ASCII, no
+/// spaces, not empty.
+fn is_sendable_token(token: &str) -> bool {
+    !token.is_empty() && token.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// Where a generated ingest token is kept: beside the database.
@@ -461,5 +510,39 @@ mod tests {
             err.contains("store.log_sync") && err.contains("sometimes"),
             "{err}"
         );
+    }
+
+    fn settings_error(change: impl FnOnce(&mut FileConfig)) -> String {
+        let mut config = FileConfig::default();
+        change(&mut config);
+        Settings::from_config(&config).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn settings_no_client_could_use_are_refused() {
+        let err = settings_error(|c| c.ingest.tokens = vec!["tök".into()]);
+        assert!(
+            err.contains("ingest.tokens") && !err.contains("tök"),
+            "{err}"
+        );
+        let err = settings_error(|c| c.read.tokens = vec!["has space".into()]);
+        assert!(err.contains("read.tokens"), "{err}");
+        for basic in [":", "user:", ":password", "nocolon"] {
+            let err = settings_error(|c| c.ingest.basic = vec![basic.into()]);
+            assert!(err.contains("ingest.basic"), "{basic}: {err}");
+        }
+        let err = settings_error(|c| {
+            c.ingest.no_auth = Some(true);
+            c.ingest.tokens = vec!["ptk_token".into()];
+        });
+        assert!(err.contains("ingest.no_auth"), "{err}");
+        for timeout in ["0s", "500ms"] {
+            let err = settings_error(|c| c.server.request_timeout = Some(timeout.into()));
+            assert!(err.contains("at least 1s"), "{timeout}: {err}");
+        }
+        // Passwords may hold anything Basic can carry.
+        let mut config = FileConfig::default();
+        config.ingest.basic = vec!["isc:pa:ss wörd".into()];
+        assert!(Settings::from_config(&config).is_ok());
     }
 }

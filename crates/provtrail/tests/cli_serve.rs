@@ -168,6 +168,24 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
         "{}",
         server.output()
     );
+    drop(server);
+    // A cap below what an empty store takes, on a new database: a full store, not a start that
+    // fails halfway through its schema.
+    let fresh = dir.path().join("fresh.db").display().to_string();
+    let tiny = [
+        "--db",
+        &fresh,
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token",
+        TOKEN,
+        "--max-db-size",
+        "0",
+    ];
+    let server = ServerProcess::start(dir.path(), &tiny);
+    await_output(&server, "at or above --max-db-size").await;
+    let ready = client().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "{}", server.output());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,4 +301,35 @@ fn a_token_file_of_several_lines_fails_the_start_instead_of_refusing_every_reque
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("more than one token"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_listed_in_the_environment_are_trimmed_and_the_file_s_no_auth_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provtrail.toml");
+    std::fs::write(&config, "[ingest]\nno_auth = true\n").unwrap();
+    let db = dir.path().join("env.db").display().to_string();
+    let config_arg = config.display().to_string();
+    let server = ServerProcess::start_with_env(
+        dir.path(),
+        &[
+            "--config",
+            &config_arg,
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("PROVTRAIL_NO_AUTH", "false"),
+            ("PROVTRAIL_INGEST_TOKEN", "ptk_rotated_old, ptk_rotated_new"),
+        ],
+    );
+    await_output(&server, "Health: /healthz").await;
+    let url = server.url("/events");
+    for (token, n) in [("ptk_rotated_old", 1), ("ptk_rotated_new", 2)] {
+        let answer = post_with(&url, Some(token), &format!("inv-env-{n}")).await;
+        assert_eq!(answer.status, 200, "{token}");
+    }
+    assert_eq!(post_with(&url, None, "inv-env-3").await.status, 401);
 }

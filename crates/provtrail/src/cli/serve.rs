@@ -58,9 +58,18 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub admin_tokens: Vec<String>,
-    /// Accept events without credentials (local use only).
-    #[arg(long, env = "PROVTRAIL_NO_AUTH")]
-    pub no_auth: bool,
+    /// Accept events without credentials (local use only); `--no-auth=false` turns off a
+    /// `no_auth = true` of the configuration file.
+    #[arg(
+        long,
+        env = "PROVTRAIL_NO_AUTH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_auth: Option<bool>,
     /// Largest request body [default: 1MiB].
     #[arg(long, env = "PROVTRAIL_MAX_BODY", value_name = "SIZE")]
     pub max_body: Option<String>,
@@ -140,23 +149,27 @@ impl ServerArgs {
             &mut server.max_concurrent_requests,
             &self.max_concurrent_requests,
         );
+        // Lists from the environment are split at commas: "a, b" is the tokens `a` and `b`.
+        let trimmed = |list: &[String]| -> Vec<String> {
+            list.iter().map(|item| item.trim().to_owned()).collect()
+        };
         let ingest = &mut config.ingest;
         if !self.ingest_tokens.is_empty() {
-            ingest.tokens = self.ingest_tokens.clone();
+            ingest.tokens = trimmed(&self.ingest_tokens);
         }
         if !self.ingest_basic.is_empty() {
-            ingest.basic = self.ingest_basic.clone();
+            ingest.basic = trimmed(&self.ingest_basic);
         }
-        if self.no_auth {
-            ingest.no_auth = Some(true);
+        if let Some(no_auth) = self.no_auth {
+            ingest.no_auth = Some(no_auth);
         }
         set(&mut ingest.max_body, &self.max_body);
         if !self.read_tokens.is_empty() {
-            config.read.tokens = self.read_tokens.clone();
+            config.read.tokens = trimmed(&self.read_tokens);
         }
         // Like the read tokens: given here, they replace the file's.
         if !self.admin_tokens.is_empty() {
-            config.admin.tokens = self.admin_tokens.clone();
+            config.admin.tokens = trimmed(&self.admin_tokens);
         }
         let store = &mut config.store;
         set(&mut store.path, &self.db);

@@ -711,7 +711,13 @@ mod tests {
         };
         let link = dir.path().join("link.jsonl");
         std::os::unix::fs::symlink(&db, &link).unwrap();
-        for file in ["p.db", "p.db-wal", "p.db.search", "p.db.token", "link.jsonl"] {
+        for file in [
+            "p.db",
+            "p.db-wal",
+            "p.db.search",
+            "p.db.token",
+            "link.jsonl",
+        ] {
             let text = route("archive", &dir.path().join(file));
             let err = Routes::compile_beside(&sections(&text), Some(&db))
                 .unwrap_err()

@@ -117,6 +117,7 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let store_id = schema::store_id(&conn)?;
         codec::register(&conn)?;
+        apply_size_cap(&conn, &settings)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
         let last_event_id = || {
             conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
@@ -580,16 +581,31 @@ pub(crate) fn open_connection(
     // 20-22k against 18-19k events/s at 64 connections (docs/performance.md).
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)
         .map_err(open)?;
-    if let Some(max) = settings.max_size_bytes {
-        let page_size: i64 = conn
-            .query_row("PRAGMA page_size", [], |row| row.get(0))
-            .map_err(open)?;
-        let pages = (max as i64 / page_size.max(1)).max(1);
-        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-            .map_err(open)?;
-    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Caps the database's size (`store.max_size`), once its schema is in place: a cap below what
+/// the schema itself takes is then a store that is full, not a start that fails.
+pub(crate) fn apply_size_cap(
+    conn: &Connection,
+    settings: &SqliteSettings,
+) -> Result<(), StoreError> {
+    let Some(max) = settings.max_size_bytes else {
+        return Ok(());
+    };
+    let cap = |err: rusqlite::Error| {
+        StoreError::Unavailable(format!(
+            "cannot cap the size of the database {}: {err}",
+            settings.path.display()
+        ))
+    };
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .map_err(cap)?;
+    let pages = (max as i64 / page_size.max(1)).max(1);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        .map_err(cap)
 }
 
 /// Events with ids after `after_id` received in `[since, until)`, oldest first, bodies decoded.

@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{Shared, open_connection, outbox};
+use super::{Shared, apply_size_cap, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
     Content, Incoming, IngestOutcome, OutboxItem, OutboxWrite, QuarantineReason, Rejection,
@@ -329,6 +329,7 @@ impl Writer {
                 }
             }
             let conn = open_connection(&self.path, &self.shared.settings)?;
+            apply_size_cap(&conn, &self.shared.settings)?;
             set_synchronous(&conn, pipelined).map_err(unavailable)?;
             self.conn = Some(conn);
             self.connection += 1;
