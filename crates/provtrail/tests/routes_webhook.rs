@@ -463,6 +463,35 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_route_whose_sink_then_refuses_for_good_is_no_longer_shown_paused() {
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(503));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("hook", &receiver.url(), "");
+    let mut server = start(dir.path(), &routes).await;
+    for n in 0..3 {
+        let answer = server.post("/events", event(&format!("gone-{n}"))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
+        if view["paused_since"].is_i64() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paused: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The sink now answers, with a refusal for good: it is up, and the deliveries are dead.
+    receiver.set_mode(Mode::Down(404));
+    let db = server.db.clone();
+    wait_for("every delivery to be dead", WAIT, || count(&db, "hook", 2) == 3).await;
+    let (_, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
+    assert!(view["paused_since"].is_null(), "{view}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_asking_to_wait_with_retry_after_is_left_alone_that_long() {
     // The route's delays are at most 200 ms; the receiver's 429 asks for 2 s.
     let receiver = Receiver::start().await;

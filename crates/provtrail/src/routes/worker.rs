@@ -670,9 +670,15 @@ impl RouteWorker {
         async move {
             let attempted = attempt_batch(&route, &items, probe, &redactor).await;
             if let Ok(mut breaker) = breaker.lock() {
-                // The sink answers when any delivery went through; it is failing when none did
-                // and one failed in a way worth retrying.
-                if attempted.iter().any(|a| a.outcome.is_ok()) {
+                // The sink answers when any delivery went through, or when every one was
+                // refused for good (a 4xx is an answer: the sink is up, and those deliveries are
+                // dead, not waiting); it is failing when none went through and one failed in a
+                // way worth retrying.
+                let refused_for_good = !attempted.is_empty()
+                    && attempted
+                        .iter()
+                        .all(|a| matches!(&a.outcome, Err(err) if err.permanent));
+                if refused_for_good || attempted.iter().any(|a| a.outcome.is_ok()) {
                     breaker.succeeded();
                     route.status.resume();
                 } else if attempted
