@@ -194,18 +194,23 @@ fn quarantine(
         Some(id) => invocation_key(id),
         None => canonical_key(&raw),
     };
-    // A document refused for how it was sent (its content type, its channel) may come again
-    // sent another way and be kept for another reason: each reason gets its own entry, so that
-    // what an entry records (its reason, its problems) is true of every delivery it stands for.
-    // What the document holds decides the other two reasons, so they need no such salt.
+    // A document refused for how it was sent (its content type or encoding, its channel) may
+    // come again sent another way and be kept for another refusal: each refusal gets its own
+    // entry, so that what an entry records (its reason, its problem) is true of every delivery it
+    // stands for. What the document holds decides the other two reasons, so they need no salt.
     let dedup_key = match reason {
         QuarantineReason::InvalidEvent | QuarantineReason::NotJson => content_key,
-        QuarantineReason::UnsupportedMediaType | QuarantineReason::BadChannel => digest(&[
-            b"refused\0",
-            reason.as_str().as_bytes(),
-            b"\0",
-            &content_key,
-        ]),
+        QuarantineReason::UnsupportedMediaType | QuarantineReason::BadChannel => {
+            let refusal = errors.first().map_or("", |error| error.message.as_str());
+            digest(&[
+                b"refused\0",
+                reason.as_str().as_bytes(),
+                b"\0",
+                refusal.as_bytes(),
+                b"\0",
+                &content_key,
+            ])
+        }
     };
     Incoming {
         receipt,
