@@ -99,6 +99,12 @@ fn validate_exit_codes_say_valid_invalid_or_not_json() {
         text.contains("trackingNumber: required field `trackingNumber` is null"),
         "{text}"
     );
+    // What the document holds reaches the terminal with its direction controls escaped.
+    let reversed = dir.path().join("reversed.json");
+    std::fs::write(&reversed, "{\"accountRequests\": \"a\u{202e}b\"}".as_bytes()).unwrap();
+    let text = stdout(&provtrail(&["validate", reversed.to_str().unwrap()], None));
+    assert!(!text.contains('\u{202e}'), "{text}");
+    assert!(text.contains(r#""a\u{202e}b""#), "{text}");
     assert!(
         text.contains("accountRequests: required field `accountRequests` is missing"),
         "{text}"

@@ -207,7 +207,7 @@ path = "{}"
     };
     let (code, _, stderr) = test_file(&not_json);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("is not JSON"), "{stderr}");
+    assert!(stderr.contains("not.json: not JSON"), "{stderr}");
     let (_, _, stderr) = test_file(&not_event);
     assert!(
         stderr.contains("warning") && stderr.contains("not a valid Provisioning Completed event"),

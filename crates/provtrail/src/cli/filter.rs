@@ -147,10 +147,13 @@ fn report(
             }
             let matched = o["match"].as_bool().unwrap_or(false);
             writeln!(out, "match: {}", if matched { "yes" } else { "no" })?;
+            // Text for a terminal: what the document holds is shown with its control and
+            // direction characters escaped.
             if let Some(err) = o.get("error").and_then(Value::as_str) {
-                writeln!(out, "error: {err}")?;
+                writeln!(out, "error: {}", super::terminal_safe(err))?;
             } else if let Some(r) = o.get("result") {
-                writeln!(out, "result: {}", serde_json::to_string_pretty(r)?)?;
+                let result = serde_json::to_string_pretty(r)?;
+                writeln!(out, "result: {}", super::terminal_safe(&result))?;
             }
         }
     }

@@ -254,7 +254,8 @@ async fn test(
 /// in quarantine and never route.
 fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
     match provtrail_model::validate_slice(raw, &provtrail_model::Options::lenient()) {
-        Err(err) => anyhow::bail!("{source} is not JSON: {err}"),
+        // The parser's own message begins "not JSON".
+        Err(err) => anyhow::bail!("{source}: {err}"),
         Ok(validation) if !validation.errors.is_empty() => {
             let first = &validation.errors[0];
             eprintln!(
@@ -302,7 +303,8 @@ fn print_test(source: &str, outcome: &TestOutcome) {
         let pretty = serde_json::from_str::<serde_json::Value>(&preview.body)
             .ok()
             .and_then(|value| serde_json::to_string_pretty(&value).ok());
-        println!("{}", pretty.unwrap_or_else(|| preview.body.clone()));
+        let body = pretty.unwrap_or_else(|| preview.body.clone());
+        println!("{}", super::terminal_safe(&body));
     }
 }
 

@@ -237,11 +237,12 @@ fn check_document(
                 ),
             };
             writeln!(out, "{}: {status}", origin_text(origin))?;
+            // Paths and values come from the document: escaped for the terminal.
             for issue in &report.errors {
-                writeln!(out, "  error: {issue}")?;
+                writeln!(out, "  error: {}", super::terminal_safe(&issue.to_string()))?;
             }
             for issue in &report.warnings {
-                writeln!(out, "  warning: {issue}")?;
+                writeln!(out, "  warning: {}", super::terminal_safe(&issue.to_string()))?;
             }
         }
     }
