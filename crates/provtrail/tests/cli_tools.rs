@@ -102,9 +102,9 @@ fn validate_exit_codes_say_valid_invalid_or_not_json() {
     // What the document holds reaches the terminal with its direction controls escaped.
     let reversed = dir.path().join("reversed.json");
     std::fs::write(&reversed, "{\"accountRequests\": \"a\u{202e}b\"}".as_bytes()).unwrap();
-    let text = stdout(&provtrail(&["validate", reversed.to_str().unwrap()], None));
-    assert!(!text.contains('\u{202e}'), "{text}");
-    assert!(text.contains(r#""a\u{202e}b""#), "{text}");
+    let shown = stdout(&provtrail(&["validate", reversed.to_str().unwrap()], None));
+    assert!(!shown.contains('\u{202e}'), "{shown}");
+    assert!(shown.contains(r#""a\u{202e}b""#), "{shown}");
     assert!(
         text.contains("accountRequests: required field `accountRequests` is missing"),
         "{text}"
