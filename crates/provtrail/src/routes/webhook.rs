@@ -179,6 +179,13 @@ pub(super) fn build(
         .content_type
         .clone()
         .unwrap_or_else(|| "application/json".to_owned());
+    if !is_media_type(&content_type) {
+        return Err(SinkConfigError::new(
+            "content_type",
+            "not a media type: give type/subtype, like application/json or text/plain; \
+             charset=utf-8",
+        ));
+    }
     let value = HeaderValue::from_str(&content_type)
         .map_err(|_| SinkConfigError::new("content_type", "not a valid header value"))?;
     headers.insert(reqwest::header::CONTENT_TYPE, value);
@@ -311,6 +318,19 @@ pub(super) fn build(
     };
     webhook.check_template()?;
     Ok(Arc::new(webhook))
+}
+
+/// `type/subtype`, each an HTTP token, then any parameters: what a receiver can read as a
+/// content type.
+fn is_media_type(text: &str) -> bool {
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+    };
+    matches!(essence.split_once('/'), Some((kind, sub)) if token(kind) && token(sub))
 }
 
 /// A webhook sink.
@@ -649,6 +669,14 @@ mod tests {
             "{}",
             err.message
         );
+        for bad in ["", "not a type", "json"] {
+            let err = build_with(
+                &format!("url = \"https://example.com/\"\ncontent_type = {bad:?}"),
+                &Secrets::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.setting, "content_type", "{bad:?}");
+        }
         // Text is what a text content type asks for.
         assert!(
             build_with(
