@@ -17,7 +17,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "provtrail", version, about, propagate_version = true)]
 struct Cli {
     /// Log filter (e.g. `info`, `provtrail=debug`).
-    #[arg(long, global = true, env = "PROVTRAIL_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVTRAIL_LOG",
+        default_value = "info",
+        value_parser = cli::parse_log_filter
+    )]
     log: String,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "PROVTRAIL_LOG_JSON")]

@@ -101,7 +101,11 @@ fn validate_exit_codes_say_valid_invalid_or_not_json() {
     );
     // What the document holds reaches the terminal with its direction controls escaped.
     let reversed = dir.path().join("reversed.json");
-    std::fs::write(&reversed, "{\"accountRequests\": \"a\u{202e}b\"}".as_bytes()).unwrap();
+    std::fs::write(
+        &reversed,
+        "{\"accountRequests\": \"a\u{202e}b\"}".as_bytes(),
+    )
+    .unwrap();
     let shown = stdout(&provtrail(&["validate", reversed.to_str().unwrap()], None));
     assert!(!shown.contains('\u{202e}'), "{shown}");
     assert!(shown.contains(r#""a\u{202e}b""#), "{shown}");
@@ -831,22 +835,15 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
     );
     assert!(dir.path().join("provtrail-demo.db").exists());
     assert!(!real_db.exists(), "the environment's store was not touched");
-    // It says where to look: the web UI with the read token that opens it, and commands that
-    // work on its store as printed.
+    // It says where to look: commands that work on its store as printed, and, the server
+    // having stopped, how to serve it again rather than its URLs.
     let said = stdout(&output);
-    let read_token =
-        std::fs::read_to_string(dir.path().join("provtrail-demo.db.read-token")).unwrap();
-    assert!(
-        said.contains(&format!(
-            "sign in with the read token {},",
-            read_token.trim()
-        )),
-        "{said}"
-    );
     assert!(
         said.contains("provtrail quarantine --db provtrail-demo.db\n"),
         "{said}"
     );
+    assert!(said.contains("the web UI again"), "{said}");
+    assert!(!said.contains("/metrics"), "{said}");
     let quarantine = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(["quarantine", "--db", "provtrail-demo.db"])
         .current_dir(dir.path())
@@ -875,6 +872,41 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
     assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
     assert!(!help.contains("PROVTRAIL_DB"), "{help}");
     assert!(!help.contains("PROVTRAIL_CONFIG"), "{help}");
+}
+
+#[test]
+fn a_serving_demo_names_its_web_ui_with_the_read_token_that_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            "5",
+            "--rate",
+            "0",
+        ])
+        .current_dir(dir.path())
+        .env("PROVTRAIL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = interrupted_after(child, 6000);
+    let said = stdout(&output);
+    assert!(said.contains("Serving until Ctrl-C"), "{said}");
+    let read_token =
+        std::fs::read_to_string(dir.path().join("provtrail-demo.db.read-token")).unwrap();
+    assert!(
+        said.contains(&format!(
+            "sign in with the read token {},",
+            read_token.trim()
+        )),
+        "{said}"
+    );
+    assert!(said.contains("/metrics"), "{said}");
 }
 
 #[test]

@@ -121,11 +121,18 @@ async fn a_body_kept_for_how_it_was_sent_and_again_for_what_it_holds_has_both_en
     // Another channel that is not allowed is another refusal, with its own message.
     let other = server.post("/events/other%21", body.clone()).await;
     assert_eq!(other.status, 400, "{}", other.text());
-    assert_ne!(other.json()["quarantine_id"], refused.json()["quarantine_id"]);
+    assert_ne!(
+        other.json()["quarantine_id"],
+        refused.json()["quarantine_id"]
+    );
     let kept = quarantine(&server.db);
     let reasons: Vec<&str> = kept.iter().map(|entry| entry.reason.as_str()).collect();
     assert_eq!(reasons, ["bad_channel", "invalid_event", "bad_channel"]);
-    assert!(kept[2].errors.to_string().contains("other!"), "{}", kept[2].errors);
+    assert!(
+        kept[2].errors.to_string().contains("other!"),
+        "{}",
+        kept[2].errors
+    );
     // Each entry holds the problems of its own reason.
     let invalid_errors = kept[1].errors.to_string();
     assert!(

@@ -485,7 +485,10 @@ async fn a_paused_route_whose_sink_then_refuses_for_good_is_no_longer_shown_paus
     // The sink now answers, with a refusal for good: it is up, and the deliveries are dead.
     receiver.set_mode(Mode::Down(404));
     let db = server.db.clone();
-    wait_for("every delivery to be dead", WAIT, || count(&db, "hook", 2) == 3).await;
+    wait_for("every delivery to be dead", WAIT, || {
+        count(&db, "hook", 2) == 3
+    })
+    .await;
     let (_, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
     assert!(view["paused_since"].is_null(), "{view}");
     server.shutdown().await;

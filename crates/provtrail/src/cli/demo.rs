@@ -195,11 +195,12 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     say!()?;
-    where_to_look(&prepared, &base)?;
     if args.exit {
         app.shutdown().await;
+        where_to_look(&prepared, &base, false)?;
         return Ok(ExitCode::SUCCESS);
     }
+    where_to_look(&prepared, &base, true)?;
     say!()?;
     say!("Serving until Ctrl-C.")?;
     super::shutdown_signal().await;
@@ -208,7 +209,12 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The pages, commands and endpoints that show what the traffic left behind.
-fn where_to_look(prepared: &super::serve::Prepared, base: &str) -> anyhow::Result<()> {
+/// With `serving` false (the server has stopped: `--exit`), only what reads the store.
+fn where_to_look(
+    prepared: &super::serve::Prepared,
+    base: &str,
+    serving: bool,
+) -> anyhow::Result<()> {
     let db = prepared.settings.store.path.display();
     // The demo's store holds made-up events only, so its read token can be shown every time.
     let sign_in = match &prepared.read_token_file {
@@ -234,9 +240,7 @@ fn where_to_look(prepared: &super::serve::Prepared, base: &str) -> anyhow::Resul
         None if prepared.settings.no_auth => format!("provtrail send {base}/events FILE"),
         None => format!("provtrail send {base}/events FILE --token …"),
     };
-    let places = [
-        ("the web UI", format!("{base}/")),
-        ("", sign_in),
+    let on_disk = [
         (
             "failed requests",
             format!("provtrail search --db {db} --result FAILED"),
@@ -247,9 +251,26 @@ fn where_to_look(prepared: &super::serve::Prepared, base: &str) -> anyhow::Resul
             format!("provtrail quarantine --db {db}"),
         ),
         ("every stored event", format!("provtrail export --db {db}")),
-        ("metrics", format!("{base}/metrics")),
-        ("post your own events", send),
     ];
+    let places: Vec<(&str, String)> = if serving {
+        [("the web UI", format!("{base}/")), ("", sign_in)]
+            .into_iter()
+            .chain(on_disk)
+            .chain([
+                ("metrics", format!("{base}/metrics")),
+                ("post your own events", send),
+            ])
+            .collect()
+    } else {
+        // The server has stopped: its URLs lead nowhere now.
+        on_disk
+            .into_iter()
+            .chain([(
+                "the web UI again",
+                format!("provtrail demo --db {db} (or provtrail serve --db {db})"),
+            )])
+            .collect()
+    };
     let width = places.iter().map(|(what, _)| what.len()).max().unwrap_or(0);
     say!("Where to look:")?;
     for (what, place) in places {

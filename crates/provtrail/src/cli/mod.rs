@@ -48,6 +48,32 @@ pub enum OutputFormat {
 }
 
 /// Logs go to standard error, so that standard output stays for results.
+/// Checks a `--log` filter: each comma-separated part a level, or `target=level`. A bare word
+/// is a target to `tracing`, so a misspelt level (`warnn`) would be taken as one and silence
+/// every log line; it is refused instead.
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let level = part
+            .rsplit_once('=')
+            .map_or(part, |(_, level)| level)
+            .trim();
+        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "`{part}`: each part is a level ({}) or target=level, like provtrail=debug",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| format!("`{text}`: {err}"))
+}
+
 pub fn init_logging(filter: &str, json: bool) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     log_subscriber(filter, json, std::io::stderr).init();
@@ -350,6 +376,17 @@ pub fn read_documents(
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_log_filter_with_a_misspelt_level_is_refused() {
+        for good in ["info", "WARN", "provtrail=debug,warn", "off", ""] {
+            assert!(super::parse_log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["warnn", "provtrail=verbose", "zzz["] {
+            let err = super::parse_log_filter(bad).unwrap_err();
+            assert!(err.contains("target=level"), "{bad}: {err}");
+        }
+    }
 
     use super::*;
 

@@ -313,10 +313,11 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
     } else {
         "http"
     };
-    let host = if addr.ip().is_unspecified() {
-        "<this-host>".to_owned()
-    } else {
-        addr.ip().to_string()
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "<this-host>".to_owned(),
+        // An IPv6 address in a URL is bracketed: `http://[::1]:8080/`.
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
     };
     let url = format!("{scheme}://{host}:{}/events", addr.port());
     eprintln!(

@@ -242,7 +242,11 @@ fn check_document(
                 writeln!(out, "  error: {}", super::terminal_safe(&issue.to_string()))?;
             }
             for issue in &report.warnings {
-                writeln!(out, "  warning: {}", super::terminal_safe(&issue.to_string()))?;
+                writeln!(
+                    out,
+                    "  warning: {}",
+                    super::terminal_safe(&issue.to_string())
+                )?;
             }
         }
     }
