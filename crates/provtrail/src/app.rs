@@ -93,6 +93,12 @@ impl Settings {
             .path
             .clone()
             .unwrap_or_else(|| PathBuf::from("provtrail.db"));
+        if path.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "store.path".into(),
+                message: "is empty; give the database file's path".into(),
+            });
+        }
         let mut store = SqliteSettings::new(path);
         let st = &config.store;
         let mut group = GroupCommit::default();
@@ -440,6 +446,9 @@ impl App {
             Some((cert, key)) => Some(Tls::from_pem_files(cert, key)?),
             None => None,
         };
+        if let Some(warning) = tls.as_ref().and_then(Tls::warning) {
+            tracing::warn!("{warning}");
+        }
         let mut server_config = settings.server.clone();
         server_config.ingest_credentials = settings.credentials();
         server_config.read_credentials = settings.read_credentials();

@@ -52,7 +52,14 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         }
         ConfigCommand::Check { path } => {
             let config = FileConfig::load(&path)?;
-            Settings::from_config(&config)?;
+            let settings = Settings::from_config(&config)?;
+            // What `serve` would load at start: the certificate and key must fit.
+            if let Some((cert, key)) = &settings.server.tls {
+                let tls = provtrail::server::Tls::from_pem_files(cert, key)?;
+                if let Some(warning) = tls.warning() {
+                    eprintln!("warning: {warning}");
+                }
+            }
             eprintln!("{} is valid", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -46,7 +46,7 @@ pub enum ServerError {
 
 /// A TLS configuration for the listener.
 #[derive(Clone)]
-pub struct Tls(Arc<rustls::ServerConfig>);
+pub struct Tls(Arc<rustls::ServerConfig>, Option<String>);
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +87,52 @@ impl Tls {
                 ServerError::Tls(format!("the certificate and key do not fit: {err}"))
             })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Tls(Arc::new(config)))
+        let warning = validity_warning(cert, &cert_pem);
+        Ok(Tls(Arc::new(config), warning))
+    }
+
+    /// What is wrong with the certificate's dates (expired, not yet valid, expiring within two
+    /// weeks): ISC refuses such a handshake and, never resending, loses the events. Said at
+    /// start rather than refused, since a proxy in front may not check.
+    pub fn warning(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+}
+
+/// [`Tls::warning`] for the first certificate of a PEM chain.
+fn validity_warning(path: &Path, pem: &[u8]) -> Option<String> {
+    let der = rustls_pemfile::certs(&mut &pem[..]).next()?.ok()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let validity = certificate.validity();
+    let now = chrono::Utc::now().timestamp();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let date = |seconds: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(seconds, 0)
+            .map_or_else(|| seconds.to_string(), |time| time.to_rfc3339())
+    };
+    let file = path.display();
+    if now > not_after {
+        Some(format!(
+            "the TLS certificate {file} expired on {}: ISC will refuse the connection and its \
+             events will be lost; renew it",
+            date(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "the TLS certificate {file} is not valid before {}: ISC will refuse the connection \
+             until then",
+            date(not_before)
+        ))
+    } else if not_after - now < 14 * 86_400 {
+        Some(format!(
+            "the TLS certificate {file} expires on {}: renew it before then",
+            date(not_after)
+        ))
+    } else {
+        None
     }
 }
 
@@ -505,7 +550,7 @@ pub async fn serve(
     // of the server counts as one address, and gets half).
     let per_address = Arc::new(PerAddress::default());
     let max_per_address = max_connections.div_ceil(2);
-    let acceptor = tls.map(|Tls(config)| TlsAcceptor::from(config));
+    let acceptor = tls.map(|Tls(config, _)| TlsAcceptor::from(config));
     let handshake_timeout = config.header_timeout;
     let timeouts = (config.header_timeout, config.idle_timeout);
     tokio::pin!(shutdown);
@@ -598,8 +643,29 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::client_of;
+    use super::{Tls, client_of};
     use std::net::IpAddr;
+
+    #[test]
+    fn a_certificate_isc_would_refuse_for_its_dates_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |from: (i32, u8, u8), to: (i32, u8, u8)| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+            std::fs::write(&cert_file, cert.pem()).unwrap();
+            std::fs::write(&key_file, key.serialize_pem()).unwrap();
+            Tls::from_pem_files(&cert_file, &key_file).unwrap()
+        };
+        let expired = load((2020, 1, 1), (2020, 2, 1));
+        assert!(expired.warning().unwrap().contains("expired on 2020-02-01"));
+        let later = load((2090, 1, 1), (2091, 1, 1));
+        assert!(later.warning().unwrap().contains("not valid before"));
+        assert!(load((2020, 1, 1), (2090, 1, 1)).warning().is_none());
+    }
 
     #[test]
     fn an_ipv6_client_is_its_64_block_and_a_mapped_address_its_ipv4() {
