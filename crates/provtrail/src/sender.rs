@@ -99,7 +99,7 @@ pub struct SendReport {
 impl SendReport {
     /// Requests answered 2xx with `accepted` or `duplicate`.
     pub fn kept(&self) -> u64 {
-        ["accepted", "duplicate"]
+        ["accepted", "duplicate", TAKEN]
             .iter()
             .map(|outcome| self.by_outcome.get(*outcome).copied().unwrap_or(0))
             .sum()
@@ -125,6 +125,9 @@ pub fn client(options: &SendOptions) -> reqwest::Result<reqwest::Client> {
         .user_agent(concat!("provtrail-send/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+/// The outcome of a 2xx answer that does not say provtrail's `status` (another receiver).
+pub const TAKEN: &str = "taken (2xx)";
 
 /// Posts one document.
 pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) -> Answer {
@@ -205,7 +208,15 @@ pub async fn send_all(
                     match &answer {
                         Answer::Http { status, outcome } => {
                             *report.by_status.entry(*status).or_default() += 1;
-                            let outcome = outcome.clone().unwrap_or_else(|| "no body".to_owned());
+                            // A receiver that is not provtrail answers without its `status`:
+                            // its status code says whether it took the document.
+                            let outcome = outcome.clone().unwrap_or_else(|| {
+                                if (200..300).contains(status) {
+                                    TAKEN.to_owned()
+                                } else {
+                                    "refused".to_owned()
+                                }
+                            });
                             *report.by_outcome.entry(outcome).or_default() += 1;
                             report.latencies_ms.push(latency);
                         }

@@ -1120,3 +1120,55 @@ async fn https_serves_events_with_the_configured_certificate() {
         .await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
 }
+
+#[test]
+fn send_to_a_receiver_that_is_not_provtrail_counts_its_2xx_as_taken() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    // Answers the first request 200 "OK" and the second 503 "busy", then stops.
+    let server = std::thread::spawn(move || {
+        for answer in ["200 OK", "503 Service Unavailable"] {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let body = if answer.starts_with("200") {
+                "OK"
+            } else {
+                "busy"
+            };
+            write!(
+                reader.get_mut(),
+                "HTTP/1.1 {answer}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.json");
+    std::fs::write(&file, event("inv-elsewhere")).unwrap();
+    let sent = |expected: i32| {
+        let output = provtrail(
+            &["send", &url, file.to_str().unwrap(), "--token", "t0ken"],
+            None,
+        );
+        assert_eq!(output.status.code(), Some(expected), "{}", stdout(&output));
+        stdout(&output)
+    };
+    assert!(sent(0).contains("taken (2xx)"));
+    assert!(sent(1).contains("refused"));
+    server.join().unwrap();
+}
