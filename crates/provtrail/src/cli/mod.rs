@@ -380,10 +380,10 @@ mod tests {
     #[test]
     fn a_log_filter_with_a_misspelt_level_is_refused() {
         for good in ["info", "WARN", "provtrail=debug,warn", "off", ""] {
-            assert!(super::parse_log_filter(good).is_ok(), "{good}");
+            assert!(parse_log_filter(good).is_ok(), "{good}");
         }
         for bad in ["warnn", "provtrail=verbose", "zzz["] {
-            let err = super::parse_log_filter(bad).unwrap_err();
+            let err = parse_log_filter(bad).unwrap_err();
             assert!(err.contains("target=level"), "{bad}: {err}");
         }
     }
