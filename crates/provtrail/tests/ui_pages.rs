@@ -421,6 +421,17 @@ async fn the_events_page_searches_filters_pages_and_adds_new_rows() {
         !failed.contains("not applied"),
         "a good query has no notice"
     );
+    for (path, notice) in [
+        ("/deliveries?outcome=bogus", "“bogus” is not an outcome"),
+        ("/deliveries?range=forever", "“forever” is not a time range"),
+        ("/quarantine?reason=bogus", "“bogus” is not a reason"),
+        ("/failures?range=forever", "“forever” is not a range here"),
+    ] {
+        let shown = page(&server, &cookie, path).await;
+        assert!(shown.contains(notice), "{path}: {shown}");
+    }
+    let good = page(&server, &cookie, "/deliveries?outcome=accepted").await;
+    assert!(!good.contains("not applied"), "{good}");
     let by_number = page(&server, &cookie, "/?number=track-7").await;
     assert_eq!(by_number.matches("<tr data-id=").count(), 1);
     let by_invocation = page(&server, &cookie, "/?number=inv-8").await;

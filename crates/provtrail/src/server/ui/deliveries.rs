@@ -7,7 +7,9 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, time};
-use super::{AppState, PageError, Viewer, cursor, given, range_name, range_options, range_since};
+use super::{
+    AppState, PageError, Viewer, cursor, given, not_applied, range_name, range_options, range_since,
+};
 use crate::store::{DeliveryQuery, QuarantineQuery};
 
 const PAGE_SIZE: usize = 100;
@@ -47,6 +49,17 @@ pub async fn log(
     // The log is walked newest first and an outcome is not indexed: a rare outcome over all time
     // reads the whole log. A week by default keeps every view of it quick.
     let range = range_name(&params.range, "7d");
+    let notices: Vec<String> = [
+        not_applied(&params.outcome, outcome.is_some(), "an outcome"),
+        not_applied(
+            &params.range,
+            given(&params.range).as_deref() == Some(range.as_str()),
+            "a time range",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let now = chrono::Utc::now().timestamp_millis();
     let page = state
         .store
@@ -68,6 +81,7 @@ pub async fn log(
                 &range_options()))
             button type="submit" { "Show" }
         }
+        (layout::notices(&notices))
         @if page.items.is_empty() {
             p.empty {
                 "No deliveries in this range."
@@ -92,6 +106,9 @@ pub async fn quarantine(
     Query(params): Query<Params>,
 ) -> Result<Response, PageError> {
     let reason = given(&params.reason).filter(|r| REASONS.iter().any(|(v, _)| v == r));
+    let notices: Vec<String> = not_applied(&params.reason, reason.is_some(), "a reason")
+        .into_iter()
+        .collect();
     let page = state
         .store
         .quarantine(&QuarantineQuery {
@@ -109,6 +126,7 @@ pub async fn quarantine(
             (layout::select("reason", "Reason", &reason, &REASONS))
             button type="submit" { "Show" }
         }
+        (layout::notices(&notices))
         @if page.items.is_empty() { p.empty { "Nothing in quarantine." } }
         (layout::table("Quarantine", &["Received (UTC)", "Reason", "Errors", "Remote address", "Size", "Entry"], html! {
             @for entry in &page.items {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, number, shorten, time};
 use super::{
-    AppState, PageError, Viewer, cursor, given, html_response, range_name, range_options,
-    range_since,
+    AppState, PageError, Viewer, cursor, given, html_response, not_applied, range_name,
+    range_options, range_since,
 };
 use crate::store::{EventQuery, EventSummary, ORDER_SLACK_MS, Page, StatsQuery, Store};
 
@@ -86,29 +86,26 @@ impl Params {
     /// What of the query string is not used, and why: said on the page, so that a list that
     /// ignored it is not taken for its answer.
     fn ignored(&self) -> Vec<String> {
-        let mut ignored = Vec::new();
-        if let (Some(q), None) = (given(&self.q), self.words()) {
-            ignored.push(format!(
-                "The search “{}” has no words to search for (letters or digits), so it is not \
-                 applied.",
-                shorten(&q, 80)
-            ));
-        }
-        if let (Some(result), None) = (given(&self.result), self.result()) {
-            ignored.push(format!(
-                "“{}” is not an account request result (Failed, Pending or Succeeded), so it is \
-                 not applied.",
-                shorten(&result, 80)
-            ));
-        }
-        if let Some(range) = given(&self.range).filter(|range| *range != self.range()) {
-            ignored.push(format!(
-                "“{}” is not a time range; showing {}.",
-                shorten(&range, 80),
-                self.range()
-            ));
-        }
-        ignored
+        let no_words = given(&self.q).is_some() && self.words().is_none();
+        [
+            no_words.then(|| {
+                "The search has no words to search for (letters or digits), so it is not applied."
+                    .to_owned()
+            }),
+            not_applied(
+                &self.result,
+                self.result().is_some(),
+                "an account request result (Failed, Pending or Succeeded)",
+            ),
+            not_applied(
+                &self.range,
+                given(&self.range).as_deref() == Some(self.range().as_str()),
+                "a time range",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn query(&self, now: i64) -> EventQuery {
@@ -280,9 +277,7 @@ pub async fn page(
                 @if params.filtered() || range != "all" { a href="/" { "Clear filters" } }
             }
         }
-        @for reason in &ignored {
-            p.alert.warn role="status" { (reason) }
-        }
+        (layout::notices(&ignored))
         @if first_page {
             p #live-status .live aria-live="polite" { }
         }

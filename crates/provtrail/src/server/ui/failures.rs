@@ -8,7 +8,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, Nav, link, number, percent};
-use super::{AppState, PageError, Viewer, given};
+use super::{AppState, PageError, Viewer, given, not_applied};
 use crate::store::{Bucket, StatsQuery};
 
 /// `(value, label, days)`.
@@ -32,10 +32,13 @@ pub async fn page(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, PageError> {
-    let (range, label, days) = given(&params.range)
+    let known = given(&params.range)
         .and_then(|range| RANGES.iter().find(|(name, _, _)| *name == range))
-        .copied()
-        .unwrap_or(RANGES[1]);
+        .copied();
+    let notices: Vec<String> = not_applied(&params.range, known.is_some(), "a range here")
+        .into_iter()
+        .collect();
+    let (range, label, days) = known.unwrap_or(RANGES[1]);
     let bucket = match given(&params.bucket).as_deref() {
         Some("hour") => Bucket::Hour,
         Some("day") => Bucket::Day,
@@ -74,6 +77,7 @@ pub async fn page(
             (layout::select("bucket", "Per", bucket_name, &[("hour", "Hour"), ("day", "Day")]))
             button type="submit" { "Show" }
         }
+        (layout::notices(&notices))
         p.summary {
             (number(events)) " events · " (number(stats.requests.total())) " account requests · "
             (number(stats.requests.failed)) " failed ("

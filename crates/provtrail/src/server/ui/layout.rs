@@ -266,3 +266,12 @@ mod tests {
         assert!(html.contains("&quot;&gt;&lt;x"));
     }
 }
+
+/// Notices about the query (values not applied), one line each.
+pub fn notices(notices: &[String]) -> Markup {
+    html! {
+        @for notice in notices {
+            p.alert.warn role="status" { (notice) }
+        }
+    }
+}

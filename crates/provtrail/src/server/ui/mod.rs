@@ -308,6 +308,16 @@ fn given(value: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Says that a query-string value is not applied, when it was given and is not one the page
+/// takes (`taken`): shown on the page, so that a list without it is not read as its answer.
+fn not_applied(given_value: &Option<String>, taken: bool, what: &str) -> Option<String> {
+    let value = given(given_value).filter(|_| !taken)?;
+    Some(format!(
+        "“{}” is not {what}, so it is not applied.",
+        layout::shorten(&value, 80)
+    ))
+}
+
 /// A cursor from the query string (`before=<id>`); anything else is no cursor.
 fn cursor(value: &Option<String>) -> Option<i64> {
     value.as_deref().and_then(|value| value.trim().parse().ok())

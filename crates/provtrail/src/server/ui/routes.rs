@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, ago, badge, link, number, time};
-use super::{AppState, PageError, Viewer, cursor, given};
+use super::{AppState, PageError, Viewer, cursor, given, not_applied};
 use crate::server::api::routes::{self, RouteDeliveryView, RouteView, TestMissing};
 use crate::store::{DeliveryState, Millis, RouteDeliveryQuery};
 
@@ -284,6 +284,9 @@ pub async fn route(
     let view = view?.ok_or_else(|| PageError::NotFound(format!("there is no route {name:?}")))?;
     let (recent, dead_letters) = (recent?, dead_letters?);
     let now = chrono::Utc::now().timestamp_millis();
+    let notices: Vec<String> = not_applied(&params.state, chosen.is_some(), "a delivery state")
+        .into_iter()
+        .collect();
     let chosen = chosen.map_or("", DeliveryState::as_str);
     let href = route_href(&view.name);
     let counts = &view.counts;
@@ -357,6 +360,7 @@ pub async fn route(
                 (layout::select("state", "State", chosen, &STATES))
                 button type="submit" { "Show" }
             }
+            (layout::notices(&notices))
             @if recent.items.is_empty() {
                 p.empty { "No deliveries" @if !chosen.is_empty() { " in this state" } "." }
             } @else {
