@@ -218,6 +218,15 @@ pub fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) 
     }
 }
 
+/// Notices about the query (values not applied), one line each.
+pub fn notices(notices: &[String]) -> Markup {
+    html! {
+        @for notice in notices {
+            p.alert.warn role="status" { (notice) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,14 +273,5 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(html.contains("&lt;b&gt;"));
         assert!(html.contains("&quot;&gt;&lt;x"));
-    }
-}
-
-/// Notices about the query (values not applied), one line each.
-pub fn notices(notices: &[String]) -> Markup {
-    html! {
-        @for notice in notices {
-            p.alert.warn role="status" { (notice) }
-        }
     }
 }
