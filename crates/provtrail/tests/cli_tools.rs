@@ -1172,3 +1172,28 @@ fn send_to_a_receiver_that_is_not_provtrail_counts_its_2xx_as_taken() {
     assert!(sent(1).contains("refused"));
     server.join().unwrap();
 }
+
+#[test]
+fn send_takes_the_command_line_s_credential_over_the_environment_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.json");
+    std::fs::write(&file, event("inv-env-credential")).unwrap();
+    // Nothing listens on port 1: the send fails (1), but not on its arguments (2).
+    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "send",
+            "http://127.0.0.1:1/events",
+            file.to_str().unwrap(),
+            "--basic",
+            "isc:password",
+            "--timeout",
+            "2",
+        ])
+        .env("PROVTRAIL_SEND_TOKEN", "ptk_from_the_environment")
+        .env_remove("PROVTRAIL_SEND_BASIC")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("cannot be used with"), "{stderr}");
+}

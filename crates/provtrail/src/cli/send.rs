@@ -40,19 +40,16 @@ pub struct SendArgs {
     /// Seed of the synthetic events (the same seed sends the same events).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Bearer token to present.
-    #[arg(long, env = "PROVTRAIL_SEND_TOKEN", hide_env_values = true, conflicts_with_all = ["basic", "token_file"])]
+    /// Bearer token to present [env: PROVTRAIL_SEND_TOKEN, used when no credential is given
+    /// on the command line].
+    #[arg(long, conflicts_with_all = ["basic", "token_file"])]
     token: Option<String>,
     /// Read the bearer token from a file (e.g. the provtrail.db.token a server generated).
     #[arg(long, value_name = "FILE", conflicts_with = "basic")]
     token_file: Option<PathBuf>,
-    /// Basic credentials to present, as user:password.
-    #[arg(
-        long,
-        env = "PROVTRAIL_SEND_BASIC",
-        hide_env_values = true,
-        value_name = "USER:PASS"
-    )]
+    /// Basic credentials to present, as user:password [env: PROVTRAIL_SEND_BASIC, used when no
+    /// credential is given on the command line].
+    #[arg(long, value_name = "USER:PASS")]
     basic: Option<String>,
     /// Requests in flight at once (1 to 10000).
     #[arg(long, default_value_t = 8)]
@@ -101,7 +98,24 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         "--timeout is seconds between 0.001 and 86400, not {}",
         args.timeout
     );
-    let auth = match (&args.token, &args.token_file, &args.basic) {
+    // A credential on the command line wins over the environment's, whichever kind either is.
+    let (token, basic) = if args.token.is_none() && args.token_file.is_none() && args.basic.is_none()
+    {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let (token, basic) = (
+            from_env("PROVTRAIL_SEND_TOKEN"),
+            from_env("PROVTRAIL_SEND_BASIC"),
+        );
+        anyhow::ensure!(
+            token.is_none() || basic.is_none(),
+            "PROVTRAIL_SEND_TOKEN and PROVTRAIL_SEND_BASIC are both set: unset one, or give \
+             --token or --basic"
+        );
+        (token, basic)
+    } else {
+        (args.token.clone(), args.basic.clone())
+    };
+    let auth = match (&token, &args.token_file, &basic) {
         (Some(token), _, _) => Auth::Bearer(token.clone()),
         (None, Some(path), _) => Auth::Bearer(
             std::fs::read_to_string(path)
