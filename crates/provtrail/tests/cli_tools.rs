@@ -335,6 +335,25 @@ async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them
 }
 
 #[test]
+fn ingest_of_a_directory_is_refused_before_a_store_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a directory"));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert!(!db.exists(), "no empty store is left behind");
+}
+
+#[test]
 fn ingest_imports_lines_through_validation_and_deduplication() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("imported.db");

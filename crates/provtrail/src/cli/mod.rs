@@ -177,6 +177,12 @@ pub fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     }
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // A directory opens, and only fails at the first read: said now, before anything is done.
+    anyhow::ensure!(
+        !file.metadata().is_ok_and(|meta| meta.is_dir()),
+        "{} is a directory: give a file of events (JSON or JSON lines) or - for standard input",
+        path.display()
+    );
     Ok(Box::new(BufReader::new(file)))
 }
 

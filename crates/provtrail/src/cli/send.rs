@@ -99,22 +99,22 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         args.timeout
     );
     // A credential on the command line wins over the environment's, whichever kind either is.
-    let (token, basic) = if args.token.is_none() && args.token_file.is_none() && args.basic.is_none()
-    {
-        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let (token, basic) = (
-            from_env("PROVTRAIL_SEND_TOKEN"),
-            from_env("PROVTRAIL_SEND_BASIC"),
-        );
-        anyhow::ensure!(
-            token.is_none() || basic.is_none(),
-            "PROVTRAIL_SEND_TOKEN and PROVTRAIL_SEND_BASIC are both set: unset one, or give \
+    let (token, basic) =
+        if args.token.is_none() && args.token_file.is_none() && args.basic.is_none() {
+            let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+            let (token, basic) = (
+                from_env("PROVTRAIL_SEND_TOKEN"),
+                from_env("PROVTRAIL_SEND_BASIC"),
+            );
+            anyhow::ensure!(
+                token.is_none() || basic.is_none(),
+                "PROVTRAIL_SEND_TOKEN and PROVTRAIL_SEND_BASIC are both set: unset one, or give \
              --token or --basic"
-        );
-        (token, basic)
-    } else {
-        (args.token.clone(), args.basic.clone())
-    };
+            );
+            (token, basic)
+        } else {
+            (args.token.clone(), args.basic.clone())
+        };
     let auth = match (&token, &args.token_file, &basic) {
         (Some(token), _, _) => Auth::Bearer(token.clone()),
         (None, Some(path), _) => Auth::Bearer(
