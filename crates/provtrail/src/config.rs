@@ -108,7 +108,26 @@ pub struct IngestSection {
     /// Accept without credentials.
     pub no_auth: Option<bool>,
     /// Largest body.
+    #[serde(deserialize_with = "size_text")]
     pub max_body: Option<String>,
+}
+
+/// A size written as text (`"1MiB"`) or as a number of bytes (`1048576`), as text.
+fn size_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Text(String),
+        Bytes(u64),
+    }
+    Ok(match Option::<Size>::deserialize(deserializer)? {
+        Some(Size::Text(text)) => Some(text),
+        Some(Size::Bytes(bytes)) => Some(bytes.to_string()),
+        None => None,
+    })
 }
 
 /// `[store]`.
@@ -126,6 +145,7 @@ pub struct StoreSection {
     /// Lock wait.
     pub busy_timeout: Option<String>,
     /// Size cap.
+    #[serde(deserialize_with = "size_text")]
     pub max_size: Option<String>,
 }
 
@@ -276,6 +296,15 @@ mod tests {
         assert_eq!(parse_size("s", "1MiB").unwrap(), 1_048_576);
         assert_eq!(parse_size("s", "512KB").unwrap(), 512_000);
         assert_eq!(parse_size("s", "1048576").unwrap(), 1_048_576);
+        // In the file, a size may be a number of bytes too.
+        let config = FileConfig::parse(
+            "[ingest]\nmax_body = 1048576\n[store]\nmax_size = \"2GiB\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.ingest.max_body.as_deref(), Some("1048576"));
+        assert_eq!(config.store.max_size.as_deref(), Some("2GiB"));
+        assert!(FileConfig::parse("[ingest]\nmax_body = -1\n", Path::new("t.toml")).is_err());
         assert!(parse_size("s", "lots").is_err());
         assert!(parse_size("s", "-1MB").is_err());
         assert_eq!(
