@@ -893,26 +893,31 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
     assert!(!help.contains("PROVTRAIL_CONFIG"), "{help}");
 }
 
-#[test]
-fn a_serving_demo_names_its_web_ui_with_the_read_token_that_opens_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+/// `provtrail demo` serving on a free port in `dir`, sending `events` at `rate` a second.
+fn spawn_demo(dir: &Path, events: &str, rate: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args([
             "demo",
             "--listen",
             "127.0.0.1:0",
             "--events",
-            "5",
+            events,
             "--rate",
-            "0",
+            rate,
         ])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("PROVTRAIL_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_serving_demo_names_its_web_ui_with_the_read_token_that_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_demo(dir.path(), "5", "0");
     let output = interrupted_after(child, 6000);
     let said = stdout(&output);
     assert!(said.contains("Serving until Ctrl-C"), "{said}");
@@ -931,23 +936,7 @@ fn a_serving_demo_names_its_web_ui_with_the_read_token_that_opens_it() {
 #[test]
 fn demo_stops_its_traffic_on_ctrl_c_and_says_what_it_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--events",
-            "100000",
-            "--rate",
-            "100",
-        ])
-        .current_dir(dir.path())
-        .env("PROVTRAIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_demo(dir.path(), "100000", "100");
     let output = interrupted_after(child, 2500);
     let text = stdout(&output);
     assert_eq!(

@@ -59,7 +59,7 @@ pub fn is_store_file(path: &std::path::Path, db: &std::path::Path) -> bool {
 
 /// A file's device and inode: two names with the same are one file.
 #[cfg(unix)]
-fn file_identity(file: &std::path::Path) -> Option<(u64, u64)> {
+pub(crate) fn file_identity(file: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata(file)
         .ok()
@@ -67,7 +67,7 @@ fn file_identity(file: &std::path::Path) -> Option<(u64, u64)> {
 }
 
 #[cfg(not(unix))]
-fn file_identity(_file: &std::path::Path) -> Option<(u64, u64)> {
+pub(crate) fn file_identity(_file: &std::path::Path) -> Option<(u64, u64)> {
     None
 }
 

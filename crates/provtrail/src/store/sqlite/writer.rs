@@ -167,10 +167,7 @@ fn log_path(database: &std::path::Path) -> PathBuf {
 
 #[cfg(unix)]
 fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path)
-        .ok()
-        .map(|meta| (meta.dev(), meta.ino()))
+    crate::store::file_identity(path)
 }
 
 #[cfg(not(unix))]
