@@ -1087,6 +1087,18 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let bad = provtrail(&["config", "check", path_arg], None);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("server.listen"));
+    // Every setting has a flag: a bad value from one is refused naming the setting.
+    let dir_arg = dir.path().join("flags.db").display().to_string();
+    for (flag, value, setting) in [
+        ("--max-connections", "0", "server.max_connections"),
+        ("--shutdown-grace", "soon", "server.shutdown_grace"),
+        ("--busy-timeout", "soon", "store.busy_timeout"),
+    ] {
+        let output = provtrail(&["serve", "--db", &dir_arg, flag, value], None);
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(setting), "{flag}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,15 @@ pub struct ServerArgs {
     /// Requests handled at once before answering 503 [default: 1024].
     #[arg(long, env = "PROVTRAIL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
     pub max_concurrent_requests: Option<usize>,
+    /// Open connections at once; beyond, new ones are closed [default: 4096].
+    #[arg(long, env = "PROVTRAIL_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Time to finish the requests in flight on SIGTERM or Ctrl-C before exiting [default: 30s].
+    #[arg(long, env = "PROVTRAIL_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+    /// Longest wait for the database's lock held by another process [default: 5s].
+    #[arg(long, env = "PROVTRAIL_BUSY_TIMEOUT", value_name = "DURATION")]
+    pub busy_timeout: Option<String>,
     /// Longest wait for more documents in a group commit [default: 0s].
     #[arg(long, env = "PROVTRAIL_COMMIT_MAX_WAIT", value_name = "DURATION")]
     pub commit_max_wait: Option<String>,
@@ -149,6 +158,8 @@ impl ServerArgs {
             &mut server.max_concurrent_requests,
             &self.max_concurrent_requests,
         );
+        set(&mut server.max_connections, &self.max_connections);
+        set(&mut server.shutdown_grace, &self.shutdown_grace);
         // Lists from the environment are split at commas: "a, b" is the tokens `a` and `b`.
         let trimmed = |list: &[String]| -> Vec<String> {
             list.iter().map(|item| item.trim().to_owned()).collect()
@@ -177,6 +188,7 @@ impl ServerArgs {
         set(&mut store.commit_max_batch, &self.commit_max_batch);
         set(&mut store.log_sync, &self.log_sync);
         set(&mut store.max_size, &self.max_db_size);
+        set(&mut store.busy_timeout, &self.busy_timeout);
         Ok(config)
     }
 }
