@@ -14,12 +14,12 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read the configuration file {path}: {source}")]
+    #[error("cannot read the configuration file {path}: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, and so not also its source: a chain would say it twice).
+        reason: std::io::Error,
     },
     /// The file is not valid TOML or has settings this build does not know.
     #[error("the configuration file {path} is not valid: {message}")]
@@ -152,9 +152,9 @@ pub struct StoreSection {
 impl FileConfig {
     /// Reads a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         Self::parse(&text, path)
     }

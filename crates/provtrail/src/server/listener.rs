@@ -32,12 +32,12 @@ use super::ServerConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {reason}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, and so not also its source: a chain would say it twice).
+        reason: std::io::Error,
     },
     /// The TLS certificate or key cannot be used.
     #[error("TLS: {0}")]
@@ -165,13 +165,13 @@ impl RunningServer {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| ServerError::Bind {
+                .map_err(|reason| ServerError::Bind {
                     addr: config.listen,
-                    source,
+                    reason,
                 })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        let addr = listener.local_addr().map_err(|reason| ServerError::Bind {
             addr: config.listen,
-            source,
+            reason,
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let config = config.clone();
