@@ -779,6 +779,10 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let hard_link = dir.path().join("snapshot.db");
     std::fs::hard_link(&db, &hard_link).unwrap();
     std::fs::write(format!("{db_arg}.token"), "ptk_kept\n").unwrap();
+    // A link to where the log will be, while it is not there: writing through it is writing
+    // the log.
+    let dangling = dir.path().join("dangling.jsonl");
+    std::os::unix::fs::symlink(format!("{db_arg}-wal"), &dangling).unwrap();
     for target in [
         db_arg.clone(),
         format!("{db_arg}-wal"),
@@ -786,6 +790,7 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
         format!("{db_arg}.token"),
         format!("{db_arg}.read-token"),
         hard_link.display().to_string(),
+        dangling.display().to_string(),
     ] {
         let output = provtrail(&["export", "--db", &db_arg, "-o", &target], None);
         assert_eq!(output.status.code(), Some(2), "{target}");
@@ -804,6 +809,25 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
         std::fs::read_to_string(format!("{db_arg}.token")).unwrap(),
         "ptk_kept\n"
     );
+    // Another store, and commands that know no store, are refused too.
+    let other = dir.path().join("other.db");
+    std::fs::copy(&db, &other).unwrap();
+    let other_arg = other.display().to_string();
+    for args in [
+        vec!["export", "--db", &db_arg, "-o", &other_arg],
+        vec!["openapi", "--output", &other_arg],
+        vec!["config", "init", &other_arg, "--force"],
+        vec!["openapi", "--output", &format!("{db_arg}.token")],
+    ] {
+        let output = provtrail(&args, None);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("would destroy"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(std::fs::metadata(&other).unwrap().len(), size);
     let csv = provtrail(&["export", "--db", &db_arg, "--format", "csv"], None);
     assert_eq!(csv.status.code(), Some(0));
     let text = stdout(&csv);

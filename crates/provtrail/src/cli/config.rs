@@ -45,6 +45,10 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 "{} exists; use --force to replace it",
                 path.display()
             );
+            // Not even with --force: that is kept data, not an old configuration.
+            if let Some(kept) = provtrail::store::kept_data_at(&path) {
+                anyhow::bail!("{kept}: writing a configuration there would destroy it");
+            }
             std::fs::write(&path, DEFAULT_CONFIG)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {}", path.display());

@@ -60,6 +60,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
              store; give another output file",
             output.display()
         );
+        // Another store (or a file kept beside one) is kept data too.
+        if let Some(kept) = provtrail::store::kept_data_at(output) {
+            anyhow::bail!("{kept}: writing the export there would destroy it");
+        }
     }
     let range = ExportRange {
         since: args.since.as_deref().map(parse_time).transpose()?,

@@ -20,8 +20,13 @@ pub struct OpenApiArgs {
 pub fn run(args: OpenApiArgs) -> anyhow::Result<ExitCode> {
     let document = provtrail::server::api::openapi_json();
     match &args.output {
-        Some(path) => std::fs::write(path, document)
-            .with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => {
+            if let Some(kept) = provtrail::store::kept_data_at(path) {
+                anyhow::bail!("{kept}: writing the document there would destroy it");
+            }
+            std::fs::write(path, document)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         None => {
             use std::io::Write as _;
             std::io::stdout().lock().write_all(document.as_bytes())?;

@@ -38,16 +38,9 @@ pub fn is_store_file(path: &std::path::Path, db: &std::path::Path) -> bool {
     let Ok(db) = std::fs::canonicalize(db) else {
         return false;
     };
-    let Ok(path) = std::path::absolute(path) else {
+    let Some(path) = written_path(path) else {
         return false;
     };
-    let path = std::fs::canonicalize(&path).unwrap_or_else(|_| {
-        // A file not there yet: its directory resolved.
-        match (path.parent().map(std::fs::canonicalize), path.file_name()) {
-            (Some(Ok(dir)), Some(name)) => dir.join(name),
-            _ => path.clone(),
-        }
-    });
     let target = file_identity(&path);
     FILES_BESIDE.iter().any(|suffix| {
         let mut name = db.as_os_str().to_owned();
@@ -55,6 +48,64 @@ pub fn is_store_file(path: &std::path::Path, db: &std::path::Path) -> bool {
         let file = std::path::PathBuf::from(name);
         file == path || (target.is_some() && file_identity(&file) == target)
     })
+}
+
+/// Why writing to `path` would destroy kept data, if it would: it is an SQLite database (a
+/// store, whichever), or a file kept beside one (its log, its index, its tokens). For commands
+/// that write a file they are told to and know no store (`export -o`, `openapi -o`, `config
+/// init`).
+pub fn kept_data_at(path: &std::path::Path) -> Option<String> {
+    let path = written_path(path)?;
+    if is_sqlite_database(&path) {
+        return Some(format!("{} is an SQLite database", path.display()));
+    }
+    let name = path.to_string_lossy();
+    FILES_BESIDE
+        .iter()
+        .filter(|suffix| !suffix.is_empty())
+        .find_map(|suffix| {
+            let db = std::path::Path::new(name.strip_suffix(suffix)?);
+            is_sqlite_database(db).then(|| {
+                format!(
+                    "{} is one of the files kept beside the database {}",
+                    path.display(),
+                    db.display()
+                )
+            })
+        })
+}
+
+fn is_sqlite_database(path: &std::path::Path) -> bool {
+    use std::io::Read as _;
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .is_ok_and(|()| &header == b"SQLite format 3\0")
+}
+
+/// The file that writing to `path` writes: its links followed, also to a file that does not
+/// exist yet (a link left dangling where a log will be), its directory resolved.
+fn written_path(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut path = std::path::absolute(path).ok()?;
+    // A bounded number of links, as the system follows them.
+    for _ in 0..40 {
+        match std::fs::read_link(&path) {
+            Ok(target) => {
+                path = match path.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                };
+            }
+            Err(_) => break,
+        }
+    }
+    Some(std::fs::canonicalize(&path).unwrap_or_else(|_| {
+        // A file not there yet: its directory resolved.
+        match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+            (Some(Ok(dir)), Some(name)) => dir.join(name),
+            _ => path.clone(),
+        }
+    }))
 }
 
 /// A file's device and inode: two names with the same are one file.
