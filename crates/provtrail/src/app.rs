@@ -129,6 +129,14 @@ impl Settings {
         store.group = group;
         if let Some(text) = &st.busy_timeout {
             store.busy_timeout = parse_duration("store.busy_timeout", text)?;
+            // A commit waits this long with its requests unanswered; SQLite itself takes no
+            // more than about 24 days.
+            if store.busy_timeout > Duration::from_secs(3600) {
+                return Err(ConfigError::Invalid {
+                    setting: "store.busy_timeout".into(),
+                    message: format!("{text:?}: at most 1h"),
+                });
+            }
         }
         if let Some(text) = &st.max_size {
             store.max_size_bytes = Some(parse_size("store.max_size", text)?);
@@ -210,17 +218,32 @@ impl Settings {
             admin_tokens: config.admin.tokens.clone(),
             routes,
         };
-        settings.check_admin_tokens()?;
+        settings.check_token_roles()?;
         Ok(settings)
     }
 
-    /// Checks that no admin token is empty or also an ingest or read token: a read token that is
-    /// also an admin token would let everyone who reads the trail retry and replay.
-    pub fn check_admin_tokens(&self) -> Result<(), ConfigError> {
+    /// Checks that the roles' tokens stay apart: no read token is an ingest token (a sender
+    /// could read the trail), and no admin token is empty or also an ingest or read token (a
+    /// read token that is also an admin token would let everyone who reads retry and replay).
+    pub fn check_token_roles(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| ConfigError::Invalid {
             setting: "admin.tokens".into(),
             message: message.into(),
         };
+        if self
+            .read_tokens
+            .iter()
+            .any(|token| self.ingest_tokens.contains(token))
+        {
+            // Checked here too, since the tokens kept beside the database join the settings
+            // after the configuration's own check.
+            return Err(ConfigError::Invalid {
+                setting: "read.tokens".into(),
+                message: "a read token must not also be an ingest token (the one kept beside \
+                          the database included)"
+                    .into(),
+            });
+        }
         for token in &self.admin_tokens {
             if token.trim().is_empty() {
                 return Err(invalid("a token cannot be empty"));
@@ -384,13 +407,15 @@ fn keep_private(_path: &Path) {}
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // The mode above is for a new file; one that was there (empty) keeps its own otherwise.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }
@@ -529,6 +554,8 @@ mod tests {
 
     #[test]
     fn settings_no_client_could_use_are_refused() {
+        let err = settings_error(|c| c.store.busy_timeout = Some("30d".into()));
+        assert!(err.contains("store.busy_timeout"), "{err}");
         let err = settings_error(|c| c.ingest.tokens = vec!["tök".into()]);
         assert!(
             err.contains("ingest.tokens") && !err.contains("tök"),

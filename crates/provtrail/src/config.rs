@@ -113,21 +113,41 @@ pub struct IngestSection {
 }
 
 /// A size written as text (`"1MiB"`) or as a number of bytes (`1048576`), as text.
-fn size_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+pub(crate) fn size_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Text(String),
-        Bytes(u64),
+    struct SizeVisitor;
+    impl<'de> serde::de::Visitor<'de> for SizeVisitor {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a size like \"1MiB\" or a number of bytes")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(text.to_owned()))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, bytes: u64) -> Result<Self::Value, E> {
+            Ok(Some(bytes.to_string()))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, bytes: i64) -> Result<Self::Value, E> {
+            u64::try_from(bytes)
+                .map(|bytes| Some(bytes.to_string()))
+                .map_err(|_| E::custom(format!("a size cannot be negative ({bytes})")))
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(SizeVisitor)
+        }
     }
-    Ok(match Option::<Size>::deserialize(deserializer)? {
-        Some(Size::Text(text)) => Some(text),
-        Some(Size::Bytes(bytes)) => Some(bytes.to_string()),
-        None => None,
-    })
+    deserializer.deserialize_option(SizeVisitor)
 }
 
 /// `[store]`.

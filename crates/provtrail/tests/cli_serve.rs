@@ -6,6 +6,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 use common::*;
 
@@ -270,17 +271,16 @@ fn the_open_file_limit_is_raised_to_fit_the_connection_cap_or_the_start_says_why
     );
 }
 
-#[test]
-fn a_token_file_of_several_lines_fails_the_start_instead_of_refusing_every_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("two.db");
-    std::fs::write(dir.path().join("two.db.token"), "ptk_first\nptk_second\n").unwrap();
+/// Runs `provtrail serve` with `args` in `dir`, expecting it to refuse to start: its exit status
+/// and standard error (a start that serves instead fails the test after 30 s).
+fn refused_start(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
+        .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env_remove("PROVTRAIL_INGEST_TOKEN")
+        .env_remove("PROVTRAIL_READ_TOKEN")
         .env_remove("PROVTRAIL_CONFIG")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -293,14 +293,61 @@ fn a_token_file_of_several_lines_fails_the_start_instead_of_refusing_every_reque
         }
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("provtrail serve started with a token file of two lines");
+            panic!("provtrail serve {args:?} started");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn a_token_file_of_several_lines_fails_the_start_instead_of_refusing_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("two.db").display().to_string();
+    std::fs::write(dir.path().join("two.db.token"), "ptk_first\nptk_second\n").unwrap();
+    let (status, stderr) = refused_start(dir.path(), &["--db", &db]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("more than one token"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_token_may_not_be_given_to_another_role_and_an_empty_one_is_made_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("roles.db").display().to_string();
+    // Empty token files others could read: the generated tokens written there are private.
+    for file in ["roles.db.token", "roles.db.read-token"] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut server = ServerProcess::start(dir.path(), &["--db", &db, "--listen", "127.0.0.1:0"]);
+    await_output(&server, "Health: /healthz").await;
+    server.terminate();
+    assert!(server.wait_exit().success());
+    for file in ["roles.db.token", "roles.db.read-token"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+    // The kept read token given as an ingest token: every reader could then post events.
+    let read_token = std::fs::read_to_string(dir.path().join("roles.db.read-token")).unwrap();
+    let (status, stderr) = refused_start(
+        dir.path(),
+        &["--db", &db, "--ingest-token", read_token.trim()],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("must not also be an ingest token"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(read_token.trim()),
+        "the token is not printed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

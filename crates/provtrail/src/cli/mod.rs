@@ -69,8 +69,22 @@ pub fn parse_log_filter(text: &str) -> Result<String, String> {
             ));
         }
     }
-    tracing_subscriber::EnvFilter::try_new(text)
-        .map(|_| text.to_owned())
+    // Parts that name targets only (`provtrail=debug`) would leave every other line off,
+    // warnings included, and a misspelt target would silence everything: warnings and errors
+    // stay on unless a level for everything is given.
+    let levels_everything = text
+        .split(',')
+        .map(str::trim)
+        .any(|part| !part.is_empty() && !part.contains('='));
+    let filter = if levels_everything {
+        text.to_owned()
+    } else if text.trim().is_empty() {
+        "info".to_owned()
+    } else {
+        format!("{text},warn")
+    };
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map(|_| filter)
         .map_err(|err| format!("`{text}`: {err}"))
 }
 
@@ -388,6 +402,13 @@ mod tests {
         for good in ["info", "WARN", "provtrail=debug,warn", "off", ""] {
             assert!(parse_log_filter(good).is_ok(), "{good}");
         }
+        // A target alone, misspelt or not, leaves warnings on.
+        assert_eq!(
+            parse_log_filter("provtrl=debug").unwrap(),
+            "provtrl=debug,warn"
+        );
+        assert_eq!(parse_log_filter("").unwrap(), "info");
+        assert_eq!(parse_log_filter("error").unwrap(), "error");
         for bad in ["warnn", "provtrail=verbose", "zzz["] {
             let err = parse_log_filter(bad).unwrap_err();
             assert!(err.contains("target=level"), "{bad}: {err}");

@@ -246,9 +246,10 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
         }
         read_token_file = Some(path);
     }
-    // Again with the tokens kept beside the database, which the configuration did not show: an
-    // admin token copied from one would make every reader an admin.
-    settings.check_admin_tokens()?;
+    // Again with the tokens kept beside the database, which the configuration did not show: a
+    // token copied from one into another role (the read token given as an ingest token, say)
+    // would open that role to its holders.
+    settings.check_token_roles()?;
     Ok(Prepared {
         settings,
         new_token,

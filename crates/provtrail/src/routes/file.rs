@@ -30,6 +30,7 @@ struct FileSettings {
     /// The file to append to; its directory must exist.
     path: PathBuf,
     /// Rotate when the file would grow past this [default: 100MiB].
+    #[serde(default, deserialize_with = "crate::config::size_text")]
     max_size: Option<String>,
     /// Rotated files kept [default: 5].
     keep: Option<u32>,
@@ -695,6 +696,10 @@ mod tests {
         for keep in [1, 5, 1_000] {
             assert!(build_with(&format!("path = {path:?}\nkeep = {keep}")).is_ok());
         }
+        // A size may be a number of bytes, not a negative one.
+        assert!(build_with(&format!("path = {path:?}\nmax_size = 2048")).is_ok());
+        let err = build_with(&format!("path = {path:?}\nmax_size = -1")).unwrap_err();
+        assert!(err.message.contains("negative"), "{err:?}");
 
         let err =
             build_with(&format!("path = {:?}", dir.path().display().to_string())).unwrap_err();
