@@ -352,29 +352,46 @@ pub fn ensure_read_token(db: &Path) -> std::io::Result<(String, bool)> {
 }
 
 fn ensure_token(path: &Path, prefix: &str) -> std::io::Result<(String, bool)> {
-    match std::fs::read_to_string(path) {
-        Ok(token) if !token.trim().is_empty() => {
-            let token = token.trim();
-            // One token, one line: several lines would be taken as one token that no client
-            // presents, and every request refused.
-            if token.lines().count() > 1 || token.chars().any(|c| !c.is_ascii_graphic()) {
-                return Err(std::io::Error::other(format!(
-                    "{} holds more than one token, or characters no client can send: it must \
-                     hold one token on one line (printable ASCII); remove the file to have a new \
-                     one generated, or pass tokens with the command line or the configuration",
-                    path.display()
-                )));
-            }
-            keep_private(path);
-            return Ok((token.to_owned(), false));
-        }
-        Ok(_) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
+    if let Some(token) = kept_token(path)? {
+        keep_private(path);
+        return Ok((token, false));
     }
     let token = generate_token(prefix);
     write_private(path, &format!("{token}\n"))?;
     Ok((token, true))
+}
+
+/// The token kept in `path`, if there is one (none for a missing or blank file); an error for
+/// a file that holds something no client could present.
+fn kept_token(path: &Path) -> std::io::Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    // One token, one line: several lines would be taken as one token that no client presents,
+    // and every request refused.
+    if token.lines().count() > 1 || token.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(std::io::Error::other(format!(
+            "{} holds more than one token, or characters no client can send: it must hold one \
+             token on one line (printable ASCII); remove the file to have a new one generated, \
+             or pass tokens with the command line or the configuration",
+            path.display()
+        )));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// Checks the tokens kept beside the database at `db` without generating any, as `serve` would
+/// read them (for `provtrail config check`).
+pub fn check_kept_tokens(db: &Path) -> std::io::Result<()> {
+    kept_token(&token_path(db))?;
+    kept_token(&read_token_path(db))?;
+    Ok(())
 }
 
 /// A token file others can read is made the owner's alone, with a warning: anyone who reads it

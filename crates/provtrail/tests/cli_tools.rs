@@ -1111,6 +1111,17 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let bad = provtrail(&["config", "check", path_arg], None);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("server.listen"));
+    // What serve would refuse beside the database, check refuses too.
+    let kept = dir.path().join("kept.db");
+    std::fs::write(dir.path().join("kept.db.token"), "ptk_a\nptk_b\n").unwrap();
+    std::fs::write(
+        &path,
+        format!("[store]\npath = {:?}\n", kept.display().to_string()),
+    )
+    .unwrap();
+    let bad = provtrail(&["config", "check", path_arg], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("more than one token"));
     // Every setting has a flag: a bad value from one is refused naming the setting.
     let dir_arg = dir.path().join("flags.db").display().to_string();
     for (flag, value, setting) in [

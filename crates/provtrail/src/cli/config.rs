@@ -57,7 +57,9 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         ConfigCommand::Check { path } => {
             let config = FileConfig::load(&path)?;
             let settings = Settings::from_config(&config)?;
-            // What `serve` would load at start: the certificate and key must fit.
+            // What `serve` would load at start: the tokens kept beside the database, and the
+            // certificate and key, which must fit.
+            provtrail::app::check_kept_tokens(&settings.store.path)?;
             if let Some((cert, key)) = &settings.server.tls {
                 let tls = provtrail::server::Tls::from_pem_files(cert, key)?;
                 if let Some(warning) = tls.warning() {
