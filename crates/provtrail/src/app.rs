@@ -190,17 +190,6 @@ impl Settings {
                 message: "a token cannot be empty".into(),
             });
         }
-        if config
-            .read
-            .tokens
-            .iter()
-            .any(|token| i.tokens.contains(token))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "read.tokens".into(),
-                message: "a read token must not also be an ingest token".into(),
-            });
-        }
         if i.tokens.iter().any(|token| token.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 setting: "ingest.tokens".into(),
@@ -235,8 +224,7 @@ impl Settings {
             .iter()
             .any(|token| self.ingest_tokens.contains(token))
         {
-            // Checked here too, since the tokens kept beside the database join the settings
-            // after the configuration's own check.
+            // Also called once the tokens kept beside the database have joined the settings.
             return Err(ConfigError::Invalid {
                 setting: "read.tokens".into(),
                 message: "a read token must not also be an ingest token (the one kept beside \
@@ -375,7 +363,7 @@ fn kept_token(path: &Path) -> std::io::Result<Option<String>> {
     }
     // One token, one line: several lines would be taken as one token that no client presents,
     // and every request refused.
-    if token.lines().count() > 1 || token.chars().any(|c| !c.is_ascii_graphic()) {
+    if !is_sendable_token(token) {
         return Err(std::io::Error::other(format!(
             "{} holds more than one token, or characters no client can send: it must hold one \
              token on one line (printable ASCII); remove the file to have a new one generated, \

@@ -415,26 +415,7 @@ fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
     if path.to_string_lossy().contains("${") {
         return Some(path);
     }
-    resolved_path(&path)
-}
-
-/// `path` with its links resolved: the whole path when the file exists (a link to another
-/// file is that file), else its directory's.
-fn resolved_path(path: &std::path::Path) -> Option<PathBuf> {
-    if let Ok(file) = std::fs::canonicalize(path) {
-        return Some(file);
-    }
-    let resolved = match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) => std::fs::canonicalize(if parent.as_os_str().is_empty() {
-            std::path::Path::new(".")
-        } else {
-            parent
-        })
-        .ok()
-        .map(|parent| parent.join(name)),
-        _ => None,
-    };
-    resolved.or_else(|| std::path::absolute(path).ok())
+    crate::store::written_path(&path)
 }
 
 impl Routes {

@@ -85,7 +85,7 @@ fn is_sqlite_database(path: &std::path::Path) -> bool {
 
 /// The file that writing to `path` writes: its links followed, also to a file that does not
 /// exist yet (a link left dangling where a log will be), its directory resolved.
-fn written_path(path: &std::path::Path) -> Option<std::path::PathBuf> {
+pub(crate) fn written_path(path: &std::path::Path) -> Option<std::path::PathBuf> {
     let mut path = std::path::absolute(path).ok()?;
     // A bounded number of links, as the system follows them.
     for _ in 0..40 {
