@@ -224,6 +224,42 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_counter_keeps_its_total_across_a_restart() {
+    // A Prometheus counter that drops to zero on a restart reads as "nothing died" to an alert
+    // on its increase; it follows the store's total, as the other route counters do.
+    let refusing = Receiver::start().await;
+    refusing.set_mode(Mode::Down(400));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("refused", &refusing.url(), "");
+    let mut server = start(dir.path(), &routes).await;
+    for n in 0..3 {
+        let answer = server.post("/events", event(&format!("dies-{n}"))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let db = server.db.clone();
+    wait_for("every delivery to be dead", WAIT, || {
+        count(&db, "refused", 2) == 3
+    })
+    .await;
+    server.shutdown().await;
+    let server = start(dir.path(), &routes).await;
+    let line = "provtrail_route_dead_total{route=\"refused\",sink=\"webhook\"} ";
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = server.get("/metrics").await.text();
+        let dead = text.lines().find_map(|l| l.strip_prefix(line)).map(str::trim);
+        if dead == Some("3") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead letters counted after the restart: {dead:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
     // The receiver answers, but refuses four events (503): those deliveries use up their
     // budget of 3 attempts while the others keep the route from pausing.

@@ -774,6 +774,10 @@ pub struct RouteCounts {
     pub pending: u64,
     /// Deliveries in the dead letters now.
     pub dead: u64,
+    /// Deliveries sent to the dead letters, ever (one retried and dead again counts twice): what
+    /// the `provtrail_route_dead_total` counter follows.
+    #[serde(skip)]
+    pub dead_ever: u64,
     /// Failed attempts, ever.
     pub failed_attempts: u64,
     /// When the oldest pending delivery was created.

@@ -478,7 +478,7 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> 
         let mut statement = conn
             .prepare_cached(
                 "SELECT route, matched, delivered, failed_attempts, last_error, last_error_at,
-                    last_delivered_at
+                    last_delivered_at, dead
                  FROM route_stats",
             )
             .map_err(read_error)?;
@@ -492,6 +492,7 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> 
                     last_error: row.get(4)?,
                     last_error_at: row.get(5)?,
                     last_delivered_at: row.get(6)?,
+                    dead_ever: row.get::<_, i64>(7)? as u64,
                     ..RouteCounts::default()
                 })
             })
