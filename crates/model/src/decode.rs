@@ -17,8 +17,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::{Map, Number, Value};
 
 use crate::issue::{
-    Found, Issue, IssueKind, Mode, Options, Segment, Severity, render_path, shorten,
-    too_deep_message, unknown_field_message,
+    Found, Issue, IssueKind, Mode, Options, Segment, Severity, duplicate_key_message, render_path,
+    shorten, too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -188,14 +188,14 @@ impl Ctx {
         );
     }
 
-    fn duplicate(&mut self, name: &str) {
+    /// A key seen before in the same object (see [`duplicate_key_message`]).
+    fn duplicate(&mut self, name: &str, first: Option<&Found>, again: &Found) {
+        let (message, value) = duplicate_key_message(name, first, again);
         self.record(
             Severity::Error,
             IssueKind::DuplicateKey,
-            format!(
-                "the key `{name}` appears more than once in this object, so its value is ambiguous"
-            ),
-            None,
+            message,
+            value,
             Some(&Segment::Key(name.to_owned())),
         );
     }
@@ -368,8 +368,9 @@ impl Ctx {
             Some(Segment::Key(name)) => name,
             _ => String::new(),
         };
-        if extra.contains_key(&name) {
-            self.duplicate(&name);
+        if let Some(first) = extra.get(&name) {
+            let first = Found::whole(first.clone());
+            self.duplicate(&name, Some(&first), &found);
             return Ok(());
         }
         let message = unknown_field_message(&name, &found, self.max_depth);
@@ -651,8 +652,9 @@ fn collect_map<'de, A: MapAccess<'de>>(
             _ => String::new(),
         };
         let value = value?;
-        if object.contains_key(&key) {
-            ctx.duplicate(&key);
+        if let Some(first) = object.get(&key) {
+            let (first, again) = (Found::whole(first.clone()), ctx.found(before, value));
+            ctx.duplicate(&key, Some(&first), &again);
         } else {
             if let (Some(keys), true) = (truncated_keys.as_deref_mut(), ctx.skipped != before) {
                 keys.push(key.clone());
@@ -933,10 +935,12 @@ fn skip_duplicate<'de, A: MapAccess<'de>>(
     index: usize,
 ) -> Result<(), A::Error> {
     let name = fields.get(index).copied().unwrap_or_default();
-    ctx.duplicate(name);
     ctx.path.push(Segment::Field(name));
-    map.next_value_seed(ValueSeed::new(ctx))?;
+    let before = ctx.skipped;
+    let value = map.next_value_seed(ValueSeed::new(ctx))?;
     ctx.path.pop();
+    let again = ctx.found(before, value);
+    ctx.duplicate(name, None, &again);
     Ok(())
 }
 

@@ -347,6 +347,28 @@ pub(crate) fn unknown_field_message(name: &str, found: &Found, max_depth: usize)
     }
 }
 
+/// The message and shown value of [`IssueKind::DuplicateKey`]: `first` is the value kept, where
+/// it is at hand as JSON (a known field's is already read into its type), `again` the later one.
+pub(crate) fn duplicate_key_message(
+    name: &str,
+    first: Option<&Found>,
+    again: &Found,
+) -> (String, Option<String>) {
+    let values = match (first.and_then(Found::shown), again.shown()) {
+        (Some(first), Some(again)) => format!(": first {first}, then {again}"),
+        (None, Some(again)) => format!(" (again with value {again}; the first is kept)"),
+        (Some(first), None) => format!(" (first with value {first})"),
+        (None, None) => String::new(),
+    };
+    (
+        format!(
+            "the key `{name}` appears more than once in this object, so its value is \
+             ambiguous{values}"
+        ),
+        again.shown(),
+    )
+}
+
 /// "1 level", "5 levels".
 pub(crate) fn levels(count: usize) -> String {
     if count == 1 {

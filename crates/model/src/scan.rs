@@ -34,8 +34,8 @@ use std::str::FromStr;
 use serde_json::{Map, Number, Value};
 
 use crate::issue::{
-    Found, Issue, IssueKind, Mode, Options, Segment, Severity, render_path, shorten,
-    too_deep_message, unknown_field_message,
+    Found, Issue, IssueKind, Mode, Options, Segment, Severity, duplicate_key_message, render_path,
+    shorten, too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -1072,8 +1072,13 @@ impl<'a> Parser<'a> {
                     _ => String::new(),
                 };
                 // The first value of a repeated key is kept, as in the reference.
-                if object.contains_key(&key) {
-                    self.duplicate(&key);
+                if let Some(first) = object.get(&key) {
+                    let first = Found::whole(first.clone());
+                    let again = Found {
+                        value,
+                        truncated: self.skipped != before,
+                    };
+                    self.duplicate(&key, Some(&first), &again);
                 } else {
                     if let (Some(keys), true) =
                         (truncated_keys.as_deref_mut(), self.skipped != before)
@@ -1205,14 +1210,13 @@ impl<'a> Parser<'a> {
     }
 
     #[cold]
-    fn duplicate(&mut self, name: &str) {
+    fn duplicate(&mut self, name: &str, first: Option<&Found>, again: &Found) {
+        let (message, value) = duplicate_key_message(name, first, again);
         self.record(
             Severity::Error,
             IssueKind::DuplicateKey,
-            format!(
-                "the key `{name}` appears more than once in this object, so its value is ambiguous"
-            ),
-            None,
+            message,
+            value,
             Some(&Segment::Key(name.to_owned())),
         );
     }
@@ -1223,10 +1227,10 @@ impl<'a> Parser<'a> {
     #[cold]
     #[inline(never)]
     fn repeated(&mut self, name: &'static str) -> Step<()> {
-        self.duplicate(name);
         self.keys.push(Segment::Field(name));
-        self.collect(None)?;
+        let again = self.collect_found(None)?;
         self.keys.pop();
+        self.duplicate(name, None, &again);
         Ok(())
     }
 
@@ -1361,8 +1365,9 @@ impl<'a> Parser<'a> {
             Some(Segment::Key(name)) => name,
             _ => String::new(),
         };
-        if extra.contains_key(&name) {
-            self.duplicate(&name);
+        if let Some(first) = extra.get(&name) {
+            let first = Found::whole(first.clone());
+            self.duplicate(&name, Some(&first), &found);
             return Ok(());
         }
         let message = unknown_field_message(&name, &found, self.max_depth);

@@ -1683,3 +1683,33 @@ fn problems_inside_the_dropped_value_of_a_repeated_field_are_reported_too() {
         );
     }
 }
+
+#[test]
+fn a_duplicate_key_names_the_values_it_has() {
+    let minimal = r#""sources":"s","recipient":{"type":"IDENTITY","id":"i","name":"n"},"accountRequests":[]"#;
+    let message = |text: &str| {
+        let report = validate_str(text, &Options::lenient()).unwrap();
+        let issue = report
+            .errors
+            .iter()
+            .find(|issue| issue.kind == IssueKind::DuplicateKey)
+            .unwrap_or_else(|| panic!("no duplicate in {report:?}"))
+            .clone();
+        (issue.message, issue.value)
+    };
+    // A known field: the first value is read into its type, so the later one is shown.
+    let (text, value) =
+        message(&format!(r#"{{{minimal},"trackingNumber":"t","trackingNumber":"u"}}"#));
+    assert!(text.contains(r#"again with value "u"; the first is kept"#), "{text}");
+    assert_eq!(value.as_deref(), Some(r#""u""#));
+    // An unknown field, and a key inside one: both values.
+    let (text, value) = message(&format!(
+        r#"{{{minimal},"trackingNumber":"t","zz":1,"zz":2}}"#
+    ));
+    assert!(text.ends_with("ambiguous: first 1, then 2"), "{text}");
+    assert_eq!(value.as_deref(), Some("2"));
+    let (text, _) = message(&format!(
+        r#"{{{minimal},"trackingNumber":"t","zz":{{"a":[1],"a":{{"b":null}}}}}}"#
+    ));
+    assert!(text.ends_with(r#"first [1], then {"b":null}"#), "{text}");
+}
