@@ -99,7 +99,8 @@ pub struct ServerArgs {
     /// alike [default: 60s].
     #[arg(long, env = "PROVTRAIL_IDLE_TIMEOUT", value_name = "DURATION")]
     pub idle_timeout: Option<String>,
-    /// Requests handled at once before answering 503 [default: 1024].
+    /// Requests handled at once before answering 503; the read API, the web UI and sign-in may
+    /// hold a quarter of them [default: 1024].
     #[arg(long, env = "PROVTRAIL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
     pub max_concurrent_requests: Option<usize>,
     /// Open connections at once; beyond, new ones are closed [default: 4096].

@@ -159,8 +159,10 @@ impl AppState {
 
 /// The application's routes with every layer.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    let max = config.max_concurrent_requests.max(1);
     let limiter = Limiter {
-        permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+        permits: Arc::new(Semaphore::new(max)),
+        others: Arc::new(Semaphore::new(others_share(max))),
         state: state.clone(),
     };
     // The read API and the web UI: their bodies are read before their handlers run. Ingest reads
@@ -341,6 +343,19 @@ async fn bound_request_body(
     }
 }
 
+/// The error of a [`DeadlineBody`] read past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the request timeout")]
+pub(crate) struct BodyDeadline;
+
+impl BodyDeadline {
+    /// Whether `err` (or what caused it) is a body that did not arrive in time: a 408, not a
+    /// malformed request.
+    pub(crate) fn caused(err: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(err), |err| err.source()).any(|err| err.is::<BodyDeadline>())
+    }
+}
+
 /// A request body that fails once its deadline has passed: whoever reads it gets an error
 /// rather than waiting for a client that stopped sending.
 struct DeadlineBody {
@@ -366,9 +381,7 @@ impl axum::body::HttpBody for DeadlineBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         if self.deadline.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(Some(Err(axum::Error::new(
-                "the request body did not arrive within the request timeout",
-            ))));
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyDeadline))));
         }
         std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
@@ -382,18 +395,49 @@ impl axum::body::HttpBody for DeadlineBody {
     }
 }
 
+/// How many of `max` requests in progress may be other than ingest (the read API, the web UI,
+/// sign-in): a quarter, at least one. The rest is ingest's alone: ISC does not send an event
+/// again, so a reader holding requests open (or anyone posting sign-in forms slowly) must not be
+/// able to turn deliveries away.
+fn others_share(max: usize) -> usize {
+    (max / 4).max(1)
+}
+
 /// Refuses work beyond the concurrency cap at once (503) rather than queueing it: a queue would
-/// only turn overload into timeouts.
+/// only turn overload into timeouts. Requests other than ingest also need a place of their own
+/// share ([`others_share`]).
 async fn limit_concurrency(
     State(limiter): State<Limiter>,
     request: Request,
     next: Next,
 ) -> Response {
-    if is_operations_path(request.uri().path()) {
+    let path = request.uri().path();
+    if is_operations_path(path) {
         return next.run(request).await;
     }
+    let other = if is_ingest_path(path) {
+        None
+    } else {
+        match limiter.others.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let mut response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many read and web requests in progress; try again shortly",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+        }
+    };
     match limiter.permits.try_acquire() {
-        Ok(_permit) => next.run(request).await,
+        Ok(_permit) => {
+            let response = next.run(request).await;
+            drop(other);
+            response
+        }
         Err(_) => {
             const MESSAGE: &str = "too many requests in progress; try again shortly";
             let mut response = if is_ingest_path(request.uri().path()) {
@@ -418,6 +462,8 @@ async fn limit_concurrency(
 #[derive(Clone)]
 struct Limiter {
     permits: Arc<Semaphore>,
+    /// The share of `permits` that requests other than ingest may hold.
+    others: Arc<Semaphore>,
     state: AppState,
 }
 

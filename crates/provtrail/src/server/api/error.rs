@@ -117,6 +117,15 @@ impl ApiError {
         ApiError::new(413, "payload_too_large", message)
     }
 
+    /// 408: a request body that did not arrive within the request timeout.
+    pub fn request_timeout() -> Self {
+        ApiError::new(
+            408,
+            "request_timeout",
+            "the request body did not arrive within the request timeout",
+        )
+    }
+
     /// 415: a request body that is not JSON.
     pub fn unsupported_media_type() -> Self {
         ApiError::new(

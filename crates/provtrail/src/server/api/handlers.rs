@@ -292,6 +292,8 @@ pub(crate) fn json_body(
     body.map_err(|err| {
         if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!("the body is too large: {err}"))
+        } else if crate::server::BodyDeadline::caused(&err) {
+            ApiError::request_timeout()
         } else {
             ApiError::invalid_body(format!("the body cannot be read: {err}"))
         }
