@@ -1686,7 +1686,8 @@ fn problems_inside_the_dropped_value_of_a_repeated_field_are_reported_too() {
 
 #[test]
 fn a_duplicate_key_names_the_values_it_has() {
-    let minimal = r#""sources":"s","recipient":{"type":"IDENTITY","id":"i","name":"n"},"accountRequests":[]"#;
+    let minimal =
+        r#""sources":"s","recipient":{"type":"IDENTITY","id":"i","name":"n"},"accountRequests":[]"#;
     let message = |text: &str| {
         let report = validate_str(text, &Options::lenient()).unwrap();
         let issue = report
@@ -1698,9 +1699,13 @@ fn a_duplicate_key_names_the_values_it_has() {
         (issue.message, issue.value)
     };
     // A known field: the first value is read into its type, so the later one is shown.
-    let (text, value) =
-        message(&format!(r#"{{{minimal},"trackingNumber":"t","trackingNumber":"u"}}"#));
-    assert!(text.contains(r#"again with value "u"; the first is kept"#), "{text}");
+    let (text, value) = message(&format!(
+        r#"{{{minimal},"trackingNumber":"t","trackingNumber":"u"}}"#
+    ));
+    assert!(
+        text.contains(r#"again with value "u"; the first is kept"#),
+        "{text}"
+    );
     assert_eq!(value.as_deref(), Some(r#""u""#));
     // An unknown field, and a key inside one: both values.
     let (text, value) = message(&format!(

@@ -539,8 +539,14 @@ async fn stalled_bodies_anywhere_give_their_place_back_after_the_request_timeout
     refused.write_all(form).await.unwrap();
     let answer = expect_response(&mut refused).await;
     assert_eq!(answer.status, 503, "{}", answer.head);
-    assert!(answer.head.to_ascii_lowercase().contains("retry-after"), "{}", answer.head);
-    server.assert_still_serving("inv-beside-a-stalled-form").await;
+    assert!(
+        answer.head.to_ascii_lowercase().contains("retry-after"),
+        "{}",
+        answer.head
+    );
+    server
+        .assert_still_serving("inv-beside-a-stalled-form")
+        .await;
     let answer = expect_response(&mut stalled).await;
     assert_eq!(answer.status, 408, "{}", answer.head);
     // So is a reader's request whose body stalls: it takes the read side's place, not ingest's.
@@ -553,9 +559,17 @@ async fn stalled_bodies_anywhere_give_their_place_back_after_the_request_timeout
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    server.assert_still_serving("inv-beside-a-stalled-read").await;
+    server
+        .assert_still_serving("inv-beside-a-stalled-read")
+        .await;
     let answer = expect_response(&mut reader).await;
-    assert_eq!(answer.status, 408, "{} {}", answer.head, String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        408,
+        "{} {}",
+        answer.head,
+        String::from_utf8_lossy(&answer.body)
+    );
     server.assert_still_serving("inv-after-stalled-forms").await;
     // A form larger than any sign-in is refused without reading it all.
     let big = raw_exchange(

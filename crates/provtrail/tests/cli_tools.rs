@@ -108,7 +108,25 @@ fn validate_exit_codes_say_valid_invalid_or_not_json() {
     .unwrap();
     let shown = stdout(&provtrail(&["validate", reversed.to_str().unwrap()], None));
     assert!(!shown.contains('\u{202e}'), "{shown}");
-    assert!(shown.contains(r#""a\u{202e}b""#), "{shown}");
+    assert!(shown.contains(r#""a\u202eb""#), "{shown}");
+    // A key holding a line break is one problem on one line, escaped as its path escapes it.
+    let key_with_break = dir.path().join("broken-key.json");
+    let mut document: serde_json::Value = serde_json::from_slice(&event("inv-broken-key")).unwrap();
+    document["recipient"]["x\ny"] = serde_json::json!(1);
+    std::fs::write(&key_with_break, document.to_string()).unwrap();
+    let shown = stdout(&provtrail(
+        &["validate", key_with_break.to_str().unwrap()],
+        None,
+    ));
+    let warning = shown
+        .lines()
+        .find(|line| line.contains("warning:"))
+        .unwrap_or_else(|| panic!("no warning: {shown}"));
+    assert!(
+        warning.contains(r#"recipient["x\ny"]: unknown field `x\ny`"#),
+        "{shown}"
+    );
+    assert!(!shown.lines().any(|line| line.starts_with('y')), "{shown}");
     assert!(
         text.contains("accountRequests: required field `accountRequests` is missing"),
         "{text}"
@@ -524,7 +542,7 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
     let db_arg = db.display().to_string();
     // A name that would clear the screen and then show the rest right to left, and a
     // quarantined body that would clear it too.
-    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J\\u202e");
+    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J\\u202e\\nFAKE LINE\\t");
     let file = dir.path().join("hostile.json");
     std::fs::write(&file, &hostile).unwrap();
     assert_eq!(
@@ -554,7 +572,7 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
             stdout(&output)
         );
         assert_eq!(
-            stdout(&output).contains("\\u{1b}"),
+            stdout(&output).contains("\\u001b"),
             shows_it,
             "{args:?}: {}",
             stdout(&output)
@@ -565,7 +583,14 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
             stdout(&output)
         );
         if args[0] != "quarantine" {
-            assert!(stdout(&output).contains("\\u{202e}"), "{args:?}");
+            assert!(stdout(&output).contains("\\u202e"), "{args:?}");
+            // A line break in a value cannot pass for a line of its own, in a field or a cell.
+            assert!(stdout(&output).contains("\\nFAKE LINE\\t"), "{args:?}");
+            assert!(
+                !stdout(&output).lines().any(|line| line.starts_with("FAKE")),
+                "{args:?}: {}",
+                stdout(&output)
+            );
         }
     }
 }

@@ -247,7 +247,10 @@ async fn the_dead_letter_counter_keeps_its_total_across_a_restart() {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let text = server.get("/metrics").await.text();
-        let dead = text.lines().find_map(|l| l.strip_prefix(line)).map(str::trim);
+        let dead = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .map(str::trim);
         if dead == Some("3") {
             break;
         }

@@ -92,11 +92,11 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                     delivery.id,
                     delivery.route,
                     delivery.event_id,
-                    delivery.tracking_number.as_deref().unwrap_or("-"),
+                    super::terminal_line(delivery.tracking_number.as_deref().unwrap_or("-")),
                     delivery.attempts,
                     format_time(delivery.updated_at),
                     // A receiver's answer: no terminal control codes from it.
-                    super::terminal_safe(delivery.last_error.as_deref().unwrap_or("-"))
+                    super::terminal_line(delivery.last_error.as_deref().unwrap_or("-"))
                 );
             }
             if page.next_cursor.is_some() {

@@ -150,7 +150,7 @@ fn report(
             // Text for a terminal: what the document holds is shown with its control and
             // direction characters escaped.
             if let Some(err) = o.get("error").and_then(Value::as_str) {
-                writeln!(out, "error: {}", super::terminal_safe(err))?;
+                writeln!(out, "error: {}", super::terminal_line(err))?;
             } else if let Some(r) = o.get("result") {
                 let result = serde_json::to_string_pretty(r)?;
                 writeln!(out, "result: {}", super::terminal_safe(&result))?;

@@ -277,14 +277,26 @@ pub fn print_detail<T: serde::Serialize>(
     Ok(())
 }
 
-/// `text` for a terminal: every control character but the line break escaped (`\u{1b}`), and
-/// the characters that reorder text or separate lines without a line break. Events and
-/// quarantined bodies hold whatever a sender posted: a string with escape sequences, printed as
-/// it is, could drive the terminal that shows it, and a right-to-left override could make it
-/// show something other than what is stored.
+/// `text` for a terminal: every control character but the line break escaped as JSON escapes
+/// it (`\u001b`, `\t`), as are the characters that reorder text or separate lines without a line
+/// break. Events and quarantined bodies hold whatever a sender posted: a string with escape
+/// sequences, printed as it is, could drive the terminal that shows it, and a right-to-left
+/// override could make it show something other than what is stored. The escapes are those of
+/// the paths that name JSON keys, so a key reads the same in a path and in a message.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_for_terminal(text, true)
+}
+
+/// `text` as one line of a terminal: as [`terminal_safe`], with line breaks escaped too (`\n`).
+/// For what is printed as one line among others (a problem of a report, a field of an event, a
+/// cell of a table), where a line break inside it would pass for a line of its own.
+pub fn terminal_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_for_terminal(text, false)
+}
+
+fn escape_for_terminal(text: &str, keep_line_breaks: bool) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| {
-        (c.is_control() && c != '\n')
+        (c.is_control() && !(keep_line_breaks && c == '\n'))
             || matches!(
                 c,
                 '\u{061c}'
@@ -301,10 +313,16 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     }
     let mut safe = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if unsafe_char(c) {
-            safe.extend(c.escape_unicode());
-        } else {
-            safe.push(c);
+        match c {
+            c if !unsafe_char(c) => safe.push(c),
+            '\n' => safe.push_str("\\n"),
+            '\r' => safe.push_str("\\r"),
+            '\t' => safe.push_str("\\t"),
+            // Every character escaped here is in the Basic Multilingual Plane.
+            c => {
+                use std::fmt::Write as _;
+                let _ = write!(safe, "\\u{:04x}", u32::from(c));
+            }
         }
     }
     safe.into()

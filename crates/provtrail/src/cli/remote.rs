@@ -323,7 +323,8 @@ pub fn shorten(text: &str, width: usize) -> String {
 
 /// Rows as aligned columns separated by two spaces; the columns in `flexible` shrink, each to
 /// no less than 8 characters (or its header), until the table fits `width`: the widest first
-/// (ties: the one listed first), and the last listed only when the others cannot shrink.
+/// (ties: the one listed first), and the last listed only when the others cannot shrink. Cells
+/// are escaped for the terminal, each on its one line, before they are measured.
 pub fn table(
     header: &[&str],
     rows: &[Vec<String>],
@@ -331,9 +332,17 @@ pub fn table(
     right: &[usize],
     width: Option<usize>,
 ) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| super::terminal_line(cell).into_owned())
+                .collect()
+        })
+        .collect();
     let count = |text: &str| text.chars().count();
     let mut widths: Vec<usize> = header.iter().map(|h| count(h)).collect();
-    for row in rows {
+    for row in &rows {
         for (column, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(column) {
                 *w = (*w).max(count(cell));
@@ -391,7 +400,7 @@ pub fn table(
     };
     line(header.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {
-        line(row.clone());
+        line(row);
     }
     out
 }

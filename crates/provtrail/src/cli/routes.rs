@@ -164,7 +164,7 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
                 if let (Some(error), Some(at)) = (&c.last_error, c.last_error_at) {
                     println!(
                         "  last error: {} ({})",
-                        super::terminal_safe(&routes.redact(error)),
+                        super::terminal_line(&routes.redact(error)),
                         format_time(at)
                     );
                 }
@@ -268,8 +268,8 @@ fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
                 } else {
                     "s"
                 },
-                first.path,
-                super::terminal_safe(&first.message)
+                super::terminal_line(&first.path),
+                super::terminal_line(&first.message)
             );
             Ok(())
         }
@@ -289,7 +289,7 @@ fn print_test(source: &str, outcome: &TestOutcome) {
         }
     );
     if let Some(error) = &outcome.error {
-        println!("error:  {}", super::terminal_safe(error));
+        println!("error:  {}", super::terminal_line(error));
     }
     if let Some(preview) = &outcome.preview {
         println!("target: {}", preview.target);

@@ -104,8 +104,9 @@ pub fn describe(detail: &EventDetail) -> String {
     let summary = &detail.summary;
     let receipt = &detail.receipt;
     let _ = writeln!(out, "Event {}", summary.id);
+    // Values come from the event: each stays on its line, whatever it holds.
     let mut line = |label: &str, value: String| {
-        let _ = writeln!(out, "  {label:<16}{value}");
+        let _ = writeln!(out, "  {label:<16}{}", super::terminal_line(&value));
     };
     line("Tracking number", summary.tracking_number.clone());
     if let Some(invocation) = &summary.invocation_id {
@@ -202,7 +203,7 @@ pub fn describe(detail: &EventDetail) -> String {
         if !items.is_empty() {
             let _ = writeln!(out, "\n{title}");
             for item in items {
-                let _ = writeln!(out, "  - {item}");
+                let _ = writeln!(out, "  - {}", super::terminal_line(&item));
             }
         }
     };
@@ -241,12 +242,12 @@ pub fn describe(detail: &EventDetail) -> String {
     out
 }
 
-/// A JSON value as text: strings bare, lists joined, the rest as JSON.
+/// A JSON value as one line of text: a string bare (escaped for the terminal), the rest as JSON,
+/// so that a list of values that hold commas (distinguished names) is still read as it is.
 fn value_text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(text) => text.clone(),
-        Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
+        Value::String(text) => super::terminal_line(text).into_owned(),
+        other => super::terminal_line(&other.to_string()).into_owned(),
     }
 }

@@ -237,15 +237,15 @@ fn check_document(
                 ),
             };
             writeln!(out, "{}: {status}", origin_text(origin))?;
-            // Paths and values come from the document: escaped for the terminal.
+            // Paths and values come from the document: escaped for the terminal, one problem a line.
             for issue in &report.errors {
-                writeln!(out, "  error: {}", super::terminal_safe(&issue.to_string()))?;
+                writeln!(out, "  error: {}", super::terminal_line(&issue.to_string()))?;
             }
             for issue in &report.warnings {
                 writeln!(
                     out,
                     "  warning: {}",
-                    super::terminal_safe(&issue.to_string())
+                    super::terminal_line(&issue.to_string())
                 )?;
             }
         }

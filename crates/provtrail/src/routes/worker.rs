@@ -341,7 +341,10 @@ async fn refresh_gauges(
                     &metrics.routes.failed_attempts.get_or_create(&labels),
                     counts.failed_attempts,
                 );
-                catch_up(&metrics.routes.dead.get_or_create(&labels), counts.dead_ever);
+                catch_up(
+                    &metrics.routes.dead.get_or_create(&labels),
+                    counts.dead_ever,
+                );
             }
             if !warned {
                 warned = true;
