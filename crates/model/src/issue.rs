@@ -200,11 +200,19 @@ impl SyntaxError {
                     .to_owned()
             }
             // JSON's grammar allows `\ud800` alone, but it is half of a UTF-16 pair, not a
-            // character, and text cannot hold it: say so rather than only "hex escape".
-            "unexpected end of hex escape" | "lone leading surrogate in hex escape" => format!(
-                "{message}: a `\\u` escape is one half of a UTF-16 surrogate pair without the \
-                 other half, which is not a character"
-            ),
+            // character, and text cannot hold it: say so rather than only "hex escape" (or
+            // "leading", which serde_json says of any first half it cannot pair, `\udc00` too).
+            "unexpected end of hex escape" | "lone leading surrogate in hex escape" => {
+                "a `\\u` escape is one half of a UTF-16 surrogate pair (a lone surrogate) \
+                 without the other half, which is not a character"
+                    .to_owned()
+            }
+            // What serde_json says of bytes in a string that are not UTF-8.
+            "invalid unicode code point" => {
+                "the text is not valid UTF-8 (JSON must be UTF-8), or an escape names no \
+                 character"
+                    .to_owned()
+            }
             _ => message,
         };
         SyntaxError::NotJson {

@@ -1718,3 +1718,26 @@ fn a_duplicate_key_names_the_values_it_has() {
     ));
     assert!(text.ends_with(r#"first [1], then {"b":null}"#), "{text}");
 }
+
+#[test]
+fn lone_surrogates_and_bytes_that_are_not_utf8_are_named_as_such() {
+    for text in [
+        r#"{"a":"\udc00x"}"#,
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":"\ud800x"}"#,
+    ] {
+        match not_json(text.as_bytes()) {
+            SyntaxError::NotJson { message, .. } => {
+                assert!(message.contains("lone surrogate"), "{text}: {message}");
+                assert!(!message.contains("leading"), "{text}: {message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    match not_json(b"{\"a\":\"\xff\"}") {
+        SyntaxError::NotJson { message, .. } => {
+            assert!(message.contains("not valid UTF-8"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
