@@ -372,6 +372,44 @@ fn ingest_of_a_directory_is_refused_before_a_store_is_made() {
 }
 
 #[test]
+fn ingest_stores_events_in_the_order_of_the_file() {
+    // Many documents are in flight at once; they still take ids in the order of their lines, so
+    // that listing by id (or exporting) gives the file back in its order.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ordered.db");
+    let lines: Vec<String> = (0..600)
+        .map(|n| {
+            String::from_utf8(event(&format!("inv-order-{n:04}")))
+                .unwrap()
+                .replace('\n', " ")
+        })
+        .collect();
+    let file = dir.path().join("ordered.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db.display().to_string(),
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let mut by_id: Vec<(i64, String)> = stored_invocations(&db)
+        .into_iter()
+        .map(|(invocation, id)| (id, invocation))
+        .collect();
+    by_id.sort();
+    let order: Vec<String> = by_id
+        .into_iter()
+        .map(|(_, invocation)| invocation)
+        .collect();
+    let expected: Vec<String> = (0..600).map(|n| format!("inv-order-{n:04}")).collect();
+    assert_eq!(order, expected);
+}
+
+#[test]
 fn ingest_imports_lines_through_validation_and_deduplication() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("imported.db");
@@ -425,6 +463,10 @@ fn ingest_imports_lines_through_validation_and_deduplication() {
             .starts_with("trackingNumber: "),
         "{summary}"
     );
+    // and every other problem it has (sources, recipient, accountRequests are missing too).
+    let errors = problems[0]["errors"].as_array().unwrap();
+    assert_eq!(errors[0], problems[0]["error"], "{summary}");
+    assert!(errors.len() >= 4, "{summary}");
     assert_eq!(summary["problems_listed"], true);
     assert_eq!(stored_invocations(&db).len(), 2);
     // Importing again changes nothing.

@@ -1,6 +1,7 @@
 //! `provtrail ingest`: import events from a JSON or JSON-lines file straight into the store, through
 //! the same validation and deduplication as the HTTP receiver.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,9 +11,8 @@ use bytes::Bytes;
 use provtrail::ingest::Ingestor;
 use provtrail::metrics::Metrics;
 use provtrail::store::sqlite::{SqliteSettings, SqliteStore};
-use provtrail::store::{Content, IngestOutcome, Receipt, SharedStore};
+use provtrail::store::{Content, IngestOutcome, Receipt, SharedStore, StoreError};
 use serde_json::json;
-use tokio::task::JoinSet;
 
 use super::OutputFormat;
 
@@ -66,16 +66,16 @@ struct Problem {
     outcome: &'static str,
     /// The quarantine entry, when one was kept.
     quarantine_id: Option<i64>,
-    /// The first problem found, with its path, or why the store failed.
-    error: String,
+    /// Every problem found, each with its path, or why the store failed.
+    errors: Vec<String>,
 }
 
 /// What one document's import came to.
 struct Imported {
     line: u64,
-    /// For a document headed for quarantine, its first validation problem.
-    invalid: Option<String>,
-    result: Result<IngestOutcome, provtrail::store::StoreError>,
+    /// For a document headed for quarantine, its validation problems.
+    invalid: Vec<String>,
+    result: Result<IngestOutcome, StoreError>,
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -105,11 +105,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     });
     let progress = super::progress_bar(None, "importing");
     let mut tally = Tally::default();
-    let mut tasks = JoinSet::new();
+    // Documents go to the store in input order, so that their ids follow the file; many are
+    // in flight at once, so that group commits batch them. Each is handed to the store's writer
+    // by its first poll, made here in turn; the answers come back in the same order.
+    let mut in_flight: VecDeque<Pending> = VecDeque::with_capacity(IN_FLIGHT);
     loop {
-        while tasks.len() >= IN_FLIGHT {
-            collect(tasks.join_next().await, &mut tally);
-            progress.inc(1);
+        while in_flight.len() >= IN_FLIGHT {
+            if let Some(pending) = in_flight.pop_front() {
+                collect(pending.finish().await, &mut tally);
+                progress.inc(1);
+            }
         }
         let Some((line, raw)) = documents.recv().await else {
             break;
@@ -123,30 +128,33 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             size: raw.len() as u64,
             user_agent: None,
         };
+        let incoming = ingestor.prepare(raw, receipt);
+        let invalid = match &incoming.content {
+            Content::Quarantine(quarantine) => quarantine
+                .errors
+                .iter()
+                .map(|issue| format!("{}: {}", issue.path, issue.message))
+                .collect(),
+            Content::Event(_) => Vec::new(),
+        };
         let store = store.clone();
-        let ingestor = ingestor.clone();
-        tasks.spawn(async move {
-            let incoming = ingestor.prepare(raw, receipt);
-            let invalid = match &incoming.content {
-                Content::Quarantine(quarantine) => quarantine
-                    .errors
-                    .first()
-                    .map(|issue| format!("{}: {}", issue.path, issue.message)),
-                Content::Event(_) => None,
-            };
-            Imported {
-                line,
-                invalid,
-                result: store.ingest(incoming).await,
-            }
+        let mut waiting: Waiting = Box::pin(async move { store.ingest(incoming).await });
+        // The first poll hands the document to the writer (and almost never has its answer).
+        let first =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(waiting.as_mut().poll(cx))).await;
+        in_flight.push_back(Pending {
+            line,
+            invalid,
+            answer: match first {
+                std::task::Poll::Ready(result) => Answer::Given(result),
+                std::task::Poll::Pending => Answer::Waiting(waiting),
+            },
         });
     }
-    while let Some(joined) = tasks.join_next().await {
-        collect(Some(joined), &mut tally);
+    while let Some(pending) = in_flight.pop_front() {
+        collect(pending.finish().await, &mut tally);
         progress.inc(1);
     }
-    // Tasks finish in any order; the report lists documents in input order.
-    tally.problems.sort_by_key(|problem| problem.line);
     progress.finish_and_clear();
     store.close().await;
     let read = reading.await.context("the reader stopped unexpectedly")?;
@@ -163,7 +171,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     "line": problem.line,
                     "outcome": problem.outcome,
                     "quarantine_id": problem.quarantine_id,
-                    "error": problem.error,
+                    "error": problem.errors.first(),
+                    "errors": problem.errors,
                 })).collect::<Vec<_>>(),
                 "problems_listed": tally.problems.len() as u64 == tally.quarantined + tally.failed,
             })
@@ -178,18 +187,26 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 tally.failed
             )?;
             for problem in &tally.problems {
+                let first = problem
+                    .errors
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                let more = match problem.errors.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                let error = super::terminal_line(first);
                 match problem.quarantine_id {
                     Some(id) => say!(
-                        "  line {}: {} (quarantine entry {id}): {}",
+                        "  line {}: {} (quarantine entry {id}): {error}{more}",
                         problem.line,
                         problem.outcome,
-                        problem.error
                     )?,
                     None => say!(
-                        "  line {}: {}: {}",
+                        "  line {}: {}: {error}{more}",
                         problem.line,
-                        problem.outcome,
-                        problem.error
+                        problem.outcome
                     )?,
                 }
             }
@@ -207,64 +224,78 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn collect(joined: Option<Result<Imported, tokio::task::JoinError>>, tally: &mut Tally) {
-    let problem = match joined {
-        None => return,
-        Some(Ok(Imported {
-            line,
-            invalid,
+/// The store's answer to one document, to come.
+type Waiting = std::pin::Pin<Box<dyn Future<Output = Result<IngestOutcome, StoreError>> + Send>>;
+
+enum Answer {
+    Waiting(Waiting),
+    Given(Result<IngestOutcome, StoreError>),
+}
+
+/// A document handed to the store, and its answer.
+struct Pending {
+    line: u64,
+    invalid: Vec<String>,
+    answer: Answer,
+}
+
+impl Pending {
+    async fn finish(self) -> Imported {
+        let result = match self.answer {
+            Answer::Waiting(waiting) => waiting.await,
+            Answer::Given(result) => result,
+        };
+        Imported {
+            line: self.line,
+            invalid: self.invalid,
             result,
-        })) => match result {
-            Ok(IngestOutcome::Accepted { .. }) => {
-                tally.accepted += 1;
-                return;
+        }
+    }
+}
+
+fn collect(imported: Imported, tally: &mut Tally) {
+    let Imported {
+        line,
+        invalid,
+        result,
+    } = imported;
+    let problem = match result {
+        Ok(IngestOutcome::Accepted { .. }) => {
+            tally.accepted += 1;
+            return;
+        }
+        Ok(IngestOutcome::Duplicate { .. }) => {
+            tally.duplicate += 1;
+            return;
+        }
+        Ok(IngestOutcome::Quarantined { id, duplicate }) => {
+            tally.quarantined += 1;
+            let mut errors = invalid;
+            if errors.is_empty() {
+                errors.push("not a valid event".to_owned());
             }
-            Ok(IngestOutcome::Duplicate { .. }) => {
-                tally.duplicate += 1;
-                return;
+            if duplicate {
+                errors[0].push_str(" (already in quarantine)");
             }
-            Ok(IngestOutcome::Quarantined { id, duplicate }) => {
-                tally.quarantined += 1;
-                let mut error = invalid.unwrap_or_else(|| "not a valid event".to_owned());
-                if duplicate {
-                    error.push_str(" (already in quarantine)");
-                }
-                Problem {
-                    line,
-                    outcome: "quarantined",
-                    quarantine_id: Some(id),
-                    error,
-                }
+            Problem {
+                line,
+                outcome: "quarantined",
+                quarantine_id: Some(id),
+                errors,
             }
-            Err(err) => {
-                tally.failed += 1;
-                Problem {
-                    line,
-                    outcome: "failed",
-                    quarantine_id: None,
-                    error: err.to_string(),
-                }
-            }
-        },
-        Some(Err(err)) => {
+        }
+        Err(err) => {
             tally.failed += 1;
             Problem {
-                line: 0,
+                line,
                 outcome: "failed",
                 quarantine_id: None,
-                error: err.to_string(),
+                errors: vec![err.to_string()],
             }
         }
     };
-    // Documents finish out of order: keep the earliest lines, not the first to finish.
+    // Answers come in input order: the first problems are the earliest lines.
     if tally.problems.len() < LISTED_PROBLEMS {
         tally.problems.push(problem);
-    } else if let Some(latest) = tally
-        .problems
-        .iter_mut()
-        .max_by_key(|kept| kept.line)
-        .filter(|kept| kept.line > problem.line)
-    {
-        *latest = problem;
     }
 }
