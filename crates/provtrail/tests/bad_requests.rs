@@ -230,6 +230,49 @@ async fn ten_megabyte_body_is_413_and_the_server_keeps_serving() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_its_whole_body_before_reading_gets_the_answer_not_a_reset() {
+    // Most HTTP clients write the whole request, then read. A request answered before its body
+    // was read (a wrong credential, a body over the limit) must still reach such a client as
+    // its 401 or 413: the server reads and drops the rest of the body before it closes, where
+    // closing at once would reset the connection under the client's writes.
+    let mut server = TestServer::start().await;
+    for (credential, size, status) in [
+        ("Authorization: Bearer wrong-token\r\n", 900 * 1024, "401"),
+        ("", 3 * 1024 * 1024, "413"),
+    ] {
+        let credential = if credential.is_empty() {
+            auth_line()
+        } else {
+            credential.to_owned()
+        };
+        for round in 0..10 {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            let head = format!("{credential}Content-Length: {size}\r\n");
+            stream
+                .write_all(post_head("/events", &head).as_bytes())
+                .await
+                .unwrap();
+            let body = vec![b' '; size];
+            let sent = tokio::time::timeout(PATIENCE, stream.write_all(&body))
+                .await
+                .expect("the body was not taken in time");
+            assert!(sent.is_ok(), "{status}, round {round}: {sent:?}");
+            let (mut reader, _writer) = stream.into_split();
+            let answer = tokio::time::timeout(PATIENCE, read_head(&mut reader))
+                .await
+                .expect("no answer in time")
+                .unwrap_or_else(|| panic!("{status}, round {round}: closed without an answer"));
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "round {round}: {answer}"
+            );
+        }
+    }
+    server.assert_still_serving("inv-after-whole-bodies").await;
+    server.shutdown().await;
+}
+
 /// Reads up to the end of a response head and returns it.
 async fn read_head(reader: &mut tokio::net::tcp::OwnedReadHalf) -> Option<String> {
     use tokio::io::AsyncReadExt as _;

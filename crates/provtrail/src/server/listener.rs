@@ -435,6 +435,42 @@ async fn run_connection<C>(
     }
 }
 
+/// Longest a closed connection is read on (see [`linger`]).
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// Longest silence from the client while lingering.
+const LINGER_SILENCE: Duration = Duration::from_secs(1);
+/// Most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Closes a connection gently once hyper is done with it: says that nothing more will be sent,
+/// then reads and drops what the client still sends, for a while, before closing. A request
+/// answered before its body was read (401 for a wrong credential, 413 for a body over the
+/// limit) ends the connection while the body is still arriving; closing a socket with unread
+/// data makes the kernel reset the connection, and a client still sending gets the reset,
+/// not the answer, which may already be in its hands: it sees a broken pipe where it should see
+/// 401 or 413. (Where the client has nothing more to send, the first read ends it.)
+async fn linger(socket: std::os::fd::OwnedFd) {
+    use tokio::io::AsyncReadExt as _;
+    let socket = std::net::TcpStream::from(socket);
+    if socket.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
+        return;
+    };
+    let drain = async {
+        let mut buffer = vec![0; 64 * 1024];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match tokio::time::timeout(LINGER_SILENCE, socket.read(&mut buffer)).await {
+                Ok(Ok(read)) if read > 0 => dropped += read,
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
 /// The refusal hyper made of a malformed request, if that is why a connection ended.
 fn malformed_request(
     err: &(dyn std::error::Error + 'static),
@@ -599,9 +635,12 @@ pub async fn serve(
         let stop_signal = stop_signal.clone();
         let acceptor = acceptor.clone();
         let on_malformed = on_malformed.clone();
+        // A second handle on the socket, so that it outlives hyper's (see `linger`).
+        let lingering = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
         tokio::spawn(async move {
             let _permits = (permit, address_slot);
             let hook = on_malformed.as_ref().map(|hook| (hook, remote));
+            let stopping = stop_signal.clone();
             match acceptor {
                 None => {
                     let stream = Counted {
@@ -624,6 +663,14 @@ pub async fn serve(
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     run_connection(connection, &activity, timeouts, stop_signal, hook).await;
+                }
+            }
+            // Shutting down, nothing waits for a client to finish sending.
+            let mut stopping = stopping;
+            if let Some(socket) = lingering.filter(|_| !*stopping.borrow()) {
+                tokio::select! {
+                    () = linger(socket) => {}
+                    _ = stopping.changed() => {}
                 }
             }
         });
