@@ -708,6 +708,17 @@ mod tests {
         }
         let beside = route("archive", &dir.path().join("p.jsonl"));
         assert!(Routes::compile_beside(&sections(&beside), Some(&db)).is_ok());
+        // Before the first start there is no database yet: its name is still its.
+        let new_db = dir.path().join("new.db");
+        for file in ["new.db", "new.db-wal", "new.db.read-token"] {
+            let text = route("archive", &dir.path().join("sub/..").join(file));
+            std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+            let err = Routes::compile_beside(&sections(&text), Some(&new_db))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("one of the store's files"), "{file}: {err}");
+        }
+        assert!(!new_db.exists());
 
         // One file under two names is one file.
         let shared = dir.path().join("shared.jsonl");

@@ -33,9 +33,10 @@ const FILES_BESIDE: [&str; 10] = [
 ];
 
 /// Whether writing to `path` would write over the store at `db`: the database or a file kept
-/// beside it, by any name (a link, a hard link, `..` in the path).
+/// beside it, by any name (a link, a hard link, `..` in the path), also before the database
+/// is made (a first start makes it where the path leads).
 pub fn is_store_file(path: &std::path::Path, db: &std::path::Path) -> bool {
-    let Ok(db) = std::fs::canonicalize(db) else {
+    let Some(db) = written_path(db) else {
         return false;
     };
     let Some(path) = written_path(path) else {
