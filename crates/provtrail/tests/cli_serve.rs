@@ -159,7 +159,23 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     // Readiness asks for room for a few events: there is none to grow into.
     let ready = client().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    // Nor is any event taken, though its pages have room left: the store is over its cap.
+    for n in 0..5 {
+        let answer = post_with(
+            &server.url("/events"),
+            Some(TOKEN),
+            &format!("inv-over-{n}"),
+        )
+        .await;
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert!(
+            answer.text().contains("over its size limit"),
+            "{}",
+            answer.text()
+        );
+    }
     drop(server);
+    assert!(stored_invocations(&db).is_empty());
     // With room, no warning.
     let roomy = [&args[..], &["--max-db-size", "100MB"]].concat();
     let server = ServerProcess::start(dir.path(), &roomy);

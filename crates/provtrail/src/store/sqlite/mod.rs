@@ -117,7 +117,7 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let store_id = schema::store_id(&conn)?;
         codec::register(&conn)?;
-        apply_size_cap(&conn, &settings)?;
+        let over_cap = apply_size_cap(&conn, &settings)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
         let last_event_id = || {
             conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
@@ -152,6 +152,7 @@ impl SqliteStore {
             shared: shared.clone(),
             connection: 0,
             moved: None,
+            over_cap,
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())
@@ -586,13 +587,16 @@ pub(crate) fn open_connection(
 }
 
 /// Caps the database's size (`store.max_size`), once its schema is in place: a cap below what
-/// the schema itself takes is then a store that is full, not a start that fails.
+/// the schema itself takes is then a store that is full, not a start that fails. SQLite keeps a
+/// database that is already larger than its cap at its size, and fills the room left in its
+/// pages: such a database is over its cap, and the message returned says so (the writer takes
+/// no more documents into it).
 pub(crate) fn apply_size_cap(
     conn: &Connection,
     settings: &SqliteSettings,
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
     let Some(max) = settings.max_size_bytes else {
-        return Ok(());
+        return Ok(None);
     };
     let cap = |err: rusqlite::Error| {
         StoreError::Unavailable(format!(
@@ -604,8 +608,19 @@ pub(crate) fn apply_size_cap(
         .query_row("PRAGMA page_size", [], |row| row.get(0))
         .map_err(cap)?;
     let pages = (max as i64 / page_size.max(1)).max(1);
-    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-        .map_err(cap)
+    let kept: i64 = conn
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+            row.get(0)
+        })
+        .map_err(cap)?;
+    Ok((kept > pages).then(|| {
+        format!(
+            "the database {} ({} bytes) is already over its size limit ({max} bytes, \
+             store.max_size); raise the limit or move older data out",
+            settings.path.display(),
+            kept * page_size
+        )
+    }))
 }
 
 /// Events with ids after `after_id` received in `[since, until)`, oldest first, bodies decoded.

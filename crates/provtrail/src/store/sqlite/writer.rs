@@ -115,6 +115,8 @@ pub(super) struct Writer {
     pub files: Option<StoreFiles>,
     /// Set for good once the database was found deleted or replaced under the server.
     pub moved: Option<String>,
+    /// Set when the database is larger than its size cap: why no document is taken.
+    pub over_cap: Option<String>,
 }
 
 /// The database file and its write-ahead log as opened, by device and inode. Deleted or
@@ -256,6 +258,14 @@ impl Writer {
             fail_all(batch, message, &self.shared);
             return;
         }
+        if let Some(message) = &self.over_cap {
+            // A store over its cap takes no documents: they are answered as for a full disk.
+            // What else the batch holds (records of refusals, delivery outcomes) may still fit.
+            refuse_documents(batch, message, &self.shared);
+            if batch.is_empty() {
+                return;
+            }
+        }
         let started = Instant::now();
         let result = self.try_commit(batch, syncer.is_some());
         // Checked after the commit, before anyone is told: a file deleted before or during it
@@ -326,7 +336,7 @@ impl Writer {
                 }
             }
             let conn = open_connection(&self.path, &self.shared.settings)?;
-            apply_size_cap(&conn, &self.shared.settings)?;
+            self.over_cap = apply_size_cap(&conn, &self.shared.settings)?;
             set_synchronous(&conn, pipelined).map_err(unavailable)?;
             self.conn = Some(conn);
             self.connection += 1;
@@ -570,6 +580,26 @@ fn sync_log(
     };
     file.sync_data()
         .map_err(|err| format!("cannot sync the write-ahead log to disk: {err}"))
+}
+
+/// Answers the documents of `batch`, and the readiness probes, with `message` (503) and takes
+/// them out of it.
+fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
+    shared.set_writable(Some(message.to_owned()));
+    let mut kept = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        match job {
+            Job::Ingest(_, reply) => {
+                shared.metrics.commit_failures.inc();
+                let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+            }
+            Job::Probe(reply) => {
+                let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+            }
+            other => kept.push(other),
+        }
+    }
+    *batch = kept;
 }
 
 fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
