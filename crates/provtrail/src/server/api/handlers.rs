@@ -251,6 +251,7 @@ pub async fn quarantine_entry(
         (status = 401, description = "No read token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
+        (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
         (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
