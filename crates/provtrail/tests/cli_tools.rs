@@ -1178,6 +1178,15 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let bad = provtrail(&["config", "check", path_arg], None);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("server.listen"));
+    // Without a path, the file serve would read: the one PROVTRAIL_CONFIG names.
+    let named = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["config", "check"])
+        .env("PROVTRAIL_CONFIG", path_arg)
+        .current_dir(dir.path().parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(named.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&named.stderr).contains("server.listen"));
     // What serve would refuse beside the database, check refuses too.
     let kept = dir.path().join("kept.db");
     std::fs::write(dir.path().join("kept.db.token"), "ptk_a\nptk_b\n").unwrap();

@@ -27,8 +27,8 @@ enum ConfigCommand {
     },
     /// Check a configuration file: syntax, unknown settings and values.
     Check {
-        /// The file.
-        #[arg(default_value = "provtrail.toml")]
+        /// The file (the one `serve` would read: PROVTRAIL_CONFIG, else ./provtrail.toml).
+        #[arg(env = "PROVTRAIL_CONFIG", default_value = "provtrail.toml")]
         path: PathBuf,
     },
 }
