@@ -5,14 +5,21 @@
 //! the common constructs mean what they mean in Java:
 //!
 //! * the match is anchored at both ends (`matches()`, not `find()`);
-//! * `\d \w \s \b` and their negations are ASCII-only unless the `U` flag is given, as in Java;
+//! * `\d \w \s \b`, their negations and the POSIX classes (`\p{Alpha}`) are ASCII-only unless the
+//!   `U` flag is given, as in Java;
 //! * `.` excludes Java's line terminators (`\n \r \u0085 \u2028 \u2029`; only `\n` with `d`);
-//! * `\Q…\E` quoting and `\Z` are supported;
-//! * flags `i m s x d u U` map to their Java meaning.
+//! * flags `i m s x d u U` map to their Java meaning, after the pattern and inline (`(?s)`,
+//!   `(?-i:…)`), each for the rest of its group; with `m`, `\r` ends a line too;
+//! * `#` comments under `x` are removed here (left to the `regex` crate, one would take the
+//!   closing of the group the pattern is wrapped in with it);
+//! * a `[` inside a class opens a nested set, as in Java: `[[:alpha:]]` is not a POSIX class;
+//! * `\Q…\E`, `\Z`, `\G`, `\v \V \h \H \R \e \cX \0nnn` and Java's `\p{javaLowerCase}` and
+//!   `\p{IsLatin}` forms are supported.
 //!
 //! Differences that remain: the `regex` crate has no backreferences, lookaround, possessive
-//! quantifiers or atomic groups (such patterns fail to compile, which Jayway would accept), and
-//! case-insensitive matching always folds Unicode case (Java folds only ASCII without `u`).
+//! quantifiers or atomic groups (such patterns fail to compile, which Jayway would accept),
+//! case-insensitive matching always folds Unicode case (Java folds only ASCII without `u`), and
+//! `$` without `m` matches only at the very end (Java's also matches before a final line break).
 
 use regex::Regex;
 
@@ -28,23 +35,11 @@ pub(crate) struct JavaRegex {
 
 impl JavaRegex {
     pub(crate) fn compile(source: &str, flags: &str) -> Result<JavaRegex, String> {
-        let unicode_classes = flags.contains('U');
-        let dotall = flags.contains('s');
-        let unix_lines = flags.contains('d');
-        let mut prefix = String::new();
-        for f in flags.chars() {
-            match f {
-                'i' => prefix.push('i'),
-                'm' => prefix.push('m'),
-                'x' => prefix.push('x'),
-                _ => {}
-            }
-        }
-        let body = translate(source, unicode_classes, dotall, unix_lines);
-        let full = if prefix.is_empty() {
-            format!(r"\A(?:{body})\z")
-        } else {
-            format!(r"(?{prefix})\A(?:{body})\z")
+        let initial = Flags::from_letters(flags);
+        let body = translate(source, initial);
+        let full = match rust_flags(flags, initial.unix_lines) {
+            None => format!(r"\A(?:{body})\z"),
+            Some(prefix) => format!(r"(?{prefix})\A(?:{body})\z"),
         };
         let re = regex::RegexBuilder::new(&full)
             .size_limit(1 << 22)
@@ -69,12 +64,113 @@ const ASCII_W: &str = "[0-9A-Za-z_]";
 const ASCII_NW: &str = "[^0-9A-Za-z_]";
 const ASCII_S: &str = r"[\t\n\x0B\f\r ]";
 const ASCII_NS: &str = r"[^\t\n\x0B\f\r ]";
+/// Java's `\v`: the vertical whitespace characters.
+const VERTICAL: &str = r"\n\x0B\f\r\x{85}\x{2028}\x{2029}";
+/// Java's `\h`: the horizontal whitespace characters.
+const HORIZONTAL: &str = r" \t\xA0\x{1680}\x{180E}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}";
 
-fn translate(src: &str, unicode_classes: bool, dotall: bool, unix_lines: bool) -> String {
+/// The flags that change how this translation reads the pattern; the others (`i`, `m`, `x`)
+/// are the `regex` crate's own and are passed on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Flags {
+    /// `s`: `.` matches line terminators too.
+    dotall: bool,
+    /// `d`: only `\n` ends a line.
+    unix_lines: bool,
+    /// `U`: `\d \w \s \b` and the POSIX classes are Unicode's.
+    unicode_classes: bool,
+    /// `x`: whitespace and `#` comments are ignored.
+    comments: bool,
+}
+
+impl Flags {
+    fn from_letters(letters: &str) -> Flags {
+        Flags::default().with(letters)
+    }
+
+    /// These flags changed by the letters of a Java flag group (`is-x`): those before a `-` on,
+    /// those after it off. Also returns the letters to pass on to the `regex` crate.
+    fn with(mut self, letters: &str) -> Flags {
+        let mut on = true;
+        for letter in letters.chars() {
+            match letter {
+                '-' => on = false,
+                's' => self.dotall = on,
+                'd' => self.unix_lines = on,
+                'U' => self.unicode_classes = on,
+                'x' => self.comments = on,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
+/// The `regex` crate's form of a Java flag group's letters: `i`, `m` and `x` (with `m`, `R`, so
+/// that `\r` ends a line as in Java), with their `-`; `None` when nothing is left to say.
+fn rust_flags(letters: &str, unix_lines: bool) -> Option<String> {
+    let (on, off) = letters.split_once('-').unwrap_or((letters, ""));
+    let keep = |part: &str, with_crlf: bool| {
+        let mut kept: String = part
+            .chars()
+            .filter(|c| matches!(c, 'i' | 'm' | 'x'))
+            .collect();
+        if with_crlf && kept.contains('m') {
+            kept.push('R');
+        }
+        kept
+    };
+    let (on, off) = (keep(on, !unix_lines), keep(off, false));
+    match (on.is_empty(), off.is_empty()) {
+        (true, true) => None,
+        (_, true) => Some(on),
+        _ => Some(format!("{on}-{off}")),
+    }
+}
+
+/// The inside of a bracket class for a Java `\p{name}`, where Java means something other than
+/// the `regex` crate does by the name (or the crate does not know it); `None` otherwise.
+fn java_property(name: &str, unicode_classes: bool) -> Option<&'static str> {
+    // The POSIX classes: ASCII only in Java, unless `U` is given.
+    let posix = match name {
+        "Lower" => ("a-z", r"\p{Lowercase}"),
+        "Upper" => ("A-Z", r"\p{Uppercase}"),
+        "ASCII" => (r"\x00-\x7F", r"\x00-\x7F"),
+        "Alpha" => ("a-zA-Z", r"\p{Alphabetic}"),
+        "Digit" => ("0-9", r"\p{Nd}"),
+        "Alnum" => ("a-zA-Z0-9", r"\p{Alphabetic}\p{Nd}"),
+        "Punct" => (r"!-/:-@\[-`{-~", r"\p{P}"),
+        "Graph" => ("!-~", r"!-~"),
+        "Print" => (" -~", r" -~"),
+        "Blank" => (r" \t", r"\p{Zs}\t"),
+        "Cntrl" => (r"\x00-\x1F\x7F", r"\p{Cc}"),
+        "XDigit" => ("0-9a-fA-F", r"\p{Nd}\p{Hex_Digit}"),
+        "Space" => (r" \t\n\x0B\f\r", r"\p{White_Space}"),
+        // The `java.lang.Character` classes.
+        "javaLowerCase" => (r"\p{Lowercase}", r"\p{Lowercase}"),
+        "javaUpperCase" => (r"\p{Uppercase}", r"\p{Uppercase}"),
+        "javaAlphabetic" => (r"\p{Alphabetic}", r"\p{Alphabetic}"),
+        "javaLetter" => (r"\p{L}", r"\p{L}"),
+        "javaDigit" => (r"\p{Nd}", r"\p{Nd}"),
+        "javaLetterOrDigit" => (r"\p{L}\p{Nd}", r"\p{L}\p{Nd}"),
+        "javaSpaceChar" => (r"\p{Zs}\p{Zl}\p{Zp}", r"\p{Zs}\p{Zl}\p{Zp}"),
+        "javaWhitespace" => (
+            r"\t-\r\x1C-\x1F\p{Zl}\p{Zp}\p{Zs}--\xA0\x{2007}\x{202F}",
+            r"\t-\r\x1C-\x1F\p{Zl}\p{Zp}\p{Zs}--\xA0\x{2007}\x{202F}",
+        ),
+        _ => return None,
+    };
+    Some(if unicode_classes { posix.1 } else { posix.0 })
+}
+
+fn translate(src: &str, initial: Flags) -> String {
     let chars: Vec<char> = src.chars().collect();
     let mut out = String::with_capacity(src.len() + 8);
     let mut i = 0;
     let mut class_depth = 0usize;
+    let mut flags = initial;
+    // The flags in force outside each open group, restored when it closes.
+    let mut groups: Vec<Flags> = Vec::new();
     while i < chars.len() {
         let c = chars[i];
         match c {
@@ -97,8 +193,10 @@ fn translate(src: &str, unicode_classes: bool, dotall: bool, unix_lines: bool) -
                             i += 1;
                         }
                     }
-                    'Z' if class_depth == 0 => out.push_str(r"(?:\n?\z)"),
-                    'd' | 'D' | 'w' | 'W' | 's' | 'S' if !unicode_classes => {
+                    // The whole input must match, so the end of input is all it can be here.
+                    'Z' if class_depth == 0 => out.push_str(r"\z"),
+                    'G' if class_depth == 0 => out.push_str(r"\A"),
+                    'd' | 'D' | 'w' | 'W' | 's' | 'S' if !flags.unicode_classes => {
                         out.push_str(match n {
                             'd' => ASCII_D,
                             'D' => ASCII_ND,
@@ -108,8 +206,63 @@ fn translate(src: &str, unicode_classes: bool, dotall: bool, unix_lines: bool) -
                             _ => ASCII_NS,
                         });
                     }
-                    'b' if !unicode_classes && class_depth == 0 => out.push_str(r"(?-u:\b)"),
-                    'B' if !unicode_classes && class_depth == 0 => out.push_str(r"(?-u:\B)"),
+                    'b' if !flags.unicode_classes && class_depth == 0 => {
+                        out.push_str(r"(?-u:\b)");
+                    }
+                    'B' if !flags.unicode_classes && class_depth == 0 => {
+                        out.push_str(r"(?-u:\B)");
+                    }
+                    'v' => out.push_str(&format!("[{VERTICAL}]")),
+                    'V' => out.push_str(&format!("[^{VERTICAL}]")),
+                    'h' => out.push_str(&format!("[{HORIZONTAL}]")),
+                    'H' => out.push_str(&format!("[^{HORIZONTAL}]")),
+                    'R' if class_depth == 0 => out.push_str(&format!(r"(?:\r\n|[{VERTICAL}])")),
+                    'e' => out.push_str(r"\x1B"),
+                    // `\cX`: the control character of X.
+                    'c' if chars.get(i).is_some_and(char::is_ascii) => {
+                        out.push_str(&format!(r"\x{{{:X}}}", u32::from(chars[i]) ^ 0x40));
+                        i += 1;
+                    }
+                    // `\0n`, `\0nn`, `\0mnn` (m at most 3): octal.
+                    '0' if chars.get(i).is_some_and(|d| ('0'..='7').contains(d)) => {
+                        let mut value = 0u32;
+                        let mut digits = 0;
+                        while let Some(d) = chars.get(i).and_then(|d| d.to_digit(8)) {
+                            if digits == 3 || (digits == 2 && value > 0o37) {
+                                break;
+                            }
+                            value = value * 8 + d;
+                            digits += 1;
+                            i += 1;
+                        }
+                        out.push_str(&format!(r"\x{{{value:X}}}"));
+                    }
+                    'p' | 'P' if chars.get(i) == Some(&'{') => {
+                        let close = chars[i..].iter().position(|&c| c == '}');
+                        let name: String = match close {
+                            Some(end) => chars[i + 1..i + end].iter().collect(),
+                            None => String::new(),
+                        };
+                        let negated = n == 'P';
+                        if let (Some(end), Some(inside)) =
+                            (close, java_property(&name, flags.unicode_classes))
+                        {
+                            out.push_str(if negated { "[^" } else { "[" });
+                            out.push_str(inside);
+                            out.push(']');
+                            i += end + 1;
+                        } else if let (Some(end), Some(rest)) = (
+                            close,
+                            name.strip_prefix("Is").filter(|rest| !rest.is_empty()),
+                        ) {
+                            // `\p{IsLatin}`, `\p{IsAlphabetic}`: a script or property by name.
+                            out.push_str(&format!("\\{n}{{{rest}}}"));
+                            i += end + 1;
+                        } else {
+                            out.push('\\');
+                            out.push(n);
+                        }
+                    }
                     _ => {
                         out.push('\\');
                         out.push(n);
@@ -129,16 +282,67 @@ fn translate(src: &str, unicode_classes: bool, dotall: bool, unix_lines: bool) -
                     out.push_str(r"\]");
                     i += 1;
                 }
+                // `[:alpha:]` is a set of characters in Java, not a POSIX class.
+                if chars.get(i) == Some(&':') {
+                    out.push_str(r"\:");
+                    i += 1;
+                }
             }
             ']' if class_depth > 0 => {
                 class_depth -= 1;
                 out.push(']');
                 i += 1;
             }
+            '(' if class_depth == 0 => {
+                groups.push(flags);
+                i += 1;
+                // A flag group: `(?is)` for the rest of the enclosing group, `(?is:…)` for its own.
+                let letters: String = if chars.get(i) == Some(&'?') {
+                    chars[i + 1..]
+                        .iter()
+                        .take_while(|c| "idmsuxU-".contains(**c))
+                        .collect()
+                } else {
+                    String::new()
+                };
+                let ends = chars.get(i + 1 + letters.len()).copied();
+                if !letters.is_empty() && matches!(ends, Some(')' | ':')) {
+                    let changed = flags.with(&letters);
+                    let passed = rust_flags(&letters, changed.unix_lines);
+                    i += 1 + letters.len() + 1;
+                    if ends == Some(')') {
+                        // It changes the enclosing group: no group of its own.
+                        groups.pop();
+                        flags = changed;
+                        if let Some(passed) = passed {
+                            out.push_str(&format!("(?{passed})"));
+                        }
+                    } else {
+                        flags = changed;
+                        out.push_str(&format!("(?{}:", passed.unwrap_or_default()));
+                    }
+                } else {
+                    out.push('(');
+                }
+            }
+            ')' if class_depth == 0 => {
+                if let Some(outer) = groups.pop() {
+                    flags = outer;
+                }
+                out.push(')');
+                i += 1;
+            }
+            // A comment, to the end of its line; left to the `regex` crate, it would take the
+            // group this translation wraps the pattern in with it.
+            '#' if flags.comments && class_depth == 0 => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
             '.' if class_depth == 0 => {
-                if dotall {
+                if flags.dotall {
                     out.push_str("(?s:.)");
-                } else if unix_lines {
+                } else if flags.unix_lines {
                     out.push_str(r"[^\n]");
                 } else {
                     out.push_str(r"[^\n\r\x{85}\x{2028}\x{2029}]");
@@ -179,5 +383,63 @@ mod tests {
         let r = JavaRegex::compile(r"\Qa.b\E", "").unwrap();
         assert!(r.matches("a.b"));
         assert!(!r.matches("axb"));
+    }
+
+    /// Cases where Jayway 2.10 (on `java.util.regex`) and an earlier translation disagreed.
+    #[test]
+    fn constructs_read_as_java_reads_them() {
+        let yes = |pattern: &str, flags: &str, input: &str| {
+            let r = JavaRegex::compile(pattern, flags)
+                .unwrap_or_else(|err| panic!("/{pattern}/{flags}: {err}"));
+            assert!(
+                r.matches(input),
+                "/{pattern}/{flags} should match {input:?}"
+            );
+        };
+        let no = |pattern: &str, flags: &str, input: &str| {
+            let r = JavaRegex::compile(pattern, flags)
+                .unwrap_or_else(|err| panic!("/{pattern}/{flags}: {err}"));
+            assert!(
+                !r.matches(input),
+                "/{pattern}/{flags} should not match {input:?}"
+            );
+        };
+        // Inline flags, for the rest of their group or for their own.
+        yes("(?s).*", "", "a\nb");
+        no("(?s:a).", "", "a\n");
+        yes("(?U)\\w", "", "ä");
+        no("(?U:x)\\w", "", "xä");
+        yes("(?i)abc", "", "ABC");
+        yes("(?d).", "", "\r");
+        // Comments under `x` end at the line's end, not at the end of the pattern.
+        yes("a # c", "x", "a");
+        yes("(?x)a b # c", "", "ab");
+        yes("(?x)a#c\nb", "", "ab");
+        no("a # c", "", "a");
+        // `[[:alpha:]]` is a set holding `:`, `a`, `l`, `p`, `h` in Java.
+        no("[[:alpha:]]+", "", "x");
+        yes("[[:alpha:]]+", "", "ahl:");
+        no("[:digit:]", "", "1");
+        // The POSIX classes are ASCII unless `U` is given.
+        no("\\p{Alpha}", "", "ä");
+        yes("\\p{Alpha}", "U", "ä");
+        yes("[\\p{Lower}_]+", "", "a_b");
+        yes("\\P{Digit}", "", "x");
+        yes("\\p{javaLowerCase}", "", "é");
+        yes("\\p{IsLatin}+", "", "abc");
+        // Vertical and horizontal whitespace, line breaks, and character escapes.
+        yes("\\v", "", "\n");
+        no("\\V", "", "\n");
+        yes("a\\hb", "", "a\u{a0}b");
+        yes("a\\Rb", "", "a\r\nb");
+        yes("\\e\\cA", "", "\u{1b}\u{1}");
+        yes("\\0141", "", "a");
+        yes("\\0777", "", "?7");
+        // `\Z` before a final line break: the whole input must still match.
+        no("a\\Z", "", "a\n");
+        yes("a\\Z", "", "a");
+        // With `m`, a carriage return ends a line too.
+        yes("(?m)a$\\r^b", "", "a\rb");
+        yes("a$\\r^b", "m", "a\rb");
     }
 }
