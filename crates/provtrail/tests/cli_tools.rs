@@ -111,7 +111,7 @@ fn validate_exit_codes_say_valid_invalid_or_not_json() {
     assert!(shown.contains(r#""a\u202eb""#), "{shown}");
     // A key holding a line break is one problem on one line, escaped as its path escapes it.
     let key_with_break = dir.path().join("broken-key.json");
-    let mut document: serde_json::Value = serde_json::from_slice(&event("inv-broken-key")).unwrap();
+    let mut document: Value = serde_json::from_slice(&event("inv-broken-key")).unwrap();
     document["recipient"]["x\ny"] = serde_json::json!(1);
     std::fs::write(&key_with_break, document.to_string()).unwrap();
     let shown = stdout(&provtrail(
