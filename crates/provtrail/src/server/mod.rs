@@ -313,14 +313,10 @@ async fn bound_request_body(
         );
     }
     let Ok(reading) = state.form_permits.try_acquire() else {
-        let mut response = error_response(
+        return busy(error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many sign-ins in progress; try again shortly",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        ));
     };
     match ingest::read_body(body, MAX_FORM_BODY, state.body_timeout).await {
         Ok(bytes) => {
@@ -421,14 +417,10 @@ async fn limit_concurrency(
         match limiter.others.try_acquire() {
             Ok(permit) => Some(permit),
             Err(_) => {
-                let mut response = error_response(
+                return busy(error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many read and web requests in progress; try again shortly",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
+                ));
             }
         }
     };
@@ -440,7 +432,7 @@ async fn limit_concurrency(
         }
         Err(_) => {
             const MESSAGE: &str = "too many requests in progress; try again shortly";
-            let mut response = if is_ingest_path(request.uri().path()) {
+            busy(if is_ingest_path(request.uri().path()) {
                 ingest::refuse(
                     &limiter.state,
                     request,
@@ -449,13 +441,17 @@ async fn limit_concurrency(
                 )
             } else {
                 error_response(StatusCode::SERVICE_UNAVAILABLE, MESSAGE)
-            };
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+            })
         }
     }
+}
+
+/// A 503 for a server that is busy right now: worth trying again in a second.
+fn busy(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The concurrency cap, and the state to record the ingest requests it refuses.
