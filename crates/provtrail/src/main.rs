@@ -71,7 +71,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = cli::serve::hide_serving_flags(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     cli::init_logging(&cli.log, cli.log_json);
     let outcome = match cli.command {
         Command::Validate(args) => cli::validate::run(args),

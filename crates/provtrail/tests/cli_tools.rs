@@ -1328,3 +1328,53 @@ fn send_takes_the_command_line_s_credential_over_the_environment_s() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("cannot be used with"), "{stderr}");
 }
+
+#[test]
+fn the_route_commands_show_only_the_flags_that_find_the_store_and_routes() {
+    let help = |args: &[&str]| stdout(&provtrail(args, None));
+    assert!(help(&["serve", "--help"]).contains("--listen"));
+    for command in [
+        &["routes", "list", "--help"][..],
+        &["routes", "test", "--help"],
+        &["replay", "--help"],
+        &["deadletter", "list", "--help"],
+        &["deadletter", "retry", "--help"],
+    ] {
+        let text = help(command);
+        assert!(
+            text.contains("--config") && text.contains("--db"),
+            "{command:?}: {text}"
+        );
+        for serving in [
+            "--listen",
+            "--ingest-token",
+            "--tls-cert",
+            "--max-connections",
+        ] {
+            assert!(
+                !text.contains(serving),
+                "{command:?} shows {serving}: {text}"
+            );
+        }
+    }
+    // Hidden, still taken: the configuration resolves as serve's does.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let output = provtrail(
+        &[
+            "routes",
+            "list",
+            "--db",
+            db.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:1",
+        ],
+        None,
+    );
+    assert_ne!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

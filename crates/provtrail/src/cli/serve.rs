@@ -200,6 +200,50 @@ fn set<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
     }
 }
 
+/// The flags of [`ServerArgs`] that say where the store and the routes are; the others only
+/// matter to a running server.
+const STORE_FLAGS: &[&str] = &["config", "db", "busy_timeout", "max_db_size"];
+
+/// `cli` with the serving flags hidden from the help of the commands that read the server's
+/// configuration only for its store and routes (`routes`, `replay`, `deadletter`). They still
+/// take them, and their `PROVTRAIL_*` variables, so that they resolve the configuration exactly
+/// as `serve` does.
+pub fn hide_serving_flags(cli: clap::Command) -> clap::Command {
+    use clap::Args as _;
+    let serving: Vec<clap::Id> = ServerArgs::augment_args(clap::Command::new("serve"))
+        .get_arguments()
+        .map(|arg| arg.get_id().clone())
+        .filter(|id| !STORE_FLAGS.contains(&id.as_str()))
+        .collect();
+    let hide = |mut command: clap::Command| {
+        for id in &serving {
+            if command.get_arguments().any(|arg| arg.get_id() == id) {
+                command = command.mut_arg(id, |arg| arg.hide(true));
+            }
+        }
+        command
+    };
+    let in_each = |command: clap::Command, names: &[&str]| {
+        names.iter().fold(command, |command, name| {
+            if command.find_subcommand(name).is_some() {
+                command.mut_subcommand(*name, hide)
+            } else {
+                command
+            }
+        })
+    };
+    let mut cli = in_each(cli, &["replay"]);
+    for (parent, children) in [
+        ("routes", &["list", "test"]),
+        ("deadletter", &["list", "retry"]),
+    ] {
+        if cli.find_subcommand(parent).is_some() {
+            cli = cli.mut_subcommand(parent, |command| in_each(command, children));
+        }
+    }
+    cli
+}
+
 /// Arguments of `provtrail serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
