@@ -584,7 +584,7 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
     let db_arg = db.display().to_string();
     // A name that would clear the screen and then show the rest right to left, and a
     // quarantined body that would clear it too.
-    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J\\u202e\\nFAKE LINE\\t");
+    let hostile = event_with_name_prefix("inv-escape", "\\u001b[2J\\u202e\\nFAKE LINE\\t\\u200b");
     let file = dir.path().join("hostile.json");
     std::fs::write(&file, &hostile).unwrap();
     assert_eq!(
@@ -627,7 +627,10 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
         if args[0] != "quarantine" {
             assert!(stdout(&output).contains("\\u202e"), "{args:?}");
             // A line break in a value cannot pass for a line of its own, in a field or a cell.
-            assert!(stdout(&output).contains("\\nFAKE LINE\\t"), "{args:?}");
+            assert!(
+                stdout(&output).contains("\\nFAKE LINE\\t\\u200b"),
+                "{args:?}"
+            );
             assert!(
                 !stdout(&output).lines().any(|line| line.starts_with("FAKE")),
                 "{args:?}: {}",

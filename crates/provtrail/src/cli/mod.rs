@@ -279,7 +279,8 @@ pub fn print_detail<T: serde::Serialize>(
 
 /// `text` for a terminal: every control character but the line break escaped as JSON escapes
 /// it (`\u001b`, `\t`), as are the characters that reorder text or separate lines without a line
-/// break. Events and quarantined bodies hold whatever a sender posted: a string with escape
+/// break, and the invisible ones (zero-width spaces and joiners, the byte order mark, tag
+/// characters: Unicode's format characters), which could make two different values look alike. Events and quarantined bodies hold whatever a sender posted: a string with escape
 /// sequences, printed as it is, could drive the terminal that shows it, and a right-to-left
 /// override could make it show something other than what is stored. The escapes are those of
 /// the paths that name JSON keys, so a key reads the same in a path and in a message.
@@ -299,13 +300,29 @@ fn escape_for_terminal(text: &str, keep_line_breaks: bool) -> std::borrow::Cow<'
         (c.is_control() && !(keep_line_breaks && c == '\n'))
             || matches!(
                 c,
-                '\u{061c}'
-                    | '\u{200e}'
-                    | '\u{200f}'
-                    | '\u{2028}'
-                    | '\u{2029}'
-                    | '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
+                // Line and paragraph separators, and Unicode's format characters (category Cf):
+                // direction marks and overrides among them.
+                '\u{00ad}'
+                    | '\u{0600}'..='\u{0605}'
+                    | '\u{061c}'
+                    | '\u{06dd}'
+                    | '\u{070f}'
+                    | '\u{0890}'..='\u{0891}'
+                    | '\u{08e2}'
+                    | '\u{180e}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{206f}'
+                    | '\u{feff}'
+                    | '\u{fff9}'..='\u{fffb}'
+                    | '\u{110bd}'
+                    | '\u{110cd}'
+                    | '\u{13430}'..='\u{1343f}'
+                    | '\u{1bca0}'..='\u{1bca3}'
+                    | '\u{1d173}'..='\u{1d17a}'
+                    | '\u{e0001}'
+                    | '\u{e0020}'..='\u{e007f}'
             )
     };
     if !text.chars().any(unsafe_char) {
@@ -318,10 +335,14 @@ fn escape_for_terminal(text: &str, keep_line_breaks: bool) -> std::borrow::Cow<'
             '\n' => safe.push_str("\\n"),
             '\r' => safe.push_str("\\r"),
             '\t' => safe.push_str("\\t"),
-            // Every character escaped here is in the Basic Multilingual Plane.
+            // JSON's escape where it has one (the Basic Multilingual Plane), Rust's beyond.
             c => {
                 use std::fmt::Write as _;
-                let _ = write!(safe, "\\u{:04x}", u32::from(c));
+                let _ = if u32::from(c) <= 0xffff {
+                    write!(safe, "\\u{:04x}", u32::from(c))
+                } else {
+                    write!(safe, "\\u{{{:x}}}", u32::from(c))
+                };
             }
         }
     }
@@ -434,6 +455,24 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn text_for_a_terminal_escapes_what_could_forge_or_hide_output() {
+        let hostile = "a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}\u{e0041}\u{2028}é";
+        assert_eq!(
+            terminal_line(hostile),
+            "a\\nb\\r\\u001b[2J\\u202e\\u200b\\ufeff\\u{e0041}\\u2028é"
+        );
+        // Text made of lines keeps its line breaks, and nothing else.
+        assert_eq!(
+            terminal_safe(hostile),
+            "a\nb\\r\\u001b[2J\\u202e\\u200b\\ufeff\\u{e0041}\\u2028é"
+        );
+        assert!(matches!(
+            terminal_line("plain, é"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     /// A log writer the test can read back.
     #[derive(Clone, Default)]

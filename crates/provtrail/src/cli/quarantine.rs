@@ -10,7 +10,7 @@ use provtrail::server::api::model::{
 };
 
 use super::remote::{Backend, SourceArgs};
-use super::{OutputFormat, terminal_safe};
+use super::{OutputFormat, terminal_line, terminal_safe};
 
 /// Problems shown per entry in the list; `provtrail quarantine ID` shows them all.
 const LISTED_ERRORS: usize = 3;
@@ -135,10 +135,11 @@ fn describe_list(page: &QuarantineList) -> String {
             item.received_at,
             item.reason,
             item.size,
-            arrival(item)
+            terminal_line(&arrival(item))
         );
+        // Problems name what was sent (a channel, a key): one line each, whatever they hold.
         for issue in item.errors.iter().take(LISTED_ERRORS) {
-            let _ = writeln!(text, "    {}: {}", &issue.path, &issue.message);
+            let _ = writeln!(text, "    {}", terminal_line(&issue_line(issue)));
         }
         if item.errors.len() > LISTED_ERRORS {
             let _ = writeln!(
@@ -161,19 +162,19 @@ fn describe_entry(detail: &QuarantineDetail) -> String {
     let _ = writeln!(text, "quarantine entry {}", item.id);
     let _ = writeln!(text, "  received       {}", item.received_at);
     let _ = writeln!(text, "  reason         {}", item.reason);
-    let _ = writeln!(text, "  arrived as     {}", arrival(item));
+    let _ = writeln!(text, "  arrived as     {}", terminal_line(&arrival(item)));
     let _ = writeln!(text, "  size           {} bytes", item.size);
     if let Some(invocation) = &item.invocation_id {
-        let _ = writeln!(text, "  invocation id  {invocation}");
+        let _ = writeln!(text, "  invocation id  {}", terminal_line(invocation));
     }
     let _ = writeln!(text, "problems ({})", item.errors.len());
     for issue in &item.errors {
-        let _ = writeln!(text, "  {}: {}", &issue.path, &issue.message);
+        let _ = writeln!(text, "  {}", terminal_line(&issue_line(issue)));
     }
     if !item.warnings.is_empty() {
         let _ = writeln!(text, "warnings ({})", item.warnings.len());
         for issue in &item.warnings {
-            let _ = writeln!(text, "  {}: {}", &issue.path, &issue.message);
+            let _ = writeln!(text, "  {}", terminal_line(&issue_line(issue)));
         }
     }
     text.push_str("body\n");
@@ -192,4 +193,9 @@ fn describe_entry(detail: &QuarantineDetail) -> String {
         }
     }
     text
+}
+
+/// `path: message`.
+fn issue_line(issue: &provtrail::server::api::model::Issue) -> String {
+    format!("{}: {}", issue.path, issue.message)
 }
