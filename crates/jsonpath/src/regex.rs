@@ -107,25 +107,57 @@ impl Flags {
 }
 
 /// The `regex` crate's form of a Java flag group's letters: `i`, `m` and `x` (with `m`, `R`, so
-/// that `\r` ends a line as in Java), with their `-`; `None` when nothing is left to say.
+/// that `\r` ends a line as in Java), each said once, with their `-` (Java takes `(?ii)` and
+/// `(?i-i)`; the crate does not); `None` when nothing is left to say.
 fn rust_flags(letters: &str, unix_lines: bool) -> Option<String> {
-    let (on, off) = letters.split_once('-').unwrap_or((letters, ""));
-    let keep = |part: &str, with_crlf: bool| {
-        let mut kept: String = part
-            .chars()
-            .filter(|c| matches!(c, 'i' | 'm' | 'x'))
-            .collect();
-        if with_crlf && kept.contains('m') {
-            kept.push('R');
+    let mut on = String::new();
+    let mut off = String::new();
+    let mut turning_on = true;
+    for letter in letters.chars() {
+        match letter {
+            '-' => turning_on = false,
+            'i' | 'm' | 'x' => {
+                // The last mention of a letter wins, as in Java.
+                on.retain(|c| c != letter);
+                off.retain(|c| c != letter);
+                if turning_on {
+                    on.push(letter);
+                } else {
+                    off.push(letter);
+                }
+            }
+            _ => {}
         }
-        kept
-    };
-    let (on, off) = (keep(on, !unix_lines), keep(off, false));
+    }
+    if on.contains('m') && !unix_lines {
+        on.push('R');
+    }
+    if off.contains('m') {
+        off.push('R');
+    }
     match (on.is_empty(), off.is_empty()) {
         (true, true) => None,
         (_, true) => Some(on),
         _ => Some(format!("{on}-{off}")),
     }
+}
+
+/// `c` as a literal of the `regex` crate, also in its comments mode (where whitespace and `#`
+/// are otherwise skipped).
+fn push_literal(out: &mut String, c: char) {
+    if c.is_whitespace() || c == '#' {
+        out.push_str(&format!(r"\x{{{:X}}}", u32::from(c)));
+    } else {
+        out.push_str(&regex::escape(&c.to_string()));
+    }
+}
+
+/// The value of the four hexadecimal digits at `at`, if there are four.
+fn hex4(chars: &[char], at: usize) -> Option<u32> {
+    let digits = chars.get(at..at + 4)?;
+    digits
+        .iter()
+        .try_fold(0, |value, digit| Some(value * 16 + digit.to_digit(16)?))
 }
 
 /// The inside of a bracket class for a Java `\p{name}`, where Java means something other than
@@ -189,7 +221,7 @@ fn translate(src: &str, initial: Flags) -> String {
                                 i += 2;
                                 break;
                             }
-                            out.push_str(&regex::escape(&chars[i].to_string()));
+                            push_literal(&mut out, chars[i]);
                             i += 1;
                         }
                     }
@@ -219,7 +251,7 @@ fn translate(src: &str, initial: Flags) -> String {
                     'R' if class_depth == 0 => out.push_str(&format!(r"(?:\r\n|[{VERTICAL}])")),
                     'e' => out.push_str(r"\x1B"),
                     // `\cX`: the control character of X.
-                    'c' if chars.get(i).is_some_and(char::is_ascii) => {
+                    'c' if i < chars.len() => {
                         out.push_str(&format!(r"\x{{{:X}}}", u32::from(chars[i]) ^ 0x40));
                         i += 1;
                     }
@@ -234,6 +266,23 @@ fn translate(src: &str, initial: Flags) -> String {
                             value = value * 8 + d;
                             digits += 1;
                             i += 1;
+                        }
+                        out.push_str(&format!(r"\x{{{value:X}}}"));
+                    }
+                    // `\uhhhh`, and a UTF-16 surrogate pair written as two of them.
+                    'u' if hex4(&chars, i).is_some() => {
+                        let mut value = hex4(&chars, i).unwrap_or_default();
+                        i += 4;
+                        if (0xd800..0xdc00).contains(&value)
+                            && chars.get(i) == Some(&'\\')
+                            && chars.get(i + 1) == Some(&'u')
+                        {
+                            if let Some(low) =
+                                hex4(&chars, i + 2).filter(|low| (0xdc00..0xe000).contains(low))
+                            {
+                                value = 0x10000 + ((value - 0xd800) << 10) + (low - 0xdc00);
+                                i += 6;
+                            }
                         }
                         out.push_str(&format!(r"\x{{{value:X}}}"));
                     }
@@ -335,9 +384,22 @@ fn translate(src: &str, initial: Flags) -> String {
             // A comment, to the end of its line; left to the `regex` crate, it would take the
             // group this translation wraps the pattern in with it.
             '#' if flags.comments && class_depth == 0 => {
-                while i < chars.len() && chars[i] != '\n' {
+                let ends_line = |c: char| {
+                    if flags.unix_lines {
+                        c == '\n'
+                    } else {
+                        matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}')
+                    }
+                };
+                while i < chars.len() && !ends_line(chars[i]) {
                     i += 1;
                 }
+            }
+            // Java's comments mode skips only ASCII whitespace; the `regex` crate's skips all of
+            // Unicode's, so the rest is written out as the character it is.
+            c if flags.comments && c.is_whitespace() && !c.is_ascii() => {
+                push_literal(&mut out, c);
+                i += 1;
             }
             '.' if class_depth == 0 => {
                 if flags.dotall {
@@ -441,5 +503,20 @@ mod tests {
         // With `m`, a carriage return ends a line too.
         yes("(?m)a$\\r^b", "", "a\rb");
         yes("a$\\r^b", "m", "a\rb");
+        // Quoted text is literal, spaces and `#` too, also under `x`.
+        yes("(?x)\\Qa #b\\E", "", "a #b");
+        yes("(?x)[\\Q \\E]", "", " ");
+        // A comment ends at any line terminator; only ASCII whitespace is skipped.
+        yes("(?x)a#c\rb", "", "ab");
+        yes("(?x)a\u{a0}b", "", "a\u{a0}b");
+        no("(?x)a\u{a0}b", "", "ab");
+        // Flags said twice or taken back; `\\u` escapes, a surrogate pair among them.
+        yes("(?ii)a", "", "A");
+        no("(?i-i)a", "", "A");
+        yes("(?x-x)a b", "", "a b");
+        yes("\\uD83D\\uDE00", "", "\u{1f600}");
+        yes("[\\uD83D\\uDE00]", "", "\u{1f600}");
+        yes("\\u0041", "", "A");
+        yes("\\c\u{c0}", "", "\u{80}");
     }
 }
