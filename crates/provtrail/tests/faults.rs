@@ -147,9 +147,17 @@ async fn full_database_answers_503_never_200s_what_it_did_not_keep_and_recovers_
     await_readiness(&server, 503).await;
     let ready = server.get("/readyz").await;
     assert!(ready.header("retry-after").is_some());
-    assert!(ready.text().contains("full"), "{}", ready.text());
+    // The reason names the cap, not the disk, which has room.
+    assert!(ready.text().contains("size limit"), "{}", ready.text());
     let metrics = server.get("/metrics").await.text();
     assert!(metrics.contains("provtrail_store_writable 0"), "{metrics}");
+    let refused = server.post("/events", event("full-refused")).await;
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.text().contains("store.max_size"),
+        "{}",
+        refused.text()
+    );
 
     // The operator frees space (prunes the delivery log) while the server runs.
     let conn = Connection::open(&server.db).unwrap();

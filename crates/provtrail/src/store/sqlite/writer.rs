@@ -303,6 +303,10 @@ impl Writer {
                     StoreError::Unavailable(message) => message,
                     other => other.to_string(),
                 };
+                let message = match self.size_cap_reached() {
+                    Some(cap) if message.starts_with(FULL) => cap,
+                    _ => message,
+                };
                 tracing::warn!(error = %message, documents = batch.len(), "group commit failed");
                 // The connection may be what is broken (file replaced, read-only remount): start
                 // afresh on the next batch.
@@ -310,6 +314,25 @@ impl Writer {
                 fail_all(batch, &message, &self.shared);
             }
         }
+    }
+
+    /// Why a commit that found the database full failed, when the reason is its size cap
+    /// (`store.max_size`) rather than the disk: the database is within a few megabytes of it.
+    fn size_cap_reached(&self) -> Option<String> {
+        let max = self.shared.settings.max_size_bytes?;
+        let conn = self.conn.as_ref()?;
+        let pragma = |name: &str| -> Option<u64> {
+            conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+                .ok()
+                .and_then(|value| u64::try_from(value).ok())
+        };
+        let size = pragma("page_count")? * pragma("page_size")?;
+        (size.saturating_add(4 << 20) >= max).then(|| {
+            format!(
+                "the database reached its size limit ({size} of {max} bytes, store.max_size); \
+                 raise the limit or move older data out"
+            )
+        })
     }
 
     /// Writes and commits the batch; what follows the commit (answers, handing deliveries to
@@ -629,10 +652,13 @@ fn unavailable(err: rusqlite::Error) -> StoreError {
 }
 
 /// A sentence an operator can act on.
+/// How [`describe`] begins the message of a full disk or database.
+const FULL: &str = "the disk or the database is full";
+
 fn describe(err: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode;
     match err.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => format!("the disk or the database is full ({err})"),
+        Some(ErrorCode::DiskFull) => format!("{FULL} ({err})"),
         Some(ErrorCode::ReadOnly) => format!("the database is read-only ({err})"),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             format!("the database is locked by another process ({err})")
