@@ -1190,6 +1190,29 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         .unwrap();
     assert_eq!(named.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&named.stderr).contains("server.listen"));
+    // The PROVTRAIL_* variables count, as for serve: here the database a file route may not
+    // write to.
+    std::fs::write(
+        &path,
+        "[[routes]]\nname = \"archive\"\n[routes.sink]\ntype = \"file\"\npath = \"z.db\"\n",
+    )
+    .unwrap();
+    let check_with_db = |db: &str| {
+        Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(["config", "check", path_arg])
+            .env("PROVTRAIL_DB", db)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let refused = check_with_db("z.db");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("one of the store's files"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(check_with_db("other.db").status.code(), Some(0));
     // What serve would refuse beside the database, check refuses too.
     let kept = dir.path().join("kept.db");
     std::fs::write(dir.path().join("kept.db.token"), "ptk_a\nptk_b\n").unwrap();

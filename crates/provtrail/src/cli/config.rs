@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use provtrail::app::Settings;
-use provtrail::config::{DEFAULT_CONFIG, FileConfig};
+use provtrail::config::DEFAULT_CONFIG;
 
 /// Arguments of `provtrail config`.
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,8 @@ enum ConfigCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Check a configuration file: syntax, unknown settings and values.
+    /// Check a configuration file: syntax, unknown settings and values, read as `serve` reads
+    /// it (with the PROVTRAIL_* variables of the environment over it).
     Check {
         /// The file (the one `serve` would read: PROVTRAIL_CONFIG, else ./provtrail.toml).
         #[arg(env = "PROVTRAIL_CONFIG", default_value = "provtrail.toml")]
@@ -55,7 +56,9 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Check { path } => {
-            let config = FileConfig::load(&path)?;
+            // As `serve` reads it: the file, with the PROVTRAIL_* variables over it.
+            let config =
+                super::serve::ServerArgs::from_environment_with_config(&path)?.resolve()?;
             let settings = Settings::from_config(&config)?;
             // What `serve` would load at start: the tokens kept beside the database, and the
             // certificate and key, which must fit.

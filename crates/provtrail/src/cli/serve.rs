@@ -136,6 +136,19 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The configuration file's settings with the flags and environment applied on top.
+    /// The arguments `serve` would have with no flags but `--config path`: the file, with the
+    /// `PROVTRAIL_*` variables of the environment over it.
+    pub fn from_environment_with_config(path: &std::path::Path) -> anyhow::Result<ServerArgs> {
+        use clap::{Args as _, FromArgMatches as _};
+        let matches = ServerArgs::augment_args(clap::Command::new("provtrail"))
+            .try_get_matches_from([
+                std::ffi::OsStr::new("provtrail"),
+                std::ffi::OsStr::new("--config"),
+                path.as_os_str(),
+            ])?;
+        Ok(ServerArgs::from_arg_matches(&matches)?)
+    }
+
     pub fn resolve(&self) -> anyhow::Result<FileConfig> {
         let default_path = || {
             if self.only_named_config {
