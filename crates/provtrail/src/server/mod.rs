@@ -394,7 +394,7 @@ impl axum::body::HttpBody for DeadlineBody {
 /// How many of `max` requests in progress may be other than ingest (the read API, the web UI,
 /// sign-in): a quarter, at least one. The rest is ingest's alone: ISC does not send an event
 /// again, so a reader holding requests open (or anyone posting sign-in forms slowly) must not be
-/// able to turn deliveries away.
+/// able to turn deliveries away. (A cap of 1 has no rest: its one place is shared.)
 fn others_share(max: usize) -> usize {
     (max / 4).max(1)
 }
