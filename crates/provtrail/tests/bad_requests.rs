@@ -273,6 +273,59 @@ async fn a_client_that_sends_its_whole_body_before_reading_gets_the_answer_not_a
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_still_sending_a_refused_body_gets_the_answer_not_a_reset() {
+    // Over HTTP/2 a body dropped unread resets its stream; curl (as other clients) takes that
+    // reset for the whole answer while it is still sending, and shows no 401 or 413.
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "curl is needed (see .ci/run)"
+        );
+        eprintln!("SKIPPED: curl is not installed");
+        return;
+    }
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("big.json");
+    std::fs::write(&body, vec![b' '; 2 * 1024 * 1024]).unwrap();
+    let url = server.url("/events");
+    for (token, status) in [("wrong-token", "401"), (TOKEN, "413")] {
+        for round in 0..3 {
+            let (url, body) = (url.clone(), body.clone());
+            let output = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("curl")
+                    .args(["--http2-prior-knowledge", "-sS", "-o", "/dev/null"])
+                    .args(["-w", "%{http_code} %{http_version}", "--max-time", "20"])
+                    .args(["-H", &format!("Authorization: Bearer {token}")])
+                    .args(["-H", "Content-Type: application/json"])
+                    .arg("--data-binary")
+                    .arg(format!("@{}", body.display()))
+                    .arg(&url)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            let shown = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(
+                shown,
+                format!("{status} 2"),
+                "round {round}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    server
+        .assert_still_serving("inv-after-http2-refusals")
+        .await;
+    server.shutdown().await;
+}
+
 /// Reads up to the end of a response head and returns it.
 async fn read_head(reader: &mut tokio::net::tcp::OwnedReadHalf) -> Option<String> {
     use tokio::io::AsyncReadExt as _;

@@ -40,6 +40,7 @@ const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let receipt = receipt(&parts, None);
+    let body = Unread::new(body, parts.version);
     handle(state, receipt, parts.headers, body, None).await
 }
 
@@ -79,7 +80,52 @@ pub(super) async fn post_event_to_channel(
         _ => None,
     };
     let receipt = receipt(&parts, channel);
+    let body = Unread::new(body, parts.version);
     handle(state, receipt, parts.headers, body, refusal).await
+}
+
+/// A request body not read yet. Answered without being read (a wrong credential, a declared
+/// length over the limit), an HTTP/2 body is read and dropped behind the answer: dropped unread,
+/// its stream is reset, and a client still sending it may take the reset for the whole answer
+/// and never show the 401 or 413. (HTTP/1 has the connection's lingering close for this.)
+struct Unread {
+    body: Body,
+    http2: bool,
+}
+
+impl Unread {
+    fn new(body: Body, version: axum::http::Version) -> Self {
+        Unread {
+            body,
+            http2: version == axum::http::Version::HTTP_2,
+        }
+    }
+
+    /// The body, to read now.
+    fn take(self) -> Body {
+        self.body
+    }
+
+    /// Gives the body up: over HTTP/2, read and dropped in the background, for at most a few
+    /// seconds and megabytes (as the lingering close).
+    fn refuse(self) {
+        if !self.http2 {
+            return;
+        }
+        let mut body = self.body;
+        tokio::spawn(async move {
+            let drain = async {
+                let mut dropped = 0usize;
+                while let Some(Ok(frame)) = body.frame().await {
+                    dropped += frame.data_ref().map_or(0, Bytes::len);
+                    if dropped > super::listener::LINGER_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(super::listener::LINGER_TIME, drain).await;
+        });
+    }
 }
 
 /// Why an authenticated body that arrived whole is kept in quarantine without being read as an
@@ -118,11 +164,12 @@ async fn handle(
     state: AppState,
     mut receipt: Receipt,
     headers: HeaderMap,
-    body: Body,
+    body: Unread,
     refusal: Option<Refusal>,
 ) -> Response {
     // Credentials first: nothing of an unauthenticated body is read.
     if let Err(err) = state.ingest_credentials.check_headers(&headers) {
+        body.refuse();
         let mut response = reject(&state, receipt, StatusCode::UNAUTHORIZED, &err.to_string());
         if let Ok(challenge) = HeaderValue::from_str(&state.ingest_credentials.challenge()) {
             response
@@ -132,13 +179,14 @@ async fn handle(
         return response;
     }
     if receipt.size > state.max_body as u64 {
+        body.refuse();
         let message = too_large(state.max_body);
         return reject(&state, receipt, StatusCode::PAYLOAD_TOO_LARGE, &message);
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-    let bytes = match read_body(body, state.max_body, state.body_timeout).await {
+    let bytes = match read_body(body.take(), state.max_body, state.body_timeout).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
             // A body without a length was read up to the limit: record at least that.

@@ -436,11 +436,11 @@ async fn run_connection<C>(
 }
 
 /// Longest a closed connection is read on (see [`linger`]).
-const LINGER_TIME: Duration = Duration::from_secs(5);
+pub(super) const LINGER_TIME: Duration = Duration::from_secs(5);
 /// Longest silence from the client while lingering.
 const LINGER_SILENCE: Duration = Duration::from_secs(1);
 /// Most bytes read and dropped while lingering.
-const LINGER_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Closes a connection gently once hyper is done with it: says that nothing more will be sent,
 /// then reads and drops what the client still sends, for a while, before closing. A request
