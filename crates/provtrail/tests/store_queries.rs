@@ -231,6 +231,10 @@ async fn full_text_matches_words_of_errors_and_attribute_values_and_never_inject
         ("nowhere", 0),
         ("\"unbalanced NEAR( OR", 0),
         ("Rob.Robertson", 1),
+        // The document has no word that starts with x: a prefix never finds the index's keys.
+        ("x*", 0),
+        ("xt*", 0),
+        ("xs2*", 0),
     ] {
         let page = fixture.store.search_events(&q(text), false).await.unwrap();
         assert_eq!(page.items.len(), hits, "q = {text:?}");
@@ -417,6 +421,79 @@ async fn the_search_index_is_rebuilt_from_the_events_when_its_file_is_lost() {
     };
     assert_eq!(fixture.all(prod).await.first(), Some(&id));
     assert_eq!(fixture.all(failed).await.first(), Some(&id));
+}
+
+#[tokio::test]
+async fn a_result_is_matched_as_the_schema_spells_it() {
+    // `success` is not a value of the enumeration: its event's outcome is unknown, and a search
+    // for SUCCESS does not find it (nor does SUCCESS on its source).
+    let mut fixture = Fixture::new().await;
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/payloads/minimal_required_only.json"
+    ))
+    .unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(&base).unwrap();
+    event["accountRequests"][0]["provisioningResult"] = "SUCCESS".into();
+    event["trackingNumber"] = "upper".into();
+    let IngestOutcome::Accepted { id: upper } =
+        fixture.put(event.to_string().into_bytes(), NOW, None).await
+    else {
+        panic!("not accepted");
+    };
+    event["accountRequests"][0]["provisioningResult"] = "success".into();
+    event["trackingNumber"] = "lower".into();
+    let IngestOutcome::Accepted { id: lower } =
+        fixture.put(event.to_string().into_bytes(), NOW, None).await
+    else {
+        panic!("not accepted");
+    };
+    let source = event["accountRequests"][0]["source"]["name"]
+        .as_str()
+        .map(str::to_owned);
+    for (result, with_source, expected) in [
+        ("SUCCESS", false, vec![upper]),
+        ("success", false, vec![lower]),
+        ("SUCCESS", true, vec![upper]),
+        ("Success", true, vec![]),
+    ] {
+        let query = EventQuery {
+            result: Some(result.into()),
+            source: source.clone().filter(|_| with_source),
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            fixture.all(query).await,
+            expected,
+            "{result}, source {with_source}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_index_of_an_earlier_token_format_is_rebuilt() {
+    let mut fixture = Fixture::filled().await;
+    let prod = EventQuery {
+        channel: Some("prod".into()),
+        ..EventQuery::default()
+    };
+    let want = fixture.all(prod.clone()).await;
+    assert_eq!(want.len(), 134);
+    let path = fixture._dir.path().join("q.db");
+    fixture.store.close().await;
+    // An index that says it is complete, of the tokens of an earlier version (here: none).
+    let mut index = path.clone().into_os_string();
+    index.push(".search");
+    let conn = rusqlite::Connection::open(&index).unwrap();
+    conn.execute_batch(
+        "INSERT INTO events_index (events_index) VALUES ('delete-all');
+         DELETE FROM meta WHERE key = 'token_format';",
+    )
+    .unwrap();
+    drop(conn);
+    fixture.store =
+        SqliteStore::open(SqliteSettings::new(&path), Arc::new(Metrics::new())).unwrap();
+    assert_eq!(fixture.all(prod).await, want);
 }
 
 /// Every search right after a store answered finds the event: many stores and searches

@@ -29,10 +29,11 @@ Exit status: 0 when the search ran (even if it found nothing), 2 on errors.")]
 pub struct SearchArgs {
     #[command(flatten)]
     pub source_args: SourceArgs,
-    /// `trackingNumber`, exactly.
+    /// `trackingNumber`: the whole value, ignoring case and surrounding spaces (as every value
+    /// filter but --result).
     #[arg(long, value_name = "TN")]
     pub tracking_number: Option<String>,
-    /// `_metadata.invocationId`, exactly.
+    /// `_metadata.invocationId`.
     #[arg(long, value_name = "ID")]
     pub invocation_id: Option<String>,
     /// The recipient or the requester, by id or name.
@@ -50,8 +51,8 @@ pub struct SearchArgs {
     /// An account request's `accountOperation` (Create, Modify, …).
     #[arg(long, value_name = "OPERATION")]
     pub operation: Option<String>,
-    /// Events with an account request with this result (SUCCESS, PENDING, FAILED); with
-    /// --source, on that source.
+    /// Events with an account request with this result (SUCCESS, PENDING, FAILED), as the
+    /// schema spells it (an unknown `success` is not SUCCESS); with --source, on that source.
     #[arg(long, value_name = "RESULT")]
     pub result: Option<String>,
     /// The event's `action`.

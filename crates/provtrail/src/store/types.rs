@@ -262,9 +262,9 @@ pub struct StoredEvent {
 /// Which events to find. Every filter given must hold; newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
 pub struct EventQuery {
-    /// `trackingNumber`, exactly.
+    /// `trackingNumber` (case and surrounding spaces ignored).
     pub tracking_number: Option<String>,
-    /// `_metadata.invocationId`, exactly.
+    /// `_metadata.invocationId` (case and surrounding spaces ignored).
     pub invocation_id: Option<String>,
     /// The recipient or the requester, by id or by name (case does not matter).
     pub identity: Option<String>,

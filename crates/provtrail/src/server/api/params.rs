@@ -167,10 +167,11 @@ pub enum BucketValue {
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsParams {
-    /// `trackingNumber`, exactly (case does not matter).
+    /// `trackingNumber`: the whole value, ignoring case and surrounding spaces (as every value
+    /// filter here).
     #[param(max_length = 1000)]
     pub tracking_number: Option<String>,
-    /// `_metadata.invocationId`, exactly.
+    /// `_metadata.invocationId`.
     #[param(max_length = 1000)]
     pub invocation_id: Option<String>,
     /// The recipient or the requester, by id or by name (case does not matter).
@@ -189,7 +190,8 @@ pub struct EventsParams {
     /// An account request's `accountOperation` (e.g. `Create`, `Modify`, `Disable`).
     #[param(max_length = 1000)]
     pub operation: Option<String>,
-    /// Events with at least one account request with this `provisioningResult`.
+    /// Events with at least one account request with this `provisioningResult`, as the schema
+    /// spells it (an unknown `success` sent by ISC is not `SUCCESS`).
     #[param(inline)]
     pub result: Option<ResultValue>,
     /// The event's `action`.

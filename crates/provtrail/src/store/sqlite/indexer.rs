@@ -315,7 +315,23 @@ pub(super) fn indexed_through(
     if matches!((owner, store_id), (Some(owner), Some(id)) if owner != id) {
         return None;
     }
+    if token_format(&conn).ok()? != keys::TOKEN_FORMAT {
+        return None;
+    }
     watermark(&conn).ok()
+}
+
+/// The form of the key tokens the index holds ([`keys::TOKEN_FORMAT`]); 1 for an index made
+/// before the form was recorded.
+fn token_format(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'token_format'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(1))
 }
 
 /// The store id the index was built for (see [`super::schema::store_id`]).
@@ -337,6 +353,7 @@ fn adopt(
     last_event_id: i64,
 ) -> rusqlite::Result<()> {
     let owner = index_owner(conn)?;
+    let format = token_format(conn)?;
     if owner.is_some_and(|owner| owner != store_id) || through > last_event_id {
         tracing::warn!(
             indexed_through = through,
@@ -344,11 +361,26 @@ fn adopt(
             "the search index was made for another database, or for this one at a later \
              state; rebuilding it from the stored events"
         );
+    } else if format != keys::TOKEN_FORMAT && through > 0 {
+        tracing::warn!(
+            "the search index was made by an earlier version; rebuilding it from the stored \
+             events"
+        );
+    }
+    if owner.is_some_and(|owner| owner != store_id)
+        || through > last_event_id
+        || format != keys::TOKEN_FORMAT
+    {
         conn.execute_batch(
             "INSERT INTO events_index (events_index) VALUES ('delete-all');
              DELETE FROM meta WHERE key = 'indexed_through';",
         )?;
     }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('token_format', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![keys::TOKEN_FORMAT],
+    )?;
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('store_id', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

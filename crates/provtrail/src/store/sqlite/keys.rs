@@ -1,9 +1,22 @@
-//! The search index's tokens. Every exact key of an event becomes one token `x<kind><16 hex>`: a
-//! stable 64-bit hash of the lowercased value, so that any value (a DN with commas, a name with
-//! spaces) is a single token the full-text tokenizer keeps whole, and a lookup is one term. Free
-//! text (errors, warnings, names, account ids, attribute values) is indexed as words.
+//! The search index's tokens. Every exact key of an event becomes one token `\u{E000}<kind><16
+//! hex>`: a stable 64-bit hash of the value, trimmed and lowercased (a result as it is), so that
+//! any value (a DN with commas, a name with spaces) is a single token the full-text tokenizer
+//! keeps whole, and a lookup is one term. Free text (errors, warnings, names, account ids,
+//! attribute values) is indexed as words.
 //!
-//! The hash is part of the stored format: changing it means re-indexing.
+//! The first character is a private-use one: the tokenizer keeps it in a token, and the words of
+//! a free-text query never hold it (they are split at everything but letters and digits), so no
+//! word or prefix a person searches for (`x*`) can find a key.
+//!
+//! The tokens are part of the stored format ([`TOKEN_FORMAT`]): changing them means re-indexing,
+//! which an index of another format gets at the next start.
+
+/// The form of the tokens, recorded in the index: 1 for `x<kind><hex>` with every value
+/// lowercased, 2 for the private-use mark and results kept as they are.
+pub const TOKEN_FORMAT: i64 = 2;
+
+/// The mark that starts every key token.
+const MARK: char = '\u{E000}';
 
 use crate::store::{EventQuery, SearchFields};
 
@@ -41,13 +54,18 @@ impl KeyKind {
     }
 }
 
-/// FNV-1a over the lowercased value, then a SplitMix64 finalizer for good mixing. Stable across
-/// builds and platforms (unlike `std`'s hasher).
-fn hash(value: &str) -> u64 {
+/// FNV-1a over the trimmed value, lowercased when `fold_case`, then a SplitMix64 finalizer for
+/// good mixing. Stable across builds and platforms (unlike `std`'s hasher).
+fn hash_of(value: &str, fold_case: bool) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let value = value.trim();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    if value.is_ascii() {
+    if !fold_case {
+        for byte in value.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    } else if value.is_ascii() {
         // Nearly every key is ASCII; lowercasing it byte by byte gives the same bytes as the
         // Unicode path below, without decoding characters.
         for byte in value.bytes() {
@@ -78,21 +96,23 @@ pub fn token(kind: KeyKind, value: &str) -> String {
 
 fn push_token(out: &mut String, kind: KeyKind, value: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('x');
+    out.push(MARK);
     out.push(kind.letter());
-    let hash = hash(value);
+    // A result is a value of the schema's enumeration, kept verbatim when unknown: `success` is
+    // not `SUCCESS` (outcomes and statistics count it as unknown), so its case is kept.
+    let hash = hash_of(
+        value,
+        !matches!(kind, KeyKind::Result | KeyKind::SourceResult),
+    );
     for shift in (0..16).rev() {
         out.push(char::from(HEX[((hash >> (shift * 4)) & 0xf) as usize]));
     }
 }
 
-/// The token of a source and a result seen on the same account request.
+/// The token value of a source and a result seen on the same account request: the source's case
+/// folded, the result's kept (see [`push_token`]).
 fn pair_value(source: &str, result: &str) -> String {
-    format!(
-        "{}\u{0}{}",
-        source.trim().to_lowercase(),
-        result.trim().to_lowercase()
-    )
+    format!("{}\u{0}{}", source.trim().to_lowercase(), result.trim())
 }
 
 /// The index document of an event: its key tokens, then its free text.
@@ -240,11 +260,20 @@ mod tests {
         let a = token(KeyKind::Identity, "William Wilson");
         assert_eq!(a, token(KeyKind::Identity, "  william WILSON "));
         assert_ne!(a, token(KeyKind::Source, "William Wilson"));
-        assert_eq!(a.len(), 18);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(a.chars().count(), 18);
+        assert!(a.chars().skip(1).all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(
             token(KeyKind::Tracking, "abc"),
-            "xt".to_owned() + &format!("{:016x}", hash("abc"))
+            "\u{E000}t".to_owned() + &format!("{:016x}", hash_of("abc", true))
+        );
+        // A result keeps its case: an unknown `success` is not `SUCCESS`.
+        assert_ne!(
+            token(KeyKind::Result, "success"),
+            token(KeyKind::Result, "SUCCESS")
+        );
+        assert_eq!(
+            token(KeyKind::Result, " SUCCESS"),
+            token(KeyKind::Result, "SUCCESS")
         );
     }
 
@@ -252,13 +281,17 @@ mod tests {
     fn tokens_are_part_of_the_stored_format() {
         // Stored indexes hold these tokens: changing a value here means re-indexing every store.
         for (kind, value, expected) in [
-            (KeyKind::Tracking, "abc", "xt29e32c04ec3f9c30"),
-            (KeyKind::Identity, " William WILSON ", "xp93baa72689df3f43"),
-            (KeyKind::Source, "Ökonomie AD", "xs22db897d767b6823"),
+            (KeyKind::Tracking, "abc", "\u{E000}t29e32c04ec3f9c30"),
+            (
+                KeyKind::Identity,
+                " William WILSON ",
+                "\u{E000}p93baa72689df3f43",
+            ),
+            (KeyKind::Source, "Ökonomie AD", "\u{E000}s22db897d767b6823"),
             (
                 KeyKind::Account,
                 "CN=İlker Öz,OU=Users",
-                "xa785d953d40c9b1d9",
+                "\u{E000}a785d953d40c9b1d9",
             ),
         ] {
             assert_eq!(token(kind, value), expected, "{value}");
