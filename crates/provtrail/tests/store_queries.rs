@@ -471,6 +471,44 @@ async fn a_result_is_matched_as_the_schema_spells_it() {
 }
 
 #[tokio::test]
+async fn composed_and_decomposed_accents_are_the_same_words_and_values() {
+    // `É` is one character (NFC) from most keyboards, `E` and a combining accent (NFD) from
+    // others; both are the same word to a person, and to the search.
+    let mut fixture = Fixture::new().await;
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/payloads/minimal_required_only.json"
+    ))
+    .unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(&base).unwrap();
+    event["errors"] = serde_json::json!(["E\u{301}chec de connexion"]);
+    event["accountRequests"][0]["source"]["name"] = "Cafe\u{301} Source".into();
+    let IngestOutcome::Accepted { id } =
+        fixture.put(event.to_string().into_bytes(), NOW, None).await
+    else {
+        panic!("not accepted");
+    };
+    for (q, source) in [
+        (Some("\u{c9}chec"), None),
+        (Some("E\u{301}chec"), None),
+        (Some("\u{e9}ch*"), None),
+        (None, Some("Caf\u{e9} source")),
+        (None, Some("CAFE\u{301} SOURCE")),
+    ] {
+        let query = EventQuery {
+            q: q.map(str::to_owned),
+            source: source.map(str::to_owned),
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            fixture.all(query).await,
+            vec![id],
+            "q {q:?}, source {source:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_index_of_an_earlier_token_format_is_rebuilt() {
     let mut fixture = Fixture::filled().await;
     let prod = EventQuery {

@@ -12,7 +12,8 @@
 //! which an index of another format gets at the next start.
 
 /// The form of the tokens, recorded in the index: 1 for `x<kind><hex>` with every value
-/// lowercased, 2 for the private-use mark and results kept as they are.
+/// lowercased, 2 for the private-use mark, results kept as they are, and every value and text
+/// in Unicode's composed form (NFC).
 pub const TOKEN_FORMAT: i64 = 2;
 
 /// The mark that starts every key token.
@@ -94,8 +95,22 @@ pub fn token(kind: KeyKind, value: &str) -> String {
     token
 }
 
+/// `text` in Unicode's composed form (NFC): `É` typed as `E` and a combining accent is the `É`
+/// of another keyboard, the same key and the same word. (The tokenizer would split the
+/// decomposed form at the accent.)
+pub(crate) fn composed(text: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization as _, is_nfc_quick};
+    if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
+        text.into()
+    } else {
+        text.nfc().collect::<String>().into()
+    }
+}
+
 fn push_token(out: &mut String, kind: KeyKind, value: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let value = composed(value);
+    let value = value.as_ref();
     out.push(MARK);
     out.push(kind.letter());
     // A result is a value of the schema's enumeration, kept verbatim when unknown: `success` is
@@ -167,7 +182,7 @@ pub fn document(
         }
     }
     doc.push('\n');
-    doc.push_str(&fields.text);
+    doc.push_str(&composed(&fields.text));
     doc
 }
 
@@ -231,6 +246,7 @@ pub fn match_expression(query: &EventQuery) -> Option<String> {
 /// syntax); a trailing `*` on a word asks for a prefix match.
 fn words(q: &str) -> Vec<String> {
     let mut terms = Vec::new();
+    let q = composed(q);
     for raw in q.split_whitespace() {
         let prefix = raw.ends_with('*');
         // Split like the index's tokenizer does: on anything that is not a letter or a digit.
