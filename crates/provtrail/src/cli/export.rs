@@ -251,7 +251,14 @@ fn csv_row(stored: &StoredEvent) -> Vec<String> {
         text(&|e| e.sources.to_string()),
         text(&|e| e.account_requests.len().to_string()),
         text(&|e| e.counts().failed.to_string()),
-        text(&|e| e.ticket_ids().join(" ")),
+        // Blank ticket ids (ISC sends `""` for none at times) would only leave stray spaces.
+        text(&|e| {
+            e.ticket_ids()
+                .into_iter()
+                .filter(|ticket| !ticket.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
         text(&|e| e.error_messages().join(" | ")),
     ]
     .into_iter()
