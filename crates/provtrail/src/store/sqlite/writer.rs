@@ -467,7 +467,22 @@ fn finish(committed: Committed, synced: Result<(), String>, shared: &Arc<Shared>
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.commit_batch_size.observe(batch.len() as f64);
-    shared.set_writable(None);
+    // Writable again once a commit took room for a document: a record of a refusal or a
+    // delivery's outcome fits where an event no longer does, and says nothing about events.
+    let took_room = batch.iter().any(|job| matches!(job, Job::Probe(_)))
+        || outcomes.iter().flatten().any(|outcome| {
+            matches!(
+                outcome,
+                IngestOutcome::Accepted { .. }
+                    | IngestOutcome::Quarantined {
+                        duplicate: false,
+                        ..
+                    }
+            )
+        });
+    if took_room {
+        shared.set_writable(None);
+    }
     // Before any answer: a search made after a 200 waits for the index to hold the event.
     let documents = batch
         .iter_mut()
