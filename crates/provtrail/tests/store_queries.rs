@@ -506,6 +506,44 @@ async fn composed_and_decomposed_accents_are_the_same_words_and_values() {
             "q {q:?}, source {source:?}"
         );
     }
+    // Statistics by source count it the same way, and a final sigma is any sigma.
+    let mut event: serde_json::Value = serde_json::from_str(&base).unwrap();
+    event["accountRequests"][0]["source"]["name"] = "ΟΔΟΣ".into();
+    event["trackingNumber"] = "sigma".into();
+    fixture.put(event.to_string().into_bytes(), NOW, None).await;
+    for (source, requests) in [
+        (" cafe\u{301} SOURCE ", 1),
+        ("Caf\u{e9} Source", 1),
+        ("οδος", 1),
+        ("οδοσ", 1),
+        ("Cafe", 0),
+    ] {
+        let stats = fixture
+            .store
+            .stats(&StatsQuery {
+                since: Some(NOW - DAY),
+                until: Some(NOW + DAY),
+                bucket: Bucket::Day,
+                source: Some(source.into()),
+                ..StatsQuery::default()
+            })
+            .await
+            .unwrap();
+        let counted = stats.requests.success
+            + stats.requests.pending
+            + stats.requests.failed
+            + stats.requests.unknown;
+        assert_eq!(counted, requests, "stats for source {source:?}");
+        let query = EventQuery {
+            source: Some(source.into()),
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            fixture.all(query).await.len(),
+            requests as usize,
+            "{source:?}"
+        );
+    }
 }
 
 #[tokio::test]

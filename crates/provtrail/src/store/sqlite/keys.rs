@@ -74,7 +74,11 @@ fn hash_of(value: &str, fold_case: bool) -> u64 {
             hash = hash.wrapping_mul(PRIME);
         }
     } else {
-        for c in value.chars().flat_map(char::to_lowercase) {
+        for c in value
+            .chars()
+            .flat_map(char::to_lowercase)
+            .map(|c| if c == 'ς' { 'σ' } else { c })
+        {
             let mut buffer = [0u8; 4];
             for byte in c.encode_utf8(&mut buffer).bytes() {
                 hash ^= u64::from(byte);
@@ -105,6 +109,17 @@ pub(crate) fn composed(text: &str) -> std::borrow::Cow<'_, str> {
     } else {
         text.nfc().collect::<String>().into()
     }
+}
+
+/// A value as the exact filters compare it: composed, trimmed, lowercased, with the final sigma
+/// as any sigma (`ΟΔΟΣ` lowercases to `οδος`, which is `οδοσ` to a person). The tokens hash
+/// this form of a value (a result's case aside).
+pub(crate) fn value_key(value: &str) -> String {
+    composed(value.trim())
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .collect()
 }
 
 fn push_token(out: &mut String, kind: KeyKind, value: &str) {

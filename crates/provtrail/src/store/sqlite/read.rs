@@ -325,19 +325,20 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
     ];
     let mut totals = RequestCounts::default();
     let mut per_source: HashMap<String, RequestCounts> = HashMap::new();
-    let source = query.source.as_deref().map(str::to_lowercase);
+    // A source is matched as the search matches it: case, surrounding spaces and the form of
+    // accents aside (SQLite's `lower` knows only ASCII letters).
+    let wanted = query.source.as_deref().map(keys::value_key);
     let channel = query.channel.as_deref();
     {
         let mut statement = conn
             .prepare_cached(
                 "SELECT hour, source, result, requests FROM rollup_requests
                  WHERE hour >= ?1 AND hour < ?2
-                   AND (?3 IS NULL OR channel = ?3)
-                   AND (?4 IS NULL OR lower(source) = ?4)",
+                   AND (?3 IS NULL OR channel = ?3)",
             )
             .map_err(read_error)?;
         let rows = statement
-            .query_map(params![first_hour, end_hour, channel, source], |row| {
+            .query_map(params![first_hour, end_hour, channel], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
@@ -348,6 +349,12 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
             .map_err(read_error)?;
         for row in rows {
             let (hour, source, result, n) = row.map_err(read_error)?;
+            if wanted
+                .as_deref()
+                .is_some_and(|wanted| keys::value_key(&source) != wanted)
+            {
+                continue;
+            }
             let n = u64::try_from(n).unwrap_or(0);
             totals.add(&result, n);
             let index = bucket_of(hour);
