@@ -1213,6 +1213,19 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert_eq!(check_with_db("other.db").status.code(), Some(0));
+    // A variable serve could not use is named as one, not as a flag of a usage to follow.
+    let bad_variable = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["config", "check", path_arg])
+        .env("PROVTRAIL_NO_AUTH", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(bad_variable.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&bad_variable.stderr);
+    assert!(
+        said.contains("PROVTRAIL_* variable") && said.contains("'maybe'"),
+        "{said}"
+    );
+    assert!(!said.contains("Usage:"), "{said}");
     // What serve would refuse beside the database, check refuses too.
     let kept = dir.path().join("kept.db");
     std::fs::write(dir.path().join("kept.db.token"), "ptk_a\nptk_b\n").unwrap();

@@ -140,13 +140,33 @@ impl ServerArgs {
     /// `PROVTRAIL_*` variables of the environment over it.
     pub fn from_environment_with_config(path: &std::path::Path) -> anyhow::Result<ServerArgs> {
         use clap::{Args as _, FromArgMatches as _};
+        // Every value but the path comes from the environment: clap's message names the flag,
+        // not the variable, and tells of a usage that is not this command's.
+        let unusable = |err: clap::Error| {
+            let text = err.to_string();
+            let said: Vec<&str> = text
+                .lines()
+                .map(|line| line.trim().trim_start_matches("error: "))
+                .filter(|line| {
+                    !line.is_empty()
+                        && !line.starts_with("Usage:")
+                        && !line.starts_with("For more information")
+                })
+                .collect();
+            anyhow::anyhow!(
+                "a PROVTRAIL_* variable of the environment holds a value serve could not use: {} \
+                 (see `provtrail serve --help` for the variable of each flag)",
+                said.join(" ")
+            )
+        };
         let matches = ServerArgs::augment_args(clap::Command::new("provtrail"))
             .try_get_matches_from([
                 std::ffi::OsStr::new("provtrail"),
                 std::ffi::OsStr::new("--config"),
                 path.as_os_str(),
-            ])?;
-        Ok(ServerArgs::from_arg_matches(&matches)?)
+            ])
+            .map_err(unusable)?;
+        ServerArgs::from_arg_matches(&matches).map_err(unusable)
     }
 
     pub fn resolve(&self) -> anyhow::Result<FileConfig> {
