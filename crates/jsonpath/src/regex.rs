@@ -284,7 +284,13 @@ fn translate(src: &str, initial: Flags) -> String {
                                 i += 6;
                             }
                         }
-                        out.push_str(&format!(r"\x{{{value:X}}}"));
+                        if (0xd800..0xe000).contains(&value) {
+                            // Half of a pair, alone: Java compiles it, and it matches a lone
+                            // surrogate, which no text here can hold.
+                            out.push_str(r"[^\s\S]");
+                        } else {
+                            out.push_str(&format!(r"\x{{{value:X}}}"));
+                        }
                     }
                     'p' | 'P' if chars.get(i) == Some(&'{') => {
                         let close = chars[i..].iter().position(|&c| c == '}');
@@ -349,13 +355,17 @@ fn translate(src: &str, initial: Flags) -> String {
                 let letters: String = if chars.get(i) == Some(&'?') {
                     chars[i + 1..]
                         .iter()
-                        .take_while(|c| "idmsuxU-".contains(**c))
+                        .take_while(|c| "idmsuxUc-".contains(**c))
                         .collect()
                 } else {
                     String::new()
                 };
                 let ends = chars.get(i + 1 + letters.len()).copied();
-                if !letters.is_empty() && matches!(ends, Some(')' | ':')) {
+                // `(?)` and `(?c)` (canonical equivalence, which the text here needs not) are
+                // flag groups that change nothing; `(?:` is a plain group.
+                let flag_group = chars.get(i) == Some(&'?')
+                    && (ends == Some(')') || (!letters.is_empty() && ends == Some(':')));
+                if flag_group {
                     let changed = flags.with(&letters);
                     let passed = rust_flags(&letters, changed.unix_lines);
                     i += 1 + letters.len() + 1;
@@ -394,6 +404,8 @@ fn translate(src: &str, initial: Flags) -> String {
                 while i < chars.len() && !ends_line(chars[i]) {
                     i += 1;
                 }
+                // The line's end is the comment's too (Java skips it with the comment).
+                i += 1;
             }
             // Java's comments mode skips only ASCII whitespace; the `regex` crate's skips all of
             // Unicode's, so the rest is written out as the character it is.
@@ -518,5 +530,15 @@ mod tests {
         yes("[\\uD83D\\uDE00]", "", "\u{1f600}");
         yes("\\u0041", "", "A");
         yes("\\c\u{c0}", "", "\u{80}");
+        // A comment's line end goes with it; empty and canonical-equivalence flag groups.
+        yes("(?x)a#c\u{2028}b", "", "ab");
+        yes("(?x)a#c\u{85}b", "", "ab");
+        yes("(?)abc", "", "abc");
+        yes("(?c)abc", "", "abc");
+        yes("(?c:ab)c", "", "abc");
+        // Half a surrogate pair compiles, and matches nothing text can hold.
+        no("\\uD83Dx", "", "x");
+        no("a|\\uDE00\\uD83D", "", "x");
+        yes("a|\\uDE00\\uD83D", "", "a");
     }
 }
