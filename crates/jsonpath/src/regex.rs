@@ -16,10 +16,14 @@
 //! * `\Q…\E`, `\Z`, `\G`, `\v \V \h \H \R \e \cX \0nnn` and Java's `\p{javaLowerCase}` and
 //!   `\p{IsLatin}` forms are supported.
 //!
+//! * ignoring case without `u` folds ASCII letters only, as in Java: every other letter outside a
+//!   class is matched with its case (and `k`, `s` without their non-ASCII fold partners).
+//!
 //! Differences that remain: the `regex` crate has no backreferences, lookaround, possessive
 //! quantifiers or atomic groups (such patterns fail to compile, which Jayway would accept),
-//! case-insensitive matching always folds Unicode case (Java folds only ASCII without `u`), and
-//! `$` without `m` matches only at the very end (Java's also matches before a final line break).
+//! inside a bracket class or `\Q…\E` case-insensitive matching folds Unicode case (Java folds
+//! only ASCII there too without `u`), and `$` without `m` matches only at the very end (Java's
+//! also matches before a final line break).
 
 use regex::Regex;
 
@@ -81,6 +85,10 @@ struct Flags {
     unicode_classes: bool,
     /// `x`: whitespace and `#` comments are ignored.
     comments: bool,
+    /// `i`: case is ignored, for ASCII letters only unless `u` is given too.
+    case_insensitive: bool,
+    /// `u`: with `i`, case is ignored for every letter.
+    unicode_case: bool,
 }
 
 impl Flags {
@@ -99,6 +107,8 @@ impl Flags {
                 'd' => self.unix_lines = on,
                 'U' => self.unicode_classes = on,
                 'x' => self.comments = on,
+                'i' => self.case_insensitive = on,
+                'u' => self.unicode_case = on,
                 _ => {}
             }
         }
@@ -413,6 +423,21 @@ fn translate(src: &str, initial: Flags) -> String {
                 push_literal(&mut out, c);
                 i += 1;
             }
+            // Ignoring case without `u`, Java folds ASCII letters only: `é` is not `É`, and `k`
+            // is not the Kelvin sign (nor `s` the long s), which the `regex` crate would fold.
+            c if flags.case_insensitive
+                && !flags.unicode_case
+                && class_depth == 0
+                && (matches!(c, 'k' | 'K' | 's' | 'S') || (!c.is_ascii() && c.is_alphabetic())) =>
+            {
+                if c.is_ascii() {
+                    let (lower, upper) = (c.to_ascii_lowercase(), c.to_ascii_uppercase());
+                    out.push_str(&format!("(?-i:[{lower}{upper}])"));
+                } else {
+                    out.push_str(&format!("(?-i:{})", regex::escape(&c.to_string())));
+                }
+                i += 1;
+            }
             '.' if class_depth == 0 => {
                 if flags.dotall {
                     out.push_str("(?s:.)");
@@ -536,6 +561,16 @@ mod tests {
         yes("(?)abc", "", "abc");
         yes("(?c)abc", "", "abc");
         yes("(?c:ab)c", "", "abc");
+        // Without `u`, ignoring case covers ASCII letters only, as in Java.
+        yes("Müller", "i", "MüLLER");
+        no("Müller", "i", "MÜLLER");
+        yes("Müller", "iu", "MÜLLER");
+        yes("(?iu)é", "", "É");
+        no("(?i)é", "", "É");
+        no("k", "i", "\u{212a}");
+        yes("k", "i", "K");
+        yes("(?i)s.k", "", "S-K");
+        no("s", "i", "\u{17f}");
         // Half a surrogate pair compiles, and matches nothing text can hold.
         no("\\uD83Dx", "", "x");
         no("a|\\uDE00\\uD83D", "", "x");
