@@ -300,9 +300,18 @@ fn escape_for_terminal(text: &str, keep_line_breaks: bool) -> std::borrow::Cow<'
         (c.is_control() && !(keep_line_breaks && c == '\n'))
             || matches!(
                 c,
-                // Line and paragraph separators, and Unicode's format characters (category Cf):
-                // direction marks and overrides among them.
+                // Line and paragraph separators, Unicode's format characters (category Cf:
+                // direction marks and overrides among them), and the other characters Unicode
+                // says to show as nothing (Default_Ignorable_Code_Point: fillers, variation
+                // selectors).
                 '\u{00ad}'
+                    | '\u{034f}'
+                    | '\u{115f}'..='\u{1160}'
+                    | '\u{17b4}'..='\u{17b5}'
+                    | '\u{3164}'
+                    | '\u{fe00}'..='\u{fe0f}'
+                    | '\u{ffa0}'
+                    | '\u{e0100}'..='\u{e01ef}'
                     | '\u{0600}'..='\u{0605}'
                     | '\u{061c}'
                     | '\u{06dd}'
@@ -312,8 +321,7 @@ fn escape_for_terminal(text: &str, keep_line_breaks: bool) -> std::borrow::Cow<'
                     | '\u{180e}'
                     | '\u{200b}'..='\u{200f}'
                     | '\u{2028}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2064}'
-                    | '\u{2066}'..='\u{206f}'
+                    | '\u{2060}'..='\u{206f}'
                     | '\u{feff}'
                     | '\u{fff9}'..='\u{fffb}'
                     | '\u{110bd}'
@@ -458,15 +466,15 @@ mod tests {
 
     #[test]
     fn text_for_a_terminal_escapes_what_could_forge_or_hide_output() {
-        let hostile = "a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}\u{e0041}\u{2028}é";
+        let hostile = "a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}\u{e0041}\u{2028}é\u{3164}";
         assert_eq!(
             terminal_line(hostile),
-            "a\\nb\\r\\u001b[2J\\u202e\\u200b\\ufeff\\u{e0041}\\u2028é"
+            "a\\nb\\r\\u001b[2J\\u202e\\u200b\\ufeff\\u{e0041}\\u2028é\\u3164"
         );
         // Text made of lines keeps its line breaks, and nothing else.
         assert_eq!(
             terminal_safe(hostile),
-            "a\nb\\r\\u001b[2J\\u202e\\u200b\\ufeff\\u{e0041}\\u2028é"
+            "a\nb\\r\\u001b[2J\\u202e\\u200b\\ufeff\\u{e0041}\\u2028é\\u3164"
         );
         assert!(matches!(
             terminal_line("plain, é"),
