@@ -270,6 +270,8 @@ tokens = ["{FROM_FILE}"]
 name = "archive"
 [routes.retry]
 max_attempts = 1
+# A sink that cannot be written is down: its attempts use no budget, and end at max_age.
+max_age = "1s"
 [routes.sink]
 type = "file"
 path = "{}"
@@ -304,7 +306,7 @@ fsync = false
             .unwrap_or(0)
     };
 
-    // Two dead letters: the directory is gone, and one attempt is all the route makes.
+    // Two dead letters: the directory is gone, and a second is all the route waits.
     std::fs::remove_dir_all(&out_dir).unwrap();
     post_events(&server, &["dead-0", "dead-1"]).await;
     wait_for("the dead letters", Duration::from_secs(60), || {

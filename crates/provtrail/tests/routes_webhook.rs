@@ -224,6 +224,58 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_a_sink_that_is_down_wait_for_it_whatever_their_budget() {
+    // Nothing listens on this port yet: every attempt is refused. Attempts made before the
+    // route pauses (8 at once here) and after a restart (which forgets the pause) find the sink
+    // down; none may use up a delivery's budget of one attempt.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("down", &format!("http://{addr}/hook"), "")
+        .replace("max_attempts = 1000", "max_attempts = 1")
+        .replace("concurrency = 4", "concurrency = 8");
+    let mut server = start(dir.path(), &routes).await;
+    for n in 0..20 {
+        let answer = server.post("/events", event(&format!("down-{n}"))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let db = server.db.clone();
+    let attempts = |db: &Path| -> i64 {
+        open_db(db)
+            .query_row("SELECT count(*) FROM route_attempts", [], |row| row.get(0))
+            .unwrap()
+    };
+    wait_for("attempts on the sink that is down", WAIT, || {
+        attempts(&db) >= 8
+    })
+    .await;
+    assert_eq!(
+        count(&db, "down", 2),
+        0,
+        "a delivery died while the sink was down"
+    );
+    server.shutdown().await;
+    let mut server = start(dir.path(), &routes).await;
+    let before = attempts(&db);
+    wait_for("attempts after the restart", WAIT, || {
+        attempts(&db) > before
+    })
+    .await;
+    assert_eq!(
+        count(&db, "down", 2),
+        0,
+        "a delivery died after the restart"
+    );
+    assert_eq!(count(&db, "down", 0), 20);
+    // The sink comes up: everything arrives.
+    let receiver = Receiver::start_on(addr).await;
+    wait_for("every delivery", WAIT, || receiver.delivered().len() == 20).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dead_letter_counter_keeps_its_total_across_a_restart() {
     // A Prometheus counter that drops to zero on a restart reads as "nothing died" to an alert
     // on its increase; it follows the store's total, as the other route counters do.

@@ -869,7 +869,13 @@ fn settle(
         Err(err) => {
             let round = attempt.saturating_sub(item.attempts_base);
             let age = Duration::from_millis(u64::try_from(now - item.due_since).unwrap_or(0));
-            uncharged = probe && !err.permanent;
+            // A sink that gave no answer at all (refused the connection, timed out, could not
+            // be written to) is down, whatever this delivery holds: like a paused route's
+            // probe, the attempt tests the sink and uses none of the delivery's budget, which
+            // `max_age` bounds instead. Attempts made before the route pauses, and after a
+            // restart (which forgets the pause), would otherwise use it up while the sink is
+            // simply down.
+            uncharged = (probe || err.status.is_none()) && !err.permanent;
             let exhausted = if uncharged {
                 route.policy.too_old_for_probes(age)
             } else {

@@ -66,6 +66,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A receiver on `addr` (a port a route already points at).
+    pub async fn start_on(addr: SocketAddr) -> Receiver {
         let state = Arc::new(ReceiverState {
             mode: Mutex::new(Mode::Up),
             fail_next: AtomicU32::new(0),
@@ -82,7 +87,7 @@ impl Receiver {
         let app = Router::new()
             .route("/hook", post(receive))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
