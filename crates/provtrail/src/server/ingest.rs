@@ -116,7 +116,8 @@ impl Unread {
         tokio::spawn(async move {
             let drain = async {
                 let mut dropped = 0usize;
-                while let Some(Ok(frame)) = body.frame().await {
+                let silence = super::listener::LINGER_SILENCE;
+                while let Ok(Some(Ok(frame))) = tokio::time::timeout(silence, body.frame()).await {
                     dropped += frame.data_ref().map_or(0, Bytes::len);
                     if dropped > super::listener::LINGER_BYTES {
                         break;

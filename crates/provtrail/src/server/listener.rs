@@ -438,7 +438,7 @@ async fn run_connection<C>(
 /// Longest a closed connection is read on (see [`linger`]).
 pub(super) const LINGER_TIME: Duration = Duration::from_secs(5);
 /// Longest silence from the client while lingering.
-const LINGER_SILENCE: Duration = Duration::from_secs(1);
+pub(super) const LINGER_SILENCE: Duration = Duration::from_secs(1);
 /// Most bytes read and dropped while lingering.
 pub(super) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
