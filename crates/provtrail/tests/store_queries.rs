@@ -423,17 +423,22 @@ async fn the_search_index_is_rebuilt_from_the_events_when_its_file_is_lost() {
     assert_eq!(fixture.all(failed).await.first(), Some(&id));
 }
 
+/// The example event with only its required fields, to change.
+fn minimal_event() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/payloads/minimal_required_only.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 #[tokio::test]
 async fn a_result_is_matched_as_the_schema_spells_it() {
     // `success` is not a value of the enumeration: its event's outcome is unknown, and a search
     // for SUCCESS does not find it (nor does SUCCESS on its source).
     let mut fixture = Fixture::new().await;
-    let base = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/payloads/minimal_required_only.json"
-    ))
-    .unwrap();
-    let mut event: serde_json::Value = serde_json::from_str(&base).unwrap();
+    let mut event = minimal_event();
     event["accountRequests"][0]["provisioningResult"] = "SUCCESS".into();
     event["trackingNumber"] = "upper".into();
     let IngestOutcome::Accepted { id: upper } =
@@ -475,12 +480,7 @@ async fn composed_and_decomposed_accents_are_the_same_words_and_values() {
     // `É` is one character (NFC) from most keyboards, `E` and a combining accent (NFD) from
     // others; both are the same word to a person, and to the search.
     let mut fixture = Fixture::new().await;
-    let base = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/payloads/minimal_required_only.json"
-    ))
-    .unwrap();
-    let mut event: serde_json::Value = serde_json::from_str(&base).unwrap();
+    let mut event = minimal_event();
     event["errors"] = serde_json::json!(["E\u{301}chec de connexion"]);
     event["accountRequests"][0]["source"]["name"] = "Cafe\u{301} Source".into();
     let IngestOutcome::Accepted { id } =
@@ -507,7 +507,7 @@ async fn composed_and_decomposed_accents_are_the_same_words_and_values() {
         );
     }
     // Statistics by source count it the same way, and a final sigma is any sigma.
-    let mut event: serde_json::Value = serde_json::from_str(&base).unwrap();
+    let mut event = minimal_event();
     event["accountRequests"][0]["source"]["name"] = "ΟΔΟΣ".into();
     event["trackingNumber"] = "sigma".into();
     fixture.put(event.to_string().into_bytes(), NOW, None).await;

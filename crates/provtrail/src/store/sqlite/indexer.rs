@@ -324,22 +324,20 @@ pub(super) fn indexed_through(
 /// The form of the key tokens the index holds ([`keys::TOKEN_FORMAT`]); 1 for an index made
 /// before the form was recorded.
 fn token_format(conn: &Connection) -> rusqlite::Result<i64> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'token_format'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?
-        .unwrap_or(1))
+    Ok(meta_value(conn, "token_format")?.unwrap_or(1))
+}
+
+/// A value of the index file's `meta` table.
+fn meta_value(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+        row.get(0)
+    })
+    .optional()
 }
 
 /// The store id the index was built for (see [`super::schema::store_id`]).
 fn index_owner(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
-        row.get(0)
-    })
-    .optional()
+    meta_value(conn, "store_id")
 }
 
 /// Makes the index this database's. An index file left from another database (`store_id`
@@ -390,14 +388,7 @@ fn adopt(
 }
 
 fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'indexed_through'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
+    Ok(meta_value(conn, "indexed_through")?.unwrap_or(0))
 }
 
 /// Counts a waiting search out again, however its wait ends.
