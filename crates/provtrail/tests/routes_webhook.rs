@@ -276,6 +276,28 @@ async fn deliveries_to_a_sink_that_is_down_wait_for_it_whatever_their_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_answers_errors_uses_up_the_budget_even_once_the_route_pauses() {
+    // Five deliveries answered 500 every time: the route pauses after three failures, and its
+    // probes, answered 500 too, count: every delivery is dead after its two attempts.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(500));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("errors", &receiver.url(), "")
+        .replace("max_attempts = 1000", "max_attempts = 2");
+    let mut server = start(dir.path(), &routes).await;
+    for n in 0..5 {
+        let answer = server.post("/events", event(&format!("errors-{n}"))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let db = server.db.clone();
+    wait_for("every delivery to be dead", WAIT, || {
+        count(&db, "errors", 2) == 5
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dead_letter_counter_keeps_its_total_across_a_restart() {
     // A Prometheus counter that drops to zero on a restart reads as "nothing died" to an alert
     // on its increase; it follows the store's total, as the other route counters do.
@@ -316,10 +338,10 @@ async fn the_dead_letter_counter_keeps_its_total_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
-    // The receiver answers, but refuses four events (503): those deliveries use up their
-    // budget of 3 attempts while the others keep the route from pausing.
+    // The receiver answers, but refuses four events (500: an error of its own, not "down"):
+    // those deliveries use up their budget of 3 attempts.
     let receiver = Receiver::start().await;
-    receiver.set_mode(Mode::RefuseMarked(503));
+    receiver.set_mode(Mode::RefuseMarked(500));
     let dir = tempfile::tempdir().unwrap();
     let routes = webhook_route("hook", &receiver.url(), "")
         .replace("max_attempts = 1000", "max_attempts = 3");
@@ -381,7 +403,7 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
         items[0]["last_error"]
             .as_str()
             .unwrap()
-            .contains("HTTP 503"),
+            .contains("HTTP 500"),
         "{dead}"
     );
 

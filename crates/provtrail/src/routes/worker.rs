@@ -650,18 +650,13 @@ impl RouteWorker {
         if let Ok(mut claimed) = self.claimed.lock() {
             claimed.extend(items.iter().map(|item| item.id));
         }
-        // A probe of a paused route tests the sink rather than the delivery: its failure uses
-        // none of the delivery's `max_attempts`, or a long outage would kill every delivery that
-        // happened to be picked as a probe. Decided here, when the attempt is let start.
-        let probe = self.breaker.lock().is_ok_and(|breaker| breaker.probing());
-        tasks.spawn(self.attempt(items, places, probe));
+        tasks.spawn(self.attempt(items, places));
     }
 
     fn attempt(
         &self,
         items: Vec<OutboxItem>,
         places: Places,
-        probe: bool,
     ) -> impl Future<Output = ()> + Send + 'static {
         let route = self.route.clone();
         let recorder = self.recorder.clone();
@@ -672,7 +667,7 @@ impl RouteWorker {
         let labels = self.labels.clone();
         let redactor = self.redactor.clone();
         async move {
-            let attempted = attempt_batch(&route, &items, probe, &redactor).await;
+            let attempted = attempt_batch(&route, &items, &redactor).await;
             if let Ok(mut breaker) = breaker.lock() {
                 // The sink answers when any delivery went through, or when every one was
                 // refused for good (a 4xx is an answer: the sink is up, and those deliveries are
@@ -765,7 +760,6 @@ struct Attempted {
 async fn attempt_batch(
     route: &Route,
     items: &[OutboxItem],
-    probe: bool,
     redactor: &super::Redactor,
 ) -> Vec<Attempted> {
     let started_at = now_millis();
@@ -843,9 +837,7 @@ async fn attempt_batch(
                     ))
                 }),
             };
-            settle(
-                route, item, started_at, latency_us, now, probe, outcome, redactor,
-            )
+            settle(route, item, started_at, latency_us, now, outcome, redactor)
         })
         .collect()
 }
@@ -858,7 +850,7 @@ fn settle(
     started_at: Millis,
     latency_us: i64,
     now: Millis,
-    probe: bool,
+
     outcome: Result<Sent, SinkError>,
     redactor: &super::Redactor,
 ) -> Attempted {
@@ -869,13 +861,15 @@ fn settle(
         Err(err) => {
             let round = attempt.saturating_sub(item.attempts_base);
             let age = Duration::from_millis(u64::try_from(now - item.due_since).unwrap_or(0));
-            // A sink that gave no answer at all (refused the connection, timed out, could not
-            // be written to) is down, whatever this delivery holds: like a paused route's
-            // probe, the attempt tests the sink and uses none of the delivery's budget, which
-            // `max_age` bounds instead. Attempts made before the route pauses, and after a
+            // A sink that gave no answer (refused the connection, timed out, could not be
+            // written to) or said it is unavailable (429, 502, 503, 504: a gateway whose
+            // backend is down) is down, whatever this delivery holds: the attempt tests the
+            // sink and uses none of the delivery's budget, which `max_age` bounds instead. A
+            // paused route's probes too, and attempts made before the route pauses or after a
             // restart (which forgets the pause), would otherwise use it up while the sink is
-            // simply down.
-            uncharged = (probe || err.status.is_none()) && !err.permanent;
+            // simply down. An answer that is an error of its own (500, 422) counts, probe or
+            // not: the sink is up and refuses this delivery.
+            uncharged = !err.permanent && matches!(err.status, None | Some(429 | 502 | 503 | 504));
             let exhausted = if uncharged {
                 route.policy.too_old_for_probes(age)
             } else {

@@ -55,9 +55,9 @@ pub struct RouteView {
     pub retry: Option<RetryView>,
     /// Since when the route has been paused (Unix milliseconds) because its sink keeps failing
     /// or asked to wait: it probes with one delivery at a time, and the deliveries waiting behind
-    /// the pause use none of their attempts (a failed probe is recorded but does not count
-    /// toward `max_attempts`). Null while it delivers, and from a process that does not deliver
-    /// (`provtrail routes list`).
+    /// the pause use none of their attempts (a probe that found the sink down is recorded but
+    /// does not count toward `max_attempts`; one it answered with another error does). Null
+    /// while it delivers, and from a process that does not deliver (`provtrail routes list`).
     #[schema(required = true)]
     #[serde(default)]
     pub paused_since: Option<i64>,
