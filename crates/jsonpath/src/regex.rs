@@ -105,7 +105,11 @@ impl Flags {
                 '-' => on = false,
                 's' => self.dotall = on,
                 'd' => self.unix_lines = on,
-                'U' => self.unicode_classes = on,
+                // As in Java, `U` brings Unicode case (`u`) with it, and takes it away.
+                'U' => {
+                    self.unicode_classes = on;
+                    self.unicode_case = on;
+                }
                 'x' => self.comments = on,
                 'i' => self.case_insensitive = on,
                 'u' => self.unicode_case = on,
@@ -164,10 +168,36 @@ fn push_literal(out: &mut String, c: char) {
 
 /// The value of the four hexadecimal digits at `at`, if there are four.
 fn hex4(chars: &[char], at: usize) -> Option<u32> {
-    let digits = chars.get(at..at + 4)?;
-    digits
-        .iter()
-        .try_fold(0, |value, digit| Some(value * 16 + digit.to_digit(16)?))
+    hex_at(chars, at, 4)
+}
+
+/// The value of the `count` hexadecimal digits at `at`, if there are that many (and it fits).
+fn hex_at(chars: &[char], at: usize, count: usize) -> Option<u32> {
+    let digits = chars.get(at..at.checked_add(count)?)?;
+    digits.iter().try_fold(0u32, |value, digit| {
+        value.checked_mul(16)?.checked_add(digit.to_digit(16)?)
+    })
+}
+
+/// The character `code`, written as an escape (a literal in a class and under `x` too).
+/// Ignoring case without `u`, a letter that folds beyond ASCII is matched with its case, as
+/// Java does for a character written as an escape as for one written as itself.
+fn push_code(out: &mut String, code: u32, flags: Flags, class_depth: usize) {
+    let escaped = format!(r"\x{{{code:X}}}");
+    let folds_wider = char::from_u32(code).is_some_and(|c| {
+        matches!(c, 'k' | 'K' | 's' | 'S') || (!c.is_ascii() && c.is_alphabetic())
+    });
+    if flags.case_insensitive && !flags.unicode_case && class_depth == 0 && folds_wider {
+        match char::from_u32(code).filter(char::is_ascii) {
+            Some(c) => {
+                let (lower, upper) = (c.to_ascii_lowercase(), c.to_ascii_uppercase());
+                out.push_str(&format!("(?-i:[{lower}{upper}])"));
+            }
+            None => out.push_str(&format!("(?-i:{escaped})")),
+        }
+    } else {
+        out.push_str(&escaped);
+    }
 }
 
 /// The inside of a bracket class for a Java `\p{name}`, where Java means something other than
@@ -262,9 +292,30 @@ fn translate(src: &str, initial: Flags) -> String {
                     'e' => out.push_str(r"\x1B"),
                     // `\cX`: the control character of X.
                     'c' if i < chars.len() => {
-                        out.push_str(&format!(r"\x{{{:X}}}", u32::from(chars[i]) ^ 0x40));
+                        push_code(&mut out, u32::from(chars[i]) ^ 0x40, flags, class_depth);
                         i += 1;
                     }
+                    // `\xhh` and `\x{h…h}`.
+                    'x' if hex_at(&chars, i, 2).is_some() => {
+                        let value = hex_at(&chars, i, 2).unwrap_or_default();
+                        push_code(&mut out, value, flags, class_depth);
+                        i += 2;
+                    }
+                    'x' if chars.get(i) == Some(&'{') => {
+                        let digits = chars[i + 1..]
+                            .iter()
+                            .take_while(|c| c.is_ascii_hexdigit())
+                            .count();
+                        match (chars.get(i + 1 + digits), hex_at(&chars, i + 1, digits)) {
+                            (Some('}'), Some(value)) if digits > 0 => {
+                                push_code(&mut out, value, flags, class_depth);
+                                i += digits + 2;
+                            }
+                            _ => out.push_str(r"\x"),
+                        }
+                    }
+                    // A backslash before a character that is not ASCII: the character, in Java.
+                    n if !n.is_ascii() => push_code(&mut out, u32::from(n), flags, class_depth),
                     // `\0n`, `\0nn`, `\0mnn` (m at most 3): octal.
                     '0' if chars.get(i).is_some_and(|d| ('0'..='7').contains(d)) => {
                         let mut value = 0u32;
@@ -277,7 +328,7 @@ fn translate(src: &str, initial: Flags) -> String {
                             digits += 1;
                             i += 1;
                         }
-                        out.push_str(&format!(r"\x{{{value:X}}}"));
+                        push_code(&mut out, value, flags, class_depth);
                     }
                     // `\uhhhh`, and a UTF-16 surrogate pair written as two of them.
                     'u' if hex4(&chars, i).is_some() => {
@@ -299,7 +350,7 @@ fn translate(src: &str, initial: Flags) -> String {
                             // surrogate, which no text here can hold.
                             out.push_str(r"[^\s\S]");
                         } else {
-                            out.push_str(&format!(r"\x{{{value:X}}}"));
+                            push_code(&mut out, value, flags, class_depth);
                         }
                     }
                     'p' | 'P' if chars.get(i) == Some(&'{') => {
@@ -571,6 +622,21 @@ mod tests {
         yes("k", "i", "K");
         yes("(?i)s.k", "", "S-K");
         no("s", "i", "\u{17f}");
+        // `U` brings Unicode case with it, as in Java.
+        yes("é", "iU", "É");
+        yes("(?iU)é", "", "É");
+        // A character written as an escape folds as one written as itself.
+        no("\\x{e9}", "i", "É");
+        no("\\xe9", "i", "É");
+        no("\\u00e9", "i", "É");
+        yes("\\u00e9", "iu", "É");
+        no("\\u212a", "i", "k");
+        yes("\\x41\\x{42}", "", "AB");
+        yes("\\x41", "i", "a");
+        yes("[\\x41-\\x43]+", "", "ABC");
+        // A backslash before a character that is not ASCII is that character.
+        yes("\\é+", "", "éé");
+        no("\\é", "i", "É");
         // Half a surrogate pair compiles, and matches nothing text can hold.
         no("\\uD83Dx", "", "x");
         no("a|\\uDE00\\uD83D", "", "x");
