@@ -62,11 +62,15 @@ pub(super) fn build(
         _ => PathBuf::from("."),
     };
     if !directory.is_dir() {
-        return Err(SinkConfigError::new(
-            "path",
-            // The whole path, as shown: its directory alone may be part of a referenced value.
-            format!("the directory of {} does not exist", shown(&path)),
-        ));
+        // Said, not refused: a directory missing for a while (a volume not mounted yet, a
+        // clean-up) is a sink that is down, whose deliveries wait for it, and the commands that
+        // inspect and retry them (`routes list`, `deadletter`) must work meanwhile. The whole
+        // path is shown: its directory alone may be part of a referenced value.
+        tracing::warn!(
+            path = %shown(&path),
+            "the directory of a file route's path does not exist (yet): its deliveries wait \
+             until it does"
+        );
     }
     // Every append would fail with "is a directory"; say so once, at start, instead.
     if path.is_dir() {
@@ -528,6 +532,22 @@ mod tests {
 
     fn line_count(path: &Path) -> usize {
         std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+    }
+
+    #[test]
+    fn a_route_whose_directory_is_missing_is_taken_and_waits_for_it() {
+        // A volume not mounted yet is a sink that is down: the route is taken (and the commands
+        // that inspect its deliveries work); its deliveries fail until the directory is there.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later").join("events.jsonl");
+        let sink = build_with(&format!("path = \"{}\"", path.display())).unwrap();
+        let appender = Appender::new(path.clone(), 1 << 20, 2, false);
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        assert_eq!((done, failed.is_some()), (0, true));
+        std::fs::create_dir(dir.path().join("later")).unwrap();
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        assert_eq!((done, failed.is_none()), (1, true));
+        assert_eq!(sink.kind(), "file");
     }
 
     #[test]
