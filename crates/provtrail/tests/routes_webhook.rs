@@ -52,6 +52,16 @@ async fn api_post(server: &TestServer, path: &str, token: &str, body: Value) -> 
     (status, body)
 }
 
+/// Posts `n` events with invocation ids `{prefix}-0` … and checks that each is accepted.
+async fn post_events(server: &TestServer, prefix: &str, n: i64) {
+    for i in 0..n {
+        let answer = server
+            .post("/events", event(&format!("{prefix}-{i}")))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+}
+
 fn count(db: &Path, route: &str, state: i64) -> i64 {
     states(db)
         .get(&(route.to_owned(), state))
@@ -79,10 +89,7 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
     );
     let mut server = start(dir.path(), &routes).await;
     let events = 25;
-    for n in 0..events {
-        let answer = server.post("/events", event(&format!("hook-{n}"))).await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
-    }
+    post_events(&server, "hook", events).await;
     let db = server.db.clone();
     wait_for("every delivery to complete", WAIT, || {
         count(&db, "hook", 1) == events
@@ -237,10 +244,7 @@ async fn deliveries_to_a_sink_that_is_down_wait_for_it_whatever_their_budget() {
         .replace("max_attempts = 1000", "max_attempts = 1")
         .replace("concurrency = 4", "concurrency = 8");
     let mut server = start(dir.path(), &routes).await;
-    for n in 0..20 {
-        let answer = server.post("/events", event(&format!("down-{n}"))).await;
-        assert_eq!(answer.status, 200);
-    }
+    post_events(&server, "down", 20).await;
     let db = server.db.clone();
     let attempts = |db: &Path| -> i64 {
         open_db(db)
@@ -285,10 +289,7 @@ async fn a_sink_that_answers_errors_uses_up_the_budget_even_once_the_route_pause
     let routes = webhook_route("errors", &receiver.url(), "")
         .replace("max_attempts = 1000", "max_attempts = 2");
     let mut server = start(dir.path(), &routes).await;
-    for n in 0..5 {
-        let answer = server.post("/events", event(&format!("errors-{n}"))).await;
-        assert_eq!(answer.status, 200);
-    }
+    post_events(&server, "errors", 5).await;
     let db = server.db.clone();
     wait_for("every delivery to be dead", WAIT, || {
         count(&db, "errors", 2) == 5
@@ -306,10 +307,7 @@ async fn the_dead_letter_counter_keeps_its_total_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let routes = webhook_route("refused", &refusing.url(), "");
     let mut server = start(dir.path(), &routes).await;
-    for n in 0..3 {
-        let answer = server.post("/events", event(&format!("dies-{n}"))).await;
-        assert_eq!(answer.status, 200);
-    }
+    post_events(&server, "dies", 3).await;
     let db = server.db.clone();
     wait_for("every delivery to be dead", WAIT, || {
         count(&db, "refused", 2) == 3
@@ -351,12 +349,7 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
     refusing.set_mode(Mode::Down(400));
     let routes = format!("{routes}{}", webhook_route("refused", &refusing.url(), ""));
     let mut server = start(dir.path(), &routes).await;
-    for n in 0..4 {
-        let answer = server
-            .post("/events", event(&format!("{REFUSED_MARK}-{n}")))
-            .await;
-        assert_eq!(answer.status, 200);
-    }
+    post_events(&server, REFUSED_MARK, 4).await;
     let db = server.db.clone();
     let started = std::time::Instant::now();
     let mut accepted = 0;
@@ -524,10 +517,7 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
     let routes = webhook_route("hook", &receiver.url(), "")
         .replace("max_attempts = 1000", "max_attempts = 3");
     let mut server = start(dir.path(), &routes).await;
-    for n in 0..5 {
-        let answer = server.post("/events", event(&format!("outage-{n}"))).await;
-        assert_eq!(answer.status, 200);
-    }
+    post_events(&server, "outage", 5).await;
     let db = server.db.clone();
     // Five deliveries at 3 attempts each would all be dead after 15 requests.
     let state = receiver.state.clone();
@@ -582,10 +572,7 @@ async fn a_paused_route_whose_sink_then_refuses_for_good_is_no_longer_shown_paus
     let dir = tempfile::tempdir().unwrap();
     let routes = webhook_route("hook", &receiver.url(), "");
     let mut server = start(dir.path(), &routes).await;
-    for n in 0..3 {
-        let answer = server.post("/events", event(&format!("gone-{n}"))).await;
-        assert_eq!(answer.status, 200);
-    }
+    post_events(&server, "gone", 3).await;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let (_, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
