@@ -408,5 +408,41 @@ path = "{}"
     let (code, _, stderr) = retry(&["--all", "--id", "1"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
+    // The API's bounds for a page: 1 to 1000.
+    for limit in ["0", "1001"] {
+        let (code, _, stderr) =
+            run_provtrail(&["deadletter", "list", "--limit", limit, "--config", &config]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("1..=1000"), "{stderr}");
+    }
+
+    // Output into a pipe whose reader has gone (`| head -1`) ends the command quietly, not in a
+    // panic.
+    for args in [
+        vec!["routes", "test", "archive", "--config", &config],
+        vec!["routes", "list", "--config", &config],
+        vec!["routes", "list", "--format", "json", "--config", &config],
+        vec!["deadletter", "list", "--config", &config],
+    ] {
+        let (code, stderr) = run_into_closed_pipe(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
     server.shutdown().await;
+}
+
+/// Runs provtrail with standard output a pipe that nobody reads: every write to it fails.
+fn run_into_closed_pipe(args: &[&str]) -> (i32, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

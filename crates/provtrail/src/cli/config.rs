@@ -38,7 +38,8 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ConfigCommand::Init { path, force } => {
             if path.as_os_str() == "-" {
-                print!("{DEFAULT_CONFIG}");
+                use std::io::Write as _;
+                write!(std::io::stdout().lock(), "{DEFAULT_CONFIG}")?;
                 return Ok(ExitCode::SUCCESS);
             }
             anyhow::ensure!(

@@ -25,9 +25,9 @@ enum DeadletterCommand {
         /// Only this route's.
         #[arg(long)]
         route: Option<String>,
-        /// Most to list.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Most to list (1 to 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
@@ -68,7 +68,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             let query = RouteDeliveryQuery {
                 route,
                 state: Some(DeliveryState::Dead),
-                limit,
+                limit: limit.into(),
                 ..RouteDeliveryQuery::default()
             };
             if format == OutputFormat::Json {
@@ -76,7 +76,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 let list = api_routes::deliveries(store.as_ref(), &settings.routes, &query).await;
                 store.close().await;
                 for delivery in list?.items {
-                    println!("{}", serde_json::to_string(&delivery)?);
+                    say!("{}", serde_json::to_string(&delivery)?)?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -87,7 +87,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 delivery.last_error = delivery
                     .last_error
                     .map(|error| settings.routes.redact(&error));
-                println!(
+                say!(
                     "#{} {} event {} ({}) {} attempts, dead since {}: {}",
                     delivery.id,
                     delivery.route,
@@ -97,7 +97,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                     format_time(delivery.updated_at),
                     // A receiver's answer: no terminal control codes from it.
                     super::terminal_line(delivery.last_error.as_deref().unwrap_or("-"))
-                );
+                )?;
             }
             if page.next_cursor.is_some() {
                 eprintln!("(more: raise --limit)");

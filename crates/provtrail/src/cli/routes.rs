@@ -119,21 +119,21 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
                 let mut c = find(&route.name);
                 c.last_error = c.last_error.map(|e| routes.redact(&e));
                 value["counts"] = serde_json::to_value(&c)?;
-                println!("{value}");
+                say!("{value}")?;
             }
         }
         OutputFormat::Text => {
             if routes.is_empty() {
-                println!("no routes are configured (add [[routes]] to the configuration file)");
+                say!("no routes are configured (add [[routes]] to the configuration file)")?;
             }
             for route in routes.iter() {
                 let info = route.info();
                 let c = find(&route.name);
-                println!("{} ({} → {})", info.name, info.sink, info.target);
-                println!(
+                say!("{} ({} → {})", info.name, info.sink, info.target)?;
+                say!(
                     "  filter:  {}",
                     info.filter.as_deref().unwrap_or("(none: every event)")
-                );
+                )?;
                 let retry = &info.retry;
                 // A paused route's probes do not use attempts (docs/routes.md): with no max age
                 // of its own, a route that counts attempts still ends them at the default age.
@@ -145,7 +145,7 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
                     ),
                     (None, None) => "unlimited".to_owned(),
                 };
-                println!(
+                say!(
                     "  retry:   {} attempts, max age {}, delay {} doubling up to {}; {} at once, \
                      timeout {}",
                     retry
@@ -156,24 +156,30 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
                     retry.max_delay,
                     info.concurrency,
                     info.timeout
-                );
-                println!(
+                )?;
+                say!(
                     "  counts:  {} matched, {} delivered, {} pending, {} dead, {} failed attempts",
-                    c.matched, c.delivered, c.pending, c.dead, c.failed_attempts
-                );
+                    c.matched,
+                    c.delivered,
+                    c.pending,
+                    c.dead,
+                    c.failed_attempts
+                )?;
                 if let (Some(error), Some(at)) = (&c.last_error, c.last_error_at) {
-                    println!(
+                    say!(
                         "  last error: {} ({})",
                         super::terminal_line(&routes.redact(error)),
                         format_time(at)
-                    );
+                    )?;
                 }
             }
             for c in counts.iter().filter(|c| routes.get(&c.route).is_none()) {
-                println!(
+                say!(
                     "{} (not configured any more): {} pending, {} dead",
-                    c.route, c.pending, c.dead
-                );
+                    c.route,
+                    c.pending,
+                    c.dead
+                )?;
             }
         }
     }
@@ -239,8 +245,8 @@ async fn test(
     };
     let outcome = route.test(&raw, id, received_at);
     match format {
-        OutputFormat::Json => println!("{}", json!({"event": source, "outcome": outcome})),
-        OutputFormat::Text => print_test(&source, &outcome),
+        OutputFormat::Json => say!("{}", json!({"event": source, "outcome": outcome}))?,
+        OutputFormat::Text => print_test(&source, &outcome)?,
     }
     Ok(if outcome.matched {
         ExitCode::SUCCESS
@@ -277,35 +283,36 @@ fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
     }
 }
 
-fn print_test(source: &str, outcome: &TestOutcome) {
-    println!("route:  {} ({})", outcome.route, outcome.sink);
-    println!("event:  {source}");
-    println!(
+fn print_test(source: &str, outcome: &TestOutcome) -> std::io::Result<()> {
+    say!("route:  {} ({})", outcome.route, outcome.sink)?;
+    say!("event:  {source}")?;
+    say!(
         "match:  {}",
         if outcome.matched {
             "yes"
         } else {
             "no (it would not be delivered; what it would send is shown anyway)"
         }
-    );
+    )?;
     if let Some(error) = &outcome.error {
-        println!("error:  {}", super::terminal_line(error));
+        say!("error:  {}", super::terminal_line(error))?;
     }
     if let Some(preview) = &outcome.preview {
-        println!("target: {}", preview.target);
+        say!("target: {}", preview.target)?;
         if !preview.headers.is_empty() {
-            println!("headers:");
+            say!("headers:")?;
             for (name, value) in &preview.headers {
-                println!("  {name}: {value}");
+                say!("  {name}: {value}")?;
             }
         }
-        println!("body:");
+        say!("body:")?;
         let pretty = serde_json::from_str::<serde_json::Value>(&preview.body)
             .ok()
             .and_then(|value| serde_json::to_string_pretty(&value).ok());
         let body = pretty.unwrap_or_else(|| preview.body.clone());
-        println!("{}", super::terminal_safe(&body));
+        say!("{}", super::terminal_safe(&body))?;
     }
+    Ok(())
 }
 
 /// The age at which deliveries end when a route sets no `max_age`, as `routes list` shows ages.
