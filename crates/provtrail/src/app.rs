@@ -41,6 +41,22 @@ impl Settings {
     /// Resolves a configuration (file settings with overrides already applied) into settings,
     /// checking every value.
     pub fn from_config(config: &FileConfig) -> Result<Self, ConfigError> {
+        Settings::build(config, false).map(|(settings, _)| settings)
+    }
+
+    /// Resolves like [`Settings::from_config`] for a command that reads the store and the routes
+    /// but delivers nothing (`routes list`, `deadletter`, `replay`): a route's secret that only
+    /// the server's environment holds stands in as `unset-secret`; the second value says which.
+    pub fn from_config_standing_in(
+        config: &FileConfig,
+    ) -> Result<(Self, Vec<crate::routes::SecretError>), ConfigError> {
+        Settings::build(config, true)
+    }
+
+    fn build(
+        config: &FileConfig,
+        stand_in_secrets: bool,
+    ) -> Result<(Self, Vec<crate::routes::SecretError>), ConfigError> {
         let mut server = ServerConfig::default();
         let s = &config.server;
         if let Some(listen) = &s.listen {
@@ -196,7 +212,15 @@ impl Settings {
                 message: "a token cannot be empty".into(),
             });
         }
-        let routes = Arc::new(Routes::compile_beside(&config.routes, Some(&store.path))?);
+        let (routes, stood_in) = if stand_in_secrets {
+            Routes::compile_standing_in(&config.routes, Some(&store.path))?
+        } else {
+            (
+                Routes::compile_beside(&config.routes, Some(&store.path))?,
+                Vec::new(),
+            )
+        };
+        let routes = Arc::new(routes);
         let settings = Settings {
             server,
             store,
@@ -208,7 +232,7 @@ impl Settings {
             routes,
         };
         settings.check_token_roles()?;
-        Ok(settings)
+        Ok((settings, stood_in))
     }
 
     /// Checks that the roles' tokens stay apart: no read token is an ingest token (a sender

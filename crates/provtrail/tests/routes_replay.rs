@@ -369,6 +369,11 @@ path = "{}"
     let reason = error_lines[0].rsplit(": ").next().unwrap();
     assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
 
+    // A blank filter would replay everything the route matches: refused.
+    let (code, _, stderr) = replay(&["--filter", " "]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--filter is empty"), "{stderr}");
+
     // The forms the API accepts, and a range in order.
     let (code, _, stderr) = replay(&["--since", "48h", "--until", "2099-01-01"]);
     assert_eq!(code, 0, "{stderr}");

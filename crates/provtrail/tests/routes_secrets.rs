@@ -100,6 +100,48 @@ subject = "a.b"
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_deliver_nothing_run_without_the_servers_secrets_and_config_check_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &webhook_route(
+            "hook",
+            "http://127.0.0.1:47080/${env:PROVTRAIL_TEST_UNSET_PATH}",
+            r#"bearer_token = "${env:PROVTRAIL_TEST_UNSET_TOKEN}"
+headers = { "X-Key" = "${file:/nonexistent/provtrail-secret}" }"#,
+        ),
+    );
+    // The server needs them: it refuses to start, and so does the check of its configuration.
+    let (code, _, stderr) = run_provtrail(&["config", "check", &config]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("PROVTRAIL_TEST_UNSET_PATH is not set"),
+        "{stderr}"
+    );
+    // Listing the routes and the dead letters, or replaying, needs none of them: each missing one
+    // is noted once.
+    let plain = config_text(&dir.path().join("provtrail.db"), "");
+    let mut server =
+        TestServer::start_config(&FileConfig::parse(&plain, Path::new("t.toml")).unwrap()).await;
+    server.shutdown().await;
+    for args in [
+        vec!["routes", "list", "--config", &config],
+        vec!["deadletter", "list", "--config", &config],
+        vec!["routes", "test", "hook", "--config", &config],
+    ] {
+        let (code, _, stderr) = run_provtrail(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        for missing in [
+            "PROVTRAIL_TEST_UNSET_PATH is not set",
+            "PROVTRAIL_TEST_UNSET_TOKEN is not set",
+            "cannot read the secret file /nonexistent/provtrail-secret",
+        ] {
+            assert_eq!(stderr.matches(missing).count(), 1, "{args:?}: {stderr}");
+        }
+    }
+}
+
 /// A receiver that refuses everything and quotes the request back the way PHP does: its path and
 /// query, and its headers in JSON with `/` escaped as `\/`.
 async fn echoing_receiver() -> SocketAddr {

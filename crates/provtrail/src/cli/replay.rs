@@ -50,6 +50,13 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         args.until.as_deref(),
         ["--since", "--until"],
     )?;
+    // Given blank, it would replay every event of the range: most likely a mistake.
+    anyhow::ensure!(
+        args.filter
+            .as_deref()
+            .is_none_or(|text| !text.trim().is_empty()),
+        "--filter is empty; leave it out to replay every event the route matches"
+    );
     let request = ReplayRequest {
         since,
         until,

@@ -57,9 +57,18 @@ enum RoutesCommand {
 }
 
 /// The settings of the configuration (routes compiled, secrets resolved).
+/// The settings of a command that reads the store and the routes but delivers nothing: a
+/// route's secret that only the server's environment holds is not needed, and stands in.
 pub fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
     let config = server.resolve()?;
-    Ok(Settings::from_config(&config)?)
+    let (settings, stood_in) = Settings::from_config_standing_in(&config)?;
+    for why in stood_in {
+        eprintln!(
+            "note: {why}; it stands in as {:?} here (provtrail serve needs it)",
+            provtrail::routes::secret::STAND_IN
+        );
+    }
+    Ok(settings)
 }
 
 /// Opens the store of `settings`, failing when there is no database yet.

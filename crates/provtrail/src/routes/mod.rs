@@ -32,7 +32,7 @@ use provtrail_jsonpath::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use secret::{REDACTED, Redactor, Secrets};
+pub use secret::{REDACTED, Redactor, SecretError, Secrets};
 pub use sink::{Delivery, Preview, Sent, Sink, SinkError, delivery_key, event_key};
 pub use worker::Dispatcher;
 
@@ -437,7 +437,28 @@ impl Routes {
         store: Option<&std::path::Path>,
     ) -> Result<Routes, ConfigError> {
         let redactor = Redactor::default();
-        let secrets = Secrets::new(redactor.clone());
+        Routes::compile_with(sections, store, Secrets::new(redactor.clone()), redactor)
+    }
+
+    /// Compiles like [`Routes::compile_beside`] for a command that reads the routes but delivers
+    /// nothing: a secret that only the server's environment holds stands in as
+    /// [`secret::STAND_IN`] instead of failing it. Also returns why each stand-in was needed.
+    pub fn compile_standing_in(
+        sections: &[RouteSection],
+        store: Option<&std::path::Path>,
+    ) -> Result<(Routes, Vec<SecretError>), ConfigError> {
+        let redactor = Redactor::default();
+        let secrets = Secrets::standing_in(redactor.clone());
+        let routes = Routes::compile_with(sections, store, secrets.clone(), redactor)?;
+        Ok((routes, secrets.stood_in()))
+    }
+
+    fn compile_with(
+        sections: &[RouteSection],
+        store: Option<&std::path::Path>,
+        secrets: Secrets,
+        redactor: Redactor,
+    ) -> Result<Routes, ConfigError> {
         let mut routes: Vec<Arc<Route>> = Vec::with_capacity(sections.len());
         // Files that `file` sinks append to, by route: two routes rotating one file would
         // rename each other's lines away.
@@ -469,12 +490,16 @@ impl Routes {
             if routes.iter().any(|route| route.name == name) {
                 return Err(invalid(name, "", "two routes have this name"));
             }
-            let filter_text = section
-                .filter
-                .as_deref()
-                .map(str::trim)
-                .filter(|text| !text.is_empty())
-                .map(str::to_owned);
+            let filter_text = section.filter.as_deref().map(str::trim).map(str::to_owned);
+            // A filter left blank by mistake would send every event to the sink: a route for
+            // every event leaves the setting out.
+            if filter_text.as_deref() == Some("") {
+                return Err(invalid(
+                    name,
+                    "filter",
+                    "is empty; leave `filter` out for a route that takes every event",
+                ));
+            }
             let filter = match &filter_text {
                 Some(text) => Some(provtrail_jsonpath::compile(text).map_err(|err| {
                     invalid(
@@ -748,6 +773,16 @@ mod tests {
             "[[routes]]\nname = \"bad\"\nfilter = \"$[?(\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n",
         );
         assert!(err.contains("routes.bad.filter"), "{err}");
+        // Blank is not "every event": that route leaves the filter out.
+        for blank in ["", "  "] {
+            let err = error(&format!(
+                "[[routes]]\nname = \"blank\"\nfilter = \"{blank}\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n"
+            ));
+            assert!(
+                err.contains("routes.blank.filter") && err.contains("is empty"),
+                "{err}"
+            );
+        }
         let err = error("[[routes]]\nname = \"s\"\n[routes.sink]\ntype = \"smtp\"\n");
         assert!(
             err.contains("routes.s.sink.type") && err.contains("smtp"),

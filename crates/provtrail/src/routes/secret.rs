@@ -359,16 +359,57 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
     })
 }
 
+/// What an unavailable secret resolves to where [`Secrets::standing_in`] lets it.
+pub const STAND_IN: &str = "unset-secret";
+
 /// Resolves references and remembers every secret it produced.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     redactor: Redactor,
+    /// Set for commands that read routes but deliver nothing (`routes list`, `deadletter`,
+    /// `replay`): a variable or file that only the server's environment has then resolves to
+    /// [`STAND_IN`], and why is noted here, instead of failing the command.
+    stand_ins: Option<Arc<std::sync::Mutex<Vec<SecretError>>>>,
 }
 
 impl Secrets {
     /// Resolves into the given redactor.
     pub fn new(redactor: Redactor) -> Self {
-        Secrets { redactor }
+        Secrets {
+            redactor,
+            stand_ins: None,
+        }
+    }
+
+    /// Resolves like [`Secrets::new`], except that a variable that is not set or a file that
+    /// cannot be read resolves to [`STAND_IN`]; [`Secrets::stood_in`] says which.
+    pub fn standing_in(redactor: Redactor) -> Self {
+        Secrets {
+            redactor,
+            stand_ins: Some(Arc::default()),
+        }
+    }
+
+    /// The references that resolved to [`STAND_IN`], each once.
+    pub fn stood_in(&self) -> Vec<SecretError> {
+        self.stand_ins
+            .as_ref()
+            .and_then(|notes| notes.lock().ok().map(|notes| notes.clone()))
+            .unwrap_or_default()
+    }
+
+    fn lookup(&self, kind: &str, name: &str) -> Result<String, SecretError> {
+        match (lookup(kind, name), &self.stand_ins) {
+            (Err(err @ (SecretError::MissingEnv(_) | SecretError::File { .. })), Some(notes)) => {
+                if let Ok(mut notes) = notes.lock()
+                    && !notes.contains(&err)
+                {
+                    notes.push(err);
+                }
+                Ok(STAND_IN.to_owned())
+            }
+            (outcome, _) => outcome,
+        }
     }
 
     /// The redactor that knows every secret resolved so far.
@@ -380,7 +421,7 @@ impl Secrets {
     /// values of its references are secrets, the text around them is not.
     pub fn resolve(&self, text: &str) -> Result<String, SecretError> {
         resolve_with(text, &|kind, name| {
-            let value = lookup(kind, name)?;
+            let value = self.lookup(kind, name)?;
             self.redactor.add(&value);
             Ok(value)
         })
@@ -392,7 +433,7 @@ impl Secrets {
     pub fn resolve_scoped(&self, text: &str) -> Result<(String, Redactor), SecretError> {
         let scoped = Redactor::default();
         let value = resolve_with(text, &|kind, name| {
-            let value = lookup(kind, name)?;
+            let value = self.lookup(kind, name)?;
             self.redactor.add(&value);
             scoped.add(&value);
             Ok(value)
