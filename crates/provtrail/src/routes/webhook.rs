@@ -190,10 +190,22 @@ pub(super) fn build(
         .map_err(|_| SinkConfigError::new("content_type", "not a valid header value"))?;
     headers.insert(reqwest::header::CONTENT_TYPE, value);
     shown.push(("Content-Type".to_owned(), content_type.clone()));
+    let has_credentials = settings.bearer_token.is_some()
+        || settings.basic_user.is_some()
+        || settings.basic_password.is_some();
     for (name, text) in &settings.headers {
         let setting = format!("headers.{name}");
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| SinkConfigError::new(&setting, "not a valid header name"))?;
+        if let Some(why) = reserved_header(header.as_str(), has_credentials) {
+            return Err(SinkConfigError::new(&setting, why));
+        }
+        if headers.contains_key(&header) {
+            return Err(SinkConfigError::new(
+                &setting,
+                "given twice (header names ignore case)",
+            ));
+        }
         let resolved = if secret_header(name) {
             secrets.resolve_secret(text)
         } else {
@@ -318,6 +330,36 @@ pub(super) fn build(
     };
     webhook.check_template()?;
     Ok(Arc::new(webhook))
+}
+
+/// Why a header of `headers` may not be set there (`name` in lower case), or None. What the
+/// request carries must be what `routes test` shows: a second `Idempotency-Key` would break the
+/// receiver's deduplication, and a header the HTTP client writes itself would be sent twice or
+/// not at all.
+fn reserved_header(name: &str, has_credentials: bool) -> Option<&'static str> {
+    match name {
+        "content-type" => Some("set it with content_type"),
+        "authorization" if has_credentials => Some(
+            "bearer_token or basic_user/basic_password already set the Authorization header; \
+             use one or the other",
+        ),
+        "idempotency-key" => Some("provtrail sets it for every delivery (the delivery's key)"),
+        _ if name.starts_with("x-provtrail-") => {
+            Some("provtrail sets the X-Provtrail-* headers of every delivery")
+        }
+        "host"
+        | "content-length"
+        | "transfer-encoding"
+        | "connection"
+        | "keep-alive"
+        | "upgrade"
+        | "te"
+        | "trailer"
+        | "expect"
+        | "proxy-authorization"
+        | "proxy-connection" => Some("the HTTP client sets this header itself"),
+        _ => None,
+    }
 }
 
 /// `type/subtype`, each an HTTP token, then any parameters: what a receiver can read as a
@@ -634,6 +676,56 @@ mod tests {
     fn preview(sink: &Arc<dyn Sink>) -> Preview {
         sink.preview(&delivery_of(&serde_json::Value::Null))
             .unwrap()
+    }
+
+    #[test]
+    fn headers_that_provtrail_or_the_http_client_set_are_refused_and_named() {
+        let url = "url = \"https://example.com/hook\"\n";
+        for (headers, named, why) in [
+            (
+                "{ \"Content-Type\" = \"text/plain\" }",
+                "Content-Type",
+                "content_type",
+            ),
+            (
+                "{ \"idempotency-key\" = \"fixed\" }",
+                "idempotency-key",
+                "every delivery",
+            ),
+            (
+                "{ \"X-Provtrail-Route\" = \"spoof\" }",
+                "X-Provtrail-Route",
+                "X-Provtrail-*",
+            ),
+            ("{ \"Host\" = \"evil.example\" }", "Host", "HTTP client"),
+            (
+                "{ \"Transfer-Encoding\" = \"chunked\" }",
+                "Transfer-Encoding",
+                "HTTP client",
+            ),
+            (
+                "{ \"Content-Length\" = \"5\" }",
+                "Content-Length",
+                "HTTP client",
+            ),
+            (
+                "{ \"X-Team\" = \"a\", \"x-team\" = \"b\" }",
+                "x-team",
+                "twice",
+            ),
+        ] {
+            let err =
+                build_with(&format!("{url}headers = {headers}"), &Secrets::default()).unwrap_err();
+            assert_eq!(err.setting, format!("headers.{named}"), "{headers}");
+            assert!(err.message.contains(why), "{headers}: {}", err.message);
+        }
+        // Authorization: a scheme of the receiver's own, unless the credentials settings set it.
+        let custom = format!("{url}headers = {{ \"Authorization\" = \"Token abc123\" }}");
+        assert!(build_with(&custom, &Secrets::default()).is_ok());
+        let both = format!("{custom}\nbearer_token = \"t0ken-value\"");
+        let err = build_with(&both, &Secrets::default()).unwrap_err();
+        assert_eq!(err.setting, "headers.Authorization");
+        assert!(err.message.contains("bearer_token"), "{}", err.message);
     }
 
     #[test]
