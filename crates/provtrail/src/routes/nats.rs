@@ -140,10 +140,22 @@ pub(super) fn build(
                 .resolve_secret(password)
                 .map_err(|err| SinkConfigError::new("password", err.to_string()))?,
         ),
-        _ => {
+        (Some(_), _, _) => {
             return Err(SinkConfigError::new(
                 "token",
-                "use either token or user and password",
+                "use either token or user and password, not both",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(SinkConfigError::new(
+                "password",
+                "user is set without a password; give both",
+            ));
+        }
+        (None, None, Some(_)) => {
+            return Err(SinkConfigError::new(
+                "user",
+                "password is set without a user; give both",
             ));
         }
     };
@@ -369,11 +381,10 @@ impl Sink for Nats {
     fn preview(&self, delivery: &Delivery<'_>) -> Result<Preview, SinkError> {
         Ok(Preview {
             target: self.target.clone(),
-            headers: vec![
-                ("Nats-Msg-Id".to_owned(), delivery.event_key.to_owned()),
-                ("Provtrail-Delivery".to_owned(), delivery.key.to_owned()),
-                ("Provtrail-Route".to_owned(), delivery.route.to_owned()),
-            ],
+            headers: message_headers(delivery)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
             body: String::from_utf8_lossy(delivery.raw).into_owned(),
         })
     }
@@ -381,10 +392,9 @@ impl Sink for Nats {
     async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError> {
         let context = self.context().await?;
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, delivery.event_key);
-        headers.insert("Provtrail-Delivery", delivery.key);
-        headers.insert("Provtrail-Route", delivery.route);
-        headers.insert("Provtrail-Event-Id", delivery.event_id.to_string().as_str());
+        for (name, value) in message_headers(delivery) {
+            headers.insert(name, value.as_str());
+        }
         let ack = match context
             .publish_with_headers(
                 self.subject.clone(),
@@ -414,6 +424,16 @@ impl Sink for Nats {
     }
 }
 
+/// The headers of a delivery's message, as sent and as `routes test` shows them.
+fn message_headers(delivery: &Delivery<'_>) -> Vec<(&'static str, String)> {
+    vec![
+        ("Nats-Msg-Id", delivery.event_key.to_owned()),
+        ("Provtrail-Delivery", delivery.key.to_owned()),
+        ("Provtrail-Route", delivery.route.to_owned()),
+        ("Provtrail-Event-Id", delivery.event_id.to_string()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +457,43 @@ mod tests {
             "auth_token: ***"
         );
         assert!(!format!("{sink:?}").contains("SECRETTOKEN123"));
+    }
+
+    #[test]
+    fn the_preview_shows_the_headers_a_message_carries() {
+        let sink = build_with("subject = \"a.b\"", &Secrets::default()).unwrap();
+        let delivery = Delivery {
+            delivery_id: 0,
+            route: "r",
+            event_id: 42,
+            event_key: "inv-1",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw: b"{}",
+            event: &serde_json::Value::Null,
+        };
+        let shown = sink.preview(&delivery).unwrap().headers;
+        let sent: Vec<(String, String)> = message_headers(&delivery)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        assert_eq!(shown, sent);
+        assert!(shown.contains(&("Provtrail-Event-Id".to_owned(), "42".to_owned())));
+        assert!(shown.contains(&("Nats-Msg-Id".to_owned(), "inv-1".to_owned())));
+    }
+
+    #[test]
+    fn half_given_credentials_name_the_missing_half() {
+        for (auth, setting) in [
+            ("user = \"u\"", "password"),
+            ("password = \"pw123456\"", "user"),
+            ("token = \"t0k3n\"\nuser = \"u\"", "token"),
+        ] {
+            let err =
+                build_with(&format!("subject = \"a.b\"\n{auth}"), &Secrets::default()).unwrap_err();
+            assert_eq!(err.setting, setting, "{auth}: {}", err.message);
+        }
     }
 
     #[test]
