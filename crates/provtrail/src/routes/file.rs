@@ -129,6 +129,7 @@ pub(super) fn build(
     Ok(Arc::new(FileSink {
         target,
         inner: Arc::new(Appender::new(
+            context.route,
             path,
             max_size,
             keep,
@@ -157,8 +158,39 @@ pub struct FileSink {
     inner: Arc<Appender>,
 }
 
+/// The files that the file routes of this process append to, by their real path, and the route
+/// of each. The start refuses two routes that name one file, but only through the directories
+/// that exist then: a directory that appears later (a volume mounted, a link made to another
+/// route's directory) can make two paths one file, whose rotations would then rename each
+/// other's lines away. Each file is claimed when it is opened; a claim is the route's, so that a
+/// server started again in the same process (tests, the bench) takes its own file back.
+static CLAIMS: Mutex<Vec<Claim>> = Mutex::new(Vec::new());
+
+struct Claim {
+    route: String,
+    /// The appender that holds it ([`Appender::id`]), so that it is released when that one goes.
+    owner: u64,
+    real_path: PathBuf,
+}
+
+/// The path of `path` with its directory's links and `..` resolved.
+fn real_path(path: &Path) -> std::io::Result<PathBuf> {
+    let directory = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    Ok(directory.canonicalize()?.join(name))
+}
+
 #[derive(Debug)]
 struct Appender {
+    /// The route, named in a claim's refusal.
+    route: String,
+    /// Tells the appenders apart in [`CLAIMS`].
+    id: u64,
     path: PathBuf,
     max_size: u64,
     keep: u32,
@@ -274,9 +306,20 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+impl Drop for Appender {
+    fn drop(&mut self) {
+        if let Ok(mut claims) = CLAIMS.lock() {
+            claims.retain(|claim| claim.owner != self.id);
+        }
+    }
+}
+
 impl Appender {
-    fn new(path: PathBuf, max_size: u64, keep: u32, fsync: bool) -> Appender {
+    fn new(route: &str, path: PathBuf, max_size: u64, keep: u32, fsync: bool) -> Appender {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Appender {
+            route: route.to_owned(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             path,
             max_size,
             keep,
@@ -351,6 +394,7 @@ impl Appender {
             }
         }
         if state.is_none() {
+            self.claim()?;
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -387,6 +431,37 @@ impl Appender {
             count,
             self.written.fetch_add(count64, Ordering::AcqRel) + count64,
         ))
+    }
+
+    /// Claims the file at `path` for this route before it is opened (see [`CLAIMS`]); an error
+    /// when another route's file is the same, or the rotated name of one, through the
+    /// directories as they are now. The deliveries then wait, as for a missing directory.
+    fn claim(&self) -> std::io::Result<()> {
+        let real = real_path(&self.path)?;
+        let mut claims = CLAIMS
+            .lock()
+            .map_err(|_| std::io::Error::other("file sink claims poisoned"))?;
+        let clash = claims.iter().find(|claim| {
+            claim.route != self.route
+                && (claim.real_path == real
+                    || super::is_rotated_name_of(&claim.real_path, &real)
+                    || super::is_rotated_name_of(&real, &claim.real_path))
+        });
+        if let Some(other) = clash {
+            return Err(std::io::Error::other(format!(
+                "route {:?} writes to the same file ({}) through another path; give the two \
+                 routes different files",
+                other.route,
+                real.display()
+            )));
+        }
+        claims.retain(|claim| claim.owner != self.id);
+        claims.push(Claim {
+            route: self.route.clone(),
+            owner: self.id,
+            real_path: real,
+        });
+        Ok(())
     }
 
     /// Flushes the lines written so far to `open` (with `fsync`) before it is closed, so that a
@@ -541,7 +616,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("later").join("events.jsonl");
         let sink = build_with(&format!("path = \"{}\"", path.display())).unwrap();
-        let appender = Appender::new(path.clone(), 1 << 20, 2, false);
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, false);
         let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
         assert_eq!((done, failed.is_some()), (0, true));
         std::fs::create_dir(dir.path().join("later")).unwrap();
@@ -609,10 +684,37 @@ mod tests {
     }
 
     #[test]
+    fn two_routes_that_became_one_file_through_a_link_made_later_do_not_both_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Appender::new("first", dir.path().join("out.jsonl"), 1 << 20, 2, false);
+        // At start the second route's directory does not exist; it appears later as a link to
+        // the first route's directory.
+        let alias = dir.path().join("later");
+        let second = Appender::new("second", alias.join("out.jsonl"), 1 << 20, 2, false);
+        let rotated = Appender::new("third", alias.join("out.jsonl.1"), 1 << 20, 2, false);
+        assert_eq!(first.append_all(&[b"a\n".to_vec()]).0, 1);
+        std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+        for other in [&second, &rotated] {
+            let (written, error) = other.append_all(&[b"b\n".to_vec()]);
+            assert_eq!(written, 0);
+            let error = error.unwrap().to_string();
+            assert!(
+                error.contains("route \"first\" writes to the same file"),
+                "{error}"
+            );
+        }
+        assert_eq!(line_count(&dir.path().join("out.jsonl")), 1);
+        // Once the first route is gone (a restart with a new configuration), the file is free.
+        drop(first);
+        assert_eq!(second.append_all(&[b"b\n".to_vec()]).0, 1);
+        assert_eq!(line_count(&dir.path().join("out.jsonl")), 2);
+    }
+
+    #[test]
     fn files_rotate_by_size_and_keep_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let appender = Appender::new(path.clone(), 1024, 2, false);
+        let appender = Appender::new("test", path.clone(), 1024, 2, false);
         let line = [b'x'; 299];
         for _ in 0..20 {
             let mut text = line.to_vec();
@@ -632,7 +734,7 @@ mod tests {
     fn a_batch_is_written_in_order_and_flushed_across_a_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let appender = Appender::new(path.clone(), 1024, 3, true);
+        let appender = Appender::new("test", path.clone(), 1024, 3, true);
         let lines: Vec<Vec<u8>> = (0..12)
             .map(|n| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(180)).into_bytes())
             .collect();
@@ -740,7 +842,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         // With a billion files to keep, a rotation that probed every number would not finish.
-        let appender = Appender::new(path.clone(), 1024, 1_000_000_000, false);
+        let appender = Appender::new("test", path.clone(), 1024, 1_000_000_000, false);
         let text = |n: usize| format!("{n:0>599}\n").into_bytes();
         for n in 0..5 {
             let (done, failed) = appender.append_all(&[text(n)]);

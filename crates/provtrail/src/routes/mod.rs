@@ -397,7 +397,7 @@ fn duration(
 }
 
 /// True when `candidate` is `<path>.<number>`, a name `path`'s rotation uses.
-fn is_rotated_name_of(candidate: &std::path::Path, path: &std::path::Path) -> bool {
+pub(crate) fn is_rotated_name_of(candidate: &std::path::Path, path: &std::path::Path) -> bool {
     let (candidate, path) = (
         candidate.as_os_str().as_encoded_bytes(),
         path.as_os_str().as_encoded_bytes(),
