@@ -12,6 +12,7 @@ pub mod sender;
 pub mod server;
 pub mod store;
 pub mod synth;
+pub mod visible;
 
 /// Makes ring the process's TLS crypto provider (for the HTTP client; the server passes its provider
 /// explicitly). Calling it again does nothing.

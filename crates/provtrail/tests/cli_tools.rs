@@ -1262,6 +1262,7 @@ async fn https_serves_events_with_the_configured_certificate() {
     let server = TestServer::start_with(|config| {
         config.server.tls_cert = Some(cert.clone());
         config.server.tls_key = Some(key.clone());
+        config.read.tokens = vec!["tls-read-token-0123456789".to_owned()];
     })
     .await;
     provtrail::install_crypto_provider();
@@ -1270,6 +1271,25 @@ async fn https_serves_events_with_the_configured_certificate() {
         .no_proxy()
         .build()
         .unwrap();
+    // The UI's session cookie is `Secure` on an HTTPS server, also for an HTTP/1.1 request
+    // without an `Origin` (whose URI carries no scheme).
+    let http1 = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .no_proxy()
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http1
+        .post(format!("https://localhost:{}/sign-in", server.addr.port()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=tls-read-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
     let response = tls_client
         .post(format!("https://localhost:{}/events", server.addr.port()))
         .bearer_auth(TOKEN)

@@ -214,6 +214,65 @@ async fn sign_out_needs_the_session_csrf_token_and_ends_the_session() {
 }
 
 #[tokio::test]
+async fn another_sites_sign_out_form_neither_signs_out_nor_clears_the_cookie() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    // The browser does not send the `SameSite=Strict` cookie with another site's form.
+    let forged = client()
+        .post(server.url("/sign-out"))
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", "x")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
+    page(&server, &cookie, "/").await;
+}
+
+#[tokio::test]
+async fn forms_that_cannot_be_read_get_an_error_page() {
+    let server = start().await;
+    for (path, content_type, body) in [
+        ("/sign-out", None, ""),
+        (
+            "/sign-out",
+            Some("application/x-www-form-urlencoded"),
+            "x=1",
+        ),
+        ("/sign-in", Some("application/x-www-form-urlencoded"), "x=1"),
+        ("/sign-in", Some("text/plain"), "token=abc"),
+    ] {
+        let mut request = client().post(server.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let answer = Answer::read(request.send().await.unwrap()).await;
+        assert!(
+            answer.status == 415 || answer.status == 422,
+            "{path} {content_type:?}: {}",
+            answer.status
+        );
+        assert!(
+            answer
+                .header("content-type")
+                .is_some_and(|value| value.starts_with("text/html")),
+            "{path} {content_type:?}"
+        );
+        assert!(
+            answer.text().contains("the form could not be read"),
+            "{}",
+            answer.text()
+        );
+        assert!(
+            answer.header("content-security-policy").is_some(),
+            "{path} {content_type:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_bearer_read_token_opens_pages_and_an_ingest_token_does_not() {
     let server = start().await;
     let read = client()
@@ -350,6 +409,36 @@ async fn hostile_event_content_is_shown_as_text_everywhere() {
     )
     .await;
     assert!(playground.contains(r#"data-matched="1""#), "{playground}");
+
+    // A direction override would show `gnp.exe` as `exe.png`, a control character as nothing:
+    // both are shown as their escapes.
+    let spoof = "\u{202e}gnp.exe\u{202c}";
+    let id = post_event(
+        &server,
+        json!({
+            "trackingNumber": format!("{spoof}\u{1}"),
+            "sources": "AD",
+            "recipient": {"type": "IDENTITY", "id": "x", "name": format!("Eve{spoof}\u{200b}")},
+            "accountRequests": [{
+                "source": {"id": "s", "type": "SOURCE", "name": format!("AD{spoof}")},
+                "accountOperation": "Modify",
+                "provisioningResult": "SUCCESS",
+                "provisioningTarget": "AD",
+            }],
+        }),
+    )
+    .await;
+    for path in [
+        "/".to_owned(),
+        format!("/event/{id}"),
+        "/failures".to_owned(),
+    ] {
+        let html = page(&server, &cookie, &path).await;
+        for hidden in ['\u{202e}', '\u{202c}', '\u{1}', '\u{200b}'] {
+            assert!(!html.contains(hidden), "{path} holds {hidden:?}");
+        }
+        assert!(html.contains("\\u202egnp.exe\\u202c"), "{path}:\n{html}");
+    }
 }
 
 /// An `application/x-www-form-urlencoded` body.

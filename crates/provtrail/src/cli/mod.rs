@@ -296,65 +296,7 @@ pub fn terminal_line(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn escape_for_terminal(text: &str, keep_line_breaks: bool) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        (c.is_control() && !(keep_line_breaks && c == '\n'))
-            || matches!(
-                c,
-                // Line and paragraph separators, Unicode's format characters (category Cf:
-                // direction marks and overrides among them), and the other characters Unicode
-                // says to show as nothing (Default_Ignorable_Code_Point: fillers, variation
-                // selectors).
-                '\u{00ad}'
-                    | '\u{034f}'
-                    | '\u{115f}'..='\u{1160}'
-                    | '\u{17b4}'..='\u{17b5}'
-                    | '\u{3164}'
-                    | '\u{fe00}'..='\u{fe0f}'
-                    | '\u{ffa0}'
-                    | '\u{e0100}'..='\u{e01ef}'
-                    | '\u{0600}'..='\u{0605}'
-                    | '\u{061c}'
-                    | '\u{06dd}'
-                    | '\u{070f}'
-                    | '\u{0890}'..='\u{0891}'
-                    | '\u{08e2}'
-                    | '\u{180e}'
-                    | '\u{200b}'..='\u{200f}'
-                    | '\u{2028}'..='\u{202e}'
-                    | '\u{2060}'..='\u{206f}'
-                    | '\u{feff}'
-                    | '\u{fff9}'..='\u{fffb}'
-                    | '\u{110bd}'
-                    | '\u{110cd}'
-                    | '\u{13430}'..='\u{1343f}'
-                    | '\u{1bca0}'..='\u{1bca3}'
-                    | '\u{1d173}'..='\u{1d17a}'
-                    | '\u{e0001}'
-                    | '\u{e0020}'..='\u{e007f}'
-            )
-    };
-    if !text.chars().any(unsafe_char) {
-        return text.into();
-    }
-    let mut safe = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            c if !unsafe_char(c) => safe.push(c),
-            '\n' => safe.push_str("\\n"),
-            '\r' => safe.push_str("\\r"),
-            '\t' => safe.push_str("\\t"),
-            // JSON's escape where it has one (the Basic Multilingual Plane), Rust's beyond.
-            c => {
-                use std::fmt::Write as _;
-                let _ = if u32::from(c) <= 0xffff {
-                    write!(safe, "\\u{:04x}", u32::from(c))
-                } else {
-                    write!(safe, "\\u{{{:x}}}", u32::from(c))
-                };
-            }
-        }
-    }
-    safe.into()
+    provtrail::visible::escape_hidden(text, |c| keep_line_breaks && c == '\n')
 }
 
 /// Whether `path` names a JSON-lines file by its extension (`.jsonl`, `.ndjson`).

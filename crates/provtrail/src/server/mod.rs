@@ -118,6 +118,8 @@ pub struct SharedState {
     rejection_budget: Arc<ingest::RejectionBudget>,
     /// Places for reading sign-in and sign-out forms.
     form_permits: Arc<Semaphore>,
+    /// The server itself serves HTTPS: the UI's cookie is `Secure` whatever a request says.
+    pub serves_tls: bool,
 }
 
 impl AppState {
@@ -141,6 +143,7 @@ impl AppState {
             readiness: Arc::default(),
             rejection_budget: Arc::default(),
             form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
+            serves_tls: config.tls.is_some(),
         }))
     }
 

@@ -227,13 +227,22 @@ fn session_id(parts: &Parts) -> Option<&str> {
 
 /// An HTML response.
 fn html_response(status: StatusCode, markup: Markup) -> Response {
+    let mut html = markup.into_string();
+    // What events hold is shown as the sender wrote it, but a direction override or an
+    // invisible character must not make a value look like another (`crate::visible`). None of
+    // them is in the pages' own markup; HTML's own white space stays.
+    if let std::borrow::Cow::Owned(visible) =
+        crate::visible::escape_hidden(&html, |c| matches!(c, '\n' | '\t' | '\r'))
+    {
+        html = visible;
+    }
     (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         )],
-        markup.into_string(),
+        html,
     )
         .into_response()
 }

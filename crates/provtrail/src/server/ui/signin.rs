@@ -6,6 +6,7 @@
 //! sent to, so that no other site can sign a browser in with a token of its choosing.
 
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -101,7 +102,7 @@ pub async fn form(
 pub async fn sign_in(
     State(state): State<AppState>,
     parts: Parts,
-    Form(form): Form<SignIn>,
+    form: Result<Form<SignIn>, FormRejection>,
 ) -> Response {
     let Some(ui) = ui_state(&parts) else {
         return no_ui_state();
@@ -112,6 +113,11 @@ pub async fn sign_in(
             "this sign-in form was sent from another site",
         );
     };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return form_error(&rejection),
+    };
+    let secure = secure || state.serves_tls;
     let next = safe_next(form.next.as_deref());
     let token = form.token.trim();
     let authorization = format!("Bearer {token}");
@@ -141,20 +147,34 @@ fn start_session(ui: &UiState, next: &str, secure: bool) -> Response {
 }
 
 /// `POST /sign-out`: ends the session named by the cookie, when the form carries its CSRF token.
-pub async fn sign_out(parts: Parts, Form(form): Form<SignOut>) -> Response {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    parts: Parts,
+    form: Result<Form<SignOut>, FormRejection>,
+) -> Response {
     let Some(ui) = ui_state(&parts) else {
         return no_ui_state();
     };
-    let secure = same_origin(&parts.headers, &parts.uri).unwrap_or(false);
+    let forged = || {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "this sign-out form was not sent from this site",
+        )
+    };
+    // Without a session cookie (another site's form: the cookie is `SameSite=Strict`) there is
+    // no CSRF token to check, and clearing the cookie would sign the browser out all the same.
+    let Some(same_site_is_https) = same_origin(&parts.headers, &parts.uri) else {
+        return forged();
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return form_error(&rejection),
+    };
+    let secure = same_site_is_https || state.serves_tls;
     if let Some(id) = session_id(&parts) {
         match ui.sessions.touch(id) {
             Some(session) if session.csrf_matches(&form.csrf) => ui.sessions.remove(id),
-            Some(_) => {
-                return error_page(
-                    StatusCode::FORBIDDEN,
-                    "this sign-out form was not sent from this site",
-                );
-            }
+            Some(_) => return forged(),
             None => {}
         }
     }
@@ -163,6 +183,14 @@ pub async fn sign_out(parts: Parts, Form(form): Form<SignOut>) -> Response {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// A form that could not be read (not a form, a field missing) as a page that says so.
+fn form_error(rejection: &FormRejection) -> Response {
+    error_page(
+        rejection.status(),
+        "the form could not be read: send it from the sign-in page or the sign-out button",
+    )
 }
 
 /// `scheme://host[:port]` → `(scheme, host[:port])`.

@@ -1,0 +1,99 @@
+//! Text shown to people (a terminal, a web page) with the characters that could deceive them
+//! made visible.
+//!
+//! Events and quarantined bodies hold whatever a sender posted. A control character could drive
+//! the terminal that prints it; a right-to-left override could make a value show something
+//! other than what is stored (`\u{202e}gnp.exe` reads as `exe.png`); an invisible character
+//! could make two different values look alike. Each such character is shown as the escape JSON
+//! gives it (`\u202e`), Rust's form (`\u{e0001}`) beyond the Basic Multilingual Plane.
+
+use std::borrow::Cow;
+
+/// Whether `c` is a control character, or one that reorders text, separates lines without a
+/// line break, or shows as nothing.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control() || deceptive(c)
+}
+
+fn deceptive(c: char) -> bool {
+    matches!(
+        c,
+        // Line and paragraph separators, Unicode's format characters (category Cf:
+        // direction marks and overrides among them), and the other characters Unicode
+        // says to show as nothing (Default_Ignorable_Code_Point: fillers, variation
+        // selectors).
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{ffa0}'
+            | '\u{e0100}'..='\u{e01ef}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061c}'
+            | '\u{06dd}'
+            | '\u{070f}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
+}
+
+/// `text` with every [`is_hidden`] character escaped, except those `keep` keeps (a line break
+/// where lines are allowed). Borrowed when there is none.
+pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let escaped = |c: char| is_hidden(c) && !keep(c);
+    if !text.chars().any(escaped) {
+        return text.into();
+    }
+    let mut safe = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => safe.push(c),
+            '\n' => safe.push_str("\\n"),
+            '\r' => safe.push_str("\\r"),
+            '\t' => safe.push_str("\\t"),
+            // JSON's escape where it has one (the Basic Multilingual Plane), Rust's beyond.
+            c => {
+                use std::fmt::Write as _;
+                let _ = if u32::from(c) <= 0xffff {
+                    write!(safe, "\\u{:04x}", u32::from(c))
+                } else {
+                    write!(safe, "\\u{{{:x}}}", u32::from(c))
+                };
+            }
+        }
+    }
+    safe.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deceiving_characters_are_escaped_and_kept_ones_are_not() {
+        assert_eq!(escape_hidden("plain é 漢", |_| false), "plain é 漢");
+        assert_eq!(
+            escape_hidden("\u{202e}gnp.exe\u{202c}\u{1b}[31m\u{200b}\u{e0041}", |_| {
+                false
+            }),
+            "\\u202egnp.exe\\u202c\\u001b[31m\\u200b\\u{e0041}"
+        );
+        assert_eq!(escape_hidden("a\nb\tc", |_| false), "a\\nb\\tc");
+        assert_eq!(escape_hidden("a\nb\tc", |c| c == '\n'), "a\nb\\tc");
+    }
+}
