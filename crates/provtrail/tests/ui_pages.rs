@@ -550,6 +550,51 @@ async fn the_events_page_searches_filters_pages_and_adds_new_rows() {
 }
 
 #[tokio::test]
+async fn long_values_are_shown_clipped_in_tables_and_whole_in_the_body() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    let source = "S".repeat(20_000);
+    let value = "V".repeat(20_000);
+    let id = post_event(
+        &server,
+        json!({
+            "trackingNumber": "t-long",
+            "sources": "AD",
+            "recipient": {"type": "IDENTITY", "id": "x", "name": "Long Values"},
+            "accountRequests": [{
+                "source": {"id": "s", "type": "SOURCE", "name": source},
+                "accountOperation": "Modify",
+                "provisioningResult": "FAILED",
+                "provisioningTarget": "AD",
+                "attributeRequests": (0..4)
+                    .map(|n| json!({"attributeName": format!("a{n}"), "attributeValue": value, "operation": "Add"}))
+                    .collect::<Vec<_>>(),
+            }],
+        }),
+    )
+    .await;
+    let event_page = page(&server, &cookie, &format!("/event/{id}")).await;
+    assert!(
+        event_page.contains("20,000 characters in all"),
+        "{event_page}"
+    );
+    // The body shows the event once pretty-printed and once as received; the tables show 1,000
+    // characters of each value.
+    let runs = |html: &str, text: &str| html.matches(text).count();
+    assert_eq!(runs(&event_page, &value), 4 * 2);
+    assert_eq!(runs(&event_page, &source), 2);
+    for path in ["/", "/failures"] {
+        // As text, that is: a facet's option keeps the whole name as its value.
+        let html = page(&server, &cookie, path).await;
+        assert!(
+            !html.contains(&format!(">{}", "S".repeat(100))),
+            "{path} shows the whole source name: {}",
+            html.replace(&"S".repeat(1000), "S*1000")
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_large_event_shows_every_account_request_and_change() {
     let server = start().await;
     let cookie = sign_in(&server).await;

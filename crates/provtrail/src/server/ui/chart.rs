@@ -3,7 +3,7 @@
 
 use maud::{Markup, html};
 
-use super::layout::percent;
+use super::layout::{percent, shorten};
 use crate::store::{Bucket, Stats};
 
 /// Sources drawn as lines; the rest are in the table below the chart.
@@ -158,13 +158,13 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
                             stroke=(COLOURS[index % COLOURS.len()])
                             stroke-dasharray=(DASHES[index % DASHES.len()])
                             stroke-width="2.5" stroke-linejoin="round" stroke-linecap="round" {
-                            title { (line.source) ": " (percent(line.overall)) " failed overall" }
+                            title { (shorten(&line.source, 80)) ": " (percent(line.overall)) " failed overall" }
                         }
                         @if n <= MAX_DOTS {
                             @for (i, rate) in line.rates.iter().enumerate() {
                                 @if let Some(rate) = rate {
                                     circle cx=(x(i)) cy=(y(*rate)) r="3" fill=(COLOURS[index % COLOURS.len()]) {
-                                        title { (line.source) ", " (label(starts[i], stats.bucket)) ": " (percent(*rate)) }
+                                        title { (shorten(&line.source, 80)) ", " (label(starts[i], stats.bucket)) ": " (percent(*rate)) }
                                     }
                                 }
                             }
@@ -183,7 +183,7 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
                                     line x1="2" x2="26" y1="5" y2="5" stroke=(COLOURS[index % COLOURS.len()])
                                         stroke-dasharray=(DASHES[index % DASHES.len()]) stroke-width="3" {}
                                 }
-                                (line.source) " " span.muted { (percent(line.overall)) }
+                                (shorten(&line.source, 80)) " " span.muted { (percent(line.overall)) }
                             }
                         }
                     }
@@ -195,7 +195,7 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
                 summary { "Chart data as a table" }
                 div.table-wrap tabindex="0" role="region" aria-label="Chart data" {
                     table {
-                        thead { tr { th scope="col" { "Bucket (UTC)" } @for line in lines { th scope="col" { (line.source) } } } }
+                        thead { tr { th scope="col" { "Bucket (UTC)" } @for line in lines { th scope="col" { (shorten(&line.source, 80)) } } } }
                         tbody {
                             @for (i, start) in starts.iter().enumerate() {
                                 tr {

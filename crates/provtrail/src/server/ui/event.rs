@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use provtrail_model::{AccountRequest, ProvisioningCompleted};
 
-use super::layout::{self, Nav, badge, link, time};
+use super::layout::{self, Clip, Nav, badge, link, time};
 use super::routes::{event_delivery_table, test_href};
 use super::{AppState, PageError, Viewer};
 use crate::server::api::routes::{self, RouteDeliveryList};
@@ -112,7 +112,7 @@ fn route_deliveries(id: i64, deliveries: &RouteDeliveries) -> Markup {
 fn optional(value: Option<&str>) -> Markup {
     html! {
         @match value {
-            Some(value) if !value.is_empty() => { (value) }
+            Some(value) if !value.is_empty() => { (Clip(value)) }
             _ => { span.muted { "—" } }
         }
     }
@@ -128,17 +128,17 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
         .and_then(|value| serde_json::to_string_pretty(&value).ok());
     html! {
         p.back { a href="/" { "← Events" } }
-        h1 { "Event " span.mono { (event.tracking_number) } " " (badge(&event.outcome)) }
+        h1 { "Event " span.mono { (Clip(&event.tracking_number)) } " " (badge(&event.outcome)) }
         section aria-labelledby="summary" {
             h2 #summary { "Summary" }
             dl.summary-grid {
                 dt { "Tracking number" }
-                dd { a.mono href=(link("/", &[("number", &event.tracking_number)])) { (event.tracking_number) } }
+                dd { a.mono href=(link("/", &[("number", &event.tracking_number)])) { (Clip(&event.tracking_number)) } }
                 dt { "Action" } dd { (optional(event.action.as_deref())) }
                 dt { "Recipient" }
                 dd {
-                    a href=(link("/", &[("identity", &event.recipient_id)])) { (event.recipient_name) }
-                    " " span.mono.muted { (event.recipient_id) }
+                    a href=(link("/", &[("identity", &event.recipient_id)])) { (Clip(&event.recipient_name)) }
+                    " " span.mono.muted { (Clip(&event.recipient_id)) }
                 }
                 dt { "Requester" }
                 dd {
@@ -151,7 +151,7 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
                 }
                 dt { "Outcome" }
                 dd { (badge(&event.outcome)) " " (event.failed_count) " of " (event.account_count) " account requests failed" }
-                dt { "Sources" } dd { (event.sources) }
+                dt { "Sources" } dd { (Clip(&event.sources)) }
                 dt { "Received at" } dd { (time(event.received_at)) " UTC" }
                 dt { "Channel" } dd { (optional(event.channel.as_deref())) }
                 dt { "Remote address" } dd.mono { (optional(detail.remote_addr.as_deref())) }
@@ -173,11 +173,11 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
             }
             @if !event.errors.is_empty() {
                 h3 { "Errors in the event" }
-                ul.problems.bad { @for error in &event.errors { li { (error) } } }
+                ul.problems.bad { @for error in &event.errors { li { (Clip(error)) } } }
             }
             @if !detail.event_warnings.is_empty() {
                 h3 { "Warnings in the event" }
-                ul.problems.warn { @for warning in &detail.event_warnings { li { (warning) } } }
+                ul.problems.warn { @for warning in &detail.event_warnings { li { (Clip(warning)) } } }
             }
             @if !detail.validation_warnings.is_empty() {
                 h3 { "Validation warnings" }
@@ -217,11 +217,11 @@ fn account_requests(requests: &[AccountRequest<'_>]) -> Markup {
     let rows = html! {
         @for (index, request) in requests.iter().enumerate() {
             tr {
-                td { span title=(request.source.id) { (request.source.name) } }
+                td { span title=(request.source.id) { (Clip(&request.source.name)) } }
                 td.mono { (optional(request.account_id.as_deref())) }
-                td { (request.account_operation) }
+                td { (Clip(&request.account_operation)) }
                 td { (badge(request.provisioning_result.as_wire())) }
-                td { (request.provisioning_target) }
+                td { (Clip(&request.provisioning_target)) }
                 td.mono { (optional(request.ticket_id.as_deref())) }
                 td.num {
                     @let changes = request.attribute_requests.as_option().map_or(0, Vec::len);
@@ -239,8 +239,8 @@ fn account_requests(requests: &[AccountRequest<'_>]) -> Markup {
         @for (index, request) in requests.iter().enumerate() {
             @if let Some(changes) = request.attribute_requests.as_option().filter(|c| !c.is_empty()) {
                 h3 id={"changes-" (index)} {
-                    "Attribute changes: " (request.source.name)
-                    @if let Some(account) = request.account_id.as_option() { " · " span.mono { (account) } }
+                    "Attribute changes: " (Clip(&request.source.name))
+                    @if let Some(account) = request.account_id.as_option() { " · " span.mono { (Clip(account)) } }
                 }
                 (layout::table(
                     "Attribute changes",
@@ -248,14 +248,14 @@ fn account_requests(requests: &[AccountRequest<'_>]) -> Markup {
                     html! {
                         @for change in changes {
                             tr {
-                                td.mono { (change.attribute_name) }
+                                td.mono { (Clip(&change.attribute_name)) }
                                 td { (change.operation.as_wire()) }
                                 td {
                                     @match change.attribute_value.as_option() {
                                         Some(value) => {
                                             @for (n, item) in value.values().enumerate() {
                                                 @if n > 0 { br; }
-                                                span.value { (item) }
+                                                span.value { (Clip(item)) }
                                             }
                                         }
                                         None => { span.muted { "—" } }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{self, Nav, link, number, percent};
+use super::layout::{self, Nav, link, number, percent, shorten};
 use super::{AppState, PageError, Viewer, given, not_applied};
 use crate::store::{Bucket, StatsQuery};
 
@@ -96,7 +96,7 @@ pub async fn page(
                 (layout::table("Sources by failures", &["Source", "Failed", "Requests", "Failure rate"], html! {
                     @for source in stats.sources.iter().filter(|s| s.requests.total() > 0) {
                         tr {
-                            td { a href=(link("/", &[("source", &source.source), ("result", "FAILED"), ("range", range_for_events(range))])) { (source.source) } }
+                            td { a href=(link("/", &[("source", &source.source), ("result", "FAILED"), ("range", range_for_events(range))])) { (shorten(&source.source, 80)) } }
                             td.num { (number(source.requests.failed)) }
                             td.num { (number(source.requests.total())) }
                             td.num {

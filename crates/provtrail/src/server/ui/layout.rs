@@ -130,6 +130,30 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// Most characters of one value shown in a page's tables and summaries. A browser lays out a
+/// long unbroken value slowly (a few 20,000-character values took Chromium seconds); the whole
+/// value stays in the page's body section and in the API.
+pub const MAX_SHOWN: usize = 1_000;
+
+/// A value of an event, shown up to [`MAX_SHOWN`] characters, then how long it is in all.
+pub struct Clip<'a>(pub &'a str);
+
+impl maud::Render for Clip<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        match self.0.char_indices().nth(MAX_SHOWN) {
+            None => self.0.render_to(buffer),
+            Some((end, _)) => html! {
+                (&self.0[..end])
+                span.muted {
+                    "… (" (number(self.0.chars().count() as u64)) " characters in all; the body \
+                     shows the whole value)"
+                }
+            }
+            .render_to(buffer),
+        }
+    }
+}
+
 /// `text` cut to `max` characters, with an ellipsis when cut.
 pub fn shorten(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -210,8 +234,10 @@ pub fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) 
         label.field {
             span { (label) }
             select name=(name) {
+                // A select is as wide as its longest option: a long source name would widen
+                // the whole page.
                 @for (value, text) in options {
-                    option value=(value) selected[*value == current] { (text) }
+                    option value=(value) selected[*value == current] { (shorten(text, 60)) }
                 }
             }
         }
