@@ -232,6 +232,37 @@ async fn another_sites_sign_out_form_neither_signs_out_nor_clears_the_cookie() {
 }
 
 #[tokio::test]
+async fn a_browser_gets_pages_for_unknown_addresses_and_methods_and_other_clients_json() {
+    let server = start().await;
+    let html = "text/html,application/xhtml+xml,*/*;q=0.8";
+    for (method, path, accept, status, page) in [
+        ("GET", "/nonexistent", Some(html), 404, true),
+        ("PUT", "/", Some(html), 405, true),
+        ("DELETE", "/event/1", Some(html), 405, true),
+        ("GET", "/nonexistent", None, 404, false),
+        ("GET", "/api/v1/nonexistent", Some(html), 404, false),
+    ] {
+        let mut request = client().request(method.parse().unwrap(), server.url(path));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let answer = Answer::read(request.send().await.unwrap()).await;
+        assert_eq!(answer.status, status, "{method} {path}");
+        let content_type = answer.header("content-type").unwrap_or_default();
+        if page {
+            assert!(content_type.starts_with("text/html"), "{method} {path}");
+            assert!(answer.header("content-security-policy").is_some());
+            assert_eq!(answer.header("cache-control"), Some("no-store"));
+        } else {
+            assert!(
+                content_type.starts_with("application/json"),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn forms_that_cannot_be_read_get_an_error_page() {
     let server = start().await;
     for (path, content_type, body) in [

@@ -211,13 +211,28 @@ async fn not_found(State(state): State<AppState>, request: Request) -> Response 
         // A mistyped subscription URL should leave a trace in the delivery log.
         return ingest::refuse(&state, request, StatusCode::NOT_FOUND, MESSAGE);
     }
+    if is_browsing(&request) {
+        return ui::browser_error_page(StatusCode::NOT_FOUND, "there is no page at this address");
+    }
     error_response(StatusCode::NOT_FOUND, MESSAGE)
+}
+
+/// A browser asking for a page outside the API: it gets a page, not JSON.
+fn is_browsing(request: &Request) -> bool {
+    let path = request.uri().path();
+    path != "/api" && !path.starts_with("/api/") && ui::wants_a_page(request.headers())
 }
 
 async fn method_not_allowed(State(state): State<AppState>, request: Request) -> Response {
     const MESSAGE: &str = "method not allowed on this resource";
     if is_ingest_path(request.uri().path()) {
         return ingest::refuse(&state, request, StatusCode::METHOD_NOT_ALLOWED, MESSAGE);
+    }
+    if is_browsing(&request) {
+        return ui::browser_error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this page cannot be sent that way",
+        );
     }
     error_response(StatusCode::METHOD_NOT_ALLOWED, MESSAGE)
 }

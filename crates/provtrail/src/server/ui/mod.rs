@@ -119,6 +119,27 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    add_security_headers(&mut response);
+    response
+}
+
+/// A page that says what went wrong, for a browser's request outside the UI's routes (a
+/// mistyped address, a method no page takes), with the UI's own headers.
+pub fn browser_error_page(status: StatusCode, message: &str) -> Response {
+    let mut response = error_page(status, message);
+    add_security_headers(&mut response);
+    response
+}
+
+/// Whether a request asks for a page (a browser's navigation) rather than JSON.
+pub fn wants_a_page(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn add_security_headers(response: &mut Response) {
     let headers = response.headers_mut();
     let set = [
         (
@@ -146,7 +167,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 /// Who is looking: a signed-in browser (with its CSRF token for forms) or a client that sent a
