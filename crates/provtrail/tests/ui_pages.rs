@@ -546,6 +546,10 @@ async fn the_events_page_searches_filters_pages_and_adds_new_rows() {
         ("/deliveries?range=forever", "“forever” is not a time range"),
         ("/quarantine?reason=bogus", "“bogus” is not a reason"),
         ("/failures?range=forever", "“forever” is not a range here"),
+        ("/failures?bucket=minute", "“minute” is not a bucket"),
+        ("/playground?range=bogus", "“bogus” is not a time range"),
+        ("/?before=abc", "“abc” is not a page of this list"),
+        ("/?before=-1", "“-1” is not a page of this list"),
     ] {
         let shown = page(&server, &cookie, path).await;
         assert!(shown.contains(notice), "{path}: {shown}");

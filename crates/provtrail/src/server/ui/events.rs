@@ -102,6 +102,11 @@ impl Params {
                 given(&self.range).as_deref() == Some(self.range().as_str()),
                 "a time range",
             ),
+            not_applied(
+                &self.before,
+                cursor(&self.before).is_some(),
+                "a page of this list (an event id)",
+            ),
         ]
         .into_iter()
         .flatten()

@@ -35,9 +35,17 @@ pub async fn page(
     let known = given(&params.range)
         .and_then(|range| RANGES.iter().find(|(name, _, _)| *name == range))
         .copied();
-    let notices: Vec<String> = not_applied(&params.range, known.is_some(), "a range here")
-        .into_iter()
-        .collect();
+    let notices: Vec<String> = [
+        not_applied(&params.range, known.is_some(), "a range here"),
+        not_applied(
+            &params.bucket,
+            matches!(given(&params.bucket).as_deref(), Some("hour" | "day")),
+            "a bucket (hour or day)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let (range, label, days) = known.unwrap_or(RANGES[1]);
     let bucket = match given(&params.bucket).as_deref() {
         Some("hour") => Bucket::Hour,

@@ -347,9 +347,12 @@ fn not_applied(given_value: &Option<String>, taken: bool, what: &str) -> Option<
     ))
 }
 
-/// A cursor from the query string (`before=<id>`); anything else is no cursor.
+/// A cursor from the query string (`before=<id>`, ids start at 1); anything else is no cursor.
 fn cursor(value: &Option<String>) -> Option<i64> {
-    value.as_deref().and_then(|value| value.trim().parse().ok())
+    value
+        .as_deref()
+        .and_then(|value| value.trim().parse().ok())
+        .filter(|id| *id > 0)
 }
 
 /// Time ranges offered by the lists: `(value, label, length in ms)`.

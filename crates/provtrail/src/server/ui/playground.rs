@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, badge, link, number, shorten, time};
 use super::{
-    AppState, PageError, Viewer, given, html_response, range_name, range_options, range_since,
+    AppState, PageError, Viewer, given, html_response, not_applied, range_name, range_options,
+    range_since,
 };
 use crate::search::{self, Budget, SearchError};
 
@@ -202,8 +203,16 @@ pub async fn page(
     let outcome = result(&state, &params).await?;
     let range = params.range();
     let range_options = range_options();
+    let ignored: Vec<String> = not_applied(
+        &params.range,
+        given(&params.range).as_deref() == Some(range.as_str()),
+        "a time range",
+    )
+    .into_iter()
+    .collect();
     let main = html! {
         h1 { "Filter playground" }
+        (layout::notices(&ignored))
         p {
             "Try an ISC trigger-subscription filter (Jayway JsonPath) on the events stored here. "
             "An event matches when the filter selects something from it, as ISC decides."
