@@ -72,8 +72,9 @@ pub enum Answer {
     Http {
         /// HTTP status.
         status: u16,
-        /// `accepted`, `duplicate`, `quarantined`, `rejected`, … from the body.
-        outcome: Option<String>,
+        /// [`outcome_of`] the answer: `accepted`, `duplicate`, `quarantined`, `rejected` from
+        /// provtrail, [`TAKEN`], [`REDIRECTED`] or [`REFUSED`].
+        outcome: String,
     },
     /// No HTTP answer (connection refused, reset, timed out).
     Failed(String),
@@ -119,6 +120,9 @@ impl SendReport {
 pub fn client(options: &SendOptions) -> reqwest::Result<reqwest::Client> {
     crate::install_crypto_provider();
     reqwest::Client::builder()
+        // A redirected POST becomes a GET without the event: following it would count an answer
+        // to something else as the event's. A redirect is reported instead.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(options.timeout)
         .pool_max_idle_per_host(options.concurrency.max(1))
         .tls_danger_accept_invalid_certs(options.insecure)
@@ -128,6 +132,33 @@ pub fn client(options: &SendOptions) -> reqwest::Result<reqwest::Client> {
 
 /// The outcome of a 2xx answer that does not say provtrail's `status` (another receiver).
 pub const TAKEN: &str = "taken (2xx)";
+
+/// The outcome of a 3xx answer, which `send` does not follow.
+pub const REDIRECTED: &str = "redirected";
+
+/// The outcome of an answer that refused the document without saying so in provtrail's words.
+pub const REFUSED: &str = "refused";
+
+/// The `status` words of provtrail's answers; a receiver's other words are not reported as they
+/// are (they could be anything, terminal escapes included).
+const PROVTRAIL_OUTCOMES: [&str; 4] = ["accepted", "duplicate", "quarantined", "rejected"];
+
+/// Most bytes of an answer's body read: provtrail's answers are far shorter, and a receiver that
+/// answers gigabytes must not fill the sender's memory.
+const MAX_ANSWER_READ: usize = 64 * 1024;
+
+/// What an answer says of the document: provtrail's own word where it gives one that fits the
+/// status code, else what the code says.
+pub fn outcome_of(status: u16, word: Option<&str>) -> &'static str {
+    let word = word.and_then(|word| PROVTRAIL_OUTCOMES.iter().find(|known| **known == word));
+    match (status, word) {
+        (200..=299, Some(word)) if *word != "rejected" => word,
+        (200..=299, _) => TAKEN,
+        (300..=399, _) => REDIRECTED,
+        (_, Some(&"rejected")) => "rejected",
+        _ => REFUSED,
+    }
+}
 
 /// Posts one document.
 pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) -> Answer {
@@ -139,14 +170,22 @@ pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) 
         request = request.header(AUTHORIZATION, value);
     }
     match request.send().await {
-        Ok(response) => {
+        Ok(mut response) => {
             let status = response.status().as_u16();
-            let outcome = response
-                .json::<serde_json::Value>()
-                .await
+            let mut body = Vec::new();
+            while body.len() < MAX_ANSWER_READ {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            let word = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|body| body.get("status")?.as_str().map(str::to_owned));
-            Answer::Http { status, outcome }
+            Answer::Http {
+                status,
+                outcome: outcome_of(status, word.as_deref()).to_owned(),
+            }
         }
         Err(err) => Answer::Failed(describe(&err)),
     }
@@ -156,7 +195,17 @@ fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         "timed out".to_owned()
     } else if err.is_connect() {
-        "cannot connect".to_owned()
+        // The innermost cause tells a refused connection from a certificate not trusted.
+        let mut source: &dyn std::error::Error = err;
+        while let Some(next) = source.source() {
+            source = next;
+        }
+        let cause = source.to_string();
+        if cause.contains("certificate") {
+            format!("cannot connect: {cause} (for a test server's own certificate: --insecure)")
+        } else {
+            format!("cannot connect: {cause}")
+        }
     } else {
         // The innermost cause says the most (e.g. "connection reset by peer").
         let mut source: &dyn std::error::Error = err;
@@ -180,9 +229,11 @@ pub async fn send_all(
     let on_answer = Arc::new(on_answer);
     let started = Instant::now();
     let pacer = options.rate.filter(|rate| *rate > 0.0).map(|rate| {
-        Arc::new(Mutex::new(tokio::time::interval(Duration::from_secs_f64(
-            1.0 / rate,
-        ))))
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        // After a stall (a slow answer with --concurrency 1), the rate is still a maximum: no
+        // burst to catch up the ticks missed.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Arc::new(Mutex::new(interval))
     });
     let mut workers = Vec::new();
     for _ in 0..options.concurrency.max(1) {
@@ -208,16 +259,7 @@ pub async fn send_all(
                     match &answer {
                         Answer::Http { status, outcome } => {
                             *report.by_status.entry(*status).or_default() += 1;
-                            // A receiver that is not provtrail answers without its `status`:
-                            // its status code says whether it took the document.
-                            let outcome = outcome.clone().unwrap_or_else(|| {
-                                if (200..300).contains(status) {
-                                    TAKEN.to_owned()
-                                } else {
-                                    "refused".to_owned()
-                                }
-                            });
-                            *report.by_outcome.entry(outcome).or_default() += 1;
+                            *report.by_outcome.entry(outcome.clone()).or_default() += 1;
                             report.latencies_ms.push(latency);
                         }
                         Answer::Failed(error) => {

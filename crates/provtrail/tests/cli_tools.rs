@@ -1316,9 +1316,33 @@ fn send_to_a_receiver_that_is_not_provtrail_counts_its_2xx_as_taken() {
     use std::io::{BufRead as _, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    // Answers the first request 200 "OK" and the second 503 "busy", then stops.
+    // Each answer in turn, one per request: (status line, extra header, body, what send says,
+    // its exit code).
+    let answers = [
+        ("200 OK", "", "OK", "taken (2xx)", 0),
+        ("503 Service Unavailable", "", "busy", "refused", 1),
+        // Provtrail's word counts only with a code that agrees.
+        ("200 OK", "", r#"{"status":"ok"}"#, "taken (2xx)", 0),
+        (
+            "500 Internal Server Error",
+            "",
+            r#"{"status":"accepted"}"#,
+            "refused",
+            1,
+        ),
+        // A redirect is not followed: the event would go elsewhere as a GET without its body.
+        ("302 Found", "location: /elsewhere\r\n", "", "redirected", 1),
+        // A receiver's own word is not printed: it could be anything.
+        (
+            "200 OK",
+            "",
+            "{\"status\":\"\\u001b]0;pwned\\u0007\"}",
+            "taken (2xx)",
+            0,
+        ),
+    ];
     let server = std::thread::spawn(move || {
-        for answer in ["200 OK", "503 Service Unavailable"] {
+        for (status, header, body, _, _) in answers {
             let (stream, _) = listener.accept().unwrap();
             let mut reader = std::io::BufReader::new(stream);
             let mut length = 0;
@@ -1332,16 +1356,11 @@ fn send_to_a_receiver_that_is_not_provtrail_counts_its_2xx_as_taken() {
                     break;
                 }
             }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let body = if answer.starts_with("200") {
-                "OK"
-            } else {
-                "busy"
-            };
+            let mut request_body = vec![0; length];
+            reader.read_exact(&mut request_body).unwrap();
             write!(
                 reader.get_mut(),
-                "HTTP/1.1 {answer}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\n{header}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
             .unwrap();
@@ -1350,17 +1369,58 @@ fn send_to_a_receiver_that_is_not_provtrail_counts_its_2xx_as_taken() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("one.json");
     std::fs::write(&file, event("inv-elsewhere")).unwrap();
-    let sent = |expected: i32| {
+    for (status, _, body, outcome, code) in answers {
         let output = provtrail(
             &["send", &url, file.to_str().unwrap(), "--token", "t0ken"],
             None,
         );
-        assert_eq!(output.status.code(), Some(expected), "{}", stdout(&output));
-        stdout(&output)
-    };
-    assert!(sent(0).contains("taken (2xx)"));
-    assert!(sent(1).contains("refused"));
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(code), "{status} {body}: {text}");
+        assert!(text.contains(outcome), "{status} {body}: {text}");
+        assert!(!text.contains('\u{1b}'), "{status} {body}: {text}");
+    }
     server.join().unwrap();
+}
+
+#[test]
+fn an_input_without_a_document_is_an_error_for_ingest_and_send_as_for_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db").display().to_string();
+    let blanks = dir.path().join("blanks.jsonl");
+    std::fs::write(&blanks, "\n  \n\n").unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    // Nothing listens there: nothing may be sent anyway.
+    let url = "http://127.0.0.1:9/events";
+    for (args, stdin) in [
+        (vec!["ingest", "--db", &db, "-"], Some(&b""[..])),
+        (vec!["ingest", "--db", &db, blanks.to_str().unwrap()], None),
+        (
+            vec!["send", url, empty.to_str().unwrap(), "--token", "t0ken"],
+            None,
+        ),
+        (
+            vec!["send", url, blanks.to_str().unwrap(), "--token", "t0ken"],
+            None,
+        ),
+        (vec!["validate", "--jsonl", blanks.to_str().unwrap()], None),
+    ] {
+        let output = provtrail(&args, stdin);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no documents") || stdout(&output).contains("no documents"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let output = provtrail(&["send", url, "--synthetic", "0", "--token", "t0ken"], None);
+    assert_eq!(output.status.code(), Some(2));
+    // Nothing was kept in quarantine either.
+    let conn = rusqlite::Connection::open(dir.path().join("empty.db")).unwrap();
+    let quarantined: i64 = conn
+        .query_row("SELECT count(*) FROM quarantine", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(quarantined, 0);
 }
 
 #[test]

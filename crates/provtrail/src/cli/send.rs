@@ -32,7 +32,7 @@ pub struct SendArgs {
     #[arg(long)]
     jsonl: bool,
     /// Post this many realistic synthetic events instead of a file.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     synthetic: Option<u64>,
     /// Share of synthetic account requests that fail (0 to 1).
     #[arg(long, default_value_t = 0.03, value_name = "RATE")]
