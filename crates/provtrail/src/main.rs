@@ -100,7 +100,10 @@ fn main() -> ExitCode {
             // Not `eprintln!`, which panics when standard error is a pipe already closed
             // (`2>&1 | head -c1`): the exit code still says what happened.
             use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            // Errors may quote what others wrote (a server's answer, a file's content): no
+            // terminal control codes from them.
+            let message = format!("{err:#}");
+            let _ = writeln!(std::io::stderr(), "error: {}", cli::terminal_safe(&message));
             ExitCode::from(2)
         }
     }

@@ -393,6 +393,34 @@ fn stats_give_the_same_totals_per_source_and_series_either_way() {
 }
 
 #[test]
+fn a_servers_error_text_reaches_the_terminal_without_its_control_codes() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        let body = "\u{1b}]0;owned\u{7}\u{1b}[2J broken";
+        write!(
+            stream,
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let output = provtrail(&["search", "--url", &url, "--token", READ], &[]);
+    server.join().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("\\u001b]0;owned"), "{stderr}");
+}
+
+#[test]
 fn errors_exit_2_with_a_message_either_way() {
     let setup = setup();
     let bad_since = setup.both("search", &["--since", "whenever"]);

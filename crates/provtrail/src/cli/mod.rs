@@ -327,6 +327,9 @@ fn looks_like_json_lines(body: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok()
 }
 
+/// The error for an input without a document: sending or storing nothing is not a success.
+pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only blank lines";
+
 /// Calls `document` with each document of `reader` and the number of the line it starts on: with
 /// `jsonl` each non-blank line (without its line end); otherwise the whole input as one
 /// document, unless it is not one JSON document but reads as JSON lines (see
@@ -342,6 +345,7 @@ pub fn read_documents(
         reader
             .read_to_end(&mut body)
             .context("cannot read the input")?;
+        anyhow::ensure!(!body.iter().all(u8::is_ascii_whitespace), "{NO_DOCUMENTS}");
         if !reads_as_json_lines(&body) {
             document(1, Bytes::from(body));
             return Ok(());
@@ -363,6 +367,7 @@ pub fn read_documents(
     }
     let mut line = Vec::new();
     let mut number = 0;
+    let mut any = false;
     loop {
         line.clear();
         number += 1;
@@ -371,11 +376,13 @@ pub fn read_documents(
             .context("cannot read the input")?
             == 0
         {
+            anyhow::ensure!(any, "{NO_DOCUMENTS}");
             return Ok(());
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        any = true;
         if !document(number, Bytes::copy_from_slice(without_line_end(&line))) {
             return Ok(());
         }

@@ -172,8 +172,7 @@ fn check_lines(
                     file: name,
                     line: None,
                 };
-                let message = "no documents: the input is empty or holds only blank lines";
-                report_unreadable(out, args, false, &origin, message)?;
+                report_unreadable(out, args, false, &origin, super::NO_DOCUMENTS)?;
                 return Ok(Verdict::Unreadable);
             }
             Ok(0) => return Ok(worst),
