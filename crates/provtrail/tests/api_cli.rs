@@ -390,6 +390,10 @@ fn stats_give_the_same_totals_per_source_and_series_either_way() {
         ],
     );
     assert_eq!(hourly.status.code(), Some(0));
+    // No requests: no failure rate, rather than one that reads as "none failed".
+    let hourly = String::from_utf8(hourly.stdout).unwrap();
+    assert!(hourly.contains("failure rate n/a"), "{hourly}");
+    assert!(!hourly.contains("0.0%"), "{hourly}");
 }
 
 #[test]

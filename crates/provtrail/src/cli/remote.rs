@@ -308,15 +308,30 @@ pub fn output_width() -> Option<usize> {
         .filter(|columns: &usize| *columns >= 40)
 }
 
-/// `text` cut to `width` characters, with an ellipsis when cut.
+/// How many terminal columns `text` takes: two for a wide character (CJK), none for a
+/// combining mark.
+pub fn display_width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
+/// `text` cut to `width` columns, with an ellipsis when cut.
 pub fn shorten(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    if display_width(text) <= width {
         return text.to_owned();
     }
     if width == 0 {
         return String::new();
     }
-    let mut cut: String = text.chars().take(width - 1).collect();
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
     cut.push('…');
     cut
 }
@@ -340,7 +355,7 @@ pub fn table(
                 .collect()
         })
         .collect();
-    let count = |text: &str| text.chars().count();
+    let count = display_width;
     let mut widths: Vec<usize> = header.iter().map(|h| count(h)).collect();
     for row in &rows {
         for (column, cell) in row.iter().enumerate() {
@@ -417,4 +432,25 @@ pub fn table_time(millis: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(millis)
         .map(|time| time.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|| millis.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_by_terminal_width_for_wide_and_combining_characters() {
+        let rows = vec![
+            vec!["山田太郎".to_owned(), "x".to_owned()],
+            vec!["Zoe\u{0301}".to_owned(), "y".to_owned()],
+            vec!["plain".to_owned(), "z".to_owned()],
+        ];
+        let text = table(&["name", "v"], &rows, &[0], &[], None);
+        // Every second column starts at the same terminal column.
+        let starts: Vec<usize> = text.lines().map(|line| display_width(line) - 1).collect();
+        assert!(starts.iter().all(|&at| at == starts[0]), "{text}");
+        // Cut to fit, a wide character is not split across the limit.
+        assert_eq!(shorten("山田太郎", 5), "山田…");
+        assert_eq!(display_width(&shorten("山田太郎", 5)), 5);
+    }
 }

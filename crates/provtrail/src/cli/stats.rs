@@ -106,15 +106,13 @@ fn narrower(width: Option<usize>) -> Option<usize> {
     width.map(|width| width.saturating_sub(2))
 }
 
-fn percent(rate: f64) -> String {
-    format!("{:.1}%", rate * 100.0)
-}
-
-fn rate(counts: &RequestCounts) -> f64 {
+/// A failure rate as a percentage; `n/a` without requests, where 0.0% would read as "none
+/// failed".
+fn failure_rate(counts: &RequestCounts) -> String {
     if counts.total == 0 {
-        0.0
+        "n/a".to_owned()
     } else {
-        counts.failed as f64 / counts.total as f64
+        format!("{:.1}%", counts.failed as f64 / counts.total as f64 * 100.0)
     }
 }
 
@@ -135,7 +133,7 @@ pub fn describe(stats: &Stats, series: bool, width: Option<usize>) -> String {
         requests.pending,
         requests.failed,
         requests.unknown,
-        percent(stats.failure_rate)
+        failure_rate(requests)
     );
     let events: Vec<String> = stats
         .events
@@ -160,7 +158,7 @@ pub fn describe(stats: &Stats, series: bool, width: Option<usize>) -> String {
                     source.requests.total.to_string(),
                     source.requests.failed.to_string(),
                     source.requests.pending.to_string(),
-                    percent(source.failure_rate),
+                    failure_rate(&source.requests),
                 ]
             })
             .collect();
@@ -202,7 +200,7 @@ pub fn describe(stats: &Stats, series: bool, width: Option<usize>) -> String {
                     bucket.events.to_string(),
                     bucket.requests.total.to_string(),
                     bucket.requests.failed.to_string(),
-                    percent(rate(&bucket.requests)),
+                    failure_rate(&bucket.requests),
                 ]
             })
             .collect();
