@@ -1213,6 +1213,25 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert_eq!(check_with_db("other.db").status.code(), Some(0));
+    // Every route's problem in one run, not only the first.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"nowhere\"\n\
+         [[routes]]\nname = \"one\"\nfilter = \"$[?(\"\n[routes.sink]\ntype = \"file\"\npath = \"a.jsonl\"\n\
+         [[routes]]\nname = \"two\"\n[routes.sink]\ntype = \"smtp\"\n",
+    )
+    .unwrap();
+    let several = provtrail(&["config", "check", path_arg], None);
+    assert_eq!(several.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&several.stderr);
+    for problem in [
+        "server.listen",
+        "routes.one.filter",
+        "routes.two.sink.type",
+        "3 problems",
+    ] {
+        assert!(said.contains(problem), "{problem}: {said}");
+    }
     // A variable serve could not use is named as one, not as a flag of a usage to follow.
     let bad_variable = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(["config", "check", path_arg])

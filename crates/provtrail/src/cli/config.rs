@@ -60,7 +60,10 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             // As `serve` reads it: the file, with the PROVTRAIL_* variables over it.
             let config =
                 super::serve::ServerArgs::from_environment_with_config(&path)?.resolve()?;
-            let settings = Settings::from_config(&config)?;
+            let settings = match Settings::from_config(&config) {
+                Ok(settings) => settings,
+                Err(first) => return report_problems(&path, &config, first),
+            };
             // What `serve` would load at start: the tokens kept beside the database, and the
             // certificate and key, which must fit.
             provtrail::app::check_kept_tokens(&settings.store.path)?;
@@ -74,4 +77,31 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The settings' first problem and every route's own, so that one run of `config check` names
+/// what a configuration of several routes needs fixed (the settings stop at their first problem;
+/// each route is checked on its own, which finds all but the problems between routes).
+fn report_problems(
+    path: &std::path::Path,
+    config: &provtrail::config::FileConfig,
+    first: provtrail::config::ConfigError,
+) -> anyhow::Result<ExitCode> {
+    let mut problems = vec![first.to_string()];
+    for section in &config.routes {
+        if let Err(err) = provtrail::routes::Routes::compile(std::slice::from_ref(section)) {
+            let problem = err.to_string();
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
+    if problems.len() == 1 {
+        return Err(first.into());
+    }
+    for problem in &problems {
+        eprintln!("error: {}", super::terminal_line(problem));
+    }
+    eprintln!("{}: {} problems", path.display(), problems.len());
+    Ok(ExitCode::from(2))
 }
