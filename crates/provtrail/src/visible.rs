@@ -52,17 +52,49 @@ fn deceptive(c: char) -> bool {
     )
 }
 
-/// `text` with every [`is_hidden`] character escaped, except those `keep` keeps (a line break
-/// where lines are allowed). Borrowed when there is none.
-pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
-    let escaped = |c: char| is_hidden(c) && !keep(c);
-    if !text.chars().any(escaped) {
-        return text.into();
+/// Whether `c`, an [`is_hidden`] character between `before` and `after`, is doing its job in
+/// writing rather than hiding: a zero-width joiner or non-joiner between two characters beyond
+/// ASCII (an emoji sequence, a Persian or Indic word), a variation selector after one (the
+/// emoji form of ❤) or before a keycap.
+fn in_use(c: char, before: Option<char>, after: Option<char>) -> bool {
+    let wide = |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && !c.is_whitespace());
+    match c {
+        '\u{200c}' | '\u{200d}' => wide(before) && wide(after),
+        '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' => {
+            wide(before) || after == Some('\u{20e3}')
+        }
+        _ => false,
     }
+}
+
+/// `text` with every [`is_hidden`] character escaped, except those `keep` keeps (a line break
+/// where lines are allowed) and joiners and variation selectors that join or select (see
+/// [`in_use`]). Borrowed when there is none.
+pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let mut before = None;
+    let mut chars = text.chars().peekable();
+    let mut first = None;
+    let mut at = 0;
+    while let Some(c) = chars.next() {
+        if is_hidden(c) && !keep(c) && !in_use(c, before, chars.peek().copied()) {
+            first = Some(at);
+            break;
+        }
+        before = Some(c);
+        at += c.len_utf8();
+    }
+    let Some(first) = first else {
+        return text.into();
+    };
     let mut safe = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
+    safe.push_str(&text[..first]);
+    let mut before = text[..first].chars().next_back();
+    let mut chars = text[first..].chars().peekable();
+    while let Some(c) = chars.next() {
+        let escaped = is_hidden(c) && !keep(c) && !in_use(c, before, chars.peek().copied());
+        before = Some(c);
         match c {
-            c if !escaped(c) => safe.push(c),
+            c if !escaped => safe.push(c),
             '\n' => safe.push_str("\\n"),
             '\r' => safe.push_str("\\r"),
             '\t' => safe.push_str("\\t"),
@@ -95,5 +127,20 @@ mod tests {
         );
         assert_eq!(escape_hidden("a\nb\tc", |_| false), "a\\nb\\tc");
         assert_eq!(escape_hidden("a\nb\tc", |c| c == '\n'), "a\nb\\tc");
+    }
+
+    #[test]
+    fn joiners_and_selectors_that_do_their_job_in_writing_are_kept() {
+        for text in [
+            "👨\u{200d}👩\u{200d}👧 family",
+            "می\u{200c}خواهم",
+            "❤\u{fe0f}",
+            "1\u{fe0f}\u{20e3}",
+        ] {
+            assert_eq!(escape_hidden(text, |_| false), text);
+        }
+        // Between ASCII letters they only make one word look like another.
+        assert_eq!(escape_hidden("ad\u{200d}min", |_| false), "ad\\u200dmin");
+        assert_eq!(escape_hidden("a\u{fe0f}", |_| false), "a\\ufe0f");
     }
 }

@@ -465,11 +465,55 @@ async fn hostile_event_content_is_shown_as_text_everywhere() {
         "/failures".to_owned(),
     ] {
         let html = page(&server, &cookie, &path).await;
+        // What people read: the page without its attributes' values (those a page sends back,
+        // like a facet's option, stay exact), `title` tooltips apart.
+        let mut shown = String::new();
+        let (mut in_tag, mut quoted) = (false, false);
+        for c in html.chars() {
+            match c {
+                '"' if in_tag => quoted = !quoted,
+                '<' if !quoted => in_tag = true,
+                '>' if !quoted => in_tag = false,
+                _ if quoted => continue,
+                _ => {}
+            }
+            shown.push(c);
+        }
         for hidden in ['\u{202e}', '\u{202c}', '\u{1}', '\u{200b}'] {
-            assert!(!html.contains(hidden), "{path} holds {hidden:?}");
+            assert!(!shown.contains(hidden), "{path} shows {hidden:?}");
+            assert!(
+                !html.contains(&format!("title=\"{hidden}")),
+                "{path} tooltip"
+            );
         }
         assert!(html.contains("\\u202egnp.exe\\u202c"), "{path}:\n{html}");
     }
+    // The source facet sends the value back exact, so that choosing it finds the event.
+    let chosen = page(
+        &server,
+        &cookie,
+        &format!("/?source={}", urlencode(&format!("AD{spoof}"))),
+    )
+    .await;
+    assert!(
+        chosen.contains(&format!("value=\"AD{spoof}\" selected")),
+        "{chosen}"
+    );
+    assert_eq!(chosen.matches("<tr data-id=").count(), 1, "{chosen}");
+    // Joiners that join (an emoji family, a Persian word) are text, not escapes.
+    let family = "👨\u{200d}👩\u{200d}👧 می\u{200c}خواهم";
+    let id = post_event(
+        &server,
+        json!({
+            "trackingNumber": "t-family",
+            "sources": "AD",
+            "recipient": {"type": "IDENTITY", "id": "x", "name": family},
+            "accountRequests": [],
+        }),
+    )
+    .await;
+    let event_page = page(&server, &cookie, &format!("/event/{id}")).await;
+    assert!(event_page.contains(family), "{event_page}");
 }
 
 /// An `application/x-www-form-urlencoded` body.

@@ -120,7 +120,7 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
         let worst: Vec<String> = lines
             .iter()
             .take(3)
-            .map(|line| format!("{} {}", line.source, percent(line.overall)))
+            .map(|line| format!("{} {}", shorten(&line.source, 80), percent(line.overall)))
             .collect();
         format!(
             "Failure rate of account requests per {} for {} sources. Highest overall: {}.",

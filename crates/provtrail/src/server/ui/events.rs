@@ -173,7 +173,7 @@ fn row(event: &EventSummary) -> Markup {
             }
             td.errors data-label=(HEAD[6]) {
                 @if let Some(first) = event.errors.first() {
-                    span title=(first) { (shorten(first, 80)) }
+                    span title=(shorten(first, layout::MAX_SHOWN)) { (shorten(first, 80)) }
                     @if event.errors.len() > 1 { " " span.more { "+" (event.errors.len() - 1) " more" } }
                 }
             }

@@ -247,15 +247,7 @@ fn session_id(parts: &Parts) -> Option<&str> {
 
 /// An HTML response.
 fn html_response(status: StatusCode, markup: Markup) -> Response {
-    let mut html = markup.into_string();
-    // What events hold is shown as the sender wrote it, but a direction override or an
-    // invisible character must not make a value look like another (`crate::visible`). None of
-    // them is in the pages' own markup; HTML's own white space stays.
-    if let std::borrow::Cow::Owned(visible) =
-        crate::visible::escape_hidden(&html, |c| matches!(c, '\n' | '\t' | '\r'))
-    {
-        html = visible;
-    }
+    let html = visible_html(markup.into_string());
     (
         status,
         [(
@@ -265,6 +257,64 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
         html,
     )
         .into_response()
+}
+
+/// `html` with the characters of [`crate::visible`] escaped where people read them: text and
+/// `title` tooltips. What events hold is shown as the sender wrote it, but a direction override
+/// or an invisible character must not make a value look like another. Other attributes are
+/// values the page sends back (a facet's option, a link, a sample filter) and stay exact, so
+/// that choosing such a value still finds it. None of these characters is in the pages' own
+/// markup, and maud escapes `<`, `>` and `"` in what it inserts: a `<` starts a tag, a `"` in a
+/// tag starts or ends an attribute's value.
+fn visible_html(html: String) -> String {
+    let keep = |c: char| matches!(c, '\n' | '\t' | '\r');
+    if let std::borrow::Cow::Borrowed(_) = crate::visible::escape_hidden(&html, keep) {
+        return html;
+    }
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut rest = html.as_str();
+    while !rest.is_empty() {
+        // Text up to the next tag.
+        let text_end = rest.find('<').unwrap_or(rest.len());
+        out.push_str(&crate::visible::escape_hidden(&rest[..text_end], keep));
+        rest = &rest[text_end..];
+        // The tag, its `title` values escaped.
+        let mark = out.len();
+        let mut in_tag = 0;
+        let mut quoted_from: Option<usize> = None;
+        for (at, c) in rest.char_indices() {
+            match quoted_from {
+                None => {
+                    out.push(c);
+                    if c == '"' {
+                        quoted_from = Some(at + 1);
+                    } else if c == '>' {
+                        in_tag = at + 1;
+                        break;
+                    }
+                }
+                Some(from) if c == '"' => {
+                    let value = &rest[from..at];
+                    if rest[..from].ends_with("title=\"") {
+                        out.push_str(&crate::visible::escape_hidden(value, keep));
+                    } else {
+                        out.push_str(value);
+                    }
+                    out.push('"');
+                    quoted_from = None;
+                }
+                Some(_) => {}
+            }
+        }
+        if in_tag == 0 {
+            // Not closed (cannot happen with maud): the rest as it is.
+            out.truncate(mark);
+            out.push_str(rest);
+            break;
+        }
+        rest = &rest[in_tag..];
+    }
+    out
 }
 
 /// A page that says what went wrong.
@@ -384,4 +434,23 @@ fn range_since(range: &str, now: i64) -> Option<i64> {
         .iter()
         .find(|(name, _, _)| *name == range)
         .and_then(|(_, _, length)| length.map(|length| now - length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible_html;
+
+    #[test]
+    fn text_and_tooltips_show_hidden_characters_and_values_sent_back_stay_exact() {
+        let html = "<p class=\"x\">a\u{202e}b</p><option value=\"soft\u{ad}hyphen\">soft\u{ad}hyphen</option>\
+                    <span title=\"t\u{200b}\">👨\u{200d}👩</span>"
+            .to_owned();
+        assert_eq!(
+            visible_html(html),
+            "<p class=\"x\">a\\u202eb</p><option value=\"soft\u{ad}hyphen\">soft\\u00adhyphen</option>\
+             <span title=\"t\\u200b\">👨\u{200d}👩</span>"
+        );
+        let plain = "<p title=\"é\">plain</p>".to_owned();
+        assert_eq!(visible_html(plain.clone()), plain);
+    }
 }
