@@ -171,6 +171,8 @@ struct Claim {
     /// The appender that holds it ([`Appender::id`]), so that it is released when that one goes.
     owner: u64,
     real_path: PathBuf,
+    /// The device and inode of the file once opened.
+    identity: Option<FileIdentity>,
 }
 
 /// The path of `path` with its directory's links and `..` resolved.
@@ -384,6 +386,10 @@ impl Appender {
             }
         }
         let first = lines.first().map_or(0, |line| line.len() as u64);
+        if state.is_none() {
+            *state = Some(self.open_file()?);
+        }
+        // Checked after opening too: a file found at start (a restart) may already be full.
         if let Some(open) = state.as_ref() {
             if open.size > 0 && open.size + first > self.max_size {
                 // The lines written so far go to disk before their file is renamed away, so
@@ -391,20 +397,8 @@ impl Appender {
                 self.flush_before_closing(open)?;
                 *state = None;
                 self.rotate()?;
+                *state = Some(self.open_file()?);
             }
-        }
-        if state.is_none() {
-            self.claim()?;
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            let metadata = file.metadata()?;
-            *state = Some(OpenFile {
-                file: Arc::new(file),
-                size: metadata.len(),
-                identity: file_identity(&metadata),
-            });
         }
         let Some(open) = state.as_mut() else {
             return Err(std::io::Error::other("file sink not open"));
@@ -431,6 +425,51 @@ impl Appender {
             count,
             self.written.fetch_add(count64, Ordering::AcqRel) + count64,
         ))
+    }
+
+    /// Opens (creates) the file at `path` for appending, once this route holds the claim to it
+    /// by path and by identity.
+    fn open_file(&self) -> std::io::Result<OpenFile> {
+        self.claim()?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let metadata = file.metadata()?;
+        let identity = file_identity(&metadata);
+        self.claim_identity(identity)?;
+        Ok(OpenFile {
+            file: Arc::new(file),
+            size: metadata.len(),
+            identity,
+        })
+    }
+
+    /// Claims the opened file by its device and inode too: a link made to another route's file
+    /// (a symbolic link in place of the file, or a hard link) is the same file under another
+    /// real path.
+    fn claim_identity(&self, identity: Option<FileIdentity>) -> std::io::Result<()> {
+        let Some(identity) = identity else {
+            return Ok(());
+        };
+        let mut claims = CLAIMS
+            .lock()
+            .map_err(|_| std::io::Error::other("file sink claims poisoned"))?;
+        if let Some(other) = claims
+            .iter()
+            .find(|claim| claim.route != self.route && claim.identity == Some(identity))
+        {
+            return Err(std::io::Error::other(format!(
+                "route {:?} writes to the same file ({}) through a link; give the two routes \
+                 different files",
+                other.route,
+                other.real_path.display()
+            )));
+        }
+        if let Some(own) = claims.iter_mut().find(|claim| claim.owner == self.id) {
+            own.identity = Some(identity);
+        }
+        Ok(())
     }
 
     /// Claims the file at `path` for this route before it is opened (see [`CLAIMS`]); an error
@@ -460,6 +499,7 @@ impl Appender {
             route: self.route.clone(),
             owner: self.id,
             real_path: real,
+            identity: None,
         });
         Ok(())
     }
@@ -704,10 +744,37 @@ mod tests {
             );
         }
         assert_eq!(line_count(&dir.path().join("out.jsonl")), 1);
+        // A link in place of the file, or a hard link, is the same file under another path.
+        let links = dir.path().join("links");
+        std::fs::create_dir(&links).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("out.jsonl"), links.join("soft.jsonl")).unwrap();
+        std::fs::hard_link(dir.path().join("out.jsonl"), links.join("hard.jsonl")).unwrap();
+        for name in ["soft.jsonl", "hard.jsonl"] {
+            let linked = Appender::new(name, links.join(name), 1 << 20, 2, false);
+            let (written, error) = linked.append_all(&[b"c\n".to_vec()]);
+            assert_eq!(written, 0, "{name}");
+            assert!(
+                error.unwrap().to_string().contains("route \"first\""),
+                "{name}"
+            );
+        }
+        assert_eq!(line_count(&dir.path().join("out.jsonl")), 1);
         // Once the first route is gone (a restart with a new configuration), the file is free.
         drop(first);
         assert_eq!(second.append_all(&[b"b\n".to_vec()]).0, 1);
         assert_eq!(line_count(&dir.path().join("out.jsonl")), 2);
+    }
+
+    #[test]
+    fn a_file_found_full_at_start_is_rotated_before_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.jsonl");
+        std::fs::write(&path, vec![b'x'; 1000]).unwrap();
+        let appender = Appender::new("test", path.clone(), 1024, 2, false);
+        let line = vec![b'y'; 100];
+        assert_eq!(appender.append_all(&[line]).0, 1);
+        assert_eq!(std::fs::metadata(rotated(&path, 1)).unwrap().len(), 1000);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 100);
     }
 
     #[test]
