@@ -105,11 +105,16 @@ async fn commands_that_deliver_nothing_run_without_the_servers_secrets_and_confi
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &webhook_route(
-            "hook",
-            "http://127.0.0.1:47080/${env:PROVTRAIL_TEST_UNSET_PATH}",
-            r#"bearer_token = "${env:PROVTRAIL_TEST_UNSET_TOKEN}"
+        &format!(
+            "{}{}",
+            webhook_route(
+                "hook",
+                "http://127.0.0.1:47080/${env:PROVTRAIL_TEST_UNSET_PATH}",
+                r#"bearer_token = "${env:PROVTRAIL_TEST_UNSET_TOKEN}"
 headers = { "X-Key" = "${file:/nonexistent/provtrail-secret}" }"#,
+            ),
+            // A whole URL kept secret, as a Slack webhook's is.
+            webhook_route("slack", "${env:PROVTRAIL_TEST_UNSET_URL}", ""),
         ),
     );
     // The server needs them: it refuses to start, and so does the check of its configuration.
@@ -133,6 +138,7 @@ headers = { "X-Key" = "${file:/nonexistent/provtrail-secret}" }"#,
         let (code, _, stderr) = run_provtrail(&args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
         for missing in [
+            "PROVTRAIL_TEST_UNSET_URL is not set",
             "PROVTRAIL_TEST_UNSET_PATH is not set",
             "PROVTRAIL_TEST_UNSET_TOKEN is not set",
             "cannot read the secret file /nonexistent/provtrail-secret",

@@ -64,8 +64,7 @@ pub fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
     let (settings, stood_in) = Settings::from_config_standing_in(&config)?;
     for why in stood_in {
         eprintln!(
-            "note: {why}; it stands in as {:?} here (provtrail serve needs it)",
-            provtrail::routes::secret::STAND_IN
+            "note: {why}; a stand-in (unset-secret) takes its place here (provtrail serve needs it)"
         );
     }
     Ok(settings)

@@ -442,15 +442,28 @@ impl Routes {
 
     /// Compiles like [`Routes::compile_beside`] for a command that reads the routes but delivers
     /// nothing: a secret that only the server's environment holds stands in as
-    /// [`secret::STAND_IN`] instead of failing it. Also returns why each stand-in was needed.
+    /// one of [`secret::STAND_INS`] instead of failing it. Also returns why each stand-in was needed.
     pub fn compile_standing_in(
         sections: &[RouteSection],
         store: Option<&std::path::Path>,
     ) -> Result<(Routes, Vec<SecretError>), ConfigError> {
-        let redactor = Redactor::default();
-        let secrets = Secrets::standing_in(redactor.clone());
-        let routes = Routes::compile_with(sections, store, secrets.clone(), redactor)?;
-        Ok((routes, secrets.stood_in()))
+        let mut first_error = None;
+        for stand_in in secret::STAND_INS {
+            let redactor = Redactor::default();
+            let secrets = Secrets::standing_in(redactor.clone(), stand_in);
+            match Routes::compile_with(sections, store, secrets.clone(), redactor) {
+                Ok(routes) => return Ok((routes, secrets.stood_in())),
+                // Without a stand-in in play, another cannot help.
+                Err(err) if secrets.stood_in().is_empty() => return Err(err),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| ConfigError::Invalid {
+            setting: "routes".into(),
+            message: "no stand-in for the missing secrets fits".into(),
+        }))
     }
 
     fn compile_with(

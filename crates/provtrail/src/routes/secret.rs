@@ -362,14 +362,20 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
 /// What an unavailable secret resolves to where [`Secrets::standing_in`] lets it.
 pub const STAND_IN: &str = "unset-secret";
 
+/// The stand-ins tried in turn, until the routes compile: a secret that is a whole URL (a Slack
+/// webhook's) must stand in as one, a port as a number.
+pub const STAND_INS: [&str; 3] = [STAND_IN, "https://unset-secret.invalid/", "1"];
+
 /// Resolves references and remembers every secret it produced.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     redactor: Redactor,
     /// Set for commands that read routes but deliver nothing (`routes list`, `deadletter`,
     /// `replay`): a variable or file that only the server's environment has then resolves to
-    /// [`STAND_IN`], and why is noted here, instead of failing the command.
+    /// the stand-in, and why is noted here, instead of failing the command.
     stand_ins: Option<Arc<std::sync::Mutex<Vec<SecretError>>>>,
+    /// The stand-in: one of [`STAND_INS`].
+    stand_in: &'static str,
 }
 
 impl Secrets {
@@ -378,15 +384,17 @@ impl Secrets {
         Secrets {
             redactor,
             stand_ins: None,
+            stand_in: STAND_IN,
         }
     }
 
     /// Resolves like [`Secrets::new`], except that a variable that is not set or a file that
-    /// cannot be read resolves to [`STAND_IN`]; [`Secrets::stood_in`] says which.
-    pub fn standing_in(redactor: Redactor) -> Self {
+    /// cannot be read resolves to `stand_in`; [`Secrets::stood_in`] says which.
+    pub fn standing_in(redactor: Redactor, stand_in: &'static str) -> Self {
         Secrets {
             redactor,
             stand_ins: Some(Arc::default()),
+            stand_in,
         }
     }
 
@@ -406,7 +414,7 @@ impl Secrets {
                 {
                     notes.push(err);
                 }
-                Ok(STAND_IN.to_owned())
+                Ok(self.stand_in.to_owned())
             }
             (outcome, _) => outcome,
         }
