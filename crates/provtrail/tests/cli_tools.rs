@@ -1218,7 +1218,9 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         &path,
         "[server]\nlisten = \"nowhere\"\n\
          [[routes]]\nname = \"one\"\nfilter = \"$[?(\"\n[routes.sink]\ntype = \"file\"\npath = \"a.jsonl\"\n\
-         [[routes]]\nname = \"two\"\n[routes.sink]\ntype = \"smtp\"\n",
+         [[routes]]\nname = \"two\"\n[routes.sink]\ntype = \"smtp\"\n\
+         [[routes]]\nname = \"three\"\n[routes.sink]\ntype = \"file\"\npath = \"same.jsonl\"\n\
+         [[routes]]\nname = \"four\"\n[routes.sink]\ntype = \"file\"\npath = \"same.jsonl\"\n",
     )
     .unwrap();
     let several = provtrail(&["config", "check", path_arg], None);
@@ -1228,7 +1230,8 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         "server.listen",
         "routes.one.filter",
         "routes.two.sink.type",
-        "3 problems",
+        "route \"three\" writes to the same file",
+        "4 problems",
     ] {
         assert!(said.contains(problem), "{problem}: {said}");
     }

@@ -88,13 +88,22 @@ fn report_problems(
     first: provtrail::config::ConfigError,
 ) -> anyhow::Result<ExitCode> {
     let mut problems = vec![first.to_string()];
-    for section in &config.routes {
-        if let Err(err) = provtrail::routes::Routes::compile(std::slice::from_ref(section)) {
-            let problem = err.to_string();
-            if !problems.contains(&problem) {
-                problems.push(problem);
-            }
+    let mut note = |err: provtrail::config::ConfigError| {
+        let problem = err.to_string();
+        if !problems.contains(&problem) {
+            problems.push(problem);
         }
+    };
+    let mut sound = Vec::new();
+    for section in &config.routes {
+        match provtrail::routes::Routes::compile(std::slice::from_ref(section)) {
+            Ok(_) => sound.push(section.clone()),
+            Err(err) => note(err),
+        }
+    }
+    // Between the routes that are sound on their own: two names alike, two routes on one file.
+    if let Err(err) = provtrail::routes::Routes::compile(&sound) {
+        note(err);
     }
     if problems.len() == 1 {
         return Err(first.into());
