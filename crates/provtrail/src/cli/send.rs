@@ -180,9 +180,14 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let read = producer
         .await
         .context("the input reader stopped unexpectedly")?;
+    // An input that gave nothing to send is an error of its own, with no report of nothing.
+    let read = match read {
+        Err(err) if report.sent == 0 => return Err(err),
+        read => read,
+    };
     print_report(&report, args.format)?;
     if let Err(err) = read {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", super::terminal_line(&format!("{err:#}")));
         return Ok(ExitCode::from(2));
     }
     let all_kept = report.kept() == report.sent && report.sent > 0;

@@ -190,6 +190,9 @@ pub(super) fn build(
         .map_err(|_| SinkConfigError::new("content_type", "not a valid header value"))?;
     headers.insert(reqwest::header::CONTENT_TYPE, value);
     shown.push(("Content-Type".to_owned(), content_type.clone()));
+    // The HTTP client's own, so that the preview is the whole request.
+    shown.push(("User-Agent".to_owned(), USER_AGENT.to_owned()));
+    shown.push(("Accept".to_owned(), "*/*".to_owned()));
     let has_credentials = settings.bearer_token.is_some()
         || settings.basic_user.is_some()
         || settings.basic_password.is_some();
@@ -315,7 +318,7 @@ pub(super) fn build(
         }))
         .timeout(context.timeout)
         .connect_timeout(context.timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("provtrail/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
         .map_err(|err| SinkConfigError::new("", format!("cannot build the HTTP client: {err}")))?;
     let webhook = Webhook {
@@ -331,6 +334,9 @@ pub(super) fn build(
     webhook.check_template()?;
     Ok(Arc::new(webhook))
 }
+
+/// The `User-Agent` of every delivery.
+const USER_AGENT: &str = concat!("provtrail/", env!("CARGO_PKG_VERSION"));
 
 /// Why a header of `headers` may not be set there (`name` in lower case), or None. What the
 /// request carries must be what `routes test` shows: a second `Idempotency-Key` would break the
@@ -719,6 +725,11 @@ mod tests {
             assert_eq!(err.setting, format!("headers.{named}"), "{headers}");
             assert!(err.message.contains(why), "{headers}: {}", err.message);
         }
+        // The preview is the whole request, the client's own headers included.
+        let sink = build_with(url, &Secrets::default()).unwrap();
+        let shown = preview(&sink).headers;
+        assert!(shown.contains(&("User-Agent".to_owned(), USER_AGENT.to_owned())));
+        assert!(shown.contains(&("Accept".to_owned(), "*/*".to_owned())));
         // Authorization: a scheme of the receiver's own, unless the credentials settings set it.
         let custom = format!("{url}headers = {{ \"Authorization\" = \"Token abc123\" }}");
         assert!(build_with(&custom, &Secrets::default()).is_ok());
