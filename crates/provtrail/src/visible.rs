@@ -71,28 +71,23 @@ fn in_use(c: char, before: Option<char>, after: Option<char>) -> bool {
 /// where lines are allowed) and joiners and variation selectors that join or select (see
 /// [`in_use`]). Borrowed when there is none.
 pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    // Allocated at the first character to escape: most text has none.
+    let mut safe: Option<String> = None;
     let mut before = None;
-    let mut chars = text.chars().peekable();
-    let mut first = None;
-    let mut at = 0;
-    while let Some(c) = chars.next() {
-        if is_hidden(c) && !keep(c) && !in_use(c, before, chars.peek().copied()) {
-            first = Some(at);
-            break;
-        }
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let after = chars.peek().map(|&(_, next)| next);
+        let escaped = is_hidden(c) && !keep(c) && !in_use(c, before, after);
         before = Some(c);
-        at += c.len_utf8();
-    }
-    let Some(first) = first else {
-        return text.into();
-    };
-    let mut safe = String::with_capacity(text.len() + 16);
-    safe.push_str(&text[..first]);
-    let mut before = text[..first].chars().next_back();
-    let mut chars = text[first..].chars().peekable();
-    while let Some(c) = chars.next() {
-        let escaped = is_hidden(c) && !keep(c) && !in_use(c, before, chars.peek().copied());
-        before = Some(c);
+        let safe = match (&mut safe, escaped) {
+            (Some(safe), _) => safe,
+            (None, false) => continue,
+            (None, true) => {
+                let mut started = String::with_capacity(text.len() + 16);
+                started.push_str(&text[..at]);
+                safe.insert(started)
+            }
+        };
         match c {
             c if !escaped => safe.push(c),
             '\n' => safe.push_str("\\n"),
@@ -109,7 +104,7 @@ pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
             }
         }
     }
-    safe.into()
+    safe.map_or(Cow::Borrowed(text), Cow::Owned)
 }
 
 #[cfg(test)]

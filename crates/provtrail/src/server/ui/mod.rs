@@ -268,7 +268,10 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
 /// tag starts or ends an attribute's value.
 fn visible_html(html: String) -> String {
     let keep = |c: char| matches!(c, '\n' | '\t' | '\r');
-    if let std::borrow::Cow::Borrowed(_) = crate::visible::escape_hidden(&html, keep) {
+    if !html
+        .chars()
+        .any(|c| crate::visible::is_hidden(c) && !keep(c))
+    {
         return html;
     }
     let mut out = String::with_capacity(html.len() + 64);
