@@ -641,6 +641,127 @@ fn show_search_and_quarantine_print_no_terminal_escapes_from_what_was_sent() {
 }
 
 #[test]
+fn an_export_imported_again_restores_its_events_with_their_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = store_with_event(dir.path(), "first.db", "inv-export-1");
+    let export = provtrail(&["export", "--db", &first], None);
+    assert_eq!(export.status.code(), Some(0));
+    let exported = stdout(&export);
+    let line: Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
+
+    // A line as another store exported it: received long ago, on a channel, from an address.
+    let mut old = line.clone();
+    old["received_at"] = "2020-01-02T03:04:05.678Z".into();
+    old["channel"] = "hr".into();
+    old["remote_addr"] = "10.1.2.3:44321".into();
+    old["method"] = "POST".into();
+    old["path"] = "/events/hr".into();
+    old["raw"] = String::from_utf8(event("inv-export-2")).unwrap().into();
+    // Not restorable: a time that is not RFC 3339. It must be named, and nothing stored.
+    let mut bad = line.clone();
+    bad["received_at"] = "yesterday".into();
+    bad["raw"] = String::from_utf8(event("inv-export-3")).unwrap().into();
+    // An event that happens to carry `raw`, `received_at` and `event` members is still an event.
+    let mut odd: Value = serde_json::from_slice(&event("inv-export-4")).unwrap();
+    odd["raw"] = "x".into();
+    odd["received_at"] = "2020-01-01T00:00:00Z".into();
+    odd["event"] = Value::Null;
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, format!("{exported}{old}\n{bad}\n{odd}\n")).unwrap();
+    let second = dir.path().join("second.db").display().to_string();
+    let import = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &second,
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(import.status.code(), Some(1), "{}", stdout(&import));
+    let report: Value = serde_json::from_str(stdout(&import).trim()).unwrap();
+    assert_eq!(report["accepted"], 3, "{report}");
+    assert_eq!(report["restored_from_export"], 2, "{report}");
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["problems"][0]["line"], 3, "{report}");
+    let error = report["problems"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("received_at") && error.contains("yesterday"),
+        "{error}"
+    );
+
+    let again = provtrail(&["export", "--db", &second], None);
+    let lines: Vec<Value> = stdout(&again)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    // The first store's event comes back as it was exported, receipt and body alike.
+    for key in [
+        "received_at",
+        "channel",
+        "remote_addr",
+        "method",
+        "path",
+        "size",
+        "invocation_id",
+        "tracking_number",
+        "outcome",
+        "warnings",
+        "event",
+        "raw",
+    ] {
+        assert_eq!(lines[0][key], line[key], "{key}");
+    }
+    assert_eq!(lines[1]["received_at"], "2020-01-02T03:04:05.678Z");
+    assert_eq!(lines[1]["channel"], "hr");
+    assert_eq!(lines[1]["remote_addr"], "10.1.2.3:44321");
+    assert_eq!(lines[1]["method"], "POST");
+    assert_eq!(lines[1]["path"], "/events/hr");
+    assert_eq!(lines[1]["invocation_id"], "inv-export-2");
+    // The event with export-like members was imported as itself, members and all.
+    assert_eq!(lines[2]["method"], "IMPORT");
+    assert_eq!(lines[2]["event"]["raw"], "x");
+
+    // Imported again: every event is a duplicate; `--channel` relabels restored events.
+    let third = dir.path().join("third.db").display().to_string();
+    let relabelled = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &third,
+            "--channel",
+            "moved",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(relabelled.status.code(), Some(1));
+    let moved = provtrail(&["export", "--db", &third], None);
+    let channels: Vec<Value> = stdout(&moved)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["channel"].clone())
+        .collect();
+    assert_eq!(channels, vec!["moved", "moved", "moved"]);
+    let twice = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &second,
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let report: Value = serde_json::from_str(stdout(&twice).trim()).unwrap();
+    assert_eq!(report["duplicate"], 3, "{report}");
+    assert_eq!(report["accepted"], 0, "{report}");
+}
+
+#[test]
 fn export_reads_the_file_without_starting_a_store_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let db_arg = store_with_event(dir.path(), "copy.db", "inv-copy");

@@ -24,7 +24,8 @@ const IN_FLIGHT: usize = 256;
 pub struct IngestArgs {
     /// The events: a JSON file with one event, or JSON lines (`-` for standard input). A
     /// `.jsonl` or `.ndjson` file, or an input that is one JSON document per line, is read as
-    /// JSON lines without --jsonl.
+    /// JSON lines without --jsonl. Lines of `provtrail export` are restored with the receipt
+    /// they were first received with.
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
     /// The database file.
@@ -49,6 +50,8 @@ const LISTED_PROBLEMS: usize = 100;
 
 #[derive(Debug, Default)]
 struct Tally {
+    /// Lines of `provtrail export` read back with their receipts (counted in the outcomes too).
+    restored: u64,
     accepted: u64,
     duplicate: u64,
     quarantined: u64,
@@ -75,7 +78,8 @@ struct Imported {
     line: u64,
     /// For a document headed for quarantine, its validation problems.
     invalid: Vec<String>,
-    result: Result<IngestOutcome, StoreError>,
+    /// What the store made of it, or why it was not stored.
+    result: Result<IngestOutcome, String>,
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -119,14 +123,35 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let Some((line, raw)) = documents.recv().await else {
             break;
         };
-        let receipt = Receipt {
-            received_at: chrono::Utc::now().timestamp_millis(),
-            remote_addr: None,
-            channel: args.channel.clone(),
-            method: "IMPORT".to_owned(),
-            path: source.clone(),
-            size: raw.len() as u64,
-            user_agent: None,
+        let restored = match exported_event(&raw) {
+            None => {
+                let receipt = Receipt {
+                    received_at: chrono::Utc::now().timestamp_millis(),
+                    remote_addr: None,
+                    channel: args.channel.clone(),
+                    method: "IMPORT".to_owned(),
+                    path: source.clone(),
+                    size: raw.len() as u64,
+                    user_agent: None,
+                };
+                Ok((raw, receipt))
+            }
+            Some(exported) => exported
+                .and_then(|exported| exported.restore(args.channel.as_deref()))
+                .inspect(|_| tally.restored += 1),
+        };
+        let (raw, receipt) = match restored {
+            Ok(restored) => restored,
+            Err(problem) => {
+                // Not stored at all: quarantining the export line would keep a copy of an event
+                // under a wrapper nobody sent; the fix is to repair the line and import it again.
+                in_flight.push_back(Pending {
+                    line,
+                    invalid: Vec::new(),
+                    answer: Answer::Refused(problem),
+                });
+                continue;
+            }
         };
         let incoming = ingestor.prepare(raw, receipt);
         let invalid = match &incoming.content {
@@ -163,6 +188,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             "{}",
             json!({
                 "accepted": tally.accepted,
+                "restored_from_export": tally.restored,
                 "duplicate": tally.duplicate,
                 "quarantined": tally.quarantined,
                 "failed": tally.failed,
@@ -186,6 +212,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 tally.quarantined,
                 tally.failed
             )?;
+            if tally.restored > 0 {
+                say!(
+                    "  {} of them were lines of `provtrail export`: each kept with the body and \
+                     the receipt (time, channel, sender) it was first received with",
+                    tally.restored
+                )?;
+            }
             for problem in &tally.problems {
                 let first = problem
                     .errors
@@ -230,6 +263,8 @@ type Waiting = std::pin::Pin<Box<dyn Future<Output = Result<IngestOutcome, Store
 enum Answer {
     Waiting(Waiting),
     Given(Result<IngestOutcome, StoreError>),
+    /// Not handed to the store: why.
+    Refused(String),
 }
 
 /// A document handed to the store, and its answer.
@@ -242,8 +277,9 @@ struct Pending {
 impl Pending {
     async fn finish(self) -> Imported {
         let result = match self.answer {
-            Answer::Waiting(waiting) => waiting.await,
-            Answer::Given(result) => result,
+            Answer::Waiting(waiting) => waiting.await.map_err(|err| err.to_string()),
+            Answer::Given(result) => result.map_err(|err| err.to_string()),
+            Answer::Refused(problem) => Err(problem),
         };
         Imported {
             line: self.line,
@@ -290,12 +326,129 @@ fn collect(imported: Imported, tally: &mut Tally) {
                 line,
                 outcome: "failed",
                 quarantine_id: None,
-                errors: vec![err.to_string()],
+                errors: vec![err],
             }
         }
     };
     // Answers come in input order: the first problems are the earliest lines.
     if tally.problems.len() < LISTED_PROBLEMS {
         tally.problems.push(problem);
+    }
+}
+
+/// Longest request path kept in a receipt, as the server keeps it.
+const MAX_PATH_CHARS: usize = 300;
+
+/// Longest `User-Agent` kept in a receipt, as the server keeps it.
+const MAX_USER_AGENT_CHARS: usize = 200;
+
+/// A line of `provtrail export --format jsonl`: the body as first received and its receipt.
+/// Read back by `ingest`, so that an export restores a store (or moves it to another machine)
+/// with the times, channels and senders of the original deliveries, not the time of the import.
+#[derive(Debug, serde::Deserialize)]
+struct ExportedEvent {
+    received_at: String,
+    raw: String,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    remote_addr: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    user_agent: Option<String>,
+}
+
+/// What decides whether a document is an export line rather than an event: an export line
+/// has the event under `event` and the body under `raw`, and an event has neither (it has a
+/// `trackingNumber` or an `_metadata` envelope at the top instead).
+#[derive(Debug, serde::Deserialize)]
+struct ExportShape {
+    #[serde(default)]
+    event: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    raw: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    received_at: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "trackingNumber")]
+    tracking_number: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "_metadata")]
+    metadata: Option<serde::de::IgnoredAny>,
+}
+
+/// The document read as a line of `provtrail export`, when it is one; an error names what is
+/// wrong with a line that has an export's shape but cannot be restored.
+fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
+    // Cheap test first: events are imported by the million, and almost none are export lines.
+    let finder = |needle: &[u8]| memchr::memmem::find(document, needle).is_some();
+    if !(finder(b"\"raw\"") && finder(b"\"received_at\"") && finder(b"\"event\"")) {
+        return None;
+    }
+    let shape: ExportShape = serde_json::from_slice(document).ok()?;
+    let is_export = shape.event.is_some()
+        && shape.raw.is_some()
+        && shape.received_at.is_some()
+        && shape.tracking_number.is_none()
+        && shape.metadata.is_none();
+    if !is_export {
+        return None;
+    }
+    Some(
+        serde_json::from_slice::<ExportedEvent>(document).map_err(|err| {
+            format!(
+                "a line of `provtrail export` whose `raw` and `received_at` must be strings: {err}"
+            )
+        }),
+    )
+}
+
+impl ExportedEvent {
+    /// The body and its receipt as first received. `--channel` relabels restored events too.
+    fn restore(self, channel: Option<&str>) -> Result<(Bytes, Receipt), String> {
+        let received_at = chrono::DateTime::parse_from_rfc3339(self.received_at.trim())
+            .map_err(|err| {
+                format!(
+                    "a line of `provtrail export` whose `received_at` ({:?}) is not an RFC 3339 \
+                     time: {err}",
+                    super::terminal_line(&self.received_at)
+                )
+            })?
+            .timestamp_millis();
+        let channel = match channel {
+            Some(channel) => Some(channel.to_owned()),
+            None => self.channel,
+        };
+        if let Some(channel) = &channel {
+            if !provtrail::ingest::is_channel_name(channel) {
+                return Err(format!(
+                    "a line of `provtrail export` whose `channel` ({:?}) is not a channel name \
+                     (give --channel to file its events under another)",
+                    super::terminal_line(channel)
+                ));
+            }
+        }
+        let raw = Bytes::from(self.raw.into_bytes());
+        let receipt = Receipt {
+            received_at,
+            remote_addr: self
+                .remote_addr
+                .map(|address| address.chars().take(MAX_PATH_CHARS).collect()),
+            channel,
+            method: self.method.filter(|method| !method.is_empty()).map_or_else(
+                || "IMPORT".to_owned(),
+                |method| method.chars().take(16).collect(),
+            ),
+            path: self
+                .path
+                .map(|path| path.chars().take(MAX_PATH_CHARS).collect())
+                .unwrap_or_default(),
+            size: raw.len() as u64,
+            user_agent: self
+                .user_agent
+                .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect()),
+        };
+        Ok((raw, receipt))
     }
 }
