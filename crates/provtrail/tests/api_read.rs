@@ -47,6 +47,12 @@ async fn only_read_tokens_open_the_api_and_the_document_is_public() {
             let answer = get(&server, path, &[], token).await;
             let error = refusal(&answer, 401);
             assert_eq!(error["code"], "unauthorized");
+            // The read API takes a read token alone: its refusal offers nothing else.
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("read token") && !message.contains("Basic"),
+                "{error}"
+            );
             assert_eq!(
                 answer.header("www-authenticate"),
                 Some(r#"Bearer realm="provtrail""#)
@@ -756,6 +762,23 @@ async fn stats_count_account_requests_by_result_source_and_bucket() {
     let stats = read(&server, "/api/v1/stats", &docs).await;
     assert_eq!(stats["requests"]["total"], 1);
     assert_eq!(stats["top_errors"][0]["message"], "Connector AD Failed");
+    // A channel is matched as the search matches it: case and surrounding spaces aside.
+    let mut shouted = query.clone();
+    shouted.push(("channel", " DOCS "));
+    let loud = read(&server, "/api/v1/stats", &shouted).await;
+    assert_eq!(loud["requests"], stats["requests"]);
+    let found = read(&server, "/api/v1/events", &[("channel", " DOCS ")]).await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    // A range without account requests has no failure rate (not a rate of 0).
+    let empty = read(
+        &server,
+        "/api/v1/stats",
+        &[("since", "2001-01-01"), ("until", "2001-01-02")],
+    )
+    .await;
+    assert_eq!(empty["requests"]["total"], 0);
+    assert!(empty["failure_rate"].is_null(), "{empty}");
+    assert!(stats["failure_rate"].is_f64(), "{stats}");
     // Defaults: the last 30 days up to now, by day.
     let stats = read(&server, "/api/v1/stats", &[]).await;
     let days = stats["series"].as_array().unwrap().len();
@@ -824,6 +847,13 @@ async fn the_delivery_log_lists_every_request_including_refused_ones() {
             .filter(|s| s.channel.as_deref() == Some("prod"))
             .count()
     );
+    let shouted = read(
+        &server,
+        "/api/v1/deliveries",
+        &[("channel", "Prod"), ("limit", "1000")],
+    )
+    .await;
+    assert_eq!(shouted["items"], prod["items"]);
     let old = read(
         &server,
         "/api/v1/deliveries",

@@ -134,3 +134,37 @@ fn text_format_shows_match_and_explain_shows_the_parse() {
     assert!(text.contains("filter"), "{text}");
     assert!(text.contains("\"department\""), "{text}");
 }
+
+#[test]
+fn json_lines_are_recognised_without_the_flag_and_each_answer_names_its_line() {
+    let input = "{\"a\": 1}\n\n{\"a\": 2}\nnot json\n";
+    let out = provtrail(
+        &["filter", "$[?($.a == 2)]", "--format", "json"],
+        Some(input),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON lines"));
+    let answers = json_lines(&out);
+    assert_eq!(answers.len(), 3);
+    let lines: Vec<u64> = answers
+        .iter()
+        .map(|a| a["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1, 3, 4]);
+    assert_eq!(answers[1]["match"], true);
+    assert!(
+        answers[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidJson")
+    );
+}
+
+#[test]
+fn an_input_without_a_document_exits_2() {
+    for input in ["", "  \n\n"] {
+        let out = provtrail(&["filter", "$"], Some(input));
+        assert_eq!(out.status.code(), Some(2), "{input:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no documents"));
+    }
+}

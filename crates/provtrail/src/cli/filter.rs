@@ -29,13 +29,14 @@ pub enum JaywayOption {
 ///
 /// Exit status: 0 when the expression compiled and the input was read (per-document failures,
 /// including documents that are not JSON, are reported in the output); 2 when the expression does
-/// not compile or the input cannot be read.
+/// not compile, or the input cannot be read or holds no document.
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Treat the input as JSON lines: evaluate the expression on each non-empty line.
+    /// Treat the input as JSON lines: evaluate the expression on each non-empty line. An input
+    /// that is one JSON document per line is read so without it.
     #[arg(long)]
     pub jsonl: bool,
     /// Show how the expression was parsed before evaluating it (on standard error with
@@ -87,13 +88,27 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if args.jsonl {
+    if input.trim().is_empty() {
+        eprintln!("error: {}", super::NO_DOCUMENTS);
+        return Ok(ExitCode::from(2));
+    }
+    let jsonl = args.jsonl || super::reads_as_json_lines(input.as_bytes());
+    if jsonl && !args.jsonl {
+        eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
+    }
+    if jsonl {
         for (n, line) in input.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let label = format!("line {}", n + 1);
-            report(&mut out, args.format, &path, options, line, Some(&label))?;
+            report(
+                &mut out,
+                args.format,
+                &path,
+                options,
+                line,
+                Some(n as u64 + 1),
+            )?;
         }
     } else {
         report(&mut out, args.format, &path, options, &input, None)?;
@@ -136,14 +151,20 @@ fn report(
     path: &Path,
     options: Options,
     text: &str,
-    label: Option<&str>,
+    line: Option<u64>,
 ) -> anyhow::Result<()> {
-    let o = outcome(path, options, text);
+    let mut o = outcome(path, options, text);
     match format {
-        Format::Json => writeln!(out, "{o}")?,
+        Format::Json => {
+            // Blank lines are skipped: each answer says which line it is about.
+            if let (Some(line), Some(object)) = (line, o.as_object_mut()) {
+                object.insert("line".to_owned(), line.into());
+            }
+            writeln!(out, "{o}")?
+        }
         Format::Text => {
-            if let Some(l) = label {
-                writeln!(out, "{l}:")?;
+            if let Some(line) = line {
+                writeln!(out, "line {line}:")?;
             }
             let matched = o["match"].as_bool().unwrap_or(false);
             writeln!(out, "match: {}", if matched { "yes" } else { "no" })?;

@@ -51,8 +51,9 @@ pub struct SearchArgs {
     /// An account request's `accountOperation` (Create, Modify, …).
     #[arg(long, value_name = "OPERATION")]
     pub operation: Option<String>,
-    /// Events with an account request with this result (SUCCESS, PENDING, FAILED), as the
-    /// schema spells it (an unknown `success` is not SUCCESS); with --source, on that source.
+    /// Events with an account request with this result: SUCCESS, PENDING or FAILED, given in
+    /// any case, matched as the schema spells it (an event's unknown `success` is not SUCCESS);
+    /// with --source, on that source.
     #[arg(long, value_name = "RESULT")]
     pub result: Option<String>,
     /// The event's `action`.

@@ -127,7 +127,7 @@ pub fn describe(stats: &Stats, series: bool, width: Option<usize>) -> String {
     );
     let _ = writeln!(
         out,
-        "  total {}  success {}  pending {}  failed {}  other {}  failure rate {}",
+        "  total {}  success {}  pending {}  failed {}  unknown {}  failure rate {}",
         requests.total,
         requests.success,
         requests.pending,

@@ -158,6 +158,11 @@ impl axum::extract::FromRequestParts<AppState> for ReadAccess {
             .check_headers(&parts.headers)
             .map(|()| ReadAccess)
             .map_err(|err| {
+                // Not the ingest message, which offers Basic credentials too.
+                let err = match err {
+                    crate::auth::AuthError::Missing => "no credentials".to_owned(),
+                    other => other.to_string(),
+                };
                 ApiError::unauthorized(format!(
                     "{err}: the read API needs a read token (Authorization: Bearer <token>); \
                      ingest credentials are not accepted"

@@ -504,8 +504,9 @@ pub struct Stats {
     pub bucket: Bucket,
     /// Account requests by result.
     pub requests: RequestCounts,
-    /// Failed share of all account requests (0 to 1).
-    pub failure_rate: f64,
+    /// Failed share of all account requests (0 to 1); `null` when the range holds none, which
+    /// is no rate at all rather than a rate of no failures.
+    pub failure_rate: Option<f64>,
     /// Events by overall outcome.
     pub events: BTreeMap<String, u64>,
     /// Per source, most failures first.
@@ -526,7 +527,7 @@ impl From<store::Stats> for Stats {
             until: rfc3339(stats.until),
             until_ms: stats.until,
             bucket: stats.bucket.into(),
-            failure_rate: stats.requests.failure_rate(),
+            failure_rate: (stats.requests.total() > 0).then(|| stats.requests.failure_rate()),
             requests: stats.requests.into(),
             events: stats.events,
             sources: stats.sources.into_iter().map(SourceStats::from).collect(),

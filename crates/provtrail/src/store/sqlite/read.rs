@@ -334,7 +334,7 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
             .prepare_cached(
                 "SELECT hour, source, result, requests FROM rollup_requests
                  WHERE hour >= ?1 AND hour < ?2
-                   AND (?3 IS NULL OR channel = ?3)",
+                   AND (?3 IS NULL OR channel = trim(?3) COLLATE NOCASE)",
             )
             .map_err(read_error)?;
         let rows = statement
@@ -372,7 +372,7 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
         let mut statement = conn
             .prepare_cached(
                 "SELECT hour, outcome, events FROM rollup_events
-                 WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR channel = ?3)",
+                 WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR channel = trim(?3) COLLATE NOCASE)",
             )
             .map_err(read_error)?;
         let rows = statement
@@ -398,7 +398,7 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
     } else {
         conn.prepare_cached(
             "SELECT message, sum(events) AS n FROM rollup_errors
-             WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR channel = ?3)
+             WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR channel = trim(?3) COLLATE NOCASE)
              GROUP BY message ORDER BY n DESC, message LIMIT ?4",
         )
         .map_err(read_error)?
@@ -501,7 +501,7 @@ pub fn deliveries(
                AND received_at >= ?3 AND received_at < ?4
                {outcome_clause}
                AND (?6 IS NULL OR status = ?6)
-               AND (?7 IS NULL OR channel = ?7)
+               AND (?7 IS NULL OR channel = trim(?7) COLLATE NOCASE)
              ORDER BY id DESC LIMIT ?8"
         ))
         .map_err(read_error)?
