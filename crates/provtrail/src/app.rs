@@ -71,37 +71,50 @@ impl Settings {
             _ => {
                 return Err(ConfigError::Invalid {
                     setting: "server.tls_cert / server.tls_key".into(),
-                    message: "HTTPS needs both a certificate and a key".into(),
+                    message: "HTTPS needs both a certificate and a key (each from a flag, \
+                              PROVTRAIL_TLS_CERT / PROVTRAIL_TLS_KEY or the file's [server])"
+                        .into(),
                 });
             }
         };
         if let Some(text) = &s.request_timeout {
-            server.request_timeout = at_least_a_second("server.request_timeout", text)?;
+            server.request_timeout = timeout("server.request_timeout", text)?;
         }
         if let Some(text) = &s.header_timeout {
-            server.header_timeout = at_least_a_second("server.header_timeout", text)?;
+            server.header_timeout = timeout("server.header_timeout", text)?;
         }
         if let Some(text) = &s.idle_timeout {
-            server.idle_timeout = at_least_a_second("server.idle_timeout", text)?;
+            server.idle_timeout = timeout("server.idle_timeout", text)?;
         }
         if let Some(text) = &s.shutdown_grace {
             server.shutdown_grace = parse_duration("server.shutdown_grace", text)?;
+            if server.shutdown_grace > MAX_TIMEOUT {
+                return Err(ConfigError::Invalid {
+                    setting: "server.shutdown_grace".into(),
+                    message: format!("{text:?}: at most 1day"),
+                });
+            }
         }
         if let Some(n) = s.max_concurrent_requests {
-            server.max_concurrent_requests = positive("server.max_concurrent_requests", n)?;
+            server.max_concurrent_requests =
+                count("server.max_concurrent_requests", n, MAX_REQUESTS)?;
         }
         if let Some(n) = s.max_connections {
-            server.max_connections = positive("server.max_connections", n)?;
+            server.max_connections = count("server.max_connections", n, MAX_REQUESTS)?;
         }
         let i = &config.ingest;
         if let Some(text) = &i.max_body {
             let size = parse_size("ingest.max_body", text)?;
+            // Bodies are held in memory whole, several at once.
             server.max_body = usize::try_from(size)
                 .ok()
-                .filter(|size| *size > 0)
+                .filter(|size| (1..=MAX_BODY).contains(size))
                 .ok_or_else(|| ConfigError::Invalid {
                     setting: "ingest.max_body".into(),
-                    message: "must be between 1 byte and the memory of this machine".into(),
+                    message: format!(
+                        "{text:?}: must be between 1 byte and 1GiB (an event is a few \
+                         kilobytes; each body is held in memory while it is read)"
+                    ),
                 })?;
         }
         let path = config
@@ -119,7 +132,7 @@ impl Settings {
         let st = &config.store;
         let mut group = GroupCommit::default();
         if let Some(n) = st.commit_max_batch {
-            group.max_batch = positive("store.commit_max_batch", n)?;
+            group.max_batch = count("store.commit_max_batch", n, MAX_COMMIT_BATCH)?;
         }
         if let Some(text) = &st.commit_max_wait {
             group.max_wait = parse_duration("store.commit_max_wait", text)?;
@@ -155,7 +168,18 @@ impl Settings {
             }
         }
         if let Some(text) = &st.max_size {
-            store.max_size_bytes = Some(parse_size("store.max_size", text)?);
+            let size = parse_size("store.max_size", text)?;
+            // Below this, the schema alone fills the cap and nothing could be stored.
+            if size < MIN_STORE_SIZE {
+                return Err(ConfigError::Invalid {
+                    setting: "store.max_size".into(),
+                    message: format!(
+                        "{text:?}: at least 256KiB (an empty database takes about half of that; \
+                         leave the setting out for no limit)"
+                    ),
+                });
+            }
+            store.max_size_bytes = Some(size);
         }
         for pair in &i.basic {
             match pair.split_once(':') {
@@ -308,25 +332,48 @@ impl Settings {
     }
 }
 
-fn positive(setting: &str, n: usize) -> Result<usize, ConfigError> {
-    if n == 0 {
+/// Most requests (or connections) served at once: far beyond what one machine serves, and within
+/// what the server's semaphores can count.
+const MAX_REQUESTS: usize = 1_000_000;
+
+/// Most documents in one group commit: each holds its place in memory until the commit.
+const MAX_COMMIT_BATCH: usize = 100_000;
+
+/// Largest request body.
+const MAX_BODY: usize = 1 << 30;
+
+/// Smallest `store.max_size`.
+const MIN_STORE_SIZE: u64 = 256 << 10;
+
+/// Longest timeout: a day, far beyond any request's need, and within what a timer can add to
+/// the current time.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+fn count(setting: &str, n: usize, max: usize) -> Result<usize, ConfigError> {
+    if (1..=max).contains(&n) {
+        Ok(n)
+    } else {
         Err(ConfigError::Invalid {
             setting: setting.into(),
-            message: "must be at least 1".into(),
+            message: format!("{n}: must be between 1 and {max}"),
         })
-    } else {
-        Ok(n)
     }
 }
 
-/// A timeout of at least a second: one shorter cuts off ordinary requests (a body that takes a
-/// moment to arrive, a commit that waits for the disk).
-fn at_least_a_second(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+/// A timeout of at least a second (one shorter cuts off ordinary requests: a body that takes a
+/// moment to arrive, a commit that waits for the disk) and at most a day.
+fn timeout(setting: &str, text: &str) -> Result<Duration, ConfigError> {
     let duration = parse_duration(setting, text)?;
     if duration < Duration::from_secs(1) {
         return Err(ConfigError::Invalid {
             setting: setting.into(),
             message: format!("{text:?}: at least 1s"),
+        });
+    }
+    if duration > MAX_TIMEOUT {
+        return Err(ConfigError::Invalid {
+            setting: setting.into(),
+            message: format!("{text:?}: at most 1day"),
         });
     }
     Ok(duration)
@@ -579,6 +626,51 @@ mod tests {
         let mut config = FileConfig::default();
         change(&mut config);
         Settings::from_config(&config).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn numbers_past_what_the_server_can_hold_are_refused_with_their_setting() {
+        type Change = fn(&mut FileConfig);
+        let cases: [(&str, Change); 9] = [
+            ("store.commit_max_batch", |c| {
+                c.store.commit_max_batch = Some(usize::MAX)
+            }),
+            ("server.max_concurrent_requests", |c| {
+                c.server.max_concurrent_requests = Some(usize::MAX)
+            }),
+            ("server.max_connections", |c| {
+                c.server.max_connections = Some(1 << 40)
+            }),
+            ("server.idle_timeout", |c| {
+                c.server.idle_timeout = Some("500000000000y".into())
+            }),
+            ("server.header_timeout", |c| {
+                c.server.header_timeout = Some("2days".into())
+            }),
+            ("server.request_timeout", |c| {
+                c.server.request_timeout = Some("1000y".into())
+            }),
+            ("server.shutdown_grace", |c| {
+                c.server.shutdown_grace = Some("1000y".into())
+            }),
+            ("ingest.max_body", |c| {
+                c.ingest.max_body = Some("1TiB".into())
+            }),
+            ("store.max_size", |c| c.store.max_size = Some("0".into())),
+        ];
+        for (setting, change) in cases {
+            let err = settings_error(change);
+            assert!(err.contains(setting), "{setting}: {err}");
+        }
+        // The largest of each still starts.
+        let mut config = FileConfig::default();
+        config.store.commit_max_batch = Some(100_000);
+        config.server.max_concurrent_requests = Some(1_000_000);
+        config.server.idle_timeout = Some("1day".into());
+        config.ingest.max_body = Some("1GiB".into());
+        config.store.max_size = Some("2TB".into());
+        let settings = Settings::from_config(&config).unwrap();
+        assert_eq!(settings.store.max_size_bytes, Some(2_000_000_000_000));
     }
 
     #[test]

@@ -259,6 +259,8 @@ pub fn parse_size(setting: &str, text: &str) -> Result<u64, ConfigError> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return Err(invalid()),
     };
     let bytes = number * multiplier;

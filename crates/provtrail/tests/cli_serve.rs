@@ -396,3 +396,41 @@ async fn tokens_listed_in_the_environment_are_trimmed_and_the_file_s_no_auth_can
     }
     assert_eq!(post_with(&url, None, "inv-env-3").await.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_and_key_may_come_from_different_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    // The key in the file, the certificate in the environment (a secret store's path, say).
+    std::fs::write(
+        dir.path().join("halves.toml"),
+        "[server]\ntls_key = \"key.pem\"\n",
+    )
+    .unwrap();
+    let db = dir.path().join("halves.db").display().to_string();
+    let args = [
+        "--config",
+        "halves.toml",
+        "--db",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token",
+        TOKEN,
+    ];
+    let mut server =
+        ServerProcess::start_with_env(dir.path(), &args, &[("PROVTRAIL_TLS_CERT", "cert.pem")]);
+    await_output(&server, "listening on https://").await;
+    server.terminate();
+    assert!(server.wait_exit().success());
+    // Half of it alone is refused, naming what is missing.
+    let (status, stderr) = refused_start(dir.path(), &["--config", "halves.toml", "--db", &db]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tls_cert"), "{stderr}");
+}

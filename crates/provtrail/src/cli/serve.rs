@@ -73,21 +73,12 @@ pub struct ServerArgs {
     /// Largest request body [default: 1MiB].
     #[arg(long, env = "PROVTRAIL_MAX_BODY", value_name = "SIZE")]
     pub max_body: Option<String>,
-    /// PEM certificate chain, to serve HTTPS.
-    #[arg(
-        long,
-        env = "PROVTRAIL_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
+    /// PEM certificate chain, to serve HTTPS (with a key given here, in the environment or in
+    /// the file).
+    #[arg(long, env = "PROVTRAIL_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key, to serve HTTPS.
-    #[arg(
-        long,
-        env = "PROVTRAIL_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
+    #[arg(long, env = "PROVTRAIL_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Time for a whole request to arrive [default: 30s].
     #[arg(long, env = "PROVTRAIL_REQUEST_TIMEOUT", value_name = "DURATION")]

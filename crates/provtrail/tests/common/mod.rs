@@ -569,7 +569,11 @@ impl ServerProcess {
             let mut found = Some(found);
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                let rest = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on https://").nth(1));
+                if let Some(rest) = rest {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     if let (Some(found), Ok(addr)) = (found.take(), addr.parse::<SocketAddr>()) {
                         let _ = found.send(addr);

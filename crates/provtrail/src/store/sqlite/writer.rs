@@ -254,7 +254,7 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>) {
         if let Some(message) = &self.moved {
-            self.shared.metrics.commit_failures.inc();
+            count_failed_commit(batch, &self.shared.metrics);
             fail_all(batch, message, &self.shared);
             return;
         }
@@ -277,7 +277,7 @@ impl Writer {
         {
             tracing::error!(error = %message, "the database file is gone; refusing every write");
             self.moved = Some(message.clone());
-            self.shared.metrics.commit_failures.inc();
+            count_failed_commit(batch, &self.shared.metrics);
             fail_all(batch, &message, &self.shared);
             return;
         }
@@ -297,7 +297,7 @@ impl Writer {
                 }
             }
             Err(err) => {
-                self.shared.metrics.commit_failures.inc();
+                count_failed_commit(batch, &self.shared.metrics);
                 // Unavailable is wrapped again by `fail_all`: its bare message, not its text.
                 let message = match err {
                     StoreError::Unavailable(message) => message,
@@ -458,7 +458,7 @@ fn finish(committed: Committed, synced: Result<(), String>, shared: &Arc<Shared>
         shared
             .outbox_changed
             .send_modify(|n| *n = n.wrapping_add(1));
-        metrics.commit_failures.inc();
+        count_failed_commit(&batch, metrics);
         tracing::warn!(error = %message, documents = batch.len(), "the log could not be synced");
         fail_all(&mut batch, &message, shared);
         return;
@@ -638,6 +638,14 @@ fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
         }
     }
     *batch = kept;
+}
+
+/// Counts a failed commit, unless it held only readiness probes: the counter is of commits whose
+/// requests were answered 503, and a probe of a broken store every second is not one.
+fn count_failed_commit(batch: &[Job], metrics: &crate::metrics::Metrics) {
+    if batch.iter().any(|job| !matches!(job, Job::Probe(_))) {
+        metrics.commit_failures.inc();
+    }
 }
 
 fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
@@ -980,6 +988,29 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_commit_of_readiness_probes_alone_is_not_counted() {
+        let metrics = crate::metrics::Metrics::new();
+        let probe = || Job::Probe(oneshot::channel().0);
+        count_failed_commit(&[probe(), probe()], &metrics);
+        assert_eq!(metrics.commit_failures.get(), 0);
+        let rejection = Job::Reject(Box::new(Rejection {
+            receipt: crate::store::Receipt {
+                received_at: 0,
+                remote_addr: None,
+                channel: None,
+                method: "POST".into(),
+                path: "/events".into(),
+                size: 0,
+                user_agent: None,
+            },
+            status: 401,
+            reason: "invalid credentials".into(),
+        }));
+        count_failed_commit(&[probe(), rejection], &metrics);
+        assert_eq!(metrics.commit_failures.get(), 1);
+    }
 
     #[test]
     fn an_event_counts_each_distinct_error_once_and_only_its_first_hundred() {
