@@ -42,9 +42,14 @@ fn event_with_name_prefix(invocation_id: &str, prefix: &str) -> String {
 
 /// What `child` printed when sent SIGINT (Ctrl-C) after `millis` milliseconds.
 fn interrupted_after(child: std::process::Child, millis: u64) -> Output {
+    signalled_after(child, millis, "-INT")
+}
+
+/// What `child` printed when sent `signal` (`-INT`, `-TERM`) after `millis` milliseconds.
+fn signalled_after(child: std::process::Child, millis: u64, signal: &str) -> Output {
     std::thread::sleep(std::time::Duration::from_millis(millis));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -1150,9 +1155,15 @@ fn a_serving_demo_names_its_web_ui_with_the_read_token_that_opens_it() {
 
 #[test]
 fn demo_stops_its_traffic_on_ctrl_c_and_says_what_it_sent() {
+    for signal in ["-INT", "-TERM"] {
+        demo_stops_its_traffic_on(signal);
+    }
+}
+
+fn demo_stops_its_traffic_on(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let child = spawn_demo(dir.path(), "100000", "100");
-    let output = interrupted_after(child, 2500);
+    let output = signalled_after(child, 2500, signal);
     let text = stdout(&output);
     assert_eq!(
         output.status.code(),

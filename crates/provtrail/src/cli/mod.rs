@@ -140,26 +140,77 @@ pub fn block_on<F: Future<Output = anyhow::Result<std::process::ExitCode>>>(
     runtime.block_on(future)
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made, so that a signal
+/// that comes between two waits is not missed.
+pub struct StopSignals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening (within a Tokio runtime).
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Completes at the next SIGINT or SIGTERM; never when neither can be listened for.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let interrupt = async {
+                match &mut self.interrupt {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let terminate = async {
+                match &mut self.terminate {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = interrupt => {}
+                () = terminate => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Whether any signal can be listened for.
+    pub fn can_listen(&self) -> bool {
+        #[cfg(unix)]
+        {
+            self.interrupt.is_some() || self.terminate.is_some()
+        }
+        #[cfg(not(unix))]
+        true
+    }
+}
+
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    StopSignals::listen().next().await;
 }
 
 /// A progress bar on standard error, shown only when it is a terminal; `total` when known.
@@ -207,9 +258,9 @@ pub fn without_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Passes documents from `read` on to the returned receiver until Ctrl-C, then stops passing
-/// them (and sets the flag), so that the requests in flight finish and the report covers what
-/// was sent. A second Ctrl-C ends the process at once.
+/// Passes documents from `read` on to the returned receiver until Ctrl-C (or SIGTERM), then
+/// stops passing them (and sets the flag), so that the requests in flight finish and the report
+/// covers what was sent. A second signal ends the process at once.
 pub fn stop_on_ctrl_c(
     mut read: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> (tokio::sync::mpsc::Receiver<Bytes>, Arc<AtomicBool>) {
@@ -217,6 +268,7 @@ pub fn stop_on_ctrl_c(
     let (forward, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
+    let mut signals = StopSignals::listen();
     tokio::spawn(async move {
         let mut forwarding = Box::pin(async move {
             while let Some(document) = read.recv().await {
@@ -227,23 +279,23 @@ pub fn stop_on_ctrl_c(
         });
         // One listener for the whole run: a signal that came while a fresh one was not yet
         // listening would be missed.
+        if !signals.can_listen() {
+            // Signals cannot be handled here: pass everything on.
+            forwarding.await;
+            return;
+        }
         tokio::select! {
             () = &mut forwarding => {}
-            signal = tokio::signal::ctrl_c() => match signal {
-                // Signals cannot be handled here: pass everything on.
-                Err(_) => forwarding.await,
-                Ok(()) => {
-                    flag.store(true, Ordering::Release);
-                    // Dropping both ends stops the senders after their requests in flight, and
-                    // the reader at its next hand-over.
-                    drop(forwarding);
-                    eprintln!(
-                        "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
-                    );
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                }
+            () = signals.next() => {
+                flag.store(true, Ordering::Release);
+                // Dropping both ends stops the senders after their requests in flight, and the
+                // reader at its next hand-over.
+                drop(forwarding);
+                eprintln!(
+                    "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
+                );
+                signals.next().await;
+                std::process::exit(130);
             }
         }
     });

@@ -335,9 +335,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let app = App::start(settings).await?;
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
-    super::shutdown_signal().await;
-    eprintln!("shutting down: finishing in-flight requests…");
-    app.shutdown().await;
+    let mut signals = super::StopSignals::listen();
+    signals.next().await;
+    eprintln!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
+    tokio::select! {
+        () = app.shutdown() => {}
+        () = signals.next() => {
+            // What was answered 200 is committed; what is still in flight gets no answer, and
+            // its sender (ISC, on a timeout) may count it as failed.
+            eprintln!("quitting now: requests still in flight get no answer");
+            return Ok(ExitCode::from(130));
+        }
+    }
     eprintln!("stopped.");
     Ok(ExitCode::SUCCESS)
 }
