@@ -434,3 +434,40 @@ async fn the_certificate_and_key_may_come_from_different_places() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tls_cert"), "{stderr}");
 }
+
+#[test]
+fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("x.db");
+    let (status, stderr) = refused_start(dir.path(), &["--db", missing.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+    let (status, stderr) = refused_start(dir.path(), &["--db", "a-dir"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    // No token files were left behind for either.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("a-dir")]);
+
+    // A start that cannot listen takes back the tokens it generated: kept, they would never be
+    // shown (the next start says "the one kept beside the database").
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "--log", "warn", "serve", "--listen", &address, "--db", "busy.db",
+        ])
+        .env_remove("PROVTRAIL_INGEST_TOKEN")
+        .env_remove("PROVTRAIL_READ_TOKEN")
+        .env_remove("PROVTRAIL_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!dir.path().join("busy.db.token").exists());
+    assert!(!dir.path().join("busy.db.read-token").exists());
+}

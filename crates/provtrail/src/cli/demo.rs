@@ -73,7 +73,13 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         prepared.settings.routes = std::sync::Arc::new(provtrail::routes::Routes::none());
     }
     super::serve::ensure_open_file_room(prepared.settings.server.max_connections);
-    let app = App::start(&prepared.settings).await?;
+    let app = match App::start(&prepared.settings).await {
+        Ok(app) => app,
+        Err(err) => {
+            super::serve::forget_new_tokens(&prepared);
+            return Err(err.into());
+        }
+    };
     let addr = app.server.local_addr();
     let base = format!("http://{addr}");
     let auth = match (
