@@ -25,8 +25,14 @@ struct Cli {
         value_parser = cli::parse_log_filter
     )]
     log: String,
-    /// Log as JSON lines instead of text.
-    #[arg(long, global = true, env = "PROVTRAIL_LOG_JSON")]
+    /// Log as JSON lines instead of text. In the environment, as `PROVTRAIL_NO_AUTH`: true,
+    /// yes, on or 1 (false, no, off or 0 to leave it off).
+    #[arg(
+        long,
+        global = true,
+        env = "PROVTRAIL_LOG_JSON",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -72,7 +78,15 @@ enum Command {
 
 fn main() -> ExitCode {
     use clap::{CommandFactory as _, FromArgMatches as _};
-    let matches = cli::serve::hide_serving_flags(Cli::command()).get_matches();
+    let command = cli::serve::hide_serving_flags(Cli::command());
+    let matches = command.clone().try_get_matches().unwrap_or_else(|err| {
+        if let Some(variable) = cli::variable_behind(&command, &err) {
+            let _ = err.print();
+            eprintln!("(that value comes from the environment's {variable})");
+            std::process::exit(2);
+        }
+        err.exit()
+    });
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     cli::init_logging(&cli.log, cli.log_json);
     let outcome = match cli.command {

@@ -1651,3 +1651,28 @@ fn the_route_commands_show_only_the_flags_that_find_the_store_and_routes() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_value_refused_from_the_environment_names_its_variable_and_booleans_read_alike() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["export"])
+        .env("PROVTRAIL_DB", "")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("PROVTRAIL_DB"), "{stderr}");
+    // PROVTRAIL_LOG_JSON reads as PROVTRAIL_NO_AUTH does: 1, yes, on and true.
+    for value in ["1", "yes", "on", "true", "0", "off"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(["validate", "-"])
+            .env("PROVTRAIL_LOG_JSON", value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // Read as a boolean: the command ran (and found nothing to check).
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("PROVTRAIL_LOG_JSON"), "{value}: {stderr}");
+        assert!(stdout(&output).contains("not checked"), "{value}: {stderr}");
+    }
+}

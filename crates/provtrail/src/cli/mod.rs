@@ -140,6 +140,36 @@ pub fn block_on<F: Future<Output = anyhow::Result<std::process::ExitCode>>>(
     runtime.block_on(future)
 }
 
+/// The environment variable that gave the value clap refused, when the flag it names was not
+/// on the command line: clap's message names only the flag (`--db <PATH>`), which the user
+/// never typed.
+pub fn variable_behind(command: &clap::Command, err: &clap::Error) -> Option<String> {
+    let clap::error::ContextValue::String(flag) = err.get(clap::error::ContextKind::InvalidArg)?
+    else {
+        return None;
+    };
+    let long = flag.split_whitespace().next()?.strip_prefix("--")?;
+    let long = long.split('=').next()?;
+    fn find(command: &clap::Command, long: &str) -> Option<String> {
+        command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long))
+            .and_then(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .or_else(|| {
+                command
+                    .get_subcommands()
+                    .find_map(|child| find(child, long))
+            })
+    }
+    let variable = find(command, long)?;
+    let typed = std::env::args_os().any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == format!("--{long}") || arg.starts_with(&format!("--{long}="))
+    });
+    (!typed && std::env::var_os(&variable).is_some()).then_some(variable)
+}
+
 /// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made, so that a signal
 /// that comes between two waits is not missed.
 pub struct StopSignals {

@@ -133,7 +133,9 @@ impl ServerArgs {
         use clap::{Args as _, FromArgMatches as _};
         // Every value but the path comes from the environment: clap's message names the flag,
         // not the variable, and tells of a usage that is not this command's.
+        let command = ServerArgs::augment_args(clap::Command::new("provtrail"));
         let unusable = |err: clap::Error| {
+            let variable = super::variable_behind(&command, &err);
             let text = err.to_string();
             let said: Vec<&str> = text
                 .lines()
@@ -144,13 +146,20 @@ impl ServerArgs {
                         && !line.starts_with("For more information")
                 })
                 .collect();
-            anyhow::anyhow!(
-                "a PROVTRAIL_* variable of the environment holds a value serve could not use: {} \
-                 (see `provtrail serve --help` for the variable of each flag)",
-                said.join(" ")
-            )
+            match variable {
+                Some(variable) => anyhow::anyhow!(
+                    "the environment's {variable} holds a value serve could not use: {}",
+                    said.join(" ")
+                ),
+                None => anyhow::anyhow!(
+                    "a PROVTRAIL_* variable of the environment holds a value serve could not \
+                     use: {} (see `provtrail serve --help` for the variable of each flag)",
+                    said.join(" ")
+                ),
+            }
         };
-        let matches = ServerArgs::augment_args(clap::Command::new("provtrail"))
+        let matches = command
+            .clone()
             .try_get_matches_from([
                 std::ffi::OsStr::new("provtrail"),
                 std::ffi::OsStr::new("--config"),
