@@ -471,3 +471,74 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
     assert!(!dir.path().join("busy.db.token").exists());
     assert!(!dir.path().join("busy.db.read-token").exists());
 }
+
+#[test]
+fn json_logs_say_the_banner_as_events_and_never_write_a_generated_token() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "--log-json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            "json.db",
+        ])
+        .env_remove("PROVTRAIL_INGEST_TOKEN")
+        .env_remove("PROVTRAIL_READ_TOKEN")
+        .env_remove("PROVTRAIL_CONFIG")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !said
+        .iter()
+        .any(|line: &String| line.contains("read_token_file"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => said.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no banner in the log: {said:?}");
+            }
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    said.extend(received.try_iter());
+    let ingest = std::fs::read_to_string(dir.path().join("json.db.token")).unwrap();
+    let read = std::fs::read_to_string(dir.path().join("json.db.read-token")).unwrap();
+    for line in &said {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"));
+        assert!(event["fields"]["message"].is_string(), "{line}");
+        assert!(
+            !line.contains(ingest.trim()) && !line.contains(read.trim()),
+            "{line}"
+        );
+    }
+    assert!(
+        said.iter().any(|line| line.contains("\"stopped\"")),
+        "{said:?}"
+    );
+}

@@ -88,8 +88,18 @@ pub fn parse_log_filter(text: &str) -> Result<String, String> {
         .map_err(|err| format!("`{text}`: {err}"))
 }
 
+/// Whether the logs are JSON lines (`--log-json`): what the server says for people then goes
+/// to the log as events too, and secrets are left out of it.
+static LOGS_AS_JSON: AtomicBool = AtomicBool::new(false);
+
+/// See [`LOGS_AS_JSON`].
+pub fn logs_as_json() -> bool {
+    LOGS_AS_JSON.load(Ordering::Relaxed)
+}
+
 pub fn init_logging(filter: &str, json: bool) {
     use tracing_subscriber::util::SubscriberInitExt as _;
+    LOGS_AS_JSON.store(json, Ordering::Relaxed);
     log_subscriber(filter, json, std::io::stderr).init();
 }
 

@@ -412,7 +412,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     warn_when_full(settings);
     let mut signals = super::StopSignals::listen();
     signals.next().await;
-    eprintln!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
+    if super::logs_as_json() {
+        tracing::info!("shutting down: finishing in-flight requests");
+    } else {
+        eprintln!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
+    }
     tokio::select! {
         () = app.shutdown() => {}
         () = signals.next() => {
@@ -422,7 +426,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
     }
-    eprintln!("stopped.");
+    if super::logs_as_json() {
+        tracing::info!("stopped");
+    } else {
+        eprintln!("stopped.");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -472,6 +480,40 @@ fn warn_when_full(settings: &Settings) {
 }
 
 /// What to give ISC, printed once on start.
+/// The banner as log events, for logs written as JSON lines (`--log-json`), which are shipped
+/// and kept: the generated tokens are named by the files that keep them, never written.
+fn log_banner(prepared: &Prepared, listening: &str, url: &str) {
+    let settings = &prepared.settings;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listening,
+        ingest_url = url,
+        store = %settings.store.path.display(),
+        "provtrail listening"
+    );
+    if settings.no_auth {
+        tracing::warn!("--no-auth is on: anyone who can reach the server can post events");
+    }
+    let kept = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .map_or_else(String::new, |path| path.display().to_string())
+    };
+    if prepared.new_token.is_some() {
+        tracing::info!(
+            token_file = %kept(&prepared.token_file),
+            "a new ingest token was generated; it is not written to the log: read it from its \
+             file (mode 0600) to subscribe ISC with httpAuthenticationType BEARER_TOKEN"
+        );
+    }
+    if prepared.new_read_token.is_some() {
+        tracing::info!(
+            read_token_file = %kept(&prepared.read_token_file),
+            "a new read token (web UI and read API) was generated; it is not written to the \
+             log: read it from its file (mode 0600)"
+        );
+    }
+}
+
 pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
     let settings = &prepared.settings;
     let scheme = if settings.server.tls.is_some() {
@@ -486,6 +528,10 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         ip => ip.to_string(),
     };
     let url = format!("{scheme}://{host}:{}/events", addr.port());
+    if super::logs_as_json() {
+        log_banner(prepared, &format!("{scheme}://{addr}"), &url);
+        return;
+    }
     eprintln!(
         "provtrail {} listening on {scheme}://{addr} (store: {})",
         env!("CARGO_PKG_VERSION"),
