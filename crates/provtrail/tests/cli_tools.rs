@@ -1676,3 +1676,81 @@ fn a_value_refused_from_the_environment_names_its_variable_and_booleans_read_ali
         assert!(stdout(&output).contains("not checked"), "{value}: {stderr}");
     }
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// None when this process may not mount (not root, or no such capability in a container).
+    fn tmpfs(at: &Path) -> Option<Mounted> {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "none"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Mounted(at.to_owned()))
+    }
+
+    fn remount_read_only(&self) {
+        let status = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_store_on_read_only_media_is_read_by_every_read_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Mounted::tmpfs(dir.path()) else {
+        eprintln!("SKIPPED: this process cannot mount a file system to make read-only media");
+        return;
+    };
+    let db_arg = store_with_event(dir.path(), "kept.db", "inv-read-only");
+    mount.remount_read_only();
+    // Root writes through permissions, not through a read-only mount.
+    assert!(std::fs::write(dir.path().join("probe"), b"x").is_err());
+    for args in [
+        vec!["search", "--db", &db_arg, "-q", "William"],
+        vec![
+            "search",
+            "--db",
+            &db_arg,
+            "--invocation-id",
+            "inv-read-only",
+        ],
+        vec!["show", "--db", &db_arg, "1"],
+        vec!["export", "--db", &db_arg],
+        vec!["stats", "--db", &db_arg],
+        vec!["quarantine", "--db", &db_arg],
+    ] {
+        let output = provtrail(&args, None);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&output.stderr).contains("WARN"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let found = provtrail(&["search", "--db", &db_arg, "-q", "William"], None);
+    assert!(
+        stdout(&found).contains("William Wilson"),
+        "{}",
+        stdout(&found)
+    );
+    drop(mount);
+}

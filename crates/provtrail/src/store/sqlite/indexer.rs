@@ -305,11 +305,7 @@ pub(super) fn indexed_through(
     if !path.is_file() {
         return None;
     }
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ok()?;
+    let conn = super::open_read_only(&path).ok()?;
     conn.busy_timeout(busy_timeout).ok()?;
     let owner = index_owner(&conn).ok()?;
     if matches!((owner, store_id), (Some(owner), Some(id)) if owner != id) {

@@ -680,6 +680,100 @@ fn export_page(
     Ok(events)
 }
 
+/// Opens a database file for reading only. A store kept where nothing can be written (a backup
+/// on read-only media, a directory without write permission) cannot get the shared-memory file
+/// that SQLite reads a write-ahead-log database through: it is then opened as immutable, which
+/// is exact when no log beside it holds changes the file lacks. With such a log, the error says
+/// to copy the files somewhere writable rather than read the file without them.
+pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Opening is lazy: the first read is what needs the shared memory.
+    match conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0)) {
+        Ok(_) => Ok(conn),
+        Err(err) if cannot_share(&err) && path.is_file() => {
+            drop(conn);
+            if holds_unmerged_log(path) {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!(
+                        "{err}: its directory cannot be written, and its write-ahead log holds \
+                         changes not yet in the database file; copy the database with its \
+                         -wal file to a writable directory and read it there"
+                    )),
+                ));
+            }
+            Connection::open_with_flags(
+                immutable_uri(path),
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether a read failed for want of the files beside the database (its shared memory), not
+/// for what the database holds.
+fn cannot_share(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// Whether a write-ahead log beside `path` holds frames (changes the database file may lack).
+fn holds_unmerged_log(path: &Path) -> bool {
+    let mut log = path.as_os_str().to_owned();
+    log.push("-wal");
+    std::fs::metadata(PathBuf::from(log)).is_ok_and(|meta| meta.len() > 0)
+}
+
+/// `file:` URI of `path` read as immutable (no locks, no shared memory, no log).
+fn immutable_uri(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut uri = String::from("file:");
+    for &byte in absolute.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{byte:02X}")),
+            byte if byte.is_ascii() => uri.push(char::from(byte)),
+            byte => uri.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    format!("{uri}?immutable=1")
+}
+
+/// Attaches the search index at `index` as `search` to a read-only connection, as immutable
+/// when its directory cannot be written (see [`open_read_only`]).
+fn attach_search_index(conn: &Connection, index: &Path) -> rusqlite::Result<()> {
+    let probe = || {
+        conn.query_row("SELECT count(*) FROM search.sqlite_master", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    };
+    let attached = conn
+        .execute(
+            "ATTACH DATABASE ?1 AS search",
+            [index.to_string_lossy().as_ref()],
+        )
+        .and_then(|_| probe());
+    match attached {
+        Ok(_) => Ok(()),
+        Err(err) if cannot_share(&err) && !holds_unmerged_log(index) => {
+            let _ = conn.execute("DETACH DATABASE search", []);
+            conn.execute("ATTACH DATABASE ?1 AS search", [immutable_uri(index)])?;
+            probe().map(|_| ())
+        }
+        Err(err) => {
+            let _ = conn.execute("DETACH DATABASE search", []);
+            Err(err)
+        }
+    }
+}
+
 /// Stored events read straight from a database file for `provtrail export`: one read-only
 /// connection, no writer, indexer or checkpointer started and nothing written, so that
 /// exporting a copy of a store, or the file of a running server, changes no file.
@@ -692,11 +786,7 @@ impl EventFile {
     /// Opens `path` for reading. `Ok(None)` when its schema is older than this build's: it
     /// must be brought up to date (by opening it as a [`SqliteStore`]) before it can be read.
     pub fn open(path: &Path) -> Result<Option<EventFile>, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|err| {
+        let conn = open_read_only(path).map_err(|err| {
             StoreError::Internal(format!("cannot open {} for reading: {err}", path.display()))
         })?;
         conn.busy_timeout(Duration::from_secs(5))
@@ -794,11 +884,7 @@ impl ReadPool {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|err| {
+        let conn = open_read_only(&self.path).map_err(|err| {
             StoreError::Unavailable(format!("cannot open the database for reading: {err}"))
         })?;
         conn.busy_timeout(self.busy_timeout).map_err(read_error)?;
@@ -809,10 +895,7 @@ impl ReadPool {
             conn.set_prepared_statement_cache_capacity(64);
             return Ok(conn);
         }
-        if let Err(err) = conn.execute(
-            "ATTACH DATABASE ?1 AS search",
-            [index.to_string_lossy().as_ref()],
-        ) {
+        if let Err(err) = attach_search_index(&conn, &index) {
             tracing::warn!(error = %err, path = %index.display(),
                 "cannot open the search index for reading");
         }
