@@ -174,7 +174,7 @@ impl Settings {
                 return Err(ConfigError::Invalid {
                     setting: "store.max_size".into(),
                     message: format!(
-                        "{text:?}: at least 256KiB (an empty database takes about half of that; \
+                        "{text:?}: at least 64KiB (an empty database takes more than that; \
                          leave the setting out for no limit)"
                     ),
                 });
@@ -343,7 +343,7 @@ const MAX_COMMIT_BATCH: usize = 100_000;
 const MAX_BODY: usize = 1 << 30;
 
 /// Smallest `store.max_size`.
-const MIN_STORE_SIZE: u64 = 256 << 10;
+const MIN_STORE_SIZE: u64 = 64 << 10;
 
 /// Longest timeout: a day, far beyond any request's need, and within what a timer can add to
 /// the current time.

@@ -261,6 +261,8 @@ pub fn parse_size(setting: &str, text: &str) -> Result<u64, ConfigError> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "t" | "tb" => 1e12,
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "p" | "pb" => 1e15,
+        "pib" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return Err(invalid()),
     };
     let bytes = number * multiplier;

@@ -156,6 +156,7 @@ impl Ingestor {
                         warnings: records(&warnings),
                         routes,
                     }),
+                    restored: false,
                 }
             }
             _ => {
@@ -222,6 +223,7 @@ fn quarantine(
             errors,
             warnings,
         }),
+        restored: false,
     }
 }
 

@@ -25,8 +25,8 @@ struct Cli {
         value_parser = cli::parse_log_filter
     )]
     log: String,
-    /// Log as JSON lines instead of text. In the environment, as `PROVTRAIL_NO_AUTH`: true,
-    /// yes, on or 1 (false, no, off or 0 to leave it off).
+    /// Log as JSON lines instead of text. PROVTRAIL_LOG_JSON takes true, yes, on or 1 (false,
+    /// no, off or 0 to leave it off).
     #[arg(
         long,
         global = true,

@@ -152,8 +152,8 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     // Stopped cleanly, so that the schema is in the database file rather than its log.
     server.terminate();
     assert!(server.wait_exit().success());
-    // The store with its schema is larger than 8 KB.
-    let capped = [&args[..], &["--max-db-size", "8KB"]].concat();
+    // The store with its schema is larger than 64 KiB (the smallest cap taken).
+    let capped = [&args[..], &["--max-db-size", "64KiB"]].concat();
     let server = ServerProcess::start(dir.path(), &capped);
     await_output(&server, "at or above --max-db-size").await;
     // Readiness asks for room for a few events: there is none to grow into.
@@ -197,7 +197,7 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
         "--ingest-token",
         TOKEN,
         "--max-db-size",
-        "0",
+        "64KiB",
     ];
     let server = ServerProcess::start(dir.path(), &tiny);
     await_output(&server, "at or above --max-db-size").await;

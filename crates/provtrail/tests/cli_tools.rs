@@ -729,6 +729,29 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
     // The event with export-like members was imported as itself, members and all.
     assert_eq!(lines[2]["method"], "IMPORT");
     assert_eq!(lines[2]["event"]["raw"], "x");
+    // The restored event is found by its first receipt time, although its id is newer than an
+    // event received years after it.
+    for (range, expected) in [
+        (vec!["--until", "2021-01-01"], vec!["inv-export-2"]),
+        (
+            vec!["--since", "2020-01-02", "--until", "2020-01-03"],
+            vec!["inv-export-2"],
+        ),
+        (
+            vec!["--since", "2021-01-01"],
+            vec!["inv-export-4", "inv-export-1"],
+        ),
+    ] {
+        let mut args = vec!["search", "--db", &second, "--format", "json"];
+        args.extend(&range);
+        let found = provtrail(&args, None);
+        let items: Vec<Value> = serde_json::from_str(&stdout(&found)).unwrap();
+        let ids: Vec<&str> = items
+            .iter()
+            .map(|item| item["invocation_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, expected, "{range:?}");
+    }
 
     // Imported again: every event is a duplicate; `--channel` relabels restored events.
     let third = dir.path().join("third.db").display().to_string();
@@ -764,6 +787,20 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
     let report: Value = serde_json::from_str(stdout(&twice).trim()).unwrap();
     assert_eq!(report["duplicate"], 3, "{report}");
     assert_eq!(report["accepted"], 0, "{report}");
+    // Restoring again delivered nothing: the restored events' delivery logs stay as they were
+    // (the plain event imported twice has two deliveries, the second a duplicate).
+    for (id, deliveries) in [(1, 1), (2, 1), (3, 2)] {
+        let show = provtrail(
+            &["show", "--db", &second, &id.to_string(), "--format", "json"],
+            None,
+        );
+        let detail: Value = serde_json::from_str(&stdout(&show)).unwrap();
+        assert_eq!(
+            detail["deliveries"].as_array().map(Vec::len),
+            Some(deliveries),
+            "event {id}: {detail}"
+        );
+    }
 }
 
 #[test]
@@ -1753,4 +1790,62 @@ fn a_store_on_read_only_media_is_read_by_every_read_command() {
         stdout(&found)
     );
     drop(mount);
+}
+
+#[test]
+fn an_export_line_that_cannot_be_restored_names_its_field_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = String::from_utf8(event("inv-edited")).unwrap();
+    let line = |change: &dyn Fn(&mut Value)| {
+        let mut line = serde_json::json!({
+            "id": 1, "received_at": "2026-01-02T03:04:05.000Z", "channel": null,
+            "remote_addr": "10.0.0.1:4000", "method": "POST", "path": "/events",
+            "event": {}, "raw": raw,
+        });
+        change(&mut line);
+        line.to_string()
+    };
+    type Edit<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(Edit<'_>, &str); 5] = [
+        (
+            &|line| line["channel"] = 5.into(),
+            "`channel` is not a string",
+        ),
+        (&|line| line["raw"] = Value::Null, "`raw` is missing"),
+        (
+            &|line| line["method"] = "PO\u{7}ST".into(),
+            "`method` holds control characters",
+        ),
+        (
+            &|line| line["received_at"] = "0000-01-01T00:00:00+01:00".into(),
+            "years 0000 to 9999",
+        ),
+        (
+            &|line| line["received_at"] = "9999-12-31T23:00:00-05:00".into(),
+            "years 0000 to 9999",
+        ),
+    ];
+    let file = dir.path().join("edited.jsonl");
+    let lines: Vec<String> = cases.iter().map(|(change, _)| line(*change)).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let db = dir.path().join("edited.db").display().to_string();
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db,
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(report["failed"], cases.len(), "{report}");
+    assert_eq!(report["quarantined"], 0, "{report}");
+    for (problem, (_, expected)) in report["problems"].as_array().unwrap().iter().zip(cases) {
+        let error = problem["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
 }

@@ -123,7 +123,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let Some((line, raw)) = documents.recv().await else {
             break;
         };
-        let restored = match exported_event(&raw) {
+        let exported = exported_event(&raw);
+        let restored_line = exported.is_some();
+        let restored = match exported {
             None => {
                 let receipt = Receipt {
                     received_at: chrono::Utc::now().timestamp_millis(),
@@ -153,7 +155,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let incoming = ingestor.prepare(raw, receipt);
+        let mut incoming = ingestor.prepare(raw, receipt);
+        incoming.restored = restored_line;
         let invalid = match &incoming.content {
             Content::Quarantine(quarantine) => quarantine
                 .errors
@@ -342,80 +345,89 @@ const MAX_PATH_CHARS: usize = 300;
 /// Longest `User-Agent` kept in a receipt, as the server keeps it.
 const MAX_USER_AGENT_CHARS: usize = 200;
 
+/// Longest method kept in a receipt.
+const MAX_METHOD_CHARS: usize = 16;
+
 /// A line of `provtrail export --format jsonl`: the body as first received and its receipt.
 /// Read back by `ingest`, so that an export restores a store (or moves it to another machine)
 /// with the times, channels and senders of the original deliveries, not the time of the import.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug)]
 struct ExportedEvent {
     received_at: String,
     raw: String,
-    #[serde(default)]
     channel: Option<String>,
-    #[serde(default)]
     remote_addr: Option<String>,
-    #[serde(default)]
     method: Option<String>,
-    #[serde(default)]
     path: Option<String>,
-    #[serde(default)]
     user_agent: Option<String>,
 }
 
-/// What decides whether a document is an export line rather than an event: an export line
-/// has the event under `event` and the body under `raw`, and an event has neither (it has a
-/// `trackingNumber` or an `_metadata` envelope at the top instead).
-#[derive(Debug, serde::Deserialize)]
-struct ExportShape {
-    #[serde(default)]
-    event: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    raw: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    received_at: Option<serde::de::IgnoredAny>,
-    #[serde(default, rename = "trackingNumber")]
-    tracking_number: Option<serde::de::IgnoredAny>,
-    #[serde(default, rename = "_metadata")]
-    metadata: Option<serde::de::IgnoredAny>,
-}
-
 /// The document read as a line of `provtrail export`, when it is one; an error names what is
-/// wrong with a line that has an export's shape but cannot be restored.
+/// wrong with a line that has an export's shape but cannot be restored. An export line has the
+/// event under `event` and the body under `raw`, and an event has neither (it has a
+/// `trackingNumber` or an `_metadata` envelope at the top instead).
 fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
     // Cheap test first: events are imported by the million, and almost none are export lines.
     let finder = |needle: &[u8]| memchr::memmem::find(document, needle).is_some();
     if !(finder(b"\"raw\"") && finder(b"\"received_at\"") && finder(b"\"event\"")) {
         return None;
     }
-    let shape: ExportShape = serde_json::from_slice(document).ok()?;
-    let is_export = shape.event.is_some()
-        && shape.raw.is_some()
-        && shape.received_at.is_some()
-        && shape.tracking_number.is_none()
-        && shape.metadata.is_none();
+    let serde_json::Value::Object(line) = serde_json::from_slice(document).ok()? else {
+        return None;
+    };
+    let is_export = ["event", "raw", "received_at"]
+        .iter()
+        .all(|key| line.contains_key(*key))
+        && !line.contains_key("trackingNumber")
+        && !line.contains_key("_metadata");
     if !is_export {
         return None;
     }
-    Some(
-        serde_json::from_slice::<ExportedEvent>(document).map_err(|err| {
-            format!(
-                "a line of `provtrail export` whose `raw` and `received_at` must be strings: {err}"
-            )
-        }),
-    )
+    let problem = |field: &str, what: &str| {
+        format!("a line of `provtrail export` whose `{field}` {what}: it cannot be restored")
+    };
+    let text = |field: &str, required: bool| -> Result<Option<String>, String> {
+        match line.get(field) {
+            Some(serde_json::Value::String(text)) => {
+                // What a server records never holds control characters (HTTP does not carry
+                // them): a line holding some was edited, and would show them in every list.
+                if field != "raw" && text.chars().any(char::is_control) {
+                    return Err(problem(field, "holds control characters"));
+                }
+                Ok(Some(text.clone()))
+            }
+            None | Some(serde_json::Value::Null) if !required => Ok(None),
+            None | Some(serde_json::Value::Null) => Err(problem(field, "is missing")),
+            Some(_) => Err(problem(field, "is not a string")),
+        }
+    };
+    let exported = (|| {
+        Ok(ExportedEvent {
+            received_at: text("received_at", true)?.unwrap_or_default(),
+            raw: text("raw", true)?.unwrap_or_default(),
+            channel: text("channel", false)?,
+            remote_addr: text("remote_addr", false)?,
+            method: text("method", false)?,
+            path: text("path", false)?,
+            user_agent: text("user_agent", false)?,
+        })
+    })();
+    Some(exported)
 }
 
 impl ExportedEvent {
     /// The body and its receipt as first received. `--channel` relabels restored events too.
     fn restore(self, channel: Option<&str>) -> Result<(Bytes, Receipt), String> {
-        let received_at = chrono::DateTime::parse_from_rfc3339(self.received_at.trim())
-            .map_err(|err| {
+        let received_at = provtrail::server::api::params::parse_time(self.received_at.trim())
+            .ok()
+            .filter(|_| chrono::DateTime::parse_from_rfc3339(self.received_at.trim()).is_ok())
+            .ok_or_else(|| {
                 format!(
                     "a line of `provtrail export` whose `received_at` ({:?}) is not an RFC 3339 \
-                     time: {err}",
+                     time of the years 0000 to 9999: it cannot be restored",
                     super::terminal_line(&self.received_at)
                 )
-            })?
-            .timestamp_millis();
+            })?;
         let channel = match channel {
             Some(channel) => Some(channel.to_owned()),
             None => self.channel,
@@ -438,7 +450,7 @@ impl ExportedEvent {
             channel,
             method: self.method.filter(|method| !method.is_empty()).map_or_else(
                 || "IMPORT".to_owned(),
-                |method| method.chars().take(16).collect(),
+                |method| method.chars().take(MAX_METHOD_CHARS).collect(),
             ),
             path: self
                 .path

@@ -159,7 +159,8 @@ pub fn variable_behind(command: &clap::Command, err: &clap::Error) -> Option<Str
         return None;
     };
     let long = flag.split_whitespace().next()?.strip_prefix("--")?;
-    let long = long.split('=').next()?;
+    // `--db <PATH>`, `--no-auth[=<BOOL>]`, `--listen=<ADDR>`.
+    let long = long.split(['=', '[']).next()?;
     fn find(command: &clap::Command, long: &str) -> Option<String> {
         command
             .get_arguments()

@@ -342,6 +342,14 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
 /// Refuses a database path the store could never open, naming what is wrong with it, rather
 /// than SQLite's "unable to open database file" once the tokens are written beside it.
 pub fn check_database_path(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        anyhow::bail!(
+            "the database path {} names a directory (it ends with /): give the database file's \
+             path (such as {})",
+            path.display(),
+            path.join("provtrail.db").display()
+        );
+    }
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => anyhow::bail!(
             "the database path {} is a directory: give the database file's path (such as {})",
@@ -464,8 +472,18 @@ fn warn_when_full(settings: &Settings) {
     let Some(max) = settings.store.max_size_bytes else {
         return;
     };
-    // The cap is on the database file (SQLite's page count), not its logs or search index.
-    let Ok(size) = std::fs::metadata(&settings.store.path).map(|meta| meta.len()) else {
+    // The cap is on the database (SQLite's page count), not its logs or search index. Counted
+    // by SQLite: a new store's pages may still be in its write-ahead log, not in the file.
+    let pages = |conn: &rusqlite::Connection| -> rusqlite::Result<u64> {
+        let count: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+        let size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        Ok(u64::try_from(count.saturating_mul(size)).unwrap_or(0))
+    };
+    let Ok(size) = rusqlite::Connection::open_with_flags(
+        &settings.store.path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| pages(&conn)) else {
         return;
     };
     if size >= max {
@@ -479,7 +497,6 @@ fn warn_when_full(settings: &Settings) {
     }
 }
 
-/// What to give ISC, printed once on start.
 /// The banner as log events, for logs written as JSON lines (`--log-json`), which are shipped
 /// and kept: the generated tokens are named by the files that keep them, never written.
 fn log_banner(prepared: &Prepared, listening: &str, url: &str) {
@@ -514,6 +531,7 @@ fn log_banner(prepared: &Prepared, listening: &str, url: &str) {
     }
 }
 
+/// What to give ISC, printed once on start.
 pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
     let settings = &prepared.settings;
     let scheme = if settings.server.tls.is_some() {

@@ -184,6 +184,10 @@ pub struct Incoming {
     pub raw: Bytes,
     /// Parsed content.
     pub content: Content,
+    /// Restored from an export (`provtrail ingest` of `provtrail export` lines), with the receipt
+    /// of its first delivery: a copy already stored adds no second delivery record, since no
+    /// second delivery took place.
+    pub restored: bool,
 }
 
 /// What the store did with an [`Incoming`].

@@ -607,7 +607,8 @@ pub(crate) fn apply_size_cap(
     let page_size: i64 = conn
         .query_row("PRAGMA page_size", [], |row| row.get(0))
         .map_err(cap)?;
-    let pages = (max as i64 / page_size.max(1)).max(1);
+    let max_bytes = i64::try_from(max).unwrap_or(i64::MAX);
+    let pages = (max_bytes / page_size.max(1)).max(1);
     let kept: i64 = conn
         .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
             row.get(0)
@@ -679,6 +680,11 @@ fn export_page(
     }
     Ok(events)
 }
+
+/// Key in `meta` set once the store holds a row whose receipt time is older, by more than
+/// [`ORDER_SLACK_MS`](crate::store::ORDER_SLACK_MS), than a row stored before it (an event
+/// restored from an export): ids no longer follow times, and readers stop relying on it.
+pub(crate) const TIME_ORDER_MIXED: &str = "ids_out_of_time_order";
 
 /// Opens a database file for reading only. A store kept where nothing can be written (a backup
 /// on read-only media, a directory without write permission) cannot get the shared-memory file

@@ -3,7 +3,9 @@
 //!
 //! Ids grow in commit order, and an event is committed within the request timeout of being
 //! received, so a time range maps to an id range give or take [`ORDER_SLACK_MS`]: lists walk ids
-//! newest first inside that range and check the exact time on each row.
+//! newest first inside that range and check the exact time on each row. Rows restored from an
+//! export keep their first receipt time at a new id; once the store holds such a row out of
+//! order (`TIME_ORDER_MIXED`), a range's ids are found through the time index instead.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +34,26 @@ fn id_bounds(
     until: Option<Millis>,
     before: Option<i64>,
 ) -> Result<(i64, i64), StoreError> {
+    if (since.is_some() || until.is_some()) && time_order_mixed(conn)? {
+        // Restored rows sit at ids far from their times: the exact bounds, through the time
+        // index (a scan of the range's entries rather than two seeks).
+        let (low, high): (Option<i64>, Option<i64>) = conn
+            .prepare_cached(&format!(
+                "SELECT min(id), max(id) FROM {table} WHERE received_at >= ?1 AND received_at < ?2"
+            ))
+            .map_err(read_error)?
+            .query_row(
+                params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(read_error)?;
+        return Ok(match (low, high) {
+            (Some(low), Some(high)) => {
+                (low, before.unwrap_or(i64::MAX).min(high.saturating_add(1)))
+            }
+            _ => (i64::MAX, i64::MIN),
+        });
+    }
     let first_at = |at: Millis| -> Result<Option<i64>, StoreError> {
         conn.prepare_cached(&format!(
             "SELECT id FROM {table} WHERE received_at >= ?1 ORDER BY received_at LIMIT 1"
@@ -53,6 +75,16 @@ fn id_bounds(
         }
     }
     Ok((low, high))
+}
+
+/// Whether the store holds rows whose ids do not follow their receipt times.
+fn time_order_mixed(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM meta WHERE key = ?1")
+        .map_err(read_error)?
+        .query_row(params![super::TIME_ORDER_MIXED], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(read_error)
 }
 
 /// A page from up to `limit + 1` rows: the extra row only says that there is a next page, which
@@ -328,7 +360,8 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
     // A source is matched as the search matches it: case, surrounding spaces and the form of
     // accents aside (SQLite's `lower` knows only ASCII letters).
     let wanted = query.source.as_deref().map(keys::value_key);
-    let channel = query.channel.as_deref();
+    // Spaces of every kind trimmed, as the search trims them (SQLite's `trim` knows only ASCII).
+    let channel = query.channel.as_deref().map(str::trim);
     {
         let mut statement = conn
             .prepare_cached(
@@ -513,7 +546,7 @@ pub fn deliveries(
                 query.until.unwrap_or(i64::MAX),
                 query.outcome,
                 query.status,
-                query.channel,
+                query.channel.as_deref().map(str::trim),
                 (limit + 1) as i64
             ],
             delivery,

@@ -25,8 +25,8 @@ use tokio::sync::oneshot;
 use super::{Shared, apply_size_cap, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
-    Content, Incoming, IngestOutcome, OutboxItem, OutboxWrite, QuarantineReason, Rejection,
-    SearchFields, StoreError,
+    Content, Incoming, IngestOutcome, ORDER_SLACK_MS, OutboxItem, OutboxWrite, QuarantineReason,
+    Rejection, SearchFields, StoreError,
 };
 
 /// Work for the writer.
@@ -796,6 +796,10 @@ fn insert(
     let mut deliveries = Vec::new();
     let receipt = &incoming.receipt;
     let (codec, raw) = (pending.codec, &pending.stored_raw);
+    // Only a receipt from the past (a restored export) can break the order of ids and times.
+    if receipt.received_at < chrono::Utc::now().timestamp_millis() - ORDER_SLACK_MS {
+        note_time_order(tx, receipt.received_at)?;
+    }
     let outcome = match &incoming.content {
         Content::Event(event) => {
             let fields = &event.fields;
@@ -917,6 +921,17 @@ fn insert(
         ),
     };
     let reason = reason.map(QuarantineReason::as_str);
+    let already_kept = matches!(
+        outcome,
+        IngestOutcome::Duplicate { .. }
+            | IngestOutcome::Quarantined {
+                duplicate: true,
+                ..
+            }
+    );
+    if incoming.restored && already_kept {
+        return Ok((outcome, deliveries));
+    }
     tx.prepare_cached(
         "INSERT INTO deliveries (received_at, remote_addr, method, path, channel, status, outcome,
             reason, size, user_agent, invocation_id, event_id, quarantine_id)
@@ -938,6 +953,20 @@ fn insert(
         quarantine_id,
     ])?;
     Ok((outcome, deliveries))
+}
+
+/// Marks the store as holding rows whose ids do not follow their receipt times (see
+/// [`super::TIME_ORDER_MIXED`]) when a row received at `at` is older, by more than the slack,
+/// than a row already stored: readers then find time ranges through the time indexes.
+fn note_time_order(tx: &Transaction<'_>, at: i64) -> rusqlite::Result<()> {
+    let newest: Option<i64> = tx
+        .prepare_cached("SELECT max(received_at) FROM deliveries")?
+        .query_row([], |row| row.get(0))?;
+    if newest.is_some_and(|newest| at < newest - ORDER_SLACK_MS) {
+        tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, '1') ON CONFLICT DO NOTHING")?
+            .execute(params![super::TIME_ORDER_MIXED])?;
+    }
+    Ok(())
 }
 
 /// A new delivery as its route's worker takes it from the writer.
