@@ -289,9 +289,11 @@ fn the_open_file_limit_is_raised_to_fit_the_connection_cap_or_the_start_says_why
 
 /// Runs `provtrail serve` with `args` in `dir`, expecting it to refuse to start: its exit status
 /// and standard error (a start that serves instead fails the test after 30 s).
-fn refused_start(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0"])
+/// `provtrail <args>` in `dir`, with none of the environment's tokens or configuration, its
+/// standard error piped.
+fn bare_command(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"));
+    command
         .args(args)
         .env_remove("PROVTRAIL_INGEST_TOKEN")
         .env_remove("PROVTRAIL_READ_TOKEN")
@@ -299,7 +301,13 @@ fn refused_start(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+fn refused_start(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = bare_command(dir, &["--log", "warn", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -457,16 +465,14 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
     // shown (the next start says "the one kept beside the database").
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args([
+    let output = bare_command(
+        dir.path(),
+        &[
             "--log", "warn", "serve", "--listen", &address, "--db", "busy.db",
-        ])
-        .env_remove("PROVTRAIL_INGEST_TOKEN")
-        .env_remove("PROVTRAIL_READ_TOKEN")
-        .env_remove("PROVTRAIL_CONFIG")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(!dir.path().join("busy.db.token").exists());
     assert!(!dir.path().join("busy.db.read-token").exists());
@@ -476,24 +482,19 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
 fn json_logs_say_the_banner_as_events_and_never_write_a_generated_token() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args([
+    let mut child = bare_command(
+        dir.path(),
+        &[
             "--log-json",
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--db",
             "json.db",
-        ])
-        .env_remove("PROVTRAIL_INGEST_TOKEN")
-        .env_remove("PROVTRAIL_READ_TOKEN")
-        .env_remove("PROVTRAIL_CONFIG")
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .spawn()
+    .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (lines, received) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {

@@ -674,19 +674,22 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
     let file = dir.path().join("export.jsonl");
     std::fs::write(&file, format!("{exported}{old}\n{bad}\n{odd}\n")).unwrap();
     let second = dir.path().join("second.db").display().to_string();
-    let import = provtrail(
-        &[
-            "ingest",
-            "--db",
-            &second,
-            file.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        None,
-    );
-    assert_eq!(import.status.code(), Some(1), "{}", stdout(&import));
-    let report: Value = serde_json::from_str(stdout(&import).trim()).unwrap();
+    let ingest_json = |db: &str| {
+        let output = provtrail(
+            &[
+                "ingest",
+                "--db",
+                db,
+                file.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            None,
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        serde_json::from_str::<Value>(stdout(&output).trim()).unwrap()
+    };
+    let report = ingest_json(&second);
     assert_eq!(report["accepted"], 3, "{report}");
     assert_eq!(report["restored_from_export"], 2, "{report}");
     assert_eq!(report["failed"], 1, "{report}");
@@ -773,18 +776,7 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
         .map(|line| serde_json::from_str::<Value>(line).unwrap()["channel"].clone())
         .collect();
     assert_eq!(channels, vec!["moved", "moved", "moved"]);
-    let twice = provtrail(
-        &[
-            "ingest",
-            "--db",
-            &second,
-            file.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        None,
-    );
-    let report: Value = serde_json::from_str(stdout(&twice).trim()).unwrap();
+    let report = ingest_json(&second);
     assert_eq!(report["duplicate"], 3, "{report}");
     assert_eq!(report["accepted"], 0, "{report}");
     // Restoring again delivered nothing: the restored events' delivery logs stay as they were
