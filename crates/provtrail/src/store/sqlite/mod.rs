@@ -793,7 +793,15 @@ impl EventFile {
     /// must be brought up to date (by opening it as a [`SqliteStore`]) before it can be read.
     pub fn open(path: &Path) -> Result<Option<EventFile>, StoreError> {
         let conn = open_read_only(path).map_err(|err| {
-            StoreError::Internal(format!("cannot open {} for reading: {err}", path.display()))
+            // The first read is made on opening: a file of something else is found here.
+            if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+                StoreError::Internal(format!(
+                    "{} is not a provtrail database: {err}",
+                    path.display()
+                ))
+            } else {
+                StoreError::Internal(format!("cannot open {} for reading: {err}", path.display()))
+            }
         })?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(read_error)?;
