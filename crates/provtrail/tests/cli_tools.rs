@@ -1840,4 +1840,41 @@ fn an_export_line_that_cannot_be_restored_names_its_field_and_nothing_is_stored(
         let error = problem["error"].as_str().unwrap();
         assert!(error.contains(expected), "{expected}: {error}");
     }
+    // A CSV export holds no bodies: it is refused, not kept in quarantine.
+    let source = store_with_event(dir.path(), "source.db", "inv-csv");
+    let csv = dir.path().join("export.csv");
+    let exported = provtrail(
+        &[
+            "export",
+            "--db",
+            &source,
+            "--format",
+            "csv",
+            "-o",
+            csv.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(exported.status.code(), Some(0));
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db,
+            csv.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let report: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["quarantined"], 0, "{report}");
+    assert!(
+        report["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("CSV export"),
+        "{report}"
+    );
 }

@@ -345,6 +345,9 @@ const MAX_PATH_CHARS: usize = 300;
 /// Longest `User-Agent` kept in a receipt, as the server keeps it.
 const MAX_USER_AGENT_CHARS: usize = 200;
 
+/// How a CSV export (`provtrail export --format csv`) begins.
+const CSV_EXPORT_HEADER: &[u8] = b"id,received_at,tracking_number,";
+
 /// Longest method kept in a receipt.
 const MAX_METHOD_CHARS: usize = 16;
 
@@ -367,6 +370,15 @@ struct ExportedEvent {
 /// event under `event` and the body under `raw`, and an event has neither (it has a
 /// `trackingNumber` or an `_metadata` envelope at the top instead).
 fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
+    // A CSV export holds no bodies: kept in quarantine, it would be a copy of customer data
+    // that restores nothing.
+    if document.starts_with(CSV_EXPORT_HEADER) {
+        return Some(Err(
+            "this is a CSV export, which holds no event bodies: restore from JSON lines \
+             (`provtrail export --format jsonl`)"
+                .to_owned(),
+        ));
+    }
     // Cheap test first: events are imported by the million, and almost none are export lines.
     let finder = |needle: &[u8]| memchr::memmem::find(document, needle).is_some();
     if !(finder(b"\"raw\"") && finder(b"\"received_at\"") && finder(b"\"event\"")) {
