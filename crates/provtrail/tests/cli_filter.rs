@@ -168,3 +168,20 @@ fn an_input_without_a_document_exits_2() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no documents"));
     }
 }
+
+#[test]
+fn a_byte_order_mark_is_named_as_validate_names_it() {
+    let out = provtrail(
+        &["filter", "$.a", "--format", "json"],
+        Some("\u{feff}{\"a\": 1}"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let answers = json_lines(&out);
+    assert!(
+        answers[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("byte order mark"),
+        "{answers:?}"
+    );
+}

@@ -135,6 +135,14 @@ fn read_input(file: Option<&str>) -> anyhow::Result<String> {
 
 /// The outcome for one document as the JSON object printed with `--format json`.
 pub fn outcome(path: &Path, options: Options, text: &str) -> Value {
+    if text.starts_with('\u{feff}') {
+        // Said as `validate` says it, rather than as "expected value at column 1".
+        return json!({
+            "match": false,
+            "error": "InvalidJson: the document starts with a UTF-8 byte order mark (EF BB BF), \
+                      which JSON does not allow; save it without one",
+        });
+    }
     let doc: Value = match serde_json::from_str(text) {
         Ok(d) => d,
         Err(e) => return json!({"match": false, "error": format!("InvalidJson: {e}")}),
