@@ -594,6 +594,8 @@ async fn the_events_page_searches_filters_pages_and_adds_new_rows() {
         ("/playground?range=bogus", "“bogus” is not a time range"),
         ("/?before=abc", "“abc” is not a page of this list"),
         ("/?before=-1", "“-1” is not a page of this list"),
+        ("/deliveries?before=x", "“x” is not a page of this list"),
+        ("/quarantine?before=0", "“0” is not a page of this list"),
     ] {
         let shown = page(&server, &cookie, path).await;
         assert!(shown.contains(notice), "{path}: {shown}");

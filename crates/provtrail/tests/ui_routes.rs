@@ -202,6 +202,12 @@ async fn the_routes_pages_show_counts_dead_letters_and_deliveries_and_never_a_se
     assert!(archive_page.contains("Dead letters (0)"));
     let (_, pending_only) = page(&server, "/routes/archive?state=pending").await;
     assert!(pending_only.contains("No deliveries in this state."));
+    // A page cursor that is not one is said, not dropped silently.
+    let (_, bad_page) = page(&server, "/routes/archive?before=-1").await;
+    assert!(
+        bad_page.contains("“-1” is not a page of this list"),
+        "{bad_page}"
+    );
 
     for path in [
         "/routes",

@@ -56,6 +56,11 @@ pub async fn log(
             given(&params.range).as_deref() == Some(range.as_str()),
             "a time range",
         ),
+        not_applied(
+            &params.before,
+            cursor(&params.before).is_some(),
+            "a page of this list (a request id)",
+        ),
     ]
     .into_iter()
     .flatten()
@@ -106,9 +111,17 @@ pub async fn quarantine(
     Query(params): Query<Params>,
 ) -> Result<Response, PageError> {
     let reason = given(&params.reason).filter(|r| REASONS.iter().any(|(v, _)| v == r));
-    let notices: Vec<String> = not_applied(&params.reason, reason.is_some(), "a reason")
-        .into_iter()
-        .collect();
+    let notices: Vec<String> = [
+        not_applied(&params.reason, reason.is_some(), "a reason"),
+        not_applied(
+            &params.before,
+            cursor(&params.before).is_some(),
+            "a page of this list (an entry id)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let page = state
         .store
         .quarantine(&QuarantineQuery {

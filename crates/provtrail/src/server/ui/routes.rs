@@ -284,9 +284,17 @@ pub async fn route(
     let view = view?.ok_or_else(|| PageError::NotFound(format!("there is no route {name:?}")))?;
     let (recent, dead_letters) = (recent?, dead_letters?);
     let now = chrono::Utc::now().timestamp_millis();
-    let notices: Vec<String> = not_applied(&params.state, chosen.is_some(), "a delivery state")
-        .into_iter()
-        .collect();
+    let notices: Vec<String> = [
+        not_applied(&params.state, chosen.is_some(), "a delivery state"),
+        not_applied(
+            &params.before,
+            cursor(&params.before).is_some(),
+            "a page of this list (a delivery id)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let chosen = chosen.map_or("", DeliveryState::as_str);
     let href = route_href(&view.name);
     let counts = &view.counts;
