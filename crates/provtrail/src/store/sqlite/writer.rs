@@ -376,12 +376,14 @@ impl Writer {
             .map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rollups = Rollups::default();
+        // Receipts older than this (restored ones) are checked against the order of ids.
+        let recent_since = chrono::Utc::now().timestamp_millis() - ORDER_SLACK_MS;
         let mut handover = outbox::Handover::default();
         for job in batch {
             outcomes.push(match job {
                 Job::Ingest(pending, _) => {
                     let (outcome, deliveries) =
-                        insert(&tx, pending, &mut rollups).map_err(unavailable)?;
+                        insert(&tx, pending, &mut rollups, recent_since).map_err(unavailable)?;
                     if let IngestOutcome::Accepted { id } = outcome {
                         for (delivery_id, route) in deliveries {
                             handover.add(&self.shared, fresh_item(pending, id, delivery_id, route));
@@ -791,13 +793,14 @@ fn insert(
     tx: &Transaction<'_>,
     pending: &Pending,
     rollups: &mut Rollups,
+    recent_since: i64,
 ) -> rusqlite::Result<(IngestOutcome, Vec<(i64, String)>)> {
     let incoming = &pending.incoming;
     let mut deliveries = Vec::new();
     let receipt = &incoming.receipt;
     let (codec, raw) = (pending.codec, &pending.stored_raw);
     // Only a receipt from the past (a restored export) can break the order of ids and times.
-    if receipt.received_at < chrono::Utc::now().timestamp_millis() - ORDER_SLACK_MS {
+    if receipt.received_at < recent_since {
         note_time_order(tx, receipt.received_at)?;
     }
     let outcome = match &incoming.content {
