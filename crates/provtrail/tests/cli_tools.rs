@@ -1878,3 +1878,15 @@ fn an_export_line_that_cannot_be_restored_names_its_field_and_nothing_is_stored(
         "{report}"
     );
 }
+
+#[test]
+fn a_quarantine_id_below_1_is_refused_as_the_api_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_arg = store_with_event(dir.path(), "ids.db", "inv-ids");
+    for id in ["0", "-1"] {
+        let output = provtrail(&["quarantine", "--db", &db_arg, "--", id], None);
+        assert_eq!(output.status.code(), Some(2), "{id}");
+    }
+    let missing = provtrail(&["quarantine", "--db", &db_arg, "5"], None);
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -26,8 +26,9 @@ errors."
 pub struct QuarantineArgs {
     #[command(flatten)]
     pub source_args: SourceArgs,
-    /// The entry to show in full (without it, the entries are listed).
-    #[arg(value_name = "ID")]
+    /// The entry to show in full (without it, the entries are listed). Ids start at 1, as the
+    /// API's do.
+    #[arg(value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
     pub id: Option<i64>,
     /// Only entries kept for this reason.
     #[arg(
