@@ -472,18 +472,8 @@ fn warn_when_full(settings: &Settings) {
     let Some(max) = settings.store.max_size_bytes else {
         return;
     };
-    // The cap is on the database (SQLite's page count), not its logs or search index. Counted
-    // by SQLite: a new store's pages may still be in its write-ahead log, not in the file.
-    let pages = |conn: &rusqlite::Connection| -> rusqlite::Result<u64> {
-        let count: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
-        let size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
-        Ok(u64::try_from(count.saturating_mul(size)).unwrap_or(0))
-    };
-    let Ok(size) = rusqlite::Connection::open_with_flags(
-        &settings.store.path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .and_then(|conn| pages(&conn)) else {
+    // The cap is on the database (its pages), not its logs or search index.
+    let Some(size) = provtrail::store::sqlite::database_size(&settings.store.path) else {
         return;
     };
     if size >= max {

@@ -722,6 +722,20 @@ pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     }
 }
 
+/// The size of the database at `path` as SQLite counts it (pages times page size): a new
+/// store's pages may still be in its write-ahead log rather than in the file. None when it
+/// cannot be read.
+pub fn database_size(path: &Path) -> Option<u64> {
+    let conn = open_read_only(path).ok()?;
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |row| row.get(0))
+        .ok()?;
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .ok()?;
+    u64::try_from(pages.saturating_mul(page_size)).ok()
+}
+
 /// Whether a read failed for want of the files beside the database (its shared memory), not
 /// for what the database holds.
 fn cannot_share(err: &rusqlite::Error) -> bool {
