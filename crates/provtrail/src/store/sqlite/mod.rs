@@ -570,7 +570,7 @@ pub(crate) fn open_connection(
     // b-tree split puts its new pages in order, it parks a page at the number just past the
     // lock-byte page (1 GiB), and the commit then drops every cached page beyond the end of
     // the file by scanning the whole cache. With 16 MB that scan was about 7 % of the writer's
-    // time; with 1 MB routed ingest ran 8-20 % faster in alternating runs (docs/performance.md).
+    // time; with 1 MB routed ingest ran 8-20 % faster in alternating runs (docs/routes.md, "Cost").
     // What the writer rereads (interior pages, the right edges it appends to) fits.
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
         .map_err(open)?;
