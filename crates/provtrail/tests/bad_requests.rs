@@ -658,6 +658,27 @@ async fn stalled_bodies_anywhere_give_their_place_back_after_the_request_timeout
     server
         .assert_still_serving("inv-beside-a-stalled-read")
         .await;
+    // Meanwhile another reader is told the server is busy in the read API's own error shape.
+    let busy = raw_exchange(
+        server.addr,
+        b"GET /api/v1/events HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer read-token\r\n\r\n",
+    )
+    .await;
+    assert_eq!(busy.status, 503, "{}", busy.head);
+    assert!(
+        busy.head.to_ascii_lowercase().contains("retry-after"),
+        "{}",
+        busy.head
+    );
+    let body: serde_json::Value = serde_json::from_slice(&busy.body).unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in progress"),
+        "{body}"
+    );
     let answer = expect_response(&mut reader).await;
     assert_eq!(
         answer.status,

@@ -331,10 +331,10 @@ async fn bound_request_body(
         );
     }
     let Ok(reading) = state.form_permits.try_acquire() else {
-        return busy(error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return busy_refusal(
+            &Request::from_parts(parts, axum::body::Body::empty()),
             "too many sign-ins in progress; try again shortly",
-        ));
+        );
     };
     match ingest::read_body(body, MAX_FORM_BODY, state.body_timeout).await {
         Ok(bytes) => {
@@ -435,10 +435,10 @@ async fn limit_concurrency(
         match limiter.others.try_acquire() {
             Ok(permit) => Some(permit),
             Err(_) => {
-                return busy(error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                return busy_refusal(
+                    &request,
                     "too many read and web requests in progress; try again shortly",
-                ));
+                );
             }
         }
     };
@@ -450,18 +450,31 @@ async fn limit_concurrency(
         }
         Err(_) => {
             const MESSAGE: &str = "too many requests in progress; try again shortly";
-            busy(if is_ingest_path(request.uri().path()) {
-                ingest::refuse(
+            if is_ingest_path(request.uri().path()) {
+                busy(ingest::refuse(
                     &limiter.state,
                     request,
                     StatusCode::SERVICE_UNAVAILABLE,
                     MESSAGE,
-                )
+                ))
             } else {
-                error_response(StatusCode::SERVICE_UNAVAILABLE, MESSAGE)
-            })
+                busy_refusal(&request, MESSAGE)
+            }
         }
     }
+}
+
+/// A busy server's 503 to a request other than ingest, in the shape its client reads: the read
+/// API's error object, a page for a browser, the plain JSON error otherwise.
+fn busy_refusal(request: &Request, message: &str) -> Response {
+    let path = request.uri().path();
+    busy(if path == "/api" || path.starts_with("/api/") {
+        api::error::ApiError::unavailable(message).into_response()
+    } else if is_browsing(request) {
+        ui::browser_error_page(StatusCode::SERVICE_UNAVAILABLE, message)
+    } else {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, message)
+    })
 }
 
 /// A 503 for a server that is busy right now: worth trying again in a second.

@@ -112,6 +112,11 @@ impl ApiError {
         )
     }
 
+    /// 503: the server cannot take this request now; worth trying again shortly.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(503, "unavailable", message)
+    }
+
     /// 413: a request body over the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
         ApiError::new(413, "payload_too_large", message)
@@ -153,7 +158,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) | StoreError::Overloaded(_) => {
-                ApiError::new(503, "unavailable", format!("{err}; try again shortly"))
+                ApiError::unavailable(format!("{err}; try again shortly"))
             }
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Invalid(message) => ApiError::new(400, "invalid_parameter", message),
