@@ -625,8 +625,9 @@ impl Sink for Webhook {
 fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     const LONGEST: Duration = Duration::from_secs(86_400);
     let value = value.trim();
-    let wait = if let Ok(seconds) = value.parse::<u64>() {
-        Duration::from_secs(seconds)
+    let wait = if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        // More seconds than fit in 64 bits is still "longer than a day", not no answer.
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
     } else {
         let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
         (at.with_timezone(&chrono::Utc) - now)
@@ -651,10 +652,13 @@ mod tests {
             retry_after("Sun, 29 Nov 2026 10:02:00 GMT", now),
             Some(Duration::from_secs(120))
         );
-        assert_eq!(
-            retry_after("9999999", now),
-            Some(Duration::from_secs(86_400))
-        );
+        for long in ["9999999", "99999999999999999999"] {
+            assert_eq!(
+                retry_after(long, now),
+                Some(Duration::from_secs(86_400)),
+                "{long}"
+            );
+        }
         for useless in ["0", "Sun, 29 Nov 2026 09:00:00 GMT", "soon", "-5", ""] {
             assert_eq!(retry_after(useless, now), None, "{useless:?}");
         }
