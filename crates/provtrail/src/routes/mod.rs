@@ -287,7 +287,7 @@ impl Route {
             .get("_metadata")
             .and_then(|metadata| metadata.get("invocationId"))
             .and_then(Value::as_str);
-        let event_key = event_key(event_id, invocation_id);
+        let event_key = event_key(raw, invocation_id);
         let key = delivery_key(&event_key, &self.name);
         let delivery = Delivery {
             delivery_id: 0,

@@ -1,6 +1,7 @@
 //! `nats`: publish to a JetStream subject and wait for the stream's acknowledgement.
 //!
-//! `Nats-Msg-Id` is the event's identity (ISC's invocation id, or `provtrail-event-<id>`), so a
+//! `Nats-Msg-Id` is the event's identity (ISC's invocation id, or `provtrail-body-<hash>` of the
+//! body as received, which two stores publishing to one stream never share for two events), so a
 //! repeated delivery or a replay within the stream's duplicate window is dropped by JetStream.
 //! Two routes publishing the same event into the same stream are deduplicated the same way: the
 //! stream keeps one copy of each event.

@@ -22,7 +22,8 @@ pub struct Delivery<'a> {
     /// The stored event's id.
     pub event_id: i64,
     /// The event's identity across systems: ISC's `_metadata.invocationId`, or
-    /// `provtrail-event-<id>` for an event without one. JetStream deduplicates on it.
+    /// `provtrail-body-<hash>` of the body as received for an event without one (see
+    /// [`event_key`]). JetStream deduplicates on it.
     pub event_key: &'a str,
     /// A stable key of this (event, route) pair, the same on every attempt and every replay:
     /// receivers deduplicate on it (`Idempotency-Key`).
@@ -44,23 +45,30 @@ pub fn delivery_key(event_key: &str, route: &str) -> String {
     hasher.update(event_key.as_bytes());
     hasher.update([0]);
     hasher.update(route.as_bytes());
-    let digest = hasher.finalize();
-    let mut key = String::with_capacity(3 + 32);
-    key.push_str("pt-");
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in &digest[..16] {
-        key.push(char::from(HEX[usize::from(byte >> 4)]));
-        key.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    key
+    prefixed_hex("pt-", &hasher.finalize()[..16])
 }
 
-/// The identity of a stored event for sinks: the invocation id, else a provtrail id.
-pub fn event_key(event_id: i64, invocation_id: Option<&str>) -> String {
+/// The identity of a stored event for sinks: the invocation id, else a hash of the body as
+/// received (the first half of its SHA-256, in lowercase hex). Not the event's id in the store:
+/// two stores (a standby, a rebuilt database) give different events the same ids, and a stream
+/// that both publish to would drop one of them as a repeat of the other. The same body received
+/// by two stores is the same event, and is meant to be dropped.
+pub fn event_key(raw: &[u8], invocation_id: Option<&str>) -> String {
     match invocation_id {
         Some(id) if !id.is_empty() => id.to_owned(),
-        _ => format!("provtrail-event-{event_id}"),
+        _ => prefixed_hex("provtrail-body-", &Sha256::digest(raw)[..16]),
     }
+}
+
+fn prefixed_hex(prefix: &str, bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(prefix.len() + 2 * bytes.len());
+    text.push_str(prefix);
+    for byte in bytes {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// What a sink reports about a successful delivery.
@@ -276,7 +284,18 @@ mod tests {
         // half of SHA-256 of `event key, 0, route`, in lowercase hex).
         assert_eq!(a, "pt-e69969ad8e6f82d3771dd5755504cde3");
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-        assert_eq!(event_key(7, None), "provtrail-event-7");
-        assert_eq!(event_key(7, Some("abc")), "abc");
+        assert_eq!(event_key(b"{}", Some("abc")), "abc");
+        // Without an invocation id: the body's hash, so that events of two stores that share
+        // ids never share a key, and one body has one key wherever it is stored.
+        let body = br#"{"trackingNumber":"t1"}"#;
+        assert_eq!(event_key(body, None), event_key(body, Some("")));
+        assert_ne!(
+            event_key(body, None),
+            event_key(br#"{"trackingNumber":"t2"}"#, None)
+        );
+        assert_eq!(
+            event_key(b"{}", None),
+            "provtrail-body-44136fa355b3678a1146ad16f7e8649e"
+        );
     }
 }

@@ -767,7 +767,7 @@ async fn attempt_batch(
     let keys: Vec<(String, String)> = items
         .iter()
         .map(|item| {
-            let event_key = event_key(item.event_id, item.invocation_id.as_deref());
+            let event_key = event_key(&item.raw, item.invocation_id.as_deref());
             let key = delivery_key(&event_key, &route.name);
             (event_key, key)
         })
