@@ -31,6 +31,21 @@ mod tests {
         let now = Utc::now().timestamp_millis();
         assert!((now - day_ago - 86_400_000).abs() < 5_000);
         assert!(parse_time("yesterday-ish").is_err());
+        // Finer than a millisecond: rounded up to the next one, so that a receipt at .015 is
+        // before a bound at .015999 (and not at or after it).
+        assert_eq!(
+            parse_time("2026-11-01T00:00:00.015999Z").unwrap(),
+            1_793_491_200_016
+        );
+        assert_eq!(
+            parse_time("2026-11-01T00:00:00.015Z").unwrap(),
+            1_793_491_200_015
+        );
+        assert_eq!(
+            parse_time("1969-12-31T23:59:59.9995Z").unwrap(),
+            0,
+            "before the epoch too"
+        );
         assert_eq!(format_time(1_793_491_200_000), "2026-11-01T00:00:00.000Z");
     }
 }

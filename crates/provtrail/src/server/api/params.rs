@@ -54,7 +54,12 @@ const LATEST_TIME: Millis = 253_402_300_799_999;
 
 fn parse_any_time(text: &str, now: Millis) -> Option<Millis> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Some(time.timestamp_millis());
+        // Receipts are kept to the millisecond, and a bound finer than that is rounded up: the
+        // receipts at or after it (`since`), and those before it (`until`), are exactly those
+        // at or after, or before, the next whole millisecond. Rounding down would take in an
+        // event received just before a `since` and leave out one received just before an `until`.
+        let finer = time.timestamp_subsec_nanos() % 1_000_000 != 0;
+        return Some(time.timestamp_millis() + i64::from(finer));
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
