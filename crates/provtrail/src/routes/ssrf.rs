@@ -115,6 +115,17 @@ pub struct Refused {
     reason: &'static str,
 }
 
+impl Refused {
+    /// The refusal without the host or its address, for a host that is a secret.
+    pub fn without_host(&self) -> String {
+        format!(
+            "refused: the host (given by reference, not shown) resolves to an address in the {} \
+             range; set allow_private = true on the route to allow it",
+            self.reason
+        )
+    }
+}
+
 /// Keeps the addresses of `host` the guard allows; an error names the first refused one when
 /// none is left.
 pub fn filter_addresses(

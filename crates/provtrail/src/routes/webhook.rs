@@ -113,6 +113,23 @@ pub(super) fn build(
         Some(host) => host,
         None => return Err(SinkConfigError::new("url", "the URL has no host")),
     };
+    let path = url.path().strip_prefix('/').unwrap_or(url.path());
+    let query = url.query().unwrap_or_default();
+    let has_path_or_query = !path.is_empty() || !query.is_empty();
+    let target = url_references.redact(&format!(
+        "POST {}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        match (url.port(), has_path_or_query) {
+            (Some(port), true) => format!(":{port}/…"),
+            (Some(port), false) => format!(":{port}/"),
+            (None, true) => "/…".to_owned(),
+            (None, false) => "/".to_owned(),
+        }
+    ));
+    // A host that came from a `${…}` reference is a secret: no message may name it, nor the
+    // address it is or resolves to.
+    let host_hidden = !target.contains(url.host_str().unwrap_or_default());
     // The client connects to a literal address without asking the resolver, so the guard checks
     // it here; names are checked at every connection by the resolver.
     let literal = match host {
@@ -122,11 +139,16 @@ pub(super) fn build(
     };
     if let (Some(ip), false) = (literal, context.allow_private) {
         if let Some(reason) = forbidden(ip) {
+            let address = if host_hidden {
+                "the host (given by reference, not shown)".to_owned()
+            } else {
+                ip.to_string()
+            };
             return Err(SinkConfigError::new(
                 "url",
                 format!(
-                    "{ip} is in the {reason} range; set allow_private = true on the route to \
-                     allow it"
+                    "{address} is in the {reason} range; set allow_private = true on the route \
+                     to allow it"
                 ),
             ));
         }
@@ -134,7 +156,6 @@ pub(super) fn build(
     // Webhook URLs of chat tools carry their secret in the path or the query. Each is scrubbed
     // on its own when it looks like a secret: the redactor serves every route, and a plain
     // word (`/hook`, `/events`) would be blanked in all their messages.
-    let path = url.path().strip_prefix('/').unwrap_or(url.path());
     if looks_secret(path) {
         // Whole only: its segments may be plain words (`services/incoming-webhook/…`). A
         // receiver may name one secret-looking segment alone ("no hook B0123…").
@@ -143,7 +164,6 @@ pub(super) fn build(
             secrets.redactor().add(segment);
         }
     }
-    let query = url.query().unwrap_or_default();
     if !query.is_empty() {
         // Whole only, as the path: `source=provtrail` must not blank every "provtrail".
         secrets.redactor().add_whole(query);
@@ -160,18 +180,6 @@ pub(super) fn build(
             }
         }
     }
-    let has_path_or_query = !path.is_empty() || !query.is_empty();
-    let target = url_references.redact(&format!(
-        "POST {}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or_default(),
-        match (url.port(), has_path_or_query) {
-            (Some(port), true) => format!(":{port}/…"),
-            (Some(port), false) => format!(":{port}/"),
-            (None, true) => "/…".to_owned(),
-            (None, false) => "/".to_owned(),
-        }
-    ));
 
     let mut headers = HeaderMap::new();
     let mut shown = Vec::new();
@@ -330,6 +338,7 @@ pub(super) fn build(
         json_body: content_type.to_ascii_lowercase().contains("json"),
         template,
         redactor: secrets.redactor().clone(),
+        host_hidden,
     };
     webhook.check_template()?;
     Ok(Arc::new(webhook))
@@ -392,6 +401,8 @@ pub struct Webhook {
     /// The body template, and what its `${…}` references resolved to (secrets).
     template: Option<(BodyTemplate, Redactor)>,
     redactor: Redactor,
+    /// The URL's host came from a secret reference: messages do not name it or its addresses.
+    host_hidden: bool,
 }
 
 // The URL and the headers may hold secrets: only the redacted target is printed.
@@ -491,16 +502,18 @@ async fn read_prefix(mut response: reqwest::Response, limit: usize) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// Whether the server-side request forgery guard refused the connection.
-fn refused_by_guard(err: &(dyn std::error::Error + 'static)) -> bool {
+/// The server-side request forgery guard's refusal, when it is what failed the connection.
+fn refused_by_guard<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a super::ssrf::Refused> {
     let mut source = Some(err);
     while let Some(cause) = source {
-        if cause.downcast_ref::<super::ssrf::Refused>().is_some() {
-            return true;
+        if let Some(refused) = cause.downcast_ref::<super::ssrf::Refused>() {
+            return Some(refused);
         }
         source = cause.source();
     }
-    false
+    None
 }
 
 /// An error and its causes in one line (the client's own message is terse: the cause says
@@ -574,8 +587,12 @@ impl Sink for Webhook {
                 // The guard refused every address the name resolves to: retrying will not
                 // change the configuration, so the delivery goes to the dead letters at once,
                 // with the reason, rather than failing for days.
-                if refused_by_guard(&err) {
-                    return Err(SinkError::permanent(message));
+                if let Some(refused) = refused_by_guard(&err) {
+                    return Err(SinkError::permanent(if self.host_hidden {
+                        refused.without_host()
+                    } else {
+                        message
+                    }));
                 }
                 return Err(SinkError::transient(message));
             }
@@ -940,6 +957,70 @@ mod tests {
         assert!(
             headers.contains(&("X-Team".to_owned(), "ops".to_owned())),
             "{headers:?}"
+        );
+    }
+
+    #[test]
+    fn a_forbidden_address_given_by_reference_is_not_named_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        std::fs::write(&host, "10.1.2.3\n").unwrap();
+        let sink = format!("url = \"http://${{file:{}}}/hook\"", host.display());
+        let err =
+            crate::routes::sink::testing::build_sink(build, &sink, &Secrets::default(), false)
+                .unwrap_err()
+                .message;
+        assert!(err.contains("private"), "{err}");
+        assert!(!err.contains("10.1.2.3"), "{err}");
+        // Written in the file, the address is no secret, and the message names it.
+        let err = crate::routes::sink::testing::build_sink(
+            build,
+            "url = \"http://10.1.2.3/hook\"",
+            &Secrets::default(),
+            false,
+        )
+        .unwrap_err()
+        .message;
+        assert!(err.contains("10.1.2.3 is in the private"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_host_given_by_reference_is_not_named_when_delivering() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("url");
+        std::fs::write(&url, "http://localhost:9/hook\n").unwrap();
+        let sink = crate::routes::sink::testing::build_sink(
+            build,
+            &format!("url = \"${{file:{}}}\"", url.display()),
+            &Secrets::default(),
+            false,
+        )
+        .unwrap();
+        let err = sink
+            .deliver(&delivery_of(&serde_json::Value::Null))
+            .await
+            .unwrap_err();
+        assert!(err.permanent, "{err:?}");
+        assert!(err.message.contains("loopback"), "{}", err.message);
+        for hidden in ["localhost", "127.0.0.1", "::1"] {
+            assert!(!err.message.contains(hidden), "{}", err.message);
+        }
+        // A host written in the file is named.
+        let sink = crate::routes::sink::testing::build_sink(
+            build,
+            "url = \"http://localhost:9/hook\"",
+            &Secrets::default(),
+            false,
+        )
+        .unwrap();
+        let err = sink
+            .deliver(&delivery_of(&serde_json::Value::Null))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("localhost resolves to"),
+            "{}",
+            err.message
         );
     }
 
