@@ -234,6 +234,7 @@ async fn json_that_is_not_a_valid_event_is_quarantined_with_the_path_of_every_er
     let json = answer.json();
     assert_eq!(json["status"], "quarantined");
     let quarantine_id = json["id"].as_i64().expect("a quarantine id");
+    assert_eq!(json["quarantine_id"], quarantine_id, "{json}");
     let errors = json["errors"].as_array().expect("errors is a list");
     for error in errors {
         assert!(error["path"].is_string(), "{error}");

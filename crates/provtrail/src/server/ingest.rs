@@ -4,7 +4,7 @@
 //! |---|---|
 //! | valid event, committed | 200 `{"status":"accepted","id":…}` |
 //! | seen before (invocation id or canonical body) | 200 `{"status":"duplicate","id":…}` |
-//! | JSON but not a valid event | 202 `{"status":"quarantined","id":…,"errors":[…],"warnings":[…]}` |
+//! | JSON but not a valid event | 202 `{"status":"quarantined","id":…,"quarantine_id":…,"errors":[…],"warnings":[…]}` |
 //! | not JSON / not UTF-8 (kept in quarantine) | 400 |
 //! | content type that is not JSON, or a `Content-Encoding` (kept in quarantine) | 415 |
 //! | channel name not allowed (kept in quarantine) | 400 |
@@ -64,7 +64,7 @@ pub(super) async fn post_event_to_channel(
             let shown: String = channel.chars().take(MAX_CHANNEL_LEN + 8).collect();
             Some(format!(
                 "channel `{shown}` is not allowed: a channel name has 1 to {MAX_CHANNEL_LEN} \
-                 letters, digits, '-', '_' or '.', and is not `.` or `..`"
+                 ASCII letters, digits, '-', '_' or '.', and is not `.` or `..`"
             ))
         }
         Err(rejection) => Some(format!(
@@ -297,9 +297,12 @@ async fn handle(
                 }
             };
             let body = if status == StatusCode::ACCEPTED {
+                // `id` and `quarantine_id` are the same: the second says what the id is of, as
+                // the refusals' answers do, so that nobody takes it for an event's id.
                 json!({
                     "status": label,
                     "id": id,
+                    "quarantine_id": id,
                     "duplicate": duplicate,
                     "errors": quarantine.errors,
                     "warnings": quarantine.warnings,
