@@ -102,6 +102,19 @@ impl Settings {
         if let Some(n) = s.max_connections {
             server.max_connections = count("server.max_connections", n, MAX_REQUESTS)?;
         }
+        if let Some(n) = s.max_connections_per_address {
+            let n = count("server.max_connections_per_address", n, MAX_REQUESTS)?;
+            if n > server.max_connections {
+                return Err(ConfigError::Invalid {
+                    setting: "server.max_connections_per_address".into(),
+                    message: format!(
+                        "{n}: more than server.max_connections ({})",
+                        server.max_connections
+                    ),
+                });
+            }
+            server.max_connections_per_address = Some(n);
+        }
         let i = &config.ingest;
         if let Some(text) = &i.max_body {
             let size = parse_size("ingest.max_body", text)?;
@@ -671,6 +684,28 @@ mod tests {
         config.store.max_size = Some("2TB".into());
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.store.max_size_bytes, Some(2_000_000_000_000));
+    }
+
+    #[test]
+    fn the_share_of_one_address_is_at_most_the_cap() {
+        let err = settings_error(|c| {
+            c.server.max_connections = Some(100);
+            c.server.max_connections_per_address = Some(101);
+        });
+        assert!(
+            err.contains("server.max_connections_per_address") && err.contains("(100)"),
+            "{err}"
+        );
+        let err = settings_error(|c| c.server.max_connections_per_address = Some(0));
+        assert!(err.contains("server.max_connections_per_address"), "{err}");
+        let mut config = FileConfig::default();
+        config.server.max_connections = Some(100);
+        config.server.max_connections_per_address = Some(100);
+        let settings = Settings::from_config(&config).unwrap();
+        assert_eq!(settings.server.max_connections_per_address, Some(100));
+        // Unset, the listener gives one address half of the cap.
+        let settings = Settings::from_config(&FileConfig::default()).unwrap();
+        assert_eq!(settings.server.max_connections_per_address, None);
     }
 
     #[test]

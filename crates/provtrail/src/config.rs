@@ -93,6 +93,8 @@ pub struct ServerSection {
     pub max_concurrent_requests: Option<usize>,
     /// Connections open at once.
     pub max_connections: Option<usize>,
+    /// Connections one remote address may hold open at once.
+    pub max_connections_per_address: Option<usize>,
     /// Time given to in-flight requests on shutdown.
     pub shutdown_grace: Option<String>,
 }

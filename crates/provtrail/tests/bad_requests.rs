@@ -775,6 +775,25 @@ async fn one_address_cannot_take_every_connection() {
     assert_eq!(expect_response(&mut other).await.status, 200);
     drop(held);
     server.shutdown().await;
+
+    // Behind a reverse proxy, one address is every client: the share can be raised to the cap.
+    let mut server = TestServer::start_with(|config| {
+        config.server.max_connections = Some(4);
+        config.server.max_connections_per_address = Some(4);
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(expect_response(&mut stream).await.status, 200);
+        held.push(stream);
+    }
+    drop(held);
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,6 +97,10 @@ pub struct ServerArgs {
     /// Open connections at once; beyond, new ones are closed [default: 4096].
     #[arg(long, env = "PROVTRAIL_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Open connections one remote address may hold; raise it behind a reverse proxy, which is
+    /// one address [default: half of --max-connections].
+    #[arg(long, env = "PROVTRAIL_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
     /// Time to finish the requests in flight on SIGTERM or Ctrl-C before exiting [default: 30s].
     #[arg(long, env = "PROVTRAIL_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
@@ -193,6 +197,10 @@ impl ServerArgs {
             &self.max_concurrent_requests,
         );
         set(&mut server.max_connections, &self.max_connections);
+        set(
+            &mut server.max_connections_per_address,
+            &self.max_connections_per_address,
+        );
         set(&mut server.shutdown_grace, &self.shutdown_grace);
         // Lists from the environment are split at commas: "a, b" is the tokens `a` and `b`.
         let trimmed = |list: &[String]| -> Vec<String> {

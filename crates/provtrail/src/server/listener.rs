@@ -582,10 +582,13 @@ pub async fn serve(
     let (stopping, stop_signal) = watch::channel(false);
     let max_connections = config.max_connections.clamp(1, u32::MAX as usize);
     let connections = Arc::new(Semaphore::new(max_connections));
-    // Half the cap per address: one client cannot lock out every other (a reverse proxy in front
-    // of the server counts as one address, and gets half).
+    // Half the cap per address unless set: one client cannot lock out every other (a reverse
+    // proxy in front of the server counts as one address, and needs the setting raised).
     let per_address = Arc::new(PerAddress::default());
-    let max_per_address = max_connections.div_ceil(2);
+    let max_per_address = config
+        .max_connections_per_address
+        .unwrap_or(max_connections.div_ceil(2))
+        .clamp(1, max_connections);
     let acceptor = tls.map(|Tls(config, _)| TlsAcceptor::from(config));
     let handshake_timeout = config.header_timeout;
     let timeouts = (config.header_timeout, config.idle_timeout);

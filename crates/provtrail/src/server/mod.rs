@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Connections open at once.
     pub max_connections: usize,
+    /// Connections one remote address may hold open at once; `None` is half of
+    /// `max_connections`, so that one client cannot lock out every other.
+    pub max_connections_per_address: Option<usize>,
     /// Time given to in-flight requests on shutdown.
     pub shutdown_grace: Duration,
     /// Largest request body.
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_concurrent_requests: 1024,
             max_connections: 4096,
+            max_connections_per_address: None,
             shutdown_grace: Duration::from_secs(30),
             max_body: 1024 * 1024,
             ingest_credentials: Credentials::default(),
