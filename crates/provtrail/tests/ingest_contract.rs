@@ -710,3 +710,42 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     assert!(text.contains("provtrail_store_writable 1"), "{text}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_agent_that_is_not_ascii_is_still_recorded() {
+    let mut server = TestServer::start().await;
+    for (invocation, agent) in [
+        ("inv-agent-utf8", "isc-tëst/1.0".as_bytes().to_vec()),
+        ("inv-agent-latin1", b"isc-t\xe9st/1.0".to_vec()),
+    ] {
+        let body = event(invocation);
+        let mut request = post_head(
+            "/events",
+            &format!("{}Content-Length: {}\r\n", auth_line(), body.len()),
+        )
+        .into_bytes();
+        // The head ends with the blank line: the agent goes in before it.
+        request.truncate(request.len() - 2);
+        request.extend_from_slice(b"User-Agent: ");
+        request.extend_from_slice(&agent);
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(&body);
+        assert_eq!(raw_exchange(server.addr, &request).await.status, 200);
+    }
+    let conn = open_db(&server.db);
+    let agents: Vec<Option<String>> = conn
+        .prepare("SELECT user_agent FROM deliveries ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        agents,
+        [
+            Some("isc-tëst/1.0".to_owned()),
+            Some("isc-t\u{fffd}st/1.0".to_owned())
+        ]
+    );
+    server.shutdown().await;
+}

@@ -138,10 +138,15 @@ struct Refusal {
 
 fn receipt(parts: &Parts, channel: Option<String>) -> Receipt {
     let headers = &parts.headers;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok())
-        .map(|agent| agent.chars().take(200).collect());
+    // Kept even when it is not ASCII (a client's name in UTF-8, or bytes in no encoding at all):
+    // who sent a request is worth more than the exact form of its name.
+    let user_agent = headers.get(header::USER_AGENT).map(|value| {
+        String::from_utf8_lossy(value.as_bytes())
+            .chars()
+            .take(200)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    });
     let size = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
