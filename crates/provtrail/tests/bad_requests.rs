@@ -906,3 +906,55 @@ async fn a_kept_alive_connection_stays_open_for_the_idle_timeout_not_the_header_
     server.assert_still_serving("inv-after-keep-alive").await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_before_the_body_was_read_says_the_connection_closes() {
+    let mut server = TestServer::start_with(|config| {
+        config.ingest.max_body = Some("2KiB".into());
+    })
+    .await;
+    let says_close = |head: &str| head.to_ascii_lowercase().contains("connection: close");
+    // Over the limit, and refused credentials: the rest of the body is never read.
+    let big = post_head(
+        "/events",
+        &format!("{}Content-Length: 5000\r\n", auth_line()),
+    );
+    let answer = raw_exchange(server.addr, format!("{big}{}", "x".repeat(100)).as_bytes()).await;
+    assert_eq!(answer.status, 413, "{}", answer.head);
+    assert!(says_close(&answer.head), "{}", answer.head);
+    let outsider = post_head(
+        "/events",
+        "Authorization: Bearer wrong\r\nContent-Length: 1000\r\n",
+    );
+    let answer = raw_exchange(server.addr, format!("{outsider}{{").as_bytes()).await;
+    assert_eq!(answer.status, 401, "{}", answer.head);
+    assert!(says_close(&answer.head), "{}", answer.head);
+    // A body read whole keeps the connection: two events, one connection, no close announced.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    for invocation in ["inv-kept-alive-1", "inv-kept-alive-2"] {
+        let body = event(invocation);
+        let head = post_head(
+            "/events",
+            &format!("{}Content-Length: {}\r\n", auth_line(), body.len()),
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        let answer = expect_response(&mut stream).await;
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert!(!says_close(&answer.head), "{}", answer.head);
+    }
+    // So does a request without a body, whatever its answer.
+    stream
+        .write_all(b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = expect_response(&mut stream).await;
+    assert_eq!(answer.status, 401, "{}", answer.head);
+    assert!(!says_close(&answer.head), "{}", answer.head);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(expect_response(&mut stream).await.status, 200);
+    server.shutdown().await;
+}

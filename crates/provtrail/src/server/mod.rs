@@ -206,7 +206,83 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             count_requests,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn(announce_close))
         .with_state(state)
+}
+
+/// Says `Connection: close` on an HTTP/1 answer given before the request's body was read to its
+/// end (refused credentials, a body over the limit or past the timeout): hyper then ends the
+/// connection, since the next request cannot be found behind what is left of this one, and a
+/// client that would send its next request on it learns so from the answer rather than from a
+/// closed socket.
+async fn announce_close(request: Request, next: Next) -> Response {
+    if request.version() > axum::http::Version::HTTP_11 {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = EndTracked::new(body);
+    let drained = body.drained.clone();
+    let mut response = next
+        .run(Request::from_parts(parts, axum::body::Body::new(body)))
+        .await;
+    if !drained.load(std::sync::atomic::Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that notes when it has been read to its end (at once when it is empty).
+struct EndTracked {
+    inner: axum::body::Body,
+    drained: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EndTracked {
+    fn new(inner: axum::body::Body) -> Self {
+        let empty = axum::body::HttpBody::is_end_stream(&inner);
+        EndTracked {
+            inner,
+            drained: Arc::new(std::sync::atomic::AtomicBool::new(empty)),
+        }
+    }
+
+    fn note_end(&self) {
+        if axum::body::HttpBody::is_end_stream(&self.inner) {
+            self.drained
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl axum::body::HttpBody for EndTracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &frame {
+            std::task::Poll::Ready(None) => self
+                .drained
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            std::task::Poll::Ready(Some(Ok(_))) => self.note_end(),
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.note_end();
+        axum::body::HttpBody::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {
