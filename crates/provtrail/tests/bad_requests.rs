@@ -958,3 +958,46 @@ async fn an_answer_given_before_the_body_was_read_says_the_connection_closes() {
     assert_eq!(expect_response(&mut stream).await.status, 200);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_request_needs_exactly_one_valid_host() {
+    let mut server = TestServer::start().await;
+    let body = String::from_utf8(event("inv-without-host")).unwrap();
+    let request = |version: &str, hosts: &str| {
+        format!(
+            "POST /events HTTP/{version}\r\n{hosts}Content-Type: application/json\r\n{}\
+             Content-Length: {}\r\n\r\n{body}",
+            auth_line(),
+            body.len()
+        )
+    };
+    for (hosts, why) in [
+        ("", "needs a Host"),
+        ("Host: a\r\nHost: b\r\n", "not several"),
+        ("Host: user@test\r\n", "not a host name"),
+        ("Host: te st\r\n", "not a host name"),
+    ] {
+        let answer = raw_exchange(server.addr, request("1.1", hosts).as_bytes()).await;
+        assert_eq!(answer.status, 400, "{hosts:?}: {}", answer.head);
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(why), "{hosts:?}: {error}");
+    }
+    // Each refusal is in the delivery log, and nothing was stored.
+    server.await_deliveries(4).await;
+    let log = deliveries(&server.db);
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(log.iter().all(|d| d.status == 400 && d.event_id.is_none()));
+    // HTTP/1.0 has no Host to require; a port is part of a host; probes answer without one.
+    let answer = raw_exchange(server.addr, request("1.0", "").as_bytes()).await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let answer = raw_exchange(
+        server.addr,
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    server
+        .assert_still_serving("inv-host-with-port-is-fine")
+        .await;
+    server.shutdown().await;
+}

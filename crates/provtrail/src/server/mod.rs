@@ -206,8 +206,45 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             count_requests,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_one_host,
+        ))
         .layer(axum::middleware::from_fn(announce_close))
         .with_state(state)
+}
+
+/// HTTP/1.1 requires exactly one `Host` header, with a valid value, and a server must answer 400
+/// to a request without one (RFC 9112, 3.2); HTTP/1.0 and HTTP/2 (`:authority`) do without it.
+/// A refused delivery is recorded, as every request to `/events` is.
+async fn require_one_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Probes are answered whatever they send: a hand-rolled liveness check that leaves out the
+    // Host would otherwise have a healthy server restarted.
+    if request.version() != axum::http::Version::HTTP_11 || is_operations_path(request.uri().path())
+    {
+        return next.run(request).await;
+    }
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let problem = match (hosts.next(), hosts.next()) {
+        (None, _) => "an HTTP/1.1 request needs a Host header",
+        (Some(_), Some(_)) => "an HTTP/1.1 request has one Host header, not several",
+        // Empty is allowed (for a target without an authority); userinfo is not.
+        (Some(host), None)
+            if !host.is_empty()
+                && host
+                    .to_str()
+                    .ok()
+                    .and_then(|text| text.parse::<axum::http::uri::Authority>().ok())
+                    .is_none_or(|authority| authority.as_str().contains('@')) =>
+        {
+            "the Host header is not a host name or address with an optional port"
+        }
+        _ => return next.run(request).await,
+    };
+    if is_ingest_path(request.uri().path()) {
+        return ingest::refuse(&state, request, StatusCode::BAD_REQUEST, problem);
+    }
+    error_response(StatusCode::BAD_REQUEST, problem)
 }
 
 /// Says `Connection: close` on an HTTP/1 answer given before the request's body was read to its
