@@ -345,6 +345,99 @@ async fn a_database_deleted_under_the_server_is_never_answered_200_again() {
     // Nor does it make an empty database where the old one was.
     assert!(!server.db.exists());
     server.shutdown().await;
+    // The event acknowledged before is not lost with the process: the database as the server
+    // saw it was saved beside the path, and nothing answered 503 is in it.
+    let saved = saved_copies(&server.db);
+    assert_eq!(saved.len(), 1, "{saved:?} ({ready})");
+    assert!(ready.contains(&saved[0].display().to_string()), "{ready}");
+    let kept = stored_invocations(&saved[0]);
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        ["inv-before-delete"],
+        "{kept:?}"
+    );
+}
+
+/// The copies `<db>.saved-<time>` a writer made of a database it found replaced or deleted.
+fn saved_copies(db: &Path) -> Vec<PathBuf> {
+    let name = db.file_name().unwrap().to_string_lossy().into_owned();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .strip_prefix(&name)
+                .is_some_and(|rest| rest.starts_with(".saved-") && !rest.contains("-wal"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_replaced_under_the_server_loses_no_acknowledged_event() {
+    // The log is copied back only at checkpoints: most acknowledged events are in the log
+    // alone when the file is replaced by a copy of itself (a backup put back, a careless `cp`).
+    let mut server = TestServer::start().await;
+    let mut acknowledged = Vec::new();
+    for n in 0..40 {
+        let invocation = format!("inv-replaced-{n}");
+        let answer = server.post("/events", event(&invocation)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        acknowledged.push(invocation);
+    }
+    let copy = server.db.with_extension("copy");
+    std::fs::copy(&server.db, &copy).unwrap();
+    std::fs::rename(&copy, &server.db).unwrap();
+    let answer = server.post("/events", event("inv-after-replace")).await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(answer.text().contains("was replaced"), "{}", answer.text());
+    assert!(answer.text().contains("saved in"), "{}", answer.text());
+    // A graceful stop, as the message asks before the restart.
+    server.shutdown().await;
+    let saved = saved_copies(&server.db);
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let mut kept: Vec<String> = stored_invocations(&saved[0]).into_keys().collect();
+    kept.sort();
+    acknowledged.sort();
+    assert_eq!(kept, acknowledged);
+    // And the way back the message gives: export the saved copy, ingest it into the database.
+    let db = server.db.display().to_string();
+    let saved_db = saved[0].display().to_string();
+    let export = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["export", "--db", &saved_db])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let mut ingest = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["ingest", "--db", &db, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    ingest
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&export.stdout)
+        .unwrap();
+    let done = ingest.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut restored: Vec<String> = stored_invocations(&server.db).into_keys().collect();
+    restored.sort();
+    assert_eq!(restored, acknowledged);
 }
 
 /// The ids of the events whose tracking number is `tn-<invocation>`, by the search index.

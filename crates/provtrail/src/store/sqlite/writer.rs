@@ -154,8 +154,7 @@ impl StoreFiles {
         };
         Some(format!(
             "the database file {} was {how} while the server was running, so nothing written \
-             now would be kept: restart provtrail (events acknowledged before were written to \
-             the file as it was)",
+             now would be kept",
             file.display()
         ))
     }
@@ -266,19 +265,15 @@ impl Writer {
                 return;
             }
         }
+        // Checked before the commit, so that nothing goes into a file nobody reads again, and
+        // after it, before anyone is told: a file deleted during the commit holds what it
+        // committed, and nobody may be told that it is kept.
+        if self.refuse_if_moved(batch) {
+            return;
+        }
         let started = Instant::now();
         let result = self.try_commit(batch, syncer.is_some());
-        // Checked after the commit, before anyone is told: a file deleted before or during it
-        // holds what it committed, and nobody may be told that it is kept.
-        if let Some(message) = self
-            .files
-            .as_ref()
-            .and_then(|files| files.moved_from(&self.path))
-        {
-            tracing::error!(error = %message, "the database file is gone; refusing every write");
-            self.moved = Some(message.clone());
-            count_failed_commit(batch, &self.shared.metrics);
-            fail_all(batch, &message, &self.shared);
+        if self.refuse_if_moved(batch) {
             return;
         }
         match result {
@@ -313,6 +308,58 @@ impl Writer {
                 self.conn = None;
                 fail_all(batch, &message, &self.shared);
             }
+        }
+    }
+
+    /// When the database path no longer leads to the files this writer holds open: refuses the
+    /// batch, and every write from now on, and saves the database as it was.
+    fn refuse_if_moved(&mut self, batch: &mut Vec<Job>) -> bool {
+        let Some(found) = self
+            .files
+            .as_ref()
+            .and_then(|files| files.moved_from(&self.path))
+        else {
+            return false;
+        };
+        let message = format!("{found}; {}", self.save_as_it_was());
+        tracing::error!(error = %message, "the database file is gone; refusing every write");
+        self.moved = Some(message.clone());
+        count_failed_commit(batch, &self.shared.metrics);
+        fail_all(batch, &message, &self.shared);
+        true
+    }
+
+    /// Copies the database as this writer sees it (the file it opened and its log: every event
+    /// ever acknowledged) to a new file beside the path, and says where and how to bring its
+    /// events back. Without it, they would be lost when the process ends: the file was deleted
+    /// or replaced, and SQLite removes the log on close.
+    fn save_as_it_was(&self) -> String {
+        const KEPT_OPEN: &str = "the events acknowledged before are in the file as it was, \
+             which this process still holds open: copy it (ls -l /proc/<pid>/fd) before you \
+             restart provtrail";
+        let Some(conn) = &self.conn else {
+            return KEPT_OPEN.to_owned();
+        };
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let mut saved = self.path.as_os_str().to_owned();
+        saved.push(format!(".saved-{stamp}"));
+        let saved = PathBuf::from(saved);
+        let copied = conn
+            .execute("VACUUM INTO ?1", params![saved.to_string_lossy()])
+            // The log's frames belong to the file as it was: emptied, they cannot be replayed
+            // into whatever file now has the path when the server is killed.
+            .and_then(|_| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
+        match copied {
+            Ok(()) => format!(
+                "every event acknowledged before is saved in {saved}: restart provtrail, then \
+                 bring them back with `provtrail export --db {saved} | provtrail ingest --db {db} -`",
+                saved = saved.display(),
+                db = self.path.display()
+            ),
+            Err(err) => format!(
+                "saving the database to {} failed ({err}); {KEPT_OPEN}",
+                saved.display()
+            ),
         }
     }
 
@@ -355,7 +402,10 @@ impl Writer {
             if let Some(files) = &mut self.files {
                 files.log = None;
                 if let Some(message) = files.moved_from(&self.path) {
-                    return Err(StoreError::Unavailable(message));
+                    return Err(StoreError::Unavailable(format!(
+                        "{message}: restart provtrail (events acknowledged before were written \
+                         to the file as it was)"
+                    )));
                 }
             }
             let conn = open_connection(&self.path, &self.shared.settings)?;
