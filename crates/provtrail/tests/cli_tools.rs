@@ -1432,6 +1432,42 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(setting), "{flag}: {stderr}");
     }
+    // A bad value from the environment is refused naming the variable too, which is where the
+    // value is (not in the file the setting's name points to); a flag given wins over it.
+    for (variable, value, setting) in [
+        ("PROVTRAIL_REQUEST_TIMEOUT", "abc", "server.request_timeout"),
+        ("PROVTRAIL_MAX_DB_SIZE", "1", "store.max_size"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", &dir_arg])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{variable}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(setting) && stderr.contains(&format!("environment's {variable}")),
+            "{variable}: {stderr}"
+        );
+        let check = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(["config", "check", path_arg])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &dir_arg])
+        .args(["--request-timeout", "5ms"])
+        .env("PROVTRAIL_REQUEST_TIMEOUT", "30s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.request_timeout") && !stderr.contains("environment"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,7 +106,7 @@ fn report_problems(
         note(err);
     }
     if problems.len() == 1 {
-        return Err(first.into());
+        return Err(super::serve::name_the_variable(first));
     }
     for problem in &problems {
         eprintln!("error: {}", super::terminal_line(problem));

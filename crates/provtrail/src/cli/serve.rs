@@ -243,6 +243,41 @@ fn set<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
 
 /// The flags of [`ServerArgs`] that say where the store and the routes are; the others only
 /// matter to a running server.
+/// A setting's error, with the environment variable its value came from when it came from one:
+/// the message names the setting of the file, where the value is not.
+pub fn name_the_variable(err: provtrail::config::ConfigError) -> anyhow::Error {
+    if let provtrail::config::ConfigError::Invalid { setting, .. } = &err {
+        if let Some(variable) = variable_of(setting) {
+            return anyhow::anyhow!("{err} (that value comes from the environment's {variable})");
+        }
+    }
+    err.into()
+}
+
+/// The `PROVTRAIL_*` variable that set `setting` (as the file names it), when it is set and its
+/// flag was not given.
+fn variable_of(setting: &str) -> Option<String> {
+    use clap::Args as _;
+    let id = match setting {
+        "store.path" => "db",
+        "store.max_size" => "max_db_size",
+        "ingest.tokens" => "ingest_tokens",
+        "ingest.basic" => "ingest_basic",
+        "read.tokens" => "read_tokens",
+        "admin.tokens" => "admin_tokens",
+        other => other.split_once('.')?.1,
+    };
+    let command = ServerArgs::augment_args(clap::Command::new("provtrail"));
+    let arg = command.get_arguments().find(|arg| arg.get_id() == id)?;
+    let variable = arg.get_env()?.to_string_lossy().into_owned();
+    let long = arg.get_long()?;
+    let typed = std::env::args_os().any(|given| {
+        let given = given.to_string_lossy();
+        given == format!("--{long}") || given.starts_with(&format!("--{long}="))
+    });
+    (!typed && std::env::var_os(&variable).is_some()).then_some(variable)
+}
+
 const STORE_FLAGS: &[&str] = &["config", "db", "busy_timeout", "max_db_size"];
 
 /// `cli` with the serving flags hidden from the help of the commands that read the server's
@@ -307,7 +342,7 @@ pub struct Prepared {
 
 pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
     let config = args.resolve()?;
-    let mut settings = Settings::from_config(&config)?;
+    let mut settings = Settings::from_config(&config).map_err(name_the_variable)?;
     // Before anything is written beside it (the generated tokens).
     check_database_path(&settings.store.path)?;
     let mut new_token = None;
