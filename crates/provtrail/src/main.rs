@@ -117,7 +117,19 @@ fn main() -> ExitCode {
             // Errors may quote what others wrote (a server's answer, a file's content): no
             // terminal control codes from them.
             let message = format!("{err:#}");
-            let _ = writeln!(std::io::stderr(), "error: {}", cli::terminal_safe(&message));
+            if cli::logs_as_json() {
+                // With --log-json standard error is read by a log collector: the last line is
+                // one of its records too.
+                let record = serde_json::json!({
+                    "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "level": "ERROR",
+                    "fields": {"message": message},
+                    "target": "provtrail",
+                });
+                let _ = writeln!(std::io::stderr(), "{record}");
+            } else {
+                let _ = writeln!(std::io::stderr(), "error: {}", cli::terminal_safe(&message));
+            }
             ExitCode::from(2)
         }
     }

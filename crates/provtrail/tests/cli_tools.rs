@@ -1457,6 +1457,34 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         let stderr = String::from_utf8_lossy(&check.stderr);
         assert!(stderr.contains(variable), "{variable}: {stderr}");
     }
+    // With --log-json, the error that ends the process is a log record like the others.
+    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "serve",
+            "--log-json",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &dir_arg,
+        ])
+        .env("PROVTRAIL_REQUEST_TIMEOUT", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines() {
+        let record: Value = serde_json::from_str(line).expect(line);
+        assert!(record["level"].is_string(), "{line}");
+    }
+    let last: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert!(
+        last["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PROVTRAIL_REQUEST_TIMEOUT"),
+        "{last}"
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(["serve", "--listen", "127.0.0.1:0", "--db", &dir_arg])
         .args(["--request-timeout", "5ms"])
