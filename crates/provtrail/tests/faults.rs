@@ -530,6 +530,16 @@ async fn a_commit_held_past_the_request_timeout_is_answered_503_without_claiming
     .await;
     let intruder = Connection::open(&server.db).unwrap();
     intruder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // A readiness probe is told within its usual second that the store is not ready.
+    let started = std::time::Instant::now();
+    let ready = server.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert!(ready.text().contains("within a second"), "{}", ready.text());
     let started = std::time::Instant::now();
     let held = server.post("/events", event("held-commit")).await;
     assert_eq!(held.status, 503, "{}", held.text());

@@ -332,11 +332,14 @@ impl Store for SqliteStore {
     async fn check_writable(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Probe(reply))?;
-        match tokio::time::timeout(Duration::from_secs(5), answer).await {
+        // Within the second a readiness probe usually waits (Kubernetes' default timeout): a
+        // store that cannot commit in that time is not ready, and the probe is told so rather
+        // than left to time out. The probe's commit itself goes on.
+        match tokio::time::timeout(Duration::from_millis(900), answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Unavailable("the store writer stopped".into())),
             Err(_) => Err(StoreError::Unavailable(
-                "the store did not commit within 5 s".into(),
+                "the store did not commit within a second".into(),
             )),
         }
     }
