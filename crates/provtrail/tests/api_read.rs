@@ -504,6 +504,31 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
         let message = error["message"].as_str().unwrap();
         assert!(message.contains(accepted), "{path} {query:?}: {message}");
     }
+    // At the ends of the years RFC 3339 can write, a range widened to whole hours, or the
+    // default 30 days back, stops there: every time answered can be written and read back.
+    for (query, since, until) in [
+        (
+            &[
+                ("since", "9999-12-31T23:30:00Z"),
+                ("until", "9999-12-31T23:45:00Z"),
+            ][..],
+            "9999-12-31T23:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+        ),
+        (
+            &[("until", "0000-01-01T00:30:00Z")][..],
+            "0000-01-01T00:00:00.000Z",
+            "0000-01-01T01:00:00.000Z",
+        ),
+    ] {
+        let stats = read(&server, "/api/v1/stats", query).await;
+        assert_eq!(stats["since"], since, "{query:?}: {stats}");
+        assert_eq!(stats["until"], until, "{query:?}: {stats}");
+        for bucket in stats["series"].as_array().unwrap() {
+            let start = bucket["start"].as_str().unwrap();
+            assert!(!start.starts_with(['-', '+']), "{query:?}: {start}");
+        }
+    }
     // A cursor of one list is not accepted by another.
     let deliveries = read(&server, "/api/v1/deliveries", &[("limit", "1")]).await;
     let cursor = deliveries["next_cursor"].as_str().unwrap();

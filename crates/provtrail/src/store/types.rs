@@ -6,6 +6,12 @@ use serde::Serialize;
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
+/// 0000-01-01T00:00:00Z: times are written in RFC 3339, which has four-digit years, so none
+/// earlier is taken or answered.
+pub const EARLIEST_TIME: Millis = -62_167_219_200_000;
+/// 9999-12-31T23:59:59.999Z, the last time RFC 3339 can write.
+pub const LATEST_TIME: Millis = 253_402_300_799_999;
+
 /// How far the order of stored ids may stray from the order of receipt times: more than any
 /// request may take between its arrival and its commit. Lists that walk ids newest first use it
 /// to turn a time range into an id range.

@@ -48,9 +48,7 @@ pub fn parse_time_at(text: &str, now: Millis) -> Result<Millis, String> {
     Ok(time)
 }
 
-/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, in milliseconds since the epoch.
-const EARLIEST_TIME: Millis = -62_167_219_200_000;
-const LATEST_TIME: Millis = 253_402_300_799_999;
+use crate::store::{EARLIEST_TIME, LATEST_TIME};
 
 fn parse_any_time(text: &str, now: Millis) -> Option<Millis> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {

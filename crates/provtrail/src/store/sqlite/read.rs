@@ -298,7 +298,11 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
     let until = query
         .until
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    let since = query.since.unwrap_or(until - 30 * 86_400_000);
+    // The default range, 30 days back, stops at the first time that can be written.
+    let since = query
+        .since
+        .unwrap_or(until - 30 * 86_400_000)
+        .max(crate::store::EARLIEST_TIME);
     if since >= until {
         return Err(StoreError::Invalid(
             "`since` must be before `until`".to_owned(),
@@ -476,7 +480,8 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
     }
     Ok(Stats {
         since: first_hour * HOUR,
-        until: end_hour * HOUR,
+        // A range widened past the last writable time ends there.
+        until: (end_hour * HOUR).min(crate::store::LATEST_TIME),
         bucket: query.bucket,
         requests: totals,
         events,
