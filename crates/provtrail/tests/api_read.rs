@@ -529,6 +529,33 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
             assert!(!start.starts_with(['-', '+']), "{query:?}: {start}");
         }
     }
+    // Escapes that do not decode to UTF-8 are refused, naming their parameter, not searched for
+    // as U+FFFD; UTF-8 escapes and `+` for a space are read as forms write them.
+    for (raw, parameter) in [("identity=%FF", "identity"), ("q=ok&source=%C3", "source")] {
+        let answer = client()
+            .get(format!("{}?{raw}", server.url("/api/v1/events")))
+            .bearer_auth(READ)
+            .send()
+            .await
+            .unwrap();
+        let answer = common::Answer::read(answer).await;
+        let error = refusal(&answer, 400);
+        assert_eq!(error["parameter"], parameter, "{raw}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("UTF-8"),
+            "{error}"
+        );
+    }
+    let answer = client()
+        .get(format!(
+            "{}?identity=J%C3%BCrgen+M&limit=5",
+            server.url("/api/v1/events")
+        ))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
     // A cursor of one list is not accepted by another.
     let deliveries = read(&server, "/api/v1/deliveries", &[("limit", "1")]).await;
     let cursor = deliveries["next_cursor"].as_str().unwrap();

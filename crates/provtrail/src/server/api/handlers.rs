@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 
 use super::error::ApiError;
@@ -17,13 +17,55 @@ use super::{ReadAccess, service};
 use crate::server::AppState;
 
 /// A query string as decoded pairs, or why it could not be decoded.
-pub(crate) type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(crate) type Pairs = Result<QueryPairs, ApiError>;
 
 /// The decoded query pairs, or a 400 in the API's shape.
 pub(crate) fn pairs(query: Pairs) -> Result<Vec<(String, String)>, ApiError> {
-    query
-        .map(|Query(pairs)| pairs)
-        .map_err(|err| ApiError::invalid_body(format!("the query string cannot be read: {err}")))
+    query.map(|QueryPairs(pairs)| pairs)
+}
+
+/// The pairs of a query string (`+` a space, percent-escapes decoded), read strictly: escapes
+/// that do not decode to UTF-8 are refused, naming their parameter, rather than replaced with
+/// U+FFFD as the form decoding does (`identity=%FF` would search for that character and say,
+/// wrongly, that nothing matches).
+#[derive(Debug)]
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(&text.replace('+', " "))
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .ok()
+        };
+        let mut pairs = Vec::new();
+        for piece in parts.uri.query().unwrap_or_default().split('&') {
+            if piece.is_empty() {
+                continue;
+            }
+            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            let name = decode(name).ok_or_else(|| {
+                ApiError::invalid_body(
+                    "the query string cannot be read: a parameter's name is not UTF-8 once \
+                     decoded",
+                )
+            })?;
+            let value = decode(value).ok_or_else(|| {
+                ApiError::invalid(
+                    &name,
+                    format!("`{name}` is not UTF-8 once its percent-escapes are decoded"),
+                )
+            })?;
+            pairs.push((name, value));
+        }
+        Ok(QueryPairs(pairs))
+    }
 }
 
 /// For an endpoint without query parameters: a 400 for any, as an endpoint with parameters
