@@ -1033,7 +1033,12 @@ async fn a_filter_test_counts_the_matches_and_returns_the_newest() {
             "invalid_parameter",
             Some("limit"),
         ),
-        (json!({"filter": "$", "limit": -1}), "invalid_body", None),
+        // Out of range below as above: the limit's fault, not the body's.
+        (
+            json!({"filter": "$", "limit": -1}),
+            "invalid_parameter",
+            Some("limit"),
+        ),
         (json!({"filter": "$", "extra": 1}), "invalid_body", None),
         (json!({"since": "1h"}), "invalid_body", None),
         (json!([1, 2]), "invalid_body", None),
@@ -1093,6 +1098,23 @@ async fn a_filter_test_counts_the_matches_and_returns_the_newest() {
     )
     .await;
     assert_eq!(refusal(&answer, 400)["code"], "invalid_body");
+    // A NUL is refused as by `GET /events`.
+    for (body, parameter, said) in [
+        (
+            json!({"filter": "$", "limit": -1}),
+            "limit",
+            "from 0 to 1000",
+        ),
+        (json!({"filter": "$.a\u{0}"}), "filter", "NUL"),
+    ] {
+        let answer = filter_test(&server, body.clone()).await;
+        let error = refusal(&answer, 400);
+        assert_eq!(error["parameter"], parameter, "{body}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(said),
+            "{body}: {error}"
+        );
+    }
 }
 
 #[tokio::test]

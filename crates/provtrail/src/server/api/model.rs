@@ -568,7 +568,7 @@ pub struct FilterTestRequest {
     /// Most matching events to return as examples (0 to 1000; default 20).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000)]
-    pub limit: Option<u32>,
+    pub limit: Option<i64>,
 }
 
 /// What a filter matched among stored events.

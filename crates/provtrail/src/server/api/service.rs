@@ -16,9 +16,9 @@ use super::params::{
 };
 
 /// Default number of examples of a filter test.
-pub const DEFAULT_EXAMPLES: u32 = 20;
+pub const DEFAULT_EXAMPLES: i64 = 20;
 /// Largest number of examples of a filter test.
-pub const MAX_EXAMPLES: u32 = 1_000;
+pub const MAX_EXAMPLES: i64 = 1_000;
 /// Default number of top error messages in statistics.
 pub const DEFAULT_TOP: i64 = 10;
 
@@ -246,6 +246,13 @@ pub async fn filter_test(
     if request.filter.trim().is_empty() {
         return Err(ApiError::invalid("filter", "`filter` is empty"));
     }
+    // As the `filter` parameter of `GET /events` is.
+    if request.filter.contains('\0') {
+        return Err(ApiError::invalid(
+            "filter",
+            "`filter` contains a NUL character",
+        ));
+    }
     let filter = provtrail_jsonpath::compile(request.filter.trim())
         .map_err(|err| ApiError::invalid_filter("filter", &err))?;
     let since = match request.since.as_deref().map(str::trim) {
@@ -256,7 +263,7 @@ pub async fn filter_test(
         ),
     };
     let examples = request.limit.unwrap_or(DEFAULT_EXAMPLES);
-    if examples > MAX_EXAMPLES {
+    if !(0..=MAX_EXAMPLES).contains(&examples) {
         return Err(ApiError::invalid(
             "limit",
             format!("`limit` must be an integer from 0 to {MAX_EXAMPLES}, not {examples}"),
