@@ -989,6 +989,15 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     // A recipient name that a spreadsheet would run as a formula.
     let hostile =
         event_with_name_prefix("inv-formula", "=HYPERLINK(\\\"http://evil\\\",\\\"x\\\")");
+    // And one that hides it behind spaces, which some spreadsheets skip.
+    let spaced = event_with_name_prefix("inv-formula-spaced", "  =cmd|' /C calc'!A0");
+    let spaced_file = dir.path().join("spaced.json");
+    std::fs::write(&spaced_file, &spaced).unwrap();
+    let output = provtrail(
+        &["ingest", "--db", &db_arg, spaced_file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
     let file = dir.path().join("hostile.json");
     std::fs::write(&file, &hostile).unwrap();
     let output = provtrail(&["ingest", "--db", &db_arg, file.to_str().unwrap()], None);
@@ -1058,6 +1067,7 @@ fn export_never_writes_over_its_store_and_neutralises_formulas_in_csv() {
     let text = stdout(&csv);
     assert!(text.contains("'=HYPERLINK("), "{text}");
     assert!(!text.contains(",=HYPERLINK("), "{text}");
+    assert!(text.contains("'  =cmd|"), "{text}");
 }
 
 #[test]

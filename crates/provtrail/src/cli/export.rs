@@ -216,10 +216,14 @@ const CSV_HEADER: [&str; 16] = [
 ];
 
 /// A cell a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
-/// carriage return) gets a leading `'`: event fields are written by whoever sent the event, and
-/// a cell like `=HYPERLINK(…)` would run when the export is opened (CSV injection).
+/// carriage return, after any spaces or line breaks, which some spreadsheets skip) gets a
+/// leading `'`: event fields are written by whoever sent the event, and a cell like
+/// `=HYPERLINK(…)` would run when the export is opened (CSV injection).
 pub(super) fn spreadsheet_safe(cell: String) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if cell
+        .trim_start_matches([' ', '\n'])
+        .starts_with(['=', '+', '-', '@', '\t', '\r'])
+    {
         format!("'{cell}")
     } else {
         cell
