@@ -85,7 +85,7 @@ async fn find(backend: &Backend, key: &str) -> anyhow::Result<Option<EventDetail
             .map(|item| item.id.to_string())
             .collect();
         eprintln!(
-            "{} other event(s) have this tracking number{} (ids {}); showing the newest",
+            "{} other event(s) have this tracking number{} (ids {}); showing the last stored",
             others.len(),
             if page.next_cursor.is_some() {
                 ", and more"
