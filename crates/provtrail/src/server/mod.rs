@@ -208,26 +208,71 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_one_host,
+            http1_rules,
         ))
-        .layer(axum::middleware::from_fn(announce_close))
         .with_state(state)
 }
 
-/// HTTP/1.1 requires exactly one `Host` header, with a valid value, and a server must answer 400
-/// to a request without one (RFC 9112, 3.2); HTTP/1.0 and HTTP/2 (`:authority`) do without it.
-/// A refused delivery is recorded, as every request to `/events` is.
-async fn require_one_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Probes are answered whatever they send: a hand-rolled liveness check that leaves out the
-    // Host would otherwise have a healthy server restarted.
-    if request.version() != axum::http::Version::HTTP_11 || is_operations_path(request.uri().path())
-    {
+/// Two rules of HTTP/1 that hyper leaves to the application (HTTP/2 has neither):
+///
+/// - An HTTP/1.1 request needs exactly one `Host` header, with a valid value, and a server must
+///   answer 400 to one without (RFC 9112, 3.2); a refused delivery is recorded, as every request
+///   to `/events` is. Probes are answered whatever they send: a hand-rolled liveness check that
+///   leaves out the Host would otherwise have a healthy server restarted.
+/// - An answer given before the request's body was read to its end (refused credentials, a body
+///   over the limit or past the timeout) says `Connection: close`: hyper ends the connection,
+///   since the next request cannot be found behind what is left of this one, and a client that
+///   would send its next request on it learns so from the answer rather than from a closed
+///   socket.
+async fn http1_rules(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let version = request.version();
+    if version > axum::http::Version::HTTP_11 {
         return next.run(request).await;
     }
-    let mut hosts = request.headers().get_all(header::HOST).iter();
-    let problem = match (hosts.next(), hosts.next()) {
-        (None, _) => "an HTTP/1.1 request needs a Host header",
-        (Some(_), Some(_)) => "an HTTP/1.1 request has one Host header, not several",
+    let (parts, body) = request.into_parts();
+    let has_body = !axum::body::HttpBody::is_end_stream(&body);
+    let with_close = |mut response: Response| {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    if version == axum::http::Version::HTTP_11 && !is_operations_path(parts.uri.path()) {
+        if let Some(problem) = host_problem(&parts.headers) {
+            let request = Request::from_parts(parts, body);
+            let refused = if is_ingest_path(request.uri().path()) {
+                ingest::refuse(&state, request, StatusCode::BAD_REQUEST, problem)
+            } else {
+                error_response(StatusCode::BAD_REQUEST, problem)
+            };
+            return if has_body {
+                with_close(refused)
+            } else {
+                refused
+            };
+        }
+    }
+    if !has_body {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let body = EndTracked::new(body);
+    let drained = body.drained.clone();
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::new(body)))
+        .await;
+    if drained.load(std::sync::atomic::Ordering::Relaxed) {
+        response
+    } else {
+        with_close(response)
+    }
+}
+
+/// What is wrong with the `Host` headers of an HTTP/1.1 request, if anything.
+fn host_problem(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => Some("an HTTP/1.1 request needs a Host header"),
+        (Some(_), Some(_)) => Some("an HTTP/1.1 request has one Host header, not several"),
         // Empty is allowed (for a target without an authority); userinfo is not.
         (Some(host), None)
             if !host.is_empty()
@@ -237,37 +282,10 @@ async fn require_one_host(State(state): State<AppState>, request: Request, next:
                     .and_then(|text| text.parse::<axum::http::uri::Authority>().ok())
                     .is_none_or(|authority| authority.as_str().contains('@')) =>
         {
-            "the Host header is not a host name or address with an optional port"
+            Some("the Host header is not a host name or address with an optional port")
         }
-        _ => return next.run(request).await,
-    };
-    if is_ingest_path(request.uri().path()) {
-        return ingest::refuse(&state, request, StatusCode::BAD_REQUEST, problem);
+        _ => None,
     }
-    error_response(StatusCode::BAD_REQUEST, problem)
-}
-
-/// Says `Connection: close` on an HTTP/1 answer given before the request's body was read to its
-/// end (refused credentials, a body over the limit or past the timeout): hyper then ends the
-/// connection, since the next request cannot be found behind what is left of this one, and a
-/// client that would send its next request on it learns so from the answer rather than from a
-/// closed socket.
-async fn announce_close(request: Request, next: Next) -> Response {
-    if request.version() > axum::http::Version::HTTP_11 {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let body = EndTracked::new(body);
-    let drained = body.drained.clone();
-    let mut response = next
-        .run(Request::from_parts(parts, axum::body::Body::new(body)))
-        .await;
-    if !drained.load(std::sync::atomic::Ordering::Relaxed) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 /// A request body that notes when it has been read to its end (at once when it is empty).
