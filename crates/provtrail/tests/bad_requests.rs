@@ -743,16 +743,7 @@ async fn one_address_cannot_take_every_connection() {
     })
     .await;
     // Half the cap each: two kept-alive connections from 127.0.0.1 ...
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!(expect_response(&mut stream).await.status, 200);
-        held.push(stream);
-    }
+    let held = served_connections(&server, 2).await;
     // ... and a third from there is closed unanswered,
     let mut third = TcpStream::connect(server.addr).await.unwrap();
     let _ = third
@@ -782,8 +773,15 @@ async fn one_address_cannot_take_every_connection() {
         config.server.max_connections_per_address = Some(4);
     })
     .await;
+    let held = served_connections(&server, 4).await;
+    drop(held);
+    server.shutdown().await;
+}
+
+/// `n` connections from 127.0.0.1, each served a request and kept open.
+async fn served_connections(server: &TestServer, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..n {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -792,8 +790,7 @@ async fn one_address_cannot_take_every_connection() {
         assert_eq!(expect_response(&mut stream).await.status, 200);
         held.push(stream);
     }
-    drop(held);
-    server.shutdown().await;
+    held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
