@@ -602,13 +602,14 @@ impl App {
     }
 
     /// Stops accepting, answers in-flight requests, then commits what is queued and closes the
-    /// store.
-    pub async fn shutdown(self) {
-        self.server.shutdown().await;
+    /// store. False when the grace period ended with requests still unanswered.
+    pub async fn shutdown(self) -> bool {
+        let answered = self.server.shutdown().await;
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.shutdown(DELIVERY_GRACE).await;
         }
         self.store.close().await;
+        answered
     }
 }
 

@@ -201,3 +201,37 @@ async fn sigterm_under_load_answers_only_200s_exits_cleanly_and_keeps_every_200(
         acknowledged.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_period_that_ends_with_requests_unanswered_exits_with_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grace.db");
+    let mut args = serve_args(&db);
+    args.extend(["--shutdown-grace".into(), "1s".into()]);
+    args.extend(["--request-timeout".into(), "60s".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::start(dir.path(), &args);
+    // A request whose body stops halfway: it is in flight when the signal comes, and stays so.
+    let request = authorized_post("/events", &event("inv-cut-off"));
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(&request[..request.len() - 100])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.terminate();
+    let (mut server, status) = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit();
+        (server, status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1), "{}", server.output());
+    assert!(
+        server.output().contains("got no answer"),
+        "{}",
+        server.output()
+    );
+    server.kill();
+    drop(stalled);
+}

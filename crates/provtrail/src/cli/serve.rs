@@ -101,7 +101,8 @@ pub struct ServerArgs {
     /// one address [default: half of --max-connections].
     #[arg(long, env = "PROVTRAIL_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
     pub max_connections_per_address: Option<usize>,
-    /// Time to finish the requests in flight on SIGTERM or Ctrl-C before exiting [default: 30s].
+    /// Time to finish the requests in flight on SIGTERM or Ctrl-C before exiting (status 1 when
+    /// it runs out with requests unanswered) [default: 30s].
     #[arg(long, env = "PROVTRAIL_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
     /// Longest wait for the database's lock held by another process [default: 5s].
@@ -468,14 +469,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
     }
-    tokio::select! {
-        () = app.shutdown() => {}
+    let answered = tokio::select! {
+        answered = app.shutdown() => answered,
         () = signals.next() => {
             // What was answered 200 is committed; what is still in flight gets no answer, and
             // its sender (ISC, on a timeout) may count it as failed.
             eprintln!("quitting now: requests still in flight get no answer");
             return Ok(ExitCode::from(130));
         }
+    };
+    if !answered {
+        // The grace period ended first: requests still in flight were cut off unanswered. The
+        // exit status says so, for whatever restarts the service.
+        if super::logs_as_json() {
+            tracing::warn!(
+                "stopped: requests still in flight at the end of the grace period got no answer"
+            );
+        } else {
+            eprintln!(
+                "stopped: requests still in flight at the end of the grace period got no answer."
+            );
+        }
+        return Ok(ExitCode::from(1));
     }
     if super::logs_as_json() {
         tracing::info!("stopped");

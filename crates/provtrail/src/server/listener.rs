@@ -141,7 +141,8 @@ fn validity_warning(path: &Path, pem: &[u8]) -> Option<String> {
 pub struct RunningServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    /// True when every connection closed within the grace period.
+    task: JoinHandle<bool>,
 }
 
 impl RunningServer {
@@ -179,7 +180,7 @@ impl RunningServer {
             serve(listener, router, &config, tls, on_malformed, async {
                 let _ = stopped.await;
             })
-            .await;
+            .await
         });
         Ok(RunningServer {
             addr,
@@ -193,12 +194,13 @@ impl RunningServer {
         self.addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the grace period) and returns.
-    pub async fn shutdown(mut self) {
+    /// Stops accepting, lets in-flight requests finish (up to the grace period) and returns
+    /// whether every connection closed within it (false: some requests got no answer).
+    pub async fn shutdown(mut self) -> bool {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        (&mut self.task).await.unwrap_or(false)
     }
 
     /// Waits until the server stops by itself (it does not, short of a panic).
@@ -559,7 +561,7 @@ pub async fn serve(
     tls: Option<Tls>,
     on_malformed: Option<MalformedRequestHook>,
     shutdown: impl Future<Output = ()>,
-) {
+) -> bool {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -684,9 +686,13 @@ pub async fn serve(
     // Every connection holds a permit until it has closed.
     let all_closed = connections.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
     tokio::select! {
-        _ = all_closed => tracing::info!("all connections closed"),
+        _ = all_closed => {
+            tracing::info!("all connections closed");
+            true
+        }
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
+            false
         }
     }
 }
