@@ -543,3 +543,26 @@ fn json_logs_say_the_banner_as_events_and_never_write_a_generated_token() {
         "{said:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_short_enough_to_guess_is_said_at_the_start_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_arg = dir.path().join("short.db").display().to_string();
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--db",
+            &db_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest-token",
+            TOKEN,
+            "--read-token",
+            "r1x",
+        ],
+    );
+    await_output(&server, "read.tokens is shorter than 16 characters").await;
+    let output = server.output();
+    assert!(!output.contains("ingest.tokens is shorter"), "{output}");
+    assert!(!output.contains("r1x"), "{output}");
+}

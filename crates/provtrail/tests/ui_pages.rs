@@ -869,3 +869,38 @@ async fn hostile_redirect_targets_are_not_followed() {
     assert_eq!(answer.status, 303);
     assert_eq!(answer.header("location"), Some("/"));
 }
+
+#[tokio::test]
+async fn wrong_tokens_from_one_address_are_stopped_after_ten_a_minute() {
+    let server = start().await;
+    let origin = format!("http://{}", server.addr);
+    for n in 0..10 {
+        let answer = sign_in_with(&server, &format!("guess-{n}"), Some(&origin)).await;
+        assert_eq!(answer.status, 401, "attempt {n}: {}", answer.text());
+    }
+    // The eleventh is not even checked: the right token waits as a wrong one does.
+    for token in ["guess-10", READ] {
+        let answer = sign_in_with(&server, token, Some(&origin)).await;
+        assert_eq!(answer.status, 429, "{}", answer.text());
+        assert!(answer.text().contains("try again in"), "{}", answer.text());
+        let wait: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(answer.header("set-cookie").is_none());
+    }
+    // Another address is not held back by this one's guesses.
+    let other = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let answer = other
+        .post(server.url("/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", &origin)
+        .body(form(&[("token", READ), ("next", "/")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+}

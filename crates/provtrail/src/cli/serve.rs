@@ -462,6 +462,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
+    warn_of_short_secrets(settings);
     let mut signals = super::StopSignals::listen();
     signals.next().await;
     if super::logs_as_json() {
@@ -520,6 +521,47 @@ pub fn ensure_open_file_room(max_connections: usize) {
                  server.max_connections."
             );
             eprintln!();
+        }
+    }
+}
+
+/// Shortest token or password said nothing about at the start.
+const SHORTEST_SECRET: usize = 16;
+
+/// A token or password short enough to guess is said at the start (without the secret): the
+/// sign-in form allows ten guesses a minute per address, the ingest and API endpoints each
+/// guess a request.
+fn warn_of_short_secrets(settings: &Settings) {
+    let short = |secrets: &[String]| {
+        secrets
+            .iter()
+            .any(|secret| secret.chars().count() < SHORTEST_SECRET)
+    };
+    let passwords: Vec<String> = settings
+        .ingest_basic
+        .iter()
+        .map(|pair| {
+            pair.split_once(':')
+                .map_or("", |(_, password)| password)
+                .to_owned()
+        })
+        .collect();
+    for (setting, secrets) in [
+        ("ingest.tokens", &settings.ingest_tokens),
+        ("ingest.basic (password)", &passwords),
+        ("read.tokens", &settings.read_tokens),
+        ("admin.tokens", &settings.admin_tokens),
+    ] {
+        if short(secrets) {
+            let message = format!(
+                "a secret in {setting} is shorter than {SHORTEST_SECRET} characters and could be \
+                 guessed; provtrail's own tokens have 48"
+            );
+            if super::logs_as_json() {
+                tracing::warn!("{message}");
+            } else {
+                eprintln!("warning: {message}");
+            }
         }
     }
 }

@@ -522,7 +522,7 @@ impl PerAddress {
 /// Who a remote address belongs to, for the per-address cap: an IPv4 address (also written as
 /// IPv4-mapped IPv6), or an IPv6 /64, the block one host or one customer line gets, so that a
 /// client cannot get around the cap by using many addresses of its own block.
-fn client_of(address: IpAddr) -> IpAddr {
+pub(crate) fn client_of(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

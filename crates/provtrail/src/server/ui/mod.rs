@@ -48,6 +48,8 @@ use session::Sessions;
 pub struct UiState {
     /// Signed-in browsers.
     pub sessions: Sessions,
+    /// Failed sign-ins by client address.
+    pub sign_in_failures: signin::Failures,
     sources: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
 }
 
