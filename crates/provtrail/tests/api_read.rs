@@ -1188,3 +1188,25 @@ async fn seeded_ids_are_distinct() {
             .all(|s| s.at <= NOW && s.at > NOW - 2 * DAY)
     );
 }
+
+#[tokio::test]
+async fn answers_with_stored_data_are_kept_by_no_cache() {
+    let seeded = seed(3).await;
+    let server = serve(&seeded.db).await;
+    for (path, token, status) in [
+        ("/api/v1/events", Some(READ), 200),
+        ("/api/v1/quarantine", Some(READ), 200),
+        ("/api/v1/events", None, 401),
+        ("/api/v1/nothing", Some(READ), 404),
+        ("/no-such-page", None, 404),
+    ] {
+        let answer = get(&server, path, &[], token).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.text());
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}

@@ -176,8 +176,10 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     // its own (and records what it refuses); the operations endpoints and the fallbacks read none.
     // Inside the concurrency limit, so that a body slow to arrive gives its place back when the
     // request timeout ends it.
-    let bounded = api::router()
+    let api = api::router()
         .merge(routes_api::router())
+        .layer(axum::middleware::map_response(not_for_caches));
+    let bounded = api
         .merge(ui::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -393,11 +395,30 @@ pub fn malformed_request_recorder(state: AppState) -> MalformedRequestHook {
 
 /// A JSON error body `{"status": "rejected", "error": …}`.
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
-    (
+    let mut response = (
         status,
         axum::Json(json!({"status": "rejected", "error": message})),
     )
-        .into_response()
+        .into_response();
+    mark_not_for_caches(&mut response);
+    response
+}
+
+/// Answers that hold stored data (or say why not) are kept by no cache on the way, and read by
+/// no browser as anything but what they say they are.
+async fn not_for_caches(mut response: Response) -> Response {
+    mark_not_for_caches(&mut response);
+    response
+}
+
+fn mark_not_for_caches(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
 }
 
 /// Counts requests by route and status, and times ingest requests.
