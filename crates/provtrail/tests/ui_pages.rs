@@ -904,3 +904,30 @@ async fn wrong_tokens_from_one_address_are_stopped_after_ten_a_minute() {
         .unwrap();
     assert_eq!(answer.status(), 303);
 }
+
+#[tokio::test]
+async fn an_address_that_cannot_be_read_gets_the_error_page() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    for path in [
+        "/?result=FAILED&result=SUCCESS",
+        "/playground?filter=a&filter=b",
+        "/deliveries?outcome=accepted&outcome=rejected",
+    ] {
+        let answer = get(&server, path, Some(&cookie)).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text());
+        assert!(
+            answer
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(
+            answer.text().contains("this address cannot be read"),
+            "{path}: {}",
+            answer.text()
+        );
+        assert!(answer.header("content-security-policy").is_some(), "{path}");
+    }
+}

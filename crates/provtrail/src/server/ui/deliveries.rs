@@ -1,11 +1,12 @@
 //! `/deliveries`: every request to the ingest routes, kept or not; `/quarantine` and
 //! `/quarantine/{id}`: what arrived but is not a valid event, with every problem and the body.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
+use super::PageQuery;
 use super::layout::{self, Nav, badge, link, time};
 use super::{
     AppState, PageError, Viewer, cursor, given, not_applied, range_name, range_options, range_since,
@@ -43,7 +44,7 @@ pub struct Params {
 pub async fn log(
     viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let outcome = given(&params.outcome).filter(|o| OUTCOMES.iter().any(|(v, _)| v == o));
     // The log is walked newest first and an outcome is not indexed: a rare outcome over all time
@@ -108,7 +109,7 @@ pub async fn log(
 pub async fn quarantine(
     viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let reason = given(&params.reason).filter(|r| REASONS.iter().any(|(v, _)| v == r));
     let notices: Vec<String> = [

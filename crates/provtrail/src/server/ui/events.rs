@@ -1,12 +1,13 @@
 //! `/`: the events, newest first, with a search box and facets; and the fragment of rows newer
 //! than the newest shown, which the script polls to add new events live.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::PageQuery;
 use super::layout::{self, Nav, badge, link, number, shorten, time};
 use super::{
     AppState, PageError, Viewer, cursor, given, html_response, not_applied, range_name,
@@ -222,7 +223,7 @@ async fn counts(store: &dyn Store, since: Option<i64>, now: i64) -> Option<Marku
 pub async fn page(
     viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let now = chrono::Utc::now().timestamp_millis();
     let query = params.query(now);
@@ -317,7 +318,7 @@ pub async fn page(
 pub async fn fragment(
     _viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let now = chrono::Utc::now().timestamp_millis();
     let after = cursor(&params.after).unwrap_or(0);

@@ -2,11 +2,12 @@
 //! errors and the worst sources; all from the hourly rollups, so the page costs the same for ten
 //! events or ten million.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
+use super::PageQuery;
 use super::layout::{self, Nav, link, number, percent, shorten};
 use super::{AppState, PageError, Viewer, given, not_applied};
 use crate::store::{Bucket, StatsQuery};
@@ -30,7 +31,7 @@ pub struct Params {
 pub async fn page(
     viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let known = given(&params.range)
         .and_then(|range| RANGES.iter().find(|(name, _, _)| *name == range))

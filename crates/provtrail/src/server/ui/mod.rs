@@ -43,6 +43,26 @@ use crate::store::{StatsQuery, Store, StoreError};
 use layout::Nav;
 use session::Sessions;
 
+/// A page's query string, read as `axum::extract::Query` reads it; one that cannot be read (a
+/// parameter given twice, say) is answered with the error page every other bad address gets,
+/// not with the framework's plain text.
+#[derive(Debug)]
+pub struct PageQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(PageQuery(value)),
+            Err(rejection) => Err(browser_error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("this address cannot be read: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 /// What the UI keeps between requests.
 #[derive(Debug, Default)]
 pub struct UiState {

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::PageQuery;
 use super::layout::{self, Nav, badge, link, number, shorten, time};
 use super::{
     AppState, PageError, Viewer, given, html_response, not_applied, range_name, range_options,
@@ -198,7 +199,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
 pub async fn page(
     viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let outcome = result(&state, &params).await?;
     let range = params.range();
@@ -256,7 +257,7 @@ pub async fn page(
 pub async fn fragment(
     _viewer: Viewer,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     Ok(html_response(
         StatusCode::OK,

@@ -8,11 +8,12 @@
 //! retry or a replay sends traffic to other systems, so it needs an admin token, and the UI signs
 //! in with read tokens.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::PageQuery;
 use super::layout::{self, Nav, ago, badge, link, number, time};
 use super::{AppState, PageError, Viewer, cursor, given, not_applied};
 use crate::server::api::routes::{self, RouteDeliveryView, RouteView, TestMissing};
@@ -258,7 +259,7 @@ pub async fn route(
     viewer: Viewer,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(params): Query<Params>,
+    PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
     let store = state.store.as_ref();
     let chosen = given(&params.state).and_then(|name| DeliveryState::parse(&name));
@@ -486,7 +487,7 @@ pub async fn test(
     viewer: Viewer,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(params): Query<TestParams>,
+    PageQuery(params): PageQuery<TestParams>,
 ) -> Result<Response, PageError> {
     if state.routes.get(&name).is_none() {
         return Err(PageError::NotFound(format!(

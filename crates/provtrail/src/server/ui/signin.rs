@@ -6,14 +6,15 @@
 //! sent to, so that no other site can sign a browser in with a token of its choosing.
 
 use axum::Form;
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::PageQuery;
 use super::layout::{self, Nav};
 use super::{
     AppState, UiState, error_page, html_response, no_ui_state, session, session_id, ui_state,
@@ -85,7 +86,7 @@ fn form_page(status: StatusCode, next: &str, problem: Option<&str>) -> Response 
 /// `GET /sign-in`: the form, or straight on when already signed in.
 pub async fn form(
     State(state): State<AppState>,
-    Query(query): Query<Next>,
+    PageQuery(query): PageQuery<Next>,
     parts: Parts,
 ) -> Response {
     let next = safe_next(query.next.as_deref());
