@@ -57,6 +57,23 @@ fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
+/// `next` as a `Location`: characters a URI may not hold (quotes, angle brackets, spaces,
+/// anything not ASCII) percent-encoded, escapes already there kept.
+fn location(next: &str) -> String {
+    const NOT_IN_URI: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'<')
+        .add(b'>')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    percent_encoding::utf8_percent_encode(next, NOT_IN_URI).to_string()
+}
+
 fn form_page(status: StatusCode, next: &str, problem: Option<&str>) -> Response {
     let main: Markup = html! {
         div.signin {
@@ -94,7 +111,7 @@ pub async fn form(
         || ui_state(&parts)
             .is_some_and(|ui| session_id(&parts).is_some_and(|id| ui.sessions.touch(id).is_some()));
     if signed_in {
-        return Redirect::to(next).into_response();
+        return Redirect::to(&location(next)).into_response();
     }
     form_page(StatusCode::OK, next, None)
 }
@@ -211,7 +228,7 @@ pub async fn sign_in(
 
 fn start_session(ui: &UiState, next: &str, secure: bool) -> Response {
     let id = ui.sessions.create();
-    let mut response = Redirect::to(next).into_response();
+    let mut response = Redirect::to(&location(next)).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id, secure)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
@@ -330,6 +347,15 @@ mod tests {
             assert_eq!(safe_next(Some(hostile)), "/", "{hostile}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn the_redirect_after_sign_in_is_a_valid_uri() {
+        assert_eq!(location("/event/3?q=a%20b"), "/event/3?q=a%20b");
+        assert_eq!(
+            location("/\"><script>x</script>\u{202e}"),
+            "/%22%3E%3Cscript%3Ex%3C/script%3E%E2%80%AE"
+        );
     }
 
     #[test]
