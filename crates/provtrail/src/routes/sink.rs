@@ -53,12 +53,26 @@ pub fn delivery_key(event_key: &str, route: &str) -> String {
 /// two stores (a standby, a rebuilt database) give different events the same ids, and a stream
 /// that both publish to would drop one of them as a repeat of the other. The same body received
 /// by two stores is the same event, and is meant to be dropped.
+///
+/// An invocation id is used only as a header can carry it whole: printable ASCII without spaces,
+/// at most [`MAX_KEY_ID`] bytes (ISC's are UUIDs). Anything else (a line break would end the
+/// header and start another; two ids alike up to a character a header cannot hold would be
+/// taken for one) is keyed by the body as any event without an id.
 pub fn event_key(raw: &[u8], invocation_id: Option<&str>) -> String {
     match invocation_id {
-        Some(id) if !id.is_empty() => id.to_owned(),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MAX_KEY_ID
+                && id.bytes().all(|byte| byte.is_ascii_graphic()) =>
+        {
+            id.to_owned()
+        }
         _ => prefixed_hex("provtrail-body-", &Sha256::digest(raw)[..16]),
     }
 }
+
+/// Longest invocation id used as an event's key as it is.
+pub const MAX_KEY_ID: usize = 200;
 
 fn prefixed_hex(prefix: &str, bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -285,6 +299,13 @@ mod tests {
         assert_eq!(a, "pt-e69969ad8e6f82d3771dd5755504cde3");
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         assert_eq!(event_key(b"{}", Some("abc")), "abc");
+        // An id a header cannot carry whole is not used: it could end the header and start
+        // another, or be cut to another event's id.
+        let body = b"{}";
+        let by_body = event_key(body, None);
+        for unusable in ["a\r\nX-Evil: 1", "a b", "tëst", &"x".repeat(201)] {
+            assert_eq!(event_key(body, Some(unusable)), by_body, "{unusable:?}");
+        }
         // Without an invocation id: the body's hash, so that events of two stores that share
         // ids never share a key, and one body has one key wherever it is stored.
         let body = br#"{"trackingNumber":"t1"}"#;
