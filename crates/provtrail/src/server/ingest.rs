@@ -331,6 +331,7 @@ async fn handle(
             };
             // Not "the event was not stored": a duplicate of an event kept before is kept.
             let message = match &err {
+                StoreError::Stranded(_) => err.to_string(),
                 StoreError::Unavailable(_) | StoreError::Overloaded(_) => {
                     format!("nothing of this request was committed: {err}; retry later")
                 }

@@ -142,12 +142,19 @@ pub enum StoreError {
     /// Anything else; a bug or corruption.
     #[error("store error: {0}")]
     Internal(String),
+    /// The request was committed, but to a database file that was deleted or replaced under the
+    /// server (saved beside its path): it is not in the store, and is answered as not kept.
+    #[error("{0}")]
+    Stranded(String),
 }
 
 impl StoreError {
     /// True when retrying later may succeed (the answer is 503 rather than 500).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Overloaded(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Overloaded(_) | StoreError::Stranded(_)
+        )
     }
 }
 

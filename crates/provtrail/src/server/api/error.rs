@@ -157,7 +157,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) | StoreError::Overloaded(_) => {
+            StoreError::Unavailable(_) | StoreError::Overloaded(_) | StoreError::Stranded(_) => {
                 ApiError::unavailable(format!("{err}; try again shortly"))
             }
             StoreError::NotFound(what) => ApiError::not_found(what),

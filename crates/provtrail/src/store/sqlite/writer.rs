@@ -114,7 +114,7 @@ pub(super) struct Writer {
     /// The files the store opened, to tell when the path no longer leads to them.
     pub files: Option<StoreFiles>,
     /// Set for good once the database was found deleted or replaced under the server.
-    pub moved: Option<String>,
+    pub moved: Option<Moved>,
     /// Set when the database is larger than its size cap: why no document is taken.
     pub over_cap: Option<String>,
 }
@@ -136,6 +136,30 @@ impl StoreFiles {
             database: file_id(path)?,
             log: file_id(&log_path(path)),
         })
+    }
+
+    /// This process's descriptors of these files (`/proc/self/fd`), database first.
+    #[cfg(target_os = "linux")]
+    fn open_descriptors(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+            return Vec::new();
+        };
+        let mut database = None;
+        let mut log = None;
+        for entry in entries.flatten() {
+            let id = file_id(&entry.path());
+            if id.is_some() && id == Some(self.database) && database.is_none() {
+                database = Some(entry.file_name().to_string_lossy().into_owned());
+            } else if id.is_some() && id == self.log && log.is_none() {
+                log = Some(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        database.into_iter().chain(log).collect()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open_descriptors(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// What is wrong when the path no longer leads to these files.
@@ -175,6 +199,36 @@ fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
 fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
     // Elsewhere the check is off: a file that exists counts as the one opened.
     path.exists().then_some((0, 0))
+}
+
+/// A database found deleted or replaced under the writer, and its copy.
+pub(super) struct Moved {
+    /// What happened to the file.
+    found: String,
+    /// Where the database as it was is saved, once it is.
+    saved: Option<PathBuf>,
+    /// Why the last attempt to save it failed, and when it was made.
+    failed: Option<(String, Instant)>,
+}
+
+/// How often a copy that could not be saved (a full disk) is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(10);
+
+impl Moved {
+    /// The whole story, as the answers of every later write give it.
+    fn message(&self, database: &std::path::Path) -> String {
+        match (&self.saved, &self.failed) {
+            (Some(saved), _) => format!(
+                "{}; every event acknowledged before is saved in {saved}: restart provtrail, then \
+                 bring them back with `provtrail export --db {saved} | provtrail ingest --db {db} -`",
+                self.found,
+                saved = saved.display(),
+                db = database.display()
+            ),
+            (None, Some((why, _))) => format!("{}; {why}", self.found),
+            (None, None) => self.found.clone(),
+        }
+    }
 }
 
 /// A committed group: what must happen once its log is on disk.
@@ -228,6 +282,24 @@ impl Writer {
         if let Some(syncer) = syncer {
             syncer.stop();
         }
+        if self
+            .moved
+            .as_ref()
+            .is_some_and(|moved| moved.saved.is_none())
+        {
+            // The last chance: once the connection closes, the file as it was is gone.
+            if let Some(moved) = &mut self.moved {
+                moved.failed = None;
+            }
+            self.save_if_not_yet();
+            if self
+                .moved
+                .as_ref()
+                .is_some_and(|moved| moved.saved.is_none())
+            {
+                tracing::error!(error = %self.moved_message(), "stopping with the database as it was unsaved");
+            }
+        }
         tracing::debug!("store writer stopped");
     }
 
@@ -252,9 +324,11 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>) {
-        if let Some(message) = &self.moved {
+        if self.moved.is_some() {
+            self.save_if_not_yet();
+            let message = self.moved_message();
             count_failed_commit(batch, &self.shared.metrics);
-            fail_all(batch, message, &self.shared);
+            fail_all(batch, &message, &self.shared);
             return;
         }
         if let Some(message) = &self.over_cap {
@@ -268,12 +342,12 @@ impl Writer {
         // Checked before the commit, so that nothing goes into a file nobody reads again, and
         // after it, before anyone is told: a file deleted during the commit holds what it
         // committed, and nobody may be told that it is kept.
-        if self.refuse_if_moved(batch) {
+        if self.refuse_if_moved(batch, false) {
             return;
         }
         let started = Instant::now();
         let result = self.try_commit(batch, syncer.is_some());
-        if self.refuse_if_moved(batch) {
+        if self.refuse_if_moved(batch, result.is_ok()) {
             return;
         }
         match result {
@@ -312,8 +386,9 @@ impl Writer {
     }
 
     /// When the database path no longer leads to the files this writer holds open: refuses the
-    /// batch, and every write from now on, and saves the database as it was.
-    fn refuse_if_moved(&mut self, batch: &mut Vec<Job>) -> bool {
+    /// batch, and every write from now on, and saves the database as it was. `committed`: the
+    /// batch went into the file as it was, and so into the copy, which its answers say.
+    fn refuse_if_moved(&mut self, batch: &mut Vec<Job>, committed: bool) -> bool {
         let Some(found) = self
             .files
             .as_ref()
@@ -321,46 +396,118 @@ impl Writer {
         else {
             return false;
         };
-        let message = format!("{found}; {}", self.save_as_it_was());
+        self.moved = Some(Moved {
+            found,
+            saved: None,
+            failed: None,
+        });
+        self.save_if_not_yet();
+        let message = self.moved_message();
         tracing::error!(error = %message, "the database file is gone; refusing every write");
-        self.moved = Some(message.clone());
         count_failed_commit(batch, &self.shared.metrics);
-        fail_all(batch, &message, &self.shared);
+        if committed {
+            let said = format!(
+                "this request was committed to the database file as it was, not to the one now \
+                 at its path, and is answered as not kept: {message}"
+            );
+            fail_all_as(batch, &said, &self.shared, StoreError::Stranded);
+        } else {
+            fail_all(batch, &message, &self.shared);
+        }
         true
     }
 
-    /// Copies the database as this writer sees it (the file it opened and its log: every event
-    /// ever acknowledged) to a new file beside the path, and says where and how to bring its
-    /// events back. Without it, they would be lost when the process ends: the file was deleted
-    /// or replaced, and SQLite removes the log on close.
-    fn save_as_it_was(&self) -> String {
-        const KEPT_OPEN: &str = "the events acknowledged before are in the file as it was, \
-             which this process still holds open: copy it (ls -l /proc/<pid>/fd) before you \
-             restart provtrail";
-        let Some(conn) = &self.conn else {
-            return KEPT_OPEN.to_owned();
-        };
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        let mut saved = self.path.as_os_str().to_owned();
-        saved.push(format!(".saved-{stamp}"));
-        let saved = PathBuf::from(saved);
-        let copied = conn
-            .execute("VACUUM INTO ?1", params![saved.to_string_lossy()])
-            // The log's frames belong to the file as it was: emptied, they cannot be replayed
-            // into whatever file now has the path when the server is killed.
-            .and_then(|_| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
-        match copied {
-            Ok(()) => format!(
-                "every event acknowledged before is saved in {saved}: restart provtrail, then \
-                 bring them back with `provtrail export --db {saved} | provtrail ingest --db {db} -`",
-                saved = saved.display(),
-                db = self.path.display()
-            ),
-            Err(err) => format!(
-                "saving the database to {} failed ({err}); {KEPT_OPEN}",
-                saved.display()
-            ),
+    fn moved_message(&self) -> String {
+        self.moved
+            .as_ref()
+            .map(|moved| moved.message(&self.path))
+            .unwrap_or_default()
+    }
+
+    /// Saves the database as it was, unless it is saved already or was tried less than
+    /// [`SAVE_RETRY`] ago (a full disk may have room again).
+    fn save_if_not_yet(&mut self) {
+        let due = self.moved.as_ref().is_some_and(|moved| {
+            moved.saved.is_none()
+                && moved
+                    .failed
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= SAVE_RETRY)
+        });
+        if !due {
+            return;
         }
+        let outcome = self.save_as_it_was();
+        if let Some(moved) = &mut self.moved {
+            match outcome {
+                Ok(saved) => {
+                    tracing::warn!(saved = %saved.display(), "the database as it was is saved");
+                    moved.saved = Some(saved);
+                    moved.failed = None;
+                }
+                Err(why) => moved.failed = Some((why, Instant::now())),
+            }
+        }
+    }
+
+    /// Copies the database as this writer sees it (the file it opened and its log: every event
+    /// ever acknowledged) to a new file beside the path. Without it, they would be lost when the
+    /// process ends: the file was deleted or replaced, and SQLite removes the log on close.
+    fn save_as_it_was(&self) -> Result<PathBuf, String> {
+        let kept_open = || {
+            let pid = std::process::id();
+            let open = self
+                .files
+                .as_ref()
+                .map(StoreFiles::open_descriptors)
+                .unwrap_or_default();
+            format!(
+                "the events acknowledged before are only in the file as it was, which this \
+                 process still holds open: copy {} before you stop provtrail",
+                if open.is_empty() {
+                    format!("it from /proc/{pid}/fd/")
+                } else {
+                    open.iter()
+                        .map(|fd| format!("/proc/{pid}/fd/{fd}"))
+                        .collect::<Vec<_>>()
+                        .join(" (the database) and ")
+                        + if open.len() > 1 { " (its log)" } else { "" }
+                }
+            )
+        };
+        let Some(conn) = &self.conn else {
+            return Err(kept_open());
+        };
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let mut last = String::new();
+        for attempt in 0..100 {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(format!(".saved-{stamp}"));
+            if attempt > 0 {
+                name.push(format!("-{attempt}"));
+            }
+            let saved = PathBuf::from(name);
+            if saved.exists() {
+                continue;
+            }
+            match conn.execute("VACUUM INTO ?1", params![saved.to_string_lossy()]) {
+                Ok(_) => {
+                    // The log's frames belong to the file as it was: emptied, they cannot be
+                    // replayed into whatever file now has the path when the server is killed.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                    return Ok(saved);
+                }
+                Err(err) => {
+                    // A copy cut short is no copy.
+                    let _ = std::fs::remove_file(&saved);
+                    last = format!("saving the database to {} failed ({err})", saved.display());
+                    if !saved.exists() && !err.to_string().contains("already exists") {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(format!("{last}; {}", kept_open()))
     }
 
     /// Why a commit that found the database full failed, when the reason is its size cap
@@ -701,11 +848,21 @@ fn count_failed_commit(batch: &[Job], metrics: &crate::metrics::Metrics) {
 }
 
 fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
+    fail_all_as(batch, message, shared, StoreError::Unavailable);
+}
+
+/// [`fail_all`], with the documents' answers made by `documents`.
+fn fail_all_as(
+    batch: &mut Vec<Job>,
+    message: &str,
+    shared: &Shared,
+    documents: fn(String) -> StoreError,
+) {
     shared.set_writable(Some(message.to_owned()));
     for job in batch.drain(..) {
         match job {
             Job::Ingest(_, reply) => {
-                let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+                let _ = reply.send(Err(documents(message.to_owned())));
             }
             Job::Probe(reply) => {
                 let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
