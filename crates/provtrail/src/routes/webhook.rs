@@ -116,10 +116,24 @@ pub(super) fn build(
     let path = url.path().strip_prefix('/').unwrap_or(url.path());
     let query = url.query().unwrap_or_default();
     let has_path_or_query = !path.is_empty() || !query.is_empty();
+    // A host that came from a `${…}` reference is a secret: no message may name it, nor the
+    // address it is or resolves to. Told from the URL as written, not as parsed: the parser
+    // rewrites `127.1` as `127.0.0.1`, which no redactor of the value `127.1` would find.
+    let host_hidden = match settings.url.split_once("://") {
+        Some((_, rest)) => rest
+            .split(['/', '?', '#'])
+            .next()
+            .is_some_and(|authority| authority.contains("${")),
+        None => super::secret::has_reference(&settings.url),
+    };
     let target = url_references.redact(&format!(
         "POST {}://{}{}",
         url.scheme(),
-        url.host_str().unwrap_or_default(),
+        if host_hidden {
+            "***"
+        } else {
+            url.host_str().unwrap_or_default()
+        },
         match (url.port(), has_path_or_query) {
             (Some(port), true) => format!(":{port}/…"),
             (Some(port), false) => format!(":{port}/"),
@@ -127,9 +141,6 @@ pub(super) fn build(
             (None, false) => "/".to_owned(),
         }
     ));
-    // A host that came from a `${…}` reference is a secret: no message may name it, nor the
-    // address it is or resolves to.
-    let host_hidden = !target.contains(url.host_str().unwrap_or_default());
     // The client connects to a literal address without asking the resolver, so the guard checks
     // it here; names are checked at every connection by the resolver.
     let literal = match host {
@@ -964,6 +975,17 @@ mod tests {
     fn a_forbidden_address_given_by_reference_is_not_named_at_the_start() {
         let dir = tempfile::tempdir().unwrap();
         let host = dir.path().join("host");
+        // Written in a short form too, which the URL parser rewrites in full.
+        for short in ["127.1", "0x7f.1", "2130706433"] {
+            std::fs::write(&host, format!("{short}\n")).unwrap();
+            let sink = format!("url = \"http://${{file:{}}}/hook\"", host.display());
+            let err =
+                crate::routes::sink::testing::build_sink(build, &sink, &Secrets::default(), false)
+                    .unwrap_err()
+                    .message;
+            assert!(err.contains("loopback"), "{err}");
+            assert!(!err.contains("127.0.0.1") && !err.contains(short), "{err}");
+        }
         std::fs::write(&host, "10.1.2.3\n").unwrap();
         let sink = format!("url = \"http://${{file:{}}}/hook\"", host.display());
         let err =
