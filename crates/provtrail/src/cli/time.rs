@@ -46,6 +46,11 @@ mod tests {
             0,
             "before the epoch too"
         );
+        assert_eq!(
+            parse_time("9999-12-31T23:59:59.9999Z").unwrap(),
+            253_402_300_799_999,
+            "the last writable millisecond has no next"
+        );
         assert_eq!(format_time(1_793_491_200_000), "2026-11-01T00:00:00.000Z");
     }
 }

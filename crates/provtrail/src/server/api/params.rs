@@ -56,8 +56,10 @@ fn parse_any_time(text: &str, now: Millis) -> Option<Millis> {
         // receipts at or after it (`since`), and those before it (`until`), are exactly those
         // at or after, or before, the next whole millisecond. Rounding down would take in an
         // event received just before a `since` and leave out one received just before an `until`.
-        let finer = time.timestamp_subsec_nanos() % 1_000_000 != 0;
-        return Some(time.timestamp_millis() + i64::from(finer));
+        // (In the last millisecond that can be written, there is no next one to round to.)
+        let millis = time.timestamp_millis();
+        let finer = time.timestamp_subsec_nanos() % 1_000_000 != 0 && millis < LATEST_TIME;
+        return Some(millis + i64::from(finer));
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
