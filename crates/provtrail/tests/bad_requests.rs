@@ -973,6 +973,8 @@ async fn an_http_1_1_request_needs_exactly_one_valid_host() {
         ("Host: a\r\nHost: b\r\n", "not several"),
         ("Host: user@test\r\n", "not a host name"),
         ("Host: te st\r\n", "not a host name"),
+        ("Host: test:99999x\r\n", "not a host name"),
+        ("Host: test:70000\r\n", "not a host name"),
     ] {
         let answer = raw_exchange(server.addr, request("1.1", hosts).as_bytes()).await;
         assert_eq!(answer.status, 400, "{hosts:?}: {}", answer.head);
@@ -980,13 +982,17 @@ async fn an_http_1_1_request_needs_exactly_one_valid_host() {
         assert!(error.contains(why), "{hosts:?}: {error}");
     }
     // Each refusal is in the delivery log, and nothing was stored.
-    server.await_deliveries(4).await;
+    server.await_deliveries(6).await;
     let log = deliveries(&server.db);
-    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(log.len(), 6, "{log:?}");
     assert!(log.iter().all(|d| d.status == 400 && d.event_id.is_none()));
     // HTTP/1.0 has no Host to require; a port is part of a host; probes answer without one.
     let answer = raw_exchange(server.addr, request("1.0", "").as_bytes()).await;
     assert_eq!(answer.status, 200, "{}", answer.head);
+    for host in ["Host: [::1]:8080\r\n", "Host: test:65535\r\n"] {
+        let answer = raw_exchange(server.addr, request("1.1", host).as_bytes()).await;
+        assert_eq!(answer.status, 200, "{host:?}: {}", answer.head);
+    }
     let answer = raw_exchange(
         server.addr,
         b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -996,5 +1002,36 @@ async fn an_http_1_1_request_needs_exactly_one_valid_host() {
     server
         .assert_still_serving("inv-host-with-port-is-fine")
         .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expectation_other_than_100_continue_is_answered_417() {
+    let mut server = TestServer::start().await;
+    let body = String::from_utf8(event("inv-expect")).unwrap();
+    let request = |expect: &str| {
+        format!(
+            "POST /events HTTP/1.1\r\nHost: test\r\nExpect: {expect}\r\nContent-Type: \
+             application/json\r\n{}Content-Length: {}\r\n\r\n{body}",
+            auth_line(),
+            body.len()
+        )
+    };
+    let answer = raw_exchange(server.addr, request("teapot").as_bytes()).await;
+    assert_eq!(answer.status, 417, "{}", answer.head);
+    assert!(
+        answer
+            .head
+            .to_ascii_lowercase()
+            .contains("connection: close")
+    );
+    // The one expectation HTTP/1.1 defines is met, whatever its case.
+    let answer = raw_exchange(server.addr, request("100-Continue").as_bytes()).await;
+    assert!(
+        answer.status == 100 || answer.status == 200,
+        "{}",
+        answer.head
+    );
+    server.assert_still_serving("inv-after-expect").await;
     server.shutdown().await;
 }

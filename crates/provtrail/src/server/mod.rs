@@ -254,6 +254,20 @@ async fn http1_rules(State(state): State<AppState>, request: Request, next: Next
             };
         }
     }
+    // Only `100-continue` is an expectation HTTP/1.1 defines; hyper answers that one itself.
+    if let Some(expect) = parts.headers.get(header::EXPECT) {
+        if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+            let refused = error_response(
+                StatusCode::EXPECTATION_FAILED,
+                "the only expectation this server meets is Expect: 100-continue",
+            );
+            return if has_body {
+                with_close(refused)
+            } else {
+                refused
+            };
+        }
+    }
     if !has_body {
         return next.run(Request::from_parts(parts, body)).await;
     }
@@ -269,20 +283,35 @@ async fn http1_rules(State(state): State<AppState>, request: Request, next: Next
     }
 }
 
+/// Whether the port of `host[:port]` (or `[v6]:port`), if it has one, is a number that fits.
+fn port_is_valid(authority: &str) -> bool {
+    let after_host = match authority.rfind(']') {
+        Some(end) => &authority[end + 1..],
+        None => authority.rfind(':').map_or("", |colon| &authority[colon..]),
+    };
+    match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(port) => port.is_empty() || port.parse::<u16>().is_ok(),
+    }
+}
+
 /// What is wrong with the `Host` headers of an HTTP/1.1 request, if anything.
 fn host_problem(headers: &axum::http::HeaderMap) -> Option<&'static str> {
     let mut hosts = headers.get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) => Some("an HTTP/1.1 request needs a Host header"),
         (Some(_), Some(_)) => Some("an HTTP/1.1 request has one Host header, not several"),
-        // Empty is allowed (for a target without an authority); userinfo is not.
+        // Empty is allowed (for a target without an authority); userinfo is not, nor a port
+        // that is not a number from 0 to 65535.
         (Some(host), None)
             if !host.is_empty()
                 && host
                     .to_str()
                     .ok()
                     .and_then(|text| text.parse::<axum::http::uri::Authority>().ok())
-                    .is_none_or(|authority| authority.as_str().contains('@')) =>
+                    .is_none_or(|authority| {
+                        authority.as_str().contains('@') || !port_is_valid(authority.as_str())
+                    }) =>
         {
             Some("the Host header is not a host name or address with an optional port")
         }
