@@ -80,7 +80,29 @@ fn main() -> ExitCode {
     use clap::{CommandFactory as _, FromArgMatches as _};
     let command = cli::serve::hide_serving_flags(Cli::command());
     let matches = command.clone().try_get_matches().unwrap_or_else(|err| {
-        if let Some(variable) = cli::variable_behind(&command, &err) {
+        let variable = cli::variable_behind(&command, &err);
+        if err.use_stderr() && wants_json_logs() {
+            // Logs read by a collector: the refusal of the command line is one of its records.
+            let mut message = err.render().to_string();
+            message = message
+                .lines()
+                .map(|line| line.trim().trim_start_matches("error: "))
+                .filter(|line| {
+                    !line.is_empty()
+                        && !line.starts_with("Usage:")
+                        && !line.starts_with("For more information")
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Some(variable) = &variable {
+                message.push_str(&format!(
+                    " (that value comes from the environment's {variable})"
+                ));
+            }
+            print_json_error(&message);
+            std::process::exit(2);
+        }
+        if let Some(variable) = variable {
             let _ = err.print();
             eprintln!("(that value comes from the environment's {variable})");
             std::process::exit(2);
@@ -120,19 +142,47 @@ fn main() -> ExitCode {
             if cli::logs_as_json() {
                 // With --log-json standard error is read by a log collector: the last line is
                 // one of its records too.
-                let record = serde_json::json!({
-                    "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    "level": "ERROR",
-                    "fields": {"message": message},
-                    "target": "provtrail",
-                });
-                let _ = writeln!(std::io::stderr(), "{record}");
+                print_json_error(&message);
             } else {
                 let _ = writeln!(std::io::stderr(), "error: {}", cli::terminal_safe(&message));
             }
             ExitCode::from(2)
         }
     }
+}
+
+/// One error record in the form of the JSON logs.
+fn print_json_error(message: &str) {
+    use std::io::Write as _;
+    let record = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "ERROR",
+        "fields": {"message": message},
+        "target": "provtrail",
+    });
+    let _ = writeln!(std::io::stderr(), "{record}");
+}
+
+/// Whether JSON logs were asked for, read before the command line is parsed (for the error that
+/// refuses it): `--log-json` (with no value, or a true one) or a true `PROVTRAIL_LOG_JSON`.
+fn wants_json_logs() -> bool {
+    let truthy = |text: &str| {
+        matches!(
+            text.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "y" | "on"
+        )
+    };
+    let mut from_flag = None;
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy();
+        if arg == "--log-json" {
+            from_flag = Some(true);
+        } else if let Some(value) = arg.strip_prefix("--log-json=") {
+            from_flag = Some(truthy(value));
+        }
+    }
+    from_flag
+        .unwrap_or_else(|| std::env::var("PROVTRAIL_LOG_JSON").is_ok_and(|value| truthy(&value)))
 }
 
 /// Output piped into a program that stopped reading (`| head`) is not an error worth reporting.

@@ -1495,6 +1495,25 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
             .contains("PROVTRAIL_REQUEST_TIMEOUT"),
         "{last}"
     );
+    // So is a refusal of the command line itself, asked for by the flag or the environment.
+    for (args, env) in [
+        (&["serve", "--log-json", "--bogus"][..], None),
+        (
+            &["serve", "--no-auth=maybe"][..],
+            Some(("PROVTRAIL_LOG_JSON", "true")),
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
+        command.args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let record: Value = serde_json::from_str(stderr.trim()).expect(&stderr);
+        assert_eq!(record["level"], "ERROR", "{stderr}");
+    }
     let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(["serve", "--listen", "127.0.0.1:0", "--db", &dir_arg])
         .args(["--request-timeout", "5ms"])
