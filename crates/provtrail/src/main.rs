@@ -83,17 +83,7 @@ fn main() -> ExitCode {
         let variable = cli::variable_behind(&command, &err);
         if err.use_stderr() && wants_json_logs() {
             // Logs read by a collector: the refusal of the command line is one of its records.
-            let mut message = err.render().to_string();
-            message = message
-                .lines()
-                .map(|line| line.trim().trim_start_matches("error: "))
-                .filter(|line| {
-                    !line.is_empty()
-                        && !line.starts_with("Usage:")
-                        && !line.starts_with("For more information")
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
+            let mut message = cli::clap_message(&err);
             if let Some(variable) = &variable {
                 message.push_str(&format!(
                     " (that value comes from the environment's {variable})"

@@ -174,11 +174,31 @@ pub fn variable_behind(command: &clap::Command, err: &clap::Error) -> Option<Str
             })
     }
     let variable = find(command, long)?;
+    from_environment(long, variable)
+}
+
+/// `variable`, when it is set and the flag `--long` was not given: the value came from it.
+pub fn from_environment(long: &str, variable: String) -> Option<String> {
     let typed = std::env::args_os().any(|arg| {
         let arg = arg.to_string_lossy();
         arg == format!("--{long}") || arg.starts_with(&format!("--{long}="))
     });
     (!typed && std::env::var_os(&variable).is_some()).then_some(variable)
+}
+
+/// What a clap error says, on one line: without its `error: ` prefix, usage and help hint.
+pub fn clap_message(err: &clap::Error) -> String {
+    err.render()
+        .to_string()
+        .lines()
+        .map(|line| line.trim().trim_start_matches("error: "))
+        .filter(|line| {
+            !line.is_empty()
+                && !line.starts_with("Usage:")
+                && !line.starts_with("For more information")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made, so that a signal

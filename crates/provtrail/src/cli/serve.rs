@@ -141,25 +141,14 @@ impl ServerArgs {
         let command = ServerArgs::augment_args(clap::Command::new("provtrail"));
         let unusable = |err: clap::Error| {
             let variable = super::variable_behind(&command, &err);
-            let text = err.to_string();
-            let said: Vec<&str> = text
-                .lines()
-                .map(|line| line.trim().trim_start_matches("error: "))
-                .filter(|line| {
-                    !line.is_empty()
-                        && !line.starts_with("Usage:")
-                        && !line.starts_with("For more information")
-                })
-                .collect();
+            let said = super::clap_message(&err);
             match variable {
                 Some(variable) => anyhow::anyhow!(
-                    "the environment's {variable} holds a value serve could not use: {}",
-                    said.join(" ")
+                    "the environment's {variable} holds a value serve could not use: {said}"
                 ),
                 None => anyhow::anyhow!(
                     "a PROVTRAIL_* variable of the environment holds a value serve could not \
-                     use: {} (see `provtrail serve --help` for the variable of each flag)",
-                    said.join(" ")
+                     use: {said} (see `provtrail serve --help` for the variable of each flag)"
                 ),
             }
         };
@@ -271,12 +260,7 @@ fn variable_of(setting: &str) -> Option<String> {
     let command = ServerArgs::augment_args(clap::Command::new("provtrail"));
     let arg = command.get_arguments().find(|arg| arg.get_id() == id)?;
     let variable = arg.get_env()?.to_string_lossy().into_owned();
-    let long = arg.get_long()?;
-    let typed = std::env::args_os().any(|given| {
-        let given = given.to_string_lossy();
-        given == format!("--{long}") || given.starts_with(&format!("--{long}="))
-    });
-    (!typed && std::env::var_os(&variable).is_some()).then_some(variable)
+    super::from_environment(arg.get_long()?, variable)
 }
 
 const STORE_FLAGS: &[&str] = &["config", "db", "busy_timeout", "max_db_size"];
