@@ -17,8 +17,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::{Map, Number, Value};
 
 use crate::issue::{
-    Found, Issue, IssueKind, Mode, Options, Segment, Severity, duplicate_key_message, render_path,
-    shorten, too_deep_message, unknown_field_message,
+    Found, Issue, IssueKind, Issues, Mode, Options, Segment, Severity, duplicate_key_message,
+    render_path, shorten, too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -106,8 +106,7 @@ pub(crate) struct Ctx {
     mode: Mode,
     max_depth: usize,
     path: Vec<Segment>,
-    errors: Vec<Issue>,
-    warnings: Vec<Issue>,
+    issues: Issues,
     /// How many containers were too deep to read; the first one is reported.
     skipped: usize,
 }
@@ -118,8 +117,7 @@ impl Ctx {
             mode: options.mode,
             max_depth: options.limits.max_depth,
             path: Vec::with_capacity(8),
-            errors: Vec::new(),
-            warnings: Vec::new(),
+            issues: Issues::new(&options.limits),
             skipped: 0,
         }
     }
@@ -132,11 +130,7 @@ impl Ctx {
             Decoded::Present(event) => Some(event),
             Decoded::Null | Decoded::Wrong(_) | Decoded::Invalid => None,
         };
-        Validation {
-            event,
-            errors: self.errors,
-            warnings: self.warnings,
-        }
+        self.issues.into_validation(event)
     }
 
     /// Records an issue at the current path (and `last`), with the offending value's text.
@@ -148,16 +142,16 @@ impl Ctx {
         value: Option<String>,
         last: Option<&Segment>,
     ) {
+        if !self.issues.room_for(severity) {
+            return;
+        }
         let issue = Issue {
             path: render_path(&self.path, last),
             kind,
             message,
             value,
         };
-        match severity {
-            Severity::Error => self.errors.push(issue),
-            Severity::Warning => self.warnings.push(issue),
-        }
+        self.issues.push(severity, issue);
     }
 
     /// Something outside the published schema that ISC is known to send: a warning when lenient,

@@ -33,13 +33,21 @@ pub struct Limits {
     /// A container deeper than this is not read (only its syntax is checked): the document gets a
     /// [`IssueKind::TooDeep`] error at the first such container and no event.
     pub max_depth: usize,
+    /// Most issues of each severity listed in a [`Validation`]; the rest are counted
+    /// ([`Validation::errors_not_listed`], [`Validation::warnings_not_listed`]). A document of
+    /// 1 MiB can hold over a million problems (`"accountRequests": [{}, {}, …]` is four missing
+    /// fields per three bytes), and listing them all would take gigabytes. At least one error is
+    /// always listed, so the cap never changes whether a document is valid.
+    pub max_issues: usize,
 }
 
 impl Limits {
-    /// 1 MiB, the size ISC's transport implies, and 64 levels of nesting.
+    /// 1 MiB, the size ISC's transport implies, 64 levels of nesting, and 1,000 issues of each
+    /// severity listed.
     pub const DEFAULT: Limits = Limits {
         max_bytes: 1024 * 1024,
         max_depth: 64,
+        max_issues: 1000,
     };
 }
 
@@ -143,6 +151,67 @@ pub struct Validation<'a> {
     pub errors: Vec<Issue>,
     /// Problems that do not, in document order.
     pub warnings: Vec<Issue>,
+    /// Errors found past [`Limits::max_issues`], counted but not listed.
+    pub errors_not_listed: usize,
+    /// Warnings found past [`Limits::max_issues`], counted but not listed.
+    pub warnings_not_listed: usize,
+}
+
+/// The issues both readers find, as they find them: the first [`Limits::max_issues`] of each
+/// severity listed, the rest only counted, before their path is even rendered.
+#[derive(Debug)]
+pub(crate) struct Issues {
+    errors: Vec<Issue>,
+    warnings: Vec<Issue>,
+    errors_not_listed: usize,
+    warnings_not_listed: usize,
+    max: usize,
+}
+
+impl Issues {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Issues {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            errors_not_listed: 0,
+            warnings_not_listed: 0,
+            max: limits.max_issues.max(1),
+        }
+    }
+
+    /// Whether an issue of this severity is to be listed; when it is not, it is counted.
+    pub(crate) fn room_for(&mut self, severity: Severity) -> bool {
+        let (listed, not_listed) = match severity {
+            Severity::Error => (&self.errors, &mut self.errors_not_listed),
+            Severity::Warning => (&self.warnings, &mut self.warnings_not_listed),
+        };
+        if listed.len() < self.max {
+            return true;
+        }
+        *not_listed += 1;
+        false
+    }
+
+    /// Lists an issue that [`Issues::room_for`] made room for.
+    pub(crate) fn push(&mut self, severity: Severity, issue: Issue) {
+        match severity {
+            Severity::Error => self.errors.push(issue),
+            Severity::Warning => self.warnings.push(issue),
+        }
+    }
+
+    pub(crate) fn into_validation(
+        self,
+        event: Option<ProvisioningCompleted<'_>>,
+    ) -> Validation<'_> {
+        Validation {
+            event,
+            errors: self.errors,
+            warnings: self.warnings,
+            errors_not_listed: self.errors_not_listed,
+            warnings_not_listed: self.warnings_not_listed,
+        }
+    }
 }
 
 impl<'a> Validation<'a> {

@@ -34,8 +34,8 @@ use std::str::FromStr;
 use serde_json::{Map, Number, Value};
 
 use crate::issue::{
-    Found, Issue, IssueKind, Mode, Options, Segment, Severity, duplicate_key_message, render_path,
-    shorten, too_deep_message, unknown_field_message,
+    Found, Issue, IssueKind, Issues, Mode, Options, Segment, Severity, duplicate_key_message,
+    render_path, shorten, too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -190,11 +190,16 @@ pub(crate) fn validate_str<'a>(
         event: None,
         errors: Vec::new(),
         warnings: Vec::new(),
+        errors_not_listed: 0,
+        warnings_not_listed: 0,
     };
     match parser.run(&mut validation.event) {
         Ok(()) => {
-            validation.errors = parser.errors;
-            validation.warnings = parser.warnings;
+            let found = parser.issues.into_validation(None);
+            validation.errors = found.errors;
+            validation.warnings = found.warnings;
+            validation.errors_not_listed = found.errors_not_listed;
+            validation.warnings_not_listed = found.warnings_not_listed;
             Ok(validation)
         }
         Err(Reject) => decode::validate_slice(text.as_bytes(), options),
@@ -211,11 +216,7 @@ pub(crate) fn validate_fast_only<'a>(bytes: &'a [u8], options: &Options) -> Opti
     let mut parser = Parser::new(text, options);
     let mut event = None;
     parser.run(&mut event).ok()?;
-    Some(Validation {
-        event,
-        errors: parser.errors,
-        warnings: parser.warnings,
-    })
+    Some(parser.issues.into_validation(event))
 }
 
 fn too_large(size: usize, options: &Options) -> SyntaxError {
@@ -260,8 +261,7 @@ struct Parser<'a> {
     /// The path below the frames, inside values read as `serde_json::Value` (unknown fields,
     /// values of the wrong type, `_metadata`). Always deeper than every frame.
     keys: Vec<Segment>,
-    errors: Vec<Issue>,
-    warnings: Vec<Issue>,
+    issues: Issues,
     /// How many containers were too deep to read; the first one is reported.
     skipped: usize,
     /// The separator last seen between two keys, per kind of schema object.
@@ -322,8 +322,7 @@ impl<'a> Parser<'a> {
             frames: [Frame::Index(0); MAX_FRAMES],
             depth: 0,
             keys: Vec::new(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
+            issues: Issues::new(&options.limits),
             skipped: 0,
             separators: [Separator::UNLEARNED; 5],
             indent: 0,
@@ -1172,6 +1171,9 @@ impl<'a> Parser<'a> {
         value: Option<String>,
         last: Option<&Segment>,
     ) {
+        if !self.issues.room_for(severity) {
+            return;
+        }
         let frames = self.frames.get(..self.depth).unwrap_or(&self.frames);
         let mut segments: Vec<Segment> = frames
             .iter()
@@ -1187,10 +1189,7 @@ impl<'a> Parser<'a> {
             message,
             value,
         };
-        match severity {
-            Severity::Error => self.errors.push(issue),
-            Severity::Warning => self.warnings.push(issue),
-        }
+        self.issues.push(severity, issue);
     }
 
     /// Something outside the published schema that ISC is known to send.

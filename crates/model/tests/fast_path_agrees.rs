@@ -92,6 +92,8 @@ fn option_set() -> Vec<Options> {
                 limits: Limits {
                     max_bytes: Limits::DEFAULT.max_bytes,
                     max_depth,
+                    // A small cap, so that the documents' issues pass it.
+                    max_issues: if max_depth == 64 { 2 } else { 1000 },
                 },
             });
         }
@@ -110,12 +112,14 @@ fn options() -> impl Strategy<Value = Options> {
             1 => Just(1000usize),
         ],
         prop_oneof![8 => Just(Limits::DEFAULT.max_bytes), 1 => 0usize..400],
+        prop_oneof![4 => Just(Limits::DEFAULT.max_issues), 1 => 0usize..4],
     )
-        .prop_map(|(mode, max_depth, max_bytes)| Options {
+        .prop_map(|(mode, max_depth, max_bytes, max_issues)| Options {
             mode,
             limits: Limits {
                 max_bytes,
                 max_depth,
+                max_issues,
             },
         })
 }

@@ -1741,3 +1741,47 @@ fn lone_surrogates_and_bytes_that_are_not_utf8_are_named_as_such() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn issues_past_the_cap_are_counted_not_listed() {
+    // 10,000 empty account requests: four missing fields each, in three bytes each.
+    let mut doc = base_event();
+    doc["accountRequests"] = Value::Array(vec![json!({}); 10_000]);
+    doc["extra"] = json!(1);
+    let text = serde_json::to_string(&doc).unwrap();
+    let report = validate_str(&text, &Options::lenient()).unwrap();
+    assert!(!report.is_valid());
+    assert_eq!(report.errors.len(), 1000);
+    assert_eq!(report.errors_not_listed, 39_000);
+    assert_eq!(report.errors[0].path, "accountRequests[0].source");
+    assert_eq!(
+        report.errors[999].path,
+        "accountRequests[249].provisioningTarget"
+    );
+    // Warnings have their own cap: the unknown field after the account requests is listed.
+    assert_eq!(report.warnings.len(), 1);
+    assert_eq!(report.warnings_not_listed, 0);
+
+    let everything = Options {
+        limits: Limits {
+            max_issues: usize::MAX,
+            ..Limits::DEFAULT
+        },
+        ..Options::lenient()
+    };
+    let report = validate_str(&text, &everything).unwrap();
+    assert_eq!(report.errors.len(), 40_000);
+    assert_eq!(report.errors_not_listed, 0);
+
+    // A cap of 0 still lists the first error: validity never depends on the cap.
+    let none = Options {
+        limits: Limits {
+            max_issues: 0,
+            ..Limits::DEFAULT
+        },
+        ..Options::strict()
+    };
+    let report = validate_str(&text, &none).unwrap();
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!(report.errors_not_listed, 40_000);
+}

@@ -47,6 +47,7 @@ impl Ingestor {
     pub fn new(max_body: usize) -> Self {
         let mut options = Options::lenient();
         options.limits.max_bytes = max_body;
+        options.limits.max_issues = MAX_KEPT_ISSUES;
         Ingestor {
             options,
             routes: None,
@@ -119,6 +120,8 @@ impl Ingestor {
             event,
             errors,
             warnings,
+            errors_not_listed,
+            warnings_not_listed,
         } = validation;
         match event {
             Some(event) if errors.is_empty() => {
@@ -153,7 +156,7 @@ impl Ingestor {
                     raw: raw.clone(),
                     content: Content::Event(PreparedEvent {
                         fields,
-                        warnings: records(&warnings),
+                        warnings: records(&warnings, warnings_not_listed, "warnings"),
                         routes,
                     }),
                     restored: false,
@@ -174,8 +177,8 @@ impl Ingestor {
                     raw.clone(),
                     receipt,
                     QuarantineReason::InvalidEvent,
-                    records(&errors),
-                    records(&warnings),
+                    records(&errors, errors_not_listed, "errors"),
+                    records(&warnings, warnings_not_listed, "warnings"),
                     invocation_id,
                 )
             }
@@ -227,14 +230,31 @@ fn quarantine(
     }
 }
 
-fn records(issues: &[Issue]) -> Vec<IssueRecord> {
-    issues
+/// Most issues of each kind kept with a document and given in its answer. A document of 1 MiB
+/// can hold over a million problems; the first hundred say what is wrong with it, and the
+/// answer and the store stay small.
+pub const MAX_KEPT_ISSUES: usize = 100;
+
+/// The issues as kept, and for those past the cap one more record that counts them (with an
+/// empty path: it is about the document).
+fn records(issues: &[Issue], not_listed: usize, what: &str) -> Vec<IssueRecord> {
+    let mut records: Vec<IssueRecord> = issues
         .iter()
         .map(|issue| IssueRecord {
             path: issue.path.clone(),
             message: issue.message.clone(),
         })
-        .collect()
+        .collect();
+    if not_listed > 0 {
+        records.push(IssueRecord {
+            path: String::new(),
+            message: format!(
+                "{not_listed} more {what} not listed: only the first {} are kept",
+                issues.len()
+            ),
+        });
+    }
+    records
 }
 
 /// Longest channel name accepted in the URL.

@@ -196,6 +196,27 @@ fn validate_json_report_is_exactly_one_object_with_paths_and_messages() {
 }
 
 #[test]
+fn validate_lists_the_first_issues_and_counts_the_rest() {
+    let mut value: Value = serde_json::from_slice(&event("many")).unwrap();
+    value["accountRequests"] = Value::Array(vec![serde_json::json!({}); 300]);
+    let body = serde_json::to_vec(&value).unwrap();
+    let text = provtrail(&["validate", "--max-issues", "5", "-"], Some(&body));
+    assert_eq!(text.status.code(), Some(1));
+    let out = stdout(&text);
+    assert!(out.starts_with("<stdin>: invalid, 1200 errors\n"), "{out}");
+    assert_eq!(out.matches("  error: ").count(), 5, "{out}");
+    assert!(
+        out.contains("  … and 1195 more errors not listed (--max-issues lists more)"),
+        "{out}"
+    );
+    let json = provtrail(&["validate", "--format", "json", "-"], Some(&body));
+    let report: Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    assert_eq!(report["errors"].as_array().unwrap().len(), 1000);
+    assert_eq!(report["errors_not_listed"], 200);
+    assert!(report.get("warnings_not_listed").is_none());
+}
+
+#[test]
 fn validate_jsonl_reports_each_line() {
     let lines = [
         String::from_utf8(event("inv-a"))

@@ -479,3 +479,35 @@ async fn a_transfer_coding_or_a_second_content_type_is_415_and_kept() {
     assert!(stored_invocations(&server.db).is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_a_million_problems_is_answered_and_kept_with_the_first_hundred() {
+    let mut server = TestServer::start().await;
+    // Under 1 MiB: 340,000 empty account requests, four missing fields each.
+    let mut value: serde_json::Value = serde_json::from_slice(&event("many-problems")).unwrap();
+    value["accountRequests"] = serde_json::Value::Array(vec![serde_json::json!({}); 340_000]);
+    let body = serde_json::to_vec(&value).unwrap();
+    assert!(body.len() < 1024 * 1024);
+    let answer = server.post("/events", body.clone()).await;
+    assert_eq!(answer.status, 202);
+    assert!(
+        answer.text().len() < 64 * 1024,
+        "a small answer, not one entry per problem: {} bytes",
+        answer.text().len()
+    );
+    let json = answer.json();
+    let errors = json["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 101, "the first hundred, then their count");
+    assert_eq!(errors[0]["path"], "accountRequests[0].source");
+    assert_eq!(errors[100]["path"], "");
+    assert_eq!(
+        errors[100]["message"],
+        "1359900 more errors not listed: only the first 100 are kept"
+    );
+    let kept = quarantine(&server.db);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].raw, body, "the body is kept whole");
+    assert_eq!(kept[0].errors.as_array().unwrap().len(), 101);
+    server.assert_still_serving("after-many-problems").await;
+    server.shutdown().await;
+}

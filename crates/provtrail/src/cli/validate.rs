@@ -35,6 +35,9 @@ pub struct ValidateArgs {
     /// Largest document accepted, in bytes.
     #[arg(long, default_value_t = Limits::DEFAULT.max_bytes)]
     max_bytes: usize,
+    /// Most errors, and most warnings, listed per document; the rest are counted.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_issues, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_issues: usize,
 }
 
 /// How one document fared; ordered so that the worst decides the exit status.
@@ -60,6 +63,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         },
         limits: Limits {
             max_bytes: args.max_bytes,
+            max_issues: args.max_issues,
             ..Limits::DEFAULT
         },
     };
@@ -219,19 +223,28 @@ fn check_document(
                 "errors": issues_json(&report.errors),
                 "warnings": issues_json(&report.warnings),
             });
+            // Only when the cap was reached, so that the usual object keeps its three keys.
+            if report.errors_not_listed > 0 {
+                object["errors_not_listed"] = json!(report.errors_not_listed);
+            }
+            if report.warnings_not_listed > 0 {
+                object["warnings_not_listed"] = json!(report.warnings_not_listed);
+            }
             if !single {
                 add_origin(&mut object, origin);
             }
             writeln!(out, "{object}")?;
         }
         OutputFormat::Text => {
-            let status = match (report.is_valid(), report.warnings.len()) {
+            let errors = report.errors.len() + report.errors_not_listed;
+            let warnings = report.warnings.len() + report.warnings_not_listed;
+            let status = match (report.is_valid(), warnings) {
                 (true, 0) => "valid".to_owned(),
                 (true, n) => format!("valid, {}", plural(n, "warning")),
-                (false, 0) => format!("invalid, {}", plural(report.errors.len(), "error")),
+                (false, 0) => format!("invalid, {}", plural(errors, "error")),
                 (false, n) => format!(
                     "invalid, {} and {}",
-                    plural(report.errors.len(), "error"),
+                    plural(errors, "error"),
                     plural(n, "warning")
                 ),
             };
@@ -240,11 +253,25 @@ fn check_document(
             for issue in &report.errors {
                 writeln!(out, "  error: {}", super::terminal_line(&issue.to_string()))?;
             }
+            if report.errors_not_listed > 0 {
+                writeln!(
+                    out,
+                    "  … and {} not listed (--max-issues lists more)",
+                    plural(report.errors_not_listed, "more error")
+                )?;
+            }
             for issue in &report.warnings {
                 writeln!(
                     out,
                     "  warning: {}",
                     super::terminal_line(&issue.to_string())
+                )?;
+            }
+            if report.warnings_not_listed > 0 {
+                writeln!(
+                    out,
+                    "  … and {} not listed (--max-issues lists more)",
+                    plural(report.warnings_not_listed, "more warning")
                 )?;
             }
         }
