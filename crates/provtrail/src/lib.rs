@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod isc;
 pub mod metrics;
 pub mod routes;
 pub mod sender;

@@ -50,6 +50,8 @@ enum Command {
     Ingest(cli::ingest::IngestArgs),
     /// Dump stored events with their receipt metadata (JSON lines or CSV).
     Export(cli::export::ExportArgs),
+    /// Read back from ISC the events it sent in the last day or two, to import what was missed.
+    Backfill(cli::backfill::BackfillArgs),
     /// Write or check the configuration file.
     Config(cli::config::ConfigArgs),
     /// Post events to a subscriber URL: a file, JSON lines, or synthetic events.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::block_on(cli::demo::run(args)),
         Command::Ingest(args) => cli::block_on(cli::ingest::run(args)),
         Command::Export(args) => cli::block_on(cli::export::run(args)),
+        Command::Backfill(args) => cli::block_on(cli::backfill::run(args)),
         Command::Config(args) => cli::config::run(args),
         Command::Search(args) => cli::block_on(cli::search::run(args)),
         Command::Show(args) => cli::block_on(cli::show::run(args)),

@@ -107,6 +107,14 @@ pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
     safe.map_or(Cow::Borrowed(text), Cow::Owned)
 }
 
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub fn shortened(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ macro_rules! say {
     }};
 }
 
+pub mod backfill;
 pub mod config;
 pub mod deadletter;
 pub mod demo;

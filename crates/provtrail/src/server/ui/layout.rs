@@ -154,13 +154,7 @@ impl maud::Render for Clip<'_> {
     }
 }
 
-/// `text` cut to `max` characters, with an ellipsis when cut.
-pub fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
+pub use crate::visible::shortened as shorten;
 
 /// The colour class of a result or outcome word.
 fn tone(word: &str) -> &'static str {

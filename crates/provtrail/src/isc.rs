@@ -1,0 +1,577 @@
+//! ISC's own record of trigger invocations, read back to recover events a receiver missed.
+//!
+//! ISC never resends a Provisioning Completed event, but its invocation-status API (`GET
+//! /beta/trigger-invocations/status`) keeps every invocation with the input it sent: successes
+//! for 24 hours, failures for 48, at most 2,000 rows. Read back after an outage, those inputs are
+//! the events sent while the receiver was down. This module fetches them and turns each into the
+//! body ISC posts (the input with its `_metadata` envelope); importing them goes through the
+//! ordinary ingest path, whose deduplication by invocation id drops what was received already.
+//!
+//! The boundary: [`Tenant`] talks HTTP to one tenant (an OAuth client-credentials token, then the
+//! status pages); [`Invocation`] reads one row and never fails on a row it cannot use, it says
+//! why instead. Nothing here touches the store.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// The trigger whose invocations are read back.
+pub const TRIGGER_ID: &str = "idn:post-provisioning";
+
+/// The most rows ISC keeps (its documentation: "may only fetch up to 2000 invocations").
+pub const MAX_ROWS: usize = 2000;
+
+/// Rows asked for per page: ISC's largest page.
+pub const PAGE_SIZE: usize = 250;
+
+/// The largest page body read: 250 rows of events of up to about 1 MB each.
+const MAX_PAGE_BYTES: usize = 300 * 1024 * 1024;
+
+/// Tries for one request that ISC answers with 429 or a passing 5xx.
+const TRIES: u32 = 5;
+
+/// The longest wait asked for by a `Retry-After` that is honoured as given.
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// What the tenant is asked with.
+#[derive(Clone)]
+pub enum Credentials {
+    /// An API client (personal access token or OAuth client): exchanged for a token at
+    /// `/oauth/token` with the client-credentials grant.
+    Client { id: String, secret: String },
+    /// A token obtained elsewhere, sent as it is.
+    AccessToken(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    // Secrets never reach a log line or an error message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Client { id, .. } => write!(f, "Client {{ id: {id:?}, secret: *** }}"),
+            Credentials::AccessToken(_) => f.write_str("AccessToken(***)"),
+        }
+    }
+}
+
+/// Why the tenant could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum IscError {
+    #[error(
+        "the tenant URL {0:?} is not usable: give https://TENANT.api.identitynow.com (http:// only \
+         for a loopback address)"
+    )]
+    BadUrl(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} answered {status}{}", explain(.status, .body))]
+    Refused {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url} answered something that is not {expected}: {reason}")]
+    Unreadable {
+        url: String,
+        expected: &'static str,
+        reason: String,
+    },
+}
+
+/// What a refusal's status most likely means, and the start of the answer's body.
+fn explain(status: &u16, body: &str) -> String {
+    let hint = match status {
+        400 => " (the tenant did not accept the request)",
+        401 => " (the credentials were not accepted: check the client id and secret, or the token)",
+        403 => {
+            " (the client is not allowed to read trigger invocations: it needs the scope \
+             sp:triggers:read or an admin role)"
+        }
+        404 => {
+            " (no such API on this host: is it the tenant's API URL, https://TENANT.api.identitynow.com?)"
+        }
+        429 => " (rate limited, still after retrying)",
+        _ => "",
+    };
+    if body.is_empty() {
+        hint.to_owned()
+    } else {
+        format!("{hint}: {body}")
+    }
+}
+
+/// One tenant's API.
+#[derive(Debug)]
+pub struct Tenant {
+    base: url::Url,
+    client: reqwest::Client,
+}
+
+impl Tenant {
+    /// The tenant at `base` (`https://acme.api.identitynow.com`; a path after the host is kept,
+    /// for a proxy in front of the API). Plain `http` is refused except on a loopback address,
+    /// since the client secret and the events travel over it.
+    pub fn new(base: &str, timeout: Duration) -> Result<Tenant, IscError> {
+        let bad = || IscError::BadUrl(base.to_owned());
+        let mut url = url::Url::parse(base.trim()).map_err(|_| bad())?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => return Err(bad()),
+        };
+        let allowed = match url.scheme() {
+            "https" => true,
+            "http" => loopback,
+            _ => false,
+        };
+        if !allowed || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad());
+        }
+        url.set_query(None);
+        url.set_fragment(None);
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        crate::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            // A redirect would carry the token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .user_agent(concat!("provtrail-backfill/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| IscError::Client(err.to_string()))?;
+        Ok(Tenant { base: url, client })
+    }
+
+    fn endpoint(&self, path: &str) -> Result<url::Url, IscError> {
+        // `base` ends with '/' and `path` is relative: joining keeps a proxy's path prefix.
+        self.base
+            .join(path)
+            .map_err(|_| IscError::BadUrl(self.base.to_string()))
+    }
+
+    /// A bearer token for these credentials.
+    pub async fn token(&self, credentials: &Credentials) -> Result<String, IscError> {
+        let (id, secret) = match credentials {
+            Credentials::AccessToken(token) => return Ok(token.clone()),
+            Credentials::Client { id, secret } => (id, secret),
+        };
+        let url = self.endpoint("oauth/token")?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", id)
+            .append_pair("client_secret", secret)
+            .finish();
+        let body = self
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .body(form.clone())
+            })
+            .await?;
+        let unreadable = |reason: String| IscError::Unreadable {
+            url: url.to_string(),
+            expected: "a token (JSON with access_token)",
+            reason,
+        };
+        let answer: Value =
+            serde_json::from_slice(&body).map_err(|err| unreadable(err.to_string()))?;
+        match answer.get("access_token").and_then(Value::as_str) {
+            Some(token) if !token.is_empty() => Ok(token.to_owned()),
+            _ => Err(unreadable("no access_token in it".to_owned())),
+        }
+    }
+
+    /// Every invocation of [`TRIGGER_ID`] that the tenant still keeps (of one subscription, when
+    /// given), oldest first, page by page; `on_page` hears how many rows have been read so far.
+    /// A row seen twice (the list moved while it was read) is kept once.
+    pub async fn invocations(
+        &self,
+        token: &str,
+        subscription: Option<&str>,
+        mut on_page: impl FnMut(usize),
+    ) -> Result<Vec<Invocation>, IscError> {
+        let mut filters = format!("triggerId eq {}", quoted(TRIGGER_ID));
+        if let Some(subscription) = subscription {
+            filters.push_str(&format!(" and subscriptionId eq {}", quoted(subscription)));
+        }
+        let mut seen = HashSet::new();
+        let mut rows = Vec::new();
+        let mut offset = 0;
+        // ISC keeps at most MAX_ROWS; a server that ignored `offset` would otherwise be read
+        // forever.
+        let most_pages = MAX_ROWS.div_ceil(PAGE_SIZE) + 2;
+        for _ in 0..most_pages {
+            let mut url = self.endpoint("beta/trigger-invocations/status")?;
+            url.query_pairs_mut()
+                .append_pair("limit", &PAGE_SIZE.to_string())
+                .append_pair("offset", &offset.to_string())
+                .append_pair("sorters", "created")
+                .append_pair("filters", &filters);
+            let body = self
+                .send(|| {
+                    self.client
+                        .get(url.clone())
+                        .bearer_auth(token)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        // The v2024 path asks for it; the beta path ignores it.
+                        .header("X-SailPoint-Experimental", "true")
+                })
+                .await?;
+            let page: Vec<Value> = match serde_json::from_slice(&body) {
+                Ok(Value::Array(page)) => page,
+                Ok(_) => {
+                    return Err(IscError::Unreadable {
+                        url: url.to_string(),
+                        expected: "a list of invocation statuses",
+                        reason: "not a JSON array".to_owned(),
+                    });
+                }
+                Err(err) => {
+                    return Err(IscError::Unreadable {
+                        url: url.to_string(),
+                        expected: "a list of invocation statuses",
+                        reason: err.to_string(),
+                    });
+                }
+            };
+            let count = page.len();
+            let mut new = 0;
+            for row in &page {
+                let invocation = Invocation::from_row(row);
+                if seen.insert(invocation.id.clone()) {
+                    new += 1;
+                    rows.push(invocation);
+                }
+            }
+            on_page(rows.len());
+            if count < PAGE_SIZE || new == 0 {
+                break;
+            }
+            offset += count;
+        }
+        Ok(rows)
+    }
+
+    /// Sends the request that `build` makes, again after a 429 or a passing 5xx (after the
+    /// answer's `Retry-After`, or 1, 2, 4 … seconds), and gives the body of a 2xx answer.
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, IscError> {
+        let mut wait = Duration::from_secs(1);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let request = build().build().map_err(|err| IscError::Unreachable {
+                url: String::new(),
+                reason: err.to_string(),
+            })?;
+            let url = request.url().as_str().to_owned();
+            let answer = match self.client.execute(request).await {
+                Ok(answer) => answer,
+                // A refused connection is seldom a passing state: fewer tries for it.
+                Err(err)
+                    if (err.is_timeout() && tries < TRIES) || (err.is_connect() && tries < 3) =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(LONGEST_RETRY_WAIT);
+                    continue;
+                }
+                Err(err) => {
+                    return Err(IscError::Unreachable {
+                        url,
+                        reason: error_chain(&err),
+                    });
+                }
+            };
+            let status = answer.status();
+            let passing = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || matches!(status.as_u16(), 502..=504);
+            if passing && tries < TRIES {
+                let asked = answer
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                tokio::time::sleep(asked.unwrap_or(wait).min(LONGEST_RETRY_WAIT)).await;
+                wait = (wait * 2).min(LONGEST_RETRY_WAIT);
+                continue;
+            }
+            let body = read_limited(answer, &url).await?;
+            if !status.is_success() {
+                return Err(IscError::Refused {
+                    url,
+                    status: status.as_u16(),
+                    body: crate::visible::shortened(&String::from_utf8_lossy(&body), 300),
+                });
+            }
+            return Ok(body);
+        }
+    }
+}
+
+/// The body of an answer, refused past [`MAX_PAGE_BYTES`].
+async fn read_limited(mut answer: reqwest::Response, url: &str) -> Result<bytes::Bytes, IscError> {
+    let too_large = || IscError::Unreadable {
+        url: url.to_owned(),
+        expected: "an answer of a readable size",
+        reason: format!("it is over {} MiB", MAX_PAGE_BYTES / (1024 * 1024)),
+    };
+    if answer
+        .content_length()
+        .is_some_and(|length| length > MAX_PAGE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match answer.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_PAGE_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.into()),
+            Err(err) => {
+                return Err(IscError::Unreachable {
+                    url: url.to_owned(),
+                    reason: error_chain(&err),
+                });
+            }
+        }
+    }
+}
+
+/// An error with its causes, which reqwest keeps apart (`error sending request` says little).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A value in ISC's filter syntax: double-quoted, with `"` and `\` escaped.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One row of the invocation-status list, as far as it could be read.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The invocation's id: what ISC puts in the event's `_metadata.invocationId`. Empty when
+    /// the row has none.
+    pub id: String,
+    pub trigger_id: Option<String>,
+    pub subscription_id: Option<String>,
+    pub subscription_name: Option<String>,
+    /// `REAL_TIME`, or `TEST` for a test invocation.
+    pub kind: Option<String>,
+    /// When ISC created the invocation (ISO-8601, as ISC wrote it).
+    pub created: Option<String>,
+    /// The event it sent, or why the row holds none that can be used.
+    pub input: Result<Map<String, Value>, &'static str>,
+}
+
+impl Invocation {
+    /// Reads one row. A row without a usable input is kept, with the reason, so that it is
+    /// reported rather than passed over.
+    pub fn from_row(row: &Value) -> Invocation {
+        let text = |key: &str| row.get(key).and_then(Value::as_str).map(str::to_owned);
+        let input = match row
+            .get("startInvocationInput")
+            .and_then(|start| start.get("input"))
+        {
+            Some(Value::Object(input)) => Ok(input.clone()),
+            Some(Value::Null) | None => Err("the row holds no input"),
+            Some(_) => Err("the row's input is not a JSON object"),
+        };
+        Invocation {
+            id: text("id").unwrap_or_default(),
+            trigger_id: text("triggerId").or_else(|| {
+                row.get("startInvocationInput")
+                    .and_then(|start| start.get("triggerId"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+            subscription_id: text("subscriptionId"),
+            subscription_name: text("subscriptionName"),
+            kind: text("type"),
+            created: text("created"),
+            input,
+        }
+    }
+
+    /// Whether ISC marks it as a test invocation (a subscription's "Test" button, or the test
+    /// invocation API): its input is an example event, not a provisioning outcome.
+    pub fn is_test(&self) -> bool {
+        self.kind
+            .as_deref()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("TEST"))
+    }
+
+    /// The body ISC posted: the input, with the `_metadata` envelope the trigger service adds
+    /// when the input has none, so that the event's deduplication key is the invocation id the
+    /// live delivery carried. `Err` says why there is no event to recover.
+    pub fn event_body(&self) -> Result<Vec<u8>, &'static str> {
+        let input = self.input.as_ref().map_err(|reason| *reason)?;
+        if self.id.is_empty() && !input.contains_key("_metadata") {
+            return Err("the row has no invocation id");
+        }
+        let mut event = input.clone();
+        if !event.contains_key("_metadata") {
+            let mut metadata = Map::new();
+            metadata.insert(
+                "triggerId".to_owned(),
+                Value::String(
+                    self.trigger_id
+                        .clone()
+                        .unwrap_or_else(|| TRIGGER_ID.to_owned()),
+                ),
+            );
+            metadata.insert(
+                "triggerType".to_owned(),
+                Value::String("fireAndForget".to_owned()),
+            );
+            metadata.insert("invocationId".to_owned(), Value::String(self.id.clone()));
+            event.insert("_metadata".to_owned(), Value::Object(metadata));
+        }
+        Ok(Value::Object(event).to_string().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_row_becomes_the_body_isc_posted_with_its_invocation_id() {
+        // Read from text, as the rows are, so that numbers keep their digits.
+        let row: Value = serde_json::from_str(
+            r#"{
+                "id": "0f11f2a4-7c94-4bf3-a2bd-742580fe3bde",
+                "triggerId": "idn:post-provisioning",
+                "subscriptionId": "sub-1",
+                "subscriptionName": "provtrail",
+                "type": "REAL_TIME",
+                "created": "2026-11-30T10:00:00.000Z",
+                "startInvocationInput": {
+                    "triggerId": "idn:post-provisioning",
+                    "input": {"trackingNumber": "t1", "count": 1.50},
+                    "contentJson": {}
+                }
+            }"#,
+        )
+        .unwrap();
+        let invocation = Invocation::from_row(&row);
+        assert!(!invocation.is_test());
+        // The input's members in their order, the number as ISC wrote it (not re-read as a
+        // double), then the envelope.
+        assert_eq!(
+            String::from_utf8(invocation.event_body().unwrap()).unwrap(),
+            r#"{"trackingNumber":"t1","count":1.50,"_metadata":{"triggerId":"idn:post-provisioning","triggerType":"fireAndForget","invocationId":"0f11f2a4-7c94-4bf3-a2bd-742580fe3bde"}}"#
+        );
+    }
+
+    #[test]
+    fn an_envelope_already_in_the_input_is_kept_as_it_is() {
+        let row = json!({
+            "id": "row-id",
+            "startInvocationInput": {"input": {"_metadata": {"invocationId": "live-id"}}}
+        });
+        let body: Value =
+            serde_json::from_slice(&Invocation::from_row(&row).event_body().unwrap()).unwrap();
+        assert_eq!(body, json!({"_metadata": {"invocationId": "live-id"}}));
+    }
+
+    #[test]
+    fn rows_without_a_usable_input_say_why() {
+        for (row, reason) in [
+            (json!({"id": "a"}), "the row holds no input"),
+            (
+                json!({"id": "a", "startInvocationInput": {"input": null}}),
+                "the row holds no input",
+            ),
+            (
+                json!({"id": "a", "startInvocationInput": {"input": "text"}}),
+                "the row's input is not a JSON object",
+            ),
+            (
+                json!({"startInvocationInput": {"input": {}}}),
+                "the row has no invocation id",
+            ),
+            (json!("not a row"), "the row holds no input"),
+        ] {
+            assert_eq!(
+                Invocation::from_row(&row).event_body(),
+                Err(reason),
+                "{row}"
+            );
+        }
+        let test = Invocation::from_row(&json!({"id": "a", "type": "TEST"}));
+        assert!(test.is_test());
+    }
+
+    #[test]
+    fn tenant_urls_must_be_https_except_on_loopback() {
+        let timeout = Duration::from_secs(5);
+        for good in [
+            "https://acme.api.identitynow.com",
+            "https://acme.api.identitynow.com/",
+            "http://127.0.0.1:8080",
+            "http://localhost:9000/prefix",
+            "http://[::1]:8080",
+        ] {
+            assert!(Tenant::new(good, timeout).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://acme.api.identitynow.com",
+            "ftp://127.0.0.1",
+            "acme",
+            "https://user:pass@acme.api.identitynow.com",
+            "",
+        ] {
+            assert!(
+                matches!(Tenant::new(bad, timeout), Err(IscError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+        let tenant = Tenant::new("http://localhost:9000/prefix?x=1", timeout).unwrap();
+        assert_eq!(
+            tenant.endpoint("oauth/token").unwrap().as_str(),
+            "http://localhost:9000/prefix/oauth/token"
+        );
+    }
+
+    #[test]
+    fn filter_values_are_quoted_with_escapes() {
+        assert_eq!(quoted("idn:post-provisioning"), "\"idn:post-provisioning\"");
+        assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn credentials_never_print_their_secret() {
+        let client = Credentials::Client {
+            id: "client".to_owned(),
+            secret: "s3cret".to_owned(),
+        };
+        assert!(!format!("{client:?}").contains("s3cret"));
+        assert!(!format!("{:?}", Credentials::AccessToken("tok".to_owned())).contains("tok"));
+    }
+}

@@ -1,0 +1,386 @@
+//! `provtrail backfill` against a stand-in for ISC's API on loopback (OAuth token, paged
+//! invocation statuses, a rate limit), and its events imported with `provtrail ingest`: what the
+//! store already had is counted as duplicate, the rest is stored once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use common::run_provtrail;
+
+const TOKEN: &str = "isc-access-token";
+const SECRET: &str = "client-secret-never-shown";
+const FILTER: &str = r#"triggerId eq "idn:post-provisioning""#;
+
+/// The stand-in's rows, and what it was asked.
+#[derive(Default)]
+struct Isc {
+    rows: Vec<Value>,
+    /// The status list's query of every request, in order.
+    asked: Vec<HashMap<String, String>>,
+    /// Whether the next status request is answered 429 first.
+    limit_next: bool,
+}
+
+type Shared = Arc<Mutex<Isc>>;
+
+/// An event as ISC keeps it in an invocation's input: without the `_metadata` envelope.
+fn input(n: usize) -> Value {
+    let mut event: Value = serde_json::from_slice(&common::event("unused")).unwrap();
+    let event_object = event.as_object_mut().unwrap();
+    event_object.remove("_metadata");
+    event_object.insert("trackingNumber".into(), json!(format!("tn-{n}")));
+    event
+}
+
+fn row(n: usize, kind: &str, subscription: &str, input: Value) -> Value {
+    json!({
+        "id": format!("inv-{n:03}"),
+        "triggerId": "idn:post-provisioning",
+        "subscriptionName": format!("name of {subscription}"),
+        "subscriptionId": subscription,
+        "type": kind,
+        "created": format!("2026-11-30T{:02}:{:02}:00.000Z", n / 60 % 24, n % 60),
+        "completed": "2026-11-30T23:59:00.000Z",
+        "startInvocationInput": {"triggerId": "idn:post-provisioning", "input": input, "contentJson": {}},
+    })
+}
+
+async fn token(body: String) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let good = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && form.get("client_id").map(String::as_str) == Some("client")
+        && form.get("client_secret").map(String::as_str) == Some(SECRET);
+    if good {
+        axum::Json(json!({"access_token": TOKEN, "token_type": "bearer", "expires_in": 749}))
+            .into_response()
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "unauthorized", "error_description": "Bad credentials"})),
+        )
+            .into_response()
+    }
+}
+
+async fn statuses(
+    State(isc): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut isc = isc.lock().unwrap();
+    isc.asked.push(query.clone());
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if std::mem::take(&mut isc.limit_next) {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response();
+    }
+    let filters = query.get("filters").cloned().unwrap_or_default();
+    let subscription = filters
+        .strip_prefix(FILTER)
+        .and_then(|rest| rest.strip_prefix(r#" and subscriptionId eq ""#))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .map(str::to_owned);
+    if !filters.starts_with(FILTER) || query.get("sorters").map(String::as_str) != Some("created") {
+        return (StatusCode::BAD_REQUEST, "unexpected filters or sorters").into_response();
+    }
+    let offset: usize = query["offset"].parse().unwrap();
+    let limit: usize = query["limit"].parse().unwrap();
+    let page: Vec<Value> = isc
+        .rows
+        .iter()
+        .filter(|row| {
+            subscription
+                .as_deref()
+                .is_none_or(|wanted| row["subscriptionId"] == wanted)
+        })
+        .skip(offset)
+        .take(limit)
+        .cloned()
+        .collect();
+    axum::Json(page).into_response()
+}
+
+/// The stand-in on a loopback port, with these rows: its URL and its state.
+async fn start_isc(rows: Vec<Value>) -> (String, Shared) {
+    let isc: Shared = Arc::new(Mutex::new(Isc {
+        rows,
+        limit_next: true,
+        ..Isc::default()
+    }));
+    let app = Router::new()
+        .route("/oauth/token", post(token))
+        .route("/beta/trigger-invocations/status", get(statuses))
+        .with_state(isc.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, isc)
+}
+
+async fn provtrail(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_provtrail(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfilled_events_are_imported_once_and_what_was_received_is_a_duplicate() {
+    // 300 real invocations over two pages, a test invocation, and a row without its input.
+    let mut rows: Vec<Value> = (0..300)
+        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
+        .collect();
+    rows.push(row(300, "TEST", "sub-a", input(300)));
+    rows.push(row(301, "REAL_TIME", "sub-a", Value::Null));
+    let (url, isc) = start_isc(rows).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let db = db.to_str().unwrap();
+    let file = dir.path().join("backfill.jsonl");
+    let file = file.to_str().unwrap();
+
+    // The event of inv-000 arrived live before the outage.
+    let live = dir.path().join("live.json");
+    let mut received = input(0);
+    received["_metadata"] = json!({"triggerId": "idn:post-provisioning", "triggerType": "fireAndForget", "invocationId": "inv-000"});
+    std::fs::write(&live, serde_json::to_vec(&received).unwrap()).unwrap();
+    let (code, _, stderr) = provtrail(args(&["ingest", "--db", db, live.to_str().unwrap()])).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        SECRET,
+        "--output",
+        file,
+        "--format",
+        "json",
+    ]))
+    .await;
+    assert_eq!(
+        code, 1,
+        "a row without its event makes the exit code 1: {stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    let summary: Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!(summary["read"], 302, "{summary}");
+    assert_eq!(summary["written"], 300, "{summary}");
+    assert_eq!(summary["skipped_tests"], 1, "{summary}");
+    assert_eq!(
+        summary["unusable"],
+        json!([{"invocation_id": "inv-301", "reason": "the row holds no input"}])
+    );
+    {
+        let isc = isc.lock().unwrap();
+        let offsets: Vec<&str> = isc.asked.iter().map(|q| q["offset"].as_str()).collect();
+        assert_eq!(offsets, ["0", "0", "250"], "a 429, then two pages");
+        assert!(isc.asked.iter().all(|q| q["limit"] == "250"));
+    }
+    let lines: Vec<Value> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 300);
+    assert_eq!(lines[7]["trackingNumber"], "tn-7");
+    assert_eq!(
+        lines[7]["_metadata"],
+        json!({"triggerId": "idn:post-provisioning", "triggerType": "fireAndForget", "invocationId": "inv-007"})
+    );
+
+    let (code, stdout, stderr) = provtrail(args(&[
+        "ingest",
+        "--db",
+        db,
+        "--channel",
+        "backfill",
+        "--format",
+        "json",
+        file,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let imported: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(imported["accepted"], 299, "{imported}");
+    assert_eq!(
+        imported["duplicate"], 1,
+        "inv-000 was received live: {imported}"
+    );
+
+    // Reading back again and importing again changes nothing.
+    isc.lock().unwrap().limit_next = false;
+    let (_, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--access-token",
+        TOKEN,
+        "--output",
+        file,
+    ]))
+    .await;
+    assert!(
+        stderr.contains("read 302 invocation(s) of idn:post-provisioning; wrote 300 event(s)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("skipped 1 test invocation(s)"), "{stderr}");
+    assert!(
+        stderr.contains("invocation inv-301: no event: the row holds no input"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = provtrail(args(&["ingest", "--db", db, "--format", "json", file])).await;
+    let imported: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (&imported["accepted"], &imported["duplicate"]),
+        (&json!(0), &json!(300))
+    );
+    assert_eq!(
+        common::open_db(std::path::Path::new(db))
+            .query_row("SELECT COUNT(*) FROM events", [], |row| row
+                .get::<_, i64>(0))
+            .unwrap(),
+        300
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subscription_and_a_time_bound_narrow_what_is_read() {
+    let mut rows: Vec<Value> = (0..10)
+        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
+        .collect();
+    rows.extend((10..14).map(|n| row(n, "REAL_TIME", "sub-b", input(n))));
+    let (url, isc) = start_isc(rows).await;
+
+    // Without --subscription: all rows, and a warning that they come from two subscriptions.
+    let (code, stdout, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--access-token",
+        TOKEN,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 14);
+    assert!(stderr.contains("come from 2 subscriptions"), "{stderr}");
+
+    // One subscription, created at or after 00:05.
+    let (code, stdout, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--access-token",
+        TOKEN,
+        "--subscription",
+        "sub-a",
+        "--since",
+        "2026-11-30T00:05:00Z",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let numbers: Vec<String> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["trackingNumber"].to_string())
+        .collect();
+    assert_eq!(
+        numbers,
+        ["\"tn-5\"", "\"tn-6\"", "\"tn-7\"", "\"tn-8\"", "\"tn-9\""]
+    );
+    assert!(
+        stderr.contains("skipped 5 invocation(s) created before --since"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("subscriptions"), "{stderr}");
+    let asked = isc.lock().unwrap().asked.last().cloned().unwrap();
+    assert_eq!(
+        asked["filters"],
+        r#"triggerId eq "idn:post-provisioning" and subscriptionId eq "sub-a""#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_and_bad_tenants_say_what_is_wrong_without_the_secret() {
+    let (url, _isc) = start_isc(Vec::new()).await;
+    let (code, stdout, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        "wrong-secret-value",
+    ]))
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("cannot sign in to the tenant"), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("credentials were not accepted"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret-value"), "{stderr}");
+
+    let (code, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        "http://acme.api.identitynow.com",
+        "--access-token",
+        TOKEN,
+    ]))
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("http:// only for a loopback address"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) =
+        provtrail(args(&["backfill", "--tenant", &url, "--client-id", "c"])).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--client-id needs --client-secret"),
+        "{stderr}"
+    );
+
+    // Nothing listens there any more.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (code, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &format!("http://{closed}"),
+        "--access-token",
+        TOKEN,
+        "--timeout",
+        "2",
+    ]))
+    .await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+}
