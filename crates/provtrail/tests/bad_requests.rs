@@ -905,6 +905,56 @@ async fn a_kept_alive_connection_stays_open_for_the_idle_timeout_not_the_header_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_begun_on_a_kept_alive_connection_and_never_ended_has_its_record() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.header_timeout = Some("1s".into());
+        config.server.idle_timeout = Some("2s".into());
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = authorized_post("/events", &event("inv-before-stall"));
+    stream.write_all(&request).await.unwrap();
+    assert_eq!(expect_response(&mut stream).await.status, 200);
+    // The next request's headers begin, and stop.
+    stream
+        .write_all(b"POST /events HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut stream).await.is_some(),
+        "the connection is closed once idle for the idle timeout"
+    );
+    server.await_deliveries(2).await;
+    let records = deliveries(&server.db);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[1].status, 408, "{records:?}");
+    let reason = records[1].reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with(
+            "the headers of a request on a kept-alive connection did not end within the idle \
+             timeout (2s; 43 bytes received)"
+        ),
+        "{reason}"
+    );
+
+    // A kept-alive connection left idle with nothing begun leaves no record.
+    let mut quiet = TcpStream::connect(server.addr).await.unwrap();
+    let request = authorized_post("/events", &event("inv-quiet"));
+    quiet.write_all(&request).await.unwrap();
+    assert_eq!(expect_response(&mut quiet).await.status, 200);
+    assert!(closed_by_server(&mut quiet).await.is_some());
+    server.assert_still_serving("inv-after-stall").await;
+    server.await_deliveries(4).await;
+    let records = deliveries(&server.db);
+    assert_eq!(
+        records.iter().filter(|record| record.status == 408).count(),
+        1,
+        "{records:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_given_before_the_body_was_read_says_the_connection_closes() {
     let mut server = TestServer::start_with(|config| {
         config.ingest.max_body = Some("2KiB".into());

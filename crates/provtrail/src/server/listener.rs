@@ -240,6 +240,9 @@ struct Activity {
     changed_at: AtomicU64,
     /// Bytes received on the connection (after TLS), by [`Counted`].
     received: AtomicU64,
+    /// `received` when the last request in flight ended: more since then, on a connection left
+    /// idle, is the start of a request whose headers never ended.
+    received_when_idle: AtomicU64,
     /// Whether the connection began with the HTTP/2 preface.
     http2: AtomicBool,
 }
@@ -264,6 +267,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             changed_at: AtomicU64::new(NEVER),
             received: AtomicU64::new(0),
+            received_when_idle: AtomicU64::new(0),
             http2: AtomicBool::new(false),
         }
     }
@@ -357,7 +361,10 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let received = self.0.received.load(Ordering::Relaxed);
+            self.0.received_when_idle.store(received, Ordering::Relaxed);
+        }
         self.0.touch();
     }
 }
@@ -419,6 +426,26 @@ async fn run_connection<C>(
                 }
                 Doing::IdleSince(_) => {
                     tracing::debug!("no request for the idle timeout; closing the connection");
+                    let received = activity.received.load(Ordering::Relaxed);
+                    let begun = received
+                        .saturating_sub(activity.received_when_idle.load(Ordering::Relaxed));
+                    // A kept-alive HTTP/1 connection whose next request began and never ended
+                    // its headers: that request is recorded as on a new connection.
+                    if begun > 0 && !activity.http2.load(Ordering::Relaxed) {
+                        if let Some((hook, remote)) = on_malformed {
+                            hook(MalformedRequest {
+                                remote,
+                                status: 408,
+                                reason: format!(
+                                    "the headers of a request on a kept-alive connection did not \
+                                     end within the idle timeout ({}; {begun} byte{} received): \
+                                     the connection was closed without an answer",
+                                    humantime::format_duration(idle_timeout),
+                                    if begun == 1 { "" } else { "s" }
+                                ),
+                            });
+                        }
+                    }
                     break true;
                 }
             },
