@@ -107,11 +107,27 @@ impl Ingestor {
         receipt: Receipt,
         content_type: &str,
     ) -> Incoming {
+        // JSON in another charset is refused for the charset: saying it is not JSON would
+        // send its sender looking in the wrong place.
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let message =
+            if essence.contains("json") && content_type.to_ascii_lowercase().contains("charset") {
+                format!(
+                    "content type `{content_type}` names a charset other than UTF-8: JSON is read \
+                 as UTF-8 only (send application/json)"
+                )
+            } else {
+                format!("content type `{content_type}` is not JSON (send application/json)")
+            };
         self.prepare_refused(
             raw,
             receipt,
             QuarantineReason::UnsupportedMediaType,
-            format!("content type `{content_type}` is not JSON (send application/json)"),
+            message,
         )
     }
 

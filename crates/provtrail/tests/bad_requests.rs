@@ -75,6 +75,12 @@ async fn content_type_that_is_not_json_is_415_and_the_body_is_kept_in_quarantine
         let answer = Answer::read(response).await;
         assert_eq!(answer.status, 415, "{content_type}: {}", answer.text());
         assert!(answer.json()["quarantine_id"].is_i64());
+        let expected = if content_type.contains("charset") {
+            "names a charset other than UTF-8"
+        } else {
+            "is not JSON"
+        };
+        assert!(answer.text().contains(expected), "{}", answer.text());
     }
     // JSON content types with parameters or a +json suffix are JSON.
     for (n, content_type) in [
