@@ -7,9 +7,9 @@
 //! body ISC posts (the input with its `_metadata` envelope); importing them goes through the
 //! ordinary ingest path, whose deduplication by invocation id drops what was received already.
 //!
-//! The boundary: [`Tenant`] talks HTTP to one tenant (an OAuth client-credentials token, then the
-//! status pages); [`Invocation`] reads one row and never fails on a row it cannot use, it says
-//! why instead. Nothing here touches the store.
+//! The boundary: [`Tenant`] talks HTTP to one tenant (an OAuth client-credentials token), and
+//! [`Pages`] reads the status list page by page; [`Invocation`] reads one row and never fails on
+//! a row it cannot use, it says why instead. Nothing here touches the store.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -25,6 +25,11 @@ pub const MAX_ROWS: usize = 2000;
 /// Rows asked for per page: ISC's largest page.
 pub const PAGE_SIZE: usize = 250;
 
+/// Rows of the previous page asked for again with the next one. The list is oldest first and
+/// its oldest rows expire as it is read: each that does moves the rest one place forward, and
+/// without the overlap the row that moved across a page boundary would be missed.
+const PAGE_OVERLAP: usize = 25;
+
 /// The largest page body read: 250 rows of events of up to about 1 MB each.
 const MAX_PAGE_BYTES: usize = 300 * 1024 * 1024;
 
@@ -33,6 +38,9 @@ const TRIES: u32 = 5;
 
 /// The longest wait asked for by a `Retry-After` that is honoured as given.
 const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// A wait long enough to say so: the command would look stuck otherwise.
+const NOTABLE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the tenant is asked with.
 #[derive(Clone)]
@@ -62,10 +70,14 @@ pub enum IscError {
          for a loopback address)"
     )]
     BadUrl(String),
+    #[error("{0} is not usable in an HTTP header: it holds characters other than visible ASCII")]
+    BadCredential(&'static str),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("the answer from {url} broke off: {reason}")]
+    BrokeOff { url: String, reason: String },
     #[error("{url} answered {status}{}", explain(.status, .body))]
     Refused {
         url: String,
@@ -100,6 +112,11 @@ fn explain(status: &u16, body: &str) -> String {
     } else {
         format!("{hint}: {body}")
     }
+}
+
+/// Whether `value` can be sent in a header as it is: visible ASCII and spaces, not blank.
+fn fits_a_header(value: &str) -> bool {
+    !value.trim().is_empty() && value.bytes().all(|byte| (0x20..0x7f).contains(&byte))
 }
 
 /// One tenant's API.
@@ -157,7 +174,8 @@ impl Tenant {
     /// A bearer token for these credentials.
     pub async fn token(&self, credentials: &Credentials) -> Result<String, IscError> {
         let (id, secret) = match credentials {
-            Credentials::AccessToken(token) => return Ok(token.clone()),
+            Credentials::AccessToken(token) if fits_a_header(token) => return Ok(token.clone()),
+            Credentials::AccessToken(_) => return Err(IscError::BadCredential("the access token")),
             Credentials::Client { id, secret } => (id, secret),
         };
         let url = self.endpoint("oauth/token")?;
@@ -167,16 +185,23 @@ impl Tenant {
             .append_pair("client_secret", secret)
             .finish();
         let body = self
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .body(form.clone())
-            })
+            .send(
+                || {
+                    self.client
+                        .post(url.clone())
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .body(form.clone())
+                },
+                // Quoted back as sent too (form-encoded).
+                &[
+                    secret,
+                    &url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+                ],
+            )
             .await?;
         let unreadable = |reason: String| IscError::Unreadable {
             url: url.to_string(),
@@ -186,96 +211,48 @@ impl Tenant {
         let answer: Value =
             serde_json::from_slice(&body).map_err(|err| unreadable(err.to_string()))?;
         match answer.get("access_token").and_then(Value::as_str) {
-            Some(token) if !token.is_empty() => Ok(token.to_owned()),
-            _ => Err(unreadable("no access_token in it".to_owned())),
+            Some(token) if fits_a_header(token) => Ok(token.to_owned()),
+            Some(_) => Err(unreadable(
+                "its access_token is blank or holds characters a header cannot".to_owned(),
+            )),
+            None => Err(unreadable("no access_token in it".to_owned())),
         }
     }
 
-    /// Every invocation of [`TRIGGER_ID`] that the tenant still keeps (of one subscription, when
-    /// given), oldest first, page by page; `on_page` hears how many rows have been read so far.
-    /// A row seen twice (the list moved while it was read) is kept once.
-    pub async fn invocations(
-        &self,
-        token: &str,
-        subscription: Option<&str>,
-        mut on_page: impl FnMut(usize),
-    ) -> Result<Vec<Invocation>, IscError> {
+    /// The invocations of [`TRIGGER_ID`] that the tenant still keeps (of one subscription, when
+    /// given), oldest first, a page at a time.
+    pub fn invocations<'t>(&'t self, token: &'t str, subscription: Option<&str>) -> Pages<'t> {
         let mut filters = format!("triggerId eq {}", quoted(TRIGGER_ID));
         if let Some(subscription) = subscription {
             filters.push_str(&format!(" and subscriptionId eq {}", quoted(subscription)));
         }
-        let mut seen = HashSet::new();
-        let mut rows = Vec::new();
-        let mut offset = 0;
-        // ISC keeps at most MAX_ROWS; a server that ignored `offset` would otherwise be read
-        // forever.
-        let most_pages = MAX_ROWS.div_ceil(PAGE_SIZE) + 2;
-        for _ in 0..most_pages {
-            let mut url = self.endpoint("beta/trigger-invocations/status")?;
-            url.query_pairs_mut()
-                .append_pair("limit", &PAGE_SIZE.to_string())
-                .append_pair("offset", &offset.to_string())
-                .append_pair("sorters", "created")
-                .append_pair("filters", &filters);
-            let body = self
-                .send(|| {
-                    self.client
-                        .get(url.clone())
-                        .bearer_auth(token)
-                        .header(reqwest::header::ACCEPT, "application/json")
-                        // The v2024 path asks for it; the beta path ignores it.
-                        .header("X-SailPoint-Experimental", "true")
-                })
-                .await?;
-            let page: Vec<Value> = match serde_json::from_slice(&body) {
-                Ok(Value::Array(page)) => page,
-                Ok(_) => {
-                    return Err(IscError::Unreadable {
-                        url: url.to_string(),
-                        expected: "a list of invocation statuses",
-                        reason: "not a JSON array".to_owned(),
-                    });
-                }
-                Err(err) => {
-                    return Err(IscError::Unreadable {
-                        url: url.to_string(),
-                        expected: "a list of invocation statuses",
-                        reason: err.to_string(),
-                    });
-                }
-            };
-            let count = page.len();
-            let mut new = 0;
-            for row in &page {
-                let invocation = Invocation::from_row(row);
-                if seen.insert(invocation.id.clone()) {
-                    new += 1;
-                    rows.push(invocation);
-                }
-            }
-            on_page(rows.len());
-            if count < PAGE_SIZE || new == 0 {
-                break;
-            }
-            offset += count;
+        Pages {
+            tenant: self,
+            token,
+            filters,
+            subscription: subscription.map(str::to_owned),
+            offset: 0,
+            pages: 0,
+            seen: HashSet::new(),
+            ended: None,
         }
-        Ok(rows)
     }
 
     /// Sends the request that `build` makes, again after a 429 or a passing 5xx (after the
-    /// answer's `Retry-After`, or 1, 2, 4 … seconds), and gives the body of a 2xx answer.
+    /// answer's `Retry-After`, or 1, 2, 4 … seconds), and gives the body of a 2xx answer. The
+    /// `secrets` never appear in an error, even when the tenant's answer quotes them.
     async fn send(
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
+        secrets: &[&str],
     ) -> Result<bytes::Bytes, IscError> {
         let mut wait = Duration::from_secs(1);
         let mut tries = 0;
         loop {
             tries += 1;
-            let request = build().build().map_err(|err| IscError::Unreachable {
-                url: String::new(),
-                reason: err.to_string(),
-            })?;
+            let request = build()
+                .build()
+                .map_err(|err| IscError::Client(error_chain(&err)))?;
             let url = request.url().as_str().to_owned();
             let answer = match self.client.execute(request).await {
                 Ok(answer) => answer,
@@ -290,13 +267,13 @@ impl Tenant {
                 Err(err) => {
                     return Err(IscError::Unreachable {
                         url,
-                        reason: error_chain(&err),
+                        reason: error_chain(&err.without_url()),
                     });
                 }
             };
             let status = answer.status();
             let passing = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                || matches!(status.as_u16(), 502..=504);
+                || matches!(status.as_u16(), 500 | 502..=504);
             if passing && tries < TRIES {
                 let asked = answer
                     .headers()
@@ -304,20 +281,180 @@ impl Tenant {
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                tokio::time::sleep(asked.unwrap_or(wait).min(LONGEST_RETRY_WAIT)).await;
+                let pause = asked.unwrap_or(wait).min(LONGEST_RETRY_WAIT);
+                if pause >= NOTABLE_WAIT {
+                    tracing::warn!(
+                        status = status.as_u16(),
+                        "the tenant answered {status}: trying again in {}s (try {} of {TRIES})",
+                        pause.as_secs(),
+                        tries + 1
+                    );
+                }
+                tokio::time::sleep(pause).await;
                 wait = (wait * 2).min(LONGEST_RETRY_WAIT);
                 continue;
             }
             let body = read_limited(answer, &url).await?;
             if !status.is_success() {
+                let text = String::from_utf8_lossy(&body);
                 return Err(IscError::Refused {
                     url,
                     status: status.as_u16(),
-                    body: crate::visible::shortened(&String::from_utf8_lossy(&body), 300),
+                    body: crate::visible::shortened(&redacted(&text, secrets), 300),
                 });
             }
             return Ok(body);
         }
+    }
+}
+
+/// `text` with every secret in it replaced by `***`.
+fn redacted(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        text = text.replace(secret, "***");
+    }
+    text
+}
+
+/// Why the listing ended early; `None` from [`Pages::ended`] is a listing read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Pages kept coming past the most rows ISC keeps: the tenant does not page as documented.
+    TooManyPages { rows: usize },
+    /// A page held only rows already read: the tenant does not page as documented.
+    NoNewRows { offset: usize },
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::TooManyPages { rows } => write!(
+                f,
+                "the tenant kept listing rows past {rows}, more than the {MAX_ROWS} ISC keeps: \
+                 stopped there, and rows after them may be missing"
+            ),
+            Ended::NoNewRows { offset } => write!(
+                f,
+                "the page at offset {offset} held only rows already read (the tenant does not \
+                 page): stopped there, and rows after them may be missing"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Debug for Pages<'_> {
+    // The token stays out of every log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages")
+            .field("filters", &self.filters)
+            .field("offset", &self.offset)
+            .field("pages", &self.pages)
+            .field("rows", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The status list, read a page at a time ([`Tenant::invocations`]).
+pub struct Pages<'t> {
+    tenant: &'t Tenant,
+    token: &'t str,
+    filters: String,
+    subscription: Option<String>,
+    offset: usize,
+    pages: usize,
+    /// The ids of the rows given so far: a row listed again (the pages overlap) is given once.
+    seen: HashSet<String>,
+    /// Set once the listing is over: `Some(None)` read to its end.
+    ended: Option<Option<Ended>>,
+}
+
+impl Pages<'_> {
+    /// The rows of the next page not given before, or `None` once the list is read; rows of
+    /// another trigger or subscription than asked for are left out (the tenant's filter is not
+    /// taken on trust).
+    pub async fn next(&mut self) -> Result<Option<Vec<Invocation>>, IscError> {
+        if self.ended.is_some() {
+            return Ok(None);
+        }
+        // ISC keeps at most MAX_ROWS; a tenant that kept listing would otherwise be read for ever.
+        let most_pages = MAX_ROWS.div_ceil(PAGE_SIZE - PAGE_OVERLAP) + 1;
+        if self.pages == most_pages {
+            self.ended = Some(Some(Ended::TooManyPages {
+                rows: self.seen.len(),
+            }));
+            return Ok(None);
+        }
+        let tenant = self.tenant;
+        let mut url = tenant.endpoint("beta/trigger-invocations/status")?;
+        url.query_pairs_mut()
+            .append_pair("limit", &PAGE_SIZE.to_string())
+            .append_pair("offset", &self.offset.to_string())
+            .append_pair("sorters", "created")
+            .append_pair("filters", &self.filters);
+        let token = self.token;
+        let body = tenant
+            .send(
+                || {
+                    tenant
+                        .client
+                        .get(url.clone())
+                        .bearer_auth(token)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        // The v2024 path asks for it; the beta path ignores it.
+                        .header("X-SailPoint-Experimental", "true")
+                },
+                &[token],
+            )
+            .await?;
+        self.pages += 1;
+        let unreadable = |reason: String| IscError::Unreadable {
+            url: url.to_string(),
+            expected: "a list of invocation statuses",
+            reason,
+        };
+        let page = match serde_json::from_slice(&body) {
+            Ok(Value::Array(page)) => page,
+            Ok(_) => return Err(unreadable("not a JSON array".to_owned())),
+            Err(err) => return Err(unreadable(err.to_string())),
+        };
+        let count = page.len();
+        let mut rows = Vec::new();
+        let mut new = 0;
+        for row in &page {
+            let invocation = Invocation::from_row(row);
+            // A row without an id cannot be told from another: each is its own.
+            if !invocation.id.is_empty() && !self.seen.insert(invocation.id.clone()) {
+                continue;
+            }
+            new += 1;
+            let other_trigger = invocation
+                .trigger_id
+                .as_deref()
+                .is_some_and(|trigger| trigger != TRIGGER_ID);
+            let other_subscription = match (&self.subscription, &invocation.subscription_id) {
+                (Some(wanted), Some(found)) => wanted != found,
+                _ => false,
+            };
+            if !other_trigger && !other_subscription {
+                rows.push(invocation);
+            }
+        }
+        if count < PAGE_SIZE {
+            self.ended = Some(None);
+        } else if new == 0 {
+            self.ended = Some(Some(Ended::NoNewRows {
+                offset: self.offset,
+            }));
+        } else {
+            self.offset += count - PAGE_OVERLAP;
+        }
+        Ok(Some(rows))
+    }
+
+    /// Why the listing stopped early, once [`Pages::next`] has given `None`.
+    pub fn ended(&self) -> Option<&Ended> {
+        self.ended.as_ref().and_then(Option::as_ref)
     }
 }
 
@@ -345,9 +482,9 @@ async fn read_limited(mut answer: reqwest::Response, url: &str) -> Result<bytes:
             }
             Ok(None) => return Ok(body.into()),
             Err(err) => {
-                return Err(IscError::Unreachable {
+                return Err(IscError::BrokeOff {
                     url: url.to_owned(),
-                    reason: error_chain(&err),
+                    reason: error_chain(&err.without_url()),
                 });
             }
         }
@@ -375,7 +512,7 @@ fn quoted(value: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Invocation {
     /// The invocation's id: what ISC puts in the event's `_metadata.invocationId`. Empty when
-    /// the row has none.
+    /// the row has none (or not a string).
     pub id: String,
     pub trigger_id: Option<String>,
     pub subscription_id: Option<String>,
@@ -425,32 +562,36 @@ impl Invocation {
             .is_some_and(|kind| kind.eq_ignore_ascii_case("TEST"))
     }
 
-    /// The body ISC posted: the input, with the `_metadata` envelope the trigger service adds
-    /// when the input has none, so that the event's deduplication key is the invocation id the
-    /// live delivery carried. `Err` says why there is no event to recover.
+    /// The body ISC posted: the input, with the `_metadata` envelope the trigger service adds,
+    /// whose `invocationId` is the row's id, so that the event's deduplication key is the one
+    /// the live delivery carried. An envelope already in the input keeps its other members;
+    /// one that is not an object is replaced. `Err` says why there is no event to recover.
     pub fn event_body(&self) -> Result<Vec<u8>, &'static str> {
         let input = self.input.as_ref().map_err(|reason| *reason)?;
-        if self.id.is_empty() && !input.contains_key("_metadata") {
-            return Err("the row has no invocation id");
-        }
         let mut event = input.clone();
-        if !event.contains_key("_metadata") {
-            let mut metadata = Map::new();
-            metadata.insert(
-                "triggerId".to_owned(),
-                Value::String(
-                    self.trigger_id
-                        .clone()
-                        .unwrap_or_else(|| TRIGGER_ID.to_owned()),
-                ),
-            );
+        // Taken out in place (a plain `remove` would move the last member into its place) and
+        // put back at the end, where ISC's envelope is.
+        let mut metadata = match event.shift_remove("_metadata") {
+            Some(Value::Object(metadata)) => metadata,
+            _ => Map::new(),
+        };
+        if metadata.is_empty() {
+            metadata.insert("triggerId".to_owned(), Value::String(TRIGGER_ID.to_owned()));
             metadata.insert(
                 "triggerType".to_owned(),
                 Value::String("fireAndForget".to_owned()),
             );
-            metadata.insert("invocationId".to_owned(), Value::String(self.id.clone()));
-            event.insert("_metadata".to_owned(), Value::Object(metadata));
         }
+        if !self.id.is_empty() {
+            metadata.insert("invocationId".to_owned(), Value::String(self.id.clone()));
+        } else if metadata
+            .get("invocationId")
+            .and_then(Value::as_str)
+            .is_none_or(|id| id.trim().is_empty())
+        {
+            return Err("the row has no invocation id");
+        }
+        event.insert("_metadata".to_owned(), Value::Object(metadata));
         Ok(Value::Object(event).to_string().into_bytes())
     }
 }
@@ -490,14 +631,33 @@ mod tests {
     }
 
     #[test]
-    fn an_envelope_already_in_the_input_is_kept_as_it_is() {
-        let row = json!({
-            "id": "row-id",
-            "startInvocationInput": {"input": {"_metadata": {"invocationId": "live-id"}}}
-        });
-        let body: Value =
-            serde_json::from_slice(&Invocation::from_row(&row).event_body().unwrap()).unwrap();
-        assert_eq!(body, json!({"_metadata": {"invocationId": "live-id"}}));
+    fn an_envelope_in_the_input_gets_the_rows_invocation_id() {
+        let body = |row: Value| -> Value {
+            serde_json::from_slice(&Invocation::from_row(&row).event_body().unwrap()).unwrap()
+        };
+        let input = json!({"_metadata": {"invocationId": "other", "extra": 1}, "a": 1, "b": 2});
+        let row = json!({"id": "row-id", "startInvocationInput": {"input": input}});
+        let made = body(row);
+        assert_eq!(
+            made,
+            json!({"a": 1, "b": 2, "_metadata": {"invocationId": "row-id", "extra": 1}})
+        );
+        let keys: Vec<&String> = made.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["a", "b", "_metadata"],
+            "the members keep their order"
+        );
+        // An envelope that is not an object is replaced.
+        let row = json!({"id": "r", "startInvocationInput": {"input": {"_metadata": "x"}}});
+        assert_eq!(
+            body(row)["_metadata"],
+            json!({"triggerId": TRIGGER_ID, "triggerType": "fireAndForget", "invocationId": "r"})
+        );
+        // Without a row id, the input's own id is the event's.
+        let row =
+            json!({"startInvocationInput": {"input": {"_metadata": {"invocationId": "own"}}}});
+        assert_eq!(body(row)["_metadata"]["invocationId"], "own");
     }
 
     #[test]
@@ -557,6 +717,18 @@ mod tests {
             tenant.endpoint("oauth/token").unwrap().as_str(),
             "http://localhost:9000/prefix/oauth/token"
         );
+    }
+
+    #[test]
+    fn secrets_are_masked_and_tokens_must_fit_a_header() {
+        assert_eq!(
+            redacted("bad secret s3cret for s3cret", &["s3cret", ""]),
+            "bad secret *** for ***"
+        );
+        assert!(fits_a_header("eyJhbGciOi.J9-_~"));
+        for bad in ["", "  ", "a\nb", "a\rb", "caf\u{e9}", "a\u{7f}"] {
+            assert!(!fits_a_header(bad), "{bad:?}");
+        }
     }
 
     #[test]

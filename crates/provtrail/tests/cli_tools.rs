@@ -217,6 +217,33 @@ fn validate_lists_the_first_issues_and_counts_the_rest() {
 }
 
 #[test]
+fn validate_reads_json_lines_past_the_size_limit_line_by_line() {
+    // 1,500 events of about 900 bytes: more than the 1 MiB limit of one document.
+    let mut input = Vec::new();
+    for n in 0..1500 {
+        let mut line: Value = serde_json::from_slice(&event(&format!("big-{n}"))).unwrap();
+        line["padding"] = Value::String("x".repeat(300));
+        input.extend_from_slice(&serde_json::to_vec(&line).unwrap());
+        input.push(b'\n');
+    }
+    assert!(input.len() > 1024 * 1024);
+    let output = provtrail(&["validate", "--format", "json", "-"], Some(&input));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 1500);
+    assert_eq!(reports[1499]["line"], 1500);
+    assert!(reports.iter().all(|report| report["valid"] == true));
+}
+
+#[test]
 fn validate_jsonl_reports_each_line() {
     let lines = [
         String::from_utf8(event("inv-a"))

@@ -56,7 +56,8 @@ pub struct BackfillArgs {
     /// input is an example event, not a provisioning outcome.
     #[arg(long)]
     include_tests: bool,
-    /// Write the events to this file instead of standard output.
+    /// Write the events to this file (readable by its owner only) instead of standard output
+    /// (`-`).
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Seconds to wait for each of ISC's answers.
@@ -74,79 +75,138 @@ struct Summary {
     written: usize,
     tests: usize,
     before_since: usize,
+    /// Rows kept although `--since` was given, for want of a creation time that can be read.
+    undated: usize,
     /// Rows with no event to recover: (invocation id, why).
     unusable: Vec<(String, &'static str)>,
     /// The subscriptions the rows came from, by id, with their names.
     subscriptions: std::collections::BTreeMap<String, String>,
+    /// Why the listing stopped before its end, if it did.
+    ended_early: Option<String>,
 }
+
+/// Longest invocation id quoted in the summary.
+const SHOWN_ID: usize = 100;
 
 pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let credentials = credentials(&args)?;
     let since = args.since.as_deref().map(parse_time).transpose()?;
-    if let Some(output) = &args.output
-        && let Some(kept) = provtrail::store::kept_data_at(output)
-    {
-        anyhow::bail!("{kept}: writing the events there would destroy it");
+    if let Some(subscription) = &args.subscription {
+        anyhow::ensure!(
+            !subscription.trim().is_empty(),
+            "--subscription is blank: give the id of the trigger subscription"
+        );
     }
     let tenant = Tenant::new(&args.tenant, Duration::from_secs(args.timeout))?;
+    // The output first: a file that cannot be written is found before anything is read.
+    let destination = match &args.output {
+        Some(path) if path.as_os_str() != "-" => Some(path.clone()),
+        _ => None,
+    };
+    let mut out: Box<dyn Write> = match &destination {
+        Some(path) => {
+            if let Some(kept) = provtrail::store::kept_data_at(path) {
+                anyhow::bail!("{kept}: writing the events there would destroy it");
+            }
+            Box::new(std::io::BufWriter::new(private_file(path)?))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let shown = destination.as_ref().map_or_else(
+        || "standard output".to_owned(),
+        |path| path.display().to_string(),
+    );
+    let write_error = |err: std::io::Error| anyhow::anyhow!("cannot write to {shown}: {err}");
+
     let token = tenant
         .token(&credentials)
         .await
         .context("cannot sign in to the tenant")?;
     let progress = super::progress_bar(None, "reading invocations");
-    let rows = tenant
-        .invocations(&token, args.subscription.as_deref(), |read| {
-            progress.set_position(read as u64)
-        })
-        .await
-        .context("cannot read the trigger invocations")?;
+    let mut pages = tenant.invocations(&token, args.subscription.as_deref());
+    let mut summary = Summary::default();
+    // Each page is written as it comes: a tenant that fails half-way leaves the rows read
+    // before in the output, and the summary says so.
+    let failure = loop {
+        let rows = match pages.next().await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => break None,
+            Err(err) => break Some(err),
+        };
+        summary.read += rows.len();
+        progress.set_position(summary.read as u64);
+        for invocation in &rows {
+            write_row(&args, since, invocation, &mut out, &mut summary).map_err(write_error)?;
+        }
+    };
     progress.finish_and_clear();
+    out.flush().map_err(write_error)?;
+    drop(out);
+    summary.ended_early = pages.ended().map(ToString::to_string);
+    report(&args, &shown, &summary)?;
+    if let Some(err) = failure {
+        return Err(anyhow::Error::new(err).context(format!(
+            "cannot read the trigger invocations (the {} event(s) read before are in {shown})",
+            summary.written
+        )));
+    }
+    Ok(
+        if summary.unusable.is_empty() && summary.ended_early.is_none() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
 
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let mut summary = Summary {
-        read: rows.len(),
-        ..Summary::default()
-    };
-    for invocation in &rows {
-        if let Some(id) = &invocation.subscription_id {
-            summary.subscriptions.insert(
-                id.clone(),
-                invocation.subscription_name.clone().unwrap_or_default(),
-            );
-        }
-        if invocation.is_test() && !args.include_tests {
-            summary.tests += 1;
-            continue;
-        }
-        if let Some(since) = since
-            && created_millis(invocation).is_some_and(|created| created < since)
-        {
-            summary.before_since += 1;
-            continue;
-        }
-        match invocation.event_body() {
-            Ok(body) => {
-                out.write_all(&body)?;
-                out.write_all(b"\n")?;
-                summary.written += 1;
+/// A new file readable by its owner only: it holds identities and their access.
+fn private_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Writes one row's event, or counts why it is left out.
+fn write_row(
+    args: &BackfillArgs,
+    since: Option<i64>,
+    invocation: &Invocation,
+    out: &mut dyn Write,
+    summary: &mut Summary,
+) -> std::io::Result<()> {
+    if let Some(id) = &invocation.subscription_id {
+        summary.subscriptions.insert(
+            id.clone(),
+            invocation.subscription_name.clone().unwrap_or_default(),
+        );
+    }
+    if invocation.is_test() && !args.include_tests {
+        summary.tests += 1;
+        return Ok(());
+    }
+    if let Some(since) = since {
+        match created_millis(invocation) {
+            Some(created) if created < since => {
+                summary.before_since += 1;
+                return Ok(());
             }
-            Err(reason) => summary.unusable.push((invocation.id.clone(), reason)),
+            Some(_) => {}
+            None => summary.undated += 1,
         }
     }
-    out.flush()?;
-    drop(out);
-    report(&args, &summary)?;
-    Ok(if summary.unusable.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    match invocation.event_body() {
+        Ok(body) => {
+            out.write_all(&body)?;
+            out.write_all(b"\n")?;
+            summary.written += 1;
+        }
+        Err(reason) => summary.unusable.push((invocation.id.clone(), reason)),
+    }
+    Ok(())
 }
 
 /// The credentials the arguments give, or what is missing.
@@ -191,11 +251,7 @@ fn created_millis(invocation: &Invocation) -> Option<i64> {
         .map(|time| time.timestamp_millis())
 }
 
-fn report(args: &BackfillArgs, summary: &Summary) -> anyhow::Result<()> {
-    let destination = args.output.as_ref().map_or_else(
-        || "standard output".to_owned(),
-        |path| path.display().to_string(),
-    );
+fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::Result<()> {
     let mut err = std::io::stderr().lock();
     match args.format {
         OutputFormat::Json => {
@@ -205,6 +261,8 @@ fn report(args: &BackfillArgs, summary: &Summary) -> anyhow::Result<()> {
                 "written": summary.written,
                 "skipped_tests": summary.tests,
                 "skipped_before_since": summary.before_since,
+                "kept_undated": summary.undated,
+                "ended_early": summary.ended_early,
                 "unusable": summary.unusable.iter().map(|(id, reason)| json!({
                     "invocation_id": id,
                     "reason": reason,
@@ -237,13 +295,23 @@ fn report(args: &BackfillArgs, summary: &Summary) -> anyhow::Result<()> {
                     summary.before_since
                 )?;
             }
-            for (id, reason) in summary.unusable.iter().take(LISTED_PROBLEMS) {
-                let id = if id.is_empty() { "(no id)" } else { id };
+            if summary.undated > 0 {
                 writeln!(
                     err,
-                    "invocation {}: no event: {reason}",
-                    super::terminal_safe(id)
+                    "kept {} invocation(s) whose creation time cannot be read, whatever --since says",
+                    summary.undated
                 )?;
+            }
+            if let Some(ended) = &summary.ended_early {
+                writeln!(err, "warning: {ended}")?;
+            }
+            for (id, reason) in summary.unusable.iter().take(LISTED_PROBLEMS) {
+                let id = if id.is_empty() {
+                    "(no id)".to_owned()
+                } else {
+                    provtrail::visible::shortened(&super::terminal_line(id), SHOWN_ID)
+                };
+                writeln!(err, "invocation {id}: no event: {reason}")?;
             }
             if summary.unusable.len() > LISTED_PROBLEMS {
                 writeln!(
@@ -256,7 +324,12 @@ fn report(args: &BackfillArgs, summary: &Summary) -> anyhow::Result<()> {
                 let names: Vec<String> = summary
                     .subscriptions
                     .iter()
-                    .map(|(id, name)| super::terminal_safe(&format!("{id} ({name})")).into_owned())
+                    .map(|(id, name)| {
+                        provtrail::visible::shortened(
+                            &super::terminal_line(&format!("{id} ({name})")),
+                            SHOWN_ID,
+                        )
+                    })
                     .collect();
                 writeln!(
                     err,
@@ -270,9 +343,11 @@ fn report(args: &BackfillArgs, summary: &Summary) -> anyhow::Result<()> {
             if summary.written > 0 {
                 writeln!(
                     err,
-                    "import them with `provtrail ingest --channel backfill FILE` (or pipe them \
-                     into `provtrail ingest --channel backfill -`): events already received are \
-                     counted as duplicates, not stored twice"
+                    "send them to the running receiver, whose routes then deliver them: \
+                     `provtrail send http://HOST:PORT/events/backfill FILE --token …`; or, with \
+                     the receiver stopped, import them with `provtrail ingest --channel backfill \
+                     FILE` (no routes run). Events already received count as duplicates, never \
+                     stored twice"
                 )?;
             }
         }

@@ -431,7 +431,7 @@ pub fn reads_as_json_lines(body: &[u8]) -> bool {
 /// Whether `body`, which is not one JSON document, reads as JSON lines: more than one non-blank
 /// line, the first of which is a JSON document by itself. (A pretty-printed event that is broken
 /// somewhere starts with a line holding only `{`, which is not.)
-fn looks_like_json_lines(body: &[u8]) -> bool {
+pub fn looks_like_json_lines(body: &[u8]) -> bool {
     let mut lines = body
         .split(|&byte| byte == b'\n')
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
@@ -450,16 +450,44 @@ pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only b
 /// [`looks_like_json_lines`]), which is then taken line by line, with a note on standard error.
 /// Stops early when `document` returns false (its receiver is gone).
 pub fn read_documents(
+    reader: Box<dyn BufRead + Send>,
+    jsonl: bool,
+    document: impl FnMut(u64, Bytes) -> bool,
+) -> anyhow::Result<()> {
+    read_documents_within(reader, jsonl, WHOLE_INPUT_LIMIT, document)
+}
+
+/// Most bytes of an input read before telling one document from JSON lines. Past it, JSON lines
+/// are read line by line as they come (an export of millions of events piped into `ingest -`
+/// must not be held in memory whole), and one document is refused.
+pub const WHOLE_INPUT_LIMIT: usize = 64 * 1024 * 1024;
+
+/// [`read_documents`], with the input held whole only up to `limit` bytes.
+fn read_documents_within(
     mut reader: Box<dyn BufRead + Send>,
     jsonl: bool,
+    limit: usize,
     mut document: impl FnMut(u64, Bytes) -> bool,
 ) -> anyhow::Result<()> {
     if !jsonl {
         let mut body = Vec::new();
-        reader
+        (&mut reader)
+            .take(limit as u64 + 1)
             .read_to_end(&mut body)
             .context("cannot read the input")?;
         anyhow::ensure!(!body.iter().all(u8::is_ascii_whitespace), "{NO_DOCUMENTS}");
+        if body.len() > limit {
+            anyhow::ensure!(
+                looks_like_json_lines(&body),
+                "the input is one document of more than {limit} bytes; a file of one event per \
+                 line is read line by line with --jsonl"
+            );
+            eprintln!(
+                "the input holds one JSON document per line: reading it as JSON lines (--jsonl)"
+            );
+            let rest = std::io::Cursor::new(body).chain(reader);
+            return read_lines(Box::new(rest), document);
+        }
         if !reads_as_json_lines(&body) {
             document(1, Bytes::from(body));
             return Ok(());
@@ -479,6 +507,14 @@ pub fn read_documents(
         }
         return Ok(());
     }
+    read_lines(reader, document)
+}
+
+/// Each non-blank line of `reader` (without its line end) to `document`, with its number.
+fn read_lines(
+    mut reader: Box<dyn BufRead + Send>,
+    mut document: impl FnMut(u64, Bytes) -> bool,
+) -> anyhow::Result<()> {
     let mut line = Vec::new();
     let mut number = 0;
     let mut any = false;
@@ -526,6 +562,32 @@ mod tests {
     }
 
     use super::*;
+
+    /// The documents `read_documents_within` finds in `input`, with their line numbers.
+    fn documents_within(input: &str, limit: usize) -> anyhow::Result<Vec<(u64, String)>> {
+        let mut found = Vec::new();
+        let reader = Box::new(std::io::Cursor::new(input.as_bytes().to_vec()));
+        read_documents_within(reader, false, limit, |line, document| {
+            found.push((line, String::from_utf8_lossy(&document).into_owned()));
+            true
+        })?;
+        Ok(found)
+    }
+
+    #[test]
+    fn json_lines_longer_than_the_whole_input_limit_are_read_line_by_line() {
+        let lines = "{\"n\":1}\n\n{\"n\":2}\r\n{\"n\":3}\n";
+        let expected = [(1, "{\"n\":1}"), (3, "{\"n\":2}"), (4, "{\"n\":3}")]
+            .map(|(line, text)| (line, text.to_owned()));
+        // Held whole, and past the limit (read as it comes): the same documents.
+        assert_eq!(documents_within(lines, 1000).unwrap(), expected);
+        assert_eq!(documents_within(lines, 10).unwrap(), expected);
+        // One document past the limit is refused, not cut.
+        let one = "{\n  \"n\": 1,\n  \"m\": 2\n}\n";
+        assert_eq!(documents_within(one, 1000).unwrap().len(), 1);
+        let err = documents_within(one, 10).unwrap_err().to_string();
+        assert!(err.contains("one document of more than 10 bytes"), "{err}");
+    }
 
     #[test]
     fn text_for_a_terminal_escapes_what_could_forge_or_hide_output() {

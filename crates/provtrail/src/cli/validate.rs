@@ -122,9 +122,20 @@ fn check_whole(
     // reading all of it.
     let mut bytes = Vec::new();
     let max = options.limits.max_bytes;
-    if let Err(err) = reader.take(max as u64 + 1).read_to_end(&mut bytes) {
+    let mut reader = reader;
+    if let Err(err) = (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes) {
         report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
         return Ok(Verdict::Unreadable);
+    }
+    // One event per line past the limit: each line is a document of its own, read as it
+    // comes.
+    if bytes.len() > max && super::looks_like_json_lines(&bytes) {
+        eprintln!(
+            "{}: one JSON document per line: reading it as JSON lines (--jsonl)",
+            origin_text(&origin)
+        );
+        let rest = std::io::Cursor::new(bytes).chain(reader);
+        return check_lines(out, args, options, name, Box::new(rest));
     }
     if bytes.len() > max {
         let message = format!(
