@@ -911,6 +911,27 @@ async fn a_kept_alive_connection_stays_open_for_the_idle_timeout_not_the_header_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_timeout_shorter_than_the_header_timeout_closes_a_kept_alive_connection() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.header_timeout = Some("30s".into());
+        config.server.idle_timeout = Some("1s".into());
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = authorized_post("/events", &event("inv-short-idle"));
+    stream.write_all(&request).await.unwrap();
+    assert_eq!(expect_response(&mut stream).await.status, 200);
+    let started = std::time::Instant::now();
+    assert!(closed_by_server(&mut stream).await.is_some());
+    let idle = started.elapsed();
+    assert!(
+        idle < Duration::from_secs(15),
+        "closed after {idle:?}: by the idle timeout (1s), not the header timeout (30s)"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_begun_on_a_kept_alive_connection_and_never_ended_has_its_record() {
     let mut server = TestServer::start_with(|config| {
         config.server.header_timeout = Some("1s".into());

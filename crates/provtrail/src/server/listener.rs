@@ -392,11 +392,17 @@ async fn run_connection<C>(
             }
         }
     };
-    let mut deadline = Instant::now() + header_timeout;
+    let opened = Instant::now();
+    // Looked at again by the shorter of the two timeouts: a first request may have come and
+    // gone before the header timeout, and its idle time is counted from its end.
+    let mut deadline = opened + header_timeout.min(idle_timeout);
     let idle_close = loop {
         tokio::select! {
             result = connection.as_mut() => return report(result),
             () = tokio::time::sleep_until(deadline.into()) => match activity.doing() {
+                Doing::Nothing if opened + header_timeout > Instant::now() => {
+                    deadline = opened + header_timeout;
+                }
                 Doing::Nothing => {
                     tracing::debug!("no request within the header timeout; closing the connection");
                     let received = activity.received.load(Ordering::Relaxed);
