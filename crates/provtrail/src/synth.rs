@@ -21,6 +21,19 @@ struct Source {
     account_style: AccountStyle,
 }
 
+impl Source {
+    /// How `sources` and connector errors name it: the short name of a connected source (as in
+    /// ISC's example, "Corp AD"), the source's own name for one provisioned through a service
+    /// desk, whose target is the service desk and is shared by several.
+    fn label(&self) -> &'static str {
+        if self.service_desk {
+            self.name
+        } else {
+            self.target
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum AccountStyle {
     DistinguishedName,
@@ -326,7 +339,7 @@ impl Generator {
             if failed {
                 errors.push(format!(
                     "Connector {} failed: {}",
-                    source.target,
+                    source.label(),
                     pick(
                         rng,
                         match source.account_style {
@@ -383,7 +396,7 @@ impl Generator {
                 .collect();
             requests.push(request.with_attribute_requests(attributes));
         }
-        let sources: Vec<&str> = chosen.iter().map(|&index| SOURCES[index].target).collect();
+        let sources: Vec<&str> = chosen.iter().map(|&index| SOURCES[index].label()).collect();
         let requester = if action == "Access Request" {
             let requester = &self.identities[rng.random_range(0..self.identities.len())];
             IdentityRef::new(requester.id.clone(), requester.name.clone())
@@ -455,5 +468,40 @@ mod tests {
             ..SynthOptions::default()
         });
         assert!((0..200).all(|_| none.next_event().counts().failed == 0));
+    }
+
+    #[test]
+    fn sources_and_errors_name_each_source_once_and_as_its_requests_do() {
+        let mut generator = Generator::new(&SynthOptions {
+            failure_rate: 0.5,
+            ..SynthOptions::default()
+        });
+        for _ in 0..300 {
+            let event = generator.next_event();
+            let listed: Vec<&str> = event.sources.split(", ").collect();
+            let mut unique = listed.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), listed.len(), "{}", event.sources);
+            for request in &event.account_requests {
+                let source = SOURCES
+                    .iter()
+                    .find(|source| source.name == request.source.name)
+                    .unwrap();
+                assert!(listed.contains(&source.label()), "{}", event.sources);
+                if request.provisioning_result == ProvisioningResult::Failed {
+                    let prefix = format!("Connector {} failed", source.label());
+                    assert!(
+                        event
+                            .errors
+                            .as_option()
+                            .into_iter()
+                            .flatten()
+                            .any(|error| error.starts_with(&prefix)),
+                        "{prefix}"
+                    );
+                }
+            }
+        }
     }
 }
