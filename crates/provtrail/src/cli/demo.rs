@@ -29,8 +29,8 @@ use super::serve::{ServerArgs, prepare};
 pub struct DemoArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// Synthetic events to send.
-    #[arg(long, default_value_t = 300)]
+    /// Synthetic events to send (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
     /// Events per second (0: as fast as the server takes them).
     #[arg(long, default_value_t = 50.0)]

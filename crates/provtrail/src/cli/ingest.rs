@@ -93,7 +93,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             provtrail::ingest::MAX_CHANNEL_LEN
         );
     }
-    let reader = super::open_input(&args.file)?;
+    let mut reader = super::open_input(&args.file)?;
+    // A CSV export is refused before a store is made for it.
+    if reader
+        .fill_buf()
+        .is_ok_and(|start| start.starts_with(CSV_EXPORT_HEADER))
+    {
+        anyhow::bail!("{CSV_REFUSAL}");
+    }
     let metrics = Arc::new(Metrics::new());
     let settings = SqliteSettings::new(&args.db);
     let store: SharedStore =
@@ -348,6 +355,10 @@ const MAX_USER_AGENT_CHARS: usize = 200;
 /// How a CSV export (`provtrail export --format csv`) begins.
 const CSV_EXPORT_HEADER: &[u8] = b"id,received_at,tracking_number,";
 
+/// Why a CSV export is not imported.
+const CSV_REFUSAL: &str = "this is a CSV export, which holds no event bodies: restore from JSON \
+                           lines (`provtrail export --format jsonl`)";
+
 /// Longest method kept in a receipt.
 const MAX_METHOD_CHARS: usize = 16;
 
@@ -373,11 +384,7 @@ fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
     // A CSV export holds no bodies: kept in quarantine, it would be a copy of customer data
     // that restores nothing.
     if document.starts_with(CSV_EXPORT_HEADER) {
-        return Some(Err(
-            "this is a CSV export, which holds no event bodies: restore from JSON lines \
-             (`provtrail export --format jsonl`)"
-                .to_owned(),
-        ));
+        return Some(Err(CSV_REFUSAL.to_owned()));
     }
     // Cheap test first: events are imported by the million, and almost none are export lines.
     let finder = |needle: &[u8]| memchr::memmem::find(document, needle).is_some();
