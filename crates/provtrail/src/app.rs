@@ -493,25 +493,12 @@ fn keep_private(path: &Path) {
 #[cfg(not(unix))]
 fn keep_private(_path: &Path) {}
 
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to a file readable by its owner only, and syncs it.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // The mode above is for a new file; one that was there (empty) keeps its own otherwise.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut file = crate::create_private(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
 }
 
 /// Why the application could not start.
@@ -523,6 +510,85 @@ pub enum StartError {
     /// The server cannot start.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    /// Another server already serves from the same store.
+    #[error(
+        "another provtrail server is already using {db}{holder}: two servers on one store \
+         would each deliver every route's events; stop it first, or give this one another \
+         --db"
+    )]
+    StoreInUse { db: String, holder: String },
+    /// The lock that keeps a second server off the store cannot be taken.
+    #[error("cannot lock the store for this server ({path}): {reason}")]
+    Lock { path: String, reason: String },
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: false when another process holds it.
+#[cfg(target_os = "linux")]
+fn lock_exclusively(file: &std::fs::File) -> std::io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(err) if err == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Elsewhere a second server is not detected.
+#[cfg(not(target_os = "linux"))]
+fn lock_exclusively(_file: &std::fs::File) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+/// The lock a server holds on its store while it runs: `<database>.lock`, locked exclusively
+/// (`flock`, released by the kernel when the process ends, however it ends) and holding the
+/// process id for the message a second server gives. Other commands that write (`ingest`) do
+/// not take it: they may run beside a server.
+#[derive(Debug)]
+struct ServerLock {
+    _file: std::fs::File,
+}
+
+impl ServerLock {
+    fn take(db: &Path) -> Result<ServerLock, StartError> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let mut name = db.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let failed = |err: std::io::Error| StartError::Lock {
+            path: path.display().to_string(),
+            reason: err.to_string(),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(failed)?;
+        match lock_exclusively(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(StartError::StoreInUse {
+                    db: db.display().to_string(),
+                    holder: if holder.chars().all(|c| c.is_ascii_digit()) && !holder.is_empty() {
+                        format!(" (process {holder})")
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+            Err(err) => return Err(failed(err)),
+        }
+        // Best effort: the lock is what counts, the id only names the holder.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()));
+        Ok(ServerLock { _file: file })
+    }
 }
 
 /// The running application.
@@ -537,6 +603,8 @@ pub struct App {
     /// The configured routes.
     pub routes: Arc<Routes>,
     dispatcher: Option<Dispatcher>,
+    /// Held until the store is closed.
+    _lock: ServerLock,
 }
 
 /// How long deliveries in flight get to finish on shutdown; those still running stay pending and
@@ -546,6 +614,17 @@ const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 impl App {
     /// Opens the store and starts serving.
     pub async fn start(settings: &Settings) -> Result<App, StartError> {
+        // What can fail without the store is tried first (the certificate, the port, another
+        // server on the same store), so that a failed start leaves no new database behind.
+        let tls = match &settings.server.tls {
+            Some((cert, key)) => Some(Tls::from_pem_files(cert, key)?),
+            None => None,
+        };
+        if let Some(warning) = tls.as_ref().and_then(Tls::warning) {
+            tracing::warn!("{warning}");
+        }
+        let listener = RunningServer::bind(&settings.server).await?;
+        let lock = ServerLock::take(&settings.store.path)?;
         let metrics = Arc::new(Metrics::new());
         let store_settings = settings.store.clone();
         let store_metrics = metrics.clone();
@@ -556,13 +635,6 @@ impl App {
                     StoreError::Internal(format!("opening the store failed: {err}"))
                 })??;
         let store: SharedStore = Arc::new(store);
-        let tls = match &settings.server.tls {
-            Some((cert, key)) => Some(Tls::from_pem_files(cert, key)?),
-            None => None,
-        };
-        if let Some(warning) = tls.as_ref().and_then(Tls::warning) {
-            tracing::warn!("{warning}");
-        }
         let mut server_config = settings.server.clone();
         server_config.ingest_credentials = settings.credentials();
         server_config.read_credentials = settings.read_credentials();
@@ -580,16 +652,19 @@ impl App {
         .with_routes(routes.clone(), settings.admin_credentials());
         let on_malformed = malformed_request_recorder(state.clone());
         let router = router(state, &server_config);
-        let server =
-            match RunningServer::start_with_hook(router, &server_config, tls, Some(on_malformed))
-                .await
-            {
-                Ok(server) => server,
-                Err(err) => {
-                    store.close().await;
-                    return Err(err.into());
-                }
-            };
+        let server = match RunningServer::start_on(
+            listener,
+            router,
+            &server_config,
+            tls,
+            Some(on_malformed),
+        ) {
+            Ok(server) => server,
+            Err(err) => {
+                store.close().await;
+                return Err(err.into());
+            }
+        };
         let dispatcher = (!routes.is_empty())
             .then(|| Dispatcher::start(routes.clone(), store.clone(), metrics.clone()));
         Ok(App {
@@ -598,6 +673,7 @@ impl App {
             metrics,
             routes,
             dispatcher,
+            _lock: lock,
         })
     }
 

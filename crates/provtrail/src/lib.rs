@@ -21,6 +21,40 @@ pub fn install_crypto_provider() {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Creates a file, or empties the one there, readable and writable by its owner only (on Unix):
+/// for files that hold secrets or identities (configurations, tokens, exported events).
+pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        // The mode above is for a new file; one that was there keeps its own otherwise.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
+/// Makes an empty file at `path`, readable and writable by its owner only, unless something is
+/// there already. SQLite makes a database of an empty file, and gives its log and shared-memory
+/// files the database's mode: a store made this way keeps the events (identities and their
+/// access) from other users of the machine.
+pub(crate) fn precreate_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 /// The nice value of background threads: those whose work may lag behind ingest (route
 /// deliveries, the search index, checkpoints), below the HTTP threads and the store's writer
 /// at the default 0.

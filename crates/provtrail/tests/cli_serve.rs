@@ -55,6 +55,19 @@ async fn zero_config_start_generates_a_private_token_shows_it_once_and_it_authen
     assert_eq!(kept.trim(), token);
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the token file is private: {mode:o}");
+    // So is the store: the events name identities and their access.
+    for name in [
+        "trail.db",
+        "trail.db-wal",
+        "trail.db-shm",
+        "trail.db.search",
+    ] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is private: {mode:o}");
+    }
 
     let url = first.url("/events");
     assert_eq!(
@@ -476,6 +489,71 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
     assert_eq!(output.status.code(), Some(2));
     assert!(!dir.path().join("busy.db.token").exists());
     assert!(!dir.path().join("busy.db.read-token").exists());
+    // Nor a database: the port is tried before the store is made.
+    assert!(!dir.path().join("busy.db").exists());
+    assert!(!dir.path().join("busy.db.search").exists());
+
+    // A certificate and key that do not fit: refused before the store is made too.
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), one.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        other.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let (status, stderr) = refused_start(
+        dir.path(),
+        &[
+            "--db",
+            "tls.db",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--ingest-token",
+            TOKEN,
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(!dir.path().join("tls.db").exists(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_store_is_refused_and_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        "one.db",
+        "--ingest-token",
+        TOKEN,
+    ];
+    let mut first = ServerProcess::start(dir.path(), &args);
+    let (status, stderr) = refused_start(dir.path(), &["--db", "one.db", "--ingest-token", TOKEN]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another provtrail server is already using one.db (process {})",
+            first.child.id()
+        )),
+        "{stderr}"
+    );
+    // The first still serves; once it stops, the store is free again (also after a SIGKILL,
+    // whose lock the kernel releases).
+    let url = format!("http://{}/events", first.addr);
+    assert_eq!(post_with(&url, Some(TOKEN), "inv-one").await.status, 200);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let mut second = ServerProcess::start(dir.path(), &args);
+    let url = format!("http://{}/events", second.addr);
+    assert_eq!(
+        post_with(&url, Some(TOKEN), "inv-one").await.outcome().0,
+        "duplicate"
+    );
+    second.terminate();
+    assert!(second.wait_exit().success());
 }
 
 #[test]

@@ -108,7 +108,10 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             if let Some(kept) = provtrail::store::kept_data_at(path) {
                 anyhow::bail!("{kept}: writing the events there would destroy it");
             }
-            Box::new(std::io::BufWriter::new(private_file(path)?))
+            // Readable by its owner only: it holds identities and their access.
+            let file = provtrail::create_private(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Box::new(std::io::BufWriter::new(file))
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -157,17 +160,6 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         },
     )
-}
-
-/// A new file readable by its owner only: it holds identities and their access.
-fn private_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// Writes one row's event, or counts why it is left out.

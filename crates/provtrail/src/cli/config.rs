@@ -51,7 +51,8 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             if let Some(kept) = provtrail::store::kept_data_at(&path) {
                 anyhow::bail!("{kept}: writing a configuration there would destroy it");
             }
-            std::fs::write(&path, DEFAULT_CONFIG)
+            // Readable by its owner only: the tokens and passwords go in it.
+            provtrail::app::write_private(&path, DEFAULT_CONFIG)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)

@@ -636,6 +636,12 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         eprintln!();
     }
     eprintln!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
+    if addr.ip().is_loopback() {
+        eprintln!(
+            "  (a loopback address: only this machine reaches it. ISC posts from the internet: \
+             listen on 0.0.0.0 behind your proxy, or give ISC the proxy's public URL)"
+        );
+    }
     if settings.no_auth {
         // Said above, loudly.
     } else if let Some(token) = &prepared.new_token {

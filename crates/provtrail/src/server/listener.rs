@@ -163,13 +163,29 @@ impl RunningServer {
         tls: Option<Tls>,
         on_malformed: Option<MalformedRequestHook>,
     ) -> Result<Self, ServerError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|reason| ServerError::Bind {
-                    addr: config.listen,
-                    reason,
-                })?;
+        let listener = Self::bind(config).await?;
+        Self::start_on(listener, router, config, tls, on_malformed)
+    }
+
+    /// Binds the configured address: done before anything else is set up, so that a port in
+    /// use is found before a store is made.
+    pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|reason| ServerError::Bind {
+                addr: config.listen,
+                reason,
+            })
+    }
+
+    /// Serves on a listener from [`RunningServer::bind`].
+    pub fn start_on(
+        listener: TcpListener,
+        router: Router,
+        config: &ServerConfig,
+        tls: Option<Tls>,
+        on_malformed: Option<MalformedRequestHook>,
+    ) -> Result<Self, ServerError> {
         let addr = listener.local_addr().map_err(|reason| ServerError::Bind {
             addr: config.listen,
             reason,

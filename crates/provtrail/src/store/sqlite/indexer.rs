@@ -274,6 +274,9 @@ fn open_index(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreEr
 }
 
 fn try_open_index(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    // Private like the database: it holds the events' words. A failure here shows as SQLite's
+    // own when it opens the file.
+    let _ = crate::precreate_private(path);
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

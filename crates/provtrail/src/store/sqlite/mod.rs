@@ -545,6 +545,12 @@ pub(crate) fn open_connection(
             path.display()
         ))
     };
+    crate::precreate_private(path).map_err(|err| {
+        StoreError::Unavailable(format!(
+            "cannot create the database {}: {err}",
+            path.display()
+        ))
+    })?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
