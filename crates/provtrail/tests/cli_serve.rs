@@ -519,6 +519,32 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
     assert!(!dir.path().join("tls.db").exists(), "{stderr}");
 }
 
+#[test]
+fn a_setting_that_cannot_be_used_names_the_flag_or_variable_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = refused_start(dir.path(), &["--max-db-size", "lots"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("store.max_size is not valid")
+            && stderr.contains("(that value comes from the command line's --max-db-size)"),
+        "{stderr}"
+    );
+    let output = bare_command(
+        dir.path(),
+        &["--log", "warn", "serve", "--listen", "127.0.0.1:0"],
+    )
+    .env("PROVTRAIL_MAX_DB_SIZE", "lots")
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("(that value comes from the environment's PROVTRAIL_MAX_DB_SIZE)"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("provtrail.db").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_store_is_refused_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();

@@ -180,11 +180,15 @@ pub fn variable_behind(command: &clap::Command, err: &clap::Error) -> Option<Str
 
 /// `variable`, when it is set and the flag `--long` was not given: the value came from it.
 pub fn from_environment(long: &str, variable: String) -> Option<String> {
-    let typed = std::env::args_os().any(|arg| {
+    (!typed(long) && std::env::var_os(&variable).is_some()).then_some(variable)
+}
+
+/// Whether the flag `--long` is on the command line.
+pub fn typed(long: &str) -> bool {
+    std::env::args_os().any(|arg| {
         let arg = arg.to_string_lossy();
         arg == format!("--{long}") || arg.starts_with(&format!("--{long}="))
-    });
-    (!typed && std::env::var_os(&variable).is_some()).then_some(variable)
+    })
 }
 
 /// What a clap error says, on one line: without its `error: ` prefix, usage and help hint.

@@ -233,20 +233,20 @@ fn set<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
 
 /// The flags of [`ServerArgs`] that say where the store and the routes are; the others only
 /// matter to a running server.
-/// A setting's error, with the environment variable its value came from when it came from one:
-/// the message names the setting of the file, where the value is not.
+/// A setting's error, with the flag or environment variable its value came from when it came
+/// from one: the message names the setting of the file, where the value is not.
 pub fn name_the_variable(err: provtrail::config::ConfigError) -> anyhow::Error {
     if let provtrail::config::ConfigError::Invalid { setting, .. } = &err {
-        if let Some(variable) = variable_of(setting) {
-            return anyhow::anyhow!("{err} (that value comes from the environment's {variable})");
+        if let Some(source) = source_of(setting) {
+            return anyhow::anyhow!("{err} (that value comes from {source})");
         }
     }
     err.into()
 }
 
-/// The `PROVTRAIL_*` variable that set `setting` (as the file names it), when it is set and its
-/// flag was not given.
-fn variable_of(setting: &str) -> Option<String> {
+/// Where the value of `setting` (as the file names it) came from, when not from the file: the
+/// command line's flag, or the environment's `PROVTRAIL_*` variable when the flag was not given.
+fn source_of(setting: &str) -> Option<String> {
     use clap::Args as _;
     let id = match setting {
         "store.path" => "db",
@@ -259,8 +259,12 @@ fn variable_of(setting: &str) -> Option<String> {
     };
     let command = ServerArgs::augment_args(clap::Command::new("provtrail"));
     let arg = command.get_arguments().find(|arg| arg.get_id() == id)?;
+    let long = arg.get_long()?;
+    if super::typed(long) {
+        return Some(format!("the command line's --{long}"));
+    }
     let variable = arg.get_env()?.to_string_lossy().into_owned();
-    super::from_environment(arg.get_long()?, variable)
+    super::from_environment(long, variable).map(|variable| format!("the environment's {variable}"))
 }
 
 const STORE_FLAGS: &[&str] = &["config", "db", "busy_timeout", "max_db_size"];
