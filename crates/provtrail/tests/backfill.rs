@@ -154,6 +154,13 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|arg| (*arg).to_owned()).collect()
 }
 
+/// `provtrail backfill` of the stand-in at `url` with its token, and `more` arguments.
+async fn backfill_with_token(url: &str, more: &[&str]) -> (i32, String, String) {
+    let mut list = args(&["backfill", "--tenant", url, "--access-token", TOKEN]);
+    list.extend(args(more));
+    provtrail(list).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfilled_events_are_imported_once_and_what_was_received_is_a_duplicate() {
     // 300 real invocations over two pages, a test invocation, and a row without its input.
@@ -245,16 +252,7 @@ async fn backfilled_events_are_imported_once_and_what_was_received_is_a_duplicat
 
     // Reading back again and importing again changes nothing.
     isc.lock().unwrap().limit_next = false;
-    let (_, _, stderr) = provtrail(args(&[
-        "backfill",
-        "--tenant",
-        &url,
-        "--access-token",
-        TOKEN,
-        "--output",
-        file,
-    ]))
-    .await;
+    let (_, _, stderr) = backfill_with_token(&url, &["--output", file]).await;
     assert!(
         stderr.contains("read 302 invocation(s) of idn:post-provisioning; wrote 300 event(s)"),
         "{stderr}"
@@ -288,30 +286,16 @@ async fn one_subscription_and_a_time_bound_narrow_what_is_read() {
     let (url, isc) = start_isc(rows).await;
 
     // Without --subscription: all rows, and a warning that they come from two subscriptions.
-    let (code, stdout, stderr) = provtrail(args(&[
-        "backfill",
-        "--tenant",
-        &url,
-        "--access-token",
-        TOKEN,
-    ]))
-    .await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 14);
     assert!(stderr.contains("come from 2 subscriptions"), "{stderr}");
 
     // One subscription, created at or after 00:05.
-    let (code, stdout, stderr) = provtrail(args(&[
-        "backfill",
-        "--tenant",
+    let (code, stdout, stderr) = backfill_with_token(
         &url,
-        "--access-token",
-        TOKEN,
-        "--subscription",
-        "sub-a",
-        "--since",
-        "2026-11-30T00:05:00Z",
-    ]))
+        &["--subscription", "sub-a", "--since", "2026-11-30T00:05:00Z"],
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let numbers: Vec<String> = stdout
@@ -406,14 +390,7 @@ async fn a_tenant_that_does_not_page_is_said_and_what_was_read_is_kept() {
         isc.limit_next = false;
         isc.ignore_offset = true;
     }
-    let (code, stdout, stderr) = provtrail(args(&[
-        "backfill",
-        "--tenant",
-        &url,
-        "--access-token",
-        TOKEN,
-    ]))
-    .await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stdout.lines().count(), 250, "the rows read are written");
     assert!(

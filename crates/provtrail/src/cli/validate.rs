@@ -261,29 +261,24 @@ fn check_document(
             };
             writeln!(out, "{}: {status}", origin_text(origin))?;
             // Paths and values come from the document: escaped for the terminal, one problem a line.
-            for issue in &report.errors {
-                writeln!(out, "  error: {}", super::terminal_line(&issue.to_string()))?;
-            }
-            if report.errors_not_listed > 0 {
-                writeln!(
-                    out,
-                    "  … and {} not listed (--max-issues lists more)",
-                    plural(report.errors_not_listed, "more error")
-                )?;
-            }
-            for issue in &report.warnings {
-                writeln!(
-                    out,
-                    "  warning: {}",
-                    super::terminal_line(&issue.to_string())
-                )?;
-            }
-            if report.warnings_not_listed > 0 {
-                writeln!(
-                    out,
-                    "  … and {} not listed (--max-issues lists more)",
-                    plural(report.warnings_not_listed, "more warning")
-                )?;
+            for (kind, issues, not_listed) in [
+                ("error", &report.errors, report.errors_not_listed),
+                ("warning", &report.warnings, report.warnings_not_listed),
+            ] {
+                for issue in issues {
+                    writeln!(
+                        out,
+                        "  {kind}: {}",
+                        super::terminal_line(&issue.to_string())
+                    )?;
+                }
+                if not_listed > 0 {
+                    writeln!(
+                        out,
+                        "  … and {} not listed (--max-issues lists more)",
+                        plural(not_listed, &format!("more {kind}"))
+                    )?;
+                }
             }
         }
     }
