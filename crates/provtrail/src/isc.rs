@@ -131,7 +131,13 @@ impl Tenant {
     /// for a proxy in front of the API). Plain `http` is refused except on a loopback address,
     /// since the client secret and the events travel over it.
     pub fn new(base: &str, timeout: Duration) -> Result<Tenant, IscError> {
-        let bad = || IscError::BadUrl(base.to_owned());
+        // A URL with a user or password is refused, and not repeated: it may hold a secret.
+        let shown = if base.contains('@') {
+            "(a URL with a user or password)".to_owned()
+        } else {
+            crate::visible::shortened(base, 200)
+        };
+        let bad = || IscError::BadUrl(shown.clone());
         let mut url = url::Url::parse(base.trim()).map_err(|_| bad())?;
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -196,11 +202,7 @@ impl Tenant {
                         .header(reqwest::header::ACCEPT, "application/json")
                         .body(form.clone())
                 },
-                // Quoted back as sent too (form-encoded).
-                &[
-                    secret,
-                    &url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
-                ],
+                &[secret.as_str()],
             )
             .await?;
         let unreadable = |reason: String| IscError::Unreadable {
@@ -221,20 +223,34 @@ impl Tenant {
 
     /// The invocations of [`TRIGGER_ID`] that the tenant still keeps (of one subscription, when
     /// given), oldest first, a page at a time.
-    pub fn invocations<'t>(&'t self, token: &'t str, subscription: Option<&str>) -> Pages<'t> {
+    pub fn invocations<'t>(
+        &'t self,
+        token: &'t str,
+        credentials: &Credentials,
+        subscription: Option<&str>,
+    ) -> Pages<'t> {
         let mut filters = format!("triggerId eq {}", quoted(TRIGGER_ID));
         if let Some(subscription) = subscription {
             filters.push_str(&format!(" and subscriptionId eq {}", quoted(subscription)));
         }
+        // Every secret the tenant could quote back in an answer.
+        let mut secrets = vec![token.to_owned()];
+        match credentials {
+            Credentials::Client { secret, .. } => secrets.push(secret.clone()),
+            Credentials::AccessToken(given) => secrets.push(given.clone()),
+        }
         Pages {
             tenant: self,
             token,
+            secrets,
             filters,
             subscription: subscription.map(str::to_owned),
             offset: 0,
             pages: 0,
             seen: HashSet::new(),
             ended: None,
+            left_out: 0,
+            gaps: Vec::new(),
         }
     }
 
@@ -300,7 +316,11 @@ impl Tenant {
                 return Err(IscError::Refused {
                     url,
                     status: status.as_u16(),
-                    body: crate::visible::shortened(&redacted(&text, secrets), 300),
+                    body: quotable(&text, secrets)
+                        .map(|text| crate::visible::shortened(&text, 300))
+                        .unwrap_or_else(|| {
+                            "(its body is left out: it quotes a credential)".to_owned()
+                        }),
                 });
             }
             return Ok(body);
@@ -308,13 +328,86 @@ impl Tenant {
     }
 }
 
-/// `text` with every secret in it replaced by `***`.
-fn redacted(text: &str, secrets: &[&str]) -> String {
+/// Shortest secret masked in a quoted answer; with a shorter one the answer is not quoted at all
+/// (masking every occurrence of a letter or two would garble it, and a search for it would
+/// find it everywhere).
+const SHORTEST_MASKED: usize = 8;
+
+/// `text` fit to quote in an error: every secret in it (as written, JSON-escaped or
+/// percent-encoded, in either case of hex digits) replaced by `***`; `None` when it may still
+/// hold one (a secret too short to mask, or the start of one left after masking).
+fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
     let mut text = text.to_owned();
     for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        text = text.replace(secret, "***");
+        if secret.chars().count() < SHORTEST_MASKED {
+            return None;
+        }
+        let json = Value::String((*secret).to_owned()).to_string();
+        let json = json.trim_matches('"').to_owned();
+        // The same with every character outside ASCII as `\uXXXX`, in lower and upper case.
+        let ascii_json = |upper: bool| -> String {
+            json.chars()
+                .map(|c| {
+                    if c.is_ascii() {
+                        c.to_string()
+                    } else {
+                        c.encode_utf16(&mut [0; 2])
+                            .iter()
+                            .map(|unit| {
+                                if upper {
+                                    format!("\\u{unit:04X}")
+                                } else {
+                                    format!("\\u{unit:04x}")
+                                }
+                            })
+                            .collect()
+                    }
+                })
+                .collect()
+        };
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let percent =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for form in [
+            (*secret).to_owned(),
+            ascii_json(false),
+            ascii_json(true),
+            json.clone(),
+            lower_hex_escapes(&form),
+            form,
+            lower_hex_escapes(&percent),
+            percent,
+        ] {
+            if form.len() >= SHORTEST_MASKED {
+                text = text.replace(&form, "***");
+            }
+        }
+        // Another encoding left the secret recognisable: its start is still there.
+        let start: String = secret.chars().take(SHORTEST_MASKED).collect();
+        if text.contains(&start) {
+            return None;
+        }
     }
-    text
+    Some(text)
+}
+
+/// `text` with the two hex digits after each `%` in lower case.
+fn lower_hex_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lower = 0;
+    for c in text.chars() {
+        if lower > 0 {
+            out.push(c.to_ascii_lowercase());
+            lower -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                lower = 2;
+            }
+        }
+    }
+    out
 }
 
 /// Why the listing ended early; `None` from [`Pages::ended`] is a listing read to its end.
@@ -359,6 +452,8 @@ impl std::fmt::Debug for Pages<'_> {
 pub struct Pages<'t> {
     tenant: &'t Tenant,
     token: &'t str,
+    /// Masked in the tenant's answers quoted in errors.
+    secrets: Vec<String>,
     filters: String,
     subscription: Option<String>,
     offset: usize,
@@ -367,6 +462,10 @@ pub struct Pages<'t> {
     seen: HashSet<String>,
     /// Set once the listing is over: `Some(None)` read to its end.
     ended: Option<Option<Ended>>,
+    /// Rows of another trigger or subscription than asked for.
+    left_out: usize,
+    /// Offsets of pages that shared no row with the page before.
+    gaps: Vec<usize>,
 }
 
 impl Pages<'_> {
@@ -393,6 +492,7 @@ impl Pages<'_> {
             .append_pair("sorters", "created")
             .append_pair("filters", &self.filters);
         let token = self.token;
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         let body = tenant
             .send(
                 || {
@@ -404,7 +504,7 @@ impl Pages<'_> {
                         // The v2024 path asks for it; the beta path ignores it.
                         .header("X-SailPoint-Experimental", "true")
                 },
-                &[token],
+                &secrets,
             )
             .await?;
         self.pages += 1;
@@ -423,8 +523,14 @@ impl Pages<'_> {
         let mut new = 0;
         for row in &page {
             let invocation = Invocation::from_row(row);
-            // A row without an id cannot be told from another: each is its own.
-            if !invocation.id.is_empty() && !self.seen.insert(invocation.id.clone()) {
+            // A row without an id is known by what it holds, so that the overlap does not
+            // give it twice.
+            let key = if invocation.id.is_empty() {
+                format!("row\0{row}")
+            } else {
+                format!("id\0{}", invocation.id)
+            };
+            if !self.seen.insert(key) {
                 continue;
             }
             new += 1;
@@ -436,9 +542,16 @@ impl Pages<'_> {
                 (Some(wanted), Some(found)) => wanted != found,
                 _ => false,
             };
-            if !other_trigger && !other_subscription {
+            if other_trigger || other_subscription {
+                self.left_out += 1;
+            } else {
                 rows.push(invocation);
             }
+        }
+        // After the first page, one that repeats none of the overlap was moved on by more than
+        // it: rows between the two may have been missed.
+        if self.offset > 0 && count > 0 && new == count {
+            self.gaps.push(self.offset);
         }
         if count < PAGE_SIZE {
             self.ended = Some(None);
@@ -455,6 +568,16 @@ impl Pages<'_> {
     /// Why the listing stopped early, once [`Pages::next`] has given `None`.
     pub fn ended(&self) -> Option<&Ended> {
         self.ended.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Rows of another trigger or subscription than asked for, which were left out.
+    pub fn left_out(&self) -> usize {
+        self.left_out
+    }
+
+    /// Offsets of the pages that shared no row with the page before (rows may be missing).
+    pub fn gaps(&self) -> &[usize] {
+        &self.gaps
     }
 }
 
@@ -539,7 +662,10 @@ impl Invocation {
             Some(_) => Err("the row's input is not a JSON object"),
         };
         Invocation {
-            id: text("id").unwrap_or_default(),
+            // A blank id is none.
+            id: text("id")
+                .filter(|id| !id.trim().is_empty())
+                .unwrap_or_default(),
             trigger_id: text("triggerId").or_else(|| {
                 row.get("startInvocationInput")
                     .and_then(|start| start.get("triggerId"))
@@ -721,9 +847,42 @@ mod tests {
 
     #[test]
     fn secrets_are_masked_and_tokens_must_fit_a_header() {
+        let secret = "s3cret-\"q\\ü x";
+        let quoted = serde_json::json!({"error": format!("bad secret {secret}")}).to_string();
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        for answer in [
+            format!("bad secret {secret} for {secret}"),
+            quoted,
+            format!("client_secret={form}"),
+            format!("client_secret={}", form.to_lowercase()),
+            format!(
+                "{}",
+                percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            "{\"e\":\"s3cret-\\\"q\\\\\\u00fc x\"}".to_owned(),
+        ] {
+            let shown = quotable(&answer, &[secret, ""]);
+            assert!(
+                shown
+                    .as_deref()
+                    .is_none_or(|shown| !shown.contains("s3cret")),
+                "{answer} -> {shown:?}"
+            );
+        }
         assert_eq!(
-            redacted("bad secret s3cret for s3cret", &["s3cret", ""]),
-            "bad secret *** for ***"
+            quotable("bad secret s3cret-long", &["s3cret-long"]).as_deref(),
+            Some("bad secret ***")
+        );
+        let mixed = "S3CR3T/Mixed";
+        assert_eq!(
+            quotable("client_secret=S3CR3T%2fMixed", &[mixed]).as_deref(),
+            Some("client_secret=***")
+        );
+        // A secret too short to mask: nothing of the answer is quoted.
+        assert_eq!(quotable("no entry for abc", &["abc"]), None);
+        assert_eq!(
+            quotable("nothing secret here", &["a-long-secret"]).as_deref(),
+            Some("nothing secret here")
         );
         assert!(fits_a_header("eyJhbGciOi.J9-_~"));
         for bad in ["", "  ", "a\nb", "a\rb", "caf\u{e9}", "a\u{7f}"] {

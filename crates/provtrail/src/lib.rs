@@ -24,19 +24,39 @@ pub fn install_crypto_provider() {
 /// Creates a file, or empties the one there, readable and writable by its owner only (on Unix):
 /// for files that hold secrets or identities (configurations, tokens, exported events).
 pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let file = open_private(path)?;
+    empty_if_regular(&file)?;
+    Ok(file)
+}
+
+/// [`create_private`] without emptying the file: for output opened early, so that a path that
+/// cannot be written fails before the work, and emptied ([`empty_if_regular`]) once the work
+/// has something to write.
+pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         options.mode(0o600);
         let file = options.open(path)?;
-        // The mode above is for a new file; one that was there keeps its own otherwise.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        // The mode above is for a new file; a regular file that was there keeps its own
+        // otherwise. A device or a pipe (`/dev/null`, a FIFO) is other users' too: left as it is.
+        if file.metadata()?.is_file() {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         Ok(file)
     }
     #[cfg(not(unix))]
     options.open(path)
+}
+
+/// Empties `file` when it is a regular file (a device or a pipe has nothing to empty).
+pub fn empty_if_regular(file: &std::fs::File) -> std::io::Result<()> {
+    if file.metadata()?.is_file() {
+        file.set_len(0)?;
+    }
+    Ok(())
 }
 
 /// Makes an empty file at `path`, readable and writable by its owner only, unless something is

@@ -83,6 +83,10 @@ struct Summary {
     subscriptions: std::collections::BTreeMap<String, String>,
     /// Why the listing stopped before its end, if it did.
     ended_early: Option<String>,
+    /// Rows of another trigger or subscription than asked for, which the tenant listed anyway.
+    left_out: usize,
+    /// Offsets of pages that shared no row with the page before: rows may have been missed.
+    gaps: Vec<usize>,
 }
 
 /// Longest invocation id quoted in the summary.
@@ -91,29 +95,29 @@ const SHOWN_ID: usize = 100;
 pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let credentials = credentials(&args)?;
     let since = args.since.as_deref().map(parse_time).transpose()?;
-    if let Some(subscription) = &args.subscription {
-        anyhow::ensure!(
-            !subscription.trim().is_empty(),
-            "--subscription is blank: give the id of the trigger subscription"
-        );
+    let subscription = args.subscription.as_deref().map(str::trim);
+    if subscription.is_some_and(str::is_empty) {
+        anyhow::bail!("--subscription is blank: give the id of the trigger subscription");
     }
     let tenant = Tenant::new(&args.tenant, Duration::from_secs(args.timeout))?;
-    // The output first: a file that cannot be written is found before anything is read.
+    // The output first: a file that cannot be written is found before anything is read. It is
+    // emptied only once the tenant has let us in, so that a failed sign-in leaves it as it was.
     let destination = match &args.output {
         Some(path) if path.as_os_str() != "-" => Some(path.clone()),
         _ => None,
     };
-    let mut out: Box<dyn Write> = match &destination {
+    let file = match &destination {
         Some(path) => {
             if let Some(kept) = provtrail::store::kept_data_at(path) {
                 anyhow::bail!("{kept}: writing the events there would destroy it");
             }
             // Readable by its owner only: it holds identities and their access.
-            let file = provtrail::create_private(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            Box::new(std::io::BufWriter::new(file))
+            Some(
+                provtrail::open_private(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            )
         }
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => None,
     };
     let shown = destination.as_ref().map_or_else(
         || "standard output".to_owned(),
@@ -125,8 +129,15 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         .token(&credentials)
         .await
         .context("cannot sign in to the tenant")?;
+    let mut out: Box<dyn Write> = match file {
+        Some(file) => {
+            provtrail::empty_if_regular(&file).map_err(write_error)?;
+            Box::new(std::io::BufWriter::new(file))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
     let progress = super::progress_bar(None, "reading invocations");
-    let mut pages = tenant.invocations(&token, args.subscription.as_deref());
+    let mut pages = tenant.invocations(&token, &credentials, subscription);
     let mut summary = Summary::default();
     // Each page is written as it comes: a tenant that fails half-way leaves the rows read
     // before in the output, and the summary says so.
@@ -141,11 +152,15 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         for invocation in &rows {
             write_row(&args, since, invocation, &mut out, &mut summary).map_err(write_error)?;
         }
+        // On its way before the next page is asked for: an interrupted run keeps what it read.
+        out.flush().map_err(write_error)?;
     };
     progress.finish_and_clear();
     out.flush().map_err(write_error)?;
     drop(out);
     summary.ended_early = pages.ended().map(ToString::to_string);
+    summary.left_out = pages.left_out();
+    summary.gaps = pages.gaps().to_vec();
     report(&args, &shown, &summary)?;
     if let Some(err) = failure {
         return Err(anyhow::Error::new(err).context(format!(
@@ -154,7 +169,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     Ok(
-        if summary.unusable.is_empty() && summary.ended_early.is_none() {
+        if summary.unusable.is_empty() && summary.ended_early.is_none() && summary.gaps.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -255,8 +270,10 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
                 "skipped_before_since": summary.before_since,
                 "kept_undated": summary.undated,
                 "ended_early": summary.ended_early,
+                "left_out": summary.left_out,
+                "gaps_at_offsets": summary.gaps,
                 "unusable": summary.unusable.iter().map(|(id, reason)| json!({
-                    "invocation_id": id,
+                    "invocation_id": provtrail::visible::shortened(id, SHOWN_ID),
                     "reason": reason,
                 })).collect::<Vec<_>>(),
                 "subscriptions": summary.subscriptions.iter().map(|(id, name)| json!({
@@ -296,6 +313,21 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
             }
             if let Some(ended) = &summary.ended_early {
                 writeln!(err, "warning: {ended}")?;
+            }
+            if summary.left_out > 0 {
+                writeln!(
+                    err,
+                    "left out {} row(s) of another trigger or subscription than asked for",
+                    summary.left_out
+                )?;
+            }
+            for offset in &summary.gaps {
+                writeln!(
+                    err,
+                    "warning: the page at offset {offset} shared no row with the one before: rows \
+                     that expired while the list was read moved it on by more than the overlap, \
+                     and some may be missing; run it again"
+                )?;
             }
             for (id, reason) in summary.unusable.iter().take(LISTED_PROBLEMS) {
                 let id = if id.is_empty() {

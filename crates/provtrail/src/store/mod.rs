@@ -78,6 +78,10 @@ pub fn kept_data_at(path: &std::path::Path) -> Option<String> {
 
 fn is_sqlite_database(path: &std::path::Path) -> bool {
     use std::io::Read as _;
+    // Only a regular file is opened: opening a FIFO to read would wait for a writer.
+    if !std::fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
+        return false;
+    }
     let mut header = [0u8; 16];
     std::fs::File::open(path)
         .and_then(|mut file| file.read_exact(&mut header))
