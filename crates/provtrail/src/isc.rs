@@ -784,6 +784,10 @@ mod tests {
         let row =
             json!({"startInvocationInput": {"input": {"_metadata": {"invocationId": "own"}}}});
         assert_eq!(body(row)["_metadata"]["invocationId"], "own");
+        // A blank row id is none.
+        let input = json!({"_metadata": {"invocationId": "own"}});
+        let row = json!({"id": "  ", "startInvocationInput": {"input": input}});
+        assert_eq!(body(row)["_metadata"]["invocationId"], "own");
     }
 
     #[test]
