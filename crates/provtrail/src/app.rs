@@ -539,37 +539,54 @@ fn lock_exclusively(_file: &std::fs::File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// The lock a server holds on its store while it runs: `<database>.lock`, locked exclusively
-/// (`flock`, released by the kernel when the process ends, however it ends) and holding the
-/// process id for the message a second server gives. Other commands that write (`ingest`) do
-/// not take it: they may run beside a server.
+/// The lock a server holds on its store while it runs: `<database>.lock` beside the file the
+/// path leads to (links followed, so that two names of one database share one lock), locked
+/// exclusively (`flock`, released by the kernel when the process ends, however it ends) and
+/// holding the process id for the message a second server gives. Other commands that write
+/// (`ingest`) do not take it: they may run beside a server.
 #[derive(Debug)]
-struct ServerLock {
+pub struct StoreLock {
     _file: std::fs::File,
+    /// The lock file, when this start made it (a start that fails takes it away again).
+    made: Option<PathBuf>,
 }
 
-impl ServerLock {
-    fn take(db: &Path) -> Result<ServerLock, StartError> {
+impl StoreLock {
+    /// Takes the lock of the store at `db`, or says who holds it.
+    pub fn take(db: &Path) -> Result<StoreLock, StartError> {
         use std::io::{Read as _, Seek as _, Write as _};
-        let mut name = db.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
-        let failed = |err: std::io::Error| StartError::Lock {
+        let failed = |path: &Path, err: std::io::Error| StartError::Lock {
             path: path.display().to_string(),
             reason: err.to_string(),
         };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(failed)?;
+        let target = crate::store::written_path(db).unwrap_or_else(|| db.to_path_buf());
+        // A database with a second name: SQLite keeps a log for each name, and writers under
+        // two names corrupt it. Refused rather than locked under one of them.
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&target) {
+            use std::os::unix::fs::MetadataExt as _;
+            if meta.is_file() && meta.nlink() > 1 {
+                return Err(StartError::Lock {
+                    path: target.display().to_string(),
+                    reason: format!(
+                        "the database has {} hard links: SQLite keeps a log for each name, and \
+                         writes under two names corrupt it; keep one name (a symbolic link is \
+                         fine)",
+                        meta.nlink()
+                    ),
+                });
+            }
+        }
+        let mut name = target.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let existed = path.exists();
+        let mut file = crate::open_private(&path).map_err(|err| failed(&path, err))?;
         match lock_exclusively(&file) {
             Ok(true) => {}
             Ok(false) => {
                 let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                let _ = std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut holder));
                 let holder = holder.trim();
                 return Err(StartError::StoreInUse {
                     db: db.display().to_string(),
@@ -580,14 +597,24 @@ impl ServerLock {
                     },
                 });
             }
-            Err(err) => return Err(failed(err)),
+            Err(err) => return Err(failed(&path, err)),
         }
         // Best effort: the lock is what counts, the id only names the holder.
         let _ = file
             .set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| write!(file, "{}", std::process::id()));
-        Ok(ServerLock { _file: file })
+        Ok(StoreLock {
+            _file: file,
+            made: (!existed).then_some(path),
+        })
+    }
+
+    /// For a start that failed: the lock file goes if this start made it, then the lock.
+    pub fn give_up(self) {
+        if let Some(path) = &self.made {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -604,7 +631,29 @@ pub struct App {
     pub routes: Arc<Routes>,
     dispatcher: Option<Dispatcher>,
     /// Held until the store is closed.
-    _lock: ServerLock,
+    _lock: StoreLock,
+}
+
+/// An [`App`] but for its lock.
+struct Started {
+    server: RunningServer,
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    routes: Arc<Routes>,
+    dispatcher: Option<Dispatcher>,
+}
+
+impl Started {
+    fn with_lock(self, lock: StoreLock) -> App {
+        App {
+            server: self.server,
+            store: self.store,
+            metrics: self.metrics,
+            routes: self.routes,
+            dispatcher: self.dispatcher,
+            _lock: lock,
+        }
+    }
 }
 
 /// How long deliveries in flight get to finish on shutdown; those still running stay pending and
@@ -612,10 +661,26 @@ pub struct App {
 const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 
 impl App {
-    /// Opens the store and starts serving.
+    /// Takes the store's lock, opens the store and starts serving.
     pub async fn start(settings: &Settings) -> Result<App, StartError> {
-        // What can fail without the store is tried first (the certificate, the port, another
-        // server on the same store), so that a failed start leaves no new database behind.
+        let lock = StoreLock::take(&settings.store.path)?;
+        Self::start_locked(settings, lock).await
+    }
+
+    /// Opens the store whose lock is taken and starts serving; on failure the lock is given up.
+    pub async fn start_locked(settings: &Settings, lock: StoreLock) -> Result<App, StartError> {
+        match Self::start_with(settings).await {
+            Ok(parts) => Ok(parts.with_lock(lock)),
+            Err(err) => {
+                lock.give_up();
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_with(settings: &Settings) -> Result<Started, StartError> {
+        // What can fail without the store is tried first (the certificate, the port), so that a
+        // failed start leaves no new database behind.
         let tls = match &settings.server.tls {
             Some((cert, key)) => Some(Tls::from_pem_files(cert, key)?),
             None => None,
@@ -624,7 +689,6 @@ impl App {
             tracing::warn!("{warning}");
         }
         let listener = RunningServer::bind(&settings.server).await?;
-        let lock = ServerLock::take(&settings.store.path)?;
         let metrics = Arc::new(Metrics::new());
         let store_settings = settings.store.clone();
         let store_metrics = metrics.clone();
@@ -667,13 +731,12 @@ impl App {
         };
         let dispatcher = (!routes.is_empty())
             .then(|| Dispatcher::start(routes.clone(), store.clone(), metrics.clone()));
-        Ok(App {
+        Ok(Started {
             server,
             store,
             metrics,
             routes,
             dispatcher,
-            _lock: lock,
         })
     }
 

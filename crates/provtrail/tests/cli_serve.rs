@@ -566,6 +566,26 @@ async fn a_second_server_on_the_same_store_is_refused_and_names_the_first() {
         )),
         "{stderr}"
     );
+    // Another name for the same database is the same store.
+    std::os::unix::fs::symlink("one.db", dir.path().join("alias.db")).unwrap();
+    let (status, stderr) =
+        refused_start(dir.path(), &["--db", "alias.db", "--ingest-token", TOKEN]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another provtrail server is already using alias.db"),
+        "{stderr}"
+    );
+    // A second hard link is refused outright: SQLite would keep a log for each name.
+    std::fs::hard_link(dir.path().join("one.db"), dir.path().join("hard.db")).unwrap();
+    let (status, stderr) = refused_start(dir.path(), &["--db", "hard.db", "--ingest-token", TOKEN]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the database has 2 hard links"), "{stderr}");
+    std::fs::remove_file(dir.path().join("hard.db")).unwrap();
+    let mode = std::fs::metadata(dir.path().join("one.db.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     // The first still serves; once it stops, the store is free again (also after a SIGKILL,
     // whose lock the kernel releases).
     let url = format!("http://{}/events", first.addr);

@@ -1399,6 +1399,16 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "tokens go in it: {mode:o}");
+        // Replaced with --force, a file keeps the mode its owner gave it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(
+            provtrail(&["config", "init", "--force", path_arg], None)
+                .status
+                .code(),
+            Some(0)
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "{mode:o}");
     }
     assert_eq!(
         provtrail(&["config", "check", path_arg], None)

@@ -51,8 +51,9 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             if let Some(kept) = provtrail::store::kept_data_at(&path) {
                 anyhow::bail!("{kept}: writing a configuration there would destroy it");
             }
-            // Readable by its owner only: the tokens and passwords go in it.
-            provtrail::app::write_private(&path, DEFAULT_CONFIG)
+            // A new file is readable by its owner only: the tokens and passwords go in it. One
+            // replaced with --force keeps the mode it was given.
+            write_new_private(&path, DEFAULT_CONFIG)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
@@ -114,4 +115,16 @@ fn report_problems(
     }
     eprintln!("{}: {} problems", path.display(), problems.len());
     Ok(ExitCode::from(2))
+}
+
+/// Writes `text` to `path`, made mode 0600 when it is new.
+fn write_new_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use provtrail::app::App;
 use provtrail::sender::{Answer, Auth, SendOptions, SendReport, client, post, send_all};
 use provtrail::synth::{Generator, SynthOptions};
 use tokio::sync::mpsc;
@@ -73,13 +72,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         prepared.settings.routes = std::sync::Arc::new(provtrail::routes::Routes::none());
     }
     super::serve::ensure_open_file_room(prepared.settings.server.max_connections);
-    let app = match App::start(&prepared.settings).await {
-        Ok(app) => app,
-        Err(err) => {
-            super::serve::forget_new_tokens(&prepared);
-            return Err(err.into());
-        }
-    };
+    let app = prepared.start().await?;
     let addr = app.server.local_addr();
     let base = format!("http://{addr}");
     let auth = match (

@@ -327,6 +327,27 @@ pub struct Prepared {
     pub new_read_token: Option<String>,
     /// Where the generated read token is kept, when one is used.
     pub read_token_file: Option<PathBuf>,
+    /// The store's lock, taken before any token was kept beside it: two starts at once on a
+    /// fresh store would otherwise each write tokens, and the one that lost take them away.
+    pub lock: Option<provtrail::app::StoreLock>,
+}
+
+impl Prepared {
+    /// Starts the server on the prepared store; a start that fails takes back the tokens it
+    /// generated and gives up the lock.
+    pub async fn start(&mut self) -> anyhow::Result<App> {
+        let lock = match self.lock.take() {
+            Some(lock) => lock,
+            None => provtrail::app::StoreLock::take(&self.settings.store.path)?,
+        };
+        match App::start_locked(&self.settings, lock).await {
+            Ok(app) => Ok(app),
+            Err(err) => {
+                forget_new_tokens(self);
+                Err(err.into())
+            }
+        }
+    }
 }
 
 pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
@@ -334,6 +355,7 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
     let mut settings = Settings::from_config(&config).map_err(name_the_variable)?;
     // Before anything is written beside it (the generated tokens).
     check_database_path(&settings.store.path)?;
+    let lock = provtrail::app::StoreLock::take(&settings.store.path)?;
     let mut new_token = None;
     let mut token_file = None;
     if !settings.no_auth && settings.ingest_tokens.is_empty() && settings.ingest_basic.is_empty() {
@@ -368,6 +390,7 @@ pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
         token_file,
         new_read_token,
         read_token_file,
+        lock: Some(lock),
     })
 }
 
@@ -438,16 +461,10 @@ pub fn forget_new_tokens(prepared: &Prepared) {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let prepared = prepare(&args.server)?;
+    let mut prepared = prepare(&args.server)?;
+    ensure_open_file_room(prepared.settings.server.max_connections);
+    let app = prepared.start().await?;
     let settings = &prepared.settings;
-    ensure_open_file_room(settings.server.max_connections);
-    let app = match App::start(settings).await {
-        Ok(app) => app,
-        Err(err) => {
-            forget_new_tokens(&prepared);
-            return Err(err.into());
-        }
-    };
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
     warn_of_short_secrets(settings);
