@@ -181,14 +181,7 @@ impl Ingestor {
             _ => {
                 // Invalid: find the envelope's invocation id without the typed event, so that a
                 // redelivery of the same invalid document is still recognised.
-                let invocation_id = serde_json::from_slice::<Value>(raw).ok().and_then(|value| {
-                    value
-                        .get("_metadata")?
-                        .get("invocationId")?
-                        .as_str()
-                        .filter(|id| is_usable_invocation_id(id))
-                        .map(str::to_owned)
-                });
+                let invocation_id = envelope_invocation_id(raw);
                 quarantine(
                     raw.clone(),
                     receipt,
@@ -200,6 +193,28 @@ impl Ingestor {
             }
         }
     }
+}
+
+/// The envelope's invocation id of a document that is not a valid event, read without building
+/// the rest of it: everything else is passed over unread (a `Value` of a hostile megabyte takes
+/// a hundred times its size).
+fn envelope_invocation_id(raw: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "_metadata", borrow)]
+        metadata: Option<Metadata<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata<'a> {
+        #[serde(rename = "invocationId", borrow)]
+        invocation_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(raw).ok()?;
+    envelope
+        .metadata?
+        .invocation_id
+        .filter(|id| is_usable_invocation_id(id))
+        .map(std::borrow::Cow::into_owned)
 }
 
 fn quarantine(
@@ -473,6 +488,29 @@ pub fn search_fields(event: &ProvisioningCompleted<'_>) -> SearchFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_envelope_of_an_invalid_document_is_read_without_the_rest() {
+        let id = |raw: &str| envelope_invocation_id(raw.as_bytes());
+        assert_eq!(
+            id(r#"{"x": [1, {"y": 2}], "_metadata": {"invocationId": "inv-1", "z": null}}"#),
+            Some("inv-1".to_owned())
+        );
+        assert_eq!(
+            id(r#"{"_metadata": {"invocationId": "inv\u002d2"}}"#),
+            Some("inv-2".to_owned())
+        );
+        for none in [
+            r#"{"_metadata": {"invocationId": 7}}"#,
+            r#"{"_metadata": "text"}"#,
+            r#"{"_metadata": {"invocationId": "   "}}"#,
+            r#"{"accountRequests": [{}]}"#,
+            r#"[{"_metadata": {"invocationId": "inv-3"}}]"#,
+            "not json",
+        ] {
+            assert_eq!(id(none), None, "{none}");
+        }
+    }
 
     #[test]
     fn canonical_key_ignores_key_order_and_whitespace() {

@@ -37,6 +37,13 @@ use crate::store::{Content, IngestOutcome, QuarantineReason, Receipt, Rejection,
 /// async workers.
 const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 
+/// Kibibytes of bodies larger than [`INLINE_PARSE_LIMIT`] parsed at once. Reading a hostile
+/// megabyte (an array of half a million numbers, say) takes up to 150 times its size in memory
+/// while it lasts; four such at a time bound that to well under a gigabyte, where a thousand
+/// connections sending them together would take many. Ordinary events (about a kilobyte) are
+/// parsed inline and never wait for it.
+pub(crate) const PARSE_BUDGET_KIB: u32 = 4 * 1024;
+
 pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let receipt = receipt(&parts, None);
@@ -231,6 +238,11 @@ async fn handle(
         (None, _) if bytes.len() <= INLINE_PARSE_LIMIT => ingestor.prepare(bytes, receipt.clone()),
         (None, _) => {
             let receipt = receipt.clone();
+            let kib = u32::try_from(bytes.len().div_ceil(1024))
+                .unwrap_or(u32::MAX)
+                .min(PARSE_BUDGET_KIB);
+            // Never closed; held until the parse is done.
+            let _budget = state.parse_budget.clone().acquire_many_owned(kib).await;
             match tokio::task::spawn_blocking(move || ingestor.prepare(bytes, receipt)).await {
                 Ok(incoming) => incoming,
                 Err(_) => {

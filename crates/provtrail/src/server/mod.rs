@@ -122,6 +122,8 @@ pub struct SharedState {
     rejection_budget: Arc<ingest::RejectionBudget>,
     /// Places for reading sign-in and sign-out forms.
     form_permits: Arc<Semaphore>,
+    /// Kibibytes of large bodies being parsed at once ([`ingest::PARSE_BUDGET_KIB`]).
+    pub(crate) parse_budget: Arc<Semaphore>,
     /// The server itself serves HTTPS: the UI's cookie is `Secure` whatever a request says.
     pub serves_tls: bool,
 }
@@ -147,6 +149,7 @@ impl AppState {
             readiness: Arc::default(),
             rejection_budget: Arc::default(),
             form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
+            parse_budget: Arc::new(Semaphore::new(ingest::PARSE_BUDGET_KIB as usize)),
             serves_tls: config.tls.is_some(),
         }))
     }
