@@ -552,7 +552,8 @@ fn too_large(limit: usize) -> String {
     format!("the body is larger than the limit of {limit} bytes")
 }
 
-/// `application/json`, `application/<anything>+json` and `text/json`, with no charset or UTF-8.
+/// `application/json`, `application/<anything>+json` and `text/json`, with no charset, UTF-8 or
+/// US-ASCII.
 fn is_json(content_type: &str) -> bool {
     let mut parts = content_type.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -564,9 +565,11 @@ fn is_json(content_type: &str) -> bool {
             return true;
         };
         !name.trim().eq_ignore_ascii_case("charset")
+            // ASCII is UTF-8 too: a body that is not ASCII fails as invalid UTF-8, with its
+            // own message.
             || matches!(
                 value.trim().trim_matches('"').to_ascii_lowercase().as_str(),
-                "utf-8" | "utf8"
+                "utf-8" | "utf8" | "us-ascii" | "ascii"
             )
     });
     json && charset_ok
@@ -653,5 +656,6 @@ mod tests {
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
         assert!(!is_json("application/json; charset=latin1"));
+        assert!(is_json("application/json; charset=US-ASCII"));
     }
 }
