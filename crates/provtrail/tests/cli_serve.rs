@@ -546,6 +546,68 @@ fn a_setting_that_cannot_be_used_names_the_flag_or_variable_it_came_from() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opened_through_a_symbolic_link_keeps_everything_beside_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = ServerProcess::start(dir.path(), &["--listen", "127.0.0.1:0", "--db", "a.db"]);
+    await_output(&first, "Health: /healthz").await;
+    first.terminate();
+    assert!(first.wait_exit().success());
+    let token = std::fs::read_to_string(dir.path().join("a.db.token")).unwrap();
+
+    std::os::unix::fs::symlink("a.db", dir.path().join("link.db")).unwrap();
+    let mut again =
+        ServerProcess::start(dir.path(), &["--listen", "127.0.0.1:0", "--db", "link.db"]);
+    await_output(&again, "Health: /healthz").await;
+    assert!(!again.output().contains("A new ingest token was generated"));
+    let url = again.url("/events");
+    assert_eq!(
+        post_with(&url, Some(token.trim()), "inv-link").await.status,
+        200
+    );
+    again.terminate();
+    assert!(again.wait_exit().success());
+    for beside_the_link in [
+        "link.db.token",
+        "link.db.read-token",
+        "link.db.search",
+        "link.db.lock",
+    ] {
+        assert!(
+            !dir.path().join(beside_the_link).exists(),
+            "{beside_the_link}"
+        );
+    }
+
+    // A link that leads nowhere yet: the database made through it is private.
+    std::os::unix::fs::symlink("fresh.db", dir.path().join("new.db")).unwrap();
+    let mut made = ServerProcess::start(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            "new.db",
+            "--ingest-token",
+            TOKEN,
+        ],
+    );
+    made.terminate();
+    assert!(made.wait_exit().success());
+    let mode = std::fs::metadata(dir.path().join("fresh.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // A start that fails after taking the lock (no room for its token) takes back what it made.
+    std::fs::create_dir(dir.path().join("f.db.read-token")).unwrap();
+    let (status, stderr) = refused_start(dir.path(), &["--db", "f.db"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(!dir.path().join("f.db.lock").exists(), "{stderr}");
+    assert!(!dir.path().join("f.db.token").exists(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_store_is_refused_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let args = [
@@ -572,7 +634,8 @@ async fn a_second_server_on_the_same_store_is_refused_and_names_the_first() {
         refused_start(dir.path(), &["--db", "alias.db", "--ingest-token", TOKEN]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("another provtrail server is already using alias.db"),
+        stderr.contains("another provtrail server is already using /")
+            && stderr.contains("/one.db (process "),
         "{stderr}"
     );
     // A second hard link is refused outright: SQLite would keep a log for each name.

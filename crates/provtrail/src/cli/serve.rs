@@ -352,46 +352,58 @@ impl Prepared {
 
 pub fn prepare(args: &ServerArgs) -> anyhow::Result<Prepared> {
     let config = args.resolve()?;
-    let mut settings = Settings::from_config(&config).map_err(name_the_variable)?;
+    let settings = Settings::from_config(&config).map_err(name_the_variable)?;
     // Before anything is written beside it (the generated tokens).
     check_database_path(&settings.store.path)?;
     let lock = provtrail::app::StoreLock::take(&settings.store.path)?;
-    let mut new_token = None;
-    let mut token_file = None;
+    let mut prepared = Prepared {
+        settings,
+        new_token: None,
+        token_file: None,
+        new_read_token: None,
+        read_token_file: None,
+        lock: Some(lock),
+    };
+    // A start that fails here takes back what it made: a token file never shown would be
+    // named as "the one kept" by the next start.
+    if let Err(err) = keep_tokens(&mut prepared) {
+        forget_new_tokens(&prepared);
+        if let Some(lock) = prepared.lock.take() {
+            lock.give_up();
+        }
+        return Err(err);
+    }
+    Ok(prepared)
+}
+
+/// Generates the tokens the configuration does not give and keeps them beside the database.
+fn keep_tokens(prepared: &mut Prepared) -> anyhow::Result<()> {
+    let settings = &mut prepared.settings;
     if !settings.no_auth && settings.ingest_tokens.is_empty() && settings.ingest_basic.is_empty() {
         let path = token_path(&settings.store.path);
         let (token, generated) = ensure_ingest_token(&settings.store.path)
             .with_context(|| format!("cannot keep the ingest token in {}", path.display()))?;
         settings.ingest_tokens.push(token.clone());
         if generated {
-            new_token = Some(token);
+            prepared.new_token = Some(token);
         }
-        token_file = Some(path);
+        prepared.token_file = Some(path);
     }
-    let mut new_read_token = None;
-    let mut read_token_file = None;
     if settings.read_tokens.is_empty() {
         let path = read_token_path(&settings.store.path);
         let (token, generated) = ensure_read_token(&settings.store.path)
             .with_context(|| format!("cannot keep the read token in {}", path.display()))?;
         settings.read_tokens.push(token.clone());
         if generated {
-            new_read_token = Some(token);
+            prepared.new_read_token = Some(token);
         }
-        read_token_file = Some(path);
+        prepared.read_token_file = Some(path);
     }
     // Again with the tokens kept beside the database, which the configuration did not show: a
     // token copied from one into another role (the read token given as an ingest token, say)
     // would open that role to its holders.
     settings.check_token_roles()?;
-    Ok(Prepared {
-        settings,
-        new_token,
-        token_file,
-        new_read_token,
-        read_token_file,
-        lock: Some(lock),
-    })
+    Ok(())
 }
 
 /// Refuses a database path the store could never open, naming what is wrong with it, rather

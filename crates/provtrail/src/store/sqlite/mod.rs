@@ -53,10 +53,19 @@ pub struct SqliteSettings {
 }
 
 impl SqliteSettings {
-    /// Defaults for a database at `path`.
+    /// Defaults for a database at `path`. A symbolic link is followed to the file it names, so
+    /// that what is kept beside the database (its logs, search index, tokens and lock) is kept
+    /// beside that file, whichever name it is opened by, and a database made through a link
+    /// that leads nowhere yet is made private like any other.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let path = if std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_symlink()) {
+            crate::store::written_path(&path).unwrap_or(path)
+        } else {
+            path
+        };
         SqliteSettings {
-            path: path.into(),
+            path,
             group: GroupCommit::default(),
             busy_timeout: Duration::from_secs(5),
             max_size_bytes: None,
