@@ -964,14 +964,21 @@ async fn a_request_begun_on_a_kept_alive_connection_and_never_ended_has_its_reco
         "{reason}"
     );
 
-    // A kept-alive connection left idle with nothing begun leaves no record.
+    // A kept-alive connection left idle with nothing begun leaves no record; nor does one that
+    // sends only blank lines, which come before a request line and begin none (RFC 9112).
     let mut quiet = TcpStream::connect(server.addr).await.unwrap();
     let request = authorized_post("/events", &event("inv-quiet"));
     quiet.write_all(&request).await.unwrap();
     assert_eq!(expect_response(&mut quiet).await.status, 200);
     assert!(closed_by_server(&mut quiet).await.is_some());
+    let mut blank = TcpStream::connect(server.addr).await.unwrap();
+    let request = authorized_post("/events", &event("inv-blank"));
+    blank.write_all(&request).await.unwrap();
+    assert_eq!(expect_response(&mut blank).await.status, 200);
+    blank.write_all(b"\r\n").await.unwrap();
+    assert!(closed_by_server(&mut blank).await.is_some());
     server.assert_still_serving("inv-after-stall").await;
-    server.await_deliveries(4).await;
+    server.await_deliveries(5).await;
     let records = deliveries(&server.db);
     assert_eq!(
         records.iter().filter(|record| record.status == 408).count(),

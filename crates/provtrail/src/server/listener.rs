@@ -259,6 +259,9 @@ struct Activity {
     /// `received` when the last request in flight ended: more since then, on a connection left
     /// idle, is the start of a request whose headers never ended.
     received_when_idle: AtomicU64,
+    /// `received` after the last read that held a byte other than CR or LF: blank lines before a
+    /// request line are to be ignored (RFC 9112, section 2.2), and begin no request.
+    significant_until: AtomicU64,
     /// Whether the connection began with the HTTP/2 preface.
     http2: AtomicBool,
 }
@@ -284,6 +287,7 @@ impl Activity {
             changed_at: AtomicU64::new(NEVER),
             received: AtomicU64::new(0),
             received_when_idle: AtomicU64::new(0),
+            significant_until: AtomicU64::new(0),
             http2: AtomicBool::new(false),
         }
     }
@@ -329,13 +333,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let arrived = &buf.filled()[before..];
         if !arrived.is_empty() {
             let activity = &self.activity;
-            if activity
+            let before = activity
                 .received
-                .fetch_add(arrived.len() as u64, Ordering::Relaxed)
-                == 0
-                && arrived.starts_with(b"PRI ")
-            {
+                .fetch_add(arrived.len() as u64, Ordering::Relaxed);
+            if before == 0 && arrived.starts_with(b"PRI ") {
                 activity.http2.store(true, Ordering::Relaxed);
+            }
+            // Almost always decided by the first byte.
+            if arrived.iter().any(|&byte| byte != b'\r' && byte != b'\n') {
+                activity
+                    .significant_until
+                    .store(before + arrived.len() as u64, Ordering::Relaxed);
             }
         }
         polled
@@ -422,9 +430,11 @@ async fn run_connection<C>(
                 Doing::Nothing => {
                     tracing::debug!("no request within the header timeout; closing the connection");
                     let received = activity.received.load(Ordering::Relaxed);
-                    // An HTTP/1 request that began: recorded. A connection that sent nothing,
-                    // or an HTTP/2 one that opened without a request, made no request.
-                    if received > 0 && !activity.http2.load(Ordering::Relaxed) {
+                    // An HTTP/1 request that began: recorded. A connection that sent nothing
+                    // (or blank lines only), or an HTTP/2 one that opened without a request,
+                    // made no request.
+                    let significant = activity.significant_until.load(Ordering::Relaxed) > 0;
+                    if significant && !activity.http2.load(Ordering::Relaxed) {
                         if let Some((hook, remote)) = on_malformed {
                             hook(MalformedRequest {
                                 remote,
@@ -449,11 +459,14 @@ async fn run_connection<C>(
                 Doing::IdleSince(_) => {
                     tracing::debug!("no request for the idle timeout; closing the connection");
                     let received = activity.received.load(Ordering::Relaxed);
-                    let begun = received
-                        .saturating_sub(activity.received_when_idle.load(Ordering::Relaxed));
-                    // A kept-alive HTTP/1 connection whose next request began and never ended
-                    // its headers: that request is recorded as on a new connection.
-                    if begun > 0 && !activity.http2.load(Ordering::Relaxed) {
+                    let idle_from = activity.received_when_idle.load(Ordering::Relaxed);
+                    let begun = received.saturating_sub(idle_from);
+                    // A kept-alive HTTP/1 connection whose next request began (more than blank
+                    // lines) and never ended its headers: that request is recorded as on a new
+                    // connection.
+                    let significant =
+                        activity.significant_until.load(Ordering::Relaxed) > idle_from;
+                    if significant && !activity.http2.load(Ordering::Relaxed) {
                         if let Some((hook, remote)) = on_malformed {
                             hook(MalformedRequest {
                                 remote,
