@@ -410,6 +410,12 @@ fsync = false
         message.contains("since 2027-01-01") && message.contains("until 2026-01-01"),
         "{message}"
     );
+    // A blank filter is refused, as the command line refuses it: it would replay everything.
+    for body in [r#"{"filter": ""}"#, r#"{"filter": "  "}"#] {
+        let (status, answer) = post_raw(&server, REPLAY, FROM_FILE, body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["parameter"], "filter", "{answer}");
+    }
     let (status, answer) = post_raw(&server, REPLAY, FROM_FILE, r#"{"until": "2026-13-45"}"#).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["parameter"], "until", "{answer}");

@@ -641,6 +641,18 @@ pub async fn replay_route(
         ["since", "until"],
     )
     .map_err(|err| ApiError::invalid(err.bound(), err.to_string()))?;
+    // Given blank, it would replay every event of the range: most likely a mistake, refused as
+    // `provtrail replay` refuses it.
+    if request
+        .filter
+        .as_deref()
+        .is_some_and(|text| text.trim().is_empty())
+    {
+        return Err(ApiError::invalid(
+            "filter",
+            "filter is empty; leave it out to replay every event the route matches",
+        ));
+    }
     let request = ReplayRequest {
         since,
         until,
