@@ -429,26 +429,18 @@ async fn run_connection<C>(
                 }
                 Doing::Nothing => {
                     tracing::debug!("no request within the header timeout; closing the connection");
-                    let received = activity.received.load(Ordering::Relaxed);
                     // An HTTP/1 request that began: recorded. A connection that sent nothing
                     // (or blank lines only), or an HTTP/2 one that opened without a request,
                     // made no request.
-                    let significant = activity.significant_until.load(Ordering::Relaxed) > 0;
-                    if significant && !activity.http2.load(Ordering::Relaxed) {
-                        if let Some((hook, remote)) = on_malformed {
-                            hook(MalformedRequest {
-                                remote,
-                                status: 408,
-                                reason: format!(
-                                    "the request's headers did not end within the header \
-                                     timeout ({}; {received} byte{} received): the connection \
-                                     was closed without an answer",
-                                    humantime::format_duration(header_timeout),
-                                    if received == 1 { "" } else { "s" }
-                                ),
-                            });
-                        }
-                    }
+                    record_stalled_request(
+                        activity,
+                        on_malformed,
+                        0,
+                        &format!(
+                            "the request's headers did not end within the header timeout ({}",
+                            humantime::format_duration(header_timeout)
+                        ),
+                    );
                     return;
                 }
                 // A request in flight is bounded by the request timeout; look again later.
@@ -458,29 +450,19 @@ async fn run_connection<C>(
                 }
                 Doing::IdleSince(_) => {
                     tracing::debug!("no request for the idle timeout; closing the connection");
-                    let received = activity.received.load(Ordering::Relaxed);
-                    let idle_from = activity.received_when_idle.load(Ordering::Relaxed);
-                    let begun = received.saturating_sub(idle_from);
                     // A kept-alive HTTP/1 connection whose next request began (more than blank
                     // lines) and never ended its headers: that request is recorded as on a new
                     // connection.
-                    let significant =
-                        activity.significant_until.load(Ordering::Relaxed) > idle_from;
-                    if significant && !activity.http2.load(Ordering::Relaxed) {
-                        if let Some((hook, remote)) = on_malformed {
-                            hook(MalformedRequest {
-                                remote,
-                                status: 408,
-                                reason: format!(
-                                    "the headers of a request on a kept-alive connection did not \
-                                     end within the idle timeout ({}; {begun} byte{} received): \
-                                     the connection was closed without an answer",
-                                    humantime::format_duration(idle_timeout),
-                                    if begun == 1 { "" } else { "s" }
-                                ),
-                            });
-                        }
-                    }
+                    record_stalled_request(
+                        activity,
+                        on_malformed,
+                        activity.received_when_idle.load(Ordering::Relaxed),
+                        &format!(
+                            "the headers of a request on a kept-alive connection did not end \
+                             within the idle timeout ({}",
+                            humantime::format_duration(idle_timeout)
+                        ),
+                    );
                     break true;
                 }
             },
@@ -497,6 +479,36 @@ async fn run_connection<C>(
     } else {
         report(connection.await);
     }
+}
+
+/// Tells `on_malformed` of an HTTP/1 request that began after the connection had received
+/// `from` bytes (more than blank lines) and whose headers never ended; `what` says which
+/// timeout ran out, up to the open parenthesis that the bytes received close.
+fn record_stalled_request(
+    activity: &Activity,
+    on_malformed: Option<(&MalformedRequestHook, SocketAddr)>,
+    from: u64,
+    what: &str,
+) {
+    let begun = activity.significant_until.load(Ordering::Relaxed) > from;
+    if !begun || activity.http2.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some((hook, remote)) = on_malformed else {
+        return;
+    };
+    let received = activity
+        .received
+        .load(Ordering::Relaxed)
+        .saturating_sub(from);
+    hook(MalformedRequest {
+        remote,
+        status: 408,
+        reason: format!(
+            "{what}; {received} byte{} received): the connection was closed without an answer",
+            if received == 1 { "" } else { "s" }
+        ),
+    });
 }
 
 /// Longest a closed connection is read on (see [`linger`]).
