@@ -566,6 +566,71 @@ async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_whose_last_delivery_died_is_not_left_paused() {
+    // One delivery, a budget of 3 attempts, a sink that answers 500 (an error that uses the
+    // budget, unlike "unavailable"): the third failure is also the third in a row, which pauses
+    // the route, and the delivery is dead. Nothing is left to probe with; the pause must not
+    // outlive what it was holding back.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(500));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("hook", &receiver.url(), "")
+        .replace("max_attempts = 1000", "max_attempts = 3");
+    let mut server = start(dir.path(), &routes).await;
+    post_events(&server, "last", 1).await;
+    let db = server.db.clone();
+    wait_for("the delivery to be dead", WAIT, || {
+        count(&db, "hook", 2) == 1
+    })
+    .await;
+    assert_eq!(count(&db, "hook", 0), 0, "nothing is pending");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
+        if view["paused_since"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still paused with nothing pending: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The gauge is refreshed every 5 s.
+    let resumed_metric = "provtrail_route_paused{route=\"hook\",sink=\"webhook\"} 0";
+    let deadline = std::time::Instant::now() + WAIT;
+    while !server.get("/metrics").await.text().contains(resumed_metric) {
+        assert!(std::time::Instant::now() < deadline, "no {resumed_metric}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The sink is still down: the next event's delivery is tried and the route pauses again.
+    let tried = receiver
+        .state
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    post_events(&server, "next", 1).await;
+    wait_for("the next delivery to be dead", WAIT, || {
+        count(&db, "hook", 2) == 2
+    })
+    .await;
+    assert_eq!(
+        receiver
+            .state
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        tried + 3,
+        "the next delivery had its three attempts"
+    );
+    receiver.set_mode(Mode::Up);
+    post_events(&server, "after", 1).await;
+    wait_for("a delivery once the sink is back", WAIT, || {
+        count(&db, "hook", 1) == 1
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_route_whose_sink_then_refuses_for_good_is_no_longer_shown_paused() {
     let receiver = Receiver::start().await;
     receiver.set_mode(Mode::Down(503));

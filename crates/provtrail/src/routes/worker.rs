@@ -505,6 +505,9 @@ impl RouteWorker {
             if Instant::now() >= next_poll {
                 read_due = true;
                 next_poll = Instant::now() + POLL;
+                if tasks.is_empty() && fresh.is_empty() {
+                    self.close_breaker_when_idle().await;
+                }
             }
             let free = self.permits.available_permits();
             let in_flight = self.route.concurrency - free;
@@ -615,6 +618,43 @@ impl RouteWorker {
         }
         // Let the attempts in flight finish and be recorded (the dispatcher bounds how long).
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// Ends a pause that nothing waits behind. A pause holds deliveries back until a probe gets
+    /// through; when the last pending delivery went dead instead (its final attempt was also the
+    /// failure that paused the route), no probe is ever sent, and the route would be shown
+    /// paused (`paused_since`, `provtrail_route_paused`) until some new event matched it. Once
+    /// the pause has run out with nothing pending, there is nothing to hold back: the next
+    /// delivery is attempted as usual and pauses the route again if the sink still fails.
+    async fn close_breaker_when_idle(&self) {
+        // A pause that has not run out stays: a sink that asked to be left alone for a while
+        // (`Retry-After`) is left alone, also by the next event's delivery.
+        let half_open = |breaker: &Breaker| {
+            breaker
+                .open_until
+                .is_some_and(|until| until <= Instant::now())
+        };
+        if !self.breaker.lock().is_ok_and(|breaker| half_open(&breaker)) {
+            return;
+        }
+        // Any pending delivery at all, whenever it is due. Attempts whose results are not yet
+        // written leave their rows pending, so a delivery dying right now counts until it is
+        // recorded dead.
+        let pending = self
+            .store
+            .outbox_due(&self.route.name, Millis::MAX, 1, Vec::new())
+            .await;
+        if !matches!(pending, Ok(items) if items.is_empty()) {
+            return;
+        }
+        if let Ok(mut breaker) = self.breaker.lock() {
+            if half_open(&breaker) {
+                tracing::info!(route = %self.route.name,
+                    "no delivery is pending; the route is no longer paused");
+                breaker.succeeded();
+                self.route.status.resume();
+            }
+        }
     }
 
     /// The places an attempt of `deliveries` deliveries needs: one of the route's concurrency
