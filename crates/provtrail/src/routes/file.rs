@@ -8,7 +8,8 @@
 //! the file would grow past `max_size`, it is renamed to `.1` (the older ones to `.2`, … up to
 //! `keep`) and a new one is started. When the file is removed or renamed away by someone else
 //! (logrotate without `copytruncate`), the next batch notices and starts a new one at `path`; a
-//! batch that cannot (the directory is gone) fails and is tried again.
+//! batch that cannot (the directory is gone, or the path now names a device, a pipe or a
+//! database) fails and is tried again.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write as _};
@@ -429,13 +430,42 @@ impl Appender {
 
     /// Opens (creates) the file at `path` for appending, once this route holds the claim to it
     /// by path and by identity.
+    ///
+    /// The start refuses a path that is not a regular file or that is one of a store's files,
+    /// but the file is opened again after every rotation and whenever `path` stopped naming it,
+    /// and what `path` names then is whatever was put there meanwhile (a link to `/dev/null`,
+    /// to a database). So the same is checked at every opening: lines appended to a device
+    /// would be counted delivered and lost, and lines appended to a database would destroy it.
+    /// The deliveries then wait, with the reason as their error, until the path is fixed.
     fn open_file(&self) -> std::io::Result<OpenFile> {
         self.claim()?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        if let Some(kept) = crate::store::kept_data_at(&self.path) {
+            return Err(std::io::Error::other(format!(
+                "{kept}: appending to it would destroy it; the deliveries wait until the path \
+                 names another file"
+            )));
+        }
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // The lines hold the events, personal data: readable by the owner only, as the store.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        // A pipe put at the path would hold the opening (and every delivery of the route) until
+        // something reads it; without waiting, the opening fails or the check below refuses it.
+        // The flag changes nothing for a regular file.
+        #[cfg(target_os = "linux")]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        );
+        let file = options.open(&self.path)?;
         let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            return Err(std::io::Error::other(
+                "the path is not a regular file (a device, a pipe or a socket): lines appended \
+                 to it would be lost; the deliveries wait until it names a regular file",
+            ));
+        }
         let identity = file_identity(&metadata);
         self.claim_identity(identity)?;
         Ok(OpenFile {
@@ -455,10 +485,15 @@ impl Appender {
         let mut claims = CLAIMS
             .lock()
             .map_err(|_| std::io::Error::other("file sink claims poisoned"))?;
-        if let Some(other) = claims
-            .iter()
-            .find(|claim| claim.route != self.route && claim.identity == Some(identity))
-        {
+        // Only while the other route's path still names that file: once it was removed (and
+        // not yet opened again), its device and inode numbers may be a new file's.
+        let still_there = |claim: &Claim| {
+            std::fs::metadata(&claim.real_path)
+                .is_ok_and(|metadata| file_identity(&metadata) == Some(identity))
+        };
+        if let Some(other) = claims.iter().find(|claim| {
+            claim.route != self.route && claim.identity == Some(identity) && still_there(claim)
+        }) {
             return Err(std::io::Error::other(format!(
                 "route {:?} writes to the same file ({}) through a link; give the two routes \
                  different files",
@@ -665,6 +700,65 @@ mod tests {
         assert_eq!(sink.kind(), "file");
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_opened_again_after_it_was_moved_away_gets_the_start_checks() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, true);
+        assert_eq!(appender.append_all(&[b"{}\n".to_vec()]).0, 1);
+        // Created readable by its owner only: the lines hold personal data.
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+        // Moved away (as logrotate does) and a link to a device put in its place: the lines
+        // would vanish while counted delivered.
+        std::fs::rename(&path, dir.path().join("events.jsonl.old")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        let err = failed.expect("refused").to_string();
+        assert_eq!(done, 0);
+        assert!(err.contains("not a regular file"), "{err}");
+
+        // A link to a database: appending would destroy it.
+        std::fs::remove_file(&path).unwrap();
+        let db = dir.path().join("store.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let before = std::fs::read(&db).unwrap();
+        std::os::unix::fs::symlink(&db, &path).unwrap();
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        let err = failed.expect("refused").to_string();
+        assert_eq!(done, 0);
+        assert!(err.contains("SQLite database"), "{err}");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "the database is untouched"
+        );
+
+        // A pipe: refused without waiting for a reader.
+        std::fs::remove_file(&path).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        assert_eq!(done, 0);
+        assert!(failed.is_some());
+
+        // Fixed: a new file at the path, and the lines go on.
+        std::fs::remove_file(&path).unwrap();
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        assert_eq!((done, failed.map(|err| err.to_string())), (1, None));
+        assert_eq!(line_count(&path), 1);
+    }
+
     #[test]
     fn a_path_part_from_a_reference_is_shown_as_stars() {
         let dir = tempfile::tempdir().unwrap();
@@ -806,7 +900,7 @@ mod tests {
             .map(|n| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(180)).into_bytes())
             .collect();
         let (done, failed) = appender.append_all(&lines);
-        assert!(failed.is_none());
+        assert!(failed.is_none(), "{failed:?}");
         assert_eq!(done, 12);
         // Every line was numbered and flushed, also those written before the rotation.
         assert_eq!(appender.written.load(Ordering::Acquire), 12);
