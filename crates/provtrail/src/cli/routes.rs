@@ -256,7 +256,9 @@ async fn test(
         OutputFormat::Json => say!("{}", json!({"event": source, "outcome": outcome}))?,
         OutputFormat::Text => print_test(&source, &outcome)?,
     }
-    Ok(if outcome.matched {
+    // A match whose body cannot be made would not be delivered either: its deliveries would go
+    // to the dead letters.
+    Ok(if outcome.matched && outcome.error.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
