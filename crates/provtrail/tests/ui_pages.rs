@@ -931,3 +931,45 @@ async fn an_address_that_cannot_be_read_gets_the_error_page() {
         assert!(answer.header("content-security-policy").is_some(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn text_filters_past_the_apis_length_are_left_out_with_a_notice_and_nul_filters_refused() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    post_event(&server, event(1, "Workday", "SUCCESS", None)).await;
+    // 1,200 characters of words: the API refuses such a `q`; the page leaves it out and says so,
+    // rather than run a search of 600 words on every poll.
+    let long = "a ".repeat(600);
+    let path = format!("/?q={}&ticket={}", urlencode(&long), urlencode(&long));
+    let html = page(&server, &cookie, &path).await;
+    assert!(
+        html.contains("The search is longer than 1,000 characters, so it is not applied."),
+        "{html}"
+    );
+    assert!(html.contains("The ticket is longer than 1,000 characters"));
+    assert!(html.contains("track-1"), "the list is not filtered by them");
+    let fragment = get(
+        &server,
+        &format!("/ui/fragments/events?q={}&after=0", urlencode(&long)),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(fragment.status, 200, "{}", fragment.text());
+    // Within the limit, the search applies.
+    let html = page(&server, &cookie, "/?q=nothing-matches-this").await;
+    assert!(!html.contains("track-1"));
+    assert!(!html.contains("longer than"));
+
+    // The playground refuses a NUL as `POST /api/v1/filter/test` does.
+    let answer = get(
+        &server,
+        &format!(
+            "/ui/fragments/playground?filter={}",
+            urlencode("$[?(@.action == 'a\0b')]")
+        ),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(answer.text().contains("NUL"), "{}", answer.text());
+}

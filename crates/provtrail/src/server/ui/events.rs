@@ -13,6 +13,7 @@ use super::{
     AppState, PageError, Viewer, cursor, given, html_response, not_applied, range_name,
     range_options, range_since,
 };
+use crate::server::api::params::MAX_TEXT;
 use crate::store::{EventQuery, EventSummary, ORDER_SLACK_MS, Page, StatsQuery, Store};
 
 /// Rows on a page.
@@ -40,9 +41,35 @@ pub struct Params {
     after: Option<String>,
     /// Fragment only: when the newest shown event was received.
     at: Option<String>,
+    /// The filters left out for being too long (see [`Params::without_overlong`]).
+    #[serde(skip)]
+    overlong: Vec<&'static str>,
 }
 
 impl Params {
+    /// Leaves out the text filters longer than the read API takes ([`MAX_TEXT`] characters),
+    /// which it refuses: a search costs more the more words it has, and the page repeats it
+    /// every few seconds while it is open. The page says so (see [`Params::ignored`]).
+    fn without_overlong(mut self) -> Params {
+        for (name, value) in [
+            ("search", &mut self.q),
+            ("source", &mut self.source),
+            ("channel", &mut self.channel),
+            ("identity", &mut self.identity),
+            ("number", &mut self.number),
+            ("ticket", &mut self.ticket),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|text| text.chars().count() > MAX_TEXT)
+            {
+                *value = None;
+                self.overlong.push(name);
+            }
+        }
+        self
+    }
+
     fn range(&self) -> String {
         range_name(&self.range, "all")
     }
@@ -88,7 +115,14 @@ impl Params {
     /// ignored it is not taken for its answer.
     fn ignored(&self) -> Vec<String> {
         let no_words = given(&self.q).is_some() && self.words().is_none();
-        [
+        let overlong = self.overlong.iter().map(|name| {
+            format!(
+                "The {name} is longer than {} characters, so it is not applied.",
+                number(MAX_TEXT as u64)
+            )
+        });
+        overlong
+            .chain([
             no_words.then(|| {
                 "The search has no words to search for (letters or digits), so it is not applied."
                     .to_owned()
@@ -110,7 +144,7 @@ impl Params {
             ),
         ]
         .into_iter()
-        .flatten()
+        .flatten())
         .collect()
     }
 
@@ -225,6 +259,7 @@ pub async fn page(
     State(state): State<AppState>,
     PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
+    let params = params.without_overlong();
     let now = chrono::Utc::now().timestamp_millis();
     let query = params.query(now);
     let store = state.store.as_ref();
@@ -320,6 +355,7 @@ pub async fn fragment(
     State(state): State<AppState>,
     PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
+    let params = params.without_overlong();
     let now = chrono::Utc::now().timestamp_millis();
     let after = cursor(&params.after).unwrap_or(0);
     let mut query = params.query(now);

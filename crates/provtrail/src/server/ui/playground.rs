@@ -117,6 +117,13 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
             "a filter has at most {MAX_FILTER_CHARS} characters"
         )));
     }
+    // Refused as the read API refuses any text value holding one, so that the playground and
+    // `POST /api/v1/filter/test` answer a filter alike.
+    if filter.contains('\0') {
+        return Err(PageError::BadRequest(
+            "a filter cannot contain a NUL character".to_owned(),
+        ));
+    }
     let compiled = match search::compile_filter(Some(filter)) {
         Ok(Some(compiled)) => compiled,
         Ok(None) => return Ok(html! {}),
