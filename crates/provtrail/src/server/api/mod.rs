@@ -165,7 +165,8 @@ impl axum::extract::FromRequestParts<AppState> for ReadAccess {
                 };
                 ApiError::unauthorized(format!(
                     "{err}: the read API needs a read token (Authorization: Bearer <token>); \
-                     ingest credentials are not accepted"
+                     ingest credentials are not accepted, nor admin tokens (they open the \
+                     routes API only)"
                 ))
             })
     }
