@@ -35,6 +35,13 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("IETF protocol assignments (192.0.0.0/24)")
     } else if a == 198 && (18..=19).contains(&b) {
         Some("benchmarking (198.18.0.0/15)")
+    } else if (a == 192 && b == 0 && c == 2)
+        || (a == 198 && b == 51 && c == 100)
+        || (a == 203 && b == 0 && c == 113)
+    {
+        // Not routed on the Internet (IANA: not globally reachable), like the ranges above; a
+        // network that uses them inside is a private one.
+        Some("documentation (TEST-NET: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24)")
     } else if ip.is_multicast() {
         Some("multicast (224.0.0.0/4)")
     } else if a >= 240 {
@@ -69,6 +76,13 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         // Teredo tunnels to the client's NAT mapping (the last 32 bits inverted) through relays
         // that the guard cannot see; no webhook receiver lives behind one, so none is allowed.
         Some("Teredo (2001::/32)")
+    } else if segments[..2] == [0x2001, 0xdb8] || (segments[0] == 0x3fff && segments[1] < 0x1000) {
+        // Not routed on the Internet, as the IPv4 documentation ranges.
+        Some("documentation (2001:db8::/32, 3fff::/20)")
+    } else if segments[..3] == [0x2001, 2, 0] {
+        Some("benchmarking (2001:2::/48)")
+    } else if segments[..4] == [0x100, 0, 0, 0] {
+        Some("discard-only (100::/64)")
     } else if segments[0] & 0xfe00 == 0xfc00 {
         Some("unique local (fc00::/7)")
     } else if segments[0] & 0xffc0 == 0xfe80 {
@@ -224,6 +238,14 @@ mod tests {
             // Teredo (2001::/32), whatever it embeds.
             ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo"),
             ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "Teredo"),
+            ("192.0.2.1", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.255", "documentation"),
+            ("2001:db8::1", "documentation"),
+            ("3fff:1::1", "documentation"),
+            ("::ffff:192.0.2.1", "documentation"),
+            ("2001:2::1", "benchmarking"),
+            ("100::1", "discard-only"),
         ] {
             let why = forbidden(ip(text));
             assert!(
@@ -245,8 +267,12 @@ mod tests {
             "::8.8.8.8",
             "::ffff:0:8.8.8.8",
             "64:ff9b::808:808",
-            "2001:db8::1",
             "2001:4860:4860::8888",
+            "2001:2:1::1",
+            "192.0.3.1",
+            "203.0.114.1",
+            "3ffe::1",
+            "3fff:1000::1",
         ] {
             assert_eq!(forbidden(ip(text)), None, "{text} must be allowed");
         }
