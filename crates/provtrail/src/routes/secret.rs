@@ -106,8 +106,12 @@ impl Redactor {
                 return;
             }
             let mut offsets: HashMap<u8, Vec<usize>> = HashMap::new();
+            // By lower-case byte: an echo may change the case of letters (see `echo_lens`).
             for (offset, &byte) in secret.as_bytes().iter().enumerate() {
-                offsets.entry(byte).or_default().push(offset);
+                offsets
+                    .entry(byte.to_ascii_lowercase())
+                    .or_default()
+                    .push(offset);
             }
             secrets.push(Secret {
                 text: secret.to_owned(),
@@ -188,7 +192,7 @@ fn echoes(
         let mut longest = None;
         if text.is_char_boundary(at) {
             for byte in echoed_bytes(text_bytes, at).into_iter().flatten() {
-                let Some(offsets) = secret.offsets.get(&byte) else {
+                let Some(offsets) = secret.offsets.get(&byte.to_ascii_lowercase()) else {
                     continue;
                 };
                 for &offset in offsets {
@@ -301,6 +305,8 @@ fn echo_run(text: &[u8], at: usize, secret: &[u8], budget: &mut usize) -> (usize
 /// The lengths `byte` may have written at `at` in `text`: as itself; percent-encoded (either
 /// case of hex; a space also as `+`, as forms write it); as a JSON `\u00XX` escape or a
 /// backslash escape (`\/`, as PHP writes it, `\"`, `\\`); or as an HTML character reference.
+/// A letter matches in either case: a receiver that lower-cases what it quotes back still gives
+/// the secret away.
 fn echo_lens(text: &[u8], at: usize, byte: u8) -> [Option<usize>; 2] {
     let Some(rest) = text.get(at..) else {
         return [None, None];
@@ -308,24 +314,27 @@ fn echo_lens(text: &[u8], at: usize, byte: u8) -> [Option<usize>; 2] {
     let Some(&first) = rest.first() else {
         return [None, None];
     };
-    let literal = (first == byte || (byte == b' ' && first == b'+')).then_some(1);
+    let is_byte =
+        |value: u32| u8::try_from(value).is_ok_and(|value| value.eq_ignore_ascii_case(&byte));
+    let literal =
+        (first.eq_ignore_ascii_case(&byte) || (byte == b' ' && first == b'+')).then_some(1);
     let escaped = match first {
         b'%' => rest
             .get(1..3)
             .and_then(hex_value)
-            .filter(|&value| value == u32::from(byte))
+            .filter(|&value| is_byte(value))
             .map(|_| 3),
         b'\\' => match rest.get(1) {
             Some(b'u') => rest
                 .get(2..6)
                 .and_then(hex_value)
-                .filter(|&value| value == u32::from(byte))
+                .filter(|&value| is_byte(value))
                 .map(|_| 6),
             Some(&escaped) => (escaped == byte && matches!(byte, b'/' | b'"' | b'\\')).then_some(2),
             None => None,
         },
         b'&' => html_reference(rest)
-            .filter(|&(value, _)| value == u32::from(byte))
+            .filter(|&(value, _)| is_byte(value))
             .map(|(_, len)| len),
         _ => None,
     };
@@ -585,6 +594,9 @@ mod tests {
             // Cut short, at either end.
             ("prefix=Br3r/Tok+Sec (truncated)", "prefix=*** (truncated)"),
             ("…Sec&ret== expired", "…*** expired"),
+            // In another case, as a receiver that lower- or upper-cases what it quotes.
+            ("lower=br3r/tok+sec&ret==", "lower=***"),
+            ("UPPER=BR3R%2FTOK%2BSEC%26RET%3D%3D", "UPPER=***"),
         ] {
             assert_eq!(redactor.redact(echo), shown, "{echo}");
         }
