@@ -753,3 +753,48 @@ async fn a_token_short_enough_to_guess_is_said_at_the_start_without_showing_it()
     assert!(!output.contains("ingest.tokens is shorter"), "{output}");
     assert!(!output.contains("r1x"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_lists_the_routes_it_took_with_their_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+path = "{db}"
+[[routes]]
+name = "failures"
+filter = '$.accountRequests[?(@.provisioningResult == "FAILED")]'
+[routes.sink]
+type = "webhook"
+url = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/s3cr3tPathT0ken1234567890"
+[[routes]]
+name = "archive"
+[routes.sink]
+type = "file"
+path = "{archive}"
+"#,
+            db = dir.path().join("trail.db").display(),
+            archive = dir.path().join("archive.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    let mut server = ServerProcess::start(dir.path(), &["--config", config_arg.as_str()]);
+    await_output(&server, "Routes (2):").await;
+    await_output(&server, "archive: file").await;
+    let output = server.output();
+    assert!(
+        output.contains(
+            r#"failures: webhook to POST https://hooks.slack.com/…; filter $.accountRequests[?(@.provisioningResult == "FAILED")]"#
+        ),
+        "{output}"
+    );
+    assert!(output.contains("; every event"), "{output}");
+    assert!(!output.contains("s3cr3tPathT0ken"), "{output}");
+    server.kill();
+}

@@ -636,6 +636,16 @@ fn log_banner(prepared: &Prepared, listening: &str, url: &str) {
              log: read it from its file (mode 0600)"
         );
     }
+    for route in settings.routes.iter() {
+        tracing::info!(
+            route = %route.name,
+            sink = route.sink.kind(),
+            target = %route.sink.target(),
+            filter = route.filter_text.as_deref().unwrap_or_default(),
+            allow_private = route.allow_private,
+            "route configured"
+        );
+    }
 }
 
 /// What to give ISC, printed once on start.
@@ -742,4 +752,27 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         (None, None) => eprintln!("Web UI and read API: {ui}  (configured read tokens)"),
     }
     eprintln!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
+    // What the configuration turned into, so that a route left out (a file not read, a section
+    // misspelt) or a target not as meant shows before any event is routed. Targets are shown
+    // as everywhere else: secrets hidden.
+    if !settings.routes.is_empty() {
+        eprintln!("Routes ({}):", settings.routes.len());
+        for route in settings.routes.iter() {
+            let filter = route.filter_text.as_deref().map_or_else(
+                || "every event".to_owned(),
+                |filter| format!("filter {}", super::terminal_line(filter)),
+            );
+            eprintln!(
+                "  {}: {} to {}{}; {filter}",
+                route.name,
+                route.sink.kind(),
+                super::terminal_line(&route.sink.target()),
+                if route.allow_private {
+                    " (private addresses allowed)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
 }
