@@ -303,6 +303,33 @@ fn write_all_lines(mut file: &File, lines: &[Vec<u8>]) -> std::io::Result<()> {
     Ok(())
 }
 
+fn not_a_regular_file() -> std::io::Error {
+    std::io::Error::other(
+        "the path is not a regular file (a directory, a device, a pipe or a socket): lines \
+         appended to it would be lost; the deliveries wait until it names a regular file",
+    )
+}
+
+fn would_destroy(what: &str) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{what}: appending to it would destroy it; the deliveries wait until the path names \
+         another file"
+    ))
+}
+
+/// Whether the opened file begins as an SQLite database does.
+#[cfg(unix)]
+fn starts_like_a_database(file: &File) -> bool {
+    let mut header = [0u8; 16];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut header, 0).is_ok()
+        && &header == b"SQLite format 3\0"
+}
+
+#[cfg(not(unix))]
+fn starts_like_a_database(_: &File) -> bool {
+    false
+}
+
 fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
@@ -396,8 +423,13 @@ impl Appender {
                 // The lines written so far go to disk before their file is renamed away, so
                 // that a delivery waiting for its flush is not left with a file nobody flushes.
                 self.flush_before_closing(open)?;
+                // Only our own file is rotated: whatever was put at the path meanwhile (a link,
+                // a pipe) is left where it is, and the opening below refuses it.
+                let ours = open.is_at(&self.path);
                 *state = None;
-                self.rotate()?;
+                if ours {
+                    self.rotate()?;
+                }
                 *state = Some(self.open_file()?);
             }
         }
@@ -439,20 +471,25 @@ impl Appender {
     /// The deliveries then wait, with the reason as their error, until the path is fixed.
     fn open_file(&self) -> std::io::Result<OpenFile> {
         self.claim()?;
+        // What the path names before it is opened, for a clear reason (opening a socket or a
+        // directory fails with the system's terse one). The checks that decide are made on what
+        // was opened, below: the path may change in between.
+        if let Ok(metadata) = std::fs::metadata(&self.path) {
+            if !metadata.is_file() {
+                return Err(not_a_regular_file());
+            }
+        }
         if let Some(kept) = crate::store::kept_data_at(&self.path) {
-            return Err(std::io::Error::other(format!(
-                "{kept}: appending to it would destroy it; the deliveries wait until the path \
-                 names another file"
-            )));
+            return Err(would_destroy(&kept));
         }
         let mut options = OpenOptions::new();
-        options.create(true).append(true);
+        // Read too, so that the file opened can be told from a database by its own first bytes.
+        options.read(true).append(true).create(true);
         // The lines hold the events, personal data: readable by the owner only, as the store.
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        // A pipe put at the path would hold the opening (and every delivery of the route) until
-        // something reads it; without waiting, the opening fails or the check below refuses it.
-        // The flag changes nothing for a regular file.
+        // A pipe put at the path must not hold the opening (and every delivery of the route):
+        // the check below refuses it. The flag changes nothing for a regular file.
         #[cfg(target_os = "linux")]
         std::os::unix::fs::OpenOptionsExt::custom_flags(
             &mut options,
@@ -461,12 +498,30 @@ impl Appender {
         let file = options.open(&self.path)?;
         let metadata = file.metadata()?;
         if !metadata.is_file() {
-            return Err(std::io::Error::other(
-                "the path is not a regular file (a device, a pipe or a socket): lines appended \
-                 to it would be lost; the deliveries wait until it names a regular file",
-            ));
+            return Err(not_a_regular_file());
+        }
+        if starts_like_a_database(&file) {
+            return Err(would_destroy("it is an SQLite database"));
         }
         let identity = file_identity(&metadata);
+        // The path checks again, and the path must still name the file opened before and after
+        // them: a link put at the path while it was being opened (and taken away again) would
+        // otherwise have passed the checks on one file and opened another.
+        let names_it =
+            || std::fs::metadata(&self.path).is_ok_and(|now| file_identity(&now) == identity);
+        if !names_it() {
+            return Err(std::io::Error::other(
+                "the path changed while the file was being opened; trying again",
+            ));
+        }
+        if let Some(kept) = crate::store::kept_data_at(&self.path) {
+            return Err(would_destroy(&kept));
+        }
+        if !names_it() {
+            return Err(std::io::Error::other(
+                "the path changed while the file was being opened; trying again",
+            ));
+        }
         self.claim_identity(identity)?;
         Ok(OpenFile {
             file: Arc::new(file),
@@ -751,6 +806,12 @@ mod tests {
         let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
         assert_eq!(done, 0);
         assert!(failed.is_some());
+
+        // What decides is the file opened, not the path: a database is told by its own bytes.
+        assert!(starts_like_a_database(&File::open(&db).unwrap()));
+        assert!(!starts_like_a_database(
+            &File::open(dir.path().join("events.jsonl.old")).unwrap()
+        ));
 
         // Fixed: a new file at the path, and the lines go on.
         std::fs::remove_file(&path).unwrap();
