@@ -116,15 +116,15 @@ fn describe(err: &minijinja::Error) -> String {
 
 /// The inside of a JSON string holding `value`: a string escaped, a member the event lacks (or
 /// `null`) as nothing, as `{{ … }}` renders it without the filter, and anything else as its
-/// text (`3`, `true`). A missing member must not fail the rendering: every delivery of events
-/// without it would go to the dead letters.
+/// JSON text (`3`, `true`, `["a",1]`). A missing member must not fail the rendering: every
+/// delivery of events without it would go to the dead letters.
 fn json_escape(value: Value) -> String {
     if value.is_undefined() || value.is_none() {
         return String::new();
     }
     let text = match value.as_str() {
         Some(text) => text.to_owned(),
-        None => value.to_string(),
+        None => serde_json::to_string(&value).unwrap_or_else(|_| value.to_string()),
     };
     let quoted = serde_json::Value::String(text).to_string();
     quoted[1..quoted.len() - 1].to_owned()
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn json_escape_renders_a_missing_member_or_null_as_nothing_and_other_values_as_text() {
         let body = render(
-            r#"{"gone":"{{ event.accountRequests[0].noSuchMember | json_escape }}","deeper":"{{ event.nothing.here | json_escape }}","n":"{{ failed | length | json_escape }}","null":"{{ none | json_escape }}"}"#,
+            r#"{"gone":"{{ event.accountRequests[0].noSuchMember | json_escape }}","deeper":"{{ event.nothing.here | json_escape }}","n":"{{ failed | length | json_escape }}","null":"{{ none | json_escape }}","yes":"{{ true | json_escape }}","list":"{{ [1, 'a'] | json_escape }}"}"#,
         )
         .unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -333,6 +333,8 @@ mod tests {
         assert_eq!(parsed["deeper"], "");
         assert_eq!(parsed["n"], "1");
         assert_eq!(parsed["null"], "");
+        assert_eq!(parsed["yes"], "true");
+        assert_eq!(parsed["list"], r#"[1,"a"]"#);
     }
 
     /// Every template shown in docs/routes.md renders valid JSON for a failed event.
