@@ -334,10 +334,13 @@ impl Tenant {
 const SHORTEST_MASKED: usize = 8;
 
 /// `text` fit to quote in an error: every secret in it (as written, JSON-escaped or
-/// percent-encoded, in either case of hex digits) replaced by `***`; `None` when it may still
-/// hold one (a secret too short to mask, or the start of one left after masking).
+/// percent-encoded, in either case of hex digits; then, character by character, in the forms
+/// and letter cases the routes' [`Redactor`](crate::routes::Redactor) knows) replaced by `***`;
+/// `None` when it may still hold one (a secret too short to mask, or the start of one left after
+/// masking, in any letter case: an upper-cased hex secret loses nothing).
 fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
     let mut text = text.to_owned();
+    let redactor = crate::routes::Redactor::default();
     for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
         if secret.chars().count() < SHORTEST_MASKED {
             return None;
@@ -383,9 +386,14 @@ fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
                 text = text.replace(&form, "***");
             }
         }
-        // Another encoding left the secret recognisable: its start is still there.
+        redactor.add(secret);
+    }
+    let text = redactor.redact(&text);
+    // Another encoding left a secret recognisable: its start is still there.
+    let lower = text.to_lowercase();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
         let start: String = secret.chars().take(SHORTEST_MASKED).collect();
-        if text.contains(&start) {
+        if lower.contains(&start.to_lowercase()) {
             return None;
         }
     }
@@ -882,6 +890,27 @@ mod tests {
             quotable("client_secret=S3CR3T%2fMixed", &[mixed]).as_deref(),
             Some("client_secret=***")
         );
+        // In another letter case, as a tenant that upper-cases what it quotes: masked, or the
+        // answer left out; never shown.
+        let hex = "9f2c4e6a0b1d8d0f9f2c4e6a0b1d8d0f";
+        for answer in [
+            format!("invalid client secret {}", hex.to_uppercase()),
+            format!("invalid client secret {}", &hex.to_uppercase()[..12]),
+            format!(
+                "{{\"e\":\"{}\"}}",
+                hex.chars()
+                    .map(|c| format!("\\u{:04x}", c as u32))
+                    .collect::<String>()
+            ),
+        ] {
+            let shown = quotable(&answer, &[hex]);
+            assert!(
+                shown.as_deref().is_none_or(|shown| {
+                    !shown.to_lowercase().contains(&hex[..8]) && !shown.contains("\\u0039")
+                }),
+                "{answer} -> {shown:?}"
+            );
+        }
         // A secret too short to mask: nothing of the answer is quoted.
         assert_eq!(quotable("no entry for abc", &["abc"]), None);
         assert_eq!(
