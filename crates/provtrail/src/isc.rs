@@ -485,8 +485,10 @@ impl Pages<'_> {
             return Ok(None);
         }
         // ISC keeps at most MAX_ROWS; a tenant that kept listing would otherwise be read for ever.
-        let most_pages = MAX_ROWS.div_ceil(PAGE_SIZE - PAGE_OVERLAP) + 1;
-        if self.pages == most_pages {
+        // Pages may be shorter than asked (see below), so the pages are bounded as if each
+        // brought ten new rows, and the rows by what ISC keeps and one page more.
+        let most_pages = MAX_ROWS / 10 + 2;
+        if self.pages == most_pages || self.seen.len() > MAX_ROWS + PAGE_SIZE {
             self.ended = Some(Some(Ended::TooManyPages {
                 rows: self.seen.len(),
             }));
@@ -558,17 +560,21 @@ impl Pages<'_> {
         }
         // After the first page, one that repeats none of the overlap was moved on by more than
         // it: rows between the two may have been missed.
-        if self.offset > 0 && count > 0 && new == count {
+        if self.pages > 1 && count > 0 && new == count {
             self.gaps.push(self.offset);
         }
-        if count < PAGE_SIZE {
+        // A page shorter than asked is not taken for the last: a tenant may give fewer rows a
+        // page than asked for, and stopping there would leave the rest out without a word. The
+        // list ends with a page that holds nothing but (part of) the overlap, which costs one
+        // more request than stopping at the first short page.
+        if count == 0 || (new == 0 && count <= PAGE_OVERLAP) {
             self.ended = Some(None);
         } else if new == 0 {
             self.ended = Some(Some(Ended::NoNewRows {
                 offset: self.offset,
             }));
         } else {
-            self.offset += count - PAGE_OVERLAP;
+            self.offset += count.saturating_sub(PAGE_OVERLAP);
         }
         Ok(Some(rows))
     }

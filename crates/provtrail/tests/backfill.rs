@@ -32,6 +32,8 @@ struct Isc {
     limit_next: bool,
     /// Whether every page is the first, whatever the offset (a tenant that does not page).
     ignore_offset: bool,
+    /// Fewer rows a page than asked for, at most this many.
+    page_cap: Option<usize>,
 }
 
 type Shared = Arc<Mutex<Isc>>;
@@ -109,6 +111,7 @@ async fn statuses(
         query["offset"].parse().unwrap()
     };
     let limit: usize = query["limit"].parse().unwrap();
+    let limit = isc.page_cap.map_or(limit, |cap| cap.min(limit));
     let page: Vec<Value> = isc
         .rows
         .iter()
@@ -215,8 +218,9 @@ async fn backfilled_events_are_imported_once_and_what_was_received_is_a_duplicat
         let isc = isc.lock().unwrap();
         let offsets: Vec<&str> = isc.asked.iter().map(|q| q["offset"].as_str()).collect();
         // A 429, then two pages; the second overlaps the first by 25 rows, so that a row
-        // moved forward by an expiring one is not missed.
-        assert_eq!(offsets, ["0", "0", "225"]);
+        // moved forward by an expiring one is not missed. The second is short; one more page,
+        // holding only its overlap, says that it was the last.
+        assert_eq!(offsets, ["0", "0", "225", "277"]);
         assert!(isc.asked.iter().all(|q| q["limit"] == "250"));
     }
     let lines: Vec<Value> = std::fs::read_to_string(file)
@@ -397,4 +401,42 @@ async fn a_tenant_that_does_not_page_is_said_and_what_was_read_is_kept() {
         stderr.contains("warning: the page at offset 225 held only rows already read"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
+    // 600 rows, at most 100 a page: a short page is not the last one.
+    let rows: Vec<Value> = (0..600)
+        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
+        .collect();
+    let (url, isc) = start_isc(rows).await;
+    {
+        let mut isc = isc.lock().unwrap();
+        isc.limit_next = false;
+        isc.page_cap = Some(100);
+    }
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let ids: std::collections::BTreeSet<String> = stdout
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            event["_metadata"]["invocationId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(stdout.lines().count(), 600, "each row once: {stderr}");
+    assert_eq!(ids.len(), 600);
+    let isc = isc.lock().unwrap();
+    let offsets: Vec<usize> = isc
+        .asked
+        .iter()
+        .map(|q| q["offset"].parse().unwrap())
+        .collect();
+    // Each page overlaps the one before by 25 rows; the last holds only that overlap.
+    let mut expected: Vec<usize> = (0..=525).step_by(75).collect();
+    expected.push(575);
+    assert_eq!(offsets, expected);
 }
