@@ -440,3 +440,67 @@ async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
     expected.push(575);
     assert_eq!(offsets, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is_appended_to() {
+    let rows: Vec<Value> = (0..3)
+        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
+        .collect();
+    let (url, isc) = start_isc(rows).await;
+    isc.lock().unwrap().limit_next = false;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The status list refuses the token: the file given holds an earlier recovery, which may be
+    // the only copy left, and stays as it was.
+    let kept = dir.path().join("recovered.jsonl");
+    std::fs::write(&kept, "{\"earlier\":true}\n").unwrap();
+    let kept_arg = kept.display().to_string();
+    let (code, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--access-token",
+        "not-the-token",
+        "-o",
+        &kept_arg,
+    ]))
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        "{\"earlier\":true}\n"
+    );
+
+    // `-o /dev/stdout` with standard output appended to a file (`>> file`): appended to, as
+    // with `-o -`, not emptied first.
+    let appended = dir.path().join("appended.jsonl");
+    std::fs::write(&appended, "PRIOR\n").unwrap();
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&appended)
+        .unwrap();
+    let url_arg = url.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args([
+                "backfill",
+                "--tenant",
+                &url_arg,
+                "--access-token",
+                TOKEN,
+                "-o",
+                "/dev/stdout",
+            ])
+            .stdout(out)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&appended).unwrap();
+    assert!(text.starts_with("PRIOR\n"), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+}

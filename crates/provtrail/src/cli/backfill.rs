@@ -103,7 +103,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     // The output first: a file that cannot be written is found before anything is read. It is
     // emptied only once the tenant has let us in, so that a failed sign-in leaves it as it was.
     let destination = match &args.output {
-        Some(path) if path.as_os_str() != "-" => Some(path.clone()),
+        Some(path) if path.as_os_str() != "-" && !is_standard_output(path) => Some(path.clone()),
         _ => None,
     };
     let file = match &destination {
@@ -129,20 +129,30 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         .token(&credentials)
         .await
         .context("cannot sign in to the tenant")?;
-    let mut out: Box<dyn Write> = match file {
-        Some(file) => {
-            provtrail::empty_if_regular(&file).map_err(write_error)?;
-            Box::new(std::io::BufWriter::new(file))
-        }
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    // The file is emptied once the first page has come: a run that reads nothing (the status
+    // list refused or failing) leaves an earlier recovery in it as it was, which may be the
+    // only copy left once ISC has forgotten those invocations.
+    let mut file = Some(file);
+    let mut out: Box<dyn Write> = Box::new(std::io::sink());
     let progress = super::progress_bar(None, "reading invocations");
     let mut pages = tenant.invocations(&token, &credentials, subscription);
     let mut summary = Summary::default();
     // Each page is written as it comes: a tenant that fails half-way leaves the rows read
     // before in the output, and the summary says so.
     let failure = loop {
-        let rows = match pages.next().await {
+        let page = pages.next().await;
+        if page.is_ok() {
+            if let Some(file) = file.take() {
+                out = match file {
+                    Some(file) => {
+                        provtrail::empty_if_regular(&file).map_err(write_error)?;
+                        Box::new(std::io::BufWriter::new(file))
+                    }
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+            }
+        }
+        let rows = match page {
             Ok(Some(rows)) => rows,
             Ok(None) => break None,
             Err(err) => break Some(err),
@@ -163,10 +173,16 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     summary.gaps = pages.gaps().to_vec();
     report(&args, &shown, &summary)?;
     if let Some(err) = failure {
-        return Err(anyhow::Error::new(err).context(format!(
-            "cannot read the trigger invocations (the {} event(s) read before are in {shown})",
-            summary.written
-        )));
+        let kept = if file.is_some() {
+            format!("nothing was written: {shown} is as it was")
+        } else {
+            format!(
+                "the {} event(s) read before are in {shown}",
+                summary.written
+            )
+        };
+        return Err(anyhow::Error::new(err)
+            .context(format!("cannot read the trigger invocations ({kept})")));
     }
     Ok(
         if summary.unusable.is_empty() && summary.ended_early.is_none() && summary.gaps.is_empty() {
@@ -175,6 +191,25 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         },
     )
+}
+
+/// Whether `path` is the file this process's standard output already writes to (`/dev/stdout`,
+/// `/proc/self/fd/1`, or the file the shell redirected it to): written as standard output,
+/// it is neither emptied (a shell's `>>` appends) nor given another mode.
+fn is_standard_output(path: &std::path::Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(named) = std::fs::metadata(path) else {
+            return false;
+        };
+        rustix::fs::fstat(std::io::stdout())
+            .is_ok_and(|out| out.st_dev == named.dev() && out.st_ino == named.ino())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        path == std::path::Path::new("/dev/stdout")
+    }
 }
 
 /// Writes one row's event, or counts why it is left out.
