@@ -400,6 +400,103 @@ fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
     Some(text)
 }
 
+/// The elements of a JSON array, as the slices of `body` that hold them, found by its brackets,
+/// commas and strings alone, so that an element that is not valid JSON text on its own (bytes
+/// that are not UTF-8, a lone surrogate escape) does not hide the others. `None` when `body`
+/// is not shaped as an array of values.
+fn split_array(body: &[u8]) -> Option<Vec<&[u8]>> {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = body.iter().position(|b| !is_space(b))?;
+    if body[start] != b'[' {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut element_start = start + 1;
+    for (at, &byte) in body.iter().enumerate().skip(start + 1) {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' if depth > 0 => depth -= 1,
+            b']' if depth > 0 => depth -= 1,
+            b',' | b']' if depth == 0 => {
+                let element = &body[element_start..at];
+                let blank = element.iter().all(is_space);
+                if !blank {
+                    elements.push(element);
+                } else if byte == b',' || !elements.is_empty() {
+                    // `[,` or `,,` or `,]`: not an array of values.
+                    return None;
+                }
+                if byte == b']' {
+                    return body[at + 1..].iter().all(is_space).then_some(elements);
+                }
+                element_start = at + 1;
+            }
+            b'}' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `text` made valid JSON text: bytes that are not UTF-8, and `\u` escapes of surrogates that
+/// are not a high one followed by a low one, become U+FFFD.
+fn repaired_json_text(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    let surrogate = |at: usize| -> Option<u16> {
+        let hex = text.get(at + 2..at + 6)?;
+        if !text[at..].starts_with("\\u") {
+            return None;
+        }
+        u16::from_str_radix(hex, 16)
+            .ok()
+            .filter(|unit| (0xD800..=0xDFFF).contains(unit))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        let Some(rest) = text.get(at..) else { break };
+        if !rest.starts_with('\\') {
+            let c = rest.chars().next().unwrap_or('\u{fffd}');
+            out.push(c);
+            at += c.len_utf8();
+            continue;
+        }
+        match surrogate(at) {
+            // A high surrogate followed by a low one is a character.
+            Some(0xD800..=0xDBFF)
+                if surrogate(at + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+            {
+                out.push_str(&text[at..at + 12]);
+                at += 12;
+            }
+            Some(_) => {
+                out.push_str("\\ufffd");
+                at += 6;
+            }
+            // Any other escape, `\\` included, is copied whole.
+            None => {
+                let escape_len = rest.chars().nth(1).map_or(1, |c| 1 + c.len_utf8());
+                out.push_str(&rest[..escape_len]);
+                at += escape_len;
+            }
+        }
+    }
+    out
+}
+
 /// `text` with the two hex digits after each `%` in lower case.
 fn lower_hex_escapes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -523,20 +620,27 @@ impl Pages<'_> {
             expected: "a list of invocation statuses",
             reason,
         };
-        let page = match serde_json::from_slice(&body) {
-            Ok(Value::Array(page)) => page,
+        // Each row with what it is known by when it has no id (what it holds), so that the
+        // overlap does not give it twice.
+        let page: Vec<(Invocation, String)> = match serde_json::from_slice(&body) {
+            Ok(Value::Array(page)) => page
+                .iter()
+                .map(|row| (Invocation::from_row(row), row.to_string()))
+                .collect(),
             Ok(_) => return Err(unreadable("not a JSON array".to_owned())),
-            Err(err) => return Err(unreadable(err.to_string())),
+            // One row that is not JSON text (invalid UTF-8, a lone surrogate escape) must not
+            // cost the others: each is read on its own, and the one that cannot be is named.
+            Err(err) => match split_array(&body) {
+                Some(rows) => rows.into_iter().map(Invocation::from_row_text).collect(),
+                None => return Err(unreadable(err.to_string())),
+            },
         };
         let count = page.len();
         let mut rows = Vec::new();
         let mut new = 0;
-        for row in &page {
-            let invocation = Invocation::from_row(row);
-            // A row without an id is known by what it holds, so that the overlap does not
-            // give it twice.
+        for (invocation, text) in page {
             let key = if invocation.id.is_empty() {
-                format!("row\0{row}")
+                format!("row\0{text}")
             } else {
                 format!("id\0{}", invocation.id)
             };
@@ -692,6 +796,24 @@ impl Invocation {
             created: text("created"),
             input,
         }
+    }
+
+    /// Reads one row from its text, which may not be valid JSON text on its own although the
+    /// page around it is well formed: such a row is kept with the reason, and with its id, its
+    /// trigger and its subscription when a repaired copy (bad bytes and lone surrogates made
+    /// U+FFFD) shows them. Its event is not recovered: the repaired copy is not what ISC sent.
+    /// Also gives what the row is known by when it has no id.
+    fn from_row_text(text: &[u8]) -> (Invocation, String) {
+        if let Ok(row) = serde_json::from_slice::<Value>(text) {
+            let text = row.to_string();
+            return (Invocation::from_row(&row), text);
+        }
+        let repaired = repaired_json_text(text);
+        let row = serde_json::from_str::<Value>(&repaired).unwrap_or(Value::Null);
+        let mut invocation = Invocation::from_row(&row);
+        invocation.input = Err("the row is not valid JSON text (invalid UTF-8 or a lone \
+            surrogate escape): its event cannot be recovered as ISC sent it");
+        (invocation, repaired)
     }
 
     /// Whether ISC marks it as a test invocation (a subscription's "Test" button, or the test
@@ -927,6 +1049,58 @@ mod tests {
         for bad in ["", "  ", "a\nb", "a\rb", "caf\u{e9}", "a\u{7f}"] {
             assert!(!fits_a_header(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_page_is_split_into_its_rows_by_brackets_commas_and_strings_alone() {
+        let body = b" [ {\"a\":\"x,]}\\\"\"}, [1,[2]] ,\"s\xff\" , 3 ]\n";
+        let rows = split_array(body).unwrap();
+        let rows: Vec<&[u8]> = rows.iter().map(|row| row.trim_ascii()).collect();
+        assert_eq!(
+            rows,
+            [&b"{\"a\":\"x,]}\\\"\"}"[..], b"[1,[2]]", b"\"s\xff\"", b"3"]
+        );
+        assert_eq!(split_array(b"[]").unwrap().len(), 0);
+        for bad in [
+            &b"{}"[..],
+            b"[1,,2]",
+            b"[1,]",
+            b"[,1]",
+            b"[1",
+            b"[1] x",
+            b"[1}]",
+            b"\"[\"",
+        ] {
+            assert!(
+                split_array(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_that_is_not_json_text_is_named_with_its_id_and_gives_no_event() {
+        for text in [
+            &b"{\"id\":\"inv-9\",\"triggerId\":\"idn:post-provisioning\",\"startInvocationInput\":{\"input\":{\"trackingNumber\":\"a\\ud800b\"}}}"[..],
+            b"{\"id\":\"inv-9\",\"triggerId\":\"idn:post-provisioning\",\"startInvocationInput\":{\"input\":{\"trackingNumber\":\"a\xff\xfeb\"}}}",
+        ] {
+            let (invocation, _) = Invocation::from_row_text(text);
+            assert_eq!(invocation.id, "inv-9");
+            assert_eq!(invocation.trigger_id.as_deref(), Some(TRIGGER_ID));
+            let reason = invocation.event_body().unwrap_err();
+            assert!(reason.contains("not valid JSON text"), "{reason}");
+        }
+        // A pair of surrogates is a character, and `\\` before a `u` is no escape of one.
+        assert_eq!(
+            repaired_json_text(b"\"\\ud83d\\ude00 \\\\ud800 \\udc00\\ud800\""),
+            "\"\\ud83d\\ude00 \\\\ud800 \\ufffd\\ufffd\""
+        );
+        // A row that is valid on its own is read as any other.
+        let (invocation, _) = Invocation::from_row_text(
+            b"{\"id\":\"inv-1\",\"startInvocationInput\":{\"input\":{\"a\":1}}}",
+        );
+        assert!(invocation.event_body().is_ok());
     }
 
     #[test]

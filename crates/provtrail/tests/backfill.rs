@@ -34,6 +34,8 @@ struct Isc {
     ignore_offset: bool,
     /// Fewer rows a page than asked for, at most this many.
     page_cap: Option<usize>,
+    /// The body of the first page as sent, whatever the rows (bytes JSON cannot hold).
+    raw_first_page: Option<Vec<u8>>,
 }
 
 type Shared = Arc<Mutex<Isc>>;
@@ -112,6 +114,10 @@ async fn statuses(
     };
     let limit: usize = query["limit"].parse().unwrap();
     let limit = isc.page_cap.map_or(limit, |cap| cap.min(limit));
+    if let Some(raw) = isc.raw_first_page.clone() {
+        let body = if offset == 0 { raw } else { b"[]".to_vec() };
+        return ([("content-type", "application/json")], body).into_response();
+    }
     let page: Vec<Value> = isc
         .rows
         .iter()
@@ -503,4 +509,48 @@ async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is
     let text = std::fs::read_to_string(&appended).unwrap();
     assert!(text.starts_with("PRIOR\n"), "{text}");
     assert_eq!(text.lines().count(), 4, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
+    // Three rows; the second holds a lone surrogate escape, the third bytes that are not UTF-8.
+    let text = |n: usize| row(n, "REAL_TIME", "sub-a", input(n)).to_string();
+    let lone = text(1).replace("tn-1", "tn-\\ud800-1");
+    let mut page = format!("[{}, {lone}, ", text(0)).into_bytes();
+    // Written with a placeholder character, whose bytes are then replaced by ones that are not
+    // UTF-8.
+    let not_utf8 = text(2).replace("tn-2", "tn-\u{fffd}");
+    let at = not_utf8.find('\u{fffd}').unwrap();
+    page.extend_from_slice(&not_utf8.as_bytes()[..at]);
+    page.extend_from_slice(&[0xff, 0xfe]);
+    page.extend_from_slice(&not_utf8.as_bytes()[at + '\u{fffd}'.len_utf8()..]);
+    page.push(b']');
+    let (url, isc) = start_isc(Vec::new()).await;
+    {
+        let mut isc = isc.lock().unwrap();
+        isc.limit_next = false;
+        isc.raw_first_page = Some(page);
+    }
+    let (code, stdout, stderr) = backfill_with_token(&url, &["--format", "json"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["trackingNumber"], "tn-0");
+    let summary: Value = serde_json::from_str(stderr.trim()).unwrap();
+    let unusable = summary["unusable"].as_array().unwrap();
+    let named: Vec<&str> = unusable
+        .iter()
+        .map(|u| u["invocation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, ["inv-001", "inv-002"], "{summary}");
+    assert!(
+        unusable.iter().all(|u| u["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON text")),
+        "{summary}"
+    );
 }
