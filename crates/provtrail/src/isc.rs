@@ -225,7 +225,7 @@ impl Tenant {
     /// given), oldest first, a page at a time.
     pub fn invocations<'t>(
         &'t self,
-        token: &'t str,
+        token: &str,
         credentials: &Credentials,
         subscription: Option<&str>,
     ) -> Pages<'t> {
@@ -241,7 +241,7 @@ impl Tenant {
         }
         Pages {
             tenant: self,
-            token,
+            token: token.to_owned(),
             secrets,
             filters,
             subscription: subscription.map(str::to_owned),
@@ -556,7 +556,7 @@ impl std::fmt::Debug for Pages<'_> {
 /// The status list, read a page at a time ([`Tenant::invocations`]).
 pub struct Pages<'t> {
     tenant: &'t Tenant,
-    token: &'t str,
+    token: String,
     /// Masked in the tenant's answers quoted in errors.
     secrets: Vec<String>,
     filters: String,
@@ -598,7 +598,7 @@ impl Pages<'_> {
             .append_pair("offset", &self.offset.to_string())
             .append_pair("sorters", "created")
             .append_pair("filters", &self.filters);
-        let token = self.token;
+        let token = self.token.as_str();
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         let body = tenant
             .send(
@@ -681,6 +681,18 @@ impl Pages<'_> {
             self.offset += count.saturating_sub(PAGE_OVERLAP);
         }
         Ok(Some(rows))
+    }
+
+    /// Reads the next pages with `token`, a new one for the same credentials (the one before
+    /// expired): the page that was refused is asked for again by the next [`Pages::next`].
+    pub fn renew_token(&mut self, token: String) {
+        self.secrets.push(token.clone());
+        self.token = token;
+    }
+
+    /// Pages read so far.
+    pub fn pages_read(&self) -> usize {
+        self.pages
     }
 
     /// Why the listing stopped early, once [`Pages::next`] has given `None`.

@@ -36,6 +36,11 @@ struct Isc {
     page_cap: Option<usize>,
     /// The body of the first page as sent, whatever the rows (bytes JSON cannot hold).
     raw_first_page: Option<Vec<u8>>,
+    /// Pages a token is good for before it expires; each sign-in then issues a new one.
+    token_pages: Option<usize>,
+    /// Sign-ins so far, and pages served with the newest token.
+    sign_ins: usize,
+    pages_with_token: usize,
 }
 
 type Shared = Arc<Mutex<Isc>>;
@@ -62,7 +67,16 @@ fn row(n: usize, kind: &str, subscription: &str, input: Value) -> Value {
     })
 }
 
-async fn token(body: String) -> Response {
+/// The token of the `n`th sign-in: the first is [`TOKEN`].
+fn token_of(n: usize) -> String {
+    if n <= 1 {
+        TOKEN.to_owned()
+    } else {
+        format!("{TOKEN}-{n}")
+    }
+}
+
+async fn token(State(isc): State<Shared>, body: String) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
@@ -70,7 +84,11 @@ async fn token(body: String) -> Response {
         && form.get("client_id").map(String::as_str) == Some("client")
         && form.get("client_secret").map(String::as_str) == Some(SECRET);
     if good {
-        axum::Json(json!({"access_token": TOKEN, "token_type": "bearer", "expires_in": 749}))
+        let mut isc = isc.lock().unwrap();
+        isc.sign_ins += 1;
+        isc.pages_with_token = 0;
+        let token = token_of(isc.sign_ins);
+        axum::Json(json!({"access_token": token, "token_type": "bearer", "expires_in": 749}))
             .into_response()
     } else {
         // Quoting what it was sent, secret included, as a careless server might.
@@ -90,11 +108,17 @@ async fn statuses(
 ) -> Response {
     let mut isc = isc.lock().unwrap();
     isc.asked.push(query.clone());
+    let current = token_of(isc.sign_ins);
+    let expired = isc
+        .token_pages
+        .is_some_and(|pages| isc.pages_with_token >= pages);
     if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {TOKEN}"))
+        != Some(&format!("Bearer {current}"))
+        || expired
     {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    isc.pages_with_token += 1;
     if std::mem::take(&mut isc.limit_next) {
         return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response();
     }
@@ -553,4 +577,51 @@ async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
             .contains("not valid JSON text")),
         "{summary}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credentials() {
+    // 600 rows over three pages; each token is good for one page.
+    let rows: Vec<Value> = (0..600)
+        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
+        .collect();
+    let (url, isc) = start_isc(rows).await;
+    {
+        let mut isc = isc.lock().unwrap();
+        isc.limit_next = false;
+        isc.token_pages = Some(1);
+    }
+    let (code, stdout, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        SECRET,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 600, "{stderr}");
+    assert!(isc.lock().unwrap().sign_ins >= 3);
+
+    // A token refused before any page was read is not renewed again and again.
+    let (url, isc) = start_isc(Vec::new()).await;
+    {
+        let mut isc = isc.lock().unwrap();
+        isc.limit_next = false;
+        isc.token_pages = Some(0);
+    }
+    let (code, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        SECRET,
+    ]))
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(isc.lock().unwrap().sign_ins, 1, "{stderr}");
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use provtrail::isc::{Credentials, Invocation, TRIGGER_ID, Tenant};
+use provtrail::isc::{Credentials, Invocation, IscError, TRIGGER_ID, Tenant};
 use serde_json::json;
 
 use super::OutputFormat;
@@ -139,8 +139,29 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let mut summary = Summary::default();
     // Each page is written as it comes: a tenant that fails half-way leaves the rows read
     // before in the output, and the summary says so.
+    // Pages read when the token in use was had: a token refused after pages were read with it
+    // has expired (ISC's last about 12 minutes, and a tenant that rate-limits stretches a run),
+    // and client credentials can get a new one; one refused from the start cannot be helped.
+    let mut read_at_sign_in = 0;
     let failure = loop {
         let page = pages.next().await;
+        if let (Err(IscError::Refused { status: 401, .. }), Credentials::Client { .. }) =
+            (&page, &credentials)
+        {
+            if pages.pages_read() > read_at_sign_in {
+                tracing::info!(
+                    "the tenant refused the token after {} page(s): signing in again",
+                    pages.pages_read()
+                );
+                let token = tenant
+                    .token(&credentials)
+                    .await
+                    .context("cannot sign in to the tenant again")?;
+                pages.renew_token(token);
+                read_at_sign_in = pages.pages_read();
+                continue;
+            }
+        }
         if page.is_ok() {
             if let Some(file) = file.take() {
                 out = match file {
