@@ -406,7 +406,11 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
                     .iter()
                     .map(|(id, name)| {
                         provtrail::visible::shortened(
-                            &super::terminal_line(&format!("{id} ({name})")),
+                            &super::terminal_line(&if name.trim().is_empty() {
+                                id.clone()
+                            } else {
+                                format!("{id} ({name})")
+                            }),
                             SHOWN_ID,
                         )
                     })
