@@ -194,6 +194,20 @@ async fn backfill_with_token(url: &str, more: &[&str]) -> (i32, String, String) 
     provtrail(list).await
 }
 
+/// `provtrail backfill` of the stand-in at `url`, signing in with its client credentials.
+async fn backfill_with_client(url: &str) -> (i32, String, String) {
+    provtrail(args(&[
+        "backfill",
+        "--tenant",
+        url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        SECRET,
+    ]))
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfilled_events_are_imported_once_and_what_was_received_is_a_duplicate() {
     // 300 real invocations over two pages, a test invocation, and a row without its input.
@@ -591,16 +605,7 @@ async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credenti
         isc.limit_next = false;
         isc.token_pages = Some(1);
     }
-    let (code, stdout, stderr) = provtrail(args(&[
-        "backfill",
-        "--tenant",
-        &url,
-        "--client-id",
-        "client",
-        "--client-secret",
-        SECRET,
-    ]))
-    .await;
+    let (code, stdout, stderr) = backfill_with_client(&url).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 600, "{stderr}");
     assert!(isc.lock().unwrap().sign_ins >= 3);
@@ -612,16 +617,7 @@ async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credenti
         isc.limit_next = false;
         isc.token_pages = Some(0);
     }
-    let (code, _, stderr) = provtrail(args(&[
-        "backfill",
-        "--tenant",
-        &url,
-        "--client-id",
-        "client",
-        "--client-secret",
-        SECRET,
-    ]))
-    .await;
+    let (code, _, stderr) = backfill_with_client(&url).await;
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(isc.lock().unwrap().sign_ins, 1, "{stderr}");
 }
