@@ -194,6 +194,13 @@ async fn backfill_with_token(url: &str, more: &[&str]) -> (i32, String, String) 
     provtrail(list).await
 }
 
+/// `count` real invocations of one subscription.
+fn real_rows(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
+        .collect()
+}
+
 /// `provtrail backfill` of the stand-in at `url`, signing in with its client credentials.
 async fn backfill_with_client(url: &str) -> (i32, String, String) {
     provtrail(args(&[
@@ -429,9 +436,7 @@ async fn refused_credentials_and_bad_tenants_say_what_is_wrong_without_the_secre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_that_does_not_page_is_said_and_what_was_read_is_kept() {
-    let rows: Vec<Value> = (0..300)
-        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
-        .collect();
+    let rows = real_rows(300);
     let (url, isc) = start_isc(rows).await;
     {
         let mut isc = isc.lock().unwrap();
@@ -450,9 +455,7 @@ async fn a_tenant_that_does_not_page_is_said_and_what_was_read_is_kept() {
 #[tokio::test]
 async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
     // 600 rows, at most 100 a page: a short page is not the last one.
-    let rows: Vec<Value> = (0..600)
-        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
-        .collect();
+    let rows = real_rows(600);
     let (url, isc) = start_isc(rows).await;
     {
         let mut isc = isc.lock().unwrap();
@@ -487,9 +490,7 @@ async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is_appended_to() {
-    let rows: Vec<Value> = (0..3)
-        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
-        .collect();
+    let rows = real_rows(3);
     let (url, isc) = start_isc(rows).await;
     isc.lock().unwrap().limit_next = false;
     let dir = tempfile::tempdir().unwrap();
@@ -596,9 +597,7 @@ async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credentials() {
     // 600 rows over three pages; each token is good for one page.
-    let rows: Vec<Value> = (0..600)
-        .map(|n| row(n, "REAL_TIME", "sub-a", input(n)))
-        .collect();
+    let rows = real_rows(600);
     let (url, isc) = start_isc(rows).await;
     {
         let mut isc = isc.lock().unwrap();
