@@ -101,7 +101,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     }
     let tenant = Tenant::new(&args.tenant, Duration::from_secs(args.timeout))?;
     // The output first: a file that cannot be written is found before anything is read. It is
-    // emptied only once the tenant has let us in, so that a failed sign-in leaves it as it was.
+    // emptied only once the first page has come (below).
     let destination = match &args.output {
         Some(path) if path.as_os_str() != "-" && !is_standard_output(path) => Some(path.clone()),
         _ => None,
@@ -137,12 +137,12 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let progress = super::progress_bar(None, "reading invocations");
     let mut pages = tenant.invocations(&token, &credentials, subscription);
     let mut summary = Summary::default();
-    // Each page is written as it comes: a tenant that fails half-way leaves the rows read
-    // before in the output, and the summary says so.
     // Pages read when the token in use was had: a token refused after pages were read with it
     // has expired (ISC's last about 12 minutes, and a tenant that rate-limits stretches a run),
     // and client credentials can get a new one; one refused from the start cannot be helped.
     let mut read_at_sign_in = 0;
+    // Each page is written as it comes: a tenant that fails half-way leaves the rows read
+    // before in the output, and the summary says so.
     let failure = loop {
         let page = pages.next().await;
         if let (Err(IscError::Refused { status: 401, .. }), Credentials::Client { .. }) =
