@@ -596,7 +596,7 @@ impl Routes {
                             "sink.path",
                             format!(
                                 "{} is one of the store's files (the database {}, its log, \
-                                 search index or tokens): appending to it would destroy the \
+                                 search index, tokens or lock): appending to it would destroy the \
                                  store; give another file",
                                 path.display(),
                                 db.display()
@@ -735,6 +735,7 @@ mod tests {
             "p.db-wal",
             "p.db.search",
             "p.db.token",
+            "p.db.lock",
             "link.jsonl",
         ] {
             let text = route("archive", &dir.path().join(file));

@@ -18,8 +18,8 @@ pub use types::*;
 pub type SharedStore = Arc<dyn Store>;
 
 /// What is kept beside a database at `<database><suffix>`: SQLite's log and lock files, the search
-/// index and its own, and the tokens `provtrail serve` generates.
-const FILES_BESIDE: [&str; 10] = [
+/// index and its own, the tokens `provtrail serve` generates, and the store's lock.
+const FILES_BESIDE: [&str; 11] = [
     "-wal",
     "-shm",
     "-journal",
@@ -29,6 +29,9 @@ const FILES_BESIDE: [&str; 10] = [
     ".search-journal",
     ".token",
     ".read-token",
+    // The lock that keeps a second server off the store (`app::StoreLock`): what is written
+    // there is lost at the next start.
+    ".lock",
     "",
 ];
 
