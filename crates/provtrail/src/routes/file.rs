@@ -425,11 +425,9 @@ impl Appender {
                 self.flush_before_closing(open)?;
                 // Only our own file is rotated: whatever was put at the path meanwhile (a link,
                 // a pipe) is left where it is, and the opening below refuses it.
-                let ours = open.is_at(&self.path);
+                let identity = open.identity;
                 *state = None;
-                if ours {
-                    self.rotate()?;
-                }
+                self.rotate(identity)?;
                 *state = Some(self.open_file()?);
             }
         }
@@ -605,20 +603,52 @@ impl Appender {
         Ok(())
     }
 
-    /// Renames the file to `.1`, the rotated ones up by one, dropping the one numbered `keep`.
-    /// Only the numbers in use are looked at: the search for a free one stops at the first gap
-    /// (files are kept numbered without gaps), so a rotation costs about as many system calls
-    /// as files are kept, not `keep`.
-    fn rotate(&self) -> std::io::Result<()> {
+    /// Renames the file (the one whose device and inode are `ours`) to `.1`, the rotated ones up
+    /// by one, dropping the one numbered `keep`. Only the numbers in use are looked at: the
+    /// search for a free one stops at the first gap (files are kept numbered without gaps), so a
+    /// rotation costs about as many system calls as files are kept, not `keep`.
+    ///
+    /// The file is first moved aside at once, and rotated only if what was moved is ours: the
+    /// path may name something else by now (a link or a pipe put there), and the shift of many
+    /// kept files takes long enough for that to happen meanwhile. Something else is put back.
+    fn rotate(&self, ours: Option<FileIdentity>) -> std::io::Result<()> {
+        let mut aside = self.path.as_os_str().to_owned();
+        aside.push(".rotating");
+        let aside = PathBuf::from(aside);
+        // Left by a rotation that a crash interrupted: it is the newest rotated file.
+        if std::fs::symlink_metadata(&aside).is_ok() {
+            self.shift_in(&aside)?;
+        }
+        match std::fs::rename(&self.path, &aside) {
+            Ok(()) => {}
+            // Removed or renamed away by someone else: nothing of ours to rotate.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err),
+        }
+        let moved = std::fs::metadata(&aside)
+            .ok()
+            .and_then(|metadata| file_identity(&metadata));
+        // (Where files have no identity, what is at the path is taken to be ours.)
+        if ours.is_some() && moved != ours {
+            if std::fs::symlink_metadata(&self.path).is_err() {
+                let _ = std::fs::rename(&aside, &self.path);
+            }
+            return Ok(());
+        }
+        self.shift_in(&aside)
+    }
+
+    /// Moves the rotated files up by one and `file` in as `.1`.
+    fn shift_in(&self, file: &Path) -> std::io::Result<()> {
         let mut free = 1;
-        while free < self.keep && rotated(&self.path, free).exists() {
+        while free < self.keep && std::fs::symlink_metadata(rotated(&self.path, free)).is_ok() {
             free += 1;
         }
         // `free` is now unused, or `keep` (whose file the shift overwrites).
         for n in (1..free).rev() {
             std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1))?;
         }
-        std::fs::rename(&self.path, rotated(&self.path, 1))
+        std::fs::rename(file, rotated(&self.path, 1))
     }
 
     /// Returns once line `number` is on disk. The flush is not done under the write lock, so that
@@ -1080,5 +1110,44 @@ mod tests {
             );
         }
         assert!(!rotated(&path, 5).exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_the_sinks_own_file_is_rotated_and_one_left_aside_by_a_crash_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let appender = Appender::new("test", path.clone(), 1 << 20, 5, false);
+        assert_eq!(appender.append_all(&[b"{\"n\":1}\n".to_vec()]).0, 1);
+        let ours = file_identity(&std::fs::metadata(&path).unwrap());
+
+        // Something else at the path when the rotation comes: left where it is.
+        std::fs::rename(&path, dir.path().join("moved.jsonl")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        appender.rotate(ours).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(std::fs::symlink_metadata(rotated(&path, 1)).is_err());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(dir.path().join("moved.jsonl"), &path).unwrap();
+
+        // A file moved aside by a rotation that a crash interrupted becomes `.1`, then ours
+        // comes in front of it.
+        let aside = dir.path().join("out.jsonl.rotating");
+        std::fs::write(&aside, "{\"n\":0}\n").unwrap();
+        appender.rotate(ours).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(rotated(&path, 1)).unwrap(),
+            "{\"n\":1}\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rotated(&path, 2)).unwrap(),
+            "{\"n\":0}\n"
+        );
+        assert!(!aside.exists() && !path.exists());
     }
 }
