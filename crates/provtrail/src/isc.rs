@@ -251,6 +251,8 @@ impl Tenant {
             ended: None,
             left_out: 0,
             gaps: Vec::new(),
+            overlap: 0,
+            confirming: false,
         }
     }
 
@@ -518,8 +520,9 @@ fn lower_hex_escapes(text: &str) -> String {
 /// Why the listing ended early; `None` from [`Pages::ended`] is a listing read to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
-    /// Pages kept coming past the most rows ISC keeps: the tenant does not page as documented.
-    TooManyPages { rows: usize },
+    /// Pages kept coming past the most rows ISC keeps, or past the most pages such rows can
+    /// take: the tenant does not page as documented.
+    TooManyPages { rows: usize, pages: usize },
     /// A page held only rows already read: the tenant does not page as documented.
     NoNewRows { offset: usize },
 }
@@ -527,9 +530,14 @@ pub enum Ended {
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Ended::TooManyPages { rows } => write!(
+            Ended::TooManyPages { rows, .. } if *rows > MAX_ROWS => write!(
                 f,
                 "the tenant kept listing rows past {rows}, more than the {MAX_ROWS} ISC keeps: \
+                 stopped there, and rows after them may be missing"
+            ),
+            Ended::TooManyPages { rows, pages } => write!(
+                f,
+                "the tenant gave {rows} rows in {pages} pages, far fewer a page than asked for: \
                  stopped there, and rows after them may be missing"
             ),
             Ended::NoNewRows { offset } => write!(
@@ -571,6 +579,10 @@ pub struct Pages<'t> {
     left_out: usize,
     /// Offsets of pages that shared no row with the page before.
     gaps: Vec<usize>,
+    /// Rows of the page before that the next page is asked for again.
+    overlap: usize,
+    /// Whether the next page is asked for to confirm that the list has ended.
+    confirming: bool,
 }
 
 impl Pages<'_> {
@@ -588,6 +600,7 @@ impl Pages<'_> {
         if self.pages == most_pages || self.seen.len() > MAX_ROWS + PAGE_SIZE {
             self.ended = Some(Some(Ended::TooManyPages {
                 rows: self.seen.len(),
+                pages: self.pages,
             }));
             return Ok(None);
         }
@@ -662,23 +675,30 @@ impl Pages<'_> {
                 rows.push(invocation);
             }
         }
-        // After the first page, one that repeats none of the overlap was moved on by more than
-        // it: rows between the two may have been missed.
-        if self.pages > 1 && count > 0 && new == count {
+        // After the first page, one that repeats none of the overlap asked for was moved on by
+        // more than it: rows between the two may have been missed.
+        if self.overlap > 0 && count > 0 && new == count {
             self.gaps.push(self.offset);
         }
         // A page shorter than asked is not taken for the last: a tenant may give fewer rows a
-        // page than asked for, and stopping there would leave the rest out without a word. The
-        // list ends with a page that holds nothing but (part of) the overlap, which costs one
-        // more request than stopping at the first short page.
-        if count == 0 || (new == 0 && count <= PAGE_OVERLAP) {
+        // page than asked for, and stopping there would leave the rest out without a word. So
+        // the next page overlaps this one by at most half of it (a page of a few rows still
+        // moves on), and the list ends only when a page has brought nothing but the overlap
+        // and a last page, overlapping it by one row, brings nothing new either.
+        if count == 0 || (new == 0 && self.confirming && count <= 1) {
             self.ended = Some(None);
+        } else if new == 0 && count <= self.overlap.max(1) {
+            self.confirming = true;
+            self.offset += count - 1;
+            self.overlap = 1;
         } else if new == 0 {
             self.ended = Some(Some(Ended::NoNewRows {
                 offset: self.offset,
             }));
         } else {
-            self.offset += count.saturating_sub(PAGE_OVERLAP);
+            self.confirming = false;
+            self.overlap = PAGE_OVERLAP.min(count / 2);
+            self.offset += count - self.overlap;
         }
         Ok(Some(rows))
     }

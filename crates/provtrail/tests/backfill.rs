@@ -269,9 +269,9 @@ async fn backfilled_events_are_imported_once_and_what_was_received_is_a_duplicat
         let isc = isc.lock().unwrap();
         let offsets: Vec<&str> = isc.asked.iter().map(|q| q["offset"].as_str()).collect();
         // A 429, then two pages; the second overlaps the first by 25 rows, so that a row
-        // moved forward by an expiring one is not missed. The second is short; one more page,
-        // holding only its overlap, says that it was the last.
-        assert_eq!(offsets, ["0", "0", "225", "277"]);
+        // moved forward by an expiring one is not missed. The second is short: a page holding
+        // only its overlap, then one overlapping that by a row, say that it was the last.
+        assert_eq!(offsets, ["0", "0", "225", "277", "301"]);
         assert!(isc.asked.iter().all(|q| q["limit"] == "250"));
     }
     let lines: Vec<Value> = std::fs::read_to_string(file)
@@ -476,16 +476,45 @@ async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
         .collect();
     assert_eq!(stdout.lines().count(), 600, "each row once: {stderr}");
     assert_eq!(ids.len(), 600);
-    let isc = isc.lock().unwrap();
     let offsets: Vec<usize> = isc
+        .lock()
+        .unwrap()
         .asked
         .iter()
         .map(|q| q["offset"].parse().unwrap())
         .collect();
-    // Each page overlaps the one before by 25 rows; the last holds only that overlap.
+    // Each page overlaps the one before by 25 rows; then one holds only that overlap, and the
+    // last overlaps it by one row.
     let mut expected: Vec<usize> = (0..=525).step_by(75).collect();
-    expected.push(575);
+    expected.extend([575, 599]);
     assert_eq!(offsets, expected);
+
+    // Pages of 10, 25 or 26 rows: every row once, nothing said.
+    for cap in [10, 25, 26] {
+        let (url, isc) = start_isc(real_rows(600)).await;
+        {
+            let mut isc = isc.lock().unwrap();
+            isc.limit_next = false;
+            isc.page_cap = Some(cap);
+        }
+        let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+        assert_eq!(code, 0, "{cap}: {stderr}");
+        assert_eq!(stdout.lines().count(), 600, "{cap}: {stderr}");
+    }
+    // One row a page: far too many pages for what ISC keeps; said, and what was read kept.
+    let (url, isc) = start_isc(real_rows(600)).await;
+    {
+        let mut isc = isc.lock().unwrap();
+        isc.limit_next = false;
+        isc.page_cap = Some(1);
+    }
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("far fewer a page than asked for"),
+        "{stderr}"
+    );
+    assert!(stdout.lines().count() > 100, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
