@@ -341,7 +341,8 @@ const SHORTEST_MASKED: usize = 8;
 /// `None` when it may still hold one (a secret too short to mask, or the start of one left after
 /// masking, in any letter case: an upper-cased hex secret loses nothing).
 fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
-    let mut text = text.to_owned();
+    // Only the start of an answer is shown: the rest need not be searched.
+    let mut text: String = text.chars().take(QUOTED_PREFIX).collect();
     let redactor = crate::routes::Redactor::default();
     for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
         if secret.chars().count() < SHORTEST_MASKED {
@@ -391,15 +392,91 @@ fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
         redactor.add(secret);
     }
     let text = redactor.redact(&text);
-    // Another encoding left a secret recognisable: its start is still there.
-    let lower = text.to_lowercase();
+    // Another encoding, or a cut, left a secret recognisable: eight of its characters in a row
+    // are still there, once escapes are read and letters lower-cased.
+    let plain = unescaped(&text).to_lowercase();
     for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        let start: String = secret.chars().take(SHORTEST_MASKED).collect();
-        if lower.contains(&start.to_lowercase()) {
-            return None;
+        let chars: Vec<char> = secret.to_lowercase().chars().collect();
+        for window in chars.windows(SHORTEST_MASKED) {
+            if plain.contains(&window.iter().collect::<String>()) {
+                return None;
+            }
         }
     }
     Some(text)
+}
+
+/// Most characters of an answer [`quotable`] looks at.
+const QUOTED_PREFIX: usize = 4096;
+
+/// `text` with its JSON escapes (`\u00e4`, surrogate pairs, `\/`) and percent escapes read, so
+/// that what an escaped echo says can be searched for.
+fn unescaped(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |at: usize, len: usize| -> Option<u32> {
+        let digits = text.get(at..at + len)?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+            .then(|| u32::from_str_radix(digits, 16).ok())
+            .flatten()
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' if bytes.get(at + 1) == Some(&b'u') => match hex(at + 2, 4) {
+                Some(high @ 0xD800..=0xDBFF) => {
+                    let low = (bytes.get(at + 6) == Some(&b'\\')
+                        && bytes.get(at + 7) == Some(&b'u'))
+                    .then(|| hex(at + 8, 4))
+                    .flatten()
+                    .filter(|low| (0xDC00..=0xDFFF).contains(low));
+                    let (c, len) = match low {
+                        Some(low) => (
+                            char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)),
+                            12,
+                        ),
+                        None => (None, 6),
+                    };
+                    let mut buffer = [0; 4];
+                    out.extend_from_slice(
+                        c.unwrap_or('\u{fffd}').encode_utf8(&mut buffer).as_bytes(),
+                    );
+                    at += len;
+                }
+                Some(unit) => {
+                    let mut buffer = [0; 4];
+                    let c = char::from_u32(unit).unwrap_or('\u{fffd}');
+                    out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+                    at += 6;
+                }
+                None => {
+                    out.push(b'\\');
+                    at += 1;
+                }
+            },
+            b'\\' if bytes.get(at + 1).is_some_and(|b| b"/\"\\".contains(b)) => {
+                out.push(bytes[at + 1]);
+                at += 2;
+            }
+            b'%' => match hex(at + 1, 2) {
+                Some(byte) => {
+                    out.push(byte as u8);
+                    at += 3;
+                }
+                None => {
+                    out.push(b'%');
+                    at += 1;
+                }
+            },
+            byte => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The elements of a JSON array, as the slices of `body` that hold them, found by its brackets,
@@ -843,8 +920,9 @@ impl Invocation {
         let repaired = repaired_json_text(text);
         let row = serde_json::from_str::<Value>(&repaired).unwrap_or(Value::Null);
         let mut invocation = Invocation::from_row(&row);
-        invocation.input = Err("the row is not valid JSON text (invalid UTF-8 or a lone \
-            surrogate escape): its event cannot be recovered as ISC sent it");
+        invocation.input = Err("the row is not valid JSON on its own (bytes that are not \
+            UTF-8, a lone surrogate escape, or broken syntax): its event cannot be recovered as \
+            ISC sent it");
         (invocation, repaired)
     }
 
@@ -1071,6 +1149,30 @@ mod tests {
                 "{answer} -> {shown:?}"
             );
         }
+        // Cut short and escaped, or a secret outside ASCII escaped character by character, or
+        // its end alone: eight characters of it in a row are never shown.
+        let escaped = |text: &str| -> String {
+            text.encode_utf16()
+                .map(|unit| format!("\\u{unit:04x}"))
+                .collect()
+        };
+        for (secret, answer) in [
+            (hex, format!("client secret {}", escaped(&hex[..12]))),
+            ("Ab3$xY9!kLm#Qr7&Zz+/=", "secret Ab3%24xY9%21kL".to_owned()),
+            (
+                "abcdefgh\u{1f511}ijklmnop",
+                escaped("abcdefgh\u{1f511}ijklmnop"),
+            ),
+            ("p\u{e4}sswörd-Key42-long", escaped("p\u{e4}sswörd")),
+            (hex, format!("ends with {}", &hex[hex.len() - 8..])),
+        ] {
+            assert_eq!(quotable(&answer, &[secret]), None, "{answer}");
+        }
+        // Other text is still quoted.
+        assert_eq!(
+            quotable("{\"error\":\"JWT expired\"}", &[hex]).as_deref(),
+            Some("{\"error\":\"JWT expired\"}")
+        );
         // A secret too short to mask: nothing of the answer is quoted.
         assert_eq!(quotable("no entry for abc", &["abc"]), None);
         assert_eq!(
@@ -1121,7 +1223,7 @@ mod tests {
             assert_eq!(invocation.id, "inv-9");
             assert_eq!(invocation.trigger_id.as_deref(), Some(TRIGGER_ID));
             let reason = invocation.event_body().unwrap_err();
-            assert!(reason.contains("not valid JSON text"), "{reason}");
+            assert!(reason.contains("not valid JSON on its own"), "{reason}");
         }
         // A pair of surrogates is a character, and `\\` before a `u` is no escape of one.
         assert_eq!(

@@ -618,7 +618,7 @@ async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
         unusable.iter().all(|u| u["reason"]
             .as_str()
             .unwrap()
-            .contains("not valid JSON text")),
+            .contains("not valid JSON on its own")),
         "{summary}"
     );
 }
