@@ -614,10 +614,24 @@ impl Appender {
     fn rotate(&self, ours: Option<FileIdentity>) -> std::io::Result<()> {
         let mut aside = self.path.as_os_str().to_owned();
         aside.push(".rotating");
-        let aside = PathBuf::from(aside);
-        // Left by a rotation that a crash interrupted: it is the newest rotated file.
-        if std::fs::symlink_metadata(&aside).is_ok() {
-            self.shift_in(&aside)?;
+        let mut aside = PathBuf::from(aside);
+        match std::fs::symlink_metadata(&aside) {
+            // Left by a rotation that a crash interrupted: it is the newest rotated file.
+            Ok(metadata) if metadata.is_file() => self.shift_in(&aside)?,
+            // Something else by that name (a directory, a link) is not ours to rotate, nor to
+            // write over: the file goes aside under a name of its own.
+            Ok(_) => {
+                let mut unique = aside.into_os_string();
+                unique.push(format!(
+                    ".{}.{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_nanos())
+                ));
+                aside = PathBuf::from(unique);
+            }
+            Err(_) => {}
         }
         match std::fs::rename(&self.path, &aside) {
             Ok(()) => {}
@@ -1134,6 +1148,21 @@ mod tests {
         assert!(std::fs::symlink_metadata(rotated(&path, 1)).is_err());
         std::fs::remove_file(&path).unwrap();
         std::fs::rename(dir.path().join("moved.jsonl"), &path).unwrap();
+
+        // Something that is not a regular file by the name a rotation moves the file aside
+        // to is left alone, and the rotation still happens.
+        let aside = dir.path().join("out.jsonl.rotating");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("precious"), "x").unwrap();
+        appender.rotate(ours).unwrap();
+        assert!(aside.join("precious").exists());
+        assert_eq!(
+            std::fs::read_to_string(rotated(&path, 1)).unwrap(),
+            "{\"n\":1}\n"
+        );
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&aside).unwrap();
+        std::fs::rename(rotated(&path, 1), &path).unwrap();
 
         // A file moved aside by a rotation that a crash interrupted becomes `.1`, then ours
         // comes in front of it.
