@@ -157,6 +157,17 @@ async fn statuses(
     axum::Json(page).into_response()
 }
 
+/// The stand-in with these rows, answering at once (no 429 first), with `set` applied to it.
+async fn start_isc_with(rows: Vec<Value>, set: impl FnOnce(&mut Isc)) -> (String, Shared) {
+    let (url, isc) = start_isc(rows).await;
+    {
+        let mut state = isc.lock().unwrap();
+        state.limit_next = false;
+        set(&mut state);
+    }
+    (url, isc)
+}
+
 /// The stand-in on a loopback port, with these rows: its URL and its state.
 async fn start_isc(rows: Vec<Value>) -> (String, Shared) {
     let isc: Shared = Arc::new(Mutex::new(Isc {
@@ -437,12 +448,7 @@ async fn refused_credentials_and_bad_tenants_say_what_is_wrong_without_the_secre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_that_does_not_page_is_said_and_what_was_read_is_kept() {
     let rows = real_rows(300);
-    let (url, isc) = start_isc(rows).await;
-    {
-        let mut isc = isc.lock().unwrap();
-        isc.limit_next = false;
-        isc.ignore_offset = true;
-    }
+    let (url, _) = start_isc_with(rows, |isc| isc.ignore_offset = true).await;
     let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stdout.lines().count(), 250, "the rows read are written");
@@ -456,12 +462,7 @@ async fn a_tenant_that_does_not_page_is_said_and_what_was_read_is_kept() {
 async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
     // 600 rows, at most 100 a page: a short page is not the last one.
     let rows = real_rows(600);
-    let (url, isc) = start_isc(rows).await;
-    {
-        let mut isc = isc.lock().unwrap();
-        isc.limit_next = false;
-        isc.page_cap = Some(100);
-    }
+    let (url, isc) = start_isc_with(rows, |isc| isc.page_cap = Some(100)).await;
     let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
     assert_eq!(code, 0, "{stderr}");
     let ids: std::collections::BTreeSet<String> = stdout
@@ -491,23 +492,13 @@ async fn a_tenant_that_gives_fewer_rows_a_page_than_asked_is_read_to_the_end() {
 
     // Pages of 10, 25 or 26 rows: every row once, nothing said.
     for cap in [10, 25, 26] {
-        let (url, isc) = start_isc(real_rows(600)).await;
-        {
-            let mut isc = isc.lock().unwrap();
-            isc.limit_next = false;
-            isc.page_cap = Some(cap);
-        }
+        let (url, _) = start_isc_with(real_rows(600), |isc| isc.page_cap = Some(cap)).await;
         let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
         assert_eq!(code, 0, "{cap}: {stderr}");
         assert_eq!(stdout.lines().count(), 600, "{cap}: {stderr}");
     }
     // One row a page: far too many pages for what ISC keeps; said, and what was read kept.
-    let (url, isc) = start_isc(real_rows(600)).await;
-    {
-        let mut isc = isc.lock().unwrap();
-        isc.limit_next = false;
-        isc.page_cap = Some(1);
-    }
+    let (url, _) = start_isc_with(real_rows(600), |isc| isc.page_cap = Some(1)).await;
     let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -593,12 +584,7 @@ async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
     page.extend_from_slice(&[0xff, 0xfe]);
     page.extend_from_slice(&not_utf8.as_bytes()[at + '\u{fffd}'.len_utf8()..]);
     page.push(b']');
-    let (url, isc) = start_isc(Vec::new()).await;
-    {
-        let mut isc = isc.lock().unwrap();
-        isc.limit_next = false;
-        isc.raw_first_page = Some(page);
-    }
+    let (url, _) = start_isc_with(Vec::new(), |isc| isc.raw_first_page = Some(page)).await;
     let (code, stdout, stderr) = backfill_with_token(&url, &["--format", "json"]).await;
     assert_eq!(code, 1, "{stderr}");
     let lines: Vec<Value> = stdout
@@ -627,24 +613,14 @@ async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
 async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credentials() {
     // 600 rows over three pages; each token is good for one page.
     let rows = real_rows(600);
-    let (url, isc) = start_isc(rows).await;
-    {
-        let mut isc = isc.lock().unwrap();
-        isc.limit_next = false;
-        isc.token_pages = Some(1);
-    }
+    let (url, isc) = start_isc_with(rows, |isc| isc.token_pages = Some(1)).await;
     let (code, stdout, stderr) = backfill_with_client(&url).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 600, "{stderr}");
     assert!(isc.lock().unwrap().sign_ins >= 3);
 
     // A token refused before any page was read is not renewed again and again.
-    let (url, isc) = start_isc(Vec::new()).await;
-    {
-        let mut isc = isc.lock().unwrap();
-        isc.limit_next = false;
-        isc.token_pages = Some(0);
-    }
+    let (url, isc) = start_isc_with(Vec::new(), |isc| isc.token_pages = Some(0)).await;
     let (code, _, stderr) = backfill_with_client(&url).await;
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(isc.lock().unwrap().sign_ins, 1, "{stderr}");
