@@ -66,6 +66,14 @@ impl CompiledPath {
         self.tokens.iter().all(|token| token.root_members(names))
     }
 
+    /// Calls `visit` with every function this path calls, also inside its filters and in the
+    /// parameters of its functions.
+    pub(crate) fn visit_functions(&self, visit: &mut dyn FnMut(&Function)) {
+        for token in &self.tokens {
+            token.visit_functions(visit);
+        }
+    }
+
     pub(crate) fn is_function_path(&self) -> bool {
         matches!(self.tokens.last(), Some(Token::Function(_)))
     }
@@ -133,6 +141,25 @@ impl Token {
             | Token::Slice(_)
             | Token::Wildcard
             | Token::Scan => true,
+        }
+    }
+
+    fn visit_functions(&self, visit: &mut dyn FnMut(&Function)) {
+        match self {
+            Token::Filter(expr) => expr.visit_functions(visit),
+            Token::Function(function) => {
+                visit(function);
+                for param in &function.params {
+                    if let Param::Path(path) = param {
+                        path.visit_functions(visit);
+                    }
+                }
+            }
+            Token::Property(..)
+            | Token::Index(_)
+            | Token::Slice(_)
+            | Token::Wildcard
+            | Token::Scan => {}
         }
     }
 
@@ -241,6 +268,24 @@ pub(crate) enum Expr {
 }
 
 impl Expr {
+    fn visit_functions(&self, visit: &mut dyn FnMut(&Function)) {
+        match self {
+            Expr::Or(all) | Expr::And(all) => {
+                for expr in all {
+                    expr.visit_functions(visit);
+                }
+            }
+            Expr::Not(expr) => expr.visit_functions(visit),
+            Expr::Rel(relation) => {
+                for operand in [&relation.left, &relation.right] {
+                    if let Operand::Path(operand) = operand {
+                        operand.path.visit_functions(visit);
+                    }
+                }
+            }
+        }
+    }
+
     fn root_members(&self, names: &mut Vec<String>) -> bool {
         match self {
             Expr::Or(all) | Expr::And(all) => all.iter().all(|expr| expr.root_members(names)),

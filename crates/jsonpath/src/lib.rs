@@ -74,7 +74,7 @@ use serde_json::Value;
 pub use error::{EvalError, EvalErrorKind, ParseError};
 pub use options::Options;
 
-use ast::CompiledPath;
+use ast::{CompiledPath, FunctionKind};
 use eval::{Cx, Fail, Item};
 
 /// A compiled expression. Compile with [`compile`] (or `str::parse`), then evaluate it on as many
@@ -228,6 +228,29 @@ impl Path {
         names.dedup();
         Some(names)
     }
+
+    /// The names of the functions the expression calls that Jayway does not have (`.lenght()`,
+    /// `.count()`), sorted, without repeats. Such an expression compiles, as it does in Jayway,
+    /// but every evaluation that reaches the call fails ("Function with name: … does not
+    /// exist."), and a filter whose every path to a match goes through it never matches: a
+    /// caller that stores a filter for later can refuse it up front.
+    pub fn unknown_functions(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.compiled.visit_functions(&mut |function| {
+            if function.kind == FunctionKind::Unknown {
+                names.push(function.name.clone());
+            }
+        });
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The function names Jayway knows, as the expression calls them.
+    pub const FUNCTIONS: &'static [&'static str] = &[
+        "append", "avg", "concat", "first", "index", "keys", "last", "length", "max", "min",
+        "size", "stddev", "sum",
+    ];
 
     /// ISC's decision: does the event match this subscription filter? True when the evaluation
     /// answers a non-empty list (or a definite value that is neither `null` nor an empty array);

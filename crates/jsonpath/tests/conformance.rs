@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use provtrail_jsonpath::{EvalErrorKind, Evaluation, Options, compile};
+use provtrail_jsonpath::{EvalErrorKind, Evaluation, Options, Path, compile};
 use serde_json::Value;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/jsonpath/");
@@ -404,4 +404,58 @@ fn root_members_are_the_names_a_path_starts_from() {
     ] {
         assert_eq!(members(any), None, "{any}");
     }
+}
+
+#[test]
+fn unknown_functions_are_named_wherever_they_are_called() {
+    let unknown = |text: &str| compile(text).unwrap().unknown_functions();
+    assert_eq!(unknown("$.accountRequests.lenght()"), ["lenght"]);
+    assert_eq!(unknown("$[?(@.accountRequests.count() > 0)]"), ["count"]);
+    assert_eq!(unknown("$.sum($.a.total(), $.b.avg())"), ["total"]);
+    assert_eq!(
+        unknown("$[?($.a[?(@.b.zeta())] empty false || !(@.c.alpha() == 1))]"),
+        ["alpha", "zeta"]
+    );
+    assert_eq!(unknown("$.a.foo().bar().foo()"), ["bar", "foo"]);
+    for known in Path::FUNCTIONS {
+        assert!(
+            unknown(&format!("$.a.{known}()")).is_empty(),
+            "{known} is a Jayway function"
+        );
+    }
+    assert!(unknown("$[?(@.size() > 1 && @.x.length() == $.y.min())]").is_empty());
+}
+
+/// Over every path of the data: an evaluation fails for a missing function only when
+/// `unknown_functions` names one.
+#[test]
+fn only_paths_with_unknown_functions_fail_for_a_missing_function() {
+    let mut checked = 0;
+    for (file, key) in [
+        ("isc-doc-examples.jsonl", "path"),
+        ("jayway-filter-cases.jsonl", "path"),
+        ("jayway-cases.jsonl", "selector"),
+        ("cts-jayway.jsonl", "selector"),
+    ] {
+        for row in rows(file) {
+            let Some(text) = row.get(key).and_then(Value::as_str) else {
+                continue;
+            };
+            let Ok(path) = compile(text) else {
+                continue;
+            };
+            checked += 1;
+            let doc = document(&row);
+            if let Err(err) = path.evaluate(&doc) {
+                if err.message.starts_with("Function with name") {
+                    assert!(
+                        !path.unknown_functions().is_empty(),
+                        "{file}: {text}: {}",
+                        err.message
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} paths checked");
 }

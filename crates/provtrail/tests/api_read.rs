@@ -990,6 +990,17 @@ async fn a_filter_test_counts_the_matches_and_returns_the_newest() {
         .map(|e| e["id"].as_i64().unwrap())
         .collect();
     assert_eq!(examples, failed[..3]);
+    assert_eq!(result["unknown_functions"], json!([]));
+
+    // A misspelt function compiles, as in Jayway, matches nothing, and is named.
+    let answer = filter_test(
+        &server,
+        json!({"filter": "$[?($.accountRequests.lenght() > 0)]"}),
+    )
+    .await;
+    let result = answer.json();
+    assert_eq!(result["matched"], 0, "{result}");
+    assert_eq!(result["unknown_functions"], json!(["lenght"]));
 
     let since = seeded.events[30].at;
     let answer = filter_test(

@@ -780,6 +780,22 @@ async fn the_playground_reports_matches_and_the_error_position() {
     )
     .await;
     assert!(html.contains(r#"data-matched="6""#), "{html}");
+    assert!(!html.contains("unknown-function"), "{html}");
+
+    // A misspelt function compiles, as in Jayway, and matches nothing: the playground says why.
+    let misspelt = "$[?($.accountRequests.lenght() > 0)]";
+    let html = page(
+        &server,
+        &cookie,
+        &format!("/ui/fragments/playground?filter={}", urlencode(misspelt)),
+    )
+    .await;
+    assert!(html.contains(r#"data-matched="0""#), "{html}");
+    assert!(
+        html.contains(r#"data-warning="unknown-function""#)
+            && html.contains("<code>lenght()</code>"),
+        "{html}"
+    );
 
     let broken = "$[?($.action == 'x']";
     let html = page(

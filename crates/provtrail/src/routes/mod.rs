@@ -523,6 +523,26 @@ impl Routes {
                 })?),
                 None => None,
             };
+            // Jayway compiles a call of a function it does not have and fails only when it
+            // evaluates it: such a route would quietly match nothing (or less than meant).
+            let unknown = filter
+                .as_ref()
+                .map(Path::unknown_functions)
+                .unwrap_or_default();
+            if !unknown.is_empty() {
+                let called: Vec<String> = unknown.iter().map(|name| format!("{name}()")).collect();
+                return Err(invalid(
+                    name,
+                    "filter",
+                    format!(
+                        "{:?} calls {}, which Jayway does not have: every evaluation that reaches \
+                         the call fails, so the route would not match (the functions are {})",
+                        filter_text.as_deref().unwrap_or_default(),
+                        called.join(", "),
+                        Path::FUNCTIONS.join(", ")
+                    ),
+                ));
+            }
             let retry = &section.retry;
             let mut policy = RetryPolicy {
                 max_attempts: retry.max_attempts,
@@ -787,6 +807,16 @@ mod tests {
             "[[routes]]\nname = \"bad\"\nfilter = \"$[?(\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n",
         );
         assert!(err.contains("routes.bad.filter"), "{err}");
+        // A misspelt function compiles in Jayway but fails every evaluation that reaches it.
+        let err = error(
+            "[[routes]]\nname = \"typo\"\nfilter = \"$[?($.accountRequests.lenght() > 0 || @.x.count())]\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n",
+        );
+        assert!(
+            err.contains("routes.typo.filter")
+                && err.contains("calls count(), lenght(), which Jayway does not have")
+                && err.contains("length"),
+            "{err}"
+        );
         // Blank is not "every event": that route leaves the filter out.
         for blank in ["", "  "] {
             let err = error(&format!(

@@ -587,6 +587,10 @@ pub struct FilterTestResult {
     pub since: Option<String>,
     /// The newest matches, at most `limit`.
     pub examples: Vec<EventItem>,
+    /// Functions the filter calls that Jayway does not have (`lenght`): it compiles, but every
+    /// evaluation that reaches such a call fails and matches nothing.
+    #[serde(default)]
+    pub unknown_functions: Vec<String>,
 }
 
 /// An error.

@@ -284,6 +284,7 @@ pub async fn filter_test(
         complete: result.complete,
         since: result.since.map(rfc3339),
         examples: result.examples.into_iter().map(EventItem::from).collect(),
+        unknown_functions: filter.unknown_functions(),
     })
 }
 

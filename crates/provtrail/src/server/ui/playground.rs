@@ -163,6 +163,19 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
                 (number(outcome.scanned)) " stored events evaluated"
                 @if outcome.complete { " (every event in the range)." } @else { "." }
             }
+            @let unknown = compiled.unknown_functions();
+            @if !unknown.is_empty() {
+                p.alert.warn data-warning="unknown-function" {
+                    "Calls "
+                    @for (i, name) in unknown.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        code { (name) "()" }
+                    }
+                    ", which Jayway does not have: it compiles, but every evaluation that reaches "
+                    "the call fails and matches nothing (as it would in ISC). Jayway's functions: "
+                    (provtrail_jsonpath::Path::FUNCTIONS.join(", ")) "."
+                }
+            }
             @if !outcome.complete {
                 @let budget = params.budget();
                 p.alert.warn {
