@@ -1638,6 +1638,11 @@ async fn https_serves_events_with_the_configured_certificate() {
     assert_eq!(signed_in.status(), 303);
     let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // Browsers are told to come back over HTTPS only.
+    assert_eq!(
+        signed_in.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let response = tls_client
         .post(format!("https://localhost:{}/events", server.addr.port()))
         .bearer_auth(TOKEN)
@@ -1647,6 +1652,10 @@ async fn https_serves_events_with_the_configured_certificate() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "accepted");
     // Plain HTTP on the TLS port is not served.

@@ -342,6 +342,8 @@ async fn every_response_carries_a_strict_policy_and_assets_are_cached_for_good()
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert_eq!(answer.header("cache-control"), Some("no-store"));
         assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        // Only a server that serves TLS asks browsers to keep to HTTPS.
+        assert_eq!(answer.header("strict-transport-security"), None);
         let html = answer.text();
         assert!(!html.contains("<script>"), "{path}: no inline script");
         assert!(!html.contains(" style="), "{path}: no inline style");

@@ -188,7 +188,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             state.clone(),
             bound_request_body,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/events", post(ingest::post_event))
         // A subscription URL ending in a slash is the default channel; one with more segments
         // is a channel name that is refused, with an authenticated body kept in quarantine
@@ -214,8 +214,24 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http1_rules,
-        ))
-        .with_state(state)
+        ));
+    let app = if config.tls.is_some() {
+        app.layer(axum::middleware::map_response(strict_transport_security))
+    } else {
+        app
+    };
+    app.with_state(state)
+}
+
+/// Served over TLS, every answer tells browsers to reach this host over HTTPS only for a year,
+/// so that a sign-in cannot be downgraded to plain HTTP on the way (RFC 6797). Subdomains are
+/// left out: the server does not know what else runs under its name.
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
 }
 
 /// Two rules of HTTP/1 that hyper leaves to the application (HTTP/2 has neither):
