@@ -448,12 +448,23 @@ impl Secrets {
     /// of this text's references: what is shown of the value (a route's target) can hide exactly
     /// those parts, without the secrets of every other route blotting out ordinary words in it.
     pub fn resolve_scoped(&self, text: &str) -> Result<(String, Redactor), SecretError> {
+        self.resolve_scoped_as(text, &|value| value.to_owned())
+    }
+
+    /// Resolves like [`Secrets::resolve_scoped`], with each value written into the text as
+    /// `encode` gives it (escaped for a JSON string, say); the redactor knows the values as
+    /// resolved, and finds their escaped forms.
+    pub fn resolve_scoped_as(
+        &self,
+        text: &str,
+        encode: &dyn Fn(&str) -> String,
+    ) -> Result<(String, Redactor), SecretError> {
         let scoped = Redactor::default();
         let value = resolve_with(text, &|kind, name| {
             let value = self.lookup(kind, name)?;
             self.redactor.add(&value);
             scoped.add(&value);
-            Ok(value)
+            Ok(encode(&value))
         })?;
         Ok((value, scoped))
     }

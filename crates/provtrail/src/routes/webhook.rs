@@ -299,10 +299,25 @@ pub(super) fn build(
             // environment or a file like any other secret, and is scrubbed like one. Only a
             // template that holds such a reference is resolved: in any other, `${` is text (a
             // dollar before `{{ amount }}`), as it always was.
+            //
+            // In a JSON body a reference stands inside a string ("routing_key": "${env:KEY}"):
+            // its value is escaped for one, so that a `"` or `\` in it cannot end the string
+            // and break every body. (A number or a name outside a string needs no escape.)
+            let json_text = |value: &str| {
+                let quoted = serde_json::Value::from(value).to_string();
+                quoted[1..quoted.len() - 1].to_owned()
+            };
+            let as_is = |value: &str| value.to_owned();
+            let encode: &dyn Fn(&str) -> String =
+                if content_type.to_ascii_lowercase().contains("json") {
+                    &json_text
+                } else {
+                    &as_is
+                };
             let (resolved, references) = if source.contains("${env:") || source.contains("${file:")
             {
                 secrets
-                    .resolve_scoped(source)
+                    .resolve_scoped_as(source, encode)
                     .map_err(|err| SinkConfigError::new("body_template", err.to_string()))?
             } else {
                 (source.clone(), Redactor::default())
@@ -864,6 +879,74 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sink.preview(&delivery).unwrap().body, "\"Total: $tn-1\"");
+    }
+
+    /// Answers one HTTP request on loopback with 200 and hands back its body.
+    fn receive_one() -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let receiver = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            String::from_utf8(body).unwrap()
+        });
+        (url, receiver)
+    }
+
+    #[tokio::test]
+    async fn a_reference_in_a_json_body_is_escaped_for_its_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "pa\"ss\\word\tend\n").unwrap();
+        let sent = |content_type: &'static str| {
+            let key = key.clone();
+            async move {
+                let (url, receiver) = receive_one();
+                let settings = format!(
+                    "url = \"{url}\"\ncontent_type = {content_type:?}\n\
+                     body_template = '{{\"key\": \"${{file:{}}}\", \"id\": {{{{ event_id }}}}}}'",
+                    key.display()
+                );
+                let sink = build_with(&settings, &Secrets::default()).unwrap();
+                let event = serde_json::json!({"trackingNumber": "tn-1"});
+                sink.deliver(&delivery_of(&event)).await.unwrap();
+                receiver.join().unwrap()
+            }
+        };
+        for content_type in [
+            "application/json",
+            "application/vnd.api+json; charset=utf-8",
+        ] {
+            let body: serde_json::Value = serde_json::from_str(&sent(content_type).await).unwrap();
+            assert_eq!(body["key"], "pa\"ss\\word\tend", "{content_type}");
+            assert_eq!(body["id"], 1, "{content_type}");
+        }
+        // A body that is not JSON takes the value as it is.
+        let body = sent("text/plain").await;
+        assert_eq!(body, "{\"key\": \"pa\"ss\\word\tend\", \"id\": 1}");
     }
 
     #[test]
