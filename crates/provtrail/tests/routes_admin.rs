@@ -377,9 +377,55 @@ fsync = false
         );
     }
     assert_eq!(count(2), 2, "nothing was retried by the refused requests");
+    // Ids that name no dead letter: none of them is a 404, some of them are counted.
+    let dead: Vec<i64> = listed
+        .iter()
+        .map(|item| item["id"].as_i64().unwrap())
+        .collect();
+    let unknown = dead.iter().max().unwrap() + 1000;
+    let (status, answer) = post_raw(
+        &server,
+        RETRY,
+        FROM_FILE,
+        &format!(r#"{{"ids": [{unknown}, {unknown}]}}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("none of the 1 ids given names a dead letter"),
+        "{answer}"
+    );
+    let (status, answer) = post_raw(
+        &server,
+        RETRY,
+        FROM_FILE,
+        &format!(r#"{{"ids": [{unknown}], "route": "archive"}}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"dead letter of route "archive""#),
+        "{answer}"
+    );
+    assert_eq!(count(2), 2, "nothing was retried by the refused requests");
+    let (status, answer) = post_raw(
+        &server,
+        RETRY,
+        FROM_FILE,
+        &format!(r#"{{"ids": [{}, {unknown}]}}"#, dead[0]),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"retried": 1, "not_dead": 1}));
     let (status, answer) = post_raw(&server, RETRY, FROM_FILE, r#"{"route": "archive"}"#).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer, json!({"retried": 2}));
+    assert_eq!(answer, json!({"retried": 1}));
     wait_for("the retried deliveries", Duration::from_secs(60), || {
         count(1) == 2
     })

@@ -421,7 +421,7 @@ pub async fn get_delivery(
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 403, description = "Not an admin token (or no admin token is configured)", body = ErrorBody),
-        (status = 404, description = "No route has this `route` name (none configured, no deliveries)", body = ErrorBody),
+        (status = 404, description = "No route has this `route` name (none configured, no deliveries), or none of the `ids` names a dead letter (of `route`, when given)", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
@@ -456,6 +456,12 @@ pub async fn retry_dead(
     }
     // A misspelt name would otherwise retry nothing and answer success.
     known_route(&state, request.route.as_deref()).await?;
+    let asked = request
+        .ids
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    let route = request.route.clone();
     let retried = state
         .store
         .outbox_write(OutboxWrite::RetryDead {
@@ -464,7 +470,27 @@ pub async fn retry_dead(
             at: chrono::Utc::now().timestamp_millis(),
         })
         .await?;
-    Ok(Json(RetryResult { retried }))
+    if asked == 0 {
+        return Ok(Json(RetryResult {
+            retried,
+            not_dead: None,
+        }));
+    }
+    // Ids that name no dead letter (a typo, or one delivered since) retried nothing: when none
+    // did, that is no success.
+    if retried == 0 {
+        let of_route = route
+            .map(|route| format!(" of route {route:?}"))
+            .unwrap_or_default();
+        return Err(ApiError::not_found(format!(
+            "none of the {asked} ids given names a dead letter{of_route} (see GET \
+             /api/v1/deadletters)"
+        )));
+    }
+    Ok(Json(RetryResult {
+        retried,
+        not_dead: Some(asked.saturating_sub(retried)),
+    }))
 }
 
 /// Why the time range of a replay cannot be used. Shared by the API and `provtrail replay`, which

@@ -437,6 +437,11 @@ pub struct RetryRequest {
 pub struct RetryResult {
     /// Deliveries put back to pending.
     pub retried: u64,
+    /// With `ids`: how many of the ids given (each counted once) name no dead letter (of
+    /// `route`, when given): unknown, or not dead (delivered, or pending again). Absent without
+    /// `ids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_dead: Option<u64>,
 }
 
 /// Which stored events to deliver to a route again. An empty body replays every stored event
