@@ -11,7 +11,7 @@
 //! [`Pages`] reads the status list page by page; [`Invocation`] reads one row and never fails on
 //! a row it cannot use, it says why instead. Nothing here touches the store.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -247,7 +247,8 @@ impl Tenant {
             subscription: subscription.map(str::to_owned),
             offset: 0,
             pages: 0,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            changed: Vec::new(),
             ended: None,
             left_out: 0,
             gaps: Vec::new(),
@@ -320,9 +321,7 @@ impl Tenant {
                     status: status.as_u16(),
                     body: quotable(&text, secrets)
                         .map(|text| crate::visible::shortened(&text, 300))
-                        .unwrap_or_else(|| {
-                            "(its body is left out: it quotes a credential)".to_owned()
-                        }),
+                        .unwrap_or_else(|| withheld(secrets).to_owned()),
                 });
             }
             return Ok(body);
@@ -404,6 +403,19 @@ fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
         }
     }
     Some(text)
+}
+
+/// Why [`quotable`] left an answer out.
+fn withheld(secrets: &[&str]) -> &'static str {
+    let too_short = secrets
+        .iter()
+        .any(|secret| !secret.is_empty() && secret.chars().count() < SHORTEST_MASKED);
+    if too_short {
+        "(its body is left out: a credential shorter than 8 characters cannot be told apart in \
+         an answer, so none is quoted)"
+    } else {
+        "(its body is left out: it quotes a credential)"
+    }
 }
 
 /// Most characters of an answer [`quotable`] looks at.
@@ -648,8 +660,11 @@ pub struct Pages<'t> {
     subscription: Option<String>,
     offset: usize,
     pages: usize,
-    /// The ids of the rows given so far: a row listed again (the pages overlap) is given once.
-    seen: HashSet<String>,
+    /// The rows given so far, by id (or by what they hold, without one), each with a digest of
+    /// its event: a row listed again (the pages overlap) is given once.
+    seen: HashMap<String, u64>,
+    /// Ids listed again with another event than the one given first, each once.
+    changed: Vec<String>,
     /// Set once the listing is over: `Some(None)` read to its end.
     ended: Option<Option<Ended>>,
     /// Rows of another trigger or subscription than asked for.
@@ -734,8 +749,23 @@ impl Pages<'_> {
             } else {
                 format!("id\0{}", invocation.id)
             };
-            if !self.seen.insert(key) {
-                continue;
+            let digest = event_digest(&invocation);
+            match self.seen.entry(key) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    // Its status may change between pages; its event may not. The first is
+                    // the one given: say so rather than drop the other without a word.
+                    if *first.get() != digest
+                        && !invocation.id.is_empty()
+                        && !self.changed.contains(&invocation.id)
+                        && self.changed.len() < MAX_CHANGED
+                    {
+                        self.changed.push(invocation.id.clone());
+                    }
+                    continue;
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(digest);
+                }
             }
             new += 1;
             let other_trigger = invocation
@@ -806,6 +836,26 @@ impl Pages<'_> {
     pub fn gaps(&self) -> &[usize] {
         &self.gaps
     }
+
+    /// Ids of invocations the tenant listed again with another event than the one given first
+    /// (at most [`MAX_CHANGED`]).
+    pub fn changed(&self) -> &[String] {
+        &self.changed
+    }
+}
+
+/// Most ids [`Pages::changed`] keeps.
+pub const MAX_CHANGED: usize = 100;
+
+/// A digest of the event a row holds (or of why it holds none).
+fn event_digest(invocation: &Invocation) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match &invocation.input {
+        Ok(input) => Value::Object(input.clone()).to_string().hash(&mut hasher),
+        Err(reason) => reason.hash(&mut hasher),
+    }
+    hasher.finish()
 }
 
 /// The body of an answer, refused past [`MAX_PAGE_BYTES`].
@@ -1123,6 +1173,10 @@ mod tests {
             quotable("bad secret s3cret-long", &["s3cret-long"]).as_deref(),
             Some("bad secret ***")
         );
+        // Why an answer is left out: a credential it quotes, or one too short to mask.
+        assert_eq!(quotable("nothing here", &["short", ""]), None);
+        assert!(withheld(&["short", ""]).contains("shorter than 8 characters"));
+        assert!(withheld(&["s3cret-long", ""]).ends_with("it quotes a credential)"));
         let mixed = "S3CR3T/Mixed";
         assert_eq!(
             quotable("client_secret=S3CR3T%2fMixed", &[mixed]).as_deref(),

@@ -625,3 +625,31 @@ async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credenti
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(isc.lock().unwrap().sign_ins, 1, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_listed_again_with_another_event_is_named() {
+    let mut rows = real_rows(300);
+    // Listed again later with another event: the first is written, and the second is named.
+    rows.push(row(10, "REAL_TIME", "sub-a", input(999)));
+    // Listed again with another status only (it completed meanwhile): nothing to say.
+    let mut completed = row(20, "REAL_TIME", "sub-a", input(20));
+    completed["completed"] = json!("2026-12-01T00:01:00.000Z");
+    rows.push(completed);
+    let (url, _) = start_isc_with(rows, |_| {}).await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("invocation inv-010 was listed again with another event"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("inv-020"), "{stderr}");
+    assert_eq!(stdout.lines().count(), 300, "{stderr}");
+    assert!(stdout.contains("\"tn-10\"") && !stdout.contains("tn-999"));
+    let (code, _, stderr) = backfill_with_token(&url, &["--format", "json"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let summary: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["listed_again_with_another_event"],
+        json!(["inv-010"])
+    );
+}

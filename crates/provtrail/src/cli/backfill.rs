@@ -87,6 +87,8 @@ struct Summary {
     left_out: usize,
     /// Offsets of pages that shared no row with the page before: rows may have been missed.
     gaps: Vec<usize>,
+    /// Invocations listed again with another event than the one written.
+    changed: Vec<String>,
 }
 
 /// Longest invocation id quoted in the summary.
@@ -192,6 +194,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     summary.ended_early = pages.ended().map(ToString::to_string);
     summary.left_out = pages.left_out();
     summary.gaps = pages.gaps().to_vec();
+    summary.changed = pages.changed().to_vec();
     report(&args, &shown, &summary)?;
     if let Some(err) = failure {
         let kept = if file.is_some() {
@@ -206,7 +209,11 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             .context(format!("cannot read the trigger invocations ({kept})")));
     }
     Ok(
-        if summary.unusable.is_empty() && summary.ended_early.is_none() && summary.gaps.is_empty() {
+        if summary.unusable.is_empty()
+            && summary.ended_early.is_none()
+            && summary.gaps.is_empty()
+            && summary.changed.is_empty()
+        {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -328,6 +335,9 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
                 "ended_early": summary.ended_early,
                 "left_out": summary.left_out,
                 "gaps_at_offsets": summary.gaps,
+                "listed_again_with_another_event": summary.changed.iter()
+                    .map(|id| provtrail::visible::shortened(id, SHOWN_ID))
+                    .collect::<Vec<_>>(),
                 "unusable": summary.unusable.iter().map(|(id, reason)| json!({
                     "invocation_id": provtrail::visible::shortened(id, SHOWN_ID),
                     "reason": reason,
@@ -383,6 +393,21 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
                     "warning: the page at offset {offset} shared no row with the one before: rows \
                      that expired while the list was read moved it on by more than the overlap, \
                      and some may be missing; run it again"
+                )?;
+            }
+            for id in summary.changed.iter().take(LISTED_PROBLEMS) {
+                let id = provtrail::visible::shortened(&super::terminal_line(id), SHOWN_ID);
+                writeln!(
+                    err,
+                    "warning: invocation {id} was listed again with another event: the first \
+                     one listed was written"
+                )?;
+            }
+            if summary.changed.len() > LISTED_PROBLEMS {
+                writeln!(
+                    err,
+                    "… and {} more listed again with another event",
+                    summary.changed.len() - LISTED_PROBLEMS
                 )?;
             }
             for (id, reason) in summary.unusable.iter().take(LISTED_PROBLEMS) {
