@@ -185,3 +185,27 @@ fn a_byte_order_mark_is_named_as_validate_names_it() {
         "{answers:?}"
     );
 }
+
+#[test]
+fn a_function_jayway_does_not_have_is_warned_of() {
+    let doc = format!("{PAYLOADS}doc_example.json");
+    let out = provtrail(
+        &["filter", "$[?($.accountRequests.lenght() > 0)]", &doc],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("calls lenght(), which Jayway does not have"),
+        "{stderr}"
+    );
+    let out = provtrail(
+        &["filter", "$[?($.accountRequests.length() > 0)]", &doc],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

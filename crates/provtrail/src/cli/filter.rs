@@ -61,6 +61,18 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // Compiles, as in Jayway, but fails wherever the call is evaluated: a misspelling, most
+    // likely.
+    let unknown = path.unknown_functions();
+    if !unknown.is_empty() {
+        let called: Vec<String> = unknown.iter().map(|name| format!("{name}()")).collect();
+        eprintln!(
+            "warning: the expression calls {}, which Jayway does not have: every evaluation that \
+             reaches the call fails (Jayway's functions: {})",
+            called.join(", "),
+            Path::FUNCTIONS.join(", ")
+        );
+    }
     let mut options = Options::default();
     for o in &args.options {
         match o {
