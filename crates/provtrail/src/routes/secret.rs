@@ -253,8 +253,8 @@ fn echoed_bytes(text: &[u8], at: usize) -> [Option<u8>; 2] {
         b'%' => rest.get(1..3).and_then(hex_value),
         b'\\' => match rest.get(1) {
             Some(b'u') => rest.get(2..6).and_then(hex_value),
-            Some(&escaped @ (b'/' | b'"' | b'\\')) => Some(u32::from(escaped)),
-            _ => None,
+            Some(&letter) => short_escape(letter).map(u32::from),
+            None => None,
         },
         b'&' => html_reference(rest).map(|(value, _)| value),
         _ => None,
@@ -330,7 +330,7 @@ fn echo_lens(text: &[u8], at: usize, byte: u8) -> [Option<usize>; 2] {
                 .and_then(hex_value)
                 .filter(|&value| is_byte(value))
                 .map(|_| 6),
-            Some(&escaped) => (escaped == byte && matches!(byte, b'/' | b'"' | b'\\')).then_some(2),
+            Some(&letter) => (short_escape(letter) == Some(byte)).then_some(2),
             None => None,
         },
         b'&' => html_reference(rest)
@@ -339,6 +339,20 @@ fn echo_lens(text: &[u8], at: usize, byte: u8) -> [Option<usize>; 2] {
         _ => None,
     };
     [literal, escaped]
+}
+
+/// The byte a two-character backslash escape stands for: JSON's (`\n`, `\t`, `\"` …) and PHP's
+/// `\/`.
+fn short_escape(letter: u8) -> Option<u8> {
+    Some(match letter {
+        b'/' | b'"' | b'\\' => letter,
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        _ => return None,
+    })
 }
 
 /// The character an HTML reference at the start of `text` stands for (`&amp;`, `&#38;`,
@@ -651,6 +665,22 @@ mod tests {
         );
         assert_eq!(redactor.redact("p=pa%22ss%5Cword"), "p=***");
         assert_eq!(redactor.redact(r#"raw pa"ss\word"#), "raw ***");
+        // Control characters as JSON writes them: `\t`, `\n`, `\r`, `\b`, `\f`.
+        let controls = "ab\tcd\nef\rgh\u{8}ij\u{c}kl";
+        redactor.add(controls);
+        let echoed = serde_json::json!({ "sent": controls }).to_string();
+        assert_eq!(redactor.redact(&echoed), r#"{"sent":"***"}"#, "{echoed}");
+        assert_eq!(redactor.redact(controls), "***");
+        assert_eq!(
+            redactor.redact(r#"key "abc\tdefghijk" refused"#),
+            r#"key "abc\tdefghijk" refused"#,
+            "an unknown value stays"
+        );
+        redactor.add("abc\tdefghijk");
+        assert_eq!(
+            redactor.redact(r#"key "abc\tdefghijk" refused"#),
+            r#"key "***" refused"#
+        );
     }
 
     #[test]
