@@ -225,6 +225,57 @@ fn template_number(number: &serde_json::Number) -> Value {
     }
 }
 
+/// Whether a `${env:…}` or `${file:…}` reference stands inside the template's code: in a
+/// `{{ … }}` expression or a `{% … %}` statement (string literals in them included), rather than
+/// in the text around them. Comments (`{# … #}`) are text that is never sent.
+pub fn reference_in_code(source: &str) -> bool {
+    let bytes = source.as_bytes();
+    let mut at = 0;
+    while at + 1 < bytes.len() {
+        let close: &[u8] = match &bytes[at..at + 2] {
+            b"{{" => b"}}",
+            b"{%" => b"%}",
+            b"{#" => {
+                at = find(bytes, at + 2, b"#}").map_or(bytes.len(), |end| end + 2);
+                continue;
+            }
+            _ => {
+                at += 1;
+                continue;
+            }
+        };
+        // The tag's end, past any string literal that holds the closing characters.
+        let mut quote = None;
+        let mut end = at + 2;
+        while end < bytes.len() {
+            let byte = bytes[end];
+            match quote {
+                Some(_) if byte == b'\\' => end += 1,
+                Some(q) if byte == q => quote = None,
+                Some(_) => {}
+                None if byte == b'"' || byte == b'\'' => quote = Some(byte),
+                None if bytes[end..].starts_with(close) => break,
+                None => {}
+            }
+            end += 1;
+        }
+        let code = &source[at..end.min(source.len())];
+        if code.contains("${env:") || code.contains("${file:") {
+            return true;
+        }
+        at = end + close.len();
+    }
+    false
+}
+
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .map(|position| from + position)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +416,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("fuel") || err.contains("range"), "{err}");
+    }
+
+    #[test]
+    fn references_in_template_code_are_found_and_those_in_text_are_not() {
+        for code in [
+            r#"{{ "${env:KEY}" }}"#,
+            r#"{"k": "{{ '${file:/k}' ~ event_id }}"}"#,
+            r#"{% if "${env:A}" %}x{% endif %}"#,
+            r#"{{ "}}" ~ "${env:K}" }}"#,
+            r#"{{ 'it\'s }}' ~ "${env:K}" }}"#,
+        ] {
+            assert!(reference_in_code(code), "{code}");
+        }
+        for text in [
+            r#"{"routing_key": "${env:KEY}", "id": {{ event_id }}}"#,
+            r#"{# "${env:KEY}" #}{{ event_id }}"#,
+            r#"${file:/k} {% if true %}yes{% endif %} ${env:B}"#,
+            "no references {{ event_id }}",
+            "{{ unterminated",
+            "{",
+        ] {
+            assert!(!reference_in_code(text), "{text}");
+        }
     }
 }

@@ -314,6 +314,15 @@ pub(super) fn build(
                 } else {
                     &as_is
                 };
+            // A value put into the template's code (`{{ "${env:KEY}" }}`) would be run: one
+            // holding `" ~ event ~ "` would change what is sent, whatever the content type.
+            if super::template::reference_in_code(source) {
+                return Err(SinkConfigError::new(
+                    "body_template",
+                    "a ${…} reference inside {{ … }} or {% … %} would be run as template code; \
+                     put it in the text around them",
+                ));
+            }
             let (resolved, references) = if source.contains("${env:") || source.contains("${file:")
             {
                 secrets
@@ -872,6 +881,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.setting, "body_template");
+        // Nor is a value put into the template's code, where it would be run.
+        std::fs::write(&key, "zz\" ~ event ~ \"qq").unwrap();
+        let err = build_with(
+            &format!(
+                "url = \"https://example.com/\"\ncontent_type = \"text/plain\"\n\
+                 body_template = 'k={{{{ \"${{file:{}}}\" }}}}'",
+                key.display()
+            ),
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "body_template");
+        assert!(err.message.contains("template code"), "{}", err.message);
         // Without an env or file reference, `${` is text, as it always was.
         let sink = build_with(
             "url = \"https://example.com/\"\nbody_template = '\"Total: ${{ event.trackingNumber }}\"'",
