@@ -19,9 +19,22 @@ pub(crate) const MAX_NESTING: usize = 32;
 /// nesting). Evaluation recurses once per token, so this bounds its stack use.
 pub(crate) const MAX_WEIGHT: usize = 256;
 
+/// Most regular expressions one expression may hold. Compiling a pattern costs up to a few
+/// milliseconds (a large bounded repetition, `a{20000}`, is expanded), and a filter is compiled
+/// for every request that sends one: without a bound, a filter of ten thousand characters made
+/// of such patterns took seconds of CPU. Jayway has no such bound; filters written by people
+/// hold a handful.
+pub(crate) const MAX_REGEXES: usize = 32;
+
+thread_local! {
+    /// Regular expressions compiled so far by the expression being compiled on this thread.
+    static REGEXES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Compiles a path as `JsonPath.compile` does (`PathCompiler.compile`).
 pub(crate) fn compile(text: &str) -> Result<CompiledPath, ParseError> {
     let chars: Vec<char> = text.chars().collect();
+    REGEXES.with(|count| count.set(0));
     let path = compile_static(&chars, 0, 0).map_err(|e| e.err)?;
     let w = weight(&path);
     if w > MAX_WEIGHT {
@@ -1086,6 +1099,20 @@ impl FilterCompiler<'_> {
         let last = text.rfind('/').unwrap_or(text.len());
         let source = text.get(first + 1..last).unwrap_or("");
         let flags = text.get(last + 1..).unwrap_or("");
+        let count = REGEXES.with(|count| {
+            count.set(count.get() + 1);
+            count.get()
+        });
+        if count > MAX_REGEXES {
+            return Err(self.f.other(
+                begin,
+                "fewer regular expressions",
+                format!(
+                    "Expression too complex: more than {MAX_REGEXES} regular expressions in one \
+                     expression"
+                ),
+            ));
+        }
         let re = JavaRegex::compile(source, flags)
             .map_err(|m| self.f.other(begin, "a valid regular expression", m))?;
         Ok(Operand::Pattern(Box::new(re)))

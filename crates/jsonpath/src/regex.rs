@@ -27,6 +27,10 @@
 
 use regex::Regex;
 
+/// Largest compiled size of one pattern (the `regex` crate's measure); larger ones are refused
+/// as too complex.
+const MAX_COMPILED_SIZE: usize = 1 << 20;
+
 /// A compiled Java-style pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct JavaRegex {
@@ -45,8 +49,10 @@ impl JavaRegex {
             None => format!(r"\A(?:{body})\z"),
             Some(prefix) => format!(r"(?{prefix})\A(?:{body})\z"),
         };
+        // A pattern's compiled size bounds the time compiling it takes (about 7 ms at the
+        // limit); the number of patterns in an expression is bounded by the parser.
         let re = regex::RegexBuilder::new(&full)
-            .size_limit(1 << 22)
+            .size_limit(MAX_COMPILED_SIZE)
             .build()
             .map_err(|e| e.to_string())?;
         Ok(JavaRegex {

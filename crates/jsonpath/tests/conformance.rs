@@ -459,3 +459,37 @@ fn only_paths_with_unknown_functions_fail_for_a_missing_function() {
     }
     assert!(checked > 1000, "only {checked} paths checked");
 }
+
+/// A filter is compiled for every request that sends one: its patterns are bounded in number
+/// and in compiled size, so that no filter of the accepted length costs seconds to compile.
+#[test]
+fn regular_expressions_are_bounded_in_number_and_size() {
+    let filter = |count: usize, pattern: &str| {
+        let tests: Vec<String> = (0..count).map(|_| format!("@.x =~ /{pattern}/")).collect();
+        format!("$[?({})]", tests.join(" && "))
+    };
+    assert!(compile(&filter(32, "a{200}")).is_ok());
+    let err = compile(&filter(33, "a")).unwrap_err();
+    assert!(
+        err.message
+            .contains("more than 32 regular expressions in one expression"),
+        "{}",
+        err.message
+    );
+    // Nested filters count too.
+    let nested = format!("$[?(@.a[?(@.b =~ /x/)] && {})]", &filter(32, "y")[4..]);
+    let nested = nested.trim_end_matches(")]").to_owned() + ")]";
+    let err = compile(&nested).unwrap_err();
+    assert!(
+        err.message.contains("more than 32"),
+        "{nested}: {}",
+        err.message
+    );
+    // A pattern too large to compile cheaply is refused, as a syntax error is.
+    let err = compile(&filter(1, "a{99999}")).unwrap_err();
+    assert!(err.message.contains("size limit"), "{}", err.message);
+    // The count starts over for each expression.
+    for _ in 0..3 {
+        assert!(compile(&filter(32, "b")).is_ok());
+    }
+}
