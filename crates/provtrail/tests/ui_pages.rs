@@ -892,11 +892,45 @@ async fn hostile_redirect_targets_are_not_followed() {
 async fn wrong_tokens_from_one_address_are_stopped_after_ten_a_minute() {
     let server = start().await;
     let origin = format!("http://{}", server.addr);
-    for n in 0..10 {
+    let cookie = sign_in(&server).await;
+    let bearer = |path: &str, token: &str| {
+        let request = client().get(server.url(path)).bearer_auth(token);
+        async move { Answer::read(request.send().await.unwrap()).await }
+    };
+    // The ingest token sent to the read API is a mistake of configuration, not a guess.
+    for _ in 0..12 {
+        assert_eq!(bearer("/api/v1/events", TOKEN).await.status, 401);
+    }
+    // Wrong tokens count alike wherever they are sent: the sign-in form, the read API, the
+    // routes API and the pages.
+    for n in 0..4 {
         let answer = sign_in_with(&server, &format!("guess-{n}"), Some(&origin)).await;
         assert_eq!(answer.status, 401, "attempt {n}: {}", answer.text());
     }
-    // The eleventh is not even checked: the right token waits as a wrong one does.
+    for (n, path) in ["/api/v1/events", "/api/v1/routes", "/failures"]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let answer = bearer(path, &format!("header-guess-{n}")).await;
+        assert_eq!(answer.status, 401, "{path}: {}", answer.text());
+    }
+    // No token at all is no guess.
+    assert_eq!(get(&server, "/api/v1/events", None).await.status, 401);
+    // The eleventh is not even checked: the right token waits as a wrong one does, wherever
+    // it is sent.
+    for path in ["/api/v1/events", "/api/v1/routes", "/failures"] {
+        let answer = bearer(path, READ).await;
+        assert_eq!(answer.status, 429, "{path}: {}", answer.text());
+        let wait: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        if path.starts_with("/api/") {
+            assert_eq!(answer.json()["error"]["code"], "too_many_requests");
+        }
+    }
+    // A browser signed in before keeps its session.
+    assert_eq!(get(&server, "/failures", Some(&cookie)).await.status, 200);
     for token in ["guess-10", READ] {
         let answer = sign_in_with(&server, token, Some(&origin)).await;
         assert_eq!(answer.status, 429, "{}", answer.text());
@@ -921,6 +955,13 @@ async fn wrong_tokens_from_one_address_are_stopped_after_ten_a_minute() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 303);
+    let answer = other
+        .get(server.url("/api/v1/events"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
 }
 
 #[tokio::test]
@@ -965,6 +1006,18 @@ async fn text_filters_past_the_apis_length_are_left_out_with_a_notice_and_nul_fi
         "{html}"
     );
     assert!(html.contains("The ticket is longer than 1,000 characters"));
+    assert!(html.contains("track-1"), "the list is not filtered by them");
+    // A NUL, which the API refuses too, is left out and not written into the form.
+    let html = page(&server, &cookie, "/?identity=%00&channel=a%00b&q=x%00").await;
+    assert!(!html.contains('\0'), "{html}");
+    for name in ["identity", "channel", "search"] {
+        assert!(
+            html.contains(&format!(
+                "The {name} contains a NUL character, so it is not applied."
+            )),
+            "{name}: {html}"
+        );
+    }
     assert!(html.contains("track-1"), "the list is not filtered by them");
     let fragment = get(
         &server,

@@ -4,6 +4,7 @@
 //! store, and turn the outcome into a response; no storage or validation logic lives here.
 
 pub mod api;
+pub(crate) mod guesses;
 mod ingest;
 mod listener;
 mod ops;
@@ -126,6 +127,8 @@ pub struct SharedState {
     pub(crate) parse_budget: Arc<Semaphore>,
     /// The server itself serves HTTPS: the UI's cookie is `Secure` whatever a request says.
     pub serves_tls: bool,
+    /// Wrong read and admin tokens per client address.
+    pub(crate) token_guesses: Arc<guesses::TokenGuesses>,
 }
 
 impl AppState {
@@ -151,6 +154,7 @@ impl AppState {
             form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
             parse_budget: Arc::new(Semaphore::new(ingest::PARSE_BUDGET_KIB as usize)),
             serves_tls: config.tls.is_some(),
+            token_guesses: Arc::default(),
         }))
     }
 

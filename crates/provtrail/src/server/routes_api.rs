@@ -67,9 +67,14 @@ enum Access {
     Admin,
     Read,
     Nobody(AuthError),
+    /// Too many wrong tokens from this client: none is checked for this long.
+    Throttled(std::time::Duration),
 }
 
 fn access(parts: &Parts, state: &AppState) -> Access {
+    if let Some(wait) = state.token_guesses.refusal(parts) {
+        return Access::Throttled(wait);
+    }
     if state
         .admin_credentials
         .check_headers(&parts.headers)
@@ -79,7 +84,10 @@ fn access(parts: &Parts, state: &AppState) -> Access {
     }
     match state.read_credentials.check_headers(&parts.headers) {
         Ok(()) => Access::Read,
-        Err(err) => Access::Nobody(err),
+        Err(err) => {
+            crate::server::guesses::note_refused(state, parts, &err);
+            Access::Nobody(err)
+        }
     }
 }
 
@@ -102,6 +110,7 @@ impl FromRequestParts<AppState> for RouteReadAccess {
         match access(parts, state) {
             Access::Admin | Access::Read => Ok(RouteReadAccess),
             Access::Nobody(err) => Err(unauthorized(err)),
+            Access::Throttled(wait) => Err(ApiError::too_many_requests(wait)),
         }
     }
 }
@@ -126,6 +135,7 @@ impl FromRequestParts<AppState> for AdminAccess {
                 "a read token cannot retry or replay: this needs an admin token",
             )),
             Access::Nobody(err) => Err(unauthorized(err)),
+            Access::Throttled(wait) => Err(ApiError::too_many_requests(wait)),
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub parameter: Option<String>,
     /// Where a filter failed to parse.
     pub position: Option<u64>,
+    /// For a 429: seconds until the client may try again (`Retry-After`).
+    pub retry_after: Option<u32>,
     /// What the filter parser expected there.
     pub expected: Option<String>,
 }
@@ -36,6 +38,7 @@ impl ApiError {
             parameter: None,
             position: None,
             expected: None,
+            retry_after: None,
         }
     }
 
@@ -110,6 +113,22 @@ impl ApiError {
             "method_not_allowed",
             "method not allowed on this resource (see the Allow header)",
         )
+    }
+
+    /// 429: this client sent too many wrong tokens; it may send one again after `wait`.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        let seconds = crate::server::guesses::retry_after_seconds(wait);
+        ApiError {
+            retry_after: Some(u32::try_from(seconds).unwrap_or(u32::MAX)),
+            ..ApiError::new(
+                429,
+                "too_many_requests",
+                format!(
+                    "too many wrong tokens from this address: no token is checked for it for \
+                     {seconds} s"
+                ),
+            )
+        }
     }
 
     /// 503: the server cannot take this request now; worth trying again shortly.
@@ -193,6 +212,11 @@ impl IntoResponse for ApiError {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                if let Some(seconds) = self.retry_after {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
             }
             _ => {}
         }

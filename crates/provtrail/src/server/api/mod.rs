@@ -153,11 +153,15 @@ impl axum::extract::FromRequestParts<AppState> for ReadAccess {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(wait) = state.token_guesses.refusal(parts) {
+            return Err(ApiError::too_many_requests(wait));
+        }
         state
             .read_credentials
             .check_headers(&parts.headers)
             .map(|()| ReadAccess)
             .map_err(|err| {
+                crate::server::guesses::note_refused(state, parts, &err);
                 // Not the ingest message, which offers Basic credentials too.
                 let err = match err {
                     crate::auth::AuthError::Missing => "no credentials".to_owned(),

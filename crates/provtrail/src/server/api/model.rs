@@ -605,7 +605,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable code: `invalid_parameter`, `unknown_parameter`, `invalid_filter`, `invalid_body`,
     /// `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `unsupported_media_type`,
-    /// `payload_too_large`, `request_timeout`, `unavailable` or `internal`.
+    /// `payload_too_large`, `request_timeout`, `too_many_requests`, `unavailable` or `internal`.
     pub code: String,
     /// What went wrong and what is accepted, for people.
     pub message: String,

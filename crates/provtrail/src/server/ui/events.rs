@@ -41,9 +41,9 @@ pub struct Params {
     after: Option<String>,
     /// Fragment only: when the newest shown event was received.
     at: Option<String>,
-    /// The filters left out for being too long (see [`Params::without_overlong`]).
+    /// Why filters were left out (see [`Params::without_overlong`]), as the page says it.
     #[serde(skip)]
-    overlong: Vec<&'static str>,
+    overlong: Vec<String>,
 }
 
 impl Params {
@@ -59,13 +59,18 @@ impl Params {
             ("number", &mut self.number),
             ("ticket", &mut self.ticket),
         ] {
-            if value
-                .as_deref()
-                .is_some_and(|text| text.chars().count() > MAX_TEXT)
-            {
-                *value = None;
-                self.overlong.push(name);
-            }
+            // A NUL, which the read API refuses too, would also be written into the page's
+            // form as it is.
+            let why = match value.as_deref() {
+                Some(text) if text.chars().count() > MAX_TEXT => {
+                    format!("is longer than {} characters", number(MAX_TEXT as u64))
+                }
+                Some(text) if text.contains('\0') => "contains a NUL character".to_owned(),
+                _ => continue,
+            };
+            *value = None;
+            self.overlong
+                .push(format!("The {name} {why}, so it is not applied."));
         }
         self
     }
@@ -115,12 +120,7 @@ impl Params {
     /// ignored it is not taken for its answer.
     fn ignored(&self) -> Vec<String> {
         let no_words = given(&self.q).is_some() && self.words().is_none();
-        let overlong = self.overlong.iter().map(|name| {
-            format!(
-                "The {name} is longer than {} characters, so it is not applied.",
-                number(MAX_TEXT as u64)
-            )
-        });
+        let overlong = self.overlong.iter().cloned();
         overlong
             .chain([
             no_words.then(|| {

@@ -68,8 +68,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Pag
 pub struct UiState {
     /// Signed-in browsers.
     pub sessions: Sessions,
-    /// Failed sign-ins by client address.
-    pub sign_in_failures: signin::Failures,
     sources: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
 }
 
@@ -231,9 +229,15 @@ impl FromRequestParts<AppState> for Viewer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let ui = ui_state(parts).ok_or_else(no_ui_state)?;
         if parts.headers.contains_key(header::AUTHORIZATION) {
+            if let Some(wait) = state.token_guesses.refusal(parts) {
+                return Err(too_many_wrong_tokens(wait));
+            }
             return match state.read_credentials.check_headers(&parts.headers) {
                 Ok(()) => Ok(Viewer { csrf: None, ui }),
-                Err(err) => Err(error_page(StatusCode::UNAUTHORIZED, &err.to_string())),
+                Err(err) => {
+                    crate::server::guesses::note_refused(state, parts, &err);
+                    Err(error_page(StatusCode::UNAUTHORIZED, &err.to_string()))
+                }
             };
         }
         if state.read_credentials.is_open() {
@@ -255,6 +259,19 @@ impl FromRequestParts<AppState> for Viewer {
             }
         }
     }
+}
+
+/// A 429 page for a client that sent too many wrong tokens, with `Retry-After`.
+fn too_many_wrong_tokens(wait: Duration) -> Response {
+    let seconds = crate::server::guesses::retry_after_seconds(wait);
+    let mut response = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many wrong tokens from this address: try again in {seconds} s."),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// The session id from the request's cookie.

@@ -116,49 +116,6 @@ pub async fn form(
     form_page(StatusCode::OK, next, None)
 }
 
-/// Failed sign-ins a client address may make per [`FAILURE_WINDOW`] before its sign-ins are
-/// refused (429) until the window ends: a token cannot be guessed at the speed of the network.
-/// Generated tokens are far too long to guess anyway; this is for tokens chosen by hand.
-const MAX_FAILURES: u32 = 10;
-const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-/// Addresses remembered at most; beyond, windows that ended are forgotten, then all.
-const MAX_REMEMBERED: usize = 10_000;
-
-/// Failed sign-ins per client address (an IPv6 client by its /64) in the current window.
-#[derive(Debug, Default)]
-pub struct Failures(
-    std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
-);
-
-impl Failures {
-    /// How long `client` must wait before it may try again, when it used up its attempts.
-    fn wait(&self, client: std::net::IpAddr) -> Option<std::time::Duration> {
-        let failures = self.0.lock().ok()?;
-        let (count, since) = failures.get(&client)?;
-        let left = FAILURE_WINDOW.checked_sub(since.elapsed())?;
-        (*count >= MAX_FAILURES).then_some(left)
-    }
-
-    fn note(&self, client: std::net::IpAddr) {
-        let Ok(mut failures) = self.0.lock() else {
-            return;
-        };
-        if failures.len() >= MAX_REMEMBERED {
-            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-            if failures.len() >= MAX_REMEMBERED {
-                failures.clear();
-            }
-        }
-        let entry = failures
-            .entry(client)
-            .or_insert((0, std::time::Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, std::time::Instant::now());
-        }
-        entry.0 += 1;
-    }
-}
-
 /// The client a sign-in comes from, as the connection cap counts clients.
 fn client(parts: &Parts) -> Option<std::net::SocketAddr> {
     parts
@@ -190,8 +147,9 @@ pub async fn sign_in(
     let next = safe_next(form.next.as_deref());
     let remote = client(&parts);
     let address = remote.map(|remote| crate::server::listener::client_of(remote.ip()));
-    if let Some(wait) = address.and_then(|address| ui.sign_in_failures.wait(address)) {
-        let seconds = wait.as_secs().max(1);
+    // Wrong tokens count alike here and in `Authorization` headers (`server::guesses`).
+    if let Some(wait) = address.and_then(|address| state.token_guesses.wait(address)) {
+        let seconds = crate::server::guesses::retry_after_seconds(wait);
         let mut response = form_page(
             StatusCode::TOO_MANY_REQUESTS,
             next,
@@ -213,7 +171,7 @@ pub async fn sign_in(
             .is_err()
     {
         if let Some(address) = address {
-            ui.sign_in_failures.note(address);
+            state.token_guesses.note(address);
         }
         let remote = remote.map_or_else(|| "-".to_owned(), |remote| remote.to_string());
         tracing::info!(%remote, "a UI sign-in was refused");

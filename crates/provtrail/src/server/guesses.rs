@@ -1,0 +1,124 @@
+//! Wrong tokens per client address, counted by every place that takes a read or an admin token:
+//! the read API, the routes API, the web UI's pages (a token in a header) and its sign-in form.
+//! A client that sent too many in a minute is refused (429) wherever it sends one, so that no
+//! way in lets a token be guessed at the speed of the network. Generated tokens are far too long
+//! to guess anyway; this is for tokens chosen by hand.
+//!
+//! Ingest is not limited: ISC's deliveries must never be turned away for someone else's
+//! guesses, and its credential is checked before its body is read.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::auth::AuthError;
+
+/// Wrong tokens a client address may send per [`FAILURE_WINDOW`]; then every request of its
+/// that carries a token is refused until the window ends.
+pub const MAX_FAILURES: u32 = 10;
+/// How long the count of an address's wrong tokens lasts.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most; beyond, windows that ended are forgotten, then all.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Wrong tokens per client address (an IPv6 client by its /64) in the current window.
+#[derive(Debug, Default)]
+pub struct TokenGuesses(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+impl TokenGuesses {
+    /// How long `client` must wait before it may send a token again, when it used up its
+    /// wrong ones.
+    pub fn wait(&self, client: IpAddr) -> Option<Duration> {
+        let failures = self.0.lock().ok()?;
+        let (count, since) = failures.get(&client)?;
+        let left = FAILURE_WINDOW.checked_sub(since.elapsed())?;
+        (*count >= MAX_FAILURES).then_some(left)
+    }
+
+    /// Counts a wrong token from `client`.
+    pub fn note(&self, client: IpAddr) {
+        let Ok(mut failures) = self.0.lock() else {
+            return;
+        };
+        if failures.len() >= MAX_REMEMBERED {
+            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            if failures.len() >= MAX_REMEMBERED {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(client).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    /// Before a request's `Authorization` header is checked: how long its client must wait,
+    /// when it may not send a token now. Requests without one are never held up.
+    pub fn refusal(&self, parts: &Parts) -> Option<Duration> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return None;
+        }
+        client(parts).and_then(|client| self.wait(client))
+    }
+}
+
+/// After a request's `Authorization` header was refused: counts it as a guess, unless there was
+/// none, or it holds a credential of this server meant for another door (the ingest token sent
+/// to the read API, an admin token to a page): a client set up with the wrong one of its own
+/// credentials is not guessing.
+pub fn note_refused(state: &super::SharedState, parts: &Parts, err: &AuthError) {
+    if matches!(err, AuthError::Missing) {
+        return;
+    }
+    let known = [
+        &state.ingest_credentials,
+        &state.read_credentials,
+        &state.admin_credentials,
+    ]
+    .iter()
+    .any(|credentials| !credentials.is_open() && credentials.check_headers(&parts.headers).is_ok());
+    if known {
+        return;
+    }
+    if let Some(client) = client(parts) {
+        state.token_guesses.note(client);
+    }
+}
+
+/// The client a request comes from, as the per-address connection cap counts clients.
+pub fn client(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| super::listener::client_of(info.0.ip()))
+}
+
+/// Seconds to say in `Retry-After` for a wait (at least one).
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_refused_after_its_wrong_tokens_and_others_are_not() {
+        let guesses = TokenGuesses::default();
+        let (one, other): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        for _ in 0..MAX_FAILURES - 1 {
+            guesses.note(one);
+        }
+        assert_eq!(guesses.wait(one), None);
+        guesses.note(one);
+        let wait = guesses.wait(one).unwrap();
+        assert!(wait <= FAILURE_WINDOW && wait > FAILURE_WINDOW / 2);
+        assert_eq!(guesses.wait(other), None);
+    }
+}
