@@ -49,8 +49,9 @@ impl JavaRegex {
             None => format!(r"\A(?:{body})\z"),
             Some(prefix) => format!(r"(?{prefix})\A(?:{body})\z"),
         };
-        // A pattern's compiled size bounds the time compiling it takes (about 7 ms at the
-        // limit); the number of patterns in an expression is bounded by the parser.
+        // A pattern's compiled size bounds the time compiling it takes, or finding that it is
+        // too large (up to about 15 ms at this limit, for large Unicode classes repeated); the
+        // number of patterns in an expression is bounded by the parser.
         let re = regex::RegexBuilder::new(&full)
             .size_limit(MAX_COMPILED_SIZE)
             .build()
