@@ -100,6 +100,19 @@ impl Redactor {
         if secret.len() < MIN_SECRET_LEN {
             return;
         }
+        // A secret that JSON escapes (a tab, a quote) is sent in a JSON body as its escaped
+        // text, and a receiver that echoes that body in JSON of its own escapes it again
+        // (`\\t`): the escaped text is a secret of its own, found in every form as the secret
+        // is.
+        let escaped = serde_json::Value::from(secret).to_string();
+        let escaped = &escaped[1..escaped.len() - 1];
+        if escaped != secret {
+            self.insert_text(escaped, partial);
+        }
+        self.insert_text(secret, partial);
+    }
+
+    fn insert_text(&self, secret: &str, partial: bool) {
         if let Ok(mut secrets) = self.secrets.write() {
             if let Some(known) = secrets.iter_mut().find(|known| known.text == secret) {
                 known.partial |= partial;
@@ -253,6 +266,7 @@ fn echoed_bytes(text: &[u8], at: usize) -> [Option<u8>; 2] {
         b'%' => rest.get(1..3).and_then(hex_value),
         b'\\' => match rest.get(1) {
             Some(b'u') => rest.get(2..6).and_then(hex_value),
+            Some(b'x') => rest.get(2..4).and_then(hex_value),
             Some(&letter) => short_escape(letter).map(u32::from),
             None => None,
         },
@@ -330,6 +344,12 @@ fn echo_lens(text: &[u8], at: usize, byte: u8) -> [Option<usize>; 2] {
                 .and_then(hex_value)
                 .filter(|&value| is_byte(value))
                 .map(|_| 6),
+            // C, Python and JavaScript write control characters as `\x09`.
+            Some(b'x') => rest
+                .get(2..4)
+                .and_then(hex_value)
+                .filter(|&value| is_byte(value))
+                .map(|_| 4),
             Some(&letter) => (short_escape(letter) == Some(byte)).then_some(2),
             None => None,
         },
@@ -365,6 +385,8 @@ fn html_reference(text: &[u8]) -> Option<(u32, usize)> {
         b"gt" => u32::from(b'>'),
         b"quot" => u32::from(b'"'),
         b"apos" => u32::from(b'\''),
+        b"Tab" => u32::from(b'\t'),
+        b"NewLine" => u32::from(b'\n'),
         [b'#', b'x' | b'X', hex @ ..] => hex_value(hex)?,
         [b'#', decimal @ ..] => std::str::from_utf8(decimal).ok()?.parse().ok()?,
         _ => return None,
@@ -671,6 +693,21 @@ mod tests {
         let echoed = serde_json::json!({ "sent": controls }).to_string();
         assert_eq!(redactor.redact(&echoed), r#"{"sent":"***"}"#, "{echoed}");
         assert_eq!(redactor.redact(controls), "***");
+        // Escaped twice: a receiver that quotes, in JSON of its own, the JSON body it was sent.
+        let twice = serde_json::json!({ "body": echoed }).to_string();
+        assert_eq!(
+            redactor.redact(&twice),
+            r#"{"body":"{\"sent\":\"***\"}"}"#,
+            "{twice}"
+        );
+        // `\x09` escapes, and HTML's named references for a tab and a line break.
+        let tabs = "ab\tcd\tef\tgh\tij";
+        redactor.add(tabs);
+        assert_eq!(
+            redactor.redact(r"Bearer ab\x09cd\x09ef\x09gh\x09ij"),
+            "Bearer ***"
+        );
+        assert_eq!(redactor.redact("ab&Tab;cd&Tab;ef&Tab;gh&Tab;ij!"), "***!");
         assert_eq!(
             redactor.redact(r#"key "abc\tdefghijk" refused"#),
             r#"key "abc\tdefghijk" refused"#,
