@@ -67,6 +67,45 @@ pub fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, SearchError>
     }
 }
 
+/// Evaluates `filter` on `events` in order, on a blocking thread: one evaluation can take long
+/// (a deep scan with many patterns over a large event), and an async worker held that long holds
+/// up health probes and ingest with it. Stops once `wanted` have matched, or once `deadline` has
+/// passed (after one event at least); answers the events evaluated, bodies taken out, each with
+/// whether it matched.
+async fn evaluate(
+    filter: &Path,
+    events: Vec<EventSummary>,
+    wanted: usize,
+    deadline: Instant,
+) -> Vec<(EventSummary, bool)> {
+    let filter = filter.clone();
+    let work = move || {
+        let mut evaluated = Vec::with_capacity(events.len());
+        let mut matched = 0;
+        for mut event in events {
+            if !evaluated.is_empty() && Instant::now() >= deadline {
+                break;
+            }
+            let raw = event.raw.take().unwrap_or_default();
+            let hit = matches(&filter, &raw);
+            evaluated.push((event, hit));
+            if hit {
+                matched += 1;
+                if matched >= wanted {
+                    break;
+                }
+            }
+        }
+        evaluated
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(evaluated) => evaluated,
+        // A panic in the evaluator goes on as a panic of the request (answered 500).
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Does the filter match this stored body, as ISC decides it (a non-empty answer; an error or a
 /// body that is not JSON is no match)?
 pub fn matches(filter: &Path, raw: &[u8]) -> bool {
@@ -98,14 +137,17 @@ pub async fn search(
     candidates.limit = 200;
     let mut items = Vec::with_capacity(limit);
     let mut scanned = 0u64;
+    let deadline = started + budget.time;
     loop {
         let page = store.search_events(&candidates, true).await?;
+        let fetched = page.items.len();
+        let evaluated = evaluate(filter, page.items, limit - items.len(), deadline).await;
+        let out_of_time = evaluated.len() < fetched;
         let mut last_seen = None;
-        for mut event in page.items {
+        for (event, matched) in evaluated {
             last_seen = Some(event.id);
             scanned += 1;
-            let raw = event.raw.take().unwrap_or_default();
-            if matches(filter, &raw) {
+            if matched {
                 items.push(event);
                 if items.len() == limit {
                     // More may match below this one.
@@ -117,6 +159,14 @@ pub async fn search(
                     });
                 }
             }
+        }
+        if out_of_time {
+            return Ok(SearchPage {
+                items,
+                next_cursor: last_seen.or(page.next_cursor),
+                scanned,
+                complete: false,
+            });
         }
         match page.next_cursor {
             None => {
@@ -179,17 +229,24 @@ pub async fn test_filter(
         complete: true,
         since,
     };
+    let deadline = started + budget.time;
     loop {
         let page = store.search_events(&query, true).await?;
-        for mut event in page.items {
+        let fetched = page.items.len();
+        let evaluated = evaluate(filter, page.items, usize::MAX, deadline).await;
+        let out_of_time = evaluated.len() < fetched;
+        for (event, matched) in evaluated {
             result.scanned += 1;
-            let raw = event.raw.take().unwrap_or_default();
-            if matches(filter, &raw) {
+            if matched {
                 result.matched += 1;
                 if result.examples.len() < examples {
                     result.examples.push(event);
                 }
             }
+        }
+        if out_of_time {
+            result.complete = false;
+            return Ok(result);
         }
         match page.next_cursor {
             None => return Ok(result),
