@@ -897,9 +897,14 @@ async fn wrong_tokens_from_one_address_are_stopped_after_ten_a_minute() {
         let request = client().get(server.url(path)).bearer_auth(token);
         async move { Answer::read(request.send().await.unwrap()).await }
     };
-    // The ingest token sent to the read API is a mistake of configuration, not a guess.
+    // The ingest token sent to the read API or the sign-in form is a mistake of configuration,
+    // not a guess.
     for _ in 0..12 {
         assert_eq!(bearer("/api/v1/events", TOKEN).await.status, 401);
+        assert_eq!(
+            sign_in_with(&server, TOKEN, Some(&origin)).await.status,
+            401
+        );
     }
     // Wrong tokens count alike wherever they are sent: the sign-in form, the read API, the
     // routes API and the pages.

@@ -75,19 +75,28 @@ pub fn note_refused(state: &super::SharedState, parts: &Parts, err: &AuthError) 
     if matches!(err, AuthError::Missing) {
         return;
     }
-    let known = [
-        &state.ingest_credentials,
-        &state.read_credentials,
-        &state.admin_credentials,
-    ]
-    .iter()
-    .any(|credentials| !credentials.is_open() && credentials.check_headers(&parts.headers).is_ok());
-    if known {
+    let own = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|value| is_own_credential(state, value.as_bytes()));
+    if own {
         return;
     }
     if let Some(client) = client(parts) {
         state.token_guesses.note(client);
     }
+}
+
+/// Whether an `Authorization` value holds one of this server's credentials (ingest, read or
+/// admin), wherever it was sent.
+pub fn is_own_credential(state: &super::SharedState, authorization: &[u8]) -> bool {
+    [
+        &state.ingest_credentials,
+        &state.read_credentials,
+        &state.admin_credentials,
+    ]
+    .iter()
+    .any(|credentials| !credentials.is_open() && credentials.check(Some(authorization)).is_ok())
 }
 
 /// The client a request comes from, as the per-address connection cap counts clients.

@@ -170,7 +170,10 @@ pub async fn sign_in(
             .check(Some(authorization.as_bytes()))
             .is_err()
     {
-        if let Some(address) = address {
+        // One of the server's own credentials in the wrong place (the ingest token) is a
+        // mistake, not a guess.
+        let own = crate::server::guesses::is_own_credential(&state, authorization.as_bytes());
+        if let (Some(address), false) = (address, own) {
             state.token_guesses.note(address);
         }
         let remote = remote.map_or_else(|| "-".to_owned(), |remote| remote.to_string());
