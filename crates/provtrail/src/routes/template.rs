@@ -260,7 +260,12 @@ pub fn reference_in_code(source: &str) -> bool {
             end += 1;
         }
         let code = &source[at..end.min(source.len())];
-        if code.contains("${env:") || code.contains("${file:") {
+        // `$${` is a literal `${`, not a reference.
+        let reference = ["${env:", "${file:"].iter().any(|opening| {
+            code.match_indices(opening)
+                .any(|(start, _)| start == 0 || code.as_bytes()[start - 1] != b'$')
+        });
+        if reference {
             return true;
         }
         at = end + close.len();
@@ -426,6 +431,7 @@ mod tests {
             r#"{% if "${env:A}" %}x{% endif %}"#,
             r#"{{ "}}" ~ "${env:K}" }}"#,
             r#"{{ 'it\'s }}' ~ "${env:K}" }}"#,
+            r#"{{ "$${env:A}" ~ "${env:K}" }}"#,
         ] {
             assert!(reference_in_code(code), "{code}");
         }
@@ -436,6 +442,7 @@ mod tests {
             "no references {{ event_id }}",
             "{{ unterminated",
             "{",
+            r#"{{ "$${env:LITERAL}" }}"#,
         ] {
             assert!(!reference_in_code(text), "{text}");
         }
