@@ -321,12 +321,9 @@ fn evaluation_answers_are_lists_for_indefinite_paths() {
     ));
 }
 
-/// `Path::root_members` holds for every case of the data: evaluated on an object cut down to the
-/// members it names, a path answers (value or error kind, and match decision) as on the whole
-/// object. This is what lets routing build only those members of an event.
-#[test]
-fn paths_answer_alike_on_an_object_cut_down_to_their_root_members() {
-    let mut cut_cases = 0;
+/// Every path of the data that compiles: its file, its text, the path and its document.
+fn compiled_paths() -> Vec<(&'static str, String, Path, Value)> {
+    let mut paths = Vec::new();
     for (file, key) in [
         ("isc-doc-examples.jsonl", "path"),
         ("jayway-filter-cases.jsonl", "path"),
@@ -337,33 +334,43 @@ fn paths_answer_alike_on_an_object_cut_down_to_their_root_members() {
             let Some(text) = row.get(key).and_then(Value::as_str) else {
                 continue;
             };
-            let Ok(path) = compile(text) else {
-                continue;
-            };
-            let doc = document(&row);
-            let (Some(names), Value::Object(members)) = (path.root_members(), &doc) else {
-                continue;
-            };
-            let cut: serde_json::Map<String, Value> = members
-                .iter()
-                .filter(|(name, _)| names.binary_search(name).is_ok())
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect();
-            if cut.len() < members.len() {
-                cut_cases += 1;
+            if let Ok(path) = compile(text) {
+                paths.push((file, text.to_owned(), path, document(&row)));
             }
-            let cut = Value::Object(cut);
-            let whole = run(text, &doc, Options::default());
-            let part = run(text, &cut, Options::default());
-            if let Err(diff) = check(&whole, &part, true) {
-                panic!("{file}: {text}: cut to {names:?}: {diff}");
-            }
-            assert_eq!(
-                path.matches(&doc),
-                path.matches(&cut),
-                "{file}: {text}: match decision differs when cut to {names:?}"
-            );
         }
+    }
+    paths
+}
+
+/// `Path::root_members` holds for every case of the data: evaluated on an object cut down to the
+/// members it names, a path answers (value or error kind, and match decision) as on the whole
+/// object. This is what lets routing build only those members of an event.
+#[test]
+fn paths_answer_alike_on_an_object_cut_down_to_their_root_members() {
+    let mut cut_cases = 0;
+    for (file, text, path, doc) in compiled_paths() {
+        let (Some(names), Value::Object(members)) = (path.root_members(), &doc) else {
+            continue;
+        };
+        let cut: serde_json::Map<String, Value> = members
+            .iter()
+            .filter(|(name, _)| names.binary_search(name).is_ok())
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        if cut.len() < members.len() {
+            cut_cases += 1;
+        }
+        let cut = Value::Object(cut);
+        let whole = run(&text, &doc, Options::default());
+        let part = run(&text, &cut, Options::default());
+        if let Err(diff) = check(&whole, &part, true) {
+            panic!("{file}: {text}: cut to {names:?}: {diff}");
+        }
+        assert_eq!(
+            path.matches(&doc),
+            path.matches(&cut),
+            "{file}: {text}: match decision differs when cut to {names:?}"
+        );
     }
     // The data must exercise the cut, not only documents that hold nothing else.
     assert!(
@@ -431,29 +438,15 @@ fn unknown_functions_are_named_wherever_they_are_called() {
 #[test]
 fn only_paths_with_unknown_functions_fail_for_a_missing_function() {
     let mut checked = 0;
-    for (file, key) in [
-        ("isc-doc-examples.jsonl", "path"),
-        ("jayway-filter-cases.jsonl", "path"),
-        ("jayway-cases.jsonl", "selector"),
-        ("cts-jayway.jsonl", "selector"),
-    ] {
-        for row in rows(file) {
-            let Some(text) = row.get(key).and_then(Value::as_str) else {
-                continue;
-            };
-            let Ok(path) = compile(text) else {
-                continue;
-            };
-            checked += 1;
-            let doc = document(&row);
-            if let Err(err) = path.evaluate(&doc) {
-                if err.message.starts_with("Function with name") {
-                    assert!(
-                        !path.unknown_functions().is_empty(),
-                        "{file}: {text}: {}",
-                        err.message
-                    );
-                }
+    for (file, text, path, doc) in compiled_paths() {
+        checked += 1;
+        if let Err(err) = path.evaluate(&doc) {
+            if err.message.starts_with("Function with name") {
+                assert!(
+                    !path.unknown_functions().is_empty(),
+                    "{file}: {text}: {}",
+                    err.message
+                );
             }
         }
     }

@@ -383,36 +383,21 @@ fsync = false
         .map(|item| item["id"].as_i64().unwrap())
         .collect();
     let unknown = dead.iter().max().unwrap() + 1000;
-    let (status, answer) = post_raw(
-        &server,
-        RETRY,
-        FROM_FILE,
-        &format!(r#"{{"ids": [{unknown}, {unknown}]}}"#),
-    )
-    .await;
-    assert_eq!(status, 404, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("none of the 1 ids given names a dead letter"),
-        "{answer}"
-    );
-    let (status, answer) = post_raw(
-        &server,
-        RETRY,
-        FROM_FILE,
-        &format!(r#"{{"ids": [{unknown}], "route": "archive"}}"#),
-    )
-    .await;
-    assert_eq!(status, 404, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(r#"dead letter of route "archive""#),
-        "{answer}"
-    );
+    for (body, says) in [
+        (
+            format!(r#"{{"ids": [{unknown}, {unknown}]}}"#),
+            "none of the 1 ids given names a dead letter",
+        ),
+        (
+            format!(r#"{{"ids": [{unknown}], "route": "archive"}}"#),
+            r#"dead letter of route "archive""#,
+        ),
+    ] {
+        let (status, answer) = post_raw(&server, RETRY, FROM_FILE, &body).await;
+        assert_eq!(status, 404, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {answer}");
+    }
     assert_eq!(count(2), 2, "nothing was retried by the refused requests");
     let (status, answer) = post_raw(
         &server,
