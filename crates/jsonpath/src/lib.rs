@@ -273,6 +273,15 @@ impl Path {
         }
     }
 
+    /// [`Path::matches`] that gives up once `deadline` has passed: `None` when it passed before
+    /// the evaluation ended, and the answer is then unknown. The time is checked before each
+    /// regular expression is matched, the one step whose cost grows with both the pattern and
+    /// the text (a large pattern over a long string can take a good part of a second); the
+    /// rest of an evaluation is linear in the document.
+    pub fn matches_within(&self, doc: &Value, deadline: std::time::Instant) -> Option<bool> {
+        regex::within(deadline, || self.matches(doc))
+    }
+
     /// `JsonPath.read(document, configuration)`.
     fn read<'a>(&self, doc: &'a Value, o: Options, track: bool) -> Result<Evaluation<'a>, Fail> {
         let p = &self.compiled;

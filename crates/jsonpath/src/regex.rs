@@ -25,6 +25,9 @@
 //! only ASCII there too without `u`), and `$` without `m` matches only at the very end (Java's
 //! also matches before a final line break).
 
+use std::cell::Cell;
+use std::time::Instant;
+
 use regex::Regex;
 
 /// Largest compiled size of one pattern (the `regex` crate's measure); larger ones are refused
@@ -63,10 +66,49 @@ impl JavaRegex {
         })
     }
 
-    /// `Pattern.matcher(input).matches()`.
+    /// `Pattern.matcher(input).matches()`; false without matching once the deadline of
+    /// [`within`] has passed (the evaluation's answer is then dropped).
     pub(crate) fn matches(&self, input: &str) -> bool {
+        if past_deadline() {
+            return false;
+        }
         self.re.is_match(input)
     }
+}
+
+thread_local! {
+    /// The time by which the evaluation running on this thread is to end, if it has one.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Whether a pattern was left unmatched for the deadline.
+    static EXPIRED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn past_deadline() -> bool {
+    DEADLINE.with(|deadline| match deadline.get() {
+        Some(at) if Instant::now() >= at => {
+            EXPIRED.with(|expired| expired.set(true));
+            true
+        }
+        _ => false,
+    })
+}
+
+/// Runs `evaluate` with `deadline` for its pattern matches, the one step of an evaluation whose
+/// cost grows with both the pattern and the text: `None` when the deadline passed before it
+/// ended (its answer is then not the evaluation's).
+pub(crate) fn within<T>(deadline: Instant, evaluate: impl FnOnce() -> T) -> Option<T> {
+    /// Puts the thread's deadline back as it was, also when `evaluate` panics.
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEADLINE.with(|deadline| deadline.set(self.0));
+        }
+    }
+    let _restore = Restore(DEADLINE.with(|current| current.replace(Some(deadline))));
+    EXPIRED.with(|expired| expired.set(false));
+    let answer = evaluate();
+    let expired = EXPIRED.with(|expired| expired.replace(false));
+    (!expired).then_some(answer)
 }
 
 const ASCII_D: &str = "[0-9]";

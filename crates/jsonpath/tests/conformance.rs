@@ -486,3 +486,24 @@ fn regular_expressions_are_bounded_in_number_and_size() {
         assert!(compile(&filter(32, "b")).is_ok());
     }
 }
+
+/// An evaluation given a deadline gives up at it, and answers as without one before it.
+#[test]
+fn an_evaluation_past_its_deadline_gives_up() {
+    use std::time::{Duration, Instant};
+    let path = compile("$[?(@.a =~ /x.*/ && @.b =~ /y/)]").unwrap();
+    let doc = serde_json::json!({"a": "xyz", "b": "y"});
+    let later = Instant::now() + Duration::from_secs(60);
+    assert_eq!(path.matches_within(&doc, later), Some(true));
+    assert_eq!(
+        path.matches_within(&serde_json::json!({"a": "q"}), later),
+        Some(false)
+    );
+    let passed = Instant::now() - Duration::from_millis(1);
+    assert_eq!(path.matches_within(&doc, passed), None);
+    // The deadline ends with its evaluation: the next one without it answers in full.
+    assert!(path.matches(&doc));
+    // A filter without patterns is not cut short.
+    let plain = compile("$[?(@.b == 'y')]").unwrap();
+    assert_eq!(plain.matches_within(&doc, passed), Some(true));
+}

@@ -70,24 +70,31 @@ pub fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, SearchError>
 /// Evaluates `filter` on `events` in order, on a blocking thread: one evaluation can take long
 /// (a deep scan with many patterns over a large event), and an async worker held that long holds
 /// up health probes and ingest with it. Stops once `wanted` have matched, or once `deadline` has
-/// passed (after one event at least); answers the events evaluated, bodies taken out, each with
-/// whether it matched.
+/// passed, also during an evaluation (whose event is then left for the next request); answers
+/// the events evaluated, bodies taken out, each with whether it matched. With `first_of_all`
+/// (the request's first event) the first event is evaluated whatever the time, so that a
+/// search continued from its cursor always moves on.
 async fn evaluate(
     filter: &Path,
     events: Vec<EventSummary>,
     wanted: usize,
     deadline: Instant,
+    first_of_all: bool,
 ) -> Vec<(EventSummary, bool)> {
     let filter = filter.clone();
     let work = move || {
         let mut evaluated = Vec::with_capacity(events.len());
         let mut matched = 0;
         for mut event in events {
-            if !evaluated.is_empty() && Instant::now() >= deadline {
-                break;
-            }
             let raw = event.raw.take().unwrap_or_default();
-            let hit = matches(&filter, &raw);
+            let hit = if first_of_all && evaluated.is_empty() {
+                matches(&filter, &raw)
+            } else {
+                match matches_within(&filter, &raw, deadline) {
+                    Some(hit) => hit,
+                    None => break,
+                }
+            };
             evaluated.push((event, hit));
             if hit {
                 matched += 1;
@@ -103,6 +110,17 @@ async fn evaluate(
         // A panic in the evaluator goes on as a panic of the request (answered 500).
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         Err(_) => Vec::new(),
+    }
+}
+
+/// [`matches`] that gives up once `deadline` has passed: `None` then.
+fn matches_within(filter: &Path, raw: &[u8], deadline: Instant) -> Option<bool> {
+    if Instant::now() >= deadline {
+        return None;
+    }
+    match serde_json::from_slice::<serde_json::Value>(raw) {
+        Ok(value) => filter.matches_within(&value, deadline),
+        Err(_) => Some(false),
     }
 }
 
@@ -141,7 +159,14 @@ pub async fn search(
     loop {
         let page = store.search_events(&candidates, true).await?;
         let fetched = page.items.len();
-        let evaluated = evaluate(filter, page.items, limit - items.len(), deadline).await;
+        let evaluated = evaluate(
+            filter,
+            page.items,
+            limit - items.len(),
+            deadline,
+            scanned == 0,
+        )
+        .await;
         let out_of_time = evaluated.len() < fetched;
         let mut last_seen = None;
         for (event, matched) in evaluated {
@@ -233,7 +258,8 @@ pub async fn test_filter(
     loop {
         let page = store.search_events(&query, true).await?;
         let fetched = page.items.len();
-        let evaluated = evaluate(filter, page.items, usize::MAX, deadline).await;
+        let first = result.scanned == 0;
+        let evaluated = evaluate(filter, page.items, usize::MAX, deadline, first).await;
         let out_of_time = evaluated.len() < fetched;
         for (event, matched) in evaluated {
             result.scanned += 1;

@@ -1182,6 +1182,32 @@ async fn a_filtered_search_that_runs_out_of_budget_returns_what_it_found_and_con
         "451 events: two full batches, then the rest"
     );
     assert_eq!(found, expected, "nothing missed, nothing twice");
+
+    // Out of time before it starts: each request still evaluates one event, and moves on.
+    let budget = Budget {
+        events: 20_000,
+        time: std::time::Duration::ZERO,
+    };
+    let (mut found, mut cursor, mut requests) = (Vec::new(), None::<String>, 0);
+    loop {
+        let mut pairs = vec![
+            ("filter".to_owned(), FAILED_FILTER.to_owned()),
+            ("limit".to_owned(), "1000".to_owned()),
+        ];
+        if let Some(cursor) = &cursor {
+            pairs.push(("cursor".to_owned(), cursor.clone()));
+        }
+        let page = search_events_within(&store, pairs, budget).await.unwrap();
+        requests += 1;
+        assert_eq!(page.scanned, 1, "one event a request");
+        found.extend(page.items.iter().map(|item| item.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(requests, 451);
+    assert_eq!(found, expected, "nothing missed, nothing twice");
     store.close().await;
 }
 
