@@ -115,6 +115,9 @@ impl Settings {
             }
             server.max_connections_per_address = Some(n);
         }
+        if let Some(n) = s.max_wrong_tokens {
+            server.max_wrong_tokens = n;
+        }
         let i = &config.ingest;
         if let Some(text) = &i.max_body {
             let size = parse_size("ingest.max_body", text)?;

@@ -95,6 +95,8 @@ pub struct ServerSection {
     pub max_connections: Option<usize>,
     /// Connections one remote address may hold open at once.
     pub max_connections_per_address: Option<usize>,
+    /// Wrong read or admin tokens one remote address may send a minute (0: no limit).
+    pub max_wrong_tokens: Option<u32>,
     /// Time given to in-flight requests on shutdown.
     pub shutdown_grace: Option<String>,
 }

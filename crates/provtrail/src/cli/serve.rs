@@ -101,6 +101,10 @@ pub struct ServerArgs {
     /// one address [default: half of --max-connections].
     #[arg(long, env = "PROVTRAIL_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
     pub max_connections_per_address: Option<usize>,
+    /// Wrong read or admin tokens one remote address may send in a minute before no token from
+    /// it is checked until the minute ends (429); 0 turns the limit off [default: 10].
+    #[arg(long, env = "PROVTRAIL_MAX_WRONG_TOKENS", value_name = "N")]
+    pub max_wrong_tokens: Option<u32>,
     /// Time to finish the requests in flight on SIGTERM or Ctrl-C before exiting (status 1 when
     /// it runs out with requests unanswered) [default: 30s].
     #[arg(long, env = "PROVTRAIL_SHUTDOWN_GRACE", value_name = "DURATION")]
@@ -192,6 +196,7 @@ impl ServerArgs {
             &self.max_connections_per_address,
         );
         set(&mut server.shutdown_grace, &self.shutdown_grace);
+        set(&mut server.max_wrong_tokens, &self.max_wrong_tokens);
         // Lists from the environment are split at commas: "a, b" is the tokens `a` and `b`.
         let trimmed = |list: &[String]| -> Vec<String> {
             list.iter().map(|item| item.trim().to_owned()).collect()

@@ -17,8 +17,8 @@ use axum::http::request::Parts;
 
 use crate::auth::AuthError;
 
-/// Wrong tokens a client address may send per [`FAILURE_WINDOW`]; then every request of its
-/// that carries a token is refused until the window ends.
+/// Wrong tokens a client address may send per [`FAILURE_WINDOW`] by default; then every request
+/// of its that carries a token is refused until the window ends.
 pub const MAX_FAILURES: u32 = 10;
 /// How long the count of an address's wrong tokens lasts.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -26,22 +26,46 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_REMEMBERED: usize = 10_000;
 
 /// Wrong tokens per client address (an IPv6 client by its /64) in the current window.
-#[derive(Debug, Default)]
-pub struct TokenGuesses(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+#[derive(Debug)]
+pub struct TokenGuesses {
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Wrong tokens allowed per window; 0: no limit.
+    limit: u32,
+}
+
+impl Default for TokenGuesses {
+    fn default() -> Self {
+        TokenGuesses::with_limit(MAX_FAILURES)
+    }
+}
 
 impl TokenGuesses {
+    /// A count that refuses an address after `limit` wrong tokens in a window (0: never).
+    pub fn with_limit(limit: u32) -> Self {
+        TokenGuesses {
+            failures: Mutex::default(),
+            limit,
+        }
+    }
+
     /// How long `client` must wait before it may send a token again, when it used up its
     /// wrong ones.
     pub fn wait(&self, client: IpAddr) -> Option<Duration> {
-        let failures = self.0.lock().ok()?;
+        if self.limit == 0 {
+            return None;
+        }
+        let failures = self.failures.lock().ok()?;
         let (count, since) = failures.get(&client)?;
         let left = FAILURE_WINDOW.checked_sub(since.elapsed())?;
-        (*count >= MAX_FAILURES).then_some(left)
+        (*count >= self.limit).then_some(left)
     }
 
     /// Counts a wrong token from `client`.
     pub fn note(&self, client: IpAddr) {
-        let Ok(mut failures) = self.0.lock() else {
+        if self.limit == 0 {
+            return;
+        }
+        let Ok(mut failures) = self.failures.lock() else {
             return;
         };
         if failures.len() >= MAX_REMEMBERED {
@@ -129,5 +153,11 @@ mod tests {
         let wait = guesses.wait(one).unwrap();
         assert!(wait <= FAILURE_WINDOW && wait > FAILURE_WINDOW / 2);
         assert_eq!(guesses.wait(other), None);
+        // Off: never refused.
+        let off = TokenGuesses::with_limit(0);
+        for _ in 0..100 {
+            off.note(one);
+        }
+        assert_eq!(off.wait(one), None);
     }
 }

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub max_connections_per_address: Option<usize>,
     /// Time given to in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// Wrong read or admin tokens one client address may send a minute (0: no limit).
+    pub max_wrong_tokens: u32,
     /// Largest request body.
     pub max_body: usize,
     /// Who may post events.
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             max_connections_per_address: None,
             shutdown_grace: Duration::from_secs(30),
+            max_wrong_tokens: guesses::MAX_FAILURES,
             max_body: 1024 * 1024,
             ingest_credentials: Credentials::default(),
             read_credentials: Credentials::default(),
@@ -154,7 +157,7 @@ impl AppState {
             form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
             parse_budget: Arc::new(Semaphore::new(ingest::PARSE_BUDGET_KIB as usize)),
             serves_tls: config.tls.is_some(),
-            token_guesses: Arc::default(),
+            token_guesses: Arc::new(guesses::TokenGuesses::with_limit(config.max_wrong_tokens)),
         }))
     }
 
