@@ -1146,23 +1146,41 @@ async fn a_filtered_search_that_runs_out_of_budget_returns_what_it_found_and_con
             .iter()
             .any(|r| r["provisioningResult"] == "FAILED")
     });
+    // Every page of the search under `budget`, following its cursors to the end.
+    let pages_within = async |budget: Budget| {
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut pairs = vec![
+                ("filter".to_owned(), FAILED_FILTER.to_owned()),
+                ("limit".to_owned(), "1000".to_owned()),
+            ];
+            if let Some(cursor) = &cursor {
+                pairs.push(("cursor".to_owned(), cursor.clone()));
+            }
+            let page = search_events_within(&store, pairs, budget).await.unwrap();
+            cursor = page.next_cursor.clone();
+            pages.push(page);
+            if cursor.is_none() {
+                return pages;
+            }
+        }
+    };
+    let found = |pages: &[provtrail::server::api::model::EventList]| -> Vec<i64> {
+        pages
+            .iter()
+            .flat_map(|page| page.items.iter().map(|item| item.id))
+            .collect()
+    };
+
     // The store hands candidates over 200 at a time; a budget of 5 stops after the first batch.
-    let budget = Budget {
+    let pages = pages_within(Budget {
         events: 5,
         time: std::time::Duration::from_secs(60),
-    };
-    let mut found = Vec::new();
-    let mut cursor: Option<String> = None;
+    })
+    .await;
     let mut incomplete_pages = 0;
-    loop {
-        let mut pairs = vec![
-            ("filter".to_owned(), FAILED_FILTER.to_owned()),
-            ("limit".to_owned(), "1000".to_owned()),
-        ];
-        if let Some(cursor) = &cursor {
-            pairs.push(("cursor".to_owned(), cursor.clone()));
-        }
-        let page = search_events_within(&store, pairs, budget).await.unwrap();
+    for page in &pages {
         assert!(page.scanned <= 200, "{}", page.scanned);
         if !page.complete {
             incomplete_pages += 1;
@@ -1171,43 +1189,24 @@ async fn a_filtered_search_that_runs_out_of_budget_returns_what_it_found_and_con
                 "an incomplete page says where to go on"
             );
         }
-        found.extend(page.items.iter().map(|item| item.id));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
     }
     assert_eq!(
         incomplete_pages, 2,
         "451 events: two full batches, then the rest"
     );
-    assert_eq!(found, expected, "nothing missed, nothing twice");
+    assert_eq!(found(&pages), expected, "nothing missed, nothing twice");
 
     // Out of time before it starts: each request still evaluates one event, and moves on.
-    let budget = Budget {
+    let pages = pages_within(Budget {
         events: 20_000,
         time: std::time::Duration::ZERO,
-    };
-    let (mut found, mut cursor, mut requests) = (Vec::new(), None::<String>, 0);
-    loop {
-        let mut pairs = vec![
-            ("filter".to_owned(), FAILED_FILTER.to_owned()),
-            ("limit".to_owned(), "1000".to_owned()),
-        ];
-        if let Some(cursor) = &cursor {
-            pairs.push(("cursor".to_owned(), cursor.clone()));
-        }
-        let page = search_events_within(&store, pairs, budget).await.unwrap();
-        requests += 1;
+    })
+    .await;
+    for page in &pages {
         assert_eq!(page.scanned, 1, "one event a request");
-        found.extend(page.items.iter().map(|item| item.id));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
     }
-    assert_eq!(requests, 451);
-    assert_eq!(found, expected, "nothing missed, nothing twice");
+    assert_eq!(pages.len(), 451);
+    assert_eq!(found(&pages), expected, "nothing missed, nothing twice");
     store.close().await;
 }
 
