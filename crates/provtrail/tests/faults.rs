@@ -399,6 +399,13 @@ async fn a_database_replaced_under_the_server_loses_no_acknowledged_event() {
     server.shutdown().await;
     let saved = saved_copies(&server.db);
     assert_eq!(saved.len(), 1, "{saved:?}");
+    // As private as the store it copies: it holds every event.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&saved[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     let mut kept: Vec<String> = stored_invocations(&saved[0]).into_keys().collect();
     kept.sort();
     acknowledged.sort();

@@ -490,6 +490,12 @@ impl Writer {
             if saved.exists() {
                 continue;
             }
+            // Made empty and private first: SQLite fills an empty file, and one it made itself
+            // would be readable by every user of the machine, events and identities included.
+            if let Err(err) = crate::precreate_private(&saved) {
+                last = format!("saving the database to {} failed ({err})", saved.display());
+                break;
+            }
             match conn.execute("VACUUM INTO ?1", params![saved.to_string_lossy()]) {
                 Ok(_) => {
                     // The log's frames belong to the file as it was: emptied, they cannot be
