@@ -1119,3 +1119,89 @@ async fn an_expectation_other_than_100_continue_is_answered_417() {
     server.assert_still_serving("inv-after-expect").await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_body_reset_before_its_announced_length_is_not_taken_for_the_whole() {
+    let mut server = TestServer::start().await;
+    let body = event("inv-reset-short");
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::post(format!("http://{}/events", server.addr))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .header("content-length", body.len().to_string())
+        .body(())
+        .unwrap();
+    let (_response, mut stream) = client.send_request(request, false).unwrap();
+    // All but the closing brace, then a reset that says "no error": the client gave up.
+    let cut = body.len() - 1;
+    stream
+        .send_data(bytes::Bytes::copy_from_slice(&body[..cut]), false)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.send_reset(h2::Reason::NO_ERROR);
+
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let record = loop {
+        if let Some(record) = deliveries(&server.db).into_iter().next() {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of the reset request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.status, 400, "{record:?}");
+    assert_eq!(record.size, cut as i64, "{record:?}");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("could not be read completely")),
+        "{record:?}"
+    );
+    assert!(stored_invocations(&server.db).is_empty());
+    assert!(quarantine(&server.db).is_empty());
+    server.assert_still_serving("inv-after-reset").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_client_left_before_the_answer_leave_the_in_flight_gauge() {
+    let mut server = TestServer::start().await;
+    // Whole requests, each from a client that goes away at once: the server drops the handler
+    // while it waits for the commit.
+    for n in 0..20 {
+        let body = event(&format!("inv-left-{n}"));
+        let head = format!("{}Content-Length: {}\r\n", auth_line(), body.len());
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(post_head("/events", &head).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&body).await.unwrap();
+        drop(stream);
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let metrics = server.get("/metrics").await.text();
+        let in_flight = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("provtrail_http_requests_in_flight "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .expect("the in-flight gauge");
+        // The request for the metrics is itself in flight.
+        if in_flight <= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{in_flight} requests still counted in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}

@@ -222,7 +222,19 @@ async fn handle(
             return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
         }
     };
+    // HTTP/1 fails a body shorter than its `Content-Length`; over HTTP/2 a stream the client
+    // resets with NO_ERROR ends the body where it stopped, and what arrived would be read as
+    // all of it (an event it gave up on accepted, a cut one kept as not JSON).
+    let declared = receipt.size;
     receipt.size = bytes.len() as u64;
+    if declared > receipt.size {
+        let message = format!(
+            "the request body could not be read completely ({} of the {declared} bytes its \
+             Content-Length announced arrived)",
+            receipt.size
+        );
+        return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
+    }
 
     let ingestor = state.ingestor.clone();
     let refusal = refusal

@@ -477,6 +477,22 @@ fn mark_not_for_caches(response: &mut Response) {
 }
 
 /// Counts requests by route and status, and times ingest requests.
+/// One request counted in `provtrail_http_requests_in_flight` while it lives.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn enter(metrics: &'a Metrics) -> Self {
+        metrics.requests_in_flight.inc();
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.dec();
+    }
+}
+
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
@@ -484,9 +500,11 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
         .get::<MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
-    state.metrics.requests_in_flight.inc();
+    // Given back when the request ends however it ends: a client that goes away before its
+    // answer drops this future at the `await`, and the gauge would keep it for good.
+    let in_flight = InFlight::enter(&state.metrics);
     let response = next.run(request).await;
-    state.metrics.requests_in_flight.dec();
+    drop(in_flight);
     state
         .metrics
         .count_request(&route, response.status().as_u16());
