@@ -458,3 +458,57 @@ fsync = false
         "{answer}"
     );
 }
+
+/// A file route's path that is, for a while, a pipe or a link to the store's database: the
+/// server's deliveries wait it out, and the commands that show and retry them (which write no
+/// line) must run meanwhile; the server itself does not start on such a path.
+#[cfg(unix)]
+#[test]
+fn commands_that_deliver_nothing_run_while_a_file_routes_path_is_a_pipe_or_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let archive = dir.path().join("archive.jsonl");
+    let config = dir.path().join("provtrail.toml");
+    let routes = format!(
+        "[[routes]]\nname = \"archive\"\n[routes.sink]\ntype = \"file\"\npath = \"{}\"\n",
+        archive.display()
+    );
+    std::fs::write(&config, routes_support::config_text(&db, &routes)).unwrap();
+    let config = config.display().to_string();
+    let events = dir.path().join("event.json");
+    std::fs::write(&events, event("path-states")).unwrap();
+    let (code, _, stderr) = common::run_provtrail(&[
+        "ingest",
+        "--db",
+        &db.display().to_string(),
+        &events.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let fifo = Command::new("mkfifo").arg(&archive).status().unwrap();
+    assert!(fifo.success());
+    let as_pipe = "not a regular file";
+    for (state, refusal) in [
+        (as_pipe, as_pipe),
+        ("a link to the database", "store's files"),
+    ] {
+        if state != as_pipe {
+            std::fs::remove_file(&archive).unwrap();
+            std::os::unix::fs::symlink(&db, &archive).unwrap();
+        }
+        for args in [
+            vec!["routes", "list", "--config", &config],
+            vec!["deadletter", "list", "--config", &config],
+        ] {
+            let (code, stdout, stderr) = common::run_provtrail(&args);
+            assert_eq!(code, 0, "{state}: {args:?}: {stderr}");
+            assert!(
+                stdout.contains("archive") || args[0] == "deadletter",
+                "{stdout}"
+            );
+        }
+        let (code, stderr) = serve_fails(dir.path(), &["--config", &config], &[]);
+        assert_ne!(code, 0, "{state}: {stderr}");
+        assert!(stderr.contains(refusal), "{state}: {stderr}");
+    }
+}

@@ -74,7 +74,7 @@ pub(super) fn build(
         );
     }
     // Every append would fail with "is a directory"; say so once, at start, instead.
-    if path.is_dir() {
+    if path.is_dir() && !context.inspecting {
         return Err(SinkConfigError::new(
             "path",
             format!(
@@ -85,7 +85,7 @@ pub(super) fn build(
     }
     // A device, a pipe or a file of /proc cannot be appended to, synced and rotated: every
     // delivery would fail, or (/dev/null) vanish while counted as delivered.
-    if path.exists() && !path.is_file() {
+    if path.exists() && !path.is_file() && !context.inspecting {
         return Err(SinkConfigError::new(
             "path",
             format!(

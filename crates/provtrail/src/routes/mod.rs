@@ -437,7 +437,13 @@ impl Routes {
         store: Option<&std::path::Path>,
     ) -> Result<Routes, ConfigError> {
         let redactor = Redactor::default();
-        Routes::compile_with(sections, store, Secrets::new(redactor.clone()), redactor)
+        Routes::compile_with(
+            sections,
+            store,
+            Secrets::new(redactor.clone()),
+            redactor,
+            false,
+        )
     }
 
     /// Compiles like [`Routes::compile_beside`] for a command that reads the routes but delivers
@@ -451,7 +457,7 @@ impl Routes {
         for stand_in in secret::STAND_INS {
             let redactor = Redactor::default();
             let secrets = Secrets::standing_in(redactor.clone(), stand_in);
-            match Routes::compile_with(sections, store, secrets.clone(), redactor) {
+            match Routes::compile_with(sections, store, secrets.clone(), redactor, true) {
                 Ok(routes) => return Ok((routes, secrets.stood_in())),
                 // Without a stand-in in play, another cannot help.
                 Err(err) if secrets.stood_in().is_empty() => return Err(err),
@@ -466,11 +472,14 @@ impl Routes {
         }))
     }
 
+    /// `inspecting`: for a command that delivers nothing, which must work while a sink's target
+    /// is in a state the server waits out (a file route's path a pipe or a link for a while).
     fn compile_with(
         sections: &[RouteSection],
         store: Option<&std::path::Path>,
         secrets: Secrets,
         redactor: Redactor,
+        inspecting: bool,
     ) -> Result<Routes, ConfigError> {
         let mut routes: Vec<Arc<Route>> = Vec::with_capacity(sections.len());
         // Files that `file` sinks append to, by route: two routes rotating one file would
@@ -594,7 +603,10 @@ impl Routes {
                     ));
                 }
             };
-            if kind == "file" {
+            // What a path leads to now (a link to the store's files or to another route's
+            // file, for a while) is what the server's deliveries wait out: a command that
+            // inspects them must run meanwhile.
+            if kind == "file" && !inspecting {
                 if let Some(path) = file_sink_path(&table) {
                     // One route's rotation renames its file to `<path>.1`, `.2`, …: a route
                     // writing to one of those names would see its file renamed away.
@@ -639,6 +651,7 @@ impl Routes {
                 allow_private: section.allow_private,
                 timeout,
                 secrets: &secrets,
+                inspecting,
             };
             let sink = build(table, &context).map_err(|err| {
                 let setting = if err.setting.is_empty() {

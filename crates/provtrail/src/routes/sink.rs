@@ -194,6 +194,10 @@ pub struct SinkContext<'a> {
     pub timeout: Duration,
     /// Resolves `${env:…}` / `${file:…}` references.
     pub secrets: &'a Secrets,
+    /// Built for a command that delivers nothing (`routes list`, `deadletter`, `replay`): what
+    /// the target is now (a file route's path a pipe for a while) is not checked, since the
+    /// server's deliveries wait it out and these commands are how it is looked into.
+    pub inspecting: bool,
 }
 
 /// A sink setting that cannot be used.
@@ -256,6 +260,7 @@ pub(super) mod testing {
                 allow_private,
                 timeout: Duration::from_secs(1),
                 secrets,
+                inspecting: false,
             },
         )
     }
