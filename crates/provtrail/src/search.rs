@@ -59,11 +59,20 @@ pub struct SearchPage {
     pub complete: bool,
 }
 
-/// Compiles a filter, or none for an empty one.
-pub fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, SearchError> {
-    match filter.map(str::trim).filter(|f| !f.is_empty()) {
-        Some(text) => Ok(Some(provtrail_jsonpath::compile(text)?)),
-        None => Ok(None),
+/// Compiles a filter, or none for an empty one, on a blocking thread: an expression at the
+/// parser's bounds (32 regular expressions of up to 1 MiB compiled each) takes a good part of a
+/// second to compile, and an async worker held that long holds up health probes and ingest with
+/// it, as a long evaluation would (see [`evaluate`]).
+pub async fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, SearchError> {
+    let Some(text) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let text = text.to_owned();
+    match tokio::task::spawn_blocking(move || provtrail_jsonpath::compile(&text)).await {
+        Ok(compiled) => Ok(Some(compiled?)),
+        Err(err) => Err(SearchError::Store(StoreError::Internal(format!(
+            "compiling the filter failed: {err}"
+        )))),
     }
 }
 

@@ -27,8 +27,8 @@ pub const DEFAULT_TOP: i64 = 10;
 pub struct EventSearch {
     /// The store's index filters, range, cursor and page size.
     pub query: EventQuery,
-    /// The Jayway filter, compiled.
-    pub filter: Option<provtrail_jsonpath::Path>,
+    /// The Jayway filter as given (compiled by [`search_events_within`], off the async workers).
+    pub filter: Option<String>,
 }
 
 impl EventSearch {
@@ -45,13 +45,7 @@ impl EventSearch {
                 ));
             }
         }
-        let filter = match params.text_up_to("filter", MAX_FILTER)? {
-            Some(text) => Some(
-                provtrail_jsonpath::compile(text.trim())
-                    .map_err(|err| ApiError::invalid_filter("filter", &err))?,
-            ),
-            None => None,
-        };
+        let filter = params.text_up_to("filter", MAX_FILTER)?;
         let query = EventQuery {
             tracking_number: params.text("tracking_number")?,
             invocation_id: params.text("invocation_id")?,
@@ -91,7 +85,9 @@ pub async fn search_events_within(
     budget: Budget,
 ) -> Result<EventList, ApiError> {
     let search = EventSearch::from_pairs(pairs)?;
-    let page = search::search(store, &search.query, search.filter.as_ref(), budget).await?;
+    // Compiled only once every other parameter is known to be good, off the async workers.
+    let filter = search::compile_filter(search.filter.as_deref()).await?;
+    let page = search::search(store, &search.query, filter.as_ref(), budget).await?;
     Ok(EventList {
         items: page.items.into_iter().map(EventItem::from).collect(),
         next_cursor: page
@@ -253,8 +249,9 @@ pub async fn filter_test(
             "`filter` contains a NUL character",
         ));
     }
-    let filter = provtrail_jsonpath::compile(request.filter.trim())
-        .map_err(|err| ApiError::invalid_filter("filter", &err))?;
+    let Some(filter) = search::compile_filter(Some(&request.filter)).await? else {
+        return Err(ApiError::invalid("filter", "`filter` is empty"));
+    };
     let since = match request.since.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) => Some(

@@ -124,7 +124,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
             "a filter cannot contain a NUL character".to_owned(),
         ));
     }
-    let compiled = match search::compile_filter(Some(filter)) {
+    let compiled = match search::compile_filter(Some(filter)).await {
         Ok(Some(compiled)) => compiled,
         Ok(None) => return Ok(html! {}),
         Err(SearchError::InvalidFilter(err)) => {
