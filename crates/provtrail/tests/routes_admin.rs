@@ -447,6 +447,23 @@ fsync = false
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["error"]["parameter"], "filter", "{answer}");
     }
+    // So is a filter that calls a function Jayway does not have: it would match nothing.
+    let (status, answer) = post_raw(
+        &server,
+        REPLAY,
+        FROM_FILE,
+        r#"{"filter": "$.accountRequests.lenght()"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["parameter"], "filter", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lenght(), which Jayway does not have"),
+        "{answer}"
+    );
     let (status, answer) = post_raw(&server, REPLAY, FROM_FILE, r#"{"until": "2026-13-45"}"#).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["parameter"], "until", "{answer}");

@@ -369,6 +369,16 @@ path = "{}"
     let reason = error_lines[0].rsplit(": ").next().unwrap();
     assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
 
+    // A filter calling a function Jayway does not have would match nothing: refused, as a
+    // route's filter is.
+    let (code, _, stderr) = replay(&["--filter", "$.accountRequests.lenght()"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("lenght(), which Jayway does not have"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("events read"), "{stderr}");
+
     // A blank filter would replay everything the route matches: refused.
     let (code, _, stderr) = replay(&["--filter", " "]);
     assert_eq!(code, 2, "{stderr}");

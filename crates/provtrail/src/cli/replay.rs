@@ -88,6 +88,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         // The error names its cause in its own message; as a cause again it would be printed
         // twice (`error: {err:#}` prints the chain).
         Err(ReplayError::Filter(err)) => anyhow::bail!("--filter does not compile: {err}"),
+        Err(err @ ReplayError::UnknownFunctions(_)) => anyhow::bail!("--filter: {err}"),
         Err(err) => return Err(err.into()),
     };
     eprintln!(

@@ -45,6 +45,16 @@ pub enum ReplayError {
     /// The extra filter does not compile.
     #[error("the filter does not compile: {0}")]
     Filter(#[from] provtrail_jsonpath::ParseError),
+    /// The extra filter calls functions Jayway does not have (named, with their `()`): it
+    /// compiles, as in Jayway, but every evaluation that reaches such a call fails, so the
+    /// replay would quietly match nothing, or less than meant.
+    #[error(
+        "the filter calls {}, which Jayway does not have: every evaluation that reaches the call \
+         fails, so the replay would match nothing (the functions are {})",
+        .0.join(", "),
+        Path::FUNCTIONS.join(", ")
+    )]
+    UnknownFunctions(Vec<String>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,6 +72,12 @@ pub async fn replay(
         Some(text) if !text.is_empty() => Some(provtrail_jsonpath::compile(text)?),
         _ => None,
     };
+    if let Some(unknown) = extra.as_ref().map(Path::unknown_functions) {
+        if !unknown.is_empty() {
+            let called = unknown.iter().map(|name| format!("{name}()")).collect();
+            return Err(ReplayError::UnknownFunctions(called));
+        }
+    }
     let range = ExportRange {
         since: request.since,
         until: request.until,

@@ -651,7 +651,7 @@ pub fn replay_range(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "What the replay did", body = ReplayResult),
-        (status = 400, description = "A query parameter was given (this endpoint takes none), or the body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position)", body = ErrorBody),
+        (status = 400, description = "A query parameter was given (this endpoint takes none), or the body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position) or calls a function Jayway does not have", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 429, description = "Ten wrong tokens from this address within a minute: no token from it is checked until the minute ends", body = ErrorBody,
@@ -714,6 +714,9 @@ pub async fn replay_route(
     match replay(&state.store, &route, &request, |_| {}).await {
         Ok(progress) => Ok(Json(progress.into())),
         Err(ReplayError::Filter(err)) => Err(ApiError::invalid_filter("filter", &err)),
+        Err(err @ ReplayError::UnknownFunctions(_)) => {
+            Err(ApiError::invalid("filter", err.to_string()))
+        }
         Err(ReplayError::Store(err)) => Err(err.into()),
     }
 }
