@@ -411,6 +411,28 @@ async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them
     );
     assert_eq!(swapped.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&swapped.stderr).contains("later than --since"));
+    // A file written with `-o` is its owner's only, as the store is: it holds every event.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trail.jsonl");
+    let written = provtrail(
+        &["export", "--db", &db_arg, "-o", file.to_str().unwrap()],
+        None,
+    );
+    assert!(written.status.success(), "{written:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), export.stdout);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    // A device that takes nothing more is named in the error.
+    if std::path::Path::new("/dev/full").exists() {
+        let full = provtrail(&["export", "--db", &db_arg, "-o", "/dev/full"], None);
+        assert_eq!(full.status.code(), Some(2), "{full:?}");
+        let stderr = String::from_utf8_lossy(&full.stderr);
+        assert!(stderr.contains("cannot write to /dev/full"), "{stderr}");
+    }
 }
 
 #[test]

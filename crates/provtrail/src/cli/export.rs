@@ -77,9 +77,14 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let source = Source::open(&args.db).await?;
+    let shown = args.output.as_ref().map_or_else(
+        || "standard output".to_owned(),
+        |path| path.display().to_string(),
+    );
     let out: Box<dyn Write> = match &args.output {
+        // Readable by its owner only, as the store is: it holds identities and their access.
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
+            provtrail::create_private(path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -87,7 +92,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut output = match args.format {
         ExportFormat::Csv => {
             let mut writer = csv::Writer::from_writer(out);
-            writer.write_record(CSV_HEADER)?;
+            writer
+                .write_record(CSV_HEADER)
+                .with_context(|| format!("cannot write to {shown}"))?;
             Output::Csv(Box::new(writer))
         }
         ExportFormat::Jsonl => Output::Jsonl(out),
@@ -103,10 +110,14 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         after = last.id;
         for event in &page {
             match &mut output {
-                Output::Csv(writer) => writer.write_record(csv_row(event))?,
+                Output::Csv(writer) => writer
+                    .write_record(csv_row(event))
+                    .with_context(|| format!("cannot write to {shown}"))?,
                 Output::Jsonl(out) => {
-                    serde_json::to_writer(&mut *out, &jsonl_line(event))?;
-                    out.write_all(b"\n")?;
+                    serde_json::to_writer(&mut *out, &jsonl_line(event))
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .with_context(|| format!("cannot write to {shown}"))?;
                 }
             }
         }
@@ -114,9 +125,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         progress.set_position(exported);
     }
     match &mut output {
-        Output::Csv(writer) => writer.flush()?,
-        Output::Jsonl(out) => out.flush()?,
+        Output::Csv(writer) => writer.flush(),
+        Output::Jsonl(out) => out.flush(),
     }
+    .with_context(|| format!("cannot write to {shown}"))?;
     progress.finish_and_clear();
     source.close().await;
     eprintln!("exported {exported} events");
