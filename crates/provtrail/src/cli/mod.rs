@@ -433,16 +433,39 @@ pub fn reads_as_json_lines(body: &[u8]) -> bool {
 }
 
 /// Whether `body`, which is not one JSON document, reads as JSON lines: more than one non-blank
-/// line, the first of which is a JSON document by itself. (A pretty-printed event that is broken
-/// somewhere starts with a line holding only `{`, which is not.)
+/// line, and either the first is a JSON document by itself, or (a file of events whose first
+/// line is broken) another line is a whole JSON object and no line is only the bracket of a
+/// pretty-printed document. (A pretty-printed event that is broken somewhere starts with a line
+/// holding only `{`; its members' lines are no documents by themselves.)
 pub fn looks_like_json_lines(body: &[u8]) -> bool {
     let mut lines = body
         .split(|&byte| byte == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
-    let (Some(first), Some(_)) = (lines.next(), lines.next()) else {
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty());
+    let (Some(first), Some(second)) = (lines.next(), lines.next()) else {
         return false;
     };
-    serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok()
+    let is_document = |line: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
+    if is_document(first) {
+        return true;
+    }
+    let is_bracket = |line: &[u8]| {
+        matches!(
+            line.strip_suffix(b",").unwrap_or(line),
+            b"{" | b"}" | b"[" | b"]"
+        )
+    };
+    let mut whole_object = false;
+    for line in std::iter::once(first)
+        .chain(std::iter::once(second))
+        .chain(lines)
+    {
+        if is_bracket(line) || line.ends_with(b"{") || line.ends_with(b"[") {
+            return false;
+        }
+        whole_object = whole_object || (line.starts_with(b"{") && is_document(line));
+    }
+    whole_object
 }
 
 /// The error for an input without a document: sending or storing nothing is not a success.
@@ -591,6 +614,27 @@ mod tests {
         assert_eq!(documents_within(one, 1000).unwrap().len(), 1);
         let err = documents_within(one, 10).unwrap_err().to_string();
         assert!(err.contains("one document of more than 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn json_lines_whose_first_line_is_broken_are_still_json_lines_and_a_broken_event_is_not() {
+        // A file of events whose first line was cut: the others are read one by one.
+        let lines = "{\"trackingNumber\":\n{\"n\":1}\n{\"n\":2}\nnot json\n";
+        assert!(looks_like_json_lines(lines.as_bytes()));
+        let found = documents_within(lines, 1000).unwrap();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found[1], (2, "{\"n\":1}".to_owned()));
+        // A pretty-printed event broken somewhere, whatever its first line, is one document.
+        for broken in [
+            "{\n  \"a\": 1,\n  \"b\": {\"c\": 2}\n  \"d\": 3\n}\n",
+            "  \"a\": 1,\n  \"b\": [\n    {\"c\": 2}\n  ]\n}\n",
+            "\"a\": 1,\n\"b\": {\"c\": 2}\n\"d\": {\n}\n",
+        ] {
+            assert!(!looks_like_json_lines(broken.as_bytes()), "{broken}");
+            assert_eq!(documents_within(broken, 1000).unwrap().len(), 1, "{broken}");
+        }
+        // Lines none of which is an object are not taken for events.
+        assert!(!looks_like_json_lines(b"oops\n\"a\"\n42\n"));
     }
 
     #[test]
