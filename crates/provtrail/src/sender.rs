@@ -75,9 +75,28 @@ pub enum Answer {
         /// [`outcome_of`] the answer: `accepted`, `duplicate`, `quarantined`, `rejected` from
         /// provtrail, [`TAKEN`], [`REDIRECTED`] or [`REFUSED`].
         outcome: String,
+        /// Why the document was not kept, as the answer says it ([`reason_of`]); none for a
+        /// document kept.
+        reason: Option<String>,
     },
     /// No HTTP answer (connection refused, reset, timed out).
     Failed(String),
+}
+
+/// Documents not kept that a report names one by one; the rest are counted.
+pub const MAX_NOT_KEPT_LISTED: usize = 20;
+
+/// A document the receiver did not keep, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotKept {
+    /// Its number: the line it starts on in the input, or its place among generated events.
+    pub document: u64,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// What the answer says of it (see [`Answer::Http`]), or `no answer`.
+    pub outcome: String,
+    /// Why, in the receiver's words (or the error of a request without an answer).
+    pub reason: String,
 }
 
 /// What a run of requests got.
@@ -91,6 +110,10 @@ pub struct SendReport {
     pub by_outcome: BTreeMap<String, u64>,
     /// Requests without an HTTP answer, by error.
     pub failures: BTreeMap<String, u64>,
+    /// The first [`MAX_NOT_KEPT_LISTED`] documents not kept, in the order their answers came.
+    pub not_kept: Vec<NotKept>,
+    /// Documents not kept past those listed.
+    pub not_kept_unlisted: u64,
     /// Latency of every answered request, milliseconds, sorted.
     pub latencies_ms: Vec<f64>,
     /// Wall time of the run.
@@ -100,8 +123,7 @@ pub struct SendReport {
 impl SendReport {
     /// Requests answered 2xx with `accepted` or `duplicate`.
     pub fn kept(&self) -> u64 {
-        ["accepted", "duplicate", TAKEN]
-            .iter()
+        KEPT.iter()
             .map(|outcome| self.by_outcome.get(*outcome).copied().unwrap_or(0))
             .sum()
     }
@@ -179,15 +201,65 @@ pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) 
                     _ => break,
                 }
             }
-            let word = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
+            let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
+            let word = json
+                .as_ref()
                 .and_then(|body| body.get("status")?.as_str().map(str::to_owned));
+            let outcome = outcome_of(status, word.as_deref());
+            let reason = (!KEPT.contains(&outcome)).then(|| reason_of(json.as_ref(), &body));
             Answer::Http {
                 status,
-                outcome: outcome_of(status, word.as_deref()).to_owned(),
+                outcome: outcome.to_owned(),
+                reason,
             }
         }
         Err(err) => Answer::Failed(describe(&err)),
+    }
+}
+
+/// Outcomes of a document the receiver kept.
+const KEPT: [&str; 3] = ["accepted", "duplicate", TAKEN];
+
+/// Most characters of a reason taken from an answer.
+const MAX_REASON_CHARS: usize = 300;
+
+/// Why an answer says its document was not kept: provtrail's `error` (a string, or an object
+/// with a `message`), else the first of its `errors` (with how many more), else the body's
+/// text, cut short; what the receiver wrote, to be shown escaped.
+pub fn reason_of(json: Option<&serde_json::Value>, body: &[u8]) -> String {
+    let from_json = json.and_then(|json| {
+        let error = json.get("error");
+        if let Some(text) = error.and_then(serde_json::Value::as_str) {
+            return Some(text.to_owned());
+        }
+        if let Some(text) = error.and_then(|error| error.get("message")?.as_str()) {
+            return Some(text.to_owned());
+        }
+        let errors = json.get("errors")?.as_array()?;
+        let first = errors.first()?;
+        let message = first.get("message").and_then(serde_json::Value::as_str)?;
+        let path = first.get("path").and_then(serde_json::Value::as_str);
+        let more = match errors.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        Some(match path {
+            Some(path) => format!("{path}: {message}{more}"),
+            None => format!("{message}{more}"),
+        })
+    });
+    let reason = from_json.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() {
+            "the answer has no body".to_owned()
+        } else {
+            text
+        }
+    });
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason,
     }
 }
 
@@ -220,7 +292,7 @@ fn describe(err: &reqwest::Error) -> String {
 /// after each, and returns what they got.
 pub async fn send_all(
     options: &SendOptions,
-    documents: mpsc::Receiver<Bytes>,
+    documents: mpsc::Receiver<(u64, Bytes)>,
     on_answer: impl Fn(&Answer) + Send + Sync + 'static,
 ) -> reqwest::Result<SendReport> {
     let client = client(options)?;
@@ -245,7 +317,7 @@ pub async fn send_all(
         let pacer = pacer.clone();
         workers.push(tokio::spawn(async move {
             loop {
-                let Some(body) = documents.lock().await.recv().await else {
+                let Some((number, body)) = documents.lock().await.recv().await else {
                     return;
                 };
                 if let Some(pacer) = &pacer {
@@ -256,14 +328,37 @@ pub async fn send_all(
                 let latency = sent_at.elapsed().as_secs_f64() * 1000.0;
                 if let Ok(mut report) = report.lock() {
                     report.sent += 1;
-                    match &answer {
-                        Answer::Http { status, outcome } => {
+                    let not_kept = match &answer {
+                        Answer::Http {
+                            status,
+                            outcome,
+                            reason,
+                        } => {
                             *report.by_status.entry(*status).or_default() += 1;
                             *report.by_outcome.entry(outcome.clone()).or_default() += 1;
                             report.latencies_ms.push(latency);
+                            reason.as_ref().map(|reason| NotKept {
+                                document: number,
+                                status: Some(*status),
+                                outcome: outcome.clone(),
+                                reason: reason.clone(),
+                            })
                         }
                         Answer::Failed(error) => {
                             *report.failures.entry(error.clone()).or_default() += 1;
+                            Some(NotKept {
+                                document: number,
+                                status: None,
+                                outcome: "no answer".to_owned(),
+                                reason: error.clone(),
+                            })
+                        }
+                    };
+                    if let Some(not_kept) = not_kept {
+                        if report.not_kept.len() < MAX_NOT_KEPT_LISTED {
+                            report.not_kept.push(not_kept);
+                        } else {
+                            report.not_kept_unlisted += 1;
                         }
                     }
                 }
@@ -280,5 +375,39 @@ pub async fn send_all(
     };
     report.elapsed = started.elapsed();
     report.latencies_ms.sort_by(f64::total_cmp);
+    // In the order of the input, which concurrent answers do not keep.
+    report.not_kept.sort_by_key(|not_kept| not_kept.document);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_REASON_CHARS, reason_of};
+    use serde_json::json;
+
+    #[test]
+    fn a_reason_is_the_receivers_error_or_its_text_cut_short() {
+        let reason =
+            |json: Option<serde_json::Value>, body: &str| reason_of(json.as_ref(), body.as_bytes());
+        assert_eq!(reason(Some(json!({"error": "no"})), ""), "no");
+        assert_eq!(
+            reason(Some(json!({"error": {"code": "x", "message": "why"}})), ""),
+            "why"
+        );
+        assert_eq!(
+            reason(
+                Some(json!({"errors": [{"path": "a", "message": "m"}, {"message": "n"}]})),
+                ""
+            ),
+            "a: m (and 1 more)"
+        );
+        assert_eq!(
+            reason(None, "<h1>Bad\n   Gateway</h1>"),
+            "<h1>Bad Gateway</h1>"
+        );
+        assert_eq!(reason(None, " \n"), "the answer has no body");
+        let long = reason(None, &"é".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_REASON_CHARS + 1);
+        assert!(long.ends_with('…'));
+    }
 }

@@ -427,12 +427,78 @@ async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
     // A device that takes nothing more is named in the error.
-    if std::path::Path::new("/dev/full").exists() {
+    if Path::new("/dev/full").exists() {
         let full = provtrail(&["export", "--db", &db_arg, "-o", "/dev/full"], None);
         assert_eq!(full.status.code(), Some(2), "{full:?}");
         let stderr = String::from_utf8_lossy(&full.stderr);
         assert!(stderr.contains("cannot write to /dev/full"), "{stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_names_each_document_not_kept_with_the_receivers_reason() {
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.jsonl");
+    let valid: Value = serde_json::from_slice(&event("inv-send-mixed")).unwrap();
+    let invalid = r#"{"trackingNumber": "t", "accountRequests": "not a list"}"#;
+    std::fs::write(&file, format!("{valid}\nnot json at all\n{invalid}\n")).unwrap();
+    let url = server.url("/events");
+    let file = file.display().to_string();
+    let run = move |format: &'static str| {
+        let (url, file) = (url.clone(), file.clone());
+        tokio::task::spawn_blocking(move || {
+            provtrail(
+                &["send", &url, &file, "--token", TOKEN, "--format", format],
+                None,
+            )
+        })
+    };
+    let text = run("text").await.unwrap();
+    assert_eq!(text.status.code(), Some(1), "{text:?}");
+    let shown = stdout(&text);
+    assert!(shown.contains("not kept:"), "{shown}");
+    assert!(
+        shown.contains("line 2: HTTP 400 rejected: the body is not JSON"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("line 3: HTTP 202 quarantined: accountRequests: "),
+        "{shown}"
+    );
+    assert!(!shown.contains("line 1:"), "{shown}");
+
+    let json = run("json").await.unwrap();
+    let summary: Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    let not_kept = summary["not_kept"].as_array().unwrap();
+    let documents: Vec<u64> = not_kept
+        .iter()
+        .map(|entry| entry["document"].as_u64().unwrap())
+        .collect();
+    assert_eq!(documents, [2, 3], "{summary}");
+    assert_eq!(not_kept[0]["status"], 400, "{summary}");
+    assert_eq!(summary["not_kept_unlisted"], 0, "{summary}");
+
+    // An export sent back: each line's body as received goes, so the event is a duplicate.
+    let export = provtrail(&["export", "--db", server.db.to_str().unwrap()], None);
+    assert!(export.status.success(), "{export:?}");
+    let exported = dir.path().join("export.jsonl");
+    std::fs::write(&exported, &export.stdout).unwrap();
+    let (url, exported) = (server.url("/events"), exported.display().to_string());
+    let again = tokio::task::spawn_blocking(move || {
+        provtrail(
+            &[
+                "send", &url, &exported, "--token", TOKEN, "--format", "json",
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    let summary: Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(summary["by_outcome"]["duplicate"], 1, "{summary}");
+    server.shutdown().await;
 }
 
 #[test]

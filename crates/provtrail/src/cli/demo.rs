@@ -105,7 +105,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(30),
         insecure: false,
     };
-    let (documents, generated) = mpsc::channel::<Bytes>(64);
+    let (documents, generated) = mpsc::channel::<(u64, Bytes)>(64);
     // Ctrl-C during the traffic stops it; the demo then says what it sent and stops serving.
     let (receiver, interrupted) = super::stop_on_ctrl_c(generated);
     let synth = SynthOptions {
@@ -123,12 +123,12 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
             if n % 20 == 0 {
                 resend.push(body.clone());
             }
-            if documents.blocking_send(body).is_err() {
+            if documents.blocking_send((n + 1, body)).is_err() {
                 return;
             }
         }
-        for body in resend {
-            if documents.blocking_send(body).is_err() {
+        for (n, body) in (count + 1..).zip(resend) {
+            if documents.blocking_send((n, body)).is_err() {
                 return;
             }
         }

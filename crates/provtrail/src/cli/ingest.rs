@@ -386,22 +386,7 @@ fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
     if document.starts_with(CSV_EXPORT_HEADER) {
         return Some(Err(CSV_REFUSAL.to_owned()));
     }
-    // Cheap test first: events are imported by the million, and almost none are export lines.
-    let finder = |needle: &[u8]| memchr::memmem::find(document, needle).is_some();
-    if !(finder(b"\"raw\"") && finder(b"\"received_at\"") && finder(b"\"event\"")) {
-        return None;
-    }
-    let serde_json::Value::Object(line) = serde_json::from_slice(document).ok()? else {
-        return None;
-    };
-    let is_export = ["event", "raw", "received_at"]
-        .iter()
-        .all(|key| line.contains_key(*key))
-        && !line.contains_key("trackingNumber")
-        && !line.contains_key("_metadata");
-    if !is_export {
-        return None;
-    }
+    let line = super::export_line(document)?;
     let problem = |field: &str, what: &str| {
         format!("a line of `provtrail export` whose `{field}` {what}: it cannot be restored")
     };

@@ -327,11 +327,11 @@ pub fn without_line_end(line: &[u8]) -> &[u8] {
 /// Passes documents from `read` on to the returned receiver until Ctrl-C (or SIGTERM), then
 /// stops passing them (and sets the flag), so that the requests in flight finish and the report
 /// covers what was sent. A second signal ends the process at once.
-pub fn stop_on_ctrl_c(
-    mut read: tokio::sync::mpsc::Receiver<Bytes>,
-) -> (tokio::sync::mpsc::Receiver<Bytes>, Arc<AtomicBool>) {
+pub fn stop_on_ctrl_c<T: Send + 'static>(
+    mut read: tokio::sync::mpsc::Receiver<T>,
+) -> (tokio::sync::mpsc::Receiver<T>, Arc<AtomicBool>) {
     // One document waits at a time, so that little is sent after the interruption.
-    let (forward, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let (forward, receiver) = tokio::sync::mpsc::channel::<T>(1);
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let mut signals = StopSignals::listen();
@@ -466,6 +466,26 @@ pub fn looks_like_json_lines(body: &[u8]) -> bool {
         whole_object = whole_object || (line.starts_with(b"{") && is_document(line));
     }
     whole_object
+}
+
+/// The document as a line of `provtrail export --format jsonl`, when it has that shape: the
+/// event under `event`, its body under `raw`, the time under `received_at`, and neither a
+/// `trackingNumber` nor an `_metadata` envelope at the top, which an event has instead.
+pub fn export_line(document: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    // Cheap test first: events are read by the million, and almost none are export lines.
+    let finder = |needle: &[u8]| memchr::memmem::find(document, needle).is_some();
+    if !(finder(b"\"raw\"") && finder(b"\"received_at\"") && finder(b"\"event\"")) {
+        return None;
+    }
+    let serde_json::Value::Object(line) = serde_json::from_slice(document).ok()? else {
+        return None;
+    };
+    let is_export = ["event", "raw", "received_at"]
+        .iter()
+        .all(|key| line.contains_key(*key))
+        && !line.contains_key("trackingNumber")
+        && !line.contains_key("_metadata");
+    is_export.then_some(line)
 }
 
 /// The error for an input without a document: sending or storing nothing is not a success.

@@ -154,8 +154,14 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(args.timeout),
         insecure: args.insecure,
     };
-    let (documents, read) = mpsc::channel::<Bytes>(options.concurrency * 4);
+    let (documents, read) = mpsc::channel::<(u64, Bytes)>(options.concurrency * 4);
     let (total, producer) = producer(&args, documents)?;
+    // How the report names a document: by the line it starts on, or its place among those made.
+    let what = if args.synthetic.is_some() {
+        "event"
+    } else {
+        "line"
+    };
     let (receiver, interrupted) = super::stop_on_ctrl_c(read);
     let progress = super::progress_bar(total, "sending");
     let bar = progress.clone();
@@ -170,7 +176,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     if interrupted.load(Ordering::Acquire) {
         // The reader stops at its next document, which has nowhere to go.
         drop(producer);
-        print_report(&report, args.format)?;
+        print_report(&report, args.format, what)?;
         eprintln!(
             "interrupted: stopped after {} requests; documents not yet sent were not sent",
             report.sent
@@ -185,7 +191,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         Err(err) if report.sent == 0 => return Err(err),
         read => read,
     };
-    print_report(&report, args.format)?;
+    print_report(&report, args.format, what)?;
     if let Err(err) = read {
         eprintln!("error: {}", super::terminal_line(&format!("{err:#}")));
         return Ok(ExitCode::from(2));
@@ -204,7 +210,7 @@ type Producer = tokio::task::JoinHandle<anyhow::Result<()>>;
 /// when known.
 fn producer(
     args: &SendArgs,
-    documents: mpsc::Sender<Bytes>,
+    documents: mpsc::Sender<(u64, Bytes)>,
 ) -> anyhow::Result<(Option<u64>, Producer)> {
     if let Some(count) = args.synthetic {
         let options = SynthOptions {
@@ -214,9 +220,9 @@ fn producer(
         };
         let handle = tokio::task::spawn_blocking(move || {
             let mut generator = Generator::new(&options);
-            for _ in 0..count {
+            for number in 1..=count {
                 if documents
-                    .blocking_send(Bytes::from(generator.next_json()))
+                    .blocking_send((number, Bytes::from(generator.next_json())))
                     .is_err()
                 {
                     break;
@@ -232,15 +238,34 @@ fn producer(
     let reader = super::open_input(&path)?;
     let jsonl = args.jsonl || super::is_json_lines_path(&path);
     let handle = tokio::task::spawn_blocking(move || {
-        super::read_documents(reader, jsonl, |_, document| {
-            documents.blocking_send(document).is_ok()
+        let mut noted = false;
+        super::read_documents(reader, jsonl, |line, document| {
+            // A line of `provtrail export` holds the event's body as first received: that body
+            // is what a receiver takes, not the line around it.
+            let document =
+                match super::export_line(&document).and_then(|mut line| match line.remove("raw") {
+                    Some(serde_json::Value::String(raw)) => Some(Bytes::from(raw)),
+                    _ => None,
+                }) {
+                    Some(raw) => {
+                        if !std::mem::replace(&mut noted, true) {
+                            eprintln!(
+                                "line {line} is a line of `provtrail export`: sending the body it \
+                             holds as received (so for each such line)"
+                            );
+                        }
+                        raw
+                    }
+                    None => document,
+                };
+            documents.blocking_send((line, document)).is_ok()
         })
     });
     // Without --jsonl the input may still turn out to be JSON lines, so the count is not known.
     Ok((None, handle))
 }
 
-fn print_report(report: &SendReport, format: OutputFormat) -> std::io::Result<()> {
+fn print_report(report: &SendReport, format: OutputFormat, what: &str) -> std::io::Result<()> {
     let seconds = report.elapsed.as_secs_f64();
     let rate = if seconds > 0.0 {
         report.sent as f64 / seconds
@@ -254,6 +279,9 @@ fn print_report(report: &SendReport, format: OutputFormat) -> std::io::Result<()
                 "by_status": report.by_status,
                 "by_outcome": report.by_outcome,
                 "failures": report.failures,
+                // Each with `document`: the line it starts on, or its place among synthetic ones.
+                "not_kept": report.not_kept,
+                "not_kept_unlisted": report.not_kept_unlisted,
                 "seconds": (seconds * 1000.0).round() / 1000.0,
                 "events_per_s": rate.round(),
                 "p50_ms": report.latency_quantile(0.5),
@@ -276,6 +304,24 @@ fn print_report(report: &SendReport, format: OutputFormat) -> std::io::Result<()
                 (report.latency_quantile(0.5), report.latency_quantile(0.99))
             {
                 say!("  latency      p50 {p50:.1} ms, p99 {p99:.1} ms")?;
+            }
+            if !report.not_kept.is_empty() {
+                say!("not kept:")?;
+            }
+            for not_kept in &report.not_kept {
+                let answer = match not_kept.status {
+                    Some(status) => format!("HTTP {status} {}", not_kept.outcome),
+                    None => not_kept.outcome.clone(),
+                };
+                // The receiver's words, escaped: they come from outside.
+                say!(
+                    "  {what} {}: {answer}: {}",
+                    not_kept.document,
+                    super::terminal_line(&not_kept.reason)
+                )?;
+            }
+            if report.not_kept_unlisted > 0 {
+                say!("  and {} more", report.not_kept_unlisted)?;
             }
         }
     }
