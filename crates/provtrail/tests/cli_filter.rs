@@ -209,3 +209,33 @@ fn a_function_jayway_does_not_have_is_warned_of() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_reported_on_its_own_and_the_others_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.jsonl");
+    std::fs::write(&file, b"{\"a\": 1}\r\n{\"a\": \"\xff\"}\n{\"a\": 2}\n").unwrap();
+    let out = provtrail(
+        &[
+            "filter",
+            "--format",
+            "json",
+            "$[?(@.a == 2)]",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[0]["match"], false);
+    assert_eq!(lines[1]["line"], 2);
+    let error = lines[1]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("InvalidJson: the document is not UTF-8"),
+        "{error}"
+    );
+    assert_eq!(lines[2]["line"], 3);
+    assert_eq!(lines[2]["match"], true);
+}

@@ -100,17 +100,18 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if input.trim().is_empty() {
+    if input.iter().all(u8::is_ascii_whitespace) {
         eprintln!("error: {}", super::NO_DOCUMENTS);
         return Ok(ExitCode::from(2));
     }
-    let jsonl = args.jsonl || super::reads_as_json_lines(input.as_bytes());
+    let jsonl = args.jsonl || super::reads_as_json_lines(&input);
     if jsonl && !args.jsonl {
         eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
     }
     if jsonl {
-        for (n, line) in input.lines().enumerate() {
-            if line.trim().is_empty() {
+        for (n, line) in input.split(|&byte| byte == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             report(
@@ -129,20 +130,36 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_input(file: Option<&str>) -> anyhow::Result<String> {
-    let mut text = String::new();
+/// The input's bytes: a document that is not UTF-8 is reported as any document that is not
+/// JSON, line by line in JSON lines, rather than stopping the whole run.
+fn read_input(file: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
     match file {
         None | Some("-") => {
             std::io::stdin()
                 .lock()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .context("cannot read standard input")?;
         }
         Some(f) => {
-            text = std::fs::read_to_string(f).with_context(|| format!("cannot read {f}"))?;
+            bytes = std::fs::read(f).with_context(|| format!("cannot read {f}"))?;
         }
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// [`outcome`] of a document given as bytes, which may not be UTF-8.
+fn outcome_of_bytes(path: &Path, options: Options, bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => outcome(path, options, text),
+        Err(err) => json!({
+            "match": false,
+            "error": format!(
+                "InvalidJson: the document is not UTF-8 (invalid byte at offset {})",
+                err.valid_up_to()
+            ),
+        }),
+    }
 }
 
 /// The outcome for one document as the JSON object printed with `--format json`.
@@ -170,10 +187,10 @@ fn report(
     format: Format,
     path: &Path,
     options: Options,
-    text: &str,
+    document: &[u8],
     line: Option<u64>,
 ) -> anyhow::Result<()> {
-    let mut o = outcome(path, options, text);
+    let mut o = outcome_of_bytes(path, options, document);
     match format {
         Format::Json => {
             // Blank lines are skipped: each answer says which line it is about.
