@@ -502,6 +502,39 @@ async fn send_names_each_document_not_kept_with_the_receivers_reason() {
 }
 
 #[test]
+fn ingest_refuses_a_document_over_max_bytes_and_keeps_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("limits.db");
+    let small: Value = serde_json::from_slice(&event("inv-small")).unwrap();
+    let mut large = small.clone();
+    large["_metadata"]["invocationId"] = "inv-large".into();
+    large["trackingNumber"] = "x".repeat(4000).into();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, format!("{small}\n{large}\n")).unwrap();
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            "--max-bytes",
+            "2000",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let shown = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("more than --max-bytes 2000"), "{shown}");
+    let stored = stored_invocations(&db);
+    assert_eq!(stored.keys().collect::<Vec<_>>(), ["inv-small"], "{shown}");
+    assert!(quarantine(&db).is_empty(), "{shown}");
+}
+
+#[test]
 fn ingest_of_a_directory_is_refused_before_a_store_is_made() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("never.db");
@@ -1857,6 +1890,10 @@ fn an_input_without_a_document_is_an_error_for_ingest_and_send_as_for_validate()
             stderr.contains("no documents") || stdout(&output).contains("no documents"),
             "{args:?}: {stderr}"
         );
+        // An empty input is found before a store is made for it.
+        if args[0] == "ingest" && args[3] == "-" {
+            assert!(!dir.path().join("empty.db").exists(), "{args:?}");
+        }
     }
     let output = provtrail(&["send", url, "--synthetic", "0", "--token", "t0ken"], None);
     assert_eq!(output.status.code(), Some(2));

@@ -94,6 +94,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut reader = super::open_input(&args.file)?;
+    // So is an input with nothing in it (an empty file, a producer that failed before writing):
+    // importing nothing is an error, and no database should be left for it.
+    if reader.fill_buf().is_ok_and(|start| start.is_empty()) {
+        anyhow::bail!("{}", super::NO_DOCUMENTS);
+    }
     // A CSV export is refused before a store is made for it.
     if reader
         .fill_buf()
@@ -162,6 +167,20 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        // As the server answers such a body 413 and keeps nothing of it, rather than keep it
+        // whole in quarantine as a document that could not be read.
+        if raw.len() > args.max_bytes {
+            in_flight.push_back(Pending {
+                line,
+                invalid: Vec::new(),
+                answer: Answer::Refused(format!(
+                    "the document is {} bytes, more than --max-bytes {}: not imported",
+                    raw.len(),
+                    args.max_bytes
+                )),
+            });
+            continue;
+        }
         let mut incoming = ingestor.prepare(raw, receipt);
         incoming.restored = restored_line;
         let invalid = match &incoming.content {
