@@ -180,6 +180,7 @@ pub(super) fn build(
         auth,
         timeout: context.timeout,
         connection: OnceCell::new(),
+        stream_ready: std::sync::atomic::AtomicBool::new(false),
         redactor: secrets.redactor().clone(),
     }))
 }
@@ -283,8 +284,24 @@ pub struct Nats {
     auth: Auth,
     timeout: Duration,
     target: String,
+    /// One client for the route, made at the first delivery: it connects, and reconnects, in
+    /// the background on its own. (A client made again for every failed attempt would leave
+    /// one more background loop trying the server each time.)
     connection: OnceCell<jetstream::Context>,
+    /// The stream is known to exist (or the route does not create it).
+    stream_ready: std::sync::atomic::AtomicBool,
     redactor: Redactor,
+}
+
+/// The wait before a client's next try to reach the server: at once the first time, then from
+/// a quarter of a second doubling to ten seconds. (The client's own curve reaches its ceiling
+/// of four seconds only after a dozen quick tries, each logged.)
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(6);
+    (Duration::from_millis(250) * 2u32.pow(doublings)).min(Duration::from_secs(10))
 }
 
 impl std::fmt::Debug for Nats {
@@ -298,13 +315,19 @@ impl std::fmt::Debug for Nats {
 
 impl Nats {
     async fn context(&self) -> Result<&jetstream::Context, SinkError> {
-        self.connection
+        use std::sync::atomic::Ordering;
+        let context = self
+            .connection
             .get_or_try_init(|| async {
                 let mut options = async_nats::ConnectOptions::new()
                     .name("provtrail")
                     .connection_timeout(self.timeout)
-                    // Later drops are reconnected by the client; deliveries made meanwhile fail
-                    // and are retried.
+                    // The route's timeout for every request the client makes (creating the
+                    // stream, too), not the client's own ten seconds.
+                    .request_timeout(Some(self.timeout))
+                    .reconnect_delay_callback(reconnect_delay)
+                    // The first connection and later drops alike are made by the client in
+                    // the background; deliveries made meanwhile fail and are retried.
                     .retry_on_initial_connect();
                 match &self.auth {
                     Auth::None => {}
@@ -319,10 +342,14 @@ impl Nats {
                     .map_err(|err| self.error(&format!("cannot connect to NATS: {err}")))?;
                 let mut context = jetstream::new(client);
                 context.set_timeout(self.timeout);
-                self.ensure_stream(&context).await?;
-                Ok(context)
+                Ok::<_, SinkError>(context)
             })
-            .await
+            .await?;
+        if !self.stream_ready.load(Ordering::Acquire) {
+            self.ensure_stream(context).await?;
+            self.stream_ready.store(true, Ordering::Release);
+        }
+        Ok(context)
     }
 
     /// Creates the stream when the route is to (`create_stream`) and it does not exist: at the
@@ -338,7 +365,12 @@ impl Nats {
                     ..Default::default()
                 })
                 .await
-                .map_err(|err| self.error(&format!("cannot create the stream {stream}: {err}")))?;
+                .map_err(|err| {
+                    self.failure(
+                        context,
+                        &format!("cannot create the stream {stream}: {err}"),
+                    )
+                })?;
         }
         Ok(())
     }
@@ -458,6 +490,53 @@ mod tests {
             "auth_token: ***"
         );
         assert!(!format!("{sink:?}").contains("SECRETTOKEN123"));
+    }
+
+    #[test]
+    fn the_client_tries_again_at_once_then_backs_off_to_ten_seconds() {
+        let waits: Vec<u128> = (0..12).map(|n| reconnect_delay(n).as_millis()).collect();
+        assert_eq!(
+            waits,
+            [
+                0, 0, 250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000
+            ]
+        );
+        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_server_nobody_listens_on_is_named_as_unreachable_on_every_attempt() {
+        // A port nothing listens on: taken, then given back.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sink = build_with(
+            &format!(
+                "url = \"nats://127.0.0.1:{port}\"\nsubject = \"a.b\"\nstream = \"S\"\ncreate_stream = true"
+            ),
+            &Secrets::default(),
+        )
+        .unwrap();
+        let delivery = Delivery {
+            delivery_id: 1,
+            route: "r",
+            event_id: 1,
+            event_key: "inv-1",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw: b"{}",
+            event: &serde_json::Value::Null,
+        };
+        for attempt in 1..=2 {
+            let err = sink.deliver(&delivery).await.unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("not connected to NATS at nats://127.0.0.1:{port}")),
+                "attempt {attempt}: {err}"
+            );
+        }
     }
 
     #[test]
