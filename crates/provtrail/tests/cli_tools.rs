@@ -1008,6 +1008,22 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
         "{}",
         String::from_utf8_lossy(&export.stderr)
     );
+    // Nor is importing into it a passing trouble of the store ("cannot commit right now").
+    let events = dir.path().join("one.json");
+    std::fs::write(&events, event("inv-into-not-db")).unwrap();
+    let ingest = provtrail(
+        &[
+            "ingest",
+            "--db",
+            file.to_str().unwrap(),
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&ingest.stderr);
+    assert_eq!(ingest.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not a provtrail database"), "{stderr}");
+    assert!(!stderr.contains("right now"), "{stderr}");
 }
 
 #[test]

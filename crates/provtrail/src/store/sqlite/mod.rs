@@ -548,11 +548,16 @@ pub(crate) fn open_connection(
     path: &Path,
     settings: &SqliteSettings,
 ) -> Result<Connection, StoreError> {
-    let open = |err: rusqlite::Error| {
-        StoreError::Unavailable(format!(
+    let open = |err: rusqlite::Error| match err.sqlite_error_code() {
+        // Nothing a retry mends: the file is something else (named by mistake, or damaged).
+        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::Internal(format!(
+            "{} is not a provtrail database: {err}",
+            path.display()
+        )),
+        _ => StoreError::Unavailable(format!(
             "cannot open the database {}: {err}",
             path.display()
-        ))
+        )),
     };
     crate::precreate_private(path).map_err(|err| {
         StoreError::Unavailable(format!(
