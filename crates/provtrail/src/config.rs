@@ -188,13 +188,18 @@ impl FileConfig {
     /// tokens and passwords, and start-up errors end up in service logs.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|err: toml::de::Error| {
-            let what = without_values(err.message().trim());
+            let what = in_plain_words(&without_values(err.message().trim()));
             let message = match err.span() {
                 Some(span) => {
                     let before = &text.as_bytes()[..span.start.min(text.len())];
                     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
                     let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-                    format!("line {line}, column {column}: {what}")
+                    match setting_on_line(text, line) {
+                        Some(setting) => {
+                            format!("{setting} (line {line}, column {column}): {what}")
+                        }
+                        None => format!("line {line}, column {column}: {what}"),
+                    }
                 }
                 None => what,
             };
@@ -210,6 +215,70 @@ impl FileConfig {
         let path = PathBuf::from("provtrail.toml");
         path.exists().then_some(path)
     }
+}
+
+/// The setting a line of the file gives a value to, with its table (`server.listen`), when the
+/// line is one of `key = value`: parse errors point at a line, and the reader wants the name.
+fn setting_on_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (key, _) = lines.get(line.checked_sub(1)?)?.split_once('=')?;
+    // Only a bare key: a line inside a list of values (`"tok=en",`) is no setting, and must not
+    // have a piece of its value shown as one.
+    let key = key.trim();
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return None;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|earlier| {
+        let header = earlier.trim();
+        let name = header
+            .strip_prefix("[[")
+            .and_then(|rest| rest.strip_suffix("]]"))
+            .or_else(|| header.strip_prefix('[')?.strip_suffix(']'))?;
+        Some(name.trim().to_owned())
+    });
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
+/// serde's names of number types as a reader of the file says them.
+fn in_plain_words(message: &str) -> String {
+    let whole = "a whole number from 0 up";
+    let mut out = message.to_owned();
+    // A number too large for any integer reaches the settings as another kind of integer.
+    for unsigned in ["usize", "u64", "u32", "u16", "u8"] {
+        if out == format!("invalid type: integer, expected {unsigned}") {
+            return format!("the number is too large: expected {whole} that fits the setting");
+        }
+    }
+    for (rust, words) in [
+        ("expected usize", whole),
+        ("expected u64", whole),
+        ("expected u32", whole),
+        ("expected u16", whole),
+        ("expected u8", whole),
+        ("expected i64", "a whole number"),
+        ("expected i32", "a whole number"),
+        ("expected f64", "a number"),
+    ] {
+        if let Some(at) = out.find(rust) {
+            let end = at + rust.len();
+            // Only a whole word: `u8` is not the start of `u80`.
+            if out[end..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric())
+            {
+                out.replace_range(at..end, &format!("expected {words}"));
+            }
+        }
+    }
+    out
 }
 
 /// A settings error without the value it is about: serde quotes the value that has the wrong
@@ -297,6 +366,32 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("987654321012345"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_name_the_setting_in_words_a_reader_knows() {
+        let err = |text: &str| {
+            FileConfig::parse(text, Path::new("p.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let wrong_type = err("# settings\n[server]\nmax_connections = \"many\"\n");
+        assert!(
+            wrong_type.contains("server.max_connections (line 3, column 19)"),
+            "{wrong_type}"
+        );
+        assert!(
+            wrong_type.contains("expected a whole number from 0 up"),
+            "{wrong_type}"
+        );
+        assert!(!wrong_type.contains("usize"), "{wrong_type}");
+        let twice = err("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
+        assert!(twice.contains("server.listen (line 3"), "{twice}");
+        let routes = err("[[routes]]\nname = \"x\"\nconcurrency = -1\n");
+        assert!(routes.contains("routes.concurrency (line 3"), "{routes}");
+        // A line inside a list of values is no setting: nothing of the value is shown as one.
+        let listed = err("[ingest]\ntokens = [\n  \"SECRET=part\",\n  7,\n]\n");
+        assert!(!listed.contains("SECRET"), "{listed}");
     }
 
     #[test]
