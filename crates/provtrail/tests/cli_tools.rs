@@ -1024,6 +1024,30 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
     assert_eq!(ingest.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is not a provtrail database"), "{stderr}");
     assert!(!stderr.contains("right now"), "{stderr}");
+    // Nor is another application's SQLite database taken over: refused, and left as it was.
+    let other = dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT)")
+        .unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let ingest = provtrail(
+        &[
+            "ingest",
+            "--db",
+            other.to_str().unwrap(),
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&ingest.stderr);
+    assert_eq!(ingest.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another application's tables (`accounts`)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+    assert!(!dir.path().join("other.sqlite.search").exists());
 }
 
 #[test]

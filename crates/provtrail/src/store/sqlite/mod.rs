@@ -573,6 +573,10 @@ pub(crate) fn open_connection(
     )
     .map_err(open)?;
     conn.busy_timeout(settings.busy_timeout).map_err(open)?;
+    refuse_foreign_database(&conn, path).map_err(|err| match err {
+        ForeignOrNot::Foreign(refusal) => refusal,
+        ForeignOrNot::Unreadable(err) => open(err),
+    })?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(open)?;
@@ -607,6 +611,49 @@ pub(crate) fn open_connection(
         .map_err(open)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Why [`refuse_foreign_database`] refused, or could not tell.
+enum ForeignOrNot {
+    Foreign(StoreError),
+    Unreadable(rusqlite::Error),
+}
+
+/// Refuses an SQLite database of another application (no schema version of provtrail's, and
+/// tables of its own), before anything is written to it: not even its journal mode changes.
+/// A store's migrations would otherwise add provtrail's tables to it and take it over.
+fn refuse_foreign_database(conn: &Connection, path: &Path) -> Result<(), ForeignOrNot> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(ForeignOrNot::Unreadable)?;
+    if version != 0 {
+        return Ok(());
+    }
+    let mut statement = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+             ORDER BY name LIMIT 4",
+        )
+        .map_err(ForeignOrNot::Unreadable)?;
+    let names: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .and_then(Iterator::collect)
+        .map_err(ForeignOrNot::Unreadable)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = names
+        .iter()
+        .take(3)
+        .map(|name| format!("`{}`", crate::visible::escape_hidden(name, |_| false)))
+        .collect();
+    Err(ForeignOrNot::Foreign(StoreError::Internal(format!(
+        "{} is not a provtrail database: it holds another application's tables ({}{}); give \
+         provtrail a file of its own",
+        path.display(),
+        shown.join(", "),
+        if names.len() > 3 { ", …" } else { "" }
+    ))))
 }
 
 /// Caps the database's size (`store.max_size`), once its schema is in place: a cap below what
