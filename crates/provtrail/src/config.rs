@@ -218,32 +218,103 @@ impl FileConfig {
 }
 
 /// The setting a line of the file gives a value to, with its table (`server.listen`), when the
-/// line is one of `key = value`: parse errors point at a line, and the reader wants the name.
+/// line is one of `key = value` with a bare key, under a table header of bare names: parse
+/// errors point at a line, and the reader wants the name. Nothing from inside a string or a
+/// comment is ever taken for a name (a token spread over lines can hold `key = value` or
+/// `[table]`); when in doubt, no name is given.
 fn setting_on_line(text: &str, line: usize) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let (key, _) = lines.get(line.checked_sub(1)?)?.split_once('=')?;
-    // Only a bare key: a line inside a list of values (`"tok=en",`) is no setting, and must not
-    // have a piece of its value shown as one.
+    let lines = toml_code_lines(text);
+    let bare = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let code = lines.get(line.checked_sub(1)?)?.as_deref()?;
+    let (key, _) = code.split_once('=')?;
     let key = key.trim();
-    if key.is_empty()
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
+    if !bare(key) {
         return None;
     }
-    let table = lines[..line - 1].iter().rev().find_map(|earlier| {
-        let header = earlier.trim();
-        let name = header
-            .strip_prefix("[[")
-            .and_then(|rest| rest.strip_suffix("]]"))
-            .or_else(|| header.strip_prefix('[')?.strip_suffix(']'))?;
-        Some(name.trim().to_owned())
-    });
+    let header = lines[..line - 1]
+        .iter()
+        .rev()
+        .flatten()
+        .map(|code| code.trim())
+        .find(|code| code.starts_with('['));
+    let table = match header {
+        None => None,
+        Some(header) => {
+            let name = header
+                .strip_prefix("[[")
+                .and_then(|rest| rest.strip_suffix("]]"))
+                .or_else(|| header.strip_prefix('[')?.strip_suffix(']'))?
+                .trim();
+            if !bare(name) {
+                return None;
+            }
+            Some(name)
+        }
+    };
     Some(match table {
-        Some(table) if !table.is_empty() => format!("{table}.{key}"),
-        _ => key.to_owned(),
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
     })
+}
+
+/// Each line of a TOML text as its code: strings emptied (their quotes kept) and comments left
+/// out; `None` for a line that begins inside a multi-line string, which holds no code at all.
+fn toml_code_lines(text: &str) -> Vec<Option<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum In {
+        Code,
+        Basic,
+        Literal,
+        MultiBasic,
+        MultiLiteral,
+        Comment,
+    }
+    let mut lines = Vec::new();
+    let mut state = In::Code;
+    for line in text.split('\n') {
+        let begins_inside = matches!(state, In::MultiBasic | In::MultiLiteral);
+        let chars: Vec<char> = line.chars().collect();
+        let triple = |at: usize, quote: char| {
+            chars[at..].iter().take(3).all(|&c| c == quote) && chars.len() >= at + 3
+        };
+        let mut code = String::new();
+        let mut at = 0;
+        while at < chars.len() {
+            let c = chars[at];
+            let mut step = 1;
+            match state {
+                In::Code => match c {
+                    '#' => state = In::Comment,
+                    '"' if triple(at, '"') => (state, step) = (In::MultiBasic, 3),
+                    '\'' if triple(at, '\'') => (state, step) = (In::MultiLiteral, 3),
+                    '"' => state = In::Basic,
+                    '\'' => state = In::Literal,
+                    _ => code.push(c),
+                },
+                In::Basic | In::MultiBasic if c == '\\' => step = 2,
+                In::Basic if c == '"' => state = In::Code,
+                In::Literal if c == '\'' => state = In::Code,
+                In::MultiBasic if triple(at, '"') => (state, step) = (In::Code, 3),
+                In::MultiLiteral if triple(at, '\'') => (state, step) = (In::Code, 3),
+                _ => {}
+            }
+            if matches!(c, '"' | '\'') && state != In::Comment {
+                code.push(c);
+            }
+            at += step;
+        }
+        // A comment, or a one-line string left open (an error of its own), ends with its line.
+        if matches!(state, In::Comment | In::Basic | In::Literal) {
+            state = In::Code;
+        }
+        lines.push((!begins_inside).then_some(code));
+    }
+    lines
 }
 
 /// serde's names of number types as a reader of the file says them.
@@ -392,6 +463,26 @@ mod tests {
         // A line inside a list of values is no setting: nothing of the value is shown as one.
         let listed = err("[ingest]\ntokens = [\n  \"SECRET=part\",\n  7,\n]\n");
         assert!(!listed.contains("SECRET"), "{listed}");
+        // Nor is a line inside a string spread over lines, whatever it looks like.
+        for quotes in ["'''", "\"\"\""] {
+            let spread = err(&format!(
+                "[ingest]\ntokens = [{quotes}ptk_aaaa\nS3CRsecret = part{quotes}, 3]\n"
+            ));
+            assert!(!spread.contains("S3CR"), "{spread}");
+            let header = err(&format!(
+                "[ingest]\ntokens = [{quotes}x\n[S3CRtab]\n{quotes}]\nno_auth = 3\n"
+            ));
+            assert!(!header.contains("S3CR"), "{header}");
+            assert!(header.contains("ingest.no_auth (line 5"), "{header}");
+        }
+        // A header with a comment after it is still the table.
+        let commented =
+            err("[server]\nlisten = \"0.0.0.0:8080\"\n[ingest] # creds\nno_auth = \"x\"\n");
+        assert!(commented.contains("ingest.no_auth (line 4"), "{commented}");
+        // A quoted table name is not guessed at: the place alone.
+        let quoted = err("[\"server\"]\nmax_connections = \"x\"\n");
+        assert!(quoted.contains(": line 2, column"), "{quoted}");
+        assert!(!quoted.contains(".max_connections"), "{quoted}");
     }
 
     #[test]
