@@ -94,11 +94,6 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut reader = super::open_input(&args.file)?;
-    // So is an input with nothing in it (an empty file, a producer that failed before writing):
-    // importing nothing is an error, and no database should be left for it.
-    if reader.fill_buf().is_ok_and(|start| start.is_empty()) {
-        anyhow::bail!("{}", super::NO_DOCUMENTS);
-    }
     // A CSV export is refused before a store is made for it.
     if reader
         .fill_buf()
@@ -106,10 +101,6 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("{CSV_REFUSAL}");
     }
-    let metrics = Arc::new(Metrics::new());
-    let settings = SqliteSettings::new(&args.db);
-    let store: SharedStore =
-        Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
     let ingestor = Arc::new(Ingestor::new(args.max_bytes));
     let source = args.file.display().to_string();
     let (lines, mut documents) = tokio::sync::mpsc::channel::<(u64, Bytes)>(IN_FLIGHT);
@@ -119,6 +110,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             lines.blocking_send((line, document)).is_ok()
         })
     });
+    // The store is made once the input has given a document: an input of blank lines (or one
+    // that cannot be read) leaves no database behind.
+    let Some(first) = documents.recv().await else {
+        reading.await.context("the reader stopped unexpectedly")??;
+        anyhow::bail!("{}", super::NO_DOCUMENTS);
+    };
+    let mut first = Some(first);
+    let metrics = Arc::new(Metrics::new());
+    let settings = SqliteSettings::new(&args.db);
+    let store: SharedStore =
+        Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
     let progress = super::progress_bar(None, "importing");
     let mut tally = Tally::default();
     // Documents go to the store in input order, so that their ids follow the file; many are
@@ -132,7 +134,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 progress.inc(1);
             }
         }
-        let Some((line, raw)) = documents.recv().await else {
+        let next = match first.take() {
+            Some(document) => Some(document),
+            None => documents.recv().await,
+        };
+        let Some((line, raw)) = next else {
             break;
         };
         let exported = exported_event(&raw);
