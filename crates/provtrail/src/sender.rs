@@ -128,6 +128,26 @@ impl SendReport {
             .sum()
     }
 
+    /// Lists a document not kept when it is among the [`MAX_NOT_KEPT_LISTED`] lowest-numbered
+    /// so far (answers come back in any order with concurrency; what is left out is then the
+    /// tail of the input, whatever the timing), else counts it.
+    fn list_not_kept(&mut self, not_kept: NotKept) {
+        if self.not_kept.len() < MAX_NOT_KEPT_LISTED {
+            self.not_kept.push(not_kept);
+            return;
+        }
+        self.not_kept_unlisted += 1;
+        let highest = self
+            .not_kept
+            .iter_mut()
+            .max_by_key(|listed| listed.document);
+        if let Some(highest) = highest {
+            if not_kept.document < highest.document {
+                *highest = not_kept;
+            }
+        }
+    }
+
     /// The `q` quantile (0 to 1) of latency in milliseconds.
     pub fn latency_quantile(&self, q: f64) -> Option<f64> {
         if self.latencies_ms.is_empty() {
@@ -355,11 +375,7 @@ pub async fn send_all(
                         }
                     };
                     if let Some(not_kept) = not_kept {
-                        if report.not_kept.len() < MAX_NOT_KEPT_LISTED {
-                            report.not_kept.push(not_kept);
-                        } else {
-                            report.not_kept_unlisted += 1;
-                        }
+                        report.list_not_kept(not_kept);
                     }
                 }
                 on_answer(&answer);
@@ -382,8 +398,32 @@ pub async fn send_all(
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_REASON_CHARS, reason_of};
+    use super::{MAX_NOT_KEPT_LISTED, MAX_REASON_CHARS, NotKept, SendReport, reason_of};
     use serde_json::json;
+
+    #[test]
+    fn the_documents_listed_as_not_kept_are_the_first_of_the_input_whatever_the_order() {
+        let mut report = SendReport::default();
+        // Answers in a scrambled order: 60 documents, all refused.
+        for document in (1..=60u64).map(|n| (n * 37) % 61) {
+            report.list_not_kept(NotKept {
+                document,
+                status: Some(400),
+                outcome: "refused".into(),
+                reason: format!("number {document}"),
+            });
+        }
+        let mut listed: Vec<u64> = report.not_kept.iter().map(|n| n.document).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, (1..=MAX_NOT_KEPT_LISTED as u64).collect::<Vec<_>>());
+        assert_eq!(report.not_kept_unlisted, 40);
+        assert!(
+            report
+                .not_kept
+                .iter()
+                .all(|n| n.reason == format!("number {}", n.document))
+        );
+    }
 
     #[test]
     fn a_reason_is_the_receivers_error_or_its_text_cut_short() {
