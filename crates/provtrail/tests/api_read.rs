@@ -475,6 +475,14 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
             "since",
             "0000 to 9999",
         ),
+        // An `until` alone, before the earliest time the default `since` can be: the range is
+        // empty by the `until` given, and said so, as `GET /events` says it.
+        (
+            "/api/v1/stats",
+            &[("until", "0000-01-01T00:00:00Z")],
+            "until",
+            "before `until`",
+        ),
         (
             "/api/v1/deliveries",
             &[("outcome", "lost")],

@@ -141,9 +141,13 @@ pub async fn stats(store: &dyn Store, pairs: Vec<(String, String)>) -> Result<St
         Ok(stats) => Ok(stats.into()),
         // The store checks the range against its defaults (an `until` alone can fall before the
         // default `since`) and the number of buckets.
+        // A range emptied by the default `since` is the given `until`'s doing, as
+        // `GET /events` reports it.
         Err(crate::store::StoreError::Invalid(message)) => Err(ApiError::invalid(
             if message.contains("bucket") {
                 "bucket"
+            } else if since.is_none() {
+                "until"
             } else {
                 "since"
             },
