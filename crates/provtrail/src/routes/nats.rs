@@ -476,6 +476,21 @@ mod tests {
         crate::routes::sink::testing::build_sink(build, sink, secrets, false)
     }
 
+    /// A first attempt to deliver the event `event_id` (invocation `inv-1`, body `{}`).
+    fn delivery(event_id: i64) -> Delivery<'static> {
+        Delivery {
+            delivery_id: event_id,
+            route: "r",
+            event_id,
+            event_key: "inv-1",
+            key: "pt-k",
+            attempt: 1,
+            received_at: 0,
+            raw: b"{}",
+            event: &serde_json::Value::Null,
+        }
+    }
+
     #[test]
     fn a_token_given_as_the_user_name_is_hidden_and_redacted() {
         let secrets = Secrets::default();
@@ -519,17 +534,7 @@ mod tests {
             &Secrets::default(),
         )
         .unwrap();
-        let delivery = Delivery {
-            delivery_id: 1,
-            route: "r",
-            event_id: 1,
-            event_key: "inv-1",
-            key: "pt-k",
-            attempt: 1,
-            received_at: 0,
-            raw: b"{}",
-            event: &serde_json::Value::Null,
-        };
+        let delivery = delivery(1);
         for attempt in 1..=2 {
             let err = sink.deliver(&delivery).await.unwrap_err().to_string();
             assert!(
@@ -542,17 +547,7 @@ mod tests {
     #[test]
     fn the_preview_shows_the_headers_a_message_carries() {
         let sink = build_with("subject = \"a.b\"", &Secrets::default()).unwrap();
-        let delivery = Delivery {
-            delivery_id: 0,
-            route: "r",
-            event_id: 42,
-            event_key: "inv-1",
-            key: "pt-k",
-            attempt: 1,
-            received_at: 0,
-            raw: b"{}",
-            event: &serde_json::Value::Null,
-        };
+        let delivery = delivery(42);
         let shown = sink.preview(&delivery).unwrap().headers;
         let sent: Vec<(String, String)> = message_headers(&delivery)
             .into_iter()
