@@ -70,7 +70,20 @@ pub(crate) fn precreate_private(path: &std::path::Path) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(path) {
         Ok(_) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            // An empty file made beforehand (`touch`) becomes the store: as private as a new one.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                // Best effort: a file of another owner keeps its mode (and may still be writable).
+                let empty = std::fs::symlink_metadata(path)
+                    .is_ok_and(|meta| meta.is_file() && meta.len() == 0);
+                if empty {
+                    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+            Ok(())
+        }
         Err(err) => Err(err),
     }
 }

@@ -1048,6 +1048,59 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
     );
     assert_eq!(std::fs::read(&other).unwrap(), before);
     assert!(!dir.path().join("other.sqlite.search").exists());
+    // So is one that names an application of its own, or a schema version without provtrail's
+    // tables: refused, unchanged.
+    for (name, pragma, why) in [
+        (
+            "app.sqlite",
+            "PRAGMA application_id = 12345",
+            "application_id 12345",
+        ),
+        (
+            "versioned.sqlite",
+            "PRAGMA user_version = 2",
+            "schema version 2",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(pragma)
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let ingest = provtrail(
+            &[
+                "ingest",
+                "--db",
+                path.to_str().unwrap(),
+                events.to_str().unwrap(),
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&ingest.stderr);
+        assert_eq!(ingest.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{name}");
+    }
+    // An empty file made beforehand becomes a store, as private as a new one.
+    let touched = dir.path().join("touched.db");
+    std::fs::write(&touched, b"").unwrap();
+    let ingest = provtrail(
+        &[
+            "ingest",
+            "--db",
+            touched.to_str().unwrap(),
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(ingest.status.code(), Some(0), "{ingest:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&touched).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
 }
 
 #[test]

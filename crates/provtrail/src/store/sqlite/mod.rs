@@ -619,14 +619,42 @@ enum ForeignOrNot {
     Unreadable(rusqlite::Error),
 }
 
-/// Refuses an SQLite database of another application (no schema version of provtrail's, and
-/// tables of its own), before anything is written to it: not even its journal mode changes.
-/// A store's migrations would otherwise add provtrail's tables to it and take it over.
+/// Refuses an SQLite database of another application before anything is written to it (not
+/// even its journal mode changes): one that names an application of its own
+/// (`application_id`), one with tables but no schema version of provtrail's, or one whose
+/// schema version is not backed by provtrail's tables. A store's migrations would otherwise
+/// add provtrail's tables to it and take it over, or fail half-way after changing it.
 fn refuse_foreign_database(conn: &Connection, path: &Path) -> Result<(), ForeignOrNot> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(ForeignOrNot::Unreadable)?;
+    let pragma = |name: &str| -> Result<i64, ForeignOrNot> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .map_err(ForeignOrNot::Unreadable)
+    };
+    let foreign = |why: String| {
+        ForeignOrNot::Foreign(StoreError::Internal(format!(
+            "{} is not a provtrail database: {why}; give provtrail a file of its own",
+            path.display()
+        )))
+    };
+    let application = pragma("application_id")?;
+    if application != 0 {
+        return Err(foreign(format!(
+            "it names another application (application_id {application})"
+        )));
+    }
+    let version = pragma("user_version")?;
     if version != 0 {
+        let events: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'meta')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(ForeignOrNot::Unreadable)?;
+        if events < 2 {
+            return Err(foreign(format!(
+                "it has schema version {version} but not provtrail's tables"
+            )));
+        }
         return Ok(());
     }
     let mut statement = conn
@@ -647,13 +675,11 @@ fn refuse_foreign_database(conn: &Connection, path: &Path) -> Result<(), Foreign
         .take(3)
         .map(|name| format!("`{}`", crate::visible::escape_hidden(name, |_| false)))
         .collect();
-    Err(ForeignOrNot::Foreign(StoreError::Internal(format!(
-        "{} is not a provtrail database: it holds another application's tables ({}{}); give \
-         provtrail a file of its own",
-        path.display(),
+    Err(foreign(format!(
+        "it holds another application's tables ({}{})",
         shown.join(", "),
         if names.len() > 3 { ", …" } else { "" }
-    ))))
+    )))
 }
 
 /// Caps the database's size (`store.max_size`), once its schema is in place: a cap below what
