@@ -1024,33 +1024,15 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
     assert_eq!(ingest.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is not a provtrail database"), "{stderr}");
     assert!(!stderr.contains("right now"), "{stderr}");
-    // Nor is another application's SQLite database taken over: refused, and left as it was.
-    let other = dir.path().join("other.sqlite");
-    rusqlite::Connection::open(&other)
-        .unwrap()
-        .execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT)")
-        .unwrap();
-    let before = std::fs::read(&other).unwrap();
-    let ingest = provtrail(
-        &[
-            "ingest",
-            "--db",
-            other.to_str().unwrap(),
-            events.to_str().unwrap(),
-        ],
-        None,
-    );
-    let stderr = String::from_utf8_lossy(&ingest.stderr);
-    assert_eq!(ingest.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("another application's tables (`accounts`)"),
-        "{stderr}"
-    );
-    assert_eq!(std::fs::read(&other).unwrap(), before);
-    assert!(!dir.path().join("other.sqlite.search").exists());
-    // So is one that names an application of its own, or a schema version without provtrail's
-    // tables: refused, unchanged.
-    for (name, pragma, why) in [
+    // Nor is another application's SQLite database taken over: one with tables of its own, one
+    // that names an application of its own, one with a schema version without provtrail's
+    // tables. Each is refused, and left as it was.
+    for (name, sql, why) in [
+        (
+            "other.sqlite",
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT)",
+            "another application's tables (`accounts`)",
+        ),
         (
             "app.sqlite",
             "PRAGMA application_id = 12345",
@@ -1065,7 +1047,7 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
         let path = dir.path().join(name);
         rusqlite::Connection::open(&path)
             .unwrap()
-            .execute_batch(pragma)
+            .execute_batch(sql)
             .unwrap();
         let before = std::fs::read(&path).unwrap();
         let ingest = provtrail(
@@ -1081,6 +1063,10 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
         assert_eq!(ingest.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(why), "{name}: {stderr}");
         assert_eq!(std::fs::read(&path).unwrap(), before, "{name}");
+        assert!(
+            !dir.path().join(format!("{name}.search")).exists(),
+            "{name}"
+        );
     }
     // An empty file made beforehand becomes a store, as private as a new one.
     let touched = dir.path().join("touched.db");
