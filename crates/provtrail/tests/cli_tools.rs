@@ -972,6 +972,19 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
     }
 }
 
+/// `provtrail ingest --db DB FILE`.
+fn ingest_into(db: &Path, file: &Path) -> Output {
+    provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 #[test]
 fn export_reads_the_file_without_starting_a_store_on_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -1011,15 +1024,7 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
     // Nor is importing into it a passing trouble of the store ("cannot commit right now").
     let events = dir.path().join("one.json");
     std::fs::write(&events, event("inv-into-not-db")).unwrap();
-    let ingest = provtrail(
-        &[
-            "ingest",
-            "--db",
-            file.to_str().unwrap(),
-            events.to_str().unwrap(),
-        ],
-        None,
-    );
+    let ingest = ingest_into(&file, &events);
     let stderr = String::from_utf8_lossy(&ingest.stderr);
     assert_eq!(ingest.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is not a provtrail database"), "{stderr}");
@@ -1050,15 +1055,7 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
             .execute_batch(sql)
             .unwrap();
         let before = std::fs::read(&path).unwrap();
-        let ingest = provtrail(
-            &[
-                "ingest",
-                "--db",
-                path.to_str().unwrap(),
-                events.to_str().unwrap(),
-            ],
-            None,
-        );
+        let ingest = ingest_into(&path, &events);
         let stderr = String::from_utf8_lossy(&ingest.stderr);
         assert_eq!(ingest.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(why), "{name}: {stderr}");
@@ -1071,15 +1068,7 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
     // An empty file made beforehand becomes a store, as private as a new one.
     let touched = dir.path().join("touched.db");
     std::fs::write(&touched, b"").unwrap();
-    let ingest = provtrail(
-        &[
-            "ingest",
-            "--db",
-            touched.to_str().unwrap(),
-            events.to_str().unwrap(),
-        ],
-        None,
-    );
+    let ingest = ingest_into(&touched, &events);
     assert_eq!(ingest.status.code(), Some(0), "{ingest:?}");
     #[cfg(unix)]
     {
