@@ -60,10 +60,10 @@ pub(crate) fn validate_slice<'a>(
     let mut ctx = Ctx::new(options);
     let decoded = EventSeed { ctx: &mut ctx }
         .deserialize(&mut deserializer)
-        .map_err(|err| SyntaxError::from_json(&err))?;
+        .map_err(|err| SyntaxError::from_json_in(&err, bytes))?;
     deserializer
         .end()
-        .map_err(|err| SyntaxError::from_json(&err))?;
+        .map_err(|err| SyntaxError::from_json_in(&err, bytes))?;
     Ok(ctx.finish(decoded))
 }
 

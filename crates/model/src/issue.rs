@@ -290,6 +290,35 @@ impl SyntaxError {
             column: err.column(),
         }
     }
+
+    /// [`SyntaxError::from_json`] for an error in `bytes`: when a byte that is not UTF-8 comes
+    /// at or before where the parser stopped, that byte is the problem, and is named (the parser
+    /// says only "expected value" of one outside a string).
+    pub(crate) fn from_json_in(err: &serde_json::Error, bytes: &[u8]) -> Self {
+        let parsed = Self::from_json(err);
+        let Err(invalid) = std::str::from_utf8(bytes) else {
+            return parsed;
+        };
+        let offset = invalid.valid_up_to();
+        let before = &bytes[..offset];
+        let line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
+        let column = 1 + before
+            .iter()
+            .rposition(|&byte| byte == b'\n')
+            .map_or(offset, |newline| offset - newline - 1);
+        if (line, column) > (err.line(), err.column()) {
+            return parsed;
+        }
+        SyntaxError::NotJson {
+            message: format!(
+                "the text is not valid UTF-8 (JSON must be UTF-8): the byte 0x{:02X} here \
+                 starts no UTF-8 character",
+                bytes[offset]
+            ),
+            line,
+            column,
+        }
+    }
 }
 
 /// Why [`ProvisioningCompleted::from_json`] and friends gave no event.

@@ -1743,6 +1743,36 @@ fn lone_surrogates_and_bytes_that_are_not_utf8_are_named_as_such() {
 }
 
 #[test]
+fn a_byte_that_is_not_utf8_outside_a_string_is_named_where_it_is() {
+    // serde_json says only "expected value" (or "expected `,`") of these.
+    for (bytes, line, column, byte) in [
+        (&b"\xff"[..], 1, 1, "0xFF"),
+        (&b"{\"a\": 1,\n  \xc3\x28: 2}"[..], 2, 3, "0xC3"),
+        (&b"{\"a\": [1, 2]\xfe}"[..], 1, 13, "0xFE"),
+    ] {
+        match not_json(bytes) {
+            SyntaxError::NotJson {
+                message,
+                line: at_line,
+                column: at_column,
+            } => {
+                assert!(message.contains("not valid UTF-8"), "{bytes:?}: {message}");
+                assert!(message.contains(byte), "{bytes:?}: {message}");
+                assert_eq!((at_line, at_column), (line, column), "{bytes:?}: {message}");
+            }
+            other => panic!("{bytes:?}: {other:?}"),
+        }
+    }
+    // A syntax error before the first such byte is still that syntax error.
+    match not_json(b"{\"a\": tru, \"b\": \"\xff\"}") {
+        SyntaxError::NotJson { message, .. } => {
+            assert!(!message.contains("UTF-8"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn issues_past_the_cap_are_counted_not_listed() {
     // 10,000 empty account requests: four missing fields each, in three bytes each.
     let mut doc = base_event();
