@@ -172,6 +172,7 @@ pub(super) fn build(
     Ok(Arc::new(Nats {
         // What came from references is hidden, as in every other text shown.
         target: subject_references.redact(&url_references.redact(&target)),
+        route: context.route.to_owned(),
         servers,
         subject,
         stream: settings.stream,
@@ -284,6 +285,8 @@ pub struct Nats {
     auth: Auth,
     timeout: Duration,
     target: String,
+    /// The route's name, for the log.
+    route: String,
     /// One client for the route, made at the first delivery: it connects, and reconnects, in
     /// the background on its own. (A client made again for every failed attempt would leave
     /// one more background loop trying the server each time.)
@@ -291,6 +294,47 @@ pub struct Nats {
     /// The stream is known to exist (or the route does not create it).
     stream_ready: std::sync::atomic::AtomicBool,
     redactor: Redactor,
+}
+
+/// Logs a NATS client's changes of connection once each, naming the route. (The client's own
+/// log says `client error: nats: IO error` at every try while the server is down, and names no
+/// route; it is held at warnings, see `cli::CAPPED_LOG_TARGETS`.)
+fn connection_logger(
+    route: String,
+    servers: String,
+    redactor: Redactor,
+) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + 'static {
+    move |event| {
+        use async_nats::Event;
+        match event {
+            Event::Connected => {
+                tracing::info!(route = %route, "route {route}: connected to NATS at {servers}")
+            }
+            Event::Disconnected => tracing::warn!(
+                route = %route,
+                "route {route}: lost its connection to NATS at {servers}; the client keeps \
+                 trying, deliveries wait and are retried"
+            ),
+            Event::LameDuckMode => tracing::info!(
+                route = %route,
+                "route {route}: the NATS server is shutting down (lame duck mode); the client \
+                 will move to another"
+            ),
+            Event::ServerError(err) => tracing::warn!(
+                route = %route,
+                "route {route}: NATS server error: {}",
+                redactor.redact(&err.to_string())
+            ),
+            // One at every try to reach a server that is down: the disconnection has said it.
+            Event::ClientError(err) => tracing::debug!(
+                route = %route,
+                "route {route}: NATS client error: {}",
+                redactor.redact(&err.to_string())
+            ),
+            Event::Draining | Event::Closed | Event::SlowConsumer(_) => {}
+        }
+        std::future::ready(())
+    }
 }
 
 /// The wait before a client's next try to reach the server: at once the first time, then from
@@ -326,6 +370,15 @@ impl Nats {
                     // stream, too), not the client's own ten seconds.
                     .request_timeout(Some(self.timeout))
                     .reconnect_delay_callback(reconnect_delay)
+                    .event_callback(connection_logger(
+                        self.route.clone(),
+                        self.servers
+                            .iter()
+                            .map(shown_server)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        self.redactor.clone(),
+                    ))
                     // The first connection and later drops alike are made by the client in
                     // the background; deliveries made meanwhile fail and are retried.
                     .retry_on_initial_connect();
@@ -542,6 +595,67 @@ mod tests {
                 "attempt {attempt}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn connection_changes_are_logged_once_each_with_the_route_and_without_secrets() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let secrets = Secrets::default();
+        secrets.redactor().add("s3cret-pass");
+        let log = connection_logger(
+            "archive".to_owned(),
+            "nats://10.0.0.9:4222".to_owned(),
+            secrets.redactor().clone(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let () = log(async_nats::Event::Connected).into_inner();
+            let () = log(async_nats::Event::Disconnected).into_inner();
+            // What the client reports at every try while the server is down.
+            for _ in 0..5 {
+                let () = log(async_nats::Event::ClientError(
+                    async_nats::ClientError::Other("nats: IO error".to_owned()),
+                ))
+                .into_inner();
+            }
+            let () = log(async_nats::Event::ServerError(
+                async_nats::ServerError::Other("bad user s3cret-pass".to_owned()),
+            ))
+            .into_inner();
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].contains("INFO")
+                && lines[0].contains("route archive: connected to NATS at nats://10.0.0.9:4222"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("WARN") && lines[1].contains("route archive: lost its connection"),
+            "{text}"
+        );
+        assert!(lines[2].contains("bad user ***"), "{text}");
+        assert!(
+            !text.contains("s3cret-pass") && !text.contains("IO error"),
+            "{text}"
+        );
     }
 
     #[test]
