@@ -293,4 +293,35 @@ mod tests {
             vec![private]
         );
     }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_of_loopback_unless_allowed() {
+        use reqwest::dns::Resolve as _;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let err = match (GuardedResolver {
+            allow_private: false,
+        })
+        .resolve(name)
+        .await
+        {
+            Ok(_) => panic!("localhost was resolved for a route that does not allow it"),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains("localhost resolves to") && err.contains("loopback"),
+            "{err}"
+        );
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let found: Vec<SocketAddr> = GuardedResolver {
+            allow_private: true,
+        }
+        .resolve(name)
+        .await
+        .unwrap()
+        .collect();
+        assert!(
+            !found.is_empty() && found.iter().all(|address| address.ip().is_loopback()),
+            "{found:?}"
+        );
+    }
 }

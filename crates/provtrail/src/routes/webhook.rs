@@ -148,6 +148,25 @@ pub(super) fn build(
         url::Host::Ipv6(ip) => Some(std::net::IpAddr::V6(ip)),
         url::Host::Domain(_) => None,
     };
+    // `localhost` and its subdomains are loopback by definition (RFC 6761), whatever the
+    // resolver would say at the first delivery: refused at the start, as a loopback literal is.
+    if let (url::Host::Domain(name), false) = (&host, context.allow_private) {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name == "localhost" || name.ends_with(".localhost") {
+            let shown = if host_hidden {
+                "the host (given by reference, not shown)".to_owned()
+            } else {
+                format!("`{name}`")
+            };
+            return Err(SinkConfigError::new(
+                "url",
+                format!(
+                    "{shown} is a loopback name; set allow_private = true on the route to \
+                     allow it"
+                ),
+            ));
+        }
+    }
     if let (Some(ip), false) = (literal, context.allow_private) {
         if let Some(reason) = forbidden(ip) {
             let address = if host_hidden {
@@ -1111,11 +1130,75 @@ mod tests {
         assert!(err.contains("10.1.2.3 is in the private"), "{err}");
     }
 
-    #[tokio::test]
-    async fn a_refused_host_given_by_reference_is_not_named_when_delivering() {
+    #[test]
+    fn localhost_is_refused_at_the_start_and_not_named_when_given_by_reference() {
         let dir = tempfile::tempdir().unwrap();
         let url = dir.path().join("url");
-        std::fs::write(&url, "http://localhost:9/hook\n").unwrap();
+        for host in ["localhost", "LocalHost.", "api.localhost"] {
+            std::fs::write(&url, format!("http://{host}:9/hook\n")).unwrap();
+            let err = crate::routes::sink::testing::build_sink(
+                build,
+                &format!("url = \"${{file:{}}}\"", url.display()),
+                &Secrets::default(),
+                false,
+            )
+            .unwrap_err();
+            assert_eq!(err.setting, "url");
+            assert!(err.message.contains("loopback name"), "{}", err.message);
+            assert!(
+                !err.message.to_lowercase().contains("localhost"),
+                "{}",
+                err.message
+            );
+            let err = crate::routes::sink::testing::build_sink(
+                build,
+                &format!("url = \"http://{host}:9/hook\""),
+                &Secrets::default(),
+                false,
+            )
+            .unwrap_err();
+            assert!(
+                err.message.contains("is a loopback name") && err.message.contains("allow_private"),
+                "{}",
+                err.message
+            );
+        }
+        // Allowed when the route says so; a name that only looks alike is not refused.
+        for (url, allow_private) in [
+            ("http://localhost:9/hook", true),
+            ("http://localhost.example.com/hook", false),
+            ("http://mylocalhost/hook", false),
+        ] {
+            crate::routes::sink::testing::build_sink(
+                build,
+                &format!("url = \"{url}\""),
+                &Secrets::default(),
+                allow_private,
+            )
+            .unwrap_or_else(|err| panic!("{url}: {err:?}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_host_given_by_reference_is_not_named_when_delivering() {
+        // A name the start cannot judge that leads to loopback: this machine's name, on most.
+        let Some(name) = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| {
+                use std::net::ToSocketAddrs;
+                (name.as_str(), 9).to_socket_addrs().is_ok_and(|found| {
+                    let found: Vec<_> = found.collect();
+                    !found.is_empty() && found.iter().all(|address| address.ip().is_loopback())
+                })
+            })
+        else {
+            eprintln!("this machine's name does not resolve to loopback: nothing to deliver to");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("url");
+        std::fs::write(&url, format!("http://{name}:9/hook\n")).unwrap();
         let sink = crate::routes::sink::testing::build_sink(
             build,
             &format!("url = \"${{file:{}}}\"", url.display()),
@@ -1129,13 +1212,13 @@ mod tests {
             .unwrap_err();
         assert!(err.permanent, "{err:?}");
         assert!(err.message.contains("loopback"), "{}", err.message);
-        for hidden in ["localhost", "127.0.0.1", "::1"] {
+        for hidden in [name.as_str(), "127.0.0.1", "::1"] {
             assert!(!err.message.contains(hidden), "{}", err.message);
         }
         // A host written in the file is named.
         let sink = crate::routes::sink::testing::build_sink(
             build,
-            "url = \"http://localhost:9/hook\"",
+            &format!("url = \"http://{name}:9/hook\""),
             &Secrets::default(),
             false,
         )
@@ -1145,7 +1228,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            err.message.contains("localhost resolves to"),
+            err.message.contains(&format!("{name} resolves to")),
             "{}",
             err.message
         );
