@@ -481,7 +481,7 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
             "/api/v1/stats",
             &[("until", "0000-01-01T00:00:00Z")],
             "until",
-            "before `until`",
+            "`until` must be after 0000-01-01T00:00:00+00:00",
         ),
         (
             "/api/v1/deliveries",

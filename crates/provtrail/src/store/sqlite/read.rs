@@ -304,9 +304,16 @@ pub fn stats(conn: &Connection, query: &StatsQuery) -> Result<Stats, StoreError>
         .unwrap_or(until - 30 * 86_400_000)
         .max(crate::store::EARLIEST_TIME);
     if since >= until {
-        return Err(StoreError::Invalid(
-            "`since` must be before `until`".to_owned(),
-        ));
+        // Without a `since`, the range is empty because `until` is at or before the earliest
+        // time there is: that is what to say, rather than name a parameter not given.
+        return Err(StoreError::Invalid(match query.since {
+            Some(_) => "`since` must be before `until`".to_owned(),
+            None => format!(
+                "`until` must be after {}, the earliest time an event can have",
+                chrono::DateTime::from_timestamp_millis(crate::store::EARLIEST_TIME)
+                    .map_or_else(String::new, |time| time.to_rfc3339())
+            ),
+        }));
     }
     let bucket_len = query.bucket.millis();
     // Rollups are hourly: the range is widened to whole hours, and buckets to whole bucket sizes
