@@ -1049,3 +1049,41 @@ async fn text_filters_past_the_apis_length_are_left_out_with_a_notice_and_nul_fi
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert!(answer.text().contains("NUL"), "{}", answer.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_received_in_the_future_is_counted_and_listed_alike() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    post_event(&server, event(1, "Active Directory", "Success", None)).await;
+    // Restored from an export made where the clock ran two days ahead: kept with that time.
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let body = event(2, "Active Directory", "Success", None);
+    let line = json!({
+        "received_at": later.to_rfc3339(),
+        "raw": body.to_string(),
+        "event": body,
+    });
+    let file = server.dir.as_ref().unwrap().path().join("restore.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["ingest", "--db"])
+        .arg(&server.db)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+
+    // The last day: the event of now, counted and listed; not the one of later.
+    let day = page(&server, &cookie, "/?range=24h").await;
+    assert!(day.contains("track-1"), "{day}");
+    assert!(!day.contains("track-2"), "{day}");
+    assert!(day.contains("1 events in range"), "{day}");
+    // All time: both, and both counted.
+    let all = page(&server, &cookie, "/?range=all").await;
+    assert!(all.contains("track-1") && all.contains("track-2"), "{all}");
+    assert!(all.contains("2 events stored"), "{all}");
+}

@@ -158,6 +158,10 @@ impl Params {
             tracking_number: given(&self.number),
             ticket_id: given(&self.ticket),
             since: range_since(&self.range(), now),
+            // A range ends now, as the counts above the list do: an event received "in the
+            // future" (restored from a machine whose clock ran ahead) is listed under "all
+            // time", where the count is of every event stored, and not in a count it is not in.
+            until: range_since(&self.range(), now).map(|_| now),
             before_id: cursor(&self.before),
             limit: PAGE_SIZE,
             ..EventQuery::default()
