@@ -197,7 +197,38 @@ impl Settings {
             }
             store.max_size_bytes = Some(size);
         }
-        for pair in &i.basic {
+        // Credentials may come from the environment or a file, as the routes' secrets do
+        // (`${env:NAME}`, `${file:/path}`): taken as written, a reference would be the token
+        // itself, and the real one refused. Commands that serve nothing stand a missing one
+        // in, one stand-in per setting, so that two unset ones do not pass for one token given
+        // to two roles.
+        let mut credentials_stood_in = Vec::new();
+        let mut resolved = |setting: &str,
+                            stand_in: &'static str,
+                            values: &[String]|
+         -> Result<Vec<String>, ConfigError> {
+            let secrets = if stand_in_secrets {
+                crate::routes::Secrets::standing_in(Default::default(), stand_in)
+            } else {
+                crate::routes::Secrets::new(Default::default())
+            };
+            let values = values
+                .iter()
+                .map(|value| {
+                    secrets.resolve(value).map_err(|err| ConfigError::Invalid {
+                        setting: setting.into(),
+                        message: err.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            credentials_stood_in.extend(secrets.stood_in());
+            Ok(values)
+        };
+        let ingest_tokens = resolved("ingest.tokens", "unset-ingest-token", &i.tokens)?;
+        let ingest_basic = resolved("ingest.basic", "unset:unset-password", &i.basic)?;
+        let read_tokens = resolved("read.tokens", "unset-read-token", &config.read.tokens)?;
+        let admin_tokens = resolved("admin.tokens", "unset-admin-token", &config.admin.tokens)?;
+        for pair in &ingest_basic {
             match pair.split_once(':') {
                 Some((user, password)) if !user.is_empty() && !password.is_empty() => {}
                 _ => {
@@ -209,9 +240,9 @@ impl Settings {
             }
         }
         for (setting, tokens) in [
-            ("ingest.tokens", &i.tokens),
-            ("read.tokens", &config.read.tokens),
-            ("admin.tokens", &config.admin.tokens),
+            ("ingest.tokens", &ingest_tokens),
+            ("read.tokens", &read_tokens),
+            ("admin.tokens", &admin_tokens),
         ] {
             let unsendable = |token: &&String| !token.is_empty() && !is_sendable_token(token);
             if let Some(token) = tokens.iter().find(unsendable) {
@@ -227,7 +258,7 @@ impl Settings {
                 });
             }
         }
-        if i.no_auth == Some(true) && (!i.tokens.is_empty() || !i.basic.is_empty()) {
+        if i.no_auth == Some(true) && (!ingest_tokens.is_empty() || !ingest_basic.is_empty()) {
             return Err(ConfigError::Invalid {
                 setting: "ingest.no_auth".into(),
                 message: "authentication is off, and ingest credentials are given: they would \
@@ -235,18 +266,13 @@ impl Settings {
                     .into(),
             });
         }
-        if config
-            .read
-            .tokens
-            .iter()
-            .any(|token| token.trim().is_empty())
-        {
+        if read_tokens.iter().any(|token| token.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 setting: "read.tokens".into(),
                 message: "a token cannot be empty".into(),
             });
         }
-        if i.tokens.iter().any(|token| token.trim().is_empty()) {
+        if ingest_tokens.iter().any(|token| token.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 setting: "ingest.tokens".into(),
                 message: "a token cannot be empty".into(),
@@ -260,15 +286,21 @@ impl Settings {
                 Vec::new(),
             )
         };
+        let mut stood_in = stood_in;
+        for missing in credentials_stood_in {
+            if !stood_in.contains(&missing) {
+                stood_in.push(missing);
+            }
+        }
         let routes = Arc::new(routes);
         let settings = Settings {
             server,
             store,
-            ingest_tokens: i.tokens.clone(),
-            ingest_basic: i.basic.clone(),
+            ingest_tokens,
+            ingest_basic,
             no_auth: i.no_auth.unwrap_or(false),
-            read_tokens: config.read.tokens.clone(),
-            admin_tokens: config.admin.tokens.clone(),
+            read_tokens,
+            admin_tokens,
             routes,
         };
         settings.check_token_roles()?;

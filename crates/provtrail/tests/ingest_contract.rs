@@ -405,6 +405,89 @@ async fn basic_auth_and_every_configured_token_are_accepted_so_secrets_can_rotat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_given_by_reference_to_a_file_are_the_ones_accepted() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("isc-token");
+    let password_file = secrets.path().join("isc-password");
+    // As secret stores mount them: with a trailing newline, which is no part of the secret.
+    std::fs::write(&token_file, "token-from-a-file-0123456789\n").unwrap();
+    std::fs::write(&password_file, "password-from-a-file\n").unwrap();
+    let token_reference = format!("${{file:{}}}", token_file.display());
+    let basic_reference = format!("isc:${{file:{}}}", password_file.display());
+    let mut server = TestServer::start_with(|config| {
+        config.ingest.tokens = vec![token_reference.clone()];
+        config.ingest.basic = vec![basic_reference.clone()];
+    })
+    .await;
+    let client = client();
+    let url = server.url("/events");
+    let send = |request: reqwest::RequestBuilder, n: usize| {
+        request
+            .header("content-type", "application/json")
+            .body(event(&format!("inv-reference-{n}")))
+            .send()
+    };
+    let accepted = [
+        send(
+            client
+                .post(&url)
+                .bearer_auth("token-from-a-file-0123456789"),
+            0,
+        ),
+        send(
+            client
+                .post(&url)
+                .basic_auth("isc", Some("password-from-a-file")),
+            1,
+        ),
+    ];
+    for (n, request) in accepted.into_iter().enumerate() {
+        let answer = Answer::read(request.await.unwrap()).await;
+        assert_eq!(answer.status, 200, "credential {n}: {}", answer.text());
+    }
+    // The reference itself is no credential.
+    let refused = [
+        send(client.post(&url).bearer_auth(&token_reference), 2),
+        send(
+            client
+                .post(&url)
+                .basic_auth("isc", Some(basic_reference.trim_start_matches("isc:"))),
+            3,
+        ),
+    ];
+    for (n, request) in refused.into_iter().enumerate() {
+        let answer = Answer::read(request.await.unwrap()).await;
+        assert_eq!(answer.status, 401, "reference {n}: {}", answer.text());
+    }
+    server.shutdown().await;
+
+    // A reference that cannot be resolved stops the start, naming the setting and not a value.
+    let mut config = config(&secrets.path().join("other.db"));
+    config.read.tokens = vec![format!(
+        "${{file:{}}}",
+        secrets.path().join("missing").display()
+    )];
+    let err = provtrail::app::Settings::from_config(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("read.tokens") && err.contains("cannot read the secret file"),
+        "{err}"
+    );
+    // Commands that serve nothing stand missing ones in, one per role, and say which.
+    config.read.tokens = vec!["${env:PROVTRAIL_TEST_UNSET_READ_TOKEN}".into()];
+    config.admin.tokens = vec!["${env:PROVTRAIL_TEST_UNSET_ADMIN_TOKEN}".into()];
+    let (_, stood_in) = provtrail::app::Settings::from_config_standing_in(&config).unwrap();
+    let stood_in: Vec<String> = stood_in.iter().map(ToString::to_string).collect();
+    assert_eq!(stood_in.len(), 2, "{stood_in:?}");
+    assert!(
+        stood_in[0].contains("PROVTRAIL_TEST_UNSET_READ_TOKEN")
+            && stood_in[1].contains("PROVTRAIL_TEST_UNSET_ADMIN_TOKEN"),
+        "{stood_in:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_checked_before_the_body_is_read() {
     // A long request timeout: a server that waited for the body would answer 408 only after the
     // test has given up waiting, so the 401 below can only come before the body.
