@@ -100,7 +100,7 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if input.iter().all(u8::is_ascii_whitespace) {
+    if super::is_blank(&input) {
         eprintln!("error: {}", super::NO_DOCUMENTS);
         return Ok(ExitCode::from(2));
     }
@@ -111,7 +111,7 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     if jsonl {
         for (n, line) in input.split(|&byte| byte == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
+            if super::is_blank(line) {
                 continue;
             }
             report(

@@ -107,9 +107,11 @@ pub fn init_logging(filter: &str, json: bool) {
 /// Log targets held at a level whatever `--log` asks, and why: log lines never pass through the
 /// routes' redactor. `async_nats` logs a server's URL with its password (`ServerAddr(Url { …
 /// password: Some(…) })`) at debug and the CONNECT message with `pass` and `auth_token` at
-/// trace, so `--log debug` or `--log trace` would write NATS credentials in the clear.
+/// trace, so `--log debug` or `--log trace` would write NATS credentials in the clear. At info
+/// it says `client error: nats: IO error` at every try to reach a server that is down, naming
+/// no route: the NATS sink logs connection changes itself, once each, with the route's name.
 const CAPPED_LOG_TARGETS: &[(&str, tracing::level_filters::LevelFilter)] =
-    &[("async_nats", tracing::level_filters::LevelFilter::INFO)];
+    &[("async_nats", tracing::level_filters::LevelFilter::WARN)];
 
 /// The subscriber of [`init_logging`], writing to `writer`. The caps are a second filter that
 /// must also let an event through, so they lower a target's level and never raise it (`--log
@@ -491,6 +493,16 @@ pub fn export_line(document: &[u8]) -> Option<serde_json::Map<String, serde_json
 /// The error for an input without a document: sending or storing nothing is not a success.
 pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only blank lines";
 
+/// Whether `bytes` (an input, or one line of one) hold no document: only whitespace, after the
+/// byte order mark an editor may put at the start of an empty file.
+pub fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(bytes)
+        .iter()
+        .all(u8::is_ascii_whitespace)
+}
+
 /// Calls `document` with each document of `reader` and the number of the line it starts on: with
 /// `jsonl` each non-blank line (without its line end); otherwise the whole input as one
 /// document, unless it is not one JSON document but reads as JSON lines (see
@@ -522,7 +534,7 @@ fn read_documents_within(
             .take(limit as u64 + 1)
             .read_to_end(&mut body)
             .context("cannot read the input")?;
-        anyhow::ensure!(!body.iter().all(u8::is_ascii_whitespace), "{NO_DOCUMENTS}");
+        anyhow::ensure!(!is_blank(&body), "{NO_DOCUMENTS}");
         if body.len() > limit {
             anyhow::ensure!(
                 looks_like_json_lines(&body),
@@ -544,7 +556,7 @@ fn read_documents_within(
         let mut start = 0;
         for (number, line) in body.split_inclusive(|&byte| byte == b'\n').enumerate() {
             let end = start + line.len();
-            if !line.iter().all(u8::is_ascii_whitespace) {
+            if !is_blank(line) {
                 let kept = without_line_end(line).len();
                 if !document(number as u64 + 1, body.slice(start..start + kept)) {
                     return Ok(());
@@ -576,7 +588,7 @@ fn read_lines(
             anyhow::ensure!(any, "{NO_DOCUMENTS}");
             return Ok(());
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if is_blank(&line) {
             continue;
         }
         any = true;
@@ -634,6 +646,27 @@ mod tests {
         assert_eq!(documents_within(one, 1000).unwrap().len(), 1);
         let err = documents_within(one, 10).unwrap_err().to_string();
         assert!(err.contains("one document of more than 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn an_input_of_a_byte_order_mark_and_blanks_holds_no_document() {
+        for input in ["\u{feff}", "\u{feff}\n\r\n  \n", "", " \n\t"] {
+            for limit in [1000, 2] {
+                let err = documents_within(input, limit).unwrap_err().to_string();
+                assert_eq!(err, NO_DOCUMENTS, "{input:?}");
+            }
+        }
+        // A mark before a document leaves it a document (which JSON then refuses for the mark).
+        let found = documents_within("\u{feff}{\"n\":1}", 1000).unwrap();
+        assert_eq!(found, [(1, "\u{feff}{\"n\":1}".to_owned())]);
+        let mut found = Vec::new();
+        let reader = Box::new(std::io::Cursor::new(b"\xEF\xBB\xBF\n{\"n\":1}\n".to_vec()));
+        read_documents_within(reader, true, 1000, |line, document| {
+            found.push((line, document));
+            true
+        })
+        .unwrap();
+        assert_eq!(found, [(2, Bytes::from_static(b"{\"n\":1}"))]);
     }
 
     #[test]
@@ -698,7 +731,7 @@ mod tests {
             // What async_nats logs, with its real targets and levels.
             tracing::trace!(target: "async_nats::connection", "CONNECT pass: trace-secret");
             tracing::debug!(target: "async_nats::connector", "attempting connection debug-secret");
-            tracing::info!(target: "async_nats", "event: connected nats-info");
+            tracing::info!(target: "async_nats", "event: client error: nats: IO error nats-info");
             tracing::warn!(target: "async_nats", "slow consumer nats-warn");
             tracing::trace!(target: "provtrail::routes", "own trace");
         });
@@ -706,7 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn async_nats_never_logs_below_info_whatever_the_filter_says() {
+    fn async_nats_never_logs_below_warn_whatever_the_filter_says() {
         for json in [false, true] {
             for filter in [
                 "trace",
@@ -717,16 +750,16 @@ mod tests {
                 let text = logged(filter, json);
                 assert!(!text.contains("trace-secret"), "{filter}: {text}");
                 assert!(!text.contains("debug-secret"), "{filter}: {text}");
-                assert!(text.contains("nats-info"), "{filter}: {text}");
+                // One line at every reconnect try while a server is down; the sink says it
+                // once, with the route's name.
+                assert!(!text.contains("nats-info"), "{filter}: {text}");
+                assert!(text.contains("nats-warn"), "{filter}: {text}");
             }
             // Other targets keep the level asked for.
             assert!(logged("trace", json).contains("own trace"));
-            // The cap never raises a level: at warn, async_nats's info is not written.
-            let text = logged("warn", json);
-            assert!(
-                !text.contains("nats-info") && text.contains("nats-warn"),
-                "{text}"
-            );
+            // The cap never raises a level: at error, async_nats's warnings are not written.
+            let text = logged("error", json);
+            assert!(!text.contains("nats-warn"), "{text}");
         }
     }
 }

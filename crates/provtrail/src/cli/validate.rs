@@ -197,7 +197,7 @@ fn check_lines(
                 return Ok(Verdict::Unreadable);
             }
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if super::is_blank(&line) {
             continue;
         }
         documents += 1;
