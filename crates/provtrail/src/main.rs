@@ -124,7 +124,9 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // Quietly, as a program that the signal ends, and not 0: the command stopped before it
+        // finished (`validate` had not checked every document), and 0 would say it had.
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(err) => {
             // Not `eprintln!`, which panics when standard error is a pipe already closed
             // (`2>&1 | head -c1`): the exit code still says what happened.
@@ -177,6 +179,9 @@ fn wants_json_logs() -> bool {
     from_flag
         .unwrap_or_else(|| std::env::var("PROVTRAIL_LOG_JSON").is_ok_and(|value| truthy(&value)))
 }
+
+/// The exit status of a program ended by `SIGPIPE`, as a shell reports it (128 + 13).
+const BROKEN_PIPE_EXIT: u8 = 141;
 
 /// Output piped into a program that stopped reading (`| head`) is not an error worth reporting.
 /// The writers of JSON and CSV wrap the I/O error in their own, which do not hand it on as

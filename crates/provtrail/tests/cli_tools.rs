@@ -154,6 +154,20 @@ fn validate_exit_codes_say_valid_invalid_or_not_json() {
 }
 
 #[test]
+fn a_report_cut_short_by_a_closed_pipe_is_never_a_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(&invalid, br#"{"trackingNumber": null, "sources": 1}"#).unwrap();
+    let missing = dir.path().join("missing.json");
+    // `validate … | head -1`: the reader left before the verdict; 0 would say "all valid".
+    for file in [&invalid, &missing] {
+        let (code, stderr) = run_into_closed_pipe(&["validate", file.to_str().unwrap()]);
+        assert_eq!(code, 141, "{}: {stderr}", file.display());
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
 fn validate_json_report_is_exactly_one_object_with_paths_and_messages() {
     let event = br#"{"trackingNumber": "t", "sources": "s",
         "recipient": {"type": "IDENTITY", "id": "i", "name": "n"},

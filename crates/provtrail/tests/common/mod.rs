@@ -658,3 +658,19 @@ pub fn authorized_post(path: &str, body: &[u8]) -> Vec<u8> {
     request.extend_from_slice(body);
     request
 }
+
+/// Runs provtrail with standard output a pipe that nobody reads: every write to it fails.
+pub fn run_into_closed_pipe(args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
