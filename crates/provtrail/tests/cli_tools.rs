@@ -852,6 +852,7 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
     old["remote_addr"] = "10.1.2.3:44321".into();
     old["method"] = "POST".into();
     old["path"] = "/events/hr".into();
+    old["user_agent"] = "SailPoint-ISC/1.0 (x)".into();
     old["raw"] = String::from_utf8(event("inv-export-2")).unwrap().into();
     // Not restorable: a time that is not RFC 3339. It must be named, and nothing stored.
     let mut bad = line.clone();
@@ -904,6 +905,7 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
         "remote_addr",
         "method",
         "path",
+        "user_agent",
         "size",
         "invocation_id",
         "tracking_number",
@@ -914,6 +916,7 @@ fn an_export_imported_again_restores_its_events_with_their_receipts() {
     ] {
         assert_eq!(lines[0][key], line[key], "{key}");
     }
+    assert_eq!(lines[1]["user_agent"], "SailPoint-ISC/1.0 (x)");
     assert_eq!(lines[1]["received_at"], "2020-01-02T03:04:05.678Z");
     assert_eq!(lines[1]["channel"], "hr");
     assert_eq!(lines[1]["remote_addr"], "10.1.2.3:44321");
@@ -2155,6 +2158,72 @@ fn a_store_on_read_only_media_is_read_by_every_read_command() {
         stdout(&found)
     );
     drop(mount);
+}
+
+#[test]
+fn events_imported_from_a_file_of_any_name_export_and_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    // A name with a line break and a tab, and one longer than a receipt's path keeps.
+    let odd = dir.path().join("weird\nname\twith breaks.json");
+    let deep = dir.path().join(format!("{}.json", "d".repeat(240)));
+    let long = deep.join(format!("{}.json", "e".repeat(200)));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(&odd, event("inv-odd-name")).unwrap();
+    std::fs::write(&long, event("inv-long-name")).unwrap();
+    let first = dir.path().join("first.db").display().to_string();
+    for file in [&odd, &long] {
+        let output = provtrail(&["ingest", "--db", &first, file.to_str().unwrap()], None);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let export = dir.path().join("export.jsonl");
+    let output = provtrail(
+        &["export", "--db", &first, "-o", export.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exported = std::fs::read_to_string(&export).unwrap();
+    let paths: Vec<String> = exported
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        paths[0].ends_with("weird\\nname\\twith breaks.json"),
+        "{paths:?}"
+    );
+    assert_eq!(paths[1].chars().count(), 300, "{paths:?}");
+    // Restored elsewhere: both, with the same receipts.
+    let second = dir.path().join("second.db").display().to_string();
+    let output = provtrail(&["ingest", "--db", &second, export.to_str().unwrap()], None);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again = provtrail(&["export", "--db", &second], None);
+    let restored: Vec<Value> = stdout(&again)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(restored.len(), 2);
+    for (line, path) in restored.iter().zip(&paths) {
+        assert_eq!(line["path"].as_str().unwrap(), path);
+    }
 }
 
 #[test]

@@ -198,6 +198,7 @@ fn jsonl_line(stored: &StoredEvent) -> Value {
         "remote_addr": stored.receipt.remote_addr,
         "method": stored.receipt.method,
         "path": stored.receipt.path,
+        "user_agent": stored.receipt.user_agent,
         "size": stored.receipt.size,
         "invocation_id": stored.invocation_id,
         "tracking_number": stored.tracking_number,

@@ -102,7 +102,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{CSV_REFUSAL}");
     }
     let ingestor = Arc::new(Ingestor::new(args.max_bytes));
-    let source = args.file.display().to_string();
+    // The file is the receipt's path: kept as a server keeps a request's path (no control
+    // characters, at most so long), so that an export of these events can be restored.
+    let source: String = super::terminal_line(&args.file.display().to_string())
+        .chars()
+        .take(MAX_PATH_CHARS)
+        .collect();
     let (lines, mut documents) = tokio::sync::mpsc::channel::<(u64, Bytes)>(IN_FLIGHT);
     let jsonl = args.jsonl || super::is_json_lines_path(&args.file);
     let reading = tokio::task::spawn_blocking(move || {

@@ -731,7 +731,10 @@ fn export_page(
     let mut statement = conn
         .prepare_cached(
             "SELECT id, received_at, remote_addr, channel, method, path, raw_size,
-                invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome
+                invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome,
+                -- The client that delivered the event, kept in the delivery log only.
+                (SELECT user_agent FROM deliveries
+                 WHERE event_id = events.id AND outcome = 'accepted' ORDER BY id LIMIT 1)
              FROM events
              WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
              ORDER BY id LIMIT ?4",
@@ -748,7 +751,7 @@ fn export_page(
                     method: row.get(4)?,
                     path: row.get(5)?,
                     size: row.get::<_, i64>(6)? as u64,
-                    user_agent: None,
+                    user_agent: row.get(13)?,
                 },
                 row.get::<_, Option<String>>(7)?,
                 row.get::<_, i64>(8)?,
