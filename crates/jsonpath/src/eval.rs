@@ -411,6 +411,11 @@ impl<'a, 'p> Cx<'a, 'p> {
     }
 
     fn eval(&mut self, i: usize, trail: &Trail<'_>, model: Item<'a>) -> Result<(), Fail> {
+        // Past the deadline of `Path::matches_within`, every step ends at once; the answer is
+        // then dropped, whatever this error makes of it.
+        if crate::regex::step_past_deadline() {
+            return Err(Fail::Runtime("the evaluation ran past its deadline".into()));
+        }
         let path = self.path;
         let Some(token) = path.tokens.get(i) else {
             return Err(Fail::Runtime("Current path token is a leaf".into()));

@@ -79,8 +79,31 @@ impl JavaRegex {
 thread_local! {
     /// The time by which the evaluation running on this thread is to end, if it has one.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    /// Whether a pattern was left unmatched for the deadline.
+    /// Whether a pattern was left unmatched, or a step not taken, for the deadline.
     static EXPIRED: Cell<bool> = const { Cell::new(false) };
+    /// Steps taken since the clock was last read (see [`step_past_deadline`]).
+    static STEPS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Steps of an evaluation between two readings of the clock: a step is microseconds at most,
+/// so the deadline is noticed within a millisecond or so, and the clock costs little.
+const STEPS_PER_CLOCK_READING: u32 = 256;
+
+/// Whether the evaluation on this thread is to stop: its deadline has passed. Asked at every
+/// step of the evaluator, since steps, not only patterns, can add up to minutes (a deep scan
+/// compared with a deep scan, `$..*[?(@ == $..*)]`, over a large event is quadratic in its
+/// nodes). Once true, it stays true until the evaluation ends, so that every step still to
+/// come returns at once.
+pub(crate) fn step_past_deadline() -> bool {
+    if EXPIRED.with(Cell::get) {
+        return true;
+    }
+    let steps = STEPS.with(|steps| {
+        let taken = steps.get().wrapping_add(1);
+        steps.set(taken);
+        taken
+    });
+    steps % STEPS_PER_CLOCK_READING == 0 && past_deadline()
 }
 
 fn past_deadline() -> bool {
@@ -106,6 +129,7 @@ pub(crate) fn within<T>(deadline: Instant, evaluate: impl FnOnce() -> T) -> Opti
     }
     let _restore = Restore(DEADLINE.with(|current| current.replace(Some(deadline))));
     EXPIRED.with(|expired| expired.set(false));
+    STEPS.with(|steps| steps.set(0));
     let answer = evaluate();
     let expired = EXPIRED.with(|expired| expired.replace(false));
     (!expired).then_some(answer)

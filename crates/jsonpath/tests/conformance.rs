@@ -503,7 +503,34 @@ fn an_evaluation_past_its_deadline_gives_up() {
     assert_eq!(path.matches_within(&doc, passed), None);
     // The deadline ends with its evaluation: the next one without it answers in full.
     assert!(path.matches(&doc));
-    // A filter without patterns is not cut short.
+    // A short evaluation without patterns ends before the clock is read at all.
     let plain = compile("$[?(@.b == 'y')]").unwrap();
     assert_eq!(plain.matches_within(&doc, passed), Some(true));
+}
+
+/// Steps, not only patterns, add up: a deep scan compared with a deep scan is quadratic in the
+/// document's nodes, and gives up at its deadline as a pattern does.
+#[test]
+fn an_evaluation_without_patterns_gives_up_at_its_deadline_too() {
+    use std::time::{Duration, Instant};
+    let nodes: Vec<Value> = (0..3000)
+        .map(|n| serde_json::json!({"n": n, "s": format!("v{n}")}))
+        .collect();
+    let doc = serde_json::json!({"items": nodes});
+    let quadratic = compile("$[?($..*[?(@ == $..*)] && $..*[?(@ == $..*)])]").unwrap();
+    let started = Instant::now();
+    let answer = quadratic.matches_within(&doc, started + Duration::from_millis(50));
+    let took = started.elapsed();
+    assert_eq!(answer, None);
+    // Not a timing assertion on the machine's speed: the full evaluation takes minutes.
+    assert!(
+        took < Duration::from_secs(20),
+        "gave up only after {took:?}"
+    );
+    // The same filter on a small document answers in full before a distant deadline.
+    let small = serde_json::json!({"a": [1, 2], "b": 1});
+    assert_eq!(
+        quadratic.matches_within(&small, Instant::now() + Duration::from_secs(60)),
+        Some(quadratic.matches(&small))
+    );
 }
