@@ -19,10 +19,26 @@ pub enum SearchError {
     /// The filter does not compile.
     #[error("the filter does not compile: {0}")]
     InvalidFilter(#[from] provtrail_jsonpath::ParseError),
+    /// The filter did not finish on one event within [`FIRST_EVENT_LIMIT`]: no page can be
+    /// made of it (every request must evaluate at least one event to move on).
+    #[error(
+        "the filter did not finish on event {event_id} within {}s; it compares too much (deep \
+         scans `..` compared with each other take time quadratic in an event's size): narrow \
+         it",
+        FIRST_EVENT_LIMIT.as_secs()
+    )]
+    TooSlow {
+        /// The event it was evaluated on.
+        event_id: i64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Longest one event's evaluation may take when it is the first of a request (evaluated
+/// whatever the budget, so that a search continued from its cursor always moves on).
+pub const FIRST_EVENT_LIMIT: Duration = Duration::from_secs(10);
 
 /// How much a filtered search may read before it returns what it has.
 #[derive(Debug, Clone, Copy)]
@@ -76,33 +92,49 @@ pub async fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, Search
     }
 }
 
+/// What [`evaluate`] came to.
+struct Evaluated {
+    /// The events evaluated, in order, bodies taken out, each with whether it matched.
+    events: Vec<(EventSummary, bool)>,
+    /// The first event of the request did not finish within [`FIRST_EVENT_LIMIT`].
+    too_slow: Option<i64>,
+}
+
 /// Evaluates `filter` on `events` in order, on a blocking thread: one evaluation can take long
 /// (a deep scan with many patterns over a large event), and an async worker held that long holds
 /// up health probes and ingest with it. Stops once `wanted` have matched, or once `deadline` has
-/// passed, also during an evaluation (whose event is then left for the next request); answers
-/// the events evaluated, bodies taken out, each with whether it matched. With `first_of_all`
-/// (the request's first event) the first event is evaluated whatever the time, so that a
-/// search continued from its cursor always moves on.
+/// passed, also during an evaluation (whose event is then left for the next request). With
+/// `first_of_all` (the request's first event) the first event is given up to
+/// [`FIRST_EVENT_LIMIT`] whatever the deadline, so that a search continued from its cursor always
+/// moves on.
 async fn evaluate(
     filter: &Path,
     events: Vec<EventSummary>,
     wanted: usize,
     deadline: Instant,
     first_of_all: bool,
-) -> Vec<(EventSummary, bool)> {
+) -> Evaluated {
     let filter = filter.clone();
     let work = move || {
         let mut evaluated = Vec::with_capacity(events.len());
         let mut matched = 0;
         for mut event in events {
             let raw = event.raw.take().unwrap_or_default();
-            let hit = if first_of_all && evaluated.is_empty() {
-                matches(&filter, &raw)
+            let first = first_of_all && evaluated.is_empty();
+            let within = if first {
+                Instant::now() + FIRST_EVENT_LIMIT
             } else {
-                match matches_within(&filter, &raw, deadline) {
-                    Some(hit) => hit,
-                    None => break,
+                deadline
+            };
+            let hit = match matches_within(&filter, &raw, within) {
+                Some(hit) => hit,
+                None if first => {
+                    return Evaluated {
+                        events: evaluated,
+                        too_slow: Some(event.id),
+                    };
                 }
+                None => break,
             };
             evaluated.push((event, hit));
             if hit {
@@ -112,13 +144,19 @@ async fn evaluate(
                 }
             }
         }
-        evaluated
+        Evaluated {
+            events: evaluated,
+            too_slow: None,
+        }
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(evaluated) => evaluated,
         // A panic in the evaluator goes on as a panic of the request (answered 500).
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(_) => Vec::new(),
+        Err(_) => Evaluated {
+            events: Vec::new(),
+            too_slow: None,
+        },
     }
 }
 
@@ -176,17 +214,21 @@ pub async fn search(
             scanned == 0,
         )
         .await;
-        let out_of_time = evaluated.len() < fetched;
+        if let Some(event_id) = evaluated.too_slow {
+            return Err(SearchError::TooSlow { event_id });
+        }
+        let out_of_time = evaluated.events.len() < fetched;
         let mut last_seen = None;
-        for (event, matched) in evaluated {
+        for (position, (event, matched)) in evaluated.events.into_iter().enumerate() {
             last_seen = Some(event.id);
             scanned += 1;
             if matched {
                 items.push(event);
                 if items.len() == limit {
-                    // More may match below this one.
+                    // More may match below this one, if there is any below it.
+                    let more = position + 1 < fetched || page.next_cursor.is_some();
                     return Ok(SearchPage {
-                        next_cursor: items.last().map(|e| e.id),
+                        next_cursor: items.last().map(|e| e.id).filter(|_| more),
                         items,
                         scanned,
                         complete: true,
@@ -195,9 +237,11 @@ pub async fn search(
             }
         }
         if out_of_time {
+            // Continue after the last event evaluated, or, when none of this page was, where
+            // this page began: its events were not looked at.
             return Ok(SearchPage {
                 items,
-                next_cursor: last_seen.or(page.next_cursor),
+                next_cursor: last_seen.or(candidates.before_id),
                 scanned,
                 complete: false,
             });
@@ -269,8 +313,11 @@ pub async fn test_filter(
         let fetched = page.items.len();
         let first = result.scanned == 0;
         let evaluated = evaluate(filter, page.items, usize::MAX, deadline, first).await;
-        let out_of_time = evaluated.len() < fetched;
-        for (event, matched) in evaluated {
+        if let Some(event_id) = evaluated.too_slow {
+            return Err(SearchError::TooSlow { event_id });
+        }
+        let out_of_time = evaluated.events.len() < fetched;
+        for (event, matched) in evaluated.events {
             result.scanned += 1;
             if matched {
                 result.matched += 1;

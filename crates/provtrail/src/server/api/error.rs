@@ -193,6 +193,7 @@ impl From<SearchError> for ApiError {
     fn from(err: SearchError) -> Self {
         match err {
             SearchError::InvalidFilter(parse) => ApiError::invalid_filter("filter", &parse),
+            err @ SearchError::TooSlow { .. } => ApiError::invalid("filter", err.to_string()),
             SearchError::Store(store) => store.into(),
         }
     }

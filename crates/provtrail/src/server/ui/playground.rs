@@ -140,6 +140,9 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
             });
         }
         Err(SearchError::Store(err)) => return Err(err.into()),
+        Err(err @ SearchError::TooSlow { .. }) => {
+            return Err(PageError::BadRequest(err.to_string()));
+        }
     };
     let now = chrono::Utc::now().timestamp_millis();
     let since = range_since(&params.range(), now);
@@ -154,6 +157,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
     .map_err(|err| match err {
         SearchError::Store(err) => PageError::Store(err),
         SearchError::InvalidFilter(err) => PageError::BadRequest(err.to_string()),
+        err @ SearchError::TooSlow { .. } => PageError::BadRequest(err.to_string()),
     })?;
     Ok(html! {
         div data-state="ok" data-matched=(outcome.matched) data-complete=(outcome.complete) {
