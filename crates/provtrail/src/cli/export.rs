@@ -232,15 +232,28 @@ const CSV_HEADER: [&str; 16] = [
 /// carriage return, after any spaces or line breaks, which some spreadsheets skip) gets a
 /// leading `'`: event fields are written by whoever sent the event, and a cell like
 /// `=HYPERLINK(…)` would run when the export is opened (CSV injection).
+/// A number alone (`-1234`, the time of an event before 1970 in milliseconds) is left as it is:
+/// no spreadsheet runs it, and a `'` would make it text.
 pub(super) fn spreadsheet_safe(cell: String) -> String {
     if cell
         .trim_start_matches([' ', '\n'])
         .starts_with(['=', '+', '-', '@', '\t', '\r'])
+        && !is_plain_number(&cell)
     {
         format!("'{cell}")
     } else {
         cell
     }
+}
+
+/// `-` then digits, with at most one `.` between digits: nothing a spreadsheet reads as more.
+fn is_plain_number(cell: &str) -> bool {
+    let digits = cell.strip_prefix('-').unwrap_or(cell);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|byte| byte.is_ascii_digit())
+        && fraction.bytes().all(|byte| byte.is_ascii_digit())
 }
 
 fn csv_row(stored: &StoredEvent) -> Vec<String> {
@@ -281,4 +294,30 @@ fn csv_row(stored: &StoredEvent) -> Vec<String> {
     .into_iter()
     .map(spreadsheet_safe)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formulas_are_quoted_and_numbers_left_alone() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("-2+3", "'-2+3"),
+            ("+1", "'+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("-", "'-"),
+            ("-.5", "'-.5"),
+            ("-5.", "'-5."),
+            ("-1e5", "'-1e5"),
+            ("-1234", "-1234"),
+            ("-62167219200000", "-62167219200000"),
+            ("-12.5", "-12.5"),
+            ("1234", "1234"),
+            ("plain text", "plain text"),
+        ] {
+            assert_eq!(spreadsheet_safe(cell.to_owned()), written, "{cell}");
+        }
+    }
 }
