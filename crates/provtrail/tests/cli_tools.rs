@@ -266,6 +266,70 @@ fn validate_reads_json_lines_past_the_size_limit_line_by_line() {
 }
 
 #[test]
+fn a_stream_of_pretty_printed_documents_is_read_document_by_document() {
+    let dir = tempfile::tempdir().unwrap();
+    // What `jq . a.json b.json c.json` prints, with an event on one line among them.
+    let first = String::from_utf8(event("inv-jq-1")).unwrap();
+    let second = String::from_utf8(event("inv-jq-2"))
+        .unwrap()
+        .replace('\n', " ");
+    let third = String::from_utf8(event("inv-jq-3")).unwrap();
+    let stream = format!(
+        "{}\n{second}\n{}\n{{\"trackingNumber\": 1}}\n",
+        first.trim_end(),
+        third.trim_end()
+    );
+    let lines = [
+        1,
+        1 + first.trim_end().lines().count(),
+        2 + first.trim_end().lines().count(),
+        2 + first.trim_end().lines().count() + third.trim_end().lines().count(),
+    ];
+    let file = dir.path().join("stream.json");
+    std::fs::write(&file, &stream).unwrap();
+    let file = file.to_str().unwrap();
+
+    let db = dir.path().join("stream.db").display().to_string();
+    let output = provtrail(&["ingest", "--db", &db, file, "--format", "json"], None);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["accepted"], 3, "{summary}");
+    assert_eq!(summary["quarantined"], 1, "{summary}");
+    assert_eq!(summary["problems"][0]["line"], lines[3], "{summary}");
+
+    let output = provtrail(&["validate", "--format", "json", file], None);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let reports: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let reported: Vec<(Value, Value)> = reports
+        .iter()
+        .map(|report| (report["line"].clone(), report["valid"].clone()))
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            (lines[0].into(), true.into()),
+            (lines[1].into(), true.into()),
+            (lines[2].into(), true.into()),
+            (lines[3].into(), false.into()),
+        ]
+    );
+
+    let output = provtrail(
+        &["filter", "--format", "json", "$[?(@.recipient)]", file],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let matches: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["match"].clone())
+        .collect();
+    assert_eq!(matches, [true, true, true, false]);
+}
+
+#[test]
 fn validate_jsonl_reports_each_line() {
     let lines = [
         String::from_utf8(event("inv-a"))

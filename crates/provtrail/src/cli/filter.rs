@@ -104,6 +104,27 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {}", super::NO_DOCUMENTS);
         return Ok(ExitCode::from(2));
     }
+    // Documents one after another (a stream printed by `jq`): each evaluated whole.
+    if !args.jsonl
+        && let Some(documents) = super::documents_one_after_another(&input)
+    {
+        eprintln!(
+            "the input holds {} JSON documents one after another: evaluating each",
+            documents.len()
+        );
+        for (line, range) in documents {
+            report(
+                &mut out,
+                args.format,
+                &path,
+                options,
+                &input[range],
+                Some(line),
+            )?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let jsonl = args.jsonl || super::reads_as_json_lines(&input);
     if jsonl && !args.jsonl {
         eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");

@@ -44,7 +44,8 @@ use bytes::Bytes;
 pub enum OutputFormat {
     /// Readable text.
     Text,
-    /// JSON, one document per line.
+    /// JSON: a list one document per line, a single answer (`show`, `stats`) as one indented
+    /// document.
     Json,
 }
 
@@ -428,6 +429,50 @@ pub fn is_json_lines_path(path: &Path) -> bool {
         })
 }
 
+/// The documents of an input that is several JSON documents one after another (what `jq`
+/// prints for a stream: documents pretty-printed, or on lines of their own, or both mixed), each
+/// with the line it starts on and where its bytes are; `None` unless the whole input is two or
+/// more complete documents separated by whitespace alone.
+pub fn concatenated_documents(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>> {
+    let newlines = |bytes: &[u8]| bytes.iter().filter(|&&byte| byte == b'\n').count() as u64;
+    let mut stream =
+        serde_json::Deserializer::from_slice(body).into_iter::<serde::de::IgnoredAny>();
+    let mut documents = Vec::new();
+    let (mut end, mut line) = (0, 1);
+    while let Some(document) = stream.next() {
+        document.ok()?;
+        let stop = stream.byte_offset();
+        let start = end
+            + body[end..stop]
+                .iter()
+                .take_while(|byte| byte.is_ascii_whitespace())
+                .count();
+        line += newlines(&body[end..start]);
+        documents.push((line, start..stop));
+        line += newlines(&body[start..stop]);
+        end = stop;
+    }
+    (documents.len() >= 2).then_some(documents)
+}
+
+/// Whether some document of [`concatenated_documents`] spans lines: the input is then not JSON
+/// lines, and is read document by document.
+pub fn spans_lines(body: &[u8], documents: &[(u64, std::ops::Range<usize>)]) -> bool {
+    documents
+        .iter()
+        .any(|(_, range)| body[range.clone()].contains(&b'\n'))
+}
+
+/// The documents of an input that is not one document but several one after another, some
+/// spread over lines (a stream printed by `jq`): each is read whole, where reading it line by
+/// line would cut it up. `None` for any other input (one document, JSON lines, or broken).
+pub fn documents_one_after_another(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return None;
+    }
+    concatenated_documents(body).filter(|documents| spans_lines(body, documents))
+}
+
 /// Whether `body` is not one JSON document but reads as JSON lines (see
 /// [`looks_like_json_lines`]): such input is taken line by line.
 pub fn reads_as_json_lines(body: &[u8]) -> bool {
@@ -547,6 +592,21 @@ fn read_documents_within(
             let rest = std::io::Cursor::new(body).chain(reader);
             return read_lines(Box::new(rest), document);
         }
+        // Documents one after another, some spread over lines (a stream printed by `jq`):
+        // each is one document, read whole.
+        if let Some(documents) = documents_one_after_another(&body) {
+            eprintln!(
+                "the input holds {} JSON documents one after another: reading each",
+                documents.len()
+            );
+            let body = Bytes::from(body);
+            for (line, range) in documents {
+                if !document(line, body.slice(range)) {
+                    return Ok(());
+                }
+            }
+            return Ok(());
+        }
         if !reads_as_json_lines(&body) {
             document(1, Bytes::from(body));
             return Ok(());
@@ -646,6 +706,50 @@ mod tests {
         assert_eq!(documents_within(one, 1000).unwrap().len(), 1);
         let err = documents_within(one, 10).unwrap_err().to_string();
         assert!(err.contains("one document of more than 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn documents_one_after_another_are_read_each_whole() {
+        // What `jq . a.json b.json` prints, and a line, a pretty-printed document and a line.
+        for (input, expected) in [
+            (
+                "{\n  \"n\": 1\n}\n{\n  \"n\": 2\n}\n",
+                vec![(1, "{\n  \"n\": 1\n}"), (4, "{\n  \"n\": 2\n}")],
+            ),
+            (
+                "{\"n\":1}\n{\n  \"n\": 2,\n  \"m\": [1]\n}\n\n{\"n\":3}",
+                vec![
+                    (1, "{\"n\":1}"),
+                    (2, "{\n  \"n\": 2,\n  \"m\": [1]\n}"),
+                    (7, "{\"n\":3}"),
+                ],
+            ),
+            (
+                "{\"n\":1}{\n\"n\":2}",
+                vec![(1, "{\"n\":1}"), (1, "{\n\"n\":2}")],
+            ),
+        ] {
+            let expected: Vec<(u64, String)> = expected
+                .into_iter()
+                .map(|(line, text)| (line, text.to_owned()))
+                .collect();
+            assert_eq!(
+                documents_within(input, 1000).unwrap(),
+                expected,
+                "{input:?}"
+            );
+        }
+        // Documents on one line each stay JSON lines; a broken one among pretty-printed ones
+        // leaves the input one (broken) document, as before.
+        assert!(concatenated_documents(b"{\"n\":1}\n{\"n\":2}\n").is_some());
+        assert!(!spans_lines(
+            b"{\"n\":1}\n{\"n\":2}\n",
+            &concatenated_documents(b"{\"n\":1}\n{\"n\":2}\n").unwrap()
+        ));
+        let broken = "{\n  \"n\": 1\n}\n{\n  \"n\": \n}\n";
+        assert_eq!(documents_within(broken, 1000).unwrap().len(), 1);
+        assert!(concatenated_documents(b"{\"n\":1}").is_none());
+        assert!(concatenated_documents(b"{\"n\":1} x").is_none());
     }
 
     #[test]

@@ -145,6 +145,25 @@ fn check_whole(
         report_unreadable(out, args, single, &origin, &message)?;
         return Ok(Verdict::Unreadable);
     }
+    // Documents one after another (a stream printed by `jq`): each checked whole, as `ingest`
+    // and `send` read them.
+    if let Some(documents) = super::documents_one_after_another(&bytes) {
+        eprintln!(
+            "{}: {} JSON documents one after another: checking each",
+            origin_text(&origin),
+            documents.len()
+        );
+        let mut worst = Verdict::Valid;
+        for (line, range) in documents {
+            let origin = Origin {
+                file: name,
+                line: Some(line as usize),
+            };
+            let verdict = check_document(out, args, options, false, &origin, &bytes[range])?;
+            worst = worst.max(verdict);
+        }
+        return Ok(worst);
+    }
     // One event per line, read as a whole, is not JSON: it is taken line by line, as `ingest`
     // and `send` take it.
     if super::reads_as_json_lines(&bytes) {
