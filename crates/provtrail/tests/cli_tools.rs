@@ -1592,6 +1592,50 @@ async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
 }
 
 #[test]
+fn ingest_stops_on_ctrl_c_and_reports_what_it_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("interrupted.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["ingest", "--db", db.to_str().unwrap(), "--jsonl", "-"])
+        .args(["--format", "json"])
+        .env("PROVTRAIL_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three events, and standard input left open: the import waits for more.
+    let mut input = child.stdin.take().unwrap();
+    for n in 0..3 {
+        let line = String::from_utf8(event(&format!("inv-ctrl-c-{n}")))
+            .unwrap()
+            .replace('\n', " ");
+        writeln!(input, "{line}").unwrap();
+    }
+    input.flush().unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !(db.exists() && stored_invocations(&db).len() == 3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the three events were not imported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = interrupted_after(child, 0);
+    drop(input);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: everything up to line 3"),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["accepted"], 3, "{summary}");
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert_eq!(summary["last_line"], 3, "{summary}");
+}
+
+#[test]
 fn send_refuses_numbers_it_cannot_use_instead_of_panicking() {
     for bad in [
         ["--rate", "inf"],

@@ -108,7 +108,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .chars()
         .take(MAX_PATH_CHARS)
         .collect();
-    let (lines, mut documents) = tokio::sync::mpsc::channel::<(u64, Bytes)>(IN_FLIGHT);
+    let (lines, read) = tokio::sync::mpsc::channel::<(u64, Bytes)>(IN_FLIGHT);
+    // Ctrl-C stops the reading; what was read is committed and reported, as `send` does.
+    let (mut documents, interrupted) = super::stop_on_ctrl_c(read);
     let jsonl = args.jsonl || super::is_json_lines_path(&args.file);
     let reading = tokio::task::spawn_blocking(move || {
         super::read_documents(reader, jsonl, |line, document| {
@@ -132,6 +134,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // in flight at once, so that group commits batch them. Each is handed to the store's writer
     // by its first poll, made here in turn; the answers come back in the same order.
     let mut in_flight: VecDeque<Pending> = VecDeque::with_capacity(IN_FLIGHT);
+    let mut last_line = 0;
     loop {
         while in_flight.len() >= IN_FLIGHT {
             if let Some(pending) = in_flight.pop_front() {
@@ -146,6 +149,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let Some((line, raw)) = next else {
             break;
         };
+        last_line = line;
         let exported = exported_event(&raw);
         let restored_line = exported.is_some();
         let restored = match exported {
@@ -222,7 +226,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     store.close().await;
-    let read = reading.await.context("the reader stopped unexpectedly")?;
+    let interrupted = interrupted.load(std::sync::atomic::Ordering::Acquire);
+    // Interrupted, the reader stops at its next document, which has nowhere to go; it may be
+    // waiting for standard input, and is not waited for.
+    let read = if interrupted {
+        Ok(())
+    } else {
+        reading.await.context("the reader stopped unexpectedly")?
+    };
     match args.format {
         OutputFormat::Json => say!(
             "{}",
@@ -241,6 +252,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     "errors": problem.errors,
                 })).collect::<Vec<_>>(),
                 "problems_listed": tally.problems.len() as u64 == tally.quarantined + tally.failed,
+                "interrupted": interrupted,
+                "last_line": last_line,
             })
         )?,
         OutputFormat::Text => {
@@ -254,8 +267,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             )?;
             if tally.restored > 0 {
                 say!(
-                    "  {} of them were lines of `provtrail export`: each kept with the body and \
-                     the receipt (time, channel, sender) it was first received with",
+                    "  {} documents were lines of `provtrail export`: those not stored before \
+                     were kept with the body and the receipt (time, channel, sender) they were \
+                     first received with",
                     tally.restored
                 )?;
             }
@@ -288,6 +302,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 say!("  … and {unlisted} more (`provtrail quarantine` lists them)")?;
             }
         }
+    }
+    if interrupted {
+        eprintln!(
+            "interrupted: everything up to line {last_line} was imported as reported; the rest \
+             of the input was not read (importing it again answers what is stored as duplicate)"
+        );
+        return Ok(ExitCode::from(130));
     }
     read?;
     Ok(if tally.failed > 0 || tally.quarantined > 0 {

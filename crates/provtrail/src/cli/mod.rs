@@ -151,7 +151,11 @@ pub fn block_on<F: Future<Output = anyhow::Result<std::process::ExitCode>>>(
         .enable_all()
         .thread_name("provtrail")
         .build()?;
-    runtime.block_on(future)
+    let outcome = runtime.block_on(future);
+    // The command is done. A reader still blocked on standard input (a pipe whose writer is
+    // open, after Ctrl-C stopped the reading) would hold the runtime's drop for ever.
+    runtime.shutdown_background();
+    outcome
 }
 
 /// The environment variable that gave the value clap refused, when the flag it names was not
