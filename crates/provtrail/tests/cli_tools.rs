@@ -1102,14 +1102,36 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
         "{}",
         String::from_utf8_lossy(&export.stderr)
     );
-    // Nor is importing into it a passing trouble of the store ("cannot commit right now").
+    // Nor is importing into it a passing trouble of the store ("unavailable").
     let events = dir.path().join("one.json");
     std::fs::write(&events, event("inv-into-not-db")).unwrap();
     let ingest = ingest_into(&file, &events);
     let stderr = String::from_utf8_lossy(&ingest.stderr);
     assert_eq!(ingest.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is not a provtrail database"), "{stderr}");
-    assert!(!stderr.contains("right now"), "{stderr}");
+    assert!(!stderr.contains("unavailable"), "{stderr}");
+    // A directory, or a path whose directory is missing, is named as such.
+    let export = provtrail(&["export", "--db", dir.path().to_str().unwrap()], None);
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert_eq!(export.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is a directory, not a database file"),
+        "{stderr}"
+    );
+    let ingest = ingest_into(dir.path(), &events);
+    let stderr = String::from_utf8_lossy(&ingest.stderr);
+    assert_eq!(ingest.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is a directory, not a database file"),
+        "{stderr}"
+    );
+    let ingest = ingest_into(&dir.path().join("missing").join("x.db"), &events);
+    let stderr = String::from_utf8_lossy(&ingest.stderr);
+    assert_eq!(ingest.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the database") && stderr.contains("No such file"),
+        "{stderr}"
+    );
     // Nor is another application's SQLite database taken over: one with tables of its own, one
     // that names an application of its own, one with a schema version without provtrail's
     // tables. Each is refused, and left as it was.

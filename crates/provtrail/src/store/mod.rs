@@ -135,7 +135,7 @@ pub(crate) fn file_identity(_file: &std::path::Path) -> Option<(u64, u64)> {
 pub enum StoreError {
     /// The store cannot commit right now (disk full, read-only, locked, I/O error, shutting down).
     /// Callers answer 503 and try again later; the store recovers by itself when it can.
-    #[error("the store cannot commit right now: {0}")]
+    #[error("the store is unavailable: {0}")]
     Unavailable(String),
     /// The store is too busy to take more work (its queue is full).
     #[error("the store is overloaded: {0}")]

@@ -559,6 +559,12 @@ pub(crate) fn open_connection(
             path.display()
         )),
     };
+    if path.is_dir() {
+        return Err(StoreError::Internal(format!(
+            "{} is a directory, not a database file",
+            path.display()
+        )));
+    }
     crate::precreate_private(path).map_err(|err| {
         StoreError::Unavailable(format!(
             "cannot create the database {}: {err}",
@@ -905,6 +911,13 @@ impl EventFile {
     /// Opens `path` for reading. `Ok(None)` when its schema is older than this build's: it
     /// must be brought up to date (by opening it as a [`SqliteStore`]) before it can be read.
     pub fn open(path: &Path) -> Result<Option<EventFile>, StoreError> {
+        // SQLite says only "disk I/O error" of a directory.
+        if path.is_dir() {
+            return Err(StoreError::Internal(format!(
+                "{} is a directory, not a database file",
+                path.display()
+            )));
+        }
         let conn = open_read_only(path).map_err(|err| {
             // The first read is made on opening: a file of something else is found here.
             if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
