@@ -503,6 +503,8 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
         ),
         ("/api/v1/events/abc", &[], "id", "positive integer"),
         ("/api/v1/events/-3", &[], "id", "positive integer"),
+        ("/api/v1/events/+5", &[], "id", "positive integer"),
+        ("/api/v1/events/005", &[], "id", "positive integer"),
         ("/api/v1/quarantine/0", &[], "id", "positive integer"),
     ];
     for (path, query, parameter, accepted) in cases {

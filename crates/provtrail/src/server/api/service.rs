@@ -98,10 +98,12 @@ pub async fn search_events_within(
     })
 }
 
-/// Reads an id from a path segment: a positive integer.
+/// Reads an id from a path segment: a positive integer, written as the API writes it (digits,
+/// no sign, no leading zero), so that one event has one address, as one cursor names one place.
 pub fn parse_id(text: &str) -> Result<i64, ApiError> {
+    let canonical = !text.starts_with('0') && text.bytes().all(|byte| byte.is_ascii_digit());
     match text.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
+        Ok(id) if id > 0 && canonical => Ok(id),
         _ => Err(ApiError::invalid(
             "id",
             format!("`id` must be a positive integer, not {text:?}"),
