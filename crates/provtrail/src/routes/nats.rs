@@ -249,6 +249,18 @@ fn percent_decoded(text: &str) -> String {
         .map_or_else(|_| text.to_owned(), std::borrow::Cow::into_owned)
 }
 
+/// The servers for people, as [`shown_server`] shows each, with what came from a reference
+/// (a host given as `${env:…}`) hidden: for log lines, which pass through no other redaction.
+fn shown_servers(servers: &[async_nats::ServerAddr], redactor: &Redactor) -> String {
+    redactor.redact(
+        &servers
+            .iter()
+            .map(shown_server)
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
 /// A server for people: scheme, host and port, without credentials, path or query.
 fn shown_server(server: &async_nats::ServerAddr) -> String {
     let host = server.host();
@@ -372,11 +384,7 @@ impl Nats {
                     .reconnect_delay_callback(reconnect_delay)
                     .event_callback(connection_logger(
                         self.route.clone(),
-                        self.servers
-                            .iter()
-                            .map(shown_server)
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        shown_servers(&self.servers, &self.redactor),
                         self.redactor.clone(),
                     ))
                     // The first connection and later drops alike are made by the client in
@@ -440,11 +448,7 @@ impl Nats {
             _ => self.error(&format!(
                 "{message}: not connected to NATS at {} (the server is unreachable or refuses \
                  the connection; the client keeps trying)",
-                self.servers
-                    .iter()
-                    .map(shown_server)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                shown_servers(&self.servers, &self.redactor)
             )),
         }
     }
@@ -655,6 +659,28 @@ mod tests {
         assert!(
             !text.contains("s3cret-pass") && !text.contains("IO error"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_host_given_by_reference_is_hidden_where_servers_are_shown() {
+        let secrets = Secrets::default();
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        std::fs::write(&host, "nats-internal-7.example\n").unwrap();
+        build_with(
+            &format!(
+                "url = \"nats://${{file:{}}}:4222\"\nsubject = \"a.b\"",
+                host.display()
+            ),
+            &secrets,
+        )
+        .unwrap();
+        let servers: Vec<async_nats::ServerAddr> =
+            vec!["nats://nats-internal-7.example:4222".parse().unwrap()];
+        assert_eq!(
+            shown_servers(&servers, secrets.redactor()),
+            "nats://***:4222"
         );
     }
 
