@@ -157,11 +157,13 @@ impl Params {
             identity: given(&self.identity),
             tracking_number: given(&self.number),
             ticket_id: given(&self.ticket),
-            since: range_since(&self.range(), now),
-            // A range ends now, as the counts above the list do: an event received "in the
-            // future" (restored from a machine whose clock ran ahead) is listed under "all
-            // time", where the count is of every event stored, and not in a count it is not in.
-            until: range_since(&self.range(), now).map(|_| now),
+            // The hours the counts above the list are made of (hourly rollups): from the start
+            // of the range's first hour to the end of the current one, so that the list holds
+            // what is counted. An event received further "in the future" (restored from a
+            // machine whose clock ran ahead) is listed under "all time", as it is counted there.
+            since: range_since(&self.range(), now).map(|since| since.div_euclid(HOUR) * HOUR),
+            until: range_since(&self.range(), now)
+                .map(|_| (now + HOUR - 1).div_euclid(HOUR) * HOUR),
             before_id: cursor(&self.before),
             limit: PAGE_SIZE,
             ..EventQuery::default()
@@ -179,6 +181,9 @@ impl Params {
         self.pairs().iter().any(|(key, _)| *key != "range")
     }
 }
+
+/// An hour in milliseconds: the grain of the counts.
+const HOUR: i64 = 3_600_000;
 
 /// Events for `query`; a "number" that is no tracking number is tried as an invocation id.
 async fn find(store: &dyn Store, mut query: EventQuery) -> Result<Page<EventSummary>, PageError> {
