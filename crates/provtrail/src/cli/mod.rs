@@ -435,46 +435,67 @@ pub fn is_json_lines_path(path: &Path) -> bool {
 
 /// The documents of an input that is several JSON documents one after another (what `jq`
 /// prints for a stream: documents pretty-printed, or on lines of their own, or both mixed), each
-/// with the line it starts on and where its bytes are; `None` unless the whole input is two or
-/// more complete documents separated by whitespace alone.
-pub fn concatenated_documents(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>> {
+/// with the line it starts on and where its bytes are; `None` unless the input holds two or
+/// more. A document that does not parse runs to the next line that opens one in its first
+/// column (`{` or `[`, as `jq` starts each), or to the end: it is one broken document, and the
+/// ones after it are read as if it were whole.
+pub fn concatenated_documents(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>, bool)>> {
     let newlines = |bytes: &[u8]| bytes.iter().filter(|&&byte| byte == b'\n').count() as u64;
-    let mut stream =
-        serde_json::Deserializer::from_slice(body).into_iter::<serde::de::IgnoredAny>();
     let mut documents = Vec::new();
     let (mut end, mut line) = (0, 1);
-    while let Some(document) = stream.next() {
-        document.ok()?;
-        let stop = stream.byte_offset();
+    loop {
         let start = end
-            + body[end..stop]
+            + body[end..]
                 .iter()
                 .take_while(|byte| byte.is_ascii_whitespace())
                 .count();
+        if start == body.len() {
+            break;
+        }
         line += newlines(&body[end..start]);
-        documents.push((line, start..stop));
+        let mut stream = serde_json::Deserializer::from_slice(&body[start..])
+            .into_iter::<serde::de::IgnoredAny>();
+        let (stop, whole) = match stream.next() {
+            Some(Ok(_)) => (start + stream.byte_offset(), true),
+            _ => {
+                let next = body[start..]
+                    .windows(2)
+                    .position(|pair| pair[0] == b'\n' && matches!(pair[1], b'{' | b'['))
+                    .map_or(body.len(), |at| start + at + 1);
+                (start + body[start..next].trim_ascii_end().len(), false)
+            }
+        };
+        documents.push((line, start..stop, whole));
         line += newlines(&body[start..stop]);
         end = stop;
     }
     (documents.len() >= 2).then_some(documents)
 }
 
-/// Whether some document of [`concatenated_documents`] spans lines: the input is then not JSON
-/// lines, and is read document by document.
-pub fn spans_lines(body: &[u8], documents: &[(u64, std::ops::Range<usize>)]) -> bool {
-    documents
-        .iter()
-        .any(|(_, range)| body[range.clone()].contains(&b'\n'))
-}
-
 /// The documents of an input that is not one document but several one after another, some
 /// spread over lines (a stream printed by `jq`): each is read whole, where reading it line by
-/// line would cut it up. `None` for any other input (one document, JSON lines, or broken).
+/// line would cut it up. `None` for any other input (one document, JSON lines, or one broken
+/// document). Taken for such a stream only when a document that parsed spans lines and every
+/// one that parsed is an object or an array: a pretty-printed event whose first line is missing
+/// starts with a string that parses, and stays one broken document.
 pub fn documents_one_after_another(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>> {
     if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
         return None;
     }
-    concatenated_documents(body).filter(|documents| spans_lines(body, documents))
+    let documents = concatenated_documents(body)?;
+    let parsed = documents.iter().filter(|(_, _, whole)| *whole);
+    let containers = parsed
+        .clone()
+        .all(|(_, range, _)| matches!(body[range.start], b'{' | b'['));
+    let spread = parsed
+        .clone()
+        .any(|(_, range, _)| body[range.clone()].contains(&b'\n'));
+    (containers && spread).then(|| {
+        documents
+            .into_iter()
+            .map(|(line, range, _)| (line, range))
+            .collect()
+    })
 }
 
 /// Whether `body` is not one JSON document but reads as JSON lines (see
@@ -497,15 +518,17 @@ pub fn looks_like_json_lines(body: &[u8]) -> bool {
         return false;
     };
     let is_document = |line: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
-    if is_document(first) {
-        return true;
-    }
     let is_bracket = |line: &[u8]| {
         matches!(
             line.strip_suffix(b",").unwrap_or(line),
             b"{" | b"}" | b"[" | b"]"
         )
     };
+    if is_document(first) {
+        // Unless pretty-printed documents come after it: read line by line, each would be
+        // cut into lines, every one kept as a document of its own.
+        return !std::iter::once(second).chain(lines).any(is_bracket);
+    }
     let mut whole_object = false;
     for line in std::iter::once(first)
         .chain(std::iter::once(second))
@@ -587,8 +610,9 @@ fn read_documents_within(
         if body.len() > limit {
             anyhow::ensure!(
                 looks_like_json_lines(&body),
-                "the input is one document of more than {limit} bytes; a file of one event per \
-                 line is read line by line with --jsonl"
+                "the input is more than {limit} bytes and not one document per line (a single \
+                 document, or documents spread over lines): split it, or write one event per \
+                 line, which is read line by line with --jsonl"
             );
             eprintln!(
                 "the input holds one JSON document per line: reading it as JSON lines (--jsonl)"
@@ -709,7 +733,14 @@ mod tests {
         let one = "{\n  \"n\": 1,\n  \"m\": 2\n}\n";
         assert_eq!(documents_within(one, 1000).unwrap().len(), 1);
         let err = documents_within(one, 10).unwrap_err().to_string();
-        assert!(err.contains("one document of more than 10 bytes"), "{err}");
+        assert!(
+            err.contains("more than 10 bytes and not one document per line"),
+            "{err}"
+        );
+        // Lines, then pretty-printed documents, past the limit: refused, not cut into lines.
+        let mixed = "{\"n\":1}\n{\n  \"n\": 2\n}\n{\"n\":3}\n";
+        let err = documents_within(mixed, 10).unwrap_err().to_string();
+        assert!(err.contains("not one document per line"), "{err}");
     }
 
     #[test]
@@ -743,17 +774,31 @@ mod tests {
                 "{input:?}"
             );
         }
-        // Documents on one line each stay JSON lines; a broken one among pretty-printed ones
-        // leaves the input one (broken) document, as before.
+        // Documents on one line each stay JSON lines.
         assert!(concatenated_documents(b"{\"n\":1}\n{\"n\":2}\n").is_some());
-        assert!(!spans_lines(
-            b"{\"n\":1}\n{\"n\":2}\n",
-            &concatenated_documents(b"{\"n\":1}\n{\"n\":2}\n").unwrap()
-        ));
-        let broken = "{\n  \"n\": 1\n}\n{\n  \"n\": \n}\n";
-        assert_eq!(documents_within(broken, 1000).unwrap().len(), 1);
+        assert!(documents_one_after_another(b"{\"n\":1}\n{\"n\":2}\n").is_none());
         assert!(concatenated_documents(b"{\"n\":1}").is_none());
-        assert!(concatenated_documents(b"{\"n\":1} x").is_none());
+        assert!(documents_one_after_another(b"{\"n\":1} x").is_none());
+        // A broken document among them is one document, at its line; the others are whole.
+        let broken = "{\n  \"n\": 1\n}\n{\n  \"x\": ,\n}\n{\n  \"n\": 3\n}\n";
+        let found = documents_within(broken, 1000).unwrap();
+        assert_eq!(
+            found,
+            [
+                (1, "{\n  \"n\": 1\n}".to_owned()),
+                (4, "{\n  \"x\": ,\n}".to_owned()),
+                (7, "{\n  \"n\": 3\n}".to_owned()),
+            ]
+        );
+        // A line, a broken line, a pretty-printed document; and one cut short at the end.
+        let mixed = "{\"n\":1}\n{\"n\": \n{\n  \"n\": 3\n}\n{\n  \"n\": 4,\n";
+        let found = documents_within(mixed, 1000).unwrap();
+        let lines: Vec<u64> = found.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [1, 2, 3, 6], "{found:?}");
+        assert_eq!(found[3].1, "{\n  \"n\": 4,");
+        // A pretty-printed event broken somewhere, alone, stays one document.
+        let alone = "{\n  \"n\": 1,\n  \"m\": \n}\n";
+        assert_eq!(documents_within(alone, 1000).unwrap().len(), 1);
     }
 
     #[test]
