@@ -63,9 +63,7 @@ pub fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
     let config = server.resolve()?;
     let (settings, stood_in) = Settings::from_config_standing_in(&config)?;
     for why in stood_in {
-        eprintln!(
-            "note: {why}; a stand-in (unset-secret) takes its place here (provtrail serve needs it)"
-        );
+        eprintln!("note: {why}; a stand-in takes its place here (provtrail serve needs it)");
     }
     Ok(settings)
 }

@@ -22,6 +22,8 @@ pub struct ServerArgs {
     #[arg(long, env = "PROVTRAIL_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// A bearer token ISC may present (repeatable, or comma-separated in the environment).
+    /// Every token and password may be, or hold, `${env:NAME}` or `${file:PATH}` (write `$${`
+    /// for a literal `${`).
     #[arg(
         long = "ingest-token",
         env = "PROVTRAIL_INGEST_TOKEN",
