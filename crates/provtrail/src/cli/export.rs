@@ -246,11 +246,13 @@ pub(super) fn spreadsheet_safe(cell: String) -> String {
     }
 }
 
-/// `-` then digits, with at most one `.` between digits: nothing a spreadsheet reads as more.
+/// `-` then digits, with at most one `.` between digits, and no leading zero (a spreadsheet
+/// would drop it: `-00123` is text, and keeps its `'`): nothing a spreadsheet reads as more.
 fn is_plain_number(cell: &str) -> bool {
     let digits = cell.strip_prefix('-').unwrap_or(cell);
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
     !whole.is_empty()
+        && (whole == "0" || !whole.starts_with('0'))
         && !fraction.is_empty()
         && whole.bytes().all(|byte| byte.is_ascii_digit())
         && fraction.bytes().all(|byte| byte.is_ascii_digit())
@@ -314,6 +316,8 @@ mod tests {
             ("-1234", "-1234"),
             ("-62167219200000", "-62167219200000"),
             ("-12.5", "-12.5"),
+            ("-0.5", "-0.5"),
+            ("-00123", "'-00123"),
             ("1234", "1234"),
             ("plain text", "plain text"),
         ] {
