@@ -283,6 +283,17 @@ impl Path {
         regex::within(deadline, || self.matches(doc))
     }
 
+    /// [`Path::matches_within`] that also gives up, as at the deadline, once `stop` is set from
+    /// another thread (the answer is no longer wanted: the client of a search has left).
+    pub fn matches_within_unless(
+        &self,
+        doc: &Value,
+        deadline: std::time::Instant,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Option<bool> {
+        regex::within_unless(deadline, Some(stop.clone()), || self.matches(doc))
+    }
+
     /// `JsonPath.read(document, configuration)`.
     fn read<'a>(&self, doc: &'a Value, o: Options, track: bool) -> Result<Evaluation<'a>, Fail> {
         let p = &self.compiled;

@@ -25,7 +25,9 @@
 //! only ASCII there too without `u`), and `$` without `m` matches only at the very end (Java's
 //! also matches before a final line break).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use regex::Regex;
@@ -83,6 +85,9 @@ thread_local! {
     static EXPIRED: Cell<bool> = const { Cell::new(false) };
     /// Steps taken since the clock was last read (see [`step_past_deadline`]).
     static STEPS: Cell<u32> = const { Cell::new(0) };
+    /// Set by whoever asked for the evaluation when its answer is no longer wanted (the client
+    /// of a search has left): the evaluation then ends as at its deadline.
+    static STOP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
 }
 
 /// Steps of an evaluation between two readings of the clock: a step is microseconds at most,
@@ -107,8 +112,13 @@ pub(crate) fn step_past_deadline() -> bool {
 }
 
 fn past_deadline() -> bool {
+    let stopped = STOP.with(|stop| {
+        stop.borrow()
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::Relaxed))
+    });
     DEADLINE.with(|deadline| match deadline.get() {
-        Some(at) if Instant::now() >= at => {
+        Some(at) if stopped || Instant::now() >= at => {
             EXPIRED.with(|expired| expired.set(true));
             true
         }
@@ -120,14 +130,27 @@ fn past_deadline() -> bool {
 /// cost grows with both the pattern and the text: `None` when the deadline passed before it
 /// ended (its answer is then not the evaluation's).
 pub(crate) fn within<T>(deadline: Instant, evaluate: impl FnOnce() -> T) -> Option<T> {
-    /// Puts the thread's deadline back as it was, also when `evaluate` panics.
-    struct Restore(Option<Instant>);
+    within_unless(deadline, None, evaluate)
+}
+
+/// [`within`], also ending as at the deadline once `stop` is set (from another thread).
+pub(crate) fn within_unless<T>(
+    deadline: Instant,
+    stop: Option<Arc<AtomicBool>>,
+    evaluate: impl FnOnce() -> T,
+) -> Option<T> {
+    /// Puts the thread's deadline and stop back as they were, also when `evaluate` panics.
+    struct Restore(Option<Instant>, Option<Arc<AtomicBool>>);
     impl Drop for Restore {
         fn drop(&mut self) {
             DEADLINE.with(|deadline| deadline.set(self.0));
+            STOP.with(|stop| *stop.borrow_mut() = self.1.take());
         }
     }
-    let _restore = Restore(DEADLINE.with(|current| current.replace(Some(deadline))));
+    let _restore = Restore(
+        DEADLINE.with(|current| current.replace(Some(deadline))),
+        STOP.with(|current| current.replace(stop)),
+    );
     EXPIRED.with(|expired| expired.set(false));
     STEPS.with(|steps| steps.set(0));
     let answer = evaluate();

@@ -508,6 +508,44 @@ fn an_evaluation_past_its_deadline_gives_up() {
     assert_eq!(plain.matches_within(&doc, passed), Some(true));
 }
 
+/// An evaluation whose answer is no longer wanted ends as at its deadline once told so.
+#[test]
+fn an_evaluation_stops_when_told_to() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let nodes: Vec<Value> = (0..3000)
+        .map(|n| serde_json::json!({"n": n, "s": format!("v{n}")}))
+        .collect();
+    let doc = serde_json::json!({"items": nodes});
+    let quadratic = compile("$[?($..*[?(@ == $..*)])]").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let answer = quadratic.matches_within_unless(&doc, started + Duration::from_secs(3600), &stop);
+    let took = started.elapsed();
+    stopper.join().unwrap();
+    assert_eq!(answer, None);
+    // Not a timing assertion on the machine's speed: the full evaluation takes minutes.
+    assert!(
+        took < Duration::from_secs(20),
+        "stopped only after {took:?}"
+    );
+    // Not set, the same call answers in full.
+    let small = serde_json::json!({"a": [1, 2]});
+    let fresh = Arc::new(AtomicBool::new(false));
+    assert_eq!(
+        quadratic.matches_within_unless(&small, Instant::now() + Duration::from_secs(60), &fresh),
+        Some(quadratic.matches(&small))
+    );
+}
+
 /// Steps, not only patterns, add up: a deep scan compared with a deep scan is quadratic in the
 /// document's nodes, and gives up at its deadline as a pattern does.
 #[test]
