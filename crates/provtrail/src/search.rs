@@ -6,6 +6,8 @@
 //! subscription filter. A scan stops at a budget and says where to continue, so that a filter that
 //! matches nothing cannot make one request read the whole store.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use provtrail_jsonpath::Path;
@@ -114,11 +116,24 @@ async fn evaluate(
     deadline: Instant,
     first_of_all: bool,
 ) -> Evaluated {
+    /// Tells the evaluation to stop when the request is dropped (its client left): the blocking
+    /// thread would otherwise evaluate on, up to the budget, for nobody.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let filter = filter.clone();
     let work = move || {
         let mut evaluated = Vec::with_capacity(events.len());
         let mut matched = 0;
         for mut event in events {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let raw = event.raw.take().unwrap_or_default();
             let first = first_of_all && evaluated.is_empty();
             let within = if first {
@@ -126,7 +141,7 @@ async fn evaluate(
             } else {
                 deadline
             };
-            let hit = match matches_within(&filter, &raw, within) {
+            let hit = match matches_within(&filter, &raw, within, &stop) {
                 Some(hit) => hit,
                 None if first => {
                     return Evaluated {
@@ -160,13 +175,18 @@ async fn evaluate(
     }
 }
 
-/// [`matches`] that gives up once `deadline` has passed: `None` then.
-fn matches_within(filter: &Path, raw: &[u8], deadline: Instant) -> Option<bool> {
-    if Instant::now() >= deadline {
+/// [`matches`] that gives up once `deadline` has passed, or once `stop` is set: `None` then.
+fn matches_within(
+    filter: &Path,
+    raw: &[u8],
+    deadline: Instant,
+    stop: &Arc<AtomicBool>,
+) -> Option<bool> {
+    if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
         return None;
     }
     match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(value) => filter.matches_within(&value, deadline),
+        Ok(value) => filter.matches_within_unless(&value, deadline, stop),
         Err(_) => Some(false),
     }
 }
