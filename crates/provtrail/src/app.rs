@@ -493,12 +493,20 @@ fn kept_token(path: &Path) -> std::io::Result<Option<String>> {
     Ok(Some(token.to_owned()))
 }
 
-/// Checks the tokens kept beside the database at `db` without generating any, as `serve` would
-/// read them (for `provtrail config check`).
-pub fn check_kept_tokens(db: &Path) -> std::io::Result<()> {
-    kept_token(&token_path(db))?;
-    kept_token(&read_token_path(db))?;
-    Ok(())
+/// The settings with the tokens kept beside the database joined to them, without generating
+/// any, as `serve` takes them (a kept token serves a role the configuration gives none): for
+/// `provtrail config check`, which then checks the roles apart as `serve` does.
+pub fn with_kept_tokens(settings: &Settings) -> std::io::Result<Settings> {
+    let mut joined = settings.clone();
+    let ingest = kept_token(&token_path(&settings.store.path))?;
+    let read = kept_token(&read_token_path(&settings.store.path))?;
+    if !joined.no_auth && joined.ingest_tokens.is_empty() && joined.ingest_basic.is_empty() {
+        joined.ingest_tokens.extend(ingest);
+    }
+    if joined.read_tokens.is_empty() {
+        joined.read_tokens.extend(read);
+    }
+    Ok(joined)
 }
 
 /// A token file others can read is made the owner's alone, with a warning: anyone who reads it

@@ -68,7 +68,9 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             };
             // What `serve` would load at start: the tokens kept beside the database, and the
             // certificate and key, which must fit.
-            provtrail::app::check_kept_tokens(&settings.store.path)?;
+            // A configured token equal to a kept one (copied from the file into another
+            // role) is refused by `serve`, so here too.
+            provtrail::app::with_kept_tokens(&settings)?.check_token_roles()?;
             if let Some((cert, key)) = &settings.server.tls {
                 let tls = provtrail::server::Tls::from_pem_files(cert, key)?;
                 if let Some(warning) = tls.warning() {
