@@ -297,7 +297,13 @@ fn a_stream_of_pretty_printed_documents_is_read_document_by_document() {
     assert_eq!(summary["quarantined"], 1, "{summary}");
     assert_eq!(summary["problems"][0]["line"], lines[3], "{summary}");
 
-    let output = provtrail(&["validate", "--format", "json", file], None);
+    // Each document within --max-bytes, all of them together past it: each is checked.
+    let max = (first.len().max(third.len()) + 100).to_string();
+    assert!(stream.len() > first.len() + 100);
+    let output = provtrail(
+        &["validate", "--max-bytes", &max, "--format", "json", file],
+        None,
+    );
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let reports: Vec<Value> = stdout(&output)
         .lines()

@@ -118,14 +118,37 @@ fn check_whole(
         file: name,
         line: None,
     };
-    // Read one byte past the limit so that an oversized document is reported as such without
-    // reading all of it.
+    // Read one byte past what is held whole (the limit of one document, or more for documents
+    // one after another, as `ingest` holds them), so that an oversized document is reported as
+    // such without reading all of it.
     let mut bytes = Vec::new();
     let max = options.limits.max_bytes;
+    let held = max.max(super::WHOLE_INPUT_LIMIT);
     let mut reader = reader;
-    if let Err(err) = (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes) {
+    if let Err(err) = (&mut reader).take(held as u64 + 1).read_to_end(&mut bytes) {
         report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
         return Ok(Verdict::Unreadable);
+    }
+    // Documents one after another (a stream printed by `jq`): each checked whole, as `ingest`
+    // and `send` read them.
+    if bytes.len() <= held
+        && let Some(documents) = super::documents_one_after_another(&bytes)
+    {
+        eprintln!(
+            "{}: {} JSON documents one after another: checking each",
+            origin_text(&origin),
+            documents.len()
+        );
+        let mut worst = Verdict::Valid;
+        for (line, range) in documents {
+            let origin = Origin {
+                file: name,
+                line: Some(line as usize),
+            };
+            let verdict = check_document(out, args, options, false, &origin, &bytes[range])?;
+            worst = worst.max(verdict);
+        }
+        return Ok(worst);
     }
     // One event per line past the limit: each line is a document of its own, read as it
     // comes.
@@ -144,25 +167,6 @@ fn check_whole(
         );
         report_unreadable(out, args, single, &origin, &message)?;
         return Ok(Verdict::Unreadable);
-    }
-    // Documents one after another (a stream printed by `jq`): each checked whole, as `ingest`
-    // and `send` read them.
-    if let Some(documents) = super::documents_one_after_another(&bytes) {
-        eprintln!(
-            "{}: {} JSON documents one after another: checking each",
-            origin_text(&origin),
-            documents.len()
-        );
-        let mut worst = Verdict::Valid;
-        for (line, range) in documents {
-            let origin = Origin {
-                file: name,
-                line: Some(line as usize),
-            };
-            let verdict = check_document(out, args, options, false, &origin, &bytes[range])?;
-            worst = worst.max(verdict);
-        }
-        return Ok(worst);
     }
     // One event per line, read as a whole, is not JSON: it is taken line by line, as `ingest`
     // and `send` take it.
