@@ -354,6 +354,17 @@ async fn missing_or_wrong_credentials_are_answered_401_with_a_challenge_and_noth
     server.shutdown().await;
 }
 
+/// Posts the test event with `invocation_id` as JSON, through `request` (credentials set).
+fn send_event(
+    request: reqwest::RequestBuilder,
+    invocation_id: String,
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
+    request
+        .header("content-type", "application/json")
+        .body(event(&invocation_id))
+        .send()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_and_every_configured_token_are_accepted_so_secrets_can_rotate() {
     let mut server = TestServer::start_with(|config| {
@@ -363,12 +374,8 @@ async fn basic_auth_and_every_configured_token_are_accepted_so_secrets_can_rotat
     .await;
     let client = client();
     let url = server.url("/events");
-    let send = |request: reqwest::RequestBuilder, n: usize| {
-        request
-            .header("content-type", "application/json")
-            .body(event(&format!("inv-rotate-{n}")))
-            .send()
-    };
+    let send =
+        |request: reqwest::RequestBuilder, n: usize| send_event(request, format!("inv-rotate-{n}"));
     let accepted = [
         send(client.post(&url).bearer_auth("old-token"), 0),
         send(client.post(&url).bearer_auth("new-token"), 1),
@@ -422,10 +429,7 @@ async fn credentials_given_by_reference_to_a_file_are_the_ones_accepted() {
     let client = client();
     let url = server.url("/events");
     let send = |request: reqwest::RequestBuilder, n: usize| {
-        request
-            .header("content-type", "application/json")
-            .body(event(&format!("inv-reference-{n}")))
-            .send()
+        send_event(request, format!("inv-reference-{n}"))
     };
     let accepted = [
         send(
