@@ -1798,6 +1798,17 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert_eq!(check_with_db("other.db").status.code(), Some(0));
+    // A database path serve could not open is refused here too, with serve's words.
+    std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+    for (db, said) in [
+        ("a-directory", "is a directory"),
+        ("missing/store.db", "its directory missing does not exist"),
+    ] {
+        let refused = check_with_db(db);
+        assert_eq!(refused.status.code(), Some(2), "{db}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(said), "{db}: {stderr}");
+    }
     // Every route's problem in one run, not only the first.
     std::fs::write(
         &path,

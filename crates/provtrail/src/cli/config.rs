@@ -66,8 +66,9 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 Ok(settings) => settings,
                 Err(first) => return report_problems(&path, &config, first),
             };
-            // What `serve` would load at start: the tokens kept beside the database, and the
-            // certificate and key, which must fit.
+            // What `serve` would load at start: a database path it can open (or create), the
+            // tokens kept beside it, and the certificate and key, which must fit.
+            super::serve::check_database_path(&settings.store.path)?;
             // A configured token equal to a kept one (copied from the file into another
             // role) is refused by `serve`, so here too.
             provtrail::app::with_kept_tokens(&settings)?.check_token_roles()?;
