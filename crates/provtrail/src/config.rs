@@ -188,7 +188,9 @@ impl FileConfig {
     /// tokens and passwords, and start-up errors end up in service logs.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|err: toml::de::Error| {
-            let what = in_plain_words(&without_values(err.message().trim()));
+            let message = err.message().trim();
+            let what =
+                too_large(message).unwrap_or_else(|| in_plain_words(&without_values(message)));
             let message = match err.span() {
                 Some(span) => {
                     let before = &text.as_bytes()[..span.start.min(text.len())];
@@ -315,6 +317,27 @@ fn toml_code_lines(text: &str) -> Vec<Option<String>> {
         lines.push((!begins_inside).then_some(code));
     }
     lines
+}
+
+/// serde's refusal of a whole number past an unsigned setting's range, said as such (read as it
+/// is, "a whole number from 0 up" would be wrong: the number is one). Names the largest the
+/// setting takes, not the number given.
+fn too_large(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("invalid value: integer `")?;
+    let (number, kind) = rest.split_once("`, expected ")?;
+    if number.starts_with('-') || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let most = match kind {
+        "u8" => u64::from(u8::MAX),
+        "u16" => u64::from(u16::MAX),
+        "u32" => u64::from(u32::MAX),
+        "u64" | "usize" => u64::MAX,
+        _ => return None,
+    };
+    Some(format!(
+        "the number is too large: expected a whole number from 0 to {most}"
+    ))
 }
 
 /// serde's names of number types as a reader of the file says them.
@@ -456,6 +479,18 @@ mod tests {
             "{wrong_type}"
         );
         assert!(!wrong_type.contains("usize"), "{wrong_type}");
+        // A number past the setting's range is said to be too large, not to be no number.
+        let past = err("[server]\nmax_wrong_tokens = 4294967296\n");
+        assert!(
+            past.contains("server.max_wrong_tokens (line 2")
+                && past.contains("too large: expected a whole number from 0 to 4294967295"),
+            "{past}"
+        );
+        let negative = err("[server]\nmax_wrong_tokens = -1\n");
+        assert!(
+            negative.contains("expected a whole number from 0 up"),
+            "{negative}"
+        );
         let twice = err("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
         assert!(twice.contains("server.listen (line 3"), "{twice}");
         let routes = err("[[routes]]\nname = \"x\"\nconcurrency = -1\n");
