@@ -6,12 +6,13 @@
 //! subscription filter. A scan stops at a budget and says where to continue, so that a filter that
 //! matches nothing cannot make one request read the whole store.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use provtrail_jsonpath::Path;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::store::{EventQuery, EventSummary, Millis, Store, StoreError};
 
@@ -33,6 +34,13 @@ pub enum SearchError {
         /// The event it was evaluated on.
         event_id: i64,
     },
+    /// Every evaluation slot stayed taken by other searches for as long as this one could
+    /// wait for its first event (see [`evaluation_slots`]).
+    #[error(
+        "the server is busy evaluating other filters ({} at a time); try again shortly",
+        evaluation_slots().1
+    )]
+    Busy,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -94,12 +102,30 @@ pub async fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, Search
     }
 }
 
+/// The filter evaluations that may run at once across the process, and how many that is: half
+/// the cores, at least one. An evaluation is work for one core for as long as its budget allows
+/// (up to [`FIRST_EVENT_LIMIT`] for a request's first event), and without a bound a few holders
+/// of a read token (or one browser tab per playground keystroke) would keep every core busy, with
+/// ingest, which ISC does not send twice, waiting behind them. Requests take a slot per batch
+/// of candidates, in turn, so searches running together share the slots rather than queue
+/// behind each other whole.
+fn evaluation_slots() -> &'static (Arc<Semaphore>, usize) {
+    static SLOTS: OnceLock<(Arc<Semaphore>, usize)> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let slots = (cores / 2).max(1);
+        (Arc::new(Semaphore::new(slots)), slots)
+    })
+}
+
 /// What [`evaluate`] came to.
 struct Evaluated {
     /// The events evaluated, in order, bodies taken out, each with whether it matched.
     events: Vec<(EventSummary, bool)>,
     /// The first event of the request did not finish within [`FIRST_EVENT_LIMIT`].
     too_slow: Option<i64>,
+    /// The request's first evaluation waited [`FIRST_EVENT_LIMIT`] for a slot in vain.
+    busy: bool,
 }
 
 /// Evaluates `filter` on `events` in order, on a blocking thread: one evaluation can take long
@@ -108,7 +134,8 @@ struct Evaluated {
 /// passed, also during an evaluation (whose event is then left for the next request). With
 /// `first_of_all` (the request's first event) the first event is given up to
 /// [`FIRST_EVENT_LIMIT`] whatever the deadline, so that a search continued from its cursor always
-/// moves on.
+/// moves on. Waits for one of the [`evaluation_slots`] first: until `deadline` (nothing is
+/// evaluated if none comes), or with `first_of_all` for up to [`FIRST_EVENT_LIMIT`] (`busy`).
 async fn evaluate(
     filter: &Path,
     events: Vec<EventSummary>,
@@ -124,10 +151,30 @@ async fn evaluate(
             self.0.store(true, Ordering::Relaxed);
         }
     }
+    let wait = if first_of_all {
+        FIRST_EVENT_LIMIT
+    } else {
+        deadline.saturating_duration_since(Instant::now())
+    };
+    let slots = evaluation_slots().0.clone();
+    let slot = match tokio::time::timeout(wait, slots.acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        // Never closed; out of time waiting.
+        _ => {
+            return Evaluated {
+                events: Vec::new(),
+                too_slow: None,
+                busy: first_of_all,
+            };
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     let filter = filter.clone();
     let work = move || {
+        // Held until this evaluation ends, also when its request was dropped (it then stops
+        // within a few hundred steps).
+        let _slot = slot;
         let mut evaluated = Vec::with_capacity(events.len());
         let mut matched = 0;
         for mut event in events {
@@ -147,6 +194,7 @@ async fn evaluate(
                     return Evaluated {
                         events: evaluated,
                         too_slow: Some(event.id),
+                        busy: false,
                     };
                 }
                 None => break,
@@ -162,6 +210,7 @@ async fn evaluate(
         Evaluated {
             events: evaluated,
             too_slow: None,
+            busy: false,
         }
     };
     match tokio::task::spawn_blocking(work).await {
@@ -171,6 +220,7 @@ async fn evaluate(
         Err(_) => Evaluated {
             events: Vec::new(),
             too_slow: None,
+            busy: false,
         },
     }
 }
@@ -236,6 +286,9 @@ pub async fn search(
         .await;
         if let Some(event_id) = evaluated.too_slow {
             return Err(SearchError::TooSlow { event_id });
+        }
+        if evaluated.busy {
+            return Err(SearchError::Busy);
         }
         let out_of_time = evaluated.events.len() < fetched;
         let mut last_seen = None;
@@ -336,6 +389,9 @@ pub async fn test_filter(
         if let Some(event_id) = evaluated.too_slow {
             return Err(SearchError::TooSlow { event_id });
         }
+        if evaluated.busy {
+            return Err(SearchError::Busy);
+        }
         let out_of_time = evaluated.events.len() < fetched;
         for (event, matched) in evaluated.events {
             result.scanned += 1;
@@ -360,5 +416,75 @@ pub async fn test_filter(
                 query.before_id = Some(cursor);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(count: i64) -> Vec<EventSummary> {
+        (1..=count)
+            .rev()
+            .map(|id| EventSummary {
+                id,
+                received_at: 0,
+                tracking_number: format!("t{id}"),
+                invocation_id: None,
+                action: Some("Grant".to_owned()),
+                recipient_id: String::new(),
+                recipient_name: String::new(),
+                requester_id: None,
+                requester_name: None,
+                sources: String::new(),
+                outcome: "success".to_owned(),
+                account_count: 0,
+                failed_count: 0,
+                errors: Vec::new(),
+                channel: None,
+                raw: Some(bytes::Bytes::from_static(br#"{"action":"Grant"}"#)),
+            })
+            .collect()
+    }
+
+    /// Takes every evaluation slot, as that many long evaluations of other requests would.
+    async fn take_every_slot() -> tokio::sync::OwnedSemaphorePermit {
+        let (slots, count) = evaluation_slots();
+        slots
+            .clone()
+            .acquire_many_owned(u32::try_from(*count).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waits_for_a_slot_no_longer_than_it_may_take() {
+        let filter = provtrail_jsonpath::compile("$[?(@.action == 'Grant')]").unwrap();
+        let taken = take_every_slot().await;
+        // A later batch waits until its request's deadline, then leaves its events for the
+        // next request, evaluated by none.
+        let later = evaluate(
+            &filter,
+            events(3),
+            10,
+            Instant::now() + Duration::from_millis(200),
+            false,
+        )
+        .await;
+        assert!(later.events.is_empty() && !later.busy && later.too_slow.is_none());
+        // A request's first batch waits as long as its first event may take, then is busy.
+        let first = evaluate(&filter, events(3), 10, Instant::now(), true).await;
+        assert!(first.events.is_empty() && first.busy);
+        // A slot given back while a request waits is taken at once.
+        let waiting = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            evaluate(&filter, events(3), 10, deadline, true).await
+        });
+        tokio::task::yield_now().await;
+        drop(taken);
+        let evaluated = waiting.await.unwrap();
+        assert!(!evaluated.busy);
+        assert_eq!(evaluated.events.len(), 3);
+        assert!(evaluated.events.iter().all(|(_, matched)| *matched));
     }
 }

@@ -194,6 +194,7 @@ impl From<SearchError> for ApiError {
         match err {
             SearchError::InvalidFilter(parse) => ApiError::invalid_filter("filter", &parse),
             err @ SearchError::TooSlow { .. } => ApiError::invalid("filter", err.to_string()),
+            err @ SearchError::Busy => ApiError::unavailable(err.to_string()),
             SearchError::Store(store) => store.into(),
         }
     }

@@ -383,6 +383,8 @@ enum PageError {
     Store(StoreError),
     NotFound(String),
     BadRequest(String),
+    /// Work the server has no room for right now: 503, to try again shortly.
+    Busy(String),
 }
 
 impl From<StoreError> for PageError {
@@ -401,6 +403,13 @@ impl IntoResponse for PageError {
             }
             PageError::Store(StoreError::Invalid(what)) => {
                 error_page(StatusCode::BAD_REQUEST, &what)
+            }
+            PageError::Busy(what) => {
+                let mut response = error_page(StatusCode::SERVICE_UNAVAILABLE, &what);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
             }
             PageError::Store(err) if err.is_transient() => {
                 let mut response = error_page(

@@ -143,6 +143,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
         Err(err @ SearchError::TooSlow { .. }) => {
             return Err(PageError::BadRequest(err.to_string()));
         }
+        Err(err @ SearchError::Busy) => return Err(PageError::Busy(err.to_string())),
     };
     let now = chrono::Utc::now().timestamp_millis();
     let since = range_since(&params.range(), now);
@@ -158,6 +159,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
         SearchError::Store(err) => PageError::Store(err),
         SearchError::InvalidFilter(err) => PageError::BadRequest(err.to_string()),
         err @ SearchError::TooSlow { .. } => PageError::BadRequest(err.to_string()),
+        err @ SearchError::Busy => PageError::Busy(err.to_string()),
     })?;
     Ok(html! {
         div data-state="ok" data-matched=(outcome.matched) data-complete=(outcome.complete) {
