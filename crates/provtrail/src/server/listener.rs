@@ -649,7 +649,11 @@ pub async fn serve(
         .header_read_timeout(
             config.header_timeout.max(config.idle_timeout) + Duration::from_secs(1),
         )
-        .keep_alive(true);
+        .keep_alive(true)
+        // A client may close its side once its request is sent (`shutdown(SHUT_WR)`) and still
+        // wait for the answer: without this, hyper takes the end of its input for the client
+        // gone and drops the request, whose event may be committed with no answer sent.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())
