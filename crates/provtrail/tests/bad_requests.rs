@@ -1170,6 +1170,76 @@ async fn an_http2_body_reset_before_its_announced_length_is_not_taken_for_the_wh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_side_after_the_request_still_gets_the_answer() {
+    let mut server = TestServer::start().await;
+    for (n, close) in ["", "Connection: close\r\n"].into_iter().enumerate() {
+        let invocation = format!("inv-half-closed-{n}");
+        let body = event(&invocation);
+        let head = format!("{}{close}Content-Length: {}\r\n", auth_line(), body.len());
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(post_head("/events", &head).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&body).await.unwrap();
+        // shutdown(SHUT_WR): the request is sent, nothing more will come.
+        stream.shutdown().await.unwrap();
+        let answer = expect_response(&mut stream).await;
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert!(stored_invocations(&server.db).contains_key(&invocation));
+    }
+    server.assert_still_serving("inv-after-half-close").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
+    let mut server = TestServer::start().await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // A whole event and a cut one, each sent without a length and then reset with "no
+    // error" instead of ended: the client gave both up.
+    let whole = event("inv-reset-whole");
+    let cut = event("inv-reset-cut");
+    for body in [&whole[..], &cut[..cut.len() / 2]] {
+        let request = axum::http::Request::post(format!("http://{}/events", server.addr))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (_response, mut stream) = client.send_request(request, false).unwrap();
+        stream
+            .send_data(bytes::Bytes::copy_from_slice(body), false)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.send_reset(h2::Reason::NO_ERROR);
+    }
+    // An event sent whole after them on the same connection is kept: once it is, the two
+    // before it have been handled.
+    let request = axum::http::Request::post(format!("http://{}/events", server.addr))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    stream
+        .send_data(bytes::Bytes::from(event("inv-after-resets")), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kept = stored_invocations(&server.db);
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        ["inv-after-resets"],
+        "{kept:?}"
+    );
+    assert!(quarantine(&server.db).is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_whose_client_left_before_the_answer_leave_the_in_flight_gauge() {
     let mut server = TestServer::start().await;
     // Whole requests, each from a client that goes away at once: the server drops the handler

@@ -199,6 +199,7 @@ async fn handle(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let http2 = body.http2;
     let bytes = match read_body(body.take(), state.max_body, state.body_timeout).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
@@ -234,6 +235,12 @@ async fn handle(
             receipt.size
         );
         return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
+    }
+    // Without a `Content-Length` that reset looks like the body's end. hyper drops a request
+    // whose stream the client reset as soon as its handler waits: waiting once here, before
+    // anything is kept, lets it see the reset, which had arrived when the body ended.
+    if http2 {
+        tokio::task::yield_now().await;
     }
 
     let ingestor = state.ingestor.clone();
