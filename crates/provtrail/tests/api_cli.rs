@@ -431,9 +431,27 @@ fn errors_exit_2_with_a_message_either_way() {
     assert_eq!(bad_since.status.code(), Some(2));
     let message = String::from_utf8_lossy(&bad_since.stderr);
     assert!(
-        message.contains("`since`") && message.contains("RFC 3339"),
+        message.contains("`--since`") && message.contains("RFC 3339"),
         "{message}"
     );
+    // Each parameter the API names is said as the flag it came from.
+    let long_text = "x".repeat(1001);
+    for (command, args, flag) in [
+        ("search", vec!["--text", long_text.as_str()], "`--text`"),
+        (
+            "search",
+            vec!["--tracking-number", long_text.as_str()],
+            "`--tracking-number`",
+        ),
+        ("search", vec!["--limit", "5000"], "`--limit`"),
+        ("stats", vec!["--until", "whenever"], "`--until`"),
+        ("quarantine", vec!["--cursor", "x"], "`--cursor`"),
+    ] {
+        let refused = setup.both(command, &args);
+        assert_eq!(refused.status.code(), Some(2));
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(message.contains(flag), "{command} {args:?}: {message}");
+    }
     let bad_filter = setup.both("search", &["--filter", "$[?(@.a == )]"]);
     assert_eq!(bad_filter.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_filter.stderr).contains("position"));

@@ -152,10 +152,14 @@ impl Backend {
 
     /// `GET /api/v1/events` with these parameters.
     pub async fn search(&self, pairs: Vec<(String, String)>) -> anyhow::Result<EventList> {
-        match self {
-            Backend::Local(store) => Ok(service::search_events(store.as_ref(), pairs).await?),
-            Backend::Remote { .. } => Ok(self.get("/api/v1/events", &pairs).await?),
-        }
+        let names = flag_names(&pairs);
+        let answer = match self {
+            Backend::Local(store) => service::search_events(store.as_ref(), pairs)
+                .await
+                .map_err(Refusal::Api),
+            Backend::Remote { .. } => self.get("/api/v1/events", &pairs).await,
+        };
+        Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
     }
 
     /// `GET /api/v1/events/{id}`; `None` when there is no such event.
@@ -171,18 +175,26 @@ impl Backend {
 
     /// `GET /api/v1/stats` with these parameters.
     pub async fn stats(&self, pairs: Vec<(String, String)>) -> anyhow::Result<Stats> {
-        match self {
-            Backend::Local(store) => Ok(service::stats(store.as_ref(), pairs).await?),
-            Backend::Remote { .. } => Ok(self.get("/api/v1/stats", &pairs).await?),
-        }
+        let names = flag_names(&pairs);
+        let answer = match self {
+            Backend::Local(store) => service::stats(store.as_ref(), pairs)
+                .await
+                .map_err(Refusal::Api),
+            Backend::Remote { .. } => self.get("/api/v1/stats", &pairs).await,
+        };
+        Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
     }
 
     /// `GET /api/v1/quarantine` with these parameters.
     pub async fn quarantine(&self, pairs: Vec<(String, String)>) -> anyhow::Result<QuarantineList> {
-        match self {
-            Backend::Local(store) => Ok(service::quarantine(store.as_ref(), pairs).await?),
-            Backend::Remote { .. } => Ok(self.get("/api/v1/quarantine", &pairs).await?),
-        }
+        let names = flag_names(&pairs);
+        let answer = match self {
+            Backend::Local(store) => service::quarantine(store.as_ref(), pairs)
+                .await
+                .map_err(Refusal::Api),
+            Backend::Remote { .. } => self.get("/api/v1/quarantine", &pairs).await,
+        };
+        Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
     }
 
     /// `GET /api/v1/quarantine/{id}`; `None` when there is no such entry.
@@ -269,6 +281,39 @@ enum Refusal {
     Api(ApiError),
     /// The server could not be asked.
     Other(anyhow::Error),
+}
+
+impl Refusal {
+    /// The API's refusal with the parameters it names (`` `q` ``) said as the flags they came
+    /// from (`` `--text` ``): `names` pairs each parameter sent with its flag.
+    fn in_flag_words(self, names: &[(String, String)]) -> Self {
+        match self {
+            Refusal::Api(mut err) => {
+                for (parameter, flag) in names {
+                    err.message = err
+                        .message
+                        .replace(&format!("`{parameter}`"), &format!("`{flag}`"));
+                }
+                Refusal::Api(err)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Each read API parameter in `pairs` with the flag of the commands that send it: the
+/// parameter's name with hyphens, except `q`, which is `--text`.
+fn flag_names(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(parameter, _)| {
+            let flag = match parameter.as_str() {
+                "q" => "--text".to_owned(),
+                other => format!("--{}", other.replace('_', "-")),
+            };
+            (parameter.clone(), flag)
+        })
+        .collect()
 }
 
 impl From<anyhow::Error> for Refusal {
