@@ -164,6 +164,125 @@ create_stream = true
     );
 }
 
+/// Messages NATS can never take (past the server's `max_payload`, or past the stream's
+/// `max_msg_size`) go to the dead letters at the first attempt, saying why, instead of being
+/// retried for days; the route goes on publishing the events that fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_nats_can_never_take_are_dead_at_once_saying_why() {
+    let unique = format!("{}_{}", std::process::id(), rand_suffix());
+    let roomy = format!("PROVTRAIL_TEST_ROOMY_{unique}");
+    let narrow = format!("PROVTRAIL_TEST_NARROW_{unique}");
+    let roomy_subject = format!("provtrail.test.roomy.{unique}");
+    let narrow_subject = format!("provtrail.test.narrow.{unique}");
+    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(NATS))
+        .await
+        .expect("the NATS server at 127.0.0.1:4222 did not answer")
+        .expect("the NATS server at 127.0.0.1:4222 is needed for this test");
+    let max_payload = client.server_info().max_payload;
+    let context = async_nats::jetstream::new(client);
+    let _guards = [&roomy, &narrow].map(|name| StreamGuard {
+        context: context.clone(),
+        name: name.clone(),
+    });
+    // A stream that takes messages of up to 512 bytes: no event fits.
+    context
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: narrow.clone(),
+            subjects: vec![narrow_subject.clone()],
+            max_message_size: 512,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let routes = format!(
+        r#"
+[[routes]]
+name = "roomy"
+timeout = "5s"
+[routes.retry]
+initial_delay = "50ms"
+max_delay = "500ms"
+[routes.sink]
+type = "nats"
+url = "{NATS}"
+subject = "{roomy_subject}"
+stream = "{roomy}"
+create_stream = true
+
+[[routes]]
+name = "narrow"
+filter = '$[?(@.trackingNumber == "narrow")]'
+timeout = "5s"
+[routes.sink]
+type = "nats"
+url = "{NATS}"
+subject = "{narrow_subject}"
+stream = "{narrow}"
+"#
+    );
+    let mut config = FileConfig::parse(&config_text(&db, &routes), Path::new("t.toml")).unwrap();
+    config.ingest.max_body = Some(format!("{}", max_payload * 2));
+    let mut server = TestServer::start_config(&config).await;
+
+    // One event past the server's max_payload, one for the narrow stream, one that fits.
+    let mut large: serde_json::Value =
+        serde_json::from_slice(&event(&format!("nats-large-{unique}"))).unwrap();
+    large["padding"] = serde_json::Value::String("x".repeat(max_payload));
+    assert_eq!(server.post("/events", large.to_string()).await.status, 200);
+    let mut narrow_event: serde_json::Value =
+        serde_json::from_slice(&event(&format!("nats-narrow-{unique}"))).unwrap();
+    narrow_event["trackingNumber"] = "narrow".into();
+    assert_eq!(
+        server
+            .post("/events", narrow_event.to_string())
+            .await
+            .status,
+        200
+    );
+    let fits = event(&format!("nats-fits-{unique}"));
+    assert_eq!(server.post("/events", fits).await.status, 200);
+
+    let count = |route: &str, state: i64| {
+        states(&db)
+            .get(&(route.to_owned(), state))
+            .copied()
+            .unwrap_or(0)
+    };
+    wait_for("the deliveries to settle", Duration::from_secs(60), || {
+        count("roomy", 2) == 1 && count("roomy", 1) == 2 && count("narrow", 2) == 1
+    })
+    .await;
+    let conn = common::open_db(&db);
+    let dead: Vec<(String, i64, String)> = conn
+        .prepare("SELECT route, attempts, last_error FROM route_deliveries WHERE state = 2 ORDER BY route")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let (route, attempts, error) = &dead[0];
+    assert_eq!((route.as_str(), *attempts), ("narrow", 1), "{dead:?}");
+    assert!(error.contains("max_msg_size"), "{error}");
+    let (route, attempts, error) = &dead[1];
+    assert_eq!((route.as_str(), *attempts), ("roomy", 1), "{dead:?}");
+    assert!(error.contains("max_payload"), "{error}");
+    let state = context
+        .get_stream(&roomy)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert_eq!(state.messages, 2, "the events that fit were published");
+    server.shutdown().await;
+}
+
 fn rand_suffix() -> u32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

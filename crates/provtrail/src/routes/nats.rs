@@ -481,8 +481,21 @@ impl Sink for Nats {
 
     async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError> {
         let context = self.context().await?;
+        let listed = message_headers(delivery);
+        // The server refuses a message past its `max_payload` (headers included) by closing
+        // the connection, every time: such an event can never be published, and each try
+        // would cut the route's other publishes off with it.
+        let size = message_size(&listed, delivery.raw.len());
+        let max_payload = context.client().server_info().max_payload;
+        if max_payload > 0 && size > max_payload {
+            return Err(SinkError::permanent(format!(
+                "the message ({size} bytes with its headers) is larger than the NATS server's \
+                 max_payload ({max_payload} bytes) and can never be published; raise the \
+                 server's max_payload, then retry it from the dead letters"
+            )));
+        }
         let mut headers = async_nats::HeaderMap::new();
-        for (name, value) in message_headers(delivery) {
+        for (name, value) in listed {
             headers.insert(name, value.as_str());
         }
         let ack = match context
@@ -499,6 +512,13 @@ impl Sink for Nats {
             Err(err) => return Err(self.failure(context, &format!("publish failed: {err}"))),
         };
         if let Err(err) = ack {
+            if refused_as_too_large(&err) {
+                return Err(SinkError::permanent(format!(
+                    "the stream refuses the message ({} bytes) as larger than its \
+                     max_msg_size; raise the stream's limit, then retry it from the dead letters",
+                    delivery.raw.len()
+                )));
+            }
             // A stream deleted while we ran is created again for the next attempt (this one
             // fails and is retried as any other). Only then: after any other failure the
             // stream is there, and making it again could race an operator re-creating it.
@@ -512,6 +532,26 @@ impl Sink for Nats {
         }
         Ok(Sent::default())
     }
+}
+
+/// Bytes a message takes against the server's `max_payload`: its headers as the protocol writes
+/// them (`NATS/1.0`, a line per header, a blank line) and its body.
+fn message_size(headers: &[(&'static str, String)], body: usize) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + ": ".len() + value.len() + 2)
+        .sum();
+    "NATS/1.0\r\n".len() + lines + 2 + body
+}
+
+/// Whether JetStream refused a message for its size (the stream's `max_msg_size`): no retry
+/// can change that.
+fn refused_as_too_large(err: &jetstream::context::PublishError) -> bool {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|refusal| {
+            refusal.error_code() == jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+        })
 }
 
 /// The headers of a delivery's message, as sent and as `routes test` shows them.
