@@ -496,7 +496,10 @@ impl Routes {
                     ),
                 });
             }
+            // `.` and `..` would be the route's path in the API and the web UI
+            // (`/routes/{name}`), where they mean this folder and the one above.
             if name.len() > MAX_NAME_LEN
+                || matches!(name, "." | "..")
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -505,7 +508,7 @@ impl Routes {
                     setting: "routes.name".into(),
                     message: format!(
                         "{name:?}: a route name has 1 to {MAX_NAME_LEN} letters, digits, '-', \
-                         '_' or '.'"
+                         '_' or '.', and is not `.` or `..`"
                     ),
                 });
             }
@@ -877,6 +880,22 @@ mod tests {
         assert!(
             err.contains("routes.a") && err.contains("two routes"),
             "{err}"
+        );
+        // Names that a URL's path would read as "this folder" or "the one above".
+        for dots in [".", ".."] {
+            let err = error(&format!(
+                "[[routes]]\nname = \"{dots}\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n"
+            ));
+            assert!(
+                err.contains("routes.name") && err.contains("is not `.` or `..`"),
+                "{err}"
+            );
+        }
+        assert!(
+            Routes::compile(&sections(
+                "[[routes]]\nname = \"...\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n"
+            ))
+            .is_ok()
         );
     }
 
