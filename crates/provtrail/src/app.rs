@@ -133,6 +133,24 @@ impl Settings {
                     ),
                 })?;
         }
+        match &i.max_body_memory {
+            // Unset, it makes room for at least one body of the largest size.
+            None => server.max_body_memory = server.max_body_memory.max(server.max_body),
+            Some(text) => {
+                let size = parse_size("ingest.max_body_memory", text)?;
+                server.max_body_memory = usize::try_from(size)
+                    .ok()
+                    .filter(|size| (server.max_body..=MAX_BODY_MEMORY).contains(size))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        setting: "ingest.max_body_memory".into(),
+                        message: format!(
+                            "{text:?}: must be between ingest.max_body ({} bytes: room for one \
+                             body of the largest size) and 64GiB",
+                            server.max_body
+                        ),
+                    })?;
+            }
+        }
         let path = config
             .store
             .path
@@ -389,6 +407,9 @@ const MAX_COMMIT_BATCH: usize = 100_000;
 
 /// Largest request body.
 const MAX_BODY: usize = 1 << 30;
+
+/// Largest `ingest.max_body_memory`: its kibibytes fit the permits of one request.
+const MAX_BODY_MEMORY: usize = 64 << 30;
 
 /// Smallest `store.max_size`.
 const MIN_STORE_SIZE: u64 = 64 << 10;
@@ -827,7 +848,7 @@ mod tests {
     #[test]
     fn numbers_past_what_the_server_can_hold_are_refused_with_their_setting() {
         type Change = fn(&mut FileConfig);
-        let cases: [(&str, Change); 9] = [
+        let cases: [(&str, Change); 11] = [
             ("store.commit_max_batch", |c| {
                 c.store.commit_max_batch = Some(usize::MAX)
             }),
@@ -852,6 +873,14 @@ mod tests {
             ("ingest.max_body", |c| {
                 c.ingest.max_body = Some("1TiB".into())
             }),
+            ("ingest.max_body_memory", |c| {
+                c.ingest.max_body_memory = Some("65GiB".into())
+            }),
+            // Room for less than one body of the largest size.
+            ("ingest.max_body_memory", |c| {
+                c.ingest.max_body = Some("2MiB".into());
+                c.ingest.max_body_memory = Some("1MiB".into())
+            }),
             ("store.max_size", |c| c.store.max_size = Some("0".into())),
         ];
         for (setting, change) in cases {
@@ -867,6 +896,17 @@ mod tests {
         config.store.max_size = Some("2TB".into());
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.store.max_size_bytes, Some(2_000_000_000_000));
+        // Unset, the bodies' room holds at least one of the largest.
+        assert_eq!(settings.server.max_body_memory, 1 << 30);
+        config.ingest.max_body = None;
+        let settings = Settings::from_config(&config).unwrap();
+        assert_eq!(
+            settings.server.max_body_memory,
+            crate::server::DEFAULT_MAX_BODY_MEMORY
+        );
+        config.ingest.max_body_memory = Some("64GiB".into());
+        let settings = Settings::from_config(&config).unwrap();
+        assert_eq!(settings.server.max_body_memory, 64 << 30);
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct IngestSection {
     /// Largest body.
     #[serde(deserialize_with = "size_text")]
     pub max_body: Option<String>,
+    /// Most memory the bodies being read and kept may take at once.
+    #[serde(deserialize_with = "size_text")]
+    pub max_body_memory: Option<String>,
 }
 
 /// A size written as text (`"1MiB"`) or as a number of bytes (`1048576`), as text.

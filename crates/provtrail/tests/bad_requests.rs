@@ -417,6 +417,60 @@ async fn invalid_utf8_and_lone_surrogates_are_400_and_the_server_keeps_serving()
     server.shutdown().await;
 }
 
+/// Bodies share a budget of memory: a body announcing a length takes that room before it is
+/// read, and one that does not fit waits until room is given back; bodies that fit beside the
+/// others are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_the_memory_budget_wait_for_room_and_those_that_fit_do_not() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.request_timeout = Some("2s".into());
+        config.ingest.max_body = Some("256KiB".into());
+        config.ingest.max_body_memory = Some("256KiB".into());
+    })
+    .await;
+    // Announces 200 KiB, sends a few bytes and stalls: its room is held until its 408.
+    let head = format!("{}Content-Length: {}\r\n", auth_line(), 200 * 1024);
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(post_head("/events", &head).as_bytes())
+        .await
+        .unwrap();
+    stalled.write_all(b"{\"a\":").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // An event of ordinary size fits beside it.
+    let answer = server.post("/events", event("inv-beside")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    // One of 100 KiB does not: it waits for the stalled body's room.
+    let mut large: serde_json::Value = serde_json::from_slice(&event("inv-waits")).unwrap();
+    large["padding"] = "x".repeat(100 * 1024).into();
+    let large = large.to_string();
+    let waiting = {
+        let url = server.url("/events");
+        tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(large)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "answered while the room was taken");
+    assert!(!stored_invocations(&server.db).contains_key("inv-waits"));
+    assert_eq!(expect_response(&mut stalled).await.status, 408);
+    assert_eq!(waiting.await.unwrap(), 200);
+    assert!(stored_invocations(&server.db).contains_key("inv-waits"));
+    server.assert_still_serving("inv-after-room").await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_that_stalls_or_trickles_past_the_request_timeout_is_answered_408() {
     let mut server = TestServer::start_with(|config| {

@@ -75,6 +75,11 @@ pub struct ServerArgs {
     /// Largest request body [default: 1MiB].
     #[arg(long, env = "PROVTRAIL_MAX_BODY", value_name = "SIZE")]
     pub max_body: Option<String>,
+    /// Most memory ingest request bodies may take at once, until their events are committed;
+    /// beyond it a request waits for room, and is answered 503 if none comes within the request
+    /// timeout [default: 256MiB, at least --max-body].
+    #[arg(long, env = "PROVTRAIL_MAX_BODY_MEMORY", value_name = "SIZE")]
+    pub max_body_memory: Option<String>,
     /// PEM certificate chain, to serve HTTPS (with a key given here, in the environment or in
     /// the file).
     #[arg(long, env = "PROVTRAIL_TLS_CERT", value_name = "FILE")]
@@ -214,6 +219,7 @@ impl ServerArgs {
             ingest.no_auth = Some(no_auth);
         }
         set(&mut ingest.max_body, &self.max_body);
+        set(&mut ingest.max_body_memory, &self.max_body_memory);
         if !self.read_tokens.is_empty() {
             config.read.tokens = trimmed(&self.read_tokens);
         }

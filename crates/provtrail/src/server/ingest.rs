@@ -200,7 +200,15 @@ async fn handle(
         .get(header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let http2 = body.http2;
-    let bytes = match read_body(body.take(), state.max_body, state.body_timeout).await {
+    // Held until the answer: the body's bytes live on in the event until it is committed.
+    let mut room = BodyRoom::new(state.body_memory.clone());
+    let read = read_body(
+        body.take(),
+        state.max_body,
+        state.body_timeout,
+        Some(&mut room),
+    );
+    let bytes = match read.await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
             // A body without a length was read up to the limit: record at least that.
@@ -221,6 +229,13 @@ async fn handle(
                  {reason}"
             );
             return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
+        }
+        Err(BodyError::NoRoom { received }) => {
+            receipt.size = received;
+            let message = "the server holds as many request bodies as its memory budget for \
+                           them allows (ingest.max_body_memory) and none was done in time; \
+                           nothing of this request was kept; retry later";
+            return unavailable(&state, receipt, message);
         }
     };
     // HTTP/1 fails a body shorter than its `Content-Length`; over HTTP/2 a stream the client
@@ -595,33 +610,126 @@ fn is_json(content_type: &str) -> bool {
 }
 
 /// Why a body was not read whole; `received` is how many of its bytes did arrive.
+#[derive(Debug)]
 pub(crate) enum BodyError {
     TooLarge,
-    Timeout { received: u64 },
-    Broken { reason: String, received: u64 },
+    Timeout {
+        received: u64,
+    },
+    Broken {
+        reason: String,
+        received: u64,
+    },
+    /// No room for the body among those held ([`BodyRoom`]) within the timeout.
+    NoRoom {
+        received: u64,
+    },
 }
 
-/// The whole body, within `limit` bytes and `timeout`.
+/// Room for a body in memory, taken from a shared budget in kibibytes as the body grows: what
+/// a declared length announces before anything is read, otherwise [`ROOM_STEP`] at a time.
+/// Held until dropped, so that a handler keeps it until the event is committed.
+pub(crate) struct BodyRoom {
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Room taken at a time for a body of unknown length.
+const ROOM_STEP: u64 = 64 * 1024;
+
+impl BodyRoom {
+    pub(crate) fn new(budget: std::sync::Arc<tokio::sync::Semaphore>) -> Self {
+        BodyRoom { budget, held: None }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.held
+            .as_ref()
+            .map_or(0, |held| held.num_permits() as u64 * 1024)
+    }
+
+    /// Holds room for at least `bytes`, waiting for it; `false` when the budget is closed.
+    async fn make(&mut self, bytes: u64) -> bool {
+        let missing = bytes.saturating_sub(self.bytes()).div_ceil(1024);
+        if missing == 0 {
+            return true;
+        }
+        let Ok(kib) = u32::try_from(missing) else {
+            return false;
+        };
+        match self.budget.clone().acquire_many_owned(kib).await {
+            Ok(more) => {
+                match &mut self.held {
+                    Some(held) => held.merge(more),
+                    None => self.held = Some(more),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The whole body, within `limit` bytes and `timeout`; with `room`, held within its budget,
+/// waiting for room as the body grows (within the same timeout).
 pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     timeout: Duration,
+    mut room: Option<&mut BodyRoom>,
 ) -> Result<Bytes, BodyError> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let declared = http_body::Body::size_hint(&body).exact();
     // Counted as it arrives, so that a body cut short is recorded with what did arrive (a
     // chunked one has no length of its own to show).
-    let arrived = std::sync::atomic::AtomicU64::new(0);
-    let counted = body.map_frame(|frame| {
-        if let Some(data) = frame.data_ref() {
-            arrived.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let arrived = AtomicU64::new(0);
+    let waiting_for_room = AtomicBool::new(false);
+    // `Err(None)`: no room; `Err(Some(_))`: the body failed.
+    type Failed = Option<Box<dyn std::error::Error + Send + Sync>>;
+    let read = async {
+        let mut body = std::pin::pin!(Limited::new(body, limit));
+        let mut chunks: Vec<Bytes> = Vec::new();
+        if let Some(room) = room.as_deref_mut() {
+            waiting_for_room.store(true, Relaxed);
+            let first = declared.unwrap_or(ROOM_STEP).clamp(1, limit as u64);
+            if !room.make(first).await {
+                return Err(None);
+            }
+            waiting_for_room.store(false, Relaxed);
         }
-        frame
-    });
-    let read = tokio::time::timeout(timeout, Limited::new(counted, limit).collect()).await;
-    let received = arrived.load(std::sync::atomic::Ordering::Relaxed);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(Some)?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let total = arrived.fetch_add(data.len() as u64, Relaxed) + data.len() as u64;
+            if let Some(room) = room.as_deref_mut() {
+                if total > room.bytes() {
+                    waiting_for_room.store(true, Relaxed);
+                    // Never more than the limit, which the budget always holds.
+                    let wanted = total.next_multiple_of(ROOM_STEP).min(limit as u64);
+                    if !room.make(wanted).await {
+                        return Err(None);
+                    }
+                    waiting_for_room.store(false, Relaxed);
+                }
+            }
+            chunks.push(data);
+        }
+        Ok::<_, Failed>(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        })
+    };
+    let read = tokio::time::timeout(timeout, read).await;
+    let received = arrived.load(Relaxed);
     match read {
+        Err(_) if waiting_for_room.load(Relaxed) => Err(BodyError::NoRoom { received }),
+        Ok(Err(None)) => Err(BodyError::NoRoom { received }),
         Err(_) => Err(BodyError::Timeout { received }),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) => {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(Some(err))) => {
             if err.downcast_ref::<LengthLimitError>().is_some() {
                 Err(BodyError::TooLarge)
             } else {
@@ -676,5 +784,112 @@ mod tests {
         assert!(!is_json("application/x-www-form-urlencoded"));
         assert!(!is_json("application/json; charset=latin1"));
         assert!(is_json("application/json; charset=US-ASCII"));
+    }
+
+    /// A request body fed by hand, as a client sends it: chunks when the test gives them, the
+    /// end when the sender is dropped; `length` is what its `Content-Length` would say.
+    struct Fed {
+        chunks: tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+        length: Option<u64>,
+    }
+
+    impl http_body::Body for Fed {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            self.chunks
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|data| Ok(http_body::Frame::data(data))))
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            self.length.map_or_else(
+                http_body::SizeHint::default,
+                http_body::SizeHint::with_exact,
+            )
+        }
+    }
+
+    fn fed(
+        length: Option<u64>,
+    ) -> (
+        tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+        axum::body::Body,
+    ) {
+        let (sender, chunks) = tokio::sync::mpsc::unbounded_channel();
+        (sender, axum::body::Body::new(Fed { chunks, length }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_wait_for_room_in_memory_and_give_it_back() {
+        use super::{BodyError, BodyRoom, read_body};
+        use std::sync::Arc;
+        // 100 KiB, room for one body of the largest size, as the server's always has.
+        let budget = Arc::new(tokio::sync::Semaphore::new(100));
+        let limit = 100 * 1024;
+        let timeout = Duration::from_secs(5);
+
+        // A body announcing 80 KiB takes that room before a byte is read, and keeps it.
+        let (first_sender, first_body) = fed(Some(80 * 1024));
+        let mut first_room = BodyRoom::new(budget.clone());
+        let first = tokio::spawn(async move {
+            let read = read_body(first_body, limit, timeout, Some(&mut first_room)).await;
+            (read, first_room)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(budget.available_permits(), 20);
+
+        // One of unknown length takes room as it grows, 64 KiB at a time: the first 64 KiB do
+        // not fit beside the 80, so it waits, and gets none before its time is up.
+        let (_second_sender, second_body) = fed(None);
+        let mut second_room = BodyRoom::new(budget.clone());
+        let refused = read_body(second_body, limit, timeout, Some(&mut second_room)).await;
+        assert!(matches!(refused, Err(BodyError::NoRoom { received: 0 })));
+        drop(second_room);
+        assert_eq!(budget.available_permits(), 20);
+
+        // A small one fits beside it.
+        let (small_sender, small_body) = fed(Some(1000));
+        small_sender
+            .send(bytes::Bytes::from(vec![b'x'; 1000]))
+            .unwrap();
+        drop(small_sender);
+        let mut small_room = BodyRoom::new(budget.clone());
+        let small = read_body(small_body, limit, timeout, Some(&mut small_room)).await;
+        assert_eq!(small.unwrap().len(), 1000);
+        assert_eq!(budget.available_permits(), 19);
+        drop(small_room);
+
+        // Once the first is done and its room given back, a waiting body of unknown length
+        // gets room and grows past one step.
+        let (third_sender, third_body) = fed(None);
+        let third = tokio::spawn(async move {
+            let mut room = BodyRoom::new(budget.clone());
+            let read = read_body(third_body, limit, timeout, Some(&mut room)).await;
+            (read, room, budget)
+        });
+        first_sender
+            .send(bytes::Bytes::from(vec![b'a'; 80 * 1024]))
+            .unwrap();
+        drop(first_sender);
+        let (read, first_room) = first.await.unwrap();
+        assert_eq!(read.unwrap().len(), 80 * 1024);
+        drop(first_room);
+        for _ in 0..3 {
+            third_sender
+                .send(bytes::Bytes::from(vec![b'b'; 30 * 1024]))
+                .unwrap();
+        }
+        drop(third_sender);
+        let (read, room, budget) = third.await.unwrap();
+        assert_eq!(read.unwrap().len(), 90 * 1024);
+        // 64 KiB, then up to the limit.
+        assert_eq!(budget.available_permits(), 0);
+        drop(room);
+        assert_eq!(budget.available_permits(), 100);
     }
 }

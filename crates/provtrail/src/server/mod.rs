@@ -61,11 +61,19 @@ pub struct ServerConfig {
     pub max_wrong_tokens: u32,
     /// Largest request body.
     pub max_body: usize,
+    /// Most memory the bodies of ingest requests may take at once, while they are read and
+    /// until their events are committed; a request waits for room (503 once its time is up).
+    /// Raised to `max_body` when smaller.
+    pub max_body_memory: usize,
     /// Who may post events.
     pub ingest_credentials: Credentials,
     /// Who may read (API and web UI).
     pub read_credentials: Credentials,
 }
+
+/// Default of [`ServerConfig::max_body_memory`]: 256 of the largest bodies by default, about
+/// 250,000 events of ordinary size.
+pub const DEFAULT_MAX_BODY_MEMORY: usize = 256 * 1024 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -81,6 +89,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             max_wrong_tokens: guesses::MAX_FAILURES,
             max_body: 1024 * 1024,
+            max_body_memory: DEFAULT_MAX_BODY_MEMORY,
             ingest_credentials: Credentials::default(),
             read_credentials: Credentials::default(),
         }
@@ -128,6 +137,8 @@ pub struct SharedState {
     form_permits: Arc<Semaphore>,
     /// Kibibytes of large bodies being parsed at once ([`ingest::PARSE_BUDGET_KIB`]).
     pub(crate) parse_budget: Arc<Semaphore>,
+    /// Kibibytes of ingest bodies held at once ([`ServerConfig::max_body_memory`]).
+    pub(crate) body_memory: Arc<Semaphore>,
     /// The server itself serves HTTPS: the UI's cookie is `Secure` whatever a request says.
     pub serves_tls: bool,
     /// Wrong read and admin tokens per client address.
@@ -156,6 +167,9 @@ impl AppState {
             rejection_budget: Arc::default(),
             form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
             parse_budget: Arc::new(Semaphore::new(ingest::PARSE_BUDGET_KIB as usize)),
+            body_memory: Arc::new(Semaphore::new(
+                config.max_body_memory.max(config.max_body).div_ceil(1024),
+            )),
             serves_tls: config.tls.is_some(),
             token_guesses: Arc::new(guesses::TokenGuesses::with_limit(config.max_wrong_tokens)),
         }))
@@ -565,7 +579,7 @@ async fn bound_request_body(
             "too many sign-ins in progress; try again shortly",
         );
     };
-    match ingest::read_body(body, MAX_FORM_BODY, state.body_timeout).await {
+    match ingest::read_body(body, MAX_FORM_BODY, state.body_timeout, None).await {
         Ok(bytes) => {
             drop(reading);
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -575,10 +589,13 @@ async fn bound_request_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the form is larger than the limit of {MAX_FORM_BODY} bytes"),
         ),
-        Err(ingest::BodyError::Timeout { .. }) => error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "the form did not arrive within the request timeout",
-        ),
+        // Forms are read without a share of the ingest bodies' room: no `NoRoom`.
+        Err(ingest::BodyError::Timeout { .. } | ingest::BodyError::NoRoom { .. }) => {
+            error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "the form did not arrive within the request timeout",
+            )
+        }
         Err(ingest::BodyError::Broken { reason: err, .. }) => error_response(
             StatusCode::BAD_REQUEST,
             &format!("the form could not be read: {err}"),
