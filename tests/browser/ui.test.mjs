@@ -33,10 +33,12 @@ let laptop;
 // Problems the pages reported: CSP violations, script errors, alerts that hostile content opened.
 const problems = [];
 
-function watch(page) {
+// `allowed`: statuses the test provokes on purpose on this page, which Chromium logs as errors.
+function watch(page, { allowed = [] } = {}) {
+  const expected = new RegExp(`status of (${[401, ...allowed].join('|')})\\b`);
   page.on('console', (message) => {
     // A refused sign-in is answered 401 on purpose; Chromium logs every such status.
-    if (message.type() === 'error' && !/status of 401/.test(message.text())) {
+    if (message.type() === 'error' && !expected.test(message.text())) {
       problems.push(`console: ${message.text()}`);
     }
   });
@@ -218,7 +220,7 @@ test('failures: the chart is drawn, with a line per source and a legend', async 
 });
 
 test('filter playground: matches as you type and shows where a filter breaks', async () => {
-  const page = watch(await laptop.newPage());
+  const page = watch(await laptop.newPage(), { allowed: [400] });
   await page.goto(`${base}/playground`);
   const area = page.getByLabel('Filter');
   await area.click();
@@ -236,11 +238,36 @@ test('filter playground: matches as you type and shows where a filter breaks', a
   const error = page.locator('#playground-result .parse-error');
   await error.waitFor();
   const position = Number(await error.locator('.position').innerText());
-  const caret = await error.locator('.caret-mark').innerText();
-  assert.equal(caret.trimStart(), '^');
-  assert.equal(caret.length - 1, position, 'the caret stands at the reported position');
+  assert.equal(await error.locator('.caret-mark').innerText(), '^');
   assert.ok(position > 0 && position <= "$[?($.action == 'x']".length);
+  // How far the caret stands from the character at `at` (in the shown line's text).
+  const caretOffset = (at) => error.evaluate((shown, at) => {
+    const text = shown.querySelector('pre.caret code').firstChild;
+    const range = document.createRange();
+    range.setStart(text, at);
+    range.setEnd(text, at + 1);
+    return Math.abs(range.getBoundingClientRect().left -
+      shown.querySelector('.caret-mark').getBoundingClientRect().left);
+  }, at);
+  assert.ok(await caretOffset(position) < 1, 'the caret stands at the reported position');
   await shot(page, 'playground-error');
+
+  // Also after characters the page shows wider than one cell: an invisible one, shown as its
+  // escape, and an emoji (two UTF-16 units in the text the browser shows).
+  await area.fill("$[?($.a == 'a\u200bb\u{1F600}' &&)]");
+  // Shown as its escape: the page's new result is there once the escape is.
+  await page.waitForFunction(
+    () => document.querySelector('#playground-result pre.caret code')?.textContent.includes('\\u200b'),
+  );
+  const shownLine = await error.locator('pre.caret code').evaluate((code) => code.firstChild.data);
+  const offset = await caretOffset(shownLine.lastIndexOf(')'));
+  assert.ok(offset < 1, `the caret is ${offset}px off the reported character`);
+
+  // A refusal says why, as the page without JavaScript does.
+  await area.fill(`$[?($.action == "${'a'.repeat(10_050)}")]`);
+  const refused = page.locator('#playground-result [data-state="refused"]');
+  await refused.waitFor();
+  assert.match(await refused.innerText(), /at most 10000 characters/);
 
   // A sample, clicked, fills the box and runs.
   await page.getByRole('link', { name: 'Identity refreshes' }).click();
@@ -250,7 +277,7 @@ test('filter playground: matches as you type and shows where a filter breaks', a
 });
 
 test('live: an event posted while the page is open appears without a reload', async () => {
-  const page = watch(await laptop.newPage());
+  const page = watch(await laptop.newPage(), { allowed: [502] });
   await page.goto(`${base}/`);
   await page.locator('#event-rows tr').first().waitFor();
   await page.evaluate(() => { window.__notReloaded = true; });
@@ -263,6 +290,18 @@ test('live: an event posted while the page is open appears without a reload', as
   assert.equal(await page.evaluate(() => window.__notReloaded), true);
   assert.match(await page.locator('#live-status').innerText(), /1 new event/);
   await shot(page, 'events-live');
+
+  // A server that stops answering for a while: the page says so, and says so no more once the
+  // server answers again, with or without new events.
+  const status = page.locator('#live-status');
+  await page.route('**/ui/fragments/events*', (route) => route.fulfill({ status: 502, body: '' }));
+  await page.waitForFunction(() => /paused/.test(document.getElementById('live-status').textContent),
+    null, { timeout: 10_000 });
+  assert.match(await status.innerText(), /answered HTTP 502/);
+  await page.unroute('**/ui/fragments/events*');
+  await page.waitForFunction(() => !/paused/.test(document.getElementById('live-status').textContent),
+    null, { timeout: 10_000 });
+  assert.match(await status.innerText(), /1 new event/);
   await page.close();
 });
 
@@ -393,6 +432,11 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
       width: window.innerWidth,
     }));
     assert.ok(scroll <= width, `${name}: the page is ${scroll}px wide on a ${width}px screen`);
+    if (name === 'failures') {
+      // The chart scrolls within its frame rather than shrink its labels past reading.
+      const label = await page.locator('svg#failure-chart text.axis').first().boundingBox();
+      assert.ok(label.height >= 8, `the chart's labels are ${label.height}px tall`);
+    }
     // The first screen is what a phone shows; the whole page is in the laptop screenshots.
     await shot(page, `phone-${name}`, { fullPage: false });
   }

@@ -22,6 +22,7 @@
     var busy = false;
     var stopped = false;
     var added = 0;
+    var paused = false;
 
     function say(text) { if (status) status.textContent = text; }
 
@@ -37,6 +38,12 @@
         .then(function (response) {
           if (response.status === 401) { stopped = true; toSignIn(); return null; }
           if (!response.ok) throw new Error('HTTP ' + response.status);
+          // Answered again: whatever said the updates had paused is over.
+          if (paused) {
+            paused = false;
+            say(added ? added + ' new event' + (added === 1 ? '' : 's') + ' since this page was loaded.'
+              : 'Live: new events appear at the top.');
+          }
           var more = response.headers.get('x-provtrail-more') === '1';
           return response.text().then(function (html) { return { html: html, more: more }; });
         })
@@ -62,7 +69,12 @@
             say('Many new events arrived at once. Reload the page to see them all.');
           }
         })
-        .catch(function () { say('Live updates paused: the server did not answer. Retrying…'); })
+        .catch(function (error) {
+          paused = true;
+          say(/^HTTP /.test(error.message)
+            ? 'Live updates paused: the server answered ' + error.message + '. Retrying…'
+            : 'Live updates paused: the server did not answer. Retrying…');
+        })
         .then(function () { busy = false; });
     }
 
@@ -98,7 +110,7 @@
       })
         .then(function (response) {
           if (response.status === 401) { toSignIn(); return null; }
-          if (!response.ok) return '<p class="alert">The server answered HTTP ' + response.status + '.</p>';
+          if (!response.ok) return refusal(response);
           return response.text();
         })
         .then(function (html) {
@@ -113,6 +125,21 @@
           out.removeAttribute('aria-busy');
           out.textContent = 'The server could not be reached.';
         });
+    }
+
+    // The reason an error page gives (its first paragraph), as an alert in place of the result.
+    function refusal(response) {
+      return response.text().then(function (text) {
+        var page = new DOMParser().parseFromString(text, 'text/html');
+        var reason = page.querySelector('main h1 + p');
+        var alert = document.createElement('p');
+        alert.className = 'alert';
+        alert.setAttribute('role', 'alert');
+        alert.dataset.state = 'refused';
+        alert.textContent = (reason && reason.textContent.trim()) ||
+          'The server answered HTTP ' + response.status + '.';
+        return alert.outerHTML;
+      });
     }
 
     function soon() {

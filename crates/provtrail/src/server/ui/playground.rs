@@ -84,8 +84,9 @@ impl Params {
     }
 }
 
-/// The line of `filter` holding character `position`, and a caret line under that character
-/// (tabs kept, so that the caret lines up however tabs are shown).
+/// The line of `filter` holding character `position`, and that line up to the character: shown
+/// hidden in front of the caret, it takes the same room as the characters above it however the
+/// browser draws them (tabs, wide characters, an invisible character shown as its escape).
 pub fn caret(filter: &str, position: usize) -> (String, String) {
     let chars: Vec<char> = filter.chars().collect();
     let position = position.min(chars.len());
@@ -98,11 +99,8 @@ pub fn caret(filter: &str, position: usize) -> (String, String) {
         .position(|c| *c == '\n')
         .map_or(chars.len(), |at| position + at);
     let line: String = chars[start..end].iter().collect();
-    let pad: String = chars[start..position]
-        .iter()
-        .map(|c| if *c == '\t' { '\t' } else { ' ' })
-        .collect();
-    (line, format!("{pad}^"))
+    let before: String = chars[start..position].iter().collect();
+    (line, before)
 }
 
 /// The result of one filter: compile error, or matches.
@@ -130,11 +128,15 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
         Err(SearchError::InvalidFilter(err)) => {
             // `compile_filter` trims; positions count from the trimmed text.
             let trimmed = filter.trim();
-            let (line, caret) = caret(trimmed, err.position);
+            let (line, before) = caret(trimmed, err.position);
             return Ok(html! {
                 div.parse-error data-state="error" role="alert" {
                     p { strong { "Does not compile: " } (err.message) }
-                    pre.caret { code { (line) "\n" span.caret-mark { (caret) } } }
+                    pre.caret { code {
+                        (line) "\n"
+                        span.caret-pad aria-hidden="true" { (before) }
+                        span.caret-mark { "^" }
+                    } }
                     p.muted { "At position " span.position { (err.position) } "; expected " (err.expected) "." }
                 }
             });
@@ -297,14 +299,12 @@ mod tests {
 
     #[test]
     fn the_caret_sits_under_the_character_on_its_own_line() {
-        assert_eq!(caret("$.a[", 4), ("$.a[".to_owned(), "    ^".to_owned()));
-        assert_eq!(
-            caret("$[?(\n\t@.x ==)]", 11),
-            ("\t@.x ==)]".to_owned(), "\t     ^".to_owned())
-        );
+        let pair = |line: &str, before: &str| (line.to_owned(), before.to_owned());
+        assert_eq!(caret("$.a[", 4), pair("$.a[", "$.a["));
+        assert_eq!(caret("$[?(\n\t@.x ==)]", 11), pair("\t@.x ==)]", "\t@.x ="));
         // Positions count characters, not bytes.
-        assert_eq!(caret("$.é[", 3), ("$.é[".to_owned(), "   ^".to_owned()));
-        assert_eq!(caret("$", 99), ("$".to_owned(), " ^".to_owned()));
+        assert_eq!(caret("$.é[", 3), pair("$.é[", "$.é"));
+        assert_eq!(caret("$", 99), pair("$", "$"));
     }
 
     #[test]
