@@ -1224,29 +1224,6 @@ async fn an_http2_body_reset_before_its_announced_length_is_not_taken_for_the_wh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_closes_its_side_after_the_request_still_gets_the_answer() {
-    let mut server = TestServer::start().await;
-    for (n, close) in ["", "Connection: close\r\n"].into_iter().enumerate() {
-        let invocation = format!("inv-half-closed-{n}");
-        let body = event(&invocation);
-        let head = format!("{}{close}Content-Length: {}\r\n", auth_line(), body.len());
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream
-            .write_all(post_head("/events", &head).as_bytes())
-            .await
-            .unwrap();
-        stream.write_all(&body).await.unwrap();
-        // shutdown(SHUT_WR): the request is sent, nothing more will come.
-        stream.shutdown().await.unwrap();
-        let answer = expect_response(&mut stream).await;
-        assert_eq!(answer.status, 200, "{}", answer.head);
-        assert!(stored_invocations(&server.db).contains_key(&invocation));
-    }
-    server.assert_still_serving("inv-after-half-close").await;
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
     let mut server = TestServer::start().await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();

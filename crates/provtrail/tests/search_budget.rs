@@ -2,12 +2,34 @@
 //! A filtered search against events whose evaluation takes long. Its own test binary, so its
 //! own process: filter evaluations share a process-wide number of slots (half the cores), and
 //! the evaluation this test holds for up to ten seconds would make the fast filtered searches of
-//! the tests beside it wait for their turn.
+//! the tests beside it wait for their turn. For the same reason the tests here run one at a
+//! time ([`ONE_AT_A_TIME`]).
 
 mod common;
 
-use common::TestServer;
+use std::time::Duration;
+
+use common::{TestServer, client};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+
+/// Held by each test for its whole run.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An event whose every node equals itself, with thousands of nodes: what
+/// [`QUADRATIC`] takes far longer than the first-event limit to evaluate.
+fn large_event(invocation: &str) -> Vec<u8> {
+    let mut large: Value = serde_json::from_slice(&common::event(invocation)).unwrap();
+    large["extra"] = Value::Array(
+        (0..3000)
+            .map(|n| json!({"n": n, "s": format!("v{n}")}))
+            .collect(),
+    );
+    serde_json::to_vec(&large).unwrap()
+}
+
+/// Every node compared with every other: a match on every event, in time quadratic in its nodes.
+const QUADRATIC: &str = "$[?($..*[?(@ == $..*)])]";
 
 /// A page of candidates none of whose events could be evaluated in time is not skipped: the
 /// search continues where that page began. A filter that cannot finish on one event within the
@@ -17,6 +39,7 @@ async fn a_filtered_search_out_of_time_at_a_page_start_continues_at_that_page() 
     use provtrail::search::{Budget, SearchError, search};
     use provtrail::store::EventQuery;
 
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut server = TestServer::start().await;
     let post = |body: Vec<u8>| {
         let server = &server;
@@ -31,19 +54,12 @@ async fn a_filtered_search_out_of_time_at_a_page_start_continues_at_that_page() 
     for n in 0..50 {
         post(common::event(&format!("inv-small-a{n}"))).await;
     }
-    let mut large: Value = serde_json::from_slice(&common::event("inv-large")).unwrap();
-    large["extra"] = Value::Array(
-        (0..3000)
-            .map(|n| json!({"n": n, "s": format!("v{n}")}))
-            .collect(),
-    );
-    let large_id = post(serde_json::to_vec(&large).unwrap()).await;
+    let large_id = post(large_event("inv-large")).await;
     assert_eq!(large_id, 51);
     for n in 0..200 {
         post(common::event(&format!("inv-small-b{n}"))).await;
     }
-    // Every node equals itself: a match on every event, in time quadratic in its nodes.
-    let filter = provtrail_jsonpath::compile("$[?($..*[?(@ == $..*)])]").unwrap();
+    let filter = provtrail_jsonpath::compile(QUADRATIC).unwrap();
     let store = server.app().store.clone();
     let query = EventQuery {
         limit: 1000,
@@ -51,7 +67,7 @@ async fn a_filtered_search_out_of_time_at_a_page_start_continues_at_that_page() 
     };
     let budget = Budget {
         events: 20_000,
-        time: std::time::Duration::from_secs(5),
+        time: Duration::from_secs(5),
     };
     let page = search(store.as_ref(), &query, Some(&filter), budget)
         .await
@@ -75,4 +91,59 @@ async fn a_filtered_search_out_of_time_at_a_page_start_continues_at_that_page() 
         other => panic!("{other:?}"),
     }
     server.shutdown().await;
+}
+
+/// A client that leaves while its filter is evaluated (an HTTP/1 connection closed) takes the
+/// evaluation with it: the slot it held is free for the next search at once, not after the
+/// ten seconds its first event may take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_whose_client_left_gives_its_evaluation_slot_back() {
+    const READ: &str = "search-budget-read-token";
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut server = TestServer::start_with(|config| config.read.tokens = vec![READ.into()]).await;
+    for n in 0..5 {
+        let answer = server
+            .post("/events", common::event(&format!("inv-s{n}")))
+            .await;
+        assert_eq!(answer.status, 200);
+    }
+    let answer = server.post("/events", large_event("inv-large")).await;
+    assert_eq!(answer.status, 200);
+
+    // The slow search, from a client that leaves half a second in.
+    let target = format!("/api/v1/events?filter={}", url_encoded(QUADRATIC));
+    let mut left = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    left.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {READ}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(left);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The next filtered search gets the slot and its whole budget: every event, complete.
+    let url = format!(
+        "{}?limit=100&filter={}",
+        server.url("/api/v1/events"),
+        url_encoded("$[?($.trackingNumber)]")
+    );
+    let answer = client().get(url).bearer_auth(READ).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let page: Value = answer.json().await.unwrap();
+    assert_eq!(page["complete"], true, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 6, "{page}");
+    server.shutdown().await;
+}
+
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -649,11 +649,13 @@ pub async fn serve(
         .header_read_timeout(
             config.header_timeout.max(config.idle_timeout) + Duration::from_secs(1),
         )
-        .keep_alive(true)
-        // A client may close its side once its request is sent (`shutdown(SHUT_WR)`) and still
-        // wait for the answer: without this, hyper takes the end of its input for the client
-        // gone and drops the request, whose event may be committed with no answer sent.
-        .half_close(true);
+        // The end of a client's input is taken for the client gone (hyper's default): the
+        // request is dropped, which stops work nobody will read, such as a filter's evaluation.
+        // A client that only shut its side after sending a request gets no answer then (an
+        // event it sent is still kept; sent again, it is a duplicate). Waiting for such clients
+        // would keep every abandoned request running to its end: over HTTP/1, a client that
+        // left and one that half-closed look alike.
+        .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
