@@ -106,9 +106,10 @@ pub async fn compile_filter(filter: Option<&str>) -> Result<Option<Path>, Search
 /// the cores, at least one. An evaluation is work for one core for as long as its budget allows
 /// (up to [`FIRST_EVENT_LIMIT`] for a request's first event), and without a bound a few holders
 /// of a read token (or one browser tab per playground keystroke) would keep every core busy, with
-/// ingest, which ISC does not send twice, waiting behind them. Requests take a slot per batch
-/// of candidates, in turn, so searches running together share the slots rather than queue
-/// behind each other whole.
+/// ingest, which ISC does not send twice, waiting behind them. A request holds a slot for a turn
+/// of at most [`TURN`] (and the event under way), then waits for its next turn behind those
+/// already waiting: searches running together share the slots rather than queue behind each
+/// other whole.
 fn evaluation_slots() -> &'static (Arc<Semaphore>, usize) {
     static SLOTS: OnceLock<(Arc<Semaphore>, usize)> = OnceLock::new();
     SLOTS.get_or_init(|| {
@@ -118,25 +119,82 @@ fn evaluation_slots() -> &'static (Arc<Semaphore>, usize) {
     })
 }
 
+/// Longest a request evaluates in one turn on an evaluation slot before it lets the next
+/// request waiting for a slot have its turn; an event under way is finished first.
+const TURN: Duration = Duration::from_millis(200);
+
+/// Longest a request's first turn may be waited for: longer than one request's first event may
+/// hold a slot ([`FIRST_EVENT_LIMIT`]), so that one slow filter alone never makes another
+/// request busy.
+const FIRST_TURN_WAIT: Duration = Duration::from_secs(15);
+
+/// Why [`evaluate`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// Every event was evaluated, or `wanted` matched.
+    Done,
+    /// The turn ended: `rest` is to be evaluated in the next.
+    TurnOver,
+    /// The deadline passed (or no turn came before it), or the request was dropped.
+    OutOfTime,
+}
+
 /// What [`evaluate`] came to.
 struct Evaluated {
     /// The events evaluated, in order, bodies taken out, each with whether it matched.
     events: Vec<(EventSummary, bool)>,
+    /// With [`Stopped::TurnOver`], the events not evaluated yet, in order, bodies kept.
+    rest: Vec<EventSummary>,
+    stopped: Stopped,
     /// The first event of the request did not finish within [`FIRST_EVENT_LIMIT`].
     too_slow: Option<i64>,
-    /// The request's first evaluation waited [`FIRST_EVENT_LIMIT`] for a slot in vain.
+    /// The request's first turn did not come within [`FIRST_TURN_WAIT`].
     busy: bool,
 }
 
-/// Evaluates `filter` on `events` in order, on a blocking thread: one evaluation can take long
-/// (a deep scan with many patterns over a large event), and an async worker held that long holds
-/// up health probes and ingest with it. Stops once `wanted` have matched, or once `deadline` has
-/// passed, also during an evaluation (whose event is then left for the next request). With
+impl Evaluated {
+    fn nothing(stopped: Stopped) -> Self {
+        Evaluated {
+            events: Vec::new(),
+            rest: Vec::new(),
+            stopped,
+            too_slow: None,
+            busy: false,
+        }
+    }
+}
+
+/// Evaluates `filter` on `events` in order, in turns on the [`evaluation_slots`] (see
+/// [`evaluate_turn`]), until every event is evaluated, `wanted` have matched, or `deadline` has
+/// passed (also during an evaluation, whose event is then left for the next request). With
 /// `first_of_all` (the request's first event) the first event is given up to
-/// [`FIRST_EVENT_LIMIT`] whatever the deadline, so that a search continued from its cursor always
-/// moves on. Waits for one of the [`evaluation_slots`] first: until `deadline` (nothing is
-/// evaluated if none comes), or with `first_of_all` for up to [`FIRST_EVENT_LIMIT`] (`busy`).
+/// [`FIRST_EVENT_LIMIT`] whatever the deadline, so that a search continued from its cursor
+/// always moves on, and its turn is waited for up to [`FIRST_TURN_WAIT`] (`busy` past it).
 async fn evaluate(
+    filter: &Path,
+    events: Vec<EventSummary>,
+    wanted: usize,
+    deadline: Instant,
+    first_of_all: bool,
+) -> Evaluated {
+    let mut turn = evaluate_turn(filter, events, wanted, deadline, first_of_all).await;
+    let mut evaluated = std::mem::take(&mut turn.events);
+    while turn.stopped == Stopped::TurnOver {
+        let matched = evaluated.iter().filter(|(_, hit)| *hit).count();
+        let rest = std::mem::take(&mut turn.rest);
+        turn = evaluate_turn(filter, rest, wanted - matched, deadline, false).await;
+        evaluated.append(&mut turn.events);
+    }
+    turn.events = evaluated;
+    turn
+}
+
+/// One turn of [`evaluate`], on a blocking thread: one evaluation can take long (a deep scan
+/// with many patterns over a large event), and an async worker held that long holds up health
+/// probes and ingest with it. Waits for one of the [`evaluation_slots`] first: until `deadline`
+/// (nothing is evaluated if none comes), or with `first_of_all` for up to [`FIRST_TURN_WAIT`]
+/// (`busy`). Gives the slot back once its [`TURN`] is over, returning the events left.
+async fn evaluate_turn(
     filter: &Path,
     events: Vec<EventSummary>,
     wanted: usize,
@@ -152,7 +210,7 @@ async fn evaluate(
         }
     }
     let wait = if first_of_all {
-        FIRST_EVENT_LIMIT
+        FIRST_TURN_WAIT
     } else {
         deadline.saturating_duration_since(Instant::now())
     };
@@ -162,9 +220,8 @@ async fn evaluate(
         // Never closed; out of time waiting.
         _ => {
             return Evaluated {
-                events: Vec::new(),
-                too_slow: None,
                 busy: first_of_all,
+                ..Evaluated::nothing(Stopped::OutOfTime)
             };
         }
     };
@@ -172,14 +229,28 @@ async fn evaluate(
     let _stop_on_drop = StopOnDrop(stop.clone());
     let filter = filter.clone();
     let work = move || {
-        // Held until this evaluation ends, also when its request was dropped (it then stops
-        // within a few hundred steps).
+        // Held until this turn ends, also when its request was dropped (it then stops within a
+        // few hundred steps).
         let _slot = slot;
+        let turn_ends = Instant::now() + TURN;
         let mut evaluated = Vec::with_capacity(events.len());
         let mut matched = 0;
-        for mut event in events {
+        let mut events = events.into_iter();
+        while let Some(mut event) = events.next() {
             if stop.load(Ordering::Relaxed) {
-                break;
+                return Evaluated {
+                    events: evaluated,
+                    ..Evaluated::nothing(Stopped::OutOfTime)
+                };
+            }
+            if !evaluated.is_empty() && Instant::now() >= turn_ends {
+                let mut rest = vec![event];
+                rest.extend(events);
+                return Evaluated {
+                    events: evaluated,
+                    rest,
+                    ..Evaluated::nothing(Stopped::TurnOver)
+                };
             }
             let raw = event.raw.take().unwrap_or_default();
             let first = first_of_all && evaluated.is_empty();
@@ -194,10 +265,15 @@ async fn evaluate(
                     return Evaluated {
                         events: evaluated,
                         too_slow: Some(event.id),
-                        busy: false,
+                        ..Evaluated::nothing(Stopped::OutOfTime)
                     };
                 }
-                None => break,
+                None => {
+                    return Evaluated {
+                        events: evaluated,
+                        ..Evaluated::nothing(Stopped::OutOfTime)
+                    };
+                }
             };
             evaluated.push((event, hit));
             if hit {
@@ -209,19 +285,14 @@ async fn evaluate(
         }
         Evaluated {
             events: evaluated,
-            too_slow: None,
-            busy: false,
+            ..Evaluated::nothing(Stopped::Done)
         }
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(evaluated) => evaluated,
         // A panic in the evaluator goes on as a panic of the request (answered 500).
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(_) => Evaluated {
-            events: Vec::new(),
-            too_slow: None,
-            busy: false,
-        },
+        Err(_) => Evaluated::nothing(Stopped::OutOfTime),
     }
 }
 
@@ -455,6 +526,66 @@ mod tests {
             .acquire_many_owned(u32::try_from(*count).unwrap())
             .await
             .unwrap()
+    }
+
+    /// Events whose evaluation by [`QUADRATIC`] takes a while each.
+    fn slow_events(count: i64) -> Vec<EventSummary> {
+        let extra: Vec<serde_json::Value> = (0..150)
+            .map(|n| serde_json::json!({"n": n, "s": format!("v{n}")}))
+            .collect();
+        let raw =
+            bytes::Bytes::from(serde_json::to_vec(&serde_json::json!({"extra": extra})).unwrap());
+        let mut slow = events(count);
+        for event in &mut slow {
+            event.raw = Some(raw.clone());
+        }
+        slow
+    }
+
+    const QUADRATIC: &str = "$[?($..*[?(@ == $..*)])]";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_evaluation_lets_others_take_their_turn() {
+        let slow = provtrail_jsonpath::compile(QUADRATIC).unwrap();
+        let started = Instant::now();
+        let mut one = evaluate(
+            &slow,
+            slow_events(1),
+            10,
+            Instant::now() + Duration::from_secs(60),
+            true,
+        )
+        .await;
+        let each = started.elapsed();
+        assert_eq!(one.events.pop().map(|(_, hit)| hit), Some(true));
+        // Enough events for several turns, with the slots all taken by long evaluations.
+        let count = (TURN.as_millis() * 6 / each.as_millis().max(1)).max(4) as i64;
+        let (_, slots) = evaluation_slots();
+        let long: Vec<_> = (0..*slots)
+            .map(|_| {
+                let slow = slow.clone();
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    evaluate(&slow, slow_events(count), usize::MAX, deadline, true).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(TURN / 2).await;
+        // A quick one started meanwhile is evaluated in the next turn, long before they end.
+        let quick = provtrail_jsonpath::compile("$[?(@.action == 'Grant')]").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let evaluated = evaluate(&quick, events(3), 10, deadline, true).await;
+        assert_eq!(evaluated.events.len(), 3);
+        assert!(
+            long.iter().all(|long| !long.is_finished()),
+            "the long ones ended first"
+        );
+        for long in long {
+            let long = long.await.unwrap();
+            assert_eq!(long.stopped, Stopped::Done);
+            assert_eq!(long.events.len(), count as usize);
+            assert!(long.events.iter().all(|(_, hit)| *hit));
+        }
     }
 
     #[tokio::test(start_paused = true)]
