@@ -809,8 +809,18 @@ async fn the_playground_reports_matches_and_the_error_position() {
     let position = provtrail_jsonpath::compile(broken).unwrap_err().position;
     assert!(html.contains(r#"data-state="error""#), "{html}");
     assert!(html.contains(&format!(r#"<span class="position">{position}</span>"#)));
+    // The caret follows the line up to the character, drawn hidden, so that it takes the room
+    // of what is above it.
+    let before: String = broken.chars().take(position).collect();
+    let before = before
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
     assert!(
-        html.contains(&format!("{}^", " ".repeat(position))),
+        html.contains(&format!(
+            r#"<span class="caret-pad" aria-hidden="true">{before}</span><span class="caret-mark">^</span>"#
+        )),
         "{html}"
     );
 
