@@ -192,8 +192,17 @@ impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|err: toml::de::Error| {
             let message = err.message().trim();
-            let what =
+            let mut what =
                 too_large(message).unwrap_or_else(|| in_plain_words(&without_values(message)));
+            // A number past every integer's range reaches the settings without its sign: the
+            // text says which side it is past.
+            let negative = err
+                .span()
+                .and_then(|span| text.get(span))
+                .is_some_and(|value| value.trim_start().starts_with('-'));
+            if negative && what.starts_with("the number is too large") {
+                what = "the number is negative: expected a whole number from 0 up".to_owned();
+            }
             let message = match err.span() {
                 Some(span) => {
                     let before = &text.as_bytes()[..span.start.min(text.len())];
@@ -494,6 +503,14 @@ mod tests {
             negative.contains("expected a whole number from 0 up"),
             "{negative}"
         );
+        // Past every integer's range, either way.
+        let far = err("[server]\nmax_wrong_tokens = -9223372036854775809\n");
+        assert!(
+            far.contains("the number is negative: expected a whole number from 0 up"),
+            "{far}"
+        );
+        let far = err("[server]\nmax_wrong_tokens = 99999999999999999999999\n");
+        assert!(far.contains("the number is too large"), "{far}");
         let twice = err("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
         assert!(twice.contains("server.listen (line 3"), "{twice}");
         let routes = err("[[routes]]\nname = \"x\"\nconcurrency = -1\n");
