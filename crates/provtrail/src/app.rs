@@ -603,6 +603,28 @@ fn lock_exclusively(_file: &std::fs::File) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Refuses a database file with a second name (a hard link): SQLite keeps a log for each name,
+/// and writers under two names corrupt it. Refused rather than locked under one of them.
+pub fn check_single_name(db: &Path) -> Result<(), StartError> {
+    let db = crate::store::written_path(db).unwrap_or_else(|| db.to_path_buf());
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&db) {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.is_file() && meta.nlink() > 1 {
+            return Err(StartError::Lock {
+                path: db.display().to_string(),
+                reason: format!(
+                    "the database has {} hard links: SQLite keeps a log for each name, and \
+                     writes under two names corrupt it; keep one name (a symbolic link is \
+                     fine)",
+                    meta.nlink()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The lock a server holds on its store while it runs: `<database>.lock` beside the file the
 /// path leads to (links followed, so that two names of one database share one lock), locked
 /// exclusively (`flock`, released by the kernel when the process ends, however it ends) and
@@ -624,23 +646,7 @@ impl StoreLock {
             reason: err.to_string(),
         };
         let target = crate::store::written_path(db).unwrap_or_else(|| db.to_path_buf());
-        // A database with a second name: SQLite keeps a log for each name, and writers under
-        // two names corrupt it. Refused rather than locked under one of them.
-        #[cfg(unix)]
-        if let Ok(meta) = std::fs::metadata(&target) {
-            use std::os::unix::fs::MetadataExt as _;
-            if meta.is_file() && meta.nlink() > 1 {
-                return Err(StartError::Lock {
-                    path: target.display().to_string(),
-                    reason: format!(
-                        "the database has {} hard links: SQLite keeps a log for each name, and \
-                         writes under two names corrupt it; keep one name (a symbolic link is \
-                         fine)",
-                        meta.nlink()
-                    ),
-                });
-            }
-        }
+        check_single_name(&target)?;
         let mut name = target.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);

@@ -1800,9 +1800,23 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     assert_eq!(check_with_db("other.db").status.code(), Some(0));
     // A database path serve could not open is refused here too, with serve's words.
     std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+    // A file of another application, and a database with a second name.
+    let other = rusqlite::Connection::open(dir.path().join("other-app.db")).unwrap();
+    other
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
+        .unwrap();
+    drop(other);
+    std::fs::write(dir.path().join("named-twice.db"), b"").unwrap();
+    std::fs::hard_link(
+        dir.path().join("named-twice.db"),
+        dir.path().join("second-name.db"),
+    )
+    .unwrap();
     for (db, said) in [
         ("a-directory", "is a directory"),
         ("missing/store.db", "its directory missing does not exist"),
+        ("other-app.db", "is not a provtrail database"),
+        ("named-twice.db", "hard links"),
     ] {
         let refused = check_with_db(db);
         assert_eq!(refused.status.code(), Some(2), "{db}");

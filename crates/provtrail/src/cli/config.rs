@@ -69,6 +69,8 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             // What `serve` would load at start: a database path it can open (or create), the
             // tokens kept beside it, and the certificate and key, which must fit.
             super::serve::check_database_path(&settings.store.path)?;
+            provtrail::app::check_single_name(&settings.store.path)?;
+            provtrail::store::sqlite::check_database_file(&settings.store.path)?;
             // A configured token equal to a kept one (copied from the file into another
             // role) is refused by `serve`, so here too.
             provtrail::app::with_kept_tokens(&settings)?.check_token_roles()?;

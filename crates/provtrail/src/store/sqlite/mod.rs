@@ -619,6 +619,31 @@ pub(crate) fn open_connection(
     Ok(conn)
 }
 
+/// Refuses, as opening the store would, a file at `path` that is not a database this store may
+/// open (another application's, or no database at all), reading it only; a path with no file
+/// yet is fine (the store is created there).
+pub fn check_database_file(path: &Path) -> Result<(), StoreError> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let conn = open_read_only(path).map_err(|err| {
+        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+            StoreError::Internal(format!(
+                "{} is not a provtrail database: {err}",
+                path.display()
+            ))
+        } else {
+            StoreError::Unavailable(format!("cannot read {}: {err}", path.display()))
+        }
+    })?;
+    refuse_foreign_database(&conn, path).map_err(|refused| match refused {
+        ForeignOrNot::Foreign(err) => err,
+        ForeignOrNot::Unreadable(err) => {
+            StoreError::Unavailable(format!("cannot read {}: {err}", path.display()))
+        }
+    })
+}
+
 /// Why [`refuse_foreign_database`] refused, or could not tell.
 enum ForeignOrNot {
     Foreign(StoreError),
