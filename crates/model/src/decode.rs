@@ -320,17 +320,25 @@ impl Ctx {
         Some(from_wire(&value))
     }
 
-    /// A required string field whose known values are listed (`accountOperation`): anything else
-    /// is a schema extension, but the text is kept as it is.
-    fn required_known_string<'de>(
+    /// A required string field whose usual values are listed, though the schema leaves it free
+    /// text (`accountOperation`): another value is noted, a warning in both modes, and kept as
+    /// it is.
+    fn required_usual_string<'de>(
         &mut self,
         name: &str,
         decoded: Decoded<Cow<'de, str>>,
-        known: &[&str],
+        usual: &[&str],
     ) -> Option<Cow<'de, str>> {
         let value = self.required(name, "a string", decoded)?;
-        if !known.contains(&value.as_ref()) {
-            self.unknown_value(name, &value, known);
+        if !usual.contains(&value.as_ref()) {
+            let shown = shorten(&Value::String(value.to_string()));
+            self.record(
+                Severity::Warning,
+                IssueKind::UnknownValue,
+                crate::issue::unusual_value_message(name, &shown, usual),
+                Some(shown),
+                None,
+            );
         }
         Some(value)
     }
@@ -1153,7 +1161,7 @@ object_visitor!(AccountRequestVisitor, AccountRequest<'de>, map, ctx, {
             }
             Key::Known(2) => {
                 account_operation = field(ctx, &mut map, "accountOperation", |ctx, d| {
-                    ctx.required_known_string("accountOperation", d, AccountOperation::KNOWN)
+                    ctx.required_usual_string("accountOperation", d, AccountOperation::KNOWN)
                 })?
             }
             Key::Known(3) => {

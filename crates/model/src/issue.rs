@@ -11,12 +11,14 @@ use crate::ProvisioningCompleted;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// The default, used for ingestion: what ISC is known to send beyond the published schema
-    /// (unknown fields, unknown enum and `accountOperation` values, multi-valued `attributeValue`,
-    /// `null` in `accountId`) is accepted and reported as a warning.
+    /// (unknown fields, unknown enum values, multi-valued `attributeValue`, `null` in
+    /// `accountId`) is accepted and reported as a warning.
     #[default]
     Lenient,
-    /// Exactly the published schema: each of the lenient cases above is an error. The `_metadata`
-    /// envelope is still allowed.
+    /// The published schema, closed: each of the lenient cases above is an error (an unknown
+    /// field too, which the schema does not forbid in so many words). The `_metadata` envelope
+    /// is still allowed. In both modes an `accountOperation` other than its usual values is a
+    /// warning: the schema leaves it free text.
     Strict,
 }
 
@@ -439,6 +441,17 @@ impl Found {
 }
 
 /// The message of [`IssueKind::UnknownField`].
+/// The note on a value of a free-text field that is not one of its usual values: the published
+/// schema leaves `accountOperation` free text (only its beta listed the values), so another
+/// value is news, not a fault.
+pub(crate) fn unusual_value_message(name: &str, shown: &str, usual: &[&str]) -> String {
+    format!(
+        "`{name}` has the value {shown}, not one of the usual ones ({}); the published schema \
+         leaves it free text",
+        usual.join(", ")
+    )
+}
+
 pub(crate) fn unknown_field_message(name: &str, found: &Found, max_depth: usize) -> String {
     if found.truncated {
         format!(

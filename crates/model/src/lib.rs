@@ -50,7 +50,7 @@
 //!
 //! # From SailPoint's SDKs to this crate
 //!
-//! | SDK (Python `sailpoint.triggers.models`, Go, TypeScript) | this crate |
+//! | SDK (Python `sailpoint.triggers.models`, TypeScript; Go's `triggers` package writes `Provisioningcompleted…`) | this crate |
 //! |---|---|
 //! | `ProvisioningCompleted` | [`ProvisioningCompleted`] |
 //! | `ProvisioningCompletedRecipient` | [`IdentityRef`] (alias [`ProvisioningCompletedRecipient`]) |
@@ -76,7 +76,8 @@
 //! |---|---|---|
 //! | missing or `null` required field, wrong JSON type, duplicate key, nesting too deep | error | error |
 //! | unknown field (any level) | warning | error |
-//! | enum value or `accountOperation` the schema does not list | warning | error |
+//! | enum value the schema does not list | warning | error |
+//! | `accountOperation` other than `Create`, `Modify`, `Enable`, `Disable`, `Unlock`, `Delete` (free text in the schema; only its beta listed them) | warning | warning |
 //! | `attributeValue` as an array of strings | warning | error |
 //! | `accountId: null` | warning | error |
 //! | malformed `_metadata` envelope | warning | error |

@@ -35,7 +35,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::issue::{
     Found, Issue, IssueKind, Issues, Mode, Options, Segment, Severity, duplicate_key_message,
-    render_path, shorten, too_deep_message, unknown_field_message,
+    render_path, shorten, too_deep_message, unknown_field_message, unusual_value_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -1381,6 +1381,18 @@ impl<'a> Parser<'a> {
     }
 
     #[cold]
+    fn unusual_value(&mut self, name: &'static str, value: &str, usual: &[&str]) {
+        let value = shorten(&Value::String(value.to_owned()));
+        self.record(
+            Severity::Warning,
+            IssueKind::UnknownValue,
+            unusual_value_message(name, &value, usual),
+            Some(value),
+            Some(&Segment::Field(name)),
+        );
+    }
+
+    #[cold]
     fn unknown_value(&mut self, name: &'static str, value: &str, known: &[&str]) {
         let value = shorten(&Value::String(value.to_owned()));
         self.extension(
@@ -1498,6 +1510,24 @@ impl<'a> Parser<'a> {
         let text: &str = slot;
         if !known.contains(&text) {
             self.unknown_value(name, text, known);
+        }
+        Ok(true)
+    }
+
+    /// A required string whose usual values are listed, though the schema leaves it free text
+    /// (`accountOperation`): another value is noted, a warning in both modes.
+    fn required_usual(
+        &mut self,
+        name: &'static str,
+        usual: &[&str],
+        slot: &mut Cow<'a, str>,
+    ) -> Step<bool> {
+        if !self.required_string(name, slot)? {
+            return Ok(false);
+        }
+        let text: &str = slot;
+        if !usual.contains(&text) {
+            self.unusual_value(name, text, usual);
         }
         Ok(true)
     }
@@ -1835,7 +1865,7 @@ impl<'a> Parser<'a> {
                 "Unlock" => Cow::Borrowed("Unlock"),
             ]);
         }
-        self.required_known("accountOperation", AccountOperation::KNOWN, slot)
+        self.required_usual("accountOperation", AccountOperation::KNOWN, slot)
     }
 
     /// `provisioningResult`: its known values are matched without scanning.
