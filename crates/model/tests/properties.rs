@@ -789,7 +789,7 @@ proptest! {
         };
         // An unusual `accountOperation` is a warning in both modes; the rest, errors when strict.
         let (notes, closed): (Vec<_>, Vec<_>) =
-            expected.iter().cloned().partition(|found| is_operation_note(found));
+            expected.iter().cloned().partition(is_operation_note);
         let expected = named(expected);
 
         let lenient = validate_str(&text, &Options::lenient()).unwrap();
