@@ -1230,17 +1230,20 @@ async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
+    // Without a Content-Length.
+    let request = || {
+        axum::http::Request::post(format!("http://{}/events", server.addr))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap()
+    };
     // A whole event and a cut one, each sent without a length and then reset with "no
     // error" instead of ended: the client gave both up.
     let whole = event("inv-reset-whole");
     let cut = event("inv-reset-cut");
     for body in [&whole[..], &cut[..cut.len() / 2]] {
-        let request = axum::http::Request::post(format!("http://{}/events", server.addr))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(())
-            .unwrap();
-        let (_response, mut stream) = client.send_request(request, false).unwrap();
+        let (_response, mut stream) = client.send_request(request(), false).unwrap();
         stream
             .send_data(bytes::Bytes::copy_from_slice(body), false)
             .unwrap();
@@ -1249,12 +1252,7 @@ async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
     }
     // An event sent whole after them on the same connection is kept: once it is, the two
     // before it have been handled.
-    let request = axum::http::Request::post(format!("http://{}/events", server.addr))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(())
-        .unwrap();
-    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let (response, mut stream) = client.send_request(request(), false).unwrap();
     stream
         .send_data(bytes::Bytes::from(event("inv-after-resets")), true)
         .unwrap();

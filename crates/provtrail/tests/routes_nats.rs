@@ -46,11 +46,7 @@ async fn events_are_published_to_jetstream_and_duplicates_are_dropped() {
     let unique = format!("{}_{}", std::process::id(), rand_suffix());
     let stream = format!("PROVTRAIL_TEST_{unique}");
     let subject = format!("provtrail.test.{unique}");
-    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(NATS))
-        .await
-        .expect("the NATS server at 127.0.0.1:4222 did not answer")
-        .expect("the NATS server at 127.0.0.1:4222 is needed for this test");
-    let context = async_nats::jetstream::new(client);
+    let context = async_nats::jetstream::new(connect().await);
     let _guard = StreamGuard {
         context: context.clone(),
         name: stream.clone(),
@@ -174,10 +170,7 @@ async fn messages_nats_can_never_take_are_dead_at_once_saying_why() {
     let narrow = format!("PROVTRAIL_TEST_NARROW_{unique}");
     let roomy_subject = format!("provtrail.test.roomy.{unique}");
     let narrow_subject = format!("provtrail.test.narrow.{unique}");
-    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(NATS))
-        .await
-        .expect("the NATS server at 127.0.0.1:4222 did not answer")
-        .expect("the NATS server at 127.0.0.1:4222 is needed for this test");
+    let client = connect().await;
     let max_payload = client.server_info().max_payload;
     let context = async_nats::jetstream::new(client);
     let _guards = [&roomy, &narrow].map(|name| StreamGuard {
@@ -281,6 +274,14 @@ stream = "{narrow}"
         .clone();
     assert_eq!(state.messages, 2, "the events that fit were published");
     server.shutdown().await;
+}
+
+/// A client of this machine's NATS server, which these tests need.
+async fn connect() -> async_nats::Client {
+    tokio::time::timeout(Duration::from_secs(10), async_nats::connect(NATS))
+        .await
+        .expect("the NATS server at 127.0.0.1:4222 did not answer")
+        .expect("the NATS server at 127.0.0.1:4222 is needed for this test")
 }
 
 fn rand_suffix() -> u32 {

@@ -619,6 +619,21 @@ pub(crate) fn open_connection(
     Ok(conn)
 }
 
+/// [`open_read_only`], saying why it failed: a file of something else is found here, since the
+/// first read is made on opening.
+fn read_only_or_say_why(path: &Path) -> Result<Connection, StoreError> {
+    open_read_only(path).map_err(|err| {
+        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+            StoreError::Internal(format!(
+                "{} is not a provtrail database: {err}",
+                path.display()
+            ))
+        } else {
+            StoreError::Internal(format!("cannot open {} for reading: {err}", path.display()))
+        }
+    })
+}
+
 /// Refuses, as opening the store would, a file at `path` that is not a database this store may
 /// open (another application's, or no database at all), reading it only; a path with no file
 /// yet is fine (the store is created there).
@@ -626,16 +641,7 @@ pub fn check_database_file(path: &Path) -> Result<(), StoreError> {
     if !path.is_file() {
         return Ok(());
     }
-    let conn = open_read_only(path).map_err(|err| {
-        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
-            StoreError::Internal(format!(
-                "{} is not a provtrail database: {err}",
-                path.display()
-            ))
-        } else {
-            StoreError::Unavailable(format!("cannot read {}: {err}", path.display()))
-        }
-    })?;
+    let conn = read_only_or_say_why(path)?;
     refuse_foreign_database(&conn, path).map_err(|refused| match refused {
         ForeignOrNot::Foreign(err) => err,
         ForeignOrNot::Unreadable(err) => {
@@ -943,17 +949,7 @@ impl EventFile {
                 path.display()
             )));
         }
-        let conn = open_read_only(path).map_err(|err| {
-            // The first read is made on opening: a file of something else is found here.
-            if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
-                StoreError::Internal(format!(
-                    "{} is not a provtrail database: {err}",
-                    path.display()
-                ))
-            } else {
-                StoreError::Internal(format!("cannot open {} for reading: {err}", path.display()))
-            }
-        })?;
+        let conn = read_only_or_say_why(path)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(read_error)?;
         let version: u32 = conn
