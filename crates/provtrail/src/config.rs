@@ -194,14 +194,27 @@ impl FileConfig {
             let message = err.message().trim();
             let mut what =
                 too_large(message).unwrap_or_else(|| in_plain_words(&without_values(message)));
-            // A number past every integer's range reaches the settings without its sign: the
-            // text says which side it is past.
-            let negative = err
+            // A whole number past every integer's range reaches the settings without its value
+            // or sign ("invalid type: integer"): the text says which side it is past.
+            let literal = err
                 .span()
                 .and_then(|span| text.get(span))
-                .is_some_and(|value| value.trim_start().starts_with('-'));
-            if negative && what.starts_with("the number is too large") {
-                what = "the number is negative: expected a whole number from 0 up".to_owned();
+                .map(str::trim)
+                .filter(|value| {
+                    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+                });
+            let size = what.contains("expected a size");
+            if literal.is_some() && (size || what.starts_with("the number is too large")) {
+                let negative = literal.is_some_and(|value| value.starts_with('-'));
+                what = match (negative, size) {
+                    (true, true) => "a size cannot be negative".to_owned(),
+                    (false, true) => "the number is too large for a size".to_owned(),
+                    (true, false) => {
+                        "the number is negative: expected a whole number from 0 up".to_owned()
+                    }
+                    (false, false) => what,
+                };
             }
             let message = match err.span() {
                 Some(span) => {
@@ -511,6 +524,17 @@ mod tests {
         );
         let far = err("[server]\nmax_wrong_tokens = 99999999999999999999999\n");
         assert!(far.contains("the number is too large"), "{far}");
+        // Sizes, which take a number of bytes too.
+        let far = err("[ingest]\nmax_body = 18446744073709551616\n");
+        assert!(
+            far.contains("ingest.max_body") && far.contains("the number is too large for a size"),
+            "{far}"
+        );
+        let far = err("[ingest]\nmax_body_memory = -99999999999999999999999\n");
+        assert!(far.contains("a size cannot be negative"), "{far}");
+        // A whole number where text belongs is a wrong type, not a number out of range.
+        let typed = err("[server]\nlisten = 8080\n");
+        assert!(typed.contains("expected a string"), "{typed}");
         let twice = err("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
         assert!(twice.contains("server.listen (line 3"), "{twice}");
         let routes = err("[[routes]]\nname = \"x\"\nconcurrency = -1\n");
