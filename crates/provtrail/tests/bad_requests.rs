@@ -471,6 +471,56 @@ async fn bodies_past_the_memory_budget_wait_for_room_and_those_that_fit_do_not()
     server.shutdown().await;
 }
 
+/// Bodies of unknown length (chunked) take room for the largest body once they grow: more of
+/// them at once than the budget holds wait their turn, and none holds room while it waits, so
+/// all are kept, as they would be one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_past_the_memory_budget_take_turns_rather_than_block_each_other() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.request_timeout = Some("5s".into());
+        config.ingest.max_body = Some("1MiB".into());
+        config.ingest.max_body_memory = Some("2MiB".into());
+    })
+    .await;
+    let sends: Vec<_> = (0..4)
+        .map(|n| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let invocation = format!("inv-chunked-{n}");
+                let mut large: serde_json::Value =
+                    serde_json::from_slice(&event(&invocation)).unwrap();
+                large["padding"] = "x".repeat(900 * 1024).into();
+                let body = large.to_string().into_bytes();
+                let head = format!("{}Transfer-Encoding: chunked\r\n", auth_line());
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(post_head("/events", &head).as_bytes())
+                    .await
+                    .unwrap();
+                for chunk in body.chunks(16 * 1024) {
+                    stream
+                        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                        .await
+                        .unwrap();
+                    stream.write_all(chunk).await.unwrap();
+                    stream.write_all(b"\r\n").await.unwrap();
+                    // Paced, so that the bodies are all on their way at once.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                stream.write_all(b"0\r\n\r\n").await.unwrap();
+                (invocation, expect_response(&mut stream).await.status)
+            })
+        })
+        .collect();
+    for send in sends {
+        let (invocation, status) = send.await.unwrap();
+        assert_eq!(status, 200, "{invocation}");
+        assert!(stored_invocations(&server.db).contains_key(&invocation));
+    }
+    server.assert_still_serving("inv-after-chunked").await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_that_stalls_or_trickles_past_the_request_timeout_is_answered_408() {
     let mut server = TestServer::start_with(|config| {

@@ -75,9 +75,9 @@ pub struct ServerArgs {
     /// Largest request body [default: 1MiB].
     #[arg(long, env = "PROVTRAIL_MAX_BODY", value_name = "SIZE")]
     pub max_body: Option<String>,
-    /// Most memory ingest request bodies may take at once, until their events are committed;
-    /// beyond it a request waits for room, and is answered 503 if none comes within the request
-    /// timeout [default: 256MiB, at least --max-body].
+    /// Most memory ingest request bodies over 64KiB may take at once, until their events are
+    /// committed; beyond it a request waits for room, and is answered 503 if none comes within
+    /// the request timeout [default: 256MiB, at least --max-body].
     #[arg(long, env = "PROVTRAIL_MAX_BODY_MEMORY", value_name = "SIZE")]
     pub max_body_memory: Option<String>,
     /// PEM certificate chain, to serve HTTPS (with a key given here, in the environment or in

@@ -626,43 +626,40 @@ pub(crate) enum BodyError {
     },
 }
 
-/// Room for a body in memory, taken from a shared budget in kibibytes as the body grows: what
-/// a declared length announces before anything is read, otherwise [`ROOM_STEP`] at a time.
-/// Held until dropped, so that a handler keeps it until the event is committed.
+/// Room for a body in memory, taken from a shared budget in kibibytes, once: a body that
+/// announces more than [`UNBUDGETED`] takes the room it announces before anything is read; one
+/// of unknown length takes room for the largest body once it grows past [`UNBUDGETED`]. Room is
+/// never added to room already held, so that bodies waiting for room never hold some of it
+/// (which would have them wait for each other). Held until dropped, so that a handler keeps it
+/// until the event is committed.
 pub(crate) struct BodyRoom {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// Room taken at a time for a body of unknown length.
-const ROOM_STEP: u64 = 64 * 1024;
+/// Bodies up to this size take no room: ordinary events (about a kilobyte) never wait behind
+/// large ones, and what they hold at once is bounded by the concurrency cap (64 MiB at the
+/// default 1,024 requests). The size under which bodies are parsed inline.
+const UNBUDGETED: u64 = INLINE_PARSE_LIMIT as u64;
 
 impl BodyRoom {
     pub(crate) fn new(budget: std::sync::Arc<tokio::sync::Semaphore>) -> Self {
         BodyRoom { budget, held: None }
     }
 
-    fn bytes(&self) -> u64 {
-        self.held
-            .as_ref()
-            .map_or(0, |held| held.num_permits() as u64 * 1024)
+    fn is_held(&self) -> bool {
+        self.held.is_some()
     }
 
-    /// Holds room for at least `bytes`, waiting for it; `false` when the budget is closed.
+    /// Holds room for `bytes`, waiting for it; `false` when the budget cannot give it.
     async fn make(&mut self, bytes: u64) -> bool {
-        let missing = bytes.saturating_sub(self.bytes()).div_ceil(1024);
-        if missing == 0 {
-            return true;
-        }
-        let Ok(kib) = u32::try_from(missing) else {
+        debug_assert!(self.held.is_none(), "room is taken once");
+        let Ok(kib) = u32::try_from(bytes.div_ceil(1024).max(1)) else {
             return false;
         };
         match self.budget.clone().acquire_many_owned(kib).await {
-            Ok(more) => {
-                match &mut self.held {
-                    Some(held) => held.merge(more),
-                    None => self.held = Some(more),
-                }
+            Ok(room) => {
+                self.held = Some(room);
                 true
             }
             Err(_) => false,
@@ -670,8 +667,8 @@ impl BodyRoom {
     }
 }
 
-/// The whole body, within `limit` bytes and `timeout`; with `room`, held within its budget,
-/// waiting for room as the body grows (within the same timeout).
+/// The whole body, within `limit` bytes and `timeout`; with `room`, held within its budget (see
+/// [`BodyRoom`]), waiting for room within the same timeout.
 pub(crate) async fn read_body(
     body: Body,
     limit: usize,
@@ -689,13 +686,15 @@ pub(crate) async fn read_body(
     let read = async {
         let mut body = std::pin::pin!(Limited::new(body, limit));
         let mut chunks: Vec<Bytes> = Vec::new();
-        if let Some(room) = room.as_deref_mut() {
-            waiting_for_room.store(true, Relaxed);
-            let first = declared.unwrap_or(ROOM_STEP).clamp(1, limit as u64);
-            if !room.make(first).await {
-                return Err(None);
+        // A declared length is what the body is (a shorter or longer one fails): its room.
+        if let (Some(room), Some(declared)) = (room.as_deref_mut(), declared) {
+            if declared > UNBUDGETED {
+                waiting_for_room.store(true, Relaxed);
+                if !room.make(declared.min(limit as u64)).await {
+                    return Err(None);
+                }
+                waiting_for_room.store(false, Relaxed);
             }
-            waiting_for_room.store(false, Relaxed);
         }
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(Some)?;
@@ -703,12 +702,12 @@ pub(crate) async fn read_body(
                 continue;
             };
             let total = arrived.fetch_add(data.len() as u64, Relaxed) + data.len() as u64;
+            // Of unknown length and past the size that takes none: room for the largest, which
+            // the budget always holds.
             if let Some(room) = room.as_deref_mut() {
-                if total > room.bytes() {
+                if total > UNBUDGETED && !room.is_held() {
                     waiting_for_room.store(true, Relaxed);
-                    // Never more than the limit, which the budget always holds.
-                    let wanted = total.next_multiple_of(ROOM_STEP).min(limit as u64);
-                    if !room.make(wanted).await {
+                    if !room.make(limit as u64).await {
                         return Err(None);
                     }
                     waiting_for_room.store(false, Relaxed);
@@ -828,31 +827,39 @@ mod tests {
     async fn bodies_wait_for_room_in_memory_and_give_it_back() {
         use super::{BodyError, BodyRoom, read_body};
         use std::sync::Arc;
-        // 100 KiB, room for one body of the largest size, as the server's always has.
-        let budget = Arc::new(tokio::sync::Semaphore::new(100));
-        let limit = 100 * 1024;
+        // 200 KiB, room for one body of the largest size, as the server's always has.
+        let budget = Arc::new(tokio::sync::Semaphore::new(200));
+        let limit = 200 * 1024;
         let timeout = Duration::from_secs(5);
 
-        // A body announcing 80 KiB takes that room before a byte is read, and keeps it.
-        let (first_sender, first_body) = fed(Some(80 * 1024));
+        // A body announcing 150 KiB takes that room before a byte is read, and keeps it.
+        let (first_sender, first_body) = fed(Some(150 * 1024));
         let mut first_room = BodyRoom::new(budget.clone());
+        // (Given longer than the others, so that it outlasts their waits.)
         let first = tokio::spawn(async move {
-            let read = read_body(first_body, limit, timeout, Some(&mut first_room)).await;
+            let read = read_body(first_body, limit, timeout * 10, Some(&mut first_room)).await;
             (read, first_room)
         });
         tokio::task::yield_now().await;
-        assert_eq!(budget.available_permits(), 20);
+        assert_eq!(budget.available_permits(), 50);
 
-        // One of unknown length takes room as it grows, 64 KiB at a time: the first 64 KiB do
-        // not fit beside the 80, so it waits, and gets none before its time is up.
-        let (_second_sender, second_body) = fed(None);
+        // One of unknown length takes none until it grows past 64 KiB, then room for the
+        // largest body: that does not fit beside the first, so it waits, holding nothing, and
+        // gets none before its time is up.
+        let (second_sender, second_body) = fed(None);
+        second_sender
+            .send(bytes::Bytes::from(vec![b'c'; 70 * 1024]))
+            .unwrap();
         let mut second_room = BodyRoom::new(budget.clone());
         let refused = read_body(second_body, limit, timeout, Some(&mut second_room)).await;
-        assert!(matches!(refused, Err(BodyError::NoRoom { received: 0 })));
+        assert!(matches!(
+            refused,
+            Err(BodyError::NoRoom { received }) if received == 70 * 1024
+        ));
         drop(second_room);
-        assert_eq!(budget.available_permits(), 20);
+        assert_eq!(budget.available_permits(), 50);
 
-        // A small one fits beside it.
+        // An ordinary one takes no room and waits for none.
         let (small_sender, small_body) = fed(Some(1000));
         small_sender
             .send(bytes::Bytes::from(vec![b'x'; 1000]))
@@ -861,35 +868,34 @@ mod tests {
         let mut small_room = BodyRoom::new(budget.clone());
         let small = read_body(small_body, limit, timeout, Some(&mut small_room)).await;
         assert_eq!(small.unwrap().len(), 1000);
-        assert_eq!(budget.available_permits(), 19);
-        drop(small_room);
+        assert_eq!(budget.available_permits(), 50);
 
-        // Once the first is done and its room given back, a waiting body of unknown length
-        // gets room and grows past one step.
+        // Once the first is done and its room given back, a waiting body of unknown length gets
+        // its room.
         let (third_sender, third_body) = fed(None);
         let third = tokio::spawn(async move {
             let mut room = BodyRoom::new(budget.clone());
             let read = read_body(third_body, limit, timeout, Some(&mut room)).await;
             (read, room, budget)
         });
-        first_sender
-            .send(bytes::Bytes::from(vec![b'a'; 80 * 1024]))
-            .unwrap();
-        drop(first_sender);
-        let (read, first_room) = first.await.unwrap();
-        assert_eq!(read.unwrap().len(), 80 * 1024);
-        drop(first_room);
         for _ in 0..3 {
             third_sender
                 .send(bytes::Bytes::from(vec![b'b'; 30 * 1024]))
                 .unwrap();
         }
+        tokio::task::yield_now().await;
+        first_sender
+            .send(bytes::Bytes::from(vec![b'a'; 150 * 1024]))
+            .unwrap();
+        drop(first_sender);
+        let (read, first_room) = first.await.unwrap();
+        assert_eq!(read.unwrap().len(), 150 * 1024);
+        drop(first_room);
         drop(third_sender);
         let (read, room, budget) = third.await.unwrap();
         assert_eq!(read.unwrap().len(), 90 * 1024);
-        // 64 KiB, then up to the limit.
         assert_eq!(budget.available_permits(), 0);
         drop(room);
-        assert_eq!(budget.available_permits(), 100);
+        assert_eq!(budget.available_permits(), 200);
     }
 }

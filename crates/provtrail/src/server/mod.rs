@@ -61,9 +61,9 @@ pub struct ServerConfig {
     pub max_wrong_tokens: u32,
     /// Largest request body.
     pub max_body: usize,
-    /// Most memory the bodies of ingest requests may take at once, while they are read and
-    /// until their events are committed; a request waits for room (503 once its time is up).
-    /// Raised to `max_body` when smaller.
+    /// Most memory the bodies of ingest requests over 64 KiB may take at once, while they are
+    /// read and until their events are committed; a request waits for room (503 once its time
+    /// is up). Raised to `max_body` when smaller.
     pub max_body_memory: usize,
     /// Who may post events.
     pub ingest_credentials: Credentials,
