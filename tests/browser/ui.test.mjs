@@ -263,6 +263,15 @@ test('filter playground: matches as you type and shows where a filter breaks', a
   const offset = await caretOffset(shownLine.lastIndexOf(')'));
   assert.ok(offset < 1, `the caret is ${offset}px off the reported character`);
 
+  // And after right-to-left text, which the browser would otherwise draw reordered.
+  await area.fill("$[?($.a == '\u05e9\u05dc\u05d5\u05dd' 1)]");
+  await page.waitForFunction(
+    () => document.querySelector('#playground-result pre.caret code')?.textContent.includes('\u05e9'),
+  );
+  const rtlLine = await error.locator('pre.caret code').evaluate((code) => code.firstChild.data);
+  const rtlOffset = await caretOffset(rtlLine.indexOf('1'));
+  assert.ok(rtlOffset < 1, `after right-to-left text the caret is ${rtlOffset}px off`);
+
   // A refusal says why, as the page without JavaScript does.
   await area.fill(`$[?($.action == "${'a'.repeat(10_050)}")]`);
   const refused = page.locator('#playground-result [data-state="refused"]');
