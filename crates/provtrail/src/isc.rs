@@ -783,8 +783,9 @@ impl Pages<'_> {
             }
         }
         // After the first page, one that repeats none of the overlap asked for was moved on by
-        // more than it: rows between the two may have been missed.
-        if self.overlap > 0 && count > 0 && new == count {
+        // more than it: rows between the two may have been missed. So was an empty one, unless
+        // it only confirms the end (its one row of overlap may have expired meanwhile).
+        if self.overlap > 0 && ((count > 0 && new == count) || (count == 0 && !self.confirming)) {
             self.gaps.push(self.offset);
         }
         // A page shorter than asked is not taken for the last: a tenant may give fewer rows a

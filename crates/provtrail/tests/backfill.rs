@@ -38,6 +38,10 @@ struct Isc {
     raw_first_page: Option<Vec<u8>>,
     /// Pages a token is good for before it expires; each sign-in then issues a new one.
     token_pages: Option<usize>,
+    /// The page at this offset comes back empty, whatever the rows (they expired meanwhile).
+    empty_at: Option<usize>,
+    /// Sign-ins answered before the tenant refuses the client's credentials.
+    sign_ins_allowed: Option<usize>,
     /// Sign-ins so far, and pages served with the newest token.
     sign_ins: usize,
     pages_with_token: usize,
@@ -83,7 +87,12 @@ async fn token(State(isc): State<Shared>, body: String) -> Response {
     let good = form.get("grant_type").map(String::as_str) == Some("client_credentials")
         && form.get("client_id").map(String::as_str) == Some("client")
         && form.get("client_secret").map(String::as_str) == Some(SECRET);
-    if good {
+    let refused = {
+        let isc = isc.lock().unwrap();
+        isc.sign_ins_allowed
+            .is_some_and(|allowed| isc.sign_ins >= allowed)
+    };
+    if good && !refused {
         let mut isc = isc.lock().unwrap();
         isc.sign_ins += 1;
         isc.pages_with_token = 0;
@@ -138,6 +147,9 @@ async fn statuses(
     };
     let limit: usize = query["limit"].parse().unwrap();
     let limit = isc.page_cap.map_or(limit, |cap| cap.min(limit));
+    if isc.empty_at == Some(offset) {
+        return axum::Json(Vec::<Value>::new()).into_response();
+    }
     if let Some(raw) = isc.raw_first_page.clone() {
         let body = if offset == 0 { raw } else { b"[]".to_vec() };
         return ([("content-type", "application/json")], body).into_response();
@@ -624,6 +636,40 @@ async fn a_token_that_expires_during_the_run_is_renewed_with_the_client_credenti
     let (code, _, stderr) = backfill_with_client(&url).await;
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(isc.lock().unwrap().sign_ins, 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_where_rows_were_asked_for_again_is_a_gap_not_the_end() {
+    // 600 rows; the second page (offset 225, which repeats 25 rows of the first) comes back
+    // empty: the listing moved on under the reader, and the rest may be missing.
+    let (url, _) = start_isc_with(real_rows(600), |isc| isc.empty_at = Some(225)).await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout.lines().count(), 250, "{stderr}");
+    assert!(
+        stderr.contains("warning: the page at offset 225 shared no row with the one before"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_refused_during_the_run_ends_it_with_the_summary_and_what_was_written() {
+    // Each token is good for one page, and the tenant refuses the second sign-in.
+    let (url, _) = start_isc_with(real_rows(600), |isc| {
+        isc.token_pages = Some(1);
+        isc.sign_ins_allowed = Some(1);
+    })
+    .await;
+    let (code, stdout, stderr) = backfill_with_client(&url).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stdout.lines().count(), 250, "{stderr}");
+    assert!(stderr.contains("wrote 250 event(s)"), "{stderr}");
+    assert!(
+        stderr.contains("the 250 event(s) read before are in standard output")
+            && stderr.contains("cannot sign in to the tenant again"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

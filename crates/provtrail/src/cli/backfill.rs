@@ -155,10 +155,16 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
                     "the tenant refused the token after {} page(s): signing in again",
                     pages.pages_read()
                 );
-                let token = tenant
-                    .token(&credentials)
-                    .await
-                    .context("cannot sign in to the tenant again")?;
+                // A failure here ends the run as a failing page would: with the summary, and
+                // word of the rows already written.
+                let token = match tenant.token(&credentials).await {
+                    Ok(token) => token,
+                    Err(err) => {
+                        break Some(
+                            anyhow::Error::new(err).context("cannot sign in to the tenant again"),
+                        );
+                    }
+                };
                 pages.renew_token(token);
                 read_at_sign_in = pages.pages_read();
                 continue;
@@ -178,7 +184,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         let rows = match page {
             Ok(Some(rows)) => rows,
             Ok(None) => break None,
-            Err(err) => break Some(err),
+            Err(err) => break Some(anyhow::Error::new(err)),
         };
         summary.read += rows.len();
         progress.set_position(summary.read as u64);
@@ -205,8 +211,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
                 summary.written
             )
         };
-        return Err(anyhow::Error::new(err)
-            .context(format!("cannot read the trigger invocations ({kept})")));
+        return Err(err.context(format!("cannot read the trigger invocations ({kept})")));
     }
     Ok(
         if summary.unusable.is_empty()
@@ -312,13 +317,22 @@ fn credentials(args: &BackfillArgs) -> anyhow::Result<Credentials> {
     }
 }
 
-/// When ISC created the invocation, in milliseconds; `None` when the row does not say in a
-/// form that can be read, and such a row is kept whatever `--since` says.
+/// When ISC created the invocation, in milliseconds, a fraction of one counted as a whole (as
+/// `--since` counts one): a row created in the millisecond `--since` names is kept rather than
+/// lost, and importing it twice stores it once. `None` when the row does not say in a form
+/// that can be read, and such a row is kept whatever `--since` says.
 fn created_millis(invocation: &Invocation) -> Option<i64> {
     let created = invocation.created.as_deref()?;
     chrono::DateTime::parse_from_rfc3339(created)
         .ok()
-        .map(|time| time.timestamp_millis())
+        .map(|time| {
+            let started = time.timestamp_millis();
+            if time.timestamp_subsec_nanos() % 1_000_000 == 0 {
+                started
+            } else {
+                started + 1
+            }
+        })
 }
 
 fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::Result<()> {
@@ -462,4 +476,23 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_creation_time_within_a_millisecond_counts_as_the_whole_millisecond() {
+        let created =
+            |text: &str| created_millis(&Invocation::from_row(&json!({ "created": text })));
+        let since = parse_time("2025-12-01T00:00:00.0155Z").unwrap();
+        // At or after --since, to the millisecond: kept.
+        assert!(created("2025-12-01T00:00:00.0155Z").unwrap() >= since);
+        assert!(created("2025-12-01T00:00:00.016Z").unwrap() >= since);
+        // A whole millisecond before: not.
+        assert!(created("2025-12-01T00:00:00.015Z").unwrap() < since);
+        assert_eq!(created("2025-12-01T00:00:00Z"), Some(1_764_547_200_000));
+        assert_eq!(created("yesterday"), None);
+    }
 }
