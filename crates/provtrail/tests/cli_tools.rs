@@ -1506,6 +1506,44 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
     assert!(!help.contains("PROVTRAIL_CONFIG"), "{help}");
 }
 
+/// The demo shows what an endpoint answers to a wrong token only when it has tokens.
+#[test]
+fn a_demo_without_authentication_sends_no_wrong_token() {
+    for (no_auth, shown) in [(false, true), (true, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
+        command
+            .args([
+                "demo",
+                "--exit",
+                "--listen",
+                "127.0.0.1:0",
+                "--events",
+                "3",
+                "--rate",
+                "0",
+            ])
+            .current_dir(dir.path())
+            .env("PROVTRAIL_LOG", "warn")
+            .stdin(Stdio::null());
+        if no_auth {
+            command.arg("--no-auth");
+        }
+        let output = command.output().unwrap();
+        let said = stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{said}");
+        assert!(
+            said.contains("and a body that is not JSON: HTTP 400"),
+            "{said}"
+        );
+        assert_eq!(
+            said.contains("and a wrong token: HTTP 401"),
+            shown,
+            "no_auth {no_auth}: {said}"
+        );
+    }
+}
+
 /// `provtrail demo` serving on a free port in `dir`, sending `events` at `rate` a second.
 fn spawn_demo(dir: &Path, events: &str, rate: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_provtrail"))
