@@ -790,7 +790,8 @@ pub struct RouteCounts {
     pub dead_ever: u64,
     /// Failed attempts, ever.
     pub failed_attempts: u64,
-    /// When the oldest pending delivery was created.
+    /// Since when the pending delivery that has waited longest has waited: since it was made,
+    /// or since it was last sent back from the dead letters.
     pub oldest_pending_at: Option<Millis>,
     /// The last failure's message (secrets removed).
     pub last_error: Option<String>,

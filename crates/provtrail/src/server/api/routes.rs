@@ -104,7 +104,8 @@ pub struct RouteCountsView {
     pub dead: u64,
     /// Failed attempts, ever.
     pub failed_attempts: u64,
-    /// When the oldest pending delivery was created.
+    /// Since when the pending delivery that has waited longest has waited: since it was made,
+    /// or since it was last sent back from the dead letters.
     #[schema(required = true)]
     pub oldest_pending_at: Option<i64>,
     /// The last failure, secrets removed.

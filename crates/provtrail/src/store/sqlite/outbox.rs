@@ -504,7 +504,10 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> 
     }
     let mut pending = conn
         .prepare_cached(
-            "SELECT route, count(*), min(created_at) FROM route_deliveries WHERE state = 0
+            // How long deliveries have waited: since they last became pending (created, or
+            // sent back from the dead letters), not since they were first made, so that a
+            // retry of old dead letters does not read as a sink that has been behind for days.
+            "SELECT route, count(*), min(due_since) FROM route_deliveries WHERE state = 0
              GROUP BY route",
         )
         .map_err(read_error)?;
@@ -674,6 +677,30 @@ mod tests {
             })
             .unwrap();
         rows.collect::<Result<Vec<_>, _>>().unwrap().join("\n")
+    }
+
+    #[test]
+    fn pending_deliveries_have_waited_since_they_last_became_pending() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        // Made a day ago and sent back from the dead letters a minute ago; made an hour ago;
+        // on another route, dead.
+        conn.execute_batch(
+            "INSERT INTO route_deliveries (event_id, route, state, origin, created_at, due_since,
+                 next_attempt_at, updated_at)
+             VALUES (1, 'hook', 0, 'ingest', 1000, 86340000, 86340000, 86340000),
+                    (2, 'hook', 0, 'ingest', 82800000, 82800000, 82800000, 82800000),
+                    (3, 'file', 2, 'ingest', 5, 5, 5, 5);",
+        )
+        .unwrap();
+        let counts = counts(&conn).unwrap();
+        let hook = counts.iter().find(|c| c.route == "hook").unwrap();
+        assert_eq!(
+            (hook.pending, hook.oldest_pending_at),
+            (2, Some(82_800_000))
+        );
+        let file = counts.iter().find(|c| c.route == "file").unwrap();
+        assert_eq!((file.pending, file.oldest_pending_at), (0, None));
     }
 
     #[test]
