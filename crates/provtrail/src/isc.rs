@@ -254,6 +254,8 @@ impl Tenant {
             gaps: Vec::new(),
             overlap: 0,
             confirming: false,
+            widest: 0,
+            last_count: 0,
         }
     }
 
@@ -675,6 +677,10 @@ pub struct Pages<'t> {
     overlap: usize,
     /// Whether the next page is asked for to confirm that the list has ended.
     confirming: bool,
+    /// The most rows a page has held: the tenant's page size, as far as it has shown it.
+    widest: usize,
+    /// Rows of the page before.
+    last_count: usize,
 }
 
 impl Pages<'_> {
@@ -783,11 +789,16 @@ impl Pages<'_> {
             }
         }
         // After the first page, one that repeats none of the overlap asked for was moved on by
-        // more than it: rows between the two may have been missed. So was an empty one, unless
-        // it only confirms the end (its one row of overlap may have expired meanwhile).
-        if self.overlap > 0 && ((count > 0 && new == count) || (count == 0 && !self.confirming)) {
+        // more than it: rows between the two may have been missed. So was an empty one after a
+        // full page, which had rows after it that moved back past the overlap; after a short
+        // page (the last) or one that only confirms the end, rows that expired meanwhile only
+        // shortened the list.
+        let after_full_page = self.last_count == self.widest && !self.confirming;
+        if self.overlap > 0 && ((count > 0 && new == count) || (count == 0 && after_full_page)) {
             self.gaps.push(self.offset);
         }
+        self.widest = self.widest.max(count);
+        self.last_count = count;
         // A page shorter than asked is not taken for the last: a tenant may give fewer rows a
         // page than asked for, and stopping there would leave the rest out without a word. So
         // the next page overlaps this one by at most half of it (a page of a few rows still

@@ -40,6 +40,8 @@ struct Isc {
     token_pages: Option<usize>,
     /// The page at this offset comes back empty, whatever the rows (they expired meanwhile).
     empty_at: Option<usize>,
+    /// Oldest rows that expire before each status request, by request.
+    expiring: Vec<usize>,
     /// Sign-ins answered before the tenant refuses the client's credentials.
     sign_ins_allowed: Option<usize>,
     /// Sign-ins so far, and pages served with the newest token.
@@ -117,6 +119,9 @@ async fn statuses(
 ) -> Response {
     let mut isc = isc.lock().unwrap();
     isc.asked.push(query.clone());
+    let expired = isc.expiring.get(isc.asked.len() - 1).copied().unwrap_or(0);
+    let expired = expired.min(isc.rows.len());
+    isc.rows.drain(..expired);
     let current = token_of(isc.sign_ins);
     let expired = isc
         .token_pages
@@ -650,6 +655,17 @@ async fn an_empty_page_where_rows_were_asked_for_again_is_a_gap_not_the_end() {
         stderr.contains("warning: the page at offset 225 shared no row with the one before"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_expire_after_the_last_page_only_shorten_the_list() {
+    // 300 rows: a full first page, a short last one at 225, then 30 of the oldest expire and
+    // the page that would confirm the end comes back empty. Nothing was missed.
+    let (url, _) = start_isc_with(real_rows(300), |isc| isc.expiring = vec![0, 0, 30]).await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 300, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
