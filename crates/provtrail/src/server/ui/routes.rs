@@ -98,7 +98,7 @@ fn pending(view: &RouteView, now: Millis) -> Markup {
             span.badge.warn.paused title="The sink keeps failing: one delivery at a time probes it, and the deliveries waiting behind the pause use none of their attempts" {
                 "sink paused"
             }
-            " " span.muted.small.paused-since { "since " (time(since)) " UTC · " (ago(since, now)) }
+            br; span.muted.small.paused-since { "since " (time(since)) " UTC · " (ago(since, now)) }
         }
     }
 }
