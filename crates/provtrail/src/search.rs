@@ -494,6 +494,10 @@ pub async fn test_filter(
 mod tests {
     use super::*;
 
+    /// Held by each test here for its whole run: they take the process's evaluation slots, and
+    /// one that holds them would make another wait (with paused time, wait out its limit).
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     fn events(count: i64) -> Vec<EventSummary> {
         (1..=count)
             .rev()
@@ -546,6 +550,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_long_evaluation_lets_others_take_their_turn() {
+        let _alone = ONE_AT_A_TIME.lock().await;
         let slow = provtrail_jsonpath::compile(QUADRATIC).unwrap();
         let started = Instant::now();
         let mut one = evaluate(
@@ -590,6 +595,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_waits_for_a_slot_no_longer_than_it_may_take() {
+        let _alone = ONE_AT_A_TIME.lock().await;
         let filter = provtrail_jsonpath::compile("$[?(@.action == 'Grant')]").unwrap();
         let taken = take_every_slot().await;
         // A later batch waits until its request's deadline, then leaves its events for the
