@@ -235,13 +235,34 @@ fn element_node<'x>(v: &'x Value) -> Result<Node<'x>, Fail> {
             } else if looks_like_json(s) {
                 Node::JsonText(s)
             } else {
-                Node::Str(Cow::Borrowed(s))
+                Node::Str(escaped_element(s)?)
             }
         }
         Value::Array(_) | Value::Object(_) => {
             return Err(Fail::JsonPath("Could not determine value type".into()));
         }
     })
+}
+
+/// A list element's string as `ValueNode.toValueNode` makes it, `new StringNode(s, true)`: a
+/// string of more than one (UTF-16) unit loses matching quotes around it and is unescaped as
+/// a literal of the filter is (`Utils.unescape`). So `["a\\, b"]` holds `a, b`, a document's
+/// `"'vip'"` in a list is `vip`, and `C:\temp` is `C:<tab>emp`; a bad `\u` escape throws.
+/// (A single value read by a path is taken as it is.)
+fn escaped_element(s: &str) -> Result<Cow<'_, str>, Fail> {
+    if s.encode_utf16().nth(1).is_none() {
+        return Ok(Cow::Borrowed(s));
+    }
+    let inner = match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(b'\''), Some(b'\'')) | (Some(b'"'), Some(b'"')) => &s[1..s.len() - 1],
+        _ => s,
+    };
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    crate::parser::unescape(inner)
+        .map(Cow::Owned)
+        .map_err(Fail::JsonPath)
 }
 
 fn java_trim(s: &str) -> &str {
@@ -286,9 +307,14 @@ impl<'x> ListSrc<'x> {
         }
     }
 
-    /// Checks that every element converts, without building the nodes.
+    /// Checks that every element converts, without building the nodes: no nested array or
+    /// object, and no string whose escapes cannot be read.
     fn check(&self) -> Result<(), Fail> {
-        let bad = |v: &Value| matches!(v, Value::Array(_) | Value::Object(_));
+        let bad = |v: &Value| match v {
+            Value::Array(_) | Value::Object(_) => true,
+            Value::String(s) => s.contains("\\u") && escaped_element(s).is_err(),
+            _ => false,
+        };
         let any_bad = match self {
             ListSrc::Values(vs) => vs.iter().any(bad),
             ListSrc::Items(items) => items.iter().any(|it| match it.value() {
@@ -343,7 +369,7 @@ fn owned_element<'x>(v: &Value) -> Result<Node<'x>, Fail> {
                 // an equal JsonNode text can only come from another list element.
                 Node::PathText
             } else {
-                Node::Str(Cow::Owned(s.clone()))
+                Node::Str(Cow::Owned(escaped_element(s)?.into_owned()))
             }
         }
         other => match element_node(other)? {

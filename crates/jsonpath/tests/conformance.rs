@@ -574,3 +574,45 @@ fn an_evaluation_without_patterns_gives_up_at_its_deadline_too() {
         Some(quadratic.matches(&small))
     );
 }
+
+/// A list element's string is made as Jayway's `ValueNode.toValueNode` makes it, `new
+/// StringNode(s, true)` (json-path 2.10.0, `filter/ValueNode.java` 165–180,
+/// `filter/ValueNodes.java` 203–217, `internal/Utils.java` `unescape`): quotes around it are
+/// dropped and its escapes read, for a literal list in the filter and a document's array alike,
+/// while a single value read by a path is taken as it is. (Worked out from Jayway's source; the
+/// conformance data has no such case.)
+#[test]
+fn list_elements_are_unescaped_as_jayway_makes_their_nodes() {
+    let doc = serde_json::json!({
+        "dn": "CN=Doe\\, John,OU=X",
+        "groups": ["CN=Doe\\, John,OU=X", "C:\\temp"],
+        "path": "C:\\temp",
+        "tags": ["'vip'"],
+        "tag": "vip",
+        "odd": ["x\\u00zz"],
+    });
+    let matches = |filter: &str| compile(filter).unwrap().matches(&doc);
+    // An Active Directory name with an escaped comma: the list holds it unescaped.
+    assert!(!matches(r#"$[?(@.dn in ["CN=Doe\\, John,OU=X"])]"#));
+    assert!(matches(r#"$[?(@.dn in ["CN=Doe\\\\, John,OU=X"])]"#));
+    assert!(!matches("$[?(@.dn in @.groups)]"));
+    assert!(!matches(r#"$[?(@.groups contains "CN=Doe\\, John,OU=X")]"#));
+    assert!(matches(r#"$[?(@.groups contains "CN=Doe, John,OU=X")]"#));
+    // `\t` in a document's array is a tab there, not in a single value.
+    assert!(!matches("$[?(@.path in @.groups)]"));
+    assert!(!matches("$[?(@.groups =~ /C:\\\\temp/)]"));
+    assert!(matches("$[?(@.path =~ /C:\\\\temp/)]"));
+    // Quotes around an element are dropped; `\u` escapes are read.
+    assert!(matches(r#"$[?(@.tags contains "vip")]"#));
+    assert!(matches("$[?(@.tag in @.tags)]"));
+    assert!(matches(r#"$[?(@.tags anyof ["vip"])]"#));
+    assert!(matches(r#"$[?(@.tag in ["\\u0076ip"])]"#));
+    // One character is taken as it is; an escape that cannot be read fails the evaluation.
+    assert!(
+        compile(r#"$[?(@.x in ["\\"])]"#)
+            .unwrap()
+            .matches(&serde_json::json!({"x": "\\"}))
+    );
+    assert!(!matches("$[?(@.t nin @.odd)]"));
+    assert!(!matches("$[?(@.t in @.odd)]"));
+}
