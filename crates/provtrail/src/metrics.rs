@@ -126,6 +126,10 @@ pub struct Metrics {
     pub search_index_backlog: Gauge,
     /// Requests being handled now.
     pub requests_in_flight: Gauge,
+    /// Room held now in the memory budget of ingest bodies, updated when metrics are read.
+    pub body_memory_bytes: Gauge,
+    /// The memory budget of ingest bodies (`ingest.max_body_memory`).
+    pub body_memory_limit_bytes: Gauge,
     /// Per route and sink.
     pub routes: RouteMetrics,
 }
@@ -213,6 +217,19 @@ impl Metrics {
             "HTTP requests being handled now",
             requests_in_flight.clone(),
         );
+        let body_memory_bytes = Gauge::default();
+        registry.register(
+            "ingest_body_memory_bytes",
+            "Memory held now by ingest request bodies over 64 KiB, from the budget \
+             ingest.max_body_memory (requests past it wait for room)",
+            body_memory_bytes.clone(),
+        );
+        let body_memory_limit_bytes = Gauge::default();
+        registry.register(
+            "ingest_body_memory_limit_bytes",
+            "The memory budget of ingest request bodies (ingest.max_body_memory)",
+            body_memory_limit_bytes.clone(),
+        );
         let routes = RouteMetrics {
             matched: Family::default(),
             delivered: Family::default(),
@@ -277,6 +294,8 @@ impl Metrics {
             store_size_bytes,
             search_index_backlog,
             requests_in_flight,
+            body_memory_bytes,
+            body_memory_limit_bytes,
         }
     }
 

@@ -438,6 +438,13 @@ async fn bodies_past_the_memory_budget_wait_for_room_and_those_that_fit_do_not()
     stalled.write_all(b"{\"a\":").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
+    // The metrics show the room it holds, of the budget.
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("provtrail_ingest_body_memory_bytes 204800")
+            && metrics.contains("provtrail_ingest_body_memory_limit_bytes 262144"),
+        "{metrics}"
+    );
     // An event of ordinary size fits beside it.
     let answer = server.post("/events", event("inv-beside")).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -467,6 +474,11 @@ async fn bodies_past_the_memory_budget_wait_for_room_and_those_that_fit_do_not()
     assert_eq!(expect_response(&mut stalled).await.status, 408);
     assert_eq!(waiting.await.unwrap(), 200);
     assert!(stored_invocations(&server.db).contains_key("inv-waits"));
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("provtrail_ingest_body_memory_bytes 0"),
+        "{metrics}"
+    );
     server.assert_still_serving("inv-after-room").await;
     server.shutdown().await;
 }

@@ -96,6 +96,12 @@ impl Default for ServerConfig {
     }
 }
 
+/// The memory budget of ingest bodies, in kibibytes: room for one body of the largest size at
+/// least.
+fn body_memory_kib(config: &ServerConfig) -> usize {
+    config.max_body_memory.max(config.max_body).div_ceil(1024)
+}
+
 /// What handlers share: one allocation behind an `Arc`, because every request clones the state
 /// (for its handler and its middleware), and cloning ten `Arc`s one by one showed in profiles.
 #[derive(Debug, Clone)]
@@ -139,6 +145,8 @@ pub struct SharedState {
     pub(crate) parse_budget: Arc<Semaphore>,
     /// Kibibytes of ingest bodies held at once ([`ServerConfig::max_body_memory`]).
     pub(crate) body_memory: Arc<Semaphore>,
+    /// The kibibytes `body_memory` started with.
+    pub(crate) body_memory_kib: usize,
     /// The server itself serves HTTPS: the UI's cookie is `Secure` whatever a request says.
     pub serves_tls: bool,
     /// Wrong read and admin tokens per client address.
@@ -167,9 +175,8 @@ impl AppState {
             rejection_budget: Arc::default(),
             form_permits: Arc::new(Semaphore::new(MAX_FORMS_READ_AT_ONCE)),
             parse_budget: Arc::new(Semaphore::new(ingest::PARSE_BUDGET_KIB as usize)),
-            body_memory: Arc::new(Semaphore::new(
-                config.max_body_memory.max(config.max_body).div_ceil(1024),
-            )),
+            body_memory: Arc::new(Semaphore::new(body_memory_kib(config))),
+            body_memory_kib: body_memory_kib(config),
             serves_tls: config.tls.is_some(),
             token_guesses: Arc::new(guesses::TokenGuesses::with_limit(config.max_wrong_tokens)),
         }))

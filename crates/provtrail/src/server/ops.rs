@@ -71,6 +71,11 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
             .store_size_bytes
             .set(i64::try_from(size).unwrap_or(i64::MAX));
     }
+    let kib = |n: usize| i64::try_from(n.saturating_mul(1024)).unwrap_or(i64::MAX);
+    let total = state.body_memory_kib;
+    let free = state.body_memory.available_permits().min(total);
+    state.metrics.body_memory_bytes.set(kib(total - free));
+    state.metrics.body_memory_limit_bytes.set(kib(total));
     (
         [(
             header::CONTENT_TYPE,
