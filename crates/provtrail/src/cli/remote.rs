@@ -152,14 +152,10 @@ impl Backend {
 
     /// `GET /api/v1/events` with these parameters.
     pub async fn search(&self, pairs: Vec<(String, String)>) -> anyhow::Result<EventList> {
-        let names = flag_names(&pairs);
-        let answer = match self {
-            Backend::Local(store) => service::search_events(store.as_ref(), pairs)
-                .await
-                .map_err(Refusal::Api),
-            Backend::Remote { .. } => self.get("/api/v1/events", &pairs).await,
-        };
-        Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
+        self.listing("/api/v1/events", pairs, |store, pairs| async move {
+            service::search_events(store.as_ref(), pairs).await
+        })
+        .await
     }
 
     /// `GET /api/v1/events/{id}`; `None` when there is no such event.
@@ -175,24 +171,36 @@ impl Backend {
 
     /// `GET /api/v1/stats` with these parameters.
     pub async fn stats(&self, pairs: Vec<(String, String)>) -> anyhow::Result<Stats> {
-        let names = flag_names(&pairs);
-        let answer = match self {
-            Backend::Local(store) => service::stats(store.as_ref(), pairs)
-                .await
-                .map_err(Refusal::Api),
-            Backend::Remote { .. } => self.get("/api/v1/stats", &pairs).await,
-        };
-        Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
+        self.listing("/api/v1/stats", pairs, |store, pairs| async move {
+            service::stats(store.as_ref(), pairs).await
+        })
+        .await
     }
 
     /// `GET /api/v1/quarantine` with these parameters.
     pub async fn quarantine(&self, pairs: Vec<(String, String)>) -> anyhow::Result<QuarantineList> {
+        self.listing("/api/v1/quarantine", pairs, |store, pairs| async move {
+            service::quarantine(store.as_ref(), pairs).await
+        })
+        .await
+    }
+
+    /// A read API request with query parameters: asked of the store through `local`, or of the
+    /// server at `path`; a refusal names the flags its parameters came from.
+    async fn listing<T, F>(
+        &self,
+        path: &str,
+        pairs: Vec<(String, String)>,
+        local: impl FnOnce(SharedStore, Vec<(String, String)>) -> F,
+    ) -> anyhow::Result<T>
+    where
+        T: DeserializeOwned,
+        F: Future<Output = Result<T, ApiError>>,
+    {
         let names = flag_names(&pairs);
         let answer = match self {
-            Backend::Local(store) => service::quarantine(store.as_ref(), pairs)
-                .await
-                .map_err(Refusal::Api),
-            Backend::Remote { .. } => self.get("/api/v1/quarantine", &pairs).await,
+            Backend::Local(store) => local(store.clone(), pairs).await.map_err(Refusal::Api),
+            Backend::Remote { .. } => self.get(path, &pairs).await,
         };
         Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
     }
