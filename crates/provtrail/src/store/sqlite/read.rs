@@ -54,6 +54,10 @@ fn id_bounds(
             _ => (i64::MAX, i64::MIN),
         });
     }
+    // The bounds rest on what the writer keeps true while the store is not marked mixed: a row
+    // is never stored after another received more than the slack later than it. So every row
+    // below the latest received before `since - slack` was received before `since`, and every
+    // row above the earliest received from `until + slack` on was received from `until` on.
     let first_at = |at: Millis| -> Result<Option<i64>, StoreError> {
         conn.prepare_cached(&format!(
             "SELECT id FROM {table} WHERE received_at >= ?1 ORDER BY received_at LIMIT 1"
@@ -63,9 +67,24 @@ fn id_bounds(
         .optional()
         .map_err(read_error)
     };
+    let last_before = |at: Millis| -> Result<Option<i64>, StoreError> {
+        conn.prepare_cached(&format!(
+            "SELECT id FROM {table} WHERE received_at < ?1 ORDER BY received_at DESC LIMIT 1"
+        ))
+        .map_err(read_error)?
+        .query_row(params![at], |row| row.get(0))
+        .optional()
+        .map_err(read_error)
+    };
     let low = match since {
-        // No row at all late enough: nothing can match.
-        Some(since) => first_at(since.saturating_sub(ORDER_SLACK_MS))?.unwrap_or(i64::MAX),
+        Some(since) => {
+            if first_at(since)?.is_none() {
+                // No row at all late enough: nothing can match.
+                return Ok((i64::MAX, i64::MIN));
+            }
+            last_before(since.saturating_sub(ORDER_SLACK_MS))?
+                .map_or(i64::MIN, |id| id.saturating_add(1))
+        }
         None => i64::MIN,
     };
     let mut high = before.unwrap_or(i64::MAX);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{Shared, apply_size_cap, open_connection, outbox};
@@ -579,14 +579,13 @@ impl Writer {
             .map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rollups = Rollups::default();
-        // Receipts older than this (restored ones) are checked against the order of ids.
-        let recent_since = chrono::Utc::now().timestamp_millis() - ORDER_SLACK_MS;
+        let mut time_order = TimeOrder::load(&tx).map_err(unavailable)?;
         let mut handover = outbox::Handover::default();
         for job in batch {
             outcomes.push(match job {
                 Job::Ingest(pending, _) => {
                     let (outcome, deliveries) =
-                        insert(&tx, pending, &mut rollups, recent_since).map_err(unavailable)?;
+                        insert(&tx, pending, &mut rollups, &mut time_order).map_err(unavailable)?;
                     if let IngestOutcome::Accepted { id } = outcome {
                         for (delivery_id, route) in deliveries {
                             handover.add(&self.shared, fresh_item(pending, id, delivery_id, route));
@@ -595,6 +594,9 @@ impl Writer {
                     Some(outcome)
                 }
                 Job::Reject(rejection) => {
+                    time_order
+                        .note(&tx, rejection.receipt.received_at)
+                        .map_err(unavailable)?;
                     insert_rejection(&tx, rejection).map_err(unavailable)?;
                     None
                 }
@@ -1006,16 +1008,13 @@ fn insert(
     tx: &Transaction<'_>,
     pending: &Pending,
     rollups: &mut Rollups,
-    recent_since: i64,
+    time_order: &mut TimeOrder,
 ) -> rusqlite::Result<(IngestOutcome, Vec<(i64, String)>)> {
     let incoming = &pending.incoming;
     let mut deliveries = Vec::new();
     let receipt = &incoming.receipt;
     let (codec, raw) = (pending.codec, &pending.stored_raw);
-    // Only a receipt from the past (a restored export) can break the order of ids and times.
-    if receipt.received_at < recent_since {
-        note_time_order(tx, receipt.received_at)?;
-    }
+    time_order.note(tx, receipt.received_at)?;
     let outcome = match &incoming.content {
         Content::Event(event) => {
             let fields = &event.fields;
@@ -1171,18 +1170,49 @@ fn insert(
     Ok((outcome, deliveries))
 }
 
-/// Marks the store as holding rows whose ids do not follow their receipt times (see
-/// [`super::TIME_ORDER_MIXED`]) when a row received at `at` is older, by more than the slack,
-/// than a row already stored: readers then find time ranges through the time indexes.
-fn note_time_order(tx: &Transaction<'_>, at: i64) -> rusqlite::Result<()> {
-    let newest: Option<i64> = tx
-        .prepare_cached("SELECT max(received_at) FROM deliveries")?
-        .query_row([], |row| row.get(0))?;
-    if newest.is_some_and(|newest| at < newest - ORDER_SLACK_MS) {
-        tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, '1') ON CONFLICT DO NOTHING")?
-            .execute(params![super::TIME_ORDER_MIXED])?;
+/// Keeps true what readers rely on to map a time range to ids (see `read::id_bounds`): until
+/// the store is marked as holding rows whose ids do not follow their receipt times
+/// ([`super::TIME_ORDER_MIXED`]), no row is stored after another received more than the slack
+/// later than it. Every row is checked, not only restored ones: a restored receipt from the
+/// future, or a clock set back, breaks the order for the live rows that follow.
+struct TimeOrder {
+    /// The latest receipt time stored so far (every request has a row in the delivery log,
+    /// whose times cover those of events and quarantined documents).
+    newest: Option<i64>,
+    mixed: bool,
+}
+
+impl TimeOrder {
+    /// Read at the start of each commit, under the write lock: another process may have written
+    /// the same database since.
+    fn load(tx: &Transaction<'_>) -> rusqlite::Result<Self> {
+        let newest = tx
+            .prepare_cached("SELECT max(received_at) FROM deliveries")?
+            .query_row([], |row| row.get(0))?;
+        let mixed = tx
+            .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?
+            .query_row(params![super::TIME_ORDER_MIXED], |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok(Self { newest, mixed })
     }
-    Ok(())
+
+    /// Called before a row received at `at` is stored.
+    fn note(&mut self, tx: &Transaction<'_>, at: i64) -> rusqlite::Result<()> {
+        if !self.mixed
+            && self
+                .newest
+                .is_some_and(|newest| at < newest - ORDER_SLACK_MS)
+        {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, '1') ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![super::TIME_ORDER_MIXED])?;
+            self.mixed = true;
+        }
+        self.newest = Some(self.newest.map_or(at, |newest| newest.max(at)));
+        Ok(())
+    }
 }
 
 /// A new delivery as its route's worker takes it from the writer.
