@@ -2513,6 +2513,64 @@ fn an_export_line_that_cannot_be_restored_names_its_field_and_nothing_is_stored(
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("this is a CSV export"), "{said}");
     assert!(!target.exists(), "refused before a store is made for it");
+    // Also once a spreadsheet has saved it again, with a byte order mark first.
+    let mut marked = b"\xEF\xBB\xBF".to_vec();
+    marked.extend(std::fs::read(&csv).unwrap());
+    let resaved = dir.path().join("resaved.csv");
+    std::fs::write(&resaved, marked).unwrap();
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            target.to_str().unwrap(),
+            resaved.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("this is a CSV export"), "{said}");
+    assert!(!target.exists(), "refused before a store is made for it");
+}
+
+/// Events on lines of their own with a stray bracket among them (left from an edit): every
+/// event is kept, the bracket alone is quarantined at its line.
+#[test]
+fn a_stray_bracket_among_json_lines_does_not_take_the_events_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each on one line.
+    let event = |n: usize| {
+        let event: Value = serde_json::from_slice(&event(&format!("inv-stray-{n}"))).unwrap();
+        event.to_string()
+    };
+    let file = dir.path().join("events.txt");
+    std::fs::write(
+        &file,
+        format!("{}\n{}\n]\n{}\n", event(1), event(2), event(3)),
+    )
+    .unwrap();
+    let db = dir.path().join("stray.db");
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(report["accepted"], 3, "{report}");
+    assert_eq!(report["quarantined"], 1, "{report}");
+    assert_eq!(report["problems"][0]["line"], 3, "{report}");
 }
 
 #[test]

@@ -95,10 +95,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     }
     let mut reader = super::open_input(&args.file)?;
     // A CSV export is refused before a store is made for it.
-    if reader
-        .fill_buf()
-        .is_ok_and(|start| start.starts_with(CSV_EXPORT_HEADER))
-    {
+    if reader.fill_buf().is_ok_and(|start| {
+        // Also when saved again by a spreadsheet, which puts a byte order mark first.
+        start
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(start)
+            .starts_with(CSV_EXPORT_HEADER)
+    }) {
         anyhow::bail!("{CSV_REFUSAL}");
     }
     let ingestor = Arc::new(Ingestor::new(args.max_bytes));

@@ -490,7 +490,16 @@ pub fn documents_one_after_another(body: &[u8]) -> Option<Vec<(u64, std::ops::Ra
     let spread = parsed
         .clone()
         .any(|(_, range, _)| body[range.clone()].contains(&b'\n'));
-    (containers && spread).then(|| {
+    // Documents on lines of their own with a line that is only a bracket among them (a stray
+    // `]` or `}` left from an edit): not JSON lines (the bracket may close a pretty-printed
+    // document), yet the documents are whole. Read as one, every event would go to the
+    // quarantine with the bracket.
+    let stray_bracket = !spread
+        && parsed.clone().next().is_some()
+        && documents
+            .iter()
+            .any(|(_, range, whole)| !whole && is_bracket_line(body[range.clone()].trim_ascii()));
+    (containers && (spread || stray_bracket)).then(|| {
         documents
             .into_iter()
             .map(|(line, range, _)| (line, range))
@@ -518,12 +527,7 @@ pub fn looks_like_json_lines(body: &[u8]) -> bool {
         return false;
     };
     let is_document = |line: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
-    let is_bracket = |line: &[u8]| {
-        matches!(
-            line.strip_suffix(b",").unwrap_or(line),
-            b"{" | b"}" | b"[" | b"]"
-        )
-    };
+    let is_bracket = is_bracket_line;
     if is_document(first) {
         // Unless pretty-printed documents come after it: read line by line, each would be
         // cut into lines, every one kept as a document of its own.
@@ -540,6 +544,14 @@ pub fn looks_like_json_lines(body: &[u8]) -> bool {
         whole_object = whole_object || (line.starts_with(b"{") && is_document(line));
     }
     whole_object
+}
+
+/// Whether a line (trimmed) is only a bracket, as a pretty-printed document's first or last.
+fn is_bracket_line(line: &[u8]) -> bool {
+    matches!(
+        line.strip_suffix(b",").unwrap_or(line),
+        b"{" | b"}" | b"[" | b"]"
+    )
 }
 
 /// The document as a line of `provtrail export --format jsonl`, when it has that shape: the
@@ -799,6 +811,22 @@ mod tests {
         // A pretty-printed event broken somewhere, alone, stays one document.
         let alone = "{\n  \"n\": 1,\n  \"m\": \n}\n";
         assert_eq!(documents_within(alone, 1000).unwrap().len(), 1);
+        // Lines with a stray bracket at the end or among them: each line's document is whole,
+        // the bracket one broken document at its line.
+        for (input, bracket_line) in [
+            ("{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n]\n", 4),
+            ("{\"n\":1}\n{\"n\":2}\n}\n{\"n\":3}\n", 3),
+            ("{\"n\":1}\n[\n{\"n\":2}\n{\"n\":3}", 2),
+        ] {
+            let found = documents_within(input, 1000).unwrap();
+            assert_eq!(found.len(), 4, "{input:?}: {found:?}");
+            let broken: Vec<u64> = found
+                .iter()
+                .filter(|(_, text)| serde_json::from_str::<serde_json::Value>(text).is_err())
+                .map(|(line, _)| *line)
+                .collect();
+            assert_eq!(broken, [bracket_line], "{input:?}: {found:?}");
+        }
     }
 
     #[test]
