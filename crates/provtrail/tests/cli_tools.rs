@@ -2584,3 +2584,90 @@ fn a_quarantine_id_below_1_is_refused_as_the_api_refuses_it() {
     let missing = provtrail(&["quarantine", "--db", &db_arg, "5"], None);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// `export -o` puts the file in place only once it is whole: an export that fails part way
+/// leaves the file that was there (often the previous backup) as it was, and no part of the
+/// export anywhere. A link given as the output stays a link, to the new export.
+#[test]
+fn an_export_that_fails_part_way_leaves_the_previous_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..3000)
+        .map(|n| {
+            let event: Value = serde_json::from_slice(&event(&format!("inv-backup-{n}"))).unwrap();
+            format!("{event}\n")
+        })
+        .collect();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, lines).unwrap();
+    let db = dir.path().join("backup.db");
+    let imported = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(imported.status.code(), Some(0));
+
+    // Through a link: the link stays, its target gets the export.
+    let target = dir.path().join("backups").join("trail.jsonl");
+    std::fs::create_dir(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "the previous backup\n").unwrap();
+    let link = dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let exported = provtrail(
+        &[
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "-o",
+            link.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(exported.status.code(), Some(0));
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap().lines().count(),
+        3000
+    );
+
+    // The store damaged past its first pages: the export fails part way.
+    std::fs::write(&target, "the previous backup\n").unwrap();
+    let size = std::fs::metadata(&db).unwrap().len();
+    let damaged = {
+        use std::io::{Seek as _, Write as _};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        file.seek(std::io::SeekFrom::Start(size / 2)).unwrap();
+        file.write_all(&vec![0xFF; (size / 4) as usize]).unwrap();
+        file
+    };
+    drop(damaged);
+    let failed = provtrail(
+        &[
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "-o",
+            link.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        failed.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&target).unwrap() == "the previous backup\n",
+        "the previous backup was written over"
+    );
+    let left: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["trail.jsonl"], "nothing but the previous backup");
+}

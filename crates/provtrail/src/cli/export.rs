@@ -81,11 +81,17 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         || "standard output".to_owned(),
         |path| path.display().to_string(),
     );
-    let out: Box<dyn Write> = match &args.output {
-        // Readable by its owner only, as the store is: it holds identities and their access.
-        Some(path) => Box::new(std::io::BufWriter::new(
-            provtrail::create_private(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
+    let staged = match &args.output {
+        Some(path) => Some(
+            Staged::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let out: Box<dyn Write> = match &staged {
+        Some(staged) => Box::new(std::io::BufWriter::new(
+            staged
+                .writer()
+                .with_context(|| format!("cannot create {shown}"))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -99,7 +105,11 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         ExportFormat::Jsonl => Output::Jsonl(out),
     };
-    let progress = super::progress_bar(None, "exporting");
+    let progress = if args.output.is_some() {
+        super::progress_bar(None, "exporting")
+    } else {
+        super::progress_bar_beside_output(None, "exporting")
+    };
     let mut after = 0;
     let mut exported = 0u64;
     loop {
@@ -129,10 +139,75 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Output::Jsonl(out) => out.flush(),
     }
     .with_context(|| format!("cannot write to {shown}"))?;
+    drop(output);
+    if let Some(staged) = staged {
+        staged
+            .finish()
+            .with_context(|| format!("cannot write to {shown}"))?;
+    }
     progress.finish_and_clear();
     source.close().await;
     eprintln!("exported {exported} events");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output file of `-o`. A regular file (or a new one) is written beside its place under a
+/// temporary name and put in place once whole, so that an export that fails (a full disk, an
+/// error of the store) leaves the file that was there, often the previous backup, as it was,
+/// and never a part of an export. A device or a pipe (`/dev/stdout`, a FIFO) is written
+/// directly. Readable by its owner only, as the store is: it holds identities and their access.
+enum Staged {
+    Direct(std::fs::File),
+    Temporary {
+        file: tempfile::NamedTempFile,
+        /// Where the file goes: a link's target, so that the link stays one.
+        target: PathBuf,
+    },
+}
+
+impl Staged {
+    fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        let target = match std::fs::metadata(path) {
+            Ok(found) if !found.is_file() => {
+                return provtrail::create_private(path).map(Self::Direct);
+            }
+            Ok(_) => std::fs::canonicalize(path)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => path.to_owned(),
+            Err(err) => return Err(err),
+        };
+        let directory = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .map_or_else(|| "export".into(), |name| name.to_string_lossy());
+        // Created with mode 0600 by `tempfile`.
+        let file = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(directory)?;
+        Ok(Self::Temporary { file, target })
+    }
+
+    fn writer(&self) -> std::io::Result<std::fs::File> {
+        match self {
+            Self::Direct(file) => file.try_clone(),
+            Self::Temporary { file, .. } => file.as_file().try_clone(),
+        }
+    }
+
+    /// Once everything is written: on disk, then in place.
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Self::Direct(_) => Ok(()),
+            Self::Temporary { file, target } => {
+                file.as_file().sync_all()?;
+                file.persist(&target).map_err(|err| err.error)?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Where the events come from: the file read directly, with nothing started and nothing

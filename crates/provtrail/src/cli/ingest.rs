@@ -21,6 +21,11 @@ const IN_FLIGHT: usize = 256;
 
 /// Arguments of `provtrail ingest`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when every document was stored or recognised as a duplicate, \
+1 when any was quarantined or could not be stored, 2 when the input cannot be read or holds no \
+document (or is a CSV export), 130 when interrupted (what was read is committed and reported)."
+)]
 pub struct IngestArgs {
     /// The events: a JSON file with one event, or JSON lines (`-` for standard input). A
     /// `.jsonl` or `.ndjson` file, or an input that is one JSON document per line, is read as

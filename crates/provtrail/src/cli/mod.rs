@@ -292,20 +292,51 @@ pub fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
+    progress_bar_shown(total, what)
+}
+
+/// [`progress_bar`] for a command that writes its results to standard output as it goes: none
+/// when that is the terminal too, where the bar would be drawn in among the results.
+pub fn progress_bar_beside_output(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    progress_bar(total, what)
+}
+
+fn progress_bar_shown(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
     let bar = match total {
         Some(total) if total > 1 => indicatif::ProgressBar::new(total),
         Some(_) => return indicatif::ProgressBar::hidden(),
         None => indicatif::ProgressBar::new_spinner(),
     };
     let template = match total {
-        Some(_) => "{prefix} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
-        None => "{prefix} {spinner} {pos} ({per_sec}) {msg}",
+        Some(_) => "{prefix} [{bar:40}] {pos}/{len} ({rate}, eta {eta}) {msg}",
+        None => "{prefix} {spinner} {pos} ({rate}) {msg}",
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+        // Whole items a second: indicatif's own `per_sec` shows four decimals.
+        let rate = |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = write!(out, "{}/s", grouped(state.per_sec().round() as u64));
+        };
+        bar.set_style(style.progress_chars("=> ").with_key("rate", rate));
     }
     bar.set_prefix(what.to_owned());
     bar
+}
+
+/// `n` with its thousands grouped by commas.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
 }
 
 /// Opens a file, or standard input for `-`.
@@ -701,6 +732,14 @@ fn read_lines(
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn rates_are_whole_numbers_with_their_thousands_grouped() {
+        for (n, text) in [(0, "0"), (999, "999"), (1_000, "1,000"), (44_820, "44,820")] {
+            assert_eq!(grouped(n), text);
+        }
+        assert_eq!(grouped(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn a_log_filter_with_a_misspelt_level_is_refused() {
