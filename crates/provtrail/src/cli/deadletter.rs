@@ -28,6 +28,9 @@ enum DeadletterCommand {
         /// Most to list (1 to 1000).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
         limit: u16,
+        /// Only those with an id below this: the next page starts below the last id listed.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        before_id: Option<i64>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
@@ -55,6 +58,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
         DeadletterCommand::List {
             route,
             limit,
+            before_id,
             format,
             server,
         } => {
@@ -68,6 +72,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             let query = RouteDeliveryQuery {
                 route,
                 state: Some(DeliveryState::Dead),
+                before_id,
                 limit: limit.into(),
                 ..RouteDeliveryQuery::default()
             };
@@ -99,8 +104,8 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                     super::terminal_line(delivery.last_error.as_deref().unwrap_or("-"))
                 )?;
             }
-            if page.next_cursor.is_some() {
-                eprintln!("(more: raise --limit)");
+            if let Some(next) = page.next_cursor {
+                eprintln!("(more: --before-id {next})");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -122,6 +127,12 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 return Err(err);
             }
             let asked = ids.iter().collect::<std::collections::HashSet<_>>().len();
+            // The dead letters there were, to tell how many were left dead.
+            let dead_before = if ids.is_empty() {
+                dead_count(store.as_ref(), route.as_deref()).await
+            } else {
+                None
+            };
             let retried = store
                 .outbox_write(OutboxWrite::RetryDead {
                     route,
@@ -135,12 +146,22 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 "{retried} dead deliveries are pending again; a running server delivers them \
                  within a second, a stopped one on its next start"
             );
+            if let Some(left) = dead_before
+                .map(|before| before.saturating_sub(retried))
+                .filter(|left| *left > 0)
+            {
+                eprintln!(
+                    "{left} dead deliveries were left dead: their events already have a pending \
+                     delivery to the route (from a replay, or another of their dead letters \
+                     retried just now)"
+                );
+            }
             // Ids that name no dead delivery (a typo, or one delivered since) retried nothing:
             // say so, and fail, rather than look like success.
             if asked > 0 && (retried as usize) < asked {
                 eprintln!(
-                    "{} of the {asked} ids given name no dead delivery (see provtrail deadletter \
-                     list)",
+                    "{} of the {asked} ids given name no dead delivery, or one whose event \
+                     already has a pending delivery to the route (see provtrail deadletter list)",
                     asked - retried as usize
                 );
                 return Ok(ExitCode::FAILURE);
@@ -148,6 +169,18 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Dead deliveries of `route` (or of every route) now.
+async fn dead_count(store: &dyn Store, route: Option<&str>) -> Option<u64> {
+    let counts = store.route_counts().await.ok()?;
+    Some(
+        counts
+            .iter()
+            .filter(|counts| route.is_none_or(|route| counts.route == route))
+            .map(|counts| counts.dead)
+            .sum(),
+    )
 }
 
 /// An error for a route name that is neither configured nor has deliveries.

@@ -486,8 +486,10 @@ impl Routes {
         // rename each other's lines away.
         let mut files: Vec<(PathBuf, String)> = Vec::new();
         for section in sections {
-            let name = section.name.trim();
-            if name.is_empty() {
+            // Not trimmed: the name written is the one the commands, the API and the metrics
+            // use, so a space around it is refused with the other characters a name cannot hold.
+            let name = section.name.as_str();
+            if name.trim().is_empty() {
                 return Err(ConfigError::Invalid {
                     setting: "routes.name".into(),
                     message: format!(
@@ -881,6 +883,17 @@ mod tests {
             err.contains("routes.a") && err.contains("two routes"),
             "{err}"
         );
+        // A space around a name is refused, not taken away: the name written must be the one
+        // the commands, the API and the metrics use.
+        for spaced in [" x", "x ", "\\tx"] {
+            let err = error(&format!(
+                "[[routes]]\nname = \"{spaced}\"\n[routes.sink]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\n"
+            ));
+            assert!(
+                err.contains("routes.name") && err.contains("a route name has"),
+                "{spaced:?}: {err}"
+            );
+        }
         // Names that a URL's path would read as "this folder" or "the one above".
         for dots in [".", ".."] {
             let err = error(&format!(

@@ -265,22 +265,33 @@ pub(super) fn apply(
             Ok(inserted)
         }
         OutboxWrite::RetryDead { route, ids, at } => {
-            let sql = "UPDATE route_deliveries
+            // One dead letter at a time, so that each sees the ones made pending before it: an
+            // event that has a pending delivery to the route (from a replay, or another of its
+            // dead letters retried just now) gets no second one, as a replay gives none.
+            let candidates: Vec<i64> = if ids.is_empty() {
+                tx.prepare_cached(
+                    "SELECT id FROM route_deliveries
+                     WHERE state = 2 AND (?1 IS NULL OR route = ?1) ORDER BY id",
+                )?
+                .query_map(params![route], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+            } else {
+                ids.clone()
+            };
+            let mut statement = tx.prepare_cached(
+                "UPDATE route_deliveries
                  SET state = 0, attempts_base = attempts, due_since = ?1, next_attempt_at = ?1,
                      updated_at = ?1
-                 WHERE state = 2";
-            let retried = if ids.is_empty() {
-                tx.prepare_cached(&format!("{sql} AND (?2 IS NULL OR route = ?2)"))?
-                    .execute(params![at, route])? as u64
-            } else {
-                let mut statement = tx
-                    .prepare_cached(&format!("{sql} AND id = ?2 AND (?3 IS NULL OR route = ?3)"))?;
-                let mut n = 0u64;
-                for id in ids {
-                    n += statement.execute(params![at, id, route])? as u64;
-                }
-                n
-            };
+                 WHERE id = ?2 AND state = 2 AND (?3 IS NULL OR route = ?3)
+                   AND NOT EXISTS (SELECT 1 FROM route_deliveries AS pending
+                                   WHERE pending.event_id = route_deliveries.event_id
+                                     AND pending.route = route_deliveries.route
+                                     AND pending.state = 0)",
+            )?;
+            let mut retried = 0u64;
+            for id in candidates {
+                retried += statement.execute(params![at, id, route])? as u64;
+            }
             if retried > 0 {
                 counters.woke = true;
             }
@@ -701,6 +712,53 @@ mod tests {
         );
         let file = counts.iter().find(|c| c.route == "file").unwrap();
         assert_eq!((file.pending, file.oldest_pending_at), (0, None));
+    }
+
+    #[test]
+    fn a_dead_letter_whose_event_is_pending_again_is_not_retried_a_second_time() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        // Event 1: dead on `hook`, and pending there again (a replay). Event 2: dead twice on
+        // `hook` (replayed, and dead again), and dead on `file`. Event 3: dead on `hook`.
+        conn.execute_batch(
+            "INSERT INTO route_deliveries (id, event_id, route, state, origin, created_at,
+                 due_since, next_attempt_at, updated_at)
+             VALUES (1, 1, 'hook', 2, 'ingest', 5, 5, 5, 5),
+                    (2, 1, 'hook', 0, 'replay', 6, 6, 6, 6),
+                    (3, 2, 'hook', 2, 'ingest', 5, 5, 5, 5),
+                    (4, 2, 'hook', 2, 'replay', 6, 6, 6, 6),
+                    (5, 2, 'file', 2, 'ingest', 5, 5, 5, 5),
+                    (6, 3, 'hook', 2, 'ingest', 5, 5, 5, 5);",
+        )
+        .unwrap();
+        let retry = |conn: &mut Connection, route: Option<&str>, ids: Vec<i64>| {
+            let tx = conn.transaction().unwrap();
+            let write = OutboxWrite::RetryDead {
+                route: route.map(str::to_owned),
+                ids,
+                at: 10,
+            };
+            let retried = apply(&tx, &write, &mut Counters::default()).unwrap();
+            tx.commit().unwrap();
+            retried
+        };
+        let pending = |conn: &Connection| -> Vec<i64> {
+            conn.prepare("SELECT id FROM route_deliveries WHERE state = 0 ORDER BY id")
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        // By id: the dead letter of event 1 is left dead.
+        assert_eq!(retry(&mut conn, None, vec![1]), 0);
+        assert_eq!(pending(&conn), [2]);
+        // The whole route: one delivery per event (the oldest dead letter of event 2).
+        assert_eq!(retry(&mut conn, Some("hook"), vec![]), 2);
+        assert_eq!(pending(&conn), [2, 3, 6]);
+        // Every route: event 2 is pending on `hook`, not on `file`.
+        assert_eq!(retry(&mut conn, None, vec![]), 1);
+        assert_eq!(pending(&conn), [2, 3, 5, 6]);
     }
 
     #[test]
