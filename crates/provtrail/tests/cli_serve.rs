@@ -539,6 +539,37 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
         ],
     );
     assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("key.pem is not the private key of the certificate in cert.pem"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("tls.db").exists(), "{stderr}");
+    // An encrypted key is named as such, with how to decrypt it.
+    std::fs::write(
+        dir.path().join("locked.pem"),
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let (status, stderr) = refused_start(
+        dir.path(),
+        &[
+            "--db",
+            "tls.db",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "locked.pem",
+            "--ingest-token",
+            TOKEN,
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("locked.pem holds an encrypted private key")
+            && stderr.contains("openssl pkcs8"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("tls.db").exists(), "{stderr}");
 }
 

@@ -235,3 +235,78 @@ async fn a_grace_period_that_ends_with_requests_unanswered_exits_with_status_1()
     server.kill();
     drop(stalled);
 }
+
+/// With `--log-json`, standard error is read by a log collector: every line the shutdown writes,
+/// the "quit now" of a second signal included, is a JSON record. The second signal quits at once
+/// with status 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_quits_at_once_and_says_so_in_the_logs_format() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("twice.db");
+    let mut args = vec!["--log-json".to_owned(), "serve".to_owned()];
+    args.extend(serve_args(&db));
+    args.extend(["--request-timeout".into(), "60s".into()]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(&args)
+        .env_remove("PROVTRAIL_LOG_JSON")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the server said where it listens");
+        let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(line);
+        if let Some(url) = record["fields"]["listening"].as_str() {
+            break url.trim_start_matches("http://").to_owned();
+        }
+    };
+    // A request whose body stops halfway: in flight when the signals come.
+    let request = authorized_post("/events", &event("inv-twice"));
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(&request[..request.len() - 100])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let signal = |child: &std::process::Child| {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal(&child);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    signal(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    for line in &seen {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON record: {line}"
+        );
+    }
+    assert!(
+        seen.iter().any(|line| line.contains("quitting now")),
+        "{seen:#?}"
+    );
+    drop(stalled);
+}

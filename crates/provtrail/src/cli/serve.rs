@@ -505,7 +505,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         () = signals.next() => {
             // What was answered 200 is committed; what is still in flight gets no answer, and
             // its sender (ISC, on a timeout) may count it as failed.
-            eprintln!("quitting now: requests still in flight get no answer");
+            if super::logs_as_json() {
+                tracing::warn!("quitting now: requests still in flight get no answer");
+            } else {
+                eprintln!("quitting now: requests still in flight get no answer");
+            }
             return Ok(ExitCode::from(130));
         }
     };

@@ -72,6 +72,14 @@ impl Tls {
                 cert.display()
             )));
         }
+        if memchr::memmem::find(&key_pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----").is_some() {
+            return Err(ServerError::Tls(format!(
+                "{} holds an encrypted private key, which provtrail cannot unlock (it would need \
+                 the passphrase at every start): decrypt it, e.g. `openssl pkcs8 -in {0} -out \
+                 key.pem`, and keep that file readable by the service alone",
+                key.display()
+            )));
+        }
         let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .map_err(|err| ServerError::Tls(format!("{}: {err}", key.display())))?
             .ok_or_else(|| {
@@ -83,9 +91,7 @@ impl Tls {
             .map_err(|err| ServerError::Tls(err.to_string()))?
             .with_no_client_auth()
             .with_single_cert(chain, key_der)
-            .map_err(|err| {
-                ServerError::Tls(format!("the certificate and key do not fit: {err}"))
-            })?;
+            .map_err(|err| unusable_pair(cert, key, &err))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let warning = validity_warning(cert, &cert_pem);
         Ok(Tls(Arc::new(config), warning))
@@ -97,6 +103,27 @@ impl Tls {
     pub fn warning(&self) -> Option<&str> {
         self.1.as_deref()
     }
+}
+
+/// Why a certificate and a key cannot serve together, naming both files.
+fn unusable_pair(cert: &Path, key: &Path, err: &rustls::Error) -> ServerError {
+    let (cert, key) = (cert.display(), key.display());
+    ServerError::Tls(match err {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
+            "{key} is not the private key of the certificate in {cert}: give the key the \
+             certificate was made for"
+        ),
+        // webpki reads version 3 certificates only; `openssl x509 -req` without extensions
+        // makes version 1.
+        _ if format!("{err:?}").contains("UnsupportedCertVersion") => format!(
+            "{cert} is an X.509 version 1 certificate, which TLS libraries no longer accept: \
+             make a version 3 one (`openssl req -x509 -new -key {key} -subj /CN=HOST -days 365 \
+             -out CERT`, or `openssl x509 -req` with an `-extfile` of extensions)"
+        ),
+        _ => {
+            format!("the certificate in {cert} and the key in {key} cannot be used together: {err}")
+        }
+    })
 }
 
 /// [`Tls::warning`] for the first certificate of a PEM chain.
