@@ -350,7 +350,16 @@ test('routes: each route with its counts, and one route with its dead letters an
     assert.ok(tries < 50, `the failures did not reach the dead letters (dead: ${dead})`);
     await page.waitForTimeout(200);
   }
-  assert.equal(await page.locator('table.routes tbody tr').count(), 2);
+  assert.equal(await page.locator('table.routes tbody tr').count(), 3);
+  // A sink that refuses every connection: after three failures in a row its route pauses, and
+  // its deliveries wait (an hour may pass before they end in the dead letters).
+  const outageRow = page.locator('table.routes tbody tr', { hasText: 'service-desk-outage' });
+  for (let tries = 0; !(await outageRow.locator('.paused').count()); tries += 1) {
+    assert.ok(tries < 50, 'the route whose sink is down did not pause');
+    await page.waitForTimeout(200);
+    await page.reload();
+  }
+  assert.match(await outageRow.locator('td[data-label="Pending"]').innerText(), /sink paused\s+since \d{4}-\d\d-\d\d/);
   const archiveRow = page.locator('table.routes tbody tr', { hasText: 'archive' });
   assert.match(await archiveRow.locator('td[data-label="Sink"]').innerText(), /file/);
   assert.match(await failuresRow.locator('td[data-label="Filter"]').innerText(), /provisioningResult contains "FAILED"/);
@@ -412,7 +421,7 @@ test('keyboard: the skip link comes first and leads to the content', async () =>
 
 test('phone: every page fits the screen without sideways scrolling', async () => {
   const phone = await browser.newContext({
-    viewport: { width: 390, height: 844 },
+    viewport: { width: 375, height: 812 },
     deviceScaleFactor: 2,
     isMobile: true,
     hasTouch: true,
@@ -431,6 +440,7 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
     quarantine: '/quarantine',
     routes: '/routes',
     route: '/routes/failures-to-ticketing',
+    paused: '/routes/service-desk-outage',
     delivery: deliveryHref,
   };
   for (const [name, href] of Object.entries(pages)) {
@@ -441,6 +451,11 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
       width: window.innerWidth,
     }));
     assert.ok(scroll <= width, `${name}: the page is ${scroll}px wide on a ${width}px screen`);
+    if (name === 'routes' || name === 'paused') {
+      // The paused route's line, the widest thing on these pages, is there and fits.
+      const since = await page.locator('.paused-since').first().boundingBox();
+      assert.ok(since && since.x + since.width <= width, `${name}: the paused line runs past the screen`);
+    }
     if (name === 'failures') {
       // The chart scrolls within its frame rather than shrink its labels past reading.
       const label = await page.locator('svg#failure-chart text.axis').first().boundingBox();

@@ -34,10 +34,11 @@ const ROUTE_SECRETS: [&str; 2] = [
     "browser-route-secret-query-91d0",
 ];
 
-/// Two routes for the routes pages: every event to a file, and failures to a webhook that no
-/// one listens at (the discard port on loopback), so that they end in the dead letters quickly.
-/// The seeded events are not routed (they are imported, not posted); those the browser tests
-/// post are.
+/// Three routes for the routes pages: every event to a file; failures to a webhook that no
+/// one listens at (the discard port on loopback), so that they end in the dead letters quickly;
+/// and every event to another such webhook whose deliveries may wait an hour, so that the route
+/// stays paused while the tests run. The seeded events are not routed (they are imported, not
+/// posted); those the browser tests post are.
 fn routes_config(dir: &Path) -> String {
     format!(
         r#"
@@ -62,6 +63,18 @@ max_delay = "100ms"
 type = "webhook"
 url = "http://127.0.0.1:9/tickets?api_key={query}"
 bearer_token = "{bearer}"
+
+[[routes]]
+name = "service-desk-outage"
+allow_private = true
+timeout = "2s"
+[routes.retry]
+max_age = "1h"
+initial_delay = "50ms"
+max_delay = "100ms"
+[routes.sink]
+type = "webhook"
+url = "http://127.0.0.1:9/outage"
 "#,
         archive = dir.join("archive.jsonl").display(),
         bearer = ROUTE_SECRETS[0],
