@@ -538,6 +538,49 @@ pub fn documents_one_after_another(body: &[u8]) -> Option<Vec<(u64, std::ops::Ra
     })
 }
 
+/// The events of an input that is one JSON array of objects (what an API that lists events
+/// answers, or `jq -s`), each with the line it starts on and where its bytes are: each object is
+/// a document of its own, where the array as one document is no event. `None` for any other
+/// input, an empty array included.
+pub fn events_in_array(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>> {
+    let skip_blank = |from: usize| {
+        from + body[from..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_whitespace())
+            .count()
+    };
+    let mut at = skip_blank(0);
+    if body.get(at) != Some(&b'[') {
+        return None;
+    }
+    let mut line = 1 + body[..at].iter().filter(|&&byte| byte == b'\n').count() as u64;
+    let mut elements = Vec::new();
+    let mut counted = at;
+    at = skip_blank(at + 1);
+    loop {
+        if body.get(at) != Some(&b'{') {
+            return None;
+        }
+        let mut stream =
+            serde_json::Deserializer::from_slice(&body[at..]).into_iter::<serde::de::IgnoredAny>();
+        stream.next()?.ok()?;
+        let end = at + stream.byte_offset();
+        line += body[counted..at]
+            .iter()
+            .filter(|&&byte| byte == b'\n')
+            .count() as u64;
+        counted = at;
+        elements.push((line, at..end));
+        at = skip_blank(end);
+        match body.get(at) {
+            Some(b',') => at = skip_blank(at + 1),
+            Some(b']') => break,
+            _ => return None,
+        }
+    }
+    (skip_blank(at + 1) == body.len()).then_some(elements)
+}
+
 /// Whether `body` is not one JSON document but reads as JSON lines (see
 /// [`looks_like_json_lines`]): such input is taken line by line.
 pub fn reads_as_json_lines(body: &[u8]) -> bool {
@@ -662,6 +705,20 @@ fn read_documents_within(
             );
             let rest = std::io::Cursor::new(body).chain(reader);
             return read_lines(Box::new(rest), document);
+        }
+        // One array of events: each is a document of its own.
+        if let Some(events) = events_in_array(&body) {
+            eprintln!(
+                "the input is a JSON array of {} objects: reading each as a document",
+                events.len()
+            );
+            let body = Bytes::from(body);
+            for (line, range) in events {
+                if !document(line, body.slice(range)) {
+                    return Ok(());
+                }
+            }
+            return Ok(());
         }
         // Documents one after another, some spread over lines (a stream printed by `jq`):
         // each is one document, read whole.
@@ -847,6 +904,34 @@ mod tests {
         let lines: Vec<u64> = found.iter().map(|(line, _)| *line).collect();
         assert_eq!(lines, [1, 2, 3, 6], "{found:?}");
         assert_eq!(found[3].1, "{\n  \"n\": 4,");
+        // An array of objects: each, at its line. Anything else in an array keeps it whole.
+        let array = "[\n  {\"n\": 1},\n  {\n    \"n\": [2]\n  }\n]\n";
+        assert_eq!(
+            documents_within(array, 1000).unwrap(),
+            [
+                (2, "{\"n\": 1}".to_owned()),
+                (3, "{\n    \"n\": [2]\n  }".to_owned())
+            ]
+        );
+        assert_eq!(
+            documents_within("[{\"n\":1},{\"n\":2}]", 1000)
+                .unwrap()
+                .len(),
+            2
+        );
+        for whole in [
+            "[]",
+            "[{\"n\":1}, 2]",
+            "[{\"n\":1},]",
+            "[{\"n\":1}] x",
+            "[{\"n\":1}",
+        ] {
+            assert_eq!(
+                documents_within(whole, 1000).unwrap(),
+                [(1, whole.to_owned())],
+                "{whole}"
+            );
+        }
         // A pretty-printed event broken somewhere, alone, stays one document.
         let alone = "{\n  \"n\": 1,\n  \"m\": \n}\n";
         assert_eq!(documents_within(alone, 1000).unwrap().len(), 1);

@@ -129,13 +129,18 @@ fn check_whole(
         report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
         return Ok(Verdict::Unreadable);
     }
-    // Documents one after another (a stream printed by `jq`): each checked whole, as `ingest`
-    // and `send` read them.
-    if bytes.len() <= held
-        && let Some(documents) = super::documents_one_after_another(&bytes)
-    {
+    // Documents one after another (a stream printed by `jq`), or an array of objects: each
+    // checked whole, as `ingest` and `send` read them.
+    let array = (bytes.len() <= held)
+        .then(|| super::events_in_array(&bytes))
+        .flatten();
+    if let Some(documents) = array.or_else(|| {
+        (bytes.len() <= held)
+            .then(|| super::documents_one_after_another(&bytes))
+            .flatten()
+    }) {
         eprintln!(
-            "{}: {} JSON documents one after another: checking each",
+            "{}: {} JSON documents one after another, or in an array: checking each",
             origin_text(&origin),
             documents.len()
         );
