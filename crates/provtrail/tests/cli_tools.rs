@@ -2671,3 +2671,58 @@ fn an_export_that_fails_part_way_leaves_the_previous_file_as_it_was() {
         .collect();
     assert_eq!(left, ["trail.jsonl"], "nothing but the previous backup");
 }
+
+/// Ctrl-C during `export -o` leaves the file that was there as it was, and no part of the
+/// export beside it.
+#[test]
+fn an_export_interrupted_leaves_the_previous_file_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let line: Value = serde_json::from_slice(&event("inv-interrupted")).unwrap();
+    // Many events, so that the export is still running when the signal comes.
+    let lines: String = (0..60_000)
+        .map(|n| {
+            let mut event = line.clone();
+            event["_metadata"]["invocationId"] = Value::from(format!("inv-interrupted-{n}"));
+            format!("{event}\n")
+        })
+        .collect();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, lines).unwrap();
+    let db = dir.path().join("big.db");
+    let imported = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(imported.status.code(), Some(0));
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("trail.jsonl");
+    std::fs::write(&target, "the previous backup\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["export", "--db", db.to_str().unwrap(), "-o"])
+        .arg(&target)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the export is being written beside the file, it is interrupted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&out_dir).unwrap().count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no export was begun");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let output = interrupted_after(child, 0);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{said}");
+    assert!(said.contains("it is as it was"), "{said}");
+    assert!(
+        std::fs::read_to_string(&target).unwrap() == "the previous backup\n",
+        "the previous backup was written over"
+    );
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}

@@ -81,6 +81,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         || "standard output".to_owned(),
         |path| path.display().to_string(),
     );
+    // Ctrl-C (or SIGTERM) stops the export: with `-o`, the file that was there stays as it was
+    // and the part written is removed; the default action would leave that part behind.
+    let mut signals = super::StopSignals::listen();
     let staged = match &args.output {
         Some(path) => Some(
             Staged::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -110,35 +113,53 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         super::progress_bar_beside_output(None, "exporting")
     };
-    let mut after = 0;
-    let mut exported = 0u64;
-    loop {
-        let page = source.page(&range, after).await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.id;
-        for event in &page {
-            match &mut output {
-                Output::Csv(writer) => writer
-                    .write_record(csv_row(event))
-                    .with_context(|| format!("cannot write to {shown}"))?,
-                Output::Jsonl(out) => {
-                    serde_json::to_writer(&mut *out, &jsonl_line(event))
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| out.write_all(b"\n"))
-                        .with_context(|| format!("cannot write to {shown}"))?;
+    let exporting = async {
+        let mut after = 0;
+        let mut exported = 0u64;
+        loop {
+            let page = source.page(&range, after).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.id;
+            for event in &page {
+                match &mut output {
+                    Output::Csv(writer) => writer
+                        .write_record(csv_row(event))
+                        .with_context(|| format!("cannot write to {shown}"))?,
+                    Output::Jsonl(out) => {
+                        serde_json::to_writer(&mut *out, &jsonl_line(event))
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| out.write_all(b"\n"))
+                            .with_context(|| format!("cannot write to {shown}"))?;
+                    }
                 }
             }
+            exported += page.len() as u64;
+            progress.set_position(exported);
         }
-        exported += page.len() as u64;
-        progress.set_position(exported);
-    }
-    match &mut output {
-        Output::Csv(writer) => writer.flush(),
-        Output::Jsonl(out) => out.flush(),
-    }
-    .with_context(|| format!("cannot write to {shown}"))?;
+        match &mut output {
+            Output::Csv(writer) => writer.flush(),
+            Output::Jsonl(out) => out.flush(),
+        }
+        .with_context(|| format!("cannot write to {shown}"))?;
+        anyhow::Ok(exported)
+    };
+    let exported = tokio::select! {
+        exported = exporting => exported?,
+        () = signals.next() => {
+            progress.finish_and_clear();
+            drop(staged);
+            match &args.output {
+                Some(path) => eprintln!(
+                    "interrupted: nothing was written to {} (it is as it was)",
+                    path.display()
+                ),
+                None => eprintln!("interrupted: the export stopped part way"),
+            }
+            return Ok(ExitCode::from(130));
+        }
+    };
     drop(output);
     if let Some(staged) = staged {
         staged
