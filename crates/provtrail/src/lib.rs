@@ -21,6 +21,20 @@ pub fn install_crypto_provider() {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
+/// `n` with its thousands grouped by commas: `1,234,567`. For people, in the web UI and on the
+/// terminal alike.
+pub fn grouped_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
+}
+
 /// Creates a file, or empties the one there, readable and writable by its owner only (on Unix):
 /// for files that hold secrets or identities (configurations, tokens, exported events).
 pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {

@@ -2591,25 +2591,7 @@ fn a_quarantine_id_below_1_is_refused_as_the_api_refuses_it() {
 #[test]
 fn an_export_that_fails_part_way_leaves_the_previous_file_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: String = (0..3000)
-        .map(|n| {
-            let event: Value = serde_json::from_slice(&event(&format!("inv-backup-{n}"))).unwrap();
-            format!("{event}\n")
-        })
-        .collect();
-    let events = dir.path().join("events.jsonl");
-    std::fs::write(&events, lines).unwrap();
-    let db = dir.path().join("backup.db");
-    let imported = provtrail(
-        &[
-            "ingest",
-            "--db",
-            db.to_str().unwrap(),
-            events.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(imported.status.code(), Some(0));
+    let db = store_of_events(dir.path(), "backup.db", "inv-backup", 3000);
 
     // Through a link: the link stays, its target gets the export.
     let target = dir.path().join("backups").join("trail.jsonl");
@@ -2677,28 +2659,8 @@ fn an_export_that_fails_part_way_leaves_the_previous_file_as_it_was() {
 #[test]
 fn an_export_interrupted_leaves_the_previous_file_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let line: Value = serde_json::from_slice(&event("inv-interrupted")).unwrap();
     // Many events, so that the export is still running when the signal comes.
-    let lines: String = (0..60_000)
-        .map(|n| {
-            let mut event = line.clone();
-            event["_metadata"]["invocationId"] = Value::from(format!("inv-interrupted-{n}"));
-            format!("{event}\n")
-        })
-        .collect();
-    let events = dir.path().join("events.jsonl");
-    std::fs::write(&events, lines).unwrap();
-    let db = dir.path().join("big.db");
-    let imported = provtrail(
-        &[
-            "ingest",
-            "--db",
-            db.to_str().unwrap(),
-            events.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(imported.status.code(), Some(0));
+    let db = store_of_events(dir.path(), "big.db", "inv-interrupted", 60_000);
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let target = out_dir.join("trail.jsonl");
@@ -2725,4 +2687,31 @@ fn an_export_interrupted_leaves_the_previous_file_and_nothing_else() {
         "the previous backup was written over"
     );
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}
+
+/// A database `name` in `dir` holding `count` copies of the test event, with invocation ids
+/// `{prefix}-0`, `{prefix}-1` …, imported with `provtrail ingest` from JSON lines.
+fn store_of_events(dir: &Path, name: &str, prefix: &str, count: usize) -> std::path::PathBuf {
+    let event: Value = serde_json::from_slice(&event(prefix)).unwrap();
+    let lines: String = (0..count)
+        .map(|n| {
+            let mut event = event.clone();
+            event["_metadata"]["invocationId"] = Value::from(format!("{prefix}-{n}"));
+            format!("{event}\n")
+        })
+        .collect();
+    let events = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&events, lines).unwrap();
+    let db = dir.join(name);
+    let imported = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(imported.status.code(), Some(0));
+    db
 }

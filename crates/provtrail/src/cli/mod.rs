@@ -318,25 +318,16 @@ fn progress_bar_shown(total: Option<u64>, what: &str) -> indicatif::ProgressBar 
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         // Whole items a second: indicatif's own `per_sec` shows four decimals.
         let rate = |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
-            let _ = write!(out, "{}/s", grouped(state.per_sec().round() as u64));
+            let _ = write!(
+                out,
+                "{}/s",
+                provtrail::grouped_thousands(state.per_sec().round() as u64)
+            );
         };
         bar.set_style(style.progress_chars("=> ").with_key("rate", rate));
     }
     bar.set_prefix(what.to_owned());
     bar
-}
-
-/// `n` with its thousands grouped by commas.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            text.push(',');
-        }
-        text.push(digit);
-    }
-    text
 }
 
 /// Opens a file, or standard input for `-`.
@@ -789,14 +780,6 @@ fn read_lines(
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
-
-    #[test]
-    fn rates_are_whole_numbers_with_their_thousands_grouped() {
-        for (n, text) in [(0, "0"), (999, "999"), (1_000, "1,000"), (44_820, "44,820")] {
-            assert_eq!(grouped(n), text);
-        }
-        assert_eq!(grouped(1_234_567), "1,234,567");
-    }
 
     #[test]
     fn a_log_filter_with_a_misspelt_level_is_refused() {

@@ -101,15 +101,7 @@ pub fn ago(at: Millis, now: Millis) -> String {
 
 /// `1,234,567`.
 pub fn number(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
+    crate::grouped_thousands(n)
 }
 
 /// `12.5 %`.
