@@ -2715,3 +2715,41 @@ fn store_of_events(dir: &Path, name: &str, prefix: &str, count: usize) -> std::p
     assert_eq!(imported.status.code(), Some(0));
     db
 }
+
+/// `-o` to what the shell opened (`/dev/stdout`) writes where the shell sends it, appended when
+/// it appends; a link to a file yet to be made stays a link, to the export.
+#[test]
+fn an_export_to_standard_output_by_name_or_through_a_new_link_goes_where_it_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store_of_events(dir.path(), "small.db", "inv-small", 20);
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "PRECIOUS\n").unwrap();
+    let appended = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["export", "--db", db.to_str().unwrap(), "-o", "/dev/stdout"])
+        .stdout(appended)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("PRECIOUS\n"), "the file was written over");
+    assert_eq!(text.lines().count(), 21);
+
+    let link = dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink("made-now.jsonl", &link).unwrap();
+    let exported = provtrail(
+        &[
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "-o",
+            link.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(exported.status.code(), Some(0));
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let made = std::fs::read_to_string(dir.path().join("made-now.jsonl")).unwrap();
+    assert_eq!(made.lines().count(), 20);
+}

@@ -108,11 +108,13 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         ExportFormat::Jsonl => Output::Jsonl(out),
     };
-    let progress = if args.output.is_some() {
-        super::progress_bar(None, "exporting")
-    } else {
-        super::progress_bar_beside_output(None, "exporting")
+    // No bar drawn among the lines on a terminal (standard output, or `-o /dev/tty`).
+    let progress = match &staged {
+        None => super::progress_bar_beside_output(None, "exporting"),
+        Some(staged) if staged.is_terminal() => indicatif::ProgressBar::hidden(),
+        Some(_) => super::progress_bar(None, "exporting"),
     };
+    let direct = staged.as_ref().is_none_or(Staged::is_direct);
     let exporting = async {
         let mut after = 0;
         let mut exported = 0u64;
@@ -151,11 +153,11 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             progress.finish_and_clear();
             drop(staged);
             match &args.output {
-                Some(path) => eprintln!(
+                Some(path) if !direct => eprintln!(
                     "interrupted: nothing was written to {} (it is as it was)",
                     path.display()
                 ),
-                None => eprintln!("interrupted: the export stopped part way"),
+                _ => eprintln!("interrupted: the export stopped part way"),
             }
             return Ok(ExitCode::from(130));
         }
@@ -188,27 +190,67 @@ enum Staged {
 
 impl Staged {
     fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        // What the shell already opened (`/dev/stdout`, `/dev/fd/3`, a terminal) is written
+        // where it stands, as the shell opened it (`>>` appends): renaming over the file behind
+        // it, or emptying it, would take it from under the shell.
+        if path.starts_with("/dev") || path.starts_with("/proc") {
+            return open_as_the_shell_did(path).map(Self::Direct);
+        }
         let target = match std::fs::metadata(path) {
             Ok(found) if !found.is_file() => {
                 return provtrail::create_private(path).map(Self::Direct);
             }
+            // A file with other names (hard links) is written in place, so that every name
+            // sees the export, as before.
+            Ok(found) if has_other_names(&found) => {
+                return provtrail::create_private(path).map(Self::Direct);
+            }
             Ok(_) => std::fs::canonicalize(path)?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => path.to_owned(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => link_target(path)?,
             Err(err) => return Err(err),
         };
         let directory = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
             _ => PathBuf::from("."),
         };
-        let name = target
-            .file_name()
-            .map_or_else(|| "export".into(), |name| name.to_string_lossy());
-        // Created with mode 0600 by `tempfile`.
-        let file = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+        // Created with mode 0600 by `tempfile`; a short name, so that the longest file name
+        // a directory takes is still one an export can be given.
+        match tempfile::Builder::new()
+            .prefix(".provtrail-export.")
             .suffix(".partial")
-            .tempfile_in(directory)?;
-        Ok(Self::Temporary { file, target })
+            .tempfile_in(&directory)
+        {
+            Ok(file) => Ok(Self::Temporary { file, target }),
+            // A directory this user cannot write to, holding a file this user can: written in
+            // place, as before, with no previous file left should it fail.
+            Err(err)
+                if err.kind() == std::io::ErrorKind::PermissionDenied
+                    && std::fs::metadata(&target).is_ok() =>
+            {
+                eprintln!(
+                    "cannot write beside {} (the directory is not writable): writing the file \
+                     in place",
+                    target.display()
+                );
+                provtrail::create_private(&target).map(Self::Direct)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Whether the export goes to a terminal.
+    fn is_terminal(&self) -> bool {
+        use std::io::IsTerminal as _;
+        match self {
+            Self::Direct(file) => file.is_terminal(),
+            Self::Temporary { .. } => false,
+        }
+    }
+
+    /// Whether the export goes straight to its destination (a device, a pipe, a file written
+    /// in place) rather than under a temporary name.
+    fn is_direct(&self) -> bool {
+        matches!(self, Self::Direct(_))
     }
 
     fn writer(&self) -> std::io::Result<std::fs::File> {
@@ -229,6 +271,67 @@ impl Staged {
             }
         }
     }
+}
+
+/// A descriptor the process holds (`/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N`) shared, so
+/// that writes go where the shell sends them, appended when it appends; any other device
+/// opened for appending, never emptied.
+fn open_as_the_shell_did(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        let text = path.to_string_lossy();
+        let number = match text.as_ref() {
+            "/dev/stdout" => Some(1),
+            "/dev/stderr" => Some(2),
+            _ => text
+                .strip_prefix("/dev/fd/")
+                .or_else(|| text.strip_prefix("/proc/self/fd/"))
+                .and_then(|n| n.parse::<i32>().ok()),
+        };
+        match number {
+            Some(1) => return Ok(std::io::stdout().as_fd().try_clone_to_owned()?.into()),
+            Some(2) => return Ok(std::io::stderr().as_fd().try_clone_to_owned()?.into()),
+            _ => {}
+        }
+    }
+    std::fs::OpenOptions::new().append(true).open(path)
+}
+
+#[cfg(unix)]
+fn has_other_names(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    metadata.nlink() > 1
+}
+
+#[cfg(not(unix))]
+fn has_other_names(_: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Where a path that leads to no file would be created: the path itself, or for a link to a
+/// file yet to be made, the end of its chain of links (so that the link stays one). An error
+/// when that end's directory does not exist, as creating the file there would give.
+fn link_target(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    let mut current = path.to_owned();
+    // Links to links, as the system follows them (it gives up at 40).
+    for _ in 0..40 {
+        match std::fs::read_link(&current) {
+            Ok(next) => {
+                current = match current.parent() {
+                    Some(parent) if next.is_relative() => parent.join(next),
+                    _ => next,
+                };
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => return Ok(current),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(current),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
 }
 
 /// Where the events come from: the file read directly, with nothing started and nothing

@@ -99,16 +99,19 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut reader = super::open_input(&args.file)?;
-    // A CSV export is refused before a store is made for it.
-    if reader.fill_buf().is_ok_and(|start| {
-        // Also when saved again by a spreadsheet, which puts a byte order mark first.
-        start
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(start)
-            .starts_with(CSV_EXPORT_HEADER)
-    }) {
+    // A CSV export is refused before a store is made for it. Its start is read whole, however
+    // slowly a pipe gives it, then handed on with the rest.
+    use std::io::Read as _;
+    let mut start = Vec::new();
+    (&mut reader)
+        .take((BYTE_ORDER_MARK.len() + CSV_EXPORT_HEADER.len()) as u64)
+        .read_to_end(&mut start)
+        .context("cannot read the input")?;
+    if is_csv_export(&start) {
         anyhow::bail!("{CSV_REFUSAL}");
     }
+    let reader: Box<dyn std::io::BufRead + Send> =
+        Box::new(std::io::Cursor::new(start).chain(reader));
     let ingestor = Arc::new(Ingestor::new(args.max_bytes));
     // The file is the receipt's path: kept as a server keeps a request's path (no control
     // characters, at most so long), so that an export of these events can be restored.
@@ -414,6 +417,18 @@ const MAX_USER_AGENT_CHARS: usize = 200;
 /// How a CSV export (`provtrail export --format csv`) begins.
 const CSV_EXPORT_HEADER: &[u8] = b"id,received_at,tracking_number,";
 
+/// What an editor or a spreadsheet may put before the first line of a file.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// Whether `start` begins a CSV export, also when saved again by a spreadsheet, which puts a
+/// byte order mark first.
+fn is_csv_export(start: &[u8]) -> bool {
+    start
+        .strip_prefix(BYTE_ORDER_MARK)
+        .unwrap_or(start)
+        .starts_with(CSV_EXPORT_HEADER)
+}
+
 /// Why a CSV export is not imported.
 const CSV_REFUSAL: &str = "this is a CSV export, which holds no event bodies: restore from JSON \
                            lines (`provtrail export --format jsonl`)";
@@ -442,7 +457,7 @@ struct ExportedEvent {
 fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
     // A CSV export holds no bodies: kept in quarantine, it would be a copy of customer data
     // that restores nothing.
-    if document.starts_with(CSV_EXPORT_HEADER) {
+    if is_csv_export(document) {
         return Some(Err(CSV_REFUSAL.to_owned()));
     }
     let line = super::export_line(document)?;

@@ -312,8 +312,8 @@ fn progress_bar_shown(total: Option<u64>, what: &str) -> indicatif::ProgressBar 
         None => indicatif::ProgressBar::new_spinner(),
     };
     let template = match total {
-        Some(_) => "{prefix} [{bar:40}] {pos}/{len} ({rate}, eta {eta}) {msg}",
-        None => "{prefix} {spinner} {pos} ({rate}) {msg}",
+        Some(_) => "{prefix} [{bar:40}] {human_pos}/{human_len} ({rate}, eta {eta}) {msg}",
+        None => "{prefix} {spinner} {human_pos} ({rate}) {msg}",
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         // Whole items a second: indicatif's own `per_sec` shows four decimals.
@@ -516,8 +516,23 @@ pub fn documents_one_after_another(body: &[u8]) -> Option<Vec<(u64, std::ops::Ra
     // `]` or `}` left from an edit): not JSON lines (the bracket may close a pretty-printed
     // document), yet the documents are whole. Read as one, every event would go to the
     // quarantine with the bracket.
+    // Only lines whole by themselves: `{…},` lines of one broken array are no such lines.
+    let line_of_its_own = |range: &std::ops::Range<usize>| {
+        let before = &body[..range.start];
+        let line_start = before
+            .iter()
+            .rposition(|&byte| byte == b'\n')
+            .map_or(0, |at| at + 1);
+        let after = &body[range.end..];
+        let line_end = after
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .unwrap_or(after.len());
+        before[line_start..].trim_ascii().is_empty() && after[..line_end].trim_ascii().is_empty()
+    };
     let stray_bracket = !spread
         && parsed.clone().next().is_some()
+        && parsed.clone().all(|(_, range, _)| line_of_its_own(range))
         && documents
             .iter()
             .any(|(_, range, whole)| !whole && is_bracket_line(body[range.clone()].trim_ascii()));
@@ -908,6 +923,9 @@ mod tests {
             "[{\"n\":1},]",
             "[{\"n\":1}] x",
             "[{\"n\":1}",
+            // One array broken by a comma after its last element: one broken document, not
+            // its elements with every comma a document of its own.
+            "[\n{\"n\":1},\n{\"n\":2},\n]\n",
         ] {
             assert_eq!(
                 documents_within(whole, 1000).unwrap(),

@@ -290,7 +290,12 @@ fn print_report(report: &SendReport, format: OutputFormat, what: &str) -> std::i
             say!("{summary}")?;
         }
         OutputFormat::Text => {
-            say!("sent {} in {:.2}s ({:.0}/s)", report.sent, seconds, rate)?;
+            say!(
+                "sent {} in {:.2}s ({}/s)",
+                provtrail::grouped_thousands(report.sent),
+                seconds,
+                provtrail::grouped_thousands(rate.round() as u64)
+            )?;
             for (outcome, count) in &report.by_outcome {
                 say!("  {outcome:<12} {count}")?;
             }
