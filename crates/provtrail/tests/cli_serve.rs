@@ -544,6 +544,31 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
         "{stderr}"
     );
     assert!(!dir.path().join("tls.db").exists(), "{stderr}");
+    // The server's own certificate after another in the file: the order is what is wrong.
+    std::fs::write(
+        dir.path().join("reversed.pem"),
+        format!("{}{}", one.cert.pem(), other.cert.pem()),
+    )
+    .unwrap();
+    let (status, stderr) = refused_start(
+        dir.path(),
+        &[
+            "--db",
+            "tls.db",
+            "--tls-cert",
+            "reversed.pem",
+            "--tls-key",
+            "key.pem",
+            "--ingest-token",
+            TOKEN,
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("key.pem is the key of certificate 2 in reversed.pem")
+            && stderr.contains("must come first"),
+        "{stderr}"
+    );
     // An encrypted key is named as such, with how to decrypt it.
     std::fs::write(
         dir.path().join("locked.pem"),

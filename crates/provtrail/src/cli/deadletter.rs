@@ -80,8 +80,12 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 // The API's documents (`GET /api/v1/deadletters`), one per line.
                 let list = api_routes::deliveries(store.as_ref(), &settings.routes, &query).await;
                 store.close().await;
-                for delivery in list?.items {
+                let list = list?;
+                for delivery in list.items {
                     say!("{}", serde_json::to_string(&delivery)?)?;
+                }
+                if let Some(next) = list.next_cursor {
+                    eprintln!("(more: --before-id {next})");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -127,31 +131,29 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 return Err(err);
             }
             let asked = ids.iter().collect::<std::collections::HashSet<_>>().len();
-            // The dead letters there were, to tell how many were left dead.
-            let dead_before = if ids.is_empty() {
-                dead_count(store.as_ref(), route.as_deref()).await
-            } else {
-                None
-            };
+            let whole_routes = ids.is_empty();
             let retried = store
                 .outbox_write(OutboxWrite::RetryDead {
-                    route,
+                    route: route.clone(),
                     ids,
                     at: chrono::Utc::now().timestamp_millis(),
                 })
                 .await;
+            // Those still dead once the retry is committed: their events have a pending
+            // delivery (counted after, so that a retry running beside this one is counted too).
+            let still_dead = match (&retried, whole_routes) {
+                (Ok(_), true) => dead_count(store.as_ref(), route.as_deref()).await,
+                _ => None,
+            };
             store.close().await;
             let retried = retried?;
             eprintln!(
                 "{retried} dead deliveries are pending again; a running server delivers them \
                  within a second, a stopped one on its next start"
             );
-            if let Some(left) = dead_before
-                .map(|before| before.saturating_sub(retried))
-                .filter(|left| *left > 0)
-            {
+            if let Some(left) = still_dead.filter(|left| *left > 0) {
                 eprintln!(
-                    "{left} dead deliveries were left dead: their events already have a pending \
+                    "{left} dead deliveries are still dead: their events already have a pending \
                      delivery to the route (from a replay, or another of their dead letters \
                      retried just now)"
                 );

@@ -489,7 +489,7 @@ impl Routes {
             // Not trimmed: the name written is the one the commands, the API and the metrics
             // use, so a space around it is refused with the other characters a name cannot hold.
             let name = section.name.as_str();
-            if name.trim().is_empty() {
+            if name.is_empty() {
                 return Err(ConfigError::Invalid {
                     setting: "routes.name".into(),
                     message: format!(

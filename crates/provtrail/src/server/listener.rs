@@ -72,7 +72,16 @@ impl Tls {
                 cert.display()
             )));
         }
-        if memchr::memmem::find(&key_pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----").is_some() {
+        // PKCS#8's encrypted form, and OpenSSL's older one (`Proc-Type: 4,ENCRYPTED` in the
+        // key's headers).
+        let encrypted = [
+            &b"-----BEGIN ENCRYPTED PRIVATE KEY-----"[..],
+            b"Proc-Type: 4,ENCRYPTED",
+        ];
+        if encrypted
+            .iter()
+            .any(|mark| memchr::memmem::find(&key_pem, mark).is_some())
+        {
             return Err(ServerError::Tls(format!(
                 "{} holds an encrypted private key, which provtrail cannot unlock (it would need \
                  the passphrase at every start): decrypt it, e.g. `openssl pkcs8 -in {0} -out \
@@ -90,8 +99,8 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|err| ServerError::Tls(err.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(chain, key_der)
-            .map_err(|err| unusable_pair(cert, key, &err))?;
+            .with_single_cert(chain.clone(), key_der.clone_key())
+            .map_err(|err| unusable_pair(cert, key, &chain, &key_der, &err))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let warning = validity_warning(cert, &cert_pem);
         Ok(Tls(Arc::new(config), warning))
@@ -106,8 +115,34 @@ impl Tls {
 }
 
 /// Why a certificate and a key cannot serve together, naming both files.
-fn unusable_pair(cert: &Path, key: &Path, err: &rustls::Error) -> ServerError {
+fn unusable_pair(
+    cert: &Path,
+    key: &Path,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    key_der: &rustls::pki_types::PrivateKeyDer<'static>,
+    err: &rustls::Error,
+) -> ServerError {
+    // The key is that of a later certificate of the chain: the server's own must come first
+    // (then the ones that signed it), whatever is wrong with the first.
+    let of_a_later_one = chain.iter().skip(1).position(|later| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .is_ok_and(|builder| {
+                builder
+                    .with_no_client_auth()
+                    .with_single_cert(vec![later.clone()], key_der.clone_key())
+                    .is_ok()
+            })
+    });
     let (cert, key) = (cert.display(), key.display());
+    if let Some(index) = of_a_later_one {
+        return ServerError::Tls(format!(
+            "{key} is the key of certificate {} in {cert}, not of the first: the server's own \
+             certificate must come first in the file, then the ones that signed it",
+            index + 2
+        ));
+    }
     ServerError::Tls(match err {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
             "{key} is not the private key of the certificate in {cert}: give the key the \

@@ -507,8 +507,9 @@ pub async fn retry_dead(
             .map(|route| format!(" of route {route:?}"))
             .unwrap_or_default();
         return Err(ApiError::not_found(format!(
-            "none of the {asked} ids given names a dead letter{of_route} (see GET \
-             /api/v1/deadletters)"
+            "none of the {asked} ids given names a dead letter{of_route} that could be retried: \
+             each is unknown, not dead, or a dead letter whose event already has a pending \
+             delivery to the route (see GET /api/v1/deadletters)"
         )));
     }
     Ok(Json(RetryResult {
