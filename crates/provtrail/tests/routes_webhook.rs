@@ -773,3 +773,64 @@ async fn a_webhook_to_loopback_by_name_is_refused_when_connecting_unless_allowed
     assert_eq!(attempts, 1, "a refusal by the guard is not retried");
     server.shutdown().await;
 }
+
+/// A receiver that answers 200 and then sends a body without end: the delivery counts once the
+/// answer has come, and what the receiver sends after it is not read (held whole, it would take
+/// the server's memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_end_is_not_read_past_its_start() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = sent.clone();
+    let receiver = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = vec![0; 64 * 1024];
+        let _ = stream.read(&mut request).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+        // At most 1 GiB or 30 s, then the receiver gives up by itself.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while counted.load(std::sync::atomic::Ordering::Relaxed) < 1 << 30
+            && tokio::time::Instant::now() < deadline
+        {
+            if stream.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+            counted.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let route = format!(
+        r#"
+[[routes]]
+name = "endless"
+allow_private = true
+timeout = "25s"
+[routes.sink]
+type = "webhook"
+url = "http://{addr}/hook"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &route).await;
+    assert_eq!(server.post("/events", event("endless-1")).await.status, 200);
+    let db = server.db.clone();
+    wait_for(
+        "the delivery, before the route's timeout",
+        Duration::from_secs(10),
+        || count(&db, "endless", 1) == 1,
+    )
+    .await;
+    // The connection was dropped, far short of what the receiver would have sent.
+    tokio::time::timeout(Duration::from_secs(10), receiver)
+        .await
+        .expect("the receiver was cut off")
+        .unwrap();
+    let read = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(read < 64 << 20, "{read} bytes were taken from the receiver");
+    server.shutdown().await;
+}

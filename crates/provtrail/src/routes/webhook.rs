@@ -534,8 +534,8 @@ impl Webhook {
     }
 }
 
-/// Bytes of a refusal's body read to explain it: enough for any error message, and a bound on what
-/// a receiver can make us hold.
+/// Bytes of an answer's body read (a refusal's, to explain it): enough for any error message,
+/// and a bound on what a receiver can make us hold.
 const MAX_ANSWER_READ: usize = 16 * 1024;
 
 /// Characters of a refusal's body kept in the delivery's error.
@@ -627,7 +627,7 @@ impl Sink for Webhook {
         for (name, value) in Self::delivery_headers(delivery) {
             request = request.header(name, value);
         }
-        let response = match request.send().await {
+        let mut response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
                 let timeout = err.is_timeout();
@@ -654,8 +654,16 @@ impl Sink for Webhook {
         let status = response.status();
         let code = status.as_u16();
         if status.is_success() {
-            // Read the answer so that the connection can be reused.
-            let _ = response.bytes().await;
+            // Read a short answer, so that the connection can be reused; a long one is cut off
+            // with its connection: a receiver must not make the server hold what it sends (the
+            // events' ingest runs in the same process).
+            let mut read = 0;
+            while read < MAX_ANSWER_READ {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             return Ok(Sent { status: Some(code) });
         }
         let retry = matches!(code, 408 | 425 | 429) || status.is_server_error();
