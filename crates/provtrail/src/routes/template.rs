@@ -18,6 +18,10 @@
 //! Filters besides MiniJinja's built-ins: `tojson` (a JSON value: `{{ event.recipient.name |
 //! tojson }}` gives `"Jane Doe"` with its quotes) and `json_escape` (the inside of a JSON string,
 //! for text assembled between quotes: `"text": "Access for {{ recipient | json_escape }}"`).
+//! Event text comes from outsiders, and chat services read markup in it: `slack_escape` makes
+//! `&`, `<` and `>` Slack's entities (so that `<!channel>` pages nobody and `<https://…|here>` is
+//! no link), `markdown_escape` puts a backslash before Markdown's punctuation (Teams cards), each
+//! to apply before `tojson` or `json_escape`.
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 use provtrail_model::ProvisioningCompleted;
@@ -64,6 +68,8 @@ impl BodyTemplate {
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.add_filter("json_escape", json_escape);
+        env.add_filter("slack_escape", slack_escape);
+        env.add_filter("markdown_escape", markdown_escape);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|err| describe(&err))?;
         let template = BodyTemplate { env };
@@ -122,12 +128,101 @@ fn json_escape(value: Value) -> String {
     if value.is_undefined() || value.is_none() {
         return String::new();
     }
-    let text = match value.as_str() {
-        Some(text) => text.to_owned(),
-        None => serde_json::to_string(&value).unwrap_or_else(|_| value.to_string()),
-    };
-    let quoted = serde_json::Value::String(text).to_string();
+    let quoted = serde_json::Value::String(filter_text(&value)).to_string();
     quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// A value as the text a filter escapes: a string as it is, a member the event lacks (or
+/// `null`) as nothing, anything else as its JSON text.
+fn filter_text(value: &Value) -> String {
+    if value.is_undefined() || value.is_none() {
+        return String::new();
+    }
+    match value.as_str() {
+        Some(text) => text.to_owned(),
+        None => serde_json::to_string(value).unwrap_or_else(|_| value.to_string()),
+    }
+}
+
+/// Text for Slack's `text` and `mrkdwn`: the three characters Slack reads as markup (mentions
+/// such as `<!channel>`, links such as `<https://…|text>`) as the entities it documents.
+fn slack_escape(value: Value) -> String {
+    let text = filter_text(&value);
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Text for Markdown (Teams cards): a backslash before each of Markdown's punctuation
+/// characters, so that `[text](https://…)` is no link and `**` no emphasis.
+fn markdown_escape(value: Value) -> String {
+    let text = filter_text(&value);
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\`*_{}[]()<>#+-.!|~".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The first key that an object of `json` (valid JSON) holds twice, as the receiver would read
+/// it (escapes read: `"a"` and `"\u0061"` are one key).
+pub(crate) fn repeated_key(json: &str) -> Option<String> {
+    enum Frame {
+        Object {
+            keys: std::collections::HashSet<String>,
+            expects_key: bool,
+        },
+        Array,
+    }
+    let bytes = json.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'{' => stack.push(Frame::Object {
+                keys: std::collections::HashSet::new(),
+                expects_key: true,
+            }),
+            b'[' => stack.push(Frame::Array),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => {
+                if let Some(Frame::Object { expects_key, .. }) = stack.last_mut() {
+                    *expects_key = true;
+                }
+            }
+            b'"' => {
+                let start = at;
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Object { keys, expects_key }) = stack.last_mut() {
+                    if *expects_key {
+                        *expects_key = false;
+                        let key: String = serde_json::from_str(json.get(start..=at)?).ok()?;
+                        if !keys.insert(key.clone()) {
+                            return Some(key);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
 }
 
 /// What the template sees (see the module documentation).
@@ -411,6 +506,86 @@ mod tests {
             found += 1;
         }
         assert_eq!(found, 4);
+    }
+
+    /// The documented chat templates, given an event whose text holds chat markup: mentions
+    /// that would page a channel and links, none of which may reach the message as markup.
+    #[test]
+    fn the_documented_templates_keep_an_events_markup_out_of_the_message() {
+        let raw = br#"{"trackingNumber":"tn <!everyone>","sources":"AD","recipient":{"type":"IDENTITY","id":"i1","name":"Bob <!channel> <@U123> <https://evil.example|click> [link](https://evil.example) & co"},
+          "accountRequests":[{"source":{"id":"s1","type":"SOURCE","name":"Src <!here> [x](https://evil.example)"},"accountOperation":"Create",
+          "provisioningResult":"FAILED","provisioningTarget":"Corp AD","accountId":"<https://evil.example|login>"}],
+          "errors":["err <!here> [y](https://evil.example)"],"_metadata":{"invocationId":"inv-1"}}"#
+            .to_vec();
+        let value: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let docs = include_str!("../../../../docs/routes.md");
+        for block in docs.split("```jinja\n").skip(1) {
+            let source = block.split("```").next().unwrap();
+            let body = BodyTemplate::compile(source)
+                .unwrap()
+                .render(&delivery(&raw, &value))
+                .unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+            // Every string of the message, as the chat service reads it.
+            let mut texts = Vec::new();
+            let mut stack = vec![&parsed];
+            while let Some(value) = stack.pop() {
+                match value {
+                    serde_json::Value::String(text) => texts.push(text.as_str()),
+                    serde_json::Value::Array(items) => stack.extend(items),
+                    serde_json::Value::Object(members) => stack.extend(members.values()),
+                    _ => {}
+                }
+            }
+            // What each service reads as markup: Slack's mentions and links, Markdown's links.
+            let markups: &[&str] = if source.contains("Card") {
+                &["](https"]
+            } else {
+                &["<!", "<@", "<https"]
+            };
+            for text in texts {
+                for markup in markups {
+                    assert!(!text.contains(markup), "{markup} in {text:?} of\n{source}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_in_one_object_is_found_as_the_receiver_reads_keys() {
+        for (json, repeated) in [
+            (
+                r#"{"text": "a", "channel": "x", "text": "b"}"#,
+                Some("text"),
+            ),
+            (r#"{"a": {"b": 1, "b": 2}}"#, Some("b")),
+            (r#"{"a": 1, "\u0061": 2}"#, Some("a")),
+            (
+                r#"{"a": [{"k": 1}, {"k": 2}], "b": {"k": "\"k\": 1"}}"#,
+                None,
+            ),
+            (r#"[{"a": 1}, {"a": 1}]"#, None),
+            (r#"{"a": "x\\", "b": 1}"#, None),
+        ] {
+            assert_eq!(repeated_key(json).as_deref(), repeated, "{json}");
+        }
+    }
+
+    #[test]
+    fn slack_and_markdown_escapes() {
+        assert_eq!(
+            render(r#"{{ "a <!channel> & <b|c>" | slack_escape }}"#).unwrap(),
+            "a &lt;!channel&gt; &amp; &lt;b|c&gt;"
+        );
+        assert_eq!(
+            render(r#"{{ "[x](https://e.example) **b**" | markdown_escape }}"#).unwrap(),
+            "\\[x\\]\\(https://e\\.example\\) \\*\\*b\\*\\*"
+        );
+        // A member the event lacks is nothing, as with `json_escape`.
+        assert_eq!(
+            render("{{ event.nope | slack_escape | json_escape }}").unwrap(),
+            ""
+        );
     }
 
     #[test]

@@ -517,6 +517,15 @@ impl Webhook {
                             "the body template did not render valid JSON ({err})"
                         )));
                     }
+                    // Most receivers keep the last of a key given twice: text from the event
+                    // that closed a string the template assembled would choose the message.
+                    if let Some(key) = super::template::repeated_key(&body) {
+                        return Err(SinkError::permanent(format!(
+                            "the body template did not render valid JSON (the key {key:?} is \
+                             given twice in one object: apply json_escape or tojson to text \
+                             from the event)"
+                        )));
+                    }
                 }
                 Ok(body.into_bytes())
             }
