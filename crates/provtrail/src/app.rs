@@ -118,6 +118,13 @@ impl Settings {
         if let Some(n) = s.max_wrong_tokens {
             server.max_wrong_tokens = n;
         }
+        if let Some(proxies) = &s.trusted_proxies {
+            server.trusted_proxies = crate::server::forwarded::TrustedProxies::parse(proxies)
+                .map_err(|message| ConfigError::Invalid {
+                    setting: "server.trusted_proxies".into(),
+                    message,
+                })?;
+        }
         let i = &config.ingest;
         if let Some(text) = &i.max_body {
             let size = parse_size("ingest.max_body", text)?;

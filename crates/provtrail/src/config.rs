@@ -97,6 +97,8 @@ pub struct ServerSection {
     pub max_connections_per_address: Option<usize>,
     /// Wrong read or admin tokens one remote address may send a minute (0: no limit).
     pub max_wrong_tokens: Option<u32>,
+    /// Reverse proxies (addresses or blocks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
     /// Time given to in-flight requests on shutdown.
     pub shutdown_grace: Option<String>,
 }

@@ -979,6 +979,78 @@ async fn wrong_tokens_from_one_address_are_stopped_after_ten_a_minute() {
     assert_eq!(answer.status(), 200);
 }
 
+/// Behind a reverse proxy every request comes from the proxy's address: with the proxy
+/// trusted, its `X-Forwarded-For` names the client, so that one client's guesses lock out that
+/// client only, and the delivery log names ISC rather than the proxy. A header from a peer that
+/// is not trusted means nothing.
+#[tokio::test]
+async fn behind_a_trusted_proxy_wrong_tokens_count_for_the_client_it_names() {
+    let server = TestServer::start_with(|config| {
+        config.read.tokens = vec![READ.into()];
+        config.server.max_wrong_tokens = Some(3);
+        config.server.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+    })
+    .await;
+    let from = |named: &'static str, token: &'static str| {
+        let request = client()
+            .get(server.url("/api/v1/events"))
+            .header("x-forwarded-for", named)
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..3 {
+        assert_eq!(from("203.0.113.7", "a-guess").await, 401);
+    }
+    assert_eq!(from("203.0.113.7", READ).await, 429);
+    // Another client through the same proxy is not held back.
+    assert_eq!(from("203.0.113.8", READ).await, 200);
+    // What a client wrote itself, left of what the proxy wrote, is not believed.
+    assert_eq!(from("203.0.113.8, 203.0.113.7", READ).await, 429);
+    // An event through the proxy: the delivery log names the client.
+    let answer = client()
+        .post(server.url("/events"))
+        .header("x-forwarded-for", "198.51.100.20")
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(common::event("inv-through-proxy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let logged = common::deliveries(&server.db);
+    assert_eq!(
+        logged.last().unwrap().remote_addr.as_deref(),
+        Some("198.51.100.20")
+    );
+
+    // Not trusted: the header means nothing, and every request is the peer's.
+    let direct = TestServer::start_with(|config| {
+        config.read.tokens = vec![READ.into()];
+        config.server.max_wrong_tokens = Some(3);
+    })
+    .await;
+    for client_named in ["203.0.113.7", "203.0.113.8", "203.0.113.9"] {
+        let status = client()
+            .get(direct.url("/api/v1/events"))
+            .header("x-forwarded-for", client_named)
+            .bearer_auth("a-guess")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 401);
+    }
+    let status = client()
+        .get(direct.url("/api/v1/events"))
+        .header("x-forwarded-for", "203.0.113.10")
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 429);
+}
+
 #[tokio::test]
 async fn an_address_that_cannot_be_read_gets_the_error_page() {
     let server = start().await;

@@ -112,6 +112,17 @@ pub struct ServerArgs {
     /// it is checked until the minute ends (429); 0 turns the limit off [default: 10].
     #[arg(long, env = "PROVTRAIL_MAX_WRONG_TOKENS", value_name = "N")]
     pub max_wrong_tokens: Option<u32>,
+    /// A reverse proxy in front of provtrail (an address, or a block like 10.0.0.0/8;
+    /// repeatable): the client of a request it passes on is the one its X-Forwarded-For names,
+    /// for the wrong-token limit and the delivery log. Without it, every request through a proxy
+    /// is the proxy's, and one client's wrong tokens lock every user out [default: none]
+    #[arg(
+        long = "trusted-proxy",
+        env = "PROVTRAIL_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "ADDR[/BITS]"
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Time to finish the requests in flight on SIGTERM or Ctrl-C before exiting (status 1 when
     /// it runs out with requests unanswered) [default: 30s].
     #[arg(long, env = "PROVTRAIL_SHUTDOWN_GRACE", value_name = "DURATION")]
@@ -204,6 +215,9 @@ impl ServerArgs {
         );
         set(&mut server.shutdown_grace, &self.shutdown_grace);
         set(&mut server.max_wrong_tokens, &self.max_wrong_tokens);
+        if !self.trusted_proxies.is_empty() {
+            server.trusted_proxies = Some(self.trusted_proxies.clone());
+        }
         // Lists from the environment are split at commas: "a, b" is the tokens `a` and `b`.
         let trimmed = |list: &[String]| -> Vec<String> {
             list.iter().map(|item| item.trim().to_owned()).collect()

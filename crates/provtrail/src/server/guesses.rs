@@ -83,11 +83,15 @@ impl TokenGuesses {
 
     /// Before a request's `Authorization` header is checked: how long its client must wait,
     /// when it may not send a token now. Requests without one are never held up.
-    pub fn refusal(&self, parts: &Parts) -> Option<Duration> {
+    pub fn refusal(
+        &self,
+        parts: &Parts,
+        proxies: &super::forwarded::TrustedProxies,
+    ) -> Option<Duration> {
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             return None;
         }
-        client(parts).and_then(|client| self.wait(client))
+        client(parts, proxies).and_then(|client| self.wait(client))
     }
 }
 
@@ -106,7 +110,7 @@ pub fn note_refused(state: &super::SharedState, parts: &Parts, err: &AuthError) 
     if own {
         return;
     }
-    if let Some(client) = client(parts) {
+    if let Some(client) = client(parts, &state.trusted_proxies) {
         state.token_guesses.note(client);
     }
 }
@@ -123,12 +127,12 @@ pub fn is_own_credential(state: &super::SharedState, authorization: &[u8]) -> bo
     .any(|credentials| !credentials.is_open() && credentials.check(Some(authorization)).is_ok())
 }
 
-/// The client a request comes from, as the per-address connection cap counts clients.
-pub fn client(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| super::listener::client_of(info.0.ip()))
+/// The client a request comes from (named by a trusted proxy, or the peer), as the
+/// per-address connection cap counts clients: an IPv6 client by its /64.
+pub fn client(parts: &Parts, proxies: &super::forwarded::TrustedProxies) -> Option<IpAddr> {
+    proxies
+        .origin(parts)
+        .map(|origin| super::listener::client_of(origin.ip()))
 }
 
 /// Seconds to say in `Retry-After` for a wait (at least one).

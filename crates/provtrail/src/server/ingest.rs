@@ -13,13 +13,12 @@
 //! | body too slow or cut short | 408 / 400 |
 //! | store cannot commit or is overloaded | 503 with `Retry-After` |
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +45,7 @@ pub(crate) const PARSE_BUDGET_KIB: u32 = 4 * 1024;
 
 pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let receipt = receipt(&parts, None);
+    let receipt = receipt(&parts, &state.trusted_proxies, None);
     let body = Unread::new(body, parts.version);
     handle(state, receipt, parts.headers, body, None).await
 }
@@ -86,7 +85,7 @@ pub(super) async fn post_event_to_channel(
         (Ok(Path(channel)), None) => Some(channel),
         _ => None,
     };
-    let receipt = receipt(&parts, channel);
+    let receipt = receipt(&parts, &state.trusted_proxies, channel);
     let body = Unread::new(body, parts.version);
     handle(state, receipt, parts.headers, body, refusal).await
 }
@@ -143,7 +142,11 @@ struct Refusal {
     message: String,
 }
 
-fn receipt(parts: &Parts, channel: Option<String>) -> Receipt {
+fn receipt(
+    parts: &Parts,
+    proxies: &super::forwarded::TrustedProxies,
+    channel: Option<String>,
+) -> Receipt {
     let headers = &parts.headers;
     // Kept even when it is not ASCII (a client's name in UTF-8, or bytes in no encoding at all):
     // who sent a request is worth more than the exact form of its name.
@@ -161,10 +164,8 @@ fn receipt(parts: &Parts, channel: Option<String>) -> Receipt {
         .unwrap_or(0);
     Receipt {
         received_at: chrono::Utc::now().timestamp_millis(),
-        remote_addr: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.to_string()),
+        // The client a trusted proxy names, or the peer.
+        remote_addr: proxies.origin(parts).map(|origin| origin.to_log()),
         channel,
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().chars().take(300).collect(),
@@ -420,7 +421,12 @@ pub(super) fn refuse(
 ) -> Response {
     let (parts, _) = request.into_parts();
     let channel = channel_in_path(parts.uri.path());
-    reject(state, receipt(&parts, channel), status, reason)
+    reject(
+        state,
+        receipt(&parts, &state.trusted_proxies, channel),
+        status,
+        reason,
+    )
 }
 
 /// The channel a request to `/events/<channel>` names, when it is one that events can be filed

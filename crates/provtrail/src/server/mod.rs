@@ -4,6 +4,7 @@
 //! store, and turn the outcome into a response; no storage or validation logic lives here.
 
 pub mod api;
+pub mod forwarded;
 pub(crate) mod guesses;
 mod ingest;
 mod listener;
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Wrong read or admin tokens one client address may send a minute (0: no limit).
     pub max_wrong_tokens: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see [`forwarded`]).
+    pub trusted_proxies: forwarded::TrustedProxies,
     /// Largest request body.
     pub max_body: usize,
     /// Most memory the bodies of ingest requests over 64 KiB may take at once, while they are
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             max_connections_per_address: None,
             shutdown_grace: Duration::from_secs(30),
             max_wrong_tokens: guesses::MAX_FAILURES,
+            trusted_proxies: forwarded::TrustedProxies::default(),
             max_body: 1024 * 1024,
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
             ingest_credentials: Credentials::default(),
@@ -151,6 +155,8 @@ pub struct SharedState {
     pub serves_tls: bool,
     /// Wrong read and admin tokens per client address.
     pub(crate) token_guesses: Arc<guesses::TokenGuesses>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub(crate) trusted_proxies: forwarded::TrustedProxies,
 }
 
 impl AppState {
@@ -179,6 +185,7 @@ impl AppState {
             body_memory_kib: body_memory_kib(config),
             serves_tls: config.tls.is_some(),
             token_guesses: Arc::new(guesses::TokenGuesses::with_limit(config.max_wrong_tokens)),
+            trusted_proxies: config.trusted_proxies.clone(),
         }))
     }
 

@@ -72,7 +72,7 @@ enum Access {
 }
 
 fn access(parts: &Parts, state: &AppState) -> Access {
-    if let Some(wait) = state.token_guesses.refusal(parts) {
+    if let Some(wait) = state.token_guesses.refusal(parts, &state.trusted_proxies) {
         return Access::Throttled(wait);
     }
     if state

@@ -153,7 +153,7 @@ impl axum::extract::FromRequestParts<AppState> for ReadAccess {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(wait) = state.token_guesses.refusal(parts) {
+        if let Some(wait) = state.token_guesses.refusal(parts, &state.trusted_proxies) {
             return Err(ApiError::too_many_requests(wait));
         }
         state

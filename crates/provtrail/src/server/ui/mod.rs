@@ -229,7 +229,7 @@ impl FromRequestParts<AppState> for Viewer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let ui = ui_state(parts).ok_or_else(no_ui_state)?;
         if parts.headers.contains_key(header::AUTHORIZATION) {
-            if let Some(wait) = state.token_guesses.refusal(parts) {
+            if let Some(wait) = state.token_guesses.refusal(parts, &state.trusted_proxies) {
                 return Err(too_many_wrong_tokens(wait));
             }
             return match state.read_credentials.check_headers(&parts.headers) {

@@ -116,14 +116,6 @@ pub async fn form(
     form_page(StatusCode::OK, next, None)
 }
 
-/// The client a sign-in comes from, as the connection cap counts clients.
-fn client(parts: &Parts) -> Option<std::net::SocketAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0)
-}
-
 /// `POST /sign-in`: checks the token and starts a session.
 pub async fn sign_in(
     State(state): State<AppState>,
@@ -145,8 +137,8 @@ pub async fn sign_in(
     };
     let secure = secure || state.serves_tls;
     let next = safe_next(form.next.as_deref());
-    let remote = client(&parts);
-    let address = remote.map(|remote| crate::server::listener::client_of(remote.ip()));
+    let origin = state.trusted_proxies.origin(&parts);
+    let address = origin.map(|origin| crate::server::listener::client_of(origin.ip()));
     // Wrong tokens count alike here and in `Authorization` headers (`server::guesses`).
     if let Some(wait) = address.and_then(|address| state.token_guesses.wait(address)) {
         let seconds = crate::server::guesses::retry_after_seconds(wait);
@@ -176,7 +168,7 @@ pub async fn sign_in(
         if let (Some(address), false) = (address, own) {
             state.token_guesses.note(address);
         }
-        let remote = remote.map_or_else(|| "-".to_owned(), |remote| remote.to_string());
+        let remote = origin.map_or_else(|| "-".to_owned(), |origin| origin.to_log());
         tracing::info!(%remote, "a UI sign-in was refused");
         return form_page(
             StatusCode::UNAUTHORIZED,
