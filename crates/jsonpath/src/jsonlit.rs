@@ -152,27 +152,59 @@ impl Reader<'_> {
                 return Err("Unexpected End Of File position".into());
             };
             self.i += 1;
+            // json-smart's escapes (`JSONParserBase.readString`): `\x` takes two hex digits,
+            // and an escape it does not know is dropped whole (`\.` is nothing).
             match e {
                 'n' => out.push('\n'),
                 't' => out.push('\t'),
                 'r' => out.push('\r'),
                 'b' => out.push('\u{8}'),
                 'f' => out.push('\u{c}'),
-                'u' => {
-                    let hex: String = self
-                        .s
-                        .get(self.i..self.i + 4)
-                        .unwrap_or(&[])
-                        .iter()
-                        .collect();
-                    let code = u32::from_str_radix(&hex, 16)
-                        .map_err(|_| "Invalid unicode escape".to_string())?;
-                    self.i += 4;
+                '"' | '\'' | '\\' | '/' => out.push(e),
+                'x' => {
+                    let code = self.hex(2)?;
                     out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                 }
-                other => out.push(other),
+                'u' => {
+                    let code = self.hex(4)?;
+                    // Java strings are UTF-16: a pair of escaped halves is one character.
+                    let pair = (0xD800..0xDC00).contains(&code)
+                        && self.s.get(self.i) == Some(&'\\')
+                        && self.s.get(self.i + 1) == Some(&'u');
+                    let low = if pair {
+                        let saved = self.i;
+                        self.i += 2;
+                        match self.hex(4) {
+                            Ok(low) if (0xDC00..0xE000).contains(&low) => Some(low),
+                            _ => {
+                                self.i = saved;
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let code = match low {
+                        Some(low) => 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00),
+                        None => code,
+                    };
+                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                }
+                _ => {}
             }
         }
+    }
+
+    /// The value of the next `count` hex digits (json-smart's `readUnicode`).
+    fn hex(&mut self, count: usize) -> Result<u32, String> {
+        let digits = self.s.get(self.i..self.i + count).unwrap_or(&[]);
+        if digits.len() < count || !digits.iter().all(char::is_ascii_hexdigit) {
+            return Err("Invalid unicode escape".into());
+        }
+        self.i += count;
+        Ok(digits.iter().fold(0, |value, digit| {
+            value * 16 + digit.to_digit(16).unwrap_or(0)
+        }))
     }
 
     /// Numbers, `true`/`false`/`null`, or (permissively) an unquoted word as a string.

@@ -48,6 +48,9 @@ pub(crate) struct JavaRegex {
 
 impl JavaRegex {
     pub(crate) fn compile(source: &str, flags: &str) -> Result<JavaRegex, String> {
+        if let Some(error) = java_repetition_error(source, flags) {
+            return Err(error);
+        }
         let initial = Flags::from_letters(flags);
         let body = translate(source, initial);
         let full = match rust_flags(flags, initial.unix_lines) {
@@ -329,6 +332,149 @@ fn java_property(name: &str, unicode_classes: bool) -> Option<&'static str> {
         _ => return None,
     };
     Some(if unicode_classes { posix.1 } else { posix.0 })
+}
+
+/// What `java.util.regex.Pattern` refuses in repetitions and the `regex` crate takes: a
+/// quantifier on a quantifier (`a**`, `a+*`, `a{2}*`, `a???`: Java allows one `?` or `+` after a
+/// quantifier, as its reluctant and possessive forms, and nothing after that), and a `{` that
+/// does not begin a repetition (`a{ 1}`, `a{x}`). Java refuses these when the filter is
+/// compiled, so ISC refuses the filter; taken by the `regex` crate, they would match.
+/// Patterns in comments mode (`x`), where whitespace means nothing, are left to the translation.
+fn java_repetition_error(src: &str, flags: &str) -> Option<String> {
+    if flags.contains('x')
+        || src.contains("(?")
+            && src.split("(?").skip(1).any(|rest| {
+                rest.chars()
+                    .take_while(|c| "idmsuxUc-".contains(*c))
+                    .any(|c| c == 'x')
+            })
+    {
+        return None;
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Prev {
+        Nothing,
+        Atom,
+        Quantifier,
+        Modified,
+    }
+    let chars: Vec<char> = src.chars().collect();
+    let dangling =
+        |c: char, at: usize| Some(format!("Dangling meta character '{c}' near index {at}"));
+    let mut prev = Prev::Nothing;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' => {
+                let n = chars.get(i + 1).copied();
+                i += 2;
+                match n {
+                    Some('Q') => {
+                        while i < chars.len()
+                            && !(chars[i] == '\\' && chars.get(i + 1) == Some(&'E'))
+                        {
+                            i += 1;
+                        }
+                        i += 2;
+                    }
+                    // `\p{L}`, `\x{1F600}`, `\N{…}`, `\k<name>`: their braces are no repetition.
+                    Some('p' | 'P' | 'x' | 'N') if chars.get(i) == Some(&'{') => {
+                        while i < chars.len() && chars[i] != '}' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    Some('k') if chars.get(i) == Some(&'<') => {
+                        while i < chars.len() && chars[i] != '>' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    _ => {}
+                }
+                prev = Prev::Atom;
+                continue;
+            }
+            '[' => {
+                // To the class's end: classes nest in Java (`[a[b]]`, `[a&&[^b]]`).
+                let mut depth = 0usize;
+                let mut first = true;
+                while i < chars.len() {
+                    match chars[i] {
+                        '\\' => i += 1,
+                        '[' => depth += 1,
+                        ']' if !first => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    // A `]` first in a class (after `[` or `[^`) is a member.
+                    first = chars[i] == '[' || (chars[i] == '^' && chars[i - 1] == '[');
+                    i += 1;
+                }
+                prev = Prev::Atom;
+            }
+            '(' => {
+                if chars.get(i + 1) == Some(&'?') {
+                    i += 1;
+                    if chars.get(i + 1) == Some(&'<')
+                        && chars.get(i + 2).is_some_and(|c| c.is_ascii_alphabetic())
+                    {
+                        while i < chars.len() && chars[i] != '>' {
+                            i += 1;
+                        }
+                    }
+                }
+                prev = Prev::Nothing;
+            }
+            '|' => prev = Prev::Nothing,
+            '*' | '+' | '?' => {
+                prev = match prev {
+                    Prev::Atom => Prev::Quantifier,
+                    // Possessive (`a++`): matching without giving back, which the `regex`
+                    // crate cannot do; taken as greedy, `a++a` would match where Java cannot.
+                    Prev::Quantifier if c == '+' => {
+                        return Some(format!(
+                            "possessive quantifiers (near index {i}) are not supported"
+                        ));
+                    }
+                    Prev::Quantifier if c == '?' => Prev::Modified,
+                    Prev::Quantifier | Prev::Modified => return dangling(c, i),
+                    // Nothing to repeat: the `regex` crate refuses it too.
+                    Prev::Nothing => Prev::Nothing,
+                };
+            }
+            '{' => {
+                let digits = |from: usize| {
+                    chars[from..]
+                        .iter()
+                        .take_while(|d| d.is_ascii_digit())
+                        .count()
+                };
+                let low = digits(i + 1);
+                let mut end = i + 1 + low;
+                if low > 0 && chars.get(end) == Some(&',') {
+                    end += 1 + digits(end + 1);
+                }
+                if low == 0 || chars.get(end) != Some(&'}') {
+                    return Some(format!("Illegal repetition near index {i}"));
+                }
+                i = end;
+                prev = match prev {
+                    // Java takes a repetition after a repetition (`a{2}{3}`).
+                    Prev::Atom | Prev::Quantifier | Prev::Modified => Prev::Quantifier,
+                    Prev::Nothing => Prev::Nothing,
+                };
+            }
+            _ => prev = Prev::Atom,
+        }
+        i += 1;
+    }
+    None
 }
 
 fn translate(src: &str, initial: Flags) -> String {
