@@ -48,11 +48,9 @@ pub(crate) struct JavaRegex {
 
 impl JavaRegex {
     pub(crate) fn compile(source: &str, flags: &str) -> Result<JavaRegex, String> {
-        if let Some(error) = java_repetition_error(source, flags) {
-            return Err(error);
-        }
+        let java = java_repetitions(source, flags)?;
         let initial = Flags::from_letters(flags);
-        let body = translate(source, initial);
+        let body = translate(&java, initial);
         let full = match rust_flags(flags, initial.unix_lines) {
             None => format!(r"\A(?:{body})\z"),
             Some(prefix) => format!(r"(?{prefix})\A(?:{body})\z"),
@@ -334,13 +332,15 @@ fn java_property(name: &str, unicode_classes: bool) -> Option<&'static str> {
     Some(if unicode_classes { posix.1 } else { posix.0 })
 }
 
-/// What `java.util.regex.Pattern` refuses in repetitions and the `regex` crate takes: a
-/// quantifier on a quantifier (`a**`, `a+*`, `a{2}*`, `a???`: Java allows one `?` or `+` after a
-/// quantifier, as its reluctant and possessive forms, and nothing after that), and a `{` that
-/// does not begin a repetition (`a{ 1}`, `a{x}`). Java refuses these when the filter is
-/// compiled, so ISC refuses the filter; taken by the `regex` crate, they would match.
-/// Patterns in comments mode (`x`), where whitespace means nothing, are left to the translation.
-fn java_repetition_error(src: &str, flags: &str) -> Option<String> {
+/// Repetitions as `java.util.regex.Pattern` reads them, where the `regex` crate reads them
+/// otherwise: an error for a quantifier on a quantifier (`a**`, `a+*`, `a{2}*`, `a???`: Java
+/// allows one `?` after a quantifier, its reluctant form, and nothing after that; its possessive
+/// `+` is not supported) and for a `{` that begins no repetition (`a{ 1}`, `a{x}`), which Java
+/// refuses when the filter is compiled, so ISC refuses the filter; and the pattern without a
+/// counted repetition that follows another (`a{2}{3}`, `a+{2}`), which Java reads as repeating
+/// nothing, where the `regex` crate would repeat the repetition. Patterns in comments mode
+/// (`x`), where whitespace means nothing, are left to the translation as they are.
+fn java_repetitions(src: &str, flags: &str) -> Result<String, String> {
     if flags.contains('x')
         || src.contains("(?")
             && src.split("(?").skip(1).any(|rest| {
@@ -349,7 +349,7 @@ fn java_repetition_error(src: &str, flags: &str) -> Option<String> {
                     .any(|c| c == 'x')
             })
     {
-        return None;
+        return Ok(src.to_owned());
     }
     #[derive(Clone, Copy, PartialEq)]
     enum Prev {
@@ -360,7 +360,9 @@ fn java_repetition_error(src: &str, flags: &str) -> Option<String> {
     }
     let chars: Vec<char> = src.chars().collect();
     let dangling =
-        |c: char, at: usize| Some(format!("Dangling meta character '{c}' near index {at}"));
+        |c: char, at: usize| Err(format!("Dangling meta character '{c}' near index {at}"));
+    // Counted repetitions (with their `?`) that Java reads as repeating nothing.
+    let mut ignored: Vec<std::ops::RangeInclusive<usize>> = Vec::new();
     let mut prev = Prev::Nothing;
     let mut i = 0;
     while i < chars.len() {
@@ -438,7 +440,7 @@ fn java_repetition_error(src: &str, flags: &str) -> Option<String> {
                     // Possessive (`a++`): matching without giving back, which the `regex`
                     // crate cannot do; taken as greedy, `a++a` would match where Java cannot.
                     Prev::Quantifier if c == '+' => {
-                        return Some(format!(
+                        return Err(format!(
                             "possessive quantifiers (near index {i}) are not supported"
                         ));
                     }
@@ -461,20 +463,30 @@ fn java_repetition_error(src: &str, flags: &str) -> Option<String> {
                     end += 1 + digits(end + 1);
                 }
                 if low == 0 || chars.get(end) != Some(&'}') {
-                    return Some(format!("Illegal repetition near index {i}"));
+                    return Err(format!("Illegal repetition near index {i}"));
+                }
+                match prev {
+                    Prev::Atom => prev = Prev::Quantifier,
+                    // After a repetition, Java's repeats nothing: `a{2}{3}` is `a{2}`.
+                    Prev::Quantifier | Prev::Modified => {
+                        let reluctant = chars.get(end + 1) == Some(&'?');
+                        ignored.push(i..=end + usize::from(reluctant));
+                        end += usize::from(reluctant);
+                    }
+                    Prev::Nothing => {}
                 }
                 i = end;
-                prev = match prev {
-                    // Java takes a repetition after a repetition (`a{2}{3}`).
-                    Prev::Atom | Prev::Quantifier | Prev::Modified => Prev::Quantifier,
-                    Prev::Nothing => Prev::Nothing,
-                };
             }
             _ => prev = Prev::Atom,
         }
         i += 1;
     }
-    None
+    Ok(chars
+        .iter()
+        .enumerate()
+        .filter(|(at, _)| !ignored.iter().any(|range| range.contains(at)))
+        .map(|(_, c)| c)
+        .collect())
 }
 
 fn translate(src: &str, initial: Flags) -> String {

@@ -50,6 +50,30 @@ fn regular_expressions_java_refuses_are_refused() {
     }
 }
 
+/// A counted repetition right after another quantifier repeats nothing in Java: `a{2}{3}` is
+/// `a{2}`, `a+{2}` is `a+` (Java 17's `Pattern.matches`, each row).
+#[test]
+fn a_repetition_after_a_repetition_repeats_nothing_as_in_java() {
+    for (pattern, name, expected) in [
+        ("a{2}{3}", "aa", true),
+        ("a{2}{3}", "aaaaaa", false),
+        ("a+{2}", "a", true),
+        ("a?{2}", "aa", false),
+        ("a{1,2}{3}", "aaa", false),
+        ("a{2}{0}", "aa", true),
+        ("(ab){2}{2}", "abab", true),
+        ("[a-z]{1}{5}", "abcde", false),
+        ("a{2}?{3}", "aa", true),
+    ] {
+        let filter = format!("$[?(@.name =~ /{pattern}/)]");
+        assert_eq!(
+            matches(&filter, &json!({ "name": name })),
+            expected,
+            "{filter} on {name:?}"
+        );
+    }
+}
+
 /// A literal list is read by json-smart (`ValueNodes.JsonNode.parse`): `\x` takes two hex
 /// digits, a pair of escaped UTF-16 halves is one character, and an escape json-smart does not
 /// know is dropped whole; a `\x` cut short fails the evaluation.
