@@ -525,19 +525,7 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
         other.signing_key.serialize_pem(),
     )
     .unwrap();
-    let (status, stderr) = refused_start(
-        dir.path(),
-        &[
-            "--db",
-            "tls.db",
-            "--tls-cert",
-            "cert.pem",
-            "--tls-key",
-            "key.pem",
-            "--ingest-token",
-            TOKEN,
-        ],
-    );
+    let (status, stderr) = refused_tls_start(dir.path(), "cert.pem", "key.pem");
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("key.pem is not the private key of the certificate in cert.pem"),
@@ -550,19 +538,7 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
         format!("{}{}", one.cert.pem(), other.cert.pem()),
     )
     .unwrap();
-    let (status, stderr) = refused_start(
-        dir.path(),
-        &[
-            "--db",
-            "tls.db",
-            "--tls-cert",
-            "reversed.pem",
-            "--tls-key",
-            "key.pem",
-            "--ingest-token",
-            TOKEN,
-        ],
-    );
+    let (status, stderr) = refused_tls_start(dir.path(), "reversed.pem", "key.pem");
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("key.pem is the key of certificate 2 in reversed.pem")
@@ -576,19 +552,7 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
          -----END ENCRYPTED PRIVATE KEY-----\n",
     )
     .unwrap();
-    let (status, stderr) = refused_start(
-        dir.path(),
-        &[
-            "--db",
-            "tls.db",
-            "--tls-cert",
-            "cert.pem",
-            "--tls-key",
-            "locked.pem",
-            "--ingest-token",
-            TOKEN,
-        ],
-    );
+    let (status, stderr) = refused_tls_start(dir.path(), "cert.pem", "locked.pem");
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("locked.pem holds an encrypted private key")
@@ -876,4 +840,21 @@ path = "{archive}"
     assert!(output.contains("; every event"), "{output}");
     assert!(!output.contains("s3cr3tPathT0ken"), "{output}");
     server.kill();
+}
+
+/// A start with this certificate and key that is refused: its status and standard error.
+fn refused_tls_start(dir: &Path, cert: &str, key: &str) -> (std::process::ExitStatus, String) {
+    refused_start(
+        dir,
+        &[
+            "--db",
+            "tls.db",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--ingest-token",
+            TOKEN,
+        ],
+    )
 }

@@ -2599,16 +2599,7 @@ fn an_export_that_fails_part_way_leaves_the_previous_file_as_it_was() {
     std::fs::write(&target, "the previous backup\n").unwrap();
     let link = dir.path().join("latest.jsonl");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let exported = provtrail(
-        &[
-            "export",
-            "--db",
-            db.to_str().unwrap(),
-            "-o",
-            link.to_str().unwrap(),
-        ],
-        None,
-    );
+    let exported = export_to(&db, &link);
     assert_eq!(exported.status.code(), Some(0));
     assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
     assert_eq!(
@@ -2627,16 +2618,7 @@ fn an_export_that_fails_part_way_leaves_the_previous_file_as_it_was() {
         file
     };
     drop(damaged);
-    let failed = provtrail(
-        &[
-            "export",
-            "--db",
-            db.to_str().unwrap(),
-            "-o",
-            link.to_str().unwrap(),
-        ],
-        None,
-    );
+    let failed = export_to(&db, &link);
     assert_eq!(
         failed.status.code(),
         Some(2),
@@ -2738,18 +2720,23 @@ fn an_export_to_standard_output_by_name_or_through_a_new_link_goes_where_it_lead
 
     let link = dir.path().join("latest.jsonl");
     std::os::unix::fs::symlink("made-now.jsonl", &link).unwrap();
-    let exported = provtrail(
+    let exported = export_to(&db, &link);
+    assert_eq!(exported.status.code(), Some(0));
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let made = std::fs::read_to_string(dir.path().join("made-now.jsonl")).unwrap();
+    assert_eq!(made.lines().count(), 20);
+}
+
+/// `provtrail export --db DB -o OUT`.
+fn export_to(db: &Path, out: &Path) -> Output {
+    provtrail(
         &[
             "export",
             "--db",
             db.to_str().unwrap(),
             "-o",
-            link.to_str().unwrap(),
+            out.to_str().unwrap(),
         ],
         None,
-    );
-    assert_eq!(exported.status.code(), Some(0));
-    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
-    let made = std::fs::read_to_string(dir.path().join("made-now.jsonl")).unwrap();
-    assert_eq!(made.lines().count(), 20);
+    )
 }

@@ -507,6 +507,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
     warn_of_short_secrets(settings);
+    if settings.server.trusted_proxies.trusts_everyone() {
+        tracing::warn!(
+            "server.trusted_proxies holds a block of every address (/0): any client that \
+             connects directly can name itself in X-Forwarded-For, to the wrong-token limit and \
+             the delivery log; give the proxies' own addresses"
+        );
+    }
     let mut signals = super::StopSignals::listen();
     signals.next().await;
     if super::logs_as_json() {

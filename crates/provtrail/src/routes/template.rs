@@ -211,7 +211,11 @@ pub(crate) fn repeated_key(json: &str) -> Option<String> {
                 if let Some(Frame::Object { keys, expects_key }) = stack.last_mut() {
                     if *expects_key {
                         *expects_key = false;
-                        let key: String = serde_json::from_str(json.get(start..=at)?).ok()?;
+                        let written = json.get(start..=at)?;
+                        // A key that names half a UTF-16 pair (`"\ud800"`) decodes to no Rust
+                        // string: it stands for itself, as written.
+                        let key: String =
+                            serde_json::from_str(written).unwrap_or_else(|_| written.to_owned());
                         if !keys.insert(key.clone()) {
                             return Some(key);
                         }
@@ -566,6 +570,11 @@ mod tests {
             ),
             (r#"[{"a": 1}, {"a": 1}]"#, None),
             (r#"{"a": "x\\", "b": 1}"#, None),
+            // Half a UTF-16 pair as a key does not hide the key given twice after it.
+            (
+                r#"{"text": "x", "\ud800": 1, "text": "evil"}"#,
+                Some("text"),
+            ),
         ] {
             assert_eq!(repeated_key(json).as_deref(), repeated, "{json}");
         }

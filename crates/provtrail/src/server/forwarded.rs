@@ -54,11 +54,10 @@ impl TrustedProxies {
                 Some((address, bits)) => (address, Some(bits)),
                 None => (text, None),
             };
-            let address: IpAddr = address
+            let written: IpAddr = address
                 .parse()
                 .map_err(|_| format!("{text:?} is not an IP address or a block like 10.0.0.0/8"))?;
-            let address = canonical(address);
-            let most = if address.is_ipv4() { 32 } else { 128 };
+            let most = if written.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
                 None => most,
                 Some(bits) => bits
@@ -69,9 +68,23 @@ impl TrustedProxies {
                         format!("{text:?}: the block's size is a number of bits from 0 to {most}")
                     })?,
             };
+            // An IPv4 block written as IPv6 (`::ffff:10.0.0.0/104`) is that IPv4 block, as the
+            // addresses it is checked against are.
+            let address = canonical(written);
+            let bits = if written.is_ipv6() && address.is_ipv4() {
+                bits.saturating_sub(96)
+            } else {
+                bits
+            };
             blocks.push((address, bits));
         }
         Ok(TrustedProxies(blocks))
+    }
+
+    /// Whether a block holds every address of its kind (`0.0.0.0/0`): then any client that
+    /// connects directly can name itself whatever it likes.
+    pub fn trusts_everyone(&self) -> bool {
+        self.0.iter().any(|&(_, bits)| bits == 0)
     }
 
     /// Whether no proxy is trusted (every request is its peer's).
@@ -95,11 +108,15 @@ impl TrustedProxies {
         if self.is_empty() || !self.trusts(peer.ip()) {
             return Some(Origin::Direct(peer));
         }
-        let mut named = parts
+        let named = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
+            // Bytes a client wrote that are no text must not hide what the proxy wrote after.
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect::<Vec<_>>();
+        let mut named = named
+            .iter()
             .flat_map(|value| value.split(','))
             .map(str::trim)
             .collect::<Vec<_>>();
@@ -215,6 +232,16 @@ mod tests {
             trusted.origin(&bare),
             Some(Origin::Direct("10.1.2.3:5000".parse().unwrap()))
         );
+        // Bytes that are no text, written by the client, do not hide what the proxy wrote.
+        let mut not_text = parts("10.1.2.3:5000", &[]);
+        not_text.headers.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap(),
+        );
+        assert_eq!(
+            trusted.origin(&not_text),
+            Some(Origin::Forwarded(ip("203.0.113.7")))
+        );
         let garbage = parts("10.1.2.3:5000", &["unknown"]);
         assert_eq!(
             trusted.origin(&garbage),
@@ -246,7 +273,11 @@ mod tests {
             let err = TrustedProxies::parse(&[bad.to_owned()]).unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
         }
+        // An IPv4 block written as IPv6.
+        assert!(proxies(&["::ffff:10.0.0.0/104"]).trusts(ip("10.9.8.7")));
+        assert!(!proxies(&["::ffff:10.0.0.0/104"]).trusts(ip("11.0.0.1")));
         let any = proxies(&["0.0.0.0/0"]);
+        assert!(any.trusts_everyone());
         assert!(any.trusts(ip("203.0.113.7")));
         assert!(!any.trusts(ip("2001:db8::1")));
     }
