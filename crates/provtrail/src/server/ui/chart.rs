@@ -120,10 +120,16 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
         let worst: Vec<String> = lines
             .iter()
             .take(3)
-            .map(|line| format!("{} {}", shorten(&line.source, 80), percent(line.overall)))
+            .map(|line| {
+                format!(
+                    "{} ({} failed)",
+                    shorten(&line.source, 80),
+                    percent(line.overall)
+                )
+            })
             .collect();
         format!(
-            "Failure rate of account requests per {} for {} sources. Highest overall: {}.",
+            "Failure rate of account requests per {} for {} sources. Most failures: {}.",
             match stats.bucket {
                 Bucket::Hour => "hour",
                 Bucket::Day => "day",
