@@ -420,6 +420,23 @@ async fn refused_credentials_and_bad_tenants_say_what_is_wrong_without_the_secre
     assert!(stderr.contains("401"), "{stderr}");
     assert!(stderr.contains("credentials were not accepted"), "{stderr}");
     assert!(!stderr.contains("wrong-secret-value"), "{stderr}");
+    // A file the run made is taken away again: it would hold nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let missed = dir.path().join("missed.jsonl");
+    let (code, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        "wrong-secret-value",
+        "-o",
+        missed.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!missed.exists(), "an empty file was left behind");
 
     let (code, _, stderr) = provtrail(args(&[
         "backfill",

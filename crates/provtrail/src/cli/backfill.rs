@@ -108,6 +108,15 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         Some(path) if path.as_os_str() != "-" && !is_standard_output(path) => Some(path.clone()),
         _ => None,
     };
+    // A file this run makes is taken away again when the run writes nothing into it.
+    let made_here = destination
+        .as_ref()
+        .is_some_and(|path| std::fs::symlink_metadata(path).is_err());
+    let unmake = || {
+        if let (true, Some(path)) = (made_here, &destination) {
+            let _ = std::fs::remove_file(path);
+        }
+    };
     let file = match &destination {
         Some(path) => {
             if let Some(kept) = provtrail::store::kept_data_at(path) {
@@ -127,10 +136,13 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     );
     let write_error = |err: std::io::Error| anyhow::anyhow!("cannot write to {shown}: {err}");
 
-    let token = tenant
-        .token(&credentials)
-        .await
-        .context("cannot sign in to the tenant")?;
+    let token = match tenant.token(&credentials).await {
+        Ok(token) => token,
+        Err(err) => {
+            unmake();
+            return Err(anyhow::Error::new(err).context("cannot sign in to the tenant"));
+        }
+    };
     // The file is emptied once the first page has come: a run that reads nothing (the status
     // list refused or failing) leaves an earlier recovery in it as it was, which may be the
     // only copy left once ISC has forgotten those invocations.
@@ -204,6 +216,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     report(&args, &shown, &summary)?;
     if let Some(err) = failure {
         let kept = if file.is_some() {
+            unmake();
             format!("nothing was written: {shown} is as it was")
         } else {
             format!(
