@@ -338,19 +338,18 @@ fn java_property(name: &str, unicode_classes: bool) -> Option<&'static str> {
 /// `+` is not supported) and for a `{` that begins no repetition (`a{ 1}`, `a{x}`), which Java
 /// refuses when the filter is compiled, so ISC refuses the filter; and the pattern without a
 /// counted repetition that follows another (`a{2}{3}`, `a+{2}`), which Java reads as repeating
-/// nothing, where the `regex` crate would repeat the repetition. Patterns in comments mode
-/// (`x`), where whitespace means nothing, are left to the translation as they are.
+/// nothing, where the `regex` crate would repeat the repetition. In comments mode (`x`),
+/// whitespace and `#` comments between the parts are read past, as Java reads them.
 fn java_repetitions(src: &str, flags: &str) -> Result<String, String> {
-    if flags.contains('x')
-        || src.contains("(?")
-            && src.split("(?").skip(1).any(|rest| {
-                rest.chars()
-                    .take_while(|c| "idmsuxUc-".contains(*c))
-                    .any(|c| c == 'x')
-            })
-    {
-        return Ok(src.to_owned());
-    }
+    // Comments mode (`x`), given or turned on anywhere: whitespace means nothing and `#` starts
+    // a comment to the line's end (taken here for the whole pattern).
+    let comments = flags.contains('x')
+        || src.split("(?").skip(1).any(|rest| {
+            rest.chars()
+                .take_while(|c| "idmsuxUc-".contains(*c))
+                .take_while(|c| *c != '-')
+                .any(|c| c == 'x')
+        });
     #[derive(Clone, Copy, PartialEq)]
     enum Prev {
         Nothing,
@@ -367,6 +366,16 @@ fn java_repetitions(src: &str, flags: &str) -> Result<String, String> {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if comments && c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if comments && c == '#' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            continue;
+        }
         match c {
             '\\' => {
                 let n = chars.get(i + 1).copied();

@@ -14,7 +14,18 @@ fn matches(filter: &str, doc: &Value) -> bool {
 #[test]
 fn regular_expressions_java_refuses_are_refused() {
     for pattern in [
-        "a**", "ab?*", "a+*", "a{2}*", "a???", "a{ 1}", "a{x}", "a{,2}", "x|b*+*",
+        "a**",
+        "ab?*",
+        "a+*",
+        "a{2}*",
+        "a???",
+        "a{ 1}",
+        "a{x}",
+        "a{,2}",
+        "x|b*+*",
+        // Comments mode reads past whitespace, not past these.
+        "(?x)a* *",
+        "(?x)a { 2 }",
     ] {
         let filter = format!("$[?(@.name =~ /{pattern}/)]");
         assert!(
@@ -41,6 +52,8 @@ fn regular_expressions_java_refuses_are_refused() {
         ("\\{x\\}", "{x}"),
         ("\\Qa**\\E", "a**"),
         ("(?<word>a)+", "aa"),
+        ("(?x) a * b # many a, one b", "aab"),
+        ("(?x)a {2}", "aa"),
     ] {
         let filter = format!("$[?(@.name =~ /{pattern}/)]");
         assert!(
