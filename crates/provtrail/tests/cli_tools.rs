@@ -803,17 +803,7 @@ fn ingest_reads_json_lines_without_the_flag_and_names_bad_lines_for_people() {
     let file = dir.path().join("many.jsonl");
     std::fs::write(&file, many).unwrap();
     let db = dir.path().join("many.db");
-    let output = provtrail(
-        &[
-            "ingest",
-            "--db",
-            db.to_str().unwrap(),
-            file.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        None,
-    );
+    let output = ingest_reporting_json(&db, &file);
     let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(summary["quarantined"], 150);
     let lines: Vec<u64> = summary["problems"]
@@ -2498,17 +2488,7 @@ fn an_export_line_that_cannot_be_restored_names_its_field_and_nothing_is_stored(
     );
     assert_eq!(exported.status.code(), Some(0));
     let target = dir.path().join("from-csv.db");
-    let output = provtrail(
-        &[
-            "ingest",
-            "--db",
-            target.to_str().unwrap(),
-            csv.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        None,
-    );
+    let output = ingest_reporting_json(&target, &csv);
     assert_eq!(output.status.code(), Some(2));
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("this is a CSV export"), "{said}");
@@ -2550,17 +2530,7 @@ fn a_stray_bracket_among_json_lines_does_not_take_the_events_with_it() {
     )
     .unwrap();
     let db = dir.path().join("stray.db");
-    let output = provtrail(
-        &[
-            "ingest",
-            "--db",
-            db.to_str().unwrap(),
-            file.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        None,
-    );
+    let output = ingest_reporting_json(&db, &file);
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -2736,6 +2706,21 @@ fn export_to(db: &Path, out: &Path) -> Output {
             db.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
+/// `provtrail ingest --db DB FILE --format json`.
+fn ingest_reporting_json(db: &Path, file: &Path) -> Output {
+    provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            file.to_str().unwrap(),
+            "--format",
+            "json",
         ],
         None,
     )

@@ -712,27 +712,27 @@ fn read_documents_within(
             let rest = std::io::Cursor::new(body).chain(reader);
             return read_lines(Box::new(rest), document);
         }
-        // One array of events: each is a document of its own.
-        if let Some(events) = events_in_array(&body) {
-            eprintln!(
-                "the input is a JSON array of {} objects: reading each as a document",
-                events.len()
-            );
-            let body = Bytes::from(body);
-            for (line, range) in events {
-                if !document(line, body.slice(range)) {
-                    return Ok(());
-                }
-            }
-            return Ok(());
-        }
-        // Documents one after another, some spread over lines (a stream printed by `jq`):
-        // each is one document, read whole.
-        if let Some(documents) = documents_one_after_another(&body) {
-            eprintln!(
-                "the input holds {} JSON documents one after another: reading each",
-                documents.len()
-            );
+        // One array of events, or documents one after another, some spread over lines (a
+        // stream printed by `jq`): each is one document, read whole.
+        let split = events_in_array(&body)
+            .map(|events| {
+                let said = format!(
+                    "the input is a JSON array of {} objects: reading each as a document",
+                    events.len()
+                );
+                (said, events)
+            })
+            .or_else(|| {
+                documents_one_after_another(&body).map(|documents| {
+                    let said = format!(
+                        "the input holds {} JSON documents one after another: reading each",
+                        documents.len()
+                    );
+                    (said, documents)
+                })
+            });
+        if let Some((said, documents)) = split {
+            eprintln!("{said}");
             let body = Bytes::from(body);
             for (line, range) in documents {
                 if !document(line, body.slice(range)) {

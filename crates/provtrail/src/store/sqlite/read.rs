@@ -58,24 +58,18 @@ fn id_bounds(
     // is never stored after another received more than the slack later than it. So every row
     // below the latest received before `since - slack` was received before `since`, and every
     // row above the earliest received from `until + slack` on was received from `until` on.
-    let first_at = |at: Millis| -> Result<Option<i64>, StoreError> {
+    // The id of the row nearest `at` on one side, through the time index.
+    let nearest = |condition_and_order: &str, at: Millis| -> Result<Option<i64>, StoreError> {
         conn.prepare_cached(&format!(
-            "SELECT id FROM {table} WHERE received_at >= ?1 ORDER BY received_at LIMIT 1"
+            "SELECT id FROM {table} WHERE {condition_and_order} LIMIT 1"
         ))
         .map_err(read_error)?
         .query_row(params![at], |row| row.get(0))
         .optional()
         .map_err(read_error)
     };
-    let last_before = |at: Millis| -> Result<Option<i64>, StoreError> {
-        conn.prepare_cached(&format!(
-            "SELECT id FROM {table} WHERE received_at < ?1 ORDER BY received_at DESC LIMIT 1"
-        ))
-        .map_err(read_error)?
-        .query_row(params![at], |row| row.get(0))
-        .optional()
-        .map_err(read_error)
-    };
+    let first_at = |at| nearest("received_at >= ?1 ORDER BY received_at", at);
+    let last_before = |at| nearest("received_at < ?1 ORDER BY received_at DESC", at);
     let low = match since {
         Some(since) => {
             if first_at(since)?.is_none() {
