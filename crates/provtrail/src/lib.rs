@@ -39,35 +39,32 @@ pub fn grouped_thousands(n: u64) -> String {
 /// for files that hold secrets or identities (configurations, tokens, exported events).
 pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let file = open_private(path)?;
-    empty_if_regular(&file)?;
+    claim_output(&file)?;
     Ok(file)
 }
 
-/// [`create_private`] without emptying the file: for output opened early, so that a path that
-/// cannot be written fails before the work, and emptied ([`empty_if_regular`]) once the work
-/// has something to write.
+/// [`create_private`] without emptying the file or changing its mode: for output opened early,
+/// so that a path that cannot be written fails before the work, and claimed
+/// ([`claim_output`]) once the work has something to write. A new file is made readable by its
+/// owner only; one that was there is left as it was until then.
 pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        // The mode above is for a new file; a regular file that was there keeps its own
-        // otherwise. A device or a pipe (`/dev/null`, a FIFO) is other users' too: left as it is.
-        if file.metadata()?.is_file() {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        Ok(file)
-    }
-    #[cfg(not(unix))]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)
 }
 
-/// Empties `file` when it is a regular file (a device or a pipe has nothing to empty).
-pub fn empty_if_regular(file: &std::fs::File) -> std::io::Result<()> {
+/// Makes a regular file readable by its owner only and empties it, for output about to be
+/// written. A device or a pipe (`/dev/null`, a FIFO) is other users' too, and has nothing to
+/// empty: left as it is.
+pub fn claim_output(file: &std::fs::File) -> std::io::Result<()> {
     if file.metadata()?.is_file() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         file.set_len(0)?;
     }
     Ok(())

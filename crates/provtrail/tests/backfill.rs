@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -553,6 +554,7 @@ async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is
     // the only copy left, and stays as it was.
     let kept = dir.path().join("recovered.jsonl");
     std::fs::write(&kept, "{\"earlier\":true}\n").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
     let kept_arg = kept.display().to_string();
     let (code, _, stderr) = provtrail(args(&[
         "backfill",
@@ -570,6 +572,24 @@ async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is
         std::fs::read_to_string(&kept).unwrap(),
         "{\"earlier\":true}\n"
     );
+    // Its mode too: the file is only made private once the run writes into it.
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "{mode:o}");
+    // A run that reads rows replaces it, readable by its owner only: it holds identities.
+    let (code, _, stderr) = provtrail(args(&[
+        "backfill",
+        "--tenant",
+        &url,
+        "--access-token",
+        TOKEN,
+        "-o",
+        &kept_arg,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().lines().count(), 3);
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 
     // `-o /dev/stdout` with standard output appended to a file (`>> file`): appended to, as
     // with `-o -`, not emptied first.

@@ -818,6 +818,24 @@ async fn stalled_bodies_anywhere_give_their_place_back_after_the_request_timeout
     )
     .await;
     assert_eq!(big.status, 413, "{}", big.head);
+    // A browser gets the refusal as a page, as every other answer to its form: a form posted
+    // from a page shows JSON otherwise. Sent whole here, and read past the limit.
+    let mut browser_form = b"POST /sign-in HTTP/1.1\r\nHost: test\r\nAccept: text/html\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    let chunk = format!("token={}", "x".repeat(20_000));
+    browser_form.extend_from_slice(format!("{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len()).as_bytes());
+    let big = raw_exchange(server.addr, &browser_form).await;
+    assert_eq!(big.status, 413, "{}", big.head);
+    assert!(
+        big.head
+            .to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{}",
+        big.head
+    );
+    let page = String::from_utf8_lossy(&big.body);
+    assert!(page.contains("larger than the limit"), "{page}");
     // The API checks credentials before it reads a body: an outsider's is never read or held.
     let mut outsider = TcpStream::connect(server.addr).await.unwrap();
     outsider

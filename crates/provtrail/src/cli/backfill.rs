@@ -186,7 +186,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             if let Some(file) = file.take() {
                 out = match file {
                     Some(file) => {
-                        provtrail::empty_if_regular(&file).map_err(write_error)?;
+                        provtrail::claim_output(&file).map_err(write_error)?;
                         Box::new(std::io::BufWriter::new(file))
                     }
                     None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -580,12 +580,18 @@ async fn bound_request_body(
             .await;
     }
     let (parts, body) = request.into_parts();
+    // Answered as the other errors of the form are: a page for a browser.
+    let refuse = |status: StatusCode, message: &str| {
+        if ui::wants_a_page(&parts.headers) {
+            ui::browser_error_page(status, message)
+        } else {
+            error_response(status, message)
+        }
+    };
+    let too_large = format!("the form is larger than the limit of {MAX_FORM_BODY} bytes");
     // A declared length over the limit is refused before anything is read.
     if axum::body::HttpBody::size_hint(&body).lower() > MAX_FORM_BODY as u64 {
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the form is larger than the limit of {MAX_FORM_BODY} bytes"),
-        );
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, &too_large);
     }
     let Ok(reading) = state.form_permits.try_acquire() else {
         return busy_refusal(
@@ -599,18 +605,13 @@ async fn bound_request_body(
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }
-        Err(ingest::BodyError::TooLarge) => error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the form is larger than the limit of {MAX_FORM_BODY} bytes"),
-        ),
+        Err(ingest::BodyError::TooLarge) => refuse(StatusCode::PAYLOAD_TOO_LARGE, &too_large),
         // Forms are read without a share of the ingest bodies' room: no `NoRoom`.
-        Err(ingest::BodyError::Timeout { .. } | ingest::BodyError::NoRoom { .. }) => {
-            error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "the form did not arrive within the request timeout",
-            )
-        }
-        Err(ingest::BodyError::Broken { reason: err, .. }) => error_response(
+        Err(ingest::BodyError::Timeout { .. } | ingest::BodyError::NoRoom { .. }) => refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "the form did not arrive within the request timeout",
+        ),
+        Err(ingest::BodyError::Broken { reason: err, .. }) => refuse(
             StatusCode::BAD_REQUEST,
             &format!("the form could not be read: {err}"),
         ),
