@@ -158,6 +158,8 @@ async fn a_commit_that_fails_takes_back_what_it_reserved_for_the_feed() {
     let empty = std::fs::metadata(&path).unwrap().len();
     let mut settings = SqliteSettings::new(&path);
     settings.max_size_bytes = Some(empty + 64 * 1024);
+    // No room above the cap: commits themselves fail, as on a full disk.
+    settings.cap_reserve_bytes = Some(0);
     let store = SqliteStore::open(settings, Arc::new(Metrics::new())).unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     let (mut feed, handed, _overflowed) = feed_archive(&store, 10_000);

@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::{TestServer, client, event, open_db};
 use provtrail::config::FileConfig;
 use routes_support::{
-    ADMIN_TOKEN, Mode, READ_TOKEN, REFUSED_MARK, Receiver, config_text, states, wait_for,
-    webhook_route,
+    ADMIN_TOKEN, Mode, READ_TOKEN, REFUSED_MARK, Receiver, config_text, none_pending, states,
+    wait_for, webhook_route,
 };
 use serde_json::Value;
 
@@ -832,5 +832,57 @@ url = "http://{addr}/hook"
         .unwrap();
     let read = sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(read < 64 << 20, "{read} bytes were taken from the receiver");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_at_its_size_cap_still_records_the_deliveries_of_what_it_kept() {
+    // The sink is down while the store fills up to its cap: every event kept has a delivery
+    // pending. Once the cap refuses events, the outcomes of those deliveries must still be
+    // recorded, or the outbox never drains and every delivery is made again at each restart.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "max_size = \"320KiB\"\n{}",
+        webhook_route("capped", &format!("http://{addr}/hook"), "")
+    );
+    let mut server = start(dir.path(), &routes).await;
+    let mut accepted = 0;
+    loop {
+        let answer = server
+            .post("/events", event(&format!("capped-{accepted}")))
+            .await;
+        if answer.status == 503 {
+            assert!(
+                answer.text().contains("store.max_size"),
+                "{}",
+                answer.text()
+            );
+            break;
+        }
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        accepted += 1;
+        assert!(accepted < 5_000, "the cap was never reached");
+    }
+    assert!(accepted > 10, "only {accepted} events fit");
+    let db = server.db.clone();
+    let receiver = Receiver::start_on(addr).await;
+    wait_for("every delivery made and recorded", WAIT, || {
+        none_pending(&db, "capped") && count(&db, "capped", 1) == accepted
+    })
+    .await;
+    assert_eq!(receiver.delivered().len(), accepted as usize);
+    // Delivered once each: nothing was made again for want of a record.
+    assert!(
+        receiver.delivered().values().all(|&times| times == 1),
+        "{:?}",
+        receiver.delivered()
+    );
+    // The cap still holds for events.
+    let answer = server.post("/events", event("capped-after")).await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
     server.shutdown().await;
 }

@@ -143,7 +143,8 @@ pub struct ServerArgs {
     pub commit_max_batch: Option<usize>,
     /// Stop accepting events (503) when the database file reaches this size (its write-ahead
     /// log, up to about 40 MB under load and emptied by checkpoints, and the search index's
-    /// file come on top).
+    /// file come on top; the routes' delivery records may take a sixteenth more, 256 KiB to
+    /// 256 MiB, so that deliveries of the events kept still drain).
     #[arg(long, env = "PROVTRAIL_MAX_DB_SIZE", value_name = "SIZE")]
     pub max_db_size: Option<String>,
     /// Read only a configuration file named on the command line, never ./provtrail.toml by

@@ -43,8 +43,13 @@ pub struct SqliteSettings {
     pub group: GroupCommit,
     /// How long a commit waits for a lock held by another process before failing.
     pub busy_timeout: Duration,
-    /// Largest size the database may grow to; commits beyond it fail as "full".
+    /// Size past which the database takes no more documents (they are answered as for a full
+    /// disk). The routes' delivery records may still grow it by [`Self::cap_reserve`].
     pub max_size_bytes: Option<u64>,
+    /// Room above `max_size_bytes` kept for what the store must still record once documents are
+    /// refused (the outcomes of deliveries of events already kept); `None` for the default
+    /// ([`default_cap_reserve`]).
+    pub cap_reserve_bytes: Option<u64>,
     /// Documents that may wait for the writer before requests are refused as overloaded.
     pub queue_capacity: usize,
     /// Search-index documents that may wait for the indexer in memory; past that, the indexer
@@ -69,10 +74,29 @@ impl SqliteSettings {
             group: GroupCommit::default(),
             busy_timeout: Duration::from_secs(5),
             max_size_bytes: None,
+            cap_reserve_bytes: None,
             queue_capacity: 16_384,
             index_queue_capacity: 65_536,
         }
     }
+
+    /// Room above the size cap for delivery records ([`Self::cap_reserve_bytes`]).
+    pub fn cap_reserve(&self) -> u64 {
+        match (self.cap_reserve_bytes, self.max_size_bytes) {
+            (Some(reserve), _) => reserve,
+            (None, Some(max)) => default_cap_reserve(max),
+            (None, None) => 0,
+        }
+    }
+}
+
+/// The room kept above a size cap of `max` bytes for delivery records: a sixteenth of the cap,
+/// at least 256 KiB and at most 256 MiB. A route whose sink was down when the cap was reached
+/// has a delivery pending for each event it matched; recording their outcomes takes a few
+/// hundred bytes each, and without room for them the outbox could neither drain nor say so
+/// (every delivery made again at each restart).
+pub fn default_cap_reserve(max: u64) -> u64 {
+    (max / 16).clamp(256 << 10, 256 << 20)
 }
 
 /// State shared by the store handle and its writer thread.
@@ -126,7 +150,7 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let store_id = schema::store_id(&conn)?;
         codec::register(&conn)?;
-        let over_cap = apply_size_cap(&conn, &settings)?;
+        apply_size_cap(&conn, &settings)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
         let last_event_id = || {
             conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
@@ -161,7 +185,6 @@ impl SqliteStore {
             shared: shared.clone(),
             connection: 0,
             moved: None,
-            over_cap,
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())
@@ -719,17 +742,16 @@ fn refuse_foreign_database(conn: &Connection, path: &Path) -> Result<(), Foreign
     )))
 }
 
-/// Caps the database's size (`store.max_size`), once its schema is in place: a cap below what
-/// the schema itself takes is then a store that is full, not a start that fails. SQLite keeps a
-/// database that is already larger than its cap at its size, and fills the room left in its
-/// pages: such a database is over its cap, and the message returned says so (the writer takes
-/// no more documents into it).
+/// Caps the database's size (`store.max_size`), once its schema is in place, at the cap and its
+/// reserve ([`SqliteSettings::cap_reserve`]): past the cap itself the writer takes no documents
+/// ([`documents_refused_for_size`]), and the reserve is for delivery records. SQLite keeps a
+/// database that is already larger at its size, and fills the room left in its pages.
 pub(crate) fn apply_size_cap(
     conn: &Connection,
     settings: &SqliteSettings,
-) -> Result<Option<String>, StoreError> {
+) -> Result<(), StoreError> {
     let Some(max) = settings.max_size_bytes else {
-        return Ok(None);
+        return Ok(());
     };
     let cap = |err: rusqlite::Error| {
         StoreError::Unavailable(format!(
@@ -740,21 +762,36 @@ pub(crate) fn apply_size_cap(
     let page_size: i64 = conn
         .query_row("PRAGMA page_size", [], |row| row.get(0))
         .map_err(cap)?;
-    let max_bytes = i64::try_from(max).unwrap_or(i64::MAX);
+    let max_bytes = i64::try_from(max.saturating_add(settings.cap_reserve())).unwrap_or(i64::MAX);
     let pages = (max_bytes / page_size.max(1)).max(1);
-    let kept: i64 = conn
-        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
-            row.get(0)
-        })
-        .map_err(cap)?;
-    Ok((kept > pages).then(|| {
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(cap)?;
+    Ok(())
+}
+
+/// Why no document may go into the database now, when its pages in use (those not free for
+/// reuse) have reached its size cap (`store.max_size`).
+pub(crate) fn documents_refused_for_size(
+    conn: &Connection,
+    settings: &SqliteSettings,
+) -> Option<String> {
+    let max = settings.max_size_bytes?;
+    let pragma = |name: &str| -> Option<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            .ok()
+            .and_then(|value| u64::try_from(value).ok())
+    };
+    let page_size = pragma("page_size")?;
+    let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?) * page_size;
+    (used >= max).then(|| {
         format!(
-            "the database {} ({} bytes) is already over its size limit ({max} bytes, \
-             store.max_size); raise the limit or move older data out",
-            settings.path.display(),
-            kept * page_size
+            "the database {} holds {used} bytes, at or over its size limit ({max} bytes, \
+             store.max_size): it takes no more events; raise the limit or move older data out",
+            settings.path.display()
         )
-    }))
+    })
 }
 
 /// Events with ids after `after_id` received in `[since, until)`, oldest first, bodies decoded.

@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{Shared, apply_size_cap, open_connection, outbox};
+use super::{Shared, apply_size_cap, documents_refused_for_size, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
     Content, Incoming, IngestOutcome, ORDER_SLACK_MS, OutboxItem, OutboxWrite, QuarantineReason,
@@ -115,8 +115,6 @@ pub(super) struct Writer {
     pub files: Option<StoreFiles>,
     /// Set for good once the database was found deleted or replaced under the server.
     pub moved: Option<Moved>,
-    /// Set when the database is larger than its size cap: why no document is taken.
-    pub over_cap: Option<String>,
 }
 
 /// The database file and its write-ahead log as opened, by device and inode. Deleted or
@@ -331,10 +329,11 @@ impl Writer {
             fail_all(batch, &message, &self.shared);
             return;
         }
-        if let Some(message) = &self.over_cap {
-            // A store over its cap takes no documents: they are answered as for a full disk.
-            // What else the batch holds (records of refusals, delivery outcomes) may still fit.
-            refuse_documents(batch, message, &self.shared);
+        if let Some(message) = self.documents_refused_for_size(batch) {
+            // A store at its cap takes no documents: they are answered as for a full disk, and
+            // records of refused requests are counted only. Delivery outcomes of the events
+            // kept go into the room reserved above the cap, so that the outbox still drains.
+            refuse_documents(batch, &message, &self.shared);
             if batch.is_empty() {
                 return;
             }
@@ -516,6 +515,19 @@ impl Writer {
         Err(format!("{last}; {}", kept_open()))
     }
 
+    /// Why the documents of `batch` cannot go in: the database has reached its size cap.
+    /// Only asked when the batch holds something that the cap refuses.
+    fn documents_refused_for_size(&self, batch: &[Job]) -> Option<String> {
+        self.shared.settings.max_size_bytes?;
+        if !batch
+            .iter()
+            .any(|job| matches!(job, Job::Ingest(..) | Job::Probe(_) | Job::Reject(_)))
+        {
+            return None;
+        }
+        documents_refused_for_size(self.conn.as_ref()?, &self.shared.settings)
+    }
+
     /// Why a commit that found the database full failed, when the reason is its size cap
     /// (`store.max_size`) rather than the disk: the database is within a few megabytes of it.
     fn size_cap_reached(&self) -> Option<String> {
@@ -562,7 +574,7 @@ impl Writer {
                 }
             }
             let conn = open_connection(&self.path, &self.shared.settings)?;
-            self.over_cap = apply_size_cap(&conn, &self.shared.settings)?;
+            apply_size_cap(&conn, &self.shared.settings)?;
             set_synchronous(&conn, pipelined).map_err(unavailable)?;
             self.conn = Some(conn);
             self.connection += 1;
@@ -841,7 +853,12 @@ fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
             Job::Probe(reply) => {
                 let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
             }
-            other => kept.push(other),
+            // Refusals come as fast as anyone sends requests: kept, they would take the room
+            // reserved for delivery outcomes.
+            Job::Reject(_) => {
+                shared.metrics.rejections_dropped.inc();
+            }
+            Job::Outbox(job) => kept.push(Job::Outbox(job)),
         }
     }
     *batch = kept;
