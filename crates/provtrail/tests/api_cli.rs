@@ -500,3 +500,149 @@ fn errors_exit_2_with_a_message_either_way() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no database"));
     assert!(!missing.exists(), "a missing database is not created");
 }
+
+/// `provtrail` in `cwd`, with only the `PROVTRAIL_*` variables of `env`.
+fn provtrail_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("PROVTRAIL_") || name == "COLUMNS" {
+            command.env_remove(&*name);
+        }
+    }
+    command
+        .current_dir(cwd)
+        .args(["--log", "warn"])
+        .args(args)
+        .envs(env.iter().copied());
+    command.output().unwrap()
+}
+
+#[test]
+fn without_db_the_commands_use_the_store_serve_would_use() {
+    let setup = setup();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = elsewhere.path().join("prod.toml");
+    std::fs::write(&config, format!("[store]\npath = {:?}\n", setup.db())).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let expected = provtrail(&["stats", "--format", "json", "--db", setup.db()], &[]);
+    assert_eq!(expected.status.code(), Some(0));
+    // Named by PROVTRAIL_CONFIG, by --config, or found as ./provtrail.toml: the store of
+    // store.path, not a ./provtrail.db.
+    let by_variable = provtrail_in(
+        elsewhere.path(),
+        &["stats", "--format", "json"],
+        &[("PROVTRAIL_CONFIG", config_arg)],
+    );
+    let by_flag = provtrail_in(
+        elsewhere.path(),
+        &["stats", "--format", "json", "--config", config_arg],
+        &[],
+    );
+    std::fs::copy(&config, elsewhere.path().join("provtrail.toml")).unwrap();
+    let by_default = provtrail_in(elsewhere.path(), &["stats", "--format", "json"], &[]);
+    for output in [&by_variable, &by_flag, &by_default] {
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout, expected.stdout);
+    }
+    // `export` too, to standard output for `-o -`.
+    let exported = provtrail_in(elsewhere.path(), &["export", "-o", "-"], &[]);
+    assert_eq!(
+        exported.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let direct = provtrail(&["export", "--db", setup.db()], &[]);
+    assert!(!direct.stdout.is_empty());
+    assert_eq!(exported.stdout, direct.stdout);
+    assert!(!elsewhere.path().join("-").exists());
+    // PROVTRAIL_DB wins over the file, as it does for serve; set but empty, it is refused.
+    let empty = provtrail_in(elsewhere.path(), &["stats"], &[("PROVTRAIL_DB", "")]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("PROVTRAIL_DB is set but empty"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
+    // `ingest` fills the configured store and makes no ./provtrail.db.
+    let other = elsewhere.path().join("other.db");
+    std::fs::write(
+        elsewhere.path().join("provtrail.toml"),
+        format!("[store]\npath = {:?}\n", other.to_str().unwrap()),
+    )
+    .unwrap();
+    let payload =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/payloads/doc_example.json");
+    let event = elsewhere.path().join("event.json");
+    match std::fs::copy(&payload, &event) {
+        Ok(_) => {}
+        Err(_) => {
+            let exported = String::from_utf8_lossy(&exported.stdout).into_owned();
+            std::fs::write(&event, exported.lines().next().unwrap()).unwrap();
+        }
+    }
+    let ingested = provtrail_in(elsewhere.path(), &["ingest", "event.json"], &[]);
+    assert_eq!(
+        ingested.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ingested.stderr)
+    );
+    assert!(other.exists());
+    assert!(!elsewhere.path().join("provtrail.db").exists());
+    // A configuration file that cannot be read leaves the store unknown: an error, not a guess.
+    std::fs::write(elsewhere.path().join("provtrail.toml"), "[store\n").unwrap();
+    let broken = provtrail_in(elsewhere.path(), &["search"], &[]);
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("give --db"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+}
+
+#[test]
+fn a_read_token_is_taken_from_references_and_lists_as_serve_takes_it() {
+    let setup = setup();
+    let url = setup.url();
+    let token_file = setup.seeded.dir.path().join("read-token");
+    std::fs::write(&token_file, format!("{READ}\n")).unwrap();
+    let reference = format!("${{file:{}}}", token_file.display());
+    for token in [reference.as_str(), &format!("{READ},another-token")] {
+        let output = provtrail(
+            &["search", "--limit", "1", "--url", &url],
+            &[("PROVTRAIL_READ_TOKEN", token)],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{token}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // An empty token file is said to be empty, not sent as an empty token.
+    let empty = setup.seeded.dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let output = provtrail(
+        &[
+            "search",
+            "--url",
+            &url,
+            "--token-file",
+            empty.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is empty"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -30,9 +30,8 @@ pub enum ExportFormat {
 /// Arguments of `provtrail export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The database file.
-    #[arg(long, env = "PROVTRAIL_DB", default_value = "provtrail.db")]
-    db: PathBuf,
+    #[command(flatten)]
+    database: super::database::DatabaseArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     format: ExportFormat,
@@ -42,20 +41,25 @@ pub struct ExportArgs {
     /// Only events received before this time.
     #[arg(long)]
     until: Option<String>,
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (`-` is standard output).
     #[arg(long, short)]
     output: Option<PathBuf>,
 }
 
-pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let db = args.database.path()?;
+    // `-o -` is standard output, as for `backfill`, not a file named `-`.
+    if args.output.as_deref() == Some(std::path::Path::new("-")) {
+        args.output = None;
+    }
     anyhow::ensure!(
-        args.db.exists(),
+        db.exists(),
         "there is no database at {} (give --db)",
-        args.db.display()
+        db.display()
     );
     if let Some(output) = &args.output {
         anyhow::ensure!(
-            !provtrail::store::is_store_file(output, &args.db),
+            !provtrail::store::is_store_file(output, &db),
             "{} is the database or one of its files: writing the export there would destroy the \
              store; give another output file",
             output.display()
@@ -76,7 +80,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             "--until must be later than --since (the range [since, until) is empty)"
         );
     }
-    let source = Source::open(&args.db).await?;
+    let source = Source::open(&db).await?;
     let shown = args.output.as_ref().map_or_else(
         || "standard output".to_owned(),
         |path| path.display().to_string(),

@@ -33,9 +33,8 @@ pub struct IngestArgs {
     /// they were first received with.
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
-    /// The database file.
-    #[arg(long, env = "PROVTRAIL_DB", default_value = "provtrail.db")]
-    db: PathBuf,
+    #[command(flatten)]
+    database: super::database::DatabaseArgs,
     /// One event per line, whatever the file is called.
     #[arg(long)]
     jsonl: bool,
@@ -88,6 +87,7 @@ struct Imported {
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let db = args.database.path()?;
     // What can be checked without the store is checked first, so that a mistyped file name or
     // channel leaves no new database behind.
     if let Some(channel) = &args.channel {
@@ -136,7 +136,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     let mut first = Some(first);
     let metrics = Arc::new(Metrics::new());
-    let settings = SqliteSettings::new(&args.db);
+    let settings = SqliteSettings::new(&db);
     let store: SharedStore =
         Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
     let progress = super::progress_bar(None, "importing");
@@ -254,7 +254,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 "duplicate": tally.duplicate,
                 "quarantined": tally.quarantined,
                 "failed": tally.failed,
-                "db": args.db.display().to_string(),
+                "db": db.display().to_string(),
                 "problems": tally.problems.iter().map(|problem| json!({
                     "line": problem.line,
                     "outcome": problem.outcome,
@@ -270,7 +270,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Text => {
             say!(
                 "imported into {}: {} accepted, {} duplicate, {} quarantined, {} failed",
-                args.db.display(),
+                db.display(),
                 tally.accepted,
                 tally.duplicate,
                 tally.quarantined,

@@ -12,6 +12,7 @@ macro_rules! say {
 
 pub mod backfill;
 pub mod config;
+pub mod database;
 pub mod deadletter;
 pub mod demo;
 pub mod export;
@@ -131,16 +132,26 @@ where
     let caps = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::level_filters::LevelFilter::TRACE)
         .with_targets(CAPPED_LOG_TARGETS.iter().copied());
-    // Colours only for a person at a terminal: in a file or a journal they are noise.
+    // Colours only for a person at a terminal who has not asked for none (NO_COLOR, set to
+    // anything but empty): in a file or a journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colours_wanted(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(writer);
     if json {
         Box::new(builder.json().finish().with(caps))
     } else {
         Box::new(builder.finish().with(caps))
     }
+}
+
+/// Whether log lines are coloured: on a terminal, unless `NO_COLOR` is set to a value that is
+/// not empty (<https://no-color.org>).
+fn colours_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 /// Runs an async command on a multi-threaded runtime.
@@ -196,6 +207,46 @@ pub fn typed(long: &str) -> bool {
         let arg = arg.to_string_lossy();
         arg == format!("--{long}") || arg.starts_with(&format!("--{long}="))
     })
+}
+
+/// A credential a client command presents, as given on the command line or in `variable` (the
+/// environment variable it came from, if it did): `${env:NAME}` and `${file:PATH}` references
+/// are resolved as `serve` resolves them. `serve` reads some variables as lists (tokens
+/// separated by commas): from one of those (`first_of_list`), the first is taken, so that one
+/// setting serves both.
+pub fn client_credential(
+    value: &str,
+    variable: Option<&str>,
+    first_of_list: bool,
+) -> anyhow::Result<String> {
+    let named = || match variable {
+        Some(variable) => format!("the credential in {variable}"),
+        None => "the credential given".to_owned(),
+    };
+    let value = match variable {
+        Some(_) if first_of_list => value.split(',').next().unwrap_or(value),
+        _ => value,
+    };
+    let resolved = provtrail::routes::Secrets::new(Default::default())
+        .resolve(value.trim())
+        .with_context(named)?;
+    let resolved = resolved.trim();
+    anyhow::ensure!(!resolved.is_empty(), "{} is empty", named());
+    Ok(resolved.to_owned())
+}
+
+/// A token read from a file (a line, as `serve` writes them), which must not be empty.
+pub fn token_from_file(path: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = token.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the token file {} is empty (a server writes its generated tokens to \
+         <database>.token and <database>.read-token)",
+        path.display()
+    );
+    Ok(token.to_owned())
 }
 
 /// What a clap error says, on one line: without its `error: ` prefix, usage and help hint.
@@ -815,6 +866,16 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colours_wanted(true, None));
+        assert!(!colours_wanted(false, None));
+        assert!(!colours_wanted(true, Some(OsStr::new("1"))));
+        // An empty NO_COLOR asks for nothing.
+        assert!(colours_wanted(true, Some(OsStr::new(""))));
+    }
 
     /// The documents `read_documents_within` finds in `input`, with their line numbers.
     fn documents_within(input: &str, limit: usize) -> anyhow::Result<Vec<(u64, String)>> {

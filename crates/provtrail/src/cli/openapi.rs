@@ -11,7 +11,7 @@ use anyhow::Context as _;
 #[command(after_help = "The checked-in copy is refreshed with:\n  \
 cargo run -p provtrail -- openapi --output crates/provtrail/openapi.json")]
 pub struct OpenApiArgs {
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (`-` is standard output).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -19,7 +19,11 @@ pub struct OpenApiArgs {
 /// Runs `provtrail openapi`.
 pub fn run(args: OpenApiArgs) -> anyhow::Result<ExitCode> {
     let document = provtrail::server::api::openapi_json();
-    match &args.output {
+    // `-` is standard output, not a file named `-`.
+    let output = args
+        .output
+        .filter(|path| path.as_path() != std::path::Path::new("-"));
+    match &output {
         Some(path) => {
             if let Some(kept) = provtrail::store::kept_data_at(path) {
                 anyhow::bail!("{kept}: writing the document there would destroy it");

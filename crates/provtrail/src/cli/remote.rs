@@ -21,14 +21,20 @@ use serde::de::DeserializeOwned;
 /// Which store to read: flags shared by `search`, `show`, `stats` and `quarantine`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SourceArgs {
-    /// Read this database file directly [default: $PROVTRAIL_DB, else provtrail.db, unless a
-    /// URL is given]. Takes precedence over --url.
+    /// Read this database file directly [default, unless a URL is given: $PROVTRAIL_DB, else
+    /// the configuration file's store.path, else provtrail.db]. Takes precedence over --url.
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// The configuration file whose store.path names the database when neither --db, --url
+    /// nor PROVTRAIL_DB does [default: $PROVTRAIL_CONFIG, else ./provtrail.toml when it
+    /// exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Ask the server at this URL instead (e.g. http://127.0.0.1:8080).
     #[arg(long, env = "PROVTRAIL_URL", value_name = "URL")]
     pub url: Option<String>,
-    /// A read token for --url.
+    /// A read token for --url. It may be, or hold, `${env:NAME}` or `${file:PATH}`; from
+    /// PROVTRAIL_READ_TOKEN, which `serve` reads as a comma-separated list, the first is taken.
     #[arg(
         long,
         env = "PROVTRAIL_READ_TOKEN",
@@ -75,16 +81,16 @@ impl Backend {
     /// [`SqliteStore::open_reader`]) when it can be; `search_index` says whether the command
     /// searches the index.
     pub async fn open(args: &SourceArgs, search_index: bool) -> anyhow::Result<Backend> {
-        let db = args.db.clone().or_else(|| {
-            if args.url.is_some() {
-                None
-            } else {
-                Some(
-                    std::env::var_os("PROVTRAIL_DB")
-                        .map_or_else(|| PathBuf::from("provtrail.db"), PathBuf::from),
-                )
-            }
-        });
+        let db = match (&args.db, &args.url) {
+            (Some(_), _) | (None, None) => Some(
+                super::database::DatabaseArgs {
+                    db: args.db.clone(),
+                    config: args.config.clone(),
+                }
+                .path()?,
+            ),
+            (None, Some(_)) => None,
+        };
         if let Some(db) = db {
             anyhow::ensure!(
                 db.is_file(),
@@ -117,9 +123,13 @@ impl Backend {
             return Ok(Backend::Local(Arc::new(store)));
         }
         let url = args.url.clone().unwrap_or_default();
+        let given_by = match super::from_environment("url", "PROVTRAIL_URL".into()) {
+            Some(variable) => format!("{variable}, "),
+            None => "--url, ".to_owned(),
+        };
         anyhow::ensure!(
             url.starts_with("http://") || url.starts_with("https://"),
-            "the URL must start with http:// or https://"
+            "the URL must start with http:// or https:// ({given_by}{url:?})"
         );
         let mut base = url.trim_end_matches('/').to_owned();
         if let Some(stripped) = base.strip_suffix("/api/v1") {
@@ -128,13 +138,12 @@ impl Backend {
         // The file first: it is only ever given on the command line, while a token may come from
         // the environment.
         let token = match (&args.token_file, &args.token) {
-            (None, Some(token)) => Some(token.trim().to_owned()),
-            (Some(path), _) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the token file {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
+            (None, Some(token)) => Some(super::client_credential(
+                token,
+                super::from_environment("token", "PROVTRAIL_READ_TOKEN".into()).as_deref(),
+                true,
+            )?),
+            (Some(path), _) => Some(super::token_from_file(path)?),
             (None, None) => None,
         };
         provtrail::install_crypto_provider();

@@ -41,7 +41,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Bearer token to present [env: PROVTRAIL_SEND_TOKEN, used when no credential is given
-    /// on the command line].
+    /// on the command line]. It may be, or hold, `${env:NAME}` or `${file:PATH}`, as may
+    /// --basic.
     #[arg(long, conflicts_with_all = ["basic", "token_file"])]
     token: Option<String>,
     /// Read the bearer token from a file (e.g. the provtrail.db.token a server generated).
@@ -111,18 +112,27 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
                 "PROVTRAIL_SEND_TOKEN and PROVTRAIL_SEND_BASIC are both set: unset one, or give \
              --token or --basic"
             );
-            (token, basic)
+            let resolved = |value: Option<String>, variable: &str| {
+                value
+                    .map(|value| super::client_credential(&value, Some(variable), false))
+                    .transpose()
+            };
+            (
+                resolved(token, "PROVTRAIL_SEND_TOKEN")?,
+                resolved(basic, "PROVTRAIL_SEND_BASIC")?,
+            )
         } else {
-            (args.token.clone(), args.basic.clone())
+            let resolved = |value: &Option<String>| {
+                value
+                    .as_deref()
+                    .map(|value| super::client_credential(value, None, false))
+                    .transpose()
+            };
+            (resolved(&args.token)?, resolved(&args.basic)?)
         };
     let auth = match (&token, &args.token_file, &basic) {
         (Some(token), _, _) => Auth::Bearer(token.clone()),
-        (None, Some(path), _) => Auth::Bearer(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
+        (None, Some(path), _) => Auth::Bearer(super::token_from_file(path)?),
         (None, None, Some(pair)) => {
             anyhow::ensure!(pair.contains(':'), "--basic is user:password");
             Auth::Basic(pair.clone())

@@ -1,0 +1,77 @@
+//! Which database file a command that works on a store uses, when `--db` does not say: the one
+//! `provtrail serve` would use, so that `ingest`, `export` and the read commands never work on
+//! another store than the server's (or make a new one beside it).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use provtrail::config::FileConfig;
+
+/// The flags that say which database file to work on.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DatabaseArgs {
+    /// The database file [default: $PROVTRAIL_DB, else the configuration file's store.path,
+    /// else provtrail.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The configuration file whose store.path names the database when neither --db nor
+    /// PROVTRAIL_DB does [default: $PROVTRAIL_CONFIG, else ./provtrail.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The database file: `--db`, else as [`default_database`] finds it.
+    pub fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.db {
+            Some(db) if db.as_os_str().is_empty() => {
+                anyhow::bail!("--db is empty: give the database file's path")
+            }
+            Some(db) => Ok(db.clone()),
+            None => default_database(self.config.as_deref()),
+        }
+    }
+}
+
+/// The database `serve` would use with no `--db`: `PROVTRAIL_DB`, else the `store.path` of the
+/// configuration file (`config`, else `PROVTRAIL_CONFIG`, else `./provtrail.toml` when it
+/// exists), else `provtrail.db`. A configuration file that cannot be read is an error, as it is
+/// for `serve`: the store it names is unknown.
+pub fn default_database(config: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match std::env::var_os("PROVTRAIL_DB") {
+        Some(db) if db.is_empty() => anyhow::bail!(
+            "PROVTRAIL_DB is set but empty: set it to the database file's path, or unset it"
+        ),
+        Some(db) => return Ok(PathBuf::from(db)),
+        None => {}
+    }
+    let config = match config {
+        Some(path) => Some(path.to_path_buf()),
+        None => match std::env::var_os("PROVTRAIL_CONFIG") {
+            Some(path) if path.is_empty() => anyhow::bail!(
+                "PROVTRAIL_CONFIG is set but empty: set it to the configuration file's path, or \
+                 unset it"
+            ),
+            Some(path) => Some(PathBuf::from(path)),
+            None => FileConfig::default_path(),
+        },
+    };
+    if let Some(path) = config {
+        let file = FileConfig::load(&path).with_context(|| {
+            format!(
+                "cannot tell which database to use: the configuration file {} names it \
+                 (store.path); give --db to choose one",
+                path.display()
+            )
+        })?;
+        if let Some(db) = file.store.path {
+            anyhow::ensure!(
+                !db.as_os_str().is_empty(),
+                "store.path in {} is empty: give the database file's path",
+                path.display()
+            );
+            return Ok(db);
+        }
+    }
+    Ok(PathBuf::from("provtrail.db"))
+}
