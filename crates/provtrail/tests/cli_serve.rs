@@ -216,6 +216,50 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     await_output(&server, "at or above --max-db-size").await;
     let ready = client().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503, "{}", server.output());
+    drop(server);
+    // With --log-json the warning is a log record like the others: a collector reading JSON
+    // lines would drop a line of text.
+    let json = [&["--log-json", "serve"][..], &tiny[..]].concat();
+    let said = stderr_lines_until(dir.path(), &json, "max-db-size");
+    for line in said.iter().filter(|line| !line.is_empty()) {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {line:?} in {said:?}"));
+        assert!(record.get("level").is_some(), "{line}");
+    }
+}
+
+/// The lines `provtrail <args>`, run in `cwd`, writes to standard error up to the first that
+/// holds `wanted` (or for 30 s), after which the process is killed. Empty lines are kept.
+fn stderr_lines_until(cwd: &Path, args: &[&str], wanted: &str) -> Vec<String> {
+    use std::io::BufRead as _;
+    let mut child = bare_command(cwd, args).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !said.iter().any(|line: &String| line.contains(wanted)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => said.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    said.extend(received.try_iter());
+    assert!(
+        said.iter().any(|line| line.contains(wanted)),
+        "`{wanted}` never said: {said:?}"
+    );
+    said
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

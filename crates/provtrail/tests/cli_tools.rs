@@ -2725,3 +2725,98 @@ fn ingest_reporting_json(db: &Path, file: &Path) -> Output {
         None,
     )
 }
+
+#[test]
+fn config_check_refuses_the_files_serve_could_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let db_arg = db.to_str().unwrap();
+    let ingested = provtrail(&["ingest", "--db", db_arg, "-"], Some(&event("check-1")));
+    assert_eq!(
+        ingested.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ingested.stderr)
+    );
+    let config = dir.path().join("check.toml");
+    let config_arg = config.to_str().unwrap();
+    let with_route = |path: &str| {
+        format!(
+            "[store]\npath = {db_arg:?}\n\n[[routes]]\nname = \"archive\"\n\
+             [routes.sink]\ntype = \"file\"\npath = {path:?}\n"
+        )
+    };
+    let check = || {
+        let output = provtrail(&["config", "check", config_arg], None);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let archive = dir.path().join("archive.jsonl");
+    std::fs::write(&config, with_route(archive.to_str().unwrap())).unwrap();
+    assert_eq!(check().0, Some(0), "{}", check().1);
+
+    // A route appending to the configuration file itself would leave it unreadable.
+    std::fs::write(&config, with_route(config_arg)).unwrap();
+    let (status, said) = check();
+    assert_eq!(status, Some(2), "{said}");
+    assert!(said.contains("the configuration file"), "{said}");
+    // A route appending to another database, or to a file kept beside one.
+    let other = dir.path().join("other.db");
+    std::fs::copy(&db, &other).unwrap();
+    for target in [other.clone(), dir.path().join("other.db-wal")] {
+        std::fs::write(&config, with_route(target.to_str().unwrap())).unwrap();
+        let (status, said) = check();
+        assert_eq!(status, Some(2), "{}: {said}", target.display());
+        assert!(said.contains("would destroy it"), "{said}");
+    }
+
+    // A store a newer provtrail made is refused, as serve refuses it.
+    std::fs::write(&config, with_route(archive.to_str().unwrap())).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let (status, said) = check();
+    assert_eq!(status, Some(2), "{said}");
+    assert!(said.contains("newer than this build knows"), "{said}");
+}
+
+#[test]
+fn route_commands_make_no_store_of_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db");
+    std::fs::write(&db, "").unwrap();
+    let db_arg = db.to_str().unwrap();
+    let listed = provtrail(&["routes", "list", "--db", db_arg], None);
+    assert_eq!(
+        listed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    for args in [
+        &["deadletter", "list", "--db", db_arg][..],
+        &[
+            "deadletter",
+            "retry",
+            "--all",
+            "--route",
+            "any",
+            "--db",
+            db_arg,
+        ][..],
+    ] {
+        let refused = provtrail(args, None);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("the file is empty"), "{args:?}: {said}");
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("empty.db")]);
+}

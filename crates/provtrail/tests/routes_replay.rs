@@ -418,6 +418,13 @@ path = "{}"
         stderr.contains("1 of the 1 ids given name no dead delivery"),
         "{stderr}"
     );
+    // With a route, the message says whose dead delivery it is not.
+    let (code, _, stderr) = retry(&["--id", "999999", "--route", "archive"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("name no dead delivery of route \"archive\""),
+        "{stderr}"
+    );
     let (code, _, stderr) = retry(&["--route", "archive"]);
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = retry(&["--all", "--id", "1"]);

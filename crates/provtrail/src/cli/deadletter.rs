@@ -161,9 +161,14 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             // Ids that name no dead delivery (a typo, or one delivered since) retried nothing:
             // say so, and fail, rather than look like success.
             if asked > 0 && (retried as usize) < asked {
+                let of_route = route
+                    .as_deref()
+                    .map(|route| format!(" of route {route:?}"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "{} of the {asked} ids given name no dead delivery, or one whose event \
-                     already has a pending delivery to the route (see provtrail deadletter list)",
+                    "{} of the {asked} ids given name no dead delivery{of_route}, or one whose \
+                     event already has a pending delivery to the route (see provtrail deadletter \
+                     list)",
                     asked - retried as usize
                 );
                 return Ok(ExitCode::FAILURE);

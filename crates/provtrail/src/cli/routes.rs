@@ -68,13 +68,24 @@ pub fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// Whether there is a database at `path`: a file that is not empty (SQLite, and so a store
+/// opened on it, would make a new database of an empty one).
+fn has_database(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() || meta.len() > 0)
+}
+
 /// Opens the store of `settings`, failing when there is no database yet.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     let path = settings.store.path.clone();
     anyhow::ensure!(
-        path.exists(),
-        "there is no database at {} (give --db)",
-        path.display()
+        has_database(&path),
+        "there is no database at {} (give --db){}",
+        path.display(),
+        if path.exists() {
+            ": the file is empty"
+        } else {
+            ""
+        }
     );
     let store_settings = settings.store.clone();
     let store = tokio::task::spawn_blocking(move || {
@@ -100,7 +111,7 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<ExitCode> {
 async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let settings = settings(server)?;
     let routes = &settings.routes;
-    let counts: Vec<RouteCounts> = if settings.store.path.exists() {
+    let counts: Vec<RouteCounts> = if has_database(&settings.store.path) {
         let store = open_store(&settings).await?;
         let counts = store.route_counts().await?;
         store.close().await;

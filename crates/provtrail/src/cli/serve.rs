@@ -195,7 +195,19 @@ impl ServerArgs {
             }
         };
         let mut config = match self.config.clone().or_else(default_path) {
-            Some(path) => FileConfig::load(&path)?,
+            Some(path) => {
+                let config = FileConfig::load(&path)?;
+                // Appended to, the file would not read as a configuration again.
+                if let Some(route) = provtrail::routes::file_route_writing_to(&config.routes, &path)
+                {
+                    anyhow::bail!(
+                        "route {route:?}: sink.path is the configuration file {} itself: \
+                         appending events to it would make it unreadable; give another file",
+                        path.display()
+                    );
+                }
+                config
+            }
             None => FileConfig::default(),
         };
         let server = &mut config.server;
@@ -568,15 +580,13 @@ pub fn ensure_open_file_room(max_connections: usize) {
     if let Some(limit) = provtrail::raise_open_file_limit(wanted) {
         if limit < wanted {
             let connections = limit.saturating_sub(FILES_BESIDE_CONNECTIONS);
-            eprintln!();
-            eprintln!(
-                "WARNING: this process may open at most {limit} files (ulimit -n), so it can \
-                 keep about {connections} connections open, not the {max_connections} that \
+            loud_warning(&format!(
+                "this process may open at most {limit} files (ulimit -n), so it can keep about \
+                 {connections} connections open, not the {max_connections} that \
                  server.max_connections allows: connections beyond that are refused. Raise the \
                  limit (ulimit -n, or LimitNOFILE= under systemd) or lower \
                  server.max_connections."
-            );
-            eprintln!();
+            ));
         }
     }
 }
@@ -633,12 +643,22 @@ fn warn_when_full(settings: &Settings) {
         return;
     };
     if size >= max {
+        loud_warning(&format!(
+            "the database is {size} bytes, at or above --max-db-size ({max} bytes): while the \
+             pages it uses are at the limit, events are answered 503 and /readyz says \
+             unavailable; raise the limit or move older data out."
+        ));
+    }
+}
+
+/// A warning that must not be missed at the start: set apart in capitals for a person, a
+/// warning event among the others for logs written as JSON lines (`--log-json`).
+fn loud_warning(message: &str) {
+    if super::logs_as_json() {
+        tracing::warn!("{message}");
+    } else {
         eprintln!();
-        eprintln!(
-            "WARNING: the database is {size} bytes, at or above --max-db-size ({max} bytes): it \
-             cannot grow, so events are answered 503 once the room left in its pages is used, \
-             and /readyz says unavailable, until the limit is raised."
-        );
+        eprintln!("WARNING: {message}");
         eprintln!();
     }
 }

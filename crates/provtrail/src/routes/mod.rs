@@ -418,6 +418,20 @@ fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
     crate::store::written_path(&path)
 }
 
+/// The route whose `file` sink writes to the file at `target`, if one does (`target` a file
+/// that is not the sink's to write, such as the configuration file the routes come from).
+pub fn file_route_writing_to(
+    sections: &[RouteSection],
+    target: &std::path::Path,
+) -> Option<String> {
+    let target = crate::store::written_path(target)?;
+    sections.iter().find_map(|section| {
+        let is_file = section.sink.get("type").and_then(toml::Value::as_str) == Some("file");
+        let path = file_sink_path(&section.sink).filter(|_| is_file)?;
+        (path == target).then(|| section.name.clone())
+    })
+}
+
 impl Routes {
     /// No routes.
     pub fn none() -> Self {
@@ -638,6 +652,15 @@ impl Routes {
                                 path.display(),
                                 db.display()
                             ),
+                        ));
+                    }
+                    // Another store, or a file kept beside one: the file sink refuses to
+                    // write there at every delivery, and the deliveries would wait for good.
+                    if let Some(kept) = crate::store::kept_data_at(&path) {
+                        return Err(invalid(
+                            name,
+                            "sink.path",
+                            format!("{kept}: appending to it would destroy it; give another file"),
                         ));
                     }
                     files.push((path, name.to_owned()));

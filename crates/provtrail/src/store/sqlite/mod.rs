@@ -658,19 +658,38 @@ fn read_only_or_say_why(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// Refuses, as opening the store would, a file at `path` that is not a database this store may
-/// open (another application's, or no database at all), reading it only; a path with no file
-/// yet is fine (the store is created there).
+/// open (another application's, one a newer provtrail made, or no database at all), reading it
+/// only; a path with no file yet is fine (the store is created there).
 pub fn check_database_file(path: &Path) -> Result<(), StoreError> {
     if !path.is_file() {
         return Ok(());
     }
     let conn = read_only_or_say_why(path)?;
+    let unreadable = |err: rusqlite::Error| {
+        StoreError::Unavailable(format!("cannot read {}: {err}", path.display()))
+    };
     refuse_foreign_database(&conn, path).map_err(|refused| match refused {
         ForeignOrNot::Foreign(err) => err,
-        ForeignOrNot::Unreadable(err) => {
-            StoreError::Unavailable(format!("cannot read {}: {err}", path.display()))
-        }
-    })
+        ForeignOrNot::Unreadable(err) => unreadable(err),
+    })?;
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(unreadable)?;
+    refuse_newer_schema(path, version)
+}
+
+/// Refuses a database whose schema a newer provtrail made: this build cannot tell what its
+/// tables hold, nor migrate it back.
+fn refuse_newer_schema(path: &Path, version: u32) -> Result<(), StoreError> {
+    if version > schema::CURRENT_VERSION {
+        return Err(StoreError::Internal(format!(
+            "{} has schema version {version}, newer than this build knows ({}); use a newer \
+             provtrail",
+            path.display(),
+            schema::CURRENT_VERSION
+        )));
+    }
+    Ok(())
 }
 
 /// Why [`refuse_foreign_database`] refused, or could not tell.
@@ -1003,14 +1022,7 @@ impl EventFile {
                 path.display()
             )));
         }
-        if version > schema::CURRENT_VERSION {
-            return Err(StoreError::Internal(format!(
-                "{} has schema version {version}, newer than this build knows ({}); use a newer \
-                 provtrail",
-                path.display(),
-                schema::CURRENT_VERSION
-            )));
-        }
+        refuse_newer_schema(path, version)?;
         if version < schema::CURRENT_VERSION {
             return Ok(None);
         }
