@@ -646,3 +646,55 @@ fn a_read_token_is_taken_from_references_and_lists_as_serve_takes_it() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_read_only_copy_without_its_search_index_still_shows_its_events() {
+    let seeded = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(api_support::seed(5));
+    // A backup of the database file alone (as `sqlite3 .backup` makes), which this user may
+    // read but not write.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("backup.db");
+    std::fs::copy(&seeded.db, &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    // The superuser writes whatever the modes say: run as nobody then.
+    let run = |args: &[&str]| -> Output {
+        let mut command = if root {
+            let mut command = Command::new("setpriv");
+            command
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_provtrail"));
+            command
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        };
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PROVTRAIL_") {
+                command.env_remove(name);
+            }
+        }
+        command.current_dir(copy_dir.path()).args(args);
+        command.output().unwrap()
+    };
+    let shown = run(&["show", "1", "--db", "backup.db"]);
+    let said = String::from_utf8_lossy(&shown.stderr);
+    assert_eq!(shown.status.code(), Some(0), "{said}");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("Event 1"));
+    assert!(said.contains("search index"), "{said}");
+    let listed = run(&["search", "--format", "jsonl", "--db", "backup.db"]);
+    assert_eq!(
+        listed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(ids(&listed).len(), seeded.events.len());
+    std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -117,9 +117,36 @@ impl Backend {
             // up to date.
             let settings = SqliteSettings::new(&db);
             let metrics = Arc::new(Metrics::new());
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics))
-                .await?
-                .with_context(|| format!("cannot open the database {}", db.display()))?;
+            let opened =
+                tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await?;
+            let store = match opened {
+                Ok(store) => store,
+                Err(err) if search_index => {
+                    // A store that cannot be written (a read-only copy, a backup without its
+                    // search index) still answers what needs no index: read it as it is.
+                    let path = db.clone();
+                    let reader =
+                        tokio::task::spawn_blocking(move || SqliteStore::open_reader(&path, false))
+                            .await?;
+                    let Ok(Some(reader)) = reader else {
+                        return Err(anyhow::Error::new(err)
+                            .context(format!("cannot open the database {}", db.display())));
+                    };
+                    eprintln!(
+                        "note: the search index of {} ({}.search) lacks events and cannot be \
+                         brought up to date ({err}); events are found by id, and a search may \
+                         miss events or fail: copy the index beside the database, or work on a \
+                         copy that can be written",
+                        db.display(),
+                        db.display()
+                    );
+                    return Ok(Backend::Local(Arc::new(reader)));
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot open the database {}", db.display())));
+                }
+            };
             return Ok(Backend::Local(Arc::new(store)));
         }
         let url = args.url.clone().unwrap_or_default();
