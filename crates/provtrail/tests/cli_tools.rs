@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -2819,4 +2820,67 @@ fn route_commands_make_no_store_of_an_empty_file() {
         .map(|entry| entry.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("empty.db")]);
+}
+
+#[test]
+fn validate_and_filter_read_the_bodies_an_export_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let db_arg = db.to_str().unwrap();
+    let mut events = event("exported-1");
+    events.push(b'\n');
+    events.extend_from_slice(&event("exported-2"));
+    let ingested = provtrail(&["ingest", "--db", db_arg, "-"], Some(&events));
+    assert_eq!(
+        ingested.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ingested.stderr)
+    );
+    // A name that is not UTF-8 is a file name like any other.
+    let export = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"trail-\xff.jsonl"));
+    let exported = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["export", "--db", db_arg, "-o"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(exported.status.success());
+    let validated = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["validate", "--format", "json"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validated.stderr);
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+    assert!(
+        said.contains("line 1 is a line of `provtrail export`"),
+        "{said}"
+    );
+    let filtered = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["filter", "--format", "json", "$[?($.trackingNumber)]"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert_eq!(
+        filtered.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&filtered.stderr)
+    );
+    let answers: Vec<Value> = String::from_utf8_lossy(&filtered.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 2);
+    assert!(
+        answers.iter().all(|answer| answer["match"] == true),
+        "{answers:?}"
+    );
 }

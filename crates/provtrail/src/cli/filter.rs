@@ -49,7 +49,7 @@ pub struct FilterArgs {
     /// The filter, e.g. `$[?($.identity.name == "john.doe")]`.
     pub expr: String,
     /// The event file; `-` or nothing reads standard input.
-    pub file: Option<String>,
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Runs `provtrail filter`.
@@ -153,17 +153,18 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
 
 /// The input's bytes: a document that is not UTF-8 is reported as any document that is not
 /// JSON, line by line in JSON lines, rather than stopping the whole run.
-fn read_input(file: Option<&str>) -> anyhow::Result<Vec<u8>> {
+fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     match file {
-        None | Some("-") => {
+        Some(file) if file != std::path::Path::new("-") => {
+            bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        }
+        _ => {
             std::io::stdin()
                 .lock()
                 .read_to_end(&mut bytes)
                 .context("cannot read standard input")?;
-        }
-        Some(f) => {
-            bytes = std::fs::read(f).with_context(|| format!("cannot read {f}"))?;
         }
     }
     Ok(bytes)
@@ -211,6 +212,8 @@ fn report(
     document: &[u8],
     line: Option<u64>,
 ) -> anyhow::Result<()> {
+    let body = super::body_of_export_line(document, line.unwrap_or(1), "evaluating on");
+    let document = body.as_deref().map_or(document, str::as_bytes);
     let mut o = outcome_of_bytes(path, options, document);
     match format {
         Format::Json => {

@@ -705,6 +705,24 @@ pub fn export_line(document: &[u8]) -> Option<serde_json::Map<String, serde_json
     is_export.then_some(line)
 }
 
+/// The body a line of `provtrail export` holds, as first received, when `document` is such a
+/// line: what a receiver takes, and what is checked, is that body, not the line around it. The
+/// first such line of a run is said on standard error (`doing` what to the body), once.
+pub fn body_of_export_line(document: &[u8], line: u64, doing: &str) -> Option<String> {
+    static NOTED: AtomicBool = AtomicBool::new(false);
+    let raw = match export_line(document)?.remove("raw") {
+        Some(serde_json::Value::String(raw)) => raw,
+        _ => return None,
+    };
+    if !NOTED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "line {line} is a line of `provtrail export`: {doing} the body it holds as received \
+             (so for each such line)"
+        );
+    }
+    Some(raw)
+}
+
 /// The error for an input without a document: sending or storing nothing is not a success.
 pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only blank lines";
 

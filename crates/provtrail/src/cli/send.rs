@@ -248,26 +248,11 @@ fn producer(
     let reader = super::open_input(&path)?;
     let jsonl = args.jsonl || super::is_json_lines_path(&path);
     let handle = tokio::task::spawn_blocking(move || {
-        let mut noted = false;
         super::read_documents(reader, jsonl, |line, document| {
             // A line of `provtrail export` holds the event's body as first received: that body
             // is what a receiver takes, not the line around it.
-            let document =
-                match super::export_line(&document).and_then(|mut line| match line.remove("raw") {
-                    Some(serde_json::Value::String(raw)) => Some(Bytes::from(raw)),
-                    _ => None,
-                }) {
-                    Some(raw) => {
-                        if !std::mem::replace(&mut noted, true) {
-                            eprintln!(
-                                "line {line} is a line of `provtrail export`: sending the body it \
-                             holds as received (so for each such line)"
-                            );
-                        }
-                        raw
-                    }
-                    None => document,
-                };
+            let document = super::body_of_export_line(&document, line, "sending")
+                .map_or(document, Bytes::from);
             documents.blocking_send((line, document)).is_ok()
         })
     });

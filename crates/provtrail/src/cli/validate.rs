@@ -243,6 +243,9 @@ fn check_document(
     origin: &Origin<'_>,
     bytes: &[u8],
 ) -> anyhow::Result<Verdict> {
+    let line = origin.line.map_or(1, |line| line as u64);
+    let body = super::body_of_export_line(bytes, line, "checking");
+    let bytes = body.as_deref().map_or(bytes, str::as_bytes);
     let report = match validate_slice(bytes, options) {
         Ok(report) => report,
         Err(err) => {
