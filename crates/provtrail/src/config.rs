@@ -194,8 +194,7 @@ impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|err: toml::de::Error| {
             let message = err.message().trim();
-            let mut what =
-                too_large(message).unwrap_or_else(|| in_plain_words(&without_values(message)));
+            let mut what = in_plain_terms(message);
             // A whole number past every integer's range reaches the settings without its value
             // or sign ("invalid type: integer"): the text says which side it is past.
             let literal = err
@@ -344,6 +343,12 @@ fn toml_code_lines(text: &str) -> Vec<Option<String>> {
         lines.push((!begins_inside).then_some(code));
     }
     lines
+}
+
+/// serde's refusal of a setting's value said for the reader of the file: without the value
+/// (which may be a secret), with numbers' types in words.
+pub(crate) fn in_plain_terms(message: &str) -> String {
+    too_large(message).unwrap_or_else(|| in_plain_words(&without_values(message)))
 }
 
 /// serde's refusal of a whole number past an unsigned setting's range, said as such (read as it

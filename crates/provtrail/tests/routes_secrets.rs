@@ -77,6 +77,10 @@ subject = "a.b"
         .lines()
         .map(|line| {
             let route: Value = serde_json::from_str(line).unwrap();
+            // The read API's document for the route, field for field.
+            assert_eq!(route["configured"], true, "{route}");
+            assert!(route.get("paused_since").is_some(), "{route}");
+            assert!(route["counts"].get("matched").is_some(), "{route}");
             route["target"].as_str().unwrap().to_owned()
         })
         .collect();

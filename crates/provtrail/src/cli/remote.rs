@@ -425,6 +425,9 @@ pub fn shorten(text: &str, width: usize) -> String {
     cut
 }
 
+/// Widest column of a table that is not fitted to a width (see [`table`]).
+const WIDEST_UNFITTED_COLUMN: usize = 120;
+
 /// Rows as aligned columns separated by two spaces; the columns in `flexible` shrink, each to
 /// no less than 8 characters (or its header), until the table fits `width`: the widest first
 /// (ties: the one listed first), and the last listed only when the others cannot shrink. Cells
@@ -451,6 +454,14 @@ pub fn table(
             if let Some(w) = widths.get_mut(column) {
                 *w = (*w).max(count(cell));
             }
+        }
+    }
+    // With no width to fit (not a terminal, no COLUMNS), one long value (a source named with
+    // ten thousand characters) would still pad every row to its width: a column is cut at
+    // [`WIDEST_UNFITTED_COLUMN`] then. `--format json` gives every value whole.
+    if width.is_none() {
+        for (column, w) in widths.iter_mut().enumerate() {
+            *w = (*w).min(WIDEST_UNFITTED_COLUMN.max(count(header[column])));
         }
     }
     if let Some(limit) = width {
@@ -541,5 +552,18 @@ mod tests {
         // Cut to fit, a wide character is not split across the limit.
         assert_eq!(shorten("山田太郎", 5), "山田…");
         assert_eq!(display_width(&shorten("山田太郎", 5)), 5);
+    }
+
+    #[test]
+    fn one_long_value_does_not_widen_a_table_with_no_width_to_fit() {
+        let rows = vec![
+            vec!["x".repeat(10_000), "1".to_owned()],
+            vec!["short".to_owned(), "2".to_owned()],
+        ];
+        let text = table(&["source", "n"], &rows, &[0], &[1], None);
+        for line in text.lines() {
+            assert!(display_width(line) <= WIDEST_UNFITTED_COLUMN + 3, "{line}");
+        }
+        assert!(text.contains('…'), "{text}");
     }
 }

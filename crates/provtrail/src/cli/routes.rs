@@ -131,12 +131,12 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
     };
     match format {
         OutputFormat::Json => {
-            for route in routes.iter() {
-                let mut value = serde_json::to_value(route.info())?;
-                let mut c = find(&route.name);
-                c.last_error = c.last_error.map(|e| routes.redact(&e));
-                value["counts"] = serde_json::to_value(&c)?;
-                say!("{value}")?;
+            // One line per route, each the read API's document for it (`GET
+            // /api/v1/routes/{name}`): a route no longer configured that has deliveries too.
+            // A pause lives in the server that delivers: `paused_since` is null here.
+            let list = provtrail::server::api::routes::list_with_counts(routes, &counts);
+            for route in &list.routes {
+                say!("{}", serde_json::to_string(route)?)?;
             }
         }
         OutputFormat::Text => {

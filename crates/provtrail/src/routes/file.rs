@@ -1084,6 +1084,12 @@ mod tests {
         for keep in [1, 5, 1_000] {
             assert!(build_with(&format!("path = {path:?}\nkeep = {keep}")).is_ok());
         }
+        // Said in words, not in serde's names of types.
+        let err = build_with(&format!("path = {path:?}\nkeep = -1")).unwrap_err();
+        assert!(
+            err.message.contains("a whole number from 0 up") && !err.message.contains("u32"),
+            "{err:?}"
+        );
         // A size may be a number of bytes, not a negative one.
         assert!(build_with(&format!("path = {path:?}\nmax_size = 2048")).is_ok());
         let err = build_with(&format!("path = {path:?}\nmax_size = -1")).unwrap_err();

@@ -234,7 +234,7 @@ pub fn settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T,
     T::deserialize(toml::Value::Table(table)).map_err(|err| {
         SinkConfigError::new(
             "",
-            crate::config::without_values(err.to_string().trim()).replace('\n', " "),
+            crate::config::in_plain_terms(err.to_string().trim()).replace('\n', " "),
         )
     })
 }

@@ -488,7 +488,11 @@ impl From<ReplayProgress> for ReplayResult {
 
 /// Every configured route, then the routes no longer configured that still have deliveries.
 pub async fn list(store: &dyn Store, routes: &Routes) -> Result<RouteList, StoreError> {
-    let counts = store.route_counts().await?;
+    Ok(list_with_counts(routes, &store.route_counts().await?))
+}
+
+/// [`list`] with the store's counts already read (none for a store not made yet).
+pub fn list_with_counts(routes: &Routes, counts: &[RouteCounts]) -> RouteList {
     let mut list: Vec<RouteView> = routes
         .iter()
         .map(|route| {
@@ -499,7 +503,7 @@ pub async fn list(store: &dyn Store, routes: &Routes) -> Result<RouteList, Store
     for found in counts.iter().filter(|c| routes.get(&c.route).is_none()) {
         list.push(RouteView::new(routes, &found.route, Some(found)));
     }
-    Ok(RouteList { routes: list })
+    RouteList { routes: list }
 }
 
 /// One route, configured or with deliveries; `None` when neither.
