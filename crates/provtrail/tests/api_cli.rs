@@ -39,18 +39,7 @@ fn setup() -> Setup {
 }
 
 fn provtrail(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("PROVTRAIL_") || name == "COLUMNS" {
-            command.env_remove(&*name);
-        }
-    }
-    command
-        .args(["--log", "warn"])
-        .args(args)
-        .envs(env.iter().copied());
-    command.output().unwrap()
+    provtrail_in(Path::new("."), args, env)
 }
 
 impl Setup {
@@ -494,11 +483,44 @@ fn errors_exit_2_with_a_message_either_way() {
         String::from_utf8_lossy(&file.stderr)
     );
 
+    // As serve takes PROVTRAIL_READ_TOKEN: references resolved, the first of a list.
+    let reference = format!("${{file:{}}}", token_file.display());
+    for token in [reference.as_str(), &format!("{READ},another-token")] {
+        let output = provtrail(
+            &["search", "--limit", "1", "--url", &url],
+            &[("PROVTRAIL_READ_TOKEN", token)],
+        );
+        exits(&output, 0);
+    }
+    // An empty token file is said to be empty, not sent as an empty token.
+    let empty = setup.seeded.dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let output = provtrail(
+        &[
+            "search",
+            "--url",
+            &url,
+            "--token-file",
+            empty.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let said = exits(&output, 2);
+    assert!(said.contains("is empty"), "{said}");
+
     let missing = Path::new(setup.seeded.dir.path()).join("missing.db");
     let output = provtrail(&["stats", "--db", missing.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no database"));
     assert!(!missing.exists(), "a missing database is not created");
+}
+
+/// Asserts that `output` is of a command that exited with `code`, and gives what it said on
+/// standard error.
+fn exits(output: &Output, code: i32) -> String {
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "{said}");
+    said
 }
 
 /// `provtrail` in `cwd`, with only the `PROVTRAIL_*` variables of `env`.
@@ -542,34 +564,20 @@ fn without_db_the_commands_use_the_store_serve_would_use() {
     std::fs::copy(&config, elsewhere.path().join("provtrail.toml")).unwrap();
     let by_default = provtrail_in(elsewhere.path(), &["stats", "--format", "json"], &[]);
     for output in [&by_variable, &by_flag, &by_default] {
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        exits(output, 0);
         assert_eq!(output.stdout, expected.stdout);
     }
     // `export` too, to standard output for `-o -`.
     let exported = provtrail_in(elsewhere.path(), &["export", "-o", "-"], &[]);
-    assert_eq!(
-        exported.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
+    exits(&exported, 0);
     let direct = provtrail(&["export", "--db", setup.db()], &[]);
     assert!(!direct.stdout.is_empty());
     assert_eq!(exported.stdout, direct.stdout);
     assert!(!elsewhere.path().join("-").exists());
     // PROVTRAIL_DB wins over the file, as it does for serve; set but empty, it is refused.
     let empty = provtrail_in(elsewhere.path(), &["stats"], &[("PROVTRAIL_DB", "")]);
-    assert_eq!(empty.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&empty.stderr).contains("PROVTRAIL_DB is set but empty"),
-        "{}",
-        String::from_utf8_lossy(&empty.stderr)
-    );
+    let said = exits(&empty, 2);
+    assert!(said.contains("PROVTRAIL_DB is set but empty"), "{said}");
     // `ingest` fills the configured store and makes no ./provtrail.db.
     let other = elsewhere.path().join("other.db");
     std::fs::write(
@@ -588,63 +596,14 @@ fn without_db_the_commands_use_the_store_serve_would_use() {
         }
     }
     let ingested = provtrail_in(elsewhere.path(), &["ingest", "event.json"], &[]);
-    assert_eq!(
-        ingested.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ingested.stderr)
-    );
+    exits(&ingested, 0);
     assert!(other.exists());
     assert!(!elsewhere.path().join("provtrail.db").exists());
     // A configuration file that cannot be read leaves the store unknown: an error, not a guess.
     std::fs::write(elsewhere.path().join("provtrail.toml"), "[store\n").unwrap();
     let broken = provtrail_in(elsewhere.path(), &["search"], &[]);
-    assert_eq!(broken.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&broken.stderr).contains("give --db"),
-        "{}",
-        String::from_utf8_lossy(&broken.stderr)
-    );
-}
-
-#[test]
-fn a_read_token_is_taken_from_references_and_lists_as_serve_takes_it() {
-    let setup = setup();
-    let url = setup.url();
-    let token_file = setup.seeded.dir.path().join("read-token");
-    std::fs::write(&token_file, format!("{READ}\n")).unwrap();
-    let reference = format!("${{file:{}}}", token_file.display());
-    for token in [reference.as_str(), &format!("{READ},another-token")] {
-        let output = provtrail(
-            &["search", "--limit", "1", "--url", &url],
-            &[("PROVTRAIL_READ_TOKEN", token)],
-        );
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{token}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    // An empty token file is said to be empty, not sent as an empty token.
-    let empty = setup.seeded.dir.path().join("empty-token");
-    std::fs::write(&empty, "\n").unwrap();
-    let output = provtrail(
-        &[
-            "search",
-            "--url",
-            &url,
-            "--token-file",
-            empty.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("is empty"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let said = exits(&broken, 2);
+    assert!(said.contains("give --db"), "{said}");
 }
 
 #[test]
@@ -689,12 +648,7 @@ fn a_read_only_copy_without_its_search_index_still_shows_its_events() {
     assert!(String::from_utf8_lossy(&shown.stdout).contains("Event 1"));
     assert!(said.contains("search index"), "{said}");
     let listed = run(&["search", "--format", "jsonl", "--db", "backup.db"]);
-    assert_eq!(
-        listed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
+    exits(&listed, 0);
     assert_eq!(ids(&listed).len(), seeded.events.len());
     std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }

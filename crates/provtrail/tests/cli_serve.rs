@@ -228,9 +228,11 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     }
 }
 
-/// The lines `provtrail <args>`, run in `cwd`, writes to standard error up to the first that
-/// holds `wanted` (or for 30 s), after which the process is killed. Empty lines are kept.
-fn stderr_lines_until(cwd: &Path, args: &[&str], wanted: &str) -> Vec<String> {
+/// `provtrail <args>` started in `cwd`, with the lines it writes to standard error as they come.
+fn spawn_reading_stderr(
+    cwd: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead as _;
     let mut child = bare_command(cwd, args).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -243,22 +245,36 @@ fn stderr_lines_until(cwd: &Path, args: &[&str], wanted: &str) -> Vec<String> {
             }
         }
     });
+    (child, received)
+}
+
+/// The lines from `received` up to the first that holds `wanted`, waiting at most 30 s; `Err`
+/// with what came when it never does.
+fn lines_until(
+    received: &std::sync::mpsc::Receiver<String>,
+    wanted: &str,
+) -> Result<Vec<String>, Vec<String>> {
     let mut said = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !said.iter().any(|line: &String| line.contains(wanted)) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match received.recv_timeout(left) {
             Ok(line) => said.push(line),
-            Err(_) => break,
+            Err(_) => return Err(said),
         }
     }
+    Ok(said)
+}
+
+/// The lines `provtrail <args>`, run in `cwd`, writes to standard error up to the first that
+/// holds `wanted`, after which the process is killed.
+fn stderr_lines_until(cwd: &Path, args: &[&str], wanted: &str) -> Vec<String> {
+    let (mut child, received) = spawn_reading_stderr(cwd, args);
+    let said = lines_until(&received, wanted);
     let _ = child.kill();
     let _ = child.wait();
+    let mut said = said.unwrap_or_else(|said| panic!("`{wanted}` never said: {said:?}"));
     said.extend(received.try_iter());
-    assert!(
-        said.iter().any(|line| line.contains(wanted)),
-        "`{wanted}` never said: {said:?}"
-    );
     said
 }
 
@@ -754,9 +770,8 @@ async fn a_second_server_on_the_same_store_is_refused_and_names_the_first() {
 
 #[test]
 fn json_logs_say_the_banner_as_events_and_never_write_a_generated_token() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = bare_command(
+    let (mut child, received) = spawn_reading_stderr(
         dir.path(),
         &[
             "--log-json",
@@ -766,34 +781,14 @@ fn json_logs_say_the_banner_as_events_and_never_write_a_generated_token() {
             "--db",
             "json.db",
         ],
-    )
-    .spawn()
-    .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
+    );
+    let mut said = match lines_until(&received, "read_token_file") {
+        Ok(said) => said,
+        Err(said) => {
+            let _ = child.kill();
+            panic!("no banner in the log: {said:?}");
         }
-    });
-    let mut said = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !said
-        .iter()
-        .any(|line: &String| line.contains("read_token_file"))
-    {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match received.recv_timeout(left) {
-            Ok(line) => said.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no banner in the log: {said:?}");
-            }
-        }
-    }
+    };
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
