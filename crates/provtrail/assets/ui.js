@@ -1,6 +1,7 @@
 // provtrail web UI: progressive enhancement only; every page works without this file.
 // - events page: new events matching the current filters appear at the top (polling a fragment);
-// - filter playground: the result follows the filter as it is typed.
+// - filter playground: the result follows the filter as it is typed;
+// - failures chart: on a screen too narrow for it, it starts scrolled to its newest end.
 (function () {
   'use strict';
 
@@ -159,9 +160,17 @@
     });
   }
 
+  // A chart wider than the screen scrolls sideways; its newest data is at the right end.
+  function scrollToEnd() {
+    document.querySelectorAll('[data-scroll-to-end]').forEach(function (box) {
+      box.scrollLeft = box.scrollWidth;
+    });
+  }
+
   function start() {
     liveEvents();
     playground();
+    scrollToEnd();
   }
 
   if (document.readyState === 'loading') {

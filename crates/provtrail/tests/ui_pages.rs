@@ -1169,3 +1169,292 @@ async fn an_event_received_in_the_future_is_counted_and_listed_alike() {
     assert!(all.contains("track-1") && all.contains("track-2"), "{all}");
     assert!(all.contains("2 events stored"), "{all}");
 }
+
+/// The CSRF token of the sign-out form on a page.
+fn csrf_of(html: &str) -> String {
+    html.split(r#"name="csrf" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Posts the sign-out form with `cookie` and `csrf`, from `origin` when given.
+async fn sign_out(server: &TestServer, cookie: &str, csrf: &str, origin: Option<&str>) -> Answer {
+    let mut request = client()
+        .post(server.url("/sign-out"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", csrf)]));
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    Answer::read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_sign_out_from_a_page_shown_before_signing_in_again_ends_the_session_of_now() {
+    let server = start().await;
+    let origin = format!("http://{}", server.addr);
+    let first = sign_in(&server).await;
+    // Tab A shows a page of the first session.
+    let old_csrf = csrf_of(&page(&server, &first, "/failures").await);
+    // Tab B signs out and in again.
+    let out = sign_out(&server, &first, &old_csrf, Some(&origin)).await;
+    assert_eq!(out.status, 303, "{}", out.text());
+    let second = sign_in(&server).await;
+
+    // Tab A's form carries the old token; the cookie names the new session, which ends.
+    let out = sign_out(&server, &second, &old_csrf, Some(&origin)).await;
+    assert_eq!(out.status, 303, "{}", out.text());
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        get(&server, "/", Some(&second)).await.status,
+        303,
+        "the session of now ended"
+    );
+    let signed_out = get(&server, out.header("location").unwrap(), None).await;
+    assert!(
+        signed_out.text().contains("You are signed out."),
+        "{}",
+        signed_out.text()
+    );
+
+    // The session already gone (expired, a restart): the cookie is cleared and the page says so.
+    let again = sign_out(&server, &second, &old_csrf, Some(&origin)).await;
+    assert_eq!(again.status, 303, "{}", again.text());
+    assert!(again.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let already = get(&server, again.header("location").unwrap(), None).await;
+    assert!(
+        already.text().contains("You were already signed out"),
+        "{}",
+        already.text()
+    );
+
+    // A request that does not say where it comes from (not a browser) still needs the token;
+    // another site's form still ends nothing.
+    let third = sign_in(&server).await;
+    for from in [None, Some("http://evil.example")] {
+        let refused = sign_out(&server, &third, &old_csrf, from).await;
+        assert_eq!(refused.status, 403, "{from:?}");
+        assert!(refused.header("set-cookie").is_none(), "{from:?}");
+        page(&server, &third, "/").await;
+    }
+}
+
+/// The value of attribute `name` of the first element that has it.
+fn attribute<'a>(html: &'a str, name: &str) -> &'a str {
+    let start = format!(r#" {name}=""#);
+    let at = html
+        .find(&start)
+        .unwrap_or_else(|| panic!("no {name}: {html}"))
+        + start.len();
+    &html[at..at + html[at..].find('"').unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_go_on_when_the_newest_event_was_received_in_the_future() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    post_event(&server, event(1, "Workday", "SUCCESS", None)).await;
+    // Restored from an export made where the clock ran two days ahead.
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let body = event(2, "Workday", "SUCCESS", None);
+    let line = json!({"received_at": later.to_rfc3339(), "raw": body.to_string(), "event": body});
+    let file = server.dir.as_ref().unwrap().path().join("restore.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["ingest", "--db"])
+        .arg(&server.db)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+
+    let html = page(&server, &cookie, "/").await;
+    let after = attribute(&html, "data-after").to_owned();
+    let at: i64 = attribute(&html, "data-at").parse().unwrap();
+    assert!(
+        at > chrono::Utc::now().timestamp_millis() + 86_400_000,
+        "the newest shown is from the future: {at}"
+    );
+    post_event(&server, event(3, "Workday", "SUCCESS", None)).await;
+    let fresh = page(
+        &server,
+        &cookie,
+        &format!("/ui/fragments/events?after={after}&at={at}"),
+    )
+    .await;
+    assert!(fresh.contains("track-3"), "{fresh}");
+    assert_eq!(fresh.matches("<tr").count(), 1, "{fresh}");
+}
+
+#[tokio::test]
+async fn a_top_errors_link_lists_the_events_it_counts() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    for n in 0..3 {
+        post_event(
+            &server,
+            event(n, "Workday", "FAILED", Some("Connector AD Failed")),
+        )
+        .await;
+    }
+    for n in 3..8 {
+        post_event(
+            &server,
+            event(n, "Workday", "FAILED", Some("Connector Failed")),
+        )
+        .await;
+    }
+    let html = page(&server, &cookie, "/failures").await;
+    let row = html
+        .split("<tr>")
+        .find(|row| row.contains(">Connector AD Failed</a>"))
+        .unwrap_or_else(|| panic!("no row: {html}"));
+    assert!(row.contains(">3</td>"), "{row}");
+    let href = attribute(row, "href").replace("&amp;", "&");
+    let listed = page(&server, &cookie, &href).await;
+    assert_eq!(
+        listed.matches("<tr data-id=").count(),
+        3,
+        "{href}: {listed}"
+    );
+    // The search finds words anywhere in an event: the page says the list may hold more.
+    assert!(html.contains("may hold more events than counted"), "{html}");
+}
+
+#[tokio::test]
+async fn a_playground_address_with_a_refused_filter_reloads_with_the_form() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    post_event(&server, event(1, "Workday", "SUCCESS", None)).await;
+    let path = |filter: &str| format!("/playground?filter={}", urlencode(filter));
+
+    // Too long: refused, and kept in the box.
+    let long = format!("$[?(@.action == '{}')]", "a".repeat(10_000));
+    let answer = get(&server, &path(&long), Some(&cookie)).await;
+    assert_eq!(answer.status, 400);
+    let html = answer.text();
+    assert!(html.contains("at most 10000 characters"), "{html}");
+    assert!(
+        html.contains(&format!(">{long}</textarea>")),
+        "the filter is kept"
+    );
+    assert!(html.contains(r#"<form id="playground""#));
+
+    // A NUL: no box can hold it; the page says so and shows it escaped.
+    let nul = "$[?(@.action == 'a\0b')]";
+    let answer = get(&server, &path(nul), Some(&cookie)).await;
+    assert_eq!(answer.status, 400);
+    let html = answer.text();
+    assert!(!html.contains('\0'));
+    assert!(html.contains(r#"<form id="playground""#), "{html}");
+    assert!(html.contains("cannot contain a NUL character"), "{html}");
+    assert!(html.contains("holds a NUL character"), "{html}");
+    assert!(html.contains(r"a\u0000b"), "{html}");
+
+    // Invisible characters come back in the box as typed, not as escapes.
+    let invisible = "$[?(@.action == 'x\u{200b}\u{202e}')]";
+    let html = page(&server, &cookie, &path(invisible)).await;
+    assert!(html.contains(&format!(">{invisible}</textarea>")), "{html}");
+}
+
+#[tokio::test]
+async fn forwarded_hosts_count_only_from_a_trusted_proxy() {
+    let proxied = |server: &TestServer| {
+        client()
+            .post(server.url("/sign-in"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://trail.example")
+            .header("x-forwarded-host", "trail.example")
+            .header("x-forwarded-proto", "https")
+            .body(form(&[("token", READ), ("next", "/")]))
+            .send()
+    };
+    // Straight from a client: what it says of the host means nothing.
+    let direct = start().await;
+    let answer = Answer::read(proxied(&direct).await.unwrap()).await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert!(answer.header("set-cookie").is_none());
+    // From the trusted proxy: the browser's host, over HTTPS.
+    let behind = TestServer::start_with(|config| {
+        config.read.tokens = vec![READ.into()];
+        config.server.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+    })
+    .await;
+    let answer = Answer::read(proxied(&behind).await.unwrap()).await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    assert!(answer.header("set-cookie").unwrap().contains("Secure"));
+}
+
+#[tokio::test]
+async fn long_requesters_actions_tracking_numbers_and_problems_are_clipped() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    let long = |c: char| c.to_string().repeat(3_000);
+    let mut body = event(1, "Workday", "SUCCESS", None);
+    body["trackingNumber"] = json!(long('Z'));
+    body["action"] = json!(long('Y'));
+    body["requester"] = json!({"type": "IDENTITY", "id": long('Q'), "name": long('R')});
+    let id = post_event(&server, body).await;
+    let html = page(&server, &cookie, &format!("/event/{id}")).await;
+    // As text, that is: the body section holds each whole value, and links keep whole ids.
+    for c in ['Q', 'R', 'Z'] {
+        assert!(
+            !html.contains(&format!(">{}", c.to_string().repeat(1_001))),
+            "{c}"
+        );
+        assert!(
+            html.contains(&format!("&quot;{}&quot;", long(c))),
+            "the body: {c}"
+        );
+    }
+    let heading = &html[html.find("<h1>").unwrap()..html.find("</h1>").unwrap()];
+    assert!(!heading.contains(&"Z".repeat(100)), "{heading}");
+
+    let playground = page(&server, &cookie, "/playground?filter=%24").await;
+    assert!(playground.contains("track-1") || playground.contains("ZZZ"));
+    assert!(!playground.contains(&"Y".repeat(1_001)), "the action cell");
+    assert!(
+        playground.contains("3,000 characters in all"),
+        "{playground}"
+    );
+
+    // Invalid (no tracking number), with a member of a long name: a warning in quarantine.
+    let mut invalid = event(2, "Workday", "SUCCESS", None);
+    invalid.as_object_mut().unwrap().remove("trackingNumber");
+    invalid[long('W')] = json!(1);
+    server
+        .post("/events", serde_json::to_vec(&invalid).unwrap())
+        .await;
+    let entry = page(&server, &cookie, "/quarantine/1").await;
+    assert!(entry.contains("Warnings ("), "{entry}");
+    assert_eq!(
+        entry.matches(&long('W')).count(),
+        1,
+        "only the body as received holds the whole name"
+    );
+}
+
+#[tokio::test]
+async fn the_failure_chart_starts_at_its_newest_end() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    let html = page(&server, &cookie, "/failures").await;
+    assert!(
+        html.contains(r#"<figure class="chart" data-scroll-to-end>"#),
+        "{html}"
+    );
+    // The page's own script (no inline script: the policy forbids it) scrolls it.
+    let script_url = attribute(&html[html.find("<script").unwrap()..], "src").to_owned();
+    let script = get(&server, &script_url, None).await.text();
+    assert!(script.contains("[data-scroll-to-end]"), "{script}");
+    assert!(script.contains("scrollLeft = box.scrollWidth"));
+}

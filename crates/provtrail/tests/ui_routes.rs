@@ -429,3 +429,20 @@ async fn without_routes_the_page_says_how_to_add_one_and_lists_routes_no_longer_
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_of_one_attempt_says_one_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let out = dir.path().join("once.jsonl");
+    let route = format!(
+        "{}[routes.retry]\nmax_attempts = 1\n",
+        file_route("once", &out, "$")
+    );
+    let mut server = start(&db, &route).await;
+    let (status, html) = page(&server, "/routes/once").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("up to 1 attempt;"), "{html}");
+    assert!(!html.contains("1 attempts"), "{html}");
+    server.shutdown().await;
+}

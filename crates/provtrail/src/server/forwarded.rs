@@ -6,7 +6,8 @@
 //!
 //! The header is read from its right end, where the trusted proxy wrote what it saw: the first
 //! address that is not a trusted proxy is the client. What a client wrote there itself (further
-//! left) is never believed, and a header from an untrusted peer is ignored.
+//! left) is never believed, and a header from an untrusted peer is ignored; so are
+//! `X-Forwarded-Host` and `X-Forwarded-Proto` (see [`TrustedProxies::from_trusted_proxy`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -97,6 +98,15 @@ impl TrustedProxies {
         self.0
             .iter()
             .any(|&(block, bits)| in_block(address, block, bits))
+    }
+
+    /// Whether the request's peer is a trusted proxy, whose `X-Forwarded-*` headers say what the
+    /// client asked for; from any other peer they are the client's own claims.
+    pub fn from_trusted_proxy(&self, parts: &Parts) -> bool {
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .is_some_and(|peer| !self.is_empty() && self.trusts(peer.0.ip()))
     }
 
     /// Where the request comes from (`None` without a known peer: a request not from a socket).

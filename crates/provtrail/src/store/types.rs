@@ -17,6 +17,11 @@ pub const LATEST_TIME: Millis = 253_402_300_799_999;
 /// to turn a time range into an id range.
 pub const ORDER_SLACK_MS: Millis = 15 * 60 * 1000;
 
+/// Bytes of an error message the error counts ([`Stats::top_errors`]) keep: a longer message is
+/// counted cut to this length (at a character boundary), so that one odd message cannot bloat
+/// them.
+pub const MAX_COUNTED_ERROR_LEN: usize = 300;
+
 /// Where and how a document arrived.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Receipt {

@@ -139,7 +139,8 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
         )
     };
     html! {
-        figure.chart {
+        // On a narrow screen the chart scrolls sideways; the script starts it at its newest end.
+        figure.chart data-scroll-to-end {
             svg #failure-chart viewBox={"0 0 " (WIDTH) " " (HEIGHT)} role="img"
                 aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet" {
                 title #chart-title { (caption) }

@@ -199,7 +199,7 @@ pub async fn quarantine_entry(
             h2 #errors { "Problems (" (entry.errors.len()) ")" }
             (layout::table("Problems", &["Path", "Problem"], html! {
                 @for issue in &entry.errors {
-                    tr { td.mono { (issue.path) } td { (issue.message) } }
+                    tr { td.mono { (layout::ClipText(&issue.path)) } td { (layout::ClipText(&issue.message)) } }
                 }
             }))
         }
@@ -208,7 +208,7 @@ pub async fn quarantine_entry(
                 h2 #warnings { "Warnings (" (entry.warnings.len()) ")" }
                 (layout::table("Warnings", &["Path", "Warning"], html! {
                     @for issue in &entry.warnings {
-                        tr { td.mono { (issue.path) } td { (issue.message) } }
+                        tr { td.mono { (layout::ClipText(&issue.path)) } td { (layout::ClipText(&issue.message)) } }
                     }
                 }))
             }

@@ -16,6 +16,9 @@ use crate::store::{DeliveryRecord, EventDetail, Millis, RouteDeliveryQuery};
 /// Route deliveries shown, newest first; the routes' pages list every delivery.
 const ROUTE_DELIVERIES_SHOWN: usize = 50;
 
+/// Most characters of the tracking number in the page's heading.
+const HEADING_CHARS: usize = 80;
+
 /// The event's deliveries to routes, and whether any route is configured.
 struct RouteDeliveries {
     /// `Err` with the reason when they could not be read: the event is still shown.
@@ -128,7 +131,9 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
         .and_then(|value| serde_json::to_string_pretty(&value).ok());
     html! {
         p.back { a href="/" { "← Events" } }
-        h1 { "Event " span.mono { (Clip(&event.tracking_number)) } " " (badge(&event.outcome)) }
+        // A heading wraps a long value over many lines above everything else: a short part of
+        // it, the summary below shows more.
+        h1 { "Event " span.mono { (layout::shorten(&event.tracking_number, HEADING_CHARS)) } " " (badge(&event.outcome)) }
         section aria-labelledby="summary" {
             h2 #summary { "Summary" }
             dl.summary-grid {
@@ -144,7 +149,7 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
                 dd {
                     @match (&event.requester_name, &event.requester_id) {
                         (Some(name), Some(id)) => {
-                            a href=(link("/", &[("identity", id)])) { (name) } " " span.mono.muted { (id) }
+                            a href=(link("/", &[("identity", id)])) { (Clip(name)) } " " span.mono.muted { (Clip(id)) }
                         }
                         (name, id) => { (optional(name.as_deref().or(id.as_deref()))) }
                     }

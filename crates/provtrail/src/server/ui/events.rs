@@ -371,9 +371,11 @@ pub async fn fragment(
     query.before_id = None;
     query.limit = LIVE_LIMIT + 1;
     // Only recent rows can be new: bound the walk by time so that a rare filter does not read the
-    // whole store on every poll.
+    // whole store on every poll. Never from later than now: when the newest row shown was
+    // received "in the future" (a clock that ran ahead), new rows received now are earlier
+    // than it, and a bound from its time would hide every one of them.
     if let Some(at) = cursor(&params.at) {
-        let recent = at - ORDER_SLACK_MS;
+        let recent = at.min(now) - ORDER_SLACK_MS;
         query.since = Some(query.since.map_or(recent, |since| since.max(recent)));
     }
     let page = find(state.store.as_ref(), query).await?;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::PageQuery;
 use super::layout::{self, Nav, link, number, percent, shorten};
 use super::{AppState, PageError, Viewer, given, not_applied};
-use crate::store::{Bucket, StatsQuery};
+use crate::store::{Bucket, MAX_COUNTED_ERROR_LEN, StatsQuery};
 
 /// `(value, label, days)`.
 const RANGES: [(&str, &str, i64); 4] = [
@@ -121,10 +121,15 @@ pub async fn page(
                 @if stats.top_errors.is_empty() {
                     p.muted { "No errors in this range." }
                 } @else {
+                    p.muted #top-errors-note {
+                        "Each error links to the events that hold all of its words, anywhere in "
+                        "their text (errors, warnings, names, account ids, values): the list may "
+                        "hold more events than counted here."
+                    }
                     (layout::table("Most frequent errors", &["Error", "Events"], html! {
                         @for error in &stats.top_errors {
                             tr {
-                                td { a href=(link("/", &[("q", &search_words(&error.message)), ("range", range_for_events(range))])) { (error.message) } }
+                                td { a href=(link("/", &[("q", &search_words(&error.message)), ("range", range_for_events(range))])) { (layout::ClipText(&error.message)) } }
                                 td.num { (number(error.events)) }
                             }
                         }
@@ -141,36 +146,55 @@ fn range_for_events(range: &str) -> &str {
     if range == "90d" { "all" } else { range }
 }
 
-/// The words of an error message for the full-text search, which wants every word to appear:
-/// all of them (up to [`MAX_LINK_WORDS`], the longest first, each once, without punctuation),
-/// so that the list behind the link holds the events counted beside it and few others. (A
-/// handful of words matched every message that shared them: one link listed 34 events for a
-/// count of 10.)
+/// The search behind an error's link: every word of the message, so that the list holds the
+/// events counted beside it and as few others as the search allows. The full-text search takes
+/// words, not a phrase, and finds them anywhere in an event's text, so the list may hold more
+/// (the page says so); but it must not hold fewer: short words are kept (a search for
+/// "Connector Failed" listed 130 events beside a count of 9 for "Connector AD Failed"), and
+/// the last word of a message that the counts may have cut ([`MAX_COUNTED_ERROR_LEN`] bytes)
+/// is searched as a prefix, since its end is missing.
 fn search_words(message: &str) -> String {
     let mut words: Vec<&str> = message
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| word.chars().count() >= 3)
+        .filter(|word| !word.is_empty())
         .collect();
-    words.sort_by_key(|word| std::cmp::Reverse(word.len()));
+    let cut_last =
+        message.len() + 4 > MAX_COUNTED_ERROR_LEN && message.ends_with(char::is_alphanumeric);
+    let last = if cut_last { words.pop() } else { None };
     let mut seen = std::collections::HashSet::new();
     words.retain(|word| seen.insert(word.to_lowercase()));
-    words.truncate(MAX_LINK_WORDS);
-    words.join(" ")
+    let mut search = words.join(" ");
+    if let Some(last) = last {
+        if !search.is_empty() {
+            search.push(' ');
+        }
+        search.push_str(last);
+        search.push('*');
+    }
+    search
 }
-
-/// Most words a top error's link searches for.
-const MAX_LINK_WORDS: usize = 16;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn error_messages_become_a_few_search_words() {
+    fn error_messages_become_every_word_once() {
         assert_eq!(
             search_words("Connection to 'ldap.corp' timed out after 30s; connection lost"),
-            "Connection timed after ldap corp lost out 30s"
+            "Connection to ldap corp timed out after 30s lost"
         );
+        assert_eq!(search_words("Connector AD Failed"), "Connector AD Failed");
         assert_eq!(search_words("!!"), "");
+    }
+
+    #[test]
+    fn the_last_word_of_a_message_the_counts_cut_is_a_prefix() {
+        let cut = format!("{}connection", "word ".repeat(58));
+        assert_eq!(cut.len(), MAX_COUNTED_ERROR_LEN);
+        assert_eq!(search_words(&cut), "word connection*");
+        let whole = format!("{}end.", "word ".repeat(58));
+        assert_eq!(search_words(&whole), "word end");
+        assert_eq!(search_words("short connection"), "short connection");
     }
 }

@@ -127,22 +127,37 @@ pub fn bytes(n: u64) -> String {
 /// value stays in the page's body section and in the API.
 pub const MAX_SHOWN: usize = 1_000;
 
-/// A value of an event, shown up to [`MAX_SHOWN`] characters, then how long it is in all.
+/// A value of an event, shown up to [`MAX_SHOWN`] characters, then how long it is in all and
+/// that the event's body (on its page) shows the whole value.
 pub struct Clip<'a>(pub &'a str);
 
 impl maud::Render for Clip<'_> {
     fn render_to(&self, buffer: &mut String) {
-        match self.0.char_indices().nth(MAX_SHOWN) {
-            None => self.0.render_to(buffer),
-            Some((end, _)) => html! {
-                (&self.0[..end])
-                span.muted {
-                    "… (" (number(self.0.chars().count() as u64)) " characters in all; the body \
-                     shows the whole value)"
-                }
+        clipped(self.0, "; the body shows the whole value").render_to(buffer);
+    }
+}
+
+/// A value that is not part of an event's body (an error, a problem's path), shown up to
+/// [`MAX_SHOWN`] characters, then how long it is in all.
+pub struct ClipText<'a>(pub &'a str);
+
+impl maud::Render for ClipText<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        clipped(self.0, "").render_to(buffer);
+    }
+}
+
+/// `value` up to [`MAX_SHOWN`] characters; past that, its length in all and `whole` (where to
+/// find the whole value).
+fn clipped(value: &str, whole: &str) -> Markup {
+    match value.char_indices().nth(MAX_SHOWN) {
+        None => html! { (value) },
+        Some((end, _)) => html! {
+            (&value[..end])
+            span.muted {
+                "… (" (number(value.chars().count() as u64)) " characters in all" (whole) ")"
             }
-            .render_to(buffer),
-        }
+        },
     }
 }
 

@@ -206,7 +206,18 @@ impl Viewer {
 
     /// A whole page for this viewer.
     fn page(&self, title: &str, nav: Nav, main: Markup) -> Response {
-        html_response(StatusCode::OK, layout::page(title, nav, self.csrf(), main))
+        self.page_with_status(StatusCode::OK, title, nav, main)
+    }
+
+    /// A whole page for this viewer, answered with `status`.
+    fn page_with_status(
+        &self,
+        status: StatusCode,
+        title: &str,
+        nav: Nav,
+        main: Markup,
+    ) -> Response {
+        html_response(status, layout::page(title, nav, self.csrf(), main))
     }
 }
 
@@ -302,7 +313,8 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
 /// `title` tooltips. What events hold is shown as the sender wrote it, but a direction override
 /// or an invisible character must not make a value look like another. Other attributes are
 /// values the page sends back (a facet's option, a link, a sample filter) and stay exact, so
-/// that choosing such a value still finds it. None of these characters is in the pages' own
+/// that choosing such a value still finds it; so is the text of a `textarea` (the playground's
+/// filter), which the browser edits and sends back as it is. None of these characters is in the pages' own
 /// markup, and maud escapes `<`, `>` and `"` in what it inserts: a `<` starts a tag, a `"` in a
 /// tag starts or ends an attribute's value.
 fn visible_html(html: String) -> String {
@@ -354,7 +366,16 @@ fn visible_html(html: String) -> String {
             out.push_str(rest);
             break;
         }
+        let textarea = out[mark..]
+            .strip_prefix("<textarea")
+            .is_some_and(|tag| tag.starts_with([' ', '>']));
         rest = &rest[in_tag..];
+        if textarea {
+            // maud escapes `<` in the text, so the first `</textarea` ends it.
+            let end = rest.find("</textarea").unwrap_or(rest.len());
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+        }
     }
     out
 }
@@ -503,5 +524,15 @@ mod tests {
         );
         let plain = "<p title=\"é\">plain</p>".to_owned();
         assert_eq!(visible_html(plain.clone()), plain);
+    }
+
+    #[test]
+    fn a_textarea_holds_its_text_as_typed() {
+        let html = "<textarea name=\"filter\">$[?(@.a == 'x\u{200b}')]</textarea><p>\u{200b}</p>"
+            .to_owned();
+        assert_eq!(
+            visible_html(html),
+            "<textarea name=\"filter\">$[?(@.a == 'x\u{200b}')]</textarea><p>\\u200b</p>"
+        );
     }
 }

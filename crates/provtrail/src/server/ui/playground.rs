@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -209,7 +209,7 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
                             td.nowrap { (time(event.received_at)) }
                             td { a.mono href={"/event/" (event.id)} { (shorten(&event.tracking_number, 36)) } }
                             td { (shorten(&event.recipient_name, 40)) }
-                            td { (event.action.as_deref().unwrap_or("—")) }
+                            td { (layout::Clip(event.action.as_deref().unwrap_or("—"))) }
                             td { (badge(&event.outcome)) }
                         }
                     }
@@ -229,7 +229,19 @@ pub async fn page(
     State(state): State<AppState>,
     PageQuery(params): PageQuery<Params>,
 ) -> Result<Response, PageError> {
-    let outcome = result(&state, &params).await?;
+    // The script writes the filter into the address as it is typed: an address whose filter is
+    // refused still gets the page, with the reason where the result would be, so that a reload
+    // keeps the form (and the filter, whenever the box can hold it).
+    let (status, outcome) = match result(&state, &params).await {
+        Ok(outcome) => (StatusCode::OK, outcome),
+        Err(PageError::BadRequest(why)) => (StatusCode::BAD_REQUEST, refusal(&why)),
+        Err(PageError::Busy(why)) => (StatusCode::SERVICE_UNAVAILABLE, refusal(&why)),
+        Err(err) => return Err(err),
+    };
+    let filter = params.filter.as_deref().unwrap_or_default();
+    // A NUL cannot be written into a page (browsers read it as U+FFFD, another filter): the box
+    // is left empty and the page says so, showing the filter's start with the NUL escaped.
+    let unwritable = filter.contains('\0');
     let range = params.range();
     let range_options = range_options();
     let ignored: Vec<String> = not_applied(
@@ -251,7 +263,13 @@ pub async fn page(
             textarea #filter name="filter" rows="4" spellcheck="false" autocapitalize="off"
                 autocomplete="off" data-fragment="/ui/fragments/playground"
                 aria-describedby="playground-help" {
-                (params.filter.as_deref().unwrap_or_default())
+                @if !unwritable { (filter) }
+            }
+            @if unwritable {
+                p.alert.warn role="status" #filter-not-shown {
+                    "The filter in this address holds a NUL character, which a page cannot "
+                    "carry, so it is not in the box. It begins: " code { (shorten(filter, 200)) }
+                }
             }
             p #playground-help .muted { "Press Test to see which stored events match." }
             div.actions {
@@ -278,7 +296,21 @@ pub async fn page(
             }
         }
     };
-    Ok(viewer.page("Filter playground", Nav::Playground, main))
+    let mut response = viewer.page_with_status(status, "Filter playground", Nav::Playground, main);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Ok(response)
+}
+
+/// Why a filter got no result, where the result would be (as the script shows a refused
+/// fragment).
+fn refusal(why: &str) -> Markup {
+    html! {
+        p.alert role="alert" data-state="refused" { (why) }
+    }
 }
 
 /// `GET /ui/fragments/playground?filter=…&range=…`: the result alone.

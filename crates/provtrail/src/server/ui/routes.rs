@@ -16,7 +16,9 @@ use serde::Deserialize;
 use super::PageQuery;
 use super::layout::{self, Nav, ago, badge, link, number, time};
 use super::{AppState, PageError, Viewer, cursor, given, not_applied};
-use crate::server::api::routes::{self, RouteDeliveryView, RouteView, TestMissing};
+use crate::server::api::routes::{
+    self, RouteDeliveryDetail, RouteDeliveryView, RouteView, TestMissing,
+};
 use crate::store::{DeliveryState, Millis, RouteDeliveryQuery};
 
 /// Deliveries per page of a route's list.
@@ -112,6 +114,11 @@ fn dead(view: &RouteView) -> Markup {
             "0"
         }
     }
+}
+
+/// `1 attempt`, `5 attempts`.
+fn attempts(n: u32) -> String {
+    format!("{n} attempt{}", if n == 1 { "" } else { "s" })
 }
 
 /// The last error with its time; flagged when recent and no delivery succeeded since.
@@ -316,8 +323,8 @@ pub async fn route(
                         dt { "Retries" }
                         dd {
                             @match (retry.max_attempts, &retry.max_age) {
-                                (Some(n), Some(age)) => { "up to " (n) " attempts within " (age) }
-                                (Some(n), None) => { "up to " (n) " attempts" }
+                                (Some(n), Some(age)) => { "up to " (attempts(n)) " within " (age) }
+                                (Some(n), None) => { "up to " (attempts(n)) }
                                 (None, Some(age)) => { "for " (age) }
                                 (None, None) => { "without end" }
                             }
@@ -349,7 +356,7 @@ pub async fn route(
                 dt { "Pending" } dd { (pending(&view, now)) }
                 dt { "Dead" } dd { (dead(&view)) }
                 dt { "Failed attempts" } dd { (number(counts.failed_attempts)) }
-                dt { "Last error" } dd { (last_error(&view, now, 2_000)) }
+                dt { "Last error" } dd { (last_error(&view, now, layout::MAX_SHOWN)) }
             }
         }
         section aria-labelledby="dead-letters" {
@@ -401,8 +408,14 @@ pub async fn delivery(
         .filter(|detail| detail.route == name)
         .ok_or_else(missing)?;
     let now = chrono::Utc::now().timestamp_millis();
+    let main = delivery_main(&detail, now);
+    Ok(viewer.page(&format!("Delivery {}", detail.id), Nav::Routes, main))
+}
+
+/// The content of a delivery's page.
+fn delivery_main(detail: &RouteDeliveryDetail, now: Millis) -> Markup {
     let route = route_href(&detail.route);
-    let main = html! {
+    html! {
         p.back { a href=(route) { "← Route " (detail.route) } }
         h1 { "Delivery " (detail.id) " " (badge(detail.state.as_str())) }
         dl.summary-grid {
@@ -430,7 +443,7 @@ pub async fn delivery(
                 }
             }
             @if let Some(error) = &detail.last_error {
-                dt { "Last error" } dd.errors { (error) }
+                dt { "Last error" } dd.errors { (layout::ClipText(error)) }
             }
         }
         section aria-labelledby="attempts" {
@@ -454,7 +467,7 @@ pub async fn delivery(
                                         None => { span.muted { "—" } }
                                     }
                                 }
-                                td.errors { @if let Some(error) = &attempt.error { (error) } }
+                                td.errors { @if let Some(error) = &attempt.error { (layout::ClipText(error)) } }
                             }
                         }
                     },
@@ -462,8 +475,7 @@ pub async fn delivery(
             }
         }
         (read_only_note(Some(&detail.route)))
-    };
-    Ok(viewer.page(&format!("Delivery {}", detail.id), Nav::Routes, main))
+    }
 }
 
 /// The query of a route's test page.
@@ -676,4 +688,51 @@ pub(super) fn event_delivery_table(items: &[RouteDeliveryView], now: Millis) -> 
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::api::routes::{AttemptView, DeliveryStateValue};
+
+    #[test]
+    fn a_delivery_page_shows_a_long_error_clipped() {
+        let error = format!("connection refused: {}", "x".repeat(5_000));
+        let detail = RouteDeliveryDetail {
+            id: 7,
+            event_id: 1,
+            tracking_number: Some("tn-1".to_owned()),
+            route: "hook".to_owned(),
+            state: DeliveryStateValue::Dead,
+            origin: "ingest".to_owned(),
+            created_at: 0,
+            updated_at: 0,
+            next_attempt_at: None,
+            delivered_at: None,
+            last_status: None,
+            last_error: Some(error.clone()),
+            last_latency_ms: Some(1.0),
+            attempts: vec![AttemptView {
+                attempt: 1,
+                started_at: 0,
+                latency_ms: 1.0,
+                outcome: "dead".to_owned(),
+                status: None,
+                error: Some(error.clone()),
+            }],
+        };
+        let html = delivery_main(&detail, 0).into_string();
+        assert!(!html.contains(&"x".repeat(layout::MAX_SHOWN)), "{html}");
+        assert_eq!(
+            html.matches("5,020 characters in all)").count(),
+            2,
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn one_attempt_is_one_attempt() {
+        assert_eq!(attempts(1), "1 attempt");
+        assert_eq!(attempts(5), "5 attempts");
+    }
 }

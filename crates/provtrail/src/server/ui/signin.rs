@@ -1,9 +1,12 @@
 //! `GET/POST /sign-in` and `POST /sign-out`.
 //!
 //! CSRF: the session cookie is `SameSite=Strict`, so no other site's page can make a browser send
-//! it. On top, signing out needs the session's CSRF token, and signing in (which has no session
-//! yet) refuses a request whose `Origin` (or `Referer`) names another host than the one it was
-//! sent to, so that no other site can sign a browser in with a token of its choosing.
+//! it. On top, both forms refuse a request whose `Origin` (or `Referer`) names another host than
+//! the one it was sent to, so that no other site can sign a browser in with a token of its
+//! choosing; signing out also needs the session's CSRF token, unless the `Origin` says that the
+//! form is a page of this site (one shown before the browser signed in again). The host a proxy
+//! says it was asked for (`X-Forwarded-Host`, `X-Forwarded-Proto`) counts only from a trusted
+//! proxy (`server.trusted_proxies`), as its `X-Forwarded-For` does.
 
 use axum::Form;
 use axum::extract::State;
@@ -20,10 +23,27 @@ use super::{
     AppState, UiState, error_page, html_response, no_ui_state, session, session_id, ui_state,
 };
 
-/// `?next=` of the sign-in page.
+/// `?next=` of the sign-in page, and `?out=` after signing out.
 #[derive(Debug, Deserialize)]
 pub struct Next {
     next: Option<String>,
+    out: Option<String>,
+}
+
+/// What signing out did, as `?out=` tells the sign-in page.
+const ENDED: &str = "ended";
+const NO_SESSION: &str = "none";
+
+/// The sign-in page's line about the sign-out that led there.
+fn signed_out_notice(out: Option<&str>) -> Option<&'static str> {
+    match out {
+        Some(ENDED) => Some("You are signed out."),
+        Some(NO_SESSION) => Some(
+            "You were already signed out: the session had ended (signed out in another tab, \
+             expired, or the server restarted).",
+        ),
+        _ => None,
+    }
 }
 
 /// The sign-in form's fields.
@@ -74,10 +94,18 @@ fn location(next: &str) -> String {
     percent_encoding::utf8_percent_encode(next, NOT_IN_URI).to_string()
 }
 
-fn form_page(status: StatusCode, next: &str, problem: Option<&str>) -> Response {
+fn form_page(
+    status: StatusCode,
+    next: &str,
+    problem: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
     let main: Markup = html! {
         div.signin {
             h1 { "Sign in" }
+            @if let Some(notice) = notice {
+                p.alert.info role="status" { (notice) }
+            }
             p {
                 "Enter a read token. "
                 "provtrail printed one when it first started and keeps it in "
@@ -113,7 +141,12 @@ pub async fn form(
     if signed_in {
         return Redirect::to(&location(next)).into_response();
     }
-    form_page(StatusCode::OK, next, None)
+    form_page(
+        StatusCode::OK,
+        next,
+        None,
+        signed_out_notice(query.out.as_deref()),
+    )
 }
 
 /// `POST /sign-in`: checks the token and starts a session.
@@ -125,7 +158,8 @@ pub async fn sign_in(
     let Some(ui) = ui_state(&parts) else {
         return no_ui_state();
     };
-    let Some(secure) = same_origin(&parts.headers, &parts.uri) else {
+    let through_proxy = state.trusted_proxies.from_trusted_proxy(&parts);
+    let Some(secure) = same_origin(&parts.headers, &parts.uri, through_proxy) else {
         return error_page(
             StatusCode::FORBIDDEN,
             "this sign-in form was sent from another site",
@@ -148,6 +182,7 @@ pub async fn sign_in(
             Some(&format!(
                 "Too many wrong tokens from this address: try again in {seconds} s."
             )),
+            None,
         );
         if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -174,6 +209,7 @@ pub async fn sign_in(
             StatusCode::UNAUTHORIZED,
             next,
             Some("That is not a read token. Check it and try again."),
+            None,
         );
     }
     start_session(&ui, next, secure)
@@ -188,7 +224,8 @@ fn start_session(ui: &UiState, next: &str, secure: bool) -> Response {
     response
 }
 
-/// `POST /sign-out`: ends the session named by the cookie, when the form carries its CSRF token.
+/// `POST /sign-out`: ends the session named by the cookie and clears the cookie, when the form
+/// carries the session's CSRF token or its `Origin` says it is a page of this site.
 pub async fn sign_out(
     State(state): State<AppState>,
     parts: Parts,
@@ -203,24 +240,38 @@ pub async fn sign_out(
             "this sign-out form was not sent from this site",
         )
     };
-    // Without a session cookie (another site's form: the cookie is `SameSite=Strict`) there is
-    // no CSRF token to check, and clearing the cookie would sign the browser out all the same.
-    let Some(same_site_is_https) = same_origin(&parts.headers, &parts.uri) else {
+    // Another site's form is refused before anything: without the session cookie
+    // (`SameSite=Strict`) it names no session, and clearing the cookie would sign the browser
+    // out all the same.
+    let through_proxy = state.trusted_proxies.from_trusted_proxy(&parts);
+    let Some(same_site_is_https) = same_origin(&parts.headers, &parts.uri, through_proxy) else {
         return forged();
     };
+    // `same_origin` passed: an `Origin` or `Referer` given names this site.
+    let stated =
+        parts.headers.contains_key(header::ORIGIN) || parts.headers.contains_key(header::REFERER);
     let Form(form) = match form {
         Ok(form) => form,
         Err(rejection) => return form_error(&rejection),
     };
     let secure = same_site_is_https || state.serves_tls;
-    if let Some(id) = session_id(&parts) {
-        match ui.sessions.touch(id) {
-            Some(session) if session.csrf_matches(&form.csrf) => ui.sessions.remove(id),
+    let out = match session_id(&parts) {
+        Some(id) => match ui.sessions.touch(id) {
+            // A page shown before the browser signed out and in again (in another tab) carries
+            // the token of a session that is gone, while the cookie names the new one. A browser
+            // says where a form comes from, so a form of this site ends the session the browser
+            // holds now, as the person asked; a request that says nothing (not a browser) must
+            // carry the token.
+            Some(session) if stated || session.csrf_matches(&form.csrf) => {
+                ui.sessions.remove(id);
+                ENDED
+            }
             Some(_) => return forged(),
-            None => {}
-        }
-    }
-    let mut response = Redirect::to("/sign-in").into_response();
+            None => NO_SESSION,
+        },
+        None => NO_SESSION,
+    };
+    let mut response = Redirect::to(&layout::link("/sign-in", &[("out", out)])).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&session::clear_cookie(secure)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
@@ -244,18 +295,21 @@ fn split_origin(origin: &str) -> Option<(&str, &str)> {
 
 /// Checks that a form was posted from a page of this server. `None`: from another site. `Some`:
 /// whether the browser used HTTPS (so that the cookie gets `Secure`, also behind a proxy that
-/// ends TLS).
-fn same_origin(headers: &HeaderMap, uri: &Uri) -> Option<bool> {
+/// ends TLS). `through_proxy`: the request came from a trusted proxy, whose `X-Forwarded-Host`
+/// and `X-Forwarded-Proto` say what the browser asked for; from anyone else they mean nothing
+/// (a client could name whatever host its `Origin` names).
+fn same_origin(headers: &HeaderMap, uri: &Uri, through_proxy: bool) -> Option<bool> {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let forwarded = |name: &str| text(name).filter(|_| through_proxy);
     let hosts: Vec<&str> = [
         text("host"),
         uri.authority().map(|authority| authority.as_str()),
-        text("x-forwarded-host"),
+        forwarded("x-forwarded-host"),
     ]
     .into_iter()
     .flatten()
     .collect();
-    let forwarded_https = text("x-forwarded-proto").is_some_and(|proto| proto == "https")
+    let forwarded_https = forwarded("x-forwarded-proto").is_some_and(|proto| proto == "https")
         || uri.scheme_str() == Some("https");
     let claimed = text("origin")
         .filter(|origin| *origin != "null")
@@ -318,32 +372,34 @@ mod tests {
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:8080"),
         ]);
-        assert_eq!(same_origin(&own, &uri), Some(false));
+        assert_eq!(same_origin(&own, &uri, false), Some(false));
         let tls = headers(&[
             ("host", "trail.example"),
             ("origin", "https://trail.example"),
         ]);
-        assert_eq!(same_origin(&tls, &uri), Some(true));
+        assert_eq!(same_origin(&tls, &uri, false), Some(true));
         let other = headers(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "http://evil.example"),
         ]);
-        assert_eq!(same_origin(&other, &uri), None);
+        assert_eq!(same_origin(&other, &uri, false), None);
         let null = headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
-        assert_eq!(same_origin(&null, &uri), None);
+        assert_eq!(same_origin(&null, &uri, false), None);
         let referer = headers(&[
             ("host", "127.0.0.1:8080"),
             ("referer", "http://evil.example/page"),
         ]);
-        assert_eq!(same_origin(&referer, &uri), None);
+        assert_eq!(same_origin(&referer, &uri, false), None);
         let curl = headers(&[("host", "127.0.0.1:8080")]);
-        assert_eq!(same_origin(&curl, &uri), Some(false));
+        assert_eq!(same_origin(&curl, &uri, false), Some(false));
         let proxied = headers(&[
             ("host", "backend:8080"),
             ("x-forwarded-host", "trail.example"),
             ("x-forwarded-proto", "https"),
             ("origin", "https://trail.example"),
         ]);
-        assert_eq!(same_origin(&proxied, &uri), Some(true));
+        assert_eq!(same_origin(&proxied, &uri, true), Some(true));
+        // Not from a trusted proxy: what the headers claim is not believed.
+        assert_eq!(same_origin(&proxied, &uri, false), None);
     }
 }

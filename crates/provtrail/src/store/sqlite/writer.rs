@@ -938,7 +938,7 @@ struct Rollups {
 }
 
 /// Error messages longer than this are cut, so that one odd message cannot bloat the rollup.
-const MAX_ERROR_LEN: usize = 300;
+const MAX_ERROR_LEN: usize = crate::store::MAX_COUNTED_ERROR_LEN;
 
 /// Distinct error messages of one event counted in the error rollup (the event keeps them all).
 const MAX_ERRORS_COUNTED: usize = 100;
