@@ -460,6 +460,14 @@ test('phone: every page fits the screen without sideways scrolling', async () =>
       // The chart scrolls within its frame rather than shrink its labels past reading.
       const label = await page.locator('svg#failure-chart text.axis').first().boundingBox();
       assert.ok(label.height >= 8, `the chart's labels are ${label.height}px tall`);
+      // It starts at its newest end, and the legend below it stays on the screen.
+      const frame = await page.evaluate(() => {
+        const box = document.querySelector('[data-scroll-to-end]');
+        return { left: box.scrollLeft, most: box.scrollWidth - box.clientWidth };
+      });
+      assert.ok(frame.most > 0 && frame.left >= frame.most - 1, `the chart is scrolled to ${frame.left} of ${frame.most}`);
+      const legend = await page.locator('ul.legend li').first().boundingBox();
+      assert.ok(legend && legend.x >= 0 && legend.x + legend.width <= width, 'the legend is off the screen');
     }
     // The first screen is what a phone shows; the whole page is in the laptop screenshots.
     await shot(page, `phone-${name}`, { fullPage: false });
@@ -489,7 +497,8 @@ test('sign out ends the session', async () => {
   const page = watch(await laptop.newPage());
   await page.goto(`${base}/`);
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.waitForURL(/\/sign-in$/);
+  await page.waitForURL(/\/sign-in\?out=ended$/);
+  assert.match(await page.getByRole('status').innerText(), /You are signed out/);
   await page.goto(`${base}/deliveries`);
   assert.match(page.url(), /\/sign-in\?next=/);
   await page.close();

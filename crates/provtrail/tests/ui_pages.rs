@@ -1449,7 +1449,7 @@ async fn the_failure_chart_starts_at_its_newest_end() {
     let cookie = sign_in(&server).await;
     let html = page(&server, &cookie, "/failures").await;
     assert!(
-        html.contains(r#"<figure class="chart" data-scroll-to-end>"#),
+        html.contains(r#"<div class="chart-scroll" data-scroll-to-end>"#),
         "{html}"
     );
     // The page's own script (no inline script: the policy forbids it) scrolls it.

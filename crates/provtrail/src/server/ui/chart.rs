@@ -139,39 +139,42 @@ pub fn render(stats: &Stats, lines: &[Line], caption: &str) -> Markup {
         )
     };
     html! {
-        // On a narrow screen the chart scrolls sideways; the script starts it at its newest end.
-        figure.chart data-scroll-to-end {
-            svg #failure-chart viewBox={"0 0 " (WIDTH) " " (HEIGHT)} role="img"
-                aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet" {
-                title #chart-title { (caption) }
-                desc #chart-desc { (description) }
-                g.grid {
-                    @for step in 0..=4 {
-                        @let rate = top * f64::from(step) / 4.0;
-                        line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y(rate)) y2=(y(rate)) {}
-                        text.axis x=(LEFT - 6.0) y=(y(rate) + 4.0) text-anchor="end" { (tick(rate)) }
-                    }
-                }
-                g.x-axis {
-                    line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
-                    @for i in &x_ticks {
-                        line x1=(x(*i)) x2=(x(*i)) y1=(TOP + plot_h) y2=(TOP + plot_h + 4.0) {}
-                        text.axis x=(x(*i)) y=(HEIGHT - BOTTOM + 20.0) text-anchor="middle" { (label(starts[*i], stats.bucket)) }
-                    }
-                }
-                @for (index, line) in lines.iter().enumerate() {
-                    g.series data-source=(line.source) {
-                        path d=(path_data(&line.rates, &x, &y)) fill="none"
-                            stroke=(COLOURS[index % COLOURS.len()])
-                            stroke-dasharray=(DASHES[index % DASHES.len()])
-                            stroke-width="2.5" stroke-linejoin="round" stroke-linecap="round" {
-                            title { (shorten(&line.source, 80)) ": " (percent(line.overall)) " failed overall" }
+        // On a narrow screen the chart scrolls sideways, and the script starts it at its newest
+        // end; the legend below it stays in view.
+        figure.chart {
+            div.chart-scroll data-scroll-to-end {
+                svg #failure-chart viewBox={"0 0 " (WIDTH) " " (HEIGHT)} role="img"
+                    aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet" {
+                    title #chart-title { (caption) }
+                    desc #chart-desc { (description) }
+                    g.grid {
+                        @for step in 0..=4 {
+                            @let rate = top * f64::from(step) / 4.0;
+                            line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y(rate)) y2=(y(rate)) {}
+                            text.axis x=(LEFT - 6.0) y=(y(rate) + 4.0) text-anchor="end" { (tick(rate)) }
                         }
-                        @if n <= MAX_DOTS {
-                            @for (i, rate) in line.rates.iter().enumerate() {
-                                @if let Some(rate) = rate {
-                                    circle cx=(x(i)) cy=(y(*rate)) r="3" fill=(COLOURS[index % COLOURS.len()]) {
-                                        title { (shorten(&line.source, 80)) ", " (label(starts[i], stats.bucket)) ": " (percent(*rate)) }
+                    }
+                    g.x-axis {
+                        line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
+                        @for i in &x_ticks {
+                            line x1=(x(*i)) x2=(x(*i)) y1=(TOP + plot_h) y2=(TOP + plot_h + 4.0) {}
+                            text.axis x=(x(*i)) y=(HEIGHT - BOTTOM + 20.0) text-anchor="middle" { (label(starts[*i], stats.bucket)) }
+                        }
+                    }
+                    @for (index, line) in lines.iter().enumerate() {
+                        g.series data-source=(line.source) {
+                            path d=(path_data(&line.rates, &x, &y)) fill="none"
+                                stroke=(COLOURS[index % COLOURS.len()])
+                                stroke-dasharray=(DASHES[index % DASHES.len()])
+                                stroke-width="2.5" stroke-linejoin="round" stroke-linecap="round" {
+                                title { (shorten(&line.source, 80)) ": " (percent(line.overall)) " failed overall" }
+                            }
+                            @if n <= MAX_DOTS {
+                                @for (i, rate) in line.rates.iter().enumerate() {
+                                    @if let Some(rate) = rate {
+                                        circle cx=(x(i)) cy=(y(*rate)) r="3" fill=(COLOURS[index % COLOURS.len()]) {
+                                            title { (shorten(&line.source, 80)) ", " (label(starts[i], stats.bucket)) ": " (percent(*rate)) }
+                                        }
                                     }
                                 }
                             }
