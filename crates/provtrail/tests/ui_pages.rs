@@ -1164,6 +1164,14 @@ async fn an_event_received_in_the_future_is_counted_and_listed_alike() {
     assert!(day.contains("track-1"), "{day}");
     assert!(!day.contains("track-2"), "{day}");
     assert!(day.contains("1 events in range"), "{day}");
+    assert!(!day.contains("before the filters"), "{day}");
+    // With a filter, the counts say they are of the whole range, not of the list below them.
+    let filtered = page(&server, &cookie, "/?range=24h&source=Okta").await;
+    assert!(filtered.contains("1 events in range"), "{filtered}");
+    assert!(
+        filtered.contains("(all of them, before the filters below)"),
+        "{filtered}"
+    );
     // All time: both, and both counted.
     let all = page(&server, &cookie, "/?range=all").await;
     assert!(all.contains("track-1") && all.contains("track-2"), "{all}");

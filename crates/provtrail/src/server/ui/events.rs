@@ -236,11 +236,16 @@ const HEAD: [&str; 7] = [
 ];
 
 /// Counts over the selected range, from the hourly rollups (or the table count for all time).
-async fn counts(store: &dyn Store, since: Option<i64>, now: i64) -> Option<Markup> {
+/// They are of every event in the range: with filters set (`filtered`), the page says so, since
+/// the list below holds only the events that match them.
+async fn counts(store: &dyn Store, since: Option<i64>, now: i64, filtered: bool) -> Option<Markup> {
+    let before_filters = html! {
+        @if filtered { span.muted { " (all of them, before the filters below)" } }
+    };
     let Some(since) = since else {
         let counts = store.counts().await.ok()?;
         return Some(html! {
-            (number(counts.events)) " events stored · "
+            (number(counts.events)) " events stored" (before_filters) " · "
             a href="/quarantine" { (number(counts.quarantined)) " in quarantine" }
         });
     };
@@ -254,7 +259,7 @@ async fn counts(store: &dyn Store, since: Option<i64>, now: i64) -> Option<Marku
         .ok()?;
     let total: u64 = stats.events.values().sum();
     Some(html! {
-        (number(total)) " events in range"
+        (number(total)) " events in range" (before_filters)
         @for (outcome, n) in &stats.events {
             " · " (badge(outcome)) " " (number(*n))
         }
@@ -276,7 +281,7 @@ pub async fn page(
     let (page, sources, summary) = tokio::join!(
         find(store, query.clone()),
         viewer.ui.source_names(store),
-        counts(store, query.since, now),
+        counts(store, query.since, now, params.filtered()),
     );
     let page = page?;
     let range = params.range();
