@@ -650,5 +650,29 @@ fn a_read_only_copy_without_its_search_index_still_shows_its_events() {
     let listed = run(&["search", "--format", "jsonl", "--db", "backup.db"]);
     exits(&listed, 0);
     assert_eq!(ids(&listed).len(), seeded.events.len());
+    // What needs the index is refused, said as such: not an empty answer taken for complete.
+    let tracking = seeded.events[0].json["trackingNumber"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for args in [
+        vec![
+            "search",
+            "--tracking-number",
+            tracking.as_str(),
+            "--db",
+            "backup.db",
+        ],
+        vec!["search", "--text", "failed", "--db", "backup.db"],
+        vec!["show", tracking.as_str(), "--db", "backup.db"],
+    ] {
+        let refused = run(&args);
+        let said = exits(&refused, 2);
+        assert!(
+            said.contains("cannot search this store"),
+            "{args:?}: {said}"
+        );
+        assert!(refused.stdout.is_empty(), "{args:?}");
+    }
     std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }

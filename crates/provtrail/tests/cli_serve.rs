@@ -169,6 +169,16 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     let capped = [&args[..], &["--max-db-size", "64KiB"]].concat();
     let server = ServerProcess::start(dir.path(), &capped);
     await_output(&server, "at or above --max-db-size").await;
+    // Not writable from the start, before anything was tried.
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("provtrail_store_writable 0"), "{metrics}");
     // Readiness asks for room for a few events: there is none to grow into.
     let ready = client().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
@@ -220,7 +230,23 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     // With --log-json the warning is a log record like the others: a collector reading JSON
     // lines would drop a line of text.
     let json = [&["--log-json", "serve"][..], &tiny[..]].concat();
-    let said = stderr_lines_until(dir.path(), &json, "max-db-size");
+    assert_json_lines(&stderr_lines_until(dir.path(), &json, "max-db-size"));
+    // So are the demo's own lines.
+    let demo = [
+        "--log-json",
+        "demo",
+        "--events",
+        "5",
+        "--db",
+        "demo.db",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    assert_json_lines(&stderr_lines_until(dir.path(), &demo, "synthetic events"));
+}
+
+/// Every line of `said` that is not empty is a JSON log record.
+fn assert_json_lines(said: &[String]) {
     for line in said.iter().filter(|line| !line.is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|err| panic!("not JSON ({err}): {line:?} in {said:?}"));

@@ -2758,11 +2758,16 @@ fn config_check_refuses_the_files_serve_could_not_use() {
     std::fs::write(&config, with_route(archive.to_str().unwrap())).unwrap();
     assert_eq!(check().0, Some(0), "{}", check().1);
 
-    // A route appending to the configuration file itself would leave it unreadable.
-    std::fs::write(&config, with_route(config_arg)).unwrap();
-    let (status, said) = check();
-    assert_eq!(status, Some(2), "{said}");
-    assert!(said.contains("the configuration file"), "{said}");
+    // A route appending to the configuration file itself would leave it unreadable, also
+    // under another name (a hard link).
+    let hard_link = dir.path().join("linked.toml");
+    std::fs::hard_link(&config, &hard_link).unwrap();
+    for target in [config_arg, hard_link.to_str().unwrap()] {
+        std::fs::write(&config, with_route(target)).unwrap();
+        let (status, said) = check();
+        assert_eq!(status, Some(2), "{target}: {said}");
+        assert!(said.contains("the configuration file"), "{said}");
+    }
     // A route appending to another database, or to a file kept beside one.
     let other = dir.path().join("other.db");
     std::fs::copy(&db, &other).unwrap();

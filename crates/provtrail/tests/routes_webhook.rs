@@ -846,7 +846,7 @@ async fn a_store_at_its_size_cap_still_records_the_deliveries_of_what_it_kept() 
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let routes = format!(
-        "max_size = \"320KiB\"\n{}",
+        "max_size = \"320KiB\"\nbusy_timeout = \"100ms\"\n{}",
         webhook_route("capped", &format!("http://{addr}/hook"), "")
     );
     let mut server = start(dir.path(), &routes).await;
@@ -868,6 +868,29 @@ async fn a_store_at_its_size_cap_still_records_the_deliveries_of_what_it_kept() 
         assert!(accepted < 5_000, "the cap was never reached");
     }
     assert!(accepted > 10, "only {accepted} events fit");
+    // A replay would make new deliveries in the room kept for outcomes: refused too.
+    let (status, body) = api_post(
+        &server,
+        "/api/v1/routes/capped/replay",
+        ADMIN_TOKEN,
+        serde_json::json!({ "since": "1h" }),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    // A commit that fails for another reason closes the writer's connection: here the outcomes
+    // of the attempts on the sink that is down, while another process holds the lock. The
+    // events that come next are still held to the cap.
+    let holder = rusqlite::Connection::open(&server.db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    for n in 0..5 {
+        let answer = server
+            .post("/events", event(&format!("capped-after-lock-{n}")))
+            .await;
+        assert_eq!(answer.status, 503, "{}", answer.text());
+    }
     let db = server.db.clone();
     let receiver = Receiver::start_on(addr).await;
     wait_for("every delivery made and recorded", WAIT, || {
@@ -884,5 +907,44 @@ async fn a_store_at_its_size_cap_still_records_the_deliveries_of_what_it_kept() 
     // The cap still holds for events.
     let answer = server.post("/events", event("capped-after")).await;
     assert_eq!(answer.status, 503, "{}", answer.text());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_delivery_starts_while_the_store_cannot_record_its_outcome() {
+    // A delivery made and not recorded is made again after a restart: while the store refuses
+    // the outcomes (locked here by another process; full, or out of the room above its size
+    // cap, alike), no delivery starts, and once it takes them again every delivery is made.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "busy_timeout = \"100ms\"\n{}",
+        webhook_route("blocked", &format!("http://{addr}/hook"), "")
+    );
+    let mut server = start(dir.path(), &routes).await;
+    post_events(&server, "blocked", 60).await;
+    let holder = rusqlite::Connection::open(&server.db).unwrap();
+    holder.busy_timeout(Duration::from_secs(5)).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // The attempts on the sink that is down cannot be recorded: from then on nothing starts,
+    // so the sink, once up, gets nothing while the store is locked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let receiver = Receiver::start_on(addr).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let made_while_locked = receiver.requests();
+    assert!(
+        made_while_locked <= 4,
+        "{made_while_locked} deliveries made while their outcome could not be recorded"
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let db = server.db.clone();
+    wait_for("every delivery made and recorded", WAIT, || {
+        receiver.delivered().len() == 60 && none_pending(&db, "blocked")
+    })
+    .await;
     server.shutdown().await;
 }

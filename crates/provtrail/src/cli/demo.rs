@@ -66,8 +66,8 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let mut prepared = prepare(&args.server)?;
     if !prepared.settings.routes.is_empty() {
-        eprintln!(
-            "provtrail demo: the configuration's routes are not run: the demo's events are made up"
+        super::tell(
+            "provtrail demo: the configuration's routes are not run: the demo's events are made up",
         );
         prepared.settings.routes = std::sync::Arc::new(provtrail::routes::Routes::none());
     }
@@ -83,11 +83,11 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         (None, Some(pair)) => Auth::Basic(pair.clone()),
         (None, None) => Auth::None,
     };
-    eprintln!(
+    super::tell(&format!(
         "provtrail demo: serving on {base} (store: {})",
         prepared.settings.store.path.display()
-    );
-    eprintln!(
+    ));
+    super::tell(&format!(
         "sending {} synthetic events to {base}/events/demo at {} …",
         args.events,
         if args.rate > 0.0 {
@@ -95,7 +95,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         } else {
             "full speed".to_owned()
         }
-    );
+    ));
 
     let options = SendOptions {
         url: format!("{base}/events/demo"),

@@ -100,6 +100,16 @@ pub fn logs_as_json() -> bool {
     LOGS_AS_JSON.load(Ordering::Relaxed)
 }
 
+/// Says `message` to the person running the command, on standard error: a log event when logs
+/// are JSON lines (`--log-json`), which a collector reads line by line.
+pub fn tell(message: &str) {
+    if logs_as_json() {
+        tracing::info!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 pub fn init_logging(filter: &str, json: bool) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     LOGS_AS_JSON.store(json, Ordering::Relaxed);
@@ -437,9 +447,13 @@ pub fn stop_on_ctrl_c<T: Send + 'static>(
                 // Dropping both ends stops the senders after their requests in flight, and the
                 // reader at its next hand-over.
                 drop(forwarding);
-                eprintln!(
-                    "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
-                );
+                if logs_as_json() {
+                    tracing::warn!("interrupted: finishing the requests in flight");
+                } else {
+                    eprintln!(
+                        "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
+                    );
+                }
                 signals.next().await;
                 std::process::exit(130);
             }

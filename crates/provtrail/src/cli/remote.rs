@@ -60,11 +60,23 @@ fn found<T>(answer: Result<T, Refusal>) -> anyhow::Result<Option<T>> {
     }
 }
 
+/// Whether an event search with the parameter `name` reads the search index: every one but
+/// the time range and the paging (a list by time reads the events themselves).
+fn needs_index(name: &str) -> bool {
+    !matches!(name, "since" | "until" | "limit" | "cursor")
+}
+
 /// A store to ask.
 #[derive(Debug)]
 pub enum Backend {
     /// A database file, read in this process.
-    Local(SharedStore),
+    Local {
+        /// The store.
+        store: SharedStore,
+        /// Set when its search index lacks events and cannot be brought up to date here (a
+        /// store this process cannot write): why, for the searches that need the index.
+        index_gap: Option<String>,
+    },
     /// A server's read API.
     Remote {
         /// The HTTP client.
@@ -111,7 +123,10 @@ impl Backend {
                         db.display()
                     );
                 }
-                return Ok(Backend::Local(Arc::new(reader)));
+                return Ok(Backend::Local {
+                    store: Arc::new(reader),
+                    index_gap: None,
+                });
             }
             // An older schema, or a search index that lacks events: the full store brings them
             // up to date.
@@ -132,22 +147,31 @@ impl Backend {
                         return Err(anyhow::Error::new(err)
                             .context(format!("cannot open the database {}", db.display())));
                     };
-                    eprintln!(
-                        "note: the search index of {} ({}.search) lacks events and cannot be \
-                         brought up to date ({err}); events are found by id, and a search may \
-                         miss events or fail: copy the index beside the database, or work on a \
+                    let gap = format!(
+                        "the search index of {} ({}.search) lacks events and cannot be brought up \
+                         to date here ({err}): copy the index beside the database, or work on a \
                          copy that can be written",
                         db.display(),
                         db.display()
                     );
-                    return Ok(Backend::Local(Arc::new(reader)));
+                    eprintln!(
+                        "note: {gap}; events are shown by id, and listed by time, but not \
+                         searched"
+                    );
+                    return Ok(Backend::Local {
+                        store: Arc::new(reader),
+                        index_gap: Some(gap),
+                    });
                 }
                 Err(err) => {
                     return Err(anyhow::Error::new(err)
                         .context(format!("cannot open the database {}", db.display())));
                 }
             };
-            return Ok(Backend::Local(Arc::new(store)));
+            return Ok(Backend::Local {
+                store: Arc::new(store),
+                index_gap: None,
+            });
         }
         let url = args.url.clone().unwrap_or_default();
         let given_by = match super::from_environment("url", "PROVTRAIL_URL".into()) {
@@ -197,7 +221,7 @@ impl Backend {
     /// `GET /api/v1/events/{id}`; `None` when there is no such event.
     pub async fn event(&self, id: i64) -> anyhow::Result<Option<EventDetail>> {
         let answer = match self {
-            Backend::Local(store) => service::event(store.as_ref(), id)
+            Backend::Local { store, .. } => service::event(store.as_ref(), id)
                 .await
                 .map_err(Refusal::Api),
             Backend::Remote { .. } => self.get(&format!("/api/v1/events/{id}"), &[]).await,
@@ -235,7 +259,13 @@ impl Backend {
     {
         let names = flag_names(&pairs);
         let answer = match self {
-            Backend::Local(store) => local(store.clone(), pairs).await.map_err(Refusal::Api),
+            Backend::Local {
+                index_gap: Some(gap),
+                ..
+            } if path == "/api/v1/events" && pairs.iter().any(|(name, _)| needs_index(name)) => {
+                anyhow::bail!("cannot search this store: {gap}")
+            }
+            Backend::Local { store, .. } => local(store.clone(), pairs).await.map_err(Refusal::Api),
             Backend::Remote { .. } => self.get(path, &pairs).await,
         };
         Ok(answer.map_err(|refusal| refusal.in_flag_words(&names))?)
@@ -244,7 +274,7 @@ impl Backend {
     /// `GET /api/v1/quarantine/{id}`; `None` when there is no such entry.
     pub async fn quarantine_entry(&self, id: i64) -> anyhow::Result<Option<QuarantineDetail>> {
         let answer = match self {
-            Backend::Local(store) => service::quarantine_entry(store.as_ref(), id)
+            Backend::Local { store, .. } => service::quarantine_entry(store.as_ref(), id)
                 .await
                 .map_err(Refusal::Api),
             Backend::Remote { .. } => self.get(&format!("/api/v1/quarantine/{id}"), &[]).await,
@@ -254,7 +284,7 @@ impl Backend {
 
     /// Closes a local store.
     pub async fn close(self) {
-        if let Backend::Local(store) = self {
+        if let Backend::Local { store, .. } = self {
             store.close().await;
         }
     }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use provtrail::routes::replay::{ReplayError, ReplayRequest, replay};
+use provtrail::routes::replay::{ReplayError, ReplayProgress, ReplayRequest, replay};
 use provtrail::server::routes_api::replay_range;
 use provtrail::store::ExportRange;
 
@@ -73,7 +73,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .await
         .ok();
     let bar = super::progress_bar(total, "replaying");
+    // What was done before a failure part of the way is kept: said with the error.
+    let reached = std::cell::Cell::new(ReplayProgress::default());
     let result = replay(&store, &route, &request, |progress| {
+        reached.set(*progress);
         bar.set_position(progress.scanned);
         bar.set_message(format!(
             "{} matched, {} deliveries created",
@@ -89,7 +92,17 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         // twice (`error: {err:#}` prints the chain).
         Err(ReplayError::Filter(err)) => anyhow::bail!("--filter does not compile: {err}"),
         Err(err @ ReplayError::UnknownFunctions(_)) => anyhow::bail!("--filter: {err}"),
-        Err(err) => return Err(err.into()),
+        Err(err) => {
+            let reached = reached.get();
+            if reached.enqueued > 0 {
+                return Err(anyhow::Error::new(err).context(format!(
+                    "the replay stopped after {} events read: the {} deliveries created before \
+                     stay pending, and are delivered",
+                    reached.scanned, reached.enqueued
+                )));
+            }
+            return Err(err.into());
+        }
     };
     eprintln!(
         "replay to {}: {} events read, {} matched, {} deliveries created",

@@ -638,15 +638,15 @@ fn warn_when_full(settings: &Settings) {
     let Some(max) = settings.store.max_size_bytes else {
         return;
     };
-    // The cap is on the database (its pages), not its logs or search index.
-    let Some(size) = provtrail::store::sqlite::database_size(&settings.store.path) else {
+    // The cap is on the database's pages in use, not its logs or search index.
+    let Some(size) = provtrail::store::sqlite::database_size_in_use(&settings.store.path) else {
         return;
     };
     if size >= max {
         loud_warning(&format!(
-            "the database is {size} bytes, at or above --max-db-size ({max} bytes): while the \
-             pages it uses are at the limit, events are answered 503 and /readyz says \
-             unavailable; raise the limit or move older data out."
+            "the database holds {size} bytes, at or above --max-db-size ({max} bytes): events \
+             are answered 503 and /readyz says unavailable until the limit is raised or older \
+             data is moved out."
         ));
     }
 }

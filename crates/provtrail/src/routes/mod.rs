@@ -424,11 +424,15 @@ pub fn file_route_writing_to(
     sections: &[RouteSection],
     target: &std::path::Path,
 ) -> Option<String> {
-    let target = crate::store::written_path(target)?;
+    let written = crate::store::written_path(target)?;
+    // By name (links followed), or as the same file under another name (a hard link).
+    let identity = crate::store::file_identity(&written);
     sections.iter().find_map(|section| {
         let is_file = section.sink.get("type").and_then(toml::Value::as_str) == Some("file");
         let path = file_sink_path(&section.sink).filter(|_| is_file)?;
-        (path == target).then(|| section.name.clone())
+        let same = path == written
+            || (identity.is_some() && crate::store::file_identity(&path) == identity);
+        same.then(|| section.name.clone())
     })
 }
 

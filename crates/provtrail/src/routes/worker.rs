@@ -24,6 +24,7 @@
 //! retry budget; once the sink answers, they are all due and drain at full concurrency.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,9 @@ const MAX_RESULTS_PER_WRITE: usize = 1_000;
 /// wait delays only the record, never a delivery.
 const RECORD_GATHER: Duration = Duration::from_millis(50);
 
+/// How often the store's refusal of delivery results is said again while it lasts.
+const REFUSED_RESULTS_REMINDER: Duration = Duration::from_secs(60);
+
 /// Deliveries of a route that may have been attempted and not yet recorded. An attempt frees
 /// its place in the route's concurrency as soon as the sink has answered, so that recording
 /// does not hold deliveries back; this bounds what waits for the store, should it be slow or
@@ -92,8 +96,14 @@ impl Dispatcher {
         let spawner = runtime.handle();
         let (stop, stopped) = watch::channel(false);
         let (results, receiver) = mpsc::unbounded_channel();
-        let recorder = spawner.spawn(record_results(store.clone(), receiver, stopped.clone()));
-        let recorder_handle = Recorder { results };
+        let failing = Arc::new(AtomicBool::new(false));
+        let recorder = spawner.spawn(record_results(
+            store.clone(),
+            receiver,
+            stopped.clone(),
+            failing.clone(),
+        ));
+        let recorder_handle = Recorder { results, failing };
         let mut tasks = Vec::new();
         for route in routes.iter() {
             metrics.routes.register(&route.name, route.sink.kind());
@@ -221,9 +231,18 @@ impl Drop for DeliveryRuntime {
 #[derive(Debug, Clone)]
 struct Recorder {
     results: mpsc::UnboundedSender<(Vec<AttemptResult>, oneshot::Sender<()>)>,
+    /// Set while the store refuses the results (full, at its size cap and out of the room kept
+    /// for them, read-only): no route starts a delivery then, since one made and not recorded
+    /// is made again after a restart.
+    failing: Arc<AtomicBool>,
 }
 
 impl Recorder {
+    /// Whether the store refuses attempt results now.
+    fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// True once the results (those of one attempt) are committed.
     async fn record(&self, results: Vec<AttemptResult>) -> bool {
         let (done, committed) = oneshot::channel();
@@ -241,7 +260,11 @@ async fn record_results(
     store: SharedStore,
     mut receiver: mpsc::UnboundedReceiver<(Vec<AttemptResult>, oneshot::Sender<()>)>,
     mut stopped: watch::Receiver<bool>,
+    failing: Arc<AtomicBool>,
 ) {
+    // When the store began refusing results, and when that was last said.
+    let mut refused_since: Option<tokio::time::Instant> = None;
+    let mut said_at = tokio::time::Instant::now();
     let mut batch: Vec<(Vec<AttemptResult>, oneshot::Sender<()>)> = Vec::new();
     while let Some(first) = receiver.recv().await {
         let mut count = first.0.len();
@@ -272,19 +295,40 @@ async fn record_results(
                     for (_, done) in batch.drain(..) {
                         let _ = done.send(());
                     }
+                    if let Some(since) = refused_since.take() {
+                        failing.store(false, Ordering::Relaxed);
+                        tracing::info!(
+                            refused_for_s = since.elapsed().as_secs(),
+                            "delivery results are recorded again; deliveries go on"
+                        );
+                    }
                     break;
                 }
                 Err(err) => {
                     if *stopped.borrow() {
                         // Shutting down: the deliveries stay pending and are attempted again on
-                        // the next start.
-                        tracing::warn!(error = %err, results = batch.len(),
-                            "cannot record delivery results while stopping; they will be retried");
+                        // the next start. Said once, however many batches fail so.
+                        if refused_since.is_none() {
+                            tracing::warn!(error = %err, results = batch.len(),
+                                "cannot record delivery results while stopping; they will be \
+                                 retried");
+                        }
+                        refused_since.get_or_insert_with(tokio::time::Instant::now);
+                        failing.store(true, Ordering::Relaxed);
                         batch.clear();
                         break;
                     }
-                    tracing::warn!(error = %err, results = count,
-                        "cannot record delivery results; trying again");
+                    // Said when it starts, then once a minute: it is tried every second.
+                    let now = tokio::time::Instant::now();
+                    if refused_since.is_none() || now >= said_at + REFUSED_RESULTS_REMINDER {
+                        tracing::error!(error = %err, results = count,
+                            "cannot record delivery results: no route starts a delivery until \
+                             they can be (deliveries made and not recorded are made again after \
+                             a restart); trying again every second");
+                        said_at = now;
+                    }
+                    refused_since.get_or_insert(now);
+                    failing.store(true, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -538,8 +582,13 @@ impl RouteWorker {
                 self.start(&mut tasks, chunk, places, &handed);
                 attempts_left -= 1;
             }
-            // Deliveries read now must start, so read no more than may wait for their record.
-            let room = self.unrecorded.available_permits();
+            // Deliveries read now must start, so read no more than may wait for their record
+            // (none while the store refuses records).
+            let room = if self.recorder.failing() {
+                0
+            } else {
+                self.unrecorded.available_permits()
+            };
             if attempts_left > 0 && read_due && room > 0 {
                 let exclude: Vec<i64> = {
                     let mut exclude: Vec<i64> = self
@@ -660,6 +709,9 @@ impl RouteWorker {
     /// The places an attempt of `deliveries` deliveries needs: one of the route's concurrency
     /// and one per delivery until it is recorded; None when either is full.
     fn places(&self, deliveries: usize) -> Option<Places> {
+        if self.recorder.failing() {
+            return None;
+        }
         let deliveries = u32::try_from(deliveries).ok().filter(|&n| n > 0)?;
         let unrecorded = self
             .unrecorded

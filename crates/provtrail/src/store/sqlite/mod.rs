@@ -151,6 +151,9 @@ impl SqliteStore {
         let store_id = schema::store_id(&conn)?;
         codec::register(&conn)?;
         apply_size_cap(&conn, &settings)?;
+        // A store already at its cap takes no document: said from the start, not from the
+        // first event refused.
+        let at_the_cap = documents_refused_for_size(&conn, &settings);
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
         let last_event_id = || {
             conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
@@ -176,6 +179,9 @@ impl SqliteStore {
             indexer,
         });
         shared.metrics.store_writable.set(1);
+        if let Some(message) = at_the_cap {
+            shared.set_writable(Some(message));
+        }
         let writer = Writer {
             path: settings.path.clone(),
             files: writer::StoreFiles::at(&settings.path),
@@ -914,18 +920,19 @@ pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     }
 }
 
-/// The size of the database at `path` as SQLite counts it (pages times page size): a new
-/// store's pages may still be in its write-ahead log rather than in the file. None when it
-/// cannot be read.
-pub fn database_size(path: &Path) -> Option<u64> {
+/// The bytes of the database at `path` in use, as SQLite counts them (its pages, less those
+/// free for reuse, times the page size), which is what the size cap (`store.max_size`) is held
+/// to: a new store's pages may still be in its write-ahead log rather than in the file. None
+/// when it cannot be read.
+pub fn database_size_in_use(path: &Path) -> Option<u64> {
     let conn = open_read_only(path).ok()?;
-    let pages: i64 = conn
-        .query_row("PRAGMA page_count", [], |row| row.get(0))
-        .ok()?;
-    let page_size: i64 = conn
-        .query_row("PRAGMA page_size", [], |row| row.get(0))
-        .ok()?;
-    u64::try_from(pages.saturating_mul(page_size)).ok()
+    let pragma = |name: &str| -> Option<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            .ok()
+            .and_then(|value| u64::try_from(value).ok())
+    };
+    let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    Some(pages.saturating_mul(pragma("page_size")?))
 }
 
 /// Whether a read failed for want of the files beside the database (its shared memory), not

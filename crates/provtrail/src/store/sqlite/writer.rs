@@ -329,6 +329,11 @@ impl Writer {
             fail_all(batch, &message, &self.shared);
             return;
         }
+        // The cap is read on the connection, which a failed commit closed: opened again first
+        // (a failure here fails the commit below, as it would have).
+        if self.shared.settings.max_size_bytes.is_some() {
+            let _ = self.reopen_if_closed(syncer.is_some());
+        }
         if let Some(message) = self.documents_refused_for_size(batch) {
             // A store at its cap takes no documents: they are answered as for a full disk, and
             // records of refused requests are counted only. Delivery outcomes of the events
@@ -519,10 +524,7 @@ impl Writer {
     /// Only asked when the batch holds something that the cap refuses.
     fn documents_refused_for_size(&self, batch: &[Job]) -> Option<String> {
         self.shared.settings.max_size_bytes?;
-        if !batch
-            .iter()
-            .any(|job| matches!(job, Job::Ingest(..) | Job::Probe(_) | Job::Reject(_)))
-        {
+        if !batch.iter().any(refused_at_the_cap) {
             return None;
         }
         documents_refused_for_size(self.conn.as_ref()?, &self.shared.settings)
@@ -547,6 +549,35 @@ impl Writer {
         })
     }
 
+    /// Opens the write connection again after a failed commit closed it (the connection may be
+    /// what was broken); nothing when it is open.
+    fn reopen_if_closed(&mut self, pipelined: bool) -> Result<(), StoreError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        // Opening would create an empty database where the old one was deleted. (Only the
+        // database: with every connection closed, SQLite may have removed the log itself.)
+        if let Some(files) = &mut self.files {
+            files.log = None;
+            if let Some(message) = files.moved_from(&self.path) {
+                return Err(StoreError::Unavailable(format!(
+                    "{message}: restart provtrail (events acknowledged before were written \
+                         to the file as it was)"
+                )));
+            }
+        }
+        let conn = open_connection(&self.path, &self.shared.settings)?;
+        apply_size_cap(&conn, &self.shared.settings)?;
+        set_synchronous(&conn, pipelined).map_err(unavailable)?;
+        self.conn = Some(conn);
+        self.connection += 1;
+        // With every connection closed for a moment, SQLite may have started a new log.
+        if let Some(files) = &mut self.files {
+            files.log = file_id(&log_path(&self.path));
+        }
+        Ok(())
+    }
+
     /// Writes and commits the batch; what follows the commit (answers, handing deliveries to
     /// the routes' workers) is left to [`finish`], once the commit is on disk.
     fn try_commit(
@@ -561,28 +592,7 @@ impl Writer {
         ),
         StoreError,
     > {
-        if self.conn.is_none() {
-            // Opening would create an empty database where the old one was deleted. (Only the
-            // database: with every connection closed, SQLite may have removed the log itself.)
-            if let Some(files) = &mut self.files {
-                files.log = None;
-                if let Some(message) = files.moved_from(&self.path) {
-                    return Err(StoreError::Unavailable(format!(
-                        "{message}: restart provtrail (events acknowledged before were written \
-                         to the file as it was)"
-                    )));
-                }
-            }
-            let conn = open_connection(&self.path, &self.shared.settings)?;
-            apply_size_cap(&conn, &self.shared.settings)?;
-            set_synchronous(&conn, pipelined).map_err(unavailable)?;
-            self.conn = Some(conn);
-            self.connection += 1;
-            // With every connection closed for a moment, SQLite may have started a new log.
-            if let Some(files) = &mut self.files {
-                files.log = file_id(&log_path(&self.path));
-            }
-        }
+        self.reopen_if_closed(pipelined)?;
         let Some(conn) = self.conn.as_mut() else {
             return Err(StoreError::Unavailable("no database connection".into()));
         };
@@ -839,8 +849,18 @@ fn sync_log(
         .map_err(|err| format!("cannot sync the write-ahead log to disk: {err}"))
 }
 
-/// Answers the documents of `batch`, and the readiness probes, with `message` (503) and takes
-/// them out of it.
+/// Whether a store at its size cap refuses `job`: what grows the store (documents, records of
+/// refused requests, new deliveries, and readiness probes, which ask whether a document fits).
+/// Outcomes of deliveries and dead letters sent back go into the room kept above the cap.
+fn refused_at_the_cap(job: &Job) -> bool {
+    match job {
+        Job::Ingest(..) | Job::Probe(_) | Job::Reject(_) => true,
+        Job::Outbox(job) => matches!(job.write, OutboxWrite::Enqueue { .. }),
+    }
+}
+
+/// Answers the jobs of `batch` that a store at its size cap refuses ([`refused_at_the_cap`])
+/// with `message` (503) and takes them out of it.
 fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
     shared.set_writable(Some(message.to_owned()));
     let mut kept = Vec::with_capacity(batch.len());
@@ -857,6 +877,12 @@ fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
             // reserved for delivery outcomes.
             Job::Reject(_) => {
                 shared.metrics.rejections_dropped.inc();
+            }
+            // New deliveries (a replay) would take it too.
+            Job::Outbox(job) if matches!(job.write, OutboxWrite::Enqueue { .. }) => {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Unavailable(message.to_owned())));
             }
             Job::Outbox(job) => kept.push(Job::Outbox(job)),
         }
