@@ -75,14 +75,12 @@ fn y_max(lines: &[Line]) -> f64 {
         .unwrap_or(1.0)
 }
 
-/// A y-axis label: `25 %`, `2.5 %`.
+/// A y-axis label: `25 %`, `2.5 %`, `1.25 %`: exact for the quarters of every scale's top
+/// (rounded to one decimal, the ticks of a 5 % scale read 1.2 % and 3.8 %).
 fn tick(rate: f64) -> String {
-    let percent = rate * 100.0;
-    if (percent - percent.round()).abs() < 1e-9 {
-        format!("{percent:.0} %")
-    } else {
-        format!("{percent:.1} %")
-    }
+    let percent = format!("{:.2}", rate * 100.0);
+    let percent = percent.trim_end_matches('0').trim_end_matches('.');
+    format!("{percent} %")
 }
 
 fn label(start: i64, bucket: Bucket) -> String {
@@ -323,8 +321,10 @@ mod tests {
         assert_eq!(y_max(&[line(1.0)]), 1.0);
         assert_eq!(y_max(&[]), 0.05);
         assert_eq!(tick(1.0), "100 %");
-        assert_eq!(tick(0.0125), "1.2 %");
+        assert_eq!(tick(0.0125), "1.25 %");
+        assert_eq!(tick(0.0375), "3.75 %");
         assert_eq!(tick(0.025), "2.5 %");
+        assert_eq!(tick(0.0), "0 %");
     }
 
     #[test]

@@ -93,8 +93,9 @@ pub async fn log(
                 "No deliveries in this range."
                 @if range != "all" { " " a href=(link("/deliveries", &[("outcome", &outcome), ("range", "all")])) { "Look at all time" } }
             }
+        } @else {
+            (super::event::delivery_table(&page.items))
         }
-        (super::event::delivery_table(&page.items))
         nav.pager aria-label="Pages" {
             @if params.before.is_some() { a href=(link("/deliveries", &[("outcome", &outcome), ("range", &range)])) { "← Newest" } }
             @if let Some(next) = page.next_cursor {
