@@ -277,6 +277,11 @@ test('filter playground: matches as you type and shows where a filter breaks', a
   const refused = page.locator('#playground-result [data-state="refused"]');
   await refused.waitFor();
   assert.match(await refused.innerText(), /at most 10000 characters/);
+  // One too long for an address at all (fewer characters, of another script): said here, and
+  // the address keeps one a reload can send.
+  await area.fill(`$[?($.action == "${'名前'.repeat(3_700)}")]`);
+  await page.locator('#playground-result [data-state="refused"]', { hasText: 'too long to try here' }).waitFor();
+  assert.ok(page.url().length < 40_000, `the address is ${page.url().length} characters`);
 
   // A sample, clicked, fills the box and runs.
   await page.getByRole('link', { name: 'Identity refreshes' }).click();

@@ -19,7 +19,6 @@
     var status = document.getElementById('live-status');
     var base = body.dataset.liveUrl;
     var after = body.dataset.after;
-    var at = body.dataset.at;
     var busy = false;
     var stopped = false;
     var added = 0;
@@ -29,7 +28,7 @@
 
     function url() {
       return base + (base.indexOf('?') < 0 ? '?' : '&') +
-        'after=' + encodeURIComponent(after) + '&at=' + encodeURIComponent(at);
+        'after=' + encodeURIComponent(after);
     }
 
     function poll() {
@@ -55,7 +54,6 @@
           var rows = template.content.querySelectorAll('tr');
           if (rows.length) {
             after = rows[0].dataset.id;
-            at = rows[0].dataset.at;
             var fresh = document.createDocumentFragment();
             rows.forEach(function (row) { row.classList.add('fresh'); fresh.appendChild(row); });
             body.insertBefore(fresh, body.firstChild);
@@ -95,16 +93,31 @@
     var timer = null;
     var controller = null;
     var sequence = 0;
+    // Longest query sent (the server reads addresses of up to 64 KiB), and longest kept in the
+    // address bar for a reload.
+    var MAX_QUERY = 60000;
+    var MAX_ADDRESS = 32000;
 
     function run() {
       var params = new URLSearchParams();
       params.set('filter', area.value);
       if (range) params.set('range', range.value);
+      var query = params.toString();
       if (controller) controller.abort();
+      // An address past what the server reads (64 KiB) cannot carry the filter: said here,
+      // rather than sent and answered 414 (a filter of 6,000 characters of another script
+      // takes that much, encoded).
+      if (query.length > MAX_QUERY) {
+        ++sequence;
+        out.removeAttribute('aria-busy');
+        out.innerHTML = alertOf('This filter is too long to try here: encoded in an address it ' +
+          'takes ' + query.length + ' characters, and at most ' + MAX_QUERY + ' go. Shorten it.');
+        return;
+      }
       controller = new AbortController();
       var mine = ++sequence;
       out.setAttribute('aria-busy', 'true');
-      fetch(area.dataset.fragment + '?' + params.toString(), {
+      fetch(area.dataset.fragment + '?' + query, {
         credentials: 'same-origin',
         signal: controller.signal,
         headers: { Accept: 'text/html' }
@@ -119,7 +132,9 @@
           // Server-rendered and escaped there; the page's CSP forbids inline script anyway.
           out.innerHTML = html;
           out.removeAttribute('aria-busy');
-          history.replaceState(null, '', '/playground?' + params.toString());
+          // Kept in the address, so that a reload shows the same (a refusal too), while the
+          // address stays one a reload can send.
+          if (query.length <= MAX_ADDRESS) history.replaceState(null, '', '/playground?' + query);
         })
         .catch(function (error) {
           if (error.name === 'AbortError') return;
@@ -133,14 +148,19 @@
       return response.text().then(function (text) {
         var page = new DOMParser().parseFromString(text, 'text/html');
         var reason = page.querySelector('main h1 + p');
-        var alert = document.createElement('p');
-        alert.className = 'alert';
-        alert.setAttribute('role', 'alert');
-        alert.dataset.state = 'refused';
-        alert.textContent = (reason && reason.textContent.trim()) ||
-          'The server answered HTTP ' + response.status + '.';
-        return alert.outerHTML;
+        return alertOf((reason && reason.textContent.trim()) ||
+          'The server answered HTTP ' + response.status + '.');
       });
+    }
+
+    // A refusal's alert, as markup for the result's place.
+    function alertOf(text) {
+      var alert = document.createElement('p');
+      alert.className = 'alert';
+      alert.setAttribute('role', 'alert');
+      alert.dataset.state = 'refused';
+      alert.textContent = text;
+      return alert.outerHTML;
     }
 
     function soon() {

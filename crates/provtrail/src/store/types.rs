@@ -22,6 +22,29 @@ pub const ORDER_SLACK_MS: Millis = 15 * 60 * 1000;
 /// them.
 pub const MAX_COUNTED_ERROR_LEN: usize = 300;
 
+/// Whether the free-text search counts `c` as part of a word: a letter, a digit or a
+/// private-use character, as the index's tokenizer keeps them (SQLite's `unicode61`, whose
+/// tokens are of the general categories L*, N* and Co). A mark is not (a vowel sign of an
+/// Indic script, a Thai tone mark; Latin accents are part of their letter once composed):
+/// kept inside a word, it would make the word a phrase of several tokens, which the index
+/// cannot search.
+pub fn is_word_char(c: char) -> bool {
+    (c.is_alphanumeric() && !unicode_normalization::char::is_combining_mark(c))
+        || matches!(c, '\u{E000}'..='\u{F8FF}' | '\u{F0000}'..='\u{FFFFD}' | '\u{100000}'..='\u{10FFFD}')
+}
+
+/// The words of `text` as the free-text search looks for them: composed (NFC), then cut at
+/// every character that is not part of a word ([`is_word_char`]).
+pub fn text_words(text: &str) -> Vec<String> {
+    use unicode_normalization::UnicodeNormalization as _;
+    let composed: String = text.nfc().collect();
+    composed
+        .split(|c: char| !is_word_char(c))
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Where and how a document arrived.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Receipt {
@@ -307,6 +330,8 @@ pub struct EventQuery {
     pub until: Option<Millis>,
     /// Only events with an id below this (the cursor of the previous page).
     pub before_id: Option<i64>,
+    /// Only events with an id above this (those stored after a list was shown).
+    pub after_id: Option<i64>,
     /// Most events to return.
     pub limit: usize,
 }

@@ -63,6 +63,7 @@ impl EventSearch {
             since,
             until,
             before_id: params.cursor(CursorKind::Events)?,
+            after_id: None,
             limit: params.limit()?,
         };
         Ok(EventSearch { query, filter })

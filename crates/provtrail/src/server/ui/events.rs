@@ -14,7 +14,7 @@ use super::{
     range_options, range_since,
 };
 use crate::server::api::params::MAX_TEXT;
-use crate::store::{EventQuery, EventSummary, ORDER_SLACK_MS, Page, StatsQuery, Store};
+use crate::store::{EventQuery, EventSummary, Page, StatsQuery, Store};
 
 /// Rows on a page.
 const PAGE_SIZE: usize = 50;
@@ -39,8 +39,6 @@ pub struct Params {
     before: Option<String>,
     /// Fragment only: the newest id shown.
     after: Option<String>,
-    /// Fragment only: when the newest shown event was received.
-    at: Option<String>,
     /// Why filters were left out (see [`Params::without_overlong`]), as the page says it.
     #[serde(skip)]
     overlong: Vec<String>,
@@ -182,6 +180,22 @@ impl Params {
     }
 }
 
+/// Whether the list's query applies a filter besides its time range (a parameter given but not
+/// applied, such as a search without words, narrows nothing).
+fn narrows(query: &EventQuery) -> bool {
+    [
+        &query.q,
+        &query.result,
+        &query.source,
+        &query.channel,
+        &query.identity,
+        &query.tracking_number,
+        &query.ticket_id,
+    ]
+    .into_iter()
+    .any(Option::is_some)
+}
+
 /// An hour in milliseconds: the grain of the counts.
 const HOUR: i64 = 3_600_000;
 
@@ -201,7 +215,7 @@ async fn find(store: &dyn Store, mut query: EventQuery) -> Result<Page<EventSumm
 fn row(event: &EventSummary) -> Markup {
     let href = format!("/event/{}", event.id);
     html! {
-        tr data-id=(event.id) data-at=(event.received_at) {
+        tr data-id=(event.id) {
             td.nowrap data-label=(HEAD[0]) { (time(event.received_at)) }
             td data-label=(HEAD[1]) { a.mono href=(href) { (shorten(&event.tracking_number, 36)) } }
             td data-label=(HEAD[2]) {
@@ -281,7 +295,7 @@ pub async fn page(
     let (page, sources, summary) = tokio::join!(
         find(store, query.clone()),
         viewer.ui.source_names(store),
-        counts(store, query.since, now, params.filtered()),
+        counts(store, query.since, now, narrows(&query)),
     );
     let page = page?;
     let range = params.range();
@@ -345,8 +359,7 @@ pub async fn page(
                 thead { tr { @for name in HEAD { th scope="col" { (name) } } } }
                 tbody #event-rows
                     data-live-url=[first_page.then_some(&live_url)]
-                    data-after=(newest.map_or(0, |e| e.id))
-                    data-at=(newest.map_or(now, |e| e.received_at)) {
+                    data-after=(newest.map_or(0, |e| e.id)) {
                     @for event in &page.items { (row(event)) }
                 }
             }
@@ -361,7 +374,7 @@ pub async fn page(
     Ok(viewer.page("Events", Nav::Events, main))
 }
 
-/// `GET /ui/fragments/events?…&after=<id>&at=<ms>`: the rows newer than `after` that match the
+/// `GET /ui/fragments/events?…&after=<id>`: the rows newer than `after` that match the
 /// same filters, newest first. The header `x-provtrail-more: 1` says there were more than one poll
 /// adds.
 pub async fn fragment(
@@ -375,14 +388,11 @@ pub async fn fragment(
     let mut query = params.query(now);
     query.before_id = None;
     query.limit = LIVE_LIMIT + 1;
-    // Only recent rows can be new: bound the walk by time so that a rare filter does not read the
-    // whole store on every poll. Never from later than now: when the newest row shown was
-    // received "in the future" (a clock that ran ahead), new rows received now are earlier
-    // than it, and a bound from its time would hide every one of them.
-    if let Some(at) = cursor(&params.at) {
-        let recent = at.min(now) - ORDER_SLACK_MS;
-        query.since = Some(query.since.map_or(recent, |since| since.max(recent)));
-    }
+    // Only rows stored after the newest shown are new: the walk is bounded by ids, so that a
+    // rare filter does not read the whole store on every poll. Not by time: a row restored
+    // with an earlier receipt time (an import of an export), or received while the newest
+    // shown was "in the future" (a clock that ran ahead), is new all the same.
+    query.after_id = Some(after);
     let page = find(state.store.as_ref(), query).await?;
     let mut new: Vec<&EventSummary> = page.items.iter().filter(|e| e.id > after).collect();
     let more = new.len() > LIVE_LIMIT;

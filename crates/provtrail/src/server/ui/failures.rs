@@ -129,7 +129,11 @@ pub async fn page(
                     (layout::table("Most frequent errors", &["Error", "Events"], html! {
                         @for error in &stats.top_errors {
                             tr {
-                                td { a href=(link("/", &[("q", &search_words(&error.message)), ("range", range_for_events(range))])) { (layout::ClipText(&error.message)) } }
+                                td { a href=(link("/", &[("q", &search_words(&error.message)), ("range", range_for_events(range))])) {
+                                    (layout::ClipText(&error.message))
+                                    // The counts keep the start of a long message: said so.
+                                    @if counted_cut(&error.message) { "…" }
+                                } }
                                 td.num { (number(error.events)) }
                             }
                         }
@@ -153,13 +157,17 @@ fn range_for_events(range: &str) -> &str {
 /// "Connector Failed" listed 130 events beside a count of 9 for "Connector AD Failed"), and
 /// the last word of a message that the counts may have cut ([`MAX_COUNTED_ERROR_LEN`] bytes)
 /// is searched as a prefix, since its end is missing.
+/// Whether the counts may have cut `message` ([`MAX_COUNTED_ERROR_LEN`] bytes, at a character
+/// boundary).
+fn counted_cut(message: &str) -> bool {
+    message.len() + 4 > MAX_COUNTED_ERROR_LEN
+}
+
 fn search_words(message: &str) -> String {
-    let mut words: Vec<&str> = message
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .collect();
-    let cut_last =
-        message.len() + 4 > MAX_COUNTED_ERROR_LEN && message.ends_with(char::is_alphanumeric);
+    // Cut as the search cuts them: a word cut anywhere else (at an accent of a decomposed
+    // letter, inside a word of an Indic script) would not be found, or fail as a phrase.
+    let mut words = crate::store::text_words(message);
+    let cut_last = counted_cut(message) && message.ends_with(crate::store::is_word_char);
     let last = if cut_last { words.pop() } else { None };
     let mut seen = std::collections::HashSet::new();
     words.retain(|word| seen.insert(word.to_lowercase()));
@@ -168,7 +176,7 @@ fn search_words(message: &str) -> String {
         if !search.is_empty() {
             search.push(' ');
         }
-        search.push_str(last);
+        search.push_str(&last);
         search.push('*');
     }
     search

@@ -160,6 +160,16 @@ pub async fn sign_in(
     };
     let through_proxy = state.trusted_proxies.from_trusted_proxy(&parts);
     let Some(secure) = same_origin(&parts.headers, &parts.uri, through_proxy) else {
+        // A proxy that rewrites the Host and is not named as trusted looks like another site:
+        // said, for whoever sets the server up.
+        if !through_proxy && parts.headers.contains_key("x-forwarded-host") {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "this sign-in form was sent from another site, as far as this server can tell: \
+                 the request's X-Forwarded-Host comes from a proxy that is not trusted, so it is \
+                 not believed (name the proxy with --trusted-proxy or [server] trusted_proxies)",
+            );
+        }
         return error_page(
             StatusCode::FORBIDDEN,
             "this sign-in form was sent from another site",
@@ -301,15 +311,23 @@ fn split_origin(origin: &str) -> Option<(&str, &str)> {
 fn same_origin(headers: &HeaderMap, uri: &Uri, through_proxy: bool) -> Option<bool> {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let forwarded = |name: &str| text(name).filter(|_| through_proxy);
+    // A chain of proxies lists a host each (`a, b`); the one the browser asked for is among
+    // them. Only the browser's `Origin` is matched against them, which a page of another site
+    // cannot set.
     let hosts: Vec<&str> = [
         text("host"),
         uri.authority().map(|authority| authority.as_str()),
-        forwarded("x-forwarded-host"),
     ]
     .into_iter()
     .flatten()
+    .chain(
+        forwarded("x-forwarded-host")
+            .into_iter()
+            .flat_map(|list| list.split(',').map(str::trim)),
+    )
     .collect();
-    let forwarded_https = forwarded("x-forwarded-proto").is_some_and(|proto| proto == "https")
+    let forwarded_https = forwarded("x-forwarded-proto")
+        .is_some_and(|proto| proto.split(',').next().map(str::trim) == Some("https"))
         || uri.scheme_str() == Some("https");
     let claimed = text("origin")
         .filter(|origin| *origin != "null")
@@ -399,6 +417,14 @@ mod tests {
             ("origin", "https://trail.example"),
         ]);
         assert_eq!(same_origin(&proxied, &uri, true), Some(true));
+        // Through a chain of proxies, each adds the host it was asked for.
+        let chained = headers(&[
+            ("host", "backend:8080"),
+            ("x-forwarded-host", "trail.example, internal.lan"),
+            ("x-forwarded-proto", "https, http"),
+            ("origin", "https://trail.example"),
+        ]);
+        assert_eq!(same_origin(&chained, &uri, true), Some(true));
         // Not from a trusted proxy: what the headers claim is not believed.
         assert_eq!(same_origin(&proxied, &uri, false), None);
     }

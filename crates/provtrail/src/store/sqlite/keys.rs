@@ -264,9 +264,9 @@ fn words(q: &str) -> Vec<String> {
     let q = composed(q);
     for raw in q.split_whitespace() {
         let prefix = raw.ends_with('*');
-        // Split like the index's tokenizer does: on anything that is not a letter or a digit.
+        // Split like the index's tokenizer does: on anything that is not part of a word.
         let parts: Vec<&str> = raw
-            .split(|c: char| !c.is_alphanumeric())
+            .split(|c: char| !crate::store::is_word_char(c))
             .filter(|part| !part.is_empty())
             .collect();
         let last = parts.len().saturating_sub(1);

@@ -158,6 +158,10 @@ pub fn search_events(
 ) -> Result<Page<EventSummary>, StoreError> {
     let limit = query.limit.clamp(1, MAX_LIMIT);
     let (low, high) = id_bounds(conn, "events", query.since, query.until, query.before_id)?;
+    let low = match query.after_id {
+        Some(after) => low.max(after.saturating_add(1)),
+        None => low,
+    };
     let mut items: Vec<EventSummary> = Vec::with_capacity(limit + 1);
     if low >= high {
         return Ok(Page {
