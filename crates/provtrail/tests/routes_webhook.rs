@@ -920,10 +920,8 @@ async fn no_delivery_starts_while_the_store_cannot_record_its_outcome() {
         .local_addr()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let routes = format!(
-        "busy_timeout = \"100ms\"\n{}",
-        webhook_route("blocked", &format!("http://{addr}/hook"), "")
-    );
+    // The default wait for a lock (5 s): no delivery may start while a write of outcomes waits.
+    let routes = webhook_route("blocked", &format!("http://{addr}/hook"), "");
     let mut server = start(dir.path(), &routes).await;
     post_events(&server, "blocked", 60).await;
     let holder = rusqlite::Connection::open(&server.db).unwrap();

@@ -315,10 +315,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if interrupted {
-        eprintln!(
+        super::tell(&format!(
             "interrupted: everything up to line {last_line} was imported as reported; the rest \
              of the input was not read (importing it again answers what is stored as duplicate)"
-        );
+        ));
         return Ok(ExitCode::from(130));
     }
     read?;

@@ -448,7 +448,7 @@ pub fn stop_on_ctrl_c<T: Send + 'static>(
                 // reader at its next hand-over.
                 drop(forwarding);
                 if logs_as_json() {
-                    tracing::warn!("interrupted: finishing the requests in flight");
+                    tracing::warn!("interrupted: finishing what is in flight");
                 } else {
                     eprintln!(
                         "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"

@@ -61,9 +61,10 @@ fn found<T>(answer: Result<T, Refusal>) -> anyhow::Result<Option<T>> {
 }
 
 /// Whether an event search with the parameter `name` reads the search index: every one but
-/// the time range and the paging (a list by time reads the events themselves).
+/// the time range, the paging and a filter (a list by time reads the events themselves, and a
+/// filter is evaluated on them).
 fn needs_index(name: &str) -> bool {
-    !matches!(name, "since" | "until" | "limit" | "cursor")
+    !matches!(name, "since" | "until" | "limit" | "cursor" | "filter")
 }
 
 /// A store to ask.

@@ -187,10 +187,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         // The reader stops at its next document, which has nowhere to go.
         drop(producer);
         print_report(&report, args.format, what)?;
-        eprintln!(
+        super::tell(&format!(
             "interrupted: stopped after {} requests; documents not yet sent were not sent",
             report.sent
-        );
+        ));
         return Ok(ExitCode::from(130));
     }
     let read = producer

@@ -62,6 +62,9 @@ const MAX_RESULTS_PER_WRITE: usize = 1_000;
 /// wait delays only the record, never a delivery.
 const RECORD_GATHER: Duration = Duration::from_millis(50);
 
+/// How long a write of delivery results may wait for the store before no delivery starts.
+const RECORD_STALL: Duration = Duration::from_millis(500);
+
 /// How often the store's refusal of delivery results is said again while it lasts.
 const REFUSED_RESULTS_REMINDER: Duration = Duration::from_secs(60);
 
@@ -290,13 +293,25 @@ async fn record_results(
                 .iter()
                 .flat_map(|(results, _)| results.iter().cloned())
                 .collect();
-            match store.outbox_write(OutboxWrite::Results(results)).await {
+            let write = store.outbox_write(OutboxWrite::Results(results));
+            tokio::pin!(write);
+            let written = tokio::select! {
+                written = &mut write => written,
+                () = tokio::time::sleep(RECORD_STALL) => {
+                    // Waiting for the store (a lock another process holds, a disk that
+                    // stalls): no delivery starts until it answers, or every delivery made
+                    // meanwhile would wait for a record it may never get.
+                    failing.store(true, Ordering::Relaxed);
+                    write.await
+                }
+            };
+            match written {
                 Ok(_) => {
                     for (_, done) in batch.drain(..) {
                         let _ = done.send(());
                     }
-                    if let Some(since) = refused_since.take() {
-                        failing.store(false, Ordering::Relaxed);
+                    failing.store(false, Ordering::Relaxed);
+                    if let Some(since) = refused_since.take().filter(|_| !*stopped.borrow()) {
                         tracing::info!(
                             refused_for_s = since.elapsed().as_secs(),
                             "delivery results are recorded again; deliveries go on"

@@ -180,7 +180,13 @@ impl SqliteStore {
         });
         shared.metrics.store_writable.set(1);
         if let Some(message) = at_the_cap {
-            shared.set_writable(Some(message));
+            // Said by whoever opens the store, in its own words (`serve` warns at the start; a
+            // command that only reads or retries dead letters has nothing to warn of).
+            shared.writable.store(false, Ordering::Relaxed);
+            shared.metrics.store_writable.set(0);
+            if let Ok(mut last) = shared.last_error.lock() {
+                *last = Some(message);
+            }
         }
         let writer = Writer {
             path: settings.path.clone(),
@@ -191,6 +197,7 @@ impl SqliteStore {
             shared: shared.clone(),
             connection: 0,
             moved: None,
+            failure_said: None,
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())

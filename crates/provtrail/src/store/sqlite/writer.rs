@@ -52,6 +52,9 @@ pub(super) struct OutboxJob {
     pub reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
+/// How often a commit failure that repeats is logged again.
+const FAILURE_REMINDER: Duration = Duration::from_secs(60);
+
 /// Bytes a readiness probe writes (and removes again) to prove there is room for new events.
 const PROBE_SPACE: usize = 16 * 1024;
 
@@ -115,6 +118,9 @@ pub(super) struct Writer {
     pub files: Option<StoreFiles>,
     /// Set for good once the database was found deleted or replaced under the server.
     pub moved: Option<Moved>,
+    /// The last failed commit's reason and when it was logged: a store that fails the same way
+    /// at every commit (a lock, a full disk) is logged once a minute, not at every commit.
+    pub failure_said: Option<(String, Instant)>,
 }
 
 /// The database file and its write-ahead log as opened, by device and inode. Deleted or
@@ -356,6 +362,7 @@ impl Writer {
         }
         match result {
             Ok((outcomes, handover, routes)) => {
+                self.failure_said = None;
                 let committed = Committed {
                     batch: std::mem::take(batch),
                     outcomes,
@@ -380,7 +387,17 @@ impl Writer {
                     Some(cap) if message.starts_with(FULL) => cap,
                     _ => message,
                 };
-                tracing::warn!(error = %message, documents = batch.len(), "group commit failed");
+                let repeated = self
+                    .failure_said
+                    .as_ref()
+                    .is_some_and(|(said, at)| *said == message && at.elapsed() < FAILURE_REMINDER);
+                if repeated {
+                    tracing::debug!(error = %message, documents = batch.len(), "group commit failed");
+                } else {
+                    tracing::warn!(error = %message, documents = batch.len(),
+                        "group commit failed (the same failure again is said once a minute)");
+                    self.failure_said = Some((message.clone(), Instant::now()));
+                }
                 // The connection may be what is broken (file replaced, read-only remount): start
                 // afresh on the next batch.
                 self.conn = None;
