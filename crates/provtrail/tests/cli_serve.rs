@@ -170,14 +170,7 @@ async fn a_database_already_past_its_size_cap_is_said_at_the_start() {
     let server = ServerProcess::start(dir.path(), &capped);
     await_output(&server, "at or above --max-db-size").await;
     // Not writable from the start, before anything was tried.
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_at(&server.url("/metrics")).await;
     assert!(metrics.contains("provtrail_store_writable 0"), "{metrics}");
     // Readiness asks for room for a few events: there is none to grow into.
     let ready = client().get(server.url("/readyz")).send().await.unwrap();

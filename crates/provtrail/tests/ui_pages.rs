@@ -1138,24 +1138,10 @@ async fn an_event_received_in_the_future_is_counted_and_listed_alike() {
     post_event(&server, event(1, "Active Directory", "Success", None)).await;
     // Restored from an export made where the clock ran two days ahead: kept with that time.
     let later = chrono::Utc::now() + chrono::Duration::days(2);
-    let body = event(2, "Active Directory", "Success", None);
-    let line = json!({
-        "received_at": later.to_rfc3339(),
-        "raw": body.to_string(),
-        "event": body,
-    });
-    let file = server.dir.as_ref().unwrap().path().join("restore.jsonl");
-    std::fs::write(&file, format!("{line}\n")).unwrap();
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args(["ingest", "--db"])
-        .arg(&server.db)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
+    restore(
+        &server,
+        event(2, "Active Directory", "Success", None),
+        later,
     );
 
     // The last day: the event of now, counted and listed; not the one of later.
@@ -1178,6 +1164,30 @@ async fn an_event_received_in_the_future_is_counted_and_listed_alike() {
     let all = page(&server, &cookie, "/?range=all").await;
     assert!(all.contains("track-1") && all.contains("track-2"), "{all}");
     assert!(all.contains("2 events stored"), "{all}");
+}
+
+/// Stores `body` as `provtrail ingest` restores a line of an export: with the receipt time
+/// `received_at`, whatever the time now.
+fn restore(
+    server: &TestServer,
+    body: serde_json::Value,
+    received_at: chrono::DateTime<chrono::Utc>,
+) {
+    let line =
+        json!({"received_at": received_at.to_rfc3339(), "raw": body.to_string(), "event": body});
+    let file = server.dir.as_ref().unwrap().path().join("restore.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["ingest", "--db"])
+        .arg(&server.db)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
 }
 
 /// The CSRF token of the sign-out form on a page.
@@ -1271,37 +1281,14 @@ async fn live_updates_go_on_when_the_newest_event_was_received_in_the_future() {
     post_event(&server, event(1, "Workday", "SUCCESS", None)).await;
     // Restored from an export made where the clock ran two days ahead.
     let later = chrono::Utc::now() + chrono::Duration::days(2);
-    let body = event(2, "Workday", "SUCCESS", None);
-    let line = json!({"received_at": later.to_rfc3339(), "raw": body.to_string(), "event": body});
-    let file = server.dir.as_ref().unwrap().path().join("restore.jsonl");
-    std::fs::write(&file, format!("{line}\n")).unwrap();
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args(["ingest", "--db"])
-        .arg(&server.db)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    restore(&server, event(2, "Workday", "SUCCESS", None), later);
 
     let html = page(&server, &cookie, "/").await;
     let after = attribute(&html, "data-after").to_owned();
     post_event(&server, event(3, "Workday", "SUCCESS", None)).await;
     // Restored after the page was shown, with a receipt half an hour old: new all the same.
     let earlier = chrono::Utc::now() - chrono::Duration::minutes(30);
-    let body = event(4, "Workday", "SUCCESS", None);
-    let line = json!({"received_at": earlier.to_rfc3339(), "raw": body.to_string(), "event": body});
-    std::fs::write(&file, format!("{line}\n")).unwrap();
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args(["ingest", "--db"])
-        .arg(&server.db)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(imported.status.success());
+    restore(&server, event(4, "Workday", "SUCCESS", None), earlier);
     let fresh = page(
         &server,
         &cookie,

@@ -323,6 +323,18 @@ pub async fn expect_response(stream: &mut TcpStream) -> RawResponse {
 }
 
 /// Sends `request` on a new connection and reads the answer.
+/// The body of a GET of `url`, as text.
+pub async fn text_at(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
