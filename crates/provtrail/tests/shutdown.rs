@@ -44,14 +44,7 @@ async fn shutdown_answers_every_request_already_received_and_keeps_every_event_i
     eventually("every request to be in progress", || {
         let url = server.url("/metrics");
         async move {
-            let text = client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = text_at(&url).await;
             gauge(&text, "provtrail_http_requests_in_flight") == Some(REQUESTS as i64 + 1)
         }
     })
