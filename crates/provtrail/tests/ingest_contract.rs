@@ -552,6 +552,16 @@ async fn body_over_the_limit_is_413_with_content_length_and_with_chunked_encodin
     let answer = expect_response(&mut stream).await;
     assert_eq!(answer.status, 413);
 
+    // A length past what the log's size column holds is kept as the largest size, not wrapped.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!("{}Content-Length: {}\r\n", auth_line(), 1u64 << 63);
+    stream
+        .write_all(post_head("/events", &head).as_bytes())
+        .await
+        .unwrap();
+    let answer = expect_response(&mut stream).await;
+    assert_eq!(answer.status, 413);
+
     // Chunked, no length: refused once more than the limit has arrived. The body is written
     // while the answer is read, and the writer stops at 3 MiB or when the server hangs up.
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -585,11 +595,14 @@ async fn body_over_the_limit_is_413_with_content_length_and_with_chunked_encodin
     let answer = server.post("/events", body.clone()).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
 
-    server.await_deliveries(3).await;
+    server.await_deliveries(4).await;
     let counts = server.app().store.counts().await.unwrap();
     assert_eq!((counts.events, counts.quarantined), (1, 0));
-    let statuses: Vec<i64> = deliveries(&server.db).iter().map(|d| d.status).collect();
-    assert_eq!(statuses, [413, 413, 200]);
+    let logged = deliveries(&server.db);
+    let statuses: Vec<i64> = logged.iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [413, 413, 413, 200]);
+    assert_eq!(logged[0].size, limit as i64 + 1);
+    assert_eq!(logged[1].size, i64::MAX);
     server.shutdown().await;
 }
 

@@ -1221,7 +1221,7 @@ fn insert(
         status,
         label,
         reason,
-        receipt.size as i64,
+        stored_size(receipt.size),
         receipt.user_agent,
         incoming.invocation_id,
         event_id,
@@ -1306,7 +1306,7 @@ fn insert_rejection(tx: &Transaction<'_>, rejection: &Rejection) -> rusqlite::Re
         receipt.channel,
         rejection.status,
         rejection.reason,
-        receipt.size as i64,
+        stored_size(receipt.size),
         receipt.user_agent,
     ])?;
     Ok(())
@@ -1376,4 +1376,11 @@ mod tests {
                 .contains_key(&(0, String::new(), "error 99".to_owned()))
         );
     }
+}
+
+/// A request's size as the delivery log keeps it: a declared `Content-Length` past what the
+/// column holds (2^63 bytes and more, sent only to probe) is kept as the largest it holds, not
+/// wrapped round to a negative size.
+fn stored_size(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
 }
