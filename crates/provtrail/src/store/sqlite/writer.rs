@@ -1320,6 +1320,13 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> Option<String> {
     }
 }
 
+/// A request's size as the delivery log keeps it: a declared `Content-Length` past what the
+/// column holds (2^63 bytes and more, sent only to probe) is kept as the largest it holds, not
+/// wrapped round to a negative size.
+fn stored_size(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1376,11 +1383,4 @@ mod tests {
                 .contains_key(&(0, String::new(), "error 99".to_owned()))
         );
     }
-}
-
-/// A request's size as the delivery log keeps it: a declared `Content-Length` past what the
-/// column holds (2^63 bytes and more, sent only to probe) is kept as the largest it holds, not
-/// wrapped round to a negative size.
-fn stored_size(size: u64) -> i64 {
-    i64::try_from(size).unwrap_or(i64::MAX)
 }
