@@ -63,6 +63,8 @@ pub struct RouteMetrics {
     pub paused: Family<RouteLabels, Gauge>,
     /// Duration of successful attempts.
     pub latency: Family<RouteLabels, Histogram>,
+    /// 1 while no route starts a delivery because the store cannot record their results.
+    pub held: Gauge,
     /// Route name to sink kind, so that counts made where only the name is known are labelled.
     sinks: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
@@ -240,6 +242,7 @@ impl Metrics {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            held: Gauge::default(),
             sinks: std::sync::RwLock::default(),
         };
         registry.register(
@@ -273,6 +276,12 @@ impl Metrics {
             "1 while the route is paused because its sink keeps failing (it probes with one \
              delivery at a time; deliveries waiting behind the pause use none of their attempts)",
             routes.paused.clone(),
+        );
+        registry.register(
+            "route_deliveries_held",
+            "1 while no route starts a delivery because the store cannot record delivery results \
+             (full, locked by another process, at its size cap); deliveries go on once it can",
+            routes.held.clone(),
         );
         registry.register(
             "route_delivery_duration_seconds",

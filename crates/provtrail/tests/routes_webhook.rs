@@ -946,3 +946,67 @@ async fn no_delivery_starts_while_the_store_cannot_record_its_outcome() {
     .await;
     server.shutdown().await;
 }
+
+/// The value of the metric line that starts with `prefix` (name and labels), if any.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_counters_count_recorded_results_and_a_gauge_says_deliveries_are_held() {
+    // A result counted when the sink answered but never recorded is made, and counted, again:
+    // the counters follow what is recorded. While the store refuses results, a gauge says that
+    // deliveries are held.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("held", &receiver.url(), "");
+    let mut server = start(dir.path(), &routes).await;
+    post_events(&server, "held", 10).await;
+    wait_for("attempts waiting at the sink", WAIT, || {
+        receiver.requests() >= 1
+    })
+    .await;
+    let holder = rusqlite::Connection::open(&server.db).unwrap();
+    holder.busy_timeout(Duration::from_secs(5)).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // The held attempts are answered 503 and the next ones 200; none can be recorded.
+    receiver.set_mode(Mode::Up);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = server.get("/metrics").await.text();
+    assert_eq!(
+        metric(&text, "provtrail_route_deliveries_held "),
+        Some(1.0),
+        "{text}"
+    );
+    for counter in ["delivered", "failed_attempts"] {
+        let line = format!("provtrail_route_{counter}_total{{route=\"held\",sink=\"webhook\"}} ");
+        assert_eq!(metric(&text, &line), Some(0.0), "{counter}: {text}");
+    }
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let db = server.db.clone();
+    wait_for("every delivery made and recorded", WAIT, || {
+        receiver.delivered().len() == 10 && none_pending(&db, "held")
+    })
+    .await;
+    let delivered = "provtrail_route_delivered_total{route=\"held\",sink=\"webhook\"} ";
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = server.get("/metrics").await.text();
+        if metric(&text, delivered) == Some(10.0)
+            && metric(&text, "provtrail_route_deliveries_held ") == Some(0.0)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Counted once each, also after the gauges' refresh raised the counters to the store's
+    // totals.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let text = server.get("/metrics").await.text();
+    assert_eq!(metric(&text, delivered), Some(10.0), "{text}");
+    server.shutdown().await;
+}

@@ -100,11 +100,16 @@ impl Dispatcher {
         let (stop, stopped) = watch::channel(false);
         let (results, receiver) = mpsc::unbounded_channel();
         let failing = Arc::new(AtomicBool::new(false));
+        let counting = Arc::new(tokio::sync::Mutex::new(()));
         let recorder = spawner.spawn(record_results(
             store.clone(),
             receiver,
             stopped.clone(),
-            failing.clone(),
+            Held {
+                failing: failing.clone(),
+                metrics: metrics.clone(),
+            },
+            counting.clone(),
         ));
         let recorder_handle = Recorder { results, failing };
         let mut tasks = Vec::new();
@@ -142,7 +147,7 @@ impl Dispatcher {
             tasks.push(spawner.spawn(worker.run(feed, stopped.clone())));
         }
         drop(recorder_handle);
-        let gauges = spawner.spawn(refresh_gauges(routes, store, metrics, stopped));
+        let gauges = spawner.spawn(refresh_gauges(routes, store, metrics, stopped, counting));
         Dispatcher {
             runtime,
             stop,
@@ -256,14 +261,49 @@ impl Recorder {
     }
 }
 
+/// Whether deliveries are held because the store refuses their results: the recorder's flag
+/// and its gauge.
+struct Held {
+    failing: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Held {
+    fn set(&self, held: bool) {
+        self.failing.store(held, Ordering::Relaxed);
+        self.metrics.routes.held.set(i64::from(held));
+    }
+}
+
+/// Counts recorded results in the route counters. Counted once committed, not when the sink
+/// answered: a delivery whose result is not recorded is made again, and would be counted twice.
+fn count_recorded(metrics: &Metrics, results: &[AttemptResult]) {
+    for result in results {
+        let labels = metrics.routes.labels(&result.route);
+        match result.next {
+            NextStep::Delivered => metrics.routes.delivered.get_or_create(&labels).inc(),
+            NextStep::RetryAt(_) => metrics.routes.failed_attempts.get_or_create(&labels).inc(),
+            NextStep::Dead => {
+                metrics.routes.failed_attempts.get_or_create(&labels).inc();
+                metrics.routes.dead.get_or_create(&labels).inc()
+            }
+        };
+    }
+}
+
 /// Writes attempt results in batches: whatever finished within [`RECORD_GATHER`] of the first
 /// result, or while the previous write was being committed, goes into the next one (at most
 /// [`MAX_RESULTS_PER_WRITE`]; at once when stopping).
+///
+/// `counting` is held from a write to the counting of its results, so that the gauges' refresh,
+/// which raises the counters to the store's totals, never sees a total that holds results not
+/// yet counted here (they would be counted twice).
 async fn record_results(
     store: SharedStore,
     mut receiver: mpsc::UnboundedReceiver<(Vec<AttemptResult>, oneshot::Sender<()>)>,
     mut stopped: watch::Receiver<bool>,
-    failing: Arc<AtomicBool>,
+    held: Held,
+    counting: Arc<tokio::sync::Mutex<()>>,
 ) {
     // When the store began refusing results, and when that was last said.
     let mut refused_since: Option<tokio::time::Instant> = None;
@@ -289,11 +329,12 @@ async fn record_results(
             batch.push(next);
         }
         loop {
-            let results = batch
+            let results: Vec<AttemptResult> = batch
                 .iter()
                 .flat_map(|(results, _)| results.iter().cloned())
                 .collect();
-            let write = store.outbox_write(OutboxWrite::Results(results));
+            let counted = counting.lock().await;
+            let write = store.outbox_write(OutboxWrite::Results(results.clone()));
             tokio::pin!(write);
             let written = tokio::select! {
                 written = &mut write => written,
@@ -301,16 +342,20 @@ async fn record_results(
                     // Waiting for the store (a lock another process holds, a disk that
                     // stalls): no delivery starts until it answers, or every delivery made
                     // meanwhile would wait for a record it may never get.
-                    failing.store(true, Ordering::Relaxed);
+                    held.set(true);
                     write.await
                 }
             };
+            if written.is_ok() {
+                count_recorded(&held.metrics, &results);
+            }
+            drop(counted);
             match written {
                 Ok(_) => {
                     for (_, done) in batch.drain(..) {
                         let _ = done.send(());
                     }
-                    failing.store(false, Ordering::Relaxed);
+                    held.set(false);
                     if let Some(since) = refused_since.take().filter(|_| !*stopped.borrow()) {
                         tracing::info!(
                             refused_for_s = since.elapsed().as_secs(),
@@ -329,7 +374,7 @@ async fn record_results(
                                  retried");
                         }
                         refused_since.get_or_insert_with(tokio::time::Instant::now);
-                        failing.store(true, Ordering::Relaxed);
+                        held.set(true);
                         batch.clear();
                         break;
                     }
@@ -343,7 +388,7 @@ async fn record_results(
                         said_at = now;
                     }
                     refused_since.get_or_insert(now);
-                    failing.store(true, Ordering::Relaxed);
+                    held.set(true);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -364,9 +409,12 @@ async fn refresh_gauges(
     store: SharedStore,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
+    counting: Arc<tokio::sync::Mutex<()>>,
 ) {
     let mut warned = false;
     loop {
+        // Without the lock (a write of results under way) the counters wait for the next round.
+        let counters_free = counting.try_lock().ok();
         if let Ok(counts) = store.route_counts().await {
             for route in routes.iter() {
                 let labels = metrics.routes.labels(&route.name);
@@ -392,6 +440,9 @@ async fn refresh_gauges(
                     &metrics.routes.matched.get_or_create(&labels),
                     counts.matched,
                 );
+                if counters_free.is_none() {
+                    continue;
+                }
                 catch_up(
                     &metrics.routes.delivered.get_or_create(&labels),
                     counts.delivered,
@@ -416,6 +467,7 @@ async fn refresh_gauges(
                 }
             }
         }
+        drop(counters_free);
         tokio::select! {
             _ = stopped.changed() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -806,7 +858,6 @@ impl RouteWorker {
             for (item, Attempted { record, .. }) in items.iter().zip(attempted) {
                 match record.next {
                     NextStep::Delivered => {
-                        metrics.routes.delivered.get_or_create(&labels).inc();
                         metrics
                             .routes
                             .latency
@@ -814,15 +865,12 @@ impl RouteWorker {
                             .observe(record.latency_us as f64 / 1e6);
                     }
                     NextStep::RetryAt(at) => {
-                        metrics.routes.failed_attempts.get_or_create(&labels).inc();
                         tracing::debug!(route = %route.name, event_id = item.event_id,
                             attempt = record.attempt, retry_in_ms = at - now_millis(),
                             error = record.error.as_deref().unwrap_or_default(),
                             "delivery failed; will retry");
                     }
                     NextStep::Dead => {
-                        metrics.routes.failed_attempts.get_or_create(&labels).inc();
-                        metrics.routes.dead.get_or_create(&labels).inc();
                         tracing::warn!(route = %route.name, event_id = item.event_id,
                             delivery_id = item.id, attempts = record.attempt,
                             error = record.error.as_deref().unwrap_or_default(),
