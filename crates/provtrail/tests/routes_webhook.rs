@@ -1010,3 +1010,61 @@ async fn route_counters_count_recorded_results_and_a_gauge_says_deliveries_are_h
     assert_eq!(metric(&text, delivered), Some(10.0), "{text}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_that_the_size_cap_stops_part_way_says_what_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("replayed.jsonl");
+    let route = format!(
+        r#"
+[[routes]]
+name = "later"
+filter = "$[?(@.action == 'nothing-has-this')]"
+[routes.sink]
+type = "file"
+path = "{}"
+"#,
+        out.display()
+    );
+    let mut server = start(dir.path(), &route).await;
+    post_events(&server, "kept", 600).await;
+    let db = server.db.clone();
+    server.shutdown().await;
+    // A cap a few pages above what the store holds: the replay's first page of deliveries fits
+    // under it, the next does not.
+    let used = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let pragma = |name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
+    };
+    let capped = format!("max_size = \"{}\"\n{route}", used + 4 * 4096);
+    let mut server = start(dir.path(), &capped).await;
+    let (status, body) = api_post(
+        &server,
+        "/api/v1/routes/later/replay",
+        ADMIN_TOKEN,
+        serde_json::json!({ "since": "1h", "ignore_route_filter": true }),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("store.max_size"), "{body}");
+    let created: i64 = open_db(&db)
+        .query_row(
+            "SELECT count(*) FROM route_deliveries WHERE route = 'later'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(created > 0 && created < 600, "{created} deliveries created");
+    assert!(
+        message.contains(&format!(
+            "the {created} deliveries created before stay pending"
+        )),
+        "{body}"
+    );
+    server.shutdown().await;
+}

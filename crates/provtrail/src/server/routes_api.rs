@@ -46,7 +46,7 @@ use super::api::routes::{
     RouteDeliveryList, RouteList, RouteTestResult, RouteView, TestMissing,
 };
 use crate::auth::AuthError;
-use crate::routes::replay::{ReplayError, ReplayRequest, replay};
+use crate::routes::replay::{ReplayError, ReplayProgress, ReplayRequest, replay};
 use crate::store::{DeliveryState, Millis, OutboxWrite, RouteDeliveryQuery};
 
 /// The routes' endpoints.
@@ -663,7 +663,7 @@ pub fn replay_range(
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 414, description = "The request line is longer than the HTTP server accepts (no body)"),
         (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
-        (status = 503, description = "The store is unavailable; try again", body = ErrorBody,
+        (status = 503, description = "The store is unavailable; try again. A replay stopped part way says in its message how many deliveries it created before (they stay, and are delivered)", body = ErrorBody,
             headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
@@ -712,13 +712,30 @@ pub async fn replay_route(
         filter: request.filter,
         ignore_route_filter: request.ignore_route_filter,
     };
-    match replay(&state.store, &route, &request, |_| {}).await {
+    let mut reached = ReplayProgress::default();
+    match replay(&state.store, &route, &request, |progress| {
+        reached = *progress
+    })
+    .await
+    {
         Ok(progress) => Ok(Json(progress.into())),
         Err(ReplayError::Filter(err)) => Err(ApiError::invalid_filter("filter", &err)),
         Err(err @ ReplayError::UnknownFunctions(_)) => {
             Err(ApiError::invalid("filter", err.to_string()))
         }
-        Err(ReplayError::Store(err)) => Err(err.into()),
+        Err(ReplayError::Store(err)) => {
+            let mut refused = ApiError::from(err);
+            // What pages before the failure created stays, and is delivered: said, so that the
+            // replay is not simply sent again in full.
+            if reached.enqueued > 0 {
+                refused.message = format!(
+                    "{}; the replay stopped after {} events read: the {} deliveries created \
+                     before stay pending, and are delivered",
+                    refused.message, reached.scanned, reached.enqueued
+                );
+            }
+            Err(refused)
+        }
     }
 }
 
