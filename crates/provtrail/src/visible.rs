@@ -109,15 +109,44 @@ pub fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
 
 /// `text` cut to `max` characters, with an ellipsis when cut.
 pub fn shortened(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
+    match cut_after(text, max) {
+        Some(end) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
+}
+
+/// Where `text` is cut to keep its first `max` characters as a reader counts them (a letter and
+/// its accents, an emoji sequence or a flag are one: cut between code points, a family emoji
+/// would show as its first person and a hanging joiner); None when it has no more than `max`.
+pub fn cut_after(text: &str, max: usize) -> Option<usize> {
+    use unicode_segmentation::UnicodeSegmentation as _;
+    text.grapheme_indices(true).nth(max).map(|(end, _)| end)
+}
+
+/// The characters of `text` as a reader counts them (see [`cut_after`]).
+pub fn characters(text: &str) -> usize {
+    use unicode_segmentation::UnicodeSegmentation as _;
+    text.graphemes(true).count()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_cut_between_the_characters_a_reader_sees() {
+        let family = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}";
+        let text = format!("ab{family}e\u{301}f");
+        assert_eq!(shortened(&text, 3), format!("ab{family}…"));
+        assert_eq!(
+            shortened(&text, 4),
+            "ab\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}e\u{301}…"
+        );
+        assert_eq!(shortened(&text, 5), text);
+        assert_eq!(characters(&text), 5);
+        assert_eq!(cut_after("short", 5), None);
+        assert_eq!(shortened("🇫🇷🇩🇪", 1), "🇫🇷…");
+    }
 
     #[test]
     fn deceiving_characters_are_escaped_and_kept_ones_are_not() {

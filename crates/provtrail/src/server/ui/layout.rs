@@ -150,12 +150,13 @@ impl maud::Render for ClipText<'_> {
 /// `value` up to [`MAX_SHOWN`] characters; past that, its length in all and `whole` (where to
 /// find the whole value).
 fn clipped(value: &str, whole: &str) -> Markup {
-    match value.char_indices().nth(MAX_SHOWN) {
+    match crate::visible::cut_after(value, MAX_SHOWN) {
         None => html! { (value) },
-        Some((end, _)) => html! {
+        Some(end) => html! {
             (&value[..end])
             span.muted {
-                "… (" (number(value.chars().count() as u64)) " characters in all" (whole) ")"
+                "… (" (number(crate::visible::characters(value) as u64)) " characters in all"
+                (whole) ")"
             }
         },
     }
