@@ -2768,6 +2768,28 @@ fn config_check_refuses_the_files_serve_could_not_use() {
         assert_eq!(status, Some(2), "{target}: {said}");
         assert!(said.contains("the configuration file"), "{said}");
     }
+    // Also when the path comes from a reference, compared as the sink resolves it.
+    std::fs::write(&config, with_route("${env:ARCHIVE_PATH}")).unwrap();
+    let referenced = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["config", "check", config_arg])
+        .env("ARCHIVE_PATH", config_arg)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&referenced.stderr);
+    assert_eq!(referenced.status.code(), Some(2), "{said}");
+    assert!(said.contains("the configuration file"), "{said}");
+    // And a configuration named like one of the route's rotated files, which a rotation would
+    // rename the route's file over.
+    let rotated_config = dir.path().join("rotating.jsonl.1");
+    std::fs::write(
+        &rotated_config,
+        with_route(dir.path().join("rotating.jsonl").to_str().unwrap()),
+    )
+    .unwrap();
+    let rotating = provtrail(&["config", "check", rotated_config.to_str().unwrap()], None);
+    let said = String::from_utf8_lossy(&rotating.stderr);
+    assert_eq!(rotating.status.code(), Some(2), "{said}");
+    assert!(said.contains("files sink.path rotates to"), "{said}");
     // A route appending to another database, or to a file kept beside one.
     let other = dir.path().join("other.db");
     std::fs::copy(&db, &other).unwrap();

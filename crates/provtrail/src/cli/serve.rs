@@ -198,8 +198,18 @@ impl ServerArgs {
             Some(path) => {
                 let config = FileConfig::load(&path)?;
                 // Appended to, the file would not read as a configuration again.
-                if let Some(route) = provtrail::routes::file_route_writing_to(&config.routes, &path)
+                if let Some(over) = provtrail::routes::file_route_writing_to(&config.routes, &path)
                 {
+                    let route = over.route;
+                    if over.rotating {
+                        anyhow::bail!(
+                            "route {route:?}: the configuration file {} is named like one of \
+                             the files sink.path rotates to: a rotation would rename the route's \
+                             file over it; give the route another file, or the configuration \
+                             another name",
+                            path.display()
+                        );
+                    }
                     anyhow::bail!(
                         "route {route:?}: sink.path is the configuration file {} itself: \
                          appending events to it would make it unreadable; give another file",

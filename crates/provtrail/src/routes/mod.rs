@@ -418,21 +418,43 @@ fn file_sink_path(table: &toml::Table) -> Option<PathBuf> {
     crate::store::written_path(&path)
 }
 
+/// A `file` route that would write over a file that is not its own ([`file_route_writing_to`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritesOver {
+    /// The route.
+    pub route: String,
+    /// Through its rotation (the file is named like one of the route's rotated files, which a
+    /// rotation renames over it), not by appending to it.
+    pub rotating: bool,
+}
+
 /// The route whose `file` sink writes to the file at `target`, if one does (`target` a file
-/// that is not the sink's to write, such as the configuration file the routes come from).
+/// that is not the sink's to write, such as the configuration file the routes come from): by
+/// appending to it, or by rotating one of its files onto its name. A path given by references
+/// (`${env:…}`) is compared as the sink resolves it.
 pub fn file_route_writing_to(
     sections: &[RouteSection],
     target: &std::path::Path,
-) -> Option<String> {
+) -> Option<WritesOver> {
     let written = crate::store::written_path(target)?;
     // By name (links followed), or as the same file under another name (a hard link).
     let identity = crate::store::file_identity(&written);
+    let secrets = Secrets::new(Redactor::default());
     sections.iter().find_map(|section| {
-        let is_file = section.sink.get("type").and_then(toml::Value::as_str) == Some("file");
-        let path = file_sink_path(&section.sink).filter(|_| is_file)?;
-        let same = path == written
+        if section.sink.get("type").and_then(toml::Value::as_str) != Some("file") {
+            return None;
+        }
+        let given = section.sink.get("path")?.as_str()?.trim();
+        // A reference that cannot be resolved here fails the start anyway, with its own reason.
+        let resolved = secrets.resolve_scoped(given).ok()?.0;
+        let path = crate::store::written_path(std::path::Path::new(resolved.trim()))?;
+        let appending = path == written
             || (identity.is_some() && crate::store::file_identity(&path) == identity);
-        same.then(|| section.name.clone())
+        let rotating = !appending && is_rotated_name_of(&written, &path);
+        (appending || rotating).then(|| WritesOver {
+            route: section.name.clone(),
+            rotating,
+        })
     })
 }
 
