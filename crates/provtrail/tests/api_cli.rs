@@ -267,6 +267,11 @@ fn show_finds_by_id_or_tracking_number_and_prints_the_raw_body_exactly() {
     assert!(missing.stdout.is_empty());
     let missing = setup.both("show", &["999999"]);
     assert_eq!(missing.status.code(), Some(1));
+    // Only an id as written by provtrail is one: these are tracking numbers (none has them).
+    for not_an_id in [format!("0{id}"), format!("+{id}")] {
+        let missing = setup.both("show", &[&not_an_id]);
+        assert_eq!(missing.status.code(), Some(1), "{not_an_id:?}");
+    }
 }
 
 #[test]

@@ -63,7 +63,10 @@ async fn find(backend: &Backend, key: &str) -> anyhow::Result<Option<EventDetail
     if key.is_empty() {
         return Ok(None);
     }
-    if let Ok(id) = key.parse::<i64>() {
+    // An id as the API takes one (digits, no sign, no leading zero): `0012` or `+12` is a
+    // tracking number, not event 12.
+    let canonical_id = key.bytes().all(|b| b.is_ascii_digit()) && !key.starts_with('0');
+    if let Some(id) = key.parse::<i64>().ok().filter(|_| canonical_id) {
         if id > 0 {
             if let Some(detail) = backend.event(id).await? {
                 return Ok(Some(detail));
