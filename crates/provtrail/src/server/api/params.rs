@@ -383,6 +383,9 @@ accepted!(route_test_accepted, RouteTestParams);
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     values: BTreeMap<String, String>,
+    /// The time the request's relative times (`24h`) count back from: one for all of them, so
+    /// that `since=500us` and the `until` of now make the same range at every request.
+    now: Millis,
 }
 
 impl Params {
@@ -404,7 +407,10 @@ impl Params {
             seen.push(name.clone());
             values.insert(name, value);
         }
-        Ok(Params { values })
+        Ok(Params {
+            values,
+            now: Utc::now().timestamp_millis(),
+        })
     }
 
     /// A text value of at most [`MAX_TEXT`] characters.
@@ -433,7 +439,7 @@ impl Params {
     pub fn time(&self, name: &str) -> Result<Option<Millis>, ApiError> {
         match self.text_up_to(name, 100)? {
             None => Ok(None),
-            Some(value) => parse_time(&value)
+            Some(value) => parse_time_at(&value, self.now)
                 .map(Some)
                 .map_err(|message| ApiError::invalid(name, format!("`{name}`: {message}"))),
         }
@@ -511,6 +517,11 @@ impl Params {
             .integer("limit", 1, MAX_LIMIT)?
             .unwrap_or(DEFAULT_LIMIT)
             .unsigned_abs() as usize)
+    }
+
+    /// The time the request's relative times count back from.
+    pub fn now(&self) -> Millis {
+        self.now
     }
 
     /// `since` and `until`, checked to be in order.

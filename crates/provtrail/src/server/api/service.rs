@@ -130,7 +130,9 @@ pub async fn stats(store: &dyn Store, pairs: Vec<(String, String)>) -> Result<St
     };
     let query = StatsQuery {
         since,
-        until,
+        // The `now` a relative `since` counted back from: read again later, it could be a
+        // millisecond on, and a range shorter than a millisecond empty or not by chance.
+        until: until.or(Some(params.now())),
         bucket,
         source: params.text("source")?,
         channel: params.text("channel")?,
