@@ -462,7 +462,7 @@ fn is_plain_number(cell: &str) -> bool {
 }
 
 fn csv_row(stored: &StoredEvent) -> Vec<String> {
-    let event = ProvisioningCompleted::from_slice(&stored.raw).ok();
+    let event = provtrail::ingest::read_stored(&stored.raw).ok();
     let text = |f: &dyn Fn(&ProvisioningCompleted<'_>) -> String| -> String {
         event.as_ref().map(f).unwrap_or_default()
     };

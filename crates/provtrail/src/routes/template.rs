@@ -24,7 +24,6 @@
 //! to apply before `tojson` or `json_escape`.
 
 use minijinja::{Environment, UndefinedBehavior, Value};
-use provtrail_model::ProvisioningCompleted;
 use serde_json::json;
 
 use super::sink::Delivery;
@@ -49,13 +48,27 @@ const CONTEXT_NAMES: &[&str] = &[
     "attempt",
 ];
 
-/// The work one rendering may do (MiniJinja fuel units: roughly instructions).
+/// The work one rendering of a small event may do (MiniJinja fuel units: instructions, and the
+/// bytes of every string and list made, output included). It bounds a runaway loop.
 const FUEL: u64 = 200_000;
+
+/// Fuel a rendering gets per byte of its event beyond [`FUEL`]: a template that puts the event's
+/// text in the body makes strings about as long as the event, several times over (each `~`
+/// makes a new one). Without it, a template that renders a 100 KB event renders no 1 MB one.
+const FUEL_PER_EVENT_BYTE: u64 = 40;
+
+/// Fuel grows by this factor from one prepared environment to the next.
+const FUEL_STEP: u64 = 4;
+
+/// Environments prepared: the largest has 4^7 times [`FUEL`], enough for an event of about 80 MB.
+const FUEL_TIERS: u32 = 8;
 
 /// A compiled body template.
 #[derive(Debug)]
 pub struct BodyTemplate {
-    env: Environment<'static>,
+    /// The same template with more fuel in each (fuel is set per environment), so that a
+    /// rendering gets fuel in proportion to its event.
+    envs: Vec<(u64, Environment<'static>)>,
 }
 
 const NAME: &str = "body";
@@ -72,7 +85,15 @@ impl BodyTemplate {
         env.add_filter("markdown_escape", markdown_escape);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|err| describe(&err))?;
-        let template = BodyTemplate { env };
+        let envs = (0..FUEL_TIERS)
+            .map(|tier| {
+                let fuel = FUEL * FUEL_STEP.pow(tier);
+                let mut env = env.clone();
+                env.set_fuel(Some(fuel));
+                (fuel, env)
+            })
+            .collect();
+        let template = BodyTemplate { envs };
         template.check_names()?;
         Ok(template)
     }
@@ -80,13 +101,14 @@ impl BodyTemplate {
     /// Refuses a name the context does not have (`{{ recipent }}`): a misspelt name renders as
     /// nothing, and every message would go out with a blank where it stands.
     fn check_names(&self) -> Result<(), String> {
-        let template = self.env.get_template(NAME).map_err(|err| describe(&err))?;
+        let env = &self.envs[0].1;
+        let template = env.get_template(NAME).map_err(|err| describe(&err))?;
         let mut unknown: Vec<String> = template
             .undeclared_variables(false)
             .into_iter()
             .filter(|name| {
                 !CONTEXT_NAMES.contains(&name.as_str())
-                    && !self.env.globals().any(|(global, _)| global == name)
+                    && !env.globals().any(|(global, _)| global == name)
             })
             .collect();
         if unknown.is_empty() {
@@ -106,7 +128,16 @@ impl BodyTemplate {
 
     /// Renders the body of one delivery.
     pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, String> {
-        let template = self.env.get_template(NAME).map_err(|err| describe(&err))?;
+        let needed =
+            FUEL.saturating_add(FUEL_PER_EVENT_BYTE.saturating_mul(delivery.raw.len() as u64));
+        let env = self
+            .envs
+            .iter()
+            .find(|(fuel, _)| *fuel >= needed)
+            .or(self.envs.last())
+            .map(|(_, env)| env)
+            .ok_or("no template")?;
+        let template = env.get_template(NAME).map_err(|err| describe(&err))?;
         template
             .render(context(delivery))
             .map_err(|err| describe(&err))
@@ -234,7 +265,7 @@ pub fn context(delivery: &Delivery<'_>) -> Value {
     let received_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(delivery.received_at)
         .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
-    let derived = match ProvisioningCompleted::from_slice(delivery.raw) {
+    let derived = match crate::ingest::read_stored(delivery.raw) {
         Ok(event) => {
             let failed: Vec<serde_json::Value> = event
                 .failed_account_requests()
@@ -510,6 +541,47 @@ mod tests {
             found += 1;
         }
         assert_eq!(found, 4);
+    }
+
+    /// The documented templates deliver the largest events ISC sends (a body of about 1 MB):
+    /// the text is cut to what the chat services take, within the rendering's fuel.
+    #[test]
+    fn the_documented_templates_render_events_with_very_long_text() {
+        let value = serde_json::json!({
+            "trackingNumber": "tn-long",
+            "sources": "AD",
+            "recipient": {"type": "IDENTITY", "id": "i1", "name": "N".repeat(900_000)},
+            "accountRequests": (0..50).map(|n| serde_json::json!({
+                "source": {"id": "s1", "type": "SOURCE", "name": format!("Source {n} {}", "s".repeat(3_000))},
+                "accountOperation": "Create",
+                "provisioningResult": "FAILED",
+                "provisioningTarget": "Corp AD",
+                "accountId": "a".repeat(3_000),
+            })).collect::<Vec<_>>(),
+            "errors": (0..100).map(|n| format!("error {n} {}", "e".repeat(3_000))).collect::<Vec<_>>(),
+            "_metadata": {"invocationId": "inv-long"},
+        });
+        let raw = serde_json::to_vec(&value).unwrap();
+        let docs = include_str!("../../../../docs/routes.md");
+        for block in docs.split("```jinja\n").skip(1) {
+            let source = block.split("```").next().unwrap();
+            let body = BodyTemplate::compile(source)
+                .unwrap()
+                .render(&delivery(&raw, &value))
+                .unwrap_or_else(|err| panic!("{err}\n{source}"));
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(parsed.is_object());
+            assert!(body.len() < 40_000, "{} bytes from\n{source}", body.len());
+        }
+        // A template that sends the whole event gets the fuel its size needs.
+        let body = BodyTemplate::compile(
+            r#"{"route": {{ route | tojson }}, "event": {{ event | tojson }}}"#,
+        )
+        .unwrap()
+        .render(&delivery(&raw, &value))
+        .unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["event"], value);
     }
 
     /// The documented chat templates, given an event whose text holds chat markup: mentions

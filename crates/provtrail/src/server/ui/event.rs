@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
-use provtrail_model::{AccountRequest, ProvisioningCompleted};
+use provtrail_model::AccountRequest;
 
 use super::layout::{self, Clip, Nav, badge, link, time};
 use super::routes::{event_delivery_table, test_href};
@@ -125,7 +125,7 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
     let event = &detail.summary;
     // Stored events passed validation at ingest; should a later model read one differently, the
     // page still shows everything that does not need the parsed body.
-    let parsed = ProvisioningCompleted::from_slice(&detail.raw);
+    let parsed = crate::ingest::read_stored(&detail.raw);
     let pretty = serde_json::from_slice::<serde_json::Value>(&detail.raw)
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok());
