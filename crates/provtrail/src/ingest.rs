@@ -415,16 +415,22 @@ fn digest(parts: &[&[u8]]) -> [u8; 16] {
     key
 }
 
-/// Takes out the fields that searches and statistics use.
 /// A stored event's body read as an event (lenient, as at ingest). It was accepted under the
 /// server's body limit, whatever that was then: read with the model's default limit (1 MiB), an
 /// event taken under a larger `ingest.max_body` would read as no event at all.
 pub fn read_stored(raw: &[u8]) -> Result<ProvisioningCompleted<'_>, provtrail_model::Error> {
-    let mut options = Options::lenient();
-    options.limits.max_bytes = usize::MAX;
-    validate_slice(raw, &options)?.into_result()
+    validate_slice(raw, &stored_options())?.into_result()
 }
 
+/// How a stored body is read back: leniently, and with no size limit, because it was accepted
+/// under the server's body limit, whatever that was.
+pub fn stored_options() -> Options {
+    let mut options = Options::lenient();
+    options.limits.max_bytes = usize::MAX;
+    options
+}
+
+/// Takes out the fields that searches and statistics use.
 pub fn search_fields(event: &ProvisioningCompleted<'_>) -> SearchFields {
     let mut text = String::new();
     let mut add = |part: &str| {

@@ -205,10 +205,8 @@ pub fn document(
 /// the request that stored it built). A body that no longer reads as an event (stored by a
 /// build with other rules) is indexed by its channel and invocation id alone.
 pub fn document_of_raw(raw: &[u8], invocation_id: Option<&str>, channel: Option<&str>) -> String {
-    let mut options = provtrail_model::Options::lenient();
-    // It was accepted under the server's body limit, whatever that was.
-    options.limits.max_bytes = usize::MAX;
-    match provtrail_model::validate_slice(raw, &options) {
+    // Whatever fields still read are indexed, even if the body has errors under today's rules.
+    match provtrail_model::validate_slice(raw, &crate::ingest::stored_options()) {
         Ok(provtrail_model::Validation {
             event: Some(event), ..
         }) => document(
