@@ -182,6 +182,7 @@ pub(super) fn build(
         timeout: context.timeout,
         connection: OnceCell::new(),
         stream_ready: std::sync::atomic::AtomicBool::new(false),
+        refusal: Refusal::default(),
         redactor: secrets.redactor().clone(),
     }))
 }
@@ -305,7 +306,50 @@ pub struct Nats {
     connection: OnceCell<jetstream::Context>,
     /// The stream is known to exist (or the route does not create it).
     stream_ready: std::sync::atomic::AtomicBool,
+    /// Why the server last refused a connection, until one succeeds.
+    refusal: Refusal,
     redactor: Redactor,
+}
+
+/// Why the server last refused the client's connection (an authorization violation, say), as
+/// the client reports it in the background: a failed delivery names it, for a publish that
+/// waits for a connection only times out. A server that cannot be reached is not a refusal.
+#[derive(Clone, Default)]
+struct Refusal(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Refusal {
+    /// Notes a connection error; true when it is a refusal other than the last one noted.
+    fn note(&self, error: &async_nats::ClientError) -> bool {
+        let text = match error {
+            async_nats::ClientError::Other(text) => text.trim_start_matches("nats: "),
+            async_nats::ClientError::MaxReconnects => return false,
+        };
+        // Connection refused, reset, unreachable: the server is down, not refusing us.
+        if text == "IO error" || text == "timed out" || text == "DNS error" {
+            return false;
+        }
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let new = last.as_deref() != Some(text);
+        *last = Some(text.to_owned());
+        new
+    }
+
+    fn clear(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    fn last(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// Logs a NATS client's changes of connection once each, naming the route. (The client's own
@@ -315,11 +359,13 @@ fn connection_logger(
     route: String,
     servers: String,
     redactor: Redactor,
+    refusal: Refusal,
 ) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + 'static {
     move |event| {
         use async_nats::Event;
         match event {
             Event::Connected => {
+                refusal.clear();
                 tracing::info!(route = %route, "route {route}: connected to NATS at {servers}")
             }
             Event::Disconnected => tracing::warn!(
@@ -337,7 +383,14 @@ fn connection_logger(
                 "route {route}: NATS server error: {}",
                 redactor.redact(&err.to_string())
             ),
-            // One at every try to reach a server that is down: the disconnection has said it.
+            // A refusal (bad credentials, say) is said once; the rest come at every try to reach
+            // a server that is down, and the disconnection has said it.
+            Event::ClientError(err) if refusal.note(&err) => tracing::warn!(
+                route = %route,
+                "route {route}: NATS at {servers} refused the connection: {}; the client keeps \
+                 trying, deliveries wait and are retried",
+                redactor.redact(&err.to_string())
+            ),
             Event::ClientError(err) => tracing::debug!(
                 route = %route,
                 "route {route}: NATS client error: {}",
@@ -386,6 +439,7 @@ impl Nats {
                         self.route.clone(),
                         shown_servers(&self.servers, &self.redactor),
                         self.redactor.clone(),
+                        self.refusal.clone(),
                     ))
                     // The first connection and later drops alike are made by the client in
                     // the background; deliveries made meanwhile fail and are retried.
@@ -443,13 +497,20 @@ impl Nats {
     /// A failed publish; when the client is not connected, that is what the operator needs to
     /// know (the client reconnects in the background, so the publish itself only times out).
     fn failure(&self, context: &jetstream::Context, message: &str) -> SinkError {
+        let servers = shown_servers(&self.servers, &self.redactor);
         match context.client().connection_state() {
             async_nats::connection::State::Connected => self.error(message),
-            _ => self.error(&format!(
-                "{message}: not connected to NATS at {} (the server is unreachable or refuses \
-                 the connection; the client keeps trying)",
-                shown_servers(&self.servers, &self.redactor)
-            )),
+            _ => match self.refusal.last() {
+                Some(reason) => self.error(&format!(
+                    "{message}: not connected to NATS at {servers}: the server refuses the \
+                     connection: {reason} (check the route's credentials and TLS settings; the \
+                     client keeps trying)"
+                )),
+                None => self.error(&format!(
+                    "{message}: not connected to NATS at {servers} (the server is unreachable \
+                     or refuses the connection; the client keeps trying)"
+                )),
+            },
         }
     }
 }
@@ -641,6 +702,65 @@ mod tests {
         }
     }
 
+    /// A server that speaks NATS just far enough to refuse every client's credentials.
+    async fn refusing_server() -> u16 {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let info = format!(
+                        "INFO {{\"server_id\":\"refuser\",\"version\":\"2.10.0\",\"proto\":1,\
+                         \"host\":\"127.0.0.1\",\"port\":{port},\"max_payload\":1048576,\
+                         \"auth_required\":true}}\r\n"
+                    );
+                    write.write_all(info.as_bytes()).await.ok();
+                    let mut lines = tokio::io::BufReader::new(read).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line.starts_with("PING") {
+                            write
+                                .write_all(b"-ERR 'Authorization Violation'\r\n")
+                                .await
+                                .ok();
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_the_credentials_is_named_as_refusing_them() {
+        let port = refusing_server().await;
+        let secrets = Secrets::default();
+        let sink = build_with(
+            &format!(
+                "url = \"nats://127.0.0.1:{port}\"\nsubject = \"a.b\"\ntoken = \"wrong-token-77\""
+            ),
+            &secrets,
+        )
+        .unwrap();
+        let delivery = delivery(1);
+        // The first attempt starts the client, which tries the server in the background.
+        let mut last = String::new();
+        for _ in 0..5 {
+            last = sink.deliver(&delivery).await.unwrap_err().to_string();
+            if last.contains("refuses") {
+                break;
+            }
+        }
+        assert!(
+            last.contains(&format!("not connected to NATS at nats://127.0.0.1:{port}"))
+                && last.contains("the server refuses the connection: authorization violation"),
+            "{last}"
+        );
+        assert!(!last.contains("wrong-token-77"), "{last}");
+    }
+
     #[test]
     fn connection_changes_are_logged_once_each_with_the_route_and_without_secrets() {
         #[derive(Clone, Default)]
@@ -667,6 +787,7 @@ mod tests {
             "archive".to_owned(),
             "nats://10.0.0.9:4222".to_owned(),
             secrets.redactor().clone(),
+            Refusal::default(),
         );
         tracing::subscriber::with_default(subscriber, || {
             let () = log(async_nats::Event::Connected).into_inner();
