@@ -713,7 +713,12 @@ impl Routes {
                 } else {
                     format!("sink.{}", err.setting)
                 };
-                invalid(name, &setting, redactor.redact(&err.message))
+                let message = if err.names_no_secret {
+                    err.message
+                } else {
+                    redactor.redact(&err.message)
+                };
+                invalid(name, &setting, message)
             })?;
             routes.push(Arc::new(Route {
                 name: name.to_owned(),
@@ -866,6 +871,30 @@ mod tests {
 
     fn error(text: &str) -> String {
         Routes::compile(&sections(text)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_refused_host_given_by_reference_keeps_the_range_it_is_in_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for (host, range) in [
+            ("127.0.0.1", "loopback (127.0.0.0/8)"),
+            ("169.254.169.254", "link-local (169.254.0.0/16)"),
+            ("100.64.0.1", "(100.64.0.0/10)"),
+        ] {
+            let file = dir.path().join("host");
+            std::fs::write(&file, host).unwrap();
+            let err = error(&format!(
+                "[[routes]]\nname = \"hook\"\n[routes.sink]\ntype = \"webhook\"\n\
+                 url = \"http://${{file:{}}}:8080/x\"\n",
+                file.display()
+            ));
+            assert!(err.contains("routes.hook.sink.url"), "{host}: {err}");
+            assert!(
+                err.contains("the host (given by reference, not shown)") && err.contains(range),
+                "{host}: {err}"
+            );
+            assert!(!err.contains(host), "{host}: {err}");
+        }
     }
 
     #[test]

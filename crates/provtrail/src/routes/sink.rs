@@ -207,14 +207,27 @@ pub struct SinkConfigError {
     pub setting: String,
     /// Why.
     pub message: String,
+    /// The message was made to name no secret, and is shown as it is: scrubbing it would blank
+    /// fixed text that shares a run with a secret (the `127.0.0.` of `127.0.0.0/8` for a host
+    /// `127.0.0.1` given by reference).
+    pub names_no_secret: bool,
 }
 
 impl SinkConfigError {
-    /// An error about one setting.
+    /// An error about one setting; its message is scrubbed of secrets before it is shown.
     pub fn new(setting: &str, message: impl Into<String>) -> Self {
         SinkConfigError {
             setting: setting.to_owned(),
             message: message.into(),
+            names_no_secret: false,
+        }
+    }
+
+    /// An error whose message was made without any secret in it.
+    pub fn naming_no_secret(setting: &str, message: impl Into<String>) -> Self {
+        SinkConfigError {
+            names_no_secret: true,
+            ..SinkConfigError::new(setting, message)
         }
     }
 }

@@ -148,6 +148,14 @@ pub(super) fn build(
         url::Host::Ipv6(ip) => Some(std::net::IpAddr::V6(ip)),
         url::Host::Domain(_) => None,
     };
+    // A refusal of a hidden host names nothing of it, and is shown as it is.
+    let url_error = |message: String| {
+        if host_hidden {
+            SinkConfigError::naming_no_secret("url", message)
+        } else {
+            SinkConfigError::new("url", message)
+        }
+    };
     // `localhost` and its subdomains are loopback by definition (RFC 6761), whatever the
     // resolver would say at the first delivery: refused at the start, as a loopback literal is.
     if let (url::Host::Domain(name), false) = (&host, context.allow_private) {
@@ -158,13 +166,10 @@ pub(super) fn build(
             } else {
                 format!("`{name}`")
             };
-            return Err(SinkConfigError::new(
-                "url",
-                format!(
-                    "{shown} is a loopback name; set allow_private = true on the route to \
-                     allow it"
-                ),
-            ));
+            return Err(url_error(format!(
+                "{shown} is a loopback name; set allow_private = true on the route to \
+                 allow it"
+            )));
         }
     }
     if let (Some(ip), false) = (literal, context.allow_private) {
@@ -174,13 +179,10 @@ pub(super) fn build(
             } else {
                 ip.to_string()
             };
-            return Err(SinkConfigError::new(
-                "url",
-                format!(
-                    "{address} is in the {reason} range; set allow_private = true on the route \
-                     to allow it"
-                ),
-            ));
+            return Err(url_error(format!(
+                "{address} is in the {reason} range; set allow_private = true on the route \
+                 to allow it"
+            )));
         }
     }
     // Webhook URLs of chat tools carry their secret in the path or the query. Each is scrubbed
