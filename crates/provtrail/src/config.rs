@@ -285,9 +285,46 @@ fn setting_on_line(text: &str, line: usize) -> Option<String> {
         }
     };
     Some(match table {
-        Some(table) => format!("{table}.{key}"),
+        Some(table) => match element_named(text, &lines[..line - 1], table) {
+            Some(element) => format!("{element}.{key}"),
+            None => format!("{table}.{key}"),
+        },
         None => key.to_owned(),
     })
+}
+
+/// `table` with the name of the element of an array of tables it is in (`routes.slack` for the
+/// `[[routes]]` named `slack`, `routes.slack.sink` for its `[routes.sink]`), as errors about a
+/// route's settings name it; `None` when the element has no name to show (the file's syntax is
+/// broken, or the name is missing or not one a route can have). `before` is the code of the
+/// lines before the setting.
+fn element_named(text: &str, before: &[Option<String>], table: &str) -> Option<String> {
+    let array_headers: Vec<&str> = before
+        .iter()
+        .flatten()
+        .filter_map(|code| code.trim().strip_prefix("[[")?.strip_suffix("]]"))
+        .map(str::trim)
+        .collect();
+    // `[routes.sink]` belongs to the last `[[routes]]` before it.
+    let array = *array_headers.last()?;
+    let rest = table.strip_prefix(array)?;
+    if !(rest.is_empty() || rest.starts_with('.')) {
+        return None;
+    }
+    let index = array_headers.iter().filter(|&&h| h == array).count() - 1;
+    let document: toml::Table = toml::from_str(text).ok()?;
+    let name = document
+        .get(array)?
+        .as_array()?
+        .get(index)?
+        .get("name")?
+        .as_str()?;
+    let shown = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    shown.then(|| format!("{array}.{name}{rest}"))
 }
 
 /// Each line of a TOML text as its code: strings emptied (their quotes kept) and comments left
@@ -545,7 +582,7 @@ mod tests {
         let twice = err("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
         assert!(twice.contains("server.listen (line 3"), "{twice}");
         let routes = err("[[routes]]\nname = \"x\"\nconcurrency = -1\n");
-        assert!(routes.contains("routes.concurrency (line 3"), "{routes}");
+        assert!(routes.contains("routes.x.concurrency (line 3"), "{routes}");
         // A line inside a list of values is no setting: nothing of the value is shown as one.
         let listed = err("[ingest]\ntokens = [\n  \"SECRET=part\",\n  7,\n]\n");
         assert!(!listed.contains("SECRET"), "{listed}");
@@ -588,7 +625,36 @@ mod tests {
         let err = FileConfig::parse("[server]\nlisten_on = \"x\"\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("listen_on"), "{err}");
+        assert!(err.contains("server.listen_on (line 2"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_route_names_the_route_as_other_route_errors_do() {
+        let routes = "[[routes]]\nname = \"first\"\n[routes.retry]\nmax_attempts = 3\n\
+                      [[routes]]\nfilter = \"$\"\n";
+        let parse = |tail: &str| {
+            FileConfig::parse(&format!("{routes}{tail}"), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        // The name may come after the mistake, and a `[routes.retry]` belongs to the last route.
+        let err = parse("bogus = 1\nname = \"second\"\n");
+        assert!(err.contains("routes.second.bogus (line 7"), "{err}");
+        let err = parse("name = \"second\"\n[routes.retry]\nmax_attempt = 3\n");
+        assert!(
+            err.contains("routes.second.retry.max_attempt (line 9"),
+            "{err}"
+        );
+        let err = parse("name = \"second\"\n[[routes]]\nname = \"third\"\nbogus = 1\n");
+        assert!(err.contains("routes.third.bogus (line 10"), "{err}");
+        // Without a name a route can have, the line says which.
+        let err = FileConfig::parse(
+            "[[routes]]\nname = \"a b\"\nbogus = 1\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("routes.bogus (line 3"), "{err}");
     }
 
     #[test]
