@@ -193,7 +193,6 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Brings the database to the current schema, one migration per transaction.
 /// A random number that names this database, kept in its `meta` table from its first open by
 /// a writer on. The search index, a file of its own derived from the events, carries it, so that
 /// an index left from another database is known as such and rebuilt.
@@ -225,21 +224,27 @@ pub fn read_store_id(conn: &Connection) -> Option<i64> {
     .ok()
 }
 
+/// Brings the database to the current schema, one migration per transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: u32 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(|err| StoreError::Internal(format!("cannot read the schema version: {err}")))?;
+    let version = schema_version(conn)?;
     if version > CURRENT_VERSION {
-        return Err(StoreError::Internal(format!(
-            "the database has schema version {version}, newer than this build knows \
-             ({CURRENT_VERSION}); use a newer provtrail"
-        )));
+        return Err(newer_than_known(version));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let next = index + 1;
+        // IMMEDIATE: the write lock is taken before the version is read again, so that of two
+        // processes opening a new database at once (a server and an import), one migrates and
+        // the other finds the work done, rather than creating the tables a second time.
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|err| StoreError::Unavailable(format!("cannot start a migration: {err}")))?;
+        let now = schema_version(&tx)?;
+        if now > CURRENT_VERSION {
+            return Err(newer_than_known(now));
+        }
+        if now as usize >= next {
+            continue;
+        }
         tx.execute_batch(sql)
             .and_then(|()| tx.pragma_update(None, "user_version", next as i64))
             .and_then(|()| tx.commit())
@@ -249,4 +254,49 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = next, "applied schema migration");
     }
     Ok(())
+}
+
+fn schema_version(conn: &Connection) -> Result<u32, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|err| StoreError::Internal(format!("cannot read the schema version: {err}")))
+}
+
+fn newer_than_known(version: u32) -> StoreError {
+    StoreError::Internal(format!(
+        "the database has schema version {version}, newer than this build knows \
+         ({CURRENT_VERSION}); use a newer provtrail"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_migrate_it_once() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("new.db");
+            let start = std::sync::Barrier::new(4);
+            std::thread::scope(|scope| {
+                let openers: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut conn = Connection::open(&path).unwrap();
+                            conn.busy_timeout(std::time::Duration::from_secs(10))
+                                .unwrap();
+                            start.wait();
+                            migrate(&mut conn)
+                        })
+                    })
+                    .collect();
+                for opener in openers {
+                    let migrated = opener.join().unwrap();
+                    assert!(migrated.is_ok(), "round {round}: {migrated:?}");
+                }
+            });
+            let conn = Connection::open(&path).unwrap();
+            assert_eq!(schema_version(&conn).unwrap(), CURRENT_VERSION);
+        }
+    }
 }
