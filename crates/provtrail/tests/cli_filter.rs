@@ -88,7 +88,12 @@ fn jsonl_input_reports_each_line_and_survives_invalid_json() {
         ],
         Some(input),
     );
-    assert_eq!(out.status.code(), Some(0));
+    // A document that is not JSON was never evaluated: the run says so.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 3 documents are not JSON"),
+        "{out:?}"
+    );
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["match"], Value::Bool(false));
@@ -142,7 +147,12 @@ fn json_lines_are_recognised_without_the_flag_and_each_answer_names_its_line() {
         &["filter", "$[?($.a == 2)]", "--format", "json"],
         Some(input),
     );
-    assert_eq!(out.status.code(), Some(0));
+    // A document that is not JSON was never evaluated: the run says so.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 3 documents are not JSON"),
+        "{out:?}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON lines"));
     let answers = json_lines(&out);
     assert_eq!(answers.len(), 3);
@@ -175,7 +185,12 @@ fn a_byte_order_mark_is_named_as_validate_names_it() {
         &["filter", "$.a", "--format", "json"],
         Some("\u{feff}{\"a\": 1}"),
     );
-    assert_eq!(out.status.code(), Some(0));
+    // A document that is not JSON was never evaluated: the run says so.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 1 documents are not JSON"),
+        "{out:?}"
+    );
     let answers = json_lines(&out);
     assert!(
         answers[0]["error"]
@@ -225,7 +240,12 @@ fn a_line_that_is_not_utf8_is_reported_on_its_own_and_the_others_evaluated() {
         ],
         None,
     );
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A document that is not JSON was never evaluated: the run says so.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 3 documents are not JSON"),
+        "{out:?}"
+    );
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[0]["line"], 1);

@@ -27,9 +27,11 @@ pub enum JaywayOption {
 
 /// Arguments of `provtrail filter`.
 ///
-/// Exit status: 0 when the expression compiled and the input was read (per-document failures,
-/// including documents that are not JSON, are reported in the output); 2 when the expression does
-/// not compile, or the input cannot be read or holds no document.
+/// Exit status: 0 when the expression compiled and every document was evaluated (an evaluation
+/// that fails, as Jayway's PathNotFound, is an answer, reported in the output); 1 when some
+/// documents are not JSON (each reported in the output with the others, and counted on standard
+/// error); 2 when the expression does not compile, or the input cannot be read or holds no
+/// document.
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
     /// Output format.
@@ -112,43 +114,81 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
             "the input holds {} JSON documents one after another: evaluating each",
             documents.len()
         );
+        let mut tally = Tally::default();
         for (line, range) in documents {
-            report(
+            tally.add(report(
                 &mut out,
                 args.format,
                 &path,
                 options,
                 &input[range],
                 Some(line),
-            )?;
+            )?);
         }
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(tally.exit_code());
     }
     let jsonl = args.jsonl || super::reads_as_json_lines(&input);
     if jsonl && !args.jsonl {
         eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
     }
+    let mut tally = Tally::default();
     if jsonl {
         for (n, line) in input.split(|&byte| byte == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if super::is_blank(line) {
                 continue;
             }
-            report(
+            tally.add(report(
                 &mut out,
                 args.format,
                 &path,
                 options,
                 line,
                 Some(n as u64 + 1),
-            )?;
+            )?);
         }
     } else {
-        report(&mut out, args.format, &path, options, &input, None)?;
+        tally.add(report(&mut out, args.format, &path, options, &input, None)?);
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(tally.exit_code())
+}
+
+/// How many documents were evaluated and how many were not JSON at all.
+#[derive(Default)]
+struct Tally {
+    documents: u64,
+    not_json: u64,
+}
+
+impl Tally {
+    fn add(&mut self, read: Reading) {
+        self.documents += 1;
+        if read == Reading::NotJson {
+            self.not_json += 1;
+        }
+    }
+
+    /// 1 when a document could not be evaluated for not being JSON: a script that filters a
+    /// file learns that part of it was never looked at.
+    fn exit_code(&self) -> ExitCode {
+        if self.not_json == 0 {
+            return ExitCode::SUCCESS;
+        }
+        eprintln!(
+            "error: {} of {} documents are not JSON (each is reported with the answers)",
+            self.not_json, self.documents
+        );
+        ExitCode::from(1)
+    }
+}
+
+/// Whether a document read as JSON (and was evaluated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Evaluated,
+    NotJson,
 }
 
 /// The input's bytes: a document that is not UTF-8 is reported as any document that is not
@@ -211,10 +251,14 @@ fn report(
     options: Options,
     document: &[u8],
     line: Option<u64>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Reading> {
     let body = super::body_of_export_line(document, line.unwrap_or(1), "evaluating on");
     let document = body.as_deref().map_or(document, str::as_bytes);
     let mut o = outcome_of_bytes(path, options, document);
+    let read = match o.get("error").and_then(Value::as_str) {
+        Some(error) if error.starts_with("InvalidJson") => Reading::NotJson,
+        _ => Reading::Evaluated,
+    };
     match format {
         Format::Json => {
             // Blank lines are skipped: each answer says which line it is about.
@@ -239,7 +283,7 @@ fn report(
             }
         }
     }
-    Ok(())
+    Ok(read)
 }
 
 /// The compile error with the expression and a caret under the failing character.
