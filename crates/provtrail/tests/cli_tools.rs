@@ -1693,6 +1693,44 @@ fn ingest_stops_on_ctrl_c_and_reports_what_it_imported() {
 }
 
 #[test]
+fn ingest_interrupted_before_a_whole_document_stops_at_once_and_imports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["ingest", "--db", db.to_str().unwrap(), "-"])
+        .env("PROVTRAIL_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not JSON lines: read to its end before it is split, and the end does not come.
+    let mut input = child.stdin.take().unwrap();
+    let line = String::from_utf8(event("inv-never"))
+        .unwrap()
+        .replace('\n', " ");
+    writeln!(input, "{line}").unwrap();
+    input.flush().unwrap();
+    // Closed after a while, so that a run that waits for the end fails rather than hangs.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(15));
+        drop(input);
+    });
+    let started = std::time::Instant::now();
+    let output = interrupted_after(child, 1500);
+    let waited = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "it waited for the input's end: {waited:?}"
+    );
+    assert!(!db.exists());
+    closer.join().unwrap();
+}
+
+#[test]
 fn send_refuses_numbers_it_cannot_use_instead_of_panicking() {
     for bad in [
         ["--rate", "inf"],

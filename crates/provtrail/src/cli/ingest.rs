@@ -131,6 +131,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // The store is made once the input has given a document: an input of blank lines (or one
     // that cannot be read) leaves no database behind.
     let Some(first) = documents.recv().await else {
+        // Interrupted before a document was handed on: the reader may be waiting for more of
+        // standard input (an input that is not JSON lines is read to its end before it is
+        // split), and is not waited for.
+        if interrupted.load(std::sync::atomic::Ordering::Acquire) {
+            super::tell(
+                "interrupted before the input gave a whole document: nothing was imported (an \
+                 input read as JSON lines, with --jsonl or a .jsonl name, is imported line by \
+                 line as it comes)",
+            );
+            return Ok(ExitCode::from(130));
+        }
         reading.await.context("the reader stopped unexpectedly")??;
         anyhow::bail!("{}", super::NO_DOCUMENTS);
     };
