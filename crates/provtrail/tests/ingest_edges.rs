@@ -54,6 +54,8 @@ async fn a_channel_name_that_is_not_allowed_keeps_the_body_after_checking_creden
         "/events/caf%C3%A9",
         "/events/a%2Fb",
         "/events/%FF",
+        // An encoded slash is part of the name, not the slash that ends the URL.
+        "/events/ops%2F",
     ];
     // Without credentials: 401 first, whatever the channel.
     for path in paths {
@@ -92,8 +94,13 @@ async fn a_channel_name_that_is_not_allowed_keeps_the_body_after_checking_creden
     server.await_deliveries(2 * paths.len() as u64).await;
     let log = deliveries(&server.db);
     let statuses: Vec<i64> = log.iter().map(|d| d.status).collect();
-    assert_eq!(statuses, [401, 401, 401, 401, 400, 400, 400, 400]);
-    assert!(log[4..].iter().all(|d| d.quarantine_id.is_some()));
+    let (unauthenticated, refused) = statuses.split_at(paths.len());
+    assert!(
+        unauthenticated.iter().all(|&status| status == 401),
+        "{statuses:?}"
+    );
+    assert!(refused.iter().all(|&status| status == 400), "{statuses:?}");
+    assert!(log[paths.len()..].iter().all(|d| d.quarantine_id.is_some()));
     server.assert_still_serving("inv-after-channels").await;
     server.shutdown().await;
 }

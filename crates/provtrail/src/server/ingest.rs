@@ -56,10 +56,12 @@ pub(super) async fn post_event_to_channel(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    // `/events/ops/` is the channel `ops`, as `/events/` is the default channel.
+    // `/events/ops/` is the channel `ops`, as `/events/` is the default channel. The slash is
+    // the URL's own, not one decoded from `%2F` (`/events/ops%2F` names the channel `ops/`).
+    let ends_in_slash = parts.uri.path().ends_with('/');
     let channel = channel.map(|Path(channel)| match channel.strip_suffix('/') {
-        Some(trimmed) => Path(trimmed.to_owned()),
-        None => Path(channel),
+        Some(trimmed) if ends_in_slash => Path(trimmed.to_owned()),
+        _ => Path(channel),
     });
     // A channel the store cannot file events under is refused, but the sender may be ISC with a
     // subscription URL nobody noticed was wrong: an authenticated body is kept in quarantine
