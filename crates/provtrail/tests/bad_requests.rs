@@ -1204,6 +1204,12 @@ async fn an_http_1_1_request_needs_exactly_one_valid_host() {
     let log = deliveries(&server.db);
     assert_eq!(log.len(), 6, "{log:?}");
     assert!(log.iter().all(|d| d.status == 400 && d.event_id.is_none()));
+    // And counted with the other answers.
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"provtrail_http_requests_total{route="/events",status="400"} 6"#),
+        "{metrics}"
+    );
     // HTTP/1.0 has no Host to require; a port is part of a host; probes answer without one.
     let answer = raw_exchange(server.addr, request("1.0", "").as_bytes()).await;
     assert_eq!(answer.status, 200, "{}", answer.head);
@@ -1242,6 +1248,24 @@ async fn an_expectation_other_than_100_continue_is_answered_417() {
             .head
             .to_ascii_lowercase()
             .contains("connection: close")
+    );
+    // Like every request to `/events`, it is in the delivery log and counted; nothing stored.
+    server.await_deliveries(1).await;
+    let log = deliveries(&server.db);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!((log[0].status, log[0].event_id), (417, None), "{log:?}");
+    assert!(
+        log[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("Expect: 100-continue"),
+        "{log:?}"
+    );
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"provtrail_http_requests_total{route="/events",status="417"} 1"#),
+        "{metrics}"
     );
     // The one expectation HTTP/1.1 defines is met, whatever its case.
     let answer = raw_exchange(server.addr, request("100-Continue").as_bytes()).await;

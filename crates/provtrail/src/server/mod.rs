@@ -240,15 +240,16 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             limiter,
             limit_concurrency,
         ))
-        // Outside the limit, so that requests refused for it are counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http1_rules,
+        ))
+        // Outside the limit and the HTTP/1.1 rules, so that requests refused for them are
+        // counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
         ));
     let app = if config.tls.is_some() {
         app.layer(axum::middleware::map_response(strict_transport_security))
@@ -311,10 +312,14 @@ async fn http1_rules(State(state): State<AppState>, request: Request, next: Next
     // Only `100-continue` is an expectation HTTP/1.1 defines; hyper answers that one itself.
     if let Some(expect) = parts.headers.get(header::EXPECT) {
         if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
-            let refused = error_response(
-                StatusCode::EXPECTATION_FAILED,
-                "the only expectation this server meets is Expect: 100-continue",
-            );
+            const PROBLEM: &str = "the only expectation this server meets is Expect: 100-continue";
+            let request = Request::from_parts(parts, body);
+            // Every request to `/events` is in the delivery log, this one too.
+            let refused = if is_ingest_path(request.uri().path()) {
+                ingest::refuse(&state, request, StatusCode::EXPECTATION_FAILED, PROBLEM)
+            } else {
+                error_response(StatusCode::EXPECTATION_FAILED, PROBLEM)
+            };
             return if has_body {
                 with_close(refused)
             } else {
