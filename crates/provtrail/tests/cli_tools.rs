@@ -1731,6 +1731,75 @@ fn ingest_interrupted_before_a_whole_document_stops_at_once_and_imports_nothing(
 }
 
 #[test]
+fn a_line_far_past_the_limit_is_not_held_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str| String::from_utf8(event(id)).unwrap().replace('\n', " ");
+    // 80 MiB without a line break: past what `ingest` holds of one line, far past --max-bytes.
+    let huge = "x".repeat(80 * 1024 * 1024);
+    let file = dir.path().join("huge.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{huge}\n{}\n",
+            line("inv-before-huge"),
+            line("inv-after-huge")
+        ),
+    )
+    .unwrap();
+    drop(huge);
+    let file = file.to_str().unwrap();
+    // `validate` reports the line and checks the next.
+    let output = provtrail(
+        &[
+            "validate",
+            "--jsonl",
+            "--max-bytes",
+            "100000",
+            "--format",
+            "json",
+            file,
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let reports: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(reports[1]["line"], 2);
+    assert!(
+        reports[1]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 100000 bytes"),
+        "{reports:?}"
+    );
+    assert_eq!(
+        (reports[2]["line"].clone(), reports[2]["valid"].clone()),
+        (3.into(), true.into())
+    );
+    // `ingest` keeps what came before it, and stops there with an error naming it.
+    let db = dir.path().join("huge.db");
+    let output = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            file,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2 is more than"), "{stderr}");
+    let stored: Vec<String> = stored_invocations(&db).into_keys().collect();
+    assert_eq!(stored, ["inv-before-huge"]);
+}
+
+#[test]
 fn send_refuses_numbers_it_cannot_use_instead_of_panicking() {
     for bad in [
         ["--rate", "inf"],

@@ -793,7 +793,7 @@ fn read_documents_within(
                 "the input holds one JSON document per line: reading it as JSON lines (--jsonl)"
             );
             let rest = std::io::Cursor::new(body).chain(reader);
-            return read_lines(Box::new(rest), document);
+            return read_lines(Box::new(rest), limit, document);
         }
         // One array of events, or documents one after another, some spread over lines (a
         // stream printed by `jq`): each is one document, read whole.
@@ -843,12 +843,15 @@ fn read_documents_within(
         }
         return Ok(());
     }
-    read_lines(reader, document)
+    read_lines(reader, limit, document)
 }
 
-/// Each non-blank line of `reader` (without its line end) to `document`, with its number.
+/// Each non-blank line of `reader` (without its line end) to `document`, with its number. A
+/// line longer than `max_line` bytes stops the reading with an error: it is no event, and
+/// holding it whole could take all the memory there is (a file without line breaks).
 fn read_lines(
     mut reader: Box<dyn BufRead + Send>,
+    max_line: usize,
     mut document: impl FnMut(u64, Bytes) -> bool,
 ) -> anyhow::Result<()> {
     let mut line = Vec::new();
@@ -857,13 +860,21 @@ fn read_lines(
     loop {
         line.clear();
         number += 1;
-        if reader
+        if (&mut reader)
+            // With room for a line end of two bytes.
+            .take(max_line as u64 + 2)
             .read_until(b'\n', &mut line)
             .context("cannot read the input")?
             == 0
         {
             anyhow::ensure!(any, "{NO_DOCUMENTS}");
             return Ok(());
+        }
+        if without_line_end(&line).len() > max_line {
+            anyhow::bail!(
+                "line {number} is more than {max_line} bytes long, which no event is: the input \
+                 is not one JSON document per line, and nothing from this line on was read"
+            );
         }
         if is_blank(&line) {
             continue;
@@ -1066,6 +1077,38 @@ mod tests {
         })
         .unwrap();
         assert_eq!(found, [(2, Bytes::from_static(b"{\"n\":1}"))]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_stops_the_reading_without_being_held_whole() {
+        let long = format!("{{\"n\":\"{}\"}}", "x".repeat(5000));
+        let input = format!("{{\"n\":1}}\n{long}\n{{\"n\":3}}\n");
+        let mut found = Vec::new();
+        let reader = Box::new(std::io::Cursor::new(input.into_bytes()));
+        let err = read_documents_within(reader, true, 100, |line, document| {
+            found.push((line, document));
+            true
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(found, [(1, Bytes::from_static(b"{\"n\":1}"))]);
+        assert!(
+            err.starts_with("line 2 is more than 100 bytes long"),
+            "{err}"
+        );
+        // A line of exactly the limit is a line like any other.
+        let exact = format!("{{\"n\":\"{}\"}}", "x".repeat(100 - 8));
+        assert_eq!(exact.len(), 100);
+        let mut found = Vec::new();
+        let reader = Box::new(std::io::Cursor::new(
+            format!("{exact}\r\n{exact}").into_bytes(),
+        ));
+        read_documents_within(reader, true, 100, |line, document| {
+            found.push((line, document.len()));
+            true
+        })
+        .unwrap();
+        assert_eq!(found, [(1, 100), (2, 100)]);
     }
 
     #[test]

@@ -209,7 +209,26 @@ fn check_lines(
             file: name,
             line: Some(number),
         };
-        match reader.read_until(b'\n', &mut line) {
+        // A line is held up to just past the limit (and its line end); the rest of a longer one is
+        // skipped.
+        let max = options.limits.max_bytes;
+        match (&mut reader)
+            .take(max as u64 + 2)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(_) if super::without_line_end(&line).len() > max => {
+                documents += 1;
+                let ended = line.last() == Some(&b'\n');
+                if let Err(err) = (!ended).then(|| reader.skip_until(b'\n')).transpose() {
+                    report_unreadable(out, args, false, &origin, &format!("cannot read: {err}"))?;
+                    return Ok(Verdict::Unreadable);
+                }
+                let message =
+                    format!("the document is more than {max} bytes, the limit (--max-bytes)");
+                report_unreadable(out, args, false, &origin, &message)?;
+                worst = worst.max(Verdict::Unreadable);
+                continue;
+            }
             Ok(0) if documents == 0 => {
                 let origin = Origin {
                     file: name,
