@@ -2957,6 +2957,28 @@ fn route_commands_make_no_store_of_an_empty_file() {
 }
 
 #[test]
+fn route_listings_read_a_store_another_process_holds_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store_with_event(dir.path(), "busy.db", "inv-busy");
+    // Another process in the middle of a write, as a server under load may be for a while.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for args in [
+        &["routes", "list", "--db", &db][..],
+        &["deadletter", "list", "--db", &db][..],
+    ] {
+        let output = provtrail(args, None);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    holder.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
 fn validate_and_filter_read_the_bodies_an_export_holds() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");

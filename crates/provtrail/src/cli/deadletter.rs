@@ -7,7 +7,7 @@ use provtrail::server::api::routes as api_routes;
 use provtrail::store::{DeliveryState, OutboxWrite, RouteDeliveryQuery, Store};
 
 use super::OutputFormat;
-use super::routes::{open_store, settings};
+use super::routes::{open_store, open_store_to_read, settings};
 use super::serve::ServerArgs;
 use super::time::format_time;
 
@@ -63,7 +63,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             server,
         } => {
             let settings = settings(&server)?;
-            let store = open_store(&settings).await?;
+            let store = open_store_to_read(&settings).await?;
             // A misspelt name would otherwise list nothing and look like "no dead letters".
             if let Err(err) = known_route(store.as_ref(), &settings, route.as_deref()).await {
                 store.close().await;

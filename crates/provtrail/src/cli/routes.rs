@@ -95,6 +95,22 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     Ok(Arc::new(store))
 }
 
+/// Opens the store of `settings` to read only, failing when there is no database yet: as
+/// `export` and `search` open it, so that a store that cannot be written (a read-only copy, one
+/// a server holds busy) still lists its routes' deliveries. A store this build must bring up to
+/// date first is opened in full.
+pub async fn open_store_to_read(settings: &Settings) -> anyhow::Result<SharedStore> {
+    let path = settings.store.path.clone();
+    if has_database(&path) {
+        let reader =
+            tokio::task::spawn_blocking(move || SqliteStore::open_reader(&path, false)).await?;
+        if let Ok(Some(reader)) = reader {
+            return Ok(Arc::new(reader));
+        }
+    }
+    open_store(settings).await
+}
+
 pub async fn run(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         RoutesCommand::List { format, server } => list(&server, format).await,
@@ -112,7 +128,7 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
     let settings = settings(server)?;
     let routes = &settings.routes;
     let counts: Vec<RouteCounts> = if has_database(&settings.store.path) {
-        let store = open_store(&settings).await?;
+        let store = open_store_to_read(&settings).await?;
         let counts = store.route_counts().await?;
         store.close().await;
         counts
@@ -236,7 +252,7 @@ async fn test(
             (raw, 0, now, path.display().to_string())
         }
         (None, Some(id)) => {
-            let store = open_store(&settings).await?;
+            let store = open_store_to_read(&settings).await?;
             let detail = store.get_event(id).await?;
             store.close().await;
             let detail = detail.with_context(|| format!("there is no stored event {id}"))?;

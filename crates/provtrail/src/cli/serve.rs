@@ -18,7 +18,7 @@ pub struct ServerArgs {
     /// Address to listen on [default: 0.0.0.0:8080].
     #[arg(long, env = "PROVTRAIL_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// The database file [default: provtrail.db].
+    /// The database file [default: the configuration file's store.path, else provtrail.db].
     #[arg(long, env = "PROVTRAIL_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// A bearer token ISC may present (repeatable, or comma-separated in the environment).
