@@ -436,6 +436,20 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
             "next_cursor",
         ),
         ("/api/v1/events", &[("q", "?!")], "q", "letters or digits"),
+        // A vowel sign alone is no word (the search splits words at marks), nor is the
+        // private-use character that begins the index's own tokens.
+        (
+            "/api/v1/events",
+            &[("q", "\u{093E}")],
+            "q",
+            "letters or digits",
+        ),
+        (
+            "/api/v1/events",
+            &[("q", "\u{E000}")],
+            "q",
+            "letters or digits",
+        ),
         (
             "/api/v1/events",
             &[("tracking", "x")],

@@ -29,8 +29,19 @@ pub const MAX_COUNTED_ERROR_LEN: usize = 300;
 /// kept inside a word, it would make the word a phrase of several tokens, which the index
 /// cannot search.
 pub fn is_word_char(c: char) -> bool {
-    (c.is_alphanumeric() && !unicode_normalization::char::is_combining_mark(c))
-        || matches!(c, '\u{E000}'..='\u{F8FF}' | '\u{F0000}'..='\u{FFFFD}' | '\u{100000}'..='\u{10FFFD}')
+    (c.is_alphanumeric() && !unicode_normalization::char::is_combining_mark(c)) || is_private_use(c)
+}
+
+/// Whether `c` is a private-use character. The index's key tokens begin with one, so that no
+/// word of an event's text or of a query can be a key: both have them taken out.
+pub fn is_private_use(c: char) -> bool {
+    matches!(c, '\u{E000}'..='\u{F8FF}' | '\u{F0000}'..='\u{FFFFD}' | '\u{100000}'..='\u{10FFFD}')
+}
+
+/// Whether the free-text search counts `c`, typed in a query, as part of a word: as
+/// [`is_word_char`], but never a private-use character (see [`is_private_use`]).
+pub fn is_query_word_char(c: char) -> bool {
+    is_word_char(c) && !is_private_use(c)
 }
 
 /// The words of `text` as the free-text search looks for them: composed (NFC), then cut at

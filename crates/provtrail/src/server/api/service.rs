@@ -38,7 +38,8 @@ impl EventSearch {
         let (since, until) = params.range()?;
         let q = params.text("q")?;
         if let Some(q) = &q {
-            if !q.chars().any(char::is_alphanumeric) {
+            // As the search reads words: a vowel sign alone, or a private-use character, is none.
+            if !q.chars().any(crate::store::is_query_word_char) {
                 return Err(ApiError::invalid(
                     "q",
                     "`q` has no words to search for: give letters or digits",

@@ -104,7 +104,7 @@ impl Params {
 
     /// The search text, when it has words to search for (the API refuses one without).
     fn words(&self) -> Option<String> {
-        given(&self.q).filter(|q| q.chars().any(char::is_alphanumeric))
+        given(&self.q).filter(|q| q.chars().any(crate::store::is_query_word_char))
     }
 
     /// The result facet, when it is one.

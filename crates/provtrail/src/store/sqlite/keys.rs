@@ -142,7 +142,7 @@ fn push_token(out: &mut String, kind: KeyKind, value: &str) {
 /// The token value of a source and a result seen on the same account request: the source's case
 /// folded, the result's kept (see [`push_token`]).
 fn pair_value(source: &str, result: &str) -> String {
-    format!("{}\u{0}{}", source.trim().to_lowercase(), result.trim())
+    format!("{}\u{0}{}", value_key(source), result.trim())
 }
 
 /// The index document of an event: its key tokens, then its free text.
@@ -197,7 +197,21 @@ pub fn document(
         }
     }
     doc.push('\n');
-    doc.push_str(&composed(&fields.text));
+    // Without private-use characters, which begin the key tokens only: a word of an event's
+    // text must never be taken for a key (an event naming itself after another's tracking
+    // number's token would be found by it).
+    let text = composed(&fields.text);
+    if text.contains(crate::store::is_private_use) {
+        doc.extend(text.chars().map(|c| {
+            if crate::store::is_private_use(c) {
+                ' '
+            } else {
+                c
+            }
+        }));
+    } else {
+        doc.push_str(&text);
+    }
     doc
 }
 
@@ -264,7 +278,7 @@ fn words(q: &str) -> Vec<String> {
         let prefix = raw.ends_with('*');
         // Split like the index's tokenizer does: on anything that is not part of a word.
         let parts: Vec<&str> = raw
-            .split(|c: char| !crate::store::is_word_char(c))
+            .split(|c: char| !crate::store::is_query_word_char(c))
             .filter(|part| !part.is_empty())
             .collect();
         let last = parts.len().saturating_sub(1);
@@ -352,5 +366,41 @@ mod tests {
             token(KeyKind::SourceResult, &pair_value("Corp AD", "FAILED"))
         );
         assert_eq!(match_expression(&EventQuery::default()), None);
+        // The source's case is folded as in every other value filter, Greek final sigma too.
+        let pair = |source: &str| {
+            match_expression(&EventQuery {
+                source: Some(source.into()),
+                result: Some("FAILED".into()),
+                ..EventQuery::default()
+            })
+        };
+        assert_eq!(pair("οδοσ σύστημα"), pair("ΟΔΟΣ Σύστημα"));
+        assert_eq!(pair("οδοσ σύστημα"), pair("οδος σύστημα"));
+    }
+
+    #[test]
+    fn no_word_of_a_query_or_of_an_event_can_be_a_key_token() {
+        let tracking = token(KeyKind::Tracking, "tn-1");
+        // A query that types a key token, or the start of one, searches plain words.
+        let query = |q: &str| {
+            match_expression(&EventQuery {
+                q: Some(q.to_owned()),
+                ..EventQuery::default()
+            })
+            .unwrap()
+        };
+        assert_eq!(query("\u{E000}t*"), r#""t"*"#);
+        assert!(!query(&tracking).contains(MARK), "{}", query(&tracking));
+        // An event whose text holds another's key token has it as plain words only.
+        let fields = SearchFields {
+            text: format!("name {tracking}"),
+            ..SearchFields::default()
+        };
+        let doc = document(&fields, None, None);
+        assert_eq!(doc.matches(MARK).count(), 0, "{doc:?}");
+        assert!(
+            doc.ends_with(&format!("name  {}", &tracking[MARK.len_utf8()..])),
+            "{doc:?}"
+        );
     }
 }
