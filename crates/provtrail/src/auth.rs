@@ -27,6 +27,17 @@ pub enum AuthError {
     Repeated,
 }
 
+impl AuthError {
+    /// What is wrong, without the ingest endpoints' hint at the credentials they take (Basic
+    /// among them), for the APIs that take tokens only.
+    pub fn without_ingest_hint(&self) -> String {
+        match self {
+            AuthError::Missing => "no credentials".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The credentials a listener accepts. Several of each kind may be configured at once, so that a
 /// secret can be rotated without downtime.
 #[derive(Clone, Default)]

@@ -94,6 +94,19 @@ async fn only_read_tokens_open_the_api_and_the_document_is_public() {
     let document = get(&server, "/api/v1/openapi.json", &[], None).await;
     assert_eq!(document.status, 200);
     assert_eq!(document.json()["openapi"], "3.1.0");
+    // It takes no parameter, and says so as every endpoint does.
+    let answer = get(&server, "/api/v1/openapi.json", &[("x", "1")], None).await;
+    assert_eq!(refusal(&answer, 400)["parameter"], "x");
+    // The APIs take tokens only: a refusal does not offer the ingest's Basic credentials.
+    for path in ["/api/v1/events", "/api/v1/routes"] {
+        let answer = get(&server, path, &[], None).await;
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(
+            !answer.text().contains("Basic"),
+            "{path}: {}",
+            answer.text()
+        );
+    }
 }
 
 #[tokio::test]
@@ -564,7 +577,12 @@ async fn bad_parameters_are_400_naming_the_parameter_and_what_is_accepted() {
     }
     // Escapes that do not decode to UTF-8 are refused, naming their parameter, not searched for
     // as U+FFFD; UTF-8 escapes and `+` for a space are read as forms write them.
-    for (raw, parameter) in [("identity=%FF", "identity"), ("q=ok&source=%C3", "source")] {
+    for (raw, parameter) in [
+        ("identity=%FF", "identity"),
+        ("q=ok&source=%C3", "source"),
+        // A name that does not decode is a parameter too, shown as best it can be.
+        ("%FF=1", "\u{FFFD}"),
+    ] {
         let answer = client()
             .get(format!("{}?{raw}", server.url("/api/v1/events")))
             .bearer_auth(READ)

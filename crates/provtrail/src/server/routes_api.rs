@@ -93,8 +93,9 @@ fn access(parts: &Parts, state: &AppState) -> Access {
 
 fn unauthorized(err: AuthError) -> ApiError {
     ApiError::unauthorized(format!(
-        "{err}: the routes API needs a read token (or an admin token) as Authorization: Bearer \
-         <token>; ingest credentials are not accepted"
+        "{}: the routes API needs a read token (or an admin token) as Authorization: Bearer \
+         <token>; ingest credentials are not accepted",
+        err.without_ingest_hint()
     ))
 }
 

@@ -51,9 +51,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryPairs {
             }
             let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
             let name = decode(name).ok_or_else(|| {
-                ApiError::invalid_body(
-                    "the query string cannot be read: a parameter's name is not UTF-8 once \
-                     decoded",
+                let shown = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                ApiError::invalid(
+                    &shown,
+                    format!("the parameter name `{shown}` is not UTF-8 once its percent-escapes are decoded"),
                 )
             })?;
             let value = decode(value).ok_or_else(|| {

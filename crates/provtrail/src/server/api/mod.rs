@@ -162,21 +162,21 @@ impl axum::extract::FromRequestParts<AppState> for ReadAccess {
             .map(|()| ReadAccess)
             .map_err(|err| {
                 crate::server::guesses::note_refused(state, parts, &err);
-                // Not the ingest message, which offers Basic credentials too.
-                let err = match err {
-                    crate::auth::AuthError::Missing => "no credentials".to_owned(),
-                    other => other.to_string(),
-                };
                 ApiError::unauthorized(format!(
-                    "{err}: the read API needs a read token (Authorization: Bearer <token>); \
+                    "{}: the read API needs a read token (Authorization: Bearer <token>); \
                      ingest credentials are not accepted, nor admin tokens (they open the \
-                     routes API only)"
+                     routes API only)",
+                    err.without_ingest_hint()
                 ))
             })
     }
 }
 
-async fn openapi_document() -> Response {
+async fn openapi_document(query: handlers::Pairs) -> Response {
+    // As every other endpoint, it refuses a parameter it does not have.
+    if let Err(err) = handlers::no_parameters(query) {
+        return err.into_response();
+    }
     ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
