@@ -429,18 +429,19 @@ pub struct FilterTest {
     pub since: Option<Millis>,
 }
 
-/// Evaluates `filter` on every stored event received since `since` (newest first), counting the
-/// matches and keeping the first `examples`.
+/// Evaluates `filter` on every stored event received in `(since, until)` (newest first; either
+/// bound may be open), counting the matches and keeping the first `examples`.
 pub async fn test_filter(
     store: &dyn Store,
     filter: &Path,
-    since: Option<Millis>,
+    (since, until): (Option<Millis>, Option<Millis>),
     examples: usize,
     budget: Budget,
 ) -> Result<FilterTest, SearchError> {
     let started = Instant::now();
     let mut query = EventQuery {
         since,
+        until,
         limit: 500,
         ..EventQuery::default()
     };

@@ -1164,6 +1164,48 @@ async fn an_event_received_in_the_future_is_counted_and_listed_alike() {
     let all = page(&server, &cookie, "/?range=all").await;
     assert!(all.contains("track-1") && all.contains("track-2"), "{all}");
     assert!(all.contains("2 events stored"), "{all}");
+    // The playground tests a filter on the events the list holds for the same range.
+    let day = page(&server, &cookie, "/playground?filter=%24&range=24h").await;
+    assert!(day.contains(r#"data-matched="1""#), "{day}");
+    let all = page(&server, &cookie, "/playground?filter=%24&range=all").await;
+    assert!(all.contains(r#"data-matched="2""#), "{all}");
+}
+
+#[tokio::test]
+async fn no_link_leads_to_a_list_that_cannot_be_filtered_as_it_says() {
+    let server = start().await;
+    let cookie = sign_in(&server).await;
+    // Values longer than the list filters on, and an error without a word to search for.
+    let long_source = "S".repeat(1_500);
+    let mut long = event(1, &long_source, "FAILED", Some("🚀🚀 !!!"));
+    long["trackingNumber"] = json!("T".repeat(1_500));
+    long["recipient"]["id"] = json!("R".repeat(1_500));
+    let id = post_event(&server, long).await;
+    post_event(
+        &server,
+        event(2, "Workday", "FAILED", Some("Timeout talking to it")),
+    )
+    .await;
+
+    let html = page(&server, &cookie, &format!("/event/{id}")).await;
+    assert!(!html.contains(r#"href="/?number="#), "{html}");
+    assert!(!html.contains(r#"href="/?identity="#), "{html}");
+    let failures = page(&server, &cookie, "/failures").await;
+    assert!(!failures.contains(r#"href="/?source=SSS"#), "{failures}");
+    assert!(
+        failures.contains(r#"href="/?source=Workday&amp;result=FAILED"#),
+        "{failures}"
+    );
+    // The error with words links to its search; the one without is not linked at all.
+    assert!(failures.contains(r#"href="/?q=Timeout"#), "{failures}");
+    assert!(!failures.contains(r#"href="/?range="#), "{failures}");
+    let list = page(&server, &cookie, "/").await;
+    assert!(
+        !list.contains(&format!(r#"value="{long_source}""#)),
+        "the facet offers it"
+    );
+    assert!(!list.contains(r#"href="/?identity=RRR"#));
+    assert!(list.contains(r#"href="/?identity=id-2""#), "{list}");
 }
 
 /// Stores `body` as `provtrail ingest` restores a line of an export: with the receipt time

@@ -45,12 +45,12 @@ pub fn is_query_word_char(c: char) -> bool {
 }
 
 /// The words of `text` as the free-text search looks for them: composed (NFC), then cut at
-/// every character that is not part of a word ([`is_word_char`]).
+/// every character that is not part of a word typed in a query ([`is_query_word_char`]).
 pub fn text_words(text: &str) -> Vec<String> {
     use unicode_normalization::UnicodeNormalization as _;
     let composed: String = text.nfc().collect();
     composed
-        .split(|c: char| !is_word_char(c))
+        .split(|c: char| !is_query_word_char(c))
         .filter(|word| !word.is_empty())
         .map(str::to_owned)
         .collect()

@@ -279,7 +279,7 @@ pub async fn filter_test(
     let result = search::test_filter(
         store,
         &filter,
-        since,
+        (since, None),
         examples as usize,
         Budget::FILTER_TEST,
     )

@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use provtrail_model::AccountRequest;
 
-use super::layout::{self, Clip, Nav, badge, link, time};
+use super::layout::{self, Clip, Nav, badge, time};
 use super::routes::{event_delivery_table, test_href};
 use super::{AppState, PageError, Viewer};
 use crate::server::api::routes::{self, RouteDeliveryList};
@@ -138,18 +138,18 @@ fn render(detail: &EventDetail, deliveries: &RouteDeliveries) -> Markup {
             h2 #summary { "Summary" }
             dl.summary-grid {
                 dt { "Tracking number" }
-                dd { a.mono href=(link("/", &[("number", &event.tracking_number)])) { (Clip(&event.tracking_number)) } }
+                dd { (layout::events_link(&[("number", &event.tracking_number)], html! { span.mono { (Clip(&event.tracking_number)) } })) }
                 dt { "Action" } dd { (optional(event.action.as_deref())) }
                 dt { "Recipient" }
                 dd {
-                    a href=(link("/", &[("identity", &event.recipient_id)])) { (Clip(&event.recipient_name)) }
+                    (layout::events_link(&[("identity", &event.recipient_id)], html! { (Clip(&event.recipient_name)) }))
                     " " span.mono.muted { (Clip(&event.recipient_id)) }
                 }
                 dt { "Requester" }
                 dd {
                     @match (&event.requester_name, &event.requester_id) {
                         (Some(name), Some(id)) => {
-                            a href=(link("/", &[("identity", id)])) { (Clip(name)) } " " span.mono.muted { (Clip(id)) }
+                            (layout::events_link(&[("identity", id)], html! { (Clip(name)) })) " " span.mono.muted { (Clip(id)) }
                         }
                         (name, id) => { (optional(name.as_deref().or(id.as_deref()))) }
                     }

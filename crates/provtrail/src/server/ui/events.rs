@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::PageQuery;
 use super::layout::{self, Nav, badge, link, number, shorten, time};
 use super::{
-    AppState, PageError, Viewer, cursor, given, html_response, not_applied, range_name,
-    range_options, range_since,
+    AppState, PageError, Viewer, cursor, given, html_response, not_applied, range_bounds,
+    range_name, range_options,
 };
 use crate::server::api::params::MAX_TEXT;
 use crate::store::{EventQuery, EventSummary, Page, StatsQuery, Store};
@@ -147,6 +147,7 @@ impl Params {
     }
 
     fn query(&self, now: i64) -> EventQuery {
+        let (since, until) = range_bounds(&self.range(), now);
         EventQuery {
             q: self.words(),
             result: self.result(),
@@ -155,13 +156,8 @@ impl Params {
             identity: given(&self.identity),
             tracking_number: given(&self.number),
             ticket_id: given(&self.ticket),
-            // The hours the counts above the list are made of (hourly rollups): from the start
-            // of the range's first hour to the end of the current one, so that the list holds
-            // what is counted. An event received further "in the future" (restored from a
-            // machine whose clock ran ahead) is listed under "all time", as it is counted there.
-            since: range_since(&self.range(), now).map(|since| since.div_euclid(HOUR) * HOUR),
-            until: range_since(&self.range(), now)
-                .map(|_| (now + HOUR - 1).div_euclid(HOUR) * HOUR),
+            since,
+            until,
             before_id: cursor(&self.before),
             limit: PAGE_SIZE,
             ..EventQuery::default()
@@ -196,9 +192,6 @@ fn narrows(query: &EventQuery) -> bool {
     .any(Option::is_some)
 }
 
-/// An hour in milliseconds: the grain of the counts.
-const HOUR: i64 = 3_600_000;
-
 /// Events for `query`; a "number" that is no tracking number is tried as an invocation id.
 async fn find(store: &dyn Store, mut query: EventQuery) -> Result<Page<EventSummary>, PageError> {
     let page = store.search_events(&query, false).await?;
@@ -219,8 +212,12 @@ fn row(event: &EventSummary) -> Markup {
             td.nowrap data-label=(HEAD[0]) { (time(event.received_at)) }
             td data-label=(HEAD[1]) { a.mono href=(href) { (shorten(&event.tracking_number, 36)) } }
             td data-label=(HEAD[2]) {
-                a href=(link("/", &[("identity", &event.recipient_id)])) title=(event.recipient_id) {
-                    (shorten(&event.recipient_name, 40))
+                @if layout::filterable(&event.recipient_id) {
+                    a href=(link("/", &[("identity", &event.recipient_id)])) title=(event.recipient_id) {
+                        (shorten(&event.recipient_name, 40))
+                    }
+                } @else {
+                    span title=(event.recipient_id) { (shorten(&event.recipient_name, 40)) }
                 }
             }
             td data-label=(HEAD[3]) { (shorten(&event.sources, 48)) }
@@ -306,7 +303,13 @@ pub async fn page(
     let ignored = params.ignored();
     let source = given(&params.source).unwrap_or_default();
     let mut source_options: Vec<(&str, &str)> = vec![("", "Any source")];
-    source_options.extend(sources.iter().map(|name| (name.as_str(), name.as_str())));
+    // A source the list cannot filter on is not offered (see `layout::filterable`).
+    source_options.extend(
+        sources
+            .iter()
+            .filter(|name| layout::filterable(name))
+            .map(|name| (name.as_str(), name.as_str())),
+    );
     if !source.is_empty() && !sources.contains(&source) {
         source_options.push((source.as_str(), source.as_str()));
     }

@@ -8,7 +8,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::PageQuery;
-use super::layout::{self, Nav, link, number, percent, shorten};
+use super::layout::{self, Nav, number, percent, shorten};
 use super::{AppState, PageError, Viewer, given, not_applied};
 use crate::store::{Bucket, MAX_COUNTED_ERROR_LEN, StatsQuery};
 
@@ -105,7 +105,7 @@ pub async fn page(
                 (layout::table("Sources by failures", &["Source", "Failed", "Requests", "Failure rate"], html! {
                     @for source in stats.sources.iter().filter(|s| s.requests.total() > 0) {
                         tr {
-                            td { a href=(link("/", &[("source", &source.source), ("result", "FAILED"), ("range", range_for_events(range))])) { (shorten(&source.source, 80)) } }
+                            td { (layout::events_link(&[("source", &source.source), ("result", "FAILED"), ("range", range_for_events(range))], html! { (shorten(&source.source, 80)) })) }
                             td.num { (number(source.requests.failed)) }
                             td.num { (number(source.requests.total())) }
                             td.num {
@@ -129,11 +129,13 @@ pub async fn page(
                     (layout::table("Most frequent errors", &["Error", "Events"], html! {
                         @for error in &stats.top_errors {
                             tr {
-                                td { a href=(link("/", &[("q", &search_words(&error.message)), ("range", range_for_events(range))])) {
+                                // A message without words to search for is not linked: the
+                                // list would hold every event.
+                                td { (layout::events_link(&[("q", &search_words(&error.message)), ("range", range_for_events(range))], html! {
                                     (layout::ClipText(&error.message))
                                     // The counts keep the start of a long message: said so.
                                     @if counted_cut(&error.message) { "…" }
-                                } }
+                                })) }
                                 td.num { (number(error.events)) }
                             }
                         }
@@ -167,7 +169,7 @@ fn search_words(message: &str) -> String {
     // Cut as the search cuts them: a word cut anywhere else (at an accent of a decomposed
     // letter, inside a word of an Indic script) would not be found, or fail as a phrase.
     let mut words = crate::store::text_words(message);
-    let cut_last = counted_cut(message) && message.ends_with(crate::store::is_word_char);
+    let cut_last = counted_cut(message) && message.ends_with(crate::store::is_query_word_char);
     let last = if cut_last { words.pop() } else { None };
     let mut seen = std::collections::HashSet::new();
     words.retain(|word| seen.insert(word.to_lowercase()));

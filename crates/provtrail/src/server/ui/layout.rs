@@ -216,6 +216,23 @@ pub fn link(path: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
+/// Whether the events list can filter on `value`: not empty, and no longer than the read API
+/// takes a text filter ([`MAX_TEXT`](crate::server::api::params::MAX_TEXT) characters). The list
+/// leaves out a filter it cannot apply, so a link with such a value would list every event.
+pub fn filterable(value: &str) -> bool {
+    !value.is_empty() && value.chars().count() <= crate::server::api::params::MAX_TEXT
+}
+
+/// `body` as a link to the events list filtered by `pairs`, or alone when one of the values
+/// is not [`filterable`]: a link must not list other events than it names.
+pub fn events_link(pairs: &[(&str, &str)], body: Markup) -> Markup {
+    if pairs.iter().all(|(_, value)| filterable(value)) {
+        html! { a href=(link("/", pairs)) { (body) } }
+    } else {
+        body
+    }
+}
+
 /// A table inside a container that scrolls sideways on narrow screens, so that the page never
 /// does.
 pub fn table(caption: &str, head: &[&str], rows: Markup) -> Markup {

@@ -508,6 +508,24 @@ fn range_since(range: &str, now: i64) -> Option<i64> {
         .and_then(|(_, _, length)| length.map(|length| now - length))
 }
 
+/// An hour in milliseconds: the grain of the counts.
+const HOUR: i64 = 3_600_000;
+
+/// The events a range of the events list holds, as `(since, until)`: the hours the counts
+/// above the list are made of (hourly rollups), from the start of the range's first hour to
+/// the end of the current one, so that the list holds what is counted. An event received
+/// further "in the future" (restored from a machine whose clock ran ahead) is under "all time"
+/// (no bounds), as it is counted there. The playground tests a filter on the same events.
+fn range_bounds(range: &str, now: i64) -> (Option<i64>, Option<i64>) {
+    match range_since(range, now) {
+        Some(since) => (
+            Some(since.div_euclid(HOUR) * HOUR),
+            Some((now + HOUR - 1).div_euclid(HOUR) * HOUR),
+        ),
+        None => (None, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::visible_html;

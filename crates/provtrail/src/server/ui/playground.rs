@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::PageQuery;
 use super::layout::{self, Nav, badge, link, number, shorten, time};
 use super::{
-    AppState, PageError, Viewer, given, html_response, not_applied, range_name, range_options,
-    range_since,
+    AppState, PageError, Viewer, given, html_response, not_applied, range_bounds, range_name,
+    range_options,
 };
 use crate::search::{self, Budget, SearchError};
 
@@ -148,11 +148,12 @@ async fn result(state: &AppState, params: &Params) -> Result<Markup, PageError> 
         Err(err @ SearchError::Busy) => return Err(PageError::Busy(err.to_string())),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let since = range_since(&params.range(), now);
+    // The events the list holds for the same range, so that the two say the same count.
+    let (since, until) = range_bounds(&params.range(), now);
     let outcome = search::test_filter(
         state.store.as_ref(),
         &compiled,
-        since,
+        (since, until),
         EXAMPLES,
         params.budget(),
     )
