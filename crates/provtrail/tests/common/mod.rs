@@ -673,13 +673,16 @@ pub fn authorized_post(path: &str, body: &[u8]) -> Vec<u8> {
 
 /// Runs provtrail with standard output a pipe that nobody reads: every write to it fails.
 pub fn run_into_closed_pipe(args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+    // The reading end is closed before the command starts: closed after, a quick command could
+    // write its whole report into the pipe first, and see no closed pipe at all.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(args)
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     let output = child.wait_with_output().unwrap();
     (
         output.status.code().unwrap_or(-1),
