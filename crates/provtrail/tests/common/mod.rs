@@ -674,12 +674,13 @@ pub fn authorized_post(path: &str, body: &[u8]) -> Vec<u8> {
 /// Runs provtrail with standard output a pipe that nobody reads: every write to it fails.
 pub fn run_into_closed_pipe(args: &[&str]) -> (i32, String) {
     // The reading end is closed before the command starts: closed after, a quick command could
-    // write its whole report into the pipe first, and see no closed pipe at all.
-    let (reader, writer) = std::io::pipe().unwrap();
+    // write its whole report into the pipe first, and see no closed pipe at all. (A socket pair
+    // fails a write the same way, with EPIPE.)
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
     drop(reader);
     let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(args)
-        .stdout(writer)
+        .stdout(std::os::fd::OwnedFd::from(writer))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
