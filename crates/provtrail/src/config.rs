@@ -319,12 +319,7 @@ fn element_named(text: &str, before: &[Option<String>], table: &str) -> Option<S
         .get(index)?
         .get("name")?
         .as_str()?;
-    let shown = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    shown.then(|| format!("{array}.{name}{rest}"))
+    crate::routes::is_route_name(name).then(|| format!("{array}.{name}{rest}"))
 }
 
 /// Each line of a TOML text as its code: strings emptied (their quotes kept) and comments left

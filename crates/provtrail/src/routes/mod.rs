@@ -355,6 +355,19 @@ pub struct Routes {
 /// Longest route name.
 const MAX_NAME_LEN: usize = 64;
 
+/// Whether `name` is one a route can have: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`,
+/// `_` or `.`, and not `.` or `..`, which would be the route's path in the API and the web UI
+/// (`/routes/{name}`), where they mean this folder and the one above. Not trimmed: the name
+/// written is the one the commands, the API and the metrics use.
+pub fn is_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !matches!(name, "." | "..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 fn invalid(route: &str, setting: &str, message: impl Into<String>) -> ConfigError {
     let setting = if setting.is_empty() {
         format!("routes.{route}")
@@ -538,14 +551,7 @@ impl Routes {
                     ),
                 });
             }
-            // `.` and `..` would be the route's path in the API and the web UI
-            // (`/routes/{name}`), where they mean this folder and the one above.
-            if name.len() > MAX_NAME_LEN
-                || matches!(name, "." | "..")
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
+            if !is_route_name(name) {
                 return Err(ConfigError::Invalid {
                     setting: "routes.name".into(),
                     message: format!(
