@@ -50,7 +50,7 @@ impl JavaRegex {
     pub(crate) fn compile(source: &str, flags: &str) -> Result<JavaRegex, String> {
         let java = java_repetitions(source, flags)?;
         let initial = Flags::from_letters(flags);
-        let body = translate(&java, initial);
+        let body = translate(&java, initial)?;
         let full = match rust_flags(flags, initial.unix_lines) {
             None => format!(r"\A(?:{body})\z"),
             Some(prefix) => format!(r"(?{prefix})\A(?:{body})\z"),
@@ -332,6 +332,62 @@ fn java_property(name: &str, unicode_classes: bool) -> Option<&'static str> {
     Some(if unicode_classes { posix.1 } else { posix.0 })
 }
 
+/// The inside of a bracket class for a Java `\p{name}` that [`java_property`] does not cover and
+/// that is no `Is…` name: the names `Pattern` takes without a prefix (the general categories and
+/// their groups, `LC`, `LD`, `L1`, `all`, the rest of the `java…` classes) and the `gc=`,
+/// `general_category=`, `sc=` and `script=` forms. Java's error for any other name: it refuses
+/// `\p{Latin}` (a script needs `Is` or `sc=`), which the `regex` crate would take.
+fn java_named_property(name: &str) -> Result<String, String> {
+    const CATEGORIES: [&str; 37] = [
+        "Cn", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Me", "Mc", "Nd", "Nl", "No", "Zs", "Zl", "Zp",
+        "Cc", "Cf", "Co", "Cs", "Pd", "Ps", "Pe", "Pc", "Po", "Sm", "Sc", "Sk", "So", "Pi", "Pf",
+        "L", "M", "N", "Z", "C", "P", "S",
+    ];
+    /// Java's `Character.isIdentifierIgnorable`.
+    const IGNORABLE: &str = r"\x00-\x08\x0E-\x1B\x7F-\x9F\p{Cf}";
+    if let Some((key, value)) = name.split_once('=') {
+        return match key {
+            "gc" | "general_category" => java_property(value, false)
+                .map(str::to_owned)
+                .map_or_else(|| java_named_property(value), Ok)
+                .map_err(|_| format!("Unknown character property name {{{value}}}")),
+            "sc" | "script" if !value.is_empty() => Ok(format!(r"\p{{sc={value}}}")),
+            "blk" | "block" => Err(format!(
+                "Unicode blocks ({{{name}}}) are not supported; use a script (sc=) or a range"
+            )),
+            _ => Err(format!(
+                "Unknown Unicode property {{name=<{key}>, value=<{value}>}}"
+            )),
+        };
+    }
+    if CATEGORIES.contains(&name) || name == "LC" {
+        return Ok(format!(r"\p{{{name}}}"));
+    }
+    Ok(match name {
+        "LD" => r"\p{L}\p{Nd}".to_owned(),
+        "L1" => r"\x00-\xFF".to_owned(),
+        "all" => r"\s\S".to_owned(),
+        "javaTitleCase" => r"\p{Lt}".to_owned(),
+        "javaMirrored" => r"\p{Bidi_Mirrored}".to_owned(),
+        "javaDefined" => r"\P{Cn}".to_owned(),
+        "javaIdeographic" => r"\p{Ideographic}".to_owned(),
+        "javaISOControl" => r"\x00-\x1F\x7F-\x9F".to_owned(),
+        "javaIdentifierIgnorable" => IGNORABLE.to_owned(),
+        "javaJavaIdentifierStart" => r"\p{L}\p{Nl}\p{Sc}\p{Pc}".to_owned(),
+        "javaJavaIdentifierPart" => {
+            format!(r"\p{{L}}\p{{Sc}}\p{{Pc}}\p{{Nd}}\p{{Nl}}\p{{Mc}}\p{{Mn}}{IGNORABLE}")
+        }
+        "javaUnicodeIdentifierStart" => r"\p{ID_Start}".to_owned(),
+        "javaUnicodeIdentifierPart" => format!(r"\p{{ID_Continue}}{IGNORABLE}"),
+        _ if name.starts_with("In") => {
+            return Err(format!(
+                "Unicode blocks ({{{name}}}) are not supported; use a script (IsLatin) or a range"
+            ));
+        }
+        _ => return Err(format!("Unknown character property name {{{name}}}")),
+    })
+}
+
 /// Repetitions as `java.util.regex.Pattern` reads them, where the `regex` crate reads them
 /// otherwise: an error for a quantifier on a quantifier (`a**`, `a+*`, `a{2}*`, `a???`: Java
 /// allows one `?` after a quantifier, its reluctant form, and nothing after that; its possessive
@@ -498,7 +554,7 @@ fn java_repetitions(src: &str, flags: &str) -> Result<String, String> {
         .collect())
 }
 
-fn translate(src: &str, initial: Flags) -> String {
+fn translate(src: &str, initial: Flags) -> Result<String, String> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = String::with_capacity(src.len() + 8);
     let mut i = 0;
@@ -616,32 +672,51 @@ fn translate(src: &str, initial: Flags) -> String {
                             push_code(&mut out, value, flags, class_depth);
                         }
                     }
-                    'p' | 'P' if chars.get(i) == Some(&'{') => {
-                        let close = chars[i..].iter().position(|&c| c == '}');
-                        let name: String = match close {
-                            Some(end) => chars[i + 1..i + end].iter().collect(),
-                            None => String::new(),
+                    'p' | 'P' => {
+                        // `\p{name}`, or `\pL` with a one-letter name; the name is read whole
+                        // here, never by the rest of the translation (which would take the `s`
+                        // of `\p{Sc}` for a letter to match without case).
+                        let (name, read): (String, usize) = if chars.get(i) == Some(&'{') {
+                            match chars[i..].iter().position(|&c| c == '}') {
+                                Some(end) => (chars[i + 1..i + end].iter().collect(), end + 1),
+                                None => {
+                                    return Err(format!(
+                                        "Unclosed character family near index {i}"
+                                    ));
+                                }
+                            }
+                        } else {
+                            match chars.get(i) {
+                                Some(c) => (c.to_string(), 1),
+                                None => {
+                                    return Err(format!("Illegal character family near index {i}"));
+                                }
+                            }
                         };
+                        let at = i + read - 1;
                         let negated = n == 'P';
-                        if let (Some(end), Some(inside)) =
-                            (close, java_property(&name, flags.unicode_classes))
-                        {
+                        if let Some(inside) = java_property(&name, flags.unicode_classes) {
                             out.push_str(if negated { "[^" } else { "[" });
                             out.push_str(inside);
                             out.push(']');
-                            i += end + 1;
-                        } else if let (Some(end), Some(rest)) = (
-                            close,
-                            name.strip_prefix("Is").filter(|rest| !rest.is_empty()),
-                        ) {
+                        } else if let Some(rest) =
+                            name.strip_prefix("Is").filter(|rest| !rest.is_empty())
+                        {
                             // `\p{IsLatin}`, `\p{IsAlphabetic}`: a script or property by name.
                             out.push_str(&format!("\\{n}{{{rest}}}"));
-                            i += end + 1;
                         } else {
-                            out.push('\\');
-                            out.push(n);
+                            let inside = java_named_property(&name)
+                                .map_err(|why| format!("{why} near index {at}"))?;
+                            out.push_str(if negated { "[^" } else { "[" });
+                            out.push_str(&inside);
+                            out.push(']');
                         }
+                        i += read;
                     }
+                    // A backslash before any other ASCII character that is not a letter or a
+                    // digit: the character itself in Java, where the `regex` crate reads some
+                    // (`\<`, `\>`) as assertions.
+                    n if n.is_ascii_punctuation() || n == ' ' => push_literal(&mut out, n),
                     _ => {
                         out.push('\\');
                         out.push(n);
@@ -689,7 +764,25 @@ fn translate(src: &str, initial: Flags) -> String {
                 // flag groups that change nothing; `(?:` is a plain group.
                 let flag_group = chars.get(i) == Some(&'?')
                     && (ends == Some(')') || (!letters.is_empty() && ends == Some(':')));
-                if flag_group {
+                // `(?<name>`: the name is copied whole (its letters are no text to match).
+                let named = chars.get(i) == Some(&'?')
+                    && chars.get(i + 1) == Some(&'<')
+                    && chars.get(i + 2).is_some_and(char::is_ascii_alphabetic);
+                if named {
+                    let length = chars[i + 2..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .count();
+                    if chars.get(i + 2 + length) != Some(&'>') {
+                        return Err(format!(
+                            "named capturing group is missing trailing '>' near index {}",
+                            i + 2 + length
+                        ));
+                    }
+                    out.push('(');
+                    out.extend(&chars[i..i + 3 + length]);
+                    i += 3 + length;
+                } else if flag_group {
                     let changed = flags.with(&letters);
                     let passed = rust_flags(&letters, changed.unix_lines);
                     i += 1 + letters.len() + 1;
@@ -768,7 +861,7 @@ fn translate(src: &str, initial: Flags) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

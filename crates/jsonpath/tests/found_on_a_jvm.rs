@@ -108,3 +108,93 @@ fn strings_in_a_literal_list_are_read_as_json_smart_reads_them() {
     let cut = provtrail_jsonpath::compile(r"$[?(@.id nin ['a\x4'])]").unwrap();
     assert!(cut.evaluate(&id("b")).is_err());
 }
+
+/// A property name is read whole, also when the filter ignores case: `\p{Sc}/i` is the currency
+/// symbols, not `\p{` followed by a letter `S` of either case.
+#[test]
+fn property_names_and_group_names_are_read_whole_when_case_is_ignored() {
+    for (pattern, text) in [
+        (r"\p{Sc}", "$"),
+        (r"\p{Sm}", "+"),
+        (r"\p{Sk}", "^"),
+        (r"\p{So}", "©"),
+        (r"\p{S}", "€"),
+        (r"\pS", "€"),
+        (r"\PS", "a"),
+        (r"\p{Ps}", "("),
+        (r"\p{Zs}", " "),
+        (r"\p{sc=Latin}", "k"),
+        (r"\p{script=Greek}", "σ"),
+        (r"\p{gc=Sc}", "$"),
+        (r"\p{general_category=Sk}", "^"),
+        (r"\p{IsSc}", "$"),
+        (r"\p{LD}", "7"),
+        (r"\p{L1}", "ÿ"),
+        (r"\p{all}", "\n"),
+        (r"(?<s>a)b", "AB"),
+        (r"(?<key>s)", "S"),
+    ] {
+        let filter = format!("$[?(@.s =~ /{pattern}/i)]");
+        let doc = json!([{ "s": text }]);
+        assert!(matches(&filter, &doc), "{filter} on {text:?}");
+    }
+    // Case is still ASCII's for the letters around them.
+    assert!(!matches(r"$[?(@.s =~ /\p{Sc}s/i)]", &json!([{"s": "$ſ"}])));
+    assert!(matches(r"$[?(@.s =~ /\p{Sc}s/i)]", &json!([{"s": "$S"}])));
+}
+
+/// `Pattern` takes the general categories and the `java…` classes by name, and refuses other
+/// names (a script needs `Is` or `sc=`).
+#[test]
+fn java_property_names_are_those_pattern_takes() {
+    for (pattern, text, expected) in [
+        (r"\p{javaTitleCase}", "ǅ", true),
+        (r"\p{javaMirrored}", "(", true),
+        (r"\p{javaMirrored}", "a", false),
+        (r"\p{javaDefined}", "a", true),
+        (r"\p{javaIdeographic}", "中", true),
+        (r"\p{javaISOControl}", "\u{85}", true),
+        (r"\p{javaIdentifierIgnorable}", "\u{200B}", true),
+        (r"\p{javaJavaIdentifierStart}", "$", true),
+        (r"\p{javaJavaIdentifierStart}", "1", false),
+        (r"\p{javaJavaIdentifierPart}", "1", true),
+        (r"\p{javaUnicodeIdentifierStart}", "a", true),
+        (r"\p{javaUnicodeIdentifierPart}", "_", true),
+        (r"\p{LC}", "a", true),
+        (r"\p{LC}", "ª", false),
+    ] {
+        let filter = format!("$[?(@.s =~ /{pattern}/)]");
+        assert_eq!(
+            matches(&filter, &json!([{ "s": text }])),
+            expected,
+            "{filter} on {text:?}"
+        );
+    }
+    for pattern in [
+        r"\p{Latin}",
+        r"\p{Greek}",
+        r"\p{Lowercase_Letter}",
+        r"\p{Currency_Symbol}",
+        r"\p{InGreek}",
+        r"\p{blk=Greek}",
+        r"\p{foo=bar}",
+        r"\p{Sc",
+        r"\p",
+    ] {
+        let filter = format!("$[?(@.s =~ /{pattern}/)]");
+        assert!(
+            provtrail_jsonpath::compile(&filter).is_err(),
+            "{filter} compiled"
+        );
+    }
+}
+
+/// A backslash before an ASCII character that is not a letter or a digit is that character in
+/// Java: `\<` and `\>` are the angle brackets, not word boundaries.
+#[test]
+fn an_escaped_punctuation_character_is_itself() {
+    assert!(matches(r"$[?(@.s =~ /a\<b\>/)]", &json!([{"s": "a<b>"}])));
+    assert!(!matches(r"$[?(@.s =~ /.*\<b.*/)]", &json!([{"s": "a b"}])));
+    assert!(matches(r"$[?(@.s =~ /[\<]/)]", &json!([{"s": "<"}])));
+    assert!(matches(r"$[?(@.s =~ /\#\ \-/x)]", &json!([{"s": "# -"}])));
+}
