@@ -175,6 +175,12 @@ async fn a_compressed_body_is_415_and_kept_as_sent() {
         assert_eq!(answer.status, 415, "{encoding}: {}", answer.text());
         let error = answer.json()["error"].as_str().unwrap().to_owned();
         assert!(error.contains("content encoding"), "{encoding}: {error}");
+        // The answer says what the server does read (RFC 9110, section 15.5.16).
+        assert_eq!(
+            answer.headers.get("accept-encoding").map(String::as_str),
+            Some("identity"),
+            "{encoding}"
+        );
     }
     let kept = quarantine(&server.db);
     let raws: Vec<Vec<u8>> = kept.into_iter().map(|entry| entry.raw).collect();
@@ -191,6 +197,18 @@ async fn a_compressed_body_is_415_and_kept_as_sent() {
         .unwrap();
     let answer = Answer::read(response).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
+    // A 415 for the media type is not about codings.
+    let response = client
+        .post(server.url("/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/plain")
+        .body(event("inv-text"))
+        .send()
+        .await
+        .unwrap();
+    let answer = Answer::read(response).await;
+    assert_eq!(answer.status, 415, "{}", answer.text());
+    assert_eq!(answer.headers.get("accept-encoding"), None);
     server.shutdown().await;
 }
 

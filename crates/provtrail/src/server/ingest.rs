@@ -262,8 +262,11 @@ async fn handle(
     }
 
     let ingestor = state.ingestor.clone();
+    let encoding_refusal = unsupported_encoding(&headers);
+    // RFC 9110 (section 15.5.16): a 415 for a content coding says which codings are accepted.
+    let codings_refused = refusal.is_none() && encoding_refusal.is_some();
     let refusal = refusal
-        .or_else(|| unsupported_encoding(&headers))
+        .or(encoding_refusal)
         .or_else(|| two_content_types(&headers));
     let incoming = match (refusal, content_type.as_deref()) {
         (Some(Refusal { reason, message }), _) => {
@@ -370,7 +373,14 @@ async fn handle(
                     "errors": quarantine.errors,
                 })
             };
-            (status, Json(body)).into_response()
+            let mut response = (status, Json(body)).into_response();
+            if codings_refused {
+                response.headers_mut().insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
+            }
+            response
         }
         Err(err) => {
             let status = if err.is_transient() {
