@@ -556,20 +556,25 @@ async fn an_index_of_an_earlier_token_format_is_rebuilt() {
     let want = fixture.all(prod.clone()).await;
     assert_eq!(want.len(), 134);
     let path = fixture._dir.path().join("q.db");
-    fixture.store.close().await;
-    // An index that says it is complete, of the tokens of an earlier version (here: none).
     let mut index = path.clone().into_os_string();
     index.push(".search");
-    let conn = rusqlite::Connection::open(&index).unwrap();
-    conn.execute_batch(
-        "INSERT INTO events_index (events_index) VALUES ('delete-all');
-         DELETE FROM meta WHERE key = 'token_format';",
-    )
-    .unwrap();
-    drop(conn);
-    fixture.store =
-        SqliteStore::open(SqliteSettings::new(&path), Arc::new(Metrics::new())).unwrap();
-    assert_eq!(fixture.all(prod).await, want);
+    // An index that says it is complete, of the tokens of an earlier version (here: none): one
+    // made before the format was recorded, and one of format 2 (final sigma not folded in
+    // source-result pairs).
+    for earlier in [
+        "DELETE FROM meta WHERE key = 'token_format';",
+        "UPDATE meta SET value = 2 WHERE key = 'token_format';",
+    ] {
+        fixture.store.close().await;
+        let conn = rusqlite::Connection::open(&index).unwrap();
+        conn.execute_batch("INSERT INTO events_index (events_index) VALUES ('delete-all');")
+            .unwrap();
+        conn.execute_batch(earlier).unwrap();
+        drop(conn);
+        fixture.store =
+            SqliteStore::open(SqliteSettings::new(&path), Arc::new(Metrics::new())).unwrap();
+        assert_eq!(fixture.all(prod.clone()).await, want, "{earlier}");
+    }
 }
 
 /// Every search right after a store answered finds the event: many stores and searches

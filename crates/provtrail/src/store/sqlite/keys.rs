@@ -13,8 +13,9 @@
 
 /// The form of the tokens, recorded in the index: 1 for `x<kind><hex>` with every value
 /// lowercased, 2 for the private-use mark, results kept as they are, and every value and text
-/// in Unicode's composed form (NFC).
-pub const TOKEN_FORMAT: i64 = 2;
+/// in Unicode's composed form (NFC); 3 for source-result pairs whose values fold Greek final
+/// sigma as every other key does, and text whose private-use characters are read as spaces.
+pub const TOKEN_FORMAT: i64 = 3;
 
 /// The mark that starts every key token.
 const MARK: char = '\u{E000}';
