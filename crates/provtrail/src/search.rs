@@ -341,7 +341,9 @@ pub async fn search(
     let limit = query.limit.max(1);
     let mut candidates = query.clone();
     candidates.limit = 200;
-    let mut items = Vec::with_capacity(limit);
+    // One match past the page is looked for, so that a page whose last match is the last of
+    // all has no cursor (it would lead to an empty page) unless the budget ran out first.
+    let mut items = Vec::with_capacity(limit + 1);
     let mut scanned = 0u64;
     let deadline = started + budget.time;
     loop {
@@ -350,7 +352,7 @@ pub async fn search(
         let evaluated = evaluate(
             filter,
             page.items,
-            limit - items.len(),
+            limit + 1 - items.len(),
             deadline,
             scanned == 0,
         )
@@ -363,16 +365,15 @@ pub async fn search(
         }
         let out_of_time = evaluated.events.len() < fetched;
         let mut last_seen = None;
-        for (position, (event, matched)) in evaluated.events.into_iter().enumerate() {
+        for (event, matched) in evaluated.events {
             last_seen = Some(event.id);
             scanned += 1;
             if matched {
                 items.push(event);
-                if items.len() == limit {
-                    // More may match below this one, if there is any below it.
-                    let more = position + 1 < fetched || page.next_cursor.is_some();
+                if items.len() > limit {
+                    items.truncate(limit);
                     return Ok(SearchPage {
-                        next_cursor: items.last().map(|e| e.id).filter(|_| more),
+                        next_cursor: items.last().map(|e| e.id),
                         items,
                         scanned,
                         complete: true,
@@ -380,6 +381,8 @@ pub async fn search(
                 }
             }
         }
+        // A full page is complete however the search ends; only whether more match is open.
+        let full = items.len() == limit;
         if out_of_time {
             // Continue after the last event evaluated, or, when none of this page was, where
             // this page began: its events were not looked at.
@@ -387,7 +390,7 @@ pub async fn search(
                 items,
                 next_cursor: last_seen.or(candidates.before_id),
                 scanned,
-                complete: false,
+                complete: full,
             });
         }
         match page.next_cursor {
@@ -406,7 +409,7 @@ pub async fn search(
                         items,
                         next_cursor: last_seen.or(Some(cursor)),
                         scanned,
-                        complete: false,
+                        complete: full,
                     });
                 }
             }

@@ -1321,5 +1321,18 @@ async fn a_filtered_search_whose_last_match_fills_the_page_has_no_cursor() {
     )
     .await;
     assert!(body["next_cursor"].is_string(), "{body}");
+    // Every event but the oldest matches: a page of all the matches ends the search, although
+    // an event is left below its last.
+    let oldest = seeded.events[0].json["trackingNumber"].as_str().unwrap();
+    let filter = format!("$[?(@.trackingNumber != '{oldest}')]");
+    let body = read(
+        &server,
+        "/api/v1/events",
+        &[("filter", &filter), ("limit", &(all - 1).to_string())],
+    )
+    .await;
+    assert_eq!(body["items"].as_array().unwrap().len(), all - 1, "{body}");
+    assert_eq!(body["next_cursor"], Value::Null, "{body}");
+    assert_eq!(body["complete"], true, "{body}");
     server.shutdown().await;
 }
