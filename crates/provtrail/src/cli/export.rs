@@ -106,7 +106,7 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Csv => {
             let mut writer = csv::Writer::from_writer(out);
             writer
-                .write_record(CSV_HEADER)
+                .write_record(super::search::CSV_HEADER.iter().chain(&EXPORT_ONLY_COLUMNS))
                 .with_context(|| format!("cannot write to {shown}"))?;
             Output::Csv(Box::new(writer))
         }
@@ -412,24 +412,9 @@ fn jsonl_line(stored: &StoredEvent) -> Value {
     })
 }
 
-const CSV_HEADER: [&str; 16] = [
-    "id",
-    "received_at",
-    "tracking_number",
-    "invocation_id",
-    "channel",
-    "remote_addr",
-    "action",
-    "outcome",
-    "recipient_id",
-    "recipient_name",
-    "requester_name",
-    "sources",
-    "account_requests",
-    "failed",
-    "ticket_ids",
-    "errors",
-];
+/// The columns of an export past those of `provtrail search --format csv`, which it starts
+/// with, in the same order and under the same names: a script reads either.
+const EXPORT_ONLY_COLUMNS: [&str; 2] = ["remote_addr", "ticket_ids"];
 
 /// A cell a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return, after any spaces or line breaks, which some spreadsheets skip) gets a
@@ -471,12 +456,16 @@ fn csv_row(stored: &StoredEvent) -> Vec<String> {
         format_time(stored.receipt.received_at),
         stored.tracking_number.clone(),
         stored.invocation_id.clone().unwrap_or_default(),
-        stored.receipt.channel.clone().unwrap_or_default(),
-        stored.receipt.remote_addr.clone().unwrap_or_default(),
         text(&|e| e.action.as_deref().unwrap_or_default().to_owned()),
         stored.outcome.clone(),
         text(&|e| e.recipient.id.to_string()),
         text(&|e| e.recipient.name.to_string()),
+        text(&|e| {
+            e.requester
+                .as_option()
+                .map(|r| r.id.to_string())
+                .unwrap_or_default()
+        }),
         text(&|e| {
             e.requester
                 .as_option()
@@ -486,6 +475,10 @@ fn csv_row(stored: &StoredEvent) -> Vec<String> {
         text(&|e| e.sources.to_string()),
         text(&|e| e.account_requests.len().to_string()),
         text(&|e| e.counts().failed.to_string()),
+        stored.receipt.channel.clone().unwrap_or_default(),
+        text(&|e| e.error_messages().join(" | ")),
+        stored.receipt.received_at.to_string(),
+        stored.receipt.remote_addr.clone().unwrap_or_default(),
         // Blank ticket ids (ISC sends `""` for none at times) would only leave stray spaces.
         text(&|e| {
             e.ticket_ids()
@@ -494,7 +487,6 @@ fn csv_row(stored: &StoredEvent) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join(" ")
         }),
-        text(&|e| e.error_messages().join(" | ")),
     ]
     .into_iter()
     .map(spreadsheet_safe)

@@ -276,7 +276,8 @@ fn outcome(item: &EventItem) -> String {
     }
 }
 
-const CSV_HEADER: [&str; 16] = [
+/// The columns of `--format csv`, which an export's CSV starts with.
+pub(super) const CSV_HEADER: [&str; 16] = [
     "id",
     "received_at",
     "tracking_number",
