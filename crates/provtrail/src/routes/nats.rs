@@ -82,12 +82,12 @@ pub(super) fn build(
         .map_err(|err| SinkConfigError::new("subject", err.to_string()))?;
     if subject.is_empty()
         || subject.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
-        || subject.starts_with('.')
-        || subject.ends_with('.')
+        || subject.split('.').any(str::is_empty)
     {
         return Err(SinkConfigError::new(
             "subject",
-            "a subject to publish to has no spaces or wildcards (`*`, `>`)",
+            "a subject to publish to has no spaces, no wildcards (`*`, `>`) and no empty token \
+             (`a..b`, or a `.` at either end)",
         ));
     }
     if settings.create_stream && settings.stream.is_none() {
@@ -105,8 +105,29 @@ pub(super) fn build(
         }
     }
     let duplicate_window = match &settings.duplicate_window {
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|err| SinkConfigError::new("duplicate_window", err.to_string()))?,
+        // The window of a stream that exists is the stream's own: this one would be ignored.
+        Some(_) if !settings.create_stream => {
+            return Err(SinkConfigError::new(
+                "duplicate_window",
+                "applies to a stream provtrail creates (`create_stream = true`); an existing \
+                 stream keeps its own window",
+            ));
+        }
+        Some(text) => {
+            let window = humantime::parse_duration(text.trim()).map_err(|err| {
+                SinkConfigError::new(
+                    "duplicate_window",
+                    format!("{text:?} is not a duration like 30s or 5m ({err})"),
+                )
+            })?;
+            if window > super::MAX_SETTING_DURATION {
+                return Err(SinkConfigError::new(
+                    "duplicate_window",
+                    format!("{text:?} is longer than the limit of 366 days"),
+                ));
+            }
+            window
+        }
         None => Duration::from_secs(120),
     };
     // JetStream drops duplicates only within the window: none would make `Nats-Msg-Id` useless.
@@ -870,6 +891,42 @@ mod tests {
                 build_with(&format!("subject = \"a.b\"\n{auth}"), &Secrets::default()).unwrap_err();
             assert_eq!(err.setting, setting, "{auth}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn a_subject_with_an_empty_token_is_refused() {
+        for subject in ["a..b", ".a", "a.", "a.b..", "."] {
+            let err =
+                build_with(&format!("subject = \"{subject}\""), &Secrets::default()).unwrap_err();
+            assert_eq!(err.setting, "subject", "{subject}");
+            assert!(err.message.contains("empty token"), "{}", err.message);
+        }
+        assert!(build_with("subject = \"a.b.c\"", &Secrets::default()).is_ok());
+    }
+
+    #[test]
+    fn a_duplicate_window_is_that_of_a_created_stream_and_within_the_limit() {
+        let err = build_with(
+            "subject = \"a.b\"\nstream = \"S\"\nduplicate_window = \"5m\"",
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "duplicate_window");
+        assert!(err.message.contains("create_stream"), "{}", err.message);
+        let err = build_with(
+            "subject = \"a.b\"\nstream = \"S\"\ncreate_stream = true\nduplicate_window = \"400d\"",
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "duplicate_window");
+        assert!(err.message.contains("366 days"), "{}", err.message);
+        assert!(
+            build_with(
+                "subject = \"a.b\"\nstream = \"S\"\ncreate_stream = true\nduplicate_window = \"5m\"",
+                &Secrets::default(),
+            )
+            .is_ok()
+        );
     }
 
     #[test]
