@@ -279,6 +279,48 @@ async fn deliveries_to_a_sink_that_is_down_wait_for_it_whatever_their_budget() {
     server.shutdown().await;
 }
 
+/// Deliveries waiting behind a paused route end at `max_age`, not when a probe (one at a time,
+/// a pause apart) finally reaches each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_behind_a_paused_route_end_at_max_age() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = webhook_route("down", &format!("http://{addr}/hook"), "")
+        .replace("max_attempts = 1000", "max_age = \"2s\"")
+        .replace("initial_delay = \"20ms\"", "initial_delay = \"1s\"")
+        .replace("max_delay = \"200ms\"", "max_delay = \"10m\"");
+    let mut server = start(dir.path(), &routes).await;
+    post_events(&server, "aged", 20).await;
+    let db = server.db.clone();
+    // The probes alone, each a pause after the last (1 s, 2 s, 4 s, …), would end five or six.
+    wait_for(
+        "every delivery past max_age to be dead",
+        Duration::from_secs(40),
+        || count(&db, "down", 2) == 20,
+    )
+    .await;
+    let errors: Vec<String> = open_db(&db)
+        .prepare("SELECT last_error FROM route_deliveries WHERE state = 2")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        errors.iter().all(|error| error.contains("max_age")),
+        "{errors:?}"
+    );
+    // Those never attempted say only that; those attempted add their last error.
+    assert!(
+        errors.iter().any(|error| error.contains("; last error: ")),
+        "{errors:?}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_answers_errors_uses_up_the_budget_even_once_the_route_pauses() {
     // Five deliveries answered 500 every time: the route pauses after three failures, and its

@@ -147,8 +147,13 @@ impl RetryPolicy {
     /// `max_age`, or past the default age when the policy sets only `max_attempts` (which
     /// probes do not use), so that a sink gone for good does not keep its deliveries for ever.
     pub fn too_old_for_probes(&self, age: Duration) -> bool {
-        let limit = self.max_age.or(RetryPolicy::default().max_age);
-        limit.is_some_and(|max| age >= max)
+        self.age_limit_for_probes().is_some_and(|max| age >= max)
+    }
+
+    /// The age past which a delivery that only finds the sink down ends (see
+    /// [`RetryPolicy::too_old_for_probes`]).
+    pub fn age_limit_for_probes(&self) -> Option<Duration> {
+        self.max_age.or(RetryPolicy::default().max_age)
     }
 
     /// How long to honour a target's `Retry-After`: up to the larger of `max_delay` and five
@@ -626,12 +631,28 @@ impl Routes {
             if let Some(delay) = duration(name, "retry.max_delay", retry.max_delay.as_deref())? {
                 policy.max_delay = delay;
             }
-            if policy.initial_delay.is_zero() || policy.initial_delay > policy.max_delay {
-                return Err(invalid(
-                    name,
-                    "retry.initial_delay",
-                    "must be above zero and at most retry.max_delay",
-                ));
+            if policy.initial_delay.is_zero() {
+                return Err(invalid(name, "retry.initial_delay", "must be above zero"));
+            }
+            if policy.initial_delay > policy.max_delay {
+                // The setting written is the one named: a `max_delay` under the default first
+                // delay is its own mistake.
+                return Err(if retry.initial_delay.is_some() {
+                    invalid(
+                        name,
+                        "retry.initial_delay",
+                        "must be at most retry.max_delay",
+                    )
+                } else {
+                    invalid(
+                        name,
+                        "retry.max_delay",
+                        format!(
+                            "must be at least retry.initial_delay ({} when not set)",
+                            humantime::format_duration(policy.initial_delay)
+                        ),
+                    )
+                });
             }
             let concurrency = section.concurrency.unwrap_or(4);
             if !(1..=1024).contains(&concurrency) {
@@ -901,6 +922,24 @@ mod tests {
             );
             assert!(!err.contains(host), "{host}: {err}");
         }
+    }
+
+    #[test]
+    fn a_max_delay_under_the_first_delay_names_the_setting_written() {
+        let route = |retry: &str| {
+            format!(
+                "[[routes]]\nname = \"r\"\n[routes.retry]\n{retry}\n[routes.sink]\n\
+                 type = \"file\"\npath = \"/tmp/x.jsonl\"\n"
+            )
+        };
+        let err = error(&route("max_delay = \"500ms\""));
+        assert!(err.contains("routes.r.retry.max_delay"), "{err}");
+        assert!(err.contains("(1s when not set)"), "{err}");
+        let err = error(&route("initial_delay = \"2s\"\nmax_delay = \"1s\""));
+        assert!(err.contains("routes.r.retry.initial_delay"), "{err}");
+        let err = error(&route("initial_delay = \"0s\""));
+        assert!(err.contains("routes.r.retry.initial_delay"), "{err}");
+        assert!(err.contains("above zero"), "{err}");
     }
 
     #[test]

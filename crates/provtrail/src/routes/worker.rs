@@ -43,6 +43,9 @@ use crate::store::{
 /// replays written by another process).
 const POLL: Duration = Duration::from_millis(500);
 
+/// How often a paused route looks for deliveries past its age limit.
+const EXPIRY_CHECK: Duration = Duration::from_secs(10);
+
 /// Failures in a row after which a route pauses.
 pub const BREAKER_THRESHOLD: u32 = 3;
 
@@ -608,6 +611,19 @@ impl RouteWorker {
         // due), and as long as reads come back full.
         let mut read_due = true;
         let mut next_poll = Instant::now() + POLL;
+        let mut next_expiry = Instant::now();
+        // Deliveries trying since before this went to the dead letters unattempted: those handed
+        // over by the feed are dropped rather than attempted.
+        let mut expired_before: Millis = Millis::MIN;
+        let is_live = |item: &OutboxItem, expired_before: Millis| {
+            let live = item.due_since >= expired_before;
+            if !live {
+                if let Ok(mut handed) = handed.lock() {
+                    handed.remove(&item.id);
+                }
+            }
+            live
+        };
         loop {
             if *stopped.borrow() {
                 break;
@@ -618,6 +634,13 @@ impl RouteWorker {
                 next_poll = Instant::now() + POLL;
                 if tasks.is_empty() && fresh.is_empty() {
                     self.close_breaker_when_idle().await;
+                }
+                if Instant::now() >= next_expiry {
+                    next_expiry = Instant::now() + EXPIRY_CHECK;
+                    if let Some(cutoff) = self.expire_while_paused().await {
+                        expired_before = expired_before.max(cutoff);
+                        fresh.retain(|item| is_live(item, expired_before));
+                    }
                 }
             }
             let free = self.permits.available_permits();
@@ -717,10 +740,15 @@ impl RouteWorker {
                 }
                 item = feed.recv(), if feeding && fresh.len() < MAX_FRESH => match item {
                     Some(item) => {
-                        fresh.push_back(item);
+                        if is_live(&item, expired_before) {
+                            fresh.push_back(item);
+                        }
                         while fresh.len() < MAX_FRESH {
                             match feed.try_recv() {
-                                Ok(item) => fresh.push_back(item),
+                                Ok(item) if is_live(&item, expired_before) => {
+                                    fresh.push_back(item)
+                                }
+                                Ok(_) => {}
                                 Err(_) => break,
                             }
                         }
@@ -734,6 +762,55 @@ impl RouteWorker {
         }
         // Let the attempts in flight finish and be recorded (the dispatcher bounds how long).
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// Ends the deliveries past the policy's age limit while the route is paused: each waits
+    /// for a probe, and a paused route probes one delivery at a time, so with many pending they
+    /// would outlive `max_age` by days (a route that is not paused attempts them as they come
+    /// due, and their next failure is their last).
+    ///
+    /// Returns the time before which the deliveries trying since then went dead, once that is
+    /// committed; those the feed handed over and that wait to start must then not start.
+    async fn expire_while_paused(&self) -> Option<Millis> {
+        let paused = self.breaker.lock().is_ok_and(|breaker| breaker.probing());
+        let limit = self.route.policy.age_limit_for_probes()?;
+        if !paused {
+            return None;
+        }
+        // Only those being attempted now are left to their attempt.
+        let exclude: Vec<i64> = self
+            .claimed
+            .lock()
+            .map(|claimed| claimed.iter().copied().collect())
+            .unwrap_or_default();
+        let now = now_millis();
+        let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        let due_before = now.saturating_sub(limit_ms);
+        let write = OutboxWrite::Expire {
+            route: self.route.name.clone(),
+            due_before,
+            exclude,
+            reason: format!(
+                "still undelivered after max_age ({}) while the sink was down: not retried",
+                humantime::format_duration(limit)
+            ),
+            at: now,
+        };
+        match self.store.outbox_write(write).await {
+            Ok(expired) => {
+                if expired > 0 {
+                    tracing::warn!(route = %self.route.name, expired,
+                        "deliveries past max_age while the route is paused went to the dead \
+                         letters");
+                }
+                Some(due_before)
+            }
+            Err(err) => {
+                tracing::debug!(route = %self.route.name, error = %err,
+                    "cannot expire the deliveries past max_age now; trying again later");
+                None
+            }
+        }
     }
 
     /// Ends a pause that nothing waits behind. A pause holds deliveries back until a probe gets
@@ -1033,21 +1110,28 @@ fn settle(
             let next = if err.permanent || exhausted {
                 NextStep::Dead
             } else {
-                // Not before the target said it would take deliveries again.
+                // Not before the target said it would take deliveries again. The delay grows
+                // with every failure since the delivery was made or retried from the dead
+                // letters, those that used none of its budget too: a delivery a sink keeps
+                // answering 503 while it takes the others is not tried again every second.
                 let asked = err.retry_after.unwrap_or_default();
                 let delay = route
                     .policy
-                    .backoff(round)
+                    .backoff(attempt.saturating_sub(item.backoff_base))
                     .max(route.policy.honoured_wait(asked));
                 NextStep::RetryAt(
                     now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)),
                 )
             };
             let message = redactor.redact(&err.message);
-            let message = if err.permanent && next == NextStep::Dead {
-                format!("{message} (permanent: not retried)")
-            } else {
+            let message = if next != NextStep::Dead {
                 message
+            } else if err.permanent {
+                format!("{message} (permanent: not retried)")
+            } else if route.policy.too_old(age) || (uncharged && exhausted) {
+                format!("{message} (still failing after max_age: not retried)")
+            } else {
+                format!("{message} (max_attempts reached: not retried)")
             };
             (next, err.status, Some(message), Err(err))
         }
@@ -1065,5 +1149,138 @@ fn settle(
             next,
             uncharged,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::RouteSection;
+
+    fn route(dir: &std::path::Path, retry: &str) -> Arc<Route> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            routes: Vec<RouteSection>,
+        }
+        let text = format!(
+            "[[routes]]\nname = \"hook\"\n[routes.sink]\ntype = \"file\"\npath = \"{}\"\n\
+             [routes.retry]\n{retry}\n",
+            dir.join("out.jsonl").display()
+        );
+        let sections = toml::from_str::<Doc>(&text).unwrap().routes;
+        let routes = Routes::compile(&sections).unwrap();
+        routes.get("hook").unwrap().clone()
+    }
+
+    fn item(attempts: u32, attempts_base: u32, backoff_base: u32, due_since: Millis) -> OutboxItem {
+        OutboxItem {
+            id: 1,
+            event_id: 1,
+            route: "hook".to_owned(),
+            attempts,
+            attempts_base,
+            backoff_base,
+            due_since,
+            received_at: due_since,
+            invocation_id: None,
+            raw: bytes::Bytes::new(),
+        }
+    }
+
+    fn down(status: u16) -> Result<Sent, SinkError> {
+        Err(SinkError {
+            status: Some(status),
+            ..SinkError::transient(format!("HTTP {status}"))
+        })
+    }
+
+    fn delay(attempted: &Attempted, now: Millis) -> Option<i64> {
+        match attempted.record.next {
+            NextStep::RetryAt(at) => Some(at - now),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_backoff_grows_with_failures_that_use_no_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = route(
+            dir.path(),
+            "max_attempts = 5\ninitial_delay = \"1s\"\nmax_delay = \"1h\"",
+        );
+        let redactor = crate::routes::Redactor::default();
+        let now = 1_000_000_000;
+        // Ten failures that found the sink down (503): none used the budget, all count for
+        // the delay. The cap is now 1024 s: twenty draws at or under the first step's 1 s would
+        // all have to fall in its first thousandth.
+        let delays: Vec<i64> = (0..20)
+            .map(|_| {
+                let attempted = settle(
+                    &route,
+                    &item(10, 10, 0, now),
+                    now,
+                    0,
+                    now,
+                    down(503),
+                    &redactor,
+                );
+                assert!(attempted.record.uncharged);
+                delay(&attempted, now).unwrap()
+            })
+            .collect();
+        assert!(delays.iter().all(|&d| d <= 1_024_000), "{delays:?}");
+        assert!(delays.iter().any(|&d| d > 1_000), "{delays:?}");
+        // Retried from the dead letters after those ten: the backoff starts again.
+        for _ in 0..20 {
+            let attempted = settle(
+                &route,
+                &item(10, 10, 10, now),
+                now,
+                0,
+                now,
+                down(503),
+                &redactor,
+            );
+            assert!(delay(&attempted, now).unwrap() <= 1_000);
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_says_why_it_was_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = route(dir.path(), "max_attempts = 2\nmax_age = \"1h\"");
+        let redactor = crate::routes::Redactor::default();
+        let now = 10_000_000_000;
+        let error = |attempted: Attempted| {
+            assert_eq!(attempted.record.next, NextStep::Dead);
+            attempted.record.error.unwrap()
+        };
+        let spent = settle(
+            &route,
+            &item(1, 0, 0, now),
+            now,
+            0,
+            now,
+            down(500),
+            &redactor,
+        );
+        assert!(error(spent).ends_with("(max_attempts reached: not retried)"));
+        let hour_ago = now - 3_600_000;
+        let old = settle(
+            &route,
+            &item(0, 0, 0, hour_ago),
+            now,
+            0,
+            now,
+            down(503),
+            &redactor,
+        );
+        assert!(error(old).ends_with("(still failing after max_age: not retried)"));
+        let refused = Err(SinkError {
+            permanent: true,
+            ..SinkError::transient("HTTP 400")
+        });
+        let permanent = settle(&route, &item(0, 0, 0, now), now, 0, now, refused, &redactor);
+        assert!(error(permanent).ends_with("(permanent: not retried)"));
     }
 }

@@ -717,8 +717,12 @@ pub struct OutboxItem {
     pub route: String,
     /// Attempts made so far (ever).
     pub attempts: u32,
-    /// Attempts made before the last retry from the dead letters; the policy counts the rest.
+    /// Attempts the policy does not count: those made before the last retry from the dead
+    /// letters, and those that found the sink down.
     pub attempts_base: u32,
+    /// Attempts made before the last retry from the dead letters: the backoff grows with the
+    /// rest.
+    pub backoff_base: u32,
     /// Since when the delivery has been trying (created, or retried from the dead letters).
     pub due_since: Millis,
     /// When the event was received.
@@ -807,6 +811,21 @@ pub enum OutboxWrite {
         route: Option<String>,
         /// Only these deliveries (all of them when empty).
         ids: Vec<i64>,
+        /// Now.
+        at: Millis,
+    },
+    /// Pending deliveries of a paused route that have been trying since before `due_before`
+    /// (past the route's `max_age`) to the dead letters, without an attempt: while the sink is
+    /// down they would wait for a probe each, which a paused route makes one at a time.
+    Expire {
+        /// The route.
+        route: String,
+        /// Deliveries trying since before this are expired.
+        due_before: Millis,
+        /// Deliveries being attempted now, left to their attempt.
+        exclude: Vec<i64>,
+        /// Why, kept as the dead letter's error (with its last error after it).
+        reason: String,
         /// Now.
         at: Millis,
     },

@@ -280,8 +280,8 @@ pub(super) fn apply(
             };
             let mut statement = tx.prepare_cached(
                 "UPDATE route_deliveries
-                 SET state = 0, attempts_base = attempts, due_since = ?1, next_attempt_at = ?1,
-                     updated_at = ?1
+                 SET state = 0, attempts_base = attempts, backoff_base = attempts, due_since = ?1,
+                     next_attempt_at = ?1, updated_at = ?1
                  WHERE id = ?2 AND state = 2 AND (?3 IS NULL OR route = ?3)
                    AND NOT EXISTS (SELECT 1 FROM route_deliveries AS pending
                                    WHERE pending.event_id = route_deliveries.event_id
@@ -296,6 +296,36 @@ pub(super) fn apply(
                 counters.woke = true;
             }
             Ok(retried)
+        }
+        OutboxWrite::Expire {
+            route,
+            due_before,
+            exclude,
+            reason,
+            at,
+        } => {
+            let expired: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM route_deliveries
+                     WHERE state = 0 AND route = ?1 AND due_since < ?2",
+                )?
+                .query_map(params![route, due_before], |row| row.get(0))?
+                .filter(|id| id.as_ref().map_or(true, |id| !exclude.contains(id)))
+                .collect::<Result<_, _>>()?;
+            let mut statement = tx.prepare_cached(
+                "UPDATE route_deliveries
+                 SET state = 2, updated_at = ?2,
+                     last_error = ?3 || COALESCE('; last error: ' || last_error, '')
+                 WHERE id = ?1 AND state = 0",
+            )?;
+            let mut dead = 0u64;
+            for id in expired {
+                dead += statement.execute(params![id, at, reason])? as u64;
+            }
+            if dead > 0 {
+                counters.route(route).dead += dead;
+            }
+            Ok(dead)
         }
     }
 }
@@ -427,7 +457,7 @@ pub(super) fn due(
     let mut statement = conn
         .prepare_cached(
             "SELECT d.id, d.event_id, d.route, d.attempts, d.attempts_base, d.due_since,
-                e.received_at, e.invocation_id, e.raw_codec, e.raw_size, e.raw
+                e.received_at, e.invocation_id, e.raw_codec, e.raw_size, e.raw, d.backoff_base
              FROM route_deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.id = ?1 AND d.state = 0",
         )
@@ -448,6 +478,7 @@ pub(super) fn due(
                     row.get::<_, i64>(8)?,
                     row.get::<_, i64>(9)?,
                     row.get::<_, Vec<u8>>(10)?,
+                    row.get::<_, u32>(11)?,
                 ))
             })
             .optional()
@@ -464,6 +495,7 @@ pub(super) fn due(
             c,
             size,
             raw,
+            backoff_base,
         )) = row
         else {
             continue;
@@ -474,6 +506,7 @@ pub(super) fn due(
             route,
             attempts,
             attempts_base: base,
+            backoff_base,
             due_since,
             received_at,
             invocation_id: invocation,

@@ -188,6 +188,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE quarantine ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 5: the attempts a delivery had when it was last retried from the dead letters, from which
+    // its backoff grows again (`attempts_base` also moves up with every attempt that found the
+    // sink down, which must not keep the backoff at its first step).
+    r#"
+    ALTER TABLE route_deliveries ADD COLUMN backoff_base INTEGER NOT NULL DEFAULT 0;
+    UPDATE route_deliveries SET backoff_base = attempts_base WHERE state <> 1;
+    "#,
 ];
 
 /// The schema version this build writes.

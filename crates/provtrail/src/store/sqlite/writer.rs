@@ -1284,6 +1284,7 @@ fn fresh_item(pending: &Pending, event_id: i64, delivery_id: i64, route: String)
         route,
         attempts: 0,
         attempts_base: 0,
+        backoff_base: 0,
         due_since: incoming.receipt.received_at,
         received_at: incoming.receipt.received_at,
         invocation_id: incoming.invocation_id.clone(),
