@@ -231,7 +231,7 @@ fn element_node<'x>(v: &'x Value) -> Result<Node<'x>, Fail> {
         Value::Number(n) => Node::Num(Dec::from_number(n)),
         Value::String(s) => {
             if looks_like_path(s) {
-                Node::PathText
+                path_text(s)?
             } else if looks_like_json(s) {
                 Node::JsonText(s)
             } else {
@@ -267,6 +267,18 @@ fn escaped_element(s: &str) -> Result<Cow<'_, str>, Fail> {
 
 fn java_trim(s: &str) -> &str {
     s.trim_matches(|c: char| c <= ' ')
+}
+
+/// A list element that reads as a path (see [`looks_like_path`]). Jayway makes it a `PathNode`
+/// of the text as it is, untrimmed: a path after leading whitespace (`" $"`) fails to compile
+/// there (`PathCompiler` reads `$. $`), and the whole predicate with it.
+fn path_text<'x>(s: &str) -> Result<Node<'x>, Fail> {
+    if s.starts_with(|c: char| c <= ' ') {
+        return Err(Fail::JsonPath(format!(
+            "Could not compile the path {s:?} of a list element"
+        )));
+    }
+    Ok(Node::PathText)
 }
 
 fn looks_like_path(s: &str) -> bool {
@@ -363,7 +375,7 @@ fn owned_element<'x>(v: &Value) -> Result<Node<'x>, Fail> {
     Ok(match v {
         Value::String(s) => {
             if looks_like_path(s) {
-                Node::PathText
+                path_text(s)?
             } else if looks_like_json(s) {
                 // Equality on such nodes compares text, which an owned element cannot lend;
                 // an equal JsonNode text can only come from another list element.

@@ -198,3 +198,16 @@ fn an_escaped_punctuation_character_is_itself() {
     assert!(matches(r"$[?(@.s =~ /[\<]/)]", &json!([{"s": "<"}])));
     assert!(matches(r"$[?(@.s =~ /\#\ \-/x)]", &json!([{"s": "# -"}])));
 }
+
+/// A list element that is a path after leading whitespace (`' $'`) is a path Jayway cannot
+/// compile as it is written: the predicate fails, and matches nothing, `nin` included.
+#[test]
+fn a_list_element_that_is_a_path_after_spaces_fails_the_predicate() {
+    let doc = json!([{"v": "x", "list": [" $", "z"]}]);
+    assert!(!matches("$[?(@.v nin [' $','z'])]", &doc));
+    assert!(!matches("$[?(@.v nin [' @.x'])]", &doc));
+    assert!(!matches("$[?(@.v nin @.list)]", &doc));
+    // Without the spaces, or after the path, it is a path (never equal to a value).
+    assert!(matches("$[?(@.v nin ['$','z'])]", &doc));
+    assert!(matches("$[?(@.v nin ['$ ','z'])]", &doc));
+}
