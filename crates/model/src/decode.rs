@@ -183,7 +183,7 @@ impl Ctx {
     }
 
     /// A key seen before in the same object (see [`duplicate_key_message`]).
-    fn duplicate(&mut self, name: &str, first: Option<&Found>, again: &Found) {
+    fn duplicate(&mut self, name: &str, first: Option<&Value>, again: &Found) {
         let (message, value) = duplicate_key_message(name, first, again);
         self.record(
             Severity::Error,
@@ -371,8 +371,7 @@ impl Ctx {
             _ => String::new(),
         };
         if let Some(first) = extra.get(&name) {
-            let first = Found::whole(first.clone());
-            self.duplicate(&name, Some(&first), &found);
+            self.duplicate(&name, Some(first), &found);
             return Ok(());
         }
         let message = unknown_field_message(&name, &found, self.max_depth);
@@ -655,8 +654,8 @@ fn collect_map<'de, A: MapAccess<'de>>(
         };
         let value = value?;
         if let Some(first) = object.get(&key) {
-            let (first, again) = (Found::whole(first.clone()), ctx.found(before, value));
-            ctx.duplicate(&key, Some(&first), &again);
+            let again = ctx.found(before, value);
+            ctx.duplicate(&key, Some(first), &again);
         } else {
             if let (Some(keys), true) = (truncated_keys.as_deref_mut(), ctx.skipped != before) {
                 keys.push(key.clone());

@@ -429,6 +429,9 @@ impl Found {
                 describe(&self.value),
                 levels(max_depth)
             )
+        } else if self.value.is_null() {
+            // `null` says it all: not "null: null".
+            "null".to_owned()
         } else {
             format!("{}: {}", describe(&self.value), shorten(&self.value))
         }
@@ -470,10 +473,12 @@ pub(crate) fn unknown_field_message(name: &str, found: &Found, max_depth: usize)
 /// it is at hand as JSON (a known field's is already read into its type), `again` the later one.
 pub(crate) fn duplicate_key_message(
     name: &str,
-    first: Option<&Found>,
+    first: Option<&Value>,
     again: &Found,
 ) -> (String, Option<String>) {
-    let values = match (first.and_then(Found::shown), again.shown()) {
+    // The first value is shown from where it is kept, never copied: a key repeated many times
+    // after a large value would copy it once per repetition.
+    let values = match (first.map(shorten), again.shown()) {
         (Some(first), Some(again)) => format!(": first {first}, then {again}"),
         (None, Some(again)) => format!(" (again with value {again}; the first is kept)"),
         (Some(first), None) => format!(" (first with value {first})"),
@@ -509,13 +514,113 @@ pub(crate) fn too_deep_message(container: &str, max_depth: usize) -> String {
 /// JSON text of a value, shortened to about `MAX` characters for messages.
 pub(crate) fn shorten(value: &Value) -> String {
     const MAX: usize = 80;
-    let text = value.to_string();
-    if text.chars().count() <= MAX {
-        return text;
+    // Written only as far as it is shown: a message about a key repeated many times after a
+    // megabyte string would otherwise write (and scan) the megabyte once per repetition.
+    let mut preview = Preview {
+        text: String::new(),
+        chars: 0,
+        limit: MAX + 1,
+    };
+    preview.value(value);
+    if preview.chars <= MAX {
+        return preview.text;
     }
-    let mut short: String = text.chars().take(MAX).collect();
+    let mut short: String = preview.text.chars().take(MAX).collect();
     short.push('…');
     short
+}
+
+/// The start of a value's JSON text as `serde_json` writes it (compact), up to `limit`
+/// characters.
+struct Preview {
+    text: String,
+    chars: usize,
+    limit: usize,
+}
+
+impl Preview {
+    fn full(&self) -> bool {
+        self.chars >= self.limit
+    }
+
+    fn push(&mut self, c: char) {
+        if !self.full() {
+            self.text.push(c);
+            self.chars += 1;
+        }
+    }
+
+    fn push_str(&mut self, text: &str) {
+        for c in text.chars() {
+            if self.full() {
+                return;
+            }
+            self.push(c);
+        }
+    }
+
+    fn string(&mut self, text: &str) {
+        self.push('"');
+        for c in text.chars() {
+            if self.full() {
+                return;
+            }
+            match c {
+                '"' => self.push_str("\\\""),
+                '\\' => self.push_str("\\\\"),
+                '\n' => self.push_str("\\n"),
+                '\r' => self.push_str("\\r"),
+                '\t' => self.push_str("\\t"),
+                '\u{8}' => self.push_str("\\b"),
+                '\u{c}' => self.push_str("\\f"),
+                c if c < ' ' => self.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => self.push(c),
+            }
+        }
+        self.push('"');
+    }
+
+    fn value(&mut self, value: &Value) {
+        if self.full() {
+            return;
+        }
+        match value {
+            Value::Null => self.push_str("null"),
+            Value::Bool(true) => self.push_str("true"),
+            Value::Bool(false) => self.push_str("false"),
+            // Kept as written (`arbitrary_precision`): its text is at hand, not made.
+            Value::Number(number) => self.push_str(number.as_str()),
+            Value::String(text) => self.string(text),
+            Value::Array(items) => {
+                self.push('[');
+                for (index, item) in items.iter().enumerate() {
+                    if self.full() {
+                        return;
+                    }
+                    if index > 0 {
+                        self.push(',');
+                    }
+                    self.value(item);
+                }
+                self.push(']');
+            }
+            Value::Object(members) => {
+                self.push('{');
+                for (index, (key, member)) in members.iter().enumerate() {
+                    if self.full() {
+                        return;
+                    }
+                    if index > 0 {
+                        self.push(',');
+                    }
+                    self.string(key);
+                    self.push(':');
+                    self.value(member);
+                }
+                self.push('}');
+            }
+        }
+    }
 }
 
 /// "a string", "a number", … for messages about what was found.
@@ -533,6 +638,36 @@ pub(crate) fn describe(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_was_found_is_named_once_for_null() {
+        assert_eq!(Found::whole(Value::Null).text(5), "null");
+        assert_eq!(Found::whole(json!(7)).text(5), "a number: 7");
+    }
+
+    #[test]
+    fn a_shortened_value_is_the_start_of_its_json_text() {
+        let long = "é\"\\\n\u{1}x".repeat(40);
+        for value in [
+            json!(null),
+            json!(true),
+            json!(1.50),
+            json!("short"),
+            json!(long),
+            json!([1, "two", null, [false], {"k": long}]),
+            json!({"a\"b": [1, 2, 3], "c": {"d": "\t"}, "e": long}),
+            serde_json::from_str::<Value>(&format!("[{}]", "123456789".repeat(30))).unwrap(),
+        ] {
+            let text = value.to_string();
+            let expected = if text.chars().count() <= 80 {
+                text
+            } else {
+                format!("{}…", text.chars().take(80).collect::<String>())
+            };
+            assert_eq!(shorten(&value), expected);
+        }
+    }
 
     #[test]
     fn paths_use_wire_names_dots_and_indexes() {

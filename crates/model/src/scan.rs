@@ -1072,12 +1072,11 @@ impl<'a> Parser<'a> {
                 };
                 // The first value of a repeated key is kept, as in the reference.
                 if let Some(first) = object.get(&key) {
-                    let first = Found::whole(first.clone());
                     let again = Found {
                         value,
                         truncated: self.skipped != before,
                     };
-                    self.duplicate(&key, Some(&first), &again);
+                    self.duplicate(&key, Some(first), &again);
                 } else {
                     if let (Some(keys), true) =
                         (truncated_keys.as_deref_mut(), self.skipped != before)
@@ -1209,7 +1208,7 @@ impl<'a> Parser<'a> {
     }
 
     #[cold]
-    fn duplicate(&mut self, name: &str, first: Option<&Found>, again: &Found) {
+    fn duplicate(&mut self, name: &str, first: Option<&Value>, again: &Found) {
         let (message, value) = duplicate_key_message(name, first, again);
         self.record(
             Severity::Error,
@@ -1365,8 +1364,7 @@ impl<'a> Parser<'a> {
             _ => String::new(),
         };
         if let Some(first) = extra.get(&name) {
-            let first = Found::whole(first.clone());
-            self.duplicate(&name, Some(&first), &found);
+            self.duplicate(&name, Some(first), &found);
             return Ok(());
         }
         let message = unknown_field_message(&name, &found, self.max_depth);

@@ -1321,6 +1321,45 @@ fn a_body_above_the_size_limit_is_too_large_and_one_at_the_limit_is_read() {
     ));
 }
 
+/// A key repeated many times after a large first value: each repetition is reported against
+/// the first value, which is shown shortened and never copied or written out whole (it was, once
+/// per repetition: a megabyte of them took minutes). Through both readers: at the top, where
+/// an unknown key is read straight into the event, and inside an unknown object.
+#[test]
+fn a_key_repeated_after_a_large_value_is_reported_once_per_repetition() {
+    let big = "A".repeat(200_000);
+    let repeats = 20_000;
+    let event = serde_json::to_string(&base_event()).unwrap();
+    let body = event.strip_suffix('}').unwrap();
+    let top = format!("{body},\"x\":\"{big}\"{}}}", ",\"x\":0".repeat(repeats));
+    let inner = format!(
+        "{body},\"x\":{{\"y\":\"{big}\"{}}}}}",
+        ",\"y\":0".repeat(repeats)
+    );
+    for (text, path) in [(&top, "x"), (&inner, "x.y")] {
+        for options in [Options::lenient(), Options::strict()] {
+            let report = validate_slice(text.as_bytes(), &options).unwrap();
+            let duplicates: Vec<&Issue> = report
+                .errors
+                .iter()
+                .filter(|issue| issue.kind == IssueKind::DuplicateKey)
+                .collect();
+            assert_eq!(
+                report.errors.len() + report.errors_not_listed,
+                repeats + usize::from(options.mode == Mode::Strict),
+                "{path}"
+            );
+            assert_eq!(duplicates[0].path, path);
+            let shown = format!("first \"{}…, then 0", "A".repeat(79));
+            assert!(
+                duplicates[0].message.ends_with(&shown),
+                "{}",
+                duplicates[0].message
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Nesting
 
