@@ -1,5 +1,6 @@
 //! The SailPoint Identity Security Cloud **Provisioning Completed** event (trigger
-//! `idn:post-provisioning`), typed, validated and written back exactly as it was read.
+//! `idn:post-provisioning`), typed, validated and written back with every value as it was read
+//! (the schema's fields in its order, unknown fields after them).
 //!
 //! ISC fires this trigger after it provisions access changes to the accounts of an identity, and
 //! posts the event as JSON to every subscriber. This crate is the event's model:
