@@ -209,18 +209,7 @@ impl Settings {
             }
         }
         if let Some(text) = &st.max_size {
-            let size = parse_size("store.max_size", text)?;
-            // Below this, the schema alone fills the cap and nothing could be stored.
-            if size < MIN_STORE_SIZE {
-                return Err(ConfigError::Invalid {
-                    setting: "store.max_size".into(),
-                    message: format!(
-                        "{text:?}: at least 64KiB (an empty database takes more than that; \
-                         leave the setting out for no limit)"
-                    ),
-                });
-            }
-            store.max_size_bytes = Some(size);
+            store.max_size_bytes = Some(store_max_size(text)?);
         }
         // Credentials may come from the environment or a file, as the routes' secrets do
         // (`${env:NAME}`, `${file:/path}`): taken as written, a reference would be the token
@@ -420,6 +409,22 @@ const MAX_BODY_MEMORY: usize = 64 << 30;
 
 /// Smallest `store.max_size`.
 const MIN_STORE_SIZE: u64 = 64 << 10;
+
+/// The bytes of a `store.max_size` (`--max-db-size`) as written (`2GiB`).
+pub fn store_max_size(text: &str) -> Result<u64, ConfigError> {
+    let size = parse_size("store.max_size", text)?;
+    // Below this, the schema alone fills the cap and nothing could be stored.
+    if size < MIN_STORE_SIZE {
+        return Err(ConfigError::Invalid {
+            setting: "store.max_size".into(),
+            message: format!(
+                "{text:?}: at least 64KiB (an empty database takes more than that; leave the \
+                 setting out for no limit)"
+            ),
+        });
+    }
+    Ok(size)
+}
 
 /// Longest timeout: a day, far beyond any request's need, and within what a timer can add to
 /// the current time.

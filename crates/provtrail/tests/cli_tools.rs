@@ -701,6 +701,91 @@ fn ingest_stores_events_in_the_order_of_the_file() {
     assert_eq!(order, expected);
 }
 
+/// An import keeps to the store's size cap as the server does (`--max-db-size`, or the
+/// configuration file's `store.max_size`), and stops reading once the store takes nothing more:
+/// the rest is imported by running it again under a larger cap.
+#[test]
+fn ingest_keeps_to_the_size_cap_and_stops_where_the_store_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("capped.db");
+    let db_arg = db.display().to_string();
+    let lines: Vec<String> = (0..3000)
+        .map(|n| {
+            String::from_utf8(event(&format!("inv-cap-{n:04}")))
+                .unwrap()
+                .replace('\n', " ")
+        })
+        .collect();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file_arg = file.display().to_string();
+    let capped = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db_arg,
+            "--max-db-size",
+            "256KiB",
+            "--format",
+            "json",
+            &file_arg,
+        ],
+        None,
+    );
+    assert_eq!(capped.status.code(), Some(1), "{}", stdout(&capped));
+    let report: Value = serde_json::from_str(stdout(&capped).trim()).unwrap();
+    let accepted = report["accepted"].as_u64().unwrap();
+    let failed = report["failed"].as_u64().unwrap();
+    let stopped = report["stopped_at_line"].as_u64().expect("stopped");
+    assert!(accepted > 0 && failed > 0, "{report}");
+    assert_eq!(stopped, accepted + 1, "{report}");
+    assert!(accepted + failed < 3000, "read on past the stop: {report}");
+    assert!(
+        report["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("size limit"),
+        "{report}"
+    );
+    assert_eq!(stored_invocations(&db).len() as u64, accepted);
+    // The configuration file's cap, larger: the rest goes in, what is stored is a duplicate.
+    let config = dir.path().join("provtrail.toml");
+    std::fs::write(&config, "[store]\nmax_size = \"64MiB\"\n").unwrap();
+    let rest = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db_arg,
+            "--config",
+            &config.display().to_string(),
+            "--format",
+            "json",
+            &file_arg,
+        ],
+        None,
+    );
+    assert_eq!(rest.status.code(), Some(0), "{}", stdout(&rest));
+    let report: Value = serde_json::from_str(stdout(&rest).trim()).unwrap();
+    assert_eq!(report["duplicate"], accepted, "{report}");
+    assert_eq!(report["accepted"], 3000 - accepted, "{report}");
+    assert_eq!(stored_invocations(&db).len(), 3000);
+    // Under the smallest cap there is, the configuration's value is checked as serve checks it.
+    std::fs::write(&config, "[store]\nmax_size = \"1KiB\"\n").unwrap();
+    let refused = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db_arg,
+            "--config",
+            &config.display().to_string(),
+            &file_arg,
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("store.max_size"));
+}
+
 #[test]
 fn ingest_imports_lines_through_validation_and_deduplication() {
     let dir = tempfile::tempdir().unwrap();

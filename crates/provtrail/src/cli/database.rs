@@ -21,6 +21,18 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// The configuration file's `store.max_size` (the file `serve` would read: `--config`, else
+    /// `PROVTRAIL_CONFIG`, else `./provtrail.toml` when it exists), so that a command that
+    /// writes to the store keeps to the cap the server keeps to.
+    pub fn configured_max_size(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = configuration_file(self.config.as_deref())? else {
+            return Ok(None);
+        };
+        let file = FileConfig::load(&path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Ok(file.store.max_size)
+    }
+
     /// The database file: `--db`, else as [`default_database`] finds it.
     pub fn path(&self) -> anyhow::Result<PathBuf> {
         match &self.db {
@@ -45,18 +57,7 @@ pub fn default_database(config: Option<&Path>) -> anyhow::Result<PathBuf> {
         Some(db) => return Ok(PathBuf::from(db)),
         None => {}
     }
-    let config = match config {
-        Some(path) => Some(path.to_path_buf()),
-        None => match std::env::var_os("PROVTRAIL_CONFIG") {
-            Some(path) if path.is_empty() => anyhow::bail!(
-                "PROVTRAIL_CONFIG is set but empty: set it to the configuration file's path, or \
-                 unset it"
-            ),
-            Some(path) => Some(PathBuf::from(path)),
-            None => FileConfig::default_path(),
-        },
-    };
-    if let Some(path) = config {
+    if let Some(path) = configuration_file(config)? {
         let file = FileConfig::load(&path).with_context(|| {
             format!(
                 "cannot tell which database to use: the configuration file {} names it \
@@ -74,4 +75,20 @@ pub fn default_database(config: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(PathBuf::from("provtrail.db"))
+}
+
+/// The configuration file a command reads: `config`, else `PROVTRAIL_CONFIG`, else
+/// `./provtrail.toml` when it exists.
+fn configuration_file(config: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match config {
+        Some(path) => Some(path.to_path_buf()),
+        None => match std::env::var_os("PROVTRAIL_CONFIG") {
+            Some(path) if path.is_empty() => anyhow::bail!(
+                "PROVTRAIL_CONFIG is set but empty: set it to the configuration file's path, or \
+                 unset it"
+            ),
+            Some(path) => Some(PathBuf::from(path)),
+            None => FileConfig::default_path(),
+        },
+    })
 }

@@ -44,6 +44,10 @@ pub struct IngestArgs {
     /// Largest event accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_bytes: usize,
+    /// Stop storing events once the database file reaches this size, as `serve` does
+    /// [default: the configuration file's store.max_size, else no limit].
+    #[arg(long, env = "PROVTRAIL_MAX_DB_SIZE", value_name = "SIZE")]
+    max_db_size: Option<String>,
     /// Summary for people (`text`) or as one JSON object (`json`).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
@@ -56,6 +60,8 @@ const LISTED_PROBLEMS: usize = 100;
 struct Tally {
     /// Lines of `provtrail export` read back with their receipts (counted in the outcomes too).
     restored: u64,
+    /// The first line the store could not take now, and why: reading stops there.
+    stopped: Option<(u64, String)>,
     accepted: u64,
     duplicate: u64,
     quarantined: u64,
@@ -84,10 +90,20 @@ struct Imported {
     invalid: Vec<String>,
     /// What the store made of it, or why it was not stored.
     result: Result<IngestOutcome, String>,
+    /// The store could not take it now (full, at its size limit, locked): neither can it take
+    /// the documents after it.
+    store_unavailable: bool,
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let db = args.database.path()?;
+    let max_size = match args.max_db_size.clone().map_or_else(
+        || args.database.configured_max_size(),
+        |size| Ok(Some(size)),
+    )? {
+        Some(text) => Some(provtrail::app::store_max_size(&text)?),
+        None => None,
+    };
     // What can be checked without the store is checked first, so that a mistyped file name or
     // channel leaves no new database behind.
     if let Some(channel) = &args.channel {
@@ -147,7 +163,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     let mut first = Some(first);
     let metrics = Arc::new(Metrics::new());
-    let settings = SqliteSettings::new(&db);
+    let mut settings = SqliteSettings::new(&db);
+    settings.max_size_bytes = max_size;
     let store: SharedStore =
         Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(settings, metrics)).await??);
     let progress = super::progress_bar(None, "importing");
@@ -163,6 +180,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 collect(pending.finish().await, &mut tally);
                 progress.inc(1);
             }
+        }
+        // A store that takes nothing now (at its size limit, a full disk) would fail every
+        // document after: the rest of the input is left unread, to import again later.
+        if tally.stopped.is_some() {
+            break;
         }
         let next = match first.take() {
             Some(document) => Some(document),
@@ -248,6 +270,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     store.close().await;
+    // The reader stops at its next document, which has nowhere to go.
+    drop(documents);
     let interrupted = interrupted.load(std::sync::atomic::Ordering::Acquire);
     // Interrupted, the reader stops at its next document, which has nowhere to go; it may be
     // waiting for standard input, and is not waited for.
@@ -275,6 +299,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 })).collect::<Vec<_>>(),
                 "problems_listed": tally.problems.len() as u64 == tally.quarantined + tally.failed,
                 "interrupted": interrupted,
+                "stopped_at_line": tally.stopped.as_ref().map(|(line, _)| *line),
                 "last_line": last_line,
             })
         )?,
@@ -321,7 +346,31 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
             let unlisted = tally.quarantined + tally.failed - tally.problems.len() as u64;
             if unlisted > 0 {
-                say!("  … and {unlisted} more (`provtrail quarantine` lists them)")?;
+                let listed_failed = tally
+                    .problems
+                    .iter()
+                    .filter(|problem| problem.quarantine_id.is_none())
+                    .count() as u64;
+                let failed = tally.failed - listed_failed;
+                let quarantined = unlisted - failed;
+                let mut parts = Vec::new();
+                if quarantined > 0 {
+                    parts.push(format!(
+                        "{quarantined} quarantined: `provtrail quarantine` lists them"
+                    ));
+                }
+                if failed > 0 {
+                    parts.push(format!("{failed} failed: not stored"));
+                }
+                say!("  … and {unlisted} more ({})", parts.join("; "))?;
+            }
+            if let Some((line, why)) = &tally.stopped {
+                say!(
+                    "the store stopped taking documents at line {line} ({}): the input after \
+                     line {last_line} was not read; import it again once the store takes \
+                     documents (what is stored already is then answered as duplicate)",
+                    super::terminal_line(why)
+                )?;
             }
         }
     }
@@ -360,14 +409,25 @@ struct Pending {
 impl Pending {
     async fn finish(self) -> Imported {
         let result = match self.answer {
-            Answer::Waiting(waiting) => waiting.await.map_err(|err| err.to_string()),
-            Answer::Given(result) => result.map_err(|err| err.to_string()),
-            Answer::Refused(problem) => Err(problem),
+            Answer::Waiting(waiting) => waiting.await,
+            Answer::Given(result) => result,
+            Answer::Refused(problem) => {
+                return Imported {
+                    line: self.line,
+                    invalid: self.invalid,
+                    result: Err(problem),
+                    store_unavailable: false,
+                };
+            }
         };
         Imported {
             line: self.line,
             invalid: self.invalid,
-            result,
+            store_unavailable: matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Overloaded(_))
+            ),
+            result: result.map_err(|err| err.to_string()),
         }
     }
 }
@@ -377,7 +437,13 @@ fn collect(imported: Imported, tally: &mut Tally) {
         line,
         invalid,
         result,
+        store_unavailable,
     } = imported;
+    if store_unavailable && tally.stopped.is_none() {
+        if let Err(why) = &result {
+            tally.stopped = Some((line, why.clone()));
+        }
+    }
     let problem = match result {
         Ok(IngestOutcome::Accepted { .. }) => {
             tally.accepted += 1;
