@@ -529,6 +529,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = &prepared.settings;
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
+    warn_when_readable_by_others(&settings.store.path);
     warn_of_short_secrets(settings);
     if settings.server.trusted_proxies.trusts_everyone() {
         tracing::warn!(
@@ -642,6 +643,35 @@ fn warn_of_short_secrets(settings: &Settings) {
     }
 }
 
+/// A database that other users may read (a copy put back with the umask's mode, a file made by
+/// hand) holds every event, as the token files hold the credentials; the server makes its files
+/// for their owner only, but does not take access away from files it did not make.
+fn warn_when_readable_by_others(db: &std::path::Path) {
+    for (path, mode) in readable_by_others(db) {
+        tracing::warn!(
+            "{} can be read by other users of this machine (mode {mode:o}): it holds every \
+             event; `chmod 600` it",
+            path.display()
+        );
+    }
+}
+
+/// The files of the database at `db` (the file, its log and shared memory) that other users
+/// may read, with their modes.
+fn readable_by_others(db: &std::path::Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o044 != 0).then_some((path, mode))
+        })
+        .collect()
+}
+
 /// A store already at its size cap takes no event: every delivery gets 503 until the cap is
 /// raised or space is freed. Said at the start rather than discovered from ISC's failures.
 fn warn_when_full(settings: &Settings) {
@@ -655,8 +685,8 @@ fn warn_when_full(settings: &Settings) {
     if size >= max {
         loud_warning(&format!(
             "the database holds {size} bytes, at or above --max-db-size ({max} bytes): events \
-             are answered 503 and /readyz says unavailable until the limit is raised or older \
-             data is moved out."
+             are answered 503 and /readyz says unavailable until the limit is raised (provtrail \
+             deletes no event; `provtrail export` copies them out before a new store is started)."
         ));
     }
 }
@@ -843,5 +873,35 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
                 }
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn database_files_other_users_may_read_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("p.db");
+        let wal = dir.path().join("p.db-wal");
+        for (path, mode) in [(&db, 0o644), (&wal, 0o600)] {
+            std::fs::write(path, b"x").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        assert_eq!(readable_by_others(&db), vec![(db.clone(), 0o644)]);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(readable_by_others(&db), vec![(wal, 0o640)]);
+        // A store the server made is its owner's only.
+        let made = dir.path().join("made.db");
+        let store = provtrail::store::sqlite::SqliteStore::open(
+            provtrail::store::sqlite::SqliteSettings::new(&made),
+            std::sync::Arc::new(provtrail::metrics::Metrics::new()),
+        )
+        .unwrap();
+        assert_eq!(readable_by_others(&made), Vec::new());
+        drop(store);
     }
 }

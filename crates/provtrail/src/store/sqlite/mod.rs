@@ -820,7 +820,8 @@ pub(crate) fn documents_refused_for_size(
     (used >= max).then(|| {
         format!(
             "the database {} holds {used} bytes, at or over its size limit ({max} bytes, \
-             store.max_size): it takes no more events; raise the limit or move older data out",
+             store.max_size): it takes no more events until the limit is raised (provtrail \
+             deletes no event)",
             settings.path.display()
         )
     })

@@ -561,7 +561,7 @@ impl Writer {
         (size.saturating_add(4 << 20) >= max).then(|| {
             format!(
                 "the database reached its size limit ({size} of {max} bytes, store.max_size); \
-                 raise the limit or move older data out"
+                 raise the limit (provtrail deletes no event)"
             )
         })
     }
