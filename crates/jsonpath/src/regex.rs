@@ -309,8 +309,11 @@ fn java_property(name: &str, unicode_classes: bool) -> Option<&'static str> {
         "Digit" => ("0-9", r"\p{Nd}"),
         "Alnum" => ("a-zA-Z0-9", r"\p{Alphabetic}\p{Nd}"),
         "Punct" => (r"!-/:-@\[-`{-~", r"\p{P}"),
-        "Graph" => ("!-~", r"!-~"),
-        "Print" => (" -~", r" -~"),
+        // Java's Unicode forms: everything but white space, controls, surrogates (which no
+        // text here holds) and unassigned code points; and that with the blanks, less the
+        // controls.
+        "Graph" => ("!-~", r"[^\s\p{Cc}\p{Cn}]"),
+        "Print" => (" -~", r"[^\s\p{Cc}\p{Cn}]\p{Zs}\t&&[^\p{Cc}]"),
         "Blank" => (r" \t", r"\p{Zs}\t"),
         "Cntrl" => (r"\x00-\x1F\x7F", r"\p{Cc}"),
         "XDigit" => ("0-9a-fA-F", r"\p{Nd}\p{Hex_Digit}"),
@@ -359,6 +362,10 @@ fn java_named_property(name: &str) -> Result<String, String> {
                 "Unknown Unicode property {{name=<{key}>, value=<{value}>}}"
             )),
         };
+    }
+    // Surrogates: no text here holds one alone (the `regex` crate has no such category).
+    if name == "Cs" {
+        return Ok(r"[^\s\S]".to_owned());
     }
     if CATEGORIES.contains(&name) || name == "LC" {
         return Ok(format!(r"\p{{{name}}}"));
@@ -597,6 +604,10 @@ fn translate(src: &str, initial: Flags) -> Result<String, String> {
                             _ => ASCII_NS,
                         });
                     }
+                    // With `U`, Unicode's classes, each in brackets of its own, so that a `-`
+                    // after one in a class is the character, as in Java (`[\w-.]`), which the
+                    // `regex` crate would take for a range.
+                    'd' | 'D' | 'w' | 'W' | 's' | 'S' => out.push_str(&format!("[\\{n}]")),
                     'b' if !flags.unicode_classes && class_depth == 0 => {
                         out.push_str(r"(?-u:\b)");
                     }

@@ -162,6 +162,8 @@ fn java_property_names_are_those_pattern_takes() {
         (r"\p{javaUnicodeIdentifierPart}", "_", true),
         (r"\p{LC}", "a", true),
         (r"\p{LC}", "ª", false),
+        (r"\p{Cs}", "a", false),
+        (r"\P{Cs}", "a", true),
     ] {
         let filter = format!("$[?(@.s =~ /{pattern}/)]");
         assert_eq!(
@@ -210,4 +212,58 @@ fn a_list_element_that_is_a_path_after_spaces_fails_the_predicate() {
     // Without the spaces, or after the path, it is a path (never equal to a value).
     assert!(matches("$[?(@.v nin ['$','z'])]", &doc));
     assert!(matches("$[?(@.v nin ['$ ','z'])]", &doc));
+}
+
+/// With `U`, a shorthand class in a bracket class followed by `-` is the class and the
+/// character `-`, as without it.
+#[test]
+fn a_unicode_shorthand_class_before_a_dash_is_no_range() {
+    for (pattern, text, expected) in [
+        (r"[\w-.]", "-", true),
+        (r"[\w-.]", ".", true),
+        (r"[\w-.]", "é", true),
+        (r"[\w-.]", "/", false),
+        (r"[\w-\d]", "-", true),
+        (r"[\d-z]", "z", true),
+        (r"[\d-z]", "٣", true),
+        (r"[\d-z]", "y", false),
+        (r"[\s-a]", "\u{2003}", true),
+        (r"[^\W-]", "é", true),
+        (r"[^\W-]", "-", false),
+    ] {
+        let filter = format!("$[?(@.s =~ /{pattern}/U)]");
+        assert_eq!(
+            matches(&filter, &json!([{ "s": text }])),
+            expected,
+            "{filter} on {text:?}"
+        );
+    }
+}
+
+/// With `U`, `\p{Graph}` and `\p{Print}` are Unicode's, as in Java.
+#[test]
+fn graph_and_print_are_unicode_s_with_u() {
+    for (pattern, text, expected) in [
+        (r"\p{Graph}", "é", true),
+        (r"\p{Graph}", "中", true),
+        (r"\p{Graph}", " ", false),
+        (r"\p{Graph}", "\u{a0}", false),
+        (r"\p{Graph}", "\u{85}", false),
+        (r"\p{Print}", "é", true),
+        (r"\p{Print}", "\u{3000}", true),
+        (r"\p{Print}", "\t", false),
+        (r"\p{Print}", "\n", false),
+        (r"\P{Print}", "\n", true),
+        (r"\P{Print}", "é", false),
+        (r"[x\p{Print}]", "é", true),
+    ] {
+        let filter = format!("$[?(@.s =~ /{pattern}/U)]");
+        assert_eq!(
+            matches(&filter, &json!([{ "s": text }])),
+            expected,
+            "{filter} on {text:?}"
+        );
+    }
+    // Without it, ASCII's.
+    assert!(!matches(r"$[?(@.s =~ /\p{Graph}/)]", &json!([{"s": "é"}])));
 }
