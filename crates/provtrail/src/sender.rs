@@ -46,6 +46,26 @@ impl Auth {
         value.set_sensitive(true);
         Some(value)
     }
+
+    /// `text` with the credentials masked, in every form a receiver may echo them in (the
+    /// token, the password, the `user:password` pair and its base64): an answer that quotes the
+    /// request's `Authorization` would otherwise print them.
+    fn masked(&self, text: &str) -> String {
+        use base64::Engine as _;
+        let redactor = crate::routes::Redactor::default();
+        match self {
+            Auth::None => return text.to_owned(),
+            Auth::Bearer(token) => redactor.add(token),
+            Auth::Basic(pair) => {
+                if let Some((_, password)) = pair.split_once(':') {
+                    redactor.add(password);
+                }
+                redactor.add_whole(pair);
+                redactor.add_whole(&base64::engine::general_purpose::STANDARD.encode(pair));
+            }
+        }
+        redactor.redact(text)
+    }
 }
 
 /// How to send.
@@ -226,7 +246,8 @@ pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) 
                 .as_ref()
                 .and_then(|body| body.get("status")?.as_str().map(str::to_owned));
             let outcome = outcome_of(status, word.as_deref());
-            let reason = (!KEPT.contains(&outcome)).then(|| reason_of(json.as_ref(), &body));
+            let reason = (!KEPT.contains(&outcome))
+                .then(|| options.auth.masked(&reason_of(json.as_ref(), &body)));
             Answer::Http {
                 status,
                 outcome: outcome.to_owned(),
@@ -398,8 +419,30 @@ pub async fn send_all(
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_NOT_KEPT_LISTED, MAX_REASON_CHARS, NotKept, SendReport, reason_of};
+    use super::{Auth, MAX_NOT_KEPT_LISTED, MAX_REASON_CHARS, NotKept, SendReport, reason_of};
     use serde_json::json;
+
+    #[test]
+    fn a_reason_that_quotes_the_credentials_shows_them_masked() {
+        let token = "s3cr3t-ingest-token-123";
+        let shown = Auth::Bearer(token.into()).masked(&format!("bad credential Bearer {token}"));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.starts_with("bad credential Bearer "), "{shown}");
+        // Basic: the password, the pair, and the header's base64 of it.
+        let basic = Auth::Basic("ingest:pa55-word-long".into());
+        for echo in [
+            "password pa55-word-long refused",
+            "pair ingest:pa55-word-long refused",
+            "header Basic aW5nZXN0OnBhNTUtd29yZC1sb25n refused",
+        ] {
+            let shown = basic.masked(echo);
+            assert!(
+                !shown.contains("pa55") && !shown.contains("aW5nZXN0OnBhNTUtd29yZC1sb25n"),
+                "{shown}"
+            );
+        }
+        assert_eq!(Auth::None.masked("plain"), "plain");
+    }
 
     #[test]
     fn the_documents_listed_as_not_kept_are_the_first_of_the_input_whatever_the_order() {

@@ -18,8 +18,10 @@ use super::OutputFormat;
 /// Arguments of `provtrail send`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit status: 0 when every event was accepted or recognised as a duplicate, \
-1 when any was refused, quarantined or got no answer, 2 when the input cannot be read."
+    after_help = "Exit status: 0 when every event was kept (accepted or recognised as a duplicate \
+by provtrail; any other 2xx answer from a receiver that is not provtrail), 1 when any was refused, \
+quarantined or got no answer (none is sent again: sending the input again is safe, provtrail \
+answers what it has as duplicate), 2 when the input cannot be read."
 )]
 pub struct SendArgs {
     /// The subscriber's URL, e.g. http://127.0.0.1:8080/events.
