@@ -256,6 +256,7 @@ impl Tenant {
             confirming: false,
             widest: 0,
             last_count: 0,
+            rereading_end: false,
         }
     }
 
@@ -681,6 +682,9 @@ pub struct Pages<'t> {
     widest: usize,
     /// Rows of the page before.
     last_count: usize,
+    /// Whether the pages since the last empty one are a second look at the list's end (see
+    /// [`Pages::next`]).
+    rereading_end: bool,
 }
 
 impl Pages<'_> {
@@ -799,6 +803,25 @@ impl Pages<'_> {
         }
         self.widest = self.widest.max(count);
         self.last_count = count;
+        // An empty page is the end only once the last page's width before it has been read
+        // again and held nothing new: rows that expired since the page before moved the rest
+        // back, and rows that arrived meanwhile would sit before this offset, never read.
+        if count == 0 && !self.rereading_end && self.offset > 0 {
+            self.rereading_end = true;
+            self.confirming = false;
+            self.overlap = 0;
+            self.offset = self.offset.saturating_sub(self.widest.max(1));
+            return Ok(Some(rows));
+        }
+        if self.rereading_end {
+            if new == 0 && count > 0 {
+                self.ended = Some(None);
+                return Ok(Some(rows));
+            }
+            if new > 0 {
+                self.rereading_end = false;
+            }
+        }
         // A page shorter than asked is not taken for the last: a tenant may give fewer rows a
         // page than asked for, and stopping there would leave the rest out without a word. So
         // the next page overlaps this one by at most half of it (a page of a few rows still

@@ -43,6 +43,11 @@ struct Isc {
     empty_at: Option<usize>,
     /// Oldest rows that expire before each status request, by request.
     expiring: Vec<usize>,
+    /// New rows (numbered on from the newest) that arrive before each status request, by
+    /// request, after those that expire.
+    arriving: Vec<usize>,
+    /// Rows made so far, expired ones included: the next new row's number.
+    made: usize,
     /// Sign-ins answered before the tenant refuses the client's credentials.
     sign_ins_allowed: Option<usize>,
     /// Sign-ins so far, and pages served with the newest token.
@@ -123,6 +128,12 @@ async fn statuses(
     let expired = isc.expiring.get(isc.asked.len() - 1).copied().unwrap_or(0);
     let expired = expired.min(isc.rows.len());
     isc.rows.drain(..expired);
+    let arrived = isc.arriving.get(isc.asked.len() - 1).copied().unwrap_or(0);
+    for _ in 0..arrived {
+        let n = isc.made.max(isc.rows.len());
+        isc.rows.push(row(n, "REAL_TIME", "sub-a", input(n)));
+        isc.made = n + 1;
+    }
     let current = token_of(isc.sign_ins);
     let expired = isc
         .token_pages
@@ -703,6 +714,25 @@ async fn rows_that_expire_after_the_last_page_only_shorten_the_list() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 300, "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_arrive_while_older_ones_expire_before_the_last_page_are_read() {
+    // 400 rows: a full first page, a short one at 225; before the next (at 375), 60 of the
+    // oldest expire and 10 new ones arrive, which moves them before 375: the empty page there
+    // is not the end until the last page's width before it is read again.
+    let (url, _) = start_isc_with(real_rows(400), |isc| {
+        isc.made = 400;
+        isc.expiring = vec![0, 0, 60];
+        isc.arriving = vec![0, 0, 10];
+    })
+    .await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 410, "{stderr}");
+    for n in 400..410 {
+        assert!(stdout.contains(&format!("\"tn-{n}\"")), "tn-{n} missing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
