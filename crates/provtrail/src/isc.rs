@@ -301,8 +301,7 @@ impl Tenant {
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(retry_after);
                 let pause = asked.unwrap_or(wait).min(LONGEST_RETRY_WAIT);
                 if pause >= NOTABLE_WAIT {
                     tracing::warn!(
@@ -316,7 +315,17 @@ impl Tenant {
                 wait = (wait * 2).min(LONGEST_RETRY_WAIT);
                 continue;
             }
-            let body = read_limited(answer, &url).await?;
+            let body = match read_limited(answer, &url).await {
+                Ok(body) => body,
+                // A body that stopped coming (a timeout, a connection dropped half-way) is as
+                // passing as an answer that never came.
+                Err(IscError::BrokeOff { .. }) if tries < TRIES => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(LONGEST_RETRY_WAIT);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&body);
                 return Err(IscError::Refused {
@@ -894,6 +903,20 @@ fn event_digest(invocation: &Invocation) -> u64 {
 }
 
 /// The body of an answer, refused past [`MAX_PAGE_BYTES`].
+/// A `Retry-After` value: seconds, or an HTTP date (RFC 9110, section 10.2.3), as the wait
+/// from now.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
 async fn read_limited(mut answer: reqwest::Response, url: &str) -> Result<bytes::Bytes, IscError> {
     let too_large = || IscError::Unreadable {
         url: url.to_owned(),
@@ -1055,6 +1078,19 @@ impl Invocation {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let waited = retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(waited > Duration::from_secs(100) && waited <= Duration::from_secs(120));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
     use super::*;
     use serde_json::json;
 

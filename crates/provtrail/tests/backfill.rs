@@ -48,6 +48,8 @@ struct Isc {
     arriving: Vec<usize>,
     /// Rows made so far, expired ones included: the next new row's number.
     made: usize,
+    /// Whether the next status answer breaks off after the start of its body.
+    break_next: bool,
     /// Sign-ins answered before the tenant refuses the client's credentials.
     sign_ins_allowed: Option<usize>,
     /// Sign-ins so far, and pages served with the newest token.
@@ -56,6 +58,30 @@ struct Isc {
 }
 
 type Shared = Arc<Mutex<Isc>>;
+
+/// A body that gives its start, then (once that is on its way) fails: the connection ends in
+/// the middle of it.
+struct BreaksOff {
+    started: bool,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for BreaksOff {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        if !std::mem::replace(&mut self.started, true) {
+            let start = bytes::Bytes::from_static(b"[{\"id\":");
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(start))));
+        }
+        std::task::ready!(self.pause.as_mut().poll(cx));
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("broke off"))))
+    }
+}
 
 /// An event as ISC keeps it in an invocation's input: without the `_metadata` envelope.
 fn input(n: usize) -> Value {
@@ -145,6 +171,14 @@ async fn statuses(
         return StatusCode::UNAUTHORIZED.into_response();
     }
     isc.pages_with_token += 1;
+    if std::mem::take(&mut isc.break_next) {
+        let pause = Box::pin(tokio::time::sleep(std::time::Duration::from_millis(200)));
+        return axum::body::Body::new(BreaksOff {
+            started: false,
+            pause,
+        })
+        .into_response();
+    }
     if std::mem::take(&mut isc.limit_next) {
         return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response();
     }
@@ -733,6 +767,18 @@ async fn rows_that_arrive_while_older_ones_expire_before_the_last_page_are_read(
     for n in 400..410 {
         assert!(stdout.contains(&format!("\"tn-{n}\"")), "tn-{n} missing");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_body_breaks_off_is_asked_for_again() {
+    let (url, isc) = start_isc_with(real_rows(300), |isc| isc.break_next = true).await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 300, "{stderr}");
+    assert!(
+        isc.lock().unwrap().asked.len() >= 4,
+        "the first page was not asked again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
