@@ -785,6 +785,56 @@ async fn concurrent_distinct_events_are_all_accepted_with_distinct_ids_and_all_s
     server.shutdown().await;
 }
 
+/// A readiness probe is committed at once, not held in a group commit that waits for more
+/// events: with `commit_max_wait` at its largest (1 s) and events coming in, it still answers
+/// within its second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_answered_within_its_second_while_commits_wait_for_more_events() {
+    let mut server =
+        TestServer::start_with(|config| config.store.commit_max_wait = Some("1s".into())).await;
+    let url = server.url("/events");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut posters = Vec::new();
+    // Enough at once that group commits gather (two or more jobs queued when one starts).
+    for poster in 0..48 {
+        let (url, stop) = (url.clone(), stop.clone());
+        posters.push(tokio::spawn(async move {
+            let client = client();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100 {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(event(&format!("inv-ready-{poster}-{n}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Held in a group that gathers for up to a second, a probe would miss its second about
+    // one time in ten: twenty probes.
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let ready = server.get("/readyz").await;
+        answers.push((ready.status, ready.text()));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_endpoints_answer() {
     let mut server = TestServer::start().await;

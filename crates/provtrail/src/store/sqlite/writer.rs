@@ -309,17 +309,26 @@ impl Writer {
 
     fn gather(&self, batch: &mut Vec<Job>) {
         let deadline = Instant::now() + self.group.max_wait;
+        // A readiness probe waits for its commit within a second: a batch that holds one is
+        // committed as soon as the queue is empty, whatever `commit_max_wait` says.
+        let mut probing = batch.iter().any(|job| matches!(job, Job::Probe(_)));
         while batch.len() < self.group.max_batch {
             match self.jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    probing |= matches!(job, Job::Probe(_));
+                    batch.push(job);
+                }
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
                     // Only wait when there is evidence of concurrent work.
-                    if batch.len() < 2 || self.group.max_wait.is_zero() {
+                    if probing || batch.len() < 2 || self.group.max_wait.is_zero() {
                         return;
                     }
                     match self.jobs.recv_deadline(deadline) {
-                        Ok(job) => batch.push(job),
+                        Ok(job) => {
+                            probing |= matches!(job, Job::Probe(_));
+                            batch.push(job);
+                        }
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
                     }
                 }
