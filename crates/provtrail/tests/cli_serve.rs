@@ -916,3 +916,58 @@ fn refused_tls_start(dir: &Path, cert: &str, key: &str) -> (std::process::ExitSt
         ],
     )
 }
+
+/// Standard error closed under a running server (the process reading it died): the server
+/// goes on answering, logs into the void, and shuts down on SIGTERM as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_standard_error_is_closed_goes_on_and_stops_cleanly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quiet.db");
+    let db_arg = db.display().to_string();
+    let mut child = bare_command(
+        dir.path(),
+        &[
+            "serve",
+            "--db",
+            &db_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-auth",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut url = None;
+    let mut line = String::new();
+    while url.is_none() {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no banner");
+        url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://") && word.ends_with("/events"))
+            .map(str::to_owned);
+    }
+    drop(stderr);
+    let url = url.unwrap();
+    // Answered after the close, with log lines (a refusal is logged) written to nobody.
+    assert_eq!(post_with(&url, None, "inv-quiet").await.status, 200);
+    let bad = client()
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 415);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

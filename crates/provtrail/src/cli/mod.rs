@@ -32,7 +32,7 @@ pub mod time;
 pub mod validate;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,14 +106,32 @@ pub fn tell(message: &str) {
     if logs_as_json() {
         tracing::info!("{message}");
     } else {
-        eprintln!("{message}");
+        // Not `eprintln!`, which panics when standard error is a pipe already closed.
+        let _ = writeln!(std::io::stderr(), "{message}");
     }
 }
 
 pub fn init_logging(filter: &str, json: bool) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     LOGS_AS_JSON.store(json, Ordering::Relaxed);
-    log_subscriber(filter, json, std::io::stderr).init();
+    log_subscriber(filter, json, || QuietStderr).init();
+}
+
+/// Standard error for log lines, whose failed writes are dropped: with standard error closed
+/// under it (the log shipper died), tracing-subscriber reports a failed write with `eprintln!`,
+/// which panics on that same closed pipe, in whichever thread logged.
+struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Log targets held at a level whatever `--log` asks, and why: log lines never pass through the

@@ -3,6 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `eprintln!` that survives a standard error closed under it (the log shipper died): the
+/// server goes on, and shuts down as it should, rather than panic at its next line.
+macro_rules! to_stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use anyhow::Context as _;
 use provtrail::app::{
     App, Settings, ensure_ingest_token, ensure_read_token, read_token_path, token_path,
@@ -543,7 +552,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if super::logs_as_json() {
         tracing::info!("shutting down: finishing in-flight requests");
     } else {
-        eprintln!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
+        to_stderr!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
     }
     let answered = tokio::select! {
         answered = app.shutdown() => answered,
@@ -553,7 +562,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             if super::logs_as_json() {
                 tracing::warn!("quitting now: requests still in flight get no answer");
             } else {
-                eprintln!("quitting now: requests still in flight get no answer");
+                to_stderr!("quitting now: requests still in flight get no answer");
             }
             return Ok(ExitCode::from(130));
         }
@@ -566,7 +575,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "stopped: requests still in flight at the end of the grace period got no answer"
             );
         } else {
-            eprintln!(
+            to_stderr!(
                 "stopped: requests still in flight at the end of the grace period got no answer."
             );
         }
@@ -575,7 +584,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if super::logs_as_json() {
         tracing::info!("stopped");
     } else {
-        eprintln!("stopped.");
+        to_stderr!("stopped.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -637,7 +646,7 @@ fn warn_of_short_secrets(settings: &Settings) {
             if super::logs_as_json() {
                 tracing::warn!("{message}");
             } else {
-                eprintln!("warning: {message}");
+                to_stderr!("warning: {message}");
             }
         }
     }
@@ -697,9 +706,9 @@ fn loud_warning(message: &str) {
     if super::logs_as_json() {
         tracing::warn!("{message}");
     } else {
-        eprintln!();
-        eprintln!("WARNING: {message}");
-        eprintln!();
+        to_stderr!();
+        to_stderr!("WARNING: {message}");
+        to_stderr!();
     }
 }
 
@@ -766,20 +775,20 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         log_banner(prepared, &format!("{scheme}://{addr}"), &url);
         return;
     }
-    eprintln!(
+    to_stderr!(
         "provtrail {} listening on {scheme}://{addr} (store: {})",
         env!("CARGO_PKG_VERSION"),
         settings.store.path.display()
     );
     if settings.no_auth {
-        eprintln!();
-        eprintln!("WARNING: --no-auth is on: anyone who can reach {addr} can post events.");
-        eprintln!("WARNING: use it for local tests only; give ISC a token in production.");
-        eprintln!();
+        to_stderr!();
+        to_stderr!("WARNING: --no-auth is on: anyone who can reach {addr} can post events.");
+        to_stderr!("WARNING: use it for local tests only; give ISC a token in production.");
+        to_stderr!();
     }
-    eprintln!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
+    to_stderr!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
     if addr.ip().is_loopback() {
-        eprintln!(
+        to_stderr!(
             "  (a loopback address: only this machine reaches it. ISC posts from the internet: \
              listen on 0.0.0.0 behind your proxy, or give ISC the proxy's public URL)"
         );
@@ -799,33 +808,33 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
                 "bearerTokenAuthConfig": {"bearerToken": token},
             },
         });
-        eprintln!();
-        eprintln!("A new ingest token was generated. It is shown this once; it is kept in");
-        eprintln!(
+        to_stderr!();
+        to_stderr!("A new ingest token was generated. It is shown this once; it is kept in");
+        to_stderr!(
             "{} (mode 0600).",
             prepared
                 .token_file
                 .as_ref()
                 .map_or_else(String::new, |path| path.display().to_string())
         );
-        eprintln!();
-        eprintln!("  Ingest token: {token}");
-        eprintln!();
-        eprintln!(
+        to_stderr!();
+        to_stderr!("  Ingest token: {token}");
+        to_stderr!();
+        to_stderr!(
             "Subscribe in ISC (Admin > Event Triggers > Provisioning Completed > Subscribe):"
         );
-        eprintln!("  Subscription type:          HTTP");
-        eprintln!("  Integration URL:            {url}");
-        eprintln!("  httpAuthenticationType:     BEARER_TOKEN");
-        eprintln!("  Bearer token:               {token}");
-        eprintln!();
-        eprintln!("or POST /beta/trigger-subscriptions with:");
-        eprintln!(
+        to_stderr!("  Subscription type:          HTTP");
+        to_stderr!("  Integration URL:            {url}");
+        to_stderr!("  httpAuthenticationType:     BEARER_TOKEN");
+        to_stderr!("  Bearer token:               {token}");
+        to_stderr!();
+        to_stderr!("or POST /beta/trigger-subscriptions with:");
+        to_stderr!(
             "{}",
             serde_json::to_string_pretty(&subscription).unwrap_or_default()
         );
     } else if let Some(path) = &prepared.token_file {
-        eprintln!("Ingest token: the one kept in {} (Bearer).", path.display());
+        to_stderr!("Ingest token: the one kept in {} (Bearer).", path.display());
     } else {
         let kinds = match (
             settings.ingest_tokens.is_empty(),
@@ -835,33 +844,35 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
             (false, true) => "bearer tokens",
             _ => "Basic credentials",
         };
-        eprintln!("Ingest authentication: the configured {kinds}.");
+        to_stderr!("Ingest authentication: the configured {kinds}.");
     }
-    eprintln!();
+    to_stderr!();
     let ui = format!("{scheme}://{host}:{}/", addr.port());
     match (&prepared.new_read_token, &prepared.read_token_file) {
         (Some(token), _) => {
-            eprintln!("Web UI and read API: {ui}  (sign in with the read token, shown this once):");
-            eprintln!("  Read token: {token}");
+            to_stderr!(
+                "Web UI and read API: {ui}  (sign in with the read token, shown this once):"
+            );
+            to_stderr!("  Read token: {token}");
         }
-        (None, Some(path)) => eprintln!(
+        (None, Some(path)) => to_stderr!(
             "Web UI and read API: {ui}  (read token kept in {})",
             path.display()
         ),
-        (None, None) => eprintln!("Web UI and read API: {ui}  (configured read tokens)"),
+        (None, None) => to_stderr!("Web UI and read API: {ui}  (configured read tokens)"),
     }
-    eprintln!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
+    to_stderr!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
     // What the configuration turned into, so that a route left out (a file not read, a section
     // misspelt) or a target not as meant shows before any event is routed. Targets are shown
     // as everywhere else: secrets hidden.
     if !settings.routes.is_empty() {
-        eprintln!("Routes ({}):", settings.routes.len());
+        to_stderr!("Routes ({}):", settings.routes.len());
         for route in settings.routes.iter() {
             let filter = route.filter_text.as_deref().map_or_else(
                 || "every event".to_owned(),
                 |filter| format!("filter {}", super::terminal_line(filter)),
             );
-            eprintln!(
+            to_stderr!(
                 "  {}: {} to {}{}; {filter}",
                 route.name,
                 route.sink.kind(),
