@@ -348,6 +348,7 @@ pub async fn send_all(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Arc::new(Mutex::new(interval))
     });
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..options.concurrency.max(1) {
         let client = client.clone();
@@ -356,14 +357,25 @@ pub async fn send_all(
         let report = report.clone();
         let on_answer = on_answer.clone();
         let pacer = pacer.clone();
+        let ended = ended.clone();
         workers.push(tokio::spawn(async move {
             loop {
+                // The turn first, then the document: a worker holding a document while it
+                // waits for its turn would send it after an interruption (Ctrl-C), which stops
+                // the documents but not the turns.
+                if let Some(pacer) = &pacer {
+                    let mut pacer = pacer.lock().await;
+                    // The documents ended while this worker waited for the pacer: no turn to
+                    // wait for (each would cost a tick).
+                    if ended.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
+                    pacer.tick().await;
+                }
                 let Some((number, body)) = documents.lock().await.recv().await else {
+                    ended.store(true, std::sync::atomic::Ordering::Release);
                     return;
                 };
-                if let Some(pacer) = &pacer {
-                    pacer.lock().await.tick().await;
-                }
                 let sent_at = Instant::now();
                 let answer = post(&client, &options, body).await;
                 let latency = sent_at.elapsed().as_secs_f64() * 1000.0;

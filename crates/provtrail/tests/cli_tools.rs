@@ -1755,6 +1755,48 @@ async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
     assert_eq!(stored_invocations(&server.db).len() as u64, sent);
 }
 
+/// Paced (`--rate`), many workers wait for their turn at once: none of them holds a document
+/// while it waits, so an interruption sends at most the one document on its way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_at_a_slow_rate_stops_on_ctrl_c_without_sending_what_waits_for_its_turn() {
+    let server = TestServer::start().await;
+    let url = server.url("/events");
+    let output = tokio::task::spawn_blocking(move || {
+        let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args([
+                "send",
+                &url,
+                "--synthetic",
+                "100",
+                "--rate",
+                "2",
+                "--concurrency",
+                "8",
+                "--token",
+                TOKEN,
+                "--format",
+                "json",
+            ])
+            .env("PROVTRAIL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        interrupted_after(child, 1200)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let sent = summary["sent"].as_u64().unwrap();
+    // Three turns in 1.2 s (at 0, 0.5 and 1 s), then at most the one document on its way.
+    assert!((1..=5).contains(&sent), "sent {sent}: {summary}");
+    let mut server = server;
+    server.shutdown().await;
+}
+
 #[test]
 fn ingest_stops_on_ctrl_c_and_reports_what_it_imported() {
     let dir = tempfile::tempdir().unwrap();
