@@ -1642,6 +1642,42 @@ fn a_demo_without_authentication_sends_no_wrong_token() {
     }
 }
 
+/// A demo served over TLS sends its traffic over HTTPS to its own server.
+#[test]
+fn a_demo_served_over_tls_sends_its_traffic_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["isc.example.com".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args([
+            "demo",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            "3",
+            "--rate",
+            "0",
+        ])
+        .current_dir(dir.path())
+        .env("PROVTRAIL_LOG", "warn")
+        .env("PROVTRAIL_TLS_CERT", &cert)
+        .env("PROVTRAIL_TLS_KEY", &key)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = stdout(&output);
+    let told = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{said}{told}");
+    assert!(told.contains("serving on https://127.0.0.1:"), "{told}");
+    assert!(said.contains("and a wrong token: HTTP 401"), "{said}");
+    assert!(said.contains("sent 4 requests"), "{said}");
+    assert!(said.contains(": 3 accepted, 1 duplicate"), "{said}");
+}
+
 /// `provtrail demo` serving on a free port in `dir`, sending `events` at `rate` a second.
 fn spawn_demo(dir: &Path, events: &str, rate: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_provtrail"))

@@ -74,7 +74,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     super::serve::ensure_open_file_room(prepared.settings.server.max_connections);
     let app = prepared.start().await?;
     let addr = app.server.local_addr();
-    let base = format!("http://{addr}");
+    // Served over TLS (PROVTRAIL_TLS_CERT and _KEY apply to the demo as to serve), its traffic
+    // is HTTPS too.
+    let tls = prepared.settings.server.tls.is_some();
+    let base = format!("{}://{addr}", if tls { "https" } else { "http" });
     let auth = match (
         prepared.settings.ingest_tokens.first(),
         prepared.settings.ingest_basic.first(),
@@ -103,7 +106,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         concurrency: 8,
         rate: (args.rate > 0.0).then_some(args.rate),
         timeout: Duration::from_secs(30),
-        insecure: false,
+        // Its own server on this machine, whose certificate names the host ISC reaches rather
+        // than the loopback address the demo sends to.
+        insecure: tls,
     };
     let (documents, generated) = mpsc::channel::<(u64, Bytes)>(64);
     // Ctrl-C during the traffic stops it; the demo then says what it sent and stops serving.
