@@ -889,11 +889,14 @@ fn refused_at_the_cap(job: &Job) -> bool {
 /// with `message` (503) and takes them out of it.
 fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
     shared.set_writable(Some(message.to_owned()));
+    // One refused commit, counted once, as a failed one is.
+    if batch.iter().any(|job| matches!(job, Job::Ingest(..))) {
+        shared.metrics.commit_failures.inc();
+    }
     let mut kept = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
         match job {
             Job::Ingest(_, reply) => {
-                shared.metrics.commit_failures.inc();
                 let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
             }
             Job::Probe(reply) => {
@@ -916,10 +919,15 @@ fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
     *batch = kept;
 }
 
-/// Counts a failed commit, unless it held only readiness probes: the counter is of commits whose
-/// requests were answered 503, and a probe of a broken store every second is not one.
+/// Counts a failed commit that held work someone is answered 503 for (a document, an outbox
+/// change): the counter is of commits whose requests were answered 503. Readiness probes of a
+/// broken store every second are not such commits, nor are the delivery-log records of the 503s
+/// themselves, which fail on a full disk as the commit did and would count every failure twice.
 fn count_failed_commit(batch: &[Job], metrics: &crate::metrics::Metrics) {
-    if batch.iter().any(|job| !matches!(job, Job::Probe(_))) {
+    if batch
+        .iter()
+        .any(|job| matches!(job, Job::Ingest(..) | Job::Outbox(_)))
+    {
         metrics.commit_failures.inc();
     }
 }
@@ -1342,7 +1350,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_commit_of_readiness_probes_alone_is_not_counted() {
+    fn a_failed_commit_is_counted_only_when_it_held_work_answered_503() {
         let metrics = crate::metrics::Metrics::new();
         let probe = || Job::Probe(oneshot::channel().0);
         count_failed_commit(&[probe(), probe()], &metrics);
@@ -1360,7 +1368,16 @@ mod tests {
             status: 401,
             reason: "invalid credentials".into(),
         }));
+        // The record of a request refused before (a 401, or the 503 of a commit that failed):
+        // nobody is answered for it.
         count_failed_commit(&[probe(), rejection], &metrics);
+        assert_eq!(metrics.commit_failures.get(), 0);
+        let outbox = Job::Outbox(Box::new(OutboxJob {
+            write: OutboxWrite::Results(Vec::new()),
+            touched: std::sync::atomic::AtomicU64::new(0),
+            reply: oneshot::channel().0,
+        }));
+        count_failed_commit(&[probe(), outbox], &metrics);
         assert_eq!(metrics.commit_failures.get(), 1);
     }
 
