@@ -712,6 +712,8 @@ pub struct App {
     /// The configured routes.
     pub routes: Arc<Routes>,
     dispatcher: Option<Dispatcher>,
+    /// `server.shutdown_grace`.
+    shutdown_grace: Duration,
     /// Held until the store is closed.
     _lock: StoreLock,
 }
@@ -723,6 +725,7 @@ struct Started {
     metrics: Arc<Metrics>,
     routes: Arc<Routes>,
     dispatcher: Option<Dispatcher>,
+    shutdown_grace: Duration,
 }
 
 impl Started {
@@ -733,13 +736,14 @@ impl Started {
             metrics: self.metrics,
             routes: self.routes,
             dispatcher: self.dispatcher,
+            shutdown_grace: self.shutdown_grace,
             _lock: lock,
         }
     }
 }
 
-/// How long deliveries in flight get to finish on shutdown; those still running stay pending and
-/// are attempted again on the next start.
+/// Longest time deliveries in flight get to finish on shutdown (within `shutdown_grace`); those
+/// still running stay pending and are attempted again on the next start.
 const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 
 impl App {
@@ -819,15 +823,24 @@ impl App {
             metrics,
             routes,
             dispatcher,
+            shutdown_grace: server_config.shutdown_grace,
         })
     }
 
     /// Stops accepting, answers in-flight requests, then commits what is queued and closes the
     /// store. False when the grace period ended with requests still unanswered.
     pub async fn shutdown(self) -> bool {
+        let began = std::time::Instant::now();
         let answered = self.server.shutdown().await;
         if let Some(dispatcher) = self.dispatcher {
-            dispatcher.shutdown(DELIVERY_GRACE).await;
+            // What is left of the grace, at most DELIVERY_GRACE: a sink that hangs does not
+            // hold the process past the time it was given (its deliveries stay pending). A
+            // moment at least, for attempts that are done to be recorded.
+            let left = self
+                .shutdown_grace
+                .saturating_sub(began.elapsed())
+                .clamp(Duration::from_millis(500), DELIVERY_GRACE);
+            dispatcher.shutdown(left).await;
         }
         self.store.close().await;
         answered

@@ -321,6 +321,37 @@ async fn deliveries_behind_a_paused_route_end_at_max_age() {
     server.shutdown().await;
 }
 
+/// A sink that never answers does not hold the shutdown past `shutdown_grace`: its delivery
+/// stays pending, for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_sink_does_not_hold_the_shutdown_past_its_grace() {
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let routes = webhook_route("hangs", &receiver.url(), "").replace("500ms", "1h");
+    let mut config = FileConfig::parse(&config_text(&db, &routes), Path::new("test.toml")).unwrap();
+    config.server.shutdown_grace = Some("1s".into());
+    let mut server = TestServer::start_config(&config).await;
+    post_events(&server, "hangs", 1).await;
+    wait_for("the attempt to reach the sink", WAIT, || {
+        receiver.requests() > 0
+    })
+    .await;
+    let began = std::time::Instant::now();
+    server.shutdown().await;
+    // The grace and half a second for attempts done to be recorded, not the ten seconds a
+    // delivery may otherwise take; with room for a slow machine.
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    assert_eq!(
+        count(&db, "hangs", 0),
+        1,
+        "the delivery is no longer pending"
+    );
+    receiver.release();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_answers_errors_uses_up_the_budget_even_once_the_route_pauses() {
     // Five deliveries answered 500 every time: the route pauses after three failures, and its
