@@ -876,6 +876,70 @@ async fn an_http2_connection_that_starts_no_more_requests_is_closed_after_the_id
     server.shutdown().await;
 }
 
+/// An idle HTTP/2 connection whose client stops answering pings does not hold the shutdown for
+/// its whole grace, nor make it end as if a request went unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_client_that_ignores_pings_does_not_hold_the_shutdown() {
+    let mut server = TestServer::start_with(|config| {
+        config.server.header_timeout = Some("1s".into());
+        config.server.shutdown_grace = Some("20s".into());
+    })
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Driven for one request, then held without being polled: pings go unanswered.
+    let held = tokio::spawn(async move {
+        let mut connection = connection;
+        tokio::select! {
+            _ = &mut connection => {}
+            _ = stopped => {}
+        }
+        tokio::time::sleep(PATIENCE).await;
+        drop(connection);
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::get(format!("http://{}/healthz", server.addr))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    stop.send(()).unwrap();
+    let _still_open = client;
+    let app = server.app.take().unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(15), app.shutdown())
+        .await
+        .expect("the shutdown waited for the silent client");
+    assert!(answered, "the shutdown said requests went unanswered");
+    held.abort();
+}
+
+/// A connection that never starts its TLS handshake holds no request: the shutdown does not
+/// wait for its handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_starts_tls_does_not_hold_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut server = TestServer::start_with(|config| {
+        config.server.tls_cert = Some(cert.clone());
+        config.server.tls_key = Some(key.clone());
+        config.server.header_timeout = Some("30s".into());
+    })
+    .await;
+    let _silent = TcpStream::connect(server.addr).await.unwrap();
+    // The connection is accepted and its handshake awaited.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let app = server.app.take().unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(10), app.shutdown())
+        .await
+        .expect("the shutdown waited for the handshake");
+    assert!(answered);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_every_connection() {
     let mut server = TestServer::start_with(|config| {

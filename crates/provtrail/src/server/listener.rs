@@ -528,7 +528,11 @@ async fn run_connection<C>(
                     break true;
                 }
             },
-            _ = shutdown.changed() => break false,
+            // Shutting down with nothing in flight is an idle close too: an idle HTTP/2 client
+            // that ignores pings would otherwise hold the shutdown for its whole grace.
+            _ = shutdown.changed() => {
+                break matches!(activity.doing(), Doing::Nothing | Doing::IdleSince(_));
+            }
         }
     };
     connection.as_mut().graceful_shutdown();
@@ -798,8 +802,14 @@ pub async fn serve(
                     run_connection(connection, &activity, timeouts, stop_signal, hook).await;
                 }
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    // A connection still in its handshake holds no request: shutting down, it is
+                    // dropped rather than waited for (a client that never starts TLS would hold
+                    // the shutdown for the handshake timeout).
+                    let mut stop = stop_signal.clone();
+                    let handshake = tokio::select! {
+                        handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => handshake,
+                        _ = stop.wait_for(|stopping| *stopping) => return,
+                    };
                     let Ok(Ok(stream)) = handshake else {
                         tracing::debug!(%remote, "TLS handshake failed or timed out");
                         return;
