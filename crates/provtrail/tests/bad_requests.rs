@@ -919,11 +919,7 @@ async fn an_idle_http2_client_that_ignores_pings_does_not_hold_the_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_starts_tls_does_not_hold_the_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed_pem(dir.path(), "localhost");
     let mut server = TestServer::start_with(|config| {
         config.server.tls_cert = Some(cert.clone());
         config.server.tls_key = Some(key.clone());

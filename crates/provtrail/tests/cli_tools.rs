@@ -1646,11 +1646,7 @@ fn a_demo_without_authentication_sends_no_wrong_token() {
 #[test]
 fn a_demo_served_over_tls_sends_its_traffic_over_https() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["isc.example.com".to_owned()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed_pem(dir.path(), "isc.example.com");
     let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args([
             "demo",
@@ -1751,30 +1747,7 @@ fn demo_stops_its_traffic_on(signal: &str) {
 async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
     let server = TestServer::start().await;
     let url = server.url("/events");
-    let output = tokio::task::spawn_blocking(move || {
-        let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
-            .args([
-                "send",
-                &url,
-                "--synthetic",
-                "100000",
-                "--rate",
-                "100",
-                "--token",
-                TOKEN,
-                "--format",
-                "json",
-            ])
-            .env("PROVTRAIL_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        interrupted_after(child, 1500)
-    })
-    .await
-    .unwrap();
+    let output = send_interrupted(url, &["--synthetic", "100000", "--rate", "100"], 1500).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
@@ -1791,38 +1764,34 @@ async fn send_stops_on_ctrl_c_and_reports_what_it_sent() {
     assert_eq!(stored_invocations(&server.db).len() as u64, sent);
 }
 
-/// Paced (`--rate`), many workers wait for their turn at once: none of them holds a document
-/// while it waits, so an interruption sends at most the one document on its way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_at_a_slow_rate_stops_on_ctrl_c_without_sending_what_waits_for_its_turn() {
-    let server = TestServer::start().await;
-    let url = server.url("/events");
-    let output = tokio::task::spawn_blocking(move || {
+/// `provtrail send URL ARGS --token … --format json`, interrupted (SIGINT) after `millis`.
+async fn send_interrupted(url: String, args: &[&str], millis: u64) -> Output {
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
         let child = Command::new(env!("CARGO_BIN_EXE_provtrail"))
-            .args([
-                "send",
-                &url,
-                "--synthetic",
-                "100",
-                "--rate",
-                "2",
-                "--concurrency",
-                "8",
-                "--token",
-                TOKEN,
-                "--format",
-                "json",
-            ])
+            .args(["send", &url])
+            .args(&args)
+            .args(["--token", TOKEN, "--format", "json"])
             .env("PROVTRAIL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        interrupted_after(child, 1200)
+        interrupted_after(child, millis)
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Paced (`--rate`), many workers wait for their turn at once: none of them holds a document
+/// while it waits, so an interruption sends at most the one document on its way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_at_a_slow_rate_stops_on_ctrl_c_without_sending_what_waits_for_its_turn() {
+    let server = TestServer::start().await;
+    let url = server.url("/events");
+    let args = ["--synthetic", "100", "--rate", "2", "--concurrency", "8"];
+    let output = send_interrupted(url, &args, 1200).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
@@ -2280,11 +2249,7 @@ fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_events_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed_pem(dir.path(), "localhost");
     let server = TestServer::start_with(|config| {
         config.server.tls_cert = Some(cert.clone());
         config.server.tls_key = Some(key.clone());

@@ -230,15 +230,20 @@ async fn a_failing_then_hanging_sink_gets_every_event_exactly_once_after_recover
     server.shutdown().await;
 }
 
+/// A loopback address nothing listens on (its port was free a moment ago).
+fn closed_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_to_a_sink_that_is_down_wait_for_it_whatever_their_budget() {
     // Nothing listens on this port yet: every attempt is refused. Attempts made before the
     // route pauses (8 at once here) and after a restart (which forgets the pause) find the sink
     // down; none may use up a delivery's budget of one attempt.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = closed_port();
     let dir = tempfile::tempdir().unwrap();
     let routes = webhook_route("down", &format!("http://{addr}/hook"), "")
         .replace("max_attempts = 1000", "max_attempts = 1")
@@ -283,10 +288,7 @@ async fn deliveries_to_a_sink_that_is_down_wait_for_it_whatever_their_budget() {
 /// a pause apart) finally reaches each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_behind_a_paused_route_end_at_max_age() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = closed_port();
     let dir = tempfile::tempdir().unwrap();
     let routes = webhook_route("down", &format!("http://{addr}/hook"), "")
         .replace("max_attempts = 1000", "max_age = \"2s\"")

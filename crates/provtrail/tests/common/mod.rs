@@ -690,3 +690,14 @@ pub fn run_into_closed_pipe(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A self-signed certificate for `host` and its key, written as PEM files into `dir`: their
+/// paths, certificate first.
+pub fn self_signed_pem(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
