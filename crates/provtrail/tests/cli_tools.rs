@@ -1539,19 +1539,7 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
         ),
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args([
-            "demo",
-            "--exit",
-            "--listen",
-            "127.0.0.1:0",
-            "--events",
-            "20",
-            "--rate",
-            "0",
-        ])
-        .current_dir(dir.path())
-        .env("PROVTRAIL_LOG", "warn")
+    let output = demo_to_exit(dir.path(), "20")
         .env("PROVTRAIL_DB", &real_db)
         .stdin(Stdio::null())
         .output()
@@ -1605,25 +1593,31 @@ fn demo_keeps_to_its_own_store_and_runs_no_routes_of_a_real_configuration() {
 }
 
 /// The demo shows what an endpoint answers to a wrong token only when it has tokens.
+/// `provtrail demo --exit` in `dir` on a free port, sending `events` at full speed, its logs at
+/// warn.
+fn demo_to_exit(dir: &Path, events: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
+    command
+        .args([
+            "demo",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            events,
+        ])
+        .args(["--rate", "0"])
+        .current_dir(dir)
+        .env("PROVTRAIL_LOG", "warn");
+    command
+}
+
 #[test]
 fn a_demo_without_authentication_sends_no_wrong_token() {
     for (no_auth, shown) in [(false, true), (true, false)] {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_provtrail"));
-        command
-            .args([
-                "demo",
-                "--exit",
-                "--listen",
-                "127.0.0.1:0",
-                "--events",
-                "3",
-                "--rate",
-                "0",
-            ])
-            .current_dir(dir.path())
-            .env("PROVTRAIL_LOG", "warn")
-            .stdin(Stdio::null());
+        let mut command = demo_to_exit(dir.path(), "3");
+        command.stdin(Stdio::null());
         if no_auth {
             command.arg("--no-auth");
         }
@@ -1647,19 +1641,7 @@ fn a_demo_without_authentication_sends_no_wrong_token() {
 fn a_demo_served_over_tls_sends_its_traffic_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed_pem(dir.path(), "isc.example.com");
-    let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args([
-            "demo",
-            "--exit",
-            "--listen",
-            "127.0.0.1:0",
-            "--events",
-            "3",
-            "--rate",
-            "0",
-        ])
-        .current_dir(dir.path())
-        .env("PROVTRAIL_LOG", "warn")
+    let output = demo_to_exit(dir.path(), "3")
         .env("PROVTRAIL_TLS_CERT", &cert)
         .env("PROVTRAIL_TLS_KEY", &key)
         .stdin(Stdio::null())
