@@ -663,21 +663,27 @@ fn ingest_of_a_directory_is_refused_before_a_store_is_made() {
     assert!(!db.exists(), "no empty store is left behind");
 }
 
+/// A JSON-lines file `name` in `dir` of `count` test events, invocation ids `{prefix}-0000` …
+fn events_file(dir: &Path, name: &str, prefix: &str, count: usize) -> std::path::PathBuf {
+    let lines: Vec<String> = (0..count)
+        .map(|n| {
+            String::from_utf8(event(&format!("{prefix}-{n:04}")))
+                .unwrap()
+                .replace('\n', " ")
+        })
+        .collect();
+    let file = dir.join(name);
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    file
+}
+
 #[test]
 fn ingest_stores_events_in_the_order_of_the_file() {
     // Many documents are in flight at once; they still take ids in the order of their lines, so
     // that listing by id (or exporting) gives the file back in its order.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ordered.db");
-    let lines: Vec<String> = (0..600)
-        .map(|n| {
-            String::from_utf8(event(&format!("inv-order-{n:04}")))
-                .unwrap()
-                .replace('\n', " ")
-        })
-        .collect();
-    let file = dir.path().join("ordered.jsonl");
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = events_file(dir.path(), "ordered.jsonl", "inv-order", 600);
     let output = provtrail(
         &[
             "ingest",
@@ -709,15 +715,7 @@ fn ingest_keeps_to_the_size_cap_and_stops_where_the_store_stops() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("capped.db");
     let db_arg = db.display().to_string();
-    let lines: Vec<String> = (0..3000)
-        .map(|n| {
-            String::from_utf8(event(&format!("inv-cap-{n:04}")))
-                .unwrap()
-                .replace('\n', " ")
-        })
-        .collect();
-    let file = dir.path().join("events.jsonl");
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = events_file(dir.path(), "events.jsonl", "inv-cap", 3000);
     let file_arg = file.display().to_string();
     let capped = provtrail(
         &[

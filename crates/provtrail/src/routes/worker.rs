@@ -1194,6 +1194,24 @@ mod tests {
         })
     }
 
+    /// An attempt of `item` made and answered at `now`, as the worker settles it.
+    fn attempt(
+        route: &Route,
+        item: &OutboxItem,
+        now: Millis,
+        outcome: Result<Sent, SinkError>,
+    ) -> Attempted {
+        settle(
+            route,
+            item,
+            now,
+            0,
+            now,
+            outcome,
+            &crate::routes::Redactor::default(),
+        )
+    }
+
     fn delay(attempted: &Attempted, now: Millis) -> Option<i64> {
         match attempted.record.next {
             NextStep::RetryAt(at) => Some(at - now),
@@ -1208,22 +1226,13 @@ mod tests {
             dir.path(),
             "max_attempts = 5\ninitial_delay = \"1s\"\nmax_delay = \"1h\"",
         );
-        let redactor = crate::routes::Redactor::default();
         let now = 1_000_000_000;
         // Ten failures that found the sink down (503): none used the budget, all count for
         // the delay. The cap is now 1024 s: twenty draws at or under the first step's 1 s would
         // all have to fall in its first thousandth.
         let delays: Vec<i64> = (0..20)
             .map(|_| {
-                let attempted = settle(
-                    &route,
-                    &item(10, 10, 0, now),
-                    now,
-                    0,
-                    now,
-                    down(503),
-                    &redactor,
-                );
+                let attempted = attempt(&route, &item(10, 10, 0, now), now, down(503));
                 assert!(attempted.record.uncharged);
                 delay(&attempted, now).unwrap()
             })
@@ -1232,15 +1241,7 @@ mod tests {
         assert!(delays.iter().any(|&d| d > 1_000), "{delays:?}");
         // Retried from the dead letters after those ten: the backoff starts again.
         for _ in 0..20 {
-            let attempted = settle(
-                &route,
-                &item(10, 10, 10, now),
-                now,
-                0,
-                now,
-                down(503),
-                &redactor,
-            );
+            let attempted = attempt(&route, &item(10, 10, 10, now), now, down(503));
             assert!(delay(&attempted, now).unwrap() <= 1_000);
         }
     }
@@ -1249,38 +1250,21 @@ mod tests {
     fn a_dead_letter_says_why_it_was_not_retried() {
         let dir = tempfile::tempdir().unwrap();
         let route = route(dir.path(), "max_attempts = 2\nmax_age = \"1h\"");
-        let redactor = crate::routes::Redactor::default();
         let now = 10_000_000_000;
         let error = |attempted: Attempted| {
             assert_eq!(attempted.record.next, NextStep::Dead);
             attempted.record.error.unwrap()
         };
-        let spent = settle(
-            &route,
-            &item(1, 0, 0, now),
-            now,
-            0,
-            now,
-            down(500),
-            &redactor,
-        );
+        let spent = attempt(&route, &item(1, 0, 0, now), now, down(500));
         assert!(error(spent).ends_with("(max_attempts reached: not retried)"));
         let hour_ago = now - 3_600_000;
-        let old = settle(
-            &route,
-            &item(0, 0, 0, hour_ago),
-            now,
-            0,
-            now,
-            down(503),
-            &redactor,
-        );
+        let old = attempt(&route, &item(0, 0, 0, hour_ago), now, down(503));
         assert!(error(old).ends_with("(still failing after max_age: not retried)"));
         let refused = Err(SinkError {
             permanent: true,
             ..SinkError::transient("HTTP 400")
         });
-        let permanent = settle(&route, &item(0, 0, 0, now), now, 0, now, refused, &redactor);
+        let permanent = attempt(&route, &item(0, 0, 0, now), now, refused);
         assert!(error(permanent).ends_with("(permanent: not retried)"));
     }
 }
