@@ -278,9 +278,13 @@ impl Tenant {
             let url = request.url().as_str().to_owned();
             let answer = match self.client.execute(request).await {
                 Ok(answer) => answer,
-                // A refused connection is seldom a passing state: fewer tries for it.
+                // A refused connection is seldom a passing state: fewer tries for it. A
+                // connection closed before any answer (a kept-alive one the tenant's side closed
+                // as the request went out, a node restarting) is as passing as a timeout; what
+                // is sent (the listing, the sign-in) changes nothing on the tenant.
                 Err(err)
-                    if (err.is_timeout() && tries < TRIES) || (err.is_connect() && tries < 3) =>
+                    if ((err.is_timeout() || closed_before_answer(&err)) && tries < TRIES)
+                        || (err.is_connect() && tries < 3) =>
                 {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(LONGEST_RETRY_WAIT);
@@ -950,6 +954,34 @@ async fn read_limited(mut answer: reqwest::Response, url: &str) -> Result<bytes:
 }
 
 /// An error with its causes, which reqwest keeps apart (`error sending request` says little).
+/// Whether the request failed with no answer begun, on a connection that was made: closed or
+/// reset by the other side. Not a refused connection (`is_connect`), a certificate refused, or
+/// a request that could not be built.
+fn closed_before_answer(err: &reqwest::Error) -> bool {
+    if !err.is_request() || err.is_connect() {
+        return false;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();

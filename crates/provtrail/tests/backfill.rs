@@ -50,6 +50,8 @@ struct Isc {
     made: usize,
     /// Whether the next status answer breaks off after the start of its body.
     break_next: bool,
+    /// Whether the next status request gets no answer at all: the connection closes.
+    hang_up_next: bool,
     /// Sign-ins answered before the tenant refuses the client's credentials.
     sign_ins_allowed: Option<usize>,
     /// Sign-ins so far, and pages served with the newest token.
@@ -171,6 +173,12 @@ async fn statuses(
         return StatusCode::UNAUTHORIZED.into_response();
     }
     isc.pages_with_token += 1;
+    if std::mem::take(&mut isc.hang_up_next) {
+        drop(isc);
+        // Unwinds the connection's task: the connection closes with no answer (as a proxy or a
+        // restarting node of the tenant does).
+        std::panic::resume_unwind(Box::new("the stand-in hangs up"));
+    }
     if std::mem::take(&mut isc.break_next) {
         let pause = Box::pin(tokio::time::sleep(std::time::Duration::from_millis(200)));
         return axum::body::Body::new(BreaksOff {
@@ -772,6 +780,18 @@ async fn rows_that_arrive_while_older_ones_expire_before_the_last_page_are_read(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_whose_body_breaks_off_is_asked_for_again() {
     let (url, isc) = start_isc_with(real_rows(300), |isc| isc.break_next = true).await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 300, "{stderr}");
+    assert!(
+        isc.lock().unwrap().asked.len() >= 4,
+        "the first page was not asked again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_closed_without_an_answer_is_asked_for_again() {
+    let (url, isc) = start_isc_with(real_rows(300), |isc| isc.hang_up_next = true).await;
     let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 300, "{stderr}");
