@@ -678,6 +678,51 @@ async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_recovery_is_replaced_only_by_a_run_that_reads_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = dir.path().join("recovered.jsonl");
+    std::fs::write(&earlier, "{\"earlier\":true}\n").unwrap();
+    // Reached through a link, as a path kept in a script may be.
+    let link = dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink(&earlier, &link).unwrap();
+    let link_arg = link.display().to_string();
+    let partial = dir.path().join("recovered.jsonl.partial");
+
+    // The token is good for one page: the run stops after 250 of 600 rows.
+    let (url, _) = start_isc_with(real_rows(600), |isc| isc.token_pages = Some(1)).await;
+    let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&earlier).unwrap(),
+        "{\"earlier\":true}\n",
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&partial).unwrap().lines().count(),
+        250
+    );
+    let mode = std::fs::metadata(&partial).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(
+        stderr.contains(&format!(
+            "the 250 event(s) read before are in {}; {link_arg} still holds the earlier recovery",
+            partial.display()
+        )),
+        "{stderr}"
+    );
+
+    // A run that reads to the end takes its place; the link still leads to it.
+    let (url, _) = start_isc_with(real_rows(600), |_| {}).await;
+    let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&link).unwrap().lines().count(), 600);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert!(!partial.exists());
+    let mode = std::fs::metadata(&earlier).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_is_not_json_text_is_named_and_the_others_are_recovered() {
     // Three rows; the second holds a lone surrogate escape, the third bytes that are not UTF-8.
     let text = |n: usize| row(n, "REAL_TIME", "sub-a", input(n)).to_string();

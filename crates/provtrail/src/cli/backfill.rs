@@ -117,6 +117,12 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             let _ = std::fs::remove_file(path);
         }
     };
+    // A file that holds an earlier recovery is replaced only by a run that reads to the end:
+    // until then the events go to a file beside it (see `Staged`), since the earlier recovery
+    // may be the only copy left of events ISC has forgotten.
+    let earlier = destination
+        .as_ref()
+        .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.len() > 0));
     let file = match &destination {
         Some(path) => {
             if let Some(kept) = provtrail::store::kept_data_at(path) {
@@ -147,6 +153,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     // list refused or failing) leaves an earlier recovery in it as it was, which may be the
     // only copy left once ISC has forgotten those invocations.
     let mut file = Some(file);
+    let mut staged: Option<Staged> = None;
     let mut out: Box<dyn Write> = Box::new(std::io::sink());
     let progress = super::progress_bar(None, "reading invocations");
     let mut pages = tenant.invocations(&token, &credentials, subscription);
@@ -185,10 +192,17 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         if page.is_ok() {
             if let Some(file) = file.take() {
                 out = match file {
-                    Some(file) => {
-                        provtrail::claim_output(&file).map_err(write_error)?;
-                        Box::new(std::io::BufWriter::new(file))
-                    }
+                    Some(file) => match earlier.and_then(|path| Staged::beside(path)) {
+                        Some(beside) => {
+                            let written = beside.file.try_clone().map_err(write_error)?;
+                            staged = Some(beside);
+                            Box::new(std::io::BufWriter::new(written))
+                        }
+                        None => {
+                            provtrail::claim_output(&file).map_err(write_error)?;
+                            Box::new(std::io::BufWriter::new(file))
+                        }
+                    },
                     None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 };
             }
@@ -213,16 +227,35 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     summary.left_out = pages.left_out();
     summary.gaps = pages.gaps().to_vec();
     summary.changed = pages.changed().to_vec();
+    let shown = match (&staged, &failure) {
+        (Some(staged), Some(_)) => staged.path.display().to_string(),
+        _ => shown,
+    };
+    if failure.is_none() {
+        if let (Some(staged), Some(path)) = (staged.take(), &destination) {
+            staged.replace(path)?;
+        }
+    }
     report(&args, &shown, &summary)?;
     if let Some(err) = failure {
-        let kept = if file.is_some() {
-            unmake();
-            format!("nothing was written: {shown} is as it was")
-        } else {
-            format!(
+        let kept = match (&staged, &destination) {
+            _ if file.is_some() => {
+                unmake();
+                format!("nothing was written: {shown} is as it was")
+            }
+            (Some(_), Some(path)) => {
+                let _ = staged.as_ref().map(|staged| staged.file.sync_all());
+                format!(
+                    "the {} event(s) read before are in {shown}; {} still holds the earlier \
+                     recovery, as it was",
+                    summary.written,
+                    path.display()
+                )
+            }
+            _ => format!(
                 "the {} event(s) read before are in {shown}",
                 summary.written
-            )
+            ),
         };
         return Err(err.context(format!("cannot read the trigger invocations ({kept})")));
     }
@@ -237,6 +270,58 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         },
     )
+}
+
+/// The file a run writes into while an earlier recovery is still in its destination: the
+/// destination's name with `.partial` added, beside the file the destination leads to (a link
+/// is followed, so that replacing the file does not replace the link). Put in the destination's
+/// place once the run has read to the end; left beside it, named, when the run fails.
+struct Staged {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Staged {
+    /// None when no such file can be made (a directory not writable): the destination is then
+    /// written in place, as a new one is.
+    fn beside(destination: &std::path::Path) -> Option<Self> {
+        let real = std::fs::canonicalize(destination).ok()?;
+        let mut name = real.file_name()?.to_os_string();
+        name.push(".partial");
+        let path = real.with_file_name(name);
+        match provtrail::create_private(&path) {
+            Ok(file) => Some(Staged { path, file }),
+            Err(err) => {
+                tracing::warn!(
+                    "cannot make {} ({err}): writing over {} directly, so a run that fails \
+                     half-way leaves only what it read there",
+                    path.display(),
+                    destination.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Puts the events read in the destination's place, once they are on disk.
+    fn replace(self, destination: &std::path::Path) -> anyhow::Result<()> {
+        let on_disk = self.file.sync_all();
+        let target = std::fs::canonicalize(destination).unwrap_or_else(|_| destination.into());
+        on_disk
+            .and_then(|()| std::fs::rename(&self.path, &target))
+            .with_context(|| {
+                format!(
+                    "the events read are in {}, but cannot take the place of {}",
+                    self.path.display(),
+                    destination.display()
+                )
+            })?;
+        if let Some(directory) = target.parent() {
+            // Best effort: the rename is durable once its directory is.
+            let _ = std::fs::File::open(directory).and_then(|dir| dir.sync_all());
+        }
+        Ok(())
+    }
 }
 
 /// Whether `path` is the file this process's standard output already writes to (`/dev/stdout`,
