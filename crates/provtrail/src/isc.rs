@@ -906,10 +906,9 @@ fn event_digest(invocation: &Invocation) -> u64 {
     hasher.finish()
 }
 
-/// The body of an answer, refused past [`MAX_PAGE_BYTES`].
 /// A `Retry-After` value: seconds, or an HTTP date (RFC 9110, section 10.2.3), as the wait
 /// from now.
-fn retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -921,6 +920,7 @@ fn retry_after(value: &str) -> Option<Duration> {
     )
 }
 
+/// The body of an answer, refused past [`MAX_PAGE_BYTES`].
 async fn read_limited(mut answer: reqwest::Response, url: &str) -> Result<bytes::Bytes, IscError> {
     let too_large = || IscError::Unreadable {
         url: url.to_owned(),

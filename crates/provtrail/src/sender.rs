@@ -83,6 +83,24 @@ pub struct SendOptions {
     pub timeout: Duration,
     /// Accept invalid TLS certificates (for self-signed test servers).
     pub insecure: bool,
+    /// Times a document is sent again after an answer that asks for it later
+    /// ([`RETRIED_STATUSES`]).
+    pub retries: u32,
+}
+
+/// Answers after which a document is sent again: too many requests (429), and a receiver or the
+/// proxy in front of it unavailable for now (502, 503, 504). provtrail's 503 means nothing of the
+/// request was kept, and what was kept is answered as a duplicate when sent again.
+pub const RETRIED_STATUSES: [u16; 4] = [429, 502, 503, 504];
+
+/// The longest wait before sending again, whatever the answer's `Retry-After` asks for.
+pub const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// The wait before sending a document again for the `retry`-th time (from 1): the answer's
+/// `Retry-After` if it gave one, else 1, 2, 4 … seconds; at most [`LONGEST_RETRY_WAIT`].
+fn retry_wait(retry: u32, asked: Option<Duration>) -> Duration {
+    let doubling = Duration::from_secs(1u64 << retry.saturating_sub(1).min(6));
+    asked.unwrap_or(doubling).min(LONGEST_RETRY_WAIT)
 }
 
 /// What one request got.
@@ -98,6 +116,8 @@ pub enum Answer {
         /// Why the document was not kept, as the answer says it ([`reason_of`]); none for a
         /// document kept.
         reason: Option<String>,
+        /// The wait the answer's `Retry-After` asks for (seconds or an HTTP date), if any.
+        retry_after: Option<Duration>,
     },
     /// No HTTP answer (connection refused, reset, timed out).
     Failed(String),
@@ -130,6 +150,9 @@ pub struct SendReport {
     pub by_outcome: BTreeMap<String, u64>,
     /// Requests without an HTTP answer, by error.
     pub failures: BTreeMap<String, u64>,
+    /// Documents sent again, by the status of the answer that asked for it: one count per
+    /// request sent again (the answers above are each document's last).
+    pub retried: BTreeMap<u16, u64>,
     /// The first [`MAX_NOT_KEPT_LISTED`] documents not kept, in the order their answers came.
     pub not_kept: Vec<NotKept>,
     /// Documents not kept past those listed.
@@ -234,6 +257,11 @@ pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) 
     match request.send().await {
         Ok(mut response) => {
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(crate::isc::retry_after);
             let mut body = Vec::new();
             while body.len() < MAX_ANSWER_READ {
                 match response.chunk().await {
@@ -252,6 +280,7 @@ pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) 
                 status,
                 outcome: outcome.to_owned(),
                 reason,
+                retry_after,
             }
         }
         Err(err) => Answer::Failed(describe(&err)),
@@ -376,9 +405,32 @@ pub async fn send_all(
                     ended.store(true, std::sync::atomic::Ordering::Release);
                     return;
                 };
-                let sent_at = Instant::now();
-                let answer = post(&client, &options, body).await;
-                let latency = sent_at.elapsed().as_secs_f64() * 1000.0;
+                let mut retries = 0;
+                let (answer, latency) = loop {
+                    let sent_at = Instant::now();
+                    let answer = post(&client, &options, body.clone()).await;
+                    let latency = sent_at.elapsed().as_secs_f64() * 1000.0;
+                    let asked_later = match &answer {
+                        Answer::Http {
+                            status,
+                            retry_after,
+                            ..
+                        } if RETRIED_STATUSES.contains(status) => Some((*status, *retry_after)),
+                        _ => None,
+                    };
+                    match asked_later {
+                        Some((status, asked)) if retries < options.retries => {
+                            retries += 1;
+                            if let Ok(mut report) = report.lock() {
+                                *report.retried.entry(status).or_default() += 1;
+                            }
+                            // Part of the request in flight: an interruption lets it finish
+                            // (Ctrl-C again quits at once).
+                            tokio::time::sleep(retry_wait(retries, asked)).await;
+                        }
+                        _ => break (answer, latency),
+                    }
+                };
                 if let Ok(mut report) = report.lock() {
                     report.sent += 1;
                     let not_kept = match &answer {
@@ -386,6 +438,7 @@ pub async fn send_all(
                             status,
                             outcome,
                             reason,
+                            ..
                         } => {
                             *report.by_status.entry(*status).or_default() += 1;
                             *report.by_outcome.entry(outcome.clone()).or_default() += 1;

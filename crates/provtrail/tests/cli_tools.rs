@@ -611,6 +611,103 @@ async fn send_names_each_document_not_kept_with_the_receivers_reason() {
     server.shutdown().await;
 }
 
+/// A receiver that answers each document 503 (with `Retry-After: 0`) the first two times it
+/// comes, then takes it: its URL and how many requests it got.
+async fn receiver_busy_twice_per_document()
+-> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<bytes::Bytes, usize>>> =
+        std::sync::Arc::default();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let seen = seen.clone();
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let times = {
+                    let mut seen = seen.lock().unwrap();
+                    let times = seen.entry(body).or_default();
+                    *times += 1;
+                    *times
+                };
+                if times <= 2 {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [("retry-after", "0")],
+                        "busy",
+                    )
+                        .into_response()
+                } else {
+                    axum::Json(serde_json::json!({"status": "accepted", "id": times}))
+                        .into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, requests)
+}
+
+/// `provtrail send URL --synthetic 5 --seed SEED --token …` with `more` arguments.
+async fn send_five(url: &str, seed: &str, more: &[&str]) -> Output {
+    let mut args: Vec<String> = [
+        "send",
+        url,
+        "--synthetic",
+        "5",
+        "--seed",
+        seed,
+        "--token",
+        TOKEN,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.extend(more.iter().map(|arg| (*arg).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        provtrail(&args, None)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_sends_again_what_a_busy_receiver_asks_for_later() {
+    let (url, requests) = receiver_busy_twice_per_document().await;
+    // Each document is answered 503 twice, then taken: kept with the default retries.
+    let output = send_five(&url, "7", &["--format", "json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["sent"], 5, "{summary}");
+    assert_eq!(summary["by_outcome"]["accepted"], 5, "{summary}");
+    assert_eq!(
+        summary["by_status"],
+        serde_json::json!({"200": 5}),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["retried"],
+        serde_json::json!({"503": 10}),
+        "{summary}"
+    );
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 15);
+
+    // Other events with one retry: every document's last answer is its second 503.
+    let output = send_five(&url, "8", &["--retries", "1"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let shown = stdout(&output);
+    assert!(shown.contains("HTTP 503     5"), "{shown}");
+    assert!(shown.contains("sent again   5 (after HTTP 503)"), "{shown}");
+    assert!(shown.contains("HTTP 503 refused: busy"), "{shown}");
+}
+
 #[test]
 fn ingest_refuses_a_document_over_max_bytes_and_keeps_nothing_of_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -2351,7 +2448,16 @@ fn send_to_a_receiver_that_is_not_provtrail_counts_its_2xx_as_taken() {
     std::fs::write(&file, event("inv-elsewhere")).unwrap();
     for (status, _, body, outcome, code) in answers {
         let output = provtrail(
-            &["send", &url, file.to_str().unwrap(), "--token", "t0ken"],
+            // Each answer once: a 503 is not sent again.
+            &[
+                "send",
+                &url,
+                file.to_str().unwrap(),
+                "--token",
+                "t0ken",
+                "--retries",
+                "0",
+            ],
             None,
         );
         let text = stdout(&output);

@@ -109,6 +109,8 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         // Its own server on this machine, whose certificate names the host ISC reaches rather
         // than the loopback address the demo sends to.
         insecure: tls,
+        // Its own server: an answer to send again later is something to show, not to hide.
+        retries: 0,
     };
     let (documents, generated) = mpsc::channel::<(u64, Bytes)>(64);
     // Ctrl-C during the traffic stops it; the demo then says what it sent and stops serving.

@@ -66,6 +66,11 @@ pub struct SendArgs {
     /// Accept an invalid TLS certificate (self-signed test servers).
     #[arg(long)]
     insecure: bool,
+    /// Times a document is sent again after an answer that asks for it later (429, 502, 503,
+    /// 504), after the answer's Retry-After or 1, 2, 4 … seconds (at most 60); 0 sends each
+    /// document once, as ISC does.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    retries: u32,
     /// Summary for people (`text`) or as one JSON object (`json`).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
@@ -165,6 +170,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         timeout: Duration::from_secs_f64(args.timeout),
         insecure: args.insecure,
+        retries: args.retries,
     };
     let (documents, read) = mpsc::channel::<(u64, Bytes)>(options.concurrency * 4);
     let (total, producer) = producer(&args, documents)?;
@@ -276,6 +282,8 @@ fn print_report(report: &SendReport, format: OutputFormat, what: &str) -> std::i
                 "by_status": report.by_status,
                 "by_outcome": report.by_outcome,
                 "failures": report.failures,
+                // Requests sent again, by the status of the answer that asked for it.
+                "retried": report.retried,
                 // Each with `document`: the line it starts on, or its place among synthetic ones.
                 "not_kept": report.not_kept,
                 "not_kept_unlisted": report.not_kept_unlisted,
@@ -301,6 +309,9 @@ fn print_report(report: &SendReport, format: OutputFormat, what: &str) -> std::i
             }
             for (error, count) in &report.failures {
                 say!("  no answer    {count} ({error})")?;
+            }
+            for (status, count) in &report.retried {
+                say!("  sent again   {count} (after HTTP {status})")?;
             }
             if let (Some(p50), Some(p99)) =
                 (report.latency_quantile(0.5), report.latency_quantile(0.99))
