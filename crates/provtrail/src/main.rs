@@ -58,6 +58,8 @@ enum Command {
     Send(cli::send::SendArgs),
     /// Check Provisioning Completed events against the published schema.
     Validate(cli::validate::ValidateArgs),
+    /// Check a database file: SQLite's check, then every stored body read back as it arrived.
+    Verify(cli::verify::VerifyArgs),
     /// Evaluate a subscription filter (Jayway JsonPath) on events, as ISC would.
     Filter(cli::filter::FilterArgs),
     /// Find events by tracking number, identity, source, result, text, time or Jayway filter.
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::block_on(cli::demo::run(args)),
         Command::Ingest(args) => cli::block_on(cli::ingest::run(args)),
         Command::Export(args) => cli::block_on(cli::export::run(args)),
+        Command::Verify(args) => cli::block_on(cli::verify::run(args)),
         Command::Backfill(args) => cli::block_on(cli::backfill::run(args)),
         Command::Config(args) => cli::config::run(args),
         Command::Search(args) => cli::block_on(cli::search::run(args)),

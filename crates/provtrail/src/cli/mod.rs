@@ -30,6 +30,7 @@ pub mod show;
 pub mod stats;
 pub mod time;
 pub mod validate;
+pub mod verify;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};

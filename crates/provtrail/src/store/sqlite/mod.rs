@@ -10,6 +10,7 @@ mod keys;
 mod outbox;
 mod read;
 mod schema;
+mod verify;
 mod writer;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
+pub use verify::{BodyProblem, Verification};
 pub use writer::{GroupCommit, LogSync};
 use writer::{Job, OutboxJob, Pending, Writer};
 
@@ -1043,6 +1045,21 @@ impl EventFile {
         }
         codec::learn(&conn)?;
         Ok(Some(EventFile { conn }))
+    }
+
+    /// Events and quarantined documents in the file: what [`EventFile::verify`] reads back.
+    pub fn documents(&self) -> Result<u64, StoreError> {
+        Ok(verify::rows(&self.conn, "events")? + verify::rows(&self.conn, "quarantine")?)
+    }
+
+    /// SQLite's check of the file (`quick`: pages and records only, not every index entry),
+    /// then every stored body read back, `progress` told the documents read after each page.
+    pub fn verify(
+        &self,
+        quick: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Verification, StoreError> {
+        verify::verify(&self.conn, quick, progress)
     }
 
     /// Up to `limit` events after `after_id` in `range`, oldest first.
