@@ -2168,6 +2168,40 @@ fn ingest_and_send_refuse_bad_arguments_before_touching_anything() {
 }
 
 #[test]
+fn config_check_warns_of_an_address_serve_could_not_listen_on_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("provtrail.toml");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let check = |listen: String| {
+        std::fs::write(
+            &path,
+            format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"x.db\"\n"),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(["config", "check", path.to_str().unwrap()])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let in_use = check(held.local_addr().unwrap().to_string());
+    let said = String::from_utf8_lossy(&in_use.stderr);
+    assert_eq!(in_use.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("that address is in use on this machine") && said.contains("is valid"),
+        "{said}"
+    );
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let free = check(free_port.to_string());
+    let said = String::from_utf8_lossy(&free.stderr);
+    assert_eq!(free.status.code(), Some(0), "{said}");
+    assert!(!said.contains("warning"), "{said}");
+}
+
+#[test]
 fn config_init_writes_a_default_that_check_accepts_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("provtrail.toml");

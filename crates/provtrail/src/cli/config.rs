@@ -80,10 +80,35 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("warning: {warning}");
                 }
             }
+            if let Some(warning) = cannot_listen(settings.server.listen) {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("{} is valid", path.display());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Why `serve` could not listen on `address` on this machine now, if it could not: a warning
+/// only, since a configuration is often checked elsewhere than where it runs, or beside the
+/// server that holds the address.
+fn cannot_listen(address: std::net::SocketAddr) -> Option<String> {
+    use std::io::ErrorKind;
+    let err = std::net::TcpListener::bind(address).err()?;
+    Some(match err.kind() {
+        ErrorKind::AddrInUse => format!(
+            "listen = {address}: that address is in use on this machine (a running server?); \
+             `serve` cannot start on it while it is"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "listen = {address}: this user may not listen there ({err}); ports below 1024 need \
+             root or the CAP_NET_BIND_SERVICE capability"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            format!("listen = {address}: not an address of this machine ({err})")
+        }
+        _ => format!("listen = {address}: cannot listen there on this machine: {err}"),
+    })
 }
 
 /// The settings' first problem and every route's own, so that one run of `config check` names
