@@ -68,6 +68,67 @@ impl Auth {
     }
 }
 
+/// Set once a run is interrupted (Ctrl-C): no document is sent again, or taken, after it, and
+/// whoever waits to send one again stops waiting. [`send_all`] says when it is done with it, so
+/// that whoever listens for the interruption can stop listening.
+#[derive(Debug, Clone, Default)]
+pub struct Interruption(Arc<InterruptionState>);
+
+#[derive(Debug, Default)]
+struct InterruptionState {
+    interrupted: std::sync::atomic::AtomicBool,
+    finished: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Interruption {
+    /// Interrupts the run, waking those who wait.
+    pub fn interrupt(&self) {
+        self.0
+            .interrupted
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.changed.notify_waiters();
+    }
+
+    /// Whether the run was interrupted.
+    pub fn is_set(&self) -> bool {
+        self.0
+            .interrupted
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Says that the run has ended: an interruption no longer changes it.
+    pub fn finish(&self) {
+        self.0
+            .finished
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.changed.notify_waiters();
+    }
+
+    /// Returns once the run is interrupted.
+    pub async fn wait(&self) {
+        self.wait_for(&self.0.interrupted).await;
+    }
+
+    /// Returns once the run has ended ([`Interruption::finish`]).
+    pub async fn wait_finished(&self) {
+        self.wait_for(&self.0.finished).await;
+    }
+
+    async fn wait_for(&self, flag: &std::sync::atomic::AtomicBool) {
+        loop {
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the flag is read: a change between the two still wakes it.
+            changed.as_mut().enable();
+            if flag.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 /// How to send.
 #[derive(Debug, Clone)]
 pub struct SendOptions {
@@ -359,10 +420,12 @@ fn describe(err: &reqwest::Error) -> String {
 }
 
 /// Sends every document that arrives on `documents`, `concurrency` at a time, calling `on_answer`
-/// after each, and returns what they got.
+/// after each, and returns what they got. Once `interruption` is set, no document is taken or
+/// sent again: each keeps the answer it had.
 pub async fn send_all(
     options: &SendOptions,
     documents: mpsc::Receiver<(u64, Bytes)>,
+    interruption: &Interruption,
     on_answer: impl Fn(&Answer) + Send + Sync + 'static,
 ) -> reqwest::Result<SendReport> {
     let client = client(options)?;
@@ -387,8 +450,12 @@ pub async fn send_all(
         let on_answer = on_answer.clone();
         let pacer = pacer.clone();
         let ended = ended.clone();
+        let interruption = interruption.clone();
         workers.push(tokio::spawn(async move {
             loop {
+                if interruption.is_set() {
+                    return;
+                }
                 // The turn first, then the document: a worker holding a document while it
                 // waits for its turn would send it after an interruption (Ctrl-C), which stops
                 // the documents but not the turns.
@@ -418,17 +485,26 @@ pub async fn send_all(
                         } if RETRIED_STATUSES.contains(status) => Some((*status, *retry_after)),
                         _ => None,
                     };
-                    match asked_later {
-                        Some((status, asked)) if retries < options.retries => {
-                            retries += 1;
-                            if let Ok(mut report) = report.lock() {
-                                *report.retried.entry(status).or_default() += 1;
-                            }
-                            // Part of the request in flight: an interruption lets it finish
-                            // (Ctrl-C again quits at once).
-                            tokio::time::sleep(retry_wait(retries, asked)).await;
+                    let Some((status, asked)) = asked_later.filter(|_| retries < options.retries)
+                    else {
+                        break (answer, latency);
+                    };
+                    // The wait, then a turn of the pacer (a document sent again is a request
+                    // like any other under --rate); an interruption ends either, and the
+                    // document keeps the answer it had.
+                    let waited = async {
+                        tokio::time::sleep(retry_wait(retries + 1, asked)).await;
+                        if let Some(pacer) = &pacer {
+                            pacer.lock().await.tick().await;
                         }
-                        _ => break (answer, latency),
+                    };
+                    tokio::select! {
+                        () = waited => {}
+                        () = interruption.wait() => break (answer, latency),
+                    }
+                    retries += 1;
+                    if let Ok(mut report) = report.lock() {
+                        *report.retried.entry(status).or_default() += 1;
                     }
                 };
                 if let Ok(mut report) = report.lock() {
@@ -471,6 +547,7 @@ pub async fn send_all(
     for worker in workers {
         let _ = worker.await;
     }
+    interruption.finish();
     let mut report = match Arc::try_unwrap(report) {
         Ok(report) => report.into_inner().unwrap_or_default(),
         Err(shared) => shared.lock().map(|r| r.clone()).unwrap_or_default(),

@@ -9,6 +9,8 @@ use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -53,7 +55,7 @@ fn interrupted_after(child: std::process::Child, millis: u64) -> Output {
 
 /// What `child` printed when sent `signal` (`-INT`, `-TERM`) after `millis` milliseconds.
 fn signalled_after(child: std::process::Child, millis: u64, signal: &str) -> Output {
-    std::thread::sleep(std::time::Duration::from_millis(millis));
+    std::thread::sleep(Duration::from_millis(millis));
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -613,13 +615,21 @@ async fn send_names_each_document_not_kept_with_the_receivers_reason() {
 
 /// A receiver that answers each document 503 (with `Retry-After: 0`) the first two times it
 /// comes, then takes it: its URL and how many requests it got.
-async fn receiver_busy_twice_per_document()
--> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+async fn receiver_busy_twice_per_document() -> (String, Arc<std::sync::Mutex<Vec<Instant>>>) {
+    busy_receiver(2, "0").await
+}
+
+/// A receiver that answers each document 503 with `Retry-After: retry_after` the first `times`
+/// times it comes, then takes it: its URL and when each request came.
+async fn busy_receiver(
+    times: usize,
+    retry_after: &'static str,
+) -> (String, Arc<std::sync::Mutex<Vec<Instant>>>) {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    let seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<bytes::Bytes, usize>>> =
-        std::sync::Arc::default();
-    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen: Arc<std::sync::Mutex<std::collections::HashMap<bytes::Bytes, usize>>> =
+        Arc::default();
+    let requests: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
     let counted = requests.clone();
     let app = axum::Router::new().route(
         "/events",
@@ -627,22 +637,22 @@ async fn receiver_busy_twice_per_document()
             let seen = seen.clone();
             let counted = counted.clone();
             async move {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let times = {
+                counted.lock().unwrap().push(Instant::now());
+                let came = {
                     let mut seen = seen.lock().unwrap();
-                    let times = seen.entry(body).or_default();
-                    *times += 1;
-                    *times
+                    let came = seen.entry(body).or_default();
+                    *came += 1;
+                    *came
                 };
-                if times <= 2 {
+                if came <= times {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        [("retry-after", "0")],
+                        [("retry-after", retry_after)],
                         "busy",
                     )
                         .into_response()
                 } else {
-                    axum::Json(serde_json::json!({"status": "accepted", "id": times}))
+                    axum::Json(serde_json::json!({"status": "accepted", "id": came}))
                         .into_response()
                 }
             }
@@ -697,7 +707,7 @@ async fn send_sends_again_what_a_busy_receiver_asks_for_later() {
         serde_json::json!({"503": 10}),
         "{summary}"
     );
-    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 15);
+    assert_eq!(requests.lock().unwrap().len(), 15);
 
     // Other events with one retry: every document's last answer is its second 503.
     let output = send_five(&url, "8", &["--retries", "1"]).await;
@@ -706,6 +716,52 @@ async fn send_sends_again_what_a_busy_receiver_asks_for_later() {
     assert!(shown.contains("HTTP 503     5"), "{shown}");
     assert!(shown.contains("sent again   5 (after HTTP 503)"), "{shown}");
     assert!(shown.contains("HTTP 503 refused: busy"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_sent_again_keeps_to_the_rate_and_an_interruption_ends_the_wait() {
+    // Paced at 4 a second: the five documents, each sent three times, go out a turn apart.
+    let (url, requests) = receiver_busy_twice_per_document().await;
+    let output = send_five(&url, "9", &["--rate", "4", "--concurrency", "2"]).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let times = requests.lock().unwrap().clone();
+    assert_eq!(times.len(), 15);
+    let first = times[0];
+    let last = times[times.len() - 1];
+    // 15 requests at 4 a second take at least 14 turns after the first: 3.5 s (the ticks of a
+    // paced run are at least a turn apart; more on a busy machine, never less).
+    assert!(
+        last - first >= Duration::from_millis(3_300),
+        "15 requests in {:?}",
+        last - first
+    );
+
+    // A receiver that asks for every document again in a minute: Ctrl-C ends the wait, the
+    // document keeps its 503, and nothing is sent again.
+    let (url, requests) = busy_receiver(usize::MAX, "60").await;
+    let started = Instant::now();
+    let output = send_interrupted(
+        url,
+        &["--synthetic", "3", "--concurrency", "1", "--retries", "5"],
+        1_500,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the interrupted run waited {:?}",
+        started.elapsed()
+    );
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["sent"], 1, "{summary}");
+    assert_eq!(
+        summary["by_status"],
+        serde_json::json!({"503": 1}),
+        "{summary}"
+    );
+    assert_eq!(summary["retried"], serde_json::json!({}), "{summary}");
+    assert_eq!(requests.lock().unwrap().len(), 1);
 }
 
 #[test]
@@ -1583,7 +1639,7 @@ fn a_search_beside_a_server_that_is_still_indexing_reads_and_says_so() {
         let db_arg = db_arg.clone();
         std::thread::spawn(move || {
             for through in 2..=8 {
-                std::thread::sleep(std::time::Duration::from_millis(250));
+                std::thread::sleep(Duration::from_millis(250));
                 index_watermark(&db_arg, Some(through));
             }
         })
@@ -1985,13 +2041,13 @@ fn ingest_stops_on_ctrl_c_and_reports_what_it_imported() {
         writeln!(input, "{line}").unwrap();
     }
     input.flush().unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
+    let deadline = Instant::now() + PATIENCE;
     while !(db.exists() && stored_invocations(&db).len() == 3) {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the three events were not imported"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let output = interrupted_after(child, 0);
     drop(input);
@@ -2021,17 +2077,17 @@ fn ingest_interrupted_before_a_whole_document_stops_at_once_and_imports_nothing(
     input.flush().unwrap();
     // Closed after a while, so that a run that waits for the end fails rather than hangs.
     let closer = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(15));
+        std::thread::sleep(Duration::from_secs(15));
         drop(input);
     });
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let output = interrupted_after(child, 1500);
     let waited = started.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("nothing was imported"), "{stderr}");
     assert!(
-        waited < std::time::Duration::from_secs(15),
+        waited < Duration::from_secs(15),
         "it waited for the input's end: {waited:?}"
     );
     assert!(!db.exists());
@@ -3074,10 +3130,10 @@ fn an_export_interrupted_leaves_the_previous_file_and_nothing_else() {
         .spawn()
         .unwrap();
     // Once the export is being written beside the file, it is interrupted.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_dir(&out_dir).unwrap().count() < 2 {
-        assert!(std::time::Instant::now() < deadline, "no export was begun");
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(Instant::now() < deadline, "no export was begun");
+        std::thread::sleep(Duration::from_millis(5));
     }
     let output = interrupted_after(child, 0);
     let said = String::from_utf8_lossy(&output.stderr);

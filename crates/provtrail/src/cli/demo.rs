@@ -142,9 +142,12 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     });
     let progress = super::progress_bar(Some(count + count.div_ceil(20)), "demo traffic");
     let bar = progress.clone();
-    let report = send_all(&options, receiver, move |_: &Answer| bar.inc(1)).await?;
+    let report = send_all(&options, receiver, &interrupted, move |_: &Answer| {
+        bar.inc(1)
+    })
+    .await?;
     progress.finish_and_clear();
-    let interrupted = interrupted.load(std::sync::atomic::Ordering::Acquire);
+    let interrupted = interrupted.is_set();
     if interrupted {
         // The generator stops at its next event, which has nowhere to go.
         drop(producer);

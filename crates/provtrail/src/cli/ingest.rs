@@ -150,7 +150,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         // Interrupted before a document was handed on: the reader may be waiting for more of
         // standard input (an input that is not JSON lines is read to its end before it is
         // split), and is not waited for.
-        if interrupted.load(std::sync::atomic::Ordering::Acquire) {
+        if interrupted.is_set() {
             super::tell(
                 "interrupted before the input gave a whole document: nothing was imported (an \
                  input read as JSON lines, with --jsonl or a .jsonl name, is imported line by \
@@ -272,7 +272,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     store.close().await;
     // The reader stops at its next document, which has nowhere to go.
     drop(documents);
-    let interrupted = interrupted.load(std::sync::atomic::Ordering::Acquire);
+    let interrupted = interrupted.is_set();
     // Interrupted, the reader stops at its next document, which has nowhere to go; it may be
     // waiting for standard input, and is not waited for.
     let read = if interrupted {

@@ -35,7 +35,6 @@ pub mod verify;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
@@ -434,15 +433,20 @@ pub fn without_line_end(line: &[u8]) -> &[u8] {
 }
 
 /// Passes documents from `read` on to the returned receiver until Ctrl-C (or SIGTERM), then
-/// stops passing them (and sets the flag), so that the requests in flight finish and the report
-/// covers what was sent. A second signal ends the process at once.
+/// stops passing them (and sets the interruption), so that the requests in flight finish and
+/// the report covers what was sent. A signal after the last document was passed on interrupts
+/// too (a document waiting to be sent again is then not). A second signal ends the process at
+/// once.
 pub fn stop_on_ctrl_c<T: Send + 'static>(
     mut read: tokio::sync::mpsc::Receiver<T>,
-) -> (tokio::sync::mpsc::Receiver<T>, Arc<AtomicBool>) {
+) -> (
+    tokio::sync::mpsc::Receiver<T>,
+    provtrail::sender::Interruption,
+) {
     // One document waits at a time, so that little is sent after the interruption.
     let (forward, receiver) = tokio::sync::mpsc::channel::<T>(1);
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
+    let interruption = provtrail::sender::Interruption::default();
+    let flag = interruption.clone();
     let mut signals = StopSignals::listen();
     tokio::spawn(async move {
         let mut forwarding = Box::pin(async move {
@@ -460,25 +464,32 @@ pub fn stop_on_ctrl_c<T: Send + 'static>(
             return;
         }
         tokio::select! {
-            () = &mut forwarding => {}
+            () = &mut forwarding => {
+                // Listened to until the run ends: once listened for, a signal no longer ends
+                // the process, and one ignored would leave the run (documents waiting to be
+                // sent again, the last commit) to its end.
+                tokio::select! {
+                    () = signals.next() => flag.interrupt(),
+                    () = flag.wait_finished() => return,
+                }
+            }
             () = signals.next() => {
-                flag.store(true, Ordering::Release);
+                // Set before the documents stop: whoever finds them at an end knows why.
+                flag.interrupt();
                 // Dropping both ends stops the senders after their requests in flight, and the
                 // reader at its next hand-over.
                 drop(forwarding);
-                if logs_as_json() {
-                    tracing::warn!("interrupted: finishing what is in flight");
-                } else {
-                    eprintln!(
-                        "\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)"
-                    );
-                }
-                signals.next().await;
-                std::process::exit(130);
             }
         }
+        if logs_as_json() {
+            tracing::warn!("interrupted: finishing what is in flight");
+        } else {
+            eprintln!("\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)");
+        }
+        signals.next().await;
+        std::process::exit(130);
     });
-    (receiver, interrupted)
+    (receiver, interruption)
 }
 
 /// Prints one document of the read API (an event, a quarantine entry) as `show` commands do:

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -183,7 +182,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let (receiver, interrupted) = super::stop_on_ctrl_c(read);
     let progress = super::progress_bar(total, "sending");
     let bar = progress.clone();
-    let report = send_all(&options, receiver, move |answer: &Answer| {
+    let report = send_all(&options, receiver, &interrupted, move |answer: &Answer| {
         bar.inc(1);
         if let Answer::Failed(error) = answer {
             bar.set_message(format!("last error: {error}"));
@@ -191,12 +190,12 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     progress.finish_and_clear();
-    if interrupted.load(Ordering::Acquire) {
+    if interrupted.is_set() {
         // The reader stops at its next document, which has nowhere to go.
         drop(producer);
         print_report(&report, args.format, what)?;
         super::tell(&format!(
-            "interrupted: stopped after {} requests; documents not yet sent were not sent",
+            "interrupted: stopped after {} documents; those not yet sent were not sent",
             report.sent
         ));
         return Ok(ExitCode::from(130));
