@@ -953,7 +953,6 @@ async fn read_limited(mut answer: reqwest::Response, url: &str) -> Result<bytes:
     }
 }
 
-/// An error with its causes, which reqwest keeps apart (`error sending request` says little).
 /// Whether the request failed with no answer begun, on a connection that was made: closed or
 /// reset by the other side. Not a refused connection (`is_connect`), a certificate refused, or
 /// a request that could not be built.
@@ -982,6 +981,7 @@ fn closed_before_answer(err: &reqwest::Error) -> bool {
     false
 }
 
+/// An error with its causes, which reqwest keeps apart (`error sending request` says little).
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();

@@ -711,13 +711,56 @@ async fn an_earlier_recovery_is_replaced_only_by_a_run_that_reads_to_the_end() {
         "{stderr}"
     );
 
+    // Again: the events of the run before stay where they are, this run's go beside them.
+    let (url, _) = start_isc_with(real_rows(600), |isc| isc.token_pages = Some(1)).await;
+    let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
+    assert_eq!(code, 2, "{stderr}");
+    let second = dir.path().join("recovered.jsonl.partial.2");
+    assert_eq!(
+        std::fs::read_to_string(&second).unwrap().lines().count(),
+        250,
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&partial).unwrap().lines().count(),
+        250
+    );
+    // A list that stops early (a tenant that does not page) does not replace it either.
+    let (url, _) = start_isc_with(real_rows(300), |isc| isc.ignore_offset = true).await;
+    let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&earlier).unwrap(),
+        "{\"earlier\":true}\n",
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("still holds the earlier recovery, as it was: this run's events are in")
+            && stderr.contains("recovered.jsonl.partial.3"),
+        "{stderr}"
+    );
+    // Nor does an empty list (ISC has forgotten what the file holds): nothing is left beside.
+    let (url, _) = start_isc_with(Vec::new(), |_| {}).await;
+    let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&earlier).unwrap(),
+        "{\"earlier\":true}\n",
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no event was read: ")
+            && !dir.path().join("recovered.jsonl.partial.4").exists(),
+        "{stderr}"
+    );
+
     // A run that reads to the end takes its place; the link still leads to it.
     let (url, _) = start_isc_with(real_rows(600), |_| {}).await;
     let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(std::fs::read_to_string(&link).unwrap().lines().count(), 600);
     assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
-    assert!(!partial.exists());
+    assert!(!dir.path().join("recovered.jsonl.partial.4").exists());
     let mode = std::fs::metadata(&earlier).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }

@@ -140,12 +140,37 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         || "standard output".to_owned(),
         |path| path.display().to_string(),
     );
-    let write_error = |err: std::io::Error| anyhow::anyhow!("cannot write to {shown}: {err}");
+    // Made before anything is read, so that a directory where it cannot be made stops the run
+    // before the earlier recovery could be at stake; taken away again when nothing goes in it.
+    let mut staged = match (earlier, &destination) {
+        (Some(path), Some(_)) => Some(Staged::beside(path).with_context(|| {
+            format!(
+                "cannot make a file beside {} for this run's events: nothing was read, and \
+                 {} is as it was",
+                path.display(),
+                path.display()
+            )
+        })?),
+        _ => None,
+    };
+    let written_to = staged
+        .as_ref()
+        .map_or_else(|| shown.clone(), |staged| staged.path.display().to_string());
+    let staging = staged.is_some();
+    let write_error = |err: std::io::Error| match &destination {
+        Some(path) if staging => anyhow::anyhow!(
+            "cannot write to {written_to}: {err} ({} still holds the earlier recovery, as it \
+             was)",
+            path.display()
+        ),
+        _ => anyhow::anyhow!("cannot write to {written_to}: {err}"),
+    };
 
     let token = match tenant.token(&credentials).await {
         Ok(token) => token,
         Err(err) => {
             unmake();
+            discard(staged.take());
             return Err(anyhow::Error::new(err).context("cannot sign in to the tenant"));
         }
     };
@@ -153,7 +178,6 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     // list refused or failing) leaves an earlier recovery in it as it was, which may be the
     // only copy left once ISC has forgotten those invocations.
     let mut file = Some(file);
-    let mut staged: Option<Staged> = None;
     let mut out: Box<dyn Write> = Box::new(std::io::sink());
     let progress = super::progress_bar(None, "reading invocations");
     let mut pages = tenant.invocations(&token, &credentials, subscription);
@@ -192,10 +216,9 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         if page.is_ok() {
             if let Some(file) = file.take() {
                 out = match file {
-                    Some(file) => match earlier.and_then(|path| Staged::beside(path)) {
+                    Some(file) => match &staged {
                         Some(beside) => {
                             let written = beside.file.try_clone().map_err(write_error)?;
-                            staged = Some(beside);
                             Box::new(std::io::BufWriter::new(written))
                         }
                         None => {
@@ -227,15 +250,35 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     summary.left_out = pages.left_out();
     summary.gaps = pages.gaps().to_vec();
     summary.changed = pages.changed().to_vec();
-    let shown = match (&staged, &failure) {
-        (Some(staged), Some(_)) => staged.path.display().to_string(),
-        _ => shown,
-    };
-    if failure.is_none() {
-        if let (Some(staged), Some(path)) = (staged.take(), &destination) {
-            staged.replace(path)?;
+    // The earlier recovery is replaced only by a run that read the whole list and found events:
+    // a list that ends early or skips rows, or an empty one (ISC has forgotten what the file
+    // holds), leaves it as it was.
+    let whole = failure.is_none() && summary.ended_early.is_none() && summary.gaps.is_empty();
+    let mut kept_beside = None;
+    if let (Some(beside), Some(path)) = (staged.take(), &destination) {
+        if summary.written == 0 {
+            discard(Some(beside));
+            kept_beside = Some(format!(
+                "no event was read: {} still holds the earlier recovery, as it was",
+                path.display()
+            ));
+        } else if whole {
+            beside.replace(path)?;
+        } else {
+            let _ = beside.file.sync_all();
+            kept_beside = Some(format!(
+                "{} still holds the earlier recovery, as it was: this run's events are in {}, \
+                 since it did not read the whole list",
+                path.display(),
+                beside.path.display()
+            ));
+            staged = Some(beside);
         }
     }
+    let shown = match (&staged, summary.written) {
+        (Some(staged), _) => staged.path.display().to_string(),
+        _ => shown,
+    };
     report(&args, &shown, &summary)?;
     if let Some(err) = failure {
         let kept = match (&staged, &destination) {
@@ -243,14 +286,14 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
                 unmake();
                 format!("nothing was written: {shown} is as it was")
             }
-            (Some(_), Some(path)) => {
-                let _ = staged.as_ref().map(|staged| staged.file.sync_all());
-                format!(
-                    "the {} event(s) read before are in {shown}; {} still holds the earlier \
-                     recovery, as it was",
-                    summary.written,
-                    path.display()
-                )
+            (Some(_), Some(path)) => format!(
+                "the {} event(s) read before are in {shown}; {} still holds the earlier \
+                 recovery, as it was",
+                summary.written,
+                path.display()
+            ),
+            (None, Some(_)) if kept_beside.is_some() => {
+                format!("nothing was written: {shown} is as it was")
             }
             _ => format!(
                 "the {} event(s) read before are in {shown}",
@@ -258,6 +301,9 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ),
         };
         return Err(err.context(format!("cannot read the trigger invocations ({kept})")));
+    }
+    if let Some(kept) = kept_beside {
+        super::tell(&kept);
     }
     Ok(
         if summary.unusable.is_empty()
@@ -273,34 +319,43 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The file a run writes into while an earlier recovery is still in its destination: the
-/// destination's name with `.partial` added, beside the file the destination leads to (a link
-/// is followed, so that replacing the file does not replace the link). Put in the destination's
-/// place once the run has read to the end; left beside it, named, when the run fails.
+/// destination's name with `.partial` added (numbered when taken), beside the file the
+/// destination leads to (a link is followed, so that replacing the file does not replace the
+/// link). It takes the destination's place once the run has read the whole list and found
+/// events; a run that fails or stops early leaves it beside, named; one that found no event
+/// takes it away.
 struct Staged {
     path: PathBuf,
     file: std::fs::File,
 }
 
 impl Staged {
-    /// None when no such file can be made (a directory not writable): the destination is then
-    /// written in place, as a new one is.
-    fn beside(destination: &std::path::Path) -> Option<Self> {
-        let real = std::fs::canonicalize(destination).ok()?;
-        let mut name = real.file_name()?.to_os_string();
-        name.push(".partial");
-        let path = real.with_file_name(name);
-        match provtrail::create_private(&path) {
-            Ok(file) => Some(Staged { path, file }),
-            Err(err) => {
-                tracing::warn!(
-                    "cannot make {} ({err}): writing over {} directly, so a run that fails \
-                     half-way leaves only what it read there",
-                    path.display(),
-                    destination.display()
-                );
-                None
+    /// A new file (never one that is there, link or file: an earlier run's events may be in
+    /// it), numbered when the first name is taken.
+    fn beside(destination: &std::path::Path) -> std::io::Result<Self> {
+        let real = std::fs::canonicalize(destination)?;
+        let name = real.file_name().unwrap_or_default().to_os_string();
+        let mut last_error = None;
+        for number in 1..=100 {
+            let mut candidate = name.clone();
+            candidate.push(".partial");
+            if number > 1 {
+                candidate.push(format!(".{number}"));
+            }
+            let path = real.with_file_name(candidate);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(file) => return Ok(Staged { path, file }),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    last_error = Some(err);
+                }
+                Err(err) => return Err(err),
             }
         }
+        Err(last_error.unwrap_or_else(|| std::io::Error::other("no free name")))
     }
 
     /// Puts the events read in the destination's place, once they are on disk.
@@ -321,6 +376,13 @@ impl Staged {
             let _ = std::fs::File::open(directory).and_then(|dir| dir.sync_all());
         }
         Ok(())
+    }
+}
+
+/// Takes away a staged file that is not to be kept.
+fn discard(staged: Option<Staged>) {
+    if let Some(staged) = staged {
+        let _ = std::fs::remove_file(&staged.path);
     }
 }
 
