@@ -761,6 +761,23 @@ async fn an_earlier_recovery_is_replaced_only_by_a_run_that_reads_to_the_end() {
     assert_eq!(std::fs::read_to_string(&link).unwrap().lines().count(), 600);
     assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
     assert!(!dir.path().join("recovered.jsonl.partial.4").exists());
+    // What it held that the run did not read again is kept beside it, by a second name.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("recovered.jsonl.prev")).unwrap(),
+        "{\"earlier\":true}\n",
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("held 1 event(s) this run did not read again"),
+        "{stderr}"
+    );
+    // A run that reads again everything the file holds replaces it, and keeps nothing more.
+    let (url, _) = start_isc_with(real_rows(600), |_| {}).await;
+    let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("did not read again"), "{stderr}");
+    assert!(!dir.path().join("recovered.jsonl.prev.2").exists());
+    assert_eq!(std::fs::read_to_string(&link).unwrap().lines().count(), 600);
     let mode = std::fs::metadata(&earlier).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }

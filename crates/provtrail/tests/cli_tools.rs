@@ -893,6 +893,32 @@ fn verify_reads_every_body_back_and_names_what_no_longer_reads_as_it_arrived() {
         "{text}"
     );
 
+    // An index page overwritten (the one a count reads): found and said, not an error.
+    let copy = dir.path().join("index-damaged.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let root: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'events_received_at'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let start = (root as usize - 1) * 4096;
+    for byte in &mut bytes[start..start + 4096] {
+        *byte = 0x5A;
+    }
+    std::fs::write(&copy, &bytes).unwrap();
+    let damaged_index = provtrail(&["verify", "--db", copy.to_str().unwrap()], None);
+    let said = format!(
+        "{}{}",
+        stdout(&damaged_index),
+        String::from_utf8_lossy(&damaged_index.stderr)
+    );
+    assert_eq!(damaged_index.status.code(), Some(1), "{said}");
+    assert!(said.contains("found problems"), "{said}");
+
     // A page of the file overwritten: SQLite's check says so, and what cannot be read back.
     let mut bytes = std::fs::read(&db).unwrap();
     let page = 4096;

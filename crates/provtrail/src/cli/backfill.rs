@@ -73,6 +73,9 @@ pub struct BackfillArgs {
 struct Summary {
     read: usize,
     written: usize,
+    /// The invocation ids of the events written, to tell whether an earlier recovery holds
+    /// events this run did not read again.
+    written_ids: std::collections::HashSet<String>,
     tests: usize,
     before_since: usize,
     /// Rows kept although `--since` was given, for want of a creation time that can be read.
@@ -263,6 +266,25 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
                 path.display()
             ));
         } else if whole {
+            // What the earlier recovery holds that this run did not read again (ISC has
+            // forgotten it, or --since or --subscription left it out) is kept beside.
+            let missing = events_not_in(path, &summary.written_ids);
+            if missing > 0 {
+                let previous = keep_previous(path).with_context(|| {
+                    format!(
+                        "{} holds {missing} event(s) this run did not read again, and cannot be \
+                         kept beside it: it is as it was, and this run's events are in {}",
+                        path.display(),
+                        beside.path.display()
+                    )
+                })?;
+                kept_beside = Some(format!(
+                    "{} held {missing} event(s) this run did not read again (forgotten by ISC \
+                     since, or left out by --since or --subscription): it is kept as {}",
+                    path.display(),
+                    previous.display()
+                ));
+            }
             beside.replace(path)?;
         } else {
             let _ = beside.file.sync_all();
@@ -379,6 +401,56 @@ impl Staged {
     }
 }
 
+/// Lines of the file at `path` that are not events with one of `ids` as invocation id (a line
+/// that cannot be read as one counts too): what replacing the file would lose.
+fn events_not_in(path: &std::path::Path, ids: &std::collections::HashSet<String>) -> usize {
+    use std::io::BufRead as _;
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    std::io::BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .filter(|line| !line.trim_ascii().is_empty())
+        .filter(|line| {
+            let id = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|event| {
+                    Some(
+                        event
+                            .get("_metadata")?
+                            .get("invocationId")?
+                            .as_str()?
+                            .to_owned(),
+                    )
+                });
+            id.is_none_or(|id| !ids.contains(&id))
+        })
+        .count()
+}
+
+/// Gives the file `path` leads to a second name beside it, `.prev` added (numbered when
+/// taken), so that it outlives its replacement; the name given.
+fn keep_previous(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    let real = std::fs::canonicalize(path)?;
+    let name = real.file_name().unwrap_or_default().to_os_string();
+    for number in 1..=100 {
+        let mut candidate = name.clone();
+        candidate.push(".prev");
+        if number > 1 {
+            candidate.push(format!(".{number}"));
+        }
+        let previous = real.with_file_name(candidate);
+        // A hard link is made only where nothing is: never over another file.
+        match std::fs::hard_link(&real, &previous) {
+            Ok(()) => return Ok(previous),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::Error::other("every name up to .prev.100 is taken"))
+}
+
 /// Takes away a staged file that is not to be kept.
 fn discard(staged: Option<Staged>) {
     if let Some(staged) = staged {
@@ -438,6 +510,7 @@ fn write_row(
             out.write_all(&body)?;
             out.write_all(b"\n")?;
             summary.written += 1;
+            summary.written_ids.insert(invocation.id.clone());
         }
         Err(reason) => summary.unusable.push((invocation.id.clone(), reason)),
     }

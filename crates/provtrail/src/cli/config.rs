@@ -100,10 +100,13 @@ fn cannot_listen(address: std::net::SocketAddr) -> Option<String> {
             "listen = {address}: that address is in use on this machine (a running server?); \
              `serve` cannot start on it while it is"
         ),
-        ErrorKind::PermissionDenied => format!(
+        ErrorKind::PermissionDenied if address.port() < 1024 => format!(
             "listen = {address}: this user may not listen there ({err}); ports below 1024 need \
              root or the CAP_NET_BIND_SERVICE capability"
         ),
+        ErrorKind::PermissionDenied => {
+            format!("listen = {address}: this user may not listen there ({err})")
+        }
         ErrorKind::AddrNotAvailable => {
             format!("listen = {address}: not an address of this machine ({err})")
         }

@@ -115,6 +115,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (documents, generated) = mpsc::channel::<(u64, Bytes)>(64);
     // Ctrl-C during the traffic stops it; the demo then says what it sent and stops serving.
     let (receiver, interrupted) = super::stop_on_ctrl_c(generated);
+    // Listened for from now on: a Ctrl-C between the traffic's end and the serving is kept for
+    // the serving to end on (unheard, it would be lost).
+    let mut serving_stop = super::StopSignals::listen();
     let synth = SynthOptions {
         seed: rand::random(),
         failure_rate: args.failure_rate,
@@ -217,7 +220,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     where_to_look(&prepared, &base, true)?;
     say!()?;
     say!("Serving until Ctrl-C.")?;
-    super::shutdown_signal().await;
+    serving_stop.next().await;
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -191,6 +191,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             None => documents.recv().await,
         };
         let Some((line, raw)) = next else {
+            // Every document was read (unless an interruption ended them): a Ctrl-C from here
+            // on finds nothing left unread, and the last commit finishes.
+            interrupted.finish();
             break;
         };
         last_line = line;

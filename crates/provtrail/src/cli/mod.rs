@@ -360,11 +360,6 @@ impl StopSignals {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    StopSignals::listen().next().await;
-}
-
 /// A progress bar on standard error, shown only when it is a terminal; `total` when known.
 pub fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal as _;
