@@ -355,29 +355,14 @@ impl Staged {
     /// A new file (never one that is there, link or file: an earlier run's events may be in
     /// it), numbered when the first name is taken.
     fn beside(destination: &std::path::Path) -> std::io::Result<Self> {
-        let real = std::fs::canonicalize(destination)?;
-        let name = real.file_name().unwrap_or_default().to_os_string();
-        let mut last_error = None;
-        for number in 1..=100 {
-            let mut candidate = name.clone();
-            candidate.push(".partial");
-            if number > 1 {
-                candidate.push(format!(".{number}"));
-            }
-            let path = real.with_file_name(candidate);
+        let (path, file) = with_free_name(destination, ".partial", |path| {
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
-                Ok(file) => return Ok(Staged { path, file }),
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    last_error = Some(err);
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| std::io::Error::other("no free name")))
+            options.open(path)
+        })?;
+        Ok(Staged { path, file })
     }
 
     /// Puts the events read in the destination's place, once they are on disk.
@@ -433,22 +418,39 @@ fn events_not_in(path: &std::path::Path, ids: &std::collections::HashSet<String>
 /// taken), so that it outlives its replacement; the name given.
 fn keep_previous(path: &std::path::Path) -> std::io::Result<PathBuf> {
     let real = std::fs::canonicalize(path)?;
+    // A hard link is made only where nothing is: never over another file.
+    with_free_name(path, ".prev", |previous| {
+        std::fs::hard_link(&real, previous)
+    })
+    .map(|(previous, ())| previous)
+}
+
+/// Makes something (`make`) at the first free name beside the file `path` leads to: its name
+/// with `suffix` added, then `.2` … `.100` after that. `make` must fail with `AlreadyExists`
+/// where something is, and never replace it.
+fn with_free_name<T>(
+    path: &std::path::Path,
+    suffix: &str,
+    mut make: impl FnMut(&std::path::Path) -> std::io::Result<T>,
+) -> std::io::Result<(PathBuf, T)> {
+    let real = std::fs::canonicalize(path)?;
     let name = real.file_name().unwrap_or_default().to_os_string();
     for number in 1..=100 {
         let mut candidate = name.clone();
-        candidate.push(".prev");
+        candidate.push(suffix);
         if number > 1 {
             candidate.push(format!(".{number}"));
         }
-        let previous = real.with_file_name(candidate);
-        // A hard link is made only where nothing is: never over another file.
-        match std::fs::hard_link(&real, &previous) {
-            Ok(()) => return Ok(previous),
+        let candidate = real.with_file_name(candidate);
+        match make(&candidate) {
+            Ok(made) => return Ok((candidate, made)),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err),
         }
     }
-    Err(std::io::Error::other("every name up to .prev.100 is taken"))
+    Err(std::io::Error::other(format!(
+        "every name up to {suffix}.100 is taken"
+    )))
 }
 
 /// Takes away a staged file that is not to be kept.

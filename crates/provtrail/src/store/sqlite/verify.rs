@@ -112,14 +112,14 @@ pub fn verify(
         Err(err) => found.structure.push(damage(err)?),
     }
     // A file too damaged to be read to its end is a finding too: what could be read is checked.
-    if let Err(err) = read_events(conn, &mut found, progress) {
+    if let Err(err) = read_bodies(conn, Table::Events, &mut found, progress) {
         let damage = damage(err)?;
         found.structure.push(format!(
             "reading the events back stopped after {} of them: {damage}",
             found.events
         ));
     }
-    if let Err(err) = read_quarantine(conn, &mut found, progress) {
+    if let Err(err) = read_bodies(conn, Table::Quarantine, &mut found, progress) {
         let damage = damage(err)?;
         found.structure.push(format!(
             "reading the quarantine back stopped after {} documents: {damage}",
@@ -140,15 +140,26 @@ fn damage(err: rusqlite::Error) -> Result<String, StoreError> {
     }
 }
 
-fn read_events(
+/// Reads back every body of `table` (`events` or `quarantine`), a page at a time in id order.
+fn read_bodies(
     conn: &Connection,
+    table: Table,
     found: &mut Verification,
     progress: &mut dyn FnMut(u64),
 ) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare(
-        "SELECT id, raw_codec, raw_size, raw, invocation_id, dedup_key FROM events
+    let (sql, kind) = match table {
+        Table::Events => (
+            "SELECT id, raw_codec, raw_size, raw, invocation_id, dedup_key FROM events
              WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
+            "event",
+        ),
+        Table::Quarantine => (
+            "SELECT id, raw_codec, raw_size, raw, invocation_id, dedup_key FROM quarantine
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "quarantine",
+        ),
+    };
+    let mut statement = conn.prepare(sql)?;
     let mut after = i64::MIN;
     loop {
         let page = statement
@@ -168,67 +179,32 @@ fn read_events(
         };
         after = last.0;
         for (id, codec, size, stored, invocation_id, key) in page {
-            found.events += 1;
-            let body = match read_back(codec, stored, size) {
-                Ok(body) => body,
-                Err(problem) => {
-                    found.add(BodyProblem {
-                        kind: "event",
-                        id,
-                        problem,
-                    });
-                    continue;
+            let problem = match table {
+                Table::Events => {
+                    found.events += 1;
+                    read_back(codec, stored, size).map_or_else(Some, |body| {
+                        event_problem(&body, invocation_id.as_deref(), &key)
+                    })
+                }
+                // What was refused may be anything: only that it reads back as it came.
+                Table::Quarantine => {
+                    found.quarantined += 1;
+                    read_back(codec, stored, size).err()
                 }
             };
-            if let Some(problem) = event_problem(&body, invocation_id.as_deref(), &key) {
-                found.add(BodyProblem {
-                    kind: "event",
-                    id,
-                    problem,
-                });
-            }
-        }
-        progress(found.events);
-    }
-}
-
-fn read_quarantine(
-    conn: &Connection,
-    found: &mut Verification,
-    progress: &mut dyn FnMut(u64),
-) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare(
-        "SELECT id, raw_codec, raw_size, raw FROM quarantine
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let mut after = i64::MIN;
-    loop {
-        let page = statement
-            .query_map(params![after, PAGE], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        after = last.0;
-        for (id, codec, size, stored) in page {
-            found.quarantined += 1;
-            if let Err(problem) = read_back(codec, stored, size) {
-                found.add(BodyProblem {
-                    kind: "quarantine",
-                    id,
-                    problem,
-                });
+            if let Some(problem) = problem {
+                found.add(BodyProblem { kind, id, problem });
             }
         }
         progress(found.events + found.quarantined);
     }
+}
+
+/// The tables that hold bodies.
+#[derive(Clone, Copy)]
+enum Table {
+    Events,
+    Quarantine,
 }
 
 /// A stored body decoded, or why it cannot be: the length recorded when it arrived must be the
