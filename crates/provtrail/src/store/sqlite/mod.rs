@@ -1049,7 +1049,7 @@ impl EventFile {
 
     /// Events and quarantined documents in the file: what [`EventFile::verify`] reads back.
     pub fn documents(&self) -> Result<u64, StoreError> {
-        Ok(verify::rows(&self.conn, "events")? + verify::rows(&self.conn, "quarantine")?)
+        verify::documents(&self.conn)
     }
 
     /// SQLite's check of the file (`quick`: pages and records only, not every index entry),

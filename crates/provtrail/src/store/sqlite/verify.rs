@@ -67,15 +67,15 @@ struct Envelope {
     metadata: Option<serde_json::Value>,
 }
 
-/// Rows of `table` in the store: for the progress of a check.
-pub fn rows(conn: &Connection, table: &str) -> Result<u64, StoreError> {
-    let sql = match table {
-        "events" => "SELECT count(*) FROM events",
-        _ => "SELECT count(*) FROM quarantine",
-    };
-    conn.query_row(sql, [], |row| row.get::<_, i64>(0))
-        .map(|count| count.max(0) as u64)
-        .map_err(read_error)
+/// Events and quarantined documents in the store: for the progress of a check.
+pub fn documents(conn: &Connection) -> Result<u64, StoreError> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM quarantine)",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|count| count.max(0) as u64)
+    .map_err(read_error)
 }
 
 /// Runs SQLite's check, then reads back every body, calling `progress` with the documents read
