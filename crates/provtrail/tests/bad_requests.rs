@@ -597,10 +597,22 @@ async fn client_that_never_finishes_its_headers_is_disconnected_after_the_header
     let seen = closed_by_server(&mut partial)
         .await
         .expect("the server must close a connection whose headers never end");
+    // Answered, so that the client learns why, and told the connection is over.
     let seen = String::from_utf8_lossy(&seen);
     assert!(
-        seen.is_empty() || seen.starts_with("HTTP/1.1 408"),
+        seen.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{seen}"
+    );
+    let (head, body) = seen.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    assert!(head.contains("\r\ndate: "), "{head}");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "status": "rejected",
+            "error": "the request's headers did not end within the header timeout (1s)",
+        })
     );
 
     // Headers one byte at a time, never finishing, each byte well within the timeout.
@@ -619,20 +631,22 @@ async fn client_that_never_finishes_its_headers_is_disconnected_after_the_header
     });
     let closed = tokio::time::timeout(PATIENCE, async {
         use tokio::io::AsyncReadExt as _;
-        let mut sink = [0u8; 1024];
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
         loop {
-            match reader.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return seen,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
             }
         }
     })
     .await;
-    assert!(closed.is_ok(), "a dripping header must be cut off");
+    let seen = closed.expect("a dripping header must be cut off");
+    assert!(seen.starts_with(b"HTTP/1.1 408 "), "{seen:?}");
     drip.abort();
 
     server.assert_still_serving("inv-after-headers").await;
-    // Both requests that began have their record, though no answer was sent.
+    // Both requests that began have their record.
     server.await_deliveries(3).await;
     let cut_off: Vec<Delivery> = deliveries(&server.db)
         .into_iter()
@@ -1141,20 +1155,19 @@ async fn a_request_begun_on_a_kept_alive_connection_and_never_ended_has_its_reco
         .write_all(b"POST /events HTTP/1.1\r\nHost: test\r\nX-Slow: ")
         .await
         .unwrap();
-    assert!(
-        closed_by_server(&mut stream).await.is_some(),
-        "the connection is closed once idle for the idle timeout"
-    );
+    let seen = closed_by_server(&mut stream)
+        .await
+        .expect("the connection is closed once idle for the idle timeout");
+    assert!(seen.starts_with(b"HTTP/1.1 408 "), "{seen:?}");
     server.await_deliveries(2).await;
     let records = deliveries(&server.db);
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(records[1].status, 408, "{records:?}");
     let reason = records[1].reason.as_deref().unwrap();
     assert!(
-        reason.starts_with(
-            "the headers of a request on a kept-alive connection did not end within the idle \
-             timeout (2s; 43 bytes received)"
-        ),
+        reason
+            == "the headers of a request on a kept-alive connection did not end within the idle \
+                timeout (2s; 43 bytes received): answered 408 and closed",
         "{reason}"
     );
 
@@ -1164,13 +1177,13 @@ async fn a_request_begun_on_a_kept_alive_connection_and_never_ended_has_its_reco
     let request = authorized_post("/events", &event("inv-quiet"));
     quiet.write_all(&request).await.unwrap();
     assert_eq!(expect_response(&mut quiet).await.status, 200);
-    assert!(closed_by_server(&mut quiet).await.is_some());
+    assert_eq!(closed_by_server(&mut quiet).await, Some(Vec::new()));
     let mut blank = TcpStream::connect(server.addr).await.unwrap();
     let request = authorized_post("/events", &event("inv-blank"));
     blank.write_all(&request).await.unwrap();
     assert_eq!(expect_response(&mut blank).await.status, 200);
     blank.write_all(b"\r\n").await.unwrap();
-    assert!(closed_by_server(&mut blank).await.is_some());
+    assert_eq!(closed_by_server(&mut blank).await, Some(Vec::new()));
     server.assert_still_serving("inv-after-stall").await;
     server.await_deliveries(5).await;
     let records = deliveries(&server.db);

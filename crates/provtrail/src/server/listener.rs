@@ -291,13 +291,13 @@ impl RunningServer {
 /// that is not HTTP (an invalid byte, a folded header, two different `Content-Length`s, a transfer
 /// coding that does not end in `chunked`), or a head or URI over hyper's limits, which hyper
 /// answers itself (400, 414 or 431) before it closes the connection; or an HTTP/1 request whose
-/// headers began but did not end within the header timeout, whose connection is closed without
-/// an answer (408).
+/// headers began but did not end within the header timeout, answered 408 (over plain TCP; a TLS
+/// connection is closed without an answer) as its connection closes.
 #[derive(Debug, Clone)]
 pub struct MalformedRequest {
     /// Who sent it.
     pub remote: SocketAddr,
-    /// The status hyper answered with (408: none was sent).
+    /// The status answered with (408: by the server, past hyper; over TLS none was sent).
     pub status: u16,
     /// What was wrong.
     pub reason: String,
@@ -326,6 +326,10 @@ struct Activity {
     significant_until: AtomicU64,
     /// Whether the connection began with the HTTP/2 preface.
     http2: AtomicBool,
+    /// Whether everything hyper wrote has been flushed to the socket: false from a write until
+    /// the next flush completes. A connection closed for a stalled request may have a `408`
+    /// written after hyper's bytes only when none of them wait in hyper's buffer.
+    flushed: AtomicBool,
 }
 
 /// `Activity::changed_at` of a connection that has not started a request yet.
@@ -351,6 +355,7 @@ impl Activity {
             received_when_idle: AtomicU64::new(0),
             significant_until: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            flushed: AtomicBool::new(true),
         }
     }
 
@@ -418,6 +423,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.activity.flushed.store(false, Ordering::Relaxed);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -426,6 +432,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        self.activity.flushed.store(false, Ordering::Relaxed);
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -434,7 +441,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            self.activity.flushed.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -461,13 +472,20 @@ impl Drop for InFlight {
 /// otherwise hold a connection slot for ever); gracefully (requests in flight are answered)
 /// when none has been in flight for `idle_timeout` (see [`ServerConfig::idle_timeout`]), or when
 /// the server shuts down. A request hyper refused as malformed is told to `on_malformed`.
+///
+/// Returns the `408` to write on the socket once hyper has let go of it, for an HTTP/1 request
+/// whose headers began and never ended, when `raw_answer` says the socket can take one written
+/// past hyper (plain TCP: over TLS only hyper's session could) and hyper has nothing left
+/// unwritten.
 async fn run_connection<C>(
     connection: C,
     activity: &Activity,
     (header_timeout, idle_timeout): (Duration, Duration),
     mut shutdown: watch::Receiver<bool>,
     on_malformed: Option<(&MalformedRequestHook, SocketAddr)>,
-) where
+    raw_answer: bool,
+) -> Option<Vec<u8>>
+where
     C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(connection);
@@ -484,26 +502,24 @@ async fn run_connection<C>(
     let mut deadline = opened + header_timeout.min(idle_timeout);
     let idle_close = loop {
         tokio::select! {
-            result = connection.as_mut() => return report(result),
+            result = connection.as_mut() => {
+                report(result);
+                return None;
+            }
             () = tokio::time::sleep_until(deadline.into()) => match activity.doing() {
                 Doing::Nothing if opened + header_timeout > Instant::now() => {
                     deadline = opened + header_timeout;
                 }
                 Doing::Nothing => {
                     tracing::debug!("no request within the header timeout; closing the connection");
-                    // An HTTP/1 request that began: recorded. A connection that sent nothing
-                    // (or blank lines only), or an HTTP/2 one that opened without a request,
-                    // made no request.
-                    record_stalled_request(
-                        activity,
-                        on_malformed,
-                        0,
-                        &format!(
-                            "the request's headers did not end within the header timeout ({}",
-                            humantime::format_duration(header_timeout)
-                        ),
+                    // An HTTP/1 request that began: recorded (and answered). A connection that
+                    // sent nothing (or blank lines only), or an HTTP/2 one that opened without
+                    // a request, made no request.
+                    let what = format!(
+                        "the request's headers did not end within the header timeout ({}",
+                        humantime::format_duration(header_timeout)
                     );
-                    return;
+                    return stalled_request(activity, on_malformed, 0, &what, raw_answer);
                 }
                 // A request in flight is bounded by the request timeout; look again later.
                 Doing::Answering => deadline = Instant::now() + idle_timeout,
@@ -514,17 +530,17 @@ async fn run_connection<C>(
                     tracing::debug!("no request for the idle timeout; closing the connection");
                     // A kept-alive HTTP/1 connection whose next request began (more than blank
                     // lines) and never ended its headers: that request is recorded as on a new
-                    // connection.
-                    record_stalled_request(
-                        activity,
-                        on_malformed,
-                        activity.received_when_idle.load(Ordering::Relaxed),
-                        &format!(
-                            "the headers of a request on a kept-alive connection did not end \
-                             within the idle timeout ({}",
-                            humantime::format_duration(idle_timeout)
-                        ),
+                    // connection, and the connection closed at once (nothing is in flight, and
+                    // hyper would wait for the rest of the headers).
+                    let what = format!(
+                        "the headers of a request on a kept-alive connection did not end \
+                         within the idle timeout ({}",
+                        humantime::format_duration(idle_timeout)
                     );
+                    let from = activity.received_when_idle.load(Ordering::Relaxed);
+                    if stalled_request_began(activity, from) {
+                        return stalled_request(activity, on_malformed, from, &what, raw_answer);
+                    }
                     break true;
                 }
             },
@@ -545,36 +561,70 @@ async fn run_connection<C>(
     } else {
         report(connection.await);
     }
+    None
+}
+
+/// Whether an HTTP/1 request began after the connection had received `from` bytes: more than
+/// blank lines arrived since.
+fn stalled_request_began(activity: &Activity, from: u64) -> bool {
+    activity.significant_until.load(Ordering::Relaxed) > from
+        && !activity.http2.load(Ordering::Relaxed)
 }
 
 /// Tells `on_malformed` of an HTTP/1 request that began after the connection had received
-/// `from` bytes (more than blank lines) and whose headers never ended; `what` says which
-/// timeout ran out, up to the open parenthesis that the bytes received close.
-fn record_stalled_request(
+/// `from` bytes and whose headers never ended, and returns the `408` to answer it with when
+/// `raw_answer` allows one and hyper has flushed all it wrote; `what` says which timeout ran
+/// out, up to the open parenthesis that the bytes received close.
+fn stalled_request(
     activity: &Activity,
     on_malformed: Option<(&MalformedRequestHook, SocketAddr)>,
     from: u64,
     what: &str,
-) {
-    let begun = activity.significant_until.load(Ordering::Relaxed) > from;
-    if !begun || activity.http2.load(Ordering::Relaxed) {
-        return;
+    raw_answer: bool,
+) -> Option<Vec<u8>> {
+    if !stalled_request_began(activity, from) {
+        return None;
     }
-    let Some((hook, remote)) = on_malformed else {
-        return;
-    };
-    let received = activity
-        .received
-        .load(Ordering::Relaxed)
-        .saturating_sub(from);
-    hook(MalformedRequest {
-        remote,
-        status: 408,
-        reason: format!(
-            "{what}; {received} byte{} received): the connection was closed without an answer",
-            if received == 1 { "" } else { "s" }
-        ),
-    });
+    let answer = (raw_answer && activity.flushed.load(Ordering::Relaxed))
+        .then(|| request_timeout_answer(&format!("{what})")));
+    if let Some((hook, remote)) = on_malformed {
+        let received = activity
+            .received
+            .load(Ordering::Relaxed)
+            .saturating_sub(from);
+        hook(MalformedRequest {
+            remote,
+            status: 408,
+            reason: format!(
+                "{what}; {received} byte{} received): {}",
+                if received == 1 { "" } else { "s" },
+                if answer.is_some() {
+                    "answered 408 and closed"
+                } else {
+                    "the connection was closed without an answer"
+                }
+            ),
+        });
+    }
+    answer
+}
+
+/// A whole HTTP/1.1 `408` answer saying `why`, with the connection closing: what the server
+/// says to a request whose headers never ended, written past hyper, which only closes.
+fn request_timeout_answer(why: &str) -> Vec<u8> {
+    let body = serde_json::json!({"status": "rejected", "error": why}).to_string();
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\n\
+         content-type: application/json\r\n\
+         content-length: {}\r\n\
+         connection: close\r\n\
+         cache-control: no-store\r\n\
+         x-content-type-options: nosniff\r\n\
+         date: {}\r\n\r\n{body}",
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    )
+    .into_bytes()
 }
 
 /// Longest a closed connection is read on (see [`linger`]).
@@ -590,16 +640,22 @@ pub(super) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 /// limit) ends the connection while the body is still arriving; closing a socket with unread
 /// data makes the kernel reset the connection, and a client still sending gets the reset,
 /// not the answer, which may already be in its hands: it sees a broken pipe where it should see
-/// 401 or 413. (Where the client has nothing more to send, the first read ends it.)
-async fn linger(socket: std::os::fd::OwnedFd) {
-    use tokio::io::AsyncReadExt as _;
-    let socket = std::net::TcpStream::from(socket);
-    if socket.shutdown(std::net::Shutdown::Write).is_err() {
-        return;
-    }
-    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
+/// 401 or 413. (Where the client has nothing more to send, the first read ends it.) `answer`,
+/// when there is one, is written first: the `408` of a request whose headers never ended.
+async fn linger(socket: std::os::fd::OwnedFd, answer: Option<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut socket) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) else {
         return;
     };
+    if let Some(answer) = answer {
+        let written = tokio::time::timeout(LINGER_SILENCE, socket.write_all(&answer)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            return;
+        }
+    }
+    if socket.shutdown().await.is_err() {
+        return;
+    }
     let drain = async {
         let mut buffer = vec![0; 64 * 1024];
         let mut dropped = 0;
@@ -792,14 +848,23 @@ pub async fn serve(
             let _permits = (permit, address_slot);
             let hook = on_malformed.as_ref().map(|hook| (hook, remote));
             let stopping = stop_signal.clone();
-            match acceptor {
+            let answer = match acceptor {
                 None => {
                     let stream = Counted {
                         inner: stream,
                         activity: activity.clone(),
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    run_connection(connection, &activity, timeouts, stop_signal, hook).await;
+                    let raw_answer = lingering.is_some();
+                    run_connection(
+                        connection,
+                        &activity,
+                        timeouts,
+                        stop_signal,
+                        hook,
+                        raw_answer,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     // A connection still in its handshake holds no request: shutting down, it is
@@ -819,14 +884,14 @@ pub async fn serve(
                         activity: activity.clone(),
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    run_connection(connection, &activity, timeouts, stop_signal, hook).await;
+                    run_connection(connection, &activity, timeouts, stop_signal, hook, false).await
                 }
-            }
+            };
             // Shutting down, nothing waits for a client to finish sending.
             let mut stopping = stopping;
             if let Some(socket) = lingering.filter(|_| !*stopping.borrow()) {
                 tokio::select! {
-                    () = linger(socket) => {}
+                    () = linger(socket, answer) => {}
                     _ = stopping.changed() => {}
                 }
             }
