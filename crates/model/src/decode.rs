@@ -18,7 +18,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::issue::{
     Found, Issue, IssueKind, Issues, Mode, Options, Segment, Severity, duplicate_key_message,
-    render_path, shorten, too_deep_message, unknown_field_message,
+    expected, render_path, shorten, too_deep_message, unknown_field_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -1018,7 +1018,12 @@ object_visitor!(IdentityVisitor, IdentityRef<'de>, map, ctx, {
             }
         }
     }
-    report_missing(ctx, &seen, fields, &[(0, STRING), (1, STRING), (2, STRING)]);
+    report_missing(
+        ctx,
+        &seen,
+        fields,
+        &[(0, expected::IDENTITY_TYPE), (1, STRING), (2, STRING)],
+    );
     Ok(match (kind, id, name) {
         (Some(kind), Some(id), Some(name)) => Decoded::Present(IdentityRef {
             kind,
@@ -1058,7 +1063,12 @@ object_visitor!(SourceVisitor, SourceRef<'de>, map, ctx, {
             }
         }
     }
-    report_missing(ctx, &seen, fields, &[(0, STRING), (1, STRING), (2, STRING)]);
+    report_missing(
+        ctx,
+        &seen,
+        fields,
+        &[(0, STRING), (1, expected::SOURCE_TYPE), (2, STRING)],
+    );
     Ok(match (id, kind, name) {
         (Some(id), Some(kind), Some(name)) => Decoded::Present(SourceRef {
             id,
@@ -1107,7 +1117,7 @@ object_visitor!(AttributeRequestVisitor, AttributeRequest<'de>, map, ctx, {
             }
         }
     }
-    report_missing(ctx, &seen, fields, &[(0, STRING), (2, STRING)]);
+    report_missing(ctx, &seen, fields, &[(0, STRING), (2, expected::OPERATION)]);
     Ok(match (attribute_name, attribute_value, operation) {
         (Some(attribute_name), Some(attribute_value), Some(operation)) => {
             Decoded::Present(AttributeRequest {
@@ -1194,7 +1204,12 @@ object_visitor!(AccountRequestVisitor, AccountRequest<'de>, map, ctx, {
         ctx,
         &seen,
         fields,
-        &[(0, "an object"), (2, STRING), (3, STRING), (4, STRING)],
+        &[
+            (0, "an object"),
+            (2, STRING),
+            (3, expected::RESULT),
+            (4, STRING),
+        ],
     );
     Ok(
         match (

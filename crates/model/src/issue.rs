@@ -635,8 +635,42 @@ pub(crate) fn describe(value: &Value) -> &'static str {
     }
 }
 
+/// What a required field with listed values must be, in the message of its absence: the values
+/// the published schema lists (another value is a schema extension, kept; see
+/// [`IssueKind::UnknownValue`]). In step with the enums' `KNOWN` (a test checks).
+pub(crate) mod expected {
+    /// `type` of the recipient and requester ([`crate::IdentityType`]).
+    pub(crate) const IDENTITY_TYPE: &str = "a string: \"IDENTITY\"";
+    /// `type` of a source reference ([`crate::SourceType`]).
+    pub(crate) const SOURCE_TYPE: &str = "a string: \"SOURCE\"";
+    /// `provisioningResult` ([`crate::ProvisioningResult`]).
+    pub(crate) const RESULT: &str = "a string: \"SUCCESS\", \"PENDING\" or \"FAILED\"";
+    /// `operation` of an attribute request ([`crate::AttributeOperation`]).
+    pub(crate) const OPERATION: &str = "a string: \"Add\", \"Set\" or \"Remove\"";
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_expected_values_of_a_missing_field_are_the_schemas() {
+        fn listed(known: &[&str]) -> String {
+            let quoted: Vec<String> = known.iter().map(|value| format!("\"{value}\"")).collect();
+            match quoted.split_last() {
+                Some((last, [])) => format!("a string: {last}"),
+                Some((last, rest)) => format!("a string: {} or {last}", rest.join(", ")),
+                None => unreachable!("every enum lists a value"),
+            }
+        }
+        use super::expected;
+        assert_eq!(expected::IDENTITY_TYPE, listed(crate::IdentityType::KNOWN));
+        assert_eq!(expected::SOURCE_TYPE, listed(crate::SourceType::KNOWN));
+        assert_eq!(expected::RESULT, listed(crate::ProvisioningResult::KNOWN));
+        assert_eq!(
+            expected::OPERATION,
+            listed(crate::AttributeOperation::KNOWN)
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -35,7 +35,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::issue::{
     Found, Issue, IssueKind, Issues, Mode, Options, Segment, Severity, duplicate_key_message,
-    render_path, shorten, too_deep_message, unknown_field_message, unusual_value_message,
+    expected, render_path, shorten, too_deep_message, unknown_field_message, unusual_value_message,
 };
 use crate::types::{
     AccountRequest, AttributeOperation, AttributeRequest, AttributeValue, Extra, IdentityRef,
@@ -1791,7 +1791,7 @@ impl<'a> Parser<'a> {
         self.report_missing(
             seen,
             IDENTITY_FIELDS,
-            &[(0, STRING), (1, STRING), (2, STRING)],
+            &[(0, expected::IDENTITY_TYPE), (1, STRING), (2, STRING)],
         );
         Ok(!bad && seen & 0b111 == 0b111)
     }
@@ -1844,7 +1844,7 @@ impl<'a> Parser<'a> {
         self.report_missing(
             seen,
             ACCOUNT_FIELDS,
-            &[(0, OBJECT), (2, STRING), (3, STRING), (4, STRING)],
+            &[(0, OBJECT), (2, STRING), (3, expected::RESULT), (4, STRING)],
         );
         Ok(!bad && seen & ACCOUNT_REQUIRED == ACCOUNT_REQUIRED)
     }
@@ -1927,7 +1927,7 @@ impl<'a> Parser<'a> {
         self.report_missing(
             seen,
             SOURCE_FIELDS,
-            &[(0, STRING), (1, STRING), (2, STRING)],
+            &[(0, STRING), (1, expected::SOURCE_TYPE), (2, STRING)],
         );
         Ok(!bad && seen & 0b111 == 0b111)
     }
@@ -1968,7 +1968,11 @@ impl<'a> Parser<'a> {
                 _ => self.attribute_operation(&mut slot.operation)?,
             }
         );
-        self.report_missing(seen, ATTRIBUTE_FIELDS, &[(0, STRING), (2, STRING)]);
+        self.report_missing(
+            seen,
+            ATTRIBUTE_FIELDS,
+            &[(0, STRING), (2, expected::OPERATION)],
+        );
         Ok(!bad && seen & 0b101 == 0b101)
     }
 

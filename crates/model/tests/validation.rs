@@ -1028,6 +1028,36 @@ fn missing_and_null_required_fields_differ_in_kind_and_message() {
     assert_eq!(checked, 4 + 3 + 3 + 4 + 3 + 2 + 2);
 }
 
+#[test]
+fn a_missing_field_with_listed_values_names_them_in_both_readers() {
+    let cases = [
+        ("recipient.type", "a string: \"IDENTITY\""),
+        ("accountRequests[1].source.type", "a string: \"SOURCE\""),
+        (
+            "accountRequests[0].provisioningResult",
+            "a string: \"SUCCESS\", \"PENDING\" or \"FAILED\"",
+        ),
+        (
+            "accountRequests[0].attributeRequests[1].operation",
+            "a string: \"Add\", \"Set\" or \"Remove\"",
+        ),
+        ("recipient.name", "a string"),
+    ];
+    for (path, expected) in cases {
+        let mut doc = base_event();
+        apply(&mut doc, path, None);
+        let name = path.rsplit('.').next().unwrap();
+        let message = format!("required field `{name}` is missing (it must be {expected})");
+        let text = doc.to_string();
+        let fast = validate_str(&text, &Options::lenient()).unwrap();
+        let reference = validate_value(doc, &Options::lenient());
+        for errors in [fast.errors, reference.errors] {
+            assert_eq!(errors.len(), 1, "{path}: {errors:?}");
+            assert_eq!(errors[0].message, message, "{path}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every problem at once
 
