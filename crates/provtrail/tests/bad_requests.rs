@@ -111,6 +111,60 @@ async fn content_type_that_is_not_json_is_415_and_the_body_is_kept_in_quarantine
     server.shutdown().await;
 }
 
+/// A valid event of about 200 KB (its `errors` list long), parsed off the async threads.
+fn large_event(invocation_id: &str) -> Vec<u8> {
+    let mut event: serde_json::Value = serde_json::from_slice(&event(invocation_id)).unwrap();
+    event["errors"] = serde_json::json!(vec!["x".repeat(1_000); 200]);
+    serde_json::to_vec(&event).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_client_stops_sending_or_leaves_after_it_is_kept_and_recorded() {
+    let mut server = TestServer::start().await;
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for (kind, body) in [
+            ("small", event(&format!("inv-half-small-{round}"))),
+            ("large", large_event(&format!("inv-half-large-{round}"))),
+        ] {
+            // The whole request, then the client's side shut: it still reads the answer.
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream
+                .write_all(&authorized_post("/events", &body))
+                .await
+                .unwrap();
+            stream.shutdown().await.unwrap();
+            let answer = expect_response(&mut stream).await;
+            assert_eq!(answer.status, 200, "{kind}, round {round}: {}", answer.head);
+            expected.push(format!("inv-half-{kind}-{round}"));
+        }
+        // The whole request, then the connection closed without waiting for any answer.
+        let invocation = format!("inv-gone-large-{round}");
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(&authorized_post("/events", &large_event(&invocation)))
+            .await
+            .unwrap();
+        drop(stream);
+        expected.push(invocation);
+    }
+    // Every request that arrived whole is kept, and is in the delivery log.
+    server.await_deliveries(expected.len() as u64).await;
+    let stored = stored_invocations(&server.db);
+    for invocation in &expected {
+        assert!(stored.contains_key(invocation), "{invocation} missing");
+    }
+    assert!(
+        deliveries(&server.db)
+            .iter()
+            .all(|record| record.status == 200),
+        "{:?}",
+        deliveries(&server.db)
+    );
+    server.assert_still_serving("inv-after-half-close").await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_body_is_never_accepted_and_the_server_keeps_serving() {
     let mut server = TestServer::start().await;
@@ -1442,6 +1496,19 @@ async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
         "{kept:?}"
     );
     assert!(quarantine(&server.db).is_empty());
+    // Each request given up has its record all the same.
+    server.await_deliveries(3).await;
+    let records = deliveries(&server.db);
+    for record in &records[..2] {
+        assert_eq!(record.status, 400, "{records:?}");
+        assert!(
+            record.reason.as_deref().is_some_and(|reason| {
+                reason.starts_with("the client went away (its connection closed or the stream")
+            }),
+            "{records:?}"
+        );
+    }
+    assert_eq!(records[2].status, 200, "{records:?}");
     server.shutdown().await;
 }
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::{TestServer, client};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt as _;
 
 /// Held by each test for its whole run.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -93,9 +92,10 @@ async fn a_filtered_search_out_of_time_at_a_page_start_continues_at_that_page() 
     server.shutdown().await;
 }
 
-/// A client that leaves while its filter is evaluated (an HTTP/1 connection closed) takes the
+/// A client that leaves while its filter is evaluated (an HTTP/2 connection closed) takes the
 /// evaluation with it: the slot it held is free for the next search at once, not after the
-/// ten seconds its first event may take.
+/// ten seconds its first event may take. (Over HTTP/1 the end of a client's input is not taken
+/// for its leaving: a client may shut its side and wait for the answer.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_whose_client_left_gives_its_evaluation_slot_back() {
     const READ: &str = "search-budget-read-token";
@@ -112,15 +112,18 @@ async fn a_search_whose_client_left_gives_its_evaluation_slot_back() {
 
     // The slow search, from a client that leaves half a second in.
     let target = format!("/api/v1/events?filter={}", url_encoded(QUADRATIC));
-    let mut left = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    left.write_all(
-        format!("GET {target} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {READ}\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (h2_client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let request = axum::http::Request::get(format!("http://{}{target}", server.addr))
+        .header("authorization", format!("Bearer {READ}"))
+        .body(())
+        .unwrap();
+    let (_answer, _stream) = h2_client.send_request(request, true).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(left);
+    connection.abort();
+    drop(h2_client);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // The next filtered search gets the slot and its whole budget: every event, complete.

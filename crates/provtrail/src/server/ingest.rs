@@ -176,13 +176,61 @@ fn receipt(
     }
 }
 
+/// A request whose handler hyper dropped before it was answered: over HTTP/2 a client that
+/// closed its connection or reset the stream while its body was still arriving (over HTTP/1 the
+/// body's read fails instead, and the request is refused as cut short). Nothing of it was kept;
+/// without this it would leave no record. Disarmed by taking the receipt back.
+struct Unanswered<'a> {
+    state: &'a AppState,
+    receipt: Option<Receipt>,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        // Unwinding from a panic, the request is answered 500 by the panic's own handling.
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(receipt) = self.receipt.take() {
+            let reason = "the client went away (its connection closed or the stream was reset) \
+                          before the request was answered; nothing of it was kept";
+            record_refusal(
+                self.state,
+                receipt,
+                StatusCode::BAD_REQUEST.as_u16(),
+                reason,
+            );
+        }
+    }
+}
+
 async fn handle(
     state: AppState,
-    mut receipt: Receipt,
+    receipt: Receipt,
     headers: HeaderMap,
     body: Unread,
     refusal: Option<Refusal>,
 ) -> Response {
+    let mut unanswered = Unanswered {
+        state: &state,
+        receipt: Some(receipt.clone()),
+    };
+    let answer = answer(&state, receipt, headers, body, refusal, &mut unanswered).await;
+    unanswered.receipt = None;
+    answer
+}
+
+/// The answer to an ingest request; `unanswered` is disarmed once the request is past being
+/// dropped unrecorded.
+async fn answer(
+    state: &AppState,
+    mut receipt: Receipt,
+    headers: HeaderMap,
+    body: Unread,
+    refusal: Option<Refusal>,
+    unanswered: &mut Unanswered<'_>,
+) -> Response {
+    let state = state.clone();
     // Credentials first: nothing of an unauthenticated body is read.
     if let Err(err) = state.ingest_credentials.check_headers(&headers) {
         body.refuse();
@@ -256,11 +304,46 @@ async fn handle(
     }
     // Without a `Content-Length` that reset looks like the body's end. hyper drops a request
     // whose stream the client reset as soon as its handler waits: waiting once here, before
-    // anything is kept, lets it see the reset, which had arrived when the body ended.
-    if http2 {
+    // anything is kept, lets it see the reset, which had arrived when the body ended. (With a
+    // length, a body that ended short was refused above.)
+    if http2 && !headers.contains_key(header::CONTENT_LENGTH) {
         tokio::task::yield_now().await;
     }
+    // The body arrived whole: from here the event is kept and its request recorded whether or
+    // not the client waits for the answer. hyper drops a request's handler when its client goes
+    // (an HTTP/2 connection closed after the stream's last frame, a server shutting down past its
+    // grace): the rest runs as a task of its own, which a dropped handler does not stop. ISC
+    // sends an event once; one that arrived is not thrown away for want of a listener.
+    unanswered.receipt = None;
+    let keeping = tokio::spawn(keep(
+        state,
+        receipt,
+        headers,
+        bytes,
+        refusal,
+        content_type,
+        room,
+    ));
+    keeping.await.unwrap_or_else(|_| {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while keeping the event",
+        )
+    })
+}
 
+/// Keeps a body that arrived whole (an event, a duplicate, or a document for the quarantine) and
+/// answers for it; `room` is the memory the body holds, given back with the answer.
+async fn keep(
+    state: AppState,
+    receipt: Receipt,
+    headers: HeaderMap,
+    bytes: Bytes,
+    refusal: Option<Refusal>,
+    content_type: Option<String>,
+    room: BodyRoom,
+) -> Response {
+    let _room = room;
     let ingestor = state.ingestor.clone();
     let encoding_refusal = unsupported_encoding(&headers);
     // RFC 9110 (section 15.5.16): a 415 for a content coding says which codings are accepted.

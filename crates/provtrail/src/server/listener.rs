@@ -771,12 +771,14 @@ pub async fn serve(
         .header_read_timeout(
             config.header_timeout.max(config.idle_timeout) + Duration::from_secs(1),
         )
-        // The end of a client's input is taken for the client gone (hyper's default): the
-        // request is dropped, which stops work nobody will read, such as a filter's evaluation.
-        // A client that only shut its side after sending a request gets no answer then (an
-        // event it sent is still kept; sent again, it is a duplicate). Waiting for such clients
-        // would keep every abandoned request running to its end: over HTTP/1, a client that
+        // The end of a client's input ends nothing in flight: a client may send its request,
+        // shut its side and wait for the answer (RFC 9112, section 9.6), or send an event and
+        // leave. hyper's default takes that end for the client gone and drops the request
+        // being answered, before its handler may even have run: an event that arrived whole
+        // would be neither kept nor recorded. The cost: a request whose client left runs to its
+        // end, bounded by the request timeout and the filters' budget, as over HTTP/1 one that
         // left and one that half-closed look alike.
+        .half_close(true)
         .keep_alive(true);
     builder
         .http2()
