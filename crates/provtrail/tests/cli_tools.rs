@@ -831,6 +831,60 @@ fn events_file(dir: &Path, name: &str, prefix: &str, count: usize) -> std::path:
 }
 
 #[test]
+fn export_saves_every_event_that_reads_back_from_a_damaged_store_and_names_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.db");
+    let file = events_file(dir.path(), "events.jsonl", "inv-damaged", 5);
+    assert!(ingest_into(&db, &file).status.success());
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        // A body no longer decodes: the zstd frame's first bytes zeroed.
+        for id in [3, 5] {
+            conn.execute(
+                "UPDATE events SET raw = zeroblob(length(raw)) WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+        }
+    }
+    let out = dir.path().join("saved.jsonl");
+    let db_arg = db.to_str().unwrap();
+    let exported = provtrail(
+        &["export", "--db", db_arg, "-o", out.to_str().unwrap()],
+        None,
+    );
+    let said = String::from_utf8_lossy(&exported.stderr).into_owned();
+    assert_eq!(exported.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("event 3 skipped: its stored body cannot be read back")
+            && said.contains("exported 3 events")
+            && said.contains("2 events could not be read back and were not exported (ids 3, 5)"),
+        "{said}"
+    );
+    let saved: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let invocations: Vec<&str> = saved
+        .iter()
+        .map(|line| line["invocation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        invocations,
+        ["inv-damaged-0000", "inv-damaged-0001", "inv-damaged-0003"],
+        "{saved:?}"
+    );
+    // One event alone says so too.
+    let show = provtrail(&["show", "--db", db_arg, "3"], None);
+    let said = String::from_utf8_lossy(&show.stderr).into_owned();
+    assert!(
+        said.contains("the stored body of event 3 cannot be read back"),
+        "{said}"
+    );
+}
+
+#[test]
 fn verify_reads_every_body_back_and_names_what_no_longer_reads_as_it_arrived() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("verified.db");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use provtrail::metrics::Metrics;
 use provtrail::store::sqlite::{EventFile, SqliteSettings, SqliteStore};
-use provtrail::store::{ExportRange, SharedStore, StoredEvent};
+use provtrail::store::{
+    ExportRange, ReadBackPage, SharedStore, StoreError, StoredEvent, read_back_page,
+};
 use provtrail_model::ProvisioningCompleted;
 use serde_json::{Value, json};
 
@@ -122,12 +124,20 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     let exporting = async {
         let mut after = 0;
         let mut exported = 0u64;
+        let mut unreadable = Vec::new();
         loop {
             let page = source.page(&range, after).await?;
-            let Some(last) = page.last() else {
+            let Some(last) = page.last_id else {
                 break;
             };
-            after = last.id;
+            after = last;
+            for (id, reason) in page.unreadable {
+                progress.suspend(|| {
+                    eprintln!("event {id} skipped: its stored body cannot be read back ({reason})");
+                });
+                unreadable.push(id);
+            }
+            let page = page.events;
             for event in &page {
                 match &mut output {
                     Output::Csv(writer) => writer
@@ -149,9 +159,9 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
             Output::Jsonl(out) => out.flush(),
         }
         .with_context(|| format!("cannot write to {shown}"))?;
-        anyhow::Ok(exported)
+        anyhow::Ok((exported, unreadable))
     };
-    let exported = tokio::select! {
+    let (exported, unreadable) = tokio::select! {
         exported = exporting => exported?,
         () = signals.next() => {
             progress.finish_and_clear();
@@ -175,7 +185,28 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     source.close().await;
     eprintln!("exported {exported} events");
-    Ok(ExitCode::SUCCESS)
+    if unreadable.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Everything else is exported: what a damaged store still holds is saved, and the exit
+    // status says that it is not all.
+    let shown: Vec<String> = unreadable.iter().take(20).map(i64::to_string).collect();
+    eprintln!(
+        "{} event{} could not be read back and {} not exported (id{} {}{}): the database is \
+         damaged; `provtrail verify --db {}` checks the rest",
+        unreadable.len(),
+        if unreadable.len() == 1 { "" } else { "s" },
+        if unreadable.len() == 1 { "was" } else { "were" },
+        if unreadable.len() == 1 { "" } else { "s" },
+        shown.join(", "),
+        if unreadable.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        },
+        db.display(),
+    );
+    Ok(ExitCode::from(1))
 }
 
 /// The output file of `-o`. A regular file (or a new one) is written beside its place under a
@@ -363,20 +394,26 @@ impl Source {
         Ok(Source::Store(Arc::new(store)))
     }
 
-    async fn page(&self, range: &ExportRange, after: i64) -> anyhow::Result<Vec<StoredEvent>> {
-        Ok(match self {
-            Source::File(file) => {
-                let (file, range) = (file.clone(), range.clone());
-                tokio::task::spawn_blocking(move || {
-                    let file = file
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("the export's reader failed"))?;
-                    anyhow::Ok(file.export_events(&range, after, PAGE)?)
-                })
-                .await??
+    /// The next page of events after `after`, with those whose bodies cannot be read back
+    /// listed apart.
+    async fn page(&self, range: &ExportRange, after: i64) -> anyhow::Result<ReadBackPage> {
+        let fetch = |after: i64, limit: usize| async move {
+            match self {
+                Source::File(file) => {
+                    let (file, range) = (file.clone(), range.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let file = file.lock().map_err(|_| {
+                            StoreError::Internal("the export's reader failed".into())
+                        })?;
+                        file.export_events(&range, after, limit)
+                    })
+                    .await
+                    .map_err(|_| StoreError::Internal("the export's reader failed".into()))?
+                }
+                Source::Store(store) => store.export_events(range, after, limit).await,
             }
-            Source::Store(store) => store.export_events(range, after, PAGE).await?,
-        })
+        };
+        Ok(read_back_page(fetch, after, PAGE).await?)
     }
 
     async fn close(self) {

@@ -114,5 +114,13 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             done.matched - done.enqueued
         );
     }
+    if done.unreadable > 0 {
+        eprintln!(
+            "{} events could not be read back and were passed over: the database is damaged \
+             (`provtrail verify` checks it)",
+            done.unreadable
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

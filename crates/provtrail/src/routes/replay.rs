@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Route;
-use crate::store::{ExportRange, Millis, OutboxWrite, SharedStore, StoreError};
+use crate::store::{ExportRange, Millis, OutboxWrite, SharedStore, StoreError, read_back_page};
 
 /// Events read from the store at a time.
 const PAGE: usize = 500;
@@ -37,6 +37,8 @@ pub struct ReplayProgress {
     pub matched: u64,
     /// Deliveries created (an event with a delivery to the route still pending gets none).
     pub enqueued: u64,
+    /// Events passed over because their stored body cannot be read back (a damaged store).
+    pub unreadable: u64,
 }
 
 /// Why a replay could not run.
@@ -85,11 +87,21 @@ pub async fn replay(
     let mut done = ReplayProgress::default();
     let mut after = 0;
     loop {
-        let page = store.export_events(&range, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+        let fetch = |after, limit| store.export_events(&range, after, limit);
+        let page = read_back_page(fetch, after, PAGE).await?;
+        let Some(last) = page.last_id else { break };
+        after = last;
+        done.scanned += page.unreadable.len() as u64;
+        done.unreadable += page.unreadable.len() as u64;
+        for (id, reason) in &page.unreadable {
+            tracing::error!(
+                event_id = id,
+                reason,
+                "replay passes over an event it cannot read back"
+            );
+        }
         let mut ids = Vec::new();
-        for event in &page {
+        for event in &page.events {
             done.scanned += 1;
             let Ok(value) = serde_json::from_slice::<Value>(&event.raw) else {
                 continue;

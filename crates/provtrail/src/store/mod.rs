@@ -153,6 +153,15 @@ pub enum StoreError {
     /// server (saved beside its path): it is not in the store, and is answered as not kept.
     #[error("{0}")]
     Stranded(String),
+    /// A stored event whose body cannot be read back (damaged on disk): the first such of a read
+    /// of several, which [`read_back_page`] steps over.
+    #[error("the stored body of event {id} cannot be read back: {reason}")]
+    Unreadable {
+        /// The event's id.
+        id: i64,
+        /// What reading it back found.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -162,6 +171,63 @@ impl StoreError {
             self,
             StoreError::Unavailable(_) | StoreError::Overloaded(_) | StoreError::Stranded(_)
         )
+    }
+}
+
+/// Events read back in id order for an export or a replay: those whose bodies read back, and
+/// those whose bodies do not (damaged on disk), listed rather than ending the read.
+#[derive(Debug, Default)]
+pub struct ReadBackPage {
+    /// The events read back whole.
+    pub events: Vec<StoredEvent>,
+    /// Ids of the events whose bodies cannot be read back, and why.
+    pub unreadable: Vec<(i64, String)>,
+    /// The last id the page covers (the cursor of the next): `None` when it covers none.
+    pub last_id: Option<i64>,
+}
+
+/// Reads the page of up to `limit` events after `after` through `fetch` (an
+/// [`Store::export_events`] of some range). A page holding an event whose body cannot be read
+/// back is read again one event at a time, so that the others are still read: one damaged body
+/// does not keep a whole store from being exported or replayed.
+pub async fn read_back_page<F, Fut>(
+    mut fetch: F,
+    after: i64,
+    limit: usize,
+) -> Result<ReadBackPage, StoreError>
+where
+    F: FnMut(i64, usize) -> Fut,
+    Fut: Future<Output = Result<Vec<StoredEvent>, StoreError>>,
+{
+    match fetch(after, limit).await {
+        Ok(events) => Ok(ReadBackPage {
+            last_id: events.last().map(|event| event.id),
+            events,
+            unreadable: Vec::new(),
+        }),
+        Err(StoreError::Unreadable { .. }) => {
+            let mut page = ReadBackPage::default();
+            let mut cursor = after;
+            for _ in 0..limit {
+                match fetch(cursor, 1).await {
+                    Ok(one) => {
+                        let Some(event) = one.into_iter().next() else {
+                            break;
+                        };
+                        cursor = event.id;
+                        page.events.push(event);
+                    }
+                    Err(StoreError::Unreadable { id, reason }) => {
+                        cursor = id;
+                        page.unreadable.push((id, reason));
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            page.last_id = (cursor != after).then_some(cursor);
+            Ok(page)
+        }
+        Err(other) => Err(other),
     }
 }
 

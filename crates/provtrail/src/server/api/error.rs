@@ -185,6 +185,14 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %err, "a read API request failed");
                 ApiError::new(500, "internal", "internal error while reading the store")
             }
+            StoreError::Unreadable { .. } => {
+                tracing::error!(error = %err, "a read API request met a damaged body");
+                ApiError::new(
+                    500,
+                    "internal",
+                    format!("{err}: the store is damaged (`provtrail verify` checks it)"),
+                )
+            }
         }
     }
 }

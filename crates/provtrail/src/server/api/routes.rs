@@ -474,6 +474,10 @@ pub struct ReplayResult {
     pub matched: u64,
     /// Deliveries created (an event with a delivery to the route still pending gets none).
     pub enqueued: u64,
+    /// Events passed over because their stored body cannot be read back (a damaged store;
+    /// `provtrail verify` checks it).
+    #[serde(default)]
+    pub unreadable: u64,
 }
 
 impl From<ReplayProgress> for ReplayResult {
@@ -482,6 +486,7 @@ impl From<ReplayProgress> for ReplayResult {
             scanned: progress.scanned,
             matched: progress.matched,
             enqueued: progress.enqueued,
+            unreadable: progress.unreadable,
         }
     }
 }

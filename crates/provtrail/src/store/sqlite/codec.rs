@@ -127,6 +127,23 @@ pub fn encode(raw: &Bytes) -> (i64, Bytes) {
     (IDENTITY, raw.clone())
 }
 
+/// Decodes the stored body of event `id`: as [`decode`], failing as
+/// [`StoreError::Unreadable`], which names the event.
+pub fn decode_event(
+    id: i64,
+    codec: i64,
+    stored: Vec<u8>,
+    size: usize,
+) -> Result<Bytes, StoreError> {
+    decode(codec, stored, size).map_err(|err| StoreError::Unreadable {
+        id,
+        reason: match err {
+            StoreError::Internal(reason) => reason,
+            other => other.to_string(),
+        },
+    })
+}
+
 /// Decodes a stored body; `size` is the original length recorded with it.
 pub fn decode(codec: i64, stored: Vec<u8>, size: usize) -> Result<Bytes, StoreError> {
     let broken = |err: std::io::Error| {

@@ -876,9 +876,10 @@ fn export_page(
         let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) =
             row.map_err(read_error)?;
         let size = receipt.size as usize;
+        let raw = codec::decode_event(id, codec, stored, size)?;
         events.push(StoredEvent {
             id,
-            raw: codec::decode(codec, stored, size)?,
+            raw,
             receipt,
             invocation_id,
             warnings: parse_issues(warnings.as_deref()),

@@ -148,7 +148,7 @@ fn load_raw(conn: &Connection, id: i64) -> Result<Bytes, StoreError> {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .map_err(read_error)?;
-    codec::decode(codec, stored, usize::try_from(size).unwrap_or(0))
+    codec::decode_event(id, codec, stored, usize::try_from(size).unwrap_or(0))
 }
 
 pub fn search_events(
@@ -282,7 +282,7 @@ pub fn get_event(conn: &Connection, id: i64) -> Result<Option<EventDetail>, Stor
         return Ok(None);
     };
     let size = u64::try_from(size).unwrap_or(0);
-    let raw = codec::decode(codec, stored, size as usize)?;
+    let raw = codec::decode_event(id, codec, stored, size as usize)?;
     let deliveries = conn
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id"
