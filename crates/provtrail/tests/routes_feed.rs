@@ -195,3 +195,60 @@ async fn a_commit_that_fails_takes_back_what_it_reserved_for_the_feed() {
     assert_eq!(*handed.lock().unwrap(), fed);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_delivery_whose_event_cannot_be_read_back_keeps_no_other_from_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.db");
+    let store = SqliteStore::open(SqliteSettings::new(&db), Arc::new(Metrics::new())).unwrap();
+    let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 11,
+        failure_rate: 0.0,
+        identities: 10,
+    });
+    let mut events = Vec::new();
+    for n in 0..3 {
+        let raw = generator.next_json();
+        let at = 1_795_000_000_000 + n;
+        let outcome = store
+            .ingest(ingestor.prepare(Bytes::from(raw.clone()), receipt(at, raw.len())))
+            .await
+            .unwrap();
+        let IngestOutcome::Accepted { id } = outcome else {
+            panic!("not accepted: {outcome:?}");
+        };
+        events.push((id, raw));
+    }
+    // The middle event's body damaged on disk.
+    let damaged = events[1].0;
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE events SET raw = zeroblob(length(raw)) WHERE id = ?1",
+            [damaged],
+        )
+        .unwrap();
+
+    let due = store
+        .outbox_due("archive", i64::MAX, 10, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3);
+    for (item, (id, raw)) in due.iter().zip(&events) {
+        assert_eq!(item.event_id, *id);
+        if *id == damaged {
+            let why = item.unreadable.as_deref().unwrap();
+            assert!(
+                why.starts_with(&format!(
+                    "the stored body of event {id} cannot be read back"
+                )),
+                "{why}"
+            );
+        } else {
+            assert_eq!(item.unreadable, None);
+            assert_eq!(&item.raw[..], &raw[..]);
+        }
+    }
+    store.close().await;
+}

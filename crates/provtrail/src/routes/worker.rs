@@ -1007,7 +1007,9 @@ async fn attempt_batch(
     let parsed: Vec<Result<Value, String>> = items
         .iter()
         .map(|item| {
-            if route.sink.needs_value() {
+            if let Some(reason) = &item.unreadable {
+                Err(reason.clone())
+            } else if route.sink.needs_value() {
                 serde_json::from_slice::<Value>(&item.raw)
                     .map_err(|err| format!("the stored event is not JSON: {err}"))
             } else {
@@ -1015,7 +1017,8 @@ async fn attempt_batch(
             }
         })
         .collect();
-    // A stored event that is not JSON fails for good without reaching the sink.
+    // A stored event that is not JSON, or whose body cannot be read back, fails for good without
+    // reaching the sink.
     let deliveries: Vec<Delivery<'_>> = items
         .iter()
         .zip(&keys)
@@ -1184,6 +1187,7 @@ mod tests {
             received_at: due_since,
             invocation_id: None,
             raw: bytes::Bytes::new(),
+            unreadable: None,
         }
     }
 

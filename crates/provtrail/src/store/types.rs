@@ -729,8 +729,12 @@ pub struct OutboxItem {
     pub received_at: Millis,
     /// `_metadata.invocationId`.
     pub invocation_id: Option<String>,
-    /// The event as received.
+    /// The event as received (empty when it cannot be read back).
     pub raw: Bytes,
+    /// Why the event's stored body cannot be read back (damaged on disk): the delivery fails for
+    /// good, to the dead letters, rather than keeping the route's other deliveries from being
+    /// read.
+    pub unreadable: Option<String>,
 }
 
 /// A route's worker taking the deliveries of newly stored events straight from the writer, so

@@ -500,6 +500,11 @@ pub(super) fn due(
         else {
             continue;
         };
+        let (raw, unreadable) =
+            match codec::decode_event(event_id, c, raw, usize::try_from(size).unwrap_or(0)) {
+                Ok(raw) => (raw, None),
+                Err(err) => (bytes::Bytes::new(), Some(err.to_string())),
+            };
         items.push(OutboxItem {
             id,
             event_id,
@@ -510,7 +515,8 @@ pub(super) fn due(
             due_since,
             received_at,
             invocation_id: invocation,
-            raw: codec::decode(c, raw, usize::try_from(size).unwrap_or(0))?,
+            raw,
+            unreadable,
         });
     }
     Ok(items)

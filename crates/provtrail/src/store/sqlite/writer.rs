@@ -1306,6 +1306,7 @@ fn fresh_item(pending: &Pending, event_id: i64, delivery_id: i64, route: String)
         received_at: incoming.receipt.received_at,
         invocation_id: incoming.invocation_id.clone(),
         raw: incoming.raw.clone(),
+        unreadable: None,
     }
 }
 
