@@ -947,6 +947,25 @@ fn verify_reads_every_body_back_and_names_what_no_longer_reads_as_it_arrived() {
         "{text}"
     );
 
+    // A file cut short: a finding (exit 1) with the advice, not a failure to check (exit 2).
+    let cut = dir.path().join("cut-short.db");
+    let whole = std::fs::read(&db).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let cut_short = provtrail(&["verify", "--db", cut.to_str().unwrap()], None);
+    let said = stdout(&cut_short);
+    assert_eq!(cut_short.status.code(), Some(1), "{cut_short:?}");
+    assert!(
+        said.contains("the file cannot be opened") && said.contains("NOT INTACT"),
+        "{said}"
+    );
+    let as_json = provtrail(
+        &["verify", "--db", cut.to_str().unwrap(), "--format", "json"],
+        None,
+    );
+    assert_eq!(as_json.status.code(), Some(1), "{as_json:?}");
+    let summary: Value = serde_json::from_str(stdout(&as_json).trim()).unwrap();
+    assert_eq!(summary["intact"], false, "{summary}");
+
     // An index page overwritten (the one a count reads): found and said, not an error.
     let copy = dir.path().join("index-damaged.db");
     std::fs::copy(&db, &copy).unwrap();

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use provtrail::store::StoreError;
 use provtrail::store::sqlite::{EventFile, Verification};
 use serde_json::json;
 
@@ -33,7 +34,20 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let quick = args.quick;
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Verification> {
         // Read-only, beside a running server too: nothing is written, no lock is waited for.
-        let Some(file) = EventFile::open(&path)? else {
+        let file = match EventFile::open(&path) {
+            Ok(file) => file,
+            // A file cut short or overwritten where SQLite reads first is what this command is
+            // for: a finding, not a failure to check.
+            Err(StoreError::Damaged(reason)) => {
+                return Ok(Verification {
+                    structure: vec![format!("the file cannot be opened: {reason}")],
+                    quick,
+                    ..Verification::default()
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let Some(file) = file else {
             anyhow::bail!(
                 "{} has an older schema: start `provtrail serve` (or run `provtrail ingest`) on \
                  it once to bring it up to date, then verify it",

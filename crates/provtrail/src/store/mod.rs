@@ -153,6 +153,10 @@ pub enum StoreError {
     /// server (saved beside its path): it is not in the store, and is answered as not kept.
     #[error("{0}")]
     Stranded(String),
+    /// The database file is damaged past being opened (cut short, pages overwritten): what
+    /// `provtrail verify` reports as a finding rather than as a failure to check.
+    #[error("{0}")]
+    Damaged(String),
     /// A stored event whose body cannot be read back (damaged on disk): the first such of a read
     /// of several, which [`read_back_page`] steps over.
     #[error("the stored body of event {id} cannot be read back: {reason}")]

@@ -185,7 +185,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %err, "a read API request failed");
                 ApiError::new(500, "internal", "internal error while reading the store")
             }
-            StoreError::Unreadable { .. } => {
+            StoreError::Unreadable { .. } | StoreError::Damaged(_) => {
                 tracing::error!(error = %err, "a read API request met a damaged body");
                 ApiError::new(
                     500,

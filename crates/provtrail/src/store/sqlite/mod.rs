@@ -659,9 +659,19 @@ pub(crate) fn open_connection(
 
 /// [`open_read_only`], saying why it failed: a file of something else is found here, since the
 /// first read is made on opening.
+/// A database file that SQLite finds damaged as it opens it.
+fn damaged(path: &Path, err: &rusqlite::Error) -> StoreError {
+    StoreError::Damaged(format!(
+        "{} is damaged: {err} (it may have been cut short or overwritten)",
+        path.display()
+    ))
+}
+
 fn read_only_or_say_why(path: &Path) -> Result<Connection, StoreError> {
     open_read_only(path).map_err(|err| {
-        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) {
+            damaged(path, &err)
+        } else if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
             StoreError::Internal(format!(
                 "{} is not a provtrail database: {err}",
                 path.display()
@@ -1029,6 +1039,9 @@ impl EventFile {
         let version: u32 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|err| {
+                if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) {
+                    return damaged(path, &err);
+                }
                 StoreError::Internal(format!(
                     "{} is not a provtrail database: {err}",
                     path.display()
