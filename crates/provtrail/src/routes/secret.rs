@@ -562,7 +562,7 @@ fn lookup(kind: &str, name: &str) -> Result<String, SecretError> {
             "the environment variable",
         ),
         "file" => (
-            std::fs::read_to_string(Path::new(name))
+            read_secret_file(Path::new(name))
                 // A trailing newline is how editors and `echo` end files; it is never part of a
                 // token.
                 .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
@@ -582,6 +582,26 @@ fn lookup(kind: &str, name: &str) -> Result<String, SecretError> {
         return Err(SecretError::Empty(format!("{what} {name}")));
     }
     Ok(value)
+}
+
+/// Longest secret file read: a token, a password or a certificate's worth. A reference to
+/// something else (`/dev/zero`, a log file named by mistake) is refused rather than read into
+/// memory without end.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::other(format!(
+            "longer than the {} KiB a secret file may hold; is it the file meant?",
+            MAX_SECRET_FILE / 1024
+        )));
+    }
+    Ok(text)
 }
 
 fn resolve_with(
@@ -645,6 +665,23 @@ mod tests {
         );
         assert_eq!(secrets.resolve("plain").unwrap(), "plain");
         assert_eq!(secrets.redactor().redact("plain"), "plain");
+    }
+
+    #[test]
+    fn a_secret_file_that_never_ends_or_is_too_long_is_refused_not_read_whole() {
+        let secrets = Secrets::default();
+        let endless = secrets
+            .resolve("${file:/dev/zero}")
+            .unwrap_err()
+            .to_string();
+        assert!(endless.contains("longer than the 64 KiB"), "{endless}");
+        let dir = tempfile::tempdir().unwrap();
+        let (fits, long) = (dir.path().join("fits"), dir.path().join("long"));
+        std::fs::write(&fits, "t".repeat(64 * 1024)).unwrap();
+        std::fs::write(&long, "t".repeat(64 * 1024 + 1)).unwrap();
+        let read = |path: &Path| secrets.resolve(&format!("${{file:{}}}", path.display()));
+        assert_eq!(read(&fits).unwrap().len(), 64 * 1024);
+        assert!(read(&long).is_err());
     }
 
     #[test]
