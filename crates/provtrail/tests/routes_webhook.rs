@@ -1143,3 +1143,49 @@ path = "{}"
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_answer_is_not_http_uses_up_the_budget() {
+    // Up, but answering what is not HTTP: each attempt counts, as a 500 does, and the
+    // deliveries end by `max_attempts` rather than being retried until `max_age` (3 days).
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = tokio::spawn(async move {
+        // Bounded: at most 200 connections, each answered at once.
+        for _ in 0..200 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = vec![0; 64 * 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(b"HELLO THERE\r\n\r\n").await;
+            });
+        }
+    });
+    let routes = webhook_route("garbled", &format!("http://{addr}/hook"), "")
+        .replace("max_attempts = 1000", "max_attempts = 3");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &routes).await;
+    post_events(&server, "garbled", 3).await;
+    let db = server.db.clone();
+    wait_for("every delivery to be dead", WAIT, || {
+        count(&db, "garbled", 2) == 3
+    })
+    .await;
+    let attempts: i64 = open_db(&db)
+        .query_row(
+            "SELECT count(*) FROM route_attempts a JOIN route_deliveries d ON d.id = a.delivery_id
+             WHERE d.route = 'garbled'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        attempts <= 9,
+        "{attempts} attempts for 3 deliveries of 3 each"
+    );
+    server.shutdown().await;
+    receiver.abort();
+}

@@ -106,6 +106,10 @@ pub struct SinkError {
     /// How long the target asked to be left alone (`Retry-After` on a 429 or 503). It holds for
     /// the whole route: its attempts pause at least this long.
     pub retry_after: Option<Duration>,
+    /// True when the target answered, though not with what the protocol allows (a webhook
+    /// receiver whose answer is not HTTP): without a status, yet the sink is up, and the attempt
+    /// counts toward the delivery's `max_attempts` as an error status does.
+    pub answered: bool,
 }
 
 impl SinkError {
@@ -116,7 +120,14 @@ impl SinkError {
             status: None,
             permanent: false,
             retry_after: None,
+            answered: false,
         }
+    }
+
+    /// The same failure, from a target that answered (see [`SinkError::answered`]).
+    pub fn from_a_target_that_answered(mut self) -> Self {
+        self.answered = true;
+        self
     }
 
     /// A failure that retrying cannot fix.
@@ -126,6 +137,7 @@ impl SinkError {
             status: None,
             permanent: true,
             retry_after: None,
+            answered: false,
         }
     }
 }

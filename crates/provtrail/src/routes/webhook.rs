@@ -659,6 +659,12 @@ impl Sink for Webhook {
                         message
                     }));
                 }
+                // An answer that is not HTTP (or a head past the client's limits) comes from a
+                // receiver that is up: the attempt counts, as a 500 does, so that `max_attempts`
+                // ends what would otherwise be retried until `max_age`.
+                if answer_not_http(&err) {
+                    return Err(SinkError::transient(message).from_a_target_that_answered());
+                }
                 return Err(SinkError::transient(message));
             }
         };
@@ -706,8 +712,18 @@ impl Sink for Webhook {
             status: Some(code),
             permanent: !retry,
             retry_after,
+            answered: true,
         })
     }
+}
+
+/// Whether the request failed on the receiver's answer itself: bytes that are not an HTTP
+/// response, or a head too large to read.
+fn answer_not_http(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |err| err.source()).any(|err| {
+        err.downcast_ref::<hyper::Error>()
+            .is_some_and(|err| err.is_parse() || err.is_parse_too_large() || err.is_parse_status())
+    })
 }
 
 /// A `Retry-After` value (seconds, or an HTTP date) as a wait from `now`, at most a day: a

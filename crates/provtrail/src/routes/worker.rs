@@ -1104,7 +1104,9 @@ fn settle(
             // restart (which forgets the pause), would otherwise use it up while the sink is
             // simply down. An answer that is an error of its own (500, 422) counts, probe or
             // not: the sink is up and refuses this delivery.
-            uncharged = !err.permanent && matches!(err.status, None | Some(429 | 502 | 503 | 504));
+            uncharged = !err.permanent
+                && !err.answered
+                && matches!(err.status, None | Some(429 | 502 | 503 | 504));
             let exhausted = if uncharged {
                 route.policy.too_old_for_probes(age)
             } else {
