@@ -108,7 +108,10 @@ async fn admin_tokens_from_the_flag_or_the_environment_replay_and_a_read_token_d
 
     let (status, body) = replay(&server, Some("first-admin")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"scanned": 3, "matched": 3, "enqueued": 3}));
+    assert_eq!(
+        body,
+        json!({"scanned": 3, "matched": 3, "enqueued": 3, "unreadable": 0})
+    );
     wait_for("the replayed deliveries", Duration::from_secs(60), || {
         lines(dir.path()) == 6
     })

@@ -351,6 +351,21 @@ async fn a_hanging_sink_does_not_hold_the_shutdown_past_its_grace() {
         1,
         "the delivery is no longer pending"
     );
+    // The attempt the sink never answered is recorded, as interrupted: the receiver may have
+    // it, and the next attempt is the second.
+    let (attempt, error): (i64, String) = open_db(&db)
+        .query_row(
+            "SELECT a.attempt, a.error FROM route_attempts a
+             JOIN route_deliveries d ON d.id = a.delivery_id WHERE d.route = 'hangs'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(attempt, 1);
+    assert!(
+        error.starts_with("interrupted: the server shut down before the sink answered"),
+        "{error}"
+    );
     receiver.release();
 }
 

@@ -90,6 +90,9 @@ pub struct Dispatcher {
     /// Where the workers, their attempts and the recorder run.
     runtime: DeliveryRuntime,
     stop: watch::Sender<bool>,
+    /// Set near the end of the shutdown's grace: attempts still waiting for their sink end then,
+    /// recorded as interrupted.
+    cut_short: watch::Sender<bool>,
     routes: Vec<JoinHandle<()>>,
     recorder: JoinHandle<()>,
     gauges: JoinHandle<()>,
@@ -101,6 +104,7 @@ impl Dispatcher {
         let runtime = DeliveryRuntime::start();
         let spawner = runtime.handle();
         let (stop, stopped) = watch::channel(false);
+        let (cut_short, cut_short_signal) = watch::channel(false);
         let (results, receiver) = mpsc::unbounded_channel();
         let failing = Arc::new(AtomicBool::new(false));
         let counting = Arc::new(tokio::sync::Mutex::new(()));
@@ -130,6 +134,7 @@ impl Dispatcher {
                 done: Arc::new(Notify::new()),
                 permits: Arc::new(Semaphore::new(route.concurrency)),
                 unrecorded: Arc::new(Semaphore::new(MAX_UNRECORDED)),
+                cut_short: cut_short_signal.clone(),
             };
             let (sender, feed) = mpsc::channel(FEED_CAPACITY);
             let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
@@ -154,6 +159,7 @@ impl Dispatcher {
         Dispatcher {
             runtime,
             stop,
+            cut_short,
             routes: tasks,
             recorder,
             gauges,
@@ -161,11 +167,22 @@ impl Dispatcher {
     }
 
     /// Stops taking new deliveries, gives those in flight up to `grace` to finish and be
-    /// recorded, and returns. Deliveries still in flight after that stay pending and are attempted
-    /// again on the next start.
+    /// recorded, and returns. An attempt whose sink has not answered near the end of the grace
+    /// is cut short and recorded as interrupted (the sink may have received it); its delivery
+    /// stays pending and is attempted again on the next start.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
-        let deadline = tokio::time::Instant::now() + grace;
+        let began = tokio::time::Instant::now();
+        let deadline = began + grace;
+        // What is left after the cut is for the interrupted attempts' records.
+        let cut_at = deadline - (grace / 2).min(INTERRUPTED_RECORD_TIME);
+        let cut_short = self.cut_short;
+        let cutter = tokio::spawn(async move {
+            tokio::time::sleep_until(cut_at).await;
+            let _ = cut_short.send(true);
+            // Held until the shutdown is over: a dropped sender would read as a cut.
+            std::future::pending::<()>().await;
+        });
         for task in self.routes {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
@@ -180,6 +197,7 @@ impl Dispatcher {
             abort.abort();
         }
         self.gauges.abort();
+        cutter.abort();
         // Whatever is left on the delivery threads (a gauge refresh, a sink's connection) goes.
         drop(self.runtime);
     }
@@ -293,6 +311,10 @@ fn count_recorded(metrics: &Metrics, results: &[AttemptResult]) {
         };
     }
 }
+
+/// At most how long before the end of a shutdown's grace the attempts still in flight are cut
+/// short, so that their records (interrupted) are written before the store closes.
+const INTERRUPTED_RECORD_TIME: Duration = Duration::from_secs(2);
 
 /// Writes attempt results in batches: whatever finished within [`RECORD_GATHER`] of the first
 /// result, or while the previous write was being committed, goes into the next one (at most
@@ -581,6 +603,8 @@ struct RouteWorker {
     permits: Arc<Semaphore>,
     /// One per delivery attempted and not yet recorded ([`MAX_UNRECORDED`]).
     unrecorded: Arc<Semaphore>,
+    /// True once attempts in flight are to end (see [`Dispatcher::shutdown`]).
+    cut_short: watch::Receiver<bool>,
 }
 
 /// The worker's end of its [`OutboxFeed`].
@@ -902,8 +926,27 @@ impl RouteWorker {
         let metrics = self.metrics.clone();
         let labels = self.labels.clone();
         let redactor = self.redactor.clone();
+        let mut cut_short = self.cut_short.clone();
         async move {
-            let attempted = attempt_batch(&route, &items, &redactor).await;
+            let started_at = now_millis();
+            let started = Instant::now();
+            let attempted = tokio::select! {
+                attempted = attempt_batch(&route, &items, &redactor) => attempted,
+                Ok(_) = cut_short.wait_for(|cut| *cut) => {
+                    let latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+                    let now = now_millis();
+                    items
+                        .iter()
+                        .map(|item| {
+                            let interrupted = SinkError::transient(
+                                "interrupted: the server shut down before the sink answered (it \
+                                 may have received the delivery); attempted again at the next start",
+                            );
+                            settle(&route, item, started_at, latency_us, now, Err(interrupted), &redactor)
+                        })
+                        .collect()
+                }
+            };
             if let Ok(mut breaker) = breaker.lock() {
                 // The sink answers when any delivery went through, or when every one was
                 // refused for good (a 4xx is an answer: the sink is up, and those deliveries are
