@@ -164,6 +164,12 @@ async fn full_database_answers_503_never_200s_what_it_did_not_keep_and_recovers_
         assert!(tries < 50, "readiness {probed}: {metrics}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An event kept before and sent again is a duplicate, full or not: its sender is told it is
+    // kept, with its id, rather than to retry what needs no room.
+    let (kept, id) = tally.accepted.iter().next().unwrap();
+    let again = server.post("/events", event(kept)).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.outcome(), ("duplicate".to_owned(), *id));
 
     // The operator frees space (prunes the delivery log) while the server runs.
     let conn = Connection::open(&server.db).unwrap();

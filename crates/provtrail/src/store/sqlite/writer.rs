@@ -353,7 +353,7 @@ impl Writer {
             // A store at its cap takes no documents: they are answered as for a full disk, and
             // records of refused requests are counted only. Delivery outcomes of the events
             // kept go into the room reserved above the cap, so that the outbox still drains.
-            refuse_documents(batch, &message, &self.shared);
+            refuse_documents(batch, &message, &self.shared, self.conn.as_ref());
             if batch.is_empty() {
                 return;
             }
@@ -878,6 +878,27 @@ fn sync_log(
 /// Whether a store at its size cap refuses `job`: what grows the store (documents, records of
 /// refused requests, new deliveries, and readiness probes, which ask whether a document fits).
 /// Outcomes of deliveries and dead letters sent back go into the room kept above the cap.
+/// The outcome of a document the store already holds (an event or a quarantined document with
+/// the same deduplication key), read without writing.
+fn kept_before(conn: &Connection, incoming: &Incoming) -> Option<IngestOutcome> {
+    let query = match incoming.content {
+        Content::Event(_) => "SELECT id FROM events WHERE dedup_key = ?1",
+        Content::Quarantine(_) => "SELECT id FROM quarantine WHERE dedup_key = ?1",
+    };
+    let id: i64 = conn
+        .prepare_cached(query)
+        .ok()?
+        .query_row(params![&incoming.dedup_key[..]], |row| row.get(0))
+        .ok()?;
+    Some(match incoming.content {
+        Content::Event(_) => IngestOutcome::Duplicate { id },
+        Content::Quarantine(_) => IngestOutcome::Quarantined {
+            id,
+            duplicate: true,
+        },
+    })
+}
+
 fn refused_at_the_cap(job: &Job) -> bool {
     match job {
         Job::Ingest(..) | Job::Probe(_) | Job::Reject(_) => true,
@@ -886,8 +907,15 @@ fn refused_at_the_cap(job: &Job) -> bool {
 }
 
 /// Answers the jobs of `batch` that a store at its size cap refuses ([`refused_at_the_cap`])
-/// with `message` (503) and takes them out of it.
-fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
+/// with `message` (503) and takes them out of it. A document the store already holds is
+/// answered as the duplicate it is: nothing is written for it (not even its delivery record,
+/// as no refusal's is at the cap), and a sender that retries it is told it is kept.
+fn refuse_documents(
+    batch: &mut Vec<Job>,
+    message: &str,
+    shared: &Shared,
+    conn: Option<&Connection>,
+) {
     shared.set_writable(Some(message.to_owned()));
     // One refused commit, counted once, as a failed one is.
     if batch.iter().any(|job| matches!(job, Job::Ingest(..))) {
@@ -896,8 +924,18 @@ fn refuse_documents(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
     let mut kept = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
         match job {
-            Job::Ingest(_, reply) => {
-                let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+            Job::Ingest(pending, reply) => {
+                let answer = match conn.and_then(|conn| kept_before(conn, &pending.incoming)) {
+                    Some(outcome) => {
+                        shared.metrics.count_event(match outcome {
+                            IngestOutcome::Quarantined { .. } => EventOutcome::quarantined,
+                            _ => EventOutcome::duplicate,
+                        });
+                        Ok(outcome)
+                    }
+                    None => Err(StoreError::Unavailable(message.to_owned())),
+                };
+                let _ = reply.send(answer);
             }
             Job::Probe(reply) => {
                 let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
