@@ -1043,6 +1043,66 @@ fn ingest_stores_events_in_the_order_of_the_file() {
     assert_eq!(order, expected);
 }
 
+/// Large documents arriving together (a group commit larger than the room left under the cap)
+/// still fill the store to its cap: the group goes in one document at a time, as many as fit.
+#[test]
+fn ingest_of_large_documents_fills_the_store_to_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("capped-large.db");
+    // Documents of about 10 KB that do not compress (letters from a simple generator).
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut letters = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'a' + (state % 26) as u8)
+            })
+            .collect()
+    };
+    let lines: Vec<String> = (0..300)
+        .map(|n| {
+            let mut event: Value =
+                serde_json::from_slice(&event(&format!("inv-large-{n}"))).unwrap();
+            event["errors"] = (0..100).map(|_| Value::from(letters(100))).collect();
+            event.to_string()
+        })
+        .collect();
+    let file = dir.path().join("large.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let capped = provtrail(
+        &[
+            "ingest",
+            "--db",
+            &db.display().to_string(),
+            "--max-db-size",
+            "2MB",
+            "--format",
+            "json",
+            &file.display().to_string(),
+        ],
+        None,
+    );
+    assert_eq!(capped.status.code(), Some(1), "{}", stdout(&capped));
+    let report: Value = serde_json::from_str(stdout(&capped).trim()).unwrap();
+    let used: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT (page_count - freelist_count) * page_size
+             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(used >= 1_900_000, "{used} bytes used of 2 MB: {report}");
+    assert_eq!(
+        report["stopped_at_line"].as_u64(),
+        report["accepted"].as_u64().map(|accepted| accepted + 1),
+        "{report}"
+    );
+}
+
 /// An import keeps to the store's size cap as the server does (`--max-db-size`, or the
 /// configuration file's `store.max_size`), and stops reading once the store takes nothing more:
 /// the rest is imported by running it again under a larger cap.
@@ -1082,6 +1142,18 @@ fn ingest_keeps_to_the_size_cap_and_stops_where_the_store_stops() {
         "{report}"
     );
     assert_eq!(stored_invocations(&db).len() as u64, accepted);
+    // Filled to its cap, not stopped short of it by a group of documents too large for the
+    // room left.
+    let used: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT (page_count - freelist_count) * page_size
+             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(used >= 240 * 1024, "{used} bytes used of 256 KiB: {report}");
     // The configuration file's cap, larger: the rest goes in, what is stored is a duplicate.
     let config = dir.path().join("provtrail.toml");
     std::fs::write(&config, "[store]\nmax_size = \"64MiB\"\n").unwrap();

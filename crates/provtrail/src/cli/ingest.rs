@@ -174,6 +174,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // by its first poll, made here in turn; the answers come back in the same order.
     let mut in_flight: VecDeque<Pending> = VecDeque::with_capacity(IN_FLIGHT);
     let mut last_line = 0;
+    let mut input_ended = false;
     loop {
         while in_flight.len() >= IN_FLIGHT {
             if let Some(pending) = in_flight.pop_front() {
@@ -194,6 +195,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             // Every document was read (unless an interruption ended them): a Ctrl-C from here
             // on finds nothing left unread, and the last commit finishes.
             interrupted.finish();
+            input_ended = true;
             break;
         };
         last_line = line;
@@ -368,10 +370,20 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 say!("  … and {unlisted} more ({})", parts.join("; "))?;
             }
             if let Some((line, why)) = &tally.stopped {
+                // Documents are read ahead of the store's answers: those already read when it
+                // stopped were refused with it.
+                let rest = match (input_ended, last_line > *line) {
+                    (true, true) => format!("lines {line} to {last_line} were not stored"),
+                    (true, false) => format!("line {line} was not stored"),
+                    (false, _) => format!(
+                        "lines {line} to {last_line} were not stored, and the input after line \
+                         {last_line} was not read"
+                    ),
+                };
                 say!(
-                    "the store stopped taking documents at line {line} ({}): the input after \
-                     line {last_line} was not read; import it again once the store takes \
-                     documents (what is stored already is then answered as duplicate)",
+                    "the store stopped taking documents at line {line} ({}): {rest}; import \
+                     from line {line} again once the store takes documents (what is stored \
+                     already is then answered as duplicate)",
                     super::terminal_line(why)
                 )?;
             }

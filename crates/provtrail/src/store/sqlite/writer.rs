@@ -386,16 +386,26 @@ impl Writer {
                 }
             }
             Err(err) => {
-                count_failed_commit(batch, &self.shared.metrics);
                 // Unavailable is wrapped again by `fail_all`: its bare message, not its text.
                 let message = match err {
                     StoreError::Unavailable(message) => message,
                     other => other.to_string(),
                 };
-                let message = match self.size_cap_reached() {
-                    Some(cap) if message.starts_with(FULL) => cap,
-                    _ => message,
-                };
+                let at_cap = message
+                    .starts_with(FULL)
+                    .then(|| self.size_cap_reached())
+                    .flatten();
+                if at_cap.is_some() && batch.len() > 1 {
+                    // A group larger than the room left under the cap: its documents go in one
+                    // at a time, as many as fit, rather than all refused for the last ones.
+                    self.conn = None;
+                    for job in std::mem::take(batch) {
+                        self.commit(&mut vec![job], syncer);
+                    }
+                    return;
+                }
+                count_failed_commit(batch, &self.shared.metrics);
+                let message = at_cap.unwrap_or(message);
                 let repeated = self
                     .failure_said
                     .as_ref()
