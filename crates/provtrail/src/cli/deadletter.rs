@@ -97,12 +97,12 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                     .last_error
                     .map(|error| settings.routes.redact(&error));
                 say!(
-                    "#{} {} event {} ({}) {} attempts, dead since {}: {}",
+                    "#{} {} event {} ({}) {}, dead since {}: {}",
                     delivery.id,
                     delivery.route,
                     delivery.event_id,
                     super::terminal_line(delivery.tracking_number.as_deref().unwrap_or("-")),
-                    delivery.attempts,
+                    super::counted(u64::from(delivery.attempts), "attempt", "attempts"),
                     format_time(delivery.updated_at),
                     // A receiver's answer: no terminal control codes from it.
                     super::terminal_line(delivery.last_error.as_deref().unwrap_or("-"))
@@ -148,14 +148,23 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             store.close().await;
             let retried = retried?;
             eprintln!(
-                "{retried} dead deliveries are pending again; a running server delivers them \
-                 within a second, a stopped one on its next start"
+                "{} pending again; a running server delivers {} within a second, a stopped one \
+                 on its next start",
+                super::counted(retried, "dead delivery is", "dead deliveries are"),
+                if retried == 1 { "it" } else { "them" },
             );
             if let Some(left) = still_dead.filter(|left| *left > 0) {
                 eprintln!(
-                    "{left} dead deliveries are still dead: their events already have a pending \
-                     delivery to the route (from a replay, or another of their dead letters \
-                     retried just now)"
+                    "{} still dead: {} already {} a pending delivery to the route (from a \
+                     replay, or another of {} dead letters retried just now)",
+                    super::counted(left, "dead delivery is", "dead deliveries are"),
+                    if left == 1 {
+                        "its event"
+                    } else {
+                        "their events"
+                    },
+                    if left == 1 { "has" } else { "have" },
+                    if left == 1 { "its" } else { "their" },
                 );
             }
             // Ids that name no dead delivery (a typo, or one delivered since) retried nothing:

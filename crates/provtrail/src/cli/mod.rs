@@ -911,6 +911,16 @@ fn read_lines(
     }
 }
 
+/// `count` followed by the singular or the plural of what it counts ("1 attempt", "2
+/// attempts").
+pub(crate) fn counted(count: u64, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -390,9 +390,5 @@ fn origin_text(origin: &Origin<'_>) -> String {
 }
 
 fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
+    super::counted(count as u64, noun, &format!("{noun}s"))
 }
