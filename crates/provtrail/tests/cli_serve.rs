@@ -475,18 +475,24 @@ async fn a_kept_token_may_not_be_given_to_another_role_and_an_empty_one_is_made_
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
-        .args(["config", "check", config.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("must not also be an ingest token"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains(read_token.trim()), "{stderr}");
+    // The file as a path, or as `--config` as every other command takes it.
+    for args in [
+        vec!["config", "check", config.to_str().unwrap()],
+        vec!["config", "check", "--config", config.to_str().unwrap()],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("must not also be an ingest token"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(read_token.trim()), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

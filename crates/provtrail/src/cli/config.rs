@@ -31,6 +31,9 @@ enum ConfigCommand {
         /// The file (the one `serve` would read: PROVTRAIL_CONFIG, else ./provtrail.toml).
         #[arg(env = "PROVTRAIL_CONFIG", default_value = "provtrail.toml")]
         path: PathBuf,
+        /// The file, given as every other command takes it (over PATH).
+        #[arg(long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -58,7 +61,8 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        ConfigCommand::Check { path } => {
+        ConfigCommand::Check { path, config } => {
+            let path = config.unwrap_or(path);
             // As `serve` reads it: the file, with the PROVTRAIL_* variables over it.
             let config =
                 super::serve::ServerArgs::from_environment_with_config(&path)?.resolve()?;

@@ -330,6 +330,19 @@ fn starts_like_a_database(_: &File) -> bool {
     false
 }
 
+/// A rotation's rename that failed, naming both files: the one at fault is often not the file
+/// the route writes (a directory where a rotated file goes).
+fn renaming(from: &Path, to: &Path, err: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        err.kind(),
+        format!(
+            "rotating: cannot rename {} to {}: {err}",
+            from.display(),
+            to.display()
+        ),
+    )
+}
+
 fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
@@ -637,7 +650,7 @@ impl Appender {
             Ok(()) => {}
             // Removed or renamed away by someone else: nothing of ours to rotate.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(err),
+            Err(err) => return Err(renaming(&self.path, &aside, err)),
         }
         let moved = std::fs::metadata(&aside)
             .ok()
@@ -660,9 +673,11 @@ impl Appender {
         }
         // `free` is now unused, or `keep` (whose file the shift overwrites).
         for n in (1..free).rev() {
-            std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1))?;
+            let (from, to) = (rotated(&self.path, n), rotated(&self.path, n + 1));
+            std::fs::rename(&from, &to).map_err(|err| renaming(&from, &to, err))?;
         }
-        std::fs::rename(file, rotated(&self.path, 1))
+        let first = rotated(&self.path, 1);
+        std::fs::rename(file, &first).map_err(|err| renaming(file, &first, err))
     }
 
     /// Returns once line `number` is on disk. The flush is not done under the write lock, so that
@@ -974,6 +989,27 @@ mod tests {
         assert_eq!(appender.append_all(&[line]).0, 1);
         assert_eq!(std::fs::metadata(rotated(&path, 1)).unwrap().len(), 1000);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_rotation_that_cannot_rename_names_the_file_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.jsonl");
+        std::fs::write(&path, vec![b'x'; 1000]).unwrap();
+        // Where the rotated file goes, a directory that is not empty.
+        let first = rotated(&path, 1);
+        std::fs::create_dir(&first).unwrap();
+        std::fs::write(first.join("precious"), "x").unwrap();
+        let appender = Appender::new("test", path.clone(), 1024, 1, false);
+        let (written, failed) = appender.append_all(&[vec![b'y'; 100]]);
+        assert_eq!(written, 0);
+        let said = failed.unwrap().to_string();
+        assert!(
+            said.starts_with("rotating: cannot rename ")
+                && said.contains(&format!("to {}", first.display())),
+            "{said}"
+        );
+        assert!(first.join("precious").exists());
     }
 
     #[test]

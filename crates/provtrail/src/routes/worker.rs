@@ -815,7 +815,8 @@ impl RouteWorker {
             due_before,
             exclude,
             reason: format!(
-                "still undelivered after max_age ({}) while the sink was down: not retried",
+                "still undelivered after max_age ({}) while the route was paused (its sink \
+                 failing, or asking to wait with Retry-After): not retried",
                 humantime::format_duration(limit)
             ),
             at: now,
