@@ -3586,3 +3586,36 @@ fn validate_and_filter_read_the_bodies_an_export_holds() {
         "{answers:?}"
     );
 }
+
+#[test]
+fn ingest_of_an_array_reads_each_element_and_an_empty_array_is_no_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("array.db");
+    let one: Value = serde_json::from_slice(&event("inv-array-1")).unwrap();
+    let two: Value = serde_json::from_slice(&event("inv-array-2")).unwrap();
+    // Elements that are no events among the events: each its own document, not the end of the
+    // others.
+    let mixed = dir.path().join("mixed.json");
+    let array = serde_json::json!([one, {"foo": 1}, 5, two]);
+    std::fs::write(&mixed, serde_json::to_string_pretty(&array).unwrap()).unwrap();
+    let imported = ingest_into(&db, &mixed);
+    let said = stdout(&imported);
+    assert_eq!(imported.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("2 accepted, 0 duplicate, 2 quarantined, 0 failed"),
+        "{said}"
+    );
+    assert!(said.contains("found a number: 5"), "{said}");
+    let stored = stored_invocations(&db);
+    assert!(stored.contains_key("inv-array-1") && stored.contains_key("inv-array-2"));
+
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "[ ]\n").unwrap();
+    let nothing = ingest_into(&db, &empty);
+    let said = String::from_utf8_lossy(&nothing.stderr).into_owned();
+    assert_eq!(nothing.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("no documents: the input is an empty JSON array"),
+        "{said}"
+    );
+}

@@ -634,10 +634,11 @@ pub fn documents_one_after_another(body: &[u8]) -> Option<Vec<(u64, std::ops::Ra
     })
 }
 
-/// The events of an input that is one JSON array of objects (what an API that lists events
-/// answers, or `jq -s`), each with the line it starts on and where its bytes are: each object is
-/// a document of its own, where the array as one document is no event. `None` for any other
-/// input, an empty array included.
+/// The events of an input that is one JSON array holding objects (what an API that lists events
+/// answers, or `jq -s`), each element with the line it starts on and where its bytes are: each
+/// is a document of its own, where the array as one document is no event (an element that is
+/// no object is then one document that is no event, not the end of the others). `None` for any
+/// other input: an array without an object (an empty one included) is one document.
 pub fn events_in_array(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>> {
     let skip_blank = |from: usize| {
         from + body[from..]
@@ -651,12 +652,11 @@ pub fn events_in_array(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>
     }
     let mut line = 1 + body[..at].iter().filter(|&&byte| byte == b'\n').count() as u64;
     let mut elements = Vec::new();
+    let mut objects = 0;
     let mut counted = at;
     at = skip_blank(at + 1);
     loop {
-        if body.get(at) != Some(&b'{') {
-            return None;
-        }
+        objects += usize::from(body.get(at) == Some(&b'{'));
         let mut stream =
             serde_json::Deserializer::from_slice(&body[at..]).into_iter::<serde::de::IgnoredAny>();
         stream.next()?.ok()?;
@@ -674,7 +674,17 @@ pub fn events_in_array(body: &[u8]) -> Option<Vec<(u64, std::ops::Range<usize>)>
             _ => return None,
         }
     }
-    (skip_blank(at + 1) == body.len()).then_some(elements)
+    (objects > 0 && skip_blank(at + 1) == body.len()).then_some(elements)
+}
+
+/// Whether `body` is an empty JSON array (`[]`, blanks aside): what an API that lists events
+/// answers when there are none.
+pub fn is_empty_array(body: &[u8]) -> bool {
+    let inner = body.trim_ascii();
+    inner.len() >= 2
+        && inner[0] == b'['
+        && inner[inner.len() - 1] == b']'
+        && inner[1..inner.len() - 1].trim_ascii().is_empty()
 }
 
 /// Whether `body` is not one JSON document but reads as JSON lines (see
@@ -807,6 +817,10 @@ fn read_documents_within(
             .read_to_end(&mut body)
             .context("cannot read the input")?;
         anyhow::ensure!(!is_blank(&body), "{NO_DOCUMENTS}");
+        anyhow::ensure!(
+            !is_empty_array(&body),
+            "no documents: the input is an empty JSON array"
+        );
         if body.len() > limit {
             anyhow::ensure!(
                 looks_like_json_lines(&body),
@@ -825,7 +839,7 @@ fn read_documents_within(
         let split = events_in_array(&body)
             .map(|events| {
                 let said = format!(
-                    "the input is a JSON array of {} objects: reading each as a document",
+                    "the input is a JSON array of {} elements: reading each as a document",
                     events.len()
                 );
                 (said, events)
