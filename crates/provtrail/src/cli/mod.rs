@@ -1070,9 +1070,14 @@ mod tests {
                 .len(),
             2
         );
+        // An element that is no object is a document of its own; an empty array is none.
+        assert_eq!(
+            documents_within("[{\"n\":1}, 2]", 1000).unwrap(),
+            [(1, "{\"n\":1}".to_owned()), (1, "2".to_owned())]
+        );
+        assert!(documents_within("[ ]", 1000).is_err());
         for whole in [
-            "[]",
-            "[{\"n\":1}, 2]",
+            "[1, 2]",
             "[{\"n\":1},]",
             "[{\"n\":1}] x",
             "[{\"n\":1}",

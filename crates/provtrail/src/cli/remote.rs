@@ -148,10 +148,16 @@ impl Backend {
                         return Err(anyhow::Error::new(err)
                             .context(format!("cannot open the database {}", db.display())));
                     };
+                    // Locked by another process (an import, a backup tool): waiting is the fix,
+                    // not a copy.
+                    let remedy = if err.to_string().contains("locked") {
+                        "another process holds the database locked; search again once it is done"
+                    } else {
+                        "copy the index beside the database, or work on a copy that can be written"
+                    };
                     let gap = format!(
                         "the search index of {} ({}.search) lacks events and cannot be brought up \
-                         to date here ({err}): copy the index beside the database, or work on a \
-                         copy that can be written",
+                         to date here ({err}): {remedy}",
                         db.display(),
                         db.display()
                     );
