@@ -712,7 +712,8 @@ impl Sink for Webhook {
             status: Some(code),
             permanent: !retry,
             retry_after,
-            answered: true,
+            // Said by the status: a 503 is a sink down, though it answered.
+            answered: false,
         })
     }
 }
