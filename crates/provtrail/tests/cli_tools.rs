@@ -1043,6 +1043,19 @@ fn ingest_stores_events_in_the_order_of_the_file() {
     assert_eq!(order, expected);
 }
 
+/// Bytes of the database file's pages in use (not free for reuse).
+fn used_bytes(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT (page_count - freelist_count) * page_size
+             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
 /// Large documents arriving together (a group commit larger than the room left under the cap)
 /// still fill the store to its cap: the group goes in one document at a time, as many as fit.
 #[test]
@@ -1086,15 +1099,7 @@ fn ingest_of_large_documents_fills_the_store_to_its_cap() {
     );
     assert_eq!(capped.status.code(), Some(1), "{}", stdout(&capped));
     let report: Value = serde_json::from_str(stdout(&capped).trim()).unwrap();
-    let used: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT (page_count - freelist_count) * page_size
-             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let used = used_bytes(&db);
     assert!(used >= 1_900_000, "{used} bytes used of 2 MB: {report}");
     assert_eq!(
         report["stopped_at_line"].as_u64(),
@@ -1144,15 +1149,7 @@ fn ingest_keeps_to_the_size_cap_and_stops_where_the_store_stops() {
     assert_eq!(stored_invocations(&db).len() as u64, accepted);
     // Filled to its cap, not stopped short of it by a group of documents too large for the
     // room left.
-    let used: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT (page_count - freelist_count) * page_size
-             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let used = used_bytes(&db);
     assert!(used >= 240 * 1024, "{used} bytes used of 256 KiB: {report}");
     // The configuration file's cap, larger: the rest goes in, what is stored is a duplicate.
     let config = dir.path().join("provtrail.toml");

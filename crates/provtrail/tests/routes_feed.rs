@@ -41,6 +41,35 @@ fn receipt(received_at: i64, size: usize) -> Receipt {
     }
 }
 
+/// Stores `count` synthetic events (generator `seed`), received a millisecond apart; each is
+/// accepted. Returns each one's id, body and receipt time.
+async fn ingest_synthetic(
+    store: &SqliteStore,
+    ingestor: &Ingestor,
+    seed: u64,
+    count: i64,
+) -> Vec<(i64, Vec<u8>, i64)> {
+    let mut generator = Generator::new(&SynthOptions {
+        seed,
+        failure_rate: 0.2,
+        identities: 10,
+    });
+    let mut events = Vec::new();
+    for n in 0..count {
+        let raw = generator.next_json();
+        let at = 1_795_000_000_000 + n;
+        let outcome = store
+            .ingest(ingestor.prepare(Bytes::from(raw.clone()), receipt(at, raw.len())))
+            .await
+            .unwrap();
+        let IngestOutcome::Accepted { id } = outcome else {
+            panic!("not accepted: {outcome:?}");
+        };
+        events.push((id, raw, at));
+    }
+    events
+}
+
 type Handed = Arc<Mutex<HashSet<i64>>>;
 
 /// Registers a feed for the `archive` route with room for `capacity` deliveries.
@@ -80,24 +109,7 @@ async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_
     let mut changes = store.outbox_changes();
     changes.mark_unchanged();
 
-    let mut generator = Generator::new(&SynthOptions {
-        seed: 7,
-        failure_rate: 0.2,
-        identities: 10,
-    });
-    let mut events = Vec::new();
-    for n in 0..5 {
-        let raw = generator.next_json();
-        let at = 1_795_000_000_000 + n;
-        let outcome = store
-            .ingest(ingestor.prepare(Bytes::from(raw.clone()), receipt(at, raw.len())))
-            .await
-            .unwrap();
-        let IngestOutcome::Accepted { id } = outcome else {
-            panic!("not accepted: {outcome:?}");
-        };
-        events.push((id, raw, at));
-    }
+    let events = ingest_synthetic(&store, &ingestor, 7, 5).await;
 
     // The first two arrive through the feed, complete, and are marked as handed over.
     let mut fed = Vec::new();
@@ -202,24 +214,7 @@ async fn a_delivery_whose_event_cannot_be_read_back_keeps_no_other_from_being_re
     let db = dir.path().join("damaged.db");
     let store = SqliteStore::open(SqliteSettings::new(&db), Arc::new(Metrics::new())).unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
-    let mut generator = Generator::new(&SynthOptions {
-        seed: 11,
-        failure_rate: 0.0,
-        identities: 10,
-    });
-    let mut events = Vec::new();
-    for n in 0..3 {
-        let raw = generator.next_json();
-        let at = 1_795_000_000_000 + n;
-        let outcome = store
-            .ingest(ingestor.prepare(Bytes::from(raw.clone()), receipt(at, raw.len())))
-            .await
-            .unwrap();
-        let IngestOutcome::Accepted { id } = outcome else {
-            panic!("not accepted: {outcome:?}");
-        };
-        events.push((id, raw));
-    }
+    let events = ingest_synthetic(&store, &ingestor, 11, 3).await;
     // The middle event's body damaged on disk.
     let damaged = events[1].0;
     rusqlite::Connection::open(&db)
@@ -235,7 +230,7 @@ async fn a_delivery_whose_event_cannot_be_read_back_keeps_no_other_from_being_re
         .await
         .unwrap();
     assert_eq!(due.len(), 3);
-    for (item, (id, raw)) in due.iter().zip(&events) {
+    for (item, (id, raw, _)) in due.iter().zip(&events) {
         assert_eq!(item.event_id, *id);
         if *id == damaged {
             let why = item.unreadable.as_deref().unwrap();
