@@ -3616,3 +3616,19 @@ fn ingest_of_an_array_reads_each_element_and_an_empty_array_is_no_documents() {
         "{said}"
     );
 }
+
+#[test]
+fn search_with_an_empty_text_is_refused_rather_than_listing_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("searched.db");
+    let file = events_file(dir.path(), "events.jsonl", "inv-empty-text", 2);
+    assert!(ingest_into(&db, &file).status.success());
+    let searched = provtrail(
+        &["search", "--db", db.to_str().unwrap(), "--text", " "],
+        None,
+    );
+    let said = String::from_utf8_lossy(&searched.stderr).into_owned();
+    assert_eq!(searched.status.code(), Some(2), "{said}");
+    assert!(said.contains("--text is empty"), "{said}");
+    assert!(stdout(&searched).is_empty());
+}

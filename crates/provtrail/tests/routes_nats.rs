@@ -260,6 +260,11 @@ stream = "{narrow}"
     let (route, attempts, error) = &dead[0];
     assert_eq!((route.as_str(), *attempts), ("narrow", 1), "{dead:?}");
     assert!(error.contains("max_msg_size"), "{error}");
+    // The size JetStream compares, headers included, and the event's part of it.
+    assert!(
+        error.contains("bytes with its headers, ") && error.contains(" of them the event)"),
+        "{error}"
+    );
     let (route, attempts, error) = &dead[1];
     assert_eq!((route.as_str(), *attempts), ("roomy", 1), "{dead:?}");
     assert!(error.contains("max_payload"), "{error}");

@@ -133,6 +133,13 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
         store.close().await;
         counts
     } else {
+        // The routes are listed all the same (what the configuration says); the counts are
+        // zero because nothing was stored yet, which is said rather than left to be guessed.
+        eprintln!(
+            "note: there is no database at {} yet: no event was stored, every count is 0 \
+             (give --db for another store)",
+            settings.store.path.display()
+        );
         Vec::new()
     };
     let find = |name: &str| {

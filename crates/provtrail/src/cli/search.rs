@@ -119,6 +119,14 @@ impl SearchArgs {
 
 /// Runs `provtrail search`.
 pub async fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    // The read API takes a blank `q` for none (a form's empty field); given on the command line
+    // it is rather a script's empty variable, and listing every event would hide that.
+    anyhow::ensure!(
+        args.text
+            .as_deref()
+            .is_none_or(|text| !text.trim().is_empty()),
+        "--text is empty: give the words to search for, or leave --text out to list every event"
+    );
     let backend = Backend::open(&args.source_args, true).await?;
     let result = search(&backend, &args).await;
     backend.close().await;

@@ -595,9 +595,11 @@ impl Sink for Nats {
         };
         if let Err(err) = ack {
             if refused_as_too_large(&err) {
+                // JetStream counts the headers too (`Nats-Msg-Id` and the others).
                 return Err(SinkError::permanent(format!(
-                    "the stream refuses the message ({} bytes) as larger than its \
-                     max_msg_size; raise the stream's limit, then retry it from the dead letters",
+                    "the stream refuses the message ({size} bytes with its headers, {} of \
+                     them the event) as larger than its max_msg_size; raise the stream's limit, \
+                     then retry it from the dead letters",
                     delivery.raw.len()
                 )));
             }
