@@ -340,7 +340,7 @@ async fn a_database_deleted_under_the_server_is_never_answered_200_again() {
         assert!(
             answer
                 .text()
-                .contains("was deleted while the server was running"),
+                .contains("was deleted or renamed while the server was running"),
             "{}",
             answer.text()
         );

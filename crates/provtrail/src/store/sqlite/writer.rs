@@ -171,7 +171,7 @@ impl StoreFiles {
         let database_now = file_id(path);
         let log_now = file_id(&log_path(path));
         let replaced = |was: (u64, u64), now: Option<(u64, u64)>| match now {
-            None => Some("deleted"),
+            None => Some("deleted or renamed"),
             Some(now) if now != was => Some("replaced"),
             Some(_) => None,
         };
