@@ -480,7 +480,7 @@ pub(crate) fn duplicate_key_message(
     // after a large value would copy it once per repetition.
     let values = match (first.map(shorten), again.shown()) {
         (Some(first), Some(again)) => format!(": first {first}, then {again}"),
-        (None, Some(again)) => format!(" (again with value {again}; the first is kept)"),
+        (None, Some(again)) => format!(" (again with value {again})"),
         (Some(first), None) => format!(" (first with value {first})"),
         (None, None) => String::new(),
     };
