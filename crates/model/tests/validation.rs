@@ -1784,10 +1784,7 @@ fn a_duplicate_key_names_the_values_it_has() {
     let (text, value) = message(&format!(
         r#"{{{minimal},"trackingNumber":"t","trackingNumber":"u"}}"#
     ));
-    assert!(
-        text.contains(r#"(again with value "u")"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"(again with value "u")"#), "{text}");
     assert_eq!(value.as_deref(), Some(r#""u""#));
     // An unknown field, and a key inside one: both values.
     let (text, value) = message(&format!(

@@ -3102,10 +3102,14 @@ fn an_export_line_that_cannot_be_restored_names_its_field_and_nothing_is_stored(
         line.to_string()
     };
     type Edit<'a> = &'a dyn Fn(&mut Value);
-    let cases: [(Edit<'_>, &str); 5] = [
+    let cases: [(Edit<'_>, &str); 6] = [
         (
             &|line| line["channel"] = 5.into(),
             "`channel` is not a string",
+        ),
+        (
+            &|line| line["received_at"] = "9999-12-31T23:00:00Z".into(),
+            "is in the future: it cannot be restored",
         ),
         (&|line| line["raw"] = Value::Null, "`raw` is missing"),
         (

@@ -585,6 +585,10 @@ fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
     Some(exported)
 }
 
+/// How far past now a restored receipt time may be: a day, for the clocks of the machines an
+/// export moved between.
+const RESTORE_CLOCK_SLACK_MS: i64 = 24 * 3_600_000;
+
 impl ExportedEvent {
     /// The body and its receipt as first received. `--channel` relabels restored events too.
     fn restore(self, channel: Option<&str>) -> Result<(Bytes, Receipt), String> {
@@ -598,6 +602,17 @@ impl ExportedEvent {
                     super::terminal_line(&self.received_at)
                 )
             })?;
+        // An event cannot have been received after now; a clock a little ahead on the machine
+        // that exported it is allowed for. (A time far ahead would stay the store's newest
+        // event for ever, first in every list, and in no statistics window.)
+        let latest = chrono::Utc::now().timestamp_millis() + RESTORE_CLOCK_SLACK_MS;
+        if received_at > latest {
+            return Err(format!(
+                "a line of `provtrail export` whose `received_at` ({}) is in the future: it \
+                 cannot be restored",
+                super::terminal_line(self.received_at.trim())
+            ));
+        }
         let channel = match channel {
             Some(channel) => Some(channel.to_owned()),
             None => self.channel,
