@@ -149,6 +149,9 @@ pub struct SendOptions {
     pub retries: u32,
 }
 
+/// A wait before sending a document again that is said as it begins.
+const LONG_RETRY_WAIT: Duration = Duration::from_secs(5);
+
 /// Answers after which a document is sent again: too many requests (429), and a receiver or the
 /// proxy in front of it unavailable for now (502, 503, 504). provtrail's 503 means nothing of the
 /// request was kept, and what was kept is answered as a duplicate when sent again.
@@ -492,8 +495,19 @@ pub async fn send_all(
                     // The wait, then a turn of the pacer (a document sent again is a request
                     // like any other under --rate); an interruption ends either, and the
                     // document keeps the answer it had.
+                    let wait = retry_wait(retries + 1, asked);
+                    // A long wait is said: a sender that stops for a minute looks hung.
+                    if wait >= LONG_RETRY_WAIT {
+                        tracing::info!(
+                            document = number,
+                            status,
+                            wait_s = wait.as_secs(),
+                            "the receiver asked to wait (Retry-After); the document is sent \
+                             again after the wait"
+                        );
+                    }
                     let waited = async {
-                        tokio::time::sleep(retry_wait(retries + 1, asked)).await;
+                        tokio::time::sleep(wait).await;
                         if let Some(pacer) = &pacer {
                             pacer.lock().await.tick().await;
                         }
