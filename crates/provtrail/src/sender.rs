@@ -502,8 +502,9 @@ pub async fn send_all(
                             document = number,
                             status,
                             wait_s = wait.as_secs(),
-                            "the receiver asked to wait (Retry-After); the document is sent \
-                             again after the wait"
+                            asked = asked.is_some(),
+                            "waiting before sending the document again (as the answer's \
+                             Retry-After asks, or backing off)"
                         );
                     }
                     let waited = async {
