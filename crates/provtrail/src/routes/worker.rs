@@ -931,24 +931,20 @@ impl RouteWorker {
         async move {
             let started_at = now_millis();
             let started = Instant::now();
-            let attempted = tokio::select! {
-                attempted = attempt_batch(&route, &items, &redactor) => attempted,
+            let (attempted, cut) = tokio::select! {
+                attempted = attempt_batch(&route, &items, &redactor) => (attempted, false),
                 Ok(_) = cut_short.wait_for(|cut| *cut) => {
                     let latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
                     let now = now_millis();
-                    items
+                    let attempted = items
                         .iter()
-                        .map(|item| {
-                            let interrupted = SinkError::transient(
-                                "interrupted: the server shut down before the sink answered (it \
-                                 may have received the delivery); attempted again at the next start",
-                            );
-                            settle(&route, item, started_at, latency_us, now, Err(interrupted), &redactor)
-                        })
-                        .collect()
+                        .map(|item| interrupted(&route, item, started_at, latency_us, now))
+                        .collect();
+                    (attempted, true)
                 }
             };
-            if let Ok(mut breaker) = breaker.lock() {
+            // An attempt cut short says nothing of the sink.
+            if let Some(mut breaker) = (!cut).then(|| breaker.lock().ok()).flatten() {
                 // The sink answers when any delivery went through, or when every one was
                 // refused for good (a 4xx is an answer: the sink is up, and those deliveries are
                 // dead, not waiting); it is failing when none went through and one failed in a
@@ -1123,6 +1119,35 @@ async fn attempt_batch(
 
 /// What to record about one delivery's attempt, and when to try again.
 #[allow(clippy::too_many_arguments)]
+/// The record of an attempt cut short by a graceful stop ([`Dispatcher::shutdown`]): the sink
+/// may have received it, so it is recorded; it says nothing of the sink or of the delivery, so
+/// it uses none of the delivery's budget, ends nothing, and the delivery is due again at once
+/// (at the next start).
+fn interrupted(
+    route: &Route,
+    item: &OutboxItem,
+    started_at: Millis,
+    latency_us: i64,
+    now: Millis,
+) -> Attempted {
+    const WHY: &str = "interrupted: the server shut down before the sink answered (it may have \
+                       received the delivery); attempted again at the next start";
+    Attempted {
+        outcome: Err(SinkError::transient(WHY)),
+        record: AttemptResult {
+            delivery_id: item.id,
+            route: route.name.clone(),
+            attempt: item.attempts.saturating_add(1),
+            started_at,
+            latency_us,
+            status: None,
+            error: Some(WHY.to_owned()),
+            next: NextStep::RetryAt(now),
+            uncharged: true,
+        },
+    }
+}
+
 fn settle(
     route: &Route,
     item: &OutboxItem,
