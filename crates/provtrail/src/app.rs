@@ -712,6 +712,8 @@ pub struct App {
     /// The configured routes.
     pub routes: Arc<Routes>,
     dispatcher: Option<Dispatcher>,
+    /// The ingest requests' tasks that keep what arrived (see `AppState::keeping`).
+    keeping: tokio_util::task::TaskTracker,
     /// `server.shutdown_grace`.
     shutdown_grace: Duration,
     /// Held until the store is closed.
@@ -725,6 +727,7 @@ struct Started {
     metrics: Arc<Metrics>,
     routes: Arc<Routes>,
     dispatcher: Option<Dispatcher>,
+    keeping: tokio_util::task::TaskTracker,
     shutdown_grace: Duration,
 }
 
@@ -736,6 +739,7 @@ impl Started {
             metrics: self.metrics,
             routes: self.routes,
             dispatcher: self.dispatcher,
+            keeping: self.keeping,
             shutdown_grace: self.shutdown_grace,
             _lock: lock,
         }
@@ -801,6 +805,7 @@ impl App {
         )
         .with_routes(routes.clone(), settings.admin_credentials());
         let on_malformed = malformed_request_recorder(state.clone());
+        let keeping = state.keeping();
         let router = router(state, &server_config);
         let server = match RunningServer::start_on(
             listener,
@@ -823,6 +828,7 @@ impl App {
             metrics,
             routes,
             dispatcher,
+            keeping,
             shutdown_grace: server_config.shutdown_grace,
         })
     }
@@ -832,6 +838,22 @@ impl App {
     pub async fn shutdown(self) -> bool {
         let began = std::time::Instant::now();
         let answered = self.server.shutdown().await;
+        // A body that arrived whole is kept though its client left (its request is no longer
+        // among those answered above): its commit is waited for, within the grace, before the
+        // store closes.
+        self.keeping.close();
+        let left = self
+            .shutdown_grace
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_millis(500));
+        if tokio::time::timeout(left, self.keeping.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace period over with events still being kept; they are not answered"
+            );
+        }
         if let Some(dispatcher) = self.dispatcher {
             // What is left of the grace, at most DELIVERY_GRACE: a sink that hangs does not
             // hold the process past the time it was given (its deliveries stay pending). A

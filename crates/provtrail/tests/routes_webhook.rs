@@ -334,7 +334,10 @@ async fn a_hanging_sink_does_not_hold_the_shutdown_past_its_grace() {
     // A delivery past its max_age by the time of the stop: cut short, it is not ended for it.
     let routes = webhook_route("hangs", &receiver.url(), "")
         .replace("500ms", "1h")
-        .replace("max_attempts = 1000", "max_attempts = 1000\nmax_age = \"1s\"");
+        .replace(
+            "max_attempts = 1000",
+            "max_attempts = 1000\nmax_age = \"1s\"",
+        );
     let mut config = FileConfig::parse(&config_text(&db, &routes), Path::new("test.toml")).unwrap();
     config.server.shutdown_grace = Some("1s".into());
     let mut server = TestServer::start_config(&config).await;

@@ -312,10 +312,12 @@ async fn answer(
     // The body arrived whole: from here the event is kept and its request recorded whether or
     // not the client waits for the answer. hyper drops a request's handler when its client goes
     // (an HTTP/2 connection closed after the stream's last frame, a server shutting down past its
-    // grace): the rest runs as a task of its own, which a dropped handler does not stop. ISC
-    // sends an event once; one that arrived is not thrown away for want of a listener.
+    // grace): the rest runs as a task of its own, which a dropped handler does not stop (and
+    // which the server's shutdown waits for before the store closes). ISC sends an event once;
+    // one that arrived is not thrown away for want of a listener.
     unanswered.receipt = None;
-    let keeping = tokio::spawn(keep(
+    let tracker = state.keeping.clone();
+    let keeping = tracker.spawn(keep(
         state,
         receipt,
         headers,

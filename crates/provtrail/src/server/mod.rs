@@ -157,6 +157,9 @@ pub struct SharedState {
     pub(crate) token_guesses: Arc<guesses::TokenGuesses>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub(crate) trusted_proxies: forwarded::TrustedProxies,
+    /// The tasks keeping bodies that arrived whole (`ingest::keep`), which outlive a handler
+    /// whose client left: the store closes only once they are done.
+    pub(crate) keeping: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -183,10 +186,16 @@ impl AppState {
             parse_budget: Arc::new(Semaphore::new(ingest::PARSE_BUDGET_KIB as usize)),
             body_memory: Arc::new(Semaphore::new(body_memory_kib(config))),
             body_memory_kib: body_memory_kib(config),
+            keeping: tokio_util::task::TaskTracker::new(),
             serves_tls: config.tls.is_some(),
             token_guesses: Arc::new(guesses::TokenGuesses::with_limit(config.max_wrong_tokens)),
             trusted_proxies: config.trusted_proxies.clone(),
         }))
+    }
+
+    /// The tasks keeping bodies that arrived whole, to wait for before the store closes.
+    pub fn keeping(&self) -> tokio_util::task::TaskTracker {
+        self.keeping.clone()
     }
 
     /// Adds the routes shown and operated through `/api/v1/routes`.
