@@ -274,7 +274,7 @@ impl Writer {
             // A panic while writing must not kill the writer (and with it every later request):
             // the batch is answered with an error and the connection is reopened.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                self.commit(&mut batch, syncer.as_ref())
+                self.commit(&mut batch, syncer.as_ref());
             }));
             if outcome.is_err() {
                 tracing::error!("the store writer panicked; reopening the database");
@@ -336,13 +336,15 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>) {
+    /// Commits `batch` and answers each of its jobs. Returns why, when documents were refused for
+    /// the store's size cap (`store.max_size`).
+    fn commit(&mut self, batch: &mut Vec<Job>, syncer: Option<&Syncer>) -> Option<String> {
         if self.moved.is_some() {
             self.save_if_not_yet();
             let message = self.moved_message();
             count_failed_commit(batch, &self.shared.metrics);
             fail_all(batch, &message, &self.shared);
-            return;
+            return None;
         }
         // The cap is read on the connection, which a failed commit closed: opened again first
         // (a failure here fails the commit below, as it would have).
@@ -355,19 +357,19 @@ impl Writer {
             // kept go into the room reserved above the cap, so that the outbox still drains.
             refuse_documents(batch, &message, &self.shared, self.conn.as_ref());
             if batch.is_empty() {
-                return;
+                return Some(message);
             }
         }
         // Checked before the commit, so that nothing goes into a file nobody reads again, and
         // after it, before anyone is told: a file deleted during the commit holds what it
         // committed, and nobody may be told that it is kept.
         if self.refuse_if_moved(batch, false) {
-            return;
+            return None;
         }
         let started = Instant::now();
         let result = self.try_commit(batch, syncer.is_some());
         if self.refuse_if_moved(batch, result.is_ok()) {
-            return;
+            return None;
         }
         match result {
             Ok((outcomes, handover, routes)) => {
@@ -384,6 +386,7 @@ impl Writer {
                     Some(syncer) => syncer.push(committed, &self.shared),
                     None => finish(committed, Ok(()), &self.shared),
                 }
+                None
             }
             Err(err) => {
                 // Unavailable is wrapped again by `fail_all`: its bare message, not its text.
@@ -397,14 +400,24 @@ impl Writer {
                     .flatten();
                 if at_cap.is_some() && batch.len() > 1 {
                     // A group larger than the room left under the cap: its documents go in one
-                    // at a time, as many as fit, rather than all refused for the last ones.
+                    // at a time, as many as fit, rather than all refused for the last ones. The
+                    // first that does not fit ends it: the rest are refused without a try.
                     self.conn = None;
-                    for job in std::mem::take(batch) {
-                        self.commit(&mut vec![job], syncer);
+                    let mut jobs = std::mem::take(batch).into_iter();
+                    while let Some(job) = jobs.next() {
+                        if let Some(cap) = self.commit(&mut vec![job], syncer) {
+                            let mut rest: Vec<Job> = jobs.collect();
+                            refuse_documents(&mut rest, &cap, &self.shared, self.conn.as_ref());
+                            if !rest.is_empty() {
+                                self.commit(&mut rest, syncer);
+                            }
+                            return Some(cap);
+                        }
                     }
-                    return;
+                    return None;
                 }
                 count_failed_commit(batch, &self.shared.metrics);
+                let at_cap_message = at_cap.clone();
                 let message = at_cap.unwrap_or(message);
                 let repeated = self
                     .failure_said
@@ -421,6 +434,7 @@ impl Writer {
                 // afresh on the next batch.
                 self.conn = None;
                 fail_all(batch, &message, &self.shared);
+                at_cap_message
             }
         }
     }
@@ -927,10 +941,7 @@ fn refuse_documents(
     conn: Option<&Connection>,
 ) {
     shared.set_writable(Some(message.to_owned()));
-    // One refused commit, counted once, as a failed one is.
-    if batch.iter().any(|job| matches!(job, Job::Ingest(..))) {
-        shared.metrics.commit_failures.inc();
-    }
+    let mut refused_ingest = false;
     let mut kept = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
         match job {
@@ -943,7 +954,10 @@ fn refuse_documents(
                         });
                         Ok(outcome)
                     }
-                    None => Err(StoreError::Unavailable(message.to_owned())),
+                    None => {
+                        refused_ingest = true;
+                        Err(StoreError::Unavailable(message.to_owned()))
+                    }
                 };
                 let _ = reply.send(answer);
             }
@@ -965,6 +979,10 @@ fn refuse_documents(
         }
     }
     *batch = kept;
+    // One refused commit, counted once, as a failed one is (answers all duplicates are none).
+    if refused_ingest {
+        shared.metrics.commit_failures.inc();
+    }
 }
 
 /// Counts a failed commit that held work someone is answered 503 for (a document, an outbox
