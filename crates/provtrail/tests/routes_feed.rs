@@ -215,15 +215,22 @@ async fn a_delivery_whose_event_cannot_be_read_back_keeps_no_other_from_being_re
     let store = SqliteStore::open(SqliteSettings::new(&db), Arc::new(Metrics::new())).unwrap();
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     let events = ingest_synthetic(&store, &ingestor, 11, 3).await;
-    // The middle event's body damaged on disk.
+    // The middle event's body damaged on disk, and the last one's row (text no longer UTF-8,
+    // as a damaged page leaves it).
     let damaged = events[1].0;
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE events SET raw = zeroblob(length(raw)) WHERE id = ?1",
-            [damaged],
-        )
-        .unwrap();
+    let unreadable_row = events[2].0;
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE events SET raw = zeroblob(length(raw)) WHERE id = ?1",
+        [damaged],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE events SET invocation_id = CAST(X'FF' AS TEXT) WHERE id = ?1",
+        [unreadable_row],
+    )
+    .unwrap();
+    drop(conn);
 
     let due = store
         .outbox_due("archive", i64::MAX, 10, Vec::new())
@@ -237,6 +244,14 @@ async fn a_delivery_whose_event_cannot_be_read_back_keeps_no_other_from_being_re
             assert!(
                 why.starts_with(&format!(
                     "the stored body of event {id} cannot be read back"
+                )),
+                "{why}"
+            );
+        } else if *id == unreadable_row {
+            let why = item.unreadable.as_deref().unwrap();
+            assert!(
+                why.starts_with(&format!(
+                    "the stored event {id} cannot be read back: SQLite"
                 )),
                 "{why}"
             );

@@ -839,6 +839,44 @@ pub(crate) fn documents_refused_for_size(
     })
 }
 
+/// Whether reading a row failed for damage to what is stored (a page SQLite finds corrupt, or
+/// a value no longer of its column's type, such as text that is not UTF-8) rather than for the
+/// database being busy or out of reach.
+pub(super) fn row_damaged(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+    ) || err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
+}
+
+/// The event after `after` in `[since, until)` that SQLite failed to read with `err`: as
+/// [`StoreError::Unreadable`] when its id can be read without the rest of its row, else the
+/// file is [`StoreError::Damaged`].
+fn unreadable_row(
+    conn: &Connection,
+    after: i64,
+    since: i64,
+    until: i64,
+    err: &rusqlite::Error,
+) -> StoreError {
+    let id = conn.query_row(
+        "SELECT id FROM events WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
+         ORDER BY id LIMIT 1",
+        params![after, since, until],
+        |row| row.get::<_, i64>(0),
+    );
+    match id {
+        Ok(id) => StoreError::Unreadable {
+            id,
+            reason: format!("SQLite cannot read its row: {err}"),
+        },
+        Err(_) => StoreError::Damaged(format!("the database is damaged: {err}")),
+    }
+}
+
 /// Events with ids after `after_id` received in `[since, until)`, oldest first, bodies decoded.
 fn export_page(
     conn: &Connection,
@@ -881,10 +919,18 @@ fn export_page(
             ))
         })
         .map_err(read_error)?;
-    let mut events = Vec::new();
+    let mut events: Vec<StoredEvent> = Vec::new();
     for row in rows {
-        let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) =
-            row.map_err(read_error)?;
+        let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) = match row {
+            Ok(row) => row,
+            // A row SQLite cannot read (a damaged page of its body): named by its id, read
+            // without the body, so that a reader can step over it.
+            Err(err) if row_damaged(&err) => {
+                let after = events.last().map_or(after_id, |event| event.id);
+                return Err(unreadable_row(conn, after, since, until, &err));
+            }
+            Err(err) => return Err(read_error(err)),
+        };
         let size = receipt.size as usize;
         let raw = codec::decode_event(id, codec, stored, size)?;
         events.push(StoredEvent {

@@ -481,8 +481,20 @@ pub(super) fn due(
                     row.get::<_, u32>(11)?,
                 ))
             })
-            .optional()
-            .map_err(read_error)?;
+            .optional();
+        let row = match row {
+            Ok(row) => row,
+            // The event's row cannot be read whole (damaged on disk): the delivery is given
+            // from its own row, marked unreadable, so that it goes to the dead letters rather
+            // than keep the route's other deliveries from being read.
+            Err(err) if super::row_damaged(&err) => {
+                if let Some(item) = unreadable_delivery(conn, id, &err) {
+                    items.push(item);
+                }
+                continue;
+            }
+            Err(err) => return Err(read_error(err)),
+        };
         let Some((
             id,
             event_id,
@@ -520,6 +532,51 @@ pub(super) fn due(
         });
     }
     Ok(items)
+}
+
+/// Pending delivery `id`, read from its own row, for an event whose row cannot be read (`err`).
+/// None when the delivery's row cannot be read either: it is left out of this read.
+fn unreadable_delivery(conn: &Connection, id: i64, err: &rusqlite::Error) -> Option<OutboxItem> {
+    let read = conn.query_row(
+        "SELECT event_id, route, attempts, attempts_base, due_since, backoff_base
+         FROM route_deliveries WHERE id = ?1 AND state = 0",
+        params![id],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, u32>(5)?,
+            ))
+        },
+    );
+    match read {
+        Ok((event_id, route, attempts, attempts_base, due_since, backoff_base)) => {
+            Some(OutboxItem {
+                id,
+                event_id,
+                route,
+                attempts,
+                attempts_base,
+                backoff_base,
+                due_since,
+                received_at: due_since,
+                invocation_id: None,
+                raw: bytes::Bytes::new(),
+                unreadable: Some(format!(
+                    "the stored event {event_id} cannot be read back: SQLite cannot read its \
+                     row: {err}"
+                )),
+            })
+        }
+        Err(again) => {
+            tracing::error!(delivery_id = id, error = %again,
+                "a pending delivery cannot be read (the database is damaged); left aside");
+            None
+        }
+    }
 }
 
 pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> {
