@@ -473,10 +473,10 @@ impl Drop for InFlight {
 /// when none has been in flight for `idle_timeout` (see [`ServerConfig::idle_timeout`]), or when
 /// the server shuts down. A request hyper refused as malformed is told to `on_malformed`.
 ///
-/// Returns the `408` to write on the socket once hyper has let go of it, for an HTTP/1 request
-/// whose headers began and never ended, when `raw_answer` says the socket can take one written
-/// past hyper (plain TCP: over TLS only hyper's session could) and hyper has nothing left
-/// unwritten.
+/// Returns an HTTP/1 request whose headers began and never ended, to be recorded, with the
+/// `408` to write on the socket once hyper has let go of it when `raw_answer` says the socket can
+/// take one written past hyper (plain TCP: over TLS only hyper's session could) and hyper has
+/// nothing left unwritten.
 async fn run_connection<C>(
     connection: C,
     activity: &Activity,
@@ -484,7 +484,7 @@ async fn run_connection<C>(
     mut shutdown: watch::Receiver<bool>,
     on_malformed: Option<(&MalformedRequestHook, SocketAddr)>,
     raw_answer: bool,
-) -> Option<Vec<u8>>
+) -> Option<Stalled>
 where
     C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -519,7 +519,7 @@ where
                         "the request's headers did not end within the header timeout ({}",
                         humantime::format_duration(header_timeout)
                     );
-                    return stalled_request(activity, on_malformed, 0, &what, raw_answer);
+                    return stalled_request(activity, 0, &what, raw_answer);
                 }
                 // A request in flight is bounded by the request timeout; look again later.
                 Doing::Answering => deadline = Instant::now() + idle_timeout,
@@ -539,7 +539,7 @@ where
                     );
                     let from = activity.received_when_idle.load(Ordering::Relaxed);
                     if stalled_request_began(activity, from) {
-                        return stalled_request(activity, on_malformed, from, &what, raw_answer);
+                        return stalled_request(activity, from, &what, raw_answer);
                     }
                     break true;
                 }
@@ -577,36 +577,54 @@ fn stalled_request_began(activity: &Activity, from: u64) -> bool {
 /// out, up to the open parenthesis that the bytes received close.
 fn stalled_request(
     activity: &Activity,
-    on_malformed: Option<(&MalformedRequestHook, SocketAddr)>,
     from: u64,
     what: &str,
     raw_answer: bool,
-) -> Option<Vec<u8>> {
+) -> Option<Stalled> {
     if !stalled_request_began(activity, from) {
         return None;
     }
     let answer = (raw_answer && activity.flushed.load(Ordering::Relaxed))
         .then(|| request_timeout_answer(&format!("{what})")));
-    if let Some((hook, remote)) = on_malformed {
-        let received = activity
-            .received
-            .load(Ordering::Relaxed)
-            .saturating_sub(from);
+    let received = activity
+        .received
+        .load(Ordering::Relaxed)
+        .saturating_sub(from);
+    Some(Stalled {
+        reason: format!(
+            "{what}; {received} byte{} received)",
+            if received == 1 { "" } else { "s" },
+        ),
+        answer,
+    })
+}
+
+/// An HTTP/1 request whose headers never ended, as its connection closes: to be answered (when
+/// the connection can take an answer written past hyper) and recorded.
+struct Stalled {
+    /// Why, up to what became of the connection.
+    reason: String,
+    /// The `408` to write.
+    answer: Option<Vec<u8>>,
+}
+
+impl Stalled {
+    /// Tells `on_malformed` of the request, and whether its `408` was `written`.
+    fn record(self, on_malformed: Option<(&MalformedRequestHook, SocketAddr)>, written: bool) {
+        let Some((hook, remote)) = on_malformed else {
+            return;
+        };
+        let ending = if written {
+            "answered 408 and closed"
+        } else {
+            "the connection was closed without an answer"
+        };
         hook(MalformedRequest {
             remote,
             status: 408,
-            reason: format!(
-                "{what}; {received} byte{} received): {}",
-                if received == 1 { "" } else { "s" },
-                if answer.is_some() {
-                    "answered 408 and closed"
-                } else {
-                    "the connection was closed without an answer"
-                }
-            ),
+            reason: format!("{}: {ending}", self.reason),
         });
     }
-    answer
 }
 
 /// A whole HTTP/1.1 `408` answer saying `why`, with the connection closing: what the server
@@ -640,19 +658,9 @@ pub(super) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 /// limit) ends the connection while the body is still arriving; closing a socket with unread
 /// data makes the kernel reset the connection, and a client still sending gets the reset,
 /// not the answer, which may already be in its hands: it sees a broken pipe where it should see
-/// 401 or 413. (Where the client has nothing more to send, the first read ends it.) `answer`,
-/// when there is one, is written first: the `408` of a request whose headers never ended.
-async fn linger(socket: std::os::fd::OwnedFd, answer: Option<Vec<u8>>) {
+/// 401 or 413. (Where the client has nothing more to send, the first read ends it.)
+async fn linger(mut socket: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Ok(mut socket) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) else {
-        return;
-    };
-    if let Some(answer) = answer {
-        let written = tokio::time::timeout(LINGER_SILENCE, socket.write_all(&answer)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            return;
-        }
-    }
     if socket.shutdown().await.is_err() {
         return;
     }
@@ -667,6 +675,14 @@ async fn linger(socket: std::os::fd::OwnedFd, answer: Option<Vec<u8>>) {
         }
     };
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+/// Writes `answer` (the `408` of a request whose headers never ended) on a socket hyper has let
+/// go of; whether all of it went.
+async fn write_answer(socket: &mut tokio::net::TcpStream, answer: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt as _;
+    let written = tokio::time::timeout(LINGER_SILENCE, socket.write_all(answer)).await;
+    matches!(written, Ok(Ok(())))
 }
 
 /// The refusal hyper made of a malformed request, if that is why a connection ended.
@@ -850,7 +866,7 @@ pub async fn serve(
             let _permits = (permit, address_slot);
             let hook = on_malformed.as_ref().map(|hook| (hook, remote));
             let stopping = stop_signal.clone();
-            let answer = match acceptor {
+            let stalled = match acceptor {
                 None => {
                     let stream = Counted {
                         inner: stream,
@@ -891,9 +907,21 @@ pub async fn serve(
             };
             // Shutting down, nothing waits for a client to finish sending.
             let mut stopping = stopping;
-            if let Some(socket) = lingering.filter(|_| !*stopping.borrow()) {
+            let mut socket = lingering
+                .filter(|_| !*stopping.borrow())
+                .and_then(|socket| {
+                    tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)).ok()
+                });
+            if let Some(stalled) = stalled {
+                let written = match (&mut socket, &stalled.answer) {
+                    (Some(socket), Some(answer)) => write_answer(socket, answer).await,
+                    _ => false,
+                };
+                stalled.record(hook, written);
+            }
+            if let Some(socket) = socket {
                 tokio::select! {
-                    () = linger(socket, answer) => {}
+                    () = linger(socket) => {}
                     _ = stopping.changed() => {}
                 }
             }
