@@ -585,9 +585,9 @@ fn exported_event(document: &[u8]) -> Option<Result<ExportedEvent, String>> {
     Some(exported)
 }
 
-/// How far past now a restored receipt time may be: a day, for the clocks of the machines an
-/// export moved between.
-const RESTORE_CLOCK_SLACK_MS: i64 = 24 * 3_600_000;
+/// How far past now a restored receipt time may be: a week, for the clocks of the machines an
+/// export moved between (one that ran days ahead is kept with its times, and shown alike).
+const RESTORE_CLOCK_SLACK_MS: i64 = 7 * 24 * 3_600_000;
 
 impl ExportedEvent {
     /// The body and its receipt as first received. `--channel` relabels restored events too.
@@ -602,8 +602,8 @@ impl ExportedEvent {
                     super::terminal_line(&self.received_at)
                 )
             })?;
-        // An event cannot have been received after now; a clock a little ahead on the machine
-        // that exported it is allowed for. (A time far ahead would stay the store's newest
+        // An event cannot have been received after now; a clock ahead on the machine that
+        // exported it is allowed for, up to a week. (A time far ahead would stay the store's newest
         // event for ever, first in every list, and in no statistics window.)
         let latest = chrono::Utc::now().timestamp_millis() + RESTORE_CLOCK_SLACK_MS;
         if received_at > latest {
