@@ -534,6 +534,10 @@ pub fn forget_new_tokens(prepared: &Prepared) {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut prepared = prepare(&args.server)?;
     ensure_open_file_room(prepared.settings.server.max_connections);
+    // Heard from before the start: a SIGTERM while the store opens, or just after the banner
+    // (a service manager stopping what it has just started), stops the server gracefully once
+    // it runs, rather than killing it by the signal's default action.
+    let mut signals = super::StopSignals::listen();
     let app = prepared.start().await?;
     let settings = &prepared.settings;
     print_banner(&prepared, app.server.local_addr());
@@ -547,7 +551,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
              the delivery log; give the proxies' own addresses"
         );
     }
-    let mut signals = super::StopSignals::listen();
     signals.next().await;
     if super::logs_as_json() {
         tracing::info!("shutting down: finishing in-flight requests");
