@@ -176,10 +176,10 @@ fn receipt(
     }
 }
 
-/// A request whose handler hyper dropped before it was answered: over HTTP/2 a client that
-/// closed its connection or reset the stream while its body was still arriving (over HTTP/1 the
-/// body's read fails instead, and the request is refused as cut short). Nothing of it was kept;
-/// without this it would leave no record. Disarmed by taking the receipt back.
+/// A request whose handler hyper dropped while it waited to see a reset (over HTTP/2, a body
+/// without a length: see `handle`): the client closed its connection or reset the stream.
+/// Nothing of it was kept; without this it would leave no record. (A body cut short otherwise
+/// fails its read, and the request is refused as such.) Disarmed by taking the receipt back.
 struct Unanswered<'a> {
     state: &'a AppState,
     receipt: Option<Receipt>,
@@ -206,31 +206,11 @@ impl Drop for Unanswered<'_> {
 
 async fn handle(
     state: AppState,
-    receipt: Receipt,
-    headers: HeaderMap,
-    body: Unread,
-    refusal: Option<Refusal>,
-) -> Response {
-    let mut unanswered = Unanswered {
-        state: &state,
-        receipt: Some(receipt.clone()),
-    };
-    let answer = answer(&state, receipt, headers, body, refusal, &mut unanswered).await;
-    unanswered.receipt = None;
-    answer
-}
-
-/// The answer to an ingest request; `unanswered` is disarmed once the request is past being
-/// dropped unrecorded.
-async fn answer(
-    state: &AppState,
     mut receipt: Receipt,
     headers: HeaderMap,
     body: Unread,
     refusal: Option<Refusal>,
-    unanswered: &mut Unanswered<'_>,
 ) -> Response {
-    let state = state.clone();
     // Credentials first: nothing of an unauthenticated body is read.
     if let Err(err) = state.ingest_credentials.check_headers(&headers) {
         body.refuse();
@@ -307,7 +287,12 @@ async fn answer(
     // anything is kept, lets it see the reset, which had arrived when the body ended. (With a
     // length, a body that ended short was refused above.)
     if http2 && !headers.contains_key(header::CONTENT_LENGTH) {
+        let mut unanswered = Unanswered {
+            state: &state,
+            receipt: Some(receipt.clone()),
+        };
         tokio::task::yield_now().await;
+        unanswered.receipt = None;
     }
     // The body arrived whole: from here the event is kept and its request recorded whether or
     // not the client waits for the answer. hyper drops a request's handler when its client goes
@@ -315,7 +300,6 @@ async fn answer(
     // grace): the rest runs as a task of its own, which a dropped handler does not stop (and
     // which the server's shutdown waits for before the store closes). ISC sends an event once;
     // one that arrived is not thrown away for want of a listener.
-    unanswered.receipt = None;
     let tracker = state.keeping.clone();
     let keeping = tracker.spawn(keep(
         state,
