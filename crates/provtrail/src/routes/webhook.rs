@@ -629,16 +629,29 @@ impl Sink for Webhook {
     }
 
     async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError> {
-        let body = self.body(delivery)?;
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(body);
-        for (name, value) in Self::delivery_headers(delivery) {
-            request = request.header(name, value);
+        let body = bytes::Bytes::from(self.body(delivery)?);
+        let headers = Self::delivery_headers(delivery);
+        let send = || {
+            let mut request = self
+                .client
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .body(body.clone());
+            for (name, value) in &headers {
+                request = request.header(*name, value);
+            }
+            request.send()
+        };
+        let mut sent = send().await;
+        // A kept-alive connection the receiver closed as the request went out (its keep-alive
+        // time ran out, or it closes after every answer without saying so) answers nothing:
+        // the request is sent once more, on a new connection, rather than counted as a failed
+        // attempt and retried minutes later. The receiver deduplicates on the Idempotency-Key
+        // if the first request did reach it.
+        if sent.as_ref().is_err_and(closed_unanswered) {
+            sent = send().await;
         }
-        let mut response = match request.send().await {
+        let mut response = match sent {
             Ok(response) => response,
             Err(err) => {
                 let timeout = err.is_timeout();
@@ -716,6 +729,33 @@ impl Sink for Webhook {
             answered: false,
         })
     }
+}
+
+/// Whether the connection was closed or reset under a request sent on it, before any answer:
+/// not a timeout, not a refused connection.
+fn closed_unanswered(err: &reqwest::Error) -> bool {
+    if err.is_timeout() || err.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Whether the request failed on the receiver's answer itself: bytes that are not an HTTP
@@ -1289,5 +1329,60 @@ mod tests {
         secrets.resolve_secret("example").unwrap();
         let sink = build_with("url = \"https://hooks.example.com/\"", &secrets).unwrap();
         assert_eq!(sink.target(), "POST https://hooks.example.com/");
+    }
+
+    /// A receiver that closes each connection right after its answer, without saying so
+    /// (`Connection: close`), as some servers do when their keep-alive time runs out: the client
+    /// may send the next request on that connection before it has seen the close. Such a request
+    /// was never answered, and is sent again on a new connection rather than counted as a failed
+    /// attempt.
+    #[tokio::test]
+    async fn a_request_on_a_connection_the_receiver_closed_unsaid_is_sent_again() {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        const DELIVERIES: usize = 40;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let receiver = std::thread::spawn(move || {
+            let mut answered = 0;
+            while answered < DELIVERIES {
+                let (stream, _) = listener.accept().unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                let mut length = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = Some(value.trim().parse().unwrap());
+                        }
+                    }
+                }
+                // A connection closed with nothing sent: the client's fresh one takes its place.
+                let Some(length) = length else { continue };
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                reader
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .unwrap();
+                answered += 1;
+            }
+        });
+        let sink = build_with(&format!("url = \"{url}\""), &Secrets::default()).unwrap();
+        let event = serde_json::json!({"trackingNumber": "tn-1"});
+        for delivery in 0..DELIVERIES {
+            if let Err(err) = sink.deliver(&delivery_of(&event)).await {
+                panic!("delivery {delivery} failed: {}", err.message);
+            }
+        }
+        receiver.join().unwrap();
     }
 }
