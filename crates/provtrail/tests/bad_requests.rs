@@ -1455,7 +1455,7 @@ async fn an_http2_body_reset_before_its_announced_length_is_not_taken_for_the_wh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
+async fn an_http2_body_reset_without_an_announced_length_is_kept_only_when_whole() {
     let mut server = TestServer::start().await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -1470,7 +1470,8 @@ async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
             .unwrap()
     };
     // A whole event and a cut one, each sent without a length and then reset with "no
-    // error" instead of ended: the client gave both up.
+    // error" instead of ended. hyper ends both bodies as if they were whole: the cut one is
+    // refused (it is no whole JSON document), the whole one is kept.
     let whole = event("inv-reset-whole");
     let cut = event("inv-reset-cut");
     for body in [&whole[..], &cut[..cut.len() / 2]] {
@@ -1488,27 +1489,181 @@ async fn an_http2_body_reset_without_an_announced_length_is_not_kept() {
         .send_data(bytes::Bytes::from(event("inv-after-resets")), true)
         .unwrap();
     assert_eq!(response.await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let kept = stored_invocations(&server.db);
-    assert_eq!(
-        kept.keys().collect::<Vec<_>>(),
-        ["inv-after-resets"],
-        "{kept:?}"
-    );
-    assert!(quarantine(&server.db).is_empty());
-    // Each request given up has its record all the same.
     server.await_deliveries(3).await;
+    let kept = stored_invocations(&server.db);
+    let mut kept: Vec<_> = kept.keys().collect();
+    kept.sort();
+    assert_eq!(kept, ["inv-after-resets", "inv-reset-whole"]);
+    assert!(quarantine(&server.db).is_empty());
+    // Each request has its record: the cut one says why nothing of it was kept.
     let records = deliveries(&server.db);
-    for record in &records[..2] {
-        assert_eq!(record.status, 400, "{records:?}");
-        assert!(
-            record.reason.as_deref().is_some_and(|reason| {
-                reason.starts_with("the client went away (its connection closed or the stream")
-            }),
-            "{records:?}"
-        );
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|record| record.status == 400)
+        .collect();
+    assert_eq!(refused.len(), 1, "{records:?}");
+    assert_eq!(refused[0].size, (cut.len() / 2) as i64, "{records:?}");
+    assert!(
+        refused[0].reason.as_deref().is_some_and(|reason| {
+            reason.starts_with("the client went away (its connection closed or the stream")
+                && reason.contains("before its body was whole")
+        }),
+        "{records:?}"
+    );
+    assert_eq!(
+        records.iter().filter(|record| record.status == 200).count(),
+        2,
+        "{records:?}"
+    );
+    server.shutdown().await;
+}
+
+/// Streams sent whole (their last frame says so) and then cancelled by the client, as a client
+/// that does not wait for the answer does: each event is kept, with or without a length, whether
+/// the reset comes in the same packet or a little later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_cancelled_after_its_last_frame_is_kept() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut server = TestServer::start().await;
+    let mut sent = Vec::new();
+    // Ten streams a connection: more streams reset before the server takes them than HTTP/2's
+    // guard against rapid resets allows (20) would close the connection.
+    for connection_number in 0..6u32 {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let bodies: Vec<_> = (0..10)
+            .map(|n| {
+                let id = format!("inv-cancelled-{connection_number}-{n}");
+                sent.push(id.clone());
+                event(&id)
+            })
+            .collect();
+        let with_length = connection_number % 2 == 0;
+        let frames = http2_requests(&server.addr.to_string(), &bodies, with_length);
+        let resets: Vec<u8> = (0..bodies.len() as u32)
+            .flat_map(|n| http2_frame(0x3, 0, 1 + 2 * n, &8u32.to_be_bytes()))
+            .collect();
+        if connection_number < 3 {
+            // The resets in the same packet as the requests.
+            tcp.write_all(&[frames, resets].concat()).await.unwrap();
+        } else {
+            tcp.write_all(&frames).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(u64::from(connection_number))).await;
+            tcp.write_all(&resets).await.unwrap();
+        }
+        // The connection stays open a moment, reading what the server sends.
+        let mut answers = vec![0; 64 * 1024];
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            while tcp.read(&mut answers).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
     }
-    assert_eq!(records[2].status, 200, "{records:?}");
+    server.await_deliveries(sent.len() as u64).await;
+    let kept = stored_invocations(&server.db);
+    let missing: Vec<_> = sent.iter().filter(|id| !kept.contains_key(*id)).collect();
+    let records = deliveries(&server.db);
+    assert!(missing.is_empty(), "not kept: {missing:?}; {records:?}");
+    assert!(
+        records.iter().all(|record| record.status == 200),
+        "{records:?}"
+    );
+    server.assert_still_serving("inv-after-cancels").await;
+    server.shutdown().await;
+}
+
+/// An HTTP/2 frame: its kind, flags, stream and payload.
+fn http2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// HTTP/2 frames written by hand: the connection preface with empty settings, then for each
+/// body a request on streams 1, 3, 5 … (`HEADERS` with literal fields, then one `DATA` frame
+/// that ends the stream).
+fn http2_requests(authority: &str, bodies: &[Vec<u8>], with_length: bool) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, value: usize) {
+        // HPACK integers with a 7-bit prefix (the string lengths here, never Huffman-coded).
+        if value < 127 {
+            out.push(value as u8);
+            return;
+        }
+        out.push(127);
+        let mut rest = value - 127;
+        while rest >= 128 {
+            out.push((rest % 128 + 128) as u8);
+            rest /= 128;
+        }
+        out.push(rest as u8);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(http2_frame(0x4, 0, 0, &[]));
+    for (n, body) in bodies.iter().enumerate() {
+        let stream = 1 + 2 * n as u32;
+        let length = body.len().to_string();
+        let authorization = format!("Bearer {TOKEN}");
+        let mut fields = vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/events"),
+            (":authority", authority),
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if with_length {
+            fields.push(("content-length", length.as_str()));
+        }
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            // A literal field without indexing, with a literal name.
+            block.push(0);
+            integer(&mut block, name.len());
+            block.extend_from_slice(name.as_bytes());
+            integer(&mut block, value.len());
+            block.extend_from_slice(value.as_bytes());
+        }
+        out.extend(http2_frame(0x1, 0x4, stream, &block));
+        out.extend(http2_frame(0x0, 0x1, stream, body));
+    }
+    out
+}
+
+/// A client that writes whole requests and closes the connection at once: every event is kept
+/// and recorded, none dropped with its stream before the server took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_sent_whole_just_before_the_connection_closes_are_kept() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut server = TestServer::start().await;
+    let mut sent = Vec::new();
+    for connection_number in 0..8 {
+        let bodies: Vec<_> = (0..15)
+            .map(|n| {
+                let id = format!("inv-closed-{connection_number}-{n}");
+                sent.push(id.clone());
+                event(&id)
+            })
+            .collect();
+        let frames = http2_requests(
+            &server.addr.to_string(),
+            &bodies,
+            connection_number % 2 == 0,
+        );
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(&frames).await.unwrap();
+        drop(tcp);
+    }
+    server.await_deliveries(sent.len() as u64).await;
+    let kept = stored_invocations(&server.db);
+    let missing: Vec<_> = sent.iter().filter(|id| !kept.contains_key(*id)).collect();
+    let records = deliveries(&server.db);
+    assert!(missing.is_empty(), "not kept: {missing:?}; {records:?}");
+    assert!(
+        records.iter().all(|record| record.status == 200),
+        "{records:?}"
+    );
+    server.assert_still_serving("inv-after-closes").await;
     server.shutdown().await;
 }
 

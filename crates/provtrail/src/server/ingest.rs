@@ -176,37 +176,30 @@ fn receipt(
     }
 }
 
-/// A request whose handler hyper dropped while it waited to see a reset (over HTTP/2, a body
-/// without a length: see `handle`): the client closed its connection or reset the stream.
-/// Nothing of it was kept; without this it would leave no record. (A body cut short otherwise
-/// fails its read, and the request is refused as such.) Disarmed by taking the receipt back.
-struct Unanswered<'a> {
-    state: &'a AppState,
-    receipt: Option<Receipt>,
+/// Set when hyper drops the handler of a request before its answer: its client closed the
+/// connection or reset the stream. The request itself goes on in its own task (see `handle`).
+struct Leaving(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        // Unwinding from a panic, the request is answered 500 by the panic's own handling.
-        if std::thread::panicking() {
-            return;
-        }
-        if let Some(receipt) = self.receipt.take() {
-            let reason = "the client went away (its connection closed or the stream was reset) \
-                          before the request was answered; nothing of it was kept";
-            record_refusal(
-                self.state,
-                receipt,
-                StatusCode::BAD_REQUEST.as_u16(),
-                reason,
-            );
-        }
-    }
+/// Whether `bytes` are one whole JSON object or array: a body cut short cannot be one (its
+/// brackets do not close), so over HTTP/2, where hyper ends a body that a reset or the
+/// connection's end cut short as if it had ended, such a body is known to have arrived whole.
+fn whole_json_document(bytes: &[u8]) -> bool {
+    let starts_a_document = bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|first| matches!(first, b'{' | b'['));
+    starts_a_document && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 async fn handle(
     state: AppState,
-    mut receipt: Receipt,
+    receipt: Receipt,
     headers: HeaderMap,
     body: Unread,
     refusal: Option<Refusal>,
@@ -230,7 +223,49 @@ async fn handle(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    // From here the request runs as a task of its own, which a handler dropped by hyper does not
+    // stop (and which the server's shutdown waits for before the store closes): hyper drops a
+    // request's handler when its client goes (an HTTP/2 stream reset or connection closed after
+    // the stream's last frame, a server shutting down past its grace). ISC sends an event once;
+    // one that arrived whole is not thrown away for want of a listener, and one that did not
+    // is refused with a record either way.
+    let leaving = Leaving(Default::default());
+    let gone = leaving.0.clone();
+    let tracker = state.keeping.clone();
+    let receiving = tracker.spawn(receive(
+        state,
+        receipt,
+        headers,
+        body,
+        refusal,
+        content_type,
+        gone,
+    ));
+    let answer = receiving.await.unwrap_or_else(|_| {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while keeping the event",
+        )
+    });
+    drop(leaving);
+    answer
+}
+
+/// Reads an authenticated body and keeps it if it arrived whole; `gone` says that the client
+/// left before the answer.
+async fn receive(
+    state: AppState,
+    mut receipt: Receipt,
+    headers: HeaderMap,
+    body: Unread,
+    refusal: Option<Refusal>,
+    content_type: Option<String>,
+    gone: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Response {
     let http2 = body.http2;
+    let declared = headers
+        .contains_key(header::CONTENT_LENGTH)
+        .then_some(receipt.size);
     // Held until the answer: the body's bytes live on in the event until it is committed.
     let mut room = BodyRoom::new(state.body_memory.clone());
     let read = read_body(
@@ -241,6 +276,18 @@ async fn handle(
     );
     let bytes = match read.await {
         Ok(bytes) => bytes,
+        // Over HTTP/2 the connection's end fails the body of a stream whose last frame had
+        // arrived but was not read yet: what arrived is the whole body when it has the length
+        // announced, or without one, when it is a whole JSON document.
+        Err(BodyError::Broken { arrived, .. })
+            if http2
+                && match declared {
+                    Some(length) => arrived.len() as u64 == length,
+                    None => whole_json_document(&arrived),
+                } =>
+        {
+            arrived
+        }
         Err(BodyError::TooLarge) => {
             // A body without a length was read up to the limit: record at least that.
             receipt.size = receipt.size.max(state.max_body as u64 + 1);
@@ -253,8 +300,9 @@ async fn handle(
                 format!("the request body did not arrive in time ({received} bytes arrived)");
             return reject(&state, receipt, StatusCode::REQUEST_TIMEOUT, &message);
         }
-        Err(BodyError::Broken { reason, received }) => {
-            receipt.size = received;
+        Err(BodyError::Broken { reason, arrived }) => {
+            let received = arrived.len();
+            receipt.size = received as u64;
             let message = format!(
                 "the request body could not be read completely ({received} bytes arrived): \
                  {reason}"
@@ -270,11 +318,10 @@ async fn handle(
         }
     };
     // HTTP/1 fails a body shorter than its `Content-Length`; over HTTP/2 a stream the client
-    // resets with NO_ERROR ends the body where it stopped, and what arrived would be read as
-    // all of it (an event it gave up on accepted, a cut one kept as not JSON).
-    let declared = receipt.size;
+    // resets with NO_ERROR or CANCEL ends the body where it stopped, and what arrived would be
+    // read as all of it (an event it gave up on accepted, a cut one kept as not JSON).
     receipt.size = bytes.len() as u64;
-    if declared > receipt.size {
+    if let Some(declared) = declared.filter(|&declared| declared > receipt.size) {
         let message = format!(
             "the request body could not be read completely ({} of the {declared} bytes its \
              Content-Length announced arrived)",
@@ -282,40 +329,24 @@ async fn handle(
         );
         return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
     }
-    // Without a `Content-Length` that reset looks like the body's end. hyper drops a request
-    // whose stream the client reset as soon as its handler waits: waiting once here, before
-    // anything is kept, lets it see the reset, which had arrived when the body ended. (With a
-    // length, a body that ended short was refused above.)
-    if http2 && !headers.contains_key(header::CONTENT_LENGTH) {
-        let mut unanswered = Unanswered {
-            state: &state,
-            receipt: Some(receipt.clone()),
-        };
+    // Without a `Content-Length` that reset looks like the body's end. hyper drops the handler
+    // of a request whose stream the client reset as soon as it waits: waiting once here lets it
+    // see the reset, which had arrived when the body ended. A body that is no whole JSON
+    // document was then cut short; a whole one is kept (the client may have reset the stream
+    // after its last frame, not waiting for the answer).
+    if http2 && declared.is_none() {
         tokio::task::yield_now().await;
-        unanswered.receipt = None;
+        if gone.load(std::sync::atomic::Ordering::Relaxed) && !whole_json_document(&bytes) {
+            let message = format!(
+                "the client went away (its connection closed or the stream was reset) before \
+                 its body was whole ({} bytes arrived, no whole JSON document); nothing of it \
+                 was kept",
+                receipt.size
+            );
+            return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
+        }
     }
-    // The body arrived whole: from here the event is kept and its request recorded whether or
-    // not the client waits for the answer. hyper drops a request's handler when its client goes
-    // (an HTTP/2 connection closed after the stream's last frame, a server shutting down past its
-    // grace): the rest runs as a task of its own, which a dropped handler does not stop (and
-    // which the server's shutdown waits for before the store closes). ISC sends an event once;
-    // one that arrived is not thrown away for want of a listener.
-    let tracker = state.keeping.clone();
-    let keeping = tracker.spawn(keep(
-        state,
-        receipt,
-        headers,
-        bytes,
-        refusal,
-        content_type,
-        room,
-    ));
-    keeping.await.unwrap_or_else(|_| {
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error while keeping the event",
-        )
-    })
+    keep(state, receipt, headers, bytes, refusal, content_type, room).await
 }
 
 /// Keeps a body that arrived whole (an event, a duplicate, or a document for the quarantine) and
@@ -703,9 +734,10 @@ pub(crate) enum BodyError {
     Timeout {
         received: u64,
     },
+    /// The body failed; `arrived` is what of it arrived.
     Broken {
         reason: String,
-        received: u64,
+        arrived: Bytes,
     },
     /// No room for the body among those held ([`BodyRoom`]) within the timeout.
     NoRoom {
@@ -768,8 +800,8 @@ pub(crate) async fn read_body(
     // chunked one has no length of its own to show).
     let arrived = AtomicU64::new(0);
     let waiting_for_room = AtomicBool::new(false);
-    // `Err(None)`: no room; `Err(Some(_))`: the body failed.
-    type Failed = Option<Box<dyn std::error::Error + Send + Sync>>;
+    // `Err(None)`: no room; `Err(Some(_))`: the body failed, after what arrived of it.
+    type Failed = Option<(Box<dyn std::error::Error + Send + Sync>, Vec<Bytes>)>;
     let read = async {
         let mut body = std::pin::pin!(Limited::new(body, limit));
         let mut chunks: Vec<Bytes> = Vec::new();
@@ -784,7 +816,10 @@ pub(crate) async fn read_body(
             }
         }
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(Some)?;
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(err) => return Err(Some((err, chunks))),
+            };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -802,11 +837,7 @@ pub(crate) async fn read_body(
             }
             chunks.push(data);
         }
-        Ok::<_, Failed>(match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => Bytes::from(chunks.concat()),
-        })
+        Ok::<_, Failed>(joined(chunks))
     };
     let read = tokio::time::timeout(timeout, read).await;
     let received = arrived.load(Relaxed);
@@ -815,16 +846,25 @@ pub(crate) async fn read_body(
         Ok(Err(None)) => Err(BodyError::NoRoom { received }),
         Err(_) => Err(BodyError::Timeout { received }),
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(Some(err))) => {
+        Ok(Err(Some((err, chunks)))) => {
             if err.downcast_ref::<LengthLimitError>().is_some() {
                 Err(BodyError::TooLarge)
             } else {
                 Err(BodyError::Broken {
                     reason: err.to_string(),
-                    received,
+                    arrived: joined(chunks),
                 })
             }
         }
+    }
+}
+
+/// A body's chunks as one buffer, copied only when there are several.
+fn joined(mut chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
     }
 }
 

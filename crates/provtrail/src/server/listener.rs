@@ -387,6 +387,42 @@ impl Activity {
 struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// The end of an HTTP/2 connection, held back for [`HTTP2_END_HELD`] (see `poll_read`).
+    end: Option<HeldEnd>,
+    /// See [`Counted::writes_dropped`].
+    writes_gone: bool,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Counted {
+            inner,
+            activity,
+            end: None,
+            writes_gone: false,
+        }
+    }
+}
+
+/// How long the end of an HTTP/2 connection is held back from hyper.
+const HTTP2_END_HELD: Duration = Duration::from_millis(20);
+
+/// The end of a connection (its close, or its failure), and when to let hyper see it.
+struct HeldEnd {
+    until: Pin<Box<tokio::time::Sleep>>,
+    error: Option<std::io::Error>,
+}
+
+/// Whether a read's failure is the connection's end (the client closed it, or its TLS layer
+/// ended without saying so), rather than something to pass on at once.
+fn is_connection_end(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -395,8 +431,38 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        // An HTTP/2 client may send whole requests and close the connection at once. Seeing the
+        // end, the HTTP/2 layer drops the streams that hyper has not taken yet, with their
+        // requests: no handler, no record, an event sent whole thrown away. Held back a moment,
+        // the end leaves hyper time to take every stream that arrived before it; their bodies
+        // are read to where they ended (see the ingest handler).
+        if let Some(end) = self.end.as_mut() {
+            std::task::ready!(end.until.as_mut().poll(cx));
+            return Poll::Ready(match end.error.take() {
+                Some(err) => Err(err),
+                None => Ok(()),
+            });
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let http2 = self.activity.http2.load(Ordering::Relaxed);
+        let ended = match &polled {
+            Poll::Ready(Ok(())) => buf.filled().len() == before && buf.remaining() > 0,
+            Poll::Ready(Err(err)) => is_connection_end(err),
+            Poll::Pending => false,
+        };
+        if http2 && ended {
+            let error = match polled {
+                Poll::Ready(Err(err)) => Some(err),
+                _ => None,
+            };
+            self.end = Some(HeldEnd {
+                until: Box::pin(tokio::time::sleep(HTTP2_END_HELD)),
+                error,
+            });
+            // Polls the timer, so that its end wakes this connection.
+            return self.poll_read(cx, buf);
+        }
         let arrived = &buf.filled()[before..];
         if !arrived.is_empty() {
             let activity = &self.activity;
@@ -417,14 +483,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     }
 }
 
+impl<S> Counted<S> {
+    /// Whether writes go nowhere: an HTTP/2 connection whose client is gone. The HTTP/2 layer
+    /// would end the connection at the failed write, and with it the streams hyper has not
+    /// taken yet (see `poll_read`); what is written to a client that is gone is lost anyway.
+    fn writes_dropped<T>(
+        &mut self,
+        written: Poll<std::io::Result<T>>,
+        as_if: T,
+    ) -> Poll<std::io::Result<T>> {
+        match written {
+            Poll::Ready(Err(err))
+                if is_connection_end(&err) && self.activity.http2.load(Ordering::Relaxed) =>
+            {
+                self.writes_gone = true;
+                Poll::Ready(Ok(as_if))
+            }
+            written => written,
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.writes_gone {
+            return Poll::Ready(Ok(buf.len()));
+        }
         self.activity.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.writes_dropped(written, buf.len())
     }
 
     fn poll_write_vectored(
@@ -432,8 +523,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        let all = bufs.iter().map(|buf| buf.len()).sum();
+        if self.writes_gone {
+            return Poll::Ready(Ok(all));
+        }
         self.activity.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.writes_dropped(written, all)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -441,7 +537,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.writes_gone {
+            return Poll::Ready(Ok(()));
+        }
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        let polled = self.writes_dropped(polled, ());
         if let Poll::Ready(Ok(())) = polled {
             self.activity.flushed.store(true, Ordering::Relaxed);
         }
@@ -449,7 +549,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        if self.writes_gone {
+            return Poll::Ready(Ok(()));
+        }
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.writes_dropped(polled, ())
     }
 }
 
@@ -868,10 +972,7 @@ pub async fn serve(
             let stopping = stop_signal.clone();
             let stalled = match acceptor {
                 None => {
-                    let stream = Counted {
-                        inner: stream,
-                        activity: activity.clone(),
-                    };
+                    let stream = Counted::new(stream, activity.clone());
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     let raw_answer = lingering.is_some();
                     run_connection(
@@ -897,10 +998,7 @@ pub async fn serve(
                         tracing::debug!(%remote, "TLS handshake failed or timed out");
                         return;
                     };
-                    let stream = Counted {
-                        inner: stream,
-                        activity: activity.clone(),
-                    };
+                    let stream = Counted::new(stream, activity.clone());
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     run_connection(connection, &activity, timeouts, stop_signal, hook, false).await
                 }
