@@ -119,6 +119,18 @@ fn evaluation_slots() -> &'static (Arc<Semaphore>, usize) {
     })
 }
 
+/// One of the [`evaluation_slots`], for work that evaluates filters outside a search (a
+/// replay), waited for as long as it takes.
+pub(crate) async fn evaluation_slot() -> tokio::sync::OwnedSemaphorePermit {
+    let slots = evaluation_slots().0.clone();
+    loop {
+        // Never closed.
+        if let Ok(slot) = slots.clone().acquire_owned().await {
+            return slot;
+        }
+    }
+}
+
 /// Longest a request evaluates in one turn on an evaluation slot before it lets the next
 /// request waiting for a slot have its turn; an event under way is finished first.
 const TURN: Duration = Duration::from_millis(200);

@@ -454,3 +454,74 @@ path = "{}"
     assert_eq!(code, 0, "{stderr}");
     server.shutdown().await;
 }
+
+/// A replay's filters run beside ingest, not in its place: a replay with a filter that takes time
+/// quadratic in a large event's size leaves health probes and ingest answering (on a runtime of
+/// one worker, which the evaluation would otherwise hold), and stops at the time one event may
+/// take, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_replay_with_a_slow_filter_holds_up_neither_health_nor_ingest() {
+    use routes_support::ADMIN_TOKEN;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let routes = format!(
+        r#"
+[[routes]]
+name = "archive"
+[routes.sink]
+type = "file"
+path = "{}"
+fsync = false
+"#,
+        dir.path().join("events.jsonl").display()
+    );
+    let config = FileConfig::parse(&config_text(&db, &routes), Path::new("t.toml")).unwrap();
+    let mut server = TestServer::start_config(&config).await;
+    // A valid event with 50,000 numbers in a field of its own: comparing every node with every
+    // other is billions of steps.
+    let mut large: Value = serde_json::from_slice(&event("large")).unwrap();
+    large["extra"] = (0..50_000).collect::<Vec<u32>>().into();
+    let answer = server
+        .post("/events", serde_json::to_vec(&large).unwrap())
+        .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+
+    let replay = common::client()
+        .post(server.url("/api/v1/routes/archive/replay"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"filter": "$..*[?(@ == $..*)]", "ignore_route_filter": true}"#)
+        .timeout(Duration::from_secs(120))
+        .send();
+    let waited = tokio::spawn(replay);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let health = common::client()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("health answers while the replays run");
+    assert_eq!(health.status(), 200);
+    let kept = tokio::time::timeout(
+        Duration::from_secs(5),
+        server.post("/events", event("during-replay")),
+    )
+    .await
+    .expect("ingest answers while the replays run");
+    assert_eq!(kept.status, 200);
+
+    let answer = waited.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body.to_string()
+            .contains("the filter did not finish on event 1 within 10s"),
+        "{body}"
+    );
+    server.shutdown().await;
+}

@@ -227,6 +227,11 @@ impl Route {
             .is_none_or(|filter| filter.matches(event))
     }
 
+    /// The compiled filter, if the route has one.
+    pub fn compiled_filter(&self) -> Option<&Path> {
+        self.filter.as_ref()
+    }
+
     /// What `routes list` and the API show; no secrets.
     pub fn info(&self) -> RouteInfo {
         RouteInfo {

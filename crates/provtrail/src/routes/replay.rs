@@ -5,6 +5,9 @@
 //! a receiver that deduplicates does not act twice; one that does not gets them again, which is
 //! what a replay is for.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use provtrail_jsonpath::Path;
 use serde::Serialize;
 use serde_json::Value;
@@ -57,9 +60,76 @@ pub enum ReplayError {
         Path::FUNCTIONS.join(", ")
     )]
     UnknownFunctions(Vec<String>),
+    /// A filter (the route's or the extra one) did not finish on one event within
+    /// [`EVENT_LIMIT`].
+    #[error(
+        "the filter did not finish on event {event_id} within {}s; it compares too much (deep \
+         scans `..` compared with each other take time quadratic in an event's size): narrow it",
+        EVENT_LIMIT.as_secs()
+    )]
+    TooSlow {
+        /// The event it was evaluated on.
+        event_id: i64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Longest the filters may take on one event. A replay evaluates them on a blocking thread, one
+/// of the search's evaluation slots (half the cores), so that ingest and health probes go on
+/// beside it; a filter slower than this on one event stops the replay rather than hold the slot
+/// for as long as the store is large.
+pub const EVENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Which events of a page match, evaluated with the filters on a blocking thread (see
+/// [`EVENT_LIMIT`]); stops early when the replay is dropped (its client left).
+async fn matching(
+    events: Vec<(i64, bytes::Bytes)>,
+    route_filter: Option<Path>,
+    extra: Option<Path>,
+) -> Result<Vec<i64>, ReplayError> {
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let slot = crate::search::evaluation_slot().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let work = move || {
+        let _slot = slot;
+        let mut ids = Vec::new();
+        for (id, raw) in events {
+            let Ok(value) = serde_json::from_slice::<Value>(&raw) else {
+                continue;
+            };
+            let deadline = std::time::Instant::now() + EVENT_LIMIT;
+            let mut matched = true;
+            for filter in route_filter.iter().chain(&extra) {
+                match filter.matches_within_unless(&value, deadline, &stop) {
+                    Some(true) => {}
+                    Some(false) => {
+                        matched = false;
+                        break;
+                    }
+                    None => return Err(ReplayError::TooSlow { event_id: id }),
+                }
+            }
+            if matched {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(ids) => ids,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(ReplayError::Store(StoreError::Internal(format!(
+            "evaluating the filters failed: {err}"
+        )))),
+    }
 }
 
 /// Creates deliveries of the stored events of the range that match to `route`; `progress` is
@@ -84,12 +154,17 @@ pub async fn replay(
         since: request.since,
         until: request.until,
     };
+    let route_filter = match request.ignore_route_filter {
+        true => None,
+        false => route.compiled_filter().cloned(),
+    };
     let mut done = ReplayProgress::default();
     let mut after = 0;
     loop {
         let fetch = |after, limit| store.export_events(&range, after, limit);
         let page = read_back_page(fetch, after, PAGE).await?;
         let Some(last) = page.last_id else { break };
+        let page_events = page.events.len() as u64;
         after = last;
         done.scanned += page.unreadable.len() as u64;
         done.unreadable += page.unreadable.len() as u64;
@@ -100,17 +175,13 @@ pub async fn replay(
                 "replay passes over an event it cannot read back"
             );
         }
-        let mut ids = Vec::new();
-        for event in &page.events {
-            done.scanned += 1;
-            let Ok(value) = serde_json::from_slice::<Value>(&event.raw) else {
-                continue;
-            };
-            let route_ok = request.ignore_route_filter || route.matches(&value);
-            if route_ok && extra.as_ref().is_none_or(|filter| filter.matches(&value)) {
-                ids.push(event.id);
-            }
-        }
+        let events: Vec<_> = page
+            .events
+            .into_iter()
+            .map(|event| (event.id, event.raw))
+            .collect();
+        let ids = matching(events, route_filter.clone(), extra.clone()).await?;
+        done.scanned += page_events;
         done.matched += ids.len() as u64;
         if !ids.is_empty() {
             done.enqueued += store

@@ -653,7 +653,7 @@ pub fn replay_range(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "What the replay did", body = ReplayResult),
-        (status = 400, description = "A query parameter was given (this endpoint takes none), or the body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position) or calls a function Jayway does not have", body = ErrorBody),
+        (status = 400, description = "A query parameter was given (this endpoint takes none), or the body is not acceptable: a time that cannot be read, `since` not before `until`, or a filter that does not compile (with the position) or calls a function Jayway does not have; or the filters did not finish on one event within 10 s (the replay stops there, and its message says how many deliveries it created before: they stay, and are delivered)", body = ErrorBody),
         (status = 401, description = "No read or admin token, or not a valid one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"provtrail\"`"))),
         (status = 429, description = "Ten wrong tokens from this address within a minute: no token from it is checked until the minute ends", body = ErrorBody,
@@ -723,6 +723,17 @@ pub async fn replay_route(
         Err(ReplayError::Filter(err)) => Err(ApiError::invalid_filter("filter", &err)),
         Err(err @ ReplayError::UnknownFunctions(_)) => {
             Err(ApiError::invalid("filter", err.to_string()))
+        }
+        Err(err @ ReplayError::TooSlow { .. }) => {
+            let mut message = err.to_string();
+            if reached.enqueued > 0 {
+                message = format!(
+                    "{message}; the replay stopped after {} events read: the {} deliveries \
+                     created before stay pending, and are delivered",
+                    reached.scanned, reached.enqueued
+                );
+            }
+            Err(ApiError::invalid("filter", message))
         }
         Err(ReplayError::Store(err)) => {
             let mut refused = ApiError::from(err);
