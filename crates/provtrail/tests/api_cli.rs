@@ -418,6 +418,55 @@ fn a_servers_error_text_reaches_the_terminal_without_its_control_codes() {
     assert!(stderr.contains("\\u001b]0;owned"), "{stderr}");
 }
 
+/// A server that sends an answer without end: the command stops reading at a bound far above
+/// what the read API answers, rather than taking the machine's memory.
+#[test]
+fn an_answer_without_end_is_cut_off_not_read_whole() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let chunk = vec![b'x'; 1024 * 1024];
+        // Up to four times the bound; the client closes its end long before.
+        for _ in 0..256 {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let output = provtrail(&["stats", "--url", &url, "--token", READ], &[]);
+    server.join().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+}
+
+/// The URL is the server's address: a query or credentials in it are refused, and a password
+/// is not echoed.
+#[test]
+fn a_url_with_a_query_or_credentials_is_refused_without_echoing_the_password() {
+    for (url, said) in [
+        ("http://127.0.0.1:9/?x=1", "without a ?query or #fragment"),
+        ("http://127.0.0.1:9/#top", "without a ?query or #fragment"),
+        (
+            "http://someone:s3cret-pass@127.0.0.1:9",
+            "holds a user name or password",
+        ),
+    ] {
+        let output = provtrail(&["show", "1", "--url", url, "--token", READ], &[]);
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(said), "{url}: {stderr}");
+        assert!(!stderr.contains("s3cret-pass"), "{url}: {stderr}");
+    }
+}
+
 #[test]
 fn errors_exit_2_with_a_message_either_way() {
     let setup = setup();

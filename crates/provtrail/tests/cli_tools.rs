@@ -3645,4 +3645,21 @@ fn search_with_an_empty_text_is_refused_rather_than_listing_everything() {
     assert_eq!(searched.status.code(), Some(2), "{said}");
     assert!(said.contains("--text is empty"), "{said}");
     assert!(stdout(&searched).is_empty());
+    // Every other filter flag as well, in search and in stats.
+    let db = db.to_str().unwrap();
+    for (command, flag) in [
+        ("search", "--ticket-id"),
+        ("search", "--tracking-number"),
+        ("search", "--source"),
+        ("search", "--filter"),
+        ("search", "--since"),
+        ("stats", "--source"),
+        ("stats", "--until"),
+    ] {
+        let refused = provtrail(&[command, "--db", db, flag, ""], None);
+        let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert_eq!(refused.status.code(), Some(2), "{command} {flag}: {said}");
+        assert!(said.contains(&format!("{flag} is empty")), "{said}");
+        assert!(stdout(&refused).is_empty(), "{command} {flag}");
+    }
 }

@@ -773,6 +773,21 @@ pub fn body_of_export_line(document: &[u8], line: u64, doing: &str) -> Option<St
 }
 
 /// The error for an input without a document: sending or storing nothing is not a success.
+/// Refuses a filter flag given an empty (or blank) value: on the command line it is rather a
+/// script's empty variable than a wish to leave the filter out, and the read API, which takes a
+/// form's empty field for none, would answer every event.
+pub fn refuse_blank(flags: &[(&str, &Option<String>)]) -> anyhow::Result<()> {
+    for (flag, value) in flags {
+        if value
+            .as_deref()
+            .is_some_and(|value| value.trim().is_empty())
+        {
+            anyhow::bail!("{flag} is empty: give it a value, or leave {flag} out");
+        }
+    }
+    Ok(())
+}
+
 pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only blank lines";
 
 /// Whether `bytes` (an input, or one line of one) hold no document: only whitespace, after the

@@ -189,6 +189,21 @@ impl Backend {
             url.starts_with("http://") || url.starts_with("https://"),
             "the URL must start with http:// or https:// ({given_by}{url:?})"
         );
+        // The API's paths are put after it: a query or fragment would end up before them, and
+        // credentials in it are not what the read API takes (nor to be echoed in messages).
+        if let Ok(parsed) = reqwest::Url::parse(&url) {
+            anyhow::ensure!(
+                parsed.query().is_none() && parsed.fragment().is_none(),
+                "the URL is the server's address, without a ?query or #fragment ({given_by}{})",
+                parsed.origin().ascii_serialization()
+            );
+            anyhow::ensure!(
+                parsed.username().is_empty() && parsed.password().is_none(),
+                "the URL holds a user name or password, which the read API does not take; give \
+                 the read token with --token, --token-file or PROVTRAIL_READ_TOKEN ({given_by}{})",
+                parsed.origin().ascii_serialization()
+            );
+        }
         let mut base = url.trim_end_matches('/').to_owned();
         if let Some(stripped) = base.strip_suffix("/api/v1") {
             base = stripped.to_owned();
@@ -324,8 +339,7 @@ impl Backend {
             .await
             .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = read_answer(response)
             .await
             .with_context(|| format!("cannot read the answer of {url}"))?;
         if status.is_success() {
@@ -353,6 +367,25 @@ impl Backend {
         err.status = status.as_u16();
         Err(Refusal::Api(err))
     }
+}
+
+/// The most of an answer read: far more than the read API's largest (a page of events, or one
+/// event with a body at the ingest limit), so that a server that sends without end cannot take
+/// the memory of the machine.
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// An answer's body, up to [`MAX_ANSWER`].
+async fn read_answer(mut response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        anyhow::ensure!(
+            body.len() + chunk.len() <= MAX_ANSWER,
+            "it is larger than {} MiB, more than the read API ever answers",
+            MAX_ANSWER / (1024 * 1024)
+        );
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Why an answer did not come.

@@ -127,6 +127,23 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
             .is_none_or(|text| !text.trim().is_empty()),
         "--text is empty: give the words to search for, or leave --text out to list every event"
     );
+    // The same for every other filter: an empty `--ticket-id "$T"` would list every event.
+    super::refuse_blank(&[
+        ("--tracking-number", &args.tracking_number),
+        ("--invocation-id", &args.invocation_id),
+        ("--identity", &args.identity),
+        ("--source", &args.source),
+        ("--account-id", &args.account_id),
+        ("--ticket-id", &args.ticket_id),
+        ("--operation", &args.operation),
+        ("--result", &args.result),
+        ("--action", &args.action),
+        ("--channel", &args.channel),
+        ("--since", &args.since),
+        ("--until", &args.until),
+        ("--filter", &args.filter),
+        ("--cursor", &args.cursor),
+    ])?;
     let backend = Backend::open(&args.source_args, true).await?;
     let result = search(&backend, &args).await;
     backend.close().await;

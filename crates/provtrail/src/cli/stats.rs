@@ -75,6 +75,12 @@ impl StatsArgs {
 
 /// Runs `provtrail stats`.
 pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    super::refuse_blank(&[
+        ("--since", &args.since),
+        ("--until", &args.until),
+        ("--source", &args.source),
+        ("--channel", &args.channel),
+    ])?;
     let backend = Backend::open(&args.source_args, false).await?;
     let result = backend.stats(args.pairs()).await;
     backend.close().await;
