@@ -3663,3 +3663,45 @@ fn search_with_an_empty_text_is_refused_rather_than_listing_everything() {
         assert!(stdout(&refused).is_empty(), "{command} {flag}");
     }
 }
+
+/// `routes test --event` reads within the parser's limit: a device without end, or standard
+/// input past the limit, is refused rather than read on.
+#[test]
+fn routes_test_refuses_an_event_input_without_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[routes]]\nname = \"w\"\n[routes.sink]\ntype = \"file\"\npath = \"{}\"\n",
+            dir.path().join("out.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let endless = provtrail(
+        &[
+            "routes",
+            "test",
+            "w",
+            "--config",
+            config,
+            "--event",
+            "/dev/zero",
+        ],
+        None,
+    );
+    let said = String::from_utf8_lossy(&endless.stderr).into_owned();
+    assert_eq!(endless.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("/dev/zero: the document is more than the limit of 1048576 bytes"),
+        "{said}"
+    );
+    let piped = provtrail(
+        &["routes", "test", "w", "--config", config, "--event", "-"],
+        Some(&vec![b'{'; 2 * 1024 * 1024]),
+    );
+    let said = String::from_utf8_lossy(&piped.stderr).into_owned();
+    assert_eq!(piped.status.code(), Some(2), "{said}");
+    assert!(said.contains("more than the limit"), "{said}");
+}

@@ -525,3 +525,52 @@ fsync = false
     );
     server.shutdown().await;
 }
+
+/// Dead letters of a route that is no longer configured (renamed) are made pending again, and
+/// `deadletter retry` says that they wait for the route to be configured again, rather than that
+/// a running server delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_the_dead_letters_of_a_route_no_longer_configured_says_they_wait_for_it() {
+    use routes_support::{Mode, Receiver, webhook_route};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::RefuseMarked(400));
+    let text = config_text(&db, &webhook_route("perm", &receiver.url(), ""));
+    let mut server =
+        TestServer::start_config(&FileConfig::parse(&text, Path::new("t.toml")).unwrap()).await;
+    let refused = String::from_utf8(event("dead-1"))
+        .unwrap()
+        .replace("tn-dead-1", routes_support::REFUSED_MARK);
+    assert_eq!(server.post("/events", refused).await.status, 200);
+    wait_for("the dead letter", Duration::from_secs(30), || {
+        states(&db).get(&("perm".to_owned(), 2)) == Some(&1)
+    })
+    .await;
+    server.shutdown().await;
+
+    // The route renamed in the configuration.
+    let renamed = config_text(&db, &webhook_route("perm2", &receiver.url(), ""));
+    let config_file = dir.path().join("provtrail.toml");
+    std::fs::write(&config_file, &renamed).unwrap();
+    let config = config_file.display().to_string();
+    let (code, _, stderr) = run_provtrail(&[
+        "deadletter",
+        "retry",
+        "--route",
+        "perm",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 dead delivery is pending again"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("route \"perm\" is not configured: its 1 pending delivery is delivered once"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a running server delivers"), "{stderr}");
+}

@@ -145,14 +145,45 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 (Ok(_), true) => dead_count(store.as_ref(), route.as_deref()).await,
                 _ => None,
             };
+            // Routes that are not configured (renamed, or removed) keep their deliveries
+            // pending until they are configured again: no server delivers them now.
+            let unconfigured: Vec<(String, u64)> = match &retried {
+                Ok(n) if *n > 0 => store
+                    .route_counts()
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|counts| {
+                        counts.pending > 0
+                            && settings.routes.get(&counts.route).is_none()
+                            && route.as_deref().is_none_or(|route| route == counts.route)
+                    })
+                    .map(|counts| (counts.route, counts.pending))
+                    .collect(),
+                _ => Vec::new(),
+            };
             store.close().await;
             let retried = retried?;
-            eprintln!(
-                "{} pending again; a running server delivers {} within a second, a stopped one \
-                 on its next start",
-                super::counted(retried, "dead delivery is", "dead deliveries are"),
-                if retried == 1 { "it" } else { "them" },
-            );
+            if unconfigured.is_empty() {
+                eprintln!(
+                    "{} pending again; a running server delivers {} within a second, a stopped \
+                     one on its next start",
+                    super::counted(retried, "dead delivery is", "dead deliveries are"),
+                    if retried == 1 { "it" } else { "them" },
+                );
+            } else {
+                eprintln!(
+                    "{} pending again",
+                    super::counted(retried, "dead delivery is", "dead deliveries are"),
+                );
+                for (name, pending) in &unconfigured {
+                    eprintln!(
+                        "route {name:?} is not configured: its {} delivered once a route of \
+                         that name is configured again (with a sink), not before",
+                        super::counted(*pending, "pending delivery is", "pending deliveries are"),
+                    );
+                }
+            }
             if let Some(left) = still_dead.filter(|left| *left > 0) {
                 eprintln!(
                     "{} still dead: {} already {} a pending delivery to the route (from a \

@@ -773,6 +773,24 @@ pub fn body_of_export_line(document: &[u8], line: u64, doing: &str) -> Option<St
 }
 
 /// The error for an input without a document: sending or storing nothing is not a success.
+/// At most `limit` bytes of the file at `path` (`-`: standard input): a device or a pipe that
+/// has no end is read no further.
+pub fn read_within(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit as u64)
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|file| file.take(limit as u64).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
 /// Refuses a filter flag given an empty (or blank) value: on the command line it is rather a
 /// script's empty variable than a wish to leave the filter out, and the read API, which takes a
 /// form's empty field for none, would answer every event.

@@ -1,7 +1,6 @@
 //! `provtrail routes list|test`: the configured routes, their counts, and what a route would do
 //! with an event.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -248,13 +247,15 @@ async fn test(
     let now = chrono::Utc::now().timestamp_millis();
     let (raw, id, received_at, source) = match (event, event_id) {
         (Some(path), _) => {
-            let mut raw = Vec::new();
-            if path.as_os_str() == "-" {
-                std::io::stdin().read_to_end(&mut raw)?;
-            } else {
-                raw = std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-            }
+            // Read within the parser's limit (and a byte past it, to say it is passed): a
+            // device or pipe without end (`/dev/zero`) is refused rather than read on.
+            let limit = provtrail_model::Options::lenient().limits.max_bytes;
+            let raw = super::read_within(&path, limit + 1)?;
+            anyhow::ensure!(
+                raw.len() <= limit,
+                "{}: the document is more than the limit of {limit} bytes",
+                path.display()
+            );
             check_event_file(&raw, &path.display().to_string())?;
             (raw, 0, now, path.display().to_string())
         }
