@@ -591,6 +591,13 @@ const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 fn read_secret_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    // Opening a named pipe waits for a writer, which may never come: the start would hang.
+    if std::fs::metadata(path)?.file_type().is_fifo() {
+        return Err(std::io::Error::other(
+            "a named pipe, not a file: reading it would wait for a writer",
+        ));
+    }
     let mut text = String::new();
     std::fs::File::open(path)?
         .take(MAX_SECRET_FILE + 1)
@@ -682,6 +689,15 @@ mod tests {
         let read = |path: &Path| secrets.resolve(&format!("${{file:{}}}", path.display()));
         assert_eq!(read(&fits).unwrap().len(), 64 * 1024);
         assert!(read(&long).is_err());
+        // A named pipe without a writer is refused at once rather than waited on.
+        let pipe = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let refused = read(&pipe).unwrap_err().to_string();
+        assert!(refused.contains("a named pipe, not a file"), "{refused}");
     }
 
     #[test]

@@ -713,7 +713,10 @@ impl Sink for Webhook {
             .redact(&read_prefix(response, MAX_ANSWER_READ).await);
         let answer: String = answer.trim().chars().take(MAX_ANSWER_KEPT).collect();
         let mut message = format!("HTTP {code}");
-        if status.is_redirection() {
+        if code == 304 {
+            // Not a redirect: an answer to a conditional GET, which a delivery never is.
+            message.push_str(" (Not Modified: no answer to a POST; the receiver took nothing)");
+        } else if status.is_redirection() {
             message.push_str(" (redirects are not followed; use the final URL)");
         }
         if !answer.is_empty() {
