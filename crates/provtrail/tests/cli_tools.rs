@@ -930,6 +930,10 @@ fn verify_reads_every_body_back_and_names_what_no_longer_reads_as_it_arrived() {
             [],
         )
         .unwrap();
+        // A value no longer of its column's type (as a damaged page leaves, that SQLite still
+        // reads): a problem of that row, and the rows after it are read all the same.
+        conn.execute("UPDATE events SET raw_codec = 'x' WHERE id = 3", [])
+            .unwrap();
     }
     let damaged = verify(&["--format", "json"]);
     assert_eq!(damaged.status.code(), Some(1), "{damaged:?}");
@@ -943,9 +947,16 @@ fn verify_reads_every_body_back_and_names_what_no_longer_reads_as_it_arrived() {
     );
     let problems = summary["problems"].as_array().unwrap();
     let ids: Vec<i64> = problems.iter().map(|p| p["id"].as_i64().unwrap()).collect();
-    assert_eq!(ids, [2, 4], "{summary}");
+    assert_eq!(ids, [2, 3, 4], "{summary}");
     assert!(
         problems[1]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("its row is damaged: "),
+        "{summary}"
+    );
+    assert!(
+        problems[2]["problem"]
             .as_str()
             .unwrap()
             .contains("recorded with invocation id \"inv-someone-else\""),

@@ -74,7 +74,12 @@ pub fn register(conn: &Connection) -> Result<(), StoreError> {
 /// Learns every dictionary the database holds, writing nothing: enough to read its bodies.
 pub fn learn(conn: &Connection) -> Result<(), StoreError> {
     let failed = |err: rusqlite::Error| {
-        StoreError::Unavailable(format!("cannot read the compression dictionaries: {err}"))
+        let message = format!("cannot read the compression dictionaries: {err}");
+        if super::row_damaged(&err) {
+            StoreError::Damaged(message)
+        } else {
+            StoreError::Unavailable(message)
+        }
     };
     let mut statement = conn
         .prepare("SELECT id, data FROM dictionaries")

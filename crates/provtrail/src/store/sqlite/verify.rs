@@ -132,11 +132,12 @@ pub fn verify(
 /// The error as a finding when it says the file is damaged; as the error it is otherwise (the
 /// file locked, gone, unreadable).
 fn damage(err: rusqlite::Error) -> Result<String, StoreError> {
-    match err.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            Ok(err.to_string())
-        }
-        _ => Err(read_error(err)),
+    if super::row_damaged(&err)
+        || err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase)
+    {
+        Ok(err.to_string())
+    } else {
+        Err(read_error(err))
     }
 }
 
@@ -162,23 +163,47 @@ fn read_bodies(
     let mut statement = conn.prepare(sql)?;
     let mut after = i64::MIN;
     loop {
+        // A row whose values are no longer of their columns' types (a damaged page SQLite still
+        // reads) is a problem of its own, and the rows after it are still read.
         let page = statement
             .query_map(params![after, PAGE], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, Vec<u8>>(5)?,
-                ))
+                let id = row.get::<_, i64>(0)?;
+                let values = (|| {
+                    Ok((
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                        row.get::<_, Vec<u8>>(5)?,
+                    ))
+                })();
+                match values {
+                    Ok(values) => Ok((id, Ok(values))),
+                    Err(err) if super::row_damaged(&err) => Ok((id, Err(err.to_string()))),
+                    Err(err) => Err(err),
+                }
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let Some(last) = page.last() else {
             return Ok(());
         };
         after = last.0;
-        for (id, codec, size, stored, invocation_id, key) in page {
+        for (id, values) in page {
+            let (codec, size, stored, invocation_id, key) = match values {
+                Ok(values) => values,
+                Err(err) => {
+                    match table {
+                        Table::Events => found.events += 1,
+                        Table::Quarantine => found.quarantined += 1,
+                    }
+                    found.add(BodyProblem {
+                        kind,
+                        id,
+                        problem: format!("its row is damaged: {err}"),
+                    });
+                    continue;
+                }
+            };
             let problem = match table {
                 Table::Events => {
                     found.events += 1;
