@@ -3716,3 +3716,54 @@ fn routes_test_refuses_an_event_input_without_end() {
     assert_eq!(piped.status.code(), Some(2), "{said}");
     assert!(said.contains("more than the limit"), "{said}");
 }
+
+/// A value that cannot be used is said to come from where it came from: the command line's flag
+/// or the environment's variable, not only the configuration file's setting it stands for.
+#[test]
+fn a_bad_value_from_a_flag_or_the_environment_is_named_by_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let file = events_file(dir.path(), "events.jsonl", "inv-env", 1);
+    let (db, file) = (db.to_str().unwrap(), file.to_str().unwrap());
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env("PROVTRAIL_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, said) = run(
+        &["ingest", "--db", db, file],
+        &[("PROVTRAIL_MAX_DB_SIZE", "abc")],
+    );
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("(that value comes from the environment's PROVTRAIL_MAX_DB_SIZE)"),
+        "{said}"
+    );
+    let (code, said) = run(&["ingest", "--db", db, "--max-db-size", "abc", file], &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("(that value comes from the command line's --max-db-size)"),
+        "{said}"
+    );
+    assert!(
+        !Path::new(db).exists(),
+        "no store is made for a refused command"
+    );
+    let (code, said) = run(
+        &["send", "http://127.0.0.1:9/events", file],
+        &[("PROVTRAIL_SEND_BASIC", "nocolon")],
+    );
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("PROVTRAIL_SEND_BASIC is user:password"),
+        "{said}"
+    );
+}

@@ -101,7 +101,22 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         || args.database.configured_max_size(),
         |size| Ok(Some(size)),
     )? {
-        Some(text) => Some(provtrail::app::store_max_size(&text)?),
+        Some(text) => Some(provtrail::app::store_max_size(&text).map_err(|err| {
+            // The message names the file's setting; a value from the command line or the
+            // environment is said to come from there.
+            let source = if args.max_db_size.is_none() {
+                None
+            } else if super::typed("max-db-size") {
+                Some("the command line's --max-db-size".to_owned())
+            } else {
+                super::from_environment("max-db-size", "PROVTRAIL_MAX_DB_SIZE".into())
+                    .map(|variable| format!("the environment's {variable}"))
+            };
+            match source {
+                Some(source) => anyhow::anyhow!("{err} (that value comes from {source})"),
+                None => err.into(),
+            }
+        })?),
         None => None,
     };
     // What can be checked without the store is checked first, so that a mistyped file name or

@@ -140,7 +140,15 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         (Some(token), _, _) => Auth::Bearer(token.clone()),
         (None, Some(path), _) => Auth::Bearer(super::token_from_file(path)?),
         (None, None, Some(pair)) => {
-            anyhow::ensure!(pair.contains(':'), "--basic is user:password");
+            anyhow::ensure!(
+                pair.contains(':'),
+                "{} is user:password (no ':' in the value given)",
+                if args.basic.is_some() {
+                    "--basic"
+                } else {
+                    "PROVTRAIL_SEND_BASIC"
+                }
+            );
             Auth::Basic(pair.clone())
         }
         (None, None, None) => Auth::None,
