@@ -3767,3 +3767,55 @@ fn a_bad_value_from_a_flag_or_the_environment_is_named_by_where_it_came_from() {
         "{said}"
     );
 }
+
+/// At its size cap the store refuses new events but still answers those it holds: the summary
+/// of an import that stopped counts what of the documents read ahead was stored and what was
+/// not, rather than calling them all not stored.
+#[test]
+fn an_import_stopped_by_the_size_cap_says_which_documents_read_ahead_were_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("capped.db");
+    let first = events_file(dir.path(), "first.jsonl", "inv-cap", 10);
+    assert!(ingest_into(&db, &first).status.success());
+    let size = std::fs::metadata(&db).unwrap().len().to_string();
+    // Two new events, then the ten stored already.
+    let new = events_file(dir.path(), "new.jsonl", "inv-cap-new", 2);
+    let mixed = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &mixed,
+        [
+            std::fs::read_to_string(&new).unwrap(),
+            std::fs::read_to_string(&first).unwrap(),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let imported = provtrail(
+        &[
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            "--max-db-size",
+            &size,
+            mixed.to_str().unwrap(),
+        ],
+        None,
+    );
+    let said = String::from_utf8_lossy(&imported.stderr).into_owned() + &stdout(&imported);
+    assert_eq!(imported.status.code(), Some(1), "{said}");
+    assert!(said.contains("0 accepted, 10 duplicate"), "{said}");
+    assert!(
+        said.contains(
+            "the store stopped taking documents at line 1 (the store is unavailable: the \
+             database"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "of the 12 documents of lines 1 to 12, 2 were not stored (the failed lines above) \
+             and 10 were stored"
+        ),
+        "{said}"
+    );
+}

@@ -62,6 +62,11 @@ struct Tally {
     restored: u64,
     /// The first line the store could not take now, and why: reading stops there.
     stopped: Option<(u64, String)>,
+    /// Documents after that line, read ahead of the store's answer, that were not stored (the
+    /// others were: the store took some after refusing one, once its group was split).
+    not_stored_since_stop: u64,
+    /// Documents answered from that line on, stored or not.
+    answered_since_stop: u64,
     accepted: u64,
     duplicate: u64,
     quarantined: u64,
@@ -387,13 +392,30 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             if let Some((line, why)) = &tally.stopped {
                 // Documents are read ahead of the store's answers: those already read when it
                 // stopped were refused with it.
-                let rest = match (input_ended, last_line > *line) {
-                    (true, true) => format!("lines {line} to {last_line} were not stored"),
-                    (true, false) => format!("line {line} was not stored"),
-                    (false, _) => format!(
-                        "lines {line} to {last_line} were not stored, and the input after line \
-                         {last_line} was not read"
-                    ),
+                let (not_stored, answered) =
+                    (tally.not_stored_since_stop, tally.answered_since_stop);
+                let of_lines = if last_line <= *line {
+                    format!("line {line} was not stored")
+                } else if not_stored == answered {
+                    format!("lines {line} to {last_line} were not stored")
+                } else {
+                    // The store took some of the documents read ahead after refusing one.
+                    format!(
+                        "of the {answered} documents of lines {line} to {last_line}, {not_stored} \
+                         {} not stored (the failed lines above) and {} {} stored",
+                        if not_stored == 1 { "was" } else { "were" },
+                        answered - not_stored,
+                        if answered - not_stored == 1 {
+                            "was"
+                        } else {
+                            "were"
+                        },
+                    )
+                };
+                let rest = if input_ended {
+                    of_lines
+                } else {
+                    format!("{of_lines}, and the input after line {last_line} was not read")
                 };
                 say!(
                     "the store stopped taking documents at line {line} ({}): {rest}; import \
@@ -474,6 +496,9 @@ fn collect(imported: Imported, tally: &mut Tally) {
             tally.stopped = Some((line, why.clone()));
         }
     }
+    if tally.stopped.is_some() {
+        tally.answered_since_stop += 1;
+    }
     let problem = match result {
         Ok(IngestOutcome::Accepted { .. }) => {
             tally.accepted += 1;
@@ -501,6 +526,9 @@ fn collect(imported: Imported, tally: &mut Tally) {
         }
         Err(err) => {
             tally.failed += 1;
+            if tally.stopped.is_some() {
+                tally.not_stored_since_stop += 1;
+            }
             Problem {
                 line,
                 outcome: "failed",
