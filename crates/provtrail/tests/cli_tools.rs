@@ -3715,6 +3715,28 @@ fn routes_test_refuses_an_event_input_without_end() {
     let said = String::from_utf8_lossy(&piped.stderr).into_owned();
     assert_eq!(piped.status.code(), Some(2), "{said}");
     assert!(said.contains("more than the limit"), "{said}");
+
+    // A document the filter matches but that is not a valid event would never be routed (it is
+    // kept in quarantine): not a match by the exit status, and said so.
+    let invalid = provtrail(
+        &["routes", "test", "w", "--config", config, "--event", "-"],
+        Some(br#"{"trackingNumber": "tn-1"}"#),
+    );
+    let said = stdout(&invalid);
+    assert_eq!(invalid.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the filter matches, but it would not be delivered"),
+        "{said}"
+    );
+    let as_json = provtrail(
+        &[
+            "routes", "test", "w", "--config", config, "--event", "-", "--format", "json",
+        ],
+        Some(br#"{"trackingNumber": "tn-1"}"#),
+    );
+    assert_eq!(as_json.status.code(), Some(1));
+    let answer: Value = serde_json::from_str(stdout(&as_json).trim()).unwrap();
+    assert_eq!(answer["valid_event"], false, "{answer}");
 }
 
 /// A value that cannot be used is said to come from where it came from: the command line's flag

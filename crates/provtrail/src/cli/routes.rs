@@ -36,7 +36,7 @@ enum RoutesCommand {
         server: Box<ServerArgs>,
     },
     /// Does an event match a route, and what would be sent? Sends nothing. Exit status 0 when
-    /// the event matches, 1 when it does not.
+    /// the event matches, 1 when it does not (or is not a valid event, which is never routed).
     Test {
         /// The route.
         name: String,
@@ -245,7 +245,7 @@ async fn test(
         )
     })?;
     let now = chrono::Utc::now().timestamp_millis();
-    let (raw, id, received_at, source) = match (event, event_id) {
+    let (raw, id, received_at, source, valid) = match (event, event_id) {
         (Some(path), _) => {
             // Read within the parser's limit (and a byte past it, to say it is passed): a
             // device or pipe without end (`/dev/zero`) is refused rather than read on.
@@ -256,8 +256,8 @@ async fn test(
                 "{}: the document is more than the limit of {limit} bytes",
                 path.display()
             );
-            check_event_file(&raw, &path.display().to_string())?;
-            (raw, 0, now, path.display().to_string())
+            let valid = check_event_file(&raw, &path.display().to_string())?;
+            (raw, 0, now, path.display().to_string(), valid)
         }
         (None, Some(id)) => {
             let store = open_store_to_read(&settings).await?;
@@ -269,6 +269,7 @@ async fn test(
                 id,
                 detail.summary.received_at,
                 format!("stored event {id}"),
+                true,
             )
         }
         (None, None) => {
@@ -281,17 +282,22 @@ async fn test(
                 0,
                 now,
                 "a synthetic event with failed account requests".to_owned(),
+                true,
             )
         }
     };
     let outcome = route.test(&raw, id, received_at);
     match format {
-        OutputFormat::Json => say!("{}", json!({"event": source, "outcome": outcome}))?,
-        OutputFormat::Text => print_test(&source, &outcome)?,
+        OutputFormat::Json => say!(
+            "{}",
+            json!({"event": source, "outcome": outcome, "valid_event": valid})
+        )?,
+        OutputFormat::Text => print_test(&source, &outcome, valid)?,
     }
     // A match whose body cannot be made would not be delivered either: its deliveries would go
-    // to the dead letters.
-    Ok(if outcome.matched && outcome.error.is_none() {
+    // to the dead letters. Nor would a document that is not a valid event: it is kept in
+    // quarantine, and routes act on stored events.
+    Ok(if outcome.matched && outcome.error.is_none() && valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -301,7 +307,7 @@ async fn test(
 /// An error for a file that is not JSON (the test could say nothing of it, and "no match" would
 /// read as an answer); a warning for one that is not a valid event, which the server would keep
 /// in quarantine and never route.
-fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
+fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<bool> {
     match provtrail_model::validate_slice(raw, &provtrail_model::Options::lenient()) {
         // The parser's own message begins "not JSON".
         Err(err) => anyhow::bail!("{source}: {err}"),
@@ -320,21 +326,24 @@ fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<()> {
                 super::terminal_line(&first.path),
                 super::terminal_line(&first.message)
             );
-            Ok(())
+            Ok(false)
         }
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
     }
 }
 
-fn print_test(source: &str, outcome: &TestOutcome) -> std::io::Result<()> {
+fn print_test(source: &str, outcome: &TestOutcome, valid: bool) -> std::io::Result<()> {
     say!("route:  {} ({})", outcome.route, outcome.sink)?;
     say!("event:  {source}")?;
     say!(
         "match:  {}",
-        if outcome.matched {
-            "yes"
-        } else {
-            "no (it would not be delivered; what it would send is shown anyway)"
+        match (outcome.matched, valid) {
+            (true, true) => "yes",
+            (true, false) => {
+                "the filter matches, but it would not be delivered: the document is not a valid \
+                 event (kept in quarantine, never routed); what it would send is shown anyway"
+            }
+            (false, _) => "no (it would not be delivered; what it would send is shown anyway)",
         }
     )?;
     if let Some(error) = &outcome.error {
