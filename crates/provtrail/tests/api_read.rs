@@ -1135,6 +1135,30 @@ async fn a_filter_test_counts_the_matches_and_returns_the_newest() {
     )
     .await;
     assert_eq!(refusal(&answer, 415)["code"], "unsupported_media_type");
+    // A content coding is refused, whether or not the body is really coded: it would be read as
+    // JSON it is not, or taken for what its label denies.
+    for coding in ["gzip", "br", "identity, gzip"] {
+        let answer = common::Answer::read(
+            client()
+                .post(server.url("/api/v1/filter/test"))
+                .bearer_auth(READ)
+                .header("content-type", "application/json")
+                .header("content-encoding", coding)
+                .body(r#"{"filter": "$"}"#)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let refused = refusal(&answer, 415);
+        assert_eq!(refused["code"], "unsupported_media_type");
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("Content-Encoding")),
+            "{coding}: {refused}"
+        );
+    }
     let answer = common::Answer::read(
         client()
             .post(server.url("/api/v1/filter/test"))
@@ -1286,6 +1310,9 @@ async fn answers_with_stored_data_are_kept_by_no_cache() {
         ("/api/v1/events", None, 401),
         ("/api/v1/nothing", Some(READ), 404),
         ("/no-such-page", None, 404),
+        ("/healthz", None, 200),
+        ("/readyz", None, 200),
+        ("/metrics", None, 200),
     ] {
         let answer = get(&server, path, &[], token).await;
         assert_eq!(answer.status, status, "{path}: {}", answer.text());

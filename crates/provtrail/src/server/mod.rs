@@ -239,9 +239,13 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         // (ISC does not send an event twice).
         .route("/events/", post(ingest::post_event))
         .route("/events/{*channel}", post(ingest::post_event_to_channel))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .merge(
+            Router::new()
+                .route("/healthz", get(ops::healthz))
+                .route("/readyz", get(ops::readyz))
+                .route("/metrics", get(ops::metrics))
+                .layer(axum::middleware::map_response(not_for_caches)),
+        )
         .merge(bounded)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -151,6 +151,15 @@ impl ApiError {
     }
 
     /// 415: a request body that is not JSON.
+    /// 415 for a body sent with a content coding.
+    pub fn content_coded() -> Self {
+        ApiError::new(
+            415,
+            "unsupported_media_type",
+            "the body has a Content-Encoding; send it uncompressed, without one",
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         ApiError::new(
             415,

@@ -347,6 +347,17 @@ pub(crate) fn json_body(
             return Err(ApiError::unsupported_media_type());
         }
     }
+    // A compressed body would be read as the JSON it is not (or, labelled so but sent plain,
+    // taken for what the label denies): no content coding is taken, as ingest takes none.
+    let coded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+    if coded {
+        return Err(ApiError::content_coded());
+    }
     body.map_err(|err| {
         if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!("the body is too large: {err}"))
