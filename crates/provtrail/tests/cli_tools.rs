@@ -885,6 +885,22 @@ fn export_saves_every_event_that_reads_back_from_a_damaged_store_and_names_the_r
         ["inv-damaged-0000", "inv-damaged-0003"],
         "{saved:?}"
     );
+    // With standard error a pipe already closed (`2>&1 | head -1`), the messages are dropped,
+    // not a panic: the export is made, and its status is the same.
+    let again = dir.path().join("saved-again.jsonl");
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["export", "--db", db_arg, "-o", again.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::os::fd::OwnedFd::from(writer))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        std::fs::read_to_string(&out).unwrap()
+    );
     // One event alone says so too.
     let show = provtrail(&["show", "--db", db_arg, "3"], None);
     let said = String::from_utf8_lossy(&show.stderr).into_owned();

@@ -58,7 +58,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             // replaced with --force keeps the mode it was given.
             write_new_private(&path, DEFAULT_CONFIG)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            note!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Check { path, config } => {
@@ -81,13 +81,13 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             if let Some((cert, key)) = &settings.server.tls {
                 let tls = provtrail::server::Tls::from_pem_files(cert, key)?;
                 if let Some(warning) = tls.warning() {
-                    eprintln!("warning: {warning}");
+                    note!("warning: {warning}");
                 }
             }
             if let Some(warning) = cannot_listen(settings.server.listen) {
-                eprintln!("warning: {warning}");
+                note!("warning: {warning}");
             }
-            eprintln!("{} is valid", path.display());
+            note!("{} is valid", path.display());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -148,9 +148,9 @@ fn report_problems(
         return Err(super::serve::name_the_variable(first));
     }
     for problem in &problems {
-        eprintln!("error: {}", super::terminal_line(problem));
+        note!("error: {}", super::terminal_line(problem));
     }
-    eprintln!("{}: {} problems", path.display(), problems.len());
+    note!("{}: {} problems", path.display(), problems.len());
     Ok(ExitCode::from(2))
 }
 

@@ -85,7 +85,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                     say!("{}", serde_json::to_string(&delivery)?)?;
                 }
                 if let Some(next) = list.next_cursor {
-                    eprintln!("(more: --before-id {next})");
+                    note!("(more: --before-id {next})");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -109,7 +109,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 )?;
             }
             if let Some(next) = page.next_cursor {
-                eprintln!("(more: --before-id {next})");
+                note!("(more: --before-id {next})");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -165,19 +165,19 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             store.close().await;
             let retried = retried?;
             if unconfigured.is_empty() {
-                eprintln!(
+                note!(
                     "{} pending again; a running server delivers {} within a second, a stopped \
                      one on its next start",
                     super::counted(retried, "dead delivery is", "dead deliveries are"),
                     if retried == 1 { "it" } else { "them" },
                 );
             } else {
-                eprintln!(
+                note!(
                     "{} pending again",
                     super::counted(retried, "dead delivery is", "dead deliveries are"),
                 );
                 for (name, pending) in &unconfigured {
-                    eprintln!(
+                    note!(
                         "route {name:?} is not configured: its {} delivered once a route of \
                          that name is configured again (with a sink), not before",
                         super::counted(*pending, "pending delivery is", "pending deliveries are"),
@@ -185,7 +185,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             if let Some(left) = still_dead.filter(|left| *left > 0) {
-                eprintln!(
+                note!(
                     "{} still dead: {} already {} a pending delivery to the route (from a \
                      replay, or another of {} dead letters retried just now)",
                     super::counted(left, "dead delivery is", "dead deliveries are"),
@@ -205,7 +205,7 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
                     .as_deref()
                     .map(|route| format!(" of route {route:?}"))
                     .unwrap_or_default();
-                eprintln!(
+                note!(
                     "{} of the {asked} ids given name no dead delivery{of_route}, or one whose \
                      event already has a pending delivery to the route (see provtrail deadletter \
                      list)",

@@ -133,7 +133,7 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
             after = last;
             for (id, reason) in page.unreadable {
                 progress.suspend(|| {
-                    eprintln!("event {id} skipped: its stored body cannot be read back ({reason})");
+                    note!("event {id} skipped: its stored body cannot be read back ({reason})");
                 });
                 unreadable.push(id);
             }
@@ -167,11 +167,11 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
             progress.finish_and_clear();
             drop(staged);
             match &args.output {
-                Some(path) if !direct => eprintln!(
+                Some(path) if !direct => note!(
                     "interrupted: nothing was written to {} (it is as it was)",
                     path.display()
                 ),
-                _ => eprintln!("interrupted: the export stopped part way"),
+                _ => note!("interrupted: the export stopped part way"),
             }
             return Ok(ExitCode::from(130));
         }
@@ -184,14 +184,14 @@ pub async fn run(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     source.close().await;
-    eprintln!("exported {exported} events");
+    note!("exported {exported} events");
     if unreadable.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     // Everything else is exported: what a damaged store still holds is saved, and the exit
     // status says that it is not all.
     let shown: Vec<String> = unreadable.iter().take(20).map(i64::to_string).collect();
-    eprintln!(
+    note!(
         "{} event{} could not be read back and {} not exported (id{} {}{}): the database is \
          damaged; `provtrail verify --db {}` checks the rest",
         unreadable.len(),
@@ -262,7 +262,7 @@ impl Staged {
                 if err.kind() == std::io::ErrorKind::PermissionDenied
                     && std::fs::metadata(&target).is_ok() =>
             {
-                eprintln!(
+                note!(
                     "cannot write beside {} (the directory is not writable): writing the file \
                      in place",
                     target.display()
@@ -383,7 +383,7 @@ impl Source {
         if let Some(file) = tokio::task::spawn_blocking(move || EventFile::open(&path)).await?? {
             return Ok(Source::File(Arc::new(std::sync::Mutex::new(file))));
         }
-        eprintln!(
+        note!(
             "{} has an older schema: bringing it up to date before exporting",
             db.display()
         );

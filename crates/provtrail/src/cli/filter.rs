@@ -59,7 +59,7 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     let path = match provtrail_jsonpath::compile(&args.expr) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{}", caret_report(&args.expr, &e));
+            note!("{}", caret_report(&args.expr, &e));
             return Ok(ExitCode::from(2));
         }
     };
@@ -68,7 +68,7 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     let unknown = path.unknown_functions();
     if !unknown.is_empty() {
         let called: Vec<String> = unknown.iter().map(|name| format!("{name}()")).collect();
-        eprintln!(
+        note!(
             "warning: the expression calls {}, which Jayway does not have: every evaluation that \
              reaches the call fails (Jayway's functions: {})",
             called.join(", "),
@@ -98,19 +98,19 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     let input = match read_input(args.file.as_deref()) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             return Ok(ExitCode::from(2));
         }
     };
     if super::is_blank(&input) {
-        eprintln!("error: {}", super::NO_DOCUMENTS);
+        note!("error: {}", super::NO_DOCUMENTS);
         return Ok(ExitCode::from(2));
     }
     // Documents one after another (a stream printed by `jq`): each evaluated whole.
     if !args.jsonl
         && let Some(documents) = super::documents_one_after_another(&input)
     {
-        eprintln!(
+        note!(
             "the input holds {} JSON documents one after another: evaluating each",
             documents.len()
         );
@@ -130,7 +130,7 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     }
     let jsonl = args.jsonl || super::reads_as_json_lines(&input);
     if jsonl && !args.jsonl {
-        eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
+        note!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
     }
     let mut tally = Tally::default();
     if jsonl {
@@ -176,9 +176,10 @@ impl Tally {
         if self.not_json == 0 {
             return ExitCode::SUCCESS;
         }
-        eprintln!(
+        note!(
             "error: {} of {} documents are not JSON (each is reported with the answers)",
-            self.not_json, self.documents
+            self.not_json,
+            self.documents
         );
         ExitCode::from(1)
     }

@@ -10,6 +10,16 @@ macro_rules! say {
     }};
 }
 
+/// `eprintln!` that does not panic when standard error is a pipe already closed (`2>&1 | head
+/// -1`): a message nobody can read is dropped, and the command's work and exit status stay
+/// what they are.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod backfill;
 pub mod config;
 pub mod database;
@@ -479,7 +489,7 @@ pub fn stop_on_ctrl_c<T: Send + 'static>(
         if logs_as_json() {
             tracing::warn!("interrupted: finishing what is in flight");
         } else {
-            eprintln!("\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)");
+            note!("\ninterrupted: finishing the requests in flight (Ctrl-C again to quit now)");
         }
         signals.next().await;
         std::process::exit(130);
@@ -764,7 +774,7 @@ pub fn body_of_export_line(document: &[u8], line: u64, doing: &str) -> Option<St
         _ => return None,
     };
     if !NOTED.swap(true, Ordering::Relaxed) {
-        eprintln!(
+        note!(
             "line {line} is a line of `provtrail export`: {doing} the body it holds as received \
              (so for each such line)"
         );
@@ -861,9 +871,7 @@ fn read_documents_within(
                  document, or documents spread over lines): split it, or write one event per \
                  line, which is read line by line with --jsonl"
             );
-            eprintln!(
-                "the input holds one JSON document per line: reading it as JSON lines (--jsonl)"
-            );
+            note!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
             let rest = std::io::Cursor::new(body).chain(reader);
             return read_lines(Box::new(rest), limit, document);
         }
@@ -887,7 +895,7 @@ fn read_documents_within(
                 })
             });
         if let Some((said, documents)) = split {
-            eprintln!("{said}");
+            note!("{said}");
             let body = Bytes::from(body);
             for (line, range) in documents {
                 if !document(line, body.slice(range)) {
@@ -900,7 +908,7 @@ fn read_documents_within(
             document(1, Bytes::from(body));
             return Ok(());
         }
-        eprintln!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
+        note!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
         let body = Bytes::from(body);
         let mut start = 0;
         for (number, line) in body.split_inclusive(|&byte| byte == b'\n').enumerate() {

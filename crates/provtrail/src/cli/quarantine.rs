@@ -98,7 +98,7 @@ async fn list(backend: &Backend, args: &QuarantineArgs) -> anyhow::Result<ExitCo
 
 async fn show(backend: &Backend, id: i64, args: &QuarantineArgs) -> anyhow::Result<ExitCode> {
     let Some(detail) = backend.quarantine_entry(id).await? else {
-        eprintln!("there is no quarantine entry {id}");
+        note!("there is no quarantine entry {id}");
         return Ok(ExitCode::from(1));
     };
     super::print_detail(

@@ -118,7 +118,7 @@ impl Backend {
             if let Some(reader) = reader {
                 let lag = reader.search_index_lag();
                 if search_index && lag > 0 {
-                    eprintln!(
+                    note!(
                         "note: the search index of {} lacks the newest {lag} event(s), which a \
                          running server is indexing now; a search may miss them",
                         db.display()
@@ -161,7 +161,7 @@ impl Backend {
                         db.display(),
                         db.display()
                     );
-                    eprintln!(
+                    note!(
                         "note: {gap}; events are shown by id, and listed by time, but not \
                          searched"
                     );

@@ -104,18 +104,21 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             return Err(err.into());
         }
     };
-    eprintln!(
+    note!(
         "replay to {}: {} events read, {} matched, {} deliveries created",
-        route.name, done.scanned, done.matched, done.enqueued
+        route.name,
+        done.scanned,
+        done.matched,
+        done.enqueued
     );
     if done.enqueued < done.matched {
-        eprintln!(
+        note!(
             "({} events already had a pending delivery to this route)",
             done.matched - done.enqueued
         );
     }
     if done.unreadable > 0 {
-        eprintln!(
+        note!(
             "{} events could not be read back and were passed over: the database is damaged \
              (`provtrail verify` checks it)",
             done.unreadable

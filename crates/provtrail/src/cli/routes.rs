@@ -62,7 +62,7 @@ pub fn settings(server: &ServerArgs) -> anyhow::Result<Settings> {
     let config = server.resolve()?;
     let (settings, stood_in) = Settings::from_config_standing_in(&config)?;
     for why in stood_in {
-        eprintln!("note: {why}; a stand-in takes its place here (provtrail serve needs it)");
+        note!("note: {why}; a stand-in takes its place here (provtrail serve needs it)");
     }
     Ok(settings)
 }
@@ -134,7 +134,7 @@ async fn list(server: &ServerArgs, format: OutputFormat) -> anyhow::Result<ExitC
     } else {
         // The routes are listed all the same (what the configuration says); the counts are
         // zero because nothing was stored yet, which is said rather than left to be guessed.
-        eprintln!(
+        note!(
             "note: there is no database at {} yet: no event was stored, every count is 0 \
              (give --db for another store)",
             settings.store.path.display()
@@ -313,7 +313,7 @@ fn check_event_file(raw: &[u8], source: &str) -> anyhow::Result<bool> {
         Err(err) => anyhow::bail!("{source}: {err}"),
         Ok(validation) if !validation.errors.is_empty() => {
             let first = &validation.errors[0];
-            eprintln!(
+            note!(
                 "warning: {source} is not a valid Provisioning Completed event ({} problem{}; \
                  the first: {}: {}); provtrail would keep such a document in quarantine and \
                  route nothing of it (see provtrail validate {source})",

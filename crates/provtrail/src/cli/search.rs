@@ -176,7 +176,7 @@ async fn search(backend: &Backend, args: &SearchArgs) -> anyhow::Result<ExitCode
         } else {
             format!("the filter's scan budget ran out after {scanned} events")
         };
-        eprintln!("{why}: continue with --cursor {cursor}, or use --all");
+        note!("{why}: continue with --cursor {cursor}, or use --all");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -234,7 +234,7 @@ impl Printer {
         match self.format {
             SearchFormat::Table => {
                 if self.kept.is_empty() {
-                    eprintln!("no events found");
+                    note!("no events found");
                 } else {
                     let table = events_table(&self.kept, output_width());
                     out.write_all(super::terminal_safe(&table).as_bytes())?;

@@ -218,7 +218,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     print_report(&report, args.format, what)?;
     if let Err(err) = read {
-        eprintln!("error: {}", super::terminal_line(&format!("{err:#}")));
+        note!("error: {}", super::terminal_line(&format!("{err:#}")));
         return Ok(ExitCode::from(2));
     }
     let all_kept = report.kept() == report.sent && report.sent > 0;

@@ -3,15 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `eprintln!` that survives a standard error closed under it (the log shipper died): the
-/// server goes on, and shuts down as it should, rather than panic at its next line.
-macro_rules! to_stderr {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use anyhow::Context as _;
 use provtrail::app::{
     App, Settings, ensure_ingest_token, ensure_read_token, read_token_path, token_path,
@@ -555,7 +546,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if super::logs_as_json() {
         tracing::info!("shutting down: finishing in-flight requests");
     } else {
-        to_stderr!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
+        note!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
     }
     let answered = tokio::select! {
         answered = app.shutdown() => answered,
@@ -565,7 +556,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             if super::logs_as_json() {
                 tracing::warn!("quitting now: requests still in flight get no answer");
             } else {
-                to_stderr!("quitting now: requests still in flight get no answer");
+                note!("quitting now: requests still in flight get no answer");
             }
             return Ok(ExitCode::from(130));
         }
@@ -578,7 +569,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "stopped: requests still in flight at the end of the grace period got no answer"
             );
         } else {
-            to_stderr!(
+            note!(
                 "stopped: requests still in flight at the end of the grace period got no answer."
             );
         }
@@ -587,7 +578,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if super::logs_as_json() {
         tracing::info!("stopped");
     } else {
-        to_stderr!("stopped.");
+        note!("stopped.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -649,7 +640,7 @@ fn warn_of_short_secrets(settings: &Settings) {
             if super::logs_as_json() {
                 tracing::warn!("{message}");
             } else {
-                to_stderr!("warning: {message}");
+                note!("warning: {message}");
             }
         }
     }
@@ -709,9 +700,9 @@ fn loud_warning(message: &str) {
     if super::logs_as_json() {
         tracing::warn!("{message}");
     } else {
-        to_stderr!();
-        to_stderr!("WARNING: {message}");
-        to_stderr!();
+        note!();
+        note!("WARNING: {message}");
+        note!();
     }
 }
 
@@ -778,20 +769,20 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
         log_banner(prepared, &format!("{scheme}://{addr}"), &url);
         return;
     }
-    to_stderr!(
+    note!(
         "provtrail {} listening on {scheme}://{addr} (store: {})",
         env!("CARGO_PKG_VERSION"),
         settings.store.path.display()
     );
     if settings.no_auth {
-        to_stderr!();
-        to_stderr!("WARNING: --no-auth is on: anyone who can reach {addr} can post events.");
-        to_stderr!("WARNING: use it for local tests only; give ISC a token in production.");
-        to_stderr!();
+        note!();
+        note!("WARNING: --no-auth is on: anyone who can reach {addr} can post events.");
+        note!("WARNING: use it for local tests only; give ISC a token in production.");
+        note!();
     }
-    to_stderr!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
+    note!("ISC posts events to:  {url}  (or {url}/<channel> to label a subscription)");
     if addr.ip().is_loopback() {
-        to_stderr!(
+        note!(
             "  (a loopback address: only this machine reaches it. ISC posts from the internet: \
              listen on 0.0.0.0 behind your proxy, or give ISC the proxy's public URL)"
         );
@@ -811,33 +802,31 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
                 "bearerTokenAuthConfig": {"bearerToken": token},
             },
         });
-        to_stderr!();
-        to_stderr!("A new ingest token was generated. It is shown this once; it is kept in");
-        to_stderr!(
+        note!();
+        note!("A new ingest token was generated. It is shown this once; it is kept in");
+        note!(
             "{} (mode 0600).",
             prepared
                 .token_file
                 .as_ref()
                 .map_or_else(String::new, |path| path.display().to_string())
         );
-        to_stderr!();
-        to_stderr!("  Ingest token: {token}");
-        to_stderr!();
-        to_stderr!(
-            "Subscribe in ISC (Admin > Event Triggers > Provisioning Completed > Subscribe):"
-        );
-        to_stderr!("  Subscription type:          HTTP");
-        to_stderr!("  Integration URL:            {url}");
-        to_stderr!("  httpAuthenticationType:     BEARER_TOKEN");
-        to_stderr!("  Bearer token:               {token}");
-        to_stderr!();
-        to_stderr!("or POST /beta/trigger-subscriptions with:");
-        to_stderr!(
+        note!();
+        note!("  Ingest token: {token}");
+        note!();
+        note!("Subscribe in ISC (Admin > Event Triggers > Provisioning Completed > Subscribe):");
+        note!("  Subscription type:          HTTP");
+        note!("  Integration URL:            {url}");
+        note!("  httpAuthenticationType:     BEARER_TOKEN");
+        note!("  Bearer token:               {token}");
+        note!();
+        note!("or POST /beta/trigger-subscriptions with:");
+        note!(
             "{}",
             serde_json::to_string_pretty(&subscription).unwrap_or_default()
         );
     } else if let Some(path) = &prepared.token_file {
-        to_stderr!("Ingest token: the one kept in {} (Bearer).", path.display());
+        note!("Ingest token: the one kept in {} (Bearer).", path.display());
     } else {
         let kinds = match (
             settings.ingest_tokens.is_empty(),
@@ -847,35 +836,33 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
             (false, true) => "bearer tokens",
             _ => "Basic credentials",
         };
-        to_stderr!("Ingest authentication: the configured {kinds}.");
+        note!("Ingest authentication: the configured {kinds}.");
     }
-    to_stderr!();
+    note!();
     let ui = format!("{scheme}://{host}:{}/", addr.port());
     match (&prepared.new_read_token, &prepared.read_token_file) {
         (Some(token), _) => {
-            to_stderr!(
-                "Web UI and read API: {ui}  (sign in with the read token, shown this once):"
-            );
-            to_stderr!("  Read token: {token}");
+            note!("Web UI and read API: {ui}  (sign in with the read token, shown this once):");
+            note!("  Read token: {token}");
         }
-        (None, Some(path)) => to_stderr!(
+        (None, Some(path)) => note!(
             "Web UI and read API: {ui}  (read token kept in {})",
             path.display()
         ),
-        (None, None) => to_stderr!("Web UI and read API: {ui}  (configured read tokens)"),
+        (None, None) => note!("Web UI and read API: {ui}  (configured read tokens)"),
     }
-    to_stderr!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
+    note!("Health: /healthz  Readiness: /readyz  Metrics: /metrics");
     // What the configuration turned into, so that a route left out (a file not read, a section
     // misspelt) or a target not as meant shows before any event is routed. Targets are shown
     // as everywhere else: secrets hidden.
     if !settings.routes.is_empty() {
-        to_stderr!("Routes ({}):", settings.routes.len());
+        note!("Routes ({}):", settings.routes.len());
         for route in settings.routes.iter() {
             let filter = route.filter_text.as_deref().map_or_else(
                 || "every event".to_owned(),
                 |filter| format!("filter {}", super::terminal_line(filter)),
             );
-            to_stderr!(
+            note!(
                 "  {}: {} to {}{}; {filter}",
                 route.name,
                 route.sink.kind(),

@@ -42,7 +42,7 @@ pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 async fn show(backend: &Backend, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let Some(detail) = find(backend, args.event.trim()).await? else {
-        eprintln!(
+        note!(
             "no event has the id or tracking number {:?}",
             args.event.trim()
         );
@@ -87,7 +87,7 @@ async fn find(backend: &Backend, key: &str) -> anyhow::Result<Option<EventDetail
             .iter()
             .map(|item| item.id.to_string())
             .collect();
-        eprintln!(
+        note!(
             "{} other event(s) have this tracking number{} (ids {}); showing the last stored",
             others.len(),
             if page.next_cursor.is_some() {

@@ -139,7 +139,7 @@ fn check_whole(
             .then(|| super::documents_one_after_another(&bytes))
             .flatten()
     }) {
-        eprintln!(
+        note!(
             "{}: {} JSON documents one after another, or in an array: checking each",
             origin_text(&origin),
             documents.len()
@@ -158,7 +158,7 @@ fn check_whole(
     // One event per line past the limit: each line is a document of its own, read as it
     // comes.
     if bytes.len() > max && super::looks_like_json_lines(&bytes) {
-        eprintln!(
+        note!(
             "{}: one JSON document per line: reading it as JSON lines (--jsonl)",
             origin_text(&origin)
         );
@@ -176,7 +176,7 @@ fn check_whole(
     // One event per line, read as a whole, is not JSON: it is taken line by line, as `ingest`
     // and `send` take it.
     if super::reads_as_json_lines(&bytes) {
-        eprintln!(
+        note!(
             "{}: one JSON document per line: reading it as JSON lines (--jsonl)",
             origin_text(&origin)
         );
