@@ -621,6 +621,8 @@ async fn an_earlier_recovery_is_kept_when_nothing_is_read_and_standard_output_is
     .await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("nothing was written"), "{stderr}");
+    // Not contradicted by the report before it.
+    assert!(!stderr.contains("wrote 0 event(s)"), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&kept).unwrap(),
         "{\"earlier\":true}\n"
@@ -765,14 +767,14 @@ async fn an_earlier_recovery_is_replaced_only_by_a_run_that_reads_to_the_end() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("held 1 event(s) this run did not read again"),
+        stderr.contains("held 1 line(s) that are not events this run read"),
         "{stderr}"
     );
     // A run that reads again everything the file holds replaces it, and keeps nothing more.
     let (url, _) = start_isc_with(real_rows(600), |_| {}).await;
     let (code, _, stderr) = backfill_with_token(&url, &["-o", &link_arg]).await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains("did not read again"), "{stderr}");
+    assert!(!stderr.contains("not events this run read"), "{stderr}");
     assert!(!dir.path().join("recovered.jsonl.prev.2").exists());
     assert_eq!(std::fs::read_to_string(&link).unwrap().lines().count(), 600);
     let mode = std::fs::metadata(&earlier).unwrap().permissions().mode();

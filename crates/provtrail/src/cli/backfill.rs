@@ -272,15 +272,17 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             if missing > 0 {
                 let previous = keep_previous(path).with_context(|| {
                     format!(
-                        "{} holds {missing} event(s) this run did not read again, and cannot be \
-                         kept beside it: it is as it was, and this run's events are in {}",
+                        "{} holds {missing} line(s) that are not events this run read, and \
+                         cannot be kept beside it: it is as it was, and this run's events are in \
+                         {}",
                         path.display(),
                         beside.path.display()
                     )
                 })?;
                 kept_beside = Some(format!(
-                    "{} held {missing} event(s) this run did not read again (forgotten by ISC \
-                     since, or left out by --since or --subscription): it is kept as {}",
+                    "{} held {missing} line(s) that are not events this run read (events ISC \
+                     has forgotten since, or --since or --subscription left out, or lines that \
+                     are no event at all): it is kept as {}",
                     path.display(),
                     previous.display()
                 ));
@@ -600,11 +602,20 @@ fn report(args: &BackfillArgs, destination: &str, summary: &Summary) -> anyhow::
             writeln!(err, "{record}")?;
         }
         OutputFormat::Text => {
-            writeln!(
-                err,
-                "read {} invocation(s) of {TRIGGER_ID}; wrote {} event(s) to {destination}",
-                summary.read, summary.written
-            )?;
+            if summary.written == 0 {
+                // Said apart: "wrote 0 events to FILE" would read as if FILE were written.
+                writeln!(
+                    err,
+                    "read {} invocation(s) of {TRIGGER_ID}; no event to write",
+                    summary.read
+                )?;
+            } else {
+                writeln!(
+                    err,
+                    "read {} invocation(s) of {TRIGGER_ID}; wrote {} event(s) to {destination}",
+                    summary.read, summary.written
+                )?;
+            }
             if summary.tests > 0 {
                 writeln!(
                     err,
