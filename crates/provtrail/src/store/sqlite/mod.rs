@@ -386,7 +386,10 @@ impl Store for SqliteStore {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Unavailable("the store writer stopped".into())),
             Err(_) => Err(StoreError::Unavailable(
-                "the store did not commit within a second".into(),
+                "the store did not commit within a second (another process may hold the \
+                 database locked, or the disk is slow; ingest answers say which once its wait \
+                 for the lock, store.busy_timeout, is over)"
+                    .into(),
             )),
         }
     }
