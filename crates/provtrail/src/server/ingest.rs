@@ -47,7 +47,16 @@ pub(super) async fn post_event(State(state): State<AppState>, request: Request) 
     let (parts, body) = request.into_parts();
     let receipt = receipt(&parts, &state.trusted_proxies, None);
     let body = Unread::new(body, parts.version);
-    handle(state, receipt, parts.headers, body, None).await
+    let place = held_place(&parts);
+    handle(state, receipt, parts.headers, body, None, place).await
+}
+
+/// The request's place under the concurrency cap, taken from the layer that holds it.
+fn held_place(parts: &Parts) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    parts
+        .extensions
+        .get::<super::HeldPlace>()
+        .and_then(super::HeldPlace::take)
 }
 
 pub(super) async fn post_event_to_channel(
@@ -89,7 +98,8 @@ pub(super) async fn post_event_to_channel(
     };
     let receipt = receipt(&parts, &state.trusted_proxies, channel);
     let body = Unread::new(body, parts.version);
-    handle(state, receipt, parts.headers, body, refusal).await
+    let place = held_place(&parts);
+    handle(state, receipt, parts.headers, body, refusal, place).await
 }
 
 /// A request body not read yet. Answered without being read (a wrong credential, a declared
@@ -176,25 +186,26 @@ fn receipt(
     }
 }
 
-/// Set when hyper drops the handler of a request before its answer: its client closed the
-/// connection or reset the stream. The request itself goes on in its own task (see `handle`).
-struct Leaving(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for Leaving {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// Whether `bytes` are one whole JSON object or array: a body cut short cannot be one (its
-/// brackets do not close), so over HTTP/2, where hyper ends a body that a reset or the
-/// connection's end cut short as if it had ended, such a body is known to have arrived whole.
-fn whole_json_document(bytes: &[u8]) -> bool {
-    let starts_a_document = bytes
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|first| matches!(first, b'{' | b'['));
-    starts_a_document && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+/// brackets do not close). Over HTTP/2 a stream the client reset with NO_ERROR before its last
+/// frame ends like a whole body, and the connection's end fails a body whose last frame had
+/// arrived: without a `Content-Length`, this tells which arrived whole. Parsed on a blocking
+/// thread past the size parsed inline.
+async fn whole_json_document(bytes: &Bytes) -> bool {
+    fn whole(bytes: &[u8]) -> bool {
+        let starts_a_document = bytes
+            .iter()
+            .find(|byte| !byte.is_ascii_whitespace())
+            .is_some_and(|first| matches!(first, b'{' | b'['));
+        starts_a_document && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    }
+    if bytes.len() <= INLINE_PARSE_LIMIT {
+        return whole(bytes);
+    }
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || whole(&bytes))
+        .await
+        .unwrap_or(false)
 }
 
 async fn handle(
@@ -203,6 +214,7 @@ async fn handle(
     headers: HeaderMap,
     body: Unread,
     refusal: Option<Refusal>,
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Response {
     // Credentials first: nothing of an unauthenticated body is read.
     if let Err(err) = state.ingest_credentials.check_headers(&headers) {
@@ -228,31 +240,22 @@ async fn handle(
     // request's handler when its client goes (an HTTP/2 stream reset or connection closed after
     // the stream's last frame, a server shutting down past its grace). ISC sends an event once;
     // one that arrived whole is not thrown away for want of a listener, and one that did not
-    // is refused with a record either way.
-    let leaving = Leaving(Default::default());
-    let gone = leaving.0.clone();
+    // is refused with a record either way. The task holds the request's place under the
+    // concurrency cap, so that the cap bounds the work of requests whose clients left too.
     let tracker = state.keeping.clone();
-    let receiving = tracker.spawn(receive(
-        state,
-        receipt,
-        headers,
-        body,
-        refusal,
-        content_type,
-        gone,
-    ));
-    let answer = receiving.await.unwrap_or_else(|_| {
+    let receiving = tracker.spawn(async move {
+        let _place = place;
+        receive(state, receipt, headers, body, refusal, content_type).await
+    });
+    receiving.await.unwrap_or_else(|_| {
         error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error while keeping the event",
         )
-    });
-    drop(leaving);
-    answer
+    })
 }
 
-/// Reads an authenticated body and keeps it if it arrived whole; `gone` says that the client
-/// left before the answer.
+/// Reads an authenticated body and keeps it if it arrived whole.
 async fn receive(
     state: AppState,
     mut receipt: Receipt,
@@ -260,7 +263,6 @@ async fn receive(
     body: Unread,
     refusal: Option<Refusal>,
     content_type: Option<String>,
-    gone: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Response {
     let http2 = body.http2;
     let declared = headers
@@ -268,25 +270,25 @@ async fn receive(
         .then_some(receipt.size);
     // Held until the answer: the body's bytes live on in the event until it is committed.
     let mut room = BodyRoom::new(state.body_memory.clone());
-    let read = read_body(
+    let read = read_body_to_its_end(
         body.take(),
         state.max_body,
         state.body_timeout,
         Some(&mut room),
     );
-    let bytes = match read.await {
-        Ok(bytes) => bytes,
-        // Over HTTP/2 the connection's end fails the body of a stream whose last frame had
-        // arrived but was not read yet: what arrived is the whole body when it has the length
-        // announced, or without one, when it is a whole JSON document.
+    let (bytes, stream_ended) = match read.await {
+        Ok(read) => read,
+        // Over HTTP/2 the connection's end (or a reset other than NO_ERROR) fails the body of a
+        // stream whose last frame may have arrived: what arrived is the whole body when it has
+        // the length announced, or without one, when it is a whole JSON document.
         Err(BodyError::Broken { arrived, .. })
             if http2
                 && match declared {
                     Some(length) => arrived.len() as u64 == length,
-                    None => whole_json_document(&arrived),
+                    None => whole_json_document(&arrived).await,
                 } =>
         {
-            arrived
+            (arrived, true)
         }
         Err(BodyError::TooLarge) => {
             // A body without a length was read up to the limit: record at least that.
@@ -318,8 +320,8 @@ async fn receive(
         }
     };
     // HTTP/1 fails a body shorter than its `Content-Length`; over HTTP/2 a stream the client
-    // resets with NO_ERROR or CANCEL ends the body where it stopped, and what arrived would be
-    // read as all of it (an event it gave up on accepted, a cut one kept as not JSON).
+    // resets with NO_ERROR ends the body where it stopped, and what arrived would be read as all
+    // of it (an event it gave up on accepted, a cut one kept as not JSON).
     receipt.size = bytes.len() as u64;
     if let Some(declared) = declared.filter(|&declared| declared > receipt.size) {
         let message = format!(
@@ -329,22 +331,16 @@ async fn receive(
         );
         return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
     }
-    // Without a `Content-Length` that reset looks like the body's end. hyper drops the handler
-    // of a request whose stream the client reset as soon as it waits: waiting once here lets it
-    // see the reset, which had arrived when the body ended. A body that is no whole JSON
-    // document was then cut short; a whole one is kept (the client may have reset the stream
-    // after its last frame, not waiting for the answer).
-    if http2 && declared.is_none() {
-        tokio::task::yield_now().await;
-        if gone.load(std::sync::atomic::Ordering::Relaxed) && !whole_json_document(&bytes) {
-            let message = format!(
-                "the client went away (its connection closed or the stream was reset) before \
-                 its body was whole ({} bytes arrived, no whole JSON document); nothing of it \
-                 was kept",
-                receipt.size
-            );
-            return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
-        }
+    // Without a `Content-Length` that reset looks like the body's end; the stream tells: its
+    // last frame did not arrive. A body that is a whole JSON document is kept all the same (the
+    // client may have reset the stream instead of ending it); anything else was cut short.
+    if http2 && declared.is_none() && !stream_ended && !whole_json_document(&bytes).await {
+        let message = format!(
+            "the client went away (its connection closed or the stream was reset) before its \
+             body was whole ({} bytes arrived, no whole JSON document); nothing of it was kept",
+            receipt.size
+        );
+        return reject(&state, receipt, StatusCode::BAD_REQUEST, &message);
     }
     keep(state, receipt, headers, bytes, refusal, content_type, room).await
 }
@@ -792,8 +788,22 @@ pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     timeout: Duration,
-    mut room: Option<&mut BodyRoom>,
+    room: Option<&mut BodyRoom>,
 ) -> Result<Bytes, BodyError> {
+    read_body_to_its_end(body, limit, timeout, room)
+        .await
+        .map(|(bytes, _)| bytes)
+}
+
+/// [`read_body`], and whether the body ended as its protocol ends one: over HTTP/2 a body that
+/// ended for a reset with NO_ERROR before its last frame (which hyper ends like a whole one)
+/// did not.
+async fn read_body_to_its_end(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+    mut room: Option<&mut BodyRoom>,
+) -> Result<(Bytes, bool), BodyError> {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     let declared = http_body::Body::size_hint(&body).exact();
     // Counted as it arrives, so that a body cut short is recorded with what did arrive (a
@@ -837,7 +847,8 @@ pub(crate) async fn read_body(
             }
             chunks.push(data);
         }
-        Ok::<_, Failed>(joined(chunks))
+        let ended = http_body::Body::is_end_stream(&*body);
+        Ok::<_, Failed>((joined(chunks), ended))
     };
     let read = tokio::time::timeout(timeout, read).await;
     let received = arrived.load(Relaxed);
@@ -845,7 +856,7 @@ pub(crate) async fn read_body(
         Err(_) if waiting_for_room.load(Relaxed) => Err(BodyError::NoRoom { received }),
         Ok(Err(None)) => Err(BodyError::NoRoom { received }),
         Err(_) => Err(BodyError::Timeout { received }),
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(read)) => Ok(read),
         Ok(Err(Some((err, chunks)))) => {
             if err.downcast_ref::<LengthLimitError>().is_some() {
                 Err(BodyError::TooLarge)

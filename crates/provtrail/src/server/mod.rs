@@ -721,10 +721,13 @@ async fn limit_concurrency(
             }
         }
     };
-    match limiter.permits.try_acquire() {
-        Ok(_permit) => {
+    match limiter.permits.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let place = HeldPlace(Arc::new(std::sync::Mutex::new(Some(permit))));
+            let mut request = request;
+            request.extensions_mut().insert(place.clone());
             let response = next.run(request).await;
-            drop(other);
+            drop((other, place));
             response
         }
         Err(_) => {
@@ -740,6 +743,19 @@ async fn limit_concurrency(
                 busy_refusal(&request, MESSAGE)
             }
         }
+    }
+}
+
+/// A request's place under the concurrency cap, in its extensions: held until the request is
+/// answered, or taken by a handler whose work outlives it (the ingest handler's task, which
+/// keeps an event whose client left), so that the cap bounds that work too.
+#[derive(Clone)]
+pub(crate) struct HeldPlace(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl HeldPlace {
+    /// The place, for as long as the taker holds it.
+    pub(crate) fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.lock().ok()?.take()
     }
 }
 
