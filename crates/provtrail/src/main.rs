@@ -98,7 +98,11 @@ fn main() -> ExitCode {
         }
         if let Some(variable) = variable {
             let _ = err.print();
-            eprintln!("(that value comes from the environment's {variable})");
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "(that value comes from the environment's {variable})"
+            );
             std::process::exit(2);
         }
         err.exit()

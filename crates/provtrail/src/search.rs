@@ -133,7 +133,7 @@ pub(crate) async fn evaluation_slot() -> tokio::sync::OwnedSemaphorePermit {
 
 /// Longest a request evaluates in one turn on an evaluation slot before it lets the next
 /// request waiting for a slot have its turn; an event under way is finished first.
-const TURN: Duration = Duration::from_millis(200);
+pub(crate) const TURN: Duration = Duration::from_millis(200);
 
 /// Longest a request's first turn may be waited for: longer than one request's first event may
 /// hold a slot ([`FIRST_EVENT_LIMIT`]), so that one slow filter alone never makes another

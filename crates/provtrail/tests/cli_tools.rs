@@ -3852,7 +3852,7 @@ fn an_import_stopped_by_the_size_cap_says_which_documents_read_ahead_were_stored
     assert!(
         said.contains(
             "of the 12 documents of lines 1 to 12, 2 were not stored (the failed lines above) \
-             and 10 were stored"
+             and 10 are in the store (accepted, duplicates or quarantined)"
         ),
         "{said}"
     );

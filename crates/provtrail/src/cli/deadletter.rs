@@ -147,8 +147,11 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             };
             // Routes that are not configured (renamed, or removed) keep their deliveries
             // pending until they are configured again: no server delivers them now.
+            // Said only with the routes of a configuration file at hand: without one, every
+            // route would look unconfigured, where the server has its own file.
+            let config_read = server.config_file().is_some();
             let unconfigured: Vec<(String, u64)> = match &retried {
-                Ok(n) if *n > 0 => store
+                Ok(n) if *n > 0 && config_read => store
                     .route_counts()
                     .await
                     .unwrap_or_default()

@@ -90,7 +90,8 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
     if args.explain {
         let text = path.explain();
         if args.format == Format::Json {
-            eprint!("{text}");
+            // Standard output holds the JSON; a closed standard error is no reason to fail.
+            let _ = write!(std::io::stderr().lock(), "{text}");
         } else {
             writeln!(out, "{text}")?;
         }

@@ -402,13 +402,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     // The store took some of the documents read ahead after refusing one.
                     format!(
                         "of the {answered} documents of lines {line} to {last_line}, {not_stored} \
-                         {} not stored (the failed lines above) and {} {} stored",
+                         {} not stored (the failed lines above) and {} {} in the store \
+                         (accepted, duplicates or quarantined)",
                         if not_stored == 1 { "was" } else { "were" },
                         answered - not_stored,
                         if answered - not_stored == 1 {
-                            "was"
+                            "is"
                         } else {
-                            "were"
+                            "are"
                         },
                     )
                 };

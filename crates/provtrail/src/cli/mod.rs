@@ -782,7 +782,6 @@ pub fn body_of_export_line(document: &[u8], line: u64, doing: &str) -> Option<St
     Some(raw)
 }
 
-/// The error for an input without a document: sending or storing nothing is not a success.
 /// At most `limit` bytes of the file at `path` (`-`: standard input): a device or a pipe that
 /// has no end is read no further.
 pub fn read_within(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
@@ -816,6 +815,7 @@ pub fn refuse_blank(flags: &[(&str, &Option<String>)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error for an input without a document: sending or storing nothing is not a success.
 pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only blank lines";
 
 /// Whether `bytes` (an input, or one line of one) hold no document: only whitespace, after the

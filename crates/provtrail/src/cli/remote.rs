@@ -369,10 +369,10 @@ impl Backend {
     }
 }
 
-/// The most of an answer read: far more than the read API's largest (a page of events, or one
-/// event with a body at the ingest limit), so that a server that sends without end cannot take
-/// the memory of the machine.
-const MAX_ANSWER: usize = 64 * 1024 * 1024;
+/// The most of an answer read: far more than the read API's largest at the default ingest
+/// limit (a page of events, or one event of 1 MiB, given twice: parsed and as received), so
+/// that a server that sends without end cannot take the memory of the machine.
+const MAX_ANSWER: usize = 256 * 1024 * 1024;
 
 /// An answer's body, up to [`MAX_ANSWER`].
 async fn read_answer(mut response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
@@ -380,7 +380,8 @@ async fn read_answer(mut response: reqwest::Response) -> anyhow::Result<Vec<u8>>
     while let Some(chunk) = response.chunk().await? {
         anyhow::ensure!(
             body.len() + chunk.len() <= MAX_ANSWER,
-            "it is larger than {} MiB, more than the read API ever answers",
+            "it is larger than {} MiB, more than the read API answers unless the server takes \
+             events of nearly 100 MiB (ingest.max_body); on the server's machine, use --db",
             MAX_ANSWER / (1024 * 1024)
         );
         body.extend_from_slice(&chunk);

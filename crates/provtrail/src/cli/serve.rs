@@ -186,6 +186,17 @@ impl ServerArgs {
         ServerArgs::from_arg_matches(&matches).map_err(unusable)
     }
 
+    /// The configuration file [`ServerArgs::resolve`] reads, if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            if self.only_named_config {
+                None
+            } else {
+                FileConfig::default_path()
+            }
+        })
+    }
+
     pub fn resolve(&self) -> anyhow::Result<FileConfig> {
         let default_path = || {
             if self.only_named_config {

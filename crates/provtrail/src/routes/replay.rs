@@ -63,13 +63,16 @@ pub enum ReplayError {
     /// A filter (the route's or the extra one) did not finish on one event within
     /// [`EVENT_LIMIT`].
     #[error(
-        "the filter did not finish on event {event_id} within {}s; it compares too much (deep \
-         scans `..` compared with each other take time quadratic in an event's size): narrow it",
+        "{} did not finish on event {event_id} within {}s; it compares too much (deep scans \
+         `..` compared with each other take time quadratic in an event's size): narrow it",
+        if *route_filter { "the route's filter" } else { "the filter" },
         EVENT_LIMIT.as_secs()
     )]
     TooSlow {
         /// The event it was evaluated on.
         event_id: i64,
+        /// Whether it was the route's own filter rather than the replay's.
+        route_filter: bool,
     },
     /// The store failed.
     #[error(transparent)]
@@ -83,7 +86,10 @@ pub enum ReplayError {
 pub const EVENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Which events of a page match, evaluated with the filters on a blocking thread (see
-/// [`EVENT_LIMIT`]); stops early when the replay is dropped (its client left).
+/// [`EVENT_LIMIT`]), in turns on the search's evaluation slots (a turn ends after an event
+/// once [`crate::search::TURN`] has passed, and the next waits behind the searches waiting for
+/// a slot), so that a long replay shares the slots with searches; stops early when the replay
+/// is dropped (its client left).
 async fn matching(
     events: Vec<(i64, bytes::Bytes)>,
     route_filter: Option<Path>,
@@ -95,41 +101,71 @@ async fn matching(
             self.0.store(true, Ordering::Relaxed);
         }
     }
-    let slot = crate::search::evaluation_slot().await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let _stop_on_drop = StopOnDrop(stop.clone());
-    let work = move || {
-        let _slot = slot;
-        let mut ids = Vec::new();
-        for (id, raw) in events {
-            let Ok(value) = serde_json::from_slice::<Value>(&raw) else {
-                continue;
-            };
-            let deadline = std::time::Instant::now() + EVENT_LIMIT;
-            let mut matched = true;
-            for filter in route_filter.iter().chain(&extra) {
-                match filter.matches_within_unless(&value, deadline, &stop) {
-                    Some(true) => {}
-                    Some(false) => {
-                        matched = false;
-                        break;
+    let filters: Arc<Vec<(Path, bool)>> = Arc::new(
+        route_filter
+            .into_iter()
+            .map(|filter| (filter, true))
+            .chain(extra.into_iter().map(|filter| (filter, false)))
+            .collect(),
+    );
+    let mut ids = Vec::new();
+    let mut rest = events;
+    while !rest.is_empty() {
+        let slot = crate::search::evaluation_slot().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = StopOnDrop(stop.clone());
+        let filters = filters.clone();
+        let events = std::mem::take(&mut rest);
+        let turn = move || {
+            let _slot = slot;
+            let turn_ends = std::time::Instant::now() + crate::search::TURN;
+            let mut ids = Vec::new();
+            let mut events = events.into_iter();
+            while let Some((id, raw)) = events.next() {
+                if std::time::Instant::now() >= turn_ends {
+                    let mut left = vec![(id, raw)];
+                    left.extend(events);
+                    return Ok((ids, left));
+                }
+                let Ok(value) = serde_json::from_slice::<Value>(&raw) else {
+                    continue;
+                };
+                let deadline = std::time::Instant::now() + EVENT_LIMIT;
+                let mut matched = true;
+                for (filter, of_route) in filters.iter() {
+                    match filter.matches_within_unless(&value, deadline, &stop) {
+                        Some(true) => {}
+                        Some(false) => {
+                            matched = false;
+                            break;
+                        }
+                        None => {
+                            return Err(ReplayError::TooSlow {
+                                event_id: id,
+                                route_filter: *of_route,
+                            });
+                        }
                     }
-                    None => return Err(ReplayError::TooSlow { event_id: id }),
+                }
+                if matched {
+                    ids.push(id);
                 }
             }
-            if matched {
-                ids.push(id);
+            Ok((ids, Vec::new()))
+        };
+        let (found, left) = match tokio::task::spawn_blocking(turn).await {
+            Ok(turn) => turn?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => {
+                return Err(ReplayError::Store(StoreError::Internal(format!(
+                    "evaluating the filters failed: {err}"
+                ))));
             }
-        }
-        Ok(ids)
-    };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(ids) => ids,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(err) => Err(ReplayError::Store(StoreError::Internal(format!(
-            "evaluating the filters failed: {err}"
-        )))),
+        };
+        ids.extend(found);
+        rest = left;
     }
+    Ok(ids)
 }
 
 /// Creates deliveries of the stored events of the range that match to `route`; `progress` is

@@ -646,8 +646,10 @@ impl Sink for Webhook {
         // A kept-alive connection the receiver closed as the request went out (its keep-alive
         // time ran out, or it closes after every answer without saying so) answers nothing:
         // the request is sent once more, on a new connection, rather than counted as a failed
-        // attempt and retried minutes later. The receiver deduplicates on the Idempotency-Key
-        // if the first request did reach it.
+        // attempt and retried minutes later. A receiver that closes a connection as it takes a
+        // request has rarely acted on it; if it had, this is the second delivery that any
+        // retry of an unanswered request makes (at least once), with the same Idempotency-Key
+        // for receivers that deduplicate.
         if sent.as_ref().is_err_and(closed_unanswered) {
             sent = send().await;
         }

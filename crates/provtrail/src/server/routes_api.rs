@@ -724,7 +724,7 @@ pub async fn replay_route(
         Err(err @ ReplayError::UnknownFunctions(_)) => {
             Err(ApiError::invalid("filter", err.to_string()))
         }
-        Err(err @ ReplayError::TooSlow { .. }) => {
+        Err(err @ ReplayError::TooSlow { route_filter, .. }) => {
             let mut message = err.to_string();
             if reached.enqueued > 0 {
                 message = format!(
@@ -733,7 +733,9 @@ pub async fn replay_route(
                     reached.scanned, reached.enqueued
                 );
             }
-            Err(ApiError::invalid("filter", message))
+            // The route's own filter is no field of the request: named by the message alone.
+            let field = if route_filter { "name" } else { "filter" };
+            Err(ApiError::invalid(field, message))
         }
         Err(ReplayError::Store(err)) => {
             let mut refused = ApiError::from(err);

@@ -150,7 +150,6 @@ impl ApiError {
         )
     }
 
-    /// 415: a request body that is not JSON.
     /// 415 for a body sent with a content coding.
     pub fn content_coded() -> Self {
         ApiError::new(
@@ -160,6 +159,7 @@ impl ApiError {
         )
     }
 
+    /// 415: a request body that is not JSON.
     pub fn unsupported_media_type() -> Self {
         ApiError::new(
             415,
