@@ -404,6 +404,10 @@ impl<S> Counted<S> {
     }
 }
 
+/// How long an idle HTTP/1 connection stays open once the server is shutting down, for a
+/// request already on its way (see `run_connection`).
+const HTTP1_LAST_REQUESTS: Duration = Duration::from_millis(250);
+
 /// How long the end of an HTTP/2 connection is held back from hyper.
 const HTTP2_END_HELD: Duration = Duration::from_millis(20);
 
@@ -651,7 +655,22 @@ where
             // Shutting down with nothing in flight is an idle close too: an idle HTTP/2 client
             // that ignores pings would otherwise hold the shutdown for its whole grace.
             _ = shutdown.changed() => {
-                break matches!(activity.doing(), Doing::Nothing | Doing::IdleSince(_));
+                let idle = || matches!(activity.doing(), Doing::Nothing | Doing::IdleSince(_));
+                // An idle HTTP/1 connection closed at once would close under a request already
+                // on its way (a client answered a moment ago sends its next one), which then
+                // gets no answer and is not recorded: the connection stays open a moment, and a
+                // request that comes is answered, with `Connection: close`. (HTTP/2 says which
+                // streams it will still answer in its goodbye.)
+                if idle() && !activity.http2.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            report(result);
+                            return None;
+                        }
+                        () = tokio::time::sleep(HTTP1_LAST_REQUESTS) => {}
+                    }
+                }
+                break idle();
             }
         }
     };
@@ -945,6 +964,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
         let requests = activity.clone();
+        let stopping_now = stop_signal.clone();
         let service = router
             .clone()
             .map_request(move |mut request: axum::http::Request<Incoming>| {
@@ -953,8 +973,18 @@ pub async fn serve(
             })
             .map_future(move |answer| {
                 let in_flight = requests.begin();
+                let http1 = !requests.http2.load(Ordering::Relaxed);
+                let stopping = stopping_now.clone();
                 async move {
-                    let answer = answer.await;
+                    let mut answer: Result<axum::response::Response, _> = answer.await;
+                    // Shutting down, an HTTP/1 connection answers its last request: the client
+                    // learns so from the answer, rather than by a close under its next request.
+                    if let (Ok(answer), true) = (&mut answer, http1 && *stopping.borrow()) {
+                        answer.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
                     drop(in_flight);
                     answer
                 }
