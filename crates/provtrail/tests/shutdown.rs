@@ -311,7 +311,8 @@ async fn a_second_signal_quits_at_once_and_says_so_in_the_logs_format() {
         );
     }
     assert!(
-        seen.iter().any(|line| line.contains("quitting now")),
+        seen.iter()
+            .any(|line| line.contains("quitting now: 1 request in flight gets no answer")),
         "{seen:#?}"
     );
     drop(stalled);

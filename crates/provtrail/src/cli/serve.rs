@@ -559,15 +559,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         note!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
     }
+    let metrics = app.metrics.clone();
     let answered = tokio::select! {
         answered = app.shutdown() => answered,
         () = signals.next() => {
             // What was answered 200 is committed; what is still in flight gets no answer, and
-            // its sender (ISC, on a timeout) may count it as failed.
+            // its sender (ISC, on a timeout) may count it as failed. With nothing in flight,
+            // only the closing was cut short (deliveries under way are made again later).
+            let message = match metrics.requests_in_flight.get() {
+                0 => "quitting now: no request was in flight".to_owned(),
+                n => format!(
+                    "quitting now: {} in flight {} no answer",
+                    super::counted(n.unsigned_abs(), "request", "requests"),
+                    if n == 1 { "gets" } else { "get" }
+                ),
+            };
             if super::logs_as_json() {
-                tracing::warn!("quitting now: requests still in flight get no answer");
+                tracing::warn!("{message}");
             } else {
-                note!("quitting now: requests still in flight get no answer");
+                note!("{message}");
             }
             return Ok(ExitCode::from(130));
         }
