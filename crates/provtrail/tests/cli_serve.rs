@@ -641,7 +641,21 @@ fn a_database_path_the_store_cannot_use_is_named_before_anything_is_written() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("locked.pem holds an encrypted private key")
-            && stderr.contains("openssl pkcs8"),
+            && stderr.contains("openssl pkey"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("tls.db").exists(), "{stderr}");
+    // A key on a curve TLS here cannot sign with (P-521, made for this test alone) is said to
+    // be of the wrong kind, not the wrong key.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for name in ["p521-test-only.crt", "p521-test-only.key"] {
+        std::fs::copy(data.join(name), dir.path().join(name)).unwrap();
+    }
+    let (status, stderr) =
+        refused_tls_start(dir.path(), "p521-test-only.crt", "p521-test-only.key");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is of a kind TLS here cannot sign with") && stderr.contains("P-521"),
         "{stderr}"
     );
     assert!(!dir.path().join("tls.db").exists(), "{stderr}");

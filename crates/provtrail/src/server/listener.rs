@@ -84,8 +84,9 @@ impl Tls {
         {
             return Err(ServerError::Tls(format!(
                 "{} holds an encrypted private key, which provtrail cannot unlock (it would need \
-                 the passphrase at every start): decrypt it, e.g. `openssl pkcs8 -in {0} -out \
-                 key.pem`, and keep that file readable by the service alone",
+                 the passphrase at every start): decrypt it, e.g. `openssl pkey -in {0} -out \
+                 key.pem` (which reads either encrypted form), and keep that file readable by \
+                 the service alone",
                 key.display()
             )));
         }
@@ -154,6 +155,13 @@ fn unusable_pair(
             "{cert} is an X.509 version 1 certificate, which TLS libraries no longer accept: \
              make a version 3 one (`openssl req -x509 -new -key {key} -subj /CN=HOST -days 365 \
              -out CERT`, or `openssl x509 -req` with an `-extfile` of extensions)"
+        ),
+        // ring signs with RSA, ECDSA on P-256 and P-384, and Ed25519: a P-521 key (or another
+        // curve) is not "the wrong key".
+        _ if format!("{err}").contains("failed to parse private key") => format!(
+            "the key in {key} is of a kind TLS here cannot sign with (RSA, ECDSA on the P-256 or \
+             P-384 curve, and Ed25519 are; not P-521 or other curves): make the certificate \
+             with a key of one of those kinds"
         ),
         _ => {
             format!("the certificate in {cert} and the key in {key} cannot be used together: {err}")
