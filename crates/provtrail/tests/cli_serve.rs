@@ -685,6 +685,28 @@ fn a_setting_that_cannot_be_used_names_the_flag_or_variable_it_came_from() {
         "{stderr}"
     );
     assert!(!dir.path().join("provtrail.db").exists());
+    // A file the environment names that cannot be used: the variable is named too.
+    for (variable, value) in [
+        ("PROVTRAIL_CONFIG", "no-such.toml"),
+        ("PROVTRAIL_DB", "no-such-directory/x.db"),
+    ] {
+        let output = bare_command(
+            dir.path(),
+            &["--log", "warn", "serve", "--listen", "127.0.0.1:0"],
+        )
+        .env(variable, value)
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(value)
+                && stderr.contains(&format!(
+                    "(that file is named by the environment's {variable})"
+                )),
+            "{stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,10 +58,15 @@ pub fn default_database(config: Option<&Path>) -> anyhow::Result<PathBuf> {
         None => {}
     }
     if let Some(path) = configuration_file(config)? {
+        let named_by = if config.is_none() && std::env::var_os("PROVTRAIL_CONFIG").is_some() {
+            ", named by the environment's PROVTRAIL_CONFIG"
+        } else {
+            ""
+        };
         let file = FileConfig::load(&path).with_context(|| {
             format!(
-                "cannot tell which database to use: the configuration file {} names it \
-                 (store.path); give --db to choose one",
+                "cannot tell which database to use: it would be the store.path of the \
+                 configuration file {}{named_by}; give --db to choose one",
                 path.display()
             )
         })?;

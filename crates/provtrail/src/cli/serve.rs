@@ -534,6 +534,40 @@ pub fn forget_new_tokens(prepared: &Prepared) {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let paths = path_sources(&args.server);
+    serve(args).await.map_err(|err| {
+        // A file the environment names, when the refusal is about it, is said to come from
+        // there: the message names the file, not where its name came from.
+        let text = format!("{err:#}");
+        match paths
+            .iter()
+            .find(|(path, _)| !path.is_empty() && text.contains(path.as_str()))
+        {
+            Some((_, source)) => anyhow::anyhow!("{text} (that file is named by {source})"),
+            None => err,
+        }
+    })
+}
+
+/// The files named by the environment rather than the command line (`--config`, `--db`, the TLS
+/// certificate and key), each with its variable.
+fn path_sources(server: &ServerArgs) -> Vec<(String, String)> {
+    [
+        ("config", "PROVTRAIL_CONFIG", &server.config),
+        ("db", "PROVTRAIL_DB", &server.db),
+        ("tls-cert", "PROVTRAIL_TLS_CERT", &server.tls_cert),
+        ("tls-key", "PROVTRAIL_TLS_KEY", &server.tls_key),
+    ]
+    .into_iter()
+    .filter_map(|(long, variable, value)| {
+        let path = value.as_ref()?.display().to_string();
+        let variable = super::from_environment(long, variable.to_owned())?;
+        Some((path, format!("the environment's {variable}")))
+    })
+    .collect()
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut prepared = prepare(&args.server)?;
     ensure_open_file_room(prepared.settings.server.max_connections);
     // Heard from before the start: a SIGTERM while the store opens, or just after the banner
