@@ -3842,6 +3842,11 @@ fn an_import_stopped_by_the_size_cap_says_which_documents_read_ahead_were_stored
     let said = String::from_utf8_lossy(&imported.stderr).into_owned() + &stdout(&imported);
     assert_eq!(imported.status.code(), Some(1), "{said}");
     assert!(said.contains("0 accepted, 10 duplicate"), "{said}");
+    // The documents refused one after the other for the same reason are one line of the list.
+    assert!(
+        said.contains("  lines 1 to 2 (2 documents): failed: the store is unavailable"),
+        "{said}"
+    );
     assert!(
         said.contains(
             "the store stopped taking documents at line 1 (the store is unavailable: the \

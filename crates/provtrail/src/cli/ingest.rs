@@ -345,7 +345,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     tally.restored
                 )?;
             }
-            for problem in &tally.problems {
+            let mut problems = tally.problems.iter().peekable();
+            while let Some(problem) = problems.next() {
                 let first = problem
                     .errors
                     .first()
@@ -362,11 +363,31 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                         problem.line,
                         problem.outcome,
                     )?,
-                    None => say!(
-                        "  line {}: {}: {error}{more}",
-                        problem.line,
-                        problem.outcome
-                    )?,
+                    None => {
+                        // Documents that failed one after the other for the same reason (a
+                        // store at its size limit refuses every one) are one line of the list.
+                        let mut last = problem.line;
+                        let mut alike = 1;
+                        while let Some(next) = problems.next_if(|next| {
+                            next.quarantine_id.is_none() && next.errors == problem.errors
+                        }) {
+                            last = next.line;
+                            alike += 1;
+                        }
+                        if alike == 1 {
+                            say!(
+                                "  line {}: {}: {error}{more}",
+                                problem.line,
+                                problem.outcome
+                            )?;
+                        } else {
+                            say!(
+                                "  lines {} to {last} ({alike} documents): {}: {error}{more}",
+                                problem.line,
+                                problem.outcome
+                            )?;
+                        }
+                    }
                 }
             }
             let unlisted = tally.quarantined + tally.failed - tally.problems.len() as u64;
