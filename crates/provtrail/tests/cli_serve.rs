@@ -1013,3 +1013,52 @@ async fn a_server_whose_standard_error_is_closed_goes_on_and_stops_cleanly() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// A generated ingest token that stops being accepted is said: when credentials are configured
+/// beside the file that holds it, and when its file is gone from a store that already exists
+/// (its subscription still sends the old one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_token_no_longer_accepted_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = ["--listen", "127.0.0.1:0", "--db", "kept.db"];
+    let mut first = ServerProcess::start(dir.path(), &listen);
+    await_output(&first, "Health: /healthz").await;
+    first.terminate();
+    assert!(first.wait_exit().success());
+    assert!(
+        !first.output().contains("was missing"),
+        "{}",
+        first.output()
+    );
+
+    let configured = [
+        &listen[..],
+        &["--ingest-token", "configured-token-0123456789"],
+    ]
+    .concat();
+    let mut second = ServerProcess::start(dir.path(), &configured);
+    await_output(&second, "Health: /healthz").await;
+    second.terminate();
+    assert!(second.wait_exit().success());
+    assert!(
+        second
+            .output()
+            .contains("kept.db.token holds an ingest token that is not accepted now"),
+        "{}",
+        second.output()
+    );
+
+    std::fs::remove_file(dir.path().join("kept.db.token")).unwrap();
+    let mut third = ServerProcess::start(dir.path(), &listen);
+    await_output(&third, "Health: /healthz").await;
+    third.terminate();
+    assert!(third.wait_exit().success());
+    assert!(
+        third.output().contains(
+            "kept.db.token was missing: a new ingest token was generated for a store that \
+             already exists"
+        ),
+        "{}",
+        third.output()
+    );
+}
