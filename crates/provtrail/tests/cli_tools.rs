@@ -3862,3 +3862,40 @@ fn an_import_stopped_by_the_size_cap_says_which_documents_read_ahead_were_stored
         "{said}"
     );
 }
+
+/// `send` to an `http://` URL of a server that speaks TLS gets bytes that are no HTTP answer:
+/// said, with the likely fix.
+#[test]
+fn send_over_plain_http_to_a_tls_server_says_to_use_https() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0; 65536];
+        let _ = stream.read(&mut request).unwrap();
+        // What a TLS server answers to bytes that are no handshake: an alert.
+        let _ = stream.write_all(b"\x15\x03\x01\x00\x02\x02\x46");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = events_file(dir.path(), "one.jsonl", "inv-tls", 1);
+    let sent = provtrail(
+        &[
+            "send",
+            &url,
+            file.to_str().unwrap(),
+            "--token",
+            "abcdefghijklmnop1234",
+            "--retries",
+            "0",
+        ],
+        None,
+    );
+    server.join().unwrap();
+    let said = stdout(&sent) + &String::from_utf8_lossy(&sent.stderr);
+    assert_eq!(sent.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("if the server serves HTTPS, use https://"),
+        "{said}"
+    );
+}
