@@ -2460,6 +2460,29 @@ fn config_check_warns_of_an_address_serve_could_not_listen_on_here() {
     let said = String::from_utf8_lossy(&free.stderr);
     assert_eq!(free.status.code(), Some(0), "{said}");
     assert!(!said.contains("warning"), "{said}");
+
+    // What `serve` warns of at its start, `check` warns of too: a short secret, and a size cap
+    // below what a new store takes (every event would be answered 503).
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"{free_port}\"\n[store]\npath = \"x.db\"\nmax_size = \"64KiB\"\n\
+             [read]\ntokens = [\"short\"]\n"
+        ),
+    )
+    .unwrap();
+    let checked = Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["config", "check", path.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("a secret in read.tokens is shorter than 16 characters")
+            && said.contains("store.max_size is 65536 bytes, less than a new store takes"),
+        "{said}"
+    );
 }
 
 #[test]

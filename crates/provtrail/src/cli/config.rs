@@ -87,6 +87,21 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             if let Some(warning) = cannot_listen(settings.server.listen) {
                 note!("warning: {warning}");
             }
+            super::serve::warn_of_short_secrets(&settings);
+            // A new store's schema alone takes about this much: a cap below it refuses every
+            // event from the start.
+            const EMPTY_STORE: u64 = 112 * 1024;
+            if let Some(max) = settings
+                .store
+                .max_size_bytes
+                .filter(|max| *max < EMPTY_STORE)
+            {
+                note!(
+                    "warning: store.max_size is {max} bytes, less than a new store takes (about \
+                     {} KiB): every event would be answered 503",
+                    EMPTY_STORE / 1024
+                );
+            }
             note!("{} is valid", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -691,7 +691,7 @@ const SHORTEST_SECRET: usize = 16;
 /// A token or password short enough to guess is said at the start (without the secret): the
 /// sign-in form allows ten guesses a minute per address, the ingest and API endpoints each
 /// guess a request.
-fn warn_of_short_secrets(settings: &Settings) {
+pub(crate) fn warn_of_short_secrets(settings: &Settings) {
     let short = |secrets: &[String]| {
         secrets
             .iter()
