@@ -1062,3 +1062,72 @@ async fn a_generated_token_no_longer_accepted_is_warned_of() {
         third.output()
     );
 }
+
+/// Over TLS 1.3 a client may send its request with the end of its handshake and leave at once
+/// (a reset): the server writes nothing after the client's handshake (no resumption tickets),
+/// so that no failed write ends the connection with the request unread. Every event is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_sends_its_event_and_resets_at_once_has_it_kept() {
+    use tokio::io::AsyncWriteExt as _;
+    use tokio_rustls::rustls;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let db = dir.path().join("tls13.db");
+    let db_arg = db.display().to_string();
+    let args = [
+        "--db",
+        &db_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token",
+        TOKEN,
+        "--tls-cert",
+        "cert.pem",
+        "--tls-key",
+        "key.pem",
+    ];
+    let mut server = ServerProcess::start(dir.path(), &args);
+    await_output(&server, "listening on https://").await;
+    let addr = server.addr;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    const EVENTS: usize = 15;
+    for n in 0..EVENTS {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let body = event(&format!("inv-tls13-{n}"));
+        let mut request = format!(
+            "POST /events HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        tls.write_all(&request).await.unwrap();
+        tls.flush().await.unwrap();
+        let (tcp, _) = tls.into_inner();
+        tcp.set_zero_linger().unwrap();
+        drop(tcp);
+    }
+    let stored = || stored_invocations(&db).len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stored() < EVENTS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored(), EVENTS, "{}", server.output());
+    server.terminate();
+    assert!(server.wait_exit().success());
+}

@@ -103,6 +103,12 @@ impl Tls {
             .with_single_cert(chain.clone(), key_der.clone_key())
             .map_err(|err| unusable_pair(cert, key, &chain, &key_der, &err))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // TLS 1.3 sends resumption tickets once the client's handshake is done: a client that
+        // sends its request with the end of its handshake and leaves would fail that write and
+        // the handshake with it, its request unread in the socket (an event that arrived whole,
+        // lost). Resumption saves a round trip on a new connection, which a subscriber that keeps
+        // its connections alive rarely opens.
+        config.send_tls13_tickets = 0;
         let warning = validity_warning(cert, &cert_pem);
         Ok(Tls(Arc::new(config), warning))
     }
@@ -930,7 +936,13 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        // Streams a client resets before hyper takes them: past the limit the connection ends,
+        // with every stream not taken yet, some of them sent whole. The default (20) is reached by
+        // a client that sends a few dozen events at once and cancels each after its last frame;
+        // the limit stays bounded (the concurrent streams' own), as a guard against the rapid
+        // reset flood needs.
+        .max_pending_accept_reset_streams(200);
     let builder = Arc::new(builder);
     let (stopping, stop_signal) = watch::channel(false);
     let max_connections = config.max_connections.clamp(1, u32::MAX as usize);
