@@ -751,6 +751,12 @@ impl Started {
 const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 
 impl App {
+    /// The tasks keeping what ingest requests received, also those whose clients left: how
+    /// many are under way (`len`) while the server stops.
+    pub fn keeping(&self) -> tokio_util::task::TaskTracker {
+        self.keeping.clone()
+    }
+
     /// Takes the store's lock, opens the store and starts serving.
     pub async fn start(settings: &Settings) -> Result<App, StartError> {
         let lock = StoreLock::take(&settings.store.path)?;

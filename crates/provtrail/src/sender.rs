@@ -419,14 +419,10 @@ fn describe(err: &reqwest::Error) -> String {
             source = next;
         }
         let cause = source.to_string();
-        // A TLS server answers a plain-HTTP request with bytes that are no HTTP response.
+        // A TLS server answers a plain-HTTP request with a TLS record, which hyper reads as an
+        // answer of no HTTP version.
         let plain_to_tls = err.url().is_some_and(|url| url.scheme() == "http")
-            && std::iter::successors(Some(err as &dyn std::error::Error), |err| err.source()).any(
-                |err| {
-                    err.downcast_ref::<hyper::Error>()
-                        .is_some_and(|err| err.is_parse() || err.is_parse_status())
-                },
-            );
+            && cause.contains("invalid HTTP version");
         if plain_to_tls {
             format!("{cause} (the answer is not HTTP: if the server serves HTTPS, use https://)")
         } else {

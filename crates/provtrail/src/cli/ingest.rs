@@ -86,6 +86,8 @@ struct Problem {
     quarantine_id: Option<i64>,
     /// Every problem found, each with its path, or why the store failed.
     errors: Vec<String>,
+    /// Its place among the documents answered (0 for the first).
+    ordinal: u64,
 }
 
 /// What one document's import came to.
@@ -369,7 +371,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                         let mut last = problem.line;
                         let mut alike = 1;
                         while let Some(next) = problems.next_if(|next| {
-                            next.quarantine_id.is_none() && next.errors == problem.errors
+                            next.quarantine_id.is_none()
+                                && next.errors == problem.errors
+                                && next.ordinal == problem.ordinal + alike
                         }) {
                             last = next.line;
                             alike += 1;
@@ -521,6 +525,7 @@ fn collect(imported: Imported, tally: &mut Tally) {
     if tally.stopped.is_some() {
         tally.answered_since_stop += 1;
     }
+    let ordinal = tally.accepted + tally.duplicate + tally.quarantined + tally.failed;
     let problem = match result {
         Ok(IngestOutcome::Accepted { .. }) => {
             tally.accepted += 1;
@@ -544,6 +549,7 @@ fn collect(imported: Imported, tally: &mut Tally) {
                 outcome: "quarantined",
                 quarantine_id: Some(id),
                 errors,
+                ordinal,
             }
         }
         Err(err) => {
@@ -556,6 +562,7 @@ fn collect(imported: Imported, tally: &mut Tally) {
                 outcome: "failed",
                 quarantine_id: None,
                 errors: vec![err],
+                ordinal,
             }
         }
     };

@@ -566,11 +566,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let text = format!("{err:#}");
         match paths
             .iter()
-            .find(|(path, _)| !path.is_empty() && text.contains(path.as_str()))
+            .find(|(path, _)| !path.is_empty() && names_path(&text, path))
         {
             Some((_, source)) => anyhow::anyhow!("{text} (that file is named by {source})"),
             None => err,
         }
+    })
+}
+
+/// Whether `text` names `path` as a whole: not as part of a longer word or path (a database
+/// `events` is not named by "events were kept", nor `x.db` by `x.db.token`).
+fn names_path(text: &str, path: &str) -> bool {
+    let part_of_a_name = |c: char| c.is_alphanumeric() || matches!(c, '/' | '_' | '-');
+    text.match_indices(path).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let mut after = text[at + path.len()..].chars();
+        let next = after.next();
+        let extended = match next {
+            Some('.') => after.next().is_some_and(part_of_a_name),
+            Some(c) => part_of_a_name(c),
+            None => false,
+        };
+        before.is_none_or(|c| !part_of_a_name(c) && c != '.') && !extended
     })
 }
 
@@ -619,18 +636,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         note!("shutting down: finishing in-flight requests… (Ctrl-C again to quit now)");
     }
     let metrics = app.metrics.clone();
+    let keeping = app.keeping();
     let answered = tokio::select! {
         answered = app.shutdown() => answered,
         () = signals.next() => {
             // What was answered 200 is committed; what is still in flight gets no answer, and
-            // its sender (ISC, on a timeout) may count it as failed. With nothing in flight,
-            // only the closing was cut short (deliveries under way are made again later).
-            let message = match metrics.requests_in_flight.get() {
-                0 => "quitting now: no request was in flight".to_owned(),
-                n => format!(
+            // its sender (ISC, on a timeout) may count it as failed; what is being kept for a
+            // client that left is not kept. With neither, only the closing was cut short
+            // (deliveries under way are made again later).
+            let in_flight = metrics.requests_in_flight.get().unsigned_abs();
+            let being_kept = keeping.len() as u64;
+            let message = match (in_flight, being_kept) {
+                (0, 0) => "quitting now: no request was in flight".to_owned(),
+                (n, 0) => format!(
                     "quitting now: {} in flight {} no answer",
-                    super::counted(n.unsigned_abs(), "request", "requests"),
+                    super::counted(n, "request", "requests"),
                     if n == 1 { "gets" } else { "get" }
+                ),
+                (n, kept) => format!(
+                    "quitting now: {} in flight {} no answer, and {} received {} not kept",
+                    super::counted(n, "request", "requests"),
+                    if n == 1 { "gets" } else { "get" },
+                    super::counted(kept, "body", "bodies"),
+                    if kept == 1 { "is" } else { "are" },
                 ),
             };
             if super::logs_as_json() {
@@ -959,6 +987,21 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_path_is_named_only_as_a_whole() {
+        use super::names_path;
+        assert!(names_path("cannot read events: no such file", "events"));
+        assert!(names_path("the database x.db.", "x.db"));
+        assert!(names_path(
+            "cannot create the database dir/x.db: its directory",
+            "dir/x.db"
+        ));
+        assert!(!names_path("3 events were kept", "vents"));
+        assert!(!names_path("kept in x.db.token", "x.db"));
+        assert!(!names_path("in /data/x.db", "x.db"));
+        assert!(!names_path("eventsource", "events"));
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 

@@ -278,9 +278,10 @@ async fn receive(
     );
     let (bytes, stream_ended) = match read.await {
         Ok(read) => read,
-        // Over HTTP/2 the connection's end (or a reset other than NO_ERROR) fails the body of a
-        // stream whose last frame may have arrived: what arrived is the whole body when it has
-        // the length announced, or without one, when it is a whole JSON document.
+        // Over HTTP/2 the connection's end fails the body of a stream whose last frame may have
+        // arrived, and a reset other than NO_ERROR fails one whose sender reset the stream
+        // instead of ending it: what arrived is the whole body when it has the length
+        // announced, or without one, when it is a whole JSON document.
         Err(BodyError::Broken { arrived, .. })
             if http2
                 && match declared {

@@ -162,12 +162,12 @@ fn unusable_pair(
              make a version 3 one (`openssl req -x509 -new -key {key} -subj /CN=HOST -days 365 \
              -out CERT`, or `openssl x509 -req` with an `-extfile` of extensions)"
         ),
-        // ring signs with RSA, ECDSA on P-256 and P-384, and Ed25519: a P-521 key (or another
-        // curve) is not "the wrong key".
+        // ring signs with RSA of 2048 bits or more, ECDSA on P-256 and P-384, and Ed25519: a
+        // P-521 key (another curve, a short RSA key) is not "the wrong key".
         _ if format!("{err}").contains("failed to parse private key") => format!(
-            "the key in {key} is of a kind TLS here cannot sign with (RSA, ECDSA on the P-256 or \
-             P-384 curve, and Ed25519 are; not P-521 or other curves): make the certificate \
-             with a key of one of those kinds"
+            "the key in {key} is of a kind or size TLS here cannot sign with (RSA of 2048 bits \
+             or more, ECDSA on the P-256 or P-384 curve, and Ed25519 are; not P-521 or other \
+             curves, nor shorter RSA keys): make the certificate with a key of one of those kinds"
         ),
         _ => {
             format!("the certificate in {cert} and the key in {key} cannot be used together: {err}")
@@ -939,9 +939,9 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         // Streams a client resets before hyper takes them: past the limit the connection ends,
         // with every stream not taken yet, some of them sent whole. The default (20) is reached by
-        // a client that sends a few dozen events at once and cancels each after its last frame;
-        // the limit stays bounded (the concurrent streams' own), as a guard against the rapid
-        // reset flood needs.
+        // a client that sends a few dozen events at once and cancels each after its last frame.
+        // Ten times the default is still a bound against the rapid reset flood (each such stream
+        // is handled as a request, within the concurrency cap and the refusals' record budget).
         .max_pending_accept_reset_streams(200);
     let builder = Arc::new(builder);
     let (stopping, stop_signal) = watch::channel(false);
