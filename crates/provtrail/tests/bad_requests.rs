@@ -1558,6 +1558,13 @@ async fn an_http2_stream_cancelled_after_its_last_frame_is_kept() {
         })
         .await;
     }
+    assert_every_event_kept(&server, &sent).await;
+    server.assert_still_serving("inv-after-cancels").await;
+    server.shutdown().await;
+}
+
+/// Every event of `sent` is stored, and each request recorded as accepted.
+async fn assert_every_event_kept(server: &TestServer, sent: &[String]) {
     server.await_deliveries(sent.len() as u64).await;
     let kept = stored_invocations(&server.db);
     let missing: Vec<_> = sent.iter().filter(|id| !kept.contains_key(*id)).collect();
@@ -1567,8 +1574,6 @@ async fn an_http2_stream_cancelled_after_its_last_frame_is_kept() {
         records.iter().all(|record| record.status == 200),
         "{records:?}"
     );
-    server.assert_still_serving("inv-after-cancels").await;
-    server.shutdown().await;
 }
 
 /// An HTTP/2 frame: its kind, flags, stream and payload.
@@ -1655,15 +1660,7 @@ async fn http2_requests_sent_whole_just_before_the_connection_closes_are_kept() 
         tcp.write_all(&frames).await.unwrap();
         drop(tcp);
     }
-    server.await_deliveries(sent.len() as u64).await;
-    let kept = stored_invocations(&server.db);
-    let missing: Vec<_> = sent.iter().filter(|id| !kept.contains_key(*id)).collect();
-    let records = deliveries(&server.db);
-    assert!(missing.is_empty(), "not kept: {missing:?}; {records:?}");
-    assert!(
-        records.iter().all(|record| record.status == 200),
-        "{records:?}"
-    );
+    assert_every_event_kept(&server, &sent).await;
     server.assert_still_serving("inv-after-closes").await;
     server.shutdown().await;
 }
