@@ -243,6 +243,18 @@ async fn a_grace_period_that_ends_with_requests_unanswered_exits_with_status_1()
     );
     server.kill();
     drop(stalled);
+    // Its connection was dropped at the end of the grace, which failed its body: the request
+    // is in the delivery log, refused, though it got no answer.
+    let records = deliveries(&db);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].status, 400, "{records:?}");
+    assert!(
+        records[0]
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("could not be read completely")),
+        "{records:?}"
+    );
 }
 
 /// With `--log-json`, standard error is read by a log collector: every line the shutdown writes,

@@ -945,6 +945,7 @@ pub async fn serve(
         .max_pending_accept_reset_streams(200);
     let builder = Arc::new(builder);
     let (stopping, stop_signal) = watch::channel(false);
+    let (abandon, abandon_signal) = watch::channel(false);
     let max_connections = config.max_connections.clamp(1, u32::MAX as usize);
     let connections = Arc::new(Semaphore::new(max_connections));
     // Half the cap per address unless set: one client cannot lock out every other (a reverse
@@ -1016,7 +1017,8 @@ pub async fn serve(
         let on_malformed = on_malformed.clone();
         // A second handle on the socket, so that it outlives hyper's (see `linger`).
         let lingering = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
-        tokio::spawn(async move {
+        let mut abandoned = abandon_signal.clone();
+        let connection_task = async move {
             let _permits = (permit, address_slot);
             let hook = on_malformed.as_ref().map(|hook| (hook, remote));
             let stopping = stop_signal.clone();
@@ -1073,6 +1075,15 @@ pub async fn serve(
                     _ = stopping.changed() => {}
                 }
             }
+        };
+        tokio::spawn(async move {
+            // Past the shutdown's grace the connection is dropped: a body still on its way
+            // fails its read, and its request is refused and recorded before the store closes,
+            // rather than left waiting for its timeout while the process ends.
+            tokio::select! {
+                () = connection_task => {}
+                _ = abandoned.wait_for(|abandon| *abandon) => {}
+            }
         });
     }
     drop(listener);
@@ -1087,6 +1098,7 @@ pub async fn serve(
         }
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
+            let _ = abandon.send(true);
             false
         }
     }
