@@ -621,6 +621,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     print_banner(&prepared, app.server.local_addr());
     warn_when_full(settings);
     warn_when_readable_by_others(&settings.store.path);
+    warn_when_secrets_readable_by_others(
+        args.server.config_file().as_deref(),
+        settings.server.tls.as_ref().map(|(_, key)| key.as_path()),
+    );
     warn_of_short_secrets(settings);
     if settings.server.trusted_proxies.trusts_everyone() {
         tracing::warn!(
@@ -765,6 +769,60 @@ fn warn_when_readable_by_others(db: &std::path::Path) {
             path.display()
         );
     }
+}
+
+/// A TLS key, or a configuration file that writes a secret out (not as a `${…}` reference),
+/// that other users may read: the server cannot take access away from files it did not make,
+/// but says so, as it does for the database.
+fn warn_when_secrets_readable_by_others(
+    config: Option<&std::path::Path>,
+    tls_key: Option<&std::path::Path>,
+) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let readable = |path: &std::path::Path| {
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
+    };
+    if let Some((key, mode)) = tls_key.and_then(|key| Some((key, readable(key)?))) {
+        tracing::warn!(
+            "{} can be read by other users of this machine (mode {mode:o}): it is the TLS \
+             private key; `chmod 600` it",
+            key.display()
+        );
+    }
+    if let Some((config, mode)) = config.and_then(|config| Some((config, readable(config)?))) {
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        if writes_out_a_secret(&text) {
+            tracing::warn!(
+                "{} can be read by other users of this machine (mode {mode:o}) and writes out \
+                 a secret (a token or password not given as a ${{env:…}} or ${{file:…}} \
+                 reference); `chmod 600` it",
+                config.display()
+            );
+        }
+    }
+}
+
+/// Whether a configuration file's text gives a token, password or secret as a literal value
+/// rather than by reference.
+fn writes_out_a_secret(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.trim();
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let secret_key = ["token", "basic", "password", "secret"]
+            .iter()
+            .any(|word| key.contains(word));
+        // Every quoted string of the value: a literal unless it is a reference.
+        let literal = value
+            .split(['"', '\''])
+            .skip(1)
+            .step_by(2)
+            .any(|quoted| !quoted.is_empty() && !quoted.starts_with("${"));
+        !line.starts_with('#') && secret_key && literal
+    })
 }
 
 /// The files of the database at `db` (the file, its log and shared memory) that other users
@@ -987,6 +1045,20 @@ pub fn print_banner(prepared: &Prepared, addr: std::net::SocketAddr) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_secret_written_out_in_the_configuration_is_told_from_a_reference() {
+        use super::writes_out_a_secret;
+        assert!(writes_out_a_secret("[ingest]\ntokens = [\"ptk_abc\"]\n"));
+        assert!(writes_out_a_secret("bearer_token = 'abc'"));
+        assert!(writes_out_a_secret("basic_password = \"pw\""));
+        assert!(!writes_out_a_secret("tokens = [\"${env:TOKEN}\"]"));
+        assert!(!writes_out_a_secret(
+            "bearer_token = \"${file:/run/secrets/t}\""
+        ));
+        assert!(!writes_out_a_secret("# tokens = [\"example\"]"));
+        assert!(!writes_out_a_secret("path = \"provtrail.db\""));
+    }
+
     #[test]
     fn a_path_is_named_only_as_a_whole() {
         use super::names_path;
