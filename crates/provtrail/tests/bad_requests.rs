@@ -948,9 +948,11 @@ async fn an_http2_connection_that_starts_no_more_requests_is_closed_after_the_id
 /// its whole grace, nor make it end as if a request went unanswered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_client_that_ignores_pings_does_not_hold_the_shutdown() {
+    // The goodbye's ping is waited for a second at most, well within a grace shorter than the
+    // header timeout (10 s): every request was answered, and the shutdown says so.
     let mut server = TestServer::start_with(|config| {
-        config.server.header_timeout = Some("1s".into());
-        config.server.shutdown_grace = Some("20s".into());
+        config.server.header_timeout = Some("10s".into());
+        config.server.shutdown_grace = Some("3s".into());
     })
     .await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();

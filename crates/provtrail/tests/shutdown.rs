@@ -332,3 +332,58 @@ async fn a_second_signal_quits_at_once_and_says_so_in_the_logs_format() {
     );
     drop(stalled);
 }
+
+/// A request whose headers began on a kept-alive connection and had not ended when the server
+/// stopped: answered 408 and recorded, as at the header timeout, not closed under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_half_sent_when_the_server_stops_is_answered_408_and_recorded() {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("half.db");
+    let args = serve_args(&db);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::start(dir.path(), &args);
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    // One request answered: the connection is kept alive, idle.
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    // The next one's head, half of it.
+    tcp.write_all(b"POST /events HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.terminate();
+    let mut answered = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tcp.read_to_end(&mut answered),
+    )
+    .await;
+    let answered = String::from_utf8_lossy(&answered).into_owned();
+    assert!(answered.starts_with("HTTP/1.1 408"), "{answered:?}");
+    let (mut server, status) = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit();
+        (server, status)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{}", server.output());
+    server.kill();
+    let records = deliveries(&db);
+    let stalled: Vec<_> = records
+        .iter()
+        .filter(|record| record.status == 408)
+        .collect();
+    assert_eq!(stalled.len(), 1, "{records:?}");
+    assert!(
+        stalled[0]
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("had not ended when the server stopped")),
+        "{records:?}"
+    );
+}

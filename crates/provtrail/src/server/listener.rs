@@ -575,6 +575,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
+/// One request of the server not answered yet, counted in a total across connections until
+/// dropped.
+struct Unanswered(Arc<AtomicUsize>);
+
+impl Unanswered {
+    fn begin(total: &Arc<AtomicUsize>) -> Self {
+        total.fetch_add(1, Ordering::AcqRel);
+        Unanswered(total.clone())
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One request being answered, until dropped.
 struct InFlight(Arc<Activity>);
 
@@ -683,6 +700,23 @@ where
                         }
                         () = tokio::time::sleep(HTTP1_LAST_REQUESTS) => {}
                     }
+                    // A request whose headers began and did not end meanwhile is answered 408
+                    // and recorded, as at the header timeout, rather than closed under.
+                    let from = match activity.doing() {
+                        Doing::Nothing => Some(0),
+                        Doing::IdleSince(_) => {
+                            Some(activity.received_when_idle.load(Ordering::Relaxed))
+                        }
+                        Doing::Answering => None,
+                    };
+                    if let Some(from) = from.filter(|&from| stalled_request_began(activity, from)) {
+                        let what = format!(
+                            "the request's headers had not ended when the server stopped (it \
+                             waited {}",
+                            humantime::format_duration(HTTP1_LAST_REQUESTS)
+                        );
+                        return stalled_request(activity, from, &what, raw_answer);
+                    }
                 }
                 break idle();
             }
@@ -691,8 +725,14 @@ where
     connection.as_mut().graceful_shutdown();
     if idle_close {
         // Nothing is in flight: an HTTP/2 goodbye takes one ping's round trip, and a client that
-        // does not answer pings does not get to keep the connection open for that.
-        if let Ok(result) = tokio::time::timeout(header_timeout, connection).await {
+        // does not answer pings does not get to keep the connection open for that (nor hold a
+        // server that is stopping more than a second).
+        let goodbye = if *shutdown.borrow() {
+            header_timeout.min(Duration::from_secs(1))
+        } else {
+            header_timeout
+        };
+        if let Ok(result) = tokio::time::timeout(goodbye, connection).await {
             report(result);
         }
     } else {
@@ -902,7 +942,8 @@ impl Drop for AddressSlot {
     }
 }
 
-/// Serves connections from `listener` until `shutdown` completes, then shuts down gracefully.
+/// Serves connections from `listener` until `shutdown` completes, then shuts down gracefully:
+/// false when the grace ended with requests still unanswered.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -946,6 +987,10 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let (stopping, stop_signal) = watch::channel(false);
     let (abandon, abandon_signal) = watch::channel(false);
+    // Requests not answered yet, across connections: what the end of the grace leaves
+    // unanswered (a connection still open past it may hold none: an idle HTTP/2 client that
+    // does not answer the goodbye's ping).
+    let unanswered = Arc::new(AtomicUsize::new(0));
     let max_connections = config.max_connections.clamp(1, u32::MAX as usize);
     let connections = Arc::new(Semaphore::new(max_connections));
     // Half the cap per address unless set: one client cannot lock out every other (a reverse
@@ -986,6 +1031,7 @@ pub async fn serve(
         let activity = Arc::new(Activity::new());
         let requests = activity.clone();
         let stopping_now = stop_signal.clone();
+        let unanswered = unanswered.clone();
         let service = router
             .clone()
             .map_request(move |mut request: axum::http::Request<Incoming>| {
@@ -994,6 +1040,7 @@ pub async fn serve(
             })
             .map_future(move |answer| {
                 let in_flight = requests.begin();
+                let counted = Unanswered::begin(&unanswered);
                 let http1 = !requests.http2.load(Ordering::Relaxed);
                 let stopping = stopping_now.clone();
                 async move {
@@ -1006,7 +1053,7 @@ pub async fn serve(
                             axum::http::HeaderValue::from_static("close"),
                         );
                     }
-                    drop(in_flight);
+                    drop((in_flight, counted));
                     answer
                 }
             });
@@ -1055,13 +1102,10 @@ pub async fn serve(
                     run_connection(connection, &activity, timeouts, stop_signal, hook, false).await
                 }
             };
-            // Shutting down, nothing waits for a client to finish sending.
             let mut stopping = stopping;
-            let mut socket = lingering
-                .filter(|_| !*stopping.borrow())
-                .and_then(|socket| {
-                    tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)).ok()
-                });
+            let mut socket = lingering.and_then(|socket| {
+                tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)).ok()
+            });
             if let Some(stalled) = stalled {
                 let written = match (&mut socket, &stalled.answer) {
                     (Some(socket), Some(answer)) => write_answer(socket, answer).await,
@@ -1069,7 +1113,8 @@ pub async fn serve(
                 };
                 stalled.record(hook, written);
             }
-            if let Some(socket) = socket {
+            // Shutting down, nothing waits for a client to finish sending.
+            if let Some(socket) = socket.filter(|_| !*stopping.borrow()) {
                 tokio::select! {
                     () = linger(socket) => {}
                     _ = stopping.changed() => {}
@@ -1099,7 +1144,7 @@ pub async fn serve(
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
             let _ = abandon.send(true);
-            false
+            unanswered.load(Ordering::Acquire) == 0
         }
     }
 }
