@@ -131,6 +131,16 @@ pub(crate) async fn evaluation_slot() -> tokio::sync::OwnedSemaphorePermit {
     }
 }
 
+/// Tells an evaluation on a blocking thread to stop when the work that waits for it is dropped
+/// (its client left): the thread would otherwise evaluate on, up to its budget, for nobody.
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Longest a request evaluates in one turn on an evaluation slot before it lets the next
 /// request waiting for a slot have its turn; an event under way is finished first.
 pub(crate) const TURN: Duration = Duration::from_millis(200);
@@ -213,14 +223,6 @@ async fn evaluate_turn(
     deadline: Instant,
     first_of_all: bool,
 ) -> Evaluated {
-    /// Tells the evaluation to stop when the request is dropped (its client left): the blocking
-    /// thread would otherwise evaluate on, up to the budget, for nobody.
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     let wait = if first_of_all {
         FIRST_TURN_WAIT
     } else {

@@ -778,11 +778,7 @@ fn warn_when_secrets_readable_by_others(
     config: Option<&std::path::Path>,
     tls_key: Option<&std::path::Path>,
 ) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let readable = |path: &std::path::Path| {
-        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-        (mode & 0o044 != 0).then_some(mode)
-    };
+    let readable = mode_readable_by_others;
     if let Some((key, mode)) = tls_key.and_then(|key| Some((key, readable(key)?))) {
         tracing::warn!(
             "{} can be read by other users of this machine (mode {mode:o}): it is the TLS \
@@ -828,17 +824,23 @@ fn writes_out_a_secret(text: &str) -> bool {
 /// The files of the database at `db` (the file, its log and shared memory) that other users
 /// may read, with their modes.
 fn readable_by_others(db: &std::path::Path) -> Vec<(PathBuf, u32)> {
-    use std::os::unix::fs::PermissionsExt as _;
     ["", "-wal", "-shm"]
         .iter()
         .filter_map(|suffix| {
             let mut path = db.as_os_str().to_owned();
             path.push(suffix);
             let path = PathBuf::from(path);
-            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o777;
-            (mode & 0o044 != 0).then_some((path, mode))
+            let mode = mode_readable_by_others(&path)?;
+            Some((path, mode))
         })
         .collect()
+}
+
+/// The mode of the file at `path` when its group or other users may read it.
+fn mode_readable_by_others(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
 }
 
 /// A store already at its size cap takes no event: every delivery gets 503 until the cap is

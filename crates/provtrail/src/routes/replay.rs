@@ -6,7 +6,7 @@
 //! what a replay is for.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use provtrail_jsonpath::Path;
 use serde::Serialize;
@@ -95,12 +95,7 @@ async fn matching(
     route_filter: Option<Path>,
     extra: Option<Path>,
 ) -> Result<Vec<i64>, ReplayError> {
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
+    use crate::search::StopOnDrop;
     let filters: Arc<Vec<(Path, bool)>> = Arc::new(
         route_filter
             .into_iter()
