@@ -497,8 +497,45 @@ fn ensure_token(path: &Path, prefix: &str) -> std::io::Result<(String, bool)> {
         return Ok((token, false));
     }
     let token = generate_token(prefix);
-    write_private(path, &format!("{token}\n"))?;
+    write_new_token(path, &format!("{token}\n"))?;
     Ok((token, true))
+}
+
+/// Writes a generated token where no token is kept: into a new file, or into a blank regular
+/// one. Never through a link: a link left where the token goes (one that leads nowhere, say)
+/// would put the secret wherever it points, perhaps where others read.
+fn write_new_token(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            options.write(true).create_new(true);
+        }
+        Err(err) => return Err(err),
+        Ok(meta) if meta.is_file() => {
+            options.write(true);
+        }
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file (a link, a directory or a device): a generated token \
+                 is only written into a file of its own; remove it, or pass tokens with the \
+                 command line or the configuration",
+                path.display()
+            )));
+        }
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // A link put in its place between the look above and the open is not followed either.
+    #[cfg(target_os = "linux")]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    let mut file = options.open(path)?;
+    crate::claim_output(&file)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// The token kept in `path`, if there is one (none for a missing or blank file); an error for
@@ -568,14 +605,6 @@ fn keep_private(path: &Path) {
 
 #[cfg(not(unix))]
 fn keep_private(_path: &Path) {}
-
-/// Writes `text` to a file readable by its owner only, and syncs it.
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut file = crate::create_private(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
-}
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]

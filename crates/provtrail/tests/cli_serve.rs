@@ -428,6 +428,23 @@ fn a_token_file_of_several_lines_fails_the_start_instead_of_refusing_every_reque
     assert!(stderr.contains("more than one token"), "{stderr}");
 }
 
+#[test]
+fn a_generated_token_is_never_written_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("linked.db").display().to_string();
+    // A link where the token goes, leading to a file that is not there yet (somewhere others
+    // could read it): following it would hand them the secret.
+    let elsewhere = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("linked.db.token")).unwrap();
+    let (status, stderr) = refused_start(dir.path(), &["--db", &db]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("linked.db.token") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+    assert!(!elsewhere.exists(), "nothing was written through the link");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_token_may_not_be_given_to_another_role_and_an_empty_one_is_made_private() {
     let dir = tempfile::tempdir().unwrap();
