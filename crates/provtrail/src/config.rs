@@ -10,6 +10,10 @@ use serde::Deserialize;
 /// The commented default configuration, as written by `provtrail config init`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
+/// The longest configuration file read: the commented default is about 10 KiB, and routes'
+/// templates are a few KiB each.
+pub const MAX_CONFIG_BYTES: usize = 4 << 20;
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -181,9 +185,34 @@ pub struct StoreSection {
 impl FileConfig {
     /// Reads a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
+        use std::io::Read as _;
+        let unreadable = |reason| ConfigError::Read {
             path: path.to_owned(),
             reason,
+        };
+        // Read no further than a configuration could be: a device or a pipe without end
+        // (`/dev/zero`) given by mistake would otherwise fill the memory.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| {
+                file.take(MAX_CONFIG_BYTES as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(unreadable)?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(unreadable(std::io::Error::other(format!(
+                "it is more than {} MiB long, which no configuration is (is it the right file?)",
+                MAX_CONFIG_BYTES >> 20
+            ))));
+        }
+        let text = String::from_utf8(bytes).map_err(|err| {
+            unreadable(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "it is not UTF-8 text (invalid byte at offset {})",
+                    err.utf8_error().valid_up_to()
+                ),
+            ))
         })?;
         Self::parse(&text, path)
     }
@@ -650,6 +679,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("routes.bogus (line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_file_no_configuration_could_be_is_refused_without_reading_it_all() {
+        // A device without end, given by mistake, is read no further than the cap.
+        let err = FileConfig::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/dev/zero") && err.contains("more than 4 MiB"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("binary.toml");
+        std::fs::write(&binary, b"[server]\nlisten = \"\xff\"\n").unwrap();
+        let err = FileConfig::load(&binary).unwrap_err().to_string();
+        assert!(
+            err.contains("not UTF-8 text (invalid byte at offset 19)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -417,6 +417,103 @@ fn validate_reads_json_lines_by_name_or_content_and_says_when_there_is_nothing_t
     );
 }
 
+/// The command's output once it has exited by itself; a failure if it is still reading after
+/// two minutes (a guard against reading forever, not a measure of speed).
+fn finished(args: &[&str]) -> Output {
+    let mut child = spawn_provtrail(args);
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("provtrail {args:?} was still reading after two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_input_without_end_is_refused_not_read_forever_nor_held_whole() {
+    // A device that never ends, given by mistake: each command reads a bounded part of it and
+    // says why it stops.
+    for (args, said) in [
+        (
+            &["filter", "$", "/dev/zero"][..],
+            "more than 67108864 bytes and not one document per line",
+        ),
+        (
+            &["filter", "--jsonl", "$", "/dev/zero"],
+            "line 1 is more than 67108864 bytes long",
+        ),
+        (
+            &["validate", "--jsonl", "/dev/zero"],
+            "more than 1073741824 bytes long and still goes on",
+        ),
+        (&["config", "check", "/dev/zero"], "more than 4 MiB long"),
+        (
+            &["search", "--config", "/dev/zero", "--result", "FAILED"],
+            "more than 4 MiB long",
+        ),
+    ] {
+        let output = finished(args);
+        let told = format!(
+            "{}{}",
+            stdout(&output),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {told}");
+        assert!(told.contains(said), "{args:?}: {told}");
+    }
+}
+
+#[test]
+fn filter_reads_json_lines_past_what_it_holds_whole_line_by_line() {
+    // 64 MiB of blank lines, then two events, one per line: evaluated as they come.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.json");
+    let mut input = vec![b'\n'; (64 << 20) + 10];
+    for id in ["inv-late-1", "inv-late-2"] {
+        input.extend(
+            String::from_utf8(event(id))
+                .unwrap()
+                .replace('\n', " ")
+                .bytes(),
+        );
+        input.push(b'\n');
+    }
+    std::fs::write(&path, &input).unwrap();
+    let output = finished(&[
+        "filter",
+        "--format",
+        "json",
+        "$._metadata.invocationId",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let answers: Vec<(u64, Value)> = json_lines(&output)
+        .into_iter()
+        .map(|answer| (answer["line"].as_u64().unwrap(), answer["result"].clone()))
+        .collect();
+    let first = (64 << 20) + 11;
+    assert_eq!(
+        answers,
+        [
+            (first, Value::from("inv-late-1")),
+            (first + 1, Value::from("inv-late-2"))
+        ]
+    );
+    // And `ingest` takes them too, rather than calling the input empty.
+    let db = dir.path().join("late.db");
+    let output = finished(&[
+        "ingest",
+        "--db",
+        db.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them_back() {
     let server = TestServer::start().await;
@@ -834,7 +931,7 @@ fn events_file(dir: &Path, name: &str, prefix: &str, count: usize) -> std::path:
 fn export_saves_every_event_that_reads_back_from_a_damaged_store_and_names_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("damaged.db");
-    let file = events_file(dir.path(), "events.jsonl", "inv-damaged", 5);
+    let file = events_file(dir.path(), "events.jsonl", "inv-damaged", 7);
     assert!(ingest_into(&db, &file).status.success());
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -845,6 +942,11 @@ fn export_saves_every_event_that_reads_back_from_a_damaged_store_and_names_the_r
                 [id],
             )
             .unwrap();
+        }
+        // Lengths recorded that the bodies do not have: no length at all, and a longer one.
+        for (id, size) in [(6, -1), (7, 999_999)] {
+            conn.execute("UPDATE events SET raw_size = ?2 WHERE id = ?1", [id, size])
+                .unwrap();
         }
         // A row whose text is no longer UTF-8, as a damaged page leaves it: SQLite cannot give
         // it back whole.
@@ -867,8 +969,13 @@ fn export_saves_every_event_that_reads_back_from_a_damaged_store_and_names_the_r
             && said.contains(
                 "event 2 skipped: its stored body cannot be read back (SQLite cannot read its row"
             )
+            && said.contains("event 6 skipped: its stored body cannot be read back (its recorded length (-1) is not a length)")
+            && said.contains("event 7 skipped: its stored body cannot be read back (its body reads back as")
+            && said.contains("bytes, 999999 arrived)")
             && said.contains("exported 2 events")
-            && said.contains("3 events could not be read back and were not exported (ids 2, 3, 5)"),
+            && said.contains(
+                "5 events could not be read back and were not exported (ids 2, 3, 5, 6, 7)"
+            ),
         "{said}"
     );
     let saved: Vec<Value> = std::fs::read_to_string(&out)

@@ -96,13 +96,18 @@ pub fn run(args: FilterArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{text}")?;
         }
     }
-    let input = match read_input(args.file.as_deref()) {
-        Ok(i) => i,
+    let (input, rest) = match read_input(args.file.as_deref()) {
+        Ok(read) => read,
         Err(e) => {
             note!("error: {e:#}");
             return Ok(ExitCode::from(2));
         }
     };
+    // Past what is held whole, one document per line is evaluated line by line as it comes (an
+    // export of millions of events); anything else is refused rather than held in memory.
+    if let Some(rest) = rest {
+        return evaluate_lines_as_they_come(&mut out, &args, &path, options, input, rest);
+    }
     if super::is_blank(&input) {
         note!("error: {}", super::NO_DOCUMENTS);
         return Ok(ExitCode::from(2));
@@ -193,23 +198,79 @@ enum Reading {
     NotJson,
 }
 
-/// The input's bytes: a document that is not UTF-8 is reported as any document that is not
-/// JSON, line by line in JSON lines, rather than stopping the whole run.
-fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+/// The input's bytes, up to [`super::WHOLE_INPUT_LIMIT`], and the reader of the rest when there
+/// is more. A document that is not UTF-8 is reported as any document that is not JSON, line by
+/// line in JSON lines, rather than stopping the whole run.
+fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<(Vec<u8>, Option<Rest>)> {
+    let mut reader: Rest = match file {
+        Some(file) if file != std::path::Path::new("-") => Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?,
+        )),
+        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
     let mut bytes = Vec::new();
-    match file {
-        Some(file) if file != std::path::Path::new("-") => {
-            bytes =
-                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        }
-        _ => {
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .context("cannot read standard input")?;
-        }
+    (&mut reader)
+        .take(super::WHOLE_INPUT_LIMIT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| match file {
+            Some(file) if file != std::path::Path::new("-") => {
+                format!("cannot read {}", file.display())
+            }
+            _ => "cannot read standard input".to_owned(),
+        })?;
+    let more = bytes.len() > super::WHOLE_INPUT_LIMIT;
+    Ok((bytes, more.then_some(reader)))
+}
+
+/// What is left of an input past what is held whole.
+type Rest = Box<dyn std::io::BufRead + Send>;
+
+/// Evaluates each line of an input too long to hold whole, `first` then `rest`; refuses one
+/// that is not one document per line.
+fn evaluate_lines_as_they_come(
+    out: &mut impl Write,
+    args: &FilterArgs,
+    path: &Path,
+    options: Options,
+    first: Vec<u8>,
+    rest: Rest,
+) -> anyhow::Result<ExitCode> {
+    let limit = super::WHOLE_INPUT_LIMIT;
+    if !(args.jsonl || super::is_blank(&first) || super::looks_like_json_lines(&first)) {
+        note!(
+            "error: the input is more than {limit} bytes and not one document per line (a \
+             single document, or documents spread over lines): split it, or write one event per \
+             line, which is read line by line with --jsonl"
+        );
+        return Ok(ExitCode::from(2));
     }
-    Ok(bytes)
+    if !args.jsonl {
+        note!("the input holds one JSON document per line: reading it as JSON lines (--jsonl)");
+    }
+    let mut tally = Tally::default();
+    let mut failed = None;
+    let lines = std::io::Cursor::new(first).chain(rest);
+    let read = super::read_lines(Box::new(lines), limit, |line, document| {
+        match report(out, args.format, path, options, &document, Some(line)) {
+            Ok(reading) => {
+                tally.add(reading);
+                true
+            }
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        }
+    });
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    out.flush()?;
+    if let Err(err) = read {
+        note!("error: {err:#}");
+        return Ok(ExitCode::from(2));
+    }
+    Ok(tally.exit_code())
 }
 
 /// [`outcome`] of a document given as bytes, which may not be UTF-8.

@@ -859,14 +859,15 @@ fn read_documents_within(
             .take(limit as u64 + 1)
             .read_to_end(&mut body)
             .context("cannot read the input")?;
-        anyhow::ensure!(!is_blank(&body), "{NO_DOCUMENTS}");
+        // Blank up to the limit says nothing of what comes after: read on, line by line.
+        anyhow::ensure!(body.len() > limit || !is_blank(&body), "{NO_DOCUMENTS}");
         anyhow::ensure!(
             !is_empty_array(&body),
             "no documents: the input is an empty JSON array"
         );
         if body.len() > limit {
             anyhow::ensure!(
-                looks_like_json_lines(&body),
+                is_blank(&body) || looks_like_json_lines(&body),
                 "the input is more than {limit} bytes and not one document per line (a single \
                  document, or documents spread over lines): split it, or write one event per \
                  line, which is read line by line with --jsonl"
@@ -929,7 +930,7 @@ fn read_documents_within(
 /// Each non-blank line of `reader` (without its line end) to `document`, with its number. A
 /// line longer than `max_line` bytes stops the reading with an error: it is no event, and
 /// holding it whole could take all the memory there is (a file without line breaks).
-fn read_lines(
+pub fn read_lines(
     mut reader: Box<dyn BufRead + Send>,
     max_line: usize,
     mut document: impl FnMut(u64, Bytes) -> bool,
@@ -1041,6 +1042,15 @@ mod tests {
         let mixed = "{\"n\":1}\n{\n  \"n\": 2\n}\n{\"n\":3}\n";
         let err = documents_within(mixed, 10).unwrap_err().to_string();
         assert!(err.contains("not one document per line"), "{err}");
+        // Blank lines past the limit, then documents: read on, not taken for an empty input.
+        let late = format!("{}{{\"n\":1}}\n{{\"n\":2}}\n", "\n".repeat(12));
+        let expected =
+            [(13, "{\"n\":1}"), (14, "{\"n\":2}")].map(|(line, text)| (line, text.to_owned()));
+        assert_eq!(documents_within(&late, 10).unwrap(), expected);
+        let err = documents_within(&"\n".repeat(12), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no documents"), "{err}");
     }
 
     #[test]

@@ -219,9 +219,29 @@ fn check_lines(
             Ok(_) if super::without_line_end(&line).len() > max => {
                 documents += 1;
                 let ended = line.last() == Some(&b'\n');
-                if let Err(err) = (!ended).then(|| reader.skip_until(b'\n')).transpose() {
-                    report_unreadable(out, args, false, &origin, &format!("cannot read: {err}"))?;
-                    return Ok(Verdict::Unreadable);
+                let skipped = if ended {
+                    Ok(true)
+                } else {
+                    skip_line_within(&mut reader, LONGEST_LINE_SKIPPED)
+                };
+                match skipped {
+                    Err(err) => {
+                        let message = format!("cannot read: {err}");
+                        report_unreadable(out, args, false, &origin, &message)?;
+                        return Ok(Verdict::Unreadable);
+                    }
+                    // A line without end (a device such as /dev/zero, a file with no line
+                    // breaks) is no document per line: reading on would never end.
+                    Ok(false) => {
+                        let message = format!(
+                            "the line is more than {LONGEST_LINE_SKIPPED} bytes long and still \
+                             goes on: the input is not one document per line, and nothing from \
+                             this line on was read"
+                        );
+                        report_unreadable(out, args, false, &origin, &message)?;
+                        return Ok(Verdict::Unreadable);
+                    }
+                    Ok(true) => {}
                 }
                 let message =
                     format!("the document is more than {max} bytes, the limit (--max-bytes)");
@@ -251,6 +271,36 @@ fn check_lines(
         let document = super::without_line_end(&line);
         let verdict = check_document(out, args, options, false, &origin, document)?;
         worst = worst.max(verdict);
+    }
+}
+
+/// The longest line stepped over to check the lines after it: a longer one is taken for an
+/// input without line breaks (a device such as `/dev/zero`), which would be read for ever.
+const LONGEST_LINE_SKIPPED: u64 = 1 << 30;
+
+/// Skips the rest of a line, at most `limit` bytes of it: whether it ended (with a line break,
+/// or with the input) within them.
+fn skip_line_within(reader: &mut impl BufRead, limit: u64) -> std::io::Result<bool> {
+    let mut skipped = 0;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if buffer.is_empty() {
+            return Ok(true);
+        }
+        if let Some(end) = memchr::memchr(b'\n', buffer) {
+            reader.consume(end + 1);
+            return Ok(true);
+        }
+        let length = buffer.len();
+        reader.consume(length);
+        skipped += length as u64;
+        if skipped >= limit {
+            return Ok(false);
+        }
     }
 }
 

@@ -134,12 +134,7 @@ pub fn encode(raw: &Bytes) -> (i64, Bytes) {
 
 /// Decodes the stored body of event `id`: as [`decode`], failing as
 /// [`StoreError::Unreadable`], which names the event.
-pub fn decode_event(
-    id: i64,
-    codec: i64,
-    stored: Vec<u8>,
-    size: usize,
-) -> Result<Bytes, StoreError> {
+pub fn decode_event(id: i64, codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreError> {
     decode(codec, stored, size).map_err(|err| StoreError::Unreadable {
         id,
         reason: match err {
@@ -149,8 +144,32 @@ pub fn decode_event(
     })
 }
 
-/// Decodes a stored body; `size` is the original length recorded with it.
-pub fn decode(codec: i64, stored: Vec<u8>, size: usize) -> Result<Bytes, StoreError> {
+/// The largest body a store holds (the largest `ingest.max_body` a server takes): a recorded
+/// length past it is damage, and decompressing into room for it could take all the memory.
+const LARGEST_BODY: usize = 1 << 30;
+
+/// Decodes a stored body; `size` is the original length recorded with it, which the decoded
+/// body must have: a body that reads back otherwise (a damaged row) is an error, never passed
+/// on as the document that arrived.
+pub fn decode(codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreError> {
+    let expected = usize::try_from(size)
+        .ok()
+        .filter(|&size| size <= LARGEST_BODY)
+        .ok_or_else(|| {
+            StoreError::Internal(format!("its recorded length ({size}) is not a length"))
+        })?;
+    let body = decode_within(codec, stored, expected)?;
+    if body.len() != expected {
+        return Err(StoreError::Internal(format!(
+            "its body reads back as {} bytes, {expected} arrived",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// Decodes a stored body of at most `size` bytes.
+fn decode_within(codec: i64, stored: Vec<u8>, size: usize) -> Result<Bytes, StoreError> {
     let broken = |err: std::io::Error| {
         StoreError::Internal(format!("a stored body cannot be decompressed: {err}"))
     };
@@ -200,7 +219,10 @@ mod tests {
         for body in [&b"{}"[..], &[b'x'; 4096][..], "é".repeat(300).as_bytes()] {
             let raw = Bytes::copy_from_slice(body);
             let (codec, stored) = encode(&raw);
-            assert_eq!(decode(codec, stored.to_vec(), raw.len()).unwrap(), raw);
+            assert_eq!(
+                decode(codec, stored.to_vec(), raw.len() as i64).unwrap(),
+                raw
+            );
         }
         let plain = zstd::bulk::compress(b"plain zstd frame", 3).unwrap();
         assert_eq!(

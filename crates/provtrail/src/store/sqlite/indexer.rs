@@ -595,7 +595,7 @@ impl Indexer {
         let mut documents = Vec::new();
         for row in rows {
             let (id, invocation_id, channel, codec, size, stored) = row.map_err(index_error)?;
-            let raw = codec::decode(codec, stored, usize::try_from(size).unwrap_or(0))?;
+            let raw = codec::decode(codec, stored, size)?;
             documents.push((
                 id,
                 keys::document_of_raw(&raw, invocation_id.as_deref(), channel.as_deref()),

@@ -934,8 +934,8 @@ fn export_page(
             }
             Err(err) => return Err(read_error(err)),
         };
-        let size = receipt.size as usize;
-        let raw = codec::decode_event(id, codec, stored, size)?;
+        // The length as recorded (a damaged one, negative, is told as such).
+        let raw = codec::decode_event(id, codec, stored, receipt.size as i64)?;
         events.push(StoredEvent {
             id,
             raw,

@@ -512,11 +512,10 @@ pub(super) fn due(
         else {
             continue;
         };
-        let (raw, unreadable) =
-            match codec::decode_event(event_id, c, raw, usize::try_from(size).unwrap_or(0)) {
-                Ok(raw) => (raw, None),
-                Err(err) => (bytes::Bytes::new(), Some(err.to_string())),
-            };
+        let (raw, unreadable) = match codec::decode_event(event_id, c, raw, size) {
+            Ok(raw) => (raw, None),
+            Err(err) => (bytes::Bytes::new(), Some(err.to_string())),
+        };
         items.push(OutboxItem {
             id,
             event_id,

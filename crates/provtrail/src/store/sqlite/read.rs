@@ -148,7 +148,7 @@ fn load_raw(conn: &Connection, id: i64) -> Result<Bytes, StoreError> {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .map_err(read_error)?;
-    codec::decode_event(id, codec, stored, usize::try_from(size).unwrap_or(0))
+    codec::decode_event(id, codec, stored, size)
 }
 
 pub fn search_events(
@@ -281,8 +281,8 @@ pub fn get_event(conn: &Connection, id: i64) -> Result<Option<EventDetail>, Stor
     else {
         return Ok(None);
     };
+    let raw = codec::decode_event(id, codec, stored, size)?;
     let size = u64::try_from(size).unwrap_or(0);
-    let raw = codec::decode_event(id, codec, stored, size as usize)?;
     let deliveries = conn
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id"
@@ -663,6 +663,6 @@ pub fn get_quarantine(conn: &Connection, id: i64) -> Result<Option<QuarantineEnt
     let Some((mut entry, codec, stored)) = row else {
         return Ok(None);
     };
-    entry.raw = Some(codec::decode(codec, stored, entry.size as usize)?);
+    entry.raw = Some(codec::decode(codec, stored, entry.size as i64)?);
     Ok(Some(entry))
 }

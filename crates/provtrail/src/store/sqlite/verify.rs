@@ -235,17 +235,10 @@ enum Table {
 /// A stored body decoded, or why it cannot be: the length recorded when it arrived must be the
 /// length decoded.
 fn read_back(codec: i64, stored: Vec<u8>, size: i64) -> Result<bytes::Bytes, String> {
-    let Ok(expected) = usize::try_from(size) else {
-        return Err(format!("its recorded length ({size}) is not a length"));
-    };
-    match codec::decode(codec, stored, expected) {
-        Ok(body) if body.len() == expected => Ok(body),
-        Ok(body) => Err(format!(
-            "its body reads back as {} bytes, {expected} arrived",
-            body.len()
-        )),
-        Err(err) => Err(err.to_string()),
-    }
+    codec::decode(codec, stored, size).map_err(|err| match err {
+        StoreError::Internal(reason) => reason,
+        other => other.to_string(),
+    })
 }
 
 /// What is wrong with a stored event's body read back: it must still be JSON, and carry the
