@@ -135,6 +135,7 @@ pub(super) fn build(
             max_size,
             keep,
             settings.fsync.unwrap_or(true),
+            context.store.map(Path::to_owned),
         )),
     }))
 }
@@ -198,6 +199,8 @@ struct Appender {
     max_size: u64,
     keep: u32,
     fsync: bool,
+    /// The store's database: its files are never written, whatever name leads to them.
+    store: Option<PathBuf>,
     /// The open file; one writer at a time, so that lines never interleave.
     state: Mutex<Option<OpenFile>>,
     /// Held while a flush to disk runs, so that deliveries waiting for theirs queue behind it and
@@ -214,6 +217,10 @@ struct Appender {
 struct OpenFile {
     file: Arc<File>,
     size: u64,
+    /// The file ends inside a line (a write cut short by a crash, or by a full disk that the
+    /// cut could not be taken back from): the next write ends that line first, so that its own
+    /// lines are whole.
+    ends_inside_a_line: bool,
     /// Which file the handle is, to notice when `path` no longer names it.
     identity: Option<FileIdentity>,
 }
@@ -288,8 +295,11 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
 
 /// Writes every byte of `lines`, in order, with as few `writev` calls as the system allows (it
 /// takes at most `IOV_MAX` slices per call, and may write less than asked).
-fn write_all_lines(mut file: &File, lines: &[Vec<u8>]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = lines.iter().map(|line| IoSlice::new(line)).collect();
+fn write_all_lines<'a>(
+    mut file: &File,
+    lines: impl Iterator<Item = &'a [u8]>,
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = lines.map(IoSlice::new).collect();
     let mut rest = &mut slices[..];
     IoSlice::advance_slices(&mut rest, 0);
     while !rest.is_empty() {
@@ -315,6 +325,20 @@ fn would_destroy(what: &str) -> std::io::Error {
         "{what}: appending to it would destroy it; the deliveries wait until the path names \
          another file"
     ))
+}
+
+/// Whether the opened file, of `size` bytes, ends with a line break (a failed read counts as
+/// one: then nothing is added).
+#[cfg(unix)]
+fn ends_with_a_line_break(file: &File, size: u64) -> bool {
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, size - 1)
+        .map_or(true, |()| last[0] == b'\n')
+}
+
+#[cfg(not(unix))]
+fn ends_with_a_line_break(_: &File, _: u64) -> bool {
+    true
 }
 
 /// Whether the opened file begins as an SQLite database does.
@@ -358,7 +382,14 @@ impl Drop for Appender {
 }
 
 impl Appender {
-    fn new(route: &str, path: PathBuf, max_size: u64, keep: u32, fsync: bool) -> Appender {
+    fn new(
+        route: &str,
+        path: PathBuf,
+        max_size: u64,
+        keep: u32,
+        fsync: bool,
+        store: Option<PathBuf>,
+    ) -> Appender {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Appender {
             route: route.to_owned(),
@@ -367,6 +398,7 @@ impl Appender {
             max_size,
             keep,
             fsync,
+            store,
             state: Mutex::new(None),
             flushing: Mutex::new(()),
             flushed: AtomicU64::new(0),
@@ -458,11 +490,24 @@ impl Appender {
             size += line.len() as u64;
             count += 1;
         }
-        if let Err(err) = write_all_lines(&open.file, &lines[..count]) {
+        // Where the lines begin: what a write that fails part way wrote is taken back to it.
+        let end = open.file.metadata().map(|metadata| metadata.len());
+        let line_end: &[u8] = if open.ends_inside_a_line { b"\n" } else { b"" };
+        let run = std::iter::once(line_end).chain(lines[..count].iter().map(Vec::as_slice));
+        if let Err(err) = write_all_lines(&open.file, run) {
+            // A full disk, say, after some of the lines: a line cut short would have the next
+            // write's first line glued to it, and the lines written whole would be written
+            // again when the deliveries are retried. (Where the cut cannot be taken back, the
+            // next opening ends the line first.)
+            if let Ok(end) = end {
+                let _ = open.file.set_len(end);
+            }
             // Start from a fresh handle next time (the file may have been removed).
             *state = None;
             return Err(err);
         }
+        size += line_end.len() as u64;
+        open.ends_inside_a_line = false;
         open.size = size;
         let count64 = count as u64;
         Ok((
@@ -528,15 +573,30 @@ impl Appender {
         if let Some(kept) = crate::store::kept_data_at(&self.path) {
             return Err(would_destroy(&kept));
         }
+        // By identity: a hard link made to one of the store's files (its tokens, its lock)
+        // has a name of its own, and no header to tell it by.
+        if let Some(db) = self
+            .store
+            .as_deref()
+            .filter(|db| crate::store::is_store_file(&self.path, db))
+        {
+            return Err(would_destroy(&format!(
+                "it is one of the store's files (the database {}, its log, search index, tokens \
+                 or lock)",
+                db.display()
+            )));
+        }
         if !names_it() {
             return Err(std::io::Error::other(
                 "the path changed while the file was being opened; trying again",
             ));
         }
         self.claim_identity(identity)?;
+        let size = metadata.len();
         Ok(OpenFile {
+            ends_inside_a_line: size > 0 && !ends_with_a_line_break(&file, size),
             file: Arc::new(file),
-            size: metadata.len(),
+            size,
             identity,
         })
     }
@@ -805,7 +865,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("later").join("events.jsonl");
         let sink = build_with(&format!("path = \"{}\"", path.display())).unwrap();
-        let appender = Appender::new("test", path.clone(), 1 << 20, 2, false);
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, false, None);
         let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
         assert_eq!((done, failed.is_some()), (0, true));
         std::fs::create_dir(dir.path().join("later")).unwrap();
@@ -820,7 +880,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let appender = Appender::new("test", path.clone(), 1 << 20, 2, true);
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, true, None);
         assert_eq!(appender.append_all(&[b"{}\n".to_vec()]).0, 1);
         // Created readable by its owner only: the lines hold personal data.
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
@@ -877,6 +937,121 @@ mod tests {
         let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
         assert_eq!((done, failed.map(|err| err.to_string())), (1, None));
         assert_eq!(line_count(&path), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_hard_link_made_later_to_one_of_the_store_s_files_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x);")
+            .unwrap();
+        let token = dir.path().join("store.db.read-token");
+        std::fs::write(&token, "ptr_secret\n").unwrap();
+        let path = dir.path().join("events.jsonl");
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, false, Some(db.clone()));
+        assert_eq!(appender.append_all(&[b"{}\n".to_vec()]).0, 1);
+        // The file taken away and the token file linked in its place under the route's name:
+        // nothing in the name or the bytes tells it from a file of lines.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::hard_link(&token, &path).unwrap();
+        let (done, failed) = appender.append_all(&[b"{}\n".to_vec()]);
+        let err = failed.expect("refused").to_string();
+        assert_eq!(done, 0);
+        assert!(err.contains("one of the store's files"), "{err}");
+        assert_eq!(std::fs::read_to_string(&token).unwrap(), "ptr_secret\n");
+        // The link gone, the lines go on in a file of their own.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(appender.append_all(&[b"{}\n".to_vec()]).0, 1);
+        assert_eq!(std::fs::read_to_string(&token).unwrap(), "ptr_secret\n");
+    }
+
+    #[test]
+    fn a_file_that_ends_inside_a_line_gets_its_line_ended_before_new_lines() {
+        // What a crash in the middle of a write leaves.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "{\"whole\":1}\n{\"cut\":").unwrap();
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, false, None);
+        assert_eq!(appender.append_all(&[b"{\"n\":1}\n".to_vec()]).0, 1);
+        assert_eq!(appender.append_all(&[b"{\"n\":2}\n".to_vec()]).0, 1);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"whole\":1}\n{\"cut\":\n{\"n\":1}\n{\"n\":2}\n"
+        );
+    }
+
+    /// Run in a process of its own (the file size limit is the whole process's): a write that
+    /// the system stops part way (a full disk; here the limit on a file's size) leaves no part
+    /// of its lines behind, so that the deliveries' retry writes each line once, whole.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_write_stopped_part_way_is_taken_back_whole() {
+        const CHILD: &str = "PROVTRAIL_TEST_FILE_SIZE_LIMIT";
+        let Some(dir) = std::env::var_os(CHILD) else {
+            let dir = tempfile::tempdir().unwrap();
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "routes::file::tests::a_write_stopped_part_way_is_taken_back_whole",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            return;
+        };
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        // Past the limit the system sends SIGXFSZ, which ends the process unless handled.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _signal = runtime.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).unwrap()
+        });
+        let path = PathBuf::from(dir).join("events.jsonl");
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, false, None);
+        let line =
+            |n: usize| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(100)).into_bytes();
+        let first: Vec<Vec<u8>> = (0..10).map(line).collect();
+        assert_eq!(appender.append_all(&first).0, 10);
+        let written = std::fs::metadata(&path).unwrap().len();
+        let limit = getrlimit(Resource::Fsize);
+        // Room for two and a half lines more: the batch of five is stopped in its third.
+        setrlimit(
+            Resource::Fsize,
+            Rlimit {
+                current: Some(written + 2 * first[0].len() as u64 + 50),
+                maximum: limit.maximum,
+            },
+        )
+        .unwrap();
+        let second: Vec<Vec<u8>> = (10..15).map(line).collect();
+        let (done, failed) = appender.append_all(&second);
+        assert_eq!(done, 0);
+        assert!(failed.is_some());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            written,
+            "taken back"
+        );
+        // Room again: the retry writes the five once.
+        setrlimit(Resource::Fsize, limit).unwrap();
+        assert_eq!(appender.append_all(&second).0, 5);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let numbers: Vec<u64> = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(numbers, (0..15).collect::<Vec<u64>>());
     }
 
     #[test]
@@ -940,12 +1115,19 @@ mod tests {
     #[test]
     fn two_routes_that_became_one_file_through_a_link_made_later_do_not_both_write() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Appender::new("first", dir.path().join("out.jsonl"), 1 << 20, 2, false);
+        let first = Appender::new(
+            "first",
+            dir.path().join("out.jsonl"),
+            1 << 20,
+            2,
+            false,
+            None,
+        );
         // At start the second route's directory does not exist; it appears later as a link to
         // the first route's directory.
         let alias = dir.path().join("later");
-        let second = Appender::new("second", alias.join("out.jsonl"), 1 << 20, 2, false);
-        let rotated = Appender::new("third", alias.join("out.jsonl.1"), 1 << 20, 2, false);
+        let second = Appender::new("second", alias.join("out.jsonl"), 1 << 20, 2, false, None);
+        let rotated = Appender::new("third", alias.join("out.jsonl.1"), 1 << 20, 2, false, None);
         assert_eq!(first.append_all(&[b"a\n".to_vec()]).0, 1);
         std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
         for other in [&second, &rotated] {
@@ -964,7 +1146,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("out.jsonl"), links.join("soft.jsonl")).unwrap();
         std::fs::hard_link(dir.path().join("out.jsonl"), links.join("hard.jsonl")).unwrap();
         for name in ["soft.jsonl", "hard.jsonl"] {
-            let linked = Appender::new(name, links.join(name), 1 << 20, 2, false);
+            let linked = Appender::new(name, links.join(name), 1 << 20, 2, false, None);
             let (written, error) = linked.append_all(&[b"c\n".to_vec()]);
             assert_eq!(written, 0, "{name}");
             assert!(
@@ -984,7 +1166,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("full.jsonl");
         std::fs::write(&path, vec![b'x'; 1000]).unwrap();
-        let appender = Appender::new("test", path.clone(), 1024, 2, false);
+        let appender = Appender::new("test", path.clone(), 1024, 2, false, None);
         let line = vec![b'y'; 100];
         assert_eq!(appender.append_all(&[line]).0, 1);
         assert_eq!(std::fs::metadata(rotated(&path, 1)).unwrap().len(), 1000);
@@ -1000,7 +1182,7 @@ mod tests {
         let first = rotated(&path, 1);
         std::fs::create_dir(&first).unwrap();
         std::fs::write(first.join("precious"), "x").unwrap();
-        let appender = Appender::new("test", path.clone(), 1024, 1, false);
+        let appender = Appender::new("test", path.clone(), 1024, 1, false, None);
         let (written, failed) = appender.append_all(&[vec![b'y'; 100]]);
         assert_eq!(written, 0);
         let said = failed.unwrap().to_string();
@@ -1016,7 +1198,7 @@ mod tests {
     fn files_rotate_by_size_and_keep_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let appender = Appender::new("test", path.clone(), 1024, 2, false);
+        let appender = Appender::new("test", path.clone(), 1024, 2, false, None);
         let line = [b'x'; 299];
         for _ in 0..20 {
             let mut text = line.to_vec();
@@ -1036,7 +1218,7 @@ mod tests {
     fn a_batch_is_written_in_order_and_flushed_across_a_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let appender = Appender::new("test", path.clone(), 1024, 3, true);
+        let appender = Appender::new("test", path.clone(), 1024, 3, true, None);
         let lines: Vec<Vec<u8>> = (0..12)
             .map(|n| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(180)).into_bytes())
             .collect();
@@ -1150,7 +1332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         // With a billion files to keep, a rotation that probed every number would not finish.
-        let appender = Appender::new("test", path.clone(), 1024, 1_000_000_000, false);
+        let appender = Appender::new("test", path.clone(), 1024, 1_000_000_000, false, None);
         let text = |n: usize| format!("{n:0>599}\n").into_bytes();
         for n in 0..5 {
             let (done, failed) = appender.append_all(&[text(n)]);
@@ -1173,7 +1355,7 @@ mod tests {
     fn only_the_sinks_own_file_is_rotated_and_one_left_aside_by_a_crash_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let appender = Appender::new("test", path.clone(), 1 << 20, 5, false);
+        let appender = Appender::new("test", path.clone(), 1 << 20, 5, false, None);
         assert_eq!(appender.append_all(&[b"{\"n\":1}\n".to_vec()]).0, 1);
         let ours = file_identity(&std::fs::metadata(&path).unwrap());
 

@@ -738,6 +738,7 @@ impl Routes {
                 timeout,
                 secrets: &secrets,
                 inspecting,
+                store,
             };
             let sink = build(table, &context).map_err(|err| {
                 let setting = if err.setting.is_empty() {

@@ -221,6 +221,14 @@ fn server_addresses(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
         let server = part
             .parse::<async_nats::ServerAddr>()
             .map_err(|err| format!("server {} of the list: {err}", index + 1))?;
+        // `nats://`, `nats://@`, `nats:///x` parse, with no host: the client would try to
+        // connect to nothing for good, and every delivery wait.
+        if server.host().trim_matches(['[', ']']).is_empty() {
+            return Err(format!(
+                "server {} of the list names no host (such as nats://127.0.0.1:4222)",
+                index + 1
+            ));
+        }
         servers.push(server);
     }
     if servers.is_empty() {
@@ -939,6 +947,15 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.setting, "duplicate_window");
+    }
+
+    #[test]
+    fn a_server_without_a_host_is_refused() {
+        for list in ["nats://", "nats://@", "nats:///x", "h1, nats://"] {
+            let err = server_addresses(list).unwrap_err();
+            assert!(err.contains("names no host"), "{list}: {err}");
+        }
+        assert!(server_addresses("nats://[::1]:4222").is_ok());
     }
 
     #[test]

@@ -210,6 +210,9 @@ pub struct SinkContext<'a> {
     /// the target is now (a file route's path a pipe for a while) is not checked, since the
     /// server's deliveries wait it out and these commands are how it is looked into.
     pub inspecting: bool,
+    /// The database of the store the routes deliver from, whose files (by any name, a hard
+    /// link made later included) a file route must never write to.
+    pub store: Option<&'a std::path::Path>,
 }
 
 /// A sink setting that cannot be used.
@@ -286,6 +289,7 @@ pub(super) mod testing {
                 timeout: Duration::from_secs(1),
                 secrets,
                 inspecting: false,
+                store: None,
             },
         )
     }
