@@ -225,8 +225,13 @@ fn quarantine(
     warnings: Vec<IssueRecord>,
     invocation_id: Option<String>,
 ) -> Incoming {
+    // With an invocation id, the bytes too: a redelivery of the same document is one entry,
+    // but another document under the same id (ISC sends none, anyone else may) is not taken for
+    // it, which would keep one and answer with the other's problems. (Not the canonical form:
+    // that builds a `Value` of what may be a hostile megabyte; the same document written
+    // another way is kept twice, the safe side.)
     let content_key = match &invocation_id {
-        Some(id) => invocation_key(id),
+        Some(id) => digest(&[b"invalid\0", &invocation_key(id), b"\0", &raw]),
         None => canonical_key(&raw),
     };
     // A document refused for how it was sent (its content type or encoding, its channel) may

@@ -285,6 +285,23 @@ async fn json_that_is_not_a_valid_event_is_quarantined_with_the_path_of_every_er
         log.iter()
             .all(|d| d.status == 202 && d.quarantine_id == Some(quarantine_id))
     );
+
+    // Another invalid document under the same invocation id is not taken for the first: kept
+    // with its own problems, which its answer gives.
+    let mut other: Value = serde_json::from_slice(&event("inv-invalid-1")).unwrap();
+    other.as_object_mut().unwrap().remove("sources");
+    let other = serde_json::to_vec(&other).unwrap();
+    let answer = server.post("/events", other.clone()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let json = answer.json();
+    assert_eq!(json["duplicate"], false, "{json}");
+    let other_id = json["id"].as_i64().unwrap();
+    assert_ne!(other_id, quarantine_id);
+    let kept = quarantine(&server.db);
+    let entry = kept.iter().find(|entry| entry.id == other_id).unwrap();
+    assert!(entry.raw == other);
+    assert_eq!(&entry.errors, &json["errors"]);
+    assert_eq!(json["errors"][0]["path"], "sources", "{json}");
     server.shutdown().await;
 }
 
