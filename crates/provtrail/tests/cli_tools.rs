@@ -928,6 +928,38 @@ fn events_file(dir: &Path, name: &str, prefix: &str, count: usize) -> std::path:
 }
 
 #[test]
+fn a_damaged_body_does_not_stop_the_search_index_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.db");
+    let file = events_file(dir.path(), "events.jsonl", "inv-index", 3);
+    assert!(ingest_into(&db, &file).status.success());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE events SET raw_size = -1 WHERE id = 2", [])
+        .unwrap();
+    // The index rebuilt from the events: the damaged one is passed, the one after it found.
+    let db_arg = db.to_str().unwrap();
+    remove_search_index(db_arg);
+    for (id, found) in [("inv-index-0002", 1), ("inv-index-0001", 1)] {
+        let output = provtrail(
+            &[
+                "search",
+                "--db",
+                db_arg,
+                "--invocation-id",
+                id,
+                "--format",
+                "jsonl",
+            ],
+            None,
+        );
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{id}: {said}");
+        assert_eq!(json_lines(&output).len(), found, "{id}: {said}");
+    }
+}
+
+#[test]
 fn export_saves_every_event_that_reads_back_from_a_damaged_store_and_names_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("damaged.db");

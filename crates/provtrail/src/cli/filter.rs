@@ -236,7 +236,7 @@ fn evaluate_lines_as_they_come(
     rest: Rest,
 ) -> anyhow::Result<ExitCode> {
     let limit = super::WHOLE_INPUT_LIMIT;
-    if !(args.jsonl || super::is_blank(&first) || super::looks_like_json_lines(&first)) {
+    if !(args.jsonl || super::begins_as_json_lines(&first)) {
         note!(
             "error: the input is more than {limit} bytes and not one document per line (a \
              single document, or documents spread over lines): split it, or write one event per \

@@ -815,6 +815,23 @@ pub fn refuse_blank(flags: &[(&str, &Option<String>)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the first part of an input too long to hold whole, `head`, begins as JSON lines
+/// would: judged on its whole lines only (the last one is cut where the part ends, and may be
+/// a bare `{` or blank so far), which are blank, one JSON document, or read as JSON lines.
+pub fn begins_as_json_lines(head: &[u8]) -> bool {
+    let whole = &head[..memchr::memrchr(b'\n', head).map_or(0, |end| end + 1)];
+    let mut lines = whole
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !is_blank(line));
+    match (lines.next(), lines.next()) {
+        (None, _) => true,
+        (Some(line), None) => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(without_line_end(line)).is_ok()
+        }
+        _ => looks_like_json_lines(whole),
+    }
+}
+
 /// The error for an input without a document: sending or storing nothing is not a success.
 pub const NO_DOCUMENTS: &str = "no documents: the input is empty or holds only blank lines";
 
@@ -867,7 +884,7 @@ fn read_documents_within(
         );
         if body.len() > limit {
             anyhow::ensure!(
-                is_blank(&body) || looks_like_json_lines(&body),
+                begins_as_json_lines(&body),
                 "the input is more than {limit} bytes and not one document per line (a single \
                  document, or documents spread over lines): split it, or write one event per \
                  line, which is read line by line with --jsonl"
@@ -1051,6 +1068,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no documents"), "{err}");
+        // The part held is judged by its whole lines: one cut after a line's first `{` (a
+        // bracket line by itself), or after blank lines and a single line, still reads on.
+        let cut_at_a_brace = "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n";
+        assert_eq!(documents_within(cut_at_a_brace, 16).unwrap().len(), 3);
+        let one_line_then_cut = format!("{}{{\"n\":1}}\n{{\"n\":2}}\n", "\n".repeat(3));
+        assert_eq!(documents_within(&one_line_then_cut, 11).unwrap().len(), 2);
     }
 
     #[test]

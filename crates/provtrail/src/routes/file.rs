@@ -499,8 +499,13 @@ impl Appender {
             // write's first line glued to it, and the lines written whole would be written
             // again when the deliveries are retried. (Where the cut cannot be taken back, the
             // next opening ends the line first.)
-            if let Ok(end) = end {
-                let _ = open.file.set_len(end);
+            // Only ever shorter: a file emptied meanwhile (logrotate's `copytruncate`) is not
+            // grown back with zeros.
+            let now = open.file.metadata().map(|metadata| metadata.len());
+            if let (Ok(end), Ok(now)) = (end, now) {
+                if now > end {
+                    let _ = open.file.set_len(end);
+                }
             }
             // Start from a fresh handle next time (the file may have been removed).
             *state = None;
@@ -1002,6 +1007,8 @@ mod tests {
                 .status()
                 .unwrap();
             assert!(status.success());
+            // The test ran in the child (a name that no longer matches runs none, and passes).
+            assert!(dir.path().join("ran").exists());
             return;
         };
         use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -1052,6 +1059,7 @@ mod tests {
             })
             .collect();
         assert_eq!(numbers, (0..15).collect::<Vec<u64>>());
+        std::fs::write(path.with_file_name("ran"), "").unwrap();
     }
 
     #[test]

@@ -152,12 +152,14 @@ const LARGEST_BODY: usize = 1 << 30;
 /// body must have: a body that reads back otherwise (a damaged row) is an error, never passed
 /// on as the document that arrived.
 pub fn decode(codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreError> {
-    let expected = usize::try_from(size)
-        .ok()
-        .filter(|&size| size <= LARGEST_BODY)
-        .ok_or_else(|| {
-            StoreError::Internal(format!("its recorded length ({size}) is not a length"))
-        })?;
+    let expected = usize::try_from(size).map_err(|_| {
+        StoreError::Internal(format!("its recorded length ({size}) is not a length"))
+    })?;
+    if expected > LARGEST_BODY {
+        return Err(StoreError::Internal(format!(
+            "its recorded length ({size}) is past the largest body a store holds (1 GiB)"
+        )));
+    }
     let body = decode_within(codec, stored, expected)?;
     if body.len() != expected {
         return Err(StoreError::Internal(format!(

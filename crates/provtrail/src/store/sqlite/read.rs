@@ -656,13 +656,15 @@ pub fn get_quarantine(conn: &Connection, id: i64) -> Result<Option<QuarantineEnt
                 quarantine_entry(row)?,
                 row.get::<_, i64>(11)?,
                 row.get::<_, Vec<u8>>(12)?,
+                // The length as recorded: the entry's size reads a damaged one as 0.
+                row.get::<_, i64>(8)?,
             ))
         })
         .optional()
         .map_err(read_error)?;
-    let Some((mut entry, codec, stored)) = row else {
+    let Some((mut entry, codec, stored, size)) = row else {
         return Ok(None);
     };
-    entry.raw = Some(codec::decode(codec, stored, entry.size as i64)?);
+    entry.raw = Some(codec::decode(codec, stored, size)?);
     Ok(Some(entry))
 }
