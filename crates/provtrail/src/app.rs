@@ -775,6 +775,10 @@ impl Started {
     }
 }
 
+/// Least time the store gets to close on shutdown, past the grace: its last commit, and a
+/// checkpoint.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Longest time deliveries in flight get to finish on shutdown (within `shutdown_grace`); those
 /// still running stay pending and are attempted again on the next start.
 const DELIVERY_GRACE: Duration = Duration::from_secs(10);
@@ -869,7 +873,8 @@ impl App {
     }
 
     /// Stops accepting, answers in-flight requests, then commits what is queued and closes the
-    /// store. False when the grace period ended with requests still unanswered.
+    /// store. False when the grace period ended with requests still unanswered, or with the
+    /// store's last commits unfinished.
     pub async fn shutdown(self) -> bool {
         let began = std::time::Instant::now();
         let answered = self.server.shutdown().await;
@@ -899,7 +904,26 @@ impl App {
                 .clamp(Duration::from_millis(500), DELIVERY_GRACE);
             dispatcher.shutdown(left).await;
         }
-        self.store.close().await;
+        // A store that cannot commit (a database another process holds locked, a stalled disk)
+        // would hold the stop for its lock wait, once per batch still queued: what is left of
+        // the grace, a moment at least, is what it gets. Stopping then is what a crash is to the
+        // store (every commit is whole or absent); what was answered 200 is on disk.
+        let left = self
+            .shutdown_grace
+            .saturating_sub(began.elapsed())
+            .max(STORE_CLOSE_GRACE);
+        if tokio::time::timeout(left, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace period over with the store's last commits unfinished (the \
+                 database locked by another process, or a stalled disk); stopping without them: \
+                 what was answered 200 is on disk, and records of requests cut off by the stop \
+                 may be missing from the delivery log"
+            );
+            return false;
+        }
         answered
     }
 }

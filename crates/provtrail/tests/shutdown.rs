@@ -257,6 +257,65 @@ async fn a_grace_period_that_ends_with_requests_unanswered_exits_with_status_1()
     );
 }
 
+/// A store that another process holds locked cannot commit: the stop waits for it no longer than
+/// the grace (and a moment), not for its lock wait once per queued batch, and nothing that was
+/// not kept is answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_bounds_the_stop_when_the_store_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locked.db");
+    let mut args = serve_args(&db);
+    args.extend(["--shutdown-grace".into(), "1s".into()]);
+    args.extend(["--busy-timeout".into(), "60s".into()]);
+    args.extend(["--request-timeout".into(), "60s".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::start(dir.path(), &args);
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let posts: Vec<_> = (0..5)
+        .map(|n| {
+            let url = server.url("/events");
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(event(&format!("inv-locked-{n}")))
+                    .send()
+                    .await
+                    .map(|response| response.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.terminate();
+    let stopping = std::time::Instant::now();
+    let (mut server, status) = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit();
+        (server, status)
+    })
+    .await
+    .unwrap();
+    // A bound far above the grace and far below one lock wait (60 s): not a measure of speed.
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(20),
+        "the stop took {:?}: {}",
+        stopping.elapsed(),
+        server.output()
+    );
+    assert_eq!(status.code(), Some(1), "{}", server.output());
+    assert!(
+        server.output().contains("store's last commits unfinished"),
+        "{}",
+        server.output()
+    );
+    for post in posts {
+        assert_ne!(post.await.unwrap().ok(), Some(200));
+    }
+    server.kill();
+    drop(lock);
+}
+
 /// With `--log-json`, standard error is read by a log collector: every line the shutdown writes,
 /// the "quit now" of a second signal included, is a JSON record. The second signal quits at once
 /// with status 130.
