@@ -176,6 +176,7 @@ impl Ingestor {
                         routes,
                     }),
                     restored: false,
+                    late_answer: None,
                 }
             }
             _ => {
@@ -263,6 +264,7 @@ fn quarantine(
             warnings,
         }),
         restored: false,
+        late_answer: None,
     }
 }
 

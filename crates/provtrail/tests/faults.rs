@@ -575,5 +575,17 @@ async fn a_commit_held_past_the_request_timeout_is_answered_503_without_claiming
     let again = server.post("/events", event("held-commit")).await;
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.outcome().0, "duplicate");
+    // The delivery log says what each request got: the first a 503 (not the 200 its commit
+    // recorded, which nobody got), tied to the event it left; then the duplicate.
+    let log = deliveries(&server.db);
+    let seen: Vec<(i64, &str)> = log.iter().map(|d| (d.status, d.outcome.as_str())).collect();
+    assert_eq!(seen, [(503, "accepted"), (200, "duplicate")], "{log:?}");
+    assert_eq!(log[0].event_id, Some(again.outcome().1), "{log:?}");
+    assert!(
+        log[0].reason.as_deref().is_some_and(|reason| reason
+            .starts_with("the store did not commit within 1s")
+            && reason.ends_with("the commit finished afterwards, and the document was kept")),
+        "{log:?}"
+    );
     server.shutdown().await;
 }

@@ -30,7 +30,9 @@ use super::listener::MalformedRequest;
 use super::{AppState, error_response};
 use crate::ingest::{MAX_CHANNEL_LEN, is_channel_name};
 use crate::metrics::EventOutcome;
-use crate::store::{Content, IngestOutcome, QuarantineReason, Receipt, Rejection, StoreError};
+use crate::store::{
+    Content, Incoming, IngestOutcome, LateAnswer, QuarantineReason, Receipt, Rejection, StoreError,
+};
 
 /// Bodies above this are parsed on a blocking thread so that one large event cannot stall the
 /// async workers.
@@ -397,7 +399,13 @@ async fn keep(
     };
     // A disk that stalls (a frozen file system, a dying device) would hold the request for as
     // long as it stalls: past the request timeout, the sender is answered 503 instead. The
-    // commit may still happen later, so the answer does not say the event was not kept.
+    // commit may still happen later, so the answer does not say the event was not kept; if it
+    // does, the 503 takes the place of the record the commit wrote (`LateAnswer`).
+    let late = LateAnswer::default();
+    let incoming = Incoming {
+        late_answer: Some(late.clone()),
+        ..incoming
+    };
     let Ok(stored) = tokio::time::timeout(state.body_timeout, state.store.ingest(incoming)).await
     else {
         let message = format!(
@@ -405,7 +413,18 @@ async fn keep(
              answers (sent again, it is then answered as a duplicate); retry later",
             humantime::format_duration(state.body_timeout)
         );
-        return unavailable(&state, receipt, &message);
+        record_late_refusal(
+            &state,
+            receipt,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &message,
+            late,
+        );
+        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, &message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
     };
     match stored {
         Ok(IngestOutcome::Accepted { id }) => (
@@ -597,6 +616,34 @@ fn record_refusal(state: &AppState, receipt: Receipt, status: u16, reason: &str)
         receipt,
         status,
         reason: recorded,
+        amends: None,
+    });
+}
+
+/// Records the refusal of a request whose document was handed to the store and not committed
+/// in time: it replaces the record the commit writes, if the commit finishes, or is a record of
+/// its own. Not held to the budget of refusals: it stands for a document already in the store's
+/// queue, which the concurrency cap bounds, not for a request anyone can send by the thousand.
+fn record_late_refusal(
+    state: &AppState,
+    receipt: Receipt,
+    status: StatusCode,
+    reason: &str,
+    late: LateAnswer,
+) {
+    state.metrics.count_event(EventOutcome::rejected);
+    tracing::info!(
+        status = status.as_u16(),
+        remote = receipt.remote_addr.as_deref().unwrap_or("-"),
+        channel = receipt.channel.as_deref().unwrap_or("-"),
+        reason,
+        "ingest request refused"
+    );
+    state.store.record_rejection(Rejection {
+        receipt,
+        status: status.as_u16(),
+        reason: reason.to_owned(),
+        amends: Some(late),
     });
 }
 

@@ -233,6 +233,31 @@ pub struct Incoming {
     /// of its first delivery: a copy already stored adds no second delivery record, since no
     /// second delivery took place.
     pub restored: bool,
+    /// Set by a receiver that may give up waiting for the commit (its request timeout): the
+    /// store notes here which delivery record it wrote, so that the refusal the receiver then
+    /// answers replaces that record rather than adding a second one for the same request.
+    pub late_answer: Option<LateAnswer>,
+}
+
+/// Which delivery record the store wrote for a document ([`Incoming::late_answer`]), for the
+/// refusal of the same request to replace ([`Rejection::amends`]): a request answered 503 after
+/// its commit was waited for too long, whose commit then finished, is one record, with the 503
+/// it got and the document it left, not a 200 nobody got and a 503 tied to nothing.
+#[derive(Debug, Clone, Default)]
+pub struct LateAnswer(std::sync::Arc<std::sync::Mutex<Option<i64>>>);
+
+impl LateAnswer {
+    /// Notes the record written (`None`: none, or one whose transaction failed).
+    pub fn note(&self, record: Option<i64>) {
+        if let Ok(mut noted) = self.0.lock() {
+            *noted = record;
+        }
+    }
+
+    /// The record noted, if any.
+    pub fn record(&self) -> Option<i64> {
+        self.0.lock().ok().and_then(|noted| *noted)
+    }
 }
 
 /// What the store did with an [`Incoming`].
@@ -267,6 +292,9 @@ pub struct Rejection {
     pub status: u16,
     /// Why, for people.
     pub reason: String,
+    /// The request's document, when its commit was given up on ([`LateAnswer`]): the record
+    /// the store wrote for it, if any by now, is replaced rather than added to.
+    pub amends: Option<LateAnswer>,
 }
 
 /// What the store holds.

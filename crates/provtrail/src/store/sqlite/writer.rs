@@ -25,8 +25,8 @@ use tokio::sync::oneshot;
 use super::{Shared, apply_size_cap, documents_refused_for_size, open_connection, outbox};
 use crate::metrics::EventOutcome;
 use crate::store::{
-    Content, Incoming, IngestOutcome, ORDER_SLACK_MS, OutboxItem, OutboxWrite, QuarantineReason,
-    Rejection, SearchFields, StoreError,
+    Content, Incoming, IngestOutcome, LateAnswer, ORDER_SLACK_MS, OutboxItem, OutboxWrite,
+    QuarantineReason, Rejection, SearchFields, StoreError,
 };
 
 /// Work for the writer.
@@ -669,7 +669,15 @@ impl Writer {
                     time_order
                         .note(&tx, rejection.receipt.received_at)
                         .map_err(unavailable)?;
-                    insert_rejection(&tx, rejection).map_err(unavailable)?;
+                    let amended = match rejection.amends.as_ref().and_then(LateAnswer::record) {
+                        Some(record) => {
+                            amend_record(&tx, record, rejection).map_err(unavailable)?
+                        }
+                        None => false,
+                    };
+                    if !amended {
+                        insert_rejection(&tx, rejection).map_err(unavailable)?;
+                    }
                     None
                 }
                 Job::Probe(_) => {
@@ -946,6 +954,7 @@ fn refuse_documents(
     for job in batch.drain(..) {
         match job {
             Job::Ingest(pending, reply) => {
+                forget_record(&pending);
                 let answer = match conn.and_then(|conn| kept_before(conn, &pending.incoming)) {
                     Some(outcome) => {
                         shared.metrics.count_event(match outcome {
@@ -998,6 +1007,13 @@ fn count_failed_commit(batch: &[Job], metrics: &crate::metrics::Metrics) {
     }
 }
 
+/// The record noted for a document whose transaction failed is no record.
+fn forget_record(pending: &Pending) {
+    if let Some(late) = &pending.incoming.late_answer {
+        late.note(None);
+    }
+}
+
 fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
     fail_all_as(batch, message, shared, StoreError::Unavailable);
 }
@@ -1012,7 +1028,8 @@ fn fail_all_as(
     shared.set_writable(Some(message.to_owned()));
     for job in batch.drain(..) {
         match job {
-            Job::Ingest(_, reply) => {
+            Job::Ingest(pending, reply) => {
+                forget_record(&pending);
                 let _ = reply.send(Err(documents(message.to_owned())));
             }
             Job::Probe(reply) => {
@@ -1310,6 +1327,9 @@ fn insert(
         event_id,
         quarantine_id,
     ])?;
+    if let Some(late) = &incoming.late_answer {
+        late.note(Some(tx.last_insert_rowid()));
+    }
     Ok((outcome, deliveries))
 }
 
@@ -1376,6 +1396,39 @@ fn fresh_item(pending: &Pending, event_id: i64, delivery_id: i64, route: String)
     }
 }
 
+/// Replaces the record the store wrote for a document whose request was then refused (its
+/// commit waited for too long) with that refusal, which is what the sender got; the document
+/// stays tied to it. False when `record` is not that request's (a transaction that failed left
+/// its id to another): the refusal is then a record of its own.
+fn amend_record(
+    tx: &Transaction<'_>,
+    record: i64,
+    rejection: &Rejection,
+) -> rusqlite::Result<bool> {
+    let receipt = &rejection.receipt;
+    let reason = format!(
+        "{}; the commit finished afterwards, and the document was kept",
+        rejection.reason
+    );
+    let changed = tx
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?2, reason = ?3
+             WHERE id = ?1 AND received_at = ?4 AND method = ?5 AND path = ?6
+               AND remote_addr IS ?7 AND channel IS ?8",
+        )?
+        .execute(params![
+            record,
+            rejection.status,
+            reason,
+            receipt.received_at,
+            receipt.method,
+            receipt.path,
+            receipt.remote_addr,
+            receipt.channel,
+        ])?;
+    Ok(changed == 1)
+}
+
 fn insert_rejection(tx: &Transaction<'_>, rejection: &Rejection) -> rusqlite::Result<()> {
     let receipt = &rejection.receipt;
     tx.prepare_cached(
@@ -1434,6 +1487,7 @@ mod tests {
             },
             status: 401,
             reason: "invalid credentials".into(),
+            amends: None,
         }));
         // The record of a request refused before (a 401, or the 503 of a commit that failed):
         // nobody is answered for it.
