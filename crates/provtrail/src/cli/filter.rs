@@ -218,7 +218,11 @@ fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<(Vec<u8>, Option
             }
             _ => "cannot read standard input".to_owned(),
         })?;
-    let more = bytes.len() > super::WHOLE_INPUT_LIMIT;
+    let more = bytes.len() > super::WHOLE_INPUT_LIMIT
+        && !reader
+            .fill_buf()
+            .context("cannot read the input")?
+            .is_empty();
     Ok((bytes, more.then_some(reader)))
 }
 

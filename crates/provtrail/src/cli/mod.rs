@@ -824,7 +824,8 @@ pub fn begins_as_json_lines(head: &[u8]) -> bool {
         .split(|&byte| byte == b'\n')
         .filter(|line| !is_blank(line));
     match (lines.next(), lines.next()) {
-        (None, _) => true,
+        // Blank lines so far read on; no line end at all is a first line past the limit.
+        (None, _) => !whole.is_empty(),
         (Some(line), None) => {
             serde_json::from_slice::<serde::de::IgnoredAny>(without_line_end(line)).is_ok()
         }
@@ -876,13 +877,19 @@ fn read_documents_within(
             .take(limit as u64 + 1)
             .read_to_end(&mut body)
             .context("cannot read the input")?;
+        // Whether the input goes on past what is held: only then is it read line by line.
+        let more = body.len() > limit
+            && !reader
+                .fill_buf()
+                .context("cannot read the input")?
+                .is_empty();
         // Blank up to the limit says nothing of what comes after: read on, line by line.
-        anyhow::ensure!(body.len() > limit || !is_blank(&body), "{NO_DOCUMENTS}");
+        anyhow::ensure!(more || !is_blank(&body), "{NO_DOCUMENTS}");
         anyhow::ensure!(
             !is_empty_array(&body),
             "no documents: the input is an empty JSON array"
         );
-        if body.len() > limit {
+        if more {
             anyhow::ensure!(
                 begins_as_json_lines(&body),
                 "the input is more than {limit} bytes and not one document per line (a single \
@@ -1188,8 +1195,9 @@ mod tests {
 
     #[test]
     fn an_input_of_a_byte_order_mark_and_blanks_holds_no_document() {
+        // Held whole, and (with a limit of 3 bytes) past what is held, read on line by line.
         for input in ["\u{feff}", "\u{feff}\n\r\n  \n", "", " \n\t"] {
-            for limit in [1000, 2] {
+            for limit in [1000, 3] {
                 let err = documents_within(input, limit).unwrap_err().to_string();
                 assert_eq!(err, NO_DOCUMENTS, "{input:?}");
             }
