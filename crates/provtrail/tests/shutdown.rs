@@ -244,15 +244,15 @@ async fn a_grace_period_that_ends_with_requests_unanswered_exits_with_status_1()
     server.kill();
     drop(stalled);
     // Its connection was dropped at the end of the grace, which failed its body: the request
-    // is in the delivery log, refused, though it got no answer.
+    // is in the delivery log, refused for the stop (not for a client that sent it cut), though
+    // it got no answer.
     let records = deliveries(&db);
     assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0].status, 400, "{records:?}");
+    assert_eq!(records[0].status, 503, "{records:?}");
     assert!(
-        records[0]
-            .reason
-            .as_deref()
-            .is_some_and(|reason| reason.contains("could not be read completely")),
+        records[0].reason.as_deref().is_some_and(|reason| reason
+            .starts_with("the server stopped before the request's body arrived")
+            && reason.contains("no answer was sent")),
         "{records:?}"
     );
 }

@@ -48,7 +48,7 @@ pub(crate) const PARSE_BUDGET_KIB: u32 = 4 * 1024;
 pub(super) async fn post_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let receipt = receipt(&parts, &state.trusted_proxies, None);
-    let body = Unread::new(body, parts.version);
+    let body = Unread::new(body, &parts);
     let place = held_place(&parts);
     handle(state, receipt, parts.headers, body, None, place).await
 }
@@ -99,7 +99,7 @@ pub(super) async fn post_event_to_channel(
         _ => None,
     };
     let receipt = receipt(&parts, &state.trusted_proxies, channel);
-    let body = Unread::new(body, parts.version);
+    let body = Unread::new(body, &parts);
     let place = held_place(&parts);
     handle(state, receipt, parts.headers, body, refusal, place).await
 }
@@ -111,13 +111,20 @@ pub(super) async fn post_event_to_channel(
 struct Unread {
     body: Body,
     http2: bool,
+    /// Whether the server dropped its connections at the end of the grace (none in tests that
+    /// call the router without the listener).
+    abandoned: Option<super::listener::Abandoned>,
 }
 
 impl Unread {
-    fn new(body: Body, version: axum::http::Version) -> Self {
+    fn new(body: Body, parts: &Parts) -> Self {
         Unread {
             body,
-            http2: version == axum::http::Version::HTTP_2,
+            http2: parts.version == axum::http::Version::HTTP_2,
+            abandoned: parts
+                .extensions
+                .get::<super::listener::Abandoned>()
+                .cloned(),
         }
     }
 
@@ -267,6 +274,7 @@ async fn receive(
     content_type: Option<String>,
 ) -> Response {
     let http2 = body.http2;
+    let abandoned = body.abandoned.clone();
     let declared = headers
         .contains_key(header::CONTENT_LENGTH)
         .then_some(receipt.size);
@@ -304,6 +312,21 @@ async fn receive(
             let message =
                 format!("the request body did not arrive in time ({received} bytes arrived)");
             return reject(&state, receipt, StatusCode::REQUEST_TIMEOUT, &message);
+        }
+        Err(BodyError::Broken { arrived, .. })
+            if abandoned
+                .as_ref()
+                .is_some_and(super::listener::Abandoned::now) =>
+        {
+            // Nobody is answered: the connection is gone. The record says why.
+            receipt.size = arrived.len() as u64;
+            let message = format!(
+                "the server stopped before the request's body arrived ({} bytes arrived when \
+                 its shutdown grace period ended and its connections were closed); no answer \
+                 was sent, and nothing of the request was kept",
+                receipt.size
+            );
+            return unavailable(&state, receipt, &message);
         }
         Err(BodyError::Broken { reason, arrived }) => {
             let received = arrived.len();

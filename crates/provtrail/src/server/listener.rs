@@ -1032,10 +1032,14 @@ pub async fn serve(
         let requests = activity.clone();
         let stopping_now = stop_signal.clone();
         let unanswered = unanswered.clone();
+        let abandoned_now = abandon_signal.clone();
         let service = router
             .clone()
             .map_request(move |mut request: axum::http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
+                request
+                    .extensions_mut()
+                    .insert(Abandoned(abandoned_now.clone()));
                 request
             })
             .map_future(move |answer| {
@@ -1146,6 +1150,17 @@ pub async fn serve(
             let _ = abandon.send(true);
             unanswered.load(Ordering::Acquire) == 0
         }
+    }
+}
+
+/// Whether the server has dropped the connections still open at the end of its shutdown's grace,
+/// in each request's extensions: a body that then fails was cut by the stop, not by its client.
+#[derive(Debug, Clone)]
+pub(crate) struct Abandoned(watch::Receiver<bool>);
+
+impl Abandoned {
+    pub(crate) fn now(&self) -> bool {
+        *self.0.borrow()
     }
 }
 
