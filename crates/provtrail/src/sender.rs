@@ -330,7 +330,17 @@ pub async fn post(client: &reqwest::Client, options: &SendOptions, body: Bytes) 
             while body.len() < MAX_ANSWER_READ {
                 match response.chunk().await {
                     Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    _ => break,
+                    Ok(None) => break,
+                    // A success whose answer stops short (a timeout, a closed connection) says
+                    // nothing sure: its body may have said the document was quarantined. It is
+                    // no answer, as a request that got none (and is sent again, where retried).
+                    Err(err) if (200..300).contains(&status) => {
+                        return Answer::Failed(format!(
+                            "the answer ({status}) was cut off: {}",
+                            describe(&err)
+                        ));
+                    }
+                    Err(_) => break,
                 }
             }
             let json = serde_json::from_slice::<serde_json::Value>(&body).ok();

@@ -644,6 +644,69 @@ async fn send_posts_synthetic_events_that_the_server_keeps_and_export_gives_them
     }
 }
 
+/// A receiver that answers `202` and closes the connection before the answer's body is whole:
+/// what it would have said (quarantined?) is unknown.
+async fn receiver_cutting_its_answers() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The request, up to its body's end or a pause.
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut request))
+                    .await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\n\
+                          content-length: 120\r\n\r\n{\"status\":\"quarantined\",\"errors\":[",
+                    )
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_whose_answer_is_cut_off_is_no_answer_not_a_kept_document() {
+    let url = receiver_cutting_its_answers().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.json");
+    std::fs::write(&file, event("inv-cut-answer")).unwrap();
+    let file = file.display().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        provtrail(
+            &[
+                "send",
+                &url,
+                &file,
+                "--token",
+                TOKEN,
+                "--format",
+                "json",
+                "--retries",
+                "0",
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let not_kept = &summary["not_kept"][0];
+    assert_eq!(not_kept["document"], 1, "{summary}");
+    assert_eq!(not_kept["outcome"], "no answer", "{summary}");
+    assert!(
+        not_kept["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("the answer (202) was cut off")),
+        "{summary}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_names_each_document_not_kept_with_the_receivers_reason() {
     let mut server = TestServer::start().await;
