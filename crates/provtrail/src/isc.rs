@@ -257,6 +257,7 @@ impl Tenant {
             widest: 0,
             last_count: 0,
             rereading_end: false,
+            stepping_back: false,
         }
     }
 
@@ -698,6 +699,8 @@ pub struct Pages<'t> {
     /// Whether the pages since the last empty one are a second look at the list's end (see
     /// [`Pages::next`]).
     rereading_end: bool,
+    /// Whether that second look is still stepping back to rows read before.
+    stepping_back: bool,
 }
 
 impl Pages<'_> {
@@ -816,24 +819,36 @@ impl Pages<'_> {
         }
         self.widest = self.widest.max(count);
         self.last_count = count;
-        // An empty page is the end only once the last page's width before it has been read
-        // again and held nothing new: rows that expired since the page before moved the rest
-        // back, and rows that arrived meanwhile would sit before this offset, never read.
+        // An empty page is the end only once the list's end has been read again from rows read
+        // before: rows that expired since the page before moved the rest back, and rows that
+        // arrived meanwhile would sit before this offset, never read.
         if count == 0 && !self.rereading_end && self.offset > 0 {
             self.rereading_end = true;
+            self.stepping_back = true;
             self.confirming = false;
             self.overlap = 0;
             self.offset = self.offset.saturating_sub(self.widest.max(1));
             return Ok(Some(rows));
         }
         if self.rereading_end {
-            if new == 0 && count > 0 {
+            // Empty again: the list shrank by more than a page (its oldest rows expired while
+            // its end was read), and rows that arrived meanwhile sit further back. So does a
+            // page of rows all new: rows before it may be new too. Step back again, to a page
+            // that holds rows read before (or to the list's start).
+            if self.stepping_back && self.offset > 0 && (count == 0 || new == count) {
+                self.offset = self.offset.saturating_sub(self.widest.max(1));
+                return Ok(Some(rows));
+            }
+            // From there the list is read on to its end, which the first page short of the
+            // tenant's width (or an empty one) is: its rows were there a moment ago.
+            self.stepping_back = false;
+            if count < self.widest.max(1) {
                 self.ended = Some(None);
                 return Ok(Some(rows));
             }
-            if new > 0 {
-                self.rereading_end = false;
-            }
+            self.overlap = PAGE_OVERLAP.min(count / 2);
+            self.offset += count - self.overlap;
+            return Ok(Some(rows));
         }
         // A page shorter than asked is not taken for the last: a tenant may give fewer rows a
         // page than asked for, and stopping there would leave the rest out without a word. So

@@ -863,6 +863,36 @@ async fn rows_that_expire_after_the_last_page_only_shorten_the_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_arrive_while_more_than_a_page_of_older_ones_expire_are_read() {
+    // 600 rows: pages at 0, 225 and 450 (the last, short); before the next (at 575), 300 of the
+    // oldest expire and 10 new ones arrive, at 300 now: the page a width back (325) is empty
+    // too, and the reading steps back until it finds rows read before, then reads on.
+    let (url, _) = start_isc_with(real_rows(600), |isc| {
+        isc.made = 600;
+        isc.expiring = vec![0, 0, 0, 300];
+        isc.arriving = vec![0, 0, 0, 10];
+    })
+    .await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 610, "{stderr}");
+    for n in 600..610 {
+        assert!(stdout.contains(&format!("\"tn-{n}\"")), "tn-{n} missing");
+    }
+    // Every old row gone and 300 new ones: the page found is all new, and so may be the rows
+    // before it: the reading steps back to the start.
+    let (url, _) = start_isc_with(real_rows(600), |isc| {
+        isc.made = 600;
+        isc.expiring = vec![0, 0, 0, 600];
+        isc.arriving = vec![0, 0, 0, 300];
+    })
+    .await;
+    let (code, stdout, stderr) = backfill_with_token(&url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 900, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_that_arrive_while_older_ones_expire_before_the_last_page_are_read() {
     // 400 rows: a full first page, a short one at 225; before the next (at 375), 60 of the
     // oldest expire and 10 new ones arrive, which moves them before 375: the empty page there
