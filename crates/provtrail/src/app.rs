@@ -918,9 +918,10 @@ impl App {
         {
             tracing::warn!(
                 "shutdown grace period over with the store's last commits unfinished (the \
-                 database locked by another process, or a stalled disk); stopping without them: \
-                 what was answered 200 is on disk, and records of requests cut off by the stop \
-                 may be missing from the delivery log"
+                 database locked by another process, a stalled disk, or a search index far \
+                 behind); stopping without them: what was answered 200 is on disk, records of \
+                 requests cut off by the stop may be missing from the delivery log, and the \
+                 search index catches up at the next start"
             );
             return false;
         }

@@ -839,10 +839,11 @@ impl Pages<'_> {
                 self.offset = self.offset.saturating_sub(self.widest.max(1));
                 return Ok(Some(rows));
             }
-            // From there the list is read on to its end, which the first page short of the
-            // tenant's width (or an empty one) is: its rows were there a moment ago.
+            // From there the list is read on, pages of rows read before included (the steps back
+            // read ahead), to an empty page: a short one is not taken for the last, a tenant
+            // may give fewer rows than asked. Each page moves on by at least half of it.
             self.stepping_back = false;
-            if count < self.widest.max(1) {
+            if count == 0 {
                 self.ended = Some(None);
                 return Ok(Some(rows));
             }

@@ -584,7 +584,7 @@ async fn a_commit_held_past_the_request_timeout_is_answered_503_without_claiming
     assert!(
         log[0].reason.as_deref().is_some_and(|reason| reason
             .starts_with("the store did not commit within 1s")
-            && reason.ends_with("the commit finished afterwards, and the document was kept")),
+            && reason.ends_with("the document was committed all the same, and is in the store")),
         "{log:?}"
     );
     server.shutdown().await;

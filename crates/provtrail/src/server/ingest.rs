@@ -535,11 +535,16 @@ async fn keep(
                 }
                 _ => format!("nothing of this request was committed: {err}"),
             };
+            // A commit whose log could not be synced (`--log-sync pipelined`) wrote its
+            // record: the refusal takes its place.
+            record_late_refusal(&state, receipt, status, &message, late);
+            let mut response = error_response(status, &message);
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                unavailable(&state, receipt, &message)
-            } else {
-                reject(&state, receipt, status, &message)
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            response
         }
     }
 }
@@ -644,9 +649,10 @@ fn record_refusal(state: &AppState, receipt: Receipt, status: u16, reason: &str)
 }
 
 /// Records the refusal of a request whose document was handed to the store and not committed
-/// in time: it replaces the record the commit writes, if the commit finishes, or is a record of
-/// its own. Not held to the budget of refusals: it stands for a document already in the store's
-/// queue, which the concurrency cap bounds, not for a request anyone can send by the thousand.
+/// (in time, or at all): it replaces the record a commit wrote, if one finished, or is a record
+/// of its own. Not held to the budget of refusals: it stands for an authenticated document
+/// handed to the store, which the concurrency cap bounds, not for a request anyone can send by
+/// the thousand.
 fn record_late_refusal(
     state: &AppState,
     receipt: Receipt,

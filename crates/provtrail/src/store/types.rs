@@ -247,7 +247,7 @@ pub struct Incoming {
 pub struct LateAnswer(std::sync::Arc<std::sync::Mutex<Option<i64>>>);
 
 impl LateAnswer {
-    /// Notes the record written (`None`: none, or one whose transaction failed).
+    /// Notes the record written, once committed.
     pub fn note(&self, record: Option<i64>) {
         if let Ok(mut noted) = self.0.lock() {
             *noted = record;
@@ -257,6 +257,11 @@ impl LateAnswer {
     /// The record noted, if any.
     pub fn record(&self) -> Option<i64> {
         self.0.lock().ok().and_then(|noted| *noted)
+    }
+
+    /// Whether `other` is this one (a clone of it).
+    pub fn is(&self, other: &LateAnswer) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

@@ -653,11 +653,16 @@ impl Writer {
         let mut rollups = Rollups::default();
         let mut time_order = TimeOrder::load(&tx).map_err(unavailable)?;
         let mut handover = outbox::Handover::default();
+        // The delivery records written for documents whose receivers may give up on them: told
+        // to them once committed, never before (a transaction that fails leaves its ids to
+        // others).
+        let mut records = Vec::new();
         for job in batch {
             outcomes.push(match job {
                 Job::Ingest(pending, _) => {
                     let (outcome, deliveries) =
-                        insert(&tx, pending, &mut rollups, &mut time_order).map_err(unavailable)?;
+                        insert(&tx, pending, &mut rollups, &mut time_order, &mut records)
+                            .map_err(unavailable)?;
                     if let IngestOutcome::Accepted { id } = outcome {
                         for (delivery_id, route) in deliveries {
                             handover.add(&self.shared, fresh_item(pending, id, delivery_id, route));
@@ -669,7 +674,15 @@ impl Writer {
                     time_order
                         .note(&tx, rejection.receipt.received_at)
                         .map_err(unavailable)?;
-                    let amended = match rejection.amends.as_ref().and_then(LateAnswer::record) {
+                    // The record of its document: written in this transaction, or committed before.
+                    let record = rejection.amends.as_ref().and_then(|late| {
+                        records
+                            .iter()
+                            .find(|(written, _)| written.is(late))
+                            .map(|(_, record)| *record)
+                            .or_else(|| late.record())
+                    });
+                    let amended = match record {
                         Some(record) => {
                             amend_record(&tx, record, rejection).map_err(unavailable)?
                         }
@@ -713,6 +726,9 @@ impl Writer {
         // On a failed commit, dropping `handover` takes back its reservations.
         handover.reserve();
         tx.commit().map_err(unavailable)?;
+        for (late, record) in records {
+            late.note(Some(record));
+        }
         Ok((outcomes, handover, rollups.routes))
     }
 }
@@ -954,7 +970,6 @@ fn refuse_documents(
     for job in batch.drain(..) {
         match job {
             Job::Ingest(pending, reply) => {
-                forget_record(&pending);
                 let answer = match conn.and_then(|conn| kept_before(conn, &pending.incoming)) {
                     Some(outcome) => {
                         shared.metrics.count_event(match outcome {
@@ -1007,13 +1022,6 @@ fn count_failed_commit(batch: &[Job], metrics: &crate::metrics::Metrics) {
     }
 }
 
-/// The record noted for a document whose transaction failed is no record.
-fn forget_record(pending: &Pending) {
-    if let Some(late) = &pending.incoming.late_answer {
-        late.note(None);
-    }
-}
-
 fn fail_all(batch: &mut Vec<Job>, message: &str, shared: &Shared) {
     fail_all_as(batch, message, shared, StoreError::Unavailable);
 }
@@ -1028,8 +1036,7 @@ fn fail_all_as(
     shared.set_writable(Some(message.to_owned()));
     for job in batch.drain(..) {
         match job {
-            Job::Ingest(pending, reply) => {
-                forget_record(&pending);
+            Job::Ingest(_, reply) => {
                 let _ = reply.send(Err(documents(message.to_owned())));
             }
             Job::Probe(reply) => {
@@ -1169,6 +1176,7 @@ fn insert(
     pending: &Pending,
     rollups: &mut Rollups,
     time_order: &mut TimeOrder,
+    records: &mut Vec<(LateAnswer, i64)>,
 ) -> rusqlite::Result<(IngestOutcome, Vec<(i64, String)>)> {
     let incoming = &pending.incoming;
     let mut deliveries = Vec::new();
@@ -1328,7 +1336,7 @@ fn insert(
         quarantine_id,
     ])?;
     if let Some(late) = &incoming.late_answer {
-        late.note(Some(tx.last_insert_rowid()));
+        records.push((late.clone(), tx.last_insert_rowid()));
     }
     Ok((outcome, deliveries))
 }
@@ -1407,7 +1415,7 @@ fn amend_record(
 ) -> rusqlite::Result<bool> {
     let receipt = &rejection.receipt;
     let reason = format!(
-        "{}; the commit finished afterwards, and the document was kept",
+        "{}; the document was committed all the same, and is in the store",
         rejection.reason
     );
     let changed = tx
