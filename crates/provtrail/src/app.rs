@@ -908,30 +908,97 @@ impl App {
         // would hold the stop for its lock wait, once per batch still queued: what is left of
         // the grace, a moment at least, is what it gets. Stopping then is what a crash is to the
         // store (every commit is whole or absent); what was answered 200 is on disk.
+        // Except while it saves the copy of a database file deleted or replaced under it: that
+        // copy holds events acknowledged and found nowhere else, and is waited for.
         let left = self
             .shutdown_grace
             .saturating_sub(began.elapsed())
             .max(STORE_CLOSE_GRACE);
-        if tokio::time::timeout(left, self.store.close())
-            .await
-            .is_err()
+        let store = self.store.clone();
+        if close_within(self.store.close(), left, || {
+            store.is_saving_what_would_be_lost()
+        })
+        .await
         {
-            tracing::warn!(
-                "shutdown grace period over with the store's last commits unfinished (the \
-                 database locked by another process, a stalled disk, or a search index far \
-                 behind); stopping without them: what was answered 200 is on disk, records of \
-                 requests cut off by the stop may be missing from the delivery log, and the \
-                 search index catches up at the next start"
-            );
+            return answered;
+        }
+        tracing::warn!(
+            "shutdown grace period over with the store's last commits unfinished (the database \
+             locked by another process, a stalled disk, or a search index far behind); stopping \
+             without them: what was answered 200 is on disk, records of requests cut off by the \
+             stop may be missing from the delivery log, and the search index catches up at the \
+             next start"
+        );
+        false
+    }
+}
+
+/// Awaits `close` for `left` at most, and after that for as long as `saving()` says it is saving
+/// what would be lost (checked every [`STORE_CLOSE_GRACE`]); whether it finished.
+async fn close_within(
+    close: impl Future<Output = ()>,
+    mut left: Duration,
+    saving: impl Fn() -> bool,
+) -> bool {
+    tokio::pin!(close);
+    let mut told = false;
+    loop {
+        if tokio::time::timeout(left, &mut close).await.is_ok() {
+            return true;
+        }
+        if !saving() {
             return false;
         }
-        answered
+        if !told {
+            told = true;
+            tracing::warn!(
+                "shutdown grace period over while the database file, deleted or replaced while \
+                 serving, is being saved as it was; waiting for the copy"
+            );
+        }
+        left = STORE_CLOSE_GRACE;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_that_saves_what_would_be_lost_is_waited_for_past_the_grace() {
+        let saving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let done = saving.clone();
+        // Saving for 5 s, then 10 s more of other work: waited for while saving, then for one
+        // more grace.
+        let close = async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            done.store(false, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        };
+        let started = tokio::time::Instant::now();
+        let check = saving.clone();
+        let finished = close_within(close, Duration::from_secs(2), move || {
+            check.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .await;
+        assert!(!finished);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5)
+                && waited <= Duration::from_secs(5) + 2 * STORE_CLOSE_GRACE,
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_that_saves_nothing_is_cut_at_the_grace() {
+        let close = tokio::time::sleep(Duration::from_secs(60));
+        let started = tokio::time::Instant::now();
+        assert!(!close_within(close, Duration::from_secs(2), || false).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        let quick = tokio::time::sleep(Duration::from_millis(10));
+        assert!(close_within(quick, Duration::from_secs(2), || false).await);
+    }
 
     fn with_log_sync(value: &str) -> Result<Settings, ConfigError> {
         let mut config = FileConfig::default();

@@ -279,6 +279,35 @@ fn validate_reads_json_lines_past_the_size_limit_line_by_line() {
 }
 
 #[test]
+fn validate_judges_json_lines_past_what_it_holds_whole_by_whole_lines_only() {
+    // Lines of exactly 1 KiB: what is held whole (64 MiB and one byte) ends with the opening
+    // brace of the next line, which alone is no document: the input is still JSON lines.
+    let mut line: Value = serde_json::from_slice(&event("inv-cut")).unwrap();
+    let plain = serde_json::to_vec(&line).unwrap().len();
+    line["padding"] = Value::String("x".repeat(1023 - plain - ",\"padding\":\"\"".len()));
+    let mut one = serde_json::to_vec(&line).unwrap();
+    one.push(b'\n');
+    assert_eq!(one.len(), 1024);
+    let count = (64 << 20) / 1024 + 3;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, one.repeat(count)).unwrap();
+    let output = provtrail(
+        &["validate", "--format", "json", path.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports = json_lines(&output);
+    assert_eq!(reports.len(), count);
+    assert_eq!(reports[count - 1]["line"], count);
+}
+
+#[test]
 fn a_stream_of_pretty_printed_documents_is_read_document_by_document() {
     let dir = tempfile::tempdir().unwrap();
     // What `jq . a.json b.json c.json` prints, with an event on one line among them.
@@ -994,16 +1023,30 @@ fn events_file(dir: &Path, name: &str, prefix: &str, count: usize) -> std::path:
 fn a_damaged_body_does_not_stop_the_search_index_at_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("damaged.db");
-    let file = events_file(dir.path(), "events.jsonl", "inv-index", 3);
+    let file = events_file(dir.path(), "events.jsonl", "inv-index", 5);
     assert!(ingest_into(&db, &file).status.success());
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute("UPDATE events SET raw_size = -1 WHERE id = 2", [])
-        .unwrap();
-    // The index rebuilt from the events: the damaged one is passed, the one after it found.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        // Events 1 to 5 hold inv-index-0000 to -0004. A body that does not read back, a row
+        // SQLite cannot give back (a length that is no number), and a body stored as text.
+        conn.execute("UPDATE events SET raw_size = -1 WHERE id = 2", [])
+            .unwrap();
+        conn.execute("UPDATE events SET raw_size = 'many' WHERE id = 3", [])
+            .unwrap();
+        conn.execute("UPDATE events SET raw = 'not a body' WHERE id = 4", [])
+            .unwrap();
+    }
+    // The index rebuilt from the events: the damaged ones are passed, the one after them found;
+    // those whose invocation id still reads are found by it.
     let db_arg = db.to_str().unwrap();
     remove_search_index(db_arg);
-    for (id, found) in [("inv-index-0002", 1), ("inv-index-0001", 1)] {
+    for (id, found) in [
+        ("inv-index-0004", 1),
+        ("inv-index-0003", 1),
+        ("inv-index-0002", 0),
+        ("inv-index-0001", 1),
+        ("inv-index-0000", 1),
+    ] {
         let output = provtrail(
             &[
                 "search",

@@ -125,17 +125,29 @@ fn check_whole(
     let max = options.limits.max_bytes;
     let held = max.max(super::WHOLE_INPUT_LIMIT);
     let mut reader = reader;
-    if let Err(err) = (&mut reader).take(held as u64 + 1).read_to_end(&mut bytes) {
-        report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
-        return Ok(Verdict::Unreadable);
-    }
+    let read = (&mut reader)
+        .take(held as u64 + 1)
+        .read_to_end(&mut bytes)
+        .and_then(|_| {
+            // Whether the input goes on past what is held (exactly one byte more is all of it).
+            if bytes.len() > held {
+                reader.fill_buf().map(|rest| !rest.is_empty())
+            } else {
+                Ok(false)
+            }
+        });
+    let more = match read {
+        Ok(more) => more,
+        Err(err) => {
+            report_unreadable(out, args, single, &origin, &format!("cannot read: {err}"))?;
+            return Ok(Verdict::Unreadable);
+        }
+    };
     // Documents one after another (a stream printed by `jq`), or an array of objects: each
     // checked whole, as `ingest` and `send` read them.
-    let array = (bytes.len() <= held)
-        .then(|| super::events_in_array(&bytes))
-        .flatten();
+    let array = (!more).then(|| super::events_in_array(&bytes)).flatten();
     if let Some(documents) = array.or_else(|| {
-        (bytes.len() <= held)
+        (!more)
             .then(|| super::documents_one_after_another(&bytes))
             .flatten()
     }) {
@@ -157,7 +169,13 @@ fn check_whole(
     }
     // One event per line past the limit: each line is a document of its own, read as it
     // comes.
-    if bytes.len() > max && super::looks_like_json_lines(&bytes) {
+    // Judged on whole lines only when the input goes on: the last line held may be cut anywhere.
+    let json_lines = if more {
+        super::begins_as_json_lines(&bytes)
+    } else {
+        super::looks_like_json_lines(&bytes)
+    };
+    if bytes.len() > max && json_lines {
         note!(
             "{}: one JSON document per line: reading it as JSON lines (--jsonl)",
             origin_text(&origin)

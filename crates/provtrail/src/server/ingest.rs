@@ -536,8 +536,14 @@ async fn keep(
                 _ => format!("nothing of this request was committed: {err}"),
             };
             // A commit whose log could not be synced (`--log-sync pipelined`) wrote its
-            // record: the refusal takes its place.
-            record_late_refusal(&state, receipt, status, &message, late);
+            // record: the refusal takes its place. Otherwise nothing was written, and this is a
+            // refusal like any other, held to their budget (a store that cannot commit refuses
+            // every request as fast as they come).
+            if late.record().is_some() {
+                record_late_refusal(&state, receipt, status, &message, late);
+            } else {
+                record_refusal(&state, receipt, status.as_u16(), &message);
+            }
             let mut response = error_response(status, &message);
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 response

@@ -295,6 +295,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stops taking work, commits what is queued, and closes.
     async fn close(&self);
 
+    /// Whether closing is saving a copy of data that exists nowhere else (a database file
+    /// deleted or replaced while open): a close that is cut short then loses it.
+    fn is_saving_what_would_be_lost(&self) -> bool {
+        false
+    }
+
     /// Writes a change to the routes' outbox (through the single writer) and returns how many
     /// deliveries it touched once that is committed.
     async fn outbox_write(&self, write: OutboxWrite) -> Result<u64, StoreError>;

@@ -572,45 +572,34 @@ impl Indexer {
         let Some(conn) = &self.events else {
             return Ok(Vec::new());
         };
-        // The limit is part of the text: a bound LIMIT makes SQLite recompile the statement at
-        // every run.
-        let mut statement = conn
-            .prepare_cached(&format!(
-                "SELECT id, invocation_id, channel, raw_codec, raw_size, raw FROM events
-                 WHERE id > ?1 AND id < ?2 ORDER BY id LIMIT {limit}"
-            ))
-            .map_err(index_error)?;
-        let rows = statement
-            .query_map(params![after, before], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, Vec<u8>>(5)?,
-                ))
-            })
-            .map_err(index_error)?;
         let mut documents = Vec::new();
-        for row in rows {
-            let (id, invocation_id, channel, codec, size, stored) = row.map_err(index_error)?;
-            // A body that no longer reads back (a damaged row) is indexed by what its row still
-            // says: failing the batch would stop the index at it for good, every later event
-            // unfound. `provtrail verify` names it.
-            let raw = codec::decode(codec, stored, size).unwrap_or_else(|err| {
-                tracing::warn!(
-                    event = id,
-                    error = %err,
-                    "the stored body of an event does not read back; it is indexed by its \
-                     invocation id and channel only (provtrail verify checks the store)"
-                );
-                bytes::Bytes::new()
-            });
-            documents.push((
-                id,
-                keys::document_of_raw(&raw, invocation_id.as_deref(), channel.as_deref()),
-            ));
+        let mut from = after;
+        // Read again past a row SQLite cannot read (a wrong type in a column, a damaged page):
+        // it is indexed by its id alone, since failing the batch would stop the index at it for
+        // good, every later event unfound. `provtrail verify` names it.
+        while documents.len() < limit {
+            match read_documents(conn, from, before, limit - documents.len(), &mut documents) {
+                Ok(()) => break,
+                Err(err) if super::row_damaged(&err) => {
+                    let last = documents.last().map_or(from, |&(id, _)| id);
+                    let damaged = conn
+                        .query_row(
+                            "SELECT id FROM events WHERE id > ?1 AND id < ?2 ORDER BY id LIMIT 1",
+                            params![last, before],
+                            |row| row.get::<_, i64>(0),
+                        )
+                        .map_err(index_error)?;
+                    tracing::warn!(
+                        event = damaged,
+                        error = %err,
+                        "SQLite cannot read the row of a stored event; it is indexed by its id \
+                         only (provtrail verify checks the store)"
+                    );
+                    documents.push((damaged, keys::document_of_raw(&[], None, None)));
+                    from = damaged;
+                }
+                Err(err) => return Err(index_error(err)),
+            }
         }
         Ok(documents)
     }
@@ -649,6 +638,56 @@ impl Indexer {
         self.state.backlog_gauge.set(self.state.backlog());
         Ok(())
     }
+}
+
+/// Appends the documents of up to `limit` stored events with `after < id < before`, in id order,
+/// to `documents`; stops at the first row SQLite cannot read, with its error.
+fn read_documents(
+    conn: &Connection,
+    after: i64,
+    before: i64,
+    limit: usize,
+    documents: &mut Vec<(i64, String)>,
+) -> rusqlite::Result<()> {
+    // The limit is part of the text: a bound LIMIT makes SQLite recompile the statement at
+    // every run.
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT id, invocation_id, channel, raw_codec, raw_size, raw FROM events
+         WHERE id > ?1 AND id < ?2 ORDER BY id LIMIT {limit}"
+    ))?;
+    let mut rows = statement.query(params![after, before])?;
+    while let Some(row) = rows.next()? {
+        let id = row.get::<_, i64>(0)?;
+        let invocation_id = row.get::<_, Option<String>>(1)?;
+        let channel = row.get::<_, Option<String>>(2)?;
+        let (codec, size, stored) = (
+            row.get::<_, i64>(3)?,
+            row.get::<_, i64>(4)?,
+            // Bytes whichever type they are stored as: a body in a column of the wrong type
+            // fails its length check below, not the batch.
+            match row.get_ref(5)? {
+                rusqlite::types::ValueRef::Blob(bytes) | rusqlite::types::ValueRef::Text(bytes) => {
+                    bytes.to_vec()
+                }
+                _ => Vec::new(),
+            },
+        );
+        // A body that no longer reads back is indexed by what its row still says.
+        let raw = codec::decode(codec, stored, size).unwrap_or_else(|err| {
+            tracing::warn!(
+                event = id,
+                error = %err,
+                "the stored body of an event does not read back; it is indexed by its \
+                 invocation id and channel only (provtrail verify checks the store)"
+            );
+            bytes::Bytes::new()
+        });
+        documents.push((
+            id,
+            keys::document_of_raw(&raw, invocation_id.as_deref(), channel.as_deref()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -114,9 +114,28 @@ pub(crate) struct Shared {
     feeds: RwLock<HashMap<String, OutboxFeed>>,
     /// Keeps the search index (a second file) up to date behind the commits.
     indexer: indexer::SearchIndexer,
+    /// The database file was deleted or replaced while open and the copy of it as it was
+    /// (every event acknowledged) is not saved yet: stopping now would lose it.
+    unsaved_copy: AtomicBool,
 }
 
 impl Shared {
+    /// State for a writer's tests: no files, an idle indexer.
+    #[cfg(test)]
+    pub(crate) fn for_tests(metrics: Arc<Metrics>) -> Self {
+        let indexer = indexer::SearchIndexer::idle(0, 0, metrics.search_index_backlog.clone());
+        Shared {
+            settings: SqliteSettings::new("unused.db"),
+            metrics,
+            writable: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            outbox_changed: tokio::sync::watch::Sender::new(0),
+            feeds: RwLock::default(),
+            indexer,
+            unsaved_copy: AtomicBool::new(false),
+        }
+    }
+
     fn set_writable(&self, error: Option<String>) {
         let writable = error.is_none();
         if self.writable.swap(writable, Ordering::Relaxed) != writable {
@@ -179,6 +198,7 @@ impl SqliteStore {
             outbox_changed: tokio::sync::watch::Sender::new(0),
             feeds: RwLock::default(),
             indexer,
+            unsaved_copy: AtomicBool::new(false),
         });
         shared.metrics.store_writable.set(1);
         if let Some(message) = at_the_cap {
@@ -279,6 +299,7 @@ impl SqliteStore {
             outbox_changed: tokio::sync::watch::Sender::new(0),
             feeds: RwLock::default(),
             indexer,
+            unsaved_copy: AtomicBool::new(false),
         });
         Ok(Some(SqliteStore {
             // Without an index file there is nothing to attach: the reads that need none work.
@@ -498,6 +519,10 @@ impl Store for SqliteStore {
 
     async fn get_quarantine(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError> {
         self.read(move |conn| read::get_quarantine(conn, id)).await
+    }
+
+    fn is_saving_what_would_be_lost(&self) -> bool {
+        self.shared.unsaved_copy.load(Ordering::Relaxed)
     }
 
     async fn close(&self) {

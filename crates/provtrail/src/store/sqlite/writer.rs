@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -304,6 +305,8 @@ impl Writer {
                 tracing::error!(error = %self.moved_message(), "stopping with the database as it was unsaved");
             }
         }
+        // Saved or given up on: nothing more is being saved.
+        self.shared.unsaved_copy.store(false, Ordering::Relaxed);
         tracing::debug!("store writer stopped");
     }
 
@@ -455,6 +458,7 @@ impl Writer {
             saved: None,
             failed: None,
         });
+        self.shared.unsaved_copy.store(true, Ordering::Relaxed);
         self.save_if_not_yet();
         let message = self.moved_message();
         tracing::error!(error = %message, "the database file is gone; refusing every write");
@@ -497,6 +501,7 @@ impl Writer {
                 Ok(saved) => {
                     tracing::warn!(saved = %saved.display(), "the database as it was is saved");
                     moved.saved = Some(saved);
+                    self.shared.unsaved_copy.store(false, Ordering::Relaxed);
                     moved.failed = None;
                 }
                 Err(why) => moved.failed = Some((why, Instant::now())),
@@ -714,8 +719,7 @@ impl Writer {
                 Job::Outbox(job) => {
                     let touched =
                         outbox::apply(&tx, &job.write, &mut rollups.routes).map_err(unavailable)?;
-                    job.touched
-                        .store(touched, std::sync::atomic::Ordering::Relaxed);
+                    job.touched.store(touched, Ordering::Relaxed);
                     None
                 }
             });
@@ -819,7 +823,7 @@ fn finish(committed: Committed, synced: Result<(), String>, shared: &Arc<Shared>
             }
             Job::Reject(_) => {}
             Job::Outbox(job) => {
-                let touched = job.touched.load(std::sync::atomic::Ordering::Relaxed);
+                let touched = job.touched.load(Ordering::Relaxed);
                 let _ = job.reply.send(Ok(touched));
             }
         }
@@ -949,9 +953,21 @@ fn kept_before(conn: &Connection, incoming: &Incoming) -> Option<IngestOutcome> 
 
 fn refused_at_the_cap(job: &Job) -> bool {
     match job {
-        Job::Ingest(..) | Job::Probe(_) | Job::Reject(_) => true,
+        Job::Ingest(..) | Job::Probe(_) => true,
+        // Except the refusal of a committed document, which changes its record in place: left
+        // out, the log would say 200 for a request answered 503.
+        Job::Reject(rejection) => !amends_a_record(rejection),
         Job::Outbox(job) => matches!(job.write, OutboxWrite::Enqueue { .. }),
     }
+}
+
+/// Whether `rejection` is of a document whose record was committed: it changes that record in
+/// place, and takes no room.
+fn amends_a_record(rejection: &Rejection) -> bool {
+    rejection
+        .amends
+        .as_ref()
+        .is_some_and(|late| late.record().is_some())
 }
 
 /// Answers the jobs of `batch` that a store at its size cap refuses ([`refused_at_the_cap`])
@@ -987,6 +1003,9 @@ fn refuse_documents(
             }
             Job::Probe(reply) => {
                 let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
+            }
+            Job::Reject(rejection) if amends_a_record(&rejection) => {
+                kept.push(Job::Reject(rejection));
             }
             // Refusals come as fast as anyone sends requests: kept, they would take the room
             // reserved for delivery outcomes.
@@ -1508,6 +1527,47 @@ mod tests {
         }));
         count_failed_commit(&[probe(), outbox], &metrics);
         assert_eq!(metrics.commit_failures.get(), 1);
+    }
+
+    #[test]
+    fn at_the_size_cap_only_a_refusal_that_changes_a_committed_record_is_kept() {
+        let refusal = |amends: Option<LateAnswer>| {
+            Job::Reject(Box::new(Rejection {
+                receipt: crate::store::Receipt {
+                    received_at: 0,
+                    remote_addr: None,
+                    channel: None,
+                    method: "POST".into(),
+                    path: "/events".into(),
+                    size: 0,
+                    user_agent: None,
+                },
+                status: 503,
+                reason: "the store did not commit in time".into(),
+                amends,
+            }))
+        };
+        let committed = LateAnswer::default();
+        committed.note(Some(7));
+        let mut batch = vec![
+            refusal(None),
+            refusal(Some(LateAnswer::default())),
+            refusal(Some(committed.clone())),
+        ];
+        let refused: Vec<bool> = batch.iter().map(refused_at_the_cap).collect();
+        assert_eq!(refused, [true, true, false]);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let shared = Shared::for_tests(metrics.clone());
+        refuse_documents(
+            &mut batch,
+            "the database reached its size limit",
+            &shared,
+            None,
+        );
+        assert_eq!(batch.len(), 1);
+        assert!(matches!(&batch[0], Job::Reject(kept)
+            if kept.amends.as_ref().is_some_and(|late| late.is(&committed))));
+        assert_eq!(metrics.rejections_dropped.get(), 2);
     }
 
     #[test]
