@@ -589,3 +589,126 @@ async fn a_commit_held_past_the_request_timeout_is_answered_503_without_claiming
     );
     server.shutdown().await;
 }
+
+/// Whether the search index finds the event of `invocation` (by its invocation id).
+async fn found_by_invocation(server: &TestServer, invocation: &str) -> bool {
+    let query = provtrail::store::EventQuery {
+        invocation_id: Some(invocation.to_owned()),
+        limit: 10,
+        ..Default::default()
+    };
+    let page = server
+        .app()
+        .store
+        .search_events(&query, false)
+        .await
+        .unwrap();
+    page.items.len() == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_imported_beside_a_running_server_are_all_found_by_search() {
+    // `provtrail ingest` and `serve` on one database: their commits interleave, and each
+    // process's search indexer sees the other's events only as gaps between its own.
+    let server = Arc::new(TestServer::start().await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut posters = Vec::new();
+    for client in 0..4 {
+        let (server, stop) = (server.clone(), stop.clone());
+        posters.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 5_000 {
+                let answer = server
+                    .post("/events", event(&format!("inv-posted-{client}-{n}")))
+                    .await;
+                assert_eq!(answer.status, 200, "{}", answer.text());
+                n += 1;
+            }
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..8 {
+        let lines: Vec<String> = (0..300)
+            .map(|n| {
+                String::from_utf8(event(&format!("inv-bulk-{round}-{n}")))
+                    .unwrap()
+                    .replace('\n', " ")
+            })
+            .collect();
+        let file = dir.path().join(format!("bulk-{round}.jsonl"));
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let db = server.db.clone();
+        let imported = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_provtrail"))
+                .args([
+                    "ingest",
+                    "--db",
+                    db.to_str().unwrap(),
+                    file.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            imported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let stored = stored_invocations(&server.db);
+    assert!(stored.len() > 2_400, "{}", stored.len());
+    let mut missing = Vec::new();
+    for invocation in stored.keys() {
+        if !found_by_invocation(&server, invocation).await {
+            missing.push(invocation.clone());
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "{} of {} stored events are not found: {:?}",
+        missing.len(),
+        stored.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_while_the_search_index_could_not_be_written_are_found_without_more_traffic()
+{
+    let server = TestServer::start_with(|config| {
+        config.store.busy_timeout = Some("300ms".into());
+    })
+    .await;
+    // Another process holds the index file's write lock past the lock wait.
+    let index = {
+        let mut path = server.db.clone().into_os_string();
+        path.push(".search");
+        PathBuf::from(path)
+    };
+    let locker = Connection::open(&index).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let invocations: Vec<String> = (0..5).map(|n| format!("inv-unindexed-{n}")).collect();
+    for invocation in &invocations {
+        let answer = server.post("/events", event(invocation)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    // Longer than the indexer gathers and waits for the lock: its write has failed.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    locker.execute_batch("COMMIT").unwrap();
+    drop(locker);
+    // No event comes after: the indexer reads the ones it could not write back by itself.
+    for invocation in &invocations {
+        eventually(
+            "the event stored while the index was locked to be found",
+            || found_by_invocation(&server, invocation),
+        )
+        .await;
+    }
+}

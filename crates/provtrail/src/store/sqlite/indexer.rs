@@ -15,9 +15,11 @@
 //!   index and never leaves a hole in it.
 //! - Documents come from the writer after each commit (in commit order). Whatever is not
 //!   handed over that way (the queue was full, the process stopped before indexing, another
-//!   process stored the events, the index file was new) is rebuilt from the stored events:
-//!   the indexer compares each batch's first id with its watermark and reads the events in
-//!   between from the database.
+//!   process stored the events, the index file was new, a write of the index failed) is
+//!   rebuilt from the stored events: the indexer writes only documents that follow on from the
+//!   watermark without a gap, and reads the events of every gap from the database. It decides
+//!   within the index file's write lock, from the watermark in the file, so that two processes
+//!   on one database (`serve` and `ingest`) never move it past each other's events.
 //! - Searches wait (boundedly) until the index holds every event committed before the search
 //!   began, so that an event is found as soon as its `200` has been sent; while one waits, the
 //!   indexer writes what it has without gathering more.
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{codec, keys};
 use crate::store::StoreError;
@@ -146,9 +148,11 @@ impl SearchIndexer {
                 crate::become_background_thread();
                 Indexer {
                     conn,
-                    events_path: events,
-                    events: None,
-                    busy_timeout,
+                    events: StoredEvents {
+                        path: events,
+                        conn: None,
+                        busy_timeout,
+                    },
                     state: thread_state,
                 }
                 .run(&received)
@@ -410,11 +414,16 @@ impl Drop for StopsWaits {
 
 struct Indexer {
     conn: Connection,
-    events_path: PathBuf,
-    /// A read-only connection to the events, opened when something must be rebuilt.
-    events: Option<Connection>,
-    busy_timeout: Duration,
+    events: StoredEvents,
     state: Arc<IndexState>,
+}
+
+/// The stored events, read when documents must be made from them rather than handed over.
+struct StoredEvents {
+    path: PathBuf,
+    /// A read-only connection, opened when first needed (and again after a failure).
+    conn: Option<Connection>,
+    busy_timeout: Duration,
 }
 
 impl Indexer {
@@ -492,7 +501,10 @@ impl Indexer {
                         // Stopping: what is left is rebuilt on the next start.
                         return;
                     }
-                    self.events = None;
+                    self.events.conn = None;
+                    // Whatever the failed write held is read back from the events, whether
+                    // or not more events arrive.
+                    rebuild = true;
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }
@@ -504,72 +516,133 @@ impl Indexer {
         pending.extend(batch);
     }
 
-    fn indexed_through(&self) -> i64 {
-        *self.state.indexed_through.borrow()
-    }
-
-    /// Indexes up to [`MAX_BATCH`] pending documents, first rebuilding any events between the
-    /// watermark and the first of them. When `stopping`, documents after such a gap are left to
-    /// the next start's rebuild instead.
+    /// Indexes up to [`MAX_BATCH`] pending documents: those that follow on from the watermark
+    /// without a gap, after the stored events of any gap (another process on the same database
+    /// stored them, or their documents were dropped) read back from the database. When
+    /// `stopping`, documents after a gap are left to the next start's rebuild instead.
     fn index(
         &mut self,
         pending: &mut Vec<(i64, String)>,
         stopping: bool,
     ) -> Result<bool, StoreError> {
-        let through = self.indexed_through();
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        // Decided within the index's write lock, from the watermark in the file: another
+        // process on the same database may have indexed past this one's (its events and this
+        // one's), and cannot move it while this one writes.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(index_error)?;
+        let through = watermark(&tx)
+            .map_err(index_error)?
+            .max(*self.state.indexed_through.borrow());
         pending.retain(|(id, _)| *id > through);
         let Some(&(first, _)) = pending.first() else {
+            drop(tx);
+            self.note_indexed(through);
             return Ok(false);
         };
         if stopping && first > through + 1 {
             pending.clear();
+            drop(tx);
+            self.note_indexed(through);
             return Ok(false);
         }
-        let mut batch = if first > through + 1 {
-            self.stored_documents(through, first, MAX_BATCH)?
+        let gap = if first > through + 1 {
+            self.events.documents(through, first, MAX_BATCH)?
         } else {
             Vec::new()
         };
-        let rebuilt = !batch.is_empty();
-        if batch.len() < MAX_BATCH {
-            let take = (MAX_BATCH - batch.len()).min(pending.len());
-            batch.extend(pending.drain(..take));
+        // Past a gap the stored events did not all fit in, none of the pending ones yet; then
+        // only those that follow one another: a gap between two of them (another process's
+        // commit between two of this one's) is read from the events at the next turn.
+        let mut next = first;
+        let following = if gap.len() < MAX_BATCH {
+            pending
+                .iter()
+                .take(MAX_BATCH - gap.len())
+                .take_while(|(id, _)| {
+                    let follows = *id == next;
+                    next = id + 1;
+                    follows
+                })
+                .count()
+        } else {
+            0
+        };
+        let last = pending[..following]
+            .last()
+            .or(gap.last())
+            .map(|&(id, _)| id);
+        if let Some(last) = last {
+            write_documents(&tx, &gap, true)?;
+            write_documents(&tx, &pending[..following], false)?;
+            set_watermark(&tx, last)?;
+            tx.commit().map_err(index_error)?;
+            // Only once written: a failed write keeps them for the next turn.
+            pending.drain(..following);
+            self.note_indexed(last);
         }
-        self.write(&batch, rebuilt)?;
         Ok(!pending.is_empty())
     }
 
     /// Indexes up to [`MAX_BATCH`] stored events past the watermark; true while more remain.
     fn rebuild(&mut self) -> Result<bool, StoreError> {
-        let through = self.indexed_through();
-        let batch = self.stored_documents(through, i64::MAX, MAX_BATCH)?;
-        if batch.is_empty() {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(index_error)?;
+        let through = watermark(&tx)
+            .map_err(index_error)?
+            .max(*self.state.indexed_through.borrow());
+        let batch = self.events.documents(through, i64::MAX, MAX_BATCH)?;
+        let Some(&(last, _)) = batch.last() else {
+            drop(tx);
+            self.note_indexed(through);
             return Ok(false);
-        }
+        };
         if through == 0 {
             tracing::info!("building the search index from the stored events");
         }
-        self.write(&batch, true)?;
+        write_documents(&tx, &batch, true)?;
+        set_watermark(&tx, last)?;
+        tx.commit().map_err(index_error)?;
+        self.note_indexed(last);
         Ok(batch.len() == MAX_BATCH)
     }
 
-    /// Documents for the stored events with `after < id < before`, in id order.
-    fn stored_documents(
+    /// The index is complete through `through`.
+    fn note_indexed(&self, through: i64) {
+        self.state.indexed_through.send_if_modified(|indexed| {
+            let moved = through > *indexed;
+            *indexed = (*indexed).max(through);
+            moved
+        });
+        self.state.backlog_gauge.set(self.state.backlog());
+    }
+}
+
+impl StoredEvents {
+    /// Documents for the stored events with `after < id < before`, in id order, at most
+    /// `limit`.
+    fn documents(
         &mut self,
         after: i64,
         before: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        if self.events.is_none() {
+        if self.conn.is_none() {
             let conn = Connection::open_with_flags(
-                &self.events_path,
+                &self.path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(index_error)?;
             conn.busy_timeout(self.busy_timeout).map_err(index_error)?;
-            self.events = Some(conn);
+            self.conn = Some(conn);
         }
-        let Some(conn) = &self.events else {
+        let Some(conn) = &self.conn else {
             return Ok(Vec::new());
         };
         let mut documents = Vec::new();
@@ -603,41 +676,41 @@ impl Indexer {
         }
         Ok(documents)
     }
+}
 
-    /// Writes `batch` (ids increasing) and moves the watermark to its last id. `rebuilt`: the
-    /// documents were read back from the events, and another process on the same database may
-    /// have indexed some of them already, so they replace what is there (which costs a lookup
-    /// per document; documents handed over by this process's writer are new).
-    fn write(&mut self, batch: &[(i64, String)], rebuilt: bool) -> Result<(), StoreError> {
-        let Some(&(last, _)) = batch.last() else {
-            return Ok(());
-        };
-        let tx = self.conn.transaction().map_err(index_error)?;
-        {
-            let mut insert = tx
-                .prepare_cached(if rebuilt {
-                    "INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (?1, ?2)"
-                } else {
-                    "INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)"
-                })
-                .map_err(index_error)?;
-            for (id, doc) in batch {
-                insert.execute(params![id, doc]).map_err(index_error)?;
-            }
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('indexed_through', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                params![last],
-            )
-            .map_err(index_error)?;
-        }
-        tx.commit().map_err(index_error)?;
-        self.state.indexed_through.send_modify(|through| {
-            *through = (*through).max(last);
-        });
-        self.state.backlog_gauge.set(self.state.backlog());
-        Ok(())
+/// Adds `documents` to the index. `rebuilt`: read back from the events, so that an earlier
+/// state of the index (or another process) may hold some already: they replace what is there,
+/// which costs a lookup per document; documents handed over by this process's writer are new.
+fn write_documents(
+    tx: &rusqlite::Transaction<'_>,
+    documents: &[(i64, String)],
+    rebuilt: bool,
+) -> Result<(), StoreError> {
+    if documents.is_empty() {
+        return Ok(());
     }
+    let mut insert = tx
+        .prepare_cached(if rebuilt {
+            "INSERT OR REPLACE INTO events_index (rowid, doc) VALUES (?1, ?2)"
+        } else {
+            "INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)"
+        })
+        .map_err(index_error)?;
+    for (id, doc) in documents {
+        insert.execute(params![id, doc]).map_err(index_error)?;
+    }
+    Ok(())
+}
+
+/// Moves the watermark in the file to `through`, never back.
+fn set_watermark(tx: &rusqlite::Transaction<'_>, through: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('indexed_through', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        params![through],
+    )
+    .map(|_| ())
+    .map_err(index_error)
 }
 
 /// Appends the documents of up to `limit` stored events with `after < id < before`, in id order,
