@@ -712,3 +712,64 @@ async fn events_stored_while_the_search_index_could_not_be_written_are_found_wit
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_deleted_after_its_last_commit_is_saved_when_the_server_stops() {
+    // No request comes between the deletion and the stop: no commit finds the file gone.
+    let mut server = TestServer::start().await;
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        let invocation = format!("inv-deleted-quietly-{n}");
+        let answer = server.post("/events", event(&invocation)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        acknowledged.push(invocation);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = server.db.clone().into_os_string();
+        path.push(suffix);
+        std::fs::remove_file(PathBuf::from(path)).unwrap();
+    }
+    server.shutdown().await;
+    let saved = saved_copies(&server.db);
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let mut kept: Vec<String> = stored_invocations(&saved[0]).into_keys().collect();
+    kept.sort();
+    assert_eq!(kept, acknowledged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_another_process_left_unindexed_are_indexed_while_the_server_is_idle() {
+    let server = TestServer::start().await;
+    let invocations: Vec<String> = (0..5).map(|n| format!("inv-left-{n}")).collect();
+    for invocation in &invocations {
+        let answer = server.post("/events", event(invocation)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    for invocation in &invocations {
+        eventually("the event to be indexed", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+    // What a process killed before indexing what it stored, or one that emptied the index and
+    // stopped, leaves: stored events past the index's watermark.
+    let mut index = server.db.clone().into_os_string();
+    index.push(".search");
+    let other = Connection::open(PathBuf::from(index)).unwrap();
+    other
+        .execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT INTO events_index (events_index) VALUES ('delete-all');
+             DELETE FROM meta WHERE key = 'indexed_through';
+             COMMIT;",
+        )
+        .unwrap();
+    drop(other);
+    // No event comes after: the server indexes them by itself.
+    for invocation in &invocations {
+        eventually("the event left unindexed to be found", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+}

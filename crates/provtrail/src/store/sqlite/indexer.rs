@@ -368,26 +368,33 @@ fn adopt(
              events"
         );
     }
-    if owner.is_some_and(|owner| owner != store_id)
+    let reset = owner.is_some_and(|owner| owner != store_id)
         || through > last_event_id
-        || format != keys::TOKEN_FORMAT
-    {
-        conn.execute_batch(
+        || format != keys::TOKEN_FORMAT;
+    if !reset && owner == Some(store_id) {
+        // Nothing to write: a command starting beside a busy indexer does not wait for its lock.
+        return Ok(());
+    }
+    // One transaction: another process's indexer sees the index emptied and its watermark
+    // gone together, or neither.
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    if reset {
+        tx.execute_batch(
             "INSERT INTO events_index (events_index) VALUES ('delete-all');
              DELETE FROM meta WHERE key = 'indexed_through';",
         )?;
     }
-    conn.execute(
+    tx.execute(
         "INSERT INTO meta (key, value) VALUES ('token_format', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![keys::TOKEN_FORMAT],
     )?;
-    conn.execute(
+    tx.execute(
         "INSERT INTO meta (key, value) VALUES ('store_id', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![store_id],
     )?;
-    Ok(())
+    tx.commit()
 }
 
 fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
@@ -443,7 +450,10 @@ impl Indexer {
             if pending.is_empty() && !rebuild {
                 match documents.recv_timeout(Duration::from_millis(500)) {
                     Ok(batch) => self.take(&mut pending, batch),
-                    Err(RecvTimeoutError::Timeout) => {}
+                    // Quiet here: events another process stored and did not index (it was
+                    // killed, or stopped with a gap before its documents) are indexed now, not
+                    // when this process next stores one.
+                    Err(RecvTimeoutError::Timeout) => rebuild = self.others_left_events(),
                     Err(RecvTimeoutError::Disconnected) => open = false,
                 }
             }
@@ -528,26 +538,16 @@ impl Indexer {
         if pending.is_empty() {
             return Ok(false);
         }
-        // Decided within the index's write lock, from the watermark in the file: another
-        // process on the same database may have indexed past this one's (its events and this
-        // one's), and cannot move it while this one writes.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(index_error)?;
-        let through = watermark(&tx)
-            .map_err(index_error)?
-            .max(*self.state.indexed_through.borrow());
+        // The watermark in the file: another process on the same database may have indexed
+        // past this one's (its events and this one's).
+        let through = watermark(&self.conn).map_err(index_error)?;
         pending.retain(|(id, _)| *id > through);
         let Some(&(first, _)) = pending.first() else {
-            drop(tx);
             self.note_indexed(through);
             return Ok(false);
         };
         if stopping && first > through + 1 {
             pending.clear();
-            drop(tx);
-            self.note_indexed(through);
             return Ok(false);
         }
         let gap = if first > through + 1 {
@@ -572,45 +572,82 @@ impl Indexer {
         } else {
             0
         };
-        let last = pending[..following]
+        let Some(last) = pending[..following]
             .last()
             .or(gap.last())
-            .map(|&(id, _)| id);
-        if let Some(last) = last {
-            write_documents(&tx, &gap, true)?;
-            write_documents(&tx, &pending[..following], false)?;
-            set_watermark(&tx, last)?;
-            tx.commit().map_err(index_error)?;
-            // Only once written: a failed write keeps them for the next turn.
-            pending.drain(..following);
-            self.note_indexed(last);
+            .map(|&(id, _)| id)
+        else {
+            return Ok(true);
+        };
+        if !self.write_from(
+            through,
+            last,
+            &[(&gap, true), (&pending[..following], false)],
+        )? {
+            // Another process wrote meanwhile: decided again at the next turn.
+            return Ok(true);
         }
+        // Only once written: a failed write keeps them for the next turn.
+        pending.drain(..following);
         Ok(!pending.is_empty())
     }
 
     /// Indexes up to [`MAX_BATCH`] stored events past the watermark; true while more remain.
     fn rebuild(&mut self) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(index_error)?;
-        let through = watermark(&tx)
-            .map_err(index_error)?
-            .max(*self.state.indexed_through.borrow());
+        let through = watermark(&self.conn).map_err(index_error)?;
         let batch = self.events.documents(through, i64::MAX, MAX_BATCH)?;
         let Some(&(last, _)) = batch.last() else {
-            drop(tx);
             self.note_indexed(through);
             return Ok(false);
         };
         if through == 0 {
             tracing::info!("building the search index from the stored events");
         }
-        write_documents(&tx, &batch, true)?;
+        let written = self.write_from(through, last, &[(&batch, true)])?;
+        Ok(!written || batch.len() == MAX_BATCH)
+    }
+
+    /// Writes `parts` (documents with ids increasing, each part with whether it was read back
+    /// from the events) and moves the watermark from `through` to `last`, provided the
+    /// watermark in the file is still `through`: the documents were read and made without the
+    /// index's write lock, so that another process's indexer is not kept waiting meanwhile.
+    /// False when it moved (nothing is written).
+    fn write_from(
+        &mut self,
+        through: i64,
+        last: i64,
+        parts: &[(&[(i64, String)], bool)],
+    ) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(index_error)?;
+        if watermark(&tx).map_err(index_error)? != through {
+            return Ok(false);
+        }
+        for &(documents, rebuilt) in parts {
+            write_documents(&tx, documents, rebuilt)?;
+        }
         set_watermark(&tx, last)?;
         tx.commit().map_err(index_error)?;
         self.note_indexed(last);
-        Ok(batch.len() == MAX_BATCH)
+        Ok(true)
+    }
+
+    /// Whether the database holds events past the index's watermark while this process hands
+    /// over none: another process stored them and did not index them, or emptied the index
+    /// (one made by another version) and stopped before it was rebuilt.
+    fn others_left_events(&mut self) -> bool {
+        let Ok(through) = watermark(&self.conn) else {
+            return false;
+        };
+        if through < *self.state.indexed_through.borrow() {
+            // Emptied: searches wait for it to be rebuilt again.
+            self.state.indexed_through.send_replace(through);
+        }
+        self.events
+            .newest()
+            .is_ok_and(|newest| newest.is_some_and(|newest| newest > through))
     }
 
     /// The index is complete through `through`.
@@ -625,14 +662,7 @@ impl Indexer {
 }
 
 impl StoredEvents {
-    /// Documents for the stored events with `after < id < before`, in id order, at most
-    /// `limit`.
-    fn documents(
-        &mut self,
-        after: i64,
-        before: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    fn connection(&mut self) -> Result<&Connection, StoreError> {
         if self.conn.is_none() {
             let conn = Connection::open_with_flags(
                 &self.path,
@@ -642,9 +672,27 @@ impl StoredEvents {
             conn.busy_timeout(self.busy_timeout).map_err(index_error)?;
             self.conn = Some(conn);
         }
-        let Some(conn) = &self.conn else {
-            return Ok(Vec::new());
-        };
+        self.conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("no connection to the events".into()))
+    }
+
+    /// The highest id of a stored event.
+    fn newest(&mut self) -> Result<Option<i64>, StoreError> {
+        self.connection()?
+            .query_row("SELECT max(id) FROM events", [], |row| row.get(0))
+            .map_err(index_error)
+    }
+
+    /// Documents for the stored events with `after < id < before`, in id order, at most
+    /// `limit`.
+    fn documents(
+        &mut self,
+        after: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let conn = self.connection()?;
         let mut documents = Vec::new();
         let mut from = after;
         // Read again past a row SQLite cannot read (a wrong type in a column, a damaged page):

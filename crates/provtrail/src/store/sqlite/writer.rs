@@ -287,6 +287,24 @@ impl Writer {
         if let Some(syncer) = syncer {
             syncer.stop();
         }
+        // A file deleted or replaced after the last commit is found by no commit: looked for
+        // once more, since closing the connection would take the log's acknowledged events
+        // with it.
+        if self.moved.is_none() {
+            if let Some(found) = self
+                .files
+                .as_ref()
+                .and_then(|files| files.moved_from(&self.path))
+            {
+                self.shared.unsaved_copy.store(true, Ordering::Relaxed);
+                tracing::error!(error = %found, "the database file is gone; saving it as it was");
+                self.moved = Some(Moved {
+                    found,
+                    saved: None,
+                    failed: None,
+                });
+            }
+        }
         if self
             .moved
             .as_ref()
