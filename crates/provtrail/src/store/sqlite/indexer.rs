@@ -17,9 +17,10 @@
 //!   handed over that way (the queue was full, the process stopped before indexing, another
 //!   process stored the events, the index file was new, a write of the index failed) is
 //!   rebuilt from the stored events: the indexer writes only documents that follow on from the
-//!   watermark without a gap, and reads the events of every gap from the database. It decides
-//!   within the index file's write lock, from the watermark in the file, so that two processes
-//!   on one database (`serve` and `ingest`) never move it past each other's events.
+//!   watermark without a gap, and reads the events of every gap from the database. It makes the
+//!   documents without the index file's write lock and, under it, writes those past the
+//!   watermark in the file, so that two processes on one database (`serve` and `ingest`) never
+//!   move it past each other's events nor wait long for each other.
 //! - Searches wait (boundedly) until the index holds every event committed before the search
 //!   began, so that an event is found as soon as its `200` has been sent; while one waits, the
 //!   indexer writes what it has without gathering more.
@@ -44,6 +45,12 @@ const MAX_BATCH: usize = 4_096;
 /// segment of its own, which merges rewrite later). A search waiting for the index cuts the
 /// wait short.
 const GATHER_WAIT: Duration = Duration::from_millis(100);
+
+/// The first wait before a failed write of the index is tried again, the step in which a
+/// stopping store cuts it short, and the longest it grows to.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_STEP: Duration = Duration::from_millis(50);
+const RETRY_LAST: Duration = Duration::from_secs(5);
 
 /// How often a gathering indexer looks whether a search is waiting.
 const GATHER_STEP: Duration = Duration::from_millis(5);
@@ -96,6 +103,8 @@ pub(crate) struct IndexState {
     failing: AtomicBool,
     /// Searches waiting for the index to catch up: the indexer then writes without gathering.
     waiting: AtomicUsize,
+    /// Set when the store closes: an indexer waiting to try a failed write again stops waiting.
+    stopping: AtomicBool,
 }
 
 /// The handle the store keeps: hands documents over and stops the thread.
@@ -137,6 +146,7 @@ impl SearchIndexer {
             backlog_gauge,
             failing: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
         });
         let (documents, received) = crossbeam_channel::unbounded();
         let thread_state = state.clone();
@@ -154,6 +164,10 @@ impl SearchIndexer {
                         busy_timeout,
                     },
                     state: thread_state,
+                    store_id,
+                    not_ours: false,
+                    quiet_watermark: None,
+                    announced: false,
                 }
                 .run(&received)
             })
@@ -183,6 +197,7 @@ impl SearchIndexer {
                 backlog_gauge,
                 failing: AtomicBool::new(true),
                 waiting: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
             }),
             max_queued: 0,
             documents: std::sync::Mutex::new(None),
@@ -196,6 +211,7 @@ impl SearchIndexer {
 
     /// Stops accepting documents, lets the thread index what is queued, and waits for it.
     pub(super) fn stop(&self) {
+        self.state.stopping.store(true, Ordering::Release);
         if let Ok(mut documents) = self.documents.lock() {
             documents.take();
         }
@@ -423,6 +439,17 @@ struct Indexer {
     conn: Connection,
     events: StoredEvents,
     state: Arc<IndexState>,
+    /// The database's id ([`super::schema::store_id`]): the index file is written only while it
+    /// is this database's.
+    store_id: i64,
+    /// The index file was found made over for another database or version: nothing more is
+    /// written to it.
+    not_ours: bool,
+    /// The watermark the last quiet turn found, to tell events left unindexed from events
+    /// another process is indexing now.
+    quiet_watermark: Option<i64>,
+    /// Whether building the index from the start was said already.
+    announced: bool,
 }
 
 /// The stored events, read when documents must be made from them rather than handed over.
@@ -439,6 +466,9 @@ impl Indexer {
         // did not index is rebuilt on the next start.
         let _stopped = StopsWaits(self.state.clone());
         let mut failing = false;
+        // How long to wait before a failed write is tried again: longer each time, so that an
+        // index that cannot be written (a read-only file) costs little.
+        let mut retry = RETRY_FIRST;
         // Documents taken from the queue and not yet indexed (kept across a failed write).
         let mut pending: Vec<(i64, String)> = Vec::new();
         // First: whatever was stored since the index was last written.
@@ -498,7 +528,16 @@ impl Indexer {
                         tracing::info!("the search index is written again");
                     }
                     failing = false;
+                    retry = RETRY_FIRST;
                     self.state.failing.store(false, Ordering::Release);
+                }
+                Err(_) if self.not_ours => {
+                    tracing::warn!(
+                        "the search index file was made over for another database or version; \
+                         this process no longer writes it (searches may miss new events until \
+                         a restart)"
+                    );
+                    return;
                 }
                 Err(err) => {
                     self.state.failing.store(true, Ordering::Release);
@@ -515,7 +554,11 @@ impl Indexer {
                     // Whatever the failed write held is read back from the events, whether
                     // or not more events arrive.
                     rebuild = true;
-                    std::thread::sleep(Duration::from_millis(500));
+                    let until = Instant::now() + retry;
+                    while Instant::now() < until && !self.state.stopping.load(Ordering::Acquire) {
+                        std::thread::sleep(RETRY_STEP);
+                    }
+                    retry = (retry * 2).min(RETRY_LAST);
                 }
             }
         }
@@ -600,7 +643,8 @@ impl Indexer {
             self.note_indexed(through);
             return Ok(false);
         };
-        if through == 0 {
+        if through == 0 && !self.announced {
+            self.announced = true;
             tracing::info!("building the search index from the stored events");
         }
         let written = self.write_from(through, last, &[(&batch, true)])?;
@@ -608,10 +652,11 @@ impl Indexer {
     }
 
     /// Writes `parts` (documents with ids increasing, each part with whether it was read back
-    /// from the events) and moves the watermark from `through` to `last`, provided the
-    /// watermark in the file is still `through`: the documents were read and made without the
-    /// index's write lock, so that another process's indexer is not kept waiting meanwhile.
-    /// False when it moved (nothing is written).
+    /// from the events), which cover every stored event in `(through, last]`, and moves the
+    /// watermark to `last`. They were read and made without the index's write lock, so that
+    /// another process's indexer is not kept waiting meanwhile: under it, what another process
+    /// indexed since (past `through`) is left out. False when the index was emptied meanwhile
+    /// (nothing is written).
     fn write_from(
         &mut self,
         through: i64,
@@ -622,11 +667,28 @@ impl Indexer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(index_error)?;
-        if watermark(&tx).map_err(index_error)? != through {
+        if index_owner(&tx).map_err(index_error)? != Some(self.store_id)
+            || token_format(&tx).map_err(index_error)? != keys::TOKEN_FORMAT
+        {
+            self.not_ours = true;
+            return Err(StoreError::Unavailable(
+                "the search index file was made over for another database or version".into(),
+            ));
+        }
+        let now = watermark(&tx).map_err(index_error)?;
+        if now < through {
+            drop(tx);
+            self.lower_to(now);
             return Ok(false);
         }
+        if now >= last {
+            drop(tx);
+            self.note_indexed(now);
+            return Ok(true);
+        }
         for &(documents, rebuilt) in parts {
-            write_documents(&tx, documents, rebuilt)?;
+            let fresh = documents.partition_point(|&(id, _)| id <= now);
+            write_documents(&tx, &documents[fresh..], rebuilt)?;
         }
         set_watermark(&tx, last)?;
         tx.commit().map_err(index_error)?;
@@ -635,19 +697,30 @@ impl Indexer {
     }
 
     /// Whether the database holds events past the index's watermark while this process hands
-    /// over none: another process stored them and did not index them, or emptied the index
-    /// (one made by another version) and stopped before it was rebuilt.
+    /// over none, and the watermark stood still since the last quiet turn: another process
+    /// stored them and did not index them (it was killed, or stopped with a gap before its
+    /// documents), or emptied the index (one made by another version) and stopped before it
+    /// was rebuilt.
     fn others_left_events(&mut self) -> bool {
         let Ok(through) = watermark(&self.conn) else {
             return false;
         };
         if through < *self.state.indexed_through.borrow() {
-            // Emptied: searches wait for it to be rebuilt again.
-            self.state.indexed_through.send_replace(through);
+            self.lower_to(through);
         }
-        self.events
-            .newest()
-            .is_ok_and(|newest| newest.is_some_and(|newest| newest > through))
+        let still = self.quiet_watermark.replace(through) == Some(through);
+        still
+            && self
+                .events
+                .newest()
+                .is_ok_and(|newest| newest.is_some_and(|newest| newest > through))
+    }
+
+    /// The index was emptied by another process (made over for this version): it is complete
+    /// only through `through` now, and searches wait for it to be rebuilt.
+    fn lower_to(&self, through: i64) {
+        self.state.indexed_through.send_replace(through);
+        self.state.backlog_gauge.set(self.state.backlog());
     }
 
     /// The index is complete through `through`.
@@ -840,6 +913,119 @@ mod tests {
         assert_eq!(count("alpha"), 1);
         assert_eq!(count("beta"), 0);
         assert_eq!(count("gamma"), 1);
+    }
+
+    /// An indexer of a database with id 7 on a new index file, without its thread.
+    fn indexer(dir: &Path) -> Indexer {
+        let conn = open_index(&dir.join("x.search"), Duration::from_secs(1)).unwrap();
+        adopt(&conn, 7, 0, 0).unwrap();
+        Indexer {
+            conn,
+            events: StoredEvents {
+                path: dir.join("no-events.db"),
+                conn: None,
+                busy_timeout: Duration::from_secs(1),
+            },
+            state: Arc::new(IndexState {
+                committed_through: AtomicI64::new(0),
+                indexed_through: tokio::sync::watch::Sender::new(0),
+                queued: AtomicUsize::new(0),
+                dropped: AtomicBool::new(false),
+                backlog_gauge: Default::default(),
+                failing: AtomicBool::new(false),
+                waiting: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
+            }),
+            store_id: 7,
+            not_ours: false,
+            quiet_watermark: None,
+            announced: false,
+        }
+    }
+
+    fn documents(ids: std::ops::RangeInclusive<i64>, word: &str) -> Vec<(i64, String)> {
+        ids.map(|id| (id, format!("{word} n{id}"))).collect()
+    }
+
+    #[test]
+    fn what_another_process_indexed_meanwhile_is_not_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut indexer = indexer(dir.path());
+        // Another process on the same database indexes events 1 to 5 while this one prepares
+        // 3 to 8 from a watermark of 2.
+        let other = open_index(&dir.path().join("x.search"), Duration::from_secs(1)).unwrap();
+        for (id, doc) in documents(1..=5, "theirs") {
+            other
+                .execute(
+                    "INSERT INTO events_index (rowid, doc) VALUES (?1, ?2)",
+                    params![id, doc],
+                )
+                .unwrap();
+        }
+        other
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('indexed_through', 5)",
+                [],
+            )
+            .unwrap();
+        let ours = documents(3..=8, "ours");
+        assert!(indexer.write_from(2, 8, &[(&ours, false)]).unwrap());
+        assert_eq!(watermark(&indexer.conn).unwrap(), 8);
+        assert_eq!(*indexer.state.indexed_through.borrow(), 8);
+        let count = |term: &str| -> i64 {
+            other
+                .query_row(
+                    "SELECT count(*) FROM events_index WHERE events_index MATCH ?1",
+                    [term],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        for id in 1..=8 {
+            assert_eq!(count(&format!("n{id}")), 1, "event {id}");
+        }
+        assert_eq!(count("theirs"), 5);
+        assert_eq!(count("ours"), 3);
+        // Nothing left to write once the other process reached further than this batch.
+        other
+            .execute(
+                "UPDATE meta SET value = 20 WHERE key = 'indexed_through'",
+                [],
+            )
+            .unwrap();
+        assert!(
+            indexer
+                .write_from(8, 12, &[(&documents(9..=12, "late"), false)])
+                .unwrap()
+        );
+        assert_eq!(count("late"), 0);
+        assert_eq!(*indexer.state.indexed_through.borrow(), 20);
+        // Emptied by another process (made over for this version): nothing written, and the
+        // index is complete through nothing again.
+        other
+            .execute_batch(
+                "INSERT INTO events_index (events_index) VALUES ('delete-all');
+                 DELETE FROM meta WHERE key = 'indexed_through';",
+            )
+            .unwrap();
+        assert!(
+            !indexer
+                .write_from(20, 24, &[(&documents(21..=24, "after"), false)])
+                .unwrap()
+        );
+        assert_eq!(count("after"), 0);
+        assert_eq!(*indexer.state.indexed_through.borrow(), 0);
+        // Made over for another database: never written again.
+        other
+            .execute("UPDATE meta SET value = 8 WHERE key = 'store_id'", [])
+            .unwrap();
+        assert!(
+            indexer
+                .write_from(0, 4, &[(&documents(1..=4, "foreign"), true)])
+                .is_err()
+        );
+        assert!(indexer.not_ours);
+        assert_eq!(count("foreign"), 0);
     }
 
     #[test]
