@@ -325,11 +325,7 @@ async fn a_database_deleted_under_the_server_is_never_answered_200_again() {
     let before = server.post("/events", event("inv-before-delete")).await;
     assert_eq!(before.status, 200, "{}", before.text());
     // A careless clean-up: the database and its log are gone, the server's files still open.
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = server.db.clone().into_os_string();
-        path.push(suffix);
-        std::fs::remove_file(PathBuf::from(path)).unwrap();
-    }
+    delete_database_files(&server.db);
     // Anything committed now would be written to files nothing reads again: no 200 for it.
     for n in 0..5 {
         let answer = server
@@ -362,6 +358,15 @@ async fn a_database_deleted_under_the_server_is_never_answered_200_again() {
         ["inv-before-delete"],
         "{kept:?}"
     );
+}
+
+/// Deletes the database, its log and its shared memory, as a careless clean-up would.
+fn delete_database_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.to_owned().into_os_string();
+        path.push(suffix);
+        std::fs::remove_file(PathBuf::from(path)).unwrap();
+    }
 }
 
 /// The copies `<db>.saved-<time>` a writer made of a database it found replaced or deleted.
@@ -724,11 +729,7 @@ async fn a_database_deleted_after_its_last_commit_is_saved_when_the_server_stops
         assert_eq!(answer.status, 200, "{}", answer.text());
         acknowledged.push(invocation);
     }
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = server.db.clone().into_os_string();
-        path.push(suffix);
-        std::fs::remove_file(PathBuf::from(path)).unwrap();
-    }
+    delete_database_files(&server.db);
     server.shutdown().await;
     let saved = saved_copies(&server.db);
     assert_eq!(saved.len(), 1, "{saved:?}");

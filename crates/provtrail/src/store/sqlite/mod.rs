@@ -120,20 +120,29 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// State for a writer's tests: no files, an idle indexer.
-    #[cfg(test)]
-    pub(crate) fn for_tests(metrics: Arc<Metrics>) -> Self {
-        let indexer = indexer::SearchIndexer::idle(0, 0, metrics.search_index_backlog.clone());
+    fn new(
+        settings: &SqliteSettings,
+        metrics: Arc<Metrics>,
+        writable: bool,
+        indexer: indexer::SearchIndexer,
+    ) -> Self {
         Shared {
-            settings: SqliteSettings::new("unused.db"),
+            settings: settings.clone(),
             metrics,
-            writable: AtomicBool::new(true),
+            writable: AtomicBool::new(writable),
             last_error: Mutex::new(None),
             outbox_changed: tokio::sync::watch::Sender::new(0),
             feeds: RwLock::default(),
             indexer,
             unsaved_copy: AtomicBool::new(false),
         }
+    }
+
+    /// State for a writer's tests: no files, an idle indexer.
+    #[cfg(test)]
+    pub(crate) fn for_tests(metrics: Arc<Metrics>) -> Self {
+        let indexer = indexer::SearchIndexer::idle(0, 0, metrics.search_index_backlog.clone());
+        Shared::new(&SqliteSettings::new("unused.db"), metrics, true, indexer)
     }
 
     fn set_writable(&self, error: Option<String>) {
@@ -190,16 +199,7 @@ impl SqliteStore {
             settings.index_queue_capacity,
             metrics.search_index_backlog.clone(),
         )?;
-        let shared = Arc::new(Shared {
-            settings: settings.clone(),
-            metrics,
-            writable: AtomicBool::new(true),
-            last_error: Mutex::new(None),
-            outbox_changed: tokio::sync::watch::Sender::new(0),
-            feeds: RwLock::default(),
-            indexer,
-            unsaved_copy: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(&settings, metrics, true, indexer));
         shared.metrics.store_writable.set(1);
         if let Some(message) = at_the_cap {
             // Said by whoever opens the store, in its own words (`serve` warns at the start; a
@@ -291,16 +291,7 @@ impl SqliteStore {
             last_event_id,
             metrics.search_index_backlog.clone(),
         );
-        let shared = Arc::new(Shared {
-            settings: settings.clone(),
-            metrics,
-            writable: AtomicBool::new(false),
-            last_error: Mutex::new(None),
-            outbox_changed: tokio::sync::watch::Sender::new(0),
-            feeds: RwLock::default(),
-            indexer,
-            unsaved_copy: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(&settings, metrics, false, indexer));
         Ok(Some(SqliteStore {
             // Without an index file there is nothing to attach: the reads that need none work.
             readers: Arc::new(ReadPool::new(

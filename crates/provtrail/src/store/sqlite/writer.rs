@@ -1520,20 +1520,7 @@ mod tests {
         let probe = || Job::Probe(oneshot::channel().0);
         count_failed_commit(&[probe(), probe()], &metrics);
         assert_eq!(metrics.commit_failures.get(), 0);
-        let rejection = Job::Reject(Box::new(Rejection {
-            receipt: crate::store::Receipt {
-                received_at: 0,
-                remote_addr: None,
-                channel: None,
-                method: "POST".into(),
-                path: "/events".into(),
-                size: 0,
-                user_agent: None,
-            },
-            status: 401,
-            reason: "invalid credentials".into(),
-            amends: None,
-        }));
+        let rejection = refusal(401, None);
         // The record of a request refused before (a 401, or the 503 of a commit that failed):
         // nobody is answered for it.
         count_failed_commit(&[probe(), rejection], &metrics);
@@ -1547,24 +1534,27 @@ mod tests {
         assert_eq!(metrics.commit_failures.get(), 1);
     }
 
+    /// The record of a request to `/events` refused with `status`.
+    fn refusal(status: u16, amends: Option<LateAnswer>) -> Job {
+        Job::Reject(Box::new(Rejection {
+            receipt: crate::store::Receipt {
+                received_at: 0,
+                remote_addr: None,
+                channel: None,
+                method: "POST".into(),
+                path: "/events".into(),
+                size: 0,
+                user_agent: None,
+            },
+            status,
+            reason: format!("refused with {status}"),
+            amends,
+        }))
+    }
+
     #[test]
     fn at_the_size_cap_only_a_refusal_that_changes_a_committed_record_is_kept() {
-        let refusal = |amends: Option<LateAnswer>| {
-            Job::Reject(Box::new(Rejection {
-                receipt: crate::store::Receipt {
-                    received_at: 0,
-                    remote_addr: None,
-                    channel: None,
-                    method: "POST".into(),
-                    path: "/events".into(),
-                    size: 0,
-                    user_agent: None,
-                },
-                status: 503,
-                reason: "the store did not commit in time".into(),
-                amends,
-            }))
-        };
+        let refusal = |amends| refusal(503, amends);
         let committed = LateAnswer::default();
         committed.note(Some(7));
         let mut batch = vec![
