@@ -627,7 +627,7 @@ impl Indexer {
             last,
             &[(&gap, true), (&pending[..following], false)],
         )? {
-            // Another process wrote meanwhile: decided again at the next turn.
+            // The index was emptied meanwhile: decided again at the next turn.
             return Ok(true);
         }
         // Only once written: a failed write keeps them for the next turn.
