@@ -262,6 +262,14 @@ fn validate_reads_json_lines_past_the_size_limit_line_by_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.json");
     std::fs::write(&path, &input).unwrap();
+    let reports = valid_file_reports(&path);
+    assert_eq!(reports.len(), 1500);
+    assert_eq!(reports[1499]["line"], 1500);
+    assert!(reports.iter().all(|report| report["valid"] == true));
+}
+
+/// The reports of `validate --format json` on the file at `path`, which must all be valid.
+fn valid_file_reports(path: &Path) -> Vec<Value> {
     let output = provtrail(
         &["validate", "--format", "json", path.to_str().unwrap()],
         None,
@@ -272,10 +280,7 @@ fn validate_reads_json_lines_past_the_size_limit_line_by_line() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let reports = json_lines(&output);
-    assert_eq!(reports.len(), 1500);
-    assert_eq!(reports[1499]["line"], 1500);
-    assert!(reports.iter().all(|report| report["valid"] == true));
+    json_lines(&output)
 }
 
 #[test]
@@ -292,17 +297,7 @@ fn validate_judges_json_lines_past_what_it_holds_whole_by_whole_lines_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.json");
     std::fs::write(&path, one.repeat(count)).unwrap();
-    let output = provtrail(
-        &["validate", "--format", "json", path.to_str().unwrap()],
-        None,
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reports = json_lines(&output);
+    let reports = valid_file_reports(&path);
     assert_eq!(reports.len(), count);
     assert_eq!(reports[count - 1]["line"], count);
 }

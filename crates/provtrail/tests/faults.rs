@@ -360,6 +360,18 @@ async fn a_database_deleted_under_the_server_is_never_answered_200_again() {
     );
 }
 
+/// Posts `count` distinct events (`<prefix>-<n>`), each answered 200; their invocation ids.
+async fn post_accepted(server: &TestServer, prefix: &str, count: usize) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for n in 0..count {
+        let invocation = format!("{prefix}-{n}");
+        let answer = server.post("/events", event(&invocation)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        accepted.push(invocation);
+    }
+    accepted
+}
+
 /// Deletes the database, its log and its shared memory, as a careless clean-up would.
 fn delete_database_files(db: &Path) {
     for suffix in ["", "-wal", "-shm"] {
@@ -392,13 +404,7 @@ async fn a_database_replaced_under_the_server_loses_no_acknowledged_event() {
     // The log is copied back only at checkpoints: most acknowledged events are in the log
     // alone when the file is replaced by a copy of itself (a backup put back, a careless `cp`).
     let mut server = TestServer::start().await;
-    let mut acknowledged = Vec::new();
-    for n in 0..40 {
-        let invocation = format!("inv-replaced-{n}");
-        let answer = server.post("/events", event(&invocation)).await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
-        acknowledged.push(invocation);
-    }
+    let mut acknowledged = post_accepted(&server, "inv-replaced", 40).await;
     let copy = server.db.with_extension("copy");
     std::fs::copy(&server.db, &copy).unwrap();
     std::fs::rename(&copy, &server.db).unwrap();
@@ -722,13 +728,7 @@ async fn events_stored_while_the_search_index_could_not_be_written_are_found_wit
 async fn a_database_deleted_after_its_last_commit_is_saved_when_the_server_stops() {
     // No request comes between the deletion and the stop: no commit finds the file gone.
     let mut server = TestServer::start().await;
-    let mut acknowledged = Vec::new();
-    for n in 0..5 {
-        let invocation = format!("inv-deleted-quietly-{n}");
-        let answer = server.post("/events", event(&invocation)).await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
-        acknowledged.push(invocation);
-    }
+    let acknowledged = post_accepted(&server, "inv-deleted-quietly", 5).await;
     delete_database_files(&server.db);
     server.shutdown().await;
     let saved = saved_copies(&server.db);
