@@ -332,7 +332,26 @@ pub(crate) struct Cx<'a, 'p> {
     pub track: bool,
     /// Jayway's per-token `upstreamArrayIndex`, set by deep scans over arrays.
     upstream: Vec<(usize, i64)>,
+    /// Results were left out past [`MAX_RESULTS`]: the evaluation fails.
+    overflowed: bool,
 }
+
+/// Most results one path evaluation collects. Deep scans of deep scans (`@..*..*..*`) multiply
+/// an event's nodes by its depth at each scan: past this, the evaluation fails rather than take
+/// the memory (the largest event's `$..*` is well under it).
+const MAX_RESULTS: usize = 1_000_000;
+
+fn too_many_results() -> String {
+    format!("the path has more than {MAX_RESULTS} results; this engine collects no more")
+}
+
+/// Whether the evaluation failed for a limit of this engine (its results, its deadline), not
+/// for anything in the document: evaluating again would fail alike.
+pub(crate) fn is_limit(fail: &Fail) -> bool {
+    matches!(fail, Fail::Runtime(message) if *message == too_many_results() || message == PAST_DEADLINE)
+}
+
+const PAST_DEADLINE: &str = "the evaluation ran past its deadline";
 
 impl<'a, 'p> Cx<'a, 'p> {
     pub(crate) fn new(path: &'p CompiledPath, root: &'a Value, opts: Options, track: bool) -> Self {
@@ -344,6 +363,7 @@ impl<'a, 'p> Cx<'a, 'p> {
             paths: Vec::new(),
             track,
             upstream: Vec::new(),
+            overflowed: false,
         }
     }
 
@@ -355,7 +375,11 @@ impl<'a, 'p> Cx<'a, 'p> {
             self.add(&trail, doc);
             return Ok(());
         }
-        self.eval(0, &trail, doc)
+        self.eval(0, &trail, doc)?;
+        if self.overflowed {
+            return Err(Fail::Runtime(too_many_results()));
+        }
+        Ok(())
     }
 
     /// `getValue()`.
@@ -375,6 +399,10 @@ impl<'a, 'p> Cx<'a, 'p> {
     }
 
     fn add(&mut self, trail: &Trail<'_>, item: Item<'a>) {
+        if self.results.len() >= MAX_RESULTS {
+            self.overflowed = true;
+            return;
+        }
         if self.track {
             self.paths.push(trail.render());
         }
@@ -414,7 +442,10 @@ impl<'a, 'p> Cx<'a, 'p> {
         // Past the deadline of `Path::matches_within`, every step ends at once; the answer is
         // then dropped, whatever this error makes of it.
         if crate::regex::step_past_deadline() {
-            return Err(Fail::Runtime("the evaluation ran past its deadline".into()));
+            return Err(Fail::Runtime(PAST_DEADLINE.into()));
+        }
+        if self.overflowed {
+            return Err(Fail::Runtime(too_many_results()));
         }
         let path = self.path;
         let Some(token) = path.tokens.get(i) else {

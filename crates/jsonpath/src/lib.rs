@@ -203,10 +203,12 @@ impl Path {
         match self.read(doc, options, options.as_path_list) {
             Ok(e) => Ok(e),
             // Deep scans only track locations when asked to; evaluate again to word the error.
-            Err(_) if !options.as_path_list => match self.read(doc, options, true) {
-                Err(f) => Err(to_error(f)),
-                Ok(_) => Err(EvalError::new(EvalErrorKind::JsonPath, "evaluation failed")),
-            },
+            Err(f) if !options.as_path_list && !eval::is_limit(&f) => {
+                match self.read(doc, options, true) {
+                    Err(f) => Err(to_error(f)),
+                    Ok(_) => Err(EvalError::new(EvalErrorKind::JsonPath, "evaluation failed")),
+                }
+            }
             Err(f) => Err(to_error(f)),
         }
     }

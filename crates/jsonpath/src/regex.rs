@@ -33,8 +33,15 @@ use std::time::Instant;
 use regex::Regex;
 
 /// Largest compiled size of one pattern (the `regex` crate's measure); larger ones are refused
-/// as too complex.
-const MAX_COMPILED_SIZE: usize = 1 << 20;
+/// as too complex. A match runs in a lazily built DFA while its states fit its cache
+/// ([`DFA_CACHE_SIZE`]), and otherwise in an engine whose time grows with the pattern's size
+/// times the value's length, where a pattern at 1 MiB took minutes on a 1 MB value
+/// (`[ab]*a[ab]{12000}c`). At this size and cache, the worst such pattern accepted takes
+/// about 0.2 s on the largest value an event holds.
+const MAX_COMPILED_SIZE: usize = 512 << 10;
+
+/// The lazy DFA's cache for one pattern (per thread matching with it).
+const DFA_CACHE_SIZE: usize = 8 << 20;
 
 /// A compiled Java-style pattern.
 #[derive(Debug, Clone)]
@@ -60,6 +67,7 @@ impl JavaRegex {
         // number of patterns in an expression is bounded by the parser.
         let re = regex::RegexBuilder::new(&full)
             .size_limit(MAX_COMPILED_SIZE)
+            .dfa_size_limit(DFA_CACHE_SIZE)
             .build()
             .map_err(|e| e.to_string())?;
         Ok(JavaRegex {
@@ -886,6 +894,17 @@ mod tests {
         assert!(!r.matches("x us tech support"));
         let r = JavaRegex::compile("a|ab", "").unwrap();
         assert!(r.matches("ab"));
+    }
+
+    #[test]
+    fn a_pattern_too_large_to_match_in_bounded_time_is_refused_when_compiled() {
+        // Matched without the lazy DFA, this one took minutes on a value of 1 MB.
+        let refused = JavaRegex::compile("[ab]*a[ab]{12000}c", "").unwrap_err();
+        assert!(refused.contains("exceeds size limit"), "{refused}");
+        let accepted = JavaRegex::compile("[ab]*a[ab]{6000}c", "").unwrap();
+        let value = "ab".repeat(20_000) + "c";
+        assert!(!accepted.matches(&value));
+        assert!(accepted.matches(&("a".to_owned() + &"b".repeat(6000) + "c")));
     }
 
     #[test]

@@ -299,6 +299,31 @@ async fn every_filter_alone_and_combined_finds_exactly_the_matching_events() {
             .await
             .is_empty()
     );
+    // A word said again and again is searched for once; too many different words (each a pass
+    // over the index) are refused rather than left to keep a reader busy.
+    let repeated = vec!["notif*"; 140].join(" ");
+    assert!(
+        all_ids(&server, &[("q", &repeated)], 50)
+            .await
+            .contains(&example)
+    );
+    let many: Vec<String> = (0..33).map(|n| format!("w{n}*")).collect();
+    let answer = get(
+        &server,
+        "/api/v1/events",
+        &[("q", &many.join(" "))],
+        Some(READ),
+    )
+    .await;
+    let error = refusal(&answer, 400);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("33 different words")
+            && error["message"].as_str().unwrap().contains("at most 32"),
+        "{error}"
+    );
     // Combined with an identity, only the example remains.
     assert_eq!(
         all_ids(

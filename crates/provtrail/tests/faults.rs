@@ -774,3 +774,108 @@ async fn events_another_process_left_unindexed_are_indexed_while_the_server_is_i
         .await;
     }
 }
+
+/// The search index file beside `db` and its log.
+fn index_files(db: &Path) -> Vec<PathBuf> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut path = db.as_os_str().to_owned();
+            path.push(".search");
+            path.push(suffix);
+            PathBuf::from(path)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_index_file_removed_while_serving_is_made_anew_and_finds_every_event() {
+    let server = TestServer::start().await;
+    let before = post_accepted(&server, "inv-before", 5).await;
+    for invocation in &before {
+        eventually("the event to be indexed", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+    // Removed by hand, or by another process that found it unreadable.
+    for file in index_files(&server.db) {
+        let _ = std::fs::remove_file(file);
+    }
+    let after = post_accepted(&server, "inv-after", 5).await;
+    for invocation in before.iter().chain(&after) {
+        eventually("the event to be found in the new index file", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+    assert!(index_files(&server.db)[0].is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let mut server = TestServer::start_config(&config(&db)).await;
+    let before = post_accepted(&server, "inv-kept", 5).await;
+    for invocation in &before {
+        eventually("the event to be indexed", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+    server.shutdown().await;
+    // The index's own structure record overwritten: the file still opens, and its meta table
+    // reads, but the full-text index cannot be written.
+    let index = Connection::open(&index_files(&db)[0]).unwrap();
+    let damaged = index
+        .execute(
+            "UPDATE events_index_data SET block = x'ffffffffffffffff' WHERE id = 10",
+            [],
+        )
+        .unwrap();
+    assert_eq!(damaged, 1);
+    drop(index);
+    let server = TestServer::start_config(&config(&db)).await;
+    let after = post_accepted(&server, "inv-new", 5).await;
+    for invocation in before.iter().chain(&after) {
+        eventually("the event to be found in the index made anew", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_finds_an_event_another_process_stored_just_before_it_began() {
+    let server = TestServer::start().await;
+    let own = post_accepted(&server, "inv-own", 1).await;
+    eventually("the event to be indexed", || {
+        found_by_invocation(&server, &own[0])
+    })
+    .await;
+    // Let the idle indexer settle into its quiet turns.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Another process (a `provtrail ingest` beside the server) commits an event and has not
+    // indexed it yet.
+    let other = Connection::open(&server.db).unwrap();
+    other.busy_timeout(Duration::from_secs(5)).unwrap();
+    let stored = other
+        .execute(
+            "INSERT INTO events (received_at, dedup_key, invocation_id, tracking_number, action,
+                recipient_id, recipient_name, requester_id, requester_name, sources, outcome,
+                account_count, failed_count, errors, warnings, validation_warnings, channel,
+                remote_addr, method, path, raw_codec, raw_size, raw)
+             SELECT received_at, x'00ff00ff', 'inv-other-process', tracking_number, action,
+                recipient_id, recipient_name, requester_id, requester_name, sources, outcome,
+                account_count, failed_count, errors, warnings, validation_warnings, channel,
+                remote_addr, method, path, raw_codec, raw_size, raw
+             FROM events WHERE invocation_id = ?1",
+            [&own[0]],
+        )
+        .unwrap();
+    assert_eq!(stored, 1);
+    drop(other);
+    // At once: committed before the search began, it is found, as this process's events are.
+    assert!(found_by_invocation(&server, "inv-other-process").await);
+}

@@ -16,6 +16,7 @@ use std::io::{IoSlice, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -129,6 +130,7 @@ pub(super) fn build(
     }
     Ok(Arc::new(FileSink {
         target,
+        timeout: context.timeout,
         inner: Arc::new(Appender::new(
             context.route,
             path,
@@ -158,6 +160,8 @@ pub struct FileSink {
     /// The path as shown: parts that came from `${env:…}` or `${file:…}` as `***`.
     target: String,
     inner: Arc<Appender>,
+    /// How long one attempt may take (the route's `timeout`).
+    timeout: Duration,
 }
 
 /// The files that the file routes of this process append to, by their real path, and the route
@@ -409,11 +413,30 @@ impl Appender {
     /// Appends lines in order and, with `fsync`, flushes them with one flush. Returns how many
     /// are written (and on disk, with `fsync`) and, when that is not all, the error that stopped
     /// the rest.
+    #[cfg(test)]
     fn append_all(&self, lines: &[Vec<u8>]) -> (usize, Option<std::io::Error>) {
+        self.append_within(lines, None)
+    }
+
+    /// As [`Appender::append_all`], starting no write past `deadline`: the lines not yet
+    /// written are then left, with an error that says so, for the next attempt.
+    fn append_within(
+        &self,
+        lines: &[Vec<u8>],
+        deadline: Option<Instant>,
+    ) -> (usize, Option<std::io::Error>) {
         let mut done = 0;
         let mut last = None;
         let mut failed = None;
         while done < lines.len() {
+            if done > 0 && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                failed = Some(std::io::Error::other(format!(
+                    "not written: the attempt's time ran out after {done} of {} lines (each \
+                     rotation takes time; a larger max_size or a smaller keep makes fewer)",
+                    lines.len()
+                )));
+                break;
+            }
             // The path is checked once per batch rather than per run: the runs after the first
             // follow a rotation of our own, which reopens the file anyway.
             let check_path = done == 0;
@@ -813,10 +836,16 @@ impl Sink for FileSink {
     async fn deliver_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<Sent, SinkError>> {
         let lines: Vec<Vec<u8>> = deliveries.iter().map(line).collect();
         let count = lines.len();
-        // The writes and their fsync block; keep them off the async threads.
+        // The writes and their fsync block; keep them off the async threads. A blocking task
+        // cannot be cancelled: were the attempt cut off at its timeout, the lines would be
+        // written all the same while counted as failed, and written again at every retry.
+        // So the batch ends itself within half the timeout, and says which lines it wrote.
         let inner = self.inner.clone();
+        let deadline = Instant::now() + self.timeout / 2;
         let (done, failed) =
-            match tokio::task::spawn_blocking(move || inner.append_all(&lines)).await {
+            match tokio::task::spawn_blocking(move || inner.append_within(&lines, Some(deadline)))
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(err) => (
                     0,
@@ -1167,6 +1196,42 @@ mod tests {
         drop(first);
         assert_eq!(second.append_all(&[b"b\n".to_vec()]).0, 1);
         assert_eq!(line_count(&dir.path().join("out.jsonl")), 2);
+    }
+
+    #[test]
+    fn a_batch_past_its_time_writes_no_more_lines_and_says_how_many_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow.jsonl");
+        // Every line needs a file of its own: one rotation per line.
+        let appender = Appender::new("slow", path.clone(), 16, 50, false, None);
+        let lines: Vec<Vec<u8>> = (0..10)
+            .map(|n| format!("{{\"line\":{n:03}}}\n").into_bytes())
+            .collect();
+        let (written, error) = appender.append_within(&lines, Some(Instant::now()));
+        assert_eq!(written, 1);
+        assert!(
+            error
+                .unwrap()
+                .to_string()
+                .contains("ran out after 1 of 10 lines"),
+            "the remaining lines are said to be unwritten"
+        );
+        // The rest, written by the next attempt: each line once.
+        let (written, error) = appender.append_within(&lines[written..], None);
+        assert_eq!((written, error.is_none()), (9, true));
+        let mut found: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flat_map(|entry| {
+                std::fs::read_to_string(entry.unwrap().path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        found.sort();
+        let expected: Vec<String> = (0..10).map(|n| format!("{{\"line\":{n:03}}}")).collect();
+        assert_eq!(found, expected);
     }
 
     #[test]

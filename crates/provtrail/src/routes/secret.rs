@@ -148,6 +148,14 @@ impl Redactor {
     /// whole encoded forms, also catches encoders that escape only some characters, and
     /// mixtures. Text past [`MAX_REDACTED_LEN`] bytes is cut off.
     pub fn redact(&self, text: &str) -> String {
+        self.redact_cut(text, false)
+    }
+
+    /// As [`Redactor::redact`], for `text` that is the beginning of something longer when
+    /// `cut_before` (an answer read up to a limit): an echo of a secret's beginning that runs
+    /// to the end of what is here (the rest of the secret was cut off) is removed too, however
+    /// short.
+    pub fn redact_cut(&self, text: &str, cut_before: bool) -> String {
         let whole = text.len();
         let text = &text[..char_floor(text, MAX_REDACTED_LEN)];
         let Ok(secrets) = self.secrets.read() else {
@@ -160,8 +168,13 @@ impl Redactor {
             checked = checked.min(echoes(&text[..checked], secret, &mut spans, &mut budget));
         }
         spans.retain(|&(_, end)| end <= checked);
-        let cut = checked < whole;
+        let cut = cut_before || checked < whole;
         let text = &text[..checked];
+        if cut {
+            for secret in secrets.iter() {
+                spans.extend(cut_echo(text, secret, &mut budget));
+            }
+        }
         if spans.is_empty() {
             return if cut {
                 format!("{text}[…]")
@@ -248,6 +261,22 @@ fn echoes(
         }
     }
     text.len()
+}
+
+/// Where `text` ends with an echo of the beginning of `secret` (its end cut off), however short.
+fn cut_echo(text: &str, secret: &Secret, budget: &mut usize) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    // The longest escaped form of a byte (`\u00XX`) is six bytes.
+    let from = bytes
+        .len()
+        .saturating_sub(secret.text.len().saturating_mul(6));
+    (from..bytes.len())
+        .filter(|&at| text.is_char_boundary(at))
+        .find(|&at| {
+            let (matched, end) = echo_run(bytes, at, secret.text.as_bytes(), budget);
+            matched > 0 && end == bytes.len()
+        })
+        .map(|at| (at, bytes.len()))
 }
 
 /// The last character boundary of `text` at or before `at`.
@@ -735,6 +764,30 @@ mod tests {
         }
         // Short runs of it are ordinary text.
         assert_eq!(redactor.redact("Tok+ and ret=="), "Tok+ and ret==");
+    }
+
+    #[test]
+    fn the_beginning_of_a_secret_at_the_end_of_an_answer_cut_short_is_redacted() {
+        let redactor = Redactor::default();
+        redactor.add("BearerSecret-4242-XyZzY");
+        // Far shorter than the runs found inside a text: only its cut end says it is a secret.
+        assert_eq!(
+            redactor.redact_cut("denied: Bearer BearerSecre", true),
+            "denied: Bearer ***[…]"
+        );
+        assert_eq!(
+            redactor.redact_cut("denied: Bearer Be%61rerSec", true),
+            "denied: Bearer ***[…]"
+        );
+        // Whole, the answer says what it says.
+        assert_eq!(
+            redactor.redact_cut("denied: Bearer BearerSecre", false),
+            "denied: Bearer BearerSecre"
+        );
+        assert_eq!(
+            redactor.redact_cut("denied: no token", true),
+            "denied: no token[…]"
+        );
     }
 
     #[test]

@@ -552,8 +552,9 @@ const MAX_ANSWER_READ: usize = 16 * 1024;
 /// Characters of a refusal's body kept in the delivery's error.
 const MAX_ANSWER_KEPT: usize = 300;
 
-/// The first `limit` bytes of a response body (as text), without reading the rest.
-async fn read_prefix(mut response: reqwest::Response, limit: usize) -> String {
+/// The first `limit` bytes of a response body (as text), without reading the rest, and whether
+/// there may be more.
+async fn read_prefix(mut response: reqwest::Response, limit: usize) -> (String, bool) {
     let mut body = Vec::new();
     while body.len() < limit {
         match response.chunk().await {
@@ -564,7 +565,10 @@ async fn read_prefix(mut response: reqwest::Response, limit: usize) -> String {
             Ok(None) | Err(_) => break,
         }
     }
-    String::from_utf8_lossy(&body).into_owned()
+    (
+        String::from_utf8_lossy(&body).into_owned(),
+        body.len() >= limit,
+    )
 }
 
 /// The server-side request forgery guard's refusal, when it is what failed the connection.
@@ -710,9 +714,8 @@ impl Sink for Webhook {
         };
         // Redacted whole, then shortened: shortening first could cut a secret the receiver echoes
         // (a long bearer token) and leave its beginning where redaction no longer recognises it.
-        let answer = self
-            .redactor
-            .redact(&read_prefix(response, MAX_ANSWER_READ).await);
+        let (answer, cut) = read_prefix(response, MAX_ANSWER_READ).await;
+        let answer = self.redactor.redact_cut(&answer, cut);
         let answer: String = answer.trim().chars().take(MAX_ANSWER_KEPT).collect();
         let mut message = format!("HTTP {code}");
         if code == 304 {

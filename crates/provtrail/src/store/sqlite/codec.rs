@@ -134,8 +134,14 @@ pub fn encode(raw: &Bytes) -> (i64, Bytes) {
 
 /// Decodes the stored body of event `id`: as [`decode`], failing as
 /// [`StoreError::Unreadable`], which names the event.
-pub fn decode_event(id: i64, codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreError> {
-    decode(codec, stored, size).map_err(|err| StoreError::Unreadable {
+pub fn decode_event(
+    conn: &Connection,
+    id: i64,
+    codec: i64,
+    stored: Vec<u8>,
+    size: i64,
+) -> Result<Bytes, StoreError> {
+    decode(conn, codec, stored, size).map_err(|err| StoreError::Unreadable {
         id,
         reason: match err {
             StoreError::Internal(reason) => reason,
@@ -148,10 +154,15 @@ pub fn decode_event(id: i64, codec: i64, stored: Vec<u8>, size: i64) -> Result<B
 /// length past it is damage, and decompressing into room for it could take all the memory.
 const LARGEST_BODY: usize = 1 << 30;
 
-/// Decodes a stored body; `size` is the original length recorded with it, which the decoded
-/// body must have: a body that reads back otherwise (a damaged row) is an error, never passed
-/// on as the document that arrived.
-pub fn decode(codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreError> {
+/// Decodes a stored body read through `conn`; `size` is the original length recorded with it,
+/// which the decoded body must have: a body that reads back otherwise (a damaged row) is an
+/// error, never passed on as the document that arrived.
+pub fn decode(
+    conn: &Connection,
+    codec: i64,
+    stored: Vec<u8>,
+    size: i64,
+) -> Result<Bytes, StoreError> {
     let expected = usize::try_from(size).map_err(|_| {
         StoreError::Internal(format!("its recorded length ({size}) is not a length"))
     })?;
@@ -159,6 +170,11 @@ pub fn decode(codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreErro
         return Err(StoreError::Internal(format!(
             "its recorded length ({size}) is past the largest body a store holds (1 GiB)"
         )));
+    }
+    if codec == ZSTD_DICTIONARY && !knows_dictionary_of(&stored) {
+        // Another process on the same database (a later build's `provtrail ingest` beside this
+        // server) may have added its dictionary since this one opened it.
+        let _ = learn(conn);
     }
     let body = decode_within(codec, stored, expected)?;
     if body.len() != expected {
@@ -168,6 +184,12 @@ pub fn decode(codec: i64, stored: Vec<u8>, size: i64) -> Result<Bytes, StoreErro
         )));
     }
     Ok(body)
+}
+
+/// Whether this process has the dictionary a zstd frame names.
+fn knows_dictionary_of(frame: &[u8]) -> bool {
+    let id = zstd::zstd_safe::get_dict_id_from_frame(frame).map_or(0, |id| id.get());
+    decoders().read().map_or(true, |map| map.contains_key(&id))
 }
 
 /// Decodes a stored body of at most `size` bytes.
@@ -216,19 +238,31 @@ fn decode_within(codec: i64, stored: Vec<u8>, size: usize) -> Result<Bytes, Stor
 mod tests {
     use super::*;
 
+    /// A connection to a database with a `dictionaries` table, this build's registered.
+    fn database() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+        )
+        .unwrap();
+        register(&conn).unwrap();
+        conn
+    }
+
     #[test]
     fn bodies_round_trip_through_every_codec() {
+        let conn = database();
         for body in [&b"{}"[..], &[b'x'; 4096][..], "é".repeat(300).as_bytes()] {
             let raw = Bytes::copy_from_slice(body);
             let (codec, stored) = encode(&raw);
             assert_eq!(
-                decode(codec, stored.to_vec(), raw.len() as i64).unwrap(),
+                decode(&conn, codec, stored.to_vec(), raw.len() as i64).unwrap(),
                 raw
             );
         }
         let plain = zstd::bulk::compress(b"plain zstd frame", 3).unwrap();
         assert_eq!(
-            decode(ZSTD, plain, 16).unwrap(),
+            decode(&conn, ZSTD, plain, 16).unwrap(),
             Bytes::from_static(b"plain zstd frame")
         );
     }
@@ -250,8 +284,41 @@ mod tests {
 
     #[test]
     fn corrupt_bodies_are_errors_not_panics() {
-        assert!(decode(ZSTD_DICTIONARY, vec![1, 2, 3], 10).is_err());
-        assert!(decode(ZSTD, vec![1, 2, 3], 10).is_err());
-        assert!(decode(99, vec![], 0).is_err());
+        let conn = database();
+        assert!(decode(&conn, ZSTD_DICTIONARY, vec![1, 2, 3], 10).is_err());
+        assert!(decode(&conn, ZSTD, vec![1, 2, 3], 10).is_err());
+        assert!(decode(&conn, 99, vec![], 0).is_err());
+    }
+
+    #[test]
+    fn a_dictionary_added_to_the_database_after_it_was_opened_is_learned_when_a_body_needs_it() {
+        let conn = database();
+        // What a later build with a dictionary of its own leaves in a database this process
+        // has open: its dictionary, and bodies compressed with it.
+        let samples: Vec<Vec<u8>> = (0..400)
+            .map(|n| {
+                format!(
+                    r#"{{"later":"build","serial":{n},"name":"identity {n}","items":[{n},{}]}}"#,
+                    n * 7
+                )
+                .into_bytes()
+            })
+            .collect();
+        let later = zstd::dict::from_samples(&samples, 2_048).unwrap();
+        let id = dictionary_id(&later);
+        assert_ne!(id, dictionary_id(BUILTIN));
+        let body = br#"{"later":"build","serial":123456,"name":"identity 123456","items":[1,2]}"#;
+        let stored = zstd::bulk::Compressor::with_dictionary(3, &later)
+            .unwrap()
+            .compress(body)
+            .unwrap();
+        assert!(!knows_dictionary_of(&stored));
+        conn.execute(
+            "INSERT INTO dictionaries (id, data) VALUES (?1, ?2)",
+            params![i64::from(id), later],
+        )
+        .unwrap();
+        let read = decode(&conn, ZSTD_DICTIONARY, stored, body.len() as i64).unwrap();
+        assert_eq!(&read[..], &body[..]);
     }
 }

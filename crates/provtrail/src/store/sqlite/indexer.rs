@@ -55,6 +55,11 @@ const RETRY_LAST: Duration = Duration::from_secs(5);
 /// How often a gathering indexer looks whether a search is waiting.
 const GATHER_STEP: Duration = Duration::from_millis(5);
 
+/// How often an idle indexer looks whether a search is waiting, and how often, when none is, it
+/// looks for events another process left unindexed.
+const IDLE_STEP: Duration = Duration::from_millis(50);
+const QUIET_TURN: Duration = Duration::from_millis(500);
+
 /// How long a search waits for the index to catch up before it answers from what is indexed.
 pub(super) const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
@@ -132,6 +137,7 @@ impl SearchIndexer {
     ) -> Result<Self, StoreError> {
         let path = index_path(database);
         let conn = open_index(&path, busy_timeout)?;
+        let file = crate::store::file_identity(&path);
         // The newest event is read after the index's watermark: another process on the same
         // database may index while this one starts, but never past what is committed.
         let through = watermark(&conn).map_err(index_error)?;
@@ -151,6 +157,7 @@ impl SearchIndexer {
         let (documents, received) = crossbeam_channel::unbounded();
         let thread_state = state.clone();
         let events = database.to_owned();
+        let index_path = path;
         let thread = std::thread::Builder::new()
             .name("provtrail-index".into())
             .spawn(move || {
@@ -158,6 +165,9 @@ impl SearchIndexer {
                 crate::become_background_thread();
                 Indexer {
                     conn,
+                    path: index_path,
+                    file,
+                    busy_timeout,
                     events: StoredEvents {
                         path: events,
                         conn: None,
@@ -252,10 +262,11 @@ impl IndexState {
         (self.committed_through.load(Ordering::Acquire) - *self.indexed_through.borrow()).max(0)
     }
 
-    /// Waits until every event committed so far is indexed, for at most `limit`. Returns false
-    /// when the wait ran out (the search then sees what is indexed).
-    pub(super) async fn caught_up(&self, limit: Duration) -> bool {
-        let target = self.committed_through.load(Ordering::Acquire);
+    /// Waits until every event committed so far is indexed, for at most `limit`: those this
+    /// process committed, and `newest`, the newest event in the database (another process's,
+    /// perhaps). Returns false when the wait ran out (the search then sees what is indexed).
+    pub(super) async fn caught_up(&self, newest: i64, limit: Duration) -> bool {
+        let target = self.committed_through.load(Ordering::Acquire).max(newest);
         if self.failing.load(Ordering::Acquire) {
             return *self.indexed_through.borrow() >= target;
         }
@@ -271,25 +282,62 @@ impl IndexState {
     }
 }
 
+/// An error of the index file: [`StoreError::Damaged`] when SQLite finds it damaged (it is then
+/// made anew), else unavailable for now.
 fn index_error(err: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("search index: {err}"))
+    if matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    ) {
+        StoreError::Damaged(format!("search index: {err}"))
+    } else {
+        StoreError::Unavailable(format!("search index: {err}"))
+    }
+}
+
+/// An error reading the stored events: whatever it is, the index file is not to blame.
+fn events_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("stored events for the search index: {err}"))
+}
+
+/// Whether another connection holds the lock SQLite needed.
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Opens the index file, creating it (or, if it is unreadable, recreating it: it can always be
-/// rebuilt from the events).
+/// rebuilt from the events). A file another process is creating at the same moment is waited
+/// for, never taken for unreadable: removing it would leave that process writing a file no one
+/// else reads.
 fn open_index(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
-    match try_open_index(path, busy_timeout) {
+    // Making a new file's log a write-ahead log takes its lock without SQLite's busy wait.
+    let until = Instant::now() + busy_timeout;
+    let mut result = try_open_index(path, busy_timeout);
+    while result.as_ref().is_err_and(is_busy) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+        result = try_open_index(path, busy_timeout);
+    }
+    match result {
         Ok(conn) => Ok(conn),
+        Err(err) if is_busy(&err) => Err(index_error(err)),
         Err(err) => {
             tracing::warn!(error = %err, path = %path.display(),
                 "the search index cannot be opened; rebuilding it from the events");
-            for suffix in ["", "-wal", "-shm"] {
-                let mut file = path.as_os_str().to_owned();
-                file.push(suffix);
-                let _ = std::fs::remove_file(PathBuf::from(file));
-            }
+            remove_index_files(path);
             try_open_index(path, busy_timeout).map_err(index_error)
         }
+    }
+}
+
+/// Removes the index file and its log.
+fn remove_index_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(file));
     }
 }
 
@@ -437,6 +485,11 @@ impl Drop for StopsWaits {
 
 struct Indexer {
     conn: Connection,
+    /// The index file's path, and the file `conn` has open (its device and inode): a file
+    /// removed or put in its place under the running process is followed, not written blind.
+    path: PathBuf,
+    file: Option<(u64, u64)>,
+    busy_timeout: Duration,
     events: StoredEvents,
     state: Arc<IndexState>,
     /// The database's id ([`super::schema::store_id`]): the index file is written only while it
@@ -474,16 +527,23 @@ impl Indexer {
         // First: whatever was stored since the index was last written.
         let mut rebuild = true;
         let mut open = true;
+        let mut quiet_since = Instant::now();
         // Once stopping, only what was handed over is indexed: a rebuild (which may take minutes
         // after an upgrade) is left to the next start, so that stopping stays quick.
         while open || !pending.is_empty() {
             if pending.is_empty() && !rebuild {
-                match documents.recv_timeout(Duration::from_millis(500)) {
+                match documents.recv_timeout(IDLE_STEP) {
                     Ok(batch) => self.take(&mut pending, batch),
                     // Quiet here: events another process stored and did not index (it was
                     // killed, or stopped with a gap before its documents) are indexed now, not
-                    // when this process next stores one.
-                    Err(RecvTimeoutError::Timeout) => rebuild = self.others_left_events(),
+                    // when this process next stores one; at once when a search waits for them.
+                    Err(RecvTimeoutError::Timeout) => {
+                        let waited_for = self.state.waiting.load(Ordering::Acquire) > 0;
+                        if waited_for || quiet_since.elapsed() >= QUIET_TURN {
+                            quiet_since = Instant::now();
+                            rebuild = self.others_left_events(waited_for);
+                        }
+                    }
                     Err(RecvTimeoutError::Disconnected) => open = false,
                 }
             }
@@ -516,11 +576,19 @@ impl Indexer {
                 }
             }
             rebuild |= self.state.dropped.swap(false, Ordering::AcqRel);
-            let result = if rebuild && open {
+            let mut result = if rebuild && open {
                 self.rebuild()
             } else {
                 self.index(&mut pending, !open)
             };
+            if let Err(StoreError::Damaged(reason)) = &result {
+                tracing::warn!(error = %reason,
+                    "the search index file is damaged; making it anew from the stored events");
+                result = self.reopen(true).map(|()| {
+                    rebuild = true;
+                    true
+                });
+            }
             match result {
                 Ok(more) => {
                     rebuild = more && rebuild;
@@ -581,6 +649,7 @@ impl Indexer {
         if pending.is_empty() {
             return Ok(false);
         }
+        self.follow_file()?;
         // The watermark in the file: another process on the same database may have indexed
         // past this one's (its events and this one's).
         let through = watermark(&self.conn).map_err(index_error)?;
@@ -637,6 +706,7 @@ impl Indexer {
 
     /// Indexes up to [`MAX_BATCH`] stored events past the watermark; true while more remain.
     fn rebuild(&mut self) -> Result<bool, StoreError> {
+        self.follow_file()?;
         let through = watermark(&self.conn).map_err(index_error)?;
         let batch = self.events.documents(through, i64::MAX, MAX_BATCH)?;
         let Some(&(last, _)) = batch.last() else {
@@ -701,19 +771,60 @@ impl Indexer {
     /// stored them and did not index them (it was killed, or stopped with a gap before its
     /// documents), or emptied the index (one made by another version) and stopped before it
     /// was rebuilt.
-    fn others_left_events(&mut self) -> bool {
+    fn others_left_events(&mut self, waited_for: bool) -> bool {
+        if self.follow_file().is_err() {
+            // Tried again as a write, which says why it cannot be.
+            return true;
+        }
         let Ok(through) = watermark(&self.conn) else {
             return false;
         };
         if through < *self.state.indexed_through.borrow() {
             self.lower_to(through);
+        } else {
+            // Another process indexed further (its own events, which a search may wait for).
+            self.note_indexed(through);
         }
-        let still = self.quiet_watermark.replace(through) == Some(through);
+        // A waiting search does not wait for the other process to finish: what both index is
+        // written once.
+        let still = self.quiet_watermark.replace(through) == Some(through) || waited_for;
         still
             && self
                 .events
                 .newest()
                 .is_ok_and(|newest| newest.is_some_and(|newest| newest > through))
+    }
+
+    /// Opens the file at the index's path again when it is no longer the one this indexer
+    /// writes: removed (by hand, or by another process that found it unreadable) or put in its
+    /// place. Searches then wait for the new file to be filled from the stored events.
+    fn follow_file(&mut self) -> Result<(), StoreError> {
+        if crate::store::file_identity(&self.path) == self.file {
+            return Ok(());
+        }
+        tracing::warn!(path = %self.path.display(),
+            "the search index file was removed or replaced while in use; indexing into the file \
+             now at its path");
+        self.reopen(false)
+    }
+
+    /// Opens the index file again (`anew`: removed first, as damaged) and makes it this
+    /// database's, so that what it lacks is filled from the stored events.
+    fn reopen(&mut self, anew: bool) -> Result<(), StoreError> {
+        if anew {
+            remove_index_files(&self.path);
+        }
+        let conn = open_index(&self.path, self.busy_timeout)?;
+        let file = crate::store::file_identity(&self.path);
+        let through = watermark(&conn).map_err(index_error)?;
+        let newest = self.events.newest()?.unwrap_or(0);
+        adopt(&conn, self.store_id, through, newest).map_err(index_error)?;
+        let through = watermark(&conn).map_err(index_error)?;
+        self.conn = conn;
+        self.file = file;
+        self.quiet_watermark = None;
+        self.lower_to(through);
+        Ok(())
     }
 
     /// The index was emptied by another process (made over for this version): it is complete
@@ -741,8 +852,8 @@ impl StoredEvents {
                 &self.path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
-            .map_err(index_error)?;
-            conn.busy_timeout(self.busy_timeout).map_err(index_error)?;
+            .map_err(events_error)?;
+            conn.busy_timeout(self.busy_timeout).map_err(events_error)?;
             self.conn = Some(conn);
         }
         self.conn
@@ -754,7 +865,7 @@ impl StoredEvents {
     fn newest(&mut self) -> Result<Option<i64>, StoreError> {
         self.connection()?
             .query_row("SELECT max(id) FROM events", [], |row| row.get(0))
-            .map_err(index_error)
+            .map_err(events_error)
     }
 
     /// Documents for the stored events with `after < id < before`, in id order, at most
@@ -782,7 +893,7 @@ impl StoredEvents {
                             params![last, before],
                             |row| row.get::<_, i64>(0),
                         )
-                        .map_err(index_error)?;
+                        .map_err(events_error)?;
                     tracing::warn!(
                         event = damaged,
                         error = %err,
@@ -792,7 +903,7 @@ impl StoredEvents {
                     documents.push((damaged, keys::document_of_raw(&[], None, None)));
                     from = damaged;
                 }
-                Err(err) => return Err(index_error(err)),
+                Err(err) => return Err(events_error(err)),
             }
         }
         Ok(documents)
@@ -867,7 +978,7 @@ fn read_documents(
             },
         );
         // A body that no longer reads back is indexed by what its row still says.
-        let raw = codec::decode(codec, stored, size).unwrap_or_else(|err| {
+        let raw = codec::decode(conn, codec, stored, size).unwrap_or_else(|err| {
             tracing::warn!(
                 event = id,
                 error = %err,
@@ -915,12 +1026,39 @@ mod tests {
         assert_eq!(count("gamma"), 1);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn an_index_file_another_process_is_creating_is_waited_for_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.search");
+        // Another process has just created the file and holds its lock while it makes the
+        // log a write-ahead log.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("BEGIN EXCLUSIVE; CREATE TABLE t (x);")
+            .unwrap();
+        let theirs = crate::store::file_identity(&path).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+            other
+        });
+        let conn = open_index(&path, Duration::from_secs(5)).unwrap();
+        let _other = release.join().unwrap();
+        assert_eq!(crate::store::file_identity(&path), Some(theirs));
+        assert_eq!(watermark(&conn).unwrap(), 0);
+    }
+
     /// An indexer of a database with id 7 on a new index file, without its thread.
     fn indexer(dir: &Path) -> Indexer {
-        let conn = open_index(&dir.join("x.search"), Duration::from_secs(1)).unwrap();
+        let path = dir.join("x.search");
+        let conn = open_index(&path, Duration::from_secs(1)).unwrap();
         adopt(&conn, 7, 0, 0).unwrap();
         Indexer {
             conn,
+            file: crate::store::file_identity(&path),
+            path,
+            busy_timeout: Duration::from_secs(1),
             events: StoredEvents {
                 path: dir.join("no-events.db"),
                 conn: None,

@@ -263,11 +263,28 @@ pub fn match_expression(query: &EventQuery) -> Option<String> {
     if let Some(q) = &query.q {
         terms.extend(words(q));
     }
+    // A word said twice finds what it finds once; each term costs a pass over its part of the
+    // index.
+    let mut seen = std::collections::HashSet::new();
+    terms.retain(|term| seen.insert(term.clone()));
     if terms.is_empty() {
         None
     } else {
         Some(terms.join(" AND "))
     }
+}
+
+/// Most distinct words a free-text query may hold: each is a pass over the index (a prefix
+/// word, over every word it begins), so that hundreds of them keep a reader busy for minutes
+/// on a large store.
+pub const MAX_QUERY_WORDS: usize = 32;
+
+/// How many distinct words the free-text query `q` searches for.
+pub fn query_word_count(q: &str) -> usize {
+    words(q)
+        .into_iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// The words of a free-text query as quoted terms (so that nothing in them is read as query

@@ -472,9 +472,18 @@ impl Store for SqliteStore {
     ) -> Result<Page<EventSummary>, StoreError> {
         if keys::match_expression(query).is_some() {
             // The index is written behind the commits: wait until it holds every event
-            // committed before this search began (an event is found once its 200 is sent).
+            // committed before this search began (an event is found once its 200 is sent),
+            // by this process or by another on the same database.
+            let newest = self
+                .read(|conn| {
+                    conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+                    .map_err(read_error)
+                })
+                .await?;
             let state = self.shared.indexer.state();
-            if !state.caught_up(indexer::CATCH_UP_WAIT).await {
+            if !state.caught_up(newest, indexer::CATCH_UP_WAIT).await {
                 tracing::debug!(
                     backlog = state.backlog(),
                     "searching while the index is still catching up"
@@ -482,8 +491,33 @@ impl Store for SqliteStore {
             }
         }
         let query = query.clone();
-        self.read(move |conn| read::search_events(conn, &query, with_raw))
-            .await
+        // A search runs on a blocking thread, which goes on when its client leaves: it stops
+        // then, and at its time limit, rather than hold a reader (and a core) for nobody.
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = crate::search::StopOnDrop(stop.clone());
+        let deadline = Instant::now() + SEARCH_TIME_LIMIT;
+        self.read(move |conn| {
+            let interrupt = move || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
+            conn.progress_handler(PROGRESS_STEPS, Some(interrupt))
+                .map_err(read_error)?;
+            let found = read::search_events(conn, &query, with_raw);
+            // The connection goes back to the pool without this search's handler.
+            let removed = conn.progress_handler(0, None::<fn() -> bool>);
+            found
+                .and_then(|found| removed.map(|()| found).map_err(read_error))
+                .map_err(|err| {
+                    if Instant::now() >= deadline {
+                        StoreError::Invalid(format!(
+                            "the search ran past its limit of {} s; narrow it (fewer words, fewer \
+                         prefix words like abc*, a shorter time range)",
+                            SEARCH_TIME_LIMIT.as_secs()
+                        ))
+                    } else {
+                        err
+                    }
+                })
+        })
+        .await
     }
 
     async fn get_event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
@@ -951,7 +985,7 @@ fn export_page(
             Err(err) => return Err(read_error(err)),
         };
         // The length as recorded (a damaged one, negative, is told as such).
-        let raw = codec::decode_event(id, codec, stored, receipt.size as i64)?;
+        let raw = codec::decode_event(conn, id, codec, stored, receipt.size as i64)?;
         events.push(StoredEvent {
             id,
             raw,
@@ -1165,6 +1199,12 @@ const WRITER_CACHE_KIB: i64 = -1_000;
 /// events stored when it began, before it leaves the search to a full open.
 const READER_INDEX_WAIT: Duration = Duration::from_secs(2);
 
+/// Longest one search of the events may run.
+const SEARCH_TIME_LIMIT: Duration = Duration::from_secs(10);
+
+/// SQLite's virtual machine steps between two checks whether a search is to stop.
+const PROGRESS_STEPS: std::ffi::c_int = 10_000;
+
 /// Read-only connections, reused across queries.
 #[derive(Debug)]
 struct ReadPool {
@@ -1172,8 +1212,12 @@ struct ReadPool {
     busy_timeout: Duration,
     /// Attach the search index to each connection (not for a reader that was opened without it).
     attach_index: bool,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections, each with the index file it attached.
+    idle: Mutex<Vec<(Connection, Option<FileIdentity>)>>,
 }
+
+/// A file's device and inode ([`crate::store::file_identity`]).
+type FileIdentity = (u64, u64);
 
 impl ReadPool {
     const MAX_IDLE: usize = 8;
@@ -1191,14 +1235,21 @@ impl ReadPool {
         &self,
         query: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let conn = match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            Some(conn) => conn,
-            None => self.open()?,
+        // A connection reads the index file it attached, even once that file is removed or
+        // replaced (and the indexer has moved to the file now at its path): it is opened anew.
+        let index = self
+            .attach_index
+            .then(|| crate::store::file_identity(&indexer::index_path(&self.path)))
+            .flatten();
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let (conn, attached) = match idle {
+            Some((conn, attached)) if attached == index => (conn, attached),
+            _ => (self.open()?, index),
         };
         let result = query(&conn);
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < Self::MAX_IDLE {
-                idle.push(conn);
+                idle.push((conn, attached));
             }
         }
         result
@@ -1210,7 +1261,7 @@ impl ReadPool {
         })?;
         conn.busy_timeout(self.busy_timeout).map_err(read_error)?;
         // Without the index file (removed while the server runs), everything but index searches
-        // still works; those fail with an error until the next start recreates it.
+        // still works; those fail with an error until the indexer has made the file anew.
         let index = indexer::index_path(&self.path);
         if !self.attach_index {
             conn.set_prepared_statement_cache_capacity(64);

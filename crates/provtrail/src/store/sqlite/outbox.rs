@@ -512,7 +512,7 @@ pub(super) fn due(
         else {
             continue;
         };
-        let (raw, unreadable) = match codec::decode_event(event_id, c, raw, size) {
+        let (raw, unreadable) = match codec::decode_event(conn, event_id, c, raw, size) {
             Ok(raw) => (raw, None),
             Err(err) => (bytes::Bytes::new(), Some(err.to_string())),
         };

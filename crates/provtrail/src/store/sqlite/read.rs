@@ -148,7 +148,7 @@ fn load_raw(conn: &Connection, id: i64) -> Result<Bytes, StoreError> {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .map_err(read_error)?;
-    codec::decode_event(id, codec, stored, size)
+    codec::decode_event(conn, id, codec, stored, size)
 }
 
 pub fn search_events(
@@ -156,6 +156,15 @@ pub fn search_events(
     query: &EventQuery,
     with_raw: bool,
 ) -> Result<Page<EventSummary>, StoreError> {
+    if let Some(words) = query.q.as_deref().map(keys::query_word_count) {
+        if words > keys::MAX_QUERY_WORDS {
+            return Err(StoreError::Invalid(format!(
+                "q holds {words} different words; a search takes at most {} (each one is a \
+                 pass over the search index)",
+                keys::MAX_QUERY_WORDS
+            )));
+        }
+    }
     let limit = query.limit.clamp(1, MAX_LIMIT);
     let (low, high) = id_bounds(conn, "events", query.since, query.until, query.before_id)?;
     let low = match query.after_id {
@@ -281,7 +290,7 @@ pub fn get_event(conn: &Connection, id: i64) -> Result<Option<EventDetail>, Stor
     else {
         return Ok(None);
     };
-    let raw = codec::decode_event(id, codec, stored, size)?;
+    let raw = codec::decode_event(conn, id, codec, stored, size)?;
     let size = u64::try_from(size).unwrap_or(0);
     let deliveries = conn
         .prepare_cached(&format!(
@@ -665,6 +674,6 @@ pub fn get_quarantine(conn: &Connection, id: i64) -> Result<Option<QuarantineEnt
     let Some((mut entry, codec, stored, size)) = row else {
         return Ok(None);
     };
-    entry.raw = Some(codec::decode(codec, stored, size)?);
+    entry.raw = Some(codec::decode(conn, codec, stored, size)?);
     Ok(Some(entry))
 }

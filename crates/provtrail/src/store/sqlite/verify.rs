@@ -207,14 +207,14 @@ fn read_bodies(
             let problem = match table {
                 Table::Events => {
                     found.events += 1;
-                    read_back(codec, stored, size).map_or_else(Some, |body| {
+                    read_back(conn, codec, stored, size).map_or_else(Some, |body| {
                         event_problem(&body, invocation_id.as_deref(), &key)
                     })
                 }
                 // What was refused may be anything: only that it reads back as it came.
                 Table::Quarantine => {
                     found.quarantined += 1;
-                    read_back(codec, stored, size).err()
+                    read_back(conn, codec, stored, size).err()
                 }
             };
             if let Some(problem) = problem {
@@ -234,8 +234,13 @@ enum Table {
 
 /// A stored body decoded, or why it cannot be: the length recorded when it arrived must be the
 /// length decoded.
-fn read_back(codec: i64, stored: Vec<u8>, size: i64) -> Result<bytes::Bytes, String> {
-    codec::decode(codec, stored, size).map_err(|err| match err {
+fn read_back(
+    conn: &Connection,
+    codec: i64,
+    stored: Vec<u8>,
+    size: i64,
+) -> Result<bytes::Bytes, String> {
+    codec::decode(conn, codec, stored, size).map_err(|err| match err {
         StoreError::Internal(reason) => reason,
         other => other.to_string(),
     })
