@@ -171,12 +171,7 @@ pub fn decode(
             "its recorded length ({size}) is past the largest body a store holds (1 GiB)"
         )));
     }
-    if codec == ZSTD_DICTIONARY && !knows_dictionary_of(&stored) {
-        // Another process on the same database (a later build's `provtrail ingest` beside this
-        // server) may have added its dictionary since this one opened it.
-        let _ = learn(conn);
-    }
-    let body = decode_within(codec, stored, expected)?;
+    let body = decode_within(conn, codec, stored, expected)?;
     if body.len() != expected {
         return Err(StoreError::Internal(format!(
             "its body reads back as {} bytes, {expected} arrived",
@@ -187,13 +182,19 @@ pub fn decode(
 }
 
 /// Whether this process has the dictionary a zstd frame names.
+#[cfg(test)]
 fn knows_dictionary_of(frame: &[u8]) -> bool {
     let id = zstd::zstd_safe::get_dict_id_from_frame(frame).map_or(0, |id| id.get());
     decoders().read().map_or(true, |map| map.contains_key(&id))
 }
 
 /// Decodes a stored body of at most `size` bytes.
-fn decode_within(codec: i64, stored: Vec<u8>, size: usize) -> Result<Bytes, StoreError> {
+fn decode_within(
+    conn: &Connection,
+    codec: i64,
+    stored: Vec<u8>,
+    size: usize,
+) -> Result<Bytes, StoreError> {
     let broken = |err: std::io::Error| {
         StoreError::Internal(format!("a stored body cannot be decompressed: {err}"))
     };
@@ -204,10 +205,14 @@ fn decode_within(codec: i64, stored: Vec<u8>, size: usize) -> Result<Bytes, Stor
             .map_err(broken),
         ZSTD_DICTIONARY => {
             let id = zstd::zstd_safe::get_dict_id_from_frame(&stored).map_or(0, |id| id.get());
-            let dictionary = decoders()
-                .read()
-                .ok()
-                .and_then(|map| map.get(&id).copied())
+            let known = || decoders().read().ok()?.get(&id).copied();
+            let dictionary = known()
+                .or_else(|| {
+                    // Another process on the same database (a later build's `provtrail ingest`
+                    // beside this server) may have added it since this one opened it.
+                    learn(conn).ok()?;
+                    known()
+                })
                 .ok_or_else(|| {
                     StoreError::Internal(format!(
                         "a stored body was compressed with dictionary {id}, which neither this \
