@@ -13,6 +13,44 @@ use crate::predicate;
 
 pub(crate) static NULL: Value = Value::Null;
 
+/// Where Jayway holds a `Double` that is infinite or not a number (an aggregation that
+/// overflowed, the standard deviation of rounding noise), JSON has no number for it. Such a
+/// result reads as null here, as json-smart writes it, but it is one of these three values, told
+/// apart by address, so that `toString` gives Java's text and a filter that compares it throws as
+/// `new BigDecimal("Infinity")` does. (Elements of one array never share an address.)
+static NON_FINITE: [Value; 3] = [Value::Null, Value::Null, Value::Null];
+const NON_FINITE_TEXT: [&str; 3] = ["Infinity", "-Infinity", "NaN"];
+
+/// The item of a double result: a number, or one of the [`NON_FINITE`] values.
+pub(crate) fn double_item<'a>(v: f64) -> Item<'a> {
+    match serde_json::Number::from_f64(v) {
+        Some(n) => Item::Owned(Rc::new(Value::Number(n))),
+        None if v.is_nan() => Item::Ref(&NON_FINITE[2]),
+        None if v > 0.0 => Item::Ref(&NON_FINITE[0]),
+        None => Item::Ref(&NON_FINITE[1]),
+    }
+}
+
+/// Java's `Double.toString` of an item that stands for an infinite or NaN double.
+pub(crate) fn non_finite_text(item: &Item<'_>) -> Option<&'static str> {
+    let Item::Ref(v) = item else {
+        return None;
+    };
+    NON_FINITE
+        .iter()
+        .position(|n| std::ptr::eq(n, *v))
+        .map(|ix| NON_FINITE_TEXT[ix])
+}
+
+/// What `new BigDecimal(text)` throws for the text of an infinite or NaN double.
+pub(crate) fn not_a_decimal(text: &str) -> Fail {
+    let first = text.trim_start_matches('-').chars().next().unwrap_or('N');
+    Fail::Runtime(format!(
+        "NumberFormatException: Character {first} is neither a decimal digit number, decimal \
+         point, nor \"e\" notation exponential mark."
+    ))
+}
+
 const PROVIDER: &str = "com.jayway.jsonpath.spi.json.JsonSmartJsonProvider";
 
 /// A value met during evaluation: part of the document, a value computed by a function, or the
@@ -126,6 +164,9 @@ pub(crate) fn java_class(item: &Item<'_>) -> &'static str {
 
 /// Java's `toString()` of a value: JSON text for maps and lists (json-smart), Java number text.
 pub(crate) fn java_to_string(item: &Item<'_>) -> String {
+    if let Some(text) = non_finite_text(item) {
+        return text.into();
+    }
     match item {
         Item::Keys(k) => format!("[{}]", k.join(", ")),
         _ => match item.value() {
@@ -868,9 +909,7 @@ impl<'a, 'p> Cx<'a, 'p> {
                         (sq / c - s * s / c / c).sqrt()
                     }
                 };
-                Ok(Item::Owned(Rc::new(
-                    serde_json::Number::from_f64(r).map_or(Value::Null, Value::Number),
-                )))
+                Ok(double_item(r))
             }
             FunctionKind::Concat => {
                 let mut out = String::new();
@@ -889,7 +928,7 @@ impl<'a, 'p> Cx<'a, 'p> {
                                 out.push_str(&java_to_string(&e));
                             }
                         }
-                    } else if !v.is_null() {
+                    } else if !v.is_null() || non_finite_text(&v).is_some() {
                         out.push_str(&java_to_string(&v));
                     }
                 }

@@ -174,6 +174,22 @@ impl Dec {
         }
     }
 
+    /// [`Dec::from_number`], or `None` where json-smart reads the number as an infinite
+    /// `Double` (a text of at most 18 characters past the double range, such as `1e400`) and
+    /// Jayway's `new BigDecimal("Infinity")` throws. json-smart reads a longer text as a
+    /// `BigDecimal`, which has no range to leave.
+    pub(crate) fn from_document_number(n: &serde_json::Number) -> Option<Dec> {
+        if n.as_f64().is_none() && !is_big_integer(n) {
+            let text = n.to_string();
+            return if text.len() > 18 {
+                Dec::parse_java(&text)
+            } else {
+                None
+            };
+        }
+        Some(Dec::from_number(n))
+    }
+
     /// `new BigDecimal(text)`; `None` where Java throws `NumberFormatException`.
     pub(crate) fn parse_java(text: &str) -> Option<Dec> {
         let b = text.as_bytes();

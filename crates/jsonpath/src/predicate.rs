@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::ast::{Expr, JsonLiteral, Operand, PathOperand, RelOp};
-use crate::eval::{Fail, Got, Item, evaluate, java_to_string};
+use crate::eval::{Fail, Got, Item, evaluate, java_to_string, non_finite_text, not_a_decimal};
 use crate::jsonlit::parse_permissive;
 use crate::number::Dec;
 use crate::options::Options;
@@ -198,6 +198,9 @@ fn fast_definite<'x>(
 }
 
 fn value_node<'x>(v: Item<'x>) -> Result<Node<'x>, Fail> {
+    if let Some(text) = non_finite_text(&v) {
+        return Err(not_a_decimal(text));
+    }
     if let Item::Keys(_) = v {
         return Err(Fail::JsonPath(format!(
             "Could not convert class java.util.LinkedHashMap$LinkedKeySet:{} to a ValueNode",
@@ -206,14 +209,14 @@ fn value_node<'x>(v: Item<'x>) -> Result<Node<'x>, Fail> {
     }
     Ok(match v {
         Item::Ref(r) => match r {
-            Value::Number(n) => Node::Num(Dec::from_number(n)),
+            Value::Number(n) => document_number(n)?,
             Value::String(s) => Node::Str(Cow::Borrowed(s)),
             Value::Bool(b) => Node::Bool(*b),
             Value::Null => Node::Null,
             Value::Array(_) | Value::Object(_) => Node::Doc(Item::Ref(r)),
         },
         Item::Owned(rc) => match &*rc {
-            Value::Number(n) => Node::Num(Dec::from_number(n)),
+            Value::Number(n) => document_number(n)?,
             Value::String(s) => Node::Str(Cow::Owned(s.clone())),
             Value::Bool(b) => Node::Bool(*b),
             Value::Null => Node::Null,
@@ -223,12 +226,24 @@ fn value_node<'x>(v: Item<'x>) -> Result<Node<'x>, Fail> {
     })
 }
 
+/// `createNumberNode(number.toString())`: json-smart reads a short number past the double range
+/// as an infinite `Double`, whose text `new BigDecimal` refuses.
+fn document_number<'x>(n: &serde_json::Number) -> Result<Node<'x>, Fail> {
+    Dec::from_document_number(n).map(Node::Num).ok_or_else(|| {
+        not_a_decimal(if n.to_string().starts_with('-') {
+            "-Infinity"
+        } else {
+            "Infinity"
+        })
+    })
+}
+
 /// `ValueNode.toValueNode` for a list element.
 fn element_node<'x>(v: &'x Value) -> Result<Node<'x>, Fail> {
     Ok(match v {
         Value::Null => Node::Null,
         Value::Bool(b) => Node::Bool(*b),
-        Value::Number(n) => Node::Num(Dec::from_number(n)),
+        Value::Number(n) => document_number(n)?,
         Value::String(s) => {
             if looks_like_path(s) {
                 path_text(s)?

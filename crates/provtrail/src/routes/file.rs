@@ -57,8 +57,33 @@ pub(super) fn build(
             "is empty; give the path of the file to append to",
         ));
     }
-    let path = PathBuf::from(path_text);
     let shown = |path: &Path| references.redact(&path.display().to_string());
+    let configured = PathBuf::from(path_text);
+    let path = match followed_link(&configured) {
+        Ok(None) => configured,
+        Ok(Some(target)) => {
+            tracing::info!(
+                path = %shown(&configured),
+                target = %shown(&target),
+                "a file route's path is a symbolic link: its lines go to the file it names, \
+                 which is the one rotated"
+            );
+            target
+        }
+        Err(err) if context.inspecting => {
+            tracing::warn!(path = %shown(&configured), "{err}");
+            configured
+        }
+        Err(err) => {
+            return Err(SinkConfigError::new(
+                "path",
+                format!(
+                    "{} is a symbolic link that leads nowhere: {err}",
+                    shown(&configured)
+                ),
+            ));
+        }
+    };
     let directory = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -140,6 +165,37 @@ pub(super) fn build(
             context.store.map(Path::to_owned),
         )),
     }))
+}
+
+/// Where `path` is a symbolic link, the path of the file it leads to (which need not exist
+/// yet), else `None`. It is followed once, at start: the route then appends to that file and
+/// rotates it beside itself. Renaming the link instead would move the link to `.1` and start a
+/// regular file in its place, and the file it named would never be rotated.
+fn followed_link(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    let is_link = |path: &Path| {
+        std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_symlink())
+    };
+    if !is_link(path) {
+        return Ok(None);
+    }
+    if let Ok(target) = std::fs::canonicalize(path) {
+        return Ok(Some(target));
+    }
+    // A link to a file not made yet: followed by its text, as the system follows it when the
+    // file is created (the kernel's own limit on the links followed is 40).
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        let text = std::fs::read_link(&current)?;
+        let next = match current.parent() {
+            Some(dir) if text.is_relative() => dir.join(text),
+            _ => text,
+        };
+        if !is_link(&next) {
+            return Ok(Some(next));
+        }
+        current = next;
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
 }
 
 /// Rotated files kept when `keep` is not given.
@@ -890,6 +946,64 @@ mod tests {
 
     fn line_count(path: &Path) -> usize {
         std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_path_that_is_a_link_appends_to_and_rotates_the_file_it_leads_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let link = dir.path().join("events.jsonl");
+        // Relative, and to a file not made yet.
+        std::os::unix::fs::symlink("data/real.jsonl", &link).unwrap();
+        let sink = build_with(&format!(
+            "path = \"{}\"\nmax_size = \"1KiB\"\nkeep = 3",
+            link.display()
+        ))
+        .unwrap();
+        let raw = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+        for _ in 0..8 {
+            let results = sink.deliver_batch(&[delivery(raw.as_bytes())]).await;
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+        }
+        // The link is still the link, to the same file; that file and its rotations hold every
+        // line.
+        let metadata = std::fs::symlink_metadata(&link).unwrap();
+        assert!(metadata.file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            PathBuf::from("data/real.jsonl")
+        );
+        let real = data.join("real.jsonl");
+        assert!(
+            std::fs::symlink_metadata(rotated(&real, 1))
+                .unwrap()
+                .is_file()
+        );
+        assert!(std::fs::symlink_metadata(rotated(&link, 1)).is_err());
+        let lines: usize = [
+            real.clone(),
+            rotated(&real, 1),
+            rotated(&real, 2),
+            rotated(&real, 3),
+        ]
+        .iter()
+        .map(|path| line_count(path))
+        .sum();
+        assert_eq!(lines, 8);
+        assert!(line_count(&real) < 8);
+
+        // A link that leads round in a circle is refused at start, with the path named.
+        let circle = dir.path().join("circle.jsonl");
+        std::os::unix::fs::symlink("circle.jsonl", &circle).unwrap();
+        let error = build_with(&format!("path = \"{}\"", circle.display()))
+            .expect_err("refused")
+            .message;
+        assert!(
+            error.contains("circle.jsonl") && error.contains("symbolic link"),
+            "{error}"
+        );
     }
 
     #[test]
