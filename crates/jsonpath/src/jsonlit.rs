@@ -260,7 +260,13 @@ pub(crate) fn number(w: &str) -> Option<Value> {
         return w.parse::<Number>().ok().map(Value::Number);
     }
     let f: f64 = w.parse().ok()?;
-    Number::from_f64(f).map(Value::Number)
+    match Number::from_f64(f) {
+        Some(n) => Some(Value::Number(n)),
+        // Past the double range: an infinite `Double` to json-smart, which a comparison cannot
+        // take (see `Dec::from_document_number`); kept as written where serde_json can hold the
+        // text (`arbitrary_precision`), else read as the bare word it also is.
+        None => w.parse::<Number>().ok().map(Value::Number),
+    }
 }
 
 #[cfg(test)]
