@@ -7,7 +7,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::ast::{CompiledPath, Function, FunctionKind, Param, Slice, Token};
-use crate::number::java_double_string;
+use crate::number::{PastRange, java_double_string, java_double_value, past_double_range};
 use crate::options::Options;
 use crate::predicate;
 
@@ -200,10 +200,11 @@ pub(crate) fn value_java_string(v: &Value) -> String {
 }
 
 fn java_number_string(n: &serde_json::Number) -> String {
-    if n.is_f64() {
-        java_double_string(n.as_f64().unwrap_or(0.0))
-    } else {
-        n.to_string()
+    match past_double_range(n) {
+        Some(PastRange::Double(v)) => java_double_string(v),
+        Some(PastRange::Decimal(dec)) => dec.to_java_string(),
+        None if n.is_f64() => java_double_string(n.as_f64().unwrap_or(0.0)),
+        None => n.to_string(),
     }
 }
 
@@ -878,11 +879,14 @@ impl<'a, 'p> Cx<'a, 'p> {
             | FunctionKind::Max => {
                 let mut nums: Vec<f64> = Vec::new();
                 if let Some(Value::Array(a)) = model.value() {
-                    nums.extend(a.iter().filter_map(Value::as_f64));
+                    nums.extend(
+                        a.iter()
+                            .filter_map(|v| v.as_number().map(java_double_value)),
+                    );
                 }
                 let mut ps = Vec::new();
                 numbers(&mut ps)?;
-                nums.extend(ps.iter().filter_map(serde_json::Number::as_f64));
+                nums.extend(ps.iter().map(java_double_value));
                 if nums.is_empty() {
                     return Err(Fail::JsonPath(
                         "Aggregation function attempted to calculate value using empty array"
@@ -1046,7 +1050,7 @@ fn java_int_value(n: &serde_json::Number) -> i32 {
     } else if let Some(u) = n.as_u64() {
         u as i32
     } else {
-        n.as_f64().unwrap_or(0.0) as i32
+        java_double_value(n) as i32
     }
 }
 

@@ -179,15 +179,11 @@ impl Dec {
     /// Jayway's `new BigDecimal("Infinity")` throws. json-smart reads a longer text as a
     /// `BigDecimal`, which has no range to leave.
     pub(crate) fn from_document_number(n: &serde_json::Number) -> Option<Dec> {
-        if n.as_f64().is_none() && !is_big_integer(n) {
-            let text = n.to_string();
-            return if text.len() > 18 {
-                Dec::parse_java(&text)
-            } else {
-                None
-            };
+        match past_double_range(n) {
+            Some(PastRange::Double(_)) => None,
+            Some(PastRange::Decimal(dec)) => Some(dec),
+            None => Some(Dec::from_number(n)),
         }
-        Some(Dec::from_number(n))
     }
 
     /// `new BigDecimal(text)`; `None` where Java throws `NumberFormatException`.
@@ -396,6 +392,38 @@ pub(crate) fn is_big_integer(n: &serde_json::Number) -> bool {
             .to_string()
             .bytes()
             .any(|b| matches!(b, b'.' | b'e' | b'E'))
+}
+
+/// A document float past the double range (serde_json keeps its text with
+/// `arbitrary_precision`, and has no `f64` for it), as json-smart reads it.
+pub(crate) enum PastRange {
+    /// At most 18 characters: a `Double`, infinite.
+    Double(f64),
+    /// Longer: a `BigDecimal`, exact.
+    Decimal(Dec),
+}
+
+pub(crate) fn past_double_range(n: &serde_json::Number) -> Option<PastRange> {
+    if n.as_f64().is_some() || is_big_integer(n) {
+        return None;
+    }
+    let text = n.to_string();
+    if text.len() > 18 {
+        return Dec::parse_java(&text).map(PastRange::Decimal);
+    }
+    Some(PastRange::Double(if text.starts_with('-') {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
+    }))
+}
+
+/// Java's `Number.doubleValue()` of a document number: infinite past the double range (for a
+/// `BigDecimal` or `BigInteger` too), where serde_json gives no `f64`.
+pub(crate) fn java_double_value(n: &serde_json::Number) -> f64 {
+    n.as_f64()
+        .or_else(|| n.to_string().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A [`is_big_integer`] number, exactly.

@@ -46,7 +46,8 @@ fn integers_past_64_bits_in_json_literals_compare_exactly_too() {
 #[test]
 fn infinite_and_nan_doubles_in_a_filter_fail_the_evaluation_as_in_jayway() {
     let event = doc(
-        r#"{"big": [1e308, 1e308], "same": [0.1, 0.1, 0.1], "x": 1e400, "neg": -1e400, "n": 5}"#,
+        r#"{"big": [1e308, 1e308], "same": [0.1, 0.1, 0.1], "x": 1e400, "neg": -1e400, "n": 5,
+            "mixed": [1e400, -5], "long": [1.000000000000000000e400, -5]}"#,
     );
     for (filter, character) in [
         ("$[?(@.big.sum() != 0)]", 'I'),
@@ -58,6 +59,10 @@ fn infinite_and_nan_doubles_in_a_filter_fail_the_evaluation_as_in_jayway() {
         ("$[?(@.x == 0)]", 'I'),
         ("$[?(@.x != 0)]", 'I'),
         ("$[?(@.neg < 0)]", 'I'),
+        // Aggregated, such a number is infinite too (a `BigDecimal`'s `doubleValue()` as well).
+        ("$[?(@.mixed.sum() < 0)]", 'I'),
+        ("$[?(@.mixed.max() > 0)]", 'I'),
+        ("$[?(@.long.sum() < 0)]", 'I'),
         // A number past the range in a literal list is such a double too.
         ("$[?(@.n in [1, 1e400])]", 'I'),
         ("$[?(@.n nin [-1e400])]", 'I'),
@@ -87,7 +92,10 @@ fn infinite_and_nan_doubles_in_a_filter_fail_the_evaluation_as_in_jayway() {
 /// Java text.
 #[test]
 fn an_infinite_double_reads_as_null_and_concatenates_as_java_prints_it() {
-    let event = doc(r#"{"big": [1e308, 1e308], "same": [0.1, 0.1, 0.1], "s": ["a"]}"#);
+    let event = doc(
+        r#"{"big": [1e308, 1e308], "same": [0.1, 0.1, 0.1], "s": ["a"], "x": -1e400,
+            "long": 1.000000000000000000e400}"#,
+    );
     let read = |expr: &str| {
         provtrail_jsonpath::compile(expr)
             .unwrap()
@@ -98,6 +106,12 @@ fn an_infinite_double_reads_as_null_and_concatenates_as_java_prints_it() {
     assert_eq!(read("$.big.sum()"), Value::Null);
     assert_eq!(read("$.s.concat($.big.sum())"), Value::from("aInfinity"));
     assert_eq!(read("$.s.concat($.same.stddev())"), Value::from("aNaN"));
+    // A document's number past the range: Java's text of the `Double`, or of the `BigDecimal`.
+    assert_eq!(read("$.s.concat($.x)"), Value::from("a-Infinity"));
+    assert_eq!(
+        read("$.s.concat($.long)"),
+        Value::from("a1.000000000000000000E+400")
+    );
 }
 
 /// A longer text past the double range is a `BigDecimal` to json-smart, exact and comparable.
