@@ -847,6 +847,60 @@ async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_search_index_file_is_made_anew_when_a_search_finds_it_with_no_new_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let mut server = TestServer::start_config(&config(&db)).await;
+    let before = post_accepted(&server, "inv-kept", 5).await;
+    for invocation in &before {
+        eventually("the event to be indexed", || {
+            found_by_invocation(&server, invocation)
+        })
+        .await;
+    }
+    server.shutdown().await;
+    let index = Connection::open(&index_files(&db)[0]).unwrap();
+    index
+        .execute(
+            "UPDATE events_index_data SET block = x'ffffffffffffffff' WHERE id = 10",
+            [],
+        )
+        .unwrap();
+    drop(index);
+    // No event arrives, so no write of the indexer meets the damage: the searches do. Each
+    // either finds the event or says the index is being made anew (a 503 to API clients),
+    // never blames the query, and soon finds every event.
+    let server = TestServer::start_config(&config(&db)).await;
+    let mut unavailable = 0;
+    for invocation in &before {
+        let query = provtrail::store::EventQuery {
+            invocation_id: Some(invocation.clone()),
+            limit: 10,
+            ..Default::default()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match server.app().store.search_events(&query, false).await {
+                Ok(page) if page.items.len() == 1 => break,
+                Ok(_) => {}
+                Err(provtrail::store::StoreError::Unavailable(reason)) => {
+                    assert!(reason.contains("made anew"), "{reason}");
+                    unavailable += 1;
+                }
+                Err(other) => panic!("the search failed with {other:?}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{invocation} was not found"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The damage was found by a search (not by a write: none happened).
+    assert!(unavailable >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_finds_an_event_another_process_stored_just_before_it_began() {
     let server = TestServer::start().await;
     let own = post_accepted(&server, "inv-own", 1).await;

@@ -556,19 +556,24 @@ const MAX_ANSWER_KEPT: usize = 300;
 /// there may be more.
 async fn read_prefix(mut response: reqwest::Response, limit: usize) -> (String, bool) {
     let mut body = Vec::new();
+    // An answer that broke off (a reset, the timeout) is cut short as much as one past the
+    // limit: a secret may end beyond what was read.
+    let mut broke_off = false;
     while body.len() < limit {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 let take = chunk.len().min(limit - body.len());
                 body.extend_from_slice(&chunk[..take]);
             }
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            Err(_) => {
+                broke_off = true;
+                break;
+            }
         }
     }
-    (
-        String::from_utf8_lossy(&body).into_owned(),
-        body.len() >= limit,
-    )
+    let cut = broke_off || body.len() >= limit;
+    (String::from_utf8_lossy(&body).into_owned(), cut)
 }
 
 /// The server-side request forgery guard's refusal, when it is what failed the connection.

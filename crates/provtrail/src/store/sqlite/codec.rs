@@ -141,11 +141,13 @@ pub fn decode_event(
     stored: Vec<u8>,
     size: i64,
 ) -> Result<Bytes, StoreError> {
-    decode(conn, codec, stored, size).map_err(|err| StoreError::Unreadable {
-        id,
-        reason: match err {
-            StoreError::Internal(reason) => reason,
-            other => other.to_string(),
+    decode(conn, codec, stored, size).map_err(|err| match err {
+        // The dictionaries could not be read just now: not this body's fault.
+        StoreError::Unavailable(_) => err,
+        StoreError::Internal(reason) => StoreError::Unreadable { id, reason },
+        other => StoreError::Unreadable {
+            id,
+            reason: other.to_string(),
         },
     })
 }
@@ -206,19 +208,23 @@ fn decode_within(
         ZSTD_DICTIONARY => {
             let id = zstd::zstd_safe::get_dict_id_from_frame(&stored).map_or(0, |id| id.get());
             let known = || decoders().read().ok()?.get(&id).copied();
-            let dictionary = known()
-                .or_else(|| {
+            let dictionary = match known() {
+                Some(dictionary) => Some(dictionary),
+                None => {
                     // Another process on the same database (a later build's `provtrail ingest`
-                    // beside this server) may have added it since this one opened it.
-                    learn(conn).ok()?;
+                    // beside this server) may have added it since this one opened it. A read
+                    // that fails (busy, an I/O error) is said as such: the body is not
+                    // unreadable for good, and whoever reads it tries again.
+                    learn(conn)?;
                     known()
-                })
-                .ok_or_else(|| {
-                    StoreError::Internal(format!(
-                        "a stored body was compressed with dictionary {id}, which neither this \
+                }
+            }
+            .ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "a stored body was compressed with dictionary {id}, which neither this \
                          build nor the database has"
-                    ))
-                })?;
+                ))
+            })?;
             DECOMPRESSORS
                 .with(|cell| {
                     let mut map = cell.borrow_mut();
@@ -324,6 +330,44 @@ mod tests {
         )
         .unwrap();
         let read = decode(&conn, ZSTD_DICTIONARY, stored, body.len() as i64).unwrap();
+        assert_eq!(&read[..], &body[..]);
+    }
+
+    #[test]
+    fn a_dictionary_that_cannot_be_read_just_now_is_not_taken_for_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let reader = Connection::open(&path).unwrap();
+        reader.busy_timeout(std::time::Duration::ZERO).unwrap();
+        reader
+            .execute_batch("CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+            .unwrap();
+        let samples: Vec<Vec<u8>> = (0..400)
+            .map(|n| format!(r#"{{"busy":"writer","row":{n},"who":"person {n}"}}"#).into_bytes())
+            .collect();
+        let dictionary = zstd::dict::from_samples(&samples, 2_048).unwrap();
+        let body = br#"{"busy":"writer","row":98765,"who":"person 98765"}"#;
+        let stored = zstd::bulk::Compressor::with_dictionary(3, &dictionary)
+            .unwrap()
+            .compress(body)
+            .unwrap();
+        assert!(!knows_dictionary_of(&stored));
+        // Another process adds the dictionary and still holds the database when the body is
+        // read: the body is not unreadable (which would fail its deliveries for good), only not
+        // readable yet.
+        let writer = Connection::open(&path).unwrap();
+        writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        writer
+            .execute(
+                "INSERT INTO dictionaries (id, data) VALUES (?1, ?2)",
+                params![i64::from(dictionary_id(&dictionary)), dictionary],
+            )
+            .unwrap();
+        let len = body.len() as i64;
+        let err = decode_event(&reader, 7, ZSTD_DICTIONARY, stored.clone(), len).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        writer.execute_batch("COMMIT").unwrap();
+        let read = decode_event(&reader, 7, ZSTD_DICTIONARY, stored, len).unwrap();
         assert_eq!(&read[..], &body[..]);
     }
 }

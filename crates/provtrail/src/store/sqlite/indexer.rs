@@ -52,6 +52,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_STEP: Duration = Duration::from_millis(50);
 const RETRY_LAST: Duration = Duration::from_secs(5);
 
+/// Least time between two remakes of an index file found damaged.
+const REMAKE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How often a gathering indexer looks whether a search is waiting.
 const GATHER_STEP: Duration = Duration::from_millis(5);
 
@@ -110,6 +113,10 @@ pub(crate) struct IndexState {
     waiting: AtomicUsize,
     /// Set when the store closes: an indexer waiting to try a failed write again stops waiting.
     stopping: AtomicBool,
+    /// The index file (device and inode) a search found damaged: the indexer makes it anew if
+    /// it is still the file it writes. Writes find damage by themselves, but an idle indexer
+    /// writes nothing, and a search would fail until the next event arrived.
+    damage_reported: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 /// The handle the store keeps: hands documents over and stops the thread.
@@ -153,6 +160,7 @@ impl SearchIndexer {
             failing: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            damage_reported: std::sync::Mutex::new(None),
         });
         let (documents, received) = crossbeam_channel::unbounded();
         let thread_state = state.clone();
@@ -208,6 +216,7 @@ impl SearchIndexer {
                 failing: AtomicBool::new(true),
                 waiting: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                damage_reported: std::sync::Mutex::new(None),
             }),
             max_queued: 0,
             documents: std::sync::Mutex::new(None),
@@ -257,6 +266,31 @@ impl SearchIndexer {
 }
 
 impl IndexState {
+    /// A search found the index file `file` damaged (SQLite's corrupt or not-a-database error
+    /// from the full-text index it attached).
+    pub(super) fn report_damage(&self, file: Option<(u64, u64)>) {
+        if let (Some(file), Ok(mut reported)) = (file, self.damage_reported.lock()) {
+            *reported = Some(file);
+        }
+    }
+
+    fn damage_is_reported(&self) -> bool {
+        self.damage_reported
+            .lock()
+            .is_ok_and(|reported| reported.is_some())
+    }
+
+    /// Takes the report: whether it names `file`, the file the indexer writes (a search that
+    /// read a file since replaced says nothing about the one in use).
+    fn take_damage_report(&self, file: Option<(u64, u64)>) -> bool {
+        let reported = self
+            .damage_reported
+            .lock()
+            .ok()
+            .and_then(|mut reported| reported.take());
+        reported.is_some() && reported == file
+    }
+
     /// Documents waiting for the indexer.
     pub(super) fn backlog(&self) -> i64 {
         (self.committed_through.load(Ordering::Acquire) - *self.indexed_through.borrow()).max(0)
@@ -528,6 +562,8 @@ impl Indexer {
         let mut rebuild = true;
         let mut open = true;
         let mut quiet_since = Instant::now();
+        // When the index file was last made anew for damage.
+        let mut last_remade: Option<Instant> = None;
         // Once stopping, only what was handed over is indexed: a rebuild (which may take minutes
         // after an upgrade) is left to the next start, so that stopping stays quick.
         while open || !pending.is_empty() {
@@ -539,7 +575,9 @@ impl Indexer {
                     // when this process next stores one; at once when a search waits for them.
                     Err(RecvTimeoutError::Timeout) => {
                         let waited_for = self.state.waiting.load(Ordering::Acquire) > 0;
-                        if waited_for || quiet_since.elapsed() >= QUIET_TURN {
+                        if self.state.damage_is_reported() {
+                            rebuild = true;
+                        } else if waited_for || quiet_since.elapsed() >= QUIET_TURN {
                             quiet_since = Instant::now();
                             rebuild = self.others_left_events(waited_for);
                         }
@@ -576,14 +614,23 @@ impl Indexer {
                 }
             }
             rebuild |= self.state.dropped.swap(false, Ordering::AcqRel);
-            let mut result = if rebuild && open {
+            let mut result = if self.state.take_damage_report(self.file) {
+                Err(StoreError::Damaged(
+                    "a search found the search index file damaged".into(),
+                ))
+            } else if rebuild && open {
                 self.rebuild()
             } else {
                 self.index(&mut pending, !open)
             };
-            if let Err(StoreError::Damaged(reason)) = &result {
+            // A file found damaged again soon after it was made anew (a failing disk, another
+            // process remaking it at the same moment) is retried as a failed write, with the
+            // growing wait, rather than remade in a loop.
+            let remade_lately = last_remade.is_some_and(|at| at.elapsed() < REMAKE_INTERVAL);
+            if let (Err(StoreError::Damaged(reason)), false) = (&result, remade_lately) {
                 tracing::warn!(error = %reason,
                     "the search index file is damaged; making it anew from the stored events");
+                last_remade = Some(Instant::now());
                 result = self.reopen(true).map(|()| {
                     rebuild = true;
                     true
@@ -811,7 +858,10 @@ impl Indexer {
     /// Opens the index file again (`anew`: removed first, as damaged) and makes it this
     /// database's, so that what it lacks is filled from the stored events.
     fn reopen(&mut self, anew: bool) -> Result<(), StoreError> {
-        if anew {
+        // Only the damaged file this indexer has open is removed: one at the path by now was
+        // put there by another process (which found the same damage and made it anew), and
+        // removing it, or its log beside it, would damage it in turn.
+        if anew && crate::store::file_identity(&self.path) == self.file {
             remove_index_files(&self.path);
         }
         let conn = open_index(&self.path, self.busy_timeout)?;
@@ -977,8 +1027,19 @@ fn read_documents(
                 _ => Vec::new(),
             },
         );
-        // A body that no longer reads back is indexed by what its row still says.
-        let raw = codec::decode(conn, codec, stored, size).unwrap_or_else(|err| {
+        // A body that no longer reads back is indexed by what its row still says; one that
+        // cannot be read just now (the dictionaries could not be read) fails the batch, which
+        // is tried again.
+        let raw = match codec::decode(conn, codec, stored, size) {
+            Err(StoreError::Unavailable(reason)) => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some(reason),
+                ));
+            }
+            decoded => decoded,
+        };
+        let raw = raw.unwrap_or_else(|err| {
             tracing::warn!(
                 event = id,
                 error = %err,
@@ -1031,11 +1092,14 @@ mod tests {
     fn an_index_file_another_process_is_creating_is_waited_for_not_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.search");
-        // Another process has just created the file and holds its lock while it makes the
-        // log a write-ahead log.
+        // Another process has just created the file, not yet in write-ahead-log mode, and is
+        // writing to it. Making the log a write-ahead log then meets a lock that SQLite does not
+        // wait for (its busy handler is not called where waiting could deadlock): it fails at
+        // once as busy, and such a file was taken for unreadable and removed.
         let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE t (x);").unwrap();
         other
-            .execute_batch("BEGIN EXCLUSIVE; CREATE TABLE t (x);")
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
             .unwrap();
         let theirs = crate::store::file_identity(&path).unwrap();
         let release = std::thread::spawn(move || {
@@ -1073,6 +1137,7 @@ mod tests {
                 failing: AtomicBool::new(false),
                 waiting: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                damage_reported: std::sync::Mutex::new(None),
             }),
             store_id: 7,
             not_ours: false,

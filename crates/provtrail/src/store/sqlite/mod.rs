@@ -496,28 +496,44 @@ impl Store for SqliteStore {
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_on_drop = crate::search::StopOnDrop(stop.clone());
         let deadline = Instant::now() + SEARCH_TIME_LIMIT;
-        self.read(move |conn| {
-            let interrupt = move || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
-            conn.progress_handler(PROGRESS_STEPS, Some(interrupt))
-                .map_err(read_error)?;
-            let found = read::search_events(conn, &query, with_raw);
-            // The connection goes back to the pool without this search's handler.
-            let removed = conn.progress_handler(0, None::<fn() -> bool>);
-            found
-                .and_then(|found| removed.map(|()| found).map_err(read_error))
-                .map_err(|err| {
-                    if Instant::now() >= deadline {
-                        StoreError::Invalid(format!(
-                            "the search ran past its limit of {} s; narrow it (fewer words, fewer \
-                         prefix words like abc*, a shorter time range)",
-                            SEARCH_TIME_LIMIT.as_secs()
-                        ))
-                    } else {
-                        err
-                    }
-                })
+        let indexer = self.shared.indexer.state();
+        let readers = self.readers.clone();
+        let searched = tokio::task::spawn_blocking(move || {
+            readers.with_index(|conn, index_file| {
+                let interrupt = move || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
+                conn.progress_handler(PROGRESS_STEPS, Some(interrupt))
+                    .map_err(read_error)?;
+                let found = read::search_events(conn, &query, with_raw);
+                // The connection goes back to the pool without this search's handler.
+                let removed = conn.progress_handler(0, None::<fn() -> bool>);
+                found
+                    .and_then(|found| removed.map(|()| found).map_err(read_error))
+                    .map_err(|err| match err {
+                        StoreError::Damaged(reason)
+                            if reason.starts_with(read::SEARCH_INDEX_DAMAGED) =>
+                        {
+                            tracing::warn!(error = %reason, "a search found the search index damaged");
+                            indexer.report_damage(index_file);
+                            StoreError::Unavailable(format!(
+                                "{reason}; it is being made anew from the stored events"
+                            ))
+                        }
+                        _ if Instant::now() >= deadline => StoreError::Invalid(format!(
+                            "the search ran past its limit of {} s; narrow it ({}a shorter time \
+                             range)",
+                            SEARCH_TIME_LIMIT.as_secs(),
+                            if query.q.is_some() {
+                                "fewer words, fewer prefix words like abc*, "
+                            } else {
+                                ""
+                            }
+                        )),
+                        err => err,
+                    })
+            })
         })
-        .await
+        .await;
+        searched.map_err(|err| StoreError::Internal(format!("a read task failed: {err}")))?
     }
 
     async fn get_event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
@@ -1235,6 +1251,14 @@ impl ReadPool {
         &self,
         query: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
+        self.with_index(|conn, _| query(conn))
+    }
+
+    /// [`ReadPool::with`], telling the query which index file its connection attached.
+    fn with_index<R>(
+        &self,
+        query: impl FnOnce(&Connection, Option<FileIdentity>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         // A connection reads the index file it attached, even once that file is removed or
         // replaced (and the indexer has moved to the file now at its path): it is opened anew.
         let index = self
@@ -1246,7 +1270,7 @@ impl ReadPool {
             Some((conn, attached)) if attached == index => (conn, attached),
             _ => (self.open()?, index),
         };
-        let result = query(&conn);
+        let result = query(&conn, attached);
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < Self::MAX_IDLE {
                 idle.push((conn, attached));

@@ -514,6 +514,9 @@ pub(super) fn due(
         };
         let (raw, unreadable) = match codec::decode_event(conn, event_id, c, raw, size) {
             Ok(raw) => (raw, None),
+            // Not readable just now (the dictionaries could not be read): tried again later,
+            // not failed for good.
+            Err(err @ StoreError::Unavailable(_)) => return Err(err),
             Err(err) => (bytes::Bytes::new(), Some(err.to_string())),
         };
         items.push(OutboxItem {

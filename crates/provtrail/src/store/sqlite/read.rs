@@ -151,6 +151,22 @@ fn load_raw(conn: &Connection, id: i64) -> Result<Bytes, StoreError> {
     codec::decode_event(conn, id, codec, stored, size)
 }
 
+/// How a search through the full-text index failed: the index file damaged (SQLite's corrupt
+/// or not-a-database error), or a query the index refuses.
+fn search_index_error(err: rusqlite::Error) -> StoreError {
+    if matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    ) {
+        StoreError::Damaged(format!("{SEARCH_INDEX_DAMAGED}: {err}"))
+    } else {
+        StoreError::Invalid(format!("search failed: {err}"))
+    }
+}
+
+/// The beginning of the message of a search that found the index file damaged.
+pub(super) const SEARCH_INDEX_DAMAGED: &str = "the search index file is damaged";
+
 pub fn search_events(
     conn: &Connection,
     query: &EventQuery,
@@ -198,9 +214,9 @@ pub fn search_events(
             while items.len() < want {
                 let ids: Vec<i64> = ids_statement
                     .query_map(params![expression, below, low, chunk], |row| row.get(0))
-                    .map_err(|err| StoreError::Invalid(format!("search failed: {err}")))?
+                    .map_err(search_index_error)?
                     .collect::<Result<_, _>>()
-                    .map_err(|err| StoreError::Invalid(format!("search failed: {err}")))?;
+                    .map_err(search_index_error)?;
                 let Some(&last) = ids.last() else { break };
                 for id in &ids {
                     let found = row_statement
