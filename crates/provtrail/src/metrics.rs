@@ -185,7 +185,8 @@ impl Metrics {
         let rejections_dropped = Counter::default();
         registry.register(
             "delivery_records_dropped",
-            "Delivery records of rejected requests not written because the store was overloaded",
+            "Delivery records of rejected requests not written: the store was overloaded or at \
+             its size cap, or more were held than it keeps while its commits failed",
             rejections_dropped.clone(),
         );
         let rejections_rate_limited = Counter::default();

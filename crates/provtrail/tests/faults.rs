@@ -216,6 +216,18 @@ async fn database_locked_by_another_process_answers_503_and_recovers_without_res
     intruder.execute_batch("COMMIT").unwrap();
     drop(intruder);
 
+    // The refusals' own records could not be committed either: held, they are written once the
+    // store commits again, without waiting for another request.
+    eventually("the refusals to be in the delivery log", || async {
+        let refusals: Vec<Delivery> = deliveries(&server.db)
+            .into_iter()
+            .filter(|record| record.status == 503)
+            .collect();
+        assert!(refusals.len() <= refused.len(), "{refusals:?}");
+        refusals.len() == refused.len()
+    })
+    .await;
+
     let after = server.post("/events", event("lock-after")).await;
     assert_eq!(after.status, 200, "{}", after.text());
     assert_eq!(after.outcome().0, "accepted");

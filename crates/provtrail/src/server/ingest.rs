@@ -894,10 +894,10 @@ async fn read_body_to_its_end(
     let arrived = AtomicU64::new(0);
     let waiting_for_room = AtomicBool::new(false);
     // `Err(None)`: no room; `Err(Some(_))`: the body failed, after what arrived of it.
-    type Failed = Option<(Box<dyn std::error::Error + Send + Sync>, Vec<Bytes>)>;
+    type Failed = Option<(Box<dyn std::error::Error + Send + Sync>, BodyBuffer)>;
     let read = async {
         let mut body = std::pin::pin!(Limited::new(body, limit));
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut chunks = BodyBuffer::default();
         // A declared length is what the body is (a shorter or longer one fails): its room.
         if let (Some(room), Some(declared)) = (room.as_deref_mut(), declared) {
             if declared > UNBUDGETED {
@@ -928,10 +928,10 @@ async fn read_body_to_its_end(
                     waiting_for_room.store(false, Relaxed);
                 }
             }
-            chunks.push(data);
+            chunks.push(data, declared.map(|length| length.min(limit as u64)));
         }
         let ended = http_body::Body::is_end_stream(&*body);
-        Ok::<_, Failed>((joined(chunks), ended))
+        Ok::<_, Failed>((chunks.into_bytes(), ended))
     };
     let read = tokio::time::timeout(timeout, read).await;
     let received = arrived.load(Relaxed);
@@ -946,25 +946,77 @@ async fn read_body_to_its_end(
             } else {
                 Err(BodyError::Broken {
                     reason: err.to_string(),
-                    arrived: joined(chunks),
+                    arrived: chunks.into_bytes(),
                 })
             }
         }
     }
 }
 
-/// A body's chunks as one buffer, copied only when there are several.
-fn joined(mut chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => Bytes::from(chunks.concat()),
+/// A body's chunks as one buffer, copied only when there are several. Each chunk hyper hands
+/// over is a slice of its read buffer, which it keeps alive: a body sent in one-byte chunks held
+/// as its chunks would take tens of times its size (and past the body-memory budget, which
+/// counts the body's bytes), so a second chunk starts a copy of its own.
+#[derive(Default)]
+struct BodyBuffer {
+    first: Option<Bytes>,
+    copied: Option<bytes::BytesMut>,
+}
+
+impl BodyBuffer {
+    /// Adds a chunk of a body of `declared` length, if it has one (hyper holds the body to it).
+    fn push(&mut self, data: Bytes, declared: Option<u64>) {
+        if let Some(copied) = &mut self.copied {
+            copied.extend_from_slice(&data);
+        } else if let Some(first) = self.first.take() {
+            // Room for the declared length at once; for one of unknown length, grown as it
+            // comes (doubling), so that a small body does not take the limit's room.
+            let wanted = first.len() + data.len();
+            let room = declared
+                .and_then(|length| usize::try_from(length).ok())
+                .map_or(wanted * 2, |length| length.max(wanted));
+            let mut copied = bytes::BytesMut::with_capacity(room);
+            copied.extend_from_slice(&first);
+            copied.extend_from_slice(&data);
+            self.copied = Some(copied);
+        } else {
+            self.first = Some(data);
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match (self.copied, self.first) {
+            (Some(copied), _) => copied.freeze(),
+            (None, Some(first)) => first,
+            (None, None) => Bytes::new(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{REJECTION_BURST, REJECTIONS_PER_SECOND, RejectionBudget, is_json};
+    use super::{BodyBuffer, REJECTION_BURST, REJECTIONS_PER_SECOND, RejectionBudget, is_json};
+
+    #[test]
+    fn a_body_in_many_small_chunks_is_copied_not_held_as_slices_of_the_read_buffer() {
+        // hyper hands over each chunk as a slice of its read buffer: holding them would keep
+        // whole read buffers alive for bytes of body.
+        let read_buffer = bytes::Bytes::from(vec![b'x'; 8192]);
+        let mut body = BodyBuffer::default();
+        body.push(read_buffer.slice(0..1), None);
+        for at in 1..1000 {
+            body.push(read_buffer.slice(at..at + 1), None);
+            assert!(read_buffer.is_unique(), "a slice is held after chunk {at}");
+        }
+        let bytes = body.into_bytes();
+        assert_eq!(bytes.len(), 1000);
+        assert!(bytes.iter().all(|b| *b == b'x'));
+        // One chunk is passed on as it is, without a copy.
+        let mut one = BodyBuffer::default();
+        one.push(read_buffer.slice(0..100), Some(100));
+        assert_eq!(one.into_bytes().as_ptr(), read_buffer.as_ptr());
+        assert!(BodyBuffer::default().into_bytes().is_empty());
+    }
     use std::time::{Duration, Instant};
 
     #[test]

@@ -220,6 +220,7 @@ impl SqliteStore {
             connection: 0,
             moved: None,
             failure_said: None,
+            held: std::collections::VecDeque::new(),
         };
         let handle = std::thread::Builder::new()
             .name("provtrail-writer".into())

@@ -122,7 +122,21 @@ pub(super) struct Writer {
     /// The last failed commit's reason and when it was logged: a store that fails the same way
     /// at every commit (a lock, a full disk) is logged once a minute, not at every commit.
     pub failure_said: Option<(String, Instant)>,
+    /// Records of refused requests whose commit failed (the store locked, the disk full): kept
+    /// to be written once commits work again, so that the delivery log still shows what was
+    /// refused while the store could not take it (at most [`MAX_HELD_RECORDS`]).
+    pub held: std::collections::VecDeque<Job>,
 }
+
+/// Most records of refused requests held while commits fail; beyond it they are counted only
+/// (`provtrail_delivery_records_dropped_total`). Refusals are recorded at most 20 a second, so
+/// this holds the records of well over half an hour of them.
+const MAX_HELD_RECORDS: usize = 50_000;
+
+/// Most held records added to one commit, and how often they are tried again when no other
+/// work comes.
+const HELD_PER_COMMIT: usize = 1_000;
+const HELD_RETRY: Duration = Duration::from_secs(1);
 
 /// The database file and its write-ahead log as opened, by device and inode. Deleted or
 /// replaced while the server runs (a careless clean-up, a backup put back), SQLite goes on
@@ -269,9 +283,23 @@ impl Writer {
             }
         }
         let mut batch = Vec::with_capacity(self.group.max_batch);
-        while let Ok(first) = self.jobs.recv() {
-            batch.push(first);
-            self.gather(&mut batch);
+        loop {
+            let next = if self.held.is_empty() {
+                self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                // Held records are tried again on their own when nothing else comes.
+                self.jobs.recv_timeout(HELD_RETRY)
+            };
+            match next {
+                Ok(first) => {
+                    batch.push(first);
+                    self.gather(&mut batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let held = self.held.len().min(HELD_PER_COMMIT);
+            batch.extend(self.held.drain(..held));
             // A panic while writing must not kill the writer (and with it every later request):
             // the batch is answered with an error and the connection is reopened.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -283,6 +311,16 @@ impl Writer {
                 fail_all(&mut batch, "internal error while writing", &self.shared);
             }
             batch.clear();
+        }
+        // A last try for the records still held; what fails now is counted as dropped.
+        if !self.held.is_empty() {
+            let mut last: Vec<Job> = self.held.drain(..).collect();
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.commit(&mut last, syncer.as_ref());
+            }));
+            let dropped = self.held.len() as u64;
+            self.held.clear();
+            self.shared.metrics.rejections_dropped.inc_by(dropped);
         }
         if let Some(syncer) = syncer {
             syncer.stop();
@@ -454,10 +492,27 @@ impl Writer {
                 // The connection may be what is broken (file replaced, read-only remount): start
                 // afresh on the next batch.
                 self.conn = None;
+                self.hold_records(batch);
                 fail_all(batch, &message, &self.shared);
                 at_cap_message
             }
         }
+    }
+
+    /// Takes the records of refused requests out of a batch whose commit failed, to be written
+    /// with a later commit.
+    fn hold_records(&mut self, batch: &mut Vec<Job>) {
+        let mut rest = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            match job {
+                Job::Reject(_) if self.held.len() < MAX_HELD_RECORDS => self.held.push_back(job),
+                Job::Reject(_) => {
+                    self.shared.metrics.rejections_dropped.inc();
+                }
+                other => rest.push(other),
+            }
+        }
+        *batch = rest;
     }
 
     /// When the database path no longer leads to the files this writer holds open: refuses the
