@@ -1906,6 +1906,12 @@ fn export_reads_the_file_without_starting_a_store_on_it() {
         stderr.contains("is a directory, not a database file"),
         "{stderr}"
     );
+    // A device: refused before SQLite opens it (and makes its journal beside it).
+    let ingest = ingest_into(Path::new("/dev/null"), &events);
+    let stderr = String::from_utf8_lossy(&ingest.stderr);
+    assert_eq!(ingest.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(!Path::new("/dev/null-journal").exists());
     let ingest = ingest_into(&dir.path().join("missing").join("x.db"), &events);
     let stderr = String::from_utf8_lossy(&ingest.stderr);
     assert_eq!(ingest.status.code(), Some(2), "{stderr}");

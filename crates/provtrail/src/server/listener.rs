@@ -54,11 +54,37 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// Largest certificate chain or key file read: a long chain is tens of KiB.
+const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// A certificate or key file's bytes. Only a regular file of at most [`MAX_PEM_FILE`] is read:
+/// `/dev/zero` or a log file named by mistake would be read into memory without end, and a named
+/// pipe would hold the start until something writes to it.
+fn read_pem_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a device, a pipe or a directory); give the PEM file's path",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(std::io::Error::other(format!(
+            "longer than the {} MiB a certificate or key file may hold; is it the file meant?",
+            MAX_PEM_FILE / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
 impl Tls {
     /// Reads a PEM certificate chain and a PEM private key.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, ServerError> {
         let read = |path: &Path| {
-            std::fs::read(path)
+            read_pem_file(path)
                 .map_err(|err| ServerError::Tls(format!("cannot read {}: {err}", path.display())))
         };
         let cert_pem = read(cert)?;
@@ -1188,6 +1214,39 @@ mod tests {
         let later = load((2090, 1, 1), (2091, 1, 1));
         assert!(later.warning().unwrap().contains("not valid before"));
         assert!(load((2020, 1, 1), (2090, 1, 1)).warning().is_none());
+    }
+
+    #[test]
+    fn a_certificate_or_key_path_naming_a_device_a_pipe_or_a_huge_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let pipe = dir.path().join("pipe.pem");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &pipe,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let huge = dir.path().join("huge.pem");
+        std::fs::write(&huge, cert.pem().repeat(2_000)).unwrap();
+        let zero = std::path::Path::new("/dev/zero");
+        for (cert_path, key_path, said) in [
+            (zero, key_file.as_path(), "not a regular file"),
+            (cert_file.as_path(), zero, "not a regular file"),
+            (pipe.as_path(), key_file.as_path(), "not a regular file"),
+            (huge.as_path(), key_file.as_path(), "longer than"),
+        ] {
+            let err = Tls::from_pem_files(cert_path, key_path).expect_err("refused");
+            assert!(err.to_string().contains(said), "{err}");
+        }
+        assert!(Tls::from_pem_files(&cert_file, &key_file).is_ok());
     }
 
     #[test]

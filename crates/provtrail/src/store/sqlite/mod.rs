@@ -673,6 +673,14 @@ pub(crate) fn open_connection(
             path.display()
         )));
     }
+    // SQLite would open a device (`/dev/null`) and fail later with a vague I/O error, after
+    // making its journal beside it (`/dev/null-journal`).
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
+        return Err(StoreError::Internal(format!(
+            "{} is not a regular file (a device or a pipe), not a database file",
+            path.display()
+        )));
+    }
     crate::precreate_private(path).map_err(|err| {
         StoreError::Unavailable(format!(
             "cannot create the database {}: {err}",
