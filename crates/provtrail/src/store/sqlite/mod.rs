@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use crossbeam_channel::{Sender, TrySendError};
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 pub use verify::{BodyProblem, Verification};
@@ -930,32 +930,72 @@ pub(super) fn row_damaged(err: &rusqlite::Error) -> bool {
     ) || err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
 }
 
-/// The event after `after` in `[since, until)` that SQLite failed to read with `err`: as
-/// [`StoreError::Unreadable`] when its id can be read without the rest of its row, else the
-/// file is [`StoreError::Damaged`].
-fn unreadable_row(
-    conn: &Connection,
-    after: i64,
-    since: i64,
-    until: i64,
-    err: &rusqlite::Error,
-) -> StoreError {
-    let id = conn.query_row(
-        "SELECT id FROM events WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
-         ORDER BY id LIMIT 1",
-        params![after, since, until],
-        |row| row.get::<_, i64>(0),
-    );
-    match id {
-        Ok(id) => StoreError::Unreadable {
-            id,
-            reason: format!("SQLite cannot read its row: {err}"),
+/// The columns of an exported event; the client that delivered it is kept in the delivery log
+/// only.
+const EXPORT_COLUMNS: &str = "id, received_at, remote_addr, channel, method, path, raw_size,
+    invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome,
+    (SELECT user_agent FROM deliveries
+     WHERE event_id = events.id AND outcome = 'accepted' ORDER BY id LIMIT 1)";
+
+/// [`EXPORT_COLUMNS`] without the client, for a row whose delivery record cannot be read.
+const EXPORT_COLUMNS_ALONE: &str = "id, received_at, remote_addr, channel, method, path, raw_size,
+    invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome, NULL";
+
+/// An exported event's row as read, its body not yet decoded.
+type ExportRow = (
+    i64,
+    Receipt,
+    Option<String>,
+    i64,
+    Vec<u8>,
+    Option<String>,
+    String,
+    String,
+);
+
+fn export_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
+    Ok((
+        row.get::<_, i64>(0)?,
+        Receipt {
+            received_at: row.get(1)?,
+            remote_addr: row.get(2)?,
+            channel: row.get(3)?,
+            method: row.get(4)?,
+            path: row.get(5)?,
+            size: row.get::<_, i64>(6)? as u64,
+            user_agent: row.get(13)?,
         },
-        Err(_) => StoreError::Damaged(format!("the database is damaged: {err}")),
-    }
+        row.get::<_, Option<String>>(7)?,
+        row.get::<_, i64>(8)?,
+        row.get::<_, Vec<u8>>(9)?,
+        row.get::<_, Option<String>>(10)?,
+        row.get::<_, String>(11)?,
+        row.get::<_, String>(12)?,
+    ))
+}
+
+/// The event of a row, its body decoded (the length as recorded: a damaged one, negative, is
+/// told as such).
+fn exported(conn: &Connection, row: ExportRow) -> Result<StoredEvent, StoreError> {
+    let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) = row;
+    let raw = codec::decode_event(conn, id, codec, stored, receipt.size as i64)?;
+    Ok(StoredEvent {
+        id,
+        raw,
+        receipt,
+        invocation_id,
+        warnings: parse_issues(warnings.as_deref()),
+        tracking_number: tracking,
+        outcome,
+    })
 }
 
 /// Events with ids after `after_id` received in `[since, until)`, oldest first, bodies decoded.
+///
+/// A row SQLite cannot read is named by its id ([`StoreError::Unreadable`]), so that a reader
+/// steps over it. Where the damage is in the pages that lead to the rows (a scan in id order
+/// stops there), the rows beyond it are looked up one id at a time, each through its own path
+/// from the table's root: export saves what still reads back from a damaged store.
 fn export_page(
     conn: &Connection,
     since: i64,
@@ -964,64 +1004,118 @@ fn export_page(
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut statement = conn
-        .prepare_cached(
-            "SELECT id, received_at, remote_addr, channel, method, path, raw_size,
-                invocation_id, raw_codec, raw, validation_warnings, tracking_number, outcome,
-                -- The client that delivered the event, kept in the delivery log only.
-                (SELECT user_agent FROM deliveries
-                 WHERE event_id = events.id AND outcome = 'accepted' ORDER BY id LIMIT 1)
-             FROM events
+        .prepare_cached(&format!(
+            "SELECT {EXPORT_COLUMNS} FROM events
              WHERE id > ?1 AND received_at >= ?2 AND received_at < ?3
-             ORDER BY id LIMIT ?4",
-        )
+             ORDER BY id LIMIT ?4"
+        ))
         .map_err(read_error)?;
     let rows = statement
-        .query_map(params![after_id, since, until, limit as i64], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                Receipt {
-                    received_at: row.get(1)?,
-                    remote_addr: row.get(2)?,
-                    channel: row.get(3)?,
-                    method: row.get(4)?,
-                    path: row.get(5)?,
-                    size: row.get::<_, i64>(6)? as u64,
-                    user_agent: row.get(13)?,
-                },
-                row.get::<_, Option<String>>(7)?,
-                row.get::<_, i64>(8)?,
-                row.get::<_, Vec<u8>>(9)?,
-                row.get::<_, Option<String>>(10)?,
-                row.get::<_, String>(11)?,
-                row.get::<_, String>(12)?,
-            ))
-        })
+        .query_map(params![after_id, since, until, limit as i64], export_row)
         .map_err(read_error)?;
     let mut events: Vec<StoredEvent> = Vec::new();
     for row in rows {
-        let (id, receipt, invocation_id, codec, stored, warnings, tracking, outcome) = match row {
-            Ok(row) => row,
-            // A row SQLite cannot read (a damaged page of its body): named by its id, read
-            // without the body, so that a reader can step over it.
+        match row {
+            Ok(row) => events.push(exported(conn, row)?),
             Err(err) if row_damaged(&err) => {
                 let after = events.last().map_or(after_id, |event| event.id);
-                return Err(unreadable_row(conn, after, since, until, &err));
+                let Some(last) = last_event_id(conn, since, until) else {
+                    return Err(StoreError::Damaged(format!(
+                        "the database is damaged: {err} (and no newest event id can be read)"
+                    )));
+                };
+                return salvage_page(conn, since, until, after, last, limit, events);
             }
             Err(err) => return Err(read_error(err)),
-        };
-        // The length as recorded (a damaged one, negative, is told as such).
-        let raw = codec::decode_event(conn, id, codec, stored, receipt.size as i64)?;
-        events.push(StoredEvent {
-            id,
-            raw,
-            receipt,
-            invocation_id,
-            warnings: parse_issues(warnings.as_deref()),
-            tracking_number: tracking,
-            outcome,
-        });
+        }
+    }
+    // A scan can also end early without an error, where a damaged page still looks like one:
+    // the range's newest event, found through the time index, says whether it did.
+    if events.len() < limit {
+        let after = events.last().map_or(after_id, |event| event.id);
+        if let Some(last) = last_event_id(conn, since, until).filter(|last| *last > after) {
+            return salvage_page(conn, since, until, after, last, limit, events);
+        }
     }
     Ok(events)
+}
+
+/// [`export_page`] past a scan that failed or ended early, from the event after `after` up to
+/// `last`, one id at a time.
+fn salvage_page(
+    conn: &Connection,
+    since: i64,
+    until: i64,
+    after: i64,
+    last: i64,
+    limit: usize,
+    mut events: Vec<StoredEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut with_agent = conn
+        .prepare_cached(&format!(
+            "SELECT {EXPORT_COLUMNS} FROM events
+             WHERE id = ?1 AND received_at >= ?2 AND received_at < ?3"
+        ))
+        .map_err(read_error)?;
+    // The client's name comes from the delivery log, whose own pages may be the damaged ones.
+    let mut alone = conn
+        .prepare_cached(&format!(
+            "SELECT {EXPORT_COLUMNS_ALONE} FROM events
+             WHERE id = ?1 AND received_at >= ?2 AND received_at < ?3"
+        ))
+        .map_err(read_error)?;
+    let mut id = after;
+    while events.len() < limit && id < last {
+        id += 1;
+        let found = match with_agent
+            .query_row(params![id, since, until], export_row)
+            .optional()
+        {
+            Err(first) if row_damaged(&first) => alone
+                .query_row(params![id, since, until], export_row)
+                .optional(),
+            found => found,
+        };
+        match found {
+            Ok(Some(row)) => match exported(conn, row) {
+                Ok(event) => events.push(event),
+                Err(unreadable) if events.is_empty() => return Err(unreadable),
+                // Said by the next page, which begins with it.
+                Err(_) => break,
+            },
+            Ok(None) => {}
+            Err(damaged) if row_damaged(&damaged) => {
+                if events.is_empty() {
+                    return Err(StoreError::Unreadable {
+                        id,
+                        reason: format!("SQLite cannot read its row: {damaged}"),
+                    });
+                }
+                break;
+            }
+            Err(other) => return Err(read_error(other)),
+        }
+    }
+    Ok(events)
+}
+
+/// The id of the newest event received in `[since, until)` that a damaged store still tells,
+/// by the ways it keeps one apart from the table's rows: the time index, and the delivery log.
+/// Each is a walk down one index, not a scan.
+fn last_event_id(conn: &Connection, since: i64, until: i64) -> Option<i64> {
+    [
+        "SELECT id FROM events WHERE received_at >= ?1 AND received_at < ?2
+         ORDER BY received_at DESC, id DESC LIMIT 1",
+        "SELECT event_id FROM deliveries
+         WHERE received_at >= ?1 AND received_at < ?2 AND event_id IS NOT NULL
+         ORDER BY received_at DESC LIMIT 1",
+    ]
+    .iter()
+    .filter_map(|query| {
+        conn.query_row(query, params![since, until], |row| row.get::<_, i64>(0))
+            .ok()
+    })
+    .max()
 }
 
 /// Key in `meta` set once the store holds a row whose receipt time is older, by more than
