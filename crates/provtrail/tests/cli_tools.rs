@@ -2020,6 +2020,17 @@ fn read_commands_neither_wait_for_the_write_lock_nor_build_an_index() {
     }
     writer.execute_batch("ROLLBACK").unwrap();
     drop(writer);
+    // An empty list says so, beside the list (which a script reads) rather than in it.
+    let empty = provtrail(&["deadletter", "list", "--db", &db_arg], None);
+    assert!(stdout(&empty).is_empty());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no dead letters"));
+    // A largest event of no bytes would refuse every one: refused itself.
+    let nothing = provtrail(
+        &["ingest", "--db", &db_arg, "--max-bytes", "0", "/dev/null"],
+        None,
+    );
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("--max-bytes"));
     // Without its search index (a backup copy), the commands that do not search build none;
     // a search does, and finds the event.
     let index = format!("{db_arg}.search");

@@ -92,6 +92,10 @@ pub async fn run(args: DeadletterArgs) -> anyhow::Result<ExitCode> {
             let page = store.route_deliveries(&query).await;
             store.close().await;
             let page = page?;
+            // Said on standard error: the list itself (for a script) stays empty.
+            if page.items.is_empty() && before_id.is_none() {
+                note!("no dead letters");
+            }
             for mut delivery in page.items {
                 delivery.last_error = delivery
                     .last_error

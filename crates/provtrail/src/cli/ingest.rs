@@ -42,7 +42,7 @@ pub struct IngestArgs {
     #[arg(long)]
     channel: Option<String>,
     /// Largest event accepted, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_bytes: usize,
     /// Stop storing events once the database file reaches this size, as `serve` does
     /// [default: the configuration file's store.max_size, else no limit].
