@@ -161,28 +161,28 @@ impl Dec {
         }
     }
 
-    /// The decimal Jayway makes of a document number (`new BigDecimal(number.toString())`).
-    pub(crate) fn from_number(n: &serde_json::Number) -> Dec {
-        if let Some(i) = n.as_i64() {
-            Dec::from_i64(i)
-        } else if let Some(u) = n.as_u64() {
-            Dec::from_u64(u)
-        } else if let Some(big) = big_integer(n) {
-            big
-        } else {
-            Dec::from_f64(n.as_f64().unwrap_or(0.0))
-        }
-    }
-
-    /// [`Dec::from_number`], or `None` where json-smart reads the number as an infinite
+    /// The decimal Jayway makes of a document number (`new BigDecimal(number.toString())`),
+    /// or `None` where json-smart reads the number as an infinite
     /// `Double` (a text of at most 18 characters past the double range, such as `1e400`) and
     /// Jayway's `new BigDecimal("Infinity")` throws. json-smart reads a longer text as a
     /// `BigDecimal`, which has no range to leave.
     pub(crate) fn from_document_number(n: &serde_json::Number) -> Option<Dec> {
-        match past_double_range(n) {
-            Some(PastRange::Double(_)) => None,
-            Some(PastRange::Decimal(dec)) => Some(dec),
-            None => Some(Dec::from_number(n)),
+        // Each number read once: this runs for every number a filter compares.
+        if let Some(i) = n.as_i64() {
+            return Some(Dec::from_i64(i));
+        }
+        if let Some(u) = n.as_u64() {
+            return Some(Dec::from_u64(u));
+        }
+        if let Some(big) = big_integer(n) {
+            return Some(big);
+        }
+        match n.as_f64() {
+            Some(v) => Some(Dec::from_f64(v)),
+            None => match past_double_range(n) {
+                Some(PastRange::Decimal(dec)) => Some(dec),
+                Some(PastRange::Double(_)) | None => None,
+            },
         }
     }
 
@@ -295,9 +295,15 @@ impl Dec {
             return 0;
         }
         let mut acc: u32 = 0;
-        for i in 0..int_len {
-            let c = d.get(i as usize).copied().unwrap_or(b'0');
+        let written = (int_len as usize).min(d.len());
+        for c in &d[..written] {
             acc = acc.wrapping_mul(10).wrapping_add(u32::from(c - b'0'));
+        }
+        // Zeros past the digits (`1E+2000000000`): 10^32 is a multiple of 2^32, so more than 32
+        // of them leave nothing in the low 32 bits, and are not multiplied in one by one.
+        let zeros = (int_len - written as i64).min(32);
+        for _ in 0..zeros {
+            acc = acc.wrapping_mul(10);
         }
         let v = acc as i32;
         if self.neg { v.wrapping_neg() } else { v }
@@ -441,6 +447,19 @@ mod tests {
 
     fn d(s: &str) -> Dec {
         Dec::parse_java(s).unwrap()
+    }
+
+    #[test]
+    fn int_value_takes_the_low_32_bits_also_of_a_huge_exponent_at_once() {
+        assert_eq!(d("123.9").int_value(), 123);
+        assert_eq!(d("-7").int_value(), -7);
+        assert_eq!(d("1e3").int_value(), 1000);
+        // 10^10 mod 2^32.
+        assert_eq!(d("1e10").int_value(), 1_410_065_408);
+        assert_eq!(d("1e31").int_value(), i32::MIN);
+        assert_eq!(d("1e32").int_value(), 0);
+        assert_eq!(d("1e2000000000").int_value(), 0);
+        assert_eq!(d("0.5").int_value(), 0);
     }
 
     #[test]

@@ -928,7 +928,7 @@ async fn read_body_to_its_end(
                     waiting_for_room.store(false, Relaxed);
                 }
             }
-            chunks.push(data, declared.map(|length| length.min(limit as u64)));
+            chunks.push(data, declared, limit);
         }
         let ended = http_body::Body::is_end_stream(&*body);
         Ok::<_, Failed>((chunks.into_bytes(), ended))
@@ -960,22 +960,34 @@ async fn read_body_to_its_end(
 #[derive(Default)]
 struct BodyBuffer {
     first: Option<Bytes>,
-    copied: Option<bytes::BytesMut>,
+    copied: Option<Vec<u8>>,
 }
 
 impl BodyBuffer {
-    /// Adds a chunk of a body of `declared` length, if it has one (hyper holds the body to it).
-    fn push(&mut self, data: Bytes, declared: Option<u64>) {
+    /// Adds a chunk of a body of `declared` length, if it has one (hyper holds the body to it),
+    /// held to at most `limit` bytes.
+    fn push(&mut self, data: Bytes, declared: Option<u64>, limit: usize) {
         if let Some(copied) = &mut self.copied {
+            if copied.capacity() - copied.len() < data.len() {
+                // Doubling, as a vector grows, but never to room past the limit, which the
+                // body's memory budget counts.
+                let grow = copied
+                    .len()
+                    .min(limit.saturating_sub(copied.len()))
+                    .max(data.len());
+                copied.reserve_exact(grow);
+            }
             copied.extend_from_slice(&data);
         } else if let Some(first) = self.first.take() {
             // Room for the declared length at once; for one of unknown length, grown as it
-            // comes (doubling), so that a small body does not take the limit's room.
+            // comes, so that a small body does not take the limit's room.
             let wanted = first.len() + data.len();
             let room = declared
                 .and_then(|length| usize::try_from(length).ok())
-                .map_or(wanted * 2, |length| length.max(wanted));
-            let mut copied = bytes::BytesMut::with_capacity(room);
+                .unwrap_or(wanted * 2)
+                .min(limit)
+                .max(wanted);
+            let mut copied = Vec::with_capacity(room);
             copied.extend_from_slice(&first);
             copied.extend_from_slice(&data);
             self.copied = Some(copied);
@@ -986,7 +998,7 @@ impl BodyBuffer {
 
     fn into_bytes(self) -> Bytes {
         match (self.copied, self.first) {
-            (Some(copied), _) => copied.freeze(),
+            (Some(copied), _) => Bytes::from(copied),
             (None, Some(first)) => first,
             (None, None) => Bytes::new(),
         }
@@ -1003,9 +1015,9 @@ mod tests {
         // whole read buffers alive for bytes of body.
         let read_buffer = bytes::Bytes::from(vec![b'x'; 8192]);
         let mut body = BodyBuffer::default();
-        body.push(read_buffer.slice(0..1), None);
+        body.push(read_buffer.slice(0..1), None, 1 << 20);
         for at in 1..1000 {
-            body.push(read_buffer.slice(at..at + 1), None);
+            body.push(read_buffer.slice(at..at + 1), None, 1 << 20);
             assert!(read_buffer.is_unique(), "a slice is held after chunk {at}");
         }
         let bytes = body.into_bytes();
@@ -1013,7 +1025,7 @@ mod tests {
         assert!(bytes.iter().all(|b| *b == b'x'));
         // One chunk is passed on as it is, without a copy.
         let mut one = BodyBuffer::default();
-        one.push(read_buffer.slice(0..100), Some(100));
+        one.push(read_buffer.slice(0..100), Some(100), 1 << 20);
         assert_eq!(one.into_bytes().as_ptr(), read_buffer.as_ptr());
         assert!(BodyBuffer::default().into_bytes().is_empty());
     }

@@ -73,12 +73,20 @@ pub fn register(conn: &Connection) -> Result<(), StoreError> {
 
 /// Learns every dictionary the database holds, writing nothing: enough to read its bodies.
 pub fn learn(conn: &Connection) -> Result<(), StoreError> {
+    // Only a lock is a passing trouble: a body that needs the dictionary is read again later.
+    // Anything else (damage, an I/O error of a bad sector) would fail the same way every time,
+    // and such a body is told unreadable rather than stall whatever reads it.
     let failed = |err: rusqlite::Error| {
         let message = format!("cannot read the compression dictionaries: {err}");
-        if super::row_damaged(&err) {
+        if matches!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) {
+            StoreError::Unavailable(message)
+        } else if super::row_damaged(&err) {
             StoreError::Damaged(message)
         } else {
-            StoreError::Unavailable(message)
+            StoreError::Internal(message)
         }
     };
     let mut statement = conn

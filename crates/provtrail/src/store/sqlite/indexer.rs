@@ -224,6 +224,14 @@ impl SearchIndexer {
         }
     }
 
+    /// Whether an indexer thread runs (a store opened only to read has none, and a thread stops
+    /// once the index file is another database's): what it finds damaged is made anew.
+    pub(super) fn is_running(&self) -> bool {
+        self.thread
+            .lock()
+            .is_ok_and(|thread| thread.as_ref().is_some_and(|thread| !thread.is_finished()))
+    }
+
     pub(super) fn state(&self) -> Arc<IndexState> {
         self.state.clone()
     }

@@ -498,6 +498,8 @@ impl Store for SqliteStore {
         let _stop_on_drop = crate::search::StopOnDrop(stop.clone());
         let deadline = Instant::now() + SEARCH_TIME_LIMIT;
         let indexer = self.shared.indexer.state();
+        let remade = self.shared.indexer.is_running();
+        let index_path = indexer::index_path(&self.readers.path);
         let readers = self.readers.clone();
         let searched = tokio::task::spawn_blocking(move || {
             readers.with_index(|conn, index_file| {
@@ -514,10 +516,18 @@ impl Store for SqliteStore {
                             if reason.starts_with(read::SEARCH_INDEX_DAMAGED) =>
                         {
                             tracing::warn!(error = %reason, "a search found the search index damaged");
-                            indexer.report_damage(index_file);
-                            StoreError::Unavailable(format!(
-                                "{reason}; it is being made anew from the stored events"
-                            ))
+                            if remade {
+                                indexer.report_damage(index_file);
+                                StoreError::Unavailable(format!(
+                                    "{reason}; it is being made anew from the stored events"
+                                ))
+                            } else {
+                                StoreError::Damaged(format!(
+                                    "{reason}: remove {} (the next start of provtrail serve \
+                                     makes it anew from the stored events)",
+                                    index_path.display()
+                                ))
+                            }
                         }
                         _ if Instant::now() >= deadline => StoreError::Invalid(format!(
                             "the search ran past its limit of {} s; narrow it ({}a shorter time \
@@ -1019,7 +1029,7 @@ fn export_page(
             Ok(row) => events.push(exported(conn, row)?),
             Err(err) if row_damaged(&err) => {
                 let after = events.last().map_or(after_id, |event| event.id);
-                let Some(last) = last_event_id(conn, since, until) else {
+                let Some((after, last)) = salvage_bounds(conn, since, until, after) else {
                     return Err(StoreError::Damaged(format!(
                         "the database is damaged: {err} (and no newest event id can be read)"
                     )));
@@ -1033,8 +1043,10 @@ fn export_page(
     // the range's newest event, found through the time index, says whether it did.
     if events.len() < limit {
         let after = events.last().map_or(after_id, |event| event.id);
-        if let Some(last) = last_event_id(conn, since, until).filter(|last| *last > after) {
-            return salvage_page(conn, since, until, after, last, limit, events);
+        if newest_by_time(conn, since, until).is_some_and(|newest| newest > after) {
+            if let Some((after, last)) = salvage_bounds(conn, since, until, after) {
+                return salvage_page(conn, since, until, after, last, limit, events);
+            }
         }
     }
     Ok(events)
@@ -1065,7 +1077,10 @@ fn salvage_page(
         ))
         .map_err(read_error)?;
     let mut id = after;
-    while events.len() < limit && id < last {
+    // A bound read from a damaged store may be wrong: the lookups also stop after this many ids
+    // in a row that hold no event of the range.
+    let mut missed = 0;
+    while events.len() < limit && id < last && missed < MAX_MISSED_IDS {
         id += 1;
         let found = match with_agent
             .query_row(params![id, since, until], export_row)
@@ -1083,7 +1098,7 @@ fn salvage_page(
                 // Said by the next page, which begins with it.
                 Err(_) => break,
             },
-            Ok(None) => {}
+            Ok(None) => missed += 1,
             Err(damaged) if row_damaged(&damaged) => {
                 if events.is_empty() {
                     return Err(StoreError::Unreadable {
@@ -1099,23 +1114,68 @@ fn salvage_page(
     Ok(events)
 }
 
-/// The id of the newest event received in `[since, until)` that a damaged store still tells,
-/// by the ways it keeps one apart from the table's rows: the time index, and the delivery log.
-/// Each is a walk down one index, not a scan.
-fn last_event_id(conn: &Connection, since: i64, until: i64) -> Option<i64> {
-    [
+/// The id of the newest event received in `[since, until)`, by the time index: one seek.
+fn newest_by_time(conn: &Connection, since: i64, until: i64) -> Option<i64> {
+    conn.query_row(
         "SELECT id FROM events WHERE received_at >= ?1 AND received_at < ?2
          ORDER BY received_at DESC, id DESC LIMIT 1",
-        "SELECT event_id FROM deliveries
-         WHERE received_at >= ?1 AND received_at < ?2 AND event_id IS NOT NULL
-         ORDER BY received_at DESC LIMIT 1",
-    ]
-    .iter()
-    .filter_map(|query| {
-        conn.query_row(query, params![since, until], |row| row.get::<_, i64>(0))
+        params![since, until],
+        |row| row.get::<_, i64>(0),
+    )
+    .ok()
+}
+
+/// Ids in a row holding no event of the range after which a salvage stops.
+const MAX_MISSED_IDS: u32 = 1_000_000;
+
+/// Where a salvage of `[since, until)` after `after` starts and ends, as a damaged store still
+/// tells them: from the last event received before the range (less the slack by which ids may
+/// trail receipt times, and only while they follow them), to the table's highest id, or where
+/// that cannot be read, the newest the time index and the delivery log name (plus the slack's
+/// worth of later receipts). `None` when no end can be read.
+fn salvage_bounds(conn: &Connection, since: i64, until: i64, after: i64) -> Option<(i64, i64)> {
+    let in_order = conn
+        .query_row(
+            "SELECT 1 FROM meta WHERE key = ?1",
+            params![TIME_ORDER_MIXED],
+            |_| Ok(()),
+        )
+        .optional()
+        .is_ok_and(|mixed| mixed.is_none());
+    let start = if in_order && since > i64::MIN {
+        conn.query_row(
+            "SELECT id FROM events WHERE received_at < ?1
+             ORDER BY received_at DESC, id DESC LIMIT 1",
+            params![since.saturating_sub(crate::store::ORDER_SLACK_MS)],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_or(after, |before| before.max(after))
+    } else {
+        after
+    };
+    let highest = conn
+        .query_row("SELECT max(id) FROM events", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
+        .ok()
+        .flatten();
+    let end = highest.or_else(|| {
+        let slack_later = until.saturating_add(crate::store::ORDER_SLACK_MS);
+        [
+            newest_by_time(conn, since, slack_later),
+            conn.query_row(
+                "SELECT max(event_id) FROM deliveries WHERE event_id IS NOT NULL",
+                [],
+                |row| row.get::<_, Option<i64>>(0),
+            )
             .ok()
-    })
-    .max()
+            .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    })?;
+    Some((start, end))
 }
 
 /// Key in `meta` set once the store holds a row whose receipt time is older, by more than

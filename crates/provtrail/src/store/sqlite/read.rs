@@ -159,6 +159,13 @@ fn search_index_error(err: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
     ) {
         StoreError::Damaged(format!("{SEARCH_INDEX_DAMAGED}: {err}"))
+    } else if err.to_string().contains("no such table") {
+        // The connection found no index file to attach: removed, or being made anew (by the
+        // indexer, which follows its file) at this moment.
+        StoreError::Unavailable(format!(
+            "the search index file is not there ({err}); it is being made anew from the stored \
+             events"
+        ))
     } else {
         StoreError::Invalid(format!("search failed: {err}"))
     }
@@ -205,7 +212,7 @@ pub fn search_events(
                     "SELECT rowid FROM search.events_index WHERE events_index MATCH ?1
                      AND rowid < ?2 AND rowid >= ?3 ORDER BY rowid DESC LIMIT ?4",
                 )
-                .map_err(read_error)?;
+                .map_err(search_index_error)?;
             let mut row_statement = conn
                 .prepare_cached(&format!(
                     "SELECT {SUMMARY_COLUMNS} FROM events WHERE id = ?1"

@@ -128,14 +128,13 @@ pub(super) struct Writer {
     pub held: std::collections::VecDeque<Job>,
 }
 
-/// Most records of refused requests held while commits fail; beyond it they are counted only
-/// (`provtrail_delivery_records_dropped_total`). Refusals are recorded at most 20 a second, so
-/// this holds the records of well over half an hour of them.
+/// Most records of refused requests held while commits fail (up to about 1 KB each); beyond it
+/// they are counted only (`provtrail_delivery_records_dropped_total`). Refusals anyone can send
+/// are recorded at most 20 a second, so this holds well over half an hour of them (fewer where
+/// authenticated requests time out waiting for the store, which are all recorded).
 const MAX_HELD_RECORDS: usize = 50_000;
 
-/// Most held records added to one commit, and how often they are tried again when no other
-/// work comes.
-const HELD_PER_COMMIT: usize = 1_000;
+/// How often held records are tried again when no other work comes.
 const HELD_RETRY: Duration = Duration::from_secs(1);
 
 /// The database file and its write-ahead log as opened, by device and inode. Deleted or
@@ -298,8 +297,14 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            let held = self.held.len().min(HELD_PER_COMMIT);
-            batch.extend(self.held.drain(..held));
+            // Held records go first, oldest first, and all at once: their receipt times then come
+            // in order before the new work's, and the store's ids keep following its times
+            // (`TimeOrder`), however long the store could not commit.
+            if !self.held.is_empty() {
+                let mut with_held: Vec<Job> = self.held.drain(..).collect();
+                with_held.append(&mut batch);
+                batch = with_held;
+            }
             // A panic while writing must not kill the writer (and with it every later request):
             // the batch is answered with an error and the connection is reopened.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -503,16 +508,22 @@ impl Writer {
     /// with a later commit.
     fn hold_records(&mut self, batch: &mut Vec<Job>) {
         let mut rest = Vec::with_capacity(batch.len());
+        let mut records = Vec::new();
         for job in batch.drain(..) {
             match job {
-                Job::Reject(_) if self.held.len() < MAX_HELD_RECORDS => self.held.push_back(job),
-                Job::Reject(_) => {
-                    self.shared.metrics.rejections_dropped.inc();
-                }
+                Job::Reject(_) => records.push(job),
                 other => rest.push(other),
             }
         }
         *batch = rest;
+        // In the order they came (those held before first), ahead of any held meanwhile.
+        for record in records.into_iter().rev() {
+            if self.held.len() < MAX_HELD_RECORDS {
+                self.held.push_front(record);
+            } else {
+                self.shared.metrics.rejections_dropped.inc();
+            }
+        }
     }
 
     /// When the database path no longer leads to the files this writer holds open: refuses the
