@@ -824,11 +824,11 @@ async fn a_search_index_file_removed_while_serving_is_made_anew_and_finds_every_
     assert!(index_files(&server.db)[0].is_file());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("provtrail.db");
-    let mut server = TestServer::start_config(&config(&db)).await;
+/// A store of five indexed events (`inv-kept-…`) whose search index file is then damaged, with
+/// the server stopped: the index's own structure record overwritten, so the file still opens
+/// and its meta table reads, but the full-text index can be neither written nor searched.
+async fn store_with_a_damaged_search_index(db: &Path) -> Vec<String> {
+    let mut server = TestServer::start_config(&config(db)).await;
     let before = post_accepted(&server, "inv-kept", 5).await;
     for invocation in &before {
         eventually("the event to be indexed", || {
@@ -837,9 +837,7 @@ async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
         .await;
     }
     server.shutdown().await;
-    // The index's own structure record overwritten: the file still opens, and its meta table
-    // reads, but the full-text index cannot be written.
-    let index = Connection::open(&index_files(&db)[0]).unwrap();
+    let index = Connection::open(&index_files(db)[0]).unwrap();
     let damaged = index
         .execute(
             "UPDATE events_index_data SET block = x'ffffffffffffffff' WHERE id = 10",
@@ -847,7 +845,14 @@ async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
         )
         .unwrap();
     assert_eq!(damaged, 1);
-    drop(index);
+    before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("provtrail.db");
+    let before = store_with_a_damaged_search_index(&db).await;
     let server = TestServer::start_config(&config(&db)).await;
     let after = post_accepted(&server, "inv-new", 5).await;
     for invocation in before.iter().chain(&after) {
@@ -862,23 +867,7 @@ async fn a_damaged_search_index_file_is_made_anew_from_the_stored_events() {
 async fn a_damaged_search_index_file_is_made_anew_when_a_search_finds_it_with_no_new_events() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("provtrail.db");
-    let mut server = TestServer::start_config(&config(&db)).await;
-    let before = post_accepted(&server, "inv-kept", 5).await;
-    for invocation in &before {
-        eventually("the event to be indexed", || {
-            found_by_invocation(&server, invocation)
-        })
-        .await;
-    }
-    server.shutdown().await;
-    let index = Connection::open(&index_files(&db)[0]).unwrap();
-    index
-        .execute(
-            "UPDATE events_index_data SET block = x'ffffffffffffffff' WHERE id = 10",
-            [],
-        )
-        .unwrap();
-    drop(index);
+    let before = store_with_a_damaged_search_index(&db).await;
     // No event arrives, so no write of the indexer meets the damage: the searches do. Each
     // either finds the event or says the index is being made anew (a 503 to API clients),
     // never blames the query, and soon finds every event.
