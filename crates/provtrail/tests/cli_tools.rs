@@ -4226,40 +4226,22 @@ fn export_from_a_store_with_damaged_pages_saves_every_event_that_reads_back() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
-    let root: u32 = conn
-        .query_row(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'events'",
-            [],
+    let root_of = |name: &str| -> u32 {
+        conn.query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?1",
+            [name],
             |row| row.get(0),
         )
-        .unwrap();
+        .unwrap()
+    };
+    let (root, deliveries_root) = (root_of("events"), root_of("deliveries"));
     let page_size = conn
         .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
         .unwrap() as usize;
     drop(conn);
-    // The first of the pages below the table's root, itself a page of pages: the rows below it
-    // are lost, and a scan in id order stops at the first of them. The rows below the root's
-    // other pages still read back, each through its own path from the root.
-    let deliveries_root: u32 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'deliveries'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
     let export_of = |db: &Path| {
         let out = dir.path().join("saved.jsonl");
-        let export = provtrail(
-            &[
-                "export",
-                "--db",
-                db.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            None,
-        );
+        let export = export_to(db, &out);
         let saved: Vec<i64> = std::fs::read_to_string(&out)
             .unwrap_or_default()
             .lines()
@@ -4294,6 +4276,9 @@ fn export_from_a_store_with_damaged_pages_saves_every_event_that_reads_back() {
     assert_eq!(export.status.code(), Some(0), "{stderr}");
     assert_eq!(saved, (1..=EVENTS).collect::<Vec<i64>>(), "{stderr}");
 
+    // The first of the pages below the events table's root, itself a page of pages: the rows
+    // below it are lost, and a scan in id order stops at the first of them. The rows below the
+    // root's other pages still read back, each through its own path from the root.
     let mut file = original;
     let below_root = child_pages(&file, page_size, root);
     assert!(
