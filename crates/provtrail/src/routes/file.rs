@@ -269,6 +269,10 @@ struct Appender {
     flushing: Mutex<()>,
     /// Lines on disk: every line numbered up to this one has been flushed.
     flushed: AtomicU64,
+    /// Lines not known to be on disk: a flush that covered every line up to this one failed.
+    /// Linux reports a failed write-back once per open file, so a later flush through the same
+    /// handle succeeds although those lines may be lost: they are never taken for flushed.
+    unflushed: AtomicU64,
     /// Lines written so far, over every file (numbers each line).
     written: AtomicU64,
 }
@@ -462,6 +466,7 @@ impl Appender {
             state: Mutex::new(None),
             flushing: Mutex::new(()),
             flushed: AtomicU64::new(0),
+            unflushed: AtomicU64::new(0),
             written: AtomicU64::new(0),
         }
     }
@@ -835,6 +840,12 @@ impl Appender {
         if self.flushed.load(Ordering::Acquire) >= number {
             return Ok(());
         }
+        if self.unflushed.load(Ordering::Acquire) >= number {
+            return Err(std::io::Error::other(
+                "a flush of the file to disk failed after the line was written: it may not be \
+                 on disk",
+            ));
+        }
         let (file, through) = {
             let state = self
                 .state
@@ -850,7 +861,20 @@ impl Appender {
                 }
             }
         };
-        file.sync_data()?;
+        if let Err(err) = file.sync_data() {
+            self.unflushed.fetch_max(through, Ordering::AcqRel);
+            // The file's end is no longer known to be what was written: the next line goes
+            // through a handle opened anew.
+            if let Ok(mut state) = self.state.lock() {
+                if state
+                    .as_ref()
+                    .is_some_and(|open| Arc::ptr_eq(&open.file, &file))
+                {
+                    *state = None;
+                }
+            }
+            return Err(err);
+        }
         self.flushed.fetch_max(through, Ordering::AcqRel);
         Ok(())
     }
@@ -1114,6 +1138,30 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(appender.append_all(&[b"{}\n".to_vec()]).0, 1);
         assert_eq!(std::fs::read_to_string(&token).unwrap(), "ptr_secret\n");
+    }
+
+    /// A flush that failed leaves the lines it covered unknown: a later flush through the same
+    /// handle succeeds (Linux reports a failed write-back once), and must not count them as on
+    /// disk; lines written after it are flushed as usual.
+    #[test]
+    fn lines_a_failed_flush_covered_are_never_counted_as_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let appender = Appender::new("test", path.clone(), 1 << 20, 2, true, None);
+        assert_eq!(appender.append_all(&[b"{}\n".to_vec()]).0, 1);
+        let (written, _) = appender
+            .write_run(&[b"{\"a\":1}\n".to_vec()], false)
+            .unwrap();
+        assert_eq!(written, 1);
+        let number = appender.written.load(Ordering::Acquire);
+        // What a failed `sync_data` covering this line records.
+        appender.unflushed.fetch_max(number, Ordering::AcqRel);
+        let err = appender.flush_through(number).unwrap_err();
+        assert!(err.to_string().contains("may not be on disk"), "{err}");
+        // An earlier line, flushed before, is still on disk; a later one is flushed anew.
+        assert!(appender.flush_through(1).is_ok());
+        let (appended, failed) = appender.append_all(&[b"{\"b\":2}\n".to_vec()]);
+        assert_eq!((appended, failed.map(|err| err.to_string())), (1, None));
     }
 
     #[test]
