@@ -604,6 +604,33 @@ async fn dead_letters_after_the_last_attempt_and_retry_through_the_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_a_receiver_keeps_refusing_does_not_pause_the_route() {
+    // A receiver that answers 500 to one event (its own error about that event) and takes the
+    // others: the event's retries, with nothing else between them, are one delivery refused,
+    // not a sink that keeps failing. The route is not paused, so that an event sent later goes
+    // out at once rather than after a pause.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::RefuseMarked(500));
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &webhook_route("hook", &receiver.url(), "")).await;
+    post_events(&server, REFUSED_MARK, 1).await;
+    let state = receiver.state.clone();
+    wait_for("the refused event to be tried 8 times", WAIT, move || {
+        state.refused.load(std::sync::atomic::Ordering::SeqCst) >= 8
+    })
+    .await;
+    let (status, view) = api(&server, "/api/v1/routes/hook", READ_TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(view["paused_since"].is_null(), "paused: {view}");
+    post_events(&server, "later", 1).await;
+    wait_for("the later event to be delivered", WAIT, || {
+        receiver.delivered().len() == 1
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
     // With a budget of 3 attempts and a sink down for many backoff periods, the route pauses
     // and probes; a failed probe tests the sink, not the delivery, so nothing dies, and every

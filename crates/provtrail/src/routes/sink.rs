@@ -113,6 +113,16 @@ pub struct SinkError {
 }
 
 impl SinkError {
+    /// Whether the failure found the sink down rather than refusing this delivery: no answer
+    /// (a refused connection, a timeout, a file that could not be written) or one that says it
+    /// is unavailable (429, 502, 503, 504: a gateway whose backend is down). An answer that is
+    /// an error of its own (500, 422) means the sink is up and refuses this delivery.
+    pub fn found_sink_down(&self) -> bool {
+        !self.permanent
+            && !self.answered
+            && matches!(self.status, None | Some(429 | 502 | 503 | 504))
+    }
+
     /// A failure worth retrying.
     pub fn transient(message: impl Into<String>) -> Self {
         SinkError {

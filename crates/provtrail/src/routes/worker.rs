@@ -505,12 +505,24 @@ async fn refresh_gauges(
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    /// The deliveries the sink refused with an error answer of its own (a 500) since it last
+    /// took one: each counts as a failure once.
+    refused: HashSet<i64>,
 }
+
+/// Deliveries [`Breaker::refused`] remembers; past it, every refusal counts.
+const BREAKER_REFUSALS_REMEMBERED: usize = 10_000;
 
 impl Breaker {
     fn succeeded(&mut self) {
         self.failures = 0;
         self.open_until = None;
+        self.refused.clear();
+    }
+
+    /// Whether delivery `id`'s refusal is the first since the sink last took a delivery.
+    fn first_refusal_of(&mut self, id: i64) -> bool {
+        self.refused.len() >= BREAKER_REFUSALS_REMEMBERED || self.refused.insert(id)
     }
 
     /// Counts a failure; `retry_after` (the target's `Retry-After`) pauses the route at once
@@ -948,18 +960,26 @@ impl RouteWorker {
                 // The sink answers when any delivery went through, or when every one was
                 // refused for good (a 4xx is an answer: the sink is up, and those deliveries are
                 // dead, not waiting); it is failing when none went through and one failed in a
-                // way worth retrying.
+                // way worth retrying. An error answer of the sink's own (a 500) counts once per
+                // delivery: one event that a receiver keeps refusing must not pause the route,
+                // where a receiver that refuses every event does.
                 let refused_for_good = !attempted.is_empty()
                     && attempted
                         .iter()
                         .all(|a| matches!(&a.outcome, Err(err) if err.permanent));
+                let failing = items
+                    .iter()
+                    .zip(&attempted)
+                    .any(|(item, a)| match &a.outcome {
+                        Err(err) if err.permanent => false,
+                        Err(err) if err.found_sink_down() => true,
+                        Err(_) => breaker.first_refusal_of(item.id),
+                        Ok(()) => false,
+                    });
                 if refused_for_good || attempted.iter().any(|a| a.outcome.is_ok()) {
                     breaker.succeeded();
                     route.status.resume();
-                } else if attempted
-                    .iter()
-                    .any(|a| matches!(&a.outcome, Err(err) if !err.permanent))
-                {
+                } else if failing {
                     let retry_after = attempted
                         .iter()
                         .filter_map(|a| a.outcome.as_ref().err()?.retry_after)
@@ -1173,9 +1193,7 @@ fn settle(
             // restart (which forgets the pause), would otherwise use it up while the sink is
             // simply down. An answer that is an error of its own (500, 422) counts, probe or
             // not: the sink is up and refuses this delivery.
-            uncharged = !err.permanent
-                && !err.answered
-                && matches!(err.status, None | Some(429 | 502 | 503 | 504));
+            uncharged = err.found_sink_down();
             let exhausted = if uncharged {
                 route.policy.too_old_for_probes(age)
             } else {
