@@ -22,8 +22,11 @@ use crate::auth::AuthError;
 pub const MAX_FAILURES: u32 = 10;
 /// How long the count of an address's wrong tokens lasts.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; beyond, windows that ended are forgotten, then all.
-const MAX_REMEMBERED: usize = 10_000;
+/// Addresses remembered at most (some 6 MB): more than the /64s of an IPv6 /48, so that one
+/// network's prefixes cannot crowd out the addresses already refused. Beyond, windows that
+/// ended are forgotten, then addresses still allowed guesses, then the refused ones whose
+/// windows end first.
+const MAX_REMEMBERED: usize = 100_000;
 
 /// Wrong tokens per client address (an IPv6 client by its /64) in the current window.
 #[derive(Debug)]
@@ -68,11 +71,8 @@ impl TokenGuesses {
         let Ok(mut failures) = self.failures.lock() else {
             return;
         };
-        if failures.len() >= MAX_REMEMBERED {
-            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-            if failures.len() >= MAX_REMEMBERED {
-                failures.clear();
-            }
+        if failures.len() >= MAX_REMEMBERED && !failures.contains_key(&client) {
+            make_room(&mut failures, self.limit);
         }
         let entry = failures.entry(client).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
@@ -93,6 +93,26 @@ impl TokenGuesses {
         }
         client(parts, proxies).and_then(|client| self.wait(client))
     }
+}
+
+/// Forgets addresses until there is room for one more (in ever fewer steps: each frees a good
+/// part of the table). A refused address is forgotten last: forgetting it would give it its
+/// guesses back at once, which clients that rotate through many addresses would otherwise
+/// bring about on purpose.
+fn make_room(failures: &mut HashMap<IpAddr, (u32, Instant)>, limit: u32) {
+    failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+    if failures.len() < MAX_REMEMBERED {
+        return;
+    }
+    failures.retain(|_, (count, _)| *count >= limit);
+    if failures.len() < MAX_REMEMBERED {
+        return;
+    }
+    let mut starts: Vec<Instant> = failures.values().map(|(_, since)| *since).collect();
+    let middle = starts.len() / 2;
+    let (_, cut, _) = starts.select_nth_unstable(middle);
+    let cut = *cut;
+    failures.retain(|_, (_, since)| *since > cut);
 }
 
 /// After a request's `Authorization` header was refused: counts it as a guess, unless there was
@@ -163,5 +183,28 @@ mod tests {
             off.note(one);
         }
         assert_eq!(off.wait(one), None);
+    }
+
+    /// Clients rotating through more addresses than are remembered (the /64s of an IPv6 /48,
+    /// say) do not make the refused ones forgotten.
+    #[test]
+    fn a_refused_address_stays_refused_while_many_others_guess() {
+        let guesses = TokenGuesses::default();
+        let refused: IpAddr = "2001:db8:1::".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            guesses.note(refused);
+        }
+        assert!(guesses.wait(refused).is_some());
+        for n in 0..(MAX_REMEMBERED as u32 + 5_000) {
+            let other = IpAddr::V6(std::net::Ipv6Addr::from(
+                (0x2001_0db8_0002_u128 << 80) | (u128::from(n) << 64),
+            ));
+            guesses.note(other);
+        }
+        assert!(
+            guesses.wait(refused).is_some(),
+            "the refused address was forgotten"
+        );
+        assert!(guesses.failures.lock().unwrap().len() <= MAX_REMEMBERED);
     }
 }
