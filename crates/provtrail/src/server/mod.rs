@@ -789,6 +789,31 @@ struct Limiter {
     state: AppState,
 }
 
+/// Stored bodies turned into JSON trees (an event's or a quarantine entry's detail, its page)
+/// at once at most. Such a tree of a body at the ingest limit can take tens of MB (a long array
+/// of small numbers), and an async worker building it holds up ingest and health probes.
+const DETAILS_AT_ONCE: usize = 4;
+
+/// Runs `make` (which reads a stored body into a tree) on a blocking thread, in one of the
+/// [`DETAILS_AT_ONCE`] places, waited for.
+pub(crate) async fn made_apart<T: Send + 'static>(
+    make: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    static PLACES: Semaphore = Semaphore::const_new(DETAILS_AT_ONCE);
+    let _place = PLACES
+        .acquire()
+        .await
+        .map_err(|_| crate::store::StoreError::Internal("the server is closing".into()))?;
+    match tokio::task::spawn_blocking(make).await {
+        Ok(made) => Ok(made),
+        // A panic goes on as a panic of the request (answered 500).
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(crate::store::StoreError::Internal(format!(
+            "reading the stored body failed: {err}"
+        ))),
+    }
+}
+
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked; the request was answered 500");
     error_response(

@@ -309,8 +309,6 @@ pub struct StoreCounts {
     pub events: u64,
     /// Quarantine entries.
     pub quarantined: u64,
-    /// Delivery records.
-    pub deliveries: u64,
 }
 
 /// Which events to export.

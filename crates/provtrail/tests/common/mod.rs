@@ -148,10 +148,31 @@ impl TestServer {
         let store = self.app().store.clone();
         eventually("the delivery log to hold every request", || {
             let store = store.clone();
-            async move { store.counts().await.unwrap().deliveries >= n }
+            async move { delivery_count(store.as_ref()).await >= n }
         })
         .await;
-        assert_eq!(self.app().store.counts().await.unwrap().deliveries, n);
+        assert_eq!(delivery_count(self.app().store.as_ref()).await, n);
+    }
+}
+
+/// The records in the delivery log, counted a page at a time.
+pub async fn delivery_count(store: &dyn provtrail::store::Store) -> u64 {
+    let mut count = 0;
+    let mut before_id = None;
+    loop {
+        let page = store
+            .deliveries(&provtrail::store::DeliveryQuery {
+                before_id,
+                limit: 1_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        count += page.items.len() as u64;
+        match page.next_cursor {
+            Some(cursor) => before_id = Some(cursor),
+            None => return count,
+        }
     }
 }
 

@@ -565,7 +565,25 @@ pub async fn test(
     let Some(event) = store.get_event(event_id).await? else {
         return Ok(Err(TestMissing::Event));
     };
-    let outcome = route.test(&event.raw, event.summary.id, event.summary.received_at);
+    // On a blocking thread, in one of the evaluation slots replays and searches share: a filter
+    // can take long on a large event, and an async worker held that long holds up ingest and
+    // health probes with it.
+    let route = route.clone();
+    let slot = crate::search::evaluation_slot().await;
+    let tried = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        route.test(&event.raw, event.summary.id, event.summary.received_at)
+    })
+    .await;
+    let outcome = match tried {
+        Ok(outcome) => outcome,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => {
+            return Err(StoreError::Internal(format!(
+                "trying the route failed: {err}"
+            )));
+        }
+    };
     Ok(Ok(outcome.into()))
 }
 

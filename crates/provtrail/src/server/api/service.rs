@@ -116,7 +116,7 @@ pub fn parse_id(text: &str) -> Result<i64, ApiError> {
 /// `GET /events/{id}`.
 pub async fn event(store: &dyn Store, id: i64) -> Result<EventDetail, ApiError> {
     match store.get_event(id).await? {
-        Some(detail) => Ok(detail.into()),
+        Some(detail) => Ok(crate::server::made_apart(move || detail.into()).await?),
         None => Err(ApiError::not_found(format!("there is no event {id}"))),
     }
 }
@@ -231,7 +231,7 @@ pub async fn quarantine(
 /// `GET /quarantine/{id}`.
 pub async fn quarantine_entry(store: &dyn Store, id: i64) -> Result<QuarantineDetail, ApiError> {
     match store.get_quarantine(id).await? {
-        Some(entry) => Ok(entry.into()),
+        Some(entry) => Ok(crate::server::made_apart(move || entry.into()).await?),
         None => Err(ApiError::not_found(format!(
             "there is no quarantine entry {id}"
         ))),

@@ -61,7 +61,8 @@ pub async fn page(
         "Event {}",
         layout::shorten(&detail.summary.tracking_number, 40)
     );
-    Ok(viewer.page(&title, Nav::Events, render(&detail, &deliveries)))
+    let body = crate::server::made_apart(move || render(&detail, &deliveries)).await?;
+    Ok(viewer.page(&title, Nav::Events, body))
 }
 
 /// The section of the event's route deliveries: none when there are none and no route is

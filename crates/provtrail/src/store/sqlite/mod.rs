@@ -343,6 +343,47 @@ impl SqliteStore {
         })
     }
 
+    /// A place for a read made for a client ([`CLIENT_READS_AT_ONCE`]), waited for.
+    async fn client_place(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.readers
+            .client_places
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))
+    }
+
+    /// [`SqliteStore::read`] for a client of the read API or the web UI: in one of a few places
+    /// ([`CLIENT_READS_AT_ONCE`]), stopped at [`CLIENT_READ_TIME_LIMIT`], and stopped when its
+    /// client leaves (the future is dropped), rather than reading on for nobody.
+    async fn client_read<R, F>(&self, query: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let _place = self.client_place().await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = crate::search::StopOnDrop(stop.clone());
+        let deadline = Instant::now() + CLIENT_READ_TIME_LIMIT;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            readers.with(|conn| {
+                interruptible(conn, stop, deadline, query).map_err(|err| {
+                    if Instant::now() >= deadline {
+                        StoreError::Invalid(format!(
+                            "the query ran past its limit of {} s; narrow it (a shorter time \
+                             range, since and until)",
+                            CLIENT_READ_TIME_LIMIT.as_secs()
+                        ))
+                    } else {
+                        err
+                    }
+                })
+            })
+        })
+        .await
+        .map_err(|err| StoreError::Internal(format!("a read task failed: {err}")))?
+    }
+
     /// Runs a query on a read-only connection, off the async threads.
     pub(crate) async fn read<R, F>(&self, query: F) -> Result<R, StoreError>
     where
@@ -421,7 +462,7 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        self.read(|conn| {
+        self.client_read(|conn| {
             let count = |table: &str| -> Result<u64, StoreError> {
                 conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
                     row.get::<_, i64>(0)
@@ -432,7 +473,6 @@ impl Store for SqliteStore {
             Ok(StoreCounts {
                 events: count("events")?,
                 quarantined: count("quarantine")?,
-                deliveries: count("deliveries")?,
             })
         })
         .await
@@ -492,6 +532,7 @@ impl Store for SqliteStore {
             }
         }
         let query = query.clone();
+        let _place = self.client_place().await?;
         // A search runs on a blocking thread, which goes on when its client leaves: it stops
         // then, and at its time limit, rather than hold a reader (and a core) for nobody.
         let stop = Arc::new(AtomicBool::new(false));
@@ -503,44 +544,39 @@ impl Store for SqliteStore {
         let readers = self.readers.clone();
         let searched = tokio::task::spawn_blocking(move || {
             readers.with_index(|conn, index_file| {
-                let interrupt = move || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
-                conn.progress_handler(PROGRESS_STEPS, Some(interrupt))
-                    .map_err(read_error)?;
-                let found = read::search_events(conn, &query, with_raw);
-                // The connection goes back to the pool without this search's handler.
-                let removed = conn.progress_handler(0, None::<fn() -> bool>);
-                found
-                    .and_then(|found| removed.map(|()| found).map_err(read_error))
-                    .map_err(|err| match err {
-                        StoreError::Damaged(reason)
-                            if reason.starts_with(read::SEARCH_INDEX_DAMAGED) =>
-                        {
-                            tracing::warn!(error = %reason, "a search found the search index damaged");
-                            if remade {
-                                indexer.report_damage(index_file);
-                                StoreError::Unavailable(format!(
-                                    "{reason}; it is being made anew from the stored events"
-                                ))
-                            } else {
-                                StoreError::Damaged(format!(
-                                    "{reason}: remove {} (the next start of provtrail serve \
+                interruptible(conn, stop, deadline, |conn| {
+                    read::search_events(conn, &query, with_raw)
+                })
+                .map_err(|err| match err {
+                    StoreError::Damaged(reason)
+                        if reason.starts_with(read::SEARCH_INDEX_DAMAGED) =>
+                    {
+                        tracing::warn!(error = %reason, "a search found the search index damaged");
+                        if remade {
+                            indexer.report_damage(index_file);
+                            StoreError::Unavailable(format!(
+                                "{reason}; it is being made anew from the stored events"
+                            ))
+                        } else {
+                            StoreError::Damaged(format!(
+                                "{reason}: remove {} (the next start of provtrail serve \
                                      makes it anew from the stored events)",
-                                    index_path.display()
-                                ))
-                            }
+                                index_path.display()
+                            ))
                         }
-                        _ if Instant::now() >= deadline => StoreError::Invalid(format!(
-                            "the search ran past its limit of {} s; narrow it ({}a shorter time \
+                    }
+                    _ if Instant::now() >= deadline => StoreError::Invalid(format!(
+                        "the search ran past its limit of {} s; narrow it ({}a shorter time \
                              range)",
-                            SEARCH_TIME_LIMIT.as_secs(),
-                            if query.q.is_some() {
-                                "fewer words, fewer prefix words like abc*, "
-                            } else {
-                                ""
-                            }
-                        )),
-                        err => err,
-                    })
+                        SEARCH_TIME_LIMIT.as_secs(),
+                        if query.q.is_some() {
+                            "fewer words, fewer prefix words like abc*, "
+                        } else {
+                            ""
+                        }
+                    )),
+                    err => err,
+                })
             })
         })
         .await;
@@ -548,17 +584,20 @@ impl Store for SqliteStore {
     }
 
     async fn get_event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
-        self.read(move |conn| read::get_event(conn, id)).await
+        self.client_read(move |conn| read::get_event(conn, id))
+            .await
     }
 
     async fn stats(&self, query: &StatsQuery) -> Result<Stats, StoreError> {
         let query = query.clone();
-        self.read(move |conn| read::stats(conn, &query)).await
+        self.client_read(move |conn| read::stats(conn, &query))
+            .await
     }
 
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<DeliveryRecord>, StoreError> {
         let query = query.clone();
-        self.read(move |conn| read::deliveries(conn, &query)).await
+        self.client_read(move |conn| read::deliveries(conn, &query))
+            .await
     }
 
     async fn quarantine(
@@ -566,11 +605,13 @@ impl Store for SqliteStore {
         query: &QuarantineQuery,
     ) -> Result<Page<QuarantineEntry>, StoreError> {
         let query = query.clone();
-        self.read(move |conn| read::quarantine(conn, &query)).await
+        self.client_read(move |conn| read::quarantine(conn, &query))
+            .await
     }
 
     async fn get_quarantine(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError> {
-        self.read(move |conn| read::get_quarantine(conn, id)).await
+        self.client_read(move |conn| read::get_quarantine(conn, id))
+            .await
     }
 
     fn is_saving_what_would_be_lost(&self) -> bool {
@@ -630,14 +671,15 @@ impl Store for SqliteStore {
         query: &RouteDeliveryQuery,
     ) -> Result<Page<RouteDelivery>, StoreError> {
         let query = query.clone();
-        self.read(move |conn| outbox::list(conn, &query)).await
+        self.client_read(move |conn| outbox::list(conn, &query))
+            .await
     }
 
     async fn delivery_attempts(
         &self,
         delivery_id: i64,
     ) -> Result<Vec<DeliveryAttempt>, StoreError> {
-        self.read(move |conn| outbox::attempts(conn, delivery_id))
+        self.client_read(move |conn| outbox::attempts(conn, delivery_id))
             .await
     }
 
@@ -1384,6 +1426,31 @@ const SEARCH_TIME_LIMIT: Duration = Duration::from_secs(10);
 /// SQLite's virtual machine steps between two checks whether a search is to stop.
 const PROGRESS_STEPS: std::ffi::c_int = 10_000;
 
+/// Longest one read made for a client (a list of the delivery log, statistics, an event) may
+/// run: a filter no index serves reads a whole table, and must not hold a core for minutes.
+const CLIENT_READ_TIME_LIMIT: Duration = Duration::from_secs(10);
+
+/// How many reads for clients (searches included) run at once; the others wait for a place.
+/// Ingest's threads, the writer and the indexer share the same cores: a read token must not be
+/// able to take them all with requests that each read for seconds.
+const CLIENT_READS_AT_ONCE: usize = 4;
+
+/// Runs `query` on `conn` stopped by SQLite once `stop` is set or `deadline` passes, and gives
+/// the connection back without the stop (it goes back to the pool).
+fn interruptible<R>(
+    conn: &Connection,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    query: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let interrupt = move || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
+    conn.progress_handler(PROGRESS_STEPS, Some(interrupt))
+        .map_err(read_error)?;
+    let result = query(conn);
+    let removed = conn.progress_handler(0, None::<fn() -> bool>);
+    result.and_then(|found| removed.map(|()| found).map_err(read_error))
+}
+
 /// Read-only connections, reused across queries.
 #[derive(Debug)]
 struct ReadPool {
@@ -1393,6 +1460,9 @@ struct ReadPool {
     attach_index: bool,
     /// Idle connections, each with the index file it attached.
     idle: Mutex<Vec<(Connection, Option<FileIdentity>)>>,
+    /// Places for the reads made for clients of the read API and the web UI
+    /// ([`SqliteStore::client_read`]).
+    client_places: tokio::sync::Semaphore,
 }
 
 /// A file's device and inode ([`crate::store::file_identity`]).
@@ -1407,6 +1477,7 @@ impl ReadPool {
             busy_timeout,
             attach_index,
             idle: Mutex::new(Vec::new()),
+            client_places: tokio::sync::Semaphore::new(CLIENT_READS_AT_ONCE),
         }
     }
 
@@ -1460,5 +1531,54 @@ impl ReadPool {
         }
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query without end (a filter no index serves, over a huge table) stops at its deadline,
+    /// and the connection goes back to the pool able to run the next query to its end.
+    #[test]
+    fn a_read_past_its_deadline_stops_and_leaves_the_connection_usable() {
+        let conn = Connection::open_in_memory().unwrap();
+        let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+                       SELECT count(*) FROM n";
+        let started = Instant::now();
+        let stopped = interruptible(
+            &conn,
+            Arc::new(AtomicBool::new(false)),
+            Instant::now() + Duration::from_millis(100),
+            |conn| {
+                conn.query_row(endless, [], |row| row.get::<_, i64>(0))
+                    .map_err(read_error)
+            },
+        );
+        assert!(stopped.is_err(), "{stopped:?}");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        // Stopped by its client leaving, whatever the deadline.
+        let stop = Arc::new(AtomicBool::new(true));
+        let left = interruptible(
+            &conn,
+            stop,
+            Instant::now() + Duration::from_secs(3600),
+            |conn| {
+                conn.query_row(endless, [], |row| row.get::<_, i64>(0))
+                    .map_err(read_error)
+            },
+        );
+        assert!(left.is_err(), "{left:?}");
+        // The next query, after both deadlines, runs through.
+        std::thread::sleep(Duration::from_millis(150));
+        let counted: i64 = conn
+            .query_row(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+                 SELECT count(*) FROM n",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(counted, 200_000);
     }
 }

@@ -669,13 +669,18 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<RouteCounts>, StoreError> 
 const MAX_LIMIT: usize = 1_000;
 
 /// The statement that lists deliveries. The state is written into it so that the partial
-/// indexes can serve it, and so is the event: `?3 IS NULL OR d.event_id = ?3` would walk every
-/// delivery below the cursor, where `route_deliveries_event` finds an event's few directly,
-/// newest first.
+/// indexes can serve it, and so are the event and the route: `?3 IS NULL OR d.event_id = ?3`
+/// would walk every delivery below the cursor, where `route_deliveries_event` finds an event's
+/// few directly, and `route_deliveries_route` a route's, newest first.
 fn list_sql(query: &RouteDeliveryQuery) -> String {
     let state = match query.state {
         Some(state) => format!("d.state = {}", state.code()),
         None => "1".to_owned(),
+    };
+    let route = if query.route.is_some() {
+        "d.route = ?2"
+    } else {
+        "?2 IS NULL"
     };
     let event = if query.event_id.is_some() {
         "d.event_id = ?3"
@@ -690,7 +695,7 @@ fn list_sql(query: &RouteDeliveryQuery) -> String {
              ORDER BY a.attempt DESC LIMIT 1)
          FROM route_deliveries d LEFT JOIN events e ON e.id = d.event_id
          WHERE {state} AND d.id < ?1
-           AND (?2 IS NULL OR d.route = ?2)
+           AND {route}
            AND {event}
          ORDER BY d.id DESC LIMIT ?4"
     )
@@ -879,5 +884,31 @@ mod tests {
             ..RouteDeliveryQuery::default()
         };
         assert!(!plan(&conn, &all).contains("route_deliveries_event"));
+    }
+
+    /// A quiet route's list beside a busy route reads the quiet route's deliveries only.
+    #[test]
+    fn a_routes_deliveries_are_found_through_its_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let by_route = RouteDeliveryQuery {
+            route: Some("quiet".into()),
+            limit: 50,
+            ..RouteDeliveryQuery::default()
+        };
+        let found = plan(&conn, &by_route);
+        assert!(
+            found.contains("USING INDEX route_deliveries_route")
+                || found.contains("USING COVERING INDEX route_deliveries_route"),
+            "{found}"
+        );
+        assert!(!found.contains("TEMP B-TREE"), "no sort: {found}");
+        let dead = RouteDeliveryQuery {
+            state: Some(DeliveryState::Dead),
+            ..by_route
+        };
+        let found = plan(&conn, &dead);
+        assert!(found.contains("route_deliveries_"), "{found}");
+        assert!(!found.contains("TEMP B-TREE"), "no sort: {found}");
     }
 }

@@ -166,8 +166,24 @@ fn search_index_error(err: rusqlite::Error) -> StoreError {
             "the search index file is not there ({err}); it is being made anew from the stored \
              events"
         ))
-    } else {
+    } else if err.sqlite_error_code() == Some(rusqlite::ErrorCode::Unknown) {
+        // SQLITE_ERROR: what the index says of a query it cannot run (a phrase where the index
+        // keeps no positions, say).
         StoreError::Invalid(format!("search failed: {err}"))
+    } else if matches!(
+        err.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::OutOfMemory
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    ) {
+        // The server's trouble, not the query's: the same search may work in a moment.
+        StoreError::Unavailable(format!("the search could not be made just now: {err}"))
+    } else {
+        read_error(err)
     }
 }
 

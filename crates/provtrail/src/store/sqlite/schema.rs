@@ -195,6 +195,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE route_deliveries ADD COLUMN backoff_base INTEGER NOT NULL DEFAULT 0;
     UPDATE route_deliveries SET backoff_base = attempts_base WHERE state <> 1;
     "#,
+    // 6: one route's deliveries, newest first, without reading those of every other route (a
+    // quiet route beside a busy one would read the whole outbox for each page of its list).
+    r#"
+    CREATE INDEX route_deliveries_route ON route_deliveries (route, id);
+    "#,
 ];
 
 /// The schema version this build writes.
