@@ -631,6 +631,66 @@ async fn one_event_a_receiver_keeps_refusing_does_not_pause_the_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_sent_back_go_out_while_new_events_keep_the_route_busy() {
+    // A route at concurrency 1 whose receiver takes 40 ms a delivery (25 a second), sent events
+    // faster than that: new deliveries always wait in memory for its one place. Dead letters
+    // sent back wait in the store (as retries and replays do), and get a place while the flow
+    // goes on, rather than once it stops.
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Down(400));
+    let dir = tempfile::tempdir().unwrap();
+    let routes =
+        webhook_route("hook", &receiver.url(), "").replace("concurrency = 4", "concurrency = 1");
+    let mut server = start(dir.path(), &routes).await;
+    post_events(&server, "old", 3).await;
+    let db = server.db.clone();
+    wait_for("the first events to be dead", WAIT, || {
+        count(&db, "hook", 2) == 3
+    })
+    .await;
+    receiver
+        .state
+        .delay_ms
+        .store(40, std::sync::atomic::Ordering::SeqCst);
+    receiver.set_mode(Mode::Up);
+    let old_delivered = || {
+        let bodies = receiver.state.bodies.lock().unwrap();
+        bodies
+            .iter()
+            .filter(|body| String::from_utf8_lossy(body).contains("tn-old-"))
+            .count()
+    };
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while old_delivered() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the dead letters sent back waited for the flow of new events to stop \
+             ({sent} new events sent, {} delivered)",
+            receiver.delivered().len()
+        );
+        let answer = server.post("/events", event(&format!("new-{sent}"))).await;
+        assert_eq!(answer.status, 200);
+        sent += 1;
+        if sent == 40 {
+            let (status, body) = api_post(
+                &server,
+                "/api/v1/deadletters/retry",
+                ADMIN_TOKEN,
+                serde_json::json!({"route": "hook"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sent > 40, "delivered before they were sent back");
+    let waiting = count(&db, "hook", 0);
+    assert!(waiting > 0, "the flow no longer kept the route busy");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_is_down_kills_no_delivery_by_max_attempts() {
     // With a budget of 3 attempts and a sink down for many backoff periods, the route pauses
     // and probes; a failed probe tests the sink, not the delivery, so nothing dies, and every

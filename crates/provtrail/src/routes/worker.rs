@@ -646,6 +646,10 @@ impl RouteWorker {
         // when woken for deliveries that were not handed over, on the poll timer (retries coming
         // due), and as long as reads come back full.
         let mut read_due = true;
+        // While the feed keeps every place busy, every other round that has a free place leaves
+        // the first of them to the deliveries due in the store (retries, replays, dead letters
+        // sent back), which would otherwise wait for the flow of new events to stop.
+        let mut store_first = false;
         let mut next_poll = Instant::now() + POLL;
         let mut next_expiry = Instant::now();
         // Deliveries trying since before this went to the dead letters unattempted: those handed
@@ -694,20 +698,18 @@ impl RouteWorker {
                 },
             };
             let mut attempts_left = attempts;
-            // Fresh deliveries first: they need no read.
-            while attempts_left > 0 && !fresh.is_empty() {
-                // The places first: a delivery taken from `fresh` must start, or it would stay in
-                // `handed`, out of every read.
-                let take = per_attempt
-                    .min(fresh.len())
-                    .min(self.unrecorded.available_permits());
-                let Some(places) = self.places(take) else {
-                    break;
-                };
-                let chunk: Vec<OutboxItem> = fresh.drain(..take).collect();
-                self.start(&mut tasks, chunk, places, &handed);
-                attempts_left -= 1;
+            let kept_for_store = usize::from(store_first && read_due && attempts > 0);
+            if attempts > 0 && !fresh.is_empty() {
+                store_first = !store_first;
             }
+            // Fresh deliveries first: they need no read.
+            attempts_left -= self.start_fresh(
+                &mut tasks,
+                &mut fresh,
+                &handed,
+                per_attempt,
+                attempts_left - kept_for_store,
+            );
             // Deliveries read now must start, so read no more than may wait for their record
             // (none while the store refuses records).
             let room = if self.recorder.failing() {
@@ -766,6 +768,11 @@ impl RouteWorker {
                         failing_reads = true;
                     }
                 }
+            }
+            // The place kept for the store, when it had nothing due.
+            if kept_for_store > 0 {
+                let free = self.permits.available_permits().min(kept_for_store);
+                self.start_fresh(&mut tasks, &mut fresh, &handed, per_attempt, free);
             }
             let wake_at = paused_until.map_or(next_poll, |until| until.min(next_poll));
             tokio::select! {
@@ -904,6 +911,33 @@ impl RouteWorker {
             attempt,
             unrecorded,
         })
+    }
+
+    /// Starts up to `attempts` attempts of deliveries taken from `fresh`, `per_attempt` each;
+    /// returns how many started.
+    fn start_fresh(
+        &self,
+        tasks: &mut JoinSet<()>,
+        fresh: &mut VecDeque<OutboxItem>,
+        handed: &Mutex<HashSet<i64>>,
+        per_attempt: usize,
+        attempts: usize,
+    ) -> usize {
+        let mut started = 0;
+        while started < attempts && !fresh.is_empty() {
+            // The places first: a delivery taken from `fresh` must start, or it would stay in
+            // `handed`, out of every read.
+            let take = per_attempt
+                .min(fresh.len())
+                .min(self.unrecorded.available_permits());
+            let Some(places) = self.places(take) else {
+                break;
+            };
+            let chunk: Vec<OutboxItem> = fresh.drain(..take).collect();
+            self.start(tasks, chunk, places, handed);
+            started += 1;
+        }
+        started
     }
 
     /// Starts one attempt of `items` in `places`: they leave `handed` (if they came from the

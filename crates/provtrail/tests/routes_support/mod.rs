@@ -55,6 +55,8 @@ pub struct ReceiverState {
     pub refused: AtomicU32,
     /// The last `Authorization` header.
     pub last_authorization: Mutex<Option<String>>,
+    /// Milliseconds each request takes before it is answered (a slow receiver).
+    pub delay_ms: std::sync::atomic::AtomicU64,
     release: Notify,
 }
 
@@ -82,6 +84,7 @@ impl Receiver {
             requests: AtomicU32::new(0),
             refused: AtomicU32::new(0),
             last_authorization: Mutex::default(),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
             release: Notify::new(),
         });
         let app = Router::new()
@@ -162,6 +165,10 @@ async fn answer(
         .get("idempotency-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let mode = *state.mode.lock().unwrap();
     if take_one(&state.hang_next) || mode == Mode::Hang {
         state.refused.fetch_add(1, Ordering::SeqCst);
