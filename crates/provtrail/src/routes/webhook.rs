@@ -697,14 +697,19 @@ impl Sink for Webhook {
         if status.is_success() {
             // Read a short answer, so that the connection can be reused; a long one is cut off
             // with its connection: a receiver must not make the server hold what it sends (the
-            // events' ingest runs in the same process).
-            let mut read = 0;
-            while read < MAX_ANSWER_READ {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => read += chunk.len(),
-                    Ok(None) | Err(_) => break,
+            // events' ingest runs in the same process). Apart from the attempt, which is done:
+            // a receiver that sends its answer's body slowly would otherwise have the attempt
+            // end at its timeout, recorded as failed, and the event sent again. The client's
+            // timeout ends the reading.
+            tokio::spawn(async move {
+                let mut read = 0;
+                while read < MAX_ANSWER_READ {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => read += chunk.len(),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
-            }
+            });
             return Ok(Sent { status: Some(code) });
         }
         let retry = matches!(code, 408 | 425 | 429) || status.is_server_error();
@@ -1044,6 +1049,68 @@ mod tests {
             String::from_utf8(body).unwrap()
         });
         (url, receiver)
+    }
+
+    /// A receiver that answers 200 at once and then sends the rest of its answer slowly has
+    /// taken the delivery: the attempt is over then, not once the answer's body has come (the
+    /// worker's timeout would otherwise end it as failed, and the event be sent again).
+    #[tokio::test]
+    async fn a_2xx_whose_body_comes_slowly_is_a_delivery_made_at_once() {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let receiver = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let stream = reader.get_mut();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n{\"ok\":")
+                .unwrap();
+            stream.flush().unwrap();
+            // The rest of the answer only once the delivery is over (or after 20 s).
+            let _ = finished.recv_timeout(Duration::from_secs(20));
+            let _ = stream.write_all(b" true, \"n\": 1}    ");
+        });
+        // A client timeout longer than the wait below.
+        let secrets = Secrets::default();
+        let sink = build(
+            format!("url = \"{url}\"").parse().unwrap(),
+            &SinkContext {
+                route: "r",
+                allow_private: true,
+                timeout: Duration::from_secs(30),
+                secrets: &secrets,
+                inspecting: false,
+                store: None,
+            },
+        )
+        .unwrap();
+        let event = serde_json::json!({"trackingNumber": "tn-1"});
+        let sent =
+            tokio::time::timeout(Duration::from_secs(5), sink.deliver(&delivery_of(&event))).await;
+        let _ = finish.send(());
+        receiver.join().unwrap();
+        let sent = sent.expect("the delivery waited for the answer's body");
+        assert_eq!(sent.unwrap().status, Some(200));
     }
 
     #[tokio::test]
