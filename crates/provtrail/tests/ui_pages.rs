@@ -1186,6 +1186,8 @@ async fn no_link_leads_to_a_list_that_cannot_be_filtered_as_it_says() {
         event(2, "Workday", "FAILED", Some("Timeout talking to it")),
     )
     .await;
+    // A NUL, which the read API refuses in a filter (and a browser would turn into U+FFFD).
+    post_event(&server, event(3, "NUL\u{0}inside", "FAILED", None)).await;
 
     let html = page(&server, &cookie, &format!("/event/{id}")).await;
     assert!(!html.contains(r#"href="/?number="#), "{html}");
@@ -1204,6 +1206,7 @@ async fn no_link_leads_to_a_list_that_cannot_be_filtered_as_it_says() {
         !list.contains(&format!(r#"value="{long_source}""#)),
         "the facet offers it"
     );
+    assert!(!list.contains('\0'), "a NUL written into the page");
     assert!(!list.contains(r#"href="/?identity=RRR"#));
     assert!(list.contains(r#"href="/?identity=id-2""#), "{list}");
 }

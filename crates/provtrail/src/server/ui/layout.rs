@@ -216,11 +216,14 @@ pub fn link(path: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-/// Whether the events list can filter on `value`: not empty, and no longer than the read API
-/// takes a text filter ([`MAX_TEXT`](crate::server::api::params::MAX_TEXT) characters). The list
-/// leaves out a filter it cannot apply, so a link with such a value would list every event.
+/// Whether the events list can filter on `value`: not empty, no longer than the read API
+/// takes a text filter ([`MAX_TEXT`](crate::server::api::params::MAX_TEXT) characters), and
+/// without a NUL (which the read API refuses, and a browser turns into U+FFFD in a form). The
+/// list leaves out a filter it cannot apply, so a link with such a value would list every event.
 pub fn filterable(value: &str) -> bool {
-    !value.is_empty() && value.chars().count() <= crate::server::api::params::MAX_TEXT
+    !value.is_empty()
+        && !value.contains('\0')
+        && value.chars().count() <= crate::server::api::params::MAX_TEXT
 }
 
 /// `body` as a link to the events list filtered by `pairs`, or alone when one of the values
