@@ -459,7 +459,14 @@ const EXPORT_ONLY_COLUMNS: [&str; 2] = ["remote_addr", "ticket_ids"];
 /// `=HYPERLINK(…)` would run when the export is opened (CSV injection).
 /// A number alone (`-1234`, the time of an event before 1970 in milliseconds) is left as it is:
 /// no spreadsheet runs it, and a `'` would make it text.
+/// A NUL becomes U+FFFD (as a browser shows it): many CSV readers end a cell, or the file,
+/// there. The JSON-lines export keeps the value exact.
 pub(super) fn spreadsheet_safe(cell: String) -> String {
+    let cell = if cell.contains('\0') {
+        cell.replace('\0', "\u{FFFD}")
+    } else {
+        cell
+    };
     if cell
         .trim_start_matches([' ', '\n'])
         .starts_with(['=', '+', '-', '@', '\t', '\r'])
@@ -552,6 +559,8 @@ mod tests {
             ("-00123", "'-00123"),
             ("1234", "1234"),
             ("plain text", "plain text"),
+            ("NUL\0inside", "NUL\u{FFFD}inside"),
+            ("\0=1", "\u{FFFD}=1"),
         ] {
             assert_eq!(spreadsheet_safe(cell.to_owned()), written, "{cell}");
         }
