@@ -1112,6 +1112,22 @@ async fn text_filters_past_the_apis_length_are_left_out_with_a_notice_and_nul_fi
     )
     .await;
     assert_eq!(fragment.status, 200, "{}", fragment.text());
+    // More different words than a search takes (32), within 1,000 characters.
+    let many: Vec<String> = (0..33).map(|n| format!("w{n}")).collect();
+    let many = urlencode(&many.join(" "));
+    let html = page(&server, &cookie, &format!("/?q={many}")).await;
+    assert!(
+        html.contains("The search holds 33 different words, more than the 32 a search takes"),
+        "{html}"
+    );
+    assert!(html.contains("track-1"), "the list is not filtered by them");
+    let fragment = get(
+        &server,
+        &format!("/ui/fragments/events?q={many}&after=0"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(fragment.status, 200, "{}", fragment.text());
     // Within the limit, the search applies.
     let html = page(&server, &cookie, "/?q=nothing-matches-this").await;
     assert!(!html.contains("track-1"));

@@ -70,6 +70,19 @@ impl Params {
             self.overlong
                 .push(format!("The {name} {why}, so it is not applied."));
         }
+        // More words than a search takes, which the store refuses.
+        let words = self
+            .q
+            .as_deref()
+            .map_or(0, crate::store::sqlite::query_word_count);
+        if words > crate::store::sqlite::MAX_QUERY_WORDS {
+            self.q = None;
+            self.overlong.push(format!(
+                "The search holds {words} different words, more than the {} a search takes, so \
+                 it is not applied.",
+                crate::store::sqlite::MAX_QUERY_WORDS
+            ));
+        }
         self
     }
 

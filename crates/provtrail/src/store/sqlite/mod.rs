@@ -24,6 +24,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+pub use keys::{MAX_QUERY_WORDS, query_word_count};
 pub use verify::{BodyProblem, Verification};
 pub use writer::{GroupCommit, LogSync};
 use writer::{Job, OutboxJob, Pending, Writer};
