@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -81,18 +82,93 @@ fn feed_archive(
     Handed,
     Arc<tokio::sync::Notify>,
 ) {
+    let (feed, handed, overflowed, _) = feed_archive_within(store, capacity, usize::MAX);
+    (feed, handed, overflowed)
+}
+
+/// [`feed_archive`] with room for `max_bytes` of bodies; also gives the bytes it holds.
+fn feed_archive_within(
+    store: &SqliteStore,
+    capacity: usize,
+    max_bytes: usize,
+) -> (
+    tokio::sync::mpsc::Receiver<OutboxItem>,
+    Handed,
+    Arc<tokio::sync::Notify>,
+    Arc<AtomicUsize>,
+) {
     let (sender, feed) = tokio::sync::mpsc::channel(capacity);
     let handed = Handed::default();
     let overflowed = Arc::new(tokio::sync::Notify::new());
+    let held_bytes = Arc::new(AtomicUsize::new(0));
     store.feed_outbox(
         "archive",
         OutboxFeed {
             sender,
             handed: handed.clone(),
             overflowed: overflowed.clone(),
+            held_bytes: held_bytes.clone(),
+            max_bytes,
         },
     );
-    (feed, handed, overflowed)
+    (feed, handed, overflowed, held_bytes)
+}
+
+/// A feed holds no more than its bytes' worth of bodies: the rest are left to reads, as when
+/// its queue is full.
+#[tokio::test]
+async fn deliveries_past_the_feeds_bytes_are_left_to_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        SqliteSettings::new(dir.path().join("feed.db")),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
+    let (mut feed, handed, overflowed, held) = feed_archive_within(&store, 1_000, 1);
+    // Room for one byte: nothing fits (and nothing is counted as held).
+    let events = ingest_synthetic(&store, &ingestor, 11, 3).await;
+    assert!(
+        feed.try_recv().is_err(),
+        "a body past the bytes was handed over"
+    );
+    assert!(handed.lock().unwrap().is_empty());
+    assert_eq!(held.load(Ordering::SeqCst), 0);
+    tokio::time::timeout(std::time::Duration::from_secs(5), overflowed.notified())
+        .await
+        .expect("the route's worker is told to read them");
+    let due = store
+        .outbox_due("archive", i64::MAX, 10, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), events.len());
+    store.close().await;
+
+    // Room for two bodies: two are handed over and counted, the third is left to reads.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        SqliteSettings::new(dir.path().join("feed.db")),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
+    // The bodies `ingest_synthetic` will store, to size the room by.
+    let mut generator = Generator::new(&SynthOptions {
+        seed: 12,
+        failure_rate: 0.2,
+        identities: 10,
+    });
+    let two = generator.next_json().len() + generator.next_json().len();
+    let (mut feed, _handed, _overflowed, held) = feed_archive_within(&store, 1_000, two);
+    let events = ingest_synthetic(&store, &ingestor, 12, 3).await;
+    assert_eq!(events[0].1.len() + events[1].1.len(), two);
+    let mut fed = Vec::new();
+    while let Ok(item) = feed.try_recv() {
+        fed.push(item.event_id);
+    }
+    assert_eq!(fed, [events[0].0, events[1].0]);
+    assert_eq!(held.load(Ordering::SeqCst), two);
+    store.close().await;
 }
 
 #[tokio::test]

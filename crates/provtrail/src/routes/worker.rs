@@ -24,7 +24,7 @@
 //! retry budget; once the sink answers, they are all due and drain at full concurrency.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,10 @@ const MAX_FRESH: usize = 1_024;
 
 /// Deliveries the writer may queue for a route's worker; beyond that they are read when due.
 const FEED_CAPACITY: usize = 4_096;
+
+/// Bytes of event bodies a route's feed and its queue of deliveries not started may hold;
+/// beyond that the deliveries are read when due (see [`OutboxFeed::held_bytes`]).
+const FEED_MAX_BYTES: usize = 64 << 20;
 
 /// Most attempt results written in one outbox job.
 const MAX_RESULTS_PER_WRITE: usize = 1_000;
@@ -139,18 +143,22 @@ impl Dispatcher {
             let (sender, feed) = mpsc::channel(FEED_CAPACITY);
             let handed: Arc<Mutex<HashSet<i64>>> = Arc::default();
             let overflowed = Arc::new(Notify::new());
+            let held_bytes = Arc::new(AtomicUsize::new(0));
             store.feed_outbox(
                 &route.name,
                 OutboxFeed {
                     sender,
                     handed: handed.clone(),
                     overflowed: overflowed.clone(),
+                    held_bytes: held_bytes.clone(),
+                    max_bytes: FEED_MAX_BYTES,
                 },
             );
             let feed = Feed {
                 items: feed,
                 handed,
                 overflowed,
+                held_bytes,
             };
             tasks.push(spawner.spawn(worker.run(feed, stopped.clone())));
         }
@@ -624,6 +632,9 @@ struct Feed {
     items: mpsc::Receiver<OutboxItem>,
     handed: Arc<Mutex<HashSet<i64>>>,
     overflowed: Arc<Notify>,
+    /// See [`OutboxFeed::held_bytes`]: taken away as deliveries from the feed start (or are
+    /// dropped).
+    held_bytes: Arc<AtomicUsize>,
 }
 
 impl RouteWorker {
@@ -632,6 +643,7 @@ impl RouteWorker {
             items: mut feed,
             handed,
             overflowed,
+            held_bytes,
         } = feed;
         let mut changes = self.store.outbox_changes();
         let mut watching = true;
@@ -661,6 +673,7 @@ impl RouteWorker {
                 if let Ok(mut handed) = handed.lock() {
                     handed.remove(&item.id);
                 }
+                held_bytes.fetch_sub(item.raw.len(), Ordering::AcqRel);
             }
             live
         };
@@ -707,6 +720,7 @@ impl RouteWorker {
                 &mut tasks,
                 &mut fresh,
                 &handed,
+                &held_bytes,
                 per_attempt,
                 attempts_left - kept_for_store,
             );
@@ -772,7 +786,14 @@ impl RouteWorker {
             // The place kept for the store, when it had nothing due.
             if kept_for_store > 0 {
                 let free = self.permits.available_permits().min(kept_for_store);
-                self.start_fresh(&mut tasks, &mut fresh, &handed, per_attempt, free);
+                self.start_fresh(
+                    &mut tasks,
+                    &mut fresh,
+                    &handed,
+                    &held_bytes,
+                    per_attempt,
+                    free,
+                );
             }
             let wake_at = paused_until.map_or(next_poll, |until| until.min(next_poll));
             tokio::select! {
@@ -920,6 +941,7 @@ impl RouteWorker {
         tasks: &mut JoinSet<()>,
         fresh: &mut VecDeque<OutboxItem>,
         handed: &Mutex<HashSet<i64>>,
+        held_bytes: &AtomicUsize,
         per_attempt: usize,
         attempts: usize,
     ) -> usize {
@@ -934,6 +956,8 @@ impl RouteWorker {
                 break;
             };
             let chunk: Vec<OutboxItem> = fresh.drain(..take).collect();
+            let bytes: usize = chunk.iter().map(|item| item.raw.len()).sum();
+            held_bytes.fetch_sub(bytes, Ordering::AcqRel);
             self.start(tasks, chunk, places, handed);
             started += 1;
         }
@@ -1058,10 +1082,14 @@ impl RouteWorker {
             } = places;
             drop(attempt);
             done.notify_one();
+            // The bodies are not kept while the results wait for the store (as long as it
+            // refuses them): the ids are all that is left to do with.
+            let ids: Vec<i64> = items.iter().map(|item| item.id).collect();
+            drop(items);
             recorder.record(records).await;
             if let Ok(mut claimed) = claimed.lock() {
-                for item in &items {
-                    claimed.remove(&item.id);
+                for id in &ids {
+                    claimed.remove(id);
                 }
             }
             drop(unrecorded);

@@ -785,6 +785,13 @@ pub struct OutboxFeed {
     /// that its worker reads them when due. Only this route's worker is woken: the others have
     /// nothing new to read.
     pub overflowed: std::sync::Arc<tokio::sync::Notify>,
+    /// Bytes of event bodies handed over that the worker has not started to deliver: the writer
+    /// adds, the worker takes away. A delivery that would take it past `max_bytes` is not
+    /// handed over (it is read when due, as when the queue is full), so that a route that is
+    /// paused for long does not hold thousands of large bodies in memory.
+    pub held_bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// See `held_bytes`.
+    pub max_bytes: usize,
 }
 
 /// What happens to a delivery after an attempt.

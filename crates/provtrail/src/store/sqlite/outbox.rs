@@ -12,6 +12,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{Shared, codec, read_error};
@@ -209,7 +211,11 @@ impl Handover {
             let mut refused = Vec::new();
             for item in route.items.drain(..) {
                 let id = item.id;
-                if feed.sender.try_send(item).is_err() {
+                let size = item.raw.len();
+                let held = feed.held_bytes.fetch_add(size, Ordering::AcqRel);
+                let fits = held.saturating_add(size) <= feed.max_bytes;
+                if !fits || feed.sender.try_send(item).is_err() {
+                    feed.held_bytes.fetch_sub(size, Ordering::AcqRel);
                     refused.push(id);
                 }
             }
