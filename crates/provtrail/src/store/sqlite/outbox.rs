@@ -359,9 +359,12 @@ fn record(
             ])?,
         NextStep::RetryAt(at) => tx
             .prepare_cached(
+                // `attempts < ?2`: the same result written again (its commit was reported
+                // failed although it had happened, and the recorder sent it once more) must not
+                // give the delivery a second uncharged attempt.
                 "UPDATE route_deliveries SET attempts = ?2, updated_at = ?3, next_attempt_at = ?4,
                     last_status = ?5, last_error = ?6, attempts_base = attempts_base + ?7
-                 WHERE id = ?1 AND state = 0",
+                 WHERE id = ?1 AND state = 0 AND attempts < ?2",
             )?
             .execute(params![
                 result.delivery_id,
@@ -391,21 +394,23 @@ fn record(
         NextStep::RetryAt(_) => "failed",
         NextStep::Dead => "dead",
     };
-    tx.prepare_cached(
-        "INSERT INTO route_attempts (delivery_id, attempt, started_at, latency_us, outcome, status,
-            error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
-        result.delivery_id,
-        result.attempt,
-        result.started_at,
-        result.latency_us,
-        outcome,
-        result.status,
-        result.error
-    ])?;
+    // An attempt is counted once: by its row, which a result written again does not add.
+    let new_attempt = tx
+        .prepare_cached(
+            "INSERT INTO route_attempts (delivery_id, attempt, started_at, latency_us, outcome,
+                status, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            result.delivery_id,
+            result.attempt,
+            result.started_at,
+            result.latency_us,
+            outcome,
+            result.status,
+            result.error
+        ])?;
     let delta = counters.route(&result.route);
     match result.next {
         NextStep::Delivered => {
@@ -415,7 +420,9 @@ fn record(
             delta.last_delivered_at = Some(now);
         }
         NextStep::RetryAt(_) | NextStep::Dead => {
-            delta.failed += 1;
+            if new_attempt > 0 {
+                delta.failed += 1;
+            }
             if result.next == NextStep::Dead && changed > 0 {
                 delta.dead += 1;
             }
@@ -797,6 +804,46 @@ mod tests {
             })
             .unwrap();
         rows.collect::<Result<Vec<_>, _>>().unwrap().join("\n")
+    }
+
+    /// A result written twice (its commit reported failed although it had happened, and the
+    /// recorder sending it again) changes the delivery and the route's totals once.
+    #[test]
+    fn an_attempt_result_written_twice_counts_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO route_deliveries (id, event_id, route, state, origin, created_at,
+                 due_since, next_attempt_at, updated_at)
+             VALUES (1, 1, 'hook', 0, 'ingest', 5, 5, 5, 5);",
+        )
+        .unwrap();
+        let write = OutboxWrite::Results(vec![AttemptResult {
+            delivery_id: 1,
+            route: "hook".into(),
+            attempt: 1,
+            started_at: 10,
+            latency_us: 1_000,
+            status: None,
+            error: Some("connection refused".into()),
+            next: NextStep::RetryAt(100),
+            uncharged: true,
+        }]);
+        let mut counters = Counters::default();
+        for _ in 0..2 {
+            let tx = conn.transaction().unwrap();
+            apply(&tx, &write, &mut counters).unwrap();
+            tx.commit().unwrap();
+        }
+        let (attempts, base): (i64, i64) = conn
+            .query_row(
+                "SELECT attempts, attempts_base FROM route_deliveries WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((attempts, base), (1, 1));
+        assert_eq!(counters.route("hook").failed, 1);
     }
 
     #[test]
