@@ -24,6 +24,7 @@ use super::sink::{
 };
 use super::ssrf::{GuardedResolver, forbidden};
 use super::template::BodyTemplate;
+use tokio::runtime::RuntimeFlavor;
 
 /// `[routes.sink]` with `type = "webhook"`.
 #[derive(Debug, Deserialize)]
@@ -638,7 +639,16 @@ impl Sink for Webhook {
     }
 
     async fn deliver(&self, delivery: &Delivery<'_>) -> Result<Sent, SinkError> {
-        let body = bytes::Bytes::from(self.body(delivery)?);
+        // A template can take seconds on a large event (its fuel grows with the event's size):
+        // rendered with the thread handed over, so that the runtime's other tasks (the other
+        // routes' attempts) go on meanwhile, rather than wait for it.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let body = match &self.template {
+            Some(_) if multi_thread => tokio::task::block_in_place(|| self.body(delivery)),
+            _ => self.body(delivery),
+        };
+        let body = bytes::Bytes::from(body?);
         let headers = Self::delivery_headers(delivery);
         let send = || {
             let mut request = self
@@ -1049,6 +1059,54 @@ mod tests {
             String::from_utf8(body).unwrap()
         });
         (url, receiver)
+    }
+
+    /// A template that takes long on a large event is rendered with the thread handed over:
+    /// the runtime's other tasks (other routes' attempts) go on while it renders.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_slow_template_does_not_hold_up_the_runtimes_other_tasks() {
+        let sink = build_with(
+            "url = \"http://127.0.0.1:9/hook\"\ncontent_type = \"text/plain\"\n\
+             body_template = '{% for a in event.errors %}{% for b in event.errors %}.{% endfor %}{% endfor %}'",
+            &Secrets::default(),
+        )
+        .unwrap();
+        let errors: Vec<String> = (0..20_000).map(|n| format!("error {n}")).collect();
+        let event = serde_json::json!({"trackingNumber": "tn-1", "errors": errors});
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        // Let the ticker start.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        let before = ticks.load(std::sync::atomic::Ordering::SeqCst);
+        // On the runtime's one worker, as the attempts of routes are; the body as received, by
+        // whose size the rendering gets its fuel.
+        let raw = serde_json::to_vec(&event).unwrap();
+        let _ = tokio::spawn(async move {
+            let delivery = Delivery {
+                raw: &raw,
+                ..delivery_of(&event)
+            };
+            sink.deliver(&delivery).await
+        })
+        .await;
+        let during = ticks.load(std::sync::atomic::Ordering::SeqCst) - before;
+        let took = started.elapsed();
+        ticker.abort();
+        // Only meaningful when the rendering took a while: it does, by far, on any machine.
+        assert!(took > Duration::from_millis(100), "rendered in {took:?}");
+        assert!(
+            during > 5,
+            "{during} ticks in {took:?}: the other task waited"
+        );
     }
 
     /// A receiver that answers 200 at once and then sends the rest of its answer slowly has
