@@ -265,17 +265,21 @@ struct Appender {
     state: Mutex<Option<OpenFile>>,
     /// Held while a flush to disk runs, so that deliveries waiting for theirs queue behind it and
     /// then find their line already on disk (one fsync for all lines written meanwhile, as the
-    /// store's group commit).
-    flushing: Mutex<()>,
-    /// Lines on disk: every line numbered up to this one has been flushed.
+    /// store's group commit). It holds the lines not known to be on disk: the ranges `(after,
+    /// through]` of lines written on a handle whose flush failed. Linux reports a failed
+    /// write-back once per open file, so a later flush (through the same handle, or a new one
+    /// that moves `flushed` past them) succeeds although those lines may be lost: they are never
+    /// taken for flushed.
+    flushing: Mutex<Vec<(u64, u64)>>,
+    /// Lines on disk: every line numbered up to this one has been flushed, but those in a failed
+    /// range (`flushing`).
     flushed: AtomicU64,
-    /// Lines not known to be on disk: a flush that covered every line up to this one failed.
-    /// Linux reports a failed write-back once per open file, so a later flush through the same
-    /// handle succeeds although those lines may be lost: they are never taken for flushed.
-    unflushed: AtomicU64,
     /// Lines written so far, over every file (numbers each line).
     written: AtomicU64,
 }
+
+/// Failed flushes whose lines an appender remembers as not on disk.
+const MAX_FAILED_FLUSHES: usize = 64;
 
 #[derive(Debug)]
 struct OpenFile {
@@ -464,9 +468,8 @@ impl Appender {
             fsync,
             store,
             state: Mutex::new(None),
-            flushing: Mutex::new(()),
+            flushing: Mutex::new(Vec::new()),
             flushed: AtomicU64::new(0),
-            unflushed: AtomicU64::new(0),
             written: AtomicU64::new(0),
         }
     }
@@ -833,18 +836,22 @@ impl Appender {
     /// lines keep being written while it runs; whoever flushes covers every line written before
     /// it started, and those waiting behind it usually find their line already flushed.
     fn flush_through(&self, number: u64) -> std::io::Result<()> {
-        let _flushing = self
+        let mut failed = self
             .flushing
             .lock()
             .map_err(|_| std::io::Error::other("file sink lock poisoned"))?;
-        if self.flushed.load(Ordering::Acquire) >= number {
-            return Ok(());
-        }
-        if self.unflushed.load(Ordering::Acquire) >= number {
+        if failed
+            .iter()
+            .any(|&(after, through)| after < number && number <= through)
+        {
             return Err(std::io::Error::other(
                 "a flush of the file to disk failed after the line was written: it may not be \
                  on disk",
             ));
+        }
+        let flushed = self.flushed.load(Ordering::Acquire);
+        if flushed >= number {
+            return Ok(());
         }
         let (file, through) = {
             let state = self
@@ -862,17 +869,25 @@ impl Appender {
             }
         };
         if let Err(err) = file.sync_data() {
-            self.unflushed.fetch_max(through, Ordering::AcqRel);
             // The file's end is no longer known to be what was written: the next line goes
-            // through a handle opened anew.
+            // through a handle opened anew. Every line written on this one until then is in
+            // doubt, those written while the flush ran too.
+            let mut last = through;
             if let Ok(mut state) = self.state.lock() {
                 if state
                     .as_ref()
                     .is_some_and(|open| Arc::ptr_eq(&open.file, &file))
                 {
                     *state = None;
+                    last = self.written.load(Ordering::Acquire);
                 }
             }
+            // Attempts wait for their flush for a short time only: the oldest ranges concern
+            // no one after a while.
+            if failed.len() >= MAX_FAILED_FLUSHES {
+                failed.remove(0);
+            }
+            failed.push((flushed, last));
             return Err(err);
         }
         self.flushed.fetch_max(through, Ordering::AcqRel);
@@ -1155,13 +1170,17 @@ mod tests {
         assert_eq!(written, 1);
         let number = appender.written.load(Ordering::Acquire);
         // What a failed `sync_data` covering this line records.
-        appender.unflushed.fetch_max(number, Ordering::AcqRel);
+        appender.flushing.lock().unwrap().push((1, number));
         let err = appender.flush_through(number).unwrap_err();
         assert!(err.to_string().contains("may not be on disk"), "{err}");
         // An earlier line, flushed before, is still on disk; a later one is flushed anew.
         assert!(appender.flush_through(1).is_ok());
         let (appended, failed) = appender.append_all(&[b"{\"b\":2}\n".to_vec()]);
         assert_eq!((appended, failed.map(|err| err.to_string())), (1, None));
+        // Flushed past it (the later line), the line in doubt stays in doubt.
+        assert!(appender.flushed.load(Ordering::Acquire) > number);
+        let err = appender.flush_through(number).unwrap_err();
+        assert!(err.to_string().contains("may not be on disk"), "{err}");
     }
 
     #[test]
