@@ -800,11 +800,17 @@ pub(crate) async fn made_apart<T: Send + 'static>(
     make: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, crate::store::StoreError> {
     static PLACES: Semaphore = Semaphore::const_new(DETAILS_AT_ONCE);
-    let _place = PLACES
+    let place = PLACES
         .acquire()
         .await
         .map_err(|_| crate::store::StoreError::Internal("the server is closing".into()))?;
-    match tokio::task::spawn_blocking(make).await {
+    // Held by the work itself: a client that leaves does not free the place while its tree is
+    // still being built.
+    let work = move || {
+        let _place = place;
+        make()
+    };
+    match tokio::task::spawn_blocking(work).await {
         Ok(made) => Ok(made),
         // A panic goes on as a panic of the request (answered 500).
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
