@@ -632,8 +632,8 @@ async fn one_event_a_receiver_keeps_refusing_does_not_pause_the_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_sent_back_go_out_while_new_events_keep_the_route_busy() {
-    // A route at concurrency 1 whose receiver takes 40 ms a delivery (25 a second), sent events
-    // faster than that: new deliveries always wait in memory for its one place. Dead letters
+    // A route at concurrency 1 whose receiver takes 100 ms a delivery (10 a second), sent events
+    // far faster than that: new deliveries always wait in memory for its one place. Dead letters
     // sent back wait in the store (as retries and replays do), and get a place while the flow
     // goes on, rather than once it stops.
     let receiver = Receiver::start().await;
@@ -651,7 +651,7 @@ async fn dead_letters_sent_back_go_out_while_new_events_keep_the_route_busy() {
     receiver
         .state
         .delay_ms
-        .store(40, std::sync::atomic::Ordering::SeqCst);
+        .store(100, std::sync::atomic::Ordering::SeqCst);
     receiver.set_mode(Mode::Up);
     let old_delivered = || {
         let bodies = receiver.state.bodies.lock().unwrap();
@@ -682,7 +682,6 @@ async fn dead_letters_sent_back_go_out_while_new_events_keep_the_route_busy() {
             .await;
             assert_eq!(status, 200, "{body}");
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(sent > 40, "delivered before they were sent back");
     let waiting = count(&db, "hook", 0);

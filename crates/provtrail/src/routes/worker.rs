@@ -772,6 +772,7 @@ impl RouteWorker {
                             };
                             let chunk: Vec<OutboxItem> = items.by_ref().take(take).collect();
                             self.start(&mut tasks, chunk, places, &handed);
+                            attempts_left = attempts_left.saturating_sub(1);
                         }
                     }
                     Err(err) => {
@@ -783,9 +784,10 @@ impl RouteWorker {
                     }
                 }
             }
-            // The place kept for the store, when it had nothing due.
-            if kept_for_store > 0 {
-                let free = self.permits.available_permits().min(kept_for_store);
+            // The place kept for the store, when it had nothing due (half open, the one probe
+            // allowed may have gone to the store).
+            if kept_for_store > 0 && attempts_left > 0 {
+                let free = attempts_left.min(kept_for_store);
                 self.start_fresh(
                     &mut tasks,
                     &mut fresh,
@@ -1019,19 +1021,21 @@ impl RouteWorker {
                 // refused for good (a 4xx is an answer: the sink is up, and those deliveries are
                 // dead, not waiting); it is failing when none went through and one failed in a
                 // way worth retrying. An error answer of the sink's own (a 500) counts once per
-                // delivery: one event that a receiver keeps refusing must not pause the route,
-                // where a receiver that refuses every event does.
+                // delivery while the route runs: one event that a receiver keeps refusing must
+                // not pause the route, where a receiver that refuses every event does. Once
+                // paused, a failed probe renews the pause, whatever the delivery it tried.
                 let refused_for_good = !attempted.is_empty()
                     && attempted
                         .iter()
                         .all(|a| matches!(&a.outcome, Err(err) if err.permanent));
+                let probing = breaker.probing();
                 let failing = items
                     .iter()
                     .zip(&attempted)
                     .any(|(item, a)| match &a.outcome {
                         Err(err) if err.permanent => false,
                         Err(err) if err.found_sink_down() => true,
-                        Err(_) => breaker.first_refusal_of(item.id),
+                        Err(_) => probing || breaker.first_refusal_of(item.id),
                         Ok(()) => false,
                     });
                 if refused_for_good || attempted.iter().any(|a| a.outcome.is_ok()) {
