@@ -396,6 +396,7 @@ pub(super) fn build(
         template,
         redactor: secrets.redactor().clone(),
         host_hidden,
+        drains: Arc::new(tokio::sync::Semaphore::new(ANSWER_DRAINS)),
     };
     webhook.check_template()?;
     Ok(Arc::new(webhook))
@@ -460,7 +461,19 @@ pub struct Webhook {
     redactor: Redactor,
     /// The URL's host came from a secret reference: messages do not name it or its addresses.
     host_hidden: bool,
+    /// Places for reading the bodies of answers that took a delivery, apart from the attempts
+    /// ([`ANSWER_DRAINS`]).
+    drains: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bodies of 2xx answers a webhook route reads at once, each for at most [`ANSWER_DRAIN_TIME`],
+/// so that their connections can be reused; past them an answer is dropped with its
+/// connection. A receiver that sends its bodies slowly must not have the server hold a
+/// connection per delivery.
+const ANSWER_DRAINS: usize = 32;
+
+/// See [`ANSWER_DRAINS`].
+const ANSWER_DRAIN_TIME: Duration = Duration::from_secs(1);
 
 // The URL and the headers may hold secrets: only the redacted target is printed.
 impl std::fmt::Debug for Webhook {
@@ -709,17 +722,22 @@ impl Sink for Webhook {
             // with its connection: a receiver must not make the server hold what it sends (the
             // events' ingest runs in the same process). Apart from the attempt, which is done:
             // a receiver that sends its answer's body slowly would otherwise have the attempt
-            // end at its timeout, recorded as failed, and the event sent again. The client's
-            // timeout ends the reading.
-            tokio::spawn(async move {
-                let mut read = 0;
-                while read < MAX_ANSWER_READ {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => read += chunk.len(),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            });
+            // end at its timeout, recorded as failed, and the event sent again.
+            if let Ok(place) = self.drains.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    let _place = place;
+                    let drained = async {
+                        let mut read = 0;
+                        while read < MAX_ANSWER_READ {
+                            match response.chunk().await {
+                                Ok(Some(chunk)) => read += chunk.len(),
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(ANSWER_DRAIN_TIME, drained).await;
+                });
+            }
             return Ok(Sent { status: Some(code) });
         }
         let retry = matches!(code, 408 | 425 | 429) || status.is_server_error();
