@@ -100,12 +100,15 @@ impl TokenGuesses {
 /// guesses back at once, which clients that rotate through many addresses would otherwise
 /// bring about on purpose.
 fn make_room(failures: &mut HashMap<IpAddr, (u32, Instant)>, limit: u32) {
+    // Each step must free a tenth of the table at least, or the next address would pay for
+    // another pass over all of it.
+    let enough = MAX_REMEMBERED - MAX_REMEMBERED / 10;
     failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-    if failures.len() < MAX_REMEMBERED {
+    if failures.len() <= enough {
         return;
     }
     failures.retain(|_, (count, _)| *count >= limit);
-    if failures.len() < MAX_REMEMBERED {
+    if failures.len() <= enough {
         return;
     }
     let mut starts: Vec<Instant> = failures.values().map(|(_, since)| *since).collect();

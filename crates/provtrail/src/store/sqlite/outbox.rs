@@ -684,16 +684,23 @@ const MAX_LIMIT: usize = 1_000;
 /// The statement that lists deliveries. The state is written into it so that the partial
 /// indexes can serve it, and so are the event and the route: `?3 IS NULL OR d.event_id = ?3`
 /// would walk every delivery below the cursor, where `route_deliveries_event` finds an event's
-/// few directly, and `route_deliveries_route` a route's, newest first.
+/// few directly, and `route_deliveries_route` a route's, newest first. With an event, the route
+/// is only checked (`+`: no index on it), the event's index having found its few deliveries;
+/// a route's dead letters are read from their own partial index, which the planner (with no
+/// statistics) would pass over for the route's whole list.
 fn list_sql(query: &RouteDeliveryQuery) -> String {
     let state = match query.state {
         Some(state) => format!("d.state = {}", state.code()),
         None => "1".to_owned(),
     };
-    let route = if query.route.is_some() {
-        "d.route = ?2"
-    } else {
-        "?2 IS NULL"
+    let route = match (&query.route, query.event_id) {
+        (None, _) => "?2 IS NULL",
+        (Some(_), Some(_)) => "+d.route = ?2",
+        (Some(_), None) => "d.route = ?2",
+    };
+    let index = match (&query.route, query.event_id, query.state) {
+        (Some(_), None, Some(DeliveryState::Dead)) => " INDEXED BY route_deliveries_dead",
+        _ => "",
     };
     let event = if query.event_id.is_some() {
         "d.event_id = ?3"
@@ -706,7 +713,7 @@ fn list_sql(query: &RouteDeliveryQuery) -> String {
             d.last_error,
             (SELECT a.latency_us FROM route_attempts a WHERE a.delivery_id = d.id
              ORDER BY a.attempt DESC LIMIT 1)
-         FROM route_deliveries d LEFT JOIN events e ON e.id = d.event_id
+         FROM route_deliveries d{index} LEFT JOIN events e ON e.id = d.event_id
          WHERE {state} AND d.id < ?1
            AND {route}
            AND {event}
@@ -958,10 +965,17 @@ mod tests {
         assert!(!found.contains("TEMP B-TREE"), "no sort: {found}");
         let dead = RouteDeliveryQuery {
             state: Some(DeliveryState::Dead),
-            ..by_route
+            ..by_route.clone()
         };
         let found = plan(&conn, &dead);
-        assert!(found.contains("route_deliveries_"), "{found}");
+        assert!(found.contains("route_deliveries_dead"), "{found}");
         assert!(!found.contains("TEMP B-TREE"), "no sort: {found}");
+        // With an event too, its few deliveries, not all of the route's.
+        let of_event = RouteDeliveryQuery {
+            event_id: Some(7),
+            ..by_route.clone()
+        };
+        let found = plan(&conn, &of_event);
+        assert!(found.contains("route_deliveries_event"), "{found}");
     }
 }

@@ -178,6 +178,9 @@ fn search_index_error(err: rusqlite::Error) -> StoreError {
                 | rusqlite::ErrorCode::SystemIoFailure
                 | rusqlite::ErrorCode::OutOfMemory
                 | rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::FileLockingProtocolFailed
+                | rusqlite::ErrorCode::SchemaChanged
+                | rusqlite::ErrorCode::DiskFull
         )
     ) {
         // The server's trouble, not the query's: the same search may work in a moment.

@@ -257,6 +257,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         if now as usize >= next {
             continue;
         }
+        // A migration that builds an index reads a whole table: on a large store, a while.
+        tracing::info!(version = next, "applying schema migration");
         tx.execute_batch(sql)
             .and_then(|()| tx.pragma_update(None, "user_version", next as i64))
             .and_then(|()| tx.commit())
