@@ -393,7 +393,7 @@ pub(crate) fn is_limit(fail: &Fail) -> bool {
     matches!(fail, Fail::Runtime(message) if *message == too_many_results() || message == PAST_DEADLINE)
 }
 
-const PAST_DEADLINE: &str = "the evaluation ran past its deadline";
+pub(crate) const PAST_DEADLINE: &str = "the evaluation ran past its deadline";
 
 impl<'a, 'p> Cx<'a, 'p> {
     pub(crate) fn new(path: &'p CompiledPath, root: &'a Value, opts: Options, track: bool) -> Self {

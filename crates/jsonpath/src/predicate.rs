@@ -362,6 +362,7 @@ impl<'x> ListSrc<'x> {
         match self {
             ListSrc::Values(vs) => {
                 for v in *vs {
+                    out_of_time()?;
                     if java_equals(needle, &element_node(v)?)? {
                         return Ok(true);
                     }
@@ -369,6 +370,7 @@ impl<'x> ListSrc<'x> {
             }
             ListSrc::Items(items) => {
                 for it in *items {
+                    out_of_time()?;
                     let n = match it {
                         Item::Ref(v) => element_node(v)?,
                         Item::Owned(v) => owned_element(v)?,
@@ -384,6 +386,16 @@ impl<'x> ListSrc<'x> {
         }
         Ok(false)
     }
+}
+
+/// Past the deadline of `Path::matches_within` (read every so many steps): a list compared
+/// element by element, which can take as long as a whole path's evaluation (a list compared
+/// with itself), stops as a path's steps do.
+fn out_of_time() -> Result<(), Fail> {
+    if crate::regex::step_past_deadline() {
+        return Err(Fail::Runtime(crate::eval::PAST_DEADLINE.into()));
+    }
+    Ok(())
 }
 
 fn owned_element<'x>(v: &Value) -> Result<Node<'x>, Fail> {
@@ -698,6 +710,7 @@ fn relate(op: RelOp, l: &Node<'_>, r: &Node<'_>) -> Result<bool, Fail> {
                     for a in &ln {
                         let mut found = false;
                         for b in &rn {
+                            out_of_time()?;
                             if java_equals(a, b)? {
                                 found = true;
                                 break;
@@ -712,6 +725,7 @@ fn relate(op: RelOp, l: &Node<'_>, r: &Node<'_>) -> Result<bool, Fail> {
                 _ => {
                     for a in &ln {
                         for b in &rn {
+                            out_of_time()?;
                             if java_equals(a, b)? {
                                 return Ok(op == RelOp::AnyOf);
                             }

@@ -575,6 +575,35 @@ fn an_evaluation_without_patterns_gives_up_at_its_deadline_too() {
     );
 }
 
+/// A list compared with a list, element by element, gives up at its deadline too: `in`,
+/// `nin`, `anyof`, `noneof` and `subsetof` of a long list with itself take few path steps and
+/// billions of comparisons.
+#[test]
+fn a_list_compared_with_itself_gives_up_at_its_deadline() {
+    use std::time::{Duration, Instant};
+    let errors: Vec<String> = (0..40_000).map(|n| format!("error number {n}")).collect();
+    let others: Vec<String> = (0..40_000).map(|n| format!("other {n}")).collect();
+    let doc = serde_json::json!({"errors": errors, "e": [errors.clone()], "o": [others]});
+    for filter in [
+        "$.errors[?(@ in $.errors)]",
+        "$.errors[?(@ nin $.errors)]",
+        "$.o[?(@ anyof $.errors)]",
+        "$.o[?(@ noneof $.errors)]",
+        "$.e[?(@ subsetof $.errors)]",
+    ] {
+        let path = compile(filter).unwrap();
+        let started = Instant::now();
+        let answer = path.matches_within(&doc, started + Duration::from_millis(50));
+        let took = started.elapsed();
+        assert_eq!(answer, None, "{filter}");
+        // Not a timing assertion on the machine's speed: the full evaluation takes minutes.
+        assert!(
+            took < Duration::from_secs(20),
+            "{filter}: gave up only after {took:?}"
+        );
+    }
+}
+
 /// A list element's string is made as Jayway's `ValueNode.toValueNode` makes it, `new
 /// StringNode(s, true)` (json-path 2.10.0, `filter/ValueNode.java` 165–180,
 /// `filter/ValueNodes.java` 203–217, `internal/Utils.java` `unescape`): quotes around it are
