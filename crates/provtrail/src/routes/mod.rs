@@ -816,11 +816,41 @@ fn read_members(routes: &[Arc<Route>]) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// Longest the routes' filters may take, together, on one event at ingest. An event is
+/// answered only once its commit is done, after the matching: a filter that a large event makes
+/// run for minutes (a list compared with itself) would hold the answer past ISC's wait.
+pub const MATCH_LIMIT: Duration = Duration::from_secs(5);
+
+/// What each route's filter is given at least, past [`MATCH_LIMIT`].
+const MATCH_MOMENT: Duration = Duration::from_millis(100);
+
 impl RouteMatcher for Routes {
+    /// A filter still running at [`MATCH_LIMIT`] is stopped and its route taken as matching, so
+    /// that nothing is lost (the delivery is made, and a warning names the route).
     fn matching_routes(&self, event: &Value) -> Vec<String> {
+        let deadline = std::time::Instant::now() + MATCH_LIMIT;
+        let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.routes
             .iter()
-            .filter(|route| route.matches(event))
+            .filter(|route| match &route.filter {
+                None => true,
+                // Each filter has a moment at least, so that a quick one after a slow one still
+                // decides.
+                Some(filter) => match filter.matches_within_unless(
+                    event,
+                    deadline.max(std::time::Instant::now() + MATCH_MOMENT),
+                    &never,
+                ) {
+                    Some(matched) => matched,
+                    None => {
+                        tracing::warn!(route = %route.name,
+                            limit = %humantime::format_duration(MATCH_LIMIT),
+                            "the route's filter ran past its time limit on an event; the \
+                             event is taken as matching, so that nothing is lost");
+                        true
+                    }
+                },
+            })
             .map(|route| route.name.clone())
             .collect()
     }
@@ -1139,6 +1169,39 @@ subject = "b"
         .unwrap();
         assert!(!unfiltered.reads_event());
         assert_eq!(unfiltered.matching_routes(&Value::Null), vec!["all"]);
+    }
+
+    /// A filter that a large event makes run for minutes (a list compared with itself) is
+    /// stopped at the limit, and the event taken as matching: nothing is lost, and the answer to
+    /// the sender is not held past its wait. A quick filter beside it decides as usual.
+    #[test]
+    fn a_filter_past_its_time_limit_at_ingest_is_taken_as_matching() {
+        let routes = Routes::compile(&sections(
+            r#"
+[[routes]]
+name = "slow"
+filter = '$.errors[?(@ in $.errors)]'
+[routes.sink]
+type = "nats"
+subject = "a"
+
+[[routes]]
+name = "none"
+filter = '$[?(@.trackingNumber == "nothing")]'
+[routes.sink]
+type = "nats"
+subject = "b"
+"#,
+        ))
+        .unwrap();
+        let errors: Vec<String> = (0..40_000).map(|n| format!("error number {n}")).collect();
+        let event = serde_json::json!({"trackingNumber": "tn-1", "errors": errors});
+        let started = std::time::Instant::now();
+        assert_eq!(routes.matching_routes(&event), vec!["slow"]);
+        assert!(
+            started.elapsed() >= MATCH_LIMIT,
+            "the filter was quick after all"
+        );
     }
 
     #[test]
