@@ -1044,34 +1044,41 @@ mod tests {
         assert_eq!(sink.preview(&delivery).unwrap().body, "\"Total: $tn-1\"");
     }
 
+    /// Accepts one connection on `listener` and reads one HTTP request from it: the connection,
+    /// to answer on, and the request's body.
+    fn read_one_request(listener: &std::net::TcpListener) -> (std::net::TcpStream, Vec<u8>) {
+        use std::io::{BufRead as _, Read as _};
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (reader.into_inner(), body)
+    }
+
     /// Answers one HTTP request on loopback with 200 and hands back its body.
     fn receive_one() -> (String, std::thread::JoinHandle<String>) {
-        use std::io::{BufRead as _, Read as _, Write as _};
+        use std::io::Write as _;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let receiver = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
+            let (mut stream, body) = read_one_request(&listener);
             stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reader = std::io::BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap();
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            reader
-                .get_mut()
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
                 .unwrap();
             String::from_utf8(body).unwrap()
@@ -1132,32 +1139,12 @@ mod tests {
     /// worker's timeout would otherwise end it as failed, and the event be sent again).
     #[tokio::test]
     async fn a_2xx_whose_body_comes_slowly_is_a_delivery_made_at_once() {
-        use std::io::{BufRead as _, Read as _, Write as _};
+        use std::io::Write as _;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let (finish, finished) = std::sync::mpsc::channel::<()>();
         let receiver = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reader = std::io::BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap();
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let stream = reader.get_mut();
+            let (mut stream, _) = read_one_request(&listener);
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n{\"ok\":")
                 .unwrap();
