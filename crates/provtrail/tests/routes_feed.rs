@@ -71,6 +71,15 @@ async fn ingest_synthetic(
     events
 }
 
+/// A store in `dir` for these tests.
+fn open_feed_store(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(
+        SqliteSettings::new(dir.join("feed.db")),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap()
+}
+
 type Handed = Arc<Mutex<HashSet<i64>>>;
 
 /// Registers a feed for the `archive` route with room for `capacity` deliveries.
@@ -119,11 +128,7 @@ fn feed_archive_within(
 #[tokio::test]
 async fn deliveries_past_the_feeds_bytes_are_left_to_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        SqliteSettings::new(dir.path().join("feed.db")),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap();
+    let store = open_feed_store(dir.path());
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     let (mut feed, handed, overflowed, held) = feed_archive_within(&store, 1_000, 1);
     // Room for one byte: nothing fits (and nothing is counted as held).
@@ -146,11 +151,7 @@ async fn deliveries_past_the_feeds_bytes_are_left_to_reads() {
 
     // Room for two bodies: two are handed over and counted, the third is left to reads.
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        SqliteSettings::new(dir.path().join("feed.db")),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap();
+    let store = open_feed_store(dir.path());
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     // The bodies `ingest_synthetic` will store, to size the room by.
     let mut generator = Generator::new(&SynthOptions {
@@ -174,11 +175,7 @@ async fn deliveries_past_the_feeds_bytes_are_left_to_reads() {
 #[tokio::test]
 async fn new_deliveries_reach_the_feed_and_those_it_has_no_room_for_are_left_to_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        SqliteSettings::new(dir.path().join("feed.db")),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap();
+    let store = open_feed_store(dir.path());
     let ingestor = Ingestor::new(1 << 20).with_routes(Arc::new(Everything));
     // Room for two: the third and later deliveries overflow.
     let (mut feed, handed, overflowed) = feed_archive(&store, 2);
