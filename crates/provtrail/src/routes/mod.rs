@@ -828,8 +828,10 @@ impl RouteMatcher for Routes {
     /// A filter still running at [`MATCH_LIMIT`] is stopped and its route taken as matching, so
     /// that nothing is lost (the delivery is made, and a warning names the route).
     fn matching_routes(&self, event: &Value) -> Vec<String> {
+        // Nothing stops a matching early but its time: one flag for every event, never set.
+        static NEVER: std::sync::LazyLock<Arc<std::sync::atomic::AtomicBool>> =
+            std::sync::LazyLock::new(Arc::default);
         let deadline = std::time::Instant::now() + MATCH_LIMIT;
-        let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.routes
             .iter()
             .filter(|route| match &route.filter {
@@ -839,7 +841,7 @@ impl RouteMatcher for Routes {
                 Some(filter) => match filter.matches_within_unless(
                     event,
                     deadline.max(std::time::Instant::now() + MATCH_MOMENT),
-                    &never,
+                    &NEVER,
                 ) {
                     Some(matched) => matched,
                     None => {
