@@ -538,7 +538,7 @@ impl Store for SqliteStore {
         // then, and at its time limit, rather than hold a reader (and a core) for nobody.
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_on_drop = crate::search::StopOnDrop(stop.clone());
-        let deadline = Instant::now() + SEARCH_TIME_LIMIT;
+        let deadline = Instant::now() + CLIENT_READ_TIME_LIMIT;
         let indexer = self.shared.indexer.state();
         let remade = self.shared.indexer.is_running();
         let index_path = indexer::index_path(&self.readers.path);
@@ -569,7 +569,7 @@ impl Store for SqliteStore {
                     _ if Instant::now() >= deadline => StoreError::Invalid(format!(
                         "the search ran past its limit of {} s; narrow it ({}a shorter time \
                              range)",
-                        SEARCH_TIME_LIMIT.as_secs(),
+                        CLIENT_READ_TIME_LIMIT.as_secs(),
                         if query.q.is_some() {
                             "fewer words, fewer prefix words like abc*, "
                         } else {
@@ -1421,14 +1421,12 @@ const WRITER_CACHE_KIB: i64 = -1_000;
 /// events stored when it began, before it leaves the search to a full open.
 const READER_INDEX_WAIT: Duration = Duration::from_secs(2);
 
-/// Longest one search of the events may run.
-const SEARCH_TIME_LIMIT: Duration = Duration::from_secs(10);
-
-/// SQLite's virtual machine steps between two checks whether a search is to stop.
+/// SQLite's virtual machine steps between two checks whether a read is to stop.
 const PROGRESS_STEPS: std::ffi::c_int = 10_000;
 
-/// Longest one read made for a client (a list of the delivery log, statistics, an event) may
-/// run: a filter no index serves reads a whole table, and must not hold a core for minutes.
+/// Longest one read made for a client (a search, a list of the delivery log, statistics, an
+/// event) may run: a filter no index serves reads a whole table, and must not hold a core for
+/// minutes.
 const CLIENT_READ_TIME_LIMIT: Duration = Duration::from_secs(10);
 
 /// How many reads for clients (searches included) run at once; the others wait for a place.
