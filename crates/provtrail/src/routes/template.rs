@@ -48,20 +48,32 @@ const CONTEXT_NAMES: &[&str] = &[
     "attempt",
 ];
 
-/// The work one rendering of a small event may do (MiniJinja fuel units: instructions, and the
-/// bytes of every string and list made, output included). It bounds a runaway loop.
+/// The work one rendering of a small event may do, in MiniJinja's fuel: an instruction costs
+/// one, and so do 64 bytes of text made (strings built, filter results, output; a list's slot
+/// counts 32 bytes). It bounds a runaway loop, and the memory a rendering can take.
 const FUEL: u64 = 200_000;
 
-/// Fuel a rendering gets per byte of its event beyond [`FUEL`]: a template that puts the event's
-/// text in the body makes strings about as long as the event, several times over (each `~`
-/// makes a new one). Without it, a template that renders a 100 KB event renders no 1 MB one.
-const FUEL_PER_EVENT_BYTE: u64 = 40;
+/// Bytes of text one unit of fuel pays for (MiniJinja's own rate).
+const BYTES_PER_FUEL: u64 = 64;
 
-/// Fuel grows by this factor from one prepared environment to the next.
-const FUEL_STEP: u64 = 4;
+/// Fuel a rendering gets per byte of its event beyond [`FUEL`]. A template that loops over an
+/// event made of many small values (100,000 one-letter errors) with a few steps each needs about
+/// 1.1 a byte, and one that sends the whole event (`event | tojson`) 0.3: this leaves room for
+/// more work per value, while keeping what a rendering can make to 256 bytes per byte of event.
+const FUEL_PER_EVENT_BYTE: u64 = 4;
 
-/// Environments prepared: the largest has 4^7 times [`FUEL`], enough for an event of about 80 MB.
-const FUEL_TIERS: u32 = 8;
+/// The memory that the renderings in progress may make together: each reserves what its fuel
+/// can pay for before it starts, and waits while others hold it. A template that keeps what it
+/// built and builds on it (`{% set s = s ~ s %}` over and over) takes that much, and no more.
+const RENDER_MEMORY: u64 = 1 << 30;
+
+/// The most fuel one rendering gets, whatever its event's size: half of [`RENDER_MEMORY`], so
+/// that one rendering never waits for all of it. It serves an event of about 2 MB at
+/// [`FUEL_PER_EVENT_BYTE`]; past that, a rendering has less fuel per byte.
+const MAX_FUEL: u64 = RENDER_MEMORY / 2 / BYTES_PER_FUEL;
+
+/// Fuel doubles from one prepared environment to the next, up to [`MAX_FUEL`].
+const FUEL_STEP: u64 = 2;
 
 /// A compiled body template.
 #[derive(Debug)]
@@ -69,6 +81,76 @@ pub struct BodyTemplate {
     /// The same template with more fuel in each (fuel is set per environment), so that a
     /// rendering gets fuel in proportion to its event.
     envs: Vec<(u64, Environment<'static>)>,
+}
+
+/// The fuel of the prepared environments: [`FUEL`], doubled until [`MAX_FUEL`], which ends it.
+fn fuel_tiers() -> Vec<u64> {
+    let mut tiers = vec![FUEL];
+    while let Some(&last) = tiers.last() {
+        if last >= MAX_FUEL {
+            break;
+        }
+        tiers.push(last.saturating_mul(FUEL_STEP).min(MAX_FUEL));
+    }
+    tiers
+}
+
+/// The memory the renderings in progress have reserved (see [`RENDER_MEMORY`]).
+static RENDERING: MemoryBudget = MemoryBudget::new(RENDER_MEMORY);
+
+/// Bytes shared by the holders of reservations: a reservation waits until its bytes are free.
+struct MemoryBudget {
+    limit: u64,
+    reserved: std::sync::Mutex<u64>,
+    released: std::sync::Condvar,
+}
+
+impl MemoryBudget {
+    const fn new(limit: u64) -> Self {
+        MemoryBudget {
+            limit,
+            reserved: std::sync::Mutex::new(0),
+            released: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Reserves `bytes` (at most the whole budget), waiting for them to be free.
+    fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        let bytes = bytes.min(self.limit);
+        let mut reserved = self
+            .reserved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *reserved + bytes > self.limit {
+            reserved = self
+                .released
+                .wait(reserved)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *reserved += bytes;
+        Reservation {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+/// Bytes of a [`MemoryBudget`], given back when dropped.
+struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut reserved = self
+            .budget
+            .reserved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *reserved -= self.bytes;
+        self.budget.released.notify_all();
+    }
 }
 
 const NAME: &str = "body";
@@ -85,9 +167,9 @@ impl BodyTemplate {
         env.add_filter("markdown_escape", markdown_escape);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|err| describe(&err))?;
-        let envs = (0..FUEL_TIERS)
-            .map(|tier| {
-                let fuel = FUEL * FUEL_STEP.pow(tier);
+        let envs = fuel_tiers()
+            .into_iter()
+            .map(|fuel| {
                 let mut env = env.clone();
                 env.set_fuel(Some(fuel));
                 (fuel, env)
@@ -130,21 +212,30 @@ impl BodyTemplate {
     pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, String> {
         let needed =
             FUEL.saturating_add(FUEL_PER_EVENT_BYTE.saturating_mul(delivery.raw.len() as u64));
-        let env = self
+        let (fuel, env) = self
             .envs
             .iter()
             .find(|(fuel, _)| *fuel >= needed)
             .or(self.envs.last())
-            .map(|(_, env)| env)
             .ok_or("no template")?;
         let template = env.get_template(NAME).map_err(|err| describe(&err))?;
-        template
-            .render(context(delivery))
-            .map_err(|err| describe(&err))
+        let context = context(delivery);
+        let _memory = RENDERING.reserve(fuel.saturating_mul(BYTES_PER_FUEL));
+        template.render(context).map_err(|err| describe(&err))
     }
 }
 
 fn describe(err: &minijinja::Error) -> String {
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "template error: the rendering ran out of fuel{}: it did more steps or made more text \
+             than an event of this size allows (a loop over the event's values in a loop over \
+             them, or text built on itself)",
+            err.line()
+                .map(|line| format!(" on line {line}"))
+                .unwrap_or_default()
+        );
+    }
     match err.line() {
         Some(line) => format!("template error on line {line}: {err}"),
         None => format!("template error: {err}"),

@@ -1096,7 +1096,8 @@ mod tests {
             &Secrets::default(),
         )
         .unwrap();
-        let errors: Vec<String> = (0..20_000).map(|n| format!("error {n}")).collect();
+        // Large enough for the most fuel a rendering gets.
+        let errors: Vec<String> = (0..200_000).map(|n| format!("error {n}")).collect();
         let event = serde_json::json!({"trackingNumber": "tn-1", "errors": errors});
         let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let ticker = tokio::spawn({
