@@ -78,6 +78,10 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Dead-letter deliveries: list them, or send them again.
     Deadletter(cli::deadletter::DeadletterArgs),
+    /// Renders body templates for the process that started it (its standard input and output),
+    /// within a memory limit given in bytes. Not for people.
+    #[command(name = "render-worker", hide = true)]
+    RenderWorker { memory: u64 },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +113,11 @@ fn main() -> ExitCode {
     });
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     cli::init_logging(&cli.log, cli.log_json);
+    // Body templates render in child processes of this binary, so that a template that takes
+    // too much memory or time on an event ends a child, not the server.
+    if let Ok(program) = std::env::current_exe() {
+        provtrail::routes::render::isolate(provtrail::routes::render::Isolation::new(program));
+    }
     let outcome = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
         Command::Filter(args) => cli::filter::run(args),
@@ -128,6 +137,7 @@ fn main() -> ExitCode {
         Command::Routes(args) => cli::block_on(cli::routes::run(args)),
         Command::Replay(args) => cli::block_on(cli::replay::run(args)),
         Command::Deadletter(args) => cli::block_on(cli::deadletter::run(args)),
+        Command::RenderWorker { memory } => Ok(render_worker(memory)),
     };
     match outcome {
         Ok(code) => code,
@@ -150,6 +160,18 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// The child's side of the rendering of body templates: exits 0 when its input ends.
+fn render_worker(memory: u64) -> ExitCode {
+    use provtrail::routes::render;
+    if render::limit_memory(memory).is_err() {
+        return ExitCode::from(2);
+    }
+    match render::serve_renderings(std::io::stdin().lock(), std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(2),
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod file;
 mod nats;
+pub mod render;
 pub mod replay;
 pub mod secret;
 pub mod sink;

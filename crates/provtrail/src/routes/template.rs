@@ -78,6 +78,8 @@ const FUEL_STEP: u64 = 2;
 /// A compiled body template.
 #[derive(Debug)]
 pub struct BodyTemplate {
+    /// The template's text, for the child processes that render it (see `render`).
+    source: String,
     /// The same template with more fuel in each (fuel is set per environment), so that a
     /// rendering gets fuel in proportion to its event.
     envs: Vec<(u64, Environment<'static>)>,
@@ -175,7 +177,10 @@ impl BodyTemplate {
                 (fuel, env)
             })
             .collect();
-        let template = BodyTemplate { envs };
+        let template = BodyTemplate {
+            source: source.to_owned(),
+            envs,
+        };
         template.check_names()?;
         Ok(template)
     }
@@ -208,8 +213,17 @@ impl BodyTemplate {
         ))
     }
 
-    /// Renders the body of one delivery.
+    /// Renders the body of one delivery: in a child process when the program has asked for
+    /// that (`render::isolate`, as the `provtrail` binary does), else here. Blocks until done.
     pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, String> {
+        match super::render::pool() {
+            Some(pool) => pool.render(&self.source, delivery),
+            None => self.render_here(delivery),
+        }
+    }
+
+    /// Renders the body of one delivery in this process.
+    pub(crate) fn render_here(&self, delivery: &Delivery<'_>) -> Result<String, String> {
         let needed =
             FUEL.saturating_add(FUEL_PER_EVENT_BYTE.saturating_mul(delivery.raw.len() as u64));
         let (fuel, env) = self
