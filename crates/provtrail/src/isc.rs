@@ -33,6 +33,15 @@ const PAGE_OVERLAP: usize = 25;
 /// The largest page body read: 250 rows of events of up to about 1 MB each.
 const MAX_PAGE_BYTES: usize = 300 * 1024 * 1024;
 
+/// The most rows a page may hold: what ISC keeps and a page more (it sends at most the 250
+/// asked for). A page past it is refused unread.
+const MAX_PAGE_ROWS: usize = MAX_ROWS + PAGE_SIZE;
+
+/// The largest row read as JSON: an event of ISC's is about 1 MB at most. A larger row is
+/// reported without its event, its text never made into a tree (which takes up to 60 times
+/// the text's size: a row of 300 MB of `0,` would take tens of gigabytes).
+const MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
+
 /// Tries for one request that ISC answers with 429 or a passing 5xx.
 const TRIES: u32 = 5;
 
@@ -511,7 +520,8 @@ fn unescaped(text: &str) -> String {
 /// The elements of a JSON array, as the slices of `body` that hold them, found by its brackets,
 /// commas and strings alone, so that an element that is not valid JSON text on its own (bytes
 /// that are not UTF-8, a lone surrogate escape) does not hide the others. `None` when `body`
-/// is not shaped as an array of values.
+/// is not shaped as an array of values, or holds more than [`MAX_PAGE_ROWS`] (whose slices
+/// would take memory out of proportion to the page: 16 bytes for each `0,`).
 fn split_array(body: &[u8]) -> Option<Vec<&[u8]>> {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let start = body.iter().position(|b| !is_space(b))?;
@@ -542,6 +552,9 @@ fn split_array(body: &[u8]) -> Option<Vec<&[u8]>> {
                 let element = &body[element_start..at];
                 let blank = element.iter().all(is_space);
                 if !blank {
+                    if elements.len() == MAX_PAGE_ROWS {
+                        return None;
+                    }
                     elements.push(element);
                 } else if byte == b',' || !elements.is_empty() {
                     // `[,` or `,,` or `,]`: not an array of values.
@@ -751,27 +764,29 @@ impl Pages<'_> {
             expected: "a list of invocation statuses",
             reason,
         };
-        // Each row with what it is known by when it has no id (what it holds), so that the
-        // overlap does not give it twice.
-        let page: Vec<(Invocation, String)> = match serde_json::from_slice(&body) {
-            Ok(Value::Array(page)) => page
-                .iter()
-                .map(|row| (Invocation::from_row(row), row.to_string()))
-                .collect(),
-            Ok(_) => return Err(unreadable("not a JSON array".to_owned())),
-            // One row that is not JSON text (invalid UTF-8, a lone surrogate escape) must not
-            // cost the others: each is read on its own, and the one that cannot be is named.
-            Err(err) => match split_array(&body) {
-                Some(rows) => rows.into_iter().map(Invocation::from_row_text).collect(),
-                None => return Err(unreadable(err.to_string())),
-            },
+        // Each row read on its own, with what it is known by when it has no id (a digest of
+        // what it holds), so that the overlap does not give it twice. The page is never made
+        // into one tree: a tree takes many times the text's size. One row that is not JSON text
+        // (invalid UTF-8, a lone surrogate escape) does not cost the others either.
+        let page: Vec<(Invocation, String)> = match split_array(&body) {
+            Some(rows) => rows.into_iter().map(Invocation::from_row_text).collect(),
+            None => {
+                let reason = match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    Err(err) => err.to_string(),
+                    Ok(_) if body.trim_ascii_start().starts_with(b"[") => format!(
+                        "it holds more than {MAX_PAGE_ROWS} rows, where {PAGE_SIZE} were asked for"
+                    ),
+                    Ok(_) => "not a JSON array".to_owned(),
+                };
+                return Err(unreadable(reason));
+            }
         };
         let count = page.len();
         let mut rows = Vec::new();
         let mut new = 0;
         for (invocation, text) in page {
             let key = if invocation.id.is_empty() {
-                format!("row\0{text}")
+                text
             } else {
                 format!("id\0{}", invocation.id)
             };
@@ -915,8 +930,8 @@ pub const MAX_CHANGED: usize = 100;
 fn event_digest(invocation: &Invocation) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match &invocation.input {
-        Ok(input) => Value::Object(input.clone()).to_string().hash(&mut hasher),
+    match &invocation.body {
+        Ok(body) => body.hash(&mut hasher),
         Err(reason) => reason.hash(&mut hasher),
     }
     hasher.finish()
@@ -1009,6 +1024,19 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a row without an id is known by: a digest of its text (SHA-256, so that two rows are
+/// never taken for one), not the text, which the pages would keep for the whole listing.
+fn row_digest(text: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text);
+    let mut key = String::with_capacity(4 + 64);
+    key.push_str("row\0");
+    for byte in digest {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key
+}
+
 /// A value in ISC's filter syntax: double-quoted, with `"` and `\` escaped.
 fn quoted(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
@@ -1027,8 +1055,9 @@ pub struct Invocation {
     pub kind: Option<String>,
     /// When ISC created the invocation (ISO-8601, as ISC wrote it).
     pub created: Option<String>,
-    /// The event it sent, or why the row holds none that can be used.
-    pub input: Result<Map<String, Value>, &'static str>,
+    /// The body ISC posted (see [`Invocation::event_body`]), or why the row holds no event that
+    /// can be used. Made when the row is read, so that a page's rows do not keep their trees.
+    body: Result<Vec<u8>, &'static str>,
 }
 
 impl Invocation {
@@ -1040,15 +1069,17 @@ impl Invocation {
             .get("startInvocationInput")
             .and_then(|start| start.get("input"))
         {
-            Some(Value::Object(input)) => Ok(input.clone()),
+            Some(Value::Object(input)) => Ok(input),
             Some(Value::Null) | None => Err("the row holds no input"),
             Some(_) => Err("the row's input is not a JSON object"),
         };
+        // A blank id is none.
+        let id = text("id")
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_default();
+        let body = input.and_then(|input| event_body(&id, input));
         Invocation {
-            // A blank id is none.
-            id: text("id")
-                .filter(|id| !id.trim().is_empty())
-                .unwrap_or_default(),
+            id,
             trigger_id: text("triggerId").or_else(|| {
                 row.get("startInvocationInput")
                     .and_then(|start| start.get("triggerId"))
@@ -1059,7 +1090,7 @@ impl Invocation {
             subscription_name: text("subscriptionName"),
             kind: text("type"),
             created: text("created"),
-            input,
+            body,
         }
     }
 
@@ -1069,17 +1100,25 @@ impl Invocation {
     /// U+FFFD) shows them. Its event is not recovered: the repaired copy is not what ISC sent.
     /// Also gives what the row is known by when it has no id.
     fn from_row_text(text: &[u8]) -> (Invocation, String) {
+        if text.len() > MAX_ROW_BYTES {
+            let mut invocation = Invocation::from_row(&Value::Null);
+            invocation.body = Err(
+                "the row is over 4 MiB, larger than any event ISC sends: it \
+                is not read",
+            );
+            return (invocation, row_digest(text));
+        }
         if let Ok(row) = serde_json::from_slice::<Value>(text) {
-            let text = row.to_string();
-            return (Invocation::from_row(&row), text);
+            let key = row_digest(row.to_string().as_bytes());
+            return (Invocation::from_row(&row), key);
         }
         let repaired = repaired_json_text(text);
         let row = serde_json::from_str::<Value>(&repaired).unwrap_or(Value::Null);
         let mut invocation = Invocation::from_row(&row);
-        invocation.input = Err("the row is not valid JSON on its own (bytes that are not \
-            UTF-8, a lone surrogate escape, or broken syntax): its event cannot be recovered as \
-            ISC sent it");
-        (invocation, repaired)
+        invocation.body = Err("the row is not valid JSON on its own (bytes that are not \
+            UTF-8, a lone surrogate escape, nesting past the parser's depth, or broken syntax): \
+            its event cannot be recovered as ISC sent it");
+        (invocation, row_digest(repaired.as_bytes()))
     }
 
     /// Whether ISC marks it as a test invocation (a subscription's "Test" button, or the test
@@ -1095,33 +1134,37 @@ impl Invocation {
     /// the live delivery carried. An envelope already in the input keeps its other members;
     /// one that is not an object is replaced. `Err` says why there is no event to recover.
     pub fn event_body(&self) -> Result<Vec<u8>, &'static str> {
-        let input = self.input.as_ref().map_err(|reason| *reason)?;
-        let mut event = input.clone();
-        // Taken out in place (a plain `remove` would move the last member into its place) and
-        // put back at the end, where ISC's envelope is.
-        let mut metadata = match event.shift_remove("_metadata") {
-            Some(Value::Object(metadata)) => metadata,
-            _ => Map::new(),
-        };
-        if metadata.is_empty() {
-            metadata.insert("triggerId".to_owned(), Value::String(TRIGGER_ID.to_owned()));
-            metadata.insert(
-                "triggerType".to_owned(),
-                Value::String("fireAndForget".to_owned()),
-            );
-        }
-        if !self.id.is_empty() {
-            metadata.insert("invocationId".to_owned(), Value::String(self.id.clone()));
-        } else if metadata
-            .get("invocationId")
-            .and_then(Value::as_str)
-            .is_none_or(|id| id.trim().is_empty())
-        {
-            return Err("the row has no invocation id");
-        }
-        event.insert("_metadata".to_owned(), Value::Object(metadata));
-        Ok(Value::Object(event).to_string().into_bytes())
+        self.body.clone()
     }
+}
+
+/// The body ISC posted for the row `id` with `input` (see [`Invocation::event_body`]).
+fn event_body(id: &str, input: &Map<String, Value>) -> Result<Vec<u8>, &'static str> {
+    let mut event = input.clone();
+    // Taken out in place (a plain `remove` would move the last member into its place) and
+    // put back at the end, where ISC's envelope is.
+    let mut metadata = match event.shift_remove("_metadata") {
+        Some(Value::Object(metadata)) => metadata,
+        _ => Map::new(),
+    };
+    if metadata.is_empty() {
+        metadata.insert("triggerId".to_owned(), Value::String(TRIGGER_ID.to_owned()));
+        metadata.insert(
+            "triggerType".to_owned(),
+            Value::String("fireAndForget".to_owned()),
+        );
+    }
+    if !id.is_empty() {
+        metadata.insert("invocationId".to_owned(), Value::String(id.to_owned()));
+    } else if metadata
+        .get("invocationId")
+        .and_then(Value::as_str)
+        .is_none_or(|id| id.trim().is_empty())
+    {
+        return Err("the row has no invocation id");
+    }
+    event.insert("_metadata".to_owned(), Value::Object(metadata));
+    Ok(Value::Object(event).to_string().into_bytes())
 }
 
 #[cfg(test)]
@@ -1384,6 +1427,32 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// A page of more rows than ISC sends is refused before its rows are collected (16 bytes of
+    /// slice for every two bytes of `0,`), and a row larger than any event is not made into a
+    /// tree (up to 60 times its size); rows without an id are known by a digest, not their text.
+    #[test]
+    fn a_page_of_too_many_rows_and_a_row_too_large_are_not_read() {
+        let mut page = b"[0".to_vec();
+        page.extend(b",0".repeat(MAX_PAGE_ROWS - 1));
+        page.push(b']');
+        assert_eq!(split_array(&page).unwrap().len(), MAX_PAGE_ROWS);
+        page.truncate(page.len() - 1);
+        page.extend(b",0]");
+        assert!(split_array(&page).is_none());
+
+        let mut row = br#"{"id":"inv-big","startInvocationInput":{"input":{"n":[0"#.to_vec();
+        row.extend(b",0".repeat(MAX_ROW_BYTES / 2));
+        row.extend(b"]}}}");
+        let (invocation, key) = Invocation::from_row_text(&row);
+        let reason = invocation.event_body().unwrap_err();
+        assert!(reason.contains("over 4 MiB"), "{reason}");
+        assert!(key.len() < 100, "{}", key.len());
+        let (small, key) = Invocation::from_row_text(br#"{"startInvocationInput":{}}"#);
+        assert!(small.id.is_empty());
+        assert_eq!(key.len(), 4 + 64);
+        assert_ne!(key, Invocation::from_row_text(br#"{"type":"TEST"}"#).1);
     }
 
     #[test]

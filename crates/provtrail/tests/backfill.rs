@@ -980,3 +980,60 @@ async fn an_invocation_listed_again_with_another_event_is_named() {
         json!(["inv-010"])
     );
 }
+
+/// `provtrail backfill` of the stand-in at `url` with its token, and the most memory the
+/// process held (`VmHWM`, read until it ends).
+fn backfill_measured(url: &str) -> (i32, String, usize) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
+        .args(["backfill", "--tenant", url, "--access-token", TOKEN])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Some(kb) = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|kb| {
+                    kb.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+        }) {
+            peak = peak.max(kb * 1024);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code().unwrap_or(-1), stderr, peak)
+}
+
+/// A page of small values (20 MB of `0,`) is not made into one tree of ten million numbers,
+/// nor ten million slices: it is refused as holding more rows than ISC sends, with little
+/// memory. Rows without an id are remembered by a digest, not their text, across pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_millions_of_small_values_is_refused_within_little_memory() {
+    let mut page = b"[0".to_vec();
+    page.extend(b",0".repeat(10_000_000));
+    page.push(b']');
+    let (url, _) = start_isc_with(Vec::new(), |isc| isc.raw_first_page = Some(page)).await;
+    let (code, stderr, peak) = tokio::task::spawn_blocking(move || backfill_measured(&url))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("it holds more than 2250 rows, where 250 were asked for"),
+        "{stderr}"
+    );
+    assert!(peak < 300 << 20, "{} MiB", peak >> 20);
+}
