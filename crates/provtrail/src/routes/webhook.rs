@@ -509,17 +509,48 @@ impl Webhook {
             raw: &raw,
             event: &event,
         };
-        match self.body(&sample) {
-            Ok(_) => Ok(()),
-            Err(err) => Err(SinkConfigError::new(
+        if let Err(err) = self.body(&sample) {
+            return Err(SinkConfigError::new(
                 "body_template",
                 format!(
                     "for a sample event with failed account requests: {} (see provtrail routes \
                      test)",
                     err.message
                 ),
-            )),
+            ));
         }
+        if !self.json_body {
+            return Ok(());
+        }
+        // The same event with its text as an outsider could write it: text that closes a JSON
+        // string and opens a member of its own. A template that puts event text into the body
+        // without `json_escape` or `tojson` either breaks the body (every such event to the dead
+        // letters) or lets the event choose the message's members (a channel, a user name).
+        let mut hostile = event.clone();
+        with_hostile_text(&mut hostile);
+        let hostile_raw = serde_json::to_vec(&hostile).unwrap_or_default();
+        let sample = Delivery {
+            raw: &hostile_raw,
+            event: &hostile,
+            ..sample
+        };
+        let unescaped = match self.body(&sample) {
+            Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|body| holds_key(&body, INJECTED_KEY)),
+            Err(_) => true,
+        };
+        if unescaped {
+            return Err(SinkConfigError::new(
+                "body_template",
+                format!(
+                    "text from the event reaches the body unescaped: an event whose text holds \
+                     {HOSTILE_TEXT:?} adds a member to the JSON or breaks it. Apply json_escape \
+                     to text placed inside a JSON string, or tojson to a whole value (see \
+                     provtrail routes test)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn body(&self, delivery: &Delivery<'_>) -> Result<Vec<u8>, SinkError> {
@@ -556,6 +587,54 @@ impl Webhook {
             ("X-Provtrail-Route", delivery.route.to_owned()),
             ("X-Provtrail-Attempt", delivery.attempt.to_string()),
         ]
+    }
+}
+
+/// The member that [`HOSTILE_TEXT`] adds to a body that takes event text unescaped.
+const INJECTED_KEY: &str = "provtrail-injected";
+
+/// Event text that closes a JSON string and opens a member of its own.
+const HOSTILE_TEXT: &str = "x\",\"provtrail-injected\":\"x";
+
+/// Members whose values a template compares rather than shows (`provisioningResult`,
+/// `accountOperation`, types, times): kept as they are, so that the template takes the same
+/// branches as for the sample event.
+const COMPARED_MEMBERS: &[&str] = &[
+    "provisioningResult",
+    "accountOperation",
+    "operation",
+    "type",
+    "triggerId",
+    "triggerType",
+    "created",
+    "modified",
+];
+
+/// Every string of `value` (but those of [`COMPARED_MEMBERS`]) as [`HOSTILE_TEXT`] followed
+/// by the string.
+fn with_hostile_text(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => *text = format!("{HOSTILE_TEXT}{text}"),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(with_hostile_text),
+        serde_json::Value::Object(members) => {
+            for (name, member) in members.iter_mut() {
+                if !COMPARED_MEMBERS.contains(&name.as_str()) {
+                    with_hostile_text(member);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether an object in `value` has a member `key`.
+fn holds_key(value: &serde_json::Value, key: &str) -> bool {
+    match value {
+        serde_json::Value::Array(items) => items.iter().any(|item| holds_key(item, key)),
+        serde_json::Value::Object(members) => members
+            .iter()
+            .any(|(name, member)| name == key || holds_key(member, key)),
+        _ => false,
     }
 }
 
@@ -989,6 +1068,46 @@ mod tests {
         );
     }
 
+    /// A template that puts event text into a JSON body without escaping it fails the start:
+    /// an outsider's text could add members to the message (a channel, a user name) or break
+    /// it. The documented templates, and the same templates escaped, start.
+    #[test]
+    fn a_template_that_takes_event_text_unescaped_fails_the_start() {
+        let build = |template: &str| {
+            build_with(
+                &format!("url = \"https://example.com/\"\nbody_template = '''{template}'''"),
+                &Secrets::default(),
+            )
+        };
+        for unescaped in [
+            r#"{"text": "Provisioning {{ outcome }} for {{ recipient }}", "channel": "idm-alerts"}"#,
+            r#"{"text": "{{ errors | join('; ') }}"}"#,
+            r#"{"text": "{{ failed[0].source | slack_escape }}"}"#,
+            r#"{"id": "{{ event.accountRequests[0].accountId }}"}"#,
+        ] {
+            let err = build(unescaped).unwrap_err();
+            assert_eq!(err.setting, "body_template");
+            assert!(
+                err.message.contains("reaches the body unescaped")
+                    && err.message.contains("json_escape"),
+                "{unescaped}: {}",
+                err.message
+            );
+        }
+        for escaped in [
+            r#"{"text": "Provisioning {{ outcome }} for {{ recipient | json_escape }}", "channel": "idm-alerts"}"#,
+            r#"{"text": {{ (errors | join('; ')) | tojson }}, "n": {{ failed | length }}}"#,
+            r#"{"text": "{{ failed[0].source | slack_escape | json_escape }}"}"#,
+        ] {
+            assert!(build(escaped).is_ok(), "{escaped}");
+        }
+        let docs = include_str!("../../../../docs/routes.md");
+        for block in docs.split("```jinja\n").skip(1) {
+            let template = block.split("```").next().unwrap();
+            assert!(build(template).is_ok(), "{template}");
+        }
+    }
+
     #[test]
     fn a_body_template_takes_references_and_its_preview_hides_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -998,7 +1117,7 @@ mod tests {
         let sink = build_with(
             &format!(
                 "url = \"https://example.com/enqueue\"\nbody_template = '{{\"routing_key\": \
-                 \"${{file:{}}}\", \"summary\": \"{{{{ event.trackingNumber }}}}\"}}'",
+                 \"${{file:{}}}\", \"summary\": \"{{{{ event.trackingNumber | json_escape }}}}\"}}'",
                 key.display()
             ),
             &secrets,
@@ -1037,7 +1156,7 @@ mod tests {
         assert!(err.message.contains("template code"), "{}", err.message);
         // Without an env or file reference, `${` is text, as it always was.
         let sink = build_with(
-            "url = \"https://example.com/\"\nbody_template = '\"Total: ${{ event.trackingNumber }}\"'",
+            "url = \"https://example.com/\"\nbody_template = '\"Total: ${{ event.trackingNumber | json_escape }}\"'",
             &Secrets::default(),
         )
         .unwrap();
