@@ -345,14 +345,25 @@ impl Tenant {
                 return Err(IscError::Refused {
                     url,
                     status: status.as_u16(),
+                    // On one line: a line break in it would read as a line of the command's
+                    // own (`error: …`).
                     body: quotable(&text, secrets)
-                        .map(|text| crate::visible::shortened(&text, 300))
+                        .map(|text| crate::visible::shortened(&one_line(&text), 300))
                         .unwrap_or_else(|| withheld(secrets).to_owned()),
                 });
             }
             return Ok(body);
         }
     }
+}
+
+/// `text` with its line breaks, and the blanks around them, as one space.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Shortest secret masked in a quoted answer; with a shorter one the answer is not quoted at all
@@ -409,7 +420,10 @@ fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
             form,
             lower_hex_escapes(&percent),
             percent,
-        ] {
+        ]
+        .into_iter()
+        .chain(base64_cores(secret))
+        {
             if form.len() >= SHORTEST_MASKED {
                 text = text.replace(&form, "***");
             }
@@ -429,6 +443,31 @@ fn quotable(text: &str, secrets: &[&str]) -> Option<String> {
         }
     }
     Some(text)
+}
+
+/// What every base64 text holding `secret` holds of it, whatever the bytes before it (a Basic
+/// credential, `id:secret`, included): for each of the three places the secret can start in a
+/// group of three bytes, the characters that its bytes alone decide, in the standard and the
+/// URL-safe alphabets.
+fn base64_cores(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut cores = Vec::new();
+    for shift in 0..3usize {
+        let mut bytes = vec![0u8; shift];
+        bytes.extend_from_slice(secret.as_bytes());
+        // The characters wholly within the secret's bits: from the first that starts at or
+        // after its first bit, to the last that ends at or before its last.
+        let first = (shift * 8).div_ceil(6);
+        let last = (bytes.len() * 8) / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&bytes);
+            if let Some(core) = encoded.get(first..last.min(encoded.len())) {
+                cores.push(core.to_owned());
+            }
+        }
+    }
+    cores
 }
 
 /// Why [`quotable`] left an answer out.
@@ -830,7 +869,10 @@ impl Pages<'_> {
         // shortened the list.
         let after_full_page = self.last_count == self.widest && !self.confirming;
         if self.overlap > 0 && ((count > 0 && new == count) || (count == 0 && after_full_page)) {
-            self.gaps.push(self.offset);
+            // A page read again (a second look at the list's end) is one gap, said once.
+            if !self.gaps.contains(&self.offset) {
+                self.gaps.push(self.offset);
+            }
         }
         self.widest = self.widest.max(count);
         self.last_count = count;
@@ -1399,6 +1441,31 @@ mod tests {
         for bad in ["", "  ", "a\nb", "a\rb", "caf\u{e9}", "a\u{7f}"] {
             assert!(!fits_a_header(bad), "{bad:?}");
         }
+    }
+
+    /// A secret in base64, alone or after other bytes (a Basic credential), is masked, and a
+    /// quoted answer is one line.
+    #[test]
+    fn a_secret_in_base64_is_masked_wherever_it_starts() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let secret = "SUPERSECRET-abcdef123456";
+        for prefix in ["", "c", "cl", "client:", "client-id:"] {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let encoded = engine.encode(format!("{prefix}{secret}"));
+                let shown = quotable(&format!("{{\"seen\": \"{encoded}\"}}"), &[secret])
+                    .unwrap_or_default();
+                assert!(!shown.contains(&encoded), "{prefix:?}: {shown}");
+                // What is left of it decodes to no part of the secret.
+                for word in shown.split(|c: char| !c.is_ascii_alphanumeric()) {
+                    if let Ok(bytes) = STANDARD.decode(word) {
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        assert!(!text.contains("SECRET-abc"), "{prefix:?}: {shown}");
+                    }
+                }
+            }
+        }
+        assert_eq!(one_line("a\n error: FORGED \r\n\nb"), "a error: FORGED b");
     }
 
     #[test]

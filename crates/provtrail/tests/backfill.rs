@@ -1037,3 +1037,17 @@ async fn a_page_of_millions_of_small_values_is_refused_within_little_memory() {
     );
     assert!(peak < 300 << 20, "{} MiB", peak >> 20);
 }
+
+/// A page read twice (a second look at the list's end) that shares no row with the one before
+/// is one gap, said once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_seen_twice_at_one_offset_is_said_once() {
+    let (url, _) = start_isc_with(real_rows(3), |isc| {
+        isc.page_cap = Some(2);
+        isc.empty_at = Some(1);
+    })
+    .await;
+    let (_, _, stderr) = backfill_with_token(&url, &["--format", "json"]).await;
+    let summary: Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!(summary["gaps_at_offsets"], json!([1]), "{summary}");
+}
