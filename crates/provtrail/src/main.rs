@@ -115,7 +115,15 @@ fn main() -> ExitCode {
     cli::init_logging(&cli.log, cli.log_json);
     // Body templates render in child processes of this binary, so that a template that takes
     // too much memory or time on an event ends a child, not the server.
-    if let Ok(program) = std::env::current_exe() {
+    // The running binary itself, also once an upgrade has replaced the file it was started
+    // from (`/proc/self/exe` names the running one; its path would name the new one, or none).
+    let running = std::path::Path::new("/proc/self/exe");
+    let program = if running.exists() {
+        Some(running.to_path_buf())
+    } else {
+        std::env::current_exe().ok()
+    };
+    if let Some(program) = program {
         provtrail::routes::render::isolate(provtrail::routes::render::Isolation::new(program));
     }
     let outcome = match cli.command {
@@ -167,6 +175,25 @@ fn main() -> ExitCode {
 fn render_worker(memory: u64) -> ExitCode {
     use provtrail::routes::render;
     if render::limit_memory(memory).is_err() {
+        return ExitCode::from(2);
+    }
+    // SIGTERM and SIGINT are for the server, which stops gracefully; a service manager sends
+    // them to every process of the service at once. The child ends when its input does, once
+    // the server has, and a rendering under way meanwhile is finished. (The handlers stay once
+    // installed, after the runtime that installed them is gone.)
+    let ignored = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map(|runtime| {
+            runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                (
+                    signal(SignalKind::terminate()).is_ok(),
+                    signal(SignalKind::interrupt()).is_ok(),
+                )
+            })
+        });
+    if !matches!(ignored, Ok((true, true))) {
         return ExitCode::from(2);
     }
     match render::serve_renderings(std::io::stdin().lock(), std::io::stdout().lock()) {

@@ -33,17 +33,46 @@ const REPEATED_AND_JOINED: &str = "{{ ([errors[0]] * 100000) | join | length }}"
 
 fn render(template: &BodyTemplate, raw: &[u8]) -> Result<String, String> {
     let event: serde_json::Value = serde_json::from_slice(raw).unwrap();
-    template.render(&Delivery {
-        delivery_id: 1,
-        route: "r",
-        event_id: 1,
-        event_key: "inv-large",
-        key: "pt-1",
-        attempt: 1,
-        received_at: 0,
-        raw,
-        event: &event,
-    })
+    template
+        .render(&Delivery {
+            delivery_id: 1,
+            route: "r",
+            event_id: 1,
+            event_key: "inv-large",
+            key: "pt-1",
+            attempt: 1,
+            received_at: 0,
+            raw,
+            event: &event,
+        })
+        .map_err(|err| err.message)
+}
+
+/// The process ids of this process's rendering children that still run.
+fn render_workers() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (name) state ppid …`: the name may hold spaces, not the `)` before the state.
+        let after_name = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+        let mut fields = after_name.split(' ');
+        let (state, parent) = (fields.next(), fields.next());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if parent == Some(me.as_str())
+            && state != Some("Z")
+            && String::from_utf8_lossy(&cmdline).contains("render-worker")
+        {
+            children.push(pid);
+        }
+    }
+    children.sort_unstable();
+    children
 }
 
 /// The most memory this process has held, from the kernel.
@@ -93,6 +122,36 @@ fn a_rendering_past_its_childs_memory_fails_and_the_next_gets_a_new_child() {
     assert!(err.starts_with("template error"), "{err}");
     assert!(!err.contains("ended without a body"), "{err}");
     assert_eq!(render(&fine, &raw).unwrap(), format!("{MIB} tn-large"));
+
+    // Text that 256 MiB holds (50 MB, made by doubling a buffer) renders.
+    let large = BodyTemplate::compile("{{ ([errors[0]] * 50) | join | length }}").unwrap();
+    assert_eq!(render(&large, &raw).unwrap(), (50 * MIB).to_string());
+
+    // The child ignores the signals meant for the server (a service's stop sends them to every
+    // process of it): the server's graceful stop goes on rendering.
+    let child = render_workers();
+    assert_eq!(child.len(), 1, "{child:?}");
+    for signal in ["-TERM", "-INT"] {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child[0].to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(render_workers(), child);
+    assert_eq!(render(&fine, &raw).unwrap(), format!("{MIB} tn-large"));
+    // One killed while idle is replaced, and the next rendering does not fail for it.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &child[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(render(&fine, &raw).unwrap(), format!("{MIB} tn-large"));
+    let replaced = render_workers();
+    assert_eq!(replaced.len(), 1);
+    assert_ne!(replaced, child);
 
     // `routes test`, which renders in a child of its own process.
     let dir = tempfile::tempdir().unwrap();

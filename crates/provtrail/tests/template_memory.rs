@@ -55,7 +55,7 @@ fn render_within(
                         raw,
                         event,
                     };
-                    template.render(&delivery).unwrap_err()
+                    template.render(&delivery).unwrap_err().message
                 })
             })
             .collect();

@@ -12,13 +12,14 @@
 //! render in the calling process, within the memory budget of `template`.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::Duration;
 
 use super::sink::Delivery;
-use super::template::BodyTemplate;
+use super::template::{BodyTemplate, RenderError};
 
 /// The hidden subcommand that runs a child.
 pub const WORKER_COMMAND: &str = "render-worker";
@@ -101,14 +102,19 @@ impl Pool {
     }
 
     /// Renders `template` for the delivery in a child; blocks until it answers.
-    pub(crate) fn render(&self, template: &str, delivery: &Delivery<'_>) -> Result<String, String> {
+    pub(crate) fn render(
+        &self,
+        template: &str,
+        delivery: &Delivery<'_>,
+    ) -> Result<String, RenderError> {
         let mut worker = match self.take() {
             Ok(worker) => worker,
             Err(err) => {
                 self.discarded();
-                return Err(format!(
-                    "template error: could not start a rendering: {err}"
-                ));
+                return Err(RenderError {
+                    message: format!("could not start a process to render the template: {err}"),
+                    retry: true,
+                });
             }
         };
         let sent = write_request(&mut worker.input, template, delivery)
@@ -128,25 +134,42 @@ impl Pool {
             }
             Ok(Ok(Answer::Failed(message))) => {
                 self.give_back(worker);
-                Err(message)
+                Err(RenderError::of_template(message))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = end(worker);
                 self.discarded();
-                Err(format!(
+                Err(RenderError::of_template(format!(
                     "template error: the rendering took longer than {} s and was stopped",
                     self.isolation.time.as_secs_f64()
-                ))
+                )))
             }
             Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = end(worker);
                 self.discarded();
-                Err(format!(
-                    "template error: the rendering ended without a body ({}): a template that \
-                     makes more than {} MiB of text for this event, most likely",
-                    status.map_or_else(|err| err.to_string(), |status| status.to_string()),
-                    self.isolation.memory >> 20
-                ))
+                let shown = status
+                    .as_ref()
+                    .map_or_else(|err| err.to_string(), |status| status.to_string());
+                // An allocation past the limit aborts the child; any other end (killed from
+                // outside, as a service's stop signals every process of it) says nothing of
+                // the template, which is tried again.
+                let aborted = rustix::process::Signal::ABORT.as_raw();
+                if status.is_ok_and(|status| status.signal() == Some(aborted)) {
+                    Err(RenderError::of_template(format!(
+                        "template error: the rendering ended without a body ({shown}): a \
+                         template that makes more text for this event than {} MiB of memory \
+                         holds, most likely",
+                        self.isolation.memory >> 20
+                    )))
+                } else {
+                    Err(RenderError {
+                        message: format!(
+                            "the process rendering the template ended before it answered \
+                             ({shown})"
+                        ),
+                        retry: true,
+                    })
+                }
             }
         }
     }
@@ -156,8 +179,15 @@ impl Pool {
     fn take(&self) -> io::Result<Worker> {
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(worker) = workers.idle.pop() {
-                return Ok(worker);
+            if let Some(mut worker) = workers.idle.pop() {
+                // One that ended while idle (killed from outside) is replaced, not given a
+                // delivery to fail.
+                if matches!(worker.child.try_wait(), Ok(None)) {
+                    return Ok(worker);
+                }
+                let _ = worker.child.wait();
+                workers.running -= 1;
+                continue;
             }
             if workers.running < self.isolation.workers.max(1) {
                 workers.running += 1;
@@ -185,6 +215,7 @@ impl Pool {
     }
 
     fn spawn(&self) -> io::Result<Worker> {
+        use std::os::unix::process::CommandExt as _;
         let mut child = Command::new(&self.isolation.program)
             .arg(WORKER_COMMAND)
             .arg(self.isolation.memory.to_string())
@@ -194,6 +225,12 @@ impl Pool {
             // in the delivery's error instead.
             .stderr(Stdio::null())
             .env_remove("PROVTRAIL_LOG_JSON")
+            // The allocator's areas reserved as they are used, not ahead of it: reserved, they
+            // count toward the limit on the child's memory (1 GiB at its start).
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+            // Its own process group: a Ctrl-C meant for the server does not end a rendering
+            // (the child ends when its input does, once the server has).
+            .process_group(0)
             .spawn()?;
         let input = child
             .stdin
@@ -456,7 +493,7 @@ mod tests {
         (dir, pool)
     }
 
-    fn render_in(pool: &Pool) -> Result<String, String> {
+    fn render_in(pool: &Pool) -> Result<String, RenderError> {
         let event = serde_json::Value::Null;
         pool.render(
             "{{ route }}",
@@ -484,7 +521,8 @@ mod tests {
         );
         let started = std::time::Instant::now();
         let err = render_in(&pool).unwrap_err();
-        assert!(err.contains("took longer than 0.3 s"), "{err}");
+        assert!(err.message.contains("took longer than 0.3 s"), "{err}");
+        assert!(!err.retry);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(render_in(&pool).is_err());
         let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
@@ -494,14 +532,18 @@ mod tests {
         let (_dir, pool) = pool_of("exit 3", Duration::from_secs(30));
         let err = render_in(&pool).unwrap_err();
         assert!(
-            err.contains("ended without a body (exit status: 3)"),
+            err.message
+                .contains("ended before it answered (exit status: 3)")
+                && err.retry,
             "{err}"
         );
         assert_eq!(pool.workers.lock().unwrap().running, 0);
         // A program that cannot be started is an error too, and leaves no place taken.
         let pool = Pool::new(Isolation::new("/nonexistent/provtrail".into()));
         let err = render_in(&pool).unwrap_err();
-        assert!(err.contains("could not start a rendering"), "{err}");
+        // Nothing was rendered: the delivery's attempt fails, to be tried again.
+        assert!(err.message.contains("could not start a process"), "{err}");
+        assert!(err.retry);
         assert_eq!(pool.workers.lock().unwrap().running, 0);
     }
 

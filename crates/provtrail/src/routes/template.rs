@@ -215,10 +215,10 @@ impl BodyTemplate {
 
     /// Renders the body of one delivery: in a child process when the program has asked for
     /// that (`render::isolate`, as the `provtrail` binary does), else here. Blocks until done.
-    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, String> {
+    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, RenderError> {
         match super::render::pool() {
             Some(pool) => pool.render(&self.source, delivery),
-            None => self.render_here(delivery),
+            None => self.render_here(delivery).map_err(RenderError::of_template),
         }
     }
 
@@ -236,6 +236,27 @@ impl BodyTemplate {
         let context = context(delivery);
         let _memory = RENDERING.reserve(fuel.saturating_mul(BYTES_PER_FUEL));
         template.render(context).map_err(|err| describe(&err))
+    }
+}
+
+/// Why a rendering gave no body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RenderError {
+    /// What went wrong, for the delivery's error.
+    pub message: String,
+    /// True when the template was not rendered at all (no process to render it in could be
+    /// started): trying again later may render it. False when the template failed on this
+    /// event, which it would do again.
+    pub retry: bool,
+}
+
+impl RenderError {
+    pub(crate) fn of_template(message: String) -> Self {
+        RenderError {
+            message,
+            retry: false,
+        }
     }
 }
 
@@ -546,7 +567,9 @@ mod tests {
 
     fn render(source: &str) -> Result<String, String> {
         let (raw, value) = sample();
-        BodyTemplate::compile(source)?.render(&delivery(&raw, &value))
+        BodyTemplate::compile(source)?
+            .render(&delivery(&raw, &value))
+            .map_err(|err| err.message)
     }
 
     #[test]

@@ -537,7 +537,9 @@ impl Webhook {
         let unescaped = match self.body(&sample) {
             Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
                 .is_ok_and(|body| holds_key(&body, INJECTED_KEY)),
-            Err(_) => true,
+            // A template that fails on such text otherwise (`| int` of a number that is now
+            // text) says nothing of its escaping.
+            Err(err) => err.message.contains("did not render valid JSON"),
         };
         if unescaped {
             return Err(SinkConfigError::new(
@@ -557,7 +559,13 @@ impl Webhook {
         match &self.template {
             None => Ok(delivery.raw.to_vec()),
             Some((template, _)) => {
-                let body = template.render(delivery).map_err(SinkError::permanent)?;
+                let body = template.render(delivery).map_err(|err| {
+                    if err.retry {
+                        SinkError::transient(err.message)
+                    } else {
+                        SinkError::permanent(err.message)
+                    }
+                })?;
                 if self.json_body {
                     if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&body) {
                         return Err(SinkError::permanent(format!(
