@@ -526,31 +526,35 @@ impl Webhook {
         // string and opens a member of its own. A template that puts event text into the body
         // without `json_escape` or `tojson` either breaks the body (every such event to the dead
         // letters) or lets the event choose the message's members (a channel, a user name).
-        let mut hostile = event.clone();
-        with_hostile_text(&mut hostile);
-        let hostile_raw = serde_json::to_vec(&hostile).unwrap_or_default();
-        let sample = Delivery {
-            raw: &hostile_raw,
-            event: &hostile,
-            ..sample
-        };
-        let unescaped = match self.body(&sample) {
-            Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
-                .is_ok_and(|body| holds_key(&body, INJECTED_KEY)),
-            // A template that fails on such text otherwise (`| int` of a number that is now
-            // text) says nothing of its escaping.
-            Err(err) => err.message.contains("did not render valid JSON"),
-        };
-        if unescaped {
-            return Err(SinkConfigError::new(
-                "body_template",
-                format!(
-                    "text from the event reaches the body unescaped: an event whose text holds \
-                     {HOSTILE_TEXT:?} adds a member to the JSON or breaks it. Apply json_escape \
-                     to text placed inside a JSON string, or tojson to a whole value (see \
-                     provtrail routes test)"
-                ),
-            ));
+        // Twice: the second time with a backslash before the quote, which defeats a template
+        // that escapes quotes alone (`replace('"', '\\"')`).
+        for text in HOSTILE_TEXTS {
+            let mut hostile = event.clone();
+            with_hostile_text(&mut hostile, text);
+            let hostile_raw = serde_json::to_vec(&hostile).unwrap_or_default();
+            let sample = Delivery {
+                raw: &hostile_raw,
+                event: &hostile,
+                ..sample
+            };
+            let unescaped = match self.body(&sample) {
+                Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|body| holds_key(&body, INJECTED_KEY)),
+                // A template that fails on such text otherwise (`| int` of a number that is now
+                // text) says nothing of its escaping.
+                Err(err) => err.message.contains("did not render valid JSON"),
+            };
+            if unescaped {
+                return Err(SinkConfigError::new(
+                    "body_template",
+                    format!(
+                        "text from the event reaches the body unescaped: an event whose text \
+                         holds {text:?} adds a member to the JSON or breaks it. Apply \
+                         json_escape to text placed inside a JSON string, or tojson to a whole \
+                         value (see provtrail routes test)"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -598,11 +602,15 @@ impl Webhook {
     }
 }
 
-/// The member that [`HOSTILE_TEXT`] adds to a body that takes event text unescaped.
+/// The member that [`HOSTILE_TEXTS`] add to a body that takes event text unescaped.
 const INJECTED_KEY: &str = "provtrail-injected";
 
-/// Event text that closes a JSON string and opens a member of its own.
-const HOSTILE_TEXT: &str = "x\",\"provtrail-injected\":\"x";
+/// Event text that closes a JSON string and opens a member of its own, without and with a
+/// backslash before the quote.
+const HOSTILE_TEXTS: [&str; 2] = [
+    "x\",\"provtrail-injected\":\"x",
+    "x\\\",\"provtrail-injected\":\"x",
+];
 
 /// Members whose values a template compares rather than shows (`provisioningResult`,
 /// `accountOperation`, types, times): kept as they are, so that the template takes the same
@@ -618,16 +626,18 @@ const COMPARED_MEMBERS: &[&str] = &[
     "modified",
 ];
 
-/// Every string of `value` (but those of [`COMPARED_MEMBERS`]) as [`HOSTILE_TEXT`] followed
-/// by the string.
-fn with_hostile_text(value: &mut serde_json::Value) {
+/// Every string of `value` (but those of [`COMPARED_MEMBERS`]) as `hostile` followed by the
+/// string.
+fn with_hostile_text(value: &mut serde_json::Value, hostile: &str) {
     match value {
-        serde_json::Value::String(text) => *text = format!("{HOSTILE_TEXT}{text}"),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(with_hostile_text),
+        serde_json::Value::String(text) => *text = format!("{hostile}{text}"),
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| with_hostile_text(item, hostile)),
         serde_json::Value::Object(members) => {
             for (name, member) in members.iter_mut() {
                 if !COMPARED_MEMBERS.contains(&name.as_str()) {
-                    with_hostile_text(member);
+                    with_hostile_text(member, hostile);
                 }
             }
         }
@@ -1092,6 +1102,7 @@ mod tests {
             r#"{"text": "{{ errors | join('; ') }}"}"#,
             r#"{"text": "{{ failed[0].source | slack_escape }}"}"#,
             r#"{"id": "{{ event.accountRequests[0].accountId }}"}"#,
+            r#"{"text": "{{ recipient | replace('"', '\\"') }}"}"#,
         ] {
             let err = build(unescaped).unwrap_err();
             assert_eq!(err.setting, "body_template");
