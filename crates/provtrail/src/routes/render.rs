@@ -137,12 +137,29 @@ impl Pool {
                 Err(RenderError::of_template(message))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The template is to blame only when the child spent the time rendering (a
+                // quarter of it at least, on a busy machine): one that was stopped (SIGSTOP, a
+                // frozen container) or starved of the processor has not rendered, and the
+                // delivery is tried again.
+                let worked = cpu_time(worker.child.id());
                 let _ = end(worker);
                 self.discarded();
-                Err(RenderError::of_template(format!(
-                    "template error: the rendering took longer than {} s and was stopped",
-                    self.isolation.time.as_secs_f64()
-                )))
+                let limit = self.isolation.time;
+                match worked {
+                    Some(worked) if worked < limit / 4 => Err(RenderError {
+                        message: format!(
+                            "the process rendering the template did not answer within {} s, \
+                             having run for {:.1} s of it",
+                            limit.as_secs_f64(),
+                            worked.as_secs_f64()
+                        ),
+                        retry: true,
+                    }),
+                    _ => Err(RenderError::of_template(format!(
+                        "template error: the rendering took longer than {} s and was stopped",
+                        limit.as_secs_f64()
+                    ))),
+                }
             }
             Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = end(worker);
@@ -259,6 +276,18 @@ impl Pool {
             answers,
         })
     }
+}
+
+/// The processor time a process has had (user and system), from `/proc`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (name) state …`: the fields after the name's closing parenthesis, of which utime and
+    // stime are the 12th and 13th (fields 14 and 15 of the whole line).
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    // In clock ticks of 1/100 s: the value Linux gives user space on every architecture.
+    Some(Duration::from_millis((user + system).saturating_mul(10)))
 }
 
 /// Ends a child (killed if it still runs) and says how it ended.
@@ -520,9 +549,10 @@ mod tests {
             Duration::from_millis(300),
         );
         let started = std::time::Instant::now();
+        // A child that never ran (it sleeps) has not rendered: the delivery is tried again.
         let err = render_in(&pool).unwrap_err();
-        assert!(err.message.contains("took longer than 0.3 s"), "{err}");
-        assert!(!err.retry);
+        assert!(err.message.contains("did not answer within 0.3 s"), "{err}");
+        assert!(err.retry);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(render_in(&pool).is_err());
         let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
@@ -545,6 +575,17 @@ mod tests {
         assert!(err.message.contains("could not start a process"), "{err}");
         assert!(err.retry);
         assert_eq!(pool.workers.lock().unwrap().running, 0);
+    }
+
+    /// A child that spends its time running (a template that takes too long) is the
+    /// template's fault: the delivery fails for good.
+    #[test]
+    fn a_child_that_runs_past_the_time_limit_fails_the_template() {
+        let (_dir, pool) = pool_of("while :; do :; done", Duration::from_secs(2));
+        let err = render_in(&pool).unwrap_err();
+        assert!(err.message.contains("took longer than 2 s"), "{err}");
+        assert!(!err.retry);
+        assert!(cpu_time(std::process::id()).is_some());
     }
 
     #[test]
