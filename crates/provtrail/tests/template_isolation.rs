@@ -7,26 +7,13 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use provtrail::routes::render::{Isolation, isolate};
 use provtrail::routes::sink::Delivery;
 use provtrail::routes::template::BodyTemplate;
 
 const MIB: usize = 1 << 20;
-
-/// A valid event whose first error is `bytes` long.
-fn event_with_a_long_error(bytes: usize) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "trackingNumber": "tn-large",
-        "sources": "Corp AD",
-        "recipient": {"type": "IDENTITY", "id": "i1", "name": "Jane Doe"},
-        "accountRequests": [{"source": {"id": "s1", "type": "SOURCE", "name": "Corp AD"},
-            "accountOperation": "Create", "provisioningResult": "FAILED",
-            "provisioningTarget": "Corp AD"}],
-        "errors": ["x".repeat(bytes)],
-        "_metadata": {"invocationId": "inv-large"},
-    }))
-    .unwrap()
-}
 
 /// Joined, 100,000 copies of a 1 MB error: 100 GB.
 const REPEATED_AND_JOINED: &str = "{{ ([errors[0]] * 100000) | join | length }}";
@@ -98,7 +85,7 @@ fn a_rendering_past_its_childs_memory_fails_and_the_next_gets_a_new_child() {
         time: Duration::from_secs(60),
         workers: 1,
     }));
-    let raw = event_with_a_long_error(MIB);
+    let raw = common::event_with_a_long_error(MIB);
     let bomb = BodyTemplate::compile(REPEATED_AND_JOINED).unwrap();
     let started = Instant::now();
     let err = render(&bomb, &raw).unwrap_err();
@@ -167,7 +154,7 @@ fn a_rendering_past_its_childs_memory_fails_and_the_next_gets_a_new_child() {
     .unwrap();
     let event = dir.path().join("event.json");
     // Within the largest document the command reads (1 MiB).
-    std::fs::write(&event, event_with_a_long_error(1_000_000)).unwrap();
+    std::fs::write(&event, common::event_with_a_long_error(1_000_000)).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_provtrail"))
         .args(["routes", "test", "bomb", "--config"])
         .arg(&config)

@@ -6,6 +6,8 @@
 //! One test in this binary: the allocator counts every thread's allocations.
 
 use provtrail::routes::sink::Delivery;
+
+mod common;
 use provtrail::routes::template::BodyTemplate;
 
 /// Counts the bytes allocated, and fails an allocation past its limit (which ends the process:
@@ -17,17 +19,9 @@ const MIB: usize = 1 << 20;
 
 /// A valid event of about `bytes` bytes, most of it one error message.
 fn large_event(bytes: usize) -> (Vec<u8>, serde_json::Value) {
-    let value = serde_json::json!({
-        "trackingNumber": "tn-large",
-        "sources": "Corp AD",
-        "recipient": {"type": "IDENTITY", "id": "i1", "name": "Jane Doe"},
-        "accountRequests": [{"source": {"id": "s1", "type": "SOURCE", "name": "Corp AD"},
-            "accountOperation": "Create", "provisioningResult": "FAILED",
-            "provisioningTarget": "Corp AD"}],
-        "errors": ["x".repeat(bytes)],
-        "_metadata": {"invocationId": "inv-large"},
-    });
-    (serde_json::to_vec(&value).unwrap(), value)
+    let raw = common::event_with_a_long_error(bytes);
+    let value = serde_json::from_slice(&raw).unwrap();
+    (raw, value)
 }
 
 /// Renders each template for the event at once, each on its own thread, with at most `room`

@@ -522,22 +522,24 @@ mod tests {
         (dir, pool)
     }
 
+    /// A delivery of `{}` to route `r`.
+    fn small_delivery(event: &serde_json::Value) -> Delivery<'_> {
+        Delivery {
+            delivery_id: 1,
+            route: "r",
+            event_id: 1,
+            event_key: "k",
+            key: "k",
+            attempt: 1,
+            received_at: 0,
+            raw: b"{}",
+            event,
+        }
+    }
+
     fn render_in(pool: &Pool) -> Result<String, RenderError> {
         let event = serde_json::Value::Null;
-        pool.render(
-            "{{ route }}",
-            &Delivery {
-                delivery_id: 1,
-                route: "r",
-                event_id: 1,
-                event_key: "k",
-                key: "k",
-                attempt: 1,
-                received_at: 0,
-                raw: b"{}",
-                event: &event,
-            },
-        )
+        pool.render("{{ route }}", &small_delivery(&event))
     }
 
     /// A child that never answers is killed at the time limit, and another started for the
@@ -591,17 +593,7 @@ mod tests {
     #[test]
     fn a_request_cut_short_is_an_error_and_not_a_rendering() {
         let event = serde_json::Value::Null;
-        let delivery = Delivery {
-            delivery_id: 1,
-            route: "r",
-            event_id: 1,
-            event_key: "k",
-            key: "k",
-            attempt: 1,
-            received_at: 0,
-            raw: b"{}",
-            event: &event,
-        };
+        let delivery = small_delivery(&event);
         let mut request = Vec::new();
         write_request(&mut request, "x", &delivery).unwrap();
         request.truncate(request.len() - 1);

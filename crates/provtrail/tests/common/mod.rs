@@ -55,6 +55,21 @@ pub fn event(invocation_id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A valid event of a failed request whose first error is `bytes` long.
+pub fn event_with_a_long_error(bytes: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "trackingNumber": "tn-large",
+        "sources": "Corp AD",
+        "recipient": {"type": "IDENTITY", "id": "i1", "name": "Jane Doe"},
+        "accountRequests": [{"source": {"id": "s1", "type": "SOURCE", "name": "Corp AD"},
+            "accountOperation": "Create", "provisioningResult": "FAILED",
+            "provisioningTarget": "Corp AD"}],
+        "errors": ["x".repeat(bytes)],
+        "_metadata": {"invocationId": "inv-large"},
+    }))
+    .unwrap()
+}
+
 /// A configuration for a test server on a loopback port chosen by the system, storing to `db`.
 pub fn config(db: &Path) -> FileConfig {
     let mut config = FileConfig::default();
